@@ -1,0 +1,131 @@
+"""Lua scripts that make the event log's multi-step operations atomic on the server.
+
+A script runs without interleaving, so two writers on one session never interleave
+half-written batches, and a read sees one consistent snapshot of the trim horizon and the
+entries. Each script validates everything before its first write: Redis does not roll back
+a script that fails half-way.
+"""
+
+from __future__ import annotations
+
+# Shared helpers: parse "ms-seq" ids (ms < 2^53 fits a Lua double exactly) and read the
+# stream's counters from XINFO STREAM (O(1); Redis 7.0 reports max-deleted-entry-id and
+# entries-added, which make the trim horizon and per-entry numbers exact).
+_PRELUDE = """
+local function parse_id(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function id_le(a, b)
+  local am, as = parse_id(a)
+  local bm, bs = parse_id(b)
+  return am < bm or (am == bm and as <= bs)
+end
+local function stream_info(key)
+  local info = {last = '0-0', added = 0, deleted = '0-0', exists = 0}
+  if redis.call('EXISTS', key) == 1 then
+    info.exists = 1
+    local raw = redis.call('XINFO', 'STREAM', key)
+    for i = 1, #raw, 2 do
+      local name = raw[i]
+      if name == 'last-generated-id' then info.last = raw[i + 1]
+      elseif name == 'entries-added' then info.added = tonumber(raw[i + 1])
+      elseif name == 'max-deleted-entry-id' then info.deleted = raw[i + 1] end
+    end
+  end
+  return info
+end
+"""
+
+#: KEYS[1] session stream, KEYS[2] feed stream.
+#: ARGV: maxlen ('' = none), approx ('1': trim in steps of up to 10%, at most 100),
+#:       minid ('' = none), expire_s ('' = none), feed_maxlen, n_events, session_id,
+#:       then per event: id, feed ('1'/'0'), n_fields, fields...
+#: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id}.
+APPEND = _PRELUDE + """
+local key, feed = KEYS[1], KEYS[2]
+local maxlen, approx, minid, expire_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local feed_maxlen, count, session_id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local events, pos = {}, 8
+for i = 1, count do
+  local ev = {id = ARGV[pos], feed = ARGV[pos + 1], fields = {}}
+  local nf = tonumber(ARGV[pos + 2])
+  for j = 1, nf do ev.fields[j] = ARGV[pos + 2 + j] end
+  pos = pos + 3 + nf
+  if parse_id(ev.id) == nil then return redis.error_reply('ERR bad event id ' .. ev.id) end
+  if i > 1 and id_le(ev.id, events[i - 1].id) then
+    return redis.error_reply('ERR event ids must increase within a batch')
+  end
+  events[i] = ev
+end
+local info = stream_info(key)
+if id_le(events[1].id, info.last) then
+  -- Already appended (a retry after a lost reply) or taken by another writer: compare.
+  local first_n = nil
+  for i = 1, count do
+    local found = redis.call('XRANGE', key, events[i].id, events[i].id)
+    if #found == 0 then return {'conflict', info.last} end
+    local stored = found[1][2]
+    local want = events[i].fields
+    -- stored = want .. {'n', n}
+    if #stored ~= #want + 2 then return {'conflict', info.last} end
+    for j = 1, #want do
+      if stored[j] ~= want[j] then return {'conflict', info.last} end
+    end
+    if i == 1 then first_n = tonumber(stored[#stored]) end
+  end
+  return {'dup', first_n}
+end
+for i = 1, count do
+  local ev = events[i]
+  local args = {'XADD', key, ev.id}
+  for _, f in ipairs(ev.fields) do args[#args + 1] = f end
+  args[#args + 1] = 'n'
+  args[#args + 1] = tostring(info.added + i)
+  redis.call(unpack(args))
+  if ev.feed == '1' then
+    -- fields[2] is the event type by construction of the codec
+    redis.call('XADD', feed, 'MAXLEN', '~', feed_maxlen, '*',
+      'session', session_id, 'event', ev.id, 'type', ev.fields[2])
+  end
+end
+-- Trim, and record the newest deleted id: Redis 7.0's XTRIM does not update
+-- max-deleted-entry-id, and readers rely on it to detect that they missed events.
+local deleted = nil
+if maxlen ~= '' then
+  local limit = tonumber(maxlen)
+  local slack = 0
+  if approx == '1' then slack = math.max(0, math.min(100, math.floor(limit / 10))) end
+  local len = redis.call('XLEN', key)
+  if len > limit + slack then
+    local doomed = redis.call('XRANGE', key, '-', '+', 'COUNT', len - limit)
+    deleted = doomed[#doomed][1]
+    redis.call('XTRIM', key, 'MAXLEN', limit)
+  end
+end
+if minid ~= '' then
+  local before = redis.call('XREVRANGE', key, '(' .. minid, '-', 'COUNT', 1)
+  if #before > 0 then
+    if deleted == nil or id_le(deleted, before[1][1]) then deleted = before[1][1] end
+    redis.call('XTRIM', key, 'MINID', minid)
+  end
+end
+if deleted ~= nil then
+  local last = events[count].id
+  redis.call('XSETID', key, last, 'MAXDELETEDID', deleted)
+end
+if expire_s ~= '' then redis.call('EXPIRE', key, tonumber(expire_s)) end
+return {'ok', info.added + 1}
+"""
+
+#: KEYS[1] session stream. ARGV: start ('-' or '(id'), count.
+#: Returns {exists, max_deleted_id, entries_added, last_id, entries}.
+READ = _PRELUDE + """
+local key = KEYS[1]
+local info = stream_info(KEYS[1])
+local entries = {}
+if info.exists == 1 then
+  entries = redis.call('XRANGE', key, ARGV[1], '+', 'COUNT', ARGV[2])
+end
+return {info.exists, info.deleted, info.added, info.last, entries}
+"""

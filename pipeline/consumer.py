@@ -1,0 +1,177 @@
+"""Consumer-group readers for background workers (auto-play, metrics, re-transcription).
+
+A worker that dies loses nothing: what it read but did not acknowledge stays pending in
+the group, and after ``claim_idle_ms`` another consumer claims it (XAUTOCLAIM). An entry
+delivered ``max_deliveries`` times without an ack is a poison message: it is copied to a
+dead-letter stream with its history and acknowledged, so it stops blocking the group.
+Handlers must be idempotent, because a claimed entry may have been half-handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from schemas._errors import EventLogError
+from schemas._settings import EventLogSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One stream entry handed to this consumer; ``deliveries`` counts this one too."""
+
+    stream: str
+    entry_id: str
+    fields: dict[bytes, bytes]
+    deliveries: int
+    claimed: bool = False
+
+
+class GroupReader:
+    """Reads one stream as one consumer of a consumer group."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str,
+        group: str,
+        consumer: str,
+        settings: EventLogSettings | None = None,
+        *,
+        dead_letter_stream: str | None = None,
+        count: int = 100,
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.settings = settings or EventLogSettings()
+        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead:{group}"
+        self.count = count
+        self._claim_cursor = "0-0"
+
+    async def ensure_group(self, start_id: str = "0") -> None:
+        """Create the group (and the stream) if missing; a no-op when it exists."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id=start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise EventLogError(f"cannot create group {self.group}: {exc}") from exc
+
+    async def read(self, block_ms: int | None = 1000) -> list[Delivery]:
+        """Stuck entries first (claimed from dead consumers), then new ones."""
+        claimed = await self.claim_stuck()
+        if claimed:
+            return claimed
+        try:
+            reply: Any = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=self.count, block=block_ms
+            )
+        except RedisError as exc:
+            raise EventLogError(f"event log unavailable: {exc}") from exc
+        return [
+            Delivery(self.stream, _text(entry_id), raw, deliveries=1)
+            for _stream, entries in reply or ()
+            for entry_id, raw in entries
+        ]
+
+    async def claim_stuck(self) -> list[Delivery]:
+        """Claim entries idle for ``claim_idle_ms``; dead-letter those delivered too often."""
+        try:
+            reply: Any = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=self.settings.claim_idle_ms,
+                start_id=self._claim_cursor,
+                count=self.count,
+            )
+        except RedisError as exc:
+            raise EventLogError(f"event log unavailable: {exc}") from exc
+        next_cursor, entries = reply[0], reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        self._claim_cursor = _text(next_cursor)
+        if deleted:  # trimmed while pending: nothing left to handle
+            await self.redis.xack(self.stream, self.group, *deleted)
+        if not entries:
+            return []
+        counts = await self._delivery_counts(_text(entries[0][0]), _text(entries[-1][0]))
+        out: list[Delivery] = []
+        for entry_id, raw in entries:
+            eid = _text(entry_id)
+            delivery = Delivery(self.stream, eid, raw, counts.get(eid, 1), claimed=True)
+            if delivery.deliveries > self.settings.max_deliveries:
+                await self.dead_letter(delivery, reason="too many deliveries")
+            else:
+                out.append(delivery)
+        return out
+
+    async def _delivery_counts(self, first: str, last: str) -> dict[str, int]:
+        pending: Any = await self.redis.xpending_range(
+            self.stream, self.group, min=first, max=last, count=self.count
+        )
+        return {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+
+    async def ack(self, delivery: Delivery) -> None:
+        await self.redis.xack(self.stream, self.group, delivery.entry_id)
+
+    async def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
+        """Move an entry to the dead-letter stream and acknowledge it, atomically."""
+        fields: dict[Any, Any] = dict(delivery.fields)
+        fields.update(
+            {
+                "dl_stream": self.stream,
+                "dl_group": self.group,
+                "dl_entry": delivery.entry_id,
+                "dl_deliveries": delivery.deliveries,
+                "dl_reason": reason,
+            }
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_letter_stream, fields, maxlen=100_000, approximate=True)
+            pipe.xack(self.stream, self.group, delivery.entry_id)
+            await pipe.execute()
+
+    async def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]:
+        """Endless stream of deliveries; the caller acks each one it has handled."""
+        while True:
+            for delivery in await self.read(block_ms):
+                yield delivery
+
+
+async def run_worker(
+    reader: GroupReader,
+    handle: Callable[[Delivery], Awaitable[None]],
+    *,
+    block_ms: int = 1000,
+) -> None:
+    """Handle deliveries forever: ack after success; on failure leave it pending.
+
+    A failed entry is retried when it is claimed again after ``claim_idle_ms``, until it
+    is dead-lettered. Cancel the task to stop the worker.
+    """
+    await reader.ensure_group()
+    async for delivery in reader.deliveries(block_ms):
+        try:
+            await handle(delivery)
+        except Exception:  # stays pending, is claimed again, then dead-lettered
+            logger.exception(
+                "%s failed on %s %s (delivery %d); left pending",
+                reader.group,
+                reader.stream,
+                delivery.entry_id,
+                delivery.deliveries,
+            )
+            continue
+        await reader.ack(delivery)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,73 @@
+"""Engines are chosen in settings, not in code: a name maps to a class, imported lazily.
+
+Lazy import keeps heavy libraries (onnxruntime, llama_cpp, torch) out of processes that
+never run the engine, such as the ingress. ``options`` are validated by the engine's own
+config model, so a typo in a setting fails at start-up with the field's name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, TypeVar
+
+from pipeline.engines.base import (
+    Engine,
+    LanguageModel,
+    Synthesizer,
+    Transcriber,
+    VoiceActivityDetector,
+)
+from schemas._errors import ConfigurationError
+
+E = TypeVar("E", bound=Engine)
+
+#: stage -> engine name -> "module:Class"
+ENGINES: dict[str, dict[str, str]] = {
+    "stt": {
+        "faster-whisper": "pipeline.engines.faster_whisper:FasterWhisperTranscriber",
+        "whisperx": "pipeline.engines.whisperx:WhisperXTranscriber",
+    },
+    "llm": {
+        "llama-cpp": "pipeline.engines.llama_cpp:LlamaCppLanguageModel",
+        "openai": "pipeline.engines.openai_remote:OpenAICompatibleLanguageModel",
+        "vllm": "pipeline.engines.vllm:VllmLanguageModel",
+    },
+    "tts": {
+        "piper": "pipeline.engines.piper:PiperSynthesizer",
+        "espeak": "pipeline.engines.espeak:EspeakSynthesizer",
+        "coqui": "pipeline.engines.coqui:CoquiSynthesizer",
+    },
+    "vad": {
+        "silero": "pipeline.engines.silero:SileroVoiceActivityDetector",
+    },
+}
+
+_BASES: dict[str, type[Engine]] = {
+    "stt": Transcriber,
+    "llm": LanguageModel,
+    "tts": Synthesizer,
+    "vad": VoiceActivityDetector,
+}
+
+
+def engine_class(stage: str, name: str) -> type[Engine]:
+    """Resolve an engine class by stage and name; a clear error for unknown names."""
+    try:
+        target = ENGINES[stage][name]
+    except KeyError:
+        known = ", ".join(sorted(ENGINES.get(stage, {}))) or "none"
+        raise ConfigurationError(
+            f"unknown {stage} engine {name!r}; known: {known}",
+            setting=f"VOXLINE_{stage.upper()}__ENGINE",
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls: type[Engine] = getattr(module, class_name)
+    if not issubclass(cls, _BASES[stage]):
+        raise ConfigurationError(f"{target} is not a {_BASES[stage].__name__}")
+    return cls
+
+
+def create_engine(stage: str, name: str, options: dict[str, Any] | None = None) -> Engine:
+    """Build (not load) an engine; ``options`` go to the engine's constructor."""
+    return engine_class(stage, name)(**(options or {}))

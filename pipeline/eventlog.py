@@ -1,0 +1,332 @@
+"""The session event log: one Redis stream per session, every event appended before it is sent.
+
+Guarantees, and how they are kept:
+
+* **Idempotent appends.** Every event gets an explicit stream id, strictly increasing per
+  session, *before* it is sent. A retried append (redis-py's ``Retry`` after a lost reply,
+  or the caller retrying a batch it already stamped) hits ids at or below the stream's
+  last id; the append script then compares the stored entries field by field and answers
+  ``dup`` instead of writing again. This works on Redis 7.0, which has no idempotent XADD.
+* **Atomic batches.** A batch is appended by one Lua script: two writers on one session
+  never interleave half-written batches. Another writer's ids collide with ours only when
+  both stamp the same millisecond; the loser re-stamps above the winner and tries again.
+* **No silent gaps.** Every entry carries ``n``, its 1-based position in the session.
+  A reader asking for events after an id below the trim horizon (Redis 7.0's
+  ``max-deleted-entry-id``), or a tail whose next ``n`` jumps, gets
+  :class:`schemas.ResyncRequiredError`.
+* **Retention.** ``MAXLEN`` (optionally approximate) on every append, ``MINID`` by age, and a
+  TTL once ``session.closed`` is appended; all from :class:`schemas.EventLogSettings`.
+
+Background workers do not poll every session: appends of selected event types also add a
+pointer to one *feed* stream, which workers read with consumer groups
+(:mod:`pipeline.consumer`). The feed lives on the same Redis as the sessions (the append
+script writes both), so Redis Cluster deployments need one feed per shard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from pipeline import _lua
+from pipeline._codec import decode_entry, encode_fields, entry_number
+from schemas._errors import (
+    AppendConflictError,
+    EventLogError,
+    ProtocolError,
+    ResyncRequiredError,
+)
+from schemas._events import Event, EventBase
+from schemas._settings import EventLogSettings
+
+#: Event types that also go to the feed stream by default: what background workers act on.
+DEFAULT_FEED_TYPES: frozenset[str] = frozenset(
+    {"session.created", "session.closed", "input.audio", "response.done", "narration.ready"}
+)
+_CONFLICT_RETRIES = 32
+_SESSION_CACHE = 4096
+
+
+@dataclass(frozen=True, order=True)
+class StreamId:
+    """A Redis stream id ``ms-seq``, ordered like Redis orders them."""
+
+    ms: int
+    seq: int
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> StreamId:
+        if isinstance(text, bytes):
+            text = text.decode()
+        ms, sep, seq = text.partition("-")
+        if not (sep and ms.isdigit() and seq.isdigit()):
+            raise ValueError(f"not a stream id: {text!r}")
+        return cls(int(ms), int(seq))
+
+    def next(self, now_ms: int) -> StreamId:
+        return StreamId(now_ms, 0) if now_ms > self.ms else StreamId(self.ms, self.seq + 1)
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+ZERO = StreamId(0, 0)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append did: ``duplicate`` is true when every event was already there."""
+
+    events: tuple[Event, ...]
+    first_number: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One snapshot read: events after the cursor and the stream's counters at that moment."""
+
+    events: tuple[Event, ...]
+    numbers: tuple[int, ...]
+    exists: bool
+    entries_added: int
+    last_id: StreamId
+
+
+class EventLog:
+    """Append, read and tail session streams. One instance per process; share it."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: EventLogSettings | None = None,
+        *,
+        feed_types: Iterable[str] = DEFAULT_FEED_TYPES,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings or EventLogSettings()
+        self.feed_types = frozenset(feed_types)
+        self._append = redis.register_script(_lua.APPEND)
+        self._read = redis.register_script(_lua.READ)
+        self._last: OrderedDict[str, StreamId] = OrderedDict()
+
+    # ---- keys -------------------------------------------------------------------------
+
+    def key(self, session_id: str) -> str:
+        return f"{self.settings.key_prefix}:session:{session_id}"
+
+    @property
+    def feed_key(self) -> str:
+        return f"{self.settings.key_prefix}:feed"
+
+    # ---- appending --------------------------------------------------------------------
+
+    def stamp(self, events: Sequence[EventBase]) -> list[Event]:
+        """Give unstamped events ids above the last id this process used for the session.
+
+        Stamp once, then append (and retry) as often as needed: the ids make it idempotent.
+        """
+        if not events:
+            return []
+        session_id = events[0].session_id
+        last = self._last.get(session_id, ZERO)
+        now = time.time_ns() // 1_000_000
+        stamped: list[Event] = []
+        for event in events:
+            if event.session_id != session_id:
+                raise ValueError("a batch belongs to one session")
+            if event.id is None:
+                last = last.next(now)
+                event = event.model_copy(update={"id": str(last)})
+            else:
+                last = max(last, StreamId.parse(event.id))
+            stamped.append(event)  # type: ignore[arg-type]
+        self._remember(session_id, last)
+        return stamped
+
+    async def append(self, event: EventBase) -> Event:
+        """Append one event; returns it with its stream id."""
+        result = await self.append_batch([event])
+        return result.events[0]
+
+    async def append_batch(self, events: Sequence[EventBase]) -> AppendResult:
+        """Append events of one session atomically, in order.
+
+        Events without an id are stamped here; if another writer took those ids first they
+        are re-stamped above it. Events that already carry ids are appended exactly with
+        them: seen before with the same content, the call is a no-op
+        (``duplicate=True``); seen with other content, :class:`AppendConflictError`.
+        """
+        if not events:
+            raise ValueError("nothing to append")
+        restampable = all(event.id is None for event in events)
+        batch = self.stamp(events)
+        for _ in range(_CONFLICT_RETRIES):
+            status, value = await self._run_append(batch)
+            if status == b"ok" or status == b"dup":
+                return AppendResult(tuple(batch), int(value), duplicate=status == b"dup")
+            # conflict: value is the stream's last id
+            if not restampable:
+                raise AppendConflictError(
+                    f"event ids {batch[0].id}..{batch[-1].id} collide with other events",
+                    session_id=batch[0].session_id,
+                    last_id=value.decode(),
+                )
+            self._remember(batch[0].session_id, StreamId.parse(value), force=True)
+            batch = self.stamp([event.model_copy(update={"id": None}) for event in batch])
+        raise AppendConflictError(
+            f"could not append to session {batch[0].session_id}: too many concurrent writers",
+            session_id=batch[0].session_id,
+        )
+
+    async def _run_append(self, batch: Sequence[Event]) -> tuple[bytes, bytes]:
+        settings = self.settings
+        session_id = batch[0].session_id
+        args: list[bytes | str | int] = [
+            "" if settings.maxlen is None else settings.maxlen,
+            "1" if settings.approximate_trim else "0",
+            self._minid(),
+            self._expire(batch),
+            max(settings.maxlen or 100_000, 1000),
+            len(batch),
+            session_id,
+        ]
+        for event in batch:
+            fields = encode_fields(event)
+            args += [event.id or "", "1" if event.type in self.feed_types else "0", len(fields)]
+            args += fields
+        try:
+            status, value = await self._append(
+                keys=[self.key(session_id), self.feed_key], args=args
+            )
+        except ResponseError as exc:
+            raise EventLogError(f"append refused: {exc}", transient=False) from exc
+        except RedisError as exc:
+            raise EventLogError(f"event log unavailable: {exc}") from exc
+        return status, value if isinstance(value, bytes) else str(value).encode()
+
+    def _minid(self) -> str:
+        if self.settings.max_age_s is None:
+            return ""
+        horizon = time.time_ns() // 1_000_000 - int(self.settings.max_age_s * 1000)
+        return f"{max(horizon, 0)}-0"
+
+    def _expire(self, batch: Sequence[Event]) -> str:
+        ttl = self.settings.closed_ttl_s
+        if ttl is None or not any(event.type == "session.closed" for event in batch):
+            return ""
+        return str(ttl)
+
+    def _remember(self, session_id: str, last: StreamId, *, force: bool = False) -> None:
+        current = self._last.get(session_id, ZERO)
+        self._last[session_id] = last if force else max(current, last)
+        self._last.move_to_end(session_id)
+        while len(self._last) > _SESSION_CACHE:
+            self._last.popitem(last=False)
+
+    # ---- reading ----------------------------------------------------------------------
+
+    async def read_page(
+        self, session_id: str, after: str | None = None, count: int | None = None
+    ) -> LogPage:
+        """Events after ``after`` (exclusive; ``None`` = from the start), one snapshot.
+
+        Raises :class:`ResyncRequiredError` when retention removed events the caller has
+        not seen: then the page would silently skip them.
+        """
+        cursor = ZERO if after is None else _parse_cursor(after)
+        start = "-" if after is None else f"({cursor}"
+        try:
+            exists, deleted, added, last, entries = await self._read(
+                keys=[self.key(session_id)], args=[start, count or self.settings.read_count]
+            )
+        except RedisError as exc:
+            raise EventLogError(f"event log unavailable: {exc}") from exc
+        horizon = StreamId.parse(deleted)
+        if horizon > cursor:
+            raise ResyncRequiredError(
+                f"events after {cursor} were trimmed (horizon {horizon}); fetch the state anew",
+                session_id=session_id,
+                horizon=str(horizon),
+            )
+        events, numbers = [], []
+        for entry_id, flat in entries:
+            raw = dict(zip(flat[::2], flat[1::2], strict=True))
+            events.append(decode_entry(session_id, entry_id, raw))
+            numbers.append(entry_number(raw))
+        return LogPage(
+            tuple(events), tuple(numbers), bool(exists), int(added), StreamId.parse(last)
+        )
+
+    async def read(self, session_id: str, after: str | None = None) -> AsyncIterator[Event]:
+        """Every event after ``after``, page by page, until the end of what is there now."""
+        async for event, _ in self._pages(session_id, after):
+            yield event
+
+    async def read_all(self, session_id: str, after: str | None = None) -> list[Event]:
+        return [event async for event in self.read(session_id, after)]
+
+    async def _pages(self, session_id: str, after: str | None) -> AsyncIterator[tuple[Event, int]]:
+        while True:
+            page = await self.read_page(session_id, after)
+            for event, number in zip(page.events, page.numbers, strict=True):
+                yield event, number
+            if len(page.events) < self.settings.read_count:
+                return
+            after = page.events[-1].id
+
+    async def exists(self, session_id: str) -> bool:
+        return bool(await self.redis.exists(self.key(session_id)))
+
+    async def tail(
+        self, session_id: str, after: str | None = None, *, block_ms: int = 5000
+    ) -> AsyncIterator[Event]:
+        """Replay after ``after``, then follow live appends until the consumer stops.
+
+        Exactly once and in order: the replay and the live part meet at one snapshot, and
+        each live entry's number must follow the previous one, else the tail raises
+        :class:`ResyncRequiredError` (retention overtook a slow reader).
+        """
+        page = await self.read_page(session_id, after)
+        cursor = _parse_cursor(after) if after else ZERO
+        expected = page.entries_added + 1
+        while page.events:
+            for event, number in zip(page.events, page.numbers, strict=True):
+                yield event
+                cursor = StreamId.parse(event.id or "0-0")
+                expected = number + 1
+            if len(page.events) < self.settings.read_count:
+                break
+            page = await self.read_page(session_id, str(cursor))
+        key = self.key(session_id)
+        while True:
+            try:
+                reply: Any = await self.redis.xread(
+                    {key: str(cursor)}, count=self.settings.read_count, block=block_ms
+                )
+            except RedisError as exc:
+                raise EventLogError(f"event log unavailable: {exc}") from exc
+            for _stream, entries in reply or ():
+                for entry_id, raw in entries:
+                    number = entry_number(raw)
+                    if number != expected:
+                        raise ResyncRequiredError(
+                            f"the tail missed events {expected}..{number - 1} (trimmed)",
+                            session_id=session_id,
+                        )
+                    expected = number + 1
+                    cursor = StreamId.parse(entry_id)
+                    yield decode_entry(session_id, entry_id, raw)
+
+
+def _parse_cursor(after: str) -> StreamId:
+    try:
+        return StreamId.parse(after)
+    except ValueError:
+        raise ProtocolError(f"{after!r} is not an event id (ms-seq)") from None

@@ -1,0 +1,37 @@
+"""The one place a Redis client is built, with redis-py's own retry policy.
+
+Transient failures (a dropped connection, a timeout) are retried by redis-py's ``Retry``
+with exponential backoff and jitter, configured in :class:`schemas.RedisSettings`: retries
+are configuration, not loops in our code. Commands we send are safe to retry: appends carry
+explicit stream ids, so a retried append after a lost reply is recognised as a duplicate
+(see :mod:`pipeline.eventlog`).
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from schemas._settings import RedisSettings
+
+
+def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
+    """A binary-safe asyncio client (``decode_responses=False``: audio fields are bytes)."""
+    settings = settings or RedisSettings()
+    retry = Retry(
+        ExponentialWithJitterBackoff(base=settings.backoff_base_s, cap=settings.backoff_cap_s),
+        retries=settings.retries,
+        supported_errors=(RedisConnectionError, RedisTimeoutError),
+    )
+    return Redis.from_url(
+        url,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        health_check_interval=settings.health_check_interval_s,
+        decode_responses=False,
+    )

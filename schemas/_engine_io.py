@@ -1,0 +1,83 @@
+"""What flows into and out of the model engines.
+
+These cross process boundaries (Ray Serve handles) as well as function calls, so they are
+pydantic models like everything else. Audio is always PCM16 mono little-endian bytes with
+an explicit sample rate; conversion happens at the edges (``pipeline.audio``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas._session import SamplingSettings
+from schemas._types import Base64Bytes
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid")
+
+#: Upper bound of one piece of text sent to a synthesizer, in characters.
+MAX_SYNTHESIS_CHARS = 2000
+
+
+class ChatMessage(BaseModel):
+    model_config = _CONFIG
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationRequest(BaseModel):
+    """One LLM call: the dialogue so far and how to sample."""
+
+    model_config = _CONFIG
+
+    request_id: str = Field(min_length=1, max_length=128)
+    messages: tuple[ChatMessage, ...] = Field(min_length=1)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+
+
+class SynthesisRequest(BaseModel):
+    """One piece of text to speak."""
+
+    model_config = _CONFIG
+
+    text: str = Field(min_length=1, max_length=MAX_SYNTHESIS_CHARS)
+    language: str = "en"
+    voice: str | None = None
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+
+
+class AudioChunk(BaseModel):
+    """A slice of PCM16 mono audio."""
+
+    model_config = _CONFIG
+
+    audio: Base64Bytes = Field(repr=False)
+    sample_rate: int = Field(gt=0)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / 2 / self.sample_rate
+
+
+class TranscriptionRequest(BaseModel):
+    """Audio to transcribe. ``language`` is always given: auto-detection misfires on short
+    utterances, so the session's language is passed down."""
+
+    model_config = _CONFIG
+
+    audio: Base64Bytes = Field(repr=False, description="PCM16 mono")
+    sample_rate: int = Field(gt=0)
+    language: str = "en"
+    partial: bool = Field(default=False, description="interim result: cheaper, may be dropped")
+    word_timestamps: bool = False
+
+
+class TranscriptSegment(BaseModel):
+    model_config = _CONFIG
+
+    text: str
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    words: tuple[tuple[str, float, float], ...] = ()

@@ -1,0 +1,184 @@
+"""One exception hierarchy for Voxline, with stable codes that reach the client.
+
+Every error a client can see carries a machine-readable :class:`ErrorCode`. The code is
+the contract: messages may be reworded, codes never change meaning.
+
+The tree, by cause::
+
+    VoxlineError                      base; code, message, transient bit, HTTP status
+    ├── ProtocolError                 the client sent something we cannot accept (4xx)
+    │   ├── InvalidAudioError         audio that is not audio, a wrong rate, a corrupt file
+    │   └── InputTooLargeError        a frame, message, text or upload over its limit
+    ├── SessionError                  unknown session, wrong token, closed session
+    ├── EventLogError                 the Redis event log
+    │   ├── ResyncRequiredError       asked for events older than the trim horizon
+    │   └── AppendConflictError       the ids of an append collided with other writes
+    ├── EngineError                   a model stage (stt, llm, tts, vad) failed
+    │   └── ModelMissingError         a model or package is not installed (configuration)
+    └── ConfigurationError            settings that cannot work
+
+``transient`` says whether retrying the same request may succeed (Pipecat's idea of an
+error category); it is part of every error payload so clients can decide without parsing
+messages.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable error codes (extend, never rename)."""
+
+    # client input
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
+    INVALID_MESSAGE = "invalid_message"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    INVALID_AUDIO = "invalid_audio"
+    UNSUPPORTED_SAMPLE_RATE = "unsupported_sample_rate"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    EMPTY_INPUT = "empty_input"
+    TEXT_TOO_LONG = "text_too_long"
+    INVALID_SETTINGS = "invalid_settings"
+    # sessions
+    SESSION_NOT_FOUND = "session_not_found"
+    SESSION_CLOSED = "session_closed"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    # event log
+    RESYNC_REQUIRED = "resync_required"
+    APPEND_CONFLICT = "append_conflict"
+    EVENT_LOG_UNAVAILABLE = "event_log_unavailable"
+    # engines
+    STT_FAILED = "stt_failed"
+    LLM_FAILED = "llm_failed"
+    TTS_FAILED = "tts_failed"
+    VAD_FAILED = "vad_failed"
+    MODEL_MISSING = "model_missing"
+    ENGINE_OVERLOADED = "engine_overloaded"
+    # everything else
+    CONFIGURATION_ERROR = "configuration_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ErrorPayload(BaseModel):
+    """What a client receives for any error: in an ``error`` event or an HTTP body."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: ErrorCode
+    message: str
+    transient: bool = False
+    stage: str | None = Field(default=None, description="pipeline stage: stt, llm, tts, vad, log")
+    recoverable: bool = Field(
+        default=True, description="true when the session (or turn) goes on after this error"
+    )
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class VoxlineError(Exception):
+    """Base of every error Voxline raises on purpose."""
+
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
+    http_status: int = 500
+    transient: bool = False
+    stage: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        transient: bool | None = None,
+        stage: str | None = None,
+        recoverable: bool = True,
+        **details: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if transient is not None:
+            self.transient = transient
+        if stage is not None:
+            self.stage = stage
+        self.recoverable = recoverable
+        self.details = details
+
+    def to_payload(self) -> ErrorPayload:
+        return ErrorPayload(
+            code=self.code,
+            message=self.message,
+            transient=self.transient,
+            stage=self.stage,
+            recoverable=self.recoverable,
+            details=self.details,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code.value!r}, message={self.message!r})"
+
+
+class ProtocolError(VoxlineError):
+    code = ErrorCode.INVALID_MESSAGE
+    http_status = 400
+
+
+class InvalidAudioError(ProtocolError):
+    code = ErrorCode.INVALID_AUDIO
+    http_status = 415
+
+
+class InputTooLargeError(ProtocolError):
+    code = ErrorCode.MESSAGE_TOO_LARGE
+    http_status = 413
+
+
+class SessionError(VoxlineError):
+    code = ErrorCode.SESSION_NOT_FOUND
+    http_status = 404
+
+
+class EventLogError(VoxlineError):
+    code = ErrorCode.EVENT_LOG_UNAVAILABLE
+    http_status = 503
+    transient = True
+    stage = "log"
+
+
+class ResyncRequiredError(EventLogError):
+    """The reader asked for events that retention already trimmed away.
+
+    Never a silent skip: the client must fetch state afresh (``session.resync_required``).
+    """
+
+    code = ErrorCode.RESYNC_REQUIRED
+    http_status = 410
+    transient = False
+
+
+class AppendConflictError(EventLogError):
+    code = ErrorCode.APPEND_CONFLICT
+    http_status = 409
+    transient = True
+
+
+class EngineError(VoxlineError):
+    code = ErrorCode.INTERNAL_ERROR
+    http_status = 502
+
+
+class ModelMissingError(EngineError):
+    """A model or the package that provides it is not installed; the message names both."""
+
+    code = ErrorCode.MODEL_MISSING
+    http_status = 503
+
+
+class ConfigurationError(VoxlineError):
+    code = ErrorCode.CONFIGURATION_ERROR
+    http_status = 500

@@ -1,0 +1,269 @@
+"""The event vocabulary: every fact about a session, as one discriminated union on ``type``.
+
+Events are what the log stores and what clients receive. The envelope is the same for all
+of them (``id``, ``session_id``, ``turn_id``, ``type``, ``ts``, ``data``); only ``data``
+differs. ``id`` is the Redis stream id and stays ``None`` until the event is appended.
+Audio travels as raw bytes inside ``data.audio``: binary in Redis, base64 in JSON.
+
+Event types are extended, never renamed: clients and stored logs depend on the names.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas._errors import ErrorPayload
+from schemas._session import AudioFormat, ResponseStatus, SessionSettings
+from schemas._types import Base64Bytes
+
+_DATA_CONFIG = ConfigDict(frozen=True, extra="forbid")
+
+
+def now_ms() -> int:
+    """The server clock in milliseconds, the unit of every ``ts``."""
+    return time.time_ns() // 1_000_000
+
+
+class EventData(BaseModel):
+    """Base of every event payload."""
+
+    model_config = _DATA_CONFIG
+
+
+class AudioData(EventData):
+    """A payload that carries audio. ``audio`` is stored as a binary stream field."""
+
+    format: AudioFormat = AudioFormat.PCM16
+    sample_rate: int = Field(gt=0)
+    audio: Base64Bytes = Field(repr=False)
+
+
+# ---- payloads -------------------------------------------------------------------------
+
+
+class SessionCreatedData(EventData):
+    settings: SessionSettings
+
+
+class SessionUpdatedData(EventData):
+    settings: SessionSettings
+    changed: tuple[str, ...] = ()
+
+
+class SessionClosedData(EventData):
+    reason: str = "client"
+
+
+class SpeechBoundaryData(EventData):
+    audio_ms: int = Field(ge=0, description="position in the session's input audio")
+
+
+class InputAudioData(AudioData):
+    """One utterance as VAD cut it (or as the client committed it)."""
+
+    duration_ms: int = Field(ge=0)
+
+
+class InputTextData(EventData):
+    text: str
+
+
+class TranscriptData(EventData):
+    text: str
+    language: str | None = None
+
+
+class TranscriptRefinedData(TranscriptData):
+    source_event_id: str
+
+
+class ResponseStartedData(EventData):
+    mode: Literal["streaming", "sequential", "text"] = "streaming"
+    input_event_id: str | None = None
+
+
+class TextDeltaData(EventData):
+    delta: str
+
+
+class SentenceData(EventData):
+    index: int = Field(ge=0)
+    text: str
+
+
+class AudioChunkData(AudioData):
+    sentence_index: int = Field(ge=0)
+    chunk_index: int = Field(ge=0, description="index within the response, over all sentences")
+
+
+class AudioDoneData(EventData):
+    sentence_count: int = Field(ge=0)
+    chunk_count: int = Field(ge=0)
+
+
+class ResponseDoneData(EventData):
+    text: str
+    status: ResponseStatus = "completed"
+
+
+class ResponseCancelledData(EventData):
+    reason: Literal["client", "barge_in", "shutdown"] = "client"
+    text_sent: str = ""
+    sentences_sent: int = 0
+    chunks_sent: int = 0
+
+
+class NarrationReadyData(EventData):
+    chunk_count: int = Field(ge=0)
+
+
+# ---- envelopes ------------------------------------------------------------------------
+
+
+class EventBase(BaseModel):
+    """The envelope shared by every event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str | None = Field(default=None, description="Redis stream id, set when appended")
+    session_id: str = Field(min_length=1, max_length=128)
+    turn_id: str | None = Field(default=None, max_length=128)
+    ts: int = Field(default_factory=now_ms, description="server clock, ms since epoch")
+
+    def with_id(self, event_id: str) -> EventBase:
+        return self.model_copy(update={"id": event_id})
+
+
+class SessionCreated(EventBase):
+    type: Literal["session.created"] = "session.created"
+    data: SessionCreatedData
+
+
+class SessionUpdated(EventBase):
+    type: Literal["session.updated"] = "session.updated"
+    data: SessionUpdatedData
+
+
+class SessionClosed(EventBase):
+    type: Literal["session.closed"] = "session.closed"
+    data: SessionClosedData = Field(default_factory=SessionClosedData)
+
+
+class SpeechStarted(EventBase):
+    type: Literal["input.speech_started"] = "input.speech_started"
+    data: SpeechBoundaryData
+
+
+class SpeechStopped(EventBase):
+    type: Literal["input.speech_stopped"] = "input.speech_stopped"
+    data: SpeechBoundaryData
+
+
+class InputAudio(EventBase):
+    type: Literal["input.audio"] = "input.audio"
+    data: InputAudioData
+
+
+class InputText(EventBase):
+    type: Literal["input.text"] = "input.text"
+    data: InputTextData
+
+
+class TranscriptPartial(EventBase):
+    type: Literal["transcript.partial"] = "transcript.partial"
+    data: TranscriptData
+
+
+class TranscriptFinal(EventBase):
+    type: Literal["transcript.final"] = "transcript.final"
+    data: TranscriptData
+
+
+class TranscriptRefined(EventBase):
+    type: Literal["transcript.refined"] = "transcript.refined"
+    data: TranscriptRefinedData
+
+
+class ResponseStarted(EventBase):
+    type: Literal["response.started"] = "response.started"
+    data: ResponseStartedData = Field(default_factory=ResponseStartedData)
+
+
+class ResponseTextDelta(EventBase):
+    type: Literal["response.text.delta"] = "response.text.delta"
+    data: TextDeltaData
+
+
+class ResponseSentence(EventBase):
+    type: Literal["response.sentence"] = "response.sentence"
+    data: SentenceData
+
+
+class ResponseAudioChunk(EventBase):
+    type: Literal["response.audio.chunk"] = "response.audio.chunk"
+    data: AudioChunkData
+
+
+class ResponseAudioDone(EventBase):
+    type: Literal["response.audio.done"] = "response.audio.done"
+    data: AudioDoneData
+
+
+class ResponseDone(EventBase):
+    type: Literal["response.done"] = "response.done"
+    data: ResponseDoneData
+
+
+class ResponseCancelled(EventBase):
+    type: Literal["response.cancelled"] = "response.cancelled"
+    data: ResponseCancelledData = Field(default_factory=ResponseCancelledData)
+
+
+class NarrationReady(EventBase):
+    type: Literal["narration.ready"] = "narration.ready"
+    data: NarrationReadyData
+
+
+class ErrorEvent(EventBase):
+    type: Literal["error"] = "error"
+    data: ErrorPayload
+
+
+Event: TypeAlias = Annotated[
+    SessionCreated
+    | SessionUpdated
+    | SessionClosed
+    | SpeechStarted
+    | SpeechStopped
+    | InputAudio
+    | InputText
+    | TranscriptPartial
+    | TranscriptFinal
+    | TranscriptRefined
+    | ResponseStarted
+    | ResponseTextDelta
+    | ResponseSentence
+    | ResponseAudioChunk
+    | ResponseAudioDone
+    | ResponseDone
+    | ResponseCancelled
+    | NarrationReady
+    | ErrorEvent,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_CLASSES: dict[str, type[EventBase]] = {
+    cls.model_fields["type"].default: cls for cls in EventBase.__subclasses__()
+}
+
+EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
+
+
+def parse_event(obj: dict[str, Any]) -> Event:
+    """Validate a plain dict (from JSON or the log) into its event class."""
+    return EVENT_ADAPTER.validate_python(obj)

@@ -1,0 +1,145 @@
+"""Messages a client sends over the realtime WebSocket, and their parser.
+
+Text frames are JSON objects discriminated on ``type``; binary frames are raw PCM16 mono at
+the session's input rate (the same as ``input_audio.append`` without the base64). The parser
+turns every kind of bad input into a :class:`ProtocolError` with a stable code, so the
+socket can answer with an ``error`` event and keep the session alive.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from schemas._errors import ErrorCode, InputTooLargeError, InvalidAudioError, ProtocolError
+from schemas._types import Base64Bytes
+
+#: Default upper bound of one client frame (text or binary), in bytes.
+MAX_MESSAGE_BYTES = 1 << 20
+#: Default upper bound of typed input, in characters.
+MAX_TEXT_CHARS = 4000
+
+
+class ClientMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str | None = Field(default=None, max_length=128, description="client's own id")
+
+
+class SessionUpdate(ClientMessage):
+    """Change settings; a partial object, validated whole against the current settings."""
+
+    type: Literal["session.update"] = "session.update"
+    settings: dict[str, Any]
+
+
+class InputAudioAppend(ClientMessage):
+    type: Literal["input_audio.append"] = "input_audio.append"
+    audio: Base64Bytes = Field(repr=False, description="base64 PCM16 mono at the input rate")
+
+
+class InputAudioCommit(ClientMessage):
+    """End the current utterance now (push-to-talk), without waiting for VAD."""
+
+    type: Literal["input_audio.commit"] = "input_audio.commit"
+
+
+class InputTextMessage(ClientMessage):
+    type: Literal["input.text"] = "input.text"
+    text: str = Field(min_length=1)
+
+
+class ResponseCancel(ClientMessage):
+    type: Literal["response.cancel"] = "response.cancel"
+
+
+class SessionResume(ClientMessage):
+    """Replay every event after ``last_event_id``, then continue live."""
+
+    type: Literal["session.resume"] = "session.resume"
+    last_event_id: str = Field(pattern=r"^\d+-\d+$")
+
+
+ClientMessageUnion: TypeAlias = Annotated[
+    SessionUpdate
+    | InputAudioAppend
+    | InputAudioCommit
+    | InputTextMessage
+    | ResponseCancel
+    | SessionResume,
+    Field(discriminator="type"),
+]
+
+CLIENT_MESSAGE_ADAPTER: TypeAdapter[ClientMessageUnion] = TypeAdapter(ClientMessageUnion)
+CLIENT_MESSAGE_TYPES: tuple[str, ...] = (
+    "session.update",
+    "input_audio.append",
+    "input_audio.commit",
+    "input.text",
+    "response.cancel",
+    "session.resume",
+)
+
+
+def parse_client_message(
+    raw: str | bytes,
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_text_chars: int = MAX_TEXT_CHARS,
+) -> ClientMessageUnion:
+    """Parse one JSON text frame; raise :class:`ProtocolError` with a code on bad input.
+
+    The size check comes first so an oversized frame is never decoded.
+    """
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise InputTooLargeError(
+            f"message of {size} bytes is over the limit of {max_bytes}",
+            limit=max_bytes,
+            size=size,
+        )
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(
+            f"message is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON
+        ) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("message must be a JSON object", code=ErrorCode.INVALID_MESSAGE)
+    kind = obj.get("type")
+    if kind not in CLIENT_MESSAGE_TYPES:
+        raise ProtocolError(
+            f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_MESSAGE_TYPES)}",
+            code=ErrorCode.UNKNOWN_MESSAGE_TYPE,
+            type=str(kind),
+        )
+    try:
+        message = CLIENT_MESSAGE_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or kind}: {err['msg']}"
+            for err in exc.errors()
+        )
+        if kind == "input_audio.append":
+            raise InvalidAudioError(f"invalid {kind}: {problems}") from None
+        raise ProtocolError(
+            f"invalid {kind}: {problems}", code=ErrorCode.INVALID_MESSAGE
+        ) from None
+    if isinstance(message, InputTextMessage) and len(message.text) > max_text_chars:
+        raise InputTooLargeError(
+            f"text of {len(message.text)} characters is over the limit of {max_text_chars}",
+            code=ErrorCode.TEXT_TOO_LONG,
+            limit=max_text_chars,
+        )
+    if isinstance(message, InputAudioAppend):
+        check_pcm16(message.audio)
+    return message
+
+
+def check_pcm16(audio: bytes) -> bytes:
+    """PCM16 is whole 16-bit samples: an odd byte count cannot be PCM16."""
+    if len(audio) % 2:
+        raise InvalidAudioError(f"PCM16 audio needs an even byte count, got {len(audio)}")
+    return audio

@@ -1,0 +1,84 @@
+"""Per-session settings: what a client may choose with ``session.update``.
+
+Defaults are what a first-time user should get; every field is validated so a bad
+update is refused whole (``invalid_settings``) and never half-applied.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class SttMode(StrEnum):
+    """``realtime``: per-utterance transcription while talking. ``whisperx``: the same, plus
+    a background high-quality pass that appends ``transcript.refined``."""
+
+    REALTIME = "realtime"
+    WHISPERX = "whisperx"
+
+
+class AudioFormat(StrEnum):
+    PCM16 = "pcm16"
+    WAV = "wav"
+    MP3 = "mp3"
+    OPUS = "opus"
+
+
+SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+class SamplingSettings(BaseModel):
+    """LLM sampling; the names follow the OpenAI and vLLM APIs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, le=4096)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class SessionSettings(BaseModel):
+    """Settings of one session, folded from ``session.created`` and ``session.updated``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    voice: str | None = Field(default=None, max_length=128, description="engine-specific voice")
+    speech_speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    stt_mode: SttMode = SttMode.REALTIME
+    auto_play: bool = Field(default=False, description="narrate finished text-only responses")
+    realtime_tts: bool = Field(default=True, description="speak while the reply is written")
+    min_sentence_chars: int = Field(default=20, ge=1, le=1000)
+    system_prompt: str = Field(
+        default="You are Voxline, a friendly voice assistant. Answer briefly.",
+        max_length=8000,
+    )
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    input_sample_rate: int = Field(default=16000, description="PCM16 mono rate of client audio")
+    output_format: AudioFormat = AudioFormat.PCM16
+    output_sample_rate: int = 24000
+
+    def merged(self, patch: dict[str, object]) -> SessionSettings:
+        """Validate ``patch`` over these settings; raises pydantic's ValidationError whole."""
+        data = self.model_dump()
+        for key, value in patch.items():
+            if key == "sampling" and isinstance(value, dict):
+                data["sampling"] = {**data["sampling"], **value}
+            else:
+                data[key] = value
+        return SessionSettings.model_validate(data)
+
+    @field_validator("input_sample_rate", "output_sample_rate")
+    @classmethod
+    def _known_rate(cls, rate: int) -> int:
+        if rate not in SUPPORTED_SAMPLE_RATES:
+            raise ValueError(f"sample rate {rate} is not one of {SUPPORTED_SAMPLE_RATES}")
+        return rate
+
+
+ResponseStatus = Literal["completed", "cancelled", "failed"]

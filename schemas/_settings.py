@@ -1,0 +1,65 @@
+"""Server settings: one pydantic-settings object, read from ``VOXLINE_*`` environment variables.
+
+Nested sections use a double underscore: ``VOXLINE_LOG__MAXLEN=5000``. Create it once
+(:func:`get_settings`) and pass it down; tests build their own instance instead of
+patching the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RedisSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    retries: int = Field(default=5, ge=0, description="retries of a failed command")
+    backoff_base_s: float = Field(default=0.05, gt=0)
+    backoff_cap_s: float = Field(default=2.0, gt=0)
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    health_check_interval_s: int = Field(default=30, ge=0)
+
+
+class EventLogSettings(BaseModel):
+    """Retention and consumer-group behaviour of the session streams."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_prefix: str = "voxline"
+    maxlen: int | None = Field(default=100_000, ge=1, description="entries kept per session")
+    approximate_trim: bool = Field(
+        default=True, description="trim in steps (10% of maxlen, at most 100), not every append"
+    )
+    max_age_s: float | None = Field(
+        default=None, gt=0, description="MINID trimming: drop entries older than this"
+    )
+    closed_ttl_s: int | None = Field(
+        default=7 * 24 * 3600, ge=1, description="a closed session's stream expires after this"
+    )
+    claim_idle_ms: int = Field(default=30_000, ge=1, description="claim entries idle this long")
+    max_deliveries: int = Field(default=5, ge=1, description="then the entry is dead-lettered")
+    read_count: int = Field(default=500, ge=1, description="entries per read round trip")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VOXLINE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis to use; unset means the run command starts a server of its own",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    log: EventLogSettings = Field(default_factory=EventLogSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,94 @@
+"""Consumer groups: at-least-once delivery, takeover of stuck entries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from pipeline.consumer import Delivery, GroupReader, run_worker
+from schemas import EventLogSettings
+
+pytestmark = pytest.mark.redis
+
+
+def reader(redis: Redis, stream: str, consumer: str, **settings: int) -> GroupReader:
+    return GroupReader(
+        redis,
+        stream,
+        "workers",
+        consumer,
+        EventLogSettings(
+            claim_idle_ms=settings.get("idle", 50), max_deliveries=settings.get("max", 3)
+        ),
+    )
+
+
+async def test_consumer_dying_before_ack_is_taken_over_once(redis: Redis, key_prefix: str) -> None:
+    stream = f"{key_prefix}:jobs"
+    first, second = reader(redis, stream, "a"), reader(redis, stream, "b")
+    await first.ensure_group()
+    await second.ensure_group()  # idempotent
+    for i in range(3):
+        await redis.xadd(stream, {"job": str(i)})
+
+    got = await first.read(block_ms=100)
+    assert [d.fields[b"job"] for d in got] == [b"0", b"1", b"2"]
+    await first.ack(got[0])  # then "a" dies holding jobs 1 and 2
+
+    assert await second.read(block_ms=10) == []  # nothing new, nothing idle yet
+    await asyncio.sleep(0.1)
+    handled: list[bytes] = []
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.fields[b"job"])
+
+    worker = asyncio.create_task(run_worker(second, handle, block_ms=20))
+    for _ in range(100):
+        if len(handled) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.15)  # a second claim round finds nothing left to redo
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    assert handled == [b"1", b"2"]
+    pending = await redis.xpending(stream, "workers")
+    assert pending["pending"] == 0
+
+
+async def test_poison_entry_is_dead_lettered(redis: Redis, key_prefix: str) -> None:
+    stream = f"{key_prefix}:poison"
+    group = reader(redis, stream, "w", idle=1, max=2)
+    await group.ensure_group()
+    await redis.xadd(stream, {"job": "bad"})
+    attempts: list[int] = []
+
+    async def always_fails(delivery: Delivery) -> None:
+        attempts.append(delivery.deliveries)
+        raise RuntimeError("cannot handle this one")
+
+    worker = asyncio.create_task(run_worker(group, always_fails, block_ms=5))
+    for _ in range(200):
+        if await redis.xlen(group.dead_letter_stream):
+            break
+        await asyncio.sleep(0.01)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    assert attempts == [1, 2]
+    [(_, dead)] = await redis.xrange(group.dead_letter_stream)
+    assert dead[b"job"] == b"bad" and dead[b"dl_deliveries"] == b"3"
+    assert dead[b"dl_group"] == b"workers"
+    assert (await redis.xpending(stream, "workers"))["pending"] == 0
+
+
+async def test_trimmed_pending_entries_are_acked_away(redis: Redis, key_prefix: str) -> None:
+    stream = f"{key_prefix}:trimmed"
+    group = reader(redis, stream, "w", idle=1)
+    await group.ensure_group()
+    await redis.xadd(stream, {"job": "gone"})
+    assert len(await group.read(block_ms=10)) == 1  # delivered, never acked
+    await redis.xtrim(stream, maxlen=0)
+    await asyncio.sleep(0.01)
+    assert await group.claim_stuck() == []
+    assert (await redis.xpending(stream, "workers"))["pending"] == 0

@@ -1,0 +1,1 @@
+"""Voxline's command line and process management (the ``voxline`` command)."""
