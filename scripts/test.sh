@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run Voxline's checks and test suite on a fresh or prepared machine.
+# Installs what is missing first (scripts/setup.sh), then: ruff, mypy, pytest.
+# Any failure, and pytest collecting no tests, exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VOXLINE_VENV:-.venv}"
+
+scripts/setup.sh
+echo "[test] ruff"
+"$VENV/bin/ruff" check .
+echo "[test] mypy (strict on schemas/ and pipeline/)"
+"$VENV/bin/mypy"
+echo "[test] pytest"
+set +e
+"$VENV/bin/python" -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "[test] pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$status"

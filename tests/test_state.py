@@ -1,0 +1,80 @@
+"""The session state fold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import pytest
+from event_samples import sample_events
+
+import schemas as s
+from pipeline.eventlog import EventLog
+from pipeline.state import fold
+
+
+def turn_events(session: str) -> list[s.EventBase]:
+    return [
+        s.SessionCreated(
+            session_id=session, data=s.SessionCreatedData(settings=s.SessionSettings())
+        ),
+        s.InputText(session_id=session, turn_id="t1", data=s.InputTextData(text="Hi")),
+        s.ResponseStarted(session_id=session, turn_id="t1"),
+        s.ResponseTextDelta(session_id=session, turn_id="t1", data=s.TextDeltaData(delta="Hello ")),
+        s.ResponseTextDelta(session_id=session, turn_id="t1", data=s.TextDeltaData(delta="there.")),
+        s.ResponseDone(
+            session_id=session, turn_id="t1", data=s.ResponseDoneData(text="Hello there.")
+        ),
+        s.InputText(session_id=session, turn_id="t2", data=s.InputTextData(text="Tell me more")),
+        s.ResponseStarted(session_id=session, turn_id="t2"),
+        s.ResponseTextDelta(
+            session_id=session, turn_id="t2", data=s.TextDeltaData(delta="Once upon")
+        ),
+        s.ResponseCancelled(
+            session_id=session, turn_id="t2", data=s.ResponseCancelledData(text_sent="Once")
+        ),
+        s.InputText(session_id=session, turn_id="t3", data=s.InputTextData(text="Stop")),
+    ]
+
+
+def test_history_uses_what_was_heard() -> None:
+    state = fold("h", turn_events("h"))  # type: ignore[arg-type]
+    assert [(m.role, m.content) for m in state.history()] == [
+        ("system", s.SessionSettings().system_prompt),
+        ("user", "Hi"),
+        ("assistant", "Hello there."),
+        ("user", "Tell me more"),
+        ("assistant", "Once"),
+    ]
+    assert state.open_turn is not None and state.open_turn.turn_id == "t3"
+    assert state.turns["t2"].status == "cancelled"
+
+
+@pytest.mark.redis
+async def test_fold_is_the_same_twice_and_in_a_fresh_process(
+    event_log: EventLog, redis_url: str
+) -> None:
+    await event_log.append_batch(turn_events("fold") + sample_events("fold", turn_id="t9"))
+    events = await event_log.read_all("fold")
+    first = fold("fold", events).model_dump_json()
+    assert fold("fold", await event_log.read_all("fold")).model_dump_json() == first
+    code = (
+        "import asyncio, sys\n"
+        "from pipeline.eventlog import EventLog\n"
+        "from pipeline.redis_client import create_redis\n"
+        "from pipeline.state import fold\n"
+        "from schemas import EventLogSettings\n"
+        "async def main():\n"
+        f"    r = create_redis({redis_url!r})\n"
+        f"    log = EventLog(r, EventLogSettings(key_prefix={event_log.settings.key_prefix!r}))\n"
+        "    print(fold('fold', await log.read_all('fold')).model_dump_json())\n"
+        "    await r.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert json.loads(stdout) == json.loads(first)
