@@ -1,0 +1,146 @@
+"""A synthesizer that picks another synthesizer by the language of each piece.
+
+The CPU profile has one neural voice (Piper, US English) and a fallback that speaks
+everything else (espeak-ng). A session may switch language between turns, and the turn
+orchestration should not have to know which engine speaks what, so the choice is itself a
+:class:`~pipeline.engines.base.Synthesizer`: the rest of the pipeline sees one engine.
+
+Routing is by the request's language tag, most specific first: ``de-AT`` tries ``de-at``,
+then ``de``, then the default engine. The CPU profile is::
+
+    LanguageRoutingSynthesizer(default="espeak", by_language={"en": "piper"})
+
+Engines are given as instances, or as registry names (built with ``create_engine`` and
+``engine_options[name]``), so the router can itself be built from settings.
+
+Voices: a voice belongs to one engine. When a request names a voice that some engine
+here knows but the routed engine does not (the session's English Piper voice on a German
+piece), the voice is dropped and that language's default voice speaks: a voice is a
+preference, and it must not make every piece in another language fail. A voice no engine
+knows goes through unchanged, so the routed engine rejects it with its own clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+from pipeline.engines.base import Synthesizer
+from schemas import AudioChunk, ConfigurationError, SynthesisRequest
+
+__all__ = ["LanguageRoutingSynthesizer"]
+
+
+def _tag(language: str) -> str:
+    return language.strip().lower().replace("_", "-")
+
+
+def _voices(engine: Synthesizer) -> frozenset[str]:
+    """The voices an engine declares (``voices`` attribute, lower case); empty if none."""
+    declared = getattr(engine, "voices", ())
+    return frozenset(str(voice).lower() for voice in declared)
+
+
+class LanguageRoutingSynthesizer(Synthesizer):
+    """Sends each piece to the synthesizer registered for its language, else to ``default``."""
+
+    name = "language-router"
+
+    def __init__(
+        self,
+        default: Synthesizer | str = "espeak",
+        by_language: Mapping[str, Synthesizer | str] | None = None,
+        engine_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        if by_language is None:
+            by_language = {"en": "piper"} if isinstance(default, str) else {}
+        built: dict[str, Synthesizer] = {}  # one instance per registry name
+
+        def resolve(engine: Synthesizer | str) -> Synthesizer:
+            if isinstance(engine, Synthesizer):
+                return engine
+            if engine not in built:
+                from pipeline.engines.registry import create_engine
+
+                options = dict((engine_options or {}).get(engine, {}))
+                created = create_engine("tts", engine, options)
+                assert isinstance(created, Synthesizer)  # create_engine checked the stage
+                built[engine] = created
+            return built[engine]
+
+        unused = set(engine_options or {}) - {
+            name for name in [default, *by_language.values()] if isinstance(name, str)
+        }
+        if unused:
+            raise ConfigurationError(
+                f"engine_options for engines the router does not use: {sorted(unused)}",
+                setting="VOXLINE_TTS__OPTIONS",
+            )
+        self.default = resolve(default)
+        self.by_language = {_tag(lang): resolve(engine) for lang, engine in by_language.items()}
+        self.sample_rate = self.default.sample_rate
+
+    @property
+    def engines(self) -> tuple[Synthesizer, ...]:
+        """Every distinct engine, the default first."""
+        unique: dict[int, Synthesizer] = {id(self.default): self.default}
+        for engine in self.by_language.values():
+            unique.setdefault(id(engine), engine)
+        return tuple(unique.values())
+
+    @property
+    def ready(self) -> bool:
+        return all(engine.ready for engine in self.engines)
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        """The voices of all engines."""
+        return tuple(dict.fromkeys(v for e in self.engines for v in getattr(e, "voices", ())))
+
+    def route(self, language: str) -> Synthesizer:
+        """The engine for a language tag: the most specific match, else the default."""
+        tag = _tag(language)
+        while tag:
+            if tag in self.by_language:
+                return self.by_language[tag]
+            tag = tag.rpartition("-")[0]
+        return self.default
+
+    async def load(self) -> None:
+        """Load every engine concurrently (each loads off the event loop itself)."""
+        await asyncio.gather(*(engine.load() for engine in self.engines))
+
+    async def close(self) -> None:
+        """Close every engine, even when one of them fails to close."""
+        results = await asyncio.gather(
+            *(engine.close() for engine in self.engines), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _request_for(self, engine: Synthesizer, request: SynthesisRequest) -> SynthesisRequest:
+        """Drop a voice that belongs to another engine here (see the module docstring)."""
+        if request.voice is None:
+            return request
+        wanted = request.voice.strip().lower()
+        if wanted in _voices(engine):
+            return request
+        if any(wanted in _voices(other) for other in self.engines if other is not engine):
+            return request.model_copy(update={"voice": None})
+        return request
+
+    async def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
+        """Yield what the routed engine yields; closing this stream closes the engine's."""
+        engine = self.route(request.language)
+        stream = engine.synthesize(self._request_for(engine, request))
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            # The base class promises an AsyncIterator; engines return async generators,
+            # whose aclose() runs their own cleanup now rather than at garbage collection.
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
