@@ -36,7 +36,10 @@ def write_report(name: str, figures: dict[str, Any]) -> Path:
     report = {
         "benchmark": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+        },
         "figures": figures,
     }
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

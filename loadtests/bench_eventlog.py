@@ -20,18 +20,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests._report import percentiles, write_report  # noqa: E402
-from pipeline.eventlog import EventLog  # noqa: E402
-from pipeline.redis_client import create_redis  # noqa: E402
-from schemas import EventLogSettings, ResponseTextDelta, TextDeltaData  # noqa: E402
-from voxline.redis_server import redis_url_or_server  # noqa: E402
+from loadtests._report import percentiles, write_report
+from pipeline.eventlog import EventLog
+from pipeline.redis_client import create_redis
+from schemas import EventLogSettings, ResponseTextDelta, TextDeltaData
+from voxline.redis_server import redis_url_or_server
 
 
 def delta(session: str, i: int) -> ResponseTextDelta:
-    return ResponseTextDelta(session_id=session, turn_id="t1", data=TextDeltaData(delta=f" word{i}"))
+    return ResponseTextDelta(
+        session_id=session, turn_id="t1", data=TextDeltaData(delta=f" word{i}")
+    )
 
 
-async def bench(url: str, singles: int, batched: int, batch_size: int, tails: int) -> dict[str, object]:
+async def bench(
+    url: str, singles: int, batched: int, batch_size: int, tails: int
+) -> dict[str, object]:
     redis = create_redis(url)
     prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
     log = EventLog(redis, EventLogSettings(key_prefix=prefix, maxlen=None))
@@ -51,7 +55,9 @@ async def bench(url: str, singles: int, batched: int, batch_size: int, tails: in
 
         async def writer(name: str) -> None:
             for start_i in range(0, per_session, batch_size):
-                await log.append_batch([delta(name, i) for i in range(start_i, start_i + batch_size)])
+                await log.append_batch(
+                    [delta(name, i) for i in range(start_i, start_i + batch_size)]
+                )
 
         start = time.perf_counter()
         await asyncio.gather(*(writer(f"batch{s}") for s in range(sessions)))
@@ -89,7 +95,9 @@ async def bench(url: str, singles: int, batched: int, batch_size: int, tails: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis-url", default=None, help="default: 127.0.0.1:6379 or a server of our own")
+    parser.add_argument(
+        "--redis-url", default=None, help="default: 127.0.0.1:6379 or a server of our own"
+    )
     parser.add_argument("--singles", type=int, default=5000)
     parser.add_argument("--batched", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -97,7 +105,9 @@ def main() -> None:
     args = parser.parse_args()
     from voxline.redis_server import is_reachable
 
-    configured = args.redis_url or ("redis://127.0.0.1:6379/0" if is_reachable("127.0.0.1", 6379) else None)
+    configured = args.redis_url or (
+        "redis://127.0.0.1:6379/0" if is_reachable("127.0.0.1", 6379) else None
+    )
     with redis_url_or_server(configured) as url:
         figures = asyncio.run(bench(url, args.singles, args.batched, args.batch_size, args.tails))
     figures["goal_batched_events_per_s"] = 25_000

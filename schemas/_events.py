@@ -16,7 +16,13 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas._errors import ErrorPayload
-from schemas._session import AudioFormat, ResponseStatus, SessionSettings
+from schemas._session import (
+    AudioFormat,
+    CancelReason,
+    ResponseMode,
+    ResponseStatus,
+    SessionSettings,
+)
 from schemas._types import Base64Bytes
 
 _DATA_CONFIG = ConfigDict(frozen=True, extra="forbid")
@@ -81,7 +87,7 @@ class TranscriptRefinedData(TranscriptData):
 
 
 class ResponseStartedData(EventData):
-    mode: Literal["streaming", "sequential", "text"] = "streaming"
+    mode: ResponseMode = "streaming"
     input_event_id: str | None = None
 
 
@@ -110,7 +116,7 @@ class ResponseDoneData(EventData):
 
 
 class ResponseCancelledData(EventData):
-    reason: Literal["client", "barge_in", "shutdown"] = "client"
+    reason: CancelReason = "client"
     text_sent: str = ""
     sentences_sent: int = 0
     chunks_sent: int = 0

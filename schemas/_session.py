@@ -82,3 +82,7 @@ class SessionSettings(BaseModel):
 
 
 ResponseStatus = Literal["completed", "cancelled", "failed"]
+#: How a response is produced: spoken while written, spoken after it is written, or text only.
+ResponseMode = Literal["streaming", "sequential", "text"]
+#: Why a response was cancelled.
+CancelReason = Literal["client", "barge_in", "shutdown"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 
 import pytest
@@ -93,7 +94,5 @@ def test_parser_never_raises_anything_but_protocol_errors(raw: str | bytes) -> N
     )
 )
 def test_parser_on_random_objects(obj: dict[str, object]) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):  # anything else escaping fails the test
         parse(obj)
-    except ProtocolError:
-        pass

@@ -1,0 +1,200 @@
+"""Speak pieces of text in order: bounded concurrent synthesis, audio strictly in piece order.
+
+:class:`OrderedSpeaker` is the TTS half of a turn. Pieces are submitted in order; up to
+``concurrency`` of them are synthesized at once (started strictly in piece order, so the
+piece whose audio goes out next always holds a slot or is done); their chunks are forwarded
+to a sink queue strictly in piece order, whatever order synthesis finishes in.
+
+Everything is bounded:
+
+* ``max_pending`` pieces at most are admitted and not yet fully forwarded; :meth:`submit`
+  waits for room, which is how a slow synthesizer stops the LLM (backpressure);
+* each piece buffers ``chunk_buffer`` chunks at most before its synthesis waits;
+* the sink is the caller's :class:`~pipeline._outbox.Outbox`; each chunk waits for room.
+
+What goes into the sink, in order: for each piece either its :class:`SpokenChunk` items
+or a :class:`PieceFailed` (after any chunks it produced before failing), then one
+:data:`SPEECH_END` once :meth:`close` was called and every piece was forwarded.
+
+A synthesis that raises fails only its piece. :meth:`cancel` cancels every synthesis at
+once (the engine sees ``CancelledError``, or ``GeneratorExit`` through ``aclose()`` when it
+was suspended at a yield); :meth:`wait_stopped` waits until they all ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pipeline._outbox import Outbox
+from schemas import AudioChunk
+
+logger = logging.getLogger(__name__)
+
+Synthesize = Callable[[str], AsyncIterator[AudioChunk]]
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenChunk:
+    """One chunk of audio of piece ``index``."""
+
+    index: int
+    chunk: AudioChunk
+
+
+@dataclass(frozen=True, slots=True)
+class PieceFailed:
+    """Synthesis of piece ``index`` raised ``error``; the pieces after it go on."""
+
+    index: int
+    error: Exception
+
+
+class _SpeechEnd:
+    def __repr__(self) -> str:
+        return "SPEECH_END"
+
+
+SPEECH_END: Final = _SpeechEnd()
+
+_DONE: Final = object()
+
+
+async def aclose_quietly(stream: AsyncIterator[Any]) -> None:
+    """``aclose()`` an engine stream if it has one (async generators do): the engine's
+    ``finally`` runs now, not whenever the garbage collector gets to it."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    index: int
+    text: str
+    chunks: asyncio.Queue[object]
+
+
+class OrderedSpeaker:
+    """Synthesize submitted pieces with bounded concurrency; forward audio in order."""
+
+    def __init__(
+        self,
+        synthesize: Synthesize,
+        sink: Outbox,
+        *,
+        concurrency: int,
+        max_pending: int,
+        chunk_buffer: int,
+    ) -> None:
+        self._synthesize = synthesize
+        self._sink = sink
+        self._concurrency = concurrency
+        self._chunk_buffer = chunk_buffer
+        self._window = asyncio.Semaphore(max_pending)
+        self._ordered: asyncio.Queue[_Job | None] = asyncio.Queue()  # bounded by the window
+        self._waiting: deque[_Job] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._active = 0
+        self._pending = 0
+        self._cancelled = False
+        #: the most pieces admitted and not yet forwarded, and of syntheses running, at once
+        self.max_pending_seen = 0
+        self.max_active_seen = 0
+
+    # -- producer side -------------------------------------------------------------------
+
+    async def submit(self, index: int, text: str) -> None:
+        """Admit piece ``index``; waits while ``max_pending`` pieces are not yet forwarded."""
+        await self._window.acquire()
+        if self._cancelled:
+            return
+        self._pending += 1
+        self.max_pending_seen = max(self.max_pending_seen, self._pending)
+        job = _Job(index, text, asyncio.Queue(self._chunk_buffer))
+        self._ordered.put_nowait(job)
+        if self._active < self._concurrency:
+            self._start(job)
+        else:
+            self._waiting.append(job)
+
+    def close(self) -> None:
+        """No more pieces: :meth:`forward` ends after the admitted ones."""
+        self._ordered.put_nowait(None)
+
+    # -- consumer side -------------------------------------------------------------------
+
+    async def forward(self) -> None:
+        """Move audio into the sink in piece order until :meth:`close`; then SPEECH_END."""
+        sink = self._sink
+        while (job := await self._ordered.get()) is not None:
+            chunks = job.chunks
+            while True:
+                item = await chunks.get()
+                if item is _DONE:
+                    break
+                if sink.full():
+                    await sink.wait_room()
+                sink.put(item)
+                if isinstance(item, PieceFailed):
+                    break
+            self._pending -= 1
+            self._window.release()
+        sink.put(SPEECH_END)
+
+    # -- synthesis -----------------------------------------------------------------------
+
+    def _start(self, job: _Job) -> None:
+        self._active += 1
+        self.max_active_seen = max(self.max_active_seen, self._active)
+        task = asyncio.create_task(self._speak(job), name=f"tts-piece-{job.index}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _speak(self, job: _Job) -> None:
+        try:
+            await self._produce(job)
+            outcome: object = _DONE
+        except Exception as exc:  # the engine failed, refused the request or gave no audio
+            outcome = PieceFailed(job.index, exc)
+        finally:  # the slot frees when synthesis ends, cancelled or not
+            self._active -= 1
+            if self._waiting and not self._cancelled:
+                self._start(self._waiting.popleft())
+        await job.chunks.put(outcome)
+
+    async def _produce(self, job: _Job) -> None:
+        stream = self._synthesize(job.text)
+        try:
+            async for chunk in stream:
+                if chunk.audio:
+                    await job.chunks.put(SpokenChunk(job.index, chunk))
+        finally:
+            await aclose_quietly(stream)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel every synthesis now and start no more (synchronous, so it is prompt)."""
+        self._cancelled = True
+        self._waiting.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait_stopped(self, grace: float) -> bool:
+        """Wait until every synthesis task ended; False if some outlived ``grace`` seconds."""
+        if not self._tasks:
+            return True
+        _, still = await asyncio.wait(set(self._tasks), timeout=grace)
+        if still:
+            logger.warning("%d synthesis task(s) ignored cancellation", len(still))
+        return not still
+
+    @property
+    def active(self) -> int:
+        """Syntheses running now."""
+        return self._active
