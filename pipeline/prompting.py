@@ -1,0 +1,190 @@
+"""A plain-text dialogue prompt for base (completion) models.
+
+Instruction-tuned models bring a chat template; small *base* models such as the packaged
+Gemma 3 270M do not, so the dialogue is written out the way such text appears in their
+training data::
+
+    You are Voxline, a friendly voice assistant. Answer briefly.
+
+    User: What is the capital of France?
+    Assistant:
+
+The model continues after ``Assistant:`` and is stopped when it starts the next turn
+(``\\nUser:``), which it does readily because the pattern is so common. The format lives
+here, apart from any engine, so it is a pure function with its own tests and so a remote
+completion engine can reuse it. :class:`StopScanner` applies the stop sequences to the
+streamed reply.
+
+Speaker labels inside message text are not escaped: a user who types ``\\nAssistant:``
+can steer a base model however they like, but the prompt is not a security boundary (the
+model has no tools and sees only this session's text), so readability wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from schemas import ChatMessage
+
+__all__ = ["DialogueFormat", "DialoguePrompt", "StopScanner", "build_dialogue_prompt"]
+
+
+@dataclass(frozen=True, slots=True)
+class DialogueFormat:
+    """The speaker labels of the transcript; change them to match a model's habits."""
+
+    user_label: str = "User"
+    assistant_label: str = "Assistant"
+    system_label: str = "System"
+    #: Also end the reply at a blank line. Small base models rarely write a second
+    #: paragraph that belongs to the answer: they repeat the preamble or start an
+    #: unrelated text instead.
+    paragraph_stop: bool = False
+
+    def stops(self) -> tuple[str, ...]:
+        """Sequences that mean the model has finished its turn and begun another one.
+
+        Each starts with a newline so that a label inside a sentence ("the User: field")
+        does not end the reply.
+        """
+        labels = (self.user_label, self.assistant_label, self.system_label)
+        turns = tuple(f"\n{label}:" for label in labels)
+        return (*turns, "\n\n") if self.paragraph_stop else turns
+
+
+@dataclass(frozen=True, slots=True)
+class DialoguePrompt:
+    """The text to complete and the stop sequences that end the reply."""
+
+    text: str
+    stop: tuple[str, ...]
+    #: True when the prompt ends inside an assistant message (prefill): the reply goes
+    #: on from there, so its leading whitespace is part of the text.
+    continuation: bool = False
+
+
+def build_dialogue_prompt(
+    messages: Sequence[ChatMessage],
+    *,
+    extra_stop: Iterable[str] = (),
+    dialogue: DialogueFormat | None = None,
+) -> DialoguePrompt:
+    """Render ``messages`` as a transcript that ends where the assistant speaks next.
+
+    * System messages go on top, in order, as plain paragraphs: a base model reads a
+      preamble as the context of the conversation that follows, while a ``System:`` turn
+      in the middle would look like a third speaker. A system message that arrives after
+      the dialogue has begun is kept in place as a ``System:`` line so it still applies
+      from that point on.
+    * A trailing assistant message is an unfinished reply to continue (prefill), so the
+      prompt ends with its text instead of a fresh ``Assistant:`` cue.
+    * The cue has no trailing space: SentencePiece vocabularies fold the space into the
+      next word's token, and a dangling space token makes base models write oddly. The
+      engine strips the leading space of the reply instead.
+
+    ``extra_stop`` (the request's own stop sequences) is appended after the turn stops,
+    without duplicates and without empty strings.
+    """
+    fmt = dialogue or DialogueFormat()
+    labels = {"user": fmt.user_label, "assistant": fmt.assistant_label}
+
+    preamble: list[str] = []
+    turns: list[str] = []
+    for message in messages:
+        text = message.content.strip()
+        if message.role == "system":
+            if turns:
+                turns.append(f"{fmt.system_label}: {text}")
+            elif text:
+                preamble.append(text)
+            continue
+        turns.append(f"{labels[message.role]}: {text}")
+
+    if messages and messages[-1].role == "assistant":
+        # Continue the unfinished reply; an empty prefill is just the bare cue.
+        last = turns.pop()
+        cue = last.rstrip()
+    else:
+        cue = f"{fmt.assistant_label}:"
+    body = "\n".join([*turns, cue])
+    text = "\n\n".join([*preamble, body]) if preamble else body
+
+    stop: list[str] = []
+    for candidate in (*fmt.stops(), *extra_stop):
+        if candidate and candidate not in stop:
+            stop.append(candidate)
+    continuation = bool(messages) and messages[-1].role == "assistant"
+    return DialoguePrompt(text=text, stop=tuple(stop), continuation=continuation)
+
+
+class StopScanner:
+    """Cuts a streamed reply at its first stop sequence, without ever emitting part of one.
+
+    Text arrives in token-sized pieces, so a stop sequence such as ``"\\nUser:"`` can be
+    split over several pieces. The scanner holds back the longest tail that could still
+    grow into a stop sequence and releases it once it cannot. It also trims the reply:
+
+    * leading whitespace is dropped (the prompt ends at ``Assistant:`` and the model's
+      first token is usually ``" The"``), unless ``strip_leading`` is off because the
+      reply continues a prefilled text;
+    * trailing whitespace is held until non-space text follows, so a reply that ends in
+      ``"\\n\\n"`` before the next turn does not end in whitespace and no delta is pure
+      whitespace at the end of the stream.
+
+    Whitespace *inside* the reply is kept as the model wrote it.
+    """
+
+    __slots__ = ("_held", "_started", "_stopped", "_stops")
+
+    def __init__(self, stops: Iterable[str], *, strip_leading: bool = True) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._held = ""
+        self._started = not strip_leading
+        self._stopped = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Add ``text``; return what may be emitted now and whether a stop was reached.
+
+        After a stop, further text is ignored.
+        """
+        if self._stopped:
+            return "", True
+        held = self._held + text
+        cut = min((i for i in (held.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self._held = ""
+            self._stopped = True
+            return self._emit(held[:cut].rstrip()), True
+        end = len(held) - self._partial_stop_length(held)
+        while end > 0 and held[end - 1].isspace():
+            end -= 1
+        self._held = held[end:]
+        return self._emit(held[:end]), False
+
+    def flush(self) -> str:
+        """The end of the stream: release what was held, without trailing whitespace."""
+        held, self._held = self._held, ""
+        return "" if self._stopped else self._emit(held.rstrip())
+
+    def _emit(self, text: str) -> str:
+        # Leading whitespace is dropped only at emission: a stop sequence may begin with
+        # it ("\nUser:" as the very first output is an empty reply, not "User:").
+        if not self._started:
+            text = text.lstrip()
+            self._started = bool(text)
+        return text
+
+    def _partial_stop_length(self, text: str) -> int:
+        """Length of the longest tail of ``text`` that is a proper prefix of a stop."""
+        best = 0
+        for stop in self._stops:
+            for k in range(min(len(stop) - 1, len(text)), best, -1):
+                if text.endswith(stop[:k]):
+                    best = k
+                    break
+        return best
