@@ -1,0 +1,171 @@
+"""PCM16 helpers: checks, conversions and resampling at the edges of the pipeline.
+
+Inside Voxline audio is PCM16 mono little-endian bytes plus a sample rate (see
+``schemas.AudioChunk``); models want float32 numpy arrays at their own rate. These
+functions convert between the two and refuse bad input with ``InvalidAudioError`` and a
+stable code, so a client learns *why* (``empty_input``, ``invalid_audio``,
+``unsupported_sample_rate``) instead of hearing nothing.
+
+Resampling is soxr (imported lazily: the ingress never resamples). Decoding uploads and
+encoding output formats live in :mod:`pipeline.audio_codec` (PyAV).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas import SUPPORTED_SAMPLE_RATES, ErrorCode, InvalidAudioError
+
+__all__ = [
+    "FloatAudio",
+    "PcmResampler",
+    "check_pcm16",
+    "check_sample_rate",
+    "duration_s",
+    "float_to_pcm16",
+    "pcm16_to_float",
+    "resample",
+    "resample_pcm16",
+    "rms_dbfs",
+]
+
+#: Mono float32 samples in [-1, 1].
+FloatAudio = npt.NDArray[np.float32]
+
+_PCM16 = np.dtype("<i2")
+
+
+def check_sample_rate(
+    sample_rate: int, allowed: Iterable[int] | None = SUPPORTED_SAMPLE_RATES
+) -> int:
+    """Refuse a rate the pipeline does not accept (``allowed=None``: any positive rate)."""
+    if sample_rate <= 0 or (allowed is not None and sample_rate not in tuple(allowed)):
+        rates = ", ".join(str(r) for r in (allowed or ()))
+        raise InvalidAudioError(
+            f"unsupported sample rate {sample_rate}" + (f"; use one of {rates}" if rates else ""),
+            code=ErrorCode.UNSUPPORTED_SAMPLE_RATE,
+            sample_rate=sample_rate,
+        )
+    return sample_rate
+
+
+def check_pcm16(data: bytes, *, allow_empty: bool = False) -> None:
+    """PCM16 is whole 2-byte samples; an odd byte count means a client framing bug."""
+    if not data and not allow_empty:
+        raise InvalidAudioError("no audio: the PCM16 buffer is empty", code=ErrorCode.EMPTY_INPUT)
+    if len(data) % 2:
+        raise InvalidAudioError(
+            f"PCM16 audio must have an even number of bytes, got {len(data)}",
+            code=ErrorCode.INVALID_AUDIO,
+            bytes=len(data),
+        )
+
+
+def duration_s(data: bytes, sample_rate: int) -> float:
+    return len(data) / 2 / sample_rate
+
+
+def pcm16_to_float(data: bytes, *, allow_empty: bool = False) -> FloatAudio:
+    """PCM16 little-endian bytes to float32 in [-1, 1) (a new array, safe to modify)."""
+    check_pcm16(data, allow_empty=allow_empty)
+    samples = np.frombuffer(data, dtype=_PCM16)
+    return samples.astype(np.float32) / np.float32(32768.0)
+
+
+def float_to_pcm16(samples: npt.NDArray[np.floating] | Iterable[float]) -> bytes:
+    """Float samples (any float dtype, mono) to PCM16 bytes; out-of-range values clip.
+
+    Clipping (not wrapping) matters: a TTS model that overshoots by 1 % must not turn a
+    loud peak into a full-scale click.
+    """
+    array = np.asarray(samples, dtype=np.float32)
+    if array.ndim != 1:
+        raise InvalidAudioError(f"expected mono audio, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise InvalidAudioError("audio contains NaN or infinite samples")
+    scaled = np.clip(array * 32768.0, -32768, 32767)
+    pcm: bytes = np.rint(scaled).astype(_PCM16).tobytes()
+    return pcm
+
+
+def resample(
+    samples: FloatAudio, from_rate: int, to_rate: int, *, quality: str = "HQ"
+) -> FloatAudio:
+    """Float32 mono from one rate to another with soxr (a copy-free no-op at equal rates).
+
+    ``quality`` is soxr's: ``"HQ"`` by default; ``"QQ"`` is cheaper for interim results.
+    """
+    if from_rate <= 0 or to_rate <= 0:
+        raise InvalidAudioError(
+            f"sample rates must be positive, got {from_rate} -> {to_rate}",
+            code=ErrorCode.UNSUPPORTED_SAMPLE_RATE,
+        )
+    if from_rate == to_rate or samples.size == 0:
+        return samples
+    import soxr
+
+    out = soxr.resample(samples, from_rate, to_rate, quality=quality)
+    return np.asarray(out, dtype=np.float32)
+
+
+def resample_pcm16(data: bytes, from_rate: int, to_rate: int) -> bytes:
+    """PCM16 bytes from one rate to another (the same bytes back at equal rates)."""
+    check_pcm16(data, allow_empty=True)
+    if from_rate == to_rate:
+        return data
+    return float_to_pcm16(resample(pcm16_to_float(data, allow_empty=True), from_rate, to_rate))
+
+
+def rms_dbfs(samples: FloatAudio) -> float:
+    """Loudness in dB relative to full scale; ``-inf`` for digital silence.
+
+    Used to skip a model call on silence, where Whisper would invent "Thank you.".
+    """
+    if samples.size == 0:
+        return float("-inf")
+    power = float(np.mean(np.square(samples, dtype=np.float64)))
+    if power <= 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(power))
+
+
+class PcmResampler:
+    """Streaming PCM16 resampler: chunks in, chunks out, no clicks at chunk boundaries.
+
+    Resampling each chunk on its own restarts the filter every time (an audible tick per
+    chunk); soxr's stream keeps the filter state between calls. Equal rates pass through.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int, *, quality: str = "HQ") -> None:
+        check_sample_rate(from_rate, None)
+        check_sample_rate(to_rate, None)
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self._pending = b""  # an odd byte carried to the next chunk
+        self._stream: Any = None
+        if from_rate != to_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(
+                from_rate, to_rate, 1, dtype="float32", quality=quality
+            )
+
+    def push(self, pcm: bytes) -> bytes:
+        data = self._pending + pcm
+        usable = len(data) // 2 * 2
+        self._pending = data[usable:]
+        if self._stream is None:
+            return data[:usable]
+        samples = pcm16_to_float(data[:usable], allow_empty=True)
+        return float_to_pcm16(self._stream.resample_chunk(samples, last=False))
+
+    def flush(self) -> bytes:
+        """The filter's tail; call once at the end of the stream."""
+        self._pending = b""
+        if self._stream is None:
+            return b""
+        return float_to_pcm16(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))

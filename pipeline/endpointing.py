@@ -1,0 +1,379 @@
+"""Endpointing: turn per-frame speech probabilities into utterances.
+
+A voice activity detector says, 32 ms at a time, how likely a frame is speech. What the
+turn needs is coarser: *the user started talking* and *the user stopped; here is what
+they said*. This module is that state machine, kept free of any model (no onnxruntime
+import) so it is tested with made-up probabilities and reused with any detector.
+
+The rules, all in :class:`EndpointConfig`:
+
+* **Start** once speech lasted ``min_speech_ms``: a run opens on a frame with
+  probability ``>= threshold`` and survives frames down to ``neg_threshold``; one frame
+  below ``neg_threshold`` drops the run. A cough or a click is shorter and never starts
+  a turn.
+* **Stop** once silence lasted ``min_silence_ms``: silence opens on a frame below
+  ``neg_threshold`` and only a frame back at ``>= threshold`` closes it (hysteresis, as in
+  Silero's reference code), so a probability that wobbles around one value does not
+  flap between speech and silence.
+* **Padding**: ``pre_padding_ms`` of audio before the onset and ``post_padding_ms`` after
+  the offset stay in the utterance; the detector reacts a frame or two late and Whisper
+  clips soft word onsets without it.
+* **Forced cut** at ``max_utterance_s``: the utterance ends (``reason="max_length"``) and,
+  when the speaker is still talking, a new one starts at once, so a monologue cannot grow
+  a buffer without bound.
+
+Times are stream times in milliseconds since the first sample pushed. Frames may have any
+size (the accounting is per sample), though Silero wants 512 samples at 16 kHz;
+:class:`FrameAssembler` cuts a socket's arbitrary chunks into such frames.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas import InvalidAudioError
+
+if TYPE_CHECKING:
+    from pipeline.engines.base import VoiceActivityDetector
+
+__all__ = [
+    "EndpointConfig",
+    "EndpointEvent",
+    "Endpointer",
+    "FrameAssembler",
+    "SpeechEnd",
+    "SpeechStart",
+    "endpoint_stream",
+    "segment_speech",
+]
+
+
+class EndpointConfig(BaseModel):
+    """How speech is told from silence; validated so a bad setting fails at start-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sample_rate: int = Field(default=16000, gt=0)
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="speech at or above")
+    neg_threshold: float | None = Field(
+        default=None, ge=0.0, lt=1.0, description="silence below; default threshold - 0.15"
+    )
+    min_speech_ms: int = Field(default=250, ge=0, description="speech needed to start")
+    min_silence_ms: int = Field(default=500, gt=0, description="silence needed to stop")
+    pre_padding_ms: int = Field(default=300, ge=0, description="audio kept before the onset")
+    post_padding_ms: int = Field(default=200, ge=0, description="audio kept after the offset")
+    max_utterance_s: float = Field(default=30.0, gt=0.0, description="forced cut")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EndpointConfig:
+        if self.neg_threshold is not None and self.neg_threshold > self.threshold:
+            raise ValueError("neg_threshold must not exceed threshold")
+        if self.post_padding_ms > self.min_silence_ms:
+            # The padding is taken from the silence already seen when the end is decided.
+            raise ValueError("post_padding_ms must not exceed min_silence_ms")
+        return self
+
+    @property
+    def silence_threshold(self) -> float:
+        if self.neg_threshold is not None:
+            return self.neg_threshold
+        return max(self.threshold - 0.15, 0.01)
+
+    def samples(self, ms: float) -> int:
+        return round(ms * self.sample_rate / 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStart:
+    """Speech was confirmed; ``audio_ms`` is where it began (not when it was confirmed)."""
+
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnd:
+    """An utterance ended.
+
+    ``audio_ms`` is where speech stopped; ``audio`` is PCM16 mono from ``start_ms`` (the
+    onset minus padding) to the offset plus padding; ``duration_s`` is its length.
+    ``reason`` is ``silence`` normally, ``max_length`` for a forced cut and ``flush`` when
+    the stream ended mid-speech.
+    """
+
+    audio_ms: int
+    audio: bytes
+    duration_s: float
+    start_ms: int
+    reason: Literal["silence", "max_length", "flush"] = "silence"
+
+    def __repr__(self) -> str:  # keep the audio out of logs
+        return (
+            f"SpeechEnd(audio_ms={self.audio_ms}, duration_s={self.duration_s:.3f}, "
+            f"start_ms={self.start_ms}, reason={self.reason!r})"
+        )
+
+
+EndpointEvent = SpeechStart | SpeechEnd
+
+
+class Endpointer:
+    """The state machine; feed it with :meth:`push`, one frame and its probability at a time.
+
+    Not thread-safe and not async: the socket handler owns one per stream and calls it
+    inline (a push is a few microseconds).
+    """
+
+    def __init__(self, config: EndpointConfig | None = None) -> None:
+        self.config = config or EndpointConfig()
+        c = self.config
+        self._min_speech = c.samples(c.min_speech_ms)
+        self._min_silence = c.samples(c.min_silence_ms)
+        self._pre = c.samples(c.pre_padding_ms)
+        self._post = c.samples(c.post_padding_ms)
+        self._max = max(c.samples(c.max_utterance_s * 1000), 1)
+        self._neg = c.silence_threshold
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a new stream starts at time zero."""
+        self._pos = 0  # samples pushed so far
+        # Outside speech: recent frames as (first sample, pcm), enough for the padding.
+        self._recent: deque[tuple[int, bytes]] = deque()
+        self._candidate: int | None = None  # onset of a run not yet long enough
+        # Inside speech:
+        self._speaking = False
+        self._utterance = bytearray()
+        self._utterance_start = 0  # sample index of the first byte of _utterance
+        self._speech_start = 0
+        self._silence_start: int | None = None
+
+    @property
+    def speaking(self) -> bool:
+        return self._speaking
+
+    @property
+    def position_ms(self) -> int:
+        return self._ms(self._pos)
+
+    def push(self, frame: bytes, probability: float) -> list[EndpointEvent]:
+        """Consume one PCM16 frame and its speech probability; return what happened."""
+        if len(frame) % 2:
+            raise InvalidAudioError("a PCM16 frame must have an even number of bytes")
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability {probability} is outside [0, 1]")
+        start = self._pos
+        self._pos += len(frame) // 2
+        if self._speaking:
+            return self._push_speaking(frame, probability, start)
+        return self._push_silent(frame, probability, start)
+
+    def flush(self) -> list[EndpointEvent]:
+        """End of stream: close an open utterance (``reason="flush"``), then reset."""
+        events: list[EndpointEvent] = []
+        if self._speaking:
+            offset = self._silence_start if self._silence_start is not None else self._pos
+            events.append(self._end(offset, self._pos, "flush"))
+        self.reset()
+        return events
+
+    # -- states -------------------------------------------------------------------------
+
+    def _push_silent(self, frame: bytes, probability: float, start: int) -> list[EndpointEvent]:
+        self._recent.append((start, frame))
+        if self._candidate is None:
+            if probability >= self.config.threshold:
+                self._candidate = start
+        elif probability < self._neg:
+            self._candidate = None
+        if self._candidate is not None and self._pos - self._candidate >= self._min_speech:
+            return [self._begin(self._candidate)]
+        self._trim_recent()
+        return []
+
+    def _push_speaking(self, frame: bytes, probability: float, start: int) -> list[EndpointEvent]:
+        self._utterance += frame
+        if probability >= self.config.threshold:
+            self._silence_start = None
+        elif probability < self._neg and self._silence_start is None:
+            self._silence_start = start
+        if self._silence_start is not None and self._pos - self._silence_start >= self._min_silence:
+            end = self._end(self._silence_start, self._silence_start + self._post, "silence")
+            return [end]
+        if self._pos - self._utterance_start >= self._max:
+            if self._silence_start is not None:  # trailing silence: no new utterance
+                return [self._end(self._silence_start, self._pos, "max_length")]
+            end = self._end(self._pos, self._pos, "max_length")
+            return [end, self._begin(self._pos)]
+        return []
+
+    # -- transitions --------------------------------------------------------------------
+
+    def _begin(self, onset: int) -> SpeechStart:
+        first = max(onset - self._pre, 0)
+        pcm = bytearray()
+        pcm_start: int | None = None
+        for frame_start, frame in self._recent:
+            frame_end = frame_start + len(frame) // 2
+            if frame_end <= first:
+                continue
+            skip = max(first - frame_start, 0)
+            pcm += frame[skip * 2 :]
+            if pcm_start is None:
+                pcm_start = frame_start + skip
+        self._recent.clear()
+        self._candidate = None
+        self._speaking = True
+        self._utterance = pcm
+        self._utterance_start = pcm_start if pcm_start is not None else onset
+        self._speech_start = onset
+        self._silence_start = None
+        return SpeechStart(audio_ms=self._ms(onset))
+
+    def _end(
+        self, offset: int, cut: int, reason: Literal["silence", "max_length", "flush"]
+    ) -> SpeechEnd:
+        cut = min(cut, self._pos)
+        keep = (cut - self._utterance_start) * 2
+        audio = bytes(self._utterance[:keep])
+        # Audio after the cut stays around as padding for a quick next utterance.
+        tail = self._utterance[keep:]
+        self._recent.clear()
+        if tail:
+            self._recent.append((cut, bytes(tail)))
+        event = SpeechEnd(
+            audio_ms=self._ms(offset),
+            audio=audio,
+            duration_s=len(audio) / 2 / self.config.sample_rate,
+            start_ms=self._ms(self._utterance_start),
+            reason=reason,
+        )
+        self._speaking = False
+        self._utterance = bytearray()
+        self._silence_start = None
+        self._candidate = None
+        self._trim_recent()
+        return event
+
+    def _trim_recent(self) -> None:
+        """Keep only what a future onset could need as padding."""
+        horizon = (self._candidate if self._candidate is not None else self._pos) - self._pre
+        while self._recent:
+            frame_start, frame = self._recent[0]
+            if frame_start + len(frame) // 2 > horizon:
+                break
+            self._recent.popleft()
+
+    def _ms(self, samples: int) -> int:
+        return samples * 1000 // self.config.sample_rate
+
+
+class FrameAssembler:
+    """Cut PCM16 byte chunks of any size into frames of exactly ``frame_samples`` samples.
+
+    Sockets deliver whatever the client sends (20 ms, 100 ms, odd byte counts split across
+    messages); the detector needs fixed frames. The remainder waits for the next chunk.
+    """
+
+    def __init__(self, frame_samples: int = 512) -> None:
+        if frame_samples <= 0:
+            raise ValueError("frame_samples must be positive")
+        self.frame_bytes = frame_samples * 2
+        self._pending = bytearray()
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    def push(self, chunk: bytes) -> list[bytes]:
+        """Add ``chunk``; return every whole frame now available, in order."""
+        self._pending += chunk
+        whole = len(self._pending) // self.frame_bytes * self.frame_bytes
+        if not whole:
+            return []
+        view = bytes(self._pending[:whole])
+        del self._pending[:whole]
+        return [view[i : i + self.frame_bytes] for i in range(0, whole, self.frame_bytes)]
+
+    def flush(self) -> bytes | None:
+        """The remainder zero-padded to a whole frame (``None`` if nothing is pending).
+
+        A trailing odd byte (half a sample) is dropped rather than padded into noise.
+        """
+        if len(self._pending) < 2:
+            self._pending.clear()
+            return None
+        usable = len(self._pending) // 2 * 2
+        frame = bytes(self._pending[:usable]).ljust(self.frame_bytes, b"\x00")
+        self._pending.clear()
+        return frame
+
+
+async def endpoint_stream(
+    frames: AsyncIterable[tuple[bytes, float]], config: EndpointConfig | None = None
+) -> AsyncIterator[EndpointEvent]:
+    """Async convenience over :class:`Endpointer`: ``(frame, probability)`` in, events out.
+
+    The end of ``frames`` flushes an open utterance (``reason="flush"``).
+    """
+    endpointer = Endpointer(config)
+    async for frame, probability in frames:
+        for event in endpointer.push(frame, probability):
+            yield event
+    for event in endpointer.flush():
+        yield event
+
+
+async def segment_speech(
+    audio: AsyncIterable[bytes],
+    detector: VoiceActivityDetector,
+    config: EndpointConfig | None = None,
+) -> AsyncIterator[EndpointEvent]:
+    """PCM16 chunks of any size in, speech events out: assembler, detector and endpointer.
+
+    ``detector`` must be loaded; its frame size and rate are used. The detector yields one
+    probability per frame in order, so each probability is paired with the frame sent last.
+    """
+    config = config or EndpointConfig(sample_rate=detector.sample_rate)
+    if config.sample_rate != detector.sample_rate:
+        raise ValueError("the endpointing rate must match the detector's")
+    assembler = FrameAssembler(detector.frame_samples)
+    sent: deque[bytes] = deque()
+
+    async def frames() -> AsyncGenerator[bytes, None]:
+        async for chunk in audio:
+            for frame in assembler.push(chunk):
+                sent.append(frame)
+                yield frame
+        last = assembler.flush()
+        if last is not None:
+            sent.append(last)
+            yield last
+
+    async def paired() -> AsyncGenerator[tuple[bytes, float], None]:
+        source = frames()
+        probabilities = detector.probabilities(source)
+        try:
+            async for probability in probabilities:
+                yield sent.popleft(), probability
+        finally:  # stop the detector, then the audio source behind it
+            await _aclose(probabilities)
+            await source.aclose()
+
+    pairs = paired()
+    try:
+        async for event in endpoint_stream(pairs, config):
+            yield event
+    finally:
+        await pairs.aclose()
+
+
+async def _aclose(iterator: AsyncIterator[object]) -> None:
+    """Close an async generator early (a plain async iterator has nothing to close)."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
