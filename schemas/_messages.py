@@ -124,9 +124,7 @@ def parse_client_message(
         )
         if kind == "input_audio.append":
             raise InvalidAudioError(f"invalid {kind}: {problems}") from None
-        raise ProtocolError(
-            f"invalid {kind}: {problems}", code=ErrorCode.INVALID_MESSAGE
-        ) from None
+        raise ProtocolError(f"invalid {kind}: {problems}", code=ErrorCode.INVALID_MESSAGE) from None
     if isinstance(message, InputTextMessage) and len(message.text) > max_text_chars:
         raise InputTooLargeError(
             f"text of {len(message.text)} characters is over the limit of {max_text_chars}",

@@ -8,6 +8,7 @@ patching the environment.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,41 @@ class EventLogSettings(BaseModel):
     read_count: int = Field(default=500, ge=1, description="entries per read round trip")
 
 
+class EngineSettings(BaseModel):
+    """Which engine runs a stage, and its options.
+
+    Options may be given as fields of their own (``VOXLINE_STT__MODEL=whisper-tiny.en``)
+    or as one JSON object (``VOXLINE_STT__OPTIONS='{"model": "whisper-tiny.en"}'``);
+    the engine's own config model validates them when the engine is built.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    engine: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def engine_options(self) -> dict[str, Any]:
+        """``options`` merged with the option fields given one by one (those win)."""
+        return {**self.options, **(self.model_extra or {})}
+
+
+# The CPU profile's engines are the defaults: they run anywhere with packaged weights.
+class SttEngineSettings(EngineSettings):
+    engine: str = "faster-whisper"
+
+
+class VadEngineSettings(EngineSettings):
+    engine: str = "silero"
+
+
+class LlmEngineSettings(EngineSettings):
+    engine: str = "llama-cpp"
+
+
+class TtsEngineSettings(EngineSettings):
+    engine: str = "language-router"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VOXLINE_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -55,6 +91,10 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    stt: SttEngineSettings = Field(default_factory=SttEngineSettings)
+    vad: VadEngineSettings = Field(default_factory=VadEngineSettings)
+    llm: LlmEngineSettings = Field(default_factory=LlmEngineSettings)
+    tts: TtsEngineSettings = Field(default_factory=TtsEngineSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     log: EventLogSettings = Field(default_factory=EventLogSettings)
 

@@ -19,11 +19,11 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
+from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines.llama_cpp import (
     GEMMA_PACKAGE,
     MODEL_PATH_SETTING,
     LlamaCppLanguageModel,
-    _Detokenizer,
     gemma_gguf_prepared,
     gemma_license_files,
     locate_gemma_gguf,
@@ -212,7 +212,7 @@ async def test_characters_split_over_byte_tokens_are_emitted_whole(
 
     text = "Grüße 𓀀 ꙮ 𝔘𝔫𝔦 🧌"
     tokens = await engine.tokenize(text)
-    detokenizer = _Detokenizer(llama_cpp, engine._llm)
+    detokenizer = Detokenizer(llama_cpp, engine._llm)
     pieces = [detokenizer.feed(token) for token in tokens]
     assert len(tokens) > len(text.split())  # byte-fallback tokens are in play
     assert "".join(pieces) == text

