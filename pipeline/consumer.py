@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from pipeline._aio import reraise_lost_cancel
 from schemas._errors import EventLogError
 from schemas._settings import EventLogSettings
 
@@ -142,7 +143,9 @@ class GroupReader:
     async def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]:
         """Endless stream of deliveries; the caller acks each one it has handled."""
         while True:
-            for delivery in await self.read(block_ms):
+            deliveries = await self.read(block_ms)
+            reraise_lost_cancel()
+            for delivery in deliveries:
                 yield delivery
 
 

@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline import _lua
+from pipeline._aio import reraise_lost_cancel
 from pipeline._codec import decode_entry, encode_fields, entry_number
 from schemas._errors import (
     AppendConflictError,
@@ -312,6 +313,7 @@ class EventLog:
                 )
             except RedisError as exc:
                 raise EventLogError(f"event log unavailable: {exc}") from exc
+            reraise_lost_cancel()
             for _stream, entries in reply or ():
                 for entry_id, raw in entries:
                     number = entry_number(raw)

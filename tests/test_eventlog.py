@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from urllib.parse import urlparse
 
 import pytest
@@ -229,3 +230,15 @@ async def test_feed_gets_pointers_to_selected_types(event_log: EventLog) -> None
 async def test_batch_must_be_one_session(event_log: EventLog) -> None:
     with pytest.raises(ValueError):
         await event_log.append_batch([text("a", "1"), text("b", "2")])
+
+
+async def test_cancelling_a_blocked_tail_always_ends_it(event_log: EventLog) -> None:
+    """CPython 3.11's asyncio.timeout can swallow a cancel that races a read timeout;
+    the tail must end anyway (it used to spin on in a 'cancelling' task)."""
+    rng = random.Random(7)
+    for _ in range(80):
+        task = asyncio.ensure_future(anext(event_log.tail("idle", block_ms=5)))
+        await asyncio.sleep(rng.random() * 0.015)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "a cancelled tail kept running"
