@@ -29,6 +29,7 @@ from pipeline.engines import (
 from pipeline.eventlog import AppendResult, EventLog, LogPage, StreamId
 from pipeline.redis_client import create_redis
 from pipeline.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+from pipeline.session import LiveSession, SessionEngines
 from pipeline.state import SessionState, TurnState, fold
 from pipeline.turn import TurnConfig, TurnOrchestrator, TurnStats
 
@@ -44,9 +45,11 @@ __all__ = [
     "FrameAssembler",
     "GroupReader",
     "LanguageModel",
+    "LiveSession",
     "LogPage",
     "SentenceBuffer",
     "SentenceBufferConfig",
+    "SessionEngines",
     "SessionState",
     "SpeechEnd",
     "SpeechStart",

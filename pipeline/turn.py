@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -177,7 +177,7 @@ class TurnOrchestrator:
         cancel: CancelToken | None = None,
         input_event_id: str | None = None,
         stats: TurnStats | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Yield the events of one response (see the module docstring for the contract)."""
         cfg = self.config
         token = cancel if cancel is not None else CancelToken()

@@ -12,8 +12,9 @@ import schemas
 def test_pipeline_exports() -> None:
     assert sorted(pipeline.__all__) == [
         "AppendResult", "CancelToken", "Delivery", "ENGINES", "EndpointConfig", "Endpointer",
-        "Engine", "EventLog", "FrameAssembler", "GroupReader", "LanguageModel", "LogPage",
-        "SentenceBuffer", "SentenceBufferConfig", "SessionState", "SpeechEnd", "SpeechStart",
+        "Engine", "EventLog", "FrameAssembler", "GroupReader", "LanguageModel", "LiveSession",
+        "LogPage", "SentenceBuffer", "SentenceBufferConfig", "SessionEngines", "SessionState",
+        "SpeechEnd", "SpeechStart",
         "StreamId", "Synthesizer", "Transcriber", "TurnConfig", "TurnOrchestrator",
         "TurnState", "TurnStats", "VoiceActivityDetector", "create_engine", "create_redis",
         "engine_class", "fold", "run_worker", "split_stream", "split_text",

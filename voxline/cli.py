@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -83,6 +84,33 @@ def models_prepare(
                 console.print(f"[green]✓[/] {name}: {path}")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    question: Annotated[str, typer.Option(help="what the demo asks, spoken by the TTS")] = (
+        "What is the capital of France?"
+    ),
+    out: Annotated[Path, typer.Option(help="where the spoken reply is written")] = Path(
+        "voxline-demo-reply.wav"
+    ),
+) -> None:
+    """One voice turn end to end: speech in, transcript, streamed reply, speech out."""
+    import asyncio
+
+    from schemas import Settings
+    from voxline.demo import run_demo
+    from voxline.redis_server import redis_url_or_server
+
+    settings = Settings()
+
+    def say(text: str, end: str = "\n") -> None:
+        console.print(text, end=end, highlight=False, markup=False)
+
+    if not settings.redis_url:
+        say("VOXLINE_REDIS_URL is not set: starting a Redis server of our own on 127.0.0.1")
+    with redis_url_or_server(settings.redis_url) as url:
+        asyncio.run(run_demo(url, settings, out, say, question))
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ them directly. Heavy imports (onnxruntime, llama_cpp, torch ...) happen inside
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from schemas._engine_io import (
     AudioChunk,
@@ -53,7 +53,7 @@ class Transcriber(Engine):
     """Speech to text."""
 
     @abc.abstractmethod
-    def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptSegment]:
+    def transcribe(self, request: TranscriptionRequest) -> AsyncGenerator[TranscriptSegment, None]:
         """Yield the transcript of ``request.audio`` segment by segment, in time order.
 
         Silence yields nothing. ``request.partial`` asks for a cheap interim result that the
@@ -66,7 +66,7 @@ class LanguageModel(Engine):
     """A streaming text generator."""
 
     @abc.abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[str]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
         """Yield text deltas as the model writes them; the concatenation is the reply.
 
         Deltas may be whole tokens or several tokens; never empty strings. The stream ends
@@ -83,7 +83,7 @@ class Synthesizer(Engine):
     sample_rate: int = 22050
 
     @abc.abstractmethod
-    def synthesize(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
+    def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
         """Yield PCM16 mono audio for ``request.text`` in playback order.
 
         One request may yield one chunk (whole-piece models) or many (streaming models);
@@ -100,7 +100,7 @@ class VoiceActivityDetector(Engine):
     sample_rate: int = 16000
 
     @abc.abstractmethod
-    def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncIterator[float]:
+    def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncGenerator[float, None]:
         """Yield one speech probability in [0, 1] per PCM16 frame of ``frame_samples``.
 
         The detector keeps its recurrent state across frames of one stream; a new call

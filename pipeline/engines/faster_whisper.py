@@ -36,7 +36,7 @@ import math
 import os
 import threading
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +222,9 @@ class FasterWhisperTranscriber(Transcriber):
 
     # -- the stream ---------------------------------------------------------------------
 
-    async def transcribe(self, request: TranscriptionRequest) -> AsyncIterator[TranscriptSegment]:
+    async def transcribe(
+        self, request: TranscriptionRequest
+    ) -> AsyncGenerator[TranscriptSegment, None]:
         """Yield the transcript of one utterance (or file), segment by segment.
 
         See the module docstring for the final and interim paths. Silence, and an interim
@@ -290,7 +292,7 @@ class FasterWhisperTranscriber(Transcriber):
 
     async def _stream_final(
         self, request: TranscriptionRequest, language: str
-    ) -> AsyncIterator[TranscriptSegment]:
+    ) -> AsyncGenerator[TranscriptSegment, None]:
         job = _Job(loop=asyncio.get_running_loop())
         self._jobs.add(job)
         try:

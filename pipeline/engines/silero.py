@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
             if self._default is not None:
                 self._default.reset()
 
-    async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncIterator[float]:
+    async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncGenerator[float, None]:
         """One probability per 512-sample PCM16 frame, with a fresh state for this call.
 
         Cancellation stops at once: at most the step in flight (~0.1 ms) finishes.

@@ -1,0 +1,494 @@
+"""One live session: client input in, events out, every event appended before it goes out.
+
+:class:`LiveSession` is what a socket handler (``deployments/ingress.py``), the SSE chat
+and the ``voxline demo`` command drive. It owns the per-connection work: VAD endpointing
+of incoming audio, one response at a time, barge-in and cancel. Everything it knows about
+the session it folds from the log (:mod:`pipeline.state`), so any process can pick the
+session up.
+
+The outgoing contract: :meth:`LiveSession.events` yields every event this session
+appends, in log order, exactly once, each already in the log. Bad input raises
+:class:`schemas.ProtocolError` from the call that received it; the caller turns it into
+an ``error`` event (:meth:`LiveSession.reject`) and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from pipeline._aio import reraise_lost_cancel
+from pipeline.audio import PcmResampler
+from pipeline.cancel import CancelToken
+from pipeline.endpointing import EndpointConfig, Endpointer, FrameAssembler, SpeechEnd
+from pipeline.engines.base import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
+from pipeline.eventlog import EventLog
+from pipeline.state import SessionState, fold
+from pipeline.turn import TurnConfig, TurnOrchestrator
+from schemas import (
+    AudioChunkData,
+    CancelReason,
+    ChatMessage,
+    ClientMessageUnion,
+    ErrorCode,
+    ErrorEvent,
+    Event,
+    EventBase,
+    GenerationRequest,
+    InputAudio,
+    InputAudioAppend,
+    InputAudioCommit,
+    InputAudioData,
+    InputText,
+    InputTextData,
+    InputTextMessage,
+    ProtocolError,
+    ResponseAudioChunk,
+    ResponseCancel,
+    SessionClosed,
+    SessionClosedData,
+    SessionCreated,
+    SessionCreatedData,
+    SessionError,
+    SessionSettings,
+    SessionUpdate,
+    SessionUpdated,
+    SessionUpdatedData,
+    SpeechBoundaryData,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptData,
+    TranscriptFinal,
+    TranscriptionRequest,
+    VoxlineError,
+    check_pcm16,
+)
+
+logger = logging.getLogger(__name__)
+
+_CLOSED = object()
+
+
+@dataclass(frozen=True)
+class SessionEngines:
+    """The engines a live session uses; ``tts`` None means text-only replies."""
+
+    llm: LanguageModel
+    tts: Synthesizer | None = None
+    stt: Transcriber | None = None
+    vad: VoiceActivityDetector | None = None
+
+
+class LiveSession:
+    """A session's live side. Create with :meth:`open`; end with :meth:`close`."""
+
+    def __init__(
+        self,
+        session_id: str,
+        log: EventLog,
+        engines: SessionEngines,
+        state: SessionState,
+        *,
+        turn_config: TurnConfig | None = None,
+        endpoint_config: EndpointConfig | None = None,
+        max_history_turns: int = 20,
+    ) -> None:
+        self.session_id = session_id
+        self.log = log
+        self.engines = engines
+        self.state = state
+        self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
+        self.max_history_turns = max_history_turns
+        self._endpoint_config = endpoint_config or EndpointConfig()
+        self._outbox: asyncio.Queue[Event | object] = asyncio.Queue()
+        self._append_lock = asyncio.Lock()
+        self._response: asyncio.Task[None] | None = None
+        self._cancel: CancelToken | None = None
+        self._audio: _AudioInput | None = None
+        self._closed = False
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        session_id: str,
+        log: EventLog,
+        engines: SessionEngines,
+        *,
+        create: SessionSettings | None = None,
+        **options: object,
+    ) -> LiveSession:
+        """Fold the session's log; with ``create``, start a new session with those settings.
+
+        An unknown session without ``create`` raises :class:`SessionError`.
+        """
+        state = fold(session_id, await log.read_all(session_id))
+        session = cls(session_id, log, engines, state, **options)  # type: ignore[arg-type]
+        if create is not None and not state.created:
+            await session.emit(
+                SessionCreated(session_id=session_id, data=SessionCreatedData(settings=create))
+            )
+        elif not state.created:
+            raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
+        if state.closed:
+            raise SessionError(f"session {session_id!r} is closed", code=ErrorCode.SESSION_CLOSED)
+        return session
+
+    async def close(self, reason: str | None = None) -> None:
+        """Stop the running response; with ``reason``, also end the session in the log."""
+        await self.cancel_response("shutdown")
+        if reason is not None and not self.state.closed:
+            await self.emit(
+                SessionClosed(session_id=self.session_id, data=SessionClosedData(reason=reason))
+            )
+        if self._audio is not None:
+            await self._audio.close()
+        self._closed = True
+        self._outbox.put_nowait(_CLOSED)
+
+    @property
+    def settings(self) -> SessionSettings:
+        return self.state.settings
+
+    @property
+    def responding(self) -> bool:
+        return self._response is not None and not self._response.done()
+
+    # ---- the outgoing side ------------------------------------------------------------
+
+    async def emit(self, *events: EventBase) -> list[Event]:
+        """Append events (one atomic batch), fold them, then queue them for sending."""
+        async with self._append_lock:
+            result = await self.log.append_batch(events)
+            for event in result.events:
+                self.state.apply(event)
+                self._outbox.put_nowait(event)
+        return list(result.events)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event this session appends, in order, until :meth:`close`."""
+        while True:
+            item = await self._outbox.get()
+            reraise_lost_cancel()
+            if item is _CLOSED:
+                return
+            yield item  # type: ignore[misc]
+
+    async def reject(self, error: VoxlineError, turn_id: str | None = None) -> None:
+        """Tell the client about bad input: an ``error`` event; the session goes on."""
+        await self.emit(
+            ErrorEvent(session_id=self.session_id, turn_id=turn_id, data=error.to_payload())
+        )
+
+    # ---- the incoming side ------------------------------------------------------------
+
+    async def handle(self, message: ClientMessageUnion) -> None:
+        """Act on one client message (``session.resume`` is the transport's job)."""
+        match message:
+            case InputTextMessage():
+                await self.submit_text(message.text)
+            case InputAudioAppend():
+                await self.push_audio(message.audio)
+            case InputAudioCommit():
+                await self.commit_audio()
+            case ResponseCancel():
+                await self.cancel_response("client")
+            case SessionUpdate():
+                await self.update_settings(message.settings)
+            case _:
+                raise ProtocolError(f"{message.type} is not handled here")
+
+    async def update_settings(self, patch: dict[str, object]) -> None:
+        try:
+            settings = self.settings.merged(patch)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ProtocolError(
+                f"invalid settings: {problems}", code=ErrorCode.INVALID_SETTINGS
+            ) from None
+        if settings.input_sample_rate != self.settings.input_sample_rate and self._audio:
+            await self._audio.close()
+            self._audio = None
+        await self.emit(
+            SessionUpdated(
+                session_id=self.session_id,
+                data=SessionUpdatedData(settings=settings, changed=tuple(sorted(patch))),
+            )
+        )
+
+    async def submit_text(self, text: str) -> str:
+        """A typed turn: ``input.text``, then the response. Returns the turn id."""
+        if not text.strip():
+            raise ProtocolError("empty text", code=ErrorCode.EMPTY_INPUT)
+        turn_id = _new_turn_id()
+        await self.cancel_response("barge_in")
+        [event] = await self.emit(
+            InputText(session_id=self.session_id, turn_id=turn_id, data=InputTextData(text=text))
+        )
+        self._start_response(turn_id, text, event.id)
+        return turn_id
+
+    async def push_audio(self, pcm: bytes) -> None:
+        """PCM16 mono at the session's input rate; VAD decides where utterances end."""
+        check_pcm16(pcm)
+        audio = await self._audio_input()
+        await audio.push(pcm)
+
+    async def commit_audio(self) -> None:
+        """End the current utterance now (push-to-talk), without waiting for silence."""
+        if self._audio is not None:
+            await self._audio.commit()
+
+    async def cancel_response(self, reason: CancelReason) -> None:
+        """Cancel the running response, if any, and wait until it has ended."""
+        task, token = self._response, self._cancel
+        if task is None or task.done() or token is None:
+            return
+        token.cancel(reason)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def wait_response(self) -> None:
+        """Wait for the running response (tests and the demo use it)."""
+        if self._response is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._response
+
+    # ---- turns ------------------------------------------------------------------------
+
+    async def _audio_input(self) -> _AudioInput:
+        if self._audio is None:
+            if self.engines.vad is None or self.engines.stt is None:
+                raise ProtocolError(
+                    "this server takes no audio (no VAD or STT engine)",
+                    code=ErrorCode.UNSUPPORTED_FORMAT,
+                )
+            self._audio = _AudioInput(self, self.engines.vad, self._endpoint_config)
+        return self._audio
+
+    async def _speech_started(self, audio_ms: int) -> None:
+        if self.responding:  # barge-in: the user talks over the reply
+            await self.cancel_response("barge_in")
+        await self.emit(
+            SpeechStarted(session_id=self.session_id, data=SpeechBoundaryData(audio_ms=audio_ms))
+        )
+
+    async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
+        turn_id = _new_turn_id()
+        await self.cancel_response("barge_in")
+        _, audio_event = await self.emit(
+            SpeechStopped(
+                session_id=self.session_id,
+                turn_id=turn_id,
+                data=SpeechBoundaryData(audio_ms=end.audio_ms),
+            ),
+            InputAudio(
+                session_id=self.session_id,
+                turn_id=turn_id,
+                data=InputAudioData(
+                    sample_rate=sample_rate,
+                    duration_ms=int(end.duration_s * 1000),
+                    audio=end.audio,
+                ),
+            ),
+        )
+        self._start_response(turn_id, None, audio_event.id, audio=(end.audio, sample_rate))
+
+    def _start_response(
+        self,
+        turn_id: str,
+        text: str | None,
+        input_event_id: str | None,
+        *,
+        audio: tuple[bytes, int] | None = None,
+    ) -> None:
+        token = CancelToken()
+        self._cancel = token
+        self._response = asyncio.create_task(
+            self._respond(turn_id, text, input_event_id, token, audio),
+            name=f"response-{self.session_id}-{turn_id}",
+        )
+
+    async def _respond(
+        self,
+        turn_id: str,
+        text: str | None,
+        input_event_id: str | None,
+        token: CancelToken,
+        audio: tuple[bytes, int] | None,
+    ) -> None:
+        try:
+            if audio is not None:
+                text = await self._transcribe(turn_id, *audio)
+                if not text:
+                    return
+            assert text is not None
+            await self._reply(turn_id, text, input_event_id, token)
+        except VoxlineError as exc:
+            await self.reject(exc, turn_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not kill the session silently
+            logger.exception("response %s of session %s failed", turn_id, self.session_id)
+            await self.reject(VoxlineError(f"internal error: {exc}"), turn_id)
+
+    async def _transcribe(self, turn_id: str, audio: bytes, sample_rate: int) -> str:
+        assert self.engines.stt is not None
+        request = TranscriptionRequest(
+            audio=audio, sample_rate=sample_rate, language=self.settings.language.split("-")[0]
+        )
+        segments = [s async for s in self.engines.stt.transcribe(request)]
+        text = " ".join(s.text.strip() for s in segments).strip()
+        await self.emit(
+            TranscriptFinal(
+                session_id=self.session_id,
+                turn_id=turn_id,
+                data=TranscriptData(text=text, language=self.settings.language),
+            )
+        )
+        return text
+
+    async def _reply(
+        self, turn_id: str, text: str, input_event_id: str | None, token: CancelToken
+    ) -> None:
+        settings = self.settings
+        history = self.state.history(max_turns=self.max_history_turns)
+        request = GenerationRequest(
+            request_id=f"{self.session_id}:{turn_id}",
+            messages=(*history, ChatMessage(role="user", content=text)),
+            sampling=settings.sampling,
+        )
+        output = _AudioOutput(settings)
+        async with contextlib.aclosing(
+            self.orchestrator.run(
+                session_id=self.session_id,
+                turn_id=turn_id,
+                request=request,
+                settings=settings,
+                cancel=token,
+                input_event_id=input_event_id,
+            )
+        ) as stream:
+            async for event in stream:
+                await self.emit(output.convert(event))
+
+
+class _AudioInput:
+    """Incoming audio of one session: resample to the VAD's rate, frame, detect, endpoint."""
+
+    def __init__(
+        self, session: LiveSession, vad: VoiceActivityDetector, config: EndpointConfig
+    ) -> None:
+        self.session = session
+        self.rate = vad.sample_rate
+        source = session.settings.input_sample_rate
+        self.resampler = PcmResampler(source, self.rate) if source != self.rate else None
+        self.assembler = FrameAssembler(vad.frame_samples)
+        self.endpointer = Endpointer(config.model_copy(update={"sample_rate": self.rate}))
+        self.frames: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+        self.pending: asyncio.Queue[bytes] = asyncio.Queue()
+        self.uncommitted = bytearray()
+        self.utterances = 0  # cut by VAD since the last commit
+        self.backlog = 0  # frames pushed and not yet endpointed
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.task = asyncio.create_task(self._run(vad))
+
+    async def push(self, pcm: bytes) -> None:
+        if self.task.done():
+            self.task.result()  # surfaces the detector's failure
+        if self.resampler is not None:
+            pcm = self.resampler.push(pcm)
+        for frame in self.assembler.push(pcm):
+            self.backlog += 1
+            self.idle.clear()
+            await self.frames.put(frame)
+
+    async def commit(self) -> None:
+        """Push-to-talk: end the utterance in progress now.
+
+        When VAD heard no speech at all since the last commit, everything sent since is
+        taken as the utterance (the client knows better); when VAD already cut the
+        utterance, there is nothing left to commit.
+        """
+        await self.idle.wait()  # every frame pushed so far has been endpointed
+        events = self.endpointer.flush()
+        ends = [e for e in events if isinstance(e, SpeechEnd)]
+        if ends:
+            for end in ends:
+                await self.session._utterance(end, self.rate)
+        elif self.uncommitted and not self.utterances:
+            audio = bytes(self.uncommitted)
+            end = SpeechEnd(
+                audio_ms=self.endpointer.position_ms,
+                audio=audio,
+                duration_s=len(audio) / 2 / self.rate,
+                start_ms=max(0, self.endpointer.position_ms - len(audio) // 2 * 1000 // self.rate),
+                reason="flush",
+            )
+            await self.session._utterance(end, self.rate)
+        self.uncommitted.clear()
+        self.utterances = 0
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        while (frame := await self.frames.get()) is not None:
+            self.pending.put_nowait(frame)
+            yield frame
+
+    async def _run(self, vad: VoiceActivityDetector) -> None:
+        async with contextlib.aclosing(vad.probabilities(self._frames())) as probabilities:
+            async for probability in probabilities:
+                frame = self.pending.get_nowait()
+                self.uncommitted += frame
+                for event in self.endpointer.push(frame, probability):
+                    if isinstance(event, SpeechEnd):
+                        self.uncommitted.clear()
+                        self.utterances += 1
+                        await self.session._utterance(event, self.rate)
+                    else:
+                        await self.session._speech_started(event.audio_ms)
+                self.backlog -= 1
+                if not self.backlog:
+                    self.idle.set()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+class _AudioOutput:
+    """Synthesized audio to the session's output sample rate (PCM16), per response."""
+
+    def __init__(self, settings: SessionSettings) -> None:
+        self.rate = settings.output_sample_rate
+        self._resamplers: dict[int, PcmResampler] = {}
+
+    def convert(self, event: Event) -> Event:
+        if not isinstance(event, ResponseAudioChunk) or event.data.sample_rate == self.rate:
+            return event
+        source = event.data.sample_rate
+        resampler = self._resamplers.get(source)
+        if resampler is None:
+            resampler = self._resamplers[source] = PcmResampler(source, self.rate)
+        audio = resampler.push(event.data.audio)
+        data = AudioChunkData(
+            sample_rate=self.rate,
+            sentence_index=event.data.sentence_index,
+            chunk_index=event.data.chunk_index,
+            audio=audio,
+        )
+        return event.model_copy(update={"data": data})
+
+
+def _new_turn_id() -> str:
+    return f"turn_{uuid.uuid4().hex[:12]}"

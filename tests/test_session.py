@@ -1,0 +1,191 @@
+"""The live session: input in, events out, each one in the log before it is handed out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import numpy as np
+import pytest
+from scripted_engines import ScriptedLLM, ScriptedTTS
+
+from pipeline.endpointing import EndpointConfig
+from pipeline.engines.base import Transcriber, VoiceActivityDetector
+from pipeline.eventlog import EventLog
+from pipeline.session import LiveSession, SessionEngines
+from schemas import (
+    ErrorCode,
+    Event,
+    InputTextMessage,
+    ProtocolError,
+    SessionError,
+    SessionSettings,
+    TranscriptionRequest,
+    TranscriptSegment,
+)
+
+pytestmark = pytest.mark.redis
+
+REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
+
+
+class EnergyVAD(VoiceActivityDetector):
+    """Speech is any frame louder than a floor: deterministic, for tests only."""
+
+    name = "energy"
+
+    async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncGenerator[float, None]:
+        async for frame in frames:
+            samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+            yield 0.95 if float(np.abs(samples).mean()) > 500 else 0.0
+
+
+class FixedSTT(Transcriber):
+    name = "fixed"
+
+    def __init__(self, text: str = "What is the capital of France?") -> None:
+        self.text = text
+        self.heard: list[int] = []
+
+    async def transcribe(
+        self, request: TranscriptionRequest
+    ) -> AsyncGenerator[TranscriptSegment, None]:
+        self.heard.append(len(request.audio))
+        yield TranscriptSegment(text=self.text, start_s=0, end_s=1)
+
+
+def tone(seconds: float, loud: bool, rate: int = 16000) -> bytes:
+    n = int(seconds * rate)
+    if not loud:
+        return bytes(2 * n)
+    t = np.arange(n) / rate
+    return (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes()
+
+
+def engines(llm: ScriptedLLM | None = None, tts: ScriptedTTS | None = None) -> SessionEngines:
+    return SessionEngines(
+        llm=llm or ScriptedLLM(REPLY),
+        tts=tts if tts is not None else ScriptedTTS(sample_rate=16000),
+        stt=FixedSTT(),
+        vad=EnergyVAD(),
+    )
+
+
+async def collect_until(session: LiveSession, *types: str) -> list[Event]:
+    seen: list[Event] = []
+    async for event in session.events():
+        seen.append(event)
+        if event.type in types:
+            break
+    return seen
+
+
+async def test_text_turn_events_are_the_log(event_log: EventLog) -> None:
+    session = await LiveSession.open("text", event_log, engines(), create=SessionSettings())
+    await session.handle(InputTextMessage(text="Where?"))
+    seen = await collect_until(session, "response.done")
+    types = [e.type for e in seen]
+    assert types[:3] == ["session.created", "input.text", "response.started"]
+    assert "response.audio.chunk" in types and types[-1] == "response.done"
+    assert seen[-1].data.text == "".join(REPLY)  # type: ignore[union-attr]
+    chunks = [e for e in seen if e.type == "response.audio.chunk"]
+    assert {c.data.sample_rate for c in chunks} == {24000}  # type: ignore[union-attr]
+    assert seen == await event_log.read_all("text")
+    await session.close()
+
+
+async def test_history_carries_over_to_the_next_turn(event_log: EventLog) -> None:
+    llm = ScriptedLLM(["Fine."])
+    session = await LiveSession.open("hist", event_log, engines(llm), create=SessionSettings())
+    await session.submit_text("How are you?")
+    await session.wait_response()
+    await session.submit_text("And now?")
+    await session.wait_response()
+    reopened = await LiveSession.open("hist", event_log, engines(llm))
+    roles = [(m.role, m.content) for m in reopened.state.history()]
+    assert roles[1:] == [
+        ("user", "How are you?"),
+        ("assistant", "Fine."),
+        ("user", "And now?"),
+        ("assistant", "Fine."),
+    ]
+    await session.close()
+
+
+async def test_voice_turn_is_endpointed_transcribed_and_answered(event_log: EventLog) -> None:
+    parts = engines()
+    session = await LiveSession.open(
+        "voice", event_log, parts, create=SessionSettings(), endpoint_config=EndpointConfig()
+    )
+    audio = tone(0.3, False) + tone(1.0, True) + tone(0.8, False)
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    seen = await collect_until(session, "response.done")
+    types = [e.type for e in seen]
+    order = ["input.speech_started", "input.speech_stopped", "input.audio", "transcript.final"]
+    assert [t for t in types if t in order] == order
+    utterance = next(e for e in seen if e.type == "input.audio")
+    assert 1.0 <= utterance.data.duration_ms / 1000 <= 1.6  # type: ignore[union-attr]
+    assert isinstance(parts.stt, FixedSTT) and len(parts.stt.heard) == 1
+    await session.close()
+
+
+async def test_speech_during_a_reply_cancels_it(event_log: EventLog) -> None:
+    llm = ScriptedLLM(REPLY, gate_at=3)  # the reply stalls after three tokens
+    session = await LiveSession.open("barge", event_log, engines(llm), create=SessionSettings())
+    await session.submit_text("Tell me a story")
+    for _ in range(200):
+        if llm.records and llm.records[-1].items >= 3:
+            break
+        await asyncio.sleep(0.005)
+    audio = tone(0.6, True)
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    seen = await collect_until(session, "input.speech_started")
+    types = [e.type for e in seen]
+    # the reply is cancelled as soon as speech is confirmed, before speech_started is sent
+    assert types[-2:] == ["response.cancelled", "input.speech_started"]
+    assert seen[-2].data.reason == "barge_in"  # type: ignore[union-attr]
+    assert llm.records[0].outcome in ("cancelled", "closed")
+    await session.close()
+
+
+async def test_push_to_talk_commit_takes_unheard_audio(event_log: EventLog) -> None:
+    parts = engines()
+    session = await LiveSession.open("ptt", event_log, parts, create=SessionSettings())
+    await session.push_audio(tone(0.5, False))  # VAD hears nothing
+    await session.commit_audio()
+    seen = await collect_until(session, "transcript.final")
+    assert [e.type for e in seen][-3:] == [
+        "input.speech_stopped",
+        "input.audio",
+        "transcript.final",
+    ]
+    await session.close()
+
+
+async def test_bad_settings_are_refused_whole(event_log: EventLog) -> None:
+    session = await LiveSession.open("bad", event_log, engines(), create=SessionSettings())
+    with pytest.raises(ProtocolError) as info:
+        await session.update_settings({"voice": "x", "input_sample_rate": 12345})
+    assert info.value.code is ErrorCode.INVALID_SETTINGS
+    assert session.settings.voice is None
+    await session.reject(info.value)
+    seen = await collect_until(session, "error")
+    assert seen[-1].data.code == "invalid_settings"  # type: ignore[union-attr]
+    with pytest.raises(ProtocolError):
+        await session.push_audio(b"\x01")
+    with pytest.raises(ProtocolError):
+        await session.submit_text("   ")
+    await session.close()
+
+
+async def test_unknown_and_closed_sessions(event_log: EventLog) -> None:
+    with pytest.raises(SessionError) as info:
+        await LiveSession.open("nobody", event_log, engines())
+    assert info.value.code is ErrorCode.SESSION_NOT_FOUND
+    session = await LiveSession.open("closing", event_log, engines(), create=SessionSettings())
+    await session.close(reason="client")
+    with pytest.raises(SessionError) as info:
+        await LiveSession.open("closing", event_log, engines())
+    assert info.value.code is ErrorCode.SESSION_CLOSED
