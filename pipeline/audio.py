@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from schemas import SUPPORTED_SAMPLE_RATES, ErrorCode, InvalidAudioError
+from schemas import SUPPORTED_SAMPLE_RATES, ErrorCode, InvalidAudioError, check_pcm16
 
 __all__ = [
     "FloatAudio",
@@ -51,18 +51,6 @@ def check_sample_rate(
             sample_rate=sample_rate,
         )
     return sample_rate
-
-
-def check_pcm16(data: bytes, *, allow_empty: bool = False) -> None:
-    """PCM16 is whole 2-byte samples; an odd byte count means a client framing bug."""
-    if not data and not allow_empty:
-        raise InvalidAudioError("no audio: the PCM16 buffer is empty", code=ErrorCode.EMPTY_INPUT)
-    if len(data) % 2:
-        raise InvalidAudioError(
-            f"PCM16 audio must have an even number of bytes, got {len(data)}",
-            code=ErrorCode.INVALID_AUDIO,
-            bytes=len(data),
-        )
 
 
 def duration_s(data: bytes, sample_rate: int) -> float:

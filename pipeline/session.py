@@ -239,7 +239,7 @@ class LiveSession:
 
     async def push_audio(self, pcm: bytes) -> None:
         """PCM16 mono at the session's input rate; VAD decides where utterances end."""
-        check_pcm16(pcm)
+        check_pcm16(pcm, allow_empty=True)
         audio = await self._audio_input()
         await audio.push(pcm)
 

@@ -132,12 +132,17 @@ def parse_client_message(
             limit=max_text_chars,
         )
     if isinstance(message, InputAudioAppend):
-        check_pcm16(message.audio)
+        check_pcm16(message.audio, allow_empty=True)
     return message
 
 
-def check_pcm16(audio: bytes) -> bytes:
-    """PCM16 is whole 16-bit samples: an odd byte count cannot be PCM16."""
+def check_pcm16(audio: bytes, *, allow_empty: bool = False) -> bytes:
+    """PCM16 is whole 2-byte samples: an odd byte count means a client framing bug."""
+    if not audio and not allow_empty:
+        raise InvalidAudioError("no audio: the PCM16 buffer is empty", code=ErrorCode.EMPTY_INPUT)
     if len(audio) % 2:
-        raise InvalidAudioError(f"PCM16 audio needs an even byte count, got {len(audio)}")
+        raise InvalidAudioError(
+            f"PCM16 audio must have an even number of bytes, got {len(audio)}",
+            bytes=len(audio),
+        )
     return audio

@@ -20,10 +20,11 @@ is what the benchmarks call *instant* engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,6 +82,22 @@ class _Recorded:
         record.ended_at = clock()
         self.active -= 1
 
+    @contextlib.contextmanager
+    def _tracking(self, record: StreamRecord) -> Iterator[None]:
+        """Record how the stream inside the block ended; exceptions pass through."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._end(record, "cancelled")
+            raise
+        except GeneratorExit:
+            self._end(record, "closed")
+            raise
+        except Exception:
+            self._end(record, "failed")
+            raise
+        self._end(record, "completed")
+
     @property
     def running(self) -> list[StreamRecord]:
         return [r for r in self.records if r.outcome == "running"]
@@ -127,7 +144,7 @@ class ScriptedLLM(LanguageModel, _Recorded):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[str]:
         record = self._open(request.request_id)
         self.yield_times = []
-        try:
+        with self._tracking(record):
             for i, token in enumerate(self.tokens):
                 if i == self.gate_at:
                     await self.gate.wait()
@@ -141,16 +158,6 @@ class ScriptedLLM(LanguageModel, _Recorded):
                 yield token
             if self.fail_at == len(self.tokens):
                 raise EngineError("scripted LLM failure", code=ErrorCode.LLM_FAILED)
-        except asyncio.CancelledError:
-            self._end(record, "cancelled")
-            raise
-        except GeneratorExit:
-            self._end(record, "closed")
-            raise
-        except Exception:
-            self._end(record, "failed")
-            raise
-        self._end(record, "completed")
 
 
 class ScriptedTTS(Synthesizer, _Recorded):
@@ -186,7 +193,7 @@ class ScriptedTTS(Synthesizer, _Recorded):
     async def synthesize(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         record = self._open(request.text)
         self.call_times.append(record.started_at)
-        try:
+        with self._tracking(record):
             if self.gate is not None:
                 await self.gate.acquire()
             for k in range(self.chunks_per_piece):
@@ -197,13 +204,3 @@ class ScriptedTTS(Synthesizer, _Recorded):
                 record.items += 1
                 yield AudioChunk(audio=scripted_audio(request.text, k, self.chunk_bytes),
                                  sample_rate=self.sample_rate)
-        except asyncio.CancelledError:
-            self._end(record, "cancelled")
-            raise
-        except GeneratorExit:
-            self._end(record, "closed")
-            raise
-        except Exception:
-            self._end(record, "failed")
-            raise
-        self._end(record, "completed")
