@@ -28,6 +28,7 @@ from pipeline import models
 from pipeline.engines import create_engine
 from pipeline.engines.faster_whisper import FasterWhisperTranscriber
 from schemas import (
+    ConfigurationError,
     EngineError,
     ErrorCode,
     InvalidAudioError,
@@ -279,7 +280,7 @@ async def test_engine_needs_load_and_validates_options() -> None:
     engine = FasterWhisperTranscriber(model="whisper-tiny.en")
     with pytest.raises(EngineError):
         await transcript(engine, request(b"\x00\x00"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         FasterWhisperTranscriber(modle="whisper-base")
 
 

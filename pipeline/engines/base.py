@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from schemas._engine_io import (
     AudioChunk,
@@ -30,6 +33,30 @@ from schemas._engine_io import (
     TranscriptionRequest,
     TranscriptSegment,
 )
+from schemas._errors import ConfigurationError
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def engine_config(
+    model: type[C], config: C | None, options: dict[str, Any], *, engine: str, stage: str
+) -> C:
+    """An engine's validated options: ``config`` as given, or built from keyword options.
+
+    Every engine takes its options this way, so a bad option fails the same way
+    everywhere: :class:`ConfigurationError` naming the engine and the setting.
+    """
+    if config is not None:
+        if options:
+            raise TypeError("pass either config or keyword options, not both")
+        return config
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"invalid options for the {engine} {stage.upper()} engine: {exc}",
+            setting=f"VOXLINE_{stage.upper()}__OPTIONS",
+        ) from exc
 
 
 class Engine(abc.ABC):  # noqa: B024 - the stages below add the abstract methods

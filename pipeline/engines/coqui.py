@@ -42,7 +42,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.audio import float_to_pcm16
-from pipeline.engines.base import Synthesizer
+from pipeline.engines.base import Synthesizer, engine_config
 from schemas import (
     AudioChunk,
     EngineError,
@@ -113,7 +113,7 @@ class CoquiSynthesizer(Synthesizer):
     name = "coqui"
 
     def __init__(self, **options: Any) -> None:
-        self.options = CoquiOptions(**options)
+        self.options = engine_config(CoquiOptions, None, options, engine="coqui", stage="tts")
         self._synth: Any = None  # TTS.utils.synthesizer.Synthesizer
         self._executor: ThreadPoolExecutor | None = None
         self._latents: dict[str, tuple[Any, Any]] = {}

@@ -33,12 +33,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import Synthesizer
+from pipeline.engines.base import Synthesizer, engine_config
 from schemas import (
     AudioChunk,
-    ConfigurationError,
     EngineError,
     ErrorCode,
     ModelMissingError,
@@ -158,17 +157,9 @@ class EspeakSynthesizer(Synthesizer):
     sample_rate = 22050  # espeak-ng's native rate; every chunk states the real one
 
     def __init__(self, config: EspeakConfig | None = None, **options: Any) -> None:
-        if config is None:
-            try:
-                config = EspeakConfig(**options)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"invalid options for the espeak TTS engine: {exc}",
-                    setting=_OPTIONS_SETTING,
-                ) from exc
-        elif options:
-            raise TypeError("pass either config or keyword options, not both")
-        self.config = config
+        self.config = config = engine_config(
+            EspeakConfig, config, options, engine="espeak", stage="tts"
+        )
         self._binary: str | None = None
         self._voices: EspeakVoices | None = None
         #: Process ids of the espeak-ng processes running now (tests check cleanup).

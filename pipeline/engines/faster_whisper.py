@@ -54,7 +54,7 @@ from pipeline.audio import (
     resample,
     rms_dbfs,
 )
-from pipeline.engines.base import Transcriber
+from pipeline.engines.base import Transcriber, engine_config
 from schemas import (
     EngineError,
     ErrorCode,
@@ -123,7 +123,9 @@ class FasterWhisperTranscriber(Transcriber):
     name = "faster-whisper"
 
     def __init__(self, **options: Any) -> None:
-        self.config = FasterWhisperConfig(**options)
+        self.config = engine_config(
+            FasterWhisperConfig, None, options, engine="faster-whisper", stage="stt"
+        )
         self._model: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._inflight = 0

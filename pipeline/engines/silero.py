@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import models
 from pipeline.audio import FloatAudio, pcm16_to_float
-from pipeline.engines.base import VoiceActivityDetector
+from pipeline.engines.base import VoiceActivityDetector, engine_config
 from schemas import EngineError, ErrorCode, InvalidAudioError, ModelMissingError
 
 __all__ = ["SileroConfig", "SileroStream", "SileroVoiceActivityDetector"]
@@ -111,7 +111,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
     sample_rate = 16000
 
     def __init__(self, **options: Any) -> None:
-        self.config = SileroConfig(**options)
+        self.config = engine_config(SileroConfig, None, options, engine="silero", stage="vad")
         self._session: Any = None
         self._default: SileroStream | None = None
         self._lock = threading.Lock()

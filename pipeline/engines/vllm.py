@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import LanguageModel
+from pipeline.engines.base import LanguageModel, engine_config
 from pipeline.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
 from schemas import (
     ChatMessage,
@@ -185,7 +185,7 @@ class VllmLanguageModel(LanguageModel):
     name = "vllm"
 
     def __init__(self, **options: Any) -> None:
-        self.options = VllmOptions(**options)
+        self.options = engine_config(VllmOptions, None, options, engine="vllm", stage="llm")
         self._engine: Any = None
         self._tokenizer: Any = None
         self._sampling_cls: Any = None

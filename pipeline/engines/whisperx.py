@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import models
 from pipeline.audio import FloatAudio, check_sample_rate, pcm16_to_float, resample
-from pipeline.engines.base import Transcriber
+from pipeline.engines.base import Transcriber, engine_config
 from schemas import (
     EngineError,
     ErrorCode,
@@ -125,7 +125,7 @@ class WhisperXTranscriber(Transcriber):
     name = "whisperx"
 
     def __init__(self, **options: Any) -> None:
-        self.options = WhisperXOptions(**options)
+        self.options = engine_config(WhisperXOptions, None, options, engine="whisperx", stage="stt")
         self._pipeline: Any = None  # whisperx.asr.FasterWhisperPipeline
         self._whisperx: Any = None
         self._aligners: dict[str, tuple[Any, Any]] = {}
@@ -372,9 +372,7 @@ class WhisperXTranscriber(Transcriber):
         except Exception as exc:
             logger.exception("WhisperX failed")
             job.finish(
-                EngineError(
-                    f"transcription failed: {exc}", code=ErrorCode.STT_FAILED, stage="stt"
-                )
+                EngineError(f"transcription failed: {exc}", code=ErrorCode.STT_FAILED, stage="stt")
             )
 
     def _transcribe_blocking(
@@ -424,4 +422,3 @@ class WhisperXTranscriber(Transcriber):
                 )
             )
         return out
-
