@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from pipeline._aio import reraise_lost_cancel
+from pipeline._audio_output import AudioOutput
 from pipeline.audio import PcmResampler
 from pipeline.cancel import CancelToken
 from pipeline.endpointing import EndpointConfig, Endpointer, FrameAssembler, SpeechEnd
@@ -32,7 +33,6 @@ from pipeline.eventlog import EventLog
 from pipeline.state import SessionState, fold
 from pipeline.turn import TurnConfig, TurnOrchestrator
 from schemas import (
-    AudioChunkData,
     CancelReason,
     ChatMessage,
     ClientMessageUnion,
@@ -48,8 +48,8 @@ from schemas import (
     InputText,
     InputTextData,
     InputTextMessage,
+    InvalidAudioError,
     ProtocolError,
-    ResponseAudioChunk,
     ResponseCancel,
     SessionClosed,
     SessionClosedData,
@@ -73,6 +73,8 @@ from schemas import (
 logger = logging.getLogger(__name__)
 
 _CLOSED = object()
+#: settings whose only failure is a rate answer ``unsupported_sample_rate``
+_RATE_FIELDS = (("input_sample_rate",), ("output_sample_rate",))
 
 
 @dataclass(frozen=True)
@@ -206,15 +208,7 @@ class LiveSession:
                 raise ProtocolError(f"{message.type} is not handled here")
 
     async def update_settings(self, patch: dict[str, object]) -> None:
-        try:
-            settings = self.settings.merged(patch)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ProtocolError(
-                f"invalid settings: {problems}", code=ErrorCode.INVALID_SETTINGS
-            ) from None
+        settings = merge_settings(self.settings, patch)
         if settings.input_sample_rate != self.settings.input_sample_rate and self._audio:
             await self._audio.close()
             self._audio = None
@@ -367,19 +361,23 @@ class LiveSession:
             messages=(*history, ChatMessage(role="user", content=text)),
             sampling=settings.sampling,
         )
-        output = _AudioOutput(settings)
-        async with contextlib.aclosing(
-            self.orchestrator.run(
-                session_id=self.session_id,
-                turn_id=turn_id,
-                request=request,
-                settings=settings,
-                cancel=token,
-                input_event_id=input_event_id,
-            )
-        ) as stream:
-            async for event in stream:
-                await self.emit(output.convert(event))
+        output = AudioOutput(settings)  # encodes the audio in the session's output format
+        try:
+            async with contextlib.aclosing(
+                self.orchestrator.run(
+                    session_id=self.session_id,
+                    turn_id=turn_id,
+                    request=request,
+                    settings=settings,
+                    cancel=token,
+                    input_event_id=input_event_id,
+                )
+            ) as stream:
+                async for event in stream:
+                    if events := output.convert(event):
+                        await self.emit(*events)
+        finally:
+            output.close()
 
 
 class _AudioInput:
@@ -466,28 +464,22 @@ class _AudioInput:
             await self.task
 
 
-class _AudioOutput:
-    """Synthesized audio to the session's output sample rate (PCM16), per response."""
-
-    def __init__(self, settings: SessionSettings) -> None:
-        self.rate = settings.output_sample_rate
-        self._resamplers: dict[int, PcmResampler] = {}
-
-    def convert(self, event: Event) -> Event:
-        if not isinstance(event, ResponseAudioChunk) or event.data.sample_rate == self.rate:
-            return event
-        source = event.data.sample_rate
-        resampler = self._resamplers.get(source)
-        if resampler is None:
-            resampler = self._resamplers[source] = PcmResampler(source, self.rate)
-        audio = resampler.push(event.data.audio)
-        data = AudioChunkData(
-            sample_rate=self.rate,
-            sentence_index=event.data.sentence_index,
-            chunk_index=event.data.chunk_index,
-            audio=audio,
-        )
-        return event.model_copy(update={"data": data})
+def merge_settings(settings: SessionSettings, patch: dict[str, object]) -> SessionSettings:
+    """``patch`` validated whole over ``settings``, or refused whole with a client error:
+    ``unsupported_sample_rate`` when a rate is all that is wrong, else ``invalid_settings``.
+    """
+    try:
+        return settings.merged(patch)
+    except ValidationError as exc:
+        errors = exc.errors()
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        if all(e["loc"][:1] in _RATE_FIELDS for e in errors):
+            raise InvalidAudioError(
+                f"unsupported sample rate: {problems}", code=ErrorCode.UNSUPPORTED_SAMPLE_RATE
+            ) from None
+        raise ProtocolError(
+            f"invalid settings: {problems}", code=ErrorCode.INVALID_SETTINGS
+        ) from None
 
 
 def _new_turn_id() -> str:

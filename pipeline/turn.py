@@ -165,7 +165,7 @@ class TurnOrchestrator:
     def mode_for(self, settings: SessionSettings) -> ResponseMode:
         if self.tts is None or not settings.realtime_tts:
             return "text"
-        return self.config.mode
+        return settings.speech_mode or self.config.mode
 
     async def run(
         self,

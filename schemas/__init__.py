@@ -15,6 +15,7 @@ from schemas._engine_io import (
 )
 from schemas._errors import (
     AppendConflictError,
+    AuthError,
     ConfigurationError,
     EngineError,
     ErrorCode,
@@ -102,6 +103,7 @@ from schemas._session import (
     SttMode,
 )
 from schemas._settings import (
+    ApiSettings,
     EngineSettings,
     EventLogSettings,
     RedisSettings,
@@ -119,12 +121,14 @@ __all__ = [
     "MAX_SYNTHESIS_CHARS",
     "MAX_TEXT_CHARS",
     "SUPPORTED_SAMPLE_RATES",
+    "ApiSettings",
     "AppendConflictError",
     "AudioChunk",
     "AudioChunkData",
     "AudioData",
     "AudioDoneData",
     "AudioFormat",
+    "AuthError",
     "CancelReason",
     "ChatMessage",
     "ClientMessage",

@@ -9,7 +9,8 @@ The tree, by cause::
     ├── ProtocolError                 the client sent something we cannot accept (4xx)
     │   ├── InvalidAudioError         audio that is not audio, a wrong rate, a corrupt file
     │   └── InputTooLargeError        a frame, message, text or upload over its limit
-    ├── SessionError                  unknown session, wrong token, closed session
+    ├── SessionError                  unknown session, closed session
+    │   └── AuthError                 a missing (401) or wrong (403) session token
     ├── EventLogError                 the Redis event log
     │   ├── ResyncRequiredError       asked for events older than the trim horizon
     │   └── AppendConflictError       the ids of an append collided with other writes
@@ -47,6 +48,7 @@ class ErrorCode(StrEnum):
     # sessions
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_CLOSED = "session_closed"
+    NOT_FOUND = "not_found"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     # event log
@@ -96,10 +98,13 @@ class VoxlineError(Exception):
         transient: bool | None = None,
         stage: str | None = None,
         recoverable: bool = True,
+        http_status: int | None = None,
         **details: Any,
     ) -> None:
         super().__init__(message)
         self.message = message
+        if http_status is not None:
+            self.http_status = http_status
         if code is not None:
             self.code = code
         if transient is not None:
@@ -141,6 +146,17 @@ class InputTooLargeError(ProtocolError):
 class SessionError(VoxlineError):
     code = ErrorCode.SESSION_NOT_FOUND
     http_status = 404
+
+
+class AuthError(SessionError):
+    """No token (401 ``unauthorized``) or a token that is not this session's (403)."""
+
+    code = ErrorCode.UNAUTHORIZED
+    http_status = 401
+
+    @classmethod
+    def forbidden(cls, message: str) -> AuthError:
+        return cls(message, code=ErrorCode.FORBIDDEN, http_status=403)
 
 
 class EventLogError(VoxlineError):

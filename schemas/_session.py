@@ -53,6 +53,11 @@ class SessionSettings(BaseModel):
     stt_mode: SttMode = SttMode.REALTIME
     auto_play: bool = Field(default=False, description="narrate finished text-only responses")
     realtime_tts: bool = Field(default=True, description="speak while the reply is written")
+    speech_mode: Literal["streaming", "sequential"] | None = Field(
+        default=None,
+        description="streaming: each piece spoken as soon as it is cut; sequential: the whole "
+        "reply first, then speech (a baseline); unset: the server's default",
+    )
     min_sentence_chars: int = Field(default=20, ge=1, le=1000)
     system_prompt: str = Field(
         default="You are Voxline, a friendly voice assistant. Answer briefly.",

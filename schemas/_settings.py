@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,28 @@ class EventLogSettings(BaseModel):
     claim_idle_ms: int = Field(default=30_000, ge=1, description="claim entries idle this long")
     max_deliveries: int = Field(default=5, ge=1, description="then the entry is dead-lettered")
     read_count: int = Field(default=500, ge=1, description="entries per read round trip")
+
+
+class ApiSettings(BaseModel):
+    """The HTTP and WebSocket API: limits and session tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: SecretStr | None = Field(
+        default=None,
+        description="key that signs session tokens; unset: one random key shared through Redis",
+    )
+    max_message_bytes: int = Field(default=1 << 20, ge=1024, description="one WebSocket frame")
+    max_text_chars: int = Field(default=4000, ge=1)
+    max_upload_bytes: int = Field(default=25 << 20, ge=1024, description="one uploaded file")
+    max_speech_chars: int = Field(default=4096, ge=1, description="input of /v1/audio/speech")
+    drain_s: float = Field(
+        default=30.0, ge=0, description="a reply still running when its socket drops may finish"
+    )
+    keepalive_s: float = Field(default=15.0, gt=0, description="SSE comment when quiet")
+    public_url: str | None = Field(
+        default=None, description="base URL clients use (ws_url, events_url); default: as asked"
+    )
 
 
 class EngineSettings(BaseModel):
@@ -96,6 +118,7 @@ class Settings(BaseSettings):
     llm: LlmEngineSettings = Field(default_factory=LlmEngineSettings)
     tts: TtsEngineSettings = Field(default_factory=TtsEngineSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     log: EventLogSettings = Field(default_factory=EventLogSettings)
 
 

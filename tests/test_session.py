@@ -9,17 +9,23 @@ import numpy as np
 import pytest
 from scripted_engines import ScriptedLLM, ScriptedTTS
 
+from pipeline.audio_codec import decode_audio
 from pipeline.endpointing import EndpointConfig
 from pipeline.engines.base import Transcriber, VoiceActivityDetector
 from pipeline.eventlog import EventLog
 from pipeline.session import LiveSession, SessionEngines
 from schemas import (
+    AudioFormat,
     ErrorCode,
     Event,
     InputTextMessage,
+    InvalidAudioError,
     ProtocolError,
+    ResponseAudioChunk,
+    ResponseAudioDone,
     SessionError,
     SessionSettings,
+    SessionUpdate,
     TranscriptionRequest,
     TranscriptSegment,
 )
@@ -71,6 +77,28 @@ def engines(llm: ScriptedLLM | None = None, tts: ScriptedTTS | None = None) -> S
     )
 
 
+def spoken_samples(tts: ScriptedTTS) -> int:
+    """Samples the scripted TTS produced over all its streams."""
+    return sum(r.items for r in tts.records) * tts.chunk_bytes // 2
+
+
+def response_audio(seen: list[Event]) -> tuple[list[ResponseAudioChunk], bytes]:
+    """The chunk events of a response (their indexes checked contiguous) and their bytes."""
+    chunks = [e for e in seen if isinstance(e, ResponseAudioChunk)]
+    assert [c.data.chunk_index for c in chunks] == list(range(len(chunks)))
+    return chunks, b"".join(c.data.audio for c in chunks)
+
+
+def audio_done(seen: list[Event]) -> ResponseAudioDone:
+    return next(e for e in seen if isinstance(e, ResponseAudioDone))
+
+
+def decoded_samples(fmt: AudioFormat, payload: bytes, rate: int) -> int:
+    if fmt is AudioFormat.PCM16:
+        return len(payload) // 2
+    return len(decode_audio(payload, sample_rate=rate)) // 2
+
+
 async def collect_until(session: LiveSession, *types: str) -> list[Event]:
     seen: list[Event] = []
     async for event in session.events():
@@ -91,6 +119,81 @@ async def test_text_turn_events_are_the_log(event_log: EventLog) -> None:
     chunks = [e for e in seen if e.type == "response.audio.chunk"]
     assert {c.data.sample_rate for c in chunks} == {24000}  # type: ignore[union-attr]
     assert seen == await event_log.read_all("text")
+    await session.close()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rate", "sent_rate"),
+    [
+        (AudioFormat.PCM16, 24000, 24000),
+        (AudioFormat.WAV, 24000, 24000),
+        (AudioFormat.MP3, 24000, 24000),
+        (AudioFormat.OPUS, 24000, 24000),
+        (AudioFormat.OPUS, 44100, 48000),  # opus takes no 44.1 kHz: 48 kHz goes out
+    ],
+)
+async def test_audio_goes_out_in_the_session_format(
+    event_log: EventLog, fmt: AudioFormat, rate: int, sent_rate: int
+) -> None:
+    tts = ScriptedTTS(sample_rate=16000, chunk_bytes=4800)  # 150 ms chunks
+    settings = SessionSettings(output_format=fmt, output_sample_rate=rate)
+    name = f"fmt-{fmt}-{rate}"
+    session = await LiveSession.open(name, event_log, engines(tts=tts), create=settings)
+    await session.submit_text("Where?")
+    seen = await collect_until(session, "response.done")
+    chunks, payload = response_audio(seen)
+    done = audio_done(seen)
+    assert chunks and done.data.chunk_count == len(chunks)
+    assert {(c.data.format, c.data.sample_rate) for c in chunks} == {(fmt, sent_rate)}
+    assert seen.index(done) == seen.index(chunks[-1]) + 1  # the tail goes out before done
+    if fmt is AudioFormat.WAV:
+        assert payload[:4] == b"RIFF" and payload.count(b"RIFF") == 1
+    expected = spoken_samples(tts) * sent_rate / 16000
+    got = decoded_samples(fmt, payload, sent_rate)
+    if fmt in (AudioFormat.PCM16, AudioFormat.WAV):  # lossless: every sample, tail included
+        assert abs(got - expected) <= 2
+    else:  # lossy: mp3 decodes with its encoder delay (no seekable header to trim it)
+        slack = 0.06 if fmt is AudioFormat.MP3 else 0.01
+        assert expected - 0.01 * sent_rate <= got <= expected + slack * sent_rate
+    assert seen == await event_log.read_all(name)
+    await session.close()
+
+
+async def test_codec_silence_is_merged_and_the_resampler_tail_flushed(
+    event_log: EventLog,
+) -> None:
+    tts = ScriptedTTS(sample_rate=16000)  # 32 samples a chunk: the resampler holds them all
+    settings = SessionSettings(output_sample_rate=22050)
+    session = await LiveSession.open("tail", event_log, engines(tts=tts), create=settings)
+    await session.submit_text("Where?")
+    seen = await collect_until(session, "response.done")
+    chunks, payload = response_audio(seen)
+    assert 0 < len(chunks) < sum(r.items for r in tts.records)  # empty outputs merged
+    assert audio_done(seen).data.chunk_count == len(chunks)
+    assert chunks[-1].data.sentence_index == len(tts.records) - 1
+    assert abs(len(payload) // 2 - spoken_samples(tts) * 22050 / 16000) <= 2
+    await session.close()
+
+
+async def test_cancel_flushes_the_encoder_before_response_cancelled(
+    event_log: EventLog,
+) -> None:
+    llm = ScriptedLLM(REPLY, gate_at=5)  # one sentence, then the reply stalls
+    tts = ScriptedTTS(sample_rate=16000, chunk_bytes=4800)
+    settings = SessionSettings(output_format=AudioFormat.OPUS)
+    session = await LiveSession.open("cut", event_log, engines(llm, tts), create=settings)
+    await session.submit_text("Tell me a story")
+    seen: list[Event] = []
+    async with asyncio.timeout(10):  # a failure, not a hang, if the audio never comes
+        while sum(e.type == "response.audio.chunk" for e in seen) < 2:  # sentence 0
+            seen += await collect_until(session, "response.audio.chunk")
+    await session.cancel_response("client")
+    seen += await collect_until(session, "response.cancelled")
+    chunks, payload = response_audio(seen)
+    assert [e.type for e in seen[-2:]] == ["response.audio.chunk", "response.cancelled"]
+    assert seen[-1].data.chunks_sent == len(chunks) == 3  # type: ignore[union-attr]
+    got = decoded_samples(AudioFormat.OPUS, payload, 24000)
+    assert abs(got - 2 * 2400 * 24000 / 16000) <= 240  # both chunks, the tail included
     await session.close()
 
 
@@ -167,7 +270,9 @@ async def test_push_to_talk_commit_takes_unheard_audio(event_log: EventLog) -> N
 async def test_bad_settings_are_refused_whole(event_log: EventLog) -> None:
     session = await LiveSession.open("bad", event_log, engines(), create=SessionSettings())
     with pytest.raises(ProtocolError) as info:
-        await session.update_settings({"voice": "x", "input_sample_rate": 12345})
+        await session.update_settings(
+            {"voice": "x", "speech_speed": 9.0, "input_sample_rate": 12345}
+        )
     assert info.value.code is ErrorCode.INVALID_SETTINGS
     assert session.settings.voice is None
     await session.reject(info.value)
@@ -177,6 +282,19 @@ async def test_bad_settings_are_refused_whole(event_log: EventLog) -> None:
         await session.push_audio(b"\x01")
     with pytest.raises(ProtocolError):
         await session.submit_text("   ")
+    await session.close()
+
+
+@pytest.mark.parametrize("field", ["input_sample_rate", "output_sample_rate"])
+async def test_a_bad_rate_is_an_unsupported_sample_rate(event_log: EventLog, field: str) -> None:
+    session = await LiveSession.open("rate", event_log, engines(), create=SessionSettings())
+    with pytest.raises(InvalidAudioError) as info:
+        await session.handle(SessionUpdate(settings={"voice": "x", field: 12345}))
+    assert info.value.code is ErrorCode.UNSUPPORTED_SAMPLE_RATE
+    assert session.settings.voice is None and getattr(session.settings, field) != 12345
+    await session.reject(info.value)
+    seen = await collect_until(session, "error")
+    assert seen[-1].data.code == "unsupported_sample_rate"  # type: ignore[union-attr]
     await session.close()
 
 

@@ -1,0 +1,107 @@
+"""Group a fast stream into fewer, larger items without delaying the first one.
+
+A stream that crosses a process boundary (a Ray Serve handle, a socket) pays per item,
+so an LLM's token stream should not travel one token per item. :func:`batched` reads the
+source in a task of its own and hands out everything that has arrived, bounded by a
+count and a time window:
+
+* the first item goes out alone and at once (time to first token is what users feel);
+* after that, a batch closes when it holds ``max_items`` or its oldest item has waited
+  ``max_wait_s``, or the source ends;
+* the source's error is raised after the items that came before it;
+* closing or cancelling the consumer cancels the reading task, which aborts the source
+  (engines abort their model call on ``CancelledError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Generic, TypeVar
+
+from pipeline._aio import reraise_lost_cancel
+
+T = TypeVar("T")
+
+
+class _End(Generic[T]):
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+async def batched(
+    source: AsyncIterator[T], *, max_items: int = 16, max_wait_s: float = 0.04
+) -> AsyncGenerator[list[T], None]:
+    """Yield lists of consecutive items of ``source``; see the module docstring."""
+    if max_items < 1 or max_wait_s < 0:
+        raise ValueError("max_items must be ≥ 1 and max_wait_s ≥ 0")
+    queue: asyncio.Queue[T | _End[T]] = asyncio.Queue()
+
+    async def read() -> None:
+        error: BaseException | None = None
+        try:
+            async for item in source:
+                queue.put_nowait(item)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the consumer, raised there
+            error = exc
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        queue.put_nowait(_End(error))
+
+    reader = asyncio.create_task(read())
+    first = True
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            batch = [item]
+            end: _End[T] | None = None
+            if not first:
+                end = await _fill(queue, batch, max_items, max_wait_s)
+            first = False
+            yield batch
+            if end is not None:
+                if end.error is not None:
+                    raise end.error
+                return
+    finally:
+        if not reader.done():
+            reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _fill(
+    queue: asyncio.Queue[T | _End[T]], batch: list[T], max_items: int, max_wait_s: float
+) -> _End[T] | None:
+    """Add to ``batch`` until it is full or its window closes; return the end if seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_s
+    while len(batch) < max_items:
+        if queue.empty():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    item = await queue.get()
+            except TimeoutError:
+                reraise_lost_cancel()
+                break
+        else:
+            item = queue.get_nowait()
+        if isinstance(item, _End):
+            return item
+        batch.append(item)
+    return None
