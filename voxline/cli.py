@@ -86,31 +86,99 @@ def models_prepare(
         raise typer.Exit(1)
 
 
+def _say(text: str, end: str = "\n") -> None:
+    console.print(text, end=end, highlight=False, markup=False, soft_wrap=True)
+
+
+Profile = Annotated[str, typer.Option(help="resources: cpu (one machine) or gpu")]
+
+
+@app.command()
+def serve(
+    profile: Profile = "cpu",
+    demo: Annotated[bool, typer.Option(help="hold a demo voice turn once ready")] = True,
+    host: Annotated[str | None, typer.Option(help="bind address (default VOXLINE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default VOXLINE_PORT)")] = None,
+    speech_mode: Annotated[str, typer.Option(help="streaming or sequential")] = "streaming",
+    out: Annotated[Path, typer.Option(help="where the demo reply is written")] = Path(
+        "voxline-demo-reply.wav"
+    ),
+    verbose: Annotated[bool, typer.Option(help="show the replicas' logs")] = False,
+) -> None:
+    """Start Redis (if none), Ray and the app; optionally a demo turn; serve until Ctrl-C."""
+    import asyncio
+    import threading
+
+    from schemas import Settings
+    from voxline.demo import run_demo
+    from voxline.server import running_server
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings().model_copy(update=overrides)
+    try:
+        with running_server(settings, profile=profile, speech_mode=speech_mode, say=_say,
+                            log_to_driver=verbose) as server:
+            _say(f"Voxline is ready at {server.url}")
+            if demo:
+                asyncio.run(run_demo(server.url, out, _say))
+            base = server.url
+            _say(f"\n  API docs     {base}/docs\n  sessions     POST {base}/v1/sessions"
+                 f"\n  realtime     {base.replace('http', 'ws', 1)}/v1/sessions/{{id}}/ws"
+                 f"\n  chat (SSE)   POST {base}/v1/chat/stream"
+                 f"\n  speech       POST {base}/v1/audio/speech"
+                 f"\n  redis        {server.redis_url}"
+                 "\nServing; press Ctrl-C to stop everything.")
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        _say("stopped")
+
+
 @app.command()
 def demo(
+    url: Annotated[str | None, typer.Option(help="a running server; default: start one")] = None,
     question: Annotated[str, typer.Option(help="what the demo asks, spoken by the TTS")] = (
         "What is the capital of France?"
     ),
     out: Annotated[Path, typer.Option(help="where the spoken reply is written")] = Path(
         "voxline-demo-reply.wav"
     ),
+    profile: Profile = "cpu",
 ) -> None:
-    """One voice turn end to end: speech in, transcript, streamed reply, speech out."""
+    """One voice turn end to end over the WebSocket: speech in, transcript, reply, speech out."""
     import asyncio
 
     from schemas import Settings
     from voxline.demo import run_demo
-    from voxline.redis_server import redis_url_or_server
+    from voxline.server import running_server
 
-    settings = Settings()
+    if url is not None:
+        asyncio.run(run_demo(url, out, _say, question))
+        return
+    with running_server(Settings(), profile=profile, say=_say) as server:
+        asyncio.run(run_demo(server.url, out, _say, question))
 
-    def say(text: str, end: str = "\n") -> None:
-        console.print(text, end=end, highlight=False, markup=False)
 
-    if not settings.redis_url:
-        say("VOXLINE_REDIS_URL is not set: starting a Redis server of our own on 127.0.0.1")
-    with redis_url_or_server(settings.redis_url) as url:
-        asyncio.run(run_demo(url, settings, out, say, question))
+@app.command()
+def talk(
+    text: Annotated[str | None, typer.Argument(help="what to say (or use --wav)")] = None,
+    wav: Annotated[Path | None, typer.Option(help="a recording to send instead of text")] = None,
+    url: Annotated[str, typer.Option(help="the server")] = "http://127.0.0.1:8000",
+    out: Annotated[Path, typer.Option(help="where the spoken reply is written")] = Path(
+        "voxline-reply.wav"
+    ),
+) -> None:
+    """Say something to a running server (text, or a WAV file) and save the spoken reply."""
+    import asyncio
+
+    from voxline.talk import talk as run_talk
+
+    if (text is None) == (wav is None):
+        raise typer.BadParameter("give either TEXT or --wav FILE")
+    try:
+        asyncio.run(run_talk(url, text=text, wav=wav, out=out, say=_say))
+    except Exception as exc:  # a clear line, not a traceback, for a user at a terminal
+        _say(f"error: {exc}")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

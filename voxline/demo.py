@@ -1,74 +1,129 @@
-"""``voxline demo``: one spoken question through the whole pipeline, measured.
+"""The demo turn: a spoken question over the WebSocket, the reply heard and measured.
 
-The question is spoken by the TTS voice itself (no microphone needed), streamed in as
-32 ms PCM16 frames, endpointed by VAD, transcribed, answered by the LLM and spoken back
-while it is written. Every event goes to the session's Redis stream first; the printout
-and the stage latencies come from those events, as any client would see them.
+The question is spoken by the server's own voice (``POST /v1/audio/speech``), so no
+microphone is needed; it is streamed in real time as 20 ms PCM16 frames, endpointed by
+VAD on the server, transcribed, answered by the LLM and spoken back while it is written.
+What is printed comes from the events the socket delivers (each already in the log);
+the stage latencies come from their timestamps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 import wave
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.audio import resample_pcm16
-from pipeline.engines import create_engine
-from pipeline.engines.base import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
-from pipeline.eventlog import EventLog
-from pipeline.redis_client import create_redis
-from pipeline.session import LiveSession, SessionEngines
-from schemas import Event, SessionSettings, Settings, SynthesisRequest
+from pipeline.timeline import TurnTimeline
+from schemas import Event
+from voxline.client import Realtime, SessionInfo, VoxlineClient
 
 QUESTION = "What is the capital of France?"
+RATE = 24000  # /v1/audio/speech's pcm rate; the session takes it as its input rate
+FRAME_MS = 20
 
 
-async def load_engines(settings: Settings, say: Callable[..., None]) -> SessionEngines:
-    """Build and load the engines named in settings, saying how long each took."""
-    built: dict[str, Any] = {}
-    for stage in ("vad", "stt", "llm", "tts"):
-        choice = getattr(settings, stage)
+@dataclass
+class TurnResult:
+    """What a client saw of one voice or text turn."""
+
+    session: SessionInfo
+    events: list[Event] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    transcript: str = ""
+    reply: str = ""
+    #: client clock (perf_counter): input finished, first audio received
+    input_end: float | None = None
+    first_audio: float | None = None
+
+    @property
+    def stages(self) -> dict[str, float]:
+        stages = TurnTimeline.of(self.events).stages()
+        if self.input_end is not None and self.first_audio is not None:
+            stages["client_first_audio"] = (self.first_audio - self.input_end) * 1000
+        return stages
+
+
+def with_pauses(speech: bytes, rate: int, before_s: float = 0.5, after_s: float = 1.2) -> bytes:
+    """Speech with the silence a speaker leaves around it (VAD needs the pause after)."""
+    return bytes(2 * int(rate * before_s)) + speech + bytes(2 * int(rate * after_s))
+
+
+async def stream_audio(conn: Realtime, audio: bytes, rate: int, *, realtime: bool) -> None:
+    """Send ``audio`` as 20 ms frames, paced like a microphone when ``realtime``."""
+    frame = 2 * rate * FRAME_MS // 1000
+    start = time.perf_counter()
+    for n, offset in enumerate(range(0, len(audio), frame)):
+        await conn.send_audio(audio[offset : offset + frame])
+        if realtime:
+            delay = start + (n + 1) * FRAME_MS / 1000 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+async def voice_turn(
+    client: VoxlineClient,
+    audio: bytes,
+    *,
+    speech_end_s: float,
+    realtime: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+    **settings: Any,
+) -> TurnResult:
+    """One spoken turn on a new session; ``speech_end_s`` is where speech ends in ``audio``."""
+    session = await client.create_session(
+        input_sample_rate=RATE, output_sample_rate=RATE, **settings
+    )
+    result = TurnResult(session)
+    async with client.connect(session) as conn:
         start = time.perf_counter()
-        engine = create_engine(stage, choice.engine, choice.engine_options())
-        await engine.load()
-        say(f"loaded {stage}: {choice.engine} in {time.perf_counter() - start:.1f} s")
-        built[stage] = engine
-    assert isinstance(built["llm"], LanguageModel)
-    assert isinstance(built["tts"], Synthesizer)
-    assert isinstance(built["stt"], Transcriber)
-    assert isinstance(built["vad"], VoiceActivityDetector)
-    return SessionEngines(llm=built["llm"], tts=built["tts"], stt=built["stt"], vad=built["vad"])
+        sender = asyncio.create_task(stream_audio(conn, audio, RATE, realtime=realtime))
+        result.input_end = start + speech_end_s if realtime else None
+        try:
+            async for event in conn.until_done():
+                _collect(result, event)
+                if on_event is not None:
+                    on_event(event)
+        finally:
+            sender.cancel()
+    return result
 
 
-async def spoken_question(tts: Synthesizer, text: str, rate: int) -> bytes:
-    """The question as PCM16 at ``rate``, with silence around it as a speaker would leave."""
-    chunks = [c async for c in tts.synthesize(SynthesisRequest(text=text, language="en"))]
-    speech = resample_pcm16(b"".join(c.audio for c in chunks), chunks[0].sample_rate, rate)
-    silence = bytes(2 * rate * 8 // 10)
-    return silence + speech + silence
+async def text_turn(
+    client: VoxlineClient,
+    text: str,
+    *,
+    on_event: Callable[[Event], None] | None = None,
+    **settings: Any,
+) -> TurnResult:
+    """One typed turn on a new session, spoken back."""
+    session = await client.create_session(output_sample_rate=RATE, **settings)
+    result = TurnResult(session)
+    async with client.connect(session) as conn:
+        result.input_end = time.perf_counter()
+        await conn.send_text(text)
+        async for event in conn.until_done():
+            _collect(result, event)
+            if on_event is not None:
+                on_event(event)
+    return result
 
 
-def stage_latencies(events: list[Event]) -> dict[str, float]:
-    """Per-stage latency in ms from event timestamps (end of speech is the origin)."""
-    first: dict[str, int] = {}
-    for event in events:
-        first.setdefault(event.type, event.ts)
-    origin = first.get("input.speech_stopped") or first.get("input.text")
-    if origin is None:
-        return {}
-    marks = {
-        "stt (speech end → transcript)": first.get("transcript.final"),
-        "llm first token": first.get("response.text.delta"),
-        "first piece cut": first.get("response.sentence"),
-        "tts first chunk = time to first audio": first.get("response.audio.chunk"),
-        "response done": first.get("response.done"),
-    }
-    return {name: float(ts - origin) for name, ts in marks.items() if ts is not None}
+def _collect(result: TurnResult, event: Event) -> None:
+    result.events.append(event)
+    data: Any = event.data
+    match event.type:
+        case "transcript.final":
+            result.transcript = data.text
+        case "response.text.delta":
+            result.reply += data.delta
+        case "response.audio.chunk":
+            if result.first_audio is None:
+                result.first_audio = time.perf_counter()
+            result.audio.extend(data.audio)
 
 
 def write_wav(path: Path, pcm: bytes, rate: int) -> None:
@@ -80,59 +135,50 @@ def write_wav(path: Path, pcm: bytes, rate: int) -> None:
 
 
 async def run_demo(
-    redis_url: str, settings: Settings, out: Path, say: Callable[..., None], question: str
+    url: str, out: Path, say: Callable[..., None], question: str = QUESTION
 ) -> dict[str, float]:
-    engines = await load_engines(settings, say)
-    redis = create_redis(redis_url, settings.redis)
-    log = EventLog(redis, settings.log)
-    session_id = f"demo-{uuid.uuid4().hex[:8]}"
-    session_settings = SessionSettings(sampling={"temperature": 0.0, "max_tokens": 60, "seed": 1})
-    session = await LiveSession.open(session_id, log, engines, create=session_settings)
-    say(f"session {session_id} (events in Redis stream {log.key(session_id)})")
-    assert engines.tts is not None
-    audio = await spoken_question(engines.tts, question, session_settings.input_sample_rate)
-    say(f'speaking the question: "{question}" ({len(audio) / 32000:.1f} s of audio)')
+    """The main job's voice turn against a running server; returns the stage latencies."""
+    async with VoxlineClient(url) as client:
+        speech = await client.speech(question, response_format="pcm")
+        audio = with_pauses(speech, RATE)
+        say(f'speaking the question: "{question}" ({len(speech) / 2 / RATE:.1f} s of speech, '
+            "streamed in real time over the WebSocket)")
 
-    seen: list[Event] = []
-    reply_audio = bytearray()
-    done = asyncio.Event()
-
-    async def listen() -> None:
-        async for event in session.events():
-            seen.append(event)
+        def show(event: Event) -> None:
+            data: Any = event.data
             match event.type:
+                case "input.speech_started":
+                    say("  [vad] speech started")
+                case "input.speech_stopped":
+                    say("  [vad] speech stopped")
                 case "transcript.final":
-                    say(f"heard: {event.data.text!r}")  # type: ignore[union-attr]
+                    say(f"heard: {data.text!r}")
                     say("reply: ", end="")
                 case "response.text.delta":
-                    say(event.data.delta, end="")  # type: ignore[union-attr]
-                case "response.audio.chunk":
-                    reply_audio.extend(event.data.audio)  # type: ignore[union-attr]
+                    say(data.delta, end="")
                 case "response.done" | "response.cancelled":
                     say("")
-                    done.set()
                 case "error":
-                    say(f"\nerror: {event.data.code}: {event.data.message}")  # type: ignore[union-attr]
+                    say(f"\nerror: {data.code}: {data.message}")
 
-    listener = asyncio.create_task(listen())
-    try:
-        frame = 2 * 512
-        for start in range(0, len(audio), frame):
-            await session.push_audio(audio[start : start + frame])
-        await session.commit_audio()
-        await asyncio.wait_for(done.wait(), timeout=120)
-        await session.wait_response()
-    finally:
-        await session.close(reason="demo finished")
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await redis.aclose()
-        for engine in (engines.vad, engines.stt, engines.llm, engines.tts):
-            if engine is not None:
-                await engine.close()
-    write_wav(out, bytes(reply_audio), session_settings.output_sample_rate)
-    say(f"reply audio: {out} ({len(reply_audio) / 2 / session_settings.output_sample_rate:.1f} s)")
-    latencies = stage_latencies(seen)
-    for name, ms in latencies.items():
-        say(f"  {name:42} {ms:7.0f} ms")
-    return latencies
+        result = await voice_turn(
+            client, audio, speech_end_s=0.5 + len(speech) / 2 / RATE, on_event=show,
+            sampling={"temperature": 0.0, "max_tokens": 60, "seed": 1},
+        )
+    write_wav(out, bytes(result.audio), RATE)
+    say(f"session {result.session.session_id}; reply audio: {out} "
+        f"({len(result.audio) / 2 / RATE:.1f} s)")
+    stages = result.stages
+    labels = {
+        "stt": "stt (end of speech → transcript)",
+        "llm_first_token": "llm first token (after transcript)",
+        "first_piece_cut": "first piece cut (after first token)",
+        "tts_first_chunk": "tts first chunk (after first piece)",
+        "time_to_first_audio": "time to first audio (server, from speech end)",
+        "client_first_audio": "voice-to-voice (client: speech end → audio)",
+        "response_done": "response done",
+    }
+    for name, label in labels.items():
+        if name in stages:
+            say(f"  {label:48} {stages[name]:7.0f} ms")
+    return stages

@@ -1,0 +1,96 @@
+"""What the three model stages share: an engine chosen by ``user_config``, loaded once.
+
+A stage replica is a plain class around one :mod:`pipeline.engines` engine. Serve calls
+:meth:`StageReplica.reconfigure` with the deployment's ``user_config`` right after the
+constructor and again whenever an operator changes it, so the engine (and its model) is
+chosen in configuration and swapped without restarting the replica. A replica is not
+healthy until its model has loaded, so the application reports RUNNING only when every
+model is in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationError
+
+from pipeline.engines import Engine, create_engine
+from schemas import ConfigurationError, EngineError, EngineSettings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+class StageConfig(EngineSettings):
+    """A stage deployment's ``user_config``: the engine, its options, how streams travel.
+
+    Fields other than these are engine options, as in ``VOXLINE_<STAGE>__*``.
+    """
+
+    stream_max_items: int = Field(default=16, ge=1, description="items per streamed batch")
+    stream_max_wait_ms: float = Field(default=40.0, ge=0, description="a batch's time window")
+
+
+class StageReplica:
+    """Base of the stage deployments; subclasses name their ``stage`` and add a stream."""
+
+    stage: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.config: StageConfig | None = None
+        self._engine: Engine | None = None
+        self._lock = asyncio.Lock()
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Validate ``user_config``; build and load a new engine when the choice changed."""
+        try:
+            config = StageConfig.model_validate(user_config)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"invalid user_config for the {self.stage} deployment: {exc}",
+                setting=f"{self.stage}.user_config",
+            ) from None
+        async with self._lock:
+            old = self._engine
+            same_engine = (
+                self.config is not None
+                and old is not None
+                and (config.engine, config.engine_options())
+                == (self.config.engine, self.config.engine_options())
+            )
+            if not same_engine:
+                engine = create_engine(self.stage, config.engine, config.engine_options())
+                await engine.load()
+                self._engine = engine
+                logger.info("%s engine %s loaded", self.stage, config.engine)
+                if old is not None:
+                    await old.close()
+            self.config = config
+
+    async def engine(self) -> Engine:
+        """The loaded engine; without a ``user_config``, the one named in ``VOXLINE_*``."""
+        if self._engine is None:
+            choice = getattr(get_settings(), self.stage)
+            await self.reconfigure(choice.model_dump())
+        if self._engine is None:  # pragma: no cover - reconfigure always sets it
+            raise EngineError(f"the {self.stage} engine did not load", stage=self.stage)
+        return self._engine
+
+    async def describe(self) -> dict[str, Any]:
+        """What this replica runs (for ``/readyz`` and the adapters)."""
+        engine = await self.engine()
+        info: dict[str, Any] = {"stage": self.stage, "engine": engine.name, "ready": engine.ready}
+        rate = getattr(engine, "sample_rate", None)
+        if rate is not None:
+            info["sample_rate"] = rate
+        return info
+
+    def check_health(self) -> None:
+        """Serve's health probe: a replica whose engine reports not ready is restarted."""
+        if self._engine is not None and not self._engine.ready:
+            raise EngineError(f"the {self.stage} engine is not ready", stage=self.stage)
+
+    def stream_window(self) -> tuple[int, float]:
+        config = self.config or StageConfig(engine="")
+        return config.stream_max_items, config.stream_max_wait_ms / 1000

@@ -1,0 +1,156 @@
+"""What every request handler of the API needs, built once per ingress replica.
+
+:class:`Services` is put on ``app.state`` by :func:`deployments.api.create_api`; the
+handlers reach it with the :func:`get_services` dependency. The ingress deployment
+builds it with remote engines (``deployments.handles``); tests may build it with local
+ones and serve the same API with plain uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
+
+from deployments.api._auth import SessionTokens
+from pipeline.engines import Engine
+from pipeline.eventlog import EventLog
+from pipeline.session import LiveSession, SessionEngines
+from pipeline.turn import TurnConfig
+from schemas import EngineError, ErrorCode, SessionSettings, Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis
+    log: EventLog
+    engines: SessionEngines
+    tokens: SessionTokens
+    turn_config: TurnConfig = field(default_factory=TurnConfig)
+    #: live sockets and streams of this replica, closed on shutdown
+    live: set[LiveSession] = field(default_factory=set)
+
+    async def open_session(
+        self,
+        session_id: str,
+        *,
+        create: SessionSettings | None = None,
+        with_audio: bool = True,
+    ) -> LiveSession:
+        """A live session on the shared engines (text-only replies without ``with_audio``)."""
+        engines = self.engines
+        if not with_audio:
+            engines = SessionEngines(llm=engines.llm, tts=None, stt=engines.stt, vad=engines.vad)
+        session = await LiveSession.open(
+            session_id, self.log, engines, create=create, turn_config=self.turn_config
+        )
+        self.live.add(session)
+        return session
+
+    async def release(self, session: LiveSession, reason: str | None = None) -> None:
+        self.live.discard(session)
+        await session.close(reason)
+
+    async def readiness(self) -> dict[str, Any]:
+        """Each dependency's state; ready when Redis answers and every engine is loaded."""
+        checks: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(self.redis.ping(), timeout=2)
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unavailable: {type(exc).__name__}"
+        for stage in ("vad", "stt", "llm", "tts"):
+            engine: Engine | None = getattr(self.engines, stage)
+            if engine is None:
+                checks[stage] = "absent"
+                continue
+            try:
+                checks[stage] = await asyncio.wait_for(_describe(engine), timeout=5)
+            except Exception as exc:
+                checks[stage] = f"unavailable: {type(exc).__name__}: {exc}"
+        checks["ready"] = checks["redis"] == "ok" and all(
+            isinstance(checks[s], dict) and checks[s].get("ready", False)
+            for s in ("vad", "stt", "llm", "tts")
+            if checks[s] != "absent"
+        )
+        return checks
+
+    async def aclose(self) -> None:
+        for session in list(self.live):
+            with contextlib.suppress(Exception):
+                await self.release(session)
+        await self.redis.aclose()
+
+
+async def _describe(engine: Engine) -> dict[str, Any]:
+    describe = getattr(engine, "describe", None)
+    if describe is not None:  # a remote stage: ask its replica
+        info: dict[str, Any] = await describe()
+        return info
+    return {"engine": engine.name, "ready": engine.ready}
+
+
+def get_services(connection: HTTPConnection) -> Services:
+    """FastAPI dependency (HTTP and WebSocket routes alike)."""
+    services: Services | None = getattr(connection.app.state, "services", None)
+    if services is None:
+        raise EngineError("the server is starting", code=ErrorCode.ENGINE_OVERLOADED,
+                          transient=True, http_status=503)
+    return services
+
+
+
+async def start_services(
+    settings: Settings,
+    *,
+    llm: Engine,
+    tts: Engine | None,
+    stt: Engine | None,
+    vad: Engine | None = None,
+    turn_config: TurnConfig | None = None,
+) -> Services:
+    """Connect to Redis, load the session token key and (unless given) the local VAD."""
+    from pipeline.engines import (
+        LanguageModel,
+        Synthesizer,
+        Transcriber,
+        VoiceActivityDetector,
+        create_engine,
+    )
+    from pipeline.redis_client import create_redis
+    from schemas import ConfigurationError
+
+    if not settings.redis_url:
+        raise ConfigurationError("no Redis configured", setting="VOXLINE_REDIS_URL")
+    if vad is None:
+        vad = create_engine("vad", settings.vad.engine, settings.vad.engine_options())
+        await vad.load()
+    for engine in (tts, stt):
+        if engine is not None:
+            await engine.load()
+    assert isinstance(llm, LanguageModel)
+    assert tts is None or isinstance(tts, Synthesizer)
+    assert stt is None or isinstance(stt, Transcriber)
+    assert isinstance(vad, VoiceActivityDetector)
+    redis = create_redis(settings.redis_url, settings.redis)
+    try:
+        tokens = await SessionTokens.from_settings(settings, redis)
+    except BaseException:
+        await redis.aclose()
+        raise
+    return Services(
+        settings=settings,
+        redis=redis,
+        log=EventLog(redis, settings.log),
+        engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad),
+        tokens=tokens,
+        turn_config=turn_config or TurnConfig(),
+    )

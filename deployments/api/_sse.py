@@ -1,0 +1,57 @@
+"""Server-sent events: framing, and keep-alive comments while a stream is quiet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar
+
+from pipeline._aio import reraise_lost_cancel
+
+T = TypeVar("T")
+
+#: Headers that keep proxies from buffering or caching a stream.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One SSE message; ``data`` is JSON (already-encoded JSON strings are kept)."""
+    body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"id: {event_id}\n" if event_id else ""
+    lines = "".join(f"data: {line}\n" for line in body.split("\n"))
+    return f"{head}event: {event}\n{lines}\n".encode()
+
+
+async def with_keepalive(
+    stream: AsyncIterator[T], interval_s: float
+) -> AsyncGenerator[T | None, None]:
+    """Items of ``stream``, and ``None`` whenever it was quiet for ``interval_s``."""
+    iterator = aiter(stream)
+    pending: asyncio.Future[T] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=interval_s)
+            reraise_lost_cancel()
+            if not done:
+                yield None
+                continue
+            future, pending = pending, None
+            try:
+                item = future.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()

@@ -1,0 +1,109 @@
+"""``POST /v1/chat/stream``: a text turn as server-sent events, for chat and story apps.
+
+The reply streams as ``chunk`` events (text deltas) and ends with ``done`` (the full
+text and how the turn ended); with ``"audio": true`` the spoken reply comes along as
+``audio`` events. Every SSE message's ``id`` is the log id of the event behind it and
+every payload carries the session id as ``thread_id``: send it back (with the token) to
+continue the same conversation. Without ``session_id`` a new session is created; its
+token comes first, in a ``session`` event and in the ``X-Voxline-Token`` header.
+
+Disconnecting cancels the reply (``response.cancelled`` is appended).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from deployments.api._services import Services, get_services
+from deployments.api._sse import SSE_HEADERS, sse
+from deployments.api.sessions import authorized_state, create_session
+from pipeline.session import LiveSession, merge_settings
+from schemas import Event, SessionSettings
+
+router = APIRouter(prefix="/v1/chat", tags=["chat"])
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, description="what the user says")
+    session_id: str | None = Field(default=None, description="continue this session (thread)")
+    audio: bool = Field(default=False, description="also stream the spoken reply")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="settings of a new session (ignored when continuing)"
+    )
+
+
+@router.post(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "session?, chunk*, audio*, error*, done"}},
+)
+async def chat_stream(
+    body: ChatRequest, request: Request, services: Annotated[Services, Depends(get_services)]
+) -> StreamingResponse:
+    headers = dict(SSE_HEADERS)
+    token: str | None = None
+    if body.session_id is None:
+        settings = merge_settings(SessionSettings(), body.settings)
+        session_id = await create_session(services, settings)
+        token = services.tokens.issue(session_id)
+        headers["X-Voxline-Token"] = token
+    else:
+        session_id = body.session_id
+        await authorized_state(session_id, request, services)
+    session = await services.open_session(session_id, with_audio=body.audio)
+    try:
+        turn_id = await session.submit_text(body.message)
+    except BaseException:
+        await services.release(session)
+        raise
+    stream = _stream(services, session, turn_id, token)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+async def _stream(
+    services: Services, session: LiveSession, turn_id: str, token: str | None
+) -> AsyncGenerator[bytes, None]:
+    thread = session.session_id
+    try:
+        if token is not None:
+            yield sse("session", {"thread_id": thread, "token": token})
+        async for event in session.events():
+            if event.turn_id != turn_id:
+                continue
+            message = _message(thread, event)
+            if message is not None:
+                yield message
+            if event.type in ("response.done", "response.cancelled"):
+                return
+            if event.type == "error" and not event.data.recoverable:
+                return
+    finally:
+        await services.release(session)
+
+
+def _message(thread: str, event: Event) -> bytes | None:
+    base = {"thread_id": thread, "turn_id": event.turn_id}
+    data: Any = event.data
+    match event.type:
+        case "response.text.delta":
+            return sse("chunk", {**base, "content": data.delta}, event.id)
+        case "response.audio.chunk":
+            return sse("audio", {
+                **base, "chunk_index": data.chunk_index, "sentence_index": data.sentence_index,
+                "format": data.format, "sample_rate": data.sample_rate,
+                "audio": base64.b64encode(data.audio).decode(),
+            }, event.id)
+        case "response.done":
+            return sse("done", {**base, "text": data.text, "status": data.status}, event.id)
+        case "response.cancelled":
+            return sse("done", {**base, "text": data.text_sent, "status": "cancelled"}, event.id)
+        case "error":
+            return sse("error", {**base, **data.model_dump(mode="json")}, event.id)
+    return None

@@ -1,0 +1,25 @@
+"""Liveness and readiness probes for load balancers and Kubernetes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from deployments.api._services import Services, get_services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process answers (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
+async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
+    """Ready when Redis answers and every model stage has its engine loaded."""
+    checks: dict[str, Any] = await services.readiness()
+    return JSONResponse(checks, status_code=200 if checks["ready"] else 503)

@@ -1,0 +1,149 @@
+"""``WS /v1/sessions/{id}/ws``: the realtime protocol.
+
+Client → server: JSON messages (``schemas.ClientMessageUnion``) as text frames, and raw
+PCM16 mono at the session's input rate as binary frames. Server → client: every event
+of the session as JSON, in log order, each one already in the log.
+
+The socket's outgoing side is a tail of the session's log, not a private queue: the
+client sees what any writer appends (this socket's turns, a chat stream on the same
+session, background workers), and a client that reconnects with ``last_event_id``
+(query parameter or a ``session.resume`` message) continues exactly where it stopped.
+
+Bad input is answered with an ``error`` event and the session goes on. A socket that
+cannot start (unknown session, missing or wrong token, closed session) gets one error
+frame and is closed with code 4000 + the HTTP status (4404, 4401, 4403, 4409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from deployments.api._services import Services, get_services
+from deployments.api.sessions import authorized_state
+from pipeline.eventlog import EventLog
+from pipeline.session import LiveSession
+from schemas import (
+    ErrorCode,
+    ErrorEvent,
+    InputTooLargeError,
+    SessionError,
+    SessionResume,
+    VoxlineError,
+    parse_client_message,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["realtime"])
+
+
+@router.websocket("/v1/sessions/{session_id}/ws")
+async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = None) -> None:
+    """Talk or type to the session; see the module docstring for the protocol."""
+    services = get_services(ws)
+    await ws.accept()
+    try:
+        state = await authorized_state(session_id, ws, services)
+        if state.closed:
+            raise SessionError(f"session {session_id!r} is closed",
+                               code=ErrorCode.SESSION_CLOSED, http_status=409)
+        session = await services.open_session(session_id)
+    except VoxlineError as exc:
+        await _refuse(ws, session_id, exc)
+        return
+    sender = _Sender(ws, services.log, session_id)
+    sender.start(last_event_id or session.state.last_event_id)
+    try:
+        await _receive(ws, session, sender, services)
+    finally:
+        await sender.stop()
+        await _finish(session, services)
+
+
+async def _receive(
+    ws: WebSocket, session: LiveSession, sender: _Sender, services: Services
+) -> None:
+    limits = services.settings.api
+    while True:
+        try:
+            message = await ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            if (data := message.get("bytes")) is not None:
+                if len(data) > limits.max_message_bytes:
+                    raise InputTooLargeError(
+                        f"audio frame of {len(data)} bytes is over the limit of "
+                        f"{limits.max_message_bytes}",
+                        limit=limits.max_message_bytes, size=len(data))
+                await session.push_audio(data)
+            elif (text := message.get("text")) is not None:
+                parsed = parse_client_message(
+                    text, max_bytes=limits.max_message_bytes,
+                    max_text_chars=limits.max_text_chars)
+                if isinstance(parsed, SessionResume):
+                    await sender.restart(parsed.last_event_id)
+                else:
+                    await session.handle(parsed)
+        except VoxlineError as exc:
+            await session.reject(exc)
+
+
+class _Sender:
+    """Sends the session's log from a cursor on; restarted by ``session.resume``."""
+
+    def __init__(self, ws: WebSocket, log: EventLog, session_id: str) -> None:
+        self.ws = ws
+        self.log = log
+        self.session_id = session_id
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, after: str | None) -> None:
+        self.task = asyncio.create_task(self._run(after), name=f"ws-send-{self.session_id}")
+
+    async def restart(self, after: str) -> None:
+        await self.stop()
+        self.start(after)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+            self.task = None
+
+    async def _run(self, after: str | None) -> None:
+        try:
+            async for event in self.log.tail(self.session_id, after):
+                await self.ws.send_text(event.model_dump_json())
+                if event.type == "session.closed":
+                    await self.ws.close(code=1000, reason="session closed")
+                    return
+        except VoxlineError as exc:  # resync_required, log unavailable
+            await _refuse(self.ws, self.session_id, exc)
+        except (WebSocketDisconnect, RuntimeError):  # the client is gone
+            return
+
+
+async def _refuse(ws: WebSocket, session_id: str, exc: VoxlineError) -> None:
+    """One error frame (not in the log: the session may not exist), then close."""
+    frame = ErrorEvent(session_id=session_id, data=exc.to_payload())
+    with contextlib.suppress(Exception):
+        if ws.client_state is WebSocketState.CONNECTED:
+            await ws.send_text(frame.model_dump_json())
+            await ws.close(code=4000 + exc.http_status, reason=exc.code.value)
+
+
+async def _finish(session: LiveSession, services: Services) -> None:
+    """The client left: let a running reply finish into the log (bounded), then stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.shield(session.wait_response()), services.settings.api.drain_s
+        )
+    await services.release(session)

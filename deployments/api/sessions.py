@@ -1,0 +1,125 @@
+"""``/v1/sessions``: create a session, look at it, end it.
+
+Creating a session appends ``session.created`` and returns the token every later call
+on the session must show, with the URLs of its realtime socket and its event stream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
+
+from deployments.api._auth import token_of
+from deployments.api._services import Services, get_services
+from pipeline.session import merge_settings
+from pipeline.state import SessionState, fold
+from schemas import (
+    ErrorCode,
+    SessionClosed,
+    SessionClosedData,
+    SessionCreated,
+    SessionCreatedData,
+    SessionError,
+    SessionSettings,
+)
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+class CreateSessionRequest(BaseModel):
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="session settings; unset fields take defaults"
+    )
+
+
+class SessionCreatedResponse(BaseModel):
+    session_id: str
+    token: str = Field(description="show it on every later call: Bearer, X-Voxline-Token, ?token=")
+    ws_url: str
+    events_url: str
+    settings: SessionSettings
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    settings: SessionSettings
+    turns: int
+    closed: bool
+    last_event_id: str | None
+
+
+def new_session_id() -> str:
+    return f"sess_{uuid.uuid4().hex}"
+
+
+def base_url(connection: HTTPConnection, services: Services) -> str:
+    """Where clients reach this server: ``VOXLINE_API__PUBLIC_URL`` or as they asked."""
+    public = services.settings.api.public_url
+    return (public or str(connection.base_url)).rstrip("/")
+
+
+async def create_session(services: Services, settings: SessionSettings) -> str:
+    session_id = new_session_id()
+    await services.log.append(
+        SessionCreated(session_id=session_id, data=SessionCreatedData(settings=settings))
+    )
+    return session_id
+
+
+async def authorized_state(
+    session_id: str, connection: HTTPConnection, services: Services
+) -> SessionState:
+    """The folded session, after checking that it exists (404) and the token (401/403)."""
+    events = await services.log.read_all(session_id)
+    state = fold(session_id, events)
+    if not state.created:
+        raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
+    services.tokens.verify(session_id, token_of(connection))
+    return state
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@router.post("", status_code=201, response_model=SessionCreatedResponse)
+async def create(
+    request: Request, services: ServicesDep, body: CreateSessionRequest | None = None
+) -> SessionCreatedResponse:
+    """Start a session; bad settings → 400 ``invalid_settings`` / ``unsupported_sample_rate``."""
+    settings = merge_settings(SessionSettings(), (body or CreateSessionRequest()).settings)
+    session_id = await create_session(services, settings)
+    base = base_url(request, services)
+    ws_base = "ws" + base.removeprefix("http")
+    return SessionCreatedResponse(
+        session_id=session_id,
+        token=services.tokens.issue(session_id),
+        ws_url=f"{ws_base}/v1/sessions/{session_id}/ws",
+        events_url=f"{base}/v1/sessions/{session_id}/events",
+        settings=settings,
+    )
+
+
+@router.get("/{session_id}", response_model=SessionSummary)
+async def summary(session_id: str, request: Request, services: ServicesDep) -> SessionSummary:
+    state = await authorized_state(session_id, request, services)
+    return SessionSummary(
+        session_id=session_id,
+        settings=state.settings,
+        turns=len(state.turns),
+        closed=state.closed,
+        last_event_id=state.last_event_id,
+    )
+
+
+@router.delete("/{session_id}", status_code=204)
+async def close(session_id: str, request: Request, services: ServicesDep) -> None:
+    """End the session (``session.closed``); its log expires after the retention TTL."""
+    state = await authorized_state(session_id, request, services)
+    if not state.closed:
+        await services.log.append(
+            SessionClosed(session_id=session_id, data=SessionClosedData(reason="client"))
+        )

@@ -1,0 +1,99 @@
+"""The Voxline Serve application: four deployments, placed by a profile.
+
+``build_app`` is the application builder that ``serve_config.yaml`` names
+(``import_path: deployments.app:build_app``) and that ``voxline serve`` calls. Engines
+come from the ``VOXLINE_*`` settings (or each deployment's ``user_config`` in a Serve
+config, which wins); a profile only decides resources:
+
+* ``cpu``: one machine, two cores. Fractional ``num_cpus`` that add up to less than two,
+  so Serve never waits in DEPLOYING for a CPU that does not exist; one replica each.
+* ``gpu``: the stage models on GPUs (see ``serve_config.yaml`` for the production
+  placement, runtime environments and autoscaling).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from ray.serve import Application, Deployment
+
+from deployments.ingress import Gateway
+from deployments.llm import LanguageModelReplica
+from deployments.stt import TranscriberReplica
+from deployments.tts import SynthesizerReplica
+from schemas import ConfigurationError, EngineSettings, Settings, get_settings
+
+#: deployment options per profile and deployment
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu": {
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.3}, "num_replicas": 1},
+        "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1},
+        "LanguageModel": {"ray_actor_options": {"num_cpus": 0.6}, "num_replicas": 1},
+        "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1},
+    },
+    # The same placement as serve_config.yaml (which wins where both say something).
+    "gpu": {
+        "Gateway": {
+            "ray_actor_options": {"num_cpus": 1},
+            "autoscaling_config": {"min_replicas": 2, "max_replicas": 16,
+                                   "target_ongoing_requests": 64},
+        },
+        "Transcriber": {
+            "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
+                                   "target_ongoing_requests": 2},
+        },
+        "LanguageModel": {
+            "ray_actor_options": {"num_cpus": 4, "num_gpus": 1},
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
+                                   "target_ongoing_requests": 32},
+            "max_ongoing_requests": 64,
+        },
+        "Synthesizer": {
+            "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
+                                   "target_ongoing_requests": 1},
+        },
+    },
+}
+
+
+class AppArgs(BaseModel):
+    """Builder arguments (``args:`` in a Serve config, or ``voxline serve`` options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: Literal["cpu", "gpu"] = "cpu"
+    redis_url: str | None = None
+    #: how replies with audio are produced unless a session asks otherwise
+    speech_mode: Literal["streaming", "sequential"] = "streaming"
+
+
+def stage_user_config(choice: EngineSettings) -> dict[str, Any]:
+    return {"engine": choice.engine, "options": choice.engine_options()}
+
+
+def build_app(args: dict[str, Any] | None = None, settings: Settings | None = None) -> Application:
+    parsed = AppArgs.model_validate(args or {})
+    settings = settings or get_settings()
+    if parsed.redis_url:
+        settings = settings.model_copy(update={"redis_url": parsed.redis_url})
+    if not settings.redis_url:
+        raise ConfigurationError(
+            "the app needs Redis: set VOXLINE_REDIS_URL or the builder arg redis_url",
+            setting="VOXLINE_REDIS_URL",
+        )
+    profile = PROFILES[parsed.profile]
+
+    def stage(deployment: Any, choice: EngineSettings) -> Application:
+        placed: Deployment = deployment.options(
+            **profile[deployment.name], user_config=stage_user_config(choice))
+        return placed.bind()
+
+    stt = stage(TranscriberReplica, settings.stt)
+    llm = stage(LanguageModelReplica, settings.llm)
+    tts = stage(SynthesizerReplica, settings.tts)
+    gateway: Deployment = Gateway.options(**profile["Gateway"])  # type: ignore[attr-defined]
+    return gateway.bind(stt, llm, tts, settings, {"mode": parsed.speech_mode})
+

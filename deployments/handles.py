@@ -1,0 +1,132 @@
+"""Engines that live in another deployment, behind the engine bases the pipeline expects.
+
+The ingress runs :class:`pipeline.LiveSession` and the turn orchestrator unchanged: it
+hands them these adapters instead of local engines. Each call is a streaming handle call
+(``.options(stream=True)``); leaving the stream early (cancel, barge-in, ``aclose``)
+cancels the request in the replica, where the engine aborts its model call.
+
+Errors keep their meaning across the boundary: a :class:`schemas.VoxlineError` raised in
+a replica is re-raised here as itself (same code, same message); a replica that died or
+an overloaded deployment becomes a transient :class:`schemas.EngineError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from pipeline.engines import LanguageModel, Synthesizer, Transcriber
+from schemas import (
+    AudioChunk,
+    EngineError,
+    ErrorCode,
+    GenerationRequest,
+    SynthesisRequest,
+    TranscriptionRequest,
+    TranscriptSegment,
+    VoxlineError,
+)
+
+_STAGE_CODES = {"stt": ErrorCode.STT_FAILED, "llm": ErrorCode.LLM_FAILED,
+                "tts": ErrorCode.TTS_FAILED}
+
+
+def remote_error(exc: BaseException, stage: str) -> BaseException:
+    """The error to raise for a failed remote call (see the module docstring)."""
+    from ray.exceptions import RayActorError, RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    if isinstance(cause, VoxlineError):
+        if isinstance(exc, RayTaskError):  # a fresh instance: Ray's wrapper loses fields
+            return _rebuild(cause)
+        return cause
+    if isinstance(exc, BackPressureError):
+        return EngineError(f"the {stage} stage is overloaded, try again",
+                           code=ErrorCode.ENGINE_OVERLOADED, transient=True, stage=stage)
+    if isinstance(exc, RayActorError):
+        return EngineError(f"the {stage} replica died", code=_STAGE_CODES[stage],
+                           transient=True, stage=stage)
+    return EngineError(f"{stage} stage failed: {type(cause).__name__}: {cause}",
+                       code=_STAGE_CODES[stage], stage=stage)
+
+
+def _rebuild(error: VoxlineError) -> VoxlineError:
+    rebuilt = type(error).__new__(type(error))
+    rebuilt.__dict__.update(error.__dict__)
+    Exception.__init__(rebuilt, error.message)
+    return rebuilt
+
+
+class _RemoteStage:
+    """A streaming method of one deployment, cancelled when its consumer leaves early."""
+
+    stage: str
+
+    def __init__(self, handle: Any, method: str) -> None:
+        self._handle = handle.options(stream=True)
+        self._plain = handle
+        self._method = method
+
+    async def _stream(self, request: Any) -> AsyncGenerator[Any, None]:
+        response = getattr(self._handle, self._method).remote(request)
+        finished = False
+        try:
+            try:
+                async for item in response:
+                    yield item
+            except Exception as exc:  # Ray's wrappers, turned back into ours
+                error = remote_error(exc, self.stage)
+                if error is exc:
+                    raise
+                raise error from exc
+            finished = True
+        finally:
+            if not finished:
+                response.cancel()
+
+    async def describe(self) -> dict[str, Any]:
+        """What the replica runs: engine name, readiness, sample rate."""
+        try:
+            info: dict[str, Any] = await self._plain.describe.remote()
+        except Exception as exc:
+            raise remote_error(exc, self.stage) from exc
+        return info
+
+
+class RemoteTranscriber(_RemoteStage, Transcriber):
+    name = "remote-stt"
+    stage = "stt"
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__(handle, "transcribe")
+
+    def transcribe(self, request: TranscriptionRequest) -> AsyncGenerator[TranscriptSegment, None]:
+        return self._stream(request)
+
+
+class RemoteLanguageModel(_RemoteStage, LanguageModel):
+    name = "remote-llm"
+    stage = "llm"
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__(handle, "generate")
+
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
+        return self._stream(request)
+
+
+class RemoteSynthesizer(_RemoteStage, Synthesizer):
+    name = "remote-tts"
+    stage = "tts"
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__(handle, "synthesize")
+
+    async def load(self) -> None:
+        """Learn the remote engine's sample rate (chunks carry theirs too)."""
+        info = await self.describe()
+        self.sample_rate = int(info.get("sample_rate", self.sample_rate))
+
+    def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
+        return self._stream(request)

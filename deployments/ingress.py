@@ -1,0 +1,50 @@
+"""The ingress deployment: the FastAPI API in front of the three model stages.
+
+Stateless: everything about a session is in its log, so any replica serves any session
+and replicas scale on ongoing requests. Each replica holds the live sockets it accepted,
+runs VAD (cheap, onnxruntime) and the turn orchestration, and calls the stage
+deployments through handles. It never imports torch or loads a model of a stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+
+from deployments.api import create_api
+from deployments.api._services import Services, start_services
+from deployments.handles import RemoteLanguageModel, RemoteSynthesizer, RemoteTranscriber
+from pipeline.turn import TurnConfig
+from schemas import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@serve.deployment(name="Gateway", ray_actor_options={"num_cpus": 0.5},
+                  max_ongoing_requests=256)
+@serve.ingress()
+class Gateway:
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self,
+        stt: Any,
+        llm: Any,
+        tts: Any,
+        settings: Settings,
+        turn: dict[str, Any] | None = None,
+    ) -> None:
+        self.services: Services = await start_services(
+            settings,
+            llm=RemoteLanguageModel(llm),
+            tts=RemoteSynthesizer(tts),
+            stt=RemoteTranscriber(stt),
+            turn_config=TurnConfig(**(turn or {})),
+        )
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_api(self.services)
+
+    async def __del__(self) -> None:
+        await self.services.aclose()

@@ -1,0 +1,198 @@
+"""A small async client for Voxline's API: what the demo, ``voxline talk`` and the
+latency benchmark use, and what an application can use too.
+
+    async with VoxlineClient("http://127.0.0.1:8000") as client:
+        session = await client.create_session(input_sample_rate=24000)
+        async with client.connect(session) as conn:
+            await conn.send_text("What is the capital of France?")
+            async for event in conn.until_done():
+                ...
+
+Errors from the server arrive as :class:`VoxlineAPIError` with the server's code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from schemas import ClientMessage, Event, parse_event
+
+#: events that end a response
+FINAL_TYPES = frozenset({"response.done", "response.cancelled"})
+
+
+class VoxlineAPIError(Exception):
+    """A 4xx/5xx answer or an error frame: ``code`` is the server's error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    token: str
+    ws_url: str
+    events_url: str
+    settings: dict[str, Any]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+class VoxlineClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 120) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def __aenter__(self) -> VoxlineClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.is_error:
+            await response.aread()
+            try:
+                error = response.json()["error"]
+                code, message = error["code"], error["message"]
+            except (ValueError, KeyError, TypeError):
+                code, message = "http_error", response.text[:200]
+            raise VoxlineAPIError(response.status_code, code, message)
+        return response
+
+    async def ready(self) -> dict[str, Any]:
+        response = await self.http.get("/readyz")
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def create_session(self, **settings: Any) -> SessionInfo:
+        response = await self._check(
+            await self.http.post("/v1/sessions", json={"settings": settings})
+        )
+        body = response.json()
+        return SessionInfo(body["session_id"], body["token"], body["ws_url"],
+                           body["events_url"], body["settings"])
+
+    async def speech(self, text: str, *, response_format: str = "pcm", **options: Any) -> bytes:
+        """Speak ``text``; ``pcm`` is 16-bit mono at 24 kHz."""
+        body = {"input": text, "response_format": response_format, **options}
+        response = await self._check(await self.http.post("/v1/audio/speech", json=body))
+        return response.content
+
+    async def transcribe(
+        self, audio: bytes, filename: str = "audio.wav", **form: str
+    ) -> dict[str, Any] | str:
+        files = {"file": (filename, audio)}
+        response = await self._check(
+            await self.http.post("/v1/audio/transcriptions", files=files, data=form)
+        )
+        if form.get("response_format") == "text":
+            return response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def chat_stream(
+        self, message: str, *, session: SessionInfo | None = None, audio: bool = False,
+        **settings: Any,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """``(event, data)`` pairs of ``POST /v1/chat/stream`` as they arrive."""
+        body: dict[str, Any] = {"message": message, "audio": audio, "settings": settings}
+        headers = {}
+        if session is not None:
+            body["session_id"] = session.session_id
+            headers = session.auth
+        async with self.http.stream("POST", "/v1/chat/stream", json=body,
+                                    headers=headers) as response:
+            await self._check(response)
+            async for name, data in _sse_messages(response.aiter_lines()):
+                yield name, data
+
+    def connect(self, session: SessionInfo, last_event_id: str | None = None) -> Realtime:
+        url = f"{session.ws_url}?token={session.token}"
+        if last_event_id:
+            url += f"&last_event_id={last_event_id}"
+        return Realtime(url)
+
+
+class Realtime:
+    """One WebSocket to a session: send messages and audio, receive events."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ws: ClientConnection | None = None
+
+    async def __aenter__(self) -> Realtime:
+        self.ws = await connect(self.url, max_size=None, compression=None)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+    def _socket(self) -> ClientConnection:
+        if self.ws is None:
+            raise RuntimeError("use `async with client.connect(session)`")
+        return self.ws
+
+    async def send(self, message: ClientMessage | dict[str, Any]) -> None:
+        if isinstance(message, ClientMessage):
+            await self._socket().send(message.model_dump_json(exclude_none=True))
+        else:
+            await self._socket().send(json.dumps(message))
+
+    async def send_text(self, text: str) -> None:
+        await self.send({"type": "input.text", "text": text})
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self._socket().send(pcm)
+
+    async def commit(self) -> None:
+        await self.send({"type": "input_audio.commit"})
+
+    async def cancel(self) -> None:
+        await self.send({"type": "response.cancel"})
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Events until the server closes the socket."""
+        async for frame in self._socket():
+            yield parse_event(json.loads(frame))
+
+    async def until_done(self, *, stop_on_error: bool = False) -> AsyncIterator[Event]:
+        """Events up to and including the end of the next response."""
+        async for event in self.events():
+            yield event
+            if event.type in FINAL_TYPES:
+                return
+            if event.type == "error" and (stop_on_error or event.id is None):
+                return
+
+
+async def _sse_messages(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    name, data = "message", list[str]()
+    async for line in lines:
+        if not line:
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())

@@ -1,0 +1,109 @@
+"""Start and stop the whole server on one machine: Redis (if none), Ray, the Serve app.
+
+Ray gets its own free ports (its GCS defaults to 6379 only for ``ray start``; ``ray.init``
+picks a free one) and binds 127.0.0.1 only; the dashboard stays off. The Serve proxy
+listens on ``settings.host:settings.port``. :func:`running_server` is a context manager
+so that Ctrl-C stops everything it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from schemas import Settings
+from voxline.redis_server import redis_url_or_server
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "voxline"
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    redis_url: str
+    profile: str
+
+
+def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False) -> None:
+    """A local Ray head on 127.0.0.1 without a dashboard (idempotent)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        num_cpus=int(num_cpus) if num_cpus else os.cpu_count(),
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=log_to_driver,
+        configure_logging=False,
+    )
+
+
+def wait_ready(url: str, timeout_s: float, say: Callable[[str], None]) -> dict[str, object]:
+    """Poll ``/readyz`` until every stage reports ready, saying what is still loading."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        try:
+            response = httpx.get(f"{url}/readyz", timeout=10)
+            body = response.json()
+            if response.status_code == 200 and body.get("ready"):
+                return dict(body)
+            state = ", ".join(f"{k}: {'ok' if isinstance(v, dict) else v}"
+                              for k, v in body.items() if k != "ready")
+        except (httpx.HTTPError, ValueError) as exc:
+            state = f"not answering yet ({type(exc).__name__})"
+        if state != last:
+            say(f"waiting for the app: {state}")
+            last = state
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the app was not ready after {timeout_s:.0f} s: {state}")
+        time.sleep(1)
+
+
+@contextlib.contextmanager
+def running_server(
+    settings: Settings,
+    *,
+    profile: str = "cpu",
+    speech_mode: str = "streaming",
+    num_cpus: float | None = None,
+    ready_timeout_s: float = 600,
+    say: Callable[[str], None] = print,
+    log_to_driver: bool = False,
+) -> Iterator[RunningServer]:
+    """Redis (when ``settings.redis_url`` is unset), Ray and the app, stopped on exit."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    if not settings.redis_url:
+        say("VOXLINE_REDIS_URL is not set: starting a Redis server of our own on 127.0.0.1")
+    with redis_url_or_server(settings.redis_url) as redis_url:
+        settings = settings.model_copy(update={"redis_url": redis_url})
+        say("starting Ray (no dashboard, 127.0.0.1 only)")
+        start_ray(num_cpus, log_to_driver=log_to_driver)
+        try:
+            serve.start(http_options={"host": settings.host, "port": settings.port})
+            app = build_app({"profile": profile, "speech_mode": speech_mode}, settings=settings)
+            say(f"deploying the app ({profile} profile); models load in their replicas")
+            serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+            url = f"http://{settings.host}:{settings.port}"
+            wait_ready(url, ready_timeout_s, say)
+            yield RunningServer(url=url, redis_url=redis_url, profile=profile)
+        finally:
+            say("stopping the app and Ray")
+            with contextlib.suppress(Exception):
+                serve.shutdown()  # type: ignore[no-untyped-call]
+            import ray
+
+            ray.shutdown()
