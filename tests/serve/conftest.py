@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 
 from schemas import EventLogSettings, Settings
 from schemas._settings import SttEngineSettings
@@ -32,8 +33,22 @@ def app(redis_url: str) -> Iterator[App]:
         stt=SttEngineSettings(model="whisper-tiny.en"),
         log=EventLogSettings(key_prefix=f"voxserve:{uuid.uuid4().hex[:8]}"),
     )
-    with running_server(settings, profile="cpu", say=lambda _: None) as server:
-        yield App(server.url, settings)
+    try:
+        with running_server(settings, profile="cpu", say=lambda _: None) as server:
+            yield App(server.url, settings)
+    finally:
+        _forget(redis_url, settings.log.key_prefix)
+
+
+def _forget(redis_url: str, prefix: str) -> None:
+    """Delete what the app wrote under its test prefix."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
