@@ -286,7 +286,7 @@ class EventLog:
         return bool(await self.redis.exists(self.key(session_id)))
 
     async def tail(
-        self, session_id: str, after: str | None = None, *, block_ms: int = 5000
+        self, session_id: str, after: str | None = None, *, block_ms: int = 2000
     ) -> AsyncIterator[Event]:
         """Replay after ``after``, then follow live appends until the consumer stops.
 

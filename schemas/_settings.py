@@ -61,6 +61,9 @@ class ApiSettings(BaseModel):
     drain_s: float = Field(
         default=30.0, ge=0, description="a reply still running when its socket drops may finish"
     )
+    resume_window_s: float = Field(
+        default=0.5, ge=0, description="a new socket waits this long for session.resume"
+    )
     keepalive_s: float = Field(default=15.0, gt=0, description="SSE comment when quiet")
     public_url: str | None = Field(
         default=None, description="base URL clients use (ws_url, events_url); default: as asked"

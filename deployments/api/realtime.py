@@ -9,6 +9,11 @@ client sees what any writer appends (this socket's turns, a chat stream on the s
 session, background workers), and a client that reconnects with ``last_event_id``
 (query parameter or a ``session.resume`` message) continues exactly where it stopped.
 
+``session.resume`` must come before the socket has sent anything: a socket opened
+without ``last_event_id`` starts sending at the first client message, or after
+``VOXLINE_API__RESUME_WINDOW_S`` of silence, whichever comes first (from the position
+the session had when the socket opened, so nothing is lost by waiting).
+
 Bad input is answered with an ``error`` event and the session goes on. A socket that
 cannot start (unknown session, missing or wrong token, closed session) gets one error
 frame and is closed with code 4000 + the HTTP status (4404, 4401, 4403, 4409).
@@ -25,12 +30,14 @@ from starlette.websockets import WebSocketState
 
 from deployments.api._services import Services, get_services
 from deployments.api.sessions import authorized_state
+from pipeline._aio import reraise_lost_cancel
 from pipeline.eventlog import EventLog
 from pipeline.session import LiveSession
 from schemas import (
     ErrorCode,
     ErrorEvent,
     InputTooLargeError,
+    ProtocolError,
     SessionError,
     SessionResume,
     VoxlineError,
@@ -56,7 +63,10 @@ async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = N
         await _refuse(ws, session_id, exc)
         return
     sender = _Sender(ws, services.log, session_id)
-    sender.start(last_event_id or session.state.last_event_id)
+    if last_event_id:
+        sender.start(last_event_id)
+    else:
+        sender.start(session.state.last_event_id, delay_s=services.settings.api.resume_window_s)
     try:
         await _receive(ws, session, sender, services)
     finally:
@@ -82,46 +92,67 @@ async def _receive(
                         f"audio frame of {len(data)} bytes is over the limit of "
                         f"{limits.max_message_bytes}",
                         limit=limits.max_message_bytes, size=len(data))
+                sender.go()
                 await session.push_audio(data)
             elif (text := message.get("text")) is not None:
                 parsed = parse_client_message(
                     text, max_bytes=limits.max_message_bytes,
                     max_text_chars=limits.max_text_chars)
                 if isinstance(parsed, SessionResume):
-                    await sender.restart(parsed.last_event_id)
+                    await sender.resume(parsed.last_event_id)
                 else:
+                    sender.go()
                     await session.handle(parsed)
         except VoxlineError as exc:
             await session.reject(exc)
 
 
 class _Sender:
-    """Sends the session's log from a cursor on; restarted by ``session.resume``."""
+    """Sends the session's log from a cursor on, at once or after a window for resume."""
 
     def __init__(self, ws: WebSocket, log: EventLog, session_id: str) -> None:
         self.ws = ws
         self.log = log
         self.session_id = session_id
         self.task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self._go = asyncio.Event()
 
-    def start(self, after: str | None) -> None:
-        self.task = asyncio.create_task(self._run(after), name=f"ws-send-{self.session_id}")
+    def start(self, after: str | None, *, delay_s: float = 0.0) -> None:
+        if delay_s <= 0:
+            self._go.set()
+        self.task = asyncio.create_task(self._run(after, delay_s),
+                                        name=f"ws-send-{self.session_id}")
 
-    async def restart(self, after: str) -> None:
+    def go(self) -> None:
+        """The client spoke: start sending now if still waiting for a resume."""
+        self._go.set()
+
+    async def resume(self, after: str) -> None:
+        if self.sent:
+            raise ProtocolError(
+                "session.resume must come before the socket has sent events; "
+                "reconnect with ?last_event_id= instead",
+                code=ErrorCode.INVALID_MESSAGE,
+            )
         await self.stop()
         self.start(after)
 
     async def stop(self) -> None:
+        """Cancel the sending task; a Redis read that is slow to notice may finish later."""
         if self.task is not None:
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+            await asyncio.wait({self.task}, timeout=1.0)
             self.task = None
 
-    async def _run(self, after: str | None) -> None:
+    async def _run(self, after: str | None, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._go.wait(), delay_s or None)
+        reraise_lost_cancel()
         try:
             async for event in self.log.tail(self.session_id, after):
                 await self.ws.send_text(event.model_dump_json())
+                self.sent += 1
                 if event.type == "session.closed":
                     await self.ws.close(code=1000, reason="session closed")
                     return

@@ -1,0 +1,181 @@
+"""Replay and resume: a client that drops its socket anywhere and comes back with the
+last id it saw gets every later event exactly once, in order; SSE the same; an id
+older than the trim horizon is refused with ``resync_required``; state folded from the
+log is the same however often and wherever it is folded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from pipeline.state import fold
+from schemas import ApiSettings, Event, EventLogSettings, parse_event
+from tests.api_harness import Harness, serve_api
+from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from voxline.client import FINAL_TYPES, SessionInfo
+
+pytestmark = pytest.mark.redis
+
+TOKENS = [f"Word{i} " if i % 6 else f"Sentence {i}. " for i in range(1, 30)]
+
+
+@pytest.fixture
+async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
+    llm = ScriptedLLM(TOKENS, delay=0.002)
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
+                         tts=ScriptedTTS(chunks_per_piece=2)) as harness:
+        yield harness
+
+
+async def _read(url: str, until: int | None) -> tuple[list[Event], bool]:
+    """Events from a socket until ``until`` events were read (then drop) or the reply ends."""
+    seen: list[Event] = []
+    async with connect(url, max_size=None) as ws:
+        async for frame in ws:
+            event = parse_event(json.loads(frame))
+            seen.append(event)
+            if event.type in FINAL_TYPES:
+                return seen, True
+            if until is not None and len(seen) >= until:
+                ws.transport.abort() if until % 2 else await ws.close()
+                return seen, False
+    return seen, False
+
+
+async def _expected(harness: Harness, session: SessionInfo) -> list[str | None]:
+    events = await harness.services.log.read_all(session.session_id)
+    ids = [e.id for e in events[1:]]  # after session.created: the socket starts there
+    done = next(i for i, e in enumerate(events[1:]) if e.type in FINAL_TYPES)
+    return ids[: done + 1]
+
+
+async def test_resume_after_a_drop_anywhere_sees_each_event_once(harness: Harness) -> None:
+    for seed in range(50):
+        rng = random.Random(seed)
+        session = await harness.client.create_session()
+        url = f"{session.ws_url}?token={session.token}"
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"type": "input.text", "text": "Tell me something."}))
+            first = [parse_event(json.loads(await ws.recv())) for _ in range(1)]
+        # The first socket is gone after one event; then drops at random points.
+        seen, done = first, False
+        while not done:
+            last = seen[-1].id
+            if rng.random() < 0.5:  # reconnect with the id in the URL ...
+                more, done = await _read(f"{url}&last_event_id={last}", rng.randint(1, 15))
+            else:  # ... or with a session.resume message on a fresh socket
+                more, done = await _resume_by_message(url, last, rng.randint(1, 15))
+            seen += more
+        assert [e.id for e in seen] == await _expected(harness, session), f"seed {seed}"
+
+
+async def _resume_by_message(url: str, last: str | None, until: int) -> tuple[list[Event], bool]:
+    seen: list[Event] = []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "session.resume", "last_event_id": last}))
+        async for frame in ws:
+            event = parse_event(json.loads(frame))
+            seen.append(event)
+            if event.type in FINAL_TYPES:
+                return seen, True
+            if len(seen) >= until:
+                return seen, False
+    return seen, False
+
+
+async def test_resume_after_events_were_sent_is_refused(harness: Harness) -> None:
+    session = await harness.client.create_session()
+    async with harness.client.connect(session) as conn:
+        await conn.send_text("Hi.")
+        events = [e async for e in conn.until_done()]
+        await conn.send({"type": "session.resume", "last_event_id": events[0].id})
+        error = await anext(e async for e in conn.events() if e.type == "error")
+        assert error.data.code == "invalid_message"  # type: ignore[union-attr]
+
+
+async def test_sse_resume_with_last_event_id(harness: Harness) -> None:
+    client = harness.client
+    messages = [m async for m in client.chat_stream("Hello there.")]
+    thread, token = messages[0][1]["thread_id"], messages[0][1]["token"]
+    events = await harness.services.log.read_all(thread)
+    path = f"/v1/sessions/{thread}/events"
+    got: list[str] = []
+    cursor: str | None = None
+    rng = random.Random(7)
+    while len(got) < len(events):
+        headers = {"Authorization": f"Bearer {token}"}
+        if cursor:
+            headers["Last-Event-ID"] = cursor
+        take = rng.randint(1, 9)
+        async with client.http.stream("GET", path, headers=headers) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    cursor = line[4:]
+                    got.append(cursor)
+                    if len(got) % take == 0 or len(got) == len(events):
+                        break
+    assert got == [e.id for e in events]
+
+
+async def test_resume_before_the_trim_horizon_is_refused(redis_url: str, key_prefix: str) -> None:
+    log = EventLogSettings(key_prefix=key_prefix, maxlen=8, approximate_trim=False)
+    async with serve_api(redis_url, log, llm=ScriptedLLM(TOKENS),
+                         tts=ScriptedTTS(), api=ApiSettings(drain_s=5)) as harness:
+        session = await harness.client.create_session()
+        first_id = (await harness.services.log.read_page(session.session_id)).events[0].id
+        async with harness.client.connect(session) as conn:
+            await conn.send_text("Tell me something.")
+            [e async for e in conn.until_done()]
+        url = f"{session.ws_url}?token={session.token}&last_event_id={first_id}"
+        async with connect(url) as ws:
+            frame = json.loads(await ws.recv())
+            assert frame["type"] == "error"
+            assert frame["data"]["code"] == "resync_required"
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4410
+        response = await harness.client.http.get(
+            f"/v1/sessions/{session.session_id}/events",
+            params={"after": first_id, "follow": "false"}, headers=session.auth)
+        assert (response.status_code, response.json()["error"]["code"]) == (410, "resync_required")
+
+
+async def test_state_folds_the_same_twice_and_in_a_fresh_process(
+        harness: Harness, redis_url: str, key_prefix: str) -> None:
+    session = await harness.client.create_session(auto_play=True, language="de")
+    async with harness.client.connect(session) as conn:
+        for text in ("Erste Frage.", "Zweite Frage."):
+            await conn.send_text(text)
+            [e async for e in conn.until_done()]
+    events = await harness.services.log.read_all(session.session_id)
+    once = fold(session.session_id, events).model_dump_json()
+    assert fold(session.session_id, events).model_dump_json() == once
+    code = (
+        "import asyncio, sys\n"
+        "from pipeline.eventlog import EventLog\n"
+        "from pipeline.redis_client import create_redis\n"
+        "from pipeline.state import fold\n"
+        "from schemas import EventLogSettings\n"
+        "async def main():\n"
+        "    redis = create_redis(sys.argv[1])\n"
+        "    log = EventLog(redis, EventLogSettings(key_prefix=sys.argv[2]))\n"
+        "    events = await log.read_all(sys.argv[3])\n"
+        "    print(fold(sys.argv[3], events).model_dump_json())\n"
+        "    await redis.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    fresh = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", code, redis_url, key_prefix, session.session_id],
+        capture_output=True, text=True, check=True)
+    assert fresh.stdout.strip() == once
+    state = json.loads(once)
+    assert len(state["turns"]) == 2 and state["settings"]["language"] == "de"
