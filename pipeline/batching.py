@@ -80,6 +80,7 @@ async def batched(
             reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+        reraise_lost_cancel()  # the suppress must not eat a cancel aimed at this task
 
 
 async def _fill(

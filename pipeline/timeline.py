@@ -51,7 +51,8 @@ class TurnTimeline:
 
     @property
     def origin(self) -> int | None:
-        return self.first.get("input.speech_stopped") or self.first.get("input.text")
+        stopped = self.first.get("input.speech_stopped")
+        return stopped if stopped is not None else self.first.get("input.text")
 
     def _gap(self, start: str | None, end: str) -> float | None:
         begin = self.origin if start is None else self.first.get(start)

@@ -52,7 +52,7 @@ class SessionTokens:
                 "this session needs its token: Authorization: Bearer <token>, "
                 "X-Voxline-Token or ?token="
             )
-        if not hmac.compare_digest(self.issue(session_id), token):
+        if not hmac.compare_digest(self.issue(session_id).encode(), token.encode()):
             raise AuthError.forbidden("the token does not belong to this session")
 
 

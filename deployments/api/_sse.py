@@ -51,6 +51,7 @@ async def with_keepalive(
             pending.cancel()
             with contextlib.suppress(BaseException):
                 await pending
+            reraise_lost_cancel()
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception):

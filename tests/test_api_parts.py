@@ -1,0 +1,391 @@
+"""Small parts of the HTTP API: SSE framing and keep-alives, session tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import pytest
+from redis.asyncio import Redis
+from starlette.requests import HTTPConnection, Request
+
+from deployments.api._auth import SessionTokens, token_of
+from deployments.api._sse import KEEPALIVE, SSE_HEADERS, sse, with_keepalive
+from pipeline.redis_client import create_redis
+from schemas import ApiSettings, AuthError, ErrorCode, EventLogSettings, Settings
+
+T = TypeVar("T")
+
+HANG = 5.0  # seconds; only reached when the code under test hangs
+TINY = 0.01  # a keep-alive interval far shorter than any gate the tests hold closed
+KEY = b"k" * 32
+
+
+async def finish(awaitable: Awaitable[T]) -> T:
+    """Await without cancelling on time-out (a cancel could hide the hang looked for)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=HANG)
+    if not done:
+        task.cancel()
+        pytest.fail("hung")
+    return task.result()
+
+
+def parse_sse(frame: bytes) -> dict[str, Any]:
+    """A minimal SSE reader (the WHATWG rules for one message) to read frames back."""
+    text = frame.decode()
+    assert text.endswith("\n\n"), "a message ends with a blank line"
+    fields: dict[str, Any] = {"data": []}
+    for line in text[:-2].split("\n"):
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            fields["data"].append(value)
+        else:
+            assert name not in fields, f"{name} given twice"
+            fields[name] = value
+    fields["data"] = "\n".join(fields["data"])
+    return fields
+
+
+# --- sse() ------------------------------------------------------------------------------
+
+
+def test_sse_frames_json_data_with_event_and_id() -> None:
+    frame = sse("response.text.delta", {"delta": "Hi", "n": 1}, "1700000000000-0")
+    assert frame == (
+        b'id: 1700000000000-0\nevent: response.text.delta\ndata: {"delta":"Hi","n":1}\n\n'
+    )
+    assert parse_sse(frame) == {
+        "id": "1700000000000-0",
+        "event": "response.text.delta",
+        "data": '{"delta":"Hi","n":1}',
+    }
+
+
+def test_sse_without_id_has_no_id_line() -> None:
+    frame = sse("error", {"code": "forbidden"})
+    assert frame == b'event: error\ndata: {"code":"forbidden"}\n\n'
+    assert b"id:" not in frame
+    assert sse("error", {}, "") == b"event: error\ndata: {}\n\n"
+
+
+def test_sse_keeps_encoded_json_strings_as_they_are() -> None:
+    encoded = json.dumps({"text": "Grüß Gott 👋"}, ensure_ascii=False)
+    frame = sse("response.done", encoded, "2-0")
+    assert parse_sse(frame)["data"] == encoded
+    assert json.loads(parse_sse(frame)["data"]) == {"text": "Grüß Gott 👋"}
+
+
+def test_sse_json_with_newlines_in_values_stays_on_one_data_line() -> None:
+    frame = sse("response.done", {"text": "line one\nline two"})
+    assert frame.count(b"data:") == 1
+    assert json.loads(parse_sse(frame)["data"]) == {"text": "line one\nline two"}
+
+
+def test_sse_splits_multi_line_data_into_data_lines() -> None:
+    body = '{\n  "a": 1,\n  "b": [2, 3]\n}'
+    frame = sse("state", body, "7-1")
+    assert frame == (
+        b'id: 7-1\nevent: state\ndata: {\ndata:   "a": 1,\ndata:   "b": [2, 3]\ndata: }\n\n'
+    )
+    parsed = parse_sse(frame)
+    assert parsed["data"] == body
+    assert json.loads(parsed["data"]) == {"a": 1, "b": [2, 3]}
+
+
+def test_sse_constants() -> None:
+    assert KEEPALIVE.startswith(b":") and KEEPALIVE.endswith(b"\n\n")
+    assert SSE_HEADERS["Cache-Control"] == "no-cache"
+    assert SSE_HEADERS["X-Accel-Buffering"] == "no"
+
+
+# --- with_keepalive() -------------------------------------------------------------------
+
+
+class GatedSource:
+    """Yields ``items``; waits at a gate before each index in ``gates``; records its end."""
+
+    def __init__(self, items: list[str], gates: tuple[int, ...] = ()) -> None:
+        self.items = items
+        self.gates = {i: asyncio.Event() for i in gates}
+        self.outcome = "not started"
+        self.waiting = asyncio.Event()
+
+    async def stream(self) -> AsyncIterator[str]:
+        self.outcome = "running"
+        try:
+            for i, item in enumerate(self.items):
+                if i in self.gates:
+                    self.waiting.set()
+                    await self.gates[i].wait()
+                    self.waiting.clear()
+                yield item
+        except asyncio.CancelledError:
+            self.outcome = "cancelled"
+            raise
+        except GeneratorExit:
+            self.outcome = "closed"
+            raise
+        self.outcome = "completed"
+
+
+async def take(stream: AsyncIterator[T]) -> T:
+    return await asyncio.wait_for(anext(stream), HANG)
+
+
+async def test_keepalive_passes_items_through_and_ends_with_the_source() -> None:
+    source = GatedSource(["a", "b", "c"])
+    out = [x async for x in with_keepalive(source.stream(), interval_s=60)]
+    assert out == ["a", "b", "c"]
+    assert source.outcome == "completed"
+
+
+async def test_keepalive_of_an_empty_source_yields_nothing() -> None:
+    assert [x async for x in with_keepalive(GatedSource([]).stream(), interval_s=60)] == []
+
+
+async def test_keepalive_yields_none_while_the_source_is_quiet() -> None:
+    source = GatedSource(["a", "b", "c"], gates=(1,))
+    stream = with_keepalive(source.stream(), interval_s=TINY)
+    assert await take(stream) == "a"
+    # the source is held at the gate: only keep-alives can come out
+    assert await take(stream) is None
+    assert await take(stream) is None
+    assert source.waiting.is_set()
+    source.gates[1].set()
+    rest = await finish(_drain(stream))
+    assert [x for x in rest if x is not None] == ["b", "c"]
+    assert source.outcome == "completed"
+
+
+async def test_keepalive_keeps_the_pending_read_across_keepalives() -> None:
+    # each keep-alive must not start a new read of the source: nothing is lost or doubled
+    source = GatedSource(["a", "b", "c", "d"], gates=(1, 3))
+    stream = with_keepalive(source.stream(), interval_s=TINY)
+    assert await take(stream) == "a"
+    for _ in range(3):
+        assert await take(stream) is None
+    source.gates[1].set()
+    seen: list[str] = []
+    while len(seen) < 2:
+        item = await take(stream)
+        if item is not None:
+            seen.append(item)
+    assert seen == ["b", "c"]
+    assert await take(stream) is None
+    source.gates[3].set()
+    assert [x for x in await finish(_drain(stream)) if x is not None] == ["d"]
+
+
+async def _drain(stream: AsyncIterator[T]) -> list[T]:
+    return [x async for x in stream]
+
+
+async def test_keepalive_close_while_waiting_cancels_the_source() -> None:
+    before = asyncio.all_tasks()
+    source = GatedSource(["a", "b"], gates=(1,))
+    stream = with_keepalive(source.stream(), interval_s=TINY)
+    assert await take(stream) == "a"
+    assert await take(stream) is None  # a read of the source is pending now
+    await finish(stream.aclose())
+    assert source.outcome in ("cancelled", "closed")
+    assert asyncio.all_tasks() == before  # the pending read is gone
+
+
+async def test_keepalive_close_between_items_closes_the_source() -> None:
+    source = GatedSource(["a", "b", "c"])
+    stream = with_keepalive(source.stream(), interval_s=60)
+    assert await take(stream) == "a"
+    await finish(stream.aclose())
+    assert source.outcome == "closed"
+
+
+async def test_keepalive_passes_a_source_error_on() -> None:
+    async def failing() -> AsyncIterator[str]:
+        yield "a"
+        raise RuntimeError("boom")
+
+    stream = with_keepalive(failing(), interval_s=60)
+    assert await take(stream) == "a"
+    with pytest.raises(RuntimeError, match="boom"):
+        await take(stream)
+
+
+# --- SessionTokens ----------------------------------------------------------------------
+
+
+def test_token_round_trip() -> None:
+    tokens = SessionTokens(KEY)
+    token = tokens.issue("sess-1")
+    tokens.verify("sess-1", token)  # no error
+    assert tokens.issue("sess-1") == token  # deterministic: any replica can check it
+    # URL-safe (it travels as ?token=) and without padding
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", token)
+    assert len(base64.urlsafe_b64decode(token + "=")) == 32
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        "x" * 43,
+        "AAAA",
+        SessionTokens(KEY).issue("sess-2"),  # another session's token
+        SessionTokens(b"z" * 32).issue("sess-1"),  # this session under another key
+    ],
+)
+def test_a_wrong_token_is_forbidden(wrong: str) -> None:
+    tokens = SessionTokens(KEY)
+    with pytest.raises(AuthError) as info:
+        tokens.verify("sess-1", wrong)
+    assert info.value.code is ErrorCode.FORBIDDEN
+    assert info.value.http_status == 403
+
+
+@pytest.mark.parametrize("missing", [None, ""])
+def test_a_missing_token_is_unauthorized(missing: str | None) -> None:
+    with pytest.raises(AuthError) as info:
+        SessionTokens(KEY).verify("sess-1", missing)
+    assert info.value.code is ErrorCode.UNAUTHORIZED
+    assert info.value.http_status == 401
+
+
+def test_a_non_ascii_token_is_forbidden() -> None:
+    with pytest.raises(AuthError) as info:
+        SessionTokens(KEY).verify("sess-1", "tök€n")
+    assert info.value.code is ErrorCode.FORBIDDEN
+
+
+def test_tokens_differ_per_session_and_per_key() -> None:
+    one, two = SessionTokens(KEY), SessionTokens(b"q" * 32)
+    sessions = [f"sess-{i}" for i in range(20)]
+    issued = {one.issue(sid) for sid in sessions} | {two.issue(sid) for sid in sessions}
+    assert len(issued) == 40
+
+
+def test_a_short_key_is_refused() -> None:
+    with pytest.raises(ValueError):
+        SessionTokens(b"short")
+    SessionTokens(b"x" * 16)  # the least accepted
+
+
+class NoRedis:
+    """Stands in for Redis where none must be used: any command fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"Redis used: {name}")
+
+
+async def test_from_settings_uses_the_configured_secret() -> None:
+    secret = "a-secret-of-enough-length-0123456789"
+    settings = Settings(api=ApiSettings(secret=secret))
+    tokens = await SessionTokens.from_settings(settings, NoRedis())  # type: ignore[arg-type]
+    assert tokens.issue("sess-1") == SessionTokens(secret.encode()).issue("sess-1")
+    assert tokens.issue("sess-1") != SessionTokens(KEY).issue("sess-1")
+
+
+@pytest.mark.redis
+async def test_from_settings_shares_one_key_through_redis(
+    redis: Redis, redis_url: str, key_prefix: str
+) -> None:
+    settings = Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=key_prefix))
+    name = f"{key_prefix}:token-key"
+    assert await redis.exists(name) == 0
+    first = await SessionTokens.from_settings(settings, redis)
+    stored = await redis.get(name)
+    assert isinstance(stored, bytes) and len(stored) >= 16
+    assert first.issue("sess-1") == SessionTokens(stored).issue("sess-1")
+    # a second replica, with a connection of its own, finds the same key (SET NX)
+    other = create_redis(redis_url)
+    try:
+        second = await SessionTokens.from_settings(settings, other)
+    finally:
+        await other.aclose()
+    assert await redis.get(name) == stored
+    token = first.issue("sess-1")
+    second.verify("sess-1", token)
+    assert second.issue("sess-9") == first.issue("sess-9")
+
+
+@pytest.mark.redis
+async def test_from_settings_replicas_starting_together_agree(
+    redis: Redis, key_prefix: str
+) -> None:
+    settings = Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=key_prefix))
+    replicas = await asyncio.gather(
+        *(SessionTokens.from_settings(settings, redis) for _ in range(8))
+    )
+    assert len({r.issue("sess-1") for r in replicas}) == 1
+
+
+@pytest.mark.redis
+async def test_from_settings_keeps_an_existing_key(redis: Redis, key_prefix: str) -> None:
+    name = f"{key_prefix}:token-key"
+    await redis.set(name, KEY)
+    settings = Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=key_prefix))
+    tokens = await SessionTokens.from_settings(settings, redis)
+    assert await redis.get(name) == KEY
+    assert tokens.issue("sess-1") == SessionTokens(KEY).issue("sess-1")
+
+
+@pytest.mark.redis
+async def test_from_settings_keys_differ_per_prefix(redis: Redis, key_prefix: str) -> None:
+    a = await SessionTokens.from_settings(
+        Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=f"{key_prefix}:a")), redis
+    )
+    b = await SessionTokens.from_settings(
+        Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=f"{key_prefix}:b")), redis
+    )
+    assert a.issue("sess-1") != b.issue("sess-1")
+
+
+# --- token_of() -------------------------------------------------------------------------
+
+
+def connection(
+    headers: dict[str, str] | None = None, query: bytes = b"", kind: str = "http"
+) -> HTTPConnection:
+    scope: dict[str, Any] = {
+        "type": kind,
+        "path": "/v1/sessions/s1",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "query_string": query,
+    }
+    return Request(scope) if kind == "http" else HTTPConnection(scope)
+
+
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+@pytest.mark.parametrize(
+    ("headers", "query", "expected"),
+    [
+        ({"Authorization": "Bearer tok-1"}, b"", "tok-1"),
+        ({"Authorization": "bearer   tok-1  "}, b"", "tok-1"),
+        ({"X-Voxline-Token": "tok-2"}, b"", "tok-2"),
+        ({}, b"token=tok-3", "tok-3"),
+        ({}, b"a=1&token=tok%2B3", "tok+3"),
+        # precedence: Bearer, then the header, then the query
+        ({"Authorization": "Bearer tok-1", "X-Voxline-Token": "tok-2"}, b"token=tok-3", "tok-1"),
+        ({"X-Voxline-Token": "tok-2"}, b"token=tok-3", "tok-2"),
+        # another scheme or an empty bearer is no token; the others still count
+        ({"Authorization": "Basic dXNlcjpwdw=="}, b"token=tok-3", "tok-3"),
+        ({"Authorization": "Bearer "}, b"", None),
+        ({"Authorization": "Bearer"}, b"", None),
+        ({}, b"", None),
+        ({}, b"tokens=tok-3", None),
+    ],
+)
+def test_token_of_reads_every_place(
+    headers: dict[str, str], query: bytes, expected: str | None, kind: str
+) -> None:
+    assert token_of(connection(headers, query, kind)) == expected
+
+
+def test_token_of_round_trips_an_issued_token_through_the_query() -> None:
+    tokens = SessionTokens(KEY)
+    token = tokens.issue("sess-1")
+    tokens.verify("sess-1", token_of(connection(query=f"token={token}".encode())))
+    tokens.verify("sess-1", token_of(connection({"Authorization": f"Bearer {token}"})))
