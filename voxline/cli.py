@@ -90,6 +90,18 @@ def _say(text: str, end: str = "\n") -> None:
     console.print(text, end=end, highlight=False, markup=False, soft_wrap=True)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop everything ``serve`` started (a shell starts background
+    jobs with SIGINT ignored, and SIGTERM would otherwise skip the clean-up)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 Profile = Annotated[str, typer.Option(help="resources: cpu (one machine) or gpu")]
 
 
@@ -113,6 +125,7 @@ def serve(
     from voxline.demo import run_demo
     from voxline.server import running_server
 
+    _stop_on_signals()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings().model_copy(update=overrides)
     try:
@@ -154,6 +167,7 @@ def demo(
     if url is not None:
         asyncio.run(run_demo(url, out, _say, question))
         return
+    _stop_on_signals()
     with running_server(Settings(), profile=profile, say=_say) as server:
         asyncio.run(run_demo(server.url, out, _say, question))
 
@@ -179,6 +193,56 @@ def talk(
     except Exception as exc:  # a clear line, not a traceback, for a user at a terminal
         _say(f"error: {exc}")
         raise typer.Exit(1) from None
+
+
+@app.command()
+def stats(
+    session: Annotated[str, typer.Argument(help="the session id")],
+) -> None:
+    """Print one session's timeline from its log: per turn, the stages' latencies (ms)."""
+    import asyncio
+
+    from schemas import VoxlineError
+    from voxline.inspect import read_session, session_table
+
+    try:
+        record = asyncio.run(read_session(session))
+    except VoxlineError as exc:  # no Redis configured, unknown session, Redis down
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    console.print(session_table(record))
+
+
+@app.command()
+def replay(
+    session: Annotated[str, typer.Argument(help="the session id")],
+    out: Annotated[
+        Path | None, typer.Option(help="where the files go (default: ./SESSION)")
+    ] = None,
+) -> None:
+    """Re-render a session from its log: the transcript and the audio heard, per turn."""
+    import asyncio
+
+    from schemas import VoxlineError
+    from voxline.inspect import read_session, replay_session
+
+    try:
+        record = asyncio.run(read_session(session))
+        result = replay_session(record, out or Path(session))
+    except VoxlineError as exc:
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    for line in result.lines:
+        _say(line)
+    table = Table(title=f"replay of {session} in {result.out_dir}")
+    for column in ("#", "turn", "status", "audio", "file"):
+        table.add_column(column)
+    for turn in result.turns:
+        audio = f"{turn.audio_s:.1f} s" if turn.audio is not None else "–"
+        table.add_row(str(turn.number), turn.turn_id, turn.status, audio,
+                      str(turn.audio or ""))
+    console.print(table)
+    _say(f"transcript: {result.transcript}")
 
 
 def main() -> None:

@@ -1,0 +1,310 @@
+"""Looking back at one session from its log: ``voxline stats`` and ``voxline replay``.
+
+Both read the session's stream from the Redis at ``VOXLINE_REDIS_URL`` (key prefix
+``VOXLINE_LOG__KEY_PREFIX``) and nothing else: the log is the whole session.
+
+* :func:`session_table`: one row per turn with what was said, the reply, each stage's
+  latency (as the metrics consumer measures it, :mod:`pipeline.metrics`) and the status.
+* :func:`replay_session`: the transcript (``user:`` / ``assistant:`` lines) and, per turn,
+  the audio the user heard as a WAV file, decoded from the ``response.audio.chunk``
+  events in their format (``pcm16`` raw at ``data.sample_rate``; ``wav`` without its
+  streaming header; ``mp3`` / ``opus`` through FFmpeg).
+"""
+
+from __future__ import annotations
+
+import struct
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from pipeline.metrics import STAGES, TurnMeasure, scan_session
+from pipeline.state import SessionState, TurnState, fold
+from schemas import (
+    AudioFormat,
+    ConfigurationError,
+    ErrorCode,
+    Event,
+    ResponseAudioChunk,
+    ResyncRequiredError,
+    SessionError,
+    Settings,
+)
+
+__all__ = [
+    "ReplayResult",
+    "ReplayTurn",
+    "SessionRecord",
+    "read_session",
+    "replay_session",
+    "session_table",
+    "transcript_lines",
+    "turn_audio",
+]
+
+#: column headers of the stage columns
+_STAGE_HEADERS = {
+    "vad_tail": "vad tail",
+    "stt": "stt",
+    "llm_first_token": "llm 1st",
+    "first_piece_cut": "cut",
+    "tts_first_chunk": "tts 1st",
+    "time_to_first_audio": "ttfa",
+    "voice_to_voice": "v2v",
+    "response_done": "done",
+}
+_STATUS_STYLE = {
+    "completed": "green",
+    "cancelled": "yellow",
+    "failed": "red",
+    "abandoned": "red",
+    "no_response": "dim",
+    "open": "cyan",
+}
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A session's events as read; ``horizon`` is set when older events were trimmed."""
+
+    session_id: str
+    events: tuple[Event, ...]
+    horizon: str | None = None
+
+
+async def read_session(session_id: str, settings: Settings | None = None) -> SessionRecord:
+    """Read the whole log of ``session_id`` (what retention left of it).
+
+    Raises :class:`ConfigurationError` without ``VOXLINE_REDIS_URL`` and
+    :class:`SessionError` for a session the log does not hold.
+    """
+    from pipeline.eventlog import EventLog
+    from pipeline.redis_client import create_redis
+
+    settings = settings or Settings()
+    if not settings.redis_url:
+        raise ConfigurationError(
+            "VOXLINE_REDIS_URL is not set: point it at the Redis that holds the sessions, "
+            "e.g. VOXLINE_REDIS_URL=redis://127.0.0.1:6379/0"
+        )
+    redis = create_redis(settings.redis_url, settings.redis)
+    horizon: str | None = None
+    try:
+        log = EventLog(redis, settings.log)
+        try:
+            events = await log.read_all(session_id)
+        except ResyncRequiredError as exc:
+            horizon = str(exc.details.get("horizon"))
+            events = await log.read_all(session_id, horizon)
+    finally:
+        await redis.aclose()
+    if not events:
+        raise SessionError(
+            f"no session {session_id!r} in the log (key prefix {settings.log.key_prefix!r}; "
+            "set VOXLINE_LOG__KEY_PREFIX if the server uses another)",
+            code=ErrorCode.SESSION_NOT_FOUND,
+        )
+    return SessionRecord(session_id, tuple(events), horizon)
+
+
+# ---- stats --------------------------------------------------------------------------------
+
+
+def _excerpt(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _measures(events: Sequence[Event], state: SessionState) -> dict[str, TurnMeasure]:
+    scan = scan_session(events, closed=state.closed)
+    return {turn.turn_id: turn for turn in scan.turns}
+
+
+def _clock(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def session_table(record: SessionRecord, *, excerpt_chars: int = 48) -> Table:
+    """One session's timeline: a row per turn, stage latencies in ms."""
+    events = record.events
+    state = fold(record.session_id, events)
+    measures = _measures(events, state)
+    inputs = {e.turn_id: e.data.duration_ms for e in events if e.type == "input.audio"}
+    stages = [s for s in STAGES if any(s in m.stages for m in measures.values())]
+    first, last = events[0], events[-1]
+    caption = [
+        f"{len(state.turns)} turns, {state.event_count} events, "
+        f"{_clock(first.ts)} → {_clock(last.ts)}" + (", closed" if state.closed else ""),
+        "stages in ms from event timestamps; v2v = vad tail (estimated) + ttfa",
+    ]
+    if record.horizon:
+        caption.append(f"events up to {record.horizon} were trimmed: older turns are missing")
+    table = Table(title=f"session {record.session_id}", caption="\n".join(caption))
+    table.add_column("#", justify="right")
+    table.add_column("turn")
+    table.add_column("input")
+    table.add_column("transcript")
+    table.add_column("reply")
+    for stage in stages:
+        table.add_column(_STAGE_HEADERS[stage], justify="right")
+    table.add_column("status")
+    for number, turn in enumerate(state.turns.values(), start=1):
+        measure = measures.get(turn.turn_id)
+        status: str = measure.status if measure is not None else turn.status
+        if measure is not None and measure.cancel_reason:
+            status = f"{status} ({measure.cancel_reason})"
+        if turn.errors:
+            status += "\n" + ", ".join(turn.errors)
+        duration = inputs.get(turn.turn_id)
+        source = "text"
+        if turn.source == "audio":
+            source = "voice" if duration is None else f"voice {duration / 1000:.1f} s"
+        timings = measure.stages if measure is not None else {}
+        style = _STATUS_STYLE.get(status.split()[0], "")
+        table.add_row(
+            str(number),
+            turn.turn_id,
+            source,
+            _excerpt(turn.user_text, excerpt_chars),
+            _excerpt(turn.assistant_text, excerpt_chars),
+            *[f"{timings[s]:.0f}" if s in timings else "–" for s in stages],
+            f"[{style}]{status}[/]" if style else status,
+        )
+    return table
+
+
+# ---- replay -------------------------------------------------------------------------------
+
+
+def transcript_lines(record: SessionRecord) -> list[str]:
+    """``user: …`` and ``assistant: …`` lines, turn by turn, as the user experienced it.
+
+    A cancelled reply shows what was sent before the cancellation.
+    """
+    state = fold(record.session_id, record.events)
+    lines: list[str] = []
+    for turn in state.turns.values():
+        if turn.user_text:
+            lines.append(f"user: {turn.user_text}")
+        if turn.assistant_text:
+            suffix = " [cancelled]" if turn.status == "cancelled" else ""
+            lines.append(f"assistant: {turn.assistant_text}{suffix}")
+    return lines
+
+
+def _strip_wav_header(data: bytes) -> bytes | None:
+    """PCM16 of a WAV stream (our streaming header or an exact one); ``None``: not one."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, size = struct.unpack("<4sI", data[pos : pos + 8])
+        body = pos + 8
+        if chunk_id == b"data":
+            return data[body:] if size == 0xFFFFFFFF else data[body : body + size]
+        pos = body + size + (size & 1)
+    return None
+
+
+def _decode(fmt: AudioFormat, data: bytes, rate: int) -> bytes:
+    if fmt is AudioFormat.PCM16:
+        return data
+    if fmt is AudioFormat.WAV and (pcm := _strip_wav_header(data)) is not None:
+        return pcm
+    from pipeline.audio_codec import decode_audio
+
+    return decode_audio(data, sample_rate=rate)
+
+
+def turn_audio(events: Sequence[Event], turn_id: str) -> tuple[bytes, int] | None:
+    """The PCM16 mono audio (and its rate) the user heard in ``turn_id``, or ``None``.
+
+    A turn's chunks form one stream per ``chunk_index`` run from 0 (the response, then
+    a narration, say); each is decoded whole, in its format, and resampled to the rate
+    of the first one when rates differ.
+    """
+    streams: list[tuple[AudioFormat, int, bytearray]] = []
+    for event in events:
+        if not isinstance(event, ResponseAudioChunk) or event.turn_id != turn_id:
+            continue
+        data = event.data
+        current = streams[-1] if streams else None
+        if (
+            current is None
+            or data.chunk_index == 0
+            or current[0] is not data.format
+            or current[1] != data.sample_rate
+        ):
+            streams.append((data.format, data.sample_rate, bytearray(data.audio)))
+        else:
+            current[2].extend(data.audio)
+    if not streams:
+        return None
+    rate = streams[0][1]
+    pcm = bytearray()
+    for fmt, stream_rate, payload in streams:
+        decoded = _decode(fmt, bytes(payload), stream_rate)  # PCM16 at stream_rate
+        if stream_rate != rate:
+            from pipeline.audio import resample_pcm16
+
+            decoded = resample_pcm16(decoded, stream_rate, rate)
+        pcm += decoded
+    return bytes(pcm), rate
+
+
+@dataclass(frozen=True)
+class ReplayTurn:
+    number: int
+    turn_id: str
+    user: str
+    assistant: str
+    status: str
+    audio: Path | None = None
+    audio_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    out_dir: Path
+    transcript: Path
+    lines: list[str] = field(default_factory=list)
+    turns: list[ReplayTurn] = field(default_factory=list)
+
+
+def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+
+
+def replay_session(record: SessionRecord, out_dir: Path) -> ReplayResult:
+    """Write ``transcript.txt`` and ``turn-NN-<turn id>.wav`` per turn with audio."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = fold(record.session_id, record.events)
+    lines = transcript_lines(record)
+    transcript = out_dir / "transcript.txt"
+    transcript.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    turns: list[ReplayTurn] = []
+    for number, turn in enumerate(state.turns.values(), start=1):
+        turns.append(_replay_turn(record, turn, number, out_dir))
+    return ReplayResult(out_dir, transcript, lines, turns)
+
+
+def _replay_turn(record: SessionRecord, turn: TurnState, number: int, out_dir: Path) -> ReplayTurn:
+    audio = turn_audio(record.events, turn.turn_id)
+    path: Path | None = None
+    seconds = 0.0
+    if audio is not None and audio[0]:
+        pcm, rate = audio
+        path = out_dir / f"turn-{number:02d}-{turn.turn_id}.wav"
+        _write_wav(path, pcm, rate)
+        seconds = len(pcm) / 2 / rate
+    return ReplayTurn(
+        number, turn.turn_id, turn.user_text, turn.assistant_text, turn.status, path, seconds
+    )
