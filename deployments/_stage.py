@@ -61,8 +61,13 @@ class StageReplica:
             )
             if not same_engine:
                 engine = create_engine(self.stage, config.engine, config.engine_options())
-                await engine.load()
+                try:
+                    await engine.load()
+                except BaseException:
+                    await engine.close()
+                    raise
                 self._engine = engine
+                self.config = config
                 logger.info("%s engine %s loaded", self.stage, config.engine)
                 if old is not None:
                     await old.close()
@@ -81,6 +86,10 @@ class StageReplica:
         """What this replica runs (for ``/readyz`` and the adapters)."""
         engine = await self.engine()
         info: dict[str, Any] = {"stage": self.stage, "engine": engine.name, "ready": engine.ready}
+        options = self.config.engine_options() if self.config else {}
+        for name in ("model", "model_path", "voice"):  # never the options at large: keys
+            if isinstance(options.get(name), str):
+                info[name] = options[name]
         rate = getattr(engine, "sample_rate", None)
         if rate is not None:
             info["sample_rate"] = rate

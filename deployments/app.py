@@ -22,6 +22,7 @@ from deployments.ingress import Gateway
 from deployments.llm import LanguageModelReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
+from deployments.workers import MetricsReplica, NarratorReplica
 from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 
 #: deployment options per profile and deployment
@@ -31,6 +32,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1},
         "LanguageModel": {"ray_actor_options": {"num_cpus": 0.6}, "num_replicas": 1},
         "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1},
+        "Narrator": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
+        "Metrics": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
     },
     # The same placement as serve_config.yaml (which wins where both say something).
     "gpu": {
@@ -55,6 +58,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
                                    "target_ongoing_requests": 1},
         },
+        # CPU only: they call the stage deployments for speech and transcripts
+        "Narrator": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 2},
+        "Metrics": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
     },
 }
 
@@ -86,14 +92,15 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
         )
     profile = PROFILES[parsed.profile]
 
-    def stage(deployment: Any, choice: EngineSettings) -> Application:
-        placed: Deployment = deployment.options(
-            **profile[deployment.name], user_config=stage_user_config(choice))
-        return placed.bind()
+    def place(deployment: Any, **options: Any) -> Deployment:
+        placed: Deployment = deployment.options(**profile[deployment.name], **options)
+        return placed
 
-    stt = stage(TranscriberReplica, settings.stt)
-    llm = stage(LanguageModelReplica, settings.llm)
-    tts = stage(SynthesizerReplica, settings.tts)
-    gateway: Deployment = Gateway.options(**profile["Gateway"])  # type: ignore[attr-defined]
-    return gateway.bind(stt, llm, tts, settings, {"mode": parsed.speech_mode})
+    stt = place(TranscriberReplica, user_config=stage_user_config(settings.stt)).bind()
+    llm = place(LanguageModelReplica, user_config=stage_user_config(settings.llm)).bind()
+    tts = place(SynthesizerReplica, user_config=stage_user_config(settings.tts)).bind()
+    narrator = place(NarratorReplica).bind(stt, tts, settings)
+    metrics = place(MetricsReplica).bind(settings)
+    return place(Gateway).bind(stt, llm, tts, settings, {"mode": parsed.speech_mode},
+                               {"narrator": narrator, "metrics": metrics})
 

@@ -34,6 +34,7 @@ class Gateway:
         tts: Any,
         settings: Settings,
         turn: dict[str, Any] | None = None,
+        workers: dict[str, Any] | None = None,
     ) -> None:
         self.services: Services = await start_services(
             settings,
@@ -41,6 +42,7 @@ class Gateway:
             tts=RemoteSynthesizer(tts),
             stt=RemoteTranscriber(stt),
             turn_config=TurnConfig(**(turn or {})),
+            workers=workers,
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    metrics_port: int | None = Field(
+        default=9464, ge=1, le=65535, description="Prometheus /metrics; unset: none"
+    )
     stt: SttEngineSettings = Field(default_factory=SttEngineSettings)
     vad: VadEngineSettings = Field(default_factory=VadEngineSettings)
     llm: LlmEngineSettings = Field(default_factory=LlmEngineSettings)

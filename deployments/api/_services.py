@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from deployments.api._auth import SessionTokens
 from pipeline.engines import Engine
 from pipeline.eventlog import EventLog
+from pipeline.metrics import METRICS_FEED_TYPES
 from pipeline.session import LiveSession, SessionEngines
 from pipeline.turn import TurnConfig
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
@@ -37,6 +38,8 @@ class Services:
     turn_config: TurnConfig = field(default_factory=TurnConfig)
     #: live sockets and streams of this replica, closed on shutdown
     live: set[LiveSession] = field(default_factory=set)
+    #: background worker deployments (handles with ``status()``), for readiness
+    workers: dict[str, Any] = field(default_factory=dict)
 
     async def open_session(
         self,
@@ -76,9 +79,14 @@ class Services:
                 checks[stage] = await asyncio.wait_for(_describe(engine), timeout=5)
             except Exception as exc:
                 checks[stage] = f"unavailable: {type(exc).__name__}: {exc}"
+        for name, handle in self.workers.items():
+            try:
+                checks[name] = await asyncio.wait_for(handle.status.remote(), timeout=5)
+            except Exception as exc:
+                checks[name] = f"unavailable: {type(exc).__name__}: {exc}"
         checks["ready"] = checks["redis"] == "ok" and all(
             isinstance(checks[s], dict) and checks[s].get("ready", False)
-            for s in ("vad", "stt", "llm", "tts")
+            for s in ("vad", "stt", "llm", "tts", *self.workers)
             if checks[s] != "absent"
         )
         return checks
@@ -116,6 +124,7 @@ async def start_services(
     stt: Engine | None,
     vad: Engine | None = None,
     turn_config: TurnConfig | None = None,
+    workers: dict[str, Any] | None = None,
 ) -> Services:
     """Connect to Redis, load the session token key and (unless given) the local VAD."""
     from pipeline.engines import (
@@ -149,8 +158,10 @@ async def start_services(
     return Services(
         settings=settings,
         redis=redis,
-        log=EventLog(redis, settings.log),
+        # errors and cancellations go to the feed too, so metrics count them at once
+        log=EventLog(redis, settings.log, feed_types=METRICS_FEED_TYPES),
         engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad),
         tokens=tokens,
         turn_config=turn_config or TurnConfig(),
+        workers=dict(workers or {}),
     )

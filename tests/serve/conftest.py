@@ -30,6 +30,7 @@ def app(redis_url: str) -> Iterator[App]:
         redis_url=redis_url,
         host="127.0.0.1",
         port=free_port(),
+        metrics_port=free_port(),
         stt=SttEngineSettings(model="whisper-tiny.en"),
         log=EventLogSettings(key_prefix=f"voxserve:{uuid.uuid4().hex[:8]}"),
     )

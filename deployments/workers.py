@@ -1,0 +1,99 @@
+"""The background workers as Serve deployments: long-running consumers of the feed.
+
+``Narrator`` runs auto-play narration and the WhisperX re-transcription (both write to
+the log through the stage deployments); ``Metrics`` turns finished turns into
+OpenTelemetry histograms and counters served on a Prometheus endpoint. Each replica is
+one consumer of its consumer groups, so they scale like the other deployments: more
+replicas share the feed, and a replica that dies has its pending entries claimed by the
+others. Serve restarts a replica whose consumer loop ended (``check_health``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from ray import serve
+
+from deployments.handles import RemoteSynthesizer, RemoteTranscriber
+from pipeline.eventlog import EventLog
+from pipeline.redis_client import create_redis
+from schemas import ConfigurationError, Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _consumer_name(kind: str) -> str:
+    try:
+        return f"{kind}-{serve.get_replica_context().replica_id.unique_id}"
+    except Exception:  # outside a replica (tests)
+        return f"{kind}-{uuid.uuid4().hex[:8]}"
+
+
+class _Consumers:
+    """Tasks that must run for the replica's whole life."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.redis_url:
+            raise ConfigurationError("no Redis configured", setting="VOXLINE_REDIS_URL")
+        self.redis = create_redis(settings.redis_url, settings.redis)
+        self.log = EventLog(self.redis, settings.log)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def check_health(self) -> None:
+        for name, task in self.tasks.items():
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                raise RuntimeError(f"the {name} consumer stopped: {error!r}")
+
+    async def status(self) -> dict[str, Any]:
+        return {"ready": all(not t.done() for t in self.tasks.values()),
+                "consumers": sorted(self.tasks)}
+
+    async def __del__(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(BaseException):
+                await task
+        await self.redis.aclose()
+
+
+@serve.deployment(name="Narrator", ray_actor_options={"num_cpus": 0.1})
+class NarratorReplica(_Consumers):
+    async def __init__(self, stt: Any, tts: Any, settings: Settings) -> None:  # type: ignore[misc]
+        from pipeline.narration import NarrationWorker
+        from pipeline.refine import RefineWorker
+
+        super().__init__(settings)
+        name = _consumer_name("narrator")
+        narrator = NarrationWorker(self.log, RemoteSynthesizer(tts), consumer=name)
+        refiner = RefineWorker(self.log, RemoteTranscriber(stt), consumer=name)
+        self.workers = (narrator, refiner)
+        self.tasks = {"autoplay": narrator.start(), "refine": refiner.start()}
+
+
+@serve.deployment(name="Metrics", ray_actor_options={"num_cpus": 0.1})
+class MetricsReplica(_Consumers):
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
+        from pipeline.metrics import MetricsConsumer, TurnMetrics, prometheus_endpoint
+
+        super().__init__(settings)
+        provider = None
+        self.endpoint: str | None = None
+        if settings.metrics_port is not None:
+            try:
+                provider = prometheus_endpoint(settings.host, settings.metrics_port)
+                self.endpoint = f"http://{settings.host}:{settings.metrics_port}/metrics"
+            except OSError as exc:  # the port is taken: count anyway, say so in /readyz
+                logger.warning("no Prometheus endpoint on port %s: %s",
+                               settings.metrics_port, exc)
+        consumer = MetricsConsumer(self.log, TurnMetrics(provider),
+                                   consumer=_consumer_name("metrics"))
+        self.tasks = {"metrics": asyncio.create_task(consumer.run())}
+
+    async def status(self) -> dict[str, Any]:
+        return {**await super().status(), "prometheus": self.endpoint}

@@ -1,0 +1,67 @@
+"""The background workers inside the real Serve app: auto-play narration reaches a
+connected client live, metrics reach the Prometheus endpoint, ``voxline talk`` works."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serve.conftest import App
+from voxline.client import VoxlineClient
+from voxline.talk import talk
+
+pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
+
+GREEDY = {"temperature": 0.0, "max_tokens": 40, "seed": 1}
+
+
+async def test_a_text_reply_is_narrated_for_auto_play(client: VoxlineClient) -> None:
+    messages = [m async for m in client.chat_stream(
+        "What is the capital of France?", auto_play=True, sampling=GREEDY)]
+    thread, token = messages[0][1]["thread_id"], messages[0][1]["token"]
+    done = messages[-1][1]
+    assert done["status"] == "completed" and not [n for n, _ in messages if n == "audio"]
+    # A client following the session's log sees the narration arrive.
+    chunks, ready = [], None
+    async with asyncio.timeout(120), client.http.stream(
+            "GET", f"/v1/sessions/{thread}/events", params={"token": token}) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            if event["type"] == "response.audio.chunk":
+                chunks.append(event)
+            elif event["type"] == "narration.ready":
+                ready = event
+                break
+    assert ready is not None and ready["turn_id"] == done["turn_id"]
+    assert ready["data"]["chunk_count"] == len(chunks) > 0
+    assert [c["data"]["chunk_index"] for c in chunks] == list(range(len(chunks)))
+
+
+async def test_metrics_reach_the_prometheus_endpoint(app: App, client: VoxlineClient) -> None:
+    [m async for m in client.chat_stream("What is the capital of Spain?", sampling=GREEDY)]
+    ready = (await client.http.get("/readyz")).json()
+    endpoint = ready["metrics"]["prometheus"]
+    assert endpoint == f"http://127.0.0.1:{app.settings.metrics_port}/metrics"
+    async with asyncio.timeout(60):
+        while True:
+            text = (await asyncio.to_thread(httpx.get, endpoint, timeout=5)).text
+            if 'stage="llm_first_token"' in text:  # the consumer recorded the turn
+                break
+            await asyncio.sleep(0.5)
+    assert "voxline_turns_total" in text and "voxline_sessions_total" in text
+
+
+async def test_talk_with_text(app: App, tmp_path: Path) -> None:
+    said: list[str] = []
+    out = tmp_path / "reply.wav"
+    await talk(app.url, text="What is the capital of Italy?", wav=None, out=out,
+               say=lambda text, end="\n": said.append(text))
+    assert out.stat().st_size > 10_000
+    assert said[-1].startswith("reply audio:")
+    assert "".join(said[:-1]).strip()  # the reply streamed to the terminal
