@@ -1,0 +1,535 @@
+"""Latency of the running app, driven over its WebSocket like real clients.
+
+Prints a table and writes ``reports/bench_latency.json``:
+
+* **text-in TTFA, streaming against sequential**: the same typed questions on the same
+  engines in one run, the mode chosen per session (``speech_mode``). TTFA from the
+  server's event timestamps (``input.text`` → first ``response.audio.chunk``) and from the
+  client (send → first chunk received). Goal: streaming p50 ≤ 0.25 × sequential p50.
+  The ratio says little unless replies have several pieces: see SEVERAL_SENTENCES.
+* **voice-to-voice**: each question spoken once by the server's TTS, streamed back in real
+  time as 20 ms frames with a pause after it; from the end of the speech to the first
+  reply audio the client receives, and the server-side stage split (STT, LLM first token,
+  first piece cut, TTS first chunk); what is left is the VAD tail plus the audio's way in
+  and the chunk's way out. Goal: p50 ≤ 1.2 s on 2 cores.
+* **orchestration overhead**: what a typed turn's critical path spends outside the engines:
+  client send → ``input.text`` ts (ingress) + ``input.text`` → ``response.started``
+  (dispatch) + first chunk's ts → client receipt (delivery). Client and server clocks are
+  the same ``time.time()`` (loopback only); ``ts`` is whole ms, so each part is ±1 ms.
+  Not counted: the hops inside the engine stages (Ray handle calls, the sentence buffer;
+  see bench_pipeline.py for the latter). Goal: p50 ≤ 20 ms.
+
+    .venv/bin/python loadtests/bench_latency.py [--url http://127.0.0.1:8000] [--turns 5]
+        [--port 8000] [--stt-model whisper-tiny.en] [--budget-s 600]
+
+Without ``--url`` it starts the app (Redis if VOXLINE_REDIS_URL is unset, Ray, Serve) and
+stops it at the end. Turns run one at a time, one session each, sampling at temperature 0
+with a fixed seed; each measure starts with a warm-up turn (caches, the LLM's prompt
+prefix). Bounded: at most 50 turns of a kind, and the whole run (server start included)
+within ``--budget-s``; what the budget cut short is reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from websockets.exceptions import WebSocketException
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from loadtests._report import percentiles, write_report  # noqa: E402
+from pipeline.timeline import TurnTimeline  # noqa: E402
+from schemas import Event  # noqa: E402
+from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient  # noqa: E402
+from voxline.demo import RATE, TurnResult, text_turn, voice_turn, with_pauses  # noqa: E402
+
+QUESTIONS = (
+    "What is the capital of France?",
+    "What is the capital of Germany?",
+    "What is the capital of Italy?",
+    "What is the capital of Spain?",
+    "What is the capital of Japan?",
+    "What is the capital of Canada?",
+    "What is the capital of Egypt?",
+    "What is the capital of Brazil?",
+)
+WARMUP_QUESTION = "What is the capital of Portugal?"
+SAMPLING = {"temperature": 0.0, "max_tokens": 60, "seed": 1}
+#: Streaming can only start before sequential when a reply has more than one piece, and
+#: the CPU profile's small base model answers a capital question in one sentence. Two
+#: worked examples in the system prompt (a plain preamble to it) make it answer in two or
+#: three pieces; the voice and overhead turns keep the default prompt.
+SEVERAL_SENTENCES = (
+    "You are Voxline, a friendly voice assistant. You answer in three sentences.\n\n"
+    "User: What is the capital of Austria?\n"
+    "Assistant: The capital of Austria is Vienna, a city on the river Danube. It is famous for "
+    "its palaces, its coffee houses and its music. Millions of people visit it every year.\n"
+    "User: What is the capital of Norway?\n"
+    "Assistant: The capital of Norway is Oslo, at the end of a long fjord. It is known for its "
+    "museums, its parks and the opera house by the water. In winter, people go skiing just "
+    "outside the city."
+)
+MODES = ("streaming", "sequential")
+MAX_TURNS = 50  # per kind of turn, whatever --turns says
+TURN_TIMEOUT_S = 90.0
+PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.5, 1.2  # silence around the spoken question
+STAGES = ("stt", "llm_first_token", "first_piece_cut", "tts_first_chunk", "time_to_first_audio")
+GOALS = {
+    "ttfa_ratio_streaming_over_sequential_p50": 0.25,
+    "voice_to_voice_p50_ms": 1200.0,
+    "orchestration_overhead_p50_ms": 20.0,
+}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+T = TypeVar("T")
+
+
+class Budget:
+    """The run's deadline; each turn gets what is left of it (at most TURN_TIMEOUT_S)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.start = time.monotonic()
+        self.deadline = self.start + seconds
+        self.exhausted = False
+        self.errors: list[str] = []  # turns that raised, for the report
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    async def run(self, turn: Awaitable[T]) -> T | None:
+        """``turn`` within the budget; None if it ran out (the budget marked spent) or failed.
+
+        A turn that fails with an API, socket or timeout error counts as a failed turn and the
+        run goes on; its error is kept for the report.
+        """
+        left = self.left()
+        if left < 5:
+            self.exhausted = True
+            if asyncio.iscoroutine(turn):
+                turn.close()
+            return None
+        try:
+            return await asyncio.wait_for(turn, timeout=min(TURN_TIMEOUT_S, left))
+        except TimeoutError:
+            if left <= TURN_TIMEOUT_S:  # the budget's end, not a stuck turn
+                self.exhausted = True
+            else:
+                self.errors.append(f"a turn took over {TURN_TIMEOUT_S:.0f} s")
+            return None
+        except (VoxlineAPIError, WebSocketException, httpx.HTTPError, OSError) as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            return None
+
+
+def ms(values: list[float]) -> dict[str, float] | None:
+    """Percentiles in ms, rounded; None when nothing was measured (no NaN in the JSON)."""
+    return {k: round(v, 1) for k, v in percentiles(values).items()} if values else None
+
+
+def completed(result: TurnResult | None) -> bool:
+    """The turn ended with ``response.done`` (completed) and some audio reached the client."""
+    if result is None or not result.events or not result.audio:
+        return False
+    last: Any = result.events[-1]
+    return bool(last.type == "response.done" and last.data.status == "completed")
+
+
+def first_sentence(result: TurnResult) -> str | None:
+    data: Any = next((e.data for e in result.events if e.type == "response.sentence"), None)
+    return data.text if data is not None else None
+
+
+def stage_medians(turns: list[dict[str, float]]) -> dict[str, float | None]:
+    """The p50 of each server-side stage over ``turns``."""
+    return {name: round(statistics.median(v), 1) if (v := [t[name] for t in turns if name in t])
+            else None for name in ("llm_first_token", "first_piece_cut", "tts_first_chunk")}
+
+
+# ---- text-in TTFA, streaming against sequential ----------------------------------------------
+
+
+def ask(client: VoxlineClient, question: str, mode: str) -> Awaitable[TurnResult]:
+    return text_turn(client, question, speech_mode=mode, system_prompt=SEVERAL_SENTENCES,
+                     sampling=SAMPLING)
+
+
+async def text_ttfa(client: VoxlineClient, turns: int, budget: Budget) -> dict[str, Any]:
+    server: dict[str, list[float]] = {mode: [] for mode in MODES}
+    client_side: dict[str, list[float]] = {mode: [] for mode in MODES}
+    done: dict[str, list[float]] = {mode: [] for mode in MODES}
+    failed = dict.fromkeys(MODES, 0)
+    pieces: dict[str, list[int]] = {mode: [] for mode in MODES}
+    stages_seen: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    samples: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    warmed = [completed(await budget.run(ask(client, WARMUP_QUESTION, mode))) for mode in MODES]
+    for i in range(turns):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        # alternate which mode goes first: a prompt cache favours the second of a pair
+        for mode in MODES if i % 2 == 0 else MODES[::-1]:
+            result = await budget.run(ask(client, question, mode))
+            if budget.exhausted:
+                break
+            if result is None or not completed(result):
+                failed[mode] += 1
+                continue
+            stages = result.stages
+            stages_seen[mode].append(stages)
+            pieces[mode].append(sum(e.type == "response.sentence" for e in result.events))
+            server[mode].append(stages["time_to_first_audio"])
+            client_side[mode].append(stages["client_first_audio"])
+            if "response_done" in stages:
+                done[mode].append(stages["response_done"])
+            samples[mode].append({
+                "question": question,
+                "reply": result.reply.strip()[:200],
+                "pieces": pieces[mode][-1],
+                "first_piece": first_sentence(result),
+                "ttfa_ms": stages["time_to_first_audio"],
+            })
+        if budget.exhausted:
+            break
+    figures: dict[str, Any] = {"warmup_completed": all(warmed)}
+    for mode in MODES:
+        figures[mode] = {
+            "turns": len(server[mode]),
+            "failed": failed[mode],
+            "server_ttfa_ms": ms(server[mode]),
+            "client_ttfa_ms": ms(client_side[mode]),
+            "response_done_ms": ms(done[mode]),
+            "pieces_per_reply_p50": statistics.median(pieces[mode]) if pieces[mode] else None,
+            "stages_p50_ms": stage_medians(stages_seen[mode]),
+            "samples": samples[mode],
+        }
+    for side in ("server", "client"):
+        stream = figures["streaming"][f"{side}_ttfa_ms"]
+        seq = figures["sequential"][f"{side}_ttfa_ms"]
+        figures[f"ratio_p50_{side}"] = (
+            round(stream["p50"] / seq["p50"], 3) if stream and seq and seq["p50"] > 0 else None
+        )
+    return figures
+
+
+# ---- voice-to-voice --------------------------------------------------------------------------
+
+
+class FirstChunkClock:
+    """An ``on_event`` callback: the first audio chunk's server ts and when it arrived (ms)."""
+
+    def __init__(self) -> None:
+        self.ts: int | None = None
+        self.received_ms: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        if event.type == "response.audio.chunk" and self.ts is None:
+            self.received_ms = time.time() * 1000
+            self.ts = event.ts
+
+    @property
+    def delivery_ms(self) -> float | None:
+        if self.ts is None or self.received_ms is None:
+            return None
+        return self.received_ms - self.ts
+
+
+def say_question(
+    client: VoxlineClient, pcm: bytes, on_event: Callable[[Event], None] | None = None
+) -> Awaitable[TurnResult]:
+    """A voice turn: ``pcm`` (24 kHz) between pauses, streamed like a microphone."""
+    return voice_turn(client, with_pauses(pcm, RATE, PAUSE_BEFORE_S, PAUSE_AFTER_S),
+                      speech_end_s=PAUSE_BEFORE_S + len(pcm) / 2 / RATE, realtime=True,
+                      on_event=on_event, speech_mode="streaming", sampling=SAMPLING)
+
+
+async def voice_to_voice(
+    client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget
+) -> dict[str, Any]:
+    heard: list[float] = []
+    split: dict[str, list[float]] = {name: [] for name in STAGES}
+    rest: list[float] = []
+    delivery: list[float] = []
+    failed = 0
+    samples: list[dict[str, Any]] = []
+    warmed = completed(await budget.run(say_question(client, speech[WARMUP_QUESTION])))
+    for i in range(turns):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        clock = FirstChunkClock()
+        result = await budget.run(say_question(client, speech[question], clock))
+        if budget.exhausted:
+            break
+        if result is None or not completed(result) or "stt" not in result.stages:
+            failed += 1
+            continue
+        stages = result.stages
+        heard.append(stages["client_first_audio"])
+        for name in STAGES:
+            split[name].append(stages[name])
+        if clock.delivery_ms is not None:
+            delivery.append(clock.delivery_ms)
+            # end of speech → speech_stopped ts: the VAD's silence tail and the audio's way in
+            rest.append(stages["client_first_audio"] - stages["time_to_first_audio"]
+                        - clock.delivery_ms)
+        samples.append({"question": question, "heard": result.transcript,
+                        "reply": result.reply.strip()[:200],
+                        "voice_to_voice_ms": round(stages["client_first_audio"], 1)})
+    return {
+        "warmup_completed": warmed,
+        "turns": len(heard),
+        "failed": failed,
+        "voice_to_voice_ms": ms(heard),
+        "server_ttfa_ms": ms(split["time_to_first_audio"]),
+        "stages_p50_ms": {
+            "vad_tail_and_audio_in": round(statistics.median(rest), 1) if rest else None,
+            **{name: round(statistics.median(v), 1) if v else None for name, v in split.items()},
+            "chunk_delivery": round(statistics.median(delivery), 1) if delivery else None,
+        },
+        "samples": samples,
+    }
+
+
+# ---- orchestration overhead ------------------------------------------------------------------
+
+
+async def overhead_turn(client: VoxlineClient, question: str) -> dict[str, float] | None:
+    """One streaming text turn on an open session, every relevant moment on one clock (ms).
+
+    The socket is known to be served (a ``session.update`` came back as ``session.updated``)
+    before the send is stamped, so opening the session is not counted as the turn's.
+    """
+    session = await client.create_session(output_sample_rate=RATE, sampling=SAMPLING)
+    events_seen: list[Event] = []
+    sent: float | None = None
+    first_audio_received: float | None = None
+    first_chunk_ms = 0.0
+    async with client.connect(session) as conn:
+        await conn.send({"type": "session.update", "settings": {"speech_mode": "streaming"}})
+        async for event in conn.events():
+            if sent is None:  # not yet asked
+                if event.type == "error":
+                    return None
+                if event.type == "session.updated":
+                    sent = time.time() * 1000
+                    await conn.send_text(question)
+                continue
+            if event.type == "response.audio.chunk" and first_audio_received is None:
+                first_audio_received = time.time() * 1000
+                data: Any = event.data
+                first_chunk_ms = len(data.audio) / 2 / data.sample_rate * 1000
+            events_seen.append(event)
+            if event.type in FINAL_TYPES or (event.type == "error" and event.id is None):
+                break
+    first = TurnTimeline.of(events_seen).first
+    needed = {"input.text", "response.started", "response.audio.chunk"}
+    if sent is None or first_audio_received is None or not needed <= first.keys():
+        return None
+    parts = {
+        "ingress_ms": first["input.text"] - sent,
+        "dispatch_ms": float(first["response.started"] - first["input.text"]),
+        "delivery_ms": first_audio_received - first["response.audio.chunk"],
+    }
+    parts["total_ms"] = sum(parts.values())
+    parts["first_chunk_audio_ms"] = first_chunk_ms  # what the delivery carried
+    return parts
+
+
+async def overhead(client: VoxlineClient, turns: int, budget: Budget) -> dict[str, Any]:
+    parts: dict[str, list[float]] = {}
+    failed = 0
+    warmed = await budget.run(overhead_turn(client, WARMUP_QUESTION)) is not None
+    for i in range(turns):
+        measured = await budget.run(overhead_turn(client, QUESTIONS[i % len(QUESTIONS)]))
+        if budget.exhausted:
+            break
+        if measured is None:
+            failed += 1
+            continue
+        for name, value in measured.items():
+            parts.setdefault(name, []).append(value)
+    return {
+        "warmup_completed": warmed,
+        "turns": len(parts.get("total_ms", [])),
+        "failed": failed,
+        **{name: ms(parts.get(name, [])) for name in
+           ("total_ms", "ingress_ms", "dispatch_ms", "delivery_ms", "first_chunk_audio_ms")},
+    }
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+
+async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]) -> dict[str, Any]:
+    figures: dict[str, Any] = {"turns_per_kind": turns}
+    async with VoxlineClient(url) as client:
+        try:
+            ready = await client.ready()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SystemExit(f"no Voxline server answers at {url}: {exc}") from None
+        if not ready.get("ready"):
+            raise SystemExit(f"the server at {url} is not ready: {ready}")
+        figures["engines"] = {s: ready.get(s) for s in ("vad", "stt", "llm", "tts")}
+        say("speaking the questions (the server's TTS, once each)")
+        speech = {q: await client.speech(q, response_format="pcm")
+                  for q in (WARMUP_QUESTION, *QUESTIONS[:turns])}
+        figures["speech_s"] = {q: round(len(pcm) / 2 / RATE, 2) for q, pcm in speech.items()}
+        phases: tuple[tuple[str, Callable[[], Awaitable[dict[str, Any]]]], ...] = (
+            ("text_ttfa", lambda: text_ttfa(client, turns, budget)),
+            ("voice_to_voice", lambda: voice_to_voice(client, speech, turns, budget)),
+            ("orchestration_overhead", lambda: overhead(client, turns, budget)),
+        )
+        for name, phase in phases:
+            if budget.exhausted:
+                figures[name] = None
+                continue
+            say(f"measuring {name.replace('_', ' ')}, after a warm-up turn "
+                f"({budget.left():.0f} s of budget left)")
+            load = os.getloadavg()[0]
+            figures[name] = await phase()
+            # other work on the machine shows here: the app alone keeps ~2 cores busy
+            figures[name]["loadavg_1m"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+    return figures
+
+
+def judge(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each goal with what was measured; ``pass`` is None where nothing was."""
+    text = figures.get("text_ttfa") or {}
+    voice = figures.get("voice_to_voice") or {}
+    cost = figures.get("orchestration_overhead") or {}
+    measured = {
+        "ttfa_ratio_streaming_over_sequential_p50": text.get("ratio_p50_server"),
+        "voice_to_voice_p50_ms": (voice.get("voice_to_voice_ms") or {}).get("p50"),
+        "orchestration_overhead_p50_ms": (cost.get("total_ms") or {}).get("p50"),
+    }
+    goals: dict[str, dict[str, Any]] = {
+        name: {"at_most": GOALS[name], "measured": value,
+               "pass": None if value is None else value <= GOALS[name]}
+        for name, value in measured.items()
+    }
+    pieces = (text.get("streaming") or {}).get("pieces_per_reply_p50")
+    if pieces is not None and pieces <= 1:
+        goals["ttfa_ratio_streaming_over_sequential_p50"]["note"] = (
+            "replies were one piece: streaming cannot start before sequential")
+    return goals
+
+
+def print_table(figures: dict[str, Any]) -> None:
+    def row(label: str, p: dict[str, float] | None, note: str = "") -> None:
+        if p is None:
+            print(f"  {label:44} (not measured)")
+        else:
+            print(f"  {label:44} p50 {p['p50']:7.0f} ms   p95 {p['p95']:7.0f} ms  {note}")
+
+    engines = ", ".join(
+        f"{s}: {v.get('engine') if isinstance(v, dict) else v}"
+        for s, v in figures["engines"].items())
+    print(f"\nengines: {engines}")
+    if text := figures.get("text_ttfa"):
+        print("text in → first audio (TTFA)")
+        for mode in MODES:
+            f = text[mode]
+            row(f"{mode}, server ts ({f['turns']} turns, {f['failed']} failed)",
+                f["server_ttfa_ms"])
+            row(f"{mode}, client", f["client_ttfa_ms"])
+            row(f"{mode}, whole response (server)", f["response_done_ms"])
+            split = ", ".join(f"{k} {v:.0f}" for k, v in f["stages_p50_ms"].items()
+                              if v is not None)
+            print(f"    pieces per reply p50 {f['pieces_per_reply_p50']}; stage p50 ms: {split}")
+        print(f"  streaming / sequential p50: server {text['ratio_p50_server']}, "
+              f"client {text['ratio_p50_client']}  (goal ≤ 0.25)")
+    if voice := figures.get("voice_to_voice"):
+        print(f"voice to voice ({voice['turns']} turns, {voice['failed']} failed)")
+        row("end of speech → first audio (client)", voice["voice_to_voice_ms"], "(goal p50 ≤ 1200)")
+        row("speech_stopped → first audio (server)", voice["server_ttfa_ms"])
+        print("  stage split, p50:")
+        for name, value in voice["stages_p50_ms"].items():
+            shown = "-" if value is None else f"{value:7.0f} ms"
+            print(f"    {name:42} {shown}")
+    if cost := figures.get("orchestration_overhead"):
+        print(f"orchestration overhead, typed turn ({cost['turns']} turns, "
+              f"{cost['failed']} failed)")
+        row("total (critical path outside engines)", cost["total_ms"], "(goal p50 ≤ 20)")
+        row("send → input.text", cost["ingress_ms"])
+        row("input.text → response.started", cost["dispatch_ms"])
+        row("first chunk ts → received", cost["delivery_ms"])
+        if chunk := cost["first_chunk_audio_ms"]:
+            print(f"    (a first chunk holds {chunk['p50']:.0f} ms of audio, p50)")
+    for name, goal in figures["goals"].items():
+        verdict = {True: "pass", False: "FAIL", None: "not measured"}[goal["pass"]]
+        print(f"goal {name}: {goal['measured']} (≤ {goal['at_most']}): {verdict}")
+    for error in figures["turn_errors"]:
+        print(f"failed turn: {error}")
+    if not figures["complete"]:
+        print(f"the budget of {figures['budget_s']:.0f} s ran out: figures are partial")
+
+
+def loopback_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK:
+        raise SystemExit(f"--url must be an http URL on this machine (127.0.0.1/localhost): {url}")
+    return url.rstrip("/")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running server on this machine; default: start one")
+    parser.add_argument("--port", type=int, help="the started server's (default VOXLINE_PORT)")
+    parser.add_argument("--turns", type=int, default=5, help=f"turns of each kind (≤ {MAX_TURNS})")
+    parser.add_argument("--budget-s", type=float, default=600,
+                        help="seconds for the whole run, server start included")
+    parser.add_argument("--stt-model", help="VOXLINE_STT__MODEL of the started server")
+    args = parser.parse_args()
+    if not 1 <= args.turns <= MAX_TURNS:
+        parser.error(f"--turns must be between 1 and {MAX_TURNS}")
+    if args.url and (args.stt_model or args.port):
+        parser.error("--stt-model and --port apply to a server the bench starts, not to --url")
+    budget = Budget(args.budget_s)
+    load_start = os.getloadavg()
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    def measure(url: str) -> dict[str, Any]:
+        return asyncio.run(bench(url, args.turns, budget, say))
+
+    if args.url:
+        figures = measure(loopback_url(args.url))
+        figures["server"] = {"url": args.url, "started_by_bench": False}
+    else:
+        if args.stt_model:  # before Settings(): the replicas read the same environment
+            os.environ["VOXLINE_STT__MODEL"] = args.stt_model
+        from schemas import Settings
+        from voxline.server import running_server
+
+        settings = Settings()
+        settings = settings.model_copy(
+            update={"host": "127.0.0.1", "port": args.port or settings.port})
+        with running_server(settings, say=say, ready_timeout_s=max(budget.left(), 30)) as server:
+            say(f"app ready after {budget.elapsed():.0f} s")
+            figures = measure(server.url)
+        figures["server"] = {"url": server.url, "started_by_bench": True,
+                             "stt_model": args.stt_model}
+    figures["budget_s"] = args.budget_s
+    figures["elapsed_s"] = round(budget.elapsed(), 1)
+    figures["complete"] = not budget.exhausted
+    figures["turn_errors"] = budget.errors[:20]
+    figures["machine_load"] = {"cpus": os.cpu_count(), "loadavg_1m_start": load_start[0],
+                               "loadavg_1m_end": os.getloadavg()[0]}
+    figures["goals"] = judge(figures)
+    print_table(figures)
+    print(f"report: {write_report('bench_latency', figures)}")
+
+
+if __name__ == "__main__":
+    main()
