@@ -40,6 +40,8 @@ DEPLOYMENTS: dict[str, str | None] = {
     "LanguageModel": "llm",
     "Synthesizer": "tts",
 }
+#: background consumers: CPU only, placed beside the Gateway
+WORKERS = ("Narrator", "Metrics")
 STAGES = [name for name, stage in DEPLOYMENTS.items() if stage is not None]
 #: The GPU engine of each stage deployment in the production profile, and its package.
 GPU_ENGINES = {"Transcriber": "whisperx", "LanguageModel": "vllm", "Synthesizer": "coqui"}
@@ -209,7 +211,7 @@ def test_the_application_and_its_four_deployments() -> None:
     assert app["route_prefix"] == "/"
     assert app["import_path"] == "deployments.app:build_app"
     assert app["args"]["profile"] == "gpu"
-    assert [d["name"] for d in app["deployments"]] == list(DEPLOYMENTS)
+    assert [d["name"] for d in app["deployments"]] == [*DEPLOYMENTS, *WORKERS]
 
 
 def test_builder_accepts_the_args() -> None:
