@@ -154,16 +154,22 @@ async def run_worker(
     handle: Callable[[Delivery], Awaitable[None]],
     *,
     block_ms: int = 1000,
+    retry_later: tuple[type[Exception], ...] = (),
 ) -> None:
     """Handle deliveries forever: ack after success; on failure leave it pending.
 
     A failed entry is retried when it is claimed again after ``claim_idle_ms``, until it
-    is dead-lettered. Cancel the task to stop the worker.
+    is dead-lettered. ``retry_later`` exceptions are expected (another consumer holds
+    the work): logged in one line, left pending the same way. Cancel to stop the worker.
     """
     await reader.ensure_group()
     async for delivery in reader.deliveries(block_ms):
         try:
             await handle(delivery)
+        except retry_later as exc:  # expected (e.g. another worker holds it): no traceback
+            logger.info("%s: %s %s left pending: %s", reader.group, reader.stream,
+                        delivery.entry_id, exc)
+            continue
         except Exception:  # stays pending, is claimed again, then dead-lettered
             logger.exception(
                 "%s failed on %s %s (delivery %d); left pending",

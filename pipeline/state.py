@@ -84,8 +84,8 @@ class SessionState(BaseModel):
                 turn.source, turn.input_event_id = "audio", event.id
             case TranscriptFinal() if turn is not None:
                 turn.user_text = event.data.text
-            case TranscriptRefined() if turn is not None:
-                turn.user_text = event.data.text
+            case TranscriptRefined() if turn is not None and event.data.text.strip():
+                turn.user_text = event.data.text  # an empty refinement keeps the realtime text
             case ResponseStarted() if turn is not None:
                 turn.status, turn.started_ts = "responding", event.ts
                 turn.assistant_text = ""

@@ -92,3 +92,29 @@ async def test_trimmed_pending_entries_are_acked_away(redis: Redis, key_prefix: 
     await asyncio.sleep(0.01)
     assert await group.claim_stuck() == []
     assert (await redis.xpending(stream, "workers"))["pending"] == 0
+
+
+async def test_retry_later_leaves_the_entry_pending_without_a_traceback(
+    redis: Redis, key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Busy(Exception):
+        pass
+
+    stream = f"{key_prefix}:busy"
+    group = reader(redis, stream, "w", idle=60_000)
+    await group.ensure_group()
+    await redis.xadd(stream, {"job": "held elsewhere"})
+    seen = asyncio.Event()
+
+    async def busy(delivery: Delivery) -> None:
+        seen.set()
+        raise Busy("another worker holds it")
+
+    caplog.set_level("INFO", logger="pipeline.consumer")
+    worker = asyncio.create_task(run_worker(group, busy, block_ms=5, retry_later=(Busy,)))
+    await asyncio.wait_for(seen.wait(), 10)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    assert (await redis.xpending(stream, "workers"))["pending"] == 1
+    records = [r for r in caplog.records if "left pending" in r.getMessage()]
+    assert records and all(r.levelname == "INFO" and r.exc_info is None for r in records)

@@ -51,6 +51,18 @@ def test_history_uses_what_was_heard() -> None:
     assert state.turns["t2"].status == "cancelled"
 
 
+def test_a_refined_transcript_replaces_the_heard_one_unless_empty() -> None:
+    def refined(text: str) -> s.EventBase:
+        data = s.TranscriptRefinedData(text=text, source_event_id="1-0")
+        return s.TranscriptRefined(session_id="r", turn_id="t1", data=data)
+
+    events = turn_events("r")
+    state = fold("r", [*events, refined("Hi!")])  # type: ignore[list-item]
+    assert state.turns["t1"].user_text == "Hi!"
+    state = fold("r", [*events, refined("  ")])  # type: ignore[list-item]
+    assert state.turns["t1"].user_text == "Hi"
+
+
 @pytest.mark.redis
 async def test_fold_is_the_same_twice_and_in_a_fresh_process(
     event_log: EventLog, redis_url: str
