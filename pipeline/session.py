@@ -209,7 +209,9 @@ class LiveSession:
 
     async def update_settings(self, patch: dict[str, object]) -> None:
         settings = merge_settings(self.settings, patch)
-        if settings.input_sample_rate != self.settings.input_sample_rate and self._audio:
+        audio_changed = (settings.input_sample_rate, settings.end_of_speech_ms) != (
+            self.settings.input_sample_rate, self.settings.end_of_speech_ms)
+        if audio_changed and self._audio:
             await self._audio.close()
             self._audio = None
         await self.emit(
@@ -266,7 +268,12 @@ class LiveSession:
                     "this server takes no audio (no VAD or STT engine)",
                     code=ErrorCode.UNSUPPORTED_FORMAT,
                 )
-            self._audio = _AudioInput(self, self.engines.vad, self._endpoint_config)
+            silence = self.settings.end_of_speech_ms
+            config = self._endpoint_config.model_copy(update={
+                "min_silence_ms": silence,
+                "post_padding_ms": min(self._endpoint_config.post_padding_ms, silence),
+            })
+            self._audio = _AudioInput(self, self.engines.vad, config)
         return self._audio
 
     async def _speech_started(self, audio_ms: int) -> None:

@@ -64,6 +64,11 @@ class SessionSettings(BaseModel):
         max_length=8000,
     )
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    end_of_speech_ms: int = Field(
+        default=500, ge=100, le=5000,
+        description="silence that ends an utterance: shorter answers sooner, longer lets "
+        "the speaker pause",
+    )
     input_sample_rate: int = Field(default=16000, description="PCM16 mono rate of client audio")
     output_format: AudioFormat = AudioFormat.PCM16
     output_sample_rate: int = 24000

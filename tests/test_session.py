@@ -233,6 +233,29 @@ async def test_voice_turn_is_endpointed_transcribed_and_answered(event_log: Even
     await session.close()
 
 
+# each pause would end (or not end) an utterance under the default 500 ms the other way
+@pytest.mark.parametrize(("end_of_speech_ms", "pause_s", "utterances"),
+                         [(200, 0.4, 2), (900, 0.7, 1)])
+async def test_the_session_decides_how_much_silence_ends_an_utterance(
+    event_log: EventLog, end_of_speech_ms: int, pause_s: float, utterances: int
+) -> None:
+    parts = engines()
+    settings = SessionSettings(end_of_speech_ms=end_of_speech_ms)
+    session = await LiveSession.open(f"eos{end_of_speech_ms}", event_log, parts, create=settings)
+    audio = tone(0.6, True) + tone(pause_s, False) + tone(0.6, True) + tone(1.2, False)
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    await session.commit_audio()
+    assert isinstance(parts.stt, FixedSTT)
+    for _ in range(400):
+        if len(parts.stt.heard) >= utterances:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    assert len(parts.stt.heard) == utterances
+    await session.close()
+
+
 async def test_speech_during_a_reply_cancels_it(event_log: EventLog) -> None:
     llm = ScriptedLLM(REPLY, gate_at=3)  # the reply stalls after three tokens
     session = await LiveSession.open("barge", event_log, engines(llm), create=SessionSettings())
