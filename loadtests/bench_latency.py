@@ -66,19 +66,26 @@ QUESTIONS = (
 )
 WARMUP_QUESTION = "What is the capital of Portugal?"
 SAMPLING = {"temperature": 0.0, "max_tokens": 60, "seed": 1}
+#: the typed turns are asked for a spoken paragraph: the ratio is a function of length
+PARAGRAPH_SAMPLING = {**SAMPLING, "max_tokens": 140}
 #: Streaming can only start before sequential when a reply has more than one piece, and
 #: the CPU profile's small base model answers a capital question in one sentence. Two
-#: worked examples in the system prompt (a plain preamble to it) make it answer in two or
-#: three pieces; the voice and overhead turns keep the default prompt.
+#: worked examples in the system prompt (a plain preamble to it) make it answer with a
+#: short spoken paragraph (five or six pieces), the length of a typical assistant answer;
+#: the voice and overhead turns keep the default prompt. The ratio falls as replies grow
+#: (sequential waits for all of it): the report gives pieces per reply beside it.
 SEVERAL_SENTENCES = (
-    "You are Voxline, a friendly voice assistant. You answer in three sentences.\n\n"
+    "You are Voxline, a friendly voice assistant. You answer in five sentences.\n\n"
     "User: What is the capital of Austria?\n"
     "Assistant: The capital of Austria is Vienna, a city on the river Danube. It is famous for "
-    "its palaces, its coffee houses and its music. Millions of people visit it every year.\n"
+    "its palaces, its coffee houses and its music. Millions of people visit it every year. "
+    "The old town is small enough to walk across in an hour. In summer, people swim in the "
+    "Danube and sit in the wine gardens on the hills.\n"
     "User: What is the capital of Norway?\n"
     "Assistant: The capital of Norway is Oslo, at the end of a long fjord. It is known for its "
     "museums, its parks and the opera house by the water. In winter, people go skiing just "
-    "outside the city."
+    "outside the city. Ferries take visitors to the small islands in the fjord. The city is "
+    "green, with forests that reach almost to its centre."
 )
 MODES = ("streaming", "sequential")
 MAX_TURNS = 50  # per kind of turn, whatever --turns says
@@ -164,7 +171,7 @@ def stage_medians(turns: list[dict[str, float]]) -> dict[str, float | None]:
 
 def ask(client: VoxlineClient, question: str, mode: str) -> Awaitable[TurnResult]:
     return text_turn(client, question, speech_mode=mode, system_prompt=SEVERAL_SENTENCES,
-                     sampling=SAMPLING)
+                     sampling=PARAGRAPH_SAMPLING)
 
 
 async def text_ttfa(client: VoxlineClient, turns: int, budget: Budget) -> dict[str, Any]:

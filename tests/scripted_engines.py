@@ -64,6 +64,23 @@ class StreamRecord:
         return self.outcome in ("cancelled", "closed")
 
 
+@contextlib.contextmanager
+def outcome_of(report: Callable[[Outcome], None]) -> Iterator[None]:
+    """Report how the stream inside the block ended; exceptions pass through."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        report("cancelled")
+        raise
+    except GeneratorExit:
+        report("closed")
+        raise
+    except Exception:
+        report("failed")
+        raise
+    report("completed")
+
+
 class _Recorded:
     def __init__(self) -> None:
         self.records: list[StreamRecord] = []
@@ -82,21 +99,9 @@ class _Recorded:
         record.ended_at = clock()
         self.active -= 1
 
-    @contextlib.contextmanager
-    def _tracking(self, record: StreamRecord) -> Iterator[None]:
+    def _tracking(self, record: StreamRecord) -> contextlib.AbstractContextManager[None]:
         """Record how the stream inside the block ended; exceptions pass through."""
-        try:
-            yield
-        except asyncio.CancelledError:
-            self._end(record, "cancelled")
-            raise
-        except GeneratorExit:
-            self._end(record, "closed")
-            raise
-        except Exception:
-            self._end(record, "failed")
-            raise
-        self._end(record, "completed")
+        return outcome_of(lambda outcome: self._end(record, outcome))
 
     @property
     def running(self) -> list[StreamRecord]:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -17,22 +17,13 @@ from deployments.api._auth import SessionTokens, token_of
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, sse, with_keepalive
 from pipeline.redis_client import create_redis
 from schemas import ApiSettings, AuthError, ErrorCode, EventLogSettings, Settings
+from tests.gated_source import GatedSource, finish
 
 T = TypeVar("T")
 
 HANG = 5.0  # seconds; only reached when the code under test hangs
 TINY = 0.01  # a keep-alive interval far shorter than any gate the tests hold closed
 KEY = b"k" * 32
-
-
-async def finish(awaitable: Awaitable[T]) -> T:
-    """Await without cancelling on time-out (a cancel could hide the hang looked for)."""
-    task = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({task}, timeout=HANG)
-    if not done:
-        task.cancel()
-        pytest.fail("hung")
-    return task.result()
 
 
 def parse_sse(frame: bytes) -> dict[str, Any]:
@@ -105,33 +96,6 @@ def test_sse_constants() -> None:
 
 
 # --- with_keepalive() -------------------------------------------------------------------
-
-
-class GatedSource:
-    """Yields ``items``; waits at a gate before each index in ``gates``; records its end."""
-
-    def __init__(self, items: list[str], gates: tuple[int, ...] = ()) -> None:
-        self.items = items
-        self.gates = {i: asyncio.Event() for i in gates}
-        self.outcome = "not started"
-        self.waiting = asyncio.Event()
-
-    async def stream(self) -> AsyncIterator[str]:
-        self.outcome = "running"
-        try:
-            for i, item in enumerate(self.items):
-                if i in self.gates:
-                    self.waiting.set()
-                    await self.gates[i].wait()
-                    self.waiting.clear()
-                yield item
-        except asyncio.CancelledError:
-            self.outcome = "cancelled"
-            raise
-        except GeneratorExit:
-            self.outcome = "closed"
-            raise
-        self.outcome = "completed"
 
 
 async def take(stream: AsyncIterator[T]) -> T:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import pytest
@@ -18,77 +18,11 @@ from hypothesis import strategies as st
 
 from pipeline.batching import batched
 from schemas import EngineError, ErrorCode
+from tests.gated_source import GatedSource, finish
 
 T = TypeVar("T")
 
 HANG = 5.0  # seconds; only ever reached when the code under test hangs
-
-
-class FakeSource:
-    """An async generator of ``items``; before item ``i`` in ``gates`` it waits for the gate.
-
-    It records how it ended: ``completed``, ``failed``, ``cancelled`` (``CancelledError``)
-    or ``closed`` (``GeneratorExit``), and how many items it handed out.
-    """
-
-    def __init__(
-        self,
-        items: Sequence[int],
-        *,
-        gates: Sequence[int] = (),
-        fail_after: bool = False,
-        yield_between: bool = False,
-    ) -> None:
-        self.items = list(items)
-        self.gates = {i: asyncio.Event() for i in gates}
-        self.fail_after = fail_after
-        self.yield_between = yield_between
-        self.outcome = "not started"
-        self.handed_out = 0
-        #: set when the source waits at a gate (the test knows it is blocked there)
-        self.waiting = asyncio.Event()
-
-    def open(self, index: int) -> None:
-        self.gates[index].set()
-
-    async def stream(self) -> AsyncIterator[int]:
-        self.outcome = "running"
-        try:
-            for i, item in enumerate(self.items):
-                if i in self.gates:
-                    self.waiting.set()
-                    await self.gates[i].wait()
-                    self.waiting.clear()
-                elif self.yield_between and i > 0:
-                    await asyncio.sleep(0)
-                self.handed_out += 1
-                yield item
-            if self.fail_after:
-                raise EngineError("source failed", code=ErrorCode.LLM_FAILED)
-        except asyncio.CancelledError:
-            self.outcome = "cancelled"
-            raise
-        except GeneratorExit:
-            self.outcome = "closed"
-            raise
-        except Exception:
-            self.outcome = "failed"
-            raise
-        self.outcome = "completed"
-
-
-async def finish(awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable``, failing (not cancelling it) when it does not end in time.
-
-    ``wait_for`` would cancel it on time-out, and a cancel can unblock the very hang a
-    test looks for; ``asyncio.wait`` only watches.
-    """
-    task = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({task}, timeout=HANG)
-    if not done:
-        task.cancel()
-        pytest.fail("hung")
-    return task.result()
 
 
 async def next_batch(batches: AsyncIterator[list[int]]) -> list[int]:
@@ -116,7 +50,7 @@ def expected_instant(items: list[int], max_items: int) -> list[list[int]]:
 async def test_first_item_goes_out_alone_without_waiting_for_the_window() -> None:
     # The source hands out one item and then stalls forever; with a window of a minute,
     # the first batch can only arrive now if it is not held for the window.
-    source = FakeSource([1, 2], gates=[1])
+    source = GatedSource([1, 2], gates=[1])
     batches = batched(source.stream(), max_items=8, max_wait_s=60)
     assert await next_batch(batches) == [1]
     assert source.waiting.is_set()
@@ -124,7 +58,7 @@ async def test_first_item_goes_out_alone_without_waiting_for_the_window() -> Non
 
 
 async def test_first_batch_is_alone_even_when_more_items_are_ready() -> None:
-    batches = batched(FakeSource(range(5)).stream(), max_items=8, max_wait_s=60)
+    batches = batched(GatedSource(range(5)).stream(), max_items=8, max_wait_s=60)
     assert await collect(batches) == [[0], [1, 2, 3, 4]]
 
 
@@ -132,14 +66,14 @@ async def test_first_batch_is_alone_even_when_more_items_are_ready() -> None:
 
 
 async def test_later_batches_are_bounded_by_max_items() -> None:
-    batches = batched(FakeSource(range(11)).stream(), max_items=3, max_wait_s=60)
+    batches = batched(GatedSource(range(11)).stream(), max_items=3, max_wait_s=60)
     assert await collect(batches) == [[0], [1, 2, 3], [4, 5, 6], [7, 8, 9], [10]]
 
 
 async def test_items_that_arrive_while_a_batch_waits_join_it() -> None:
     # Every item is a separate step of the event loop; the window never closes, so only
     # the count closes a batch.
-    source = FakeSource(range(8), yield_between=True)
+    source = GatedSource(range(8), yield_between=True)
     batches = batched(source.stream(), max_items=3, max_wait_s=60)
     assert await collect(batches) == [[0], [1, 2, 3], [4, 5, 6], [7]]
 
@@ -147,7 +81,7 @@ async def test_items_that_arrive_while_a_batch_waits_join_it() -> None:
 async def test_a_batch_closes_when_its_window_closes() -> None:
     # Items 1 and 2 are ready, then the source stalls before item 3 until the test opens
     # the gate: the batch [1, 2] can only come out because its window closed.
-    source = FakeSource(range(6), gates=[3])
+    source = GatedSource(range(6), gates=[3])
     batches = batched(source.stream(), max_items=10, max_wait_s=0.01)
     assert await next_batch(batches) == [0]
     assert await next_batch(batches) == [1, 2]
@@ -158,7 +92,7 @@ async def test_a_batch_closes_when_its_window_closes() -> None:
 
 
 async def test_the_window_does_not_hold_a_single_late_item_forever() -> None:
-    source = FakeSource([0, 1, 2], gates=[2])
+    source = GatedSource([0, 1, 2], gates=[2])
     batches = batched(source.stream(), max_items=10, max_wait_s=0.01)
     assert await next_batch(batches) == [0]
     assert await next_batch(batches) == [1]
@@ -167,12 +101,12 @@ async def test_the_window_does_not_hold_a_single_late_item_forever() -> None:
 
 
 async def test_a_zero_window_hands_out_what_is_ready() -> None:
-    batches = batched(FakeSource(range(6)).stream(), max_items=2, max_wait_s=0)
+    batches = batched(GatedSource(range(6)).stream(), max_items=2, max_wait_s=0)
     assert await collect(batches) == [[0], [1, 2], [3, 4], [5]]
 
 
 async def test_an_empty_source_yields_no_batch() -> None:
-    source = FakeSource([])
+    source = GatedSource([])
     assert await collect(batched(source.stream())) == []
     assert source.outcome == "completed"
 
@@ -188,7 +122,7 @@ def test_batches_concatenate_to_the_source_in_order(
 ) -> None:
     async def run() -> list[list[int]]:
         return await collect(
-            batched(FakeSource(items).stream(), max_items=max_items, max_wait_s=max_wait_s)
+            batched(GatedSource(items).stream(), max_items=max_items, max_wait_s=max_wait_s)
         )
 
     result = asyncio.run(run())
@@ -203,7 +137,7 @@ def test_batches_concatenate_to_the_source_in_order(
 
 
 async def test_a_source_error_comes_after_the_items_before_it() -> None:
-    source = FakeSource(range(4), fail_after=True)
+    source = GatedSource(range(4), fail_after=True)
     batches = batched(source.stream(), max_items=10, max_wait_s=60)
     seen: list[list[int]] = []
     with pytest.raises(EngineError) as info:
@@ -216,7 +150,7 @@ async def test_a_source_error_comes_after_the_items_before_it() -> None:
 
 async def test_a_source_error_after_a_quiet_spell_is_raised_at_once() -> None:
     # The error arrives while nothing is pending: it is the next thing the consumer sees.
-    source = FakeSource([0, 1], gates=[1], fail_after=True)
+    source = GatedSource([0, 1], gates=[1], fail_after=True)
     batches = batched(source.stream(), max_items=10, max_wait_s=0.01)
     assert await next_batch(batches) == [0]
     source.open(1)
@@ -226,7 +160,7 @@ async def test_a_source_error_after_a_quiet_spell_is_raised_at_once() -> None:
 
 
 async def test_a_source_that_fails_at_once_raises_before_any_batch() -> None:
-    source = FakeSource([], fail_after=True)
+    source = GatedSource([], fail_after=True)
     with pytest.raises(EngineError):
         await next_batch(batched(source.stream()))
 
@@ -236,7 +170,7 @@ async def test_a_source_that_fails_at_once_raises_before_any_batch() -> None:
 
 async def test_closing_the_consumer_cancels_the_source() -> None:
     before = asyncio.all_tasks()
-    source = FakeSource([0, 1], gates=[1])
+    source = GatedSource([0, 1], gates=[1])
     batches = batched(source.stream(), max_items=4, max_wait_s=60)
     assert await next_batch(batches) == [0]
     assert source.waiting.is_set()
@@ -250,7 +184,7 @@ async def test_closing_the_consumer_mid_batch_cancels_the_source() -> None:
     # The consumer waits in a batch's window (item 1 taken, item 2 gated) when it is
     # cancelled from outside.
     before = asyncio.all_tasks()
-    source = FakeSource([0, 1, 2], gates=[2])
+    source = GatedSource([0, 1, 2], gates=[2])
     batches = batched(source.stream(), max_items=4, max_wait_s=60)
     assert await next_batch(batches) == [0]
     consumer = asyncio.ensure_future(anext(batches))
@@ -268,7 +202,7 @@ async def test_closing_the_consumer_mid_batch_cancels_the_source() -> None:
 
 async def test_cancelling_the_consuming_task_cancels_the_source() -> None:
     before = asyncio.all_tasks()
-    source = FakeSource([0, 1], gates=[1])
+    source = GatedSource([0, 1], gates=[1])
     received: list[list[int]] = []
 
     async def consume() -> None:
@@ -323,12 +257,12 @@ async def test_a_cancel_that_lands_while_the_source_aborts_is_not_swallowed() ->
     ("max_items", "max_wait_s"), [(0, 0.04), (-1, 0.04), (16, -0.001), (0, -1.0)]
 )
 async def test_invalid_arguments_raise_value_error(max_items: int, max_wait_s: float) -> None:
-    source = FakeSource([1, 2])
+    source = GatedSource([1, 2])
     with pytest.raises(ValueError):
         await anext(batched(source.stream(), max_items=max_items, max_wait_s=max_wait_s))
     assert source.outcome == "not started"
 
 
 async def test_limits_of_the_valid_range_are_accepted() -> None:
-    batches = batched(FakeSource(range(4)).stream(), max_items=1, max_wait_s=0)
+    batches = batched(GatedSource(range(4)).stream(), max_items=1, max_wait_s=0)
     assert await collect(batches) == [[0], [1], [2], [3]]

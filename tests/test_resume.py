@@ -5,18 +5,14 @@ log is the same however often and wherever it is folded."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pipeline.state import fold
 from schemas import ApiSettings, Event, EventLogSettings, parse_event
 from tests.api_harness import Harness, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
@@ -147,35 +143,3 @@ async def test_resume_before_the_trim_horizon_is_refused(redis_url: str, key_pre
             f"/v1/sessions/{session.session_id}/events",
             params={"after": first_id, "follow": "false"}, headers=session.auth)
         assert (response.status_code, response.json()["error"]["code"]) == (410, "resync_required")
-
-
-async def test_state_folds_the_same_twice_and_in_a_fresh_process(
-        harness: Harness, redis_url: str, key_prefix: str) -> None:
-    session = await harness.client.create_session(auto_play=True, language="de")
-    async with harness.client.connect(session) as conn:
-        for text in ("Erste Frage.", "Zweite Frage."):
-            await conn.send_text(text)
-            [e async for e in conn.until_done()]
-    events = await harness.services.log.read_all(session.session_id)
-    once = fold(session.session_id, events).model_dump_json()
-    assert fold(session.session_id, events).model_dump_json() == once
-    code = (
-        "import asyncio, sys\n"
-        "from pipeline.eventlog import EventLog\n"
-        "from pipeline.redis_client import create_redis\n"
-        "from pipeline.state import fold\n"
-        "from schemas import EventLogSettings\n"
-        "async def main():\n"
-        "    redis = create_redis(sys.argv[1])\n"
-        "    log = EventLog(redis, EventLogSettings(key_prefix=sys.argv[2]))\n"
-        "    events = await log.read_all(sys.argv[3])\n"
-        "    print(fold(sys.argv[3], events).model_dump_json())\n"
-        "    await redis.aclose()\n"
-        "asyncio.run(main())\n"
-    )
-    fresh = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", code, redis_url, key_prefix, session.session_id],
-        capture_output=True, text=True, check=True)
-    assert fresh.stdout.strip() == once
-    state = json.loads(once)
-    assert len(state["turns"]) == 2 and state["settings"]["language"] == "de"

@@ -14,7 +14,6 @@ Both read the session's stream from the Redis at ``VOXLINE_REDIS_URL`` (key pref
 from __future__ import annotations
 
 import struct
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from schemas import (
     SessionError,
     Settings,
 )
+from voxline.demo import write_wav
 
 __all__ = [
     "ReplayResult",
@@ -275,14 +275,6 @@ class ReplayResult:
     turns: list[ReplayTurn] = field(default_factory=list)
 
 
-def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm)
-
-
 def replay_session(record: SessionRecord, out_dir: Path) -> ReplayResult:
     """Write ``transcript.txt`` and ``turn-NN-<turn id>.wav`` per turn with audio."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,7 +295,7 @@ def _replay_turn(record: SessionRecord, turn: TurnState, number: int, out_dir: P
     if audio is not None and audio[0]:
         pcm, rate = audio
         path = out_dir / f"turn-{number:02d}-{turn.turn_id}.wav"
-        _write_wav(path, pcm, rate)
+        write_wav(path, pcm, rate)
         seconds = len(pcm) / 2 / rate
     return ReplayTurn(
         number, turn.turn_id, turn.user_text, turn.assistant_text, turn.status, path, seconds
