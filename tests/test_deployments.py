@@ -504,3 +504,17 @@ def test_the_gpu_profile_builds_too() -> None:
         deployment = bound(child)
         assert deployment.ray_actor_options == PROFILES["gpu"][deployment.name]["ray_actor_options"]
         assert deployment.ray_actor_options["num_gpus"] > 0
+
+
+def test_the_app_and_its_ingress_never_import_torch_or_a_model_runtime() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, deployments.app, deployments.api\n"
+        "heavy = {'torch', 'llama_cpp', 'faster_whisper', 'ctranslate2', 'piper', 'vllm',"
+        " 'whisperx', 'TTS'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
