@@ -273,6 +273,21 @@ class EventLog:
     async def read_all(self, session_id: str, after: str | None = None) -> list[Event]:
         return [event async for event in self.read(session_id, after)]
 
+    async def read_remaining(
+        self, session_id: str, after: str | None = None
+    ) -> tuple[list[Event], str | None]:
+        """Like :meth:`read_all`, but past a trim: what is left after the horizon, and the
+        horizon (``None`` when nothing the caller asked for was trimmed).
+
+        For folds and projections that can work from what remains; a client that must
+        see every event gets :class:`ResyncRequiredError` from :meth:`read_all` instead.
+        """
+        try:
+            return await self.read_all(session_id, after), None
+        except ResyncRequiredError as exc:
+            horizon = str(exc.details.get("horizon", "0-0"))
+            return await self.read_all(session_id, horizon), horizon
+
     async def _pages(self, session_id: str, after: str | None) -> AsyncIterator[tuple[Event, int]]:
         while True:
             page = await self.read_page(session_id, after)

@@ -71,7 +71,7 @@ from redis.exceptions import RedisError
 from pipeline.consumer import Delivery, GroupReader, run_worker
 from pipeline.eventlog import DEFAULT_FEED_TYPES, EventLog
 from pipeline.timeline import TurnTimeline
-from schemas._errors import EventLogError, ResyncRequiredError
+from schemas._errors import EventLogError
 from schemas._events import (
     ErrorEvent,
     Event,
@@ -525,14 +525,12 @@ class MetricsConsumer:
         return scan
 
     async def _read(self, session_id: str, cursor: str | None) -> list[Event]:
-        try:
-            return await self.log.read_all(session_id, cursor)
-        except ResyncRequiredError as exc:  # trimmed: measure what is left
-            horizon = str(exc.details.get("horizon", "0-0"))
+        events, horizon = await self.log.read_remaining(session_id, cursor)
+        if horizon is not None:  # trimmed: measure what is left
             logger.warning(
                 "session %s was trimmed up to %s; metrics from there", session_id, horizon
             )
-            return await self.log.read_all(session_id, horizon)
+        return events
 
     async def _claim(self, session_id: str, items: Sequence[str]) -> list[str]:
         """The items this call is first to claim (``SADD`` answers 1 only once)."""

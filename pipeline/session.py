@@ -131,7 +131,8 @@ class LiveSession:
 
         An unknown session without ``create`` raises :class:`SessionError`.
         """
-        state = fold(session_id, await log.read_all(session_id))
+        events, horizon = await log.read_remaining(session_id)
+        state = fold(session_id, events, trimmed=horizon is not None)
         session = cls(session_id, log, engines, state, **options)  # type: ignore[arg-type]
         if create is not None and not state.created:
             await session.emit(

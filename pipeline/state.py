@@ -65,6 +65,9 @@ class SessionState(BaseModel):
     turns: dict[str, TurnState] = Field(default_factory=dict)
     last_event_id: str | None = None
     event_count: int = 0
+    #: retention removed the log's start (``session.created`` among it): the settings
+    #: are those of the newest ``session.updated`` left, else the defaults
+    trimmed: bool = False
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state (in place: the fold runs per event)."""
@@ -136,8 +139,10 @@ class SessionState(BaseModel):
         return None if last.finished else last
 
 
-def fold(session_id: str, events: Iterable[Event]) -> SessionState:
-    state = SessionState(session_id=session_id)
+def fold(session_id: str, events: Iterable[Event], *, trimmed: bool = False) -> SessionState:
+    """The state of a session from its events; ``trimmed``: they are what retention left
+    (see :meth:`pipeline.eventlog.EventLog.read_remaining`), so the session existed."""
+    state = SessionState(session_id=session_id, trimmed=trimmed, created=trimmed)
     for event in events:
         state.apply(event)
     return state

@@ -122,6 +122,13 @@ class ResponseCancelledData(EventData):
     chunks_sent: int = 0
 
 
+class ResyncRequiredData(EventData):
+    """The reader asked for events older than the trim horizon: fetch the session anew."""
+
+    horizon: str | None = Field(default=None, description="newest trimmed event id")
+    message: str = ""
+
+
 class NarrationReadyData(EventData):
     chunk_count: int = Field(ge=0)
 
@@ -233,6 +240,13 @@ class NarrationReady(EventBase):
     data: NarrationReadyData
 
 
+class SessionResyncRequired(EventBase):
+    """Sent to one reader, never logged: what it missed was trimmed (see ``data``)."""
+
+    type: Literal["session.resync_required"] = "session.resync_required"
+    data: ResyncRequiredData = Field(default_factory=ResyncRequiredData)
+
+
 class ErrorEvent(EventBase):
     type: Literal["error"] = "error"
     data: ErrorPayload
@@ -257,6 +271,7 @@ Event: TypeAlias = Annotated[
     | ResponseDone
     | ResponseCancelled
     | NarrationReady
+    | SessionResyncRequired
     | ErrorEvent,
     Field(discriminator="type"),
 ]

@@ -70,6 +70,9 @@ def sample_events(session_id: str, turn_id: str = "t1") -> list[s.EventBase]:
         s.NarrationReady(
             session_id=session_id, turn_id=turn_id, data=s.NarrationReadyData(chunk_count=3)
         ),
+        s.SessionResyncRequired(
+            session_id=session_id, data=s.ResyncRequiredData(horizon="5-0", message="trimmed")
+        ),
         s.ErrorEvent(
             session_id=session_id,
             turn_id=turn_id,

@@ -242,3 +242,23 @@ async def test_cancelling_a_blocked_tail_always_ends_it(event_log: EventLog) -> 
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=10)
         assert done, "a cancelled tail kept running"
+
+
+async def test_read_remaining_reads_past_a_trim_and_names_the_horizon(redis_url: str,
+                                                                     key_prefix: str) -> None:
+    from pipeline.redis_client import create_redis
+    from schemas import EventLogSettings
+
+    redis = create_redis(redis_url)
+    log = EventLog(redis, EventLogSettings(key_prefix=key_prefix, maxlen=3,
+                                           approximate_trim=False))
+    try:
+        await log.append_batch(sample_events("rr")[:6])
+        events, horizon = await log.read_remaining("rr")
+        assert len(events) == 3 and horizon is not None
+        assert [e.id for e in events] == [e.id for e in (await log.read_page("rr", horizon)).events]
+        untouched, none = await log.read_remaining("rr", events[0].id)
+        assert none is None and untouched == events[1:]
+    finally:
+        await redis.delete(log.key("rr"), log.feed_key)
+        await redis.aclose()

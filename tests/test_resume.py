@@ -134,8 +134,8 @@ async def test_resume_before_the_trim_horizon_is_refused(redis_url: str, key_pre
         url = f"{session.ws_url}?token={session.token}&last_event_id={first_id}"
         async with connect(url) as ws:
             frame = json.loads(await ws.recv())
-            assert frame["type"] == "error"
-            assert frame["data"]["code"] == "resync_required"
+            assert frame["type"] == "session.resync_required", frame["data"]
+            assert (frame["data"]["horizon"] > first_id and "id" not in frame) or not frame["id"]
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4410
@@ -143,3 +143,11 @@ async def test_resume_before_the_trim_horizon_is_refused(redis_url: str, key_pre
             f"/v1/sessions/{session.session_id}/events",
             params={"after": first_id, "follow": "false"}, headers=session.auth)
         assert (response.status_code, response.json()["error"]["code"]) == (410, "resync_required")
+        # The session itself goes on from what retention left (its start is gone).
+        async with harness.client.connect(session) as conn:
+            await conn.send_text("And now?")
+            again = [e async for e in conn.until_done()]
+        assert again[-1].type == "response.done"
+        summary = await harness.client.http.get(f"/v1/sessions/{session.session_id}",
+                                                headers=session.auth)
+        assert summary.status_code == 200

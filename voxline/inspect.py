@@ -29,7 +29,6 @@ from schemas import (
     ErrorCode,
     Event,
     ResponseAudioChunk,
-    ResyncRequiredError,
     SessionError,
     Settings,
 )
@@ -95,11 +94,7 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
     horizon: str | None = None
     try:
         log = EventLog(redis, settings.log)
-        try:
-            events = await log.read_all(session_id)
-        except ResyncRequiredError as exc:
-            horizon = str(exc.details.get("horizon"))
-            events = await log.read_all(session_id, horizon)
+        events, horizon = await log.read_remaining(session_id)
     finally:
         await redis.aclose()
     if not events:

@@ -9,12 +9,20 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
 from pipeline._aio import reraise_lost_cancel
+from schemas import ResyncRequiredData, ResyncRequiredError, SessionResyncRequired
 
 T = TypeVar("T")
 
 #: Headers that keep proxies from buffering or caching a stream.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 KEEPALIVE = b": keep-alive\n\n"
+
+
+def resync_required(session_id: str, exc: ResyncRequiredError) -> SessionResyncRequired:
+    """What a reader behind the trim horizon is sent instead of the events it missed."""
+    horizon = exc.details.get("horizon")
+    return SessionResyncRequired(session_id=session_id, data=ResyncRequiredData(
+        horizon=str(horizon) if horizon else None, message=exc.message))
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> bytes:

@@ -18,10 +18,17 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from deployments.api._services import Services, get_services
-from deployments.api._sse import KEEPALIVE, SSE_HEADERS, sse, with_keepalive
+from deployments.api._sse import KEEPALIVE, SSE_HEADERS, resync_required, sse, with_keepalive
 from deployments.api.sessions import authorized_state
 from pipeline.audio_codec import CONTENT_TYPES
-from schemas import AudioFormat, ErrorCode, ResponseAudioChunk, SessionError, VoxlineError
+from schemas import (
+    AudioFormat,
+    ErrorCode,
+    ResponseAudioChunk,
+    ResyncRequiredError,
+    SessionError,
+    VoxlineError,
+)
 
 router = APIRouter(prefix="/v1/sessions", tags=["events"])
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -67,7 +74,10 @@ async def _follow(services: Services, session_id: str, after: str | None) -> Asy
             yield sse(event.type, event.model_dump_json(), event.id)
             if event.type == "session.closed":
                 return
-    except VoxlineError as exc:  # resync_required when retention overtakes a slow reader
+    except ResyncRequiredError as exc:  # retention overtook a slow reader
+        notice = resync_required(session_id, exc)
+        yield sse(notice.type, notice.model_dump_json())
+    except VoxlineError as exc:
         yield sse("error", exc.to_payload().model_dump(mode="json"))
 
 

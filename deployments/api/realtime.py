@@ -29,6 +29,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from deployments.api._services import Services, get_services
+from deployments.api._sse import resync_required
 from deployments.api.sessions import authorized_state
 from pipeline._aio import reraise_lost_cancel
 from pipeline.eventlog import EventLog
@@ -36,8 +37,10 @@ from pipeline.session import LiveSession
 from schemas import (
     ErrorCode,
     ErrorEvent,
+    EventBase,
     InputTooLargeError,
     ProtocolError,
+    ResyncRequiredError,
     SessionError,
     SessionResume,
     VoxlineError,
@@ -156,15 +159,20 @@ class _Sender:
                 if event.type == "session.closed":
                     await self.ws.close(code=1000, reason="session closed")
                     return
-        except VoxlineError as exc:  # resync_required, log unavailable
+        except ResyncRequiredError as exc:  # what the client missed was trimmed
+            await _refuse(self.ws, self.session_id, exc, resync_required(self.session_id, exc))
+        except VoxlineError as exc:  # the log is unavailable
             await _refuse(self.ws, self.session_id, exc)
         except (WebSocketDisconnect, RuntimeError):  # the client is gone
             return
 
 
-async def _refuse(ws: WebSocket, session_id: str, exc: VoxlineError) -> None:
-    """One error frame (not in the log: the session may not exist), then close."""
-    frame = ErrorEvent(session_id=session_id, data=exc.to_payload())
+async def _refuse(
+    ws: WebSocket, session_id: str, exc: VoxlineError, frame: EventBase | None = None
+) -> None:
+    """One frame (an ``error`` unless given; not in the log: the session may not even
+    exist), then close with 4000 + the error's HTTP status."""
+    frame = frame or ErrorEvent(session_id=session_id, data=exc.to_payload())
     with contextlib.suppress(Exception):
         if ws.client_state is WebSocketState.CONNECTED:
             await ws.send_text(frame.model_dump_json())

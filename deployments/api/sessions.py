@@ -74,8 +74,8 @@ async def authorized_state(
     session_id: str, connection: HTTPConnection, services: Services
 ) -> SessionState:
     """The folded session, after checking that it exists (404) and the token (401/403)."""
-    events = await services.log.read_all(session_id)
-    state = fold(session_id, events)
+    events, horizon = await services.log.read_remaining(session_id)
+    state = fold(session_id, events, trimmed=horizon is not None)
     if not state.created:
         raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
     services.tokens.verify(session_id, token_of(connection))
