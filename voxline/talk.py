@@ -14,8 +14,10 @@ from voxline.demo import RATE, text_turn, voice_turn, with_pauses, write_wav
 
 
 async def talk(
-    url: str, *, text: str | None, wav: Path | None, out: Path, say: Callable[..., None]
+    url: str, *, text: str | None, wav: Path | None, out: Path, say: Callable[..., None],
+    **settings: Any,
 ) -> None:
+    """One turn on a new session (``settings`` are its session settings)."""
     def show(event: Event) -> None:
         data: Any = event.data
         if event.type == "transcript.final":
@@ -32,9 +34,12 @@ async def talk(
             data = await asyncio.to_thread(wav.read_bytes)
             pcm = await asyncio.to_thread(decode_audio, data, sample_rate=RATE)
             result = await voice_turn(client, with_pauses(pcm, RATE, before_s=0.2),
-                                      speech_end_s=0.2 + len(pcm) / 2 / RATE, on_event=show)
+                                      speech_end_s=0.2 + len(pcm) / 2 / RATE, on_event=show,
+                                      **settings)
         else:
             assert text is not None
-            result = await text_turn(client, text, on_event=show)
+            result = await text_turn(client, text, on_event=show, **settings)
+    if not result.audio:
+        say("the reply had no audio (nothing speakable, or an error above)")
     write_wav(out, bytes(result.audio), RATE)
     say(f"reply audio: {out} ({len(result.audio) / 2 / RATE:.1f} s)")
