@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.audio import PcmResampler, check_pcm16, check_sample_rate
 from schemas import AudioFormat, ErrorCode, InputTooLargeError, InvalidAudioError
 
-__all__ = ["CONTENT_TYPES", "AudioEncoder", "decode_audio", "encode_audio"]
+__all__ = ["CONTENT_TYPES", "AudioEncoder", "content_type", "decode_audio", "encode_audio"]
 
 CONTENT_TYPES: dict[AudioFormat, str] = {
     AudioFormat.PCM16: "audio/L16",
@@ -40,6 +40,13 @@ _AV_FORMATS: dict[AudioFormat, tuple[str, str]] = {
 _DEFAULT_BITRATES = {AudioFormat.MP3: 64000, AudioFormat.OPUS: 32000}  # speech, mono
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def content_type(fmt: AudioFormat, sample_rate: int) -> str:
+    """The HTTP media type of audio in ``fmt`` (raw PCM16 names its rate)."""
+    if fmt is AudioFormat.PCM16:
+        return f"audio/L16; rate={sample_rate}; channels=1"
+    return CONTENT_TYPES[fmt]
 
 
 def decode_audio(
@@ -173,9 +180,7 @@ class AudioEncoder:
 
     @property
     def content_type(self) -> str:
-        if self.format is AudioFormat.PCM16:
-            return f"audio/L16; rate={self.sample_rate}; channels=1"
-        return CONTENT_TYPES[self.format]
+        return content_type(self.format, self.sample_rate)
 
     def _open_av(self, bitrate: int | None) -> None:
         import av

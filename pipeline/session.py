@@ -125,14 +125,17 @@ class LiveSession:
         engines: SessionEngines,
         *,
         create: SessionSettings | None = None,
+        state: SessionState | None = None,
         **options: object,
     ) -> LiveSession:
-        """Fold the session's log; with ``create``, start a new session with those settings.
+        """Fold the session's log (or take ``state``, a fold the caller just made); with
+        ``create``, start a new session with those settings.
 
         An unknown session without ``create`` raises :class:`SessionError`.
         """
-        events, horizon = await log.read_remaining(session_id)
-        state = fold(session_id, events, trimmed=horizon is not None)
+        if state is None:
+            events, horizon = await log.read_remaining(session_id)
+            state = fold(session_id, events, trimmed=horizon is not None)
         session = cls(session_id, log, engines, state, **options)  # type: ignore[arg-type]
         if create is not None and not state.created:
             await session.emit(

@@ -22,6 +22,7 @@ from pipeline.engines import Engine
 from pipeline.eventlog import EventLog
 from pipeline.metrics import METRICS_FEED_TYPES
 from pipeline.session import LiveSession, SessionEngines
+from pipeline.state import SessionState
 from pipeline.turn import TurnConfig
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
 
@@ -46,6 +47,7 @@ class Services:
         session_id: str,
         *,
         create: SessionSettings | None = None,
+        state: SessionState | None = None,
         with_audio: bool = True,
     ) -> LiveSession:
         """A live session on the shared engines (text-only replies without ``with_audio``)."""
@@ -53,7 +55,8 @@ class Services:
         if not with_audio:
             engines = SessionEngines(llm=engines.llm, tts=None, stt=engines.stt, vad=engines.vad)
         session = await LiveSession.open(
-            session_id, self.log, engines, create=create, turn_config=self.turn_config
+            session_id, self.log, engines, create=create, state=state,
+            turn_config=self.turn_config,
         )
         self.live.add(session)
         return session
@@ -113,7 +116,6 @@ def get_services(connection: HTTPConnection) -> Services:
         raise EngineError("the server is starting", code=ErrorCode.ENGINE_OVERLOADED,
                           transient=True, http_status=503)
     return services
-
 
 
 async def start_services(

@@ -49,6 +49,7 @@ async def chat_stream(
 ) -> StreamingResponse:
     headers = dict(SSE_HEADERS)
     token: str | None = None
+    state = None
     if body.session_id is None:
         settings = merge_settings(SessionSettings(), body.settings)
         session_id = await create_session(services, settings)
@@ -56,8 +57,8 @@ async def chat_stream(
         headers["X-Voxline-Token"] = token
     else:
         session_id = body.session_id
-        await authorized_state(session_id, request, services)
-    session = await services.open_session(session_id, with_audio=body.audio)
+        state = await authorized_state(session_id, request, services)
+    session = await services.open_session(session_id, state=state, with_audio=body.audio)
     try:
         turn_id = await session.submit_text(body.message)
     except BaseException:

@@ -19,10 +19,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from deployments.api._services import Services, get_services
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, resync_required, sse, with_keepalive
-from deployments.api.sessions import authorized_state
-from pipeline.audio_codec import CONTENT_TYPES
+from deployments.api.sessions import authorized, authorized_state
+from pipeline.audio_codec import content_type
 from schemas import (
-    AudioFormat,
     ErrorCode,
     ResponseAudioChunk,
     ResyncRequiredError,
@@ -91,16 +90,15 @@ async def audio_chunk(
     session_id: str, turn_id: str, n: int, request: Request, services: ServicesDep
 ) -> Response:
     """Chunk ``n`` (0-based, over the whole reply) of a turn's audio, as stored."""
-    state = await authorized_state(session_id, request, services)
+    state, log = await authorized(session_id, request, services)
     turn = state.turns.get(turn_id)
     if turn is None:
         raise SessionError(f"no turn {turn_id!r} in this session", code=ErrorCode.NOT_FOUND)
-    async for event in services.log.read(session_id):
+    for event in log:
         if (isinstance(event, ResponseAudioChunk) and event.turn_id == turn_id
                 and event.data.chunk_index == n):
             data = event.data
-            media = (f"audio/L16; rate={data.sample_rate}; channels=1"
-                     if data.format is AudioFormat.PCM16 else CONTENT_TYPES[data.format])
+            media = content_type(data.format, data.sample_rate)
             return Response(data.audio, media_type=media, headers={
                 "X-Sample-Rate": str(data.sample_rate),
                 "X-Sentence-Index": str(data.sentence_index),

@@ -61,7 +61,7 @@ async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = N
         if state.closed:
             raise SessionError(f"session {session_id!r} is closed",
                                code=ErrorCode.SESSION_CLOSED, http_status=409)
-        session = await services.open_session(session_id)
+        session = await services.open_session(session_id, state=state)
     except VoxlineError as exc:
         await _refuse(ws, session_id, exc)
         return

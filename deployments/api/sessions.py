@@ -19,6 +19,7 @@ from pipeline.session import merge_settings
 from pipeline.state import SessionState, fold
 from schemas import (
     ErrorCode,
+    Event,
     SessionClosed,
     SessionClosedData,
     SessionCreated,
@@ -70,15 +71,23 @@ async def create_session(services: Services, settings: SessionSettings) -> str:
     return session_id
 
 
-async def authorized_state(
+async def authorized(
     session_id: str, connection: HTTPConnection, services: Services
-) -> SessionState:
-    """The folded session, after checking that it exists (404) and the token (401/403)."""
+) -> tuple[SessionState, list[Event]]:
+    """The folded session and its log (what retention left), after checking that it
+    exists (404) and the token (401/403)."""
     events, horizon = await services.log.read_remaining(session_id)
     state = fold(session_id, events, trimmed=horizon is not None)
     if not state.created:
         raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
     services.tokens.verify(session_id, token_of(connection))
+    return state, events
+
+
+async def authorized_state(
+    session_id: str, connection: HTTPConnection, services: Services
+) -> SessionState:
+    state, _ = await authorized(session_id, connection, services)
     return state
 
 
