@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from pipeline.metrics import STAGES, TurnMeasure, scan_session
+from pipeline.measures import STAGES, TurnMeasure, scan_session
 from pipeline.state import SessionState, TurnState, fold
 from schemas import (
     AudioFormat,
