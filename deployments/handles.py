@@ -13,7 +13,7 @@ an overloaded deployment becomes a transient :class:`schemas.EngineError`.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber
 from schemas import (
@@ -61,25 +61,23 @@ def _rebuild(error: VoxlineError) -> VoxlineError:
 class _RemoteStage:
     """A streaming method of one deployment, cancelled when its consumer leaves early."""
 
-    stage: str
+    stage: ClassVar[str]
+    #: the deployment's streaming method
+    method: ClassVar[str]
 
-    def __init__(self, handle: Any, method: str) -> None:
+    def __init__(self, handle: Any) -> None:
         self._handle = handle.options(stream=True)
         self._plain = handle
-        self._method = method
 
     async def _stream(self, request: Any) -> AsyncGenerator[Any, None]:
-        response = getattr(self._handle, self._method).remote(request)
+        response = getattr(self._handle, self.method).remote(request)
         finished = False
         try:
             try:
                 async for item in response:
                     yield item
-            except Exception as exc:  # Ray's wrappers, turned back into ours
-                error = remote_error(exc, self.stage)
-                if error is exc:
-                    raise
-                raise error from exc
+            except Exception as exc:
+                self._reraise(exc)
             finished = True
         finally:
             if not finished:
@@ -90,16 +88,21 @@ class _RemoteStage:
         try:
             info: dict[str, Any] = await self._plain.describe.remote()
         except Exception as exc:
-            raise remote_error(exc, self.stage) from exc
+            self._reraise(exc)
         return info
+
+    def _reraise(self, exc: Exception) -> NoReturn:
+        """Ray's wrappers, turned back into ours (ours raised as they are)."""
+        error = remote_error(exc, self.stage)
+        if error is exc:
+            raise exc
+        raise error from exc
 
 
 class RemoteTranscriber(_RemoteStage, Transcriber):
     name = "remote-stt"
     stage = "stt"
-
-    def __init__(self, handle: Any) -> None:
-        super().__init__(handle, "transcribe")
+    method = "transcribe"
 
     def transcribe(self, request: TranscriptionRequest) -> AsyncGenerator[TranscriptSegment, None]:
         return self._stream(request)
@@ -108,9 +111,7 @@ class RemoteTranscriber(_RemoteStage, Transcriber):
 class RemoteLanguageModel(_RemoteStage, LanguageModel):
     name = "remote-llm"
     stage = "llm"
-
-    def __init__(self, handle: Any) -> None:
-        super().__init__(handle, "generate")
+    method = "generate"
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
         return self._stream(request)
@@ -119,9 +120,7 @@ class RemoteLanguageModel(_RemoteStage, LanguageModel):
 class RemoteSynthesizer(_RemoteStage, Synthesizer):
     name = "remote-tts"
     stage = "tts"
-
-    def __init__(self, handle: Any) -> None:
-        super().__init__(handle, "synthesize")
+    method = "synthesize"
 
     async def load(self) -> None:
         """Learn the remote engine's sample rate (chunks carry theirs too)."""

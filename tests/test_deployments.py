@@ -42,6 +42,7 @@ from schemas import (
     SynthesisRequest,
     VoxlineError,
 )
+from tests.import_check import loaded_after
 
 HANG = 10.0  # seconds; only reached when something hangs
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -507,14 +508,6 @@ def test_the_gpu_profile_builds_too() -> None:
 
 
 def test_the_app_and_its_ingress_never_import_torch_or_a_model_runtime() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, deployments.app, deployments.api\n"
-        "heavy = {'torch', 'llama_cpp', 'faster_whisper', 'ctranslate2', 'piper', 'vllm',"
-        " 'whisperx', 'TTS'}\n"
-        "print(sorted(heavy & set(sys.modules)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    heavy = {"torch", "llama_cpp", "faster_whisper", "ctranslate2", "piper", "vllm",
+             "whisperx", "TTS"}
+    assert loaded_after("deployments.app, deployments.api", heavy) == []

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pipeline
 import schemas
+from tests.import_check import loaded_after
 
 
 def test_pipeline_exports() -> None:
@@ -29,11 +27,6 @@ def test_schemas_exports_resolve() -> None:
 
 
 def test_importing_pipeline_loads_no_model_runtime_nor_framework() -> None:
-    code = (
-        "import sys, pipeline, schemas\n"
-        "heavy = {'torch', 'ray', 'fastapi', 'starlette', 'onnxruntime', 'llama_cpp',"
-        " 'faster_whisper', 'ctranslate2', 'piper', 'av', 'soxr'}\n"
-        "print(sorted(heavy & set(sys.modules)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    heavy = {"torch", "ray", "fastapi", "starlette", "onnxruntime", "llama_cpp",
+             "faster_whisper", "ctranslate2", "piper", "av", "soxr"}
+    assert loaded_after("pipeline, schemas", heavy) == []
