@@ -83,10 +83,7 @@ async def voice_turn(
         sender = asyncio.create_task(stream_audio(conn, audio, RATE, realtime=realtime))
         result.input_end = start + speech_end_s if realtime else None
         try:
-            async for event in conn.until_done():
-                _collect(result, event)
-                if on_event is not None:
-                    on_event(event)
+            await _receive(conn, result, on_event)
         finally:
             sender.cancel()
     return result
@@ -105,11 +102,18 @@ async def text_turn(
     async with client.connect(session) as conn:
         result.input_end = time.perf_counter()
         await conn.send_text(text)
-        async for event in conn.until_done():
-            _collect(result, event)
-            if on_event is not None:
-                on_event(event)
+        await _receive(conn, result, on_event)
     return result
+
+
+async def _receive(
+    conn: Realtime, result: TurnResult, on_event: Callable[[Event], None] | None
+) -> None:
+    """The turn's events into ``result`` (and ``on_event``) until its response ends."""
+    async for event in conn.until_done():
+        _collect(result, event)
+        if on_event is not None:
+            on_event(event)
 
 
 def _collect(result: TurnResult, event: Event) -> None:
