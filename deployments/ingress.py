@@ -14,8 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
-from deployments.api import create_api
-from deployments.api._services import Services, start_services
+from deployments.api import Services, create_api, start_services
 from deployments.handles import RemoteLanguageModel, RemoteSynthesizer, RemoteTranscriber
 from pipeline.turn import TurnConfig
 from schemas import Settings

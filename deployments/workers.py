@@ -19,8 +19,7 @@ from typing import Any
 from ray import serve
 
 from deployments.handles import RemoteSynthesizer, RemoteTranscriber
-from pipeline.eventlog import EventLog
-from pipeline.redis_client import create_redis
+from pipeline.log import EventLog, create_redis
 from schemas import ConfigurationError, Settings
 
 logger = logging.getLogger(__name__)
@@ -65,8 +64,7 @@ class _Consumers:
 @serve.deployment(name="Narrator", ray_actor_options={"num_cpus": 0.1})
 class NarratorReplica(_Consumers):
     async def __init__(self, stt: Any, tts: Any, settings: Settings) -> None:  # type: ignore[misc]
-        from pipeline.narration import NarrationWorker
-        from pipeline.refine import RefineWorker
+        from pipeline.workers import NarrationWorker, RefineWorker
 
         super().__init__(settings)
         name = _consumer_name("narrator")
@@ -79,7 +77,7 @@ class NarratorReplica(_Consumers):
 @serve.deployment(name="Metrics", ray_actor_options={"num_cpus": 0.1})
 class MetricsReplica(_Consumers):
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
-        from pipeline.metrics import MetricsConsumer, TurnMetrics, prometheus_endpoint
+        from pipeline.workers import MetricsConsumer, TurnMetrics, prometheus_endpoint
 
         super().__init__(settings)
         provider = None

@@ -150,8 +150,7 @@ async def bench_llm(repeats: int) -> dict[str, Any]:
 
 
 async def bench_tts(name: str, repeats: int) -> dict[str, Any]:
-    from pipeline.engines import create_engine
-    from pipeline.engines.base import Synthesizer
+    from pipeline.engines import Synthesizer, create_engine
     from schemas import SynthesisRequest
 
     start = time.perf_counter()

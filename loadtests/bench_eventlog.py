@@ -21,8 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests._report import percentiles, write_report
-from pipeline.eventlog import EventLog
-from pipeline.redis_client import create_redis
+from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings, ResponseTextDelta, TextDeltaData
 from voxline.redis_server import redis_url_or_server
 

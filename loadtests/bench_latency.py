@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests._report import percentiles, write_report  # noqa: E402
-from pipeline.timeline import TurnTimeline  # noqa: E402
+from pipeline.workers import TurnTimeline  # noqa: E402
 from schemas import Event  # noqa: E402
 from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient  # noqa: E402
 from voxline.demo import RATE, TurnResult, text_turn, voice_turn, with_pauses  # noqa: E402

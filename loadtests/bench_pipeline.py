@@ -42,9 +42,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 from scripted_engines import ScriptedLLM, ScriptedTTS, StreamRecord, tokenize  # noqa: E402
 
 from loadtests._report import percentiles, write_report  # noqa: E402
-from pipeline.cancel import CancelToken  # noqa: E402
-from pipeline.sentences import SentenceBuffer, SentenceBufferConfig  # noqa: E402
-from pipeline.turn import TurnConfig, TurnOrchestrator  # noqa: E402
+from pipeline.turn import (  # noqa: E402
+    CancelToken,
+    SentenceBuffer,
+    SentenceBufferConfig,
+    TurnConfig,
+    TurnOrchestrator,
+)
 from schemas import ChatMessage, GenerationRequest, SessionSettings  # noqa: E402
 
 REPLY = " ".join(

@@ -1,21 +1,25 @@
 """Voxline's framework-free streaming logic.
 
-Everything that decides *what* happens lives here and runs without Ray or FastAPI: the
-event log and its consumer groups, the session state fold, the sentence buffer, the turn
-orchestrator, VAD endpointing, audio conversion and the engines. ``deployments/`` only
-decides *where* it runs. Engines are imported lazily (``create_engine``), so importing
-this package never loads a model runtime.
+Everything that decides *what* happens lives here and runs without Ray or FastAPI;
+``deployments/`` only decides *where* it runs. One sub-package per concept, each with a
+façade (its ``__init__``) that the rest of the code imports:
+
+=====================  =================================================================
+``pipeline.log``       the session log on Redis Streams, consumer groups, the state fold
+``pipeline.audio``     PCM helpers, codecs, endpointing of incoming speech
+``pipeline.engines``   the engine seams (STT, LLM, TTS, VAD), their implementations, the
+                       registry and the packaged weights (``pipeline.engines.weights``)
+``pipeline.turn``      the streaming turn: sentence buffer, speaker, audio output, cancel
+``pipeline.session``   one live session: speech input, typed turns, barge-in
+``pipeline.workers``   background consumers: auto-play narration, re-transcription, metrics
+``pipeline.aio``       asyncio helpers shared by all of them
+=====================  =================================================================
+
+Engines are imported lazily (:func:`create_engine`), so importing this package never loads
+a model runtime.
 """
 
-from pipeline.cancel import CancelToken
-from pipeline.consumer import Delivery, GroupReader, run_worker
-from pipeline.endpointing import (
-    EndpointConfig,
-    Endpointer,
-    FrameAssembler,
-    SpeechEnd,
-    SpeechStart,
-)
+from pipeline.audio import EndpointConfig, Endpointer, FrameAssembler, SpeechEnd, SpeechStart
 from pipeline.engines import (
     ENGINES,
     Engine,
@@ -26,12 +30,30 @@ from pipeline.engines import (
     create_engine,
     engine_class,
 )
-from pipeline.eventlog import AppendResult, EventLog, LogPage, StreamId
-from pipeline.redis_client import create_redis
-from pipeline.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+from pipeline.log import (
+    AppendResult,
+    Delivery,
+    EventLog,
+    GroupReader,
+    LogPage,
+    SessionState,
+    StreamId,
+    TurnState,
+    create_redis,
+    fold,
+    run_worker,
+)
 from pipeline.session import LiveSession, SessionEngines
-from pipeline.state import SessionState, TurnState, fold
-from pipeline.turn import TurnConfig, TurnOrchestrator, TurnStats
+from pipeline.turn import (
+    CancelToken,
+    SentenceBuffer,
+    SentenceBufferConfig,
+    TurnConfig,
+    TurnOrchestrator,
+    TurnStats,
+    split_stream,
+    split_text,
+)
 
 __all__ = [
     "ENGINES",

@@ -2,7 +2,7 @@
 
 These cross process boundaries (Ray Serve handles) as well as function calls, so they are
 pydantic models like everything else. Audio is always PCM16 mono little-endian bytes with
-an explicit sample rate; conversion happens at the edges (``pipeline.audio``).
+an explicit sample rate; conversion happens at the edges (``pipeline.audio.pcm``).
 """
 
 from __future__ import annotations

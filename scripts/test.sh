@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run Voxline's checks and test suite on a fresh or prepared machine.
-# Installs what is missing first (scripts/setup.sh), then: ruff, mypy, pytest.
+# Installs what is missing first (scripts/setup.sh), then: ruff, lint-imports, mypy, pytest.
 # Any failure, and pytest collecting no tests, exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ VENV="${VOXLINE_VENV:-.venv}"
 scripts/setup.sh
 echo "[test] ruff"
 "$VENV/bin/ruff" check .
+echo "[test] lint-imports (layers, façades, forbidden imports: pyproject.toml)"
+"$VENV/bin/lint-imports"
 echo "[test] mypy (strict on schemas/ and pipeline/)"
 "$VENV/bin/mypy"
 echo "[test] pytest"

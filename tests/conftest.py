@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.eventlog import EventLog
-from pipeline.redis_client import create_redis
+from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
 from voxline.redis_server import is_reachable, start_redis_server
 

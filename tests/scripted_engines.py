@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator, Seque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.engines.base import LanguageModel, Synthesizer
+from pipeline.engines import LanguageModel, Synthesizer
 from schemas import AudioChunk, EngineError, ErrorCode, GenerationRequest, SynthesisRequest
 
 Outcome = Literal["running", "completed", "failed", "cancelled", "closed"]

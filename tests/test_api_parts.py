@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection, Request
 
 from deployments.api._auth import SessionTokens, token_of
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, sse, with_keepalive
-from pipeline.redis_client import create_redis
+from pipeline.log import create_redis
 from schemas import ApiSettings, AuthError, ErrorCode, EventLogSettings, Settings
 from tests.gated_source import GatedSource, finish
 

@@ -14,16 +14,18 @@ import pytest
 import soundfile
 
 from pipeline.audio import (
+    AudioEncoder,
     PcmResampler,
     check_pcm16,
     check_sample_rate,
+    decode_audio,
+    encode_audio,
     float_to_pcm16,
     pcm16_to_float,
     resample,
     resample_pcm16,
     rms_dbfs,
 )
-from pipeline.audio_codec import AudioEncoder, decode_audio, encode_audio
 from schemas import AudioFormat, ErrorCode, InputTooLargeError, InvalidAudioError
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.consumer import Delivery, GroupReader, run_worker
+from pipeline.log import Delivery, GroupReader, run_worker
 from schemas import EventLogSettings
 
 pytestmark = pytest.mark.redis
@@ -110,7 +110,7 @@ async def test_retry_later_leaves_the_entry_pending_without_a_traceback(
         seen.set()
         raise Busy("another worker holds it")
 
-    caplog.set_level("INFO", logger="pipeline.consumer")
+    caplog.set_level("INFO", logger="pipeline.log.consumer")
     worker = asyncio.create_task(run_worker(group, busy, block_ms=5, retry_later=(Busy,)))
     await asyncio.wait_for(seen.wait(), 10)
     worker.cancel()

@@ -27,7 +27,7 @@ from deployments.llm import LanguageModelReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
 from deployments.workers import MetricsReplica, NarratorReplica
-from pipeline.engines.base import Synthesizer
+from pipeline.engines import Synthesizer
 from schemas import (
     AudioChunk,
     AuthError,

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline.endpointing import (
+from pipeline.audio import (
     EndpointConfig,
     Endpointer,
     FrameAssembler,
@@ -24,7 +24,7 @@ from pipeline.endpointing import (
     endpoint_stream,
     segment_speech,
 )
-from pipeline.engines.base import VoiceActivityDetector
+from pipeline.engines import VoiceActivityDetector
 from schemas import InvalidAudioError
 
 FRAME = 512  # 32 ms at 16 kHz

@@ -12,8 +12,7 @@ from event_samples import sample_events
 from redis.asyncio import Redis
 from redis_proxy import LossyProxy
 
-from pipeline.eventlog import EventLog, StreamId
-from pipeline.redis_client import create_redis
+from pipeline.log import EventLog, StreamId, create_redis
 from schemas import (
     AppendConflictError,
     ErrorCode,
@@ -246,7 +245,7 @@ async def test_cancelling_a_blocked_tail_always_ends_it(event_log: EventLog) -> 
 
 async def test_read_remaining_reads_past_a_trim_and_names_the_horizon(redis_url: str,
                                                                      key_prefix: str) -> None:
-    from pipeline.redis_client import create_redis
+    from pipeline.log import create_redis
     from schemas import EventLogSettings
 
     redis = create_redis(redis_url)

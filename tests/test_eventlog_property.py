@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from pipeline.eventlog import EventLog, StreamId
-from pipeline.redis_client import create_redis
+from pipeline.log import EventLog, StreamId, create_redis
 from schemas import Event, EventLogSettings, InputText, InputTextData, ResyncRequiredError
 
 pytestmark = pytest.mark.redis

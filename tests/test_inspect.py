@@ -13,9 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import schemas as s
-from pipeline.audio_codec import AudioEncoder
-from pipeline.eventlog import EventLog
-from pipeline.redis_client import create_redis
+from pipeline.audio import AudioEncoder
+from pipeline.log import EventLog, create_redis
 from voxline.cli import app
 from voxline.inspect import SessionRecord, replay_session, session_table, turn_audio
 

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
+from pipeline.engines import create_engine
 from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines.llama_cpp import (
     GEMMA_PACKAGE,
@@ -28,7 +29,6 @@ from pipeline.engines.llama_cpp import (
     gemma_license_files,
     locate_gemma_gguf,
 )
-from pipeline.engines.registry import create_engine
 from schemas import (
     ChatMessage,
     ConfigurationError,

@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from pipeline.engines import create_engine
 from pipeline.engines.openai_remote import (
     OpenAICompatibleLanguageModel,
     _sse_data,
 )
-from pipeline.engines.registry import create_engine
 from schemas import (
     ChatMessage,
     ConfigurationError,

@@ -17,9 +17,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from redis.asyncio import Redis
 
 import schemas as s
-from pipeline.consumer import Delivery
-from pipeline.eventlog import EventLog
-from pipeline.metrics import (
+from pipeline.log import Delivery, EventLog
+from pipeline.workers import (
     METRICS_FEED_TYPES,
     STAGES,
     MetricsConsumer,

@@ -9,11 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.consumer import Delivery
-from pipeline.eventlog import EventLog
-from pipeline.feed_worker import LeaseBusy
-from pipeline.narration import NarrationWorker, narration_pieces
-from pipeline.state import fold
+from pipeline.log import Delivery, EventLog, fold
+from pipeline.workers import LeaseBusy, NarrationWorker, narration_pieces
 from schemas import (
     AudioChunkData,
     AudioDoneData,

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
+from pipeline.engines.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
 from schemas import ChatMessage
 
 

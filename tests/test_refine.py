@@ -9,10 +9,9 @@ from collections.abc import AsyncGenerator
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.engines.base import Transcriber
-from pipeline.eventlog import EventLog
-from pipeline.refine import RefineWorker
-from pipeline.state import fold
+from pipeline.engines import Transcriber
+from pipeline.log import EventLog, fold
+from pipeline.workers import RefineWorker
 from schemas import (
     EngineError,
     ErrorCode,

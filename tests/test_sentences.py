@@ -1,4 +1,4 @@
-"""Case table for the streaming sentence buffer (`pipeline.sentences`).
+"""Case table for the streaming sentence buffer (`pipeline.turn.sentences`).
 
 Every case is checked three ways: all at once, one character at a time and one word at a
 time, so each row also pins chunking invariance for its text.
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pipeline._markdown import speakable
-from pipeline.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+from pipeline.turn import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+from pipeline.turn._markdown import speakable
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sentences import CASES, Case
 
-from pipeline._markdown import MarkdownToSpeech, speakable
-from pipeline.sentences import SentenceBuffer, SentenceBufferConfig, split_text
+from pipeline.turn import SentenceBuffer, SentenceBufferConfig, split_text
+from pipeline.turn._markdown import MarkdownToSpeech, speakable
 
 TOKENS = [
     # words and sentence ends

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from scripted_engines import ScriptedLLM, ScriptedTTS
 
-from pipeline.audio_codec import decode_audio
-from pipeline.endpointing import EndpointConfig
-from pipeline.engines.base import Transcriber, VoiceActivityDetector
-from pipeline.eventlog import EventLog
+from pipeline.audio import EndpointConfig, decode_audio
+from pipeline.engines import Transcriber, VoiceActivityDetector
+from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
 from schemas import (
     AudioFormat,

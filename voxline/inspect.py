@@ -4,7 +4,7 @@ Both read the session's stream from the Redis at ``VOXLINE_REDIS_URL`` (key pref
 ``VOXLINE_LOG__KEY_PREFIX``) and nothing else: the log is the whole session.
 
 * :func:`session_table`: one row per turn with what was said, the reply, each stage's
-  latency (as the metrics consumer measures it, :mod:`pipeline.metrics`) and the status.
+  latency (as the metrics consumer measures it, :mod:`pipeline.workers.metrics`) and the status.
 * :func:`replay_session`: the transcript (``user:`` / ``assistant:`` lines) and, per turn,
   the audio the user heard as a WAV file, decoded from the ``response.audio.chunk``
   events in their format (``pcm16`` raw at ``data.sample_rate``; ``wav`` without its
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from pipeline.measures import STAGES, TurnMeasure, scan_session
-from pipeline.state import SessionState, TurnState, fold
+from pipeline.log import SessionState, TurnState, fold
+from pipeline.workers import STAGES, TurnMeasure, scan_session
 from schemas import (
     AudioFormat,
     ConfigurationError,
@@ -81,8 +81,7 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
     Raises :class:`ConfigurationError` without ``VOXLINE_REDIS_URL`` and
     :class:`SessionError` for a session the log does not hold.
     """
-    from pipeline.eventlog import EventLog
-    from pipeline.redis_client import create_redis
+    from pipeline.log import EventLog, create_redis
 
     settings = settings or Settings()
     if not settings.redis_url:
@@ -210,7 +209,7 @@ def _decode(fmt: AudioFormat, data: bytes, rate: int) -> bytes:
         return data
     if fmt is AudioFormat.WAV and (pcm := _strip_wav_header(data)) is not None:
         return pcm
-    from pipeline.audio_codec import decode_audio
+    from pipeline.audio import decode_audio
 
     return decode_audio(data, sample_rate=rate)
 

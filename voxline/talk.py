@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.audio_codec import decode_audio
+from pipeline.audio import decode_audio
 from schemas import Event
 from voxline.client import VoxlineClient
 from voxline.demo import RATE, text_turn, voice_turn, with_pauses, write_wav

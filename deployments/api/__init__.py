@@ -13,9 +13,9 @@ from fastapi import FastAPI
 
 from deployments.api import audio, chat, events, health, realtime, sessions
 from deployments.api._errors import install_error_handlers
-from deployments.api._services import Services, get_services
+from deployments.api._services import Services, get_services, start_services
 
-__all__ = ["Services", "create_api", "get_services"]
+__all__ = ["Services", "create_api", "get_services", "start_services"]
 
 DESCRIPTION = """\
 Talk or type to a voice assistant and hear the answer while it is still being written.

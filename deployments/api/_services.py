@@ -19,11 +19,10 @@ from starlette.requests import HTTPConnection
 
 from deployments.api._auth import SessionTokens
 from pipeline.engines import Engine
-from pipeline.eventlog import EventLog
-from pipeline.metrics import METRICS_FEED_TYPES
+from pipeline.log import EventLog, SessionState
 from pipeline.session import LiveSession, SessionEngines
-from pipeline.state import SessionState
 from pipeline.turn import TurnConfig
+from pipeline.workers import METRICS_FEED_TYPES
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -136,7 +135,7 @@ async def start_services(
         VoiceActivityDetector,
         create_engine,
     )
-    from pipeline.redis_client import create_redis
+    from pipeline.log import create_redis
     from schemas import ConfigurationError
 
     if not settings.redis_url:

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
-from pipeline._aio import reraise_lost_cancel
+from pipeline.aio import reraise_lost_cancel
 from schemas import ResyncRequiredData, ResyncRequiredError, SessionResyncRequired
 
 T = TypeVar("T")

@@ -23,9 +23,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
-from pipeline.audio_codec import AudioEncoder, decode_audio
+from pipeline.audio import AudioEncoder, decode_audio
 from pipeline.engines import Synthesizer
-from pipeline.sentences import split_text
+from pipeline.turn import split_text
 from schemas import (
     AudioChunk,
     AudioFormat,

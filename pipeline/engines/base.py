@@ -26,14 +26,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas._engine_io import (
+from schemas import (
     AudioChunk,
+    ConfigurationError,
     GenerationRequest,
     SynthesisRequest,
     TranscriptionRequest,
     TranscriptSegment,
 )
-from schemas._errors import ConfigurationError
 
 C = TypeVar("C", bound=BaseModel)
 

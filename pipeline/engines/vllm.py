@@ -11,12 +11,12 @@ How one request runs:
 * **Prompt.** A tokenizer with a chat template (instruction-tuned models) renders the
   messages with it, to token ids, so the template's own BOS is not doubled by a second
   tokenization. A tokenizer without one (base models) gets the plain dialogue transcript
-  of :mod:`pipeline.prompting`, which also adds the stop sequences that end the turn.
+  of :mod:`pipeline.engines.prompting`, which also adds the stop sequences that end the turn.
   ``prompt_format`` forces either.
 * **Sampling** comes from the session (temperature, top_p, max_tokens, seed, stop); the
   engine's options add what sessions do not choose (top_k, repetition penalty).
 * **Streaming.** ``RequestOutputKind.DELTA`` makes vLLM send only the new text of each
-  step; :class:`~pipeline.prompting.StopScanner` trims the reply's leading whitespace and
+  step; :class:`~pipeline.engines.prompting.StopScanner` trims the reply's leading whitespace and
   never lets part of a stop sequence through, the same way the CPU engine does.
 * **Cancellation.** vLLM batches many requests on one engine, so an abandoned stream must
   free its slot at once: when the consumer cancels or closes the stream (or the scanner
@@ -48,7 +48,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines.base import LanguageModel, engine_config
-from pipeline.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
+from pipeline.engines.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
 from schemas import (
     ChatMessage,
     EngineError,

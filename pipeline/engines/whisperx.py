@@ -6,7 +6,7 @@ into speech regions by a voice-activity model and decoded as one batch, then opt
 realigned word by word with a wav2vec2 CTC model. Nothing is downloaded:
 
 * **Whisper** comes from a local folder (a catalogue name is prepared by
-  :func:`pipeline.models.prepare`), loaded with ``local_files_only``.
+  :func:`pipeline.engines.weights._catalogue.prepare`), loaded with ``local_files_only``.
 * **VAD** is pyannote's segmentation model. WhisperX ships its checkpoint inside its wheel
   (``whisperx/assets/pytorch_model.bin``); the engine builds the VAD from that file (or
   ``vad_model_path``) and hands it to ``whisperx.load_model``. WhisperX's ``silero``
@@ -46,8 +46,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import models
 from pipeline.audio import FloatAudio, check_sample_rate, pcm16_to_float, resample
+from pipeline.engines import weights
 from pipeline.engines.base import Transcriber, engine_config
 from schemas import (
     EngineError,
@@ -287,7 +287,7 @@ class WhisperXTranscriber(Transcriber):
                     setting=MODEL_SETTING,
                 )
             return configured
-        return models.prepare(self.options.model)
+        return weights.prepare(self.options.model)
 
     async def close(self) -> None:
         """Stop running jobs at their next batch, wait for the worker, free the models."""

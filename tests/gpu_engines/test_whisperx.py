@@ -26,7 +26,7 @@ import pytest
 
 pytest.importorskip("whisperx", reason="WhisperX is installed by scripts/test-gpu-engines.sh")
 
-from pipeline.engines.registry import create_engine
+from pipeline.engines import create_engine
 from pipeline.engines.whisperx import WhisperXTranscriber
 from schemas import EngineError, ModelMissingError, TranscriptionRequest
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.audio_codec import decode_audio
+from pipeline.audio import decode_audio
 from voxline.client import SessionInfo, VoxlineAPIError, VoxlineClient
 from voxline.demo import text_turn
 

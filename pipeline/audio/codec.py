@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio import PcmResampler, check_pcm16, check_sample_rate
+from pipeline.audio.pcm import PcmResampler, check_pcm16, check_sample_rate
 from schemas import AudioFormat, ErrorCode, InputTooLargeError, InvalidAudioError
 
 __all__ = ["CONTENT_TYPES", "AudioEncoder", "content_type", "decode_audio", "encode_audio"]

@@ -17,9 +17,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from pipeline._aio import reraise_lost_cancel
-from schemas._errors import EventLogError
-from schemas._settings import EventLogSettings
+from pipeline.aio import reraise_lost_cancel
+from schemas import EventLogError, EventLogSettings
 
 logger = logging.getLogger(__name__)
 

@@ -40,9 +40,15 @@ from typing import ClassVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pipeline.consumer import Delivery, GroupReader, run_worker
-from pipeline.eventlog import AppendResult, EventLog
-from pipeline.state import SessionState, fold
+from pipeline.log import (
+    AppendResult,
+    Delivery,
+    EventLog,
+    GroupReader,
+    SessionState,
+    fold,
+    run_worker,
+)
 from schemas import Event, EventBase, EventLogError, ResyncRequiredError
 
 __all__ = ["FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost"]

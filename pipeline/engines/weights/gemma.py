@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pipeline.engines.weights._catalogue import models_cache_dir
 from schemas import ModelMissingError
 
 __all__ = [
@@ -54,10 +55,7 @@ def _gemma_package() -> Any:
 def _gemma_target(cache_dir: Path | None) -> Path:
     if cache_dir is None:
         # The packaged-model catalogue's folder ($VOXLINE_CACHE_DIR), so that
-        # ``voxline models`` prepares the very file this engine loads. Imported here:
-        # pipeline.models may import this module to register the model.
-        from pipeline.models import models_cache_dir
-
+        # ``voxline models`` prepares the very file this engine loads.
         cache_dir = models_cache_dir() / GEMMA_MODEL_NAME
     return cache_dir / _GEMMA_FILE
 

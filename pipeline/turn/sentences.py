@@ -4,7 +4,7 @@ The orchestrator pushes every LLM delta into a `SentenceBuffer` and sends each p
 returns to TTS at once.  The first piece is cut early, after a clause mark (``,;:`` or a
 dash) once ``first_piece_min_words`` words have arrived, or at the first sentence end; later
 pieces are whole sentences, one shorter than ``min_sentence_chars`` being held and merged
-with the next.  Markdown is made speakable first (`pipeline._markdown`).
+with the next.  Markdown is made speakable first (`pipeline.turn._markdown`).
 
 Chunking invariance: the buffer scans strictly left to right and decides each candidate
 boundary from the text alone; when it needs characters that have not arrived (the word after

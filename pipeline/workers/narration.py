@@ -8,7 +8,7 @@ response's ``turn_id``; ``chunk_index`` 0..n-1; ``sentence_index`` = the piece) 
 ``narration.ready {chunk_count: n}``. Settings are the session's *as of* ``response.done``.
 
 **One narration, even when a worker dies half-way.** A per-(session, turn) lease keeps two
-workers from narrating one turn at once (:mod:`pipeline.feed_worker`). Each piece's chunks
+workers from narrating one turn at once (:mod:`pipeline.workers.feed_worker`). Each piece's chunks
 are appended in **one atomic batch**, so a piece is in the log whole or not at all: a worker
 that takes over reads the chunks already there (after the ``response.done`` event), skips
 the pieces they belong to, numbers its chunks after them and redoes only the pieces that
@@ -42,12 +42,10 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from pipeline._audio_output import AudioOutput
-from pipeline._turn_events import error_payload
-from pipeline.engines.base import Synthesizer
-from pipeline.eventlog import EventLog
-from pipeline.feed_worker import FeedWorker, Job
-from pipeline.sentences import SentenceBufferConfig, split_text
+from pipeline.engines import Synthesizer
+from pipeline.log import EventLog
+from pipeline.turn import AudioOutput, SentenceBufferConfig, error_payload, split_text
+from pipeline.workers.feed_worker import FeedWorker, Job
 from schemas import (
     AudioChunkData,
     AudioDoneData,

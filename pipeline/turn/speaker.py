@@ -10,7 +10,7 @@ Everything is bounded:
 * ``max_pending`` pieces at most are admitted and not yet fully forwarded; :meth:`submit`
   waits for room, which is how a slow synthesizer stops the LLM (backpressure);
 * each piece buffers ``chunk_buffer`` chunks at most before its synthesis waits;
-* the sink is the caller's :class:`~pipeline._outbox.Outbox`; each chunk waits for room.
+* the sink is the caller's :class:`~pipeline.turn.outbox.Outbox`; each chunk waits for room.
 
 What goes into the sink, in order: for each piece either its :class:`SpokenChunk` items
 or a :class:`PieceFailed` (after any chunks it produced before failing), then one
@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pipeline._outbox import Outbox
+from pipeline.turn.outbox import Outbox
 from schemas import AudioChunk
 
 logger = logging.getLogger(__name__)

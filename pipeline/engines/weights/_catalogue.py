@@ -406,6 +406,3 @@ def _write_atomic(target: Path, data: bytes) -> None:
     finally:
         Path(tmp_name).unlink(missing_ok=True)
 
-
-# The built-in entries register themselves on import (they need the names above).
-from pipeline import _catalogue  # noqa: E402, F401

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from pipeline._turn_events import error_payload
-from pipeline.engines.base import Transcriber
-from pipeline.eventlog import EventLog
-from pipeline.feed_worker import FeedWorker, Job
+from pipeline.engines import Transcriber
+from pipeline.log import EventLog
+from pipeline.turn import error_payload
+from pipeline.workers.feed_worker import FeedWorker, Job
 from schemas import (
     AudioFormat,
     ErrorCode,
@@ -88,7 +88,7 @@ class RefineWorker(FeedWorker):
         result: Event
         try:
             if event.data.format is not AudioFormat.PCM16:
-                from pipeline.audio_codec import decode_audio
+                from pipeline.audio import decode_audio
 
                 audio = await asyncio.to_thread(decode_audio, audio, sample_rate=rate)
             request = TranscriptionRequest(

@@ -25,8 +25,7 @@ flushed; what it still held goes out as one more chunk event (next ``chunk_index
 
 from __future__ import annotations
 
-from pipeline.audio import PcmResampler
-from pipeline.audio_codec import AudioEncoder
+from pipeline.audio import AudioEncoder, PcmResampler
 from schemas import (
     AudioChunkData,
     Event,

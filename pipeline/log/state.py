@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from schemas._engine_io import ChatMessage
-from schemas._events import (
+from schemas import (
+    ChatMessage,
     ErrorEvent,
     Event,
     InputAudio,
@@ -28,11 +28,11 @@ from schemas._events import (
     ResponseTextDelta,
     SessionClosed,
     SessionCreated,
+    SessionSettings,
     SessionUpdated,
     TranscriptFinal,
     TranscriptRefined,
 )
-from schemas._session import SessionSettings
 
 TurnStatus = Literal["open", "responding", "completed", "cancelled", "failed"]
 
@@ -141,7 +141,7 @@ class SessionState(BaseModel):
 
 def fold(session_id: str, events: Iterable[Event], *, trimmed: bool = False) -> SessionState:
     """The state of a session from its events; ``trimmed``: they are what retention left
-    (see :meth:`pipeline.eventlog.EventLog.read_remaining`), so the session existed."""
+    (see :meth:`pipeline.log.eventlog.EventLog.read_remaining`), so the session existed."""
     state = SessionState(session_id=session_id, trimmed=trimmed, created=trimmed)
     for event in events:
         state.apply(event)

@@ -7,7 +7,7 @@ stable code, so a client learns *why* (``empty_input``, ``invalid_audio``,
 ``unsupported_sample_rate``) instead of hearing nothing.
 
 Resampling is soxr (imported lazily: the ingress never resamples). Decoding uploads and
-encoding output formats live in :mod:`pipeline.audio_codec` (PyAV).
+encoding output formats live in :mod:`pipeline.audio.codec` (PyAV).
 """
 
 from __future__ import annotations

@@ -53,16 +53,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from pipeline._outbox import Outbox
-from pipeline._speaker import (
-    SPEECH_END,
-    OrderedSpeaker,
-    PieceFailed,
-    SpokenChunk,
-    Synthesize,
-    aclose_quietly,
-)
-from pipeline._turn_events import (
+from pipeline.engines import LanguageModel, Synthesizer
+from pipeline.turn.cancel import CancelReason, CancelToken
+from pipeline.turn.events import (
     CANCELLED,
     TEXT_END,
     Emitter,
@@ -70,9 +63,16 @@ from pipeline._turn_events import (
     Piece,
     error_payload,
 )
-from pipeline.cancel import CancelReason, CancelToken
-from pipeline.engines.base import LanguageModel, Synthesizer
-from pipeline.sentences import SentenceBuffer, SentenceBufferConfig
+from pipeline.turn.outbox import Outbox
+from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig
+from pipeline.turn.speaker import (
+    SPEECH_END,
+    OrderedSpeaker,
+    PieceFailed,
+    SpokenChunk,
+    Synthesize,
+    aclose_quietly,
+)
 from schemas import (
     AudioChunk,
     ConfigurationError,
@@ -113,7 +113,7 @@ class TurnConfig:
     max_pending_pieces: int = 4
     #: chunks one synthesis may buffer before it waits for its turn to be sent
     chunk_buffer: int = 16
-    #: events waiting for the consumer (a soft bound, see pipeline._outbox)
+    #: events waiting for the consumer (a soft bound, see pipeline.turn.outbox)
     outbox_size: int = 64
     #: a delta event is sent when its first token is this old, or it holds this many
     #: tokens or characters, or something else must be sent; 0 ms sends every token alone

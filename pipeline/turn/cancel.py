@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from schemas._session import CancelReason
+from schemas import CancelReason
 
 __all__ = ["CancelReason", "CancelToken"]
 

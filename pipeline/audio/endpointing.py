@@ -32,25 +32,36 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import InvalidAudioError
-
-if TYPE_CHECKING:
-    from pipeline.engines.base import VoiceActivityDetector
 
 __all__ = [
     "EndpointConfig",
     "EndpointEvent",
     "Endpointer",
     "FrameAssembler",
+    "FrameDetector",
     "SpeechEnd",
     "SpeechStart",
     "endpoint_stream",
     "segment_speech",
 ]
+
+
+class FrameDetector(Protocol):
+    """What endpointing needs of a voice activity detector (``pipeline.engines``' VAD seam
+    satisfies it; declared here so that audio code does not depend on the engines)."""
+
+    @property
+    def frame_samples(self) -> int: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncIterator[float]: ...
 
 
 class EndpointConfig(BaseModel):
@@ -330,7 +341,7 @@ async def endpoint_stream(
 
 async def segment_speech(
     audio: AsyncIterable[bytes],
-    detector: VoiceActivityDetector,
+    detector: FrameDetector,
     config: EndpointConfig | None = None,
 ) -> AsyncIterator[EndpointEvent]:
     """PCM16 chunks of any size in, speech events out: assembler, detector and endpointer.

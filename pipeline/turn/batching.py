@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Generic, TypeVar
 
-from pipeline._aio import reraise_lost_cancel
+from pipeline.aio import reraise_lost_cancel
 
 T = TypeVar("T")
 

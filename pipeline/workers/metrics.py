@@ -2,7 +2,7 @@
 
 Three layers, each usable alone:
 
-* **Measuring** (:mod:`pipeline.measures`, pure, no I/O): :func:`turn_metrics` turns one
+* **Measuring** (:mod:`pipeline.workers.measures`, pure, no I/O): :func:`turn_metrics` turns one
   turn's events into a :class:`TurnMeasure` (stage latencies in ms, status, mode);
   :func:`scan_session` does it for every turn in a run of a session's events.
 * **Recording**: :class:`TurnMetrics` holds the OpenTelemetry instruments, made from an
@@ -11,7 +11,7 @@ Three layers, each usable alone:
 * **Consuming**: :class:`MetricsConsumer` reads the feed stream in the consumer group
   ``metrics``, reads the session's log for each entry and records every turn once.
 
-The stages and statuses are defined in :mod:`pipeline.measures`.
+The stages and statuses are defined in :mod:`pipeline.workers.measures`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pipeline.consumer import Delivery, GroupReader, run_worker
-from pipeline.eventlog import DEFAULT_FEED_TYPES, EventLog
-from pipeline.measures import (
+from pipeline.log import DEFAULT_FEED_TYPES, Delivery, EventLog, GroupReader, run_worker
+from pipeline.workers.measures import (
     DEFAULT_MIN_SPEECH_MS,
     STAGES,
     SessionScan,
@@ -36,10 +35,10 @@ from pipeline.measures import (
     turn_metrics,
     vad_tail_ms,
 )
-from schemas._errors import EventLogError
-from schemas._events import (
+from schemas import (
     ErrorEvent,
     Event,
+    EventLogError,
 )
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Transient failures (a dropped connection, a timeout) are retried by redis-py's `
 with exponential backoff and jitter, configured in :class:`schemas.RedisSettings`: retries
 are configuration, not loops in our code. Commands we send are safe to retry: appends carry
 explicit stream ids, so a retried append after a lost reply is recognised as a duplicate
-(see :mod:`pipeline.eventlog`).
+(see :mod:`pipeline.log.eventlog`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas._settings import RedisSettings
+from schemas import RedisSettings
 
 
 def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:

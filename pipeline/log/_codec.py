@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas._events import EVENT_CLASSES, AudioData, Event, EventBase
+from schemas import EVENT_CLASSES, AudioData, Event, EventBase
 
 Fields = list[bytes]
 

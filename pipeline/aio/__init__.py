@@ -1,0 +1,10 @@
+"""Asyncio helpers every part of the pipeline shares.
+
+The guard against a cancel that CPython 3.11 loses inside a timed read, the one way to
+close a stream early, and the one bridge from a blocking library (a model running on a
+worker thread) to an async generator.
+"""
+
+from pipeline.aio._lost_cancel import reraise_lost_cancel
+
+__all__ = ["reraise_lost_cancel"]

@@ -1,0 +1,65 @@
+"""Audio in and out: PCM16 helpers, codecs, and endpointing of incoming speech.
+
+:mod:`~pipeline.audio.pcm` converts and resamples raw samples (numpy, soxr);
+:mod:`~pipeline.audio.codec` decodes uploads and encodes replies (PyAV, imported lazily);
+:mod:`~pipeline.audio.endpointing` turns per-frame speech probabilities into utterances.
+Nothing here knows about sessions, turns or engines.
+"""
+
+from pipeline.audio.codec import (
+    CONTENT_TYPES,
+    AudioEncoder,
+    content_type,
+    decode_audio,
+    encode_audio,
+)
+from pipeline.audio.endpointing import (
+    EndpointConfig,
+    Endpointer,
+    EndpointEvent,
+    FrameAssembler,
+    FrameDetector,
+    SpeechEnd,
+    SpeechStart,
+    endpoint_stream,
+    segment_speech,
+)
+from pipeline.audio.pcm import (
+    FloatAudio,
+    PcmResampler,
+    check_pcm16,
+    check_sample_rate,
+    duration_s,
+    float_to_pcm16,
+    pcm16_to_float,
+    resample,
+    resample_pcm16,
+    rms_dbfs,
+)
+
+__all__ = [
+    "CONTENT_TYPES",
+    "AudioEncoder",
+    "EndpointConfig",
+    "EndpointEvent",
+    "Endpointer",
+    "FloatAudio",
+    "FrameAssembler",
+    "FrameDetector",
+    "PcmResampler",
+    "SpeechEnd",
+    "SpeechStart",
+    "check_pcm16",
+    "check_sample_rate",
+    "content_type",
+    "decode_audio",
+    "duration_s",
+    "encode_audio",
+    "endpoint_stream",
+    "float_to_pcm16",
+    "pcm16_to_float",
+    "resample",
+    "resample_pcm16",
+    "rms_dbfs",
+    "segment_speech",
+]

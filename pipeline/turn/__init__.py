@@ -1,0 +1,31 @@
+"""The streaming turn: LLM tokens → sentence buffer → TTS per piece → ordered audio.
+
+:class:`TurnOrchestrator` runs one response as an async generator of events; the sentence
+buffer (:mod:`~pipeline.turn.sentences`) cuts speakable pieces out of the token stream;
+the speaker (:mod:`~pipeline.turn.speaker`) synthesizes pieces concurrently and hands
+their audio on in order; :class:`AudioOutput` encodes it in the session's format.
+Cancellation (:class:`CancelToken`) reaches every engine of the turn at once.
+"""
+
+from pipeline.turn.batching import batched
+from pipeline.turn.cancel import CancelReason, CancelToken
+from pipeline.turn.events import error_payload
+from pipeline.turn.orchestrator import TurnConfig, TurnMode, TurnOrchestrator, TurnStats
+from pipeline.turn.output import AudioOutput
+from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+
+__all__ = [
+    "AudioOutput",
+    "CancelReason",
+    "CancelToken",
+    "SentenceBuffer",
+    "SentenceBufferConfig",
+    "TurnConfig",
+    "TurnMode",
+    "TurnOrchestrator",
+    "TurnStats",
+    "batched",
+    "error_payload",
+    "split_stream",
+    "split_text",
+]
