@@ -14,7 +14,6 @@ being synthesized. ``pcm`` is raw 16-bit mono at 24 kHz, as in OpenAI's API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
@@ -23,17 +22,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
-from pipeline.audio import AudioEncoder, decode_audio
-from pipeline.engines import Synthesizer
-from pipeline.turn import split_text
+from pipeline.audio import content_type, decode_audio
+from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import (
-    AudioChunk,
+    AudioChunkData,
     AudioFormat,
     EngineError,
     ErrorCode,
     InputTooLargeError,
     ProtocolError,
-    SynthesisRequest,
     TranscriptionRequest,
     TranscriptSegment,
 )
@@ -121,47 +118,30 @@ async def speech(body: SpeechRequest, services: ServicesDep) -> StreamingRespons
     if len(body.input) > limit:
         raise InputTooLargeError(f"input of {len(body.input)} characters is over {limit}",
                                  code=ErrorCode.TEXT_TOO_LONG, limit=limit)
-    pieces = split_text(body.input)
+    pieces = pieces_of(body.input, body.language)  # cut by the request's language
     if not pieces:
         raise ProtocolError("nothing to speak in the input", code=ErrorCode.EMPTY_INPUT)
-    chunks = _synthesize(tts, pieces, body)
+    synthesize = synthesizer_for(tts, language=body.language, voice=body.voice, speed=body.speed)
+    output = AudioOutput(_FORMATS[body.response_format], SPEECH_RATE)
+    chunks = speak(pieces, synthesize, output)
     # The first chunk decides the status: an engine failure is a 502, not a cut stream.
     first = await anext(chunks, None)
     if first is None:
         await chunks.aclose()
         raise ProtocolError("nothing to speak in the input", code=ErrorCode.EMPTY_INPUT)
-    encoder = AudioEncoder(_FORMATS[body.response_format], first.sample_rate,
-                           output_rate=SPEECH_RATE)
-    return StreamingResponse(_encoded(first, chunks, encoder), media_type=encoder.content_type)
+    media_type = content_type(first.format, first.sample_rate)
+    return StreamingResponse(_bytes(first, chunks), media_type=media_type)
 
 
-async def _synthesize(
-    tts: Synthesizer, pieces: list[str], body: SpeechRequest
-) -> AsyncGenerator[AudioChunk, None]:
-    for piece in pieces:
-        request = SynthesisRequest(text=piece, language=body.language, voice=body.voice,
-                                   speed=body.speed)
-        async with contextlib.aclosing(tts.synthesize(request)) as stream:
-            async for chunk in stream:
-                yield chunk
-
-
-async def _encoded(
-    first: AudioChunk, rest: AsyncGenerator[AudioChunk, None], encoder: AudioEncoder
+async def _bytes(
+    first: AudioChunkData, rest: AsyncGenerator[AudioChunkData, None]
 ) -> AsyncIterator[bytes]:
-    rate = first.sample_rate
-    with encoder:
-        try:
-            yield encoder.encode(first.audio)
-            async for chunk in rest:
-                if chunk.sample_rate != rate:  # a routing engine may change voices
-                    raise EngineError("the voice changed sample rate mid-stream",
-                                      code=ErrorCode.TTS_FAILED, stage="tts")
-                if data := encoder.encode(chunk.audio):
-                    yield data
-            yield encoder.finish()
-        finally:
-            await rest.aclose()
+    try:
+        yield first.audio
+        async for chunk in rest:
+            yield chunk.audio
+    finally:
+        await rest.aclose()
 
 
 def _missing(stage: str) -> EngineError:

@@ -368,23 +368,19 @@ class LiveSession:
             messages=(*history, ChatMessage(role="user", content=text)),
             sampling=settings.sampling,
         )
-        output = AudioOutput(settings)  # encodes the audio in the session's output format
-        try:
-            async with contextlib.aclosing(
-                self.orchestrator.run(
-                    session_id=self.session_id,
-                    turn_id=turn_id,
-                    request=request,
-                    settings=settings,
-                    cancel=token,
-                    input_event_id=input_event_id,
-                )
-            ) as stream:
-                async for event in stream:
-                    if events := output.convert(event):
-                        await self.emit(*events)
-        finally:
-            output.close()
+        async with contextlib.aclosing(
+            self.orchestrator.run(
+                session_id=self.session_id,
+                turn_id=turn_id,
+                request=request,
+                settings=settings,
+                cancel=token,
+                input_event_id=input_event_id,
+                output=AudioOutput.for_settings(settings),  # the session's output format
+            )
+        ) as stream:
+            async for event in stream:
+                await self.emit(event)
 
 
 class _AudioInput:

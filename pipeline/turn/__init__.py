@@ -3,7 +3,9 @@
 :class:`TurnOrchestrator` runs one response as an async generator of events; the sentence
 buffer (:mod:`~pipeline.turn.sentences`) cuts speakable pieces out of the token stream;
 the speaker (:mod:`~pipeline.turn.speaker`) synthesizes pieces concurrently and hands
-their audio on in order; :class:`AudioOutput` encodes it in the session's format.
+their audio on in order; :class:`AudioOutput` numbers and encodes it in the client's
+format. The live turn, auto-play narration and ``/v1/audio/speech`` all turn text into
+audio this way (:func:`speak`, :func:`synthesizer_for`, :func:`pieces_of`).
 Cancellation (:class:`CancelToken`) reaches every engine of the turn at once.
 """
 
@@ -13,6 +15,7 @@ from pipeline.turn.events import error_payload
 from pipeline.turn.orchestrator import TurnConfig, TurnMode, TurnOrchestrator, TurnStats
 from pipeline.turn.output import AudioOutput
 from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+from pipeline.turn.text_to_audio import pieces_of, speak, synthesizer_for
 
 __all__ = [
     "AudioOutput",
@@ -26,6 +29,9 @@ __all__ = [
     "TurnStats",
     "batched",
     "error_payload",
+    "pieces_of",
+    "speak",
     "split_stream",
     "split_text",
+    "synthesizer_for",
 ]

@@ -1,8 +1,10 @@
 """The events of one response, built in one place, and the items workers hand to them.
 
-:class:`Emitter` builds every event of a response with its envelope and counts what was
-sent, which is what ``response.cancelled`` reports. The small item classes are what the
-turn's workers put into its outbox for the event loop of ``TurnOrchestrator.run``.
+:class:`Emitter` builds every event of a response with its envelope and counts the text
+and sentences sent, which ``response.cancelled`` reports (chunks are counted by the
+response's :class:`~pipeline.turn.output.AudioOutput`, which numbers them). The small
+item classes are what the turn's workers put into its outbox for the event loop of
+``TurnOrchestrator.run``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from typing import Any, Final
 
 from pipeline.turn.cancel import CancelReason
 from schemas import (
-    AudioChunk,
     AudioChunkData,
     AudioDoneData,
-    AudioFormat,
     ErrorCode,
     ErrorEvent,
     ErrorPayload,
@@ -96,7 +96,6 @@ class Emitter:
         self.turn_id = turn_id
         self.text: list[str] = []
         self.sentences = 0
-        self.chunks = 0
 
     def started(self, mode: ResponseMode, input_event_id: str | None) -> Event:
         data = ResponseStartedData(mode=mode, input_event_id=input_event_id)
@@ -112,24 +111,22 @@ class Emitter:
         return ResponseSentence(session_id=self.session_id, turn_id=self.turn_id,
                                 data=SentenceData(index=piece.index, text=piece.text))
 
-    def chunk(self, index: int, chunk: AudioChunk) -> Event:
-        data = AudioChunkData(format=AudioFormat.PCM16, sample_rate=chunk.sample_rate,
-                              audio=chunk.audio, sentence_index=index, chunk_index=self.chunks)
-        self.chunks += 1
+    def chunk(self, data: AudioChunkData) -> Event:
+        """An audio chunk as :class:`~pipeline.turn.output.AudioOutput` numbered it."""
         return ResponseAudioChunk(session_id=self.session_id, turn_id=self.turn_id, data=data)
 
     def error(self, payload: ErrorPayload) -> Event:
         return ErrorEvent(session_id=self.session_id, turn_id=self.turn_id, data=payload)
 
-    def audio_done(self) -> Event:
-        data = AudioDoneData(sentence_count=self.sentences, chunk_count=self.chunks)
+    def audio_done(self, chunk_count: int) -> Event:
+        data = AudioDoneData(sentence_count=self.sentences, chunk_count=chunk_count)
         return ResponseAudioDone(session_id=self.session_id, turn_id=self.turn_id, data=data)
 
     def done(self, status: ResponseStatus) -> Event:
         data = ResponseDoneData(text="".join(self.text), status=status)
         return ResponseDone(session_id=self.session_id, turn_id=self.turn_id, data=data)
 
-    def cancelled(self, reason: CancelReason) -> Event:
+    def cancelled(self, reason: CancelReason, chunks_sent: int) -> Event:
         data = ResponseCancelledData(reason=reason, text_sent="".join(self.text),
-                                     sentences_sent=self.sentences, chunks_sent=self.chunks)
+                                     sentences_sent=self.sentences, chunks_sent=chunks_sent)
         return ResponseCancelled(session_id=self.session_id, turn_id=self.turn_id, data=data)

@@ -8,7 +8,9 @@ touches the log: the caller appends each event before sending it. The contract:
     response.started                   always first; data.mode: streaming | sequential | text
     response.text.delta*               coalesced deltas; the first one goes out at once
     response.sentence*                 each piece when the sentence buffer cuts it
-    response.audio.chunk*              strictly in piece order, chunk_index over the response
+    response.audio.chunk*              strictly in piece order, numbered and encoded by the
+                                       run's AudioOutput (default: raw PCM16 at the engine's
+                                       rate); its flushed tail, if any, comes last
     error*                             stage tts: that piece failed, the turn goes on;
                                        stage llm: the reply broke off (recoverable false)
     response.audio.done                not in text mode
@@ -49,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -64,17 +66,17 @@ from pipeline.turn.events import (
     error_payload,
 )
 from pipeline.turn.outbox import Outbox
+from pipeline.turn.output import AudioOutput
 from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig
 from pipeline.turn.speaker import (
     SPEECH_END,
     OrderedSpeaker,
     PieceFailed,
     SpokenChunk,
-    Synthesize,
     aclose_quietly,
 )
+from pipeline.turn.text_to_audio import synthesizer_for
 from schemas import (
-    AudioChunk,
     ConfigurationError,
     ErrorCode,
     ErrorPayload,
@@ -82,7 +84,6 @@ from schemas import (
     GenerationRequest,
     ResponseMode,
     SessionSettings,
-    SynthesisRequest,
 )
 
 __all__ = [
@@ -177,18 +178,27 @@ class TurnOrchestrator:
         cancel: CancelToken | None = None,
         input_event_id: str | None = None,
         stats: TurnStats | None = None,
+        output: AudioOutput | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Yield the events of one response (see the module docstring for the contract)."""
+        """Yield the events of one response (see the module docstring for the contract).
+
+        ``output`` numbers and encodes the audio (a live session passes
+        ``AudioOutput.for_settings(settings)``); it is closed when the run ends.
+        """
         cfg = self.config
         token = cancel if cancel is not None else CancelToken()
         stats = stats if stats is not None else TurnStats()
+        output = output if output is not None else AudioOutput()
         mode = self.mode_for(settings)
         emit = Emitter(session_id, turn_id)
         out = Outbox(cfg.outbox_size)
         speaker = None
         if mode != "text":
+            assert self.tts is not None
+            synthesize = synthesizer_for(self.tts, language=settings.language,
+                                         voice=settings.voice, speed=settings.speech_speed)
             speaker = OrderedSpeaker(
-                self._synthesize_for(settings), out, concurrency=cfg.tts_concurrency,
+                synthesize, out, concurrency=cfg.tts_concurrency,
                 max_pending=cfg.max_pending_pieces, chunk_buffer=cfg.chunk_buffer)
         buffer = SentenceBuffer(replace(cfg.sentences, language=settings.language,
                                         min_sentence_chars=settings.min_sentence_chars))
@@ -252,7 +262,8 @@ class TurnOrchestrator:
                     yield emit.delta(text)
                 elif isinstance(item, SpokenChunk):
                     stats.chunks += 1
-                    yield emit.chunk(item.index, item.chunk)
+                    if (data := output.add(item.index, item.chunk)) is not None:
+                        yield emit.chunk(data)
                 elif isinstance(item, Piece):
                     yield emit.sentence(item)
                 elif isinstance(item, PieceFailed):
@@ -271,14 +282,17 @@ class TurnOrchestrator:
                 elif item is CANCELLED:
                     break
             await self._stop(tasks, speaker)
+            if (tail := output.finish()) is not None:  # what the encoder still held
+                yield emit.chunk(tail)
             if speaker is not None and not token.cancelled:
-                yield emit.audio_done()
+                yield emit.audio_done(output.chunks)
             if token.cancelled:
-                yield emit.cancelled(token.reason or "client")
+                yield emit.cancelled(token.reason or "client", output.chunks)
                 return
             yield emit.done("failed" if failed else "completed")
         finally:
             remove_callback()
+            output.close()
             await self._stop(tasks, speaker)
             if speaker is not None:
                 stats.max_pieces_pending = speaker.max_pending_seen
@@ -345,17 +359,6 @@ class TurnOrchestrator:
                 await speaker.submit(piece.index, piece.text)
             speaker.close()
         out.put(TEXT_END)
-
-    def _synthesize_for(self, settings: SessionSettings) -> Synthesize:
-        tts = self.tts
-        assert tts is not None
-        language, voice, speed = settings.language, settings.voice, settings.speech_speed
-
-        def synthesize(text: str) -> AsyncIterator[AudioChunk]:
-            request = SynthesisRequest(text=text, language=language, voice=voice, speed=speed)
-            return tts.synthesize(request)
-
-        return synthesize
 
     async def _stop(self, tasks: list[asyncio.Task[None]], speaker: OrderedSpeaker | None) -> None:
         """Cancel whatever still runs and wait (bounded) until the engines let go."""

@@ -1,115 +1,128 @@
-"""A response's synthesized audio, encoded in the session's output format as it streams.
+"""A response's audio, numbered and encoded as it streams: the one owner of ``chunk_index``.
 
-:class:`AudioOutput` sits between :meth:`TurnOrchestrator.run` and the log. The TTS engines
-produce PCM16 at their own rate; the client asked for ``settings.output_format`` at
-``settings.output_sample_rate``. One :class:`AudioEncoder` per response (opened on the first
-audio chunk, so a text-only response opens none) resamples and encodes; the payloads of a
-response's ``response.audio.chunk`` events, concatenated in ``chunk_index`` order, are one
-valid stream of that format (``pcm16`` raw samples, a WAV with a streaming header, MP3
-frames, Ogg/Opus pages).
+The TTS engines produce PCM16 at their own rate; a client asked for some format at some
+rate. :class:`AudioOutput` takes the engine's chunks in playback order, each with the piece
+(sentence) it belongs to, and returns the payloads to send: :class:`AudioChunkData`, ready
+to become ``response.audio.chunk`` events, numbered ``first_index``, ``first_index + 1``, …
+over the chunks it actually returned. Whoever turns text into audio (the live turn,
+auto-play narration, ``/v1/audio/speech``) goes through one of these, so numbering and
+encoding happen in one place.
 
-**Empty encoder output is merged, not sent.** A codec filling a frame (or a resampler
-filling its filter) may return no bytes for a chunk; that chunk gets no event, its audio
-goes out in the next event that has bytes. Chunk events are numbered here, so
-``chunk_index`` stays 0..n-1 over the events actually sent, and ``response.audio.done``
-(``chunk_count``) and ``response.cancelled`` (``chunks_sent``) are rewritten to that n. A
-chunk's ``sentence_index`` is the piece whose audio completed its bytes.
+**Encoding.** One :class:`AudioEncoder` per output, opened on the first chunk (a response
+without audio opens none) at that chunk's rate; chunks at another rate (a routing engine
+switching voices mid-response) are resampled to it first. The payloads, concatenated in
+``chunk_index`` order, are one valid stream of the format (raw ``pcm16``, a WAV with a
+streaming header, MP3 frames, Ogg/Opus pages). ``rate=None`` keeps the engine's rate.
 
-**The tail.** When the response's audio ends (``response.audio.done``, or
-``response.cancelled`` / ``response.done`` while the encoder is open) the encoder is
-flushed; what it still held goes out as one more chunk event (next ``chunk_index``, the
-``sentence_index`` of the last audio chunk) just before that event.
-:meth:`AudioOutput.close` frees FFmpeg's resources however the response ended; call it in
-``finally``.
+**Empty encoder output is merged, not returned.** A codec filling a frame may return no
+bytes for a chunk; that chunk gets no payload and its audio goes out with the next one that
+has bytes, so ``chunk_index`` has no gaps. A payload's ``sentence_index`` is the piece whose
+audio completed its bytes.
+
+**The tail.** :meth:`finish` flushes what the encoder still holds (one more payload, the
+``sentence_index`` of the last chunk in); :meth:`close` frees FFmpeg's resources however the
+response ended (call it in ``finally``; idempotent).
+
+**Continuing a stream** (``continues=True``): the stream's start was sent by an earlier
+output (a narration resumed after a takeover, numbered from ``first_index``); a WAV then
+carries no second header: its payloads are raw samples labelled ``wav``.
 """
 
 from __future__ import annotations
 
 from pipeline.audio import AudioEncoder, PcmResampler
-from schemas import (
-    AudioChunkData,
-    Event,
-    ResponseAudioChunk,
-    ResponseAudioDone,
-    ResponseCancelled,
-    ResponseDone,
-    SessionSettings,
-)
+from schemas import AudioChunk, AudioChunkData, AudioFormat, SessionSettings
 
 __all__ = ["AudioOutput"]
 
 
 class AudioOutput:
-    """Re-encodes the audio events of one response; every other event passes through."""
+    """Numbers and encodes the audio of one stream of pieces (see the module docstring)."""
 
-    def __init__(self, settings: SessionSettings) -> None:
-        self.format = settings.output_format
-        self.rate = settings.output_sample_rate
-        self.chunks = 0  # chunk events sent
+    def __init__(
+        self,
+        fmt: AudioFormat = AudioFormat.PCM16,
+        rate: int | None = None,
+        *,
+        first_index: int = 0,
+        continues: bool = False,
+    ) -> None:
+        self.format = AudioFormat(fmt)
+        self.rate = rate
+        self.first_index = first_index
+        #: payloads returned so far (the next chunk_index is first_index + chunks)
+        self.chunks = 0
+        self._encode_as = self.format
+        if continues and self.format is AudioFormat.WAV:
+            self._encode_as = AudioFormat.PCM16  # the header went out with the stream's start
         self._encoder: AudioEncoder | None = None
         self._finished = False
-        self._sentence = 0  # sentence_index of the last audio chunk in
-        #: engine rates other than the encoder's input rate (a mid-response switch)
+        self._sentence = 0  # sentence_index of the last chunk in
+        #: engine rates other than the encoder's input rate (a mid-stream switch)
         self._resamplers: dict[int, PcmResampler] = {}
 
-    def convert(self, event: Event) -> list[Event]:
-        """The events to append for ``event`` (none, it, or a tail chunk and it)."""
-        if isinstance(event, ResponseAudioChunk):
-            return self._chunk(event)
-        if isinstance(event, ResponseAudioDone):
-            tail = self._finish(event)
-            done = event.data.model_copy(update={"chunk_count": self.chunks})
-            return [*tail, event.model_copy(update={"data": done})]
-        if isinstance(event, ResponseCancelled):
-            tail = self._finish(event)
-            cancelled = event.data.model_copy(update={"chunks_sent": self.chunks})
-            return [*tail, event.model_copy(update={"data": cancelled})]
-        if isinstance(event, ResponseDone):
-            return [*self._finish(event), event]
-        return [event]
+    @classmethod
+    def for_settings(
+        cls, settings: SessionSettings, *, first_index: int = 0, continues: bool = False
+    ) -> AudioOutput:
+        """The session's ``output_format`` at its ``output_sample_rate``."""
+        return cls(settings.output_format, settings.output_sample_rate,
+                   first_index=first_index, continues=continues)
 
-    def close(self) -> None:
-        """Free the encoder (idempotent); audio not yet flushed is dropped."""
-        if self._encoder is not None:
-            self._encoder.close()
+    @property
+    def next_index(self) -> int:
+        return self.first_index + self.chunks
 
-    def _chunk(self, event: ResponseAudioChunk) -> list[Event]:
-        source = event.data.sample_rate
+    def add(self, sentence_index: int, chunk: AudioChunk) -> AudioChunkData | None:
+        """Encode one engine chunk of piece ``sentence_index``; None when no bytes are ready."""
+        if self._finished:
+            raise RuntimeError("audio output already finished")
+        source = chunk.sample_rate
         if self._encoder is None:
-            self._encoder = AudioEncoder(self.format, source, output_rate=self.rate)
-        pcm = event.data.audio
-        self._sentence = event.data.sentence_index
+            self._encoder = AudioEncoder(self._encode_as, source, output_rate=self.rate)
+        pcm = chunk.audio
+        self._sentence = sentence_index
         if source != self._encoder.input_rate:
             resampler = self._resamplers.get(source)
             if resampler is None:
                 resampler = PcmResampler(source, self._encoder.input_rate)
                 self._resamplers[source] = resampler
             pcm = resampler.push(pcm)
-        encoded = self._encoder.encode(pcm)
-        if not encoded:
-            return []
-        return [self._event(event, encoded, event.data.sentence_index)]
+        return self._payload(self._encoder.encode(pcm), sentence_index)
 
-    def _finish(self, event: Event) -> list[Event]:
+    def finish(self) -> AudioChunkData | None:
+        """Flush the encoder: the last payload, or None (nothing held, or no audio at all).
+
+        Later calls return None; :meth:`add` after it raises.
+        """
         encoder = self._encoder
-        if encoder is None or self._finished:
-            return []
+        if self._finished:
+            return None
         self._finished = True
+        if encoder is None:
+            return None
         try:
             tail = b"".join(encoder.encode(r.flush()) for r in self._resamplers.values())
             tail += encoder.finish()
         finally:
             encoder.close()
-        return [self._event(event, tail, self._sentence)] if tail else []
+        return self._payload(tail, self._sentence)
 
-    def _event(self, like: Event, audio: bytes, sentence_index: int) -> Event:
+    def close(self) -> None:
+        """Free the encoder (idempotent); audio not yet flushed is dropped."""
+        if self._encoder is not None:
+            self._encoder.close()
+
+    def _payload(self, audio: bytes, sentence_index: int) -> AudioChunkData | None:
+        if not audio:
+            return None
         assert self._encoder is not None
         data = AudioChunkData(
             format=self.format,
             sample_rate=self._encoder.sample_rate,
             sentence_index=sentence_index,
-            chunk_index=self.chunks,
+            chunk_index=self.next_index,
             audio=audio,
         )
         self.chunks += 1
-        return ResponseAudioChunk(session_id=like.session_id, turn_id=like.turn_id, data=data)
+        return data

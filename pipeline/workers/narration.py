@@ -38,18 +38,21 @@ sessions without ``auto_play``, and turns already narrated (``narration.ready`` 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pipeline.engines import Synthesizer
 from pipeline.log import EventLog
-from pipeline.turn import AudioOutput, SentenceBufferConfig, error_payload, split_text
+from pipeline.turn import (
+    AudioOutput,
+    SentenceBufferConfig,
+    error_payload,
+    pieces_of,
+    speak,
+    synthesizer_for,
+)
 from pipeline.workers.feed_worker import FeedWorker, Job
 from schemas import (
-    AudioChunkData,
-    AudioDoneData,
-    AudioFormat,
     ErrorCode,
     ErrorEvent,
     Event,
@@ -59,7 +62,6 @@ from schemas import (
     ResponseAudioDone,
     ResponseDone,
     SessionSettings,
-    SynthesisRequest,
     VoxlineError,
 )
 
@@ -99,12 +101,8 @@ def narration_pieces(
     text: str, settings: SessionSettings, config: SentenceBufferConfig | None = None
 ) -> list[str]:
     """The pieces a response's text is narrated in (as a live turn would cut them)."""
-    config = replace(
-        config or SentenceBufferConfig(),
-        language=settings.language,
-        min_sentence_chars=settings.min_sentence_chars,
-    )
-    return [piece for piece in split_text(text, config) if piece.strip()]
+    return pieces_of(text, settings.language, min_sentence_chars=settings.min_sentence_chars,
+                     config=config)
 
 
 def _had_audio(turn_id: str, before: Sequence[Event]) -> bool:
@@ -177,30 +175,15 @@ class NarrationWorker(FeedWorker):
         """Piece ``index`` as events: its encoded chunks numbered from ``first``, or an
         ``error`` event when the synthesizer refused it."""
         session_id, turn_id = done.session_id, done.turn_id
-        fmt = settings.output_format
-        if fmt is AudioFormat.WAV and first > 0:  # the header went out with chunk 0
-            output = AudioOutput(settings.model_copy(update={"output_format": AudioFormat.PCM16}))
-        else:
-            output = AudioOutput(settings)
-        request = SynthesisRequest(
-            text=text, language=settings.language, voice=settings.voice,
-            speed=settings.speech_speed,
-        )  # fmt: skip
-        converted: list[Event] = []
+        synthesize = synthesizer_for(self.tts, language=settings.language,
+                                     voice=settings.voice, speed=settings.speech_speed)
+        # a WAV's header went out with chunk 0: later pieces continue its stream
+        output = AudioOutput.for_settings(settings, first_index=first, continues=first > 0)
         try:
-            async with contextlib.aclosing(self.tts.synthesize(request)) as stream:
-                async for chunk in stream:
-                    data = AudioChunkData(
-                        sample_rate=chunk.sample_rate, sentence_index=index, chunk_index=0,
-                        audio=chunk.audio,
-                    )  # fmt: skip
-                    raw = ResponseAudioChunk(session_id=session_id, turn_id=turn_id, data=data)
-                    converted += output.convert(raw)
-            end = ResponseAudioDone(
-                session_id=session_id, turn_id=turn_id,
-                data=AudioDoneData(sentence_count=1, chunk_count=0),
-            )  # fmt: skip
-            converted += output.convert(end)
+            return [
+                ResponseAudioChunk(session_id=session_id, turn_id=turn_id, data=data)
+                async for data in speak([text], synthesize, output, first_piece=index)
+            ]
         except VoxlineError as exc:
             if exc.transient:
                 raise
@@ -209,13 +192,3 @@ class NarrationWorker(FeedWorker):
                 sentence_index=index, narration=True,
             )  # fmt: skip
             return [ErrorEvent(session_id=session_id, turn_id=turn_id, data=payload)]
-        finally:
-            output.close()
-        chunks = [e for e in converted if isinstance(e, ResponseAudioChunk)]
-        return [
-            chunk.model_copy(
-                update={"data": chunk.data.model_copy(
-                    update={"chunk_index": first + i, "format": fmt})}
-            )
-            for i, chunk in enumerate(chunks)
-        ]  # fmt: skip
