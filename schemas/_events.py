@@ -146,9 +146,6 @@ class EventBase(BaseModel):
     turn_id: str | None = Field(default=None, max_length=128)
     ts: int = Field(default_factory=now_ms, description="server clock, ms since epoch")
 
-    def with_id(self, event_id: str) -> EventBase:
-        return self.model_copy(update={"id": event_id})
-
 
 class SessionCreated(EventBase):
     type: Literal["session.created"] = "session.created"
