@@ -20,16 +20,16 @@ gut." is not).  These rules are table-tested and cost ~10 µs per token.
 A ``.``/``!``/``?`` followed by a space ends a sentence, except:
 
 - before a lowercase word, or a digit after ``.`` ("approx. five", "Fig. 3", "Nr. 5");
-- after a title or mid-sentence abbreviation (`_EN_NEVER`, `_DE_NEVER`) or a single letter
+- after a title or mid-sentence abbreviation (`pipeline.turn._sentence_rules`) or a single letter
   (initials "J. R. R.", "z. B.").  Abbreviations that often *end* a sentence (etc., usw.,
   U.S.A., a.m., Inc., Str.) are deliberately not listed: before a capitalised word they end
   it ("etc. Then we go" is two sentences; "the U.S. Army" is cut wrongly, an accepted cost);
 - after a German ordinal or short date ("am 3. Oktober", "am 24.12. Abends") unless a word
-  that starts sentences follows (`_DE_STARTERS`: "Das", "Dann", ...); other languages with
+  that starts sentences follows ("Das", "Dann", ...); other languages with
   ordinal dots (da, fi, cs, ...) never cut there;
 - an ellipsis, before a capitalised word other than English "I" ("Well... I think so.");
 - inside quotes or brackets ('"Stop!" she said.' is one sentence); one left open for more
-  than `_QUOTE_SPAN` characters is taken to be stray.
+  than ``QUOTE_SPAN`` characters is taken to be stray.
 
 CJK and Devanagari terminators (。！？।) need no space.  Clause marks need a space after them
 ("3,50 €", "1,000", "7:30", "https://x" never cut); a dash is " - ", " – ", " — " or "—".
@@ -40,11 +40,36 @@ whitespace normalised, except that a cut after a CJK mark or an unspaced "—" h
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-from ._markdown import HARD_BREAK, MarkdownToSpeech
+from pipeline.turn._markdown import HARD_BREAK, MarkdownToSpeech
+from pipeline.turn._sentence_rules import (
+    BRACKETS,
+    CJK_RE,
+    CLAUSE,
+    CLAUSE_CJK,
+    CLOSERS,
+    DASHES,
+    DE_NEVER,
+    DE_STARTERS,
+    EN_NEVER,
+    HAS_ALNUM,
+    I_WORDS,
+    INITIAL,
+    LOOKBEHIND,
+    NO_SPACE_TERMINATORS,
+    OPEN_BRACKETS,
+    OPENERS,
+    ORDINAL,
+    ORDINAL_DOT_LANGUAGES,
+    QUOTE_CLOSES,
+    QUOTE_SPAN,
+    SPECIAL,
+    TERMINATORS,
+    WORD_AT,
+    count_words,
+)
 
 __all__ = ["SentenceBuffer", "SentenceBufferConfig", "split_stream", "split_text"]
 
@@ -70,66 +95,6 @@ class SentenceBufferConfig:
             raise ValueError("need min_sentence_chars >= 0 and the other limits >= 1")
 
 
-_QUOTE_SPAN = 250
-_LOOKBEHIND = 64
-
-_TERMINATORS = ".!?…。！？．‼⁇⁈⁉।॥؟"
-_NO_SPACE_TERMINATORS = frozenset("。！？．।॥")
-_CLOSERS = frozenset("\"'”’»«)]}」』）】〕〉》")
-_OPENERS = "\"'“‘„‚«»([{¿¡「『（【〔〈《"
-_CLAUSE = ",;:،؛"  # need a space after them
-_CLAUSE_CJK = "，、；："
-_DASHES = "-–—"
-_BRACKETS = dict(zip(")]}）】」』〕〉》", "([{（【「『〔〈《", strict=True))  # closing -> opening
-_OPEN_BRACKETS = frozenset(_BRACKETS.values())
-# (open quote on the stack, closing character): „…“ and „…” (German), “…”, "…", «…», »…«.
-_QUOTE_CLOSES = frozenset({("„", "“"), ("„", "”"), ("“", "”"), ('"', '"'), ("«", "»"), ("»", "«")})
-_SPECIAL = re.compile(  # the characters the scan stops at
-    "[\n" + re.escape(_TERMINATORS + _CLAUSE + _CLAUSE_CJK + _DASHES + '"“”„«»([{（【「『〔〈《')
-    + re.escape("".join(_BRACKETS)) + "]"
-)
-_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
-_WORD_RE = re.compile(r"[^\W_]+(?:['’.,:\-][^\W_]+)*")
-_HAS_ALNUM = re.compile(r"[^\W_]")
-_WORD_AT = re.compile(r"(?:[^\W\d_]|['’])*")
-_ORDINAL = re.compile(r"\d{1,3}\.|\d{1,2}\.\d{1,2}\.")
-_INITIAL = re.compile(r"[^\W\d_]\.")
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_EN_NEVER = _words(
-    "mr. mrs. ms. mx. dr. prof. rev. hon. st. mt. sgt. capt. col. gen. lt. gov. sen. rep. pres. "
-    "vs. v. e.g. i.e. cf. approx. fig. figs. eq. eqs. vol. pp. dept. esp. incl. viz. resp. nos. "
-    "ca."
-)
-_DE_NEVER = _words(
-    "dr. prof. hr. fr. hrn. z.b. d.h. u.a. o.ä. u.u. v.a. z.t. i.d.r. i.a. o.g. bzw. ca. nr. vgl. "
-    "ggf. evtl. inkl. zzgl. exkl. bspw. sog. bzgl. insb. mind. abs. geb. gest. tel. mio. mrd. "
-    "tsd. ggü. allg. einschl. entspr. gem. lt. urspr. zit. st. abb. kap. bd. hl. ff. vs. z.zt."
-)
-_ORDINAL_DOT_LANGUAGES = _words("de da nb nn no fi cs sk pl hu tr sl hr sr bs is et lv lt")
-_DE_STARTERS = _words(
-    "der die das dem den des ein eine einer einem einen es er sie wir ich ihr du man mein meine "
-    "dein deine sein seine ihre unser unsere dies diese dieser dieses dann danach daher deshalb "
-    "dabei damit dazu aber und oder doch denn also so jetzt nun heute hier dort da auch nur noch "
-    "schon bitte danke ja nein in im am an auf aus bei mit nach seit von vom vor zu zum zur für "
-    "über unter um wenn weil wie was wer wo als ob obwohl falls trotzdem außerdem zudem "
-    "allerdings leider insgesamt zunächst zuerst später"
-)
-_I_WORDS = _words("I I'm I’m I'll I’ll I've I’ve I'd I’d")
-
-
-def _count_words(text: str) -> int:
-    """Words for the first-piece rule; two CJK characters count as one word."""
-    cjk = len(_CJK_RE.findall(text))
-    if cjk:
-        text = _CJK_RE.sub(" ", text)
-    return len(_WORD_RE.findall(text)) + cjk // 2
-
-
 class SentenceBuffer:
     """Cuts a stream of LLM deltas into speakable pieces (see the module docstring).
 
@@ -141,8 +106,8 @@ class SentenceBuffer:
         self.config = config or SentenceBufferConfig()
         self._lang = self.config.language.strip().lower().replace("_", "-").split("-")[0]
         # other languages get both lists: cutting too little beats cutting inside a name
-        self._never = {"en": _EN_NEVER, "de": _DE_NEVER}.get(self._lang, _EN_NEVER | _DE_NEVER)
-        self._ordinals = self._lang in _ORDINAL_DOT_LANGUAGES
+        self._never = {"en": EN_NEVER, "de": DE_NEVER}.get(self._lang, EN_NEVER | DE_NEVER)
+        self._ordinals = self._lang in ORDINAL_DOT_LANGUAGES
         self._min = self.config.min_sentence_chars
         self._markdown = MarkdownToSpeech()
         self._reset()
@@ -179,7 +144,7 @@ class SentenceBuffer:
     def _scan(self, final: bool) -> None:
         buf = self._buf
         while True:
-            m = _SPECIAL.search(buf, self._i)
+            m = SPECIAL.search(buf, self._i)
             j = m.start() if m else len(buf)
             if self._overflow(j):
                 continue
@@ -193,9 +158,9 @@ class SentenceBuffer:
             self._stack.clear()
             self._i = j + 1
             self._cut(j + 1)
-        elif c in _TERMINATORS:
+        elif c in TERMINATORS:
             return self._terminator(j, final)
-        elif c in _CLAUSE or c in _CLAUSE_CJK or c in _DASHES:
+        elif c in CLAUSE or c in CLAUSE_CJK or c in DASHES:
             return self._clause(j, final)
         else:
             self._quote(c, j)
@@ -206,20 +171,20 @@ class SentenceBuffer:
         """A clause mark or dash at `j`: the first piece may end after it."""
         buf, n = self._buf, len(self._buf)
         k = j + 1
-        while buf[j] in _DASHES and k < n and buf[k] in _DASHES:
+        while buf[j] in DASHES and k < n and buf[k] in DASHES:
             k += 1
-        if self._first and buf[j] not in _CLAUSE_CJK and k == n and not final:
+        if self._first and buf[j] not in CLAUSE_CJK and k == n and not final:
             return False  # "3,50" or ", "? "-" or " - "?
         self._i = k
         if not self._first:
             return True
         prev = buf[j - 1] if j > self._start else ""
         nxt = buf[k] if k < n else ""
-        if buf[j] in _CLAUSE:
+        if buf[j] in CLAUSE:
             boundary = nxt == " "
         elif "—" in buf[j:k]:
             boundary = bool(nxt) and not (prev.isdigit() and nxt.isdigit())
-        elif buf[j] in _DASHES:  # spaced; " - " between numbers is a minus sign
+        elif buf[j] in DASHES:  # spaced; " - " between numbers is a minus sign
             minus = j - 2 >= self._start and buf[j - 2].isdigit() and buf[k + 1 : k + 2].isdigit()
             boundary = prev == nxt == " " and not minus
         else:  # CJK clause marks need no space
@@ -231,15 +196,15 @@ class SentenceBuffer:
     def _terminator(self, j: int, final: bool) -> bool:
         buf, n = self._buf, len(self._buf)
         k = j
-        while k < n and buf[k] in _TERMINATORS:
+        while k < n and buf[k] in TERMINATORS:
             k += 1
         e = k
-        while e < n and buf[e] in _CLOSERS:
+        while e < n and buf[e] in CLOSERS:
             e += 1
         if e == n and not final:
             return False
         run = buf[j:k]
-        if e < n and run[-1] in _NO_SPACE_TERMINATORS:
+        if e < n and run[-1] in NO_SPACE_TERMINATORS:
             cut = not (e > k and buf[e] in "とっ")  # 「…。」と言った: the quote goes on
         elif e < n and buf[e] == " ":
             decision = self._sentence_ends(run, j, e + 1, final)
@@ -259,7 +224,7 @@ class SentenceBuffer:
     def _sentence_ends(self, run: str, j: int, p: int, final: bool) -> bool | None:
         """Does the terminator `run` at `j`, followed by a space and `p`, end a sentence?"""
         buf, n = self._buf, len(self._buf)
-        while p < n and buf[p] in _OPENERS:
+        while p < n and buf[p] in OPENERS:
             p += 1
         if p == n:
             return True if final else None
@@ -275,23 +240,23 @@ class SentenceBuffer:
                 word = self._next_word(p, final)
                 if word is None:
                     return None
-                return word not in _I_WORDS
+                return word not in I_WORDS
             return True
-        lo = max(self._start, j - _LOOKBEHIND)
-        word = buf[max(buf.rfind(" ", lo, j) + 1, lo) : j + 1].lstrip(_OPENERS).lower()
-        if word in self._never or _INITIAL.fullmatch(word) or nxt.isdigit():
+        lo = max(self._start, j - LOOKBEHIND)
+        word = buf[max(buf.rfind(" ", lo, j) + 1, lo) : j + 1].lstrip(OPENERS).lower()
+        if word in self._never or INITIAL.fullmatch(word) or nxt.isdigit():
             return False
-        if self._ordinals and _ORDINAL.fullmatch(word):
+        if self._ordinals and ORDINAL.fullmatch(word):
             if self._lang != "de":
                 return False
             following = self._next_word(p, final)
             if following is None:
                 return None
-            return following.lower() in _DE_STARTERS
+            return following.lower() in DE_STARTERS
         return True
 
     def _next_word(self, p: int, final: bool) -> str | None:
-        word = m.group() if (m := _WORD_AT.match(self._buf, p)) else ""
+        word = m.group() if (m := WORD_AT.match(self._buf, p)) else ""
         return None if p + len(word) == len(self._buf) and not final else word
 
     def _quote(self, c: str, j: int) -> None:
@@ -299,21 +264,21 @@ class SentenceBuffer:
         stack = self._stack
         top = stack[-1][0] if stack else ""
         prev = self._buf[j - 1] if j > self._start else " "
-        opens = prev.isspace() or prev in _OPENERS
-        if c in _OPEN_BRACKETS or c == "„":
+        opens = prev.isspace() or prev in OPENERS
+        if c in OPEN_BRACKETS or c == "„":
             stack.append((c, self._base + j))
-        elif c in _BRACKETS:
+        elif c in BRACKETS:
             for idx in range(len(stack) - 1, -1, -1):
-                if stack[idx][0] == _BRACKETS[c]:
+                if stack[idx][0] == BRACKETS[c]:
                     del stack[idx:]
                     break
-        elif (top, c) in _QUOTE_CLOSES:
+        elif (top, c) in QUOTE_CLOSES:
             stack.pop()
         elif c in '"“«»' and opens:
             stack.append((c, self._base + j))
 
     def _inside(self, j: int) -> bool:
-        stack, oldest = self._stack, self._base + j - _QUOTE_SPAN
+        stack, oldest = self._stack, self._base + j - QUOTE_SPAN
         while stack and stack[0][1] < oldest:
             stack.pop(0)
         return bool(stack)
@@ -321,17 +286,17 @@ class SentenceBuffer:
     def _clause_ok(self, end: int) -> bool:
         if self._inside(end):
             return False
-        return _count_words(self._buf[self._start : end]) >= self.config.first_piece_min_words
+        return count_words(self._buf[self._start : end]) >= self.config.first_piece_min_words
 
     # -- cutting ----------------------------------------------------------------------------
 
     def _cut(self, end: int) -> None:
         """A boundary at `end`: emit the pending piece, or hold it if it is too short."""
         text = self._buf[self._start : end].replace(HARD_BREAK, " ").strip()
-        length = len(text) + len(_CJK_RE.findall(text))  # a CJK character says ~2 letters' worth
+        length = len(text) + len(CJK_RE.findall(text))  # a CJK character says ~2 letters' worth
         if not text:
             self._start = end
-        elif _HAS_ALNUM.search(text) and (self._first or length >= self._min):
+        elif HAS_ALNUM.search(text) and (self._first or length >= self._min):
             self._emit(end)
         else:
             self._held = end
