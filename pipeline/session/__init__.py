@@ -1,10 +1,19 @@
 """One live session: client input in, events out, each appended to the log first.
 
 :class:`LiveSession` is what a socket, the SSE chat and the demo drive: speech input
-with endpointing, typed turns, one response at a time, barge-in and cancel. Everything it
-knows it folds from the log, so any process can pick a session up.
+with endpointing (:class:`SpeechInput`), typed turns, one response at a time, barge-in and
+cancel. Everything it knows it folds from the log, so any process can pick it up.
 """
 
-from pipeline.session.live import LiveSession, SessionEngines, merge_settings
+from pipeline.session.live import LiveSession, SessionEngines
+from pipeline.session.settings import merge_settings
+from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
 
-__all__ = ["LiveSession", "SessionEngines", "merge_settings"]
+__all__ = [
+    "FRAME_QUEUE",
+    "LiveSession",
+    "SessionEngines",
+    "SpeechInput",
+    "endpoint_config",
+    "merge_settings",
+]
