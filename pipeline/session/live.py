@@ -6,10 +6,13 @@ chat and the ``voxline demo`` command drive. It owns the per-connection work: sp
 Everything it knows about the session it folds from the log (:mod:`pipeline.log.state`),
 so any process can pick the session up.
 
-The outgoing contract: :meth:`LiveSession.events` yields every event this session
-appends, in log order, exactly once, each already in the log. Bad input raises
-:class:`schemas.ProtocolError` from the call that received it; the caller turns it into
-an ``error`` event (:meth:`LiveSession.reject`) and the session goes on.
+The outgoing contract: events leave a session one way, through the log. :meth:`emit`
+appends them and folds them into :attr:`LiveSession.state`; it queues nothing, so what a
+session holds is its live response, however long the connection has lasted. Readers tail
+the log: a socket sends the session's whole log, a chat stream one turn of it
+(:func:`pipeline.session.follow_turn`). Bad input raises :class:`schemas.ProtocolError`
+from the call that received it; the caller turns it into an ``error`` event
+(:meth:`LiveSession.reject`) and the session goes on.
 """
 
 from __future__ import annotations
@@ -18,10 +21,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from pipeline.aio import reraise_lost_cancel
 from pipeline.audio import EndpointConfig, SpeechEnd
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
 from pipeline.log import EventLog, SessionState, fold
@@ -67,8 +68,6 @@ from schemas import (
 
 logger = logging.getLogger(__name__)
 
-_CLOSED = object()
-
 
 @dataclass(frozen=True)
 class SessionEngines:
@@ -101,7 +100,6 @@ class LiveSession:
         self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
         self.max_history_turns = max_history_turns
         self._endpoint_config = endpoint_config or EndpointConfig()
-        self._outbox: asyncio.Queue[Event | object] = asyncio.Queue()
         self._append_lock = asyncio.Lock()
         self._response: asyncio.Task[None] | None = None
         self._cancel: CancelToken | None = None
@@ -150,7 +148,6 @@ class LiveSession:
         if self._audio is not None:
             await self._audio.close()
         self._closed = True
-        self._outbox.put_nowait(_CLOSED)
 
     @property
     def settings(self) -> SessionSettings:
@@ -163,22 +160,17 @@ class LiveSession:
     # ---- the outgoing side ------------------------------------------------------------
 
     async def emit(self, *events: EventBase) -> list[Event]:
-        """Append events (one atomic batch), fold them, then queue them for sending."""
+        """Append events (one atomic batch) and fold them; readers find them in the log.
+
+        The fold keeps only the turns the dialogue history still shows, so the state does
+        not grow with the number of turns either.
+        """
         async with self._append_lock:
             result = await self.log.append_batch(events)
             for event in result.events:
                 self.state.apply(event)
-                self._outbox.put_nowait(event)
+            self.state.forget_turns(keep=self.max_history_turns)
         return list(result.events)
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event this session appends, in order, until :meth:`close`."""
-        while True:
-            item = await self._outbox.get()
-            reraise_lost_cancel()
-            if item is _CLOSED:
-                return
-            yield item  # type: ignore[misc]
 
     async def reject(self, error: VoxlineError, turn_id: str | None = None) -> None:
         """Tell the client about bad input: an ``error`` event; the session goes on."""
