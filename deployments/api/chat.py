@@ -25,8 +25,8 @@ from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS, sse
-from deployments.api.sessions import authorized_state, create_session
-from pipeline.session import LiveSession, follow_turn, merge_settings
+from deployments.api.sessions import authorized_state
+from pipeline.session import LiveSession, create_session, follow_turn, merge_settings
 from schemas import Event, SessionSettings, VoxlineError
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
@@ -55,7 +55,7 @@ async def chat_stream(
     state = None
     if body.session_id is None:
         settings = merge_settings(SessionSettings(), body.settings)
-        session_id = await create_session(services, settings)
+        session_id = await create_session(services.log, settings)
         token = services.tokens.issue(session_id)
         headers["X-Voxline-Token"] = token
     else:
