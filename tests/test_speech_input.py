@@ -48,8 +48,9 @@ class Loudness(VoiceActivityDetector):
 class Heard:
     """The callbacks: what the session is told, in order."""
 
-    def __init__(self, slow_s: float = 0.0) -> None:
+    def __init__(self, slow_s: float = 0.0, fail: int = 0) -> None:
         self.slow_s = slow_s
+        self.fail = fail  # utterances to refuse first, as a log that is down would
         self.events: list[tuple[str, object]] = []
         self.spoke = asyncio.Event()
 
@@ -59,6 +60,9 @@ class Heard:
 
     async def utterance(self, end: SpeechEnd, rate: int) -> None:
         await asyncio.sleep(self.slow_s)  # a session appends and starts a response here
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("the log is down")
         self.events.append(("utterance", (end, rate)))
 
     def utterances(self) -> list[tuple[SpeechEnd, int]]:
@@ -141,6 +145,22 @@ async def test_the_detectors_failure_surfaces_on_the_next_push_and_commit() -> N
     with pytest.raises(RuntimeError, match="the detector broke"):
         await audio.push(tone(0.1, False))
     assert vad.closed
+    await audio.close()
+
+
+async def test_a_failed_utterance_is_raised_once_and_the_input_goes_on() -> None:
+    heard = Heard(fail=2)
+    audio = speech_input(Loudness(), heard)
+    await push_all(audio, tone(0.3, False))
+    with pytest.raises(ConnectionError):  # this commit's utterance could not be handled
+        await audio.commit()
+    await push_all(audio, tone(0.6, True) + tone(0.8, False))  # cut by the detector: fails
+    with pytest.raises(ConnectionError):  # ...and the next call says so, once
+        await audio.commit()
+    await audio.commit()
+    await push_all(audio, tone(0.6, True) + tone(0.8, False))
+    await audio.commit()
+    assert len(heard.utterances()) == 1  # still listening
     await audio.close()
 
 

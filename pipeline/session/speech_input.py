@@ -8,8 +8,10 @@ input over a queue of frames. What this adds around it is what a session needs:
   8 s at 32 ms a frame): :meth:`SpeechInput.push` waits while it is full, so a client that
   sends faster than the detector runs is slowed down, not buffered without end;
 * push-to-talk (:meth:`SpeechInput.commit`), which returns once its utterance is handled;
-* the detector's failure, raised by the next :meth:`~SpeechInput.push` or
-  :meth:`~SpeechInput.commit` (the task that met it cannot raise to the client).
+* failures raised where the client is answered, by the next :meth:`~SpeechInput.push` or
+  :meth:`~SpeechInput.commit` (the task that met them cannot raise to the client): the
+  detector's ends the input (every later call raises it); a callback's is raised once
+  and the input goes on listening.
 
 What happens on a speech start or an utterance is the session's: two callbacks, awaited
 in the input's task, in stream order.
@@ -67,6 +69,7 @@ class SpeechInput:
         self._assembler = FrameAssembler(vad.frame_samples)
         self._queue: asyncio.Queue[bytes | Commit] = asyncio.Queue(maxsize=FRAME_QUEUE)
         self._commits: deque[asyncio.Future[None]] = deque()  # one per commit in the queue
+        self._failure: Exception | None = None  # a callback's, not yet raised
         self._on_speech = on_speech
         self._on_utterance = on_utterance
         config = config.model_copy(update={"sample_rate": self.rate})
@@ -98,8 +101,7 @@ class SpeechInput:
         self._commits.append(done)
         await self._queue.put(Commit())
         await asyncio.wait((done, self._task), return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            self._raise_if_stopped()
+        self._raise_if_stopped()  # e.g. this commit's utterance could not be appended
 
     async def close(self) -> None:
         """Stop listening; what is queued is dropped."""
@@ -110,6 +112,9 @@ class SpeechInput:
     def _raise_if_stopped(self) -> None:
         if self._task.done():
             self._task.result()  # the detector's failure (CancelledError once closed)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     async def _frames(self) -> AsyncGenerator[bytes | Commit, None]:
         while True:
@@ -120,7 +125,11 @@ class SpeechInput:
             async for event in events:
                 if isinstance(event, Commit):
                     self._commits.popleft().set_result(None)
-                elif isinstance(event, SpeechEnd):
-                    await self._on_utterance(event, self.rate)
-                else:
-                    await self._on_speech(event.audio_ms)
+                    continue
+                try:
+                    if isinstance(event, SpeechEnd):
+                        await self._on_utterance(event, self.rate)
+                    else:
+                        await self._on_speech(event.audio_ms)
+                except Exception as exc:  # the session's trouble, not the detector's
+                    self._failure = self._failure or exc
