@@ -10,7 +10,8 @@ façade (its ``__init__``) that the rest of the code imports:
 ``pipeline.engines``   the engine seams (STT, LLM, TTS, VAD), their implementations, the
                        registry and the packaged weights (``pipeline.engines.weights``)
 ``pipeline.turn``      the streaming turn: sentence buffer, speaker, audio output, cancel
-``pipeline.session``   one live session: speech input, typed turns, barge-in
+``pipeline.session``   sessions: creation, authorization, settings merging, and the live
+                       side (speech input, typed turns, barge-in; events out by the log)
 ``pipeline.workers``   background consumers: auto-play narration, re-transcription, metrics
 ``pipeline.aio``       asyncio helpers shared by all of them
 =====================  =================================================================

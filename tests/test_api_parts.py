@@ -1,22 +1,19 @@
-"""Small parts of the HTTP API: SSE framing and keep-alives, session tokens."""
+"""Small parts of the HTTP API: SSE framing and keep-alives, where a request carries its
+token (the tokens themselves: ``tests/test_session_access.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
-from redis.asyncio import Redis
 from starlette.requests import HTTPConnection, Request
 
-from deployments.api._auth import SessionTokens, token_of
+from deployments.api._auth import token_of
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, sse, with_keepalive
-from pipeline.log import create_redis
-from schemas import ApiSettings, AuthError, ErrorCode, EventLogSettings, Settings
+from pipeline.session import SessionTokens
 from tests.gated_source import GatedSource, finish
 
 T = TypeVar("T")
@@ -178,133 +175,6 @@ async def test_keepalive_passes_a_source_error_on() -> None:
     assert await take(stream) == "a"
     with pytest.raises(RuntimeError, match="boom"):
         await take(stream)
-
-
-# --- SessionTokens ----------------------------------------------------------------------
-
-
-def test_token_round_trip() -> None:
-    tokens = SessionTokens(KEY)
-    token = tokens.issue("sess-1")
-    tokens.verify("sess-1", token)  # no error
-    assert tokens.issue("sess-1") == token  # deterministic: any replica can check it
-    # URL-safe (it travels as ?token=) and without padding
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", token)
-    assert len(base64.urlsafe_b64decode(token + "=")) == 32
-
-
-@pytest.mark.parametrize(
-    "wrong",
-    [
-        "x" * 43,
-        "AAAA",
-        SessionTokens(KEY).issue("sess-2"),  # another session's token
-        SessionTokens(b"z" * 32).issue("sess-1"),  # this session under another key
-    ],
-)
-def test_a_wrong_token_is_forbidden(wrong: str) -> None:
-    tokens = SessionTokens(KEY)
-    with pytest.raises(AuthError) as info:
-        tokens.verify("sess-1", wrong)
-    assert info.value.code is ErrorCode.FORBIDDEN
-    assert info.value.http_status == 403
-
-
-@pytest.mark.parametrize("missing", [None, ""])
-def test_a_missing_token_is_unauthorized(missing: str | None) -> None:
-    with pytest.raises(AuthError) as info:
-        SessionTokens(KEY).verify("sess-1", missing)
-    assert info.value.code is ErrorCode.UNAUTHORIZED
-    assert info.value.http_status == 401
-
-
-def test_a_non_ascii_token_is_forbidden() -> None:
-    with pytest.raises(AuthError) as info:
-        SessionTokens(KEY).verify("sess-1", "tök€n")
-    assert info.value.code is ErrorCode.FORBIDDEN
-
-
-def test_tokens_differ_per_session_and_per_key() -> None:
-    one, two = SessionTokens(KEY), SessionTokens(b"q" * 32)
-    sessions = [f"sess-{i}" for i in range(20)]
-    issued = {one.issue(sid) for sid in sessions} | {two.issue(sid) for sid in sessions}
-    assert len(issued) == 40
-
-
-def test_a_short_key_is_refused() -> None:
-    with pytest.raises(ValueError):
-        SessionTokens(b"short")
-    SessionTokens(b"x" * 16)  # the least accepted
-
-
-class NoRedis:
-    """Stands in for Redis where none must be used: any command fails the test."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"Redis used: {name}")
-
-
-async def test_from_settings_uses_the_configured_secret() -> None:
-    secret = "a-secret-of-enough-length-0123456789"
-    settings = Settings(api=ApiSettings(secret=secret))
-    tokens = await SessionTokens.from_settings(settings, NoRedis())  # type: ignore[arg-type]
-    assert tokens.issue("sess-1") == SessionTokens(secret.encode()).issue("sess-1")
-    assert tokens.issue("sess-1") != SessionTokens(KEY).issue("sess-1")
-
-
-@pytest.mark.redis
-async def test_from_settings_shares_one_key_through_redis(
-    redis: Redis, redis_url: str, key_prefix: str
-) -> None:
-    settings = Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=key_prefix))
-    name = f"{key_prefix}:token-key"
-    assert await redis.exists(name) == 0
-    first = await SessionTokens.from_settings(settings, redis)
-    stored = await redis.get(name)
-    assert isinstance(stored, bytes) and len(stored) >= 16
-    assert first.issue("sess-1") == SessionTokens(stored).issue("sess-1")
-    # a second replica, with a connection of its own, finds the same key (SET NX)
-    other = create_redis(redis_url)
-    try:
-        second = await SessionTokens.from_settings(settings, other)
-    finally:
-        await other.aclose()
-    assert await redis.get(name) == stored
-    token = first.issue("sess-1")
-    second.verify("sess-1", token)
-    assert second.issue("sess-9") == first.issue("sess-9")
-
-
-@pytest.mark.redis
-async def test_from_settings_replicas_starting_together_agree(
-    redis: Redis, key_prefix: str
-) -> None:
-    settings = Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=key_prefix))
-    replicas = await asyncio.gather(
-        *(SessionTokens.from_settings(settings, redis) for _ in range(8))
-    )
-    assert len({r.issue("sess-1") for r in replicas}) == 1
-
-
-@pytest.mark.redis
-async def test_from_settings_keeps_an_existing_key(redis: Redis, key_prefix: str) -> None:
-    name = f"{key_prefix}:token-key"
-    await redis.set(name, KEY)
-    settings = Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=key_prefix))
-    tokens = await SessionTokens.from_settings(settings, redis)
-    assert await redis.get(name) == KEY
-    assert tokens.issue("sess-1") == SessionTokens(KEY).issue("sess-1")
-
-
-@pytest.mark.redis
-async def test_from_settings_keys_differ_per_prefix(redis: Redis, key_prefix: str) -> None:
-    a = await SessionTokens.from_settings(
-        Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=f"{key_prefix}:a")), redis
-    )
-    b = await SessionTokens.from_settings(
-        Settings(api=ApiSettings(), log=EventLogSettings(key_prefix=f"{key_prefix}:b")), redis
-    )
-    assert a.issue("sess-1") != b.issue("sess-1")
 
 
 # --- token_of() -------------------------------------------------------------------------

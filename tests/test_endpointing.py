@@ -3,11 +3,10 @@
 No model here: each frame's probability is chosen by the test, so every rule (start,
 hysteresis, stop, padding, forced cut, flush) is checked exactly. Frames carry their own
 sample index as content, so the test can tell precisely which audio an utterance holds.
+The async streams over the endpointer are ``tests/test_segmenting.py``'s.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -21,10 +20,7 @@ from pipeline.audio import (
     FrameAssembler,
     SpeechEnd,
     SpeechStart,
-    endpoint_stream,
-    segment_speech,
 )
-from pipeline.engines import VoiceActivityDetector
 from schemas import InvalidAudioError
 
 FRAME = 512  # 32 ms at 16 kHz
@@ -172,66 +168,3 @@ def test_frame_assembler_cuts_any_chunking_into_exact_frames() -> None:
     assert last is not None and len(last) == FRAME * 2
     assert last[:200] == stream_slice(5 * FRAME, 100) and set(last[200:]) == {0}
     assert assembler.flush() is None
-
-
-async def test_endpoint_stream_async_convenience() -> None:
-    async def pairs() -> AsyncIterator[tuple[bytes, float]]:
-        for index, probability in enumerate([0.0] * 4 + [0.9] * 8):
-            yield frame_at(index), probability
-
-    events = [e async for e in endpoint_stream(pairs(), CONFIG)]
-    assert [type(e) for e in events] == [SpeechStart, SpeechEnd]
-    assert events[1].reason == "flush"  # type: ignore[union-attr]
-
-
-class LoudnessDetector(VoiceActivityDetector):
-    """A stand-in detector: loud frames are speech. Records how frames arrive."""
-
-    name = "loudness"
-
-    def __init__(self) -> None:
-        self.frames_seen = 0
-        self.closed = False
-
-    async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncIterator[float]:
-        try:
-            async for frame in frames:
-                assert len(frame) == self.frame_samples * 2
-                self.frames_seen += 1
-                samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-                yield 1.0 if np.abs(samples).mean() > 1000 else 0.0
-        finally:
-            self.closed = True
-
-
-async def test_segment_speech_joins_assembler_detector_and_endpointer() -> None:
-    quiet = np.zeros(16000, dtype="<i2").tobytes()  # 1 s
-    loud = (np.ones(8000) * 8000).astype("<i2").tobytes()  # 0.5 s
-    audio = quiet + loud + quiet
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for i in range(0, len(audio), 777):
-            yield audio[i : i + 777]
-
-    detector = LoudnessDetector()
-    events = [e async for e in segment_speech(chunks(), detector)]
-    assert [type(e) for e in events] == [SpeechStart, SpeechEnd]
-    start, end = events
-    assert isinstance(start, SpeechStart) and isinstance(end, SpeechEnd)
-    assert abs(start.audio_ms - 1000) <= MS
-    assert abs(end.audio_ms - 1500) <= MS
-    assert detector.closed
-
-
-async def test_segment_speech_closes_the_detector_when_abandoned() -> None:
-    async def endless() -> AsyncIterator[bytes]:
-        loud = (np.ones(512) * 8000).astype("<i2").tobytes()
-        while True:
-            yield loud
-
-    detector = LoudnessDetector()
-    events = segment_speech(endless(), detector)
-    first = await events.__anext__()
-    assert isinstance(first, SpeechStart)
-    await events.aclose()  # type: ignore[attr-defined]
-    assert detector.closed

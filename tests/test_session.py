@@ -1,8 +1,16 @@
-"""The live session: input in, events out, each one in the log before it is handed out."""
+"""The live session: input in, events out, each one in the log before it is handed out.
+
+A session hands events out one way, through its log: the tests read them as any client
+does, with a tail of the log.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import types
+import weakref
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
@@ -10,12 +18,15 @@ import pytest
 from scripted_engines import ScriptedLLM, ScriptedTTS
 
 from pipeline.audio import EndpointConfig, decode_audio
-from pipeline.engines import Transcriber, VoiceActivityDetector
+from pipeline.engines import Engine, Transcriber, VoiceActivityDetector
 from pipeline.log import EventLog
-from pipeline.session import LiveSession, SessionEngines
+from pipeline.session import FRAME_QUEUE, LiveSession, SessionEngines, ends_turn, follow_turn
+from pipeline.turn import TurnOrchestrator
 from schemas import (
     AudioFormat,
     ErrorCode,
+    ErrorEvent,
+    ErrorPayload,
     Event,
     InputTextMessage,
     InvalidAudioError,
@@ -98,12 +109,24 @@ def decoded_samples(fmt: AudioFormat, payload: bytes, rate: int) -> int:
     return len(decode_audio(payload, sample_rate=rate)) // 2
 
 
+#: per session, the last event id a test has read (collect_until goes on from there)
+_read_up_to: weakref.WeakKeyDictionary[LiveSession, str | None] = weakref.WeakKeyDictionary()
+
+
 async def collect_until(session: LiveSession, *types: str) -> list[Event]:
+    """The session's events as a reader of its log gets them, from where the previous call
+    stopped (at first, the start of the log) up to the first of ``types``."""
     seen: list[Event] = []
-    async for event in session.events():
-        seen.append(event)
-        if event.type in types:
-            break
+    tail = session.log.tail(session.session_id, _read_up_to.get(session))
+    try:
+        async for event in tail:
+            seen.append(event)
+            if event.type in types:
+                break
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]
+    if seen:
+        _read_up_to[session] = seen[-1].id
     return seen
 
 
@@ -329,3 +352,107 @@ async def test_unknown_and_closed_sessions(event_log: EventLog) -> None:
     with pytest.raises(SessionError) as info:
         await LiveSession.open("closing", event_log, engines())
     assert info.value.code is ErrorCode.SESSION_CLOSED
+
+
+# --- one turn, read from the log ---------------------------------------------------------
+
+
+async def test_follow_turn_reads_one_turn_from_the_log_and_ends_with_it(
+    event_log: EventLog,
+) -> None:
+    session = await LiveSession.open("follow", event_log, engines(), create=SessionSettings())
+    before = session.state.last_event_id
+    first = await session.submit_text("Where?")
+    await session.wait_response()  # a reader that starts late misses nothing
+    second = await session.submit_text("And then?")
+    seen = [e async for e in follow_turn(event_log, "follow", first, after=before)]
+    assert seen == [e for e in await event_log.read_all("follow") if e.turn_id == first]
+    assert seen[0].type == "input.text" and seen[-1].type == "response.done"
+    live = [e async for e in follow_turn(event_log, "follow", second, after=before)]
+    assert {e.turn_id for e in live} == {second} and live[-1].type == "response.done"
+    await session.close()
+
+
+async def test_follow_turn_ends_at_a_cancel(event_log: EventLog) -> None:
+    llm = ScriptedLLM(REPLY, gate_at=3)  # the reply stalls after three tokens
+    session = await LiveSession.open("stop", event_log, engines(llm), create=SessionSettings())
+    turn = await session.submit_text("Tell me a story")
+    reader = follow_turn(event_log, "stop", turn, after=None)
+    async with asyncio.timeout(10):
+        async for event in reader:
+            if event.type == "response.text.delta":
+                await session.cancel_response("client")
+                break
+        rest = [e async for e in follow_turn(event_log, "stop", turn, after=event.id)]
+    assert rest[-1].type == "response.cancelled"
+    await session.close()
+
+
+@pytest.mark.parametrize(("recoverable", "ends"), [(True, False), (False, True)])
+def test_an_error_ends_a_turn_when_the_turn_cannot_go_on(recoverable: bool, ends: bool) -> None:
+    error = ErrorEvent(session_id="s", turn_id="t", data=ErrorPayload(
+        code=ErrorCode.LLM_FAILED, message="broke", recoverable=recoverable))
+    assert ends_turn(error) is ends  # type: ignore[arg-type]
+
+
+# --- a long session ---------------------------------------------------------------------
+
+#: what a session shares with others or runs, not what it holds: left out of its footprint
+SHARED = (EventLog, SessionEngines, Engine, TurnOrchestrator, asyncio.AbstractEventLoop,
+          asyncio.Future, types.CoroutineType, types.MethodType, types.FunctionType,
+          types.ModuleType, type, logging.Logger)
+
+
+def footprint(session: LiveSession) -> int:
+    """What a session holds of its own: the items of every container and the length of
+    every buffer and string reachable from it (not through what it shares)."""
+    total, seen, stack = 0, set(), [session.__dict__]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, SHARED):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, bytes | bytearray | str):
+            total += len(obj)
+        elif isinstance(obj, dict):
+            total += len(obj)
+            stack += [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset | deque):
+            total += len(obj)
+            stack += list(obj)
+        elif hasattr(obj, "__dict__"):
+            stack.append(vars(obj))
+    return total
+
+
+async def test_a_long_session_holds_no_more_after_many_turns(event_log: EventLog) -> None:
+    """Memory is bounded by the live response, not by the number of turns: nothing the
+    session holds grows with them (no queue of sent events, audio or not; no buffer of
+    heard audio; the fold keeps the turns the history shows)."""
+    parts = engines(tts=ScriptedTTS(sample_rate=16000, chunk_bytes=4800))
+    session = await LiveSession.open("long", event_log, parts, create=SessionSettings(),
+                                     max_history_turns=4)
+    utterance = tone(0.64, True) + tone(0.832, False)  # whole 32 ms frames: none left over
+
+    async def turns(n: int) -> None:
+        for i in range(n):
+            if i % 2:
+                await session.submit_text("How are you?")
+            else:
+                for start in range(0, len(utterance), 640):
+                    await session.push_audio(utterance[start : start + 640])
+                await session.commit_audio()  # VAD cut it already: this waits for it
+            await session.wait_response()
+
+    await turns(10)
+    before = footprint(session)
+    await turns(30)
+    after = footprint(session)
+    assert isinstance(parts.stt, FixedSTT) and len(parts.stt.heard) == 20
+    log = await event_log.read_all("long")
+    assert sum(e.type == "response.done" for e in log) == 40
+    assert sum(e.type == "response.audio.chunk" for e in log) > 40
+    assert session._audio is not None and session._audio.queued <= FRAME_QUEUE
+    assert len(session.state.turns) <= 5
+    assert after <= before + 64, (before, after)
+    await session.close()

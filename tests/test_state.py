@@ -50,6 +50,46 @@ def test_history_uses_what_was_heard() -> None:
     assert state.turns["t2"].status == "cancelled"
 
 
+def many_turns(session: str, n: int) -> list[s.EventBase]:
+    """``n`` answered turns, an unanswered one (an empty transcript) among them, and an
+    open one at the end."""
+    events: list[s.EventBase] = [s.SessionCreated(
+        session_id=session, data=s.SessionCreatedData(settings=s.SessionSettings()))]
+    for i in range(n):
+        turn = f"t{i}"
+        events.append(s.InputText(session_id=session, turn_id=turn,
+                                  data=s.InputTextData(text=f"question {i}")))
+        if i == n - 3:
+            continue  # never answered: stays open
+        events.append(s.ResponseStarted(session_id=session, turn_id=turn))
+        events.append(s.ResponseDone(session_id=session, turn_id=turn,
+                                     data=s.ResponseDoneData(text=f"answer {i}")))
+    events.append(s.InputText(session_id=session, turn_id="last",
+                              data=s.InputTextData(text="and now?")))
+    return events
+
+
+@pytest.mark.parametrize("keep", [0, 1, 3, 20])
+def test_forgetting_turns_keeps_the_history_and_the_open_turn(keep: int) -> None:
+    full = fold("f", many_turns("f", 12))  # type: ignore[arg-type]
+    state = fold("f", many_turns("f", 12))  # type: ignore[arg-type]
+    state.forget_turns(keep=keep)
+    assert state.history(max_turns=keep) == full.history(max_turns=keep)
+    assert state.open_turn == full.open_turn and state.open_turn is not None
+    if keep:
+        assert len(state.turns) == min(keep + 1, len(full.turns))
+        assert list(state.turns) == [t for t in full.turns if t in state.turns]  # in order
+
+
+def test_forgetting_turns_keeps_a_turn_still_responding() -> None:
+    events = many_turns("r", 6)
+    events.insert(2, s.ResponseStarted(session_id="r", turn_id="t0"))  # t0 again responding
+    events = [e for e in events if not (e.turn_id == "t0" and e.type == "response.done")]
+    state = fold("r", events)  # type: ignore[arg-type]
+    state.forget_turns(keep=1)
+    assert set(state.turns) == {"t0", "t5", "last"}
+
+
 def test_a_refined_transcript_replaces_the_heard_one_unless_empty() -> None:
     def refined(text: str) -> s.EventBase:
         data = s.TranscriptRefinedData(text=text, source_event_id="1-0")

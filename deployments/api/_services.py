@@ -17,10 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import SessionTokens
 from pipeline.engines import Engine
 from pipeline.log import EventLog, SessionState
-from pipeline.session import LiveSession, SessionEngines
+from pipeline.session import LiveSession, SessionEngines, SessionTokens
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
 from schemas import EngineError, ErrorCode, SessionSettings, Settings

@@ -8,6 +8,9 @@ continue the same conversation. Without ``session_id`` a new session is created;
 token comes first, in a ``session`` event and in the ``X-Voxline-Token`` header.
 
 Disconnecting cancels the reply (``response.cancelled`` is appended).
+
+The stream reads the turn from the session's log (:func:`pipeline.session.follow_turn`),
+like every other reader: the live session queues nothing for it.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS, sse
-from deployments.api.sessions import authorized_state, create_session
-from pipeline.session import LiveSession, merge_settings
-from schemas import Event, SessionSettings
+from deployments.api.sessions import authorized_state
+from pipeline.session import LiveSession, create_session, follow_turn, merge_settings
+from schemas import Event, SessionSettings, VoxlineError
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -52,39 +55,39 @@ async def chat_stream(
     state = None
     if body.session_id is None:
         settings = merge_settings(SessionSettings(), body.settings)
-        session_id = await create_session(services, settings)
+        session_id = await create_session(services.log, settings)
         token = services.tokens.issue(session_id)
         headers["X-Voxline-Token"] = token
     else:
         session_id = body.session_id
         state = await authorized_state(session_id, request, services)
     session = await services.open_session(session_id, state=state, with_audio=body.audio)
+    before = session.state.last_event_id  # the turn's events all come after this one
     try:
         turn_id = await session.submit_text(body.message)
     except BaseException:
         await services.release(session)
         raise
-    stream = _stream(services, session, turn_id, token)
+    stream = _stream(services, session, turn_id, before, token)
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
 async def _stream(
-    services: Services, session: LiveSession, turn_id: str, token: str | None
+    services: Services, session: LiveSession, turn_id: str, before: str | None,
+    token: str | None,
 ) -> AsyncGenerator[bytes, None]:
+    """The turn's messages until it ends; leaving (a disconnect) cancels the reply."""
     thread = session.session_id
     try:
         if token is not None:
             yield sse("session", {"thread_id": thread, "token": token})
-        async for event in session.events():
-            if event.turn_id != turn_id:
-                continue
+        async for event in follow_turn(services.log, thread, turn_id, after=before):
             message = _message(thread, event)
             if message is not None:
                 yield message
-            if event.type in ("response.done", "response.cancelled"):
-                return
-            if event.type == "error" and not event.data.recoverable:
-                return
+    except VoxlineError as exc:  # the log failed under the stream, or retention overtook it
+        yield sse("error", {"thread_id": thread, "turn_id": turn_id,
+                            **exc.to_payload().model_dump(mode="json")})
     finally:
         await services.release(session)
 

@@ -2,11 +2,12 @@
 
 Creating a session appends ``session.created`` and returns the token every later call
 on the session must show, with the URLs of its realtime socket and its event stream.
+Creation, authorization and settings merging are :mod:`pipeline.session`'s; this module
+is their HTTP face.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,18 +16,9 @@ from starlette.requests import HTTPConnection
 
 from deployments.api._auth import token_of
 from deployments.api._services import Services, get_services
-from pipeline.log import SessionState, fold
-from pipeline.session import merge_settings
-from schemas import (
-    ErrorCode,
-    Event,
-    SessionClosed,
-    SessionClosedData,
-    SessionCreated,
-    SessionCreatedData,
-    SessionError,
-    SessionSettings,
-)
+from pipeline.log import SessionState
+from pipeline.session import authorize, create_session, merge_settings
+from schemas import Event, SessionClosed, SessionClosedData, SessionSettings
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -53,35 +45,17 @@ class SessionSummary(BaseModel):
     last_event_id: str | None
 
 
-def new_session_id() -> str:
-    return f"sess_{uuid.uuid4().hex}"
-
-
 def base_url(connection: HTTPConnection, services: Services) -> str:
     """Where clients reach this server: ``VOXLINE_API__PUBLIC_URL`` or as they asked."""
     public = services.settings.api.public_url
     return (public or str(connection.base_url)).rstrip("/")
 
 
-async def create_session(services: Services, settings: SessionSettings) -> str:
-    session_id = new_session_id()
-    await services.log.append(
-        SessionCreated(session_id=session_id, data=SessionCreatedData(settings=settings))
-    )
-    return session_id
-
-
 async def authorized(
     session_id: str, connection: HTTPConnection, services: Services
 ) -> tuple[SessionState, list[Event]]:
-    """The folded session and its log (what retention left), after checking that it
-    exists (404) and the token (401/403)."""
-    events, horizon = await services.log.read_remaining(session_id)
-    state = fold(session_id, events, trimmed=horizon is not None)
-    if not state.created:
-        raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
-    services.tokens.verify(session_id, token_of(connection))
-    return state, events
+    """:func:`pipeline.session.authorize` with the token the connection carries."""
+    return await authorize(services.log, services.tokens, session_id, token_of(connection))
 
 
 async def authorized_state(
@@ -100,7 +74,7 @@ async def create(
 ) -> SessionCreatedResponse:
     """Start a session; bad settings → 400 ``invalid_settings`` / ``unsupported_sample_rate``."""
     settings = merge_settings(SessionSettings(), (body or CreateSessionRequest()).settings)
-    session_id = await create_session(services, settings)
+    session_id = await create_session(services.log, settings)
     base = base_url(request, services)
     ws_base = "ws" + base.removeprefix("http")
     return SessionCreatedResponse(

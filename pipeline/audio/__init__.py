@@ -2,7 +2,8 @@
 
 :mod:`~pipeline.audio.pcm` converts and resamples raw samples (numpy, soxr);
 :mod:`~pipeline.audio.codec` decodes uploads and encodes replies (PyAV, imported lazily);
-:mod:`~pipeline.audio.endpointing` turns per-frame speech probabilities into utterances.
+:mod:`~pipeline.audio.endpointing` turns per-frame speech probabilities into utterances;
+:mod:`~pipeline.audio.segmenting` runs it, with a detector, over async audio streams.
 Nothing here knows about sessions, turns or engines.
 """
 
@@ -18,11 +19,8 @@ from pipeline.audio.endpointing import (
     Endpointer,
     EndpointEvent,
     FrameAssembler,
-    FrameDetector,
     SpeechEnd,
     SpeechStart,
-    endpoint_stream,
-    segment_speech,
 )
 from pipeline.audio.pcm import (
     FloatAudio,
@@ -36,10 +34,12 @@ from pipeline.audio.pcm import (
     resample_pcm16,
     rms_dbfs,
 )
+from pipeline.audio.segmenting import Commit, FrameDetector, endpoint_stream, segment_speech
 
 __all__ = [
     "CONTENT_TYPES",
     "AudioEncoder",
+    "Commit",
     "EndpointConfig",
     "EndpointEvent",
     "Endpointer",

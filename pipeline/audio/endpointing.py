@@ -25,14 +25,14 @@ The rules, all in :class:`EndpointConfig`:
 Times are stream times in milliseconds since the first sample pushed. Frames may have any
 size (the accounting is per sample), though Silero wants 512 samples at 16 kHz;
 :class:`FrameAssembler` cuts a socket's arbitrary chunks into such frames.
+:mod:`pipeline.audio.segmenting` runs all of it over async audio streams.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -43,25 +43,9 @@ __all__ = [
     "EndpointEvent",
     "Endpointer",
     "FrameAssembler",
-    "FrameDetector",
     "SpeechEnd",
     "SpeechStart",
-    "endpoint_stream",
-    "segment_speech",
 ]
-
-
-class FrameDetector(Protocol):
-    """What endpointing needs of a voice activity detector (``pipeline.engines``' VAD seam
-    satisfies it; declared here so that audio code does not depend on the engines)."""
-
-    @property
-    def frame_samples(self) -> int: ...
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncIterator[float]: ...
 
 
 class EndpointConfig(BaseModel):
@@ -322,69 +306,3 @@ class FrameAssembler:
         frame = bytes(self._pending[:usable]).ljust(self.frame_bytes, b"\x00")
         self._pending.clear()
         return frame
-
-
-async def endpoint_stream(
-    frames: AsyncIterable[tuple[bytes, float]], config: EndpointConfig | None = None
-) -> AsyncIterator[EndpointEvent]:
-    """Async convenience over :class:`Endpointer`: ``(frame, probability)`` in, events out.
-
-    The end of ``frames`` flushes an open utterance (``reason="flush"``).
-    """
-    endpointer = Endpointer(config)
-    async for frame, probability in frames:
-        for event in endpointer.push(frame, probability):
-            yield event
-    for event in endpointer.flush():
-        yield event
-
-
-async def segment_speech(
-    audio: AsyncIterable[bytes],
-    detector: FrameDetector,
-    config: EndpointConfig | None = None,
-) -> AsyncIterator[EndpointEvent]:
-    """PCM16 chunks of any size in, speech events out: assembler, detector and endpointer.
-
-    ``detector`` must be loaded; its frame size and rate are used. The detector yields one
-    probability per frame in order, so each probability is paired with the frame sent last.
-    """
-    config = config or EndpointConfig(sample_rate=detector.sample_rate)
-    if config.sample_rate != detector.sample_rate:
-        raise ValueError("the endpointing rate must match the detector's")
-    assembler = FrameAssembler(detector.frame_samples)
-    sent: deque[bytes] = deque()
-
-    async def frames() -> AsyncGenerator[bytes, None]:
-        async for chunk in audio:
-            for frame in assembler.push(chunk):
-                sent.append(frame)
-                yield frame
-        last = assembler.flush()
-        if last is not None:
-            sent.append(last)
-            yield last
-
-    async def paired() -> AsyncGenerator[tuple[bytes, float], None]:
-        source = frames()
-        probabilities = detector.probabilities(source)
-        try:
-            async for probability in probabilities:
-                yield sent.popleft(), probability
-        finally:  # stop the detector, then the audio source behind it
-            await _aclose(probabilities)
-            await source.aclose()
-
-    pairs = paired()
-    try:
-        async for event in endpoint_stream(pairs, config):
-            yield event
-    finally:
-        await pairs.aclose()
-
-
-async def _aclose(iterator: AsyncIterator[object]) -> None:
-    """Close an async generator early (a plain async iterator has nothing to close)."""
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()

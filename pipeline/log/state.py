@@ -130,6 +130,21 @@ class SessionState(BaseModel):
                 messages.append(ChatMessage(role="assistant", content=turn.assistant_text))
         return messages
 
+    def forget_turns(self, *, keep: int) -> None:
+        """Drop the turns that :meth:`history` with ``max_turns=keep`` no longer shows,
+        keeping the newest turn (:attr:`open_turn`) and any turn still responding.
+
+        For a holder of the state that lives as long as a connection (a live session):
+        its memory must not grow with the number of turns. A fold of the log has them all.
+        """
+        if len(self.turns) <= keep + 1:
+            return
+        shown = [t.turn_id for t in self.turns.values() if t.finished and t.user_text]
+        needed = {*shown[-keep:], next(reversed(self.turns))}
+        needed.update(t.turn_id for t in self.turns.values() if t.status == "responding")
+        for turn_id in [turn_id for turn_id in self.turns if turn_id not in needed]:
+            del self.turns[turn_id]
+
     @property
     def open_turn(self) -> TurnState | None:
         """The turn still in progress, if any (at most one at a time per session)."""

@@ -1,10 +1,32 @@
-"""One live session: client input in, events out, each appended to the log first.
+"""Sessions: creating one, who may act on it, and its live side.
 
-:class:`LiveSession` is what a socket, the SSE chat and the demo drive: speech input
-with endpointing, typed turns, one response at a time, barge-in and cancel. Everything it
-knows it folds from the log, so any process can pick a session up.
+:class:`LiveSession` is what a socket, the SSE chat and the demo drive: speech input with
+endpointing (:class:`SpeechInput`), typed turns, one response at a time, barge-in and
+cancel. Everything it knows it folds from the log, so any process can pick a session up,
+and every event it emits leaves through the log: readers tail it (:func:`follow_turn`
+for one turn's events). Beside it: :func:`create_session`, :func:`authorize` with
+:class:`SessionTokens`, and :func:`merge_settings`.
 """
 
-from pipeline.session.live import LiveSession, SessionEngines, merge_settings
+from pipeline.session.authorization import SessionTokens, authorize
+from pipeline.session.creation import create_session, new_session_id
+from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
+from pipeline.session.live import LiveSession, SessionEngines
+from pipeline.session.settings import merge_settings
+from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
 
-__all__ = ["LiveSession", "SessionEngines", "merge_settings"]
+__all__ = [
+    "FRAME_QUEUE",
+    "TURN_ENDS",
+    "LiveSession",
+    "SessionEngines",
+    "SessionTokens",
+    "SpeechInput",
+    "authorize",
+    "create_session",
+    "endpoint_config",
+    "ends_turn",
+    "follow_turn",
+    "merge_settings",
+    "new_session_id",
+]

@@ -1,15 +1,18 @@
 """One live session: client input in, events out, every event appended before it goes out.
 
-:class:`LiveSession` is what a socket handler (``deployments/ingress.py``), the SSE chat
-and the ``voxline demo`` command drive. It owns the per-connection work: VAD endpointing
-of incoming audio, one response at a time, barge-in and cancel. Everything it knows about
-the session it folds from the log (:mod:`pipeline.log.state`), so any process can pick the
-session up.
+:class:`LiveSession` is what a socket handler (``deployments/api/realtime.py``), the SSE
+chat and the ``voxline demo`` command drive. It owns the per-connection work: speech input
+(:mod:`pipeline.session.speech_input`), one response at a time, barge-in and cancel.
+Everything it knows about the session it folds from the log (:mod:`pipeline.log.state`),
+so any process can pick the session up.
 
-The outgoing contract: :meth:`LiveSession.events` yields every event this session
-appends, in log order, exactly once, each already in the log. Bad input raises
-:class:`schemas.ProtocolError` from the call that received it; the caller turns it into
-an ``error`` event (:meth:`LiveSession.reject`) and the session goes on.
+The outgoing contract: events leave a session one way, through the log. :meth:`emit`
+appends them and folds them into :attr:`LiveSession.state`; it queues nothing, so what a
+session holds is its live response, however long the connection has lasted. Readers tail
+the log: a socket sends the session's whole log, a chat stream one turn of it
+(:func:`pipeline.session.follow_turn`). Bad input raises :class:`schemas.ProtocolError`
+from the call that received it; the caller turns it into an ``error`` event
+(:meth:`LiveSession.reject`) and the session goes on.
 """
 
 from __future__ import annotations
@@ -18,15 +21,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
-from pipeline.aio import reraise_lost_cancel
-from pipeline.audio import EndpointConfig, Endpointer, FrameAssembler, PcmResampler, SpeechEnd
+from pipeline.audio import EndpointConfig, SpeechEnd
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
 from pipeline.log import EventLog, SessionState, fold
+from pipeline.session.settings import merge_settings
+from pipeline.session.speech_input import SpeechInput, endpoint_config
 from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
 from schemas import (
     CancelReason,
@@ -44,7 +45,6 @@ from schemas import (
     InputText,
     InputTextData,
     InputTextMessage,
-    InvalidAudioError,
     ProtocolError,
     ResponseCancel,
     SessionClosed,
@@ -67,10 +67,6 @@ from schemas import (
 )
 
 logger = logging.getLogger(__name__)
-
-_CLOSED = object()
-#: settings whose only failure is a rate answer ``unsupported_sample_rate``
-_RATE_FIELDS = (("input_sample_rate",), ("output_sample_rate",))
 
 
 @dataclass(frozen=True)
@@ -104,11 +100,10 @@ class LiveSession:
         self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
         self.max_history_turns = max_history_turns
         self._endpoint_config = endpoint_config or EndpointConfig()
-        self._outbox: asyncio.Queue[Event | object] = asyncio.Queue()
         self._append_lock = asyncio.Lock()
         self._response: asyncio.Task[None] | None = None
         self._cancel: CancelToken | None = None
-        self._audio: _AudioInput | None = None
+        self._audio: SpeechInput | None = None
         self._closed = False
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -153,7 +148,6 @@ class LiveSession:
         if self._audio is not None:
             await self._audio.close()
         self._closed = True
-        self._outbox.put_nowait(_CLOSED)
 
     @property
     def settings(self) -> SessionSettings:
@@ -166,22 +160,17 @@ class LiveSession:
     # ---- the outgoing side ------------------------------------------------------------
 
     async def emit(self, *events: EventBase) -> list[Event]:
-        """Append events (one atomic batch), fold them, then queue them for sending."""
+        """Append events (one atomic batch) and fold them; readers find them in the log.
+
+        The fold keeps only the turns the dialogue history still shows, so the state does
+        not grow with the number of turns either.
+        """
         async with self._append_lock:
             result = await self.log.append_batch(events)
             for event in result.events:
                 self.state.apply(event)
-                self._outbox.put_nowait(event)
+            self.state.forget_turns(keep=self.max_history_turns)
         return list(result.events)
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event this session appends, in order, until :meth:`close`."""
-        while True:
-            item = await self._outbox.get()
-            reraise_lost_cancel()
-            if item is _CLOSED:
-                return
-            yield item  # type: ignore[misc]
 
     async def reject(self, error: VoxlineError, turn_id: str | None = None) -> None:
         """Tell the client about bad input: an ``error`` event; the session goes on."""
@@ -261,19 +250,20 @@ class LiveSession:
 
     # ---- turns ------------------------------------------------------------------------
 
-    async def _audio_input(self) -> _AudioInput:
+    async def _audio_input(self) -> SpeechInput:
         if self._audio is None:
             if self.engines.vad is None or self.engines.stt is None:
                 raise ProtocolError(
                     "this server takes no audio (no VAD or STT engine)",
                     code=ErrorCode.UNSUPPORTED_FORMAT,
                 )
-            silence = self.settings.end_of_speech_ms
-            config = self._endpoint_config.model_copy(update={
-                "min_silence_ms": silence,
-                "post_padding_ms": min(self._endpoint_config.post_padding_ms, silence),
-            })
-            self._audio = _AudioInput(self, self.engines.vad, config)
+            self._audio = SpeechInput(
+                self.engines.vad,
+                endpoint_config(self._endpoint_config, self.settings.end_of_speech_ms),
+                sample_rate=self.settings.input_sample_rate,
+                on_speech=self._speech_started,
+                on_utterance=self._utterance,
+            )
         return self._audio
 
     async def _speech_started(self, audio_ms: int) -> None:
@@ -381,108 +371,6 @@ class LiveSession:
         ) as stream:
             async for event in stream:
                 await self.emit(event)
-
-
-class _AudioInput:
-    """Incoming audio of one session: resample to the VAD's rate, frame, detect, endpoint."""
-
-    def __init__(
-        self, session: LiveSession, vad: VoiceActivityDetector, config: EndpointConfig
-    ) -> None:
-        self.session = session
-        self.rate = vad.sample_rate
-        source = session.settings.input_sample_rate
-        self.resampler = PcmResampler(source, self.rate) if source != self.rate else None
-        self.assembler = FrameAssembler(vad.frame_samples)
-        self.endpointer = Endpointer(config.model_copy(update={"sample_rate": self.rate}))
-        self.frames: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
-        self.pending: asyncio.Queue[bytes] = asyncio.Queue()
-        self.uncommitted = bytearray()
-        self.utterances = 0  # cut by VAD since the last commit
-        self.backlog = 0  # frames pushed and not yet endpointed
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.task = asyncio.create_task(self._run(vad))
-
-    async def push(self, pcm: bytes) -> None:
-        if self.task.done():
-            self.task.result()  # surfaces the detector's failure
-        if self.resampler is not None:
-            pcm = self.resampler.push(pcm)
-        for frame in self.assembler.push(pcm):
-            self.backlog += 1
-            self.idle.clear()
-            await self.frames.put(frame)
-
-    async def commit(self) -> None:
-        """Push-to-talk: end the utterance in progress now.
-
-        When VAD heard no speech at all since the last commit, everything sent since is
-        taken as the utterance (the client knows better); when VAD already cut the
-        utterance, there is nothing left to commit.
-        """
-        await self.idle.wait()  # every frame pushed so far has been endpointed
-        events = self.endpointer.flush()
-        ends = [e for e in events if isinstance(e, SpeechEnd)]
-        if ends:
-            for end in ends:
-                await self.session._utterance(end, self.rate)
-        elif self.uncommitted and not self.utterances:
-            audio = bytes(self.uncommitted)
-            end = SpeechEnd(
-                audio_ms=self.endpointer.position_ms,
-                audio=audio,
-                duration_s=len(audio) / 2 / self.rate,
-                start_ms=max(0, self.endpointer.position_ms - len(audio) // 2 * 1000 // self.rate),
-                reason="flush",
-            )
-            await self.session._utterance(end, self.rate)
-        self.uncommitted.clear()
-        self.utterances = 0
-
-    async def _frames(self) -> AsyncIterator[bytes]:
-        while (frame := await self.frames.get()) is not None:
-            self.pending.put_nowait(frame)
-            yield frame
-
-    async def _run(self, vad: VoiceActivityDetector) -> None:
-        async with contextlib.aclosing(vad.probabilities(self._frames())) as probabilities:
-            async for probability in probabilities:
-                frame = self.pending.get_nowait()
-                self.uncommitted += frame
-                for event in self.endpointer.push(frame, probability):
-                    if isinstance(event, SpeechEnd):
-                        self.uncommitted.clear()
-                        self.utterances += 1
-                        await self.session._utterance(event, self.rate)
-                    else:
-                        await self.session._speech_started(event.audio_ms)
-                self.backlog -= 1
-                if not self.backlog:
-                    self.idle.set()
-
-    async def close(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-
-
-def merge_settings(settings: SessionSettings, patch: dict[str, object]) -> SessionSettings:
-    """``patch`` validated whole over ``settings``, or refused whole with a client error:
-    ``unsupported_sample_rate`` when a rate is all that is wrong, else ``invalid_settings``.
-    """
-    try:
-        return settings.merged(patch)
-    except ValidationError as exc:
-        errors = exc.errors()
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
-        if all(e["loc"][:1] in _RATE_FIELDS for e in errors):
-            raise InvalidAudioError(
-                f"unsupported sample rate: {problems}", code=ErrorCode.UNSUPPORTED_SAMPLE_RATE
-            ) from None
-        raise ProtocolError(
-            f"invalid settings: {problems}", code=ErrorCode.INVALID_SETTINGS
-        ) from None
 
 
 def _new_turn_id() -> str:

@@ -1,0 +1,27 @@
+"""Session creation: a new id and ``session.created`` in its log.
+
+A session exists once its log holds ``session.created``; nothing else is written
+anywhere, so any replica can serve it from then on. The settings must already be merged
+and validated (:func:`pipeline.session.merge_settings`).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pipeline.log import EventLog
+from schemas import SessionCreated, SessionCreatedData, SessionSettings
+
+
+def new_session_id() -> str:
+    """``sess_`` and 32 random hex digits: unguessable, though the token is what guards it."""
+    return f"sess_{uuid.uuid4().hex}"
+
+
+async def create_session(log: EventLog, settings: SessionSettings) -> str:
+    """Start a session with ``settings``; returns its id."""
+    session_id = new_session_id()
+    await log.append(
+        SessionCreated(session_id=session_id, data=SessionCreatedData(settings=settings))
+    )
+    return session_id

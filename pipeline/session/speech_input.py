@@ -1,0 +1,135 @@
+"""Speech input of one live session: PCM in, speech starts and utterances out.
+
+The segmentation itself is :func:`pipeline.audio.segment_speech`, run in one task per
+input over a queue of frames. What this adds around it is what a session needs:
+
+* the session's input rate, resampled to the detector's;
+* a bounded queue between the socket and the detector (:data:`FRAME_QUEUE` frames, about
+  8 s at 32 ms a frame): :meth:`SpeechInput.push` waits while it is full, so a client that
+  sends faster than the detector runs is slowed down, not buffered without end;
+* push-to-talk (:meth:`SpeechInput.commit`), which returns once its utterance is handled;
+* failures raised where the client is answered, by the next :meth:`~SpeechInput.push` or
+  :meth:`~SpeechInput.commit` (the task that met them cannot raise to the client): the
+  detector's ends the input (every later call raises it); a callback's is raised once
+  and the input goes on listening.
+
+What happens on a speech start or an utterance is the session's: two callbacks, awaited
+in the input's task, in stream order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+from pipeline.audio import (
+    Commit,
+    EndpointConfig,
+    FrameAssembler,
+    FrameDetector,
+    PcmResampler,
+    SpeechEnd,
+    segment_speech,
+)
+
+#: frames queued between the socket and the detector
+FRAME_QUEUE = 256
+
+#: ``(audio_ms)``: speech was confirmed, starting at ``audio_ms`` of the input stream
+OnSpeech = Callable[[int], Awaitable[None]]
+#: ``(utterance, sample_rate)``: an utterance ended; its audio is at the detector's rate
+OnUtterance = Callable[[SpeechEnd, int], Awaitable[None]]
+
+
+def endpoint_config(base: EndpointConfig, end_of_speech_ms: int) -> EndpointConfig:
+    """``base`` with the session's silence that ends an utterance (the padding after the
+    speech cannot be longer than that silence)."""
+    return base.model_copy(update={
+        "min_silence_ms": end_of_speech_ms,
+        "post_padding_ms": min(base.post_padding_ms, end_of_speech_ms),
+    })
+
+
+class SpeechInput:
+    """Incoming audio of one session, at ``sample_rate``; end it with :meth:`close`."""
+
+    def __init__(
+        self,
+        vad: FrameDetector,
+        config: EndpointConfig,
+        *,
+        sample_rate: int,
+        on_speech: OnSpeech,
+        on_utterance: OnUtterance,
+    ) -> None:
+        self.rate = vad.sample_rate
+        self._resampler = PcmResampler(sample_rate, self.rate) if sample_rate != self.rate else None
+        self._assembler = FrameAssembler(vad.frame_samples)
+        self._queue: asyncio.Queue[bytes | Commit] = asyncio.Queue(maxsize=FRAME_QUEUE)
+        self._commits: deque[asyncio.Future[None]] = deque()  # one per commit in the queue
+        self._failure: Exception | None = None  # a callback's, not yet raised
+        self._on_speech = on_speech
+        self._on_utterance = on_utterance
+        config = config.model_copy(update={"sample_rate": self.rate})
+        self._task = asyncio.create_task(self._run(vad, config))
+
+    @property
+    def queued(self) -> int:
+        """Frames (and commits) waiting for the detector; at most :data:`FRAME_QUEUE`."""
+        return self._queue.qsize()
+
+    async def push(self, pcm: bytes) -> None:
+        """Queue PCM16 for the detector; waits while the queue is full."""
+        self._raise_if_stopped()
+        if self._resampler is not None:
+            pcm = self._resampler.push(pcm)
+        for frame in self._assembler.push(pcm):
+            await self._queue.put(frame)
+
+    async def commit(self) -> None:
+        """Push-to-talk: end the utterance in progress now, and return once every frame
+        pushed so far has been endpointed and the utterance (if any) handled.
+
+        When the detector heard no speech since the last commit, everything pushed since is
+        the utterance; when it already cut one, there is nothing left to commit (the rules
+        are :mod:`pipeline.audio.segmenting`'s).
+        """
+        self._raise_if_stopped()
+        done = asyncio.get_running_loop().create_future()
+        self._commits.append(done)
+        await self._queue.put(Commit())
+        await asyncio.wait((done, self._task), return_when=asyncio.FIRST_COMPLETED)
+        self._raise_if_stopped()  # e.g. this commit's utterance could not be appended
+
+    async def close(self) -> None:
+        """Stop listening; what is queued is dropped."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+    def _raise_if_stopped(self) -> None:
+        if self._task.done():
+            self._task.result()  # the detector's failure (CancelledError once closed)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    async def _frames(self) -> AsyncGenerator[bytes | Commit, None]:
+        while True:
+            yield await self._queue.get()
+
+    async def _run(self, vad: FrameDetector, config: EndpointConfig) -> None:
+        async with contextlib.aclosing(segment_speech(self._frames(), vad, config)) as events:
+            async for event in events:
+                if isinstance(event, Commit):
+                    self._commits.popleft().set_result(None)
+                    continue
+                try:
+                    if isinstance(event, SpeechEnd):
+                        await self._on_utterance(event, self.rate)
+                    else:
+                        await self._on_speech(event.audio_ms)
+                except Exception as exc:  # the session's trouble, not the detector's
+                    self._failure = self._failure or exc
