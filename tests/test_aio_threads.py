@@ -327,3 +327,16 @@ def test_a_closed_event_loop_never_crashes_the_worker() -> None:
 async def test_buffer_must_hold_an_item() -> None:
     with pytest.raises(ValueError):
         iterate_in_thread(lambda: [1], buffer=0)
+
+
+async def test_abort_wakes_a_consumer_that_is_waiting() -> None:
+    probe = Probe()
+    stream = iterate_in_thread(lambda: probe.numbers(5, gate_at=1))
+    assert await anext(stream) == 0
+    waiting = asyncio.create_task(anext(stream))  # item 1 waits for the gate
+    await until(probe.at_gate.is_set)
+    stream.abort(ConnectionAbortedError("engine closed"))
+    with pytest.raises(ConnectionAbortedError):
+        await asyncio.wait_for(waiting, HANG)
+    probe.release.set()
+    assert await joined(stream) and probe.ended == "cancelled"

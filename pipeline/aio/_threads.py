@@ -116,47 +116,26 @@ class _Channel(Generic[T]):
 class ThreadStream(Generic[T]):
     """An async iterator over a blocking iterator driven by one worker thread.
 
-    Made by :func:`iterate_in_thread` (see the module docstring for the contract).
-    Consume it inside ``async with contextlib.aclosing(stream)`` so that leaving early
-    stops the worker at once rather than when the stream is garbage-collected.
+    Made by :func:`iterate_in_thread`, which starts the work (see the module docstring
+    for the contract). Consume it inside ``async with contextlib.aclosing(stream)`` so
+    that leaving early stops the worker at once rather than when the stream is
+    garbage-collected.
     """
 
     def __init__(
         self,
-        produce: Callable[[], Iterable[T]],
-        *,
-        executor: Executor | None = None,
-        buffer: int | None = 1,
-        join_timeout_s: float = 0.0,
-        stop: threading.Event | None = None,
-        thread_name: str = "voxline-worker",
+        channel: _Channel[T],
+        done: Future[None],
+        thread: threading.Thread | None,
+        join_timeout_s: float,
     ) -> None:
-        if buffer is not None and buffer < 1:
-            raise ValueError("buffer must be at least 1 (or None: unbounded)")
-        self._channel: _Channel[T] = _Channel(
-            asyncio.get_running_loop(), buffer, stop or threading.Event()
-        )
+        self._channel = channel
+        #: Settled when the worker has left the stream (or will never start it).
+        self._done = done
+        self._thread = thread
         self._join_timeout_s = join_timeout_s
         self._closed = False
         self._aborted = False
-        self._thread: threading.Thread | None = None
-        channel = self._channel
-        if executor is None:
-            done: Future[None] = Future()
-
-            def run() -> None:
-                try:
-                    channel.work(produce)
-                finally:
-                    done.set_result(None)
-
-            # A daemon: a model step in flight must never keep the interpreter alive.
-            self._thread = threading.Thread(target=run, name=thread_name, daemon=True)
-            self._thread.start()
-            self._done = done
-        else:
-            self._done = executor.submit(channel.work, produce)  # RuntimeError: shut down
-            self._done.add_done_callback(_report_never_started(channel))
         # Dropped without aclose() (a consumer that forgot): the worker stops anyway.
         weakref.finalize(self, channel.leave)
 
@@ -244,7 +223,7 @@ def iterate_in_thread(
     stop: threading.Event | None = None,
     thread_name: str = "voxline-worker",
 ) -> ThreadStream[T]:
-    """Stream the items of ``produce()`` from a worker thread (see the module docstring).
+    """Start ``produce()`` on a worker thread and stream its items (see the module docstring).
 
     ``produce`` is called on the worker thread, which then drives the iterator it
     returns: thread-affine libraries stay on one thread. ``executor`` runs the worker
@@ -254,11 +233,22 @@ def iterate_in_thread(
     Call it on the event loop that consumes the stream; the work starts at once.
     Raises ``RuntimeError`` when ``executor`` is shut down.
     """
-    return ThreadStream(
-        produce,
-        executor=executor,
-        buffer=buffer,
-        join_timeout_s=join_timeout_s,
-        stop=stop,
-        thread_name=thread_name,
-    )
+    if buffer is not None and buffer < 1:
+        raise ValueError("buffer must be at least 1 (or None: unbounded)")
+    channel: _Channel[T] = _Channel(asyncio.get_running_loop(), buffer, stop or threading.Event())
+    if executor is not None:
+        submitted = executor.submit(channel.work, produce)  # RuntimeError: shut down
+        submitted.add_done_callback(_report_never_started(channel))
+        return ThreadStream(channel, submitted, None, join_timeout_s)
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            channel.work(produce)
+        finally:
+            done.set_result(None)
+
+    # A daemon: a model step in flight must never keep the interpreter alive.
+    thread = threading.Thread(target=run, name=thread_name, daemon=True)
+    thread.start()
+    return ThreadStream(channel, done, thread, join_timeout_s)
