@@ -85,14 +85,11 @@ class StageReplica:
     async def describe(self) -> dict[str, Any]:
         """What this replica runs (for ``/readyz`` and the adapters)."""
         engine = await self.engine()
-        info: dict[str, Any] = {"stage": self.stage, "engine": engine.name, "ready": engine.ready}
+        info: dict[str, Any] = {"stage": self.stage, **await engine.describe()}
         options = self.config.engine_options() if self.config else {}
         for name in ("model", "model_path", "voice"):  # never the options at large: keys
             if isinstance(options.get(name), str):
                 info[name] = options[name]
-        rate = getattr(engine, "sample_rate", None)
-        if rate is not None:
-            info["sample_rate"] = rate
         return info
 
     def check_health(self) -> None:

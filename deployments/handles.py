@@ -66,6 +66,7 @@ class _RemoteStage:
     method: ClassVar[str]
 
     def __init__(self, handle: Any) -> None:
+        super().__init__()  # no options: the replica has them
         self._handle = handle.options(stream=True)
         self._plain = handle
 
@@ -84,7 +85,8 @@ class _RemoteStage:
                 response.cancel()
 
     async def describe(self) -> dict[str, Any]:
-        """What the replica runs: engine name, readiness, sample rate."""
+        """What the replica runs (its engine's :meth:`~pipeline.engines.Engine.describe`,
+        with the stage and model): asked of the replica, not known here."""
         try:
             info: dict[str, Any] = await self._plain.describe.remote()
         except Exception as exc:

@@ -60,7 +60,7 @@ async def bench_stt(model: str, repeats: int) -> dict[str, Any]:
     stt = FasterWhisperTranscriber(model=model, warmup=False)
     await stt.load()
     load_s = time.perf_counter() - start
-    finals, partials, text = [], [], ""
+    finals, text = [], ""
     for _ in range(repeats):
         start = time.perf_counter()
         segments = [
@@ -68,17 +68,12 @@ async def bench_stt(model: str, repeats: int) -> dict[str, Any]:
         ]
         finals.append(time.perf_counter() - start)
         text = " ".join(s.text.strip() for s in segments)
-        start = time.perf_counter()
-        request = TranscriptionRequest(audio=audio, sample_rate=16000, partial=True)
-        _ = [s async for s in stt.transcribe(request)]
-        partials.append(time.perf_counter() - start)
     await stt.close()
     final = statistics.median(finals)
     return {
         "load_s": round(load_s, 3),
         "first_output_s": round(final, 3),
         "rtf": round(final / seconds, 3),
-        "partial_rtf": round(statistics.median(partials) / seconds, 3),
         "audio_s": round(seconds, 2),
         "heard": text,
     }

@@ -70,7 +70,6 @@ class TranscriptionRequest(BaseModel):
     audio: Base64Bytes = Field(repr=False, description="PCM16 mono")
     sample_rate: int = Field(gt=0)
     language: str = "en"
-    partial: bool = Field(default=False, description="interim result: cheaper, may be dropped")
     word_timestamps: bool = False
 
 

@@ -257,7 +257,7 @@ async def test_a_changed_option_builds_a_new_engine_and_closes_the_old() -> None
     await replica.reconfigure({"engine": "espeak", "words_per_minute": 220})
     new = await replica.engine()
     assert new is not old
-    assert new.config.words_per_minute == 220  # type: ignore[attr-defined]
+    assert new.options.words_per_minute == 220  # type: ignore[attr-defined]
     assert new.ready
     assert closes == [1]
     assert replica.config is not None and replica.config.engine_options() == {

@@ -251,7 +251,7 @@ def test_unknown_option_is_a_configuration_error() -> None:
     assert "n_thread" in info.value.message
     built = create_engine("llm", "llama-cpp", {"n_threads": 2, "n_ctx": 1024})
     assert isinstance(built, LlamaCppLanguageModel)
-    assert built.config.threads() == 2 and not built.ready
+    assert built.options.threads() == 2 and not built.ready
 
 
 @_installed

@@ -311,4 +311,4 @@ def test_options_are_validated_and_the_registry_builds_it() -> None:
     assert "base_ulr" in info.value.message
     engine = create_engine("llm", "openai", {"model": "m", "api_key": "secret"})
     assert isinstance(engine, OpenAICompatibleLanguageModel)
-    assert "secret" not in repr(engine.config)
+    assert "secret" not in repr(engine.options)

@@ -378,7 +378,7 @@ def test_router_builds_engines_by_name() -> None:
     router = LanguageRoutingSynthesizer(engine_options={"piper": {"intra_op_threads": 2}})
     assert isinstance(router.default, EspeakSynthesizer)
     english = router.route("en")
-    assert isinstance(english, PiperSynthesizer) and english.config.intra_op_threads == 2
+    assert isinstance(english, PiperSynthesizer) and english.options.intra_op_threads == 2
     with pytest.raises(ConfigurationError):
         LanguageRoutingSynthesizer(engine_options={"coqui": {}})
 

@@ -100,11 +100,8 @@ class Services:
 
 
 async def _describe(engine: Engine) -> dict[str, Any]:
-    describe = getattr(engine, "describe", None)
-    if describe is not None:  # a remote stage: ask its replica
-        info: dict[str, Any] = await describe()
-        return info
-    return {"engine": engine.name, "ready": engine.ready}
+    # a remote stage asks its replica (deployments.handles)
+    return await engine.describe()
 
 
 def get_services(connection: HTTPConnection) -> Services:

@@ -6,5 +6,6 @@ worker thread) to an async generator.
 """
 
 from pipeline.aio._lost_cancel import reraise_lost_cancel
+from pipeline.aio._threads import ThreadStream, iterate_in_thread
 
-__all__ = ["reraise_lost_cancel"]
+__all__ = ["ThreadStream", "iterate_in_thread", "reraise_lost_cancel"]

@@ -13,6 +13,17 @@ they come and can stop at any time. The contract every implementation keeps:
   work behind the stream: the engine stops its model call, releases what it holds in a
   ``finally`` block, and lets ``CancelledError``/``GeneratorExit`` propagate.
 
+An engine around a blocking library runs it on a worker thread and streams through the
+one bridge, :func:`pipeline.aio.iterate_in_thread` (engines hold it as a
+:class:`~pipeline.engines._worker.ModelWorker`): its model code is a plain generator on
+that thread, and cancelling the stream closes that generator there.
+
+Everything a caller reads from an engine is declared here: :attr:`Engine.name`,
+:attr:`Engine.options` (validated against the engine's ``Options`` model),
+:attr:`Engine.ready`, :meth:`Engine.describe`, :attr:`Synthesizer.sample_rate` and
+:attr:`Synthesizer.voices`. Adding an engine is one module with one such class, plus one
+line in :data:`pipeline.engines.registry.ENGINES`.
+
 Engines are plain classes: Ray Serve deployments wrap them (``deployments/``), tests drive
 them directly. Heavy imports (onnxruntime, llama_cpp, torch ...) happen inside
 :meth:`Engine.load`, never at module import, so the ingress can import this package.
@@ -21,10 +32,10 @@ them directly. Heavy imports (onnxruntime, llama_cpp, torch ...) happen inside
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas import (
     AudioChunk,
@@ -35,62 +46,94 @@ from schemas import (
     TranscriptSegment,
 )
 
-C = TypeVar("C", bound=BaseModel)
+
+class NoOptions(BaseModel):
+    """The options of an engine that takes none: any option is a mistake."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def engine_config(
-    model: type[C], config: C | None, options: dict[str, Any], *, engine: str, stage: str
-) -> C:
-    """An engine's validated options: ``config`` as given, or built from keyword options.
+class Engine(abc.ABC):
+    """Lifecycle, options and description shared by every engine.
 
-    Every engine takes its options this way, so a bad option fails the same way
-    everywhere: :class:`ConfigurationError` naming the engine and the setting.
+    An engine declares its options as a pydantic model (``Options``, named
+    ``<Engine>Options``: frozen, unknown fields forbidden) and gets them validated here,
+    once, as :attr:`options`: ``PiperSynthesizer(intra_op_threads=2)`` and
+    ``PiperSynthesizer(PiperOptions(intra_op_threads=2))`` are the same engine, and a bad
+    option fails the same way for every engine: :class:`ConfigurationError` naming the
+    engine and the setting (``VOXLINE_<STAGE>__OPTIONS``).
     """
-    if config is not None:
-        if options:
-            raise TypeError("pass either config or keyword options, not both")
-        return config
-    try:
-        return model(**options)
-    except ValidationError as exc:
-        raise ConfigurationError(
-            f"invalid options for the {engine} {stage.upper()} engine: {exc}",
-            setting=f"VOXLINE_{stage.upper()}__OPTIONS",
-        ) from exc
-
-
-class Engine(abc.ABC):  # noqa: B024 - the stages below add the abstract methods
-    """Lifecycle shared by every engine."""
 
     #: Short name used in settings and errors ("faster-whisper", "piper", ...).
     name: str = "engine"
+    #: The stage this engine serves: "stt", "llm", "tts" or "vad" (set by each base).
+    stage: ClassVar[str] = "engine"
+    #: The engine's options model.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: The validated options (subclasses narrow the type to their ``Options``).
+    options: BaseModel
+
+    def __init__(self, options: BaseModel | None = None, **fields: Any) -> None:
+        self.options = self.validate_options(options, fields)
+
+    @classmethod
+    def validate_options(
+        cls, options: BaseModel | None = None, fields: Mapping[str, Any] | None = None
+    ) -> BaseModel:
+        """``options`` as given, or ``Options`` built from keyword ``fields``."""
+        if options is not None:
+            if fields:
+                raise TypeError("pass either an options object or option fields, not both")
+            if not isinstance(options, cls.Options):
+                raise TypeError(
+                    f"{cls.__name__} takes {cls.Options.__name__}, not {type(options).__name__}"
+                )
+            return options
+        try:
+            return cls.Options(**(fields or {}))
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"invalid options for the {cls.name} {cls.stage.upper()} engine: {exc}",
+                setting=f"VOXLINE_{cls.stage.upper()}__OPTIONS",
+            ) from exc
 
     async def load(self) -> None:  # noqa: B027 - optional hook
         """Load the model once. Raise ``ModelMissingError`` naming the setting and package."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the model and any threads."""
+        """Release the model and any threads; a stream still running ends with an error."""
 
     @property
     def ready(self) -> bool:
         return True
 
+    async def describe(self) -> dict[str, Any]:
+        """What this engine is, for ``/readyz`` and the stage replicas.
+
+        Its name and readiness; a stage adds the facts its callers need (a synthesizer
+        its sample rate). An engine in another deployment asks its replica.
+        """
+        return {"engine": self.name, "ready": self.ready}
+
 
 class Transcriber(Engine):
     """Speech to text."""
+
+    stage = "stt"
 
     @abc.abstractmethod
     def transcribe(self, request: TranscriptionRequest) -> AsyncGenerator[TranscriptSegment, None]:
         """Yield the transcript of ``request.audio`` segment by segment, in time order.
 
-        Silence yields nothing. ``request.partial`` asks for a cheap interim result that the
-        caller may drop. Bad audio raises ``InvalidAudioError``; a model failure raises
-        ``EngineError(code=stt_failed)``.
+        Silence yields nothing. Bad audio raises ``InvalidAudioError``; a model failure
+        raises ``EngineError(code=stt_failed)``.
         """
 
 
 class LanguageModel(Engine):
     """A streaming text generator."""
+
+    stage = "llm"
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
@@ -106,8 +149,13 @@ class LanguageModel(Engine):
 class Synthesizer(Engine):
     """Text to speech, one piece of text at a time."""
 
-    #: Sample rate of the audio this synthesizer yields.
+    stage = "tts"
+    #: Sample rate of the audio this synthesizer yields (an engine that learns it from
+    #: its model sets it in :meth:`load`).
     sample_rate: int = 22050
+    #: Names ``request.voice`` may take; empty: only the engine's default voice. An
+    #: engine that learns them from its model sets them in :meth:`load`.
+    voices: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
@@ -118,10 +166,15 @@ class Synthesizer(Engine):
         Failures raise ``EngineError(code=tts_failed)``.
         """
 
+    async def describe(self) -> dict[str, Any]:
+        """Name and readiness, and the sample rate the audio comes at."""
+        return {**await super().describe(), "sample_rate": self.sample_rate}
+
 
 class VoiceActivityDetector(Engine):
     """Speech probability per fixed-size audio frame."""
 
+    stage = "vad"
     #: Samples per frame the model expects (Silero: 512 at 16 kHz, i.e. 32 ms).
     frame_samples: int = 512
     sample_rate: int = 16000

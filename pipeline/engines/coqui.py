@@ -9,7 +9,7 @@ How one piece runs:
 
 * **One worker thread.** Torch models are not reentrant (a VITS speed change is a model
   attribute), and on a GPU the calls would serialize anyway; replicas scale by count.
-  The worker hands audio to the event loop through an ``asyncio.Queue``.
+  The worker hands audio to the event loop through :func:`pipeline.aio.iterate_in_thread`.
 * **Whole pieces** (VITS and every other model): Coqui's ``Synthesizer.tts`` speaks the
   piece (the sentence buffer already cut it, so Coqui's own sentence splitting is off)
   and the engine yields one chunk.
@@ -17,8 +17,9 @@ How one piece runs:
   GPT tokens, so the first sound comes out before the piece is finished; each chunk is
   yielded as it is computed. The voice's conditioning latents are computed once per voice
   (a built-in speaker's are stored; a reference recording's are computed at first use).
-* **Cancellation.** Closing the stream sets a flag that the worker checks between chunks;
-  the consumer does not wait for the model call in progress, whose output is dropped.
+* **Cancellation.** Closing the stream stops the worker before its next chunk; the
+  consumer does not wait for the model call in progress, whose output is dropped.
+  :meth:`CoquiSynthesizer.close` ends running streams with a transient error.
 
 Audio is PCM16 mono at the model's own output rate (:attr:`CoquiSynthesizer.sample_rate`,
 known after :meth:`~CoquiSynthesizer.load`: 22050 Hz for most VITS voices, 24000 Hz for
@@ -28,13 +29,11 @@ XTTS); resampling for the client happens at the edge, like for every other engin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
-import threading
 import time
-from collections.abc import AsyncGenerator, Generator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Generator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +41,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.audio import float_to_pcm16
-from pipeline.engines.base import Synthesizer, engine_config
+from pipeline.engines._worker import ModelWorker
+from pipeline.engines.base import Synthesizer
 from schemas import (
     AudioChunk,
     EngineError,
@@ -90,34 +90,18 @@ class CoquiOptions(BaseModel):
     )
 
 
-@dataclass(eq=False)
-class _Job:
-    """One request's hand-off between the worker thread and the awaiting coroutine."""
-
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def put(self, kind: str, item: Any = None) -> None:
-        if self.cancelled.is_set():
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, item))
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
-
-
 class CoquiSynthesizer(Synthesizer):
     """The ``coqui`` TTS engine; construct with :class:`CoquiOptions` fields."""
 
     name = "coqui"
+    Options = CoquiOptions
+    options: CoquiOptions
 
-    def __init__(self, **options: Any) -> None:
-        self.options = engine_config(CoquiOptions, None, options, engine="coqui", stage="tts")
+    def __init__(self, options: CoquiOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._synth: Any = None  # TTS.utils.synthesizer.Synthesizer
-        self._executor: ThreadPoolExecutor | None = None
+        self._worker = ModelWorker(self.name, self.stage, thread_name="voxline-coqui")
         self._latents: dict[str, tuple[Any, Any]] = {}
-        self._jobs: set[_Job] = set()
         self._load_lock = asyncio.Lock()
         #: Seconds the latest load() took.
         self.load_seconds: float | None = None
@@ -158,16 +142,14 @@ class CoquiSynthesizer(Synthesizer):
             if self._synth is not None:
                 return
             started = time.perf_counter()
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-coqui")
+            self._worker.start()
             try:
-                self._synth = await asyncio.get_running_loop().run_in_executor(
-                    executor, self._load_blocking
-                )
+                self._synth = await self._worker.call(self._load_blocking)
             except BaseException:
-                executor.shutdown(wait=False)
+                await self._worker.close(wait=False)
                 raise
-            self._executor = executor
             self.sample_rate = int(self._synth.output_sample_rate)
+            self.voices = tuple(self.speakers)
             self.load_seconds = time.perf_counter() - started
 
     def _load_blocking(self) -> Any:
@@ -235,48 +217,29 @@ class CoquiSynthesizer(Synthesizer):
         return model, config
 
     async def close(self) -> None:
-        """Stop running jobs, let the worker finish its call, free the model."""
-        for job in list(self._jobs):
-            job.cancelled.set()
-        executor, self._executor = self._executor, None
+        """End running streams with a transient error, let the worker finish its call,
+        free the model."""
         self._synth = None
         self._latents.clear()
-        if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        self.voices = ()
+        await self._worker.close()
 
     # -- the stream ---------------------------------------------------------------------
 
     async def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
         """Yield PCM16 audio for ``request.text`` (see the base class and module docs)."""
         self._require()
-        executor = self._executor
-        if executor is None:
-            raise EngineError("the coqui engine is closed", code=ErrorCode.TTS_FAILED, stage="tts")
         if not any(ch.isalnum() for ch in request.text):
             return  # nothing speakable: Coqui would fail on an empty token sequence
         speaker, language = self._voice(request)
-        job = _Job(loop=asyncio.get_running_loop())
-        self._jobs.add(job)
-        try:
-            try:
-                executor.submit(self._run, job, request, speaker, language)
-            except RuntimeError as exc:  # close() shut the executor down meanwhile
-                raise EngineError(
-                    "the coqui engine is closed", code=ErrorCode.TTS_FAILED, stage="tts"
-                ) from exc
-            while True:
-                kind, item = await job.queue.get()
-                if kind == "audio":
-                    yield AudioChunk(audio=item, sample_rate=self.sample_rate)
-                elif kind == "error":
-                    raise EngineError(
-                        f"Coqui TTS failed: {item}", code=ErrorCode.TTS_FAILED, stage="tts"
-                    ) from item
-                else:
-                    return
-        finally:
-            job.cancelled.set()  # the worker drops the rest at its next chunk
-            self._jobs.discard(job)
+        # Unbounded on purpose: one piece of text bounds its chunks (a whole piece is one),
+        # and a slow reader must not hold the one model thread.
+        stream = self._worker.stream(
+            lambda: self._pcm(request, speaker, language), buffer=None
+        )
+        async with contextlib.aclosing(stream):
+            async for pcm in stream:
+                yield AudioChunk(audio=pcm, sample_rate=self.sample_rate)
 
     def _voice(self, request: SynthesisRequest) -> tuple[str | None, str | None]:
         """The speaker and language to pass to the model; unknown ones are client errors."""
@@ -309,29 +272,25 @@ class CoquiSynthesizer(Synthesizer):
 
     # -- worker-thread side -------------------------------------------------------------
 
-    def _run(
-        self, job: _Job, request: SynthesisRequest, speaker: str | None, language: str | None
-    ) -> None:
+    def _pcm(
+        self, request: SynthesisRequest, speaker: str | None, language: str | None
+    ) -> Iterator[bytes]:
+        """The worker: the model's audio as PCM16, chunk by chunk (worker thread)."""
         try:
-            if job.cancelled.is_set():
-                return
             pieces = (
                 self._stream_pieces(request, speaker, language)
                 if self.streaming
                 else self._whole_piece(request, speaker, language)
             )
-            try:
+            with contextlib.closing(pieces):
                 for samples in pieces:
-                    if job.cancelled.is_set():
-                        return
                     if samples.size:
-                        job.put("audio", float_to_pcm16(samples))
-            finally:
-                pieces.close()
-            job.put("done")
+                        yield float_to_pcm16(samples)
         except Exception as exc:
             logger.exception("Coqui TTS failed")
-            job.put("error", exc)
+            raise EngineError(
+                f"Coqui TTS failed: {exc}", code=ErrorCode.TTS_FAILED, stage="tts"
+            ) from exc
 
     def _whole_piece(
         self, request: SynthesisRequest, speaker: str | None, language: str | None

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import Synthesizer, engine_config
+from pipeline.engines.base import Synthesizer
 from schemas import (
     AudioChunk,
     EngineError,
@@ -47,7 +47,7 @@ from schemas import (
 
 __all__ = [
     "ESPEAK_INSTALL_HINT",
-    "EspeakConfig",
+    "EspeakOptions",
     "EspeakSynthesizer",
     "EspeakVoices",
     "espeak_text",
@@ -61,7 +61,7 @@ _OPTIONS_SETTING = "VOXLINE_TTS__OPTIONS"
 _DEFAULT_WPM = 175
 
 
-class EspeakConfig(BaseModel):
+class EspeakOptions(BaseModel):
     """Options of the ``espeak`` TTS engine."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -154,12 +154,12 @@ class EspeakSynthesizer(Synthesizer):
     """
 
     name = "espeak"
+    Options = EspeakOptions
+    options: EspeakOptions
     sample_rate = 22050  # espeak-ng's native rate; every chunk states the real one
 
-    def __init__(self, config: EspeakConfig | None = None, **options: Any) -> None:
-        self.config = config = engine_config(
-            EspeakConfig, config, options, engine="espeak", stage="tts"
-        )
+    def __init__(self, options: EspeakOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._binary: str | None = None
         self._voices: EspeakVoices | None = None
         #: Process ids of the espeak-ng processes running now (tests check cleanup).
@@ -169,21 +169,14 @@ class EspeakSynthesizer(Synthesizer):
     def ready(self) -> bool:
         return self._voices is not None
 
-    @property
-    def voices(self) -> tuple[str, ...]:
-        """The values ``request.voice`` may take: language codes and voice names."""
-        if self._voices is None:
-            return ()
-        return tuple(sorted({*self._voices.by_language, *self._voices.names}))
-
     async def load(self) -> None:
         """Find the binary and list its voices; fails early when espeak-ng is missing."""
         if self._voices is not None:
             return
-        binary = shutil.which(self.config.binary)
+        binary = shutil.which(self.options.binary)
         if binary is None:
             raise ModelMissingError(
-                f"the espeak TTS engine needs the espeak-ng program ({self.config.binary!r} "
+                f"the espeak TTS engine needs the espeak-ng program ({self.options.binary!r} "
                 f"is not on PATH): {ESPEAK_INSTALL_HINT}",
                 stage="tts",
                 recoverable=False,
@@ -208,6 +201,8 @@ class EspeakSynthesizer(Synthesizer):
                 package="espeak-ng",
             )
         self._binary, self._voices = binary, voices
+        # What ``request.voice`` may take: espeak's language codes and voice names.
+        self.voices = tuple(sorted({*voices.by_language, *voices.names}))
 
     def voice_for(self, request: SynthesisRequest) -> str:
         """The ``-v`` argument for a request; ``ProtocolError(invalid_settings)`` if none."""
@@ -249,7 +244,7 @@ class EspeakSynthesizer(Synthesizer):
         if not has_speakable_text(request.text):
             return
         assert self._binary is not None  # set together with _voices
-        rate = max(80, min(450, round(self.config.words_per_minute * request.speed)))
+        rate = max(80, min(450, round(self.options.words_per_minute * request.speed)))
         proc = await asyncio.create_subprocess_exec(
             self._binary,
             "--stdout",
@@ -273,7 +268,7 @@ class EspeakSynthesizer(Synthesizer):
             await proc.stdin.drain()
             proc.stdin.close()
             sample_rate = await _read_wav_header(proc.stdout)
-            chunk_bytes = 2 * max(1, sample_rate * self.config.chunk_ms // 1000)
+            chunk_bytes = 2 * max(1, sample_rate * self.options.chunk_ms // 1000)
             while True:
                 try:
                     data = await proc.stdout.readexactly(chunk_bytes)

@@ -13,16 +13,18 @@ How one request runs:
 
 * **One at a time per instance.** A llama.cpp context holds one KV cache and is not
   thread-safe, so requests queue on an ``asyncio.Lock`` and all model calls run on a
-  single worker thread. Scale by replicas, not by concurrency inside one. The worker
-  thread also guarantees exclusivity on its own: a request that was abandoned while the
-  model was busy in an uninterruptible prompt evaluation finishes before the next starts.
+  single worker thread (a :class:`~pipeline.engines._worker.ModelWorker`). Scale by
+  replicas, not by concurrency inside one. The worker thread also guarantees
+  exclusivity on its own: a request that was abandoned while the model was busy in an
+  uninterruptible prompt evaluation finishes before the next starts.
 * **Streaming.** The worker decodes token by token and hands text to the event loop
-  through a bounded ``asyncio.Queue`` (``loop.call_soon_threadsafe``); a slot semaphore
-  makes the worker wait when the consumer is slow instead of buffering the whole reply.
-* **Cancellation.** The generator's ``finally`` sets a flag that the worker checks
-  between tokens, then waits up to ``cancel_wait_s`` for it to stop; the work stops
-  within one token (a prompt evaluation already running cannot be interrupted).
-  :meth:`LlamaCppLanguageModel.close` ends a running stream with a transient error.
+  through :func:`pipeline.aio.iterate_in_thread`; at most ``queue_size`` pieces wait, so
+  the worker waits when the consumer is slow instead of buffering the whole reply.
+* **Cancellation.** Closing the stream stops the worker before its next token (the
+  generator records ``finish_reason="cancelled"`` as it is closed, on the worker thread);
+  the consumer waits up to ``cancel_wait_s`` for that. A prompt evaluation already
+  running cannot be interrupted. :meth:`LlamaCppLanguageModel.close` ends a running
+  stream with a transient error.
 * **Observability.** ``last_stats`` (:class:`GenerationStats`) tells why the latest
   stream ended ("stop", "length", "cancelled", "error") and how many tokens it used.
 * **Text.** Bytes are decoded with an incremental UTF-8 decoder, so a character split
@@ -38,10 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
 import time
-from collections.abc import AsyncGenerator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines._detokenizer import Detokenizer
-from pipeline.engines.base import LanguageModel, engine_config
+from pipeline.engines._worker import ModelWorker
+from pipeline.engines.base import LanguageModel
 from pipeline.engines.prompting import (
     DialogueFormat,
     DialoguePrompt,
@@ -77,8 +78,8 @@ __all__ = [
     "GEMMA_PACKAGE",
     "MODEL_PATH_SETTING",
     "GenerationStats",
-    "LlamaCppConfig",
     "LlamaCppLanguageModel",
+    "LlamaCppOptions",
     "gemma_gguf_prepared",
     "gemma_license_files",
     "locate_gemma_gguf",
@@ -90,7 +91,7 @@ _LLAMA_PACKAGE_HINT = (
 )
 
 
-class LlamaCppConfig(BaseModel):
+class LlamaCppOptions(BaseModel):
     """Options of the ``llama-cpp`` LLM engine."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -159,76 +160,24 @@ class GenerationStats:
     worker_done: bool = False
 
 
-class _End:
-    """Marks the normal end of a stream in the queue."""
-
-
-_END = _End()
-_Item = str | _End | EngineError
-
-
-class _Job:
-    """One request's channel between the worker thread and the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, stats: GenerationStats) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=size)
-        # Free places in the queue, taken by the worker before each put, so
-        # ``put_nowait`` on the loop never overflows and the worker waits for a slow reader.
-        self.slots = threading.Semaphore(size)
-        self.cancel = threading.Event()
-        self.stats = stats
-
-    def put(self, item: _Item) -> bool:
-        """Hand ``item`` to the loop (worker thread); False when the consumer is gone."""
-        while not self.slots.acquire(timeout=0.05):
-            if self.cancel.is_set():
-                return False
-        if self.cancel.is_set():
-            return False
-        try:
-            self.loop.call_soon_threadsafe(self._deliver, item)
-        except RuntimeError:  # the loop is closed: nobody will read
-            self.cancel.set()
-            return False
-        return True
-
-    def abort(self, error: EngineError) -> None:
-        """End the stream with ``error`` now (event loop thread): the engine is closing.
-
-        The worker stops at its next token; the consumer gets ``error`` after the text
-        already queued, making room for it if the queue is full.
-        """
-        self.cancel.set()
-        if self.queue.full():
-            self.queue.get_nowait()
-        self._deliver(error)
-
-    def _deliver(self, item: _Item) -> None:
-        # Only an abort can have filled the queue behind the worker's back.
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(item)
-
-
 class LlamaCppLanguageModel(LanguageModel):
     """Streams replies from a local GGUF model through llama.cpp; one request at a time."""
 
     name = "llama-cpp"
+    Options = LlamaCppOptions
+    options: LlamaCppOptions
 
-    def __init__(self, config: LlamaCppConfig | None = None, **options: Any) -> None:
-        self.config = config = engine_config(
-            LlamaCppConfig, config, options, engine="llama-cpp", stage="llm"
-        )
+    def __init__(self, options: LlamaCppOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._dialogue = DialogueFormat(
-            user_label=config.user_label,
-            assistant_label=config.assistant_label,
-            paragraph_stop=config.paragraph_stop,
+            user_label=self.options.user_label,
+            assistant_label=self.options.assistant_label,
+            paragraph_stop=self.options.paragraph_stop,
         )
         self._llm: Any = None  # llama_cpp.Llama, untyped: imported only in load()
-        self._executor: ThreadPoolExecutor | None = None
+        self._worker = ModelWorker(self.name, self.stage, thread_name="llama-cpp")
         self._lock = asyncio.Lock()
         self._load_lock = asyncio.Lock()
-        self._current: _Job | None = None
         #: Statistics of the latest request (also while it runs).
         self.last_stats: GenerationStats | None = None
         #: Seconds the latest load() took (model location + llama.cpp load).
@@ -252,15 +201,13 @@ class LlamaCppLanguageModel(LanguageModel):
         async with self._load_lock:  # concurrent first requests load once
             if self._llm is not None:
                 return
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+            self._worker.start()
             started = time.perf_counter()
-            loop = asyncio.get_running_loop()
-            self._llm = await loop.run_in_executor(self._executor, self._load_blocking)
+            self._llm = await self._worker.call(self._load_blocking)
             self.load_seconds = time.perf_counter() - started
 
     def _load_blocking(self) -> Any:
-        if self.config.omp_passive_wait:
+        if self.options.omp_passive_wait:
             # libgomp reads this once, when the first OpenMP library loads in the
             # process: it works only if nothing loaded one before (Ray gives each
             # deployment its own process; set it in the runtime_env to be sure).
@@ -274,9 +221,9 @@ class LlamaCppLanguageModel(LanguageModel):
                 recoverable=False,
                 package="llama-cpp-python",
             ) from exc
-        path = self.config.model_path
+        path = self.options.model_path
         if path is None:
-            path = locate_gemma_gguf(self.config.model_dir)
+            path = locate_gemma_gguf(self.options.model_dir)
         elif not path.is_file():
             raise ModelMissingError(
                 f"no GGUF model at {path}: fix {MODEL_PATH_SETTING}, or unset it to use "
@@ -287,14 +234,14 @@ class LlamaCppLanguageModel(LanguageModel):
                 package=GEMMA_PACKAGE,
                 path=str(path),
             )
-        threads = self.config.threads()
+        threads = self.options.threads()
         try:
             return llama_cpp.Llama(
                 model_path=str(path),
-                n_ctx=self.config.n_ctx,
+                n_ctx=self.options.n_ctx,
                 n_threads=threads,
                 n_threads_batch=threads,  # llama-cpp-python would take every core
-                n_batch=min(self.config.n_batch, self.config.n_ctx),
+                n_batch=min(self.options.n_batch, self.options.n_ctx),
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -313,27 +260,16 @@ class LlamaCppLanguageModel(LanguageModel):
         """
         await self.load()
         llm = self._llm
-        tokens: list[int] = await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        tokens: list[int] = await self._worker.call(
+            lambda: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         )
         return tokens
 
     async def close(self) -> None:
-        """Stop the running request, wait for the worker, free the model."""
-        if self._current is not None:
-            self._current.abort(
-                EngineError(
-                    "the LLM engine was closed during the request",
-                    code=ErrorCode.LLM_FAILED,
-                    stage="llm",
-                    transient=True,
-                )
-            )
-        executor, self._executor = self._executor, None
+        """End the running request with a transient error, wait for the worker (it may
+        be inside a prompt evaluation), free the model."""
         llm, self._llm = self._llm, None
-        if executor is not None:
-            # The worker may be inside a prompt evaluation: wait off the loop.
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        await self._worker.close()
         if llm is not None:
             llm.close()
 
@@ -349,47 +285,43 @@ class LlamaCppLanguageModel(LanguageModel):
             request.messages, extra_stop=request.sampling.stop, dialogue=self._dialogue
         )
         async with self._lock:
-            executor, llm = self._executor, self._llm
-            if executor is None or llm is None:  # closed while this request waited
+            llm = self._llm
+            if llm is None:  # closed while this request waited
                 raise EngineError(
                     "the LLM engine was closed",
                     code=ErrorCode.LLM_FAILED,
                     stage="llm",
                     transient=True,
                 )
-            loop = asyncio.get_running_loop()
             stats = GenerationStats(request_id=request.request_id)
-            job = _Job(loop, self.config.queue_size, stats)
-            self._current, self.last_stats = job, stats
-            worker = loop.run_in_executor(executor, self._run, llm, job, prompt, request.sampling)
+            self.last_stats = stats
+            stream = self._worker.stream(
+                lambda: self._deltas(llm, stats, prompt, request.sampling),
+                buffer=self.options.queue_size,
+                # Bounded: a prompt evaluation cannot be interrupted, and the next request
+                # is safe anyway because it queues on the same single thread.
+                join_timeout_s=self.options.cancel_wait_s,
+            )
             try:
-                while True:
-                    item = await job.queue.get()
-                    job.slots.release()
-                    if isinstance(item, str):
-                        yield item
-                    elif isinstance(item, EngineError):
-                        raise item
-                    else:
-                        break
+                async for delta in stream:
+                    yield delta
             finally:
-                job.cancel.set()
-                # Bounded wait: a prompt evaluation cannot be interrupted, and the next
-                # request is safe anyway because it queues on the same single thread.
-                with contextlib.suppress(Exception):
-                    await asyncio.wait({worker}, timeout=self.config.cancel_wait_s)
-                self._current = None
+                await stream.aclose()
+                if not stream.started:  # left before the worker reached it
+                    stats.finish_reason, stats.worker_done = "cancelled", True
 
-    def _run(self, llm: Any, job: _Job, prompt: DialoguePrompt, sampling: SamplingSettings) -> None:
-        """The worker: evaluate the prompt and decode tokens until a stop (worker thread)."""
+    def _deltas(
+        self, llm: Any, stats: GenerationStats, prompt: DialoguePrompt, sampling: SamplingSettings
+    ) -> Iterator[str]:
+        """The worker: evaluate the prompt and decode token by token until a stop.
+
+        Closing this generator (the consumer left, or the engine closed) records
+        ``finish_reason="cancelled"``; it happens between tokens, on the worker thread.
+        """
         import llama_cpp
 
-        stats = job.stats
         started = time.perf_counter()
         try:
-            if job.cancel.is_set():  # abandoned while queued behind another request
-                stats.finish_reason = "cancelled"
-                return
             tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
             n_ctx = llm.n_ctx()
             stats.prompt_tokens = len(tokens)
@@ -414,17 +346,14 @@ class LlamaCppLanguageModel(LanguageModel):
             finish = "length"
             tokens_out = llm.generate(
                 tokens,
-                top_k=self.config.top_k,
+                top_k=self.options.top_k,
                 top_p=sampling.top_p,
-                min_p=self.config.min_p,
+                min_p=self.options.min_p,
                 temp=sampling.temperature,
-                repeat_penalty=self.config.repeat_penalty,
+                repeat_penalty=self.options.repeat_penalty,
             )
-            try:
+            with contextlib.closing(tokens_out):
                 for token in tokens_out:
-                    if job.cancel.is_set():
-                        finish = "cancelled"
-                        break
                     if detokenizer.is_end(token):
                         finish = "stop"
                         break
@@ -433,38 +362,34 @@ class LlamaCppLanguageModel(LanguageModel):
                     if text:
                         if stats.first_text_s is None:
                             stats.first_text_s = time.perf_counter() - started
-                        if not job.put(text):
-                            finish = "cancelled"
-                            break
+                        yield text
                     if stopped:
                         finish = "stop"
                         break
                     if stats.completion_tokens >= max_tokens:
                         break
-            finally:
-                tokens_out.close()
-            if finish != "cancelled":
-                # What the scanner held back is reply text now; bytes of a character cut
-                # off by max_tokens stay in the decoder and are dropped.
-                tail = scanner.flush()
-                if tail and stats.first_text_s is None:
+            # What the scanner held back is reply text now; bytes of a character cut off
+            # by max_tokens stay in the decoder and are dropped.
+            tail = scanner.flush()
+            if tail:
+                if stats.first_text_s is None:
                     stats.first_text_s = time.perf_counter() - started
-                if (tail and not job.put(tail)) or not job.put(_END):
-                    finish = "cancelled"
+                yield tail
             stats.finish_reason = finish
-        except EngineError as exc:
+        except GeneratorExit:
+            stats.finish_reason = "cancelled"
+            raise
+        except EngineError:
             stats.finish_reason = "error"
-            job.put(exc)
+            raise
         except Exception as exc:  # llama.cpp raises plain exceptions
             stats.finish_reason = "error"
-            job.put(
-                EngineError(
-                    f"llama.cpp failed while generating: {exc!r}",
-                    code=ErrorCode.LLM_FAILED,
-                    stage="llm",
-                    transient=False,
-                )
-            )
+            raise EngineError(
+                f"llama.cpp failed while generating: {exc!r}",
+                code=ErrorCode.LLM_FAILED,
+                stage="llm",
+                transient=False,
+            ) from exc
         finally:
             stats.duration_s = time.perf_counter() - started
             stats.worker_done = True

@@ -29,16 +29,16 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pipeline.engines.base import LanguageModel, engine_config
+from pipeline.engines.base import LanguageModel
 from schemas import EngineError, ErrorCode, GenerationRequest
 
-__all__ = ["OpenAICompatibleConfig", "OpenAICompatibleLanguageModel"]
+__all__ = ["OpenAICompatibleLanguageModel", "OpenAICompatibleOptions"]
 
 #: How much of an error response body is kept in the error's message.
 _ERROR_BODY_CHARS = 500
 
 
-class OpenAICompatibleConfig(BaseModel):
+class OpenAICompatibleOptions(BaseModel):
     """Options of the ``openai`` LLM engine (``VOXLINE_LLM__OPTIONS__*``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,11 +69,11 @@ class OpenAICompatibleLanguageModel(LanguageModel):
     """
 
     name = "openai"
+    Options = OpenAICompatibleOptions
+    options: OpenAICompatibleOptions
 
-    def __init__(self, config: OpenAICompatibleConfig | None = None, **options: Any) -> None:
-        self.config = config = engine_config(
-            OpenAICompatibleConfig, config, options, engine="openai", stage="llm"
-        )
+    def __init__(self, options: OpenAICompatibleOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._client: httpx.AsyncClient | None = None
         #: ``finish_reason`` of the latest finished stream ("stop", "length", ...);
         #: "cancelled" when the consumer stopped early, None on errors.
@@ -81,12 +81,12 @@ class OpenAICompatibleLanguageModel(LanguageModel):
 
     @property
     def url(self) -> str:
-        return self.config.base_url.rstrip("/") + "/chat/completions"
+        return self.options.base_url.rstrip("/") + "/chat/completions"
 
     async def load(self) -> None:
         """Create the HTTP client; nothing is contacted until the first request."""
         if self._client is None:
-            cfg = self.config
+            cfg = self.options
             headers = {"Accept": "text/event-stream"}
             if cfg.api_key is not None:
                 headers["Authorization"] = f"Bearer {cfg.api_key.get_secret_value()}"
@@ -106,8 +106,8 @@ class OpenAICompatibleLanguageModel(LanguageModel):
         do not reject ``null`` values they do not know."""
         sampling = request.sampling
         body: dict[str, Any] = {
-            **self.config.extra_body,
-            "model": self.config.model,
+            **self.options.extra_body,
+            "model": self.options.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": True,
             "temperature": sampling.temperature,

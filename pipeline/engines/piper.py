@@ -15,14 +15,14 @@ How one piece runs:
   never blocks; the ONNX session is shared (``InferenceSession.run`` is thread-safe) and
   built by us with ``intra_op_num_threads`` (default 1): piper's own ``PiperVoice.load``
   would let onnxruntime take every core, and replicas are scaled by count, not threads.
-* **Streaming.** Each sentence's PCM goes to the event loop as soon as it is computed
-  (``loop.call_soon_threadsafe`` into an ``asyncio.Queue``); a slot semaphore bounds
-  what is buffered, so a slow consumer makes the worker wait instead of racing ahead.
-* **Cancellation.** The generator's ``finally`` raises a stop flag and frees a slot; the
-  worker checks the flag before every inference step, so it ends after the step that is
-  running (an ONNX run cannot be interrupted). The consumer does not wait for that step:
-  barge-in must not be held up by a sentence nobody will hear. :meth:`wait_idle` and
-  :meth:`close` join the workers.
+* **Streaming.** Each sentence's PCM goes to the event loop as soon as it is computed,
+  through :func:`pipeline.aio.iterate_in_thread`; at most ``max_buffered_chunks`` wait
+  for the consumer, so a slow consumer makes the worker wait instead of racing ahead.
+* **Cancellation.** Closing the stream stops the worker before its next inference step,
+  so it ends after the step that is running (an ONNX run cannot be interrupted), and
+  records ``finish="cancelled"``. The consumer does not wait for that step: barge-in
+  must not be held up by a sentence nobody will hear. :meth:`wait_idle` and :meth:`close`
+  join the workers; :meth:`close` ends running streams with a transient error.
 
 Voices and languages: the engine knows the voices it loaded (:attr:`voices`). A request
 with ``voice=None`` gets the default; an unknown voice, or a language the voice does not
@@ -37,18 +37,18 @@ piece without a letter or digit yields nothing).
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import json
-import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import Synthesizer, engine_config
+from pipeline.engines._worker import ModelWorker
+from pipeline.engines.base import Synthesizer
 from pipeline.engines.espeak import espeak_text, has_speakable_text
 from schemas import (
     AudioChunk,
@@ -62,8 +62,8 @@ from schemas import (
 __all__ = [
     "JOE_VOICE_PACKAGE",
     "MODEL_PATH_SETTING",
+    "PiperOptions",
     "PiperSynthesizer",
-    "PiperTtsConfig",
     "SynthesisStats",
     "locate_joe_voice",
 ]
@@ -109,7 +109,7 @@ def _missing(message: str, **details: Any) -> ModelMissingError:
     )
 
 
-class PiperTtsConfig(BaseModel):
+class PiperOptions(BaseModel):
     """Options of the ``piper`` TTS engine."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -146,13 +146,6 @@ class SynthesisStats:
     #: "done", "cancelled", "error"; None while running.
     finish: str | None = None
 
-    @property
-    def real_time_factor(self) -> float | None:
-        """Compute time over audio time (below 1 is faster than real time)."""
-        if self.compute_s is None or self.audio_s == 0:
-            return None
-        return self.compute_s / self.audio_s
-
 
 @dataclass(frozen=True)
 class _Voice:
@@ -165,36 +158,6 @@ class _Voice:
     length_scale: float
 
 
-class _End:
-    """Marks the end of a worker's output in the queue."""
-
-
-_END = _End()
-_Item = bytes | _End | BaseException
-
-
-class _Job:
-    """One request's channel between its worker thread and the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, slots: int, stats: SynthesisStats) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
-        # Taken by the worker before each audio item, given back when the consumer takes
-        # it out: bounds the buffer without ever blocking the loop.
-        self.slots = threading.Semaphore(slots)
-        self.stop = threading.Event()
-        self.stats = stats
-
-    def emit(self, item: _Item) -> bool:
-        """Hand ``item`` to the loop (worker thread); False when nobody will read it."""
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed
-            self.stop.set()
-            return False
-        return True
-
-
 def _primary(language: str) -> str:
     return language.strip().lower().replace("_", "-").partition("-")[0]
 
@@ -203,16 +166,15 @@ class PiperSynthesizer(Synthesizer):
     """Streams speech sentence by sentence from a Piper voice, one worker thread per piece."""
 
     name = "piper"
+    Options = PiperOptions
+    options: PiperOptions
     sample_rate = 22050  # replaced by the voice's rate at load
 
-    def __init__(self, config: PiperTtsConfig | None = None, **options: Any) -> None:
-        self.config = config = engine_config(
-            PiperTtsConfig, config, options, engine="piper", stage="tts"
-        )
+    def __init__(self, options: PiperOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._voice: _Voice | None = None
         self._load_lock = asyncio.Lock()
-        self._jobs: dict[threading.Thread, _Job] = {}
-        self._ids = itertools.count(1)
+        self._worker = ModelWorker(self.name, self.stage, thread_name="piper-tts", shared=False)
         #: Seconds the latest load() took (session creation, phonemizer start, warm-up).
         self.load_seconds: float | None = None
         #: Statistics of the latest request (also while it runs).
@@ -223,11 +185,6 @@ class PiperSynthesizer(Synthesizer):
         return self._voice is not None
 
     @property
-    def voices(self) -> tuple[str, ...]:
-        """Names ``request.voice`` may take (the file stem, e.g. ``en_US-joe-medium``)."""
-        return (self._voice.name,) if self._voice is not None else ()
-
-    @property
     def languages(self) -> tuple[str, ...]:
         """Language codes the loaded voice speaks (``en_US``)."""
         return (self._voice.language,) if self._voice is not None else ()
@@ -235,7 +192,7 @@ class PiperSynthesizer(Synthesizer):
     @property
     def active_jobs(self) -> int:
         """Worker threads still running, including those finishing a cancelled step."""
-        return sum(thread.is_alive() for thread in list(self._jobs))
+        return self._worker.active
 
     async def load(self) -> None:
         """Load the voice off the event loop; idempotent and safe to call concurrently."""
@@ -245,6 +202,8 @@ class PiperSynthesizer(Synthesizer):
             started = time.perf_counter()
             self._voice = await asyncio.to_thread(self._load_blocking)
             self.sample_rate = self._voice.sample_rate
+            # ``request.voice`` may name the voice by its file stem (en_US-joe-medium).
+            self.voices = (self._voice.name,)
             self.load_seconds = time.perf_counter() - started
 
     def _load_blocking(self) -> _Voice:
@@ -259,11 +218,11 @@ class PiperSynthesizer(Synthesizer):
                 recoverable=False,
                 package="piper-tts",
             ) from exc
-        if self.config.model_path is None:
+        if self.options.model_path is None:
             model, config_file = locate_joe_voice()
         else:
-            model = self.config.model_path
-            config_file = self.config.config_path or model.with_name(model.name + ".json")
+            model = self.options.model_path
+            config_file = self.options.config_path or model.with_name(model.name + ".json")
             for path in (model, config_file):
                 if not path.is_file():
                     raise _missing(
@@ -274,7 +233,7 @@ class PiperSynthesizer(Synthesizer):
         try:
             raw = json.loads(config_file.read_text(encoding="utf-8"))
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.config.intra_op_threads
+            options.intra_op_num_threads = self.options.intra_op_threads
             options.inter_op_num_threads = 1
             options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
             session = onnxruntime.InferenceSession(
@@ -282,7 +241,7 @@ class PiperSynthesizer(Synthesizer):
             )
             piper_config = PiperConfig.from_dict(raw)
             voice = PiperVoice(session=session, config=piper_config)
-            if self.config.warmup:  # starts piper's espeak-ng and onnxruntime's arenas
+            if self.options.warmup:  # starts piper's espeak-ng and onnxruntime's arenas
                 for _ in voice.synthesize("Hello.", SynthesisConfig()):
                     pass
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -340,73 +299,55 @@ class PiperSynthesizer(Synthesizer):
             return
         stats = SynthesisStats(characters=len(request.text))
         self.last_stats = stats
-        job = _Job(asyncio.get_running_loop(), self.config.max_buffered_chunks, stats)
-        thread = threading.Thread(
-            target=self._run,
-            args=(voice, job, espeak_text(request.text), voice.length_scale / request.speed),
-            name=f"piper-tts-{next(self._ids)}",
-            daemon=True,  # a step in flight must never keep the interpreter alive
+        text, length_scale = espeak_text(request.text), voice.length_scale / request.speed
+        stream = self._worker.stream(
+            lambda: self._sentences(voice, stats, text, length_scale),
+            buffer=self.options.max_buffered_chunks,
         )
-        self._jobs[thread] = job
-        thread.start()
-        try:
-            while True:
-                item = await job.queue.get()
-                if isinstance(item, bytes):
-                    job.slots.release()
-                    yield AudioChunk(audio=item, sample_rate=voice.sample_rate)
-                elif isinstance(item, _End):
-                    return
-                else:
-                    raise EngineError(
-                        f"piper failed: {item}", code=ErrorCode.TTS_FAILED, stage="tts"
-                    ) from item
-        finally:
-            job.stop.set()
-            job.slots.release()  # wakes a worker waiting for room, which then sees stop
-            self._forget_finished()
+        async with contextlib.aclosing(stream):
+            async for pcm in stream:
+                yield AudioChunk(audio=pcm, sample_rate=voice.sample_rate)
 
-    def _forget_finished(self) -> None:
-        for finished in [t for t in self._jobs if not t.is_alive()]:
-            del self._jobs[finished]
+    def _sentences(
+        self, voice: _Voice, stats: SynthesisStats, text: str, length_scale: float
+    ) -> Iterator[bytes]:
+        """The worker: phonemize, then one ONNX run per sentence, each one's PCM16.
 
-    def _run(self, voice: _Voice, job: _Job, text: str, length_scale: float) -> None:
-        """The worker: phonemize, then one ONNX run per sentence until done or stopped."""
+        piper's generator phonemizes on the first ``next()``, then runs the model once per
+        sentence on each ``next()``; the bridge stops before any of them once the stream
+        is closed, and closes this generator (``finish="cancelled"``).
+        """
         from piper import SynthesisConfig
 
-        stats = job.stats
         started = time.perf_counter()
         syn_config = SynthesisConfig(
             length_scale=length_scale,
-            noise_scale=self.config.noise_scale,
-            noise_w_scale=self.config.noise_w_scale,
-            normalize_audio=self.config.normalize_audio,
+            noise_scale=self.options.noise_scale,
+            noise_w_scale=self.options.noise_w_scale,
+            normalize_audio=self.options.normalize_audio,
         )
         try:
-            # piper's generator phonemizes on the first next(), then runs the model once per
-            # sentence on each next(): the stop flag is checked before every one of them.
-            chunks = iter(voice.piper_voice.synthesize(text, syn_config))
-            while not job.stop.is_set():
-                chunk = next(chunks, None)
-                if chunk is None:
-                    break
-                stats.steps += 1
-                data: bytes = chunk.audio_int16_bytes
-                if not data:
-                    continue
-                if stats.first_chunk_s is None:
-                    stats.first_chunk_s = time.perf_counter() - started
-                stats.audio_s += len(data) / 2 / voice.sample_rate
-                job.slots.acquire()
-                if job.stop.is_set() or not job.emit(data):
-                    break
-            stats.finish = "cancelled" if job.stop.is_set() else "done"
-        except Exception as exc:  # reported to the consumer as EngineError(tts_failed)
+            with contextlib.closing(voice.piper_voice.synthesize(text, syn_config)) as chunks:
+                for chunk in chunks:
+                    stats.steps += 1
+                    data: bytes = chunk.audio_int16_bytes
+                    if not data:
+                        continue
+                    if stats.first_chunk_s is None:
+                        stats.first_chunk_s = time.perf_counter() - started
+                    stats.audio_s += len(data) / 2 / voice.sample_rate
+                    yield data
+            stats.finish = "done"
+        except GeneratorExit:
+            stats.finish = "cancelled"
+            raise
+        except Exception as exc:  # piper raises whatever onnxruntime or espeak-ng raise
             stats.finish = "error"
-            job.emit(exc)
+            raise EngineError(
+                f"piper failed: {exc}", code=ErrorCode.TTS_FAILED, stage="tts"
+            ) from exc
         finally:
             stats.compute_s = time.perf_counter() - started
-            job.emit(_END)
 
     async def wait_idle(self) -> None:
         """Wait (off the loop) until every worker thread has ended.
@@ -414,14 +355,11 @@ class PiperSynthesizer(Synthesizer):
         Bound it with ``asyncio.timeout`` if needed: a worker ends at the latest one
         inference step after its stream was closed.
         """
-        for thread in list(self._jobs):
-            await asyncio.to_thread(thread.join)
-        self._forget_finished()
+        await self._worker.wait_idle()
 
     async def close(self) -> None:
-        """Stop every running request, wait for the workers, drop the voice."""
-        for job in list(self._jobs.values()):
-            job.stop.set()
-            job.slots.release()
-        await self.wait_idle()
+        """End every running request (a transient error), wait for the workers, drop
+        the voice."""
+        await self._worker.close()
         self._voice = None
+        self.voices = ()

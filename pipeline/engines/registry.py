@@ -2,7 +2,8 @@
 
 Lazy import keeps heavy libraries (onnxruntime, llama_cpp, torch) out of processes that
 never run the engine, such as the ingress. ``options`` are validated by the engine's own
-config model, so a typo in a setting fails at start-up with the field's name.
+``Options`` model (:class:`~pipeline.engines.base.Engine`), so a typo in a setting fails at
+start-up with the field's name. Adding an engine is one module plus one line here.
 """
 
 from __future__ import annotations

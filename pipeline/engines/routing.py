@@ -11,7 +11,8 @@ then ``de``, then the default engine. The CPU profile is::
     LanguageRoutingSynthesizer(default="espeak", by_language={"en": "piper"})
 
 Engines are given as instances, or as registry names (built with ``create_engine`` and
-``engine_options[name]``), so the router can itself be built from settings.
+``engine_options[name]``), so the router can itself be built from settings
+(:class:`LanguageRoutingOptions`, ``VOXLINE_TTS__OPTIONS``).
 
 Voices: a voice belongs to one engine. When a request names a voice that some engine
 here knows but the routed engine does not (the session's English Piper voice on a German
@@ -23,13 +24,36 @@ knows goes through unchanged, so the routed engine rejects it with its own clear
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines.base import Synthesizer
 from schemas import AudioChunk, ConfigurationError, SynthesisRequest
 
-__all__ = ["LanguageRoutingSynthesizer"]
+__all__ = ["LanguageRoutingOptions", "LanguageRoutingSynthesizer"]
+
+
+class LanguageRoutingOptions(BaseModel):
+    """Options of the ``language-router`` TTS engine (``VOXLINE_TTS__OPTIONS``).
+
+    From settings the engines are registry names; in code they may be instances.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    default: Synthesizer | str = Field(
+        default="espeak", description="the engine for every language not listed"
+    )
+    by_language: dict[str, Synthesizer | str] | None = Field(
+        default=None,
+        description="language tag -> engine; unset: {'en': 'piper'} when default is a name",
+    )
+    engine_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="engine name -> its options, for engines built here"
+    )
 
 
 def _tag(language: str) -> str:
@@ -37,22 +61,34 @@ def _tag(language: str) -> str:
 
 
 def _voices(engine: Synthesizer) -> frozenset[str]:
-    """The voices an engine declares (``voices`` attribute, lower case); empty if none."""
-    declared = getattr(engine, "voices", ())
-    return frozenset(str(voice).lower() for voice in declared)
+    """The voices an engine declares, lower case."""
+    return frozenset(voice.lower() for voice in engine.voices)
 
 
 class LanguageRoutingSynthesizer(Synthesizer):
     """Sends each piece to the synthesizer registered for its language, else to ``default``."""
 
     name = "language-router"
+    Options = LanguageRoutingOptions
+    options: LanguageRoutingOptions
 
     def __init__(
         self,
-        default: Synthesizer | str = "espeak",
+        default: LanguageRoutingOptions | Synthesizer | str = "espeak",
         by_language: Mapping[str, Synthesizer | str] | None = None,
         engine_options: Mapping[str, Mapping[str, Any]] | None = None,
+        **unknown: Any,  # refused by the options model, like any engine's unknown option
     ) -> None:
+        options = default if isinstance(default, LanguageRoutingOptions) else None
+        fields: dict[str, Any] = {"default": default} if options is None else {}
+        if by_language is not None:
+            fields["by_language"] = by_language
+        if engine_options is not None:
+            fields["engine_options"] = engine_options
+        super().__init__(options, **fields, **unknown)
+        default = self.options.default
+        by_language = self.options.by_language
+        engine_options = self.options.engine_options
         if by_language is None:
             by_language = {"en": "piper"} if isinstance(default, str) else {}
         built: dict[str, Synthesizer] = {}  # one instance per registry name
@@ -63,13 +99,13 @@ class LanguageRoutingSynthesizer(Synthesizer):
             if engine not in built:
                 from pipeline.engines.registry import create_engine
 
-                options = dict((engine_options or {}).get(engine, {}))
+                options = dict(engine_options.get(engine, {}))
                 created = create_engine("tts", engine, options)
                 assert isinstance(created, Synthesizer)  # create_engine checked the stage
                 built[engine] = created
             return built[engine]
 
-        unused = set(engine_options or {}) - {
+        unused = set(engine_options) - {
             name for name in [default, *by_language.values()] if isinstance(name, str)
         }
         if unused:
@@ -79,7 +115,13 @@ class LanguageRoutingSynthesizer(Synthesizer):
             )
         self.default = resolve(default)
         self.by_language = {_tag(lang): resolve(engine) for lang, engine in by_language.items()}
+        self._learn_from_engines()
+
+    def _learn_from_engines(self) -> None:
+        """Take the default engine's sample rate and every engine's voices (they may
+        know them only once loaded)."""
         self.sample_rate = self.default.sample_rate
+        self.voices = tuple(dict.fromkeys(v for e in self.engines for v in e.voices))
 
     @property
     def engines(self) -> tuple[Synthesizer, ...]:
@@ -93,11 +135,6 @@ class LanguageRoutingSynthesizer(Synthesizer):
     def ready(self) -> bool:
         return all(engine.ready for engine in self.engines)
 
-    @property
-    def voices(self) -> tuple[str, ...]:
-        """The voices of all engines."""
-        return tuple(dict.fromkeys(v for e in self.engines for v in getattr(e, "voices", ())))
-
     def route(self, language: str) -> Synthesizer:
         """The engine for a language tag: the most specific match, else the default."""
         tag = _tag(language)
@@ -110,6 +147,7 @@ class LanguageRoutingSynthesizer(Synthesizer):
     async def load(self) -> None:
         """Load every engine concurrently (each loads off the event loop itself)."""
         await asyncio.gather(*(engine.load() for engine in self.engines))
+        self._learn_from_engines()
 
     async def close(self) -> None:
         """Close every engine, even when one of them fails to close."""
@@ -135,12 +173,7 @@ class LanguageRoutingSynthesizer(Synthesizer):
         """Yield what the routed engine yields; closing this stream closes the engine's."""
         engine = self.route(request.language)
         stream = engine.synthesize(self._request_for(engine, request))
-        try:
+        # aclosing: the engine's own cleanup runs now rather than at garbage collection.
+        async with contextlib.aclosing(stream):
             async for chunk in stream:
                 yield chunk
-        finally:
-            # The base class promises an AsyncIterator; engines return async generators,
-            # whose aclose() runs their own cleanup now rather than at garbage collection.
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()

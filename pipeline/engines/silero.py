@@ -32,17 +32,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.audio import FloatAudio, pcm16_to_float
 from pipeline.engines import weights
-from pipeline.engines.base import VoiceActivityDetector, engine_config
+from pipeline.engines.base import VoiceActivityDetector
 from schemas import EngineError, ErrorCode, InvalidAudioError, ModelMissingError
 
-__all__ = ["SileroConfig", "SileroStream", "SileroVoiceActivityDetector"]
+__all__ = ["SileroOptions", "SileroStream", "SileroVoiceActivityDetector"]
 
 _FRAME = 512
 _CONTEXT = 64
 _STATE_SHAPE = (1, 1, 128)
 
 
-class SileroConfig(BaseModel):
+class SileroOptions(BaseModel):
     """Options of the ``silero`` VAD engine (``VOXLINE_VAD__*``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -107,11 +107,13 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
     """The ``silero`` VAD engine: one ONNX session, any number of :class:`SileroStream`."""
 
     name = "silero"
+    Options = SileroOptions
+    options: SileroOptions
     frame_samples = _FRAME
     sample_rate = 16000
 
-    def __init__(self, **options: Any) -> None:
-        self.config = engine_config(SileroConfig, None, options, engine="silero", stage="vad")
+    def __init__(self, options: SileroOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._session: Any = None
         self._default: SileroStream | None = None
         self._lock = threading.Lock()
@@ -123,7 +125,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
     @property
     def model_path(self) -> Path:
         """The .onnx file: a catalogue entry's or the configured path."""
-        configured = Path(self.config.model).expanduser()
+        configured = Path(self.options.model).expanduser()
         if configured.suffix == ".onnx":
             if not configured.is_file():
                 raise ModelMissingError(
@@ -132,10 +134,10 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
                     setting="VOXLINE_VAD__MODEL",
                 )
             return configured
-        entry = weights.find(self.config.model)
+        entry = weights.find(self.options.model)
         if entry is None or entry.engine != self.name:
             raise ModelMissingError(
-                f"unknown VAD model {self.config.model!r} (VOXLINE_VAD__MODEL): use "
+                f"unknown VAD model {self.options.model!r} (VOXLINE_VAD__MODEL): use "
                 "silero-vad-v6 or a path to a Silero .onnx file",
                 stage="vad",
                 setting="VOXLINE_VAD__MODEL",
@@ -163,7 +165,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
                 setting="VOXLINE_VAD__ENGINE",
             ) from exc
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.config.intra_op_threads
+        options.intra_op_num_threads = self.options.intra_op_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
@@ -208,7 +210,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
         """
         state = self.stream()
         async for frame in frames:
-            if self.config.offload:
+            if self.options.offload:
                 yield await asyncio.to_thread(state.process, frame)
             else:
                 yield state.process(frame)

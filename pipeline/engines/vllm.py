@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import LanguageModel, engine_config
+from pipeline.engines.base import LanguageModel
 from pipeline.engines.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
 from schemas import (
     ChatMessage,
@@ -183,9 +183,11 @@ class VllmLanguageModel(LanguageModel):
     """The ``vllm`` LLM engine; construct with :class:`VllmOptions` fields."""
 
     name = "vllm"
+    Options = VllmOptions
+    options: VllmOptions
 
-    def __init__(self, **options: Any) -> None:
-        self.options = engine_config(VllmOptions, None, options, engine="vllm", stage="llm")
+    def __init__(self, options: VllmOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._engine: Any = None
         self._tokenizer: Any = None
         self._sampling_cls: Any = None

@@ -21,11 +21,10 @@ replica, ``cpu``/``int8`` elsewhere. The language is always passed down (detecti
 misfires on short audio); an English-only model asked for another language is an error.
 
 Threads and cancellation: all model calls run on one worker thread (WhisperX's pipeline
-swaps tokenizers per call and is not thread-safe). WhisperX decodes a whole file in one
-call; its per-segment progress callback is where a cancelled request is stopped, so a
-closed stream stops the work after the batch in progress, and the result is dropped.
-Interim requests (``partial=True``) are served without alignment, and dropped (nothing
-is yielded) while the engine is busy: an interim result that waits is worth nothing.
+swaps tokenizers per call and is not thread-safe), streamed through
+:func:`pipeline.aio.iterate_in_thread`. WhisperX decodes a whole file in one call; its
+per-segment progress callback watches the stream's stop event, so a closed stream stops
+the work after the batch in progress, and the result is dropped.
 """
 
 from __future__ import annotations
@@ -38,9 +37,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +45,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.audio import FloatAudio, check_sample_rate, pcm16_to_float, resample
 from pipeline.engines import weights
-from pipeline.engines.base import Transcriber, engine_config
+from pipeline.engines._worker import ModelWorker
+from pipeline.engines.base import Transcriber
 from schemas import (
     EngineError,
     ErrorCode,
     ModelMissingError,
     TranscriptionRequest,
     TranscriptSegment,
+    VoxlineError,
 )
 
 __all__ = ["MODEL_SETTING", "WhisperXOptions", "WhisperXTranscriber"]
@@ -94,27 +93,6 @@ class WhisperXOptions(BaseModel):
     )
 
 
-@dataclass(eq=False)
-class _Job:
-    """One request's hand-off between the worker thread and the awaiting coroutine."""
-
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[list[TranscriptSegment]]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def finish(self, result: list[TranscriptSegment] | BaseException) -> None:
-        def settle() -> None:
-            if self.future.done():
-                return
-            if isinstance(result, BaseException):
-                self.future.set_exception(result)
-            else:
-                self.future.set_result(result)
-
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
-            self.loop.call_soon_threadsafe(settle)
-
-
 class _Stopped(Exception):
     """Raised inside WhisperX's progress callback to stop a cancelled request."""
 
@@ -123,15 +101,15 @@ class WhisperXTranscriber(Transcriber):
     """The ``whisperx`` STT engine; construct with :class:`WhisperXOptions` fields."""
 
     name = "whisperx"
+    Options = WhisperXOptions
+    options: WhisperXOptions
 
-    def __init__(self, **options: Any) -> None:
-        self.options = engine_config(WhisperXOptions, None, options, engine="whisperx", stage="stt")
+    def __init__(self, options: WhisperXOptions | None = None, **fields: Any) -> None:
+        super().__init__(options, **fields)
         self._pipeline: Any = None  # whisperx.asr.FasterWhisperPipeline
         self._whisperx: Any = None
         self._aligners: dict[str, tuple[Any, Any]] = {}
-        self._executor: ThreadPoolExecutor | None = None
-        self._jobs: set[_Job] = set()
-        self._inflight = 0
+        self._worker = ModelWorker(self.name, self.stage, thread_name="voxline-whisperx")
         self._load_lock = asyncio.Lock()
         self._has_progress = False
         #: Seconds the latest load() took (Whisper, VAD and alignment models).
@@ -145,8 +123,8 @@ class WhisperXTranscriber(Transcriber):
 
     @property
     def busy(self) -> bool:
-        """A model call is running or queued (interim requests are dropped meanwhile)."""
-        return self._inflight > 0
+        """A request is being served: a consumer waits for its transcript."""
+        return self._worker.serving > 0
 
     async def load(self) -> None:
         """Load Whisper, the VAD and the alignment models on the worker thread; idempotent."""
@@ -154,13 +132,12 @@ class WhisperXTranscriber(Transcriber):
             if self._pipeline is not None:
                 return
             started = time.perf_counter()
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-whisperx")
+            self._worker.start()
             try:
-                await asyncio.get_running_loop().run_in_executor(executor, self._load_blocking)
+                await self._worker.call(self._load_blocking)
             except BaseException:
-                executor.shutdown(wait=False)
+                await self._worker.close(wait=False)
                 raise
-            self._executor = executor
             self.load_seconds = time.perf_counter() - started
 
     def _load_blocking(self) -> None:
@@ -290,13 +267,10 @@ class WhisperXTranscriber(Transcriber):
         return weights.prepare(self.options.model)
 
     async def close(self) -> None:
-        """Stop running jobs at their next batch, wait for the worker, free the models."""
-        for job in list(self._jobs):
-            job.cancelled.set()
-        executor, self._executor = self._executor, None
+        """End running streams with a transient error (their work stops at its next
+        batch), wait for the worker, free the models."""
         self._pipeline, self._aligners = None, {}
-        if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        await self._worker.close()
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -304,33 +278,19 @@ class WhisperXTranscriber(Transcriber):
         self, request: TranscriptionRequest
     ) -> AsyncGenerator[TranscriptSegment, None]:
         """Yield the transcript segment by segment, in time order (see the module docs)."""
-        executor = self._executor
-        if self._pipeline is None or executor is None:
+        if self._pipeline is None:
             raise EngineError(
                 "the whisperx engine is not loaded", code=ErrorCode.STT_FAILED, stage="stt"
             )
-        if request.partial and self.busy:
-            return
         audio = self._audio(request)
         language = self._language(request.language)
-        loop = asyncio.get_running_loop()
-        job = _Job(loop=loop, future=loop.create_future())
-        self._jobs.add(job)
-        self._inflight += 1
-        try:
-            try:
-                executor.submit(self._run, job, audio, language, request)
-            except RuntimeError as exc:  # close() shut the executor down meanwhile
-                raise EngineError(
-                    "the whisperx engine is closed", code=ErrorCode.STT_FAILED, stage="stt"
-                ) from exc
-            segments = await job.future
-        finally:
-            job.cancelled.set()  # the worker stops at its next batch
-            self._jobs.discard(job)
-            self._inflight -= 1
-        for segment in segments:
-            yield segment
+        stop = threading.Event()  # WhisperX's progress callback polls it
+        stream = self._worker.stream(
+            lambda: self._segments(stop, audio, language, request), buffer=None, stop=stop
+        )
+        async with contextlib.aclosing(stream):
+            async for segment in stream:
+                yield segment
 
     def _language(self, requested: str) -> str:
         language = requested.split("-")[0].lower()
@@ -353,51 +313,62 @@ class WhisperXTranscriber(Transcriber):
 
     # -- worker-thread side -------------------------------------------------------------
 
-    def _run(
-        self, job: _Job, audio: FloatAudio, language: str, request: TranscriptionRequest
-    ) -> None:
+    def _segments(
+        self,
+        stop: threading.Event,
+        audio: FloatAudio,
+        language: str,
+        request: TranscriptionRequest,
+    ) -> Iterator[TranscriptSegment]:
+        """The worker: transcribe (and align) the whole recording, then hand it over.
+
+        ``buffer=None`` above: the recording bounds the segments, all made before the first.
+        """
         try:
-            if job.cancelled.is_set():
-                raise _Stopped
-            job.finish(self._transcribe_blocking(job, audio, language, request))
-        except _Stopped:  # the consumer is gone, or close() stopped the job
-            job.finish(
-                EngineError(
-                    "the transcription was stopped: the engine is closing",
-                    code=ErrorCode.STT_FAILED,
-                    stage="stt",
-                    transient=True,
-                )
-            )
+            segments = self._transcribe_blocking(stop, audio, language, request)
+        except _Stopped:  # close() stopped it (a consumer that left reads nothing)
+            raise EngineError(
+                "the transcription was stopped: the engine is closing",
+                code=ErrorCode.STT_FAILED,
+                stage="stt",
+                transient=True,
+            ) from None
+        except VoxlineError:
+            raise
         except Exception as exc:
             logger.exception("WhisperX failed")
-            job.finish(
-                EngineError(f"transcription failed: {exc}", code=ErrorCode.STT_FAILED, stage="stt")
-            )
+            raise EngineError(
+                f"transcription failed: {exc}", code=ErrorCode.STT_FAILED, stage="stt"
+            ) from exc
+        yield from segments
 
     def _transcribe_blocking(
-        self, job: _Job, audio: FloatAudio, language: str, request: TranscriptionRequest
+        self,
+        stop: threading.Event,
+        audio: FloatAudio,
+        language: str,
+        request: TranscriptionRequest,
     ) -> list[TranscriptSegment]:
         pipeline = self._pipeline
         if pipeline is None:
             raise EngineError("the whisperx engine was closed", code=ErrorCode.STT_FAILED)
 
         def progress(_percent: float) -> None:
-            if job.cancelled.is_set():
+            if stop.is_set():
                 raise _Stopped
 
         kwargs: dict[str, Any] = {"progress_callback": progress} if self._has_progress else {}
         result = pipeline.transcribe(
             audio,
-            batch_size=1 if request.partial else self.options.batch_size,
+            batch_size=self.options.batch_size,
             language=language,
             task="transcribe",
             chunk_size=self.options.chunk_size,
             **kwargs,
         )
         segments: list[dict[str, Any]] = list(result["segments"])
-        aligner = None if request.partial else self._aligners.get(language)
-        if aligner is not None and segments and not job.cancelled.is_set():
+        aligner = self._aligners.get(language)
+        if aligner is not None and segments and not stop.is_set():
             model, metadata = aligner
             aligned = self._whisperx.align(
                 segments, model, metadata, audio, self.options.device, return_char_alignments=False

@@ -125,26 +125,12 @@ async def test_cancellation_stops_the_work(engine: WhisperXTranscriber) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not engine.busy and engine._jobs == set()
+    assert not engine.busy and engine._worker.serving == 0
     # The worker stopped at its next region: the next request does not wait for the rest.
     started = time.perf_counter()
     audio, short_rate = _speak("hello there")
     await _transcribe(engine, TranscriptionRequest(audio=audio, sample_rate=short_rate))
     assert time.perf_counter() - started < full_s
-
-
-async def test_interim_requests_are_dropped_while_busy(
-    engine: WhisperXTranscriber, speech: tuple[bytes, int]
-) -> None:
-    audio, rate = speech
-    request = TranscriptionRequest(audio=audio, sample_rate=rate)
-    final = asyncio.create_task(_transcribe(engine, request))
-    await asyncio.sleep(0)  # the final request is submitted
-    partial = TranscriptionRequest(audio=audio, sample_rate=rate, partial=True)
-    assert engine.busy
-    assert await _transcribe(engine, partial) == []
-    assert await final
-    assert await _transcribe(engine, partial)  # idle again: served
 
 
 async def test_unknown_model_names_the_setting() -> None:
