@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
-from pipeline.aio import reraise_lost_cancel
+from pipeline.aio import aclose_stream, reraise_lost_cancel
 from schemas import ResyncRequiredData, ResyncRequiredError, SessionResyncRequired
 
 T = TypeVar("T")
@@ -60,7 +60,5 @@ async def with_keepalive(
             with contextlib.suppress(BaseException):
                 await pending
             reraise_lost_cancel()
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
+        with contextlib.suppress(Exception):
+            await aclose_stream(iterator)

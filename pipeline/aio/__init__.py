@@ -6,6 +6,7 @@ worker thread) to an async generator.
 """
 
 from pipeline.aio._lost_cancel import reraise_lost_cancel
+from pipeline.aio._streams import aclose_stream
 from pipeline.aio._threads import ThreadStream, iterate_in_thread
 
-__all__ = ["ThreadStream", "iterate_in_thread", "reraise_lost_cancel"]
+__all__ = ["ThreadStream", "aclose_stream", "iterate_in_thread", "reraise_lost_cancel"]

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Protocol
 
+from pipeline.aio import aclose_stream
 from pipeline.audio.endpointing import (
     EndpointConfig,
     Endpointer,
@@ -219,12 +220,6 @@ class _Pairing:
                 self.unpaired.popleft()
                 yield head, probability
         finally:  # stop the detector, then the frames behind it
-            await _aclose(probabilities)
+            await aclose_stream(probabilities)
             await frames.aclose()
 
-
-async def _aclose(iterator: AsyncIterator[object]) -> None:
-    """Close an async generator early (a plain async iterator has nothing to close)."""
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()

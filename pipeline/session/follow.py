@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+from pipeline.aio import aclose_stream
 from pipeline.log import EventLog
 from schemas import ErrorEvent, Event
 
@@ -42,6 +43,4 @@ async def follow_turn(
             if ends_turn(event):
                 return
     finally:  # the tail is a generator: close it now, not when it is collected
-        close = getattr(tail, "aclose", None)
-        if close is not None:
-            await close()
+        await aclose_stream(tail)

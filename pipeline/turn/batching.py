@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Generic, TypeVar
 
-from pipeline.aio import reraise_lost_cancel
+from pipeline.aio import aclose_stream, reraise_lost_cancel
 
 T = TypeVar("T")
 
@@ -50,10 +50,8 @@ async def batched(
         except BaseException as exc:  # handed to the consumer, raised there
             error = exc
         finally:
-            aclose = getattr(source, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            with contextlib.suppress(Exception):
+                await aclose_stream(source)
         queue.put_nowait(_End(error))
 
     reader = asyncio.create_task(read())

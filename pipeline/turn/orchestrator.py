@@ -55,6 +55,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from pipeline.aio import aclose_stream
 from pipeline.engines import LanguageModel, Synthesizer
 from pipeline.turn.cancel import CancelReason, CancelToken
 from pipeline.turn.events import (
@@ -73,7 +74,6 @@ from pipeline.turn.speaker import (
     OrderedSpeaker,
     PieceFailed,
     SpokenChunk,
-    aclose_quietly,
 )
 from pipeline.turn.text_to_audio import synthesizer_for
 from schemas import (
@@ -346,7 +346,7 @@ class TurnOrchestrator:
                 for text in buffer.push(delta):
                     await cut(text)
         finally:
-            await aclose_quietly(stream)
+            await aclose_stream(stream)
         if failure is None:
             for text in buffer.flush():
                 await cut(text)

@@ -43,6 +43,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
+from pipeline.aio import aclose_stream
 from pipeline.turn._markdown import HARD_BREAK, MarkdownToSpeech
 from pipeline.turn._sentence_rules import (
     BRACKETS,
@@ -359,9 +360,7 @@ async def split_stream(
         for piece in buffer.flush():
             yield piece
     finally:
-        aclose = getattr(deltas, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_stream(deltas)
 
 
 def split_text(text: str, config: SentenceBufferConfig | None = None) -> list[str]:

@@ -28,8 +28,9 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
+from pipeline.aio import aclose_stream
 from pipeline.turn.outbox import Outbox
 from schemas import AudioChunk
 
@@ -62,14 +63,6 @@ class _SpeechEnd:
 SPEECH_END: Final = _SpeechEnd()
 
 _DONE: Final = object()
-
-
-async def aclose_quietly(stream: AsyncIterator[Any]) -> None:
-    """``aclose()`` an engine stream if it has one (async generators do): the engine's
-    ``finally`` runs now, not whenever the garbage collector gets to it."""
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 @dataclass(slots=True, eq=False)
@@ -174,7 +167,7 @@ class OrderedSpeaker:
                 if chunk.audio:
                     await job.chunks.put(SpokenChunk(job.index, chunk))
         finally:
-            await aclose_quietly(stream)
+            await aclose_stream(stream)
 
     # -- shutdown ------------------------------------------------------------------------
 
