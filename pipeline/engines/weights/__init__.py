@@ -14,15 +14,13 @@ from pipeline.engines.weights._catalogue import (
     ProgressCallback,
     find,
     get_model,
-    join_parts,
     list_models,
     models_cache_dir,
-    package_file,
     prepare,
     register,
     unregister,
-    verify_joined,
 )
+from pipeline.engines.weights._files import join_parts, package_file, verify_joined
 from pipeline.engines.weights.gemma import (
     GEMMA_MODEL_NAME,
     GEMMA_PACKAGE,

