@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pipeline.aio import aclose_stream
+from pipeline.turn.events import Marker
 from pipeline.turn.outbox import Outbox
 from schemas import AudioChunk
 
@@ -55,14 +56,9 @@ class PieceFailed:
     error: Exception
 
 
-class _SpeechEnd:
-    def __repr__(self) -> str:
-        return "SPEECH_END"
+SPEECH_END: Final = Marker("SPEECH_END")
 
-
-SPEECH_END: Final = _SpeechEnd()
-
-_DONE: Final = object()
+_DONE: Final = Marker("_DONE")
 
 
 @dataclass(slots=True, eq=False)
