@@ -45,6 +45,11 @@ class ErrorCode(StrEnum):
     EMPTY_INPUT = "empty_input"
     TEXT_TOO_LONG = "text_too_long"
     INVALID_SETTINGS = "invalid_settings"
+    AUDIO_TOO_LONG = "audio_too_long"
+    JSON_TOO_DEEP = "json_too_deep"
+    INVALID_EVENT_ID = "invalid_event_id"
+    UNKNOWN_VOICE = "unknown_voice"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
     # sessions
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_CLOSED = "session_closed"
@@ -62,6 +67,8 @@ class ErrorCode(StrEnum):
     VAD_FAILED = "vad_failed"
     MODEL_MISSING = "model_missing"
     ENGINE_OVERLOADED = "engine_overloaded"
+    # capacity
+    OVERLOADED = "overloaded"
     # everything else
     CONFIGURATION_ERROR = "configuration_error"
     INTERNAL_ERROR = "internal_error"
@@ -193,6 +200,22 @@ class ModelMissingError(EngineError):
 
     code = ErrorCode.MODEL_MISSING
     http_status = 503
+
+
+class OverloadedError(VoxlineError):
+    """Past capacity: the work was refused, not queued. Retry after ``retry_after_ms``.
+
+    HTTP answers 503 with a ``Retry-After`` header (seconds, rounded up); a socket gets an
+    ``error`` event with ``details.retry_after_ms`` and the session goes on.
+    """
+
+    code = ErrorCode.OVERLOADED
+    http_status = 503
+    transient = True
+
+    def __init__(self, message: str, *, retry_after_ms: int = 1000, **details: Any) -> None:
+        super().__init__(message, retry_after_ms=retry_after_ms, **details)
+        self.retry_after_ms = retry_after_ms
 
 
 class ConfigurationError(VoxlineError):
