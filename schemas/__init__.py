@@ -106,9 +106,11 @@ from schemas._session import (
     SttMode,
 )
 from schemas._settings import (
+    AdmissionSettings,
     ApiSettings,
     EngineSettings,
     EventLogSettings,
+    HistorySettings,
     RedisSettings,
     Settings,
     get_settings,
@@ -124,6 +126,7 @@ __all__ = [
     "MAX_SYNTHESIS_CHARS",
     "MAX_TEXT_CHARS",
     "SUPPORTED_SAMPLE_RATES",
+    "AdmissionSettings",
     "ApiSettings",
     "AppendConflictError",
     "AudioChunk",
@@ -148,6 +151,7 @@ __all__ = [
     "EventLogError",
     "EventLogSettings",
     "GenerationRequest",
+    "HistorySettings",
     "InputAudio",
     "InputAudioAppend",
     "InputAudioCommit",

@@ -70,6 +70,49 @@ class ApiSettings(BaseModel):
     )
 
 
+class AdmissionSettings(BaseModel):
+    """Capacity of one Gateway replica: past it, work is refused (HTTP 503 + ``Retry-After``,
+    or an ``overloaded`` error event on the socket), never queued without end.
+
+    Each limit counts work in flight on this replica; ``None`` turns that limit off.
+    Admitted work keeps its latency because the excess never waits behind it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_sessions: int | None = Field(
+        default=200, ge=1, description="live sessions: open sockets and chat streams"
+    )
+    max_turns: int | None = Field(
+        default=32, ge=1, description="responses being generated at once (all sessions)"
+    )
+    max_transcriptions: int | None = Field(
+        default=8, ge=1, description="concurrent /v1/audio/transcriptions requests"
+    )
+    max_speech: int | None = Field(
+        default=8, ge=1, description="concurrent /v1/audio/speech requests"
+    )
+    retry_after_ms: int = Field(
+        default=1000, ge=1, description="the retry hint sent with a refusal"
+    )
+
+
+class HistorySettings(BaseModel):
+    """The dialogue history handed to the LLM: bounded in (estimated) tokens and turns,
+    trimmed in blocks so that the prompt's prefix stays the same from turn to turn and the
+    LLM's prompt cache keeps working (see :mod:`pipeline.log.history`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_tokens: int = Field(
+        default=1024, ge=0, description="history past this many tokens is trimmed"
+    )
+    max_turns: int = Field(default=40, ge=0, description="history past this many turns is trimmed")
+    chars_per_token: float = Field(
+        default=3.0, gt=0, description="token estimate: characters per token (low = cautious)"
+    )
+
+
 class EngineSettings(BaseModel):
     """Which engine runs a stage, and its options.
 
@@ -126,6 +169,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     log: EventLogSettings = Field(default_factory=EventLogSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
 
 
 @lru_cache(maxsize=1)

@@ -60,8 +60,8 @@ FACADES = {
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
     ],
     "pipeline.session": [
-        "FRAME_QUEUE", "LiveSession", "SessionEngines", "SessionTokens", "SpeechInput",
-        "TURN_ENDS", "authorize", "create_session", "endpoint_config", "ends_turn",
+        "Admission", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines", "SessionTokens",
+        "SpeechInput", "TURN_ENDS", "authorize", "create_session", "endpoint_config", "ends_turn",
         "follow_turn", "merge_settings", "new_session_id",
     ],
     "pipeline.workers": [

@@ -28,6 +28,7 @@ from schemas import (
     ErrorEvent,
     ErrorPayload,
     Event,
+    HistorySettings,
     InputTextMessage,
     InvalidAudioError,
     ProtocolError,
@@ -431,7 +432,7 @@ async def test_a_long_session_holds_no_more_after_many_turns(event_log: EventLog
     heard audio; the fold keeps the turns the history shows)."""
     parts = engines(tts=ScriptedTTS(sample_rate=16000, chunk_bytes=4800))
     session = await LiveSession.open("long", event_log, parts, create=SessionSettings(),
-                                     max_history_turns=4)
+                                     history=HistorySettings(max_turns=4))
     utterance = tone(0.64, True) + tone(0.832, False)  # whole 32 ms frames: none left over
 
     async def turns(n: int) -> None:

@@ -14,10 +14,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from pipeline.log.history import turn_cost, window_start
 from schemas import (
     ChatMessage,
     ErrorEvent,
     Event,
+    HistorySettings,
     InputAudio,
     InputText,
     NarrationReady,
@@ -116,31 +118,39 @@ class SessionState(BaseModel):
             turn = self.turns[turn_id] = TurnState(turn_id=turn_id)
         return turn
 
-    def history(self, *, max_turns: int = 20) -> list[ChatMessage]:
-        """The dialogue for the LLM: the system prompt, then finished turns, oldest first.
+    def history(self, window: HistorySettings | None = None) -> list[ChatMessage]:
+        """The dialogue for the LLM: the system prompt, then the finished turns the window
+        shows (:mod:`pipeline.log.history`: bounded in tokens and turns, trimmed in blocks
+        so the prompt's prefix stays the same from turn to turn), oldest first.
 
         A cancelled turn contributes what the user actually heard (``text_sent``), so the
         model does not believe it said more than it did.
         """
         messages = [ChatMessage(role="system", content=self.settings.system_prompt)]
-        finished = [t for t in self.turns.values() if t.finished and t.user_text]
-        for turn in finished[-max_turns:]:
+        for turn in self._shown(window or HistorySettings()):
             messages.append(ChatMessage(role="user", content=turn.user_text))
             if turn.assistant_text:
                 messages.append(ChatMessage(role="assistant", content=turn.assistant_text))
         return messages
 
-    def forget_turns(self, *, keep: int) -> None:
-        """Drop the turns that :meth:`history` with ``max_turns=keep`` no longer shows,
+    def _shown(self, window: HistorySettings) -> list[TurnState]:
+        finished = [t for t in self.turns.values() if t.finished and t.user_text]
+        costs = [turn_cost(t.user_text, t.assistant_text, window) for t in finished]
+        return finished[window_start(costs, window):]
+
+    def forget_turns(self, window: HistorySettings | None = None) -> None:
+        """Drop the turns that :meth:`history` with this ``window`` no longer shows,
         keeping the newest turn (:attr:`open_turn`) and any turn still responding.
 
         For a holder of the state that lives as long as a connection (a live session):
-        its memory must not grow with the number of turns. A fold of the log has them all.
+        its memory must not grow with the number of turns. A fold of the log has them all;
+        both show the same history (the window restarts where it stands).
         """
-        if len(self.turns) <= keep + 1:
+        window = window or HistorySettings()
+        if len(self.turns) <= 1:
             return
-        shown = [t.turn_id for t in self.turns.values() if t.finished and t.user_text]
-        needed = {*shown[-keep:], next(reversed(self.turns))}
+        needed = {t.turn_id for t in self._shown(window)}
+        needed.add(next(reversed(self.turns)))
         needed.update(t.turn_id for t in self.turns.values() if t.status == "responding")
         for turn_id in [turn_id for turn_id in self.turns if turn_id not in needed]:
             del self.turns[turn_id]

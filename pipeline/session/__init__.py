@@ -5,9 +5,11 @@ endpointing (:class:`SpeechInput`), typed turns, one response at a time, barge-i
 cancel. Everything it knows it folds from the log, so any process can pick a session up,
 and every event it emits leaves through the log: readers tail it (:func:`follow_turn`
 for one turn's events). Beside it: :func:`create_session`, :func:`authorize` with
-:class:`SessionTokens`, and :func:`merge_settings`.
+:class:`SessionTokens`, :func:`merge_settings`, and the replica's capacity
+(:class:`Admission`: sessions, turns, transcriptions and speech past it are refused).
 """
 
+from pipeline.session.admission import Admission, Permit
 from pipeline.session.authorization import SessionTokens, authorize
 from pipeline.session.creation import create_session, new_session_id
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
@@ -18,7 +20,9 @@ from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_con
 __all__ = [
     "FRAME_QUEUE",
     "TURN_ENDS",
+    "Admission",
     "LiveSession",
+    "Permit",
     "SessionEngines",
     "SessionTokens",
     "SpeechInput",

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pipeline.audio import EndpointConfig, SpeechEnd
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
 from pipeline.log import EventLog, SessionState, fold
+from pipeline.session.admission import Admission, Permit
+from pipeline.session.follow import ends_turn
 from pipeline.session.settings import merge_settings
 from pipeline.session.speech_input import SpeechInput, endpoint_config
 from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
@@ -38,6 +40,7 @@ from schemas import (
     Event,
     EventBase,
     GenerationRequest,
+    HistorySettings,
     InputAudio,
     InputAudioAppend,
     InputAudioCommit,
@@ -45,6 +48,7 @@ from schemas import (
     InputText,
     InputTextData,
     InputTextMessage,
+    OverloadedError,
     ProtocolError,
     ResponseCancel,
     SessionClosed,
@@ -67,6 +71,9 @@ from schemas import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: events that start a turn (with those that end one: when the fold may forget turns)
+_NEW_TURN = frozenset({"input.text", "input.audio"})
 
 
 @dataclass(frozen=True)
@@ -91,14 +98,18 @@ class LiveSession:
         *,
         turn_config: TurnConfig | None = None,
         endpoint_config: EndpointConfig | None = None,
-        max_history_turns: int = 20,
+        history: HistorySettings | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.session_id = session_id
         self.log = log
         self.engines = engines
         self.state = state
         self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
-        self.max_history_turns = max_history_turns
+        #: which past turns the LLM sees (trimmed in blocks: a stable prompt prefix)
+        self.history = history or HistorySettings()
+        #: the replica's capacity for turns; None: unlimited
+        self.admission = admission
         self._endpoint_config = endpoint_config or EndpointConfig()
         self._append_lock = asyncio.Lock()
         self._response: asyncio.Task[None] | None = None
@@ -162,14 +173,15 @@ class LiveSession:
     async def emit(self, *events: EventBase) -> list[Event]:
         """Append events (one atomic batch) and fold them; readers find them in the log.
 
-        The fold keeps only the turns the dialogue history still shows, so the state does
-        not grow with the number of turns either.
+        The fold keeps only the turns the dialogue history still shows (checked when a
+        turn starts or ends), so the state does not grow with the number of turns either.
         """
         async with self._append_lock:
             result = await self.log.append_batch(events)
             for event in result.events:
                 self.state.apply(event)
-            self.state.forget_turns(keep=self.max_history_turns)
+            if any(e.type in _NEW_TURN or ends_turn(e) for e in result.events):
+                self.state.forget_turns(self.history)
         return list(result.events)
 
     async def reject(self, error: VoxlineError, turn_id: str | None = None) -> None:
@@ -216,10 +228,15 @@ class LiveSession:
             raise ProtocolError("empty text", code=ErrorCode.EMPTY_INPUT)
         turn_id = _new_turn_id()
         await self.cancel_response("barge_in")
-        [event] = await self.emit(
-            InputText(session_id=self.session_id, turn_id=turn_id, data=InputTextData(text=text))
-        )
-        self._start_response(turn_id, text, event.id)
+        permit = self._admit_turn()  # refused: nothing appended, the session goes on
+        try:
+            [event] = await self.emit(InputText(
+                session_id=self.session_id, turn_id=turn_id, data=InputTextData(text=text)))
+        except BaseException:
+            if permit is not None:
+                permit.release()
+            raise
+        self._start_response(turn_id, text, event.id, permit=permit)
         return turn_id
 
     async def push_audio(self, pcm: bytes) -> None:
@@ -276,6 +293,21 @@ class LiveSession:
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
         turn_id = _new_turn_id()
         await self.cancel_response("barge_in")
+        try:
+            permit = self._admit_turn()
+        except OverloadedError as exc:  # the utterance is dropped; the client is told
+            await self.reject(exc)
+            return
+        try:
+            await self._utterance_events(turn_id, end, sample_rate, permit)
+        except BaseException:
+            if permit is not None:
+                permit.release()
+            raise
+
+    async def _utterance_events(
+        self, turn_id: str, end: SpeechEnd, sample_rate: int, permit: Permit | None
+    ) -> None:
         _, audio_event = await self.emit(
             SpeechStopped(
                 session_id=self.session_id,
@@ -292,7 +324,12 @@ class LiveSession:
                 ),
             ),
         )
-        self._start_response(turn_id, None, audio_event.id, audio=(end.audio, sample_rate))
+        self._start_response(turn_id, None, audio_event.id, audio=(end.audio, sample_rate),
+                             permit=permit)
+
+    def _admit_turn(self) -> Permit | None:
+        """A place among the replica's turns, or :class:`OverloadedError` at once."""
+        return None if self.admission is None else self.admission.acquire("turns")
 
     def _start_response(
         self,
@@ -301,6 +338,7 @@ class LiveSession:
         input_event_id: str | None,
         *,
         audio: tuple[bytes, int] | None = None,
+        permit: Permit | None = None,
     ) -> None:
         token = CancelToken()
         self._cancel = token
@@ -308,6 +346,8 @@ class LiveSession:
             self._respond(turn_id, text, input_event_id, token, audio),
             name=f"response-{self.session_id}-{turn_id}",
         )
+        if permit is not None:  # the turn's place is given back however it ends
+            self._response.add_done_callback(lambda _: permit.release())
 
     async def _respond(
         self,
@@ -352,7 +392,7 @@ class LiveSession:
         self, turn_id: str, text: str, input_event_id: str | None, token: CancelToken
     ) -> None:
         settings = self.settings
-        history = self.state.history(max_turns=self.max_history_turns)
+        history = self.state.history(self.history)
         request = GenerationRequest(
             request_id=f"{self.session_id}:{turn_id}",
             messages=(*history, ChatMessage(role="user", content=text)),
