@@ -28,10 +28,15 @@ from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 #: deployment options per profile and deployment
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
-        "Gateway": {"ray_actor_options": {"num_cpus": 0.3}, "num_replicas": 1},
-        "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1},
-        "LanguageModel": {"ray_actor_options": {"num_cpus": 0.6}, "num_replicas": 1},
-        "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1},
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.3}, "num_replicas": 1,
+                    "max_ongoing_requests": 256, "max_queued_requests": 64},
+        # The CPU engines run one call at a time: a few wait, the rest are refused.
+        "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1,
+                        "max_ongoing_requests": 4, "max_queued_requests": 8},
+        "LanguageModel": {"ray_actor_options": {"num_cpus": 0.6}, "num_replicas": 1,
+                          "max_ongoing_requests": 8, "max_queued_requests": 16},
+        "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
+                        "max_ongoing_requests": 8, "max_queued_requests": 32},
         "Narrator": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
         "Metrics": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
     },
@@ -41,22 +46,25 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "ray_actor_options": {"num_cpus": 1},
             "autoscaling_config": {"min_replicas": 2, "max_replicas": 16,
                                    "target_ongoing_requests": 64},
+            "max_ongoing_requests": 200, "max_queued_requests": 100,
         },
         "Transcriber": {
             "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},
             "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
                                    "target_ongoing_requests": 2},
+            "max_ongoing_requests": 8, "max_queued_requests": 16,
         },
         "LanguageModel": {
             "ray_actor_options": {"num_cpus": 4, "num_gpus": 1},
             "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
                                    "target_ongoing_requests": 32},
-            "max_ongoing_requests": 64,
+            "max_ongoing_requests": 64, "max_queued_requests": 64,
         },
         "Synthesizer": {
             "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},
             "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
                                    "target_ongoing_requests": 1},
+            "max_ongoing_requests": 8, "max_queued_requests": 32,
         },
         # CPU only: they call the stage deployments for speech and transcripts
         "Narrator": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 2},
@@ -80,6 +88,37 @@ def stage_user_config(choice: EngineSettings) -> dict[str, Any]:
     return {"engine": choice.engine, "options": choice.engine_options()}
 
 
+#: the deployments that run a model: each must refuse past a bounded queue
+STAGES = ("Transcriber", "LanguageModel", "Synthesizer")
+
+
+def check_capacity(profile: dict[str, dict[str, Any]], settings: Settings) -> None:
+    """Every stage deployment has a bounded queue (Serve's ``max_queued_requests``; past it
+    a call fails at once and reaches the client as ``overloaded``), and the Gateway's own
+    admission limits fit under its ``max_ongoing_requests``, so the Gateway refuses with
+    a clear 503 before Serve starts queueing its connections."""
+    for name in STAGES:
+        options = profile[name]
+        ongoing = options.get("max_ongoing_requests", 0)
+        queued = options.get("max_queued_requests", -1)
+        if not (isinstance(ongoing, int) and ongoing >= 1 and isinstance(queued, int)
+                and queued >= 1):
+            raise ConfigurationError(
+                f"{name}: max_ongoing_requests and max_queued_requests must be set and >= 1 "
+                f"(got {ongoing}, {queued}): an unbounded queue turns overload into latency",
+                setting=f"{name}.max_queued_requests")
+    admission = settings.admission
+    limits = [admission.max_sessions, admission.max_transcriptions, admission.max_speech]
+    gateway = profile["Gateway"].get("max_ongoing_requests")
+    held = sum(limit for limit in limits if limit is not None)
+    if gateway is not None and None not in limits and held > gateway:
+        raise ConfigurationError(
+            f"VOXLINE_ADMISSION__MAX_SESSIONS + MAX_TRANSCRIPTIONS + MAX_SPEECH ({held}) "
+            f"exceeds the Gateway's max_ongoing_requests ({gateway}): Serve would queue "
+            "connections the Gateway means to refuse",
+            setting="VOXLINE_ADMISSION__MAX_SESSIONS")
+
+
 def build_app(args: dict[str, Any] | None = None, settings: Settings | None = None) -> Application:
     parsed = AppArgs.model_validate(args or {})
     settings = settings or get_settings()
@@ -91,6 +130,7 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
             setting="VOXLINE_REDIS_URL",
         )
     profile = PROFILES[parsed.profile]
+    check_capacity(profile, settings)
 
     def place(deployment: Any, **options: Any) -> Deployment:
         placed: Deployment = deployment.options(**profile[deployment.name], **options)

@@ -7,7 +7,10 @@ cancels the request in the replica, where the engine aborts its model call.
 
 Errors keep their meaning across the boundary: a :class:`schemas.VoxlineError` raised in
 a replica is re-raised here as itself (same code, same message); a replica that died or
-an overloaded deployment becomes a transient :class:`schemas.EngineError`.
+a transient :class:`schemas.EngineError`; a deployment past its ``max_queued_requests``
+(Serve's back-pressure) refuses at once, and that reaches the client as
+:class:`schemas.OverloadedError` (``overloaded``, with a retry hint), like the Gateway's own
+admission control.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
+    OverloadedError,
     SynthesisRequest,
     TranscriptionRequest,
     TranscriptSegment,
     VoxlineError,
 )
+
+#: the retry hint of a stage's back-pressure (a queue of requests frees in about this)
+BACK_PRESSURE_RETRY_MS = 1000
 
 _STAGE_CODES = {"stt": ErrorCode.STT_FAILED, "llm": ErrorCode.LLM_FAILED,
                 "tts": ErrorCode.TTS_FAILED}
@@ -42,8 +49,8 @@ def remote_error(exc: BaseException, stage: str) -> BaseException:
             return _rebuild(cause)
         return cause
     if isinstance(exc, BackPressureError):
-        return EngineError(f"the {stage} stage is overloaded, try again",
-                           code=ErrorCode.ENGINE_OVERLOADED, transient=True, stage=stage)
+        return OverloadedError(f"the {stage} stage is at capacity, try again shortly",
+                               retry_after_ms=BACK_PRESSURE_RETRY_MS, stage=stage)
     if isinstance(exc, RayActorError):
         return EngineError(f"the {stage} replica died", code=_STAGE_CODES[stage],
                            transient=True, stage=stage)

@@ -81,7 +81,7 @@ class AdmissionSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_sessions: int | None = Field(
-        default=200, ge=1, description="live sessions: open sockets and chat streams"
+        default=128, ge=1, description="live sessions: open sockets and chat streams"
     )
     max_turns: int | None = Field(
         default=32, ge=1, description="responses being generated at once (all sessions)"

@@ -3,6 +3,9 @@ hint, never queued; a place is given back exactly once."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+
 import pytest
 
 from pipeline.session import Admission
@@ -48,7 +51,7 @@ def test_a_refusal_inside_admit_takes_no_place_and_an_error_gives_it_back() -> N
 
 def test_kinds_are_counted_apart_and_none_is_unlimited() -> None:
     admission = Admission(AdmissionSettings(max_sessions=1, max_turns=None))
-    admission.acquire("sessions")
+    held = admission.acquire("sessions")
     with pytest.raises(OverloadedError):
         admission.acquire("sessions")
     permits = [admission.acquire("turns") for _ in range(1000)]
@@ -58,15 +61,17 @@ def test_kinds_are_counted_apart_and_none_is_unlimited() -> None:
     snapshot = admission.snapshot()
     assert snapshot["sessions"] == {"in_use": 1, "limit": 1, "refused": 1}
     assert snapshot["turns"] == {"in_use": 0, "limit": None, "refused": 0}
+    held.release()
 
 
 def test_check_refuses_without_reserving() -> None:
     admission = Admission(AdmissionSettings(max_turns=1))
     admission.check("turns")
     assert admission.in_use("turns") == 0
-    admission.acquire("turns")
+    held = admission.acquire("turns")
     with pytest.raises(OverloadedError):
         admission.check("turns")
+    held.release()
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,3 +83,16 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     settings = Settings()
     assert settings.admission.max_turns == 3 and settings.admission.retry_after_ms == 1500
     assert settings.history.max_tokens == 2048
+
+
+def test_a_permit_lost_by_its_holder_is_given_back_when_collected() -> None:
+    admission = Admission(AdmissionSettings(max_speech=1))
+
+    async def body(permit: object) -> AsyncIterator[bytes]:  # never started
+        yield b""
+
+    never_started = body(admission.acquire("speech"))
+    assert admission.in_use("speech") == 1
+    del never_started
+    gc.collect()
+    assert admission.in_use("speech") == 0

@@ -21,7 +21,8 @@ from ray.serve.exceptions import BackPressureError
 from scripted_engines import ScriptedLLM, tokenize
 
 from deployments._stage import StageConfig, StageReplica
-from deployments.app import PROFILES, AppArgs, build_app, stage_user_config
+from deployments.app import PROFILES, AppArgs, build_app, check_capacity, stage_user_config
+from deployments.app import STAGES as STAGE_DEPLOYMENTS
 from deployments.handles import remote_error
 from deployments.llm import LanguageModelReplica
 from deployments.stt import TranscriberReplica
@@ -37,6 +38,7 @@ from schemas import (
     ErrorCode,
     GenerationRequest,
     InvalidAudioError,
+    OverloadedError,
     ResyncRequiredError,
     Settings,
     SynthesisRequest,
@@ -133,10 +135,11 @@ def test_a_rebuilt_error_is_a_fresh_instance_that_can_be_raised() -> None:
 def test_back_pressure_becomes_a_transient_overload(wrap: Any) -> None:
     exc = wrap(BackPressureError(num_queued_requests=10, max_queued_requests=10))
     result = remote_error(exc, "llm")
-    assert type(result) is EngineError
-    assert result.code is ErrorCode.ENGINE_OVERLOADED
-    assert result.transient is True
+    assert type(result) is OverloadedError  # the client sees the Gateway's own refusal code
+    assert result.code is ErrorCode.OVERLOADED
+    assert result.transient is True and result.http_status == 503
     assert result.stage == "llm"
+    assert result.to_payload().details["retry_after_ms"] > 0
 
 
 @pytest.mark.parametrize(
@@ -511,3 +514,28 @@ def test_the_app_and_its_ingress_never_import_torch_or_a_model_runtime() -> None
     heavy = {"torch", "llama_cpp", "faster_whisper", "ctranslate2", "piper", "vllm",
              "whisperx", "TTS"}
     assert loaded_after("deployments.app, deployments.api", heavy) == []
+
+
+def test_every_stage_deployment_has_a_bounded_queue_in_every_profile() -> None:
+    for name, profile in PROFILES.items():
+        for stage in STAGE_DEPLOYMENTS:
+            options = profile[stage]
+            assert options["max_ongoing_requests"] >= 1, (name, stage)
+            assert options["max_queued_requests"] >= 1, (name, stage)
+        check_capacity(profile, Settings(redis_url=REDIS_URL))
+
+
+def test_an_unbounded_stage_queue_is_refused() -> None:
+    profile = {**PROFILES["cpu"],
+               "LanguageModel": {**PROFILES["cpu"]["LanguageModel"], "max_queued_requests": -1}}
+    with pytest.raises(ConfigurationError, match="LanguageModel"):
+        check_capacity(profile, Settings(redis_url=REDIS_URL))
+
+
+def test_admission_limits_must_fit_under_the_gateways_ongoing_requests() -> None:
+    settings = Settings(redis_url=REDIS_URL, admission={"max_sessions": 250})
+    with pytest.raises(ConfigurationError) as info:
+        check_capacity(PROFILES["cpu"], settings)
+    assert info.value.details["setting"] == "VOXLINE_ADMISSION__MAX_SESSIONS"
+    with pytest.raises(ConfigurationError):
+        build_app({"profile": "cpu"}, settings=settings)

@@ -292,6 +292,31 @@ def test_llm_admits_no_more_streams_than_vllm_schedules() -> None:
     assert llm["max_ongoing_requests"] == llm["user_config"]["options"]["max_num_seqs"]
 
 
+def test_every_stage_refuses_past_a_bounded_queue() -> None:
+    """Serve's back-pressure: past max_queued_requests a call fails at once (the client
+    gets ``overloaded``) instead of waiting behind everything else."""
+    for name in STAGES:
+        deployment = deployments()[name]
+        assert deployment["max_queued_requests"] >= 1, name
+        assert deployment["max_queued_requests"] <= 4 * deployment["max_ongoing_requests"], name
+
+
+def test_the_gateways_admission_fits_under_its_ongoing_requests() -> None:
+    """The Gateway refuses with a clear 503 before Serve queues its connections."""
+    env = config_env_vars()
+    admission = Settings.model_validate({"admission": {
+        key.removeprefix("VOXLINE_ADMISSION__").lower(): value
+        for key, value in env.items() if key.startswith("VOXLINE_ADMISSION__")
+    }}).admission
+    held = admission.max_sessions + admission.max_transcriptions + admission.max_speech  # type: ignore[operator]
+    assert held <= deployments()["Gateway"]["max_ongoing_requests"]
+    app_module = quiet_import("deployments.app")
+    gateway = {**app_module.PROFILES["gpu"]["Gateway"],
+               "max_ongoing_requests": deployments()["Gateway"]["max_ongoing_requests"]}
+    app_module.check_capacity({**app_module.PROFILES["gpu"], "Gateway": gateway},
+                              Settings(admission=admission))
+
+
 # -- runtime environments -------------------------------------------------------------------
 
 

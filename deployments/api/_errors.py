@@ -8,13 +8,14 @@ with the failing fields in ``details``.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from schemas import ErrorCode, ErrorPayload, VoxlineError
+from schemas import ErrorCode, ErrorPayload, OverloadedError, VoxlineError
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +27,15 @@ def error_response(error: VoxlineError) -> JSONResponse:
     return JSONResponse(
         status_code=error.http_status,
         content={"error": error.to_payload().model_dump(mode="json")},
-        headers={"Retry-After": "1"} if error.transient else None,
+        headers={"Retry-After": _retry_after(error)} if error.transient else None,
     )
+
+
+def _retry_after(error: VoxlineError) -> str:
+    """Whole seconds, rounded up: an overload's own hint, else 1."""
+    if isinstance(error, OverloadedError):
+        return str(max(1, math.ceil(error.retry_after_ms / 1000)))
+    return "1"
 
 
 def _payload(status: int, code: ErrorCode, message: str, **details: object) -> JSONResponse:

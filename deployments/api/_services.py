@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 
 from pipeline.engines import Engine
 from pipeline.log import EventLog, SessionState
-from pipeline.session import LiveSession, SessionEngines, SessionTokens
+from pipeline.session import Admission, LiveSession, Permit, SessionEngines, SessionTokens
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
@@ -39,6 +39,9 @@ class Services:
     live: set[LiveSession] = field(default_factory=set)
     #: background worker deployments (handles with ``status()``), for readiness
     workers: dict[str, Any] = field(default_factory=dict)
+    #: this replica's capacity (settings.admission): past it, work is refused, not queued
+    admission: Admission = field(default_factory=Admission)
+    _session_permits: dict[LiveSession, Permit] = field(default_factory=dict)
 
     async def open_session(
         self,
@@ -47,21 +50,39 @@ class Services:
         create: SessionSettings | None = None,
         state: SessionState | None = None,
         with_audio: bool = True,
+        permit: Permit | None = None,
     ) -> LiveSession:
-        """A live session on the shared engines (text-only replies without ``with_audio``)."""
+        """A live session on the shared engines (text-only replies without ``with_audio``).
+
+        It takes a place among the replica's live sessions (``permit``, if the caller
+        took it already), given back by :meth:`release`; past capacity
+        :class:`schemas.OverloadedError` is raised before anything is read or written.
+        """
+        permit = permit or self.admission.acquire("sessions")
         engines = self.engines
         if not with_audio:
             engines = SessionEngines(llm=engines.llm, tts=None, stt=engines.stt, vad=engines.vad)
-        session = await LiveSession.open(
-            session_id, self.log, engines, create=create, state=state,
-            turn_config=self.turn_config,
-        )
+        try:
+            session = await LiveSession.open(
+                session_id, self.log, engines, create=create, state=state,
+                turn_config=self.turn_config, history=self.settings.history,
+                admission=self.admission,
+            )
+        except BaseException:
+            permit.release()
+            raise
         self.live.add(session)
+        self._session_permits[session] = permit
         return session
 
     async def release(self, session: LiveSession, reason: str | None = None) -> None:
         self.live.discard(session)
-        await session.close(reason)
+        permit = self._session_permits.pop(session, None)
+        try:
+            await session.close(reason)
+        finally:
+            if permit is not None:
+                permit.release()
 
     async def readiness(self) -> dict[str, Any]:
         """Each dependency's state; ready when Redis answers and every engine is loaded."""
@@ -161,4 +182,5 @@ async def start_services(
         tokens=tokens,
         turn_config=turn_config or TurnConfig(),
         workers=dict(workers or {}),
+        admission=Admission(settings.admission),
     )

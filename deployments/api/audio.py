@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
 from pipeline.audio import content_type, decode_audio
+from pipeline.engines import Synthesizer, Transcriber
+from pipeline.session import Permit
 from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import (
     AudioChunkData,
@@ -73,6 +75,14 @@ async def transcriptions(
     stt = services.engines.stt
     if stt is None:
         raise _missing("stt")
+    with services.admission.admit("transcriptions"):  # past capacity: 503, not a queue
+        return await _transcribe(services, stt, file, language, response_format)
+
+
+async def _transcribe(
+    services: Services, stt: Transcriber, file: UploadFile, language: str,
+    response_format: str,
+) -> Response:
     limit = services.settings.api.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -114,6 +124,17 @@ async def speech(body: SpeechRequest, services: ServicesDep) -> StreamingRespons
     tts = services.engines.tts
     if tts is None:
         raise _missing("tts")
+    permit = services.admission.acquire("speech")  # past capacity: 503, not a queue
+    try:
+        return await _speech(body, tts, services, permit)
+    except BaseException:
+        permit.release()
+        raise
+
+
+async def _speech(
+    body: SpeechRequest, tts: Synthesizer, services: Services, permit: Permit
+) -> StreamingResponse:
     limit = services.settings.api.max_speech_chars
     if len(body.input) > limit:
         raise InputTooLargeError(f"input of {len(body.input)} characters is over {limit}",
@@ -130,18 +151,21 @@ async def speech(body: SpeechRequest, services: ServicesDep) -> StreamingRespons
         await chunks.aclose()
         raise ProtocolError("nothing to speak in the input", code=ErrorCode.EMPTY_INPUT)
     media_type = content_type(first.format, first.sample_rate)
-    return StreamingResponse(_bytes(first, chunks), media_type=media_type)
+    return StreamingResponse(_bytes(first, chunks, permit), media_type=media_type)
 
 
 async def _bytes(
-    first: AudioChunkData, rest: AsyncGenerator[AudioChunkData, None]
+    first: AudioChunkData, rest: AsyncGenerator[AudioChunkData, None], permit: Permit
 ) -> AsyncIterator[bytes]:
     try:
         yield first.audio
         async for chunk in rest:
             yield chunk.audio
     finally:
-        await rest.aclose()
+        try:
+            await rest.aclose()
+        finally:
+            permit.release()  # the request's place, kept until its last byte
 
 
 def _missing(stage: str) -> EngineError:

@@ -53,6 +53,8 @@ async def chat_stream(
     headers = dict(SSE_HEADERS)
     token: str | None = None
     state = None
+    services.admission.check("sessions")  # past capacity: 503 before a session is made
+    services.admission.check("turns")  # (open_session and submit_text take the places)
     if body.session_id is None:
         settings = merge_settings(SessionSettings(), body.settings)
         session_id = await create_session(services.log, settings)

@@ -11,7 +11,8 @@ admitted work keeps its latency.
 
 Framework-free and synchronous: acquiring never awaits, so nothing can slip in between
 the check and the count on the event loop. A :class:`Permit` is released exactly once,
-however many times its holder's cleanup paths call :meth:`Permit.release`.
+however many times its holder's cleanup paths call :meth:`Permit.release`, and at the
+latest when it is collected.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class Permit:
         if not self.released:
             self.released = True
             self._admission._in_use[self.kind] -= 1
+
+    def __del__(self) -> None:
+        # A holder that lost it without releasing (a response body that never started:
+        # the client left before its first byte) gives the place back when collected.
+        self.release()
 
     def __enter__(self) -> Permit:
         return self
