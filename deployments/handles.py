@@ -85,10 +85,13 @@ class _RemoteStage:
                 async for item in response:
                     yield item
             except Exception as exc:
+                # Over already. Cancelling a response that failed raises its error again
+                # (a refused one's BackPressureError), which would replace ours.
+                finished = True
                 self._reraise(exc)
             finished = True
         finally:
-            if not finished:
+            if not finished:  # the consumer left early: stop the replica's work
                 response.cancel()
 
     async def describe(self) -> dict[str, Any]:

@@ -539,3 +539,39 @@ def test_admission_limits_must_fit_under_the_gateways_ongoing_requests() -> None
     assert info.value.details["setting"] == "VOXLINE_ADMISSION__MAX_SESSIONS"
     with pytest.raises(ConfigurationError):
         build_app({"profile": "cpu"}, settings=settings)
+
+
+class _RefusedResponse:
+    """A streaming handle response refused by Serve: iterating raises back-pressure, and
+    so does cancelling it (Ray re-raises a failed response's error on cancel)."""
+
+    def __init__(self) -> None:
+        self.error = BackPressureError(num_queued_requests=1, max_queued_requests=1)
+
+    def __aiter__(self) -> _RefusedResponse:
+        return self
+
+    async def __anext__(self) -> str:
+        raise self.error
+
+    def cancel(self) -> None:
+        raise self.error
+
+
+class _RefusingHandle:
+    def options(self, **_: Any) -> _RefusingHandle:
+        return self
+
+    @property
+    def generate(self) -> Any:
+        return type("Method", (), {"remote": staticmethod(lambda _request: _RefusedResponse())})
+
+
+async def test_a_refused_stage_call_raises_overloaded_not_serves_error() -> None:
+    from deployments.handles import RemoteLanguageModel
+
+    llm = RemoteLanguageModel(_RefusingHandle())
+    request = GenerationRequest(request_id="r", messages=(ChatMessage(role="user", content="hi"),))
+    with pytest.raises(OverloadedError) as info:
+        _ = [delta async for delta in llm.generate(request)]
+    assert info.value.stage == "llm" and info.value.retry_after_ms > 0
