@@ -1,0 +1,314 @@
+"""Limits under load, against the running app (issue #11 rows 6 and 7).
+
+Prints a table and writes ``reports/bench_limits.json``. Two parts, each a function
+another script may call with the URL of a running server:
+
+* :func:`history_first_token` (row 7): one session, up to 40 typed turns in a row; per
+  turn the first text delta (client: send → first ``response.text.delta`` received;
+  server: ``input.text`` → first delta). The history handed to the LLM is trimmed in
+  blocks (``VOXLINE_HISTORY__*``), so the prompt's prefix, and the LLM's prompt cache,
+  hold from turn to turn. Goal: turn 40 within 1.5× of turn 2 (also given: the median
+  of turns 36–40 against that of turns 2–6, which one noisy turn does not swing).
+* :func:`bystander_under_overload` (row 6): a bystander's typed turns, send → first
+  reply audio, alone and then while ``3 × capacity`` other clients keep asking for turns
+  (``/v1/chat/stream`` with audio, each retrying after ``Retry-After`` when refused).
+  Goal: the bystander's p95 under load ≤ 2× its idle p95, the excess refused with
+  503/``overloaded`` (counted), not queued.
+
+    .venv/bin/python loadtests/bench_limits.py [--url http://127.0.0.1:8000]
+        [--turns 40] [--capacity 2] [--budget-s 600] [--part history|overload|both]
+
+Without ``--url`` it starts the app (CPU profile, Whisper tiny.en, the Gateway's turn
+limit ``VOXLINE_ADMISSION__MAX_TURNS`` = ``--capacity``) and stops it at the end; with
+``--url``, ``--capacity`` must be that server's turn limit. Bounded: at most 40 turns in
+part one, 8 idle and 12 loaded bystander turns in part two, every wait within the
+budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from loadtests._report import percentiles, write_report  # noqa: E402
+from voxline.client import FINAL_TYPES, Realtime, VoxlineClient  # noqa: E402
+
+MAX_HISTORY_TURNS = 40
+IDLE_TURNS = 8
+LOADED_TURNS = 12
+GREEDY = {"temperature": 0.0, "max_tokens": 40, "seed": 7}
+TOPICS = ("France", "Italy", "Spain", "Japan", "Canada", "Egypt", "Peru", "Norway",
+          "Kenya", "Chile", "India", "Greece", "Brazil", "Poland", "Mexico", "Turkey")
+
+
+def question(i: int) -> str:
+    return f"What is the capital of {TOPICS[i % len(TOPICS)]}?"
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+# ---- part one: first token over a long session -----------------------------------------
+
+
+async def _typed_turn(conn: Realtime, text: str, timeout_s: float) -> dict[str, Any]:
+    """One typed turn on an open socket: client and server first-delta times (ms)."""
+    sent = time.perf_counter()
+    await conn.send_text(text)
+    first: float | None = None
+    input_ts = delta_ts = None
+    status = "none"
+
+    async def read() -> None:
+        nonlocal first, input_ts, delta_ts, status
+        async for event in conn.until_done(stop_on_error=False):
+            if event.type == "input.text":
+                input_ts = event.ts
+            elif event.type == "response.text.delta" and first is None:
+                first, delta_ts = time.perf_counter(), event.ts
+            elif event.type == "error" and event.turn_id is None:
+                status = "refused"  # past the turn limit: no turn began
+                return
+            if event.type in FINAL_TYPES:
+                status = getattr(event.data, "status", "cancelled")
+
+    await asyncio.wait_for(read(), timeout_s)
+    return {
+        "client_ms": None if first is None else round((first - sent) * 1000, 1),
+        "server_ms": None if None in (input_ts, delta_ts) else delta_ts - input_ts,  # type: ignore[operator]
+        "status": status,
+    }
+
+
+async def history_first_token(
+    url: str, turns: int = MAX_HISTORY_TURNS, *, budget_s: float = 300,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Part one (see the module docstring): first-delta latency of turns 1..``turns``."""
+    turns = max(2, min(turns, MAX_HISTORY_TURNS))
+    deadline = Deadline(budget_s)
+    per_turn: list[dict[str, Any]] = []
+    async with VoxlineClient(url, timeout=120) as client:
+        session = await client.create_session(realtime_tts=False, sampling=GREEDY)
+        async with client.connect(session) as conn:
+            for i in range(turns):
+                if deadline.left() < 5:
+                    say(f"history: budget spent after {i} turns")
+                    break
+                turn = await _typed_turn(conn, question(i), min(deadline.left(), 120))
+                per_turn.append({"turn": i + 1, **turn})
+                say(f"history: turn {i + 1:2d} first delta {turn['client_ms']} ms "
+                    f"(server {turn['server_ms']} ms)")
+    return {"turns": per_turn, **_history_summary(per_turn)}
+
+
+def _history_summary(per_turn: list[dict[str, Any]]) -> dict[str, Any]:
+    client = {t["turn"]: t["client_ms"] for t in per_turn if t["client_ms"] is not None}
+
+    def median(first: int, last: int) -> float | None:
+        values = [client[t] for t in range(first, last + 1) if t in client]
+        return statistics.median(values) if values else None
+
+    last = max(client, default=0)
+    summary: dict[str, Any] = {
+        "turn_2_ms": client.get(2), f"turn_{last}_ms": client.get(last),
+        "median_2_6_ms": median(2, 6), f"median_{last - 4}_{last}_ms": median(last - 4, last),
+        "median_2_20_ms": median(2, 20), "median_21_40_ms": median(21, 40),
+    }
+    if client.get(2) and client.get(last):
+        summary["ratio_last_to_2"] = round(client[last] / client[2], 2)
+    head, tail = median(2, 6), median(last - 4, last)
+    if head and tail:
+        summary["ratio_tail_to_head_medians"] = round(tail / head, 2)
+    return summary
+
+
+# ---- part two: a bystander while capacity is exceeded ------------------------------------
+
+
+async def _bystander_turns(
+    client: VoxlineClient, n: int, deadline: Deadline, say: Callable[[str], None], label: str,
+) -> dict[str, Any]:
+    """``n`` admitted typed turns on one socket: send → first audio chunk (ms); a refused
+    turn (``overloaded``) is retried after its hint and counted."""
+    session = await client.create_session(sampling=GREEDY)
+    first_audio: list[float] = []
+    refused = 0
+    async with client.connect(session) as conn:
+        for i in range(n):
+            while deadline.left() > 10:
+                sent = time.perf_counter()
+                await conn.send_text(question(i + 3))
+                got: float | None = None
+                retry_ms = 0
+                async for event in conn.until_done():
+                    if event.type == "response.audio.chunk" and got is None:
+                        got = time.perf_counter()
+                    if event.type == "error" and event.data.code == "overloaded":  # type: ignore[union-attr]
+                        retry_ms = int(event.data.details.get("retry_after_ms", 1000))  # type: ignore[union-attr]
+                        if event.turn_id is None:
+                            break  # refused before the turn began
+                if retry_ms:
+                    refused += 1
+                    await asyncio.sleep(retry_ms / 1000)
+                    continue
+                if got is not None:
+                    first_audio.append((got - sent) * 1000)
+                    say(f"{label}: bystander turn {i + 1} first audio "
+                        f"{first_audio[-1]:.0f} ms")
+                break
+    return {"first_audio_ms": percentiles(first_audio), "samples": len(first_audio),
+            "refused": refused, "values_ms": [round(v) for v in first_audio]}
+
+
+async def _loader(
+    url: str, stop: asyncio.Event, counts: dict[str, int], seed: int,
+) -> None:
+    """One client that keeps asking for spoken chat turns; on 503 it waits Retry-After."""
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        while not stop.is_set():
+            counts["offered"] += 1
+            body = {"message": question(rng.randrange(100)), "audio": True,
+                    "settings": {"sampling": GREEDY}}
+            try:
+                async with http.stream("POST", "/v1/chat/stream", json=body) as response:
+                    if response.status_code == 503:
+                        counts["refused"] += 1
+                        retry = float(response.headers.get("retry-after", "1"))
+                        await response.aread()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), retry * (0.5 + rng.random()))
+                        continue
+                    overloaded = False
+                    async for line in response.aiter_lines():
+                        overloaded = overloaded or '"overloaded"' in line
+                    counts["refused_in_turn" if overloaded else "admitted"] += 1
+            except httpx.HTTPError:
+                counts["failed"] += 1
+
+
+async def bystander_under_overload(
+    url: str, capacity: int, *, budget_s: float = 400, say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Part two (see the module docstring)."""
+    deadline = Deadline(budget_s)
+    async with VoxlineClient(url, timeout=120) as client:
+        await _bystander_turns(client, 1, deadline, say, "warm-up")
+        idle = await _bystander_turns(client, IDLE_TURNS, deadline, say, "idle")
+        counts = {"offered": 0, "admitted": 0, "refused": 0, "refused_in_turn": 0, "failed": 0}
+        stop = asyncio.Event()
+        loaders = [asyncio.create_task(_loader(url, stop, counts, seed))
+                   for seed in range(3 * capacity)]
+        await asyncio.sleep(2)  # the load is on before the bystander asks
+        try:
+            loaded = await _bystander_turns(client, LOADED_TURNS, deadline, say, "loaded")
+        finally:
+            stop.set()
+            await asyncio.wait(loaders, timeout=max(5, min(120, deadline.left())))
+            for task in loaders:
+                task.cancel()
+    result: dict[str, Any] = {"capacity_turns": capacity, "loaders": 3 * capacity,
+                              "idle": idle, "loaded": loaded, "load": counts}
+    if idle["samples"] and loaded["samples"]:
+        result["p95_ratio"] = round(loaded["first_audio_ms"]["p95"]
+                                    / idle["first_audio_ms"]["p95"], 2)
+        result["p50_ratio"] = round(loaded["first_audio_ms"]["p50"]
+                                    / idle["first_audio_ms"]["p50"], 2)
+    return result
+
+
+# ---- the command --------------------------------------------------------------------------
+
+
+def judge(figures: dict[str, Any]) -> dict[str, Any]:
+    goals: dict[str, Any] = {}
+    history = figures.get("history")
+    if history and "ratio_last_to_2" in history:
+        goals["turn_40_within_1.5x_of_turn_2"] = {
+            "value": history["ratio_last_to_2"], "met": history["ratio_last_to_2"] <= 1.5,
+            "medians_ratio": history.get("ratio_tail_to_head_medians")}
+    overload = figures.get("overload")
+    if overload and "p95_ratio" in overload:
+        load = overload["load"]
+        goals["bystander_p95_within_2x_idle"] = {
+            "value": overload["p95_ratio"], "met": overload["p95_ratio"] <= 2.0,
+            "excess_refused": load["refused"] + load["refused_in_turn"] > 0}
+    return goals
+
+
+async def bench(url: str, args: argparse.Namespace, say: Callable[[str], None],
+                deadline: Deadline) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    if args.part in ("history", "both"):
+        share = deadline.left() * (0.45 if args.part == "both" else 0.95)
+        figures["history"] = await history_first_token(url, args.turns, budget_s=share, say=say)
+    if args.part in ("overload", "both"):
+        figures["overload"] = await bystander_under_overload(
+            url, args.capacity, budget_s=deadline.left() - 5, say=say)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running server on this machine; default: start one")
+    parser.add_argument("--turns", type=int, default=MAX_HISTORY_TURNS)
+    parser.add_argument("--capacity", type=int, default=2, help="the Gateway's turn limit")
+    parser.add_argument("--budget-s", type=float, default=600)
+    parser.add_argument("--part", choices=("history", "overload", "both"), default="both")
+    args = parser.parse_args()
+    deadline = Deadline(args.budget_s)
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    if args.url:
+        figures = asyncio.run(bench(args.url.rstrip("/"), args, say, deadline))
+    else:
+        # the replicas import this checkout (not an installed copy) and read these settings
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        os.environ.setdefault("VOXLINE_STT__MODEL", "whisper-tiny.en")
+        os.environ["VOXLINE_ADMISSION__MAX_TURNS"] = str(args.capacity)
+        from schemas import Settings
+        from voxline.redis_server import free_port
+        from voxline.server import running_server
+
+        settings = Settings().model_copy(update={"host": "127.0.0.1", "port": free_port(),
+                                                 "metrics_port": None})
+        with running_server(settings, say=say, ready_timeout_s=max(deadline.left(), 30)) as srv:
+            say(f"app ready after {time.monotonic() - started:.0f} s")
+            figures = asyncio.run(bench(srv.url, args, say, deadline))
+    figures["settings"] = {"capacity_turns": args.capacity,
+                           "history": {k: v for k, v in os.environ.items()
+                                       if k.startswith("VOXLINE_HISTORY__")}}
+    figures["elapsed_s"] = round(time.monotonic() - started, 1)
+    figures["machine_load"] = {"cpus": os.cpu_count(), "loadavg_1m_end": os.getloadavg()[0]}
+    figures["goals"] = judge(figures)
+    for name, goal in figures["goals"].items():
+        say(f"{name}: {goal}")
+    say(f"report: {write_report('bench_limits', figures)}")
+
+
+if __name__ == "__main__":
+    main()
