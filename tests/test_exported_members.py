@@ -62,7 +62,8 @@ FACADES = {
     "pipeline.session": [
         "FRAME_QUEUE", "LiveSession", "SessionEngines", "SessionTokens", "SpeechInput",
         "TURN_ENDS", "authorize", "create_session", "endpoint_config", "ends_turn",
-        "follow_turn", "merge_settings", "new_session_id",
+        "check_cursor", "closed_error", "follow_turn", "merge_settings", "new_session_id",
+        "parse_event_id",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",

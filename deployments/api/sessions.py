@@ -52,16 +52,20 @@ def base_url(connection: HTTPConnection, services: Services) -> str:
 
 
 async def authorized(
-    session_id: str, connection: HTTPConnection, services: Services
+    session_id: str, connection: HTTPConnection, services: Services, *,
+    allow_closed: bool = False,
 ) -> tuple[SessionState, list[Event]]:
-    """:func:`pipeline.session.authorize` with the token the connection carries."""
-    return await authorize(services.log, services.tokens, session_id, token_of(connection))
+    """:func:`pipeline.session.authorize` with the token the connection carries: a
+    closed session is 409 ``session_closed`` on every path (its token is revoked)."""
+    return await authorize(services.log, services.tokens, session_id, token_of(connection),
+                           allow_closed=allow_closed)
 
 
 async def authorized_state(
-    session_id: str, connection: HTTPConnection, services: Services
+    session_id: str, connection: HTTPConnection, services: Services, *,
+    allow_closed: bool = False,
 ) -> SessionState:
-    state, _ = await authorized(session_id, connection, services)
+    state, _ = await authorized(session_id, connection, services, allow_closed=allow_closed)
     return state
 
 
@@ -100,8 +104,11 @@ async def summary(session_id: str, request: Request, services: ServicesDep) -> S
 
 @router.delete("/{session_id}", status_code=204)
 async def close(session_id: str, request: Request, services: ServicesDep) -> None:
-    """End the session (``session.closed``); its log expires after the retention TTL."""
-    state = await authorized_state(session_id, request, services)
+    """End the session (``session.closed``); its log expires after the retention TTL.
+
+    Its token is revoked at once: every later call with it is 409 ``session_closed``.
+    Closing a closed session again is a no-op (204)."""
+    state = await authorized_state(session_id, request, services, allow_closed=True)
     if not state.closed:
         await services.log.append(
             SessionClosed(session_id=session_id, data=SessionClosedData(reason="client"))

@@ -8,7 +8,13 @@ for one turn's events). Beside it: :func:`create_session`, :func:`authorize` wit
 :class:`SessionTokens`, and :func:`merge_settings`.
 """
 
-from pipeline.session.authorization import SessionTokens, authorize
+from pipeline.session.authorization import (
+    SessionTokens,
+    authorize,
+    check_cursor,
+    closed_error,
+    parse_event_id,
+)
 from pipeline.session.creation import create_session, new_session_id
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession, SessionEngines
@@ -23,10 +29,13 @@ __all__ = [
     "SessionTokens",
     "SpeechInput",
     "authorize",
+    "check_cursor",
+    "closed_error",
     "create_session",
     "endpoint_config",
     "ends_turn",
     "follow_turn",
     "merge_settings",
     "new_session_id",
+    "parse_event_id",
 ]
