@@ -219,3 +219,56 @@ async def test_a_route_raising_a_plain_exception_gets_the_json_error_body(
     error = _error(response)
     assert error["code"] == "internal_error"
     assert "secret" not in error["message"] and "RuntimeError" not in error["message"]
+
+
+# -- row 10: settings the engines cannot honour --------------------------------------------
+
+
+class _VoicedTTS(ScriptedTTS):
+    """A scripted synthesizer that declares its voices and languages, as real ones do."""
+
+    voices = ("anna", "bert")
+
+    def language_tags(self) -> tuple[str, ...]:
+        return ("en", "de")
+
+
+@pytest.fixture
+async def voiced(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                         llm=ScriptedLLM(TOKENS), tts=_VoicedTTS()) as harness:
+        yield harness
+
+
+@pytest.mark.parametrize(("settings", "code"), [
+    ({"voice": "../../etc/passwd"}, "invalid_settings"),
+    ({"voice": "carla"}, "unknown_voice"),
+    ({"language": "xx-YY"}, "unsupported_language"),
+    ({"sampling": {"stop": ["User:"] * 10_000}}, "invalid_settings"),
+])
+async def test_settings_are_checked_when_a_session_is_made(
+        voiced: Harness, settings: dict[str, Any], code: str) -> None:
+    for path, body in [("/v1/sessions", {"settings": settings}),
+                       ("/v1/chat/stream", {"message": "Hi", "settings": settings})]:
+        response = await voiced.client.http.post(path, json=body)
+        assert response.status_code == 400, response.text
+        assert _error(response)["code"] == code
+
+
+async def test_settings_are_checked_on_update_and_the_session_goes_on(voiced: Harness) -> None:
+    session = await voiced.client.create_session(voice="Anna", language="de-DE")
+    async with connect(f"{session.ws_url}?token={session.token}") as ws:
+        for patch, code in [({"voice": "carla"}, "unknown_voice"),
+                            ({"language": "xx-YY"}, "unsupported_language")]:
+            await ws.send(json.dumps({"type": "session.update", "settings": patch}))
+            error = await _until_error(ws)
+            assert error["code"] == code and error["recoverable"] is True
+        await ws.send(json.dumps({"type": "session.update", "settings": {"voice": "bert"}}))
+        async for frame in ws:
+            event = json.loads(frame)
+            assert event["type"] != "error", event
+            if event["type"] == "session.updated":
+                break
+    state = (await voiced.client.http.get(f"/v1/sessions/{session.session_id}",
+                                          headers=session.auth)).json()
+    assert state["settings"]["voice"] == "bert" and state["settings"]["language"] == "de-DE"

@@ -60,9 +60,10 @@ FACADES = {
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
     ],
     "pipeline.session": [
-        "FRAME_QUEUE", "LiveSession", "SessionEngines", "SessionTokens", "SpeechInput",
-        "TURN_ENDS", "authorize", "create_session", "endpoint_config", "ends_turn",
-        "check_cursor", "closed_error", "follow_turn", "merge_settings", "new_session_id",
+        "EngineChoices", "FRAME_QUEUE", "LiveSession", "SessionEngines", "SessionTokens",
+        "SpeechInput", "TURN_ENDS", "authorize", "create_session", "endpoint_config",
+        "ends_turn", "check_cursor", "closed_error", "follow_turn", "merge_settings",
+        "new_session_id",
         "parse_event_id",
     ],
     "pipeline.workers": [

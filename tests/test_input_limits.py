@@ -13,13 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.audio import codec, decode_audio, encode_audio
-from pipeline.session import parse_event_id
+from pipeline.session import EngineChoices, merge_settings, parse_event_id
 from schemas import (
     MAX_JSON_DEPTH,
     ApiSettings,
     InputTooLargeError,
     InvalidAudioError,
     ProtocolError,
+    SessionSettings,
     check_json_depth,
     parse_client_message,
 )
@@ -160,3 +161,50 @@ def test_malformed_event_ids_are_invalid_event_id(bad: str) -> None:
 def test_event_ids_redis_can_hold_are_fine() -> None:
     assert str(parse_event_id("18446744073709551615-18446744073709551615")).startswith("1844")
     assert str(parse_event_id("1700000000000-3")) == "1700000000000-3"
+
+
+# -- session settings ----------------------------------------------------------------------
+
+CHOICES = EngineChoices(voices=frozenset({"en_us-joe-medium", "de"}),
+                        languages=("en", "de", "en-us", "pt-br"))
+
+
+@pytest.mark.parametrize(("patch", "code"), [
+    ({"voice": "../../etc/passwd"}, "invalid_settings"),
+    ({"voice": "nobody"}, "unknown_voice"),
+    ({"language": "xx-YY"}, "unsupported_language"),
+    ({"language": "pt"}, "unsupported_language"),
+    ({"sampling": {"stop": ["x"] * 10_000}}, "invalid_settings"),
+    ({"sampling": {"stop": ["x" * 1000]}}, "invalid_settings"),
+    ({"sampling": {"stop": [""]}}, "invalid_settings"),
+    ({"system_prompt": "x" * 100_000}, "invalid_settings"),
+])
+def test_settings_the_engines_cannot_honour_are_refused_at_creation(
+        patch: dict[str, object], code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        merge_settings(SessionSettings(), patch, CHOICES)
+    assert info.value.code == code and info.value.http_status == 400
+
+
+@pytest.mark.parametrize("patch", [
+    {"voice": "en_US-joe-medium"}, {"voice": "DE"}, {"voice": None}, {"language": "en-GB"},
+    {"language": "pt-BR"}, {"sampling": {"stop": ["User:"] * 16}},
+])
+def test_settings_the_engines_have_are_taken(patch: dict[str, object]) -> None:
+    merge_settings(SessionSettings(), patch, CHOICES)
+
+
+def test_only_what_the_client_sets_is_checked_against_the_engines() -> None:
+    """A session made before the engines changed keeps working for unrelated updates."""
+    settings = SessionSettings(voice="gone", language="xx")
+    assert merge_settings(settings, {"speech_speed": 1.5}, CHOICES).voice == "gone"
+
+
+def test_choices_from_a_description() -> None:
+    none = EngineChoices.from_description({"engine": "x", "ready": True})
+    assert none.voices is None and none.languages == ()
+    merge_settings(SessionSettings(), {"voice": "any", "language": "xx"}, none)
+    default_only = EngineChoices.from_description({"voices": [], "languages": ["en_US"]})
+    with pytest.raises(ProtocolError, match="only the default"):
+        merge_settings(SessionSettings(), {"voice": "anna"}, default_only)
+    assert default_only.speaks("en-us") and not default_only.speaks("en")

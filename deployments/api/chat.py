@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS, sse
-from deployments.api.sessions import authorized_state
+from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.session import LiveSession, create_session, follow_turn, merge_settings
 from schemas import ErrorCode, Event, InputTooLargeError, SessionSettings, VoxlineError
 
@@ -61,7 +61,8 @@ async def chat_stream(
     token: str | None = None
     state = None
     if body.session_id is None:
-        settings = merge_settings(SessionSettings(), body.settings)
+        settings = merge_settings(SessionSettings(), body.settings,
+                                  await engine_choices(services))
         session_id = await create_session(services.log, settings)
         token = services.tokens.issue(session_id)
         headers["X-Voxline-Token"] = token

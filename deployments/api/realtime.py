@@ -33,10 +33,10 @@ from starlette.websockets import WebSocketState
 
 from deployments.api._services import Services, get_services
 from deployments.api._sse import resync_required
-from deployments.api.sessions import authorized_state
+from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log import EventLog
-from pipeline.session import LiveSession, check_cursor
+from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
     ErrorCode,
     ErrorEvent,
@@ -45,6 +45,7 @@ from schemas import (
     ProtocolError,
     ResyncRequiredError,
     SessionResume,
+    SessionUpdate,
     VoxlineError,
     parse_client_message,
 )
@@ -111,6 +112,9 @@ async def _receive(
                     await sender.resume(parsed.last_event_id)
                 else:
                     sender.go()
+                    if isinstance(parsed, SessionUpdate):  # voices, languages: the engines'
+                        merge_settings(session.settings, parsed.settings,
+                                       await engine_choices(services))
                     await session.handle(parsed)
         except VoxlineError as exc:
             await session.reject(exc)

@@ -18,12 +18,13 @@ from pipeline.session.authorization import (
 from pipeline.session.creation import create_session, new_session_id
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession, SessionEngines
-from pipeline.session.settings import merge_settings
+from pipeline.session.settings import EngineChoices, merge_settings
 from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
 
 __all__ = [
     "FRAME_QUEUE",
     "TURN_ENDS",
+    "EngineChoices",
     "LiveSession",
     "SessionEngines",
     "SessionTokens",
