@@ -272,3 +272,16 @@ async def test_settings_are_checked_on_update_and_the_session_goes_on(voiced: Ha
     state = (await voiced.client.http.get(f"/v1/sessions/{session.session_id}",
                                           headers=session.auth)).json()
     assert state["settings"]["voice"] == "bert" and state["settings"]["language"] == "de-DE"
+
+
+async def test_speech_checks_voice_and_language_like_a_session(voiced: Harness) -> None:
+    http = voiced.client.http
+    for body, code in [({"voice": "carla"}, "unknown_voice"),
+                       ({"language": "fr"}, "unsupported_language"),
+                       ({"voice": "../x"}, "invalid_settings")]:
+        response = await http.post("/v1/audio/speech", json={"input": "Hallo.", **body})
+        assert (response.status_code, _error(response)["code"]) == (400, code)
+    ok = await http.post("/v1/audio/speech",
+                         json={"input": "Hallo.", "voice": "bert", "language": "de",
+                               "response_format": "pcm"})
+    assert ok.status_code == 200 and ok.content

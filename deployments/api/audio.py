@@ -27,7 +27,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
+from deployments.api.sessions import engine_choices
 from pipeline.audio import content_type, decode_audio
+from pipeline.session import merge_settings
 from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import (
     AudioChunkData,
@@ -36,6 +38,7 @@ from schemas import (
     ErrorCode,
     InputTooLargeError,
     ProtocolError,
+    SessionSettings,
     TranscriptionRequest,
     TranscriptSegment,
 )
@@ -133,6 +136,12 @@ async def speech(body: SpeechRequest, services: ServicesDep) -> StreamingRespons
     if len(body.input) > limit:
         raise InputTooLargeError(f"input of {len(body.input)} characters is over {limit}",
                                  code=ErrorCode.TEXT_TOO_LONG, limit=limit)
+    # a voice or language the engines lack is 400 unknown_voice / unsupported_language, as
+    # for a session's settings, before anything is synthesized
+    chosen: dict[str, object] = {"language": body.language}
+    if body.voice:
+        chosen["voice"] = body.voice
+    merge_settings(SessionSettings(), chosen, await engine_choices(services))
     pieces = pieces_of(body.input, body.language)  # cut by the request's language
     if not pieces:
         raise ProtocolError("nothing to speak in the input", code=ErrorCode.EMPTY_INPUT)
