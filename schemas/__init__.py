@@ -82,6 +82,7 @@ from schemas._jsonschema import protocol_json_schema
 from schemas._messages import (
     CLIENT_MESSAGE_ADAPTER,
     CLIENT_MESSAGE_TYPES,
+    MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
     MAX_TEXT_CHARS,
     ClientMessage,
@@ -92,6 +93,7 @@ from schemas._messages import (
     ResponseCancel,
     SessionResume,
     SessionUpdate,
+    check_json_depth,
     check_pcm16,
     parse_client_message,
 )
@@ -122,6 +124,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
     "EVENT_TYPES",
+    "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
     "MAX_SYNTHESIS_CHARS",
     "MAX_TEXT_CHARS",
@@ -210,6 +213,7 @@ __all__ = [
     "TranscriptSegment",
     "TranscriptionRequest",
     "VoxlineError",
+    "check_json_depth",
     "check_pcm16",
     "get_settings",
     "now_ms",

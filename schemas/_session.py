@@ -7,7 +7,7 @@ update is refused whole (``invalid_settings``) and never half-applied.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,6 +28,9 @@ class AudioFormat(StrEnum):
 
 
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+#: Bounds of ``sampling.stop``: how many stop sequences, and how long each (OpenAI takes 4).
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 64
 
 
 class SamplingSettings(BaseModel):
@@ -39,7 +42,9 @@ class SamplingSettings(BaseModel):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(default=256, ge=1, le=4096)
     seed: int | None = None
-    stop: tuple[str, ...] = ()
+    stop: tuple[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)], ...] = Field(
+        default=(), max_length=MAX_STOP_STRINGS, description="sequences that end the reply"
+    )
 
 
 class SessionSettings(BaseModel):
@@ -48,7 +53,10 @@ class SessionSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
-    voice: str | None = Field(default=None, max_length=128, description="engine-specific voice")
+    voice: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[^/\\\x00-\x1f]+$",
+        description="engine-specific voice (no path separators or control characters)",
+    )
     speech_speed: float = Field(default=1.0, ge=0.5, le=2.0)
     stt_mode: SttMode = SttMode.REALTIME
     auto_play: bool = Field(default=False, description="narrate finished text-only responses")

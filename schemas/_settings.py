@@ -58,6 +58,19 @@ class ApiSettings(BaseModel):
     max_text_chars: int = Field(default=4000, ge=1)
     max_upload_bytes: int = Field(default=25 << 20, ge=1024, description="one uploaded file")
     max_speech_chars: int = Field(default=4096, ge=1, description="input of /v1/audio/speech")
+    max_upload_seconds: float = Field(
+        default=300.0, gt=0, description="decoded length of one uploaded file (audio_too_long)"
+    )
+    min_upload_sample_rate: int = Field(
+        default=8000, ge=1, description="an uploaded file's own rate, lowest (a 7 KB WAV at "
+        "1 Hz decodes to an hour)"
+    )
+    max_upload_sample_rate: int = Field(
+        default=192000, ge=1, description="an uploaded file's own rate, highest"
+    )
+    max_json_depth: int = Field(
+        default=32, ge=4, le=256, description="nesting of one JSON frame (json_too_deep)"
+    )
     drain_s: float = Field(
         default=30.0, ge=0, description="a reply still running when its socket drops may finish"
     )

@@ -131,7 +131,8 @@ async def test_describe_names_the_engine_and_a_synthesizers_rate() -> None:
             return
             yield
 
-    assert await Rate().describe() == {"engine": "rate", "ready": True, "sample_rate": 24000}
+    assert await Rate().describe() == {"engine": "rate", "ready": True, "sample_rate": 24000,
+                                       "voices": [], "languages": []}
     assert await Words().describe() == {"engine": "words", "ready": True}
     assert Rate().voices == ()  # the engine's default voice only
 
@@ -158,3 +159,26 @@ async def test_the_router_learns_rate_and_voices_from_its_engines() -> None:
     await router.load()
     assert router.voices == ("de", "joe")
     assert (await router.describe())["sample_rate"] == 16000
+
+
+async def test_the_router_declares_the_languages_its_routes_speak() -> None:
+    from pipeline.engines.routing import LanguageRoutingSynthesizer
+
+    class Speaks(Synthesizer):
+        def __init__(self, name: str, tags: tuple[str, ...]) -> None:
+            super().__init__()
+            self.name, self._tags = name, tags
+
+        def language_tags(self) -> tuple[str, ...]:
+            return self._tags
+
+        async def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
+            return
+            yield
+
+    a, b, takes_all = Speaks("a", ("de", "fr")), Speaks("b", ("en",)), Speaks("any", ())
+    router = LanguageRoutingSynthesizer(default=a, by_language={"en-us": b})
+    assert set(router.language_tags()) == {"de", "fr", "en", "en-us"}
+    assert (await router.describe())["languages"] == list(router.language_tags())
+    anything = LanguageRoutingSynthesizer(default=takes_all, by_language={"en": b})
+    assert anything.language_tags() == ()  # the default takes every language: not checked

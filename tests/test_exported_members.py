@@ -60,9 +60,10 @@ FACADES = {
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
     ],
     "pipeline.session": [
-        "Admission", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines", "SessionTokens",
-        "SpeechInput", "TURN_ENDS", "authorize", "create_session", "endpoint_config", "ends_turn",
-        "follow_turn", "merge_settings", "new_session_id",
+        "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines",
+        "SessionTokens", "SpeechInput", "TURN_ENDS", "authorize", "create_session",
+        "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
+        "merge_settings", "new_session_id", "parse_event_id",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",

@@ -221,7 +221,7 @@ CASES = [
          ["Ok. Right.", "One two three four five six", "seven eight nine"],
          options={"max_piece_chars": 30, "early_first_piece": False}),
     Case("max-chars-long-word", "abcdefghijklmnopqrstuvwxyz and more",
-         ["abcdefghijklmnopqrstuvwxyz", "and more"], options={"max_piece_chars": 10}),
+         ["abcdefghij", "klmnopqrst", "uvwxyz and", "more"], options={"max_piece_chars": 10}),
     # -- markdown ----------------------------------------------------------------------------
     Case("md-emphasis", "This is **really** important and *quite* urgent. Act __now__ please.",
          ["This is really important and quite urgent.", "Act now please."]),

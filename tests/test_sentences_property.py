@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sentences import CASES, Case
@@ -34,6 +35,8 @@ TOKENS = [
     "<https://a.b>", "<br>", "<", ">", "~~", "\\*", "#", "|", "```",
     # other scripts
     "你好。", "再见！", "「こんにちは。」", "と言った。", "，", "नमस्ते।",
+    # "words" longer than a piece: cut hard
+    "Donaudampfschifffahrtsgesellschaftskapitän", "a" * 45, "https://x.y/" + "z" * 50,
 ]
 LINE_STARTS = ["", "", "", "- ", "* ", "1. ", "# ", "## ", "> ", "| ", "```", "---", "  "]
 SEPARATORS = [" ", " ", " ", " ", "", "  ", "\n", "\n\n", "\t"]
@@ -84,11 +87,8 @@ def check_pieces(text: str, config: SentenceBufferConfig, pieces: list[str]) -> 
         if spoken[pos : pos + 1] == " ":
             pos += 1
     assert pos == len(spoken), (spoken, pieces)
-    slack = 20  # a held sentence end may sit a few closing marks past the limit
-    for piece in pieces:
-        assert len(piece) <= config.max_piece_chars + slack or " " not in piece[
-            : config.max_piece_chars
-        ]
+    for piece in pieces:  # never longer than the limit, whatever the text
+        assert len(piece) <= config.max_piece_chars, (piece, config.max_piece_chars)
 
 
 def check_invariance(text: str, config: SentenceBufferConfig, chunks: list[str]) -> None:
@@ -132,3 +132,26 @@ def test_chunking_invariance_on_arbitrary_unicode(
     text: str, config: SentenceBufferConfig, data: st.DataObject
 ) -> None:
     check_invariance(text, config, random_chunks(data.draw, text))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    words=st.lists(st.text(alphabet="ab.!,\"", min_size=1, max_size=900), max_size=6),
+    limit=st.sampled_from([1, 7, 40, 400]),
+    data=st.data(),
+)
+def test_no_piece_is_ever_longer_than_the_limit(
+    words: list[str], limit: int, data: st.DataObject
+) -> None:
+    text = " ".join(words)
+    config = SentenceBufferConfig(max_piece_chars=limit, min_sentence_chars=60)
+    check_invariance(text, config, random_chunks(data.draw, text))
+
+
+def test_the_limit_is_never_over_what_a_synthesizer_takes() -> None:
+    from schemas import MAX_SYNTHESIS_CHARS
+
+    assert SentenceBufferConfig().max_piece_chars <= MAX_SYNTHESIS_CHARS
+    assert max(map(len, split_text("a" * 4000))) <= SentenceBufferConfig().max_piece_chars
+    with pytest.raises(ValueError, match="synthesizer"):
+        SentenceBufferConfig(max_piece_chars=MAX_SYNTHESIS_CHARS + 1)

@@ -3,6 +3,12 @@
 The body's ``code`` is the stable contract (``schemas.ErrorCode``); the status follows
 from the exception class. FastAPI's own validation errors become ``invalid_message``
 with the failing fields in ``details``.
+
+A server-side failure never shows its internals: the message of an ``internal_error``,
+an unavailable event log or a failed stage is replaced by a plain sentence (the log has
+the original), and anything else a route raises is caught by the handler of last
+resort: logged, answered 500 ``internal_error`` with the same JSON body. A transient
+error carries ``Retry-After`` (seconds, from ``retry_after_ms`` where the error has it).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from schemas import ErrorCode, ErrorPayload, OverloadedError, VoxlineError
+from schemas import ErrorCode, ErrorPayload, VoxlineError
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +29,31 @@ _HTTP_CODES = {401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN, 404: Error
                413: ErrorCode.MESSAGE_TOO_LARGE, 415: ErrorCode.UNSUPPORTED_FORMAT}
 
 
+#: server-side codes whose message may hold Redis, Lua or Python text: said plainly instead
+_PLAIN_MESSAGES = {
+    ErrorCode.INTERNAL_ERROR: "internal error; it was logged",
+    ErrorCode.EVENT_LOG_UNAVAILABLE: "the session log is unavailable; try again",
+    ErrorCode.APPEND_CONFLICT: "the session log changed under the request; try again",
+    ErrorCode.STT_FAILED: "the speech-to-text stage failed",
+    ErrorCode.LLM_FAILED: "the language model stage failed",
+    ErrorCode.TTS_FAILED: "the text-to-speech stage failed",
+    ErrorCode.VAD_FAILED: "the voice activity stage failed",
+}
+
+
 def error_response(error: VoxlineError) -> JSONResponse:
+    payload = error.to_payload()
+    if error.http_status >= 500 and payload.code in _PLAIN_MESSAGES:
+        payload = payload.model_copy(update={"message": _PLAIN_MESSAGES[payload.code]})
+    headers = None
+    if error.transient:
+        retry_ms = getattr(error, "retry_after_ms", 1000)
+        headers = {"Retry-After": str(max(1, math.ceil(retry_ms / 1000)))}
     return JSONResponse(
         status_code=error.http_status,
-        content={"error": error.to_payload().model_dump(mode="json")},
-        headers={"Retry-After": _retry_after(error)} if error.transient else None,
+        content={"error": payload.model_dump(mode="json")},
+        headers=headers,
     )
-
-
-def _retry_after(error: VoxlineError) -> str:
-    """Whole seconds, rounded up: an overload's own hint, else 1."""
-    if isinstance(error, OverloadedError):
-        return str(max(1, math.ceil(error.retry_after_ms / 1000)))
-    return "1"
 
 
 def _payload(status: int, code: ErrorCode, message: str, **details: object) -> JSONResponse:
@@ -59,6 +77,12 @@ def install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
         return _payload(422, ErrorCode.INVALID_MESSAGE, f"invalid request: {summary}",
                         problems=problems)
+
+    @app.exception_handler(Exception)
+    async def last_resort(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path,
+                         exc_info=exc)
+        return _payload(500, ErrorCode.INTERNAL_ERROR, _PLAIN_MESSAGES[ErrorCode.INTERNAL_ERROR])
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

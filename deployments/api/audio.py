@@ -4,7 +4,12 @@
 ``model``, ``language``, ``response_format`` json | text | verbose_json) and any common
 audio format (FFmpeg decodes it); it runs the STT deployment's engine, which on a GPU
 cluster is WhisperX, the high-quality batch path. ``model`` is accepted for
-compatibility; the engine is chosen by the server's configuration.
+compatibility; the engine is chosen by the server's configuration. Uploads are bounded
+before they are decoded: ``VOXLINE_API__MAX_UPLOAD_BYTES`` (413 ``message_too_large``),
+the file's own sample rate (``MIN_/MAX_UPLOAD_SAMPLE_RATE``, 415
+``unsupported_sample_rate``) and its length (``MAX_UPLOAD_SECONDS``, 413
+``audio_too_long``, from the header when it declares one, else while decoding); a
+language the transcriber does not know is 400 ``unsupported_language``.
 
 ``POST /v1/audio/speech`` takes OpenAI's JSON (``input``, ``voice``, ``response_format``
 wav | pcm | mp3 | opus, ``speed``) and streams the audio while later sentences are still
@@ -22,9 +27,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
+from deployments.api.sessions import engine_choices
 from pipeline.audio import content_type, decode_audio
 from pipeline.engines import Synthesizer, Transcriber
-from pipeline.session import Permit
+from pipeline.session import Permit, merge_settings
 from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import (
     AudioChunkData,
@@ -33,6 +39,7 @@ from schemas import (
     ErrorCode,
     InputTooLargeError,
     ProtocolError,
+    SessionSettings,
     TranscriptionRequest,
     TranscriptSegment,
 )
@@ -83,13 +90,23 @@ async def _transcribe(
     services: Services, stt: Transcriber, file: UploadFile, language: str,
     response_format: str,
 ) -> Response:
-    limit = services.settings.api.max_upload_bytes
+    limits = services.settings.api
+    limit = limits.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise InputTooLargeError(f"the upload is over the limit of {limit} bytes", limit=limit)
-    pcm = await asyncio.to_thread(decode_audio, data, sample_rate=STT_RATE)
+    pcm = await asyncio.to_thread(
+        decode_audio, data, sample_rate=STT_RATE, max_seconds=limits.max_upload_seconds,
+        source_rates=(limits.min_upload_sample_rate, limits.max_upload_sample_rate))
+    del data
     request = TranscriptionRequest(audio=pcm, sample_rate=STT_RATE, language=language)
-    segments: list[TranscriptSegment] = [s async for s in stt.transcribe(request)]
+    try:
+        segments: list[TranscriptSegment] = [s async for s in stt.transcribe(request)]
+    except EngineError as exc:
+        if exc.code not in _LANGUAGE_CODES:
+            raise
+        raise ProtocolError(f"the transcriber cannot transcribe the language {language!r}",
+                            code=ErrorCode.UNSUPPORTED_LANGUAGE, language=language) from None
     text = " ".join(s.text.strip() for s in segments).strip()
     if response_format == "text":
         return PlainTextResponse(text)
@@ -139,6 +156,12 @@ async def _speech(
     if len(body.input) > limit:
         raise InputTooLargeError(f"input of {len(body.input)} characters is over {limit}",
                                  code=ErrorCode.TEXT_TOO_LONG, limit=limit)
+    # a voice or language the engines lack is 400 unknown_voice / unsupported_language, as
+    # for a session's settings, before anything is synthesized
+    chosen: dict[str, object] = {"language": body.language}
+    if body.voice:
+        chosen["voice"] = body.voice
+    merge_settings(SessionSettings(), chosen, await engine_choices(services))
     pieces = pieces_of(body.input, body.language)  # cut by the request's language
     if not pieces:
         raise ProtocolError("nothing to speak in the input", code=ErrorCode.EMPTY_INPUT)
@@ -166,6 +189,10 @@ async def _bytes(
             await rest.aclose()
         finally:
             permit.release()  # the request's place, kept until its last byte
+
+
+#: what a transcriber raises for a language it does not know (a setting it cannot honour)
+_LANGUAGE_CODES = (ErrorCode.INVALID_SETTINGS, ErrorCode.UNSUPPORTED_LANGUAGE)
 
 
 def _missing(stage: str) -> EngineError:

@@ -7,7 +7,9 @@ every payload carries the session id as ``thread_id``: send it back (with the to
 continue the same conversation. Without ``session_id`` a new session is created; its
 token comes first, in a ``session`` event and in the ``X-Voxline-Token`` header.
 
-Disconnecting cancels the reply (``response.cancelled`` is appended).
+Disconnecting cancels the reply (``response.cancelled`` is appended). A ``message`` over
+``VOXLINE_API__MAX_TEXT_CHARS`` is 413 ``text_too_long`` (the socket's limit); a closed
+session is 409 ``session_closed``, as on every path.
 
 The stream reads the turn from the session's log (:func:`pipeline.session.follow_turn`),
 like every other reader: the live session queues nothing for it.
@@ -25,9 +27,9 @@ from pydantic import BaseModel, Field
 
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS, sse
-from deployments.api.sessions import authorized_state
+from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.session import LiveSession, create_session, follow_turn, merge_settings
-from schemas import Event, SessionSettings, VoxlineError
+from schemas import ErrorCode, Event, InputTooLargeError, SessionSettings, VoxlineError
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -50,13 +52,19 @@ class ChatRequest(BaseModel):
 async def chat_stream(
     body: ChatRequest, request: Request, services: Annotated[Services, Depends(get_services)]
 ) -> StreamingResponse:
+    limit = services.settings.api.max_text_chars  # the socket's input.text limit
+    if len(body.message) > limit:
+        raise InputTooLargeError(
+            f"message of {len(body.message)} characters is over the limit of {limit}",
+            code=ErrorCode.TEXT_TOO_LONG, limit=limit)
     headers = dict(SSE_HEADERS)
     token: str | None = None
     state = None
     services.admission.check("sessions")  # past capacity: 503 before a session is made
     services.admission.check("turns")  # (open_session and submit_text take the places)
     if body.session_id is None:
-        settings = merge_settings(SessionSettings(), body.settings)
+        settings = merge_settings(SessionSettings(), body.settings,
+                                  await engine_choices(services))
         session_id = await create_session(services.log, settings)
         token = services.tokens.issue(session_id)
         headers["X-Voxline-Token"] = token

@@ -21,6 +21,7 @@ from deployments.api._services import Services, get_services
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, resync_required, sse, with_keepalive
 from deployments.api.sessions import authorized, authorized_state
 from pipeline.audio import content_type
+from pipeline.session import check_cursor
 from schemas import (
     ErrorCode,
     ResponseAudioChunk,
@@ -42,12 +43,16 @@ async def events(
     session_id: str,
     request: Request,
     services: ServicesDep,
-    after: Annotated[str | None, Query(pattern=r"^\d+-\d+$", description="last id seen")] = None,
+    after: Annotated[str | None, Query(max_length=64, description="last id seen")] = None,
     follow: Annotated[bool, Query(description="keep following live events")] = True,
-    last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> StreamingResponse:
-    await authorized_state(session_id, request, services)
+    """A malformed cursor, or one after the session's last event, is 400
+    ``invalid_event_id``; one before the retention horizon is 410 ``resync_required``."""
+    state = await authorized_state(session_id, request, services)
     cursor = last_event_id or after
+    if cursor:
+        await check_cursor(services.log, state, cursor)
     # A cursor before the trim horizon fails here, as a 410, before the stream starts.
     await services.log.read_page(session_id, cursor, count=1)
     body = _follow(services, session_id, cursor) if follow else _replay(services, session_id,

@@ -15,8 +15,11 @@ without ``last_event_id`` starts sending at the first client message, or after
 the session had when the socket opened, so nothing is lost by waiting).
 
 Bad input is answered with an ``error`` event and the session goes on. A socket that
-cannot start (unknown session, missing or wrong token, closed session) gets one error
-frame and is closed with code 4000 + the HTTP status (4404, 4401, 4403, 4409).
+cannot start (unknown session, missing or wrong token, closed session, a
+``last_event_id`` that is malformed or after the session's last event) gets one error
+frame and is closed with code 4000 + the HTTP status (4404, 4401, 4403, 4409, 4400
+``invalid_event_id``). A ``session.resume`` message with such an id is answered with an
+``invalid_event_id`` error event and the socket goes on, sending from where it opened.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from starlette.websockets import WebSocketState
 
 from deployments.api._services import Services, get_services
 from deployments.api._sse import resync_required
-from deployments.api.sessions import authorized_state
+from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log import EventLog
-from pipeline.session import LiveSession
+from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
     ErrorCode,
     ErrorEvent,
@@ -41,8 +44,8 @@ from schemas import (
     InputTooLargeError,
     ProtocolError,
     ResyncRequiredError,
-    SessionError,
     SessionResume,
+    SessionUpdate,
     VoxlineError,
     parse_client_message,
 )
@@ -58,9 +61,8 @@ async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = N
     await ws.accept()
     try:
         state = await authorized_state(session_id, ws, services)
-        if state.closed:
-            raise SessionError(f"session {session_id!r} is closed",
-                               code=ErrorCode.SESSION_CLOSED, http_status=409)
+        if last_event_id:
+            await check_cursor(services.log, state, last_event_id)
         session = await services.open_session(session_id, state=state)
     except VoxlineError as exc:
         await _refuse(ws, session_id, exc)
@@ -100,11 +102,19 @@ async def _receive(
             elif (text := message.get("text")) is not None:
                 parsed = parse_client_message(
                     text, max_bytes=limits.max_message_bytes,
-                    max_text_chars=limits.max_text_chars)
+                    max_text_chars=limits.max_text_chars, max_depth=limits.max_json_depth)
                 if isinstance(parsed, SessionResume):
+                    try:
+                        await check_cursor(services.log, session.state, parsed.last_event_id)
+                    except VoxlineError:
+                        sender.go()  # no resume: send from where the socket opened
+                        raise
                     await sender.resume(parsed.last_event_id)
                 else:
                     sender.go()
+                    if isinstance(parsed, SessionUpdate):  # voices, languages: the engines'
+                        merge_settings(session.settings, parsed.settings,
+                                       await engine_choices(services))
                     await session.handle(parsed)
         except VoxlineError as exc:
             await session.reject(exc)

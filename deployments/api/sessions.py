@@ -8,6 +8,8 @@ is their HTTP face.
 
 from __future__ import annotations
 
+import time
+import weakref
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,8 +18,9 @@ from starlette.requests import HTTPConnection
 
 from deployments.api._auth import token_of
 from deployments.api._services import Services, get_services
+from pipeline.engines import Synthesizer
 from pipeline.log import SessionState
-from pipeline.session import authorize, create_session, merge_settings
+from pipeline.session import EngineChoices, authorize, create_session, merge_settings
 from schemas import Event, SessionClosed, SessionClosedData, SessionSettings
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -52,28 +55,58 @@ def base_url(connection: HTTPConnection, services: Services) -> str:
 
 
 async def authorized(
-    session_id: str, connection: HTTPConnection, services: Services
+    session_id: str, connection: HTTPConnection, services: Services, *,
+    allow_closed: bool = False,
 ) -> tuple[SessionState, list[Event]]:
-    """:func:`pipeline.session.authorize` with the token the connection carries."""
-    return await authorize(services.log, services.tokens, session_id, token_of(connection))
+    """:func:`pipeline.session.authorize` with the token the connection carries: a
+    closed session is 409 ``session_closed`` on every path (its token is revoked)."""
+    return await authorize(services.log, services.tokens, session_id, token_of(connection),
+                           allow_closed=allow_closed)
 
 
 async def authorized_state(
-    session_id: str, connection: HTTPConnection, services: Services
+    session_id: str, connection: HTTPConnection, services: Services, *,
+    allow_closed: bool = False,
 ) -> SessionState:
-    state, _ = await authorized(session_id, connection, services)
+    state, _ = await authorized(session_id, connection, services, allow_closed=allow_closed)
     return state
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+#: what each synthesizer declared, and when: asked again after a while, since a stage's
+#: engine can be swapped by its user_config without a restart
+_CHOICES: weakref.WeakKeyDictionary[Synthesizer, tuple[float, EngineChoices]] = (
+    weakref.WeakKeyDictionary()
+)
+_CHOICES_TTL_S = 30.0
+
+
+async def engine_choices(services: Services) -> EngineChoices | None:
+    """The voices and languages the synthesizer declares (its ``describe()``, a call to
+    its replica in the Serve app), or ``None`` (nothing checked) before it is ready."""
+    tts = services.engines.tts
+    if tts is None:
+        return None
+    cached = _CHOICES.get(tts)
+    if cached is not None and time.monotonic() - cached[0] < _CHOICES_TTL_S:
+        return cached[1]
+    info = await tts.describe()
+    if not info.get("ready", False):
+        return None
+    choices = EngineChoices.from_description(info)
+    _CHOICES[tts] = (time.monotonic(), choices)
+    return choices
 
 
 @router.post("", status_code=201, response_model=SessionCreatedResponse)
 async def create(
     request: Request, services: ServicesDep, body: CreateSessionRequest | None = None
 ) -> SessionCreatedResponse:
-    """Start a session; bad settings → 400 ``invalid_settings`` / ``unsupported_sample_rate``."""
-    settings = merge_settings(SessionSettings(), (body or CreateSessionRequest()).settings)
+    """Start a session; bad settings → 400 ``invalid_settings`` / ``unsupported_sample_rate``
+    / ``unknown_voice`` / ``unsupported_language``."""
+    settings = merge_settings(SessionSettings(), (body or CreateSessionRequest()).settings,
+                              await engine_choices(services))
     session_id = await create_session(services.log, settings)
     base = base_url(request, services)
     ws_base = "ws" + base.removeprefix("http")
@@ -100,8 +133,11 @@ async def summary(session_id: str, request: Request, services: ServicesDep) -> S
 
 @router.delete("/{session_id}", status_code=204)
 async def close(session_id: str, request: Request, services: ServicesDep) -> None:
-    """End the session (``session.closed``); its log expires after the retention TTL."""
-    state = await authorized_state(session_id, request, services)
+    """End the session (``session.closed``); its log expires after the retention TTL.
+
+    Its token is revoked at once: every later call with it is 409 ``session_closed``.
+    Closing a closed session again is a no-op (204)."""
+    state = await authorized_state(session_id, request, services, allow_closed=True)
     if not state.closed:
         await services.log.append(
             SessionClosed(session_id=session_id, data=SessionClosedData(reason="client"))

@@ -50,13 +50,22 @@ def content_type(fmt: AudioFormat, sample_rate: int) -> str:
 
 
 def decode_audio(
-    data: bytes, *, sample_rate: int = 16000, max_seconds: float | None = None
+    data: bytes,
+    *,
+    sample_rate: int = 16000,
+    max_seconds: float | None = None,
+    source_rates: tuple[int, int] | None = None,
 ) -> bytes:
     """Decode a whole audio file to PCM16 mono at ``sample_rate``.
 
-    Blocking and CPU-bound (FFmpeg): call it in a thread from async code. ``max_seconds``
-    bounds the decoded length (``InputTooLargeError``), because a small compressed upload
-    can expand to hours of samples.
+    Blocking and CPU-bound (FFmpeg): call it in a thread from async code. A small upload
+    can expand to hours of samples (7 KB of WAV at 1 Hz is an hour at 16 kHz), so:
+
+    * ``source_rates`` (lowest, highest) bounds the file's own rate
+      (``unsupported_sample_rate``), read from the container's header before decoding;
+    * ``max_seconds`` bounds the decoded length (``InputTooLargeError`` ``audio_too_long``):
+      refused from the header's duration when it declares one, and while decoding
+      otherwise (a stream that lies or declares nothing), before more is held than that.
     """
     check_sample_rate(sample_rate, None)
     if not data:
@@ -78,14 +87,19 @@ def decode_audio(
                 "the file has no audio stream", code=ErrorCode.UNSUPPORTED_FORMAT
             )
         stream = container.streams.audio[0]
+        _check_header(container, stream, max_seconds, source_rates)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        seconds = 0.0
         for frame in container.decode(stream):
+            if source_rates is not None:
+                _check_source_rate(frame.sample_rate, source_rates)
+            seconds += frame.samples / frame.sample_rate  # known before it is resampled
+            if max_seconds is not None and seconds > max_seconds:
+                raise _too_long(max_seconds)
             for converted in resampler.resample(frame):
                 out += converted.to_ndarray().tobytes()
             if limit is not None and len(out) > limit:
-                raise InputTooLargeError(
-                    f"the audio is longer than {max_seconds:g} s", max_seconds=max_seconds
-                )
+                raise _too_long(max_seconds)
         for converted in resampler.resample(None):
             out += converted.to_ndarray().tobytes()
     except (av.FFmpegError, ValueError, OSError) as exc:
@@ -95,8 +109,42 @@ def decode_audio(
     if not out:
         raise InvalidAudioError("the file holds no audio samples", code=ErrorCode.EMPTY_INPUT)
     if limit is not None and len(out) > limit:
-        raise InputTooLargeError(f"the audio is longer than {max_seconds:g} s")
+        raise _too_long(max_seconds)
     return bytes(out)
+
+
+def _check_header(
+    container: Any, stream: Any, max_seconds: float | None, source_rates: tuple[int, int] | None
+) -> None:
+    """Refuse from what the container declares, before decoding anything."""
+    if source_rates is not None and stream.sample_rate:
+        _check_source_rate(stream.sample_rate, source_rates)
+    if max_seconds is None:
+        return
+    declared: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        declared = container.duration / 1_000_000  # AV_TIME_BASE
+    if declared is not None and declared > max_seconds:
+        raise _too_long(max_seconds, declared)
+
+
+def _check_source_rate(rate: int, rates: tuple[int, int]) -> None:
+    low, high = rates
+    if not low <= rate <= high:
+        raise InvalidAudioError(
+            f"the file's sample rate {rate} Hz is outside {low}–{high} Hz",
+            code=ErrorCode.UNSUPPORTED_SAMPLE_RATE, sample_rate=rate, min=low, max=high,
+        )
+
+
+def _too_long(max_seconds: float | None, declared: float | None = None) -> InputTooLargeError:
+    said = "" if declared is None else f" ({declared:.1f} s)"
+    return InputTooLargeError(
+        f"the audio{said} is longer than the limit of {max_seconds:g} s",
+        code=ErrorCode.AUDIO_TOO_LONG, max_seconds=max_seconds,
+    )
 
 
 def _wav_header(sample_rate: int, data_bytes: int | None) -> bytes:

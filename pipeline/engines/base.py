@@ -166,9 +166,17 @@ class Synthesizer(Engine):
         Failures raise ``EngineError(code=tts_failed)``.
         """
 
+    def language_tags(self) -> tuple[str, ...]:
+        """Language tags this synthesizer speaks, lower case (``de``, ``en-us``): a tag is
+        spoken when it or a prefix of it is listed. Empty: not declared, not checked."""
+        return ()
+
     async def describe(self) -> dict[str, Any]:
-        """Name and readiness, and the sample rate the audio comes at."""
-        return {**await super().describe(), "sample_rate": self.sample_rate}
+        """Name and readiness, the sample rate the audio comes at, and what a session may
+        choose: ``voices`` (empty: the default voice only) and ``languages``
+        (:meth:`language_tags`), so that settings are checked when they are made."""
+        return {**await super().describe(), "sample_rate": self.sample_rate,
+                "voices": list(self.voices), "languages": list(self.language_tags())}
 
 
 class VoiceActivityDetector(Engine):

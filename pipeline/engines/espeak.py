@@ -204,6 +204,9 @@ class EspeakSynthesizer(Synthesizer):
         # What ``request.voice`` may take: espeak's language codes and voice names.
         self.voices = tuple(sorted({*voices.by_language, *voices.names}))
 
+    def language_tags(self) -> tuple[str, ...]:
+        return tuple(self._voices.by_language) if self._voices is not None else ()
+
     def voice_for(self, request: SynthesisRequest) -> str:
         """The ``-v`` argument for a request; ``ProtocolError(invalid_settings)`` if none."""
         voices = self._voices

@@ -189,6 +189,10 @@ class PiperSynthesizer(Synthesizer):
         """Language codes the loaded voice speaks (``en_US``)."""
         return (self._voice.language,) if self._voice is not None else ()
 
+    def language_tags(self) -> tuple[str, ...]:
+        """The loaded voice's primary language: the one this engine checks."""
+        return (_primary(self._voice.language),) if self._voice is not None else ()
+
     @property
     def active_jobs(self) -> int:
         """Worker threads still running, including those finishing a cancelled step."""

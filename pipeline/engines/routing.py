@@ -135,6 +135,14 @@ class LanguageRoutingSynthesizer(Synthesizer):
     def ready(self) -> bool:
         return all(engine.ready for engine in self.engines)
 
+    def language_tags(self) -> tuple[str, ...]:
+        """What the routes speak; empty (not checked) when the default declares nothing,
+        since it takes every language no route names."""
+        if not self.default.language_tags():
+            return ()
+        tags = [*self.by_language, *(t for e in self.engines for t in e.language_tags())]
+        return tuple(dict.fromkeys(tags))
+
     def route(self, language: str) -> Synthesizer:
         """The engine for a language tag: the most specific match, else the default."""
         tag = _tag(language)

@@ -10,27 +10,37 @@ for one turn's events). Beside it: :func:`create_session`, :func:`authorize` wit
 """
 
 from pipeline.session.admission import Admission, Permit
-from pipeline.session.authorization import SessionTokens, authorize
+from pipeline.session.authorization import (
+    SessionTokens,
+    authorize,
+    check_cursor,
+    closed_error,
+    parse_event_id,
+)
 from pipeline.session.creation import create_session, new_session_id
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession, SessionEngines
-from pipeline.session.settings import merge_settings
+from pipeline.session.settings import EngineChoices, merge_settings
 from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
 
 __all__ = [
     "FRAME_QUEUE",
     "TURN_ENDS",
     "Admission",
+    "EngineChoices",
     "LiveSession",
     "Permit",
     "SessionEngines",
     "SessionTokens",
     "SpeechInput",
     "authorize",
+    "check_cursor",
+    "closed_error",
     "create_session",
     "endpoint_config",
     "ends_turn",
     "follow_turn",
     "merge_settings",
     "new_session_id",
+    "parse_event_id",
 ]

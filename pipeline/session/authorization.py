@@ -8,8 +8,15 @@ any replica starts (``SET NX``) and shared by all of them from then on.
 
 :func:`authorize` is the check every call on a session makes: the session exists (its log
 folded once; the fold is returned, so the request need not read the log again), then
-the token. Where a request carries its token is the transport's business
-(``deployments/api/_auth.py``).
+the token, then that the session is open: closing a session (``session.closed``, which
+``DELETE /v1/sessions/{id}`` appends) revokes its token at once, and every later call
+with it (the socket, chat, the events stream, audio chunks, GET) is refused with one
+status, 409 ``session_closed`` (close code 4409 on a socket). Where a request carries its
+token is the transport's business (``deployments/api/_auth.py``).
+
+:func:`check_cursor` is the check of an event id a client sends to resume from: a
+well-formed Redis stream id, not after the session's last event (an id from the future
+would make a reader wait for events it has already missed: ``invalid_event_id``, 400).
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ import secrets
 
 from redis.asyncio import Redis
 
-from pipeline.log import EventLog, SessionState, fold
-from schemas import AuthError, ErrorCode, Event, SessionError, Settings
+from pipeline.log import EventLog, SessionState, StreamId, fold
+from schemas import AuthError, ErrorCode, Event, ProtocolError, SessionError, Settings
 
 _SECRET_BYTES = 32
+_ID_PART_MAX = (1 << 64) - 1  # each half of a Redis stream id is an unsigned 64-bit number
 
 
 class SessionTokens:
@@ -62,10 +70,17 @@ class SessionTokens:
 
 
 async def authorize(
-    log: EventLog, tokens: SessionTokens, session_id: str, token: str | None
+    log: EventLog,
+    tokens: SessionTokens,
+    session_id: str,
+    token: str | None,
+    *,
+    allow_closed: bool = False,
 ) -> tuple[SessionState, list[Event]]:
     """The folded session and its log (what retention left), after checking that it
-    exists (:class:`SessionError` ``session_not_found``, 404), then the token (401/403).
+    exists (:class:`SessionError` ``session_not_found``, 404), then the token (401/403),
+    then that it is not closed (``session_closed``, 409; ``allow_closed`` for closing it
+    again, which is idempotent).
 
     One read of the log serves both the check and the caller (a request reads a
     session's log once): pass the state on to :meth:`pipeline.session.LiveSession.open`.
@@ -75,4 +90,42 @@ async def authorize(
     if not state.created:
         raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
     tokens.verify(session_id, token)
+    if state.closed and not allow_closed:
+        raise closed_error(session_id)
     return state, events
+
+
+def closed_error(session_id: str) -> SessionError:
+    """The one answer to any call on a closed session: 409 ``session_closed``."""
+    return SessionError(f"session {session_id!r} is closed", code=ErrorCode.SESSION_CLOSED,
+                        http_status=409, recoverable=False)
+
+
+def parse_event_id(event_id: str) -> StreamId:
+    """A client's event id as a stream id, or ``invalid_event_id`` (400): ``ms-seq``,
+    each part a number Redis can hold."""
+    try:
+        parsed = StreamId.parse(event_id)
+    except ValueError:
+        parsed = None
+    if parsed is None or max(parsed.ms, parsed.seq) > _ID_PART_MAX:
+        raise ProtocolError(f"{event_id[:64]!r} is not an event id of this session (ms-seq)",
+                            code=ErrorCode.INVALID_EVENT_ID)
+    return parsed
+
+
+async def check_cursor(log: EventLog, state: SessionState, event_id: str) -> None:
+    """Refuse an event id to resume from that is malformed or after the session's last
+    event (``invalid_event_id``, 400). The fold may be a moment old: an id past it is
+    checked against the log itself before it is refused."""
+    cursor = parse_event_id(event_id)
+    if state.last_event_id is not None and cursor <= StreamId.parse(state.last_event_id):
+        return
+    # the stream's last id now, read from where the fold ended (a valid, untrimmed cursor)
+    page = await log.read_page(state.session_id, state.last_event_id, count=1)
+    if cursor > page.last_id:
+        raise ProtocolError(
+            f"event {cursor} is after the session's last event {page.last_id}: "
+            "resume from an id this session sent",
+            code=ErrorCode.INVALID_EVENT_ID, last_event_id=str(page.last_id),
+        )

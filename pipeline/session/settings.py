@@ -2,10 +2,16 @@
 
 Creating a session and ``session.update`` both go through :func:`merge_settings`, so a
 bad value is the same client error wherever it is sent, and nothing half-applied ever
-reaches the log.
+reaches the log. Given the :class:`EngineChoices` (what the synthesizer declares in its
+``describe()``), a voice or language the engines do not have is refused there too
+(``unknown_voice``, ``unsupported_language``), instead of failing every later turn.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -15,10 +21,66 @@ from schemas import ErrorCode, InvalidAudioError, ProtocolError, SessionSettings
 _RATE_FIELDS = (("input_sample_rate",), ("output_sample_rate",))
 
 
-def merge_settings(settings: SessionSettings, patch: dict[str, object]) -> SessionSettings:
-    """``patch`` validated whole over ``settings``, or refused whole with a client error:
-    ``unsupported_sample_rate`` when a rate is all that is wrong, else ``invalid_settings``.
+@dataclass(frozen=True)
+class EngineChoices:
+    """The voices and languages a session may choose, as the synthesizer declares them.
+
+    ``voices`` lower case, ``None`` when not known (nothing checked); an empty set means
+    the engine's default voice only. ``languages`` are tags (``de``, ``en-us``): a
+    language is spoken when it or a prefix of it is listed; empty: not checked.
     """
+
+    voices: frozenset[str] | None = None
+    languages: tuple[str, ...] = ()
+
+    @classmethod
+    def from_description(cls, info: Mapping[str, Any]) -> EngineChoices:
+        """From a synthesizer's ``describe()`` (which may come from another process)."""
+        voices, languages = info.get("voices"), info.get("languages")
+        return cls(
+            frozenset(str(v).lower() for v in voices) if isinstance(voices, list) else None,
+            tuple(str(t).lower().replace("_", "-") for t in languages or ()),
+        )
+
+    def check(self, settings: SessionSettings, fields: Collection[str]) -> None:
+        """Refuse the ``fields`` of ``settings`` (those the client set) the engines lack."""
+        voice, voices = settings.voice, self.voices
+        if "voice" in fields and voice is not None and voices is not None and (
+            voice.strip().lower() not in voices
+        ):
+            known = ", ".join(sorted(voices)[:20]) or "only the default (null)"
+            raise ProtocolError(f"unknown voice {voice!r}; this server has: {known}",
+                                code=ErrorCode.UNKNOWN_VOICE, voice=voice)
+        if "language" in fields and self.languages and not self.speaks(settings.language):
+            raise ProtocolError(
+                f"the engines cannot speak the language {settings.language!r}",
+                code=ErrorCode.UNSUPPORTED_LANGUAGE, language=settings.language,
+            )
+
+    def speaks(self, language: str) -> bool:
+        tag = language.strip().lower().replace("_", "-")
+        while tag:
+            if tag in self.languages:
+                return True
+            tag = tag.rpartition("-")[0]
+        return False
+
+
+def merge_settings(
+    settings: SessionSettings, patch: dict[str, object], choices: EngineChoices | None = None
+) -> SessionSettings:
+    """``patch`` validated whole over ``settings``, or refused whole with a client error:
+    ``unsupported_sample_rate`` when a rate is all that is wrong, else ``invalid_settings``;
+    with ``choices``, a voice or language the patch sets that the engines lack is
+    ``unknown_voice`` / ``unsupported_language``.
+    """
+    merged = _merged(settings, patch)
+    if choices is not None:
+        choices.check(merged, patch.keys())
+    return merged
+
+
+def _merged(settings: SessionSettings, patch: dict[str, object]) -> SessionSettings:
     try:
         return settings.merged(patch)
     except ValidationError as exc:

@@ -33,9 +33,12 @@ A ``.``/``!``/``?`` followed by a space ends a sentence, except:
 
 CJK and Devanagari terminators (。！？।) need no space.  Clause marks need a space after them
 ("3,50 €", "1,000", "7:30", "https://x" never cut); a dash is " - ", " – ", " — " or "—".
-A piece longer than ``max_piece_chars`` is cut at its last held sentence end or last space.
+A piece longer than ``max_piece_chars`` is cut at its last held sentence end or last space,
+or hard at the limit when a "word" is longer than that: no piece is ever longer than
+``max_piece_chars``, which is at most what a synthesizer takes (``MAX_SYNTHESIS_CHARS``).
 Pieces are stripped, never empty, and joined with single spaces give the speakable text with
-whitespace normalised, except that a cut after a CJK mark or an unspaced "—" has no space.
+whitespace normalised, except that a cut after a CJK mark, an unspaced "—" or inside an
+overlong word has no space.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ from pipeline.turn._sentence_rules import (
     WORD_AT,
     count_words,
 )
+from schemas import MAX_SYNTHESIS_CHARS
 
 __all__ = ["SentenceBuffer", "SentenceBufferConfig", "split_stream", "split_text"]
 
@@ -94,6 +98,9 @@ class SentenceBufferConfig:
     def __post_init__(self) -> None:
         if min(self.min_sentence_chars + 1, self.first_piece_min_words, self.max_piece_chars) < 1:
             raise ValueError("need min_sentence_chars >= 0 and the other limits >= 1")
+        if self.max_piece_chars > MAX_SYNTHESIS_CHARS:
+            raise ValueError(f"max_piece_chars is over what a synthesizer takes "
+                             f"({MAX_SYNTHESIS_CHARS})")
 
 
 class SentenceBuffer:
@@ -313,17 +320,20 @@ class SentenceBuffer:
             self._emit(self._held)
             return True
         p = self._buf.rfind(" ", first + 1, limit + 1)
-        if p < 0:
-            p = self._buf.find(" ", limit + 1, j)
-            if p < 0:
-                return False
-        self._emit(p)
+        self._emit(p if p >= 0 else limit)  # a "word" longer than a piece: cut it hard
         return True
 
     def _emit(self, end: int) -> None:
         text = self._buf[self._start : end].replace(HARD_BREAK, " ").strip()
+        limit = self.config.max_piece_chars
+        while len(text) > limit:  # a boundary a few closing marks past the limit
+            p = text.rfind(" ", 1, limit + 1)
+            p = limit if p < 0 else p
+            self._out.append(text[:p].rstrip())
+            text = text[p:].lstrip()
         if text:
             self._out.append(text)
+        if self._out:
             self._first = False
         self._start = end
         self._held = None

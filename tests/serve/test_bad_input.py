@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 
 import pytest
 from websockets.asyncio.client import connect
@@ -43,6 +44,14 @@ async def test_bad_frames_get_error_events_and_the_session_goes_on(
             (json.dumps({"type": "input_audio.append", "audio": "%%% not base64 %%%"}),
              "invalid_audio"),
             (json.dumps({"type": "input.text", "text": "x" * 5000}), "text_too_long"),
+            ('{"type": "session.update", "settings": ' + "[" * 1000 + "]" * 1000 + "}",
+             "json_too_deep"),  # was a RecursionError and a dropped socket (#11 row 4)
+            (json.dumps({"type": "session.resume", "last_event_id": "99999999999999-0"}),
+             "invalid_event_id"),  # an id from the future (row 9)
+            (json.dumps({"type": "session.update", "settings": {"voice": "../../etc/passwd"}}),
+             "invalid_settings"),  # row 10
+            (json.dumps({"type": "session.update", "settings": {"language": "xx-YY"}}),
+             "unsupported_language"),
         ]
         for frame, code in cases:
             await ws.send(frame)
@@ -104,3 +113,54 @@ async def test_bad_http_bodies(client: VoxlineClient) -> None:
     fmt = await client.http.post("/v1/audio/transcriptions", data={"response_format": "srt"},
                                  files={"file": ("a.wav", b"RIFF")})
     assert (fmt.status_code, fmt.json()["error"]["code"]) == (422, "invalid_message")
+
+
+def _wav(rate: int, data: bytes) -> bytes:
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16,
+                         1, 1, rate, rate * 2, 2, 16, b"data", len(data))
+    return header + data
+
+
+async def test_uploads_are_bounded_before_they_are_decoded(client: VoxlineClient) -> None:
+    """Issue #11 row 1: 7 KB of WAV at 1 Hz decoded to an hour of audio (+0.77 GB)."""
+    cases = [
+        (_wav(1, bytes(7000)), {}, 415, "unsupported_sample_rate"),
+        (_wav(16000, bytes(16000 * 2 * 301)), {}, 413, "audio_too_long"),  # over 300 s
+        (_wav(16000, bytes(16000 * 2)), {"language": "de"}, 400,  # whisper tiny.en
+         "unsupported_language"),  # was a 502 (row 8)
+    ]
+    for upload, form, status, code in cases:
+        response = await client.http.post("/v1/audio/transcriptions", data=form,
+                                          files={"file": ("a.wav", upload)})
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["code"] == code and error["transient"] is False
+        assert "Retry-After" not in response.headers
+    ok = await client.http.post("/v1/audio/transcriptions",
+                                files={"file": ("a.wav", _wav(16000, bytes(16000 * 2)))})
+    assert ok.status_code == 200 and "text" in ok.json()
+
+
+async def test_speech_of_one_long_word_is_spoken_not_a_500(client: VoxlineClient) -> None:
+    """Row 5: 4000 x "a" (under the 4096 limit) made a piece over the synthesizer's 2000
+    characters and a plain-text 500; pieces are now cut hard at the piece limit."""
+    body = {"input": "a" * 4000, "response_format": "pcm"}
+    async with client.http.stream("POST", "/v1/audio/speech", json=body) as response:
+        assert response.status_code == 200
+        first = await anext(response.aiter_bytes())
+        assert len(first) > 0
+    over = await client.http.post("/v1/audio/speech", json={"input": "a" * 5000})
+    assert (over.status_code, over.json()["error"]["code"]) == (413, "text_too_long")
+
+
+async def test_session_settings_are_checked_against_the_real_engines(
+        client: VoxlineClient) -> None:
+    """Row 10: the Gateway asks the Synthesizer replica what it has (voices, languages)."""
+    for settings, code in [({"voice": "carla"}, "unknown_voice"),
+                           ({"language": "xx-YY"}, "unsupported_language"),
+                           ({"voice": "../../etc/passwd"}, "invalid_settings"),
+                           ({"sampling": {"stop": ["x"] * 10_000}}, "invalid_settings")]:
+        response = await client.http.post("/v1/sessions", json={"settings": settings})
+        assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+    session = await client.create_session(language="de", voice="de")  # espeak has German
+    assert session.settings["language"] == "de"
