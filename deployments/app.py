@@ -34,7 +34,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1,
                         "max_ongoing_requests": 4, "max_queued_requests": 8},
         "LanguageModel": {"ray_actor_options": {"num_cpus": 0.6}, "num_replicas": 1,
-                          "max_ongoing_requests": 8, "max_queued_requests": 16},
+                          "max_ongoing_requests": 4, "max_queued_requests": 8},
         "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
                         "max_ongoing_requests": 8, "max_queued_requests": 32},
         "Narrator": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},

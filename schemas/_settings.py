@@ -97,7 +97,7 @@ class AdmissionSettings(BaseModel):
         default=128, ge=1, description="live sessions: open sockets and chat streams"
     )
     max_turns: int | None = Field(
-        default=32, ge=1, description="responses being generated at once (all sessions)"
+        default=16, ge=1, description="responses being generated at once (all sessions)"
     )
     max_transcriptions: int | None = Field(
         default=8, ge=1, description="concurrent /v1/audio/transcriptions requests"
