@@ -289,7 +289,7 @@ class CoquiSynthesizer(Synthesizer):
         except Exception as exc:
             logger.exception("Coqui TTS failed")
             raise EngineError(
-                f"Coqui TTS failed: {exc}", code=ErrorCode.TTS_FAILED, stage="tts"
+                "Coqui TTS failed", code=ErrorCode.TTS_FAILED, stage="tts"
             ) from exc
 
     def _whole_piece(

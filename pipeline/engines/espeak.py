@@ -286,7 +286,7 @@ class EspeakSynthesizer(Synthesizer):
             # A broken pipe or a truncated header means espeak-ng died: report why.
             await _check_exit(proc)
             raise EngineError(
-                f"espeak-ng failed: {exc}", code=ErrorCode.TTS_FAILED, stage="tts"
+                "espeak-ng failed", code=ErrorCode.TTS_FAILED, stage="tts"
             ) from exc
         finally:
             if proc.returncode is None:

@@ -223,7 +223,7 @@ class FasterWhisperTranscriber(Transcriber):
         except Exception as exc:
             logger.exception("faster-whisper failed")
             raise EngineError(
-                f"transcription failed: {exc}", code=ErrorCode.STT_FAILED, stage="stt"
+                "transcription failed", code=ErrorCode.STT_FAILED, stage="stt"
             ) from exc
 
     def _final_segments(

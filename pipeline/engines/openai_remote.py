@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -31,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from pipeline.engines.base import LanguageModel
 from schemas import EngineError, ErrorCode, GenerationRequest
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OpenAICompatibleLanguageModel", "OpenAICompatibleOptions"]
 
@@ -179,24 +182,19 @@ class OpenAICompatibleLanguageModel(LanguageModel):
         )
 
     def _translate(self, exc: Exception) -> EngineError:
-        """Map transport failures onto ``EngineError``."""
+        """Map transport failures onto ``EngineError``; where the server is and what the
+        transport said go to the server's log, not to the client."""
+        logger.warning("the LLM server at %s failed: %r", self.url, exc)
         if isinstance(exc, httpx.ConnectError):
-            message = f"cannot connect to the LLM server at {self.url}: {exc}"
+            message = "cannot connect to the LLM server"
         elif isinstance(exc, httpx.TimeoutException):
-            message = f"the LLM server at {self.url} timed out ({type(exc).__name__})"
+            message = "the LLM server timed out"
         elif isinstance(exc, httpx.TransportError):
-            message = f"the connection to the LLM server at {self.url} failed: {exc!r}"
+            message = "the connection to the LLM server failed"
         else:
-            return EngineError(
-                f"unexpected failure talking to the LLM server: {exc!r}",
-                code=ErrorCode.LLM_FAILED,
-                stage="llm",
-                transient=False,
-                url=self.url,
-            )
-        return EngineError(
-            message, code=ErrorCode.LLM_FAILED, stage="llm", transient=True, url=self.url
-        )
+            return EngineError("unexpected failure talking to the LLM server",
+                               code=ErrorCode.LLM_FAILED, stage="llm", transient=False)
+        return EngineError(message, code=ErrorCode.LLM_FAILED, stage="llm", transient=True)
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:

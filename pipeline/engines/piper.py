@@ -348,7 +348,7 @@ class PiperSynthesizer(Synthesizer):
         except Exception as exc:  # piper raises whatever onnxruntime or espeak-ng raise
             stats.finish = "error"
             raise EngineError(
-                f"piper failed: {exc}", code=ErrorCode.TTS_FAILED, stage="tts"
+                "piper failed", code=ErrorCode.TTS_FAILED, stage="tts"
             ) from exc
         finally:
             stats.compute_s = time.perf_counter() - started

@@ -338,7 +338,7 @@ class WhisperXTranscriber(Transcriber):
         except Exception as exc:
             logger.exception("WhisperX failed")
             raise EngineError(
-                f"transcription failed: {exc}", code=ErrorCode.STT_FAILED, stage="stt"
+                "transcription failed", code=ErrorCode.STT_FAILED, stage="stt"
             ) from exc
         yield from segments
 

@@ -75,7 +75,8 @@ class GroupReader:
                 self.group, self.consumer, {self.stream: ">"}, count=self.count, block=block_ms
             )
         except RedisError as exc:
-            raise EventLogError(f"event log unavailable: {exc}") from exc
+            logger.warning("the event log is unavailable: %r", exc)
+            raise EventLogError("the event log is unavailable; try again") from exc
         return [
             Delivery(self.stream, _text(entry_id), raw, deliveries=1)
             for _stream, entries in reply or ()
@@ -94,7 +95,8 @@ class GroupReader:
                 count=self.count,
             )
         except RedisError as exc:
-            raise EventLogError(f"event log unavailable: {exc}") from exc
+            logger.warning("the event log is unavailable: %r", exc)
+            raise EventLogError("the event log is unavailable; try again") from exc
         next_cursor, entries = reply[0], reply[1]
         deleted = reply[2] if len(reply) > 2 else []
         self._claim_cursor = _text(next_cursor)

@@ -25,6 +25,7 @@ script writes both), so Redis Cluster deployments need one feed per shard.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -46,6 +47,8 @@ from schemas import (
     ProtocolError,
     ResyncRequiredError,
 )
+
+logger = logging.getLogger(__name__)
 
 #: Event types that also go to the feed stream by default: what background workers act on.
 DEFAULT_FEED_TYPES: frozenset[str] = frozenset(
@@ -208,9 +211,10 @@ class EventLog:
                 keys=[self.key(session_id), self.feed_key], args=args
             )
         except ResponseError as exc:
-            raise EventLogError(f"append refused: {exc}", transient=False) from exc
+            logger.error("Redis refused an append to %s: %s", self.key(session_id), exc)
+            raise EventLogError("the event log refused the append", transient=False) from exc
         except RedisError as exc:
-            raise EventLogError(f"event log unavailable: {exc}") from exc
+            raise _unavailable(exc) from exc
         return status, value if isinstance(value, bytes) else str(value).encode()
 
     def _minid(self) -> str:
@@ -249,7 +253,7 @@ class EventLog:
                 keys=[self.key(session_id)], args=[start, count or self.settings.read_count]
             )
         except RedisError as exc:
-            raise EventLogError(f"event log unavailable: {exc}") from exc
+            raise _unavailable(exc) from exc
         horizon = StreamId.parse(deleted)
         if horizon > cursor:
             raise ResyncRequiredError(
@@ -328,7 +332,7 @@ class EventLog:
                     {key: str(cursor)}, count=self.settings.read_count, block=block_ms
                 )
             except RedisError as exc:
-                raise EventLogError(f"event log unavailable: {exc}") from exc
+                raise _unavailable(exc) from exc
             reraise_lost_cancel()
             for _stream, entries in reply or ():
                 for entry_id, raw in entries:
@@ -348,3 +352,9 @@ def _parse_cursor(after: str) -> StreamId:
         return StreamId.parse(after)
     except ValueError:
         raise ProtocolError(f"{after!r} is not an event id (ms-seq)") from None
+
+
+def _unavailable(exc: Exception) -> EventLogError:
+    """The client's view of a Redis failure (its text stays in the server's log)."""
+    logger.warning("the event log is unavailable: %r", exc)
+    return EventLogError("the event log is unavailable; try again")

@@ -43,14 +43,15 @@ def error_payload(
 ) -> ErrorPayload:
     """The client's view of an engine failure. A :class:`VoxlineError` keeps its own code
     (when more specific than ``internal_error``), message and transient bit; anything else
-    becomes ``code`` with a message that names only the exception's type."""
+    becomes ``code`` with a plain message (what the exception said stays in the server's
+    log: the caller logs it)."""
     if isinstance(exc, VoxlineError):
         if exc.code is not ErrorCode.INTERNAL_ERROR:
             code = exc.code
         return ErrorPayload(code=code, message=exc.message, transient=exc.transient,
                             stage=stage, recoverable=recoverable,
                             details={**exc.details, **details})
-    return ErrorPayload(code=code, message=f"{stage} engine failed ({type(exc).__name__})",
+    return ErrorPayload(code=code, message=f"the {stage} stage failed",
                         stage=stage, recoverable=recoverable, details=details)
 
 
