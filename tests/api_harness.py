@@ -16,7 +16,7 @@ import uvicorn
 
 from deployments.api import Services, create_api
 from deployments.api._services import start_services
-from pipeline.engines import LanguageModel, Synthesizer
+from pipeline.engines import LanguageModel, Synthesizer, Transcriber
 from schemas import ApiSettings, EventLogSettings, Settings
 from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
@@ -37,9 +37,10 @@ async def serve_api(
     llm: LanguageModel,
     tts: Synthesizer | None,
     api: ApiSettings | None = None,
+    stt: Transcriber | None = None,
 ) -> AsyncIterator[Harness]:
     settings = Settings(redis_url=redis_url, log=log, api=api or ApiSettings())
-    services = await start_services(settings, llm=llm, tts=tts, stt=None)
+    services = await start_services(settings, llm=llm, tts=tts, stt=stt)
     port = free_port()
     config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="off", ws_max_size=16 << 20)

@@ -2,16 +2,19 @@
 
 The body's ``code`` is the stable contract (``schemas.ErrorCode``); the status follows
 from the exception class. FastAPI's own validation errors become ``invalid_message``
-with the failing fields in ``details``.
+with the failing fields in ``details``. Routes declare the statuses they answer with
+:func:`error_responses`, so the OpenAPI spec shows that body for each of them.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from schemas import ErrorCode, ErrorPayload, VoxlineError
@@ -20,6 +23,36 @@ logger = logging.getLogger(__name__)
 
 _HTTP_CODES = {401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND,
                413: ErrorCode.MESSAGE_TOO_LARGE, 415: ErrorCode.UNSUPPORTED_FORMAT}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorPayload
+
+
+_MEANINGS = {
+    400: "bad input (`invalid_message`, `invalid_settings`, `empty_input`, ...)",
+    401: "no session token (`unauthorized`)",
+    403: "the token is not this session's (`forbidden`)",
+    404: "no such session, turn or chunk (`session_not_found`, `not_found`)",
+    409: "the session is closed (`session_closed`)",
+    410: "the cursor is older than the log's retention (`resync_required`)",
+    413: "the input is over a limit (`message_too_large`, `text_too_long`, ...)",
+    415: "audio or a sample rate the server cannot take",
+    422: "a field is missing or has the wrong type (`invalid_message`, fields in `details`)",
+    502: "a model failed (`stt_failed`, `tts_failed`, ...)",
+    503: "overloaded, starting, or a dependency is unavailable: retry after `Retry-After`",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying (transient "
+                                               "errors)", "schema": {"type": "integer"}}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that answers these statuses with ``{"error": ...}``."""
+    return {status: {"model": ErrorBody, "description": _MEANINGS[status],
+                     **({"headers": _RETRY_AFTER} if status >= 500 else {})}
+            for status in statuses}
 
 
 def error_response(error: VoxlineError) -> JSONResponse:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from deployments.api._auth import token_of
+from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from pipeline.log import SessionState
 from pipeline.session import authorize, create_session, merge_settings
@@ -68,7 +69,8 @@ async def authorized_state(
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-@router.post("", status_code=201, response_model=SessionCreatedResponse)
+@router.post("", status_code=201, response_model=SessionCreatedResponse,
+             responses=error_responses(400, 413, 415, 422, 503))
 async def create(
     request: Request, services: ServicesDep, body: CreateSessionRequest | None = None
 ) -> SessionCreatedResponse:
@@ -86,7 +88,8 @@ async def create(
     )
 
 
-@router.get("/{session_id}", response_model=SessionSummary)
+@router.get("/{session_id}", response_model=SessionSummary,
+            responses=error_responses(401, 403, 404, 422, 503))
 async def summary(session_id: str, request: Request, services: ServicesDep) -> SessionSummary:
     state = await authorized_state(session_id, request, services)
     return SessionSummary(
@@ -98,7 +101,8 @@ async def summary(session_id: str, request: Request, services: ServicesDep) -> S
     )
 
 
-@router.delete("/{session_id}", status_code=204)
+@router.delete("/{session_id}", status_code=204,
+               responses=error_responses(401, 403, 404, 422, 503))
 async def close(session_id: str, request: Request, services: ServicesDep) -> None:
     """End the session (``session.closed``); its log expires after the retention TTL."""
     state = await authorized_state(session_id, request, services)
