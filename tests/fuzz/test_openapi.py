@@ -1,8 +1,9 @@
 """Schemathesis over every endpoint of the OpenAPI spec, against the harness's real server.
 
 Every operation is called with generated requests, valid and invalid (schemathesis's
-positive and negative modes): no answer may be a 5xx, and every answer must have a status,
-a content type, headers and a body the spec declares. Session routes are reached four
+positive and negative modes): no answer may be a 5xx, every answer must have a status,
+a content type, headers and a body the spec declares, and a request the spec forbids
+must be refused (4xx). Session routes are reached four
 ways, chosen by Hypothesis with the rest of the case: as generated (an unknown session, no
 token), on a live session with its token, on a closed one with its token, and on a live
 one with another session's token. Examples are bounded per operation and derandomized, so
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -40,7 +42,8 @@ pytestmark = pytest.mark.redis
 schema = schemathesis.openapi.from_dict(create_api().openapi())
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+          response_headers_conformance, response_schema_conformance, negative_data_rejection]
+
 
 #: whose session a case calls: as generated, a live one or a closed one with its token,
 #: or a live one with another session's token

@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -33,7 +34,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from schemas import ApiSettings, Event, parse_event
+from schemas import ApiSettings, Event, SessionClosed, SessionClosedData, parse_event
 from tests.fuzz.conftest import LiveApi, live_api
 
 pytestmark = pytest.mark.redis
@@ -133,6 +134,8 @@ class Client:
     closes: list[int] = field(default_factory=list)
     dropped: bool = False
     sockets: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: ``last_event_id`` for the URL of the next socket
+    cursor: str | None = None
 
     @classmethod
     def new(cls, api: LiveApi) -> Client:
@@ -142,8 +145,11 @@ class Client:
     def socket(self) -> ClientConnection:
         if self.ws is None:
             url = "ws" + self.api.url.removeprefix("http")
+            query = {"token": self.token}
+            if self.cursor is not None:
+                query["last_event_id"] = self.cursor
             self.ws = self.sockets.enter_context(connect(
-                f"{url}/v1/sessions/{self.session_id}/ws?token={self.token}",
+                f"{url}/v1/sessions/{self.session_id}/ws?{urlencode(query)}",
                 max_size=None, open_timeout=10, close_timeout=5))
         return self.ws
 
@@ -172,18 +178,20 @@ class Client:
             self.closes.append(exc.rcvd.code)
         self.ws = None
 
-    def ask(self, text: str) -> Event:
+    def ask(self, text: str, wait_s: float = STUCK_S) -> Event:
         """Send ``text`` as typed input; the end of its reply."""
         self.send(json.dumps({"type": "input.text", "text": text}))
-        return self.reply_end(text, resend=True)
+        return self.reply_end(text, resend=True, wait_s=wait_s)
 
-    def reply_end(self, text: str, *, resend: bool = False) -> Event:
+    def reply_end(self, text: str, *, resend: bool = False, wait_s: float = STUCK_S) -> Event:
         """``response.done`` or ``response.cancelled`` of the turn typed as ``text``."""
         turn: str | None = None
+        reopened = 0
         for _ in range(10_000):  # bounded; each receive is bounded by STUCK_S
-            event = self.receive(STUCK_S)
-            assert event is not None or resend, "the socket closed"
-            if event is None:  # closed under us: ask again on a new socket
+            event = self.receive(wait_s)
+            if event is None:  # closed under us: ask again on a new socket, a few times
+                assert resend and reopened < 3, f"the socket closed: {self.closes}"
+                reopened += 1
                 self.send(json.dumps({"type": "input.text", "text": text}))
                 continue
             if event.type == "input.text" and event.data.text == text:  # type: ignore[union-attr]
@@ -278,28 +286,84 @@ def test_nesting_past_the_parser_is_refused_with_json_too_deep(api: LiveApi) -> 
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: session.resume to an id beyond Redis's "
+@pytest.mark.xfail(strict=True, reason="issue 11: resuming to an id beyond Redis's "
                    "64-bit parts closes the socket 4503 event_log_unavailable (a client error, "
                    "invalid_event_id, is meant)")
-def test_resume_past_the_log_beyond_redis_is_a_client_error(api: LiveApi) -> None:
-    _resume_then_ask(api, f"{1 << 64}-0")
+@pytest.mark.parametrize("via", ["message", "query"])
+def test_resume_past_the_log_beyond_redis_is_a_client_error(api: LiveApi, via: str) -> None:
+    _resume_then_ask(api, f"{1 << 64}-0", via)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: session.resume to an id the log has not "
+@pytest.mark.xfail(strict=True, reason="issue 11: resuming to an id the log has not "
                    "reached yet is accepted, and the socket then never sends the session's "
                    "events (the session looks stuck)")
-def test_resume_past_the_log_to_a_future_id_is_a_client_error(api: LiveApi) -> None:
-    _resume_then_ask(api, f"{int(time.time() * 1000) + 10**9}-0")
+@pytest.mark.parametrize("via", ["message", "query"])
+def test_resume_past_the_log_to_a_future_id_is_a_client_error(api: LiveApi, via: str) -> None:
+    _resume_then_ask(api, f"{int(time.time() * 1000) + 10**9}-0", via)
 
 
-def _resume_then_ask(api: LiveApi, cursor: str) -> None:
+def _resume_then_ask(api: LiveApi, cursor: str, via: str) -> None:
+    """Resume at ``cursor`` (a message, or ``?last_event_id=``), then ask: the client
+    is told the id is wrong, and the session answers."""
     client = Client.new(api)
     try:
-        client.send(json.dumps({"type": "session.resume", "last_event_id": cursor}))
-        probe = client.ask(question())
+        if via == "query":
+            client.cursor = cursor
+        else:
+            client.send(json.dumps({"type": "session.resume", "last_event_id": cursor}))
+        probe = client.ask(question(), wait_s=3.0)  # scripted replies take milliseconds
         assert probe.type == "response.done"
         assert not client.dropped and not client.closes, client.closes
         errors = [e.data.code for e in client.seen if e.type == "error"]  # type: ignore[union-attr]
         assert errors == ["invalid_event_id"], errors
     finally:
         client.close()
+
+
+@FUZZ
+@given(
+    whose=st.sampled_from(["own", "own", "closed", "unknown", "generated"]),
+    token=st.sampled_from(["own", "own", "other", "none", "garbage"]),
+    garbage=st.text(max_size=60),
+    cursor=st.none() | event_ids | st.just(""),
+)
+def test_any_socket_url_opens_or_is_refused_with_a_code(
+    api: LiveApi, whose: str, token: str, garbage: str, cursor: str | None
+) -> None:
+    """Whatever session, token and ``last_event_id`` a socket asks with, it is either
+    served (a question gets its reply) or refused: one ``error`` frame, then a close with
+    4000 + a client error's status."""
+    assume(cursor is None or not resumes_past_the_log(json.dumps({"last_event_id": cursor})))
+    client, other = Client.new(api), Client.new(api)
+    if whose == "closed":
+        api.run(_close(api, client))
+    session_id = {"own": client.session_id, "closed": client.session_id,
+                  "unknown": "sess_" + "0" * 32, "generated": "x%20y"}[whose]
+    secret = {"own": client.token, "other": other.token, "none": "", "garbage": garbage}[token]
+    query = {"token": secret} if secret else {}
+    if cursor is not None:
+        query["last_event_id"] = cursor
+    url = "ws" + api.url.removeprefix("http") + f"/v1/sessions/{session_id}/ws"
+    frames: list[Event] = []
+    try:
+        with connect(f"{url}?{urlencode(query)}", max_size=None, open_timeout=10,
+                     close_timeout=5) as ws:
+            with contextlib.suppress(ConnectionClosed):  # refused: read what it sent
+                ws.send(json.dumps({"type": "input.text", "text": "Anyone there?"}))
+            for _ in range(10_000):
+                frames.append(parse_event(json.loads(ws.recv(timeout=STUCK_S))))
+                if frames[-1].type == "response.done":
+                    break
+        assert whose == "own" and token == "own", "served without the session's token"
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None, "dropped without a close code"
+        assert 4400 <= exc.rcvd.code < 4500, exc.rcvd
+        assert [e.type for e in frames] == ["error"], frames
+    finally:
+        client.close()
+        other.close()
+
+
+async def _close(api: LiveApi, client: Client) -> None:
+    await api.services.log.append(SessionClosed(session_id=client.session_id,
+                                                data=SessionClosedData(reason="client")))
