@@ -24,6 +24,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -105,7 +106,8 @@ def aim(case: schemathesis.Case, who: str, sessions: Sessions) -> None:
     """Point a case at a session (and its turn) with a token; give uploads real audio."""
     if who == "generated":
         return
-    if isinstance(case.body, dict) and "file" in case.body:
+    positive = case.meta is not None and case.meta.generation.mode is GenerationMode.POSITIVE
+    if positive and isinstance(case.body, dict) and "file" in case.body:
         case.body["file"] = WAV  # an upload the decoder takes, the rest as generated
     session = {"owner": sessions.live, "closed": sessions.closed,
                "stranger": sessions.live}[who]
@@ -116,33 +118,45 @@ def aim(case: schemathesis.Case, who: str, sessions: Sessions) -> None:
         case.path_parameters["session_id"] = session.session_id
         if "turn_id" in case.path_parameters:
             case.path_parameters["turn_id"] = session.turn_id
-    elif isinstance(case.body, dict) and "session_id" in case.body:
+    elif isinstance(case.body, dict) and isinstance(case.body.get("session_id"), str):
+        # (a session_id of the wrong type is the negative case's point: left as it is)
         case.body["session_id"] = session.session_id
     else:
         return
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
-    if case.path.endswith("/events") and session is sessions.live:
+    follow = (case.query or {}).get("follow", True)
+    if case.path.endswith("/events") and session is sessions.live and follow in (True, "true"):
         # following a live session's log never ends (by design): replay it instead
         case.query = {**(case.query or {}), "follow": "false"}
 
 
+def cursors(case: schemathesis.Case) -> list[object]:
+    headers = {name.lower(): value for name, value in (case.headers or {}).items()}
+    return [(case.query or {}).get("after"), headers.get("last-event-id")]
+
+
+def follows_with_a_cursor(case: schemathesis.Case) -> bool:
+    """Following the events after a cursor: on a closed session, a known finding."""
+    follow = (case.query or {}).get("follow", True) in (True, "true")
+    return case.path.endswith("/events") and follow and any(cursors(case))
+
+
 def beyond_redis(case: schemathesis.Case) -> bool:
     """An event id whose parts Redis cannot hold (over 2**64 - 1): a known finding."""
-    headers = {name.lower(): value for name, value in (case.headers or {}).items()}
-    cursors = [(case.query or {}).get("after"), headers.get("last-event-id")]
     return any(isinstance(c, str) and re.fullmatch(r"\d+-\d+", c)
-               and max(int(p) for p in c.split("-")) >= 1 << 64 for c in cursors)
+               and max(int(p) for p in c.split("-")) >= 1 << 64 for c in cursors(case))
 
 
 @schema.parametrize()
 @schema.given(who=st.sampled_from(WHO))
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=50, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                  HealthCheck.function_scoped_fixture])
 def test_every_endpoint(case: schemathesis.Case, who: str, api: LiveApi,
                         sessions: Sessions) -> None:
     aim(case, who, sessions)
     assume(not beyond_redis(case))  # test_an_event_id_beyond_redis_is_a_client_error
+    assume(not (who == "closed" and follows_with_a_cursor(case)))  # test_following_a_closed_...
     case.call_and_validate(base_url=api.url, checks=CHECKS, timeout=30)
 
 
@@ -156,3 +170,19 @@ def test_an_event_id_beyond_redis_is_a_client_error(api: LiveApi, sessions: Sess
         headers={"Authorization": f"Bearer {live.token}"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_event_id"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: following a closed session's events from "
+                   "its end (or any later id) never ends: keep-alives only, no session.closed")
+def test_following_a_closed_session_from_its_end_ends(api: LiveApi, sessions: Sessions) -> None:
+    closed = sessions.closed
+    events = api.run(api.services.log.read_all(closed.session_id))
+    assert events[-1].type == "session.closed"
+    # the stream must end by itself; the read timeout only bounds a hang (keep-alives are
+    # 15 s apart, so a hung stream times out before its first one)
+    with httpx.stream("GET", f"{api.url}/v1/sessions/{closed.session_id}/events",
+                      params={"after": events[-1].id},
+                      headers={"Authorization": f"Bearer {closed.token}"},
+                      timeout=httpx.Timeout(30, read=5)) as response:
+        assert response.status_code == 200
+        response.read()
