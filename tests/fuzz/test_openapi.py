@@ -3,11 +3,12 @@
 Every operation is called with generated requests, valid and invalid (schemathesis's
 positive and negative modes): no answer may be a 5xx, every answer must have a status,
 a content type, headers and a body the spec declares, and a request the spec forbids
-must be refused (4xx). Session routes are reached four
-ways, chosen by Hypothesis with the rest of the case: as generated (an unknown session, no
-token), on a live session with its token, on a closed one with its token, and on a live
-one with another session's token. Examples are bounded per operation and derandomized, so
-a run is reproducible.
+must be refused (4xx). Session routes are reached four ways, chosen by Hypothesis with
+the rest of the case: as generated (an unknown session, no token), on a live session with
+its token, on a closed one with its token, and on a live one with another session's
+token; uploads get a real WAV. Examples are bounded per operation and derandomized, so a
+run is reproducible. Inputs that hit a known finding in code being fixed elsewhere are
+kept out with ``assume`` and pinned by ``xfail(strict=True)`` tests at the end.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Sessions:
 
     live: Session
     closed: Session
+    #: the id of the closed session's last event (``session.closed``)
+    closed_end: str
     api: LiveApi
 
     def fresh(self) -> Session:
@@ -84,7 +87,9 @@ def sessions(api: LiveApi) -> Sessions:
     live, closed = _spoken_turn(api), _spoken_turn(api)
     httpx.delete(f"{api.url}/v1/sessions/{closed.session_id}", timeout=30,
                  headers={"Authorization": f"Bearer {closed.token}"}).raise_for_status()
-    return Sessions(live, closed, api)
+    end = api.run(api.services.log.read_all(closed.session_id))[-1].id
+    assert end is not None
+    return Sessions(live, closed, end, api)
 
 
 def _wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
@@ -135,10 +140,28 @@ def cursors(case: schemathesis.Case) -> list[object]:
     return [(case.query or {}).get("after"), headers.get("last-event-id")]
 
 
-def follows_with_a_cursor(case: schemathesis.Case) -> bool:
-    """Following the events after a cursor: on a closed session, a known finding."""
+def follows_from(case: schemathesis.Case, end: str) -> bool:
+    """Following the events from ``end`` or later: on a closed session, a known finding."""
     follow = (case.query or {}).get("follow", True) in (True, "true")
-    return case.path.endswith("/events") and follow and any(cursors(case))
+    return case.path.endswith("/events") and follow and any(
+        isinstance(c, str) and re.fullmatch(r"\d+-\d+", c) and _id(c) >= _id(end)
+        for c in cursors(case))
+
+
+def _id(event_id: str) -> tuple[int, int]:
+    ms, seq = event_id.split("-")
+    return int(ms), int(seq)
+
+
+#: what pydantic's lax mode reads as a boolean besides true and false
+_LAX_BOOLEANS = (0, 1, "0", "1", "true", "false", "yes", "no", "on", "off", "t", "f", "y", "n")
+
+
+def lax_boolean(case: schemathesis.Case) -> bool:
+    """A boolean body field sent as a number or a word: a known finding."""
+    value = case.body.get("audio") if isinstance(case.body, dict) else None
+    return not isinstance(value, bool) and isinstance(value, int | float | str) and (
+        str(value).lower() if isinstance(value, str) else value) in _LAX_BOOLEANS
 
 
 def beyond_redis(case: schemathesis.Case) -> bool:
@@ -156,7 +179,9 @@ def test_every_endpoint(case: schemathesis.Case, who: str, api: LiveApi,
                         sessions: Sessions) -> None:
     aim(case, who, sessions)
     assume(not beyond_redis(case))  # test_an_event_id_beyond_redis_is_a_client_error
-    assume(not (who == "closed" and follows_with_a_cursor(case)))  # test_following_a_closed_...
+    assume(not lax_boolean(case))  # test_a_number_for_a_boolean_is_refused
+    # test_following_a_closed_session_from_its_end_ends
+    assume(not (who == "closed" and follows_from(case, sessions.closed_end)))
     case.call_and_validate(base_url=api.url, checks=CHECKS, timeout=30)
 
 
@@ -176,13 +201,21 @@ def test_an_event_id_beyond_redis_is_a_client_error(api: LiveApi, sessions: Sess
                    "its end (or any later id) never ends: keep-alives only, no session.closed")
 def test_following_a_closed_session_from_its_end_ends(api: LiveApi, sessions: Sessions) -> None:
     closed = sessions.closed
-    events = api.run(api.services.log.read_all(closed.session_id))
-    assert events[-1].type == "session.closed"
     # the stream must end by itself; the read timeout only bounds a hang (keep-alives are
     # 15 s apart, so a hung stream times out before its first one)
     with httpx.stream("GET", f"{api.url}/v1/sessions/{closed.session_id}/events",
-                      params={"after": events[-1].id},
+                      params={"after": sessions.closed_end},
                       headers={"Authorization": f"Bearer {closed.token}"},
                       timeout=httpx.Timeout(30, read=5)) as response:
         assert response.status_code == 200
         response.read()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: request bodies are validated in pydantic's "
+                   "lax mode: a number (0.0) or a word (\"yes\") for the boolean `audio` of "
+                   "/v1/chat/stream is accepted where the spec says boolean")
+@pytest.mark.parametrize("audio", [0.0, 1, "yes"])
+def test_a_number_for_a_boolean_is_refused(api: LiveApi, audio: object) -> None:
+    response = httpx.post(f"{api.url}/v1/chat/stream", timeout=30,
+                          json={"message": "Hello.", "audio": audio})
+    assert response.status_code == 422, response.text[:200]

@@ -13,7 +13,12 @@ socket holds a turn. Then:
   server closed the old one): it is not stuck;
 * the bystander's turn completed, unaffected.
 
-Examples are bounded and derandomized, so CI runs the same inputs every time.
+A typed question may go in among the frames, so they also arrive while a reply streams.
+A second fuzzer varies the socket's URL (session, token, ``last_event_id``): it is served,
+or refused with one ``error`` frame and a 44xx close. Examples are bounded and
+derandomized, so CI runs the same inputs every time. Inputs that hit a known finding in
+code being fixed elsewhere are kept out of the fuzz and pinned by ``xfail(strict=True)``
+tests at the end of the module (remove the mark, and the ``assume``, with the fix).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import itertools
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -114,8 +120,6 @@ frames = st.lists(text_frames | binary_frames, min_size=1, max_size=6)
 
 @pytest.fixture(scope="module")
 def api(redis_url: str) -> Iterator[LiveApi]:
-    import uuid
-
     limits = ApiSettings(max_message_bytes=MAX_BYTES, max_text_chars=MAX_TEXT)
     with live_api(redis_url, f"voxfuzz:{uuid.uuid4().hex[:12]}", api=limits) as live:
         yield live
@@ -231,7 +235,7 @@ def test_any_frames_leave_the_session_answering_and_the_bystander_unaffected(
             client.send(frame)
         # A reply may be cut by a turn the fuzzed audio started (barge-in): the session
         # must still answer within a few questions.
-        answers = [client.ask(question()) for _ in range(1)]
+        answers = [client.ask(question())]
         while answers[-1].type != "response.done" and len(answers) < 3:
             answers.append(client.ask(question()))
         assert answers[-1].type == "response.done", answers
@@ -344,21 +348,21 @@ def test_any_socket_url_opens_or_is_refused_with_a_code(
     if cursor is not None:
         query["last_event_id"] = cursor
     url = "ws" + api.url.removeprefix("http") + f"/v1/sessions/{session_id}/ws"
-    frames: list[Event] = []
+    got: list[Event] = []
     try:
         with connect(f"{url}?{urlencode(query)}", max_size=None, open_timeout=10,
                      close_timeout=5) as ws:
             with contextlib.suppress(ConnectionClosed):  # refused: read what it sent
                 ws.send(json.dumps({"type": "input.text", "text": "Anyone there?"}))
             for _ in range(10_000):
-                frames.append(parse_event(json.loads(ws.recv(timeout=STUCK_S))))
-                if frames[-1].type == "response.done":
+                got.append(parse_event(json.loads(ws.recv(timeout=STUCK_S))))
+                if got[-1].type == "response.done":
                     break
         assert whose == "own" and token == "own", "served without the session's token"
     except ConnectionClosed as exc:
         assert exc.rcvd is not None, "dropped without a close code"
         assert 4400 <= exc.rcvd.code < 4500, exc.rcvd
-        assert [e.type for e in frames] == ["error"], frames
+        assert [e.type for e in got] == ["error"], got
     finally:
         client.close()
         other.close()
