@@ -9,16 +9,20 @@ an unavailable event log or a failed stage is replaced by a plain sentence (the 
 the original), and anything else a route raises is caught by the handler of last
 resort: logged, answered 500 ``internal_error`` with the same JSON body. A transient
 error carries ``Retry-After`` (seconds, from ``retry_after_ms`` where the error has it).
+Routes declare the statuses they answer with :func:`error_responses`, so the OpenAPI
+spec shows that body for each of them.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from schemas import ErrorCode, ErrorPayload, VoxlineError
@@ -39,6 +43,36 @@ _PLAIN_MESSAGES = {
     ErrorCode.TTS_FAILED: "the text-to-speech stage failed",
     ErrorCode.VAD_FAILED: "the voice activity stage failed",
 }
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorPayload
+
+
+_MEANINGS = {
+    400: "bad input (`invalid_message`, `invalid_settings`, `empty_input`, ...)",
+    401: "no session token (`unauthorized`)",
+    403: "the token is not this session's (`forbidden`)",
+    404: "no such session, turn or chunk (`session_not_found`, `not_found`)",
+    409: "the session is closed (`session_closed`)",
+    410: "the cursor is older than the log's retention (`resync_required`)",
+    413: "the input is over a limit (`message_too_large`, `text_too_long`, ...)",
+    415: "audio or a sample rate the server cannot take",
+    422: "a field is missing or has the wrong type (`invalid_message`, fields in `details`)",
+    502: "a model failed (`stt_failed`, `tts_failed`, ...)",
+    503: "overloaded, starting, or a dependency is unavailable: retry after `Retry-After`",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying (transient "
+                                               "errors)", "schema": {"type": "integer"}}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that answers these statuses with ``{"error": ...}``."""
+    return {status: {"model": ErrorBody, "description": _MEANINGS[status],
+                     **({"headers": _RETRY_AFTER} if status >= 500 else {})}
+            for status in statuses}
 
 
 def error_response(error: VoxlineError) -> JSONResponse:

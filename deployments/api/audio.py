@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from deployments.api.sessions import engine_choices
 from pipeline.audio import content_type, decode_audio
@@ -71,7 +72,12 @@ class VerboseTranscription(Transcription):
     segments: list[Segment]
 
 
-@router.post("/transcriptions", response_model=VerboseTranscription | Transcription)
+@router.post(
+    "/transcriptions",
+    response_model=VerboseTranscription | Transcription,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+               **error_responses(400, 413, 415, 422, 502, 503)},
+)
 async def transcriptions(
     services: ServicesDep,
     file: Annotated[UploadFile, File(description="WAV, MP3, FLAC, OGG, M4A, WebM ...")],
@@ -135,7 +141,8 @@ class SpeechRequest(BaseModel):
     "/speech",
     response_class=StreamingResponse,
     responses={200: {"content": {"audio/mpeg": {}, "audio/wav": {}, "audio/ogg": {},
-                                 "audio/L16": {}}}},
+                                 "audio/L16": {}}},
+               **error_responses(400, 413, 422, 502, 503)},
 )
 async def speech(body: SpeechRequest, services: ServicesDep) -> StreamingResponse:
     tts = services.engines.tts

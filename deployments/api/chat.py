@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS, sse
 from deployments.api.sessions import authorized_state, engine_choices
@@ -47,7 +48,8 @@ class ChatRequest(BaseModel):
     "/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}},
-                     "description": "session?, chunk*, audio*, error*, done"}},
+                     "description": "session?, chunk*, audio*, error*, done"},
+               **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
 )
 async def chat_stream(
     body: ChatRequest, request: Request, services: Annotated[Services, Depends(get_services)]

@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, resync_required, sse, with_keepalive
 from deployments.api.sessions import authorized, authorized_state
@@ -37,7 +38,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 @router.get(
     "/{session_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}},
+               **error_responses(401, 403, 404, 410, 422, 503)},
 )
 async def events(
     session_id: str,
@@ -89,7 +91,8 @@ async def _follow(services: Services, session_id: str, after: str | None) -> Asy
     "/{session_id}/turns/{turn_id}/audio/{n}",
     response_class=Response,
     responses={200: {"content": {"audio/L16": {}, "audio/wav": {}, "audio/mpeg": {},
-                                 "audio/ogg": {}}}},
+                                 "audio/ogg": {}}},
+               **error_responses(401, 403, 404, 422, 503)},
 )
 async def audio_chunk(
     session_id: str, turn_id: str, n: int, request: Request, services: ServicesDep

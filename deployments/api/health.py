@@ -18,7 +18,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
+_CHECKS = {"application/json": {"schema": {
+    "type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}},
+    "description": "each dependency's state (redis, vad, stt, llm, tts, workers) and `ready`",
+}}}
+
+
+@router.get("/readyz", responses={200: {"content": _CHECKS},
+                                  503: {"description": "a dependency is not ready",
+                                        "content": _CHECKS}})
 async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
     """Ready when Redis answers and every model stage has its engine loaded."""
     checks: dict[str, Any] = await services.readiness()

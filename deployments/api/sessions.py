@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from deployments.api._auth import token_of
+from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from pipeline.engines import Synthesizer
 from pipeline.log import SessionState
@@ -99,7 +100,8 @@ async def engine_choices(services: Services) -> EngineChoices | None:
     return choices
 
 
-@router.post("", status_code=201, response_model=SessionCreatedResponse)
+@router.post("", status_code=201, response_model=SessionCreatedResponse,
+             responses=error_responses(400, 413, 415, 422, 503))
 async def create(
     request: Request, services: ServicesDep, body: CreateSessionRequest | None = None
 ) -> SessionCreatedResponse:
@@ -119,7 +121,8 @@ async def create(
     )
 
 
-@router.get("/{session_id}", response_model=SessionSummary)
+@router.get("/{session_id}", response_model=SessionSummary,
+            responses=error_responses(401, 403, 404, 422, 503))
 async def summary(session_id: str, request: Request, services: ServicesDep) -> SessionSummary:
     state = await authorized_state(session_id, request, services)
     return SessionSummary(
@@ -131,7 +134,8 @@ async def summary(session_id: str, request: Request, services: ServicesDep) -> S
     )
 
 
-@router.delete("/{session_id}", status_code=204)
+@router.delete("/{session_id}", status_code=204,
+               responses=error_responses(401, 403, 404, 422, 503))
 async def close(session_id: str, request: Request, services: ServicesDep) -> None:
     """End the session (``session.closed``); its log expires after the retention TTL.
 
