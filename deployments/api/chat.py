@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
@@ -38,7 +38,7 @@ router = APIRouter(prefix="/v1/chat", tags=["chat"])
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1, description="what the user says")
     session_id: str | None = Field(default=None, description="continue this session (thread)")
-    audio: bool = Field(default=False, description="also stream the spoken reply")
+    audio: StrictBool = Field(default=False, description="also stream the spoken reply")
     settings: dict[str, Any] = Field(
         default_factory=dict, description="settings of a new session (ignored when continuing)"
     )

@@ -39,7 +39,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
     "/{session_id}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}},
-               **error_responses(401, 403, 404, 410, 422, 503)},
+               **error_responses(400, 401, 403, 404, 409, 410, 422, 503)},
 )
 async def events(
     session_id: str,
@@ -92,7 +92,7 @@ async def _follow(services: Services, session_id: str, after: str | None) -> Asy
     response_class=Response,
     responses={200: {"content": {"audio/L16": {}, "audio/wav": {}, "audio/mpeg": {},
                                  "audio/ogg": {}}},
-               **error_responses(401, 403, 404, 422, 503)},
+               **error_responses(401, 403, 404, 409, 422, 503)},
 )
 async def audio_chunk(
     session_id: str, turn_id: str, n: int, request: Request, services: ServicesDep

@@ -122,7 +122,7 @@ async def create(
 
 
 @router.get("/{session_id}", response_model=SessionSummary,
-            responses=error_responses(401, 403, 404, 422, 503))
+            responses=error_responses(401, 403, 404, 409, 422, 503))
 async def summary(session_id: str, request: Request, services: ServicesDep) -> SessionSummary:
     state = await authorized_state(session_id, request, services)
     return SessionSummary(
