@@ -43,6 +43,10 @@ class EventLogSettings(BaseModel):
     claim_idle_ms: int = Field(default=30_000, ge=1, description="claim entries idle this long")
     max_deliveries: int = Field(default=5, ge=1, description="then the entry is dead-lettered")
     read_count: int = Field(default=500, ge=1, description="entries per read round trip")
+    tail_queue: int = Field(
+        default=256, ge=1,
+        description="events a live reader (socket, SSE) may fall behind before it is dropped",
+    )
 
 
 class ApiSettings(BaseModel):

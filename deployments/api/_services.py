@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from pipeline.engines import Engine
-from pipeline.log import EventLog, SessionState
+from pipeline.log import EventLog, LogFanout, SessionState
 from pipeline.session import LiveSession, SessionEngines, SessionTokens
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
@@ -39,6 +39,12 @@ class Services:
     live: set[LiveSession] = field(default_factory=set)
     #: background worker deployments (handles with ``status()``), for readiness
     workers: dict[str, Any] = field(default_factory=dict)
+    #: the replica's one live reader of the log: every socket and SSE stream tails
+    #: through it, so idle readers hold no Redis connection each
+    tails: LogFanout = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tails = LogFanout(self.log)
 
     async def open_session(
         self,
@@ -96,6 +102,7 @@ class Services:
         for session in list(self.live):
             with contextlib.suppress(Exception):
                 await self.release(session)
+        await self.tails.aclose()
         await self.redis.aclose()
 
 
