@@ -91,6 +91,8 @@ class Services:
                 checks[name] = await asyncio.wait_for(handle.status.remote(), timeout=5)
             except Exception as exc:
                 checks[name] = f"unavailable: {type(exc).__name__}: {exc}"
+        # live readers (sockets, SSE) of this replica, all on one Redis connection
+        checks["log_tail"] = {"readers": self.tails.subscribers, "sessions": self.tails.streams}
         checks["ready"] = checks["redis"] == "ok" and all(
             isinstance(checks[s], dict) and checks[s].get("ready", False)
             for s in ("vad", "stt", "llm", "tts", *self.workers)
