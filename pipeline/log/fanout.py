@@ -145,6 +145,7 @@ class LogFanout:
         async for event in self._catch_up(session_id, at):
             yield event
         subscriber, live_from = self._join(session_id, at.cursor)
+        subscriber.last_given = str(at.cursor) if at.cursor > ZERO else None
         try:
             if live_from > at.cursor:  # the live read is ahead of us: read the gap once more
                 async for event in self._catch_up(session_id, at):
