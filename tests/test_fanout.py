@@ -193,6 +193,22 @@ async def test_a_slow_subscriber_is_dropped_not_buffered(
         await fanout.aclose()
 
 
+async def test_a_burst_bigger_than_the_buffer_does_not_drop_a_reader_that_keeps_up(
+    redis: Redis, log_settings: EventLogSettings
+) -> None:
+    log = EventLog(redis, log_settings.model_copy(update={"tail_queue": 5}))
+    fanout = LogFanout(log, block_ms=200)
+    try:
+        tail = fanout.tail("burst")
+        reader = asyncio.ensure_future(take(tail, 40))
+        await until_live(fanout, 1)
+        await log.append_batch([text("burst", str(i)) for i in range(40)])
+        assert texts(await reader) == [str(i) for i in range(40)]
+        await tail.aclose()  # type: ignore[attr-defined]
+    finally:
+        await fanout.aclose()
+
+
 async def test_trim_overtaking_a_live_subscriber_requires_resync(
     redis: Redis, log_settings: EventLogSettings
 ) -> None:

@@ -272,7 +272,9 @@ class LogFanout:
         issued = {key: stream.cursor for key, stream in self._streams.items()}
         keys: dict[Any, Any] = {key: str(cursor) for key, cursor in issued.items()}
         keys[self.wake_key] = self._wake_cursor
-        count = self.log.settings.read_count
+        # at most one buffer's worth per stream and read: a burst alone never drops a
+        # reader that keeps up; it is dropped when it still holds a buffer from before
+        count = min(self.log.settings.read_count, self.log.settings.tail_queue)
         self._blocking = True
         try:
             reply: Any = await self.log.redis.xread(keys, count=count, block=self.block_ms)
