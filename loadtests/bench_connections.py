@@ -21,7 +21,8 @@ uvicorn in a child process, on scripted engines (``tests/scripted_engines.py``: 
 LLM streams 24 tokens at 1 ms, the TTS answers 2 chunks a piece), so the figures are the
 Gateway's own costs, not a model's; Redis is ``VOXLINE_REDIS_URL`` or one started here.
 With ``--url`` it drives a running app (the Serve app: ``voxline serve``); RSS and Redis
-connections then need the Gateway replica's ``--gateway-pid`` (else they are left out).
+connections then need the Gateway replica's pid (``--gateway-pid``; found by itself
+when one Serve Gateway replica runs on this machine), else they are left out.
 Loopback only; bounded in sockets, turns and time; raises its soft file limit as needed.
 """
 
@@ -84,6 +85,19 @@ def redis_connections(pid: int, redis_port: int) -> int:
                 if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == redis_port:
                     count += 1
     return count
+
+
+def find_gateway_pid() -> int | None:
+    """The pid of the one Serve Gateway replica on this machine (``ray::ServeReplica:
+    ...:Gateway``), if there is exactly one."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if b"ServeReplica:" in (cmd := (proc / "cmdline").read_bytes()) and \
+                        b":Gateway" in cmd:
+                    found.append(int(proc.name))
+    return found[0] if len(found) == 1 else None
 
 
 # ---- the Gateway in a child process (no --url) ------------------------------------------
@@ -178,10 +192,13 @@ async def idle_sockets(client: VoxlineClient, *, max_sockets: int, step: int,
             for i in range(0, count, 50):
                 sessions += await asyncio.gather(*(client.create_session()
                                                    for _ in range(min(50, count - i))))
-            for i in range(0, count, 50):
-                sockets += await asyncio.gather(*(
-                    connect(f"{s.ws_url}?token={s.token}", compression=None)
-                    for s in sessions[i:i + 50]))
+            failed: list[str] = []
+            for i in range(0, count, 25):
+                opened = await asyncio.gather(*(
+                    connect(f"{s.ws_url}?token={s.token}", compression=None, open_timeout=60)
+                    for s in sessions[i:i + 25]), return_exceptions=True)
+                sockets += [ws for ws in opened if not isinstance(ws, BaseException)]
+                failed += [repr(ws) for ws in opened if isinstance(ws, BaseException)]
             await asyncio.sleep(1.0)  # each sender goes live after the resume window
             started = time.perf_counter()
             ready = await client.http.get("/readyz")
@@ -200,9 +217,12 @@ async def idle_sockets(client: VoxlineClient, *, max_sockets: int, step: int,
                 row["gateway_rss_mib"] = round(rss_mib(pid), 1)
             closed = sum(ws.close_code is not None for ws in sockets)
             row["closed_by_server"] = closed
+            if failed:
+                row["open_failed"] = len(failed)
+                row["open_error"] = failed[0]
             steps.append(row)
             print(f"  {row}", flush=True)
-            if ready.status_code != 200 or "bystander_turn_error" in row or closed:
+            if ready.status_code != 200 or "bystander_turn_error" in row or closed or failed:
                 stopped = "a step failed"
                 break
             held = len(sockets)
@@ -249,7 +269,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         redis_port = urlsplit(redis_url).port or 6379
         async with contextlib.AsyncExitStack() as stack:
             if args.url:
-                url, pid = args.url, args.gateway_pid
+                url, pid = args.url, args.gateway_pid or find_gateway_pid()
                 figures["gateway"] = f"running app at {url}"
             else:
                 url, pid = await stack.enter_async_context(child_gateway(redis_url))
