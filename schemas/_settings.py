@@ -22,6 +22,10 @@ class RedisSettings(BaseModel):
     backoff_cap_s: float = Field(default=2.0, gt=0)
     socket_timeout_s: float = Field(default=5.0, gt=0)
     health_check_interval_s: int = Field(default=30, ge=0)
+    max_connections: int = Field(
+        default=100, ge=2,
+        description="the pool's bound; past it a command waits (socket_timeout_s) for one",
+    )
 
 
 class EventLogSettings(BaseModel):

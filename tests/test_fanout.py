@@ -272,3 +272,22 @@ async def test_cancelling_blocked_tails_always_ends_them(
         assert done, "a cancelled tail kept running"
     await asyncio.sleep(0)
     assert fanout.subscribers == 0
+
+
+async def test_a_burst_past_the_pool_bound_waits_for_a_connection(
+    redis_url: str, key_prefix: str
+) -> None:
+    """More commands at once than the pool holds queue for a free connection (they used
+    to fail at once with "Too many connections")."""
+    from pipeline.log import create_redis
+    from schemas import RedisSettings
+
+    redis = create_redis(redis_url, RedisSettings(max_connections=2))
+    try:
+        key = f"{key_prefix}:empty"
+        replies = await asyncio.wait_for(asyncio.gather(*(
+            redis.xread({key: "0-0"}, block=50) for _ in range(8))), HANG_GUARD_S)
+        assert replies == [[] for _ in range(8)] or all(not r for r in replies)
+        assert len(list(redis.connection_pool._get_in_use_connections())) == 0  # type: ignore[attr-defined]
+    finally:
+        await redis.aclose()
