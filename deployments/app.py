@@ -29,7 +29,7 @@ from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "Gateway": {"ray_actor_options": {"num_cpus": 0.3}, "num_replicas": 1,
-                    "max_ongoing_requests": 256, "max_queued_requests": 64},
+                    "max_ongoing_requests": 2048, "max_queued_requests": 64},
         # The CPU engines run one call at a time: a few wait, the rest are refused.
         "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1,
                         "max_ongoing_requests": 4, "max_queued_requests": 8},
@@ -45,8 +45,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "Gateway": {
             "ray_actor_options": {"num_cpus": 1},
             "autoscaling_config": {"min_replicas": 2, "max_replicas": 16,
-                                   "target_ongoing_requests": 64},
-            "max_ongoing_requests": 200, "max_queued_requests": 100,
+                                   "target_ongoing_requests": 512},
+            "max_ongoing_requests": 2048, "max_queued_requests": 100,
         },
         "Transcriber": {
             "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},

@@ -22,8 +22,11 @@ from schemas import Settings
 logger = logging.getLogger(__name__)
 
 
+# Every open WebSocket is one ongoing request for its whole life, so this bounds the
+# sockets a replica holds. An idle one costs ~45 KiB and no Redis connection (one shared
+# log reader per replica, pipeline.log.LogFanout); work is bounded at turn start.
 @serve.deployment(name="Gateway", ray_actor_options={"num_cpus": 0.5},
-                  max_ongoing_requests=256)
+                  max_ongoing_requests=2048)
 @serve.ingress()
 class Gateway:
     async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor

@@ -22,6 +22,10 @@ class RedisSettings(BaseModel):
     backoff_cap_s: float = Field(default=2.0, gt=0)
     socket_timeout_s: float = Field(default=5.0, gt=0)
     health_check_interval_s: int = Field(default=30, ge=0)
+    max_connections: int = Field(
+        default=100, ge=2,
+        description="the pool's bound; past it a command waits (socket_timeout_s) for one",
+    )
 
 
 class EventLogSettings(BaseModel):
@@ -43,6 +47,10 @@ class EventLogSettings(BaseModel):
     claim_idle_ms: int = Field(default=30_000, ge=1, description="claim entries idle this long")
     max_deliveries: int = Field(default=5, ge=1, description="then the entry is dead-lettered")
     read_count: int = Field(default=500, ge=1, description="entries per read round trip")
+    tail_queue: int = Field(
+        default=256, ge=1,
+        description="events a live reader (socket, SSE) may fall behind before it is dropped",
+    )
 
 
 class ApiSettings(BaseModel):
@@ -94,7 +102,9 @@ class AdmissionSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_sessions: int | None = Field(
-        default=128, ge=1, description="live sessions: open sockets and chat streams"
+        default=1500, ge=1,
+        description="live sessions: open sockets and chat streams (an idle one costs ~45 KB "
+        "and no Redis connection; replies are bounded by max_turns)",
     )
     max_turns: int | None = Field(
         default=16, ge=1, description="responses being generated at once (all sessions)"

@@ -2,7 +2,8 @@
 
 The Serve tests run the real app with real models; this harness runs the same FastAPI
 application (``deployments.api.create_api``) without Ray, so protocol behaviour such as
-resume can be tried many times in seconds.
+resume can be tried many times in seconds. Its uvicorn answers a WebSocket upgrade with a
+bad head like Serve's proxy does (:mod:`voxline.proxy`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from deployments.api._services import start_services
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber
 from schemas import AdmissionSettings, ApiSettings, EventLogSettings, Settings
 from voxline.client import VoxlineClient
+from voxline.proxy import WS_PROTOCOL
 from voxline.redis_server import free_port
 
 
@@ -45,7 +47,8 @@ async def serve_api(
     services = await start_services(settings, llm=llm, tts=tts, stt=stt)
     port = free_port()
     config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off", ws_max_size=16 << 20)
+                            log_level="warning", lifespan="off", ws_max_size=16 << 20,
+                            ws=WS_PROTOCOL)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -1,7 +1,8 @@
 """Start and stop the whole server on one machine: Redis (if none), Ray, the Serve app.
 
 Ray gets its own free ports (its GCS defaults to 6379 only for ``ray start``; ``ray.init``
-picks a free one) and binds 127.0.0.1 only; the dashboard stays off. The Serve proxy
+picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's proxy gets
+:func:`voxline.proxy.serve_proxy_callback`. The Serve proxy
 listens on ``settings.host:settings.port``. :func:`running_server` is a context manager
 so that Ctrl-C stops everything it started, in reverse order.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from schemas import Settings
+from voxline.proxy import PROXY_CALLBACK
 from voxline.redis_server import redis_url_or_server
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False) -> 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Serve's HTTP proxy inherits this: a WebSocket upgrade with a head the parser refuses
+    # (a request line over 8 KiB) is answered 400 at once, not left hanging
+    os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
     ray.init(
         num_cpus=int(num_cpus) if num_cpus else os.cpu_count(),
         include_dashboard=False,

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from pipeline.engines import Engine
-from pipeline.log import EventLog, SessionState
+from pipeline.log import EventLog, LogFanout, SessionState
 from pipeline.session import Admission, LiveSession, Permit, SessionEngines, SessionTokens
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
@@ -42,6 +42,12 @@ class Services:
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
     admission: Admission = field(default_factory=Admission)
     _session_permits: dict[LiveSession, Permit] = field(default_factory=dict)
+    #: the replica's one live reader of the log: every socket and SSE stream tails
+    #: through it, so idle readers hold no Redis connection each
+    tails: LogFanout = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tails = LogFanout(self.log)
 
     async def open_session(
         self,
@@ -106,6 +112,8 @@ class Services:
                 checks[name] = await asyncio.wait_for(handle.status.remote(), timeout=5)
             except Exception as exc:
                 checks[name] = f"unavailable: {type(exc).__name__}: {exc}"
+        # live readers (sockets, SSE) of this replica, all on one Redis connection
+        checks["log_tail"] = {"readers": self.tails.subscribers, "sessions": self.tails.streams}
         checks["ready"] = checks["redis"] == "ok" and all(
             isinstance(checks[s], dict) and checks[s].get("ready", False)
             for s in ("vad", "stt", "llm", "tts", *self.workers)
@@ -117,6 +125,7 @@ class Services:
         for session in list(self.live):
             with contextlib.suppress(Exception):
                 await self.release(session)
+        await self.tails.aclose()
         await self.redis.aclose()
 
 

@@ -93,7 +93,7 @@ async def _stream(
     try:
         if token is not None:
             yield sse("session", {"thread_id": thread, "token": token})
-        async for event in follow_turn(services.log, thread, turn_id, after=before):
+        async for event in follow_turn(services.tails, thread, turn_id, after=before):
             message = _message(thread, event)
             if message is not None:
                 yield message

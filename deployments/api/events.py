@@ -71,7 +71,7 @@ async def _replay(services: Services, session_id: str, after: str | None) -> Asy
 
 
 async def _follow(services: Services, session_id: str, after: str | None) -> AsyncGenerator[bytes]:
-    tail = services.log.tail(session_id, after)
+    tail = services.tails.tail(session_id, after)
     try:
         async for event in with_keepalive(tail, services.settings.api.keepalive_s):
             if event is None:

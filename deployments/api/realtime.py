@@ -34,8 +34,8 @@ from starlette.websockets import WebSocketState
 from deployments.api._services import Services, get_services
 from deployments.api._sse import resync_required
 from deployments.api.sessions import authorized_state, engine_choices
-from pipeline.aio import reraise_lost_cancel
-from pipeline.log import EventLog
+from pipeline.aio import aclose_stream, reraise_lost_cancel
+from pipeline.log import LogFanout
 from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
     ErrorCode,
@@ -67,7 +67,7 @@ async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = N
     except VoxlineError as exc:
         await _refuse(ws, session_id, exc)
         return
-    sender = _Sender(ws, services.log, session_id)
+    sender = _Sender(ws, services.tails, session_id)
     if last_event_id:
         sender.start(last_event_id)
     else:
@@ -121,11 +121,17 @@ async def _receive(
 
 
 class _Sender:
-    """Sends the session's log from a cursor on, at once or after a window for resume."""
+    """Sends the session's log from a cursor on, at once or after a window for resume.
 
-    def __init__(self, ws: WebSocket, log: EventLog, session_id: str) -> None:
+    It reads through the replica's shared reader (:class:`pipeline.log.LogFanout`): an
+    idle socket holds no Redis connection. A client too slow to take what the log holds
+    for it is closed with 4503 ``overloaded`` (``details.last_event_id``), to reconnect
+    with that id; nothing is lost, the log has it.
+    """
+
+    def __init__(self, ws: WebSocket, tails: LogFanout, session_id: str) -> None:
         self.ws = ws
-        self.log = log
+        self.tails = tails
         self.session_id = session_id
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
@@ -152,7 +158,7 @@ class _Sender:
         self.start(after)
 
     async def stop(self) -> None:
-        """Cancel the sending task; a Redis read that is slow to notice may finish later."""
+        """Cancel the sending task (waiting at most a second for it to end)."""
         if self.task is not None:
             self.task.cancel()
             await asyncio.wait({self.task}, timeout=1.0)
@@ -162,8 +168,9 @@ class _Sender:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._go.wait(), delay_s or None)
         reraise_lost_cancel()
+        tail = self.tails.tail(self.session_id, after)
         try:
-            async for event in self.log.tail(self.session_id, after):
+            async for event in tail:
                 await self.ws.send_text(event.model_dump_json())
                 self.sent += 1
                 if event.type == "session.closed":
@@ -171,10 +178,12 @@ class _Sender:
                     return
         except ResyncRequiredError as exc:  # what the client missed was trimmed
             await _refuse(self.ws, self.session_id, exc, resync_required(self.session_id, exc))
-        except VoxlineError as exc:  # the log is unavailable
+        except VoxlineError as exc:  # the log is unavailable, or the client fell behind
             await _refuse(self.ws, self.session_id, exc)
         except (WebSocketDisconnect, RuntimeError):  # the client is gone
             return
+        finally:  # leave the shared reader now, not when the generator is collected
+            await aclose_stream(tail)
 
 
 async def _refuse(

@@ -1,12 +1,14 @@
 """The session log: Redis Streams, their consumer groups, and the state folded from them.
 
 Every fact about a session is an event appended here (:class:`EventLog`) before anyone
-sees it; background consumers read the feed with consumer groups (:class:`GroupReader`,
-:func:`run_worker`); a session's state is a fold over its events (:func:`fold`).
+sees it; live readers of a process share one XREAD (:class:`LogFanout`); background
+consumers read the feed with consumer groups (:class:`GroupReader`, :func:`run_worker`);
+a session's state is a fold over its events (:func:`fold`).
 """
 
 from pipeline.log.consumer import Delivery, GroupReader, run_worker
 from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, LogPage, StreamId
+from pipeline.log.fanout import LogFanout
 from pipeline.log.redis_client import create_redis
 from pipeline.log.state import SessionState, TurnState, fold
 
@@ -16,6 +18,7 @@ __all__ = [
     "Delivery",
     "EventLog",
     "GroupReader",
+    "LogFanout",
     "LogPage",
     "SessionState",
     "StreamId",

@@ -246,7 +246,7 @@ class EventLog:
         Raises :class:`ResyncRequiredError` when retention removed events the caller has
         not seen: then the page would silently skip them.
         """
-        cursor = ZERO if after is None else _parse_cursor(after)
+        cursor = ZERO if after is None else parse_cursor(after)
         start = "-" if after is None else f"({cursor}"
         try:
             exists, deleted, added, last, entries = await self._read(
@@ -315,7 +315,7 @@ class EventLog:
         :class:`ResyncRequiredError` (retention overtook a slow reader).
         """
         page = await self.read_page(session_id, after)
-        cursor = _parse_cursor(after) if after else ZERO
+        cursor = parse_cursor(after) if after else ZERO
         expected = page.entries_added + 1
         while page.events:
             for event, number in zip(page.events, page.numbers, strict=True):
@@ -347,7 +347,7 @@ class EventLog:
                     yield decode_entry(session_id, entry_id, raw)
 
 
-def _parse_cursor(after: str) -> StreamId:
+def parse_cursor(after: str) -> StreamId:
     try:
         return StreamId.parse(after)
     except ValueError:

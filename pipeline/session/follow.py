@@ -8,14 +8,21 @@ and what a reader holds is what it has not sent yet, not the connection's histor
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Protocol
 
 from pipeline.aio import aclose_stream
-from pipeline.log import EventLog
 from schemas import ErrorEvent, Event
 
 #: the events after which a turn has nothing more to say
 TURN_ENDS = frozenset({"response.done", "response.cancelled"})
+
+
+class TailSource(Protocol):
+    """What tails a session's log: :class:`pipeline.log.LogFanout` in a server (one
+    connection for all its readers), :class:`pipeline.log.EventLog` anywhere else."""
+
+    def tail(self, session_id: str, after: str | None = None) -> AsyncIterator[Event]: ...
 
 
 def ends_turn(event: Event) -> bool:
@@ -26,13 +33,14 @@ def ends_turn(event: Event) -> bool:
 
 
 async def follow_turn(
-    log: EventLog, session_id: str, turn_id: str, *, after: str | None
+    log: TailSource, session_id: str, turn_id: str, *, after: str | None
 ) -> AsyncGenerator[Event, None]:
     """The events of ``turn_id``, in log order, from those after ``after`` on, until (and
     with) the one that :func:`ends_turn`. Other turns' events are skipped.
 
     Errors of the log (:class:`schemas.EventLogError`, or
-    :class:`schemas.ResyncRequiredError` when retention overtook the reader) propagate.
+    :class:`schemas.ResyncRequiredError` when retention overtook the reader, or
+    :class:`schemas.OverloadedError` when a shared reader dropped a slow one) propagate.
     """
     tail = log.tail(session_id, after)
     try:

@@ -1,0 +1,65 @@
+"""Connections through the real Serve app (issue #11 rows 2 and 13): Serve's own HTTP
+proxy answers a WebSocket upgrade whose request line is too long at once, and the
+Gateway's idle sockets share its one log reader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import connect
+
+from voxline.client import VoxlineClient
+
+pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
+
+HANG_GUARD_S = 60  # a hang guard, not a timing assertion
+
+
+async def _raw_request(url: str, head: bytes) -> bytes:
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        async with asyncio.timeout(HANG_GUARD_S):  # before: no answer, no close for 15-20 s
+            return await reader.read(1024)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def test_the_proxy_answers_an_upgrade_with_a_12_kb_request_line(
+        client: VoxlineClient) -> None:
+    session = await client.create_session()
+    path = urlsplit(session.ws_url).path + f"?token={session.token}&pad={'a' * 12_000}"
+    head = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    answer = await _raw_request(client.base_url, head)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
+
+
+async def test_idle_sockets_leave_readyz_and_sessions_alone(client: VoxlineClient) -> None:
+    """More sockets than the 256 ongoing requests the Gateway used to allow."""
+    sessions = await asyncio.gather(*(client.create_session() for _ in range(300)))
+    sockets = []
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            sockets = list(await asyncio.gather(*(
+                connect(f"{s.ws_url}?token={s.token}") for s in sessions)))
+            for _ in range(HANG_GUARD_S):  # the senders go live after the resume window
+                await asyncio.sleep(1.0)
+                ready = await client.http.get("/readyz")
+                assert ready.status_code == 200, ready.text
+                if ready.json()["log_tail"]["readers"] >= len(sockets):
+                    break
+            assert ready.json()["log_tail"]["readers"] >= len(sockets)
+            fresh = await client.create_session()
+            assert fresh.session_id
+        assert not [ws for ws in sockets if ws.close_code is not None]
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
