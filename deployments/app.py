@@ -29,7 +29,9 @@ from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "Gateway": {"ray_actor_options": {"num_cpus": 0.3}, "num_replicas": 1,
-                    "max_ongoing_requests": 2048, "max_queued_requests": 64},
+                    # an open socket is an ongoing request for its life; a burst of new
+                    # connections waits in the router's queue while replicas are probed
+                    "max_ongoing_requests": 2048, "max_queued_requests": 512},
         # The CPU engines run one call at a time: a few wait, the rest are refused.
         "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1,
                         "max_ongoing_requests": 4, "max_queued_requests": 8},
@@ -46,7 +48,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "ray_actor_options": {"num_cpus": 1},
             "autoscaling_config": {"min_replicas": 2, "max_replicas": 16,
                                    "target_ongoing_requests": 512},
-            "max_ongoing_requests": 2048, "max_queued_requests": 100,
+            "max_ongoing_requests": 2048, "max_queued_requests": 512,
         },
         "Transcriber": {
             "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},

@@ -4,11 +4,10 @@ hint, never queued; a place is given back exactly once."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
 
 import pytest
 
-from pipeline.session import Admission
+from pipeline.session import Admission, Permit
 from schemas import AdmissionSettings, ErrorCode, OverloadedError
 
 
@@ -88,10 +87,11 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_permit_lost_by_its_holder_is_given_back_when_collected() -> None:
     admission = Admission(AdmissionSettings(max_speech=1))
 
-    async def body(permit: object) -> AsyncIterator[bytes]:  # never started
-        yield b""
+    class Body:  # a response body that never started: it holds the permit, nothing else
+        def __init__(self, permit: Permit) -> None:
+            self.permit = permit
 
-    never_started = body(admission.acquire("speech"))
+    never_started = Body(admission.acquire("speech"))
     assert admission.in_use("speech") == 1
     del never_started
     gc.collect()

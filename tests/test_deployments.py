@@ -536,7 +536,7 @@ def test_an_unbounded_stage_queue_is_refused() -> None:
 
 
 def test_admission_limits_must_fit_under_the_gateways_ongoing_requests() -> None:
-    settings = Settings(redis_url=REDIS_URL, admission={"max_sessions": 250})
+    settings = Settings(redis_url=REDIS_URL, admission={"max_sessions": 2100})
     with pytest.raises(ConfigurationError) as info:
         check_capacity(PROFILES["cpu"], settings)
     assert info.value.details["setting"] == "VOXLINE_ADMISSION__MAX_SESSIONS"
