@@ -1,7 +1,11 @@
 """Limits under load, against the running app (issue #11 rows 6 and 7).
 
-Prints a table and writes ``reports/bench_limits.json``. Two parts, each a function
-another script may call with the URL of a running server:
+Prints a table and writes ``reports/bench_limits.json``. Two parts here, each a function
+another script may call with the URL of a running server, and a third from
+``loadtests/bench_connections.py`` (rows 2 and 3: idle sockets held per Gateway with
+``/readyz`` 200, goal ≥ 1,000; Gateway RSS over a 300-turn session, goal flat within 10 %),
+run with ``--part connections`` or ``all`` against the API on plain uvicorn in a child
+process (that script's own setup; see its docstring):
 
 * :func:`history_first_token` (row 7): one session, up to 40 typed turns in a row; per
   turn the first text delta (client: send → first ``response.text.delta`` received;
@@ -16,7 +20,8 @@ another script may call with the URL of a running server:
   503/``overloaded`` (counted), not queued.
 
     .venv/bin/python loadtests/bench_limits.py [--url http://127.0.0.1:8000]
-        [--turns 40] [--capacity 2] [--budget-s 600] [--part history|overload|both]
+        [--turns 40] [--capacity 2] [--budget-s 600]
+        [--part history|overload|both|connections|all]
 
 Without ``--url`` it starts the app (CPU profile, Whisper tiny.en, the Gateway's turn
 limit ``VOXLINE_ADMISSION__MAX_TURNS`` = ``--capacity``) and stops it at the end; with
@@ -253,6 +258,13 @@ def judge(figures: dict[str, Any]) -> dict[str, Any]:
         goals["bystander_p95_within_2x_idle"] = {
             "value": overload["p95_ratio"], "met": overload["p95_ratio"] <= 2.0,
             "excess_refused": load["refused"] + load["refused_in_turn"] > 0}
+    connections = figures.get("connections")
+    if connections:
+        held = connections["idle_sockets"]["held_with_readyz_200"]
+        goals["idle_sockets_per_gateway_at_least_1000"] = {"value": held, "met": held >= 1000}
+        session = connections["long_session"]
+        goals["gateway_rss_flat_within_10pct_over_300_turns"] = {
+            "value": session.get("peak_growth_pct"), "met": session.get("met")}
     return goals
 
 
@@ -268,14 +280,31 @@ async def bench(url: str, args: argparse.Namespace, say: Callable[[str], None],
     return figures
 
 
+def say_report(name: str, figures: dict[str, Any]) -> None:
+    print(f"report: {write_report(name, figures)}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
     parser.add_argument("--turns", type=int, default=MAX_HISTORY_TURNS)
     parser.add_argument("--capacity", type=int, default=2, help="the Gateway's turn limit")
     parser.add_argument("--budget-s", type=float, default=600)
-    parser.add_argument("--part", choices=("history", "overload", "both"), default="both")
+    parser.add_argument("--part", default="both",
+                        choices=("history", "overload", "both", "connections", "all"))
     args = parser.parse_args()
+    connections: dict[str, Any] | None = None
+    if args.part in ("connections", "all"):
+        from loadtests import bench_connections
+
+        connections = asyncio.run(bench_connections.bench(argparse.Namespace(
+            url=None, gateway_pid=None, max_sockets=1200, step=200, turns=300,
+            budget_s=min(args.budget_s, 300))))
+        if args.part == "connections":
+            only = {"connections": connections}
+            say_report("bench_limits", {**only, "goals": judge(only)})
+            return
+        args.part = "both"
     deadline = Deadline(args.budget_s)
     started = time.monotonic()
 
@@ -304,6 +333,8 @@ def main() -> None:
                                        if k.startswith("VOXLINE_HISTORY__")}}
     figures["elapsed_s"] = round(time.monotonic() - started, 1)
     figures["machine_load"] = {"cpus": os.cpu_count(), "loadavg_1m_end": os.getloadavg()[0]}
+    if connections is not None:
+        figures["connections"] = connections
     figures["goals"] = judge(figures)
     for name, goal in figures["goals"].items():
         say(f"{name}: {goal}")
