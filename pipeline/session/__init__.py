@@ -18,8 +18,9 @@ from pipeline.session.authorization import (
     parse_event_id,
 )
 from pipeline.session.creation import create_session, new_session_id
+from pipeline.session.engines import SessionEngines
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
-from pipeline.session.live import LiveSession, SessionEngines
+from pipeline.session.live import LiveSession
 from pipeline.session.settings import EngineChoices, merge_settings
 from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
 

@@ -21,15 +21,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
 
 from pipeline.audio import EndpointConfig, SpeechEnd
-from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
 from pipeline.log import EventLog, SessionState, fold
 from pipeline.session.admission import Admission, Permit
+from pipeline.session.engines import SessionEngines
 from pipeline.session.follow import ends_turn
 from pipeline.session.settings import merge_settings
-from pipeline.session.speech_input import SpeechInput, endpoint_config
+from pipeline.session.speech_input import SpeechInput, endpoint_config, utterance_events
 from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
 from schemas import (
     CancelReason,
@@ -41,10 +40,8 @@ from schemas import (
     EventBase,
     GenerationRequest,
     HistorySettings,
-    InputAudio,
     InputAudioAppend,
     InputAudioCommit,
-    InputAudioData,
     InputText,
     InputTextData,
     InputTextMessage,
@@ -62,7 +59,6 @@ from schemas import (
     SessionUpdatedData,
     SpeechBoundaryData,
     SpeechStarted,
-    SpeechStopped,
     TranscriptData,
     TranscriptFinal,
     TranscriptionRequest,
@@ -74,16 +70,6 @@ logger = logging.getLogger(__name__)
 
 #: events that start a turn (with those that end one: when the fold may forget turns)
 _NEW_TURN = frozenset({"input.text", "input.audio"})
-
-
-@dataclass(frozen=True)
-class SessionEngines:
-    """The engines a live session uses; ``tts`` None means text-only replies."""
-
-    llm: LanguageModel
-    tts: Synthesizer | None = None
-    stt: Transcriber | None = None
-    vad: VoiceActivityDetector | None = None
 
 
 class LiveSession:
@@ -309,21 +295,7 @@ class LiveSession:
         self, turn_id: str, end: SpeechEnd, sample_rate: int, permit: Permit | None
     ) -> None:
         _, audio_event = await self.emit(
-            SpeechStopped(
-                session_id=self.session_id,
-                turn_id=turn_id,
-                data=SpeechBoundaryData(audio_ms=end.audio_ms),
-            ),
-            InputAudio(
-                session_id=self.session_id,
-                turn_id=turn_id,
-                data=InputAudioData(
-                    sample_rate=sample_rate,
-                    duration_ms=int(end.duration_s * 1000),
-                    audio=end.audio,
-                ),
-            ),
-        )
+            *utterance_events(self.session_id, turn_id, end, sample_rate))
         self._start_response(turn_id, None, audio_event.id, audio=(end.audio, sample_rate),
                              permit=permit)
 

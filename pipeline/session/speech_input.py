@@ -33,6 +33,7 @@ from pipeline.audio import (
     SpeechEnd,
     segment_speech,
 )
+from schemas import InputAudio, InputAudioData, SpeechBoundaryData, SpeechStopped
 
 #: frames queued between the socket and the detector
 FRAME_QUEUE = 256
@@ -133,3 +134,17 @@ class SpeechInput:
                         await self._on_speech(event.audio_ms)
                 except Exception as exc:  # the session's trouble, not the detector's
                     self._failure = self._failure or exc
+
+
+def utterance_events(
+    session_id: str, turn_id: str, end: SpeechEnd, sample_rate: int
+) -> tuple[SpeechStopped, InputAudio]:
+    """What an utterance appends, in one batch: where speech stopped, and the audio itself
+    (the log alone can replay and re-transcribe it)."""
+    return (
+        SpeechStopped(session_id=session_id, turn_id=turn_id,
+                      data=SpeechBoundaryData(audio_ms=end.audio_ms)),
+        InputAudio(session_id=session_id, turn_id=turn_id,
+                   data=InputAudioData(sample_rate=sample_rate,
+                                       duration_ms=int(end.duration_s * 1000), audio=end.audio)),
+    )
