@@ -45,7 +45,7 @@ class SynthesisRequest(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_SYNTHESIS_CHARS)
     language: str = "en"
     voice: str | None = None
-    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)  # OpenAI's range
 
 
 class AudioChunk(BaseModel):

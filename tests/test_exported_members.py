@@ -58,6 +58,7 @@ FACADES = {
         "AudioOutput", "CancelReason", "CancelToken", "SentenceBuffer", "SentenceBufferConfig",
         "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "batched", "error_payload",
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
+        "OPENAI_VOICES", "engine_voice",
     ],
     "pipeline.session": [
         "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines",

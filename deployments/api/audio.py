@@ -12,13 +12,21 @@ the file's own sample rate (``MIN_/MAX_UPLOAD_SAMPLE_RATE``, 415
 language the transcriber does not know is 400 ``unsupported_language``.
 
 ``POST /v1/audio/speech`` takes OpenAI's JSON (``input``, ``voice``, ``response_format``
-wav | pcm | mp3 | opus, ``speed``) and streams the audio while later sentences are still
-being synthesized. ``pcm`` is raw 16-bit mono at 24 kHz, as in OpenAI's API.
+wav | pcm | mp3 | opus | flac | aac, ``speed`` 0.25–4.0) and streams the audio while later
+sentences are still being synthesized. ``pcm`` is raw 16-bit mono at 24 kHz and ``aac``
+is ADTS, as in OpenAI's API. OpenAI's voice names (``alloy`` ...) go through
+``VOXLINE_API__VOICE_MAP`` (left out: the engine's default voice); other names are the
+engine's own voices. ``stream_format: "sse"`` sends the audio as ``speech.audio.delta``
+events (base64) and ends with ``speech.audio.done`` (no ``usage``: nothing here counts
+tokens). ``instructions`` is accepted and not applied: no local engine takes a style prompt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
@@ -32,7 +40,7 @@ from deployments.api.sessions import engine_choices
 from pipeline.audio import content_type, decode_audio
 from pipeline.engines import Synthesizer, Transcriber
 from pipeline.session import Permit, merge_settings
-from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
+from pipeline.turn import AudioOutput, engine_voice, pieces_of, speak, synthesizer_for
 from schemas import (
     AudioChunkData,
     AudioFormat,
@@ -51,7 +59,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 STT_RATE = 16000
 SPEECH_RATE = 24000
 _FORMATS = {"wav": AudioFormat.WAV, "pcm": AudioFormat.PCM16, "mp3": AudioFormat.MP3,
-            "opus": AudioFormat.OPUS}
+            "opus": AudioFormat.OPUS, "flac": AudioFormat.FLAC, "aac": AudioFormat.AAC}
 
 
 class Segment(BaseModel):
@@ -131,9 +139,14 @@ async def _transcribe(
 class SpeechRequest(BaseModel):
     model: str = Field(default="tts-1", description="accepted for compatibility")
     input: str = Field(min_length=1, description="the text to speak")
-    voice: str | None = Field(default=None, description="engine-specific voice; default voice")
-    response_format: Literal["wav", "pcm", "mp3", "opus"] = "mp3"
-    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    voice: str | None = Field(
+        default=None, description="an OpenAI voice name (VOXLINE_API__VOICE_MAP) or an "
+        "engine voice; default: the engine's default voice")
+    instructions: str | None = Field(
+        default=None, max_length=4096, description="accepted for compatibility, not applied")
+    response_format: Literal["wav", "pcm", "mp3", "opus", "flac", "aac"] = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] = "audio"
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
 
 
@@ -141,7 +154,8 @@ class SpeechRequest(BaseModel):
     "/speech",
     response_class=StreamingResponse,
     responses={200: {"content": {"audio/mpeg": {}, "audio/wav": {}, "audio/ogg": {},
-                                 "audio/L16": {}}},
+                                 "audio/L16": {}, "audio/flac": {}, "audio/aac": {},
+                                 "text/event-stream": {}}},
                **error_responses(400, 413, 422, 502, 503)},
 )
 async def speech(body: SpeechRequest, services: ServicesDep) -> StreamingResponse:
@@ -165,14 +179,15 @@ async def _speech(
                                  code=ErrorCode.TEXT_TOO_LONG, limit=limit)
     # a voice or language the engines lack is 400 unknown_voice / unsupported_language, as
     # for a session's settings, before anything is synthesized
+    voice = engine_voice(body.voice, services.settings.api.voice_map)
     chosen: dict[str, object] = {"language": body.language}
-    if body.voice:
-        chosen["voice"] = body.voice
+    if voice:
+        chosen["voice"] = voice
     merge_settings(SessionSettings(), chosen, await engine_choices(services))
     pieces = pieces_of(body.input, body.language)  # cut by the request's language
     if not pieces:
         raise ProtocolError("nothing to speak in the input", code=ErrorCode.EMPTY_INPUT)
-    synthesize = synthesizer_for(tts, language=body.language, voice=body.voice, speed=body.speed)
+    synthesize = synthesizer_for(tts, language=body.language, voice=voice, speed=body.speed)
     output = AudioOutput(_FORMATS[body.response_format], SPEECH_RATE)
     chunks = speak(pieces, synthesize, output)
     # The first chunk decides the status: an engine failure is a 502, not a cut stream.
@@ -180,13 +195,30 @@ async def _speech(
     if first is None:
         await chunks.aclose()
         raise ProtocolError("nothing to speak in the input", code=ErrorCode.EMPTY_INPUT)
+    if body.stream_format == "sse":
+        return StreamingResponse(_speech_events(_bytes(first, chunks, permit)),
+                                 media_type="text/event-stream")
     media_type = content_type(first.format, first.sample_rate)
     return StreamingResponse(_bytes(first, chunks, permit), media_type=media_type)
 
 
+async def _speech_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[str]:
+    """OpenAI's speech SSE: each encoded chunk base64 in ``speech.audio.delta``, then done."""
+    async with contextlib.aclosing(audio):
+        async for data in audio:
+            if data:
+                yield _sse({"type": "speech.audio.delta",
+                            "audio": base64.b64encode(data).decode()})
+    yield _sse({"type": "speech.audio.done"})
+
+
+def _sse(event: dict[str, object]) -> str:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+
 async def _bytes(
     first: AudioChunkData, rest: AsyncGenerator[AudioChunkData, None], permit: Permit
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     try:
         yield first.audio
         async for chunk in rest:
