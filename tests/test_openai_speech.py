@@ -82,3 +82,19 @@ async def test_sse_sends_base64_deltas_then_done(harness: Harness) -> None:
     audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
     assert audio.startswith(MAGIC["mp3"])
     assert len(decode_audio(audio, sample_rate=24000)) > 0
+
+
+async def test_sse_failure_after_the_first_audio_is_the_last_event(
+        redis_url: str, key_prefix: str) -> None:
+    tts = ScriptedTTS(chunk_bytes=4800, fail_on={1})  # the second sentence fails
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                         llm=ScriptedLLM(["Hi."]), tts=tts) as h:
+        client = _client(h)
+        async with client, client.audio.speech.with_streaming_response.create(
+                model="tts-1", voice="alloy", input=TEXT, response_format="pcm",
+                stream_format="sse") as reply:
+            events = [json.loads(line[len("data: "):]) async for line in reply.iter_lines()
+                      if line.startswith("data: ")]
+    assert events[0]["type"] == "speech.audio.delta"
+    assert events[-1]["type"] == "error"
+    assert events[-1]["error"]["code"] == "tts_failed"

@@ -16,7 +16,13 @@ import pytest
 from audio_fixtures import GERMAN_SENTENCES, espeak_available, espeak_float
 
 from pipeline.engines import Transcriber, create_engine
-from schemas import EventLogSettings, TranscriptionRequest, TranscriptSegment
+from schemas import (
+    EngineError,
+    ErrorCode,
+    EventLogSettings,
+    TranscriptionRequest,
+    TranscriptSegment,
+)
 from tests.api_harness import Harness, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
 
@@ -164,3 +170,25 @@ async def test_base_detects_german_when_no_language_is_sent(
     assert verbose.language == "de"
     assert verbose.text
     assert verbose.words
+
+
+class FailingSTT(EchoSTT):
+    """One segment, then an engine failure."""
+
+    async def transcribe(
+        self, request: TranscriptionRequest
+    ) -> AsyncGenerator[TranscriptSegment, None]:
+        yield TranscriptSegment(text="Hello.", start_s=0.0, end_s=1.0)
+        raise EngineError("boom", code=ErrorCode.STT_FAILED, stage="stt")
+
+
+async def test_a_failure_mid_stream_is_the_last_event(redis_url: str, key_prefix: str) -> None:
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                         llm=ScriptedLLM(["Hi."]), tts=ScriptedTTS(), stt=FailingSTT()) as h:
+        client = _client(h)
+        async with client, client.audio.transcriptions.with_streaming_response.create(
+                model="whisper-1", file=("a.wav", _wav()), stream=True) as reply:
+            events = [json.loads(line[6:]) async for line in reply.iter_lines()
+                      if line.startswith("data: ")]
+    assert [e["type"] for e in events] == ["transcript.text.delta", "error"]
+    assert events[-1]["error"]["code"] == "stt_failed"

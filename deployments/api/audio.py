@@ -40,7 +40,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from deployments.api._errors import error_responses
+from deployments.api._errors import error_response, error_responses
 from deployments.api._services import Services, get_services
 from deployments.api.sessions import engine_choices
 from pipeline.audio import content_type, decode_audio, to_srt, to_vtt
@@ -58,6 +58,7 @@ from schemas import (
     SessionSettings,
     TranscriptionRequest,
     TranscriptSegment,
+    VoxlineError,
 )
 
 router = APIRouter(prefix="/v1/audio", tags=["audio"])
@@ -219,6 +220,8 @@ async def _streamed(
                 yield _sse({"type": "transcript.text.delta", "delta": delta})
                 segment = await anext(segments, None)
             yield _sse({"type": "transcript.text.done", "text": " ".join(texts)})
+        except VoxlineError as exc:  # the status went out: the failure is the last event
+            yield _failure(exc)
         finally:
             try:
                 await segments.aclose()
@@ -297,11 +300,21 @@ async def _speech(
 async def _speech_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[str]:
     """OpenAI's speech SSE: each encoded chunk base64 in ``speech.audio.delta``, then done."""
     async with contextlib.aclosing(audio):
-        async for data in audio:
-            if data:
-                yield _sse({"type": "speech.audio.delta",
-                            "audio": base64.b64encode(data).decode()})
+        try:
+            async for data in audio:
+                if data:
+                    yield _sse({"type": "speech.audio.delta",
+                                "audio": base64.b64encode(data).decode()})
+        except VoxlineError as exc:  # the status went out: the failure is the last event
+            yield _failure(exc)
+            return
     yield _sse({"type": "speech.audio.done"})
+
+
+def _failure(error: VoxlineError) -> str:
+    """An ``error`` event with the same payload an HTTP error body carries."""
+    body = json.loads(bytes(error_response(error).body))
+    return _sse({"type": "error", "error": body["error"]})
 
 
 def _sse(event: dict[str, object]) -> str:
