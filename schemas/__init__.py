@@ -5,6 +5,7 @@ pydantic models. Import from here, not from the ``_``-modules.
 """
 
 from schemas._engine_io import (
+    MAX_PROMPT_CHARS,
     MAX_SYNTHESIS_CHARS,
     AudioChunk,
     ChatMessage,
@@ -126,6 +127,7 @@ __all__ = [
     "EVENT_TYPES",
     "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
+    "MAX_PROMPT_CHARS",
     "MAX_SYNTHESIS_CHARS",
     "MAX_TEXT_CHARS",
     "SUPPORTED_SAMPLE_RATES",

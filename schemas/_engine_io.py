@@ -18,6 +18,8 @@ _CONFIG = ConfigDict(frozen=True, extra="forbid")
 
 #: Upper bound of one piece of text sent to a synthesizer, in characters.
 MAX_SYNTHESIS_CHARS = 2000
+#: Upper bound of Whisper's initial prompt, in characters (it keeps 224 tokens of it).
+MAX_PROMPT_CHARS = 2000
 
 
 class ChatMessage(BaseModel):
@@ -45,7 +47,7 @@ class SynthesisRequest(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_SYNTHESIS_CHARS)
     language: str = "en"
     voice: str | None = None
-    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)  # OpenAI's range
 
 
 class AudioChunk(BaseModel):
@@ -62,15 +64,20 @@ class AudioChunk(BaseModel):
 
 
 class TranscriptionRequest(BaseModel):
-    """Audio to transcribe. ``language`` is always given: auto-detection misfires on short
-    utterances, so the session's language is passed down."""
+    """Audio to transcribe. Live turns always pass the session's ``language``: detection
+    misfires on short utterances. ``None`` asks the engine to detect it (a whole uploaded
+    file is long enough); each segment then reports what was detected. ``prompt`` is
+    Whisper's initial prompt (spellings, context) and ``temperature`` its sampling
+    temperature (0: greedy)."""
 
     model_config = _CONFIG
 
     audio: Base64Bytes = Field(repr=False, description="PCM16 mono")
     sample_rate: int = Field(gt=0)
-    language: str = "en"
+    language: str | None = "en"
     word_timestamps: bool = False
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class TranscriptSegment(BaseModel):
@@ -80,3 +87,4 @@ class TranscriptSegment(BaseModel):
     start_s: float = Field(ge=0)
     end_s: float = Field(ge=0)
     words: tuple[tuple[str, float, float], ...] = ()
+    language: str | None = Field(default=None, description="the language transcribed")

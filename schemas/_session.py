@@ -25,6 +25,8 @@ class AudioFormat(StrEnum):
     WAV = "wav"
     MP3 = "mp3"
     OPUS = "opus"
+    FLAC = "flac"
+    AAC = "aac"  # in ADTS: streamable, no container index
 
 
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)

@@ -66,6 +66,11 @@ class ApiSettings(BaseModel):
     max_text_chars: int = Field(default=4000, ge=1)
     max_upload_bytes: int = Field(default=25 << 20, ge=1024, description="one uploaded file")
     max_speech_chars: int = Field(default=4096, ge=1, description="input of /v1/audio/speech")
+    voice_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="OpenAI voice name (alloy, nova ...) -> an installed voice, for "
+        "/v1/audio/speech; a name left out speaks with the engine's default voice",
+    )
     max_upload_seconds: float = Field(
         default=300.0, gt=0, description="decoded length of one uploaded file (audio_too_long)"
     )

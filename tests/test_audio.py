@@ -227,7 +227,7 @@ def test_opus_takes_only_its_rates_and_unknown_formats_fail() -> None:
     with AudioEncoder("opus", 16000) as encoder:
         assert encoder.sample_rate == 16000
     with pytest.raises(InvalidAudioError) as info:
-        AudioEncoder("aac", 16000)
+        AudioEncoder("wma", 16000)
     assert info.value.code == ErrorCode.UNSUPPORTED_FORMAT
     with pytest.raises(InvalidAudioError):
         encode_audio(b"", 16000, "wav")

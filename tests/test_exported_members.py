@@ -41,6 +41,7 @@ FACADES = {
         "SpeechEnd", "SpeechStart", "check_pcm16", "check_sample_rate", "content_type",
         "decode_audio", "duration_s", "encode_audio", "endpoint_stream", "float_to_pcm16",
         "pcm16_to_float", "resample", "resample_pcm16", "rms_dbfs", "segment_speech",
+        "to_srt", "to_vtt",
     ],
     "pipeline.engines": [
         "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "Transcriber",
@@ -58,6 +59,7 @@ FACADES = {
         "AudioOutput", "CancelReason", "CancelToken", "SentenceBuffer", "SentenceBufferConfig",
         "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "batched", "error_payload",
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
+        "OPENAI_VOICES", "engine_voice",
     ],
     "pipeline.session": [
         "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines",

@@ -3,7 +3,8 @@
 :mod:`~pipeline.audio.pcm` converts and resamples raw samples (numpy, soxr);
 :mod:`~pipeline.audio.codec` decodes uploads and encodes replies (PyAV, imported lazily);
 :mod:`~pipeline.audio.endpointing` turns per-frame speech probabilities into utterances;
-:mod:`~pipeline.audio.segmenting` runs it, with a detector, over async audio streams.
+:mod:`~pipeline.audio.segmenting` runs it, with a detector, over async audio streams;
+:mod:`~pipeline.audio.subtitles` writes transcripts as SRT or WebVTT.
 Nothing here knows about sessions, turns or engines.
 """
 
@@ -35,6 +36,7 @@ from pipeline.audio.pcm import (
     rms_dbfs,
 )
 from pipeline.audio.segmenting import Commit, FrameDetector, endpoint_stream, segment_speech
+from pipeline.audio.subtitles import to_srt, to_vtt
 
 __all__ = [
     "CONTENT_TYPES",
@@ -62,4 +64,6 @@ __all__ = [
     "resample_pcm16",
     "rms_dbfs",
     "segment_speech",
+    "to_srt",
+    "to_vtt",
 ]

@@ -2,8 +2,9 @@
 
 * :func:`decode_audio` turns an uploaded file (WAV, MP3, FLAC, OGG/Opus/Vorbis, M4A,
   WebM ... whatever FFmpeg recognises by content) into PCM16 mono at the rate asked for.
-* :class:`AudioEncoder` turns PCM16 chunks into ``pcm16``, ``wav``, ``mp3`` or ``opus``
-  (in Ogg) bytes *as they are produced*, so speech can be streamed in a compressed format;
+* :class:`AudioEncoder` turns PCM16 chunks into ``pcm16``, ``wav``, ``mp3``, ``opus``
+  (in Ogg), ``flac`` or ``aac`` (in ADTS, a stream a player can start anywhere) bytes
+  *as they are produced*, so speech can be streamed in a compressed format;
   :func:`encode_audio` is the whole-buffer shortcut.
 
 Bad input raises ``InvalidAudioError``: ``empty_input`` for no bytes or no samples,
@@ -30,14 +31,19 @@ CONTENT_TYPES: dict[AudioFormat, str] = {
     AudioFormat.WAV: "audio/wav",
     AudioFormat.MP3: "audio/mpeg",
     AudioFormat.OPUS: "audio/ogg; codecs=opus",
+    AudioFormat.FLAC: "audio/flac",
+    AudioFormat.AAC: "audio/aac",
 }
 
 #: (container, encoder) per compressed format.
 _AV_FORMATS: dict[AudioFormat, tuple[str, str]] = {
     AudioFormat.MP3: ("mp3", "libmp3lame"),
     AudioFormat.OPUS: ("ogg", "libopus"),
+    AudioFormat.FLAC: ("flac", "flac"),
+    AudioFormat.AAC: ("adts", "aac"),
 }
-_DEFAULT_BITRATES = {AudioFormat.MP3: 64000, AudioFormat.OPUS: 32000}  # speech, mono
+#: speech, mono; FLAC is lossless (no bitrate to set)
+_DEFAULT_BITRATES = {AudioFormat.MP3: 64000, AudioFormat.OPUS: 32000, AudioFormat.AAC: 64000}
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -240,7 +246,8 @@ class AudioEncoder:
         try:
             self._stream = self._container.add_stream(codec, rate=self.sample_rate)
             self._stream.layout = "mono"
-            self._stream.bit_rate = bitrate or _DEFAULT_BITRATES[self.format]
+            if self.format in _DEFAULT_BITRATES:
+                self._stream.bit_rate = bitrate or _DEFAULT_BITRATES[self.format]
         except BaseException:
             self.close()
             raise

@@ -1,8 +1,10 @@
 """faster-whisper (CTranslate2, int8 on CPU): the default speech-to-text engine.
 
 An utterance (or a file) is transcribed through faster-whisper's own ``transcribe`` with
-the language given (auto-detection misfires on short utterances), ``temperature=0`` and
-no fallback, greedy by default. Segments are yielded as each 30 s window is decoded.
+the language given (auto-detection misfires on short utterances; ``language=None``, for
+whole files, detects it and reports it on every segment), the request's ``temperature``
+(0 by default) and ``prompt`` (Whisper's initial prompt), no fallback, greedy by
+default. Segments are yielded as each 30 s window is decoded.
 
 Threads. Model calls run on one dedicated worker thread, in order (a
 :class:`~pipeline.engines._worker.ModelWorker`); the event loop only waits. CTranslate2
@@ -142,7 +144,9 @@ class FasterWhisperTranscriber(Transcriber):
         self._model = model
         self._worker.start()
         if self.options.warmup:  # one window through encoder and decoder
-            for _ in self._final_segments(np.zeros(_RATE, dtype=np.float32), "en", False):
+            request = TranscriptionRequest(audio=b"", sample_rate=_RATE)
+            segments, _ = self._final_segments(np.zeros(_RATE, dtype=np.float32), "en", request)
+            for _ in segments:
                 pass
 
     def _model_path(self) -> Path:
@@ -195,16 +199,15 @@ class FasterWhisperTranscriber(Transcriber):
     # -- worker-thread side -------------------------------------------------------------
 
     def _segments(
-        self, request: TranscriptionRequest, language: str
+        self, request: TranscriptionRequest, language: str | None
     ) -> Iterator[TranscriptSegment]:
         """The worker: convert, skip silence, decode window by window (worker thread)."""
         try:
             audio = self._audio(request.audio, request.sample_rate)
             if rms_dbfs(audio) < self.options.silence_dbfs:
                 return  # Whisper would invent "Thank you." for silence
-            with contextlib.closing(
-                self._final_segments(audio, language, request.word_timestamps)
-            ) as segments:
+            found, detected = self._final_segments(audio, language, request)
+            with contextlib.closing(found) as segments:
                 for segment in segments:
                     text = segment.text.strip()
                     if not text:
@@ -217,6 +220,7 @@ class FasterWhisperTranscriber(Transcriber):
                             (w.word.strip(), float(w.start), float(w.end))
                             for w in (segment.words or ())
                         ),
+                        language=detected,
                     )
         except VoxlineError:
             raise
@@ -227,25 +231,27 @@ class FasterWhisperTranscriber(Transcriber):
             ) from exc
 
     def _final_segments(
-        self, audio: FloatAudio, language: str, words: bool
-    ) -> Generator[Any, None, None]:
-        """faster-whisper's lazy segments: each ``next()`` decodes up to one 30 s window."""
+        self, audio: FloatAudio, language: str | None, request: TranscriptionRequest
+    ) -> tuple[Generator[Any, None, None], str]:
+        """faster-whisper's lazy segments (each ``next()`` decodes up to one 30 s window) and
+        the language: the one given, or the one detected from the first 30 s."""
         o = self.options
-        segments, _info = self._require_model().transcribe(
+        segments, info = self._require_model().transcribe(
             audio,
             language=language,
             task="transcribe",
             beam_size=o.beam_size,
-            temperature=0.0,
+            temperature=request.temperature,
+            initial_prompt=request.prompt or None,
             condition_on_previous_text=False,
             compression_ratio_threshold=o.compression_ratio_threshold,
             log_prob_threshold=o.log_prob_threshold,
             no_speech_threshold=o.no_speech_threshold,
-            word_timestamps=words,
+            word_timestamps=request.word_timestamps,
             vad_filter=False,
         )
         result: Generator[Any, None, None] = segments
-        return result
+        return result, str(info.language)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -256,9 +262,13 @@ class FasterWhisperTranscriber(Transcriber):
             )
         return self._model
 
-    def _language(self, requested: str) -> str:
-        language = requested.split("-")[0].lower()
+    def _language(self, requested: str | None) -> str | None:
+        """Whisper's code for a BCP-47 tag (``en-US`` → ``en``); ``None``: detect it (an
+        English-only model has nothing to detect)."""
         supported = self._require_model().supported_languages
+        if requested is None:
+            return "en" if supported == ["en"] else None
+        language = requested.split("-")[0].lower()
         if language not in supported:
             hint = (
                 f"the English-only model {self.options.model!r} cannot transcribe "

@@ -292,9 +292,11 @@ class WhisperXTranscriber(Transcriber):
             async for segment in stream:
                 yield segment
 
-    def _language(self, requested: str) -> str:
-        language = requested.split("-")[0].lower()
+    def _language(self, requested: str | None) -> str | None:
         multilingual = bool(self._pipeline.model.model.is_multilingual)
+        if requested is None:  # WhisperX detects it; English-only models are "en"
+            return None if multilingual else "en"
+        language = requested.split("-")[0].lower()
         if not multilingual and language != "en":
             raise EngineError(
                 f"the English-only model {self.options.model!r} cannot transcribe "
@@ -317,7 +319,7 @@ class WhisperXTranscriber(Transcriber):
         self,
         stop: threading.Event,
         audio: FloatAudio,
-        language: str,
+        language: str | None,
         request: TranscriptionRequest,
     ) -> Iterator[TranscriptSegment]:
         """The worker: transcribe (and align) the whole recording, then hand it over.
@@ -346,7 +348,7 @@ class WhisperXTranscriber(Transcriber):
         self,
         stop: threading.Event,
         audio: FloatAudio,
-        language: str,
+        language: str | None,
         request: TranscriptionRequest,
     ) -> list[TranscriptSegment]:
         pipeline = self._pipeline
@@ -367,6 +369,7 @@ class WhisperXTranscriber(Transcriber):
             **kwargs,
         )
         segments: list[dict[str, Any]] = list(result["segments"])
+        language = str(result.get("language") or language or "en")  # detected when None
         aligner = self._aligners.get(language)
         if aligner is not None and segments and not stop.is_set():
             model, metadata = aligner
@@ -390,6 +393,7 @@ class WhisperXTranscriber(Transcriber):
                     start_s=max(float(segment["start"]), 0.0),
                     end_s=max(float(segment["end"]), 0.0),
                     words=words,
+                    language=language,
                 )
             )
         return out

@@ -16,8 +16,10 @@ from pipeline.turn.orchestrator import TurnConfig, TurnMode, TurnOrchestrator, T
 from pipeline.turn.output import AudioOutput
 from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
 from pipeline.turn.text_to_audio import pieces_of, speak, synthesizer_for
+from pipeline.turn.voices import OPENAI_VOICES, engine_voice
 
 __all__ = [
+    "OPENAI_VOICES",
     "AudioOutput",
     "CancelReason",
     "CancelToken",
@@ -28,6 +30,7 @@ __all__ = [
     "TurnOrchestrator",
     "TurnStats",
     "batched",
+    "engine_voice",
     "error_payload",
     "pieces_of",
     "speak",
