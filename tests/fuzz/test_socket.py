@@ -293,7 +293,7 @@ def _resume_then_ask(api: LiveApi, cursor: str, via: str) -> None:
     try:
         if via == "query":
             client.cursor = cursor
-            client.send(json.dumps({"type": "input.text", "text": "Anyone there?"}))
+            # read only: a send racing the refusal's close would open a second socket
             while client.receive(timeout=3.0) is not None:
                 pass
             assert client.closes == [4400] and not client.dropped, client.closes
