@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 
 from deployments.api import audio, chat, completions, events, health, models, realtime, sessions
 from deployments.api._auth import check_api_key
-from deployments.api._errors import install_error_handlers
+from deployments.api._errors import error_responses, install_error_handlers
 from deployments.api._services import Services, get_services, start_services
 
 __all__ = ["Services", "create_api", "get_services", "start_services"]
@@ -39,7 +39,9 @@ def create_api(services: Services | None = None) -> FastAPI:
     install_error_handlers(app)
     # the socket checks its key itself: it answers with an error frame, not a status
     for module in (sessions, chat, events, audio, completions, models):
-        app.include_router(module.router, dependencies=[Depends(check_api_key)])
+        # every route may answer 401 when keys are set: the spec says so
+        app.include_router(module.router, dependencies=[Depends(check_api_key)],
+                           responses=error_responses(401))
     for module in (realtime, health):
         app.include_router(module.router)
     return app
