@@ -4,6 +4,7 @@ limits), the model list, and the first frame of the native socket."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
@@ -12,7 +13,13 @@ import openai
 import pytest
 from websockets.asyncio.client import connect
 
-from schemas import EventLogSettings, GenerationRequest, HistorySettings, parse_event
+from schemas import (
+    AdmissionSettings,
+    EventLogSettings,
+    GenerationRequest,
+    HistorySettings,
+    parse_event,
+)
 from tests.api_harness import Harness, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
 
@@ -180,3 +187,37 @@ async def test_the_socket_sends_session_created_first(harness: Harness) -> None:
     assert first.data.settings.language == "de"  # type: ignore[union-attr]
     events = await harness.services.log.read_all(session.session_id)
     assert [e.type for e in events].count("session.created") == 1
+
+
+async def test_a_client_leaving_mid_stream_stops_the_engine_and_frees_its_place(
+    redis_url: str, key_prefix: str
+) -> None:
+    llm = ScriptedLLM(TOKENS, gate_at=2)  # holds the reply after two tokens
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
+                         tts=None) as harness:
+        async with sdk(harness) as client:
+            stream = await client.chat.completions.create(
+                model="any", messages=[{"role": "user", "content": "Hi"}], stream=True)
+            got = [await anext(aiter(stream)) for _ in range(3)]  # role, then two tokens
+            assert "".join(c.choices[0].delta.content or "" for c in got) == "".join(TOKENS[:2])
+            assert harness.services.admission.in_use("turns") == 1
+            await stream.close()
+        for _ in range(200):
+            if not llm.running and harness.services.admission.in_use("turns") == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.outcome for r in llm.records] in (["cancelled"], ["closed"])
+        assert harness.services.admission.in_use("turns") == 0
+
+
+async def test_completions_past_capacity_are_503(redis_url: str, key_prefix: str) -> None:
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                         llm=ScriptedLLM(TOKENS), tts=None,
+                         admission=AdmissionSettings(max_turns=1)) as harness:
+        with harness.services.admission.admit("turns"):  # the one place is taken
+            async with sdk(harness) as client:
+                with pytest.raises(openai.APIStatusError) as caught:
+                    await client.chat.completions.create(
+                        model="any", messages=[{"role": "user", "content": "Hi"}])
+        assert caught.value.status_code == 503
+        assert caught.value.body["code"] == "overloaded"  # type: ignore[index]
