@@ -64,6 +64,9 @@ class ApiSettings(BaseModel):
     )
     max_message_bytes: int = Field(default=1 << 20, ge=1024, description="one WebSocket frame")
     max_text_chars: int = Field(default=4000, ge=1)
+    max_chat_messages: int = Field(
+        default=256, ge=1, description="messages of one /v1/chat/completions request"
+    )
     max_upload_bytes: int = Field(default=25 << 20, ge=1024, description="one uploaded file")
     max_speech_chars: int = Field(default=4096, ge=1, description="input of /v1/audio/speech")
     voice_map: dict[str, str] = Field(
@@ -91,6 +94,12 @@ class ApiSettings(BaseModel):
         default=0.5, ge=0, description="a new socket waits this long for session.resume"
     )
     keepalive_s: float = Field(default=15.0, gt=0, description="SSE comment when quiet")
+    keys: tuple[SecretStr, ...] = Field(
+        default=(),
+        description="API keys (JSON list); set: every endpoint but /healthz and /readyz "
+        "needs 'Authorization: Bearer <key>', session tokens then go in X-Voxline-Token or "
+        "?token=; empty: open",
+    )
     public_url: str | None = Field(
         default=None, description="base URL clients use (ws_url, events_url); default: as asked"
     )

@@ -1,20 +1,60 @@
-"""Where a request carries its session token.
+"""Where a request carries its session token, and the optional API keys.
 
 The tokens themselves (issuing, verifying, the shared key) and the check every call makes
 are :mod:`pipeline.session`'s (``SessionTokens``, ``authorize``); this is the HTTP side.
 Clients send the token as ``Authorization: Bearer <token>``, as ``X-Voxline-Token`` or
 as the ``token`` query parameter (browsers cannot set headers on a WebSocket).
+
+API keys (``VOXLINE_API__KEYS``, a JSON list) are off unless set. Set, every endpoint
+but ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer <key>``, what OpenAI
+clients send with their ``api_key``; the Bearer header then holds the key, so a session
+call shows its session token as ``X-Voxline-Token`` or ``?token=`` (the token still
+scopes the call to its one session). A missing or unknown key is 401 ``unauthorized``
+(a socket: one error frame, closed with 4401).
 """
 
 from __future__ import annotations
 
+import hmac
+
 from starlette.requests import HTTPConnection
+
+from schemas import AuthError
+
+
+def api_keys(connection: HTTPConnection) -> tuple[str, ...]:
+    """The configured API keys (empty: keys are off), from the app's settings."""
+    app = connection.scope.get("app")
+    services = getattr(getattr(app, "state", None), "services", None)
+    if services is None:
+        return ()
+    return tuple(key.get_secret_value() for key in services.settings.api.keys)
+
+
+def _bearer(connection: HTTPConnection) -> str | None:
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
 
 
 def token_of(connection: HTTPConnection) -> str | None:
-    """The token a request or WebSocket carries, wherever the client put it."""
-    auth = connection.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return connection.headers.get("x-voxline-token") or connection.query_params.get("token")
+    """The token a request or WebSocket carries, wherever the client put it (with API
+    keys on, the Bearer header is the key's, not the token's)."""
+    bearer = None if api_keys(connection) else _bearer(connection)
+    return bearer or connection.headers.get("x-voxline-token") or connection.query_params.get(
+        "token")
+
+
+def check_api_key(connection: HTTPConnection) -> None:
+    """Raise 401 ``unauthorized`` unless keys are off or the request shows one of them.
+
+    A FastAPI dependency of every router but health's (HTTP and WebSocket alike); each
+    key is compared in constant time so a wrong guess says nothing of the right one.
+    """
+    keys = api_keys(connection)
+    if not keys:
+        return
+    shown = _bearer(connection)
+    if shown is None:
+        raise AuthError("this server needs an API key: send 'Authorization: Bearer <key>'")
+    if not any(hmac.compare_digest(shown.encode(), key.encode()) for key in keys):
+        raise AuthError("the API key is not valid")

@@ -14,8 +14,13 @@ without ``last_event_id`` starts sending at the first client message, or after
 ``VOXLINE_API__RESUME_WINDOW_S`` of silence, whichever comes first (from the position
 the session had when the socket opened, so nothing is lost by waiting).
 
+The first frame of a socket opened without ``last_event_id`` is ``session.created`` with
+the session's settings now (what OpenAI-style clients wait for before they send). It is
+sent to this socket only, not logged, so it has no ``id`` (resume from the ids of the
+frames after it) and a ``session.resume`` may still follow it.
+
 Bad input is answered with an ``error`` event and the session goes on. A socket that
-cannot start (unknown session, missing or wrong token, closed session, a
+cannot start (unknown session, missing or wrong token or API key, closed session, a
 ``last_event_id`` that is malformed or after the session's last event) gets one error
 frame and is closed with code 4000 + the HTTP status (4404, 4401, 4403, 4409, 4400
 ``invalid_event_id``). A ``session.resume`` message with such an id is answered with an
@@ -31,6 +36,7 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from deployments.api._auth import check_api_key
 from deployments.api._services import Services, get_services
 from deployments.api._sse import resync_required
 from deployments.api.sessions import authorized_state, engine_choices
@@ -44,6 +50,8 @@ from schemas import (
     InputTooLargeError,
     ProtocolError,
     ResyncRequiredError,
+    SessionCreated,
+    SessionCreatedData,
     SessionResume,
     SessionUpdate,
     VoxlineError,
@@ -60,6 +68,7 @@ async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = N
     services = get_services(ws)
     await ws.accept()
     try:
+        check_api_key(ws)
         state = await authorized_state(session_id, ws, services)
         if last_event_id:
             await check_cursor(services.log, state, last_event_id)
@@ -67,6 +76,12 @@ async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = N
     except VoxlineError as exc:
         await _refuse(ws, session_id, exc)
         return
+    if not last_event_id:  # a resuming client has the session; its next frame is its cursor's
+        # what OpenAI-style clients wait for: the settings now, as a frame like
+        # session.resync_required (not logged, no id, not counted against session.resume)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await ws.send_text(SessionCreated(session_id=session_id, data=SessionCreatedData(
+                settings=session.settings)).model_dump_json())
     sender = _Sender(ws, services.tails, session_id)
     if last_event_id:
         sender.start(last_event_id)

@@ -1,0 +1,232 @@
+"""``POST /v1/chat/completions``: OpenAI's chat completions, on the Gateway's language model.
+
+So that OpenAI clients and SDKs work against Voxline unchanged: the request and the
+answer (``chat.completion``, or ``chat.completion.chunk`` server-sent events ending with
+``data: [DONE]``) have OpenAI's shapes. It is stateless, like OpenAI's: no session is
+made, nothing is logged; the messages are the whole dialogue. Sampling follows the
+request (``max_tokens`` or ``max_completion_tokens``, ``temperature``, ``top_p``,
+``stop``, ``seed``); ``model`` is accepted and answered with the model actually loaded
+(``/v1/models``), because a client names whatever it was configured with.
+
+Usage: completion tokens are the deltas the engine yielded (engines stream a token or a
+few per delta, so this is a close lower bound); prompt tokens are estimated from
+characters the way the history budget does (``pipeline/log/history.py``), because the
+engine may be remote and reports none. Limits are the other routes': each message's
+content is at most ``VOXLINE_API__MAX_TEXT_CHARS`` (413 ``text_too_long``), at most
+``VOXLINE_API__MAX_CHAT_MESSAGES`` messages (413), and a completion takes one of the
+replica's ``turns`` places (503 ``overloaded`` past capacity). Errors keep Voxline's
+``{"error": ErrorPayload}`` body; its ``message`` is what the SDK shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from deployments.api._errors import error_responses
+from deployments.api._services import Services, get_services
+from deployments.api._sse import SSE_HEADERS
+from deployments.api.models import llm_model_id
+from schemas import (
+    ChatMessage,
+    ErrorCode,
+    GenerationRequest,
+    InputTooLargeError,
+    ProtocolError,
+    SamplingSettings,
+    VoxlineError,
+)
+
+router = APIRouter(prefix="/v1/chat", tags=["openai"])
+
+#: tokens a chat message costs beyond its text, as the history budget counts them
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+class CompletionMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str = Field(description="text (parts and tool calls are not supported)")
+
+
+class StreamOptions(BaseModel):
+    include_usage: StrictBool = False
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's request; fields Voxline does not act on (``n`` above 1, tools, logprobs,
+    ...) are refused or ignored rather than half-served."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(default="", description="answered with the loaded model's id")
+    messages: list[CompletionMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: str | list[str] | None = Field(
+        default=None, description="sequences that end the reply (as the session settings')")
+    seed: int | None = None
+    n: Literal[1] = 1
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+_CHUNKS: dict[str, Any] = {"text/event-stream": {}}
+
+
+@router.post(
+    "/completions",
+    response_model=Completion,
+    responses={200: {"content": _CHUNKS, "description": "a chat.completion, or with "
+                     "`stream`: chat.completion.chunk events, then `data: [DONE]`"},
+               **error_responses(400, 401, 413, 422, 502, 503)},
+)
+async def chat_completions(
+    body: CompletionRequest, services: Annotated[Services, Depends(get_services)]
+) -> Any:
+    request = _generation_request(body, services)
+    prompt_tokens = _prompt_tokens(request.messages, services.settings.history.chars_per_token)
+    model = await llm_model_id(services)
+    services.admission.check("turns")  # past capacity: 503 before anything streams
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = _chunks(services, request, completion_id, model, prompt_tokens,
+                         include_usage)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    with services.admission.admit("turns"):
+        async with contextlib.aclosing(services.engines.llm.generate(request)) as reply:
+            deltas = [delta async for delta in reply]
+    return Completion(
+        id=completion_id, created=int(time.time()), model=model,
+        choices=[Choice(message=AssistantMessage(content="".join(deltas)),
+                        finish_reason=_finish(len(deltas), request))],
+        usage=_usage(prompt_tokens, len(deltas)),
+    )
+
+
+def _generation_request(body: CompletionRequest, services: Services) -> GenerationRequest:
+    limits = services.settings.api
+    if len(body.messages) > limits.max_chat_messages:
+        raise InputTooLargeError(
+            f"{len(body.messages)} messages are over the limit of {limits.max_chat_messages}",
+            limit=limits.max_chat_messages)
+    for index, message in enumerate(body.messages):
+        if len(message.content) > limits.max_text_chars:
+            raise InputTooLargeError(
+                f"message {index} of {len(message.content)} characters is over the limit "
+                f"of {limits.max_text_chars}",
+                code=ErrorCode.TEXT_TOO_LONG, limit=limits.max_text_chars, index=index)
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or ())
+    chosen = {"temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
+              "max_tokens": body.max_completion_tokens or body.max_tokens}
+    try:  # the session settings' bounds (stop sequences' number and length)
+        sampling = SamplingSettings(
+            stop=tuple(stop), **{k: v for k, v in chosen.items() if v is not None})
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid sampling: {exc.errors()[0]['msg']}") from None
+    # "developer" is OpenAI's newer name for the system message
+    messages = tuple(ChatMessage(role="system" if m.role == "developer" else m.role,
+                                 content=m.content) for m in body.messages)
+    return GenerationRequest(request_id=f"oai-{uuid.uuid4().hex}", messages=messages,
+                             sampling=sampling)
+
+
+def _prompt_tokens(messages: tuple[ChatMessage, ...], chars_per_token: float) -> int:
+    """Estimated like the history budget (``pipeline.log.history.turn_cost``)."""
+    return sum(math.ceil(len(m.content) / chars_per_token) + MESSAGE_OVERHEAD_TOKENS
+               for m in messages)
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                 total_tokens=prompt_tokens + completion_tokens)
+
+
+def _finish(deltas: int, request: GenerationRequest) -> Literal["stop", "length"]:
+    """``length`` when the reply took its whole token budget (deltas count tokens)."""
+    return "length" if deltas >= request.sampling.max_tokens else "stop"
+
+
+def _data(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def _chunks(
+    services: Services, request: GenerationRequest, completion_id: str,
+    model: str, prompt_tokens: int, include_usage: bool,
+) -> AsyncGenerator[bytes, None]:
+    """OpenAI's chunk stream; a disconnect closes the engine's stream (cancels the reply).
+
+    An engine failure after the first byte cannot change the status any more: it comes
+    as one ``{"error": ...}`` data message, which the SDK raises, before ``[DONE]``.
+    """
+    base = {"id": completion_id, "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}
+
+    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+        return _data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                           "finish_reason": finish}]})
+
+    count = 0
+    try:
+        # taken here, not before the response: a client gone before the first byte
+        # never starts this generator, and a permit taken outside would never return
+        with services.admission.admit("turns"):
+            yield chunk({"role": "assistant", "content": ""}, None)
+            async with contextlib.aclosing(services.engines.llm.generate(request)) as deltas:
+                async for delta in deltas:
+                    count += 1
+                    yield chunk({"content": delta}, None)
+    except VoxlineError as exc:
+        payload = exc.to_payload()
+        if exc.http_status >= 500:  # the engine's text may hold internals (as _errors does)
+            payload = payload.model_copy(update={"message": "the language model stage failed"
+                                                 if exc.code is ErrorCode.LLM_FAILED
+                                                 else "the reply failed; try again"})
+        yield _data({"error": payload.model_dump(mode="json")})
+        return
+    yield chunk({}, _finish(count, request))
+    if include_usage:
+        yield _data({**base, "choices": [],
+                     "usage": _usage(prompt_tokens, count).model_dump()})
+    yield b"data: [DONE]\n\n"
