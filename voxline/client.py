@@ -136,6 +136,9 @@ class Realtime:
     def __init__(self, url: str) -> None:
         self.url = url
         self.ws: ClientConnection | None = None
+        #: the server's greeting (``session.created`` with the session's settings, not in
+        #: the log): kept here, not yielded, so events() yields what the log holds
+        self.greeting: Event | None = None
 
     async def __aenter__(self) -> Realtime:
         self.ws = await connect(self.url, max_size=None, compression=None)
@@ -171,9 +174,13 @@ class Realtime:
         await self.send({"type": "response.cancel"})
 
     async def events(self) -> AsyncIterator[Event]:
-        """Events until the server closes the socket."""
+        """Events until the server closes the socket (the greeting goes to :attr:`greeting`)."""
         async for frame in self._socket():
-            yield parse_event(json.loads(frame))
+            event = parse_event(json.loads(frame))
+            if event.type == "session.created" and event.id is None:
+                self.greeting = event
+                continue
+            yield event
 
     async def until_done(self, *, stop_on_error: bool = False) -> AsyncIterator[Event]:
         """Events up to and including the end of the next response."""

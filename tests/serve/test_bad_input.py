@@ -110,7 +110,7 @@ async def test_bad_http_bodies(client: VoxlineClient) -> None:
     assert not_audio.json()["error"]["code"] == "unsupported_format"
     empty = await client.http.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"")})
     assert empty.json()["error"]["code"] == "empty_input"
-    fmt = await client.http.post("/v1/audio/transcriptions", data={"response_format": "srt"},
+    fmt = await client.http.post("/v1/audio/transcriptions", data={"response_format": "docx"},
                                  files={"file": ("a.wav", b"RIFF")})
     assert (fmt.status_code, fmt.json()["error"]["code"]) == (422, "invalid_message")
 
