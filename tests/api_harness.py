@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
 
 from deployments.api import Services, create_api
 from deployments.api._services import start_services
@@ -63,3 +64,15 @@ async def serve_api(
         server.should_exit = True
         await task
         await services.aclose()
+
+
+async def connect_all(urls: list[str]) -> list[ClientConnection]:
+    """Open every socket; if one fails, close those that opened (an unclosed transport is
+    reported, as an error, in whichever later test the collector happens to run) and raise."""
+    opened = await asyncio.gather(*(connect(url) for url in urls), return_exceptions=True)
+    sockets = [ws for ws in opened if isinstance(ws, ClientConnection)]
+    failed = [exc for exc in opened if isinstance(exc, BaseException)]
+    if failed:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        raise failed[0]
+    return sockets

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from schemas import EventLogSettings
-from tests.api_harness import Harness, serve_api
+from tests.api_harness import Harness, connect_all, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
 
 pytestmark = pytest.mark.redis
@@ -43,6 +43,7 @@ def _in_use(harness: Harness) -> int:
     return len(list(pool._get_in_use_connections()))  # type: ignore[attr-defined]
 
 
+
 async def test_idle_sockets_hold_no_redis_connection_each(harness: Harness) -> None:
     client, tails = harness.client, harness.services.tails
     sessions = await asyncio.gather(*(client.create_session() for _ in range(IDLE_SOCKETS)))
@@ -50,9 +51,8 @@ async def test_idle_sockets_hold_no_redis_connection_each(harness: Harness) -> N
     try:
         async with asyncio.timeout(HANG_GUARD_S):
             for batch in range(0, IDLE_SOCKETS, 50):
-                sockets += await asyncio.gather(*(
-                    connect(f"{s.ws_url}?token={s.token}")
-                    for s in sessions[batch:batch + 50]))
+                sockets += await connect_all(
+                    [f"{s.ws_url}?token={s.token}" for s in sessions[batch:batch + 50]])
         await _until(lambda: tails.subscribers >= IDLE_SOCKETS, "every sender live")
         assert tails.streams == IDLE_SOCKETS
         assert _in_use(harness) <= 3, f"{_in_use(harness)} Redis connections in use"

@@ -162,9 +162,11 @@ async def test_base_detects_german_when_no_language_is_sent(
     try:
         async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
                              llm=ScriptedLLM(["Hi."]), tts=ScriptedTTS(), stt=engine) as h:
-            verbose = await _client(h).audio.transcriptions.create(
-                model="whisper-1", file=("de.wav", out.getvalue()),
-                response_format="verbose_json", timestamp_granularities=["word"])
+            client = _client(h)
+            async with client:  # closed here, not by the collector during a later test
+                verbose = await client.audio.transcriptions.create(
+                    model="whisper-1", file=("de.wav", out.getvalue()),
+                    response_format="verbose_json", timestamp_granularities=["word"])
     finally:
         await engine.close()
     assert verbose.language == "de"

@@ -9,8 +9,8 @@ import contextlib
 from urllib.parse import urlsplit
 
 import pytest
-from websockets.asyncio.client import connect
 
+from tests.api_harness import connect_all
 from voxline.client import VoxlineClient
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
@@ -49,8 +49,7 @@ async def test_idle_sockets_leave_readyz_and_sessions_alone(client: VoxlineClien
     sockets = []
     try:
         async with asyncio.timeout(HANG_GUARD_S):
-            sockets = list(await asyncio.gather(*(
-                connect(f"{s.ws_url}?token={s.token}") for s in sessions)))
+            sockets = await connect_all([f"{s.ws_url}?token={s.token}" for s in sessions])
             for _ in range(HANG_GUARD_S):  # the senders go live after the resume window
                 await asyncio.sleep(1.0)
                 ready = await client.http.get("/readyz")
