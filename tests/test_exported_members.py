@@ -33,7 +33,8 @@ FACADES = {
     "pipeline.aio": ["ThreadStream", "aclose_stream", "iterate_in_thread", "reraise_lost_cancel"],
     "pipeline.log": [
         "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "GroupReader", "LogFanout",
-        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold", "run_worker",
+        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold",
+        "message_tokens", "run_worker",
     ],
     "pipeline.audio": [
         "AudioEncoder", "CONTENT_TYPES", "Commit", "EndpointConfig", "EndpointEvent",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -36,6 +35,7 @@ from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS
 from deployments.api.models import llm_model_id
+from pipeline.log import message_tokens
 from schemas import (
     ChatMessage,
     ErrorCode,
@@ -48,8 +48,6 @@ from schemas import (
 
 router = APIRouter(prefix="/v1/chat", tags=["openai"])
 
-#: tokens a chat message costs beyond its text, as the history budget counts them
-MESSAGE_OVERHEAD_TOKENS = 4
 
 
 class CompletionMessage(BaseModel):
@@ -124,7 +122,8 @@ async def chat_completions(
     body: CompletionRequest, services: Annotated[Services, Depends(get_services)]
 ) -> Any:
     request = _generation_request(body, services)
-    prompt_tokens = _prompt_tokens(request.messages, services.settings.history.chars_per_token)
+    history = services.settings.history  # estimated as the history budget is
+    prompt_tokens = sum(message_tokens(m.content, history) for m in request.messages)
     model = await llm_model_id(services)
     services.admission.check("turns")  # past capacity: 503 before anything streams
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -169,12 +168,6 @@ def _generation_request(body: CompletionRequest, services: Services) -> Generati
                                  content=m.content) for m in body.messages)
     return GenerationRequest(request_id=f"oai-{uuid.uuid4().hex}", messages=messages,
                              sampling=sampling)
-
-
-def _prompt_tokens(messages: tuple[ChatMessage, ...], chars_per_token: float) -> int:
-    """Estimated like the history budget (``pipeline.log.history.turn_cost``)."""
-    return sum(math.ceil(len(m.content) / chars_per_token) + MESSAGE_OVERHEAD_TOKENS
-               for m in messages)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:

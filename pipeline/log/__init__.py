@@ -9,6 +9,7 @@ a session's state is a fold over its events (:func:`fold`).
 from pipeline.log.consumer import Delivery, GroupReader, run_worker
 from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, LogPage, StreamId
 from pipeline.log.fanout import LogFanout
+from pipeline.log.history import message_tokens
 from pipeline.log.redis_client import create_redis
 from pipeline.log.state import SessionState, TurnState, fold
 
@@ -25,5 +26,6 @@ __all__ = [
     "TurnState",
     "create_redis",
     "fold",
+    "message_tokens",
     "run_worker",
 ]

@@ -29,6 +29,12 @@ from schemas import HistorySettings
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
+def message_tokens(text: str, settings: HistorySettings) -> int:
+    """Estimated tokens of one chat message in a prompt (what a stateless chat completion
+    reports as its prompt usage, message by message)."""
+    return math.ceil(len(text) / settings.chars_per_token) + MESSAGE_OVERHEAD_TOKENS
+
+
 def turn_cost(user_text: str, assistant_text: str, settings: HistorySettings) -> int:
     """Estimated tokens of one turn in the prompt: its user message and its reply."""
     messages = 1 + bool(assistant_text)
