@@ -38,6 +38,8 @@ async def batched(
     """Yield lists of consecutive items of ``source``; see the module docstring."""
     if max_items < 1 or max_wait_s < 0:
         raise ValueError("max_items must be ≥ 1 and max_wait_s ≥ 0")
+    # Unbounded on purpose: the source is one engine stream (an LLM reply, bounded by its
+    # max_tokens), read as fast as it comes so a batch never waits on the reader.
     queue: asyncio.Queue[T | _End[T]] = asyncio.Queue()
 
     async def read() -> None:

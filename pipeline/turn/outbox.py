@@ -18,6 +18,7 @@ class Outbox:
     __slots__ = ("_capacity", "_queue", "_room")
 
     def __init__(self, capacity: int) -> None:
+        # bounded softly by ``capacity`` (see the module docstring): producers wait for room
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._capacity = capacity
         self._room = asyncio.Event()
