@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import redis
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -76,3 +77,14 @@ async def connect_all(urls: list[str]) -> list[ClientConnection]:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         raise failed[0]
     return sockets
+
+
+def forget_keys(redis_url: str, prefix: str) -> None:
+    """Delete what an app wrote under its test prefix (blocking: for fixtures' teardown)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -18,12 +18,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import redis
 
 from deployments.api import Services
 from pipeline.engines import Transcriber
 from schemas import ApiSettings, EventLogSettings, TranscriptionRequest, TranscriptSegment
-from tests.api_harness import serve_api
+from tests.api_harness import forget_keys, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
 
 T = TypeVar("T")
@@ -99,17 +98,8 @@ def live_api(redis_url: str, key_prefix: str, api: ApiSettings | None = None) ->
     finally:
         live.loop.call_soon_threadsafe(stop[0].set)
         thread.join(30)
-        _forget(redis_url, key_prefix)
+        forget_keys(redis_url, key_prefix)
 
-
-def _forget(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")

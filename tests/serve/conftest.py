@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
-import redis
 
 from schemas import EventLogSettings, Settings
 from schemas._settings import SttEngineSettings
+from tests.api_harness import forget_keys
 from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
 from voxline.server import running_server
@@ -38,18 +38,8 @@ def app(redis_url: str) -> Iterator[App]:
         with running_server(settings, profile="cpu", say=lambda _: None) as server:
             yield App(server.url, settings)
     finally:
-        _forget(redis_url, settings.log.key_prefix)
+        forget_keys(redis_url, settings.log.key_prefix)
 
-
-def _forget(redis_url: str, prefix: str) -> None:
-    """Delete what the app wrote under its test prefix."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture
