@@ -104,7 +104,7 @@ class Services:
                 checks[stage] = "absent"
                 continue
             try:
-                checks[stage] = await asyncio.wait_for(_describe(engine), timeout=5)
+                checks[stage] = await asyncio.wait_for(engine.describe(), timeout=5)
             except Exception as exc:
                 checks[stage] = f"unavailable: {type(exc).__name__}: {exc}"
         for name, handle in self.workers.items():
@@ -127,11 +127,6 @@ class Services:
                 await self.release(session)
         await self.tails.aclose()
         await self.redis.aclose()
-
-
-async def _describe(engine: Engine) -> dict[str, Any]:
-    # a remote stage asks its replica (deployments.handles)
-    return await engine.describe()
 
 
 def get_services(connection: HTTPConnection) -> Services:
