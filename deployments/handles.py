@@ -15,10 +15,11 @@ admission control.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, ClassVar, NoReturn
 
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber
+from pipeline.retrieval import Reranker
 from schemas import (
     AudioChunk,
     EngineError,
@@ -35,7 +36,7 @@ from schemas import (
 BACK_PRESSURE_RETRY_MS = 1000
 
 _STAGE_CODES = {"stt": ErrorCode.STT_FAILED, "llm": ErrorCode.LLM_FAILED,
-                "tts": ErrorCode.TTS_FAILED}
+                "tts": ErrorCode.TTS_FAILED, "retrieval": ErrorCode.RETRIEVAL_FAILED}
 
 
 def remote_error(exc: BaseException, stage: str) -> BaseException:
@@ -141,3 +142,26 @@ class RemoteSynthesizer(_RemoteStage, Synthesizer):
 
     def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
         return self._stream(request)
+
+
+class RemoteReranker(Reranker):
+    """The Reranker deployment (retrieval's second stage); one plain call per search."""
+
+    name = "remote-reranker"
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        try:
+            scores: list[float] = await self._handle.score.remote(query, list(texts))
+        except Exception as exc:
+            error = remote_error(exc, "retrieval")
+            if error is exc:
+                raise
+            raise error from exc
+        return scores
+
+    async def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = await self._handle.describe.remote()
+        return info

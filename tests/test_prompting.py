@@ -93,7 +93,7 @@ def _scan(
         if stopped:
             break
     out.append(scanner.flush())
-    return [t for t in out if t], stopped
+    return [t for t in out if t], stopped or scanner.stopped
 
 
 def test_stop_split_over_pieces_is_never_emitted() -> None:
@@ -130,6 +130,11 @@ def test_trailing_whitespace_is_held_then_dropped_at_the_end() -> None:
 _ALPHABET = st.sampled_from(["a", "b", " ", "\n", "U", "s", "e", "r", ":", "é", "x"])
 
 
+def test_a_longer_stop_that_begins_first_wins_over_a_shorter_one_inside_it() -> None:
+    assert _scan(["U:", ":"], (":", "U::")) == ([], True)  # "U::" begins at 0
+    assert _scan(["U:"], (":", "U::")) == (["U"], True)  # it never came: ":" stops
+
+
 @given(
     text=st.text(_ALPHABET, max_size=40),
     cuts=st.lists(st.integers(0, 40), max_size=8),
@@ -140,7 +145,9 @@ def test_any_split_gives_the_text_up_to_the_first_stop(
 ) -> None:
     bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    # A stop of whitespace alone does not count inside the reply's leading whitespace.
+    lead = len(text) - len(text.lstrip())
+    found = [i for i in (text.find(s, lead if s.isspace() else 0) for s in stops) if i >= 0]
     expected = (text[: min(found)] if found else text).strip()
     deltas, stopped = _scan(pieces, tuple(stops))
     assert "".join(deltas) == expected
@@ -151,3 +158,61 @@ def test_any_split_gives_the_text_up_to_the_first_stop(
 def test_paragraph_stop_adds_a_blank_line_stop() -> None:
     prompt = build_dialogue_prompt([_m("user", "Hi")], dialogue=DialogueFormat(paragraph_stop=True))
     assert prompt.stop == ("\nUser:", "\nAssistant:", "\nSystem:", "\n\n")
+
+
+def test_line_stop_ends_the_reply_at_its_first_newline() -> None:
+    fmt = DialogueFormat(line_stop=True, paragraph_stop=True)
+    prompt = build_dialogue_prompt([_m("user", "Hi")], dialogue=fmt)
+    assert prompt.stop == ("\nUser:", "\nAssistant:", "\nSystem:", "\n")
+    deltas, stopped = _scan([" Paris is", " the capital.\n", "1. Lyon"], prompt.stop)
+    assert "".join(deltas) == "Paris is the capital."
+    assert stopped
+
+
+def test_a_reply_that_begins_on_a_new_line_is_not_empty() -> None:
+    deltas, stopped = _scan(["\n", " \n", "Paris.", "\nMore"], ("\n",))
+    assert "".join(deltas) == "Paris."
+    assert stopped
+
+
+def test_inline_labels_stop_a_reply_that_writes_the_next_turn() -> None:
+    fmt = DialogueFormat(inline_labels=("You", "User"))
+    prompt = build_dialogue_prompt([_m("user", "Name two colours.")], dialogue=fmt)
+    assert " You:" in prompt.stop and " User:" in prompt.stop
+    deltas, _ = _scan(["Red and", " blue. Y", "ou: Yes!"], prompt.stop)
+    assert "".join(deltas) == "Red and blue."
+    # lower case and a label that opens the reply are text, not a turn
+    assert "".join(_scan(["Thank you: it is 10:30."], prompt.stop)[0]) == (
+        "Thank you: it is 10:30."
+    )
+
+
+def test_examples_open_the_dialogue_after_the_preamble() -> None:
+    fmt = DialogueFormat(examples=(("What is 1+1?", "It is two."),))
+    prompt = build_dialogue_prompt(
+        [_m("system", "Be brief."), _m("user", "Hi"), _m("system", "Late rule.")], dialogue=fmt
+    )
+    assert prompt.text == (
+        "Be brief.\n\n"
+        "User: What is 1+1?\nAssistant: It is two.\n"
+        "User: Hi\nSystem: Late rule.\nAssistant:"
+    )
+
+
+_LABELS = ("User", "You", "Assistant", "Human", "AI")
+_REPLY_TEXT = st.lists(
+    st.sampled_from(["Paris", " is", " the", " capital", ".", "\n", " ", "You:", "User:",
+                     " You", ":", "<em>", "x", "\n\n", "Assistant:"]),
+    max_size=14,
+).map("".join)
+
+
+@given(text=_REPLY_TEXT, cuts=st.lists(st.integers(0, 80), max_size=8))
+def test_a_voice_reply_is_one_line_without_a_speaker_label(text: str, cuts: list[int]) -> None:
+    fmt = DialogueFormat(line_stop=True, inline_labels=_LABELS)
+    stops = build_dialogue_prompt([_m("user", "Hi")], dialogue=fmt).stop
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    reply = "".join(_scan([text[a:b] for a, b in itertools.pairwise(bounds)], stops)[0])
+    assert "\n" not in reply
+    assert not any(f" {label}:" in reply for label in _LABELS)
+    assert reply == reply.strip()

@@ -109,10 +109,13 @@ class VoxlineClient:
 
     async def chat_stream(
         self, message: str, *, session: SessionInfo | None = None, audio: bool = False,
-        **settings: Any,
+        search: dict[str, Any] | None = None, **settings: Any,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """``(event, data)`` pairs of ``POST /v1/chat/stream`` as they arrive."""
+        """``(event, data)`` pairs of ``POST /v1/chat/stream`` as they arrive; ``search``
+        is the message's ``search_tool_config`` (collection, strategy, top_k)."""
         body: dict[str, Any] = {"message": message, "audio": audio, "settings": settings}
+        if search is not None:
+            body["search_tool_config"] = search
         headers = {}
         if session is not None:
             body["session_id"] = session.session_id
@@ -192,14 +195,27 @@ class Realtime:
                 return
 
 
-async def _sse_messages(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    name, data = "message", list[str]()
-    async for line in lines:
+class SseDecoder:
+    """Lines of a ``text/event-stream`` in; each message out, as (event name, JSON data),
+    once the blank line that ends it arrives. For sync and async readers alike."""
+
+    def __init__(self) -> None:
+        self.name, self.data = "message", list[str]()
+
+    def feed(self, line: str) -> tuple[str, dict[str, Any]] | None:
         if not line:
-            if data:
-                yield name, json.loads("\n".join(data))
-            name, data = "message", []
-        elif line.startswith("event:"):
-            name = line[6:].strip()
+            message = (self.name, json.loads("\n".join(self.data))) if self.data else None
+            self.name, self.data = "message", []
+            return message
+        if line.startswith("event:"):
+            self.name = line[6:].strip()
         elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
+            self.data.append(line[5:].lstrip())
+        return None
+
+
+async def _sse_messages(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    decoder = SseDecoder()
+    async for line in lines:
+        if (message := decoder.feed(line)) is not None:
+            yield message

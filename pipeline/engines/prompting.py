@@ -41,16 +41,30 @@ class DialogueFormat:
     #: paragraph that belongs to the answer: they repeat the preamble or start an
     #: unrelated text instead.
     paragraph_stop: bool = False
+    #: Also end the reply at the end of its line. A spoken reply is one line; what a
+    #: small base model writes after a newline is a list, a new question or its own
+    #: next turn under a label nobody asked for.
+    line_stop: bool = False
+    #: Labels that end the reply *inside* a line too (``" You:"``): base models write
+    #: the next speaker's turn on the same line ("Paris. You: Yes! ..."). Case-sensitive
+    #: and after a space, so "thank you: ..." and "10:30" do not stop.
+    inline_labels: tuple[str, ...] = ()
+    #: Worked examples, ``(question, answer)``, written as the first turns of the
+    #: dialogue: a base model copies the length and tone of what it has just read far
+    #: more reliably than it follows an instruction.
+    examples: tuple[tuple[str, str], ...] = ()
 
     def stops(self) -> tuple[str, ...]:
         """Sequences that mean the model has finished its turn and begun another one.
 
-        Each starts with a newline so that a label inside a sentence ("the User: field")
-        does not end the reply.
+        Turn labels start with a newline so that a label inside a sentence ("the User:
+        field") does not end the reply; ``inline_labels`` also stop after a space.
         """
         labels = (self.user_label, self.assistant_label, self.system_label)
         turns = tuple(f"\n{label}:" for label in labels)
-        return (*turns, "\n\n") if self.paragraph_stop else turns
+        inline = tuple(f" {label}:" for label in self.inline_labels)
+        newline = ("\n",) if self.line_stop else ("\n\n",) if self.paragraph_stop else ()
+        return (*turns, *inline, *newline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +93,7 @@ def build_dialogue_prompt(
       from that point on.
     * A trailing assistant message is an unfinished reply to continue (prefill), so the
       prompt ends with its text instead of a fresh ``Assistant:`` cue.
+    * ``dialogue.examples`` come first in the dialogue, after the preamble.
     * The cue has no trailing space: SentencePiece vocabularies fold the space into the
       next word's token, and a dangling space token makes base models write oddly. The
       engine strips the leading space of the reply instead.
@@ -91,14 +106,18 @@ def build_dialogue_prompt(
 
     preamble: list[str] = []
     turns: list[str] = []
+    for question, answer in fmt.examples:
+        turns += [f"{fmt.user_label}: {question}", f"{fmt.assistant_label}: {answer}"]
+    started = False  # the session's own dialogue has begun (examples do not count)
     for message in messages:
         text = message.content.strip()
         if message.role == "system":
-            if turns:
+            if started:
                 turns.append(f"{fmt.system_label}: {text}")
             elif text:
                 preamble.append(text)
             continue
+        started = True
         turns.append(f"{labels[message.role]}: {text}")
 
     if messages and messages[-1].role == "assistant":
@@ -155,21 +174,40 @@ class StopScanner:
         if self._stopped:
             return "", True
         held = self._held + text
-        cut = min((i for i in (held.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        cut = self._find_stop(held)
+        # a longer stop may still be arriving that begins before the one found ("U:" of
+        # "U::" when ":" is a stop too): the first stop is the one that begins first
+        end = len(held) - self._partial_stop_length(held)
+        if 0 <= cut <= end:
             self._held = ""
             self._stopped = True
             return self._emit(held[:cut].rstrip()), True
-        end = len(held) - self._partial_stop_length(held)
         while end > 0 and held[end - 1].isspace():
             end -= 1
         self._held = held[end:]
         return self._emit(held[:end]), False
 
     def flush(self) -> str:
-        """The end of the stream: release what was held, without trailing whitespace."""
+        """The end of the stream: release what was held, without trailing whitespace, up
+        to a stop it holds (one that waited for a longer stop that never came)."""
         held, self._held = self._held, ""
-        return "" if self._stopped else self._emit(held.rstrip())
+        if self._stopped:
+            return ""
+        if (cut := self._find_stop(held)) >= 0:
+            self._stopped = True
+            held = held[:cut]
+        return self._emit(held.rstrip())
+
+    def _find_stop(self, held: str) -> int:
+        """Where the first stop begins in ``held``, or -1.
+
+        Before the reply has started, a stop made of whitespace alone (``"\\n"``) does
+        not count inside the leading whitespace: a reply that begins on a new line is a
+        reply, not an empty one.
+        """
+        lead = 0 if self._started else len(held) - len(held.lstrip())
+        found = (held.find(s, lead if s.isspace() else 0) for s in self._stops)
+        return min((i for i in found if i >= 0), default=-1)
 
     def _emit(self, text: str) -> str:
         # Leading whitespace is dropped only at emission: a stop sequence may begin with

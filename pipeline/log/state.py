@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from pipeline.log.history import turn_cost, window_start
 from schemas import (
     ChatMessage,
+    Citation,
     ErrorEvent,
     Event,
     HistorySettings,
@@ -25,6 +26,7 @@ from schemas import (
     NarrationReady,
     ResponseAudioChunk,
     ResponseCancelled,
+    ResponseCitations,
     ResponseDone,
     ResponseStarted,
     ResponseTextDelta,
@@ -34,6 +36,7 @@ from schemas import (
     SessionUpdated,
     TranscriptFinal,
     TranscriptRefined,
+    WarningEvent,
 )
 
 TurnStatus = Literal["open", "responding", "completed", "cancelled", "failed"]
@@ -53,6 +56,9 @@ class TurnState(BaseModel):
     errors: list[str] = Field(default_factory=list)
     started_ts: int | None = None
     done_ts: int | None = None
+    #: retrieval (issue 16): what the reply cited, and the warnings of the turn (codes)
+    citations: list[Citation] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -109,6 +115,10 @@ class SessionState(BaseModel):
                 turn.narrated = True
             case ErrorEvent() if turn is not None:
                 turn.errors.append(event.data.code.value)
+            case ResponseCitations() if turn is not None:
+                turn.citations = list(event.data.citations)
+            case WarningEvent() if turn is not None:
+                turn.warnings.append(event.data.code.value)
             case _:
                 pass
 

@@ -1,4 +1,4 @@
-"""Shared set-up of the GPU-engine tests (WhisperX, vLLM, Coqui TTS).
+"""Shared set-up of the GPU-engine tests (WhisperX, vLLM, Coqui TTS, the re-ranker).
 
 These tests run each GPU engine's real library on the CPU, in that engine's own
 virtualenv (``scripts/test-gpu-engines.sh``). In the core environment the libraries are
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 _HERE = Path(__file__).parent
-_LIBRARIES = ("torch", "whisperx", "vllm", "TTS")
+_LIBRARIES = ("torch", "whisperx", "vllm", "TTS", "sentence_transformers")
 _IGNORED = ("DeprecationWarning", "FutureWarning", "UserWarning", "PendingDeprecationWarning")
 
 # Nothing in these tests may reach a model hub, even by accident.

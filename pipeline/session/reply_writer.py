@@ -1,0 +1,116 @@
+"""Appending a running reply to the log, and grounding it first.
+
+A reply is a stream of events the orchestrator makes; the session appends each one
+before any client sees it. Two things can go wrong on the way, and neither may end the
+reply the client is reading: a search for the turn's documents fails or is slow (the
+reply goes on without them, with a ``warning``), or a log write fails (the reply goes on,
+reported once with a ``warning``; the event that ends a turn is retried, since every
+reader of the turn waits for it). :class:`ReplyWriter` holds both rules for
+:class:`~pipeline.session.LiveSession`, which owns the turn itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+from pipeline.retrieval import Grounder
+from schemas import (
+    ChatMessage,
+    ErrorCode,
+    Event,
+    EventBase,
+    EventLogError,
+    ResponseCitations,
+    SearchToolConfig,
+    WarningData,
+    WarningEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+#: the events readers of a turn wait for, and the pauses between tries to append one
+_TURN_END_TYPES = frozenset({"response.done", "response.cancelled"})
+_END_RETRY_S = (0.05, 0.2, 0.5)
+
+Emit = Callable[..., Awaitable[list[Event]]]
+
+
+class ReplyWriter:
+    """Grounds a session's turns and appends their replies (see the module docstring)."""
+
+    def __init__(self, session_id: str, emit: Emit, grounder: Grounder | None) -> None:
+        self.session_id = session_id
+        self.emit = emit
+        self.grounder = grounder
+
+    async def ground(
+        self, turn_id: str, config: SearchToolConfig, query: str
+    ) -> tuple[list[ChatMessage], ResponseCitations]:
+        """Search before the turn: the context message, the citations to send before
+        ``response.done``; a failed search appends ``warning`` events and gives none."""
+        if self.grounder is None:
+            warning = WarningData(code=ErrorCode.RETRIEVAL_FAILED, stage="retrieval",
+                                  message="this server has no retrieval configured")
+            await self.emit(WarningEvent(session_id=self.session_id, turn_id=turn_id,
+                                         data=warning))
+            return [], ResponseCitations(session_id=self.session_id, turn_id=turn_id)
+        grounding = await self.grounder.ground(self.session_id, config, query)
+        if grounding.warnings:
+            await self.emit(*(WarningEvent(session_id=self.session_id, turn_id=turn_id, data=w)
+                              for w in grounding.warnings))
+        message = self.grounder.context(grounding)
+        citations = ResponseCitations(
+            session_id=self.session_id, turn_id=turn_id,
+            data=grounding.citations(self.grounder.settings.snippet_chars))
+        return ([message] if message is not None else []), citations
+
+    async def write(
+        self, turn_id: str, stream: AsyncGenerator[Event, None],
+        citations: ResponseCitations | None = None,
+    ) -> None:
+        """Append a reply's events as they come, ``citations`` right before
+        ``response.done``; closing the stream when done or failed."""
+        async with contextlib.aclosing(stream):
+            write_failed = False
+            async for event in stream:
+                if citations is not None and event.type == "response.done":
+                    write_failed |= not await self._append(citations, turn_id)
+                write_failed |= not await self._append(event, turn_id, warn=not write_failed)
+
+    async def _append(self, event: EventBase, turn_id: str, *, warn: bool = True) -> bool:
+        """Append one event of a running reply. A log write that fails does not end the
+        reply: it is logged, reported once with a ``warning`` event (when the log takes
+        that one), and the reply goes on; ``response.done`` still carries the whole text."""
+        try:
+            if getattr(event, "type", None) in _TURN_END_TYPES:
+                await self._append_end(event)  # readers wait for it: retried (bounded)
+            else:
+                await self.emit(event)
+            return True
+        except EventLogError as exc:
+            kind = getattr(event, "type", type(event).__name__)
+            logger.warning("session %s turn %s: %s not appended: %s", self.session_id,
+                           turn_id, kind, exc)
+            if warn:
+                warning = WarningData(
+                    code=ErrorCode.LOG_WRITE_FAILED, stage="log",
+                    message="an event of this reply could not be written to the session "
+                    "log; the reply goes on", details={"event": kind})
+                with contextlib.suppress(EventLogError):
+                    await self.emit(WarningEvent(session_id=self.session_id, turn_id=turn_id,
+                                                 data=warning))
+            return False
+
+    async def _append_end(self, event: EventBase) -> None:
+        """Append the event that ends a turn, retried a few times: every reader of the
+        turn waits for it. The last failure propagates."""
+        for delay in _END_RETRY_S:
+            try:
+                await self.emit(event)
+                return
+            except EventLogError:
+                await asyncio.sleep(delay)
+        await self.emit(event)

@@ -1,0 +1,39 @@
+"""Grounded turns in the real Serve app: a collection, a session given it, the packaged LLM
+answering with the passage in its prompt, citations before ``done``, the thread after."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.retrieval_docs import DOCUMENTS
+from voxline.client import VoxlineClient
+
+pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
+
+GREEDY = {"temperature": 0.0, "max_tokens": 30, "seed": 1}
+
+
+async def test_a_grounded_chat_turn_cites_its_document(client: VoxlineClient) -> None:
+    http = client.http
+    created = (await http.post("/v1/collections", json={"name": "serve"})).json()
+    cid, auth = created["collection"]["collection_id"], {"X-Voxline-Token": created["token"]}
+    title = "Harbor Lighthouse"
+    doc = await http.post(f"/v1/collections/{cid}/documents", headers=auth,
+                          json={"title": title, "text": DOCUMENTS[title]})
+    assert doc.status_code == 201, doc.text
+    session = await client.create_session(sampling=GREEDY)
+    given = await http.put(f"/v1/collections/{cid}/sessions/{session.session_id}", headers=auth)
+    assert given.status_code == 204
+    messages = [m async for m in client.chat_stream(
+        "How many steps do visitors climb to the gallery?", session=session,
+        search={"collection": cid, "top_k": 2})]
+    names = [name for name, _ in messages]
+    assert names[-2:] == ["citations", "done"], names
+    done = messages[-1][1]
+    assert done["status"] == "completed" and done["text"]
+    assert done["citations"][0]["document_id"] == doc.json()["document_id"]
+    thread = (await http.get(f"/v1/sessions/{session.session_id}/messages",
+                             headers=session.auth)).json()["messages"]
+    assert [m["role"] for m in thread] == ["user", "assistant"]
+    assert thread[1]["citations"] == done["citations"]
+    await http.delete(f"/v1/collections/{cid}", headers=auth)
