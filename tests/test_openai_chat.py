@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 
 from schemas import (
     AdmissionSettings,
+    ApiSettings,
     EventLogSettings,
     GenerationRequest,
     HistorySettings,
@@ -176,6 +177,37 @@ async def test_models_lists_what_each_stage_has_loaded(harness: Harness) -> None
     assert {m.object for m in page.data} == {"model"}
     assert llm.id == "scripted-llm" and llm.owned_by == "voxline"
     assert llm.model_extra is not None and llm.model_extra["stage"] == "llm"
+
+
+class CountingTTS(ScriptedTTS):
+    """A scripted synthesizer that counts how often it is asked to describe itself."""
+
+    described = 0
+
+    async def describe(self) -> dict[str, object]:
+        self.described += 1
+        await asyncio.sleep(0.05)  # a round trip: requests meanwhile find it in flight
+        return await super().describe()
+
+
+async def test_models_list_the_voice_map_and_reuse_a_stages_description(
+    redis_url: str, key_prefix: str, llm: RecordingLLM
+) -> None:
+    tts = CountingTTS(chunks_per_piece=1)
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
+                         tts=tts, api=ApiSettings(voice_map={"nova": "scripted-voice"})
+                         ) as harness, \
+            sdk(harness) as client:
+        first, *_ = await asyncio.gather(*(client.models.list() for _ in range(10)))
+        await client.models.list()
+        await client.chat.completions.create(model="any", messages=[
+            {"role": "user", "content": "Hi"}])
+    entry = next(m for m in first.data if m.model_extra and m.model_extra["stage"] == "tts")
+    voice_map = entry.model_extra["voice_map"]  # type: ignore[index]
+    assert voice_map["nova"] == "scripted-voice"
+    assert voice_map["alloy"] == entry.id  # left out of the map: the default voice
+    assert len(voice_map) == 13
+    assert tts.described == 1  # one round trip for every request in the window, at once too
 
 
 async def test_the_socket_sends_session_created_first(harness: Harness) -> None:

@@ -7,6 +7,12 @@ every payload carries the session id as ``thread_id``: send it back (with the to
 continue the same conversation. Without ``session_id`` a new session is created; its
 token comes first, in a ``session`` event and in the ``X-Voxline-Token`` header.
 
+With ``search_tool_config`` (or the session's ``search`` setting) the reply is grounded
+in a document collection given to the session: a ``citations`` event (document, chunk,
+score, snippet) comes before ``done``, and ``done`` carries the same ``citations``; a
+search that failed or was too slow, or a log write that failed, comes as a ``warning``
+event and the reply goes on.
+
 Disconnecting cancels the reply (``response.cancelled`` is appended). A ``message`` over
 ``VOXLINE_API__MAX_TEXT_CHARS`` is 413 ``text_too_long`` (the socket's limit); a closed
 session is 409 ``session_closed``, as on every path.
@@ -30,7 +36,14 @@ from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS, sse
 from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.session import LiveSession, create_session, follow_turn, merge_settings
-from schemas import ErrorCode, Event, InputTooLargeError, SessionSettings, VoxlineError
+from schemas import (
+    ErrorCode,
+    Event,
+    InputTooLargeError,
+    SearchToolConfig,
+    SessionSettings,
+    VoxlineError,
+)
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -42,13 +55,18 @@ class ChatRequest(BaseModel):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="settings of a new session (ignored when continuing)"
     )
+    search_tool_config: SearchToolConfig | None = Field(
+        default=None, description="ground this reply in a collection given to the session; "
+        "the passages are cited in `citations` events and in `done`",
+    )
 
 
 @router.post(
     "/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}},
-                     "description": "session?, chunk*, audio*, error*, done"},
+                     "description": "session?, chunk*, audio*, warning*, error*, citations?, "
+                                    "done"},
                **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
 )
 async def chat_stream(
@@ -76,7 +94,7 @@ async def chat_stream(
     session = await services.open_session(session_id, state=state, with_audio=body.audio)
     before = session.state.last_event_id  # the turn's events all come after this one
     try:
-        turn_id = await session.submit_text(body.message)
+        turn_id = await session.submit_text(body.message, search=body.search_tool_config)
     except BaseException:
         await services.release(session)
         raise
@@ -90,11 +108,14 @@ async def _stream(
 ) -> AsyncGenerator[bytes, None]:
     """The turn's messages until it ends; leaving (a disconnect) cancels the reply."""
     thread = session.session_id
+    citations: list[Any] = []  # the seed's API: `done` carries the reply's citations
     try:
         if token is not None:
             yield sse("session", {"thread_id": thread, "token": token})
         async for event in follow_turn(services.tails, thread, turn_id, after=before):
-            message = _message(thread, event)
+            if event.type == "response.citations":
+                citations = [c.model_dump(mode="json") for c in event.data.citations]
+            message = _message(thread, event, citations)
             if message is not None:
                 yield message
     except VoxlineError as exc:  # the log failed under the stream, or retention overtook it
@@ -104,7 +125,7 @@ async def _stream(
         await services.release(session)
 
 
-def _message(thread: str, event: Event) -> bytes | None:
+def _message(thread: str, event: Event, citations: list[Any] | None = None) -> bytes | None:
     base = {"thread_id": thread, "turn_id": event.turn_id}
     data: Any = event.data
     match event.type:
@@ -117,9 +138,16 @@ def _message(thread: str, event: Event) -> bytes | None:
                 "audio": base64.b64encode(data.audio).decode(),
             }, event.id)
         case "response.done":
-            return sse("done", {**base, "text": data.text, "status": data.status}, event.id)
+            return sse("done", {**base, "text": data.text, "status": data.status,
+                                "citations": citations or []}, event.id)
         case "response.cancelled":
-            return sse("done", {**base, "text": data.text_sent, "status": "cancelled"}, event.id)
+            return sse("done", {**base, "text": data.text_sent, "status": "cancelled",
+                                "citations": []}, event.id)
+        case "response.citations":
+            return sse("citations", {**base, "citations": citations or [],
+                                     "strategy": data.strategy}, event.id)
+        case "warning":
+            return sse("warning", {**base, **data.model_dump(mode="json")}, event.id)
         case "error":
             return sse("error", {**base, **data.model_dump(mode="json")}, event.id)
     return None

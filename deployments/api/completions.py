@@ -27,23 +27,27 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS
+from deployments.api.collections import check_owner
 from deployments.api.models import llm_model_id
 from pipeline.log import message_tokens
 from schemas import (
     ChatMessage,
+    Citation,
     ErrorCode,
     GenerationRequest,
     InputTooLargeError,
     ProtocolError,
     SamplingSettings,
+    SearchToolConfig,
     VoxlineError,
+    WarningData,
 )
 
 router = APIRouter(prefix="/v1/chat", tags=["openai"])
@@ -79,6 +83,9 @@ class CompletionRequest(BaseModel):
     n: Literal[1] = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    # Voxline's extra (issue 16): ground the reply in a collection; the request shows the
+    # collection's token (X-Voxline-Token, or as the api_key when the server has no keys)
+    search_tool_config: SearchToolConfig | None = None
 
 
 class Usage(BaseModel):
@@ -106,6 +113,9 @@ class Completion(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
+    # Voxline's extras with search_tool_config: what the reply was grounded in
+    citations: list[Citation] | None = None
+    warnings: list[WarningData] | None = None
 
 
 _CHUNKS: dict[str, Any] = {"text/event-stream": {}}
@@ -116,12 +126,17 @@ _CHUNKS: dict[str, Any] = {"text/event-stream": {}}
     response_model=Completion,
     responses={200: {"content": _CHUNKS, "description": "a chat.completion, or with "
                      "`stream`: chat.completion.chunk events, then `data: [DONE]`"},
-               **error_responses(400, 401, 413, 422, 502, 503)},
+               **error_responses(400, 401, 403, 404, 413, 422, 502, 503)},
 )
 async def chat_completions(
-    body: CompletionRequest, services: Annotated[Services, Depends(get_services)]
+    body: CompletionRequest, http: Request, services: Annotated[Services, Depends(get_services)]
 ) -> Any:
     request = _generation_request(body, services)
+    citations: list[Citation] | None = None
+    warnings: list[WarningData] | None = None
+    if body.search_tool_config is not None:
+        request, citations, warnings = await _grounded(body.search_tool_config, request,
+                                                       http, services)
     history = services.settings.history  # estimated as the history budget is
     prompt_tokens = sum(message_tokens(m.content, history) for m in request.messages)
     model = await llm_model_id(services)
@@ -130,7 +145,7 @@ async def chat_completions(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         stream = _chunks(services, request, completion_id, model, prompt_tokens,
-                         include_usage)
+                         include_usage, citations, warnings)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     with services.admission.admit("turns"):
         async with contextlib.aclosing(services.engines.llm.generate(request)) as reply:
@@ -140,6 +155,7 @@ async def chat_completions(
         choices=[Choice(message=AssistantMessage(content="".join(deltas)),
                         finish_reason=_finish(len(deltas), request))],
         usage=_usage(prompt_tokens, len(deltas)),
+        citations=citations, warnings=warnings,
     )
 
 
@@ -170,6 +186,31 @@ def _generation_request(body: CompletionRequest, services: Services) -> Generati
                              sampling=sampling)
 
 
+async def _grounded(
+    config: SearchToolConfig, request: GenerationRequest, http: Request, services: Services
+) -> tuple[GenerationRequest, list[Citation], list[WarningData]]:
+    """The request with the passages before its last user message (no session: the
+    collection's own token authorizes the search)."""
+    if config.collection is None:
+        raise ProtocolError("search_tool_config.collection is required here (no session)")
+    await check_owner(services, config.collection, http)
+    grounder = services.grounder
+    if grounder is None:
+        raise VoxlineError("this server has no retrieval configured",
+                           code=ErrorCode.CONFIGURATION_ERROR, http_status=503)
+    messages = list(request.messages)
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+    if last is None:
+        raise ProtocolError("search_tool_config needs a user message to search for")
+    grounding = await grounder.ground(None, config, messages[last].content)
+    context = grounder.context(grounding)
+    if context is not None:
+        messages.insert(last, context)
+    cited = list(grounding.citations(grounder.settings.snippet_chars).citations)
+    return (request.model_copy(update={"messages": tuple(messages)}), cited,
+            list(grounding.warnings))
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                  total_tokens=prompt_tokens + completion_tokens)
@@ -187,6 +228,7 @@ def _data(payload: dict[str, Any]) -> bytes:
 async def _chunks(
     services: Services, request: GenerationRequest, completion_id: str,
     model: str, prompt_tokens: int, include_usage: bool,
+    citations: list[Citation] | None = None, warnings: list[WarningData] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI's chunk stream; a disconnect closes the engine's stream (cancels the reply).
 
@@ -218,7 +260,13 @@ async def _chunks(
                                                  else "the reply failed; try again"})
         yield _data({"error": payload.model_dump(mode="json")})
         return
-    yield chunk({}, _finish(count, request))
+    if citations is None:
+        yield chunk({}, _finish(count, request))
+    else:  # Voxline's extras ride on the last chunk
+        yield _data({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                          "finish_reason": _finish(count, request)}],
+                     "citations": [c.model_dump(mode="json") for c in citations],
+                     "warnings": [w.model_dump(mode="json") for w in warnings or ()]})
     if include_usage:
         yield _data({**base, "choices": [],
                      "usage": _usage(prompt_tokens, count).model_dump()})

@@ -5,7 +5,9 @@ answer is what the stages' engines say of themselves (``describe()``: the model 
 engine reports one, else the engine's name), one entry per stage that is present, so a
 client sees what would actually answer. ``created`` is when this replica started (the
 engines do not know when their weights were made). Voices for ``/v1/audio/speech`` are
-the synthesizer's, listed on its entry as ``voices``.
+the synthesizer's, listed on its entry as ``voices``, with ``voice_map``: the installed
+voice each OpenAI voice name speaks with (``VOXLINE_API__VOICE_MAP``; a name the map
+leaves out speaks with the default voice, the entry's ``id``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
+from pipeline.turn import OPENAI_VOICES, engine_voice
 from schemas import ErrorCode, SessionError
 
 router = APIRouter(prefix="/v1/models", tags=["openai"])
@@ -37,6 +40,7 @@ class Model(BaseModel):
     stage: str
     engine: str
     voices: list[str] | None = None
+    voice_map: dict[str, str] | None = None
 
 
 class ModelList(BaseModel):
@@ -49,14 +53,10 @@ def _model_id(info: dict[str, Any]) -> str:
 
 
 async def _describe(services: Services, stage: str) -> dict[str, Any] | None:
-    engine = getattr(services.engines, stage)
-    if engine is None:
-        return None
     try:
-        info: dict[str, Any] = await asyncio.wait_for(engine.describe(), timeout=5)
+        return await asyncio.wait_for(services.describe(stage), timeout=5)
     except Exception:  # a stage that cannot say what it is has nothing to offer now
         return None
-    return info
 
 
 async def llm_model_id(services: Services) -> str:
@@ -71,10 +71,15 @@ async def _models(services: Services) -> list[Model]:
     for stage, info in zip(_STAGES, infos, strict=True):
         if info is None:
             continue
-        voices = info.get("voices") if stage == "tts" else None
-        models.append(Model(id=_model_id(info), created=_STARTED, stage=stage,
-                            engine=str(info.get("engine", "")),
-                            voices=[str(v) for v in voices] if voices is not None else None))
+        model = Model(id=_model_id(info), created=_STARTED, stage=stage,
+                      engine=str(info.get("engine", "")))
+        if stage == "tts":
+            model.voices = [str(v) for v in info.get("voices") or ()]
+            model.voice_map = {
+                name: engine_voice(name, services.settings.api.voice_map) or model.id
+                for name in sorted(OPENAI_VOICES)
+            }
+        models.append(model)
     return models
 
 

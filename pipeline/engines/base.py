@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -107,13 +108,28 @@ class Engine(abc.ABC):
     def ready(self) -> bool:
         return True
 
-    async def describe(self) -> dict[str, Any]:
-        """What this engine is, for ``/readyz`` and the stage replicas.
+    @property
+    def model_name(self) -> str | None:
+        """The model this engine runs, as a client would name it (``/v1/models`` lists it):
+        the ``model`` option, else the stem of ``model_path``; engines with a packaged
+        default name it. ``None``: the engine has no model to name."""
+        model = getattr(self.options, "model", None)
+        if isinstance(model, str) and model:
+            return model
+        path = getattr(self.options, "model_path", None)
+        return Path(path).stem if path else None
 
-        Its name and readiness; a stage adds the facts its callers need (a synthesizer
-        its sample rate). An engine in another deployment asks its replica.
+    async def describe(self) -> dict[str, Any]:
+        """What this engine is, for ``/readyz``, ``/v1/models`` and the stage replicas.
+
+        Its name, model (where it has one to name) and readiness; a stage adds the facts
+        its callers need (a synthesizer its sample rate). An engine in another
+        deployment asks its replica.
         """
-        return {"engine": self.name, "ready": self.ready}
+        info: dict[str, Any] = {"engine": self.name, "ready": self.ready}
+        if (model := self.model_name) is not None:
+            info["model"] = model
+        return info
 
 
 class Transcriber(Engine):

@@ -1,0 +1,185 @@
+"""What both realtime sockets share: the log's tail as the outgoing side, the receive
+loop, refusing a socket, and finishing a session when its client leaves.
+
+``/v1/sessions/{id}/ws`` (Voxline's events, :mod:`deployments.api.realtime`) and
+``/v1/realtime`` (OpenAI's, :mod:`deployments.api.openai_realtime`) differ only in how a
+log event is written to the client (a :class:`Framing`) and how a text frame is read; the
+session, the log, resume, limits and back-pressure are the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from deployments.api._services import Services
+from deployments.api._sse import resync_required
+from pipeline.aio import aclose_stream, reraise_lost_cancel
+from pipeline.log import LogFanout
+from pipeline.session import LiveSession
+from schemas import (
+    ErrorCode,
+    ErrorEvent,
+    Event,
+    InputTooLargeError,
+    ProtocolError,
+    ResyncRequiredError,
+    VoxlineError,
+)
+
+
+class Framing(Protocol):
+    """How one socket writes what it sends."""
+
+    def frames(self, event: Event) -> list[str]:
+        """The text frames for one log event (none, one or several)."""
+        ...
+
+    def refusal(self, session_id: str, exc: VoxlineError) -> str:
+        """The frame sent before the socket is closed for ``exc``."""
+        ...
+
+
+class NativeFraming:
+    """Voxline's own protocol: each event as it is in the log."""
+
+    def frames(self, event: Event) -> list[str]:
+        return [event.model_dump_json()]
+
+    def refusal(self, session_id: str, exc: VoxlineError) -> str:
+        frame = (resync_required(session_id, exc) if isinstance(exc, ResyncRequiredError)
+                 else ErrorEvent(session_id=session_id, data=exc.to_payload()))
+        return frame.model_dump_json()
+
+
+class LogSender:
+    """Sends the session's log from a cursor on, at once or after a window for resume.
+
+    It reads through the replica's shared reader (:class:`pipeline.log.LogFanout`): an
+    idle socket holds no Redis connection. A client too slow to take what the log holds
+    for it is closed with 4503 ``overloaded`` (``details.last_event_id``), to reconnect
+    with that id; nothing is lost, the log has it. Frames not from the log (greetings,
+    acknowledgements) go through :meth:`send`, never interleaved with the tail's.
+    """
+
+    def __init__(
+        self, ws: WebSocket, tails: LogFanout, session_id: str, framing: Framing
+    ) -> None:
+        self.ws = ws
+        self.tails = tails
+        self.session_id = session_id
+        self.framing = framing
+        self.task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self._go = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def start(self, after: str | None, *, delay_s: float = 0.0) -> None:
+        if delay_s <= 0:
+            self._go.set()
+        self.task = asyncio.create_task(self._run(after, delay_s),
+                                        name=f"ws-send-{self.session_id}")
+
+    def go(self) -> None:
+        """The client spoke: start sending now if still waiting for a resume."""
+        self._go.set()
+
+    async def send(self, text: str) -> None:
+        """One frame that is not from the log (a client that left is not an error)."""
+        async with self._lock:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self.ws.send_text(text)
+
+    async def resume(self, after: str) -> None:
+        if self.sent:
+            raise ProtocolError(
+                "session.resume must come before the socket has sent events; "
+                "reconnect with ?last_event_id= instead",
+                code=ErrorCode.INVALID_MESSAGE,
+            )
+        await self.stop()
+        self.start(after)
+
+    async def stop(self) -> None:
+        """Cancel the sending task (waiting at most a second for it to end)."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.wait({self.task}, timeout=1.0)
+            self.task = None
+
+    async def _run(self, after: str | None, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._go.wait(), delay_s or None)
+        reraise_lost_cancel()
+        tail = self.tails.tail(self.session_id, after)
+        try:
+            async for event in tail:
+                for frame in self.framing.frames(event):
+                    async with self._lock:
+                        await self.ws.send_text(frame)
+                self.sent += 1
+                if event.type == "session.closed":
+                    await self.ws.close(code=1000, reason="session closed")
+                    return
+        except VoxlineError as exc:  # trimmed, the log unavailable, or the client fell behind
+            await refuse(self.ws, exc, self.framing.refusal(self.session_id, exc))
+        except (WebSocketDisconnect, RuntimeError):  # the client is gone
+            return
+        finally:  # leave the shared reader now, not when the generator is collected
+            await aclose_stream(tail)
+
+
+async def refuse(ws: WebSocket, exc: VoxlineError, frame: str) -> None:
+    """One frame (not in the log: the session may not even exist), then close with
+    4000 + the error's HTTP status and its code as the reason."""
+    with contextlib.suppress(Exception):
+        if ws.client_state is WebSocketState.CONNECTED:
+            await ws.send_text(frame)
+            await ws.close(code=4000 + exc.http_status, reason=exc.code.value)
+
+
+async def receive(
+    ws: WebSocket,
+    session: LiveSession,
+    sender: LogSender,
+    services: Services,
+    on_text: Callable[[str], Awaitable[None]],
+) -> None:
+    """The client's frames until it leaves: binary frames are PCM16 at the session's input
+    rate (checked against ``max_message_bytes``), text frames go to ``on_text``. A
+    :class:`VoxlineError` either raises is answered in the log (``error``), and the
+    session goes on."""
+    limit = services.settings.api.max_message_bytes
+    while True:
+        try:
+            message = await ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            if (data := message.get("bytes")) is not None:
+                if len(data) > limit:
+                    raise InputTooLargeError(
+                        f"audio frame of {len(data)} bytes is over the limit of {limit}",
+                        limit=limit, size=len(data))
+                sender.go()
+                await session.push_audio(data)
+            elif (text := message.get("text")) is not None:
+                await on_text(text)
+        except VoxlineError as exc:
+            await session.reject(exc)
+
+
+async def finish(session: LiveSession, services: Services) -> None:
+    """The client left: let a running reply finish into the log (bounded), then stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.shield(session.wait_response()), services.settings.api.drain_s
+        )
+    await services.release(session)

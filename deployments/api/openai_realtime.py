@@ -1,0 +1,190 @@
+"""``WS /v1/realtime``: the OpenAI Realtime API on Voxline's sessions.
+
+The same live session, log, admission, tokens and API keys as ``/v1/sessions/{id}/ws``
+(:mod:`deployments.api._socket` is their shared code); only the words differ, and
+:mod:`pipeline.realtime` translates them: client events into native messages, each log
+event into OpenAI server events. What OpenAI's SDK does (``AsyncOpenAI(base_url=
+"http://HOST/v1", api_key=...).realtime.connect(model=...)``) works unchanged: with
+``VOXLINE_API__KEYS`` set its ``api_key`` must be one of them; unset, any is accepted.
+
+Without ``session_id`` the socket creates a session (a place among the replica's
+sessions, a token) with OpenAI's audio formats (PCM16 at 24 kHz in and out) and greets
+with ``session.created``; its ``session.voxline`` member holds the session id and token.
+
+Voxline's extension, in the query string:
+
+* ``session_id`` + ``token`` (or ``X-Voxline-Token``): attach to an existing session
+  (made here or by ``POST /v1/sessions``); the greeting is its settings now.
+* ``last_event_id``: resume after that server event, with no gap and no repeat: every
+  server event's ``event_id`` is ``<log id>.<n>`` (the log event it was translated from,
+  and its place among that event's translations). A resumed socket sends no greeting.
+* ``beta`` (or the header ``OpenAI-Beta: realtime=v1``): beta event names out
+  (``response.audio.delta``, ``response.text.delta``, ``response.audio_transcript.delta``).
+
+A socket that cannot start gets one ``error`` event and is closed with 4000 + the HTTP
+status (4401 a missing API key or token, 4404 an unknown session, 4400 a bad
+``last_event_id``, 4503 past capacity), as the native socket does.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, WebSocket
+from starlette.requests import HTTPConnection
+
+from deployments.api._auth import check_api_key, token_of
+from deployments.api._services import Services, get_services
+from deployments.api._socket import LogSender, finish, receive, refuse
+from deployments.api.sessions import engine_choices
+from pipeline.realtime import (
+    ClientTranslator,
+    ServerTranslator,
+    error_frame,
+    local_id,
+    log_id_before,
+    parse_resume_id,
+    session_object,
+)
+from pipeline.session import LiveSession, authorize, check_cursor, create_session, merge_settings
+from schemas import (
+    AudioFormat,
+    ErrorCode,
+    Event,
+    ProtocolError,
+    SessionSettings,
+    SessionUpdate,
+    VoxlineError,
+)
+
+router = APIRouter(tags=["realtime"])
+
+#: what a session made by this socket starts with: OpenAI's audio formats
+OPENAI_AUDIO = {"input_sample_rate": 24000, "output_format": AudioFormat.PCM16,
+                "output_sample_rate": 24000}
+
+
+class OpenAIFraming:
+    """Log events as OpenAI server events (JSON text frames)."""
+
+    def __init__(self, translator: ServerTranslator) -> None:
+        self.translator = translator
+
+    def frames(self, event: Event) -> list[str]:
+        return [json.dumps(frame) for frame in self.translator.frames(event)]
+
+    def refusal(self, session_id: str, exc: VoxlineError) -> str:
+        return json.dumps(error_frame(exc.to_payload(), local_id()))
+
+
+@router.websocket("/v1/realtime")
+async def openai_realtime(
+    ws: WebSocket,
+    model: str = "voxline",
+    session_id: str | None = None,
+    last_event_id: str | None = None,
+    beta: str | None = None,
+) -> None:
+    """The OpenAI Realtime API; see the module docstring."""
+    services = get_services(ws)
+    beta_names = beta is not None or "realtime=v1" in ws.headers.get("openai-beta", "")
+    translator = ServerTranslator(model=model, beta=beta_names)
+    framing = OpenAIFraming(translator)
+    await ws.accept()
+    try:
+        check_api_key(ws)
+        session, token, after = await _open(ws, services, session_id, last_event_id,
+                                            translator)
+    except VoxlineError as exc:
+        await refuse(ws, exc, framing.refusal(session_id or "", exc))
+        return
+    tts = services.engines.tts is not None
+    translator.spoken_default = lambda: tts and session.settings.realtime_tts
+    translator.user_text = lambda turn_id: getattr(session.state.turns.get(turn_id),
+                                                   "user_text", "")
+    sender = LogSender(ws, services.tails, session.session_id, framing)
+    if not last_event_id:  # the greeting: its id is the log position the socket starts at
+        extension = {"session_id": session.session_id, "token": token,
+                     "resume": "reconnect with ?session_id=&token=&last_event_id="}
+        await sender.send(json.dumps({
+            "type": "session.created", "event_id": after,
+            "session": session_object(session.session_id, session.settings, model=model,
+                                      extension=extension)}))
+    sender.start(after)
+    client = ClientTranslator(
+        voice_map=services.settings.api.voice_map,
+        max_message_bytes=services.settings.api.max_message_bytes,
+        max_text_chars=services.settings.api.max_text_chars,
+        max_json_depth=services.settings.api.max_json_depth,
+    )
+
+    async def on_text(text: str) -> None:
+        await _on_text(text, client, session, sender, services)
+
+    try:
+        await receive(ws, session, sender, services, on_text)
+    finally:
+        await sender.stop()
+        await finish(session, services)
+
+
+async def _open(
+    ws: WebSocket, services: Services, session_id: str | None, last_event_id: str | None,
+    translator: ServerTranslator,
+) -> tuple[LiveSession, str | None, str | None]:
+    """The live session, its token (``None`` when attached: the client has it) and the
+    log id the socket sends after."""
+    if session_id is None:
+        if last_event_id:
+            raise ProtocolError("last_event_id needs the session_id it belongs to",
+                                code=ErrorCode.INVALID_EVENT_ID)
+        permit = services.admission.acquire("sessions")
+        try:
+            settings = SessionSettings().merged(dict(OPENAI_AUDIO))
+            session_id = await create_session(services.log, settings)
+        except BaseException:
+            permit.release()
+            raise
+        session = await services.open_session(session_id, permit=permit)
+        return session, services.tokens.issue(session_id), session.state.last_event_id
+    state, _ = await authorize(services.log, services.tokens, session_id, _session_token(ws))
+    after = state.last_event_id
+    if last_event_id:
+        resume = parse_resume_id(last_event_id)
+        if resume is None:
+            raise ProtocolError(
+                f"last_event_id {last_event_id!r} is not an event id this server sent",
+                code=ErrorCode.INVALID_EVENT_ID)
+        log_id, index = resume
+        await check_cursor(services.log, state, log_id)
+        after = log_id
+        if index is not None:  # part of that log event's translations was seen
+            after = log_id_before(log_id)
+            translator.skip_through(log_id, index)
+    return await services.open_session(session_id, state=state), None, after
+
+
+def _session_token(connection: HTTPConnection) -> str | None:
+    """The session token: ``?token=`` or ``X-Voxline-Token`` first (OpenAI's SDK sends its
+    api_key as the Bearer header, whether keys are on or not)."""
+    return (connection.query_params.get("token") or connection.headers.get("x-voxline-token")
+            or token_of(connection))
+
+
+async def _on_text(
+    text: str, client: ClientTranslator, session: LiveSession, sender: LogSender,
+    services: Services,
+) -> None:
+    event = client.parse(text)
+    try:
+        actions = client.actions(event)
+        for message in actions.messages:
+            if isinstance(message, SessionUpdate):  # voices, languages: the engines'
+                merge_settings(session.settings, message.settings,
+                               await engine_choices(services))
+            await session.handle(message)
+    except VoxlineError as exc:
+        exc.details.setdefault("event_id", event.event_id)
+        raise
+    if actions.ack is not None:
+        await sender.send(json.dumps({**actions.ack, "event_id": local_id()}))

@@ -1,0 +1,325 @@
+"""OpenAI Realtime client events: parsed, checked, and turned into Voxline's messages.
+
+A client event becomes zero or more native client messages (``schemas.ClientMessageUnion``),
+which the socket hands to the live session exactly as it does for ``/v1/sessions/{id}/ws``,
+plus, for the few events that change nothing in the log, an acknowledgement the socket
+sends at once (``input_audio_buffer.cleared``). Bad input raises a
+:class:`schemas.ProtocolError` (or a subclass) with Voxline's code and, in its details,
+``event_id`` (the client's) and ``param`` (the field at fault) for OpenAI's error shape.
+
+The limits are the native socket's: a frame over ``max_message_bytes``, JSON deeper than
+``max_json_depth``, text over ``max_text_chars``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.turn import engine_voice
+from schemas import (
+    ClientMessageUnion,
+    ErrorCode,
+    InputAudioAppend,
+    InputAudioClear,
+    InputAudioCommit,
+    InputTextMessage,
+    InputTooLargeError,
+    InvalidAudioError,
+    ProtocolError,
+    ResponseCancel,
+    ResponseCreate,
+    SessionUpdate,
+    check_pcm16,
+    load_json_frame,
+)
+
+_LENIENT = ConfigDict(extra="ignore", frozen=True)
+
+#: client events this server acts on
+SUPPORTED_CLIENT_EVENTS: tuple[str, ...] = (
+    "session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "response.create",
+    "response.cancel",
+)
+
+
+class AudioFormatSpec(BaseModel):
+    model_config = _LENIENT
+    type: str = "audio/pcm"
+    rate: int | None = None
+
+
+class TurnDetection(BaseModel):
+    model_config = _LENIENT
+    type: str = "server_vad"
+    silence_duration_ms: int | None = None
+    create_response: bool | None = None
+
+
+class Transcription(BaseModel):
+    model_config = _LENIENT
+    model: str | None = None
+    language: str | None = None
+
+
+class AudioInputConfig(BaseModel):
+    model_config = _LENIENT
+    format: AudioFormatSpec | None = None
+    transcription: Transcription | None = None
+    turn_detection: TurnDetection | None = None  # null (when set): manual turns
+
+
+class AudioOutputConfig(BaseModel):
+    model_config = _LENIENT
+    format: AudioFormatSpec | None = None
+    voice: str | None = None
+    speed: float | None = None
+
+
+class AudioConfig(BaseModel):
+    model_config = _LENIENT
+    input: AudioInputConfig | None = None
+    output: AudioOutputConfig | None = None
+
+
+class SessionConfig(BaseModel):
+    """``session.update``'s ``session``: the GA shape, and the beta's flat fields."""
+
+    model_config = _LENIENT
+    instructions: str | None = None
+    output_modalities: list[str] | None = None
+    audio: AudioConfig | None = None
+    max_output_tokens: int | Literal["inf"] | None = None
+    # beta names
+    modalities: list[str] | None = None
+    voice: str | None = None
+    input_audio_format: str | None = None
+    output_audio_format: str | None = None
+    turn_detection: TurnDetection | None = None
+    input_audio_transcription: Transcription | None = None
+    max_response_output_tokens: int | Literal["inf"] | None = None
+    temperature: float | None = None
+    speed: float | None = None
+
+
+class ContentPart(BaseModel):
+    model_config = _LENIENT
+    type: str
+    text: str | None = None
+    audio: str | None = None
+
+
+class Item(BaseModel):
+    model_config = _LENIENT
+    type: str = "message"
+    role: str | None = None
+    content: list[ContentPart] = Field(default_factory=list)
+
+
+class ClientEvent(BaseModel):
+    """One client event: its type, its id, and the fields the supported types read
+    (unknown fields are ignored, as OpenAI's own additions would be)."""
+
+    model_config = _LENIENT
+    type: str
+    event_id: str | None = Field(default=None, max_length=128)
+    session: SessionConfig | None = None
+    audio: str | None = None
+    item: Item | None = None
+
+
+@dataclass(frozen=True)
+class ClientActions:
+    """What one client event asks: native messages for the session, and an
+    acknowledgement to send at once (``None``: the log's events answer)."""
+
+    messages: tuple[ClientMessageUnion, ...] = ()
+    ack: dict[str, Any] | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ClientTranslator:
+    """Turns OpenAI client events into native messages, under the socket's limits."""
+
+    voice_map: Mapping[str, str] = field(default_factory=dict)
+    max_message_bytes: int = 1 << 20
+    max_text_chars: int = 4000
+    max_json_depth: int = 32
+
+    def parse(self, raw: str | bytes) -> ClientEvent:
+        """One text frame as a client event, or a :class:`ProtocolError`."""
+        obj = load_json_frame(raw, max_bytes=self.max_message_bytes,
+                              max_depth=self.max_json_depth)
+        event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        kind = obj.get("type")
+        if kind not in SUPPORTED_CLIENT_EVENTS:
+            raise ProtocolError(
+                f"unsupported event type {kind!r}; this server takes "
+                f"{', '.join(SUPPORTED_CLIENT_EVENTS)}",
+                code=ErrorCode.UNKNOWN_MESSAGE_TYPE, type=str(kind), param="type",
+                event_id=event_id)
+        try:
+            return ClientEvent.model_validate(obj)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            param = ".".join(str(p) for p in err["loc"])
+            raise ProtocolError(f"invalid {kind}: {param}: {err['msg']}",
+                                code=ErrorCode.INVALID_MESSAGE, param=param,
+                                event_id=event_id) from None
+
+    def actions(self, event: ClientEvent) -> ClientActions:
+        """What ``event`` asks of the session; bad fields raise with ``event_id`` set."""
+        try:
+            return ClientActions(self._messages(event), self._ack(event), event.event_id)
+        except ProtocolError as exc:
+            exc.details.setdefault("event_id", event.event_id)
+            raise
+
+    def _messages(self, event: ClientEvent) -> tuple[ClientMessageUnion, ...]:
+        match event.type:
+            case "session.update":
+                # even an update that changes nothing is answered with session.updated
+                return (SessionUpdate(settings=self.settings_patch(
+                    event.session or SessionConfig())),)
+            case "input_audio_buffer.append":
+                return (InputAudioAppend(audio=_pcm(event.audio, "audio")),)
+            case "input_audio_buffer.commit":
+                return (InputAudioCommit(),)
+            case "input_audio_buffer.clear":
+                return (InputAudioClear(),)
+            case "conversation.item.create":
+                return self._item(event.item)
+            case "response.create":
+                return (ResponseCreate(),)
+            case _:  # "response.cancel" (parse lets nothing else through)
+                return (ResponseCancel(),)
+
+    def _ack(self, event: ClientEvent) -> dict[str, Any] | None:
+        if event.type == "input_audio_buffer.clear":
+            return {"type": "input_audio_buffer.cleared"}
+        return None
+
+    def _item(self, item: Item | None) -> tuple[ClientMessageUnion, ...]:
+        if item is None or item.type != "message" or item.role != "user":
+            raise ProtocolError(
+                "conversation.item.create takes user messages only (input_text, input_audio)",
+                code=ErrorCode.INVALID_MESSAGE, param="item.role")
+        texts = [p.text or "" for p in item.content if p.type == "input_text"]
+        audios = [p.audio for p in item.content if p.type == "input_audio"]
+        if len(texts) + len(audios) != len(item.content) or not item.content:
+            raise ProtocolError("a user message holds input_text or input_audio parts",
+                                code=ErrorCode.INVALID_MESSAGE, param="item.content")
+        if texts and audios:
+            raise ProtocolError("one user message is either text or audio, not both",
+                                code=ErrorCode.INVALID_MESSAGE, param="item.content")
+        if texts:
+            text = "\n".join(texts)
+            if not text.strip():
+                raise ProtocolError("empty text", code=ErrorCode.EMPTY_INPUT,
+                                    param="item.content")
+            if len(text) > self.max_text_chars:
+                raise InputTooLargeError(
+                    f"text of {len(text)} characters is over the limit of "
+                    f"{self.max_text_chars}",
+                    code=ErrorCode.TEXT_TOO_LONG, limit=self.max_text_chars,
+                    param="item.content")
+            # OpenAI: an item never starts a response by itself; response.create does
+            return (InputTextMessage(text=text, respond=False),)
+        pcm = b"".join(_pcm(a, "item.content.audio") for a in audios)
+        check_pcm16(pcm)
+        return InputAudioAppend(audio=pcm), InputAudioCommit()
+
+    def settings_patch(self, config: SessionConfig) -> dict[str, object]:
+        """A ``session.update``'s ``session`` as a native settings patch."""
+        patch: dict[str, object] = {}
+        if config.instructions is not None:
+            patch["system_prompt"] = config.instructions
+        modalities = config.output_modalities or config.modalities
+        if modalities is not None:
+            patch["realtime_tts"] = "audio" in modalities
+        audio = config.audio or AudioConfig()
+        audio_in = audio.input or AudioInputConfig()
+        audio_out = audio.output or AudioOutputConfig()
+        if audio_in.format is not None:
+            patch["input_sample_rate"] = _rate(audio_in.format, "session.audio.input.format")
+        elif config.input_audio_format is not None:
+            _beta_format(config.input_audio_format, "session.input_audio_format")
+            patch["input_sample_rate"] = 24000
+        if audio_out.format is not None:
+            patch["output_format"] = "pcm16"
+            patch["output_sample_rate"] = _rate(audio_out.format, "session.audio.output.format")
+        elif config.output_audio_format is not None:
+            _beta_format(config.output_audio_format, "session.output_audio_format")
+            patch["output_format"], patch["output_sample_rate"] = "pcm16", 24000
+        if "turn_detection" in audio_in.model_fields_set:
+            patch.update(_turn_detection(audio_in.turn_detection))
+        elif "turn_detection" in config.model_fields_set:
+            patch.update(_turn_detection(config.turn_detection))
+        transcription = audio_in.transcription or config.input_audio_transcription
+        if transcription is not None and transcription.language:
+            patch["language"] = transcription.language
+        voice = audio_out.voice or config.voice
+        if voice is not None:
+            patch["voice"] = engine_voice(voice, self.voice_map)
+        speed = audio_out.speed if audio_out.speed is not None else config.speed
+        if speed is not None:
+            patch["speech_speed"] = speed
+        sampling: dict[str, object] = {}
+        limit = config.max_output_tokens or config.max_response_output_tokens
+        if isinstance(limit, int):
+            sampling["max_tokens"] = limit
+        if config.temperature is not None:
+            sampling["temperature"] = config.temperature
+        if sampling:
+            patch["sampling"] = sampling
+        return patch
+
+
+def _pcm(data: str | None, param: str) -> bytes:
+    if not data:
+        raise InvalidAudioError("no audio", code=ErrorCode.EMPTY_INPUT, param=param)
+    try:
+        pcm = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidAudioError("audio is not valid base64", param=param) from None
+    try:
+        return check_pcm16(pcm)
+    except InvalidAudioError as exc:
+        exc.details["param"] = param
+        raise
+
+
+def _rate(spec: AudioFormatSpec, param: str) -> int:
+    if spec.type != "audio/pcm":
+        raise InvalidAudioError(
+            f"audio format {spec.type!r} is not supported; use audio/pcm (PCM16 mono)",
+            code=ErrorCode.UNSUPPORTED_FORMAT, param=f"{param}.type")
+    return spec.rate or 24000
+
+
+def _beta_format(name: str, param: str) -> None:
+    if name != "pcm16":
+        raise InvalidAudioError(f"audio format {name!r} is not supported; use pcm16",
+                                code=ErrorCode.UNSUPPORTED_FORMAT, param=param)
+
+
+def _turn_detection(detection: TurnDetection | None) -> dict[str, object]:
+    """``null``: manual turns (no reply until ``response.create``); server VAD with its
+    silence (semantic VAD is taken as server VAD)."""
+    if detection is None:
+        return {"auto_response": False}
+    patch: dict[str, object] = {"auto_response": detection.create_response is not False}
+    if detection.silence_duration_ms is not None:
+        patch["end_of_speech_ms"] = detection.silence_duration_ms
+    return patch
