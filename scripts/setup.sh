@@ -21,6 +21,10 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+# the browser tests (dev extra) drive Debian's chromium: Playwright's own download needs the internet
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null; then
+  need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need_apt[*]} (Debian packages)"

@@ -13,6 +13,12 @@ echo "[test] lint-imports (layers, façades, forbidden imports: pyproject.toml)"
 "$VENV/bin/lint-imports" --no-cache  # a cached graph can keep a module that was renamed
 echo "[test] mypy (strict on schemas/ and pipeline/)"
 "$VENV/bin/mypy"
+echo "[test] JavaScript unit tests (the browser page's pure modules)"
+if command -v node >/dev/null; then
+  node --test tests/js/
+else
+  echo "[test] node is not installed: skipping tests/js (the browser page's JS unit tests)"
+fi
 echo "[test] pytest"
 set +e
 "$VENV/bin/python" -m pytest "$@"

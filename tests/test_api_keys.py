@@ -68,6 +68,12 @@ async def test_probes_stay_open_and_the_rest_needs_the_key(harness: Harness) -> 
         assert "Authorization: Bearer" in refused.json()["error"]["message"]
         streamed = await http.post("/v1/chat/stream", json={"message": "Hi"})
         assert streamed.status_code == 401
+        # refused before the body is read: a stranger learns only that a key is needed
+        garbled = await http.post("/v1/sessions", content=b"\x00{", headers={
+            "content-type": "application/json"})
+        assert garbled.status_code == 401
+        for public in ("/openapi.json", "/docs", "/", "/static/app.js"):  # page and docs: open
+            assert (await http.get(public)).status_code == 200, public
 
 
 async def test_a_session_call_shows_the_key_and_its_token_apart(harness: Harness) -> None:

@@ -10,15 +10,20 @@ but ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer <key>``, what Ope
 clients send with their ``api_key``; the Bearer header then holds the key, so a session
 call shows its session token as ``X-Voxline-Token`` or ``?token=`` (the token still
 scopes the call to its one session). A missing or unknown key is 401 ``unauthorized``
-(a socket: one error frame, closed with 4401).
+(a socket: one error frame, closed with 4401). HTTP requests are checked by
+:class:`RequireApiKey` before anything of them is read: a body that fails to parse must
+not tell a caller without a key anything but that it needs one.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
 
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from deployments.api._errors import error_response
 from schemas import AuthError
 
 
@@ -58,3 +63,32 @@ def check_api_key(connection: HTTPConnection) -> None:
         raise AuthError("this server needs an API key: send 'Authorization: Bearer <key>'")
     if not any(hmac.compare_digest(shown.encode(), key.encode()) for key in keys):
         raise AuthError("the API key is not valid")
+
+
+class RequireApiKey:
+    """ASGI middleware: an HTTP request without a valid key (when keys are set) is
+    answered 401 ``unauthorized`` before routing, validation or reading its body.
+
+    ``open_paths`` stay open (``/static/*`` opens everything under ``/static/``): the
+    health probes an orchestrator calls, the browser page and the API's documentation
+    (what a request needs is no secret).
+    WebSockets pass through: their route checks the key and answers with an error frame
+    and a close code, which a status line cannot carry.
+    """
+
+    def __init__(self, app: ASGIApp, *, open_paths: Collection[str] = ()) -> None:
+        self.app = app
+        self.open_paths = frozenset(p for p in open_paths if not p.endswith("/*"))
+        self.open_prefixes = tuple(p[:-1] for p in open_paths if p.endswith("/*"))
+
+    def is_open(self, path: str) -> bool:
+        return path in self.open_paths or path.startswith(self.open_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.is_open(scope["path"]):
+            try:
+                check_api_key(HTTPConnection(scope))
+            except AuthError as exc:
+                await error_response(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,93 @@
+// The playback schedule: reply audio chunks in, start times out. Pure bookkeeping, no Web
+// Audio: `player.js` turns each entry into an AudioBufferSourceNode started at `when`.
+//
+// Chunks arrive as `response.audio.chunk` events with a `chunk_index` over the whole reply.
+// They are played strictly in index order (one that comes early waits for the ones before
+// it), each starting exactly where the previous ends (gapless), the first one as soon as it
+// arrives (plus a small lead, so the start is never in the past). A repeated index, a chunk
+// of a stopped turn or of an older turn is dropped. `stop()` empties the schedule at once
+// (barge-in, `response.cancelled`); what was already handed to Web Audio is the player's to
+// stop, and it asks `scheduled()` what that is.
+
+export class PlaybackSchedule {
+  constructor({ lead = 0.03 } = {}) {
+    this.lead = lead; // seconds between "now" and the earliest start
+    this.turn = null; // the turn being played
+    this.nextIndex = 0; // the chunk index due next in that turn
+    this.pending = new Map(); // index → chunk, arrived ahead of its turn
+    this.cursor = 0; // where the next chunk starts (context time)
+    this.entries = []; // scheduled: {turn, index, sentence, when, end, chunk}
+    this.stopped = new Set(); // turns stopped: their late chunks are dropped
+    this.finished = new Set(); // turns whose last chunk has been scheduled
+  }
+
+  /**
+   * Add one chunk: {turn, index, sentence, duration, ...}. Returns the entries now ready to
+   * start, in order (none if it must wait for an earlier index, or is dropped).
+   */
+  add(chunk, now) {
+    if (this.stopped.has(chunk.turn)) return [];
+    if (chunk.turn !== this.turn) {
+      if (this.finished.has(chunk.turn)) return [];
+      // a new turn: whatever is still queued of the previous one plays out first
+      if (this.turn !== null) this.finished.add(this.turn);
+      this.turn = chunk.turn;
+      this.nextIndex = 0;
+      this.pending.clear();
+    }
+    if (chunk.index < this.nextIndex || this.pending.has(chunk.index)) return [];
+    this.pending.set(chunk.index, chunk);
+    const ready = [];
+    while (this.pending.has(this.nextIndex)) {
+      const next = this.pending.get(this.nextIndex);
+      this.pending.delete(this.nextIndex);
+      this.nextIndex += 1;
+      const when = Math.max(this.cursor, now + this.lead);
+      const entry = { turn: next.turn, index: next.index, sentence: next.sentence ?? 0,
+                      when, end: when + next.duration, chunk: next };
+      this.cursor = entry.end;
+      this.entries.push(entry);
+      ready.push(entry);
+    }
+    return ready;
+  }
+
+  /** Entries not yet finished at `now` (playing or waiting to start). */
+  scheduled(now) {
+    return this.entries.filter((e) => e.end > now);
+  }
+
+  /** The entry sounding at `now`, or null. */
+  current(now) {
+    return this.entries.find((e) => e.when <= now && now < e.end) ?? null;
+  }
+
+  /** Seconds of scheduled audio still ahead of `now`. */
+  remaining(now) {
+    return Math.max(0, this.cursor - now);
+  }
+
+  /** Forget entries that ended before `now` (keeps the list short on long sessions). */
+  prune(now) {
+    this.entries = this.entries.filter((e) => e.end > now);
+  }
+
+  /**
+   * Stop at once: nothing scheduled remains, and later chunks of the current turn (or of
+   * `turn`) are dropped. Returns the entries that were still to play, for the player to stop.
+   */
+  stop(now, turn = this.turn) {
+    const cut = this.scheduled(now);
+    if (turn !== null) this.stopped.add(turn);
+    if (this.turn !== null) this.stopped.add(this.turn);
+    this.pending.clear();
+    this.entries = [];
+    this.cursor = now;
+    return cut;
+  }
+}
+
+/** Seconds of audio in `byteLength` bytes of PCM16 mono at `rate`. */
+export function pcm16Duration(byteLength, rate) {
+  return byteLength / 2 / rate;
+}

@@ -1,0 +1,78 @@
+// The playback schedule: chunk order, gapless starts, stop at once (node --test tests/js).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { PlaybackSchedule, pcm16Duration } from "../../deployments/api/static/playback.js";
+
+const chunk = (index, { turn = "t1", duration = 0.5, sentence = 0 } = {}) =>
+  ({ turn, index, duration, sentence });
+
+test("the first chunk starts at once, the next ones back to back", () => {
+  const s = new PlaybackSchedule({ lead: 0.01 });
+  const [a] = s.add(chunk(0), 10);
+  assert.equal(a.when, 10.01);
+  const [b] = s.add(chunk(1), 10.2); // arrives while the first still plays
+  assert.equal(b.when, a.end); // gapless
+  const [c] = s.add(chunk(2, { duration: 0.25 }), 10.3);
+  assert.equal(c.when, b.end);
+  assert.equal(s.remaining(10.3), c.end - 10.3);
+});
+
+test("a chunk that arrives after the queue ran dry starts now, not in the past", () => {
+  const s = new PlaybackSchedule({ lead: 0.02 });
+  s.add(chunk(0), 0);
+  const [b] = s.add(chunk(1), 5);
+  assert.equal(b.when, 5.02);
+});
+
+test("chunks that arrive out of order play in index order", () => {
+  const s = new PlaybackSchedule({ lead: 0 });
+  assert.deepEqual(s.add(chunk(1), 0), []);
+  assert.deepEqual(s.add(chunk(2), 0), []);
+  const ready = s.add(chunk(0), 0);
+  assert.deepEqual(ready.map((e) => e.index), [0, 1, 2]);
+  assert.deepEqual(ready.map((e) => e.when), [0, 0.5, 1]);
+});
+
+test("a repeated chunk is dropped", () => {
+  const s = new PlaybackSchedule();
+  assert.equal(s.add(chunk(0), 0).length, 1);
+  assert.equal(s.add(chunk(0), 0).length, 0);
+  s.add(chunk(2), 0);
+  assert.equal(s.add(chunk(2), 0).length, 0);
+});
+
+test("stop empties the schedule and drops the stopped turn's late chunks", () => {
+  const s = new PlaybackSchedule({ lead: 0 });
+  s.add(chunk(0), 0);
+  s.add(chunk(1), 0);
+  const cut = s.stop(0.2);
+  assert.deepEqual(cut.map((e) => e.index), [0, 1]);
+  assert.equal(s.remaining(0.2), 0);
+  assert.deepEqual(s.scheduled(0.2), []);
+  assert.deepEqual(s.add(chunk(2), 0.3), []);
+  const [next] = s.add(chunk(0, { turn: "t2" }), 1); // the next turn plays normally
+  assert.equal(next.when, 1);
+});
+
+test("a new turn queues after what is still playing; the old turn's stragglers are dropped", () => {
+  const s = new PlaybackSchedule({ lead: 0 });
+  const [a] = s.add(chunk(0), 0);
+  const [b] = s.add(chunk(0, { turn: "t2" }), 0.1);
+  assert.equal(b.when, a.end);
+  assert.deepEqual(s.add(chunk(1), 0.2), []);
+});
+
+test("current() names the sentence being spoken", () => {
+  const s = new PlaybackSchedule({ lead: 0 });
+  s.add(chunk(0, { sentence: 0 }), 0);
+  s.add(chunk(1, { sentence: 1 }), 0);
+  assert.equal(s.current(0.25).sentence, 0);
+  assert.equal(s.current(0.75).sentence, 1);
+  assert.equal(s.current(2), null);
+  s.prune(0.6);
+  assert.deepEqual(s.entries.map((e) => e.index), [1]);
+});
+
+test("pcm16Duration", () => {
+  assert.equal(pcm16Duration(48000, 24000), 1);
+});

@@ -1,0 +1,278 @@
+"""The browser page at ``/``, in Debian's Chromium, against the real Serve app.
+
+Each test starts a fresh browser whose microphone is a WAV file spoken by Piper, drives
+the page like a person (clicks, typing, the keyboard), waits for conditions the page
+exposes (``window.voxline.snapshot()``: events, turns, played chunks, AudioContext time)
+and saves a screenshot under ``reports/``. No timed assertions: every wait is for a
+condition, with a generous timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.audio_fixtures import compose, piper_float
+from tests.browser_harness import (
+    browser_page,
+    chromium_path,
+    off_host_requests,
+    screenshot,
+    snapshot,
+    wait_for,
+    write_wav,
+)
+from tests.serve.conftest import App
+from voxline.client import VoxlineClient
+from voxline.demo import text_turn
+
+pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis, pytest.mark.browser]
+
+QUESTION = "What is the capital of France?"
+STORY = "Tell me a long story about a brave knight, a dragon and a castle."
+RATE = 16000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium() -> None:
+    chromium_path()  # skip the module, saying why, where there is no browser
+
+
+@pytest.fixture(scope="module")
+def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The question spoken by Piper, between silences (1.5 s before: the page's start)."""
+    speech = compose([piper_float(QUESTION, RATE)], [1.5, 2.5], rate=RATE)
+    return write_wav(tmp_path_factory.mktemp("wav") / "question.wav", speech.pcm16, RATE)
+
+
+def _type_and_send(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_label("Type a message").fill(text)
+    page.get_by_label("Type a message").press("Enter")
+
+
+def _set_max_tokens(page, n: int) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_label("Longest reply (tokens)").fill(str(n))
+
+
+def _log_ids(app: App, session_id: str, token: str) -> list[str]:
+    """The session's log, read over SSE (not followed): every event id in order."""
+    response = httpx.get(f"{app.url}/v1/sessions/{session_id}/events",
+                         params={"follow": "false", "token": token}, timeout=60)
+    assert response.status_code == 200, response.text
+    return [line[4:].strip() for line in response.text.splitlines() if line.startswith("id:")]
+
+
+def test_spoken_question_is_transcribed_answered_and_played(app: App, question_wav: Path) -> None:
+    with browser_page(app.url, microphone=question_wav) as page:
+        _set_max_tokens(page, 32)
+        page.get_by_role("button", name="Microphone on").click()
+        wait_for(page, "s.turns.some(t => t.user && t.status === 'completed' && t.chunks > 0)")
+        # the audio is actually played: every chunk of the reply ends in the AudioContext
+        wait_for(page, "s.turns.some(t => t.status === 'completed' && t.played === t.chunks)")
+        state = snapshot(page)
+        screenshot(page, "spoken-question")
+    [turn] = [t for t in state["turns"] if t["user"]]
+    assert "capital" in turn["user"].lower() and "france" in turn["user"].lower()
+    assert turn["reply"].strip()
+    assert turn["mode"] == "streaming"
+    assert state["played"] >= turn["chunks"] > 0
+    assert state["audioTime"] > 0 and state["audioState"] == "running"
+    types = [e["type"] for e in state["events"]]
+    assert types.index("input.speech_started") < types.index("transcript.final")
+    assert not off_host_requests(page, app.url) and not page.errors
+
+
+def test_speaking_during_a_reply_stops_playback_at_once(app: App, question_wav: Path) -> None:
+    """Push to talk: holding Talk while a reply plays silences it at once; the speech
+    held meanwhile reaches the server (its VAD hears it start)."""
+    with browser_page(app.url, microphone=question_wav, loop=True) as page:
+        _set_max_tokens(page, 200)
+        page.get_by_label("Push to talk").check()
+        page.get_by_role("button", name="Microphone on").click()
+        _type_and_send(page, STORY)
+        wait_for(page, "s.started >= 1 && s.scheduledAhead > 0.3")  # the reply is heard
+        page.get_by_role("button", name="Hold to talk").focus()
+        page.keyboard.down(" ")
+        wait_for(page, "s.stops.some(x => x.reason === 'push-to-talk')")
+        stop = next(x for x in snapshot(page)["stops"] if x["reason"] == "push-to-talk")
+        wait_for(page, "s.events.some(e => e.type === 'input.speech_started')")
+        screenshot(page, "barge-in")
+        page.keyboard.up(" ")
+        # the stopped reply's turn ends (cancelled by the server, or written to its end)
+        wait_for(page, "s.turns.some(t => t.id === arg && t.status)", stop["turn"])
+        state = snapshot(page)
+    assert stop["remaining"] > 0 and stop["cut"] > 0  # audio was still to come when it stopped
+    story = next(t for t in state["turns"] if t["id"] == stop["turn"])
+    assert story["user"] == STORY
+    # nothing of the stopped reply played after the stop, though more of it may have arrived
+    assert story["played"] == stop["played"]
+    assert story["status"] in ("cancelled", "completed")
+    if story["status"] == "cancelled":
+        assert any(e["type"] == "response.cancelled" and e["turn_id"] == story["id"]
+                   for e in state["events"])
+    assert not page.errors
+
+
+@pytest.fixture(scope="module")
+def talking_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The question with little silence around it, for a looped microphone that talks."""
+    speech = compose([piper_float(QUESTION, RATE)], [0.1, 0.3], rate=RATE)
+    return write_wav(tmp_path_factory.mktemp("wav") / "talking.wav", speech.pcm16, RATE)
+
+
+def test_hands_free_speech_over_a_reply_stops_it(app: App, talking_wav: Path) -> None:
+    """Hands-free: the microphone comes on while a (slowly spoken) reply plays; the
+    server's VAD hears speech and the page goes quiet at once, on ``input.speech_started``
+    or on the ``response.cancelled`` (barge_in) the server sends just before it."""
+    with browser_page(app.url, microphone=talking_wav, loop=True) as page:
+        _set_max_tokens(page, 48)
+        page.get_by_label("Speech speed").fill("0.5")
+        _type_and_send(page, QUESTION)
+        wait_for(page, "s.started >= 1 && s.scheduledAhead > 1")
+        page.get_by_role("button", name="Microphone on").click()
+        wait_for(page, "s.stops.some(x => x.reason === 'speech' "
+                       "|| x.reason === 'cancelled:barge_in')")
+        wait_for(page, "s.events.some(e => e.type === 'input.speech_started')")
+        state = snapshot(page)
+        screenshot(page, "barge-in-hands-free")
+    [stop] = state["stops"]  # one stop: the second signal found nothing left to stop
+    assert stop["remaining"] > 0 and stop["cut"] > 0
+
+
+def test_a_killed_socket_resumes_without_gaps_or_repeats(app: App) -> None:
+    with browser_page(app.url) as page:
+        _set_max_tokens(page, 64)
+        _type_and_send(page, STORY)
+        wait_for(page, "s.events.some(e => e.type === 'response.text.delta')")
+        page.evaluate("() => window.voxline.dropConnection()")
+        wait_for(page, "s.reconnects >= 1")
+        wait_for(page, "s.turns.some(t => t.status === 'completed' || t.status === 'cancelled')")
+        state = snapshot(page)
+        status = page.locator("#status").inner_text()
+        screenshot(page, "resume")
+    log = _log_ids(app, state["sessionId"], state["token"])
+    seen = state["eventIds"]
+    assert state["duplicates"] == 0
+    assert len(seen) == len(set(seen))
+    # every event after the session's creation, exactly once and in order
+    assert seen == log[log.index(seen[0]):][: len(seen)]
+    assert log[0] not in seen and log.index(seen[0]) == 1
+    assert [e["type"] for e in state["events"]].count("response.started") == 1
+    assert "resumed" in status.lower()
+
+
+def test_a_typed_turn_by_keyboard(app: App) -> None:
+    with browser_page(app.url) as page:
+        _set_max_tokens(page, 32)
+        message = page.get_by_label("Type a message")
+        message.focus()
+        page.keyboard.type(QUESTION)
+        page.keyboard.press("Enter")
+        wait_for(page, "s.turns.some(t => t.status === 'completed' && t.played === t.chunks "
+                       "&& t.chunks > 0)")
+        page.wait_for_function("() => document.getElementById('lat-token').textContent !== '–'")
+        state = snapshot(page)
+        conversation = page.locator("#conversation").inner_text()
+        screenshot(page, "typed-turn")
+    [turn] = state["turns"]
+    assert turn["user"] == QUESTION and turn["reply"].strip()
+    assert QUESTION in conversation and turn["reply"].strip()[:20] in conversation
+    assert state["played"] == turn["chunks"]
+
+
+def test_a_settings_change_applies_to_the_next_turn(app: App) -> None:
+    with browser_page(app.url) as page:
+        _set_max_tokens(page, 24)
+        _type_and_send(page, QUESTION)
+        wait_for(page, "s.turns.length === 1 && s.turns[0].status === 'completed'")
+        page.get_by_label("Speak while the reply is written").uncheck()
+        page.get_by_role("button", name="Apply settings").click()
+        wait_for(page, "s.settings && s.settings.realtime_tts === false")
+        _type_and_send(page, "What is the capital of Italy?")
+        wait_for(page, "s.turns.length === 2 && s.turns[1].status === 'completed'")
+        state = snapshot(page)
+        screenshot(page, "settings")
+    first, second = state["turns"]
+    assert first["mode"] == "streaming" and first["chunks"] > 0
+    assert second["mode"] == "text" and second["chunks"] == 0
+    types = [e["type"] for e in state["events"]]
+    assert types.index("session.updated") < max(i for i, t in enumerate(types)
+                                                if t == "response.started")
+
+
+def test_auto_play_narrates_a_text_only_reply(app: App) -> None:
+    with browser_page(app.url) as page:
+        _set_max_tokens(page, 24)
+        page.get_by_label("Auto-play (narrate text-only replies)").check()
+        page.get_by_label("Speak while the reply is written").uncheck()
+        _type_and_send(page, QUESTION)
+        wait_for(page, "s.turns.some(t => t.narrated && t.played === t.expected && t.expected > 0)")
+        page.wait_for_function("() => document.getElementById('progress').value === 1")
+        state = snapshot(page)
+        screenshot(page, "auto-play")
+    [turn] = state["turns"]
+    assert turn["mode"] == "text" and turn["narrated"]
+    types = [e["type"] for e in state["events"]]
+    assert types.index("response.done") < types.index("narration.ready")
+
+
+def test_a_past_session_replays_by_id_and_token(app: App) -> None:
+    async def make() -> tuple[str, str, str, int]:
+        async with VoxlineClient(app.url, timeout=180) as client:
+            result = await text_turn(client, QUESTION, sampling={"max_tokens": 24})
+        chunks = sum(1 for e in result.events if e.type == "response.audio.chunk")
+        return result.session.session_id, result.session.token, result.reply, chunks
+
+    session_id, token, reply, chunks = asyncio.run(make())
+    with browser_page(app.url) as page:
+        page.get_by_text("Open a past session").click()
+        page.get_by_label("Session id").fill(session_id)
+        page.get_by_label("Session token").fill(token)
+        page.get_by_role("button", name="Open and replay").click()
+        wait_for(page, "s.turns.length === 1 && s.turns[0].played === arg", chunks)
+        state = snapshot(page)
+        screenshot(page, "replay")
+    [turn] = state["turns"]
+    assert turn["user"] == QUESTION and turn["reply"] == reply and turn["chunks"] == chunks
+
+
+def test_fits_a_phone_and_every_control_is_labelled(app: App) -> None:
+    with browser_page(app.url, viewport={"width": 390, "height": 844}) as page:
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll(
+              'input:not([type=hidden]), select, textarea, button, meter, progress')]
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                          && !el.textContent.trim())
+            .map(el => el.id || el.outerHTML)""")
+        live = page.evaluate(
+            "() => ['status', 'partial', 'conversation'].map(id => "
+            "document.getElementById(id).getAttribute('aria-live') "
+            "|| document.getElementById(id).getAttribute('role'))")
+        screenshot(page, "phone")
+        # the keyboard reaches the controls: Tab moves focus from the first one onwards
+        page.keyboard.press("Tab")
+        first = page.evaluate("() => document.activeElement.id")
+    assert overflow <= 0
+    assert unlabelled == []
+    assert all(live)
+    assert first == "new-session"
+
+
+def test_docs_and_protocol_pages_load_nothing_from_the_internet(app: App) -> None:
+    pages = (("/docs", "document.querySelector('.swagger-ui .info') !== null"),
+             ("/redoc", "document.querySelector('.api-content') !== null"),
+             ("/docs/protocol", "document.querySelector('h3 code') !== null"))
+    with browser_page(app.url + "/docs/protocol", ready=None) as page:
+        for path, ready in pages:
+            page.goto(app.url + path)
+            page.wait_for_function(f"() => {ready}")
+            screenshot(page, path.strip("/").replace("/", "-"))
+            assert not off_host_requests(page, app.url), path
+            assert not page.errors, path
+    spec = json.loads(httpx.get(f"{app.url}/asyncapi.json", timeout=30).text)
+    assert spec["channels"]["session"]["address"] == "/v1/sessions/{session_id}/ws"
