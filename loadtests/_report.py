@@ -1,4 +1,4 @@
-"""Shared helpers for benchmarks: percentiles and the JSON report."""
+"""Shared helpers for benchmarks: percentiles, the JSON report, and cleaning up Redis."""
 
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def write_report(name: str, figures: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+async def forget_prefix(redis: Any, prefix: str) -> None:
+    """Delete a benchmark's keys (``prefix:*``) in batches, and close the client."""
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await redis.delete(*keys[i:i + 500])
+    finally:
+        await redis.aclose()

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from loadtests._report import percentiles, write_report  # noqa: E402
+from loadtests._report import forget_prefix, percentiles, write_report  # noqa: E402
 from voxline.client import VoxlineClient  # noqa: E402
 
 SAMPLE_EVERY = 25
@@ -149,12 +149,7 @@ async def _forget(redis_url: str, prefix: str) -> None:
     from pipeline.log import create_redis
 
     redis = create_redis(redis_url)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await redis.delete(*keys[i:i + 500])
-    finally:
-        await redis.aclose()
+    await forget_prefix(redis, prefix)
 
 
 # ---- the measures ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests._report import percentiles, write_report
+from loadtests._report import forget_prefix, percentiles, write_report
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings, ResponseTextDelta, TextDeltaData
 from voxline.redis_server import redis_url_or_server
@@ -85,10 +85,7 @@ async def bench(
         figures["replay_10k_s"] = round(time.perf_counter() - start, 3)
         assert len(replayed) == 10_000
     finally:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+        await forget_prefix(redis, prefix)
     return figures
 
 

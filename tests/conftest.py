@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
+from tests.api_harness import forget_keys
 from voxline.redis_server import is_reachable, start_redis_server
 
 
@@ -26,9 +27,12 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def key_prefix() -> str:
-    """A prefix of our own per test, so tests never see each other's streams."""
-    return f"voxtest:{uuid.uuid4().hex[:12]}"
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A prefix of our own per test, so tests never see each other's streams; what the
+    test wrote under it goes when it ends (CI reuses this machine's Redis)."""
+    prefix = f"voxtest:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    forget_keys(redis_url, prefix)
 
 
 @pytest.fixture
@@ -37,9 +41,6 @@ async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
     try:
         yield client
     finally:
-        keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()
 
 

@@ -42,6 +42,8 @@ DEPLOYMENTS: dict[str, str | None] = {
 }
 #: background consumers: CPU only, placed beside the Gateway
 WORKERS = ("Narrator", "Metrics")
+#: retrieval's re-ranker (two_stage): torch in a runtime_env of its own, on the cpu pods
+RETRIEVAL = ("Reranker",)
 STAGES = [name for name, stage in DEPLOYMENTS.items() if stage is not None]
 #: The GPU engine of each stage deployment in the production profile, and its package.
 GPU_ENGINES = {"Transcriber": "whisperx", "LanguageModel": "vllm", "Synthesizer": "coqui"}
@@ -169,7 +171,7 @@ def placement() -> dict[str, set[str]]:
     the groups without GPUs (GPU pods offer no spare logical CPUs, see test below).
     """
     where: dict[str, set[str]] = {name: set() for name in worker_groups()}
-    for name in DEPLOYMENTS:
+    for name in (*DEPLOYMENTS, *RETRIEVAL):
         custom = actor_options(name).get("resources") or {}
         cpu_only = not custom and share(actor_options(name).get("num_gpus")) == 0
         for group_name, group in worker_groups().items():
@@ -212,7 +214,7 @@ def test_the_application_and_its_four_deployments() -> None:
     assert app["route_prefix"] == "/"
     assert app["import_path"] == "deployments.app:build_app"
     assert app["args"]["profile"] == "gpu"
-    assert [d["name"] for d in app["deployments"]] == [*DEPLOYMENTS, *WORKERS]
+    assert [d["name"] for d in app["deployments"]] == [*DEPLOYMENTS, *WORKERS, *RETRIEVAL]
 
 
 def test_builder_accepts_the_args() -> None:
@@ -470,7 +472,8 @@ def documented_placement() -> dict[str, set[str]]:
     for line in CLUSTER_README.read_text().splitlines():
         match = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|", line)
         if match and match[1] in worker_groups():
-            table[match[1]] = {d for d in DEPLOYMENTS if re.search(rf"`{d}`", line)}
+            table[match[1]] = {d for d in (*DEPLOYMENTS, *RETRIEVAL)
+                               if re.search(rf"`{d}`", line)}
     return table
 
 
@@ -478,7 +481,8 @@ def test_the_documented_placement_is_the_configured_one() -> None:
     configured = {g: names for g, names in placement().items() if names}
     assert documented_placement() == configured
     hosted = [name for names in configured.values() for name in names]
-    assert sorted(hosted) == sorted(DEPLOYMENTS), "every deployment has exactly one group"
+    assert sorted(hosted) == sorted([*DEPLOYMENTS, *RETRIEVAL]), (
+        "every deployment has exactly one group")
 
 
 def test_transcriber_and_synthesizer_share_one_gpu() -> None:
@@ -520,7 +524,9 @@ def test_gpu_shares_never_exceed_one_gpu_on_any_pod(group_name: str) -> None:
 
 
 def test_gpu_pods_leave_no_logical_cpu_to_other_replicas() -> None:
-    """A GPU pod's num-cpus equals what its full set of replicas reserves."""
+    """A GPU pod's num-cpus equals what its full set of replicas reserves: as many of one
+    kind as the pod's custom resources admit take all its logical CPUs. A replica that
+    reserves no CPU (the Reranker: its work is on the GPU) takes none from the others."""
     for group_name, names in placement().items():
         group = worker_groups()[group_name]
         if group_gpus(group) == 0:
@@ -528,8 +534,11 @@ def test_gpu_pods_leave_no_logical_cpu_to_other_replicas() -> None:
         offered = group_resources(group)
         for name in names:
             options = actor_options(name)
-            per_pod = min(offered[k] / share(v) for k, v in options["resources"].items())
-            assert per_pod * share(options.get("num_cpus", 1)) == group_cpus(group), name
+            cpus = share(options.get("num_cpus", 1))
+            if cpus == 0:
+                continue
+            per_pod = min(int(offered[k] / share(v)) for k, v in options["resources"].items())
+            assert per_pod * cpus == group_cpus(group), name
 
 
 @pytest.mark.parametrize("bound", ["min", "max"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +20,17 @@ from starlette.requests import HTTPConnection
 
 from pipeline.engines import Engine
 from pipeline.log import EventLog, LogFanout, SessionState
+from pipeline.retrieval import CollectionStore, Grounder, Reranker
 from pipeline.session import Admission, LiveSession, Permit, SessionEngines, SessionTokens
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
 
 logger = logging.getLogger(__name__)
+
+#: how long a stage's description is reused (a stage's engine can be swapped by its
+#: user_config without a restart, so it is asked again after a while)
+DESCRIBE_TTL_S = 30.0
 
 
 @dataclass
@@ -41,7 +47,14 @@ class Services:
     workers: dict[str, Any] = field(default_factory=dict)
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
     admission: Admission = field(default_factory=Admission)
+    #: retrieval (issue 16): document collections in Redis, and the search of a turn
+    collections: CollectionStore | None = None
+    grounder: Grounder | None = None
     _session_permits: dict[LiveSession, Permit] = field(default_factory=dict)
+    #: each stage's latest ready description: (when, of which engine, what it said)
+    _descriptions: dict[str, tuple[float, Engine, dict[str, Any]]] = field(default_factory=dict)
+    #: the describe() call in flight per stage, shared by everyone who asks meanwhile
+    _describing: dict[str, asyncio.Task[dict[str, Any]]] = field(default_factory=dict)
     #: the replica's one live reader of the log: every socket and SSE stream tails
     #: through it, so idle readers hold no Redis connection each
     tails: LogFanout = field(init=False)
@@ -72,7 +85,7 @@ class Services:
             session = await LiveSession.open(
                 session_id, self.log, engines, create=create, state=state,
                 turn_config=self.turn_config, history=self.settings.history,
-                admission=self.admission,
+                admission=self.admission, grounder=self.grounder,
             )
         except BaseException:
             permit.release()
@@ -89,6 +102,35 @@ class Services:
         finally:
             if permit is not None:
                 permit.release()
+
+    async def describe(self, stage: str) -> dict[str, Any] | None:
+        """What ``stage``'s engine says of itself (``None``: the stage is absent).
+
+        A remote engine's ``describe()`` is a round trip to its replica, and requests
+        that check a voice or name the model would make one each: a ready answer is
+        reused for ``DESCRIBE_TTL_S``, and callers that come while it is being asked share
+        that one call (300 sessions created at once must not queue 300 calls at a stage
+        that refuses past a bounded queue). :meth:`readiness` always asks afresh.
+        """
+        engine: Engine | None = getattr(self.engines, stage)
+        if engine is None:
+            return None
+        cached = self._descriptions.get(stage)
+        if cached is not None and cached[1] is engine and (
+                time.monotonic() - cached[0] < DESCRIBE_TTL_S):
+            return cached[2]
+        task = self._describing.get(stage)
+        if task is None:
+            task = self._describing[stage] = asyncio.create_task(
+                self._describe(stage, engine), name=f"describe-{stage}")
+            task.add_done_callback(lambda _: self._describing.pop(stage, None))
+        return await asyncio.shield(task)  # one caller leaving does not end it for all
+
+    async def _describe(self, stage: str, engine: Engine) -> dict[str, Any]:
+        info = await engine.describe()
+        if info.get("ready", False):
+            self._descriptions[stage] = (time.monotonic(), engine, info)
+        return info
 
     async def readiness(self) -> dict[str, Any]:
         """Each dependency's state; ready when Redis answers and every engine is loaded."""
@@ -112,11 +154,18 @@ class Services:
                 checks[name] = await asyncio.wait_for(handle.status.remote(), timeout=5)
             except Exception as exc:
                 checks[name] = f"unavailable: {type(exc).__name__}: {exc}"
+        reranker = self.grounder.reranker if self.grounder is not None else None
+        if reranker is not None:  # retrieval's second stage, when placed
+            try:
+                checks["reranker"] = await asyncio.wait_for(reranker.describe(), timeout=5)
+            except Exception as exc:
+                checks["reranker"] = f"unavailable: {type(exc).__name__}: {exc}"
         # live readers (sockets, SSE) of this replica, all on one Redis connection
         checks["log_tail"] = {"readers": self.tails.subscribers, "sessions": self.tails.streams}
         checks["ready"] = checks["redis"] == "ok" and all(
             isinstance(checks[s], dict) and checks[s].get("ready", False)
-            for s in ("vad", "stt", "llm", "tts", *self.workers)
+            for s in ("vad", "stt", "llm", "tts", *self.workers,
+                      *(("reranker",) if reranker is not None else ()))
             if checks[s] != "absent"
         )
         return checks
@@ -147,6 +196,7 @@ async def start_services(
     vad: Engine | None = None,
     turn_config: TurnConfig | None = None,
     workers: dict[str, Any] | None = None,
+    reranker: Reranker | None = None,
 ) -> Services:
     """Connect to Redis, load the session token key and (unless given) the local VAD."""
     from pipeline.engines import (
@@ -177,7 +227,12 @@ async def start_services(
     except BaseException:
         await redis.aclose()
         raise
+    collections = CollectionStore(redis, settings.retrieval, settings.log.key_prefix)
+    grounder = Grounder(collections, settings.retrieval, reranker=reranker,
+                        history=settings.history)
     return Services(
+        collections=collections,
+        grounder=grounder,
         settings=settings,
         redis=redis,
         # errors and cancellations go to the feed too, so metrics count them at once

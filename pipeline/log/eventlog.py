@@ -305,6 +305,23 @@ class EventLog:
     async def exists(self, session_id: str) -> bool:
         return bool(await self.redis.exists(self.key(session_id)))
 
+    async def issued(self, session_id: str, cursor: StreamId) -> bool:
+        """Whether ``cursor`` can be a cursor this log handed out as it stands: an entry of
+        the stream, or before its first entry (``0-0`` and trimmed ids: :meth:`read_page`
+        judges those). An id between entries that is none of them was never appended, or
+        was lost with a Redis that restarted from a persistence file older than what its
+        client saw (AOF ``everysec``: up to a second of appends); a reader resuming there
+        would silently diverge from the log."""
+        key = self.key(session_id)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(key, str(cursor), str(cursor), count=1)
+                pipe.xrange(key, "-", "+", count=1)
+                at, first = await pipe.execute()
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return bool(at) or not first or cursor < StreamId.parse(first[0][0])
+
     async def tail(
         self, session_id: str, after: str | None = None, *, block_ms: int = 2000
     ) -> AsyncIterator[Event]:

@@ -17,6 +17,10 @@ token is the transport's business (``deployments/api/_auth.py``).
 :func:`check_cursor` is the check of an event id a client sends to resume from: a
 well-formed Redis stream id, not after the session's last event (an id from the future
 would make a reader wait for events it has already missed: ``invalid_event_id``, 400).
+An id the log no longer holds although it could have issued it (after the last event but
+not in the future, or between two entries) means the log lost its tail: Redis restarted
+from a persistence file older than what the client saw. That is ``resync_required`` (410),
+never a silent resume from a log that no longer matches what the client has.
 """
 
 from __future__ import annotations
@@ -25,11 +29,20 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 
 from redis.asyncio import Redis
 
 from pipeline.log import EventLog, SessionState, StreamId, fold
-from schemas import AuthError, ErrorCode, Event, ProtocolError, SessionError, Settings
+from schemas import (
+    AuthError,
+    ErrorCode,
+    Event,
+    ProtocolError,
+    ResyncRequiredError,
+    SessionError,
+    Settings,
+)
 
 _SECRET_BYTES = 32
 _ID_PART_MAX = (1 << 64) - 1  # each half of a Redis stream id is an unsigned 64-bit number
@@ -120,12 +133,22 @@ async def check_cursor(log: EventLog, state: SessionState, event_id: str) -> Non
     checked against the log itself before it is refused."""
     cursor = parse_event_id(event_id)
     if state.last_event_id is not None and cursor <= StreamId.parse(state.last_event_id):
+        if not await log.issued(state.session_id, cursor):
+            raise _lost_tail(state.session_id, cursor)
         return
     # the stream's last id now, read from where the fold ended (a valid, untrimmed cursor)
     page = await log.read_page(state.session_id, state.last_event_id, count=1)
     if cursor > page.last_id:
+        if cursor.ms <= time.time_ns() // 1_000_000:  # an id this log could have issued
+            raise _lost_tail(state.session_id, cursor)
         raise ProtocolError(
             f"event {cursor} is after the session's last event {page.last_id}: "
             "resume from an id this session sent",
             code=ErrorCode.INVALID_EVENT_ID, last_event_id=str(page.last_id),
         )
+
+
+def _lost_tail(session_id: str, cursor: StreamId) -> ResyncRequiredError:
+    return ResyncRequiredError(
+        f"event {cursor} is no longer in the session's log (it lost its latest events): "
+        "fetch the session afresh", session_id=session_id, last_event_id=str(cursor))

@@ -146,7 +146,9 @@ async def test_health_and_readiness(client: VoxlineClient) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] is True and body["redis"] == "ok"
-    assert body["stt"]["engine"] == "faster-whisper" and body["llm"]["engine"] == "llama-cpp"
+    # the default STT is the language router; the fixture names one model for all
+    assert body["stt"]["engine"] == "language-router" and body["llm"]["engine"] == "llama-cpp"
+    assert body["stt"]["default"] == "faster-whisper:whisper-tiny.en"
 
 
 async def test_openapi_documents_the_api(client: VoxlineClient) -> None:

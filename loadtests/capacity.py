@@ -1,0 +1,400 @@
+"""Capacity: how many concurrent voice sessions one machine holds at a latency bound.
+
+Ramps concurrent sessions step by step (``--steps 1,2,4,8``); in each step every simulated
+user holds voice conversations over the native WebSocket: a spoken question streamed in
+real time (20 ms PCM16 frames, pauses around it, VAD ends it), the reply heard, a think
+time, the next turn on the same socket, a fresh session every ``--turns-per-session``.
+Once a second it samples, per Serve deployment, CPU and RSS (its replica processes) and
+the replica count (``serve.status()``, so autoscaling shows), and the events delivered to
+the clients (each appended to the log first).
+
+**Headline:** the largest step whose voice-to-voice p95 (end of speech → first audio
+heard) stays within 2× the idle value (the first step, one session) with no turn
+failed or refused, and no smaller step breaking that: "sessions held per machine".
+
+Writes ``reports/<out>.json`` and ``reports/<out>_steps.png`` / ``_timeline.png``. Each
+step also records the machine's load average: a step taken while other work ran beside
+the app says more about that work than about the app.
+
+    .venv/bin/python loadtests/capacity.py                       # starts the app (CPU profile)
+    .venv/bin/python loadtests/capacity.py --profile cpu-autoscale --steps 1,2,4,6
+    .venv/bin/python loadtests/capacity.py --url http://10.0.0.5:8000 --steps 8,16,32,64
+    .venv/bin/python loadtests/capacity.py --replay-recent 5     # recorded sessions as load
+
+**Replay:** ``--replay SESSION_ID ...`` or ``--replay-recent K`` reads sessions from the log
+(``VOXLINE_REDIS_URL``, ``VOXLINE_LOG__KEY_PREFIX``): their utterances (``input.audio``,
+the audio VAD cut, at its own sample rate) and typed turns (``input.text``), in order.
+Each simulated user then replays one recorded session, turn by turn, as its conversation.
+
+Bounded: at most ``MAX_SESSIONS`` per step, ``--budget-s`` for the whole run (server start
+included); a turn gets ``TURN_TIMEOUT_S``. Without ``--url`` the app is started (Redis if
+VOXLINE_REDIS_URL is unset, Ray, Serve on 127.0.0.1 and a free port) and stopped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from loadtests._capacity_plot import plot  # noqa: E402
+from loadtests._capacity_probe import ReplicaProbe  # noqa: E402
+from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
+from loadtests.bench_latency import QUESTIONS as LATENCY_QUESTIONS  # noqa: E402
+from voxline.client import Realtime, VoxlineAPIError, VoxlineClient  # noqa: E402
+from voxline.demo import stream_audio, with_pauses  # noqa: E402
+
+#: the latency benchmark's first questions (short: the CPU profile's LLM answers them)
+QUESTIONS = LATENCY_QUESTIONS[:4]
+RATE = 24000
+SAMPLING = {"temperature": 0.0, "max_tokens": 40, "seed": 1}
+PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.3, 1.0
+MAX_SESSIONS = 256
+TURN_TIMEOUT_S = 120.0
+REFUSED = {"overloaded", "engine_overloaded"}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One turn of a script: speech (PCM16 at ``rate``) or typed text."""
+
+    audio: bytes | None = None
+    text: str | None = None
+    rate: int = RATE
+
+
+@dataclass
+class StepStats:
+    sessions: int
+    t_start: float = 0.0
+    t_end: float = 0.0
+    v2v: list[float] = field(default_factory=list)
+    ttfa: list[float] = field(default_factory=list)
+    completed: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    refusals: int = 0
+    events: int = 0
+
+    def summary(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        inside = [s for s in samples if self.t_start <= s["t"] <= self.t_end]
+        names = sorted({n for s in inside for n in s["replicas"]})
+        seconds = max(self.t_end - self.t_start, 1e-9)
+        return {
+            "sessions": self.sessions,
+            "t_start": round(self.t_start, 1),
+            "t_end": round(self.t_end, 1),
+            "completed_turns": self.completed,
+            "failed_turns": sum(self.failed.values()),
+            "failures_by_code": dict(self.failed),
+            "refusals": self.refusals,
+            "voice_to_voice_ms": rounded(self.v2v),
+            "ttfa_ms": rounded(self.ttfa),
+            "events_per_s": round(self.events / seconds, 1),
+            "replicas_max": {n: max(s["replicas"].get(n, 0) for s in inside) for n in names},
+            "cpu_percent_mean": {n: round(sum(s["cpu_percent"].get(n, 0) for s in inside)
+                                          / len(inside), 1) for n in names} if inside else {},
+            "rss_mb_max": {n: max(s["rss_mb"].get(n, 0) for s in inside) for n in names},
+            # a busy machine (other work beside the app) makes the step's latency unreliable
+            "machine_load_avg_1m_max": max((s["machine"].get("load_avg_1m", 0) for s in inside),
+                                           default=None),
+        }
+
+
+def rounded(values: list[float]) -> dict[str, float] | None:
+    return {k: round(v, 1) for k, v in percentiles(values).items()} if values else None
+
+
+class Run:
+    """The load: users running scripts, counting into the current step."""
+
+    def __init__(self, client: VoxlineClient, scripts: list[list[Utterance]], seed: int,
+                 turns_per_session: int, think_s: tuple[float, float]) -> None:
+        self.client = client
+        self.scripts = scripts
+        self.rng = random.Random(seed)
+        self.turns_per_session = turns_per_session
+        self.think_s = think_s
+        self.step: StepStats | None = None
+        self.events_total = 0
+
+    def count(self, step: StepStats, outcome: str, v2v: float | None, ttfa: float | None,
+              ) -> None:
+        if outcome == "completed":
+            step.completed += 1
+            if v2v is not None:
+                step.v2v.append(v2v)
+            if ttfa is not None:
+                step.ttfa.append(ttfa)
+        elif outcome in REFUSED:
+            step.refusals += 1
+        else:
+            step.failed[outcome] += 1
+
+    async def user(self, step: StepStats, stop_at: float, seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < stop_at:
+            script = rng.choice(self.scripts)
+            try:
+                session = await self.client.create_session(
+                    input_sample_rate=script[0].rate, output_sample_rate=RATE,
+                    sampling=SAMPLING)
+            except VoxlineAPIError as exc:
+                self.count(step, exc.code, None, None)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                async with self.client.connect(session) as conn:
+                    for utterance in script[: self.turns_per_session]:
+                        if time.monotonic() >= stop_at:
+                            break
+                        outcome, v2v, ttfa = await self.turn(conn, utterance, step)
+                        self.count(step, outcome, v2v, ttfa)
+                        if outcome != "completed":
+                            break  # a fresh session after a failure
+                        await asyncio.sleep(rng.uniform(*self.think_s))
+            except Exception as exc:  # the socket failed to open or dropped
+                self.count(step, f"socket: {type(exc).__name__}", None, None)
+                await asyncio.sleep(1.0)
+
+    async def turn(self, conn: Realtime, utterance: Utterance, step: StepStats,
+                   ) -> tuple[str, float | None, float | None]:
+        """(outcome, voice-to-voice ms, server TTFA ms) of one turn."""
+        start = time.perf_counter()
+        sender: asyncio.Task[None] | None = None
+        if utterance.audio is not None:
+            audio = with_pauses(utterance.audio, utterance.rate, PAUSE_BEFORE_S, PAUSE_AFTER_S)
+            input_end = start + PAUSE_BEFORE_S + len(utterance.audio) / 2 / utterance.rate
+            sender = asyncio.create_task(stream_audio(conn, audio, utterance.rate,
+                                                      realtime=True))
+        else:
+            input_end = start
+            await conn.send_text(utterance.text or "")
+        origin_ts = first_ts = None
+        heard: float | None = None
+        outcome = "no response"
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT_S):
+                async for event in conn.until_done():
+                    self.events_total += 1
+                    step.events += 1
+                    if event.type in ("input.speech_stopped", "input.text") and origin_ts is None:
+                        origin_ts = event.ts
+                    elif event.type == "response.audio.chunk" and first_ts is None:
+                        first_ts, heard = event.ts, time.perf_counter()
+                    elif event.type == "error":
+                        data: Any = event.data
+                        outcome = str(data.code)
+                    elif event.type == "response.done":
+                        status = str(getattr(event.data, "status", ""))
+                        if outcome == "no response":
+                            outcome = "completed" if status == "completed" else status
+                    elif event.type == "response.cancelled":
+                        outcome = "cancelled"
+        except TimeoutError:
+            outcome = "timeout"
+        finally:
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
+        v2v = (heard - input_end) * 1000 if heard is not None and sender is not None else None
+        ttfa = float(first_ts - origin_ts) if first_ts and origin_ts else None
+        return outcome, v2v, ttfa
+
+
+async def spoken_scripts(client: VoxlineClient) -> list[list[Utterance]]:
+    """The questions spoken by the server's own voice: one script, rotated per user."""
+    spoken = [Utterance(audio=await client.speech(q, response_format="pcm")) for q in QUESTIONS]
+    return [spoken[i:] + spoken[:i] for i in range(len(spoken))]
+
+
+async def recorded_scripts(ids: list[str], recent: int) -> list[list[Utterance]]:
+    """Utterances and typed turns of sessions in the log, each session one script."""
+    from pipeline.log import create_redis
+    from schemas import Settings
+    from voxline.inspect import read_session
+
+    settings = Settings()
+    if recent and settings.redis_url:
+        redis = create_redis(settings.redis_url, settings.redis)
+        try:
+            pattern = f"{settings.log.key_prefix}:session:*"
+            async for key in redis.scan_iter(match=pattern, count=500):
+                ids.append(key.decode().rsplit(":", 1)[-1])
+                if len(ids) >= recent * 20:
+                    break
+        finally:
+            await redis.aclose()
+    scripts: list[list[Utterance]] = []
+    for session_id in ids:
+        record = await read_session(session_id, settings)
+        script: list[Utterance] = []
+        for event in record.events:
+            data: Any = event.data
+            if event.type == "input.audio" and str(data.format) in ("pcm16", "AudioFormat.PCM16"):
+                script.append(Utterance(audio=bytes(data.audio), rate=data.sample_rate))
+            elif event.type == "input.text":
+                script.append(Utterance(text=data.text))
+        rates = {u.rate for u in script if u.audio is not None}
+        if script and len(rates) <= 1:
+            rate = rates.pop() if rates else RATE
+            scripts.append([u if u.audio is not None else Utterance(text=u.text, rate=rate)
+                            for u in script])
+    # spoken sessions first: they load every stage (and give voice-to-voice)
+    scripts.sort(key=lambda script: not any(u.audio is not None for u in script))
+    return scripts[:recent] if recent else scripts
+
+
+async def sample_loop(probe: ReplicaProbe, run: Run, samples: list[dict[str, Any]],
+                      stop: asyncio.Event) -> None:
+    last, last_t = 0, time.monotonic()
+    while not stop.is_set():
+        sample = await asyncio.to_thread(probe.sample)
+        now = time.monotonic()
+        rate = (run.events_total - last) / max(now - last_t, 1e-9)
+        last, last_t = run.events_total, now
+        samples.append({**sample.__dict__, "events_per_s": round(rate, 1)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def headline(steps: list[dict[str, Any]], measure: str = "voice_to_voice_ms",
+             ) -> tuple[float | None, int | None]:
+    """(idle p95, sessions held) of ``measure``: see the module docstring."""
+    if not steps or not steps[0][measure]:
+        return None, None
+    idle = steps[0][measure]["p95"]
+    held = None
+    for step in steps:
+        v2v = step[measure]
+        if (v2v is None or v2v["p95"] > 2 * idle or step["failed_turns"] or step["refusals"]):
+            break
+        held = step["sessions"]
+    return idle, held
+
+
+async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
+                  deadline: float) -> dict[str, Any]:
+    steps = [int(s) for s in args.steps.split(",")]
+    if any(s < 1 or s > MAX_SESSIONS for s in steps):
+        raise SystemExit(f"steps must be 1..{MAX_SESSIONS}")
+    async with VoxlineClient(url, timeout=TURN_TIMEOUT_S) as client:
+        if args.replay or args.replay_recent:
+            scripts = await recorded_scripts(list(args.replay), args.replay_recent)
+            if not scripts:
+                raise SystemExit("no recorded session with utterances or typed turns found")
+            source = f"replay of {len(scripts)} recorded session(s)"
+        else:
+            scripts = await spoken_scripts(client)
+            source = "spoken questions (server TTS)"
+        run = Run(client, scripts, args.seed, args.turns_per_session,
+                  tuple(float(x) for x in args.think_s.split(",")))  # type: ignore[arg-type]
+        samples: list[dict[str, Any]] = []
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(sample_loop(probe, run, samples, stop))
+        warm = StepStats(0)
+        await run.user(warm, time.monotonic() + 1, args.seed)  # one turn: caches, prompt
+        results: list[StepStats] = []
+        cut_short = False
+        for n, sessions in enumerate(steps):
+            if deadline - time.monotonic() < args.step_s + 30:
+                cut_short = True
+                break
+            step = StepStats(sessions, t_start=time.monotonic() - probe.start)
+            stop_at = time.monotonic() + args.step_s
+            await asyncio.gather(*(run.user(step, stop_at, args.seed * 1000 + n * 100 + i)
+                                   for i in range(sessions)))
+            step.t_end = time.monotonic() - probe.start
+            results.append(step)
+            print(f"  {sessions:3d} sessions: {step.completed} turns, "
+                  f"v2v {rounded(step.v2v)}, failed {dict(step.failed)}, "
+                  f"refused {step.refusals}", flush=True)
+            await asyncio.sleep(args.settle_s)
+        await asyncio.sleep(args.settle_s)  # let autoscaling scale back in, recorded
+        stop.set()
+        await sampler
+    summaries = [s.summary(samples) for s in results]
+    # typed turns only (a replay of text sessions): the bound on server TTFA instead
+    measured = "voice_to_voice_ms" if any(s["voice_to_voice_ms"] for s in summaries) \
+        else "ttfa_ms"
+    idle, held = headline(summaries, measured)
+    label = "voice-to-voice" if measured == "voice_to_voice_ms" else "TTFA (typed turns only)"
+    return {
+        "title": f"Voxline capacity ({args.profile or 'external'} profile, {source})",
+        "url_is_loopback": url.startswith(("http://127.0.0.1", "http://localhost")),
+        "profile": args.profile, "source": source, "step_s": args.step_s,
+        "turns_per_session": args.turns_per_session, "think_s": args.think_s,
+        "seed": args.seed, "cut_short_by_budget": cut_short,
+        "bound_on": label,
+        "idle_voice_to_voice_p95_ms" if measured == "voice_to_voice_ms" else "idle_ttfa_p95_ms":
+            idle,
+        "sessions_held": held,
+        "headline": (f"{held} concurrent sessions held with {label} p95 ≤ 2× idle "
+                     f"({idle:.0f} ms)") if held and idle else "no step met the bound",
+        "steps": summaries, "samples": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running server (default: start one here)")
+    parser.add_argument("--server-pid", type=int, help="with --url: the server's process, "
+                        "whose descendants are its replicas (default: any on this machine)")
+    parser.add_argument("--profile", default="cpu", help="cpu, cpu-autoscale (app started here)")
+    parser.add_argument("--stt-model", default="whisper-tiny.en")
+    parser.add_argument("--steps", default="1,2,4,8")
+    parser.add_argument("--step-s", type=float, default=60.0)
+    parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument("--turns-per-session", type=int, default=3)
+    parser.add_argument("--think-s", default="1,3", help="min,max seconds between turns")
+    parser.add_argument("--replay", nargs="*", default=[], metavar="SESSION_ID")
+    parser.add_argument("--replay-recent", type=int, default=0, metavar="K")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--budget-s", type=float, default=1200.0)
+    parser.add_argument("--out", default="capacity")
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.budget_s
+
+    if args.url:
+        args.profile = None
+        probe = ReplicaProbe(root_pid=args.server_pid)
+        report = asyncio.run(measure(args.url, args, probe, deadline))
+    else:
+        from schemas import Settings
+        from schemas._settings import SttEngineSettings
+        from voxline.redis_server import free_port
+        from voxline.server import running_server
+
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        settings = Settings(host="127.0.0.1", port=free_port(), metrics_port=free_port(),
+                            stt=SttEngineSettings(model=args.stt_model))
+        with running_server(settings, profile=args.profile, say=print) as server:
+            probe = ReplicaProbe(root_pid=os.getpid(), use_serve_status=True)
+            report = asyncio.run(measure(server.url, args, probe, deadline))
+    path = write_report(args.out, report)
+    pngs = plot(report, REPORTS / args.out)
+    print(f"\n{report['headline']}")
+    for step in report["steps"]:
+        print(f"  {step['sessions']:3d} sessions  v2v p50/p95 "
+              f"{(step['voice_to_voice_ms'] or {}).get('p50')}/"
+              f"{(step['voice_to_voice_ms'] or {}).get('p95')} ms  "
+              f"ttfa p95 {(step['ttfa_ms'] or {}).get('p95')} ms  "
+              f"done {step['completed_turns']}  failed {step['failed_turns']}  "
+              f"refused {step['refusals']}  replicas {step['replicas_max']}  "
+              f"load avg ≤ {step['machine_load_avg_1m_max']}")
+    print(f"report: {path}; plots: {', '.join(str(p) for p in pngs)}")
+
+
+if __name__ == "__main__":
+    main()

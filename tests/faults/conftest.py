@@ -1,0 +1,92 @@
+"""One real Voxline app of the fault tests' own, in a child process with its own Ray.
+
+A child process (``voxline serve --no-demo``), not the in-process app of tests/serve: its
+replicas are killed here, and Ray allows one cluster per process. Replicas are found among
+the child's descendants only (other Ray clusters on the machine are not ours). CPU profile,
+Whisper tiny.en, the test Redis under a key prefix of its own; stopped (SIGTERM, then the
+process group) at the end of the module that uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline.log import EventLog, create_redis
+from schemas import EventLogSettings
+from tests.api_harness import forget_keys
+from voxline.client import VoxlineClient
+from voxline.redis_server import free_port
+from voxline.server import wait_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ChildApp:
+    url: str
+    pid: int
+    redis_url: str
+    key_prefix: str
+
+
+@pytest.fixture(scope="module")  # its module only: no third app beside tests/serve's later
+def child_app(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildApp]:
+    port = free_port()
+    prefix = f"voxfault:{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path_factory.mktemp("child-app") / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VOXLINE_REDIS_URL": redis_url,
+           "VOXLINE_LOG__KEY_PREFIX": prefix, "VOXLINE_STT__MODEL": "whisper-tiny.en",
+           "VOXLINE_METRICS_PORT": str(free_port()), "VOXLINE_HOST": "127.0.0.1",
+           "VOXLINE_PORT": str(port), "RAY_USAGE_STATS_ENABLED": "0"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from voxline.cli import main; main()", "serve",
+             "--no-demo", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, 600, lambda _: None)
+        yield ChildApp(url, process.pid, redis_url, prefix)
+    except TimeoutError:
+        raise RuntimeError(log_path.read_text(errors="replace")[-3000:]) from None
+    finally:
+        stop_child(process)
+        forget_keys(redis_url, prefix)
+
+
+def stop_child(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the CLI stops the app and Ray), then the whole process group if needed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # our own group: Ray's leftovers, if any
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+async def child_client(child_app: ChildApp) -> AsyncIterator[VoxlineClient]:
+    async with VoxlineClient(child_app.url, timeout=180) as client:
+        yield client
+
+
+@pytest.fixture
+async def child_log(child_app: ChildApp) -> AsyncIterator[EventLog]:
+    redis = create_redis(child_app.redis_url)
+    try:
+        yield EventLog(redis, EventLogSettings(key_prefix=child_app.key_prefix))
+    finally:
+        await redis.aclose()

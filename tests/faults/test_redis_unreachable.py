@@ -1,0 +1,98 @@
+"""Redis unreachable in the middle of a turn (a partition: connections cut, connects refused).
+
+The API runs on scripted engines behind a proxy to the test Redis; the LLM holds its reply
+at a gate, the proxy is cut, the gate opens. The client gets a clear error event
+(``event_log_unavailable``, transient) instead of a hang or a dropped socket; the log holds
+no half-written batch (every batch is one Lua script) and, once Redis is back, the session
+is usable again: the next turn completes and the log reads back whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from pipeline.log import fold
+from schemas import ApiSettings, Event, EventLogSettings
+from tests.api_harness import Harness, serve_api
+from tests.faults._cut_proxy import CuttableProxy
+from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+
+pytestmark = pytest.mark.redis
+
+TOKENS = ["The", " capital", " of", " France", " is", " Paris", ".", " It", " is", " big", "."]
+
+
+@pytest.fixture
+async def proxy(redis_url: str) -> AsyncIterator[CuttableProxy]:
+    target = urlsplit(redis_url)
+    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.restore()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+@pytest.fixture
+async def gated(proxy: CuttableProxy, key_prefix: str) -> AsyncIterator[tuple[Harness, Any]]:
+    llm = ScriptedLLM(TOKENS, delay=0.001, gate_at=3)
+    async with serve_api(proxy.url, EventLogSettings(key_prefix=key_prefix), llm=llm,
+                         tts=ScriptedTTS(chunks_per_piece=1),
+                         api=ApiSettings(drain_s=2)) as harness:
+        yield harness, llm
+
+
+async def test_a_turn_that_loses_redis_ends_with_a_clear_error_and_the_session_recovers(
+        gated: tuple[Harness, Any], proxy: CuttableProxy) -> None:
+    harness, llm = gated
+    session = await harness.client.create_session()
+    seen: list[Event] = []
+    async with harness.client.connect(session) as conn:
+        await conn.send_text("What is the capital of France?")
+        async for event in conn.events():
+            seen.append(event)
+            if event.type == "response.text.delta":
+                break
+        await proxy.cut()
+        llm.gate.set()
+        errors = []
+        async with asyncio.timeout(60):
+            async for event in conn.events():
+                seen.append(event)
+                if event.type == "error":
+                    errors.append(event)
+                    break
+    payload: Any = errors[0].data
+    assert payload.code == "event_log_unavailable" and payload.transient is True
+    for internal in ("Redis", "Lua", "Traceback", "ConnectionError"):
+        assert internal not in payload.message
+
+    await proxy.restore()
+    llm.gate_at = None
+    async with asyncio.timeout(60):
+        while True:  # the session is usable again once Redis answers
+            try:
+                async with harness.client.connect(session) as conn:
+                    await conn.send_text("And of Italy?")
+                    last = [e async for e in conn.until_done(stop_on_error=True)][-1]
+                if last.type == "response.done":
+                    break
+            except Exception:
+                pass
+            await asyncio.sleep(0.5)
+    data: Any = last.data
+    assert data.status == "completed"
+
+    logged = await harness.services.log.read_all(session.session_id)
+    ids = [e.id for e in logged]
+    assert len(ids) == len(set(ids)) and ids == sorted(ids, key=lambda i: tuple(
+        int(p) for p in (i or "0-0").split("-")))
+    # every event the client saw with an id is in the log: appended before it was sent
+    assert {e.id for e in seen if e.id is not None} <= set(ids)
+    state = fold(session.session_id, logged)
+    assert state.turns, "the turns are in the log"

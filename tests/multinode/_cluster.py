@@ -1,0 +1,167 @@
+"""A real two-node Ray cluster on one machine, started the way an operator starts one.
+
+``ray start --head`` (the "speech" node: ``voxline_speech: 1``) and ``ray start --address``
+(the "llm" node: ``voxline_llm: 1``), each with its own ports and temp dir, then the app
+deployed onto it by a separate driver process with the ``cpu-nodes`` profile, which
+places stages by those resources. Ray's GCS gets a free port, never 6379.
+
+Never ``ray stop``: it stops every Ray on the machine, other people's too. Each node's
+processes are found by its temp dir (in every daemon's command line) and their
+descendants (the workers), and killed by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from voxline.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+DEPLOY = """
+import json, sys
+import ray
+from ray import serve
+from deployments.app import build_app
+from schemas import Settings
+args = json.loads(sys.argv[1])
+ray.init(address=args["address"], log_to_driver=False)
+serve.start(proxy_location="HeadOnly",
+            http_options={"host": "127.0.0.1", "port": args["port"]})
+serve.run(build_app({"profile": "cpu-nodes"}, settings=Settings()), name="voxline",
+          route_prefix="/", blocking=False)
+"""
+
+
+@dataclass
+class Node:
+    name: str
+    resources: dict[str, float]
+    num_cpus: int
+    temp_dir: Path
+    manager_port: int = field(default_factory=free_port)
+
+    def processes(self) -> list[psutil.Process]:
+        """This node's daemons and, below them, its workers (replicas among them)."""
+        found: dict[int, psutil.Process] = {}
+        for proc in psutil.process_iter():
+            try:
+                if str(self.temp_dir) in " ".join(proc.cmdline()):
+                    found[proc.pid] = proc
+                    for child in proc.children(recursive=True):
+                        found[child.pid] = child
+            except psutil.Error:
+                continue
+        return list(found.values())
+
+    def raylet(self) -> psutil.Process | None:
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                if "raylet" in proc.name() and f"--node_manager_port={self.manager_port}" \
+                        in " ".join(proc.cmdline()):
+                    return proc
+        return None
+
+    def replicas(self, app: str = "voxline") -> dict[str, int]:
+        """Deployment name → live replica processes on this node."""
+        raylet = self.raylet()
+        counts: dict[str, int] = {}
+        if raylet is None:
+            return counts
+        with contextlib.suppress(psutil.Error):
+            for proc in raylet.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    title = " ".join(proc.cmdline()[:1])
+                    marker = f"ServeReplica:{app}:"
+                    if marker in title and proc.status() != psutil.STATUS_ZOMBIE:
+                        name = title.split(marker, 1)[1].split()[0]
+                        counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def kill(self) -> None:
+        """SIGKILL every process of this node: the node is lost, as when its machine dies."""
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(self.processes(), timeout=10)
+
+
+class LocalCluster:
+    """Head ("speech") and worker ("llm") nodes, the app on them; see the module doc."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        # short: Ray's socket paths live under the temp dir (Unix sockets allow ~107 bytes)
+        self.base = Path(tempfile.mkdtemp(prefix="vxmn-", dir="/tmp"))
+        self.gcs_port = free_port()
+        self.http_port = free_port()
+        # token authentication with a token of this cluster's own, in the environment of
+        # every node and driver (never ~/.ray/auth_token, which other clusters may share)
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.head = Node("speech", {"voxline_speech": 1}, 2, self.base / "h")
+        self.worker = Node("llm", {"voxline_llm": 1}, 1, self.base / "w")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def _ray_start(self, node: Node, *first: str) -> None:
+        ports = {"--node-manager-port": node.manager_port,
+                 "--object-manager-port": free_port(),
+                 "--dashboard-agent-listen-port": free_port(),
+                 "--dashboard-agent-grpc-port": free_port(),
+                 "--metrics-export-port": free_port(),
+                 "--runtime-env-agent-port": free_port()}
+        node.temp_dir.mkdir(parents=True, exist_ok=True)
+        args = [RAY, "start", *first, "--node-ip-address=127.0.0.1",
+                f"--num-cpus={node.num_cpus}", f"--resources={json.dumps(node.resources)}",
+                "--disable-usage-stats", f"--temp-dir={node.temp_dir}",
+                *(f"{flag}={port}" for flag, port in ports.items())]
+        subprocess.run(args, env=self.env, cwd=ROOT, check=True, timeout=180,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start_head(self) -> None:
+        self._ray_start(self.head, "--head", f"--port={self.gcs_port}",
+                        "--include-dashboard=false",
+                        f"--ray-client-server-port={free_port()}")
+
+    def start_worker(self) -> None:
+        self._ray_start(self.worker, f"--address={self.address}")
+
+    def deploy(self) -> None:
+        subprocess.run([sys.executable, "-c", DEPLOY,
+                        json.dumps({"address": self.address, "port": self.http_port})],
+                       env=self.env, cwd=ROOT, check=True, timeout=300,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        for node in (self.worker, self.head):
+            node.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def wait_for(check: object, timeout_s: float, what: str) -> None:
+    """Poll ``check()`` until true (a hang guard: the bound is not what is tested)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} after {timeout_s:.0f} s")
+        time.sleep(1.0)

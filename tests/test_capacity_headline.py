@@ -1,0 +1,39 @@
+"""The capacity runner's headline: the sessions held with voice-to-voice p95 ≤ 2× idle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtests.capacity import StepStats, headline
+
+
+def step(sessions: int, p95: float | None, failed: int = 0, refused: int = 0) -> dict[str, Any]:
+    return {"sessions": sessions, "failed_turns": failed, "refusals": refused,
+            "voice_to_voice_ms": None if p95 is None else {"p50": p95 / 2, "p95": p95}}
+
+
+def test_the_largest_step_within_twice_idle_before_the_first_that_breaks_it() -> None:
+    steps = [step(1, 1000), step(2, 1500), step(4, 2000), step(8, 2600), step(16, 1900)]
+    assert headline(steps) == (1000, 4)  # 16 does not count: 8 broke the bound first
+
+
+def test_a_failed_or_refused_turn_breaks_the_bound_whatever_the_latency() -> None:
+    assert headline([step(1, 1000), step(2, 1100, refused=1)]) == (1000, 1)
+    assert headline([step(1, 1000), step(2, 1100, failed=1)]) == (1000, 1)
+
+
+def test_no_idle_measure_no_headline() -> None:
+    assert headline([step(1, None), step(2, 1000)]) == (None, None)
+    assert headline([]) == (None, None)
+
+
+def test_a_step_summary_keeps_only_its_own_samples() -> None:
+    stats = StepStats(2, t_start=10, t_end=20, v2v=[1000.0, 3000.0], completed=2, events=50)
+    inside = {"t": 15, "replicas": {"Transcriber": 2}, "cpu_percent": {"Transcriber": 80.0},
+              "rss_mb": {"Transcriber": 600.0}, "machine": {"load_avg_1m": 1.5}}
+    outside = {**inside, "t": 30, "replicas": {"Transcriber": 5}}
+    summary = stats.summary([inside, outside])
+    assert summary["replicas_max"] == {"Transcriber": 2}
+    assert summary["events_per_s"] == 5.0 and summary["completed_turns"] == 2
+    assert summary["voice_to_voice_ms"]["p50"] == 2000.0
+    assert summary["machine_load_avg_1m_max"] == 1.5
