@@ -12,15 +12,28 @@ Prints a table and writes ``reports/bench_latency.json``:
   reply audio the client receives, and the server-side stage split (STT, LLM first token,
   first piece cut, TTS first chunk); what is left is the VAD tail plus the audio's way in
   and the chunk's way out. Goal: p50 ≤ 1.2 s on 2 cores.
+* **preemptive turns** (issue 15): the voice turns alternate between sessions with
+  ``preemptive_turns`` on and off, so both see the same load; reported: each one's
+  voice-to-voice p50/p95, on ÷ off (goal ≤ 0.75) and the rate of discarded speculations
+  (``speculation.discarded`` events per turn).
+* **answer sheet**: the questions of ``loadtests/data/answer_sheet.json`` as typed turns
+  (text only) on the running LLM, each reply's spoken text scored as bench_answers.py
+  does. Goal ≥ 80 % with no markup spoken.
+* **STT per model**: the spoken questions transcribed in this process by Whisper tiny.en
+  (what English sessions get) and base (every other language), after the app's turns.
 * **orchestration overhead**: what a typed turn's critical path spends outside the engines:
   client send → ``input.text`` ts (ingress) + ``input.text`` → ``response.started``
   (dispatch) + first chunk's ts → client receipt (delivery). Client and server clocks are
   the same ``time.time()`` (loopback only); ``ts`` is whole ms, so each part is ±1 ms.
   Not counted: the hops inside the engine stages (Ray handle calls, the sentence buffer;
   see bench_pipeline.py for the latter). Goal: p50 ≤ 20 ms.
+* **OpenAI Realtime against native**: the same spoken questions, alternately through the
+  native socket and through ``/v1/realtime`` with the official SDK (``realtime_sdk.py``):
+  end of speech → first audio (``response.audio.chunk`` / ``response.output_audio.delta``)
+  on the client's clock. Goal: realtime p50 ≤ 1.05 × native p50.
 
     .venv/bin/python loadtests/bench_latency.py [--url http://127.0.0.1:8000] [--turns 5]
-        [--port 8000] [--stt-model whisper-tiny.en] [--budget-s 600]
+        [--port 8000] [--stt-model whisper-tiny.en] [--budget-s 600] [--only PHASE]
 
 Without ``--url`` it starts the app (Redis if VOXLINE_REDIS_URL is unset, Ray, Serve) and
 stops it at the end. Turns run one at a time, one session each, sampling at temperature 0
@@ -49,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests._report import percentiles, write_report  # noqa: E402
+from loadtests.realtime_sdk import sdk_voice_turn  # noqa: E402
 from pipeline.workers import TurnTimeline  # noqa: E402
 from schemas import Event  # noqa: E402
 from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient  # noqa: E402
@@ -94,9 +108,13 @@ PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.5, 1.2  # silence around the spoken question
 STAGES = ("stt", "llm_first_token", "first_piece_cut", "tts_first_chunk", "time_to_first_audio")
 GOALS = {
     "ttfa_ratio_streaming_over_sequential_p50": 0.25,
-    "voice_to_voice_p50_ms": 1200.0,
+    "voice_to_voice_p50_ms": 1000.0,  # issue 15 (was 1.2 s), with preemptive turns
+    "preemptive_on_over_off_p50": 0.75,
     "orchestration_overhead_p50_ms": 20.0,
+    "realtime_over_native_voice_p50": 1.05,
 }
+#: goals met from above (the others are "at most")
+GOALS_AT_LEAST = {"answer_sheet_score": 0.8}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 T = TypeVar("T")
@@ -261,41 +279,102 @@ def say_question(
                       on_event=on_event, speech_mode="streaming", sampling=SAMPLING)
 
 
+class _VoiceFigures:
+    """What the voice turns of one kind (preemptive on or off) measured."""
+
+    def __init__(self) -> None:
+        self.heard: list[float] = []
+        self.split: dict[str, list[float]] = {name: [] for name in STAGES}
+        self.rest: list[float] = []
+        self.delivery: list[float] = []
+        self.failed = 0
+        self.discarded = 0
+        self.samples: list[dict[str, Any]] = []
+
+
 async def voice_to_voice(
     client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget
 ) -> dict[str, Any]:
-    heard: list[float] = []
-    split: dict[str, list[float]] = {name: [] for name in STAGES}
-    rest: list[float] = []
-    delivery: list[float] = []
-    failed = 0
-    samples: list[dict[str, Any]] = []
+    """Voice turns alternating between preemptive turns on and off (the same load)."""
+    kinds = {True: _VoiceFigures(), False: _VoiceFigures()}
     warmed = completed(await budget.run(say_question(client, speech[WARMUP_QUESTION])))
     for i in range(turns):
-        question = QUESTIONS[i % len(QUESTIONS)]
-        clock = FirstChunkClock()
-        result = await budget.run(say_question(client, speech[question], clock))
-        if budget.exhausted:
-            break
-        if result is None or not completed(result) or "stt" not in result.stages:
-            failed += 1
-            continue
-        stages = result.stages
-        heard.append(stages["client_first_audio"])
-        for name in STAGES:
-            split[name].append(stages[name])
-        if clock.delivery_ms is not None:
-            delivery.append(clock.delivery_ms)
-            # end of speech → speech_stopped ts: the VAD's silence tail and the audio's way in
-            rest.append(stages["client_first_audio"] - stages["time_to_first_audio"]
-                        - clock.delivery_ms)
-        samples.append({"question": question, "heard": result.transcript,
-                        "reply": result.reply.strip()[:200],
-                        "voice_to_voice_ms": round(stages["client_first_audio"], 1)})
+        for preemptive, figures in kinds.items():
+            if not budget.exhausted:
+                await _voice_turn(client, speech, QUESTIONS[i % len(QUESTIONS)], preemptive,
+                                  figures, budget)
+    on, off = (_voice_summary(kinds[flag], warmed) for flag in (True, False))
+    on_p50 = (on["voice_to_voice_ms"] or {}).get("p50")
+    off_p50 = (off["voice_to_voice_ms"] or {}).get("p50")
+    return {
+        **on,
+        "preemptive_off": off,
+        "preemptive_on_over_off_p50": round(on_p50 / off_p50, 3) if on_p50 and off_p50 else None,
+    }
+
+
+async def _voice_turn(
+    client: VoxlineClient,
+    speech: dict[str, bytes],
+    question: str,
+    preemptive: bool,
+    figures: _VoiceFigures,
+    budget: Budget,
+) -> None:
+    clock = FirstChunkClock()
+    discards: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        clock(event)
+        if event.type == "speculation.discarded":
+            discards.append(event)
+
+    pcm = with_pauses(speech[question], RATE, PAUSE_BEFORE_S, PAUSE_AFTER_S)
+    result = await budget.run(voice_turn(
+        client, pcm, speech_end_s=PAUSE_BEFORE_S + len(speech[question]) / 2 / RATE,
+        realtime=True, on_event=on_event, speech_mode="streaming", sampling=SAMPLING,
+        preemptive_turns=preemptive))
+    figures.discarded += len(discards)
+    _add_voice_result(figures, question, result, clock, budget)
+
+
+def _add_voice_result(
+    figures: _VoiceFigures,
+    question: str,
+    result: TurnResult | None,
+    clock: FirstChunkClock,
+    budget: Budget,
+) -> None:
+    heard, split, rest, delivery, samples = (
+        figures.heard, figures.split, figures.rest, figures.delivery, figures.samples)
+    if budget.exhausted:
+        return
+    if result is None or not completed(result) or "stt" not in result.stages:
+        figures.failed += 1
+        return
+    stages = result.stages
+    heard.append(stages["client_first_audio"])
+    for name in STAGES:
+        split[name].append(stages[name])
+    if clock.delivery_ms is not None:
+        delivery.append(clock.delivery_ms)
+        # end of speech → speech_stopped ts: the VAD's silence tail and the audio's way in
+        rest.append(stages["client_first_audio"] - stages["time_to_first_audio"]
+                    - clock.delivery_ms)
+    samples.append({"question": question, "heard": result.transcript,
+                    "reply": result.reply.strip()[:200],
+                    "voice_to_voice_ms": round(stages["client_first_audio"], 1)})
+
+
+def _voice_summary(figures: _VoiceFigures, warmed: bool) -> dict[str, Any]:
+    heard, split, rest, delivery = figures.heard, figures.split, figures.rest, figures.delivery
+    turns = len(heard) + figures.failed
     return {
         "warmup_completed": warmed,
         "turns": len(heard),
-        "failed": failed,
+        "failed": figures.failed,
+        "speculations_discarded": figures.discarded,
+        "discarded_per_turn": round(figures.discarded / turns, 3) if turns else None,
         "voice_to_voice_ms": ms(heard),
         "server_ttfa_ms": ms(split["time_to_first_audio"]),
         "stages_p50_ms": {
@@ -303,8 +382,114 @@ async def voice_to_voice(
             **{name: round(statistics.median(v), 1) if v else None for name, v in split.items()},
             "chunk_delivery": round(statistics.median(delivery), 1) if delivery else None,
         },
-        "samples": samples,
+        "samples": figures.samples,
     }
+
+
+# ---- OpenAI Realtime (SDK) against the native socket --------------------------------------------
+
+
+async def realtime_vs_native(
+    client: VoxlineClient, url: str, speech: dict[str, bytes], turns: int, budget: Budget
+) -> dict[str, Any]:
+    """Voice turns alternately over both sockets, same questions, same engines, one run."""
+    heard: dict[str, list[float]] = {"native": [], "openai_realtime": []}
+    failed = {"native": 0, "openai_realtime": 0}
+
+    def sdk_turn(pcm: bytes) -> Awaitable[Any]:
+        audio = with_pauses(pcm, RATE, PAUSE_BEFORE_S, PAUSE_AFTER_S)
+        return sdk_voice_turn(url, audio, PAUSE_BEFORE_S + len(pcm) / 2 / RATE,
+                              max_output_tokens=SAMPLING["max_tokens"])
+
+    await budget.run(sdk_turn(speech[WARMUP_QUESTION]))  # the SDK path's own warm-up
+    for i in range(turns):
+        pcm = speech[QUESTIONS[i % len(QUESTIONS)]]
+        order = ("native", "openai_realtime") if i % 2 == 0 else ("openai_realtime", "native")
+        for kind in order:
+            if kind == "native":
+                native = await budget.run(say_question(client, pcm))
+                value = native.stages.get("client_first_audio") if completed(native) else None
+            else:
+                turn = await budget.run(sdk_turn(pcm))
+                value = turn.heard_ms if turn is not None and turn.status == "completed" else None
+            if value is None:
+                failed[kind] += 1
+            else:
+                heard[kind].append(value)
+        if budget.exhausted:
+            break
+    native_ms, realtime_ms = ms(heard["native"]), ms(heard["openai_realtime"])
+    ratio = (round(realtime_ms["p50"] / native_ms["p50"], 3)
+             if native_ms and realtime_ms and native_ms["p50"] > 0 else None)
+    return {"turns": {k: len(v) for k, v in heard.items()}, "failed": failed,
+            "native_ms": native_ms, "openai_realtime_ms": realtime_ms,
+            "ratio_p50": ratio}
+
+
+# ---- answer sheet and STT per model (issue 15) ---------------------------------------------
+
+
+async def answer_sheet(client: VoxlineClient, limit: int, budget: Budget) -> dict[str, Any]:
+    """The answer sheet as typed, text-only turns; scored on the spoken text."""
+    from loadtests.bench_answers import LABEL, MARKUP, is_right, load_sheet
+    from pipeline.turn import SentenceBufferConfig, split_text
+
+    rows: list[dict[str, Any]] = []
+    failed = 0
+    for item in load_sheet()[:limit]:
+        result = await budget.run(text_turn(client, item["q"], realtime_tts=False,
+                                            sampling={"seed": 1}))
+        if budget.exhausted:
+            break
+        last: Any = result.events[-1] if result is not None and result.events else None
+        if last is None or last.type != "response.done" or last.data.status != "completed":
+            failed += 1  # text only: no audio to wait for
+            continue
+        assert result is not None
+        spoken = " ".join(split_text(result.reply, SentenceBufferConfig(language="en")))
+        rows.append({"question": item["q"], "spoken": spoken,
+                     "right": is_right(spoken, item["expected"]),
+                     "markup_spoken": bool(MARKUP.search(spoken)),
+                     "label_spoken": bool(LABEL.search(spoken))})
+    n = len(rows)
+    return {
+        "questions": n,
+        "failed": failed,
+        "score": round(sum(r["right"] for r in rows) / n, 3) if n else None,
+        "markup_spoken": sum(r["markup_spoken"] for r in rows),
+        "label_spoken": sum(r["label_spoken"] for r in rows),
+        "wrong": [r for r in rows if not r["right"]][:20],
+    }
+
+
+async def stt_models(speech: dict[str, bytes], budget: Budget) -> dict[str, Any]:
+    """Each spoken question transcribed by tiny.en and by base, here (int8, warm)."""
+    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from schemas import TranscriptionRequest
+
+    figures: dict[str, Any] = {}
+    for model in ("whisper-tiny.en", "whisper-base"):
+        if budget.left() < 30:
+            figures[model] = None
+            continue
+        stt = FasterWhisperTranscriber(model=model, cpu_threads=2)
+        await stt.load()
+        seconds: list[float] = []
+        heard: dict[str, str] = {}
+        try:
+            for question in QUESTIONS:
+                if question not in speech:
+                    continue
+                started = time.perf_counter()
+                request = TranscriptionRequest(audio=speech[question], sample_rate=RATE,
+                                               language="en")
+                text = " ".join([s.text async for s in stt.transcribe(request)])
+                seconds.append((time.perf_counter() - started) * 1000)
+                heard[question] = text
+        finally:
+            await stt.close()
+        figures[model] = {"transcribe_ms": ms(seconds), "heard": heard}
+    return figures
 
 
 # ---- orchestration overhead ------------------------------------------------------------------
@@ -377,7 +562,8 @@ async def overhead(client: VoxlineClient, turns: int, budget: Budget) -> dict[st
 # ---- the run ---------------------------------------------------------------------------------
 
 
-async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]) -> dict[str, Any]:
+async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None],
+                only: str | None = None, answers: int = 36) -> dict[str, Any]:
     figures: dict[str, Any] = {"turns_per_kind": turns}
     async with VoxlineClient(url) as client:
         try:
@@ -395,9 +581,13 @@ async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]
             ("text_ttfa", lambda: text_ttfa(client, turns, budget)),
             ("voice_to_voice", lambda: voice_to_voice(client, speech, turns, budget)),
             ("orchestration_overhead", lambda: overhead(client, turns, budget)),
+            ("realtime_vs_native", lambda: realtime_vs_native(client, url, speech, turns,
+                                                              budget)),
+            ("answer_sheet", lambda: answer_sheet(client, answers, budget)),
+            ("stt_models", lambda: stt_models(speech, budget)),
         )
         for name, phase in phases:
-            if budget.exhausted:
+            if budget.exhausted or only not in (None, name):
                 figures[name] = None
                 continue
             say(f"measuring {name.replace('_', ' ')}, after a warm-up turn "
@@ -414,15 +604,26 @@ def judge(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     text = figures.get("text_ttfa") or {}
     voice = figures.get("voice_to_voice") or {}
     cost = figures.get("orchestration_overhead") or {}
+    sdk = figures.get("realtime_vs_native") or {}
     measured = {
         "ttfa_ratio_streaming_over_sequential_p50": text.get("ratio_p50_server"),
         "voice_to_voice_p50_ms": (voice.get("voice_to_voice_ms") or {}).get("p50"),
+        "preemptive_on_over_off_p50": voice.get("preemptive_on_over_off_p50"),
         "orchestration_overhead_p50_ms": (cost.get("total_ms") or {}).get("p50"),
+        "realtime_over_native_voice_p50": sdk.get("ratio_p50"),
     }
     goals: dict[str, dict[str, Any]] = {
         name: {"at_most": GOALS[name], "measured": value,
                "pass": None if value is None else value <= GOALS[name]}
         for name, value in measured.items()
+    }
+    sheet = figures.get("answer_sheet") or {}
+    score = sheet.get("score")
+    goals["answer_sheet_score"] = {
+        "at_least": GOALS_AT_LEAST["answer_sheet_score"], "measured": score,
+        "markup_spoken": sheet.get("markup_spoken"),
+        "pass": None if score is None else (
+            score >= GOALS_AT_LEAST["answer_sheet_score"] and not sheet.get("markup_spoken")),
     }
     pieces = (text.get("streaming") or {}).get("pieces_per_reply_p50")
     if pieces is not None and pieces <= 1:
@@ -457,7 +658,11 @@ def print_table(figures: dict[str, Any]) -> None:
               f"client {text['ratio_p50_client']}  (goal ≤ 0.25)")
     if voice := figures.get("voice_to_voice"):
         print(f"voice to voice ({voice['turns']} turns, {voice['failed']} failed)")
-        row("end of speech → first audio (client)", voice["voice_to_voice_ms"], "(goal p50 ≤ 1200)")
+        row("end of speech → first audio (client)", voice["voice_to_voice_ms"], "(goal p50 ≤ 1000)")
+        off = voice["preemptive_off"]
+        row(f"same, preemptive turns off ({off['turns']} turns)", off["voice_to_voice_ms"])
+        print(f"  preemptive on / off p50: {voice['preemptive_on_over_off_p50']} (goal ≤ 0.75); "
+              f"speculations discarded per turn: {voice['discarded_per_turn']}")
         row("speech_stopped → first audio (server)", voice["server_ttfa_ms"])
         print("  stage split, p50:")
         for name, value in voice["stages_p50_ms"].items():
@@ -472,9 +677,22 @@ def print_table(figures: dict[str, Any]) -> None:
         row("first chunk ts → received", cost["delivery_ms"])
         if chunk := cost["first_chunk_audio_ms"]:
             print(f"    (a first chunk holds {chunk['p50']:.0f} ms of audio, p50)")
+    if sdk := figures.get("realtime_vs_native"):
+        print(f"voice turn, /v1/realtime (OpenAI SDK) against the native socket "
+              f"(turns {sdk['turns']}, failed {sdk['failed']})")
+        row("native: end of speech → first audio", sdk["native_ms"])
+        row("/v1/realtime: end of speech → first delta", sdk["openai_realtime_ms"],
+            f"(ratio p50 {sdk['ratio_p50']}, goal ≤ 1.05)")
+    if sheet := figures.get("answer_sheet"):
+        print(f"answer sheet: {sheet['score']} of {sheet['questions']} questions right, "
+              f"markup spoken in {sheet['markup_spoken']}")
+    for model, stt in (figures.get("stt_models") or {}).items():
+        if isinstance(stt, dict):
+            row(f"STT {model} (this process, warm)", stt["transcribe_ms"])
     for name, goal in figures["goals"].items():
         verdict = {True: "pass", False: "FAIL", None: "not measured"}[goal["pass"]]
-        print(f"goal {name}: {goal['measured']} (≤ {goal['at_most']}): {verdict}")
+        bound = f"≥ {goal['at_least']}" if "at_least" in goal else f"≤ {goal['at_most']}"
+        print(f"goal {name}: {goal['measured']} ({bound}): {verdict}")
     for error in figures["turn_errors"]:
         print(f"failed turn: {error}")
     if not figures["complete"]:
@@ -496,6 +714,12 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=600,
                         help="seconds for the whole run, server start included")
     parser.add_argument("--stt-model", help="VOXLINE_STT__MODEL of the started server")
+    parser.add_argument("--only", choices=("text_ttfa", "voice_to_voice",
+                                           "orchestration_overhead", "realtime_vs_native",
+                                           "answer_sheet", "stt_models"),
+                        help="measure this one phase (the others are reported as not run)")
+    parser.add_argument("--answers", type=int, default=36,
+                        help="questions of the answer sheet to ask (0: none)")
     args = parser.parse_args()
     if not 1 <= args.turns <= MAX_TURNS:
         parser.error(f"--turns must be between 1 and {MAX_TURNS}")
@@ -508,7 +732,8 @@ def main() -> None:
         print(text, flush=True)
 
     def measure(url: str) -> dict[str, Any]:
-        return asyncio.run(bench(url, args.turns, budget, say))
+        return asyncio.run(bench(url, args.turns, budget, say, args.only,
+                                 max(0, args.answers)))
 
     if args.url:
         figures = measure(loopback_url(args.url))

@@ -29,6 +29,7 @@ from pipeline.engines.llama_cpp import (
     gemma_license_files,
     locate_gemma_gguf,
 )
+from pipeline.engines.prompting import build_dialogue_prompt
 from schemas import (
     ChatMessage,
     ConfigurationError,
@@ -64,7 +65,9 @@ N_CTX = 512
 async def engine() -> AsyncIterator[LlamaCppLanguageModel]:
     # One thread: the test machines share two cores with other work, and llama.cpp's
     # spinning worker threads slow down badly when they do not get a core each.
-    llm = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1)
+    # No worked examples and no line stop: the engine's mechanics are tested on a count
+    # that goes on for hundreds of tokens, which the voice defaults (one line) would end.
+    llm = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, examples=(), line_stop=False)
     await llm.load()
     try:
         yield llm
@@ -306,3 +309,16 @@ def test_a_corrupt_assembled_file_is_rebuilt(tmp_path: Path) -> None:
         assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary left
     finally:
         locate_gemma_gguf.cache_clear()
+
+
+def test_voice_defaults_for_the_packaged_base_model() -> None:
+    """Greedy, one line, no speaker label, worked examples first (what bench_answers.py
+    measured: 14% of the answer sheet before, 81% after)."""
+    llm = LlamaCppLanguageModel()
+    assert llm.options.max_temperature == 0.0
+    prompt = build_dialogue_prompt(
+        [ChatMessage(role="user", content="Name two colours.")], dialogue=llm._dialogue
+    )
+    assert "\n" in prompt.stop and " You:" in prompt.stop and " User:" in prompt.stop
+    assert prompt.text.startswith("User: What is the capital of Norway?\nAssistant: ")
+    assert prompt.text.endswith("User: Name two colours.\nAssistant:")

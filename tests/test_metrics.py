@@ -302,6 +302,9 @@ def scripted_session() -> list[list[s.EventBase]]:
         [*text_turn("b", 20_000, end="cancelled")[-1:], c_turn[0]],  # barge-in, then speech
         [*c_turn[1:3], error("c", 32_200, s.ErrorCode.STT_FAILED, "stt")],
         [error(None, 35_000, s.ErrorCode.INVALID_MESSAGE, "")],
+        [s.SpeculationDiscarded(  # a reply prepared during a pause, dropped: no turn
+            session_id=sid, ts=35_500,
+            data=s.SpeculationDiscardedData(reason="speech_resumed", audio_ms=100))],
         d_turn,
         [s.SessionClosed(session_id=sid, ts=50_000)],
     ]
@@ -319,6 +322,7 @@ def assert_session_counts(reader: InMemoryMetricReader) -> None:
     assert counts(reader, "voxline.cancellations", "reason") == {"barge_in": 1}
     assert counts(reader, "voxline.errors", "code") == {
         "stt_failed": 1, "invalid_message": 1, "tts_failed": 1}  # fmt: skip
+    assert counts(reader, "voxline.speculations.discarded", "reason") == {"speech_resumed": 1}
     stages = stage_points(reader)
     assert stages["time_to_first_audio"] == (2, 700.0 + 400.0)  # turns a and d
     assert stages["voice_to_voice"] == (1, VOICE_STAGES["voice_to_voice"])  # turn a

@@ -33,6 +33,7 @@ TOKENS = [
     # markdown
     "**bold**", "*", "_x_", "snake_case", "__", "`code`", "[link](http://x.y/z)", "![alt](a.png)",
     "<https://a.b>", "<br>", "<", ">", "~~", "\\*", "#", "|", "```",
+    '<span class="x">', "</span>", "<a href='u' id=2>", "<b and c>", "<p", "=",
     # other scripts
     "你好。", "再见！", "「こんにちは。」", "と言った。", "，", "नमस्ते।",
     # "words" longer than a piece: cut hard
@@ -59,6 +60,7 @@ configs = st.builds(
     language=st.sampled_from(["en", "de", "zh", "da", "xx"]),
     min_sentence_chars=st.sampled_from([0, 5, 20, 60]),
     first_piece_min_words=st.integers(1, 8),
+    first_piece_max_words=st.none() | st.integers(1, 10),
     early_first_piece=st.booleans(),
     max_piece_chars=st.sampled_from([12, 40, 400]),
 )

@@ -21,6 +21,8 @@ from pipeline.audio.endpointing import (
     EndpointEvent,
     FrameAssembler,
     SpeechEnd,
+    SpeechPause,
+    SpeechResume,
     SpeechStart,
 )
 from pipeline.audio.pcm import (
@@ -50,6 +52,8 @@ __all__ = [
     "FrameDetector",
     "PcmResampler",
     "SpeechEnd",
+    "SpeechPause",
+    "SpeechResume",
     "SpeechStart",
     "check_pcm16",
     "check_sample_rate",

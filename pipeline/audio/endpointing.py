@@ -18,6 +18,12 @@ The rules, all in :class:`EndpointConfig`:
 * **Padding**: ``pre_padding_ms`` of audio before the onset and ``post_padding_ms`` after
   the offset stay in the utterance; the detector reacts a frame or two late and Whisper
   clips soft word onsets without it.
+* **Pause** (optional, ``pause_ms``): once silence lasted that long, but not yet
+  ``min_silence_ms``, a :class:`SpeechPause` carries the utterance so far, cut exactly as
+  its :class:`SpeechEnd` will be if the silence goes on (so a transcript of it is the
+  transcript of the utterance); a frame back at ``>= threshold`` after it yields
+  :class:`SpeechResume`. At most one pause per silence. Preemptive turns start the reply
+  on a pause and drop it on a resume.
 * **Forced cut** at ``max_utterance_s``: the utterance ends (``reason="max_length"``) and,
   when the speaker is still talking, a new one starts at once, so a monologue cannot grow
   a buffer without bound.
@@ -44,6 +50,8 @@ __all__ = [
     "Endpointer",
     "FrameAssembler",
     "SpeechEnd",
+    "SpeechPause",
+    "SpeechResume",
     "SpeechStart",
 ]
 
@@ -63,6 +71,11 @@ class EndpointConfig(BaseModel):
     pre_padding_ms: int = Field(default=300, ge=0, description="audio kept before the onset")
     post_padding_ms: int = Field(default=200, ge=0, description="audio kept after the offset")
     max_utterance_s: float = Field(default=30.0, gt=0.0, description="forced cut")
+    pause_ms: int | None = Field(
+        default=None, gt=0,
+        description="silence that reports a pause (preemptive turns); unset: none. Taken "
+        "as at least post_padding_ms, so the paused audio is the utterance's",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EndpointConfig:
@@ -71,6 +84,8 @@ class EndpointConfig(BaseModel):
         if self.post_padding_ms > self.min_silence_ms:
             # The padding is taken from the silence already seen when the end is decided.
             raise ValueError("post_padding_ms must not exceed min_silence_ms")
+        if self.pause_ms is not None and self.pause_ms >= self.min_silence_ms:
+            raise ValueError("pause_ms must be shorter than min_silence_ms")
         return self
 
     @property
@@ -113,7 +128,29 @@ class SpeechEnd:
         )
 
 
-EndpointEvent = SpeechStart | SpeechEnd
+@dataclass(frozen=True, slots=True)
+class SpeechPause:
+    """Speech stopped at ``audio_ms`` and silence has lasted ``pause_ms``: the utterance is
+    probably over. ``audio`` and ``start_ms`` are what its :class:`SpeechEnd` will carry if
+    no speech follows before ``min_silence_ms``."""
+
+    audio_ms: int
+    audio: bytes
+    duration_s: float
+    start_ms: int
+
+    def __repr__(self) -> str:
+        return f"SpeechPause(audio_ms={self.audio_ms}, duration_s={self.duration_s:.3f})"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResume:
+    """Speech came back at ``audio_ms`` after a :class:`SpeechPause`: the utterance goes on."""
+
+    audio_ms: int
+
+
+EndpointEvent = SpeechStart | SpeechEnd | SpeechPause | SpeechResume
 
 
 class Endpointer:
@@ -131,6 +168,7 @@ class Endpointer:
         self._pre = c.samples(c.pre_padding_ms)
         self._post = c.samples(c.post_padding_ms)
         self._max = max(c.samples(c.max_utterance_s * 1000), 1)
+        self._pause = None if c.pause_ms is None else max(c.samples(c.pause_ms), self._post)
         self._neg = c.silence_threshold
         self.reset()
 
@@ -146,6 +184,7 @@ class Endpointer:
         self._utterance_start = 0  # sample index of the first byte of _utterance
         self._speech_start = 0
         self._silence_start: int | None = None
+        self._paused = False  # a SpeechPause was reported for the current silence
 
     @property
     def speaking(self) -> bool:
@@ -192,19 +231,41 @@ class Endpointer:
 
     def _push_speaking(self, frame: bytes, probability: float, start: int) -> list[EndpointEvent]:
         self._utterance += frame
+        resumed: list[EndpointEvent] = []
         if probability >= self.config.threshold:
+            if self._paused:
+                self._paused = False
+                resumed.append(SpeechResume(audio_ms=self._ms(start)))
             self._silence_start = None
         elif probability < self._neg and self._silence_start is None:
             self._silence_start = start
-        if self._silence_start is not None and self._pos - self._silence_start >= self._min_silence:
+        silence = None if self._silence_start is None else self._pos - self._silence_start
+        if silence is not None and silence >= self._min_silence:
+            assert self._silence_start is not None
             end = self._end(self._silence_start, self._silence_start + self._post, "silence")
             return [end]
         if self._pos - self._utterance_start >= self._max:
             if self._silence_start is not None:  # trailing silence: no new utterance
                 return [self._end(self._silence_start, self._pos, "max_length")]
             end = self._end(self._pos, self._pos, "max_length")
-            return [end, self._begin(self._pos)]
-        return []
+            return [*resumed, end, self._begin(self._pos)]
+        pause_due = self._pause is not None and silence is not None and silence >= self._pause
+        if pause_due and not self._paused:
+            self._paused = True
+            return [self._paused_at()]
+        return resumed
+
+    def _paused_at(self) -> SpeechPause:
+        """The utterance so far, cut where :meth:`_end` will cut it after this silence."""
+        assert self._silence_start is not None
+        cut = min(self._silence_start + self._post, self._pos)
+        audio = bytes(self._utterance[: (cut - self._utterance_start) * 2])
+        return SpeechPause(
+            audio_ms=self._ms(self._silence_start),
+            audio=audio,
+            duration_s=len(audio) / 2 / self.config.sample_rate,
+            start_ms=self._ms(self._utterance_start),
+        )
 
     # -- transitions --------------------------------------------------------------------
 
@@ -250,6 +311,7 @@ class Endpointer:
         self._speaking = False
         self._utterance = bytearray()
         self._silence_start = None
+        self._paused = False
         self._candidate = None
         self._trim_recent()
         return event

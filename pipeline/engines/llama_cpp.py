@@ -9,6 +9,14 @@ The packaged model is a *base* model without a chat template, so the dialogue is
 as a plain transcript (:mod:`pipeline.engines.prompting`) and the reply ends at the next turn's
 label. The same prompt works for instruction-tuned GGUFs, only less idiomatically.
 
+A 270M base model needs help to answer like an assistant (measured with
+``loadtests/bench_answers.py``, a sheet of short factual questions): two worked examples
+open every dialogue (it copies their length and tone), the reply ends at the end of its
+line and at any speaker label ("... Paris. You: Yes!"), and it decodes greedily whatever
+temperature a request asks for (``max_temperature``: above 0.1 it drifts off the
+question). Markup it still writes is removed before speech by the sentence buffer
+(:mod:`pipeline.turn._markdown`).
+
 How one request runs:
 
 * **One at a time per instance.** A llama.cpp context holds one KV cache and is not
@@ -91,6 +99,14 @@ _LLAMA_PACKAGE_HINT = (
 )
 
 
+#: Two short, plain answers in the voice the assistant should have (kept off the
+#: answer sheet's questions, loadtests/data/answer_sheet.json).
+_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("What is the capital of Norway?", "The capital of Norway is Oslo."),
+    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
+)
+
+
 class LlamaCppOptions(BaseModel):
     """Options of the ``llama-cpp`` LLM engine."""
 
@@ -127,6 +143,29 @@ class LlamaCppOptions(BaseModel):
         default=True,
         description="end the reply at a blank line: small base models drift into unrelated "
         "text after one paragraph, and spoken replies are one paragraph anyway",
+    )
+    line_stop: bool = Field(
+        default=True,
+        description="end the reply at the end of its first line: a spoken reply is one "
+        "line, and what the packaged base model writes after a newline is a list, a new "
+        "question or the user's next turn",
+    )
+    inline_labels: tuple[str, ...] = Field(
+        default=("User", "You", "Assistant", "Human", "AI", "Voxline"),
+        description="speaker labels that end the reply inside a line too ('Paris. You: ...')",
+    )
+    examples: tuple[tuple[str, str], ...] = Field(
+        default=_EXAMPLES,
+        description="worked (question, answer) turns at the start of every dialogue: a "
+        "270M base model copies their length and tone; () for an instruction-tuned model",
+    )
+    max_temperature: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=2.0,
+        description="requests asking for more are sampled at this. The packaged 270M model "
+        "answers best greedily (answer sheet: 81% at 0 and 0.1, 61% at 0.2, 19% at 0.7); "
+        "2.0 honours any request",
     )
     user_label: str = Field(default="User", min_length=1)
     assistant_label: str = Field(default="Assistant", min_length=1)
@@ -173,11 +212,19 @@ class LlamaCppLanguageModel(LanguageModel):
             user_label=self.options.user_label,
             assistant_label=self.options.assistant_label,
             paragraph_stop=self.options.paragraph_stop,
+            line_stop=self.options.line_stop,
+            inline_labels=self.options.inline_labels,
+            examples=self.options.examples,
         )
         self._llm: Any = None  # llama_cpp.Llama, untyped: imported only in load()
         self._worker = ModelWorker(self.name, self.stage, thread_name="llama-cpp")
         self._lock = asyncio.Lock()
         self._load_lock = asyncio.Lock()
+
+    @property
+    def model_name(self) -> str:
+        """The GGUF file's stem; the packaged Gemma 3 270M when no file is set."""
+        return super().model_name or "gemma-3-270m-q4_k_m"
         #: Statistics of the latest request (also while it runs).
         self.last_stats: GenerationStats | None = None
         #: Seconds the latest load() took (model location + llama.cpp load).
@@ -349,7 +396,7 @@ class LlamaCppLanguageModel(LanguageModel):
                 top_k=self.options.top_k,
                 top_p=sampling.top_p,
                 min_p=self.options.min_p,
-                temp=sampling.temperature,
+                temp=min(sampling.temperature, self.options.max_temperature),
                 repeat_penalty=self.options.repeat_penalty,
             )
             with contextlib.closing(tokens_out):

@@ -185,6 +185,11 @@ class PiperSynthesizer(Synthesizer):
         return self._voice is not None
 
     @property
+    def model_name(self) -> str:
+        """The voice file's stem; the packaged ``en_US-joe-medium`` when none is set."""
+        return super().model_name or "en_US-joe-medium"
+
+    @property
     def languages(self) -> tuple[str, ...]:
         """Language codes the loaded voice speaks (``en_US``)."""
         return (self._voice.language,) if self._voice is not None else ()

@@ -27,6 +27,7 @@ ENGINES: dict[str, dict[str, str]] = {
     "stt": {
         "faster-whisper": "pipeline.engines.faster_whisper:FasterWhisperTranscriber",
         "whisperx": "pipeline.engines.whisperx:WhisperXTranscriber",
+        "language-router": "pipeline.engines.stt_routing:LanguageRoutingTranscriber",
     },
     "llm": {
         "llama-cpp": "pipeline.engines.llama_cpp:LlamaCppLanguageModel",

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.engines._routes import LanguageRoutes, language_tag
 from pipeline.engines.base import Synthesizer
 from schemas import AudioChunk, ConfigurationError, SynthesisRequest
 
@@ -56,16 +57,12 @@ class LanguageRoutingOptions(BaseModel):
     )
 
 
-def _tag(language: str) -> str:
-    return language.strip().lower().replace("_", "-")
-
-
 def _voices(engine: Synthesizer) -> frozenset[str]:
     """The voices an engine declares, lower case."""
     return frozenset(voice.lower() for voice in engine.voices)
 
 
-class LanguageRoutingSynthesizer(Synthesizer):
+class LanguageRoutingSynthesizer(LanguageRoutes[Synthesizer], Synthesizer):
     """Sends each piece to the synthesizer registered for its language, else to ``default``."""
 
     name = "language-router"
@@ -114,7 +111,9 @@ class LanguageRoutingSynthesizer(Synthesizer):
                 setting="VOXLINE_TTS__OPTIONS",
             )
         self.default = resolve(default)
-        self.by_language = {_tag(lang): resolve(engine) for lang, engine in by_language.items()}
+        self.by_language = {
+            language_tag(lang): resolve(engine) for lang, engine in by_language.items()
+        }
         self._learn_from_engines()
 
     def _learn_from_engines(self) -> None:
@@ -122,18 +121,6 @@ class LanguageRoutingSynthesizer(Synthesizer):
         know them only once loaded)."""
         self.sample_rate = self.default.sample_rate
         self.voices = tuple(dict.fromkeys(v for e in self.engines for v in e.voices))
-
-    @property
-    def engines(self) -> tuple[Synthesizer, ...]:
-        """Every distinct engine, the default first."""
-        unique: dict[int, Synthesizer] = {id(self.default): self.default}
-        for engine in self.by_language.values():
-            unique.setdefault(id(engine), engine)
-        return tuple(unique.values())
-
-    @property
-    def ready(self) -> bool:
-        return all(engine.ready for engine in self.engines)
 
     def language_tags(self) -> tuple[str, ...]:
         """What the routes speak; empty (not checked) when the default declares nothing,
@@ -143,28 +130,10 @@ class LanguageRoutingSynthesizer(Synthesizer):
         tags = [*self.by_language, *(t for e in self.engines for t in e.language_tags())]
         return tuple(dict.fromkeys(tags))
 
-    def route(self, language: str) -> Synthesizer:
-        """The engine for a language tag: the most specific match, else the default."""
-        tag = _tag(language)
-        while tag:
-            if tag in self.by_language:
-                return self.by_language[tag]
-            tag = tag.rpartition("-")[0]
-        return self.default
-
     async def load(self) -> None:
         """Load every engine concurrently (each loads off the event loop itself)."""
         await asyncio.gather(*(engine.load() for engine in self.engines))
         self._learn_from_engines()
-
-    async def close(self) -> None:
-        """Close every engine, even when one of them fails to close."""
-        results = await asyncio.gather(
-            *(engine.close() for engine in self.engines), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
     def _request_for(self, engine: Synthesizer, request: SynthesisRequest) -> SynthesisRequest:
         """Drop a voice that belongs to another engine here (see the module docstring)."""

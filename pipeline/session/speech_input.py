@@ -14,7 +14,8 @@ input over a queue of frames. What this adds around it is what a session needs:
   and the input goes on listening.
 
 What happens on a speech start or an utterance is the session's: two callbacks, awaited
-in the input's task, in stream order.
+in the input's task, in stream order; two optional ones hear of pauses and resumptions
+when the endpointing config asks for pauses (``pause_ms``: preemptive turns).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pipeline.audio import (
     FrameDetector,
     PcmResampler,
     SpeechEnd,
+    SpeechPause,
+    SpeechResume,
     segment_speech,
 )
 from schemas import InputAudio, InputAudioData, SpeechBoundaryData, SpeechStopped
@@ -42,14 +45,23 @@ FRAME_QUEUE = 256
 OnSpeech = Callable[[int], Awaitable[None]]
 #: ``(utterance, sample_rate)``: an utterance ended; its audio is at the detector's rate
 OnUtterance = Callable[[SpeechEnd, int], Awaitable[None]]
+#: ``(pause, sample_rate)``: the speaker paused; the utterance so far, at the detector's rate
+OnPause = Callable[[SpeechPause, int], Awaitable[None]]
+#: ``(audio_ms)``: speech came back after a pause
+OnResume = Callable[[int], Awaitable[None]]
 
 
-def endpoint_config(base: EndpointConfig, end_of_speech_ms: int) -> EndpointConfig:
+def endpoint_config(
+    base: EndpointConfig, end_of_speech_ms: int, pause_ms: int | None = None
+) -> EndpointConfig:
     """``base`` with the session's silence that ends an utterance (the padding after the
-    speech cannot be longer than that silence)."""
+    speech cannot be longer than that silence) and, for preemptive turns, the pause that
+    starts a speculative reply (none when it is not shorter than that silence)."""
+    pause = pause_ms if pause_ms is not None and pause_ms < end_of_speech_ms else None
     return base.model_copy(update={
         "min_silence_ms": end_of_speech_ms,
         "post_padding_ms": min(base.post_padding_ms, end_of_speech_ms),
+        "pause_ms": pause,
     })
 
 
@@ -64,6 +76,8 @@ class SpeechInput:
         sample_rate: int,
         on_speech: OnSpeech,
         on_utterance: OnUtterance,
+        on_pause: OnPause | None = None,
+        on_resume: OnResume | None = None,
     ) -> None:
         self.rate = vad.sample_rate
         self._resampler = PcmResampler(sample_rate, self.rate) if sample_rate != self.rate else None
@@ -73,6 +87,8 @@ class SpeechInput:
         self._failure: Exception | None = None  # a callback's, not yet raised
         self._on_speech = on_speech
         self._on_utterance = on_utterance
+        self._on_pause = on_pause
+        self._on_resume = on_resume
         config = config.model_copy(update={"sample_rate": self.rate})
         self._task = asyncio.create_task(self._run(vad, config))
 
@@ -130,6 +146,12 @@ class SpeechInput:
                 try:
                     if isinstance(event, SpeechEnd):
                         await self._on_utterance(event, self.rate)
+                    elif isinstance(event, SpeechPause):
+                        if self._on_pause is not None:
+                            await self._on_pause(event, self.rate)
+                    elif isinstance(event, SpeechResume):
+                        if self._on_resume is not None:
+                            await self._on_resume(event.audio_ms)
                     else:
                         await self._on_speech(event.audio_ms)
                 except Exception as exc:  # the session's trouble, not the detector's

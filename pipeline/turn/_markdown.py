@@ -9,7 +9,9 @@ What it does, and why:
   ``snake_case``) and backticks are dropped; a voice must not say "asterisk".  A lone ``*``
   between numbers is dropped too (we cannot tell emphasis from multiplication cheaply).
 - ``[text](url)`` becomes ``text``, ``![alt](url)`` becomes ``alt``, ``<https://x>`` becomes
-  ``https://x``; simple HTML tags are dropped.  ``\\*`` keeps the escaped character literally.
+  ``https://x``; HTML tags are dropped, with their ``name=value`` attributes (a small base
+  model writes ``<span class="x">`` as readily as ``<em>``).  ``\\*`` keeps the escaped
+  character literally.
 - Line-start markers (``#`` headings, ``-``/``*``/``+`` bullets, ``1.``/``1)`` numbers, ``>``
   quotes, ``---`` rules) are dropped and start a new sentence.  List numbers are dropped rather
   than read ("1." after a pause sounds like a stray number); the items' own order carries it.
@@ -48,9 +50,18 @@ _ENDS_LINE = frozenset(".!?…:;,。！？：；，、‼⁇⁈⁉।॥؟")
 _SPECIAL = r"\s*_`\[!<\\~"
 _PLAIN_RUN = re.compile(rf"(?:[^{_SPECIAL}]| (?=[^{_SPECIAL}]))+")
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]{0,10}/?>")
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,10}")
+# A tag with attributes, each ``name=value`` ("<b and c>" stays text: no "=").
+_HTML_TAG_ATTRS = re.compile(
+    r"<[A-Za-z][A-Za-z0-9]{0,10}"
+    r"(?:[ \t]+[A-Za-z_:][\w:.-]{0,30}=(?:\"[^\"<>\n]*\"|'[^'<>\n]*'|[^\s\"'<>=]+))+"
+    r"[ \t]*/?>"
+)
 _AUTOLINK = re.compile(r"<((?:[A-Za-z][A-Za-z0-9+.-]{1,20}:|www\.)[^<>\s]+|[^<>\s@]+@[^<>\s@]+)>")
 _ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _DIGITS = "0123456789"
+# No space is put for a dropped tag before these ("<b>Italy</b>." reads "Italy.").
+_NO_SPACE_BEFORE = frozenset(".,;:!?…)]}\"'”’»")
 
 
 class MarkdownToSpeech:
@@ -69,6 +80,7 @@ class MarkdownToSpeech:
         self._out: list[str] = []
         self._last = ""  # last emitted character; "" at the start, "\n" after a break
         self._pending_space = False
+        self._tag_space = False  # the pending space stands for a dropped tag, not a space
         self._line_start = True
         self._newline_pending = False  # a newline was consumed; soft or hard not yet decided
         self._force_break = False  # the next line starts a new sentence whatever its case
@@ -93,9 +105,13 @@ class MarkdownToSpeech:
     def _text(self, s: str) -> None:
         if self._last in ("", HARD_BREAK):
             s = s.lstrip()
-        elif self._pending_space and not s[0].isspace():
+        elif (
+            self._pending_space
+            and not s[0].isspace()
+            and not (self._tag_space and s[0] in _NO_SPACE_BEFORE)  # "<b>Italy</b>."
+        ):
             self._out.append(" ")
-        self._pending_space = False
+        self._pending_space = self._tag_space = False
         if s:
             self._out.append(s)
             self._last = s[-1]
@@ -126,6 +142,7 @@ class MarkdownToSpeech:
             self._pending_space = False
         elif c.isspace():
             self._pending_space = True
+            self._tag_space = False
             self._pos = i + 1
         elif c in "*`":
             self._pos = i + 1
@@ -181,6 +198,8 @@ class MarkdownToSpeech:
             j += 1
         if j == len(raw) and j < i + _ANGLE_MAX and not final:
             return False
+        if j < len(raw) and raw[j] in " \t" and _TAG_NAME.fullmatch(raw, i + 1, j):
+            return self._tag_with_attributes(i, j, final)
         if j < len(raw) and raw[j] == ">":
             tag = raw[i : j + 1]
             auto = _AUTOLINK.fullmatch(tag)
@@ -188,9 +207,29 @@ class MarkdownToSpeech:
                 self._raw = raw[:i] + auto.group(1).removeprefix("mailto:") + raw[j + 1 :]
                 return True
             if _HTML_TAG.fullmatch(tag):
+                self._tag_space = not self._pending_space
                 self._pending_space = True
                 self._pos = j + 1
                 return True
+        self._text("<")
+        self._pos = i + 1
+        return True
+
+    def _tag_with_attributes(self, i: int, j: int, final: bool) -> bool:
+        """``raw[i:j]`` is ``<name`` and a space follows: drop ``<name a="b">``, else keep
+        the ``<``. Waits (bounded by `_ANGLE_MAX`) for the closing ``>``."""
+        raw = self._raw
+        limit = min(len(raw), i + _ANGLE_MAX)
+        k = j
+        while k < limit and raw[k] not in "<>\n":
+            k += 1
+        if k == len(raw) and k < i + _ANGLE_MAX and not final:
+            return False
+        if k < len(raw) and raw[k] == ">" and _HTML_TAG_ATTRS.fullmatch(raw, i, k + 1):
+            self._tag_space = not self._pending_space
+            self._pending_space = True
+            self._pos = k + 1
+            return True
         self._text("<")
         self._pos = i + 1
         return True
@@ -292,6 +331,7 @@ class MarkdownToSpeech:
                 self._hard_break()
             else:
                 self._pending_space = True
+                self._tag_space = False
         self._newline_pending = self._force_break = False
         self._line_start = False
         self._pos = j

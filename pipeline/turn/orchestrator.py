@@ -68,7 +68,7 @@ from pipeline.turn.events import (
 )
 from pipeline.turn.outbox import Outbox
 from pipeline.turn.output import AudioOutput
-from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig
+from pipeline.turn.sentences import VOICE_FIRST_PIECE, SentenceBuffer, SentenceBufferConfig
 from pipeline.turn.speaker import (
     SPEECH_END,
     OrderedSpeaker,
@@ -124,7 +124,8 @@ class TurnConfig:
     #: how long to wait for engines to acknowledge a cancel before giving up on them
     shutdown_grace_s: float = 1.0
     #: language and min_sentence_chars are replaced by the session's settings per turn
-    sentences: SentenceBufferConfig = field(default_factory=SentenceBufferConfig)
+    #: (default: the voice first-piece rule, tuned against the CPU engines' speed)
+    sentences: SentenceBufferConfig = field(default_factory=lambda: VOICE_FIRST_PIECE)
 
     def __post_init__(self) -> None:
         for name in ("tts_concurrency", "max_pending_pieces", "chunk_buffer", "outbox_size",

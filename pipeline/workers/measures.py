@@ -63,6 +63,7 @@ from schemas import (
     ResponseCancelled,
     ResponseDone,
     ResponseStarted,
+    SpeculationDiscarded,
     SpeechStarted,
     SpeechStopped,
     TranscriptFinal,
@@ -183,6 +184,8 @@ class SessionScan:
     #: the id after which a later scan must start to still see every event of every turn
     #: not finished here; ``None``: before the first event scanned (do not move)
     resume_after: str | None
+    #: replies prepared during a pause and dropped unsent (preemptive turns): wasted work
+    discarded: tuple[SpeculationDiscarded, ...] = ()
 
 
 @dataclass
@@ -214,6 +217,7 @@ def scan_session(
     turns: dict[str, _Turn] = {}
     order: list[_Turn] = []
     errors: list[ErrorEvent] = []
+    discarded: list[SpeculationDiscarded] = []
     pending_start: int | None = None  # index of the speech_started of the coming utterance
     created = False
     for index, event in enumerate(events):
@@ -221,6 +225,8 @@ def scan_session(
         created = created or event.type == "session.created"
         if isinstance(event, ErrorEvent):
             errors.append(event)
+        if isinstance(event, SpeculationDiscarded):
+            discarded.append(event)
         if isinstance(event, SpeechStarted):
             pending_start = index
             continue
@@ -261,7 +267,8 @@ def scan_session(
         resume_after = events[-1].id if events else None
     else:
         resume_after = events[needed - 1].id if needed > 0 else None
-    return SessionScan(session_id, tuple(measures), tuple(errors), created, closed, resume_after)
+    return SessionScan(session_id, tuple(measures), tuple(errors), created, closed, resume_after,
+                       tuple(discarded))
 
 
 def _measure(turn: _Turn, window: list[Event], superseded: bool, min_speech_ms: int) -> TurnMeasure:

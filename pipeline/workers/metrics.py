@@ -39,6 +39,7 @@ from schemas import (
     ErrorEvent,
     Event,
     EventLogError,
+    SpeculationDiscarded,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ SESSIONS_COUNTER = "voxline.sessions"
 TURNS_COUNTER = "voxline.turns"
 ERRORS_COUNTER = "voxline.errors"
 CANCELLATIONS_COUNTER = "voxline.cancellations"
+SPECULATIONS_DISCARDED_COUNTER = "voxline.speculations.discarded"
 
 
 class TurnMetrics:
@@ -110,6 +112,11 @@ class TurnMetrics:
         self.cancellations = meter.create_counter(
             CANCELLATIONS_COUNTER, description="Cancelled responses (attribute: reason)"
         )
+        self.speculations_discarded = meter.create_counter(
+            SPECULATIONS_DISCARDED_COUNTER,
+            description="Replies prepared during a pause and dropped unsent: wasted work "
+            "of preemptive turns (attribute: reason)",
+        )
 
     def record_turn(self, turn: TurnMeasure) -> None:
         """One finished turn: its stages, its status, its cancellation.
@@ -130,6 +137,9 @@ class TurnMetrics:
 
     def record_error(self, code: str, stage: str | None = None) -> None:
         self.errors.add(1, {"code": code, "stage": stage or "none"})
+
+    def record_discarded_speculation(self, reason: str) -> None:
+        self.speculations_discarded.add(1, {"reason": reason})
 
 
 def prometheus_endpoint(host: str = "127.0.0.1", port: int = 9464) -> MeterProvider:
@@ -237,12 +247,16 @@ class MetricsConsumer:
                 items[f"turn:{turn.turn_id}"] = turn
         for error in scan.errors:
             items[f"error:{error.id}"] = error
+        for discarded in scan.discarded:
+            items[f"discarded:{discarded.id}"] = discarded
         for item in await self._claim(session_id, list(items)):
             value = items[item]
             if isinstance(value, TurnMeasure):
                 self.metrics.record_turn(value)
             elif isinstance(value, ErrorEvent):
                 self.metrics.record_error(value.data.code.value, value.data.stage)
+            elif isinstance(value, SpeculationDiscarded):
+                self.metrics.record_discarded_speculation(value.data.reason)
             else:
                 self.metrics.record_session(value)
         if scan.resume_after is not None and scan.resume_after != cursor:

@@ -1,0 +1,232 @@
+"""Preemptive turns: prepare the reply while the user pauses, send it only if the turn ends so.
+
+Without it every stage waits for the one before: the endpointer waits ``end_of_speech_ms``
+of silence, then STT runs, then the LLM, then TTS. Most pauses *are* the end of the turn,
+so on a short pause (:class:`~pipeline.audio.SpeechPause`, ``preemptive_pause_ms``) the
+session transcribes the utterance so far and starts the reply: LLM, sentence buffer and
+the TTS of the first piece. Nothing is sent or logged meanwhile: the reply's events are
+held here, in memory (at most :data:`HELD_EVENTS`; past that, and after the first audio
+chunk, the reply simply waits: its stream is not read, so the orchestrator's own bounds
+stop the LLM and TTS).
+
+Then one of three things happens:
+
+* **the endpoint confirms** the utterance the pause saw (the same offset, so the same
+  audio, so the same transcript): the session *adopts* the speculation: the held events
+  go out at once, restamped with the time they are sent, and the rest of the reply
+  streams on as any reply;
+* **the endpoint ends a different utterance** (push-to-talk, a forced cut): it is
+  transcribed as usual and the speculation is adopted if the transcript is the same
+  (:func:`same_transcript`), discarded otherwise (``transcript_changed``);
+* **the user speaks again** (:class:`~pipeline.audio.SpeechResume`), a typed turn comes,
+  the session closes: the speculation is cancelled and dropped.
+
+Every dropped speculation appends one ``speculation.discarded`` event (no turn: the turn
+never existed), so metrics count the work thrown away; nothing else speculative ever
+reaches the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Literal
+
+from pipeline.aio import aclose_stream
+from pipeline.audio import SpeechEnd, SpeechPause
+from pipeline.turn import CancelToken
+from schemas import Event, ResponseStarted, now_ms
+
+__all__ = [
+    "HELD_EVENTS",
+    "DiscardReason",
+    "Speculation",
+    "Speculator",
+    "final_transcript",
+    "same_transcript",
+]
+
+#: events a speculation holds at most before it stops reading its reply
+HELD_EVENTS = 256
+
+DiscardReason = Literal["speech_resumed", "transcript_changed", "superseded", "failed", "closed"]
+
+#: ``(audio, sample_rate)`` → the transcript (no event appended)
+Transcribe = Callable[[bytes, int], Awaitable[str]]
+#: ``(turn_id, transcript, cancel)`` → the reply's events, as the orchestrator yields them
+Reply = Callable[[str, str, CancelToken], AsyncGenerator[Event, None]]
+#: ``(speculation, reason, events_dropped)``: append the ``speculation.discarded`` fact
+OnDiscard = Callable[["Speculation", DiscardReason, int], Awaitable[None]]
+
+
+def same_transcript(a: str, b: str) -> bool:
+    """Whether two transcripts say the same words (case, punctuation and spacing aside)."""
+    return _words(a) == _words(b)
+
+
+async def final_transcript(
+    speculation: Speculation, end: SpeechEnd, sample_rate: int, transcribe: Transcribe
+) -> tuple[str, DiscardReason | None]:
+    """The transcript of the utterance that ended, and why ``speculation`` may not be
+    adopted (``None``: adopt it).
+
+    The same audio as the pause's has the same transcript, so it is not transcribed
+    again; other audio is, and the speculation stands if the words are the same. A
+    failed speculative STT leaves the decision to the final one.
+    """
+    try:
+        heard: str | None = await speculation.transcript()
+    except Exception:
+        heard = None
+    if heard is not None and speculation.covers(end):
+        return heard, None
+    text = await transcribe(end.audio, sample_rate)
+    if heard is None:
+        return text, "failed"
+    return text, None if same_transcript(text, heard) else "transcript_changed"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+(?:['’][^\W_]+)*", text.casefold())
+
+
+class Speculation:
+    """One reply prepared from a pause; see the module docstring.
+
+    Created on the pause (it starts working at once, in a task of its own). The session
+    then either :meth:`adopt`\\ s it or :meth:`discard`\\ s it, exactly once.
+    """
+
+    def __init__(
+        self,
+        turn_id: str,
+        pause: SpeechPause,
+        sample_rate: int,
+        *,
+        transcribe: Transcribe,
+        reply: Reply,
+    ) -> None:
+        self.turn_id = turn_id
+        self.pause = pause
+        self.sample_rate = sample_rate
+        self.cancel = CancelToken()
+        #: the transcript of the paused audio, once known
+        self.text: str | None = None
+        #: the reply's events, held until adopted
+        self.held: list[Event] = []
+        self._reply = reply
+        self._transcribe = transcribe
+        self._stream: AsyncGenerator[Event, None] | None = None
+        #: resolved with the transcript as soon as STT is done (the reply goes on after)
+        self._heard: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._prepare(), name=f"speculation-{turn_id}")
+
+    @property
+    def audio_ms(self) -> int:
+        return self.pause.audio_ms
+
+    def covers(self, end: SpeechEnd) -> bool:
+        """The utterance that ended is the one this speculation heard (same offset and
+        start: the endpointer cut the same audio)."""
+        return (end.audio_ms, end.start_ms, len(end.audio)) == (
+            self.pause.audio_ms, self.pause.start_ms, len(self.pause.audio))
+
+    async def _prepare(self) -> None:
+        try:
+            self.text = (await self._transcribe(self.pause.audio, self.sample_rate)).strip()
+        except BaseException as exc:
+            if not self._heard.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    self._heard.cancel()
+                else:
+                    self._heard.set_exception(exc)
+            raise
+        self._heard.set_result(self.text)
+        if not self.text:
+            return
+        self._stream = self._reply(self.turn_id, self.text, self.cancel)
+        async for event in self._stream:
+            self.held.append(event)
+            if event.type == "response.audio.chunk" or len(self.held) >= HELD_EVENTS:
+                return  # first audio is ready: wait for the verdict without reading on
+
+    async def transcript(self) -> str:
+        """The transcript; waits for the speculative STT only (raises what it raised)."""
+        return await asyncio.shield(self._heard)
+
+    async def adopt(self, input_event_id: str | None) -> AsyncGenerator[Event, None]:
+        """The reply's events for the log: those held (restamped now, ``response.started``
+        pointing at the real input event), then the rest as the reply goes on.
+
+        Raises what preparing raised (the caller then replies the usual way). Closing
+        this stream closes the reply's.
+        """
+        await asyncio.shield(self._task)
+        try:
+            for event in self.held:
+                yield _restamped(event, input_event_id)
+            self.held.clear()
+            if self._stream is not None:
+                async for event in self._stream:
+                    yield event
+        finally:
+            await self._close_stream()
+
+    async def discard(self) -> int:
+        """Cancel the work and drop what it held; return how many events were dropped."""
+        self.cancel.cancel("barge_in")
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        if not self._heard.done():
+            self._heard.cancel()
+        elif not self._heard.cancelled():
+            self._heard.exception()  # retrieved: no "never retrieved" warning
+        await self._close_stream()
+        dropped = len(self.held)
+        self.held.clear()
+        return dropped
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                await aclose_stream(stream)
+
+
+def _restamped(event: Event, input_event_id: str | None) -> Event:
+    update: dict[str, object] = {"ts": now_ms()}
+    if isinstance(event, ResponseStarted):
+        update["data"] = event.data.model_copy(update={"input_event_id": input_event_id})
+    return event.model_copy(update=update)
+
+
+class Speculator:
+    """A session's speculation: at most one at a time, each adopted or discarded once."""
+
+    def __init__(self, on_discard: OnDiscard) -> None:
+        self._on_discard = on_discard
+        self.current: Speculation | None = None
+
+    async def start(self, speculation: Speculation) -> None:
+        """A new pause: it replaces the speculation of an earlier one (``superseded``)."""
+        await self.drop("superseded")
+        self.current = speculation
+
+    def take(self) -> Speculation | None:
+        """Hand the current speculation over (to adopt or judge it); None if there is none."""
+        speculation, self.current = self.current, None
+        return speculation
+
+    async def drop(self, reason: DiscardReason) -> None:
+        """Discard the current speculation, if any, and log the fact."""
+        speculation = self.take()
+        if speculation is not None:
+            await self.discard(speculation, reason)
+
+    async def discard(self, speculation: Speculation, reason: DiscardReason) -> None:
+        """Discard ``speculation`` (taken earlier) and log the fact."""
+        dropped = await speculation.discard()
+        await self._on_discard(speculation, reason, dropped)
