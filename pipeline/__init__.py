@@ -13,6 +13,7 @@ façade (its ``__init__``) that the rest of the code imports:
 ``pipeline.session``   sessions: creation, authorization, settings merging, and the live
                        side (speech input, typed turns, barge-in; events out by the log)
 ``pipeline.workers``   background consumers: auto-play narration, re-transcription, metrics
+``pipeline.realtime``  the OpenAI Realtime API's events, to and from the session's own
 ``pipeline.aio``       asyncio helpers shared by all of them
 =====================  =================================================================
 

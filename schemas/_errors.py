@@ -69,6 +69,16 @@ class ErrorCode(StrEnum):
     ENGINE_OVERLOADED = "engine_overloaded"
     # capacity
     OVERLOADED = "overloaded"
+    # retrieval (collections and the search of a turn)
+    COLLECTION_NOT_FOUND = "collection_not_found"
+    DOCUMENT_NOT_FOUND = "document_not_found"
+    DOCUMENT_TOO_LARGE = "document_too_large"
+    COLLECTION_FULL = "collection_full"
+    TOO_MANY_COLLECTIONS = "too_many_collections"
+    RETRIEVAL_FAILED = "retrieval_failed"
+    RETRIEVAL_TIMEOUT = "retrieval_timeout"
+    RERANKER_UNAVAILABLE = "reranker_unavailable"
+    LOG_WRITE_FAILED = "log_write_failed"
     # everything else
     CONFIGURATION_ERROR = "configuration_error"
     INTERNAL_ERROR = "internal_error"

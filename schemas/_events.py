@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas._errors import ErrorPayload
+from schemas._errors import ErrorCode, ErrorPayload
+from schemas._retrieval import Citation, RetrievalStrategy
 from schemas._session import (
     AudioFormat,
     CancelReason,
@@ -133,6 +134,38 @@ class NarrationReadyData(EventData):
     chunk_count: int = Field(ge=0)
 
 
+# -- retrieval (issue 16) --
+
+
+class CitationsData(EventData):
+    """The passages the reply was grounded in, best first (empty: none found)."""
+
+    citations: tuple[Citation, ...] = ()
+    strategy: RetrievalStrategy = "bm25"
+    retrieval_ms: float = Field(default=0.0, ge=0, description="time the search took")
+
+
+class WarningData(EventData):
+    """Something went wrong on the side and the turn went on (a failed or slow search, a
+    log write that failed): the client may tell the user; nothing needs to be retried."""
+
+    code: ErrorCode
+    message: str
+    stage: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class SpeculationDiscardedData(EventData):
+    """A reply prepared during a pause was dropped unsent (preemptive turns): wasted work."""
+
+    reason: Literal[
+        "speech_resumed", "transcript_changed", "superseded", "failed", "closed"
+    ]
+    audio_ms: int = Field(ge=0, description="where the paused speech stopped")
+    transcript: str = Field(default="", description="what the pause's transcript said")
+    events_dropped: int = Field(default=0, ge=0, description="reply events prepared, unsent")
+
+
 # ---- envelopes ------------------------------------------------------------------------
 
 
@@ -244,9 +277,28 @@ class SessionResyncRequired(EventBase):
     data: ResyncRequiredData = Field(default_factory=ResyncRequiredData)
 
 
+class SpeculationDiscarded(EventBase):
+    """No turn: the speculative turn never existed for the client."""
+
+    type: Literal["speculation.discarded"] = "speculation.discarded"
+    data: SpeculationDiscardedData
+
+
 class ErrorEvent(EventBase):
     type: Literal["error"] = "error"
     data: ErrorPayload
+
+
+class ResponseCitations(EventBase):
+    """What the reply cites; sent after its text and before ``response.done``."""
+
+    type: Literal["response.citations"] = "response.citations"
+    data: CitationsData = Field(default_factory=CitationsData)
+
+
+class WarningEvent(EventBase):
+    type: Literal["warning"] = "warning"
+    data: WarningData
 
 
 Event: TypeAlias = Annotated[
@@ -269,7 +321,10 @@ Event: TypeAlias = Annotated[
     | ResponseCancelled
     | NarrationReady
     | SessionResyncRequired
-    | ErrorEvent,
+    | ErrorEvent
+    | ResponseCitations
+    | WarningEvent
+    | SpeculationDiscarded,
     Field(discriminator="type"),
 ]
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from schemas._errors import ErrorCode, InputTooLargeError, InvalidAudioError, ProtocolError
+from schemas._retrieval import SearchToolConfig
 from schemas._types import Base64Bytes
 
 #: Default upper bound of one client frame (text or binary), in bytes.
@@ -54,10 +55,31 @@ class InputAudioCommit(ClientMessage):
 class InputTextMessage(ClientMessage):
     type: Literal["input.text"] = "input.text"
     text: str = Field(min_length=1)
+    search_tool_config: SearchToolConfig | None = Field(
+        default=None, description="search a collection for this turn (replaces the session's)"
+    )
+    respond: bool | None = Field(
+        default=None,
+        description="reply to it at once; false: log the turn and wait for response.create; "
+        "unset: the session's auto_response",
+    )
 
 
 class ResponseCancel(ClientMessage):
     type: Literal["response.cancel"] = "response.cancel"
+
+
+class InputAudioClear(ClientMessage):
+    """Drop the audio not yet cut into an utterance (and the detector's state)."""
+
+    type: Literal["input_audio.clear"] = "input_audio.clear"
+
+
+class ResponseCreate(ClientMessage):
+    """Reply to the newest user turn that has no reply yet (for sessions with
+    ``auto_response`` off, or text sent with ``respond: false``)."""
+
+    type: Literal["response.create"] = "response.create"
 
 
 class SessionResume(ClientMessage):
@@ -73,7 +95,9 @@ ClientMessageUnion: TypeAlias = Annotated[
     | InputAudioCommit
     | InputTextMessage
     | ResponseCancel
-    | SessionResume,
+    | SessionResume
+    | InputAudioClear
+    | ResponseCreate,
     Field(discriminator="type"),
 ]
 
@@ -85,6 +109,8 @@ CLIENT_MESSAGE_TYPES: tuple[str, ...] = (
     "input.text",
     "response.cancel",
     "session.resume",
+    "input_audio.clear",
+    "response.create",
 )
 
 
@@ -136,26 +162,7 @@ def parse_client_message(
     The size check comes first so an oversized frame is never decoded, then the nesting
     (:func:`check_json_depth`) so a deep one is never parsed.
     """
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > max_bytes:
-        raise InputTooLargeError(
-            f"message of {size} bytes is over the limit of {max_bytes}",
-            limit=max_bytes,
-            size=size,
-        )
-    check_json_depth(raw, max_depth)
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(
-            f"message is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON
-        ) from None
-    except RecursionError:  # a deep run the scan could not see (malformed around it)
-        raise ProtocolError(
-            "JSON nested too deep", code=ErrorCode.JSON_TOO_DEEP, limit=max_depth
-        ) from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("message must be a JSON object", code=ErrorCode.INVALID_MESSAGE)
+    obj = load_json_frame(raw, max_bytes=max_bytes, max_depth=max_depth)
     kind = obj.get("type")
     if kind not in CLIENT_MESSAGE_TYPES:
         raise ProtocolError(
@@ -182,6 +189,35 @@ def parse_client_message(
     if isinstance(message, InputAudioAppend):
         check_pcm16(message.audio, allow_empty=True)
     return message
+
+
+def load_json_frame(
+    raw: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES, max_depth: int = MAX_JSON_DEPTH
+) -> dict[str, Any]:
+    """One text frame as a JSON object, under the frame limits (any socket protocol):
+    ``message_too_large`` before decoding, ``json_too_deep`` before parsing, then
+    ``invalid_json`` or ``invalid_message`` (not an object)."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise InputTooLargeError(
+            f"message of {size} bytes is over the limit of {max_bytes}",
+            limit=max_bytes,
+            size=size,
+        )
+    check_json_depth(raw, max_depth)
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(
+            f"message is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON
+        ) from None
+    except RecursionError:  # a deep run the scan could not see (malformed around it)
+        raise ProtocolError(
+            "JSON nested too deep", code=ErrorCode.JSON_TOO_DEEP, limit=max_depth
+        ) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("message must be a JSON object", code=ErrorCode.INVALID_MESSAGE)
+    return obj
 
 
 def check_pcm16(audio: bytes, *, allow_empty: bool = False) -> bytes:

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas._retrieval import SearchToolConfig
+
 
 class SttMode(StrEnum):
     """``realtime``: per-utterance transcription while talking. ``whisperx``: the same, plus
@@ -82,6 +84,31 @@ class SessionSettings(BaseModel):
     input_sample_rate: int = Field(default=16000, description="PCM16 mono rate of client audio")
     output_format: AudioFormat = AudioFormat.PCM16
     output_sample_rate: int = 24000
+    # -- retrieval (issue 16) --
+    search: SearchToolConfig | None = Field(
+        default=None,
+        description="ground every reply in a document collection (a message's own "
+        "search_tool_config replaces it for that turn)",
+    )
+    # ---- turn taking (the OpenAI Realtime API's turn_detection: null is auto_response off)
+    auto_response: bool = Field(
+        default=True,
+        description="reply as soon as a user turn ends (an utterance the VAD or a commit cut, "
+        "typed text); off: user turns are logged and transcribed, and the reply waits for a "
+        "response.create message",
+    )
+    # -- preemptive turns (issue 15) --
+    preemptive_turns: bool = Field(
+        default=True,
+        description="on a short pause, transcribe and prepare the reply unsent; it goes out "
+        "at once if the pause ends the turn, and is dropped (and logged as "
+        "speculation.discarded) if the user goes on",
+    )
+    preemptive_pause_ms: int = Field(
+        default=200, ge=50, le=2000,
+        description="the pause that starts a speculative reply; off when not shorter than "
+        "end_of_speech_ms",
+    )
 
     def merged(self, patch: dict[str, object]) -> SessionSettings:
         """Validate ``patch`` over these settings; raises pydantic's ValidationError whole."""
@@ -89,6 +116,8 @@ class SessionSettings(BaseModel):
         for key, value in patch.items():
             if key == "sampling" and isinstance(value, dict):
                 data["sampling"] = {**data["sampling"], **value}
+            elif key == "search" and isinstance(value, dict):  # retrieval: patched, too
+                data["search"] = {**(data["search"] or {}), **value}
             else:
                 data[key] = value
         return SessionSettings.model_validate(data)

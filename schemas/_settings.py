@@ -8,7 +8,7 @@ patching the environment.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -150,6 +150,52 @@ class HistorySettings(BaseModel):
     )
 
 
+class RetrievalSettings(BaseModel):
+    """Document collections and the search of a turn (issue 16): every limit is enforced
+    where documents enter (``/v1/collections``), answered with its own error code."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_collections: int = Field(
+        default=1000, ge=1, description="collections on the server (too_many_collections)"
+    )
+    max_document_chars: int = Field(
+        default=1_000_000, ge=100, description="text of one document (document_too_large)"
+    )
+    max_document_bytes: int = Field(
+        default=10 << 20, ge=1024, description="one uploaded file, before text extraction"
+    )
+    max_chunks_per_collection: int = Field(
+        default=20_000, ge=1, description="chunks of one collection (collection_full)"
+    )
+    chunk_chars: int = Field(default=500, ge=50, le=8000, description="a chunk's length")
+    chunk_overlap: int = Field(
+        default=80, ge=0, le=4000, description="characters a chunk repeats of the one before"
+    )
+    timeout_s: float = Field(
+        default=2.0, gt=0, description="a turn's search; past it: no context, a warning"
+    )
+    context_tokens: int = Field(
+        default=800, ge=0,
+        description="prompt budget of the passages (estimated tokens; 4 chunks of 500 chars "
+        "fit, and with the history's 1024 the CPU LLM's 2048-token window still has room)",
+    )
+    rerank_candidates: int = Field(
+        default=20, ge=1, le=200, description="BM25 candidates two_stage re-orders"
+    )
+    index_cache: int = Field(
+        default=64, ge=1, description="collections whose index a replica keeps in memory"
+    )
+    snippet_chars: int = Field(default=200, ge=20, description="a citation's snippet")
+    reranker: Literal["none", "minilm"] = Field(
+        default="none",
+        description="the second stage of two_stage: minilm places the Reranker deployment "
+        "(all-MiniLM-L6-v2; needs the 'reranker' extra); none: two_stage answers with BM25 "
+        "and a warning",
+    )
+    reranker_device: str = Field(default="cpu", description="torch device of the re-ranker")
+
+
 class EngineSettings(BaseModel):
     """Which engine runs a stage, and its options.
 
@@ -170,7 +216,9 @@ class EngineSettings(BaseModel):
 
 # The CPU profile's engines are the defaults: they run anywhere with packaged weights.
 class SttEngineSettings(EngineSettings):
-    engine: str = "faster-whisper"
+    # English sessions on Whisper tiny.en, the others on the multilingual base (issue 15);
+    # VOXLINE_STT__MODEL=... still names one model for all.
+    engine: str = "language-router"
 
 
 class VadEngineSettings(EngineSettings):
@@ -208,6 +256,7 @@ class Settings(BaseSettings):
     log: EventLogSettings = Field(default_factory=EventLogSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
 
 @lru_cache(maxsize=1)

@@ -20,7 +20,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from deployments.api import Services, create_api
 from deployments.api._services import start_services
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber
-from schemas import AdmissionSettings, ApiSettings, EventLogSettings, Settings
+from pipeline.retrieval import Reranker
+from schemas import AdmissionSettings, ApiSettings, EventLogSettings, RetrievalSettings, Settings
 from voxline.client import VoxlineClient
 from voxline.proxy import WS_PROTOCOL
 from voxline.redis_server import free_port
@@ -43,10 +44,13 @@ async def serve_api(
     api: ApiSettings | None = None,
     stt: Transcriber | None = None,
     admission: AdmissionSettings | None = None,
+    retrieval: RetrievalSettings | None = None,
+    reranker: Reranker | None = None,
 ) -> AsyncIterator[Harness]:
     settings = Settings(redis_url=redis_url, log=log, api=api or ApiSettings(),
-                        admission=admission or AdmissionSettings())
-    services = await start_services(settings, llm=llm, tts=tts, stt=stt)
+                        admission=admission or AdmissionSettings(),
+                        retrieval=retrieval or RetrievalSettings())
+    services = await start_services(settings, llm=llm, tts=tts, stt=stt, reranker=reranker)
     port = free_port()
     config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="off", ws_max_size=16 << 20,

@@ -24,11 +24,13 @@ import contextlib
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.engines import LanguageModel, Synthesizer
+import numpy as np
+
+from pipeline.engines import LanguageModel, Synthesizer, VoiceActivityDetector
 from schemas import AudioChunk, EngineError, ErrorCode, GenerationRequest, SynthesisRequest
 
 Outcome = Literal["running", "completed", "failed", "cancelled", "closed"]
@@ -135,6 +137,7 @@ class ScriptedLLM(LanguageModel, _Recorded):
         gate_at: int | None = None,
         on_token: Callable[[int], None] | None = None,
     ) -> None:
+        LanguageModel.__init__(self)  # takes no options
         _Recorded.__init__(self)
         self.tokens = list(tokens)
         self._delay = delay if callable(delay) else (lambda _i, d=delay: d)
@@ -182,6 +185,7 @@ class ScriptedTTS(Synthesizer, _Recorded):
         error: Exception | None = None,
         gated: bool = False,
     ) -> None:
+        Synthesizer.__init__(self)
         _Recorded.__init__(self)
         self.sample_rate = sample_rate
         self.chunks_per_piece = chunks_per_piece
@@ -209,3 +213,14 @@ class ScriptedTTS(Synthesizer, _Recorded):
                 record.items += 1
                 yield AudioChunk(audio=scripted_audio(request.text, k, self.chunk_bytes),
                                  sample_rate=self.sample_rate)
+
+
+class EnergyVAD(VoiceActivityDetector):
+    """Speech is any frame louder than a floor: deterministic, for tests only."""
+
+    name = "energy"
+
+    async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncGenerator[float, None]:
+        async for frame in frames:
+            samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+            yield 0.95 if float(np.abs(samples).mean()) > 500 else 0.0

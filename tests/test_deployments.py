@@ -25,6 +25,7 @@ from deployments.app import PROFILES, AppArgs, build_app, check_capacity, stage_
 from deployments.app import STAGES as STAGE_DEPLOYMENTS
 from deployments.handles import remote_error
 from deployments.llm import LanguageModelReplica
+from deployments.reranker import RerankerReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
 from deployments.workers import MetricsReplica, NarratorReplica
@@ -419,7 +420,7 @@ async def test_leaving_the_llm_stream_early_aborts_the_engine() -> None:
 def test_the_cpu_profile_fits_two_cores_with_one_replica_each() -> None:
     cpu = PROFILES["cpu"]
     assert set(cpu) == {"Gateway", "Transcriber", "LanguageModel", "Synthesizer", "Narrator",
-                        "Metrics"}
+                        "Metrics", "Reranker"}
     total = sum(options["ray_actor_options"]["num_cpus"] for options in cpu.values())
     assert 0 < total < 2
     for name, options in cpu.items():
@@ -430,7 +431,7 @@ def test_the_cpu_profile_fits_two_cores_with_one_replica_each() -> None:
 
 def test_every_profile_covers_every_deployment() -> None:
     names = {d.name for d in (TranscriberReplica, LanguageModelReplica, SynthesizerReplica,
-                              NarratorReplica, MetricsReplica)}
+                              NarratorReplica, MetricsReplica, RerankerReplica)}
     for profile in PROFILES.values():
         assert set(profile) == names | {"Gateway"}
 

@@ -30,6 +30,7 @@ from schemas import (
 ENGINES = [
     ("stt", "faster-whisper"),
     ("stt", "whisperx"),
+    ("stt", "language-router"),
     ("vad", "silero"),
     ("llm", "llama-cpp"),
     ("llm", "openai"),
@@ -135,6 +136,16 @@ async def test_describe_names_the_engine_and_a_synthesizers_rate() -> None:
                                        "voices": [], "languages": []}
     assert await Words().describe() == {"engine": "words", "ready": True}
     assert Rate().voices == ()  # the engine's default voice only
+
+
+def test_engines_name_their_model_for_the_model_list() -> None:
+    assert create_engine("stt", "faster-whisper", {"model": "whisper-tiny.en"}).model_name == (
+        "whisper-tiny.en")
+    assert create_engine("llm", "llama-cpp", {}).model_name == "gemma-3-270m-q4_k_m"
+    assert create_engine("llm", "llama-cpp", {"model_path": "/m/qwen-0.5b.gguf"}).model_name == (
+        "qwen-0.5b")
+    assert create_engine("tts", "piper", {}).model_name == "en_US-joe-medium"
+    assert create_engine("tts", "espeak", {}).model_name is None  # nothing to name: its name
 
 
 async def test_the_router_learns_rate_and_voices_from_its_engines() -> None:

@@ -39,7 +39,8 @@ FACADES = {
     "pipeline.audio": [
         "AudioEncoder", "CONTENT_TYPES", "Commit", "EndpointConfig", "EndpointEvent",
         "Endpointer", "FloatAudio", "FrameAssembler", "FrameDetector", "PcmResampler",
-        "SpeechEnd", "SpeechStart", "check_pcm16", "check_sample_rate", "content_type",
+        "SpeechEnd", "SpeechPause", "SpeechResume", "SpeechStart", "check_pcm16",
+        "check_sample_rate", "content_type",
         "decode_audio", "duration_s", "encode_audio", "endpoint_stream", "float_to_pcm16",
         "pcm16_to_float", "resample", "resample_pcm16", "rms_dbfs", "segment_speech",
         "to_srt", "to_vtt",
@@ -74,7 +75,19 @@ FACADES = {
         "SessionScan", "TurnMeasure", "TurnMetrics", "TurnTimeline", "narration_pieces",
         "prometheus_endpoint", "scan_session", "turn_metrics", "vad_tail_ms",
     ],
+    "pipeline.realtime": [
+        "BETA_NAMES", "ClientActions", "ClientEvent", "ClientTranslator", "Frame",
+        "SUPPORTED_CLIENT_EVENTS", "ServerTranslator", "SessionConfig", "error_frame",
+        "local_id", "log_id_before", "parse_resume_id", "session_object",
+    ],
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],
+    # retrieval (issue 16)
+    "pipeline.retrieval": [
+        "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",
+        "Grounder", "Grounding", "LoadedIndex", "MODEL_PACKAGE", "MiniLMReranker", "Passage",
+        "RERANKER_HINT", "Reranker", "Retriever", "TwoStageRetriever", "chunk_text",
+        "context_message", "document_text", "tokenize",
+    ],
 }  # fmt: skip
 
 

@@ -11,14 +11,14 @@ import logging
 import types
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import numpy as np
 import pytest
-from scripted_engines import ScriptedLLM, ScriptedTTS
+from scripted_engines import EnergyVAD, ScriptedLLM, ScriptedTTS
 
 from pipeline.audio import EndpointConfig, decode_audio
-from pipeline.engines import Engine, Transcriber, VoiceActivityDetector
+from pipeline.engines import Engine, Transcriber
 from pipeline.log import EventLog
 from pipeline.session import FRAME_QUEUE, LiveSession, SessionEngines, ends_turn, follow_turn
 from pipeline.turn import TurnOrchestrator
@@ -44,17 +44,6 @@ from schemas import (
 pytestmark = pytest.mark.redis
 
 REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
-
-
-class EnergyVAD(VoiceActivityDetector):
-    """Speech is any frame louder than a floor: deterministic, for tests only."""
-
-    name = "energy"
-
-    async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncGenerator[float, None]:
-        async for frame in frames:
-            samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-            yield 0.95 if float(np.abs(samples).mean()) > 500 else 0.0
 
 
 class FixedSTT(Transcriber):

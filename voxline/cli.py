@@ -136,7 +136,8 @@ def serve(
             if demo:
                 asyncio.run(run_demo(server.url, out, _say))
             base = server.url
-            _say(f"\n  API docs     {base}/docs\n  sessions     POST {base}/v1/sessions"
+            _say(f"\n  browser page {base}/"
+                 f"\n  API docs     {base}/docs\n  sessions     POST {base}/v1/sessions"
                  f"\n  realtime     {base.replace('http', 'ws', 1)}/v1/sessions/{{id}}/ws"
                  f"\n  chat (SSE)   POST {base}/v1/chat/stream"
                  f"\n  speech       POST {base}/v1/audio/speech"

@@ -5,16 +5,34 @@
 one with local engines. Routes, by module: ``sessions`` (create, inspect, close),
 ``realtime`` (the WebSocket), ``chat`` (SSE text turns), ``events`` (SSE replay and tail,
 audio chunks), ``audio`` (transcriptions, speech), ``completions`` and ``models``
-(OpenAI's chat completions and model list), ``health``. With ``VOXLINE_API__KEYS`` set,
-all but ``health`` need an API key (``_auth``).
+(OpenAI's chat completions and model list), ``openai_realtime`` (OpenAI's Realtime API
+over the same sessions), ``collections`` and ``threads`` (documents for grounded replies,
+a session's messages), ``health``, ``web`` (the browser page at ``/``, the documentation
+pages) and ``fallback`` (unknown WebSocket paths). With ``VOXLINE_API__KEYS`` set, all
+but ``health``, ``web`` and the docs need an API key (``_auth``).
 """
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
-from deployments.api import audio, chat, completions, events, health, models, realtime, sessions
-from deployments.api._auth import check_api_key
+from deployments.api import (
+    audio,
+    chat,
+    collections,
+    completions,
+    events,
+    fallback,
+    health,
+    models,
+    openai_realtime,
+    realtime,
+    sessions,
+    threads,
+    web,
+)
+from deployments.api._auth import RequireApiKey
 from deployments.api._errors import error_responses, install_error_handlers
 from deployments.api._services import Services, get_services, start_services
 
@@ -34,14 +52,20 @@ as `X-Voxline-Token` (or `?token=`).
 
 
 def create_api(services: Services | None = None) -> FastAPI:
-    app = FastAPI(title="Voxline", version="0.1.0", description=DESCRIPTION)
+    # docs_url/redoc_url: FastAPI's own pages load their assets from a CDN; web serves both
+    app = FastAPI(title="Voxline", version="0.1.0", description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)
     app.state.services = services
     install_error_handlers(app)
-    # the socket checks its key itself: it answers with an error frame, not a status
-    for module in (sessions, chat, events, audio, completions, models):
+    for module in (sessions, chat, events, audio, completions, models, collections, threads):
         # every route may answer 401 when keys are set: the spec says so
-        app.include_router(module.router, dependencies=[Depends(check_api_key)],
-                           responses=error_responses(401))
-    for module in (realtime, health):
+        app.include_router(module.router, responses=error_responses(401))
+    for module in (realtime, openai_realtime, health):
         app.include_router(module.router)
+    public = web.install(app)  # the browser page at /, /docs and /redoc, packaged assets
+    app.include_router(fallback.router)  # last: it takes every WebSocket path left
+    # keys are checked before a request is read (the socket checks its own: it answers
+    # with an error frame, not a status); the probes, the page and the docs stay open
+    public += [r.path for r in health.router.routes if isinstance(r, APIRoute)]
+    app.add_middleware(RequireApiKey, open_paths=[*public, app.openapi_url or ""])
     return app

@@ -8,8 +8,6 @@ is their HTTP face.
 
 from __future__ import annotations
 
-import time
-import weakref
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +17,6 @@ from starlette.requests import HTTPConnection
 from deployments.api._auth import token_of
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
-from pipeline.engines import Synthesizer
 from pipeline.log import SessionState
 from pipeline.session import EngineChoices, authorize, create_session, merge_settings
 from schemas import Event, SessionClosed, SessionClosedData, SessionSettings
@@ -75,29 +72,13 @@ async def authorized_state(
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
-#: what each synthesizer declared, and when: asked again after a while, since a stage's
-#: engine can be swapped by its user_config without a restart
-_CHOICES: weakref.WeakKeyDictionary[Synthesizer, tuple[float, EngineChoices]] = (
-    weakref.WeakKeyDictionary()
-)
-_CHOICES_TTL_S = 30.0
-
-
 async def engine_choices(services: Services) -> EngineChoices | None:
-    """The voices and languages the synthesizer declares (its ``describe()``, a call to
-    its replica in the Serve app), or ``None`` (nothing checked) before it is ready."""
-    tts = services.engines.tts
-    if tts is None:
+    """The voices and languages the synthesizer declares (its ``describe()``), or
+    ``None`` (nothing checked) when there is none or before it is ready."""
+    info = await services.describe("tts")
+    if info is None or not info.get("ready", False):
         return None
-    cached = _CHOICES.get(tts)
-    if cached is not None and time.monotonic() - cached[0] < _CHOICES_TTL_S:
-        return cached[1]
-    info = await tts.describe()
-    if not info.get("ready", False):
-        return None
-    choices = EngineChoices.from_description(info)
-    _CHOICES[tts] = (time.monotonic(), choices)
-    return choices
+    return EngineChoices.from_description(info)
 
 
 @router.post("", status_code=201, response_model=SessionCreatedResponse,
