@@ -55,10 +55,12 @@ def write_wav(path: Path, pcm16: bytes, rate: int) -> Path:
 def browser_page(
     url: str, *, microphone: Path | None = None, loop: bool = False,
     viewport: dict[str, int] | None = None, ready: str | None = "window.voxline !== undefined",
+    init_script: str | None = None,
 ) -> Iterator[Any]:
     """A fresh Chromium with ``microphone`` as its audio input, on ``url``. Every request
     the page makes is recorded on ``page.requests`` (the page must load nothing from the
-    internet), console errors on ``page.errors``."""
+    internet), console errors on ``page.errors``. ``init_script`` runs before the page's
+    own scripts (to slow a request down, say)."""
     from playwright.sync_api import sync_playwright
 
     args = list(CHROMIUM_ARGS)
@@ -78,6 +80,8 @@ def browser_page(
             # refused by the page's Content-Security-Policy: never left the browser
             page.on("requestfailed", lambda r: r.failure == "csp" and page.blocked.append(r.url))
             page.on("pageerror", lambda e: page.errors.append(str(e)))
+            if init_script is not None:
+                page.add_init_script(init_script)
             page.goto(url)
             if ready is not None:
                 page.wait_for_function(f"() => {ready}", timeout=TIMEOUT_MS)

@@ -184,6 +184,44 @@ def test_a_typed_turn_by_keyboard(app: App) -> None:
     assert state["played"] == turn["chunks"]
 
 
+#: holds the page's first ``GET /v1/sessions/{id}`` (made between the session's creation and
+#: its socket) until the test lets it go, and says when it is being held
+HOLD_SESSION_SUMMARY = """
+(() => {
+  const fetch_ = window.fetch.bind(window);
+  let release;
+  window.summaryHeld = false;
+  window.releaseSummary = new Promise((resolve) => { release = resolve; });
+  window.letSummaryGo = () => release();
+  window.fetch = async (input, options = {}) => {
+    const url = String(input);
+    if (!window.summaryHeld && (options.method ?? "GET") === "GET"
+        && /\\/v1\\/sessions\\/sess_[^/?]+$/.test(url)) {
+      window.summaryHeld = true;
+      await window.releaseSummary;
+    }
+    return fetch_(input, options);
+  };
+})();
+"""
+
+
+def test_a_message_typed_while_the_session_is_being_made_is_sent(app: App) -> None:
+    """A message typed while a new session is being made (created, its socket not yet
+    open) waits for that session and is sent on it, not lost to a session without one."""
+    with browser_page(app.url, init_script=HOLD_SESSION_SUMMARY) as page:
+        _set_max_tokens(page, 24)
+        page.get_by_role("button", name="New session").click()
+        page.wait_for_function("() => window.summaryHeld")
+        _type_and_send(page, QUESTION)
+        page.evaluate("() => window.letSummaryGo()")
+        wait_for(page, "s.turns.some(t => t.status === 'completed')")
+        state = snapshot(page)
+    [turn] = state["turns"]
+    assert turn["user"] == QUESTION and turn["reply"].strip()
+    assert not page.errors
+
+
 def test_a_settings_change_applies_to_the_next_turn(app: App) -> None:
     with browser_page(app.url) as page:
         _set_max_tokens(page, 24)

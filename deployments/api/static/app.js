@@ -134,6 +134,7 @@ function resetConversation() {
   if (app.connection) app.connection.close();
   if (app.player) app.player.stop("new session");
   app.connection = null;
+  app.session = null;
   app.turns.clear();
   app.events = [];
   app.timings = new TurnTimings();
@@ -167,24 +168,32 @@ async function newSession() {
   const created = await (await api("/v1/sessions", {
     method: "POST", body: JSON.stringify({ settings }),
   })).json();
-  app.session = { session_id: created.session_id, token: created.token, settings: created.settings };
   $("session-id").textContent = `${created.session_id} (token ${created.token})`;
   showSettings(created.settings);
   const summary = await (await api(`/v1/sessions/${created.session_id}`, {
     headers: { "x-voxline-token": created.token },
   })).json();
+  // the session becomes current only with its socket: a message typed meanwhile waits
+  app.session = { session_id: created.session_id, token: created.token, settings: created.settings };
   connect(summary.last_event_id); // resume from creation: nothing appended since is lost
   return app.session;
 }
 
-/** The current session, made on first use. Callers that come while it is being made (the
- *  microphone switched on, then a message typed at once) share that one session. */
+/** The session being set up (made, or a past one replayed), which callers that come
+ *  meanwhile (the microphone switched on, then a message typed at once) wait for. */
 let sessionBeingMade = null;
+function setUp(make) {
+  const made = make().finally(() => { if (sessionBeingMade === made) sessionBeingMade = null; });
+  sessionBeingMade = made;
+  return made;
+}
+
+/** The current session, made on first use. */
 async function needSession() {
   ensureAudio();
+  if (sessionBeingMade) await sessionBeingMade.catch(() => null);
   if (app.session) return app.session;
-  sessionBeingMade ??= newSession().finally(() => { sessionBeingMade = null; });
-  return sessionBeingMade;
+  return setUp(newSession);
 }
 
 /** Replay a past session from its log (SSE, not followed), then continue it live. */
@@ -213,12 +222,14 @@ async function openPast(sessionId, token) {
     }
   } catch (err) {
     app.replaying = false;
+    app.session = null;
     say(`Could not open the session: ${err.message}`);
-    return;
+    return null;
   }
   app.replaying = false;
   say(`Replayed ${app.events.length} events.`);
   if (!closed) connect(lastId);
+  return app.session;
 }
 
 // ---- events ------------------------------------------------------------------------------
@@ -405,10 +416,10 @@ function talk(down) {
 // ---- wiring ------------------------------------------------------------------------------
 
 function wire() {
-  $("new-session").addEventListener("click", () => newSession().catch((e) => say(`Error: ${e.message}`)));
+  $("new-session").addEventListener("click", () => setUp(newSession).catch((e) => say(`Error: ${e.message}`)));
   $("open-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    openPast($("open-id").value.trim(), $("open-token").value.trim());
+    setUp(() => openPast($("open-id").value.trim(), $("open-token").value.trim()));
   });
   $("mic").addEventListener("click", () => toggleMic().catch((e) => say(`Error: ${e.message}`)));
   for (const radio of document.querySelectorAll("input[name=mode]")) {
@@ -438,6 +449,10 @@ function wire() {
       await needSession();
     } catch (err) {
       say(`Error: ${err.message}`);
+      return;
+    }
+    if (!app.connection) {
+      say("This session has ended: start a new one to go on.");
       return;
     }
     app.connection.send({ type: "input.text", text });
