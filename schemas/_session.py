@@ -105,7 +105,10 @@ class SessionSettings(BaseModel):
         "speculation.discarded) if the user goes on",
     )
     preemptive_pause_ms: int = Field(
-        default=200, ge=50, le=2000,
+        # 100 ms (128 ms in Silero's 32 ms frames): 400 ms of head start with the default
+        # end_of_speech_ms; at 200 the prepared reply was not ready when the turn ended
+        # (loadtests/bench_latency.py: voice-to-voice p50 ~1.05 s at 200, ~0.95 s at 100)
+        default=100, ge=50, le=2000,
         description="the pause that starts a speculative reply; off when not shorter than "
         "end_of_speech_ms",
     )

@@ -113,15 +113,53 @@ def _push(endpointer: Endpointer, audio: bytes, loud: bool) -> list[object]:
 
 
 def test_a_pause_carries_the_audio_its_utterance_will_have() -> None:
-    endpointer = Endpointer(EndpointConfig(min_silence_ms=500, post_padding_ms=200, pause_ms=150))
+    endpointer = Endpointer(EndpointConfig(min_silence_ms=500, post_padding_ms=200, pause_ms=256))
     _push(endpointer, tone(0.8, True), True)
     paused = _push(endpointer, tone(0.3, False), False)
     [pause] = [e for e in paused if isinstance(e, SpeechPause)]
     ended = _push(endpointer, tone(0.4, False), False)
     [end] = [e for e in ended if isinstance(e, SpeechEnd)]
-    # pause_ms is taken as at least the padding: the cut is the same
+    # the padding was all heard by the pause: the cut is the same
     assert (pause.audio_ms, pause.start_ms, pause.audio) == (end.audio_ms, end.start_ms, end.audio)
+    assert pause.covered_by(end)
     assert not any(isinstance(e, SpeechPause) for e in ended)  # one pause per silence
+
+
+def test_a_pause_before_the_padding_is_in_carries_the_speech_without_all_of_it() -> None:
+    endpointer = Endpointer(EndpointConfig(min_silence_ms=500, post_padding_ms=200, pause_ms=96))
+    _push(endpointer, tone(0.8, True), True)
+    paused = _push(endpointer, tone(0.3, False), False)
+    [pause] = [e for e in paused if isinstance(e, SpeechPause)]
+    [end] = [e for e in _push(endpointer, tone(0.4, False), False) if isinstance(e, SpeechEnd)]
+    assert (pause.audio_ms, pause.start_ms) == (end.audio_ms, end.start_ms)
+    # the pause came at 96-128 ms of silence (1024-byte pushes): less padding than the end's
+    missing_ms = (len(end.audio) - len(pause.audio)) / 2 / 16
+    assert 200 - 128 <= missing_ms <= 200 - 96
+    assert pause.covered_by(end)
+    assert len(end.audio) == pause.end_bytes
+
+
+def test_a_pause_is_not_covered_by_another_utterance() -> None:
+    endpointer = Endpointer(EndpointConfig(min_silence_ms=500, post_padding_ms=200, pause_ms=96))
+    _push(endpointer, tone(0.8, True), True)
+    [pause] = [e for e in _push(endpointer, tone(0.3, False), False) if isinstance(e, SpeechPause)]
+    _push(endpointer, tone(0.3, True), True)  # speech again: the utterance goes on
+    [end] = [e for e in _push(endpointer, tone(0.6, False), False) if isinstance(e, SpeechEnd)]
+    assert end.audio.startswith(pause.audio) and end.audio_ms > pause.audio_ms
+    assert not pause.covered_by(end)
+
+
+def test_audio_cut_after_the_padding_is_not_covered_by_the_pause() -> None:
+    """A commit long after the offset takes audio the pause never heard (soft speech may
+    hide below the threshold): it must be transcribed again."""
+    endpointer = Endpointer(EndpointConfig(min_silence_ms=500, post_padding_ms=200, pause_ms=96))
+    _push(endpointer, tone(0.8, True), True)
+    [pause] = [e for e in _push(endpointer, tone(0.35, False), False)
+               if isinstance(e, SpeechPause)]
+    [end] = endpointer.flush()
+    assert isinstance(end, SpeechEnd) and (end.audio_ms, end.start_ms) == (
+        pause.audio_ms, pause.start_ms)
+    assert len(end.audio) > pause.end_bytes and not pause.covered_by(end)
 
 
 def test_speech_after_a_pause_resumes_the_utterance() -> None:
@@ -254,7 +292,8 @@ async def test_new_audio_settings_drop_the_prepared_reply(event_log: EventLog) -
 
 
 async def test_a_failed_speculative_transcript_leaves_the_decision_to_the_final_one() -> None:
-    pause = SpeechPause(audio_ms=800, audio=b"\0\0" * 1600, duration_s=0.1, start_ms=0)
+    pause = SpeechPause(audio_ms=800, audio=b"\0\0" * 1600, duration_s=0.1, start_ms=0,
+                        end_bytes=3200)
     end = SpeechEnd(audio_ms=800, audio=pause.audio, duration_s=0.1, start_ms=0)
 
     async def failing(audio: bytes, rate: int) -> str:

@@ -19,8 +19,10 @@ The rules, all in :class:`EndpointConfig`:
   the offset stay in the utterance; the detector reacts a frame or two late and Whisper
   clips soft word onsets without it.
 * **Pause** (optional, ``pause_ms``): once silence lasted that long, but not yet
-  ``min_silence_ms``, a :class:`SpeechPause` carries the utterance so far, cut exactly as
-  its :class:`SpeechEnd` will be if the silence goes on (so a transcript of it is the
+  ``min_silence_ms``, a :class:`SpeechPause` carries the utterance so far, cut as its
+  :class:`SpeechEnd` will be if the silence goes on: the same onset and offset, and the same
+  audio, or its beginning when the pause comes before ``post_padding_ms`` of silence is in
+  (what is missing is padding the detector judged silent, so a transcript of it is the
   transcript of the utterance); a frame back at ``>= threshold`` after it yields
   :class:`SpeechResume`. At most one pause per silence. Preemptive turns start the reply
   on a pause and drop it on a resume.
@@ -73,8 +75,8 @@ class EndpointConfig(BaseModel):
     max_utterance_s: float = Field(default=30.0, gt=0.0, description="forced cut")
     pause_ms: int | None = Field(
         default=None, gt=0,
-        description="silence that reports a pause (preemptive turns); unset: none. Taken "
-        "as at least post_padding_ms, so the paused audio is the utterance's",
+        description="silence that reports a pause (preemptive turns); unset: none. The "
+        "paused audio is the utterance's, less any post-padding not yet heard",
     )
 
     @model_validator(mode="after")
@@ -131,13 +133,28 @@ class SpeechEnd:
 @dataclass(frozen=True, slots=True)
 class SpeechPause:
     """Speech stopped at ``audio_ms`` and silence has lasted ``pause_ms``: the utterance is
-    probably over. ``audio`` and ``start_ms`` are what its :class:`SpeechEnd` will carry if
-    no speech follows before ``min_silence_ms``."""
+    probably over. ``start_ms`` is what its :class:`SpeechEnd` will carry if no speech
+    follows before ``min_silence_ms``, and ``audio`` the beginning of that end's audio: all
+    of it, or all but the part of the post-padding still to come (``end_bytes`` long in
+    all: :meth:`covered_by`)."""
 
     audio_ms: int
     audio: bytes
     duration_s: float
     start_ms: int
+    #: the length of the audio its SpeechEnd will carry if the silence goes on
+    end_bytes: int
+
+    def covered_by(self, end: SpeechEnd) -> bool:
+        """``end`` is the utterance this pause saw: the same onset and offset, and audio that
+        begins with this pause's, longer by at most the post-padding still to come (audio
+        cut later, by a commit or a forced cut, may hold soft speech the pause never heard:
+        below the detector's threshold, yet words)."""
+        return (
+            (end.audio_ms, end.start_ms) == (self.audio_ms, self.start_ms)
+            and len(end.audio) <= self.end_bytes
+            and end.audio.startswith(self.audio)
+        )
 
     def __repr__(self) -> str:
         return f"SpeechPause(audio_ms={self.audio_ms}, duration_s={self.duration_s:.3f})"
@@ -168,7 +185,7 @@ class Endpointer:
         self._pre = c.samples(c.pre_padding_ms)
         self._post = c.samples(c.post_padding_ms)
         self._max = max(c.samples(c.max_utterance_s * 1000), 1)
-        self._pause = None if c.pause_ms is None else max(c.samples(c.pause_ms), self._post)
+        self._pause = None if c.pause_ms is None else c.samples(c.pause_ms)
         self._neg = c.silence_threshold
         self.reset()
 
@@ -256,15 +273,17 @@ class Endpointer:
         return resumed
 
     def _paused_at(self) -> SpeechPause:
-        """The utterance so far, cut where :meth:`_end` will cut it after this silence."""
+        """The utterance so far, cut where :meth:`_end` will cut it after this silence (or
+        now, when less than the post-padding has been heard)."""
         assert self._silence_start is not None
-        cut = min(self._silence_start + self._post, self._pos)
-        audio = bytes(self._utterance[: (cut - self._utterance_start) * 2])
+        end_cut = self._silence_start + self._post
+        audio = bytes(self._utterance[: (min(end_cut, self._pos) - self._utterance_start) * 2])
         return SpeechPause(
             audio_ms=self._ms(self._silence_start),
             audio=audio,
             duration_s=len(audio) / 2 / self.config.sample_rate,
             start_ms=self._ms(self._utterance_start),
+            end_bytes=(end_cut - self._utterance_start) * 2,
         )
 
     # -- transitions --------------------------------------------------------------------

@@ -11,8 +11,8 @@ stop the LLM and TTS).
 
 Then one of three things happens:
 
-* **the endpoint confirms** the utterance the pause saw (the same offset, so the same
-  audio, so the same transcript): the session *adopts* the speculation: the held events
+* **the endpoint confirms** the utterance the pause saw (the same onset and offset, so the
+  same speech, so the same transcript): the session *adopts* the speculation: the held events
   go out at once, restamped with the time they are sent, and the rest of the reply
   streams on as any reply;
 * **the endpoint ends a different utterance** (push-to-talk, a forced cut): it is
@@ -72,8 +72,9 @@ async def final_transcript(
     """The transcript of the utterance that ended, and why ``speculation`` may not be
     adopted (``None``: adopt it).
 
-    The same audio as the pause's has the same transcript, so it is not transcribed
-    again; other audio is, and the speculation stands if the words are the same. A
+    The same speech as the pause's (the same onset and offset; at most more silent
+    padding after it) has the same transcript, so it is not transcribed again; other audio
+    is, and the speculation stands if the words are the same. A
     failed speculative STT leaves the decision to the final one.
     """
     try:
@@ -128,10 +129,9 @@ class Speculation:
         return self.pause.audio_ms
 
     def covers(self, end: SpeechEnd) -> bool:
-        """The utterance that ended is the one this speculation heard (same offset and
-        start: the endpointer cut the same audio)."""
-        return (end.audio_ms, end.start_ms, len(end.audio)) == (
-            self.pause.audio_ms, self.pause.start_ms, len(self.pause.audio))
+        """The utterance that ended is the one this speculation heard (same onset and
+        offset; its audio at most longer by padding the detector judged silent)."""
+        return self.pause.covered_by(end)
 
     async def _prepare(self) -> None:
         try:
