@@ -199,6 +199,18 @@ def test_examples_open_the_dialogue_after_the_preamble() -> None:
     )
 
 
+def test_a_preamble_with_worked_turns_of_its_own_replaces_the_examples() -> None:
+    fmt = DialogueFormat(examples=(("What is 1+1?", "It is two."),))
+    own = "Answer at length.\n\nUser: What is 2+2?\nAssistant: Four, which is two twos."
+    prompt = build_dialogue_prompt([_m("system", own), _m("user", "Hi")], dialogue=fmt)
+    assert prompt.text == f"{own}\n\nUser: Hi\nAssistant:"
+    assert "1+1" not in prompt.text
+    # the word alone is no worked turn: the examples stay
+    mentions = build_dialogue_prompt([_m("system", "The User: field is optional."),
+                                      _m("user", "Hi")], dialogue=fmt)
+    assert "User: What is 1+1?" in mentions.text
+
+
 _LABELS = ("User", "You", "Assistant", "Human", "AI")
 _REPLY_TEXT = st.lists(
     st.sampled_from(["Paris", " is", " the", " capital", ".", "\n", " ", "You:", "User:",

@@ -93,7 +93,10 @@ def build_dialogue_prompt(
       from that point on.
     * A trailing assistant message is an unfinished reply to continue (prefill), so the
       prompt ends with its text instead of a fresh ``Assistant:`` cue.
-    * ``dialogue.examples`` come first in the dialogue, after the preamble.
+    * ``dialogue.examples`` come first in the dialogue, after the preamble, unless the
+      preamble writes worked turns of its own (a line that starts with the user label):
+      a caller who shows the model how to answer (a long answer, a style) is not
+      overruled by the engine's examples, which come nearer the question and would win.
     * The cue has no trailing space: SentencePiece vocabularies fold the space into the
       next word's token, and a dangling space token makes base models write oddly. The
       engine strips the leading space of the reply instead.
@@ -106,9 +109,7 @@ def build_dialogue_prompt(
 
     preamble: list[str] = []
     turns: list[str] = []
-    for question, answer in fmt.examples:
-        turns += [f"{fmt.user_label}: {question}", f"{fmt.assistant_label}: {answer}"]
-    started = False  # the session's own dialogue has begun (examples do not count)
+    started = False  # the session's own dialogue has begun
     for message in messages:
         text = message.content.strip()
         if message.role == "system":
@@ -119,6 +120,13 @@ def build_dialogue_prompt(
             continue
         started = True
         turns.append(f"{labels[message.role]}: {text}")
+
+    user_turn = f"{fmt.user_label}:"
+    if not any(line.lstrip().startswith(user_turn) for text in preamble
+               for line in text.splitlines()):
+        examples = [(f"{fmt.user_label}: {q}", f"{fmt.assistant_label}: {a}")
+                    for q, a in fmt.examples]
+        turns[:0] = [line for pair in examples for line in pair]
 
     if messages and messages[-1].role == "assistant":
         # Continue the unfinished reply; an empty prefill is just the bare cue.
