@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 from scripted_engines import ScriptedLLM, ScriptedTTS, scripted_audio, tokenize
@@ -16,7 +17,6 @@ from scripted_engines import ScriptedLLM, ScriptedTTS, scripted_audio, tokenize
 from pipeline.turn import (
     CancelToken,
     SentenceBuffer,
-    SentenceBufferConfig,
     TurnConfig,
     TurnOrchestrator,
     TurnStats,
@@ -47,11 +47,16 @@ REQUEST = GenerationRequest(
 )
 
 
+def turn_buffer() -> SentenceBuffer:
+    """The sentence buffer a turn cuts with under the session's settings."""
+    return SentenceBuffer(replace(
+        TurnConfig().sentences, language="en", min_sentence_chars=SETTINGS.min_sentence_chars
+    ))
+
+
 def expected_pieces(tokens: list[str]) -> list[str]:
-    """What the sentence buffer makes of ``tokens`` under the session's settings."""
-    buffer = SentenceBuffer(
-        SentenceBufferConfig(language="en", min_sentence_chars=SETTINGS.min_sentence_chars)
-    )
+    """What the turn's sentence buffer makes of ``tokens``."""
+    buffer = turn_buffer()
     pieces = [p for t in tokens for p in buffer.push(t)] + buffer.flush()
     return [p for p in pieces if p.strip()]
 
@@ -219,7 +224,7 @@ async def test_llm_failure_mid_stream_ends_the_response_failed() -> None:
     assert done.type == "response.done" and done.data.status == "failed"
     assert done.data.text == "".join(TOKENS[:fail_at])
     # pieces cut before the failure are still spoken, the unfinished tail is not
-    buffer = SentenceBuffer(SentenceBufferConfig(min_sentence_chars=SETTINGS.min_sentence_chars))
+    buffer = turn_buffer()
     cut = [p for t in TOKENS[:fail_at] for p in buffer.push(t)]
     assert [s.data.text for s in of_type(events, "response.sentence")] == cut
     assert sorted({i for i, _ in audio_of(events)}) == list(range(len(cut)))

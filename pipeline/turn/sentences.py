@@ -97,13 +97,15 @@ class SentenceBufferConfig:
 
     ``first_piece_max_words`` ends a first piece that has no clause mark at the first word
     boundary after that many words (``None``: wait for a clause mark or sentence end).  The
-    live turn uses 4 and 7 (:data:`VOICE_FIRST_PIECE`), tuned against the measured engines:
+    live turn uses 4 and 4 (:data:`VOICE_FIRST_PIECE`), tuned against the measured engines:
     on the CPU profile (README) the LLM writes ~36 tokens/s (~0.04 s a word) and Piper
     synthesizes at a real-time factor of 0.09 (~0.03 s of work per spoken word, ~0.35 s
     of audio), so every word the first piece waits for costs ~0.07 s of first audio,
-    while 7 words (~2.4 s of audio) cover the synthesis of any next piece many times over.
-    A typical short answer ("The capital of France is Paris.") is one piece either way; a
-    long first sentence no longer holds first audio back until its end.
+    while 4 words (~1.3 s of audio) still cover the synthesis of the next piece several
+    times over.  ``loadtests/bench_latency.py``: a clause mark after 4 words or a cut after
+    7 gave text TTFA p50 530 ms (streaming ÷ sequential 0.33); 4 words, 358 ms (0.22).
+    The price is a prosodic break in a long first sentence ("The capital of France | is
+    Paris, a city ..."); a first sentence of 4 words or fewer is still one piece.
     """
 
     language: str = "en"
@@ -122,9 +124,9 @@ class SentenceBufferConfig:
                              f"({MAX_SYNTHESIS_CHARS})")
 
 
-#: The live turn's first-piece rule (see :class:`SentenceBufferConfig`): a clause mark
-#: after 4 words, else a word boundary after 7.
-VOICE_FIRST_PIECE = SentenceBufferConfig(first_piece_min_words=4, first_piece_max_words=7)
+#: The live turn's first-piece rule (see :class:`SentenceBufferConfig`): the first 4 words
+#: (a sentence that ends sooner is a piece of its own).
+VOICE_FIRST_PIECE = SentenceBufferConfig(first_piece_min_words=4, first_piece_max_words=4)
 
 
 class SentenceBuffer:
