@@ -11,11 +11,14 @@ Prints a table and writes ``reports/bench_latency.json``:
   time as 20 ms frames with a pause after it; from the end of the speech to the first
   reply audio the client receives, and the server-side stage split (STT, LLM first token,
   first piece cut, TTS first chunk); what is left is the VAD tail plus the audio's way in
-  and the chunk's way out. Goal: p50 ≤ 1.2 s on 2 cores.
+  and the chunk's way out. Goal: p50 ≤ 1.0 s on 2 cores (issue 15).
 * **preemptive turns** (issue 15): the voice turns alternate between sessions with
   ``preemptive_turns`` on and off, so both see the same load; reported: each one's
   voice-to-voice p50/p95, on ÷ off (goal ≤ 0.75) and the rate of discarded speculations
-  (``speculation.discarded`` events per turn).
+  (``speculation.discarded`` events per turn). The spoken questions have no inner pause,
+  so a few *hesitant* turns follow (a question said in two parts, HESITATION_S apart:
+  shorter than the silence that ends a turn), whose pause starts a reply that must be
+  dropped: their discards per turn are the wasted work a hesitating speaker costs.
 * **answer sheet**: the questions of ``loadtests/data/answer_sheet.json`` as typed turns
   (text only) on the running LLM, each reply's spoken text scored as bench_answers.py
   does. Goal ≥ 80 % with no markup spoken.
@@ -79,6 +82,11 @@ QUESTIONS = (
     "What is the capital of Brazil?",
 )
 WARMUP_QUESTION = "What is the capital of Portugal?"
+#: a question said in two parts with a hesitation between them (see the docstring)
+HESITANT = ("What is the capital", "of Austria?")
+HESITANT_QUESTION = " … ".join(HESITANT)
+HESITATION_S = 0.3
+HESITANT_TURNS = 3  # of each kind, at most
 SAMPLING = {"temperature": 0.0, "max_tokens": 60, "seed": 1}
 #: the typed turns are asked for a spoken paragraph: the ratio is a function of length
 PARAGRAPH_SAMPLING = {**SAMPLING, "max_tokens": 140}
@@ -293,24 +301,52 @@ class _VoiceFigures:
 
 
 async def voice_to_voice(
-    client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget
+    client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget,
+    pause_ms: int | None = None,
 ) -> dict[str, Any]:
-    """Voice turns alternating between preemptive turns on and off (the same load)."""
+    """Voice turns alternating between preemptive turns on and off (the same load);
+    ``pause_ms``: the preemptive sessions' ``preemptive_pause_ms`` (None: the default)."""
     kinds = {True: _VoiceFigures(), False: _VoiceFigures()}
     warmed = completed(await budget.run(say_question(client, speech[WARMUP_QUESTION])))
     for i in range(turns):
         for preemptive, figures in kinds.items():
             if not budget.exhausted:
                 await _voice_turn(client, speech, QUESTIONS[i % len(QUESTIONS)], preemptive,
-                                  figures, budget)
+                                  figures, budget, pause_ms)
+    hesitant = {True: _VoiceFigures(), False: _VoiceFigures()}
+    for _ in range(min(turns, HESITANT_TURNS)):
+        for preemptive, figures in hesitant.items():
+            if not budget.exhausted:
+                await _voice_turn(client, speech, HESITANT_QUESTION, preemptive, figures,
+                                  budget, pause_ms)
     on, off = (_voice_summary(kinds[flag], warmed) for flag in (True, False))
     on_p50 = (on["voice_to_voice_ms"] or {}).get("p50")
     off_p50 = (off["voice_to_voice_ms"] or {}).get("p50")
     return {
         **on,
+        "preemptive_pause_ms": pause_ms,
         "preemptive_off": off,
         "preemptive_on_over_off_p50": round(on_p50 / off_p50, 3) if on_p50 and off_p50 else None,
+        "hesitant": {
+            "question": HESITANT_QUESTION, "hesitation_s": HESITATION_S,
+            "preemptive_on": _voice_summary(hesitant[True], warmed),
+            "preemptive_off": _voice_summary(hesitant[False], warmed),
+        },
     }
+
+
+def trimmed(pcm: bytes, floor: int = 300) -> bytes:
+    """``pcm`` (PCM16) without the quiet the TTS leaves before and after the words."""
+    samples = memoryview(pcm).cast("h")
+    loud = [i for i, v in enumerate(samples) if abs(v) > floor]
+    return pcm[2 * loud[0] : 2 * (loud[-1] + 1)] if loud else pcm
+
+
+async def hesitant_speech(client: VoxlineClient) -> bytes:
+    """HESITANT spoken by the server's TTS, its parts HESITATION_S of silence apart."""
+    first, second = [trimmed(await client.speech(part, response_format="pcm"))
+                     for part in HESITANT]
+    return first + bytes(2 * int(RATE * HESITATION_S)) + second
 
 
 async def _voice_turn(
@@ -320,6 +356,7 @@ async def _voice_turn(
     preemptive: bool,
     figures: _VoiceFigures,
     budget: Budget,
+    pause_ms: int | None = None,
 ) -> None:
     clock = FirstChunkClock()
     discards: list[Event] = []
@@ -330,10 +367,11 @@ async def _voice_turn(
             discards.append(event)
 
     pcm = with_pauses(speech[question], RATE, PAUSE_BEFORE_S, PAUSE_AFTER_S)
+    pause = {"preemptive_pause_ms": pause_ms} if preemptive and pause_ms is not None else {}
     result = await budget.run(voice_turn(
         client, pcm, speech_end_s=PAUSE_BEFORE_S + len(speech[question]) / 2 / RATE,
         realtime=True, on_event=on_event, speech_mode="streaming", sampling=SAMPLING,
-        preemptive_turns=preemptive))
+        preemptive_turns=preemptive, **pause))
     figures.discarded += len(discards)
     _add_voice_result(figures, question, result, clock, budget)
 
@@ -563,7 +601,8 @@ async def overhead(client: VoxlineClient, turns: int, budget: Budget) -> dict[st
 
 
 async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None],
-                only: str | None = None, answers: int = 36) -> dict[str, Any]:
+                only: str | None = None, answers: int = 36,
+                pause_ms: int | None = None) -> dict[str, Any]:
     figures: dict[str, Any] = {"turns_per_kind": turns}
     async with VoxlineClient(url) as client:
         try:
@@ -576,10 +615,12 @@ async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]
         say("speaking the questions (the server's TTS, once each)")
         speech = {q: await client.speech(q, response_format="pcm")
                   for q in (WARMUP_QUESTION, *QUESTIONS[:turns])}
+        if only in (None, "voice_to_voice"):
+            speech[HESITANT_QUESTION] = await hesitant_speech(client)
         figures["speech_s"] = {q: round(len(pcm) / 2 / RATE, 2) for q, pcm in speech.items()}
         phases: tuple[tuple[str, Callable[[], Awaitable[dict[str, Any]]]], ...] = (
             ("text_ttfa", lambda: text_ttfa(client, turns, budget)),
-            ("voice_to_voice", lambda: voice_to_voice(client, speech, turns, budget)),
+            ("voice_to_voice", lambda: voice_to_voice(client, speech, turns, budget, pause_ms)),
             ("orchestration_overhead", lambda: overhead(client, turns, budget)),
             ("realtime_vs_native", lambda: realtime_vs_native(client, url, speech, turns,
                                                               budget)),
@@ -663,6 +704,11 @@ def print_table(figures: dict[str, Any]) -> None:
         row(f"same, preemptive turns off ({off['turns']} turns)", off["voice_to_voice_ms"])
         print(f"  preemptive on / off p50: {voice['preemptive_on_over_off_p50']} (goal ≤ 0.75); "
               f"speculations discarded per turn: {voice['discarded_per_turn']}")
+        hesitant = voice["hesitant"]
+        for kind in ("preemptive_on", "preemptive_off"):
+            f = hesitant[kind]
+            row(f"hesitant, {kind.replace('_', ' ')} ({f['turns']} turns)", f["voice_to_voice_ms"],
+                f"discarded per turn {f['discarded_per_turn']}")
         row("speech_stopped → first audio (server)", voice["server_ttfa_ms"])
         print("  stage split, p50:")
         for name, value in voice["stages_p50_ms"].items():
@@ -720,6 +766,9 @@ def main() -> None:
                         help="measure this one phase (the others are reported as not run)")
     parser.add_argument("--answers", type=int, default=36,
                         help="questions of the answer sheet to ask (0: none)")
+    parser.add_argument("--pause-ms", type=int,
+                        help="preemptive_pause_ms of the preemptive voice sessions "
+                        "(default: the session default)")
     args = parser.parse_args()
     if not 1 <= args.turns <= MAX_TURNS:
         parser.error(f"--turns must be between 1 and {MAX_TURNS}")
@@ -733,7 +782,7 @@ def main() -> None:
 
     def measure(url: str) -> dict[str, Any]:
         return asyncio.run(bench(url, args.turns, budget, say, args.only,
-                                 max(0, args.answers)))
+                                 max(0, args.answers), args.pause_ms))
 
     if args.url:
         figures = measure(loopback_url(args.url))
