@@ -5,6 +5,7 @@ harness tests)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ import openai
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from schemas import ApiSettings, EventLogSettings, Settings
 from tests.api_harness import Harness, serve_api
@@ -105,3 +107,61 @@ async def test_the_socket_needs_the_key_too(harness: Harness) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     async with connect(url, additional_headers=key) as ws:
         assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+def protocols(*names: str) -> list[Subprotocol]:
+    return [Subprotocol(name) for name in names]
+
+
+async def test_a_browser_socket_shows_its_key_as_a_subprotocol(harness: Harness) -> None:
+    """A browser cannot set headers on a WebSocket: the key comes as the subprotocol
+    ``openai-insecure-api-key.<key>`` beside a protocol name, which the server accepts
+    with (never the key's)."""
+    async with httpx.AsyncClient(base_url=harness.url) as http:
+        body = (await http.post("/v1/sessions", json={},
+                                headers={"Authorization": f"Bearer {KEY}"})).json()
+    native = f"{body['ws_url']}?token={body['token']}"
+    offered = protocols("voxline", f"openai-insecure-api-key.{KEY}")
+    async with connect(native, subprotocols=offered) as ws:
+        assert ws.subprotocol == "voxline"
+        assert json.loads(await ws.recv())["type"] == "session.created"
+    openai_url = harness.url.replace("http", "ws", 1) + "/v1/realtime"
+    async with connect(openai_url, subprotocols=protocols(
+            "realtime", f"openai-insecure-api-key.{OTHER}")) as ws:
+        assert ws.subprotocol == "realtime"
+        assert json.loads(await ws.recv())["type"] == "session.created"
+    wrong = protocols("voxline", "openai-insecure-api-key.sk-wrong")
+    async with connect(native, subprotocols=wrong) as ws:
+        frame = json.loads(await ws.recv())
+        assert frame["type"] == "error" and frame["data"]["code"] == "unauthorized"
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+@pytest.mark.browser
+async def test_the_page_asks_for_the_key_then_talks_with_it(harness: Harness) -> None:
+    """The browser page on a server with keys: its first call is refused, so it opens
+    the key field and says why; with the key typed in, a typed turn is answered and
+    played (HTTP with the Bearer header, the socket with the key subprotocol)."""
+    from tests.browser_harness import browser_page, chromium_path, snapshot, wait_for
+
+    chromium_path()
+
+    def drive() -> tuple[dict[str, object], list[str], bool]:
+        with browser_page(harness.url) as page:
+            page.wait_for_function("() => document.getElementById('key-box').open")
+            asked = "API key" in str(snapshot(page)["status"])
+            page.get_by_label("API key (servers that require one)").fill(KEY)
+            message = page.get_by_label("Type a message")
+            message.fill("Hello?")
+            message.press("Enter")
+            wait_for(page, "s.turns.some(t => t.status === 'completed' && t.chunks > 0 "
+                           "&& t.played === t.chunks)")
+            return snapshot(page), list(page.errors), asked
+
+    state, errors, asked = await asyncio.to_thread(drive)
+    assert asked
+    [turn] = state["turns"]  # type: ignore[misc]
+    assert turn["user"] == "Hello?" and turn["reply"] == "Hi!"
+    assert not errors

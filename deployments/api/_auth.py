@@ -13,6 +13,12 @@ scopes the call to its one session). A missing or unknown key is 401 ``unauthori
 (a socket: one error frame, closed with 4401). HTTP requests are checked by
 :class:`RequireApiKey` before anything of them is read: a body that fails to parse must
 not tell a caller without a key anything but that it needs one.
+
+A browser cannot set headers on a WebSocket either, so a socket may also show its key as
+the subprotocol ``openai-insecure-api-key.<key>`` (what OpenAI's browser clients send to
+``/v1/realtime``; the browser page does the same), beside a protocol name of its own
+(``realtime``, ``voxline``): the server accepts with that name
+(:func:`accepted_subprotocol`), never with the key's.
 """
 
 from __future__ import annotations
@@ -36,17 +42,39 @@ def api_keys(connection: HTTPConnection) -> tuple[str, ...]:
     return tuple(key.get_secret_value() for key in services.settings.api.keys)
 
 
+#: a WebSocket subprotocol that carries an API key (OpenAI's name for it)
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+
+
 def _bearer(connection: HTTPConnection) -> str | None:
     scheme, _, value = connection.headers.get("authorization", "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
+def _offered(connection: HTTPConnection) -> list[str]:
+    """The subprotocols a WebSocket client offered (none for HTTP)."""
+    return list(connection.scope.get("subprotocols") or ())
+
+
+def _shown_key(connection: HTTPConnection) -> str | None:
+    """The API key a request shows: its Bearer header, or a socket's key subprotocol."""
+    offered = (p[len(KEY_SUBPROTOCOL):] for p in _offered(connection)
+               if p.startswith(KEY_SUBPROTOCOL))
+    return _bearer(connection) or next(offered, None) or None
+
+
+def accepted_subprotocol(connection: HTTPConnection) -> str | None:
+    """The subprotocol to accept a socket with: the first the client offered that is not
+    a key (a browser fails the handshake if none it offered is chosen); None if none."""
+    return next((p for p in _offered(connection) if not p.startswith(KEY_SUBPROTOCOL)), None)
+
+
 def token_of(connection: HTTPConnection) -> str | None:
-    """The token a request or WebSocket carries, wherever the client put it (with API
-    keys on, the Bearer header is the key's, not the token's)."""
-    bearer = None if api_keys(connection) else _bearer(connection)
-    return bearer or connection.headers.get("x-voxline-token") or connection.query_params.get(
-        "token")
+    """The token a request or WebSocket carries, wherever the client put it. A token
+    named as one (``X-Voxline-Token``, ``?token=``) comes first; the Bearer header is the
+    token only with API keys off (on, it holds the key)."""
+    named = connection.headers.get("x-voxline-token") or connection.query_params.get("token")
+    return named or (None if api_keys(connection) else _bearer(connection))
 
 
 def check_api_key(connection: HTTPConnection) -> None:
@@ -58,9 +86,10 @@ def check_api_key(connection: HTTPConnection) -> None:
     keys = api_keys(connection)
     if not keys:
         return
-    shown = _bearer(connection)
+    shown = _shown_key(connection)
     if shown is None:
-        raise AuthError("this server needs an API key: send 'Authorization: Bearer <key>'")
+        raise AuthError("this server needs an API key: send 'Authorization: Bearer <key>' "
+                        f"(a browser's WebSocket: the subprotocol '{KEY_SUBPROTOCOL}<key>')")
     if not any(hmac.compare_digest(shown.encode(), key.encode()) for key in keys):
         raise AuthError("the API key is not valid")
 

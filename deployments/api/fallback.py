@@ -14,6 +14,7 @@ import json
 
 from fastapi import APIRouter, WebSocket
 
+from deployments.api._auth import accepted_subprotocol
 from pipeline.realtime import error_frame, local_id
 from schemas import ErrorCode, VoxlineError
 
@@ -28,7 +29,7 @@ async def unknown_socket(ws: WebSocket, path: str) -> None:
         code=ErrorCode.NOT_FOUND, http_status=404, path=f"/{path}")
     payload = error.to_payload()
     frame = {**error_frame(payload, local_id()), "data": payload.model_dump(mode="json")}
-    await ws.accept()
+    await ws.accept(subprotocol=accepted_subprotocol(ws))
     with contextlib.suppress(Exception):
         await ws.send_text(json.dumps(frame))
         await ws.close(code=4404, reason=ErrorCode.NOT_FOUND.value)

@@ -33,7 +33,7 @@ import json
 from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import check_api_key, token_of
+from deployments.api._auth import accepted_subprotocol, check_api_key, token_of
 from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, finish, receive, refuse
 from deployments.api.sessions import engine_choices
@@ -90,7 +90,7 @@ async def openai_realtime(
     beta_names = beta is not None or "realtime=v1" in ws.headers.get("openai-beta", "")
     translator = ServerTranslator(model=model, beta=beta_names)
     framing = OpenAIFraming(translator)
-    await ws.accept()
+    await ws.accept(subprotocol=accepted_subprotocol(ws))
     try:
         check_api_key(ws)
         session, token, after = await _open(ws, services, session_id, last_event_id,

@@ -34,7 +34,7 @@ import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from deployments.api._auth import check_api_key
+from deployments.api._auth import accepted_subprotocol, check_api_key
 from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, NativeFraming, finish, receive, refuse
 from deployments.api.sessions import authorized_state, engine_choices
@@ -57,7 +57,7 @@ async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = N
     """Talk or type to the session; see the module docstring for the protocol."""
     services = get_services(ws)
     framing = NativeFraming()
-    await ws.accept()
+    await ws.accept(subprotocol=accepted_subprotocol(ws))
     try:
         check_api_key(ws)
         state = await authorized_state(session_id, ws, services)

@@ -5,8 +5,9 @@ import assert from "node:assert/strict";
 class FakeSocket {
   static OPEN = 1;
   static all = [];
-  constructor(url) {
+  constructor(url, protocols = []) {
     this.url = url;
+    this.protocols = protocols;
     this.readyState = 0;
     this.sent = [];
     FakeSocket.all.push(this);
@@ -76,4 +77,21 @@ test("closing on purpose does not reconnect", async () => {
   await wait(300);
   assert.equal(FakeSocket.all.length, 1);
   assert.deepEqual(statuses, ["connected", "closed"]);
+});
+
+test("an API key goes as a subprotocol beside ours, read at each connection", async () => {
+  FakeSocket.all = [];
+  let key = "";
+  const conn = new SessionConnection({
+    baseUrl: "http://127.0.0.1:8000", sessionId: "s1", token: "tok",
+    onEvent: () => {}, onStatus: () => {}, apiKey: () => key,
+  });
+  conn.open();
+  assert.deepEqual(FakeSocket.all[0].protocols, []); // no key: nothing offered
+  FakeSocket.all[0].open();
+  key = "sk-1";
+  FakeSocket.all[0].close(1006, "network");
+  await wait(300);
+  assert.deepEqual(FakeSocket.all[1].protocols, ["voxline", "openai-insecure-api-key.sk-1"]);
+  conn.close();
 });

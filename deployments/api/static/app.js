@@ -43,14 +43,32 @@ function ensureAudio() {
   return app.context;
 }
 
+/** The API key typed in (kept for this tab only), for servers that set VOXLINE_API__KEYS. */
+function apiKey() {
+  return $("api-key").value.trim();
+}
+
+/** A 401: the server wants a key; open its field and say so. */
+function askForKey(message) {
+  $("key-box").open = true;
+  $("api-key").focus();
+  say(`${message} Enter the API key under Session, then try again.`);
+}
+
 async function api(path, options = {}) {
+  const key = apiKey();
   const response = await fetch(BASE + path, {
     ...options,
-    headers: { "content-type": "application/json", ...(options.headers || {}) },
+    headers: {
+      "content-type": "application/json",
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+      ...(options.headers || {}),
+    },
   });
   if (!response.ok) {
     let message = `${response.status}`;
     try { message = (await response.json()).error.message; } catch { /* not JSON */ }
+    if (response.status === 401 && /API key/.test(message)) askForKey(message);
     throw new Error(message);
   }
   return response;
@@ -145,14 +163,16 @@ function resetConversation() {
 function connect(lastEventId) {
   const { session_id: sessionId, token } = app.session;
   app.connection = new SessionConnection({
-    baseUrl: BASE, sessionId, token, lastEventId,
+    baseUrl: BASE, sessionId, token, lastEventId, apiKey,
     onEvent: (event) => handle(event),
     onStatus: (kind, detail) => {
       const messages = {
         connected: "Connected.",
         resumed: `Reconnected: resumed after event ${detail ?? "(start)"}; what was missed follows once, in order.`,
         reconnecting: "Connection lost: reconnecting…",
-        refused: `The server refused the connection (${detail}).`,
+        refused: String(detail).startsWith("4401")
+          ? `The server refused the connection (${detail}): a session token or API key is missing or wrong.`
+          : `The server refused the connection (${detail}).`,
         closed: "Disconnected.",
       };
       say(messages[kind] ?? kind);
@@ -416,6 +436,11 @@ function talk(down) {
 // ---- wiring ------------------------------------------------------------------------------
 
 function wire() {
+  $("api-key").value = sessionStorage.getItem("voxline.apiKey") ?? "";
+  $("api-key").addEventListener("change", () => {
+    sessionStorage.setItem("voxline.apiKey", apiKey());
+    loadVoices();
+  });
   $("new-session").addEventListener("click", () => setUp(newSession).catch((e) => say(`Error: ${e.message}`)));
   $("open-form").addEventListener("submit", (e) => {
     e.preventDefault();

@@ -5,14 +5,20 @@
 // first connection also resumes, from the session's last event at creation, so even
 // events appended before the socket opened are not lost. A socket that drops without the
 // page closing it is reopened with growing pauses (0.25 s … 4 s); close codes that say
-// retrying cannot help (4400-4410 but 4503) end the connection.
+// retrying cannot help (4400-4410 but 4503) end the connection. A browser cannot put an
+// API key in a header on a WebSocket: the key goes as the subprotocol
+// `openai-insecure-api-key.<key>` beside `voxline`, as OpenAI's browser clients do.
 import { EventCursor } from "./cursor.js";
+
+export const KEY_SUBPROTOCOL = "openai-insecure-api-key.";
 
 const FINAL_CODES = new Set([4400, 4401, 4403, 4404, 4409, 4410]);
 
 export class SessionConnection {
-  constructor({ baseUrl, sessionId, token, lastEventId = null, onEvent, onStatus }) {
+  constructor({ baseUrl, sessionId, token, lastEventId = null, onEvent, onStatus,
+                apiKey = () => "" }) {
     this.baseUrl = baseUrl;
+    this.apiKey = apiKey; // read at each (re)connection: a key entered later applies
     this.sessionId = sessionId;
     this.token = token;
     this.cursor = new EventCursor(lastEventId);
@@ -32,10 +38,16 @@ export class SessionConnection {
     return `${ws}/v1/sessions/${encodeURIComponent(this.sessionId)}/ws?${this.cursor.query(this.token)}`;
   }
 
+  /** The subprotocols to offer: the key's beside ours, when there is a key. */
+  protocols() {
+    const key = this.apiKey();
+    return key ? ["voxline", KEY_SUBPROTOCOL + key] : [];
+  }
+
   open() {
     this.closing = false;
     const resumingFrom = this.connects > 0 ? this.cursor.lastId : null;
-    const ws = new WebSocket(this.url());
+    const ws = new WebSocket(this.url(), this.protocols());
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
