@@ -124,9 +124,8 @@ def build_dialogue_prompt(
     user_turn = f"{fmt.user_label}:"
     if not any(line.lstrip().startswith(user_turn) for text in preamble
                for line in text.splitlines()):
-        examples = [(f"{fmt.user_label}: {q}", f"{fmt.assistant_label}: {a}")
-                    for q, a in fmt.examples]
-        turns[:0] = [line for pair in examples for line in pair]
+        turns[:0] = [line for q, a in fmt.examples
+                     for line in (f"{user_turn} {q}", f"{fmt.assistant_label}: {a}")]
 
     if messages and messages[-1].role == "assistant":
         # Continue the unfinished reply; an empty prefill is just the bare cue.
