@@ -18,7 +18,10 @@ Prints a table and writes ``reports/bench_latency.json``:
   (``speculation.discarded`` events per turn). The spoken questions have no inner pause,
   so a few *hesitant* turns follow (a question said in two parts, HESITATION_S apart:
   shorter than the silence that ends a turn), whose pause starts a reply that must be
-  dropped: their discards per turn are the wasted work a hesitating speaker costs.
+  dropped: their discards per turn are the wasted work a hesitating speaker costs. With
+  preemptive turns the stage split after the endpoint is what was still to wait for: an
+  adopted speculation's transcript comes at once, and its LLM first token is stamped
+  when the prepared reply goes out (the wait shows there), not when it was written.
 * **answer sheet**: the questions of ``loadtests/data/answer_sheet.json`` as typed turns
   (text only) on the running LLM, each reply's spoken text scored as bench_answers.py
   does. Goal ≥ 80 % with no markup spoken.
