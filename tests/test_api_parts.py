@@ -201,8 +201,10 @@ def connection(
         ({"X-Voxline-Token": "tok-2"}, b"", "tok-2"),
         ({}, b"token=tok-3", "tok-3"),
         ({}, b"a=1&token=tok%2B3", "tok+3"),
-        # precedence: Bearer, then the header, then the query
-        ({"Authorization": "Bearer tok-1", "X-Voxline-Token": "tok-2"}, b"token=tok-3", "tok-1"),
+        # precedence: the places named for a token (the header, then the query), then
+        # Bearer, which may hold an API key a client sends to any server
+        ({"Authorization": "Bearer tok-1", "X-Voxline-Token": "tok-2"}, b"token=tok-3", "tok-2"),
+        ({"Authorization": "Bearer tok-1"}, b"token=tok-3", "tok-3"),
         ({"X-Voxline-Token": "tok-2"}, b"token=tok-3", "tok-2"),
         # another scheme or an empty bearer is no token; the others still count
         ({"Authorization": "Basic dXNlcjpwdw=="}, b"token=tok-3", "tok-3"),
