@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from voxline import demo
 
 CHROMIUM = "/usr/bin/chromium"
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
@@ -43,11 +44,8 @@ def chromium_path() -> str:
 
 
 def write_wav(path: Path, pcm16: bytes, rate: int) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm16)
+    """``pcm16`` as a mono WAV file at ``path`` (the fake microphone's input)."""
+    demo.write_wav(path, pcm16, rate)
     return path
 
 

@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from typing import Any
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause
 from pipeline.log import EventLog, SessionState, fold
@@ -422,15 +423,9 @@ class LiveSession:
     ) -> None:
         """Like :meth:`_start_response`, for an utterance a speculation prepared a reply to:
         the turn's token cancels the speculative work too (barge-in reaches it)."""
-        token = self._cancel = CancelToken()
+        token = self._launch(turn_id, permit, lambda token: self._respond_speculated(
+            turn_id, end, sample_rate, input_event_id, speculation, token))
         token.add_callback(speculation.cancel.cancel)
-        self._response = asyncio.create_task(
-            self._respond_speculated(
-                turn_id, end, sample_rate, input_event_id, speculation, token),
-            name=f"response-{self.session_id}-{turn_id}",
-        )
-        if permit is not None:
-            self._response.add_done_callback(lambda _: permit.release())
 
     async def _respond_speculated(
         self,
@@ -475,15 +470,24 @@ class LiveSession:
         search: SearchToolConfig | None = None,
         reply: bool = True,
     ) -> None:
-        token = CancelToken()
-        self._cancel = token
+        self._launch(turn_id, permit, lambda token: self._respond(
+            turn_id, text, input_event_id, token, audio, search, reply))
+
+    def _launch(
+        self,
+        turn_id: str,
+        permit: Permit | None,
+        respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
+    ) -> CancelToken:
+        """Run ``respond(token)`` as the session's response, under a new cancel token (which
+        is returned); the turn's place is given back however it ends."""
+        token = self._cancel = CancelToken()
         self._reply_requested = None
         self._response = asyncio.create_task(
-            self._respond(turn_id, text, input_event_id, token, audio, search, reply),
-            name=f"response-{self.session_id}-{turn_id}",
-        )
-        if permit is not None:  # the turn's place is given back however it ends
+            respond(token), name=f"response-{self.session_id}-{turn_id}")
+        if permit is not None:
             self._response.add_done_callback(lambda _: permit.release())
+        return token
 
     async def _respond(
         self,
