@@ -145,6 +145,32 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: Admission limits a measurement sized for a profile. ``max_turns`` of the CPU profiles is
+#: the largest turn limit at which a bystander's first audio stays within 2x its idle value
+#: while three times that many turns are offered, on the idle 2-core machine
+#: (``loadtests/bench_limits.py --part size`` re-derives it; the README gives the figures).
+#: The GPU profile's comes from serve_config.yaml's derivation. A limit the operator set
+#: (``VOXLINE_ADMISSION__*``) wins; so does the Gateway's ``user_config``, per replica.
+PROFILE_ADMISSION: dict[str, dict[str, int]] = {
+    "cpu": {"max_turns": 1},
+    "cpu-autoscale": {"max_turns": 1},
+    "cpu-nodes": {"max_turns": 1},
+    "gpu": {"max_turns": 64},
+}
+
+
+def sized_admission(profile: str, settings: Settings) -> Settings:
+    """``settings`` with the profile's measured admission limits where the operator set
+    none (``model_fields_set`` holds what the environment or the caller gave)."""
+    given = settings.admission.model_fields_set
+    measured = {k: v for k, v in PROFILE_ADMISSION.get(profile, {}).items() if k not in given}
+    if not measured:
+        return settings
+    admission = settings.admission.model_copy(update=measured)
+    # model_copy keeps the fields-set record: what the profile chose stays "not given"
+    return settings.model_copy(update={"admission": admission})
+
+
 class AppArgs(BaseModel):
     """Builder arguments (``args:`` in a Serve config, or ``voxline serve`` options)."""
 
@@ -202,6 +228,7 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
             setting="VOXLINE_REDIS_URL",
         )
     profile = PROFILES[parsed.profile]
+    settings = sized_admission(parsed.profile, settings)
     check_capacity(profile, settings)
 
     def place(deployment: Any, **options: Any) -> Deployment:

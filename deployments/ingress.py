@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ray import serve
 
 from deployments.api import Services, create_api, start_services
@@ -22,9 +23,43 @@ from deployments.handles import (
     RemoteTranscriber,
 )
 from pipeline.turn import TurnConfig
-from schemas import Settings
+from schemas import AdmissionSettings, ConfigurationError, Settings
 
 logger = logging.getLogger(__name__)
+
+
+class GatewayConfig(BaseModel):
+    """The Gateway deployment's ``user_config``: per-replica overrides, applied live."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    admission: dict[str, Any] = Field(
+        default_factory=dict,
+        description="AdmissionSettings fields (max_turns, max_sessions ...) over the "
+        "application's VOXLINE_ADMISSION__* and the profile's measured defaults",
+    )
+
+    @field_validator("admission")
+    @classmethod
+    def _known_limits(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(AdmissionSettings.model_fields))
+        if unknown:  # a misspelt limit would otherwise be ignored in silence
+            raise ValueError(f"unknown admission settings {unknown}; known: "
+                             f"{sorted(AdmissionSettings.model_fields)}")
+        return value
+
+
+def configured_admission(
+    base: AdmissionSettings, user_config: dict[str, Any]
+) -> AdmissionSettings:
+    """The limits of a Gateway replica: ``base`` (the application's) with the
+    ``user_config``'s on top; an invalid one is a :class:`ConfigurationError`."""
+    try:
+        config = GatewayConfig.model_validate(user_config)
+        return AdmissionSettings.model_validate({**base.model_dump(), **config.admission})
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid user_config for the Gateway: {exc}",
+                                 setting="Gateway.user_config") from None
 
 
 # Every open WebSocket is one ongoing request for its whole life, so this bounds the
@@ -53,6 +88,13 @@ class Gateway:
             workers=workers,
             reranker=None if reranker is None else RemoteReranker(reranker),
         )
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Validate ``user_config`` and apply its admission limits to this replica; work
+        already admitted keeps its place."""
+        admission = configured_admission(self.services.settings.admission, user_config)
+        self.services.admission.resize(admission)
+        logger.info("Gateway admission limits: %s", admission.model_dump())
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.services)

@@ -19,15 +19,20 @@ process (that script's own setup; see its docstring):
   Goal: the bystander's p95 under load ≤ 2× its idle p95, the excess refused with
   503/``overloaded`` (counted), not queued.
 
-    .venv/bin/python loadtests/bench_limits.py [--url http://127.0.0.1:8000]
-        [--turns 40] [--capacity 2] [--budget-s 600]
-        [--part history|overload|both|connections|all]
+* :func:`size_turn_limit` (``--part size``): part two once per turn limit of
+  ``--sizes`` (each in an app of its own, a child process), and the largest limit whose
+  bystander p95 stays within 2× idle: the figure the CPU profile's default
+  ``max_turns`` comes from (``deployments.app.PROFILE_ADMISSION``).
 
-Without ``--url`` it starts the app (CPU profile, Whisper tiny.en, the Gateway's turn
-limit ``VOXLINE_ADMISSION__MAX_TURNS`` = ``--capacity``) and stops it at the end; with
-``--url``, ``--capacity`` must be that server's turn limit. Bounded: at most 40 turns in
-part one, 8 idle and 12 loaded bystander turns in part two, every wait within the
-budget.
+    .venv/bin/python loadtests/bench_limits.py [--url http://127.0.0.1:8000]
+        [--turns 40] [--capacity N] [--budget-s 600] [--sizes 1,2,3]
+        [--part history|overload|both|connections|all|size]
+
+Without ``--url`` it starts the app (CPU profile, Whisper tiny.en) and stops it at the
+end; its turn limit is the profile's default unless ``--capacity`` sets
+``VOXLINE_ADMISSION__MAX_TURNS``. The limit in effect is read from the server's
+``/readyz`` (so with ``--url`` nothing needs saying). Bounded: at most 40 turns in part
+one, 8 idle and 12 loaded bystander turns in part two, every wait within the budget.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -49,7 +56,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests._report import percentiles, write_report  # noqa: E402
+from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
 from voxline.client import FINAL_TYPES, Realtime, VoxlineClient  # noqa: E402
 
 MAX_HISTORY_TURNS = 40
@@ -268,6 +275,17 @@ def judge(figures: dict[str, Any]) -> dict[str, Any]:
     return goals
 
 
+async def turn_limit(url: str) -> int:
+    """The server's turn limit in effect, from its ``/readyz`` admission state."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        body = (await http.get("/readyz")).json()
+    limit = body.get("admission", {}).get("turns", {}).get("limit")
+    if not isinstance(limit, int):
+        raise SystemExit(f"{url}/readyz shows no turn limit ({limit!r}): part two offers 3× "
+                         "the limit, so the server must have one")
+    return limit
+
+
 async def bench(url: str, args: argparse.Namespace, say: Callable[[str], None],
                 deadline: Deadline) -> dict[str, Any]:
     figures: dict[str, Any] = {}
@@ -275,9 +293,41 @@ async def bench(url: str, args: argparse.Namespace, say: Callable[[str], None],
         share = deadline.left() * (0.45 if args.part == "both" else 0.95)
         figures["history"] = await history_first_token(url, args.turns, budget_s=share, say=say)
     if args.part in ("overload", "both"):
+        capacity = await turn_limit(url)
+        say(f"overload: the server's turn limit is {capacity}; offering {3 * capacity} loaders")
         figures["overload"] = await bystander_under_overload(
-            url, args.capacity, budget_s=deadline.left() - 5, say=say)
+            url, capacity, budget_s=deadline.left() - 5, say=say)
     return figures
+
+
+def size_turn_limit(sizes: list[int], budget_s: float,
+                    say: Callable[[str], None]) -> dict[str, Any]:
+    """``--part size``: part two in a fresh app per turn limit; the largest limit whose
+    bystander p95 is within 2× idle, with every smaller one within it too."""
+    per_size: dict[str, Any] = {}
+    chosen: int | None = None
+    deadline = Deadline(budget_s)
+    for size in sorted(sizes):
+        if deadline.left() < 120:
+            say(f"size: budget spent before limit {size}")
+            break
+        name = f"bench_limits_size_{size}"
+        say(f"size: turn limit {size} (an app of its own) ...")
+        subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--part", "overload",
+             "--capacity", str(size), "--report", name, "--budget-s",
+             str(int(min(deadline.left(), 900)))], check=True)
+        report = json.loads((REPORTS / f"{name}.json").read_text())
+        overload = report.get("figures", report).get("overload", {})
+        per_size[str(size)] = {k: overload.get(k) for k in ("p95_ratio", "p50_ratio", "load")}
+        per_size[str(size)]["idle_p95_ms"] = overload.get("idle", {}).get(
+            "first_audio_ms", {}).get("p95")
+        ratio = overload.get("p95_ratio")
+        say(f"size: limit {size}: bystander p95 {ratio}× idle")
+        if ratio is None or ratio > 2.0:
+            break
+        chosen = size
+    return {"sizes": per_size, "largest_limit_within_2x": chosen}
 
 
 def say_report(name: str, figures: dict[str, Any]) -> None:
@@ -288,11 +338,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
     parser.add_argument("--turns", type=int, default=MAX_HISTORY_TURNS)
-    parser.add_argument("--capacity", type=int, default=2, help="the Gateway's turn limit")
+    parser.add_argument("--capacity", type=int, default=None,
+                        help="the turn limit of the app this starts (default: the profile's)")
     parser.add_argument("--budget-s", type=float, default=600)
     parser.add_argument("--part", default="both",
-                        choices=("history", "overload", "both", "connections", "all"))
+                        choices=("history", "overload", "both", "connections", "all", "size"))
+    parser.add_argument("--sizes", default="1,2,3", help="turn limits --part size tries")
+    parser.add_argument("--report", default="bench_limits", help="the JSON report's name")
     args = parser.parse_args()
+    if args.part == "size":
+        sized = size_turn_limit([int(v) for v in args.sizes.split(",")], args.budget_s, print)
+        print(f"largest turn limit with the bystander within 2× idle: "
+              f"{sized['largest_limit_within_2x']}", flush=True)
+        say_report(args.report, {"size": sized})
+        return
     connections: dict[str, Any] | None = None
     if args.part in ("connections", "all"):
         from loadtests import bench_connections
@@ -318,7 +377,8 @@ def main() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         os.environ.setdefault("VOXLINE_STT__MODEL", "whisper-tiny.en")
-        os.environ["VOXLINE_ADMISSION__MAX_TURNS"] = str(args.capacity)
+        if args.capacity is not None:
+            os.environ["VOXLINE_ADMISSION__MAX_TURNS"] = str(args.capacity)
         from schemas import Settings
         from voxline.redis_server import free_port
         from voxline.server import running_server
@@ -328,7 +388,8 @@ def main() -> None:
         with running_server(settings, say=say, ready_timeout_s=max(deadline.left(), 30)) as srv:
             say(f"app ready after {time.monotonic() - started:.0f} s")
             figures = asyncio.run(bench(srv.url, args, say, deadline))
-    figures["settings"] = {"capacity_turns": args.capacity,
+    figures["settings"] = {"capacity_turns": figures.get("overload", {}).get("capacity_turns"),
+                           "turn_limit_from": "--capacity" if args.capacity else "profile",
                            "history": {k: v for k, v in os.environ.items()
                                        if k.startswith("VOXLINE_HISTORY__")}}
     figures["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -338,7 +399,7 @@ def main() -> None:
     figures["goals"] = judge(figures)
     for name, goal in figures["goals"].items():
         say(f"{name}: {goal}")
-    say(f"report: {write_report('bench_limits', figures)}")
+    say(f"report: {write_report(args.report, figures)}")
 
 
 if __name__ == "__main__":

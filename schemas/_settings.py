@@ -103,6 +103,11 @@ class ApiSettings(BaseModel):
     public_url: str | None = Field(
         default=None, description="base URL clients use (ws_url, events_url); default: as asked"
     )
+    readiness_refresh_s: float = Field(
+        default=2.0, gt=0, le=60,
+        description="how often a Gateway replica refreshes the /readyz answer in the "
+        "background (probes answer from it at once, never queued behind turns)",
+    )
 
 
 class AdmissionSettings(BaseModel):
@@ -110,7 +115,11 @@ class AdmissionSettings(BaseModel):
     or an ``overloaded`` error event on the socket), never queued without end.
 
     Each limit counts work in flight on this replica; ``None`` turns that limit off.
-    Admitted work keeps its latency because the excess never waits behind it.
+    Admitted work keeps its latency because the excess never waits behind it. The
+    defaults here are a profile's starting point: ``deployments.app`` replaces the ones
+    a measurement sized for that profile (``max_turns`` on the CPU profiles), unless the
+    operator set them (a ``VOXLINE_ADMISSION__*`` variable, or the Gateway's
+    ``user_config``, per replica).
     """
 
     model_config = ConfigDict(frozen=True)

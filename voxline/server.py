@@ -53,6 +53,10 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False) -> 
     )
 
 
+#: /readyz fields that change from poll to poll without saying what is still loading
+_NOT_STATE = frozenset({"ready", "checked_ms_ago", "admission", "log_tail"})
+
+
 def wait_ready(url: str, timeout_s: float, say: Callable[[str], None]) -> dict[str, object]:
     """Poll ``/readyz`` until every stage reports ready, saying what is still loading."""
     deadline = time.monotonic() + timeout_s
@@ -64,7 +68,7 @@ def wait_ready(url: str, timeout_s: float, say: Callable[[str], None]) -> dict[s
             if response.status_code == 200 and body.get("ready"):
                 return dict(body)
             state = ", ".join(f"{k}: {'ok' if isinstance(v, dict) else v}"
-                              for k, v in body.items() if k != "ready")
+                              for k, v in body.items() if k not in _NOT_STATE)
         except (httpx.HTTPError, ValueError) as exc:
             state = f"not answering yet ({type(exc).__name__})"
         if state != last:

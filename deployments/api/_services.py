@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from deployments.api._readiness import ReadinessMonitor
 from pipeline.engines import Engine
 from pipeline.log import EventLog, LogFanout, SessionState
 from pipeline.retrieval import CollectionStore, Grounder, Reranker
@@ -58,9 +59,13 @@ class Services:
     #: the replica's one live reader of the log: every socket and SSE stream tails
     #: through it, so idle readers hold no Redis connection each
     tails: LogFanout = field(init=False)
+    #: /readyz answers from this, refreshed in the background (never behind turns)
+    readiness_monitor: ReadinessMonitor = field(init=False)
 
     def __post_init__(self) -> None:
         self.tails = LogFanout(self.log)
+        self.readiness_monitor = ReadinessMonitor(
+            self.readiness, refresh_s=self.settings.api.readiness_refresh_s)
 
     async def open_session(
         self,
@@ -133,7 +138,9 @@ class Services:
         return info
 
     async def readiness(self) -> dict[str, Any]:
-        """Each dependency's state; ready when Redis answers and every engine is loaded."""
+        """Each dependency's state, asked afresh; ready when Redis answers and every
+        engine is loaded. ``/readyz`` answers from :attr:`readiness_monitor`, which calls
+        this in the background."""
         checks: dict[str, Any] = {}
         try:
             await asyncio.wait_for(self.redis.ping(), timeout=2)
@@ -160,8 +167,6 @@ class Services:
                 checks["reranker"] = await asyncio.wait_for(reranker.describe(), timeout=5)
             except Exception as exc:
                 checks["reranker"] = f"unavailable: {type(exc).__name__}: {exc}"
-        # live readers (sockets, SSE) of this replica, all on one Redis connection
-        checks["log_tail"] = {"readers": self.tails.subscribers, "sessions": self.tails.streams}
         checks["ready"] = checks["redis"] == "ok" and all(
             isinstance(checks[s], dict) and checks[s].get("ready", False)
             for s in ("vad", "stt", "llm", "tts", *self.workers,
@@ -170,7 +175,15 @@ class Services:
         )
         return checks
 
+    def load(self) -> dict[str, Any]:
+        """What this replica holds now (cheap, answered live beside the readiness):
+        admission per kind, and the live readers of the log (sockets, SSE), all on one
+        Redis connection."""
+        return {"admission": self.admission.snapshot(),
+                "log_tail": {"readers": self.tails.subscribers, "sessions": self.tails.streams}}
+
     async def aclose(self) -> None:
+        await self.readiness_monitor.aclose()
         for session in list(self.live):
             with contextlib.suppress(Exception):
                 await self.release(session)

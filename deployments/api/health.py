@@ -28,6 +28,10 @@ _CHECKS = {"application/json": {"schema": {
                                   503: {"description": "a dependency is not ready",
                                         "content": _CHECKS}})
 async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
-    """Ready when Redis answers and every model stage has its engine loaded."""
-    checks: dict[str, Any] = await services.readiness()
+    """Ready when Redis answers and every model stage has its engine loaded.
+
+    Answered at once from the replica's latest background check (``checked_ms_ago``
+    says how old), with what the replica holds as it is now: admission (in use, limit and
+    refusals per kind) and the log's live readers."""
+    checks: dict[str, Any] = {**await services.readiness_monitor.current(), **services.load()}
     return JSONResponse(checks, status_code=200 if checks["ready"] else 503)

@@ -66,6 +66,11 @@ class Admission:
         #: refusals per kind since start (for logs and metrics)
         self.refused: dict[Work, int] = dict.fromkeys(WORK, 0)
 
+    def resize(self, settings: AdmissionSettings) -> None:
+        """New limits (an operator's ``user_config``): work in flight keeps its place, the
+        next :meth:`acquire` is judged by them."""
+        self.settings = settings
+
     def limit(self, kind: Work) -> int | None:
         limit: int | None = getattr(self.settings, f"max_{kind}")
         return limit

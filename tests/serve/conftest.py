@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from schemas import EventLogSettings, Settings
+from schemas import AdmissionSettings, EventLogSettings, Settings
 from schemas._settings import SttEngineSettings
 from tests.api_harness import forget_keys
 from voxline.client import VoxlineClient
@@ -33,6 +33,9 @@ def app(redis_url: str) -> Iterator[App]:
         metrics_port=free_port(),
         stt=SttEngineSettings(model="whisper-tiny.en"),
         log=EventLogSettings(key_prefix=f"voxserve:{uuid.uuid4().hex[:8]}"),
+        # above the CPU profile's measured turn limit (1) on purpose: these tests hold
+        # several turns at once to reach the stages' own back-pressure
+        admission=AdmissionSettings(max_turns=16),
     )
     try:
         with running_server(settings, profile="cpu", say=lambda _: None) as server:
