@@ -34,7 +34,7 @@ def defaults(model: type[BaseModel] = Settings, prefix: str = "VOXLINE_") -> dic
 
 
 def test_the_settings_tables_are_what_the_code_renders() -> None:
-    assert TEXT == readme_with_settings(TEXT), (
+    assert readme_with_settings(TEXT) == TEXT, (
         "README.md's settings tables differ from the code: run `python -m schemas`")
 
 

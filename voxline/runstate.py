@@ -150,4 +150,4 @@ def find_server(port: int | None = None, directory: Path | None = None) -> Serve
         if _redis_answers(record.redis_url):
             live.append(record)
     preferred = [r for r in live if r.port == port]
-    return (preferred or live or [None])[0]
+    return next(iter(preferred or live), None)
