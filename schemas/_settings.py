@@ -214,8 +214,8 @@ class EngineSettings(BaseModel):
 
     engine: str = Field(description="the registry's name of the stage's engine")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="the engine's options (JSON), or one by one as "
-        "VOXLINE_<STAGE>__<OPTION>",
+        default_factory=dict, description="the engine's options as one JSON object, or "
+        "each as a variable of its own (VOXLINE_STT__MODEL=whisper-tiny.en)",
     )
 
     def engine_options(self) -> dict[str, Any]:

@@ -91,7 +91,8 @@ def _bounds(field: FieldInfo) -> str:
 def _cell(text: str) -> str:
     """Docstring text as one markdown table cell (reST roles and literals made markdown)."""
     text = _ROLE.sub(r"`\1`", text).replace("``", "`")
-    return " ".join(text.split()).replace("|", "\\|")
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text.replace("<", "\\<").replace(">", "\\>")  # `<STAGE>` is not an HTML tag
 
 
 def _own(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
