@@ -39,6 +39,9 @@ _BOUNDS = ((annotated_types.Ge, "≥"), (annotated_types.Gt, ">"), (annotated_ty
            (annotated_types.Lt, "<"))
 
 
+_COMPUTED = object()  # a default made from the other fields
+
+
 @dataclass(frozen=True)
 class SettingRow:
     variable: str
@@ -47,9 +50,11 @@ class SettingRow:
 
 
 def _default(field: FieldInfo) -> Any:
-    if field.default_factory is not None:
-        return field.default_factory()  # type: ignore[call-arg]
-    return None if field.default is PydanticUndefined else field.default
+    try:
+        value = field.get_default(call_default_factory=True)
+    except TypeError:  # a factory that needs the other fields: computed when validated
+        return _COMPUTED
+    return None if value is PydanticUndefined else value
 
 
 def _size(value: int) -> str:
@@ -63,6 +68,8 @@ def _show(name: str, value: Any) -> str:
     """A default as a user would write it in the variable (``unset`` for ``None``)."""
     if value is None:
         return "unset"
+    if value is _COMPUTED:
+        return "computed"
     if isinstance(value, SecretStr):
         return "(secret)"
     if isinstance(value, bool):
@@ -98,8 +105,7 @@ def _cell(text: str) -> str:
 def _own(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
     """``model`` and the settings classes it derives from (not pydantic's own)."""
     for cls in model.__mro__:
-        if isinstance(cls, type) and issubclass(cls, BaseModel) and cls.__module__.startswith(
-                "schemas"):
+        if issubclass(cls, BaseModel) and not cls.__module__.startswith("pydantic"):
             yield cls
 
 

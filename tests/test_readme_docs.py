@@ -126,3 +126,41 @@ def test_the_readme_links_nothing_outside_the_repository() -> None:
         path = (root / target).resolve()
         assert path.is_relative_to(root), f"README links {target}, outside the repository"
         assert Path(path).exists(), f"README links {target}, which does not exist"
+
+
+def test_the_generator_renders_any_new_setting() -> None:
+    """Settings other engineers add (any type, nested at any depth) render without a change
+    to the generator; a cell never breaks its table."""
+    from typing import Literal
+
+    from pydantic import Field, SecretStr
+
+    from schemas._settings_doc import _tables
+
+    class Inner(BaseModel):
+        """Deep: a section in a section."""
+
+        depth: int = Field(default=2, ge=1, description="a | pipe and <angle> brackets")
+
+    class Section(BaseModel):
+        mode: Literal["a", "b"] = "a"
+        secret: SecretStr | None = None
+        names: tuple[str, ...] = ("x",)
+        limit_bytes: int = 3 << 20
+        table: dict[str, int] = Field(default_factory=lambda: {"k": 1})
+        inner: Inner = Field(default_factory=Inner)
+
+    class Top(BaseModel):
+        flag: bool = True
+        section: Section = Field(default_factory=Section)
+
+    text = "\n".join(_tables(Top, "X_", "**`X_*`**"))
+    for row in ("| `X_FLAG` | `true` |", "| `X_SECTION__MODE` | `a` |",
+                "| `X_SECTION__SECRET` | unset |", '| `X_SECTION__NAMES` | `["x"]` |',
+                "| `X_SECTION__LIMIT_BYTES` | `3145728` (3 MiB) |",
+                '| `X_SECTION__TABLE` | `{"k": 1}` |',
+                "| `X_SECTION__INNER__DEPTH` | `2` | a \\| pipe and \\<angle\\> brackets (≥ 1) |",
+                "**`X_SECTION__INNER__*`**: Deep: a section in a section."):
+        assert row in text, row
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 4  # three cells, whatever they hold
+               for line in text.splitlines() if line.startswith("| `"))
