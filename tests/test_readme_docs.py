@@ -42,6 +42,8 @@ def test_every_setting_is_in_the_tables() -> None:
     rendered = render_settings()
     for variable in defaults():
         assert f"`{variable}`" in rendered, variable
+    rows = [line for line in rendered.splitlines() if line.startswith("| `")]
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 4 for line in rows)
 
 
 _QUOTE = re.compile(r"`(VOXLINE_[A-Z_]+|__[A-Z_]+|[A-Z][A-Z_]+[A-Z])` "

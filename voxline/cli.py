@@ -232,8 +232,8 @@ def talk(
 
 
 RedisUrl = Annotated[str | None, typer.Option(
-    help="the Redis holding the sessions (default: VOXLINE_REDIS_URL, else the running "
-    "'voxline serve''s own)")]
+    help="the Redis holding the sessions (default: VOXLINE_REDIS_URL, else the one the "
+    "running 'voxline serve' recorded)")]
 
 
 @app.command()
