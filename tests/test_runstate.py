@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,3 +121,42 @@ async def test_talk_says_the_session_it_used(harness: Harness, tmp_path: Path) -
     assert await harness.services.log.read_all(session_id)  # the id of a logged session
     assert any(line.startswith("token:") for line in said)
     assert any(f"voxline stats {session_id}" in line for line in said)
+
+
+@pytest.mark.redis
+def test_serve_records_where_it_is_while_it_serves_and_removes_it_on_stop(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``voxline serve`` (its app stubbed): the record is there while it serves, with the
+    server's Redis and key prefix, and gone once Ctrl-C stopped it."""
+    import contextlib
+    import threading
+
+    from typer.testing import CliRunner
+
+    import voxline.cli as cli
+    import voxline.server as server
+
+    seen: list[ServerRecord | None] = []
+
+    @contextlib.contextmanager
+    def fake_server(settings: object, **_: object) -> Iterator[server.RunningServer]:
+        yield server.RunningServer(url="http://127.0.0.1:8123", redis_url=redis_url,
+                                   profile="cpu")
+
+    def serving(self: threading.Event, timeout: float | None = None) -> bool:
+        seen.append(find_server(8123, tmp_path))
+        raise KeyboardInterrupt  # Ctrl-C
+
+    monkeypatch.setattr(server, "running_server", fake_server)
+    monkeypatch.setattr(cli, "_stop_on_signals", lambda: None)
+    monkeypatch.setattr(threading.Event, "wait", serving)
+    result = CliRunner().invoke(cli.app, ["serve", "--no-demo", "--port", "8123"], env={
+        "VOXLINE_RUN_DIR": str(tmp_path), "VOXLINE_LOG__KEY_PREFIX": "voxtest:served",
+        "VOXLINE_METRICS_PORT": "9999"})
+    assert result.exit_code == 0, result.output
+    assert seen == [ServerRecord(url="http://127.0.0.1:8123", redis_url=redis_url,
+                                 key_prefix="voxtest:served", port=8123, pid=os.getpid())]
+    assert "ws://127.0.0.1:8123/v1/realtime" in result.output
+    assert "http://127.0.0.1:9999/metrics" in result.output
+    assert find_server(8123, tmp_path) is None and not list(tmp_path.iterdir())
