@@ -15,13 +15,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class RedisSettings(BaseModel):
+    """The Redis client: retries with exponential backoff, timeouts, the pool."""
+
     model_config = ConfigDict(frozen=True)
 
     retries: int = Field(default=5, ge=0, description="retries of a failed command")
-    backoff_base_s: float = Field(default=0.05, gt=0)
-    backoff_cap_s: float = Field(default=2.0, gt=0)
-    socket_timeout_s: float = Field(default=5.0, gt=0)
-    health_check_interval_s: int = Field(default=30, ge=0)
+    backoff_base_s: float = Field(default=0.05, gt=0, description="the first retry's wait")
+    backoff_cap_s: float = Field(default=2.0, gt=0, description="the longest retry wait")
+    socket_timeout_s: float = Field(default=5.0, gt=0, description="one command's answer")
+    health_check_interval_s: int = Field(
+        default=30, ge=0, description="an idle connection is checked before use after this"
+    )
     max_connections: int = Field(
         default=100, ge=2,
         description="the pool's bound; past it a command waits (socket_timeout_s) for one",
@@ -33,7 +37,7 @@ class EventLogSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    key_prefix: str = "voxline"
+    key_prefix: str = Field(default="voxline", description="prefix of every Redis key")
     maxlen: int | None = Field(default=100_000, ge=1, description="entries kept per session")
     approximate_trim: bool = Field(
         default=True, description="trim in steps (10% of maxlen, at most 100), not every append"
@@ -63,7 +67,9 @@ class ApiSettings(BaseModel):
         description="key that signs session tokens; unset: one random key shared through Redis",
     )
     max_message_bytes: int = Field(default=1 << 20, ge=1024, description="one WebSocket frame")
-    max_text_chars: int = Field(default=4000, ge=1)
+    max_text_chars: int = Field(
+        default=4000, ge=1, description="typed text of one turn (socket, chat; text_too_long)"
+    )
     max_chat_messages: int = Field(
         default=256, ge=1, description="messages of one /v1/chat/completions request"
     )
@@ -160,7 +166,7 @@ class HistorySettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """Document collections and the search of a turn (issue 16): every limit is enforced
+    """Document collections and the search of a turn: every limit is enforced
     where documents enter (``/v1/collections``), answered with its own error code."""
 
     model_config = ConfigDict(frozen=True)
@@ -215,8 +221,11 @@ class EngineSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    engine: str
-    options: dict[str, Any] = Field(default_factory=dict)
+    engine: str = Field(description="the registry's name of the stage's engine")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the engine's options as one JSON object, or "
+        "each as a variable of its own (VOXLINE_STT__MODEL=whisper-tiny.en)",
+    )
 
     def engine_options(self) -> dict[str, Any]:
         """``options`` merged with the option fields given one by one (those win)."""
@@ -251,8 +260,8 @@ class Settings(BaseSettings):
         default=None,
         description="Redis to use; unset means the run command starts a server of its own",
     )
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="the HTTP server's bind address")
+    port: int = Field(default=8000, ge=1, le=65535, description="the HTTP server's port")
     metrics_port: int | None = Field(
         default=9464, ge=1, le=65535, description="Prometheus /metrics; unset: none"
     )

@@ -25,6 +25,10 @@ command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null; then
   need_apt+=(chromium)
 fi
+# the README's examples read JSON answers with jq (and its test runs them)
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v jq >/dev/null; then
+  need_apt+=(jq)
+fi
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need_apt[*]} (Debian packages)"

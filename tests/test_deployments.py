@@ -228,6 +228,7 @@ async def test_a_stage_replica_loads_the_engine_its_user_config_names() -> None:
         "engine": "espeak",
         "ready": True,
         "sample_rate": 22050,
+        "default_voice": None,  # espeak-ng's follows the language
     }
     replica.check_health()  # a loaded engine is healthy
 

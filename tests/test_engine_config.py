@@ -133,7 +133,8 @@ async def test_describe_names_the_engine_and_a_synthesizers_rate() -> None:
             yield
 
     assert await Rate().describe() == {"engine": "rate", "ready": True, "sample_rate": 24000,
-                                       "voices": [], "languages": []}
+                                       "voices": [], "default_voice": None,
+                                       "languages": []}
     assert await Words().describe() == {"engine": "words", "ready": True}
     assert Rate().voices == ()  # the engine's default voice only
 

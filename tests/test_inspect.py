@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pipeline.audio import AudioEncoder
 from pipeline.log import EventLog, create_redis
 from voxline.cli import app
 from voxline.inspect import SessionRecord, replay_session, session_table, turn_audio
+from voxline.runstate import ServerRecord, recorded
 
 pytestmark = pytest.mark.redis
 
@@ -198,10 +200,51 @@ def test_stats_of_an_unknown_session_fails_clearly(
     assert "no session 'no-such-session'" in result.output
 
 
-def test_stats_without_a_redis_url_fails_clearly(env: dict[str, str | None]) -> None:
-    result = runner.invoke(app, ["stats", SID], env={**env, "VOXLINE_REDIS_URL": None})
+def test_stats_without_a_redis_url_or_a_running_server_fails_clearly(
+    env: dict[str, str | None], tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["stats", SID], env={
+        **env, "VOXLINE_REDIS_URL": None, "VOXLINE_RUN_DIR": str(tmp_path)})
     assert result.exit_code == 1
     assert "VOXLINE_REDIS_URL is not set" in result.output
+    assert "--redis-url" in result.output and "voxline serve" in result.output
+
+
+def test_stats_and_replay_find_the_running_servers_redis_by_themselves(
+    logged: list[s.Event], env: dict[str, str | None], redis_url: str, key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """What ``voxline serve`` records (its Redis, its key prefix) is found with neither
+    variable set: the README's run command, then ``voxline stats SESSION``."""
+    record = ServerRecord(url="http://127.0.0.1:1", redis_url=redis_url,
+                          key_prefix=key_prefix, port=8000, pid=os.getpid())
+    run_dir = tmp_path / "run"
+    bare = {"COLUMNS": "260", "VOXLINE_REDIS_URL": None, "VOXLINE_LOG__KEY_PREFIX": None,
+            "VOXLINE_RUN_DIR": str(run_dir)}
+    with recorded(record, run_dir):
+        stats = runner.invoke(app, ["stats", SID], env=bare)
+        replay = runner.invoke(app, ["replay", SID, "--out", str(tmp_path / "r")], env=bare)
+    assert stats.exit_code == 0, stats.output
+    assert "Paris is the capital." in stats.output
+    assert replay.exit_code == 0, replay.output
+    assert (tmp_path / "r" / "transcript.txt").exists()
+    assert not list(run_dir.iterdir())  # removed when the server stops
+
+
+def test_redis_url_option_and_variable_win_over_the_record(
+    logged: list[s.Event], env: dict[str, str | None], redis_url: str, key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    wrong = ServerRecord(url="http://127.0.0.1:1", redis_url=redis_url,
+                         key_prefix="voxtest:nothing-here", port=8000, pid=os.getpid())
+    with recorded(wrong, tmp_path):
+        by_variable = runner.invoke(app, ["stats", SID],
+                                    env={**env, "VOXLINE_RUN_DIR": str(tmp_path)})
+        by_option = runner.invoke(app, ["stats", SID, "--redis-url", redis_url], env={
+            **env, "VOXLINE_REDIS_URL": "redis://127.0.0.1:1/0",
+            "VOXLINE_RUN_DIR": str(tmp_path)})
+    assert by_variable.exit_code == 0, by_variable.output
+    assert by_option.exit_code == 0, by_option.output
 
 
 # ---- replay ---------------------------------------------------------------------------------

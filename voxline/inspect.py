@@ -1,7 +1,10 @@
 """Looking back at one session from its log: ``voxline stats`` and ``voxline replay``.
 
-Both read the session's stream from the Redis at ``VOXLINE_REDIS_URL`` (key prefix
-``VOXLINE_LOG__KEY_PREFIX``) and nothing else: the log is the whole session.
+Both read the session's stream from one Redis and nothing else: the log is the whole
+session. Which Redis (:func:`inspect_settings`): ``--redis-url``, else
+``VOXLINE_REDIS_URL``, else the one a running ``voxline serve`` recorded
+(:mod:`voxline.runstate`), with that server's key prefix unless
+``VOXLINE_LOG__KEY_PREFIX`` is set.
 
 * :func:`session_table`: one row per turn with what was said, the reply, each stage's
   latency (as the metrics consumer measures it, :mod:`pipeline.workers.metrics`) and the status.
@@ -38,6 +41,7 @@ __all__ = [
     "ReplayResult",
     "ReplayTurn",
     "SessionRecord",
+    "inspect_settings",
     "read_session",
     "replay_session",
     "session_table",
@@ -75,20 +79,44 @@ class SessionRecord:
     horizon: str | None = None
 
 
+def inspect_settings(redis_url: str | None = None) -> Settings:
+    """The settings to read sessions with: ``redis_url`` (``--redis-url``), else
+    ``VOXLINE_REDIS_URL``, else the running server's (see the module docstring).
+
+    Raises :class:`ConfigurationError` saying what to do when none is found.
+    """
+    from voxline.runstate import find_server, run_dir
+
+    settings = Settings()
+    if redis_url:
+        return settings.model_copy(update={"redis_url": redis_url})
+    if settings.redis_url:
+        return settings
+    found = find_server(settings.port)
+    if found is None:
+        raise ConfigurationError(
+            "no Redis to read sessions from: VOXLINE_REDIS_URL is not set and no running "
+            f"'voxline serve' has recorded its Redis (in {run_dir()}). Start the server "
+            "(scripts/run.sh), or give --redis-url redis://HOST:PORT/0 (or set "
+            "VOXLINE_REDIS_URL) for the Redis that holds the sessions"
+        )
+    log = settings.log
+    if "key_prefix" not in log.model_fields_set:
+        log = log.model_copy(update={"key_prefix": found.key_prefix})
+    return settings.model_copy(update={"redis_url": found.redis_url, "log": log})
+
+
 async def read_session(session_id: str, settings: Settings | None = None) -> SessionRecord:
     """Read the whole log of ``session_id`` (what retention left of it).
 
-    Raises :class:`ConfigurationError` without ``VOXLINE_REDIS_URL`` and
-    :class:`SessionError` for a session the log does not hold.
+    Raises :class:`ConfigurationError` when no Redis is found (:func:`inspect_settings`)
+    and :class:`SessionError` for a session the log does not hold.
     """
     from pipeline.log import EventLog, create_redis
 
-    settings = settings or Settings()
+    settings = settings or inspect_settings()
     if not settings.redis_url:
-        raise ConfigurationError(
-            "VOXLINE_REDIS_URL is not set: point it at the Redis that holds the sessions, "
-            "e.g. VOXLINE_REDIS_URL=redis://127.0.0.1:6379/0"
-        )
+        raise ConfigurationError("no Redis URL to read sessions from")
     redis = create_redis(settings.redis_url, settings.redis)
     horizon: str | None = None
     try:

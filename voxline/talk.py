@@ -17,7 +17,8 @@ async def talk(
     url: str, *, text: str | None, wav: Path | None, out: Path, say: Callable[..., None],
     **settings: Any,
 ) -> None:
-    """One turn on a new session (``settings`` are its session settings)."""
+    """One turn on a new session (``settings`` are its session settings); says the
+    session's id and token, which ``voxline stats``/``replay`` and the API take."""
     def show(event: Event) -> None:
         data: Any = event.data
         if event.type == "transcript.final":
@@ -43,3 +44,8 @@ async def talk(
         say("the reply had no audio (nothing speakable, or an error above)")
     write_wav(out, bytes(result.audio), RATE)
     say(f"reply audio: {out} ({len(result.audio) / 2 / RATE:.1f} s)")
+    session = result.session
+    say(f"session: {session.session_id}")
+    say(f"token:   {session.token}  (for its API calls: Authorization: Bearer ...)")
+    say(f"look back: voxline stats {session.session_id}; "
+        f"voxline replay {session.session_id}")

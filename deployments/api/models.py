@@ -1,13 +1,18 @@
-"""``GET /v1/models`` and ``/v1/models/{id}``: what each stage has loaded, in OpenAI's shape.
+"""``GET /v1/models`` and ``/v1/models/{id}``: the models each stage has loaded, in OpenAI's shape.
 
 OpenAI clients list models to fill a picker or to check a name before they call; the
 answer is what the stages' engines say of themselves (``describe()``: the model where the
-engine reports one, else the engine's name), one entry per stage that is present, so a
-client sees what would actually answer. ``created`` is when this replica started (the
-engines do not know when their weights were made). Voices for ``/v1/audio/speech`` are
-the synthesizer's, listed on its entry as ``voices``, with ``voice_map``: the installed
-voice each OpenAI voice name speaks with (``VOXLINE_API__VOICE_MAP``; a name the map
-leaves out speaks with the default voice, the entry's ``id``).
+engine reports one, else the engine's name), so a client sees what would actually answer.
+A stage whose engine routes by language (the CPU profile's STT and TTS ``language-router``)
+lists one entry per routed model (``whisper-tiny.en``, ``whisper-base``,
+``en_US-joe-medium``, ``espeak``), each with the language tags sent to it (``routed``;
+``*``: every other language), never the router: a router is not a model, and two stages'
+routers would share one id. ``created`` is when this replica started (the engines do not
+know when their weights were made). A synthesizer's entry lists its ``voices`` and its
+``voice_map``: the voice each OpenAI voice name speaks with on that model
+(``VOXLINE_API__VOICE_MAP``; a name the map leaves out, or maps to a voice of another
+model, speaks with the model's default voice; ``null`` where that follows the language,
+as espeak-ng's does, or the engine names no voices).
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ class Model(BaseModel):
     owned_by: str = "voxline"
     stage: str
     engine: str
+    routed: list[str] | None = None
     voices: list[str] | None = None
-    voice_map: dict[str, str] | None = None
+    voice_map: dict[str, str | None] | None = None
 
 
 class ModelList(BaseModel):
@@ -65,27 +71,53 @@ async def llm_model_id(services: Services) -> str:
     return _model_id(info) if info is not None else "unknown"
 
 
+def _routed(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """One description per model: a router's routed engines, else the stage's own."""
+    models = info.get("models")
+    if isinstance(models, list) and models:
+        return [m for m in models if isinstance(m, dict)]
+    return [info]
+
+
+def _voice_map(info: dict[str, Any], configured: dict[str, str]) -> dict[str, str | None]:
+    """Each OpenAI voice name → the voice this model speaks it with (see the module)."""
+    voices = [str(v) for v in info.get("voices") or ()]
+    known = {v.lower() for v in voices}
+    default = info.get("default_voice")
+    default = str(default) if default else None
+    mapping: dict[str, str | None] = {}
+    for name in sorted(OPENAI_VOICES):
+        wanted = engine_voice(name, configured)
+        mapping[name] = wanted if wanted and (not voices or wanted.lower() in known) else default
+    return mapping
+
+
 async def _models(services: Services) -> list[Model]:
     infos = await asyncio.gather(*(_describe(services, stage) for stage in _STAGES))
-    models = []
-    for stage, info in zip(_STAGES, infos, strict=True):
-        if info is None:
+    models: list[Model] = []
+    seen: set[str] = set()
+    for stage, stage_info in zip(_STAGES, infos, strict=True):
+        if stage_info is None:
             continue
-        model = Model(id=_model_id(info), created=_STARTED, stage=stage,
-                      engine=str(info.get("engine", "")))
-        if stage == "tts":
-            model.voices = [str(v) for v in info.get("voices") or ()]
-            model.voice_map = {
-                name: engine_voice(name, services.settings.api.voice_map) or model.id
-                for name in sorted(OPENAI_VOICES)
-            }
-        models.append(model)
+        for info in _routed(stage_info):
+            model_id = _model_id(info)
+            if model_id in seen:  # two stages naming one model: the later one qualified
+                model_id = f"{stage}/{model_id}"
+            seen.add(model_id)
+            routed = info.get("routed")
+            model = Model(id=model_id, created=_STARTED, stage=stage,
+                          engine=str(info.get("engine", "")),
+                          routed=[str(t) for t in routed] if isinstance(routed, list) else None)
+            if stage == "tts":
+                model.voices = [str(v) for v in info.get("voices") or ()]
+                model.voice_map = _voice_map(info, services.settings.api.voice_map)
+            models.append(model)
     return models
 
 
 @router.get("", response_model=ModelList, responses=error_responses(401, 503))
 async def list_models(services: Annotated[Services, Depends(get_services)]) -> ModelList:
-    """Each present stage's model (``stage`` says which)."""
+    """Each present stage's models, one per routed model (``stage`` says which)."""
     return ModelList(data=await _models(services))
 
 

@@ -10,7 +10,7 @@ carries, not in how one is chosen, loaded or closed.
 from __future__ import annotations
 
 import asyncio
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pipeline.engines.base import Engine
 
@@ -50,6 +50,18 @@ class LanguageRoutes(Generic[E]):
                 return self.by_language[tag]
             tag = tag.rpartition("-")[0]
         return self.default
+
+    async def describe_routes(self) -> list[dict[str, Any]]:
+        """Each distinct engine's own description with the tags routed to it under
+        ``routed`` (``*``: every other language, and detection): what a client sees as the
+        models loaded (``/v1/models`` lists one entry per routed model, never the router)."""
+        described = []
+        for engine in self.engines:
+            tags = [tag for tag, routed in self.by_language.items() if routed is engine]
+            if engine is self.default:
+                tags.append("*")
+            described.append({**await engine.describe(), "routed": tags})
+        return described
 
     async def close(self) -> None:
         """Close every engine, even when one of them fails to close."""

@@ -182,6 +182,13 @@ class Synthesizer(Engine):
         Failures raise ``EngineError(code=tts_failed)``.
         """
 
+    @property
+    def default_voice(self) -> str | None:
+        """The voice a request without one speaks with, where that is one fixed voice (an
+        engine with a single voice: Piper's voice file); ``None`` where it follows the
+        request's language (espeak-ng) or the engine names no voices."""
+        return self.voices[0] if len(self.voices) == 1 else None
+
     def language_tags(self) -> tuple[str, ...]:
         """Language tags this synthesizer speaks, lower case (``de``, ``en-us``): a tag is
         spoken when it or a prefix of it is listed. Empty: not declared, not checked."""
@@ -189,10 +196,12 @@ class Synthesizer(Engine):
 
     async def describe(self) -> dict[str, Any]:
         """Name and readiness, the sample rate the audio comes at, and what a session may
-        choose: ``voices`` (empty: the default voice only) and ``languages``
-        (:meth:`language_tags`), so that settings are checked when they are made."""
+        choose: ``voices`` (empty: the default voice only), ``default_voice`` and
+        ``languages`` (:meth:`language_tags`), so that settings are checked when they are
+        made."""
         return {**await super().describe(), "sample_rate": self.sample_rate,
-                "voices": list(self.voices), "languages": list(self.language_tags())}
+                "voices": list(self.voices), "default_voice": self.default_voice,
+                "languages": list(self.language_tags())}
 
 
 class VoiceActivityDetector(Engine):

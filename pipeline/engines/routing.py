@@ -135,6 +135,10 @@ class LanguageRoutingSynthesizer(LanguageRoutes[Synthesizer], Synthesizer):
         await asyncio.gather(*(engine.load() for engine in self.engines))
         self._learn_from_engines()
 
+    async def describe(self) -> dict[str, Any]:
+        """The router's own description and, under ``models``, each routed engine's."""
+        return {**await super().describe(), "models": await self.describe_routes()}
+
     def _request_for(self, engine: Synthesizer, request: SynthesisRequest) -> SynthesisRequest:
         """Drop a voice that belongs to another engine here (see the module docstring)."""
         if request.voice is None:

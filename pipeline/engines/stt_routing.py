@@ -141,7 +141,8 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
     async def describe(self) -> dict[str, Any]:
         described = await super().describe()
         routes = {tag: _label(engine) for tag, engine in self.by_language.items()}
-        return {**described, "default": _label(self.default), "routes": routes}
+        return {**described, "default": _label(self.default), "routes": routes,
+                "models": await self.describe_routes()}
 
     async def transcribe(
         self, request: TranscriptionRequest

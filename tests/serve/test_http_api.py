@@ -151,6 +151,20 @@ async def test_health_and_readiness(client: VoxlineClient) -> None:
     assert body["stt"]["default"] == "faster-whisper:whisper-tiny.en"
 
 
+async def test_models_are_the_loaded_ones_and_each_resolves(client: VoxlineClient) -> None:
+    """One entry per model the CPU profile loaded (the routers' routed models, never the
+    router's name), each answering at /v1/models/{id}; TTS voice maps name voices."""
+    listed = (await client.http.get("/v1/models")).json()["data"]
+    ids = [model["id"] for model in listed]
+    assert "language-router" not in ids and len(ids) == len(set(ids))
+    # the fixture names one STT model for all; the TTS router: Piper for English, espeak-ng
+    assert {"whisper-tiny.en", "gemma-3-270m-q4_k_m", "en_US-joe-medium", "espeak"} <= set(ids)
+    for model_id in ids:
+        assert (await client.http.get(f"/v1/models/{model_id}")).json()["id"] == model_id
+    piper = next(m for m in listed if m["id"] == "en_US-joe-medium")
+    assert piper["routed"] == ["en"] and set(piper["voice_map"].values()) == {"en_US-joe-medium"}
+
+
 async def test_openapi_documents_the_api(client: VoxlineClient) -> None:
     spec = (await client.http.get("/openapi.json")).json()
     for path in ("/v1/sessions", "/v1/chat/stream", "/v1/sessions/{session_id}/events",
