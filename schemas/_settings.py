@@ -136,7 +136,8 @@ class AdmissionSettings(BaseModel):
         "and no Redis connection; replies are bounded by max_turns)",
     )
     max_turns: int | None = Field(
-        default=16, ge=1, description="responses being generated at once (all sessions)"
+        default=16, ge=1, description="responses being generated at once (all sessions); "
+        "the profiles replace this default with their measured one (cpu: 1, gpu: 64)"
     )
     max_transcriptions: int | None = Field(
         default=8, ge=1, description="concurrent /v1/audio/transcriptions requests"
