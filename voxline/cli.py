@@ -91,18 +91,6 @@ def _say(text: str, end: str = "\n") -> None:
     console.print(text, end=end, highlight=False, markup=False, soft_wrap=True)
 
 
-def _stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM both stop everything ``serve`` started (a shell starts background
-    jobs with SIGINT ignored, and SIGTERM would otherwise skip the clean-up)."""
-    import signal
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-
 Profile = Annotated[str, typer.Option(help="resources: cpu (one machine) or gpu")]
 
 
@@ -120,18 +108,20 @@ def serve(
 ) -> None:
     """Start Redis (if none), Ray and the app; optionally a demo turn; serve until Ctrl-C."""
     import asyncio
-    import threading
 
     from schemas import Settings
     from voxline.demo import run_demo
     from voxline.server import running_server
+    from voxline.stopping import StopSignals
 
-    _stop_on_signals()
+    # Ctrl-C and SIGTERM both drain and stop everything serve started (a shell starts
+    # background jobs with SIGINT ignored; Ray's own SIGTERM handling would not drain)
+    signals = StopSignals()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings().model_copy(update=overrides)
     try:
         with running_server(settings, profile=profile, speech_mode=speech_mode, say=_say,
-                            log_to_driver=verbose) as server:
+                            log_to_driver=verbose, signals=signals) as server:
             _say(f"Voxline is ready at {server.url}")
             if demo:
                 asyncio.run(run_demo(server.url, out, _say))
@@ -143,9 +133,11 @@ def serve(
                  f"\n  speech       POST {base}/v1/audio/speech"
                  f"\n  redis        {server.redis_url}"
                  "\nServing; press Ctrl-C to stop everything.")
-            threading.Event().wait()
+            signals.wait()
+            _say(f"{signals.name}: draining, then stopping")
     except KeyboardInterrupt:
-        _say("stopped")
+        pass
+    _say("stopped")
 
 
 @app.command()
@@ -169,8 +161,9 @@ def demo(
     if url is not None:
         asyncio.run(run_demo(url, out, _say, question))
         return
-    _stop_on_signals()
-    with running_server(Settings(), profile=profile, say=_say) as server:
+    from voxline.stopping import StopSignals
+
+    with running_server(Settings(), profile=profile, say=_say, signals=StopSignals()) as server:
         asyncio.run(run_demo(server.url, out, _say, question))
 
 
