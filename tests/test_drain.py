@@ -54,7 +54,8 @@ async def test_a_drain_refuses_new_work_lets_the_turn_finish_then_closes_with_10
                          ) as h:
         client, services = h.client, h.services
         busy, idle, later = [await client.create_session(realtime_tts=False) for _ in range(3)]
-        async with client.connect(busy) as talking, client.connect(idle) as waiting:
+        async with client.connect(busy, resume_for_s=0) as talking, \
+                client.connect(idle, resume_for_s=0) as waiting:
             await talking.send_text("tell me")
             await until(lambda: llm.active == 1, "the turn is generating")
             await until(lambda: len(services.sockets) == 2, "both sockets registered")
@@ -97,7 +98,7 @@ async def test_a_turn_past_the_grace_is_cut_and_its_socket_still_closed_with_101
     async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
                          tts=ScriptedTTS()) as h:
         session = await h.client.create_session(realtime_tts=False)
-        async with h.client.connect(session) as conn:
+        async with h.client.connect(session, resume_for_s=0) as conn:  # the close itself
             await conn.send_text("tell me")
             await until(lambda: llm.active == 1, "the turn is generating")
             result = await h.services.drain(grace_s=0.2)
@@ -106,3 +107,38 @@ async def test_a_turn_past_the_grace_is_cut_and_its_socket_still_closed_with_101
             assert conn.ws is not None and conn.ws.close_code == 1012
         await until(lambda: not h.services.live and llm.active == 0, "the cut turn ended")
         assert h.services.admission.in_use("turns") == 0
+
+
+async def test_the_sdk_resumes_after_1012_with_no_gap_and_no_repeat(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The client's socket closed with 1012 reopens by itself, is refused (4503
+    ``server_draining``) while the server still drains, and resumes once a server takes
+    it again (here the same one, as a restarted server or another replica would)."""
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                         llm=ScriptedLLM(TOKENS), tts=ScriptedTTS()) as h:
+        session = await h.client.create_session(realtime_tts=False)
+        async with h.client.connect(session) as conn:
+            await conn.send_text("one")
+            seen = [e async for e in conn.until_done()]
+            await h.services.drain(grace_s=5)
+            reader = asyncio.create_task(anext(aiter(conn.events())))
+            await until(lambda: conn.resumes >= 2, "a reopened socket was refused")
+            assert not reader.done()  # the refusal was not handed to the reader
+            h.services.admission.draining = False  # "restarted"
+            await until(lambda: bool(h.services.sockets), "the socket resumed")
+            # a turn made elsewhere meanwhile (HTTP) reaches the resumed socket
+            async for _ in h.client.chat_stream("two", session=session):
+                pass
+            seen.append(await reader)
+            seen += [e async for e in conn.until_done()]
+        ids = [e.id for e in seen]
+        assert None not in ids and len(ids) == len(set(ids)) and ids == sorted(ids, key=_order)
+        logged = [e.id for e in await h.services.log.read_all(session.session_id)]
+        assert ids == logged[logged.index(ids[0]):][:len(ids)]  # no gap, no repeat
+        assert seen[-1].type == "response.done"
+
+
+def _order(event_id: str | None) -> tuple[int, int]:
+    ms, _, seq = (event_id or "0-0").partition("-")
+    return int(ms), int(seq)

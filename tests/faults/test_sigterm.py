@@ -1,8 +1,9 @@
-"""SIGTERM to ``voxline serve`` (what Kubernetes and systemd send): a drain, then a clean stop.
+"""SIGTERM to ``voxline serve`` (what Kubernetes and systemd send), or SIGINT (Ctrl-C): a
+drain, then a clean stop.
 
 A child process of its own (not tests/faults/conftest.py's shared app: this one is
 stopped by the test), with its own Redis (``VOXLINE_REDIS_URL`` unset: serve starts one)
-and free ports. A socket has a voice reply running when SIGTERM comes; then:
+and free ports. A socket has a voice reply running when the signal comes; then:
 
 * a new session is refused while the server drains: 503 ``server_draining``;
 * the running socket gets its reply's end, then is closed with 1012 (resume elsewhere);
@@ -89,7 +90,10 @@ async def refused_while_draining(url: str) -> dict[str, object]:
 
 
 @pytest.mark.timeout(900)
-async def test_sigterm_drains_then_stops_everything_with_exit_code_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_stop_signal_drains_then_stops_everything_with_exit_code_0(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     process, url, stderr_path = start_serve(tmp_path)
     tree: list[psutil.Process] = []
     try:
@@ -102,7 +106,7 @@ async def test_sigterm_drains_then_stops_everything_with_exit_code_0(tmp_path: P
             "serve started no Redis of its own"
         async with VoxlineClient(url, timeout=60) as client:
             session = await client.create_session(sampling=LONG, preemptive_turns=False)
-            async with client.connect(session) as conn:
+            async with client.connect(session, resume_for_s=0) as conn:  # see the 1012
                 await conn.send_text(STORY)
                 seen: list[str] = []
                 events = conn.events()
@@ -110,7 +114,7 @@ async def test_sigterm_drains_then_stops_everything_with_exit_code_0(tmp_path: P
                     seen.append(event.type)
                     if event.type == "response.text.delta":
                         break
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(signum)
                 error = await refused_while_draining(url)
                 assert error["code"] == "server_draining", error
                 with pytest.raises(ConnectionClosed):
