@@ -119,10 +119,10 @@ def running_server(
             ready = True
             yield RunningServer(url=url, redis_url=redis_url, profile=profile)
         finally:
-            if ready:
-                drain_app(settings.api.shutdown_grace_s, say)
             if signals is not None:
-                signals.hold()
+                signals.stopping()  # no signal may stop the stopping half-way
+            if ready:
+                drain_app(settings.api.shutdown_grace_s, say, signals)
             say("stopping the app and Ray")
             with contextlib.suppress(Exception):
                 serve.shutdown()  # type: ignore[no-untyped-call]
@@ -131,7 +131,9 @@ def running_server(
             ray.shutdown()
 
 
-def drain_app(grace_s: float, say: Callable[[str], None] = print) -> None:
+def drain_app(
+    grace_s: float, say: Callable[[str], None] = print, signals: StopSignals | None = None,
+) -> None:
     """Ask the Gateway to drain (``Gateway.drain``): new work refused, running turns given
     ``grace_s``, sockets closed with 1012. Never raises: a drain that fails or is cut
     short (a second signal) only means sockets are cut when Serve stops."""
@@ -139,8 +141,9 @@ def drain_app(grace_s: float, say: Callable[[str], None] = print) -> None:
 
     say(f"draining: new sessions refused, running turns get up to {grace_s:.0f} s")
     try:
-        handle = serve.get_app_handle(APP_NAME)
-        done = handle.drain.remote(grace_s).result(timeout_s=grace_s + 15)
+        with signals.interruptible() if signals is not None else contextlib.nullcontext():
+            handle = serve.get_app_handle(APP_NAME)
+            done = handle.drain.remote(grace_s).result(timeout_s=grace_s + 15)
         say(f"drained: {done['sockets']} sockets closed (1012: resume elsewhere), "
             f"{done['turns_cut']} turns cut")
     except KeyboardInterrupt:

@@ -16,8 +16,10 @@ Python's own handler back through ``signal.signal`` (``sigaction``), which repla
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 #: the signals that mean "stop": what Kubernetes and systemd send, and Ctrl-C
@@ -27,18 +29,17 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StopSignals:
     """SIGTERM and SIGINT as one request to stop, answered in steps.
 
-    While the server starts (and during a drain) a signal raises ``KeyboardInterrupt`` in
-    the main thread, so the step under way ends and clean-up runs; while it serves,
-    :meth:`wait` simply returns. A second signal cuts a drain short. Once Serve and Ray
-    are being stopped (:meth:`hold`), signals are only noted: stopping half-way would
-    leave their processes behind.
+    While the server starts a signal raises ``KeyboardInterrupt`` in the main thread, so
+    the step under way ends and clean-up runs; while it serves, :meth:`wait` simply
+    returns. Once stopping (:meth:`stopping`) signals are only noted, but inside
+    :meth:`interruptible` (the drain), where a second signal cuts the wait short:
+    stopping Serve and Ray half-way would leave their processes behind.
     """
 
     def __init__(self) -> None:
         self.received = threading.Event()
         self.signum: int | None = None
         self._interrupt = True
-        self._hold = False
 
     def install(self) -> None:
         """Take SIGTERM and SIGINT (again: call it after ``ray.init``). Main thread only;
@@ -49,23 +50,29 @@ class StopSignals:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        again = self.received.is_set()
         self.signum = self.signum or signum
         self.received.set()
-        if self._hold:
-            return
-        if self._interrupt or again:
+        if self._interrupt:
             raise KeyboardInterrupt
 
     def wait(self) -> None:
-        """Serve until a signal comes (then return: the caller leaves its block)."""
+        """Serve until a signal comes (then return: the caller leaves its block and the
+        server stops)."""
         self._interrupt = False
         self.received.wait()
-        self._interrupt = True
 
-    def hold(self) -> None:
-        """From now on signals interrupt nothing (Serve and Ray are being stopped)."""
-        self._hold = True
+    def stopping(self) -> None:
+        """From now on a signal interrupts nothing (but :meth:`interruptible` blocks)."""
+        self._interrupt = False
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A step a (further) signal may cut short with ``KeyboardInterrupt``."""
+        self._interrupt = True
+        try:
+            yield
+        finally:
+            self._interrupt = False
 
     @property
     def name(self) -> str:
