@@ -114,6 +114,16 @@ class ApiSettings(BaseModel):
         description="how often a Gateway replica refreshes the /readyz answer in the "
         "background (probes answer from it at once, never queued behind turns)",
     )
+    allowed_origins: tuple[str, ...] = Field(
+        default=(),
+        description="web pages (origins, JSON list) that may open sockets and send POSTs "
+        "beside the server's own and loopback ones; \"*\": any. No Origin: always allowed",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, ge=0,
+        description="on SIGTERM/SIGINT, running turns may finish this long before sockets "
+        "are closed with 1012 (keep it under Kubernetes' terminationGracePeriodSeconds)",
+    )
 
 
 class AdmissionSettings(BaseModel):

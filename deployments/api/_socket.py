@@ -5,6 +5,10 @@ loop, refusing a socket, and finishing a session when its client leaves.
 ``/v1/realtime`` (OpenAI's, :mod:`deployments.api.openai_realtime`) differ only in how a
 log event is written to the client (a :class:`Framing`) and how a text frame is read; the
 session, the log, resume, limits and back-pressure are the same code.
+
+A server that is stopping closes every socket with 1012 (``Service Restart``, reason
+``server_draining``) once running turns had their grace (``Services.drain``): the client
+reconnects, to another replica or the restarted server, and resumes from its last id.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Protocol
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from deployments.api._services import Services
+from deployments.api._services import Services, close_to_resume
 from deployments.api._sse import resync_required
 from pipeline.aio import aclose_stream, reraise_lost_cancel
 from pipeline.log import LogFanout
@@ -155,6 +159,19 @@ async def receive(
     :class:`VoxlineError` either raises is answered in the log (``error``), and the
     session goes on."""
     limit = services.settings.api.max_message_bytes
+    services.sockets.add(ws)  # the drain closes it with 1012: resume elsewhere
+    try:
+        if services.admission.draining:  # opened as the drain closed the others
+            await close_to_resume(ws)
+        await _receive(ws, session, sender, limit, on_text)
+    finally:
+        services.sockets.discard(ws)
+
+
+async def _receive(
+    ws: WebSocket, session: LiveSession, sender: LogSender, limit: int,
+    on_text: Callable[[str], Awaitable[None]],
+) -> None:
     while True:
         try:
             message = await ws.receive()
@@ -177,9 +194,9 @@ async def receive(
 
 
 async def finish(session: LiveSession, services: Services) -> None:
-    """The client left: let a running reply finish into the log (bounded), then stop."""
+    """The client left: let a running reply finish into the log (bounded), then stop.
+    A server that is stopping gave running replies their grace already."""
+    wait_s = 0.0 if services.admission.draining else services.settings.api.drain_s
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(
-            asyncio.shield(session.wait_response()), services.settings.api.drain_s
-        )
+        await asyncio.wait_for(asyncio.shield(session.wait_response()), wait_s)
     await services.release(session)
