@@ -48,7 +48,7 @@ class ModelList(BaseModel):
     data: list[Model]
 
 
-def _model_id(info: dict[str, Any]) -> str:
+def model_id(info: dict[str, Any]) -> str:
     return str(info.get("model") or info.get("engine") or "unknown")
 
 
@@ -59,10 +59,15 @@ async def _describe(services: Services, stage: str) -> dict[str, Any] | None:
         return None
 
 
+async def llm_description(services: Services) -> dict[str, Any] | None:
+    """What the language model says of itself (``None``: it cannot say now)."""
+    return await _describe(services, "llm")
+
+
 async def llm_model_id(services: Services) -> str:
     """The id ``/v1/models`` lists for the language model (completions answer with it)."""
-    info = await _describe(services, "llm")
-    return _model_id(info) if info is not None else "unknown"
+    info = await llm_description(services)
+    return model_id(info) if info is not None else "unknown"
 
 
 async def _models(services: Services) -> list[Model]:
@@ -71,7 +76,7 @@ async def _models(services: Services) -> list[Model]:
     for stage, info in zip(_STAGES, infos, strict=True):
         if info is None:
             continue
-        model = Model(id=_model_id(info), created=_STARTED, stage=stage,
+        model = Model(id=model_id(info), created=_STARTED, stage=stage,
                       engine=str(info.get("engine", "")))
         if stage == "tts":
             model.voices = [str(v) for v in info.get("voices") or ()]
