@@ -50,6 +50,8 @@ class ErrorCode(StrEnum):
     INVALID_EVENT_ID = "invalid_event_id"
     UNKNOWN_VOICE = "unknown_voice"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # OpenAI's code, for the same thing
+    UNSUPPORTED_CONTENT = "unsupported_content"
     # sessions
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_CLOSED = "session_closed"

@@ -83,6 +83,15 @@ class ApiSettings(BaseModel):
     max_upload_seconds: float = Field(
         default=300.0, gt=0, description="decoded length of one uploaded file (audio_too_long)"
     )
+    max_buffer_seconds: float = Field(
+        default=300.0, gt=0, description="audio a socket may append between two commits "
+        "with manual turns (audio_too_long), as long as an upload may be"
+    )
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1, description="a chat completion's whole prompt, in estimated "
+        "tokens (context_length_exceeded); unset: the LLM's context window as its engine "
+        "reports it (llama-cpp n_ctx, 2048), else 32768"
+    )
     min_upload_sample_rate: int = Field(
         default=8000, ge=1, description="an uploaded file's own rate, lowest (a 7 KB WAV at "
         "1 Hz decodes to an hour)"

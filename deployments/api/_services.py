@@ -99,6 +99,7 @@ class Services:
                 session_id, self.log, engines, create=create, state=state,
                 turn_config=self.turn_config, history=self.settings.history,
                 admission=self.admission, grounder=self.grounder,
+                max_buffer_s=self.settings.api.max_buffer_seconds,
             )
         except BaseException:
             permit.release()

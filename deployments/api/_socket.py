@@ -153,9 +153,12 @@ async def receive(
     sender: LogSender,
     services: Services,
     on_text: Callable[[str], Awaitable[None]],
+    *,
+    binary_audio: bool = True,
 ) -> None:
     """The client's frames until it leaves: binary frames are PCM16 at the session's input
-    rate (checked against ``max_message_bytes``), text frames go to ``on_text``. A
+    rate (checked against ``max_message_bytes``; without ``binary_audio`` the protocol has
+    none and each is an ``invalid_message``), text frames go to ``on_text``. A
     :class:`VoxlineError` either raises is answered in the log (``error``), and the
     session goes on."""
     limit = services.settings.api.max_message_bytes
@@ -163,14 +166,14 @@ async def receive(
     try:
         if services.admission.draining:  # opened as the drain closed the others
             await close_to_resume(ws)
-        await _receive(ws, session, sender, limit, on_text)
+        await _receive(ws, session, sender, limit, on_text, binary_audio)
     finally:
         services.sockets.discard(ws)
 
 
 async def _receive(
     ws: WebSocket, session: LiveSession, sender: LogSender, limit: int,
-    on_text: Callable[[str], Awaitable[None]],
+    on_text: Callable[[str], Awaitable[None]], binary_audio: bool,
 ) -> None:
     while True:
         try:
@@ -181,6 +184,10 @@ async def _receive(
             return
         try:
             if (data := message.get("bytes")) is not None:
+                if not binary_audio:
+                    raise ProtocolError(
+                        "binary frames are not part of this protocol; send audio as "
+                        "input_audio_buffer.append (base64) in a text frame", size=len(data))
                 if len(data) > limit:
                     raise InputTooLargeError(
                         f"audio frame of {len(data)} bytes is over the limit of {limit}",
