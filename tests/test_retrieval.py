@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -24,9 +24,11 @@ from pipeline.retrieval import (
     Passage,
     Reranker,
     Retriever,
+    Segment,
     chunk_text,
     context_message,
     document_text,
+    tokenize,
 )
 from schemas import (
     ErrorCode,
@@ -129,12 +131,41 @@ def test_bm25_finds_the_answer_and_round_trips_through_bytes() -> None:
     assert BM25Index.from_bytes(BM25Index.build([]).to_bytes()).search("x", 2) == []
 
 
+WORDS = ["tower", "paris", "banana", "yellow", "keeper", "the", "steps"]
+TEXTS = st.lists(st.sampled_from(WORDS), max_size=10).map(" ".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=14),
+       st.lists(st.integers(0, 14), max_size=4),
+       st.sampled_from(["tower", "banana yellow", "keeper paris steps", "the"]))
+def test_segments_score_like_one_index(texts: list[str], cuts: list[int], query: str) -> None:
+    """BM25 over segments (the delta beside the main index, each merge) scores exactly as
+    one index built over every chunk at once: statistics are the collection's."""
+    bounds = sorted({0, len(texts), *(c for c in cuts if c < len(texts))})
+    keys = [f"d{i}:0" for i in range(len(texts))]
+    segments = [Segment.from_tokens(tokenize(texts[a:b]), keys[a:b])
+                for a, b in itertools.pairwise(bounds)]
+    whole = BM25Index.build(texts).search(query, 5)
+    split = BM25Index(segments).search(query, 5)
+    merged = BM25Index([Segment.from_bytes(segments[0].merged(*segments[1:]).to_bytes())])
+    for hits in (split, merged.search(query, 5)):
+        assert [(h.index, round(h.score, 5)) for h in hits] == [
+            (h.index, round(h.score, 5)) for h in whole]
+    dropped = BM25Index([merged.merged().without(lambda key: key == "d0:0")])
+    assert dropped.size == len(texts) - 1
+    assert [round(h.score, 5) for h in dropped.search(query, 5)] == [
+        round(h.score, 5) for h in BM25Index.build(texts[1:]).search(query, 5)]
+
+
 # ---- collections in Redis -----------------------------------------------------------------
 
 
 @pytest.fixture
-def store(redis: Redis, log_settings: EventLogSettings) -> CollectionStore:
-    return CollectionStore(redis, SMALL, log_settings.key_prefix)
+async def store(redis: Redis, log_settings: EventLogSettings) -> AsyncIterator[CollectionStore]:
+    store = CollectionStore(redis, SMALL, log_settings.key_prefix)
+    yield store
+    await store.aclose()
 
 
 async def fill(store: CollectionStore) -> tuple[str, dict[str, str]]:
@@ -184,6 +215,13 @@ async def test_limits_refuse_with_their_codes(redis: Redis, key_prefix: str) -> 
     tight = RetrievalSettings(max_collections=1, max_document_chars=500,
                               max_chunks_per_collection=3, chunk_chars=100, chunk_overlap=10)
     store = CollectionStore(redis, tight, key_prefix)
+    try:
+        await refuse_at_limits(store)
+    finally:
+        await store.aclose()
+
+
+async def refuse_at_limits(store: CollectionStore) -> None:
     collection = (await store.create()).collection_id
     with pytest.raises(VoxlineError) as many:
         await store.create()
