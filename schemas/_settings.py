@@ -178,8 +178,9 @@ class RetrievalSettings(BaseModel):
         "(document_too_large)"
     )
     document_timeout_s: float = Field(
-        default=20.0, gt=0, description="reading one document (text, chunks, tokens) in a "
-        "reader process; past it the process is stopped (document_too_large)"
+        default=20.0, gt=0, description="CPU seconds reading one document (text, chunks, "
+        "tokens) may take in a reader process (twice that in wall time); past it the process "
+        "is stopped (document_too_large)"
     )
     document_readers: int = Field(
         default=2, ge=1, le=64, description="reader processes per Gateway replica"

@@ -6,8 +6,9 @@ the server, because pypdf is pure Python: on a thread it would hold the server's
 event loop stalls), and a thread cannot be stopped when a document takes too long; a
 process can be, and it cannot take the server's memory with it.
 
-The process limits itself, so a runaway parse stops even if nobody kills it: a timer
-(``SIGALRM``) interrupts a job past its time, ``RLIMIT_AS`` caps the memory it may add
+The process limits itself, so a runaway parse stops even if nobody kills it: a timer of
+its CPU time (``ITIMER_PROF``: on a busy machine its lower priority must not count against
+the document) interrupts a job past its time, ``RLIMIT_AS`` caps the memory it may add
 beyond what it needed to start (``MEMORY_MB``), and it runs at a lower priority (nice 10)
 so the server's loops come first on a busy CPU. It exits when its stdin closes (the server
 went away) and after a job that ran out of time or memory (its heap may be left in a poor
@@ -64,7 +65,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
     from pipeline.retrieval.readers import READY
     from schemas import VoxlineError
 
-    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGPROF, _on_alarm)
     stdout.write(READY)
     stdout.flush()
     while True:
@@ -77,19 +78,19 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
         reply: dict[str, Any]
         segment = b""
         try:
-            signal.setitimer(signal.ITIMER_REAL, float(header["timeout_s"]))
+            signal.setitimer(signal.ITIMER_PROF, float(header["timeout_s"]))
             try:
                 data: str | bytes = content
                 read = read_document(data, header["format"], ReadLimits(**header["limits"]))
                 segment = read.segment.to_bytes()
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.setitimer(signal.ITIMER_PROF, 0)
             reply = {"ok": {"chars": read.chars, "pages": read.pages, "chunks": read.chunks}}
         except VoxlineError as exc:
             reply = _error(exc.code.value, exc.http_status, exc.message, **exc.details)
         except _TimeUp:
-            reply = _error("document_too_large", 413, "reading the document took longer than "
-                           f"{header['timeout_s']} s", limit_s=header["timeout_s"])
+            reply = _error("document_too_large", 413, "reading the document took more than "
+                           f"{header['timeout_s']} s of CPU time", limit_s=header["timeout_s"])
             retire = True
         except MemoryError:
             reply = _error("document_too_large", 413,

@@ -8,8 +8,9 @@ on them. The pool is the one way in:
 * **bounded**: ``document_readers`` processes, each one job at a time; at most
   ``document_queue`` more jobs wait for one. Past that the pool refuses at once with 503
   ``overloaded`` and a ``Retry-After`` rather than queue without end.
-* **timed**: a job has ``document_timeout_s``. The process stops itself at that time
-  (its own timer); if it does not answer a moment later the pool kills it. Either way the
+* **timed**: a job has ``document_timeout_s`` of CPU time. The process stops itself at
+  that (its own timer); if it has not answered within twice that in wall time (plus two
+  seconds: a busy machine runs it at a lower priority) the pool kills it. Either way the
   client gets 413 ``document_too_large`` (the document costs more than a document may).
 * **contained**: a reader that crashes (a parser bug, the memory cap) costs only that
   job: 422 ``document_unreadable``; the pool starts another for the next job.
@@ -48,7 +49,8 @@ READY = b"R"
 #: codes a reader may answer with (anything else it says is treated as unreadable)
 _CODES = {ErrorCode.DOCUMENT_TOO_LARGE, ErrorCode.DOCUMENT_UNREADABLE,
           ErrorCode.UNSUPPORTED_FORMAT, ErrorCode.INVALID_MESSAGE, ErrorCode.EMPTY_INPUT}
-#: how long past its own timer a reader has to answer before it is killed
+#: a reader's wall time: this many times its CPU time, plus a grace, then it is killed
+_WALL_FACTOR = 2.0
 _GRACE_S = 2.0
 _START_S = 30.0
 _MAX_REPLY = 256 << 20
@@ -160,8 +162,9 @@ class DocumentReaders:
         timeout = self.settings.document_timeout_s
         keep = False
         try:
+            wall = timeout * _WALL_FACTOR + _GRACE_S
             reply, blob = await asyncio.wait_for(
-                reader.read(data, fmt, self.limits, timeout), timeout + _GRACE_S)
+                reader.read(data, fmt, self.limits, timeout), wall)
             keep = not reply.get("retire")
             return reply, blob
         except TimeoutError:
