@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from pipeline.retrieval import (
     CONTEXT_HEADER,
+    FOLD_EVERY,
     BM25Index,
     CollectionStore,
     Grounder,
@@ -209,6 +210,36 @@ async def test_collection_bookkeeping_and_index_cache(store: CollectionStore) ->
     with pytest.raises(SessionError) as gone:
         await store.get(collection)
     assert gone.value.code is ErrorCode.COLLECTION_NOT_FOUND
+
+
+async def test_a_replica_follows_adds_folds_and_merges_incrementally(
+    redis: Redis, key_prefix: str
+) -> None:
+    """Another replica searching after every add sees every document at once, fetching
+    only what changed (a pending segment, then a folded delta, then a merged main), and
+    ends with what a fresh replica loads in one go."""
+    settings = RetrievalSettings(index_delta_chunks=40, chunk_chars=240, chunk_overlap=40)
+    writer = CollectionStore(redis, settings, key_prefix)
+    replica = CollectionStore(redis, settings, key_prefix)
+    try:
+        collection = (await writer.create()).collection_id
+        tiers = set()
+        for n in range(2 * FOLD_EVERY + 20):
+            await writer.add_document(collection, f"Parcel {n} went to dock zq{n:04d}x.")
+            loaded = await replica.index(collection)
+            assert loaded.index.size == len(loaded.rows) == n + 1
+            assert len(loaded.pending) <= FOLD_EVERY
+            [hit, *_] = loaded.index.search(f"zq{n:04d}x", 1)
+            newest = (await writer.documents(collection))[-1].document_id
+            assert loaded.rows[hit.index] == f"{newest}:0"
+            tiers.add((loaded.main_version, loaded.delta_version))
+        assert len(tiers) == 3  # none yet; folded into the delta; merged into the main
+        fresh = await CollectionStore(redis, settings, key_prefix).index(collection)
+        assert fresh.rows == loaded.rows
+        query = "parcel dock zq0003x"
+        assert fresh.index.search(query, 5) == loaded.index.search(query, 5)
+    finally:
+        await writer.aclose()
 
 
 async def test_limits_refuse_with_their_codes(redis: Redis, key_prefix: str) -> None:

@@ -29,14 +29,16 @@ from pipeline.retrieval.grounding import (
     Grounding,
     context_message,
 )
+from pipeline.retrieval.indexes import FOLD_EVERY, IndexStore, LoadedIndex
 from pipeline.retrieval.minilm import MODEL_PACKAGE, MiniLMReranker
 from pipeline.retrieval.readers import DocumentReaders
 from pipeline.retrieval.retrievers import BM25Retriever, TwoStageRetriever
-from pipeline.retrieval.store import CollectionStore, LoadedIndex
+from pipeline.retrieval.store import CollectionStore
 
 __all__ = [
     "CONTEXT_HEADER",
     "DOCUMENT_FORMATS",
+    "FOLD_EVERY",
     "MODEL_PACKAGE",
     "RERANKER_HINT",
     "BM25Index",
@@ -45,6 +47,7 @@ __all__ = [
     "DocumentReaders",
     "Grounder",
     "Grounding",
+    "IndexStore",
     "LoadedIndex",
     "MiniLMReranker",
     "Passage",

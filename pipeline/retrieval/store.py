@@ -5,11 +5,10 @@ Keys of a collection ``c`` (under the log's ``key_prefix``)::
     {p}:collections                 set of every collection id (the server-wide limit)
     {p}:collections:client:{who}    set of the collections one client created (its quota)
     {p}:collection:{c}              hash: name, created_ts, owner, version, main_version,
-                                    documents, chunks
+                                    delta_version, documents, chunks
     {p}:collection:{c}:docs         hash: document id -> DocumentInfo (JSON)
     {p}:collection:{c}:chunks       hash: "{document}:{n}" -> chunk text
-    {p}:collection:{c}:index        the main index segment (see pipeline.retrieval.bm25)
-    {p}:collection:{c}:delta        the delta segment: documents added since the last merge
+    {p}:collection:{c}:index|delta|pending    its BM25 index (see pipeline.retrieval.indexes)
     {p}:collection:{c}:grants       set of session ids that may search it
     {p}:collection:{c}:lock         held while a writer changes documents
 
@@ -18,14 +17,10 @@ Lua script, so concurrent creates cannot pass a limit; deleting frees both.
 
 A document is read (text, chunks, tokens, its own index segment) in a reader process
 (:class:`pipeline.retrieval.readers.DocumentReaders`), then added under the lock: its
-segment is merged into the small delta segment, and chunks, delta and a new ``version``
-are written in one MULTI (a reader sees the old collection or the new one, never half).
-An add costs the document and the delta, not the collection; when the delta passes
-``index_delta_chunks`` that add merges it into the main segment (off the loop, on a
-thread: numpy concatenations) and bumps ``main_version``. Deleting a document rewrites the
-main segment without its rows. A replica keeps the indexes it used last
-(:attr:`CollectionStore.cache`, LRU) and asks Redis for the versions on each search (one
-HMGET): a new delta alone is all it loads while the main segment is unchanged.
+chunks, its segment and a new ``version`` are written in one MULTI (a reader sees the old
+collection or the new one, never half). An add costs its document, not the collection
+(:class:`pipeline.retrieval.indexes.IndexStore` says how the index tiers fold and merge).
+Deleting a document rewrites the index without its rows.
 
 Collections have no TTL: they live until deleted (Redis persistence keeps them across
 restarts of the server, cluster/redis.conf).
@@ -34,17 +29,15 @@ restarts of the server, cluster/redis.conf).
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from pipeline.retrieval.bm25 import BM25Index, Segment, tokenize
 from pipeline.retrieval.documents import ReadDocument
+from pipeline.retrieval.indexes import IndexStore, LoadedIndex, not_found
 from pipeline.retrieval.readers import DocumentReaders
 from schemas import (
     CollectionInfo,
@@ -78,19 +71,6 @@ return 0
 """
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedIndex:
-    version: int
-    index: BM25Index
-    #: the chunk key ("{document}:{n}") of each row of the index
-    rows: tuple[str, ...]
-    main_version: int = 0
-
-
-def not_found(collection: str) -> SessionError:
-    return SessionError(f"no collection {collection!r}", code=ErrorCode.COLLECTION_NOT_FOUND)
-
-
 class CollectionStore:
     """Collections, documents and indexes in Redis; one per process (it caches indexes
     and owns the document readers: :meth:`aclose` stops them)."""
@@ -99,9 +79,13 @@ class CollectionStore:
         self.redis = redis
         self.settings = settings
         self.prefix = key_prefix
-        #: collection id -> the index this replica loaded last (LRU, settings.index_cache)
-        self.cache: OrderedDict[str, LoadedIndex] = OrderedDict()
         self.readers = DocumentReaders(settings)
+        self.indexes = IndexStore(redis, settings, self.key, self.chunk_texts)
+
+    @property
+    def cache(self) -> OrderedDict[str, LoadedIndex]:
+        """Collection id -> the index this replica loaded last (LRU, ``index_cache``)."""
+        return self.indexes.cache
 
     async def aclose(self) -> None:
         await self.readers.aclose()
@@ -122,7 +106,7 @@ class CollectionStore:
         info = CollectionInfo(collection_id=collection, name=name, created_ts=now_ms(),
                               version=0, documents=0, chunks=0)
         fields = {"name": name, "created_ts": info.created_ts, "owner": client, "version": 0,
-                  "main_version": 0, "documents": 0, "chunks": 0}
+                  "main_version": 0, "delta_version": 0, "documents": 0, "chunks": 0}
         most, mine = self.settings.max_collections, self.settings.max_collections_per_client
         refused = await self.redis.eval(
             _CREATE, 3, f"{self.prefix}:collections", self.client_key(client),
@@ -152,7 +136,7 @@ class CollectionStore:
         """Delete it with everything of it, and free its place in both counts."""
         owner = await self.redis.hget(self.key(collection), "owner")
         await self.get(collection)
-        parts = ("", "docs", "chunks", "index", "delta", "rows", "grants")
+        parts = ("", "docs", "chunks", "index", "delta", "pending", "rows", "grants")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(*(self.key(collection, part) for part in parts))
             pipe.srem(f"{self.prefix}:collections", collection)
@@ -212,11 +196,13 @@ class CollectionStore:
     async def add_read(
         self, collection: str, read: ReadDocument, *, title: str = "", fmt: str = "text"
     ) -> DocumentInfo:
-        """Add a document already read; costs the document and the delta segment."""
+        """Add a document already read: its chunks and its own index segment, nothing
+        else of the index (see pipeline.retrieval.indexes)."""
         document_id = f"doc_{uuid.uuid4().hex[:12]}"
         info = DocumentInfo(document_id=document_id, title=title, format=fmt,
                             chars=read.chars, chunks=len(read.chunks), created_ts=now_ms())
         keys = [f"{document_id}:{n}" for n in range(len(read.chunks))]
+        segment = read.segment.with_keys(keys)
         async with self._locked(collection):
             current = await self.get(collection)
             most = self.settings.max_chunks_per_collection
@@ -225,103 +211,45 @@ class CollectionStore:
                     f"the collection holds {current.chunks} chunks; {len(read.chunks)} more "
                     f"would pass its limit of {most}", code=ErrorCode.COLLECTION_FULL,
                     limit=most)
-            delta = await self._segment(collection, "delta")
-            delta = await _off_loop(delta.merged, read.segment.with_keys(keys),
-                                    size=delta.size + len(keys))
             version = current.version + 1
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self.key(collection, "docs"), document_id, info.model_dump_json())
                 texts_of: dict[Any, Any] = dict(zip(keys, read.chunks, strict=True))
                 pipe.hset(self.key(collection, "chunks"), mapping=texts_of)
-                meta: dict[Any, Any] = {"version": version,
-                                        "documents": current.documents + 1,
-                                        "chunks": current.chunks + len(keys)}
-                if delta.size > self.settings.index_delta_chunks:
-                    main = await self._segment(collection, "index")
-                    main = await asyncio.to_thread(main.merged, delta)
-                    pipe.set(self.key(collection, "index"), await _to_bytes(main))
-                    pipe.delete(self.key(collection, "delta"))
-                    meta["main_version"] = version
-                else:
-                    pipe.set(self.key(collection, "delta"), await _to_bytes(delta))
-                pipe.hset(self.key(collection), mapping=meta)
-                await pipe.execute()
+                self.indexes.append(pipe, collection, segment)
+                pipe.hset(self.key(collection), mapping={
+                    "version": version, "documents": current.documents + 1,
+                    "chunks": current.chunks + len(keys)})
+                *_, pending, _ = await pipe.execute()
+            await self.indexes.fold(collection, version, int(pending))
         return info
 
     async def delete_document(self, collection: str, document_id: str) -> None:
-        """Delete a document: the main segment is rewritten without its rows (with the
-        delta merged in), off the loop."""
+        """Delete a document: the index is rewritten as one main segment without its
+        rows, off the loop."""
         async with self._locked(collection):
             info, _ = await self.document(collection, document_id)
             current = await self.get(collection)
-            main = await self._segment(collection, "index")
-            delta = await self._segment(collection, "delta")
             prefix = f"{document_id}:"
-            main = await asyncio.to_thread(
-                lambda: main.merged(delta).without(lambda key: key.startswith(prefix)))
             version = current.version + 1
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(self.key(collection, "docs"), document_id)
                 fields = [f"{prefix}{n}" for n in range(info.chunks)]
                 if fields:
                     pipe.hdel(self.key(collection, "chunks"), *fields)
-                pipe.set(self.key(collection, "index"), await _to_bytes(main))
-                pipe.delete(self.key(collection, "delta"), self.key(collection, "rows"))
+                await self.indexes.without(pipe, collection, version,
+                                           lambda key: key.startswith(prefix))
                 pipe.hset(self.key(collection), mapping={
-                    "version": version, "main_version": version,
-                    "documents": max(0, current.documents - 1),
+                    "version": version, "documents": max(0, current.documents - 1),
                     "chunks": max(0, current.chunks - info.chunks)})
                 await pipe.execute()
-
-    async def _segment(self, collection: str, part: str) -> Segment:
-        """A stored segment (empty if none). A main index of an older format is rebuilt
-        from the chunk texts (once: the next write stores the new format)."""
-        blob = await self.redis.get(self.key(collection, part))
-        if blob is None:
-            return Segment.empty()
-        try:
-            segment: Segment = await _off_loop(Segment.from_bytes, blob, size=len(blob) // 1024)
-            return segment
-        except ValueError:
-            if part != "index":
-                raise
-        return await self._rebuilt(collection)
-
-    async def _rebuilt(self, collection: str) -> Segment:
-        """The main segment from the chunk texts, for an index written by an older version
-        (its ``rows`` key says which chunks it held)."""
-        raw_rows = await self.redis.get(self.key(collection, "rows"))
-        rows: list[str] = json.loads(raw_rows or "[]")
-        texts = await self.chunk_texts(collection, rows)
-        tokens = await asyncio.to_thread(tokenize, texts)
-        return await asyncio.to_thread(Segment.from_tokens, tokens, rows)
 
     # ---- the index --------------------------------------------------------------------
 
     async def index(self, collection: str) -> LoadedIndex:
-        """The collection's index: this replica's copy if its version is current; else
-        its main segment kept if that is current, and the delta loaded from Redis."""
-        raw = await self.redis.hmget(self.key(collection), ["version", "main_version"])
-        if raw[0] is None:
-            self.cache.pop(collection, None)
-            raise not_found(collection)
-        version, main_version = int(raw[0]), int(raw[1] or 0)
-        cached = self.cache.get(collection)
-        if cached is not None and cached.version == version:
-            self.cache.move_to_end(collection)
-            return cached
-        if cached is not None and cached.main_version == main_version:
-            main = cached.index.segments[0]
-        else:
-            main = await self._segment(collection, "index")
-        delta = await self._segment(collection, "delta")
-        loaded = LoadedIndex(version, BM25Index([main, delta]), main.keys + delta.keys,
-                             main_version)
-        self.cache[collection] = loaded
-        self.cache.move_to_end(collection)
-        while len(self.cache) > self.settings.index_cache:
-            self.cache.popitem(last=False)
-        return loaded
+        """The collection's index (this replica's copy while current; see
+        pipeline.retrieval.indexes)."""
+        return await self.indexes.load(collection)
 
     async def chunk_texts(self, collection: str, rows: list[str]) -> list[str]:
         if not rows:
@@ -361,19 +289,6 @@ class _Lock:
 
     async def __aexit__(self, *_: object) -> None:
         await self.redis.eval(_RELEASE, 1, self.key, self.token)
-
-
-async def _off_loop(function: Any, *args: Any, size: int) -> Any:
-    """``function(*args)``: inline when ``size`` (rows, KiB) is small enough that a thread
-    hop costs more, else on a thread."""
-    if size < 64:
-        return function(*args)
-    return await asyncio.to_thread(function, *args)
-
-
-async def _to_bytes(segment: Segment) -> bytes:
-    blob: bytes = await _off_loop(segment.to_bytes, size=segment.size)
-    return blob
 
 
 def _text(value: bytes | str) -> str:
