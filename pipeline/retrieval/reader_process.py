@@ -25,6 +25,7 @@ followed by another length and the chunks' segment (an ``.npz``; see
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import signal
@@ -111,6 +112,8 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
 
 
 def main() -> None:
+    # pypdf logs each oddity of a document: a hostile one would flood the server's log
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     os.nice(10)
     _limit_memory(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     import pypdf  # noqa: F401 - loaded before the first job, not during it

@@ -158,7 +158,15 @@ class DocumentReaders:
             raise VoxlineError("the document readers are closed",
                                code=ErrorCode.CONFIGURATION_ERROR, http_status=503,
                                transient=True)
-        reader = self._idle.pop() if self._idle else await self._start()
+        reader = None
+        while self._idle and reader is None:
+            candidate = self._idle.pop()
+            if candidate.process.returncode is None:
+                reader = candidate
+            else:  # it died idle (killed from outside): not this document's fault
+                self._all.discard(candidate)
+        if reader is None:
+            reader = await self._start()
         timeout = self.settings.document_timeout_s
         keep = False
         try:
