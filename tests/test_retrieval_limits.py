@@ -156,6 +156,38 @@ async def test_a_reader_past_its_time_is_stopped_and_replaced() -> None:
     assert readers.busy == 0
 
 
+def flate_bomb(megabytes: int = 100) -> bytes:
+    """One page whose content stream inflates to ``megabytes`` of spaces (from ~100 KB)."""
+    import zlib
+
+    packer = zlib.compressobj(9)
+    packed = b"".join(packer.compress(b" " * (1 << 20)) for _ in range(megabytes))
+    packed += packer.flush()
+    stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed)
+    return pdf([b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+                stream + packed + b"\nendstream"])
+
+
+async def test_pages_and_memory_are_capped_in_the_reader() -> None:
+    readers = DocumentReaders(RetrievalSettings(max_document_pages=10, document_memory_mb=48))
+    try:
+        with pytest.raises(VoxlineError) as pages:
+            await readers.read(operator_bomb(), "pdf")  # 20 pages: refused before reading
+        assert (pages.value.code, pages.value.details["limit"]) == (
+            ErrorCode.DOCUMENT_TOO_LARGE, 10)
+        with pytest.raises(VoxlineError) as inflated:
+            await readers.read(flate_bomb(), "pdf")
+        # pypdf caps what it inflates, the reader's memory cap the rest: a 4xx either way
+        assert inflated.value.code in (ErrorCode.DOCUMENT_TOO_LARGE,
+                                       ErrorCode.DOCUMENT_UNREADABLE, ErrorCode.EMPTY_INPUT)
+        assert 400 <= inflated.value.http_status < 500
+        assert (await readers.read("still reading", "text")).chunks == ["still reading"]
+    finally:
+        await readers.aclose()
+
+
 async def test_a_saturated_pool_refuses_with_retry_after(
     redis_url: str, log_settings: EventLogSettings
 ) -> None:
