@@ -95,7 +95,10 @@ class _Reader:
                   "limits": asdict(limits)}
         stdin.write(json.dumps(header).encode() + b"\n" + content)
         await stdin.drain()
-        reply = json.loads(await self._frame(stdout))
+        frame = await self._frame(stdout)
+        # a large document's chunks make a large reply: parsed on a thread, not the loop
+        reply = json.loads(frame) if len(frame) < 1 << 18 else await asyncio.to_thread(
+            json.loads, frame)
         segment = await self._frame(stdout) if "ok" in reply else b""
         return reply, segment
 
