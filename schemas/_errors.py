@@ -83,6 +83,8 @@ class ErrorCode(StrEnum):
     RETRIEVAL_FAILED = "retrieval_failed"
     RETRIEVAL_TIMEOUT = "retrieval_timeout"
     RERANKER_UNAVAILABLE = "reranker_unavailable"
+    DOCUMENT_UNREADABLE = "document_unreadable"
+    COLLECTION_QUOTA_EXCEEDED = "collection_quota_exceeded"
     LOG_WRITE_FAILED = "log_write_failed"
     # everything else
     CONFIGURATION_ERROR = "configuration_error"

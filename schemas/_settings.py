@@ -194,6 +194,11 @@ class RetrievalSettings(BaseModel):
     max_collections: int = Field(
         default=1000, ge=1, description="collections on the server (too_many_collections)"
     )
+    max_collections_per_client: int = Field(
+        default=20, ge=1,
+        description="collections one client may hold: one API key, or one address with keys "
+        "off (collection_quota_exceeded)",
+    )
     max_document_chars: int = Field(
         default=1_000_000, ge=100, description="text of one document (document_too_large)"
     )
@@ -202,6 +207,30 @@ class RetrievalSettings(BaseModel):
     )
     max_chunks_per_collection: int = Field(
         default=20_000, ge=1, description="chunks of one collection (collection_full)"
+    )
+    max_document_pages: int = Field(
+        default=1000, ge=1, description="pages of one PDF, checked before any is read "
+        "(document_too_large)"
+    )
+    document_timeout_s: float = Field(
+        default=20.0, gt=0, description="CPU seconds reading one document (text, chunks, "
+        "tokens) may take in a reader process (twice that in wall time); past it the process "
+        "is stopped (document_too_large)"
+    )
+    document_readers: int = Field(
+        default=2, ge=1, le=64, description="reader processes per Gateway replica"
+    )
+    document_queue: int = Field(
+        default=8, ge=0, description="documents that may wait for a reader; more: 503 "
+        "overloaded with Retry-After"
+    )
+    document_memory_mb: int = Field(
+        default=1024, ge=0, description="memory a reader process may add while reading "
+        "(document_too_large; 0: no cap)"
+    )
+    index_delta_chunks: int = Field(
+        default=2000, ge=1, description="chunks new documents gather in a collection's delta "
+        "index before it is merged into the main one"
     )
     chunk_chars: int = Field(default=500, ge=50, le=8000, description="a chunk's length")
     chunk_overlap: int = Field(

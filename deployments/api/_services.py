@@ -216,6 +216,8 @@ class Services:
             with contextlib.suppress(Exception):
                 await self.release(session)
         await self.tails.aclose()
+        if self.collections is not None:
+            await self.collections.aclose()  # its document reader processes
         await self.redis.aclose()
 
 
