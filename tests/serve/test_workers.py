@@ -63,5 +63,7 @@ async def test_talk_with_text(app: App, tmp_path: Path) -> None:
     await talk(app.url, text="What is the capital of Italy?", wav=None, out=out,
                say=lambda text, end="\n": said.append(text), sampling=GREEDY)
     assert out.stat().st_size > 10_000
-    assert said[-1].startswith("reply audio:")
-    assert "".join(said[:-1]).strip()  # the reply streamed to the terminal
+    audio = next(i for i, line in enumerate(said) if line.startswith("reply audio:"))
+    assert "".join(said[:audio]).strip()  # the reply streamed to the terminal
+    session = next(line for line in said[audio:] if line.startswith("session: "))
+    assert session.removeprefix("session: ").startswith("sess_")  # said, to look back at it
