@@ -77,7 +77,9 @@ const events = new EventHandler(conversation, {
 
 const sessions = new Sessions({
   api, events, ensureAudio, say,
-  connection: (options) => new SessionConnection({ baseUrl: BASE, apiKey: () => apiKey.value(), ...options }),
+  connection: (options) => new SessionConnection({
+    baseUrl: BASE, apiKey: () => apiKey.value(), ...options,
+  }),
   clearPage: () => {
     stopPlayback("new session");
     conversation.clear();
@@ -101,7 +103,8 @@ const mic = new MicControl({
 async function loadVoices() {
   try {
     const models = await (await api("/v1/models")).json();
-    $("voices").replaceChildren(...voiceNames(models).map((v) => Object.assign(document.createElement("option"), { value: v })));
+    const option = (voice) => Object.assign(document.createElement("option"), { value: voice });
+    $("voices").replaceChildren(...voiceNames(models).map(option));
   } catch { /* a list of suggestions only */ }
 }
 
