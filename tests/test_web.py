@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from deployments.api import create_api
+from deployments.api.web import STATIC
 from schemas import CLIENT_MESSAGE_TYPES, EVENT_TYPES, protocol_json_schema
 
 
@@ -34,8 +35,10 @@ async def test_the_page_is_served_at_the_root(http: httpx.AsyncClient) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="/static/app.js">' in response.text
     assert _external(response.text) == []
-    for module in ("app.js", "connection.js", "cursor.js", "latency.js", "mic.js",
-                   "mic-worklet.js", "playback.js", "player.js", "resample.js", "style.css"):
+    # every module and style sheet in the folder, so a new module cannot go unserved
+    assets = sorted(p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css"))
+    assert {"app.js", "events.js", "session.js", "transcript.js", "style.css"} <= set(assets)
+    for module in assets:
         asset = await http.get(f"/static/{module}")
         assert asset.status_code == 200, module
         if module.endswith(".js"):

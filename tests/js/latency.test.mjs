@@ -1,7 +1,7 @@
 // Per-turn latency figures from event timestamps (node --test tests/js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TurnTimings } from "../../deployments/api/static/latency.js";
+import { TurnTimings, figuresText, formatMs } from "../../deployments/api/static/latency.js";
 
 const ev = (type, ts, turn_id = "t1") => ({ type, ts, turn_id });
 
@@ -30,4 +30,13 @@ test("a typed turn has no STT and no voice to voice", () => {
 test("an unknown turn has no figures", () => {
   assert.deepEqual(new TurnTimings().figures("nope"),
     { stt: undefined, firstToken: undefined, firstAudio: undefined, voiceToVoice: undefined });
+});
+
+test("figures are written in ms, the unknown ones as a dash or left out", () => {
+  assert.equal(formatMs(120), "120 ms");
+  assert.equal(formatMs(0), "0 ms");
+  assert.equal(formatMs(undefined), "–");
+  assert.equal(figuresText({ stt: 400, firstToken: 80, firstAudio: undefined, voiceToVoice: 1030 }),
+    "STT 400 ms · first token 80 ms · voice to voice 1030 ms");
+  assert.equal(figuresText({}), "");
 });

@@ -1,5 +1,6 @@
-// Per-turn latency figures from the events' server timestamps (`ts`, ms). Pure: tested
-// by `node --test tests/js`. The same stages as the server's metrics worker:
+// Per-turn latency figures from the events' server timestamps (`ts`, ms), and how the
+// page writes them. Pure: tested by `node --test tests/js`. The same stages as the
+// server's metrics worker:
 //   STT          end of speech (input.speech_stopped) → transcript.final
 //   first token  the input (transcript.final or input.text) → first response.text.delta
 //   first audio  end of speech or text submitted → first response.audio.chunk
@@ -67,4 +68,16 @@ export class TurnTimings {
         && heardDelayMs !== undefined ? serverAudio + heardDelayMs : undefined,
     };
   }
+}
+
+/** One figure as the latency table shows it: "120 ms", or "–" when not known. */
+export function formatMs(value) {
+  return value === undefined ? "–" : `${value} ms`;
+}
+
+/** A turn's figures in one line under its reply, the unknown ones left out. */
+export function figuresText(f) {
+  const parts = [["STT", f.stt], ["first token", f.firstToken], ["first audio", f.firstAudio],
+                 ["voice to voice", f.voiceToVoice]].filter(([, v]) => v !== undefined);
+  return parts.map(([name, v]) => `${name} ${v} ms`).join(" · ");
 }
