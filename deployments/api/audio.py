@@ -44,9 +44,9 @@ from deployments.api._errors import error_response, error_responses
 from deployments.api._services import Services, get_services
 from deployments.api.sessions import engine_choices
 from pipeline.audio import content_type, decode_audio, to_srt, to_vtt
-from pipeline.engines import Synthesizer, Transcriber
+from pipeline.engines import Synthesizer, Transcriber, engine_voice
 from pipeline.session import Permit, merge_settings
-from pipeline.turn import AudioOutput, engine_voice, pieces_of, speak, synthesizer_for
+from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import (
     MAX_PROMPT_CHARS,
     AudioChunkData,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
-from pipeline.turn import OPENAI_VOICES, engine_voice
+from pipeline.engines import OPENAI_VOICES, engine_voice
 from schemas import ErrorCode, SessionError
 
 router = APIRouter(prefix="/v1/models", tags=["openai"])

@@ -1,7 +1,7 @@
 """``/v1/sessions``: create a session, look at it, end it.
 
 Creating a session appends ``session.created`` and returns the token every later call
-on the session must show, with the URLs of its realtime socket and its event stream.
+on the session must show, with the URLs of its native socket and its event stream.
 Creation, authorization and settings merging are :mod:`pipeline.session`'s; this module
 is their HTTP face.
 """

@@ -14,12 +14,14 @@ from pipeline.engines.base import (
     Transcriber,
     VoiceActivityDetector,
 )
+from pipeline.engines.openai_voices import OPENAI_VOICES, engine_voice
 from pipeline.engines.registry import ENGINES, create_engine, engine_class
 from pipeline.engines.weights import ModelStatus, list_models
 from pipeline.engines.weights import prepare as prepare_model
 
 __all__ = [
     "ENGINES",
+    "OPENAI_VOICES",
     "Engine",
     "LanguageModel",
     "ModelStatus",
@@ -28,6 +30,7 @@ __all__ = [
     "VoiceActivityDetector",
     "create_engine",
     "engine_class",
+    "engine_voice",
     "list_models",
     "prepare_model",
 ]

@@ -1,6 +1,6 @@
 """One live session: client input in, events out, every event appended before it goes out.
 
-:class:`LiveSession` is what a socket handler (``deployments/api/realtime.py``), the SSE
+:class:`LiveSession` is what a socket handler (``deployments/api/session_socket.py``), the SSE
 chat and the ``voxline demo`` command drive. It owns the per-connection work: speech input
 (:mod:`pipeline.session.speech_input`), one response at a time, barge-in and cancel, and
 preemptive turns (:mod:`pipeline.session.speculation`: a reply prepared during a pause).
