@@ -1,19 +1,19 @@
-"""Limits under load, against the running app (issue #11 rows 6 and 7).
+"""Limits under load, against the running app: long sessions and overload.
 
 Prints a table and writes ``reports/bench_limits.json``. Two parts here, each a function
 another script may call with the URL of a running server, and a third from
-``loadtests/bench_connections.py`` (rows 2 and 3: idle sockets held per Gateway with
+``loadtests/bench_connections.py`` (idle sockets held per Gateway with
 ``/readyz`` 200, goal ≥ 1,000; Gateway RSS over a 300-turn session, goal flat within 10 %),
 run with ``--part connections`` or ``all`` against the API on plain uvicorn in a child
 process (that script's own setup; see its docstring):
 
-* :func:`history_first_token` (row 7): one session, up to 40 typed turns in a row; per
+* :func:`history_first_token`: one session, up to 40 typed turns in a row; per
   turn the first text delta (client: send → first ``response.text.delta`` received;
   server: ``input.text`` → first delta). The history handed to the LLM is trimmed in
   blocks (``VOXLINE_HISTORY__*``), so the prompt's prefix, and the LLM's prompt cache,
   hold from turn to turn. Goal: turn 40 within 1.5× of turn 2 (also given: the median
   of turns 36–40 against that of turns 2–6, which one noisy turn does not swing).
-* :func:`bystander_under_overload` (row 6): a bystander's typed turns, send → first
+* :func:`bystander_under_overload`: a bystander's typed turns, send → first
   reply audio, alone and then while ``3 × capacity`` other clients keep asking for turns
   (``/v1/chat/stream`` with audio, each retrying after ``Retry-After`` when refused).
   Goal: the bystander's p95 under load ≤ 2× its idle p95, the excess refused with

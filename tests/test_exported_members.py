@@ -82,7 +82,6 @@ FACADES = {
         "local_id", "log_id_before", "parse_resume_id", "session_object",
     ],
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],
-    # retrieval (issue 16)
     "pipeline.retrieval": [
         "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",
         "DocumentReaders", "FOLD_EVERY", "Grounder", "Grounding", "IndexStore",

@@ -56,7 +56,7 @@ class Services:
     workers: dict[str, Any] = field(default_factory=dict)
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
     admission: Admission = field(default_factory=Admission)
-    #: retrieval (issue 16): document collections in Redis, and the search of a turn
+    #: retrieval: document collections in Redis, and the search of a turn
     collections: CollectionStore | None = None
     grounder: Grounder | None = None
     _session_permits: dict[LiveSession, Permit] = field(default_factory=dict)
