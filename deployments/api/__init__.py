@@ -11,7 +11,10 @@ a session's messages), ``health``, ``web`` (the browser page at ``/``, the docum
 pages) and ``fallback`` (unknown WebSocket paths). With ``VOXLINE_API__KEYS`` set, all
 but ``health``, ``web`` and the docs need an API key (``_auth``). Sockets and requests
 that change something from a web page elsewhere are refused (``_origin``); every answer
-carries security headers, every page its content security policy (``_headers``).
+carries security headers, every page its content security policy (``_headers``). What
+several routers use lives in private modules (``_deps``: the services, session and
+collection access, what the engines say of themselves; ``_socket``, ``_sse`` ...): a
+router never imports another router (an import contract says so).
 """
 
 from __future__ import annotations

@@ -36,13 +36,13 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from deployments.api._deps import ServicesDep, engine_choices
 from deployments.api._errors import error_response, error_responses
-from deployments.api._services import Services, get_services
-from deployments.api.sessions import engine_choices
+from deployments.api._services import Services
 from pipeline.audio import content_type, decode_audio, to_srt, to_vtt
 from pipeline.engines import Synthesizer, Transcriber, engine_voice
 from pipeline.session import Permit, merge_settings
@@ -62,7 +62,6 @@ from schemas import (
 )
 
 router = APIRouter(prefix="/v1/audio", tags=["audio"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 STT_RATE = 16000
 SPEECH_RATE = 24000

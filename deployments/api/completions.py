@@ -34,9 +34,9 @@ import math
 import time
 import uuid
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -46,11 +46,10 @@ from deployments.api._chat_request import (
     client_error,
     generation_request,
 )
+from deployments.api._deps import ServicesDep, check_owner, described, model_id
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
+from deployments.api._services import Services
 from deployments.api._sse import SSE_HEADERS
-from deployments.api.collections import check_owner
-from deployments.api.models import llm_description, model_id
 from schemas import (
     Citation,
     ErrorCode,
@@ -107,7 +106,7 @@ _CHUNKS: dict[str, Any] = {"text/event-stream": {}}
                **error_responses(400, 401, 403, 404, 413, 422, 502, 503)},
 )
 async def chat_completions(
-    body: CompletionRequest, http: Request, services: Annotated[Services, Depends(get_services)]
+    body: CompletionRequest, http: Request, services: ServicesDep
 ) -> Any:
     request = generation_request(body, services)
     citations: list[Citation] | None = None
@@ -115,7 +114,7 @@ async def chat_completions(
     if body.search_tool_config is not None:
         request, citations, warnings = await _grounded(body.search_tool_config, request,
                                                        http, services)
-    info = await llm_description(services)
+    info = await described(services, "llm")
     model = model_id(info) if info is not None else "unknown"
     prompt_tokens = bounded_prompt(request, services, info)
     services.admission.check("turns")  # past capacity: 503 before anything streams

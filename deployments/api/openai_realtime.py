@@ -38,9 +38,9 @@ from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
 from deployments.api._auth import accepted_subprotocol, check_api_key, token_of
+from deployments.api._deps import engine_choices
 from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, finish, receive, refuse
-from deployments.api.sessions import engine_choices
 from pipeline.openai_realtime import (
     ClientTranslator,
     ServerTranslator,

@@ -35,9 +35,9 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from deployments.api._auth import accepted_subprotocol, check_api_key
+from deployments.api._deps import authorized_state, engine_choices
 from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, NativeFraming, finish, receive, refuse
-from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
     SessionCreated,
