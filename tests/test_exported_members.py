@@ -50,7 +50,7 @@ FACADES = {
     "pipeline.engines": [
         "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "Transcriber",
         "VoiceActivityDetector", "create_engine", "engine_class", "list_models",
-        "prepare_model", "OPENAI_VOICES", "engine_voice",
+        "prepare_model", "OPENAI_VOICES", "engine_voice", "transcript_text",
     ],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",

@@ -29,7 +29,6 @@ and wording), and a completion takes one of the replica's ``turns`` places (503
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 import uuid
@@ -49,7 +48,7 @@ from deployments.api._chat_request import (
 from deployments.api._deps import ServicesDep, check_owner, described, model_id
 from deployments.api._errors import error_responses
 from deployments.api._services import Services
-from deployments.api._sse import SSE_HEADERS
+from deployments.api._sse import SSE_HEADERS, sse_data
 from schemas import (
     Citation,
     ErrorCode,
@@ -210,10 +209,6 @@ class _Reply:
         return "length" if spent >= self.request.sampling.max_tokens else "stop"
 
 
-def _data(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
-
-
 async def _chunks(
     services: Services, request: GenerationRequest, completion_id: str,
     model: str, prompt_tokens: int, include_usage: bool,
@@ -228,7 +223,7 @@ async def _chunks(
             "created": int(time.time()), "model": model}
 
     def chunk(delta: dict[str, str], finish: str | None) -> bytes:
-        return _data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+        return sse_data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                            "finish_reason": finish}]})
 
     reply = _Reply(request, prompt_tokens, services.settings.history)
@@ -249,16 +244,16 @@ async def _chunks(
             payload = payload.model_copy(update={"message": "the language model stage failed"
                                                  if error.code is ErrorCode.LLM_FAILED
                                                  else "the reply failed; try again"})
-        yield _data({"error": payload.model_dump(mode="json")})
+        yield sse_data({"error": payload.model_dump(mode="json")})
         return
     if citations is None:
         yield chunk({}, reply.finish())
     else:  # Voxline's extras ride on the last chunk
-        yield _data({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+        yield sse_data({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
                                           "finish_reason": reply.finish()}],
                      "citations": [c.model_dump(mode="json") for c in citations],
                      "warnings": [w.model_dump(mode="json") for w in warnings or ()]})
     if include_usage:
-        yield _data({**base, "choices": [],
+        yield sse_data({**base, "choices": [],
                      "usage": reply.usage().model_dump()})
-    yield b"data: [DONE]\n\n"
+    yield sse_data("[DONE]")

@@ -13,6 +13,7 @@ from pipeline.engines.base import (
     Synthesizer,
     Transcriber,
     VoiceActivityDetector,
+    transcript_text,
 )
 from pipeline.engines.openai_voices import OPENAI_VOICES, engine_voice
 from pipeline.engines.registry import ENGINES, create_engine, engine_class
@@ -33,4 +34,5 @@ __all__ = [
     "engine_voice",
     "list_models",
     "prepare_model",
+    "transcript_text",
 ]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -146,6 +146,12 @@ class Transcriber(Engine):
         Silence yields nothing. Bad audio raises ``InvalidAudioError``; a model failure
         raises ``EngineError(code=stt_failed)``.
         """
+
+
+def transcript_text(segments: Iterable[TranscriptSegment]) -> str:
+    """A transcription as one text: its segments' texts, trimmed, one space apart (what a
+    turn, a refinement and ``/v1/audio/transcriptions`` all call the transcript)."""
+    return " ".join(s.text.strip() for s in segments).strip()
 
 
 class LanguageModel(Engine):
