@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import LanguageModel
+from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
 from schemas import (
     ChatMessage,
@@ -61,7 +61,6 @@ from schemas import (
 
 __all__ = [
     "MODEL_PATH_SETTING",
-    "GenerationStats",
     "RenderedPrompt",
     "VllmLanguageModel",
     "VllmOptions",
@@ -167,19 +166,6 @@ def render_prompt(
             )
     prompt = build_dialogue_prompt(messages, extra_stop=sampling.stop, dialogue=dialogue)
     return RenderedPrompt(text=prompt.text, token_ids=None, stop=prompt.stop, format="dialogue")
-
-
-@dataclass
-class GenerationStats:
-    """Timing of the latest request, for benchmarks and logs."""
-
-    request_id: str
-    prompt_format: str
-    first_delta_s: float | None = None
-    duration_s: float | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int = 0
 
 
 class VllmLanguageModel(LanguageModel):
@@ -363,8 +349,8 @@ class VllmLanguageModel(LanguageModel):
                 piece = output.outputs[0].text if output.outputs else ""
                 text, stopped = scanner.feed(piece)
                 if text:
-                    if stats.first_delta_s is None:
-                        stats.first_delta_s = time.perf_counter() - started
+                    if stats.first_text_s is None:
+                        stats.first_text_s = time.perf_counter() - started
                     yield text
                 if finished:
                     stats.finish_reason = output.outputs[0].finish_reason

@@ -113,8 +113,8 @@ async def test_streams_deltas(engine: VllmLanguageModel) -> None:
     assert not reply.startswith((" ", "\n")) and "User:" not in reply
     stats = engine.last_stats
     assert stats is not None and stats.prompt_format == "dialogue"  # a base model
-    assert stats.first_delta_s is not None and stats.first_delta_s < elapsed
-    print(f"\nvLLM cpu: first delta {stats.first_delta_s:.3f} s, {elapsed:.3f} s: {reply!r}")
+    assert stats.first_text_s is not None and stats.first_text_s < elapsed
+    print(f"\nvLLM cpu: first delta {stats.first_text_s:.3f} s, {elapsed:.3f} s: {reply!r}")
 
 
 async def test_through_the_registry(gemma_folder: Path) -> None:
