@@ -84,7 +84,7 @@ FACADES = {
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],
     "pipeline.retrieval": [
         "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",
-        "DocumentReaders", "FOLD_EVERY", "Grounder", "Grounding", "IndexStore",
+        "DocumentReaders", "FOLD_EVERY", "GroundedPrompt", "Grounder", "Grounding", "IndexStore",
         "LoadedIndex", "MODEL_PACKAGE",
         "MiniLMReranker", "Passage", "RERANKER_HINT", "ReadDocument", "ReadLimits", "Reranker",
         "Retriever", "Segment", "TwoStageRetriever", "chunk_text", "context_message",

@@ -152,17 +152,13 @@ async def _grounded(
     if grounder is None:
         raise VoxlineError("this server has no retrieval configured",
                            code=ErrorCode.CONFIGURATION_ERROR, http_status=503)
-    messages = list(request.messages)
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
-    if last is None:
+    question = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    if question is None:
         raise ProtocolError("search_tool_config needs a user message to search for")
-    grounding = await grounder.ground(None, config, messages[last].content)
-    context = grounder.context(grounding)
-    if context is not None:
-        messages.insert(last, context)
-    cited = list(grounding.citations(grounder.settings.snippet_chars).citations)
-    return (request.model_copy(update={"messages": tuple(messages)}), cited,
-            list(grounding.warnings))
+    grounded = await grounder.prompt(None, config, question.content)
+    messages = grounded.before_question(request.messages)
+    return (request.model_copy(update={"messages": messages}), list(grounded.citations.citations),
+            list(grounded.warnings))
 
 
 class _Reply:
