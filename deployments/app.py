@@ -1,4 +1,8 @@
-"""The Voxline Serve application: four deployments, placed by a profile.
+"""The Voxline Serve application: its deployments, placed by a profile.
+
+The Gateway (the only ingress: the API, the live sessions) calls three model stages
+(Transcriber, LanguageModel, Synthesizer); Narrator and Metrics consume the feed in the
+background; the Reranker (retrieval's second stage) is placed where it can run.
 
 ``build_app`` is the application builder that ``serve_config.yaml`` names
 (``import_path: deployments.app:build_app``) and that ``voxline serve`` calls. Engines

