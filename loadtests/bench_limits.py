@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
-from voxline.client import FINAL_TYPES, Realtime, VoxlineClient  # noqa: E402
+from voxline.client import FINAL_TYPES, SessionSocket, VoxlineClient  # noqa: E402
 
 MAX_HISTORY_TURNS = 40
 IDLE_TURNS = 8
@@ -90,7 +90,7 @@ class Deadline:
 # ---- part one: first token over a long session -----------------------------------------
 
 
-async def _typed_turn(conn: Realtime, text: str, timeout_s: float) -> dict[str, Any]:
+async def _typed_turn(conn: SessionSocket, text: str, timeout_s: float) -> dict[str, Any]:
     """One typed turn on an open socket: client and server first-delta times (ms)."""
     sent = time.perf_counter()
     await conn.send_text(text)
