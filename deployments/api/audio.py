@@ -304,7 +304,7 @@ async def _speech_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[by
             async for data in audio:
                 if data:
                     yield sse_data({"type": "speech.audio.delta",
-                                "audio": base64.b64encode(data).decode()})
+                                    "audio": base64.b64encode(data).decode()})
         except VoxlineError as exc:  # the status went out: the failure is the last event
             yield _failure(exc)
             return

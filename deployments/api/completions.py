@@ -220,7 +220,7 @@ async def _chunks(
 
     def chunk(delta: dict[str, str], finish: str | None) -> bytes:
         return sse_data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                           "finish_reason": finish}]})
+                                              "finish_reason": finish}]})
 
     reply = _Reply(request, prompt_tokens, services.settings.history)
     try:
@@ -246,10 +246,9 @@ async def _chunks(
         yield chunk({}, reply.finish())
     else:  # Voxline's extras ride on the last chunk
         yield sse_data({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                          "finish_reason": reply.finish()}],
-                     "citations": [c.model_dump(mode="json") for c in citations],
-                     "warnings": [w.model_dump(mode="json") for w in warnings or ()]})
+                                             "finish_reason": reply.finish()}],
+                        "citations": [c.model_dump(mode="json") for c in citations],
+                        "warnings": [w.model_dump(mode="json") for w in warnings or ()]})
     if include_usage:
-        yield sse_data({**base, "choices": [],
-                     "usage": reply.usage().model_dump()})
+        yield sse_data({**base, "choices": [], "usage": reply.usage().model_dump()})
     yield sse_data("[DONE]")
