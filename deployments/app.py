@@ -1,4 +1,8 @@
-"""The Voxline Serve application: four deployments, placed by a profile.
+"""The Voxline Serve application: its deployments, placed by a profile.
+
+The Gateway (the only ingress: the API, the live sessions) calls three model stages
+(Transcriber, LanguageModel, Synthesizer); Narrator and Metrics consume the feed in the
+background; the Reranker (retrieval's second stage) is placed where it can run.
 
 ``build_app`` is the application builder that ``serve_config.yaml`` names
 (``import_path: deployments.app:build_app``) and that ``voxline serve`` calls. Engines
@@ -124,7 +128,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # CPU only: they call the stage deployments for speech and transcripts
         "Narrator": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 2},
         "Metrics": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
-        # retrieval's second stage (issue 16): all-MiniLM-L6-v2 on the last tenth of a
+        # retrieval's second stage: all-MiniLM-L6-v2 on the last tenth of a
         # speech GPU (Transcriber 0.45 + Synthesizer 0.45), reserving no CPU (the pod's
         # are the speech stages'), in an environment of its own (torch never enters the
         # Gateway's)
@@ -240,7 +244,7 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
     tts = place(SynthesizerReplica, user_config=stage_user_config(settings.tts)).bind()
     narrator = place(NarratorReplica).bind(stt, tts, settings)
     metrics = place(MetricsReplica).bind(settings)
-    # retrieval (issue 16): the GPU profile always places the re-ranker; the CPU profile
+    # retrieval: the GPU profile always places the re-ranker; the CPU profile
     # when VOXLINE_RETRIEVAL__RERANKER=minilm (else two_stage answers with BM25 and a warning)
     reranker = None
     if parsed.profile == "gpu" or settings.retrieval.reranker == "minilm":

@@ -8,8 +8,8 @@ from collections.abc import AsyncGenerator
 from ray import serve
 
 from deployments._stage import StageReplica
+from pipeline.aio import batched
 from pipeline.engines import LanguageModel
-from pipeline.turn import batched
 from schemas import GenerationRequest, GenerationUsage
 
 

@@ -1,4 +1,4 @@
-"""The re-ranker of ``two_stage`` retrieval as a Serve deployment (issue 16).
+"""The re-ranker of ``two_stage`` retrieval as a Serve deployment.
 
 all-MiniLM-L6-v2 needs torch, which the Gateway never imports: the model runs here, in a
 replica of its own (its own ``runtime_env`` in the GPU profile, on CUDA; the current

@@ -112,7 +112,7 @@ async def run(
                 "label_spoken": bool(LABEL.search(spoken)),
                 "words": len(spoken.split()),
                 "seconds": round(seconds, 3),
-                # the first-piece rule before issue 15 (clause after 5 words) and now
+                # the old first-piece rule (a clause after 5 words) and the voice one
                 "first_piece_s": {
                     "clause5": first_piece_s(timed, SentenceBufferConfig()),
                     "voice": first_piece_s(timed, VOICE_FIRST_PIECE),

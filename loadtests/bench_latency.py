@@ -11,8 +11,8 @@ Prints a table and writes ``reports/bench_latency.json``:
   time as 20 ms frames with a pause after it; from the end of the speech to the first
   reply audio the client receives, and the server-side stage split (STT, LLM first token,
   first piece cut, TTS first chunk); what is left is the VAD tail plus the audio's way in
-  and the chunk's way out. Goal: p50 ≤ 1.0 s on 2 cores (issue 15).
-* **preemptive turns** (issue 15): the voice turns alternate between sessions with
+  and the chunk's way out. Goal: p50 ≤ 1.0 s on 2 cores.
+* **preemptive turns**: the voice turns alternate between sessions with
   ``preemptive_turns`` on and off, so both see the same load; reported: each one's
   voice-to-voice p50/p95, on ÷ off (goal ≤ 0.75) and the rate of discarded speculations
   (``speculation.discarded`` events per turn). The spoken questions have no inner pause,
@@ -119,7 +119,7 @@ PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.5, 1.2  # silence around the spoken question
 STAGES = ("stt", "llm_first_token", "first_piece_cut", "tts_first_chunk", "time_to_first_audio")
 GOALS = {
     "ttfa_ratio_streaming_over_sequential_p50": 0.25,
-    "voice_to_voice_p50_ms": 1000.0,  # issue 15 (was 1.2 s), with preemptive turns
+    "voice_to_voice_p50_ms": 1000.0,  # was 1.2 s before preemptive turns
     "preemptive_on_over_off_p50": 0.75,
     "orchestration_overhead_p50_ms": 20.0,
     "realtime_over_native_voice_p50": 1.05,
@@ -467,7 +467,7 @@ async def realtime_vs_native(
             "ratio_p50": ratio}
 
 
-# ---- answer sheet and STT per model (issue 15) ---------------------------------------------
+# ---- answer sheet and STT per model ---------------------------------------------------------
 
 
 async def answer_sheet(client: VoxlineClient, limit: int, budget: Budget) -> dict[str, Any]:

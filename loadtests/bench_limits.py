@@ -1,19 +1,19 @@
-"""Limits under load, against the running app (issue #11 rows 6 and 7).
+"""Limits under load, against the running app: long sessions and overload.
 
 Prints a table and writes ``reports/bench_limits.json``. Two parts here, each a function
 another script may call with the URL of a running server, and a third from
-``loadtests/bench_connections.py`` (rows 2 and 3: idle sockets held per Gateway with
+``loadtests/bench_connections.py`` (idle sockets held per Gateway with
 ``/readyz`` 200, goal ≥ 1,000; Gateway RSS over a 300-turn session, goal flat within 10 %),
 run with ``--part connections`` or ``all`` against the API on plain uvicorn in a child
 process (that script's own setup; see its docstring):
 
-* :func:`history_first_token` (row 7): one session, up to 40 typed turns in a row; per
+* :func:`history_first_token`: one session, up to 40 typed turns in a row; per
   turn the first text delta (client: send → first ``response.text.delta`` received;
   server: ``input.text`` → first delta). The history handed to the LLM is trimmed in
   blocks (``VOXLINE_HISTORY__*``), so the prompt's prefix, and the LLM's prompt cache,
   hold from turn to turn. Goal: turn 40 within 1.5× of turn 2 (also given: the median
   of turns 36–40 against that of turns 2–6, which one noisy turn does not swing).
-* :func:`bystander_under_overload` (row 6): a bystander's typed turns, send → first
+* :func:`bystander_under_overload`: a bystander's typed turns, send → first
   reply audio, alone and then while ``3 × capacity`` other clients keep asking for turns
   (``/v1/chat/stream`` with audio, each retrying after ``Retry-After`` when refused).
   Goal: the bystander's p95 under load ≤ 2× its idle p95, the excess refused with
@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
-from voxline.client import FINAL_TYPES, Realtime, VoxlineClient  # noqa: E402
+from voxline.client import FINAL_TYPES, SessionSocket, VoxlineClient  # noqa: E402
 
 MAX_HISTORY_TURNS = 40
 IDLE_TURNS = 8
@@ -90,7 +90,7 @@ class Deadline:
 # ---- part one: first token over a long session -----------------------------------------
 
 
-async def _typed_turn(conn: Realtime, text: str, timeout_s: float) -> dict[str, Any]:
+async def _typed_turn(conn: SessionSocket, text: str, timeout_s: float) -> dict[str, Any]:
     """One typed turn on an open socket: client and server first-delta times (ms)."""
     sent = time.perf_counter()
     await conn.send_text(text)

@@ -52,7 +52,7 @@ from loadtests._capacity_plot import plot  # noqa: E402
 from loadtests._capacity_probe import ReplicaProbe  # noqa: E402
 from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
 from loadtests.bench_latency import QUESTIONS as LATENCY_QUESTIONS  # noqa: E402
-from voxline.client import Realtime, VoxlineAPIError, VoxlineClient  # noqa: E402
+from voxline.client import SessionSocket, VoxlineAPIError, VoxlineClient  # noqa: E402
 from voxline.demo import stream_audio, with_pauses  # noqa: E402
 
 #: the latency benchmark's first questions (short: the CPU profile's LLM answers them)
@@ -167,7 +167,7 @@ class Run:
                 self.count(step, f"socket: {type(exc).__name__}", None, None)
                 await asyncio.sleep(1.0)
 
-    async def turn(self, conn: Realtime, utterance: Utterance, step: StepStats,
+    async def turn(self, conn: SessionSocket, utterance: Utterance, step: StepStats,
                    ) -> tuple[str, float | None, float | None]:
         """(outcome, voice-to-voice ms, server TTFA ms) of one turn."""
         start = time.perf_counter()

@@ -4,18 +4,18 @@ Everything that decides *what* happens lives here and runs without Ray or FastAP
 ``deployments/`` only decides *where* it runs. One sub-package per concept, each with a
 façade (its ``__init__``) that the rest of the code imports:
 
-=====================  =================================================================
-``pipeline.log``       the session log on Redis Streams, consumer groups, the state fold
-``pipeline.audio``     PCM helpers, codecs, endpointing of incoming speech
-``pipeline.engines``   the engine seams (STT, LLM, TTS, VAD), their implementations, the
-                       registry and the packaged weights (``pipeline.engines.weights``)
-``pipeline.turn``      the streaming turn: sentence buffer, speaker, audio output, cancel
-``pipeline.session``   sessions: creation, authorization, settings merging, and the live
-                       side (speech input, typed turns, barge-in; events out by the log)
-``pipeline.workers``   background consumers: auto-play narration, re-transcription, metrics
-``pipeline.realtime``  the OpenAI Realtime API's events, to and from the session's own
-``pipeline.aio``       asyncio helpers shared by all of them
-=====================  =================================================================
+============================  =================================================================
+``pipeline.log``              the session log on Redis Streams, consumer groups, the state fold
+``pipeline.audio``            PCM helpers, codecs, endpointing of incoming speech
+``pipeline.engines``          the engine seams (STT, LLM, TTS, VAD), their implementations, the
+                              registry and the packaged weights (``pipeline.engines.weights``)
+``pipeline.turn``             the streaming turn: sentence buffer, speaker, audio output, cancel
+``pipeline.session``          sessions: creation, authorization, settings merging, and the live
+                              side (speech input, typed turns, barge-in; events out by the log)
+``pipeline.workers``          background consumers: auto-play narration, re-transcription, metrics
+``pipeline.openai_realtime``  the OpenAI Realtime API's events, to and from the session's own
+``pipeline.aio``              asyncio helpers shared by all of them
+============================  =================================================================
 
 Engines are imported lazily (:func:`create_engine`), so importing this package never loads
 a model runtime.

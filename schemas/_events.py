@@ -134,7 +134,7 @@ class NarrationReadyData(EventData):
     chunk_count: int = Field(ge=0)
 
 
-# -- retrieval (issue 16) --
+# -- retrieval --
 
 
 class CitationsData(EventData):

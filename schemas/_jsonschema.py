@@ -34,7 +34,7 @@ def protocol_json_schema() -> dict[str, Any]:
         defs[name] = schema
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Voxline realtime protocol",
+        "title": "Voxline native socket protocol",
         "$defs": dict(sorted(defs.items())),
     }
 

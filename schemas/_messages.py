@@ -1,4 +1,4 @@
-"""Messages a client sends over the realtime WebSocket, and their parser.
+"""Messages a client sends over the native socket (``/v1/sessions/{id}/ws``), and their parser.
 
 Text frames are JSON objects discriminated on ``type``; binary frames are raw PCM16 mono at
 the session's input rate (the same as ``input_audio.append`` without the base64). The parser

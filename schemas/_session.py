@@ -84,7 +84,7 @@ class SessionSettings(BaseModel):
     input_sample_rate: int = Field(default=16000, description="PCM16 mono rate of client audio")
     output_format: AudioFormat = AudioFormat.PCM16
     output_sample_rate: int = 24000
-    # -- retrieval (issue 16) --
+    # -- retrieval --
     search: SearchToolConfig | None = Field(
         default=None,
         description="ground every reply in a document collection (a message's own "
@@ -97,7 +97,7 @@ class SessionSettings(BaseModel):
         "typed text); off: user turns are logged and transcribed, and the reply waits for a "
         "response.create message",
     )
-    # -- preemptive turns (issue 15) --
+    # -- preemptive turns --
     preemptive_turns: bool = Field(
         default=True,
         description="on a short pause, transcribe and prepare the reply unsent; it goes out "

@@ -283,7 +283,7 @@ class EngineSettings(BaseModel):
 
 # The CPU profile's engines are the defaults: they run anywhere with packaged weights.
 class SttEngineSettings(EngineSettings):
-    # English sessions on Whisper tiny.en, the others on the multilingual base (issue 15);
+    # English sessions on Whisper tiny.en (faster), the others on the multilingual base;
     # VOXLINE_STT__MODEL=... still names one model for all.
     engine: str = "language-router"
 

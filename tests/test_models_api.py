@@ -14,10 +14,9 @@ import httpx
 import openai
 import pytest
 
-from pipeline.engines import Transcriber
-from pipeline.engines.routing import LanguageRoutingSynthesizer
+from pipeline.engines import OPENAI_VOICES, Transcriber
 from pipeline.engines.stt_routing import LanguageRoutingTranscriber
-from pipeline.turn import OPENAI_VOICES
+from pipeline.engines.tts_routing import LanguageRoutingSynthesizer
 from schemas import ApiSettings, EventLogSettings, TranscriptionRequest, TranscriptSegment
 from tests.api_harness import Harness, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS

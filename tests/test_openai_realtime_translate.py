@@ -10,7 +10,7 @@ import typing
 
 import pytest
 
-from pipeline.realtime import (
+from pipeline.openai_realtime import (
     ClientTranslator,
     ServerTranslator,
     error_frame,

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from pipeline.audio import decode_audio
-from pipeline.turn import OPENAI_VOICES
+from pipeline.engines import OPENAI_VOICES
 from schemas import ApiSettings, EventLogSettings
 from tests.api_harness import Harness, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from pipeline.engines import Synthesizer
 from pipeline.engines.espeak import EspeakSynthesizer, EspeakVoices, espeak_text
 from pipeline.engines.piper import PiperSynthesizer
-from pipeline.engines.routing import LanguageRoutingSynthesizer
+from pipeline.engines.tts_routing import LanguageRoutingSynthesizer
 from schemas import (
     MAX_SYNTHESIS_CHARS,
     AudioChunk,

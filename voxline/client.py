@@ -10,7 +10,7 @@ latency benchmark use, and what an application can use too.
 
 Errors from the server arrive as :class:`VoxlineAPIError` with the server's code. A
 socket the server closes with 1012 (it is stopping: :data:`RESUME_CLOSE_CODE`) is reopened
-and resumed from the last event seen, with no gap and no repeat (:meth:`Realtime.events`).
+and resumed from the last event seen, with no gap and no repeat (:meth:`SessionSocket.events`).
 """
 
 from __future__ import annotations
@@ -140,17 +140,18 @@ class VoxlineClient:
     def connect(
         self, session: SessionInfo, last_event_id: str | None = None, *,
         resume_for_s: float = 60.0,
-    ) -> Realtime:
+    ) -> SessionSocket:
         """The session's socket; closed with 1012 it is resumed for up to ``resume_for_s``
         (0: never, the close is raised)."""
         url = f"{session.ws_url}?token={session.token}"
         if last_event_id:
             url += f"&last_event_id={last_event_id}"
-        return Realtime(url, resume_for_s=resume_for_s)
+        return SessionSocket(url, resume_for_s=resume_for_s)
 
 
-class Realtime:
-    """One WebSocket to a session: send messages and audio, receive events."""
+class SessionSocket:
+    """One native socket (``/v1/sessions/{id}/ws``) to a session: send messages and audio,
+    receive events."""
 
     def __init__(self, url: str, *, resume_for_s: float = 60.0) -> None:
         self.url = url
@@ -165,7 +166,7 @@ class Realtime:
         self.resume_for_s = resume_for_s
         self._resuming_until: float | None = None
 
-    async def __aenter__(self) -> Realtime:
+    async def __aenter__(self) -> SessionSocket:
         self.ws = await connect(self.url, max_size=None, compression=None)
         return self
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.workers import TurnTimeline
 from schemas import Event
-from voxline.client import Realtime, SessionInfo, VoxlineClient
+from voxline.client import SessionInfo, SessionSocket, VoxlineClient
 
 QUESTION = "What is the capital of France?"
 RATE = 24000  # /v1/audio/speech's pcm rate; the session takes it as its input rate
@@ -52,7 +52,7 @@ def with_pauses(speech: bytes, rate: int, before_s: float = 0.5, after_s: float 
     return bytes(2 * int(rate * before_s)) + speech + bytes(2 * int(rate * after_s))
 
 
-async def stream_audio(conn: Realtime, audio: bytes, rate: int, *, realtime: bool) -> None:
+async def stream_audio(conn: SessionSocket, audio: bytes, rate: int, *, realtime: bool) -> None:
     """Send ``audio`` as 20 ms frames, paced like a microphone when ``realtime``."""
     frame = 2 * rate * FRAME_MS // 1000
     start = time.perf_counter()
@@ -107,7 +107,7 @@ async def text_turn(
 
 
 async def _receive(
-    conn: Realtime, result: TurnResult, on_event: Callable[[Event], None] | None
+    conn: SessionSocket, result: TurnResult, on_event: Callable[[Event], None] | None
 ) -> None:
     """The turn's events into ``result`` (and ``on_event``) until its response ends."""
     async for event in conn.until_done():

@@ -3,7 +3,7 @@
 uvicorn's default WebSocket protocol (``websockets-sansio``) says nothing when the
 ``websockets`` parser refuses a request head — a request line or header over its 8 KiB
 limit, too many headers — and leaves the connection open until the client gives up
-(15–20 s in issue #11). :class:`HandshakeGuard` answers ``400`` and closes instead, and
+(15–20 s, measured). :class:`HandshakeGuard` answers ``400`` and closes instead, and
 counts an upgrade the app refused with an HTTP answer (``403 origin_not_allowed``) as
 answered (uvicorn would log each as an error).
 

@@ -3,15 +3,18 @@
 :func:`create_api` builds the application around a :class:`Services`; the Serve ingress
 (``deployments/ingress.py``) builds one per replica with remote engines, tests may build
 one with local engines. Routes, by module: ``sessions`` (create, inspect, close),
-``realtime`` (the WebSocket), ``chat`` (SSE text turns), ``events`` (SSE replay and tail,
-audio chunks), ``audio`` (transcriptions, speech), ``completions`` and ``models``
+``session_socket`` (the native socket), ``chat`` (SSE text turns), ``events`` (SSE
+replay and tail, audio chunks), ``audio`` (transcriptions, speech), ``completions`` and ``models``
 (OpenAI's chat completions and model list), ``openai_realtime`` (OpenAI's Realtime API
 over the same sessions), ``collections`` and ``threads`` (documents for grounded replies,
 a session's messages), ``health``, ``web`` (the browser page at ``/``, the documentation
 pages) and ``fallback`` (unknown WebSocket paths). With ``VOXLINE_API__KEYS`` set, all
 but ``health``, ``web`` and the docs need an API key (``_auth``). Sockets and requests
 that change something from a web page elsewhere are refused (``_origin``); every answer
-carries security headers, every page its content security policy (``_headers``).
+carries security headers, every page its content security policy (``_headers``). What
+several routers use lives in private modules (``_deps``: the services, session and
+collection access, what the engines say of themselves; ``_socket``, ``_sse`` ...): a
+router never imports another router (an import contract says so).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from deployments.api import (
     health,
     models,
     openai_realtime,
-    realtime,
+    session_socket,
     sessions,
     threads,
     web,
@@ -64,7 +67,7 @@ def create_api(services: Services | None = None) -> FastAPI:
     for module in (sessions, chat, events, audio, completions, models, collections, threads):
         # every route may answer 401 when keys are set: the spec says so
         app.include_router(module.router, responses=error_responses(401))
-    for module in (realtime, openai_realtime, health):
+    for module in (session_socket, openai_realtime, health):
         app.include_router(module.router)
     public = web.install(app)  # the browser page at /, /docs and /redoc, packaged assets
     app.include_router(fallback.router)  # last: it takes every WebSocket path left

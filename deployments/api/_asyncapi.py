@@ -56,7 +56,7 @@ def asyncapi_document() -> dict[str, Any]:
     return {
         "asyncapi": "3.0.0",
         "info": {
-            "title": "Voxline realtime protocol",
+            "title": "Voxline native socket protocol",
             "version": "0.1.0",
             "description": (
                 "Open a session with `POST /v1/sessions`, then this socket with the session's "

@@ -74,7 +74,7 @@ class CompletionRequest(BaseModel):
     n: Literal[1] = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    # Voxline's extra (issue 16): ground the reply in a collection; the request shows the
+    # Voxline's extra: ground the reply in a collection; the request shows the
     # collection's token (X-Voxline-Token, or as the api_key when the server has no keys)
     search_tool_config: SearchToolConfig | None = None
 

@@ -1,7 +1,8 @@
 """What every request handler of the API needs, built once per ingress replica.
 
 :class:`Services` is put on ``app.state`` by :func:`deployments.api.create_api`; the
-handlers reach it with the :func:`get_services` dependency. The ingress deployment
+handlers reach it with the :func:`get_services` dependency (a route parameter typed
+``ServicesDep``, from ``_deps``; a socket handler calls it). The ingress deployment
 builds it with remote engines (``deployments.handles``); tests may build it with local
 ones and serve the same API with plain uvicorn.
 """
@@ -56,7 +57,7 @@ class Services:
     workers: dict[str, Any] = field(default_factory=dict)
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
     admission: Admission = field(default_factory=Admission)
-    #: retrieval (issue 16): document collections in Redis, and the search of a turn
+    #: retrieval: document collections in Redis, and the search of a turn
     collections: CollectionStore | None = None
     grounder: Grounder | None = None
     _session_permits: dict[LiveSession, Permit] = field(default_factory=dict)

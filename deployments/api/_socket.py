@@ -1,7 +1,7 @@
-"""What both realtime sockets share: the log's tail as the outgoing side, the receive
-loop, refusing a socket, and finishing a session when its client leaves.
+"""What both sockets (native and OpenAI Realtime) share: the log's tail as the outgoing
+side, the receive loop, refusing a socket, and finishing a session when its client leaves.
 
-``/v1/sessions/{id}/ws`` (Voxline's events, :mod:`deployments.api.realtime`) and
+``/v1/sessions/{id}/ws`` (Voxline's events, :mod:`deployments.api.session_socket`) and
 ``/v1/realtime`` (OpenAI's, :mod:`deployments.api.openai_realtime`) differ only in how a
 log event is written to the client (a :class:`Framing`) and how a text frame is read; the
 session, the log, resume, limits and back-pressure are the same code.

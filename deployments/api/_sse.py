@@ -26,11 +26,17 @@ def resync_required(session_id: str, exc: ResyncRequiredError) -> SessionResyncR
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
-    """One SSE message; ``data`` is JSON (already-encoded JSON strings are kept)."""
-    body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    """One SSE message named ``event`` (Voxline's streams); ``data`` as :func:`sse_data`."""
     head = f"id: {event_id}\n" if event_id else ""
-    lines = "".join(f"data: {line}\n" for line in body.split("\n"))
-    return f"{head}event: {event}\n{lines}\n".encode()
+    return f"{head}event: {event}\n".encode() + sse_data(data)
+
+
+def sse_data(data: Any) -> bytes:
+    """One SSE message of data alone (OpenAI's streams name no event): ``data`` as compact
+    JSON; a string is taken as already encoded (``[DONE]`` too), one ``data:`` line per
+    line of it."""
+    body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return "".join(f"data: {line}\n" for line in body.split("\n")).encode() + b"\n"
 
 
 async def with_keepalive(

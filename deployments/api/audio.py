@@ -36,17 +36,18 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from deployments.api._deps import ServicesDep, engine_choices
 from deployments.api._errors import error_response, error_responses
-from deployments.api._services import Services, get_services
-from deployments.api.sessions import engine_choices
+from deployments.api._services import Services
+from deployments.api._sse import sse_data
 from pipeline.audio import content_type, decode_audio, to_srt, to_vtt
-from pipeline.engines import Synthesizer, Transcriber
+from pipeline.engines import Synthesizer, Transcriber, engine_voice, transcript_text
 from pipeline.session import Permit, merge_settings
-from pipeline.turn import AudioOutput, engine_voice, pieces_of, speak, synthesizer_for
+from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import (
     MAX_PROMPT_CHARS,
     AudioChunkData,
@@ -62,7 +63,6 @@ from schemas import (
 )
 
 router = APIRouter(prefix="/v1/audio", tags=["audio"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 STT_RATE = 16000
 SPEECH_RATE = 24000
@@ -178,7 +178,7 @@ async def _segments(
 def _answer(
     segments: list[TranscriptSegment], request: TranscriptionRequest, response_format: str
 ) -> Response:
-    text = " ".join(s.text.strip() for s in segments).strip()
+    text = transcript_text(segments)
     if response_format in _SUBTITLES:
         return PlainTextResponse(_SUBTITLES[response_format](segments),
                                  media_type=_TEXT_TYPES[response_format])
@@ -210,16 +210,16 @@ async def _streamed(
         await segments.aclose()
         raise
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[bytes]:
         texts: list[str] = []
         try:
             segment = first
             while segment is not None:
                 delta = (" " if texts else "") + segment.text.strip()
                 texts.append(segment.text.strip())
-                yield _sse({"type": "transcript.text.delta", "delta": delta})
+                yield sse_data({"type": "transcript.text.delta", "delta": delta})
                 segment = await anext(segments, None)
-            yield _sse({"type": "transcript.text.done", "text": " ".join(texts)})
+            yield sse_data({"type": "transcript.text.done", "text": " ".join(texts)})
         except VoxlineError as exc:  # the status went out: the failure is the last event
             yield _failure(exc)
         finally:
@@ -297,28 +297,24 @@ async def _speech(
     return StreamingResponse(_bytes(first, chunks, permit), media_type=media_type)
 
 
-async def _speech_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[str]:
+async def _speech_events(audio: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     """OpenAI's speech SSE: each encoded chunk base64 in ``speech.audio.delta``, then done."""
     async with contextlib.aclosing(audio):
         try:
             async for data in audio:
                 if data:
-                    yield _sse({"type": "speech.audio.delta",
-                                "audio": base64.b64encode(data).decode()})
+                    yield sse_data({"type": "speech.audio.delta",
+                                    "audio": base64.b64encode(data).decode()})
         except VoxlineError as exc:  # the status went out: the failure is the last event
             yield _failure(exc)
             return
-    yield _sse({"type": "speech.audio.done"})
+    yield sse_data({"type": "speech.audio.done"})
 
 
-def _failure(error: VoxlineError) -> str:
+def _failure(error: VoxlineError) -> bytes:
     """An ``error`` event with the same payload an HTTP error body carries."""
     body = json.loads(bytes(error_response(error).body))
-    return _sse({"type": "error", "error": body["error"]})
-
-
-def _sse(event: dict[str, object]) -> str:
-    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
+    return sse_data({"type": "error", "error": body["error"]})
 
 
 async def _bytes(

@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StrictBool
 
+from deployments.api._deps import ServicesDep, authorized_state, engine_choices
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
+from deployments.api._services import Services
 from deployments.api._sse import SSE_HEADERS, sse
-from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.session import LiveSession, create_session, follow_turn, merge_settings
 from schemas import (
     ErrorCode,
@@ -70,7 +70,7 @@ class ChatRequest(BaseModel):
                **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
 )
 async def chat_stream(
-    body: ChatRequest, request: Request, services: Annotated[Services, Depends(get_services)]
+    body: ChatRequest, request: Request, services: ServicesDep
 ) -> StreamingResponse:
     limit = services.settings.api.max_text_chars  # the socket's input.text limit
     if len(body.message) > limit:

@@ -26,18 +26,17 @@ collection frees its place.
 from __future__ import annotations
 
 import hashlib
-import hmac
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from deployments.api._auth import api_keys, shown_key, token_of
+from deployments.api._deps import ServicesDep, check_owner, collection_token, store_of
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
+from deployments.api._services import Services
 from pipeline.log import fold
-from pipeline.retrieval import CollectionStore
 from pipeline.session import authorize
 from schemas import (
     AuthError,
@@ -47,12 +46,9 @@ from schemas import (
     InputTooLargeError,
     ProtocolError,
     SessionError,
-    VoxlineError,
 )
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
-
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class CreateCollectionRequest(BaseModel):
@@ -80,28 +76,6 @@ class CollectionDetail(BaseModel):
 class DocumentDetail(BaseModel):
     document: DocumentInfo
     chunks: list[str]
-
-
-def store_of(services: Services) -> CollectionStore:
-    if services.collections is None:
-        raise VoxlineError("this server has no document collections",
-                           code=ErrorCode.CONFIGURATION_ERROR, http_status=503)
-    return services.collections
-
-
-def collection_token(services: Services, collection: str) -> str:
-    return services.tokens.issue(f"collection:{collection}")
-
-
-async def check_owner(services: Services, collection: str, connection: HTTPConnection) -> None:
-    """The collection exists (404 ``collection_not_found``), then its token (401/403)."""
-    await store_of(services).get(collection)
-    token = token_of(connection)
-    if not token:
-        raise AuthError("this collection needs its token: Authorization: Bearer <token>, "
-                        "X-Voxline-Token or ?token=")
-    if not hmac.compare_digest(token.encode(), collection_token(services, collection).encode()):
-        raise AuthError.forbidden("the token does not belong to this collection")
 
 
 async def check_reader(

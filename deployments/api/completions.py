@@ -29,14 +29,13 @@ and wording), and a completion takes one of the replica's ``turns`` places (503
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 import uuid
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -46,11 +45,10 @@ from deployments.api._chat_request import (
     client_error,
     generation_request,
 )
+from deployments.api._deps import ServicesDep, check_owner, described, model_id
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
-from deployments.api._sse import SSE_HEADERS
-from deployments.api.collections import check_owner
-from deployments.api.models import llm_description, model_id
+from deployments.api._services import Services
+from deployments.api._sse import SSE_HEADERS, sse_data
 from schemas import (
     Citation,
     ErrorCode,
@@ -107,7 +105,7 @@ _CHUNKS: dict[str, Any] = {"text/event-stream": {}}
                **error_responses(400, 401, 403, 404, 413, 422, 502, 503)},
 )
 async def chat_completions(
-    body: CompletionRequest, http: Request, services: Annotated[Services, Depends(get_services)]
+    body: CompletionRequest, http: Request, services: ServicesDep
 ) -> Any:
     request = generation_request(body, services)
     citations: list[Citation] | None = None
@@ -115,7 +113,7 @@ async def chat_completions(
     if body.search_tool_config is not None:
         request, citations, warnings = await _grounded(body.search_tool_config, request,
                                                        http, services)
-    info = await llm_description(services)
+    info = await described(services, "llm")
     model = model_id(info) if info is not None else "unknown"
     prompt_tokens = bounded_prompt(request, services, info)
     services.admission.check("turns")  # past capacity: 503 before anything streams
@@ -154,17 +152,13 @@ async def _grounded(
     if grounder is None:
         raise VoxlineError("this server has no retrieval configured",
                            code=ErrorCode.CONFIGURATION_ERROR, http_status=503)
-    messages = list(request.messages)
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
-    if last is None:
+    question = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    if question is None:
         raise ProtocolError("search_tool_config needs a user message to search for")
-    grounding = await grounder.ground(None, config, messages[last].content)
-    context = grounder.context(grounding)
-    if context is not None:
-        messages.insert(last, context)
-    cited = list(grounding.citations(grounder.settings.snippet_chars).citations)
-    return (request.model_copy(update={"messages": tuple(messages)}), cited,
-            list(grounding.warnings))
+    grounded = await grounder.prompt(None, config, question.content)
+    messages = grounded.before_question(request.messages)
+    return (request.model_copy(update={"messages": messages}), list(grounded.citations.citations),
+            list(grounded.warnings))
 
 
 class _Reply:
@@ -211,10 +205,6 @@ class _Reply:
         return "length" if spent >= self.request.sampling.max_tokens else "stop"
 
 
-def _data(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
-
-
 async def _chunks(
     services: Services, request: GenerationRequest, completion_id: str,
     model: str, prompt_tokens: int, include_usage: bool,
@@ -229,8 +219,8 @@ async def _chunks(
             "created": int(time.time()), "model": model}
 
     def chunk(delta: dict[str, str], finish: str | None) -> bytes:
-        return _data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                           "finish_reason": finish}]})
+        return sse_data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                              "finish_reason": finish}]})
 
     reply = _Reply(request, prompt_tokens, services.settings.history)
     try:
@@ -250,16 +240,15 @@ async def _chunks(
             payload = payload.model_copy(update={"message": "the language model stage failed"
                                                  if error.code is ErrorCode.LLM_FAILED
                                                  else "the reply failed; try again"})
-        yield _data({"error": payload.model_dump(mode="json")})
+        yield sse_data({"error": payload.model_dump(mode="json")})
         return
     if citations is None:
         yield chunk({}, reply.finish())
     else:  # Voxline's extras ride on the last chunk
-        yield _data({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                          "finish_reason": reply.finish()}],
-                     "citations": [c.model_dump(mode="json") for c in citations],
-                     "warnings": [w.model_dump(mode="json") for w in warnings or ()]})
+        yield sse_data({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                             "finish_reason": reply.finish()}],
+                        "citations": [c.model_dump(mode="json") for c in citations],
+                        "warnings": [w.model_dump(mode="json") for w in warnings or ()]})
     if include_usage:
-        yield _data({**base, "choices": [],
-                     "usage": reply.usage().model_dump()})
-    yield b"data: [DONE]\n\n"
+        yield sse_data({**base, "choices": [], "usage": reply.usage().model_dump()})
+    yield sse_data("[DONE]")

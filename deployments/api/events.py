@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from deployments.api._deps import ServicesDep, authorized, authorized_state
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
+from deployments.api._services import Services
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, resync_required, sse, with_keepalive
-from deployments.api.sessions import authorized, authorized_state
 from pipeline.audio import content_type
 from pipeline.session import check_cursor
 from schemas import (
@@ -32,7 +32,6 @@ from schemas import (
 )
 
 router = APIRouter(prefix="/v1/sessions", tags=["events"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 @router.get(

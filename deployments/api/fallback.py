@@ -15,10 +15,10 @@ import json
 from fastapi import APIRouter, WebSocket
 
 from deployments.api._auth import accepted_subprotocol
-from pipeline.realtime import error_frame, local_id
+from pipeline.openai_realtime import error_frame, local_id
 from schemas import ErrorCode, VoxlineError
 
-router = APIRouter(tags=["realtime"])
+router = APIRouter(tags=["sockets"])
 
 
 @router.websocket("/{path:path}")

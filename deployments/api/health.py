@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from deployments.api._services import Services, get_services
+from deployments.api._deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
@@ -27,7 +27,7 @@ _CHECKS = {"application/json": {"schema": {
 @router.get("/readyz", responses={200: {"content": _CHECKS},
                                   503: {"description": "a dependency is not ready",
                                         "content": _CHECKS}})
-async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
+async def readyz(services: ServicesDep) -> JSONResponse:
     """Ready when Redis answers and every model stage has its engine loaded.
 
     Answered at once from the replica's latest background check (``checked_ms_ago``

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
+from deployments.api._deps import ServicesDep, described, model_id
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
-from pipeline.turn import OPENAI_VOICES, engine_voice
+from deployments.api._services import Services
+from pipeline.engines import OPENAI_VOICES, engine_voice
 from schemas import ErrorCode, SessionError
 
 router = APIRouter(prefix="/v1/models", tags=["openai"])
@@ -54,22 +55,6 @@ class ModelList(BaseModel):
     data: list[Model]
 
 
-def model_id(info: dict[str, Any]) -> str:
-    return str(info.get("model") or info.get("engine") or "unknown")
-
-
-async def _describe(services: Services, stage: str) -> dict[str, Any] | None:
-    try:
-        return await asyncio.wait_for(services.describe(stage), timeout=5)
-    except Exception:  # a stage that cannot say what it is has nothing to offer now
-        return None
-
-
-async def llm_description(services: Services) -> dict[str, Any] | None:
-    """What the language model says of itself (``None``: it cannot say now)."""
-    return await _describe(services, "llm")
-
-
 def _routed(info: dict[str, Any]) -> list[dict[str, Any]]:
     """One description per model: a router's routed engines, else the stage's own."""
     models = info.get("models")
@@ -92,7 +77,7 @@ def _voice_map(info: dict[str, Any], configured: dict[str, str]) -> dict[str, st
 
 
 async def _models(services: Services) -> list[Model]:
-    infos = await asyncio.gather(*(_describe(services, stage) for stage in _STAGES))
+    infos = await asyncio.gather(*(described(services, stage) for stage in _STAGES))
     models: list[Model] = []
     seen: set[str] = set()
     for stage, stage_info in zip(_STAGES, infos, strict=True):
@@ -115,14 +100,14 @@ async def _models(services: Services) -> list[Model]:
 
 
 @router.get("", response_model=ModelList, responses=error_responses(401, 503))
-async def list_models(services: Annotated[Services, Depends(get_services)]) -> ModelList:
+async def list_models(services: ServicesDep) -> ModelList:
     """Each present stage's models, one per routed model (``stage`` says which)."""
     return ModelList(data=await _models(services))
 
 
 @router.get("/{model_id:path}", response_model=Model, responses=error_responses(401, 404, 503))
 async def get_model(
-    model_id: str, services: Annotated[Services, Depends(get_services)]
+    model_id: str, services: ServicesDep
 ) -> Model:
     for model in await _models(services):
         if model.id == model_id:

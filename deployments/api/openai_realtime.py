@@ -2,7 +2,7 @@
 
 The same live session, log, admission, tokens and API keys as ``/v1/sessions/{id}/ws``
 (:mod:`deployments.api._socket` is their shared code); only the words differ, and
-:mod:`pipeline.realtime` translates them: client events into native messages, each log
+:mod:`pipeline.openai_realtime` translates them: client events into native messages, each log
 event into OpenAI server events. What OpenAI's SDK does (``AsyncOpenAI(base_url=
 "http://HOST/v1", api_key=...).realtime.connect(model=...)``) works unchanged: with
 ``VOXLINE_API__KEYS`` set its ``api_key`` must be one of them; unset, any is accepted.
@@ -38,10 +38,10 @@ from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
 from deployments.api._auth import accepted_subprotocol, check_api_key, token_of
+from deployments.api._deps import engine_choices
 from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, finish, receive, refuse
-from deployments.api.sessions import engine_choices
-from pipeline.realtime import (
+from pipeline.openai_realtime import (
     ClientTranslator,
     ServerTranslator,
     error_frame,
@@ -61,7 +61,7 @@ from schemas import (
     VoxlineError,
 )
 
-router = APIRouter(tags=["realtime"])
+router = APIRouter(tags=["openai"])
 
 #: what a session made by this socket starts with: OpenAI's audio formats
 OPENAI_AUDIO = {"input_sample_rate": 24000, "output_format": AudioFormat.PCM16,

@@ -1,25 +1,24 @@
 """``/v1/sessions``: create a session, look at it, end it.
 
 Creating a session appends ``session.created`` and returns the token every later call
-on the session must show, with the URLs of its realtime socket and its event stream.
+on the session must show, with the URLs of its native socket and its event stream.
 Creation, authorization and settings merging are :mod:`pipeline.session`'s; this module
 is their HTTP face.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import token_of
+from deployments.api._deps import ServicesDep, authorized_state, engine_choices
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
-from pipeline.log import SessionState
-from pipeline.session import EngineChoices, authorize, create_session, merge_settings
-from schemas import Event, SessionClosed, SessionClosedData, SessionSettings
+from deployments.api._services import Services
+from pipeline.session import create_session, merge_settings
+from schemas import SessionClosed, SessionClosedData, SessionSettings
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -50,35 +49,6 @@ def base_url(connection: HTTPConnection, services: Services) -> str:
     """Where clients reach this server: ``VOXLINE_API__PUBLIC_URL`` or as they asked."""
     public = services.settings.api.public_url
     return (public or str(connection.base_url)).rstrip("/")
-
-
-async def authorized(
-    session_id: str, connection: HTTPConnection, services: Services, *,
-    allow_closed: bool = False,
-) -> tuple[SessionState, list[Event]]:
-    """:func:`pipeline.session.authorize` with the token the connection carries: a
-    closed session is 409 ``session_closed`` on every path (its token is revoked)."""
-    return await authorize(services.log, services.tokens, session_id, token_of(connection),
-                           allow_closed=allow_closed)
-
-
-async def authorized_state(
-    session_id: str, connection: HTTPConnection, services: Services, *,
-    allow_closed: bool = False,
-) -> SessionState:
-    state, _ = await authorized(session_id, connection, services, allow_closed=allow_closed)
-    return state
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
-
-async def engine_choices(services: Services) -> EngineChoices | None:
-    """The voices and languages the synthesizer declares (its ``describe()``), or
-    ``None`` (nothing checked) when there is none or before it is ready."""
-    info = await services.describe("tts")
-    if info is None or not info.get("ready", False):
-        return None
-    return EngineChoices.from_description(info)
 
 
 @router.post("", status_code=201, response_model=SessionCreatedResponse,

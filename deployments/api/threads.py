@@ -8,14 +8,13 @@ reply that was cancelled shows what the user heard; one still being written is n
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from deployments.api._deps import ServicesDep, authorized_state
 from deployments.api._errors import error_responses
-from deployments.api._services import Services, get_services
-from deployments.api.sessions import authorized_state
 from schemas import Citation
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -42,7 +41,7 @@ class Thread(BaseModel):
 @router.get("/{session_id}/messages", response_model=Thread,
             responses=error_responses(401, 403, 404, 409, 422, 503))
 async def messages(
-    session_id: str, request: Request, services: Annotated[Services, Depends(get_services)]
+    session_id: str, request: Request, services: ServicesDep
 ) -> Thread:
     state = await authorized_state(session_id, request, services)
     out: list[ThreadMessage] = []

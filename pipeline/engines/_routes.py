@@ -1,6 +1,6 @@
 """What the two language routers share: engines by language tag, and a default.
 
-:class:`~pipeline.engines.routing.LanguageRoutingSynthesizer` and
+:class:`~pipeline.engines.tts_routing.LanguageRoutingSynthesizer` and
 :class:`~pipeline.engines.stt_routing.LanguageRoutingTranscriber` each pick an engine
 per request by its language tag, most specific first (``de-AT`` tries ``de-at``, then
 ``de``, then the default); they differ in how routes are built and what a request

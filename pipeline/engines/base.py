@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -148,6 +149,12 @@ class Transcriber(Engine):
         """
 
 
+def transcript_text(segments: Iterable[TranscriptSegment]) -> str:
+    """A transcription as one text: its segments' texts, trimmed, one space apart (what a
+    turn, a refinement and ``/v1/audio/transcriptions`` all call the transcript)."""
+    return " ".join(s.text.strip() for s in segments).strip()
+
+
 class LanguageModel(Engine):
     """A streaming text generator."""
 
@@ -186,6 +193,29 @@ class LanguageModel(Engine):
         if (window := self.context_tokens) is not None:
             info["context_tokens"] = window
         return info
+
+
+@dataclass
+class GenerationStats:
+    """What happened to one request of a language model: the engine fills it in as the
+    reply streams and keeps the latest as ``last_stats``, so tests and benchmarks see why
+    a stream ended, and how fast, without parsing text."""
+
+    request_id: str
+    #: "stop" (end of turn or stop sequence), "length" (max_tokens or context full),
+    #: "cancelled", "error"; None while running.
+    finish_reason: str | None = None
+    #: None until the prompt was counted
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+    #: seconds from the request's start to its first text, and to its end
+    first_text_s: float | None = None
+    duration_s: float | None = None
+    #: how the prompt was written for the model: "dialogue" (role labels) or "chat" (the
+    #: model's own chat template)
+    prompt_format: str = "dialogue"
+    #: True once the engine's worker thread has left the request (engines that have one)
+    worker_done: bool = False
 
 
 class Synthesizer(Engine):

@@ -3,7 +3,7 @@
 Piper ships one packaged voice (US English); espeak-ng speaks about a hundred languages
 with a robotic but intelligible formant voice, and it is a Debian package rather than a
 model file, so it is the CPU default for every language without a neural voice (German
-first of all). :class:`~pipeline.engines.routing.LanguageRoutingSynthesizer` sends
+first of all). :class:`~pipeline.engines.tts_routing.LanguageRoutingSynthesizer` sends
 pieces here by language.
 
 Why a subprocess and not a library binding: the CLI is what the distribution packages and

@@ -26,11 +26,10 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, Generator, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pipeline.audio import (
     FloatAudio,
@@ -40,7 +39,7 @@ from pipeline.audio import (
     resample,
     rms_dbfs,
 )
-from pipeline.engines import weights
+from pipeline.engines._whisper import WhisperModelOptions, whisper_model_path
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import Transcriber
 from schemas import (
@@ -60,15 +59,9 @@ _RATE = 16000  # Whisper's rate
 _SETTING = "VOXLINE_STT__MODEL"
 
 
-class FasterWhisperOptions(BaseModel):
+class FasterWhisperOptions(WhisperModelOptions):
     """Options of the ``faster-whisper`` engine (``VOXLINE_STT__*``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str = Field(
-        default="whisper-base",
-        description="catalogue name (whisper-base, whisper-tiny.en) or a CTranslate2 folder",
-    )
     compute_type: str = Field(default="int8", description="CTranslate2 quantisation")
     cpu_threads: int = Field(default=0, ge=0, le=64, description="0: min(4, CPU count)")
     beam_size: int = Field(default=1, ge=1, le=10, description="1 is greedy: fastest")
@@ -117,7 +110,7 @@ class FasterWhisperTranscriber(Transcriber):
         """Blocking :meth:`load`, for scripts and start-up code outside an event loop."""
         if self._model is not None:
             return
-        path = self._model_path()
+        path = whisper_model_path(self.options.model, setting=_SETTING)
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -148,28 +141,6 @@ class FasterWhisperTranscriber(Transcriber):
             segments, _ = self._final_segments(np.zeros(_RATE, dtype=np.float32), "en", request)
             for _ in segments:
                 pass
-
-    def _model_path(self) -> Path:
-        configured = Path(self.options.model).expanduser()
-        if configured.is_dir():
-            if not (configured / "model.bin").is_file():
-                raise ModelMissingError(
-                    f"{configured} is not a CTranslate2 Whisper folder (no model.bin); "
-                    f"check {_SETTING}",
-                    stage="stt",
-                    setting=_SETTING,
-                )
-            return configured
-        entry = weights.find(self.options.model)
-        if entry is None or entry.engine != self.name:
-            known = [m.name for m in weights.list_models() if m.engine == self.name]
-            raise ModelMissingError(
-                f"unknown Whisper model {self.options.model!r} ({_SETTING}): use one of "
-                f"{', '.join(known)} or a CTranslate2 model folder",
-                stage="stt",
-                setting=_SETTING,
-            )
-        return weights.prepare(entry.name)
 
     async def close(self) -> None:
         """Stop taking work, end running streams with an error; the worker winds down."""

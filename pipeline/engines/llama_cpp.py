@@ -50,7 +50,6 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines._worker import ModelWorker
-from pipeline.engines.base import LanguageModel
+from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import (
     DialogueFormat,
     DialoguePrompt,
@@ -86,7 +85,6 @@ __all__ = [
     "GEMMA_MODEL_NAME",
     "GEMMA_PACKAGE",
     "MODEL_PATH_SETTING",
-    "GenerationStats",
     "LlamaCppLanguageModel",
     "LlamaCppOptions",
     "gemma_gguf_prepared",
@@ -181,27 +179,6 @@ class LlamaCppOptions(BaseModel):
 
     def threads(self) -> int:
         return self.n_threads or min(4, os.cpu_count() or 1)
-
-
-@dataclass
-class GenerationStats:
-    """What happened to one request; the worker fills it in, the engine publishes it.
-
-    Tests and benchmarks read it (``engine.last_stats``) to check why a stream ended
-    without parsing text.
-    """
-
-    request_id: str
-    #: "stop" (end of turn or stop sequence), "length" (max_tokens or context full),
-    #: "cancelled", "error"; None while running.
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    #: seconds from the worker's start to the first text piece, and to the end.
-    first_text_s: float | None = None
-    duration_s: float | None = None
-    #: True once the worker thread has left the request (normally or not).
-    worker_done: bool = False
 
 
 class LlamaCppLanguageModel(LanguageModel):

@@ -38,7 +38,7 @@ ENGINES: dict[str, dict[str, str]] = {
         "piper": "pipeline.engines.piper:PiperSynthesizer",
         "espeak": "pipeline.engines.espeak:EspeakSynthesizer",
         "coqui": "pipeline.engines.coqui:CoquiSynthesizer",
-        "language-router": "pipeline.engines.routing:LanguageRoutingSynthesizer",
+        "language-router": "pipeline.engines.tts_routing:LanguageRoutingSynthesizer",
     },
     "vad": {
         "silero": "pipeline.engines.silero:SileroVoiceActivityDetector",

@@ -4,7 +4,7 @@ An English-only Whisper is both faster and better at English than a multilingual
 the same size, and the packaged *tiny.en* is about half the cost of the multilingual
 *base* (0.4 s against 0.8 s for a short utterance on two idle cores). A session says its
 language, so the choice can be made per request, the way
-:class:`~pipeline.engines.routing.LanguageRoutingSynthesizer` picks a voice. The CPU
+:class:`~pipeline.engines.tts_routing.LanguageRoutingSynthesizer` picks a voice. The CPU
 profile's default is::
 
     LanguageRoutingTranscriber()  # en -> faster-whisper whisper-tiny.en,

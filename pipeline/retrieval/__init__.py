@@ -25,6 +25,7 @@ from pipeline.retrieval.documents import (
 from pipeline.retrieval.grounding import (
     CONTEXT_HEADER,
     RERANKER_HINT,
+    GroundedPrompt,
     Grounder,
     Grounding,
     context_message,
@@ -45,6 +46,7 @@ __all__ = [
     "BM25Retriever",
     "CollectionStore",
     "DocumentReaders",
+    "GroundedPrompt",
     "Grounder",
     "Grounding",
     "IndexStore",

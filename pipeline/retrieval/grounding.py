@@ -9,7 +9,9 @@ session appends as a ``warning`` event; the turn goes on without documents.
 The passages go into the prompt as one system message placed right before the question
 (:func:`context_message`), within ``settings.context_tokens`` (estimated the way the history
 is: :func:`pipeline.log.message_tokens`); passages that do not fit are left out whole,
-and only those that went in are cited.
+and only those that went in are cited. :meth:`Grounder.prompt` gives a caller all it puts
+in a prompt and a reply (:class:`GroundedPrompt`): a live session's turn and a stateless
+chat completion ground the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline.log import message_tokens
@@ -35,7 +38,14 @@ from schemas import (
     WarningData,
 )
 
-__all__ = ["CONTEXT_HEADER", "RERANKER_HINT", "Grounder", "Grounding", "context_message"]
+__all__ = [
+    "CONTEXT_HEADER",
+    "RERANKER_HINT",
+    "GroundedPrompt",
+    "Grounder",
+    "Grounding",
+    "context_message",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +79,22 @@ class Grounding:
             strategy=self.strategy,
             retrieval_ms=round(self.retrieval_ms, 3),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class GroundedPrompt:
+    """What a search adds to a prompt and its reply: the context to put right before the
+    question (nothing when nothing was found), the citations the reply goes out with, and
+    the warnings of a search that failed or fell back."""
+
+    context: tuple[ChatMessage, ...]
+    citations: CitationsData
+    warnings: tuple[WarningData, ...]
+
+    def before_question(self, messages: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
+        """``messages`` with the context inserted right before the last user message."""
+        last = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages))
+        return (*messages[:last], *self.context, *messages[last:])
 
 
 class Grounder:
@@ -141,8 +167,17 @@ class Grounder:
         fitted = _within_budget(found, self.settings.context_tokens, self.history)
         return Grounding(tuple(fitted), strategy, elapsed_ms, tuple(warnings))
 
-    def context(self, grounding: Grounding) -> ChatMessage | None:
-        return context_message(grounding.passages)
+    async def prompt(
+        self, session_id: str | None, config: SearchToolConfig, query: str
+    ) -> GroundedPrompt:
+        """:meth:`ground`, as a prompt and a reply take it (see :class:`GroundedPrompt`)."""
+        grounding = await self.ground(session_id, config, query)
+        message = context_message(grounding.passages)
+        return GroundedPrompt(
+            context=() if message is None else (message,),
+            citations=grounding.citations(self.settings.snippet_chars),
+            warnings=grounding.warnings,
+        )
 
 
 def context_message(passages: tuple[Passage, ...] | list[Passage]) -> ChatMessage | None:

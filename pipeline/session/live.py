@@ -1,6 +1,6 @@
 """One live session: client input in, events out, every event appended before it goes out.
 
-:class:`LiveSession` is what a socket handler (``deployments/api/realtime.py``), the SSE
+:class:`LiveSession` is what a socket handler (``deployments/api/session_socket.py``), the SSE
 chat and the ``voxline demo`` command drive. It owns the per-connection work: speech input
 (:mod:`pipeline.session.speech_input`), one response at a time, barge-in and cancel, and
 preemptive turns (:mod:`pipeline.session.speculation`: a reply prepared during a pause).
@@ -26,6 +26,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause
+from pipeline.engines import transcript_text
 from pipeline.log import EventLog, SessionState, fold
 from pipeline.retrieval import Grounder
 from pipeline.session.admission import Admission, Permit
@@ -541,7 +542,7 @@ class LiveSession:
             audio=audio, sample_rate=sample_rate, language=self.settings.language.split("-")[0]
         )
         segments = [s async for s in self.engines.stt.transcribe(request)]
-        return " ".join(s.text.strip() for s in segments).strip()
+        return transcript_text(segments)
 
     async def _emit_transcript(self, turn_id: str, text: str) -> None:
         await self.emit(

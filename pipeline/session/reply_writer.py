@@ -57,15 +57,13 @@ class ReplyWriter:
             await self.emit(WarningEvent(session_id=self.session_id, turn_id=turn_id,
                                          data=warning))
             return [], ResponseCitations(session_id=self.session_id, turn_id=turn_id)
-        grounding = await self.grounder.ground(self.session_id, config, query)
-        if grounding.warnings:
+        grounded = await self.grounder.prompt(self.session_id, config, query)
+        if grounded.warnings:
             await self.emit(*(WarningEvent(session_id=self.session_id, turn_id=turn_id, data=w)
-                              for w in grounding.warnings))
-        message = self.grounder.context(grounding)
+                              for w in grounded.warnings))
         citations = ResponseCitations(
-            session_id=self.session_id, turn_id=turn_id,
-            data=grounding.citations(self.grounder.settings.snippet_chars))
-        return ([message] if message is not None else []), citations
+            session_id=self.session_id, turn_id=turn_id, data=grounded.citations)
+        return list(grounded.context), citations
 
     async def write(
         self, turn_id: str, stream: AsyncGenerator[Event, None],

@@ -9,17 +9,14 @@ audio this way (:func:`speak`, :func:`synthesizer_for`, :func:`pieces_of`).
 Cancellation (:class:`CancelToken`) reaches every engine of the turn at once.
 """
 
-from pipeline.turn.batching import batched
 from pipeline.turn.cancel import CancelReason, CancelToken
 from pipeline.turn.events import error_payload
 from pipeline.turn.orchestrator import TurnConfig, TurnMode, TurnOrchestrator, TurnStats
 from pipeline.turn.output import AudioOutput
 from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
 from pipeline.turn.text_to_audio import pieces_of, speak, synthesizer_for
-from pipeline.turn.voices import OPENAI_VOICES, engine_voice
 
 __all__ = [
-    "OPENAI_VOICES",
     "AudioOutput",
     "CancelReason",
     "CancelToken",
@@ -29,8 +26,6 @@ __all__ = [
     "TurnMode",
     "TurnOrchestrator",
     "TurnStats",
-    "batched",
-    "engine_voice",
     "error_payload",
     "pieces_of",
     "speak",

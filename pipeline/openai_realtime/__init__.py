@@ -10,14 +10,14 @@ server events that say the same, with ``event_id`` = ``<log id>.<n>`` so a socke
 exactly (:func:`parse_resume_id`, :func:`log_id_before`).
 """
 
-from pipeline.realtime._client import (
+from pipeline.openai_realtime._client import (
     SUPPORTED_CLIENT_EVENTS,
     ClientActions,
     ClientEvent,
     ClientTranslator,
     SessionConfig,
 )
-from pipeline.realtime._server import (
+from pipeline.openai_realtime._server import (
     BETA_NAMES,
     Frame,
     ServerTranslator,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.turn import engine_voice
+from pipeline.engines import engine_voice
 from schemas import (
     ClientMessageUnion,
     ErrorCode,

@@ -20,7 +20,8 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Generic, TypeVar
 
-from pipeline.aio import aclose_stream, reraise_lost_cancel
+from pipeline.aio._lost_cancel import reraise_lost_cancel
+from pipeline.aio._streams import aclose_stream
 
 T = TypeVar("T")
 

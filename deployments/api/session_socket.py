@@ -1,4 +1,4 @@
-"""``WS /v1/sessions/{id}/ws``: the realtime protocol.
+"""``WS /v1/sessions/{id}/ws``: the native socket, Voxline's own protocol on a session.
 
 Client → server: JSON messages (``schemas.ClientMessageUnion``) as text frames, and raw
 PCM16 mono at the session's input rate as binary frames. Server → client: every event
@@ -35,9 +35,9 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from deployments.api._auth import accepted_subprotocol, check_api_key
+from deployments.api._deps import authorized_state, engine_choices
 from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, NativeFraming, finish, receive, refuse
-from deployments.api.sessions import authorized_state, engine_choices
 from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
     SessionCreated,
@@ -49,11 +49,13 @@ from schemas import (
 )
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["realtime"])
+router = APIRouter(tags=["sessions"])
 
 
 @router.websocket("/v1/sessions/{session_id}/ws")
-async def realtime(ws: WebSocket, session_id: str, last_event_id: str | None = None) -> None:
+async def session_socket(
+    ws: WebSocket, session_id: str, last_event_id: str | None = None
+) -> None:
     """Talk or type to the session; see the module docstring for the protocol."""
     services = get_services(ws)
     framing = NativeFraming()
