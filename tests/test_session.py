@@ -442,7 +442,7 @@ async def test_a_long_session_holds_no_more_after_many_turns(event_log: EventLog
     log = await event_log.read_all("long")
     assert sum(e.type == "response.done" for e in log) == 40
     assert sum(e.type == "response.audio.chunk" for e in log) > 40
-    assert session._audio is not None and session._audio.queued <= FRAME_QUEUE
+    assert session.voice.audio is not None and session.voice.audio.queued <= FRAME_QUEUE
     assert len(session.state.turns) <= 5
     assert after <= before + 64, (before, after)
     await session.close()

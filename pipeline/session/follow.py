@@ -1,6 +1,6 @@
 """One turn's events, read from the session's log as they are appended.
 
-A session queues no events for its readers (:mod:`pipeline.session.live`): whoever wants a
+A session queues no events for its readers (:mod:`pipeline.session.emitter`): whoever wants a
 turn's events as they happen tails the log, from an id before the turn began, and keeps
 that turn's. The log already holds them, so a reader that starts late misses nothing,
 and what a reader holds is what it has not sent yet, not the connection's history.

@@ -5,8 +5,9 @@ before any client sees it. Two things can go wrong on the way, and neither may e
 reply the client is reading: a search for the turn's documents fails or is slow (the
 reply goes on without them, with a ``warning``), or a log write fails (the reply goes on,
 reported once with a ``warning``; the event that ends a turn is retried, since every
-reader of the turn waits for it). :class:`ReplyWriter` holds both rules for
-:class:`~pipeline.session.LiveSession`, which owns the turn itself.
+reader of the turn waits for it). :class:`ReplyWriter` holds both rules for the
+session's responder (:mod:`pipeline.session.responder`), which owns the turn itself, and
+appends through the session's emitter.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 
 from pipeline.retrieval import Grounder
+from pipeline.session.emitter import SessionEmitter
 from schemas import (
     ChatMessage,
     ErrorCode,
@@ -35,15 +37,13 @@ logger = logging.getLogger(__name__)
 _TURN_END_TYPES = frozenset({"response.done", "response.cancelled"})
 _END_RETRY_S = (0.05, 0.2, 0.5)
 
-Emit = Callable[..., Awaitable[list[Event]]]
-
 
 class ReplyWriter:
     """Grounds a session's turns and appends their replies (see the module docstring)."""
 
-    def __init__(self, session_id: str, emit: Emit, grounder: Grounder | None) -> None:
-        self.session_id = session_id
-        self.emit = emit
+    def __init__(self, emitter: SessionEmitter, grounder: Grounder | None) -> None:
+        self.session_id = emitter.session_id
+        self._emitter = emitter
         self.grounder = grounder
 
     async def ground(
@@ -54,13 +54,14 @@ class ReplyWriter:
         if self.grounder is None:
             warning = WarningData(code=ErrorCode.RETRIEVAL_FAILED, stage="retrieval",
                                   message="this server has no retrieval configured")
-            await self.emit(WarningEvent(session_id=self.session_id, turn_id=turn_id,
-                                         data=warning))
+            await self._emitter.emit(WarningEvent(session_id=self.session_id,
+                                                  turn_id=turn_id, data=warning))
             return [], ResponseCitations(session_id=self.session_id, turn_id=turn_id)
         grounded = await self.grounder.prompt(self.session_id, config, query)
         if grounded.warnings:
-            await self.emit(*(WarningEvent(session_id=self.session_id, turn_id=turn_id, data=w)
-                              for w in grounded.warnings))
+            await self._emitter.emit(*(
+                WarningEvent(session_id=self.session_id, turn_id=turn_id, data=w)
+                for w in grounded.warnings))
         citations = ResponseCitations(
             session_id=self.session_id, turn_id=turn_id, data=grounded.citations)
         return list(grounded.context), citations
@@ -86,7 +87,7 @@ class ReplyWriter:
             if getattr(event, "type", None) in _TURN_END_TYPES:
                 await self._append_end(event)  # readers wait for it: retried (bounded)
             else:
-                await self.emit(event)
+                await self._emitter.emit(event)
             return True
         except EventLogError as exc:
             kind = getattr(event, "type", type(event).__name__)
@@ -98,8 +99,8 @@ class ReplyWriter:
                     message="an event of this reply could not be written to the session "
                     "log; the reply goes on", details={"event": kind})
                 with contextlib.suppress(EventLogError):
-                    await self.emit(WarningEvent(session_id=self.session_id, turn_id=turn_id,
-                                                 data=warning))
+                    await self._emitter.emit(WarningEvent(session_id=self.session_id,
+                                                          turn_id=turn_id, data=warning))
             return False
 
     async def _append_end(self, event: EventBase) -> None:
@@ -107,8 +108,8 @@ class ReplyWriter:
         turn waits for it. The last failure propagates."""
         for delay in _END_RETRY_S:
             try:
-                await self.emit(event)
+                await self._emitter.emit(event)
                 return
             except EventLogError:
                 await asyncio.sleep(delay)
-        await self.emit(event)
+        await self._emitter.emit(event)

@@ -23,7 +23,10 @@ Then one of three things happens:
 
 Every dropped speculation appends one ``speculation.discarded`` event (no turn: the turn
 never existed), so metrics count the work thrown away; nothing else speculative ever
-reaches the log.
+reaches the log. The :class:`Speculator` appends it itself, through the session's emitter;
+a speculation makes its transcript and reply with the functions it is given (the
+session's :class:`~pipeline.session.reply_source.ReplySource`), so nothing here calls back
+into the session.
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ from typing import Literal
 
 from pipeline.aio import aclose_stream
 from pipeline.audio import SpeechEnd, SpeechPause
+from pipeline.session.emitter import SessionEmitter
 from pipeline.turn import CancelToken
-from schemas import Event, ResponseStarted, now_ms
+from schemas import (
+    Event,
+    ResponseStarted,
+    SpeculationDiscarded,
+    SpeculationDiscardedData,
+    now_ms,
+)
 
 __all__ = [
     "HELD_EVENTS",
@@ -57,8 +67,6 @@ DiscardReason = Literal["speech_resumed", "transcript_changed", "superseded", "f
 Transcribe = Callable[[bytes, int], Awaitable[str]]
 #: ``(turn_id, transcript, cancel)`` → the reply's events, as the orchestrator yields them
 Reply = Callable[[str, str, CancelToken], AsyncGenerator[Event, None]]
-#: ``(speculation, reason, events_dropped)``: append the ``speculation.discarded`` fact
-OnDiscard = Callable[["Speculation", DiscardReason, int], Awaitable[None]]
 
 
 def same_transcript(a: str, b: str) -> bool:
@@ -206,8 +214,8 @@ def _restamped(event: Event, input_event_id: str | None) -> Event:
 class Speculator:
     """A session's speculation: at most one at a time, each adopted or discarded once."""
 
-    def __init__(self, on_discard: OnDiscard) -> None:
-        self._on_discard = on_discard
+    def __init__(self, emitter: SessionEmitter) -> None:
+        self._emitter = emitter
         self.current: Speculation | None = None
 
     async def start(self, speculation: Speculation) -> None:
@@ -227,6 +235,13 @@ class Speculator:
             await self.discard(speculation, reason)
 
     async def discard(self, speculation: Speculation, reason: DiscardReason) -> None:
-        """Discard ``speculation`` (taken earlier) and log the fact."""
+        """Discard ``speculation`` (taken earlier) and log the one fact it leaves in the
+        log (no turn: it never was one)."""
         dropped = await speculation.discard()
-        await self._on_discard(speculation, reason, dropped)
+        await self._emitter.emit(SpeculationDiscarded(
+            session_id=self._emitter.session_id,
+            data=SpeculationDiscardedData(
+                reason=reason, audio_ms=speculation.audio_ms,
+                transcript=speculation.text or "", events_dropped=dropped,
+            ),
+        ))

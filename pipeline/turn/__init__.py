@@ -10,8 +10,9 @@ Cancellation (:class:`CancelToken`) reaches every engine of the turn at once.
 """
 
 from pipeline.turn.cancel import CancelReason, CancelToken
+from pipeline.turn.config import TurnConfig, TurnMode, TurnStats
 from pipeline.turn.events import error_payload
-from pipeline.turn.orchestrator import TurnConfig, TurnMode, TurnOrchestrator, TurnStats
+from pipeline.turn.orchestrator import TurnOrchestrator
 from pipeline.turn.output import AudioOutput
 from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
 from pipeline.turn.text_to_audio import pieces_of, speak, synthesizer_for

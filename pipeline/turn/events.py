@@ -1,18 +1,18 @@
-"""The events of one response, built in one place, and the items workers hand to them.
+"""The events of one response, built in one place.
 
 :class:`Emitter` builds every event of a response with its envelope and counts the text
 and sentences sent, which ``response.cancelled`` reports (chunks are counted by the
-response's :class:`~pipeline.turn.output.AudioOutput`, which numbers them). The small
-item classes are what the turn's workers put into its outbox for the event loop of
-``TurnOrchestrator.run``.
+response's :class:`~pipeline.turn.output.AudioOutput`, which numbers them). What it
+builds them from are the items the turn's workers hand the event loop of
+``TurnOrchestrator.run`` (:mod:`pipeline.turn.items`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from pipeline.turn.cancel import CancelReason
+from pipeline.turn.items import Piece
 from schemas import (
     AudioChunkData,
     AudioDoneData,
@@ -53,40 +53,6 @@ def error_payload(
                             details={**exc.details, **details})
     return ErrorPayload(code=code, message=f"the {stage} stage failed",
                         stage=stage, recoverable=recoverable, details=details)
-
-
-# ---- what the workers put into the outbox ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """Piece ``index`` of the reply, as the sentence buffer cut it."""
-
-    index: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """An error to send; ``abort`` ends the turn at once (a bug in a stage) instead of
-    letting the audio already under way finish."""
-
-    payload: ErrorPayload
-    abort: bool
-
-
-class Marker:
-    """A sentinel with a readable repr."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-TEXT_END: Final = Marker("TEXT_END")
-CANCELLED: Final = Marker("CANCELLED")
 
 
 class Emitter:

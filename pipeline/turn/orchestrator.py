@@ -52,32 +52,32 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any, assert_never
 
 from pipeline.aio import aclose_stream
 from pipeline.engines import LanguageModel, Synthesizer
 from pipeline.turn.cancel import CancelReason, CancelToken
-from pipeline.turn.events import (
+from pipeline.turn.config import TurnConfig, TurnStats
+from pipeline.turn.events import Emitter, error_payload
+from pipeline.turn.items import (
     CANCELLED,
     TEXT_END,
-    Emitter,
+    AudioEnd,
+    Cancelled,
     Failure,
     Piece,
-    error_payload,
+    PieceFailed,
+    SpokenChunk,
+    TextEnd,
+    TurnItem,
 )
 from pipeline.turn.outbox import Outbox
 from pipeline.turn.output import AudioOutput
-from pipeline.turn.sentences import VOICE_FIRST_PIECE, SentenceBuffer, SentenceBufferConfig
-from pipeline.turn.speaker import (
-    SPEECH_END,
-    OrderedSpeaker,
-    PieceFailed,
-    SpokenChunk,
-)
+from pipeline.turn.sentences import SentenceBuffer
+from pipeline.turn.speaker import OrderedSpeaker
 from pipeline.turn.text_to_audio import synthesizer_for
 from schemas import (
-    ConfigurationError,
     ErrorCode,
     ErrorPayload,
     Event,
@@ -90,65 +90,11 @@ __all__ = [
     "CancelReason",
     "CancelToken",
     "ResponseMode",
-    "TurnConfig",
-    "TurnMode",
     "TurnOrchestrator",
-    "TurnStats",
     "error_payload",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: How a response with audio is produced (``text`` mode follows from the settings).
-TurnMode = Literal["streaming", "sequential"]
-
-
-@dataclass(frozen=True, slots=True)
-class TurnConfig:
-    """Knobs of the orchestrator (per deployment, not per session)."""
-
-    mode: TurnMode = "streaming"
-    #: syntheses running at once; the next piece starts while the current one speaks
-    tts_concurrency: int = 2
-    #: pieces admitted to TTS and not yet sent; beyond it the LLM is not read (backpressure)
-    max_pending_pieces: int = 4
-    #: chunks one synthesis may buffer before it waits for its turn to be sent
-    chunk_buffer: int = 16
-    #: events waiting for the consumer (a soft bound, see pipeline.turn.outbox)
-    outbox_size: int = 64
-    #: a delta event is sent when its first token is this old, or it holds this many
-    #: tokens or characters, or something else must be sent; 0 ms sends every token alone
-    delta_coalesce_ms: float = 50.0
-    delta_coalesce_tokens: int = 8
-    delta_coalesce_chars: int = 160
-    #: how long to wait for engines to acknowledge a cancel before giving up on them
-    shutdown_grace_s: float = 1.0
-    #: language and min_sentence_chars are replaced by the session's settings per turn
-    #: (default: the voice first-piece rule, tuned against the CPU engines' speed)
-    sentences: SentenceBufferConfig = field(default_factory=lambda: VOICE_FIRST_PIECE)
-
-    def __post_init__(self) -> None:
-        for name in ("tts_concurrency", "max_pending_pieces", "chunk_buffer", "outbox_size",
-                     "delta_coalesce_tokens", "delta_coalesce_chars"):
-            if getattr(self, name) < 1:
-                raise ConfigurationError(f"TurnConfig.{name} must be at least 1", setting=name)
-        if self.delta_coalesce_ms < 0 or self.shutdown_grace_s < 0:
-            raise ConfigurationError("TurnConfig durations must not be negative")
-
-
-@dataclass(slots=True)
-class TurnStats:
-    """What one run did; pass one to :meth:`TurnOrchestrator.run` to read it afterwards."""
-
-    tokens: int = 0
-    pieces: int = 0
-    delta_events: int = 0
-    chunks: int = 0
-    #: the most pieces admitted to TTS and not yet sent, at once (≤ max_pending_pieces)
-    max_pieces_pending: int = 0
-    #: the most syntheses running at once (≤ tts_concurrency)
-    max_tts_active: int = 0
-
 
 class TurnOrchestrator:
     """Runs responses: one LLM, an optional synthesizer, one :class:`TurnConfig`.
@@ -192,7 +138,7 @@ class TurnOrchestrator:
         output = output if output is not None else AudioOutput()
         mode = self.mode_for(settings)
         emit = Emitter(session_id, turn_id)
-        out = Outbox(cfg.outbox_size)
+        out: Outbox[TurnItem] = Outbox(cfg.outbox_size)
         speaker = None
         if mode != "text":
             assert self.tts is not None
@@ -228,10 +174,11 @@ class TurnOrchestrator:
             deadline = 0.0
             first_delta = True
             text_done, audio_done, failed = False, speaker is None, False
-            carry: object = None  # an item fetched while deltas were held
+            carry: TurnItem | None = None  # an item fetched while deltas were held
             while not (text_done and audio_done):
                 if token.cancelled:
                     break
+                item: TurnItem | None
                 if carry is not None:
                     item, carry = carry, None
                 elif not held:
@@ -243,45 +190,51 @@ class TurnOrchestrator:
                         async with asyncio.timeout_at(deadline):
                             item = await out.get()
                     except TimeoutError:
-                        item = None
-                if isinstance(item, str):
-                    if not held:
-                        deadline = loop.time() + window
-                    held.append(item)
-                    held_chars += len(item)
-                    if not (first_delta or window <= 0 or len(held) >= cfg.delta_coalesce_tokens
-                            or held_chars >= cfg.delta_coalesce_chars):
-                        continue
-                    item = None
-                if held and item is not CANCELLED:
-                    carry = item
+                        item = None  # the held deltas' window closed
+                match item:
+                    case str():  # a delta: held, to go out with the next ones
+                        if not held:
+                            deadline = loop.time() + window
+                        held.append(item)
+                        held_chars += len(item)
+                        if not (first_delta or window <= 0
+                                or len(held) >= cfg.delta_coalesce_tokens
+                                or held_chars >= cfg.delta_coalesce_chars):
+                            continue
+                    case Cancelled():
+                        break
+                    case _ if held:  # anything else waits for the deltas held before it
+                        carry = item  # (handled next time round)
+                    case None:  # the window closed with nothing held: nothing to send
+                        pass
+                    case SpokenChunk():
+                        stats.chunks += 1
+                        if (data := output.add(item.index, item.chunk)) is not None:
+                            yield emit.chunk(data)
+                    case Piece():
+                        yield emit.sentence(item)
+                    case PieceFailed():
+                        yield emit.error(error_payload(
+                            item.error, stage="tts", code=ErrorCode.TTS_FAILED,
+                            recoverable=True, sentence_index=item.index))
+                    case Failure():
+                        failed = True
+                        yield emit.error(item.payload)
+                        if item.abort:
+                            break
+                    case TextEnd():
+                        text_done = True
+                    case AudioEnd():
+                        audio_done = True
+                    case _:
+                        assert_never(item)
+                if held:  # a delta that ends the window, or an item after the held ones
                     stats.delta_events += 1
                     first_delta = False
                     text = "".join(held)
                     held.clear()
                     held_chars = 0
                     yield emit.delta(text)
-                elif isinstance(item, SpokenChunk):
-                    stats.chunks += 1
-                    if (data := output.add(item.index, item.chunk)) is not None:
-                        yield emit.chunk(data)
-                elif isinstance(item, Piece):
-                    yield emit.sentence(item)
-                elif isinstance(item, PieceFailed):
-                    yield emit.error(error_payload(
-                        item.error, stage="tts", code=ErrorCode.TTS_FAILED, recoverable=True,
-                        sentence_index=item.index))
-                elif isinstance(item, Failure):
-                    failed = True
-                    yield emit.error(item.payload)
-                    if item.abort:
-                        break
-                elif item is TEXT_END:
-                    text_done = True
-                elif item is SPEECH_END:
-                    audio_done = True
-                elif item is CANCELLED:
-                    break
             await self._stop(tasks, speaker)
             if (tail := output.finish()) is not None:  # what the encoder still held
                 yield emit.chunk(tail)
@@ -306,7 +259,7 @@ class TurnOrchestrator:
         request: GenerationRequest,
         buffer: SentenceBuffer,
         speaker: OrderedSpeaker | None,
-        out: Outbox,
+        out: Outbox[TurnItem],
         stats: TurnStats,
         sequential: bool,
     ) -> None:
@@ -343,8 +296,12 @@ class TurnOrchestrator:
                 if not delta:
                     continue
                 stats.tokens += 1
+                # the buffer reads it first: a delta that is no text (a bug upstream)
+                # fails this stage, never the consumer's loop; the delta still goes out
+                # before the pieces it completed
+                pieces = buffer.push(delta)
                 out.put(delta)
-                for text in buffer.push(delta):
+                for text in pieces:
                     await cut(text)
         finally:
             await aclose_stream(stream)
@@ -377,7 +334,9 @@ class TurnOrchestrator:
             await speaker.wait_stopped(grace)
 
 
-async def _guard(work: Callable[[], Coroutine[Any, Any, None]], out: Outbox) -> None:
+async def _guard(
+    work: Callable[[], Coroutine[Any, Any, None]], out: Outbox[TurnItem]
+) -> None:
     """Run one stage; a bug in it ends the turn with an internal error, not a hang."""
     try:
         await work()

@@ -17,22 +17,11 @@ window can change as text is appended, so the lookahead below would still be nee
 fails table cases ("Well... I think so." and "Hauptstr. 5" are split, "Birnen usw. Das ist
 gut." is not).  These rules are table-tested and cost ~10 µs per token.
 
-A ``.``/``!``/``?`` followed by a space ends a sentence, except:
+Where a sentence or a clause ends is decided by the rules of
+:mod:`pipeline.turn._sentence_rules` (its docstring lists them); this module holds the
+streaming state around them: what is decided, the piece pending, a short sentence held
+back, the quotes and brackets open.
 
-- before a lowercase word, or a digit after ``.`` ("approx. five", "Fig. 3", "Nr. 5");
-- after a title or mid-sentence abbreviation (`pipeline.turn._sentence_rules`) or a single letter
-  (initials "J. R. R.", "z. B.").  Abbreviations that often *end* a sentence (etc., usw.,
-  U.S.A., a.m., Inc., Str.) are deliberately not listed: before a capitalised word they end
-  it ("etc. Then we go" is two sentences; "the U.S. Army" is cut wrongly, an accepted cost);
-- after a German ordinal or short date ("am 3. Oktober", "am 24.12. Abends") unless a word
-  that starts sentences follows ("Das", "Dann", ...); other languages with
-  ordinal dots (da, fi, cs, ...) never cut there;
-- an ellipsis, before a capitalised word other than English "I" ("Well... I think so.");
-- inside quotes or brackets ('"Stop!" she said.' is one sentence); one left open for more
-  than ``QUOTE_SPAN`` characters is taken to be stray.
-
-CJK and Devanagari terminators (。！？।) need no space.  Clause marks need a space after them
-("3,50 €", "1,000", "7:30", "https://x" never cut); a dash is " - ", " – ", " — " or "—".
 A piece longer than ``max_piece_chars`` is cut at its last held sentence end or last space,
 or hard at the limit when a "word" is longer than that: no piece is ever longer than
 ``max_piece_chars``, which is at most what a synthesizer takes (``MAX_SYNTHESIS_CHARS``).
@@ -55,24 +44,17 @@ from pipeline.turn._sentence_rules import (
     CLAUSE_CJK,
     CLOSERS,
     DASHES,
-    DE_NEVER,
-    DE_STARTERS,
-    EN_NEVER,
     HAS_ALNUM,
-    I_WORDS,
-    INITIAL,
-    LOOKBEHIND,
     NO_SPACE_TERMINATORS,
     OPEN_BRACKETS,
     OPENERS,
-    ORDINAL,
-    ORDINAL_DOT_LANGUAGES,
     QUOTE_CLOSES,
     QUOTE_SPAN,
     SPECIAL,
     TERMINATORS,
-    WORD_AT,
     WORD_RE,
+    SentenceEndRules,
+    clause_boundary,
     count_words,
 )
 from schemas import MAX_SYNTHESIS_CHARS
@@ -138,10 +120,7 @@ class SentenceBuffer:
 
     def __init__(self, config: SentenceBufferConfig | None = None) -> None:
         self.config = config or SentenceBufferConfig()
-        self._lang = self.config.language.strip().lower().replace("_", "-").split("-")[0]
-        # other languages get both lists: cutting too little beats cutting inside a name
-        self._never = {"en": EN_NEVER, "de": DE_NEVER}.get(self._lang, EN_NEVER | DE_NEVER)
-        self._ordinals = self._lang in ORDINAL_DOT_LANGUAGES
+        self._rules = SentenceEndRules.for_language(self.config.language)
         self._min = self.config.min_sentence_chars
         self._markdown = MarkdownToSpeech()
         self._reset()
@@ -212,18 +191,7 @@ class SentenceBuffer:
         self._i = k
         if not self._first:
             return True
-        prev = buf[j - 1] if j > self._start else ""
-        nxt = buf[k] if k < n else ""
-        if buf[j] in CLAUSE:
-            boundary = nxt == " "
-        elif "—" in buf[j:k]:
-            boundary = bool(nxt) and not (prev.isdigit() and nxt.isdigit())
-        elif buf[j] in DASHES:  # spaced; " - " between numbers is a minus sign
-            minus = j - 2 >= self._start and buf[j - 2].isdigit() and buf[k + 1 : k + 2].isdigit()
-            boundary = prev == nxt == " " and not minus
-        else:  # CJK clause marks need no space
-            boundary = True
-        if boundary and self._clause_ok(k):
+        if clause_boundary(buf, self._start, j, k) and self._clause_ok(k):
             self._cut(k)
         return True
 
@@ -241,7 +209,7 @@ class SentenceBuffer:
         if e < n and run[-1] in NO_SPACE_TERMINATORS:
             cut = not (e > k and buf[e] in "とっ")  # 「…。」と言った: the quote goes on
         elif e < n and buf[e] == " ":
-            decision = self._sentence_ends(run, j, e + 1, final)
+            decision = self._rules.sentence_ends(buf, self._start, run, j, e + 1, final)
             if decision is None:
                 return False
             cut = decision
@@ -254,44 +222,6 @@ class SentenceBuffer:
         if cut and not self._inside(e):
             self._cut(e)
         return True
-
-    def _sentence_ends(self, run: str, j: int, p: int, final: bool) -> bool | None:
-        """Does the terminator `run` at `j`, followed by a space and `p`, end a sentence?"""
-        buf, n = self._buf, len(self._buf)
-        while p < n and buf[p] in OPENERS:
-            p += 1
-        if p == n:
-            return True if final else None
-        nxt = buf[p]
-        if nxt.islower():
-            return False
-        if run.strip(".…"):  # "!", "?", "?!"
-            return True
-        if run != ".":  # an ellipsis
-            if nxt.isdigit():
-                return False
-            if nxt == "I" and self._lang != "de":
-                word = self._next_word(p, final)
-                if word is None:
-                    return None
-                return word not in I_WORDS
-            return True
-        lo = max(self._start, j - LOOKBEHIND)
-        word = buf[max(buf.rfind(" ", lo, j) + 1, lo) : j + 1].lstrip(OPENERS).lower()
-        if word in self._never or INITIAL.fullmatch(word) or nxt.isdigit():
-            return False
-        if self._ordinals and ORDINAL.fullmatch(word):
-            if self._lang != "de":
-                return False
-            following = self._next_word(p, final)
-            if following is None:
-                return None
-            return following.lower() in DE_STARTERS
-        return True
-
-    def _next_word(self, p: int, final: bool) -> str | None:
-        word = m.group() if (m := WORD_AT.match(self._buf, p)) else ""
-        return None if p + len(word) == len(self._buf) and not final else word
 
     def _quote(self, c: str, j: int) -> None:
         """Track open quotes and brackets; straight quotes open after a space or opener."""

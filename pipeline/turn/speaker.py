@@ -14,7 +14,8 @@ Everything is bounded:
 
 What goes into the sink, in order: for each piece either its :class:`SpokenChunk` items
 or a :class:`PieceFailed` (after any chunks it produced before failing), then one
-:data:`SPEECH_END` once :meth:`close` was called and every piece was forwarded.
+:data:`AUDIO_END` once :meth:`close` was called and every piece was forwarded (together:
+:data:`~pipeline.turn.items.SpeakerItem`).
 
 A synthesis that raises fails only its piece. :meth:`cancel` cancels every synthesis at
 once (the engine sees ``CancelledError``, or ``GeneratorExit`` through ``aclose()`` when it
@@ -28,11 +29,10 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from pipeline.aio import aclose_stream
-from pipeline.turn.events import Marker
-from pipeline.turn.outbox import Outbox
+from pipeline.turn.items import AUDIO_END, PieceFailed, SpeakerItem, SpokenChunk
 from schemas import AudioChunk
 
 logger = logging.getLogger(__name__)
@@ -40,32 +40,30 @@ logger = logging.getLogger(__name__)
 Synthesize = Callable[[str], AsyncIterator[AudioChunk]]
 
 
+class Sink(Protocol):
+    """Where the speaker forwards audio: an :class:`~pipeline.turn.outbox.Outbox` that
+    takes (at least) what a speaker puts."""
+
+    def put(self, item: SpeakerItem, /) -> None: ...
+
+    def full(self) -> bool: ...
+
+    async def wait_room(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
-class SpokenChunk:
-    """One chunk of audio of piece ``index``."""
-
-    index: int
-    chunk: AudioChunk
+class _PieceDone:
+    """A piece's synthesis ended without failing: its audio is all in its queue."""
 
 
-@dataclass(frozen=True, slots=True)
-class PieceFailed:
-    """Synthesis of piece ``index`` raised ``error``; the pieces after it go on."""
-
-    index: int
-    error: Exception
-
-
-SPEECH_END: Final = Marker("SPEECH_END")
-
-_DONE: Final = Marker("_DONE")
+_DONE: Final = _PieceDone()
 
 
 @dataclass(slots=True, eq=False)
 class _Job:
     index: int
     text: str
-    chunks: asyncio.Queue[object]
+    chunks: asyncio.Queue[SpokenChunk | PieceFailed | _PieceDone]
 
 
 class OrderedSpeaker:
@@ -74,7 +72,7 @@ class OrderedSpeaker:
     def __init__(
         self,
         synthesize: Synthesize,
-        sink: Outbox,
+        sink: Sink,
         *,
         concurrency: int,
         max_pending: int,
@@ -118,13 +116,13 @@ class OrderedSpeaker:
     # -- consumer side -------------------------------------------------------------------
 
     async def forward(self) -> None:
-        """Move audio into the sink in piece order until :meth:`close`; then SPEECH_END."""
+        """Move audio into the sink in piece order until :meth:`close`; then AUDIO_END."""
         sink = self._sink
         while (job := await self._ordered.get()) is not None:
             chunks = job.chunks
             while True:
                 item = await chunks.get()
-                if item is _DONE:
+                if isinstance(item, _PieceDone):
                     break
                 if sink.full():
                     await sink.wait_room()
@@ -133,7 +131,7 @@ class OrderedSpeaker:
                     break
             self._pending -= 1
             self._window.release()
-        sink.put(SPEECH_END)
+        sink.put(AUDIO_END)
 
     # -- synthesis -----------------------------------------------------------------------
 
@@ -147,7 +145,7 @@ class OrderedSpeaker:
     async def _speak(self, job: _Job) -> None:
         try:
             await self._produce(job)
-            outcome: object = _DONE
+            outcome: PieceFailed | _PieceDone = _DONE
         except Exception as exc:  # the engine failed, refused the request or gave no audio
             outcome = PieceFailed(job.index, exc)
         finally:  # the slot frees when synthesis ends, cancelled or not

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import replace
+from typing import assert_never
 
 from pipeline.engines import Synthesizer
+from pipeline.turn.items import AudioEnd, PieceFailed, SpeakerItem, SpokenChunk
 from pipeline.turn.outbox import Outbox
 from pipeline.turn.output import AudioOutput
 from pipeline.turn.sentences import SentenceBufferConfig, split_text
-from pipeline.turn.speaker import SPEECH_END, OrderedSpeaker, PieceFailed, SpokenChunk, Synthesize
+from pipeline.turn.speaker import OrderedSpeaker, Synthesize
 from schemas import AudioChunk, AudioChunkData, SynthesisRequest
 
 __all__ = ["pieces_of", "speak", "synthesizer_for"]
@@ -73,7 +75,7 @@ async def speak(
     at most ``shutdown_grace_s``. The output is closed when the stream ends, however it ends.
     """
     texts = list(pieces)
-    out = Outbox(chunk_buffer)
+    out: Outbox[SpeakerItem] = Outbox(chunk_buffer)
     speaker = OrderedSpeaker(synthesize, out, concurrency=concurrency,
                              max_pending=max(concurrency, 1) + 1, chunk_buffer=chunk_buffer)
 
@@ -87,15 +89,18 @@ async def speak(
     try:
         while True:
             item = await out.get()
-            if isinstance(item, SpokenChunk):
-                if (data := output.add(item.index, item.chunk)) is not None:
-                    yield data
-            elif isinstance(item, PieceFailed):
-                raise item.error
-            elif item is SPEECH_END:
-                if (tail := output.finish()) is not None:
-                    yield tail
-                return
+            match item:
+                case SpokenChunk():
+                    if (data := output.add(item.index, item.chunk)) is not None:
+                        yield data
+                case PieceFailed():
+                    raise item.error
+                case AudioEnd():
+                    if (tail := output.finish()) is not None:
+                        yield tail
+                    return
+                case _:
+                    assert_never(item)
     finally:
         for task in tasks:
             task.cancel()

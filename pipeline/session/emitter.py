@@ -1,0 +1,57 @@
+"""Where a live session's events go out: the log, one atomic batch at a time.
+
+Every part of a live session (the socket-facing side, the responder, the voice turns, the
+reply writer, the speculator) emits through one :class:`SessionEmitter`, handed down to
+it when the session is built. The emitter appends to the log and folds what it appended
+into the session's state; it calls nothing back, so events flow one way: out. It queues
+nothing either: readers tail the log (a socket the session's whole log, a chat stream
+one turn of it, :func:`pipeline.session.follow_turn`), so what a session holds is its
+live response, however long the connection has lasted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipeline.log import EventLog, SessionState
+from pipeline.session.follow import ends_turn
+from schemas import ErrorEvent, Event, EventBase, HistorySettings, VoxlineError
+
+#: events that start a turn (with those that end one: when the fold may forget turns)
+_NEW_TURN = frozenset({"input.text", "input.audio"})
+
+
+class SessionEmitter:
+    """Appends a session's events to its log and folds them into :attr:`state`."""
+
+    def __init__(
+        self, session_id: str, log: EventLog, state: SessionState, history: HistorySettings
+    ) -> None:
+        self.session_id = session_id
+        self.log = log
+        #: the session as folded from its log, kept current by :meth:`emit`
+        self.state = state
+        #: which past turns the fold keeps (those the LLM's dialogue history still shows)
+        self.history = history
+        self._append_lock = asyncio.Lock()
+
+    async def emit(self, *events: EventBase) -> list[Event]:
+        """Append events (one atomic batch) and fold them; readers find them in the log.
+
+        The fold keeps only the turns the dialogue history still shows (checked when a
+        turn starts or ends), so the state does not grow with the number of turns either.
+        """
+        async with self._append_lock:
+            result = await self.log.append_batch(events)
+            for event in result.events:
+                self.state.apply(event)
+            if any(e.type in _NEW_TURN or ends_turn(e) for e in result.events):
+                self.state.forget_turns(self.history)
+        return list(result.events)
+
+    async def reject(self, error: VoxlineError, turn_id: str | None = None) -> None:
+        """Tell the client about bad input or a failed turn: an ``error`` event; the
+        session goes on."""
+        await self.emit(
+            ErrorEvent(session_id=self.session_id, turn_id=turn_id, data=error.to_payload())
+        )

@@ -1,0 +1,70 @@
+"""What a session's replies are made of: its engines, under its settings and history.
+
+:class:`ReplySource` turns audio into a transcript and a transcript into the events of a
+reply, as the session's settings ask at that moment and with the dialogue history its
+state shows. It appends nothing and holds no reply: the responder sends what it makes
+(:mod:`pipeline.session.responder`), a speculation holds it until the turn is known
+(:mod:`pipeline.session.speculation`). Both call it; it calls neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+
+from pipeline.engines import transcript_text
+from pipeline.log import SessionState
+from pipeline.session.engines import SessionEngines
+from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
+from schemas import ChatMessage, Event, GenerationRequest, HistorySettings, TranscriptionRequest
+
+
+class ReplySource:
+    """Transcripts and reply streams for one session; nothing is appended."""
+
+    def __init__(
+        self,
+        session_id: str,
+        engines: SessionEngines,
+        state: SessionState,
+        history: HistorySettings,
+        turn_config: TurnConfig | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.engines = engines
+        #: read for the settings and the dialogue history (the emitter keeps it current)
+        self.state = state
+        #: which past turns the LLM sees (trimmed in blocks: a stable prompt prefix)
+        self.history = history
+        self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
+
+    async def transcribe(self, audio: bytes, sample_rate: int) -> str:
+        """The transcript of ``audio`` in the session's language; nothing is appended."""
+        assert self.engines.stt is not None
+        request = TranscriptionRequest(
+            audio=audio, sample_rate=sample_rate,
+            language=self.state.settings.language.split("-")[0],
+        )
+        return transcript_text([s async for s in self.engines.stt.transcribe(request)])
+
+    def reply(
+        self, turn_id: str, text: str, token: CancelToken, input_event_id: str | None = None,
+        context: Sequence[ChatMessage] = (),
+    ) -> AsyncGenerator[Event, None]:
+        """The reply's events, unsent: the responder appends them; a speculation holds them.
+        ``context`` (retrieved passages) goes between the history and the question."""
+        settings = self.state.settings
+        history = self.state.history(self.history)
+        request = GenerationRequest(
+            request_id=f"{self.session_id}:{turn_id}",
+            messages=(*history, *context, ChatMessage(role="user", content=text)),
+            sampling=settings.sampling,
+        )
+        return self.orchestrator.run(
+            session_id=self.session_id,
+            turn_id=turn_id,
+            request=request,
+            settings=settings,
+            cancel=token,
+            input_event_id=input_event_id,
+            output=AudioOutput.for_settings(settings),  # the session's output format
+        )

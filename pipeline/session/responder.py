@@ -1,0 +1,262 @@
+"""A live session's replies: one at a time, from the turn that asks for one to its end.
+
+:class:`Responder` owns the session's running response: it starts one for a turn (typed,
+spoken, or asked for by ``response.create``), cancels it (barge-in, the client, shutdown),
+and ends a failed one with an ``error`` event, never the session. A spoken turn is
+transcribed first; a turn a speculation already prepared a reply to
+(:mod:`pipeline.session.speculation`) adopts that reply when the final transcript is
+what the speculation heard. It gets everything it uses handed down when the session is
+built: replies and transcripts come from a :class:`ReplySource`, events go out through the
+session's :class:`SessionEmitter` (directly, or through the :class:`ReplyWriter`, which
+grounds a turn and appends its reply); none of them calls back into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pipeline.audio import SpeechEnd, SpeechPause
+from pipeline.session.admission import Admission, Permit
+from pipeline.session.creation import new_turn_id
+from pipeline.session.emitter import SessionEmitter
+from pipeline.session.reply_source import ReplySource
+from pipeline.session.reply_writer import ReplyWriter
+from pipeline.session.speculation import Speculation, Speculator, final_transcript
+from pipeline.turn import CancelToken
+from schemas import (
+    CancelReason,
+    ChatMessage,
+    ErrorCode,
+    ProtocolError,
+    ResponseCitations,
+    SearchToolConfig,
+    TranscriptData,
+    TranscriptFinal,
+    VoxlineError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Responder:
+    """Runs a session's responses, one at a time (see the module docstring)."""
+
+    def __init__(
+        self,
+        emitter: SessionEmitter,
+        source: ReplySource,
+        writer: ReplyWriter,
+        admission: Admission | None = None,
+    ) -> None:
+        self.session_id = emitter.session_id
+        self._emitter = emitter
+        self.source = source
+        #: grounds turns in a collection (retrieval) and appends their replies
+        self.writer = writer
+        #: the replica's capacity for turns; None: unlimited
+        self.admission = admission
+        #: the reply prepared during a pause, if any (preemptive turns)
+        self.speculator = Speculator(emitter)
+        self._response: asyncio.Task[None] | None = None
+        self._cancel: CancelToken | None = None
+        #: the turn a ``response.create`` asked a reply for while it was still transcribed
+        self._reply_requested: str | None = None
+
+    @property
+    def responding(self) -> bool:
+        return self._response is not None and not self._response.done()
+
+    def admit(self) -> Permit | None:
+        """A place among the replica's turns, or :class:`OverloadedError` at once."""
+        return None if self.admission is None else self.admission.acquire("turns")
+
+    # ---- starting and ending a response ---------------------------------------------
+
+    def start(
+        self,
+        turn_id: str,
+        text: str | None,
+        input_event_id: str | None,
+        *,
+        audio: tuple[bytes, int] | None = None,
+        permit: Permit | None = None,
+        search: SearchToolConfig | None = None,
+        reply: bool = True,
+    ) -> None:
+        """Respond to ``text`` (or to ``audio``, transcribed first) as the session's
+        response; ``reply`` false: only transcribe, the turn waits for ``response.create``."""
+        self._launch(turn_id, permit, lambda token: self._respond(
+            turn_id, text, input_event_id, token, audio, search, reply))
+
+    def start_speculated(
+        self,
+        turn_id: str,
+        end: SpeechEnd,
+        sample_rate: int,
+        input_event_id: str | None,
+        speculation: Speculation,
+        permit: Permit | None,
+    ) -> None:
+        """Like :meth:`start`, for an utterance a speculation prepared a reply to: the
+        turn's token cancels the speculative work too (barge-in reaches it)."""
+        token = self._launch(turn_id, permit, lambda token: self._respond_speculated(
+            turn_id, end, sample_rate, input_event_id, speculation, token))
+        token.add_callback(speculation.cancel.cancel)
+
+    async def speculate(self, pause: SpeechPause, sample_rate: int) -> None:
+        """Prepare the reply to what was said before ``pause``, unsent (preemptive turns)."""
+        speculation = Speculation(new_turn_id(), pause, sample_rate,
+                                  transcribe=self.source.transcribe, reply=self.source.reply)
+        await self.speculator.start(speculation)
+
+    async def create(self) -> None:
+        """Reply to the newest turn, which has a user input and no reply yet.
+
+        Its transcription may still run (a commit then ``response.create``, as OpenAI
+        clients send them): the reply then follows it. Anything else is a client error:
+        a reply running, or no turn waiting for one.
+        """
+        turn = self._emitter.state.open_turn
+        task = self._response
+        if task is not None and not task.done():
+            if turn is not None and turn.status == "open" and turn.source == "audio":
+                self._reply_requested = turn.turn_id  # being transcribed: reply after it
+                return
+            raise ProtocolError("a response is already in progress; cancel it first",
+                                code=ErrorCode.INVALID_MESSAGE)
+        if turn is None or turn.status != "open" or not turn.user_text.strip():
+            raise ProtocolError("no user input waits for a response",
+                                code=ErrorCode.EMPTY_INPUT)
+        permit = self.admit()
+        self.start(turn.turn_id, turn.user_text, turn.input_event_id, permit=permit,
+                   reply=True)
+
+    async def cancel(self, reason: CancelReason) -> None:
+        """Cancel the running response, if any, and wait until it has ended."""
+        task, token = self._response, self._cancel
+        if task is None or task.done() or token is None:
+            return
+        token.cancel(reason)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def wait(self) -> None:
+        """Wait for the running response (tests and the demo use it)."""
+        if self._response is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._response
+
+    async def stop(self) -> None:
+        """The session closes: drop the speculation, cancel the response."""
+        await self.speculator.drop("closed")
+        await self.cancel("shutdown")
+
+    def _launch(
+        self,
+        turn_id: str,
+        permit: Permit | None,
+        respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
+    ) -> CancelToken:
+        """Run ``respond(token)`` as the session's response, under a new cancel token (which
+        is returned); the turn's place is given back however it ends."""
+        token = self._cancel = CancelToken()
+        self._reply_requested = None
+        self._response = asyncio.create_task(
+            respond(token), name=f"response-{self.session_id}-{turn_id}")
+        if permit is not None:
+            self._response.add_done_callback(lambda _: permit.release())
+        return token
+
+    # ---- the response's own task ----------------------------------------------------
+
+    async def _respond(
+        self,
+        turn_id: str,
+        text: str | None,
+        input_event_id: str | None,
+        token: CancelToken,
+        audio: tuple[bytes, int] | None,
+        search: SearchToolConfig | None = None,
+        reply: bool = True,
+    ) -> None:
+        try:
+            if audio is not None:
+                text = await self._transcribe(turn_id, *audio)
+                if not text:
+                    return
+            if not (reply or self._reply_requested == turn_id):
+                return  # auto_response off: the turn waits for response.create
+            assert text is not None
+            await self._reply(turn_id, text, input_event_id, token, search)
+        except Exception as exc:
+            await self._turn_failed(turn_id, exc)
+
+    async def _respond_speculated(
+        self,
+        turn_id: str,
+        end: SpeechEnd,
+        sample_rate: int,
+        input_event_id: str | None,
+        speculation: Speculation,
+        token: CancelToken,
+    ) -> None:
+        """Adopt the speculation when the final transcript is what it heard; else drop it
+        and reply the usual way."""
+        try:
+            text, reason = await final_transcript(
+                speculation, end, sample_rate, self.source.transcribe)
+            if reason is not None:
+                await self.speculator.discard(speculation, reason)
+                await self._emit_transcript(turn_id, text)
+                if text:
+                    await self._reply(turn_id, text, input_event_id, token)
+                return
+            await self._emit_transcript(turn_id, text)
+            if not text:
+                return
+            await self.writer.write(turn_id, speculation.adopt(input_event_id))
+        except Exception as exc:
+            await self._turn_failed(turn_id, exc)
+        finally:
+            await speculation.discard()  # frees the work if anything above left early
+
+    async def _turn_failed(self, turn_id: str, exc: Exception) -> None:
+        """A reply that failed ends its turn with an ``error`` event, never the session
+        (a bug too: logged, and told to the client as an internal error)."""
+        if not isinstance(exc, VoxlineError):
+            logger.error("response %s of session %s failed", turn_id, self.session_id,
+                         exc_info=exc)
+            exc = VoxlineError("internal error; it was logged")
+        await self._emitter.reject(exc, turn_id)
+
+    async def _transcribe(self, turn_id: str, audio: bytes, sample_rate: int) -> str:
+        text = await self.source.transcribe(audio, sample_rate)
+        await self._emit_transcript(turn_id, text)
+        return text
+
+    async def _emit_transcript(self, turn_id: str, text: str) -> None:
+        await self._emitter.emit(
+            TranscriptFinal(
+                session_id=self.session_id,
+                turn_id=turn_id,
+                data=TranscriptData(text=text, language=self._emitter.state.settings.language),
+            )
+        )
+
+    async def _reply(
+        self, turn_id: str, text: str, input_event_id: str | None, token: CancelToken,
+        search: SearchToolConfig | None = None,
+    ) -> None:
+        """Reply to ``text``, grounded in a collection when ``search`` (or the session's
+        ``search`` setting) names one: its citations go out right before ``response.done``."""
+        config = search or self._emitter.state.settings.search
+        context: list[ChatMessage] = []
+        citations: ResponseCitations | None = None
+        if config is not None:  # retrieval: the passages go right before the question
+            context, citations = await self.writer.ground(turn_id, config, text)
+        stream = self.source.reply(turn_id, text, token, input_event_id, context)
+        await self.writer.write(turn_id, stream, citations)

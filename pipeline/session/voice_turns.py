@@ -1,0 +1,174 @@
+"""A live session's spoken turns: from PCM in to an utterance the responder answers.
+
+:class:`VoiceTurns` keeps the bookkeeping of speech: the session's
+:class:`~pipeline.session.speech_input.SpeechInput` (built on the first audio, rebuilt when
+the settings it depends on change), and what each thing the input hears means for the
+session. Speech starting over a reply is a barge-in; a pause long enough for a
+preemptive turn starts a speculation, speech resuming drops it; an utterance is admitted
+as a turn, appended (``input.speech_stopped`` and ``input.audio``) and handed to the
+:class:`~pipeline.session.responder.Responder`, with the speculation it confirms if any.
+Events go out through the session's emitter.
+"""
+
+from __future__ import annotations
+
+from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause
+from pipeline.session.admission import Permit
+from pipeline.session.creation import new_turn_id
+from pipeline.session.emitter import SessionEmitter
+from pipeline.session.engines import SessionEngines
+from pipeline.session.responder import Responder
+from pipeline.session.speculation import Speculation
+from pipeline.session.speech_input import SpeechInput, endpoint_config, utterance_events
+from schemas import (
+    ErrorCode,
+    OverloadedError,
+    ProtocolError,
+    SessionSettings,
+    SpeechBoundaryData,
+    SpeechStarted,
+    check_pcm16,
+)
+
+
+class VoiceTurns:
+    """The spoken side of one live session (see the module docstring)."""
+
+    def __init__(
+        self,
+        emitter: SessionEmitter,
+        responder: Responder,
+        engines: SessionEngines,
+        *,
+        endpoint_config: EndpointConfig | None = None,
+        max_buffer_s: float | None = None,
+    ) -> None:
+        self.session_id = emitter.session_id
+        self._emitter = emitter
+        self._responder = responder
+        self._engines = engines
+        self._endpoint_config = endpoint_config or EndpointConfig()
+        #: manual turns: audio appended between two commits, at most (None: unbounded)
+        self.max_buffer_s = max_buffer_s
+        #: the speech input, once audio came (None again after clear, close or a change of
+        #: the settings it was built from)
+        self.audio: SpeechInput | None = None
+
+    async def push(self, pcm: bytes) -> None:
+        """PCM16 mono at the session's input rate (see :meth:`LiveSession.push_audio`)."""
+        check_pcm16(pcm, allow_empty=True)
+        audio = await self._input()
+        if not self._emitter.state.settings.auto_response and self.max_buffer_s is not None:
+            audio.check_room(len(pcm), self.max_buffer_s)
+        await audio.push(pcm)
+
+    async def commit(self) -> None:
+        """End the current utterance now (push-to-talk), without waiting for silence."""
+        if self.audio is not None:
+            await self.audio.commit()
+
+    async def clear(self) -> None:
+        """Drop the audio not yet cut into an utterance; the next push starts afresh."""
+        if self.audio is not None:
+            await self.audio.close()
+            self.audio = None
+
+    async def stop(self) -> None:
+        """Stop listening for good (the session closes): a later push raises."""
+        if self.audio is not None:
+            await self.audio.close()
+
+    async def settings_changed(self, settings: SessionSettings) -> None:
+        """The session's settings become ``settings``: a change of those the speech input
+        is built from rebuilds it on the next push, and drops the speculation (its
+        utterance will never end)."""
+        if _audio_settings(settings) == _audio_settings(self._emitter.state.settings):
+            return
+        if self.audio is not None:
+            await self.clear()
+            await self._responder.speculator.drop("superseded")
+
+    async def _input(self) -> SpeechInput:
+        if self.audio is None:
+            if self._engines.vad is None or self._engines.stt is None:
+                raise ProtocolError(
+                    "this server takes no audio (no VAD or STT engine)",
+                    code=ErrorCode.UNSUPPORTED_FORMAT,
+                )
+            settings = self._emitter.state.settings
+            pause = settings.preemptive_pause_ms if settings.preemptive_turns else None
+            self.audio = SpeechInput(
+                self._engines.vad,
+                endpoint_config(self._endpoint_config, settings.end_of_speech_ms, pause),
+                sample_rate=settings.input_sample_rate,
+                on_speech=self._speech_started,
+                on_utterance=self._utterance,
+                on_pause=self._paused,
+                on_resume=self._resumed,
+            )
+        return self.audio
+
+    # ---- what the speech input heard ------------------------------------------------
+
+    async def _speech_started(self, audio_ms: int) -> None:
+        if self._responder.responding:  # barge-in: the user talks over the reply
+            await self._responder.cancel("barge_in")
+        await self._emitter.emit(
+            SpeechStarted(session_id=self.session_id, data=SpeechBoundaryData(audio_ms=audio_ms))
+        )
+
+    async def _paused(self, pause: SpeechPause, sample_rate: int) -> None:
+        """Preemptive turns: prepare the reply to what was said so far, unsent."""
+        if self._responder.responding or self._engines.stt is None:
+            return  # a reply is out: this pause is not the end of a turn to answer
+        settings = self._emitter.state.settings
+        if not settings.auto_response or settings.search is not None:
+            return  # a reply waits for response.create, or for a search: nothing to prepare
+        await self._responder.speculate(pause, sample_rate)
+
+    async def _resumed(self, audio_ms: int) -> None:
+        await self._responder.speculator.drop("speech_resumed")
+
+    async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
+        responder = self._responder
+        speculation = responder.speculator.take()
+        turn_id = speculation.turn_id if speculation is not None else new_turn_id()
+        await responder.cancel("barge_in")
+        try:
+            permit = responder.admit()
+        except OverloadedError as exc:  # the utterance is dropped; the client is told
+            if speculation is not None:
+                await responder.speculator.discard(speculation, "superseded")
+            await self._emitter.reject(exc)
+            return
+        try:
+            await self._utterance_events(turn_id, end, sample_rate, permit, speculation)
+        except BaseException:
+            if permit is not None:
+                permit.release()
+            if speculation is not None:
+                await responder.speculator.discard(speculation, "failed")
+            raise
+
+    async def _utterance_events(
+        self,
+        turn_id: str,
+        end: SpeechEnd,
+        sample_rate: int,
+        permit: Permit | None,
+        speculation: Speculation | None = None,
+    ) -> None:
+        _, audio_event = await self._emitter.emit(
+            *utterance_events(self.session_id, turn_id, end, sample_rate))
+        if speculation is not None:
+            self._responder.start_speculated(
+                turn_id, end, sample_rate, audio_event.id, speculation, permit)
+            return
+        self._responder.start(turn_id, None, audio_event.id, audio=(end.audio, sample_rate),
+                              permit=permit, reply=self._emitter.state.settings.auto_response)
+
+
+def _audio_settings(settings: SessionSettings) -> tuple[object, ...]:
+    """The settings the speech input is built from: a change rebuilds it."""
+    return (settings.input_sample_rate, settings.end_of_speech_ms, settings.preemptive_turns,
+            settings.preemptive_pause_ms)

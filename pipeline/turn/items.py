@@ -1,0 +1,90 @@
+"""What a turn's workers hand its event loop: one closed union, :data:`TurnItem`.
+
+A turn runs as a few tasks (the LLM reader, the speaker's forwarder) that put items into
+one outbox (:mod:`pipeline.turn.outbox`); the loop of ``TurnOrchestrator.run`` takes them
+out in order and makes each into events. The union lists every kind, so the loop
+dispatches with ``match`` and mypy checks that no kind goes unhandled. A delta of the
+reply's text is the ``str`` itself: there is one per token, and a wrapper would be an
+allocation on the hottest path for no information. Every other kind is a small frozen
+dataclass; the three that carry nothing (the ends and the cancel) have one instance each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+from schemas import AudioChunk, ErrorPayload
+
+__all__ = [
+    "AUDIO_END",
+    "CANCELLED",
+    "TEXT_END",
+    "AudioEnd",
+    "Cancelled",
+    "Failure",
+    "Piece",
+    "PieceFailed",
+    "SpeakerItem",
+    "SpokenChunk",
+    "TextEnd",
+    "TurnItem",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Piece ``index`` of the reply, as the sentence buffer cut it."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An error to send; ``abort`` ends the turn at once (a bug in a stage) instead of
+    letting the audio already under way finish."""
+
+    payload: ErrorPayload
+    abort: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenChunk:
+    """One chunk of audio of piece ``index``."""
+
+    index: int
+    chunk: AudioChunk
+
+
+@dataclass(frozen=True, slots=True)
+class PieceFailed:
+    """Synthesis of piece ``index`` raised ``error``; the pieces after it go on."""
+
+    index: int
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class TextEnd:
+    """The LLM reader is done: every delta and piece it cut came before this."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioEnd:
+    """The speaker is done: the audio of every piece it was given came before this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The turn was cancelled: put in place of everything still waiting, never sent."""
+
+
+TEXT_END: Final = TextEnd()
+AUDIO_END: Final = AudioEnd()
+CANCELLED: Final = Cancelled()
+
+#: what the speaker puts into its sink, piece by piece in order, then :data:`AUDIO_END`
+SpeakerItem: TypeAlias = SpokenChunk | PieceFailed | AudioEnd
+#: everything a turn's outbox carries (``str``: a delta of the reply's text)
+TurnItem: TypeAlias = str | Piece | Failure | SpeakerItem | TextEnd | Cancelled
