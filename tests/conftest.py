@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
 from tests.api_harness import forget_keys
+from voxline.redis_cluster import redis_cluster
 from voxline.redis_server import is_reachable, start_redis_server
 
 
@@ -24,6 +25,14 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A 3-primary, 3-replica Redis Cluster of our own on loopback (started once, in a few
+    seconds, by the first test that asks)."""
+    with redis_cluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture
