@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 
@@ -116,21 +117,21 @@ def _form(cluster: RedisClusterServers, replicas_per_primary: int, deadline: flo
     clients = {node.port: Redis(host="127.0.0.1", port=node.port, decode_responses=True)
                for node in cluster.nodes}
     try:
-        ids = {port: client.execute_command("CLUSTER", "MYID") for port, client in clients.items()}
+        ids = {port: _command(client, "CLUSTER", "MYID") for port, client in clients.items()}
         count = len(cluster.primaries)
         for index, node in enumerate(cluster.primaries):
             first, last = index * SLOTS // count, (index + 1) * SLOTS // count - 1
-            clients[node.port].execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            _command(clients[node.port], "CLUSTER", "ADDSLOTSRANGE", first, last)
         for epoch, client in enumerate(clients.values(), start=1):
-            client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+            _command(client, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
         seed = clients[cluster.primaries[0].port]
         for node in cluster.nodes[1:]:
-            seed.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+            _command(seed, "CLUSTER", "MEET", "127.0.0.1", node.port)
         _until(deadline, "every node to know every other",
                lambda: all(_known(client) == len(clients) for client in clients.values()))
         for index, replica in enumerate(cluster.replicas):
             primary = cluster.primaries[index // replicas_per_primary]
-            clients[replica.port].execute_command("CLUSTER", "REPLICATE", ids[primary.port])
+            _command(clients[replica.port], "CLUSTER", "REPLICATE", ids[primary.port])
         _until(deadline, "cluster_state:ok and replicas in sync",
                lambda: all(_ready(client) for client in clients.values()))
     finally:
@@ -138,13 +139,17 @@ def _form(cluster: RedisClusterServers, replicas_per_primary: int, deadline: flo
             client.close()
 
 
+def _command(client: Redis, *args: str | int) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 def _known(client: Redis) -> int:
-    lines = str(client.execute_command("CLUSTER", "NODES")).splitlines()
+    lines = str(_command(client, "CLUSTER", "NODES")).splitlines()
     return sum(1 for line in lines if line.strip() and " connected" in line)
 
 
 def _ready(client: Redis) -> bool:
-    info = str(client.execute_command("CLUSTER", "INFO"))
+    info = str(_command(client, "CLUSTER", "INFO"))
     if "cluster_state:ok" not in info:
         return False
     replication = client.info("replication")
