@@ -32,7 +32,8 @@ def test_pipeline_exports() -> None:
 FACADES = {
     "pipeline.aio": ["ThreadStream", "aclose_stream", "iterate_in_thread", "reraise_lost_cancel"],
     "pipeline.log": [
-        "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "GroupReader", "LogFanout",
+        "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
+        "LogFanout",
         "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold",
         "message_tokens", "run_worker",
     ],

@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline.aio import reraise_lost_cancel
 from schemas import EventLogError, EventLogSettings
+
+if TYPE_CHECKING:
+    from pipeline.log.feeds import FeedReader
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,10 @@ class GroupReader:
         claimed = await self.claim_stuck()
         if claimed:
             return claimed
+        return await self.read_new(block_ms)
+
+    async def read_new(self, block_ms: int | None = 1000) -> list[Delivery]:
+        """New entries only (``>``), waiting up to ``block_ms`` for some."""
         try:
             reply: Any = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=self.count, block=block_ms
@@ -122,7 +129,7 @@ class GroupReader:
         return {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
 
     async def ack(self, delivery: Delivery) -> None:
-        await self.redis.xack(self.stream, self.group, delivery.entry_id)
+        await self.redis.xack(delivery.stream, self.group, delivery.entry_id)
 
     async def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
         """Move an entry to the dead-letter stream and acknowledge it, atomically."""
@@ -151,7 +158,7 @@ class GroupReader:
 
 
 async def run_worker(
-    reader: GroupReader,
+    reader: GroupReader | FeedReader,
     handle: Callable[[Delivery], Awaitable[None]],
     *,
     block_ms: int = 1000,
@@ -168,14 +175,14 @@ async def run_worker(
         try:
             await handle(delivery)
         except retry_later as exc:  # expected (e.g. another worker holds it): no traceback
-            logger.info("%s: %s %s left pending: %s", reader.group, reader.stream,
+            logger.info("%s: %s %s left pending: %s", reader.group, delivery.stream,
                         delivery.entry_id, exc)
             continue
         except Exception:  # stays pending, is claimed again, then dead-lettered
             logger.exception(
                 "%s failed on %s %s (delivery %d); left pending",
                 reader.group,
-                reader.stream,
+                delivery.stream,
                 delivery.entry_id,
                 delivery.deliveries,
             )
