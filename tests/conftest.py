@@ -16,7 +16,12 @@ from voxline.redis_server import is_reachable, start_redis_server
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(standalone_redis_url: str) -> str:
+    return standalone_redis_url
+
+
+@pytest.fixture(scope="session")
+def standalone_redis_url() -> Iterator[str]:
     if is_reachable("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379/0"
         return
@@ -33,6 +38,19 @@ def redis_cluster_url() -> Iterator[str]:
     seconds, by the first test that asks)."""
     with redis_cluster() as cluster:
         yield cluster.url
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def both_redis_urls(request: pytest.FixtureRequest) -> str:
+    """A standalone Redis, then the cluster: a module that overrides ``redis_url`` with
+    this fixture runs each of its tests on both (the event-log contract)::
+
+        @pytest.fixture
+        def redis_url(both_redis_urls: str) -> str:
+            return both_redis_urls
+    """
+    return str(request.getfixturevalue(
+        "standalone_redis_url" if request.param == "standalone" else "redis_cluster_url"))
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ FACADES = {
     "pipeline.log": [
         "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
         "LogFanout",
-        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold",
+        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold", "is_cluster",
         "message_tokens", "run_worker",
     ],
     "pipeline.audio": [

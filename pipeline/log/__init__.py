@@ -12,7 +12,7 @@ from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, Lo
 from pipeline.log.fanout import LogFanout
 from pipeline.log.feeds import FeedReader
 from pipeline.log.history import message_tokens
-from pipeline.log.redis_client import create_redis
+from pipeline.log.redis_client import create_redis, is_cluster
 from pipeline.log.state import SessionState, TurnState, fold
 from pipeline.log.streamid import StreamId
 
@@ -30,6 +30,7 @@ __all__ = [
     "TurnState",
     "create_redis",
     "fold",
+    "is_cluster",
     "message_tokens",
     "run_worker",
 ]

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline.aio import reraise_lost_cancel
+from pipeline.log.redis_client import is_cluster
 from schemas import EventLogError, EventLogSettings
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class GroupReader:
         self.group = group
         self.consumer = consumer
         self.settings = settings or EventLogSettings()
-        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead:{group}"
+        self.dead_letter_stream = dead_letter_stream or _dead_letter_key(redis, stream, group)
         self.count = count
         self._claim_cursor = "0-0"
 
@@ -188,6 +189,19 @@ async def run_worker(
             )
             continue
         await reader.ack(delivery)
+
+
+def _dead_letter_key(redis: Redis, stream: str, group: str) -> str:
+    """``{stream}:dead:{group}``, in the stream's slot on a cluster (the dead-letter move
+    is one MULTI): a stream without a hash tag lends its whole name as one."""
+    if is_cluster(redis) and not _has_hash_tag(stream):
+        return f"{{{stream}}}:dead:{group}"
+    return f"{stream}:dead:{group}"
+
+
+def _has_hash_tag(key: str) -> bool:
+    start = key.find("{")
+    return start >= 0 and key.find("}", start + 2) > start  # Redis ignores an empty "{}"
 
 
 def _text(value: bytes | str) -> str:

@@ -54,7 +54,8 @@ class FeedReader:
         return [reader.stream for reader in self.readers]
 
     async def ensure_group(self, start_id: str = "0") -> None:
-        await asyncio.gather(*(reader.ensure_group(start_id) for reader in self.readers))
+        for reader in self.readers:  # once per worker start: no need to hurry
+            await reader.ensure_group(start_id)
 
     async def claim_stuck(self) -> list[Delivery]:
         claimed = await asyncio.gather(*(reader.claim_stuck() for reader in self.readers))
@@ -68,20 +69,29 @@ class FeedReader:
         claimed = await self.claim_stuck()
         if claimed:
             return claimed
-        for index, reader in enumerate(self.readers):
-            if index not in self._inflight:
-                self._inflight[index] = asyncio.create_task(
-                    reader.read_new(block_ms), name=f"feed-read-{reader.stream}")
-        timeout = None if block_ms is None else block_ms / 1000 + 0.5
-        done, _ = await asyncio.wait(
-            self._inflight.values(), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        reraise_lost_cancel()
-        out: list[Delivery] = []
-        for index, task in list(self._inflight.items()):
-            if task in done:
-                del self._inflight[index]
-                out += task.result()  # a failed read raises here (EventLogError)
-        return out
+        if not block_ms:  # no waiting: one look at every feed
+            found = await asyncio.gather(*(r.read_new(block_ms) for r in self.readers))
+            return [delivery for batch in found for delivery in batch]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block_ms / 1000
+        while True:
+            left_ms = max(1, int((deadline - loop.time()) * 1000))
+            for index, reader in enumerate(self.readers):
+                if index not in self._inflight:
+                    task = asyncio.create_task(
+                        reader.read_new(left_ms), name=f"feed-read-{reader.stream}")
+                    task.add_done_callback(_retrieved)  # its error is raised by a later read
+                    self._inflight[index] = task
+            done, _ = await asyncio.wait(self._inflight.values(), timeout=left_ms / 1000 + 0.5,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            reraise_lost_cancel()
+            out: list[Delivery] = []
+            for index, task in list(self._inflight.items()):
+                if task in done:
+                    del self._inflight[index]
+                    out += task.result()  # a failed read raises here (EventLogError)
+            if out or loop.time() >= deadline:
+                return out
 
     async def ack(self, delivery: Delivery) -> None:
         await self.readers[0].ack(delivery)  # XACK on delivery.stream
@@ -108,3 +118,10 @@ class FeedReader:
                     yield delivery
         finally:
             await self.aclose()
+
+
+def _retrieved(task: asyncio.Task[list[Delivery]]) -> None:
+    """Mark a read's failure as seen: the next :meth:`FeedReader.read` raises it, and one
+    left over when the worker stops must not be logged as "never retrieved"."""
+    if not task.cancelled():
+        task.exception()
