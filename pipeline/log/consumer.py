@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -20,9 +20,6 @@ from redis.exceptions import RedisError, ResponseError
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log.redis_client import is_cluster
 from schemas import EventLogError, EventLogSettings
-
-if TYPE_CHECKING:
-    from pipeline.log.feeds import FeedReader
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +155,20 @@ class GroupReader:
                 yield delivery
 
 
+class Reader(Protocol):
+    """What :func:`run_worker` needs: a :class:`GroupReader`, or a reader of many feeds."""
+
+    group: str
+
+    async def ensure_group(self, start_id: str = "0") -> None: ...
+
+    def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]: ...
+
+    async def ack(self, delivery: Delivery) -> None: ...
+
+
 async def run_worker(
-    reader: GroupReader | FeedReader,
+    reader: Reader,
     handle: Callable[[Delivery], Awaitable[None]],
     *,
     block_ms: int = 1000,
