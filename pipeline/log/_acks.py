@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline.log import _lua
 from schemas import EventLogError, EventLogSettings
@@ -34,11 +34,14 @@ async def append_acked(
     it, else a transient :class:`EventLogError` (the append is on the primary: the caller's
     retry with the same ids finds it a duplicate)."""
     acks, timeout = settings.replica_acks, settings.replica_ack_timeout_ms
+    if cluster:
+        await redis.initialize()  # the slot map, for get_node_from_key (no-op once known)
     for attempt in range(2):
         async with redis.pipeline(transaction=False) as pipe:
             if cluster:
                 node = redis.get_node_from_key(keys[0])  # type: ignore[attr-defined]
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # evalsha() is barred from cluster pipelines; the command is routed by key
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 pipe.execute_command("WAIT", acks, timeout, target_nodes=node)
             else:
                 await script(keys=keys, args=args, client=pipe)
@@ -46,7 +49,7 @@ async def append_acked(
             try:
                 reply, confirmed = await pipe.execute()
             except ResponseError as exc:
-                if attempt or "NOSCRIPT" not in str(exc):
+                if attempt or not _no_script(exc):
                     raise
                 await redis.script_load(_lua.APPEND)  # a new node or a restarted one
                 continue
@@ -58,3 +61,8 @@ async def append_acked(
                 f"{timeout} ms; try again")
         return reply
     raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _no_script(exc: ResponseError) -> bool:
+    """The server does not know the script yet (a new or restarted node)."""
+    return isinstance(exc, NoScriptError) or "NOSCRIPT" in str(exc) or "No matching script" in str(exc)
