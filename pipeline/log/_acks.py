@@ -65,4 +65,5 @@ async def append_acked(
 
 def _no_script(exc: ResponseError) -> bool:
     """The server does not know the script yet (a new or restarted node)."""
-    return isinstance(exc, NoScriptError) or "NOSCRIPT" in str(exc) or "No matching script" in str(exc)
+    text = str(exc)
+    return isinstance(exc, NoScriptError) or "NOSCRIPT" in text or "No matching script" in text
