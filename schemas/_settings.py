@@ -55,6 +55,20 @@ class EventLogSettings(BaseModel):
         default=256, ge=1,
         description="events a live reader (socket, SSE) may fall behind before it is dropped",
     )
+    partitions: int = Field(
+        default=16, ge=1, le=16384,
+        description="Redis Cluster only: sessions are spread over this many hash tags, each "
+        "with its own feed (fixed for a deployment's life; standalone Redis ignores it)",
+    )
+    replica_acks: int = Field(
+        default=0, ge=0,
+        description="an append counts once this many replicas confirmed it (WAIT); 0: once "
+        "the primary has it",
+    )
+    replica_ack_timeout_ms: int = Field(
+        default=200, ge=1,
+        description="how long an append waits for replica_acks; then event_log_unavailable",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 import redis
 import uvicorn
+from redis.cluster import ClusterNode
 from websockets.asyncio.client import ClientConnection, connect
 
 from deployments.api import Services, create_api
 from deployments.api._services import start_services
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber
+from pipeline.log.redis_client import cluster_nodes
 from pipeline.retrieval import Reranker
 from schemas import AdmissionSettings, ApiSettings, EventLogSettings, RetrievalSettings, Settings
 from voxline.client import VoxlineClient
@@ -85,6 +87,16 @@ async def connect_all(urls: list[str]) -> list[ClientConnection]:
 
 def forget_keys(redis_url: str, prefix: str) -> None:
     """Delete what an app wrote under its test prefix (blocking: for fixtures' teardown)."""
+    nodes = cluster_nodes(redis_url)
+    if nodes is not None:  # every primary's keys, one by one (they live in many slots)
+        cluster = redis.RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes])
+        try:
+            keys = list(cluster.scan_iter(match=f"{prefix}:*", count=1000))
+            for key in keys:
+                cluster.delete(key)
+        finally:
+            cluster.close()
+        return
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))

@@ -11,11 +11,17 @@ from redis.asyncio import Redis
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
 from tests.api_harness import forget_keys
+from voxline.redis_cluster import redis_cluster
 from voxline.redis_server import is_reachable, start_redis_server
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(standalone_redis_url: str) -> str:
+    return standalone_redis_url
+
+
+@pytest.fixture(scope="session")
+def standalone_redis_url() -> Iterator[str]:
     if is_reachable("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379/0"
         return
@@ -24,6 +30,27 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A 3-primary, 3-replica Redis Cluster of our own on loopback (started once, in a few
+    seconds, by the first test that asks)."""
+    with redis_cluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def both_redis_urls(request: pytest.FixtureRequest) -> str:
+    """A standalone Redis, then the cluster: a module that overrides ``redis_url`` with
+    this fixture runs each of its tests on both (the event-log contract)::
+
+        @pytest.fixture
+        def redis_url(both_redis_urls: str) -> str:
+            return both_redis_urls
+    """
+    return str(request.getfixturevalue(
+        "standalone_redis_url" if request.param == "standalone" else "redis_cluster_url"))
 
 
 @pytest.fixture

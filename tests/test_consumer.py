@@ -10,6 +10,12 @@ from redis.asyncio import Redis
 from pipeline.log import Delivery, GroupReader, run_worker
 from schemas import EventLogSettings
 
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """The event-log contract holds on a standalone Redis and on a Redis Cluster."""
+    return both_redis_urls
+
 pytestmark = pytest.mark.redis
 
 

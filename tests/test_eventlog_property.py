@@ -13,6 +13,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from pipeline.log import EventLog, StreamId, create_redis
 from schemas import Event, EventLogSettings, InputText, InputTextData, ResyncRequiredError
 
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """The event-log contract holds on a standalone Redis and on a Redis Cluster."""
+    return both_redis_urls
+
 pytestmark = pytest.mark.redis
 
 SESSION = "prop"
@@ -107,7 +113,7 @@ class EventLogMachine(RuleBasedStateMachine):
             assert page.entries_added == self.appended
 
     def teardown(self) -> None:
-        self.run(self.redis.delete(self.plain.key(SESSION), self.plain.feed_key))
+        self.run(self.redis.delete(self.plain.key(SESSION), self.plain.feed_key_for(SESSION)))
         self.run(self.redis.aclose())
         self.runner.close()
 

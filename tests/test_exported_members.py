@@ -34,8 +34,9 @@ FACADES = {
         "ThreadStream", "aclose_stream", "batched", "iterate_in_thread", "reraise_lost_cancel",
     ],
     "pipeline.log": [
-        "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "GroupReader", "LogFanout",
-        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold",
+        "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
+        "LogFanout",
+        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold", "is_cluster",
         "message_tokens", "run_worker",
     ],
     "pipeline.audio": [

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.log import Delivery, EventLog, fold
+from pipeline.log import Delivery, EventLog, StreamId, fold
 from pipeline.workers import LeaseBusy, NarrationWorker, narration_pieces
 from schemas import (
     AudioChunkData,
@@ -41,6 +41,12 @@ from schemas import (
     TextDeltaData,
 )
 from tests.scripted_engines import ScriptedTTS, scripted_audio
+
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """The event-log contract holds on a standalone Redis and on a Redis Cluster."""
+    return both_redis_urls
 
 pytestmark = pytest.mark.redis
 
@@ -99,10 +105,13 @@ async def text_turn(
 
 
 async def deliveries(worker: NarrationWorker) -> list[Delivery]:
+    """Every response.done on the feeds, oldest first (a cluster's feeds answer one by one)."""
     await worker.reader.ensure_group()
-    return [
-        d for d in await worker.reader.read(block_ms=10) if d.fields[b"type"] == b"response.done"
-    ]
+    found: list[Delivery] = []
+    while batch := await worker.reader.read(block_ms=300):
+        found += batch
+    found.sort(key=lambda d: StreamId.parse(d.entry_id))
+    return [d for d in found if d.fields[b"type"] == b"response.done"]
 
 
 async def handle_all(worker: NarrationWorker) -> None:
@@ -249,7 +258,7 @@ async def test_worker_killed_mid_narration_is_taken_over(
     await eventually(two_pieces_in, "the first worker's two pieces")
     await first.stop()  # killed while synthesizing the third piece
     assert first_tts.records[2].interrupted
-    pending = await redis.xpending(log.feed_key, "autoplay")
+    pending = await redis.xpending(log.feed_key_for("s1"), "autoplay")
     assert pending["pending"] == 1
     assert not await redis.exists(first.lease_key("s1", "turn:t1"))  # released on the way out
 
@@ -259,7 +268,7 @@ async def test_worker_killed_mid_narration_is_taken_over(
 
     async def finished() -> bool:
         _, ready = narration(await log.read_all("s1"))
-        idle = (await redis.xpending(log.feed_key, "autoplay"))["pending"] == 0
+        idle = (await redis.xpending(log.feed_key_for("s1"), "autoplay"))["pending"] == 0
         return bool(ready) and idle
 
     try:
@@ -377,8 +386,10 @@ async def test_racing_worker_loops_narrate_every_turn_once(
             for session_id in sessions:
                 if not narration(await log.read_all(session_id))[1]:
                     return False
-            pending = await redis.xpending(log.feed_key, "autoplay")
-            return bool(pending["pending"] == 0)
+            for feed in log.feed_keys:
+                if (await redis.xpending(feed, "autoplay"))["pending"]:
+                    return False
+            return True
 
         await eventually(all_done, "every narration")
     finally:
@@ -443,7 +454,7 @@ async def test_a_live_worker_keeps_its_entry(event_log: EventLog, redis: Redis) 
     worker = NarrationWorker(event_log, slow_tts, consumer="a", lease_ms=30)
     [delivery] = await deliveries(worker)
     task = asyncio.create_task(worker.handle(delivery))
-    feed = event_log.feed_key
+    feed = event_log.feed_key_for("s1")
     try:
         await eventually(lambda: _exists(redis, worker.lease_key("s1", "turn:t1")), "the lease")
         await redis.xclaim(feed, "autoplay", "thief", 0, [delivery.entry_id], justid=True)

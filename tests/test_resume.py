@@ -18,6 +18,12 @@ from tests.api_harness import Harness, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
 from voxline.client import FINAL_TYPES, SessionInfo
 
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """The event-log contract holds on a standalone Redis and on a Redis Cluster."""
+    return both_redis_urls
+
 pytestmark = pytest.mark.redis
 
 TOKENS = [f"Word{i} " if i % 6 else f"Sentence {i}. " for i in range(1, 30)]

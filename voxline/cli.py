@@ -281,6 +281,41 @@ def replay(
     _say(f"transcript: {result.transcript}")
 
 
+@app.command("redis-cluster")
+def redis_cluster(
+    primaries: Annotated[int, typer.Option(min=1, help="primaries (shards)")] = 3,
+    replicas: Annotated[int, typer.Option(min=0, help="replicas per primary")] = 1,
+) -> None:
+    """Start a Redis Cluster on loopback ports (no persistence) until Ctrl-C or SIGTERM.
+
+    Point Voxline at the URL it prints: VOXLINE_REDIS_URL=redis+cluster://...
+    """
+    from schemas import ConfigurationError
+    from voxline.redis_cluster import start_redis_cluster
+    from voxline.stopping import StopSignals
+
+    signals = StopSignals()
+    signals.install()
+    cluster = None
+    try:
+        cluster = start_redis_cluster(primaries=primaries, replicas_per_primary=replicas)
+        _say(f"Redis Cluster ready: {primaries} primaries, {replicas} replica(s) each")
+        for role, nodes in (("primary", cluster.primaries), ("replica", cluster.replicas)):
+            for node in nodes:
+                _say(f"  {role}  127.0.0.1:{node.port}  (log {node.workdir / 'redis.log'})")
+        _say(f"\nVOXLINE_REDIS_URL={cluster.url}\nPress Ctrl-C to stop the cluster.")
+        signals.wait()
+    except ConfigurationError as exc:
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    _say("stopped")
+
+
 def main() -> None:
     app()
 

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,8 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -77,11 +79,17 @@ def is_reachable(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def start_redis_server(*, port: int | None = None, timeout_s: float = 15.0) -> RedisServer:
+def start_redis_server(
+    *,
+    port: int | None = None,
+    timeout_s: float = 15.0,
+    extra_args: Sequence[str] = (),
+    workdir: Path | None = None,
+) -> RedisServer:
     """Start redis-server on 127.0.0.1 (no persistence) and wait until it answers."""
     binary = find_redis_binary()
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="voxline-redis-"))
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="voxline-redis-"))
     args = [
         binary,
         "--bind",
@@ -98,6 +106,7 @@ def start_redis_server(*, port: int | None = None, timeout_s: float = 15.0) -> R
         "no",
         "--logfile",
         str(workdir / "redis.log"),
+        *extra_args,
     ]
     process = subprocess.Popen(
         args,

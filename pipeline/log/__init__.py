@@ -2,22 +2,26 @@
 
 Every fact about a session is an event appended here (:class:`EventLog`) before anyone
 sees it; live readers of a process share one XREAD (:class:`LogFanout`); background
-consumers read the feed with consumer groups (:class:`GroupReader`, :func:`run_worker`);
+consumers read the feeds with consumer groups (:class:`GroupReader`, :class:`FeedReader`,
+:func:`run_worker`);
 a session's state is a fold over its events (:func:`fold`).
 """
 
 from pipeline.log.consumer import Delivery, GroupReader, run_worker
-from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, LogPage, StreamId
+from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, LogPage
 from pipeline.log.fanout import LogFanout
+from pipeline.log.feeds import FeedReader
 from pipeline.log.history import message_tokens
-from pipeline.log.redis_client import create_redis
+from pipeline.log.redis_client import create_redis, is_cluster
 from pipeline.log.state import SessionState, TurnState, fold
+from pipeline.log.streamid import StreamId
 
 __all__ = [
     "DEFAULT_FEED_TYPES",
     "AppendResult",
     "Delivery",
     "EventLog",
+    "FeedReader",
     "GroupReader",
     "LogFanout",
     "LogPage",
@@ -26,6 +30,7 @@ __all__ = [
     "TurnState",
     "create_redis",
     "fold",
+    "is_cluster",
     "message_tokens",
     "run_worker",
 ]

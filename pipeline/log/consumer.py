@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline.aio import reraise_lost_cancel
+from pipeline.log.redis_client import is_cluster
 from schemas import EventLogError, EventLogSettings
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class GroupReader:
         self.group = group
         self.consumer = consumer
         self.settings = settings or EventLogSettings()
-        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead:{group}"
+        self.dead_letter_stream = dead_letter_stream or _dead_letter_key(redis, stream, group)
         self.count = count
         self._claim_cursor = "0-0"
 
@@ -70,6 +71,10 @@ class GroupReader:
         claimed = await self.claim_stuck()
         if claimed:
             return claimed
+        return await self.read_new(block_ms)
+
+    async def read_new(self, block_ms: int | None = 1000) -> list[Delivery]:
+        """New entries only (``>``), waiting up to ``block_ms`` for some."""
         try:
             reply: Any = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=self.count, block=block_ms
@@ -122,7 +127,7 @@ class GroupReader:
         return {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
 
     async def ack(self, delivery: Delivery) -> None:
-        await self.redis.xack(self.stream, self.group, delivery.entry_id)
+        await self.redis.xack(delivery.stream, self.group, delivery.entry_id)
 
     async def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
         """Move an entry to the dead-letter stream and acknowledge it, atomically."""
@@ -150,8 +155,20 @@ class GroupReader:
                 yield delivery
 
 
+class Reader(Protocol):
+    """What :func:`run_worker` needs: a :class:`GroupReader`, or a reader of many feeds."""
+
+    group: str
+
+    async def ensure_group(self, start_id: str = "0") -> None: ...
+
+    def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]: ...
+
+    async def ack(self, delivery: Delivery) -> None: ...
+
+
 async def run_worker(
-    reader: GroupReader,
+    reader: Reader,
     handle: Callable[[Delivery], Awaitable[None]],
     *,
     block_ms: int = 1000,
@@ -168,19 +185,32 @@ async def run_worker(
         try:
             await handle(delivery)
         except retry_later as exc:  # expected (e.g. another worker holds it): no traceback
-            logger.info("%s: %s %s left pending: %s", reader.group, reader.stream,
+            logger.info("%s: %s %s left pending: %s", reader.group, delivery.stream,
                         delivery.entry_id, exc)
             continue
         except Exception:  # stays pending, is claimed again, then dead-lettered
             logger.exception(
                 "%s failed on %s %s (delivery %d); left pending",
                 reader.group,
-                reader.stream,
+                delivery.stream,
                 delivery.entry_id,
                 delivery.deliveries,
             )
             continue
         await reader.ack(delivery)
+
+
+def _dead_letter_key(redis: Redis, stream: str, group: str) -> str:
+    """``{stream}:dead:{group}``, in the stream's slot on a cluster (the dead-letter move
+    is one MULTI): a stream without a hash tag lends its whole name as one."""
+    if is_cluster(redis) and not _has_hash_tag(stream):
+        return f"{{{stream}}}:dead:{group}"
+    return f"{stream}:dead:{group}"
+
+
+def _has_hash_tag(key: str) -> bool:
+    start = key.find("{")
+    return start >= 0 and key.find("}", start + 2) > start  # Redis ignores an empty "{}"
 
 
 def _text(value: bytes | str) -> str:

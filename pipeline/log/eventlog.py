@@ -19,8 +19,13 @@ Guarantees, and how they are kept:
 
 Background workers do not poll every session: appends of selected event types also add a
 pointer to one *feed* stream, which workers read with consumer groups
-(:mod:`pipeline.log.consumer`). The feed lives on the same Redis as the sessions (the append
-script writes both), so Redis Cluster deployments need one feed per shard.
+(:mod:`pipeline.log.consumer`). The append script writes both, so on a Redis Cluster they
+share a hash tag: sessions are spread over partitions, one feed each (:mod:`pipeline.log.keys`).
+
+* **Replica acknowledgement** (``replica_acks`` > 0): the append is followed, on the same
+  connection, by ``WAIT replica_acks replica_ack_timeout_ms``; fewer confirmations in time
+  raise a transient :class:`schemas.EventLogError` (``event_log_unavailable``), so the
+  event is not sent. Its retry with the same ids is a duplicate, and waits again.
 """
 
 from __future__ import annotations
@@ -37,14 +42,17 @@ from redis.exceptions import RedisError, ResponseError
 
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log import _lua
+from pipeline.log._acks import append_acked
 from pipeline.log._codec import decode_entry, encode_fields, entry_number
+from pipeline.log.keys import LogKeys
+from pipeline.log.redis_client import is_cluster
+from pipeline.log.streamid import ZERO, StreamId, parse_cursor
 from schemas import (
     AppendConflictError,
     Event,
     EventBase,
     EventLogError,
     EventLogSettings,
-    ProtocolError,
     ResyncRequiredError,
 )
 
@@ -58,30 +66,6 @@ _CONFLICT_RETRIES = 32
 _SESSION_CACHE = 4096
 
 
-@dataclass(frozen=True, order=True)
-class StreamId:
-    """A Redis stream id ``ms-seq``, ordered like Redis orders them."""
-
-    ms: int
-    seq: int
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> StreamId:
-        if isinstance(text, bytes):
-            text = text.decode()
-        ms, sep, seq = text.partition("-")
-        if not (sep and ms.isdigit() and seq.isdigit()):
-            raise ValueError(f"not a stream id: {text!r}")
-        return cls(int(ms), int(seq))
-
-    def next(self, now_ms: int) -> StreamId:
-        return StreamId(now_ms, 0) if now_ms > self.ms else StreamId(self.ms, self.seq + 1)
-
-    def __str__(self) -> str:
-        return f"{self.ms}-{self.seq}"
-
-
-ZERO = StreamId(0, 0)
 
 
 @dataclass(frozen=True)
@@ -117,6 +101,8 @@ class EventLog:
         self.redis = redis
         self.settings = settings or EventLogSettings()
         self.feed_types = frozenset(feed_types)
+        self.keys = LogKeys(self.settings.key_prefix,
+                            self.settings.partitions if is_cluster(redis) else 0)
         self._append = redis.register_script(_lua.APPEND)
         self._read = redis.register_script(_lua.READ)
         self._last: OrderedDict[str, StreamId] = OrderedDict()
@@ -124,11 +110,22 @@ class EventLog:
     # ---- keys -------------------------------------------------------------------------
 
     def key(self, session_id: str) -> str:
-        return f"{self.settings.key_prefix}:session:{session_id}"
+        return self.keys.session(session_id)
 
     @property
     def feed_key(self) -> str:
-        return f"{self.settings.key_prefix}:feed"
+        """The one feed of a standalone log (a cluster has one per partition: ``feed_keys``)."""
+        if self.keys.cluster:
+            raise ValueError("a clustered log has one feed per partition: use feed_keys")
+        return self.keys.feed()
+
+    @property
+    def feed_keys(self) -> list[str]:
+        """Every feed: workers read them all."""
+        return self.keys.feeds()
+
+    def feed_key_for(self, session_id: str) -> str:
+        return self.keys.feed_of(session_id)
 
     # ---- appending --------------------------------------------------------------------
 
@@ -207,8 +204,8 @@ class EventLog:
             args += [event.id or "", "1" if event.type in self.feed_types else "0", len(fields)]
             args += fields
         try:
-            status, value = await self._append(
-                keys=[self.key(session_id), self.feed_key], args=args
+            status, value = await self._eval_append(
+                [self.key(session_id), self.keys.feed_of(session_id)], args
             )
         except ResponseError as exc:
             logger.error("Redis refused an append to %s: %s", self.key(session_id), exc)
@@ -216,6 +213,12 @@ class EventLog:
         except RedisError as exc:
             raise _unavailable(exc) from exc
         return status, value if isinstance(value, bytes) else str(value).encode()
+
+    async def _eval_append(self, keys: list[str], args: list[bytes | str | int]) -> Any:
+        if not self.settings.replica_acks:
+            return await self._append(keys=keys, args=args)
+        return await append_acked(self.redis, self._append, keys, args, self.settings,
+                                  cluster=self.keys.cluster)
 
     def _minid(self) -> str:
         if self.settings.max_age_s is None:
@@ -362,13 +365,6 @@ class EventLog:
                     expected = number + 1
                     cursor = StreamId.parse(entry_id)
                     yield decode_entry(session_id, entry_id, raw)
-
-
-def parse_cursor(after: str) -> StreamId:
-    try:
-        return StreamId.parse(after)
-    except ValueError:
-        raise ProtocolError(f"{after!r} is not an event id (ms-seq)") from None
 
 
 def _unavailable(exc: Exception) -> EventLogError:

@@ -22,6 +22,11 @@ each entry to the subscribers of that stream through bounded buffers.
 The live read re-issues its XREAD when the set of streams changes: a new stream wakes a
 blocked read by appending to a small stream of this reader's own, which is part of every
 XREAD it sends. Streams that lose their last subscriber simply drop out of the next read.
+
+On a Redis Cluster one XREAD may only name keys of one slot, so there is one live read per
+partition that has subscribers (:mod:`pipeline.log.keys`: a partition's sessions share a
+slot), each with its own wake stream in that slot: a read carries the keys of its slot
+only, and the partitions' reads block side by side, at most ``partitions`` of them.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from redis.exceptions import RedisError
 
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log._codec import decode_entry, entry_number
-from pipeline.log.eventlog import ZERO, EventLog, StreamId, parse_cursor
+from pipeline.log.eventlog import EventLog
+from pipeline.log.streamid import ZERO, StreamId, parse_cursor
 from schemas import Event, EventLogError, OverloadedError, ResyncRequiredError, VoxlineError
 
 logger = logging.getLogger(__name__)
@@ -52,9 +58,10 @@ _RETRY_S = 0.5
 class _Subscriber:
     """One tail's buffer: events the live read handed over and the tail has not yielded."""
 
-    def __init__(self, key: str, limit: int) -> None:
+    def __init__(self, key: str, limit: int, read: _Read) -> None:
         self.key = key
         self.limit = limit
+        self.read = read
         # bounded by ``limit``: push() drops the subscriber instead of growing past it
         self.items: deque[tuple[Event, int]] = deque()
         self.error: VoxlineError | None = None
@@ -100,8 +107,23 @@ class _Position:
 
 @dataclass
 class _Stream:
+    session_id: str
     cursor: StreamId
     subscribers: set[_Subscriber] = field(default_factory=set)
+
+
+class _Read:
+    """The live read of one partition (of everything, standalone): its streams, its wake
+    stream and the task that reads them."""
+
+    def __init__(self, wake_key: str) -> None:
+        self.wake_key = wake_key
+        self.streams: dict[str, _Stream] = {}
+        self.changed = asyncio.Event()
+        self.wake_cursor = "0-0"
+        self.wake_pending = False
+        self.blocking = False
+        self.task: asyncio.Task[None] | None = None
 
 
 class LogFanout:
@@ -114,13 +136,8 @@ class LogFanout:
     def __init__(self, log: EventLog, *, block_ms: int = 2000) -> None:
         self.log = log
         self.block_ms = block_ms
-        self.wake_key = f"{log.settings.key_prefix}:fanout:{uuid.uuid4().hex}"
-        self._streams: dict[str, _Stream] = {}
-        self._changed = asyncio.Event()
-        self._wake_cursor = "0-0"
-        self._wake_pending = False
-        self._blocking = False
-        self._task: asyncio.Task[None] | None = None
+        self.reader_id = uuid.uuid4().hex
+        self._reads: dict[int, _Read] = {}
         self._wakers: set[asyncio.Task[None]] = set()
         self._closed = False
         #: live reads sent (a figure for tests and benchmarks)
@@ -130,11 +147,17 @@ class LogFanout:
 
     @property
     def subscribers(self) -> int:
-        return sum(len(stream.subscribers) for stream in self._streams.values())
+        return sum(len(stream.subscribers) for read in self._reads.values()
+                   for stream in read.streams.values())
 
     @property
     def streams(self) -> int:
-        return len(self._streams)
+        return sum(len(read.streams) for read in self._reads.values())
+
+    @property
+    def wake_key(self) -> str:
+        """The wake stream of the standalone read (of partition 0 on a cluster)."""
+        return self.log.keys.wake(0, self.reader_id)
 
     async def tail(self, session_id: str, after: str | None = None) -> AsyncIterator[Event]:
         """Like :meth:`EventLog.tail`: events after ``after``, then live ones, until the
@@ -170,16 +193,17 @@ class LogFanout:
     async def aclose(self) -> None:
         """Stop the reader; tails still open end with a transient :class:`EventLogError`."""
         self._closed = True
-        for task in (self._task, *self._wakers):
-            if task is not None:
-                task.cancel()
-        for task in (self._task, *self._wakers):
-            if task is not None:
-                with contextlib.suppress(BaseException):
-                    await task
+        tasks = [read.task for read in self._reads.values() if read.task is not None]
+        tasks += self._wakers
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
         self._fail_all(EventLogError("the server is shutting down", transient=True))
-        with contextlib.suppress(Exception):
-            await self.log.redis.delete(self.wake_key)
+        for read in self._reads.values():  # one by one: on a cluster they are in other slots
+            with contextlib.suppress(Exception):
+                await self.log.redis.delete(read.wake_key)
 
     # ---- subscribers ------------------------------------------------------------------
 
@@ -201,108 +225,116 @@ class LogFanout:
         if self._closed:
             raise EventLogError("the server is shutting down", transient=True)
         key = self.log.key(session_id)
-        subscriber = _Subscriber(key, self.log.settings.tail_queue)
-        stream = self._streams.get(key)
+        read = self._read_of(session_id)
+        subscriber = _Subscriber(key, self.log.settings.tail_queue, read)
+        stream = read.streams.get(key)
         if stream is None:
-            stream = self._streams[key] = _Stream(cursor)
-            self._wake()
+            stream = read.streams[key] = _Stream(session_id, cursor)
+            self._wake(read)
         stream.subscribers.add(subscriber)
-        self._ensure_reader()
+        self._ensure_reader(read)
         return subscriber, stream.cursor
 
+    def _read_of(self, session_id: str) -> _Read:
+        partition = self.log.keys.partition(session_id)
+        read = self._reads.get(partition)
+        if read is None:
+            read = self._reads[partition] = _Read(self.log.keys.wake(partition, self.reader_id))
+        return read
+
     def _leave(self, subscriber: _Subscriber) -> None:
-        stream = self._streams.get(subscriber.key)
+        read = subscriber.read
+        stream = read.streams.get(subscriber.key)
         if stream is None:
             return
         stream.subscribers.discard(subscriber)
         if not stream.subscribers:
-            del self._streams[subscriber.key]  # drops out of the next read; no wake needed
+            del read.streams[subscriber.key]  # drops out of the next read; no wake needed
 
-    def _fail_all(self, error: VoxlineError) -> None:
-        streams, self._streams = self._streams, {}
-        for stream in streams.values():
-            for subscriber in stream.subscribers:
-                subscriber.fail(error)
+    def _fail_all(self, error: VoxlineError, only: _Read | None = None) -> None:
+        for read in self._reads.values() if only is None else (only,):
+            streams, read.streams = read.streams, {}
+            for stream in streams.values():
+                for subscriber in stream.subscribers:
+                    subscriber.fail(error)
 
     # ---- the one live read ------------------------------------------------------------
 
-    def _ensure_reader(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._read_forever(), name="log-fanout")
+    def _ensure_reader(self, read: _Read) -> None:
+        if read.task is None or read.task.done():
+            read.task = asyncio.create_task(self._read_forever(read), name="log-fanout")
 
-    def _wake(self) -> None:
+    def _wake(self, read: _Read) -> None:
         """The set of streams changed: make the live read start over with the new set."""
-        self._changed.set()
-        if not self._blocking or self._wake_pending:
+        read.changed.set()
+        if not read.blocking or read.wake_pending:
             return
-        self._wake_pending = True
-        task = asyncio.create_task(self._send_wake(), name="log-fanout-wake")
+        read.wake_pending = True
+        task = asyncio.create_task(self._send_wake(read), name="log-fanout-wake")
         self._wakers.add(task)
         task.add_done_callback(self._wakers.discard)
 
-    async def _send_wake(self) -> None:
+    async def _send_wake(self, read: _Read) -> None:
         try:
             async with self.log.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(self.wake_key, {"w": "1"}, maxlen=_WAKE_MAXLEN, approximate=False)
-                pipe.pexpire(self.wake_key, _WAKE_TTL_MS)
+                pipe.xadd(read.wake_key, {"w": "1"}, maxlen=_WAKE_MAXLEN, approximate=False)
+                pipe.pexpire(read.wake_key, _WAKE_TTL_MS)
                 await pipe.execute()
         except RedisError as exc:  # the read then notices the change within block_ms
             logger.warning("could not wake the log fanout: %s", exc)
 
-    async def _read_forever(self) -> None:
+    async def _read_forever(self, read: _Read) -> None:
         while not self._closed:
-            if not self._streams:
-                self._changed.clear()
-                await self._changed.wait()
+            if not read.streams:
+                read.changed.clear()
+                await read.changed.wait()
                 continue
             try:
-                await self._read_once()
+                await self._read_once(read)
             except RedisError as exc:
                 logger.warning("log fanout read failed: %s", exc)
-                self._fail_all(EventLogError(f"event log unavailable: {exc}"))
+                self._fail_all(EventLogError(f"event log unavailable: {exc}"), read)
                 await asyncio.sleep(_RETRY_S)
             except Exception as exc:  # a bug: fail the tails rather than leave them hanging
                 logger.exception("log fanout failed")
-                self._fail_all(EventLogError(f"event log reader failed: {exc!r}"))
+                self._fail_all(EventLogError(f"event log reader failed: {exc!r}"), read)
                 await asyncio.sleep(_RETRY_S)
 
-    async def _read_once(self) -> None:
-        self._changed.clear()
-        self._wake_pending = False
-        issued = {key: stream.cursor for key, stream in self._streams.items()}
+    async def _read_once(self, read: _Read) -> None:
+        read.changed.clear()
+        read.wake_pending = False
+        issued = {key: stream.cursor for key, stream in read.streams.items()}
         keys: dict[Any, Any] = {key: str(cursor) for key, cursor in issued.items()}
-        keys[self.wake_key] = self._wake_cursor
+        keys[read.wake_key] = read.wake_cursor
         # at most one buffer's worth per stream and read: a burst alone never drops a
         # reader that keeps up; it is dropped when it still holds a buffer from before
         count = min(self.log.settings.read_count, self.log.settings.tail_queue)
-        self._blocking = True
+        read.blocking = True
         try:
             reply: Any = await self.log.redis.xread(keys, count=count, block=self.block_ms)
         finally:
-            self._blocking = False
+            read.blocking = False
         reraise_lost_cancel()
         self.reads += 1
-        prefix = len(self.log.key(""))
         for raw_key, entries in reply or ():
             key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-            if key == self.wake_key:
-                self._wake_cursor = _id_text(entries[-1][0])
+            if key == read.wake_key:
+                read.wake_cursor = _id_text(entries[-1][0])
                 continue
-            stream = self._streams.get(key)
+            stream = read.streams.get(key)
             if stream is None or stream.cursor < issued[key]:
                 # its last subscriber left during the read (and maybe a new one came,
                 # from further back: the next read starts there)
                 continue
-            session_id = key[prefix:]
             for entry_id, raw in entries:
-                event = decode_entry(session_id, entry_id, raw)
+                event = decode_entry(stream.session_id, entry_id, raw)
                 number = entry_number(raw)
                 stream.cursor = StreamId.parse(entry_id)
                 for subscriber in list(stream.subscribers):
                     if not subscriber.push(event, number):
                         stream.subscribers.discard(subscriber)
             if not stream.subscribers:
-                self._streams.pop(key, None)
+                read.streams.pop(key, None)
 
 
 def _id_text(entry_id: bytes | str) -> str:

@@ -5,17 +5,58 @@ with exponential backoff and jitter, configured in :class:`schemas.RedisSettings
 are configuration, not loops in our code. Commands we send are safe to retry: appends carry
 explicit stream ids, so a retried append after a lost reply is recognised as a duplicate
 (see :mod:`pipeline.log.eventlog`).
+
+``redis+cluster://host:port[,host:port...]/`` selects a Redis Cluster (redis-py's asyncio
+cluster client; the hosts are its startup nodes, any of them will do); every other URL is
+a standalone server, as before. The cluster client is returned typed as :class:`Redis`:
+it answers the same commands, routed by key, and the few places that must know
+(:func:`is_cluster`: key names, per-slot reads, WAIT) ask.
 """
 
 from __future__ import annotations
 
+from typing import cast
+from urllib.parse import unquote
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas import RedisSettings
+from schemas import ConfigurationError, RedisSettings
+
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def cluster_nodes(url: str) -> list[tuple[str, int]] | None:
+    """The startup nodes of a ``redis+cluster://`` URL; ``None`` for any other URL."""
+    if not url.startswith(CLUSTER_SCHEME):
+        return None
+    rest = url[len(CLUSTER_SCHEME):].split("/", 1)[0].rsplit("@", 1)[-1]
+    nodes = []
+    for part in filter(None, rest.split(",")):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"{part!r} in the Redis URL is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    if not nodes:
+        raise ConfigurationError("a redis+cluster:// URL names at least one host:port")
+    return nodes
+
+
+def _credentials(url: str) -> tuple[str | None, str | None]:
+    netloc = url[len(CLUSTER_SCHEME):].split("/", 1)[0]
+    if "@" not in netloc:
+        return None, None
+    user, _, password = netloc.rsplit("@", 1)[0].partition(":")
+    return unquote(user) or None, unquote(password) or None
+
+
+def is_cluster(redis: object) -> bool:
+    """Whether ``redis`` is a cluster client (keys then carry hash tags)."""
+    return isinstance(redis, RedisCluster)
 
 
 def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
@@ -26,11 +67,27 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
     with "Too many connections", so a burst (300 sockets opening together) queues.
     """
     settings = settings or RedisSettings()
+    nodes = cluster_nodes(url)
     retry = Retry(
         ExponentialWithJitterBackoff(base=settings.backoff_base_s, cap=settings.backoff_cap_s),
         retries=settings.retries,
         supported_errors=(RedisConnectionError, RedisTimeoutError),
     )
+    if nodes is not None:
+        username, password = _credentials(url)
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            max_connections=settings.max_connections,  # per node
+            retry=retry,
+            retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+            socket_timeout=settings.socket_timeout_s,
+            socket_connect_timeout=settings.socket_timeout_s,
+            health_check_interval=settings.health_check_interval_s,
+            username=username,
+            password=password,
+            decode_responses=False,
+        )
+        return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=settings.max_connections,

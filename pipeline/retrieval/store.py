@@ -13,7 +13,14 @@ Keys of a collection ``c`` (under the log's ``key_prefix``)::
     {p}:collection:{c}:lock         held while a writer changes documents
 
 Creating a collection checks and reserves both counts (the server's, the client's) in one
-Lua script, so concurrent creates cannot pass a limit; deleting frees both.
+Lua script, so concurrent creates cannot pass a limit; deleting frees both. The new
+collection's hash is written first: until the reservation it is a key nobody knows, and
+is deleted again when the reservation is refused.
+
+On a Redis Cluster every key of one collection carries its id as a hash tag
+(``{p}:collection:{{c}}:docs``), so each MULTI over a collection stays in one slot, and
+the two counting sets share the tag ``{collections}``: both are touched only when a
+collection is created or deleted.
 
 A document is read (text, chunks, tokens, its own index segment) in a reader process
 (:class:`pipeline.retrieval.readers.DocumentReaders`), then added under the lock: its
@@ -36,6 +43,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from pipeline.log import is_cluster
 from pipeline.retrieval.documents import ReadDocument
 from pipeline.retrieval.indexes import IndexStore, LoadedIndex, not_found
 from pipeline.retrieval.readers import DocumentReaders
@@ -59,14 +67,13 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-#: KEYS: every collection, the client's, the new one's hash; ARGV: id, server limit,
-#: client limit, then the hash's fields and values. 1: server full; 2: client's quota used
+#: KEYS: every collection, the client's; ARGV: id, server limit, client limit.
+#: 1: server full; 2: client's quota used
 _CREATE = """
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 1 end
 if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], unpack(ARGV, 4))
 return 0
 """
 
@@ -79,6 +86,9 @@ class CollectionStore:
         self.redis = redis
         self.settings = settings
         self.prefix = key_prefix
+        self.cluster = is_cluster(redis)
+        #: the set of every collection (its count is the server-wide limit)
+        self.all_key = f"{key_prefix}:" + ("{collections}" if self.cluster else "collections")
         self.readers = DocumentReaders(settings)
         self.indexes = IndexStore(redis, settings, self.key, self.chunk_texts)
 
@@ -91,10 +101,11 @@ class CollectionStore:
         await self.readers.aclose()
 
     def key(self, collection: str, part: str = "") -> str:
-        return f"{self.prefix}:collection:{collection}" + (f":{part}" if part else "")
+        tagged = f"{{{collection}}}" if self.cluster else collection
+        return f"{self.prefix}:collection:{tagged}" + (f":{part}" if part else "")
 
     def client_key(self, client: str) -> str:
-        return f"{self.prefix}:collections:client:{client}"
+        return f"{self.all_key}:client:{client}"
 
     # ---- collections ------------------------------------------------------------------
 
@@ -108,10 +119,11 @@ class CollectionStore:
         fields = {"name": name, "created_ts": info.created_ts, "owner": client, "version": 0,
                   "main_version": 0, "delta_version": 0, "documents": 0, "chunks": 0}
         most, mine = self.settings.max_collections, self.settings.max_collections_per_client
+        await self.redis.hset(self.key(collection), mapping=fields)  # type: ignore[arg-type]
         refused = await self.redis.eval(
-            _CREATE, 3, f"{self.prefix}:collections", self.client_key(client),
-            self.key(collection), collection, most, mine,
-            *(str(part) for pair in fields.items() for part in pair))
+            _CREATE, 2, self.all_key, self.client_key(client), collection, most, mine)
+        if int(refused):
+            await self.redis.delete(self.key(collection))
         if int(refused) == 1:
             raise VoxlineError(f"the server holds its limit of {most} collections",
                                code=ErrorCode.TOO_MANY_COLLECTIONS, http_status=409,
@@ -137,9 +149,11 @@ class CollectionStore:
         owner = await self.redis.hget(self.key(collection), "owner")
         await self.get(collection)
         parts = ("", "docs", "chunks", "index", "delta", "pending", "rows", "grants")
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:  # the collection's slot
             pipe.delete(*(self.key(collection, part) for part in parts))
-            pipe.srem(f"{self.prefix}:collections", collection)
+            await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:  # the counting sets' slot
+            pipe.srem(self.all_key, collection)
             if owner is not None:
                 pipe.srem(self.client_key(_text(owner)), collection)
             await pipe.execute()

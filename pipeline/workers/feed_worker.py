@@ -44,7 +44,7 @@ from pipeline.log import (
     AppendResult,
     Delivery,
     EventLog,
-    GroupReader,
+    FeedReader,
     SessionState,
     fold,
     run_worker,
@@ -204,7 +204,7 @@ class FeedWorker(abc.ABC):
         self.log = log
         self.lease_ms = lease_ms
         self.block_ms = block_ms
-        self.reader = GroupReader(log.redis, log.feed_key, self.group, consumer, log.settings)
+        self.reader = FeedReader(log.redis, log.feed_keys, self.group, consumer, log.settings)
         self._task: asyncio.Task[None] | None = None
 
     # ---- what a worker decides --------------------------------------------------------
@@ -288,7 +288,7 @@ class FeedWorker(abc.ABC):
                 if not await lease.renew():
                     return
                 await self.log.redis.xclaim(
-                    self.reader.stream,
+                    delivery.stream,
                     self.group,
                     self.reader.consumer,
                     0,

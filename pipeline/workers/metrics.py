@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pipeline.log import DEFAULT_FEED_TYPES, Delivery, EventLog, GroupReader, run_worker
+from pipeline.log import DEFAULT_FEED_TYPES, Delivery, EventLog, FeedReader, run_worker
 from pipeline.workers.measures import (
     DEFAULT_MIN_SPEECH_MS,
     STAGES,
@@ -205,7 +205,7 @@ class MetricsConsumer:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.ttl_s = ttl_s or log.settings.closed_ttl_s or 7 * 24 * 3600
         self.min_speech_ms = min_speech_ms
-        self.reader = GroupReader(self.redis, log.feed_key, group, self.consumer, log.settings)
+        self.reader = FeedReader(self.redis, log.feed_keys, group, self.consumer, log.settings)
 
     def _key(self, session_id: str, what: str) -> str:
         return f"{self.log.settings.key_prefix}:metrics:{session_id}:{what}"

