@@ -10,47 +10,26 @@ import contextlib
 import io
 import json
 import wave
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pipeline.engines import Transcriber
 from schemas import (
     AdmissionSettings,
     EventLogSettings,
-    TranscriptionRequest,
-    TranscriptSegment,
     parse_event,
 )
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
 from voxline.client import FINAL_TYPES, SessionSocket
 
 pytestmark = pytest.mark.redis
 
 TOKENS = ["Hello ", "there. ", "How ", "are ", "you? "]
 RETRY_MS = 1500  # sent as Retry-After: 2 (seconds, rounded up)
-
-
-class GatedSTT(Transcriber):
-    """Holds every transcription until the test opens ``gate``."""
-
-    name = "gated-stt"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-        self.entered = 0
-
-    async def transcribe(
-        self, request: TranscriptionRequest
-    ) -> AsyncGenerator[TranscriptSegment, None]:
-        self.entered += 1
-        await self.gate.wait()
-        yield TranscriptSegment(text="hello", start_s=0, end_s=1)
 
 
 async def until(predicate: Callable[[], bool], what: str) -> None:
@@ -78,7 +57,7 @@ def harness_with(
 ) -> contextlib.AbstractAsyncContextManager[Harness]:
     return serve_api(
         redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
-        tts=ScriptedTTS(gated=gated_tts), stt=GatedSTT(),
+        tts=ScriptedTTS(gated=gated_tts), stt=ScriptedSTT("hello", gated=True),
         admission=AdmissionSettings(retry_after_ms=RETRY_MS, **limits),  # type: ignore[arg-type]
     )
 
@@ -206,7 +185,7 @@ async def test_a_transcription_past_capacity_is_a_503_and_the_admitted_one_compl
                             max_transcriptions=1) as harness:
         client = harness.client
         stt = harness.services.engines.stt
-        assert isinstance(stt, GatedSTT)
+        assert isinstance(stt, ScriptedSTT)
         first = asyncio.create_task(client.transcribe(wav()))
         await until(lambda: stt.entered == 1, "the first transcription running")
         response = await client.http.post("/v1/audio/transcriptions",

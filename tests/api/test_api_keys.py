@@ -17,8 +17,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from schemas import ApiSettings, EventLogSettings, Settings
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 
@@ -144,7 +144,7 @@ async def test_the_page_asks_for_the_key_then_talks_with_it(harness: Harness) ->
     """The browser page on a server with keys: its first call is refused, so it opens
     the key field and says why; with the key typed in, a typed turn is answered and
     played (HTTP with the Bearer header, the socket with the key subprotocol)."""
-    from tests.browser_harness import browser_page, chromium_path, snapshot, wait_for
+    from tests.support.browser_harness import browser_page, chromium_path, snapshot, wait_for
 
     chromium_path()
 

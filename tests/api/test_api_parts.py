@@ -1,5 +1,5 @@
 """Small parts of the HTTP API: SSE framing and keep-alives, where a request carries its
-token (the tokens themselves: ``tests/test_session_access.py``)."""
+token (the tokens themselves: ``tests/pipeline/session/test_session_access.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection, Request
 from deployments.api._auth import token_of
 from deployments.api._sse import KEEPALIVE, SSE_HEADERS, sse, with_keepalive
 from pipeline.session import SessionTokens
-from tests.gated_source import GatedSource, finish
+from tests.support.gated_source import GatedSource, finish
 
 T = TypeVar("T")
 

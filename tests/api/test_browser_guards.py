@@ -24,8 +24,8 @@ from deployments.api import create_api
 from deployments.api._headers import script_hashes
 from deployments.api._origin import origin_allowed
 from schemas import ApiSettings, EventLogSettings, Settings
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 from voxline.client import FINAL_TYPES
 
 EVIL = "https://evil.example"

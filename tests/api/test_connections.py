@@ -13,8 +13,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from schemas import EventLogSettings
-from tests.api_harness import Harness, connect_all, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, connect_all, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 

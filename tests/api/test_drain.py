@@ -19,8 +19,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas import AdmissionSettings, EventLogSettings, parse_event
-from tests.api_harness import serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 from voxline.client import FINAL_TYPES, SessionSocket
 
 pytestmark = pytest.mark.redis

@@ -18,8 +18,8 @@ from pipeline.engines import OPENAI_VOICES, Transcriber
 from pipeline.engines.stt_routing import LanguageRoutingTranscriber
 from pipeline.engines.tts_routing import LanguageRoutingSynthesizer
 from schemas import ApiSettings, EventLogSettings, TranscriptionRequest, TranscriptSegment
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 
 
 class WhisperLike(Transcriber):

@@ -17,30 +17,17 @@ from schemas import (
     AdmissionSettings,
     ApiSettings,
     EventLogSettings,
-    GenerationRequest,
     HistorySettings,
     parse_event,
 )
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import RecordingLLM, ScriptedLLM, ScriptedTTS
+from tests.support.openai_sdk import sdk
 
 pytestmark = pytest.mark.redis
 
 TOKENS = ["Hello", " there", ",", " friend", "."]
 REPLY = "".join(TOKENS)
-
-
-class RecordingLLM(ScriptedLLM):
-    """A scripted LLM that keeps the requests it was given."""
-
-    def __init__(self, tokens: list[str], **options: object) -> None:
-        super().__init__(tokens, **options)  # type: ignore[arg-type]
-        self.requests: list[GenerationRequest] = []
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[str]:
-        self.requests.append(request)
-        async for token in super().generate(request):
-            yield token
 
 
 @pytest.fixture
@@ -53,10 +40,6 @@ async def harness(redis_url: str, key_prefix: str, llm: RecordingLLM) -> AsyncIt
     async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
                          tts=ScriptedTTS(chunks_per_piece=1)) as harness:
         yield harness
-
-
-def sdk(harness: Harness, key: str = "unused") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=harness.url + "/v1", api_key=key, max_retries=0)
 
 
 def estimate(*texts: str) -> int:

@@ -16,9 +16,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas import AdmissionSettings, ApiSettings, EventLogSettings
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
-from tests.test_session import FixedSTT
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 
@@ -30,7 +29,7 @@ KEY = "sk-test-realtime-key"
 async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
     async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
                          llm=ScriptedLLM(TOKENS, delay=0.002),
-                         tts=ScriptedTTS(chunks_per_piece=2), stt=FixedSTT("Hello there"),
+                         tts=ScriptedTTS(chunks_per_piece=2), stt=ScriptedSTT("Hello there"),
                          api=ApiSettings(max_message_bytes=64 << 10)) as harness:
         yield harness
 

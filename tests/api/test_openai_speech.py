@@ -14,8 +14,8 @@ import pytest
 from pipeline.audio import decode_audio
 from pipeline.engines import OPENAI_VOICES
 from schemas import ApiSettings, EventLogSettings
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 

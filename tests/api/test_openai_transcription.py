@@ -8,12 +8,11 @@ from __future__ import annotations
 import io
 import json
 import wave
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 import openai
 import pytest
-from audio_fixtures import GERMAN_SENTENCES, espeak_available, espeak_float
 
 from pipeline.engines import Transcriber, create_engine
 from schemas import (
@@ -23,31 +22,28 @@ from schemas import (
     TranscriptionRequest,
     TranscriptSegment,
 )
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.audio_fixtures import GERMAN_SENTENCES, espeak_available, espeak_float
+from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 
 
-class EchoSTT(Transcriber):
-    """Two segments with words; keeps every request it was given."""
+class EchoSTT(ScriptedSTT):
+    """Two segments with words (French, one past an hour); keeps every request it was given.
+    Local: only the transcription endpoint's formats need word timings and languages."""
 
     name = "echo-stt"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[TranscriptionRequest] = []
-
-    async def transcribe(
-        self, request: TranscriptionRequest
-    ) -> AsyncGenerator[TranscriptSegment, None]:
-        self.requests.append(request)
+    def segments(self, request: TranscriptionRequest, call: int) -> list[TranscriptSegment]:
         words = request.word_timestamps
-        yield TranscriptSegment(text="Hello there.", start_s=0.0, end_s=1.25, language="fr",
-                                words=(("Hello", 0.0, 0.5), ("there.", 0.6, 1.25)) if words
-                                else ())
-        yield TranscriptSegment(text="How are you?", start_s=1.5, end_s=3723.5, language="fr",
-                                words=(("How", 1.5, 1.7),) if words else ())
+        return [
+            TranscriptSegment(text="Hello there.", start_s=0.0, end_s=1.25, language="fr",
+                              words=(("Hello", 0.0, 0.5), ("there.", 0.6, 1.25)) if words
+                              else ()),
+            TranscriptSegment(text="How are you?", start_s=1.5, end_s=3723.5, language="fr",
+                              words=(("How", 1.5, 1.7),) if words else ()),
+        ]
 
 
 def _wav(seconds: float = 1.0) -> bytes:
@@ -174,19 +170,11 @@ async def test_base_detects_german_when_no_language_is_sent(
     assert verbose.words
 
 
-class FailingSTT(EchoSTT):
-    """One segment, then an engine failure."""
-
-    async def transcribe(
-        self, request: TranscriptionRequest
-    ) -> AsyncGenerator[TranscriptSegment, None]:
-        yield TranscriptSegment(text="Hello.", start_s=0.0, end_s=1.0)
-        raise EngineError("boom", code=ErrorCode.STT_FAILED, stage="stt")
-
-
 async def test_a_failure_mid_stream_is_the_last_event(redis_url: str, key_prefix: str) -> None:
+    failing = ScriptedSTT("Hello.", error_after=1,  # one segment, then an engine failure
+                          error=EngineError("boom", code=ErrorCode.STT_FAILED, stage="stt"))
     async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
-                         llm=ScriptedLLM(["Hi."]), tts=ScriptedTTS(), stt=FailingSTT()) as h:
+                         llm=ScriptedLLM(["Hi."]), tts=ScriptedTTS(), stt=failing) as h:
         client = _client(h)
         async with client, client.audio.transcriptions.with_streaming_response.create(
                 model="whisper-1", file=("a.wav", _wav()), stream=True) as reply:

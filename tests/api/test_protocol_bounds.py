@@ -30,10 +30,9 @@ from schemas import (
     GenerationUsage,
     HistorySettings,
 )
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
-from tests.test_openai_chat import RecordingLLM, sdk
-from tests.test_session import FixedSTT
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import RecordingLLM, ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.openai_sdk import sdk
 
 pytestmark = pytest.mark.redis
 
@@ -57,7 +56,7 @@ async def llm() -> WindowedLLM:
 @pytest.fixture
 async def harness(redis_url: str, key_prefix: str, llm: WindowedLLM) -> AsyncIterator[Harness]:
     async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
-                         tts=ScriptedTTS(chunks_per_piece=1), stt=FixedSTT("Hello there"),
+                         tts=ScriptedTTS(chunks_per_piece=1), stt=ScriptedSTT("Hello there"),
                          api=ApiSettings(max_buffer_seconds=1.0),
                          admission=AdmissionSettings(retry_after_ms=RETRY_MS)) as harness:
         yield harness
@@ -341,7 +340,7 @@ async def test_the_manual_audio_buffer_is_bounded_and_the_session_goes_on(
         frames = await _until(ws, "conversation.item.input_audio_transcription.completed")
         assert "input_audio_buffer.committed" in [f["type"] for f in frames]
         stt = harness.services.engines.stt
-        assert isinstance(stt, FixedSTT)
+        assert isinstance(stt, ScriptedSTT)
         assert stt.heard[-1] <= 16000 * 2  # 0.75 s at the detector's 16 kHz, not 1.5 s
         # a commit empties the buffer: as much again is taken
         await _send(ws, type="input_audio_buffer.append", audio=_silence_b64(0.75))

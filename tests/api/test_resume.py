@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas import ApiSettings, Event, EventLogSettings, parse_event
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 from voxline.client import FINAL_TYPES, SessionInfo
 
 pytestmark = pytest.mark.redis

@@ -22,9 +22,9 @@ from schemas import (
     ResponseTextDelta,
     RetrievalSettings,
 )
-from tests.api_harness import Harness, serve_api
-from tests.retrieval_docs import DOCUMENTS, QUESTIONS
-from tests.scripted_engines import ScriptedLLM, tokenize
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, tokenize
+from tests.support.retrieval_docs import DOCUMENTS, QUESTIONS
 from voxline.client import SessionInfo
 
 pytestmark = pytest.mark.redis
@@ -289,7 +289,7 @@ async def test_the_thread_lists_messages_with_their_citations(harness: Harness) 
 async def test_documents_limits_files_and_deletion(
     redis_url: str, log_settings: EventLogSettings
 ) -> None:
-    from tests.test_retrieval import make_pdf
+    from tests.support.retrieval_docs import make_pdf
 
     tight = RetrievalSettings(max_document_chars=300, max_chunks_per_collection=4,
                               chunk_chars=100, chunk_overlap=10, max_collections=1)

@@ -20,8 +20,8 @@ from schemas import (
     OverloadedError,
     Settings,
 )
-from tests.api_harness import serve_api
-from tests.scripted_engines import ScriptedLLM
+from tests.support.api_harness import serve_api
+from tests.support.engines import ScriptedLLM
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

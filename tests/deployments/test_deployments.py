@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve import Application
 from ray.serve.exceptions import BackPressureError
-from scripted_engines import ScriptedLLM, tokenize
 
 from deployments._stage import StageConfig, StageReplica
 from deployments.app import PROFILES, AppArgs, build_app, check_capacity, stage_user_config
@@ -46,7 +45,8 @@ from schemas import (
     SynthesisRequest,
     VoxlineError,
 )
-from tests.import_check import loaded_after
+from tests.support.engines import ScriptedLLM, tokenize
+from tests.support.import_check import loaded_after
 
 HANG = 10.0  # seconds; only reached when something hangs
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -10,7 +10,7 @@ from deployments.app import PROFILES, build_app
 from deployments.handles import RemoteReranker
 from deployments.reranker import RerankerConfig, RerankerReplica
 from schemas import ConfigurationError, ErrorCode, RetrievalSettings, Settings, VoxlineError
-from tests.import_check import loaded_after
+from tests.support.import_check import loaded_after
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -26,7 +26,7 @@ import yaml
 from pipeline.engines import ENGINES, create_engine
 from schemas import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = ROOT / "serve_config.yaml"
 RAYSERVICE = ROOT / "cluster" / "rayservice.yaml"
 REDIS_CONF = ROOT / "cluster" / "redis.conf"

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from schemas import Settings
 from schemas._settings_doc import readme_with_settings, render_settings
-from tests.readme_blocks import README, as_script, bash_blocks
+from tests.support.readme_blocks import README, as_script, bash_blocks
 
 TEXT = README.read_text(encoding="utf-8")
 

@@ -19,7 +19,7 @@ import pytest
 from pipeline.engines import ENGINES, Synthesizer, create_engine
 from schemas import ConfigurationError, SynthesisRequest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_blocks() -> tuple[str, str]:

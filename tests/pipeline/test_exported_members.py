@@ -12,7 +12,7 @@ import pytest
 
 import pipeline
 import schemas
-from tests.import_check import loaded_after
+from tests.support.import_check import loaded_after
 
 
 def test_pipeline_exports() -> None:

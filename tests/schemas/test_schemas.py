@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from event_samples import sample_events
 from pydantic import ValidationError
 
 import schemas
 from schemas import EVENT_ADAPTER, EVENT_TYPES, SessionSettings
 from schemas._jsonschema import SCHEMA_PATH, render
+from tests.support.event_samples import sample_events
 
 DESIGN_EVENT_TYPES = {
     "session.created", "session.updated", "session.closed", "input.speech_started",

@@ -189,3 +189,12 @@ def wer(pairs: list[tuple[str, str]]) -> float:
         errors += e
         total += n
     return errors / max(total, 1)
+
+
+def tone(seconds: float, loud: bool, rate: int = 16000) -> bytes:
+    """A 220 Hz tone (``loud``) or silence: what a voice detector on loudness tells apart."""
+    n = int(seconds * rate)
+    if not loud:
+        return bytes(2 * n)
+    t = np.arange(n) / rate
+    return (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes()

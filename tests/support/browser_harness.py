@@ -21,7 +21,7 @@ import pytest
 from voxline import demo
 
 CHROMIUM = "/usr/bin/chromium"
-REPORTS = Path(__file__).resolve().parent.parent / "reports"
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
 #: generous: a turn on the 2-core CPU profile takes seconds, more when the machine is busy
 TIMEOUT_MS = 90_000
 

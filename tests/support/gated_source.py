@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 import pytest
 
 from schemas import EngineError, ErrorCode
-from tests.scripted_engines import outcome_of
+from tests.support.engines import outcome_of
 
 T = TypeVar("T")
 

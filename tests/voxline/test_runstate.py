@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from schemas import EventLogSettings
-from tests.api_harness import Harness, serve_api
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 from voxline.cli import serve_summary
 from voxline.inspect import inspect_settings
 from voxline.redis_server import free_port

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from pipeline.aio import batched
 from schemas import EngineError, ErrorCode
-from tests.gated_source import GatedSource, finish
+from tests.support.gated_source import GatedSource, finish
 
 T = TypeVar("T")
 

@@ -3,12 +3,11 @@
 No model here: each frame's probability is chosen by the test, so every rule (start,
 hysteresis, stop, padding, forced cut, flush) is checked exactly. Frames carry their own
 sample index as content, so the test can tell precisely which audio an utterance holds.
-The async streams over the endpointer are ``tests/test_segmenting.py``'s.
+The async streams over the endpointer are ``tests/pipeline/audio/test_segmenting.py``'s.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,18 +21,7 @@ from pipeline.audio import (
     SpeechStart,
 )
 from schemas import InvalidAudioError
-
-FRAME = 512  # 32 ms at 16 kHz
-MS = 32
-
-
-def frame_at(index: int) -> bytes:
-    """Frame ``index`` of a stream whose sample ``i`` holds ``i % 32768``."""
-    return (np.arange(index * FRAME, (index + 1) * FRAME) % 32768).astype("<i2").tobytes()
-
-
-def stream_slice(first_sample: int, n_samples: int) -> bytes:
-    return (np.arange(first_sample, first_sample + n_samples) % 32768).astype("<i2").tobytes()
+from tests.support.frames import CONFIG, FRAME, MS, frame_at, stream_slice
 
 
 def run(probabilities: list[float], config: EndpointConfig) -> list[SpeechStart | SpeechEnd]:
@@ -42,12 +30,6 @@ def run(probabilities: list[float], config: EndpointConfig) -> list[SpeechStart 
     for index, probability in enumerate(probabilities):
         events += endpointer.push(frame_at(index), probability)
     return events + endpointer.flush()
-
-
-# 1 frame = 32 ms: thresholds in whole frames keep the arithmetic readable.
-CONFIG = EndpointConfig(
-    min_speech_ms=3 * MS, min_silence_ms=5 * MS, pre_padding_ms=2 * MS, post_padding_ms=1 * MS
-)
 
 
 def test_speech_starts_after_min_speech_and_reports_the_onset() -> None:

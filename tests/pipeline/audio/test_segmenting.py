@@ -19,7 +19,7 @@ from pipeline.audio import (
     segment_speech,
 )
 from pipeline.engines import VoiceActivityDetector
-from tests.test_endpointing import CONFIG, FRAME, MS, frame_at, stream_slice
+from tests.support.frames import CONFIG, FRAME, MS, frame_at, stream_slice
 
 Item = tuple[bytes, float] | Commit
 

@@ -14,15 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_fixtures import (
-    ENGLISH_SENTENCES,
-    GERMAN_SENTENCES,
-    espeak_available,
-    espeak_float,
-    piper_float,
-    piper_pcm16,
-    wer,
-)
 
 from pipeline.engines import create_engine, weights
 from pipeline.engines.faster_whisper import FasterWhisperTranscriber
@@ -34,6 +25,15 @@ from schemas import (
     ModelMissingError,
     TranscriptionRequest,
     TranscriptSegment,
+)
+from tests.support.audio_fixtures import (
+    ENGLISH_SENTENCES,
+    GERMAN_SENTENCES,
+    espeak_available,
+    espeak_float,
+    piper_float,
+    piper_pcm16,
+    wer,
 )
 
 

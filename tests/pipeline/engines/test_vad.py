@@ -12,7 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
-from audio_fixtures import (
+
+from pipeline.audio import EndpointConfig, SpeechEnd, SpeechStart, segment_speech
+from pipeline.engines import create_engine
+from pipeline.engines.silero import SileroVoiceActivityDetector
+from schemas import ErrorCode, InvalidAudioError, ModelMissingError
+from tests.support.audio_fixtures import (
     ENGLISH_SENTENCES,
     GERMAN_SENTENCES,
     Composition,
@@ -21,11 +26,6 @@ from audio_fixtures import (
     espeak_float,
     piper_float,
 )
-
-from pipeline.audio import EndpointConfig, SpeechEnd, SpeechStart, segment_speech
-from pipeline.engines import create_engine
-from pipeline.engines.silero import SileroVoiceActivityDetector
-from schemas import ErrorCode, InvalidAudioError, ModelMissingError
 
 pytestmark = pytest.mark.models
 

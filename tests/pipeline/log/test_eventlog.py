@@ -8,9 +8,7 @@ import random
 from urllib.parse import urlparse
 
 import pytest
-from event_samples import sample_events
 from redis.asyncio import Redis
-from redis_proxy import LossyProxy
 
 from pipeline.log import EventLog, StreamId, create_redis
 from schemas import (
@@ -25,6 +23,8 @@ from schemas import (
     ResyncRequiredError,
     TextDeltaData,
 )
+from tests.support.event_samples import sample_events
+from tests.support.redis_proxy import LossyProxy
 
 pytestmark = pytest.mark.redis
 

@@ -7,10 +7,10 @@ import json
 import sys
 
 import pytest
-from event_samples import sample_events
 
 import schemas as s
 from pipeline.log import EventLog, fold
+from tests.support.event_samples import sample_events
 
 
 def turn_events(session: str) -> list[s.EventBase]:

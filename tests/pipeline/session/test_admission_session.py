@@ -9,8 +9,9 @@ import pytest
 from pipeline.log import EventLog
 from pipeline.session import Admission, LiveSession
 from schemas import AdmissionSettings, ErrorCode, OverloadedError, SessionSettings
-from tests.scripted_engines import ScriptedLLM
-from tests.test_session import engines, tone
+from tests.support.audio_fixtures import tone
+from tests.support.engines import ScriptedLLM
+from tests.support.sessions import engines
 
 pytestmark = pytest.mark.redis
 

@@ -12,11 +12,8 @@ from collections.abc import AsyncGenerator
 
 import numpy as np
 import pytest
-from gated_source import finish
-from scripted_engines import EnergyVAD, ScriptedLLM, ScriptedTTS
 
 from pipeline.audio import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechResume
-from pipeline.engines import Transcriber
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
 from pipeline.session.speculation import Speculation, final_transcript, same_transcript
@@ -24,30 +21,12 @@ from schemas import (
     Event,
     SessionSettings,
     SpeculationDiscarded,
-    TranscriptionRequest,
-    TranscriptSegment,
 )
+from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.gated_source import finish
 
 REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
 RATE = 16000
-
-
-class ScriptedSTT(Transcriber):
-    """Says ``texts[k]`` for its k-th call (the last one from then on)."""
-
-    name = "scripted-stt"
-
-    def __init__(self, *texts: str) -> None:
-        super().__init__()
-        self.texts = texts or ("What is the capital of France?",)
-        self.heard: list[int] = []
-
-    async def transcribe(
-        self, request: TranscriptionRequest
-    ) -> AsyncGenerator[TranscriptSegment, None]:
-        text = self.texts[min(len(self.heard), len(self.texts) - 1)]
-        self.heard.append(len(request.audio))
-        yield TranscriptSegment(text=text, start_s=0, end_s=1)
 
 
 def tone(seconds: float, loud: bool) -> bytes:

@@ -11,14 +11,11 @@ import logging
 import types
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator
 
-import numpy as np
 import pytest
-from scripted_engines import EnergyVAD, ScriptedLLM, ScriptedTTS
 
 from pipeline.audio import EndpointConfig, decode_audio
-from pipeline.engines import Engine, Transcriber
+from pipeline.engines import Engine
 from pipeline.log import EventLog
 from pipeline.session import FRAME_QUEUE, LiveSession, SessionEngines, ends_turn, follow_turn
 from pipeline.turn import TurnOrchestrator
@@ -37,44 +34,12 @@ from schemas import (
     SessionError,
     SessionSettings,
     SessionUpdate,
-    TranscriptionRequest,
-    TranscriptSegment,
 )
+from tests.support.audio_fixtures import tone
+from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.sessions import REPLY, engines
 
 pytestmark = pytest.mark.redis
-
-REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
-
-
-class FixedSTT(Transcriber):
-    name = "fixed"
-
-    def __init__(self, text: str = "What is the capital of France?") -> None:
-        self.text = text
-        self.heard: list[int] = []
-
-    async def transcribe(
-        self, request: TranscriptionRequest
-    ) -> AsyncGenerator[TranscriptSegment, None]:
-        self.heard.append(len(request.audio))
-        yield TranscriptSegment(text=self.text, start_s=0, end_s=1)
-
-
-def tone(seconds: float, loud: bool, rate: int = 16000) -> bytes:
-    n = int(seconds * rate)
-    if not loud:
-        return bytes(2 * n)
-    t = np.arange(n) / rate
-    return (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes()
-
-
-def engines(llm: ScriptedLLM | None = None, tts: ScriptedTTS | None = None) -> SessionEngines:
-    return SessionEngines(
-        llm=llm or ScriptedLLM(REPLY),
-        tts=tts if tts is not None else ScriptedTTS(sample_rate=16000),
-        stt=FixedSTT(),
-        vad=EnergyVAD(),
-    )
 
 
 def spoken_samples(tts: ScriptedTTS) -> int:
@@ -241,7 +206,7 @@ async def test_voice_turn_is_endpointed_transcribed_and_answered(event_log: Even
     assert [t for t in types if t in order] == order
     utterance = next(e for e in seen if e.type == "input.audio")
     assert 1.0 <= utterance.data.duration_ms / 1000 <= 1.6  # type: ignore[union-attr]
-    assert isinstance(parts.stt, FixedSTT) and len(parts.stt.heard) == 1
+    assert isinstance(parts.stt, ScriptedSTT) and len(parts.stt.heard) == 1
     await session.close()
 
 
@@ -258,7 +223,7 @@ async def test_the_session_decides_how_much_silence_ends_an_utterance(
     for start in range(0, len(audio), 640):
         await session.push_audio(audio[start : start + 640])
     await session.commit_audio()
-    assert isinstance(parts.stt, FixedSTT)
+    assert isinstance(parts.stt, ScriptedSTT)
     for _ in range(400):
         if len(parts.stt.heard) >= utterances:
             break
@@ -438,7 +403,7 @@ async def test_a_long_session_holds_no_more_after_many_turns(event_log: EventLog
     before = footprint(session)
     await turns(30)
     after = footprint(session)
-    assert isinstance(parts.stt, FixedSTT) and len(parts.stt.heard) == 20
+    assert isinstance(parts.stt, ScriptedSTT) and len(parts.stt.heard) == 20
     log = await event_log.read_all("long")
     assert sum(e.type == "response.done" for e in log) == 40
     assert sum(e.type == "response.audio.chunk" for e in log) > 40

@@ -32,7 +32,7 @@ from schemas import (
     SessionSettings,
     Settings,
 )
-from tests.scripted_engines import ScriptedLLM
+from tests.support.engines import ScriptedLLM
 
 KEY = b"k" * 32
 

@@ -13,10 +13,10 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sentences import CASES, Case
 
 from pipeline.turn import SentenceBuffer, SentenceBufferConfig, split_text
 from pipeline.turn._markdown import MarkdownToSpeech, speakable
+from tests.support.sentence_cases import CASES, Case
 
 TOKENS = [
     # words and sentence ends

@@ -6,11 +6,11 @@ import asyncio
 
 import numpy as np
 import pytest
-from scripted_engines import ScriptedTTS, scripted_audio
 
 from pipeline.audio import decode_audio
 from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import AudioChunk, AudioChunkData, AudioFormat, EngineError, ErrorCode
+from tests.support.engines import ScriptedTTS, scripted_audio
 
 
 def tone(seconds: float, rate: int) -> bytes:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import pytest
-from scripted_engines import ScriptedLLM, ScriptedTTS, scripted_audio, tokenize
 
 from pipeline.turn import (
     CancelToken,
@@ -32,6 +31,7 @@ from schemas import (
     SessionSettings,
     SynthesisRequest,
 )
+from tests.support.engines import ScriptedLLM, ScriptedTTS, scripted_audio, tokenize
 
 REPLY = (
     "The weather in Berlin is mild today, with a light breeze from the west. "

@@ -29,7 +29,7 @@ from pipeline.workers import (
     vad_tail_ms,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SESSION = "s1"
 AUDIO = bytes(960)  # 20 ms of PCM16 at 24 kHz
 

@@ -40,7 +40,7 @@ from schemas import (
     SessionUpdatedData,
     TextDeltaData,
 )
-from tests.scripted_engines import ScriptedTTS, scripted_audio
+from tests.support.engines import ScriptedTTS, scripted_audio
 
 pytestmark = pytest.mark.redis
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncGenerator
 
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.engines import Transcriber
 from pipeline.log import EventLog, fold
 from pipeline.workers import RefineWorker
 from schemas import (
@@ -30,6 +28,7 @@ from schemas import (
     TranscriptRefined,
     TranscriptSegment,
 )
+from tests.support.engines import ScriptedSTT
 
 pytestmark = pytest.mark.redis
 
@@ -40,24 +39,18 @@ def words(audio: bytes) -> str:
     return f"utterance {hashlib.sha256(audio).hexdigest()[:8]}"
 
 
-class ScriptedSTT(Transcriber):
-    """Two segments per request, a function of the audio; optional failures."""
-
-    name = "scripted-stt"
+class HashingSTT(ScriptedSTT):
+    """Two segments per request, named after the audio (so each utterance's refined text
+    is its own); optional failures. Local: only the refinement tests need the text to
+    follow the audio."""
 
     def __init__(self, error: Exception | None = None) -> None:
-        self.requests: list[TranscriptionRequest] = []
-        self.error = error
+        super().__init__(error=error)
 
-    async def transcribe(
-        self, request: TranscriptionRequest
-    ) -> AsyncGenerator[TranscriptSegment, None]:
-        self.requests.append(request)
-        if self.error is not None:
-            raise self.error
+    def segments(self, request: TranscriptionRequest, call: int) -> list[TranscriptSegment]:
         first, second = words(request.audio).split()
-        yield TranscriptSegment(text=f" {first}", start_s=0.0, end_s=0.5)
-        yield TranscriptSegment(text=f"{second} ", start_s=0.5, end_s=1.0)
+        return [TranscriptSegment(text=f" {first}", start_s=0.0, end_s=0.5),
+                TranscriptSegment(text=f"{second} ", start_s=0.5, end_s=1.0)]
 
 
 def utterance(session_id: str, turn_id: str, seed: int) -> InputAudio:
@@ -89,7 +82,7 @@ def refined(events: list[Event]) -> list[TranscriptRefined]:
 
 async def test_one_refined_transcript_per_utterance(event_log: EventLog) -> None:
     await session(event_log, "s1", WHISPERX, 3)
-    stt = ScriptedSTT()
+    stt = HashingSTT()
     worker = RefineWorker(event_log, stt, consumer="a")
     assert await handle_all(worker) == 4
 
@@ -107,14 +100,14 @@ async def test_one_refined_transcript_per_utterance(event_log: EventLog) -> None
 
 async def test_redelivery_is_idempotent(event_log: EventLog) -> None:
     await session(event_log, "s1", WHISPERX, 2)
-    worker = RefineWorker(event_log, ScriptedSTT(), consumer="a")
+    worker = RefineWorker(event_log, HashingSTT(), consumer="a")
     await worker.reader.ensure_group()
     handled = await worker.reader.read(block_ms=10)
     for delivery in handled:
         await worker.handle(delivery)
     first = await event_log.read_all("s1")
 
-    again = ScriptedSTT()
+    again = HashingSTT()
     other = RefineWorker(event_log, again, consumer="b")
     for delivery in handled:  # redelivered, to this worker and to another one
         await worker.handle(delivery)
@@ -126,7 +119,7 @@ async def test_redelivery_is_idempotent(event_log: EventLog) -> None:
 
 async def test_nothing_in_realtime_mode(event_log: EventLog) -> None:
     await session(event_log, "s1", SessionSettings(), 2)
-    stt = ScriptedSTT()
+    stt = HashingSTT()
     before = await event_log.read_all("s1")
     await handle_all(RefineWorker(event_log, stt, consumer="a"))
     assert await event_log.read_all("s1") == before
@@ -135,7 +128,7 @@ async def test_nothing_in_realtime_mode(event_log: EventLog) -> None:
 
 async def test_unusable_audio_is_reported_once(event_log: EventLog) -> None:
     await session(event_log, "s1", WHISPERX, 1)
-    stt = ScriptedSTT(InvalidAudioError("garbled", code=ErrorCode.INVALID_AUDIO))
+    stt = HashingSTT(InvalidAudioError("garbled", code=ErrorCode.INVALID_AUDIO))
     worker = RefineWorker(event_log, stt, consumer="a")
     await worker.reader.ensure_group()
     handled = await worker.reader.read(block_ms=10)
@@ -151,21 +144,21 @@ async def test_unusable_audio_is_reported_once(event_log: EventLog) -> None:
 
 async def test_a_transient_failure_is_retried(event_log: EventLog) -> None:
     await session(event_log, "s1", WHISPERX, 1)
-    down = ScriptedSTT(EngineError("replica died", code=ErrorCode.STT_FAILED, transient=True))
+    down = HashingSTT(EngineError("replica died", code=ErrorCode.STT_FAILED, transient=True))
     worker = RefineWorker(event_log, down, consumer="a")
     await worker.reader.ensure_group()
     [_, delivery] = await worker.reader.read(block_ms=10)
     with pytest.raises(EngineError):
         await worker.handle(delivery)
     assert refined(await event_log.read_all("s1")) == []
-    await RefineWorker(event_log, ScriptedSTT(), consumer="b").handle(delivery)
+    await RefineWorker(event_log, HashingSTT(), consumer="b").handle(delivery)
     assert len(refined(await event_log.read_all("s1"))) == 1
 
 
 async def test_running_worker_refines_live_utterances(event_log: EventLog, redis: Redis) -> None:
     """The worker loop: utterances appended while it runs are refined, entries acked."""
     await session(event_log, "s1", WHISPERX, 0)
-    worker = RefineWorker(event_log, ScriptedSTT(), consumer="a", block_ms=20)
+    worker = RefineWorker(event_log, HashingSTT(), consumer="a", block_ms=20)
     worker.start()
     try:
         for i in range(3):
