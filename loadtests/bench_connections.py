@@ -17,7 +17,7 @@ Prints and writes ``reports/bench_connections.json``:
         [--turns 300] [--budget-s 300] [--url http://127.0.0.1:8000 --gateway-pid PID]
 
 Without ``--url`` the Gateway is the API (``deployments.api.create_api``) on plain
-uvicorn in a child process, on scripted engines (``tests/scripted_engines.py``: the
+uvicorn in a child process, on scripted engines (``tests/support/scripted_engines.py``: the
 LLM streams 24 tokens at 1 ms, the TTS answers 2 chunks a piece), so the figures are the
 Gateway's own costs, not a model's; Redis is ``VOXLINE_REDIS_URL`` or one started here.
 With ``--url`` it drives a running app (the Serve app: ``voxline serve``); RSS and Redis
@@ -43,7 +43,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from loadtests._report import forget_prefix, percentiles, write_report  # noqa: E402
 from voxline.client import VoxlineClient  # noqa: E402

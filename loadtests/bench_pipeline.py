@@ -1,4 +1,4 @@
-"""The turn orchestrator's own cost, on scripted engines (tests/scripted_engines.py).
+"""The turn orchestrator's own cost, on scripted engines (tests/support/scripted_engines.py).
 
 Prints and writes ``reports/bench_pipeline.json``:
 
@@ -37,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from scripted_engines import ScriptedLLM, ScriptedTTS, StreamRecord, tokenize  # noqa: E402
 

@@ -9,7 +9,7 @@ sends to ``/v1/collections/{id}/files``, written by hand (no PDF writer needed).
   deep (a recursive parser overflows).
 * :func:`tiny_document`: the n-th of many small distinct text documents.
 
-The tests (tests/test_retrieval_limits.py) and the benchmark
+The tests (tests/api/test_retrieval_limits.py) and the benchmark
 (loadtests/bench_limits.py ``--part collections``) send these.
 """
 

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
-from tests.api_harness import forget_keys
+from tests.support.api_harness import forget_keys
 from voxline.redis_cluster import redis_cluster
 from voxline.redis_server import is_reachable, start_redis_server
 

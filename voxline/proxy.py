@@ -7,7 +7,7 @@ limit, too many headers — and leaves the connection open until the client give
 counts an upgrade the app refused with an HTTP answer (``403 origin_not_allowed``) as
 answered (uvicorn would log each as an error).
 
-Plain uvicorn takes it as ``ws=WS_PROTOCOL`` (``tests/api_harness.py``). Ray Serve's HTTP
+Plain uvicorn takes it as ``ws=WS_PROTOCOL`` (``tests/support/api_harness.py``). Ray Serve's HTTP
 proxy builds its uvicorn config itself, with ``ws="auto"``; :func:`serve_proxy_callback`,
 named by ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` (set by :func:`voxline.server.start_ray`,
 and in the cluster's environment), points ``auto`` at the guard inside the proxy process

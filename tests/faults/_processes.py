@@ -1,4 +1,5 @@
-"""Processes the fault tests start, and kill: a Redis with persistence of its own."""
+"""Processes the fault tests start, and kill: a Redis with persistence of its own, and the
+child app (its record, and how it is stopped)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from voxline.redis_server import find_redis_binary, free_port, is_reachable
@@ -91,3 +93,25 @@ def incr_aof(workdir: Path) -> Path:
     lines = next(manifest).read_text().splitlines()
     names = [line.split()[1] for line in lines if line.split()[-1] == "i"]
     return workdir / "appendonlydir" / names[-1]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ChildApp:
+    url: str
+    pid: int
+    redis_url: str
+    key_prefix: str
+
+
+def stop_child(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the CLI stops the app and Ray), then the whole process group if needed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # our own group: Ray's leftovers, if any
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)

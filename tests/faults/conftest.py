@@ -9,34 +9,21 @@ process group) at the end of the module that uses it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
-from tests.api_harness import forget_keys
+from tests.faults._processes import ROOT, ChildApp, stop_child
+from tests.support.api_harness import forget_keys
 from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
 from voxline.server import wait_ready
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class ChildApp:
-    url: str
-    pid: int
-    redis_url: str
-    key_prefix: str
 
 
 @pytest.fixture(scope="module")  # its module only: no third app beside tests/serve's later
@@ -63,18 +50,6 @@ def child_app(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         stop_child(process)
         forget_keys(redis_url, prefix)
-
-
-def stop_child(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the CLI stops the app and Ray), then the whole process group if needed."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=60)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # our own group: Ray's leftovers, if any
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
 
 
 @pytest.fixture

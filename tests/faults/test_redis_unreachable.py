@@ -18,9 +18,9 @@ import pytest
 
 from pipeline.log import fold
 from schemas import ApiSettings, Event, EventLogSettings
-from tests.api_harness import Harness, serve_api
 from tests.faults._cut_proxy import CuttableProxy
-from tests.scripted_engines import ScriptedLLM, ScriptedTTS
+from tests.support.api_harness import Harness, serve_api
+from tests.support.engines import ScriptedLLM, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 

@@ -22,8 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from pipeline.log import EventLog
 from schemas import Event
-from tests.faults._processes import replica_pids
-from tests.faults.conftest import ChildApp
+from tests.faults._processes import ChildApp, replica_pids
 from voxline.client import SessionInfo, SessionSocket, VoxlineClient
 from voxline.demo import RATE, stream_audio, with_pauses
 

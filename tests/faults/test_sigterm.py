@@ -30,7 +30,7 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.faults.conftest import ROOT, stop_child
+from tests.faults._processes import ROOT, stop_child
 from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
 from voxline.server import wait_ready

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.conftest import REPLY, LiveApi
+from tests.fuzz._live_api import REPLY, LiveApi
 
 pytestmark = pytest.mark.redis
 

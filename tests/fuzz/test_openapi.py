@@ -25,25 +25,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
-from deployments.api import create_api
-from tests.fuzz.conftest import LiveApi
+from tests.fuzz._live_api import LiveApi
+from tests.fuzz._spec import CHECKS, schema
 
 pytestmark = pytest.mark.redis
-
-# The spec as the app declares it (no server needed to build it).
-schema = schemathesis.openapi.from_dict(create_api().openapi())
-
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance, negative_data_rejection]
 
 
 #: whose session a case calls: as generated, a live one or a closed one with its token,
@@ -137,10 +123,6 @@ def aim(case: schemathesis.Case, who: str, sessions: Sessions) -> None:
 def cursors(case: schemathesis.Case) -> list[object]:
     headers = {name.lower(): value for name, value in (case.headers or {}).items()}
     return [(case.query or {}).get("after"), headers.get("last-event-id")]
-
-
-
-
 
 
 @schema.parametrize()

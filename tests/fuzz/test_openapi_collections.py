@@ -24,9 +24,9 @@ from schemathesis import GenerationMode
 
 from loadtests.hostile_docs import deep_array, operator_bomb
 from schemas import RetrievalSettings
-from tests.fuzz.conftest import LiveApi, live_api
-from tests.fuzz.test_openapi import CHECKS, schema
-from tests.test_retrieval import make_pdf
+from tests.fuzz._live_api import LiveApi, live_api
+from tests.fuzz._spec import CHECKS, schema
+from tests.support.retrieval_docs import make_pdf
 
 pytestmark = pytest.mark.redis
 

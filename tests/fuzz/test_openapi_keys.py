@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from schemas import ApiSettings
-from tests.fuzz.conftest import LiveApi, live_api
-from tests.fuzz.test_openapi import CHECKS, schema
+from tests.fuzz._live_api import LiveApi, live_api
+from tests.fuzz._spec import CHECKS, schema
 
 pytestmark = pytest.mark.redis
 

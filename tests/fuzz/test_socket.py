@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from schemas import ApiSettings, Event, SessionClosed, SessionClosedData, parse_event
-from tests.fuzz.conftest import LiveApi, live_api
+from tests.fuzz._live_api import LiveApi, live_api
 
 pytestmark = pytest.mark.redis
 

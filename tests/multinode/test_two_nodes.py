@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 
 from pipeline.log import EventLog, create_redis
 from schemas import Event, EventLogSettings
-from tests.api_harness import forget_keys
 from tests.multinode._cluster import LocalCluster, wait_for
+from tests.support.api_harness import forget_keys
 from voxline.client import SessionInfo, VoxlineClient
 from voxline.redis_server import free_port
 from voxline.server import wait_ready

@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from schemas import AdmissionSettings, EventLogSettings, Settings
 from schemas._settings import SttEngineSettings
-from tests.api_harness import forget_keys
+from tests.serve._app import App
+from tests.support.api_harness import forget_keys
 from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
 from voxline.server import running_server
-
-
-@dataclass(frozen=True)
-class App:
-    url: str
-    settings: Settings
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +36,6 @@ def app(redis_url: str) -> Iterator[App]:
             yield App(server.url, settings)
     finally:
         forget_keys(redis_url, settings.log.key_prefix)
-
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from deployments.app import PROFILES
-from tests.serve.conftest import App
+from tests.serve._app import App
 from voxline.client import VoxlineClient
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]

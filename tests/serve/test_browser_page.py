@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.audio_fixtures import compose, piper_float
-from tests.browser_harness import (
+from tests.serve._app import App
+from tests.support.audio_fixtures import compose, piper_float
+from tests.support.browser_harness import (
     browser_page,
     chromium_path,
     off_host_requests,
@@ -27,7 +28,6 @@ from tests.browser_harness import (
     wait_for,
     write_wav,
 )
-from tests.serve.conftest import App
 from voxline.client import VoxlineClient
 from voxline.demo import text_turn
 

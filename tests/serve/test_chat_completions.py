@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 
-from tests.serve.conftest import App
+from tests.serve._app import App
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 

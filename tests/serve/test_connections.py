@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.api_harness import connect_all
+from tests.support.api_harness import connect_all
 from voxline.client import VoxlineClient
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]

@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.serve.conftest import App
+from tests.serve._app import App
 from voxline.demo import with_pauses
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]

@@ -1,6 +1,6 @@
 """Origin checks and security headers through Ray Serve's proxy (the real app).
 
-The harness (tests/test_browser_guards.py) covers the rules; here, that they survive the
+The harness (tests/api/test_browser_guards.py) covers the rules; here, that they survive the
 proxy: Serve hands the app's denial response to the client as the upgrade's answer, so a
 page from elsewhere gets ``403 origin_not_allowed`` before any socket exists, and the
 page's headers reach the browser.
@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
-from tests.serve.conftest import App
+from tests.serve._app import App
 from voxline.client import VoxlineClient
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]

@@ -1,7 +1,7 @@
 """Every shell example the README marks ``<!-- runs -->`` runs, as written, against the
 real app: each block in one bash (its variables shared), ``127.0.0.1:8000`` pointed at the
 test app, ``.venv/bin/`` at the test's virtualenv, every ``curl`` failing on an HTTP
-error and every command on a non-zero exit (see :mod:`tests.readme_blocks`).
+error and every command on a non-zero exit (see :mod:`tests.support.readme_blocks`).
 
 The app is found the way a reader's commands find it: a server record (what
 ``voxline serve`` writes) in a run directory of the test's own, with no
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.readme_blocks import README, Block, as_script, bash_blocks
-from tests.serve.conftest import App
+from tests.serve._app import App
+from tests.support.readme_blocks import README, Block, as_script, bash_blocks
 from voxline.runstate import ServerRecord, recorded
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]

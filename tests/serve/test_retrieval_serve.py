@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from loadtests.hostile_docs import operator_bomb
-from tests.retrieval_docs import DOCUMENTS
-from tests.test_retrieval_limits import assert_live, pinging
+from tests.support.liveness import assert_live, pinging
+from tests.support.retrieval_docs import DOCUMENTS
 from voxline.client import VoxlineClient
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]

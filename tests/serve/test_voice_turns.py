@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.serve.conftest import App
+from tests.serve._app import App
 from voxline.client import VoxlineClient
 from voxline.demo import RATE, text_turn, voice_turn, with_pauses
 

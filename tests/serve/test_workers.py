@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve.conftest import App
+from tests.serve._app import App
 from voxline.client import VoxlineClient
 from voxline.talk import talk
 

@@ -1,0 +1,65 @@
+"""A live session under the replica's turn limit: a typed or spoken turn past it is
+refused with an ``overloaded`` error event before anything of the turn is appended, the
+session goes on, and a barge-in reuses the place of the reply it interrupts."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.log import EventLog
+from pipeline.session import Admission, LiveSession
+from schemas import AdmissionSettings, ErrorCode, OverloadedError, SessionSettings
+from tests.support.audio_fixtures import tone
+from tests.support.engines import ScriptedLLM
+from tests.support.sessions import engines
+
+pytestmark = pytest.mark.redis
+
+TOKENS = ["Hello ", "there. ", "How ", "are ", "you? "]
+
+
+async def test_a_spoken_turn_past_the_limit_is_an_overloaded_event(event_log: EventLog) -> None:
+    admission = Admission(AdmissionSettings(max_turns=1, retry_after_ms=700))
+    busy = admission.acquire("turns")  # another session holds the only place
+    session = await LiveSession.open("voice", event_log, engines(), create=SessionSettings(),
+                                     admission=admission)
+    utterance = tone(0.64, True) + tone(0.832, False)
+    for start in range(0, len(utterance), 640):
+        await session.push_audio(utterance[start : start + 640])
+    await session.commit_audio()
+    log = await event_log.read_all("voice")
+    types = [e.type for e in log]
+    assert "input.audio" not in types and "response.started" not in types
+    [error] = [e for e in log if e.type == "error"]
+    assert error.data.code is ErrorCode.OVERLOADED  # type: ignore[union-attr]
+    assert error.data.details["retry_after_ms"] == 700  # type: ignore[union-attr]
+    busy.release()
+    await session.submit_text("And now?")  # the place is free: the session goes on
+    await session.wait_response()
+    assert admission.in_use("turns") == 0
+    assert (await event_log.read_all("voice"))[-1].type == "response.done"
+    await session.close()
+
+
+async def test_a_barge_in_takes_the_place_of_the_reply_it_cancels(event_log: EventLog) -> None:
+    admission = Admission(AdmissionSettings(max_turns=1))
+    llm = ScriptedLLM(TOKENS, gate_at=1)
+    session = await LiveSession.open("barge", event_log, engines(llm=llm),
+                                     create=SessionSettings(), admission=admission)
+    await session.submit_text("Tell me a story.")
+    assert admission.in_use("turns") == 1
+    llm.gate.set()
+    await session.submit_text("Stop, another question.")  # cancels the first, not refused
+    await session.wait_response()
+    assert admission.in_use("turns") == 0
+    other = await LiveSession.open("other", event_log, engines(llm=llm),
+                                   create=SessionSettings(), admission=admission)
+    llm.gate.clear()
+    await session.submit_text("One more.")
+    with pytest.raises(OverloadedError):
+        await other.submit_text("Me too.")
+    assert [e.type for e in await event_log.read_all("other")] == ["session.created"]
+    llm.gate.set()
+    await session.wait_response()
+    await session.close()
+    await other.close()

@@ -1,0 +1,123 @@
+"""The public surface of schemas, pipeline and each of pipeline's packages is deliberate:
+pin it. Code outside a package imports only its façade (lint-imports checks that), so a
+name added to or dropped from a façade is a change of the package's API, made on purpose.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+
+import pytest
+
+import pipeline
+import schemas
+from tests.support.import_check import loaded_after
+
+
+def test_pipeline_exports() -> None:
+    assert sorted(pipeline.__all__) == [
+        "AppendResult", "CancelToken", "Delivery", "ENGINES", "EndpointConfig", "Endpointer",
+        "Engine", "EventLog", "FrameAssembler", "GroupReader", "LanguageModel", "LiveSession",
+        "LogPage", "SentenceBuffer", "SentenceBufferConfig", "SessionEngines", "SessionState",
+        "SpeechEnd", "SpeechStart",
+        "StreamId", "Synthesizer", "Transcriber", "TurnConfig", "TurnOrchestrator",
+        "TurnState", "TurnStats", "VoiceActivityDetector", "create_engine", "create_redis",
+        "engine_class", "fold", "run_worker", "split_stream", "split_text",
+    ]  # fmt: skip
+    for name in pipeline.__all__:
+        assert getattr(pipeline, name) is not None
+
+
+FACADES = {
+    "pipeline.aio": [
+        "ThreadStream", "aclose_stream", "batched", "iterate_in_thread", "reraise_lost_cancel",
+    ],
+    "pipeline.log": [
+        "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
+        "LogFanout",
+        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold", "is_cluster",
+        "message_tokens", "run_worker",
+    ],
+    "pipeline.audio": [
+        "AudioEncoder", "CONTENT_TYPES", "Commit", "EndpointConfig", "EndpointEvent",
+        "Endpointer", "FloatAudio", "FrameAssembler", "FrameDetector", "PcmResampler",
+        "SpeechEnd", "SpeechPause", "SpeechResume", "SpeechStart", "check_pcm16",
+        "check_sample_rate", "content_type",
+        "decode_audio", "duration_s", "encode_audio", "endpoint_stream", "float_to_pcm16",
+        "pcm16_to_float", "resample", "resample_pcm16", "rms_dbfs", "segment_speech",
+        "to_srt", "to_vtt",
+    ],
+    "pipeline.engines": [
+        "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "Transcriber",
+        "VoiceActivityDetector", "create_engine", "engine_class", "list_models",
+        "prepare_model", "OPENAI_VOICES", "engine_voice", "transcript_text",
+    ],
+    "pipeline.engines.weights": [
+        "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",
+        "PackagedModel", "PrepareContext", "ProgressCallback", "find", "gemma_gguf_prepared",
+        "gemma_license_files", "get_model", "join_parts", "list_models", "locate_gemma_gguf",
+        "models_cache_dir", "package_file", "prepare", "register", "unregister",
+        "verify_joined",
+    ],
+    "pipeline.turn": [
+        "AudioOutput", "CancelReason", "CancelToken", "SentenceBuffer", "SentenceBufferConfig",
+        "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "error_payload",
+        "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
+    ],
+    "pipeline.session": [
+        "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines",
+        "SessionTokens", "SpeechInput", "TURN_ENDS", "authorize", "create_session",
+        "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
+        "merge_settings", "new_session_id", "parse_event_id",
+    ],
+    "pipeline.workers": [
+        "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",
+        "METRICS_FEED_TYPES", "MetricsConsumer", "NarrationWorker", "RefineWorker", "STAGES",
+        "SessionScan", "TurnMeasure", "TurnMetrics", "TurnTimeline", "narration_pieces",
+        "prometheus_endpoint", "scan_session", "turn_metrics", "vad_tail_ms",
+    ],
+    "pipeline.openai_realtime": [
+        "BETA_NAMES", "ClientActions", "ClientEvent", "ClientTranslator", "Frame",
+        "SUPPORTED_CLIENT_EVENTS", "ServerTranslator", "SessionConfig", "error_frame",
+        "local_id", "log_id_before", "parse_resume_id", "session_object",
+    ],
+    "deployments.api": ["Services", "create_api", "get_services", "start_services"],
+    "pipeline.retrieval": [
+        "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",
+        "DocumentReaders", "FOLD_EVERY", "GroundedPrompt", "Grounder", "Grounding", "IndexStore",
+        "LoadedIndex", "MODEL_PACKAGE",
+        "MiniLMReranker", "Passage", "RERANKER_HINT", "ReadDocument", "ReadLimits", "Reranker",
+        "Retriever", "Segment", "TwoStageRetriever", "chunk_text", "context_message",
+        "document_text", "read_document", "tokenize",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(FACADES))
+def test_each_facade_exports_what_it_says(name: str) -> None:
+    facade = importlib.import_module(name)
+    assert sorted(facade.__all__) == sorted(FACADES[name])
+    assert facade.__doc__, f"{name} has no docstring saying what lives there"
+    for member in facade.__all__:
+        assert getattr(facade, member) is not None
+
+
+def test_every_pipeline_package_has_a_pinned_facade() -> None:
+    root = pathlib.Path(pipeline.__file__).parent
+    packages = {
+        ".".join(("pipeline", *init.parent.relative_to(root).parts))
+        for init in root.rglob("__init__.py") if init.parent != root
+    }
+    assert packages <= set(FACADES)
+
+
+def test_schemas_exports_resolve() -> None:
+    for name in schemas.__all__:
+        assert getattr(schemas, name) is not None
+
+
+def test_importing_pipeline_loads_no_model_runtime_nor_framework() -> None:
+    heavy = {"torch", "ray", "fastapi", "starlette", "onnxruntime", "llama_cpp",
+             "faster_whisper", "ctranslate2", "piper", "av", "soxr"}
+    assert loaded_after("pipeline, schemas", heavy) == []

@@ -1,0 +1,98 @@
+"""The case table of the streaming sentence buffer (`pipeline.turn.sentences`), whose rows
+live in ``tests/support/sentence_cases.py`` (the property tests draw on them too).
+
+Every case is checked three ways: all at once, one character at a time and one word at a
+time, so each row also pins chunking invariance for its text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pipeline.turn import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+from pipeline.turn._markdown import speakable
+from tests.support.sentence_cases import CASES, Case
+
+
+def _pieces(text: str, config: SentenceBufferConfig, chunks: list[str]) -> list[str]:
+    buffer = SentenceBuffer(config)
+    pieces = [piece for chunk in chunks for piece in buffer.push(chunk)]
+    return pieces + buffer.flush()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case_table(case: Case) -> None:
+    config = case.config()
+    assert split_text(case.text, config) == case.pieces
+    assert _pieces(case.text, config, list(case.text)) == case.pieces
+    assert _pieces(case.text, config, re.findall(r"\S+|\s+", case.text)) == case.pieces
+
+
+def test_case_table_is_large_and_ids_unique() -> None:
+    assert len(CASES) >= 80
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_pieces_join_to_speakable_text(case: Case) -> None:
+    pieces = split_text(case.text, case.config())
+    assert all(p and p == p.strip() for p in pieces)
+    assert "".join("".join(pieces).split()) == "".join(speakable(case.text).split())
+
+
+def test_pushes_return_pieces_as_soon_as_they_are_decided() -> None:
+    buffer = SentenceBuffer()
+    assert buffer.push("Sure thing, I can help you") == []
+    assert buffer.push(" with that,") == []  # is the comma inside a number?
+    assert buffer.push(" and") == ["Sure thing, I can help you with that,"]
+    assert buffer.push(" here is how it works.") == []  # needs the next word
+    assert buffer.push(" Then") == ["and here is how it works."]
+    assert buffer.flush() == ["Then"]
+
+
+def test_buffer_is_reusable_after_flush() -> None:
+    buffer = SentenceBuffer()
+    assert buffer.push("Hello there. How") == ["Hello there."]
+    assert buffer.flush() == ["How"]
+    assert buffer.push("Dr. Who is here, and he is fine. ") == []
+    assert buffer.flush() == ["Dr. Who is here, and he is fine."]
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError):
+        SentenceBufferConfig(first_piece_min_words=0)
+    with pytest.raises(ValueError):
+        SentenceBufferConfig(max_piece_chars=0)
+
+
+async def _deltas(items: list[str]) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+async def test_split_stream_yields_what_push_and_flush_return() -> None:
+    text = "Sure thing, I can help you with that. Dr. Smith is in at 7:30. Bye."
+    tokens = re.findall(r"\S+|\s+", text)
+    pieces = [p async for p in split_stream(_deltas(tokens))]
+    assert pieces == split_text(text)
+
+
+async def test_split_stream_closes_its_source() -> None:
+    closed = False
+
+    async def source() -> AsyncIterator[str]:
+        nonlocal closed
+        try:
+            yield "First sentence is here. "
+            yield "Second sentence is here. "
+            yield "Third."
+        finally:
+            closed = True
+
+    stream = split_stream(source())
+    assert await anext(stream) == "First sentence is here."
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert closed

@@ -1,0 +1,107 @@
+"""Engine fakes for the tests: the one place a test takes a stand-in engine from.
+
+The scripted LLM, TTS and detector are shared with the benchmarks
+(:mod:`tests.support.scripted_engines`) and re-exported here; the fakes below are what
+only the tests need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from pipeline.engines import Transcriber
+from schemas import GenerationRequest, TranscriptionRequest, TranscriptSegment
+from tests.support.scripted_engines import (
+    EnergyVAD,
+    ScriptedLLM,
+    ScriptedTTS,
+    StreamRecord,
+    outcome_of,
+    scripted_audio,
+    tokenize,
+)
+
+__all__ = [
+    "EnergyVAD",
+    "RecordingLLM",
+    "ScriptedLLM",
+    "ScriptedSTT",
+    "ScriptedTTS",
+    "StreamRecord",
+    "outcome_of",
+    "scripted_audio",
+    "tokenize",
+]
+
+
+class ScriptedSTT(Transcriber):
+    """Hears what the test scripts: ``texts[k]`` on its k-th call (the last one from then on),
+    as one segment of 0-1 s.
+
+    * ``only_sound``: silence (all-zero audio) is heard as nothing, and the segment spans
+      the audio, as a real transcriber's would.
+    * ``gated``: every call waits at :attr:`gate` until the test sets it.
+    * ``error``: raised on every call, after ``error_after`` segments.
+
+    It keeps every request (:attr:`requests`), the length of the audio of each
+    (:attr:`heard`) and how many calls began (:attr:`entered`). A test whose transcriber
+    says something else (segments made from the audio, word timings) subclasses it and
+    overrides :meth:`segments`.
+    """
+
+    name = "scripted-stt"
+
+    def __init__(self, *texts: str, only_sound: bool = False, gated: bool = False,
+                 error: Exception | None = None, error_after: int = 0) -> None:
+        super().__init__()
+        self.texts = texts or ("What is the capital of France?",)
+        self.only_sound = only_sound
+        self.gate = asyncio.Event()
+        if not gated:
+            self.gate.set()
+        self.error = error
+        self.error_after = error_after
+        self.requests: list[TranscriptionRequest] = []
+        self.heard: list[int] = []
+        self.entered = 0
+
+    def segments(self, request: TranscriptionRequest, call: int) -> list[TranscriptSegment]:
+        """What call ``call`` (from 0) hears."""
+        text = self.texts[min(call, len(self.texts) - 1)]
+        if not self.only_sound:
+            return [TranscriptSegment(text=text, start_s=0, end_s=1)]
+        if not any(request.audio):
+            return []
+        seconds = len(request.audio) / 2 / request.sample_rate
+        return [TranscriptSegment(text=text, start_s=0.0, end_s=seconds)]
+
+    async def transcribe(
+        self, request: TranscriptionRequest
+    ) -> AsyncGenerator[TranscriptSegment, None]:
+        call = self.entered
+        self.entered += 1
+        self.requests.append(request)
+        self.heard.append(len(request.audio))
+        await self.gate.wait()
+        if self.error is not None and self.error_after == 0:
+            raise self.error
+        for index, segment in enumerate(self.segments(request, call)):
+            if self.error is not None and index == self.error_after:
+                raise self.error
+            yield segment
+        if self.error is not None:
+            raise self.error
+
+
+class RecordingLLM(ScriptedLLM):
+    """A scripted LLM that keeps the requests it was given."""
+
+    def __init__(self, tokens: list[str], **options: object) -> None:
+        super().__init__(tokens, **options)  # type: ignore[arg-type]
+        self.requests: list[GenerationRequest] = []
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[str]:
+        self.requests.append(request)
+        async for token in super().generate(request):
+            yield token

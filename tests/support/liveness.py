@@ -1,0 +1,61 @@
+"""Is the server's loop still free? A pinger asks ``/healthz`` while expensive input is
+sent, and every answer must come within the bound the server promises for its liveness
+probe (200 ms: generous for a loopback GET, about a millisecond when the loop is free,
+and missed by seconds when it is not). The one timing assertion the tests make."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+
+#: the liveness bound: no /healthz may take longer while an expensive input is sent
+PING_BOUND_MS = 200
+
+
+#: the pinger stops after this many pings whatever happens (20 ms apart: about 40 s)
+MAX_PINGS = 2000
+
+
+PAUSE_S = 0.02
+
+
+@contextlib.asynccontextmanager
+async def pinging(url: str) -> AsyncIterator[list[float]]:
+    """GET ``/healthz`` every 20 ms while the block runs; yields each ping's delay (ms):
+    from when it should have been sent (the end of the 20 ms pause) to its answer. The
+    pause counts because in the harness the pinger shares the server's loop: a request
+    that freezes the loop while the pinger pauses shows as a late ping, not as none."""
+    latencies: list[float] = []
+    stop = asyncio.Event()
+
+    async def ping() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            await http.get("/healthz")  # the connection, before the clock starts
+            for _ in range(MAX_PINGS):
+                paused = time.perf_counter()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PAUSE_S)
+                due = min(time.perf_counter(), paused + PAUSE_S)
+                response = await http.get("/healthz")
+                latencies.append((time.perf_counter() - due) * 1000)
+                assert response.status_code == 200
+                if stop.is_set():
+                    return
+
+    task = asyncio.create_task(ping())
+    await asyncio.sleep(0.05)
+    try:
+        yield latencies
+    finally:
+        stop.set()
+        await task
+
+
+def assert_live(latencies: list[float]) -> None:
+    assert latencies, "no ping was answered"
+    worst = max(latencies)
+    assert worst <= PING_BOUND_MS, f"/healthz took {worst:.0f} ms ({len(latencies)} pings)"
