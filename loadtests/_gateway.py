@@ -20,17 +20,19 @@ import asyncio
 import contextlib
 import os
 import resource
+import select
+import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 import uvicorn
 
 from deployments.api import Services, create_api
 from deployments.api._services import start_services
-from loadtests._report import forget_prefix
 from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
 from pipeline.retrieval import Reranker
@@ -127,30 +129,34 @@ async def _serve_child(redis_url: str, prefix: str, max_turns: int | None) -> No
             tts.records.clear()
 
 
-@contextlib.asynccontextmanager
-async def child_gateway(redis_url: str, *, max_turns: int | None = None,
-                        ) -> AsyncIterator[tuple[str, int]]:
-    """(URL, pid) of the API on scripted engines in a child process; its keys go after."""
+@contextlib.contextmanager
+def child_gateway(redis_url: str, *, max_turns: int | None = None,
+                  ) -> Iterator[tuple[str, int]]:
+    """(URL, pid) of the API on scripted engines in a child process; its keys go after.
+
+    Blocking (a second or two to start and to stop), so that both asyncio benchmarks and
+    Locust's gevent can hold it.
+    """
     prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
     extra = [] if max_turns is None else ["--max-turns", str(max_turns)]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loadtests._gateway", redis_url, prefix, *extra,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT),
-        env=_child_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtests._gateway", redis_url, prefix, *extra],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=_child_env())
     assert proc.stdout is not None and proc.stdin is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        line = proc.stdout.readline() if ready else b""
         if not line:
             raise RuntimeError("the Gateway did not start")
         yield line.decode().strip(), proc.pid
     finally:
         proc.stdin.close()
         try:
-            await asyncio.wait_for(proc.wait(), 60)
-        except TimeoutError:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            await proc.wait()
-        await _forget(redis_url, prefix)
+            proc.wait()
+        forget_keys(redis_url, prefix)
 
 
 def _child_env() -> dict[str, str]:
@@ -159,10 +165,15 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
-async def _forget(redis_url: str, prefix: str) -> None:
-    from pipeline.log import create_redis
-
-    await forget_prefix(create_redis(redis_url), prefix)
+def forget_keys(redis_url: str, prefix: str) -> None:
+    """Delete what an app wrote under its prefix (blocking: for teardowns)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+    finally:
+        client.close()
 
 
 def main() -> None:

@@ -198,7 +198,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 url, pid = args.url, args.gateway_pid or find_gateway_pid()
                 figures["gateway"] = f"running app at {url}"
             else:
-                url, pid = await stack.enter_async_context(child_gateway(redis_url))
+                url, pid = stack.enter_context(child_gateway(redis_url))
                 figures["gateway"] = "API on plain uvicorn, scripted engines, child process"
             client = await stack.enter_async_context(VoxlineClient(url, timeout=60))
             # the long session first: the sockets' memory, once freed, would hide growth

@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
-import os
 import subprocess
 import sys
 import time

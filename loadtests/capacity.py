@@ -355,9 +355,9 @@ async def _on_scripted_app(args: argparse.Namespace, deadline: float) -> dict[st
     from loadtests._gateway import child_gateway
     from voxline.redis_server import redis_url_or_server
 
-    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url:
-        async with child_gateway(redis_url) as (url, pid):
-            return await measure(url, args, ReplicaProbe(root_pid=pid), deadline)
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url) as (url, pid):
+        return await measure(url, args, ReplicaProbe(root_pid=pid), deadline)
 
 
 def main() -> None:

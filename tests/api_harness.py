@@ -2,17 +2,17 @@
 
 The Serve tests run the real app with real models; this harness runs the same FastAPI
 application without Ray, so protocol behaviour such as resume can be tried many times in
-seconds. :func:`serve_api` lives in :mod:`loadtests._gateway`, shared with the benchmarks.
+seconds. :func:`serve_api` and :func:`forget_keys` live in :mod:`loadtests._gateway`, shared
+with the benchmarks.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-import redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from loadtests._gateway import Harness, serve_api
+from loadtests._gateway import Harness, forget_keys, serve_api
 
 __all__ = ["Harness", "connect_all", "forget_keys", "serve_api"]
 
@@ -27,14 +27,3 @@ async def connect_all(urls: list[str]) -> list[ClientConnection]:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         raise failed[0]
     return sockets
-
-
-def forget_keys(redis_url: str, prefix: str) -> None:
-    """Delete what an app wrote under its test prefix (blocking: for fixtures' teardown)."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
