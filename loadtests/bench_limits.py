@@ -24,15 +24,17 @@ process (that script's own setup; see its docstring):
   bystander p95 stays within 2× idle: the figure the CPU profile's default
   ``max_turns`` comes from (``deployments.app.PROFILE_ADMISSION``).
 
-    .venv/bin/python loadtests/bench_limits.py [--url http://127.0.0.1:8000]
+    .venv/bin/python -m loadtests.bench_limits [--url http://127.0.0.1:8000]
         [--turns 40] [--capacity N] [--budget-s 600] [--sizes 1,2,3]
-        [--part history|overload|both|connections|all|size]
+        [--part history|overload|both|connections|all|size] [--smoke]
 
 Without ``--url`` it starts the app (CPU profile, Whisper tiny.en) and stops it at the
 end; its turn limit is the profile's default unless ``--capacity`` sets
 ``VOXLINE_ADMISSION__MAX_TURNS``. The limit in effect is read from the server's
 ``/readyz`` (so with ``--url`` nothing needs saying). Bounded: at most 40 turns in part
 one, 8 idle and 12 loaded bystander turns in part two, every wait within the budget.
+``--smoke``: parts one and two against the API on scripted engines (``loadtests/_gateway.py``,
+a child process, turn limit 1), three turns in part one, two idle and two loaded in part two.
 """
 
 from __future__ import annotations
@@ -53,11 +55,16 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from loadtests._report import (
+    add_smoke_flag,
+    percentiles,
+    reports_dir,
+    smoke_reports,
+    write_report,
+)
+from voxline.client import FINAL_TYPES, Realtime, VoxlineClient
 
-from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
-from voxline.client import FINAL_TYPES, Realtime, VoxlineClient  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MAX_HISTORY_TURNS = 40
 IDLE_TURNS = 8
@@ -314,10 +321,10 @@ def size_turn_limit(sizes: list[int], budget_s: float,
         name = f"bench_limits_size_{size}"
         say(f"size: turn limit {size} (an app of its own) ...")
         subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--part", "overload",
+            [sys.executable, "-m", "loadtests.bench_limits", "--part", "overload",
              "--capacity", str(size), "--report", name, "--budget-s",
-             str(int(min(deadline.left(), 900)))], check=True)
-        report = json.loads((REPORTS / f"{name}.json").read_text())
+             str(int(min(deadline.left(), 900)))], check=True, cwd=ROOT)
+        report = json.loads((reports_dir() / f"{name}.json").read_text())
         overload = report.get("figures", report).get("overload", {})
         per_size[str(size)] = {k: overload.get(k) for k in ("p95_ratio", "p50_ratio", "load")}
         per_size[str(size)]["idle_p95_ms"] = overload.get("idle", {}).get(
@@ -334,6 +341,24 @@ def say_report(name: str, figures: dict[str, Any]) -> None:
     print(f"report: {write_report(name, figures)}", flush=True)
 
 
+def smoke(args: argparse.Namespace) -> None:
+    """``--smoke`` (see the module docstring)."""
+    from loadtests._gateway import child_gateway
+    from voxline.redis_server import redis_url_or_server
+
+    global IDLE_TURNS, LOADED_TURNS  # a smoke run's own sizes, in this process only
+    IDLE_TURNS, LOADED_TURNS = 2, 2
+    smoke_reports()
+    args.part, args.turns = "both", 3
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url, max_turns=1) as (url, _pid):
+        figures = asyncio.run(bench(url, args, print, Deadline(120)))
+    figures["goals"] = judge(figures)
+    say_report(args.report, figures)
+    if not (figures["history"]["turns"] and figures["overload"]["loaded"]["samples"]):
+        raise SystemExit("smoke: a part measured no turn")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
@@ -345,7 +370,11 @@ def main() -> None:
                         choices=("history", "overload", "both", "connections", "all", "size"))
     parser.add_argument("--sizes", default="1,2,3", help="turn limits --part size tries")
     parser.add_argument("--report", default="bench_limits", help="the JSON report's name")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        smoke(args)
+        return
     if args.part == "size":
         sized = size_turn_limit([int(v) for v in args.sizes.split(",")], args.budget_s, print)
         print(f"largest turn limit with the bystander within 2× idle: "
