@@ -10,7 +10,7 @@ a replica is re-raised here as itself (same code, same message); a replica that 
 a transient :class:`schemas.EngineError`; a deployment past its ``max_queued_requests``
 (Serve's back-pressure) refuses at once, and that reaches the client as
 :class:`schemas.OverloadedError` (``overloaded``, with a retry hint), like the Gateway's own
-admission control.
+admission control, with the same retry hint (``VOXLINE_ADMISSION__RETRY_AFTER_MS``).
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
+    GenerationUsage,
     OverloadedError,
     SynthesisRequest,
     TranscriptionRequest,
     TranscriptSegment,
     VoxlineError,
+    get_settings,
 )
-
-#: the retry hint of a stage's back-pressure (a queue of requests frees in about this)
-BACK_PRESSURE_RETRY_MS = 1000
 
 _STAGE_CODES = {"stt": ErrorCode.STT_FAILED, "llm": ErrorCode.LLM_FAILED,
                 "tts": ErrorCode.TTS_FAILED, "retrieval": ErrorCode.RETRIEVAL_FAILED}
@@ -51,7 +50,8 @@ def remote_error(exc: BaseException, stage: str) -> BaseException:
         return cause
     if isinstance(exc, BackPressureError):
         return OverloadedError(f"the {stage} stage is at capacity, try again shortly",
-                               retry_after_ms=BACK_PRESSURE_RETRY_MS, stage=stage)
+                               retry_after_ms=get_settings().admission.retry_after_ms,
+                               stage=stage)
     if isinstance(exc, RayActorError):
         return EngineError(f"the {stage} replica died", code=_STAGE_CODES[stage],
                            transient=True, stage=stage)
@@ -78,8 +78,8 @@ class _RemoteStage:
         self._handle = handle.options(stream=True)
         self._plain = handle
 
-    async def _stream(self, request: Any) -> AsyncGenerator[Any, None]:
-        response = getattr(self._handle, self.method).remote(request)
+    async def _stream(self, request: Any, method: str | None = None) -> AsyncGenerator[Any, None]:
+        response = getattr(self._handle, method or self.method).remote(request)
         finished = False
         try:
             try:
@@ -128,6 +128,11 @@ class RemoteLanguageModel(_RemoteStage, LanguageModel):
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
         return self._stream(request)
+
+    def generate_with_usage(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | GenerationUsage, None]:
+        return self._stream(request, "generate_with_usage")
 
 
 class RemoteSynthesizer(_RemoteStage, Synthesizer):

@@ -99,5 +99,14 @@ class Gateway:
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.services)
 
+    async def drain(self, grace_s: float | None = None) -> dict[str, int]:
+        """Stop taking work, let running turns finish (``grace_s``, default
+        ``VOXLINE_API__SHUTDOWN_GRACE_S``), close every socket with 1012 so its client
+        resumes elsewhere. ``voxline serve`` calls it (through a handle) on SIGTERM/SIGINT,
+        before it stops Serve: Serve's own stop only waits for requests to end, and a
+        socket never ends by itself."""
+        grace = self.services.settings.api.shutdown_grace_s if grace_s is None else grace_s
+        return await self.services.drain(grace)
+
     async def __del__(self) -> None:
         await self.services.aclose()

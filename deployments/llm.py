@@ -10,7 +10,7 @@ from ray import serve
 from deployments._stage import StageReplica
 from pipeline.engines import LanguageModel
 from pipeline.turn import batched
-from schemas import GenerationRequest
+from schemas import GenerationRequest, GenerationUsage
 
 
 @serve.deployment(name="LanguageModel", ray_actor_options={"num_cpus": 1})
@@ -27,3 +27,21 @@ class LanguageModelReplica(StageReplica):
         async with contextlib.aclosing(deltas) as batches:
             async for batch in batches:
                 yield "".join(batch)
+
+    async def generate_with_usage(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | GenerationUsage, None]:
+        """:meth:`generate`'s batches, then the engine's token counts (when it has them)."""
+        engine = await self.engine()
+        assert isinstance(engine, LanguageModel)
+        max_items, max_wait_s = self.stream_window()
+        items = batched(engine.generate_with_usage(request), max_items=max_items,
+                        max_wait_s=max_wait_s)
+        async with contextlib.aclosing(items) as batches:
+            async for batch in batches:
+                text = "".join(item for item in batch if isinstance(item, str))
+                if text:
+                    yield text
+                for item in batch:
+                    if isinstance(item, GenerationUsage):
+                        yield item

@@ -40,6 +40,7 @@ from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
+    GenerationUsage,
     SynthesisRequest,
     TranscriptionRequest,
     TranscriptSegment,
@@ -136,7 +137,8 @@ async def _wait(delay: float) -> None:
 
 
 class ScriptedLLM(LanguageModel, _Recorded):
-    """Yields ``tokens`` for every request."""
+    """Yields ``tokens`` for every request; with usage, it counts each item one token
+    (``counts=False``: an engine that counts nothing, as a remote server)."""
 
     name = "scripted-llm"
 
@@ -148,8 +150,10 @@ class ScriptedLLM(LanguageModel, _Recorded):
         fail_at: int | None = None,
         gate_at: int | None = None,
         on_token: Callable[[int], None] | None = None,
+        counts: bool = True,
     ) -> None:
         LanguageModel.__init__(self)  # takes no options
+        self.counts = counts
         _Recorded.__init__(self)
         self.tokens = list(tokens)
         self._delay = delay if callable(delay) else (lambda _i, d=delay: d)
@@ -178,6 +182,17 @@ class ScriptedLLM(LanguageModel, _Recorded):
                 yield token
             if self.fail_at == len(self.tokens):
                 raise EngineError("scripted LLM failure", code=ErrorCode.LLM_FAILED)
+
+    async def generate_with_usage(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | GenerationUsage, None]:
+        count = 0
+        async with contextlib.aclosing(self.generate(request)) as deltas:
+            async for delta in deltas:
+                count += 1
+                yield delta
+        if self.counts:
+            yield GenerationUsage(completion_tokens=count)
 
 
 class ScriptedTTS(Synthesizer, _Recorded):

@@ -24,17 +24,26 @@ process (that script's own setup; see its docstring):
   bystander p95 stays within 2× idle: the figure the CPU profile's default
   ``max_turns`` comes from (``deployments.app.PROFILE_ADMISSION``).
 
+``--part collections`` (:mod:`loadtests._collection_limits`): the worst ``/healthz``
+latency while each expensive document is sent (goal ≤ 200 ms) and the per-add cost of
+document ``--documents`` against document 50 (goal ≤ 2), against ``--url`` or, without
+it, the API on plain uvicorn in a child process (``bench_connections.py``'s, scripted
+engines, default retrieval settings).
+
     .venv/bin/python -m loadtests.bench_limits [--url http://127.0.0.1:8000]
         [--turns 40] [--capacity N] [--budget-s 600] [--sizes 1,2,3]
-        [--part history|overload|both|connections|all|size] [--smoke]
+        [--documents 2000] [--smoke]
+        [--part history|overload|both|connections|collections|all|size]
 
 Without ``--url`` it starts the app (CPU profile, Whisper tiny.en) and stops it at the
 end; its turn limit is the profile's default unless ``--capacity`` sets
 ``VOXLINE_ADMISSION__MAX_TURNS``. The limit in effect is read from the server's
 ``/readyz`` (so with ``--url`` nothing needs saying). Bounded: at most 40 turns in part
 one, 8 idle and 12 loaded bystander turns in part two, every wait within the budget.
-``--smoke``: parts one and two against the API on scripted engines (``loadtests/_gateway.py``,
-a child process, turn limit 1), three turns in part one, two idle and two loaded in part two.
+``--smoke``: parts one and two and the collections part against the API on scripted engines
+(``loadtests/_gateway.py``, a child process, turn limit 1), small (three turns in part one,
+two idle and one loaded in part two, 100 documents and a 100k-character text), in seconds,
+so a broken benchmark fails the suite the day it breaks.
 """
 
 from __future__ import annotations
@@ -259,8 +268,36 @@ async def bystander_under_overload(
 # ---- the command --------------------------------------------------------------------------
 
 
+async def _collections(args: argparse.Namespace) -> dict[str, Any]:
+    """The collections part, against ``--url`` or the API in a child process."""
+    from loadtests import _collection_limits
+
+    documents = 100 if args.smoke else min(args.documents, 5000)
+    if args.url:
+        return await _collection_limits.bench(args.url.rstrip("/"), smoke=args.smoke,
+                                              documents=documents, budget_s=args.budget_s)
+    from loadtests._gateway import child_gateway
+    from voxline.redis_server import redis_url_or_server
+
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url) as (url, _):
+        figures = await _collection_limits.bench(url, smoke=args.smoke, documents=documents,
+                                                 budget_s=args.budget_s)
+    figures["gateway"] = "API on plain uvicorn, scripted engines, child process"
+    return figures
+
+
 def judge(figures: dict[str, Any]) -> dict[str, Any]:
     goals: dict[str, Any] = {}
+    collections = figures.get("collections")
+    if collections:
+        healthz = collections["healthz_while_expensive"]
+        goals["worst_healthz_while_expensive_documents_within_200ms"] = {
+            "value": healthz["worst_healthz_ms"], "met": healthz["met"]}
+        adds = collections["add_cost"]
+        goals["add_cost_last_within_2x_of_50th"] = {
+            "value": adds["ratio_last_to_50"], "documents": adds["documents"],
+            "met": adds["met"]}
     history = figures.get("history")
     if history and "ratio_last_to_2" in history:
         goals["turn_40_within_1.5x_of_turn_2"] = {
@@ -347,14 +384,18 @@ def smoke(args: argparse.Namespace) -> None:
     from voxline.redis_server import redis_url_or_server
 
     global IDLE_TURNS, LOADED_TURNS  # a smoke run's own sizes, in this process only
-    IDLE_TURNS, LOADED_TURNS = 2, 2
+    IDLE_TURNS, LOADED_TURNS = 2, 1
     smoke_reports()
     args.part, args.turns = "both", 3
     with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
             child_gateway(redis_url, max_turns=1) as (url, _pid):
         figures = asyncio.run(bench(url, args, print, Deadline(120)))
+        args.url = url
+        figures["collections"] = asyncio.run(_collections(args))
     figures["goals"] = judge(figures)
-    say_report(args.report, figures)
+    for name, goal in figures["goals"].items():
+        print(f"{name}: {goal}", flush=True)
+    say_report("bench_limits_smoke", figures)
     if not (figures["history"]["turns"] and figures["overload"]["loaded"]["samples"]):
         raise SystemExit("smoke: a part measured no turn")
 
@@ -366,10 +407,12 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=None,
                         help="the turn limit of the app this starts (default: the profile's)")
     parser.add_argument("--budget-s", type=float, default=600)
-    parser.add_argument("--part", default="both",
-                        choices=("history", "overload", "both", "connections", "all", "size"))
+    parser.add_argument("--part", default="both", choices=(
+        "history", "overload", "both", "connections", "collections", "all", "size"))
     parser.add_argument("--sizes", default="1,2,3", help="turn limits --part size tries")
     parser.add_argument("--report", default="bench_limits", help="the JSON report's name")
+    parser.add_argument("--documents", type=int, default=2000,
+                        help="collections: tiny documents added one by one (at most 5000)")
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:
@@ -381,6 +424,15 @@ def main() -> None:
               f"{sized['largest_limit_within_2x']}", flush=True)
         say_report(args.report, {"size": sized})
         return
+    collections: dict[str, Any] | None = None
+    if args.part in ("collections", "all"):
+        collections = asyncio.run(_collections(args))
+        if args.part == "collections":
+            only = {"collections": collections}
+            for name, goal in judge(only).items():
+                print(f"{name}: {goal}", flush=True)
+            say_report(args.report, {**only, "goals": judge(only)})
+            return
     connections: dict[str, Any] | None = None
     if args.part in ("connections", "all"):
         from loadtests import bench_connections
@@ -425,6 +477,8 @@ def main() -> None:
     figures["machine_load"] = {"cpus": os.cpu_count(), "loadavg_1m_end": os.getloadavg()[0]}
     if connections is not None:
         figures["connections"] = connections
+    if collections is not None:
+        figures["collections"] = collections
     figures["goals"] = judge(figures)
     for name, goal in figures["goals"].items():
         say(f"{name}: {goal}")

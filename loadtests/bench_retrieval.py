@@ -198,6 +198,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                             "load_from_bytes_ms": round(load_s * 1000, 2),
                             "bytes": len(blob)}
     finally:
+        await store.aclose()  # its document reader processes
         await forget_prefix(redis, prefix)
     return figures
 

@@ -39,6 +39,19 @@ class GenerationRequest(BaseModel):
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
 
 
+class GenerationUsage(BaseModel):
+    """What a language model counted for one reply, with its own tokenizer: the last item
+    of :meth:`pipeline.engines.LanguageModel.generate_with_usage` (chat completions report
+    it as ``usage``; the text deltas of a stream are not tokens, a replica batches them)."""
+
+    model_config = _CONFIG
+
+    completion_tokens: int = Field(ge=0)
+    prompt_tokens: int | None = Field(default=None, ge=0, description="None: not counted")
+    finish_reason: Literal["stop", "length"] | None = Field(
+        default=None, description="length: the token budget or the context window ran out")
+
+
 class SynthesisRequest(BaseModel):
     """One piece of text to speak."""
 

@@ -50,6 +50,8 @@ class ErrorCode(StrEnum):
     INVALID_EVENT_ID = "invalid_event_id"
     UNKNOWN_VOICE = "unknown_voice"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # OpenAI's code, for the same thing
+    UNSUPPORTED_CONTENT = "unsupported_content"
     # sessions
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_CLOSED = "session_closed"
@@ -69,6 +71,9 @@ class ErrorCode(StrEnum):
     ENGINE_OVERLOADED = "engine_overloaded"
     # capacity
     OVERLOADED = "overloaded"
+    SERVER_DRAINING = "server_draining"
+    # browsers
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     # retrieval (collections and the search of a turn)
     COLLECTION_NOT_FOUND = "collection_not_found"
     DOCUMENT_NOT_FOUND = "document_not_found"
@@ -78,6 +83,8 @@ class ErrorCode(StrEnum):
     RETRIEVAL_FAILED = "retrieval_failed"
     RETRIEVAL_TIMEOUT = "retrieval_timeout"
     RERANKER_UNAVAILABLE = "reranker_unavailable"
+    DOCUMENT_UNREADABLE = "document_unreadable"
+    COLLECTION_QUOTA_EXCEEDED = "collection_quota_exceeded"
     LOG_WRITE_FAILED = "log_write_failed"
     # everything else
     CONFIGURATION_ERROR = "configuration_error"

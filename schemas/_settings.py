@@ -83,6 +83,15 @@ class ApiSettings(BaseModel):
     max_upload_seconds: float = Field(
         default=300.0, gt=0, description="decoded length of one uploaded file (audio_too_long)"
     )
+    max_buffer_seconds: float = Field(
+        default=300.0, gt=0, description="audio a socket may append between two commits "
+        "with manual turns (audio_too_long), as long as an upload may be"
+    )
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1, description="a chat completion's whole prompt, in estimated "
+        "tokens (context_length_exceeded); unset: the LLM's context window as its engine "
+        "reports it (llama-cpp n_ctx, 2048), else 32768"
+    )
     min_upload_sample_rate: int = Field(
         default=8000, ge=1, description="an uploaded file's own rate, lowest (a 7 KB WAV at "
         "1 Hz decodes to an hour)"
@@ -113,6 +122,16 @@ class ApiSettings(BaseModel):
         default=2.0, gt=0, le=60,
         description="how often a Gateway replica refreshes the /readyz answer in the "
         "background (probes answer from it at once, never queued behind turns)",
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        default=(),
+        description="web pages (origins, JSON list) that may open sockets and send POSTs "
+        "beside the server's own and loopback ones; \"*\": any. No Origin: always allowed",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, ge=0,
+        description="on SIGTERM/SIGINT, running turns may finish this long before sockets "
+        "are closed with 1012 (keep it under Kubernetes' terminationGracePeriodSeconds)",
     )
 
 
@@ -175,6 +194,11 @@ class RetrievalSettings(BaseModel):
     max_collections: int = Field(
         default=1000, ge=1, description="collections on the server (too_many_collections)"
     )
+    max_collections_per_client: int = Field(
+        default=20, ge=1,
+        description="collections one client may hold: one API key, or one address with keys "
+        "off (collection_quota_exceeded)",
+    )
     max_document_chars: int = Field(
         default=1_000_000, ge=100, description="text of one document (document_too_large)"
     )
@@ -183,6 +207,30 @@ class RetrievalSettings(BaseModel):
     )
     max_chunks_per_collection: int = Field(
         default=20_000, ge=1, description="chunks of one collection (collection_full)"
+    )
+    max_document_pages: int = Field(
+        default=1000, ge=1, description="pages of one PDF, checked before any is read "
+        "(document_too_large)"
+    )
+    document_timeout_s: float = Field(
+        default=20.0, gt=0, description="CPU seconds reading one document (text, chunks, "
+        "tokens) may take in a reader process (twice that in wall time); past it the process "
+        "is stopped (document_too_large)"
+    )
+    document_readers: int = Field(
+        default=2, ge=1, le=64, description="reader processes per Gateway replica"
+    )
+    document_queue: int = Field(
+        default=8, ge=0, description="documents that may wait for a reader; more: 503 "
+        "overloaded with Retry-After"
+    )
+    document_memory_mb: int = Field(
+        default=1024, ge=0, description="memory a reader process may add while reading "
+        "(document_too_large; 0: no cap)"
+    )
+    index_delta_chunks: int = Field(
+        default=2000, ge=1, description="chunks new documents gather in a collection's delta "
+        "index before it is merged into the main one"
     )
     chunk_chars: int = Field(default=500, ge=50, le=8000, description="a chunk's length")
     chunk_overlap: int = Field(

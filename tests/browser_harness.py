@@ -57,7 +57,8 @@ def browser_page(
 ) -> Iterator[Any]:
     """A fresh Chromium with ``microphone`` as its audio input, on ``url``. Every request
     the page makes is recorded on ``page.requests`` (the page must load nothing from the
-    internet), console errors on ``page.errors``. ``init_script`` runs before the page's
+    internet), console errors on ``page.errors``, what its Content-Security-Policy refused on
+``page.csp``. ``init_script`` runs before the page's
     own scripts (to slow a request down, say)."""
     from playwright.sync_api import sync_playwright
 
@@ -78,6 +79,10 @@ def browser_page(
             # refused by the page's Content-Security-Policy: never left the browser
             page.on("requestfailed", lambda r: r.failure == "csp" and page.blocked.append(r.url))
             page.on("pageerror", lambda e: page.errors.append(str(e)))
+            # what the page's Content-Security-Policy refused, as the console reports it
+            page.csp = []  # type: ignore[attr-defined]
+            page.on("console", lambda m: "Content Security Policy" in m.text
+                    and page.csp.append(m.text))
             if init_script is not None:
                 page.add_init_script(init_script)
             page.goto(url)

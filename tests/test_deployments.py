@@ -38,6 +38,7 @@ from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
+    GenerationUsage,
     InvalidAudioError,
     OverloadedError,
     ResyncRequiredError,
@@ -580,3 +581,64 @@ async def test_a_refused_stage_call_raises_overloaded_not_serves_error() -> None
     with pytest.raises(OverloadedError) as info:
         _ = [delta async for delta in llm.generate(request)]
     assert info.value.stage == "llm" and info.value.retry_after_ms > 0
+
+
+async def test_llm_usage_comes_after_the_batches_and_counts_tokens_not_items() -> None:
+    """The replica batches deltas (fewer items than tokens); the engine's own count
+    travels after them, so a client's usage is tokens, not batches."""
+    replica = llm_replica(ScriptedLLM(TOKENS), max_items=3)
+
+    async def run() -> list[Any]:
+        return [item async for item in replica.generate_with_usage(REQUEST)]
+
+    items = await asyncio.wait_for(run(), HANG)
+    *texts, usage = items
+    assert "".join(texts) == REPLY and len(texts) < len(TOKENS)
+    assert isinstance(usage, GenerationUsage)
+    assert usage.completion_tokens == len(TOKENS)
+
+
+class _StreamingHandle:
+    """A handle whose every streaming method answers with ``items`` (and says which)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.called: list[str] = []
+
+    def options(self, **_: Any) -> _StreamingHandle:
+        return self
+
+    def __getattr__(self, method: str) -> Any:
+        handle = self
+
+        class Response:
+            def __init__(self) -> None:
+                self.left = iter(handle.items)
+
+            def __aiter__(self) -> Response:
+                return self
+
+            async def __anext__(self) -> Any:
+                try:
+                    return next(self.left)
+                except StopIteration:
+                    raise StopAsyncIteration from None
+
+            def cancel(self) -> None:
+                pass
+
+        def remote(_request: Any) -> Response:
+            handle.called.append(method)
+            return Response()
+
+        return type("Method", (), {"remote": staticmethod(remote)})
+
+
+async def test_the_remote_llm_asks_the_replica_for_usage() -> None:
+    from deployments.handles import RemoteLanguageModel
+
+    usage = GenerationUsage(completion_tokens=7, prompt_tokens=12, finish_reason="stop")
+    handle = _StreamingHandle(["The capital of France", " is Paris.", usage])
+    llm = RemoteLanguageModel(handle)
+    items = [item async for item in llm.generate_with_usage(REQUEST)]
+    assert items[-1] == usage and handle.called == ["generate_with_usage"]

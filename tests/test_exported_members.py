@@ -84,9 +84,11 @@ FACADES = {
     # retrieval (issue 16)
     "pipeline.retrieval": [
         "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",
-        "Grounder", "Grounding", "LoadedIndex", "MODEL_PACKAGE", "MiniLMReranker", "Passage",
-        "RERANKER_HINT", "Reranker", "Retriever", "TwoStageRetriever", "chunk_text",
-        "context_message", "document_text", "tokenize",
+        "DocumentReaders", "FOLD_EVERY", "Grounder", "Grounding", "IndexStore",
+        "LoadedIndex", "MODEL_PACKAGE",
+        "MiniLMReranker", "Passage", "RERANKER_HINT", "ReadDocument", "ReadLimits", "Reranker",
+        "Retriever", "Segment", "TwoStageRetriever", "chunk_text", "context_message",
+        "document_text", "read_document", "tokenize",
     ],
 }  # fmt: skip
 

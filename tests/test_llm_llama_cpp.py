@@ -36,6 +36,7 @@ from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
+    GenerationUsage,
     ModelMissingError,
     SamplingSettings,
 )
@@ -322,3 +323,17 @@ def test_voice_defaults_for_the_packaged_base_model() -> None:
     assert "\n" in prompt.stop and " You:" in prompt.stop and " User:" in prompt.stop
     assert prompt.text.startswith("User: What is the capital of Norway?\nAssistant: ")
     assert prompt.text.endswith("User: Name two colours.\nAssistant:")
+
+
+@_models
+@_module_loop
+async def test_usage_is_the_models_own_token_count(engine: LlamaCppLanguageModel) -> None:
+    """What a chat completion reports: llama.cpp's tokens, after the deltas."""
+    items = [item async for item in engine.generate_with_usage(_count(max_tokens=9))]
+    *deltas, usage = items
+    assert isinstance(usage, GenerationUsage) and all(isinstance(d, str) for d in deltas)
+    assert (usage.completion_tokens, usage.finish_reason) == (9, "length")
+    assert usage.prompt_tokens == engine.last_stats.prompt_tokens > 0  # type: ignore[union-attr]
+    assert len(await engine.tokenize("".join(deltas))) <= 9  # type: ignore[arg-type]
+    info = await engine.describe()
+    assert info["context_tokens"] == N_CTX == engine.context_tokens

@@ -30,7 +30,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "capacity": ("capacity",),
     "bench_connections": ("bench_connections",),
     "locustfile": ("locust_smoke",),
-    "bench_limits": ("bench_limits",),
+    "bench_limits": ("bench_limits_smoke",),
     "bench_retrieval": ("bench_retrieval",),
     "bench_engines": ("bench_engines",),
     "bench_eventlog": ("bench_eventlog",),

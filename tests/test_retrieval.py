@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -18,15 +18,18 @@ from redis.asyncio import Redis
 
 from pipeline.retrieval import (
     CONTEXT_HEADER,
+    FOLD_EVERY,
     BM25Index,
     CollectionStore,
     Grounder,
     Passage,
     Reranker,
     Retriever,
+    Segment,
     chunk_text,
     context_message,
     document_text,
+    tokenize,
 )
 from schemas import (
     ErrorCode,
@@ -129,12 +132,41 @@ def test_bm25_finds_the_answer_and_round_trips_through_bytes() -> None:
     assert BM25Index.from_bytes(BM25Index.build([]).to_bytes()).search("x", 2) == []
 
 
+WORDS = ["tower", "paris", "banana", "yellow", "keeper", "the", "steps"]
+TEXTS = st.lists(st.sampled_from(WORDS), max_size=10).map(" ".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=14),
+       st.lists(st.integers(0, 14), max_size=4),
+       st.sampled_from(["tower", "banana yellow", "keeper paris steps", "the"]))
+def test_segments_score_like_one_index(texts: list[str], cuts: list[int], query: str) -> None:
+    """BM25 over segments (the delta beside the main index, each merge) scores exactly as
+    one index built over every chunk at once: statistics are the collection's."""
+    bounds = sorted({0, len(texts), *(c for c in cuts if c < len(texts))})
+    keys = [f"d{i}:0" for i in range(len(texts))]
+    segments = [Segment.from_tokens(tokenize(texts[a:b]), keys[a:b])
+                for a, b in itertools.pairwise(bounds)]
+    whole = BM25Index.build(texts).search(query, 5)
+    split = BM25Index(segments).search(query, 5)
+    merged = BM25Index([Segment.from_bytes(segments[0].merged(*segments[1:]).to_bytes())])
+    for hits in (split, merged.search(query, 5)):
+        assert [(h.index, round(h.score, 5)) for h in hits] == [
+            (h.index, round(h.score, 5)) for h in whole]
+    dropped = BM25Index([merged.merged().without(lambda key: key == "d0:0")])
+    assert dropped.size == len(texts) - 1
+    assert [round(h.score, 5) for h in dropped.search(query, 5)] == [
+        round(h.score, 5) for h in BM25Index.build(texts[1:]).search(query, 5)]
+
+
 # ---- collections in Redis -----------------------------------------------------------------
 
 
 @pytest.fixture
-def store(redis: Redis, log_settings: EventLogSettings) -> CollectionStore:
-    return CollectionStore(redis, SMALL, log_settings.key_prefix)
+async def store(redis: Redis, log_settings: EventLogSettings) -> AsyncIterator[CollectionStore]:
+    store = CollectionStore(redis, SMALL, log_settings.key_prefix)
+    yield store
+    await store.aclose()
 
 
 async def fill(store: CollectionStore) -> tuple[str, dict[str, str]]:
@@ -180,10 +212,47 @@ async def test_collection_bookkeeping_and_index_cache(store: CollectionStore) ->
     assert gone.value.code is ErrorCode.COLLECTION_NOT_FOUND
 
 
+async def test_a_replica_follows_adds_folds_and_merges_incrementally(
+    redis: Redis, key_prefix: str
+) -> None:
+    """Another replica searching after every add sees every document at once, fetching
+    only what changed (a pending segment, then a folded delta, then a merged main), and
+    ends with what a fresh replica loads in one go."""
+    settings = RetrievalSettings(index_delta_chunks=40, chunk_chars=240, chunk_overlap=40)
+    writer = CollectionStore(redis, settings, key_prefix)
+    replica = CollectionStore(redis, settings, key_prefix)
+    try:
+        collection = (await writer.create()).collection_id
+        tiers = set()
+        for n in range(2 * FOLD_EVERY + 20):
+            await writer.add_document(collection, f"Parcel {n} went to dock zq{n:04d}x.")
+            loaded = await replica.index(collection)
+            assert loaded.index.size == len(loaded.rows) == n + 1
+            assert len(loaded.pending) <= FOLD_EVERY
+            [hit, *_] = loaded.index.search(f"zq{n:04d}x", 1)
+            newest = (await writer.documents(collection))[-1].document_id
+            assert loaded.rows[hit.index] == f"{newest}:0"
+            tiers.add((loaded.main_version, loaded.delta_version))
+        assert len(tiers) == 3  # none yet; folded into the delta; merged into the main
+        fresh = await CollectionStore(redis, settings, key_prefix).index(collection)
+        assert fresh.rows == loaded.rows
+        query = "parcel dock zq0003x"
+        assert fresh.index.search(query, 5) == loaded.index.search(query, 5)
+    finally:
+        await writer.aclose()
+
+
 async def test_limits_refuse_with_their_codes(redis: Redis, key_prefix: str) -> None:
     tight = RetrievalSettings(max_collections=1, max_document_chars=500,
                               max_chunks_per_collection=3, chunk_chars=100, chunk_overlap=10)
     store = CollectionStore(redis, tight, key_prefix)
+    try:
+        await refuse_at_limits(store)
+    finally:
+        await store.aclose()
+
+
+async def refuse_at_limits(store: CollectionStore) -> None:
     collection = (await store.create()).collection_id
     with pytest.raises(VoxlineError) as many:
         await store.create()

@@ -149,7 +149,6 @@ def test_serve_records_where_it_is_while_it_serves_and_removes_it_on_stop(
         raise KeyboardInterrupt  # Ctrl-C
 
     monkeypatch.setattr(server, "running_server", fake_server)
-    monkeypatch.setattr(cli, "_stop_on_signals", lambda: None)
     monkeypatch.setattr(threading.Event, "wait", serving)
     result = CliRunner().invoke(cli.app, ["serve", "--no-demo", "--port", "8123"], env={
         "VOXLINE_RUN_DIR": str(tmp_path), "VOXLINE_LOG__KEY_PREFIX": "voxtest:served",

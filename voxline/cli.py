@@ -94,18 +94,6 @@ def _say(text: str, end: str = "\n") -> None:
     console.print(text, end=end, highlight=False, markup=False, soft_wrap=True)
 
 
-def _stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM both stop everything ``serve`` started (a shell starts background
-    jobs with SIGINT ignored, and SIGTERM would otherwise skip the clean-up)."""
-    import signal
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-
 def serve_summary(settings: Settings, url: str, redis_url: str) -> str:
     """What ``serve`` prints once ready: every entry point, each named for what it is."""
     ws = url.replace("http", "ws", 1)
@@ -147,21 +135,23 @@ def serve(
     import asyncio
     import contextlib
     import os
-    import threading
 
     from schemas import Settings
     from voxline.demo import run_demo
     from voxline.runstate import ServerRecord, recorded
     from voxline.server import running_server
+    from voxline.stopping import StopSignals
 
-    _stop_on_signals()
+    # Ctrl-C and SIGTERM both drain and stop everything serve started (a shell starts
+    # background jobs with SIGINT ignored; Ray's own SIGTERM handling would not drain)
+    signals = StopSignals()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings().model_copy(update=overrides)
     try:
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(running_server(
                 settings, profile=profile, speech_mode=speech_mode, say=_say,
-                log_to_driver=verbose))
+                log_to_driver=verbose, signals=signals))
             _say(f"Voxline is ready at {server.url}")
             stack.enter_context(recorded(ServerRecord(
                 url=server.url, redis_url=server.redis_url, key_prefix=settings.log.key_prefix,
@@ -169,9 +159,11 @@ def serve(
             if demo:
                 asyncio.run(run_demo(server.url, out, _say))
             _say(serve_summary(settings, server.url, server.redis_url))
-            threading.Event().wait()
+            signals.wait()
+            _say(f"{signals.name}: draining, then stopping")
     except KeyboardInterrupt:
-        _say("stopped")
+        pass
+    _say("stopped")
 
 
 @app.command()
@@ -195,8 +187,9 @@ def demo(
     if url is not None:
         asyncio.run(run_demo(url, out, _say, question))
         return
-    _stop_on_signals()
-    with running_server(Settings(), profile=profile, say=_say) as server:
+    from voxline.stopping import StopSignals
+
+    with running_server(Settings(), profile=profile, say=_say, signals=StopSignals()) as server:
         asyncio.run(run_demo(server.url, out, _say, question))
 
 

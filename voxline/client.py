@@ -8,24 +8,35 @@ latency benchmark use, and what an application can use too.
             async for event in conn.until_done():
                 ...
 
-Errors from the server arrive as :class:`VoxlineAPIError` with the server's code.
+Errors from the server arrive as :class:`VoxlineAPIError` with the server's code. A
+socket the server closes with 1012 (it is stopping: :data:`RESUME_CLOSE_CODE`) is reopened
+and resumed from the last event seen, with no gap and no repeat (:meth:`Realtime.events`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 
 from schemas import ClientMessage, Event, parse_event
 
 #: events that end a response
 FINAL_TYPES = frozenset({"response.done", "response.cancelled"})
+#: the close code of a server that is stopping (RFC 6455 "Service Restart"): resume elsewhere
+RESUME_CLOSE_CODE = 1012
+#: how a server refuses a socket it cannot take now (4000 + 503): retry shortly
+_REFUSED_CLOSE_CODE = 4503
+_RETRY_CODES = frozenset({"server_draining", "overloaded"})
 
 
 class VoxlineAPIError(Exception):
@@ -126,22 +137,33 @@ class VoxlineClient:
             async for name, data in _sse_messages(response.aiter_lines()):
                 yield name, data
 
-    def connect(self, session: SessionInfo, last_event_id: str | None = None) -> Realtime:
+    def connect(
+        self, session: SessionInfo, last_event_id: str | None = None, *,
+        resume_for_s: float = 60.0,
+    ) -> Realtime:
+        """The session's socket; closed with 1012 it is resumed for up to ``resume_for_s``
+        (0: never, the close is raised)."""
         url = f"{session.ws_url}?token={session.token}"
         if last_event_id:
             url += f"&last_event_id={last_event_id}"
-        return Realtime(url)
+        return Realtime(url, resume_for_s=resume_for_s)
 
 
 class Realtime:
     """One WebSocket to a session: send messages and audio, receive events."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, resume_for_s: float = 60.0) -> None:
         self.url = url
         self.ws: ClientConnection | None = None
         #: the server's greeting (``session.created`` with the session's settings, not in
         #: the log): kept here, not yielded, so events() yields what the log holds
         self.greeting: Event | None = None
+        #: the id of the last logged event received: where a resumed socket continues
+        self.last_event_id: str | None = None
+        #: times the socket was reopened after a 1012 close
+        self.resumes = 0
+        self.resume_for_s = resume_for_s
+        self._resuming_until: float | None = None
 
     async def __aenter__(self) -> Realtime:
         self.ws = await connect(self.url, max_size=None, compression=None)
@@ -177,13 +199,61 @@ class Realtime:
         await self.send({"type": "response.cancel"})
 
     async def events(self) -> AsyncIterator[Event]:
-        """Events until the server closes the socket (the greeting goes to :attr:`greeting`)."""
-        async for frame in self._socket():
-            event = parse_event(json.loads(frame))
-            if event.type == "session.created" and event.id is None:
-                self.greeting = event
+        """Events until the server closes the socket (the greeting goes to :attr:`greeting`).
+
+        A server that stops closes with 1012: the socket is reopened with
+        ``last_event_id`` (to another replica, or the server once restarted) and the events
+        go on where they stopped. A reopened socket the server cannot take yet (an
+        ``error`` frame ``server_draining``/``overloaded``, then close 4503) is retried with
+        growing pauses (0.25 s … 4 s) until ``resume_for_s`` after the 1012; then, as for
+        any other close, :class:`websockets.exceptions.ConnectionClosed` is raised.
+        """
+        while True:
+            try:
+                async for frame in self._socket():
+                    event = parse_event(json.loads(frame))
+                    if event.id is None and event.type == "session.created":
+                        self.greeting = event
+                        continue
+                    if (event.id is None and event.type == "error"
+                            and self._resuming_until is not None
+                            and event.data.code in _RETRY_CODES):
+                        continue  # a reopened socket refused: its close follows
+                    if event.id is not None:
+                        self.last_event_id = event.id
+                        self._resuming_until = None  # resumed
+                    yield event
+                return
+            except ConnectionClosedError as closed:
+                if not await self._resume(closed.rcvd.code if closed.rcvd else None):
+                    raise
+
+    async def _resume(self, code: int | None) -> bool:
+        """Reopen the socket after ``code`` if it says "resume elsewhere" (or a reopened
+        socket was refused), within the time allowed; False: give up."""
+        if code == RESUME_CLOSE_CODE:
+            if self._resuming_until is None:
+                self._resuming_until = time.monotonic() + self.resume_for_s
+        elif code != _REFUSED_CLOSE_CODE or self._resuming_until is None:
+            return False
+        delay = 0.25
+        while (left := self._resuming_until - time.monotonic()) > 0:
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 4.0)
+            try:
+                self.ws = await connect(self._resume_url(), max_size=None, compression=None)
+            except (OSError, InvalidHandshake):  # down or restarting: try again
                 continue
-            yield event
+            self.resumes += 1
+            return True
+        return False
+
+    def _resume_url(self) -> str:
+        parts = urlsplit(self.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "last_event_id"]
+        if self.last_event_id:
+            query.append(("last_event_id", self.last_event_id))
+        return urlunsplit(parts._replace(query=urlencode(query)))
 
     async def until_done(self, *, stop_on_error: bool = False) -> AsyncIterator[Event]:
         """Events up to and including the end of the next response."""

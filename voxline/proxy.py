@@ -3,7 +3,9 @@
 uvicorn's default WebSocket protocol (``websockets-sansio``) says nothing when the
 ``websockets`` parser refuses a request head — a request line or header over its 8 KiB
 limit, too many headers — and leaves the connection open until the client gives up
-(15–20 s in issue #11). :class:`HandshakeGuard` answers ``400`` and closes instead.
+(15–20 s in issue #11). :class:`HandshakeGuard` answers ``400`` and closes instead, and
+counts an upgrade the app refused with an HTTP answer (``403 origin_not_allowed``) as
+answered (uvicorn would log each as an error).
 
 Plain uvicorn takes it as ``ws=WS_PROTOCOL`` (``tests/api_harness.py``). Ray Serve's HTTP
 proxy builds its uvicorn config itself, with ``ws="auto"``; :func:`serve_proxy_callback`,
@@ -40,6 +42,13 @@ class HandshakeGuard(WebSocketsSansIOProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(_REFUSAL)
             self.transport.close()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # an upgrade refused with an HTTP answer (the app's denial response) is
+            # answered: uvicorn would log "returned without completing handshake"
+            self.handshake_complete = True
 
 
 def serve_proxy_callback() -> list[Any]:

@@ -4,7 +4,8 @@ Ray gets its own free ports (its GCS defaults to 6379 only for ``ray start``; ``
 picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's proxy gets
 :func:`voxline.proxy.serve_proxy_callback`. The Serve proxy
 listens on ``settings.host:settings.port``. :func:`running_server` is a context manager
-so that Ctrl-C stops everything it started, in reverse order.
+so that Ctrl-C and SIGTERM stop everything it started, in reverse order, after a drain
+(:mod:`voxline.stopping`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 from schemas import Settings
 from voxline.proxy import PROXY_CALLBACK
 from voxline.redis_server import redis_url_or_server
+from voxline.stopping import StopSignals
 
 logger = logging.getLogger(__name__)
 
@@ -89,30 +91,66 @@ def running_server(
     ready_timeout_s: float = 600,
     say: Callable[[str], None] = print,
     log_to_driver: bool = False,
+    signals: StopSignals | None = None,
 ) -> Iterator[RunningServer]:
-    """Redis (when ``settings.redis_url`` is unset), Ray and the app, stopped on exit."""
+    """Redis (when ``settings.redis_url`` is unset), Ray and the app, stopped on exit: the
+    app drained first (:func:`drain_app`), then Serve, Ray and Redis.
+
+    With ``signals`` (the CLI's), SIGTERM and SIGINT are taken from Ray right after
+    ``ray.init`` (:mod:`voxline.stopping`) so that they drain instead of dumping traces."""
     from ray import serve
 
     from deployments.app import build_app
 
+    if signals is not None:
+        signals.install()
     if not settings.redis_url:
         say("VOXLINE_REDIS_URL is not set: starting a Redis server of our own on 127.0.0.1")
     with redis_url_or_server(settings.redis_url) as redis_url:
         settings = settings.model_copy(update={"redis_url": redis_url})
         say("starting Ray (no dashboard, 127.0.0.1 only)")
-        start_ray(num_cpus, log_to_driver=log_to_driver)
+        ready = False
         try:
+            start_ray(num_cpus, log_to_driver=log_to_driver)
+            if signals is not None:
+                signals.install()  # after ray.init: replaces Ray's handlers (see stopping)
             serve.start(http_options={"host": settings.host, "port": settings.port})
             app = build_app({"profile": profile, "speech_mode": speech_mode}, settings=settings)
             say(f"deploying the app ({profile} profile); models load in their replicas")
             serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
             url = f"http://{settings.host}:{settings.port}"
             wait_ready(url, ready_timeout_s, say)
+            ready = True
             yield RunningServer(url=url, redis_url=redis_url, profile=profile)
         finally:
+            if signals is not None:
+                signals.stopping()  # no signal may stop the stopping half-way
+            if ready:
+                drain_app(settings.api.shutdown_grace_s, say, signals)
             say("stopping the app and Ray")
             with contextlib.suppress(Exception):
                 serve.shutdown()  # type: ignore[no-untyped-call]
             import ray
 
             ray.shutdown()
+
+
+def drain_app(
+    grace_s: float, say: Callable[[str], None] = print, signals: StopSignals | None = None,
+) -> None:
+    """Ask the Gateway to drain (``Gateway.drain``): new work refused, running turns given
+    ``grace_s``, sockets closed with 1012. Never raises: a drain that fails or is cut
+    short (a second signal) only means sockets are cut when Serve stops."""
+    from ray import serve
+
+    say(f"draining: new sessions refused, running turns get up to {grace_s:.0f} s")
+    try:
+        with signals.interruptible() if signals is not None else contextlib.nullcontext():
+            handle = serve.get_app_handle(APP_NAME)
+            done = handle.drain.remote(grace_s).result(timeout_s=grace_s + 15)
+        say(f"drained: {done['sockets']} sockets closed (1012: resume elsewhere), "
+            f"{done['turns_cut']} turns cut")
+    except KeyboardInterrupt:
+        say("drain cut short (a second signal)")
+    except Exception as exc:  # the app is gone already, or never answered
+        say(f"drain failed ({type(exc).__name__}: {exc}); stopping anyway")

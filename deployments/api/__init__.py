@@ -9,7 +9,9 @@ audio chunks), ``audio`` (transcriptions, speech), ``completions`` and ``models`
 over the same sessions), ``collections`` and ``threads`` (documents for grounded replies,
 a session's messages), ``health``, ``web`` (the browser page at ``/``, the documentation
 pages) and ``fallback`` (unknown WebSocket paths). With ``VOXLINE_API__KEYS`` set, all
-but ``health``, ``web`` and the docs need an API key (``_auth``).
+but ``health``, ``web`` and the docs need an API key (``_auth``). Sockets and requests
+that change something from a web page elsewhere are refused (``_origin``); every answer
+carries security headers, every page its content security policy (``_headers``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from deployments.api import (
 )
 from deployments.api._auth import RequireApiKey
 from deployments.api._errors import error_responses, install_error_handlers
+from deployments.api._headers import SecurityHeaders
+from deployments.api._origin import OriginGuard
 from deployments.api._services import Services, get_services, start_services
 
 __all__ = ["Services", "create_api", "get_services", "start_services"]
@@ -68,4 +72,8 @@ def create_api(services: Services | None = None) -> FastAPI:
     # with an error frame, not a status); the probes, the page and the docs stay open
     public += [r.path for r in health.router.routes if isinstance(r, APIRoute)]
     app.add_middleware(RequireApiKey, open_paths=[*public, app.openapi_url or ""])
+    # outside the key check (added later = runs first): a page from elsewhere is refused
+    # before anything else is said, and every answer, a refusal too, carries the headers
+    app.add_middleware(OriginGuard)
+    app.add_middleware(SecurityHeaders, static_prefix=f"{web.STATIC_URL}/")
     return app

@@ -56,7 +56,7 @@ def _offered(connection: HTTPConnection) -> list[str]:
     return list(connection.scope.get("subprotocols") or ())
 
 
-def _shown_key(connection: HTTPConnection) -> str | None:
+def shown_key(connection: HTTPConnection) -> str | None:
     """The API key a request shows: its Bearer header, or a socket's key subprotocol."""
     offered = (p[len(KEY_SUBPROTOCOL):] for p in _offered(connection)
                if p.startswith(KEY_SUBPROTOCOL))
@@ -86,7 +86,7 @@ def check_api_key(connection: HTTPConnection) -> None:
     keys = api_keys(connection)
     if not keys:
         return
-    shown = _shown_key(connection)
+    shown = shown_key(connection)
     if shown is None:
         raise AuthError("this server needs an API key: send 'Authorization: Bearer <key>' "
                         f"(a browser's WebSocket: the subprotocol '{KEY_SUBPROTOCOL}<key>')")

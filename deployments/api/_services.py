@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket, WebSocketState
 
 from deployments.api._readiness import ReadinessMonitor
 from pipeline.engines import Engine
@@ -28,6 +30,10 @@ from pipeline.workers import METRICS_FEED_TYPES
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
 
 logger = logging.getLogger(__name__)
+
+#: the close code that tells a socket's client to reconnect (elsewhere) and resume: the
+#: server is restarting (RFC 6455's registry: 1012 "Service Restart")
+RESUME_ELSEWHERE = 1012
 
 #: how long a stage's description is reused (a stage's engine can be swapped by its
 #: user_config without a restart, so it is asked again after a while)
@@ -44,6 +50,8 @@ class Services:
     turn_config: TurnConfig = field(default_factory=TurnConfig)
     #: live sockets and streams of this replica, closed on shutdown
     live: set[LiveSession] = field(default_factory=set)
+    #: open WebSockets of this replica, closed with RESUME_ELSEWHERE by :meth:`drain`
+    sockets: set[WebSocket] = field(default_factory=set)
     #: background worker deployments (handles with ``status()``), for readiness
     workers: dict[str, Any] = field(default_factory=dict)
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
@@ -91,6 +99,7 @@ class Services:
                 session_id, self.log, engines, create=create, state=state,
                 turn_config=self.turn_config, history=self.settings.history,
                 admission=self.admission, grounder=self.grounder,
+                max_buffer_s=self.settings.api.max_buffer_seconds,
             )
         except BaseException:
             permit.release()
@@ -182,13 +191,41 @@ class Services:
         return {"admission": self.admission.snapshot(),
                 "log_tail": {"readers": self.tails.subscribers, "sessions": self.tails.streams}}
 
+    async def drain(self, grace_s: float, *, poll_s: float = 0.1) -> dict[str, int]:
+        """The server is stopping: refuse new work (``server_draining``), give the turns
+        running now ``grace_s`` to finish, then close every socket with
+        :data:`RESUME_ELSEWHERE` so its client resumes on another replica (or this server
+        once restarted) from its last event id. Returns what it found (for the log)."""
+        self.admission.drain()
+        deadline = time.monotonic() + grace_s
+        # every turn holds an admission place (socket, chat stream, chat completion)
+        for _ in range(math.ceil(grace_s / poll_s)):
+            if not self.admission.in_use("turns") or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(poll_s)
+        cut = self.admission.in_use("turns")
+        sockets = list(self.sockets)
+        await asyncio.gather(*(close_to_resume(ws) for ws in sockets))
+        logger.info("drained: %d sockets closed, %d turns cut after %.0f s",
+                    len(sockets), cut, grace_s)
+        return {"sockets": len(sockets), "turns_cut": cut}
+
     async def aclose(self) -> None:
         await self.readiness_monitor.aclose()
         for session in list(self.live):
             with contextlib.suppress(Exception):
                 await self.release(session)
         await self.tails.aclose()
+        if self.collections is not None:
+            await self.collections.aclose()  # its document reader processes
         await self.redis.aclose()
+
+
+async def close_to_resume(ws: WebSocket) -> None:
+    """Close a socket with :data:`RESUME_ELSEWHERE` (a client that left is no error)."""
+    with contextlib.suppress(Exception):
+        if ws.application_state is WebSocketState.CONNECTED:
+            await ws.close(code=RESUME_ELSEWHERE, reason="server_draining")
 
 
 def get_services(connection: HTTPConnection) -> Services:

@@ -5,6 +5,10 @@ loop, refusing a socket, and finishing a session when its client leaves.
 ``/v1/realtime`` (OpenAI's, :mod:`deployments.api.openai_realtime`) differ only in how a
 log event is written to the client (a :class:`Framing`) and how a text frame is read; the
 session, the log, resume, limits and back-pressure are the same code.
+
+A server that is stopping closes every socket with 1012 (``Service Restart``, reason
+``server_draining``) once running turns had their grace (``Services.drain``): the client
+reconnects, to another replica or the restarted server, and resumes from its last id.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Protocol
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from deployments.api._services import Services
+from deployments.api._services import Services, close_to_resume
 from deployments.api._sse import resync_required
 from pipeline.aio import aclose_stream, reraise_lost_cancel
 from pipeline.log import LogFanout
@@ -149,12 +153,28 @@ async def receive(
     sender: LogSender,
     services: Services,
     on_text: Callable[[str], Awaitable[None]],
+    *,
+    binary_audio: bool = True,
 ) -> None:
     """The client's frames until it leaves: binary frames are PCM16 at the session's input
-    rate (checked against ``max_message_bytes``), text frames go to ``on_text``. A
+    rate (checked against ``max_message_bytes``; without ``binary_audio`` the protocol has
+    none and each is an ``invalid_message``), text frames go to ``on_text``. A
     :class:`VoxlineError` either raises is answered in the log (``error``), and the
     session goes on."""
     limit = services.settings.api.max_message_bytes
+    services.sockets.add(ws)  # the drain closes it with 1012: resume elsewhere
+    try:
+        if services.admission.draining:  # opened as the drain closed the others
+            await close_to_resume(ws)
+        await _receive(ws, session, sender, limit, on_text, binary_audio)
+    finally:
+        services.sockets.discard(ws)
+
+
+async def _receive(
+    ws: WebSocket, session: LiveSession, sender: LogSender, limit: int,
+    on_text: Callable[[str], Awaitable[None]], binary_audio: bool,
+) -> None:
     while True:
         try:
             message = await ws.receive()
@@ -164,6 +184,10 @@ async def receive(
             return
         try:
             if (data := message.get("bytes")) is not None:
+                if not binary_audio:
+                    raise ProtocolError(
+                        "binary frames are not part of this protocol; send audio as "
+                        "input_audio_buffer.append (base64) in a text frame", size=len(data))
                 if len(data) > limit:
                     raise InputTooLargeError(
                         f"audio frame of {len(data)} bytes is over the limit of {limit}",
@@ -177,9 +201,9 @@ async def receive(
 
 
 async def finish(session: LiveSession, services: Services) -> None:
-    """The client left: let a running reply finish into the log (bounded), then stop."""
+    """The client left: let a running reply finish into the log (bounded), then stop.
+    A server that is stopping gave running replies their grace already."""
+    wait_s = 0.0 if services.admission.draining else services.settings.api.drain_s
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(
-            asyncio.shield(session.wait_response()), services.settings.api.drain_s
-        )
+        await asyncio.wait_for(asyncio.shield(session.wait_response()), wait_s)
     await services.release(session)

@@ -9,14 +9,23 @@ token): that session's turns may then search it, and that session's token may re
 
 Documents are text or markdown (JSON ``{"text", "title", "format"}``) or a file upload
 (multipart ``file``: UTF-8 text, markdown or PDF), chunked with overlap and indexed at once.
-Limits (``VOXLINE_RETRIEVAL__*``): a document's text ``max_document_chars`` (413
-``document_too_large``) and upload ``max_document_bytes`` (413 ``document_too_large``), chunks
-per collection ``max_chunks_per_collection`` (413 ``collection_full``), collections on the
-server ``max_collections`` (409 ``too_many_collections``).
+Reading one (PDF text, chunks, tokens) runs in a bounded pool of reader processes, never
+on the event loop (:class:`pipeline.retrieval.DocumentReaders`). Limits
+(``VOXLINE_RETRIEVAL__*``): a document's text ``max_document_chars``, a PDF's pages
+``max_document_pages``, its upload ``max_document_bytes`` and the time to read it
+``document_timeout_s`` (413 ``document_too_large``, checked while reading); a document the
+parser fails on is 422 ``document_unreadable``; all readers busy and ``document_queue``
+waiting: 503 ``overloaded`` with ``Retry-After``. Chunks per collection
+``max_chunks_per_collection`` (413 ``collection_full``). Collections on the server
+``max_collections`` (409 ``too_many_collections``) and per client
+``max_collections_per_client`` (409 ``collection_quota_exceeded``): a client is its API key
+when keys are on (creating then needs one, like every call), else its address; deleting a
+collection frees its place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated, Literal
 
@@ -24,11 +33,11 @@ from fastapi import APIRouter, Depends, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import token_of
+from deployments.api._auth import api_keys, shown_key, token_of
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from pipeline.log import fold
-from pipeline.retrieval import CollectionStore, document_text
+from pipeline.retrieval import CollectionStore
 from pipeline.session import authorize
 from schemas import (
     AuthError,
@@ -115,14 +124,24 @@ _READ = error_responses(401, 403, 404, 409, 422, 503)
 _WRITE = error_responses(400, 401, 403, 404, 413, 415, 422, 503)
 
 
+def client_of(connection: HTTPConnection) -> str:
+    """Who a collection counts against: the API key shown (a digest of it: Redis never
+    holds a key), else the client's address."""
+    if api_keys(connection):
+        key = shown_key(connection) or ""
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return "addr:" + (connection.client.host if connection.client else "unknown")
+
+
 @router.post("", status_code=201, response_model=CollectionCreated,
-             responses=error_responses(400, 409, 413, 422, 503))
+             responses=error_responses(400, 401, 409, 413, 422, 503))
 async def create(
-    services: ServicesDep, body: CreateCollectionRequest | None = None
+    request: Request, services: ServicesDep, body: CreateCollectionRequest | None = None
 ) -> CollectionCreated:
     """A new empty collection and its token; past the server's limit: 409
-    ``too_many_collections``."""
-    info = await store_of(services).create((body or CreateCollectionRequest()).name)
+    ``too_many_collections``, past this client's: 409 ``collection_quota_exceeded``."""
+    info = await store_of(services).create((body or CreateCollectionRequest()).name,
+                                           client=client_of(request))
     return CollectionCreated(collection=info,
                              token=collection_token(services, info.collection_id))
 
@@ -188,9 +207,8 @@ async def add_file(
         raise InputTooLargeError(f"a document file is limited to {limit} bytes",
                                  code=ErrorCode.DOCUMENT_TOO_LARGE, limit=limit)
     fmt = format or _format_of(file)
-    text = document_text(data, fmt)
     return await store_of(services).add_document(
-        collection_id, text, title=title or (file.filename or ""), fmt=fmt)
+        collection_id, data, title=title or (file.filename or ""), fmt=fmt)
 
 
 @router.get("/{collection_id}/documents/{document_id}", response_model=DocumentDetail,

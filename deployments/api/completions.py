@@ -8,20 +8,29 @@ request (``max_tokens`` or ``max_completion_tokens``, ``temperature``, ``top_p``
 ``stop``, ``seed``); ``model`` is accepted and answered with the model actually loaded
 (``/v1/models``), because a client names whatever it was configured with.
 
-Usage: completion tokens are the deltas the engine yielded (engines stream a token or a
-few per delta, so this is a close lower bound); prompt tokens are estimated from
-characters the way the history budget does (``pipeline/log/history.py``), because the
-engine may be remote and reports none. Limits are the other routes': each message's
-content is at most ``VOXLINE_API__MAX_TEXT_CHARS`` (413 ``text_too_long``), at most
-``VOXLINE_API__MAX_CHAT_MESSAGES`` messages (413), and a completion takes one of the
-replica's ``turns`` places (503 ``overloaded`` past capacity). Errors keep Voxline's
-``{"error": ErrorPayload}`` body; its ``message`` is what the SDK shows.
+A message's ``content`` is a string or an array of text parts (``[{"type": "text",
+"text": ...}]``, joined with newlines, as vLLM does); any other part (``image_url``,
+``input_audio``, ``file``) is 400 ``unsupported_content``: this model reads text only.
+
+Usage: the tokens the engine counted with its own tokenizer (llama.cpp and vLLM report
+them, :meth:`pipeline.engines.LanguageModel.generate_with_usage`); an engine that counts
+none (a remote server) gets the estimate the history budget uses
+(``pipeline/log/history.py``: characters per token), never the number of streamed deltas,
+which a replica batches. Limits are the other routes': each message's content is at most
+``VOXLINE_API__MAX_TEXT_CHARS`` (413 ``text_too_long``), at most
+``VOXLINE_API__MAX_CHAT_MESSAGES`` messages (413), the whole prompt at most
+``VOXLINE_API__MAX_PROMPT_TOKENS`` estimated tokens (unset: the LLM's context window),
+checked before anything is sent to the LLM (400 ``context_length_exceeded``, OpenAI's code
+and wording), and a completion takes one of the replica's ``turns`` places (503
+``overloaded`` past capacity). Errors keep Voxline's ``{"error": ErrorPayload}`` body; its
+``message`` is what the SDK shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -29,63 +38,32 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel
 
+from deployments.api._chat_request import (
+    CompletionRequest,
+    bounded_prompt,
+    client_error,
+    generation_request,
+)
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
 from deployments.api._sse import SSE_HEADERS
 from deployments.api.collections import check_owner
-from deployments.api.models import llm_model_id
-from pipeline.log import message_tokens
+from deployments.api.models import llm_description, model_id
 from schemas import (
-    ChatMessage,
     Citation,
     ErrorCode,
     GenerationRequest,
-    InputTooLargeError,
+    GenerationUsage,
+    HistorySettings,
     ProtocolError,
-    SamplingSettings,
     SearchToolConfig,
     VoxlineError,
     WarningData,
 )
 
 router = APIRouter(prefix="/v1/chat", tags=["openai"])
-
-
-
-class CompletionMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str = Field(description="text (parts and tool calls are not supported)")
-
-
-class StreamOptions(BaseModel):
-    include_usage: StrictBool = False
-
-
-class CompletionRequest(BaseModel):
-    """OpenAI's request; fields Voxline does not act on (``n`` above 1, tools, logprobs,
-    ...) are refused or ignored rather than half-served."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field(default="", description="answered with the loaded model's id")
-    messages: list[CompletionMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = Field(
-        default=None, description="sequences that end the reply (as the session settings')")
-    seed: int | None = None
-    n: Literal[1] = 1
-    stream: StrictBool = False
-    stream_options: StreamOptions | None = None
-    # Voxline's extra (issue 16): ground the reply in a collection; the request shows the
-    # collection's token (X-Voxline-Token, or as the api_key when the server has no keys)
-    search_tool_config: SearchToolConfig | None = None
 
 
 class Usage(BaseModel):
@@ -131,15 +109,15 @@ _CHUNKS: dict[str, Any] = {"text/event-stream": {}}
 async def chat_completions(
     body: CompletionRequest, http: Request, services: Annotated[Services, Depends(get_services)]
 ) -> Any:
-    request = _generation_request(body, services)
+    request = generation_request(body, services)
     citations: list[Citation] | None = None
     warnings: list[WarningData] | None = None
     if body.search_tool_config is not None:
         request, citations, warnings = await _grounded(body.search_tool_config, request,
                                                        http, services)
-    history = services.settings.history  # estimated as the history budget is
-    prompt_tokens = sum(message_tokens(m.content, history) for m in request.messages)
-    model = await llm_model_id(services)
+    info = await llm_description(services)
+    model = model_id(info) if info is not None else "unknown"
+    prompt_tokens = bounded_prompt(request, services, info)
     services.admission.check("turns")  # past capacity: 503 before anything streams
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
@@ -147,43 +125,21 @@ async def chat_completions(
         stream = _chunks(services, request, completion_id, model, prompt_tokens,
                          include_usage, citations, warnings)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    reply = _Reply(request, prompt_tokens, services.settings.history)
     with services.admission.admit("turns"):
-        async with contextlib.aclosing(services.engines.llm.generate(request)) as reply:
-            deltas = [delta async for delta in reply]
+        try:
+            async with contextlib.aclosing(
+                    services.engines.llm.generate_with_usage(request)) as items:
+                async for item in items:
+                    reply.add(item)
+        except VoxlineError as exc:
+            raise client_error(exc) from None
     return Completion(
         id=completion_id, created=int(time.time()), model=model,
-        choices=[Choice(message=AssistantMessage(content="".join(deltas)),
-                        finish_reason=_finish(len(deltas), request))],
-        usage=_usage(prompt_tokens, len(deltas)),
-        citations=citations, warnings=warnings,
+        choices=[Choice(message=AssistantMessage(content=reply.text),
+                        finish_reason=reply.finish())],
+        usage=reply.usage(), citations=citations, warnings=warnings,
     )
-
-
-def _generation_request(body: CompletionRequest, services: Services) -> GenerationRequest:
-    limits = services.settings.api
-    if len(body.messages) > limits.max_chat_messages:
-        raise InputTooLargeError(
-            f"{len(body.messages)} messages are over the limit of {limits.max_chat_messages}",
-            limit=limits.max_chat_messages)
-    for index, message in enumerate(body.messages):
-        if len(message.content) > limits.max_text_chars:
-            raise InputTooLargeError(
-                f"message {index} of {len(message.content)} characters is over the limit "
-                f"of {limits.max_text_chars}",
-                code=ErrorCode.TEXT_TOO_LONG, limit=limits.max_text_chars, index=index)
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or ())
-    chosen = {"temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
-              "max_tokens": body.max_completion_tokens or body.max_tokens}
-    try:  # the session settings' bounds (stop sequences' number and length)
-        sampling = SamplingSettings(
-            stop=tuple(stop), **{k: v for k, v in chosen.items() if v is not None})
-    except ValidationError as exc:
-        raise ProtocolError(f"invalid sampling: {exc.errors()[0]['msg']}") from None
-    # "developer" is OpenAI's newer name for the system message
-    messages = tuple(ChatMessage(role="system" if m.role == "developer" else m.role,
-                                 content=m.content) for m in body.messages)
-    return GenerationRequest(request_id=f"oai-{uuid.uuid4().hex}", messages=messages,
-                             sampling=sampling)
 
 
 async def _grounded(
@@ -211,14 +167,48 @@ async def _grounded(
             list(grounding.warnings))
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                 total_tokens=prompt_tokens + completion_tokens)
+class _Reply:
+    """A reply as it streams: its text, and its usage once the engine has counted it."""
 
+    def __init__(
+        self, request: GenerationRequest, prompt_tokens: int, history: HistorySettings
+    ) -> None:
+        self.request = request
+        self.prompt_tokens = prompt_tokens
+        self.history = history
+        self.parts: list[str] = []
+        self.counted: GenerationUsage | None = None
 
-def _finish(deltas: int, request: GenerationRequest) -> Literal["stop", "length"]:
-    """``length`` when the reply took its whole token budget (deltas count tokens)."""
-    return "length" if deltas >= request.sampling.max_tokens else "stop"
+    def add(self, item: str | GenerationUsage) -> str | None:
+        """Take one item of the stream; the text it adds, if any."""
+        if isinstance(item, GenerationUsage):
+            self.counted = item
+            return None
+        self.parts.append(item)
+        return item
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def usage(self) -> Usage:
+        counted = self.counted
+        prompt = self.prompt_tokens
+        if counted is not None and counted.prompt_tokens is not None:
+            prompt = counted.prompt_tokens
+        if counted is not None:
+            completion = counted.completion_tokens
+        else:  # an engine that counts nothing: estimated as the prompt is
+            completion = math.ceil(len(self.text) / self.history.chars_per_token)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                     total_tokens=prompt + completion)
+
+    def finish(self) -> Literal["stop", "length"]:
+        """The engine's reason; else ``length`` when the reply took its whole budget."""
+        if self.counted is not None and self.counted.finish_reason is not None:
+            return self.counted.finish_reason
+        spent = self.usage().completion_tokens
+        return "length" if spent >= self.request.sampling.max_tokens else "stop"
 
 
 def _data(payload: dict[str, Any]) -> bytes:
@@ -242,32 +232,34 @@ async def _chunks(
         return _data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                            "finish_reason": finish}]})
 
-    count = 0
+    reply = _Reply(request, prompt_tokens, services.settings.history)
     try:
         # taken here, not before the response: a client gone before the first byte
         # never starts this generator, and a permit taken outside would never return
         with services.admission.admit("turns"):
             yield chunk({"role": "assistant", "content": ""}, None)
-            async with contextlib.aclosing(services.engines.llm.generate(request)) as deltas:
-                async for delta in deltas:
-                    count += 1
-                    yield chunk({"content": delta}, None)
+            async with contextlib.aclosing(
+                    services.engines.llm.generate_with_usage(request)) as items:
+                async for item in items:
+                    if (delta := reply.add(item)) is not None:
+                        yield chunk({"content": delta}, None)
     except VoxlineError as exc:
-        payload = exc.to_payload()
-        if exc.http_status >= 500:  # the engine's text may hold internals (as _errors does)
+        error = client_error(exc)
+        payload = error.to_payload()
+        if error.http_status >= 500:  # the engine's text may hold internals (as _errors does)
             payload = payload.model_copy(update={"message": "the language model stage failed"
-                                                 if exc.code is ErrorCode.LLM_FAILED
+                                                 if error.code is ErrorCode.LLM_FAILED
                                                  else "the reply failed; try again"})
         yield _data({"error": payload.model_dump(mode="json")})
         return
     if citations is None:
-        yield chunk({}, _finish(count, request))
+        yield chunk({}, reply.finish())
     else:  # Voxline's extras ride on the last chunk
         yield _data({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                          "finish_reason": _finish(count, request)}],
+                                          "finish_reason": reply.finish()}],
                      "citations": [c.model_dump(mode="json") for c in citations],
                      "warnings": [w.model_dump(mode="json") for w in warnings or ()]})
     if include_usage:
         yield _data({**base, "choices": [],
-                     "usage": _usage(prompt_tokens, count).model_dump()})
+                     "usage": reply.usage().model_dump()})
     yield b"data: [DONE]\n\n"

@@ -32,6 +32,9 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
 
     Answered at once from the replica's latest background check (``checked_ms_ago``
     says how old), with what the replica holds as it is now: admission (in use, limit and
-    refusals per kind) and the log's live readers."""
+    refusals per kind) and the log's live readers. A draining replica (the server is
+    stopping) is not ready."""
     checks: dict[str, Any] = {**await services.readiness_monitor.current(), **services.load()}
+    if services.admission.draining:  # stopping: balancers should send nothing new here
+        checks["ready"], checks["draining"] = False, True
     return JSONResponse(checks, status_code=200 if checks["ready"] else 503)

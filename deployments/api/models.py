@@ -54,7 +54,7 @@ class ModelList(BaseModel):
     data: list[Model]
 
 
-def _model_id(info: dict[str, Any]) -> str:
+def model_id(info: dict[str, Any]) -> str:
     return str(info.get("model") or info.get("engine") or "unknown")
 
 
@@ -65,10 +65,9 @@ async def _describe(services: Services, stage: str) -> dict[str, Any] | None:
         return None
 
 
-async def llm_model_id(services: Services) -> str:
-    """The id ``/v1/models`` lists for the language model (completions answer with it)."""
-    info = await _describe(services, "llm")
-    return _model_id(info) if info is not None else "unknown"
+async def llm_description(services: Services) -> dict[str, Any] | None:
+    """What the language model says of itself (``None``: it cannot say now)."""
+    return await _describe(services, "llm")
 
 
 def _routed(info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -100,12 +99,12 @@ async def _models(services: Services) -> list[Model]:
         if stage_info is None:
             continue
         for info in _routed(stage_info):
-            model_id = _model_id(info)
-            if model_id in seen:  # two stages naming one model: the later one qualified
-                model_id = f"{stage}/{model_id}"
-            seen.add(model_id)
+            ident = model_id(info)
+            if ident in seen:  # two stages naming one model: the later one qualified
+                ident = f"{stage}/{ident}"
+            seen.add(ident)
             routed = info.get("routed")
-            model = Model(id=model_id, created=_STARTED, stage=stage,
+            model = Model(id=ident, created=_STARTED, stage=stage,
                           engine=str(info.get("engine", "")),
                           routed=[str(t) for t in routed] if isinstance(routed, list) else None)
             if stage == "tts":

@@ -21,9 +21,13 @@ Voxline's extension, in the query string:
 * ``beta`` (or the header ``OpenAI-Beta: realtime=v1``): beta event names out
   (``response.audio.delta``, ``response.text.delta``, ``response.audio_transcript.delta``).
 
-A socket that cannot start gets one ``error`` event and is closed with 4000 + the HTTP
-status (4401 a missing API key or token, 4404 an unknown session, 4400 a bad
-``last_event_id``, 4503 past capacity), as the native socket does.
+Frames are JSON text, as OpenAI's: a binary frame is answered with an ``error``
+(``invalid_message``) and the session goes on. With manual turns (``turn_detection:
+null``) the audio appended between two commits is bounded (``VOXLINE_API__MAX_BUFFER_SECONDS``,
+``audio_too_long``), as on the native socket. A socket that cannot start gets one
+``error`` event and is closed with 4000 + the HTTP status (4401 a missing API key or
+token, 4404 an unknown session, 4400 a bad ``last_event_id``, 4503 past capacity, with
+``retry_after_ms``), as the native socket does.
 """
 
 from __future__ import annotations
@@ -122,7 +126,7 @@ async def openai_realtime(
         await _on_text(text, client, session, sender, services)
 
     try:
-        await receive(ws, session, sender, services, on_text)
+        await receive(ws, session, sender, services, on_text, binary_audio=False)
     finally:
         await sender.stop()
         await finish(session, services)

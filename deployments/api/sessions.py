@@ -87,7 +87,9 @@ async def create(
     request: Request, services: ServicesDep, body: CreateSessionRequest | None = None
 ) -> SessionCreatedResponse:
     """Start a session; bad settings → 400 ``invalid_settings`` / ``unsupported_sample_rate``
-    / ``unknown_voice`` / ``unsupported_language``."""
+    / ``unknown_voice`` / ``unsupported_language``; 503 ``server_draining`` while the
+    server stops."""
+    services.admission.check_draining()
     settings = merge_settings(SessionSettings(), (body or CreateSessionRequest()).settings,
                               await engine_choices(services))
     session_id = await create_session(services.log, settings)

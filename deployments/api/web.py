@@ -15,13 +15,14 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from deployments.api._asyncapi import asyncapi_document
+from deployments.api._headers import page_policy, script_hashes
 from schemas import protocol_json_schema
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -43,14 +44,21 @@ def vendor_assets() -> Path | None:
     return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
+def _page(name: str, request: Request) -> FileResponse:
+    """A packaged page with its policy: modules, the worklet, fetch and the socket, all
+    from this origin (``deployments.api._headers``)."""
+    policy = page_policy(request.headers.get("host"))
+    return FileResponse(STATIC / name, headers={**_HEADERS, "Content-Security-Policy": policy})
+
+
 @router.get("/")
-async def page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers=_HEADERS)
+async def page(request: Request) -> FileResponse:
+    return _page("index.html", request)
 
 
 @router.get("/docs/protocol")
-async def protocol_page() -> FileResponse:
-    return FileResponse(STATIC / "protocol.html", headers=_HEADERS)
+async def protocol_page(request: Request) -> FileResponse:
+    return _page("protocol.html", request)
 
 
 @router.get("/v1/protocol.schema.json")
@@ -76,22 +84,31 @@ def install(app: FastAPI) -> list[str]:
         app.mount(VENDOR_URL, StaticFiles(directory=vendor), name="vendor")
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="static")
 
-    async def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(
+    async def swagger(request: Request) -> HTMLResponse:
+        html = get_swagger_ui_html(
             openapi_url=openapi_url, title=title,
             swagger_js_url=f"{VENDOR_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{VENDOR_URL}/swagger-ui.css",
             swagger_favicon_url=f"{VENDOR_URL}/favicon.png",
+            # no badge from the online validator: nothing is loaded from elsewhere
+            swagger_ui_parameters={"validatorUrl": None},
         )
+        # its one inline script (the UI's start) is allowed by hash, nothing else inline
+        html.headers["Content-Security-Policy"] = page_policy(
+            request.headers.get("host"), scripts=script_hashes(bytes(html.body).decode()),
+            inline_styles=True)
+        return html
 
-    async def redoc() -> HTMLResponse:
+    async def redoc(request: Request) -> HTMLResponse:
         html = get_redoc_html(
             openapi_url=openapi_url, title=title,
             redoc_js_url=f"{VENDOR_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{VENDOR_URL}/favicon.png", with_google_fonts=False,
         )
-        # ReDoc's sidebar always shows a logo from its CDN; images from here only
-        html.headers["Content-Security-Policy"] = "img-src 'self' data:"
+        # images from here only (ReDoc's sidebar would show a logo from its CDN);
+        # its styles are inline and its search runs in a blob: worker
+        html.headers["Content-Security-Policy"] = page_policy(
+            request.headers.get("host"), inline_styles=True, blob_workers=True)
         return html
 
     async def missing() -> HTMLResponse:

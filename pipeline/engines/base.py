@@ -32,6 +32,7 @@ them directly. Heavy imports (onnxruntime, llama_cpp, torch ...) happen inside
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +43,7 @@ from schemas import (
     AudioChunk,
     ConfigurationError,
     GenerationRequest,
+    GenerationUsage,
     SynthesisRequest,
     TranscriptionRequest,
     TranscriptSegment,
@@ -160,6 +162,30 @@ class LanguageModel(Engine):
         Cancelling the consumer aborts the request in the engine. Failures raise
         ``EngineError(code=llm_failed)``.
         """
+
+    async def generate_with_usage(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | GenerationUsage, None]:
+        """:meth:`generate`'s deltas, then, from an engine that counts its tokens, one
+        :class:`schemas.GenerationUsage` as the last item (a caller that reports usage
+        reads it; one that gets none estimates). The same contract otherwise: the
+        default counts nothing and yields only the deltas."""
+        async with contextlib.aclosing(self.generate(request)) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens (prompt and reply), where the engine knows
+        it; callers bound a prompt by it before sending it (:meth:`describe` says it)."""
+        return None
+
+    async def describe(self) -> dict[str, Any]:
+        """Name, model and readiness, and ``context_tokens`` where the window is known."""
+        info = await super().describe()
+        if (window := self.context_tokens) is not None:
+            info["context_tokens"] = window
+        return info
 
 
 class Synthesizer(Engine):

@@ -52,7 +52,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +77,7 @@ from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
+    GenerationUsage,
     ModelMissingError,
     SamplingSettings,
 )
@@ -105,6 +106,10 @@ _EXAMPLES: tuple[tuple[str, str], ...] = (
     ("What is the capital of Norway?", "The capital of Norway is Oslo."),
     ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
 )
+
+
+#: how a finished stream's reason reads in its usage
+_FINISHES: dict[str, Literal["stop", "length"]] = {"stop": "stop", "length": "length"}
 
 
 class LlamaCppOptions(BaseModel):
@@ -220,15 +225,19 @@ class LlamaCppLanguageModel(LanguageModel):
         self._worker = ModelWorker(self.name, self.stage, thread_name="llama-cpp")
         self._lock = asyncio.Lock()
         self._load_lock = asyncio.Lock()
+        #: Statistics of the latest request (also while it runs).
+        self.last_stats: GenerationStats | None = None
+        #: Seconds the latest load() took (model location + llama.cpp load).
+        self.load_seconds: float | None = None
 
     @property
     def model_name(self) -> str:
         """The GGUF file's stem; the packaged Gemma 3 270M when no file is set."""
         return super().model_name or "gemma-3-270m-q4_k_m"
-        #: Statistics of the latest request (also while it runs).
-        self.last_stats: GenerationStats | None = None
-        #: Seconds the latest load() took (model location + llama.cpp load).
-        self.load_seconds: float | None = None
+
+    @property
+    def context_tokens(self) -> int:
+        return self.options.n_ctx
 
     @property
     def ready(self) -> bool:
@@ -327,6 +336,26 @@ class LlamaCppLanguageModel(LanguageModel):
         raises ``EngineError(llm_failed)`` with ``details.reason == "context_overflow"``;
         a reply that would overflow the context is cut at the window's end ("length").
         """
+        stream = self._generate(request, GenerationStats(request_id=request.request_id))
+        async with contextlib.aclosing(stream) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    async def generate_with_usage(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | GenerationUsage, None]:
+        """:meth:`generate`, then the tokens the model read and wrote (llama.cpp's own)."""
+        stats = GenerationStats(request_id=request.request_id)
+        async with contextlib.aclosing(self._generate(request, stats)) as deltas:
+            async for delta in deltas:
+                yield delta
+        yield GenerationUsage(prompt_tokens=stats.prompt_tokens,
+                              completion_tokens=stats.completion_tokens,
+                              finish_reason=_FINISHES.get(stats.finish_reason or ""))
+
+    async def _generate(
+        self, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncGenerator[str, None]:
         await self.load()
         prompt = build_dialogue_prompt(
             request.messages, extra_stop=request.sampling.stop, dialogue=self._dialogue
@@ -340,7 +369,6 @@ class LlamaCppLanguageModel(LanguageModel):
                     stage="llm",
                     transient=True,
                 )
-            stats = GenerationStats(request_id=request.request_id)
             self.last_stats = stats
             stream = self._worker.stream(
                 lambda: self._deltas(llm, stats, prompt, request.sampling),

@@ -54,6 +54,7 @@ from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
+    GenerationUsage,
     ModelMissingError,
     SamplingSettings,
 )
@@ -177,6 +178,8 @@ class GenerationStats:
     first_delta_s: float | None = None
     duration_s: float | None = None
     finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
 
 
 class VllmLanguageModel(LanguageModel):
@@ -305,8 +308,33 @@ class VllmLanguageModel(LanguageModel):
         del engine
         gc.collect()
 
+    @property
+    def context_tokens(self) -> int:
+        return self.options.max_model_len
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
         """Yield the reply to ``request.messages`` as text deltas (see the base class)."""
+        async with contextlib.aclosing(self._generate(request, None)) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    async def generate_with_usage(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | GenerationUsage, None]:
+        """:meth:`generate`, then the tokens vLLM counted (prompt and reply)."""
+        holder: list[GenerationStats] = []
+        async with contextlib.aclosing(self._generate(request, holder)) as deltas:
+            async for delta in deltas:
+                yield delta
+        stats = holder[0]
+        finish = stats.finish_reason
+        yield GenerationUsage(
+            prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
+            finish_reason="length" if finish == "length" else "stop" if finish == "stop" else None)
+
+    async def _generate(
+        self, request: GenerationRequest, holder: list[GenerationStats] | None
+    ) -> AsyncGenerator[str, None]:
         await self.load()
         engine = self._engine
         if engine is None:
@@ -322,6 +350,8 @@ class VllmLanguageModel(LanguageModel):
         vllm_id = f"{request.request_id}-{uuid.uuid4().hex[:12]}"
         stats = GenerationStats(request_id=request.request_id, prompt_format=prompt.format)
         self.last_stats = stats
+        if holder is not None:
+            holder.append(stats)
         started = time.perf_counter()
         scanner = StopScanner(prompt.stop)
         stream = engine.generate(prompt.as_vllm_prompt(), params, vllm_id)
@@ -329,6 +359,7 @@ class VllmLanguageModel(LanguageModel):
         try:
             async for output in stream:
                 finished = bool(output.finished)
+                _count_tokens(stats, output)
                 piece = output.outputs[0].text if output.outputs else ""
                 text, stopped = scanner.feed(piece)
                 if text:
@@ -384,3 +415,12 @@ class VllmLanguageModel(LanguageModel):
             await engine.abort(request_id)
         except Exception:  # the engine died or shut down: nothing left to free
             logger.debug("abort of %s failed", request_id, exc_info=True)
+
+
+def _count_tokens(stats: GenerationStats, output: Any) -> None:
+    """Add one (delta) output's tokens: its new token ids, and the prompt's once."""
+    prompt = getattr(output, "prompt_token_ids", None)
+    if stats.prompt_tokens is None and prompt is not None:
+        stats.prompt_tokens = len(prompt)
+    if output.outputs:
+        stats.completion_tokens += len(getattr(output.outputs[0], "token_ids", None) or ())

@@ -8,7 +8,9 @@ sends at once (``input_audio_buffer.cleared``). Bad input raises a
 ``event_id`` (the client's) and ``param`` (the field at fault) for OpenAI's error shape.
 
 The limits are the native socket's: a frame over ``max_message_bytes``, JSON deeper than
-``max_json_depth``, text over ``max_text_chars``.
+``max_json_depth``, text over ``max_text_chars``. Settings are strict: an output modality
+other than ``text`` and ``audio`` (in ``session.update`` or ``response.create``) is
+``invalid_settings``, never ignored.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from schemas import (
 )
 
 _LENIENT = ConfigDict(extra="ignore", frozen=True)
+
+#: output modalities a session or a response may ask for
+MODALITIES: tuple[str, ...] = ("text", "audio")
 
 #: client events this server acts on
 SUPPORTED_CLIENT_EVENTS: tuple[str, ...] = (
@@ -112,6 +117,15 @@ class SessionConfig(BaseModel):
     speed: float | None = None
 
 
+class ResponseConfig(BaseModel):
+    """``response.create``'s ``response``: only its modalities are checked (a reply's
+    other options are the session's)."""
+
+    model_config = _LENIENT
+    output_modalities: list[str] | None = None
+    modalities: list[str] | None = None  # beta name
+
+
 class ContentPart(BaseModel):
     model_config = _LENIENT
     type: str
@@ -136,6 +150,7 @@ class ClientEvent(BaseModel):
     session: SessionConfig | None = None
     audio: str | None = None
     item: Item | None = None
+    response: ResponseConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +216,8 @@ class ClientTranslator:
             case "conversation.item.create":
                 return self._item(event.item)
             case "response.create":
+                config = event.response or ResponseConfig()
+                _modalities(config.output_modalities, config.modalities, "response")
                 return (ResponseCreate(),)
             case _:  # "response.cancel" (parse lets nothing else through)
                 return (ResponseCancel(),)
@@ -245,7 +262,7 @@ class ClientTranslator:
         patch: dict[str, object] = {}
         if config.instructions is not None:
             patch["system_prompt"] = config.instructions
-        modalities = config.output_modalities or config.modalities
+        modalities = _modalities(config.output_modalities, config.modalities, "session")
         if modalities is not None:
             patch["realtime_tts"] = "audio" in modalities
         audio = config.audio or AudioConfig()
@@ -284,6 +301,24 @@ class ClientTranslator:
         if sampling:
             patch["sampling"] = sampling
         return patch
+
+
+def _modalities(
+    output_modalities: list[str] | None, modalities: list[str] | None, where: str
+) -> list[str] | None:
+    """The modalities asked for (GA name first), each one this server has, or
+    ``invalid_settings`` naming the field: an unknown one is never taken silently."""
+    field, chosen = ((f"{where}.output_modalities", output_modalities)
+                     if output_modalities is not None else (f"{where}.modalities", modalities))
+    if chosen is None:
+        return None
+    unknown = [m for m in chosen if m not in MODALITIES]
+    if unknown or not chosen:
+        raise ProtocolError(
+            f"{field} takes {' and '.join(repr(m) for m in MODALITIES)}, not "
+            f"{', '.join(repr(m) for m in unknown) if unknown else 'an empty list'}",
+            code=ErrorCode.INVALID_SETTINGS, param=field)
+    return chosen
 
 
 def _pcm(data: str | None, param: str) -> bytes:

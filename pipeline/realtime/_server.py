@@ -55,7 +55,8 @@ _CLIENT_CODES = frozenset({
     ErrorCode.INVALID_SETTINGS, ErrorCode.AUDIO_TOO_LONG, ErrorCode.JSON_TOO_DEEP,
     ErrorCode.INVALID_EVENT_ID, ErrorCode.UNKNOWN_VOICE, ErrorCode.UNSUPPORTED_LANGUAGE,
     ErrorCode.SESSION_NOT_FOUND, ErrorCode.SESSION_CLOSED, ErrorCode.NOT_FOUND,
-    ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN,
+    ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+    ErrorCode.UNSUPPORTED_CONTENT,
 })  # fmt: skip
 
 _RESUME_ID = re.compile(r"^(\d+-\d+)(?:\.(\d{1,6}))?$")
@@ -81,19 +82,19 @@ def log_id_before(log_id: str) -> str:
 
 
 def error_frame(payload: ErrorPayload, event_id: str) -> Frame:
-    """Voxline's error in OpenAI's shape (the code is Voxline's, unchanged)."""
+    """Voxline's error in OpenAI's shape (the code is Voxline's, unchanged), with
+    ``retry_after_ms`` when the error has a retry hint (``overloaded``)."""
     details = payload.details
-    return {
-        "type": "error",
-        "event_id": event_id,
-        "error": {
-            "type": "invalid_request_error" if payload.code in _CLIENT_CODES else "server_error",
-            "code": payload.code.value,
-            "message": payload.message,
-            "param": details.get("param"),
-            "event_id": details.get("event_id"),
-        },
+    error: Frame = {
+        "type": "invalid_request_error" if payload.code in _CLIENT_CODES else "server_error",
+        "code": payload.code.value,
+        "message": payload.message,
+        "param": details.get("param"),
+        "event_id": details.get("event_id"),
     }
+    if isinstance(details.get("retry_after_ms"), int):
+        error["retry_after_ms"] = details["retry_after_ms"]
+    return {"type": "error", "event_id": event_id, "error": error}
 
 
 def local_id() -> str:

@@ -1,4 +1,4 @@
-"""Cutting documents into overlapping chunks, and reading the formats documents come in.
+"""Cutting a document's text into overlapping chunks.
 
 A chunk is at most ``size`` characters of the document's text with its whitespace
 folded, cut at word boundaries (a single longer "word" is cut hard); each chunk after the
@@ -10,15 +10,9 @@ in a citation's snippet.
 
 from __future__ import annotations
 
-import io
 import re
 
-from schemas import ErrorCode, ProtocolError
-
-__all__ = ["DOCUMENT_FORMATS", "chunk_text", "document_text"]
-
-#: what ``/v1/collections/{id}/documents`` takes
-DOCUMENT_FORMATS = ("text", "markdown", "pdf")
+__all__ = ["chunk_text"]
 
 _WORD = re.compile(r"\S+")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
@@ -71,37 +65,3 @@ def _join(words: list[str]) -> str:
         else:
             text += word
     return text.strip()
-
-
-def document_text(content: str | bytes, fmt: str) -> str:
-    """The plain text of a document: text and markdown as they are, PDF pages extracted
-    with pypdf. Text that is not UTF-8 is 400 ``invalid_message``; an unknown format or a
-    PDF that cannot be read is 415 ``unsupported_format``."""
-    if fmt in ("text", "markdown"):
-        if isinstance(content, bytes):
-            try:
-                return content.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ProtocolError("a text document must be UTF-8") from None
-        return content
-    if fmt == "pdf":
-        if isinstance(content, str):
-            raise ProtocolError("a PDF document is uploaded as a file, not as text")
-        return _pdf_text(content)
-    raise ProtocolError(f"unknown document format {fmt!r}; one of {DOCUMENT_FORMATS}",
-                        code=ErrorCode.UNSUPPORTED_FORMAT, http_status=415)
-
-
-def _pdf_text(data: bytes) -> str:
-    try:
-        from pypdf import PdfReader
-        from pypdf.errors import PyPdfError
-    except ImportError:  # pragma: no cover - pypdf is a core dependency
-        raise ProtocolError("PDF documents need pypdf (pip install pypdf)",
-                            code=ErrorCode.UNSUPPORTED_FORMAT, http_status=415) from None
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise ProtocolError(f"not a readable PDF ({type(exc).__name__})",
-                            code=ErrorCode.UNSUPPORTED_FORMAT, http_status=415) from None

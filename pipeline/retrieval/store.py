@@ -2,20 +2,25 @@
 
 Keys of a collection ``c`` (under the log's ``key_prefix``)::
 
-    {p}:collections                 set of every collection id (the count limit)
-    {p}:collection:{c}              hash: name, created_ts, version, documents, chunks
+    {p}:collections                 set of every collection id (the server-wide limit)
+    {p}:collections:client:{who}    set of the collections one client created (its quota)
+    {p}:collection:{c}              hash: name, created_ts, owner, version, main_version,
+                                    delta_version, documents, chunks
     {p}:collection:{c}:docs         hash: document id -> DocumentInfo (JSON)
     {p}:collection:{c}:chunks       hash: "{document}:{n}" -> chunk text
-    {p}:collection:{c}:index        the serialised BM25 index (see pipeline.retrieval.bm25)
-    {p}:collection:{c}:rows         JSON list: the chunk key of each index row
+    {p}:collection:{c}:index|delta|pending    its BM25 index (see pipeline.retrieval.indexes)
     {p}:collection:{c}:grants       set of session ids that may search it
-    {p}:collection:{c}:lock         held while a writer rebuilds the index
+    {p}:collection:{c}:lock         held while a writer changes documents
 
-A change of documents takes the lock, rebuilds the index from every chunk (BM25's
-statistics are collection-wide) off the event loop, and writes chunks, index, rows and a
-new ``version`` in one MULTI: a reader sees the old collection or the new one, never half.
-A replica keeps the indexes it used last (:attr:`CollectionStore.cache`, LRU) and asks
-Redis only for the version on each search (one HGET) before reusing one.
+Creating a collection checks and reserves both counts (the server's, the client's) in one
+Lua script, so concurrent creates cannot pass a limit; deleting frees both.
+
+A document is read (text, chunks, tokens, its own index segment) in a reader process
+(:class:`pipeline.retrieval.readers.DocumentReaders`), then added under the lock: its
+chunks, its segment and a new ``version`` are written in one MULTI (a reader sees the old
+collection or the new one, never half). An add costs its document, not the collection
+(:class:`pipeline.retrieval.indexes.IndexStore` says how the index tiers fold and merge).
+Deleting a document rewrites the index without its rows.
 
 Collections have no TTL: they live until deleted (Redis persistence keeps them across
 restarts of the server, cluster/redis.conf).
@@ -24,17 +29,16 @@ restarts of the server, cluster/redis.conf).
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from pipeline.retrieval.bm25 import BM25Index
-from pipeline.retrieval.chunking import chunk_text
+from pipeline.retrieval.documents import ReadDocument
+from pipeline.retrieval.indexes import IndexStore, LoadedIndex, not_found
+from pipeline.retrieval.readers import DocumentReaders
 from schemas import (
     CollectionInfo,
     DocumentInfo,
@@ -55,51 +59,67 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedIndex:
-    version: int
-    index: BM25Index
-    #: the chunk key ("{document}:{n}") of each row of the index
-    rows: tuple[str, ...]
-
-
-def not_found(collection: str) -> SessionError:
-    return SessionError(f"no collection {collection!r}", code=ErrorCode.COLLECTION_NOT_FOUND)
+#: KEYS: every collection, the client's, the new one's hash; ARGV: id, server limit,
+#: client limit, then the hash's fields and values. 1: server full; 2: client's quota used
+_CREATE = """
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 1 end
+if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], unpack(ARGV, 4))
+return 0
+"""
 
 
 class CollectionStore:
-    """Collections, documents and indexes in Redis; one per process (it caches indexes)."""
+    """Collections, documents and indexes in Redis; one per process (it caches indexes
+    and owns the document readers: :meth:`aclose` stops them)."""
 
     def __init__(self, redis: Redis, settings: RetrievalSettings, key_prefix: str) -> None:
         self.redis = redis
         self.settings = settings
         self.prefix = key_prefix
-        #: collection id -> the index this replica loaded last (LRU, settings.index_cache)
-        self.cache: OrderedDict[str, LoadedIndex] = OrderedDict()
+        self.readers = DocumentReaders(settings)
+        self.indexes = IndexStore(redis, settings, self.key, self.chunk_texts)
+
+    @property
+    def cache(self) -> OrderedDict[str, LoadedIndex]:
+        """Collection id -> the index this replica loaded last (LRU, ``index_cache``)."""
+        return self.indexes.cache
+
+    async def aclose(self) -> None:
+        await self.readers.aclose()
 
     def key(self, collection: str, part: str = "") -> str:
         return f"{self.prefix}:collection:{collection}" + (f":{part}" if part else "")
 
+    def client_key(self, client: str) -> str:
+        return f"{self.prefix}:collections:client:{client}"
+
     # ---- collections ------------------------------------------------------------------
 
-    async def create(self, name: str = "") -> CollectionInfo:
-        """A new empty collection; past ``max_collections``: 409 ``too_many_collections``."""
-        limit = self.settings.max_collections
-        if await self.redis.scard(f"{self.prefix}:collections") >= limit:
-            raise VoxlineError(f"the server holds its limit of {limit} collections",
-                               code=ErrorCode.TOO_MANY_COLLECTIONS, http_status=409,
-                               limit=limit)
+    async def create(self, name: str = "", client: str = "local") -> CollectionInfo:
+        """A new empty collection of ``client`` (an opaque id: a key's digest, an
+        address). Past ``max_collections``: 409 ``too_many_collections``; past the
+        client's ``max_collections_per_client``: 409 ``collection_quota_exceeded``."""
         collection = f"col_{uuid.uuid4().hex[:16]}"
         info = CollectionInfo(collection_id=collection, name=name, created_ts=now_ms(),
                               version=0, documents=0, chunks=0)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(collection), mapping={
-                "name": name, "created_ts": info.created_ts, "version": 0,
-                "documents": 0, "chunks": 0})
-            pipe.sadd(f"{self.prefix}:collections", collection)
-            await pipe.execute()
+        fields = {"name": name, "created_ts": info.created_ts, "owner": client, "version": 0,
+                  "main_version": 0, "delta_version": 0, "documents": 0, "chunks": 0}
+        most, mine = self.settings.max_collections, self.settings.max_collections_per_client
+        refused = await self.redis.eval(
+            _CREATE, 3, f"{self.prefix}:collections", self.client_key(client),
+            self.key(collection), collection, most, mine,
+            *(str(part) for pair in fields.items() for part in pair))
+        if int(refused) == 1:
+            raise VoxlineError(f"the server holds its limit of {most} collections",
+                               code=ErrorCode.TOO_MANY_COLLECTIONS, http_status=409,
+                               limit=most)
+        if int(refused) == 2:
+            raise VoxlineError(f"this client holds its limit of {mine} collections; delete "
+                               "one first", code=ErrorCode.COLLECTION_QUOTA_EXCEEDED,
+                               http_status=409, limit=mine)
         return info
 
     async def get(self, collection: str) -> CollectionInfo:
@@ -113,11 +133,15 @@ class CollectionStore:
             documents=int(meta.get("documents", 0)), chunks=int(meta.get("chunks", 0)))
 
     async def delete(self, collection: str) -> None:
+        """Delete it with everything of it, and free its place in both counts."""
+        owner = await self.redis.hget(self.key(collection), "owner")
         await self.get(collection)
-        parts = ("", "docs", "chunks", "index", "rows", "grants")
+        parts = ("", "docs", "chunks", "index", "delta", "pending", "rows", "grants")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(*(self.key(collection, part) for part in parts))
             pipe.srem(f"{self.prefix}:collections", collection)
+            if owner is not None:
+                pipe.srem(self.client_key(_text(owner)), collection)
             await pipe.execute()
         self.cache.pop(collection, None)
 
@@ -155,110 +179,77 @@ class CollectionStore:
         return info, [_text(t) for t in texts if t is not None]
 
     async def add_document(
-        self, collection: str, text: str, *, title: str = "", fmt: str = "text"
+        self, collection: str, content: str | bytes, *, title: str = "", fmt: str = "text"
     ) -> DocumentInfo:
-        """Chunk ``text``, add it and rebuild the index. Over ``max_document_chars``: 413
-        ``document_too_large``; over ``max_chunks_per_collection``: 413 ``collection_full``
-        (nothing is written either way)."""
+        """Read ``content`` in a reader process (see pipeline.retrieval.documents for its
+        errors), then add it. Over ``max_chunks_per_collection``: 413 ``collection_full``
+        (nothing is written)."""
         limit = self.settings.max_document_chars
-        if len(text) > limit:
+        if isinstance(content, str) and len(content) > limit:  # not worth shipping
             raise InputTooLargeError(
-                f"a document of {len(text)} characters is over the limit of {limit}",
+                f"a document of {len(content)} characters is over the limit of {limit}",
                 code=ErrorCode.DOCUMENT_TOO_LARGE, limit=limit)
-        chunks = chunk_text(text, self.settings.chunk_chars,
-                            min(self.settings.chunk_overlap, self.settings.chunk_chars - 1))
-        if not chunks:
-            raise VoxlineError("the document has no text", code=ErrorCode.EMPTY_INPUT,
-                               http_status=400)
+        await self.get(collection)  # collection_not_found before any reading
+        read = await self.readers.read(content, fmt)
+        return await self.add_read(collection, read, title=title, fmt=fmt)
+
+    async def add_read(
+        self, collection: str, read: ReadDocument, *, title: str = "", fmt: str = "text"
+    ) -> DocumentInfo:
+        """Add a document already read: its chunks and its own index segment, nothing
+        else of the index (see pipeline.retrieval.indexes)."""
         document_id = f"doc_{uuid.uuid4().hex[:12]}"
         info = DocumentInfo(document_id=document_id, title=title, format=fmt,
-                            chars=len(text), chunks=len(chunks), created_ts=now_ms())
+                            chars=read.chars, chunks=len(read.chunks), created_ts=now_ms())
+        keys = [f"{document_id}:{n}" for n in range(len(read.chunks))]
+        segment = read.segment.with_keys(keys)
         async with self._locked(collection):
             current = await self.get(collection)
             most = self.settings.max_chunks_per_collection
-            if current.chunks + len(chunks) > most:
+            if current.chunks + len(read.chunks) > most:
                 raise InputTooLargeError(
-                    f"the collection holds {current.chunks} chunks; {len(chunks)} more would "
-                    f"pass its limit of {most}", code=ErrorCode.COLLECTION_FULL, limit=most)
-            new = {f"{document_id}:{n}": chunk for n, chunk in enumerate(chunks)}
-            await self._rebuild(collection, current, add=(info, new))
+                    f"the collection holds {current.chunks} chunks; {len(read.chunks)} more "
+                    f"would pass its limit of {most}", code=ErrorCode.COLLECTION_FULL,
+                    limit=most)
+            version = current.version + 1
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self.key(collection, "docs"), document_id, info.model_dump_json())
+                texts_of: dict[Any, Any] = dict(zip(keys, read.chunks, strict=True))
+                pipe.hset(self.key(collection, "chunks"), mapping=texts_of)
+                self.indexes.append(pipe, collection, segment)
+                pipe.hset(self.key(collection), mapping={
+                    "version": version, "documents": current.documents + 1,
+                    "chunks": current.chunks + len(keys)})
+                *_, pending, _ = await pipe.execute()
+            await self.indexes.fold(collection, version, int(pending))
         return info
 
     async def delete_document(self, collection: str, document_id: str) -> None:
+        """Delete a document: the index is rewritten as one main segment without its
+        rows, off the loop."""
         async with self._locked(collection):
             info, _ = await self.document(collection, document_id)
             current = await self.get(collection)
-            await self._rebuild(collection, current, remove=info)
-
-    async def _rebuild(
-        self,
-        collection: str,
-        current: CollectionInfo,
-        *,
-        add: tuple[DocumentInfo, dict[str, str]] | None = None,
-        remove: DocumentInfo | None = None,
-    ) -> None:
-        stored = {_text(k): _text(v)
-                  for k, v in (await self.redis.hgetall(self.key(collection, "chunks"))).items()}
-        docs = await self.documents(collection)
-        if remove is not None:
-            docs = [d for d in docs if d.document_id != remove.document_id]
-            for n in range(remove.chunks):
-                stored.pop(f"{remove.document_id}:{n}", None)
-        if add is not None:
-            docs.append(add[0])
-            stored.update(add[1])
-        rows = tuple(f"{d.document_id}:{n}" for d in docs for n in range(d.chunks))
-        texts = [stored.get(row, "") for row in rows]
-        index = await asyncio.to_thread(BM25Index.build, texts)
-        blob = await asyncio.to_thread(index.to_bytes)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if add is not None:
-                pipe.hset(self.key(collection, "docs"), add[0].document_id,
-                          add[0].model_dump_json())
-                texts_of: dict[Any, Any] = dict(add[1])  # redis-py's Mapping is invariant
-                pipe.hset(self.key(collection, "chunks"), mapping=texts_of)
-            if remove is not None:
-                pipe.hdel(self.key(collection, "docs"), remove.document_id)
-                fields = [f"{remove.document_id}:{n}" for n in range(remove.chunks)]
+            prefix = f"{document_id}:"
+            version = current.version + 1
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self.key(collection, "docs"), document_id)
+                fields = [f"{prefix}{n}" for n in range(info.chunks)]
                 if fields:
                     pipe.hdel(self.key(collection, "chunks"), *fields)
-            pipe.set(self.key(collection, "index"), blob)
-            pipe.set(self.key(collection, "rows"), json.dumps(rows))
-            pipe.hset(self.key(collection), mapping={
-                "version": current.version + 1, "documents": len(docs), "chunks": len(rows)})
-            await pipe.execute()
+                await self.indexes.without(pipe, collection, version,
+                                           lambda key: key.startswith(prefix))
+                pipe.hset(self.key(collection), mapping={
+                    "version": version, "documents": max(0, current.documents - 1),
+                    "chunks": max(0, current.chunks - info.chunks)})
+                await pipe.execute()
 
     # ---- the index --------------------------------------------------------------------
 
     async def index(self, collection: str) -> LoadedIndex:
-        """The collection's index: this replica's copy if its version is current, else
-        loaded from Redis (and kept, LRU)."""
-        version = await self.redis.hget(self.key(collection), "version")
-        if version is None:
-            self.cache.pop(collection, None)
-            raise not_found(collection)
-        cached = self.cache.get(collection)
-        if cached is not None and cached.version == int(version):
-            self.cache.move_to_end(collection)
-            return cached
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hget(self.key(collection), "version")
-            pipe.get(self.key(collection, "index"))
-            pipe.get(self.key(collection, "rows"))
-            raw_version, blob, raw_rows = await pipe.execute()
-        if raw_version is None:
-            raise not_found(collection)
-        if blob is None:  # nothing added yet
-            loaded = LoadedIndex(int(raw_version), BM25Index.build([]), ())
-        else:
-            index = await asyncio.to_thread(BM25Index.from_bytes, blob)
-            loaded = LoadedIndex(int(raw_version), index, tuple(json.loads(raw_rows or "[]")))
-        self.cache[collection] = loaded
-        self.cache.move_to_end(collection)
-        while len(self.cache) > self.settings.index_cache:
-            self.cache.popitem(last=False)
-        return loaded
+        """The collection's index (this replica's copy while current; see
+        pipeline.retrieval.indexes)."""
+        return await self.indexes.load(collection)
 
     async def chunk_texts(self, collection: str, rows: list[str]) -> list[str]:
         if not rows:

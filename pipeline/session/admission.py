@@ -9,6 +9,9 @@ acquire` raises :class:`schemas.OverloadedError` at once, with a retry hint; the
 answers 503 + ``Retry-After`` (or an ``overloaded`` error event on a socket), and the
 admitted work keeps its latency.
 
+A server that is stopping refuses all new work the same way, with the code
+``server_draining`` (:meth:`Admission.drain`), while the admitted work finishes.
+
 Framework-free and synchronous: acquiring never awaits, so nothing can slip in between
 the check and the count on the event loop. A :class:`Permit` is released exactly once,
 however many times its holder's cleanup paths call :meth:`Permit.release`, and at the
@@ -21,7 +24,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Literal, get_args
 
-from schemas import AdmissionSettings, OverloadedError
+from schemas import AdmissionSettings, ErrorCode, OverloadedError
 
 Work = Literal["sessions", "turns", "transcriptions", "speech"]
 WORK: tuple[Work, ...] = get_args(Work)
@@ -65,6 +68,8 @@ class Admission:
         self._in_use: dict[Work, int] = dict.fromkeys(WORK, 0)
         #: refusals per kind since start (for logs and metrics)
         self.refused: dict[Work, int] = dict.fromkeys(WORK, 0)
+        #: the server is stopping: every new piece of work is refused (see :meth:`drain`)
+        self.draining = False
 
     def resize(self, settings: AdmissionSettings) -> None:
         """New limits (an operator's ``user_config``): work in flight keeps its place, the
@@ -78,9 +83,25 @@ class Admission:
     def in_use(self, kind: Work) -> int:
         return self._in_use[kind]
 
+    def drain(self) -> None:
+        """The server is stopping: from now on all new work is refused with
+        ``server_draining`` (an :class:`OverloadedError`: retry, elsewhere), while what was
+        admitted goes on; :meth:`in_use` says when it is done."""
+        self.draining = True
+
+    def check_draining(self) -> None:
+        """Raise ``server_draining`` if the server is stopping (for work that takes no
+        place of its own, such as creating a session before any socket opens)."""
+        if self.draining:
+            raise OverloadedError(
+                "the server is stopping; try again (another replica takes over)",
+                retry_after_ms=self.settings.retry_after_ms, code=ErrorCode.SERVER_DRAINING)
+
     def check(self, kind: Work) -> None:
-        """Raise :class:`OverloadedError` if ``kind`` is at capacity now (reserves nothing:
-        for refusing early, before work that would be wasted; :meth:`acquire` decides)."""
+        """Raise :class:`OverloadedError` if ``kind`` is at capacity now, or the server is
+        stopping (reserves nothing: for refusing early, before work that would be wasted;
+        :meth:`acquire` decides)."""
+        self.check_draining()
         limit = self.limit(kind)
         if limit is not None and self._in_use[kind] >= limit:
             self.refused[kind] += 1

@@ -104,8 +104,11 @@ class LiveSession:
         history: HistorySettings | None = None,
         admission: Admission | None = None,
         grounder: Grounder | None = None,
+        max_buffer_s: float | None = None,
     ) -> None:
         self.session_id = session_id
+        #: manual turns: audio appended between two commits, at most (None: unbounded)
+        self.max_buffer_s = max_buffer_s
         self.log = log
         self.engines = engines
         self.state = state
@@ -268,9 +271,15 @@ class LiveSession:
         return turn_id
 
     async def push_audio(self, pcm: bytes) -> None:
-        """PCM16 mono at the session's input rate; VAD decides where utterances end."""
+        """PCM16 mono at the session's input rate; VAD decides where utterances end.
+
+        With manual turns (no ``auto_response``) the client commits: what it appends
+        between two commits is at most ``max_buffer_s`` (``audio_too_long``, nothing is
+        taken); with server VAD the forced cut bounds every utterance."""
         check_pcm16(pcm, allow_empty=True)
         audio = await self._audio_input()
+        if not self.settings.auto_response and self.max_buffer_s is not None:
+            audio.check_room(len(pcm), self.max_buffer_s)
         await audio.push(pcm)
 
     async def commit_audio(self) -> None:

@@ -7,7 +7,9 @@ input over a queue of frames. What this adds around it is what a session needs:
 * a bounded queue between the socket and the detector (:data:`FRAME_QUEUE` frames, about
   8 s at 32 ms a frame): :meth:`SpeechInput.push` waits while it is full, so a client that
   sends faster than the detector runs is slowed down, not buffered without end;
-* push-to-talk (:meth:`SpeechInput.commit`), which returns once its utterance is handled;
+* push-to-talk (:meth:`SpeechInput.commit`), which returns once its utterance is handled,
+  and the seconds pushed since the last commit, which the session bounds for manual turns
+  (:meth:`SpeechInput.check_room`);
 * failures raised where the client is answered, by the next :meth:`~SpeechInput.push` or
   :meth:`~SpeechInput.commit` (the task that met them cannot raise to the client): the
   detector's ends the input (every later call raises it); a callback's is raised once
@@ -36,7 +38,14 @@ from pipeline.audio import (
     SpeechResume,
     segment_speech,
 )
-from schemas import InputAudio, InputAudioData, SpeechBoundaryData, SpeechStopped
+from schemas import (
+    ErrorCode,
+    InputAudio,
+    InputAudioData,
+    InputTooLargeError,
+    SpeechBoundaryData,
+    SpeechStopped,
+)
 
 #: frames queued between the socket and the detector
 FRAME_QUEUE = 256
@@ -80,6 +89,8 @@ class SpeechInput:
         on_resume: OnResume | None = None,
     ) -> None:
         self.rate = vad.sample_rate
+        self.input_rate = sample_rate
+        self._uncommitted = 0  # bytes of input pushed since the start or the last commit
         self._resampler = PcmResampler(sample_rate, self.rate) if sample_rate != self.rate else None
         self._assembler = FrameAssembler(vad.frame_samples)
         self._queue: asyncio.Queue[bytes | Commit] = asyncio.Queue(maxsize=FRAME_QUEUE)
@@ -97,9 +108,26 @@ class SpeechInput:
         """Frames (and commits) waiting for the detector; at most :data:`FRAME_QUEUE`."""
         return self._queue.qsize()
 
+    @property
+    def uncommitted_s(self) -> float:
+        """Seconds of input pushed since this input started or was last committed."""
+        return self._uncommitted / 2 / self.input_rate
+
+    def check_room(self, size: int, max_s: float) -> None:
+        """Refuse ``size`` more bytes of input that would take what is uncommitted past
+        ``max_s`` seconds (``audio_too_long``); nothing is pushed then."""
+        after = (self._uncommitted + size) / 2 / self.input_rate
+        if after > max_s:
+            raise InputTooLargeError(
+                f"the audio buffer would hold {after:.1f} s, over the limit of {max_s:g} s; "
+                "commit it (or clear it) before appending more",
+                code=ErrorCode.AUDIO_TOO_LONG, limit_s=max_s,
+                buffered_s=round(self.uncommitted_s, 3))
+
     async def push(self, pcm: bytes) -> None:
         """Queue PCM16 for the detector; waits while the queue is full."""
         self._raise_if_stopped()
+        self._uncommitted += len(pcm)
         if self._resampler is not None:
             pcm = self._resampler.push(pcm)
         for frame in self._assembler.push(pcm):
@@ -114,6 +142,7 @@ class SpeechInput:
         are :mod:`pipeline.audio.segmenting`'s).
         """
         self._raise_if_stopped()
+        self._uncommitted = 0
         done = asyncio.get_running_loop().create_future()
         self._commits.append(done)
         await self._queue.put(Commit())

@@ -21,7 +21,13 @@ import pytest
 
 from deployments.api import Services
 from pipeline.engines import Transcriber
-from schemas import ApiSettings, EventLogSettings, TranscriptionRequest, TranscriptSegment
+from schemas import (
+    ApiSettings,
+    EventLogSettings,
+    RetrievalSettings,
+    TranscriptionRequest,
+    TranscriptSegment,
+)
 from tests.api_harness import forget_keys, serve_api
 from tests.scripted_engines import ScriptedLLM, ScriptedTTS
 
@@ -62,7 +68,8 @@ class LiveApi:
 
 
 @contextlib.contextmanager
-def live_api(redis_url: str, key_prefix: str, api: ApiSettings | None = None) -> Iterator[LiveApi]:
+def live_api(redis_url: str, key_prefix: str, api: ApiSettings | None = None,
+             retrieval: RetrievalSettings | None = None) -> Iterator[LiveApi]:
     started: list[LiveApi] = []
     ready = threading.Event()
     failure: list[BaseException] = []
@@ -74,7 +81,7 @@ def live_api(redis_url: str, key_prefix: str, api: ApiSettings | None = None) ->
             async with serve_api(
                 redis_url, EventLogSettings(key_prefix=key_prefix),
                 llm=ScriptedLLM(REPLY, delay=0.001), tts=ScriptedTTS(chunks_per_piece=2),
-                stt=ScriptedSTT(), api=api,
+                stt=ScriptedSTT(), api=api, retrieval=retrieval,
             ) as harness:
                 started.append(LiveApi(harness.url, harness.services,
                                        asyncio.get_running_loop()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,7 @@ def test_spoken_question_is_transcribed_answered_and_played(app: App, question_w
     types = [e["type"] for e in state["events"]]
     assert types.index("input.speech_started") < types.index("transcript.final")
     assert not off_host_requests(page, app.url) and not page.errors
+    assert not page.csp  # the policy lets the page, its worklet and its socket work
 
 
 def test_speaking_during_a_reply_stops_playback_at_once(app: App, question_wav: Path) -> None:
@@ -312,5 +314,8 @@ def test_docs_and_protocol_pages_load_nothing_from_the_internet(app: App) -> Non
             screenshot(page, path.strip("/").replace("/", "-"))
             assert not off_host_requests(page, app.url), path
             assert not page.errors, path
+            # the policy refuses only what would come from elsewhere (ReDoc's CDN logo)
+            assert not [v for v in page.csp if not re.search(r"'https?://(?!127\.0\.0\.1)", v)
+                        ], (path, page.csp)
     spec = json.loads(httpx.get(f"{app.url}/asyncapi.json", timeout=30).text)
     assert spec["channels"]["session"]["address"] == "/v1/sessions/{session_id}/ws"

@@ -1,11 +1,14 @@
 """Grounded turns in the real Serve app: a collection, a session given it, the packaged LLM
-answering with the passage in its prompt, citations before ``done``, the thread after."""
+answering with the passage in its prompt, citations before ``done``, the thread after; and
+a PDF bomb refused by the Gateway's reader processes while its ``/healthz`` answers."""
 
 from __future__ import annotations
 
 import pytest
 
+from loadtests._hostile_docs import operator_bomb
 from tests.retrieval_docs import DOCUMENTS
+from tests.test_retrieval_limits import assert_live, pinging
 from voxline.client import VoxlineClient
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
@@ -36,4 +39,19 @@ async def test_a_grounded_chat_turn_cites_its_document(client: VoxlineClient) ->
                              headers=session.auth)).json()["messages"]
     assert [m["role"] for m in thread] == ["user", "assistant"]
     assert thread[1]["citations"] == done["citations"]
+    await http.delete(f"/v1/collections/{cid}", headers=auth)
+
+
+async def test_a_pdf_bomb_is_refused_while_healthz_answers(client: VoxlineClient) -> None:
+    """20 pages sharing 20,000 text operators: read in a reader process, stopped at the
+    character limit while pypdf extracts; the Gateway's loop answers every ping meanwhile."""
+    http = client.http
+    created = (await http.post("/v1/collections", json={"name": "bomb"})).json()
+    cid, auth = created["collection"]["collection_id"], {"X-Voxline-Token": created["token"]}
+    async with pinging(str(http.base_url).rstrip("/")) as pings:
+        refused = await http.post(f"/v1/collections/{cid}/files", headers=auth,
+                                  files={"file": ("bomb.pdf", operator_bomb(),
+                                                  "application/pdf")})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (413, "document_too_large")
+    assert_live(pings)
     await http.delete(f"/v1/collections/{cid}", headers=auth)
