@@ -1,15 +1,26 @@
-"""Shared helpers for benchmarks: percentiles, the JSON report, and cleaning up Redis."""
+"""Shared helpers for benchmarks: percentiles, the JSON report, smoke mode, cleaning up Redis.
+
+Every benchmark has a ``--smoke`` mode: tiny sizes, a few seconds, scripted engines where the
+real ones would take minutes, its reports in a temporary folder. It runs the benchmark's own
+measuring and reporting code, so the test command (``tests/test_loadtests_smoke.py``)
+catches a benchmark that no longer runs.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPORTS = Path(__file__).resolve().parent.parent / "reports"
+#: where reports go: ``reports/`` of the checkout, or ``VOXLINE_REPORTS_DIR``
+REPORTS_ENV = "VOXLINE_REPORTS_DIR"
+DEFAULT_REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -29,10 +40,31 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def reports_dir() -> Path:
+    """The folder reports are written to (read at each call: smoke mode sets it)."""
+    return Path(os.environ.get(REPORTS_ENV) or DEFAULT_REPORTS)
+
+
+def add_smoke_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="a few seconds on tiny sizes (scripted engines where the real ones are slow), "
+        f"reports in a temporary folder (or ${REPORTS_ENV}): checks the benchmark runs")
+
+
+def smoke_reports() -> Path:
+    """Smoke mode's report folder: ``$VOXLINE_REPORTS_DIR`` if set (child processes inherit
+    it), else a new temporary one; never ``reports/``, whose figures are real runs'."""
+    if not os.environ.get(REPORTS_ENV):
+        os.environ[REPORTS_ENV] = tempfile.mkdtemp(prefix="voxline-smoke-")
+    return reports_dir()
+
+
 def write_report(name: str, figures: dict[str, Any]) -> Path:
-    """Write ``reports/<name>.json`` with the machine it ran on, and return the path."""
-    REPORTS.mkdir(exist_ok=True)
-    path = REPORTS / f"{name}.json"
+    """Write ``<reports>/<name>.json`` with the machine it ran on, and return the path."""
+    folder = reports_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     report = {
         "benchmark": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

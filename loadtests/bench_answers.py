@@ -7,13 +7,14 @@ is scored: right when it contains one of the expected answers as whole words (ca
 punctuation ignored). Beside the score it counts replies that would speak markup (tags,
 asterisks, backticks, hashes) or a speaker label ("User:", "You:" ...), and reply length.
 
-    python loadtests/bench_answers.py [--label after] [--limit 36] [--seed 1]
-        [--options '{"max_temperature": 0}'] [--system-prompt "..."]
+    python -m loadtests.bench_answers [--label after] [--limit 36] [--seed 1]
+        [--options '{"max_temperature": 0}'] [--system-prompt "..."] [--smoke]
 
 Writes ``reports/bench_answers_<label>.json``. Sampling keeps its default temperature with
 a fixed seed per question, so two runs on the same code give the same replies. Goal (issue
 15): score ≥ 80 % with no markup spoken. Bounded by the sheet (36 questions) and
-``max_tokens``; about a minute on two idle cores.
+``max_tokens``; about a minute on two idle cores. ``--smoke`` asks three questions of a
+scripted LLM (its score means nothing): it checks the asking, cutting and scoring run.
 """
 
 from __future__ import annotations
@@ -23,15 +24,11 @@ import asyncio
 import json
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from loadtests._report import write_report  # noqa: E402
+from loadtests._report import add_smoke_flag, smoke_reports, write_report
 
 SHEET = Path(__file__).resolve().parent / "data" / "answer_sheet.json"
 #: What a voice must never say: tags, emphasis, code marks, headings, table bars.
@@ -88,13 +85,15 @@ def first_piece_s(timed: list[tuple[float, str]], config: Any) -> float | None:
 
 
 async def run(
-    limit: int, seed: int, options: dict[str, Any], system_prompt: str | None
+    limit: int, seed: int, options: dict[str, Any], system_prompt: str | None,
+    llm: Any = None,
 ) -> dict[str, Any]:
-    from pipeline.engines.llama_cpp import LlamaCppLanguageModel
-    from pipeline.turn import SentenceBufferConfig, split_text
-    from pipeline.turn.sentences import VOICE_FIRST_PIECE
+    """The sheet's first ``limit`` questions to ``llm`` (default: llama-cpp with ``options``)."""
+    from pipeline.engines import create_engine
+    from pipeline.turn import SentenceBufferConfig, TurnConfig, split_text
 
-    llm = LlamaCppLanguageModel(**options)
+    voice_first_piece = TurnConfig().sentences  # the live turn's first-piece rule
+    llm = llm or create_engine("llm", "llama-cpp", options)
     await llm.load()
     rows: list[dict[str, Any]] = []
     try:
@@ -115,7 +114,7 @@ async def run(
                 # the old first-piece rule (a clause after 5 words) and the voice one
                 "first_piece_s": {
                     "clause5": first_piece_s(timed, SentenceBufferConfig()),
-                    "voice": first_piece_s(timed, VOICE_FIRST_PIECE),
+                    "voice": first_piece_s(timed, voice_first_piece),
                 },
             })
             mark = "ok " if rows[-1]["right"] else "-- "
@@ -152,9 +151,19 @@ def main() -> None:
     parser.add_argument("--options", default="{}",
                         help="llama-cpp engine options as JSON (to compare settings)")
     parser.add_argument("--system-prompt", help="instead of the session's default")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    llm = None
+    if args.smoke:
+        from loadtests._scripted import ScriptedLLM, tokenize
+        from pipeline.engines import engine_class
+
+        engine_class("llm", "llama-cpp")  # the real engine still resolves (not loaded)
+        smoke_reports()
+        args.limit, args.label = 3, "smoke"
+        llm = ScriptedLLM(tokenize("The capital of France is Paris. It lies on the Seine."))
     figures = asyncio.run(
-        run(max(1, args.limit), args.seed, json.loads(args.options), args.system_prompt)
+        run(max(1, args.limit), args.seed, json.loads(args.options), args.system_prompt, llm)
     )
     path = write_report(f"bench_answers_{args.label}", figures)
     print(

@@ -13,11 +13,11 @@ Prints and writes ``reports/bench_connections.json``:
   25 turns, growth is measured from the sample after a warm-up of 25 turns. It runs
   first, on a fresh Gateway: memory the sockets leave behind would hide growth.
 
-    .venv/bin/python loadtests/bench_connections.py [--max-sockets 1200] [--step 200]
-        [--turns 300] [--budget-s 300] [--url http://127.0.0.1:8000 --gateway-pid PID]
+    .venv/bin/python -m loadtests.bench_connections [--max-sockets 1200] [--step 200]
+        [--turns 300] [--budget-s 300] [--url http://127.0.0.1:8000 --gateway-pid PID] [--smoke]
 
 Without ``--url`` the Gateway is the API (``deployments.api.create_api``) on plain
-uvicorn in a child process, on scripted engines (``tests/support/scripted_engines.py``: the
+uvicorn in a child process, on scripted engines (``loadtests/_gateway.py``: the
 LLM streams 24 tokens at 1 ms, the TTS answers 2 chunks a piece), so the figures are the
 Gateway's own costs, not a model's; Redis is ``VOXLINE_REDIS_URL`` or one started here.
 With ``--url`` it drives a running app (the Serve app: ``voxline serve``); RSS and Redis
@@ -33,32 +33,15 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "support"))
-
-from loadtests._report import forget_prefix, percentiles, write_report  # noqa: E402
-from voxline.client import VoxlineClient  # noqa: E402
+from loadtests._gateway import child_gateway, raise_file_limit
+from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
+from voxline.client import VoxlineClient
 
 SAMPLE_EVERY = 25
-TOKENS = [f"word{i} " if i % 8 else f"Sentence {i}. " for i in range(1, 25)]
-
-
-def raise_file_limit(wanted: int) -> int:
-    """Raise the soft limit on open files towards ``wanted`` (at most the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def rss_mib(pid: int) -> float:
@@ -98,58 +81,6 @@ def find_gateway_pid() -> int | None:
                         b":Gateway" in cmd:
                     found.append(int(proc.name))
     return found[0] if len(found) == 1 else None
-
-
-# ---- the Gateway in a child process (no --url) ------------------------------------------
-
-async def serve_child(redis_url: str, prefix: str) -> None:
-    """Run the API on scripted engines; print the URL; run until stdin closes."""
-    from api_harness import serve_api
-    from scripted_engines import ScriptedLLM, ScriptedTTS
-
-    from schemas import EventLogSettings
-
-    llm, tts = ScriptedLLM(TOKENS, delay=0.001), ScriptedTTS(chunks_per_piece=2)
-    async with serve_api(redis_url, EventLogSettings(key_prefix=prefix), llm=llm,
-                         tts=tts) as harness:
-        print(harness.url, flush=True)
-        stdin = asyncio.StreamReader()
-        loop = asyncio.get_running_loop()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-        while not stdin.at_eof():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stdin.read(1), 1.0)
-            llm.records.clear()  # the scripted engines' own bookkeeping, not the Gateway's
-            tts.records.clear()
-
-
-@contextlib.asynccontextmanager
-async def child_gateway(redis_url: str) -> AsyncIterator[tuple[str, int]]:
-    prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve-child", redis_url, prefix,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT))
-    assert proc.stdout is not None and proc.stdin is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 120)
-        if not line:
-            raise RuntimeError("the Gateway did not start")
-        yield line.decode().strip(), proc.pid
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        await _forget(redis_url, prefix)
-
-
-async def _forget(redis_url: str, prefix: str) -> None:
-    from pipeline.log import create_redis
-
-    redis = create_redis(redis_url)
-    await forget_prefix(redis, prefix)
 
 
 # ---- the measures ---------------------------------------------------------------------
@@ -267,7 +198,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 url, pid = args.url, args.gateway_pid or find_gateway_pid()
                 figures["gateway"] = f"running app at {url}"
             else:
-                url, pid = await stack.enter_async_context(child_gateway(redis_url))
+                url, pid = stack.enter_context(child_gateway(redis_url))
                 figures["gateway"] = "API on plain uvicorn, scripted engines, child process"
             client = await stack.enter_async_context(VoxlineClient(url, timeout=60))
             # the long session first: the sockets' memory, once freed, would hide growth
@@ -282,10 +213,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve-child":
-        raise_file_limit(8192)
-        asyncio.run(serve_child(sys.argv[2], sys.argv[3]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running app (default: start the API here)")
     parser.add_argument("--gateway-pid", type=int, help="with --url: the Gateway's pid")
@@ -293,7 +220,12 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=200)
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--budget-s", type=float, default=300)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:  # two RSS samples, one step of sockets
+        smoke_reports()
+        args.url = None
+        args.max_sockets, args.step, args.turns, args.budget_s = 10, 10, 2 * SAMPLE_EVERY, 60
     args.max_sockets = min(args.max_sockets, 5000)
     args.turns = min(args.turns, 1000)
     figures = asyncio.run(bench(args))

@@ -3,11 +3,12 @@
 Each engine runs in a process of its own, so its peak RSS is its own. Prints a table and
 writes ``reports/bench_engines.json``.
 
-    python loadtests/bench_engines.py [--only stt-base,llm,...] [--repeats 3]
+    python -m loadtests.bench_engines [--only stt-base,llm,...] [--repeats 3] [--smoke]
 
 Engines: stt-base and stt-tiny (faster-whisper; real-time factor on Piper speech), vad
 (Silero; µs per 32 ms frame), llm (llama.cpp + Gemma 3 270M; time to first token and
 tokens/s), tts-piper and tts-espeak (first chunk of a sentence; real-time factor).
+``--smoke`` runs the two quickest (vad, with its Piper speech, and tts-espeak) once each.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -24,10 +26,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from loadtests._report import add_smoke_flag, smoke_reports, write_report
 
-from loadtests._report import write_report  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs far away."
 QUESTION = "What is the capital of France?"
@@ -40,10 +41,11 @@ def peak_rss_mb() -> float:
 async def _speech(text: str, rate: int = 16000) -> bytes:
     """Speech made by the Piper voice, resampled to ``rate``."""
     from pipeline.audio import resample_pcm16
-    from pipeline.engines.piper import PiperSynthesizer
+    from pipeline.engines import Synthesizer, create_engine
     from schemas import SynthesisRequest
 
-    tts = PiperSynthesizer(warmup=False)
+    tts = create_engine("tts", "piper", {"warmup": False})
+    assert isinstance(tts, Synthesizer)
     await tts.load()
     pcm = b"".join([c.audio async for c in tts.synthesize(SynthesisRequest(text=text))])
     await tts.close()
@@ -51,13 +53,14 @@ async def _speech(text: str, rate: int = 16000) -> bytes:
 
 
 async def bench_stt(model: str, repeats: int) -> dict[str, Any]:
-    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from pipeline.engines import Transcriber, create_engine
     from schemas import TranscriptionRequest
 
     audio = await _speech(SENTENCE)
     seconds = len(audio) / 2 / 16000
     start = time.perf_counter()
-    stt = FasterWhisperTranscriber(model=model, warmup=False)
+    stt = create_engine("stt", "faster-whisper", {"model": model, "warmup": False})
+    assert isinstance(stt, Transcriber)
     await stt.load()
     load_s = time.perf_counter() - start
     finals, text = [], ""
@@ -80,12 +83,12 @@ async def bench_stt(model: str, repeats: int) -> dict[str, Any]:
 
 
 async def bench_vad(repeats: int) -> dict[str, Any]:
-    from pipeline.engines.silero import SileroVoiceActivityDetector
+    from pipeline.engines import create_engine
 
     audio = await _speech(SENTENCE)
     frames = [audio[i : i + 1024] for i in range(0, len(audio) - 1023, 1024)]
     start = time.perf_counter()
-    vad = SileroVoiceActivityDetector()
+    vad: Any = create_engine("vad", "silero")
     await vad.load()
     load_s = time.perf_counter() - start
     per_frame = []
@@ -105,11 +108,11 @@ async def bench_vad(repeats: int) -> dict[str, Any]:
 
 
 async def bench_llm(repeats: int) -> dict[str, Any]:
-    from pipeline.engines.llama_cpp import LlamaCppLanguageModel
+    from pipeline.engines import create_engine
     from schemas import ChatMessage, GenerationRequest, SamplingSettings
 
     start = time.perf_counter()
-    llm = LlamaCppLanguageModel(n_threads=2)
+    llm: Any = create_engine("llm", "llama-cpp", {"n_threads": 2})
     await llm.load()
     load_s = time.perf_counter() - start
     firsts, rates, reply = [], [], ""
@@ -194,24 +197,36 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated engines")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        smoke_reports()
+        args.only, args.repeats = "vad,tts-espeak", 1
     if args.one:
         run_one(args.one, args.repeats)
         return
     results: dict[str, Any] = {}
+    failed: list[str] = []
     for name in args.only.split(","):
         proc = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--repeats", str(args.repeats)],
+            [sys.executable, "-m", "loadtests.bench_engines", "--one", name,
+             "--repeats", str(args.repeats)],
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)},
         )
         if proc.returncode != 0:
             results[name] = {"error": proc.stderr.strip().splitlines()[-1:]}
+            failed.append(name)
         else:
             results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{name:11} {results[name]}", flush=True)
     print(f"report: {write_report('bench_engines', results)}")
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

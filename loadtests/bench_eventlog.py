@@ -4,7 +4,7 @@ Prints and writes ``reports/bench_eventlog.json``: events/s appended singly and 
 batches, tail wake-up latency (append → tailing reader has it), replay time of 10k
 events. Goal: ≥ 25k events/s batched on 2 cores.
 
-    python loadtests/bench_eventlog.py [--redis-url redis://127.0.0.1:6379/0]
+    python -m loadtests.bench_eventlog [--redis-url redis://127.0.0.1:6379/0] [--smoke]
 
 Uses its own key prefix and deletes what it wrote. Loopback only; bounded in count.
 """
@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+import os
 import time
 import uuid
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from loadtests._report import forget_prefix, percentiles, write_report
+from loadtests._report import (
+    add_smoke_flag,
+    forget_prefix,
+    percentiles,
+    smoke_reports,
+    write_report,
+)
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings, ResponseTextDelta, TextDeltaData
 from voxline.redis_server import redis_url_or_server
@@ -33,7 +36,7 @@ def delta(session: str, i: int) -> ResponseTextDelta:
 
 
 async def bench(
-    url: str, singles: int, batched: int, batch_size: int, tails: int
+    url: str, singles: int, batched: int, batch_size: int, tails: int, replayed: int = 10_000
 ) -> dict[str, object]:
     redis = create_redis(url)
     prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
@@ -78,12 +81,14 @@ async def bench(
             await tail.aclose()
         figures["tail_wakeup_ms"] = {k: round(v, 3) for k, v in percentiles(waits).items()}
 
-        for start_i in range(0, 10_000, 1000):
-            await log.append_batch([delta("replay", i) for i in range(start_i, start_i + 1000)])
+        for start_i in range(0, replayed, 1000):
+            await log.append_batch([delta("replay", i)
+                                    for i in range(start_i, min(start_i + 1000, replayed))])
         start = time.perf_counter()
-        replayed = await log.read_all("replay")
-        figures["replay_10k_s"] = round(time.perf_counter() - start, 3)
-        assert len(replayed) == 10_000
+        read = await log.read_all("replay")
+        name = "replay_10k_s" if replayed == 10_000 else f"replay_{replayed}_s"
+        figures[name] = round(time.perf_counter() - start, 3)
+        assert len(read) == replayed
     finally:
         await forget_prefix(redis, prefix)
     return figures
@@ -92,20 +97,28 @@ async def bench(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--redis-url", default=None, help="default: 127.0.0.1:6379 or a server of our own"
+        "--redis-url", default=None,
+        help="default: VOXLINE_REDIS_URL, 127.0.0.1:6379 or a server of our own"
     )
     parser.add_argument("--singles", type=int, default=5000)
     parser.add_argument("--batched", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--tails", type=int, default=200)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    replayed = 10_000
+    if args.smoke:
+        smoke_reports()
+        args.singles, args.batched, args.batch_size, args.tails = 50, 400, 20, 5
+        replayed = 500
     from voxline.redis_server import is_reachable
 
-    configured = args.redis_url or (
+    configured = args.redis_url or os.environ.get("VOXLINE_REDIS_URL") or (
         "redis://127.0.0.1:6379/0" if is_reachable("127.0.0.1", 6379) else None
     )
     with redis_url_or_server(configured) as url:
-        figures = asyncio.run(bench(url, args.singles, args.batched, args.batch_size, args.tails))
+        figures = asyncio.run(bench(url, args.singles, args.batched, args.batch_size, args.tails,
+                                    replayed))
     figures["goal_batched_events_per_s"] = 25_000
     for name, value in figures.items():
         print(f"{name:32} {value}")

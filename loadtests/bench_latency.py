@@ -34,18 +34,20 @@ Prints a table and writes ``reports/bench_latency.json``:
   Not counted: the hops inside the engine stages (Ray handle calls, the sentence buffer;
   see bench_pipeline.py for the latter). Goal: p50 ≤ 20 ms.
 * **OpenAI Realtime against native**: the same spoken questions, alternately through the
-  native socket and through ``/v1/realtime`` with the official SDK (``realtime_sdk.py``):
+  native socket and through ``/v1/realtime`` with the official SDK (``_realtime_sdk.py``):
   end of speech → first audio (``response.audio.chunk`` / ``response.output_audio.delta``)
   on the client's clock. Goal: realtime p50 ≤ 1.05 × native p50.
 
-    .venv/bin/python loadtests/bench_latency.py [--url http://127.0.0.1:8000] [--turns 5]
-        [--port 8000] [--stt-model whisper-tiny.en] [--budget-s 600] [--only PHASE]
+    .venv/bin/python -m loadtests.bench_latency [--url http://127.0.0.1:8000] [--turns 5]
+        [--port 8000] [--stt-model whisper-tiny.en] [--budget-s 600] [--only PHASE] [--smoke]
 
 Without ``--url`` it starts the app (Redis if VOXLINE_REDIS_URL is unset, Ray, Serve) and
 stops it at the end. Turns run one at a time, one session each, sampling at temperature 0
 with a fixed seed; each measure starts with a warm-up turn (caches, the LLM's prompt
 prefix). Bounded: at most 50 turns of a kind, and the whole run (server start included)
-within ``--budget-s``; what the budget cut short is reported as such.
+within ``--budget-s``; what the budget cut short is reported as such. ``--smoke`` runs
+every phase once against the API on scripted engines (``loadtests/_gateway.py``, a child
+process; STT per model: tiny.en only): the figures mean nothing, the code paths all run.
 """
 
 from __future__ import annotations
@@ -54,25 +56,20 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 from websockets.exceptions import WebSocketException
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from loadtests._report import percentiles, write_report  # noqa: E402
-from loadtests.realtime_sdk import sdk_voice_turn  # noqa: E402
-from pipeline.workers import TurnTimeline  # noqa: E402
-from schemas import Event  # noqa: E402
-from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient  # noqa: E402
-from voxline.demo import RATE, TurnResult, text_turn, voice_turn, with_pauses  # noqa: E402
+from loadtests._realtime_sdk import sdk_voice_turn
+from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
+from pipeline.workers import TurnTimeline
+from schemas import Event
+from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient
+from voxline.demo import RATE, TurnResult, text_turn, voice_turn, with_pauses
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -127,6 +124,7 @@ GOALS = {
 #: goals met from above (the others are "at most")
 GOALS_AT_LEAST = {"answer_sheet_score": 0.8}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+STT_MODELS = ("whisper-tiny.en", "whisper-base")
 
 T = TypeVar("T")
 
@@ -503,17 +501,19 @@ async def answer_sheet(client: VoxlineClient, limit: int, budget: Budget) -> dic
     }
 
 
-async def stt_models(speech: dict[str, bytes], budget: Budget) -> dict[str, Any]:
+async def stt_models(speech: dict[str, bytes], budget: Budget,
+                     models: tuple[str, ...] = STT_MODELS) -> dict[str, Any]:
     """Each spoken question transcribed by tiny.en and by base, here (int8, warm)."""
-    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from pipeline.engines import Transcriber, create_engine
     from schemas import TranscriptionRequest
 
     figures: dict[str, Any] = {}
-    for model in ("whisper-tiny.en", "whisper-base"):
+    for model in models:
         if budget.left() < 30:
             figures[model] = None
             continue
-        stt = FasterWhisperTranscriber(model=model, cpu_threads=2)
+        stt = create_engine("stt", "faster-whisper", {"model": model, "cpu_threads": 2})
+        assert isinstance(stt, Transcriber)
         await stt.load()
         seconds: list[float] = []
         heard: dict[str, str] = {}
@@ -605,7 +605,8 @@ async def overhead(client: VoxlineClient, turns: int, budget: Budget) -> dict[st
 
 async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None],
                 only: str | None = None, answers: int = 36,
-                pause_ms: int | None = None) -> dict[str, Any]:
+                pause_ms: int | None = None,
+                models: tuple[str, ...] = STT_MODELS) -> dict[str, Any]:
     figures: dict[str, Any] = {"turns_per_kind": turns}
     async with VoxlineClient(url) as client:
         try:
@@ -628,7 +629,7 @@ async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]
             ("realtime_vs_native", lambda: realtime_vs_native(client, url, speech, turns,
                                                               budget)),
             ("answer_sheet", lambda: answer_sheet(client, answers, budget)),
-            ("stt_models", lambda: stt_models(speech, budget)),
+            ("stt_models", lambda: stt_models(speech, budget, models)),
         )
         for name, phase in phases:
             if budget.exhausted or only not in (None, name):
@@ -755,6 +756,18 @@ def loopback_url(url: str) -> str:
     return url.rstrip("/")
 
 
+async def _on_scripted_app(
+    measure: Callable[[str], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """``measure`` against the API on scripted engines in a child process (smoke mode)."""
+    from loadtests._gateway import child_gateway
+    from voxline.redis_server import redis_url_or_server
+
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url) as (url, _pid):
+        return await measure(url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
@@ -772,7 +785,12 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int,
                         help="preemptive_pause_ms of the preemptive voice sessions "
                         "(default: the session default)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        smoke_reports()
+        args.url, args.turns, args.answers = None, 1, 2
+        args.budget_s = min(args.budget_s, 150)
     if not 1 <= args.turns <= MAX_TURNS:
         parser.error(f"--turns must be between 1 and {MAX_TURNS}")
     if args.url and (args.stt_model or args.port):
@@ -787,7 +805,11 @@ def main() -> None:
         return asyncio.run(bench(url, args.turns, budget, say, args.only,
                                  max(0, args.answers), args.pause_ms))
 
-    if args.url:
+    if args.smoke:
+        figures = asyncio.run(_on_scripted_app(lambda url: bench(
+            url, args.turns, budget, say, args.only, args.answers, models=STT_MODELS[:1])))
+        figures["server"] = {"started_by_bench": True, "engines": "scripted (smoke mode)"}
+    elif args.url:
         figures = measure(loopback_url(args.url))
         figures["server"] = {"url": args.url, "started_by_bench": False}
     else:
@@ -813,6 +835,24 @@ def main() -> None:
     figures["goals"] = judge(figures)
     print_table(figures)
     print(f"report: {write_report('bench_latency', figures)}")
+    if args.smoke and (missing := unmeasured(figures)):
+        raise SystemExit(f"smoke: nothing measured for {', '.join(missing)}")
+
+
+def unmeasured(figures: dict[str, Any]) -> list[str]:
+    """The phases that measured no turn (smoke mode: each must measure one)."""
+    text, voice = figures.get("text_ttfa") or {}, figures.get("voice_to_voice") or {}
+    sdk = figures.get("realtime_vs_native") or {}
+    turns = {
+        "text_ttfa": min((text.get(mode) or {}).get("turns", 0) for mode in MODES),
+        "voice_to_voice": min(voice.get("turns", 0),
+                              (voice.get("preemptive_off") or {}).get("turns", 0)),
+        "orchestration_overhead": (figures.get("orchestration_overhead") or {}).get("turns", 0),
+        "realtime_vs_native": min((sdk.get("turns") or {"": 0}).values()),
+        "answer_sheet": (figures.get("answer_sheet") or {}).get("questions", 0),
+        "stt_models": len(figures.get("stt_models") or {}),
+    }
+    return [name for name, count in turns.items() if not count]
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ process (that script's own setup; see its docstring):
 latency while each expensive document is sent (goal ≤ 200 ms) and the per-add cost of
 document ``--documents`` against document 50 (goal ≤ 2), against ``--url`` or, without
 it, the API on plain uvicorn in a child process (``bench_connections.py``'s, scripted
-engines, default retrieval settings). ``--smoke`` runs that part small (100 documents, a
-100k-character text) in seconds, so a broken benchmark fails the suite the day it breaks.
+engines, default retrieval settings).
 
-    .venv/bin/python loadtests/bench_limits.py [--url http://127.0.0.1:8000]
+    .venv/bin/python -m loadtests.bench_limits [--url http://127.0.0.1:8000]
         [--turns 40] [--capacity N] [--budget-s 600] [--sizes 1,2,3]
         [--documents 2000] [--smoke]
         [--part history|overload|both|connections|collections|all|size]
@@ -41,6 +40,10 @@ end; its turn limit is the profile's default unless ``--capacity`` sets
 ``VOXLINE_ADMISSION__MAX_TURNS``. The limit in effect is read from the server's
 ``/readyz`` (so with ``--url`` nothing needs saying). Bounded: at most 40 turns in part
 one, 8 idle and 12 loaded bystander turns in part two, every wait within the budget.
+``--smoke``: parts one and two and the collections part against the API on scripted engines
+(``loadtests/_gateway.py``, a child process, turn limit 1), small (three turns in part one,
+two idle and one loaded in part two, 100 documents and a 100k-character text), in seconds,
+so a broken benchmark fails the suite the day it breaks.
 """
 
 from __future__ import annotations
@@ -61,11 +64,16 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from loadtests._report import (
+    add_smoke_flag,
+    percentiles,
+    reports_dir,
+    smoke_reports,
+    write_report,
+)
+from voxline.client import FINAL_TYPES, SessionSocket, VoxlineClient
 
-from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
-from voxline.client import FINAL_TYPES, SessionSocket, VoxlineClient  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MAX_HISTORY_TURNS = 40
 IDLE_TURNS = 8
@@ -268,14 +276,13 @@ async def _collections(args: argparse.Namespace) -> dict[str, Any]:
     if args.url:
         return await _collection_limits.bench(args.url.rstrip("/"), smoke=args.smoke,
                                               documents=documents, budget_s=args.budget_s)
-    from loadtests.bench_connections import child_gateway
+    from loadtests._gateway import child_gateway
     from voxline.redis_server import redis_url_or_server
 
-    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url:
-        async with child_gateway(redis_url) as (url, _):
-            figures = await _collection_limits.bench(url, smoke=args.smoke,
-                                                     documents=documents,
-                                                     budget_s=args.budget_s)
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url) as (url, _):
+        figures = await _collection_limits.bench(url, smoke=args.smoke, documents=documents,
+                                                 budget_s=args.budget_s)
     figures["gateway"] = "API on plain uvicorn, scripted engines, child process"
     return figures
 
@@ -351,10 +358,10 @@ def size_turn_limit(sizes: list[int], budget_s: float,
         name = f"bench_limits_size_{size}"
         say(f"size: turn limit {size} (an app of its own) ...")
         subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--part", "overload",
+            [sys.executable, "-m", "loadtests.bench_limits", "--part", "overload",
              "--capacity", str(size), "--report", name, "--budget-s",
-             str(int(min(deadline.left(), 900)))], check=True)
-        report = json.loads((REPORTS / f"{name}.json").read_text())
+             str(int(min(deadline.left(), 900)))], check=True, cwd=ROOT)
+        report = json.loads((reports_dir() / f"{name}.json").read_text())
         overload = report.get("figures", report).get("overload", {})
         per_size[str(size)] = {k: overload.get(k) for k in ("p95_ratio", "p50_ratio", "load")}
         per_size[str(size)]["idle_p95_ms"] = overload.get("idle", {}).get(
@@ -371,6 +378,28 @@ def say_report(name: str, figures: dict[str, Any]) -> None:
     print(f"report: {write_report(name, figures)}", flush=True)
 
 
+def smoke(args: argparse.Namespace) -> None:
+    """``--smoke`` (see the module docstring)."""
+    from loadtests._gateway import child_gateway
+    from voxline.redis_server import redis_url_or_server
+
+    global IDLE_TURNS, LOADED_TURNS  # a smoke run's own sizes, in this process only
+    IDLE_TURNS, LOADED_TURNS = 2, 1
+    smoke_reports()
+    args.part, args.turns = "both", 3
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url, max_turns=1) as (url, _pid):
+        figures = asyncio.run(bench(url, args, print, Deadline(120)))
+        args.url = url
+        figures["collections"] = asyncio.run(_collections(args))
+    figures["goals"] = judge(figures)
+    for name, goal in figures["goals"].items():
+        print(f"{name}: {goal}", flush=True)
+    say_report("bench_limits_smoke", figures)
+    if not (figures["history"]["turns"] and figures["overload"]["loaded"]["samples"]):
+        raise SystemExit("smoke: a part measured no turn")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
@@ -384,9 +413,11 @@ def main() -> None:
     parser.add_argument("--report", default="bench_limits", help="the JSON report's name")
     parser.add_argument("--documents", type=int, default=2000,
                         help="collections: tiny documents added one by one (at most 5000)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="the collections part, small, in seconds")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        smoke(args)
+        return
     if args.part == "size":
         sized = size_turn_limit([int(v) for v in args.sizes.split(",")], args.budget_s, print)
         print(f"largest turn limit with the bystander within 2× idle: "
@@ -394,14 +425,13 @@ def main() -> None:
         say_report(args.report, {"size": sized})
         return
     collections: dict[str, Any] | None = None
-    if args.smoke or args.part in ("collections", "all"):
+    if args.part in ("collections", "all"):
         collections = asyncio.run(_collections(args))
-        if args.smoke or args.part == "collections":
+        if args.part == "collections":
             only = {"collections": collections}
             for name, goal in judge(only).items():
                 print(f"{name}: {goal}", flush=True)
-            say_report("bench_limits_smoke" if args.smoke else args.report,
-                       {**only, "goals": judge(only)})
+            say_report(args.report, {**only, "goals": judge(only)})
             return
     connections: dict[str, Any] | None = None
     if args.part in ("connections", "all"):

@@ -1,4 +1,4 @@
-"""The turn orchestrator's own cost, on scripted engines (tests/support/scripted_engines.py).
+"""The turn orchestrator's own cost, on scripted engines (loadtests/_scripted.py).
 
 Prints and writes ``reports/bench_pipeline.json``:
 
@@ -18,9 +18,11 @@ Prints and writes ``reports/bench_pipeline.json``:
 * **TTFA streaming against sequential** on simulated engines (LLM 2 ms a token, TTS 30 ms to
   its first chunk): what streaming buys, same engines, same pieces.
 
-    .venv/bin/python loadtests/bench_pipeline.py [--turns 200] [--cancels 200]
+    .venv/bin/python -m loadtests.bench_pipeline [--turns 200] [--cancels 200] [--smoke]
 
-In-process and bounded (about 10-20 s); it needs no server and no model.
+In-process and bounded (about 10-20 s); it needs no server and no model. The pieces are cut
+with the turn's own sentence buffer settings (``TurnConfig().sentences``), so the figures
+follow the first-piece rule the live turn uses.
 """
 
 from __future__ import annotations
@@ -30,26 +32,20 @@ import asyncio
 import gc
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "support"))
-
-from scripted_engines import ScriptedLLM, ScriptedTTS, StreamRecord, tokenize  # noqa: E402
-
-from loadtests._report import percentiles, write_report  # noqa: E402
-from pipeline.turn import (  # noqa: E402
+from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
+from loadtests._scripted import ScriptedLLM, ScriptedTTS, StreamRecord, tokenize
+from pipeline.turn import (
     CancelToken,
     SentenceBuffer,
     SentenceBufferConfig,
     TurnConfig,
     TurnOrchestrator,
 )
-from schemas import ChatMessage, GenerationRequest, SessionSettings  # noqa: E402
+from schemas import ChatMessage, GenerationRequest, SessionSettings
 
 REPLY = " ".join(
     [
@@ -68,9 +64,15 @@ SETTINGS = SessionSettings()
 REQUEST = GenerationRequest(request_id="bench", messages=(ChatMessage(role="user", content="?"),))
 
 
+def turn_sentences() -> SentenceBufferConfig:
+    """The sentence buffer's settings as a turn on SETTINGS builds them (the orchestrator's)."""
+    return replace(TurnConfig().sentences, language=SETTINGS.language,
+                   min_sentence_chars=SETTINGS.min_sentence_chars)
+
+
 def cut_points(tokens: list[str]) -> list[int]:
     """For each piece, the index of the token whose push returned it (len = end of stream)."""
-    buffer = SentenceBuffer(SentenceBufferConfig(min_sentence_chars=SETTINGS.min_sentence_chars))
+    buffer = SentenceBuffer(turn_sentences())
     points = [i for i, t in enumerate(tokens) for p in buffer.push(t) if p.strip()]
     return points + [len(tokens) for p in buffer.flush() if p.strip()]
 
@@ -99,7 +101,7 @@ async def cost(turns: int) -> dict[str, Any]:
     pieces = len(cut_points(TOKENS))
 
     def buffer_only() -> None:
-        buffer = SentenceBuffer(SentenceBufferConfig())
+        buffer = SentenceBuffer(turn_sentences())
         for token in TOKENS:
             buffer.push(token)
         buffer.flush()
@@ -152,7 +154,9 @@ async def to_tts_call(turns: int, token_delay: float) -> dict[str, float]:
         llm, tts = ScriptedLLM(TOKENS, delay=token_delay), ScriptedTTS(chunks_per_piece=1)
         await drain(TurnOrchestrator(llm, tts, TurnConfig(max_pending_pieces=len(points) + 1)))
         ended = llm.records[0].ended_at
-        assert ended is not None and len(tts.call_times) == len(points)
+        if ended is None or len(tts.call_times) != len(points):
+            raise RuntimeError(f"the turn synthesized {len(tts.call_times)} pieces, the "
+                               f"benchmark's buffer cut {len(points)}: their settings differ")
         for k, point in enumerate(points):
             handed_over = llm.yield_times[point] if point < len(TOKENS) else ended
             latencies.append(tts.call_times[k] - handed_over)
@@ -276,16 +280,18 @@ def machine_noise(seconds: float = 0.5) -> dict[str, float]:
     }
 
 
-async def bench(turns: int, cancels: int) -> dict[str, Any]:
+async def bench(turns: int, cancels: int, *, ttfa_runs: int = 5,
+                noise_s: float = 0.5) -> dict[str, Any]:
     await drain(TurnOrchestrator(ScriptedLLM(TOKENS), ScriptedTTS()))  # warm up
     gc.collect()
-    figures: dict[str, Any] = {"machine_noise": machine_noise(), "cost": await cost(turns)}
+    figures: dict[str, Any] = {"machine_noise": machine_noise(noise_s),
+                               "cost": await cost(turns)}
     figures["piece_to_tts_call_instant_llm_ms"] = await to_tts_call(turns // 4, 0.0)
     figures["piece_to_tts_call_2000_tok_s_ms"] = await to_tts_call(max(turns // 40, 3), 0.0005)
     figures["cancel_via_token"] = await cancel_latency(cancels, "token")
     figures["cancel_via_task_cancel"] = await cancel_latency(cancels // 2, "task")
     figures["cancel_via_aclose"] = await cancel_latency(cancels // 2, "aclose")
-    figures["ttfa_streaming_vs_sequential"] = await ttfa(5)
+    figures["ttfa_streaming_vs_sequential"] = await ttfa(ttfa_runs)
     c = figures["cost"]
     figures["goals"] = {
         "per_token_under_50us": c["per_token_us_streaming"] < 50,
@@ -303,8 +309,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200, help="turns per cost figure")
     parser.add_argument("--cancels", type=int, default=200, help="cancelled turns measured")
+    add_smoke_flag(parser)
     args = parser.parse_args()
-    figures = asyncio.run(bench(args.turns, args.cancels))
+    if args.smoke:
+        smoke_reports()
+        figures = asyncio.run(bench(8, 6, ttfa_runs=1, noise_s=0.05))
+    else:
+        figures = asyncio.run(bench(args.turns, args.cancels))
 
     c = figures["cost"]
     print(f"reply: {c['tokens_per_turn']} tokens, {c['pieces_per_turn']} pieces")

@@ -1,7 +1,7 @@
 """Retrieval: recall@k and latency per query for bm25 and two_stage, and what BM25 adds to
 a turn at 10k chunks (goal: at most 30 ms on two cores).
 
-    python loadtests/bench_retrieval.py [--filler-chunks 10000] [--repeats 3]
+    python -m loadtests.bench_retrieval [--filler-chunks 10000] [--repeats 3] [--smoke]
 
 The labelled set is ``loadtests/retrieval_questions.json`` (50 questions written for the
 project, each with its document and the source sentence that answers it). A question is
@@ -29,16 +29,18 @@ import asyncio
 import json
 import os
 import random
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from loadtests._report import forget_prefix, percentiles, write_report  # noqa: E402
+from loadtests._report import (
+    add_smoke_flag,
+    forget_prefix,
+    percentiles,
+    smoke_reports,
+    write_report,
+)
 
 DATA = Path(__file__).resolve().parent / "retrieval_questions.json"
 KS = (1, 3, 5)
@@ -139,7 +141,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     redis = create_redis(os.environ.get("VOXLINE_REDIS_URL", "redis://127.0.0.1:6379/0"))
     prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
     store = CollectionStore(redis, settings, prefix)
-    reranker = reranker_or_none()
+    reranker = None if args.smoke else reranker_or_none()
     figures: dict[str, Any] = {
         "cpus": len(os.sched_getaffinity(0)), "questions": len(labelled["questions"]),
         "chunk_chars": args.chunk_chars, "filler_chunks": args.filler_chunks,
@@ -164,7 +166,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 measured[strategy] = await recall_and_latency(
                     grounder, collection, labelled["questions"], strategy, args.repeats)
             if reranker is None:
-                measured["two_stage"] = "skipped: no sentence-transformers in this environment"
+                measured["two_stage"] = ("skipped: smoke mode" if args.smoke else
+                                         "skipped: no sentence-transformers in this environment")
             return measured
 
         figures["labelled_only"] = await each_strategy()
@@ -205,7 +208,11 @@ def main() -> None:
     parser.add_argument("--filler-chunks", type=int, default=10_000)
     parser.add_argument("--chunk-chars", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per question")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:  # bm25 only (the re-ranker loads a model), a small collection
+        smoke_reports()
+        args.filler_chunks, args.repeats = 200, 1
     figures = asyncio.run(main_async(args))
     print(json.dumps(figures, indent=1))
     print(f"report: {write_report('bench_retrieval', figures)}")

@@ -7,7 +7,7 @@ ONNX file ships inside the ``pipecat-ai`` wheel; take it out without installing 
 
     pip download --no-deps pipecat-ai==1.14.0 -d /tmp/pc
     unzip -o /tmp/pc/pipecat_ai-*.whl 'pipecat/audio/turn/smart_turn/data/*.onnx' -d /tmp/pc
-    python loadtests/bench_smart_turn.py \
+    python -m loadtests.bench_smart_turn \
         --model /tmp/pc/pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx
 
 The labelled set is made with the packaged TTS (Piper): each question of the answer
@@ -18,7 +18,9 @@ followed by 200 ms of silence (what the endpointer has when a pause is reported)
 Features: faster-whisper's feature extractor on the waveform normalised to zero mean and
 unit variance (checked equal, to 1e-7, to pipecat's own numpy implementation). Reports
 accuracy at 0.5 per kind of clip and the cost of one call (features + inference) on this
-machine. Writes ``reports/bench_smart_turn.json``.
+machine. Writes ``reports/bench_smart_turn.json``. ``--smoke`` needs no model: two questions,
+and a stand-in for the ONNX session (a fixed function of the features), so the speaking,
+features, scoring and report run without the file.
 """
 
 from __future__ import annotations
@@ -26,18 +28,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from loadtests._report import percentiles, write_report  # noqa: E402
-from loadtests.bench_answers import load_sheet  # noqa: E402
+from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
+from loadtests.bench_answers import load_sheet
 
 RATE = 16000
 WINDOW_S = 8
@@ -47,10 +45,11 @@ FRAMES = 800
 async def speak(texts: list[str]) -> list[np.ndarray]:
     """Each text spoken by Piper, at 16 kHz, float32, with 200 ms of silence after it."""
     from pipeline.audio import pcm16_to_float, resample_pcm16
-    from pipeline.engines.piper import PiperSynthesizer
+    from pipeline.engines import Synthesizer, create_engine
     from schemas import SynthesisRequest
 
-    tts = PiperSynthesizer(warmup=False)
+    tts = create_engine("tts", "piper", {"warmup": False})
+    assert isinstance(tts, Synthesizer)
     await tts.load()
     clips = []
     try:
@@ -74,12 +73,26 @@ def features(audio: np.ndarray, extractor: Any) -> np.ndarray:
     return np.asarray(mel[None, :, :], dtype=np.float32)
 
 
+class StandInModel:
+    """Smoke mode's stand-in for the ONNX session: p(complete) from the features' mean."""
+
+    def run(self, _outputs: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        mean = float(feeds["input_features"].mean())
+        return [np.array([[1 / (1 + np.exp(-mean))]], dtype=np.float32)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, type=Path, help="smart-turn-v3.2-cpu.onnx")
+    parser.add_argument("--model", type=Path, help="smart-turn-v3.2-cpu.onnx (required)")
     parser.add_argument("--limit", type=int, default=36, help="questions of the sheet")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        smoke_reports()
+        args.limit = 2
+    elif args.model is None:
+        parser.error("--model is required (see the module docstring for where it comes from)")
 
     import onnxruntime as ort
     from faster_whisper.feature_extractor import FeatureExtractor
@@ -94,10 +107,13 @@ def main() -> None:
     kinds = ["complete"] * len(questions) + ["cut_text"] * len(cut) + ["cut_audio"] * len(halves)
     labels = [1 if k == "complete" else 0 for k in kinds]
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
+    session: Any = StandInModel()
+    if not args.smoke:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(args.model), options,
+                                       providers=["CPUExecutionProvider"])
     extractor = FeatureExtractor(feature_size=80, chunk_length=WINDOW_S)
     session.run(None, {"input_features": features(clips[0], extractor)})  # warm-up
 
@@ -125,6 +141,7 @@ def main() -> None:
         "p_complete_median": {k: median_p(k) for k in ("complete", "cut_text", "cut_audio")},
         "ms_per_call": percentiles(costs),
         "threads": args.threads,
+        "model": "stand-in (smoke mode)" if args.smoke else str(args.model),
         "rows": [{"text": t, "kind": k, "p": round(p, 3)} for t, k, p in
                  zip([*questions, *cut, *questions], kinds, probabilities, strict=True)],
     }

@@ -16,10 +16,11 @@ Writes ``reports/<out>.json`` and ``reports/<out>_steps.png`` / ``_timeline.png`
 step also records the machine's load average: a step taken while other work ran beside
 the app says more about that work than about the app.
 
-    .venv/bin/python loadtests/capacity.py                       # starts the app (CPU profile)
-    .venv/bin/python loadtests/capacity.py --profile cpu-autoscale --steps 1,2,4,6
-    .venv/bin/python loadtests/capacity.py --url http://10.0.0.5:8000 --steps 8,16,32,64
-    .venv/bin/python loadtests/capacity.py --replay-recent 5     # recorded sessions as load
+    .venv/bin/python -m loadtests.capacity                       # starts the app (CPU profile)
+    .venv/bin/python -m loadtests.capacity --profile cpu-autoscale --steps 1,2,4,6
+    .venv/bin/python -m loadtests.capacity --url http://10.0.0.5:8000 --steps 8,16,32,64
+    .venv/bin/python -m loadtests.capacity --replay-recent 5     # recorded sessions as load
+    .venv/bin/python -m loadtests.capacity --smoke               # seconds, scripted engines
 
 **Replay:** ``--replay SESSION_ID ...`` or ``--replay-recent K`` reads sessions from the log
 (``VOXLINE_REDIS_URL``, ``VOXLINE_LOG__KEY_PREFIX``): their utterances (``input.audio``,
@@ -29,6 +30,8 @@ Each simulated user then replays one recorded session, turn by turn, as its conv
 Bounded: at most ``MAX_SESSIONS`` per step, ``--budget-s`` for the whole run (server start
 included); a turn gets ``TURN_TIMEOUT_S``. Without ``--url`` the app is started (Redis if
 VOXLINE_REDIS_URL is unset, Ray, Serve on 127.0.0.1 and a free port) and stopped after.
+``--smoke`` runs two short steps against the API on scripted engines (``loadtests/_gateway.py``,
+a child process, no replicas to sample): the figures mean nothing, the runner's code runs.
 """
 
 from __future__ import annotations
@@ -38,22 +41,23 @@ import asyncio
 import contextlib
 import os
 import random
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from loadtests._capacity_plot import plot  # noqa: E402
-from loadtests._capacity_probe import ReplicaProbe  # noqa: E402
-from loadtests._report import REPORTS, percentiles, write_report  # noqa: E402
-from loadtests.bench_latency import QUESTIONS as LATENCY_QUESTIONS  # noqa: E402
-from voxline.client import SessionSocket, VoxlineAPIError, VoxlineClient  # noqa: E402
-from voxline.demo import stream_audio, with_pauses  # noqa: E402
+from loadtests._capacity_plot import plot
+from loadtests._capacity_probe import ReplicaProbe
+from loadtests._report import (
+    add_smoke_flag,
+    percentiles,
+    reports_dir,
+    smoke_reports,
+    write_report,
+)
+from loadtests.bench_latency import QUESTIONS as LATENCY_QUESTIONS
+from voxline.client import SessionSocket, VoxlineAPIError, VoxlineClient
+from voxline.demo import stream_audio, with_pauses
 
 #: the latency benchmark's first questions (short: the CPU profile's LLM answers them)
 QUESTIONS = LATENCY_QUESTIONS[:4]
@@ -346,6 +350,16 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
     }
 
 
+async def _on_scripted_app(args: argparse.Namespace, deadline: float) -> dict[str, Any]:
+    """Smoke mode: :func:`measure` against the API on scripted engines in a child process."""
+    from loadtests._gateway import child_gateway
+    from voxline.redis_server import redis_url_or_server
+
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url) as (url, pid):
+        return await measure(url, args, ReplicaProbe(root_pid=pid), deadline)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running server (default: start one here)")
@@ -363,10 +377,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=1200.0)
     parser.add_argument("--out", default="capacity")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        smoke_reports()
+        args.url, args.profile, args.replay, args.replay_recent = None, None, [], 0
+        args.steps, args.step_s, args.settle_s = "1,2", 2.0, 0.1
+        args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 120.0
     deadline = time.monotonic() + args.budget_s
 
-    if args.url:
+    if args.smoke:
+        report = asyncio.run(_on_scripted_app(args, deadline))
+    elif args.url:
         args.profile = None
         probe = ReplicaProbe(root_pid=args.server_pid)
         report = asyncio.run(measure(args.url, args, probe, deadline))
@@ -383,7 +405,7 @@ def main() -> None:
             probe = ReplicaProbe(root_pid=os.getpid(), use_serve_status=True)
             report = asyncio.run(measure(server.url, args, probe, deadline))
     path = write_report(args.out, report)
-    pngs = plot(report, REPORTS / args.out)
+    pngs = plot(report, reports_dir() / args.out)
     print(f"\n{report['headline']}")
     for step in report["steps"]:
         print(f"  {step['sessions']:3d} sessions  v2v p50/p95 "
@@ -394,6 +416,8 @@ def main() -> None:
               f"refused {step['refusals']}  replicas {step['replicas_max']}  "
               f"load avg ≤ {step['machine_load_avg_1m_max']}")
     print(f"report: {path}; plots: {', '.join(str(p) for p in pngs)}")
+    if args.smoke and not all(step["completed_turns"] for step in report["steps"]):
+        raise SystemExit("smoke: a step completed no turn")
 
 
 if __name__ == "__main__":

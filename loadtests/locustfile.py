@@ -4,6 +4,8 @@
     .venv/bin/locust -f loadtests/locustfile.py --host https://voxline.example.com \\
         -u 32 -r 2 -t 5m VoiceUser TextUser                          # a cluster, some classes
 
+    .venv/bin/python -m loadtests.locustfile --smoke    # seconds, on scripted engines (CI)
+
 Defaults (``--config loadtests/locust.conf``; or pass them on the command line):
 headless, 4 users, 1 spawned per second, 60 s, ``http://127.0.0.1:8000``. Every run is
 bounded: at most ``--voxline-max-users`` users (64) and a ``--run-time`` no longer than
@@ -29,6 +31,12 @@ Locust's own statistics, charts and CSV (``response_time`` in ms):
   audio chunk received);
 * ``TURN`` / kind: the whole turn; a turn that ends in an ``error`` event or without
   ``response.done`` is a failure with the server's code.
+
+``--smoke`` (run as a module, not by ``locust``) starts the API on scripted engines in a
+child process (``loadtests/_gateway.py``) and runs Locust headless against it for a few
+seconds with one user of each class but ``AutoPlayUser`` (its narration comes from a worker
+deployment that only the Serve app runs); any failure fails it. Locust's final stats are the
+report (``locust_smoke.json``).
 """
 
 from __future__ import annotations
@@ -409,3 +417,53 @@ if os.environ.get("VOXLINE_LOCUST_LOOPBACK_ONLY") == "1":  # for CI: never leave
         if environment.host and not loopback(environment.host) and environment.runner:
             print(f"voxline locustfile: {environment.host} is not loopback; stopping")
             environment.runner.quit()
+
+
+SMOKE_CLASSES = ("VoiceUser", "TextUser", "ChatSseUser")
+
+
+def main() -> None:
+    """``python -m loadtests.locustfile --smoke`` (see the module docstring)."""
+    import argparse
+    import subprocess
+    import sys
+
+    from loadtests._gateway import child_gateway
+    from loadtests._report import add_smoke_flag, smoke_reports, write_report
+    from voxline.redis_server import redis_url_or_server
+
+    parser = argparse.ArgumentParser(
+        description="Locust's users against the API on scripted engines, for a few seconds; "
+        "real runs use the locust command (see this file's docstring)")
+    add_smoke_flag(parser)
+    args = parser.parse_args()
+    if not args.smoke:
+        parser.error("run the users with locust -f loadtests/locustfile.py, or --smoke here")
+    smoke_reports()
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+            child_gateway(redis_url) as (url, _pid):
+        proc = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", __file__, "--headless", "--host", url,
+             "-u", str(len(SMOKE_CLASSES)), "-r", str(len(SMOKE_CLASSES)), "-t", "6s",
+             "--stop-timeout", "20", "--only-summary", "--json", "--loglevel", "WARNING",
+             "--voxline-turns-per-session", "2", *SMOKE_CLASSES],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "VOXLINE_LOCUST_LOOPBACK_ONLY": "1"})
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+    stats = json.loads(proc.stdout) if proc.stdout.strip().startswith("[") else []
+    rows = {f"{s['method']} {s['name']}": {"requests": s["num_requests"],
+                                           "failures": s["num_failures"]} for s in stats}
+    path = write_report("locust_smoke", {"exit_code": proc.returncode, "entries": rows})
+    for name, row in rows.items():
+        print(f"{name:48} {row}")
+    print(f"report: {path}")
+    turns = {name.split(" ", 1)[1] for name, row in rows.items()
+             if name.startswith("TURN ") and row["requests"]}
+    if proc.returncode != 0 or turns != {"voice", "text"} or not any(
+            "/v1/chat/stream" in name and row["requests"] for name, row in rows.items()):
+        raise SystemExit(f"smoke: locust exited {proc.returncode}; turns seen: {sorted(turns)}")
+
+
+if __name__ == "__main__":
+    main()

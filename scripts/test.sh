@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run Voxline's checks and test suite on a fresh or prepared machine.
-# Installs what is missing first (scripts/setup.sh), then: ruff, lint-imports, mypy, pytest.
+# Installs what is missing first (scripts/setup.sh), then: ruff, lint-imports, mypy, pytest
+# (with coverage, failing under its floor).
 # Any failure, and pytest collecting no tests, exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +20,15 @@ if command -v node >/dev/null; then
 else
   echo "[test] node is not installed: skipping tests/js (the browser page's JS unit tests)"
 fi
-echo "[test] pytest"
+echo "[test] pytest, with line and branch coverage (pyproject.toml: [tool.coverage.*])"
+# The coverage floor (fail_under) holds for the whole suite; a run of some tests only
+# (arguments given) prints its coverage without failing under the floor.
+coverage=(--cov --cov-report=term)
+if [ "$#" -gt 0 ]; then
+  coverage+=(--cov-fail-under=0)
+fi
 set +e
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest "${coverage[@]}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtests.hostile_docs import deep_array, operator_bomb, pdf, tiny_document, xobject_bomb
+from loadtests._hostile_docs import deep_array, operator_bomb, pdf, tiny_document, xobject_bomb
 from pipeline.retrieval import (
     FOLD_EVERY,
     BM25Index,

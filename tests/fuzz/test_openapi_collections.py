@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from loadtests.hostile_docs import deep_array, operator_bomb
+from loadtests._hostile_docs import deep_array, operator_bomb
 from schemas import RetrievalSettings
 from tests.fuzz._live_api import LiveApi, live_api
 from tests.fuzz._spec import CHECKS, schema

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.hostile_docs import operator_bomb
+from loadtests._hostile_docs import operator_bomb
 from tests.support.liveness import assert_live, pinging
 from tests.support.retrieval_docs import DOCUMENTS
 from voxline.client import VoxlineClient

@@ -1,0 +1,201 @@
+"""The API on plain uvicorn with scripted engines: in this event loop, or in a child process.
+
+The Serve app loads real models and takes minutes to start; the same FastAPI application
+(``deployments.api.create_api``) served by uvicorn on scripted engines
+(:mod:`loadtests._scripted`) starts in about a second. The tests use :func:`serve_api` to try
+protocol behaviour many times; the benchmarks use :func:`child_gateway` to measure the
+Gateway's own costs (its process is not theirs, so its RSS and sockets are its own) and, in
+their smoke modes, to drive their real code against an app that answers at once. Its uvicorn
+answers a WebSocket upgrade with a bad head like Serve's proxy does (:mod:`voxline.proxy`).
+
+    python -m loadtests._gateway REDIS_URL KEY_PREFIX [--max-turns N]
+
+prints the URL it serves, and serves until its stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import select
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+import uvicorn
+from redis.cluster import ClusterNode
+
+from deployments.api import Services, create_api
+from deployments.api._services import start_services
+from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
+from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
+from pipeline.log.redis_client import cluster_nodes
+from pipeline.retrieval import Reranker
+from schemas import AdmissionSettings, ApiSettings, EventLogSettings, RetrievalSettings, Settings
+from voxline.client import VoxlineClient
+from voxline.proxy import WS_PROTOCOL
+from voxline.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the child's LLM: 24 tokens at 1 ms, three sentences
+TOKENS = [f"word{i} " if i % 8 else f"Sentence {i}. " for i in range(1, 25)]
+#: the child's speech: 0.2 s chunks at 24 kHz, two a piece (long enough for the endpointer's
+#: minimum speech, so a client may speak the server's own speech back to it)
+SPEECH_RATE = 24000
+CHUNK_BYTES = 2 * SPEECH_RATE // 5
+
+
+@dataclass
+class Harness:
+    url: str
+    services: Services
+    client: VoxlineClient
+
+
+@contextlib.asynccontextmanager
+async def serve_api(
+    redis_url: str,
+    log: EventLogSettings,
+    *,
+    llm: LanguageModel,
+    tts: Synthesizer | None,
+    api: ApiSettings | None = None,
+    stt: Transcriber | None = None,
+    vad: VoiceActivityDetector | None = None,
+    admission: AdmissionSettings | None = None,
+    retrieval: RetrievalSettings | None = None,
+    reranker: Reranker | None = None,
+) -> AsyncIterator[Harness]:
+    """The API on these engines, served in this event loop (``vad``: the settings' own)."""
+    settings = Settings(redis_url=redis_url, log=log, api=api or ApiSettings(),
+                        admission=admission or AdmissionSettings(),
+                        retrieval=retrieval or RetrievalSettings())
+    services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad,
+                                    reranker=reranker)
+    port = free_port()
+    config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="off", ws_max_size=16 << 20,
+                            ws=WS_PROTOCOL)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    client = VoxlineClient(f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        yield Harness(f"http://127.0.0.1:{port}", services, client)
+    finally:
+        await client.aclose()
+        server.should_exit = True
+        await task
+        await services.aclose()
+
+
+def raise_file_limit(wanted: int) -> int:
+    """Raise the soft limit on open files towards ``wanted`` (at most the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ---- the child process ---------------------------------------------------------------------
+
+
+async def _serve_child(redis_url: str, prefix: str, max_turns: int | None) -> None:
+    """Run the API on scripted engines; print the URL; run until stdin closes."""
+    llm = ScriptedLLM(TOKENS, delay=0.001)
+    tts = ScriptedTTS(sample_rate=SPEECH_RATE, chunks_per_piece=2, chunk_bytes=CHUNK_BYTES)
+    admission = AdmissionSettings() if max_turns is None else AdmissionSettings(
+        max_turns=max_turns)
+    async with serve_api(redis_url, EventLogSettings(key_prefix=prefix), llm=llm, tts=tts,
+                         stt=ScriptedSTT("What is the capital of France?"), vad=EnergyVAD(),
+                         admission=admission) as harness:
+        print(harness.url, flush=True)
+        stdin = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+        while not stdin.at_eof():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stdin.read(1), 1.0)
+            llm.records.clear()  # the scripted engines' own bookkeeping, not the Gateway's
+            tts.records.clear()
+
+
+@contextlib.contextmanager
+def child_gateway(redis_url: str, *, max_turns: int | None = None,
+                  ) -> Iterator[tuple[str, int]]:
+    """(URL, pid) of the API on scripted engines in a child process; its keys go after.
+
+    Blocking (a second or two to start and to stop), so that both asyncio benchmarks and
+    Locust's gevent can hold it.
+    """
+    prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
+    extra = [] if max_turns is None else ["--max-turns", str(max_turns)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtests._gateway", redis_url, prefix, *extra],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=_child_env())
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        line = proc.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError("the Gateway did not start")
+        yield line.decode().strip(), proc.pid
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        forget_keys(redis_url, prefix)
+
+
+def _child_env() -> dict[str, str]:
+    """This checkout first on the child's path, whatever directory the caller ran in."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def forget_keys(redis_url: str, prefix: str) -> None:
+    """Delete what an app wrote under its prefix (blocking: for teardowns)."""
+    nodes = cluster_nodes(redis_url)
+    if nodes is not None:  # every primary's keys, one by one (they live in many slots)
+        cluster = redis.RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes])
+        try:
+            for key in list(cluster.scan_iter(match=f"{prefix}:*", count=1000)):
+                cluster.delete(key)
+        finally:
+            cluster.close()
+        return
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+    finally:
+        client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("redis_url")
+    parser.add_argument("prefix")
+    parser.add_argument("--max-turns", type=int, help="the admission's turn limit")
+    args = parser.parse_args()
+    raise_file_limit(8192)
+    asyncio.run(_serve_child(args.redis_url, args.prefix, args.max_turns))
+
+
+if __name__ == "__main__":
+    main()
