@@ -15,10 +15,10 @@ it answers the same commands, routed by key, and the few places that must know
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 from urllib.parse import unquote
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -28,6 +28,26 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from schemas import ConfigurationError, RedisSettings
 
 CLUSTER_SCHEME = "redis+cluster://"
+
+
+class ClusterConnection(Connection):
+    """A cluster node's connection whose socket, closed under it, is a connection error.
+
+    redis-py's cluster client closes a node's free connections after a connection error
+    on that node (and all of them on CLUSTERDOWN) while other tasks may have just taken
+    them; the write that follows then fails with ``AttributeError: 'NoneType' object has
+    no attribute 'writelines'``, which nothing retries. As a :class:`ConnectionError` it
+    is retried by the client's own policy, on a fresh socket, like any dropped connection.
+    """
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        try:
+            await super().send_packed_command(command, check_health)
+        except AttributeError as exc:
+            if self.is_connected:
+                raise  # not the race above: a bug, let it show
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError("the connection was closed while in use") from exc
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]] | None:
@@ -87,6 +107,10 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
             password=password,
             decode_responses=False,
         )
+        # RedisCluster takes no connection class: set it where its nodes are made from
+        cluster.connection_kwargs["connection_class"] = ClusterConnection
+        for node in cluster.nodes_manager.startup_nodes.values():
+            node.connection_class = ClusterConnection
         return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
         url,
