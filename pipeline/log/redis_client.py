@@ -15,6 +15,7 @@ it answers the same commands, routed by key, and the few places that must know
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -30,17 +31,26 @@ from schemas import ConfigurationError, RedisSettings
 CLUSTER_SCHEME = "redis+cluster://"
 
 
-class ClusterConnection(Connection):
-    """A cluster node's connection whose socket, closed under it, is a connection error.
+class SafeConnection(Connection):
+    """redis-py's connection, with two ways of failing that nothing above it handles.
 
-    redis-py's cluster client closes a node's free connections after a connection error
-    on that node (and all of them on CLUSTERDOWN) while other tasks may have just taken
-    them; the write that follows then fails with ``AttributeError: 'NoneType' object has
-    no attribute 'writelines'``, which nothing retries. As a :class:`ConnectionError` it
-    is retried by the client's own policy, on a fresh socket, like any dropped connection.
+    * **A socket closed under it is a connection error.** redis-py's cluster client
+      closes a node's free connections after a connection error on that node (and all of
+      them on CLUSTERDOWN) while other tasks may have just taken them; their write then
+      fails with ``AttributeError: 'NoneType' object has no attribute 'writelines'``,
+      which nothing retries. As a :class:`ConnectionError` it is retried by the client's
+      own policy, on a fresh socket, like any dropped connection.
+    * **A cancel is never lost in a write.** With a socket timeout every write runs in
+      ``asyncio.wait_for``, which on CPython 3.11 swallows a ``cancel()`` arriving as the
+      write completes: the cancelled task reads the answer and carries on (a blocking
+      read for its whole block time, a lease keeper forever). A cancel requested during
+      the write is raised after it, and the connection, whose answer nobody will read,
+      is closed.
     """
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             await super().send_packed_command(command, check_health)
         except AttributeError as exc:
@@ -48,6 +58,9 @@ class ClusterConnection(Connection):
                 raise  # not the race above: a bug, let it show
             await self.disconnect(nowait=True)
             raise RedisConnectionError("the connection was closed while in use") from exc
+        if task is not None and task.cancelling() > cancels:
+            await self.disconnect(nowait=True)
+            raise asyncio.CancelledError
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]] | None:
@@ -108,12 +121,13 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
             decode_responses=False,
         )
         # RedisCluster takes no connection class: set it where its nodes are made from
-        cluster.connection_kwargs["connection_class"] = ClusterConnection
+        cluster.connection_kwargs["connection_class"] = SafeConnection
         for node in cluster.nodes_manager.startup_nodes.values():
-            node.connection_class = ClusterConnection
+            node.connection_class = SafeConnection
         return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
         url,
+        connection_class=SafeConnection,
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout_s,
         retry=retry,
