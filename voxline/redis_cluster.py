@@ -39,6 +39,8 @@ class RedisClusterServers:
     replicas: list[RedisServer]
     workdir: Path
     stopped: bool = field(default=False)
+    #: the cluster options every node was started with (a restart uses them again)
+    node_args: list[str] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[RedisServer]:
@@ -50,6 +52,28 @@ class RedisClusterServers:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
         return f"redis+cluster://{hosts}/"
 
+    def kill(self, node: RedisServer) -> None:
+        """SIGKILL one of our nodes (a crash, for failover trials); its directory stays,
+        so :meth:`restart` brings it back with its cluster identity."""
+        if node not in self.nodes:
+            raise ValueError("not a node of this cluster")
+        node.process.kill()
+        node.process.wait()
+
+    def restart(self, node: RedisServer, timeout_s: float = 30.0) -> RedisServer:
+        """Start a killed node again on its port and directory (its ``nodes.conf``): it
+        rejoins, as a replica when its slots were failed over meanwhile."""
+        if node.process.poll() is None:
+            raise ValueError("the node is still running")
+        if node.process.stderr is not None:
+            node.process.stderr.close()
+        again = start_redis_server(port=node.port, workdir=node.workdir, timeout_s=timeout_s,
+                                   extra_args=self.node_args)
+        for group in (self.primaries, self.replicas):
+            if node in group:
+                group[group.index(node)] = again
+        return again
+
     def stop(self) -> None:
         if self.stopped:
             return
@@ -60,26 +84,33 @@ class RedisClusterServers:
 
 
 def start_redis_cluster(
-    *, primaries: int = 3, replicas_per_primary: int = 1, timeout_s: float = 30.0
+    *,
+    primaries: int = 3,
+    replicas_per_primary: int = 1,
+    timeout_s: float = 30.0,
+    node_timeout_ms: int = _NODE_TIMEOUT_MS,
 ) -> RedisClusterServers:
     """Start ``primaries`` x (1 + ``replicas_per_primary``) nodes and form a cluster;
-    returns once every node reports ``cluster_state:ok`` and every replica is in sync."""
+    returns once every node reports ``cluster_state:ok`` and every replica is in sync.
+    ``node_timeout_ms`` is how long a silent primary has before its replica takes over."""
     if primaries < 1 or replicas_per_primary < 0:
         raise ValueError("a cluster needs a primary; replicas cannot be negative")
     workdir = Path(tempfile.mkdtemp(prefix="voxline-redis-cluster-"))
-    cluster = RedisClusterServers([], [], workdir)
+    node_args = [
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", str(node_timeout_ms),
+        # a replica's first sync starts at once, not after the default 5 s wait
+        "--repl-diskless-sync-delay", "0",
+    ]
+    cluster = RedisClusterServers([], [], workdir, node_args=node_args)
     try:
         for index in range(primaries * (1 + replicas_per_primary)):
             port = _free_cluster_port()
             nodedir = workdir / str(port)
             nodedir.mkdir()
-            node = start_redis_server(port=port, workdir=nodedir, timeout_s=timeout_s, extra_args=[
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(_NODE_TIMEOUT_MS),
-                # a replica's first sync starts at once, not after the default 5 s wait
-                "--repl-diskless-sync-delay", "0",
-            ])
+            node = start_redis_server(port=port, workdir=nodedir, timeout_s=timeout_s,
+                                      extra_args=node_args)
             (cluster.primaries if index < primaries else cluster.replicas).append(node)
         _form(cluster, replicas_per_primary, time.monotonic() + timeout_s)
     except BaseException:

@@ -43,6 +43,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from pipeline.aio import reraise_lost_cancel
+from pipeline.log._blocking import BlockingReads, refresh_topology
 from pipeline.log._codec import decode_entry, entry_number
 from pipeline.log.eventlog import EventLog
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
@@ -116,8 +117,9 @@ class _Read:
     """The live read of one partition (of everything, standalone): its streams, its wake
     stream and the task that reads them."""
 
-    def __init__(self, wake_key: str) -> None:
+    def __init__(self, wake_key: str, connection: BlockingReads) -> None:
         self.wake_key = wake_key
+        self.connection = connection  # its own: cancelling the read never harms the pool
         self.streams: dict[str, _Stream] = {}
         self.changed = asyncio.Event()
         self.wake_cursor = "0-0"
@@ -202,6 +204,7 @@ class LogFanout:
                 await task
         self._fail_all(EventLogError("the server is shutting down", transient=True))
         for read in self._reads.values():  # one by one: on a cluster they are in other slots
+            await read.connection.aclose()
             with contextlib.suppress(Exception):
                 await self.log.redis.delete(read.wake_key)
 
@@ -239,7 +242,8 @@ class LogFanout:
         partition = self.log.keys.partition(session_id)
         read = self._reads.get(partition)
         if read is None:
-            read = self._reads[partition] = _Read(self.log.keys.wake(partition, self.reader_id))
+            read = self._reads[partition] = _Read(
+                self.log.keys.wake(partition, self.reader_id), BlockingReads(self.log.redis))
         return read
 
     def _leave(self, subscriber: _Subscriber) -> None:
@@ -295,6 +299,7 @@ class LogFanout:
                 logger.warning("log fanout read failed: %s", exc)
                 self._fail_all(EventLogError(f"event log unavailable: {exc}"), read)
                 await asyncio.sleep(_RETRY_S)
+                await refresh_topology(self.log.redis)  # a failover moves the slot
             except Exception as exc:  # a bug: fail the tails rather than leave them hanging
                 logger.exception("log fanout failed")
                 self._fail_all(EventLogError(f"event log reader failed: {exc!r}"), read)
@@ -311,7 +316,7 @@ class LogFanout:
         count = min(self.log.settings.read_count, self.log.settings.tail_queue)
         read.blocking = True
         try:
-            reply: Any = await self.log.redis.xread(keys, count=count, block=self.block_ms)
+            reply: Any = await read.connection.xread(keys, count=count, block_ms=self.block_ms)
         finally:
             read.blocking = False
         reraise_lost_cancel()

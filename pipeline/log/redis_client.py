@@ -15,10 +15,11 @@ it answers the same commands, routed by key, and the few places that must know
 
 from __future__ import annotations
 
-from typing import cast
+import asyncio
+from typing import Any, cast
 from urllib.parse import unquote
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -28,6 +29,38 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from schemas import ConfigurationError, RedisSettings
 
 CLUSTER_SCHEME = "redis+cluster://"
+
+
+class SafeConnection(Connection):
+    """redis-py's connection, with two ways of failing that nothing above it handles.
+
+    * **A socket closed under it is a connection error.** redis-py's cluster client
+      closes a node's free connections after a connection error on that node (and all of
+      them on CLUSTERDOWN) while other tasks may have just taken them; their write then
+      fails with ``AttributeError: 'NoneType' object has no attribute 'writelines'``,
+      which nothing retries. As a :class:`ConnectionError` it is retried by the client's
+      own policy, on a fresh socket, like any dropped connection.
+    * **A cancel is never lost in a write.** With a socket timeout every write runs in
+      ``asyncio.wait_for``, which on CPython 3.11 swallows a ``cancel()`` arriving as the
+      write completes: the cancelled task reads the answer and carries on (a blocking
+      read for its whole block time, a lease keeper forever). A cancel requested during
+      the write is raised after it, and the connection, whose answer nobody will read,
+      is closed.
+    """
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
+        try:
+            await super().send_packed_command(command, check_health)
+        except AttributeError as exc:
+            if self.is_connected:
+                raise  # not the race above: a bug, let it show
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError("the connection was closed while in use") from exc
+        if task is not None and task.cancelling() > cancels:
+            await self.disconnect(nowait=True)
+            raise asyncio.CancelledError
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]] | None:
@@ -87,9 +120,14 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
             password=password,
             decode_responses=False,
         )
+        # RedisCluster takes no connection class: set it where its nodes are made from
+        cluster.connection_kwargs["connection_class"] = SafeConnection
+        for node in cluster.nodes_manager.startup_nodes.values():
+            node.connection_class = SafeConnection
         return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
         url,
+        connection_class=SafeConnection,
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout_s,
         retry=retry,

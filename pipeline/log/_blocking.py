@@ -1,0 +1,121 @@
+"""A connection of its own for a long blocking read (XREAD BLOCK), outside the shared pool.
+
+Why not the shared client: its readers are cancelled all the time (a Gateway's live read
+starts over whenever its set of sessions changes), and redis-py's pools do not survive
+that well, above all the cluster client's:
+
+* the cluster client disconnects a node's *free* connections after any connection error
+  on that node, and closes every connection on CLUSTERDOWN, while other tasks may have
+  just taken those connections: their next write finds the socket gone
+  (``AttributeError: 'NoneType' object has no attribute 'writelines'`` inside redis-py);
+* with a socket timeout, every write goes through ``asyncio.wait_for``, which on CPython
+  3.11 swallows a ``cancel()`` that arrives as the write completes: the "cancelled" read
+  then blocks for its whole ``BLOCK`` time (measured: 7 cancels in 60).
+
+So each blocking read runs on a connection that no other task uses, with no socket
+timeout of redis-py's (our own ``asyncio.timeout`` bounds it instead: block time plus the
+command timeout), and after anything but a clean answer the connection is thrown away
+and the next read opens a fresh one, on the node that holds the slot *now* (after a
+failover, that is the promoted replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pipeline.aio import reraise_lost_cancel
+from pipeline.log.redis_client import is_cluster
+
+# what a dedicated connection keeps of the shared client's settings: who we are and how
+# to reach the server, never its pool-wide machinery or its per-command timeout
+_KEPT = {
+    "username", "password", "credential_provider", "db", "client_name", "path",
+    "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options",
+    "health_check_interval", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs",
+    "ssl_ca_data", "ssl_check_hostname", "ssl_min_version", "ssl_ciphers",
+}
+_DEFAULT_TIMEOUT_S = 5.0
+
+
+class BlockingReads:
+    """Blocking XREADs for one live read, one at a time, on a connection of their own.
+
+    Not shared between tasks: the owner awaits :meth:`xread` from one task only.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._client: Redis | None = None
+        self._node: tuple[str, int] | None = None
+        #: dedicated connections opened (a figure for tests)
+        self.opened = 0
+
+    async def xread(self, streams: dict[Any, Any], *, count: int, block_ms: int) -> Any:
+        """``XREAD COUNT count BLOCK block_ms STREAMS ...`` (all keys in one slot)."""
+        client, timeout_s = await self._connection(next(iter(streams)))
+        clean = False
+        try:
+            async with asyncio.timeout(block_ms / 1000 + timeout_s):
+                reply = await client.xread(streams, count=count, block=block_ms)
+            reraise_lost_cancel()
+            clean = True
+            return reply
+        except TimeoutError as exc:  # asyncio's: the server did not answer in time
+            raise RedisTimeoutError(f"no answer to a blocking read in {timeout_s} s") from exc
+        finally:
+            if not clean:  # cancelled or failed: the socket may hold half a reply
+                await self._discard()
+
+    async def aclose(self) -> None:
+        await self._discard()
+
+    async def _connection(self, key: Any) -> tuple[Redis, float]:
+        if is_cluster(self.redis):
+            await self.redis.initialize()  # the slot map (a no-op once known)
+            reraise_lost_cancel()  # that ran on the shared pool, where cancels get lost
+            node = self.redis.get_node_from_key(key)  # type: ignore[attr-defined]
+            kwargs = dict(node.connection_kwargs)
+            kwargs["host"], kwargs["port"] = node.host, node.port
+            connection_class = node.connection_class
+        else:
+            kwargs = dict(self.redis.connection_pool.connection_kwargs)
+            connection_class = self.redis.connection_pool.connection_class
+        address = (str(kwargs.get("host", kwargs.get("path"))), int(kwargs.get("port") or 0))
+        timeout_s = float(kwargs.get("socket_timeout") or _DEFAULT_TIMEOUT_S)
+        if self._client is not None and address == self._node:
+            return self._client, timeout_s
+        await self._discard()
+        kept = {name: value for name, value in kwargs.items() if name in _KEPT}
+        pool = ConnectionPool(
+            connection_class=connection_class, max_connections=1,
+            host=address[0], port=address[1], socket_timeout=None,
+            retry=Retry(NoBackoff(), 0), decode_responses=False, **kept)
+        if "path" in kept:
+            pool.connection_kwargs.pop("host", None)
+            pool.connection_kwargs.pop("port", None)
+        self._client, self._node = Redis.from_pool(pool), address
+        self.opened += 1
+        return self._client, timeout_s
+
+    async def _discard(self) -> None:
+        client, self._client, self._node = self._client, None, None
+        if client is None:
+            return
+        # shielded: the close runs to its end even while we are being cancelled
+        with contextlib.suppress(RedisError, OSError):
+            await asyncio.shield(client.aclose())
+
+
+async def refresh_topology(redis: Redis) -> None:
+    """After a failed read on a cluster: ask the cluster who holds which slot now."""
+    if is_cluster(redis):
+        with contextlib.suppress(RedisError, OSError):
+            await redis.nodes_manager.initialize()  # type: ignore[attr-defined]
