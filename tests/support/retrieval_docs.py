@@ -7,6 +7,8 @@ chunk answering it holds (chunks are cut at 240 characters in these tests).
 
 from __future__ import annotations
 
+from loadtests._hostile_docs import pdf
+
 DOCUMENTS: dict[str, str] = {
     "Harbor Lighthouse": (
         "The Kestrel Point lighthouse was lit for the first time in 1874. Its lamp burned "
@@ -70,13 +72,4 @@ def make_pdf(text: str) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
-    return bytes(out)
+    return pdf(objects)
