@@ -36,7 +36,7 @@ from schemas import (
 )
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedLLM
-from tests.support.liveness import assert_live, pinging
+from tests.support.liveness import LIVENESS, assert_live, pinging
 
 pytestmark = pytest.mark.redis
 
@@ -69,6 +69,7 @@ def code_of(response: httpx.Response) -> tuple[int, str]:
 # ---- row 1: PDF bombs off the loop, stopped by limits checked while reading ---------------
 
 
+@LIVENESS
 async def test_pdf_bombs_are_read_off_the_loop_and_stopped_at_their_limits(
     redis_url: str, log_settings: EventLogSettings
 ) -> None:
@@ -171,6 +172,7 @@ async def test_a_saturated_pool_refuses_with_retry_after(
 # ---- row 2: every parser failure is a 4xx with a code --------------------------------------
 
 
+@LIVENESS
 async def test_malformed_pdfs_are_client_errors(
     redis_url: str, log_settings: EventLogSettings
 ) -> None:
@@ -254,6 +256,7 @@ async def test_with_api_keys_each_key_has_its_quota_and_the_server_its_limit(
 # ---- row 6: incremental indexing ------------------------------------------------------------
 
 
+@LIVENESS
 async def test_many_small_documents_are_added_incrementally_and_all_found(
     redis_url: str, log_settings: EventLogSettings
 ) -> None:

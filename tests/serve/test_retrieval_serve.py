@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests._hostile_docs import operator_bomb
-from tests.support.liveness import assert_live, pinging
+from tests.support.liveness import LIVENESS, assert_live, pinging
 from tests.support.retrieval_docs import DOCUMENTS
 from voxline.client import VoxlineClient
 
@@ -42,6 +42,7 @@ async def test_a_grounded_chat_turn_cites_its_document(client: VoxlineClient) ->
     await http.delete(f"/v1/collections/{cid}", headers=auth)
 
 
+@LIVENESS
 async def test_a_pdf_bomb_is_refused_while_healthz_answers(client: VoxlineClient) -> None:
     """20 pages sharing 20,000 text operators: read in a reader process, stopped at the
     character limit while pypdf extracts; the Gateway's loop answers every ping meanwhile."""
