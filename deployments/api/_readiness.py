@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 #: while not ready, refresh at least this often (start-up is watched by wait_ready)
 NOT_READY_REFRESH_S = 0.5
+#: the longest one round of checks may take before it counts as not ready
+ROUND_S = 30.0
+#: the longest a probe waits for the replica's very first answer
+FIRST_ANSWER_S = 5.0
 
 
 class ReadinessMonitor:
@@ -33,13 +37,16 @@ class ReadinessMonitor:
         probe: Callable[[], Awaitable[dict[str, Any]]],
         *,
         refresh_s: float,
+        round_s: float = ROUND_S,
         stale_s: float | None = None,
     ) -> None:
         self._probe = probe
         self.refresh_s = refresh_s
-        #: a probe bounds each dependency's answer (5 s), so two rounds and the
-        #: probe's own bound is the longest a healthy loop goes without an answer
-        self.stale_s = stale_s if stale_s is not None else 2 * refresh_s + 10
+        #: one round's bound: the probe bounds each dependency (5 s), and asks several
+        self.round_s = round_s
+        #: two rounds and a round's bound is the longest a healthy loop goes without an
+        #: answer
+        self.stale_s = stale_s if stale_s is not None else 2 * refresh_s + round_s
         self._latest: tuple[float, dict[str, Any]] | None = None
         self._first = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -50,11 +57,21 @@ class ReadinessMonitor:
 
     async def _run(self) -> None:
         while True:
-            try:
-                checks = await self._probe()
-            except Exception as exc:  # the loop outlives any one failed round
+            # A round is awaited with asyncio.wait, never wait_for: a dependency whose call
+            # does not end when cancelled (a handle to a replica still starting) would hold
+            # wait_for, and with it every probe, for good. Past its bound the round is
+            # cancelled and left; the next one asks afresh.
+            probe = asyncio.ensure_future(self._probe())
+            done, _ = await asyncio.wait({probe}, timeout=self.round_s)
+            if probe not in done:
+                probe.cancel()
+                checks: dict[str, Any] = {
+                    "ready": False, "probe": f"no answer within {self.round_s:.0f} s"}
+            elif (exc := probe.exception()) is not None:  # the loop outlives a failed round
                 logger.warning("readiness probe failed: %s", exc)
                 checks = {"ready": False, "probe": f"failed: {type(exc).__name__}: {exc}"}
+            else:
+                checks = probe.result()
             self._latest = (time.monotonic(), checks)
             self._first.set()
             await asyncio.sleep(
@@ -62,10 +79,14 @@ class ReadinessMonitor:
                                                                NOT_READY_REFRESH_S))
 
     async def current(self) -> dict[str, Any]:
-        """The latest answer with ``checked_ms_ago``; waits only for the very first one."""
+        """The latest answer with ``checked_ms_ago``; waits (briefly) only for the very
+        first one."""
         self.start()
-        await self._first.wait()
-        assert self._latest is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first.wait(), FIRST_ANSWER_S)
+        if self._latest is None:  # the first round is still asking
+            return {"ready": False, "probe": "the first check is still running",
+                    "checked_ms_ago": None}
         at, checks = self._latest
         age_s = time.monotonic() - at
         answer = {**checks, "checked_ms_ago": round(age_s * 1000)}

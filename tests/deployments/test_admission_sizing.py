@@ -4,6 +4,7 @@ that never waits behind the stages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -168,3 +169,29 @@ async def test_readyz_shows_the_replicas_admission_as_it_is_now(
         held.release()
         body = (await h.client.http.get("/readyz")).json()
         assert body["admission"]["turns"]["in_use"] == 0  # live, not the cached round's
+
+
+async def test_a_probe_that_never_ends_is_left_and_the_next_round_asks_afresh() -> None:
+    calls = 0
+    answered, released = asyncio.Event(), asyncio.Event()
+
+    async def probe() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # ignores its cancel, as a call into a replica still starting can
+            while not released.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await released.wait()
+        answered.set()
+        return {"ready": True}
+
+    monitor = ReadinessMonitor(probe, refresh_s=0.01, round_s=0.05)
+    try:
+        first = await asyncio.wait_for(monitor.current(), 5)
+        assert first["ready"] is False  # the stuck round is reported, not waited for
+        await asyncio.wait_for(answered.wait(), 5)
+        await asyncio.sleep(0)
+        assert (await monitor.current())["ready"] is True
+    finally:
+        released.set()  # the stuck round may end now (the test's loop waits for it)
+        await monitor.aclose()
