@@ -1,7 +1,7 @@
 """Engine fakes for the tests: the one place a test takes a stand-in engine from.
 
 The scripted LLM, TTS and detector are shared with the benchmarks
-(:mod:`tests.support.scripted_engines`) and re-exported here; the fakes below are what
+(:mod:`loadtests._scripted`) and re-exported here; the fakes below are what
 only the tests need.
 """
 
@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from pipeline.engines import Transcriber
-from schemas import GenerationRequest, TranscriptionRequest, TranscriptSegment
-from tests.support.scripted_engines import (
+from loadtests._scripted import (
     EnergyVAD,
     ScriptedLLM,
     ScriptedTTS,
@@ -21,6 +19,8 @@ from tests.support.scripted_engines import (
     scripted_audio,
     tokenize,
 )
+from pipeline.engines import Transcriber
+from schemas import GenerationRequest, TranscriptionRequest, TranscriptSegment
 
 __all__ = [
     "EnergyVAD",
