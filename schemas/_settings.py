@@ -69,6 +69,12 @@ class EventLogSettings(BaseModel):
         default=200, ge=1,
         description="how long an append waits for replica_acks; then event_log_unavailable",
     )
+    outage_grace_s: float = Field(
+        default=10.0, ge=0,
+        description="how long an append is retried with its ids, and a live reader waits, "
+        "while Redis does not answer (a failover, a restart) before event_log_unavailable; "
+        "keep it above the cluster's failover time (cluster-node-timeout + ~2 s)",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -26,10 +26,14 @@ share a hash tag: sessions are spread over partitions, one feed each (:mod:`pipe
   connection, by ``WAIT replica_acks replica_ack_timeout_ms``; fewer confirmations in time
   raise a transient :class:`schemas.EventLogError` (``event_log_unavailable``), so the
   event is not sent. Its retry with the same ids is a duplicate, and waits again.
+* **Failover.** While Redis does not answer (a primary died and its replica is taking
+  over), an append is retried with its ids for ``outage_grace_s`` before the caller sees
+  ``event_log_unavailable`` (:mod:`pipeline.log._outage`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -43,7 +47,9 @@ from redis.exceptions import RedisError, ResponseError
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log import _lua
 from pipeline.log._acks import append_acked
+from pipeline.log._blocking import refresh_topology
 from pipeline.log._codec import decode_entry, encode_fields, entry_number
+from pipeline.log._outage import Outage
 from pipeline.log.keys import LogKeys
 from pipeline.log.redis_client import is_cluster
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
@@ -170,7 +176,7 @@ class EventLog:
         restampable = all(event.id is None for event in events)
         batch = self.stamp(events)
         for _ in range(_CONFLICT_RETRIES):
-            status, value = await self._run_append(batch)
+            status, value = await self._append_through_outage(batch)
             if status == b"ok" or status == b"dup":
                 return AppendResult(tuple(batch), int(value), duplicate=status == b"dup")
             # conflict: value is the stream's last id
@@ -186,6 +192,20 @@ class EventLog:
             f"could not append to session {batch[0].session_id}: too many concurrent writers",
             session_id=batch[0].session_id,
         )
+
+    async def _append_through_outage(self, batch: Sequence[Event]) -> tuple[bytes, bytes]:
+        """:meth:`_run_append`, retried with the same ids while Redis does not answer, for
+        up to ``outage_grace_s`` (:mod:`pipeline.log._outage`): a try that landed before
+        its reply was lost comes back ``dup``."""
+        outage = Outage(self.settings.outage_grace_s)
+        while True:
+            try:
+                return await self._run_append(batch)
+            except EventLogError as exc:
+                if not exc.transient or not outage.failed():
+                    raise
+            await asyncio.sleep(outage.pause_s())
+            await refresh_topology(self.redis)  # after a failover the slot is elsewhere
 
     async def _run_append(self, batch: Sequence[Event]) -> tuple[bytes, bytes]:
         settings = self.settings

@@ -19,6 +19,10 @@ each entry to the subscribers of that stream through bounded buffers.
   ``overloaded``, ``details.last_event_id`` = the last event it was given): the client
   resumes from its last id and loses nothing, the log has it.
 
+**Failover.** A live read that fails is tried again, from the same cursors, for
+``outage_grace_s`` (:mod:`pipeline.log._outage`) before its subscribers are failed with
+``event_log_unavailable``: a socket rides out a primary's failover without a reconnect.
+
 The live read re-issues its XREAD when the set of streams changes: a new stream wakes a
 blocked read by appending to a small stream of this reader's own, which is part of every
 XREAD it sends. Streams that lose their last subscriber simply drop out of the next read.
@@ -45,6 +49,7 @@ from redis.exceptions import RedisError
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log._blocking import BlockingReads, refresh_topology
 from pipeline.log._codec import decode_entry, entry_number
+from pipeline.log._outage import Outage
 from pipeline.log.eventlog import EventLog
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
 from schemas import Event, EventLogError, OverloadedError, ResyncRequiredError, VoxlineError
@@ -288,6 +293,7 @@ class LogFanout:
             logger.warning("could not wake the log fanout: %s", exc)
 
     async def _read_forever(self, read: _Read) -> None:
+        outage = Outage(self.log.settings.outage_grace_s)
         while not self._closed:
             if not read.streams:
                 read.changed.clear()
@@ -295,11 +301,19 @@ class LogFanout:
                 continue
             try:
                 await self._read_once(read)
+                outage.ended()
             except RedisError as exc:
-                logger.warning("log fanout read failed: %s", exc)
-                self._fail_all(EventLogError(f"event log unavailable: {exc}"), read)
-                await asyncio.sleep(_RETRY_S)
-                await refresh_topology(self.log.redis)  # a failover moves the slot
+                # within the grace the subscribers wait: the next read goes on from their
+                # cursors, on the node that holds the slot by then (a failover moves it)
+                if outage.failed():
+                    logger.warning("log fanout read failed, trying again: %s", exc)
+                    await asyncio.sleep(outage.pause_s())
+                else:
+                    logger.warning("log fanout read failed: %s", exc)
+                    self._fail_all(EventLogError(f"event log unavailable: {exc}"), read)
+                    outage.ended()
+                    await asyncio.sleep(_RETRY_S)
+                await refresh_topology(self.log.redis)
             except Exception as exc:  # a bug: fail the tails rather than leave them hanging
                 logger.exception("log fanout failed")
                 self._fail_all(EventLogError(f"event log reader failed: {exc!r}"), read)

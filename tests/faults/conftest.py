@@ -26,15 +26,22 @@ from voxline.redis_server import free_port
 from voxline.server import wait_ready
 
 
+@pytest.fixture(scope="module")
+def child_env() -> dict[str, str]:
+    """Settings of the module's child app beyond the defaults (a module overrides this)."""
+    return {}
+
+
 @pytest.fixture(scope="module")  # its module only: no third app beside tests/serve's later
-def child_app(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildApp]:
+def child_app(redis_url: str, child_env: dict[str, str],
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildApp]:
     port = free_port()
     prefix = f"voxfault:{uuid.uuid4().hex[:8]}"
     log_path = tmp_path_factory.mktemp("child-app") / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VOXLINE_REDIS_URL": redis_url,
            "VOXLINE_LOG__KEY_PREFIX": prefix, "VOXLINE_STT__MODEL": "whisper-tiny.en",
            "VOXLINE_METRICS_PORT": str(free_port()), "VOXLINE_HOST": "127.0.0.1",
-           "VOXLINE_PORT": str(port), "RAY_USAGE_STATS_ENABLED": "0"}
+           "VOXLINE_PORT": str(port), "RAY_USAGE_STATS_ENABLED": "0", **child_env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", "from voxline.cli import main; main()", "serve",

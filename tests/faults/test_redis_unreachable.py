@@ -18,9 +18,9 @@ import pytest
 
 from pipeline.log import fold
 from schemas import ApiSettings, Event, EventLogSettings
-from tests.faults._cut_proxy import CuttableProxy
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedTTS
+from tests.support.redis_proxy import RedisProxy
 
 pytestmark = pytest.mark.redis
 
@@ -28,9 +28,9 @@ TOKENS = ["The", " capital", " of", " France", " is", " Paris", ".", " It", " is
 
 
 @pytest.fixture
-async def proxy(redis_url: str) -> AsyncIterator[CuttableProxy]:
+async def proxy(redis_url: str) -> AsyncIterator[RedisProxy]:
     target = urlsplit(redis_url)
-    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    proxy = RedisProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.restore()
     try:
         yield proxy
@@ -39,16 +39,18 @@ async def proxy(redis_url: str) -> AsyncIterator[CuttableProxy]:
 
 
 @pytest.fixture
-async def gated(proxy: CuttableProxy, key_prefix: str) -> AsyncIterator[tuple[Harness, Any]]:
+async def gated(proxy: RedisProxy, key_prefix: str) -> AsyncIterator[tuple[Harness, Any]]:
     llm = ScriptedLLM(TOKENS, delay=0.001, gate_at=3)
-    async with serve_api(proxy.url, EventLogSettings(key_prefix=key_prefix), llm=llm,
+    # a short grace: the outage here lasts until the test ends it
+    settings = EventLogSettings(key_prefix=key_prefix, outage_grace_s=1.0)
+    async with serve_api(proxy.url, settings, llm=llm,
                          tts=ScriptedTTS(chunks_per_piece=1),
                          api=ApiSettings(drain_s=2)) as harness:
         yield harness, llm
 
 
 async def test_a_turn_that_loses_redis_ends_with_a_clear_error_and_the_session_recovers(
-        gated: tuple[Harness, Any], proxy: CuttableProxy) -> None:
+        gated: tuple[Harness, Any], proxy: RedisProxy) -> None:
     harness, llm = gated
     session = await harness.client.create_session()
     seen: list[Event] = []

@@ -1,7 +1,9 @@
-"""A loopback TCP proxy in front of Redis that can lose replies on demand.
+"""A loopback TCP proxy in front of Redis, for faults a real server does not make on cue.
 
-Used to test what really happens after a lost reply: Redis ran the command, the client
-never heard back, and redis-py's Retry sends the same command again.
+* ``drop_replies = n``: the next ``n`` replies are lost with their connections. Redis ran
+  the command, the client never heard back, and redis-py's Retry sends it again.
+* ``cut()``: every connection is closed and connects are refused, like a network
+  partition or a server that died; ``restore()`` listens again on the same port.
 """
 
 from __future__ import annotations
@@ -9,58 +11,74 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from voxline.redis_server import free_port
 
-class LossyProxy:
+
+class RedisProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
+        self.port = free_port()
         self.drop_replies = 0
         self.dropped = 0
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def restore(self) -> None:
+        """Listen (again) on :attr:`port`."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
-    async def close(self) -> None:
+    start = restore
+
+    async def cut(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    close = cut
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
 
         async def upstream() -> None:
-            while data := await reader.read(65536):
-                up_writer.write(data)
-                await up_writer.drain()
+            with contextlib.suppress(Exception):
+                while data := await reader.read(65536):
+                    up_writer.write(data)
+                    await up_writer.drain()
 
         async def downstream() -> None:
-            while data := await up_reader.read(65536):
-                if self.drop_replies:
-                    self.drop_replies -= 1
-                    self.dropped += 1
-                    return  # the command ran; its reply is lost with the connection
-                writer.write(data)
-                await writer.drain()
+            with contextlib.suppress(Exception):
+                while data := await up_reader.read(65536):
+                    if self.drop_replies:
+                        self.drop_replies -= 1
+                        self.dropped += 1
+                        return  # the command ran; its reply is lost with the connection
+                    writer.write(data)
+                    await writer.drain()
 
         tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-        for task in tasks:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        with contextlib.suppress(Exception):
+        self._tasks.update(tasks)
+        try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()
-        for w in (writer, up_writer):
-            w.close()
-            with contextlib.suppress(Exception):
-                await w.wait_closed()
+        finally:
+            for task in tasks:
+                task.cancel()
+                self._tasks.discard(task)
+            for w in (writer, up_writer):
+                w.transport.abort()
+                self._writers.discard(w)

@@ -24,7 +24,7 @@ from schemas import (
     TextDeltaData,
 )
 from tests.support.event_samples import sample_events
-from tests.support.redis_proxy import LossyProxy
+from tests.support.redis_proxy import RedisProxy
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ async def test_lost_reply_is_retried_by_redis_py_without_duplicate(
     if redis_url.startswith("redis+cluster://"):
         pytest.skip("the lossy proxy stands in front of one server")
     url = urlparse(redis_url)
-    proxy = LossyProxy(url.hostname or "127.0.0.1", url.port or 6379)
+    proxy = RedisProxy(url.hostname or "127.0.0.1", url.port or 6379)
     await proxy.start()
     client = create_redis(
         f"redis://127.0.0.1:{proxy.port}/0", RedisSettings(retries=3, backoff_base_s=0.01)

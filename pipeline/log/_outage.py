@@ -1,0 +1,50 @@
+"""Riding out a Redis that stops answering for a while: a failover, a restart.
+
+When a Redis Cluster primary dies, its replica takes over after the cluster's node
+timeout; a Sentinel does the same for a standalone server. For those seconds every
+command to that shard fails. redis-py's own retry policy covers a dropped connection
+(a fraction of a second), not that. So the log's writers and its shared live reader
+keep trying for ``EventLogSettings.outage_grace_s`` before they give up:
+
+* an append is retried with the ids it was stamped with, so one that landed before its
+  reply was lost is recognised as a duplicate, never written twice;
+* the live reader keeps its subscribers waiting and reads on from their cursors once
+  the slot answers again (on the promoted replica); a subscriber that was shown events
+  the failover lost gets ``resync_required`` from the entry numbers, never a silent gap.
+
+Only past the grace do callers see ``event_log_unavailable``.
+"""
+
+from __future__ import annotations
+
+import time
+
+_FIRST_PAUSE_S = 0.05
+_LONGEST_PAUSE_S = 1.0
+
+
+class Outage:
+    """The current outage as one writer or reader sees it: when it began, and how long
+    to pause before the next try (doubling, at most a second)."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.since: float | None = None
+        self._pause_s = _FIRST_PAUSE_S
+
+    def failed(self) -> bool:
+        """Record a failed try; ``True`` while the outage is still within its grace."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        return now - self.since < self.grace_s
+
+    def pause_s(self) -> float:
+        """How long to wait before the next try."""
+        pause, self._pause_s = self._pause_s, min(self._pause_s * 2, _LONGEST_PAUSE_S)
+        return pause
+
+    def ended(self) -> None:
+        """A try succeeded: the next failure starts a new outage."""
+        self.since = None
+        self._pause_s = _FIRST_PAUSE_S
