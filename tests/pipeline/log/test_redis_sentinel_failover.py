@@ -15,11 +15,20 @@ ask them for the new master; the dead server is started again as its replica, so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
+from redis import Redis as SyncRedis
 
-from pipeline.log import EventLog
-from tests.support.failover_trial import DEADLINE_S, check_trial, run_trial, trial_count
+from pipeline.log import EventLog, LogFanout, create_redis
+from schemas import Event, EventLogError, EventLogSettings, InputText
+from tests.support.failover_trial import (
+    DEADLINE_S,
+    check_trial,
+    run_trial,
+    text,
+    trial_count,
+)
 from voxline.redis_sentinel import RedisSentinelServers, start_redis_sentinel
 from voxline.redis_server import RedisServer
 
@@ -56,3 +65,56 @@ async def test_a_killed_primary_loses_no_acknowledged_or_delivered_event(seed: i
         await asyncio.to_thread(setup.stop)
     print(trial.summary(seed))
     check_trial(trial)
+
+
+
+
+async def test_a_demoted_master_hands_appends_and_live_reads_to_the_new_one() -> None:
+    """``SENTINEL FAILOVER``: the old master lives on and accepts writes until the
+    sentinels demote it, some ten seconds later (and its other replica, until they
+    re-point it, may even confirm them: an append acknowledged in that moment can be
+    lost, which is why this test asserts only that the client follows). An unconfirmed
+    ``WAIT`` makes the client ask the sentinels again; appends and a live tail carry on
+    on the new master."""
+    setup = await asyncio.to_thread(start_redis_sentinel, replicas=2)
+    redis = create_redis(setup.url)
+    log = EventLog(redis, EventLogSettings(key_prefix="demoted", replica_acks=1))
+    fanout = LogFanout(log, block_ms=200)
+    try:
+        old = setup.master()
+        with SyncRedis(port=setup.sentinels[0].port) as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", setup.master_name)
+        new = await asyncio.to_thread(setup.wait_for_failover, old, DEADLINE_S)
+        for index in range(200):
+            last = await _appended(log, text("s", f"after {index}"))
+            if (await redis.info("server"))["tcp_port"] == new.port:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the client never moved to the new master")
+        received: list[Event] = []
+        for _ in range(100):  # a client: follow, resuming from its last id after an error
+            with contextlib.suppress(EventLogError):
+                async for event in fanout.tail("s", after=received[-1].id if received else None):
+                    received.append(event)
+                    if event.id == last.id:
+                        break
+            if received and received[-1].id == last.id:
+                break
+        assert received[-1].id == last.id
+        assert last.id in {event.id for event in await log.read_all("s")}
+    finally:
+        await fanout.aclose()
+        await redis.aclose()
+        await asyncio.to_thread(setup.stop)
+
+async def _appended(log: EventLog, event: InputText) -> Event:
+    """Appended and acknowledged, retried with its stamped id as the Gateway does."""
+    [stamped] = log.stamp([event])
+    for _ in range(200):
+        try:
+            await log.append(stamped)
+            return stamped
+        except EventLogError:
+            await asyncio.sleep(0.05)
+    raise AssertionError("the append was never acknowledged")
