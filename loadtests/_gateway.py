@@ -31,12 +31,13 @@ from pathlib import Path
 import redis
 import uvicorn
 from redis.cluster import ClusterNode
+from redis.sentinel import Sentinel
 
 from deployments.api import Services, create_api
 from deployments.api._services import start_services
 from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
-from pipeline.log.redis_client import cluster_nodes
+from pipeline.log.redis_client import cluster_nodes, sentinel_url
 from pipeline.retrieval import Reranker
 from schemas import AdmissionSettings, ApiSettings, EventLogSettings, RetrievalSettings, Settings
 from voxline.client import VoxlineClient
@@ -178,13 +179,26 @@ def forget_keys(redis_url: str, prefix: str) -> None:
         finally:
             cluster.close()
         return
-    client = redis.Redis.from_url(redis_url)
+    client, others = _standalone_client(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for i in range(0, len(keys), 500):
             client.delete(*keys[i:i + 500])
     finally:
-        client.close()
+        for opened in (client, *others):
+            opened.close()
+
+
+def _standalone_client(redis_url: str) -> tuple[redis.Redis, list[redis.Redis]]:
+    """A blocking client of the server; behind Sentinel, of the master they name, with
+    the clients that asked them (to close as well)."""
+    sentinel = sentinel_url(redis_url)
+    if sentinel is None:
+        return redis.Redis.from_url(redis_url), []
+    sentinels = Sentinel(list(sentinel.sentinels), socket_timeout=5)
+    master = sentinels.master_for(sentinel.master, db=sentinel.db,
+                                  username=sentinel.username, password=sentinel.password)
+    return master, list(sentinels.sentinels)
 
 
 def main() -> None:

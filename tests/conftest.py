@@ -12,6 +12,7 @@ from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
 from tests.support.api_harness import forget_keys
 from voxline.redis_cluster import redis_cluster
+from voxline.redis_sentinel import RedisSentinelServers, redis_sentinel
 from voxline.redis_server import is_reachable, start_redis_server
 
 
@@ -38,6 +39,20 @@ def redis_cluster_url() -> Iterator[str]:
     seconds, by the first test that asks)."""
     with redis_cluster() as cluster:
         yield cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_servers() -> Iterator[RedisSentinelServers]:
+    """A primary, its replica and 3 sentinels of our own on loopback (started once, in a
+    few seconds, by the first test that asks). Nothing here kills them: failover trials
+    start setups of their own."""
+    with redis_sentinel() as setup:
+        yield setup
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url(redis_sentinel_servers: RedisSentinelServers) -> str:
+    return redis_sentinel_servers.url
 
 
 @pytest.fixture(params=["standalone", "cluster"])

@@ -316,6 +316,45 @@ def redis_cluster(
     _say("stopped")
 
 
+@app.command("redis-sentinel")
+def redis_sentinel(
+    replicas: Annotated[int, typer.Option(min=1, help="replicas of the primary")] = 1,
+    sentinels: Annotated[int, typer.Option(min=1, help="sentinels (a majority must agree)")] = 3,
+) -> None:
+    """Start a Redis primary, its replica(s) and Sentinels on loopback ports (no
+    persistence) until Ctrl-C or SIGTERM.
+
+    Point Voxline at the URL it prints: VOXLINE_REDIS_URL=redis+sentinel://...
+    """
+    from schemas import ConfigurationError
+    from voxline.redis_sentinel import start_redis_sentinel
+    from voxline.stopping import StopSignals
+
+    signals = StopSignals()
+    signals.install()
+    setup = None
+    try:
+        setup = start_redis_sentinel(replicas=replicas, sentinels=sentinels)
+        _say(f"Redis Sentinel ready: 1 primary, {replicas} replica(s), {sentinels} sentinels "
+             f"watching it as {setup.master_name!r}")
+        roles = [("primary", setup.servers[:1]), ("replica", setup.servers[1:]),
+                 ("sentinel", setup.sentinels)]
+        for role, processes in roles:
+            for process in processes:
+                _say(f"  {role:8} 127.0.0.1:{process.port}  (log {process.workdir / 'redis.log'})")
+        _say(f"\nVOXLINE_REDIS_URL={setup.url}\nPress Ctrl-C to stop them.")
+        signals.wait()
+    except ConfigurationError as exc:
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if setup is not None:
+            setup.stop()
+    _say("stopped")
+
+
 def main() -> None:
     app()
 

@@ -85,13 +85,18 @@ def start_redis_server(
     timeout_s: float = 15.0,
     extra_args: Sequence[str] = (),
     workdir: Path | None = None,
+    config_file: Path | None = None,
 ) -> RedisServer:
-    """Start redis-server on 127.0.0.1 (no persistence) and wait until it answers."""
+    """Start redis-server on 127.0.0.1 (no persistence) and wait until it answers.
+
+    ``config_file`` is read first (the options given here override it); a sentinel needs
+    one, a file it can rewrite with what it learns."""
     binary = find_redis_binary()
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="voxline-redis-"))
     args = [
         binary,
+        *([str(config_file)] if config_file is not None else []),
         "--bind",
         "127.0.0.1",
         "--port",

@@ -111,16 +111,23 @@ def _pid_alive(pid: int) -> bool:
 
 def _redis_answers(url: str, timeout: float = 0.5) -> bool:
     """Something accepts connections where the URL points (no command is sent: a Redis
-    with a password would refuse one, and still be the right Redis)."""
+    with a password would refuse one, and still be the right Redis); for a cluster's or
+    the sentinels' list of hosts, any one of them."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return Path(parts.path).exists()
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379),
-                                      timeout=timeout):
-            return True
-    except OSError:
-        return False
+    default = 26379 if parts.scheme == "redis+sentinel" else 6379
+    for host in parts.netloc.rsplit("@", 1)[-1].split(","):
+        name, colon, port = host.rpartition(":")
+        if not colon or host.endswith("]") or not port.isdigit():
+            name, port = host, str(default)
+        try:
+            with socket.create_connection((name.strip("[]") or "127.0.0.1", int(port)),
+                                          timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _mtime(path: Path) -> float:

@@ -4,18 +4,27 @@
 is sent on*, so it must follow the append script on the same connection: a pipeline of
 two commands (standalone), or a cluster pipeline with ``WAIT`` aimed at the node that
 holds the session's slot. A script cannot call ``WAIT`` itself.
+
+Behind Sentinel, too few confirmations may mean we wrote to a master the sentinels have
+since replaced: after a failover that did not kill it (``SENTINEL FAILOVER``, a healed
+partition) the old master keeps accepting writes, with no replica, until the sentinels
+get round to demoting it (about ten seconds), and redis-py's pool keeps its connections
+to it. So the sentinels are asked where the master is, which drops the pool's idle
+connections if it moved, and the caller's retry goes to the new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from pipeline.log import _lua
+from pipeline.log.redis_client import is_sentinel
 from schemas import EventLogError, EventLogSettings
 
 logger = logging.getLogger(__name__)
@@ -56,6 +65,9 @@ async def append_acked(
         if int(confirmed) < acks:
             logger.warning("an append to %s reached %d of %d replicas in %d ms",
                            keys[0], int(confirmed), acks, timeout)
+            if is_sentinel(redis):  # a master replaced but alive has no replica either
+                with contextlib.suppress(RedisError, OSError):
+                    await redis.connection_pool.get_master_address()  # type: ignore[attr-defined]
             raise EventLogError(
                 f"the event log did not confirm the append on {acks} replica(s) in "
                 f"{timeout} ms; try again")

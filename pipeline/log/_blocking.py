@@ -17,12 +17,20 @@ timeout of redis-py's (our own ``asyncio.timeout`` bounds it instead: block time
 command timeout), and after anything but a clean answer the connection is thrown away
 and the next read opens a fresh one, on the node that holds the slot *now* (after a
 failover, that is the promoted replica).
+
+Behind Sentinel the shared client has no address to copy: the sentinels are asked for
+the master's when a dedicated connection is opened, so a read after a failed one goes to
+whichever server they promoted meanwhile. A connection that stays healthy is checked
+against the sentinels' answer every :data:`SENTINEL_RECHECK_S` too: a master demoted
+without dying (a manual failover, a healed partition) keeps serving reads as a replica,
+and we would follow its replication instead of the master.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
@@ -32,7 +40,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.aio import reraise_lost_cancel
-from pipeline.log.redis_client import is_cluster
+from pipeline.log.redis_client import SafeConnection, is_cluster, is_sentinel
 
 # what a dedicated connection keeps of the shared client's settings: who we are and how
 # to reach the server, never its pool-wide machinery or its per-command timeout
@@ -43,6 +51,9 @@ _KEPT = {
     "ssl_ca_data", "ssl_check_hostname", "ssl_min_version", "ssl_ciphers",
 }
 _DEFAULT_TIMEOUT_S = 5.0
+#: how long a healthy dedicated connection behind Sentinel goes without asking where the
+#: master is (one SENTINEL MASTERS round trip; a failed read asks at once)
+SENTINEL_RECHECK_S = 5.0
 
 
 class BlockingReads:
@@ -55,6 +66,7 @@ class BlockingReads:
         self.redis = redis
         self._client: Redis | None = None
         self._node: tuple[str, int] | None = None
+        self._master_known_at = 0.0  # when the sentinels last named the master (monotonic)
         #: dedicated connections opened (a figure for tests)
         self.opened = 0
 
@@ -85,6 +97,10 @@ class BlockingReads:
             kwargs = dict(node.connection_kwargs)
             kwargs["host"], kwargs["port"] = node.host, node.port
             connection_class = node.connection_class
+        elif is_sentinel(self.redis):
+            kwargs = dict(self.redis.connection_pool.connection_kwargs)
+            kwargs["host"], kwargs["port"] = await self._master()
+            connection_class = SafeConnection  # to that address, not the pool's lookup
         else:
             kwargs = dict(self.redis.connection_pool.connection_kwargs)
             connection_class = self.redis.connection_pool.connection_class
@@ -104,6 +120,20 @@ class BlockingReads:
         self._client, self._node = Redis.from_pool(pool), address
         self.opened += 1
         return self._client, timeout_s
+
+    async def _master(self) -> tuple[str, int]:
+        """The master's address: asked of the sentinels for a new connection and every
+        :data:`SENTINEL_RECHECK_S`, else the one the open connection goes to."""
+        now = time.monotonic()
+        if self._client is not None and self._node is not None and (
+                now - self._master_known_at < SENTINEL_RECHECK_S):
+            return self._node
+        pool: Any = self.redis.connection_pool
+        # redis-py's MasterNotFoundError (a ConnectionError) when no sentinel names one
+        host, port = await pool.sentinel_manager.discover_master(pool.service_name)
+        reraise_lost_cancel()  # that ran on the sentinels' shared clients
+        self._master_known_at = now
+        return str(host), int(port)
 
     async def _discard(self) -> None:
         client, self._client, self._node = self._client, None, None

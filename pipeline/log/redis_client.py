@@ -11,17 +11,29 @@ cluster client; the hosts are its startup nodes, any of them will do); every oth
 a standalone server, as before. The cluster client is returned typed as :class:`Redis`:
 it answers the same commands, routed by key, and the few places that must know
 (:func:`is_cluster`: key names, per-slot reads, WAIT) ask.
+
+``redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]`` selects a
+standalone server watched by Redis Sentinel (redis-py's asyncio ``Sentinel``): the hosts
+are sentinels (port 26379 when left out), ``master-name`` is the name they monitor it
+under, ``db`` the database number (0 when left out). The client asks the sentinels for
+the master's address whenever it opens a connection, so after a failover its next
+connection goes to the promoted replica. The credentials are the master's (and its
+replicas'); the sentinels are asked without any. Query options are refused: the pool,
+timeouts and retries come from :class:`schemas.RedisSettings` as for ``redis://``. To the
+rest of Voxline it is a standalone server (same key names, same WAIT).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,6 +41,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from schemas import ConfigurationError, RedisSettings
 
 CLUSTER_SCHEME = "redis+cluster://"
+SENTINEL_SCHEME = "redis+sentinel://"
+SENTINEL_PORT = 26379
 
 
 class SafeConnection(Connection):
@@ -63,24 +77,94 @@ class SafeConnection(Connection):
             raise asyncio.CancelledError
 
 
+class SafeSentinelConnection(SafeConnection, SentinelManagedConnection):
+    """A connection to the master the sentinels name at connect time, with
+    :class:`SafeConnection`'s two safeguards (a pool emptied after a failover closes
+    sockets other tasks hold, and a cancel must not be lost in a write there either)."""
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's sentinel pool (the master looked up on each new connection, idle ones
+    dropped when it moved) with the blocking pool's bound: past ``max_connections`` a
+    command waits up to ``timeout`` for a free connection, as on ``redis://``. Closing it
+    closes the connections to the sentinels too."""
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.sentinel_manager.aclose()
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """What a ``redis+sentinel://`` URL names (see the module docstring)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
 def cluster_nodes(url: str) -> list[tuple[str, int]] | None:
     """The startup nodes of a ``redis+cluster://`` URL; ``None`` for any other URL."""
     if not url.startswith(CLUSTER_SCHEME):
         return None
-    rest = url[len(CLUSTER_SCHEME):].split("/", 1)[0].rsplit("@", 1)[-1]
+    netloc = url[len(CLUSTER_SCHEME):].split("/", 1)[0]
+    return _hosts(netloc, CLUSTER_SCHEME, default_port=None)
+
+
+def sentinel_url(url: str) -> SentinelUrl | None:
+    """The sentinels, master name and db of a ``redis+sentinel://`` URL; ``None`` for any
+    other URL; a :class:`ConfigurationError` saying what is wrong with a malformed one."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return None
+    rest = url[len(SENTINEL_SCHEME):]
+    if "?" in rest or "#" in rest:
+        raise ConfigurationError(
+            "a redis+sentinel:// URL takes no options (?...): the pool, timeouts and retries "
+            "are VOXLINE_REDIS__* settings", setting="VOXLINE_REDIS_URL")
+    netloc, _, path = rest.partition("/")
+    sentinels = _hosts(netloc, SENTINEL_SCHEME, default_port=SENTINEL_PORT)
+    parts = path.split("/")
+    if parts and parts[-1] == "" and len(parts) > 1:
+        parts.pop()  # one trailing slash
+    master = unquote(parts[0])
+    if not master or len(parts) > 2:
+        raise ConfigurationError(
+            "a Sentinel URL is redis+sentinel://host:port[,host:port...]/master-name[/db]",
+            setting="VOXLINE_REDIS_URL")
+    db = parts[1] if len(parts) == 2 else "0"
+    if not db.isdigit():
+        raise ConfigurationError(f"the database {db!r} in the Redis URL is not a number",
+                                 setting="VOXLINE_REDIS_URL")
+    username, password = _credentials(netloc)
+    return SentinelUrl(tuple(sentinels), master, int(db), username, password)
+
+
+def _hosts(netloc: str, scheme: str, *, default_port: int | None) -> list[tuple[str, int]]:
+    """``host:port[,host:port...]`` after any ``user:password@``; ``[v6]:port`` too."""
     nodes = []
-    for part in filter(None, rest.split(",")):
-        host, _, port = part.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigurationError(f"{part!r} in the Redis URL is not host:port")
+    for part in filter(None, netloc.rsplit("@", 1)[-1].split(",")):
+        if part.endswith("]") or ":" not in part:
+            host, port = part, ""  # no port given
+        else:
+            host, _, port = part.rpartition(":")
+        if not port and default_port is not None:
+            port = str(default_port)
+        bare_v6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+        if not host or bare_v6 or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(f"{part!r} in the Redis URL is not host:port",
+                                     setting="VOXLINE_REDIS_URL")
         nodes.append((host.strip("[]"), int(port)))
     if not nodes:
-        raise ConfigurationError("a redis+cluster:// URL names at least one host:port")
+        raise ConfigurationError(f"a {scheme} URL names at least one host:port",
+                                 setting="VOXLINE_REDIS_URL")
     return nodes
 
 
-def _credentials(url: str) -> tuple[str | None, str | None]:
-    netloc = url[len(CLUSTER_SCHEME):].split("/", 1)[0]
+def _credentials(netloc: str) -> tuple[str | None, str | None]:
     if "@" not in netloc:
         return None, None
     user, _, password = netloc.rsplit("@", 1)[0].partition(":")
@@ -90,6 +174,12 @@ def _credentials(url: str) -> tuple[str | None, str | None]:
 def is_cluster(redis: object) -> bool:
     """Whether ``redis`` is a cluster client (keys then carry hash tags)."""
     return isinstance(redis, RedisCluster)
+
+
+def is_sentinel(redis: object) -> bool:
+    """Whether ``redis`` reaches its server through sentinels (the address of the master
+    is then asked for, not configured: dedicated connections must ask too)."""
+    return isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool)
 
 
 def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
@@ -106,8 +196,11 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
         retries=settings.retries,
         supported_errors=(RedisConnectionError, RedisTimeoutError),
     )
+    sentinel = sentinel_url(url)
+    if sentinel is not None:
+        return _sentinel_master(sentinel, settings, retry)
     if nodes is not None:
-        username, password = _credentials(url)
+        username, password = _credentials(url[len(CLUSTER_SCHEME):].split("/", 1)[0])
         cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
             max_connections=settings.max_connections,  # per node
@@ -138,3 +231,34 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
         decode_responses=False,
     )
     return Redis.from_pool(pool)
+
+
+def _sentinel_master(url: SentinelUrl, settings: RedisSettings, retry: Retry) -> Redis:
+    """A client of the master the sentinels name; its connections are made as on
+    ``redis://`` (same retries, timeouts, bounded blocking pool)."""
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(url.sentinels),
+        sentinel_kwargs={  # how the sentinels themselves are asked
+            "socket_timeout": settings.socket_timeout_s,
+            "socket_connect_timeout": settings.socket_timeout_s,
+        },
+    )
+    for asked in sentinels.sentinels:  # asked from tasks that get cancelled (live reads)
+        asked.connection_pool.connection_class = SafeConnection
+    client = sentinels.master_for(
+        url.master,
+        connection_pool_class=_BlockingSentinelPool,
+        connection_class=SafeSentinelConnection,
+        max_connections=settings.max_connections,
+        timeout=settings.socket_timeout_s,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        health_check_interval=settings.health_check_interval_s,
+        db=url.db,
+        username=url.username,
+        password=url.password,
+        decode_responses=False,
+    )
+    return cast(Redis, client)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -57,6 +58,20 @@ def test_records_of_servers_that_are_gone_are_skipped(redis_url: str, tmp_path: 
     live = a_record(redis_url, port=8004)
     write_record(live, tmp_path)
     assert find_server(directory=tmp_path) == live
+
+
+@pytest.mark.redis
+def test_a_record_of_a_cluster_or_the_sentinels_is_live_while_one_host_answers(
+    redis_url: str, tmp_path: Path
+) -> None:
+    live = f"127.0.0.1:{urlsplit(redis_url).port}"
+    gone = f"127.0.0.1:{free_port()}"
+    for url in (f"redis+cluster://{gone},{live}/", f"redis+sentinel://{gone},{live}/mymaster"):
+        record = a_record(url)
+        with recorded(record, tmp_path):
+            assert find_server(directory=tmp_path) == record
+    write_record(a_record(f"redis+sentinel://{gone}/mymaster"), tmp_path)
+    assert find_server(directory=tmp_path) is None
 
 
 @pytest.mark.redis
