@@ -79,7 +79,7 @@ async def test_too_few_replicas_is_a_transient_log_error(
     """Each primary has one replica: waiting for two times out, and the event counts as
     not appended (the caller does not send it); its retry is a duplicate and waits again."""
     strict = EventLog(redis, log_settings.model_copy(
-        update={"replica_acks": 2, "replica_ack_timeout_ms": 20}))
+        update={"replica_acks": 2, "replica_ack_timeout_ms": 20, "outage_grace_s": 0}))
     [stamped] = strict.stamp([text("strict", "x")])
     with pytest.raises(EventLogError) as caught:
         await strict.append_batch([stamped])
