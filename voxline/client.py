@@ -36,7 +36,10 @@ FINAL_TYPES = frozenset({"response.done", "response.cancelled"})
 RESUME_CLOSE_CODE = 1012
 #: how a server refuses a socket it cannot take now (4000 + 503): retry shortly
 _REFUSED_CLOSE_CODE = 4503
-_RETRY_CODES = frozenset({"server_draining", "overloaded"})
+_RETRY_CODES = frozenset({"server_draining", "overloaded", "event_log_unavailable"})
+#: a socket closed with 4503 for this reason is resumed like one closed with 1012: the
+#: session's log did not answer for longer than the server waits (a failover, a restart)
+_LOG_UNAVAILABLE = "event_log_unavailable"
 
 
 class VoxlineAPIError(Exception):
@@ -202,11 +205,13 @@ class SessionSocket:
     async def events(self) -> AsyncIterator[Event]:
         """Events until the server closes the socket (the greeting goes to :attr:`greeting`).
 
-        A server that stops closes with 1012: the socket is reopened with
-        ``last_event_id`` (to another replica, or the server once restarted) and the events
-        go on where they stopped. A reopened socket the server cannot take yet (an
-        ``error`` frame ``server_draining``/``overloaded``, then close 4503) is retried with
-        growing pauses (0.25 s … 4 s) until ``resume_for_s`` after the 1012; then, as for
+        A server that stops closes with 1012, and one whose log stopped answering for
+        longer than it waits closes with 4503 ``event_log_unavailable``: the socket is
+        reopened with ``last_event_id`` (to another replica, or the server once restarted,
+        or once the log answers again) and the events go on where they stopped. A reopened
+        socket the server cannot take yet (an ``error`` frame ``server_draining``,
+        ``overloaded`` or ``event_log_unavailable``, then close 4503) is retried with
+        growing pauses (0.25 s … 4 s) until ``resume_for_s`` after the first close; then, as for
         any other close, :class:`websockets.exceptions.ConnectionClosed` is raised.
         """
         while True:
@@ -226,13 +231,17 @@ class SessionSocket:
                     yield event
                 return
             except ConnectionClosedError as closed:
-                if not await self._resume(closed.rcvd.code if closed.rcvd else None):
+                code, reason = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (
+                    None, "")
+                if not await self._resume(code, reason):
                     raise
 
-    async def _resume(self, code: int | None) -> bool:
-        """Reopen the socket after ``code`` if it says "resume elsewhere" (or a reopened
-        socket was refused), within the time allowed; False: give up."""
-        if code == RESUME_CLOSE_CODE:
+    async def _resume(self, code: int | None, reason: str = "") -> bool:
+        """Reopen the socket after ``code`` if it says "resume elsewhere" or "the log was
+        unavailable" (or a reopened socket was refused), within the time allowed; False:
+        give up."""
+        if code == RESUME_CLOSE_CODE or (code == _REFUSED_CLOSE_CODE
+                                         and reason == _LOG_UNAVAILABLE):
             if self._resuming_until is None:
                 self._resuming_until = time.monotonic() + self.resume_for_s
         elif code != _REFUSED_CLOSE_CODE or self._resuming_until is None:

@@ -98,3 +98,37 @@ async def test_a_turn_that_loses_redis_ends_with_a_clear_error_and_the_session_r
     assert {e.id for e in seen if e.id is not None} <= set(ids)
     state = fold(session.session_id, logged)
     assert state.turns, "the turns are in the log"
+
+
+async def test_the_client_resumes_by_itself_once_the_log_answers_again(
+        gated: tuple[Harness, Any], proxy: RedisProxy) -> None:
+    """Past the grace the socket is closed (4503 ``event_log_unavailable``); the client
+    reopens it from its last id once Redis answers and gets the turn's end from the log."""
+    harness, llm = gated
+    session = await harness.client.create_session()
+
+    async def back_soon() -> None:
+        await asyncio.sleep(1.0)
+        await proxy.restore()
+
+    restore: asyncio.Task[None] | None = None
+    async with harness.client.connect(session) as conn:
+        await conn.send_text("What is the capital of France?")
+        async for event in conn.events():
+            if event.type == "response.text.delta":
+                break
+        await proxy.cut()
+        llm.gate.set()
+        async with asyncio.timeout(60):
+            async for event in conn.events():
+                if event.type == "error" and restore is None:
+                    restore = asyncio.create_task(back_soon())
+                if event.type in ("response.done", "response.cancelled"):
+                    break
+        assert restore is not None and conn.resumes >= 1
+        llm.gate_at = None
+        await conn.send_text("And of Italy?")
+        async with asyncio.timeout(60):
+            last = [event async for event in conn.until_done()][-1]
+    assert last.type == "response.done"
+    assert last.data.status == "completed"  # type: ignore[union-attr]
