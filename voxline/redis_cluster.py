@@ -74,6 +74,25 @@ class RedisClusterServers:
                 group[group.index(node)] = again
         return again
 
+    def wait_promoted(self, node: RedisServer, timeout_s: float = 60.0) -> None:
+        """Return once ``node`` (a replica) answers as a primary: its primary's slots have
+        failed over to it. :class:`TimeoutError` if that takes over ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        client = Redis(port=node.port, decode_responses=True)
+        try:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    if client.info("replication").get("role") == "master":
+                        return
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise TimeoutError(f"the replica on port {node.port} did not take over in {timeout_s} s")
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """The replica this cluster was formed with for ``primary`` (one per primary)."""
+        return self.replicas[self.primaries.index(primary)]
+
     def stop(self) -> None:
         if self.stopped:
             return

@@ -13,14 +13,11 @@ from an id inside the reply is exact.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from redis import Redis as SyncRedis
 
 from pipeline.log import EventLog
 from tests.faults._processes import ChildApp
@@ -74,19 +71,6 @@ async def test_a_chat_completion_through_serve_on_the_cluster(child_app: ChildAp
     assert "paris" in response.json()["choices"][0]["message"]["content"].lower()
 
 
-def _wait_promoted(port: int, deadline: float) -> None:
-    client = SyncRedis(port=port, decode_responses=True)
-    try:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if client.info("replication").get("role") == "master":
-                    return
-            time.sleep(0.05)
-    finally:
-        client.close()
-    raise AssertionError(f"the replica on {port} did not take over in time")
-
-
 async def test_a_primary_killed_mid_reply_loses_nothing_the_client_saw(
         child_client: VoxlineClient, child_log: EventLog,
         cluster: RedisClusterServers) -> None:
@@ -96,12 +80,10 @@ async def test_a_primary_killed_mid_reply_loses_nothing_the_client_saw(
     await redis.initialize()
     port = redis.get_node_from_key(child_log.key(session.session_id)).port
     victim = next(node for node in cluster.primaries if node.port == port)
-    replica = cluster.replicas[cluster.primaries.index(victim)]
 
     async def fail_over() -> None:
-        killed = time.monotonic()
         cluster.kill(victim)
-        await asyncio.to_thread(_wait_promoted, replica.port, killed + 60)
+        await asyncio.to_thread(cluster.wait_promoted, cluster.replica_of(victim))
         await asyncio.to_thread(cluster.restart, victim)
 
     seen = []

@@ -15,11 +15,9 @@ for 20 is in the report that came with this test).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import pytest
-from redis import Redis as SyncRedis
 
 from pipeline.log import EventLog
 from tests.support.failover_trial import DEADLINE_S, check_trial, run_trial, trial_count
@@ -42,30 +40,18 @@ class ClusterFailover:
         await log.redis.initialize()
         node = log.redis.get_node_from_key(log.key(session))  # type: ignore[attr-defined]
         self.victim = next(p for p in self.cluster.primaries if p.port == node.port)
-        self.replica = self.cluster.replicas[self.cluster.primaries.index(self.victim)]
+        self.replica = self.cluster.replica_of(self.victim)
         self.killed = time.monotonic()
         self.cluster.kill(self.victim)
 
     async def promoted(self) -> None:
         assert self.replica is not None
-        await asyncio.to_thread(_wait_promoted, self.replica.port, self.killed + DEADLINE_S)
+        await asyncio.to_thread(self.cluster.wait_promoted, self.replica,
+                                self.killed + DEADLINE_S - time.monotonic())
 
     async def restart(self) -> None:
         assert self.victim is not None
         await asyncio.to_thread(self.cluster.restart, self.victim)
-
-
-def _wait_promoted(port: int, deadline: float) -> None:
-    client = SyncRedis(port=port, decode_responses=True)
-    try:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if client.info("replication").get("role") == "master":
-                    return
-            time.sleep(0.05)
-    finally:
-        client.close()
-    raise AssertionError(f"the replica on {port} did not take over in time")
 
 
 @pytest.mark.parametrize("seed", range(trial_count(3)))
