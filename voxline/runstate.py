@@ -109,18 +109,32 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _addresses(url: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs a Redis URL names: one, or a list for the URLs that name
+    several nodes (``redis+cluster://h1:p1,h2:p2/``), which ``urlsplit`` cannot parse."""
+    netloc = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    addresses = []
+    for part in filter(None, netloc.split(",")):
+        host, colon, port = part.rpartition(":")
+        if not colon or not port.isdigit() or host.endswith(":"):  # no port ("h", "[::1]")
+            host, port = part, "6379"
+        addresses.append((host.strip("[]") or "127.0.0.1", int(port)))
+    return addresses or [("127.0.0.1", 6379)]
+
+
 def _redis_answers(url: str, timeout: float = 0.5) -> bool:
-    """Something accepts connections where the URL points (no command is sent: a Redis
-    with a password would refuse one, and still be the right Redis)."""
+    """Something accepts connections where the URL points, on any of its nodes (no command
+    is sent: a Redis with a password would refuse one, and still be the right Redis)."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return Path(parts.path).exists()
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379),
-                                      timeout=timeout):
-            return True
-    except OSError:
-        return False
+    for address in _addresses(url):
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _mtime(path: Path) -> float:

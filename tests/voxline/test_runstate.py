@@ -60,6 +60,21 @@ def test_records_of_servers_that_are_gone_are_skipped(redis_url: str, tmp_path: 
 
 
 @pytest.mark.redis
+def test_a_server_on_a_redis_cluster_is_found_while_any_node_answers(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A ``redis+cluster://`` URL names several nodes (no single port to parse): the
+    record counts as live while any of them accepts connections."""
+    alive = redis_url.split("//", 1)[1].split("/", 1)[0]  # host:port of a live Redis
+    gone = f"127.0.0.1:{free_port()}"
+    cluster = a_record(f"redis+cluster://:secret@{gone},{alive}/", port=8005)
+    write_record(cluster, tmp_path)
+    assert find_server(directory=tmp_path) == cluster
+    write_record(a_record(f"redis+cluster://{gone},[::1]:{free_port()}/", port=8005), tmp_path)
+    assert find_server(directory=tmp_path) is None
+
+
+@pytest.mark.redis
 def test_the_configured_port_is_preferred_and_a_newer_server_keeps_its_record(
     redis_url: str, tmp_path: Path
 ) -> None:
