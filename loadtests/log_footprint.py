@@ -25,6 +25,7 @@ nothing. The log is the Redis of ``VOXLINE_REDIS_URL`` (``redis+cluster://`` wor
 ``MEMORY USAGE`` goes to the node holding the key), else a server of our own::
 
     python -m loadtests.log_footprint [--seconds 90] [--kinds voice,text,text-only]
+    python -m loadtests.log_footprint --kinds voice --output-format opus   # compressed replies
     python -m loadtests.log_footprint --smoke
 
 Writes ``reports/log_footprint.json``.
@@ -124,7 +125,8 @@ class Footprint:
 
 
 async def run_kind(url: str, kind: str, seconds: float, seed: int,
-                   think_s: tuple[float, float]) -> tuple[list[str], int, float]:
+                   think_s: tuple[float, float], output_format: str,
+                   ) -> tuple[list[str], int, float]:
     """One simulated user for ``seconds``: (its sessions, turns completed, time it ran)."""
     client = RecordingClient(url)
     async with client:
@@ -133,7 +135,9 @@ async def run_kind(url: str, kind: str, seconds: float, seed: int,
         else:
             typed = [Utterance(text=q) for q in QUESTIONS]
             scripts = [typed[i:] + typed[:i] for i in range(len(typed))]
-        settings = {"realtime_tts": False} if kind == "text-only" else {}
+        settings: dict[str, Any] = {"output_format": output_format}
+        if kind == "text-only":
+            settings["realtime_tts"] = False
         run = Run(client, scripts, seed, TURNS_PER_SESSION, think_s, settings)
         step = StepStats(1)
         start = time.monotonic()
@@ -244,7 +248,7 @@ async def run(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
                              stt=engines.stt, vad=vad) as harness:
             for n, kind in enumerate(args.kinds.split(",")):
                 sessions, completed, elapsed = await run_kind(
-                    harness.url, kind, args.seconds, args.seed + n, think)
+                    harness.url, kind, args.seconds, args.seed + n, think, args.output_format)
                 found = await measure(harness.services.log, kind, sessions, completed,
                                       elapsed)
                 results[kind] = found.figures()
@@ -258,7 +262,7 @@ async def run(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
                    "(the CPU profile's packaged models)",
         "redis": "cluster" if redis_url.startswith("redis+cluster://") else "standalone",
         "user": {"turns_per_session": TURNS_PER_SESSION, "think_s": list(think),
-                 "seconds_per_kind": args.seconds},
+                 "seconds_per_kind": args.seconds, "output_format": args.output_format},
         "kinds": results,
         "feed_entry_bytes": round(entry, 1),
     }
@@ -286,6 +290,9 @@ def main() -> None:
     parser.add_argument("--think-s", default=",".join(f"{s:g}" for s in THINK_S),
                         help="min,max seconds between turns (the capacity runner's)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--output-format", default=AudioFormat.PCM16.value,
+                        choices=[f.value for f in AudioFormat],
+                        help="the sessions' reply audio as stored in the log")
     add_smoke_flag(parser)
     args = parser.parse_args()
     if any(kind not in KINDS for kind in args.kinds.split(",")):
