@@ -74,6 +74,16 @@ def wait_known(ports: list[int], node: str, timeout_s: float = 30.0) -> None:
                 time.sleep(0.1)
 
 
+def wait_agreed(port: int, timeout_s: float = 30.0) -> None:
+    """Until ``redis-cli --cluster check`` passes (every node has the same slot map; a
+    new node learns it a moment after it is met), which ``reshard`` requires."""
+    deadline = time.monotonic() + timeout_s
+    while subprocess.run(["redis-cli", "--cluster", "check", f"127.0.0.1:{port}"],
+                         capture_output=True, timeout=30).returncode != 0:
+        assert time.monotonic() < deadline, "the nodes never agreed on the slots"
+        time.sleep(0.2)
+
+
 def owners(port: int) -> dict[int, str]:
     """slot -> the node id of its primary."""
     with SyncRedis(port=port, decode_responses=True) as node:
@@ -130,6 +140,7 @@ async def test_a_new_shard_takes_whole_partitions_while_sessions_go_on(
         cluster.primaries.append(new)  # stopped with the cluster
         cli("--cluster", "add-node", f"127.0.0.1:{new.port}", f"127.0.0.1:{first}")
         wait_known([n.port for n in cluster.primaries], node_id(new.port))
+        wait_agreed(first)
 
         # the source with the most partitions gives its two lowest ones: `reshard` moves a
         # source's lowest slots, so K = the slots it owns up to the second partition's
