@@ -30,6 +30,8 @@ Each simulated user then replays one recorded session, turn by turn, as its conv
 Bounded: at most ``MAX_SESSIONS`` per step, ``--budget-s`` for the whole run (server start
 included); a turn gets ``TURN_TIMEOUT_S``. Without ``--url`` the app is started (Redis if
 VOXLINE_REDIS_URL is unset, Ray, Serve on 127.0.0.1 and a free port) and stopped after.
+``VOXLINE_REDIS_URL`` may be a Redis Cluster (``redis+cluster://host:port,.../``): the app
+started here, the smoke run's app and the replay all use it.
 ``--smoke`` runs two short steps against the API on scripted engines (``loadtests/_gateway.py``,
 a child process, no replicas to sample): the figures mean nothing, the runner's code runs.
 """
@@ -65,6 +67,10 @@ RATE = 24000
 SAMPLING = {"temperature": 0.0, "max_tokens": 40, "seed": 1}
 PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.3, 1.0
 MAX_SESSIONS = 256
+#: a simulated user's defaults: turns on one session before a fresh one, seconds between
+#: turns (uniform; loadtests/log_footprint.py sizes the log at these too)
+TURNS_PER_SESSION = 3
+THINK_S = (1.0, 3.0)
 TURN_TIMEOUT_S = 120.0
 REFUSED = {"overloaded", "engine_overloaded"}
 
@@ -123,8 +129,11 @@ class Run:
     """The load: users running scripts, counting into the current step."""
 
     def __init__(self, client: VoxlineClient, scripts: list[list[Utterance]], seed: int,
-                 turns_per_session: int, think_s: tuple[float, float]) -> None:
+                 turns_per_session: int, think_s: tuple[float, float],
+                 session_settings: dict[str, Any] | None = None) -> None:
         self.client = client
+        #: more settings of every session the users open (e.g. ``realtime_tts: False``)
+        self.session_settings = session_settings or {}
         self.scripts = scripts
         self.rng = random.Random(seed)
         self.turns_per_session = turns_per_session
@@ -150,9 +159,9 @@ class Run:
         while time.monotonic() < stop_at:
             script = rng.choice(self.scripts)
             try:
-                session = await self.client.create_session(
-                    input_sample_rate=script[0].rate, output_sample_rate=RATE,
-                    sampling=SAMPLING)
+                session = await self.client.create_session(**{
+                    "input_sample_rate": script[0].rate, "output_sample_rate": RATE,
+                    "sampling": SAMPLING, **self.session_settings})
             except VoxlineAPIError as exc:
                 self.count(step, exc.code, None, None)
                 await asyncio.sleep(1.0)
@@ -370,8 +379,9 @@ def main() -> None:
     parser.add_argument("--steps", default="1,2,4,8")
     parser.add_argument("--step-s", type=float, default=60.0)
     parser.add_argument("--settle-s", type=float, default=5.0)
-    parser.add_argument("--turns-per-session", type=int, default=3)
-    parser.add_argument("--think-s", default="1,3", help="min,max seconds between turns")
+    parser.add_argument("--turns-per-session", type=int, default=TURNS_PER_SESSION)
+    parser.add_argument("--think-s", default=",".join(f"{s:g}" for s in THINK_S),
+                        help="min,max seconds between turns")
     parser.add_argument("--replay", nargs="*", default=[], metavar="SESSION_ID")
     parser.add_argument("--replay-recent", type=int, default=0, metavar="K")
     parser.add_argument("--seed", type=int, default=1)

@@ -109,21 +109,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _addresses(url: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs a Redis URL names: one, or a list for the URLs that name
+    several nodes (``redis+cluster://h1:p1,h2:p2/``, the sentinels of
+    ``redis+sentinel://``), which ``urlsplit`` cannot parse."""
+    parts = urlsplit(url)
+    default = "26379" if parts.scheme == "redis+sentinel" else "6379"  # the sentinels'
+    addresses = []
+    for part in filter(None, parts.netloc.rsplit("@", 1)[-1].split(",")):
+        host, colon, port = part.rpartition(":")
+        if not colon or not port.isdigit() or host.endswith(":"):  # no port ("h", "[::1]")
+            host, port = part, default
+        addresses.append((host.strip("[]") or "127.0.0.1", int(port)))
+    return addresses or [("127.0.0.1", 6379)]
+
+
 def _redis_answers(url: str, timeout: float = 0.5) -> bool:
-    """Something accepts connections where the URL points (no command is sent: a Redis
-    with a password would refuse one, and still be the right Redis); for a cluster's or
-    the sentinels' list of hosts, any one of them."""
+    """Something accepts connections where the URL points, on any of its nodes (no command
+    is sent: a Redis with a password would refuse one, and still be the right Redis)."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return Path(parts.path).exists()
-    default = 26379 if parts.scheme == "redis+sentinel" else 6379
-    for host in parts.netloc.rsplit("@", 1)[-1].split(","):
-        name, colon, port = host.rpartition(":")
-        if not colon or host.endswith("]") or not port.isdigit():
-            name, port = host, str(default)
+    for address in _addresses(url):
         try:
-            with socket.create_connection((name.strip("[]") or "127.0.0.1", int(port)),
-                                          timeout=timeout):
+            with socket.create_connection(address, timeout=timeout):
                 return True
         except OSError:
             continue

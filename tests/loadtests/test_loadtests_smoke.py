@@ -31,6 +31,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_connections": ("bench_connections",),
     "locustfile": ("locust_smoke",),
     "bench_limits": ("bench_limits_smoke",),
+    "log_footprint": ("log_footprint",),
     "bench_retrieval": ("bench_retrieval",),
     "bench_engines": ("bench_engines",),
     "bench_eventlog": ("bench_eventlog",),

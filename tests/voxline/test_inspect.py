@@ -1,4 +1,5 @@
-"""``voxline stats`` and ``voxline replay``: a session's timeline and what the user heard."""
+"""``voxline stats`` and ``voxline replay``: a session's timeline and what the user heard,
+from a standalone Redis and from a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -142,6 +143,12 @@ async def delete_keys(url: str, prefix: str) -> None:
             await redis.delete(*keys)
     finally:
         await redis.aclose()
+
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """``stats`` and ``replay`` read a standalone Redis and a ``redis+cluster://`` URL."""
+    return both_redis_urls
 
 
 @pytest.fixture

@@ -48,6 +48,12 @@ pytestmark = pytest.mark.redis
 SMALL = RetrievalSettings(chunk_chars=240, chunk_overlap=40)
 
 
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """Collections in a standalone Redis and on the cluster (one hash tag per collection)."""
+    return both_redis_urls
+
+
 # ---- chunking ---------------------------------------------------------------------------
 
 

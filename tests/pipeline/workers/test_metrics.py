@@ -136,6 +136,12 @@ def error(turn: str | None, ts: int, code: s.ErrorCode, stage: str) -> s.ErrorEv
 
 
 @pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """The consumer on a standalone Redis and on the cluster (feeds per partition there)."""
+    return both_redis_urls
+
+
+@pytest.fixture
 def reader() -> InMemoryMetricReader:
     return InMemoryMetricReader()
 
@@ -311,8 +317,8 @@ def scripted_session() -> list[list[s.EventBase]]:
 
 
 async def feed_deliveries(redis: Redis, log: EventLog) -> list[Delivery]:
-    entries = await redis.xrange(log.feed_key)
-    return [Delivery(log.feed_key, eid.decode(), fields, 1) for eid, fields in entries]
+    feed = log.feed_key_for(SESSION)
+    return [Delivery(feed, eid.decode(), fields, 1) for eid, fields in await redis.xrange(feed)]
 
 
 def assert_session_counts(reader: InMemoryMetricReader) -> None:
@@ -404,7 +410,7 @@ async def test_a_dead_consumers_entries_are_taken_over_and_counted_once(
     worker = asyncio.create_task(taker.run(block_ms=20))
     try:
         for _ in range(250):
-            pending = await redis.xpending(log.feed_key, "metrics")
+            pending = await redis.xpending(log.feed_key_for(SESSION), "metrics")
             closed = counts(reader, "voxline.sessions", "event").get("closed")
             if pending["pending"] == 0 and closed:
                 break

@@ -32,6 +32,12 @@ from tests.support.engines import ScriptedSTT
 
 pytestmark = pytest.mark.redis
 
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    """Refinement on a standalone Redis and on the cluster (feeds per partition there)."""
+    return both_redis_urls
+
 WHISPERX = SessionSettings(stt_mode=SttMode.WHISPERX, language="de")
 
 
@@ -170,11 +176,12 @@ async def test_running_worker_refines_live_utterances(event_log: EventLog, redis
             )
         for _ in range(1000):
             done = len(refined(await event_log.read_all("s1"))) == 3
-            if done and (await redis.xpending(event_log.feed_key, "refine"))["pending"] == 0:
+            pending = await redis.xpending(event_log.feed_key_for("s1"), "refine")
+            if done and pending["pending"] == 0:
                 break
             await asyncio.sleep(0.01)
     finally:
         await worker.stop()
     events = await event_log.read_all("s1")
     assert len(refined(events)) == 3
-    assert (await redis.xpending(event_log.feed_key, "refine"))["pending"] == 0
+    assert (await redis.xpending(event_log.feed_key_for("s1"), "refine"))["pending"] == 0
