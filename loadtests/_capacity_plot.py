@@ -8,7 +8,8 @@ from typing import Any
 
 def plot(report: dict[str, Any], out: Path) -> list[Path]:
     """``<out>_steps.png`` (figures against concurrent sessions) and ``<out>_timeline.png``
-    (per deployment CPU, RSS, replicas and events/s over time, steps shaded)."""
+    (per deployment CPU, RSS, replicas and events/s over time, steps and the idle-session
+    window shaded)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,8 +66,14 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
                 ax.axvspan(step["t_start"], step["t_end"], alpha=0.06, color="blue")
             axes[0].text(step["t_start"], axes[0].get_ylim()[1] * 0.92, f"{step['sessions']}",
                          fontsize=7)
-        fig.suptitle("per deployment over time (shaded: steps, labelled by sessions)",
-                     fontsize=10)
+        idle = report.get("idle_sessions")
+        if idle:
+            for ax in axes:
+                ax.axvspan(idle["t_window_start"], idle["t_end"], alpha=0.08, color="grey")
+            axes[0].text(idle["t_window_start"], axes[0].get_ylim()[1] * 0.92,
+                         f"{idle['connected']} idle", fontsize=7)
+        fig.suptitle("per deployment over time (shaded: steps, labelled by sessions; grey: "
+                     "idle sessions)", fontsize=10)
         fig.tight_layout()
         path = out.with_name(out.name + "_timeline.png")
         fig.savefig(path, dpi=110)

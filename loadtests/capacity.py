@@ -12,6 +12,25 @@ the clients (each appended to the log first).
 heard) stays within 2× the idle value (the first step, one session) with no turn
 failed or refused, and no smaller step breaking that: "sessions held per machine".
 
+**Where each core-second goes** (issue 23): at each step's start and end the runner reads
+the cumulative CPU time (user + system) of every process it counts, grouped as the Serve
+deployments (Gateway, Transcriber, LanguageModel, Synthesizer, Narrator, Metrics, …), Serve's
+proxy and controller (``ServeProxy``, ``ServeController``), ``Redis`` and the server's other
+processes (``ServerOther``), and of the machine and the runner itself
+(:mod:`loadtests._capacity_probe`, :mod:`loadtests._cpu_time`). Each step's summary has
+``cpu_s_total`` and ``cpu_s_per_turn`` per group (CPU-seconds over the step, and divided by
+its completed turns: the app's background work included), ``machine_cpu_s_total``,
+``machine_cpu_s_per_turn`` and ``runner_cpu_s_total``; exact whatever the sampling, and a
+replica restarted mid-step counts once (its successor from its start).
+``--idle-sessions N`` (with ``--idle-s``, ``--idle-baseline-s``) adds an idle phase before
+the steps: N hands-free sessions (server VAD on, the defaults) each sending 20 ms frames of
+silence in real time, measured against a window with none connected
+(:mod:`loadtests._capacity_idle`): ``idle_sessions.cpu_percent_per_idle_session`` per group
+(CPU-seconds per second per session, in % of a core; ``cpu_per_idle_session`` as a fraction).
+The report's ``stage_profile`` sums it up per group: CPU-seconds per voice turn in the
+one-session step and in the largest step held, and CPU % per idle session; the run ends by
+printing it as a table.
+
 Writes ``reports/<out>.json`` and ``reports/<out>_steps.png`` / ``_timeline.png``. Each
 step also records the machine's load average: a step taken while other work ran beside
 the app says more about that work than about the app.
@@ -20,6 +39,7 @@ the app says more about that work than about the app.
     .venv/bin/python -m loadtests.capacity --profile cpu-autoscale --steps 1,2,4,6
     .venv/bin/python -m loadtests.capacity --url http://10.0.0.5:8000 --steps 8,16,32,64
     .venv/bin/python -m loadtests.capacity --replay-recent 5     # recorded sessions as load
+    .venv/bin/python -m loadtests.capacity --steps 1,2,4 --idle-sessions 200 --idle-s 60
     .venv/bin/python -m loadtests.capacity --smoke               # seconds, scripted engines
 
 **Replay:** ``--replay SESSION_ID ...`` or ``--replay-recent K`` reads sessions from the log
@@ -27,13 +47,15 @@ the app says more about that work than about the app.
 the audio VAD cut, at its own sample rate) and typed turns (``input.text``), in order.
 Each simulated user then replays one recorded session, turn by turn, as its conversation.
 
-Bounded: at most ``MAX_SESSIONS`` per step, ``--budget-s`` for the whole run (server start
-included); a turn gets ``TURN_TIMEOUT_S``. Without ``--url`` the app is started (Redis if
+Bounded: at most ``MAX_SESSIONS`` per step and ``MAX_IDLE_SESSIONS`` idle ones (opened 16 at
+a time), ``--budget-s`` for the whole run (server start included); a turn gets
+``TURN_TIMEOUT_S``. Without ``--url`` the app is started (Redis if
 VOXLINE_REDIS_URL is unset, Ray, Serve on 127.0.0.1 and a free port) and stopped after.
 ``VOXLINE_REDIS_URL`` may be a Redis Cluster (``redis+cluster://host:port,.../``): the app
 started here, the smoke run's app and the replay all use it.
-``--smoke`` runs two short steps against the API on scripted engines (``loadtests/_gateway.py``,
-a child process, no replicas to sample): the figures mean nothing, the runner's code runs.
+``--smoke`` runs two short steps and a one-second idle phase of two sessions against the API
+on scripted engines (``loadtests/_gateway.py``, a child process with the engines inside,
+sampled as the one group ``Gateway``): the figures mean nothing, the runner's code runs.
 """
 
 from __future__ import annotations
@@ -48,8 +70,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtests._capacity_idle import MAX_IDLE_SESSIONS, idle_phase
 from loadtests._capacity_plot import plot
 from loadtests._capacity_probe import ReplicaProbe
+from loadtests._capacity_profile import profile_section, profile_table
+from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between, per_unit
 from loadtests._report import (
     add_smoke_flag,
     percentiles,
@@ -95,11 +120,15 @@ class StepStats:
     failed: Counter[str] = field(default_factory=Counter)
     refusals: int = 0
     events: int = 0
+    #: cumulative CPU times at the step's start and end (None: not read, e.g. a unit test)
+    cpu: tuple[CpuSnapshot, CpuSnapshot] | None = None
 
     def summary(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         inside = [s for s in samples if self.t_start <= s["t"] <= self.t_end]
-        names = sorted({n for s in inside for n in s["replicas"]})
+        names = sorted({n for s in inside for n in (*s["replicas"], *s["cpu_percent"])})
         seconds = max(self.t_end - self.t_start, 1e-9)
+        spent = cpu_between(*self.cpu) if self.cpu else {}
+        machine, runner = machine_between(*self.cpu) if self.cpu else (None, None)
         return {
             "sessions": self.sessions,
             "t_start": round(self.t_start, 1),
@@ -115,6 +144,14 @@ class StepStats:
             "cpu_percent_mean": {n: round(sum(s["cpu_percent"].get(n, 0) for s in inside)
                                           / len(inside), 1) for n in names} if inside else {},
             "rss_mb_max": {n: max(s["rss_mb"].get(n, 0) for s in inside) for n in names},
+            # from the processes' cumulative CPU times at the step's start and end (exact,
+            # whatever the sampling): per group, then the whole machine's and the runner's
+            "cpu_s_total": spent,
+            "cpu_s_per_turn": per_unit(spent, self.completed) if spent else None,
+            "machine_cpu_s_total": machine,
+            "machine_cpu_s_per_turn": round(machine / self.completed, 4)
+            if machine is not None and self.completed else None,
+            "runner_cpu_s_total": runner,
             # a busy machine (other work beside the app) makes the step's latency unreliable
             "machine_load_avg_1m_max": max((s["machine"].get("load_avg_1m", 0) for s in inside),
                                            default=None),
@@ -318,17 +355,30 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         sampler = asyncio.create_task(sample_loop(probe, run, samples, stop))
         warm = StepStats(0)
         await run.user(warm, time.monotonic() + 1, args.seed)  # one turn: caches, prompt
-        results: list[StepStats] = []
+        idle = None
         cut_short = False
+        if args.idle_sessions:
+            if deadline - time.monotonic() < args.idle_baseline_s + args.idle_s + 90:
+                cut_short = True
+            else:
+                idle = await idle_phase(client, probe, args.idle_sessions, args.idle_s,
+                                        rate=scripts[0][0].rate, output_rate=RATE,
+                                        baseline_s=args.idle_baseline_s)
+                print(f"  idle: {idle['connected']} sessions sending silence, per session "
+                      f"{idle['cpu_percent_per_idle_session']} % of a core", flush=True)
+                await asyncio.sleep(args.settle_s)
+        results: list[StepStats] = []
         for n, sessions in enumerate(steps):
             if deadline - time.monotonic() < args.step_s + 30:
                 cut_short = True
                 break
+            begin = await asyncio.to_thread(probe.snapshot)
             step = StepStats(sessions, t_start=time.monotonic() - probe.start)
             stop_at = time.monotonic() + args.step_s
             await asyncio.gather(*(run.user(step, stop_at, args.seed * 1000 + n * 100 + i)
                                    for i in range(sessions)))
             step.t_end = time.monotonic() - probe.start
+            step.cpu = (begin, await asyncio.to_thread(probe.snapshot))
             results.append(step)
             print(f"  {sessions:3d} sessions: {step.completed} turns, "
                   f"v2v {rounded(step.v2v)}, failed {dict(step.failed)}, "
@@ -341,7 +391,7 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
     # typed turns only (a replay of text sessions): the bound on server TTFA instead
     measured = "voice_to_voice_ms" if any(s["voice_to_voice_ms"] for s in summaries) \
         else "ttfa_ms"
-    idle, held = headline(summaries, measured)
+    idle_p95, held = headline(summaries, measured)
     label = "voice-to-voice" if measured == "voice_to_voice_ms" else "TTFA (typed turns only)"
     return {
         "title": f"Voxline capacity ({args.profile or 'external'} profile, {source})",
@@ -351,11 +401,14 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         "seed": args.seed, "cut_short_by_budget": cut_short,
         "bound_on": label,
         "idle_voice_to_voice_p95_ms" if measured == "voice_to_voice_ms" else "idle_ttfa_p95_ms":
-            idle,
+            idle_p95,
         "sessions_held": held,
         "headline": (f"{held} concurrent sessions held with {label} p95 ≤ 2× idle "
-                     f"({idle:.0f} ms)") if held and idle else "no step met the bound",
-        "steps": summaries, "samples": samples,
+                     f"({idle_p95:.0f} ms)") if held and idle_p95 else "no step met the bound",
+        "stage_profile": profile_section(summaries, held, idle),
+        "steps": summaries,
+        "idle_sessions": idle,
+        "samples": samples,
     }
 
 
@@ -366,7 +419,9 @@ async def _on_scripted_app(args: argparse.Namespace, deadline: float) -> dict[st
 
     with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
             child_gateway(redis_url) as (url, pid):
-        return await measure(url, args, ReplicaProbe(root_pid=pid), deadline)
+        # the scripted engines run inside the Gateway's process: it is the only group
+        probe = ReplicaProbe(root_pid=pid, named={"Gateway": pid})
+        return await measure(url, args, probe, deadline)
 
 
 def main() -> None:
@@ -382,6 +437,13 @@ def main() -> None:
     parser.add_argument("--turns-per-session", type=int, default=TURNS_PER_SESSION)
     parser.add_argument("--think-s", default=",".join(f"{s:g}" for s in THINK_S),
                         help="min,max seconds between turns")
+    parser.add_argument("--idle-sessions", type=int, default=0, metavar="N",
+                        help="before the steps, N hands-free sessions sending silence in "
+                        f"real time (1..{MAX_IDLE_SESSIONS}; 0: no idle phase)")
+    parser.add_argument("--idle-s", type=float, default=60.0,
+                        help="seconds the idle sessions are measured")
+    parser.add_argument("--idle-baseline-s", type=float, default=15.0,
+                        help="seconds measured with no session before them (subtracted)")
     parser.add_argument("--replay", nargs="*", default=[], metavar="SESSION_ID")
     parser.add_argument("--replay-recent", type=int, default=0, metavar="K")
     parser.add_argument("--seed", type=int, default=1)
@@ -394,6 +456,9 @@ def main() -> None:
         args.url, args.profile, args.replay, args.replay_recent = None, None, [], 0
         args.steps, args.step_s, args.settle_s = "1,2", 2.0, 0.1
         args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 120.0
+        args.idle_sessions, args.idle_s, args.idle_baseline_s = 2, 1.0, 0.5
+    if not 0 <= args.idle_sessions <= MAX_IDLE_SESSIONS:
+        raise SystemExit(f"--idle-sessions must be 0..{MAX_IDLE_SESSIONS}")
     deadline = time.monotonic() + args.budget_s
 
     if args.smoke:
@@ -425,6 +490,7 @@ def main() -> None:
               f"done {step['completed_turns']}  failed {step['failed_turns']}  "
               f"refused {step['refusals']}  replicas {step['replicas_max']}  "
               f"load avg ≤ {step['machine_load_avg_1m_max']}")
+    print(f"\n{profile_table(report['stage_profile'])}")
     print(f"report: {path}; plots: {', '.join(str(p) for p in pngs)}")
     if args.smoke and not all(step["completed_turns"] for step in report["steps"]):
         raise SystemExit("smoke: a step completed no turn")

@@ -1,0 +1,201 @@
+"""The capacity runner's idle phase: what connected hands-free sessions cost while nobody speaks.
+
+A voice client between turns keeps its socket open and its microphone on: 20 ms PCM16 frames
+in real time, turn detection on the server (the session defaults: VAD on every frame, a reply
+when an utterance ends). ``sessions`` such clients send silence for ``seconds``; the CPU-seconds
+each group of processes spends meanwhile, less what it spends with none connected (a baseline
+window just before: health checks, metrics, the controller's loop), divided by the seconds and
+the sessions, is one idle session's share: ``cpu_percent_per_idle_session`` (100 = one core).
+
+Each session paces its own frames from its own start (offsets spread over a frame), so the
+Gateway sees them spread as real clients send them, not in bursts; ``frames_per_s_per_session``
+says whether the runner kept up (50 at 20 ms). A silent session should produce no event: any
+the sessions received are counted by type (``input.speech_started`` means the VAD heard
+speech in silence, and the figures are not an idle session's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtests._capacity_probe import ReplicaProbe
+from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between
+from voxline.client import SessionSocket, VoxlineAPIError, VoxlineClient
+
+FRAME_MS = 20
+#: at most this many idle sessions (the runner's own CPU grows with them: ~50 sends/s each)
+MAX_IDLE_SESSIONS = 512
+#: sessions opened at once while connecting (a burst of hundreds would be a test of its own)
+CONNECT_AT_ONCE = 16
+CONNECT_TIMEOUT_S = 30.0
+
+
+@dataclass
+class IdleCounts:
+    #: sessions to open; ``settled`` is set once each has connected or failed to
+    expected: int = 0
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    tried: int = 0
+    connected: int = 0
+    frames: int = 0
+    #: sessions whose socket failed after they connected
+    dropped: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+
+    def tried_one(self) -> None:
+        self.tried += 1
+        if self.tried >= self.expected:
+            self.settled.set()
+
+
+async def _send_silence(conn: SessionSocket, rate: int, stop: asyncio.Event,
+                        counts: IdleCounts, offset_s: float) -> None:
+    """20 ms frames of silence on an absolute schedule (no drift) until ``stop``."""
+    frame = bytes(2 * rate * FRAME_MS // 1000)
+    start = time.perf_counter() + offset_s
+    n = 0
+    while not stop.is_set():
+        delay = start + n * FRAME_MS / 1000 - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await conn.send_audio(frame)
+        counts.frames += 1
+        n += 1
+
+
+async def _drain(conn: SessionSocket, counts: IdleCounts) -> None:
+    async for event in conn.events():
+        counts.events[event.type] += 1
+
+
+async def _hold(client: VoxlineClient, rate: int, output_rate: int, gate: asyncio.Semaphore,
+                stop: asyncio.Event, counts: IdleCounts, offset_s: float) -> None:
+    """One hands-free session: connect (``gate`` bounds the connects in flight), then send
+    silence until ``stop``."""
+    await gate.acquire()
+    held, live = True, False
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                session = await client.create_session(input_sample_rate=rate,
+                                                      output_sample_rate=output_rate)
+                conn = await stack.enter_async_context(client.connect(session,
+                                                                      resume_for_s=0))
+            gate.release()
+            held = False
+            counts.connected += 1
+            live = True
+            counts.tried_one()
+            reader = asyncio.create_task(_drain(conn, counts))
+            try:
+                await _send_silence(conn, rate, stop, counts, offset_s)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+    except VoxlineAPIError as exc:
+        counts.failed[exc.code] += 1
+    except Exception as exc:  # refused socket, timeout, drop: counted, the others go on
+        counts.failed[type(exc).__name__] += 1
+    finally:
+        if held:
+            gate.release()
+        if not live:
+            counts.tried_one()
+        elif not stop.is_set():
+            counts.dropped += 1
+
+
+def idle_figures(sessions: int, baseline: tuple[CpuSnapshot, CpuSnapshot],
+                 window: tuple[CpuSnapshot, CpuSnapshot]) -> dict[str, Any]:
+    """Per group: CPU % with none connected, with ``sessions`` idle ones, and per idle
+    session (the difference, divided by the sessions; 100 = one core)."""
+    base_s = max(baseline[1].t - baseline[0].t, 1e-9)
+    idle_s = max(window[1].t - window[0].t, 1e-9)
+    base = cpu_between(*baseline)
+    busy = cpu_between(*window)
+    groups = sorted(set(base) | set(busy))
+    pct_base = {g: 100 * base.get(g, 0.0) / base_s for g in groups}
+    pct_busy = {g: 100 * busy.get(g, 0.0) / idle_s for g in groups}
+    machine_base, runner_base = machine_between(*baseline)
+    machine_busy, runner_busy = machine_between(*window)
+    per_session = None
+    if sessions > 0:
+        per_session = {g: (pct_busy[g] - pct_base[g]) / sessions for g in groups}
+    return {
+        "baseline_s": round(base_s, 1),
+        "window_s": round(idle_s, 1),
+        "cpu_percent_no_session": {g: round(v, 2) for g, v in pct_base.items()},
+        "cpu_percent_with_sessions": {g: round(v, 2) for g, v in pct_busy.items()},
+        # CPU-seconds per second per idle session, in % (100 = a core) and as a fraction
+        "cpu_percent_per_idle_session": None if per_session is None else {
+            g: round(v, 4) for g, v in per_session.items()},
+        "cpu_per_idle_session": None if per_session is None else {
+            g: round(v / 100, 6) for g, v in per_session.items()},
+        "cpu_s_total": busy,
+        "machine_cpu_percent": _split(machine_base / base_s, machine_busy / idle_s, sessions),
+        "runner_cpu_percent": _split(runner_base / base_s, runner_busy / idle_s, sessions),
+    }
+
+
+def _split(base: float, busy: float, sessions: int) -> dict[str, float | None]:
+    """CPU % of the whole machine (or the runner) without, with, and per idle session."""
+    return {"no_session": round(100 * base, 1), "with_sessions": round(100 * busy, 1),
+            "per_idle_session": round(100 * (busy - base) / sessions, 4) if sessions else None}
+
+
+async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,
+                     seconds: float, *, rate: int, output_rate: int,
+                     baseline_s: float) -> dict[str, Any]:
+    """Connect ``sessions`` hands-free sessions sending silence; the section of the report."""
+    if not 1 <= sessions <= MAX_IDLE_SESSIONS:
+        raise SystemExit(f"--idle-sessions must be 1..{MAX_IDLE_SESSIONS}")
+    t0 = time.monotonic() - probe.start
+    base_start = await asyncio.to_thread(probe.snapshot)
+    await asyncio.sleep(baseline_s)
+    base_end = await asyncio.to_thread(probe.snapshot)
+    counts = IdleCounts(expected=sessions)
+    stop = asyncio.Event()
+    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+    rng = random.Random(sessions)
+    tasks = [asyncio.create_task(_hold(client, rate, output_rate, gate, stop, counts,
+                                       rng.uniform(0, FRAME_MS / 1000)))
+             for _ in range(sessions)]
+    connect_deadline = time.monotonic() + CONNECT_TIMEOUT_S + sessions / CONNECT_AT_ONCE
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(counts.settled.wait(), connect_deadline - time.monotonic())
+    await asyncio.sleep(1.0)  # the last ones' first frames, the Gateway's per-session setup
+    connected, frames0, events0 = counts.connected, counts.frames, Counter(counts.events)
+    start = await asyncio.to_thread(probe.snapshot)
+    await asyncio.sleep(seconds)
+    end = await asyncio.to_thread(probe.snapshot)
+    frames = counts.frames - frames0
+    events = counts.events - events0
+    connected_at_end = counts.connected - counts.dropped
+    stop.set()
+    _, late = await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT_S)
+    for task in late:  # still connecting after all this: not waited for further
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    figures = idle_figures(connected, (base_start, base_end), (start, end))
+    window_s = max(end.t - start.t, 1e-9)
+    return {
+        "sessions": sessions,
+        "connected": connected,
+        "connected_at_end": connected_at_end,
+        "failed_by_code": dict(counts.failed),
+        "input_sample_rate": rate,
+        "t_start": round(t0, 1),
+        "t_window_start": round(start.t, 1),
+        "t_end": round(end.t, 1),
+        "frames_per_s_per_session": round(frames / window_s / max(connected, 1), 1),
+        "events_in_window": dict(events),
+        **figures,
+    }

@@ -1,0 +1,84 @@
+"""The capacity report's profile: where each core-second goes, per stage.
+
+Per group of processes (a Serve deployment, Serve's proxy and controller, Redis, the rest of
+the server), from the step summaries and the idle phase: CPU-seconds per voice turn with one
+session (the stage's cost alone) and in the largest step held (its cost under load, where
+batching would show), and the CPU % of a core one idle connected session costs. The machine
+row is every core's busy time (the app, the runner, anything else) and ``unattributed`` what
+the machine spent beyond the groups and the runner: Ray daemons outside the server's process
+tree, the kernel, other work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MACHINE, RUNNER, UNATTRIBUTED = "machine", "runner (load generator)", "unattributed"
+
+
+def _per_turn(step: dict[str, Any] | None) -> dict[str, float | None]:
+    """Per group CPU-seconds per turn of a step, with the machine, runner, unattributed."""
+    if step is None or not step.get("cpu_s_per_turn"):
+        return {}
+    rows: dict[str, float | None] = dict(step["cpu_s_per_turn"])
+    turns = step["completed_turns"]
+    rows[MACHINE] = step.get("machine_cpu_s_per_turn")
+    runner = step.get("runner_cpu_s_total")
+    rows[RUNNER] = round(runner / turns, 4) if runner is not None and turns else None
+    machine, total = step.get("machine_cpu_s_total"), step.get("cpu_s_total") or {}
+    if machine is not None and runner is not None and turns:
+        rows[UNATTRIBUTED] = round((machine - runner - sum(total.values())) / turns, 4)
+    return rows
+
+
+def _per_idle_session(idle: dict[str, Any] | None) -> dict[str, float | None]:
+    if not idle or not idle.get("cpu_percent_per_idle_session"):
+        return {}
+    rows: dict[str, float | None] = dict(idle["cpu_percent_per_idle_session"])
+    groups = sum(v for v in rows.values() if v is not None)
+    machine = rows[MACHINE] = idle["machine_cpu_percent"]["per_idle_session"]
+    runner = rows[RUNNER] = idle["runner_cpu_percent"]["per_idle_session"]
+    if machine is not None and runner is not None:
+        rows[UNATTRIBUTED] = round(machine - runner - groups, 4)
+    return rows
+
+
+def profile_section(steps: list[dict[str, Any]], held: int | None,
+                    idle: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's ``profile``: per stage, CPU-seconds per voice turn (one session; the
+    largest step held) and CPU % per idle session; null where a figure was not measured."""
+    one = next((s for s in steps if s["sessions"] == 1), None)
+    at_held = next((s for s in steps if held is not None and s["sessions"] == held), None)
+    per_one, per_held, per_idle = _per_turn(one), _per_turn(at_held), _per_idle_session(idle)
+    fixed = (MACHINE, RUNNER, UNATTRIBUTED)
+    stages = sorted(({*per_one, *per_held, *per_idle}) - set(fixed))
+    rows = [*stages, *(name for name in fixed if name in {*per_one, *per_held, *per_idle})]
+    return {
+        "held_step_sessions": held if at_held is not None else None,
+        "idle_sessions": (idle or {}).get("connected"),
+        "stages": {name: {"cpu_s_per_turn_one_session": per_one.get(name),
+                          "cpu_s_per_turn_held_step": per_held.get(name),
+                          "cpu_percent_per_idle_session": per_idle.get(name)}
+                   for name in rows},
+    }
+
+
+def profile_table(profile: dict[str, Any]) -> str:
+    """The profile as a small text table (printed at the end of a run)."""
+    held = profile["held_step_sessions"]
+    idle = profile["idle_sessions"]
+    held_label = f"CPU s/turn @{held}" if held else "CPU s/turn held"
+    idle_label = f"% core/idle @{idle}" if idle else "% core/idle"
+    head = f"{'stage':<24}{'CPU s/turn @1':>14}{held_label:>16}{idle_label:>22}"
+    lines = ["CPU profile (CPU-seconds per voice turn; % of a core per idle session)", head]
+
+    def cell(value: float | None, width: int, digits: int) -> str:
+        return f"{'—' if value is None else f'{value:.{digits}f}':>{width}}"
+
+    for name, row in profile["stages"].items():
+        lines.append(f"{name:<24}{cell(row['cpu_s_per_turn_one_session'], 14, 3)}"
+                     f"{cell(row['cpu_s_per_turn_held_step'], 16, 3)}"
+                     f"{cell(row['cpu_percent_per_idle_session'], 22, 3)}")
+    if not profile["stages"]:
+        lines.append("(no process sampled: nothing to profile)")
+    return "\n".join(lines)
