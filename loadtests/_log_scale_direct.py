@@ -36,8 +36,10 @@ from typing import Any
 
 from loadtests._report import percentiles
 
-#: a session has at most one append in flight (ids stay in order); per writer
-SESSIONS_PER_WRITER = 128
+#: a session has at most one append in flight (ids stay in order), so this bounds a
+#: writer's appends in flight: below the cluster client's 100 connections per node, past
+#: which redis-py's cluster client fails a command (MaxConnectionsError) instead of waiting
+SESSIONS_PER_WRITER = 64
 #: how long after a window a reader keeps counting events appended in it
 GRACE_S = 1.0
 _TICK_S = 0.002

@@ -39,7 +39,8 @@ def plot(figures: dict[str, Any], out: Path) -> Path:
     for ax in (rate, p99):
         ax.set_xticks(sorted({int(s) for s in figures["log"]} | {
             int(k.split("x")[0]) for k in figures["gateway"]}) or [1])
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     steps = (figures.get("live_sessions") or {}).get("steps", [])
     if steps:
         sessions = [s["offered"] for s in steps]
