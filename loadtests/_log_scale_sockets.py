@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +81,9 @@ class SocketLoad:
         self.idle: deque[_Live] = deque()
         self.readers: set[asyncio.Task[None]] = set()
         self.counts: _Counts | None = None
-        #: sockets the server closed (or that failed) while the load ran
+        #: sockets the server closed (or that failed) while the load ran, by close code
         self.closed = 0
+        self.close_codes: Counter[str] = Counter()
         self.open_failures: list[str] = []
         #: turns sent and not ended; :attr:`_quiet` is set while there are none
         self.in_flight = 0
@@ -140,6 +141,7 @@ class SocketLoad:
                 if kind in _ENDS and live.turn_started is not None:
                     self._end_turn(live, now, kind, frame)
         self.closed += 1
+        self.close_codes[str(live.ws.close_code)] += 1
         if live.turn_started is not None:
             self._end_turn(live, time.time(), "error", "the socket closed")
 
@@ -202,6 +204,7 @@ class SocketLoad:
             "events_per_s": round(len(counts.latencies) / span, 1),
             "latencies": counts.latencies,
             "sockets_closed": self.closed,
+            "close_codes": dict(self.close_codes),
         }
 
     def _turn_ended(self) -> None:
