@@ -56,6 +56,7 @@ from loadtests._log_scale_sockets import SocketLoad
 from loadtests._log_scale_sockets import Window as TurnWindow
 from loadtests._process_cpu import CpuMeter, CpuWindow
 from loadtests._report import add_smoke_flag, percentiles, reports_dir, smoke_reports, write_report
+from schemas import ConfigurationError
 from voxline.redis_cluster import SLOTS, RedisClusterServers, start_redis_cluster
 
 PHASES = ("log", "gateway", "live", "acks")
@@ -345,6 +346,20 @@ async def acks_phase(cluster: RedisClusterServers, appends: int) -> dict[str, An
 # ---- the run -----------------------------------------------------------------------------
 
 
+def start_cluster(primaries: int, replicas: int, attempts: int = 3) -> RedisClusterServers:
+    """A cluster, tried again when a node lost its port: the cluster's ports are drawn
+    from a range that overlaps the kernel's ephemeral ports, and this benchmark's own
+    thousands of loopback connections can take one between its check and the node's bind."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start_redis_cluster(primaries=primaries, replicas_per_primary=replicas)
+        except ConfigurationError as exc:
+            if attempt == attempts or "Address already in use" not in str(exc):
+                raise
+            print(f"  a cluster node lost its port ({attempt}/{attempts}); again", flush=True)
+    raise AssertionError("unreachable")
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     raise_file_limit(8192)
     deadline = time.monotonic() + args.budget_s
@@ -358,7 +373,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         if time.monotonic() > deadline:
             figures["skipped"].append(f"{shards} shards: the time budget ran out")
             continue
-        cluster = start_redis_cluster(primaries=shards, replicas_per_primary=args.replicas)
+        cluster = start_cluster(shards, args.replicas)
         try:
             if "log" in args.phases:
                 print(f"log alone, {shards} shard(s)", flush=True)
