@@ -9,7 +9,7 @@ their smoke modes, to drive their real code against an app that answers at once.
 answers a WebSocket upgrade with a bad head like Serve's proxy does (:mod:`voxline.proxy`).
 
     python -m loadtests._gateway REDIS_URL KEY_PREFIX [--max-turns N] [--max-sessions N]
-        [--tokens N --first-token-ms MS --token-ms MS --tts-chunk-ms MS]
+        [--tokens N --first-token-ms MS --token-ms MS --tts-chunk-ms MS] [--partitions N]
 
 prints the URL it serves, and serves until its stdin closes. By default its engines answer
 almost at once (24 tokens at 1 ms); :class:`Pacing` gives them service times like real
@@ -139,14 +139,17 @@ def raise_file_limit(wanted: int) -> int:
 
 
 async def _serve_child(redis_url: str, prefix: str, max_turns: int | None,
-                       max_sessions: int | None, pacing: Pacing) -> None:
+                       max_sessions: int | None, pacing: Pacing,
+                       partitions: int | None = None) -> None:
     """Run the API on scripted engines; print the URL; run until stdin closes."""
     llm, tts = pacing.engines()
     limits = {name: value for name, value in (("max_turns", max_turns),
                                               ("max_sessions", max_sessions))
               if value is not None}
     admission = AdmissionSettings(**limits)
-    async with serve_api(redis_url, EventLogSettings(key_prefix=prefix), llm=llm, tts=tts,
+    log = EventLogSettings(key_prefix=prefix, **(
+        {"partitions": partitions} if partitions is not None else {}))
+    async with serve_api(redis_url, log, llm=llm, tts=tts,
                          stt=ScriptedSTT("What is the capital of France?"), vad=EnergyVAD(),
                          admission=admission) as harness:
         print(harness.url, flush=True)
@@ -163,7 +166,8 @@ async def _serve_child(redis_url: str, prefix: str, max_turns: int | None,
 @contextlib.contextmanager
 def child_gateway(redis_url: str, *, max_turns: int | None = None,
                   max_sessions: int | None = None, pacing: Pacing | None = None,
-                  prefix: str | None = None) -> Iterator[tuple[str, int]]:
+                  prefix: str | None = None, partitions: int | None = None,
+                  ) -> Iterator[tuple[str, int]]:
     """(URL, pid) of the API on scripted engines in a child process; its keys go after.
 
     Blocking (a second or two to start and to stop), so that both asyncio benchmarks and
@@ -176,6 +180,8 @@ def child_gateway(redis_url: str, *, max_turns: int | None = None,
         extra += ["--max-sessions", str(max_sessions)]
     if pacing is not None:
         extra += pacing.args()
+    if partitions is not None:
+        extra += ["--partitions", str(partitions)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadtests._gateway", redis_url, prefix, *extra],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=_child_env())
@@ -228,6 +234,7 @@ def main() -> None:
     parser.add_argument("prefix")
     parser.add_argument("--max-turns", type=int, help="the admission's turn limit")
     parser.add_argument("--max-sessions", type=int, help="the admission's session limit")
+    parser.add_argument("--partitions", type=int, help="the log's partitions (cluster)")
     default = Pacing()
     parser.add_argument("--tokens", type=int, default=default.tokens)
     parser.add_argument("--first-token-ms", type=float, default=default.first_token_ms)
@@ -238,7 +245,7 @@ def main() -> None:
     # a socket and a little more per session it may hold
     raise_file_limit(max(8192, 2 * (args.max_sessions or 0) + 1024))
     asyncio.run(_serve_child(args.redis_url, args.prefix, args.max_turns, args.max_sessions,
-                             pacing))
+                             pacing, args.partitions))
 
 
 if __name__ == "__main__":

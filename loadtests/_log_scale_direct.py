@@ -14,7 +14,7 @@ a window (wall-clock times, the same clock in every process) and a rate; writers
 that rate until its end; readers count the events *appended* inside the window that
 reached them, with their latencies, and answer once the window plus a grace has passed::
 
-    python -m loadtests._log_scale_direct writer|reader REDIS_URL KEY_PREFIX S1,S2,...
+    python -m loadtests._log_scale_direct writer|reader REDIS_URL KEY_PREFIX S1,S2,... PARTITIONS
 """
 
 from __future__ import annotations
@@ -65,14 +65,15 @@ def session_ids(writer: int, count: int) -> list[str]:
 # ---- in the child processes ------------------------------------------------------------
 
 
-async def _agent(role: str, url: str, prefix: str, sessions: list[str]) -> None:
+async def _agent(role: str, url: str, prefix: str, sessions: list[str],
+                 partitions: int) -> None:
     """A writer or a reader: a window per line of stdin, an answer per line of stdout,
     until stdin closes."""
     from pipeline.log import EventLog, LogFanout, create_redis
     from schemas import EventLogSettings
 
     redis = create_redis(url)
-    log = EventLog(redis, EventLogSettings(key_prefix=prefix))
+    log = EventLog(redis, EventLogSettings(key_prefix=prefix, partitions=partitions))
     fanout = LogFanout(log)
     reader = _Reader(fanout, sessions) if role == "reader" else None
     loop = asyncio.get_running_loop()
@@ -186,9 +187,10 @@ class _Reader:
 class LogAgents:
     """``writers`` writer and ``readers`` reader processes on one log; a context manager."""
 
-    def __init__(self, url: str, *, writers: int, readers: int,
+    def __init__(self, url: str, *, writers: int, readers: int, partitions: int,
                  sessions_per_writer: int = SESSIONS_PER_WRITER) -> None:
         self.url = url
+        self.partitions = partitions
         self.prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
         self.writers = writers
         self.readers = readers
@@ -207,7 +209,7 @@ class LogAgents:
             for role, sessions in plan:
                 self._procs.append((role, subprocess.Popen(
                     [sys.executable, "-m", "loadtests._log_scale_direct", role, self.url,
-                     self.prefix, ",".join(sessions)],
+                     self.prefix, ",".join(sessions), str(self.partitions)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                     env=env)))
             for role, proc in self._procs:
@@ -263,8 +265,8 @@ def _answer(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    role, url, prefix, sessions = sys.argv[1:5]
-    asyncio.run(_agent(role, url, prefix, sessions.split(",")))
+    role, url, prefix, sessions, partitions = sys.argv[1:6]
+    asyncio.run(_agent(role, url, prefix, sessions.split(","), int(partitions)))
 
 
 if __name__ == "__main__":

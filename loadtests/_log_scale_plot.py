@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Any
 
 
-def _series(figures: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
-    """label -> shards -> that run's figures."""
-    series: dict[str, dict[int, dict[str, Any]]] = {}
-    for shards, run in figures["log"].items():
-        series.setdefault("log alone (no HTTP)", {})[int(shards)] = run
-    for key, run in figures["gateway"].items():
-        shards, gateways = key.split("x")
-        label = f"{gateways} Gateway{'s' if gateways != '1' else ''} (end to end)"
-        series.setdefault(label, {})[int(shards)] = run
-    return series
+def series(figures: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Each kind of run (the log alone; through 1, 2 ... Gateways) -> shards -> its run."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in figures["runs"]:
+        found.setdefault(label(run), {})[run["shards"]] = run
+    return found
+
+
+def label(run: dict[str, Any]) -> str:
+    if run["mode"] == "log":
+        return "log alone (no HTTP)"
+    gateways = run["gateways"]
+    return f"{gateways} Gateway{'s' if gateways != 1 else ''} (end to end)"
 
 
 def plot(figures: dict[str, Any], out: Path) -> Path:
@@ -27,18 +30,17 @@ def plot(figures: dict[str, Any], out: Path) -> Path:
 
     fig, (rate, p99, live) = plt.subplots(1, 3, figsize=(16, 4.8))
     bound = figures["settings"]["p99_ms"]
-    for label, runs in _series(figures).items():
+    for name, runs in series(figures).items():
         shards = sorted(runs)
-        rate.plot(shards, [runs[s]["sustained_events_per_s"] for s in shards], "-o", label=label)
-        p99.plot(shards, [runs[s]["p99_ms_at_sustained"] for s in shards], "-o", label=label)
+        rate.plot(shards, [runs[s]["sustained_events_per_s"] for s in shards], "-o", label=name)
+        p99.plot(shards, [runs[s]["p99_ms_at_sustained"] for s in shards], "-o", label=name)
     rate.set(xlabel="shards (Redis Cluster primaries)", ylabel="events/s",
              title=f"sustained events/s at p99 ≤ {bound:g} ms")
     p99.axhline(bound, color="grey", linestyle=":", label=f"bound {bound:g} ms")
     p99.set(xlabel="shards (Redis Cluster primaries)", ylabel="ms",
             title="append-to-delivery p99 at the sustained step")
     for ax in (rate, p99):
-        ax.set_xticks(sorted({int(s) for s in figures["log"]} | {
-            int(k.split("x")[0]) for k in figures["gateway"]}) or [1])
+        ax.set_xticks(sorted({run["shards"] for run in figures["runs"]}) or [1])
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     steps = (figures.get("live_sessions") or {}).get("steps", [])

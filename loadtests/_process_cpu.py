@@ -64,8 +64,13 @@ class CpuWindow:
             share = max(self.groups.items(), key=lambda item: item[1], default=("-", 0.0))
             reasons.append(f"the machine's {self.cores} cores at {machine_pct:.0f}% "
                            f"(largest share: {share[0]}, {share[1]:.0f}% of a core)")
+        if not reasons:
+            nearest = (f"; busiest process: {busiest[0]} at {busiest[1][1]:.0f}%"
+                       if busiest is not None else "")
+            reasons.append(f"no CPU ran out: the bound was latency (machine at "
+                           f"{machine_pct:.0f}% of its cores{nearest})")
         return {
-            "exhausted": reasons or ["no CPU ran out (latency, not throughput, was the bound)"],
+            "exhausted": reasons,
             "busiest_process": None if busiest is None else {
                 "group": busiest[0], "pid": busiest[1][0], "cpu_pct": round(busiest[1][1], 1)},
             "machine_pct_of_all_cores": round(machine_pct, 1),
