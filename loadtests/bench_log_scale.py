@@ -35,9 +35,9 @@ tags). Goals: ≥ 2.5× events/s from 1 to 3 shards; ``WAIT 1`` ≤ 2 ms p50 per
 Writes ``reports/bench_log_scale.json`` and ``reports/bench_log_scale.png``::
 
     python -m loadtests.bench_log_scale [--shards 1,2,3] [--gateways 1,2] [--replicas 1]
-        [--partitions 16] [--phases log,gateway,live,acks] [--step-s 5] [--max-steps 6] [--budget-s 900]
-        [--log-rate 500] [--turn-rate 8] [--live-steps 500,1000,2000,3000,4000,5000]
-        [--smoke]
+        [--partitions 16] [--phases log,gateway,live,acks] [--step-s 5] [--max-steps 6]
+        [--budget-s 900] [--log-rate 500] [--turn-rate 8] [--speech]
+        [--live-steps 500,1000,2000,3000,4000,5000] [--smoke]
 
 Loopback only; every server it talks to is one it started; bounded in steps, sessions and
 time (``--budget-s``: a phase that would start past it is skipped and says so). The
@@ -70,6 +70,8 @@ from schemas import ConfigurationError, EventLogSettings
 from voxline.redis_cluster import SLOTS, RedisClusterServers, start_redis_cluster
 
 PHASES = ("log", "gateway", "live", "acks")
+#: other processes this busy (percent of one core) in a step make the figures indicative
+NOISE_PCT = 25.0
 #: what a step must deliver of what it offered
 DELIVERED_SHARE = 0.95
 #: how long after a step its turns may take to end (a reply is ~1.2 s)
@@ -91,43 +93,74 @@ async def ramp(first: float, factor: float, max_steps: int, deadline: float,
     or the deadline; the best passing step is what was sustained."""
     steps: list[Step] = []
     load = first
-    stopped = f"{max_steps} steps, all held"
+    stopped = f"{max_steps} loads, all held"
     for _ in range(max_steps):
         if time.monotonic() > deadline:
             stopped = "the time budget ran out"
             break
-        step = await measure(load)
-        steps.append(step)
-        print(f"    {_line(step)}", flush=True)
+        step = await confirmed(measure, load, steps)
         if not step.passed:
-            stopped = "a step failed: " + "; ".join(step.why)
+            stopped = "a step failed twice: " + "; ".join(step.why)
             break
         load *= factor
-    held = [s for s in steps if s.passed]
-    best = max(held, key=lambda s: s.figures["events_per_s"], default=None)
-    failed = next((s for s in steps if not s.passed), None)
+    return {**outcome(steps), "stopped": stopped}
+
+
+async def confirmed(measure: Callable[[float], Awaitable[Step]], load: float,
+                    steps: list[Step], prefix: str = "") -> Step:
+    """One step at ``load``; a step that fails is measured once more and the second
+    answer stands: one window can fail on a neighbour's burst or a collector's pause, and
+    a limit should be the load's, not the moment's. Both are kept in ``steps``."""
+    for attempt in (1, 2):
+        step = await measure(load)
+        steps.append(step)
+        print(f"    {prefix}{_line(step)}", flush=True)
+        if step.passed:
+            break
+        step.figures["attempt"] = attempt
+    return step
+
+
+def outcome(steps: list[Step]) -> dict[str, Any]:
+    """What a ramp sustained (its best passing step), where it stopped, and why."""
+    best = max((s for s in steps if s.passed), key=lambda s: s.figures["events_per_s"],
+               default=None)
+    failed = steps[-1] if steps and not steps[-1].passed else None
     return {
         "sustained_events_per_s": best.figures["events_per_s"] if best else 0.0,
         "p99_ms_at_sustained": best.figures["latency_ms"]["p99"] if best else None,
-        "projected_events_per_s_busiest_primary_full": (
-            projected(best.figures) if best else None),
-        "stopped": stopped,
+        "projected_events_per_s_busiest_primary_full": projected(steps),
         "limit": None if failed is None else {
             "at": failed.figures["offered"], "why": failed.why,
             "cpu": failed.figures["cpu"]},
         "cpu_at_sustained": best.figures["cpu"] if best else None,
+        "others_max_pct_of_one_core": max(
+            (s.figures["cpu"]["other_processes_pct_of_one_core"] for s in steps), default=0.0),
         "steps": [{**s.figures, "passed": s.passed, "why": s.why} for s in steps],
     }
 
 
-def projected(figures: dict[str, Any]) -> float | None:
-    """The events/s at which the busiest Redis primary would use its whole core, were its
-    CPU per event to stay as measured (a linear projection, not a measure): what the log
-    itself could take if its clients had the cores."""
-    busiest = float(figures["cpu"]["hottest_process_pct"].get("redis primaries") or 0)
-    if busiest <= 0:
+def projected(steps: list[Step]) -> float | None:
+    """The events/s at which the busiest Redis primary would use its whole core: a line
+    fitted through the steps' (events/s, its CPU) and extended to 100 % (a projection,
+    not a measure; one step: through the origin). What the log itself could take were
+    its clients not short of cores, which on a small machine they are first."""
+    points = [(float(s.figures["events_per_s"]),
+               float(s.figures["cpu"]["hottest_process_pct"].get("redis primaries") or 0))
+              for s in steps if s.figures["events_per_s"] > 0]
+    points = [(x, y) for x, y in points if y > 0]
+    if not points:
         return None
-    return float(round(figures["events_per_s"] * 100 / busiest))
+    xs = [x for x, _ in points]
+    if len(points) >= 2 and max(xs) > 1.2 * min(xs):
+        mean_x = sum(xs) / len(xs)
+        mean_y = sum(y for _, y in points) / len(points)
+        slope = (sum((x - mean_x) * (y - mean_y) for x, y in points)
+                 / sum((x - mean_x) ** 2 for x in xs))
+        if slope > 0:
+            return float(round((100 - (mean_y - slope * mean_x)) / slope))
+    x, y = max(points)
+    return float(round(x * 100 / y))
 
 
 def _line(step: Step) -> str:
@@ -317,38 +350,36 @@ async def live_phase(cluster: RedisClusterServers, args: argparse.Namespace,
         meter = CpuMeter({**cluster_groups(cluster),
                           "gateways": [pid for _, pid in children],
                           "load generator": [os.getpid()]})
+
+        async def measure(sessions: float) -> Step:
+            failures = len(load.open_failures)
+            open_s = await load.open(int(sessions) - len(load.sessions))
+            rate = len(load.sessions) * args.turns_per_minute / 60
+            step = await turn_step(load, meter, rate, step_s=args.live_window_s,
+                                   warm_s=args.warm_s, p99_ms=args.p99_ms,
+                                   offered=len(load.sessions))
+            step.figures["open_s"] = round(open_s, 2)
+            if len(load.open_failures) > failures:
+                step.why.append(f"{len(load.open_failures) - failures} sessions could not "
+                                f"open: {load.open_failures[failures]}")
+                return Step(step.figures, False, step.why)
+            return step
+
         try:
             for target in args.live_steps:
                 if time.monotonic() > deadline:
                     stopped = "the time budget ran out"
                     break
-                failures = len(load.open_failures)
-                open_s = await load.open(target - len(load.sessions))
-                rate = len(load.sessions) * args.turns_per_minute / 60
-                step = await turn_step(load, meter, rate, step_s=args.live_window_s,
-                                       warm_s=args.warm_s, p99_ms=args.p99_ms,
-                                       offered=len(load.sessions))
-                step.figures["open_s"] = round(open_s, 2)
-                if len(load.open_failures) > failures:
-                    step.why.append(f"{len(load.open_failures) - failures} sessions could "
-                                    f"not open: {load.open_failures[failures]}")
-                    step = Step(step.figures, False, step.why)
-                steps.append(step)
-                print(f"    {len(load.sessions)} sessions (opened in {open_s:.1f} s): "
-                      f"{_line(step)}", flush=True)
+                step = await confirmed(measure, target, steps, f"{target} sessions: ")
                 if not step.passed:
-                    stopped = "a step failed: " + "; ".join(step.why)
+                    stopped = "a step failed twice: " + "; ".join(step.why)
                     break
         finally:
             await load.aclose()
-    held = max((s.figures["offered"] for s in steps if s.passed), default=0)
-    failed = next((s for s in steps if not s.passed), None)
     return {
         "gateways": args.live_gateways, "turns_per_minute": args.turns_per_minute,
-        "held_at_p99": held, "stopped": stopped,
-        "limit": None if failed is None else {"at": failed.figures["offered"],
-                                              "why": failed.why, "cpu": failed.figures["cpu"]},
-        "steps": [{**s.figures, "passed": s.passed, "why": s.why} for s in steps],
+        "held_at_p99": max((s.figures["offered"] for s in steps if s.passed), default=0),
+        **outcome(steps), "stopped": stopped,
     }
 
 
@@ -435,13 +466,25 @@ def goals(figures: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 runs[low]["projected_events_per_s_busiest_primary_full"])
     if ratios:
         spread = layout(high, args.partitions)["partitions"]
-        busiest_low = max(layout(low, args.partitions)["partitions"])
+        bound = round(max(layout(low, args.partitions)["partitions"]) / max(spread), 2)
+        beyond = sorted(name for name, r in ratios.items() if r is not None and r > 1.1 * bound)
         result[f"events_per_s_{low}_to_{high}_shards_at_least_2.5x"] = {
-            "ratios": ratios, "met": any(r is not None and r >= 2.5 for r in ratios.values()),
+            "ratios": ratios,
+            "met": any(r is not None and 2.5 <= r <= 1.1 * bound for r in ratios.values()),
             "projected_ratios_redis_alone": projected_ratios,
             # the busiest shard's share of the partitions bounds any ratio
-            "layout_bound": {"partitions_per_shard": spread,
-                             "best_ratio": round(busiest_low / max(spread), 2)}}
+            "layout_bound": {"partitions_per_shard": spread, "best_ratio": bound},
+            **({"suspect": f"{', '.join(beyond)}: above the layout's bound, so the smaller "
+                           "cluster's run was disturbed (see others_max_pct_of_one_core)"}
+               if beyond else {}),
+        }
+    others = [run["others_max_pct_of_one_core"] for run in figures["runs"]]
+    if figures.get("live_sessions"):
+        others.append(figures["live_sessions"]["others_max_pct_of_one_core"])
+    if others:
+        result["machine_noise"] = {
+            "others_max_pct_of_one_core": max(others),
+            "figures_indicative_only": max(others) > NOISE_PCT}
     acks = figures.get("replica_acks", {}).get("goals", {}).get("wait_1_costs_at_most_2ms_p50")
     if acks:
         result["wait_1_costs_at_most_2ms_p50"] = acks
@@ -531,7 +574,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--live-steps", type=numbers, default=[500, 1000, 2000, 3000, 4000, 5000],
                         help="live phase: sessions held at each step (at most 20,000)")
     parser.add_argument("--live-gateways", type=int, default=2)
-    parser.add_argument("--live-window-s", type=float, default=20.0,
+    parser.add_argument("--live-window-s", type=float, default=15.0,
                         help="live phase: each step's measured window, warm-up included")
     parser.add_argument("--turns-per-minute", type=float, default=1.0,
                         help="live phase: each session's turns a minute")
