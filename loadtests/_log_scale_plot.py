@@ -55,7 +55,12 @@ def plot(figures: dict[str, Any], out: Path) -> Path:
         live.legend(fontsize=7)
     live.set(xlabel="live sessions (sockets open, one turn a minute each)", ylabel="ms",
              title="live sessions on the largest cluster")
-    fig.suptitle("Voxline event log on a Redis Cluster (scripted engines)", fontsize=10)
+    title = "Voxline event log on a Redis Cluster (scripted engines)"
+    noise = figures.get("goals", {}).get("machine_noise", {})
+    if noise.get("figures_indicative_only"):
+        title += (f" - indicative: other processes used up to "
+                  f"{noise['others_max_pct_of_one_core']:.0f}% of a core")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
