@@ -8,9 +8,12 @@ Gateway's own costs (its process is not theirs, so its RSS and sockets are its o
 their smoke modes, to drive their real code against an app that answers at once. Its uvicorn
 answers a WebSocket upgrade with a bad head like Serve's proxy does (:mod:`voxline.proxy`).
 
-    python -m loadtests._gateway REDIS_URL KEY_PREFIX [--max-turns N]
+    python -m loadtests._gateway REDIS_URL KEY_PREFIX [--max-turns N] [--max-sessions N]
+        [--tokens N --first-token-ms MS --token-ms MS --tts-chunk-ms MS] [--partitions N]
 
-prints the URL it serves, and serves until its stdin closes.
+prints the URL it serves, and serves until its stdin closes. By default its engines answer
+almost at once (24 tokens at 1 ms); :class:`Pacing` gives them service times like real
+ones, for benchmarks that measure what the Gateway and the log cost under a realistic load.
 """
 
 from __future__ import annotations
@@ -51,6 +54,30 @@ TOKENS = [f"word{i} " if i % 8 else f"Sentence {i}. " for i in range(1, 25)]
 #: minimum speech, so a client may speak the server's own speech back to it)
 SPEECH_RATE = 24000
 CHUNK_BYTES = 2 * SPEECH_RATE // 5
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The child's engines' service times: an LLM that streams ``tokens`` tokens, the first
+    after ``first_token_ms`` and the next every ``token_ms``; a TTS whose chunks (0.2 s of
+    speech each) take ``tts_chunk_ms``. The default is the child's own quick engines."""
+
+    tokens: int = len(TOKENS)
+    first_token_ms: float = 1.0
+    token_ms: float = 1.0
+    tts_chunk_ms: float = 0.0
+
+    def args(self) -> list[str]:
+        return ["--tokens", str(self.tokens), "--first-token-ms", str(self.first_token_ms),
+                "--token-ms", str(self.token_ms), "--tts-chunk-ms", str(self.tts_chunk_ms)]
+
+    def engines(self) -> tuple[ScriptedLLM, ScriptedTTS]:
+        tokens = [f"word{i} " if i % 8 else f"Sentence {i}. " for i in range(1, self.tokens + 1)]
+        first, later = self.first_token_ms / 1000, self.token_ms / 1000
+        llm = ScriptedLLM(tokens, delay=lambda i: first if i == 0 else later)
+        tts = ScriptedTTS(sample_rate=SPEECH_RATE, chunks_per_piece=2, chunk_bytes=CHUNK_BYTES,
+                          delay=self.tts_chunk_ms / 1000)
+        return llm, tts
 
 
 @dataclass
@@ -112,13 +139,18 @@ def raise_file_limit(wanted: int) -> int:
 # ---- the child process ---------------------------------------------------------------------
 
 
-async def _serve_child(redis_url: str, prefix: str, max_turns: int | None) -> None:
+async def _serve_child(redis_url: str, prefix: str, max_turns: int | None,
+                       max_sessions: int | None, pacing: Pacing,
+                       partitions: int | None = None) -> None:
     """Run the API on scripted engines; print the URL; run until stdin closes."""
-    llm = ScriptedLLM(TOKENS, delay=0.001)
-    tts = ScriptedTTS(sample_rate=SPEECH_RATE, chunks_per_piece=2, chunk_bytes=CHUNK_BYTES)
-    admission = AdmissionSettings() if max_turns is None else AdmissionSettings(
-        max_turns=max_turns)
-    async with serve_api(redis_url, EventLogSettings(key_prefix=prefix), llm=llm, tts=tts,
+    llm, tts = pacing.engines()
+    limits = {name: value for name, value in (("max_turns", max_turns),
+                                              ("max_sessions", max_sessions))
+              if value is not None}
+    admission = AdmissionSettings(**limits)
+    log = EventLogSettings(key_prefix=prefix, **(
+        {"partitions": partitions} if partitions is not None else {}))
+    async with serve_api(redis_url, log, llm=llm, tts=tts,
                          stt=ScriptedSTT("What is the capital of France?"), vad=EnergyVAD(),
                          admission=admission) as harness:
         print(harness.url, flush=True)
@@ -134,14 +166,23 @@ async def _serve_child(redis_url: str, prefix: str, max_turns: int | None) -> No
 
 @contextlib.contextmanager
 def child_gateway(redis_url: str, *, max_turns: int | None = None,
+                  max_sessions: int | None = None, pacing: Pacing | None = None,
+                  prefix: str | None = None, partitions: int | None = None,
                   ) -> Iterator[tuple[str, int]]:
     """(URL, pid) of the API on scripted engines in a child process; its keys go after.
 
     Blocking (a second or two to start and to stop), so that both asyncio benchmarks and
-    Locust's gevent can hold it.
+    Locust's gevent can hold it. Children given the same ``prefix`` share one log (Gateway
+    replicas of one deployment); each forgets the prefix's keys when it stops.
     """
-    prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
+    prefix = prefix or f"voxbench:{uuid.uuid4().hex[:8]}"
     extra = [] if max_turns is None else ["--max-turns", str(max_turns)]
+    if max_sessions is not None:
+        extra += ["--max-sessions", str(max_sessions)]
+    if pacing is not None:
+        extra += pacing.args()
+    if partitions is not None:
+        extra += ["--partitions", str(partitions)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadtests._gateway", redis_url, prefix, *extra],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=_child_env())
@@ -206,9 +247,19 @@ def main() -> None:
     parser.add_argument("redis_url")
     parser.add_argument("prefix")
     parser.add_argument("--max-turns", type=int, help="the admission's turn limit")
+    parser.add_argument("--max-sessions", type=int, help="the admission's session limit")
+    parser.add_argument("--partitions", type=int, help="the log's partitions (cluster)")
+    default = Pacing()
+    parser.add_argument("--tokens", type=int, default=default.tokens)
+    parser.add_argument("--first-token-ms", type=float, default=default.first_token_ms)
+    parser.add_argument("--token-ms", type=float, default=default.token_ms)
+    parser.add_argument("--tts-chunk-ms", type=float, default=default.tts_chunk_ms)
     args = parser.parse_args()
-    raise_file_limit(8192)
-    asyncio.run(_serve_child(args.redis_url, args.prefix, args.max_turns))
+    pacing = Pacing(args.tokens, args.first_token_ms, args.token_ms, args.tts_chunk_ms)
+    # a socket and a little more per session it may hold
+    raise_file_limit(max(8192, 2 * (args.max_sessions or 0) + 1024))
+    asyncio.run(_serve_child(args.redis_url, args.prefix, args.max_turns, args.max_sessions,
+                             pacing, args.partitions))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_latency": ("bench_latency",),
     "capacity": ("capacity",),
     "bench_connections": ("bench_connections",),
+    "bench_log_scale": ("bench_log_scale",),
     "locustfile": ("locust_smoke",),
     "bench_limits": ("bench_limits_smoke",),
     "log_footprint": ("log_footprint",),
