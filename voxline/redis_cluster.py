@@ -149,10 +149,14 @@ def redis_cluster(**kwargs: float | int) -> Iterator[RedisClusterServers]:
 
 
 def _free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too; Redis refuses
-    ports above 55535 for that reason, so the kernel's ephemeral range will not do."""
+    """A free port whose cluster bus port (port + 10000) is free too, both below the
+    kernel's ephemeral range: a port in that range, free when checked, can be taken by
+    any outgoing connection before the node binds it (Redis refuses ports above 55535
+    anyway, for the bus port's sake)."""
+    ceiling = min(_ephemeral_low(), 65536) - 10000 - 1
+    low, high = (10000, ceiling) if ceiling > 11000 else (20000, 55535)
     for _ in range(200):
-        port = random.randint(20000, 55535)
+        port = random.randint(low, high)
         try:
             with socket.socket() as first, socket.socket() as second:
                 first.bind(("127.0.0.1", port))
@@ -161,6 +165,14 @@ def _free_cluster_port() -> int:
             continue
         return port
     raise ConfigurationError("no free port pair (port, port + 10000) for a cluster node")
+
+
+def _ephemeral_low(default: int = 32768) -> int:
+    """The first port of the kernel's ephemeral range (Linux; ``default`` elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
 
 
 def _form(cluster: RedisClusterServers, replicas_per_primary: int, deadline: float) -> None:

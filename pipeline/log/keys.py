@@ -8,10 +8,16 @@ On a standalone Redis the names are the ones every existing log already has::
 A Redis Cluster refuses a script or a multi-key command whose keys live in different
 slots, and the append script writes the session's stream *and* a feed. So in cluster mode
 each session belongs to one of ``partitions`` partitions (a stable hash of its id), and
-its stream shares the hash tag ``{p<n>}`` with its partition's feed::
+its stream shares its partition's hash tag with its partition's feed::
 
-    {prefix}:session:{p<n>}:{session}
-    {prefix}:feed:{p<n>}
+    {prefix}:session:{p<n>[.k]}:{session}
+    {prefix}:feed:{p<n>[.k]}
+
+The tag of partition ``n`` is ``p<n>``, or ``p<n>.<k>`` with the first ``k`` that puts it in
+the ``n``-th of ``partitions`` equal bands of the 16,384 slots: tags are spread evenly, so a
+cluster whose primaries own equal slot ranges (what ``redis-cli --cluster create`` makes)
+holds equal shares of the partitions (16 over 3 primaries: 5, 6, 5; hashed freely they
+fell 4, 5, 7, and the busiest shard bounds what a third shard can add).
 
 One feed per partition, not one for the deployment: a single feed key would put every
 append of every session on one slot, one primary. Workers read every partition's feed
@@ -22,7 +28,10 @@ the log can use, so it defaults to more than a small cluster has.
 
 from __future__ import annotations
 
+import functools
 import zlib
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 __all__ = ["LogKeys"]
 
@@ -48,7 +57,7 @@ class LogKeys:
 
     def tag(self, partition: int) -> str:
         """The hash tag every key of ``partition`` carries ("" standalone)."""
-        return f"{{p{partition}}}" if self.partitions else ""
+        return f"{{{_tag_name(partition, self.partitions)}}}" if self.partitions else ""
 
     def session(self, session_id: str) -> str:
         if not self.partitions:
@@ -72,3 +81,15 @@ class LogKeys:
         if not self.partitions:
             return f"{self.prefix}:fanout:{reader}"
         return f"{self.prefix}:fanout:{self.tag(partition)}:{reader}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag_name(partition: int, partitions: int) -> str:
+    """``p<n>`` or ``p<n>.<k>``: the first whose slot lies in partition ``n``'s own band."""
+    slots = REDIS_CLUSTER_HASH_SLOTS
+    low, high = partition * slots // partitions, (partition + 1) * slots // partitions
+    for k in range(64 * slots):  # a band of one slot takes ~16,384 tries on average
+        name = f"p{partition}.{k}" if k else f"p{partition}"
+        if low <= key_slot(name.encode()) < high:
+            return name
+    raise ValueError(f"no hash tag found for partition {partition} of {partitions}")

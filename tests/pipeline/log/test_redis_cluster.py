@@ -7,10 +7,13 @@ The event-log contract itself runs on the cluster too: the modules that override
 
 from __future__ import annotations
 
+from collections import Counter
+
 import openai
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from pipeline.log import EventLog, create_redis, is_cluster
 from pipeline.log.keys import LogKeys
@@ -47,6 +50,17 @@ def test_standalone_keys_keep_their_names() -> None:
     keys = LogKeys("voxline")
     assert keys.session("abc") == "voxline:session:abc"
     assert keys.feeds() == ["voxline:feed"] and keys.feed_of("abc") == "voxline:feed"
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 16, 64, 1000])
+def test_partition_tags_spread_evenly_over_the_slots(partitions: int) -> None:
+    keys = LogKeys("voxline", partitions)
+    slots = [key_slot(keys.feed(n).encode()) for n in range(partitions)]
+    band = 16384 / partitions
+    assert all(n * band - 1 < slot < (n + 1) * band for n, slot in enumerate(slots))
+    if partitions == 16:  # three primaries with equal slot ranges hold 5, 6, 5
+        owners = Counter(slot * 3 // 16384 for slot in slots)
+        assert sorted(owners.values()) == [5, 5, 6]
 
 
 async def test_a_session_shares_its_slot_with_its_feed_and_partitions_spread(

@@ -1,7 +1,7 @@
 """Adding a shard to a live Redis Cluster moves whole sessions.
 
-Every key of a session, and its partition's feed, carries the partition's hash tag
-``{p<n>}``: one slot. So stock ``redis-cli --cluster add-node`` and ``reshard`` (which
+Every key of a session, and its partition's feed, carries the partition's hash tag: one
+slot. So stock ``redis-cli --cluster add-node`` and ``reshard`` (which
 moves each source's lowest-numbered slots) move partitions whole, and with them their
 sessions and feed (consumer groups included), while a writer keeps appending to them.
 This is the procedure of cluster/README.md, "Add a shard", on a cluster of our own
@@ -74,14 +74,20 @@ def wait_known(ports: list[int], node: str, timeout_s: float = 30.0) -> None:
                 time.sleep(0.1)
 
 
-def wait_agreed(port: int, timeout_s: float = 30.0) -> None:
+def wait_agreed(port: int, new: int, timeout_s: float = 30.0) -> None:
     """Until ``redis-cli --cluster check`` passes (every node has the same slot map; a
-    new node learns it a moment after it is met), which ``reshard`` requires."""
+    new node learns it a moment after it is met), which ``reshard`` requires, and the new
+    node counts the cluster as up: until then it refuses the keys of a moved slot with
+    CLUSTERDOWN."""
     deadline = time.monotonic() + timeout_s
     while subprocess.run(["redis-cli", "--cluster", "check", f"127.0.0.1:{port}"],
                          capture_output=True, timeout=30).returncode != 0:
         assert time.monotonic() < deadline, "the nodes never agreed on the slots"
         time.sleep(0.2)
+    with SyncRedis(port=new, decode_responses=True) as node:
+        while node.cluster("INFO")["cluster_state"] != "ok":
+            assert time.monotonic() < deadline, "the new node never saw the cluster up"
+            time.sleep(0.1)
 
 
 def owners(port: int) -> dict[int, str]:
@@ -140,7 +146,7 @@ async def test_a_new_shard_takes_whole_partitions_while_sessions_go_on(
         cluster.primaries.append(new)  # stopped with the cluster
         cli("--cluster", "add-node", f"127.0.0.1:{new.port}", f"127.0.0.1:{first}")
         wait_known([n.port for n in cluster.primaries], node_id(new.port))
-        wait_agreed(first)
+        wait_agreed(first, new.port)
 
         # the source with the most partitions gives its two lowest ones: `reshard` moves a
         # source's lowest slots, so K = the slots it owns up to the second partition's
