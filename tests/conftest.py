@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings
 from tests.support.api_harness import forget_keys
+from tests.support.redis_proxy import RedisProxy
 from voxline.redis_cluster import redis_cluster
 from voxline.redis_sentinel import RedisSentinelServers, redis_sentinel
 from voxline.redis_server import is_reachable, start_redis_server
@@ -66,6 +68,19 @@ def both_redis_urls(request: pytest.FixtureRequest) -> str:
     """
     return str(request.getfixturevalue(
         "standalone_redis_url" if request.param == "standalone" else "redis_cluster_url"))
+
+
+@pytest.fixture
+async def redis_proxy(redis_url: str) -> AsyncIterator[RedisProxy]:
+    """A proxy in front of the (standalone) test Redis that a test can cut and restore,
+    or make lose replies (:class:`tests.support.redis_proxy.RedisProxy`)."""
+    target = urlsplit(redis_url)
+    proxy = RedisProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.restore()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
 
 
 @pytest.fixture

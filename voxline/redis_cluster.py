@@ -125,7 +125,7 @@ def start_redis_cluster(
     cluster = RedisClusterServers([], [], workdir, node_args=node_args)
     try:
         for index in range(primaries * (1 + replicas_per_primary)):
-            port = _free_cluster_port()
+            port = free_cluster_port()
             nodedir = workdir / str(port)
             nodedir.mkdir()
             node = start_redis_server(port=port, workdir=nodedir, timeout_s=timeout_s,
@@ -148,21 +148,26 @@ def redis_cluster(**kwargs: float | int) -> Iterator[RedisClusterServers]:
         cluster.stop()
 
 
-def _free_cluster_port() -> int:
+def free_cluster_port(taken: set[int] | None = None) -> int:
     """A free port whose cluster bus port (port + 10000) is free too, both below the
     kernel's ephemeral range: a port in that range, free when checked, can be taken by
     any outgoing connection before the node binds it (Redis refuses ports above 55535
-    anyway, for the bus port's sake)."""
+    anyway, for the bus port's sake). Ports in ``taken`` are skipped, and the one chosen
+    is added to it (for nodes not started yet)."""
     ceiling = min(_ephemeral_low(), 65536) - 10000 - 1
     low, high = (10000, ceiling) if ceiling > 11000 else (20000, 55535)
-    for _ in range(200):
+    for _ in range(500):
         port = random.randint(low, high)
+        if taken is not None and port in taken:
+            continue
         try:
             with socket.socket() as first, socket.socket() as second:
                 first.bind(("127.0.0.1", port))
                 second.bind(("127.0.0.1", port + 10000))
         except OSError:
             continue
+        if taken is not None:
+            taken.add(port)
         return port
     raise ConfigurationError("no free port pair (port, port + 10000) for a cluster node")
 

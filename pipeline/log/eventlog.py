@@ -69,6 +69,10 @@ DEFAULT_FEED_TYPES: frozenset[str] = frozenset(
     {"session.created", "session.closed", "input.audio", "response.done", "narration.ready"}
 )
 _CONFLICT_RETRIES = 32
+#: what a command that did not get through raises: Redis's errors, and AttributeError from
+#: redis-py's cluster client, which follows an ASK redirect to a node it does not know yet
+#: (one just added by a reshard) as ``None``; after a topology refresh the retry finds it
+_UNAVAILABLE = (RedisError, AttributeError)
 _SESSION_CACHE = 4096
 
 
@@ -230,7 +234,7 @@ class EventLog:
         except ResponseError as exc:
             logger.error("Redis refused an append to %s: %s", self.key(session_id), exc)
             raise EventLogError("the event log refused the append", transient=False) from exc
-        except RedisError as exc:
+        except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
         return status, value if isinstance(value, bytes) else str(value).encode()
 
@@ -275,7 +279,7 @@ class EventLog:
             exists, deleted, added, last, entries = await self._read(
                 keys=[self.key(session_id)], args=[start, count or self.settings.read_count]
             )
-        except RedisError as exc:
+        except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
         horizon = StreamId.parse(deleted)
         if horizon > cursor:
@@ -341,7 +345,7 @@ class EventLog:
                 pipe.xrange(key, str(cursor), str(cursor), count=1)
                 pipe.xrange(key, "-", "+", count=1)
                 at, first = await pipe.execute()
-        except RedisError as exc:
+        except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
         return bool(at) or not first or cursor < StreamId.parse(first[0][0])
 
@@ -371,7 +375,7 @@ class EventLog:
                 reply: Any = await self.redis.xread(
                     {key: str(cursor)}, count=self.settings.read_count, block=block_ms
                 )
-            except RedisError as exc:
+            except _UNAVAILABLE as exc:
                 raise _unavailable(exc) from exc
             reraise_lost_cancel()
             for _stream, entries in reply or ():

@@ -13,10 +13,8 @@ crashed together and started again on new addresses (a cluster whose pods all mo
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from redis import Redis
 
 from pipeline.log import EventLog, create_redis
 from schemas import EventLogSettings, InputText, InputTextData
+from voxline.redis_cluster import free_cluster_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "cluster" / "redis-cluster.yaml"
@@ -165,23 +164,6 @@ def test_the_urls_in_the_manifest_and_the_readme_name_its_pods() -> None:
 
 
 # ---- the manifest, run on loopback ---------------------------------------------------------
-
-
-def free_cluster_port(taken: set[int]) -> int:
-    """A port whose cluster bus port (+10000) is free too, on any loopback address."""
-    for _ in range(500):
-        port = random.randint(20000, 55535)
-        if port in taken:
-            continue
-        try:
-            with socket.socket() as first, socket.socket() as second:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        taken.add(port)
-        return port
-    raise RuntimeError("no free port pair")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Redis unreachable in the middle of a turn (a partition: connections cut, connects refused).
 
-The API runs on scripted engines behind a proxy to the test Redis; the LLM holds its reply
-at a gate, the proxy is cut, the gate opens. The client gets a clear error event
+The API runs on scripted engines behind a redis_proxy to the test Redis; the LLM holds its reply
+at a gate, the redis_proxy is cut, the gate opens. The client gets a clear error event
 (``event_log_unavailable``, transient) instead of a hang or a dropped socket; the log holds
 no half-written batch (every batch is one Lua script) and, once Redis is back, the session
 is usable again: the next turn completes and the log reads back whole.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,29 +27,18 @@ TOKENS = ["The", " capital", " of", " France", " is", " Paris", ".", " It", " is
 
 
 @pytest.fixture
-async def proxy(redis_url: str) -> AsyncIterator[RedisProxy]:
-    target = urlsplit(redis_url)
-    proxy = RedisProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.restore()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-@pytest.fixture
-async def gated(proxy: RedisProxy, key_prefix: str) -> AsyncIterator[tuple[Harness, Any]]:
+async def gated(redis_proxy: RedisProxy, key_prefix: str) -> AsyncIterator[tuple[Harness, Any]]:
     llm = ScriptedLLM(TOKENS, delay=0.001, gate_at=3)
     # a short grace: the outage here lasts until the test ends it
     settings = EventLogSettings(key_prefix=key_prefix, outage_grace_s=1.0)
-    async with serve_api(proxy.url, settings, llm=llm,
+    async with serve_api(redis_proxy.url, settings, llm=llm,
                          tts=ScriptedTTS(chunks_per_piece=1),
                          api=ApiSettings(drain_s=2)) as harness:
         yield harness, llm
 
 
 async def test_a_turn_that_loses_redis_ends_with_a_clear_error_and_the_session_recovers(
-        gated: tuple[Harness, Any], proxy: RedisProxy) -> None:
+        gated: tuple[Harness, Any], redis_proxy: RedisProxy) -> None:
     harness, llm = gated
     session = await harness.client.create_session()
     seen: list[Event] = []
@@ -60,7 +48,7 @@ async def test_a_turn_that_loses_redis_ends_with_a_clear_error_and_the_session_r
             seen.append(event)
             if event.type == "response.text.delta":
                 break
-        await proxy.cut()
+        await redis_proxy.cut()
         llm.gate.set()
         errors = []
         async with asyncio.timeout(60):
@@ -74,7 +62,7 @@ async def test_a_turn_that_loses_redis_ends_with_a_clear_error_and_the_session_r
     for internal in ("Redis", "Lua", "Traceback", "ConnectionError"):
         assert internal not in payload.message
 
-    await proxy.restore()
+    await redis_proxy.restore()
     llm.gate_at = None
     async with asyncio.timeout(60):
         while True:  # the session is usable again once Redis answers
@@ -101,7 +89,7 @@ async def test_a_turn_that_loses_redis_ends_with_a_clear_error_and_the_session_r
 
 
 async def test_the_client_resumes_by_itself_once_the_log_answers_again(
-        gated: tuple[Harness, Any], proxy: RedisProxy) -> None:
+        gated: tuple[Harness, Any], redis_proxy: RedisProxy) -> None:
     """Past the grace the socket is closed (4503 ``event_log_unavailable``); the client
     reopens it from its last id once Redis answers and gets the turn's end from the log."""
     harness, llm = gated
@@ -109,7 +97,7 @@ async def test_the_client_resumes_by_itself_once_the_log_answers_again(
 
     async def back_soon() -> None:
         await asyncio.sleep(1.0)
-        await proxy.restore()
+        await redis_proxy.restore()
 
     restore: asyncio.Task[None] | None = None
     async with harness.client.connect(session) as conn:
@@ -117,7 +105,7 @@ async def test_the_client_resumes_by_itself_once_the_log_answers_again(
         async for event in conn.events():
             if event.type == "response.text.delta":
                 break
-        await proxy.cut()
+        await redis_proxy.cut()
         llm.gate.set()
         async with asyncio.timeout(60):
             async for event in conn.events():

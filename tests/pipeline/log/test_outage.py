@@ -1,6 +1,6 @@
 """Riding out an outage: Redis stops answering for a while (a failover, a restart).
 
-A proxy in front of the standalone test Redis is cut (connections dropped, connects
+A redis_proxy in front of the standalone test Redis is cut (connections dropped, connects
 refused) and restored. Within ``outage_grace_s`` an append waits and lands once, and a
 live tail goes on without an error; past the grace both end with a transient
 ``event_log_unavailable``. The cluster's own failover is tried in
@@ -10,8 +10,6 @@ live tail goes on without an error; past the grace both end with a transient
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from urllib.parse import urlparse
 
 import pytest
 
@@ -28,34 +26,23 @@ def text(session: str, value: str) -> InputText:
     return InputText(session_id=session, turn_id="t", data=InputTextData(text=value))
 
 
-@pytest.fixture
-async def proxy(redis_url: str) -> AsyncIterator[RedisProxy]:
-    target = urlparse(redis_url)
-    proxy = RedisProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.restore()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-def proxied_log(proxy: RedisProxy, key_prefix: str, grace_s: float) -> EventLog:
+def proxied_log(redis_proxy: RedisProxy, key_prefix: str, grace_s: float) -> EventLog:
     # redis-py's own retries are kept short: what is tried here is the grace on top
-    redis = create_redis(proxy.url, RedisSettings(retries=1, backoff_base_s=0.01,
+    redis = create_redis(redis_proxy.url, RedisSettings(retries=1, backoff_base_s=0.01,
                                                   socket_timeout_s=1.0))
     return EventLog(redis, EventLogSettings(key_prefix=key_prefix, outage_grace_s=grace_s))
 
 
 async def test_an_append_waits_out_an_outage_within_the_grace(
-        proxy: RedisProxy, key_prefix: str, event_log: EventLog) -> None:
-    log = proxied_log(proxy, key_prefix, grace_s=30)
+        redis_proxy: RedisProxy, key_prefix: str, event_log: EventLog) -> None:
+    log = proxied_log(redis_proxy, key_prefix, grace_s=30)
     try:
         await log.append(text("s", "before"))
-        await proxy.cut()
+        await redis_proxy.cut()
         append = asyncio.create_task(log.append(text("s", "during")))
         await asyncio.sleep(OUTAGE_S)
         assert not append.done()  # waiting, not failed
-        await proxy.restore()
+        await redis_proxy.restore()
         during = await append
     finally:
         await log.redis.aclose()
@@ -65,10 +52,10 @@ async def test_an_append_waits_out_an_outage_within_the_grace(
 
 
 async def test_an_outage_past_the_grace_is_a_transient_log_error(
-        proxy: RedisProxy, key_prefix: str) -> None:
-    log = proxied_log(proxy, key_prefix, grace_s=0.2)
+        redis_proxy: RedisProxy, key_prefix: str) -> None:
+    log = proxied_log(redis_proxy, key_prefix, grace_s=0.2)
     try:
-        await proxy.cut()
+        await redis_proxy.cut()
         with pytest.raises(EventLogError) as info:
             await log.append(text("s", "lost"))
     finally:
@@ -77,8 +64,8 @@ async def test_an_outage_past_the_grace_is_a_transient_log_error(
 
 
 async def test_a_live_tail_rides_out_an_outage_without_an_error(
-        proxy: RedisProxy, key_prefix: str, event_log: EventLog) -> None:
-    log = proxied_log(proxy, key_prefix, grace_s=30)
+        redis_proxy: RedisProxy, key_prefix: str, event_log: EventLog) -> None:
+    log = proxied_log(redis_proxy, key_prefix, grace_s=30)
     fanout = LogFanout(log, block_ms=200)
     seen: list[str] = []
     live = asyncio.Event()
@@ -94,10 +81,10 @@ async def test_a_live_tail_rides_out_an_outage_without_an_error(
         await event_log.append(text("s", "one"))
         reader = asyncio.create_task(follow())
         await live.wait()
-        await proxy.cut()
+        await redis_proxy.cut()
         await event_log.append(text("s", "two"))  # straight to Redis, during the outage
         await asyncio.sleep(OUTAGE_S)
-        await proxy.restore()
+        await redis_proxy.restore()
         await event_log.append(text("s", "three"))
         await asyncio.wait_for(reader, 30)  # an error would have ended it early
     finally:
@@ -107,14 +94,14 @@ async def test_a_live_tail_rides_out_an_outage_without_an_error(
 
 
 async def test_a_live_tail_ends_with_a_log_error_past_the_grace(
-        proxy: RedisProxy, key_prefix: str, event_log: EventLog) -> None:
-    log = proxied_log(proxy, key_prefix, grace_s=0.3)
+        redis_proxy: RedisProxy, key_prefix: str, event_log: EventLog) -> None:
+    log = proxied_log(redis_proxy, key_prefix, grace_s=0.3)
     fanout = LogFanout(log, block_ms=200)
     await event_log.append(text("s", "one"))
     tail = fanout.tail("s")
     try:
         assert (await anext(tail)).data.text == "one"  # type: ignore[union-attr]
-        await proxy.cut()
+        await redis_proxy.cut()
         with pytest.raises(EventLogError) as info:
             await asyncio.wait_for(anext(tail), 30)
     finally:

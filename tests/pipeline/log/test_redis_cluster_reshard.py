@@ -25,7 +25,7 @@ from redis.crc import key_slot
 
 from pipeline.log import EventLog, FeedReader, create_redis
 from schemas import EventLogError, EventLogSettings, InputText, InputTextData
-from voxline.redis_cluster import RedisClusterServers, _free_cluster_port, start_redis_cluster
+from voxline.redis_cluster import RedisClusterServers, free_cluster_port, start_redis_cluster
 from voxline.redis_server import start_redis_server
 
 pytestmark = [
@@ -141,7 +141,7 @@ async def test_a_new_shard_takes_whole_partitions_while_sessions_go_on(
         first = cluster.primaries[0].port
         workdir = cluster.workdir / "new"
         workdir.mkdir()
-        new = start_redis_server(port=_free_cluster_port(), workdir=workdir,
+        new = start_redis_server(port=free_cluster_port(), workdir=workdir,
                                  extra_args=cluster.node_args)
         cluster.primaries.append(new)  # stopped with the cluster
         cli("--cluster", "add-node", f"127.0.0.1:{new.port}", f"127.0.0.1:{first}")
