@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
@@ -281,6 +282,42 @@ def replay(
     _say(f"transcript: {result.transcript}")
 
 
+class _LocalServers(Protocol):
+    """Redis processes started here for trying Voxline (a cluster, a Sentinel setup)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def _serve_until_stopped(start: Callable[[], _LocalServers],
+                         describe: Callable[[Any], list[str]]) -> None:
+    """Start local Redis processes, say what runs and the URL to use, and stop them on
+    Ctrl-C or SIGTERM (a configuration error is said, and exits 1)."""
+    from schemas import ConfigurationError
+    from voxline.stopping import StopSignals
+
+    signals = StopSignals()
+    signals.install()
+    servers = None
+    try:
+        servers = start()
+        for line in describe(servers):
+            _say(line)
+        _say(f"\nVOXLINE_REDIS_URL={servers.url}\nPress Ctrl-C to stop them.")
+        signals.wait()
+    except ConfigurationError as exc:
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if servers is not None:
+            servers.stop()
+    _say("stopped")
+
+
 @app.command("redis-cluster")
 def redis_cluster(
     primaries: Annotated[int, typer.Option(min=1, help="primaries (shards)")] = 3,
@@ -290,30 +327,18 @@ def redis_cluster(
 
     Point Voxline at the URL it prints: VOXLINE_REDIS_URL=redis+cluster://...
     """
-    from schemas import ConfigurationError
-    from voxline.redis_cluster import start_redis_cluster
-    from voxline.stopping import StopSignals
+    from voxline.redis_cluster import RedisClusterServers, start_redis_cluster
 
-    signals = StopSignals()
-    signals.install()
-    cluster = None
-    try:
-        cluster = start_redis_cluster(primaries=primaries, replicas_per_primary=replicas)
-        _say(f"Redis Cluster ready: {primaries} primaries, {replicas} replica(s) each")
+    def describe(cluster: RedisClusterServers) -> list[str]:
+        lines = [f"Redis Cluster ready: {primaries} primaries, {replicas} replica(s) each"]
         for role, nodes in (("primary", cluster.primaries), ("replica", cluster.replicas)):
-            for node in nodes:
-                _say(f"  {role}  127.0.0.1:{node.port}  (log {node.workdir / 'redis.log'})")
-        _say(f"\nVOXLINE_REDIS_URL={cluster.url}\nPress Ctrl-C to stop the cluster.")
-        signals.wait()
-    except ConfigurationError as exc:
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if cluster is not None:
-            cluster.stop()
-    _say("stopped")
+            lines += [f"  {role}  127.0.0.1:{node.port}  (log {node.workdir / 'redis.log'})"
+                      for node in nodes]
+        return lines
+
+    _serve_until_stopped(
+        lambda: start_redis_cluster(primaries=primaries, replicas_per_primary=replicas),
+        describe)
 
 
 @app.command("redis-sentinel")
@@ -326,33 +351,20 @@ def redis_sentinel(
 
     Point Voxline at the URL it prints: VOXLINE_REDIS_URL=redis+sentinel://...
     """
-    from schemas import ConfigurationError
-    from voxline.redis_sentinel import start_redis_sentinel
-    from voxline.stopping import StopSignals
+    from voxline.redis_sentinel import RedisSentinelServers, start_redis_sentinel
 
-    signals = StopSignals()
-    signals.install()
-    setup = None
-    try:
-        setup = start_redis_sentinel(replicas=replicas, sentinels=sentinels)
-        _say(f"Redis Sentinel ready: 1 primary, {replicas} replica(s), {sentinels} sentinels "
-             f"watching it as {setup.master_name!r}")
+    def describe(setup: RedisSentinelServers) -> list[str]:
+        lines = [f"Redis Sentinel ready: 1 primary, {replicas} replica(s), {sentinels} "
+                 f"sentinels watching it as {setup.master_name!r}"]
         roles = [("primary", setup.servers[:1]), ("replica", setup.servers[1:]),
                  ("sentinel", setup.sentinels)]
         for role, processes in roles:
-            for process in processes:
-                _say(f"  {role:8} 127.0.0.1:{process.port}  (log {process.workdir / 'redis.log'})")
-        _say(f"\nVOXLINE_REDIS_URL={setup.url}\nPress Ctrl-C to stop them.")
-        signals.wait()
-    except ConfigurationError as exc:
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if setup is not None:
-            setup.stop()
-    _say("stopped")
+            lines += [f"  {role:8} 127.0.0.1:{process.port}  (log {process.workdir / 'redis.log'})"
+                      for process in processes]
+        return lines
+
+    _serve_until_stopped(
+        lambda: start_redis_sentinel(replicas=replicas, sentinels=sentinels), describe)
 
 
 def main() -> None:
