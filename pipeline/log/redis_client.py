@@ -191,27 +191,17 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
     """
     settings = settings or RedisSettings()
     nodes = cluster_nodes(url)
-    retry = Retry(
-        ExponentialWithJitterBackoff(base=settings.backoff_base_s, cap=settings.backoff_cap_s),
-        retries=settings.retries,
-        supported_errors=(RedisConnectionError, RedisTimeoutError),
-    )
     sentinel = sentinel_url(url)
     if sentinel is not None:
-        return _sentinel_master(sentinel, settings, retry)
+        return _sentinel_master(sentinel, settings)
     if nodes is not None:
         username, password = _credentials(url[len(CLUSTER_SCHEME):].split("/", 1)[0])
         cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
             max_connections=settings.max_connections,  # per node
-            retry=retry,
-            retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
-            socket_timeout=settings.socket_timeout_s,
-            socket_connect_timeout=settings.socket_timeout_s,
-            health_check_interval=settings.health_check_interval_s,
             username=username,
             password=password,
-            decode_responses=False,
+            **_connection_options(settings),
         )
         # RedisCluster takes no connection class: set it where its nodes are made from
         cluster.connection_kwargs["connection_class"] = SafeConnection
@@ -223,17 +213,30 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
         connection_class=SafeConnection,
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout_s,
-        retry=retry,
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        health_check_interval=settings.health_check_interval_s,
-        decode_responses=False,
+        **_connection_options(settings),
     )
     return Redis.from_pool(pool)
 
 
-def _sentinel_master(url: SentinelUrl, settings: RedisSettings, retry: Retry) -> Redis:
+def _connection_options(settings: RedisSettings) -> dict[str, Any]:
+    """How every connection is made and retried, whatever the URL: redis-py's retry
+    policy with backoff, timeouts, health checks, bytes in and out."""
+    return {
+        "retry": Retry(
+            ExponentialWithJitterBackoff(base=settings.backoff_base_s,
+                                         cap=settings.backoff_cap_s),
+            retries=settings.retries,
+            supported_errors=(RedisConnectionError, RedisTimeoutError),
+        ),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.socket_timeout_s,
+        "health_check_interval": settings.health_check_interval_s,
+        "decode_responses": False,
+    }
+
+
+def _sentinel_master(url: SentinelUrl, settings: RedisSettings) -> Redis:
     """A client of the master the sentinels name; its connections are made as on
     ``redis://`` (same retries, timeouts, bounded blocking pool)."""
     sentinels = Sentinel(  # type: ignore[no-untyped-call]
@@ -251,14 +254,9 @@ def _sentinel_master(url: SentinelUrl, settings: RedisSettings, retry: Retry) ->
         connection_class=SafeSentinelConnection,
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout_s,
-        retry=retry,
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        health_check_interval=settings.health_check_interval_s,
         db=url.db,
         username=url.username,
         password=url.password,
-        decode_responses=False,
+        **_connection_options(settings),
     )
     return cast(Redis, client)
