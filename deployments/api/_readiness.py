@@ -52,7 +52,9 @@ class ReadinessMonitor:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None:
+        """Start the background check, or start it again if it ended: a check loop that
+        died would leave every probe at "the first check is still running" for good."""
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="readiness")
 
     async def _run(self) -> None:
@@ -67,6 +69,8 @@ class ReadinessMonitor:
                 probe.cancel()
                 checks: dict[str, Any] = {
                     "ready": False, "probe": f"no answer within {self.round_s:.0f} s"}
+            elif probe.cancelled():  # a call inside it ended cancelled (a stage's handle)
+                checks = {"ready": False, "probe": "the check was cancelled"}
             elif (exc := probe.exception()) is not None:  # the loop outlives a failed round
                 logger.warning("readiness probe failed: %s", exc)
                 checks = {"ready": False, "probe": f"failed: {type(exc).__name__}: {exc}"}

@@ -158,6 +158,32 @@ async def test_a_failing_readiness_probe_reads_not_ready_and_is_retried() -> Non
         await monitor.aclose()
 
 
+async def test_a_round_that_ends_cancelled_reads_not_ready_and_the_checks_go_on() -> None:
+    """A call inside the probe that ends cancelled (a stage's handle while its replica
+    restarts) once killed the check loop, and every probe after it read "the first check
+    is still running"."""
+    calls = 0
+
+    async def probe() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncio.CancelledError  # not cancelled by anyone: ended so
+        return {"ready": True}
+
+    monitor = ReadinessMonitor(probe, refresh_s=0.01)
+    try:
+        answer = await monitor.current()
+        assert answer["ready"] is False and answer["probe"] == "the check was cancelled"
+        for _ in range(100):
+            if (await monitor.current())["ready"]:
+                break
+            await asyncio.sleep(0.01)
+        assert (await monitor.current())["ready"]
+    finally:
+        await monitor.aclose()
+
+
 async def test_readyz_shows_the_replicas_admission_as_it_is_now(
         redis_url: str, log_settings: EventLogSettings) -> None:
     async with serve_api(redis_url, log_settings, llm=ScriptedLLM(["Hi."]), tts=None,
