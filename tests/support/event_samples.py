@@ -7,6 +7,11 @@ import schemas as s
 SETTINGS = s.SessionSettings()
 
 
+def typed_text(session_id: str, text: str, turn_id: str = "t") -> s.InputText:
+    """A typed-text event: the plainest thing to append when a test is about the log."""
+    return s.InputText(session_id=session_id, turn_id=turn_id, data=s.InputTextData(text=text))
+
+
 def sample_events(session_id: str, turn_id: str = "t1") -> list[s.EventBase]:
     audio = bytes(range(256)) * 4  # every byte value, so binary safety is tested
     return [

@@ -24,21 +24,22 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pipeline.log import EventLog, LogFanout, StreamId, create_redis
 from schemas import (
     Event,
     EventLogError,
     EventLogSettings,
-    InputText,
-    InputTextData,
     ResyncRequiredError,
     VoxlineError,
 )
+from tests.support.event_samples import typed_text as text
 
 EVENTS = 60
+S = TypeVar("S", bound="Servers")
 DEADLINE_S = 60.0
 
 
@@ -79,9 +80,6 @@ class Trial:
                 f"errors {dict(self.errors)}, resumes {dict(self.resumes)}, "
                 f"received {len(self.received)}, resume {self.resume}")
 
-
-def text(session: str, value: str) -> InputText:
-    return InputText(session_id=session, turn_id="t", data=InputTextData(text=value))
 
 
 async def run_trial(url: str, failover: Failover, seed: int) -> Trial:
@@ -138,6 +136,28 @@ async def run_trial(url: str, failover: Failover, seed: int) -> Trial:
     finally:
         await redis.aclose()
     return trial
+
+
+class Servers(Protocol):
+    """What a trial runs on: a setup of our own that it can reach and stop."""
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+async def run_checked_trial(start: Callable[[], S], failover_of: Callable[[S], Failover],
+                            seed: int) -> None:
+    """One seeded trial on servers of its own (started, then always stopped), checked."""
+    servers = await asyncio.to_thread(start)
+    try:
+        trial = await asyncio.wait_for(
+            run_trial(servers.url, failover_of(servers), seed), timeout=3 * DEADLINE_S)
+    finally:
+        await asyncio.to_thread(servers.stop)
+    print(trial.summary(seed))
+    check_trial(trial)
 
 
 def check_trial(trial: Trial) -> None:

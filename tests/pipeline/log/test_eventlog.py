@@ -15,7 +15,6 @@ from schemas import (
     AppendConflictError,
     ErrorCode,
     EventLogSettings,
-    InputText,
     InputTextData,
     ProtocolError,
     RedisSettings,
@@ -24,6 +23,7 @@ from schemas import (
     TextDeltaData,
 )
 from tests.support.event_samples import sample_events
+from tests.support.event_samples import typed_text as text
 from tests.support.redis_proxy import RedisProxy
 
 
@@ -34,9 +34,6 @@ def redis_url(both_redis_urls: str) -> str:
 
 pytestmark = pytest.mark.redis
 
-
-def text(session: str, value: str) -> InputText:
-    return InputText(session_id=session, turn_id="t", data=InputTextData(text=value))
 
 
 async def test_every_event_type_round_trips(event_log: EventLog) -> None:

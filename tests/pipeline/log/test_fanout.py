@@ -15,11 +15,10 @@ from schemas import (
     ErrorCode,
     Event,
     EventLogSettings,
-    InputText,
-    InputTextData,
     OverloadedError,
     ResyncRequiredError,
 )
+from tests.support.event_samples import typed_text as text
 
 
 @pytest.fixture
@@ -31,9 +30,6 @@ pytestmark = pytest.mark.redis
 
 HANG_GUARD_S = 20  # a hang guard, not a timing assertion
 
-
-def text(session: str, value: str) -> InputText:
-    return InputText(session_id=session, turn_id="t", data=InputTextData(text=value))
 
 
 def texts(events: list[Event]) -> list[str]:

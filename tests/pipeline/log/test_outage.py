@@ -14,16 +14,14 @@ import asyncio
 import pytest
 
 from pipeline.log import EventLog, LogFanout, create_redis
-from schemas import EventLogError, EventLogSettings, InputText, InputTextData, RedisSettings
+from schemas import EventLogError, EventLogSettings, RedisSettings
+from tests.support.event_samples import typed_text as text
 from tests.support.redis_proxy import RedisProxy
 
 pytestmark = pytest.mark.redis
 
 OUTAGE_S = 0.6
 
-
-def text(session: str, value: str) -> InputText:
-    return InputText(session_id=session, turn_id="t", data=InputTextData(text=value))
 
 
 def proxied_log(redis_proxy: RedisProxy, key_prefix: str, grace_s: float) -> EventLog:

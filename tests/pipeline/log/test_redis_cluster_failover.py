@@ -20,7 +20,7 @@ import time
 import pytest
 
 from pipeline.log import EventLog
-from tests.support.failover_trial import DEADLINE_S, check_trial, run_trial, trial_count
+from tests.support.failover_trial import DEADLINE_S, run_checked_trial, trial_count
 from voxline.redis_cluster import RedisClusterServers, start_redis_cluster
 from voxline.redis_server import RedisServer
 
@@ -56,11 +56,5 @@ class ClusterFailover:
 
 @pytest.mark.parametrize("seed", range(trial_count(3)))
 async def test_a_killed_primary_loses_no_acknowledged_or_delivered_event(seed: int) -> None:
-    cluster = await asyncio.to_thread(start_redis_cluster, node_timeout_ms=1000)
-    try:
-        trial = await asyncio.wait_for(
-            run_trial(cluster.url, ClusterFailover(cluster), seed), timeout=3 * DEADLINE_S)
-    finally:
-        await asyncio.to_thread(cluster.stop)
-    print(trial.summary(seed))
-    check_trial(trial)
+    await run_checked_trial(lambda: start_redis_cluster(node_timeout_ms=1000),
+                            ClusterFailover, seed)

@@ -24,7 +24,8 @@ from redis import Redis as SyncRedis
 from redis.crc import key_slot
 
 from pipeline.log import EventLog, FeedReader, create_redis
-from schemas import EventLogError, EventLogSettings, InputText, InputTextData
+from schemas import EventLogError, EventLogSettings, InputText
+from tests.support.event_samples import typed_text as text
 from voxline.redis_cluster import RedisClusterServers, free_cluster_port, start_redis_cluster
 from voxline.redis_server import start_redis_server
 
@@ -36,9 +37,6 @@ pytestmark = [
 PREFIX = "voxtest:reshard"
 SESSIONS = [f"s{i}" for i in range(64)]
 
-
-def text(session: str, value: str) -> InputText:
-    return InputText(session_id=session, turn_id="t", data=InputTextData(text=value))
 
 
 @pytest.fixture

@@ -22,13 +22,8 @@ from redis import Redis as SyncRedis
 
 from pipeline.log import EventLog, LogFanout, create_redis
 from schemas import Event, EventLogError, EventLogSettings, InputText
-from tests.support.failover_trial import (
-    DEADLINE_S,
-    check_trial,
-    run_trial,
-    text,
-    trial_count,
-)
+from tests.support.event_samples import typed_text as text
+from tests.support.failover_trial import DEADLINE_S, run_checked_trial, trial_count
 from voxline.redis_sentinel import RedisSentinelServers, start_redis_sentinel
 from voxline.redis_server import RedisServer
 
@@ -57,14 +52,7 @@ class SentinelFailover:
 
 @pytest.mark.parametrize("seed", range(trial_count(2)))
 async def test_a_killed_primary_loses_no_acknowledged_or_delivered_event(seed: int) -> None:
-    setup = await asyncio.to_thread(start_redis_sentinel)
-    try:
-        trial = await asyncio.wait_for(
-            run_trial(setup.url, SentinelFailover(setup), seed), timeout=3 * DEADLINE_S)
-    finally:
-        await asyncio.to_thread(setup.stop)
-    print(trial.summary(seed))
-    check_trial(trial)
+    await run_checked_trial(start_redis_sentinel, SentinelFailover, seed)
 
 
 
