@@ -2,16 +2,20 @@
 
 The guard against a cancel that CPython 3.11 loses inside a timed read, the one way to
 close a stream early, the one bridge from a blocking library (a model running on a
-worker thread) to an async generator, and :func:`batched`, which groups a fast stream
-(an LLM's tokens crossing a process boundary) into fewer items.
+worker thread) to an async generator, :func:`batched`, which groups a fast stream
+(an LLM's tokens crossing a process boundary) into fewer items, and :class:`Batcher`,
+which gathers the items of many sessions into one model call.
 """
 
+from pipeline.aio._batcher import Batcher, BatcherStats
 from pipeline.aio._batching import batched
 from pipeline.aio._lost_cancel import reraise_lost_cancel
 from pipeline.aio._streams import aclose_stream
 from pipeline.aio._threads import ThreadStream, iterate_in_thread
 
 __all__ = [
+    "Batcher",
+    "BatcherStats",
     "ThreadStream",
     "aclose_stream",
     "batched",

@@ -31,7 +31,8 @@ def test_pipeline_exports() -> None:
 
 FACADES = {
     "pipeline.aio": [
-        "ThreadStream", "aclose_stream", "batched", "iterate_in_thread", "reraise_lost_cancel",
+        "Batcher", "BatcherStats", "ThreadStream", "aclose_stream", "batched", "iterate_in_thread",
+        "reraise_lost_cancel",
     ],
     "pipeline.log": [
         "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
