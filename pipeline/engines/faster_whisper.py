@@ -17,6 +17,22 @@ plus decode: about 0.8 s for *base* and 0.4 s for *tiny.en* on two idle cores, f
 short utterance). Nothing waits forever: each call is bounded by its window, so the
 worker always comes back; :meth:`FasterWhisperTranscriber.close` wakes every waiting
 consumer with a transient ``EngineError``.
+
+Batching across requests (off by default). With ``batch_max_items`` > 1, short utterances
+of different sessions that end together are decoded in one CTranslate2 call: a short
+utterance (one 30 s window at most) with a known language, greedy, without a prompt or
+word timestamps (the voice-turn request) goes through a :class:`~pipeline.aio.Batcher`
+whose batch runs on the same worker thread: each utterance's features and encoding (one
+at a time: the encoder's products over 1500 positions are large already, and a stacked
+call costs more CPU, not less), one ``generate`` with a prompt per item, then each item's
+segments exactly as faster-whisper's ``transcribe`` makes them (same prompt, same
+decoding options, the same no-speech skip and timestamp split; what the first window
+leaves undecoded continues through ``transcribe`` from there). Everything else (files,
+long audio, detection) keeps the streaming path; a batched request's segments come all
+at once, after its batch. Why off: Whisper pads every utterance to 30 s, so the encoder,
+which batching cannot cheapen, is most of the cost, and the decoder's share that it can
+is a few per cent of a turn on two cores, while every item of a batch waits for the
+whole batch (``loadtests/bench_stt_batch.py`` has the figures).
 """
 
 from __future__ import annotations
@@ -25,12 +41,14 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Generator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
+from pipeline.aio import Batcher
 from pipeline.audio import (
     FloatAudio,
     check_pcm16,
@@ -57,6 +75,20 @@ logger = logging.getLogger(__name__)
 
 _RATE = 16000  # Whisper's rate
 _SETTING = "VOXLINE_STT__MODEL"
+_WINDOW_S = 30.0  # Whisper's window: a batched utterance fits in one
+
+
+@dataclass(frozen=True, slots=True)
+class _Utterance:
+    """A batched request and its Whisper language code."""
+
+    request: TranscriptionRequest
+    language: str
+
+
+#: defaults of the batching options (see loadtests/bench_stt_batch.py for the figures)
+BATCH_MAX_ITEMS = 1
+BATCH_WAIT_MS = 0.0
 
 
 class FasterWhisperOptions(WhisperModelOptions):
@@ -72,6 +104,19 @@ class FasterWhisperOptions(WhisperModelOptions):
         default=-60.0, le=0.0, description="quieter audio is silence: no model call"
     )
     warmup: bool = Field(default=True, description="one tiny call at load: no slow first turn")
+    batch_max_items: int = Field(
+        default=BATCH_MAX_ITEMS,
+        ge=1,
+        le=64,
+        description="short utterances of different requests decoded in one call; 1: none",
+    )
+    batch_wait_ms: float = Field(
+        default=BATCH_WAIT_MS,
+        ge=0.0,
+        le=200.0,
+        description="how long an utterance waits for others to share its call; 0: only "
+        "those that queued behind a running call share it",
+    )
 
 
 class FasterWhisperTranscriber(Transcriber):
@@ -85,6 +130,10 @@ class FasterWhisperTranscriber(Transcriber):
         super().__init__(options, **fields)
         self._model: Any = None
         self._worker = ModelWorker(self.name, self.stage, thread_name="voxline-stt")
+        # one batcher per event loop (tests run one loop per test; Serve has one)
+        self._batcher: Batcher[_Utterance, list[TranscriptSegment]] | None = None
+        self._batcher_loop: asyncio.AbstractEventLoop | None = None
+        self._batches_running = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -99,7 +148,14 @@ class FasterWhisperTranscriber(Transcriber):
     @property
     def busy(self) -> bool:
         """A model call is running or queued (a cancelled one until its window ends)."""
-        return self._worker.busy
+        batcher = self._batcher
+        waiting = batcher is not None and batcher.pending > 0
+        return self._worker.busy or waiting or self._batches_running > 0
+
+    @property
+    def batcher(self) -> Batcher[_Utterance, list[TranscriptSegment]] | None:
+        """The batcher of the running event loop, if one was made (for stats and tests)."""
+        return self._batcher
 
     async def load(self) -> None:
         """Prepare (join/verify) and load the model once, in a thread."""
@@ -143,9 +199,16 @@ class FasterWhisperTranscriber(Transcriber):
                 pass
 
     async def close(self) -> None:
-        """Stop taking work, end running streams with an error; the worker winds down."""
+        """Stop taking work, end running streams with an error; the worker winds down.
+
+        Batched requests still waiting fail at once; those in the running batch get
+        their result or an error when it ends (one batch at most: its call cannot be
+        interrupted)."""
         await self._worker.close(wait=False)
         self._model = None
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None and self._batcher_loop is asyncio.get_running_loop():
+            await batcher.aclose()
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -160,12 +223,205 @@ class FasterWhisperTranscriber(Transcriber):
         check_sample_rate(request.sample_rate)  # cheap checks here, conversion in the worker
         check_pcm16(request.audio)
         language = self._language(request.language)
+        if language is not None and self._batchable(request):
+            for segment in await self._submit(_Utterance(request, language)):
+                yield segment
+            return
         # Unbounded on purpose: the recording bounds the segments, and a slow reader
         # must not hold the one model thread that every other request waits for.
         stream = self._worker.stream(lambda: self._segments(request, language), buffer=None)
         async with contextlib.aclosing(stream):
             async for segment in stream:
                 yield segment
+
+    # -- batching -----------------------------------------------------------------------
+
+    def _batchable(self, request: TranscriptionRequest) -> bool:
+        """A voice turn: short, greedy, no prompt, no word timestamps (language known)."""
+        seconds = len(request.audio) / 2 / request.sample_rate
+        return (
+            self.options.batch_max_items > 1
+            and seconds <= _WINDOW_S - 0.5  # the feature extractor pads: stay in one window
+            and request.temperature == 0
+            and not request.prompt
+            and not request.word_timestamps
+        )
+
+    async def _submit(self, utterance: _Utterance) -> list[TranscriptSegment]:
+        loop = asyncio.get_running_loop()
+        if self._batcher is None or self._batcher_loop is not loop:
+            self._batcher = Batcher(
+                self._run_batch,
+                max_items=self.options.batch_max_items,
+                max_wait_s=self.options.batch_wait_ms / 1000,
+                name="stt",
+            )
+            self._batcher_loop = loop
+        try:
+            return await self._batcher.submit(utterance)
+        except VoxlineError as exc:
+            if self._model is None and exc.code is ErrorCode.SERVER_DRAINING:
+                raise EngineError(
+                    f"the {self.name} engine was closed during the request",
+                    code=ErrorCode.STT_FAILED,
+                    stage="stt",
+                    transient=True,
+                ) from exc
+            raise
+
+    async def _run_batch(
+        self, items: Sequence[_Utterance]
+    ) -> list[list[TranscriptSegment] | BaseException]:
+        """One batch on the worker thread (never cancelled by a caller: the batcher's)."""
+        self._batches_running += 1
+        try:
+            return await self._worker.call(lambda: self._batch_sync(items))
+        except VoxlineError:
+            raise
+        except Exception as exc:  # the batcher runs the items again one by one
+            raise self._failure(exc) from exc
+        finally:
+            self._batches_running -= 1
+
+    def _batch_sync(
+        self, items: Sequence[_Utterance]
+    ) -> list[list[TranscriptSegment] | BaseException]:
+        """Transcribe short utterances with one encode and one generate (worker thread).
+
+        An item whose audio cannot be read fails alone; a failing model call raises, and
+        the batcher retries the items one by one."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._require_model()
+        o = self.options
+        results: list[list[TranscriptSegment] | BaseException] = [[] for _ in items]
+        decoded: list[tuple[int, FloatAudio, int, Any]] = []  # index, audio, frames, tokenizer
+        windows = []
+        for index, item in enumerate(items):
+            try:
+                audio = self._audio(item.request.audio, item.request.sample_rate)
+                if rms_dbfs(audio) < o.silence_dbfs:
+                    continue  # silence: nothing, as the streaming path
+                features = model.feature_extractor(audio)
+                frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
+                windows.append(pad_or_trim(features[:, :frames]))
+                tokenizer = Tokenizer(
+                    model.hf_tokenizer,
+                    model.model.is_multilingual,
+                    task="transcribe",
+                    language=item.language,
+                )
+                decoded.append((index, audio, frames, tokenizer))
+            except VoxlineError as exc:
+                results[index] = exc
+            except Exception as exc:
+                results[index] = self._failure(exc)
+        if not decoded:
+            return results
+        # The encoder one window at a time: its matrix products (1500 positions) are large
+        # already, and on CPU a stacked call costs more, not less (bench_stt_batch.py).
+        # The decoder, a token per item per step, is what gains from rows.
+        import ctranslate2
+
+        encoder_output = ctranslate2.StorageView.from_array(
+            np.concatenate([np.asarray(model.encode(window)) for window in windows])
+        )
+        # What faster-whisper's generate_with_fallback passes for one temperature (0):
+        # the same call, one prompt per item.
+        outputs = model.model.generate(
+            encoder_output,
+            [
+                model.get_prompt(tokenizer, [], without_timestamps=False)
+                for _, _, _, tokenizer in decoded
+            ],
+            beam_size=o.beam_size,
+            patience=1.0,
+            length_penalty=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            max_length=model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(decoded[0][3], [-1]),
+            max_initial_timestamp_index=round(1.0 / model.time_precision),
+        )
+        for (index, audio, frames, tokenizer), output in zip(decoded, outputs, strict=True):
+            try:
+                results[index] = self._window_segments(
+                    model, audio, frames, tokenizer, output, items[index]
+                )
+            except VoxlineError as exc:
+                results[index] = exc
+            except Exception as exc:
+                results[index] = self._failure(exc)
+        return results
+
+    def _window_segments(
+        self,
+        model: Any,
+        audio: FloatAudio,
+        frames: int,
+        tokenizer: Any,
+        output: Any,
+        item: _Utterance,
+    ) -> list[TranscriptSegment]:
+        """One item's segments from its first window's tokens, as ``generate_segments``
+        makes them; the rest of the audio, if the window left some, decoded from there."""
+        o = self.options
+        tokens = output.sequences_ids[0]
+        avg_logprob = output.scores[0] * len(tokens) / (len(tokens) + 1)
+        if output.no_speech_prob > o.no_speech_threshold and avg_logprob <= o.log_prob_threshold:
+            return []  # the no-speech skip: the window (the whole utterance) is silence
+        time_per_frame = model.feature_extractor.time_per_frame
+        found, seek, _ = model._split_segments_by_timestamps(
+            tokenizer=tokenizer,
+            tokens=tokens,
+            time_offset=0.0,
+            segment_size=frames,
+            segment_duration=frames * time_per_frame,
+            seek=0,
+        )
+        segments = []
+        for segment in found:
+            text = tokenizer.decode(segment["tokens"])
+            if segment["start"] == segment["end"] or not text.strip():
+                continue
+            segments.append(
+                self._segment(text, segment["start"], segment["end"], (), item.language)
+            )
+        if seek < frames:  # the model stopped mid-window: go on from its last timestamp
+            rest, _ = self._final_segments(
+                audio, item.language, item.request, start_s=seek * time_per_frame
+            )
+            with contextlib.closing(rest):
+                segments.extend(
+                    self._segment(s.text, s.start, s.end, s.words, item.language)
+                    for s in rest
+                    if s.text.strip()
+                )
+        return segments
+
+    @staticmethod
+    def _segment(
+        text: str, start: float, end: float, words: Any, language: str
+    ) -> TranscriptSegment:
+        return TranscriptSegment(
+            text=text.strip(),
+            start_s=max(float(start), 0.0),
+            end_s=max(float(end), 0.0),
+            words=tuple((w.word.strip(), float(w.start), float(w.end)) for w in (words or ())),
+            language=language,
+        )
+
+    @staticmethod
+    def _failure(exc: Exception) -> EngineError:
+        logger.error("faster-whisper failed", exc_info=exc)
+        error = EngineError("transcription failed", code=ErrorCode.STT_FAILED, stage="stt")
+        error.__cause__ = exc
+        return error
 
     # -- worker-thread side -------------------------------------------------------------
 
@@ -180,32 +436,27 @@ class FasterWhisperTranscriber(Transcriber):
             found, detected = self._final_segments(audio, language, request)
             with contextlib.closing(found) as segments:
                 for segment in segments:
-                    text = segment.text.strip()
-                    if not text:
+                    if not segment.text.strip():
                         continue
-                    yield TranscriptSegment(
-                        text=text,
-                        start_s=max(float(segment.start), 0.0),
-                        end_s=max(float(segment.end), 0.0),
-                        words=tuple(
-                            (w.word.strip(), float(w.start), float(w.end))
-                            for w in (segment.words or ())
-                        ),
-                        language=detected,
+                    yield self._segment(
+                        segment.text, segment.start, segment.end, segment.words, detected
                     )
         except VoxlineError:
             raise
         except Exception as exc:
-            logger.exception("faster-whisper failed")
-            raise EngineError(
-                "transcription failed", code=ErrorCode.STT_FAILED, stage="stt"
-            ) from exc
+            raise self._failure(exc) from exc
 
     def _final_segments(
-        self, audio: FloatAudio, language: str | None, request: TranscriptionRequest
+        self,
+        audio: FloatAudio,
+        language: str | None,
+        request: TranscriptionRequest,
+        *,
+        start_s: float = 0.0,
     ) -> tuple[Generator[Any, None, None], str]:
-        """faster-whisper's lazy segments (each ``next()`` decodes up to one 30 s window) and
-        the language: the one given, or the one detected from the first 30 s."""
+        """faster-whisper's lazy segments (each ``next()`` decodes up to one 30 s window),
+        from ``start_s`` on, and the language: the one given, or the one detected from the
+        first 30 s."""
         o = self.options
         segments, info = self._require_model().transcribe(
             audio,
@@ -220,6 +471,7 @@ class FasterWhisperTranscriber(Transcriber):
             no_speech_threshold=o.no_speech_threshold,
             word_timestamps=request.word_timestamps,
             vad_filter=False,
+            clip_timestamps=[start_s] if start_s else "0",
         )
         result: Generator[Any, None, None] = segments
         return result, str(info.language)

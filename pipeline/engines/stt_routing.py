@@ -78,6 +78,16 @@ class LanguageRoutingTranscriberOptions(BaseModel):
         description="options for every route built here from a name (cpu_threads, "
         "beam_size ...); a route's own options win",
     )
+    batch_max_items: int | None = Field(
+        default=None, ge=1, le=64,
+        description="every faster-whisper route's batch_max_items (utterances of "
+        "different requests in one call; 1: none); unset: the engine's default",
+    )
+    batch_wait_ms: float | None = Field(
+        default=None, ge=0.0, le=200.0,
+        description="every faster-whisper route's batch_wait_ms (how long an utterance "
+        "waits for company); unset: the engine's default",
+    )
 
 
 def _label(engine: Transcriber) -> str:
@@ -110,6 +120,12 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
         elif by_language is None:
             by_language = {"en": _ENGLISH}
         built: dict[str, Transcriber] = {}  # one instance per distinct route
+        batching = {
+            name: value
+            for name, value in (("batch_max_items", o.batch_max_items),
+                                ("batch_wait_ms", o.batch_wait_ms))
+            if value is not None
+        }
 
         def resolve(engine: Transcriber | TranscriberRoute) -> Transcriber:
             if isinstance(engine, Transcriber):
@@ -122,6 +138,8 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
                 from pipeline.engines.registry import create_engine
 
                 options = {**o.engine_options, **engine.options}
+                if engine.engine == "faster-whisper":  # the batching shortcuts
+                    options = {**batching, **options}
                 created = create_engine("stt", engine.engine, options)
                 assert isinstance(created, Transcriber)  # create_engine checked the stage
                 built[key] = created

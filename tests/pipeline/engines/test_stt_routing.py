@@ -77,6 +77,31 @@ def test_one_model_for_all_with_the_model_shortcut() -> None:
         LanguageRoutingTranscriber(model="whisper-base", by_language={"en": NamedSTT("x")})
 
 
+def test_the_batching_settings_reach_every_faster_whisper_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """VOXLINE_STT__BATCH_MAX_ITEMS / __BATCH_WAIT_MS work with the default router."""
+    monkeypatch.setenv("VOXLINE_STT__BATCH_MAX_ITEMS", "3")
+    monkeypatch.setenv("VOXLINE_STT__BATCH_WAIT_MS", "5")
+    settings = Settings().stt
+    router = create_engine("stt", settings.engine, settings.engine_options())
+    assert isinstance(router, LanguageRoutingTranscriber)
+    for engine in router.engines:
+        assert isinstance(engine, FasterWhisperTranscriber)
+        assert (engine.options.batch_max_items, engine.options.batch_wait_ms) == (3, 5.0)
+    # unset: each engine's own default; a route's own option wins
+    plain = LanguageRoutingTranscriber(
+        default=TranscriberRoute(options={"model": "whisper-base", "batch_max_items": 2}),
+        batch_wait_ms=7,
+    )
+    assert isinstance(plain.default, FasterWhisperTranscriber)
+    assert plain.default.options.batch_max_items == 2
+    assert plain.default.options.batch_wait_ms == 7
+    english = plain.route("en")
+    assert isinstance(english, FasterWhisperTranscriber)
+    assert english.options.batch_max_items == FasterWhisperTranscriber.Options().batch_max_items
+
+
 def test_equal_routes_share_one_engine_and_the_router_cannot_route_to_itself() -> None:
     route = TranscriberRoute(options={"model": "whisper-base"})
     router = LanguageRoutingTranscriber(default=route, by_language={"de": route, "fr": route})
