@@ -19,10 +19,15 @@ question). Markup it still writes is removed before speech by the sentence buffe
 
 How one request runs:
 
-* **One at a time per instance.** A llama.cpp context holds one KV cache and is not
+* **Several requests together** (``parallel_sequences``, default 4): one context holds
+  a KV cache per sequence and one ``llama_decode`` per step advances every running reply
+  (:mod:`pipeline.engines._llama_cpp_parallel`, the scheduler; measured by
+  ``loadtests/bench_llm_parallel.py``); more requests wait (``max_waiting``), and one
+  more is refused (``overloaded``). Everything below holds per request.
+* **One at a time** (``parallel_sequences=1``): a llama.cpp context is not
   thread-safe, so requests queue on an ``asyncio.Lock`` and all model calls run on a
-  single worker thread (a :class:`~pipeline.engines._worker.ModelWorker`). Scale by
-  replicas, not by concurrency inside one. The worker thread also guarantees
+  single worker thread (a :class:`~pipeline.engines._worker.ModelWorker`), as the
+  scheduler's loop also does. The worker thread also guarantees
   exclusivity on its own: a request that was abandoned while the model was busy in an
   uninterruptible prompt evaluation finishes before the next starts.
 * **Streaming.** The worker decodes token by token and hands text to the event loop
@@ -56,7 +61,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from pipeline.engines._detokenizer import Detokenizer
-from pipeline.engines._llama_cpp_open import open_gguf
+from pipeline.engines._llama_cpp_open import open_gguf, open_gguf_sequences
+from pipeline.engines._llama_cpp_parallel import ParallelScheduler, SamplerSettings
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import (
@@ -92,6 +98,9 @@ __all__ = [
     "gemma_license_files",
     "locate_gemma_gguf",
 ]
+
+#: requests decoded together unless set (measured: loadtests/bench_llm_parallel.py)
+PARALLEL_DEFAULT = 4
 
 #: how a finished stream's reason reads in its usage
 _FINISHES: dict[str, Literal["stop", "length"]] = {"stop": "stop", "length": "length"}
@@ -137,6 +146,20 @@ class LlamaCppOptions(DialogueOptions):
         "answers best greedily (answer sheet: 81% at 0 and 0.1, 61% at 0.2, 19% at 0.7); "
         "2.0 honours any request",
     )
+    parallel_sequences: int = Field(
+        default=PARALLEL_DEFAULT,
+        ge=1,
+        le=64,
+        description="requests decoded together, each with a KV cache of n_ctx tokens "
+        "(llama.cpp's parallel sequences; 1: one request at a time). See "
+        "loadtests/bench_llm_parallel.py for what k sequences cost",
+    )
+    max_waiting: int = Field(
+        default=16,
+        ge=0,
+        description="requests that may wait for a free sequence (parallel_sequences > 1); "
+        "one more is refused at once (overloaded)",
+    )
     queue_size: int = Field(default=32, ge=1, description="text pieces buffered for the consumer")
     cancel_wait_s: float = Field(
         default=2.0, ge=0.0, description="how long a cancelled stream waits for the worker"
@@ -147,7 +170,8 @@ class LlamaCppOptions(DialogueOptions):
 
 
 class LlamaCppLanguageModel(LanguageModel):
-    """Streams replies from a local GGUF model through llama.cpp; one request at a time."""
+    """Streams replies from a local GGUF model through llama.cpp, several requests
+    decoded together (``parallel_sequences``) or one at a time."""
 
     name = "llama-cpp"
     Options = LlamaCppOptions
@@ -160,6 +184,7 @@ class LlamaCppLanguageModel(LanguageModel):
         self._worker = ModelWorker(self.name, self.stage, thread_name="llama-cpp")
         self._lock = asyncio.Lock()
         self._load_lock = asyncio.Lock()
+        self._scheduler: ParallelScheduler | None = None  # parallel_sequences > 1
         #: Statistics of the latest request (also while it runs).
         self.last_stats: GenerationStats | None = None
         #: Seconds the latest load() took (model location + llama.cpp load).
@@ -181,6 +206,8 @@ class LlamaCppLanguageModel(LanguageModel):
     @property
     def busy(self) -> bool:
         """True while a request holds the model (or waits for it)."""
+        if self._scheduler is not None:
+            return self._scheduler.busy
         return self._lock.locked()
 
     @property
@@ -194,11 +221,28 @@ class LlamaCppLanguageModel(LanguageModel):
                 return
             self._worker.start()
             started = time.perf_counter()
-            self._llm = await self._worker.call(self._load_blocking)
+            llm = await self._worker.call(self._load_blocking)
+            o = self.options
+            if o.parallel_sequences > 1:
+                self._scheduler = ParallelScheduler(
+                    llm,
+                    self._worker,
+                    n_ctx=o.n_ctx,
+                    sampler=SamplerSettings(o.top_k, o.min_p, o.repeat_penalty,
+                                            o.max_temperature),
+                    queue_size=o.queue_size,
+                    max_waiting=o.max_waiting,
+                    cancel_wait_s=o.cancel_wait_s,
+                )
+            self._llm = llm
             self.load_seconds = time.perf_counter() - started
 
     def _load_blocking(self) -> Any:
         o = self.options
+        if o.parallel_sequences > 1:
+            return open_gguf_sequences(
+                o.model_path, o.model_dir, n_ctx=o.n_ctx, n_seq=o.parallel_sequences,
+                n_threads=o.threads(), n_batch=o.n_batch, omp_passive_wait=o.omp_passive_wait)
         return open_gguf(o.model_path, o.model_dir, n_ctx=o.n_ctx, n_threads=o.threads(),
                          n_batch=o.n_batch, omp_passive_wait=o.omp_passive_wait)
 
@@ -209,16 +253,28 @@ class LlamaCppLanguageModel(LanguageModel):
         """
         await self.load()
         llm = self._llm
-        tokens: list[int] = await self._worker.call(
-            lambda: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        )
-        return tokens
+
+        def tokenize() -> list[int]:
+            tokens: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            return tokens
+
+        if self._scheduler is not None:
+            # The worker thread runs the scheduler's loop for as long as replies stream;
+            # tokenizing reads the vocabulary only, never the context.
+            return await asyncio.to_thread(tokenize)
+        return await self._worker.call(tokenize)
 
     async def close(self) -> None:
         """End the running request with a transient error, wait for the worker (it may
         be inside a prompt evaluation), free the model."""
         llm, self._llm = self._llm, None
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.close(EngineError(f"the {self.name} engine was closed during the request",
+                                        code=ErrorCode.LLM_FAILED, stage="llm", transient=True))
         await self._worker.close()
+        if scheduler is not None:
+            scheduler.free()
         if llm is not None:
             llm.close()
 
@@ -253,6 +309,14 @@ class LlamaCppLanguageModel(LanguageModel):
         prompt = build_dialogue_prompt(
             request.messages, extra_stop=request.sampling.stop, dialogue=self._dialogue
         )
+        if (scheduler := self._scheduler) is not None:
+            self.last_stats = stats
+            async with contextlib.aclosing(
+                scheduler.generate(prompt, request.sampling, stats)
+            ) as pieces:
+                async for piece in pieces:
+                    yield piece
+            return
         async with self._lock:
             llm = self._llm
             if llm is None:  # closed while this request waited

