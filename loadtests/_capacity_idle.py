@@ -21,6 +21,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,13 +57,14 @@ class IdleCounts:
 
 
 async def _send_silence(conn: SessionSocket, rate: int, stop: asyncio.Event,
-                        counts: IdleCounts, offset_s: float) -> None:
-    """20 ms frames of silence on an absolute schedule (no drift) until ``stop``."""
-    frame = bytes(2 * rate * FRAME_MS // 1000)
+                        counts: IdleCounts, offset_s: float, frame_ms: int) -> None:
+    """Frames of silence (20 ms by default) on an absolute schedule (no drift) until
+    ``stop``."""
+    frame = bytes(2 * rate * frame_ms // 1000)
     start = time.perf_counter() + offset_s
     n = 0
     while not stop.is_set():
-        delay = start + n * FRAME_MS / 1000 - time.perf_counter()
+        delay = start + n * frame_ms / 1000 - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         await conn.send_audio(frame)
@@ -76,7 +78,8 @@ async def _drain(conn: SessionSocket, counts: IdleCounts) -> None:
 
 
 async def _hold(client: VoxlineClient, rate: int, output_rate: int, gate: asyncio.Semaphore,
-                stop: asyncio.Event, counts: IdleCounts, offset_s: float) -> None:
+                stop: asyncio.Event, counts: IdleCounts, offset_s: float,
+                frame_ms: int = FRAME_MS) -> None:
     """One hands-free session: connect (``gate`` bounds the connects in flight), then send
     silence until ``stop``."""
     await gate.acquire()
@@ -95,7 +98,7 @@ async def _hold(client: VoxlineClient, rate: int, output_rate: int, gate: asynci
             counts.tried_one()
             reader = asyncio.create_task(_drain(conn, counts))
             try:
-                await _send_silence(conn, rate, stop, counts, offset_s)
+                await _send_silence(conn, rate, stop, counts, offset_s, frame_ms)
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -153,8 +156,14 @@ def _split(base: float, busy: float, sessions: int) -> dict[str, float | None]:
 
 async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,
                      seconds: float, *, rate: int, output_rate: int,
-                     baseline_s: float) -> dict[str, Any]:
-    """Connect ``sessions`` hands-free sessions sending silence; the section of the report."""
+                     baseline_s: float,
+                     bystander: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                     frame_ms: int = FRAME_MS) -> dict[str, Any]:
+    """Connect ``sessions`` hands-free sessions sending silence; the section of the report.
+
+    ``bystander``, when given, runs after the CPU window while the sessions still send
+    (so its turns do not count in their CPU): what it returns is the section's
+    ``bystander`` entry (a talking user's voice-to-voice among the idle crowd)."""
     if not 1 <= sessions <= MAX_IDLE_SESSIONS:
         raise SystemExit(f"--idle-sessions must be 1..{MAX_IDLE_SESSIONS}")
     t0 = time.monotonic() - probe.start
@@ -166,7 +175,7 @@ async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
     rng = random.Random(sessions)
     tasks = [asyncio.create_task(_hold(client, rate, output_rate, gate, stop, counts,
-                                       rng.uniform(0, FRAME_MS / 1000)))
+                                       rng.uniform(0, frame_ms / 1000), frame_ms))
              for _ in range(sessions)]
     connect_deadline = time.monotonic() + CONNECT_TIMEOUT_S + sessions / CONNECT_AT_ONCE
     with contextlib.suppress(TimeoutError):
@@ -178,6 +187,7 @@ async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,
     end = await asyncio.to_thread(probe.snapshot)
     frames = counts.frames - frames0
     events = counts.events - events0
+    beside = await bystander() if bystander is not None else None
     connected_at_end = counts.connected - counts.dropped
     stop.set()
     _, late = await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT_S)
@@ -192,10 +202,12 @@ async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,
         "connected_at_end": connected_at_end,
         "failed_by_code": dict(counts.failed),
         "input_sample_rate": rate,
+        "frame_ms": frame_ms,
         "t_start": round(t0, 1),
         "t_window_start": round(start.t, 1),
         "t_end": round(end.t, 1),
         "frames_per_s_per_session": round(frames / window_s / max(connected, 1), 1),
         "events_in_window": dict(events),
+        "bystander": beside,
         **figures,
     }

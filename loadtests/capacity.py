@@ -22,11 +22,13 @@ processes (``ServerOther``), and of the machine and the runner itself
 its completed turns: the app's background work included), ``machine_cpu_s_total``,
 ``machine_cpu_s_per_turn`` and ``runner_cpu_s_total``; exact whatever the sampling, and a
 replica restarted mid-step counts once (its successor from its start).
-``--idle-sessions N`` (with ``--idle-s``, ``--idle-baseline-s``) adds an idle phase before
-the steps: N hands-free sessions (server VAD on, the defaults) each sending 20 ms frames of
-silence in real time, measured against a window with none connected
-(:mod:`loadtests._capacity_idle`): ``idle_sessions.cpu_percent_per_idle_session`` per group
-(CPU-seconds per second per session, in % of a core; ``cpu_per_idle_session`` as a fraction).
+``--idle-sessions N`` (with ``--idle-s``, ``--idle-baseline-s``, ``--bystander-s``) adds an
+idle phase after the steps: N hands-free sessions (server VAD on, the defaults) each
+sending 20 ms frames of silence in real time, measured against a window with none
+connected (:mod:`loadtests._capacity_idle`): ``idle_sessions.cpu_percent_per_idle_session``
+per group (CPU-seconds per second per session, in % of a core; ``cpu_per_idle_session`` as
+a fraction), then a talking bystander among them (``idle_sessions.bystander``: its
+voice-to-voice and ``ratio_p95_to_one_session``, the issue's goal ≤ 1.2).
 The report's ``stage_profile`` sums it up per group: CPU-seconds per voice turn in the
 one-session step and in the largest step held, and CPU % per idle session; the run ends by
 printing it as a table.
@@ -245,6 +247,8 @@ class Run:
                     elif event.type == "error":
                         data: Any = event.data
                         outcome = str(data.code)
+                        if outcome in REFUSED:
+                            break  # a refused utterance gets no response: counted as refused
                     elif event.type == "response.done":
                         status = str(getattr(event.data, "status", ""))
                         if outcome == "no response":
@@ -252,7 +256,7 @@ class Run:
                     elif event.type == "response.cancelled":
                         outcome = "cancelled"
         except TimeoutError:
-            outcome = "timeout"
+            outcome = "timeout" if outcome in ("no response", "completed") else outcome
         finally:
             if sender is not None:
                 sender.cancel()
@@ -357,16 +361,6 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         await run.user(warm, time.monotonic() + 1, args.seed)  # one turn: caches, prompt
         idle = None
         cut_short = False
-        if args.idle_sessions:
-            if deadline - time.monotonic() < args.idle_baseline_s + args.idle_s + 90:
-                cut_short = True
-            else:
-                idle = await idle_phase(client, probe, args.idle_sessions, args.idle_s,
-                                        rate=scripts[0][0].rate, output_rate=RATE,
-                                        baseline_s=args.idle_baseline_s)
-                print(f"  idle: {idle['connected']} sessions sending silence, per session "
-                      f"{idle['cpu_percent_per_idle_session']} % of a core", flush=True)
-                await asyncio.sleep(args.settle_s)
         results: list[StepStats] = []
         for n, sessions in enumerate(steps):
             if deadline - time.monotonic() < args.step_s + 30:
@@ -384,10 +378,31 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
                   f"v2v {rounded(step.v2v)}, failed {dict(step.failed)}, "
                   f"refused {step.refusals}", flush=True)
             await asyncio.sleep(args.settle_s)
+        # After the steps, so that the one-session step (the bound's reference) never
+        # follows the idle crowd: a Gateway behind on their frames works them off for
+        # seconds after they leave.
+        if args.idle_sessions:
+            if deadline - time.monotonic() < (args.idle_baseline_s + args.idle_s
+                                              + args.bystander_s + 90):
+                cut_short = True
+            else:
+                idle = await idle_phase(
+                    client, probe, args.idle_sessions, args.idle_s,
+                    rate=scripts[0][0].rate, output_rate=RATE,
+                    baseline_s=args.idle_baseline_s,
+                    bystander=(lambda: bystander_among_idle(run, args.bystander_s, args.seed))
+                    if args.bystander_s > 0 else None,
+                    frame_ms=args.idle_frame_ms)
+                print(f"  idle: {idle['connected']} sessions sending silence, per session "
+                      f"{idle['cpu_percent_per_idle_session']} % of a core; bystander "
+                      f"v2v {(idle['bystander'] or {}).get('voice_to_voice_ms')}", flush=True)
         await asyncio.sleep(args.settle_s)  # let autoscaling scale back in, recorded
         stop.set()
         await sampler
     summaries = [s.summary(samples) for s in results]
+    if idle is not None and idle["bystander"] is not None:
+        idle["bystander"]["ratio_p95_to_one_session"] = bystander_ratio(
+            idle["bystander"], summaries)
     # typed turns only (a replay of text sessions): the bound on server TTFA instead
     measured = "voice_to_voice_ms" if any(s["voice_to_voice_ms"] for s in summaries) \
         else "ttfa_ms"
@@ -410,6 +425,25 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         "idle_sessions": idle,
         "samples": samples,
     }
+
+
+async def bystander_among_idle(run: Run, seconds: float, seed: int) -> dict[str, Any]:
+    """One talking user for ``seconds`` (the steps' script and think times) while the
+    idle sessions send silence: its turns and voice-to-voice."""
+    step = StepStats(1)
+    await run.user(step, time.monotonic() + seconds, seed * 7919)
+    return {"seconds": seconds, "completed_turns": step.completed,
+            "failed_turns": sum(step.failed.values()), "refusals": step.refusals,
+            "voice_to_voice_ms": rounded(step.v2v), "ttfa_ms": rounded(step.ttfa)}
+
+
+def bystander_ratio(bystander: dict[str, Any], steps: list[dict[str, Any]]) -> float | None:
+    """The bystander's voice-to-voice p95 over the one-session step's (issue goal ≤ 1.2)."""
+    one = next((s for s in steps if s["sessions"] == 1), None)
+    mine, alone = bystander.get("voice_to_voice_ms"), one and one["voice_to_voice_ms"]
+    if not mine or not alone or not alone["p95"]:
+        return None
+    return round(float(mine["p95"]) / float(alone["p95"]), 2)
 
 
 async def _on_scripted_app(args: argparse.Namespace, deadline: float) -> dict[str, Any]:
@@ -444,6 +478,10 @@ def main() -> None:
                         help="seconds the idle sessions are measured")
     parser.add_argument("--idle-baseline-s", type=float, default=15.0,
                         help="seconds measured with no session before them (subtracted)")
+    parser.add_argument("--idle-frame-ms", type=int, default=20, choices=(10, 20, 40, 60, 100),
+                        help="audio per message of an idle session (real clients: 20)")
+    parser.add_argument("--bystander-s", type=float, default=40.0,
+                        help="then a talking user among the idle sessions this long (0: none)")
     parser.add_argument("--replay", nargs="*", default=[], metavar="SESSION_ID")
     parser.add_argument("--replay-recent", type=int, default=0, metavar="K")
     parser.add_argument("--seed", type=int, default=1)
@@ -457,6 +495,7 @@ def main() -> None:
         args.steps, args.step_s, args.settle_s = "1,2", 2.0, 0.1
         args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 120.0
         args.idle_sessions, args.idle_s, args.idle_baseline_s = 2, 1.0, 0.5
+        args.bystander_s = 1.0
     if not 0 <= args.idle_sessions <= MAX_IDLE_SESSIONS:
         raise SystemExit(f"--idle-sessions must be 0..{MAX_IDLE_SESSIONS}")
     deadline = time.monotonic() + args.budget_s

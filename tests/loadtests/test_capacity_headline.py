@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.capacity import StepStats, headline
+from loadtests.capacity import StepStats, bystander_ratio, headline
 
 
 def step(sessions: int, p95: float | None, failed: int = 0, refused: int = 0) -> dict[str, Any]:
@@ -37,3 +37,10 @@ def test_a_step_summary_keeps_only_its_own_samples() -> None:
     assert summary["events_per_s"] == 5.0 and summary["completed_turns"] == 2
     assert summary["voice_to_voice_ms"]["p50"] == 2000.0
     assert summary["machine_load_avg_1m_max"] == 1.5
+
+
+def test_the_bystander_is_judged_against_the_one_session_step() -> None:
+    among_idle = {"voice_to_voice_ms": {"p50": 600, "p95": 1320}}
+    assert bystander_ratio(among_idle, [step(2, 5000), step(1, 1100)]) == 1.2
+    assert bystander_ratio(among_idle, [step(2, 5000)]) is None  # no one-session step
+    assert bystander_ratio({"voice_to_voice_ms": None}, [step(1, 1100)]) is None

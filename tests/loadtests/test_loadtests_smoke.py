@@ -40,6 +40,9 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_pipeline": ("bench_pipeline",),
     "bench_smart_turn": ("bench_smart_turn",),
     "bench_replica_acks": ("bench_replica_acks",),
+    "bench_llm_parallel": ("bench_llm_parallel",),
+    "bench_stt_batch": ("bench_stt_batch",),
+    "bench_vad": ("bench_vad",),
 }
 PARALLEL = 3
 TIMEOUT_S = 240
@@ -97,3 +100,7 @@ def test_smoke_run(
     for report in SMOKES[name]:
         written = json.loads((reports / f"{report}.json").read_text(encoding="utf-8"))
         assert written["benchmark"] == report and written["figures"]
+    if name == "capacity":  # every phase ran: the idle crowd and its bystander too
+        idle = json.loads((reports / "capacity.json").read_text(encoding="utf-8"))[
+            "figures"]["idle_sessions"]
+        assert idle is not None and idle["bystander"]["completed_turns"] >= 1
