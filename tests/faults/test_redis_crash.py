@@ -3,7 +3,11 @@
 Each trial (seeded, 20 per policy) appends a settled prefix (made durable by an AOF
 rewrite, which fsyncs), then batches of events as fast as the log takes them, and kills
 Redis with SIGKILL at a random moment. A killed *process* loses nothing Redis wrote: its
-AOF writes sit in the OS page cache, which survives (the first check of every trial). What
+AOF writes sit in the OS page cache, which survives (the first check of every trial). With
+``everysec`` one exception: while a background fsync is slow (a busy disk), Redis postpones
+its AOF write for up to 2 s and replies meanwhile, so a process crash may lose that tail
+too (a clean-clone run on a loaded machine saw one batch go); the check is then that what
+survived is an acknowledged prefix, never less than the settled part. What
 ``appendfsync`` decides is what a *machine* crash loses: the page cache that was not
 fsynced yet. The trial simulates that too, by truncating the AOF at a random offset in the
 part a machine crash could lose (``everysec``: anything after the last fsync, here after the
@@ -120,8 +124,12 @@ async def one_trial(server: DurableRedis, rng: random.Random, trial: int) -> int
     server.start()
     redis = Redis.from_url(server.url, socket_timeout=5)
     try:
-        after_kill = await EventLog(redis, settings).read_all(session_id)
-        assert [e.id for e in after_kill][: len(acked)] == [e.id for e in acked]
+        after_kill = [e.id for e in await EventLog(redis, settings).read_all(session_id)]
+        if server.fsync == "always":
+            assert after_kill[: len(acked)] == [e.id for e in acked]
+        else:  # a postponed AOF write may go with the process: a prefix, settled part kept
+            kept = after_kill[: len(acked)]
+            assert kept == [e.id for e in acked[: len(kept)]] and len(kept) >= settled
     finally:
         await redis.aclose()
     server.kill()
