@@ -59,26 +59,39 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False) -> 
 _NOT_STATE = frozenset({"ready", "checked_ms_ago", "admission", "log_tail"})
 
 
+def poll_ready(url: str, timeout_s: float = 10) -> tuple[bool, dict[str, object] | str]:
+    """One ``/readyz`` poll: whether every stage is ready, with the answer's body, or what
+    is still loading (or why nothing answered)."""
+    try:
+        response = httpx.get(f"{url}/readyz", timeout=timeout_s)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return False, f"not answering yet ({type(exc).__name__})"
+    if response.status_code == 200 and body.get("ready"):
+        return True, dict(body)
+    return False, ", ".join(f"{k}: {'ok' if isinstance(v, dict) else v}"
+                            for k, v in body.items() if k not in _NOT_STATE)
+
+
 def wait_ready(url: str, timeout_s: float, say: Callable[[str], None]) -> dict[str, object]:
     """Poll ``/readyz`` until every stage reports ready, saying what is still loading."""
     deadline = time.monotonic() + timeout_s
     last = ""
     while True:
-        try:
-            response = httpx.get(f"{url}/readyz", timeout=10)
-            body = response.json()
-            if response.status_code == 200 and body.get("ready"):
-                return dict(body)
-            state = ", ".join(f"{k}: {'ok' if isinstance(v, dict) else v}"
-                              for k, v in body.items() if k not in _NOT_STATE)
-        except (httpx.HTTPError, ValueError) as exc:
-            state = f"not answering yet ({type(exc).__name__})"
+        ready, state = poll_ready(url)
+        if ready:
+            assert isinstance(state, dict)
+            return state
         if state != last:
             say(f"waiting for the app: {state}")
-            last = state
+            last = str(state)
         if time.monotonic() > deadline:
             raise TimeoutError(f"the app was not ready after {timeout_s:.0f} s: {state}")
         time.sleep(1)
+
+
+#: how long the one readiness question asked on a stop during start-up may take
+_STOP_POLL_S = 2.0
 
 
 @contextlib.contextmanager
@@ -109,7 +122,8 @@ def running_server(
     with redis_url_or_server(settings.redis_url) as redis_url:
         settings = settings.model_copy(update={"redis_url": redis_url})
         say("starting Ray (no dashboard, 127.0.0.1 only)")
-        ready = False
+        ready = deployed = False
+        url = f"http://{settings.host}:{settings.port}"
         try:
             start_ray(num_cpus, log_to_driver=log_to_driver)
             if signals is not None:
@@ -118,14 +132,17 @@ def running_server(
             app = build_app({"profile": profile, "speech_mode": speech_mode}, settings=settings)
             say(f"deploying the app ({profile} profile); models load in their replicas")
             serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-            url = f"http://{settings.host}:{settings.port}"
+            deployed = True
             wait_ready(url, ready_timeout_s, say)
             ready = True
             yield RunningServer(url=url, redis_url=redis_url, profile=profile)
         finally:
             if signals is not None:
                 signals.stopping()  # no signal may stop the stopping half-way
-            if ready:
+            # A signal during the wait for readiness may come after the app began serving
+            # (clients poll /readyz too, and one of our polls can take seconds): if it
+            # answers ready now, its sockets get the drain like any served app's.
+            if ready or (deployed and poll_ready(url, _STOP_POLL_S)[0]):
                 drain_app(settings.api.shutdown_grace_s, say, signals)
             say("stopping the app and Ray")
             with contextlib.suppress(Exception):
