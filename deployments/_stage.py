@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
 
+from deployments._heap import freeze_startup_heap
 from pipeline.engines import Engine, create_engine
 from schemas import ConfigurationError, EngineError, EngineSettings, get_settings
 
@@ -71,6 +72,7 @@ class StageReplica:
                 logger.info("%s engine %s loaded", self.stage, config.engine)
                 if old is not None:
                     await old.close()
+                freeze_startup_heap()  # the model's Python side lives as long as we do
             self.config = config
 
     async def engine(self) -> Engine:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ray import serve
 
+from deployments._heap import freeze_startup_heap
 from deployments.api import Services, create_api, start_services
 from deployments.handles import (
     RemoteLanguageModel,
@@ -88,6 +89,7 @@ class Gateway:
             workers=workers,
             reranker=None if reranker is None else RemoteReranker(reranker),
         )
+        freeze_startup_heap()  # the loop serves every socket: no walks of start-up objects
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Validate ``user_config`` and apply its admission limits to this replica; work

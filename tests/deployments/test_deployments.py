@@ -7,6 +7,7 @@ Ray cluster starts; a test checks that building the application does not start o
 from __future__ import annotations
 
 import asyncio
+import gc
 import pickle
 import shutil
 from collections.abc import AsyncGenerator, Iterator
@@ -232,6 +233,26 @@ async def test_a_stage_replica_loads_the_engine_its_user_config_names() -> None:
         "default_voice": None,  # espeak-ng's follows the language
     }
     replica.check_health()  # a loaded engine is healthy
+
+
+@needs_espeak
+async def test_a_loaded_replica_keeps_its_start_up_heap_out_of_collections() -> None:
+    """A full collection walks every tracked object (on the Gateway, on its event loop):
+    what a replica made while it started is frozen once its engine has loaded, so later
+    collections walk only what serving made (deployments/_heap.py)."""
+    gc.unfreeze()
+    try:
+        replica = TtsReplica()
+        await replica.reconfigure({"engine": "espeak"})
+        before = gc.get_freeze_count()
+        assert before > 1000  # this process's imports and the engine
+        made_later = [[n] for n in range(5000)]
+        assert gc.get_freeze_count() == before  # what comes after is still collected
+        await replica.reconfigure({"engine": "espeak", "words_per_minute": 220})
+        assert gc.get_freeze_count() > before  # a new engine is start-up too
+        del made_later
+    finally:
+        gc.unfreeze()
 
 
 @needs_espeak
