@@ -122,7 +122,7 @@ def running_server(
     with redis_url_or_server(settings.redis_url) as redis_url:
         settings = settings.model_copy(update={"redis_url": redis_url})
         say("starting Ray (no dashboard, 127.0.0.1 only)")
-        ready = deployed = False
+        ready = deploying = False
         url = f"http://{settings.host}:{settings.port}"
         try:
             start_ray(num_cpus, log_to_driver=log_to_driver)
@@ -131,18 +131,20 @@ def running_server(
             serve.start(http_options={"host": settings.host, "port": settings.port})
             app = build_app({"profile": profile, "speech_mode": speech_mode}, settings=settings)
             say(f"deploying the app ({profile} profile); models load in their replicas")
+            # serve.run returns once the controller marks the app RUNNING, which can be
+            # seconds after its replicas began serving clients: from here on it may serve.
+            deploying = True
             serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-            deployed = True
             wait_ready(url, ready_timeout_s, say)
             ready = True
             yield RunningServer(url=url, redis_url=redis_url, profile=profile)
         finally:
             if signals is not None:
                 signals.stopping()  # no signal may stop the stopping half-way
-            # A signal during the wait for readiness may come after the app began serving
-            # (clients poll /readyz too, and one of our polls can take seconds): if it
-            # answers ready now, its sockets get the drain like any served app's.
-            if ready or (deployed and poll_ready(url, _STOP_POLL_S)[0]):
+            # A signal while we wait for the app (in serve.run or wait_ready) may come after
+            # it began serving clients, who poll /readyz themselves: if it answers ready
+            # now, its sockets get the drain like any served app's.
+            if ready or (deploying and poll_ready(url, _STOP_POLL_S)[0]):
                 drain_app(settings.api.shutdown_grace_s, say, signals)
             say("stopping the app and Ray")
             with contextlib.suppress(Exception):
