@@ -12,9 +12,7 @@ started and removes the directory.
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from typing import Any
 from redis import Redis
 
 from schemas import ConfigurationError
-from voxline.redis_server import RedisServer, start_redis_server
+from voxline.redis_server import RedisServer, free_steady_port, start_redis_server
 
 SLOTS = 16384
 _NODE_TIMEOUT_MS = 2000
@@ -149,35 +147,10 @@ def redis_cluster(**kwargs: float | int) -> Iterator[RedisClusterServers]:
 
 
 def free_cluster_port(taken: set[int] | None = None) -> int:
-    """A free port whose cluster bus port (port + 10000) is free too, both below the
-    kernel's ephemeral range: a port in that range, free when checked, can be taken by
-    any outgoing connection before the node binds it (Redis refuses ports above 55535
-    anyway, for the bus port's sake). Ports in ``taken`` are skipped, and the one chosen
-    is added to it (for nodes not started yet)."""
-    ceiling = min(_ephemeral_low(), 65536) - 10000 - 1
-    low, high = (10000, ceiling) if ceiling > 11000 else (20000, 55535)
-    for _ in range(500):
-        port = random.randint(low, high)
-        if taken is not None and port in taken:
-            continue
-        try:
-            with socket.socket() as first, socket.socket() as second:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        if taken is not None:
-            taken.add(port)
-        return port
-    raise ConfigurationError("no free port pair (port, port + 10000) for a cluster node")
-
-
-def _ephemeral_low(default: int = 32768) -> int:
-    """The first port of the kernel's ephemeral range (Linux; ``default`` elsewhere)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return default
+    """A port for a cluster node whose bus port (port + 10000) is free too, both below the
+    ephemeral range (Redis refuses ports above 55535 anyway, for the bus port's sake);
+    see :func:`~voxline.redis_server.free_steady_port`."""
+    return free_steady_port(taken, paired_at=10000)
 
 
 def _form(cluster: RedisClusterServers, replicas_per_primary: int, deadline: float) -> None:

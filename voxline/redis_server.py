@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -67,6 +68,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_steady_port(
+    taken: set[int] | None = None, *, paired_at: int = 0, floor: int = 10000
+) -> int:
+    """A free port below the kernel's ephemeral range, for a server started later by
+    another process: a port in that range, free when checked, can be taken by any
+    outgoing connection (the starting server's own among them) before it binds. With
+    ``paired_at``, port + ``paired_at`` is free and below the range too (a Redis Cluster
+    node's bus port). Ports below ``floor`` are left to others (Ray's workers take
+    10002-19999). Ports in ``taken`` are skipped, and the one chosen is added to it (for
+    servers not started yet)."""
+    ceiling = min(_ephemeral_low(), 65536) - paired_at - 1
+    low, high = (floor, ceiling) if ceiling > floor + 1000 else (20000, 65535 - paired_at)
+    for _ in range(500):
+        port = random.randint(low, high)
+        if taken is not None and port in taken:
+            continue
+        try:
+            with contextlib.ExitStack() as sockets:
+                for offset in {0, paired_at}:
+                    sockets.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        if taken is not None:
+            taken.add(port)
+        return port
+    raise ConfigurationError(f"no free port below {ceiling} (paired at +{paired_at})")
+
+
+def _ephemeral_low(default: int = 32768) -> int:
+    """The first port of the kernel's ephemeral range (Linux; ``default`` elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
 
 
 def is_reachable(host: str, port: int, timeout: float = 0.5) -> bool:

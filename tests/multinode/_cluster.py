@@ -3,7 +3,9 @@
 ``ray start --head`` (the "speech" node: ``voxline_speech: 1``) and ``ray start --address``
 (the "llm" node: ``voxline_llm: 1``), each with its own ports and temp dir, then the app
 deployed onto it by a separate driver process with the ``cpu-nodes`` profile, which
-places stages by those resources. Ray's GCS gets a free port, never 6379.
+places stages by those resources. Ray's GCS gets a free port, never 6379. Every port a
+node is told to bind lies below the kernel's ephemeral range: one picked inside it can be
+taken by an outgoing connection (Ray's own, while it starts) before the node binds it.
 
 Never ``ray stop``: it stops every Ray on the machine, other people's too. Each node's
 processes are found by its temp dir (in every daemon's command line) and their
@@ -22,14 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from voxline.redis_server import free_port
+from voxline.redis_server import free_steady_port
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the nodes' ports start above the range Ray's own workers bind (10002-19999 by default)
+RAY_PORTS_FROM = 20000
 RAY = str(Path(sys.executable).with_name("ray"))
 
 DEPLOY = """
@@ -53,7 +57,7 @@ class Node:
     resources: dict[str, float]
     num_cpus: int
     temp_dir: Path
-    manager_port: int = field(default_factory=free_port)
+    manager_port: int
 
     def processes(self) -> list[psutil.Process]:
         """This node's daemons and, below them, its workers (replicas among them)."""
@@ -106,14 +110,21 @@ class LocalCluster:
     def __init__(self, env: dict[str, str]) -> None:
         # short: Ray's socket paths live under the temp dir (Unix sockets allow ~107 bytes)
         self.base = Path(tempfile.mkdtemp(prefix="vxmn-", dir="/tmp"))
-        self.gcs_port = free_port()
-        self.http_port = free_port()
+        #: every port given to a node or the app so far (none is handed out twice)
+        self.ports: set[int] = set()
+        self.gcs_port = self._port()
+        self.http_port = self._port()
         # token authentication with a token of this cluster's own, in the environment of
         # every node and driver (never ~/.ray/auth_token, which other clusters may share)
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-        self.head = Node("speech", {"voxline_speech": 1}, 2, self.base / "h")
-        self.worker = Node("llm", {"voxline_llm": 1}, 1, self.base / "w")
+        self.head = Node("speech", {"voxline_speech": 1}, 2, self.base / "h",
+                         self._port())
+        self.worker = Node("llm", {"voxline_llm": 1}, 1, self.base / "w",
+                           self._port())
+
+    def _port(self) -> int:
+        return free_steady_port(self.ports, floor=RAY_PORTS_FROM)
 
     @property
     def address(self) -> str:
@@ -125,37 +136,44 @@ class LocalCluster:
 
     def _ray_start(self, node: Node, *first: str) -> None:
         ports = {"--node-manager-port": node.manager_port,
-                 "--object-manager-port": free_port(),
-                 "--dashboard-agent-listen-port": free_port(),
-                 "--dashboard-agent-grpc-port": free_port(),
-                 "--metrics-export-port": free_port(),
-                 "--runtime-env-agent-port": free_port()}
+                 **{flag: self._port() for flag in (
+                     "--object-manager-port", "--dashboard-agent-listen-port",
+                     "--dashboard-agent-grpc-port", "--metrics-export-port",
+                     "--runtime-env-agent-port")}}
         node.temp_dir.mkdir(parents=True, exist_ok=True)
         args = [RAY, "start", *first, "--node-ip-address=127.0.0.1",
                 f"--num-cpus={node.num_cpus}", f"--resources={json.dumps(node.resources)}",
                 "--disable-usage-stats", f"--temp-dir={node.temp_dir}",
                 *(f"{flag}={port}" for flag, port in ports.items())]
-        subprocess.run(args, env=self.env, cwd=ROOT, check=True, timeout=180,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        run_or_say_why(args, env=self.env, cwd=ROOT, timeout=180)
 
     def start_head(self) -> None:
         self._ray_start(self.head, "--head", f"--port={self.gcs_port}",
                         "--include-dashboard=false",
-                        f"--ray-client-server-port={free_port()}")
+                        f"--ray-client-server-port={self._port()}")
 
     def start_worker(self) -> None:
         self._ray_start(self.worker, f"--address={self.address}")
 
     def deploy(self) -> None:
-        subprocess.run([sys.executable, "-c", DEPLOY,
+        run_or_say_why([sys.executable, "-c", DEPLOY,
                         json.dumps({"address": self.address, "port": self.http_port})],
-                       env=self.env, cwd=ROOT, check=True, timeout=300,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                       env=self.env, cwd=ROOT, timeout=300)
 
     def stop(self) -> None:
         for node in (self.worker, self.head):
             node.kill()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def run_or_say_why(args: list[str], **options: object) -> None:
+    """Run a start-up command; if it fails, fail with the end of what it wrote to stderr
+    (a CalledProcessError shows only the command line)."""
+    done = subprocess.run(args, **options, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]
+                          stderr=subprocess.PIPE, text=True, errors="replace")
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args[:3])} ... exited with {done.returncode}:\n"
+                           f"{done.stderr[-3000:]}")
 
 
 def wait_for(check: object, timeout_s: float, what: str) -> None:
