@@ -1,7 +1,8 @@
 """A replica's start-up heap, kept out of the garbage collector's way.
 
 CPython's cyclic collector walks every tracked object on a full (oldest-generation)
-collection, and it runs on whatever thread allocated last: in the Gateway, its event loop.
+collection, on the thread whose allocation crossed the threshold: in the Gateway, mostly
+its event loop.
 What a replica makes while it starts (Ray, FastAPI, pydantic's models, our modules, a
 model's Python side) lives as long as the process, yet each full collection walks it
 again: 148,000-157,000 objects in each replica of the CPU profile, and a walk of 88-263 ms
