@@ -56,9 +56,9 @@ class Stage:
         monkeypatch.setattr(server, "drain_app", lambda *a, **k: self.steps.append("drain"))
         monkeypatch.setattr(serve, "start", lambda **k: None)
         monkeypatch.setattr(serve, "run", interrupted if where == "serve.run" else deployed)
-        monkeypatch.setattr(serve, "shutdown", lambda: self.steps.append("serve stopped"))
+        monkeypatch.setattr(serve, "shutdown", lambda: self.steps.append("serve shut down"))
         monkeypatch.setattr(deployments.app, "build_app", lambda *a, **k: object())
-        monkeypatch.setattr("ray.shutdown", lambda: self.steps.append("ray stopped"))
+        monkeypatch.setattr("ray.shutdown", lambda: self.steps.append("ray shut down"))
 
     def run(self) -> None:
         with pytest.raises(KeyboardInterrupt), server.running_server(
@@ -75,7 +75,7 @@ def test_a_signal_while_waiting_drains_an_app_that_answers_ready(
     stage.run()
     before = ["interrupted in serve.run"] if where == "serve.run" else [
         "deployed", "interrupted in wait_ready"]
-    assert stage.steps == ["ray", *before, "drain", "serve stopped", "ray stopped"]
+    assert stage.steps == ["ray", *before, "drain", "serve shut down", "ray shut down"]
     assert stage.polls == [server._STOP_POLL_S]  # one short question, not a wait
 
 
@@ -84,8 +84,8 @@ def test_a_signal_while_waiting_stops_an_app_that_is_not_ready_without_a_drain(
 ) -> None:
     stage = Stage(monkeypatch, answers_ready=False)
     stage.run()
-    assert stage.steps == ["ray", "deployed", "interrupted in wait_ready", "serve stopped",
-                           "ray stopped"]
+    assert stage.steps == ["ray", "deployed", "interrupted in wait_ready", "serve shut down",
+                           "ray shut down"]
 
 
 def test_a_signal_before_the_app_is_deployed_asks_nothing(
@@ -93,5 +93,5 @@ def test_a_signal_before_the_app_is_deployed_asks_nothing(
 ) -> None:
     stage = Stage(monkeypatch, answers_ready=True, where="ray")
     stage.run()
-    assert stage.steps == ["interrupted in ray", "serve stopped", "ray stopped"]
+    assert stage.steps == ["interrupted in ray", "serve shut down", "ray shut down"]
     assert stage.polls == []
