@@ -39,10 +39,17 @@ from redis.sentinel import Sentinel
 from deployments.api import Services, create_api
 from deployments.api._services import start_services
 from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
-from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
+from pipeline.engines import (
+    LanguageModel,
+    Synthesizer,
+    Transcriber,
+    TurnDetector,
+    VoiceActivityDetector,
+)
 from pipeline.log.redis_client import cluster_nodes, sentinel_url
 from pipeline.retrieval import Reranker
 from schemas import AdmissionSettings, ApiSettings, EventLogSettings, RetrievalSettings, Settings
+from schemas._settings import TurnEngineSettings
 from voxline.client import VoxlineClient
 from voxline.proxy import WS_PROTOCOL
 from voxline.redis_server import free_port
@@ -97,15 +104,18 @@ async def serve_api(
     api: ApiSettings | None = None,
     stt: Transcriber | None = None,
     vad: VoiceActivityDetector | None = None,
+    turn: TurnDetector | None = None,
     admission: AdmissionSettings | None = None,
     retrieval: RetrievalSettings | None = None,
     reranker: Reranker | None = None,
 ) -> AsyncIterator[Harness]:
-    """The API on these engines, served in this event loop (``vad``: the settings' own)."""
+    """The API on these engines, served in this event loop (``vad``: the settings' own;
+    no end-of-turn model unless ``turn`` is given: turns end on silence, as scripted)."""
     settings = Settings(redis_url=redis_url, log=log, api=api or ApiSettings(),
                         admission=admission or AdmissionSettings(),
-                        retrieval=retrieval or RetrievalSettings())
-    services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad,
+                        retrieval=retrieval or RetrievalSettings(),
+                        turn=TurnEngineSettings(engine="none"))
+    services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
                                     reranker=reranker)
     port = free_port()
     config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port,

@@ -112,7 +112,8 @@ SEVERAL_SENTENCES = (
 MODES = ("streaming", "sequential")
 MAX_TURNS = 50  # per kind of turn, whatever --turns says
 TURN_TIMEOUT_S = 90.0
-PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.5, 1.2  # silence around the spoken question
+PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.5, 2.5  # silence around the spoken question (after:
+# room for a turn the end-of-turn model judges unfinished; the sender stops with the reply)
 STAGES = ("stt", "llm_first_token", "first_piece_cut", "tts_first_chunk", "time_to_first_audio")
 GOALS = {
     "ttfa_ratio_streaming_over_sequential_p50": 0.25,

@@ -1,7 +1,8 @@
 """Smart Turn v3.2 on a labelled set: does it tell a finished utterance from a cut-off one?
 
-An evaluation, not an engine: the model is not adopted (see the report in README).
-Smart Turn v3.2 (BSD-2-Clause) takes the last 8 s of 16 kHz speech as Whisper-style
+The model alone on clips; it is now the ``smart-turn`` engine
+(``pipeline/engines/smart_turn.py``), and ``bench_turn_taking.py`` measures whole turns
+through the app. Smart Turn v3.2 (BSD-2-Clause) takes the last 8 s of 16 kHz speech as Whisper-style
 log-mel features (80 x 800) and returns the probability that the turn is complete. Its
 ONNX file ships inside the ``pipecat-ai`` wheel; take it out without installing pipecat::
 
@@ -39,7 +40,6 @@ from loadtests.bench_answers import load_sheet
 
 RATE = 16000
 WINDOW_S = 8
-FRAMES = 800
 
 
 async def speak(texts: list[str]) -> list[np.ndarray]:
@@ -63,14 +63,11 @@ async def speak(texts: list[str]) -> list[np.ndarray]:
 
 
 def features(audio: np.ndarray, extractor: Any) -> np.ndarray:
-    """The model's input: the last 8 s (zero-padded in front), normalised, log-mel."""
-    n = WINDOW_S * RATE
-    audio = audio[-n:] if len(audio) > n else np.pad(audio, (n - len(audio), 0))
-    audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
-    mel = extractor(audio.astype(np.float32), padding=0)
-    mel = mel[:, -FRAMES:] if mel.shape[1] >= FRAMES else np.pad(
-        mel, ((0, 0), (FRAMES - mel.shape[1], 0)))
-    return np.asarray(mel[None, :, :], dtype=np.float32)
+    """The model's input: the last 8 s (zero-padded in front), normalised, log-mel (the
+    engine's own :func:`~pipeline.engines.smart_turn.log_mel`), with a batch axis."""
+    from pipeline.engines.smart_turn import log_mel
+
+    return log_mel(extractor, audio[-WINDOW_S * RATE :])[None, :, :]
 
 
 class StandInModel:

@@ -92,7 +92,7 @@ from voxline.demo import stream_audio, with_pauses
 QUESTIONS = LATENCY_QUESTIONS[:4]
 RATE = 24000
 SAMPLING = {"temperature": 0.0, "max_tokens": 40, "seed": 1}
-PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.3, 1.0
+PAUSE_BEFORE_S, PAUSE_AFTER_S = 0.3, 2.5  # after: room for a turn judged unfinished
 MAX_SESSIONS = 256
 #: a simulated user's defaults: turns on one session before a fresh one, seconds between
 #: turns (uniform; loadtests/log_footprint.py sizes the log at these too)

@@ -67,6 +67,7 @@ class ErrorCode(StrEnum):
     LLM_FAILED = "llm_failed"
     TTS_FAILED = "tts_failed"
     VAD_FAILED = "vad_failed"
+    TURN_DETECTION_FAILED = "turn_detection_failed"
     MODEL_MISSING = "model_missing"
     ENGINE_OVERLOADED = "engine_overloaded"
     # capacity

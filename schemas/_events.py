@@ -68,6 +68,22 @@ class SpeechBoundaryData(EventData):
     audio_ms: int = Field(ge=0, description="position in the session's input audio")
 
 
+class SpeechStoppedData(SpeechBoundaryData):
+    """Where speech stopped, and how the end of the turn was decided there."""
+
+    silence_ms: int | None = Field(
+        default=None, ge=0,
+        description="silence heard after audio_ms when the turn was ended (audio_ms + "
+        "silence_ms is where in the input it ended); 0: cut mid-speech (a commit, the "
+        "length limit)",
+    )
+    end_of_turn: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="the end-of-turn model's probability that the turn was complete, at "
+        "the last pause (smart turn detection); null: not judged",
+    )
+
+
 class InputAudioData(AudioData):
     """One utterance as VAD cut it (or as the client committed it)."""
 
@@ -202,7 +218,7 @@ class SpeechStarted(EventBase):
 
 class SpeechStopped(EventBase):
     type: Literal["input.speech_stopped"] = "input.speech_stopped"
-    data: SpeechBoundaryData
+    data: SpeechStoppedData
 
 
 class InputAudio(EventBase):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas._retrieval import SearchToolConfig
 
@@ -78,8 +78,29 @@ class SessionSettings(BaseModel):
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     end_of_speech_ms: int = Field(
         default=500, ge=100, le=5000,
-        description="silence that ends an utterance: shorter answers sooner, longer lets "
-        "the speaker pause",
+        description="silence that ends an utterance (turn_detection silence; smart: when "
+        "the end-of-turn model fails): shorter answers sooner, longer lets the speaker pause",
+    )
+    turn_detection: Literal["silence", "smart"] | None = Field(
+        default=None,
+        description="what ends a spoken turn: silence (end_of_speech_ms of it) or smart "
+        "(an end-of-turn model judges each pause: a turn that sounds complete ends after "
+        "turn_complete_ms of silence, one that does not after turn_incomplete_ms); unset: "
+        "smart where the server has an end-of-turn model, else silence",
+    )
+    turn_complete_ms: int = Field(
+        default=250, ge=50, le=5000,
+        description="smart turn detection: the silence that ends a turn judged complete",
+    )
+    turn_incomplete_ms: int = Field(
+        default=2000, ge=100, le=10000,
+        description="smart turn detection: the silence that ends a turn judged unfinished "
+        "(the longest pause a speaker may take mid-sentence)",
+    )
+    turn_threshold: float = Field(
+        default=0.5, gt=0.0, lt=1.0,
+        description="smart turn detection: the end-of-turn probability at or above which a "
+        "turn is complete (higher: fewer cut-offs, more waits of turn_incomplete_ms)",
     )
     input_sample_rate: int = Field(default=16000, description="PCM16 mono rate of client audio")
     output_format: AudioFormat = AudioFormat.PCM16
@@ -124,6 +145,12 @@ class SessionSettings(BaseModel):
             else:
                 data[key] = value
         return SessionSettings.model_validate(data)
+
+    @model_validator(mode="after")
+    def _turn_silences(self) -> SessionSettings:
+        if self.turn_complete_ms > self.turn_incomplete_ms:
+            raise ValueError("turn_complete_ms must not exceed turn_incomplete_ms")
+        return self
 
     @field_validator("input_sample_rate", "output_sample_rate")
     @classmethod

@@ -312,6 +312,12 @@ class VadEngineSettings(EngineSettings):
     engine: str = "silero"
 
 
+class TurnEngineSettings(EngineSettings):
+    # the end-of-turn model the Gateway asks on each pause (smart turn detection); "none":
+    # turns end on silence alone
+    engine: str = "smart-turn"
+
+
 class LlmEngineSettings(EngineSettings):
     engine: str = "llama-cpp"
 
@@ -336,6 +342,7 @@ class Settings(BaseSettings):
     )
     stt: SttEngineSettings = Field(default_factory=SttEngineSettings)
     vad: VadEngineSettings = Field(default_factory=VadEngineSettings)
+    turn: TurnEngineSettings = Field(default_factory=TurnEngineSettings)
     llm: LlmEngineSettings = Field(default_factory=LlmEngineSettings)
     tts: TtsEngineSettings = Field(default_factory=TtsEngineSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -16,6 +16,7 @@ PY="${PYTHON:-python3.11}"
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 LLAMA_VERSION="0.3.36"
 SILERO_VAD="silero-vad==6.2.3"  # as SILERO_VAD_WHEEL in pipeline/engines/weights/_entries.py
+SMART_TURN="pipecat-ai==1.14.0"  # as SMART_TURN_WHEEL there
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -67,6 +68,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # The default VAD's ONNX file (catalogue: silero-vad). Its wheel declares torch, which
     # the ONNX model never uses: without dependencies, torch stays out of this venv.
     "$VENV/bin/pip" install -q --no-deps "$SILERO_VAD"
+    # The end-of-turn model's ONNX file (catalogue: smart-turn-v3.2), read from Pipecat's
+    # wheel; none of Pipecat's code or dependencies is used.
+    "$VENV/bin/pip" install -q --no-deps "$SMART_TURN"
   fi
   echo "$want" > "$stamp"
 else

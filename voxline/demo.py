@@ -47,8 +47,10 @@ class TurnResult:
         return stages
 
 
-def with_pauses(speech: bytes, rate: int, before_s: float = 0.5, after_s: float = 1.2) -> bytes:
-    """Speech with the silence a speaker leaves around it (VAD needs the pause after)."""
+def with_pauses(speech: bytes, rate: int, before_s: float = 0.5, after_s: float = 2.5) -> bytes:
+    """Speech with the silence a speaker leaves around it: the turn ends in it (after 250
+    ms when the end-of-turn model hears it complete, 2 s when not, by default), and a
+    turn that ends early does not wait for the rest (the sender stops with the reply)."""
     return bytes(2 * int(rate * before_s)) + speech + bytes(2 * int(rate * after_s))
 
 

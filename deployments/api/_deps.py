@@ -8,6 +8,7 @@ router module holds its routes and the models they answer with, nothing another 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 from typing import Annotated, Any
 
@@ -74,13 +75,14 @@ async def check_owner(services: Services, collection: str, connection: HTTPConne
 # -- what the engines say of themselves ----------------------------------------------------
 
 
-async def engine_choices(services: Services) -> EngineChoices | None:
-    """The voices and languages the synthesizer declares (its ``describe()``), or
-    ``None`` (nothing checked) when there is none or before it is ready."""
+async def engine_choices(services: Services) -> EngineChoices:
+    """The voices and languages the synthesizer declares (its ``describe()``; none
+    checked when there is none or before it is ready), and whether the Gateway has an
+    end-of-turn model."""
     info = await services.describe("tts")
-    if info is None or not info.get("ready", False):
-        return None
-    return EngineChoices.from_description(info)
+    choices = (EngineChoices.from_description(info) if info is not None
+               and info.get("ready", False) else EngineChoices())
+    return dataclasses.replace(choices, smart_turn=services.engines.turn is not None)
 
 
 async def described(services: Services, stage: str) -> dict[str, Any] | None:

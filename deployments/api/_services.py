@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -94,7 +94,7 @@ class Services:
         permit = permit or self.admission.acquire("sessions")
         engines = self.engines
         if not with_audio:
-            engines = SessionEngines(llm=engines.llm, tts=None, stt=engines.stt, vad=engines.vad)
+            engines = replace(engines, tts=None)
         try:
             session = await LiveSession.open(
                 session_id, self.log, engines, create=create, state=state,
@@ -157,7 +157,7 @@ class Services:
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"unavailable: {type(exc).__name__}"
-        for stage in ("vad", "stt", "llm", "tts"):
+        for stage in ("vad", "turn", "stt", "llm", "tts"):
             engine: Engine | None = getattr(self.engines, stage)
             if engine is None:
                 checks[stage] = "absent"
@@ -179,7 +179,7 @@ class Services:
                 checks["reranker"] = f"unavailable: {type(exc).__name__}: {exc}"
         checks["ready"] = checks["redis"] == "ok" and all(
             isinstance(checks[s], dict) and checks[s].get("ready", False)
-            for s in ("vad", "stt", "llm", "tts", *self.workers,
+            for s in ("vad", "turn", "stt", "llm", "tts", *self.workers,
                       *(("reranker",) if reranker is not None else ()))
             if checks[s] != "absent"
         )
@@ -245,15 +245,18 @@ async def start_services(
     tts: Engine | None,
     stt: Engine | None,
     vad: Engine | None = None,
+    turn: Engine | None = None,
     turn_config: TurnConfig | None = None,
     workers: dict[str, Any] | None = None,
     reranker: Reranker | None = None,
 ) -> Services:
-    """Connect to Redis, load the session token key and (unless given) the local VAD."""
+    """Connect to Redis, load the session token key and (unless given) the local VAD and
+    end-of-turn model (none with ``VOXLINE_TURN__ENGINE=none``)."""
     from pipeline.engines import (
         LanguageModel,
         Synthesizer,
         Transcriber,
+        TurnDetector,
         VoiceActivityDetector,
         create_engine,
     )
@@ -265,6 +268,9 @@ async def start_services(
     if vad is None:
         vad = create_engine("vad", settings.vad.engine, settings.vad.engine_options())
         await vad.load()
+    if turn is None and settings.turn.engine != "none":
+        turn = create_engine("turn", settings.turn.engine, settings.turn.engine_options())
+        await turn.load()
     for engine in (tts, stt):
         if engine is not None:
             await engine.load()
@@ -272,6 +278,7 @@ async def start_services(
     assert tts is None or isinstance(tts, Synthesizer)
     assert stt is None or isinstance(stt, Transcriber)
     assert isinstance(vad, VoiceActivityDetector)
+    assert turn is None or isinstance(turn, TurnDetector)
     redis = create_redis(settings.redis_url, settings.redis)
     try:
         tokens = await SessionTokens.from_settings(settings, redis)
@@ -288,7 +295,7 @@ async def start_services(
         redis=redis,
         # errors and cancellations go to the feed too, so metrics count them at once
         log=EventLog(redis, settings.log, feed_types=METRICS_FEED_TYPES),
-        engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad),
+        engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad, turn=turn),
         tokens=tokens,
         turn_config=turn_config or TurnConfig(),
         workers=dict(workers or {}),

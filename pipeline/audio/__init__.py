@@ -19,12 +19,12 @@ from pipeline.audio.endpointing import (
     EndpointConfig,
     Endpointer,
     EndpointEvent,
-    FrameAssembler,
     SpeechEnd,
     SpeechPause,
     SpeechResume,
     SpeechStart,
 )
+from pipeline.audio.framing import FrameAssembler
 from pipeline.audio.pcm import (
     FloatAudio,
     PcmResampler,
@@ -37,7 +37,13 @@ from pipeline.audio.pcm import (
     resample_pcm16,
     rms_dbfs,
 )
-from pipeline.audio.segmenting import Commit, FrameDetector, endpoint_stream, segment_speech
+from pipeline.audio.segmenting import (
+    Commit,
+    FrameDetector,
+    Judge,
+    endpoint_stream,
+    segment_speech,
+)
 from pipeline.audio.subtitles import to_srt, to_vtt
 
 __all__ = [
@@ -50,6 +56,7 @@ __all__ = [
     "FloatAudio",
     "FrameAssembler",
     "FrameDetector",
+    "Judge",
     "PcmResampler",
     "SpeechEnd",
     "SpeechPause",

@@ -26,13 +26,19 @@ The rules, all in :class:`EndpointConfig`:
   transcript of the utterance); a frame back at ``>= threshold`` after it yields
   :class:`SpeechResume`. At most one pause per silence. Preemptive turns start the reply
   on a pause and drop it on a resume.
+* **A verdict on the pause** (optional, :meth:`Endpointer.end_silence_after`): whoever
+  judged the paused utterance (an end-of-turn model) may set the silence that ends *this*
+  silence, shorter than ``min_silence_ms`` when the turn sounds complete. The next silence
+  is back at ``min_silence_ms`` until judged in its turn, so ``min_silence_ms`` is the
+  longest a speaker may pause and still hold the turn.
 * **Forced cut** at ``max_utterance_s``: the utterance ends (``reason="max_length"``) and,
   when the speaker is still talking, a new one starts at once, so a monologue cannot grow
   a buffer without bound.
 
 Times are stream times in milliseconds since the first sample pushed. Frames may have any
 size (the accounting is per sample), though Silero wants 512 samples at 16 kHz;
-:class:`FrameAssembler` cuts a socket's arbitrary chunks into such frames.
+:class:`~pipeline.audio.framing.FrameAssembler` cuts a socket's arbitrary chunks into
+such frames.
 :mod:`pipeline.audio.segmenting` runs all of it over async audio streams.
 """
 
@@ -50,7 +56,6 @@ __all__ = [
     "EndpointConfig",
     "EndpointEvent",
     "Endpointer",
-    "FrameAssembler",
     "SpeechEnd",
     "SpeechPause",
     "SpeechResume",
@@ -122,11 +127,14 @@ class SpeechEnd:
     duration_s: float
     start_ms: int
     reason: Literal["silence", "max_length", "flush"] = "silence"
+    #: the silence heard after ``audio_ms`` when the end was decided (0 for a forced cut
+    #: mid-speech): ``audio_ms + silence_ms`` is where in the stream the turn ended
+    silence_ms: int = 0
 
     def __repr__(self) -> str:  # keep the audio out of logs
         return (
             f"SpeechEnd(audio_ms={self.audio_ms}, duration_s={self.duration_s:.3f}, "
-            f"start_ms={self.start_ms}, reason={self.reason!r})"
+            f"start_ms={self.start_ms}, reason={self.reason!r}, silence_ms={self.silence_ms})"
         )
 
 
@@ -202,6 +210,7 @@ class Endpointer:
         self._speech_start = 0
         self._silence_start: int | None = None
         self._paused = False  # a SpeechPause was reported for the current silence
+        self._silence_target = self._min_silence  # what ends the current silence
 
     @property
     def speaking(self) -> bool:
@@ -210,6 +219,20 @@ class Endpointer:
     @property
     def position_ms(self) -> int:
         return self._ms(self._pos)
+
+    def end_silence_after(self, silence_ms: int) -> list[EndpointEvent]:
+        """The silence under way ends the utterance once it lasts ``silence_ms`` (instead of
+        ``min_silence_ms``); its :class:`SpeechEnd` comes back at once when that much
+        silence is already heard. Only the current silence is changed, and only after a
+        :class:`SpeechPause` of it: a call at any other time does nothing."""
+        if silence_ms <= 0:
+            raise ValueError("silence_ms must be positive")
+        if not (self._speaking and self._paused and self._silence_start is not None):
+            return []
+        self._silence_target = self.config.samples(silence_ms)
+        if self._pos - self._silence_start >= self._silence_target:
+            return [self._end_of_silence()]
+        return []
 
     def push(self, frame: bytes, probability: float) -> list[EndpointEvent]:
         """Consume one PCM16 frame and its speech probability; return what happened."""
@@ -254,13 +277,12 @@ class Endpointer:
                 self._paused = False
                 resumed.append(SpeechResume(audio_ms=self._ms(start)))
             self._silence_start = None
+            self._silence_target = self._min_silence
         elif probability < self._neg and self._silence_start is None:
             self._silence_start = start
         silence = None if self._silence_start is None else self._pos - self._silence_start
-        if silence is not None and silence >= self._min_silence:
-            assert self._silence_start is not None
-            end = self._end(self._silence_start, self._silence_start + self._post, "silence")
-            return [end]
+        if silence is not None and silence >= self._silence_target:
+            return [self._end_of_silence()]
         if self._pos - self._utterance_start >= self._max:
             if self._silence_start is not None:  # trailing silence: no new utterance
                 return [self._end(self._silence_start, self._pos, "max_length")]
@@ -271,6 +293,11 @@ class Endpointer:
             self._paused = True
             return [self._paused_at()]
         return resumed
+
+    def _end_of_silence(self) -> SpeechEnd:
+        """The utterance ends where its silence began, with the post-padding kept."""
+        assert self._silence_start is not None
+        return self._end(self._silence_start, self._silence_start + self._post, "silence")
 
     def _paused_at(self) -> SpeechPause:
         """The utterance so far, cut where :meth:`_end` will cut it after this silence (or
@@ -326,10 +353,12 @@ class Endpointer:
             duration_s=len(audio) / 2 / self.config.sample_rate,
             start_ms=self._ms(self._utterance_start),
             reason=reason,
+            silence_ms=self._ms(self._pos - offset),
         )
         self._speaking = False
         self._utterance = bytearray()
         self._silence_start = None
+        self._silence_target = self._min_silence
         self._paused = False
         self._candidate = None
         self._trim_recent()
@@ -347,43 +376,3 @@ class Endpointer:
     def _ms(self, samples: int) -> int:
         return samples * 1000 // self.config.sample_rate
 
-
-class FrameAssembler:
-    """Cut PCM16 byte chunks of any size into frames of exactly ``frame_samples`` samples.
-
-    Sockets deliver whatever the client sends (20 ms, 100 ms, odd byte counts split across
-    messages); the detector needs fixed frames. The remainder waits for the next chunk.
-    """
-
-    def __init__(self, frame_samples: int = 512) -> None:
-        if frame_samples <= 0:
-            raise ValueError("frame_samples must be positive")
-        self.frame_bytes = frame_samples * 2
-        self._pending = bytearray()
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._pending)
-
-    def push(self, chunk: bytes) -> list[bytes]:
-        """Add ``chunk``; return every whole frame now available, in order."""
-        self._pending += chunk
-        whole = len(self._pending) // self.frame_bytes * self.frame_bytes
-        if not whole:
-            return []
-        view = bytes(self._pending[:whole])
-        del self._pending[:whole]
-        return [view[i : i + self.frame_bytes] for i in range(0, whole, self.frame_bytes)]
-
-    def flush(self) -> bytes | None:
-        """The remainder zero-padded to a whole frame (``None`` if nothing is pending).
-
-        A trailing odd byte (half a sample) is dropped rather than padded into noise.
-        """
-        if len(self._pending) < 2:
-            self._pending.clear()
-            return None
-        usable = len(self._pending) // 2 * 2
-        frame = bytes(self._pending[:usable]).ljust(self.frame_bytes, b"\x00")
-        self._pending.clear()
-        return frame

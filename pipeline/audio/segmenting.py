@@ -22,13 +22,21 @@ detector heard no speech at all since the previous commit, the audio sent since 
 utterance (the client pressed the button: it knows better), at most the last
 ``max_utterance_s`` of it, as for any utterance; when the detector already cut an
 utterance since, there is nothing to commit.
+
+**Judged pauses.** With a ``judge`` (an end-of-turn model's verdict), each
+:class:`~pipeline.audio.endpointing.SpeechPause` is yielded, then judged before the next
+frame is endpointed: the judge returns the silence that ends this pause's silence
+(:meth:`~pipeline.audio.endpointing.Endpointer.end_silence_after`), or ``None`` to keep
+``min_silence_ms``. Frames wait meanwhile, so where a turn ends depends on the audio and
+the verdicts alone, never on how fast they came: a recorded stream endpoints the same
+when replayed.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from pipeline.aio import aclose_stream
@@ -36,11 +44,15 @@ from pipeline.audio.endpointing import (
     EndpointConfig,
     Endpointer,
     EndpointEvent,
-    FrameAssembler,
     SpeechEnd,
+    SpeechPause,
 )
+from pipeline.audio.framing import FrameAssembler
 
-__all__ = ["Commit", "FrameDetector", "endpoint_stream", "segment_speech"]
+__all__ = ["Commit", "FrameDetector", "Judge", "endpoint_stream", "segment_speech"]
+
+#: a pause in, the silence (ms) that ends it out; None: ``min_silence_ms`` as configured
+Judge = Callable[[SpeechPause], Awaitable[int | None]]
 
 
 class FrameDetector(Protocol):
@@ -72,9 +84,12 @@ class Commit:
 
 
 async def endpoint_stream(
-    frames: AsyncIterable[tuple[bytes, float] | Commit], config: EndpointConfig | None = None
+    frames: AsyncIterable[tuple[bytes, float] | Commit],
+    config: EndpointConfig | None = None,
+    judge: Judge | None = None,
 ) -> AsyncGenerator[EndpointEvent | Commit, None]:
-    """``(frame, probability)`` pairs (and commits) in, events (and the commits) out."""
+    """``(frame, probability)`` pairs (and commits) in, events (and the commits) out;
+    ``judge`` sets the silence after each pause (see the module docstring)."""
     endpointer = Endpointer(config)
     unheard = _Unheard(endpointer.config)
     async for item in frames:
@@ -85,10 +100,16 @@ async def endpoint_stream(
             continue
         frame, probability = item
         unheard.add(frame)
-        for event in endpointer.push(frame, probability):
+        events = endpointer.push(frame, probability)
+        while events:
+            event = events.pop(0)
             if isinstance(event, SpeechEnd):
                 unheard.cut()
             yield event
+            if isinstance(event, SpeechPause) and judge is not None:
+                silence_ms = await judge(event)
+                if silence_ms is not None:
+                    events.extend(endpointer.end_silence_after(silence_ms))
     for event in endpointer.flush():
         yield event
 
@@ -97,6 +118,7 @@ async def segment_speech(
     audio: AsyncIterable[bytes | Commit],
     detector: FrameDetector,
     config: EndpointConfig | None = None,
+    judge: Judge | None = None,
 ) -> AsyncGenerator[EndpointEvent | Commit, None]:
     """PCM16 chunks of any size (and commits) in, events (and the commits) out.
 
@@ -109,7 +131,7 @@ async def segment_speech(
         raise ValueError("the endpointing rate must match the detector's")
     pairs = _Pairing(audio, FrameAssembler(detector.frame_samples)).pairs(detector)
     try:
-        async with contextlib.aclosing(endpoint_stream(pairs, config)) as events:
+        async with contextlib.aclosing(endpoint_stream(pairs, config, judge)) as events:
             async for event in events:
                 yield event
     finally:

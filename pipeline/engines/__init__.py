@@ -15,6 +15,7 @@ from pipeline.engines.base import (
     LanguageModel,
     Synthesizer,
     Transcriber,
+    TurnDetector,
     VoiceActivityDetector,
     transcript_text,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ModelStatus",
     "Synthesizer",
     "Transcriber",
+    "TurnDetector",
     "VoiceActivityDetector",
     "create_engine",
     "engine_class",

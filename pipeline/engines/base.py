@@ -278,3 +278,21 @@ class VoiceActivityDetector(Engine):
 
     def reset(self) -> None:
         """Forget the recurrent state (a new stream starts)."""
+
+
+class TurnDetector(Engine):
+    """Whether a speaker who just paused has finished their turn, judged from the audio.
+
+    Its core method is a coroutine, not a stream: it gives one verdict per pause, on the
+    utterance so far, and the endpointer waits for it (see
+    :mod:`pipeline.audio.segmenting`'s judged pauses), so there is nothing to stream.
+    """
+
+    stage = "turn"
+    sample_rate: int = 16000
+
+    @abc.abstractmethod
+    async def completion(self, audio: bytes) -> float:
+        """The probability in [0, 1] that the turn is over, from PCM16 mono at
+        :attr:`sample_rate` ending where the speaker paused (the model may look at its
+        last seconds only). Failures are ``EngineError`` (``turn_detection_failed``)."""

@@ -16,6 +16,7 @@ from pipeline.engines.base import (
     LanguageModel,
     Synthesizer,
     Transcriber,
+    TurnDetector,
     VoiceActivityDetector,
 )
 from schemas import ConfigurationError
@@ -43,6 +44,9 @@ ENGINES: dict[str, dict[str, str]] = {
     "vad": {
         "silero": "pipeline.engines.silero:SileroVoiceActivityDetector",
     },
+    "turn": {
+        "smart-turn": "pipeline.engines.smart_turn:SmartTurnDetector",
+    },
 }
 
 _BASES: dict[str, type[Engine]] = {
@@ -50,6 +54,7 @@ _BASES: dict[str, type[Engine]] = {
     "llm": LanguageModel,
     "tts": Synthesizer,
     "vad": VoiceActivityDetector,
+    "turn": TurnDetector,
 }
 
 

@@ -350,11 +350,16 @@ def _beta_format(name: str, param: str) -> None:
 
 
 def _turn_detection(detection: TurnDetection | None) -> dict[str, object]:
-    """``null``: manual turns (no reply until ``response.create``); server VAD with its
-    silence (semantic VAD is taken as server VAD)."""
+    """``null``: manual turns (no reply until ``response.create``); ``server_vad``: turns
+    ended by silence (its ``silence_duration_ms``); ``semantic_vad``: by the end-of-turn
+    model (Voxline's ``smart`` turn detection)."""
     if detection is None:
         return {"auto_response": False}
     patch: dict[str, object] = {"auto_response": detection.create_response is not False}
+    if detection.type == "semantic_vad":
+        patch["turn_detection"] = "smart"
+    elif detection.type == "server_vad":
+        patch["turn_detection"] = "silence"
     if detection.silence_duration_ms is not None:
         patch["end_of_speech_ms"] = detection.silence_duration_ms
     return patch

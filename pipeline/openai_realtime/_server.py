@@ -108,7 +108,8 @@ def session_object(
     """The session as OpenAI's ``realtime.session`` (``extension``: Voxline's ``voxline``
     member: session id, token, how to resume)."""
     turn_detection = {
-        "type": "server_vad", "silence_duration_ms": settings.end_of_speech_ms,
+        "type": "semantic_vad" if settings.turn_detection == "smart" else "server_vad",
+        "silence_duration_ms": settings.end_of_speech_ms,
         "create_response": True, "interrupt_response": True,
     } if settings.auto_response else None
     session: Frame = {

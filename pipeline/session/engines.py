@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
+from pipeline.engines import (
+    LanguageModel,
+    Synthesizer,
+    Transcriber,
+    TurnDetector,
+    VoiceActivityDetector,
+)
 
 
 @dataclass(frozen=True)
 class SessionEngines:
     """The engines a live session uses; ``tts`` None means text-only replies, ``stt`` or
-    ``vad`` None a session that takes no audio."""
+    ``vad`` None a session that takes no audio, ``turn`` None turns ended by silence alone."""
 
     llm: LanguageModel
     tts: Synthesizer | None = None
     stt: Transcriber | None = None
     vad: VoiceActivityDetector | None = None
+    turn: TurnDetector | None = None

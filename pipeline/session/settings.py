@@ -23,7 +23,8 @@ _RATE_FIELDS = (("input_sample_rate",), ("output_sample_rate",))
 
 @dataclass(frozen=True)
 class EngineChoices:
-    """The voices and languages a session may choose, as the synthesizer declares them.
+    """The voices and languages a session may choose, as the synthesizer declares them,
+    and whether it may ask for smart turn detection.
 
     ``voices`` lower case, ``None`` when not known (nothing checked); an empty set means
     the engine's default voice only. ``languages`` are tags (``de``, ``en-us``): a
@@ -32,6 +33,8 @@ class EngineChoices:
 
     voices: frozenset[str] | None = None
     languages: tuple[str, ...] = ()
+    #: whether the server has an end-of-turn model (smart turn detection); None: unknown
+    smart_turn: bool | None = None
 
     @classmethod
     def from_description(cls, info: Mapping[str, Any]) -> EngineChoices:
@@ -51,6 +54,14 @@ class EngineChoices:
             known = ", ".join(sorted(voices)[:20]) or "only the default (null)"
             raise ProtocolError(f"unknown voice {voice!r}; this server has: {known}",
                                 code=ErrorCode.UNKNOWN_VOICE, voice=voice)
+        if "turn_detection" in fields and settings.turn_detection == "smart" and (
+            self.smart_turn is False
+        ):
+            raise ProtocolError(
+                "this server has no end-of-turn model (VOXLINE_TURN__ENGINE=none): "
+                "turn_detection smart is not available, silence is",
+                code=ErrorCode.INVALID_SETTINGS, param="turn_detection",
+            )
         if "language" in fields and self.languages and not self.speaks(settings.language):
             raise ProtocolError(
                 f"the engines cannot speak the language {settings.language!r}",

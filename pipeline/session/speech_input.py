@@ -17,7 +17,9 @@ input over a queue of frames. What this adds around it is what a session needs:
 
 What happens on a speech start or an utterance is the session's: two callbacks, awaited
 in the input's task, in stream order; two optional ones hear of pauses and resumptions
-when the endpointing config asks for pauses (``pause_ms``: preemptive turns).
+when the endpointing config asks for pauses (``pause_ms``: preemptive turns, smart turn
+detection), and an optional judge sets the silence that ends each pause
+(:data:`pipeline.audio.Judge`: an end-of-turn model's verdict).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipeline.audio import (
     EndpointConfig,
     FrameAssembler,
     FrameDetector,
+    Judge,
     PcmResampler,
     SpeechEnd,
     SpeechPause,
@@ -43,8 +46,8 @@ from schemas import (
     InputAudio,
     InputAudioData,
     InputTooLargeError,
-    SpeechBoundaryData,
     SpeechStopped,
+    SpeechStoppedData,
 )
 
 #: frames queued between the socket and the detector
@@ -87,6 +90,7 @@ class SpeechInput:
         on_utterance: OnUtterance,
         on_pause: OnPause | None = None,
         on_resume: OnResume | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.rate = vad.sample_rate
         self.input_rate = sample_rate
@@ -100,6 +104,7 @@ class SpeechInput:
         self._on_utterance = on_utterance
         self._on_pause = on_pause
         self._on_resume = on_resume
+        self._judge = judge
         config = config.model_copy(update={"sample_rate": self.rate})
         self._task = asyncio.create_task(self._run(vad, config))
 
@@ -167,7 +172,8 @@ class SpeechInput:
             yield await self._queue.get()
 
     async def _run(self, vad: FrameDetector, config: EndpointConfig) -> None:
-        async with contextlib.aclosing(segment_speech(self._frames(), vad, config)) as events:
+        segments = segment_speech(self._frames(), vad, config, self._judge)
+        async with contextlib.aclosing(segments) as events:
             async for event in events:
                 if isinstance(event, Commit):
                     self._commits.popleft().set_result(None)
@@ -188,13 +194,16 @@ class SpeechInput:
 
 
 def utterance_events(
-    session_id: str, turn_id: str, end: SpeechEnd, sample_rate: int
+    session_id: str, turn_id: str, end: SpeechEnd, sample_rate: int,
+    end_of_turn: float | None = None,
 ) -> tuple[SpeechStopped, InputAudio]:
-    """What an utterance appends, in one batch: where speech stopped, and the audio itself
-    (the log alone can replay and re-transcribe it)."""
+    """What an utterance appends, in one batch: where speech stopped and how the turn's
+    end was decided (the silence waited, the end-of-turn verdict if one was asked), and
+    the audio itself (the log alone can replay and re-transcribe it)."""
     return (
         SpeechStopped(session_id=session_id, turn_id=turn_id,
-                      data=SpeechBoundaryData(audio_ms=end.audio_ms)),
+                      data=SpeechStoppedData(audio_ms=end.audio_ms, silence_ms=end.silence_ms,
+                                             end_of_turn=end_of_turn)),
         InputAudio(session_id=session_id, turn_id=turn_id,
                    data=InputAudioData(sample_rate=sample_rate,
                                        duration_ms=int(end.duration_s * 1000), audio=end.audio)),

@@ -8,11 +8,21 @@ preemptive turn starts a speculation, speech resuming drops it; an utterance is 
 as a turn, appended (``input.speech_stopped`` and ``input.audio``) and handed to the
 :class:`~pipeline.session.responder.Responder`, with the speculation it confirms if any.
 Events go out through the session's emitter.
+
+**What ends a turn** (``turn_detection``). With ``silence``, ``end_of_speech_ms`` of it.
+With ``smart`` (the default where the Gateway has an end-of-turn model), each pause of
+``preemptive_pause_ms`` is judged by that model: a turn that sounds complete ends after
+``turn_complete_ms`` of silence, one that does not only after ``turn_incomplete_ms`` (a
+speaker thinking mid-sentence keeps the turn), and a failed verdict falls back to
+``end_of_speech_ms``. The verdict is logged on the turn's ``input.speech_stopped``.
 """
 
 from __future__ import annotations
 
-from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause
+import logging
+from typing import Literal
+
+from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, resample_pcm16
 from pipeline.session.admission import Permit
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
@@ -29,6 +39,8 @@ from schemas import (
     SpeechStarted,
     check_pcm16,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class VoiceTurns:
@@ -53,6 +65,8 @@ class VoiceTurns:
         #: the speech input, once audio came (None again after clear, close or a change of
         #: the settings it was built from)
         self.audio: SpeechInput | None = None
+        #: the end-of-turn verdict on the silence under way (smart turn detection)
+        self._verdict: float | None = None
 
     async def push(self, pcm: bytes) -> None:
         """PCM16 mono at the session's input rate (see :meth:`LiveSession.push_audio`)."""
@@ -96,17 +110,46 @@ class VoiceTurns:
                     code=ErrorCode.UNSUPPORTED_FORMAT,
                 )
             settings = self._emitter.state.settings
-            pause = settings.preemptive_pause_ms if settings.preemptive_turns else None
+            smart = self.detection(settings) == "smart"
+            pause = settings.preemptive_pause_ms if settings.preemptive_turns or smart else None
+            silence = settings.turn_incomplete_ms if smart else settings.end_of_speech_ms
             self.audio = SpeechInput(
                 self._engines.vad,
-                endpoint_config(self._endpoint_config, settings.end_of_speech_ms, pause),
+                endpoint_config(self._endpoint_config, silence, pause),
                 sample_rate=settings.input_sample_rate,
                 on_speech=self._speech_started,
                 on_utterance=self._utterance,
                 on_pause=self._paused,
                 on_resume=self._resumed,
+                judge=self._judge if smart else None,
             )
         return self.audio
+
+    def detection(self, settings: SessionSettings) -> Literal["silence", "smart"]:
+        """What ends this session's turns: ``smart`` needs the Gateway's end-of-turn model
+        (settings asking for it elsewhere are refused when made)."""
+        if self._engines.turn is None:
+            return "silence"
+        return settings.turn_detection or "smart"
+
+    async def _judge(self, pause: SpeechPause) -> int | None:
+        """The silence that ends this pause: short when the model hears a complete turn,
+        ``None`` (the input's ``turn_incomplete_ms``) when not."""
+        turn, settings = self._engines.turn, self._emitter.state.settings
+        assert turn is not None and self.audio is not None
+        audio = pause.audio
+        if self.audio.rate != turn.sample_rate:
+            audio = resample_pcm16(audio, self.audio.rate, turn.sample_rate)
+        try:
+            self._verdict = await turn.completion(audio)
+        except Exception:
+            logger.warning("session %s: the end-of-turn model failed; this pause ends after "
+                           "end_of_speech_ms", self.session_id, exc_info=True)
+            self._verdict = None
+            return settings.end_of_speech_ms
+        if self._verdict >= settings.turn_threshold:
+            return settings.turn_complete_ms
+        return None
 
     # ---- what the speech input heard ------------------------------------------------
 
@@ -119,14 +162,17 @@ class VoiceTurns:
 
     async def _paused(self, pause: SpeechPause, sample_rate: int) -> None:
         """Preemptive turns: prepare the reply to what was said so far, unsent."""
+        settings = self._emitter.state.settings
+        if not settings.preemptive_turns:
+            return  # the pause is only judged (smart turn detection)
         if self._responder.responding or self._engines.stt is None:
             return  # a reply is out: this pause is not the end of a turn to answer
-        settings = self._emitter.state.settings
         if not settings.auto_response or settings.search is not None:
             return  # a reply waits for response.create, or for a search: nothing to prepare
         await self._responder.speculate(pause, sample_rate)
 
     async def _resumed(self, audio_ms: int) -> None:
+        self._verdict = None
         await self._responder.speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
@@ -137,6 +183,7 @@ class VoiceTurns:
         try:
             permit = responder.admit()
         except OverloadedError as exc:  # the utterance is dropped; the client is told
+            self._verdict = None
             if speculation is not None:
                 await responder.speculator.discard(speculation, "superseded")
             await self._emitter.reject(exc)
@@ -158,8 +205,9 @@ class VoiceTurns:
         permit: Permit | None,
         speculation: Speculation | None = None,
     ) -> None:
+        verdict, self._verdict = self._verdict, None
         _, audio_event = await self._emitter.emit(
-            *utterance_events(self.session_id, turn_id, end, sample_rate))
+            *utterance_events(self.session_id, turn_id, end, sample_rate, verdict))
         if speculation is not None:
             self._responder.start_speculated(
                 turn_id, end, sample_rate, audio_event.id, speculation, permit)
@@ -171,4 +219,4 @@ class VoiceTurns:
 def _audio_settings(settings: SessionSettings) -> tuple[object, ...]:
     """The settings the speech input is built from: a change rebuilds it."""
     return (settings.input_sample_rate, settings.end_of_speech_ms, settings.preemptive_turns,
-            settings.preemptive_pause_ms)
+            settings.preemptive_pause_ms, settings.turn_detection, settings.turn_incomplete_ms)

@@ -95,7 +95,7 @@ async def turn_until_done(client: VoxlineClient, session: SessionInfo, text: str
 
 
 async def speak(conn: SessionSocket, speech: bytes) -> None:
-    await stream_audio(conn, with_pauses(speech, RATE, 0.3, 1.0), RATE, realtime=True)
+    await stream_audio(conn, with_pauses(speech, RATE, 0.3), RATE, realtime=True)
 
 
 @pytest.mark.parametrize("deployment", ["LanguageModel", "Synthesizer", "Transcriber"])

@@ -42,7 +42,7 @@ FACADES = {
     ],
     "pipeline.audio": [
         "AudioEncoder", "CONTENT_TYPES", "Commit", "EndpointConfig", "EndpointEvent",
-        "Endpointer", "FloatAudio", "FrameAssembler", "FrameDetector", "PcmResampler",
+        "Endpointer", "FloatAudio", "FrameAssembler", "FrameDetector", "Judge", "PcmResampler",
         "SpeechEnd", "SpeechPause", "SpeechResume", "SpeechStart", "check_pcm16",
         "check_sample_rate", "content_type",
         "decode_audio", "duration_s", "encode_audio", "endpoint_stream", "float_to_pcm16",
@@ -51,7 +51,7 @@ FACADES = {
     ],
     "pipeline.engines": [
         "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "Transcriber",
-        "VoiceActivityDetector", "create_engine", "engine_class", "list_models",
+        "TurnDetector", "VoiceActivityDetector", "create_engine", "engine_class", "list_models",
         "prepare_model", "OPENAI_VOICES", "engine_voice", "transcript_text",
     ],
     "pipeline.engines.weights": [

@@ -19,8 +19,14 @@ from loadtests._scripted import (
     scripted_audio,
     tokenize,
 )
-from pipeline.engines import Transcriber
-from schemas import GenerationRequest, TranscriptionRequest, TranscriptSegment
+from pipeline.engines import Transcriber, TurnDetector
+from schemas import (
+    EngineError,
+    ErrorCode,
+    GenerationRequest,
+    TranscriptionRequest,
+    TranscriptSegment,
+)
 
 __all__ = [
     "EnergyVAD",
@@ -28,6 +34,7 @@ __all__ = [
     "ScriptedLLM",
     "ScriptedSTT",
     "ScriptedTTS",
+    "ScriptedTurn",
     "StreamRecord",
     "outcome_of",
     "scripted_audio",
@@ -105,3 +112,23 @@ class RecordingLLM(ScriptedLLM):
         self.requests.append(request)
         async for token in super().generate(request):
             yield token
+
+
+class ScriptedTurn(TurnDetector):
+    """An end-of-turn model that says ``verdicts[k]`` on its k-th pause (the last one from
+    then on); ``None`` in the script fails that call. It keeps the audio of each call."""
+
+    name = "scripted-turn"
+
+    def __init__(self, *verdicts: float | None) -> None:
+        super().__init__()
+        self.verdicts = verdicts or (0.9,)
+        self.heard: list[bytes] = []
+
+    async def completion(self, audio: bytes) -> float:
+        verdict = self.verdicts[min(len(self.heard), len(self.verdicts) - 1)]
+        self.heard.append(audio)
+        if verdict is None:
+            raise EngineError("scripted failure", code=ErrorCode.TURN_DETECTION_FAILED,
+                              stage="turn")
+        return verdict

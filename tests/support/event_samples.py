@@ -24,7 +24,7 @@ def sample_events(session_id: str, turn_id: str = "t1") -> list[s.EventBase]:
             session_id=session_id, turn_id=turn_id, data=s.SpeechBoundaryData(audio_ms=10)
         ),
         s.SpeechStopped(
-            session_id=session_id, turn_id=turn_id, data=s.SpeechBoundaryData(audio_ms=900)
+            session_id=session_id, turn_id=turn_id, data=s.SpeechStoppedData(audio_ms=900)
         ),
         s.InputAudio(
             session_id=session_id,

@@ -76,7 +76,7 @@ def session_events(t0: int) -> list[s.EventBase]:
         s.SessionCreated(session_id=SID, ts=t0, data=s.SessionCreatedData(settings=settings)),
         s.SpeechStarted(session_id=SID, ts=t0 + 1000, data=s.SpeechBoundaryData(audio_ms=500)),
         s.SpeechStopped(session_id=SID, turn_id="t1", ts=t0 + 3100,
-                        data=s.SpeechBoundaryData(audio_ms=2000)),
+                        data=s.SpeechStoppedData(audio_ms=2000)),
         s.InputAudio(session_id=SID, turn_id="t1", ts=t0 + 3100,
                      data=s.InputAudioData(sample_rate=16000, duration_ms=1800,
                                            audio=bytes(57600))),

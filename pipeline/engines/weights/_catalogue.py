@@ -57,7 +57,7 @@ __all__ = [
 #: ``progress(model_name, step, done_bytes, total_bytes)``; ``total_bytes`` 0 if unknown.
 ProgressCallback = Callable[[str, str, int, int], None]
 
-Stage = Literal["stt", "vad", "llm", "tts"]
+Stage = Literal["stt", "vad", "turn", "llm", "tts"]
 
 
 @dataclass(frozen=True)

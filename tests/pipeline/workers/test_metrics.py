@@ -48,7 +48,7 @@ def voice_turn(turn: str, t0: int, *, started: bool = True) -> list[s.EventBase]
         )
     events += [
         s.SpeechStopped(session_id=sid, turn_id=turn, ts=t0 + 2100,
-                        data=s.SpeechBoundaryData(audio_ms=2000)),
+                        data=s.SpeechStoppedData(audio_ms=2000)),
         s.InputAudio(session_id=sid, turn_id=turn, ts=t0 + 2100,
                      data=s.InputAudioData(sample_rate=16000, duration_ms=2000, audio=AUDIO)),
         s.TranscriptFinal(session_id=sid, turn_id=turn, ts=t0 + 2300,

@@ -11,7 +11,7 @@ AUDIO = b"\x00\x01" * 16
 
 def speech_stopped(ts: int, turn: str = "t1") -> s.Event:
     return s.SpeechStopped(
-        session_id=SESSION, turn_id=turn, ts=ts, data=s.SpeechBoundaryData(audio_ms=900)
+        session_id=SESSION, turn_id=turn, ts=ts, data=s.SpeechStoppedData(audio_ms=900)
     )
 
 
