@@ -43,6 +43,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_llm_parallel": ("bench_llm_parallel",),
     "bench_stt_batch": ("bench_stt_batch",),
     "bench_vad": ("bench_vad",),
+    "bench_turn_taking": ("bench_turn_taking",),
 }
 PARALLEL = 3
 TIMEOUT_S = 240

@@ -1,0 +1,208 @@
+"""Turn-taking on a labelled corpus, through the running app over its socket: how often a
+turn is cut off while the speaker only paused, and how long a finished turn waits.
+
+The corpus is :mod:`loadtests._turn_corpus` (complete questions; turns with thinking pauses
+of 300–1,500 ms; pauses after fillers; English and German; several voices, speeds and
+noise floors; the same audio from ``--seed``). Each item is streamed into a session of its
+own, once per configuration of the turn detection, with ``auto_response`` off (no reply
+competes for the cores; the endpointer and the end-of-turn model run as they do for any
+turn). Every ``input.speech_stopped`` says where in the input the turn ended
+(``audio_ms + silence_ms``, the stream position at which it was decided), so:
+
+* **false cut-off**: an item whose turn was ended before the speaker's last word ended
+  (the speech after it became a turn of its own);
+* **end-of-turn latency**: from the true end of speech to where the turn was ended,
+  p50/p95, in stream time: the silence waited plus the detector's lag. The end-of-turn
+  model's own compute (one call per pause, which holds the endpointer meanwhile) is
+  measured in this process on the same audio and reported beside it; a live turn ends
+  that much later on the clock.
+
+Configurations: ``turn_detection=silence`` at several ``end_of_speech_ms`` (today's
+behaviour, 500 by default: the curve of cut-offs against latency), and ``smart`` at
+several ``turn_complete_ms``. Writes ``reports/bench_turn_taking.json``.
+
+    .venv/bin/python -m loadtests.bench_turn_taking [--url http://127.0.0.1:8000]
+        [--seed 0] [--limit N] [--smoke]
+
+Without ``--url`` it starts the app (Redis if VOXLINE_REDIS_URL is unset, Ray, Serve).
+Barge-in measures (backchannels, real interruptions over a reply) are not in it yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from typing import Any
+
+from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
+from loadtests._turn_corpus import RATE, TurnItem, build_corpus
+from voxline.client import VoxlineClient
+
+#: (name, session settings)
+CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    *((f"silence {ms}", {"turn_detection": "silence", "end_of_speech_ms": ms})
+      for ms in (300, 500, 800, 1200, 1600)),
+    *((f"smart {ms}", {"turn_detection": "smart", "turn_complete_ms": ms})
+      for ms in (150, 250, 400)),
+)
+#: items at most, and seconds at most per item (bounded loops)
+MAX_ITEMS = 200
+ITEM_TIMEOUT_S = 60.0
+#: the quiet after the audio that says the session has nothing more to say
+SETTLE_S = 1.0
+CHUNK_MS = 100
+#: error codes the server sent, per item (reported; an item with one is still scored)
+ERRORS: dict[str, list[str]] = {}
+
+
+async def run_item(client: VoxlineClient, item: TurnItem, settings: dict[str, Any]
+                   ) -> list[tuple[int, int, float | None]]:
+    """Stream ``item`` into a new session; the turns it ended: (speech offset ms, decided
+    at ms, end-of-turn probability)."""
+    session = await client.create_session(input_sample_rate=RATE, auto_response=False,
+                                          **settings)
+    ends: list[tuple[int, int, float | None]] = []
+    errors: list[str] = ERRORS.setdefault(item.id, [])
+    async with client.connect(session) as conn:
+        async def send() -> None:
+            step = RATE * 2 * CHUNK_MS // 1000
+            for offset in range(0, len(item.pcm16), step):
+                await conn.send_audio(item.pcm16[offset : offset + step])
+
+        async def receive() -> None:
+            async for event in conn.events():
+                if event.type == "input.speech_stopped":
+                    data = event.data
+                    ends.append((data.audio_ms, data.audio_ms + (data.silence_ms or 0),  # type: ignore[union-attr]
+                                 data.end_of_turn))  # type: ignore[union-attr]
+                elif event.type == "error":  # e.g. a turn refused as overloaded: counted
+                    errors.append(str(event.data.code))  # type: ignore[union-attr]
+
+        receiver = asyncio.create_task(receive())
+        try:
+            await send()
+            seen = -1
+            while seen != len(ends) and not receiver.done():  # settle: no new turn for a while
+                seen = len(ends)
+                await asyncio.wait({receiver}, timeout=SETTLE_S)
+            if receiver.done():
+                receiver.result()
+        finally:
+            receiver.cancel()
+    return ends
+
+
+def score(items: list[TurnItem], results: list[list[tuple[int, int, float | None]]]
+          ) -> dict[str, Any]:
+    """False cut-offs and end-of-turn latencies of one configuration."""
+    cut_off, missed, latencies = [], [], []
+    by_kind: dict[str, list[bool]] = {}
+    for item, ends in zip(items, results, strict=True):
+        early = [decided for _, decided, _ in ends if decided < item.end_ms]
+        final = [decided for _, decided, _ in ends if decided >= item.end_ms]
+        cut = bool(early)
+        by_kind.setdefault(f"{item.kind}/{item.language}", []).append(cut)
+        if cut:
+            cut_off.append(item.id)
+        if final:
+            latencies.append(final[0] - item.end_ms)
+        else:
+            missed.append(item.id)
+    return {
+        "items": len(items),
+        "false_cutoff_rate": round(len(cut_off) / len(items), 4),
+        "false_cutoff_by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
+        "end_of_turn_ms": {k: round(v, 1) for k, v in percentiles(latencies).items()},
+        "no_end": len(missed),
+        "cut_off_items": cut_off[:20],
+    }
+
+
+def model_cost(items: list[TurnItem]) -> dict[str, Any] | None:
+    """The end-of-turn model's call on each item's first pause, timed in this process."""
+    try:
+        from pipeline.engines.smart_turn import SmartTurnDetector
+
+        detector = SmartTurnDetector()
+        asyncio.run(detector.load())
+    except Exception as exc:  # no model here: reported as such
+        return {"error": str(exc)}
+    times = []
+    for item in items[:40]:
+        end = item.speech_ms[0][1] * RATE // 1000 * 2
+        audio = item.pcm16[: end + RATE // 5]
+        start = time.perf_counter()
+        detector.completion_now(audio)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"calls": len(times), "ms": {k: round(v, 1) for k, v in percentiles(times).items()},
+            "mean_ms": round(statistics.mean(times), 1)}
+
+
+async def bench(url: str, items: list[TurnItem], configs: tuple[tuple[str, dict[str, Any]], ...],
+                say: Any) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    async with VoxlineClient(url) as client:
+        for name, settings in configs:
+            started = time.perf_counter()
+            results = []
+            for item in items:
+                results.append(await asyncio.wait_for(run_item(client, item, settings),
+                                                       ITEM_TIMEOUT_S))
+            figures[name] = {"settings": settings, **score(items, results),
+                             "wall_s": round(time.perf_counter() - started, 1)}
+            row = figures[name]
+            say(f"{name:>12}: false cut-off {row['false_cutoff_rate']:.1%}, end of turn p50 "
+                f"{row['end_of_turn_ms']['p50']:.0f} ms p95 {row['end_of_turn_ms']['p95']:.0f}"
+                f" ms, no end {row['no_end']}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running server on this machine; default: start one")
+    parser.add_argument("--seed", type=int, default=0, help="the corpus's seed")
+    parser.add_argument("--limit", type=int, help=f"items at most (≤ {MAX_ITEMS})")
+    add_smoke_flag(parser)
+    args = parser.parse_args()
+    limit = min(args.limit or MAX_ITEMS, MAX_ITEMS)
+    configs = CONFIGS
+    if args.smoke:
+        smoke_reports()
+        limit, configs = 3, CONFIGS[1:2]  # the scripted app has no end-of-turn model
+    items = build_corpus(args.seed, limit=limit)
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    say(f"corpus: {len(items)} items, {sum(i.duration_ms for i in items) / 1000:.0f} s of audio")
+    if args.smoke:
+        from loadtests._gateway import child_gateway
+        from voxline.redis_server import redis_url_or_server
+
+        with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
+                child_gateway(redis_url) as (url, _pid):
+            figures = asyncio.run(bench(url, items, configs, say))
+    elif args.url:
+        figures = asyncio.run(bench(args.url.rstrip("/"), items, configs, say))
+    else:
+        from schemas import Settings
+        from voxline.server import running_server
+
+        settings = Settings().model_copy(update={"host": "127.0.0.1"})
+        with running_server(settings, say=say) as server:
+            figures = asyncio.run(bench(server.url, items, configs, say))
+    report = {
+        "seed": args.seed,
+        "corpus": {"items": len(items),
+                   "kinds": {k: sum(i.kind == k for i in items)
+                             for k in ("complete", "paused", "filler")},
+                   "audio_s": round(sum(i.duration_ms for i in items) / 1000, 1)},
+        "configs": figures,
+        "end_of_turn_model_call": None if args.smoke else model_cost(items),
+        "server_errors": {k: v for k, v in ERRORS.items() if v},
+    }
+    print(f"report: {write_report('bench_turn_taking', report)}")
+
+
+if __name__ == "__main__":
+    main()
