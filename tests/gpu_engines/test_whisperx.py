@@ -109,28 +109,58 @@ async def test_english_only_model_refuses_other_languages(
     assert info.value.code == "invalid_settings"
 
 
-async def test_cancellation_stops_the_work(engine: WhisperXTranscriber) -> None:
+async def test_cancellation_stops_the_work() -> None:
+    """A cancelled request stops at WhisperX's next progress report, long before the end.
+
+    Counted in progress reports, not timed. WhisperX reports once per VAD region, as its
+    batches yield them; with ``batch_size`` 1 each report follows that region's model call,
+    and the request is cancelled right after the first.
+    """
+    engine = WhisperXTranscriber(model="whisper-tiny.en", **{**CPU, "batch_size": 1})
+    await engine.load()
+    try:
+        await _cancel_after_the_first_report(engine)
+    finally:
+        await engine.close()
+
+
+async def _cancel_after_the_first_report(engine: WhisperXTranscriber) -> None:
     pcm, rate = _speak(" ... ".join([SENTENCE] * 6))
     gap = np.zeros(rate, dtype="<i2").tobytes()  # a second of silence: separate VAD regions
-    long_audio = (pcm + gap) * 4
+    long_audio = (pcm + gap) * 6
     request = TranscriptionRequest(audio=long_audio, sample_rate=rate)
-    started = time.perf_counter()
-    full = await _transcribe(engine, request)
-    full_s = time.perf_counter() - started
-    assert len(full) > 1
+    transcribe = engine._pipeline.transcribe
+    reports: list[float] = []
+    first = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
+    def counting(*args, progress_callback, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def report(percent: float) -> None:
+            reports.append(percent)
+            loop.call_soon_threadsafe(first.set)
+            progress_callback(percent)  # raises once the request was cancelled
+
+        return transcribe(*args, progress_callback=report, **kwargs)
+
+    engine._pipeline.transcribe = counting
+    assert await _transcribe(engine, request)
+    full_reports = len(reports)
+    assert full_reports >= 6 and reports[-1] == pytest.approx(100.0), reports
+
+    reports.clear()
+    first.clear()
     task = asyncio.create_task(_transcribe(engine, request))
-    await asyncio.sleep(full_s / 4)
+    await first.wait()
     assert engine.busy
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not engine.busy and engine._worker.serving == 0
-    # The worker stopped at its next region: the next request does not wait for the rest.
-    started = time.perf_counter()
+    # Stopped at the report after the cancellation (or the one after, had the next region
+    # just begun): far from the end, so the next request does not wait for the rest.
+    assert len(reports) <= 3 < full_reports, reports
     audio, short_rate = _speak("hello there")
-    await _transcribe(engine, TranscriptionRequest(audio=audio, sample_rate=short_rate))
-    assert time.perf_counter() - started < full_s
+    assert await _transcribe(engine, TranscriptionRequest(audio=audio, sample_rate=short_rate))
 
 
 async def test_unknown_model_names_the_setting() -> None:
