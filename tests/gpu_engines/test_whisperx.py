@@ -134,7 +134,7 @@ async def _cancel_after_the_first_report(engine: WhisperXTranscriber) -> None:
     first = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def counting(*args, progress_callback, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def counting(*args, progress_callback, **kwargs):
         def report(percent: float) -> None:
             reports.append(percent)
             loop.call_soon_threadsafe(first.set)
