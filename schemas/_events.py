@@ -120,6 +120,11 @@ class SentenceData(EventData):
 class AudioChunkData(AudioData):
     sentence_index: int = Field(ge=0)
     chunk_index: int = Field(ge=0, description="index within the response, over all sentences")
+    end_ms: int | None = Field(
+        default=None, ge=0,
+        description="where this chunk ends in the response's audio, in ms from its start "
+        "(what a client reports with response.truncate; null in logs older than it)",
+    )
 
 
 class AudioDoneData(EventData):
@@ -137,6 +142,18 @@ class ResponseCancelledData(EventData):
     text_sent: str = ""
     sentences_sent: int = 0
     chunks_sent: int = 0
+
+
+class ResponseTruncatedData(EventData):
+    """What the user heard of a reply: its audio up to ``audio_end_ms``, as the client
+    reported (``response.truncate``). The history the LLM sees holds ``text_heard``."""
+
+    audio_end_ms: int = Field(ge=0, description="the audio played, in ms from its start")
+    audio_ms: int = Field(ge=0, description="the reply's audio sent, in ms")
+    text_heard: str = Field(
+        description="the sentences played in full, and the words of the one playing in "
+        "proportion to its audio played",
+    )
 
 
 class ResyncRequiredData(EventData):
@@ -281,6 +298,13 @@ class ResponseCancelled(EventBase):
     data: ResponseCancelledData = Field(default_factory=ResponseCancelledData)
 
 
+class ResponseTruncated(EventBase):
+    """The reply was played only up to a point: later turns remember only that much."""
+
+    type: Literal["response.truncated"] = "response.truncated"
+    data: ResponseTruncatedData
+
+
 class NarrationReady(EventBase):
     type: Literal["narration.ready"] = "narration.ready"
     data: NarrationReadyData
@@ -335,6 +359,7 @@ Event: TypeAlias = Annotated[
     | ResponseAudioDone
     | ResponseDone
     | ResponseCancelled
+    | ResponseTruncated
     | NarrationReady
     | SessionResyncRequired
     | ErrorEvent

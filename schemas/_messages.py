@@ -69,6 +69,21 @@ class ResponseCancel(ClientMessage):
     type: Literal["response.cancel"] = "response.cancel"
 
 
+class ResponseTruncate(ClientMessage):
+    """The position played of a reply's audio: the user heard it up to ``audio_end_ms``.
+
+    Send it when playback stops before the end (the user interrupted, the app stopped
+    the sound): the reply still running is cancelled, and the history the LLM sees keeps
+    only the text heard (``response.truncated``). OpenAI's ``conversation.item.truncate``.
+    """
+
+    type: Literal["response.truncate"] = "response.truncate"
+    turn_id: str | None = Field(
+        default=None, max_length=128, description="the reply's turn; unset: the newest reply"
+    )
+    audio_end_ms: int = Field(ge=0, description="the audio played, in ms from the reply's start")
+
+
 class InputAudioClear(ClientMessage):
     """Drop the audio not yet cut into an utterance (and the detector's state)."""
 
@@ -97,7 +112,8 @@ ClientMessageUnion: TypeAlias = Annotated[
     | ResponseCancel
     | SessionResume
     | InputAudioClear
-    | ResponseCreate,
+    | ResponseCreate
+    | ResponseTruncate,
     Field(discriminator="type"),
 ]
 
@@ -111,6 +127,7 @@ CLIENT_MESSAGE_TYPES: tuple[str, ...] = (
     "session.resume",
     "input_audio.clear",
     "response.create",
+    "response.truncate",
 )
 
 

@@ -28,7 +28,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 
-from schemas import ClientMessage, Event, parse_event
+from schemas import ClientMessage, Event, ResponseTruncate, parse_event
 
 #: events that end a response
 FINAL_TYPES = frozenset({"response.done", "response.cancelled"})
@@ -201,6 +201,12 @@ class SessionSocket:
 
     async def cancel(self) -> None:
         await self.send({"type": "response.cancel"})
+
+    async def truncate(self, audio_end_ms: int, turn_id: str | None = None) -> None:
+        """The reply (of ``turn_id``; default: the newest) was played only up to
+        ``audio_end_ms``: the server cancels it if it still runs and keeps only what was
+        heard in the history (``response.truncated``)."""
+        await self.send(ResponseTruncate(turn_id=turn_id, audio_end_ms=audio_end_ms))
 
     async def events(self) -> AsyncIterator[Event]:
         """Events until the server closes the socket (the greeting goes to :attr:`greeting`).

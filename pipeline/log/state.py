@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from pipeline.log.heard import heard_text
 from pipeline.log.history import turn_cost, window_start
 from schemas import (
     ChatMessage,
@@ -28,8 +29,10 @@ from schemas import (
     ResponseCancelled,
     ResponseCitations,
     ResponseDone,
+    ResponseSentence,
     ResponseStarted,
     ResponseTextDelta,
+    ResponseTruncated,
     SessionClosed,
     SessionCreated,
     SessionSettings,
@@ -59,10 +62,33 @@ class TurnState(BaseModel):
     #: a grounded turn (retrieval): what the reply cited, and the warnings of the turn (codes)
     citations: list[Citation] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    #: the reply's spoken sentences by index, where each one's audio ends (ms from the
+    #: reply's start), and its audio sent in all: what :meth:`heard` reads
+    sentences: dict[int, str] = Field(default_factory=dict)
+    sentence_ends_ms: dict[int, int] = Field(default_factory=dict)
+    audio_ms: int = 0
+    #: the audio played, as the client reported it (``response.truncated``); None: all
+    played_ms: int | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "cancelled", "failed")
+
+    def heard(self, audio_end_ms: int) -> str:
+        """The reply's text heard when its audio was played up to ``audio_end_ms``."""
+        return heard_text(self.sentences, self.sentence_ends_ms, audio_end_ms)
+
+    def _add_audio(self, chunk: ResponseAudioChunk) -> None:
+        """Place a live reply's chunk (narration after ``response.done`` is not the reply)."""
+        data = chunk.data
+        end = data.end_ms
+        if end is None:  # a log older than end_ms: only raw PCM can be measured
+            if data.format != "pcm16":
+                return
+            end = self.audio_ms + len(data.audio) * 1000 // (2 * data.sample_rate)
+        self.audio_ms = max(self.audio_ms, end)
+        index = data.sentence_index
+        self.sentence_ends_ms[index] = max(self.sentence_ends_ms.get(index, 0), end)
 
 
 class SessionState(BaseModel):
@@ -99,11 +125,16 @@ class SessionState(BaseModel):
                 turn.user_text = event.data.text  # an empty refinement keeps the realtime text
             case ResponseStarted() if turn is not None:
                 turn.status, turn.started_ts = "responding", event.ts
-                turn.assistant_text = ""
+                turn.assistant_text, turn.audio_ms, turn.played_ms = "", 0, None
+                turn.sentences, turn.sentence_ends_ms = {}, {}
             case ResponseTextDelta() if turn is not None:
                 turn.assistant_text += event.data.delta
+            case ResponseSentence() if turn is not None and turn.status == "responding":
+                turn.sentences[event.data.index] = event.data.text
             case ResponseAudioChunk() if turn is not None:
                 turn.audio_chunks += 1
+                if turn.status == "responding":
+                    turn._add_audio(event)
             case ResponseDone() if turn is not None:
                 turn.assistant_text = event.data.text
                 turn.status = "completed" if event.data.status == "completed" else "failed"
@@ -111,6 +142,9 @@ class SessionState(BaseModel):
             case ResponseCancelled() if turn is not None:
                 turn.status, turn.done_ts = "cancelled", event.ts
                 turn.assistant_text = event.data.text_sent
+            case ResponseTruncated() if turn is not None:
+                turn.assistant_text = event.data.text_heard
+                turn.played_ms = event.data.audio_end_ms
             case NarrationReady() if turn is not None:
                 turn.narrated = True
             case ErrorEvent() if turn is not None:
@@ -133,8 +167,9 @@ class SessionState(BaseModel):
         shows (:mod:`pipeline.log.history`: bounded in tokens and turns, trimmed in blocks
         so the prompt's prefix stays the same from turn to turn), oldest first.
 
-        A cancelled turn contributes what the user actually heard (``text_sent``), so the
-        model does not believe it said more than it did.
+        A cancelled turn contributes the text sent (``text_sent``), and a truncated one
+        what the client played (``response.truncated``), so the model does not believe it
+        said more than the user heard.
         """
         messages = [ChatMessage(role="system", content=self.settings.system_prompt)]
         for turn in self._shown(window or HistorySettings()):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,12 +37,15 @@ from schemas import (
     ProtocolError,
     ResponseCancel,
     ResponseCreate,
+    ResponseTruncate,
     SessionUpdate,
     check_pcm16,
     load_json_frame,
 )
 
 _LENIENT = ConfigDict(extra="ignore", frozen=True)
+#: the id the server gives a turn's reply item (``item_<turn>_out``, see ``_server``)
+_REPLY_ITEM = re.compile(r"^item_(.{1,128})_out$")
 
 #: output modalities a session or a response may ask for
 MODALITIES: tuple[str, ...] = ("text", "audio")
@@ -55,6 +59,7 @@ SUPPORTED_CLIENT_EVENTS: tuple[str, ...] = (
     "conversation.item.create",
     "response.create",
     "response.cancel",
+    "conversation.item.truncate",
 )
 
 
@@ -151,6 +156,10 @@ class ClientEvent(BaseModel):
     audio: str | None = None
     item: Item | None = None
     response: ResponseConfig | None = None
+    # conversation.item.truncate
+    item_id: str | None = Field(default=None, max_length=160)
+    content_index: int | None = None
+    audio_end_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +228,8 @@ class ClientTranslator:
                 config = event.response or ResponseConfig()
                 _modalities(config.output_modalities, config.modalities, "response")
                 return (ResponseCreate(),)
+            case "conversation.item.truncate":
+                return (_truncate(event),)
             case _:  # "response.cancel" (parse lets nothing else through)
                 return (ResponseCancel(),)
 
@@ -319,6 +330,23 @@ def _modalities(
             f"{', '.join(repr(m) for m in unknown) if unknown else 'an empty list'}",
             code=ErrorCode.INVALID_SETTINGS, param=field)
     return chosen
+
+
+def _truncate(event: ClientEvent) -> ResponseTruncate:
+    """``conversation.item.truncate``: the reply item's audio was played up to
+    ``audio_end_ms``. Only assistant items (``item_<turn>_out``) have audio to truncate."""
+    match = _REPLY_ITEM.match(event.item_id or "")
+    if match is None:
+        raise ProtocolError(
+            f"no assistant item {event.item_id!r} to truncate; reply items are named "
+            "item_<turn>_out", code=ErrorCode.NOT_FOUND, param="item_id")
+    if event.content_index not in (None, 0):
+        raise ProtocolError("a reply item has one content part: content_index 0",
+                            code=ErrorCode.INVALID_MESSAGE, param="content_index")
+    if event.audio_end_ms is None or event.audio_end_ms < 0:
+        raise ProtocolError("audio_end_ms (the audio played, in ms) is required and >= 0",
+                            code=ErrorCode.INVALID_MESSAGE, param="audio_end_ms")
+    return ResponseTruncate(turn_id=match[1], audio_end_ms=event.audio_end_ms)
 
 
 def _pcm(data: str | None, param: str) -> bytes:

@@ -252,6 +252,9 @@ class ServerTranslator:
             case "response.cancelled":
                 reason = "turn_detected" if data.reason == "barge_in" else "client_cancelled"
                 return self._finished(turn, "cancelled", data.text_sent, reason)
+            case "response.truncated":
+                return [{"type": "conversation.item.truncated", "item_id": item_out,
+                         "content_index": 0, "audio_end_ms": data.audio_end_ms}]
             case "error":
                 return [error_frame(data, "")]
             case _:  # session.closed (the socket closes), sentences, narration, refinements

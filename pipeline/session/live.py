@@ -24,7 +24,7 @@ from the call that received it; the caller turns it into an ``error`` event
 from __future__ import annotations
 
 from pipeline.audio import EndpointConfig
-from pipeline.log import EventLog, SessionState, fold
+from pipeline.log import EventLog, SessionState, TurnState, fold
 from pipeline.retrieval import Grounder
 from pipeline.session.admission import Admission
 from pipeline.session.creation import new_turn_id
@@ -53,6 +53,9 @@ from schemas import (
     ProtocolError,
     ResponseCancel,
     ResponseCreate,
+    ResponseTruncate,
+    ResponseTruncated,
+    ResponseTruncatedData,
     SearchToolConfig,
     SessionClosed,
     SessionClosedData,
@@ -183,6 +186,8 @@ class LiveSession:
                 await self.cancel_response("client")
             case ResponseCreate():
                 await self.create_response()
+            case ResponseTruncate():
+                await self.truncate_response(message.turn_id, message.audio_end_ms)
             case SessionUpdate():
                 await self.update_settings(message.settings)
             case _:
@@ -257,6 +262,44 @@ class LiveSession:
     async def cancel_response(self, reason: CancelReason) -> None:
         """Cancel the running response, if any, and wait until it has ended."""
         await self.responder.cancel(reason)
+
+    async def truncate_response(self, turn_id: str | None, audio_end_ms: int) -> None:
+        """The client played the reply of ``turn_id`` (None: the newest reply) only up
+        to ``audio_end_ms``: cancel it if it still runs, and log what was heard
+        (``response.truncated``), which later turns' history holds instead of the reply.
+
+        A position past the audio sent, a turn with no spoken reply, or one this
+        session no longer holds (older than the history window) is a client error.
+        """
+        turn = self._spoken_reply(turn_id)
+        if turn.status == "responding":
+            await self.cancel_response("client")
+        if audio_end_ms > turn.audio_ms:
+            raise ProtocolError(
+                f"audio_end_ms {audio_end_ms} is past the reply's audio ({turn.audio_ms} ms)",
+                code=ErrorCode.INVALID_MESSAGE, param="audio_end_ms", limit=turn.audio_ms)
+        data = ResponseTruncatedData(audio_end_ms=audio_end_ms, audio_ms=turn.audio_ms,
+                                     text_heard=turn.heard(audio_end_ms))
+        await self.emit(ResponseTruncated(
+            session_id=self.session_id, turn_id=turn.turn_id, data=data))
+
+    def _spoken_reply(self, turn_id: str | None) -> TurnState:
+        if turn_id is None:
+            started = [t for t in self.state.turns.values() if t.started_ts is not None]
+            if not started:
+                raise ProtocolError("no reply to truncate", code=ErrorCode.NOT_FOUND,
+                                    param="turn_id")
+            turn = started[-1]
+        else:
+            found = self.state.turns.get(turn_id)
+            if found is None or found.started_ts is None:
+                raise ProtocolError(f"no reply of turn {turn_id!r} to truncate",
+                                    code=ErrorCode.NOT_FOUND, param="turn_id")
+            turn = found
+        if not turn.audio_ms and turn.status != "responding":
+            raise ProtocolError(f"the reply of turn {turn.turn_id!r} has no audio",
+                                code=ErrorCode.INVALID_MESSAGE, param="turn_id")
+        return turn
 
     async def wait_response(self) -> None:
         """Wait for the running response (tests and the demo use it)."""

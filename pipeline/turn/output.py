@@ -19,6 +19,11 @@ bytes for a chunk; that chunk gets no payload and its audio goes out with the ne
 has bytes, so ``chunk_index`` has no gaps. A payload's ``sentence_index`` is the piece whose
 audio completed its bytes.
 
+**Positions.** Each payload's ``end_ms`` is where it ends in the stream's audio: the
+samples handed to the encoder so far, after ``start_ms`` (a stream continued from an earlier
+output; a codec's own delay is not counted). A client reports what it played in the same
+unit (``response.truncate``).
+
 **The tail.** :meth:`finish` flushes what the encoder still holds (one more payload, the
 ``sentence_index`` of the last chunk in); :meth:`close` frees FFmpeg's resources however the
 response ended (call it in ``finally``; idempotent).
@@ -46,6 +51,7 @@ class AudioOutput:
         *,
         first_index: int = 0,
         continues: bool = False,
+        start_ms: int = 0,
     ) -> None:
         self.format = AudioFormat(fmt)
         self.rate = rate
@@ -58,16 +64,19 @@ class AudioOutput:
         self._encoder: AudioEncoder | None = None
         self._finished = False
         self._sentence = 0  # sentence_index of the last chunk in
+        self.start_ms = start_ms
+        self._samples = 0  # handed to the encoder, at its input rate
         #: engine rates other than the encoder's input rate (a mid-stream switch)
         self._resamplers: dict[int, PcmResampler] = {}
 
     @classmethod
     def for_settings(
-        cls, settings: SessionSettings, *, first_index: int = 0, continues: bool = False
+        cls, settings: SessionSettings, *, first_index: int = 0, continues: bool = False,
+        start_ms: int = 0,
     ) -> AudioOutput:
         """The session's ``output_format`` at its ``output_sample_rate``."""
         return cls(settings.output_format, settings.output_sample_rate,
-                   first_index=first_index, continues=continues)
+                   first_index=first_index, continues=continues, start_ms=start_ms)
 
     @property
     def next_index(self) -> int:
@@ -88,7 +97,7 @@ class AudioOutput:
                 resampler = PcmResampler(source, self._encoder.input_rate)
                 self._resamplers[source] = resampler
             pcm = resampler.push(pcm)
-        return self._payload(self._encoder.encode(pcm), sentence_index)
+        return self._payload(self._encode(pcm), sentence_index)
 
     def finish(self) -> AudioChunkData | None:
         """Flush the encoder: the last payload, or None (nothing held, or no audio at all).
@@ -102,7 +111,7 @@ class AudioOutput:
         if encoder is None:
             return None
         try:
-            tail = b"".join(encoder.encode(r.flush()) for r in self._resamplers.values())
+            tail = b"".join(self._encode(r.flush()) for r in self._resamplers.values())
             tail += encoder.finish()
         finally:
             encoder.close()
@@ -113,6 +122,11 @@ class AudioOutput:
         if self._encoder is not None:
             self._encoder.close()
 
+    def _encode(self, pcm: bytes) -> bytes:
+        assert self._encoder is not None
+        self._samples += len(pcm) // 2
+        return self._encoder.encode(pcm)
+
     def _payload(self, audio: bytes, sentence_index: int) -> AudioChunkData | None:
         if not audio:
             return None
@@ -122,6 +136,7 @@ class AudioOutput:
             sample_rate=self._encoder.sample_rate,
             sentence_index=sentence_index,
             chunk_index=self.next_index,
+            end_ms=self.start_ms + self._samples * 1000 // self._encoder.input_rate,
             audio=audio,
         )
         self.chunks += 1

@@ -76,17 +76,19 @@ class NarrationProgress:
     """What the log already holds of a turn's narration (events after its response.done)."""
 
     chunks: int  # narration chunk events: the next chunk_index
+    end_ms: int  # where the last of them ends in the narration's audio
     done_pieces: frozenset[int]  # pieces with chunks, or with a narration error
     ready: bool  # narration.ready is there
 
 
 def narration_progress(turn_id: str, after: Sequence[Event]) -> NarrationProgress:
-    chunks, done, ready = 0, set[int](), False
+    chunks, end_ms, done, ready = 0, 0, set[int](), False
     for event in after:
         if event.turn_id != turn_id:
             continue
         if isinstance(event, ResponseAudioChunk):
             chunks += 1
+            end_ms = event.data.end_ms or end_ms
             done.add(event.data.sentence_index)
         elif isinstance(event, NarrationReady):
             ready = True
@@ -94,7 +96,7 @@ def narration_progress(turn_id: str, after: Sequence[Event]) -> NarrationProgres
             index = event.data.details.get("sentence_index")
             if isinstance(index, int):
                 done.add(index)
-    return NarrationProgress(chunks, frozenset(done), ready)
+    return NarrationProgress(chunks, end_ms, frozenset(done), ready)
 
 
 def narration_pieces(
@@ -150,15 +152,18 @@ class NarrationWorker(FeedWorker):
         assert isinstance(event, ResponseDone) and event.turn_id is not None
         settings = job.state.settings
         progress = narration_progress(event.turn_id, job.after)
-        next_chunk = progress.chunks
+        next_chunk, end_ms = progress.chunks, progress.end_ms
         pieces = narration_pieces(event.data.text, settings, self.sentences)
         for index, text in enumerate(pieces):
             if index in progress.done_pieces:
                 continue
-            events = await self._piece(event, settings, index, text, next_chunk)
+            events = await self._piece(event, settings, index, text, next_chunk, end_ms)
             if events:
                 await job.append(events)
-                next_chunk += sum(isinstance(e, ResponseAudioChunk) for e in events)
+                chunks = [e for e in events if isinstance(e, ResponseAudioChunk)]
+                next_chunk += len(chunks)
+                if chunks:
+                    end_ms = chunks[-1].data.end_ms or end_ms
         await job.append(
             [
                 NarrationReady(
@@ -170,15 +175,17 @@ class NarrationWorker(FeedWorker):
         )
 
     async def _piece(
-        self, done: ResponseDone, settings: SessionSettings, index: int, text: str, first: int
+        self, done: ResponseDone, settings: SessionSettings, index: int, text: str, first: int,
+        start_ms: int,
     ) -> list[Event]:
-        """Piece ``index`` as events: its encoded chunks numbered from ``first``, or an
-        ``error`` event when the synthesizer refused it."""
+        """Piece ``index`` as events: its encoded chunks numbered from ``first`` and placed
+        from ``start_ms``, or an ``error`` event when the synthesizer refused it."""
         session_id, turn_id = done.session_id, done.turn_id
         synthesize = synthesizer_for(self.tts, language=settings.language,
                                      voice=settings.voice, speed=settings.speech_speed)
         # a WAV's header went out with chunk 0: later pieces continue its stream
-        output = AudioOutput.for_settings(settings, first_index=first, continues=first > 0)
+        output = AudioOutput.for_settings(settings, first_index=first, continues=first > 0,
+                                          start_ms=start_ms)
         try:
             return [
                 ResponseAudioChunk(session_id=session_id, turn_id=turn_id, data=data)

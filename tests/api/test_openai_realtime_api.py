@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from schemas import AdmissionSettings, ApiSettings, EventLogSettings
 from tests.support.api_harness import Harness, serve_api
-from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.engines import RecordingLLM, ScriptedLLM, ScriptedSTT, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 
@@ -28,7 +28,7 @@ KEY = "sk-test-realtime-key"
 @pytest.fixture
 async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
     async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
-                         llm=ScriptedLLM(TOKENS, delay=0.002),
+                         llm=RecordingLLM(TOKENS, delay=0.002),
                          tts=ScriptedTTS(chunks_per_piece=2), stt=ScriptedSTT("Hello there"),
                          api=ApiSettings(max_message_bytes=64 << 10)) as harness:
         yield harness
@@ -86,12 +86,42 @@ async def test_a_text_turn_on_a_new_session(harness: Harness) -> None:
     assert [e.type for e in events][-1] == "response.done"
 
 
+async def test_truncate_keeps_what_was_heard_for_the_next_turn(harness: Harness) -> None:
+    """The client interrupted playback: the reply item is truncated to what it played, and
+    the model's next prompt holds only that text."""
+    llm = harness.services.engines.llm
+    async with connect(_ws_url(harness)) as ws:
+        session_id = (await _recv(ws))["session"]["id"]
+        frames = await _text_turn(ws)
+        item_id = frames[-1]["response"]["output"][0]["id"]
+        audio = b"".join(base64.b64decode(f["delta"]) for f in frames
+                         if f["type"] == "response.output_audio.delta")
+        played_ms = len(audio) // 2 * 1000 // 24000 // 2  # half of it
+        await _send(ws, type="conversation.item.truncate", item_id=item_id, content_index=0,
+                    audio_end_ms=played_ms)
+        truncated = await _recv(ws)
+        assert {k: truncated[k] for k in ("type", "item_id", "content_index", "audio_end_ms")} == {
+            "type": "conversation.item.truncated", "item_id": item_id, "content_index": 0,
+            "audio_end_ms": played_ms}
+        await _send(ws, type="conversation.item.truncate", item_id=item_id, content_index=0,
+                    audio_end_ms=10**6)
+        error = await _recv(ws)
+        assert (error["type"], error["error"]["code"], error["error"]["param"]) == (
+            "error", "invalid_message", "audio_end_ms")
+        await _text_turn(ws, "And then?")
+    events = await harness.services.log.read_all(session_id)
+    [heard] = [e.data.text_heard for e in events if e.type == "response.truncated"]
+    full = "".join(TOKENS).strip()
+    assert heard and full.startswith(heard) and len(heard) < len(full)
+    assert llm.requests[-1].messages[2].content == heard  # system, user, the heard reply
+
+
 async def test_errors_in_openai_shape_and_the_session_goes_on(harness: Harness) -> None:
     async with connect(_ws_url(harness)) as ws:
         await _recv(ws)
         bad = [
             ("{oops", "invalid_json", None),
-            (json.dumps({"type": "conversation.item.truncate", "event_id": "c1"}),
+            (json.dumps({"type": "conversation.item.delete", "event_id": "c1"}),
              "unknown_message_type", "c1"),
             (json.dumps({"type": "input_audio_buffer.append", "event_id": "c2",
                          "audio": "%%%"}), "invalid_audio", "c2"),

@@ -76,3 +76,25 @@ test("current() names the sentence being spoken", () => {
 test("pcm16Duration", () => {
   assert.equal(pcm16Duration(48000, 24000), 1);
 });
+
+test("position: how far a turn played, in its chunks' end_ms", () => {
+  const s = new PlaybackSchedule({ lead: 0 });
+  const at = (index, endMs) => ({ ...chunk(index), endMs });
+  s.add(at(0, 500), 0); // plays 0 → 0.5 s
+  s.add(at(1, 1000), 0); // 0.5 → 1 s
+  assert.equal(s.position(0), 0);
+  assert.equal(s.position(0.25), 250);
+  assert.equal(s.position(0.75), 750);
+  s.prune(0.6); // chunk 0 ended and is forgotten; its end is remembered
+  assert.equal(s.position(0.6), 600);
+  assert.equal(s.position(2), 1000); // all played
+  assert.equal(s.position(0.3, "another turn"), 0);
+  s.stop(0.75);
+  assert.equal(s.position(0.75), 500); // stopped: only what ended before
+});
+
+test("position: chunks without end_ms (an older server) count as not played", () => {
+  const s = new PlaybackSchedule({ lead: 0 });
+  s.add(chunk(0), 0);
+  assert.equal(s.position(0.4), 0);
+});

@@ -165,6 +165,19 @@ test("settings and cancels go on the socket; without one, settings wait", async 
   assert.equal(said.at(-1), "Applying settings…");
 });
 
+test("a reply cut short is truncated to what was played; a narration is not", async () => {
+  const { s, connections, events } = sessions(MADE);
+  s.truncate("t1", 700); // no socket yet: nothing to send, no error
+  await s.create();
+  events.conversation.turn("t1").mode = "streaming";
+  events.conversation.turn("t2").mode = "text"; // a text reply narrated: its text was shown
+  s.truncate("t1", 700);
+  s.truncate("t2", 300);
+  assert.deepEqual(connections[0].sent, [
+    { type: "response.truncate", turn_id: "t1", audio_end_ms: 700 },
+  ]);
+});
+
 test("the socket's states in words", () => {
   assert.equal(connectionStatusText("connected"), "Connected.");
   assert.match(connectionStatusText("resumed", null), /resumed after event \(start\)/);

@@ -57,7 +57,8 @@ def sample_events(session_id: str, turn_id: str = "t1") -> list[s.EventBase]:
         s.ResponseAudioChunk(
             session_id=session_id,
             turn_id=turn_id,
-            data=s.AudioChunkData(sample_rate=22050, sentence_index=0, chunk_index=0, audio=audio),
+            data=s.AudioChunkData(sample_rate=22050, sentence_index=0, chunk_index=0, end_ms=400,
+                                  audio=audio),
         ),
         s.ResponseAudioDone(
             session_id=session_id,
@@ -71,6 +72,11 @@ def sample_events(session_id: str, turn_id: str = "t1") -> list[s.EventBase]:
             session_id=session_id,
             turn_id=turn_id,
             data=s.ResponseCancelledData(reason="barge_in", text_sent="Hi", chunks_sent=1),
+        ),
+        s.ResponseTruncated(
+            session_id=session_id,
+            turn_id=turn_id,
+            data=s.ResponseTruncatedData(audio_end_ms=120, audio_ms=400, text_heard="Hi"),
         ),
         s.NarrationReady(
             session_id=session_id, turn_id=turn_id, data=s.NarrationReadyData(chunk_count=3)

@@ -45,7 +45,9 @@ function ensureAudio() {
 }
 
 function stopPlayback(reason, turn = undefined) {
-  if (page.player) page.player.stop(reason, turn);
+  const stop = page.player ? page.player.stop(reason, turn) : null;
+  // a reply cut short: the server keeps only what was heard of it (response.truncate)
+  if (stop && reason !== "new session") sessions.truncate(stop.turn, stop.playedMs);
 }
 
 // ---- the parts ----------------------------------------------------------------------------

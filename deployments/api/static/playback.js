@@ -7,7 +7,9 @@
 // arrives (plus a small lead, so the start is never in the past). A repeated index, a chunk
 // of a stopped turn or of an older turn is dropped. `stop()` empties the schedule at once
 // (barge-in, `response.cancelled`); what was already handed to Web Audio is the player's to
-// stop, and it asks `scheduled()` what that is.
+// stop, and it asks `scheduled()` what that is. `position()` says how far a turn has played,
+// in the unit of the chunks' `end_ms` (ms of the reply's audio): what the page reports to the
+// server when it stops a reply early (`response.truncate`).
 
 export class PlaybackSchedule {
   constructor({ lead = 0.03 } = {}) {
@@ -19,6 +21,7 @@ export class PlaybackSchedule {
     this.entries = []; // scheduled: {turn, index, sentence, when, end, chunk}
     this.stopped = new Set(); // turns stopped: their late chunks are dropped
     this.finished = new Set(); // turns whose last chunk has been scheduled
+    this.playedMs = new Map(); // turn → end_ms of its last chunk pruned after it ended
   }
 
   /**
@@ -69,7 +72,27 @@ export class PlaybackSchedule {
 
   /** Forget entries that ended before `now` (keeps the list short on long sessions). */
   prune(now) {
+    for (const e of this.entries) {
+      if (e.end <= now && e.chunk.endMs != null) {
+        this.playedMs.set(e.turn, Math.max(this.playedMs.get(e.turn) ?? 0, e.chunk.endMs));
+      }
+    }
     this.entries = this.entries.filter((e) => e.end > now);
+  }
+
+  /**
+   * How far `turn` had played at `now`, in ms of its audio: the chunk sounding then, up to
+   * that moment, or the end of the last one that ended. Chunks without `endMs` (servers
+   * older than it) count as not played.
+   */
+  position(now, turn = this.turn) {
+    let played = this.playedMs.get(turn) ?? 0;
+    for (const e of this.entries) {
+      if (e.turn !== turn || e.when >= now || e.chunk.endMs == null) continue;
+      const left = now >= e.end ? 0 : Math.ceil((e.end - now) * 1000);
+      played = Math.max(played, e.chunk.endMs - left);
+    }
+    return Math.max(0, played);
   }
 
   /**

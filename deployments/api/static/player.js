@@ -1,7 +1,8 @@
 // Reply audio through Web Audio, gapless and in chunk order (the order is playback.js's).
 // Each chunk becomes an AudioBufferSourceNode started at its scheduled time; stop() stops
 // every node at once (barge-in, response.cancelled). Counters for the page and its tests:
-// `played` chunks that ended by themselves, `started` chunks handed to Web Audio.
+// `played` chunks that ended by themselves, `started` chunks handed to Web Audio. A stop
+// that cut a reply short says where (`playedMs`, ms of that reply's audio).
 import { PlaybackSchedule } from "./playback.js";
 import { pcm16ToFloat } from "./resample.js";
 
@@ -19,7 +20,8 @@ export class Player {
     this._decoding = Promise.resolve(); // keeps non-PCM chunks in arrival order
   }
 
-  /** A chunk event's data: {audio (bytes), format, sample_rate, sentence_index, chunk_index}. */
+  /** A chunk event's data: {audio (bytes), format, sample_rate, sentence_index, chunk_index,
+   *  end_ms}. */
   enqueue(turn, data, bytes) {
     const received = this.context.currentTime;
     if (data.format && data.format !== "pcm16") {
@@ -43,7 +45,7 @@ export class Player {
 
   _add(turn, data, buffer, received) {
     const chunk = { turn, index: data.chunk_index, sentence: data.sentence_index,
-                    duration: buffer.duration, buffer };
+                    endMs: data.end_ms, duration: buffer.duration, buffer };
     const now = this.context.currentTime;
     for (const entry of this.schedule.add(chunk, now)) {
       const source = this.context.createBufferSource();
@@ -67,22 +69,28 @@ export class Player {
     this.onChange();
   }
 
-  /** Stop at once; later chunks of the stopped turn are dropped. */
+  /**
+   * Stop at once; later chunks of the stopped turn are dropped. Returns the stop, {reason,
+   * turn, remaining, cut, at, played, playedMs}, when it cut audio short, else null.
+   */
   stop(reason, turn = undefined) {
     const now = this.context.currentTime;
     const remaining = this.schedule.remaining(now);
     const stopped = turn ?? this.schedule.turn;
+    const playedMs = this.schedule.position(now, stopped);
     const cut = this.schedule.stop(now, stopped);
     for (const [entry, source] of this.sources) {
       this.sources.delete(entry); // first: a stopped source's onended does not count as played
       try { source.stop(); } catch { /* never started */ }
     }
+    let stop = null;
     if (cut.length || remaining > 0) {
-      this.stops.push({ reason, turn: stopped, remaining, cut: cut.length, at: now,
-                        played: this.playedByTurn.get(stopped) ?? 0 });
+      stop = { reason, turn: stopped, remaining, cut: cut.length, at: now,
+               played: this.playedByTurn.get(stopped) ?? 0, playedMs };
+      this.stops.push(stop);
     }
     this.onChange();
-    return remaining;
+    return stop;
   }
 
   get playing() {

@@ -147,4 +147,13 @@ export class Sessions {
   cancelReply() {
     if (this.connection) this.connection.send({ type: "response.cancel" });
   }
+
+  /** The reply of `turn` was played only up to `playedMs`: the server keeps only what was
+   *  heard of it (`response.truncate`). Narrations of text replies are not truncated:
+   *  their text was shown whole. */
+  truncate(turn, playedMs) {
+    const reply = this.ports.events?.conversation?.turns.get(turn);
+    if (!this.connection || !turn || reply?.mode === "text") return;
+    this.connection.send({ type: "response.truncate", turn_id: turn, audio_end_ms: playedMs });
+  }
 }

@@ -43,6 +43,9 @@ from schemas import (
     ResponseStarted,
     ResponseStartedData,
     ResponseTextDelta,
+    ResponseTruncate,
+    ResponseTruncated,
+    ResponseTruncatedData,
     SessionSettings,
     SessionUpdate,
     SessionUpdated,
@@ -177,10 +180,32 @@ def test_responses() -> None:
     assert [type(m) for m in _actions({"type": "response.cancel"})] == [ResponseCancel]
 
 
+def test_truncating_a_reply_item_is_the_position_played() -> None:
+    truncate = {"type": "conversation.item.truncate", "item_id": f"item_{TURN}_out",
+                "content_index": 0, "audio_end_ms": 1500}
+    assert _actions(truncate) == (ResponseTruncate(turn_id=TURN, audio_end_ms=1500),)
+
+
+@pytest.mark.parametrize(("fields", "code", "param"), [
+    ({"item_id": f"item_{TURN}_in"}, ErrorCode.NOT_FOUND, "item_id"),  # the user's item
+    ({"item_id": "msg_123"}, ErrorCode.NOT_FOUND, "item_id"),
+    ({"content_index": 1}, ErrorCode.INVALID_MESSAGE, "content_index"),
+    ({"audio_end_ms": -1}, ErrorCode.INVALID_MESSAGE, "audio_end_ms"),
+    ({"audio_end_ms": None}, ErrorCode.INVALID_MESSAGE, "audio_end_ms"),
+])
+def test_what_cannot_be_truncated(fields: dict[str, object], code: ErrorCode, param: str) -> None:
+    event = {"type": "conversation.item.truncate", "event_id": "c9", "item_id": f"item_{TURN}_out",
+             "content_index": 0, "audio_end_ms": 10, **fields}
+    with pytest.raises(ProtocolError) as caught:
+        _actions(event)
+    assert caught.value.code is code
+    assert (caught.value.details["param"], caught.value.details["event_id"]) == (param, "c9")
+
+
 @pytest.mark.parametrize(("raw", "code"), [
     ("{not json", ErrorCode.INVALID_JSON),
     ("[1, 2]", ErrorCode.INVALID_MESSAGE),
-    ('{"type": "conversation.item.truncate", "event_id": "t1"}',
+    ('{"type": "conversation.item.delete", "event_id": "t1"}',
      ErrorCode.UNKNOWN_MESSAGE_TYPE),
     ('{"type": "input_audio_buffer.append", "audio": 5}', ErrorCode.INVALID_MESSAGE),
     ("[" * 20 + "]" * 20, ErrorCode.JSON_TOO_DEEP),
@@ -288,6 +313,14 @@ def test_cancelled_and_errors() -> None:
     assert server["error"]["type"] == "server_error"
 
 
+def test_a_truncation_is_conversation_item_truncated() -> None:
+    data = ResponseTruncatedData(audio_end_ms=700, audio_ms=2000, text_heard="Paris")
+    [frame] = ServerTranslator(model="m").frames(
+        ResponseTruncated(id="8-0", session_id=SID, turn_id=TURN, data=data))
+    assert frame == {"type": "conversation.item.truncated", "event_id": "8-0.0",
+                     "item_id": f"item_{TURN}_out", "content_index": 0, "audio_end_ms": 700}
+
+
 def test_text_items_and_settings_updates() -> None:
     translator = ServerTranslator(model="gpt-realtime")
     [item] = translator.frames(InputText(id="7-0", session_id=SID, turn_id=TURN,
@@ -335,6 +368,9 @@ def test_every_frame_is_a_valid_sdk_event(mode: str) -> None:
                                      data=InputTextData(text="Hi"))),
         *translator.frames(ResponseStarted(id="9-1", session_id=SID, turn_id="t2")),
         *translator.frames(ResponseCancelled(id="9-2", session_id=SID, turn_id="t2")),
+        *translator.frames(ResponseTruncated(id="9-4", session_id=SID, turn_id="t2",
+                                             data=ResponseTruncatedData(
+                                                 audio_end_ms=0, audio_ms=0, text_heard=""))),
         *translator.frames(ErrorEvent(id="9-3", session_id=SID,
                                       data=ProtocolError("bad").to_payload())),
         {"type": "input_audio_buffer.cleared", "event_id": "local_1"},
