@@ -144,6 +144,14 @@ class ResponseCancelledData(EventData):
     chunks_sent: int = 0
 
 
+class ResponseHeldData(EventData):
+    """Speech over a reply (``interruptions: confirmed``): where in the input it started
+    (paused) or stopped (resumed), and what it said when it was judged a backchannel."""
+
+    audio_ms: int = Field(ge=0, description="position in the session's input audio")
+    transcript: str = Field(default="", description="resumed: what the listener said")
+
+
 class ResponseTruncatedData(EventData):
     """What the user heard of a reply: its audio up to ``audio_end_ms``, as the client
     reported (``response.truncate``). The history the LLM sees holds ``text_heard``."""
@@ -298,6 +306,23 @@ class ResponseCancelled(EventBase):
     data: ResponseCancelledData = Field(default_factory=ResponseCancelledData)
 
 
+class ResponsePaused(EventBase):
+    """The listener spoke over the reply: stop playing it, keep what comes; the reply is
+    either resumed (``response.resumed``) or cancelled (``response.cancelled``, or the
+    next turn's ``input.audio`` for a reply no longer being written)."""
+
+    type: Literal["response.paused"] = "response.paused"
+    data: ResponseHeldData
+
+
+class ResponseResumed(EventBase):
+    """The speech over the reply was a backchannel, a cough or a noise: play on from where
+    playback paused (every chunk is in the log; none was lost or repeated)."""
+
+    type: Literal["response.resumed"] = "response.resumed"
+    data: ResponseHeldData
+
+
 class ResponseTruncated(EventBase):
     """The reply was played only up to a point: later turns remember only that much."""
 
@@ -360,6 +385,8 @@ Event: TypeAlias = Annotated[
     | ResponseDone
     | ResponseCancelled
     | ResponseTruncated
+    | ResponsePaused
+    | ResponseResumed
     | NarrationReady
     | SessionResyncRequired
     | ErrorEvent

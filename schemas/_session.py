@@ -102,6 +102,19 @@ class SessionSettings(BaseModel):
         description="smart turn detection: the end-of-turn probability at or above which a "
         "turn is complete (higher: fewer cut-offs, more waits of turn_incomplete_ms)",
     )
+    interruptions: Literal["immediate", "confirmed"] = Field(
+        default="immediate",
+        description="speech over a reply: immediate cancels it at once; confirmed pauses it "
+        "(response.paused) and cancels it only for a real interruption (words that are not a "
+        "backchannel such as 'mm-hm', or speech longer than backchannel_max_ms), else "
+        "resumes it where it paused (response.resumed): a listener's 'uh-huh', a cough or a "
+        "noise does not stop the reply",
+    )
+    backchannel_max_ms: int = Field(
+        default=1200, ge=100, le=5000,
+        description="interruptions confirmed: speech over a reply longer than this is an "
+        "interruption whatever it says",
+    )
     input_sample_rate: int = Field(default=16000, description="PCM16 mono rate of client audio")
     output_format: AudioFormat = AudioFormat.PCM16
     output_sample_rate: int = 24000

@@ -67,6 +67,9 @@ class TurnState(BaseModel):
     sentences: dict[int, str] = Field(default_factory=dict)
     sentence_ends_ms: dict[int, int] = Field(default_factory=dict)
     audio_ms: int = 0
+    #: when its first chunk was appended (server clock, ms): the audio plays until about
+    #: ``audio_started_ts + audio_ms`` at a client that plays it as it comes
+    audio_started_ts: int | None = None
     #: the audio played, as the client reported it (``response.truncated``); None: all
     played_ms: int | None = None
 
@@ -126,6 +129,7 @@ class SessionState(BaseModel):
             case ResponseStarted() if turn is not None:
                 turn.status, turn.started_ts = "responding", event.ts
                 turn.assistant_text, turn.audio_ms, turn.played_ms = "", 0, None
+                turn.audio_started_ts = None
                 turn.sentences, turn.sentence_ends_ms = {}, {}
             case ResponseTextDelta() if turn is not None:
                 turn.assistant_text += event.data.delta
@@ -135,6 +139,7 @@ class SessionState(BaseModel):
                 turn.audio_chunks += 1
                 if turn.status == "responding":
                     turn._add_audio(event)
+                    turn.audio_started_ts = turn.audio_started_ts or event.ts
             case ResponseDone() if turn is not None:
                 turn.assistant_text = event.data.text
                 turn.status = "completed" if event.data.status == "completed" else "failed"

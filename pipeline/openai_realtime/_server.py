@@ -163,6 +163,9 @@ class ServerTranslator:
         self._spoken: dict[str, bool] = {}  # per turn, from response.started
         self._user_text: dict[str, str] = {}  # per turn: for the usage estimate
         self._skip: tuple[str, int] | None = None
+        #: where speech started over a paused reply (interruptions confirmed): OpenAI's
+        #: clients stop playback at speech_started, so it is told only for an interruption
+        self._held_start: int | None = None
 
     def skip_through(self, log_id: str, index: int) -> None:
         """Resume: drop the translations of ``log_id`` up to ``index`` (seen already)."""
@@ -201,12 +204,25 @@ class ServerTranslator:
             case "session.created" | "session.updated":
                 return [{"type": kind, "session": session_object(
                     event.session_id, data.settings, model=self.model)}]
+            case "response.paused":
+                self._held_start = data.audio_ms
+                return []
+            case "response.resumed":
+                self._held_start = None
+                return []
             case "input.speech_started":
-                return [{"type": "input_audio_buffer.speech_started",
-                         "audio_start_ms": data.audio_ms, "item_id": ""}]
+                if self._held_start is not None:
+                    return []  # over a paused reply: told if it proves an interruption
+                return [self._speech_started(data.audio_ms)]
             case "input.speech_stopped":
-                return [{"type": "input_audio_buffer.speech_stopped",
-                         "audio_end_ms": data.audio_ms, "item_id": item_in}]
+                if not turn:  # a backchannel over a paused reply: no turn, nothing to tell
+                    return []
+                stopped = {"type": "input_audio_buffer.speech_stopped",
+                           "audio_end_ms": data.audio_ms, "item_id": item_in}
+                if self._held_start is not None:  # an interruption after all
+                    held, self._held_start = self._held_start, None
+                    return [self._speech_started(held), stopped]
+                return [stopped]
             case "input.audio":
                 return [
                     {"type": "input_audio_buffer.committed", "item_id": item_in,
@@ -259,6 +275,11 @@ class ServerTranslator:
                 return [error_frame(data, "")]
             case _:  # session.closed (the socket closes), sentences, narration, refinements
                 return []
+
+    @staticmethod
+    def _speech_started(audio_ms: int) -> Frame:
+        return {"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_ms,
+                "item_id": ""}
 
     def _is_spoken(self, turn: str) -> bool:
         spoken = self._spoken.get(turn)

@@ -15,6 +15,16 @@ With ``smart`` (the default where the Gateway has an end-of-turn model), each pa
 ``turn_complete_ms`` of silence, one that does not only after ``turn_incomplete_ms`` (a
 speaker thinking mid-sentence keeps the turn), and a failed verdict falls back to
 ``end_of_speech_ms``. The verdict is logged on the turn's ``input.speech_stopped``.
+
+**Speech over a reply** (``interruptions``). ``immediate``: the reply is cancelled at
+once (a barge-in). ``confirmed``: the reply is paused (``response.paused``; it goes on being
+written into the log, and clients stop playing it), and when the speech ends it is judged:
+longer than ``backchannel_max_ms``, or words that are not a backchannel
+(:mod:`pipeline.session.backchannel`), is an interruption: the reply is cancelled and the
+speech is the next turn. Otherwise the reply resumes where it paused (``response.resumed``)
+and the speech is no turn. A reply counts as "over" when it is being written, or when its
+audio may still be playing at a client that plays it as it comes (its first chunk's time
+plus its length).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Literal
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, resample_pcm16
 from pipeline.session.admission import Permit
+from pipeline.session.backchannel import is_backchannel
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
@@ -34,10 +45,16 @@ from schemas import (
     ErrorCode,
     OverloadedError,
     ProtocolError,
+    ResponseHeldData,
+    ResponsePaused,
+    ResponseResumed,
     SessionSettings,
     SpeechBoundaryData,
     SpeechStarted,
+    SpeechStopped,
+    SpeechStoppedData,
     check_pcm16,
+    now_ms,
 )
 
 logger = logging.getLogger(__name__)
@@ -67,6 +84,8 @@ class VoiceTurns:
         self.audio: SpeechInput | None = None
         #: the end-of-turn verdict on the silence under way (smart turn detection)
         self._verdict: float | None = None
+        #: the reply paused by speech over it (interruptions confirmed), until judged
+        self.held: str | None = None
 
     async def push(self, pcm: bytes) -> None:
         """PCM16 mono at the session's input rate (see :meth:`LiveSession.push_audio`)."""
@@ -154,17 +173,52 @@ class VoiceTurns:
     # ---- what the speech input heard ------------------------------------------------
 
     async def _speech_started(self, audio_ms: int) -> None:
+        started = SpeechStarted(session_id=self.session_id,
+                                data=SpeechBoundaryData(audio_ms=audio_ms))
+        reply = self._reply_over()
+        if reply is not None and self._emitter.state.settings.interruptions == "confirmed":
+            self.held = reply  # judged when the speech ends (_utterance)
+            await self._emitter.emit(ResponsePaused(
+                session_id=self.session_id, turn_id=reply,
+                data=ResponseHeldData(audio_ms=audio_ms)), started)
+            return
         if self._responder.responding:  # barge-in: the user talks over the reply
             await self._responder.cancel("barge_in")
-        await self._emitter.emit(
-            SpeechStarted(session_id=self.session_id, data=SpeechBoundaryData(audio_ms=audio_ms))
-        )
+        await self._emitter.emit(started)
+
+    def _reply_over(self) -> str | None:
+        """The reply the user's speech started over: being written, or maybe still
+        playing (its first chunk's time plus its audio's length is still to come)."""
+        turns = self._emitter.state.turns
+        if not turns:
+            return None
+        turn = next(reversed(turns.values()))  # a running reply's: its events may be unsent
+        if self._responder.responding or turn.status == "responding":
+            return turn.turn_id
+        started = turn.audio_started_ts
+        if started is not None and turn.played_ms is None and now_ms() < started + turn.audio_ms:
+            return turn.turn_id
+        return None
+
+    async def _backchannel(self, end: SpeechEnd, sample_rate: int) -> str | None:
+        """What the speech over a held reply said when it was a backchannel (or no words:
+        a cough, a noise), else None: an interruption. A failed transcription interrupts."""
+        settings = self._emitter.state.settings
+        if end.duration_s * 1000 > settings.backchannel_max_ms or end.reason != "silence":
+            return None
+        try:
+            text = await self._responder.source.transcribe(end.audio, sample_rate)
+        except Exception:
+            logger.warning("session %s: could not transcribe the speech over a reply; it "
+                           "interrupts", self.session_id, exc_info=True)
+            return None
+        return text if is_backchannel(text) else None
 
     async def _paused(self, pause: SpeechPause, sample_rate: int) -> None:
         """Preemptive turns: prepare the reply to what was said so far, unsent."""
         settings = self._emitter.state.settings
-        if not settings.preemptive_turns:
-            return  # the pause is only judged (smart turn detection)
+        if not settings.preemptive_turns or self.held is not None:
+            return  # the pause is only judged (smart turn detection), or may be no turn
         if self._responder.responding or self._engines.stt is None:
             return  # a reply is out: this pause is not the end of a turn to answer
         if not settings.auto_response or settings.search is not None:
@@ -176,6 +230,19 @@ class VoiceTurns:
         await self._responder.speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            heard = await self._backchannel(end, sample_rate)
+            if heard is not None:  # no turn: the reply plays on
+                stopped = SpeechStoppedData(audio_ms=end.audio_ms, silence_ms=end.silence_ms,
+                                            end_of_turn=self._verdict)
+                self._verdict = None
+                await self._emitter.emit(
+                    SpeechStopped(session_id=self.session_id, data=stopped),
+                    ResponseResumed(session_id=self.session_id, turn_id=held,
+                                    data=ResponseHeldData(audio_ms=end.audio_ms,
+                                                          transcript=heard)))
+                return
         responder = self._responder
         speculation = responder.speculator.take()
         turn_id = speculation.turn_id if speculation is not None else new_turn_id()

@@ -15,7 +15,8 @@ function handler() {
   };
   const conversation = new Conversation();
   const events = new EventHandler(conversation, {
-    view, audio: { play: note("play"), stop: note("stop") }, say: note("say"),
+    view, audio: { play: note("play"), stop: note("stop"), pause: note("pause"),
+                   resume: note("resume") }, say: note("say"),
     settings: note("settings"), latency: note("latency"),
   });
   const only = (...names) => calls.filter(([name]) => names.includes(name));
@@ -117,4 +118,22 @@ test("the latency port hears of each turn whose figures changed", () => {
   events.handle(ev("response.sentence", { index: 0, text: "a" }, { ts: 120 }));
   events.handle(ev("response.text.delta", { delta: "a" }, { ts: 150 }));
   assert.deepEqual(only("latency"), [["latency", "t1"], ["latency", "t1"]]);
+});
+
+test("speech over a paused reply: a backchannel resumes it, an interruption stops it", () => {
+  const { events, only } = handler();
+  events.handle(ev("response.paused", { audio_ms: 900 }));
+  events.handle({ type: "input.speech_started", data: { audio_ms: 900 } });
+  events.handle({ type: "input.speech_stopped", data: { audio_ms: 1300 } });
+  events.handle(ev("response.resumed", { audio_ms: 1300, transcript: "mm-hm" }));
+  assert.deepEqual(only("pause", "resume", "stop"), [["pause", "t1"], ["resume", "t1"]]);
+  // the next speech over it is a real interruption: the new turn's audio stops the reply
+  events.handle(ev("response.paused", { audio_ms: 2000 }));
+  events.handle({ type: "input.speech_started", data: { audio_ms: 2000 } });
+  events.handle(ev("input.audio", { duration_ms: 900 }, { turn_id: "t2" }));
+  assert.deepEqual(only("pause", "resume", "stop").slice(2),
+                   [["pause", "t1"], ["stop", "interrupted", "t1"]]);
+  // with nothing paused, speech stops the reply at once, as before
+  events.handle({ type: "input.speech_started", data: { audio_ms: 5000 } });
+  assert.deepEqual(only("stop").at(-1), ["stop", "speech"]);
 });

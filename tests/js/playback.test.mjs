@@ -98,3 +98,24 @@ test("position: chunks without end_ms (an older server) count as not played", ()
   s.add(chunk(0), 0);
   assert.equal(s.position(0.4), 0);
 });
+
+test("pause holds the clock; resume moves what is left later and cuts in where it stopped", () => {
+  const s = new PlaybackSchedule({ lead: 0 });
+  const at = (index, endMs) => ({ ...chunk(index), endMs });
+  s.add(at(0, 500), 0); // 0 → 0.5 s
+  s.add(at(1, 1000), 0); // 0.5 → 1 s
+  s.pause(0.7);
+  assert.ok(s.paused);
+  assert.equal(s.position(3), 700); // the clock stopped at 0.7 s
+  assert.equal(s.remaining(3).toFixed(3), "0.300");
+  const [late] = s.add(at(2, 1500), 2); // arrives while paused: after the rest, as if at 0.7
+  assert.equal(late.when, 1);
+  s.prune(5); // nothing ended while paused
+  const start = s.resume(5);
+  assert.ok(!s.paused);
+  assert.deepEqual(start.map(({ entry, offset }) => [entry.index, +(entry.when + offset).toFixed(3),
+                                                     +offset.toFixed(3)]),
+                   [[1, 5, 0.2], [2, 5.3, 0]]); // chunk 1 goes on 0.2 s in; chunk 2 after it
+  assert.equal(s.position(5.1), 800);
+  assert.deepEqual(s.resume(6), []); // not paused: nothing to do
+});

@@ -8,7 +8,7 @@ import { fakeById } from "./fake-dom.mjs";
 
 const SETTINGS = {
   voice: "amy", language: "fr", speech_speed: 1.5, auto_play: true, realtime_tts: false,
-  stt_mode: "whisperx", end_of_speech_ms: 700, sampling: { max_tokens: 64 },
+  interruptions: "confirmed", stt_mode: "whisperx", end_of_speech_ms: 700, sampling: { max_tokens: 64 },
 };
 
 test("settings shown in the form read back the same", () => {

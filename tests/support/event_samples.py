@@ -73,6 +73,10 @@ def sample_events(session_id: str, turn_id: str = "t1") -> list[s.EventBase]:
             turn_id=turn_id,
             data=s.ResponseCancelledData(reason="barge_in", text_sent="Hi", chunks_sent=1),
         ),
+        s.ResponsePaused(session_id=session_id, turn_id=turn_id,
+                         data=s.ResponseHeldData(audio_ms=900)),
+        s.ResponseResumed(session_id=session_id, turn_id=turn_id,
+                          data=s.ResponseHeldData(audio_ms=1300, transcript="mm-hm")),
         s.ResponseTruncated(
             session_id=session_id,
             turn_id=turn_id,

@@ -68,6 +68,8 @@ const events = new EventHandler(conversation, {
       page.player.enqueue(turn, data, base64ToBytes(data.audio));
     },
     stop: stopPlayback,
+    pause: () => { if (page.player) page.player.pause(); },
+    resume: () => { if (page.player) page.player.resume(); },
   },
   say,
   settings: (settings) => {

@@ -6,7 +6,8 @@
 
 export class EventHandler {
   /**
-   * ports: `view` (TranscriptView), `audio` ({play(turn, data), stop(reason, turn)}),
+   * ports: `view` (TranscriptView), `audio` ({play(turn, data), stop(reason, turn),
+   * pause(turn), resume(turn)}),
    * `say(text)` (the status line), `settings(settings)` (the session's settings, from the
    * server), `latency(turnId)` (that turn's figures changed).
    */
@@ -18,6 +19,7 @@ export class EventHandler {
     this.settings = settings;
     this.latency = latency;
     this.replaying = false;
+    this.held = null; // the turn whose reply the server paused (response.paused), or null
   }
 
   handle(event) {
@@ -35,8 +37,25 @@ export class EventHandler {
         break;
       case "input.speech_started":
         this.view.partial("…");
-        // barge-in: the user talks over the reply, so the reply goes quiet at once
-        if (!this.replaying) this.audio.stop("speech");
+        // barge-in: the user talks over the reply, so the reply goes quiet at once (unless
+        // the server paused it to see whether this is only a backchannel)
+        if (!this.replaying && this.held === null) this.audio.stop("speech");
+        break;
+      case "response.paused":
+        this.held = id;
+        if (!this.replaying) this.audio.pause(id);
+        this.say("Listening… (the reply is paused)");
+        break;
+      case "response.resumed":
+        this.held = null;
+        if (!this.replaying) this.audio.resume(id);
+        this.view.partial("");
+        this.say(data.transcript ? `Heard “${data.transcript}”: going on.` : "Going on.");
+        break;
+      case "input.audio":
+        // a new turn: speech over a paused reply proved an interruption
+        if (this.held !== null && !this.replaying) this.audio.stop("interrupted", this.held);
+        this.held = null;
         break;
       case "input.speech_stopped":
         this.view.partial("(transcribing)");
@@ -86,6 +105,7 @@ export class EventHandler {
         break;
       }
       case "response.cancelled":
+        if (this.held === id) this.held = null;
         conversation.turn(id).status = "cancelled";
         this.view.cancelled(id);
         if (!this.replaying) this.audio.stop(`cancelled:${data.reason}`, id);

@@ -9,7 +9,9 @@
 // (barge-in, `response.cancelled`); what was already handed to Web Audio is the player's to
 // stop, and it asks `scheduled()` what that is. `position()` says how far a turn has played,
 // in the unit of the chunks' `end_ms` (ms of the reply's audio): what the page reports to the
-// server when it stops a reply early (`response.truncate`).
+// server when it stops a reply early (`response.truncate`). `pause()` holds the schedule's
+// clock (a listener spoke over the reply: `response.paused`); `resume()` moves everything not
+// yet played later by the time paused and says what to start, and where in its chunk.
 
 export class PlaybackSchedule {
   constructor({ lead = 0.03 } = {}) {
@@ -22,6 +24,16 @@ export class PlaybackSchedule {
     this.stopped = new Set(); // turns stopped: their late chunks are dropped
     this.finished = new Set(); // turns whose last chunk has been scheduled
     this.playedMs = new Map(); // turn → end_ms of its last chunk pruned after it ended
+    this.pausedAt = null; // context time of a pause, or null
+  }
+
+  /** The schedule's own time: `now`, or the moment of the pause while paused. */
+  clock(now) {
+    return this.pausedAt ?? now;
+  }
+
+  get paused() {
+    return this.pausedAt !== null;
   }
 
   /**
@@ -29,6 +41,7 @@ export class PlaybackSchedule {
    * start, in order (none if it must wait for an earlier index, or is dropped).
    */
   add(chunk, now) {
+    now = this.clock(now);
     if (this.stopped.has(chunk.turn)) return [];
     if (chunk.turn !== this.turn) {
       if (this.finished.has(chunk.turn)) return [];
@@ -57,21 +70,24 @@ export class PlaybackSchedule {
 
   /** Entries not yet finished at `now` (playing or waiting to start). */
   scheduled(now) {
+    now = this.clock(now);
     return this.entries.filter((e) => e.end > now);
   }
 
   /** The entry sounding at `now`, or null. */
   current(now) {
+    now = this.clock(now);
     return this.entries.find((e) => e.when <= now && now < e.end) ?? null;
   }
 
   /** Seconds of scheduled audio still ahead of `now`. */
   remaining(now) {
-    return Math.max(0, this.cursor - now);
+    return Math.max(0, this.cursor - this.clock(now));
   }
 
   /** Forget entries that ended before `now` (keeps the list short on long sessions). */
   prune(now) {
+    now = this.clock(now);
     for (const e of this.entries) {
       if (e.end <= now && e.chunk.endMs != null) {
         this.playedMs.set(e.turn, Math.max(this.playedMs.get(e.turn) ?? 0, e.chunk.endMs));
@@ -86,13 +102,44 @@ export class PlaybackSchedule {
    * older than it) count as not played.
    */
   position(now, turn = this.turn) {
+    now = this.clock(now);
     let played = this.playedMs.get(turn) ?? 0;
     for (const e of this.entries) {
       if (e.turn !== turn || e.when >= now || e.chunk.endMs == null) continue;
-      const left = now >= e.end ? 0 : Math.ceil((e.end - now) * 1000);
+      const left = now >= e.end ? 0 : Math.round((e.end - now) * 1000);
       played = Math.max(played, e.chunk.endMs - left);
     }
     return Math.max(0, played);
+  }
+
+  /**
+   * Pause at `now` (idempotent): nothing is due to start until `resume()`; chunks that come
+   * meanwhile are queued after the rest, as if the clock had stopped.
+   */
+  pause(now) {
+    if (this.pausedAt === null) this.pausedAt = now;
+  }
+
+  /**
+   * Resume at `now`: every entry not played by the pause moves later by the time paused
+   * (plus the lead). Returns [{entry, offset}] to start at `entry.when + offset`, `offset`
+   * seconds into its chunk (the one cut by the pause goes on where it stopped).
+   */
+  resume(now) {
+    if (this.pausedAt === null) return [];
+    const at = this.pausedAt;
+    const shift = Math.max(0, now + this.lead - at);
+    this.pausedAt = null;
+    const start = [];
+    for (const e of this.entries) {
+      if (e.end <= at) continue;
+      const offset = Math.max(0, at - e.when);
+      e.when += shift;
+      e.end += shift;
+      start.push({ entry: e, offset });
+    }
+    this.cursor += shift;
+    return start;
   }
 
   /**
@@ -101,6 +148,7 @@ export class PlaybackSchedule {
    */
   stop(now, turn = this.turn) {
     const cut = this.scheduled(now);
+    this.pausedAt = null;
     if (turn !== null) this.stopped.add(turn);
     if (this.turn !== null) this.stopped.add(this.turn);
     this.pending.clear();

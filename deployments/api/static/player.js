@@ -48,25 +48,58 @@ export class Player {
                     endMs: data.end_ms, duration: buffer.duration, buffer };
     const now = this.context.currentTime;
     for (const entry of this.schedule.add(chunk, now)) {
-      const source = this.context.createBufferSource();
-      source.buffer = entry.chunk.buffer;
-      source.connect(this.context.destination);
-      source.onended = () => {
-        if (this.sources.delete(entry)) {
-          this.played += 1;
-          this.playedByTurn.set(entry.turn, (this.playedByTurn.get(entry.turn) ?? 0) + 1);
-        }
-        this.onChange();
-      };
-      source.start(entry.when);
-      this.sources.set(entry, source);
-      this.started += 1;
+      if (this.schedule.paused) continue; // started by resume()
+      this._start(entry, 0);
       if (entry.index === 0 && !this.firstStartDelay.has(turn)) {
         this.firstStartDelay.set(turn, Math.round((entry.when - received) * 1000));
       }
     }
     this.schedule.prune(now);
     this.onChange();
+  }
+
+  _start(entry, offset) {
+    const source = this.context.createBufferSource();
+    source.buffer = entry.chunk.buffer;
+    source.connect(this.context.destination);
+    source.onended = () => {
+      if (this.sources.delete(entry)) {
+        this.played += 1;
+        this.playedByTurn.set(entry.turn, (this.playedByTurn.get(entry.turn) ?? 0) + 1);
+      }
+      this.onChange();
+    };
+    source.start(entry.when + offset, offset);
+    this.sources.set(entry, source);
+    this.started += 1;
+  }
+
+  _silence() {
+    for (const [entry, source] of this.sources) {
+      this.sources.delete(entry); // first: a stopped source's onended does not count as played
+      try { source.stop(); } catch { /* never started */ }
+    }
+  }
+
+  /** Hold the reply where it is (the listener spoke over it: `response.paused`): its
+   *  sounds stop, what is queued and what still comes waits for resume(). */
+  pause() {
+    if (this.schedule.paused) return;
+    this.schedule.pause(this.context.currentTime);
+    this._silence();
+    this.onChange();
+  }
+
+  /** Play on from where pause() held it (`response.resumed`): nothing lost, nothing twice. */
+  resume() {
+    for (const { entry, offset } of this.schedule.resume(this.context.currentTime)) {
+      this._start(entry, offset);
+    }
+    this.onChange();
+  }
+
+  get paused() {
+    return this.schedule.paused;
   }
 
   /**
@@ -79,10 +112,7 @@ export class Player {
     const stopped = turn ?? this.schedule.turn;
     const playedMs = this.schedule.position(now, stopped);
     const cut = this.schedule.stop(now, stopped);
-    for (const [entry, source] of this.sources) {
-      this.sources.delete(entry); // first: a stopped source's onended does not count as played
-      try { source.stop(); } catch { /* never started */ }
-    }
+    this._silence();
     let stop = null;
     if (cut.length || remaining > 0) {
       stop = { reason, turn: stopped, remaining, cut: cut.length, at: now,

@@ -12,6 +12,7 @@ export function readSettings($) {
     speech_speed: Number($("speed").value),
     auto_play: $("auto-play").checked,
     realtime_tts: $("realtime-tts").checked,
+    interruptions: $("backchannels").checked ? "confirmed" : "immediate",
     stt_mode: $("stt-mode").value,
     end_of_speech_ms: Number($("eos").value),
     sampling: { max_tokens: Number($("max-tokens").value) },
@@ -36,6 +37,7 @@ export function showSettings($, settings) {
   $("speed-out").value = speedText(settings.speech_speed);
   $("auto-play").checked = settings.auto_play;
   $("realtime-tts").checked = settings.realtime_tts;
+  $("backchannels").checked = settings.interruptions === "confirmed";
   $("stt-mode").value = settings.stt_mode;
   $("eos").value = String(settings.end_of_speech_ms);
   $("max-tokens").value = String(settings.sampling.max_tokens);

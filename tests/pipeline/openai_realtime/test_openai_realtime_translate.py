@@ -40,6 +40,9 @@ from schemas import (
     ResponseCreate,
     ResponseDone,
     ResponseDoneData,
+    ResponseHeldData,
+    ResponsePaused,
+    ResponseResumed,
     ResponseStarted,
     ResponseStartedData,
     ResponseTextDelta,
@@ -50,6 +53,8 @@ from schemas import (
     SessionUpdate,
     SessionUpdated,
     SessionUpdatedData,
+    SpeechBoundaryData,
+    SpeechStarted,
     SpeechStopped,
     SpeechStoppedData,
     TextDeltaData,
@@ -319,6 +324,33 @@ def test_a_truncation_is_conversation_item_truncated() -> None:
         ResponseTruncated(id="8-0", session_id=SID, turn_id=TURN, data=data))
     assert frame == {"type": "conversation.item.truncated", "event_id": "8-0.0",
                      "item_id": f"item_{TURN}_out", "content_index": 0, "audio_end_ms": 700}
+
+
+def test_speech_over_a_paused_reply_is_told_only_when_it_interrupts() -> None:
+    """OpenAI's clients stop playback at speech_started: over a paused reply it is sent
+    only once the speech proved an interruption (a backchannel is not told at all)."""
+    translator = ServerTranslator(model="m")
+
+    def held(kind: type, ms: int, **fields: object) -> list[dict]:
+        return translator.frames(kind(id=f"9-{ms}", session_id=SID, turn_id=TURN,
+                                      data=ResponseHeldData(audio_ms=ms, **fields)))
+
+    def speech(kind: type, data_kind: type, ms: int, turn: str | None = None) -> list[dict]:
+        return translator.frames(kind(id=f"9-{ms + 1}", session_id=SID, turn_id=turn,
+                                      data=data_kind(audio_ms=ms)))
+
+    assert held(ResponsePaused, 100) == []
+    assert speech(SpeechStarted, SpeechBoundaryData, 100) == []
+    assert speech(SpeechStopped, SpeechStoppedData, 400) == []  # no turn: a backchannel
+    assert held(ResponseResumed, 400, transcript="mm-hm") == []
+    assert held(ResponsePaused, 900) == []
+    assert speech(SpeechStarted, SpeechBoundaryData, 900) == []
+    frames = speech(SpeechStopped, SpeechStoppedData, 1900, turn="t2")
+    assert [(f["type"], f.get("audio_start_ms"), f.get("audio_end_ms")) for f in frames] == [
+        ("input_audio_buffer.speech_started", 900, None),
+        ("input_audio_buffer.speech_stopped", None, 1900)]
+    [started] = speech(SpeechStarted, SpeechBoundaryData, 3000)  # nothing held: told at once
+    assert started["audio_start_ms"] == 3000
 
 
 def test_text_items_and_settings_updates() -> None:

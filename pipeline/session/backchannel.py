@@ -1,0 +1,44 @@
+"""Is what a listener said over a reply a backchannel (keep talking) or an interruption?
+
+Listeners say "mm-hm", "yeah", "right" while someone speaks to show they follow; they do
+not want the speaker to stop. A real interruption says something else ("wait", "stop", a
+new question). With ``interruptions: confirmed`` the session pauses the reply when speech
+starts over it and asks this module, once the speech has been transcribed, whether to
+resume it.
+
+The test is lexical and deliberately narrow: every word must be a backchannel word (the
+short acknowledgements of English and German, with Whisper's usual spellings of them),
+and at most a few of them. Speech with no words at all (a cough, a noise, breathing that
+VAD took for speech) is no interruption either. Anything else interrupts: a reply that
+resumes over a real question is worse than one that stops for a backchannel.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["BACKCHANNEL_WORDS", "MAX_BACKCHANNEL_WORDS", "is_backchannel"]
+
+#: words that acknowledge without taking the turn (lower case, without punctuation)
+BACKCHANNEL_WORDS: frozenset[str] = frozenset({
+    # English
+    "mm", "mmm", "mhm", "mm-hm", "mm-hmm", "mmhmm", "hm", "hmm", "uh-huh", "uh", "huh",
+    "um", "ah", "oh", "aha", "yeah", "yep", "yes", "yup", "right", "ok", "okay", "sure",
+    "i", "see", "got", "it", "cool", "wow", "nice", "great", "alright", "true", "indeed",
+    # German
+    "ja", "jo", "genau", "stimmt", "klar", "achso", "ach", "so", "gut",
+})  # fmt: skip
+#: a backchannel is short: "yeah yeah, right, I see" is, a sentence of them is not
+MAX_BACKCHANNEL_WORDS = 4
+
+_WORD = re.compile(r"[\w'-]+")
+
+
+def is_backchannel(text: str) -> bool:
+    """True when ``text`` (a transcript) is only a short acknowledgement, or no words at
+    all (a cough or a noise); False when it says anything that takes the turn."""
+    words = [w.strip("'-") for w in _WORD.findall(text.lower())]
+    words = [w for w in words if w]
+    if len(words) > MAX_BACKCHANNEL_WORDS:
+        return False
+    return all(w in BACKCHANNEL_WORDS for w in words)

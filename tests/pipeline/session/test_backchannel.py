@@ -1,0 +1,176 @@
+"""Speech over a reply with ``interruptions: confirmed``: the reply pauses at once, and
+resumes for a backchannel, a cough or a noise, or is cancelled for a real interruption.
+
+The classifier on its own (examples and properties), then a live session with a loudness
+"VAD" and a scripted transcriber; the tests wait on the log, never on the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.log import EventLog
+from pipeline.session import LiveSession, SessionEngines
+from pipeline.session.backchannel import BACKCHANNEL_WORDS, MAX_BACKCHANNEL_WORDS, is_backchannel
+from schemas import Event, ResponseAudioChunk, SessionSettings
+from tests.pipeline.session.test_session import collect_until
+from tests.support.audio_fixtures import tone
+from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.sessions import REPLY
+
+
+@pytest.mark.parametrize("text", [
+    "Mm-hmm.", "Uh-huh", "yeah, yeah", "Right.", "Okay!", "I see.", "Got it", "Ja, genau.",
+    "", "  ...  ",  # no words: a cough or a noise
+])
+def test_backchannels(text: str) -> None:
+    assert is_backchannel(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Wait.", "Stop!", "What about Rome?", "Yeah, but what about Rome?", "No.",
+    "yeah yeah yeah yeah yeah",  # more than a listener says in passing
+    "Thank you.",  # Whisper's favourite hallucination is not waved through
+])
+def test_interruptions(text: str) -> None:
+    assert not is_backchannel(text)
+
+
+_WORDS = sorted(BACKCHANNEL_WORDS)
+
+
+@given(st.lists(st.sampled_from(_WORDS), max_size=MAX_BACKCHANNEL_WORDS),
+       st.sampled_from([" ", ", ", ". ", "! ", "? "]))
+def test_any_few_backchannel_words_are_a_backchannel(words: list[str], sep: str) -> None:
+    assert is_backchannel(sep.join(w.capitalize() for w in words))
+
+
+@given(st.lists(st.sampled_from(_WORDS), max_size=MAX_BACKCHANNEL_WORDS - 1),
+       st.text(alphabet="bcdfqvxz", min_size=2, max_size=8), st.integers(0, 3))
+def test_one_other_word_makes_it_an_interruption(words: list[str], other: str, at: int) -> None:
+    words.insert(min(at, len(words)), other)
+    assert not is_backchannel(" ".join(words))
+
+
+pytestmark = pytest.mark.redis
+CONFIRMED = SessionSettings(interruptions="confirmed")
+HELD = ("response.paused", "input.speech_started", "input.speech_stopped", "response.resumed")
+
+
+def _engines(llm: ScriptedLLM, stt: ScriptedSTT, tts: ScriptedTTS | None = None) -> SessionEngines:
+    return SessionEngines(llm=llm, tts=tts or ScriptedTTS(sample_rate=16000), stt=stt,
+                          vad=EnergyVAD())
+
+
+async def _speak(session: LiveSession, seconds: float) -> None:
+    """Speech of ``seconds``, then the silence that ends it (end_of_speech_ms 500)."""
+    audio = tone(seconds, True) + tone(0.8, False)
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+
+
+def _stalling() -> tuple[ScriptedLLM, asyncio.Event]:
+    """An LLM whose reply stalls after three tokens, and the event set when it has."""
+    written = asyncio.Event()
+    llm = ScriptedLLM(REPLY, gate_at=3, on_token=lambda i: i == 2 and written.set())
+    return llm, written
+
+
+async def _writing(written: asyncio.Event) -> None:
+    """Wait until the reply stalls at its gate (still being written)."""
+    async with asyncio.timeout(10):
+        await written.wait()
+
+
+def _chunks(seen: list[Event]) -> list[int]:
+    return [e.data.chunk_index for e in seen if isinstance(e, ResponseAudioChunk)]
+
+
+async def test_a_backchannel_pauses_the_reply_and_it_resumes(event_log: EventLog) -> None:
+    (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
+    session = await LiveSession.open("bc", event_log, _engines(llm, stt), create=CONFIRMED)
+    turn = await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    await _speak(session, 0.4)
+    seen = await collect_until(session, "response.resumed")
+    types = [e.type for e in seen]
+    held = [e for e in seen if e.type in HELD]  # the reply's own events come between
+    assert [e.type for e in held] == ["response.paused", "input.speech_started",
+                                      "input.speech_stopped", "response.resumed"]
+    assert held[0].turn_id == held[-1].turn_id == turn
+    assert held[-1].data.transcript == "Mm-hmm."  # type: ignore[union-attr]
+    assert held[2].turn_id is None  # the backchannel is no turn
+    assert "response.cancelled" not in types and session.responding
+    llm.gate.set()
+    seen += await collect_until(session, "response.done")
+    # every chunk once, in order: the reply went on being written while it was paused
+    assert _chunks(seen) == list(range(len(_chunks(seen))))
+    assert seen[-1].data.status == "completed"  # type: ignore[union-attr]
+    assert len(stt.requests) == 1  # the backchannel's transcript only: no turn was made
+    assert list(session.state.turns) == [turn]
+    await session.close()
+
+
+async def test_a_real_interruption_cancels_the_reply_and_is_the_next_turn(
+    event_log: EventLog,
+) -> None:
+    (llm, written), stt = _stalling(), ScriptedSTT("Wait, what about Rome?")
+    session = await LiveSession.open("bc-int", event_log, _engines(llm, stt), create=CONFIRMED)
+    turn = await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    await _speak(session, 0.4)
+    seen = await collect_until(session, "transcript.final")
+    types = [e.type for e in seen]
+    assert "response.resumed" not in types
+    cancelled = next(e for e in seen if e.type == "response.cancelled")
+    assert cancelled.turn_id == turn and cancelled.data.reason == "barge_in"  # type: ignore[union-attr]
+    assert types.index("response.cancelled") < types.index("input.audio")
+    assert seen[-1].data.text == "Wait, what about Rome?"  # type: ignore[union-attr]
+    assert llm.records[0].outcome in ("cancelled", "closed")  # the LLM's work stopped
+    await session.close()
+
+
+async def test_long_speech_interrupts_whatever_it_says(event_log: EventLog) -> None:
+    (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
+    settings = CONFIRMED.model_copy(update={"backchannel_max_ms": 600})
+    session = await LiveSession.open("bc-long", event_log, _engines(llm, stt), create=settings)
+    await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    await _speak(session, 1.0)
+    seen = await collect_until(session, "transcript.final")
+    assert "response.cancelled" in [e.type for e in seen]
+    assert len(stt.requests) == 1  # not judged by its words: only the turn's transcript
+    await session.close()
+
+
+async def test_a_reply_still_playing_is_paused_too(event_log: EventLog) -> None:
+    """Written in full but not yet played (its audio is longer than the time since its
+    first chunk): "mm-hm" resumes it; no reply is running, so none is cancelled."""
+    llm, stt = ScriptedLLM(REPLY), ScriptedSTT("Uh-huh.")
+    tts = ScriptedTTS(sample_rate=16000, chunk_bytes=16000 * 2 * 10)  # 10 s a chunk
+    session = await LiveSession.open("bc-play", event_log, _engines(llm, stt, tts),
+                                     create=CONFIRMED)
+    turn = await session.submit_text("Tell me about Paris")
+    await session.wait_response()
+    await _speak(session, 0.4)
+    seen = await collect_until(session, "response.resumed")
+    assert [e.type for e in seen if e.type in HELD] == [
+        "response.paused", "input.speech_started", "input.speech_stopped", "response.resumed"]
+    assert seen[-1].turn_id == turn and list(session.state.turns) == [turn]
+    await session.close()
+
+
+async def test_immediate_is_the_old_rule(event_log: EventLog) -> None:
+    (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
+    session = await LiveSession.open("bc-now", event_log, _engines(llm, stt),
+                                     create=SessionSettings())
+    await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    await _speak(session, 0.4)
+    seen = await collect_until(session, "input.speech_started")
+    assert [e.type for e in seen][-2:] == ["response.cancelled", "input.speech_started"]
+    await session.close()
