@@ -19,13 +19,17 @@ turn). Every ``input.speech_stopped`` says where in the input the turn ended
 
 Configurations: ``turn_detection=silence`` at several ``end_of_speech_ms`` (today's
 behaviour, 500 by default: the curve of cut-offs against latency), and ``smart`` at
-several ``turn_complete_ms``. Writes ``reports/bench_turn_taking.json``.
+several ``turn_complete_ms``.
+
+Then the barge-in half (:mod:`loadtests._barge_in`): backchannels, noises and real
+interruptions (:mod:`loadtests._overlap_corpus`) streamed over a spoken reply, with
+``interruptions`` ``immediate`` (today's rule) and ``confirmed``: false barge-ins, resume
+latency, missed barge-ins and stop latency. Writes ``reports/bench_turn_taking.json``.
 
     .venv/bin/python -m loadtests.bench_turn_taking [--url http://127.0.0.1:8000]
-        [--seed 0] [--limit N] [--smoke]
+        [--seed 0] [--limit N] [--part all|end-of-turn|barge-in] [--smoke]
 
 Without ``--url`` it starts the app (Redis if VOXLINE_REDIS_URL is unset, Ray, Serve).
-Barge-in measures (backchannels, real interruptions over a reply) are not in it yet.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import statistics
 import time
 from typing import Any
 
+from loadtests._barge_in import BARGE_CONFIGS, bench_overlaps
+from loadtests._overlap_corpus import OverlapItem, build_overlaps
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
 from loadtests._turn_corpus import RATE, TurnItem, build_corpus
 from voxline.client import VoxlineClient
@@ -142,7 +148,16 @@ def model_cost(items: list[TurnItem]) -> dict[str, Any] | None:
 
 
 async def bench(url: str, items: list[TurnItem], configs: tuple[tuple[str, dict[str, Any]], ...],
-                say: Any) -> dict[str, Any]:
+                say: Any, overlaps: list[OverlapItem],
+                barge_configs: tuple[tuple[str, dict[str, Any]], ...]) -> dict[str, Any]:
+    """Both halves: the end-of-turn configurations, then the barge-in ones."""
+    return {"configs": await bench_ends(url, items, configs, say),
+            "barge_in": await bench_overlaps(url, overlaps, say, barge_configs)}
+
+
+async def bench_ends(url: str, items: list[TurnItem],
+                     configs: tuple[tuple[str, dict[str, Any]], ...], say: Any
+                     ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     async with VoxlineClient(url) as client:
         for name, settings in configs:
@@ -164,41 +179,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
     parser.add_argument("--seed", type=int, default=0, help="the corpus's seed")
-    parser.add_argument("--limit", type=int, help=f"items at most (≤ {MAX_ITEMS})")
+    parser.add_argument("--limit", type=int, help=f"items at most per half (≤ {MAX_ITEMS})")
+    parser.add_argument("--part", choices=("all", "end-of-turn", "barge-in"), default="all")
     add_smoke_flag(parser)
     args = parser.parse_args()
     limit = min(args.limit or MAX_ITEMS, MAX_ITEMS)
-    configs = CONFIGS
+    configs, barge_configs = CONFIGS, BARGE_CONFIGS
     if args.smoke:
         smoke_reports()
-        limit, configs = 3, CONFIGS[1:2]  # the scripted app has no end-of-turn model
-    items = build_corpus(args.seed, limit=limit)
+        # the scripted app has no end-of-turn model; one backchannel, one interruption
+        limit, configs, barge_configs = 3, CONFIGS[1:2], BARGE_CONFIGS[1:]
+    if args.part == "barge-in":
+        configs = ()
+    if args.part == "end-of-turn":
+        barge_configs = ()
+    items = build_corpus(args.seed, limit=limit) if configs else []
+    overlaps = build_overlaps(args.seed, limit=2 if args.smoke else limit) if barge_configs else []
     say = lambda text: print(text, flush=True)  # noqa: E731
-    say(f"corpus: {len(items)} items, {sum(i.duration_ms for i in items) / 1000:.0f} s of audio")
+    say(f"corpus: {len(items)} turns, {sum(i.duration_ms for i in items) / 1000:.0f} s of "
+        f"audio; {len(overlaps)} sounds over a reply")
     if args.smoke:
         from loadtests._gateway import child_gateway
         from voxline.redis_server import redis_url_or_server
 
         with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as redis_url, \
                 child_gateway(redis_url) as (url, _pid):
-            figures = asyncio.run(bench(url, items, configs, say))
+            figures = asyncio.run(bench(url, items, configs, say, overlaps, barge_configs))
     elif args.url:
-        figures = asyncio.run(bench(args.url.rstrip("/"), items, configs, say))
+        figures = asyncio.run(bench(args.url.rstrip("/"), items, configs, say, overlaps,
+                                    barge_configs))
     else:
         from schemas import Settings
         from voxline.server import running_server
 
         settings = Settings().model_copy(update={"host": "127.0.0.1"})
         with running_server(settings, say=say) as server:
-            figures = asyncio.run(bench(server.url, items, configs, say))
+            figures = asyncio.run(bench(server.url, items, configs, say, overlaps,
+                                        barge_configs))
     report = {
         "seed": args.seed,
         "corpus": {"items": len(items),
                    "kinds": {k: sum(i.kind == k for i in items)
                              for k in ("complete", "paused", "filler")},
                    "audio_s": round(sum(i.duration_ms for i in items) / 1000, 1)},
-        "configs": figures,
-        "end_of_turn_model_call": None if args.smoke else model_cost(items),
+        "overlaps": {"items": len(overlaps),
+                     "kinds": {k: sum(o.kind == k for o in overlaps)
+                               for k in ("backchannel", "noise", "interruption")}},
+        **figures,
+        "end_of_turn_model_call": None if args.smoke or not items else model_cost(items),
         "server_errors": {k: v for k, v in ERRORS.items() if v},
     }
     print(f"report: {write_report('bench_turn_taking', report)}")
