@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, resample_pcm16
+from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause
 from pipeline.session.admission import Permit
 from pipeline.session.backchannel import is_backchannel
 from pipeline.session.creation import new_turn_id
@@ -41,6 +41,7 @@ from pipeline.session.engines import SessionEngines
 from pipeline.session.responder import Responder
 from pipeline.session.speculation import Speculation
 from pipeline.session.speech_input import SpeechInput, endpoint_config, utterance_events
+from pipeline.session.turn_judge import TurnJudge
 from schemas import (
     ErrorCode,
     OverloadedError,
@@ -82,8 +83,8 @@ class VoiceTurns:
         #: the speech input, once audio came (None again after clear, close or a change of
         #: the settings it was built from)
         self.audio: SpeechInput | None = None
-        #: the end-of-turn verdict on the silence under way (smart turn detection)
-        self._verdict: float | None = None
+        #: the end-of-turn model's verdicts on this input's pauses (smart turn detection)
+        self._judge: TurnJudge | None = None
         #: the reply paused by speech over it (interruptions confirmed), until judged
         self.held: str | None = None
 
@@ -130,6 +131,12 @@ class VoiceTurns:
                 )
             settings = self._emitter.state.settings
             smart = self.detection(settings) == "smart"
+            self._judge = None
+            if smart:
+                assert self._engines.turn is not None
+                self._judge = TurnJudge(
+                    self._engines.turn, lambda: self._emitter.state.settings,
+                    settings.input_sample_rate, name=f"session {self.session_id}")
             pause = settings.preemptive_pause_ms if settings.preemptive_turns or smart else None
             silence = settings.turn_incomplete_ms if smart else settings.end_of_speech_ms
             self.audio = SpeechInput(
@@ -140,7 +147,7 @@ class VoiceTurns:
                 on_utterance=self._utterance,
                 on_pause=self._paused,
                 on_resume=self._resumed,
-                judge=self._judge if smart else None,
+                judge=self._judge,
             )
         return self.audio
 
@@ -150,25 +157,6 @@ class VoiceTurns:
         if self._engines.turn is None:
             return "silence"
         return settings.turn_detection or "smart"
-
-    async def _judge(self, pause: SpeechPause) -> int | None:
-        """The silence that ends this pause: short when the model hears a complete turn,
-        ``None`` (the input's ``turn_incomplete_ms``) when not."""
-        turn, settings = self._engines.turn, self._emitter.state.settings
-        assert turn is not None and self.audio is not None
-        audio = pause.audio
-        if self.audio.rate != turn.sample_rate:
-            audio = resample_pcm16(audio, self.audio.rate, turn.sample_rate)
-        try:
-            self._verdict = await turn.completion(audio)
-        except Exception:
-            logger.warning("session %s: the end-of-turn model failed; this pause ends after "
-                           "end_of_speech_ms", self.session_id, exc_info=True)
-            self._verdict = None
-            return settings.end_of_speech_ms
-        if self._verdict >= settings.turn_threshold:
-            return settings.turn_complete_ms
-        return None
 
     # ---- what the speech input heard ------------------------------------------------
 
@@ -225,8 +213,12 @@ class VoiceTurns:
             return  # a reply waits for response.create, or for a search: nothing to prepare
         await self._responder.speculate(pause, sample_rate)
 
+    def _verdict(self) -> float | None:
+        """The verdict on the utterance that just ended (None: not judged)."""
+        return self._judge.take() if self._judge is not None else None
+
     async def _resumed(self, audio_ms: int) -> None:
-        self._verdict = None
+        self._verdict()
         await self._responder.speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
@@ -235,8 +227,7 @@ class VoiceTurns:
             heard = await self._backchannel(end, sample_rate)
             if heard is not None:  # no turn: the reply plays on
                 stopped = SpeechStoppedData(audio_ms=end.audio_ms, silence_ms=end.silence_ms,
-                                            end_of_turn=self._verdict)
-                self._verdict = None
+                                            end_of_turn=self._verdict())
                 await self._emitter.emit(
                     SpeechStopped(session_id=self.session_id, data=stopped),
                     ResponseResumed(session_id=self.session_id, turn_id=held,
@@ -250,7 +241,7 @@ class VoiceTurns:
         try:
             permit = responder.admit()
         except OverloadedError as exc:  # the utterance is dropped; the client is told
-            self._verdict = None
+            self._verdict()
             if speculation is not None:
                 await responder.speculator.discard(speculation, "superseded")
             await self._emitter.reject(exc)
@@ -272,7 +263,7 @@ class VoiceTurns:
         permit: Permit | None,
         speculation: Speculation | None = None,
     ) -> None:
-        verdict, self._verdict = self._verdict, None
+        verdict = self._verdict()
         _, audio_event = await self._emitter.emit(
             *utterance_events(self.session_id, turn_id, end, sample_rate, verdict))
         if speculation is not None:

@@ -1,0 +1,61 @@
+"""The end-of-turn model's verdict on a pause, as the silence that ends the turn there.
+
+Smart turn detection (``turn_detection: smart``): at each pause of ``preemptive_pause_ms``
+the model hears the turn so far; a turn that sounds complete (``turn_threshold``) ends
+after ``turn_complete_ms`` of silence, one that does not only after ``turn_incomplete_ms``
+(the endpointer's own silence, so ``None``), and a failed verdict falls back to
+``end_of_speech_ms``. A live session (:mod:`pipeline.session.voice_turns`) and the replay
+evaluation (:mod:`pipeline.session.evaluation`) both judge with this, so a replay decides
+exactly as the live session would have with the same settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pipeline.audio import SpeechPause, resample_pcm16
+from pipeline.engines import TurnDetector
+from schemas import SessionSettings
+
+__all__ = ["TurnJudge"]
+
+logger = logging.getLogger(__name__)
+
+
+class TurnJudge:
+    """A segmenter's ``judge`` (:data:`pipeline.audio.Judge`) over one input stream.
+
+    ``settings`` is read at each pause (a session's may change between pauses);
+    :attr:`verdict` is the latest pause's probability, ``None`` until one was judged or
+    after :meth:`take`.
+    """
+
+    def __init__(self, detector: TurnDetector, settings: Callable[[], SessionSettings],
+                 input_rate: int, *, name: str = "") -> None:
+        self.detector = detector
+        self.settings = settings
+        self.input_rate = input_rate
+        self.name = name
+        self.verdict: float | None = None
+
+    async def __call__(self, pause: SpeechPause) -> int | None:
+        settings = self.settings()
+        audio = pause.audio
+        if self.input_rate != self.detector.sample_rate:
+            audio = resample_pcm16(audio, self.input_rate, self.detector.sample_rate)
+        try:
+            self.verdict = await self.detector.completion(audio)
+        except Exception:
+            logger.warning("%s: the end-of-turn model failed; this pause ends after "
+                           "end_of_speech_ms", self.name, exc_info=True)
+            self.verdict = None
+            return settings.end_of_speech_ms
+        if self.verdict >= settings.turn_threshold:
+            return settings.turn_complete_ms
+        return None
+
+    def take(self) -> float | None:
+        """The verdict, which is then forgotten (the utterance it judged has ended)."""
+        verdict, self.verdict = self.verdict, None
+        return verdict
