@@ -110,6 +110,10 @@ async def run_overlap(client: VoxlineClient, item: OverlapItem, settings: dict[s
         async def send() -> None:
             await conn.send_text(PROMPT)
             while not first_audio.is_set():
+                if receiver.done():  # the socket ended (or the reader failed): say why
+                    receiver.result()
+                    raise RuntimeError(f"{item.id}: the session ended before the reply's "
+                                       f"audio (errors: {out.errors})")
                 await silence(FRAME_MS / 1000)
             await silence(INTO_REPLY_S)
             step = RATE * 2 * FRAME_MS // 1000

@@ -45,6 +45,7 @@ from loadtests._barge_in import BARGE_CONFIGS, bench_overlaps
 from loadtests._overlap_corpus import OverlapItem, build_overlaps
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
 from loadtests._turn_corpus import RATE, TurnItem, build_corpus
+from pipeline.session.evaluation import TurnEnd, score_against_truth
 from voxline.client import VoxlineClient
 
 #: (name, session settings)
@@ -103,20 +104,19 @@ async def run_item(client: VoxlineClient, item: TurnItem, settings: dict[str, An
 
 def score(items: list[TurnItem], results: list[list[tuple[int, int, float | None]]]
           ) -> dict[str, Any]:
-    """False cut-offs and end-of-turn latencies of one configuration."""
+    """False cut-offs and end-of-turn latencies of one configuration (each item's turn
+    ends scored against its true end, as the replay evaluation scores logged sessions)."""
     cut_off, missed, latencies = [], [], []
     by_kind: dict[str, list[bool]] = {}
     for item, ends in zip(items, results, strict=True):
-        early = [decided for _, decided, _ in ends if decided < item.end_ms]
-        final = [decided for _, decided, _ in ends if decided >= item.end_ms]
-        cut = bool(early)
+        cut, latency = score_against_truth([TurnEnd(*end) for end in ends], item.end_ms)
         by_kind.setdefault(f"{item.kind}/{item.language}", []).append(cut)
         if cut:
             cut_off.append(item.id)
-        if final:
-            latencies.append(final[0] - item.end_ms)
-        else:
+        if latency is None:
             missed.append(item.id)
+        else:
+            latencies.append(latency)
     return {
         "items": len(items),
         "false_cutoff_rate": round(len(cut_off) / len(items), 4),

@@ -88,6 +88,12 @@ class InputAudioData(AudioData):
     """One utterance as VAD cut it (or as the client committed it)."""
 
     duration_ms: int = Field(ge=0)
+    start_ms: int | None = Field(
+        default=None, ge=0,
+        description="where the audio starts in the session's input (its onset minus "
+        "padding); with the silence between, the log holds the input as VAD heard it "
+        "(null in logs older than it)",
+    )
 
 
 class InputTextData(EventData):

@@ -251,18 +251,37 @@ def stats(
 
 @app.command()
 def replay(
-    session: Annotated[str, typer.Argument(help="the session id")],
+    sessions: Annotated[list[str], typer.Argument(
+        help="the session id (with --evaluate, one or more)")],
     out: Annotated[
         Path | None, typer.Option(help="where the files go (default: ./SESSION)")
     ] = None,
+    evaluate: Annotated[list[str] | None, typer.Option(
+        "--evaluate", help="turn-taking settings to try on the sessions' logged input "
+        "instead (KEY=VALUE[,KEY=VALUE] or a JSON object; repeatable), e.g. "
+        "'turn_detection=silence,end_of_speech_ms=800': per setting, the turns, the "
+        "silence waited and the turn ends more speech followed within 2 s")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="with --evaluate: print the measures as JSON")] = False,
     redis_url: RedisUrl = None,
 ) -> None:
-    """Re-render a session from its log: the transcript and the audio heard, per turn."""
+    """Re-render a session from its log: the transcript and the audio heard, per turn.
+
+    With --evaluate, replay the sessions' input through the VAD and the end-of-turn model
+    with other settings and compare where turns would have ended (nothing is written).
+    """
     import asyncio
 
     from schemas import VoxlineError
     from voxline.inspect import inspect_settings, read_session, replay_session
 
+    if evaluate:
+        _evaluate(sessions, evaluate, redis_url, as_json)
+        return
+    if len(sessions) != 1:
+        _say("error: replay renders one session (several only with --evaluate)")
+        raise typer.Exit(2)
+    [session] = sessions
     try:
         record = asyncio.run(read_session(session, inspect_settings(redis_url)))
         result = replay_session(record, out or Path(session))
@@ -280,6 +299,38 @@ def replay(
                       str(turn.audio or ""))
     console.print(table)
     _say(f"transcript: {result.transcript}")
+
+
+def _evaluate(sessions: list[str], patches: list[str], redis_url: str | None,
+              as_json: bool) -> None:
+    import asyncio
+    import json
+
+    from schemas import VoxlineError
+    from voxline.evaluate import evaluate_sessions
+    from voxline.inspect import inspect_settings
+
+    try:
+        result = asyncio.run(evaluate_sessions(sessions, patches, inspect_settings(redis_url)))
+    except VoxlineError as exc:
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    for session, why in result.skipped.items():
+        _say(f"skipped {session}: {why}")
+    if as_json:
+        print(json.dumps({"sessions": result.sessions, "skipped": result.skipped,
+                          "settings": result.measures}, indent=2))
+        return
+    table = Table(title=f"turn-taking on {len(result.sessions)} logged session(s)")
+    for column in ("setting", "turns", "silence waited p50 / p95", "continued within 2 s"):
+        table.add_column(column)
+    for name, row in result.measures.items():
+        waited = row["silence_waited_ms"]
+        rate = row["continued_rate"]
+        table.add_row(name, str(row["turns"]),
+                      f"{waited['p50']:.0f} / {waited['p95']:.0f} ms" if waited else "–",
+                      f"{row['continued']} ({rate:.0%})" if rate is not None else "–")
+    console.print(table)
 
 
 class _LocalServers(Protocol):

@@ -46,6 +46,7 @@ from schemas import (
     InputAudio,
     InputAudioData,
     InputTooLargeError,
+    SessionSettings,
     SpeechStopped,
     SpeechStoppedData,
 )
@@ -61,6 +62,18 @@ OnUtterance = Callable[[SpeechEnd, int], Awaitable[None]]
 OnPause = Callable[[SpeechPause, int], Awaitable[None]]
 #: ``(audio_ms)``: speech came back after a pause
 OnResume = Callable[[int], Awaitable[None]]
+
+
+def session_endpoint(
+    base: EndpointConfig, settings: SessionSettings, smart: bool
+) -> EndpointConfig:
+    """The endpointing of a session with these settings: with smart turn detection, the
+    endpointer's own silence is ``turn_incomplete_ms`` (a verdict shortens it) and every
+    pause is reported to be judged; else ``end_of_speech_ms``, and pauses only for
+    preemptive turns."""
+    pause = settings.preemptive_pause_ms if settings.preemptive_turns or smart else None
+    silence = settings.turn_incomplete_ms if smart else settings.end_of_speech_ms
+    return endpoint_config(base, silence, pause)
 
 
 def endpoint_config(
@@ -205,6 +218,6 @@ def utterance_events(
                       data=SpeechStoppedData(audio_ms=end.audio_ms, silence_ms=end.silence_ms,
                                              end_of_turn=end_of_turn)),
         InputAudio(session_id=session_id, turn_id=turn_id,
-                   data=InputAudioData(sample_rate=sample_rate,
+                   data=InputAudioData(sample_rate=sample_rate, start_ms=end.start_ms,
                                        duration_ms=int(end.duration_s * 1000), audio=end.audio)),
     )

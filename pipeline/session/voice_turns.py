@@ -40,7 +40,7 @@ from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
 from pipeline.session.responder import Responder
 from pipeline.session.speculation import Speculation
-from pipeline.session.speech_input import SpeechInput, endpoint_config, utterance_events
+from pipeline.session.speech_input import SpeechInput, session_endpoint, utterance_events
 from pipeline.session.turn_judge import TurnJudge
 from schemas import (
     ErrorCode,
@@ -137,11 +137,9 @@ class VoiceTurns:
                 self._judge = TurnJudge(
                     self._engines.turn, lambda: self._emitter.state.settings,
                     settings.input_sample_rate, name=f"session {self.session_id}")
-            pause = settings.preemptive_pause_ms if settings.preemptive_turns or smart else None
-            silence = settings.turn_incomplete_ms if smart else settings.end_of_speech_ms
             self.audio = SpeechInput(
                 self._engines.vad,
-                endpoint_config(self._endpoint_config, silence, pause),
+                session_endpoint(self._endpoint_config, settings, smart),
                 sample_rate=settings.input_sample_rate,
                 on_speech=self._speech_started,
                 on_utterance=self._utterance,

@@ -1,0 +1,146 @@
+"""Turn-taking settings tried on logged sessions: the input put back together from the log
+and replayed through the same endpointer and end-of-turn judge a live session uses.
+
+A loudness "VAD" and a scripted model first (the replay is then exact), then the real
+Silero VAD and Smart Turn on the benchmark's corpus: the replay's figures are the live
+session's, scored the benchmark's way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from loadtests._turn_corpus import build_corpus
+from loadtests.bench_turn_taking import score
+from pipeline.log import EventLog
+from pipeline.session import LiveSession, SessionEngines
+from pipeline.session.evaluation import (
+    TurnEnd,
+    logged_input,
+    replay_turn_ends,
+    score_against_truth,
+    turn_measures,
+)
+from schemas import Event, InputAudio, SessionSettings, SpeechStopped
+from tests.support.audio_fixtures import tone
+from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedTurn
+
+pytestmark = pytest.mark.redis
+SMART = SessionSettings(auto_response=False, turn_detection="smart")
+#: the turn: speech, a 1.2 s pause, speech; then the next turn after 1 s
+SPEECH = (tone(0.3, False) + tone(0.8, True) + tone(1.2, False) + tone(0.8, True)
+          + tone(3.0, False) + tone(0.6, True) + tone(3.0, False))
+
+
+def _engines(vad: object, turn: object) -> SessionEngines:
+    return SessionEngines(llm=ScriptedLLM(["Fine."]), tts=ScriptedTTS(), stt=ScriptedSTT(),
+                          vad=vad, turn=turn)  # type: ignore[arg-type]
+
+
+async def _live(log: EventLog, name: str, engines: SessionEngines, settings: SessionSettings,
+                audio: bytes, turns: int) -> list[Event]:
+    """Stream ``audio`` into a new session; its log once ``turns`` turns have ended."""
+    session = await LiveSession.open(name, log, engines, create=settings)
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    tail = log.tail(name, None)
+    stopped = 0
+    try:
+        async for event in tail:
+            stopped += isinstance(event, SpeechStopped)
+            if stopped == turns:
+                break
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]
+    await session.close()
+    return await log.read_all(name)
+
+
+async def test_a_replay_ends_turns_where_the_live_session_did(event_log: EventLog) -> None:
+    events = await _live(event_log, "eval", _engines(EnergyVAD(), ScriptedTurn(0.1, 0.9, 0.9)),
+                         SMART, SPEECH, turns=2)
+    logged = logged_input("eval", events)
+    assert logged is not None and len(logged.live_ends) == 2
+    ends, starts = await replay_turn_ends(logged, SMART, EnergyVAD(), ScriptedTurn(0.1, 0.9, 0.9))
+    assert tuple(ends) == logged.live_ends  # the same decisions, the same verdicts
+    # the old rule on the same input: the thinking pause ends a turn, and speech follows
+    silence = SMART.model_copy(update={"turn_detection": "silence"})
+    cut, cut_starts = await replay_turn_ends(logged, silence, EnergyVAD())
+    assert len(cut) == 3 and cut[0].decided_ms - cut[0].speech_end_ms == 512  # 16 frames
+    measures = turn_measures([(ends, starts)])
+    assert (measures["turns"], measures["continued"]) == (2, 0)
+    cut_measures = turn_measures([(cut, cut_starts)])
+    assert (cut_measures["turns"], cut_measures["continued"]) == (3, 1)
+    assert cut_measures["silence_waited_ms"] == {"p50": 512.0, "p95": 512.0}
+
+
+async def test_a_log_older_than_start_ms_is_placed_from_where_speech_stopped(
+    event_log: EventLog,
+) -> None:
+    events = await _live(event_log, "eval-old", _engines(EnergyVAD(), None),
+                         SMART.model_copy(update={"turn_detection": "silence"}), SPEECH, turns=3)
+    old = [e.model_copy(update={"data": e.data.model_copy(update={"start_ms": None})})
+           if isinstance(e, InputAudio) else e for e in events]
+    logged, rebuilt = logged_input("eval-old", events), logged_input("eval-old", old)
+    assert logged is not None and rebuilt is not None
+    assert rebuilt.live_ends == logged.live_ends
+    # each utterance within a frame of its place
+    assert all(abs(a - b) <= 32 for a, b in zip(rebuilt.speech_starts_ms,
+                                                logged.speech_starts_ms, strict=True))
+
+
+def test_no_audio_no_input() -> None:
+    assert logged_input("none", []) is None
+    assert score_against_truth([TurnEnd(500, 900)], 1000) == (True, None)
+    assert score_against_truth([TurnEnd(500, 900), TurnEnd(1000, 1300)], 1000) == (True, 300)
+    assert score_against_truth([TurnEnd(1000, 1300)], 1000) == (False, 300)
+
+
+# -- the real models on the benchmark's corpus ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> object:
+    import asyncio
+
+    from pipeline.engines.smart_turn import SmartTurnDetector
+    from schemas import ModelMissingError
+
+    detector = SmartTurnDetector()
+    try:
+        asyncio.run(detector.load())
+    except ModelMissingError as exc:
+        pytest.skip(exc.message)
+    return detector
+
+
+@pytest.mark.parametrize("settings", [
+    SessionSettings(auto_response=False, turn_detection="silence", end_of_speech_ms=500),
+    SessionSettings(auto_response=False, turn_detection="smart"),
+], ids=["silence", "smart"])
+async def test_the_replay_scores_the_corpus_as_the_live_sessions_did(
+    event_log: EventLog, smart_turn: object, settings: SessionSettings
+) -> None:
+    from tests.support.silero_model import loaded_silero
+
+    items = build_corpus(0, languages=("en",), limit=4)
+    live, replayed = [], []
+    for n, item in enumerate(items):
+        name = f"eval-{settings.turn_detection}-{n}"
+        engines = replace(_engines(loaded_silero(), smart_turn))
+        events = await _live(event_log, name, engines, settings, item.pcm16,
+                             turns=1 + len(item.pauses_ms) * (settings.turn_detection == "silence"))
+        logged = logged_input(name, events)
+        assert logged is not None
+        ends, _ = await replay_turn_ends(logged, settings, loaded_silero(), smart_turn)  # type: ignore[arg-type]
+        live.append([(e.speech_end_ms, e.decided_ms, e.end_of_turn) for e in logged.live_ends])
+        replayed.append([(e.speech_end_ms, e.decided_ms, e.end_of_turn) for e in ends])
+        # every decision within one VAD frame of the live one
+        assert len(ends) == len(logged.live_ends), item.id
+        for (_, live_at, _), (_, replay_at, _) in zip(live[-1], replayed[-1], strict=True):
+            assert abs(live_at - replay_at) <= 32, item.id
+    live_score, replay_score = score(items, live), score(items, replayed)
+    assert replay_score["false_cutoff_rate"] == live_score["false_cutoff_rate"]
+    assert abs(replay_score["end_of_turn_ms"]["p50"] - live_score["end_of_turn_ms"]["p50"]) <= 32

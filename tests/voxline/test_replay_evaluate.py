@@ -1,0 +1,85 @@
+"""``voxline replay SESSION --evaluate SETTINGS``: a logged voice session's input replayed
+through the server's real VAD and end-of-turn model with other settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from loadtests._turn_corpus import split_at_pauses
+from pipeline.log import EventLog, create_redis
+from pipeline.session import LiveSession, SessionEngines
+from schemas import EventLogSettings, SessionSettings, SpeechStopped
+from tests.support.audio_fixtures import compose, piper_float
+from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.silero_model import loaded_silero
+from voxline.cli import app
+from voxline.evaluate import parse_patch
+
+pytestmark = pytest.mark.redis
+SID = "sess-evaluate"
+runner = CliRunner()
+
+
+async def _log_a_paused_turn(redis_url: str, prefix: str) -> None:
+    """A session whose one turn has a 900 ms thinking pause (silence rule at 2,000 ms)."""
+    head, tail = split_at_pauses(piper_float("Could you tell me about, the history of Rome?"), 1)
+    speech = compose([head, tail], [0.3, 0.9, 2.5])
+    redis = create_redis(redis_url)
+    try:
+        log = EventLog(redis, EventLogSettings(key_prefix=prefix))
+        engines = SessionEngines(llm=ScriptedLLM(["Fine."]), tts=ScriptedTTS(),
+                                 stt=ScriptedSTT(), vad=loaded_silero())
+        settings = SessionSettings(auto_response=False, turn_detection="silence",
+                                   end_of_speech_ms=2000)
+        session = await LiveSession.open(SID, log, engines, create=settings)
+        for start in range(0, len(speech.pcm16), 640):
+            await session.push_audio(speech.pcm16[start : start + 640])
+        tail_events = log.tail(SID, None)
+        async for event in tail_events:
+            if isinstance(event, SpeechStopped):
+                break
+        await tail_events.aclose()  # type: ignore[attr-defined]
+        await session.close()
+    finally:
+        await redis.aclose()
+
+
+def test_replay_evaluate_compares_settings_on_the_logged_input(
+    redis_url: str, key_prefix: str
+) -> None:
+    asyncio.run(_log_a_paused_turn(redis_url, key_prefix))
+    env = {"VOXLINE_REDIS_URL": redis_url, "VOXLINE_LOG__KEY_PREFIX": key_prefix}
+    result = runner.invoke(app, [
+        "replay", SID, "--json",
+        "--evaluate", "turn_detection=silence,end_of_speech_ms=500",
+        "--evaluate", '{"turn_detection": "smart"}',
+    ], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    rows = report["settings"]
+    assert report["sessions"] == [SID]
+    assert (rows["as logged"]["turns"], rows["as logged"]["continued"]) == (1, 0)
+    cut = rows["turn_detection=silence,end_of_speech_ms=500"]
+    assert (cut["turns"], cut["continued"]) == (2, 1)  # cut at the pause; speech went on
+    assert rows['{"turn_detection": "smart"}']["turns"] == 1  # the model kept the turn
+    table = runner.invoke(app, ["replay", SID, "--evaluate", "end_of_speech_ms=800"], env=env)
+    assert table.exit_code == 0 and "as logged" in table.output and "800" in table.output
+
+
+@pytest.mark.parametrize("text", ["voice=amy", "end_of_speech_ms", "{not json", ""])
+def test_evaluate_takes_turn_taking_settings_only(text: str) -> None:
+    from schemas import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        parse_patch(text)
+    assert parse_patch("end_of_speech_ms=800, turn_detection=silence") == {
+        "end_of_speech_ms": 800, "turn_detection": "silence"}
+
+
+def test_several_sessions_only_with_evaluate() -> None:
+    result = runner.invoke(app, ["replay", "a", "b"])
+    assert result.exit_code == 2 and "only with --evaluate" in result.output
