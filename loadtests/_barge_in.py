@@ -21,6 +21,7 @@ latency of the interruptions (p50/p95).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ RESUME_BOUND_MS = 500
 #: silence streamed after the sound (room for the end of turn and a transcription)
 AFTER_S = 3.0
 FRAME_MS = 32
+SETTLE_S = 15.0
 ITEM_TIMEOUT_S = 90.0
 
 
@@ -56,7 +58,8 @@ class Outcome:
     resume_ms: float | None = None
     stopped_for_good: bool = False
     paused: bool = False
-    reply_over: bool = True  # False: the reply had ended before the sound
+    #: the reply was written in full before the sound came (its audio was still playing)
+    written_before: bool = False
     errors: list[str] = field(default_factory=list)
 
 
@@ -67,8 +70,10 @@ async def run_overlap(client: VoxlineClient, item: OverlapItem, settings: dict[s
         input_sample_rate=RATE, language=item.language or "en", sampling=SAMPLING, **settings)
     out = Outcome(item)
     immediate = settings.get("interruptions", "immediate") == "immediate"
-    first_audio = asyncio.Event()
+    first_audio, idle = asyncio.Event(), asyncio.Event()
+    refused: list[float] = []  # retry hints of a prompt refused as overloaded
     marks: dict[str, float] = {}
+    running: set[str] = set()  # turns whose reply runs
     async with client.connect(session) as conn:
         reply: list[str] = []  # the first turn's id, once known
 
@@ -82,12 +87,17 @@ async def run_overlap(client: VoxlineClient, item: OverlapItem, settings: dict[s
                 # the reply ended for good: cancelled, or a new turn began
                 ended = (kind == "response.cancelled" and mine) or (
                     kind == "input.audio" and not mine)
-                if kind == "response.started" and not reply:
-                    reply.append(event.turn_id or "")
-                elif kind == "response.audio.chunk" and mine:
+                if kind == "response.started":
+                    running.add(event.turn_id or "")
+                    reply[:] = reply or [event.turn_id or ""]
+                elif kind in ("response.done", "response.cancelled"):
+                    running.discard(event.turn_id or "")
+                    if not running and "end" in marks:
+                        idle.set()
+                if kind == "response.audio.chunk" and mine:
                     first_audio.set()
                 elif kind == "response.done" and mine and "onset" not in marks:
-                    out.reply_over = False  # written in full before the sound: still heard
+                    out.written_before = True
                 elif kind == "response.paused":
                     out.paused = True
                     stop(now)
@@ -99,7 +109,10 @@ async def run_overlap(client: VoxlineClient, item: OverlapItem, settings: dict[s
                 elif kind == "response.resumed" and "end" in marks:
                     out.resume_ms = (now - marks["end"]) * 1000
                 elif kind == "error":
-                    out.errors.append(str(event.data.code))  # type: ignore[union-attr]
+                    data: Any = event.data
+                    out.errors.append(str(data.code))
+                    if data.code == "overloaded" and not reply:  # the last item's reply
+                        refused.append(data.details.get("retry_after_ms", 500) / 1000)
 
         async def silence(seconds: float) -> None:
             frame = bytes(RATE * 2 * FRAME_MS // 1000)
@@ -110,6 +123,9 @@ async def run_overlap(client: VoxlineClient, item: OverlapItem, settings: dict[s
         async def send() -> None:
             await conn.send_text(PROMPT)
             while not first_audio.is_set():
+                if refused and not reply:  # the server still finishes another reply
+                    await asyncio.sleep(refused.pop())
+                    await conn.send_text(PROMPT)
                 if receiver.done():  # the socket ended (or the reader failed): say why
                     receiver.result()
                     raise RuntimeError(f"{item.id}: the session ended before the reply's "
@@ -123,6 +139,11 @@ async def run_overlap(client: VoxlineClient, item: OverlapItem, settings: dict[s
                 await asyncio.sleep(FRAME_MS / 1000)
             marks["end"] = time.perf_counter()
             await silence(AFTER_S)
+            # leave the server idle for the next item: whatever reply runs is cancelled
+            if running:
+                await conn.cancel()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(idle.wait(), SETTLE_S)
 
         receiver = asyncio.create_task(receive())
         try:
@@ -154,7 +175,7 @@ def score_overlaps(outcomes: list[Outcome]) -> dict[str, Any]:
         "resumed_within_bound": sum(r <= RESUME_BOUND_MS for r in resumes),
         "missed_barge_in_rate": round(len(missed) / len(stop), 4) if stop else None,
         "stop_ms": {k: round(v, 1) for k, v in percentiles(stops).items()},
-        "reply_over_before_sound": sum(not o.reply_over for o in outcomes),
+        "written_before_sound": sum(o.written_before for o in outcomes),
         "false_items": false[:20],
         "missed_items": missed[:20],
         "server_errors": {o.item.id: o.errors for o in outcomes if o.errors},

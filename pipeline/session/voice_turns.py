@@ -18,11 +18,12 @@ speaker thinking mid-sentence keeps the turn), and a failed verdict falls back t
 
 **Speech over a reply** (``interruptions``). ``immediate``: the reply is cancelled at
 once (a barge-in). ``confirmed``: the reply is paused (``response.paused``; it goes on being
-written into the log, and clients stop playing it), and when the speech ends it is judged:
-longer than ``backchannel_max_ms``, or words that are not a backchannel
-(:mod:`pipeline.session.backchannel`), is an interruption: the reply is cancelled and the
-speech is the next turn. Otherwise the reply resumes where it paused (``response.resumed``)
-and the speech is no turn. A reply counts as "over" when it is being written, or when its
+written into the log, and clients stop playing it), and the speech is judged at its first
+pause and at its end: a backchannel (:mod:`pipeline.session.backchannel`) or no words at
+all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
+going on after such a resume pauses it again. Words that are not a backchannel, or speech
+longer than ``backchannel_max_ms``, are an interruption: at the speech's end the reply is
+cancelled and the speech is the next turn. A reply counts as "over" when it is being written, or when its
 audio may still be playing at a client that plays it as it comes (its first chunk's time
 plus its length).
 """
@@ -44,6 +45,7 @@ from pipeline.session.speech_input import SpeechInput, session_endpoint, utteran
 from pipeline.session.turn_judge import TurnJudge
 from schemas import (
     ErrorCode,
+    EventBase,
     OverloadedError,
     ProtocolError,
     ResponseHeldData,
@@ -87,6 +89,9 @@ class VoiceTurns:
         self._judge: TurnJudge | None = None
         #: the reply paused by speech over it (interruptions confirmed), until judged
         self.held: str | None = None
+        #: the reply resumed at a pause of the speech over it (a backchannel): the speech's
+        #: end makes no turn, and speech going on pauses the reply again
+        self._waved: str | None = None
 
     async def push(self, pcm: bytes) -> None:
         """PCM16 mono at the session's input rate (see :meth:`LiveSession.push_audio`)."""
@@ -186,14 +191,13 @@ class VoiceTurns:
             return turn.turn_id
         return None
 
-    async def _backchannel(self, end: SpeechEnd, sample_rate: int) -> str | None:
+    async def _backchannel(self, audio: bytes, duration_s: float, sample_rate: int) -> str | None:
         """What the speech over a held reply said when it was a backchannel (or no words:
         a cough, a noise), else None: an interruption. A failed transcription interrupts."""
-        settings = self._emitter.state.settings
-        if end.duration_s * 1000 > settings.backchannel_max_ms or end.reason != "silence":
+        if duration_s * 1000 > self._emitter.state.settings.backchannel_max_ms:
             return None
         try:
-            text = await self._responder.source.transcribe(end.audio, sample_rate)
+            text = await self._responder.source.transcribe(audio, sample_rate)
         except Exception:
             logger.warning("session %s: could not transcribe the speech over a reply; it "
                            "interrupts", self.session_id, exc_info=True)
@@ -201,10 +205,19 @@ class VoiceTurns:
         return text if is_backchannel(text) else None
 
     async def _paused(self, pause: SpeechPause, sample_rate: int) -> None:
-        """Preemptive turns: prepare the reply to what was said so far, unsent."""
+        """Preemptive turns: prepare the reply to what was said so far, unsent. Over a
+        held reply: the speech so far is judged, and a backchannel resumes the reply at
+        once, without waiting for the end of the turn."""
+        if self.held is not None:
+            held = self.held
+            heard = await self._backchannel(pause.audio, pause.duration_s, sample_rate)
+            if heard is not None:
+                self.held, self._waved = None, held
+                await self._resumed_reply(held, pause.audio_ms, heard)
+            return
         settings = self._emitter.state.settings
-        if not settings.preemptive_turns or self.held is not None:
-            return  # the pause is only judged (smart turn detection), or may be no turn
+        if not settings.preemptive_turns:
+            return  # the pause is only judged (smart turn detection)
         if self._responder.responding or self._engines.stt is None:
             return  # a reply is out: this pause is not the end of a turn to answer
         if not settings.auto_response or settings.search is not None:
@@ -215,22 +228,36 @@ class VoiceTurns:
         """The verdict on the utterance that just ended (None: not judged)."""
         return self._judge.take() if self._judge is not None else None
 
+    def _stopped_without_turn(self, end: SpeechEnd) -> SpeechStopped:
+        return SpeechStopped(session_id=self.session_id, data=SpeechStoppedData(
+            audio_ms=end.audio_ms, silence_ms=end.silence_ms, end_of_turn=self._verdict()))
+
+    async def _resumed_reply(self, turn_id: str, audio_ms: int, heard: str,
+                             *events: EventBase) -> None:
+        await self._emitter.emit(*events, ResponseResumed(
+            session_id=self.session_id, turn_id=turn_id,
+            data=ResponseHeldData(audio_ms=audio_ms, transcript=heard)))
+
     async def _resumed(self, audio_ms: int) -> None:
         self._verdict()
+        if self._waved is not None:  # not only a backchannel after all: pause it again
+            self.held, self._waved = self._waved, None
+            await self._emitter.emit(ResponsePaused(
+                session_id=self.session_id, turn_id=self.held,
+                data=ResponseHeldData(audio_ms=audio_ms)))
         await self._responder.speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
         held, self.held = self.held, None
-        if held is not None:
-            heard = await self._backchannel(end, sample_rate)
+        waved, self._waved = self._waved, None
+        if waved is not None:  # a backchannel, resumed at its pause: no turn
+            await self._emitter.emit(self._stopped_without_turn(end))
+            return
+        if held is not None and end.reason == "silence":
+            heard = await self._backchannel(end.audio, end.duration_s, sample_rate)
             if heard is not None:  # no turn: the reply plays on
-                stopped = SpeechStoppedData(audio_ms=end.audio_ms, silence_ms=end.silence_ms,
-                                            end_of_turn=self._verdict())
-                await self._emitter.emit(
-                    SpeechStopped(session_id=self.session_id, data=stopped),
-                    ResponseResumed(session_id=self.session_id, turn_id=held,
-                                    data=ResponseHeldData(audio_ms=end.audio_ms,
-                                                          transcript=heard)))
+                await self._resumed_reply(held, end.audio_ms, heard,
+                                          self._stopped_without_turn(end))
                 return
         responder = self._responder
         speculation = responder.speculator.take()

@@ -96,14 +96,15 @@ async def test_a_backchannel_pauses_the_reply_and_it_resumes(event_log: EventLog
     turn = await session.submit_text("Tell me about Paris")
     await _writing(written)
     await _speak(session, 0.4)
-    seen = await collect_until(session, "response.resumed")
+    seen = await collect_until(session, "input.speech_stopped")
     types = [e.type for e in seen]
     held = [e for e in seen if e.type in HELD]  # the reply's own events come between
+    # resumed at the speech's first pause, without waiting for the end of its turn
     assert [e.type for e in held] == ["response.paused", "input.speech_started",
-                                      "input.speech_stopped", "response.resumed"]
-    assert held[0].turn_id == held[-1].turn_id == turn
-    assert held[-1].data.transcript == "Mm-hmm."  # type: ignore[union-attr]
-    assert held[2].turn_id is None  # the backchannel is no turn
+                                      "response.resumed", "input.speech_stopped"]
+    assert held[0].turn_id == held[2].turn_id == turn
+    assert held[2].data.transcript == "Mm-hmm."  # type: ignore[union-attr]
+    assert held[3].turn_id is None  # the backchannel is no turn
     assert "response.cancelled" not in types and session.responding
     llm.gate.set()
     seen += await collect_until(session, "response.done")
@@ -112,6 +113,28 @@ async def test_a_backchannel_pauses_the_reply_and_it_resumes(event_log: EventLog
     assert seen[-1].data.status == "completed"  # type: ignore[union-attr]
     assert len(stt.requests) == 1  # the backchannel's transcript only: no turn was made
     assert list(session.state.turns) == [turn]
+    await session.close()
+
+
+async def test_speech_going_on_after_a_resume_pauses_the_reply_again(
+    event_log: EventLog,
+) -> None:
+    """"Yeah …" (resumed at the pause) "… yeah": paused again, judged again at its end."""
+    (llm, written), stt = _stalling(), ScriptedSTT("Yeah.")
+    session = await LiveSession.open("bc-again", event_log, _engines(llm, stt), create=CONFIRMED)
+    turn = await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    audio = tone(0.35, True) + tone(0.25, False) + tone(0.35, True) + tone(0.8, False)
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    seen = await collect_until(session, "input.speech_stopped")
+    held = [e for e in seen if e.type in HELD]
+    assert [e.type for e in held] == [
+        "response.paused", "input.speech_started", "response.resumed", "response.paused",
+        "response.resumed", "input.speech_stopped"]
+    assert {e.turn_id for e in held if e.type.startswith("response.")} == {turn}
+    assert session.responding
+    assert len(stt.requests) == 2  # each pause judged; no turn transcribed
     await session.close()
 
 
@@ -157,10 +180,10 @@ async def test_a_reply_still_playing_is_paused_too(event_log: EventLog) -> None:
     turn = await session.submit_text("Tell me about Paris")
     await session.wait_response()
     await _speak(session, 0.4)
-    seen = await collect_until(session, "response.resumed")
+    seen = await collect_until(session, "input.speech_stopped")
     assert [e.type for e in seen if e.type in HELD] == [
-        "response.paused", "input.speech_started", "input.speech_stopped", "response.resumed"]
-    assert seen[-1].turn_id == turn and list(session.state.turns) == [turn]
+        "response.paused", "input.speech_started", "response.resumed", "input.speech_stopped"]
+    assert seen[-1].turn_id is None and list(session.state.turns) == [turn]
     await session.close()
 
 
