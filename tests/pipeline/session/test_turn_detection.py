@@ -210,17 +210,9 @@ def test_smart_detection_is_refused_where_there_is_no_model() -> None:
 
 @pytest.fixture(scope="module")
 def smart_turn() -> object:
-    import asyncio
+    from tests.support.turn_model import loaded_smart_turn
 
-    from pipeline.engines.smart_turn import SmartTurnDetector
-    from schemas import ModelMissingError
-
-    detector = SmartTurnDetector()
-    try:
-        asyncio.run(detector.load())
-    except ModelMissingError as exc:
-        pytest.skip(exc.message)
-    return detector
+    return loaded_smart_turn()
 
 
 @redis
