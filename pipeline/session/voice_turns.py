@@ -23,9 +23,9 @@ pause and at its end: a backchannel (:mod:`pipeline.session.backchannel`) or no 
 all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
 going on after such a resume pauses it again. Words that are not a backchannel, or speech
 longer than ``backchannel_max_ms``, are an interruption: at the speech's end the reply is
-cancelled and the speech is the next turn. A reply counts as "over" when it is being written, or when its
-audio may still be playing at a client that plays it as it comes (its first chunk's time
-plus its length).
+cancelled and the speech is the next turn. A reply counts as "over" when it is being
+written, or when its audio may still be playing at a client that plays it as it comes (its
+first chunk's time plus its length). Input cleared while a reply is held resumes it.
 """
 
 from __future__ import annotations
@@ -107,10 +107,14 @@ class VoiceTurns:
             await self.audio.commit()
 
     async def clear(self) -> None:
-        """Drop the audio not yet cut into an utterance; the next push starts afresh."""
+        """Drop the audio not yet cut into an utterance; the next push starts afresh (a
+        reply held by the speech dropped plays on)."""
         if self.audio is not None:
             await self.audio.close()
             self.audio = None
+        held, self.held, self._waved = self.held, None, None
+        if held is not None:
+            await self._resumed_reply(held, 0, "")
 
     async def stop(self) -> None:
         """Stop listening for good (the session closes): a later push raises."""
@@ -168,7 +172,7 @@ class VoiceTurns:
                                 data=SpeechBoundaryData(audio_ms=audio_ms))
         reply = self._reply_over()
         if reply is not None and self._emitter.state.settings.interruptions == "confirmed":
-            self.held = reply  # judged when the speech ends (_utterance)
+            self.held = reply  # judged at the speech's first pause and at its end
             await self._emitter.emit(ResponsePaused(
                 session_id=self.session_id, turn_id=reply,
                 data=ResponseHeldData(audio_ms=audio_ms)), started)

@@ -187,6 +187,22 @@ async def test_a_reply_still_playing_is_paused_too(event_log: EventLog) -> None:
     await session.close()
 
 
+async def test_input_cleared_while_a_reply_is_held_resumes_it(event_log: EventLog) -> None:
+    (llm, written), stt = _stalling(), ScriptedSTT("Wait.")
+    session = await LiveSession.open("bc-clear", event_log, _engines(llm, stt), create=CONFIRMED)
+    turn = await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    audio = tone(0.4, True)  # speech, and no end to it yet
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    await collect_until(session, "response.paused")
+    await session.clear_audio()
+    [resumed] = [e for e in await collect_until(session, "response.resumed")
+                 if e.type == "response.resumed"]
+    assert resumed.turn_id == turn and session.responding and not stt.requests
+    await session.close()
+
+
 async def test_immediate_is_the_old_rule(event_log: EventLog) -> None:
     (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
     session = await LiveSession.open("bc-now", event_log, _engines(llm, stt),
