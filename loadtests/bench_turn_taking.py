@@ -45,7 +45,7 @@ from loadtests._barge_in import BARGE_CONFIGS, bench_overlaps
 from loadtests._overlap_corpus import OverlapItem, build_overlaps
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
 from loadtests._turn_corpus import RATE, TurnItem, build_corpus
-from pipeline.session.evaluation import TurnEnd, score_against_truth
+from pipeline.session import TurnEnd, score_against_truth
 from voxline.client import VoxlineClient
 
 #: (name, session settings)

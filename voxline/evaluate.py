@@ -18,8 +18,7 @@ from typing import Any
 
 from pipeline.engines import TurnDetector, VoiceActivityDetector, create_engine
 from pipeline.log import fold
-from pipeline.session.evaluation import Replay, logged_input, replay_turn_ends, turn_measures
-from pipeline.session.settings import merge_settings
+from pipeline.session import Replay, logged_input, merge_settings, replay_turn_ends, turn_measures
 from schemas import ConfigurationError, ProtocolError, Settings
 from voxline.inspect import read_session
 

@@ -19,6 +19,15 @@ from pipeline.session.authorization import (
 )
 from pipeline.session.creation import create_session, new_session_id
 from pipeline.session.engines import SessionEngines
+from pipeline.session.evaluation import (
+    LoggedInput,
+    Replay,
+    TurnEnd,
+    logged_input,
+    replay_turn_ends,
+    score_against_truth,
+    turn_measures,
+)
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession
 from pipeline.session.settings import EngineChoices, merge_settings
@@ -30,10 +39,13 @@ __all__ = [
     "Admission",
     "EngineChoices",
     "LiveSession",
+    "LoggedInput",
     "Permit",
+    "Replay",
     "SessionEngines",
     "SessionTokens",
     "SpeechInput",
+    "TurnEnd",
     "authorize",
     "check_cursor",
     "closed_error",
@@ -41,7 +53,11 @@ __all__ = [
     "endpoint_config",
     "ends_turn",
     "follow_turn",
+    "logged_input",
     "merge_settings",
     "new_session_id",
     "parse_event_id",
+    "replay_turn_ends",
+    "score_against_truth",
+    "turn_measures",
 ]
