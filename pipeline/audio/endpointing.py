@@ -11,6 +11,9 @@ The rules, all in :class:`EndpointConfig`:
   probability ``>= threshold`` and survives frames down to ``neg_threshold``; one frame
   below ``neg_threshold`` drops the run. A cough or a click is shorter and never starts
   a turn.
+* **Onsets** (optional, ``onsets``): the first frame of a run that may start speech yields
+  :class:`SpeechOnset`, and a run dropped before ``min_speech_ms`` yields
+  :class:`SpeechOnsetDropped`, so a reply can go quiet at once and play on after a click.
 * **Stop** once silence lasted ``min_silence_ms``: silence opens on a frame below
   ``neg_threshold`` and only a frame back at ``>= threshold`` closes it (hysteresis, as in
   Silero's reference code), so a probability that wobbles around one value does not
@@ -57,6 +60,8 @@ __all__ = [
     "EndpointEvent",
     "Endpointer",
     "SpeechEnd",
+    "SpeechOnset",
+    "SpeechOnsetDropped",
     "SpeechPause",
     "SpeechResume",
     "SpeechStart",
@@ -83,6 +88,11 @@ class EndpointConfig(BaseModel):
         description="silence that reports a pause (preemptive turns); unset: none. The "
         "paused audio is the utterance's, less any post-padding not yet heard",
     )
+    onsets: bool = Field(
+        default=False,
+        description="report the first frame that may start speech, and the run dropped "
+        "before min_speech_ms (a reply held over possible speech: interruptions confirmed)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EndpointConfig:
@@ -108,6 +118,21 @@ class EndpointConfig(BaseModel):
 @dataclass(frozen=True, slots=True)
 class SpeechStart:
     """Speech was confirmed; ``audio_ms`` is where it began (not when it was confirmed)."""
+
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechOnset:
+    """A frame at ``audio_ms`` may start speech: confirmed by a :class:`SpeechStart` at the
+    same ``audio_ms`` once it lasted ``min_speech_ms``, or dropped (``onsets`` only)."""
+
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechOnsetDropped:
+    """The run that began at ``audio_ms`` ended before ``min_speech_ms``: no speech."""
 
     audio_ms: int
 
@@ -175,7 +200,9 @@ class SpeechResume:
     audio_ms: int
 
 
-EndpointEvent = SpeechStart | SpeechEnd | SpeechPause | SpeechResume
+EndpointEvent = (
+    SpeechStart | SpeechEnd | SpeechPause | SpeechResume | SpeechOnset | SpeechOnsetDropped
+)
 
 
 class Endpointer:
@@ -252,6 +279,8 @@ class Endpointer:
         if self._speaking:
             offset = self._silence_start if self._silence_start is not None else self._pos
             events.append(self._end(offset, self._pos, "flush"))
+        elif self._candidate is not None and self.config.onsets:
+            events.append(SpeechOnsetDropped(audio_ms=self._ms(self._candidate)))
         self.reset()
         return events
 
@@ -259,15 +288,20 @@ class Endpointer:
 
     def _push_silent(self, frame: bytes, probability: float, start: int) -> list[EndpointEvent]:
         self._recent.append((start, frame))
+        events: list[EndpointEvent] = []
         if self._candidate is None:
             if probability >= self.config.threshold:
                 self._candidate = start
+                if self.config.onsets:
+                    events.append(SpeechOnset(audio_ms=self._ms(start)))
         elif probability < self._neg:
+            if self.config.onsets:
+                events.append(SpeechOnsetDropped(audio_ms=self._ms(self._candidate)))
             self._candidate = None
         if self._candidate is not None and self._pos - self._candidate >= self._min_speech:
-            return [self._begin(self._candidate)]
+            return [*events, self._begin(self._candidate)]
         self._trim_recent()
-        return []
+        return events
 
     def _push_speaking(self, frame: bytes, probability: float, start: int) -> list[EndpointEvent]:
         self._utterance += frame

@@ -37,6 +37,8 @@ from pipeline.audio import (
     Judge,
     PcmResampler,
     SpeechEnd,
+    SpeechOnset,
+    SpeechOnsetDropped,
     SpeechPause,
     SpeechResume,
     segment_speech,
@@ -62,6 +64,8 @@ OnUtterance = Callable[[SpeechEnd, int], Awaitable[None]]
 OnPause = Callable[[SpeechPause, int], Awaitable[None]]
 #: ``(audio_ms)``: speech came back after a pause
 OnResume = Callable[[int], Awaitable[None]]
+#: a frame that may start speech (its position), or (True) the run dropped: no speech
+OnOnset = Callable[[int, bool], Awaitable[None]]
 
 
 def session_endpoint(
@@ -70,10 +74,12 @@ def session_endpoint(
     """The endpointing of a session with these settings: with smart turn detection, the
     endpointer's own silence is ``turn_incomplete_ms`` (a verdict shortens it) and every
     pause is reported to be judged; else ``end_of_speech_ms``, and pauses only for
-    preemptive turns."""
+    preemptive turns. With interruptions confirmed, onsets are reported (a reply goes
+    quiet at the first frame that may be speech)."""
     pause = settings.preemptive_pause_ms if settings.preemptive_turns or smart else None
     silence = settings.turn_incomplete_ms if smart else settings.end_of_speech_ms
-    return endpoint_config(base, silence, pause)
+    config = endpoint_config(base, silence, pause)
+    return config.model_copy(update={"onsets": settings.interruptions == "confirmed"})
 
 
 def endpoint_config(
@@ -104,6 +110,7 @@ class SpeechInput:
         on_pause: OnPause | None = None,
         on_resume: OnResume | None = None,
         judge: Judge | None = None,
+        on_onset: OnOnset | None = None,
     ) -> None:
         self.rate = vad.sample_rate
         self.input_rate = sample_rate
@@ -117,6 +124,7 @@ class SpeechInput:
         self._on_utterance = on_utterance
         self._on_pause = on_pause
         self._on_resume = on_resume
+        self._on_onset = on_onset
         self._judge = judge
         config = config.model_copy(update={"sample_rate": self.rate})
         self._task = asyncio.create_task(self._run(vad, config))
@@ -200,6 +208,10 @@ class SpeechInput:
                     elif isinstance(event, SpeechResume):
                         if self._on_resume is not None:
                             await self._on_resume(event.audio_ms)
+                    elif isinstance(event, SpeechOnset | SpeechOnsetDropped):
+                        if self._on_onset is not None:
+                            await self._on_onset(event.audio_ms,
+                                                 isinstance(event, SpeechOnsetDropped))
                     else:
                         await self._on_speech(event.audio_ms)
                 except Exception as exc:  # the session's trouble, not the detector's

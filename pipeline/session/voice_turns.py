@@ -23,7 +23,9 @@ pause and at its end: a backchannel (:mod:`pipeline.session.backchannel`) or no 
 all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
 going on after such a resume pauses it again. Words that are not a backchannel, or speech
 longer than ``backchannel_max_ms``, are an interruption: at the speech's end the reply is
-cancelled and the speech is the next turn. A reply counts as "over" when it is being
+cancelled and the speech is the next turn. The pause comes at the first frame that may be
+speech, before VAD confirms it (``min_speech_ms``); a run too short to be speech resumes
+the reply at once. A reply counts as "over" when it is being
 written, or when its audio may still be playing at a client that plays it as it comes (its
 first chunk's time plus its length). Input cleared while a reply is held resumes it.
 """
@@ -92,6 +94,8 @@ class VoiceTurns:
         #: the reply resumed at a pause of the speech over it (a backchannel): the speech's
         #: end makes no turn, and speech going on pauses the reply again
         self._waved: str | None = None
+        #: the reply held at a frame that may start speech, until VAD confirms it
+        self._tentative: str | None = None
 
     async def push(self, pcm: bytes) -> None:
         """PCM16 mono at the session's input rate (see :meth:`LiveSession.push_audio`)."""
@@ -112,7 +116,7 @@ class VoiceTurns:
         if self.audio is not None:
             await self.audio.close()
             self.audio = None
-        held, self.held, self._waved = self.held, None, None
+        held, self.held, self._waved, self._tentative = self.held, None, None, None
         if held is not None:
             await self._resumed_reply(held, 0, "")
 
@@ -155,6 +159,7 @@ class VoiceTurns:
                 on_pause=self._paused,
                 on_resume=self._resumed,
                 judge=self._judge,
+                on_onset=self._onset,
             )
         return self.audio
 
@@ -167,9 +172,29 @@ class VoiceTurns:
 
     # ---- what the speech input heard ------------------------------------------------
 
+    async def _onset(self, audio_ms: int, dropped: bool) -> None:
+        """Interruptions confirmed: the reply goes quiet at the first frame that may be
+        speech (``response.paused``), and plays on when it was not (a click, a knock)."""
+        if dropped:
+            held, self._tentative = self._tentative, None
+            if held is not None:
+                self.held = None
+                await self._resumed_reply(held, audio_ms, "")
+            return
+        reply = self._reply_over() if self.held is None else None
+        if reply is not None:
+            self.held = self._tentative = reply
+            await self._emitter.emit(ResponsePaused(
+                session_id=self.session_id, turn_id=reply,
+                data=ResponseHeldData(audio_ms=audio_ms)))
+
     async def _speech_started(self, audio_ms: int) -> None:
         started = SpeechStarted(session_id=self.session_id,
                                 data=SpeechBoundaryData(audio_ms=audio_ms))
+        if self._tentative is not None:  # held at its onset already: speech after all
+            self._tentative = None
+            await self._emitter.emit(started)
+            return
         reply = self._reply_over()
         if reply is not None and self._emitter.state.settings.interruptions == "confirmed":
             self.held = reply  # judged at the speech's first pause and at its end
@@ -306,4 +331,5 @@ class VoiceTurns:
 def _audio_settings(settings: SessionSettings) -> tuple[object, ...]:
     """The settings the speech input is built from: a change rebuilds it."""
     return (settings.input_sample_rate, settings.end_of_speech_ms, settings.preemptive_turns,
-            settings.preemptive_pause_ms, settings.turn_detection, settings.turn_incomplete_ms)
+            settings.preemptive_pause_ms, settings.turn_detection, settings.turn_incomplete_ms,
+            settings.interruptions)

@@ -43,7 +43,8 @@ FACADES = {
     "pipeline.audio": [
         "AudioEncoder", "CONTENT_TYPES", "Commit", "EndpointConfig", "EndpointEvent",
         "Endpointer", "FloatAudio", "FrameAssembler", "FrameDetector", "Judge", "PcmResampler",
-        "SpeechEnd", "SpeechPause", "SpeechResume", "SpeechStart", "check_pcm16",
+        "SpeechEnd", "SpeechOnset", "SpeechOnsetDropped", "SpeechPause", "SpeechResume",
+        "SpeechStart", "check_pcm16",
         "check_sample_rate", "content_type",
         "decode_audio", "duration_s", "encode_audio", "endpoint_stream", "float_to_pcm16",
         "pcm16_to_float", "resample", "resample_pcm16", "rms_dbfs", "segment_speech",
@@ -71,6 +72,9 @@ FACADES = {
         "SessionTokens", "SpeechInput", "TURN_ENDS", "authorize", "create_session",
         "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
         "merge_settings", "new_session_id", "parse_event_id",
+        # the replay evaluation (voxline replay --evaluate)
+        "LoggedInput", "Replay", "TurnEnd", "logged_input", "replay_turn_ends",
+        "score_against_truth", "turn_measures",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",

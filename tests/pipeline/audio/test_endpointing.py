@@ -16,17 +16,20 @@ from pydantic import ValidationError
 from pipeline.audio import (
     EndpointConfig,
     Endpointer,
+    EndpointEvent,
     FrameAssembler,
     SpeechEnd,
+    SpeechOnset,
+    SpeechOnsetDropped,
     SpeechStart,
 )
 from schemas import InvalidAudioError
 from tests.support.frames import CONFIG, FRAME, MS, frame_at, stream_slice
 
 
-def run(probabilities: list[float], config: EndpointConfig) -> list[SpeechStart | SpeechEnd]:
+def run(probabilities: list[float], config: EndpointConfig) -> list[EndpointEvent]:
     endpointer = Endpointer(config)
-    events: list[SpeechStart | SpeechEnd] = []
+    events: list[EndpointEvent] = []
     for index, probability in enumerate(probabilities):
         events += endpointer.push(frame_at(index), probability)
     return events + endpointer.flush()
@@ -40,6 +43,20 @@ def test_speech_starts_after_min_speech_and_reports_the_onset() -> None:
 
 
 def test_a_blip_shorter_than_min_speech_is_ignored() -> None:
+    assert run([0.0] * 5 + [0.9, 0.9] + [0.0] * 10, CONFIG) == []
+
+
+def test_onsets_report_the_first_frame_that_may_be_speech_and_drop_a_blip() -> None:
+    onsets = CONFIG.model_copy(update={"onsets": True})
+    blip = run([0.0] * 5 + [0.9, 0.9] + [0.0] * 10, onsets)
+    assert blip == [SpeechOnset(audio_ms=5 * MS), SpeechOnsetDropped(audio_ms=5 * MS)]
+    speech = run([0.0] * 10 + [0.9] * 20 + [0.0] * 10, onsets)
+    assert speech[:2] == [SpeechOnset(audio_ms=10 * MS), SpeechStart(audio_ms=10 * MS)]
+    assert isinstance(speech[-1], SpeechEnd) and len(speech) == 3
+    # a run the stream's end cuts short is dropped too (nothing is left held)
+    assert run([0.0] * 3 + [0.9], onsets) == [SpeechOnset(audio_ms=3 * MS),
+                                              SpeechOnsetDropped(audio_ms=3 * MS)]
+    # off by default: the same blip says nothing
     assert run([0.0] * 5 + [0.9, 0.9] + [0.0] * 10, CONFIG) == []
 
 

@@ -203,6 +203,24 @@ async def test_input_cleared_while_a_reply_is_held_resumes_it(event_log: EventLo
     await session.close()
 
 
+async def test_a_click_pauses_the_reply_for_a_moment_only(event_log: EventLog) -> None:
+    """Held at the first loud frame (before VAD could confirm speech); a run too short to
+    be speech plays the reply on at once, with no transcription and no turn."""
+    (llm, written), stt = _stalling(), ScriptedSTT("Wait.")
+    session = await LiveSession.open("bc-click", event_log, _engines(llm, stt), create=CONFIRMED)
+    turn = await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    audio = tone(0.1, True) + tone(0.5, False)  # 100 ms: under min_speech_ms
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    seen = await collect_until(session, "response.resumed")
+    held = [e for e in seen if e.type in HELD]
+    assert [e.type for e in held] == ["response.paused", "response.resumed"]
+    assert {e.turn_id for e in held} == {turn} and held[1].data.transcript == ""  # type: ignore[union-attr]
+    assert not stt.requests and session.responding
+    await session.close()
+
+
 async def test_immediate_is_the_old_rule(event_log: EventLog) -> None:
     (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
     session = await LiveSession.open("bc-now", event_log, _engines(llm, stt),
