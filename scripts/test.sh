@@ -28,7 +28,7 @@ if [ "$#" -gt 0 ]; then
   coverage+=(--cov-fail-under=0)
 fi
 set +e
-"$VENV/bin/python" -m pytest "${coverage[@]}" "$@"
+"$VENV/bin/python" -m pytest "${coverage[@]}" --durations=15 "$@"  # the slowest: where the minutes go
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

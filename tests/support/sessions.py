@@ -1,9 +1,12 @@
 """A live session's parts for the tests that drive one without HTTP: its engines (scripted,
-with a fixed transcript) and the reply they give."""
+with a fixed transcript), the reply they give, and its events read as a client reads them."""
 
 from __future__ import annotations
 
-from pipeline.session import SessionEngines
+import weakref
+
+from pipeline.session import LiveSession, SessionEngines
+from schemas import Event
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 
 REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
@@ -16,3 +19,24 @@ def engines(llm: ScriptedLLM | None = None, tts: ScriptedTTS | None = None) -> S
         stt=ScriptedSTT(),
         vad=EnergyVAD(),
     )
+
+
+#: per session, the last event id a test has read (collect_until goes on from there)
+_read_up_to: weakref.WeakKeyDictionary[LiveSession, str | None] = weakref.WeakKeyDictionary()
+
+
+async def collect_until(session: LiveSession, *types: str) -> list[Event]:
+    """The session's events as a reader of its log gets them, from where the previous call
+    stopped (at first, the start of the log) up to the first of ``types``."""
+    seen: list[Event] = []
+    tail = session.log.tail(session.session_id, _read_up_to.get(session))
+    try:
+        async for event in tail:
+            seen.append(event)
+            if event.type in types:
+                break
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]
+    if seen:
+        _read_up_to[session] = seen[-1].id
+    return seen

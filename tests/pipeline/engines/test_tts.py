@@ -98,11 +98,18 @@ async def test_piper_speaks_english_sentences(piper: PiperSynthesizer) -> None:
 
 @pytest.mark.models
 @needs_piper
-async def test_piper_speed_shortens_audio(piper: PiperSynthesizer) -> None:
-    text = ENGLISH[1]
-    normal = await collect(piper.synthesize(SynthesisRequest(text=text, speed=1.0)))
-    fast = await collect(piper.synthesize(SynthesisRequest(text=text, speed=1.5)))
-    assert len(samples(fast)) < 0.85 * len(samples(normal))
+async def test_piper_speed_shortens_audio() -> None:
+    """1.5 times faster is about two thirds as long. The voice's duration noise off: with
+    it, one draw made the fast run 0.89 of the normal one, and the test flaked."""
+    piper = PiperSynthesizer(noise_scale=0.0, noise_w_scale=0.0, warmup=False)
+    await piper.load()
+    try:
+        text = ENGLISH[1]
+        normal = await collect(piper.synthesize(SynthesisRequest(text=text, speed=1.0)))
+        fast = await collect(piper.synthesize(SynthesisRequest(text=text, speed=1.5)))
+    finally:
+        await piper.close()
+    assert len(samples(fast)) < 0.8 * len(samples(normal))
 
 
 @pytest.mark.models

@@ -17,10 +17,9 @@ from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
 from pipeline.session.backchannel import BACKCHANNEL_WORDS, MAX_BACKCHANNEL_WORDS, is_backchannel
 from schemas import Event, ResponseAudioChunk, SessionSettings
-from tests.pipeline.session.test_session import collect_until
 from tests.support.audio_fixtures import tone
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
-from tests.support.sessions import REPLY
+from tests.support.sessions import REPLY, collect_until
 
 
 @pytest.mark.parametrize("text", [

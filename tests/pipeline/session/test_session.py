@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-import weakref
 from collections import deque
 
 import pytest
@@ -37,7 +36,7 @@ from schemas import (
 )
 from tests.support.audio_fixtures import tone
 from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
-from tests.support.sessions import REPLY, engines
+from tests.support.sessions import REPLY, collect_until, engines
 
 pytestmark = pytest.mark.redis
 
@@ -62,27 +61,6 @@ def decoded_samples(fmt: AudioFormat, payload: bytes, rate: int) -> int:
     if fmt is AudioFormat.PCM16:
         return len(payload) // 2
     return len(decode_audio(payload, sample_rate=rate)) // 2
-
-
-#: per session, the last event id a test has read (collect_until goes on from there)
-_read_up_to: weakref.WeakKeyDictionary[LiveSession, str | None] = weakref.WeakKeyDictionary()
-
-
-async def collect_until(session: LiveSession, *types: str) -> list[Event]:
-    """The session's events as a reader of its log gets them, from where the previous call
-    stopped (at first, the start of the log) up to the first of ``types``."""
-    seen: list[Event] = []
-    tail = session.log.tail(session.session_id, _read_up_to.get(session))
-    try:
-        async for event in tail:
-            seen.append(event)
-            if event.type in types:
-                break
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]
-    if seen:
-        _read_up_to[session] = seen[-1].id
-    return seen
 
 
 async def test_text_turn_events_are_the_log(event_log: EventLog) -> None:

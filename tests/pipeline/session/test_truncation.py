@@ -17,9 +17,8 @@ from schemas import (
     ResponseTruncated,
     SessionSettings,
 )
-from tests.pipeline.session.test_session import collect_until
 from tests.support.engines import RecordingLLM, ScriptedTTS
-from tests.support.sessions import engines
+from tests.support.sessions import collect_until, engines
 
 pytestmark = pytest.mark.redis
 
