@@ -90,6 +90,8 @@ class TurnState(BaseModel):
                 return
             end = self.audio_ms + len(data.audio) * 1000 // (2 * data.sample_rate)
         self.audio_ms = max(self.audio_ms, end)
+        if self.audio_started_ts is None:
+            self.audio_started_ts = chunk.ts
         index = data.sentence_index
         self.sentence_ends_ms[index] = max(self.sentence_ends_ms.get(index, 0), end)
 
@@ -139,7 +141,6 @@ class SessionState(BaseModel):
                 turn.audio_chunks += 1
                 if turn.status == "responding":
                     turn._add_audio(event)
-                    turn.audio_started_ts = turn.audio_started_ts or event.ts
             case ResponseDone() if turn is not None:
                 turn.assistant_text = event.data.text
                 turn.status = "completed" if event.data.status == "completed" else "failed"

@@ -31,7 +31,7 @@ from typing import Any
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechStart, resample_pcm16, segment_speech
 from pipeline.engines import TurnDetector, VoiceActivityDetector
 from pipeline.session.speech_input import session_endpoint
-from pipeline.session.turn_judge import TurnJudge
+from pipeline.session.turn_judge import TurnJudge, turn_detection
 from schemas import Event, InputAudio, SessionSettings, SpeechStopped
 
 __all__ = [
@@ -51,6 +51,8 @@ _TAIL_MS = 11_000
 #: restarted the session's clock): laid end to end with this much silence
 _RESTART_GAP_MS = 1000
 _CHUNK = RATE // 10 * 2  # 100 ms of PCM16
+#: the endpointing a log without start_ms was cut with: its post-padding places the audio
+_DEFAULT = EndpointConfig(sample_rate=RATE)
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,8 @@ def logged_input(session_id: str, events: Sequence[Event]) -> LoggedInput | None
             if start is None:  # an older log: from where speech stopped, padding included
                 if stop is None:
                     continue
-                start = max(0, stop.data.audio_ms + min(200, stop.data.silence_ms or 0)
-                            - data.duration_ms)
+                padding = min(_DEFAULT.post_padding_ms, stop.data.silence_ms or 0)
+                start = max(0, stop.data.audio_ms + padding - data.duration_ms)
             if start + offset < reached:
                 offset = reached + _RESTART_GAP_MS - start
             pcm = data.audio if data.sample_rate == RATE else resample_pcm16(
@@ -128,9 +130,9 @@ async def replay_turn_ends(
     (and where it heard speech start). ``turn_detection`` ``smart`` (or unset) judges with
     ``turn`` when one is given; the VAD must be loaded and take 16 kHz."""
     judge = None
-    if turn is not None and settings.turn_detection != "silence":
+    if turn is not None and turn_detection(settings, turn) == "smart":
         judge = TurnJudge(turn, lambda: settings, RATE, name=logged.session_id)
-    config = session_endpoint(base or EndpointConfig(sample_rate=RATE), settings,
+    config = session_endpoint(base or _DEFAULT, settings,
                               judge is not None)
 
     async def chunks() -> AsyncIterator[bytes]:

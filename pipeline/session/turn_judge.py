@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Literal
 
 from pipeline.audio import SpeechPause, resample_pcm16
 from pipeline.engines import TurnDetector
 from schemas import SessionSettings
 
-__all__ = ["TurnJudge"]
+__all__ = ["TurnJudge", "turn_detection"]
 
 logger = logging.getLogger(__name__)
+
+
+def turn_detection(
+    settings: SessionSettings, detector: TurnDetector | None
+) -> Literal["silence", "smart"]:
+    """What ends a session's turns: ``smart`` needs an end-of-turn model (settings asking
+    for it where there is none are refused when made), and is the default where there is
+    one."""
+    if detector is None:
+        return "silence"
+    return settings.turn_detection or "smart"
 
 
 class TurnJudge:

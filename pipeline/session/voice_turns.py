@@ -33,7 +33,6 @@ first chunk's time plus its length). Input cleared while a reply is held resumes
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause
 from pipeline.session.admission import Permit
@@ -44,7 +43,7 @@ from pipeline.session.engines import SessionEngines
 from pipeline.session.responder import Responder
 from pipeline.session.speculation import Speculation
 from pipeline.session.speech_input import SpeechInput, session_endpoint, utterance_events
-from pipeline.session.turn_judge import TurnJudge
+from pipeline.session.turn_judge import TurnJudge, turn_detection
 from schemas import (
     ErrorCode,
     EventBase,
@@ -143,7 +142,7 @@ class VoiceTurns:
                     code=ErrorCode.UNSUPPORTED_FORMAT,
                 )
             settings = self._emitter.state.settings
-            smart = self.detection(settings) == "smart"
+            smart = turn_detection(settings, self._engines.turn) == "smart"
             self._judge = None
             if smart:
                 assert self._engines.turn is not None
@@ -163,13 +162,6 @@ class VoiceTurns:
             )
         return self.audio
 
-    def detection(self, settings: SessionSettings) -> Literal["silence", "smart"]:
-        """What ends this session's turns: ``smart`` needs the Gateway's end-of-turn model
-        (settings asking for it elsewhere are refused when made)."""
-        if self._engines.turn is None:
-            return "silence"
-        return settings.turn_detection or "smart"
-
     # ---- what the speech input heard ------------------------------------------------
 
     async def _onset(self, audio_ms: int, dropped: bool) -> None:
@@ -184,9 +176,7 @@ class VoiceTurns:
         reply = self._reply_over() if self.held is None else None
         if reply is not None:
             self.held = self._tentative = reply
-            await self._emitter.emit(ResponsePaused(
-                session_id=self.session_id, turn_id=reply,
-                data=ResponseHeldData(audio_ms=audio_ms)))
+            await self._paused_reply(reply, audio_ms)
 
     async def _speech_started(self, audio_ms: int) -> None:
         started = SpeechStarted(session_id=self.session_id,
@@ -198,9 +188,7 @@ class VoiceTurns:
         reply = self._reply_over()
         if reply is not None and self._emitter.state.settings.interruptions == "confirmed":
             self.held = reply  # judged at the speech's first pause and at its end
-            await self._emitter.emit(ResponsePaused(
-                session_id=self.session_id, turn_id=reply,
-                data=ResponseHeldData(audio_ms=audio_ms)), started)
+            await self._paused_reply(reply, audio_ms, started)
             return
         if self._responder.responding:  # barge-in: the user talks over the reply
             await self._responder.cancel("barge_in")
@@ -261,6 +249,11 @@ class VoiceTurns:
         return SpeechStopped(session_id=self.session_id, data=SpeechStoppedData(
             audio_ms=end.audio_ms, silence_ms=end.silence_ms, end_of_turn=self._verdict()))
 
+    async def _paused_reply(self, turn_id: str, audio_ms: int, *events: EventBase) -> None:
+        await self._emitter.emit(ResponsePaused(
+            session_id=self.session_id, turn_id=turn_id,
+            data=ResponseHeldData(audio_ms=audio_ms)), *events)
+
     async def _resumed_reply(self, turn_id: str, audio_ms: int, heard: str,
                              *events: EventBase) -> None:
         await self._emitter.emit(*events, ResponseResumed(
@@ -271,9 +264,7 @@ class VoiceTurns:
         self._verdict()
         if self._waved is not None:  # not only a backchannel after all: pause it again
             self.held, self._waved = self._waved, None
-            await self._emitter.emit(ResponsePaused(
-                session_id=self.session_id, turn_id=self.held,
-                data=ResponseHeldData(audio_ms=audio_ms)))
+            await self._paused_reply(self.held, audio_ms)
         await self._responder.speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
