@@ -42,17 +42,26 @@ Times are stream times in milliseconds since the first sample pushed. Frames may
 size (the accounting is per sample), though Silero wants 512 samples at 16 kHz;
 :class:`~pipeline.audio.framing.FrameAssembler` cuts a socket's arbitrary chunks into
 such frames.
-:mod:`pipeline.audio.segmenting` runs all of it over async audio streams.
+:mod:`pipeline.audio.segmenting` runs all of it over async audio streams; the events it
+reports are :mod:`pipeline.audio.speech_events`'.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.audio.speech_events import (
+    EndpointEvent,
+    SpeechEnd,
+    SpeechOnset,
+    SpeechOnsetDropped,
+    SpeechPause,
+    SpeechResume,
+    SpeechStart,
+)
 from schemas import InvalidAudioError
 
 __all__ = [
@@ -113,96 +122,6 @@ class EndpointConfig(BaseModel):
 
     def samples(self, ms: float) -> int:
         return round(ms * self.sample_rate / 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStart:
-    """Speech was confirmed; ``audio_ms`` is where it began (not when it was confirmed)."""
-
-    audio_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechOnset:
-    """A frame at ``audio_ms`` may start speech: confirmed by a :class:`SpeechStart` at the
-    same ``audio_ms`` once it lasted ``min_speech_ms``, or dropped (``onsets`` only)."""
-
-    audio_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechOnsetDropped:
-    """The run that began at ``audio_ms`` ended before ``min_speech_ms``: no speech."""
-
-    audio_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechEnd:
-    """An utterance ended.
-
-    ``audio_ms`` is where speech stopped; ``audio`` is PCM16 mono from ``start_ms`` (the
-    onset minus padding) to the offset plus padding; ``duration_s`` is its length.
-    ``reason`` is ``silence`` normally, ``max_length`` for a forced cut and ``flush`` when
-    the stream ended mid-speech.
-    """
-
-    audio_ms: int
-    audio: bytes
-    duration_s: float
-    start_ms: int
-    reason: Literal["silence", "max_length", "flush"] = "silence"
-    #: the silence heard after ``audio_ms`` when the end was decided (0 for a forced cut
-    #: mid-speech): ``audio_ms + silence_ms`` is where in the stream the turn ended
-    silence_ms: int = 0
-
-    def __repr__(self) -> str:  # keep the audio out of logs
-        return (
-            f"SpeechEnd(audio_ms={self.audio_ms}, duration_s={self.duration_s:.3f}, "
-            f"start_ms={self.start_ms}, reason={self.reason!r}, silence_ms={self.silence_ms})"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechPause:
-    """Speech stopped at ``audio_ms`` and silence has lasted ``pause_ms``: the utterance is
-    probably over. ``start_ms`` is what its :class:`SpeechEnd` will carry if no speech
-    follows before ``min_silence_ms``, and ``audio`` the beginning of that end's audio: all
-    of it, or all but the part of the post-padding still to come (``end_bytes`` long in
-    all: :meth:`covered_by`)."""
-
-    audio_ms: int
-    audio: bytes
-    duration_s: float
-    start_ms: int
-    #: the length of the audio its SpeechEnd will carry if the silence goes on
-    end_bytes: int
-
-    def covered_by(self, end: SpeechEnd) -> bool:
-        """``end`` is the utterance this pause saw: the same onset and offset, and audio that
-        begins with this pause's, longer by at most the post-padding still to come (audio
-        cut later, by a commit or a forced cut, may hold soft speech the pause never heard:
-        below the detector's threshold, yet words)."""
-        return (
-            (end.audio_ms, end.start_ms) == (self.audio_ms, self.start_ms)
-            and len(end.audio) <= self.end_bytes
-            and end.audio.startswith(self.audio)
-        )
-
-    def __repr__(self) -> str:
-        return f"SpeechPause(audio_ms={self.audio_ms}, duration_s={self.duration_s:.3f})"
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechResume:
-    """Speech came back at ``audio_ms`` after a :class:`SpeechPause`: the utterance goes on."""
-
-    audio_ms: int
-
-
-EndpointEvent = (
-    SpeechStart | SpeechEnd | SpeechPause | SpeechResume | SpeechOnset | SpeechOnsetDropped
-)
 
 
 class Endpointer:
