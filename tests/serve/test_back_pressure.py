@@ -20,9 +20,13 @@ from voxline.client import VoxlineClient
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 
-# long enough that the turns overlap at the LLM stage even when its first replies come
-# fast (with 24 tokens, on a quiet machine, early turns ended before the last arrived)
-SHORT = {"temperature": 0.0, "max_tokens": 64, "seed": 1}
+# Every reply runs to max_tokens: a count to a thousand, greedy, never ends sooner. With
+# "Count to {i}." the first turns' replies ("1, 2.") ended before the last turns reached
+# the LLM stage, freeing places, and no turn was refused (a flaky failure, stop 30).
+# 96 tokens take seconds on the CPU profile's four parallel sequences, far longer than
+# the turns take to arrive.
+LONG = {"temperature": 0.0, "max_tokens": 96, "seed": 1}
+PROMPT = "Count from {i} to 1000, one number per line, with no other words."
 
 
 async def test_llm_back_pressure_reaches_clients_as_overloaded(
@@ -35,7 +39,7 @@ async def test_llm_back_pressure_reaches_clients_as_overloaded(
     assert turns > places
 
     async def chat(i: int) -> list[tuple[str, dict[str, Any]]]:
-        return [m async for m in client.chat_stream(f"Count to {i}.", sampling=SHORT)]
+        return [m async for m in client.chat_stream(PROMPT.format(i=i + 1), sampling=LONG)]
 
     results = await asyncio.wait_for(asyncio.gather(*(chat(i) for i in range(turns))), 600)
     refused = [r for r in results if any(
