@@ -91,6 +91,12 @@ class TranscriptionRequest(BaseModel):
     word_timestamps: bool = False
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    quick: bool = Field(
+        default=False,
+        description="a judgement of a few words (the speech over a held reply), wanted "
+        "fast: the engine may trade a little accuracy for time (faster-whisper encodes a "
+        "shorter window than Whisper's 30 s); engines without such a trade ignore it",
+    )
 
 
 class TranscriptSegment(BaseModel):

@@ -33,6 +33,14 @@ at once, after its batch. Why off: Whisper pads every utterance to 30 s, so the 
 which batching cannot cheapen, is most of the cost, and the decoder's share that it can
 is a few per cent of a turn on two cores, while every item of a batch waits for the
 whole batch (``loadtests/bench_stt_batch.py`` has the figures).
+
+Quick requests (``TranscriptionRequest.quick``: the few words said over a held reply,
+which stays silent until they are judged). Whisper pads everything to 30 s and the
+encoder's cost follows the window, so a short quick request is decoded as a voice turn is
+(one window's tokens) but padded to ``quick_window_s`` only (15 s: about a third of the
+time, judged as well; see :data:`QUICK_WINDOW_S`), never batched, with its tokens bounded
+by its length. A short window makes Whisper loop on a word now and then; such a transcript
+is decoded again in the full window.
 """
 
 from __future__ import annotations
@@ -89,6 +97,16 @@ class _Utterance:
 #: defaults of the batching options (see loadtests/bench_stt_batch.py for the figures)
 BATCH_MAX_ITEMS = 1
 BATCH_WAIT_MS = 0.0
+#: Whisper base on two cores, the turn-taking benchmark's overlap corpus (27 sounds of
+#: ~1 s, two seeds), judged backchannel or not: a 15 s window took ~460 ms a call against
+#: ~1,285 ms for 30 s, and judged as well (2 wrong of 27 each seed; 30 s: 3 and 2). At
+#: 10 s, ~345 ms but 4 and 6 wrong (a cough heard as "I'm sorry."); at 5 s words repeat
+#: ("Stop. Stop. Stop. ..."); tiny.en, weaker, mishears more at 10 s than at 15 s
+QUICK_WINDOW_S = 15.0
+#: a quick request's tokens at most: its prompt and timestamps, and far more words a
+#: second than anyone speaks (a looping decoder stops there)
+_QUICK_TOKENS = 24
+_QUICK_TOKENS_PER_S = 12
 
 
 class FasterWhisperOptions(WhisperModelOptions):
@@ -116,6 +134,26 @@ class FasterWhisperOptions(WhisperModelOptions):
         le=200.0,
         description="how long an utterance waits for others to share its call; 0: only "
         "those that queued behind a running call share it",
+    )
+    quick_window_s: float = Field(
+        default=QUICK_WINDOW_S,
+        ge=5.0,
+        le=_WINDOW_S,
+        description="the window a quick request (TranscriptionRequest.quick) is encoded in, "
+        "when its audio fits: the encoder's cost is about proportional to it; 30: "
+        "Whisper's own window (quick requests as any other)",
+    )
+
+
+def _one_window(request: TranscriptionRequest, window_s: float) -> bool:
+    """Short enough for one window of ``window_s`` (the feature extractor pads the audio),
+    greedy, no prompt, no word timestamps: decodable as one window's tokens."""
+    seconds = len(request.audio) / 2 / request.sample_rate
+    return (
+        seconds <= window_s - 0.5
+        and request.temperature == 0
+        and not request.prompt
+        and not request.word_timestamps
     )
 
 
@@ -223,6 +261,13 @@ class FasterWhisperTranscriber(Transcriber):
         check_sample_rate(request.sample_rate)  # cheap checks here, conversion in the worker
         check_pcm16(request.audio)
         language = self._language(request.language)
+        if language is not None and self._quick(request):
+            # alone, never batched: a batch's encodings must be of one window's length
+            quick = await self._run_window(_Utterance(request, language))
+            if quick is not None:
+                for segment in quick:
+                    yield segment
+                return
         if language is not None and self._batchable(request):
             for segment in await self._submit(_Utterance(request, language)):
                 yield segment
@@ -238,14 +283,39 @@ class FasterWhisperTranscriber(Transcriber):
 
     def _batchable(self, request: TranscriptionRequest) -> bool:
         """A voice turn: short, greedy, no prompt, no word timestamps (language known)."""
-        seconds = len(request.audio) / 2 / request.sample_rate
-        return (
-            self.options.batch_max_items > 1
-            and seconds <= _WINDOW_S - 0.5  # the feature extractor pads: stay in one window
-            and request.temperature == 0
-            and not request.prompt
-            and not request.word_timestamps
-        )
+        return self.options.batch_max_items > 1 and _one_window(request, _WINDOW_S)
+
+    def _quick(self, request: TranscriptionRequest) -> bool:
+        """A quick judgement that fits the quick window, decoded as a voice turn is."""
+        window = self.options.quick_window_s
+        return request.quick and window < _WINDOW_S and _one_window(request, window)
+
+    async def _run_window(self, utterance: _Utterance) -> list[TranscriptSegment] | None:
+        """One quick request in its short window, on the worker thread; None when the
+        decoder looped (a short window makes Whisper repeat a word now and then: "m m m
+        ..."), found as Whisper finds it, by the text's compression ratio: the request
+        then takes the usual path. The tokens are bounded by the audio's length, so a
+        loop costs little."""
+        o = self.options
+        seconds = len(utterance.request.audio) / 2 / utterance.request.sample_rate
+        tokens = _QUICK_TOKENS + round(_QUICK_TOKENS_PER_S * seconds)
+        try:
+            [result] = await self._worker.call(
+                lambda: self._batch_sync([utterance], o.quick_window_s, tokens))
+        except VoxlineError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from exc
+        if isinstance(result, BaseException):
+            raise result
+        from faster_whisper.transcribe import get_compression_ratio
+
+        text = " ".join(segment.text for segment in result)
+        if text and get_compression_ratio(text) > o.compression_ratio_threshold:
+            logger.info("faster-whisper: a quick request looped (%r...); the full window",
+                        text[:40])
+            return None
+        return result
 
     async def _submit(self, utterance: _Utterance) -> list[TranscriptSegment]:
         loop = asyncio.get_running_loop()
@@ -284,9 +354,11 @@ class FasterWhisperTranscriber(Transcriber):
             self._batches_running -= 1
 
     def _batch_sync(
-        self, items: Sequence[_Utterance]
+        self, items: Sequence[_Utterance], window_s: float = _WINDOW_S,
+        max_length: int | None = None,
     ) -> list[list[TranscriptSegment] | BaseException]:
-        """Transcribe short utterances with one encode and one generate (worker thread).
+        """Transcribe short utterances with one encode and one generate (worker thread),
+        each padded to ``window_s``, at most ``max_length`` tokens each (the model's).
 
         An item whose audio cannot be read fails alone; a failing model call raises, and
         the batcher retries the items one by one."""
@@ -306,7 +378,8 @@ class FasterWhisperTranscriber(Transcriber):
                     continue  # silence: nothing, as the streaming path
                 features = model.feature_extractor(audio)
                 frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
-                windows.append(pad_or_trim(features[:, :frames]))
+                window = round(window_s / model.feature_extractor.time_per_frame)
+                windows.append(pad_or_trim(features[:, :frames], window))
                 tokenizer = Tokenizer(
                     model.hf_tokenizer,
                     model.model.is_multilingual,
@@ -341,7 +414,7 @@ class FasterWhisperTranscriber(Transcriber):
             length_penalty=1.0,
             repetition_penalty=1.0,
             no_repeat_ngram_size=0,
-            max_length=model.max_length,
+            max_length=min(max_length or model.max_length, model.max_length),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

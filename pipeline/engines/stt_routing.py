@@ -88,6 +88,11 @@ class LanguageRoutingTranscriberOptions(BaseModel):
         description="every faster-whisper route's batch_wait_ms (how long an utterance "
         "waits for company); unset: the engine's default",
     )
+    quick_window_s: float | None = Field(
+        default=None, ge=5.0, le=30.0,
+        description="every faster-whisper route's quick_window_s (the window a quick "
+        "judgement is encoded in; 30: Whisper's own); unset: the engine's default",
+    )
 
 
 def _label(engine: Transcriber) -> str:
@@ -123,7 +128,8 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
         batching = {
             name: value
             for name, value in (("batch_max_items", o.batch_max_items),
-                                ("batch_wait_ms", o.batch_wait_ms))
+                                ("batch_wait_ms", o.batch_wait_ms),
+                                ("quick_window_s", o.quick_window_s))
             if value is not None
         }
 
@@ -138,7 +144,7 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
                 from pipeline.engines.registry import create_engine
 
                 options = {**o.engine_options, **engine.options}
-                if engine.engine == "faster-whisper":  # the batching shortcuts
+                if engine.engine == "faster-whisper":  # the shortcuts
                     options = {**batching, **options}
                 created = create_engine("stt", engine.engine, options)
                 assert isinstance(created, Transcriber)  # create_engine checked the stage

@@ -7,10 +7,11 @@ starts over it and asks this module, once the speech has been transcribed, wheth
 resume it.
 
 The test is lexical and deliberately narrow: every word must be a backchannel word (the
-short acknowledgements of English and German, with Whisper's usual spellings of them),
-and at most a few of them. Speech with no words at all (a cough, a noise, breathing that
-VAD took for speech) is no interruption either. Anything else interrupts: a reply that
-resumes over a real question is worse than one that stops for a backchannel.
+short acknowledgements of English and German, with Whisper's usual spellings of them,
+or a hum spelt any way of m's and h's: "M-M-M.", "Mmmhmm"), and at most a few of them.
+Speech with no words at all (a cough, a noise, breathing that VAD took for speech) is no
+interruption either. Anything else interrupts: a reply that resumes over a real question
+is worse than one that stops for a backchannel.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ BACKCHANNEL_WORDS: frozenset[str] = frozenset({
 MAX_BACKCHANNEL_WORDS = 4
 
 _WORD = re.compile(r"[\w'-]+")
+#: a hum: only m's and h's, at least one m, hyphens between ("m-m-m", "mmmhmm", "hm-hm")
+_HUM = re.compile(r"[mh]*m[mh]*(?:-[mh]+)*")
 
 
 def is_backchannel(text: str) -> bool:
@@ -41,4 +44,4 @@ def is_backchannel(text: str) -> bool:
     words = [w for w in words if w]
     if len(words) > MAX_BACKCHANNEL_WORDS:
         return False
-    return all(w in BACKCHANNEL_WORDS for w in words)
+    return all(w in BACKCHANNEL_WORDS or _HUM.fullmatch(w) for w in words)

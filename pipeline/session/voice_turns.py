@@ -210,11 +210,12 @@ class VoiceTurns:
 
     async def _backchannel(self, audio: bytes, duration_s: float, sample_rate: int) -> str | None:
         """What the speech over a held reply said when it was a backchannel (or no words:
-        a cough, a noise), else None: an interruption. A failed transcription interrupts."""
+        a cough, a noise), else None: an interruption. A failed transcription interrupts.
+        The transcription is a quick one: the reply stays silent until it is done."""
         if duration_s * 1000 > self._emitter.state.settings.backchannel_max_ms:
             return None
         try:
-            text = await self._responder.source.transcribe(audio, sample_rate)
+            text = await self._responder.source.transcribe(audio, sample_rate, quick=True)
         except Exception:
             logger.warning("session %s: could not transcribe the speech over a reply; it "
                            "interrupts", self.session_id, exc_info=True)

@@ -25,6 +25,7 @@ from tests.support.sessions import REPLY, collect_until
 @pytest.mark.parametrize("text", [
     "Mm-hmm.", "Uh-huh", "yeah, yeah", "Right.", "Okay!", "I see.", "Got it", "Ja, genau.",
     "", "  ...  ",  # no words: a cough or a noise
+    "M-M-M.", "Mmmhmm", "hm-hm-hm",  # a hum as Whisper spells one now and then
 ])
 def test_backchannels(text: str) -> None:
     assert is_backchannel(text)
@@ -34,6 +35,7 @@ def test_backchannels(text: str) -> None:
     "Wait.", "Stop!", "What about Rome?", "Yeah, but what about Rome?", "No.",
     "yeah yeah yeah yeah yeah",  # more than a listener says in passing
     "Thank you.",  # Whisper's favourite hallucination is not waved through
+    "Uh-uh.", "M-M-A", "h",  # "no"; a hum with another letter; not a hum
 ])
 def test_interruptions(text: str) -> None:
     assert not is_backchannel(text)
@@ -111,6 +113,7 @@ async def test_a_backchannel_pauses_the_reply_and_it_resumes(event_log: EventLog
     assert _chunks(seen) == list(range(len(_chunks(seen))))
     assert seen[-1].data.status == "completed"  # type: ignore[union-attr]
     assert len(stt.requests) == 1  # the backchannel's transcript only: no turn was made
+    assert stt.requests[0].quick  # a judgement: the reply is silent until it is done
     assert list(session.state.turns) == [turn]
     await session.close()
 

@@ -1,0 +1,128 @@
+"""faster-whisper's quick requests: a few words in a short window (real tiny.en).
+
+The speech over a held reply is judged with ``TranscriptionRequest.quick``: the engine
+encodes it padded to ``quick_window_s`` instead of Whisper's 30 s. Here: the words are the
+ones the full window gives, the encoder is handed the short window, and what does not fit
+it (or is not greedy and plain) takes the usual path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pipeline.engines import create_engine, transcript_text
+from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+from schemas import TranscriptionRequest
+from tests.support.audio_fixtures import piper_pcm16
+
+pytestmark = pytest.mark.models
+
+SHORT = ("Wait.", "Hold on, what about Rome?", "Okay.", "Tell me about Berlin instead.")
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[FasterWhisperTranscriber]:
+    engine = create_engine("stt", "faster-whisper", {"model": "whisper-tiny.en", "cpu_threads": 2})
+    assert isinstance(engine, FasterWhisperTranscriber)
+    engine.load_sync()
+    yield engine
+    asyncio.run(engine.close())
+
+
+@pytest.fixture
+def windows(engine: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return spy_windows(engine, monkeypatch)
+
+
+def spy_windows(engine: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The frames of every window the encoder is handed, streaming path or not."""
+    seen: list[int] = []
+    model = engine._model
+    encode = model.encode
+
+    def spy(features: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(int(features.shape[-1]))
+        return encode(features, *args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", spy)
+    return seen
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+async def text_of(engine: FasterWhisperTranscriber, pcm: bytes, **kwargs: Any) -> str:
+    request = TranscriptionRequest(audio=pcm, sample_rate=RATE, **kwargs)
+    return transcript_text([s async for s in engine.transcribe(request)])
+
+
+async def test_a_quick_request_says_what_the_full_window_says(
+    engine: FasterWhisperTranscriber, windows: list[int]
+) -> None:
+    for text in SHORT:
+        pcm = piper_pcm16(text)
+        windows.clear()
+        quick = await text_of(engine, pcm, quick=True)
+        assert windows == [1500], text  # 15 s of 10 ms frames
+        full = await text_of(engine, pcm)
+        assert windows[1:] == [3000], text
+        assert words(quick) == words(full) == words(text), (quick, full)
+
+
+async def test_what_does_not_fit_the_quick_window_takes_the_usual_path(
+    engine: FasterWhisperTranscriber, windows: list[int]
+) -> None:
+    clip = piper_pcm16(SHORT[1])
+    long_pcm = clip + bytes(RATE * 2 * 14)  # over the window with its half-second margin
+    assert words(await text_of(engine, long_pcm, quick=True)) == words(SHORT[1])
+    assert windows == [3000]
+    for kwargs in ({"prompt": "Rome."}, {"temperature": 0.5}, {"word_timestamps": True}):
+        windows.clear()
+        assert await text_of(engine, clip, quick=True, **kwargs)
+        assert windows and set(windows) == {3000}, kwargs
+
+
+async def test_quick_requests_of_silence_give_nothing_and_a_full_window_option_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=2, warmup=False,
+                                      quick_window_s=30)
+    await engine.load()
+    windows = spy_windows(engine, monkeypatch)
+    try:
+        assert await text_of(engine, bytes(RATE * 2), quick=True) == ""
+        assert windows == []  # silence: no model call
+        clip = piper_pcm16(SHORT[0])
+        assert words(await text_of(engine, clip, quick=True)) == words(SHORT[0])
+        assert windows and set(windows) == {3000}
+    finally:
+        await engine.close()
+
+
+async def test_a_looping_quick_decode_is_done_again_in_the_full_window(
+    engine: FasterWhisperTranscriber, windows: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whisper in a short window repeats a word now and then ("m m m m ..."): such a
+    transcript (found by its compression ratio, as Whisper finds its loops) is not
+    returned; the request is decoded again the usual way."""
+    clip = piper_pcm16(SHORT[0])
+    run = engine._batch_sync
+    lengths: list[int | None] = []
+
+    def looping(items: Any, window_s: float = 30.0, max_length: int | None = None) -> Any:
+        lengths.append(max_length)
+        [result] = run(items, window_s, max_length)
+        assert isinstance(result, list)
+        return [[s.model_copy(update={"text": "m " * 40}) for s in result]]
+
+    monkeypatch.setattr(engine, "_batch_sync", looping)
+    assert words(await text_of(engine, clip, quick=True)) == words(SHORT[0])
+    assert windows == [1500, 3000]
+    assert lengths[0] is not None and lengths[0] < 40  # the loop was bounded: ~1 s of audio
