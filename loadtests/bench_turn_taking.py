@@ -54,6 +54,8 @@ CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
       for ms in (300, 500, 800, 1200, 1600)),
     *((f"smart {ms}", {"turn_detection": "smart", "turn_complete_ms": ms})
       for ms in (150, 250, 400)),
+    ("smart 250 + text", {"turn_detection": "smart", "turn_complete_ms": 250,
+                          "turn_text_cues": True}),
 )
 #: items at most, and seconds at most per item (bounded loops)
 MAX_ITEMS = 200
@@ -181,6 +183,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the corpus's seed")
     parser.add_argument("--limit", type=int, help=f"items at most per half (≤ {MAX_ITEMS})")
     parser.add_argument("--part", choices=("all", "end-of-turn", "barge-in"), default="all")
+    parser.add_argument("--config", action="append", default=[],
+                        help="only the end-of-turn configurations of these names (repeatable)")
     add_smoke_flag(parser)
     args = parser.parse_args()
     limit = min(args.limit or MAX_ITEMS, MAX_ITEMS)
@@ -189,6 +193,10 @@ def main() -> None:
         smoke_reports()
         # the scripted app has no end-of-turn model; one backchannel, one interruption
         limit, configs, barge_configs = 3, CONFIGS[1:2], BARGE_CONFIGS[1:]
+    if args.config:
+        configs = tuple(c for c in configs if c[0] in args.config)
+        if not configs:
+            parser.error(f"--config: one of {', '.join(name for name, _ in CONFIGS)}")
     if args.part == "barge-in":
         configs = ()
     if args.part == "end-of-turn":

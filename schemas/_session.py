@@ -97,6 +97,13 @@ class SessionSettings(BaseModel):
         description="smart turn detection: the silence that ends a turn judged unfinished "
         "(the longest pause a speaker may take mid-sentence)",
     )
+    turn_text_cues: bool = Field(
+        default=False,
+        description="smart turn detection: a pause the model judged complete is "
+        "transcribed (quickly), and a turn that reads unfinished (it stops on 'for', "
+        "'and', 'um', on 'Can you', on a trailing '...') waits for turn_incomplete_ms; "
+        "costs a transcription per such pause",
+    )
     turn_threshold: float = Field(
         default=0.5, gt=0.0, lt=1.0,
         description="smart turn detection: the end-of-turn probability at or above which a "

@@ -12,7 +12,8 @@ the same endpointer, VAD and end-of-turn model a live session uses
 called. Because the endpointer waits for each verdict before the next frame, the replay
 decides where a live session with those settings would have, to the VAD frame (the silence
 between utterances is replayed as zeros, so the VAD's state going into an utterance can
-differ slightly from the live one's).
+differ slightly from the live one's). Text cues (``turn_text_cues``) need a transcriber,
+which a replay does not run: it replays the end-of-turn model's verdicts alone.
 
 Measures (:func:`turn_measures`): the turns, the silence each waited (end of speech to the
 turn's end, p50/p95) and **continuations**: turn ends followed by more speech within

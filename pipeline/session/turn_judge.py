@@ -4,7 +4,10 @@ Smart turn detection (``turn_detection: smart``): at each pause of ``preemptive_
 the model hears the turn so far; a turn that sounds complete (``turn_threshold``) ends
 after ``turn_complete_ms`` of silence, one that does not only after ``turn_incomplete_ms``
 (the endpointer's own silence, so ``None``), and a failed verdict falls back to
-``end_of_speech_ms``. A live session (:mod:`pipeline.session.voice_turns`) and the replay
+``end_of_speech_ms``. With ``turn_text_cues``, a pause the model judged complete is
+transcribed too (a quick transcription), and a transcript that reads unfinished
+(:mod:`pipeline.session.turn_text`) makes it incomplete after all; a failed transcription
+leaves the model's verdict. A live session (:mod:`pipeline.session.voice_turns`) and the replay
 evaluation (:mod:`pipeline.session.evaluation`) both judge with this, so a replay decides
 exactly as the live session would have with the same settings.
 """
@@ -12,11 +15,12 @@ exactly as the live session would have with the same settings.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from pipeline.audio import SpeechPause, resample_pcm16
 from pipeline.engines import TurnDetector
+from pipeline.session.turn_text import sounds_unfinished
 from schemas import SessionSettings
 
 __all__ = ["TurnJudge", "turn_detection"]
@@ -40,15 +44,18 @@ class TurnJudge:
 
     ``settings`` is read at each pause (a session's may change between pauses);
     :attr:`verdict` is the latest pause's probability, ``None`` until one was judged or
-    after :meth:`take`.
+    after :meth:`take`. ``transcribe`` (PCM16 at ``input_rate`` to text) reads the text
+    cues; without it there are none, whatever the settings say.
     """
 
     def __init__(self, detector: TurnDetector, settings: Callable[[], SessionSettings],
-                 input_rate: int, *, name: str = "") -> None:
+                 input_rate: int, *, name: str = "",
+                 transcribe: Callable[[bytes, int], Awaitable[str]] | None = None) -> None:
         self.detector = detector
         self.settings = settings
         self.input_rate = input_rate
         self.name = name
+        self.transcribe = transcribe
         self.verdict: float | None = None
 
     async def __call__(self, pause: SpeechPause) -> int | None:
@@ -63,9 +70,21 @@ class TurnJudge:
                            "end_of_speech_ms", self.name, exc_info=True)
             self.verdict = None
             return settings.end_of_speech_ms
-        if self.verdict >= settings.turn_threshold:
+        if self.verdict >= settings.turn_threshold and not await self._reads_unfinished(
+                pause, settings):
             return settings.turn_complete_ms
         return None
+
+    async def _reads_unfinished(self, pause: SpeechPause, settings: SessionSettings) -> bool:
+        if not settings.turn_text_cues or self.transcribe is None:
+            return False
+        try:
+            text = await self.transcribe(pause.audio, self.input_rate)
+        except Exception:
+            logger.warning("%s: no transcript for the text cues; the model's verdict stands",
+                           self.name, exc_info=True)
+            return False
+        return sounds_unfinished(text, settings.language)
 
     def take(self) -> float | None:
         """The verdict, which is then forgotten (the utterance it judged has ended)."""

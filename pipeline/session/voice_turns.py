@@ -148,7 +148,8 @@ class VoiceTurns:
                 assert self._engines.turn is not None
                 self._judge = TurnJudge(
                     self._engines.turn, lambda: self._emitter.state.settings,
-                    settings.input_sample_rate, name=f"session {self.session_id}")
+                    settings.input_sample_rate, name=f"session {self.session_id}",
+                    transcribe=self._quick_transcript)
             self.audio = SpeechInput(
                 self._engines.vad,
                 session_endpoint(self._endpoint_config, settings, smart),
@@ -208,6 +209,9 @@ class VoiceTurns:
             return turn.turn_id
         return None
 
+    async def _quick_transcript(self, audio: bytes, sample_rate: int) -> str:
+        return await self._responder.source.transcribe(audio, sample_rate, quick=True)
+
     async def _backchannel(self, audio: bytes, duration_s: float, sample_rate: int) -> str | None:
         """What the speech over a held reply said when it was a backchannel (or no words:
         a cough, a noise), else None: an interruption. A failed transcription interrupts.
@@ -215,7 +219,7 @@ class VoiceTurns:
         if duration_s * 1000 > self._emitter.state.settings.backchannel_max_ms:
             return None
         try:
-            text = await self._responder.source.transcribe(audio, sample_rate, quick=True)
+            text = await self._quick_transcript(audio, sample_rate)
         except Exception:
             logger.warning("session %s: could not transcribe the speech over a reply; it "
                            "interrupts", self.session_id, exc_info=True)

@@ -167,6 +167,50 @@ async def test_a_thinking_pause_keeps_the_turn_with_smart_detection(event_log: E
 
 
 @redis
+@pytest.mark.parametrize(("heard", "turns"), [
+    ("I'd like to book a table for", 1),  # reads unfinished: the pause is kept
+    ("Book a table.", 2),  # reads finished: the model's verdict ends the turn
+])
+async def test_text_cues_keep_a_turn_the_model_heard_as_complete(
+    event_log: EventLog, heard: str, turns: int
+) -> None:
+    turn, stt = ScriptedTurn(0.9), ScriptedSTT(heard)
+    engines = _engines(turn)
+    engines = SessionEngines(llm=engines.llm, tts=engines.tts, stt=stt, vad=engines.vad,
+                             turn=turn)
+    settings = SessionSettings(auto_response=False, turn_text_cues=True)
+    session_id = f"smart-text-{turns}"
+    session = await LiveSession.open(session_id, event_log, engines, create=settings)
+    await _speak(session, tone(0.3, False) + tone(0.8, True) + tone(1.2, False)
+                 + tone(0.8, True) + tone(2.4, False))
+    stops = await _stops(event_log, session_id, turns)
+    assert all(stop.data.end_of_turn == 0.9 for stop in stops)
+    # each pause the model judged complete was read: a quick transcription of the turn so far
+    assert turn.heard and sum(r.quick for r in stt.requests) == len(turn.heard)
+    if turns == 1:
+        events = await event_log.read_all(session_id)
+        assert _audio_seconds(events, stops[0].turn_id) > 0.8 + 1.2 + 0.8
+        assert stops[0].data.silence_ms is not None and stops[0].data.silence_ms >= 2000
+    await session.close()
+
+
+@redis
+async def test_text_cues_are_off_unless_asked(event_log: EventLog) -> None:
+    turn, stt = ScriptedTurn(0.9), ScriptedSTT("I'd like to book a table for")
+    engines = _engines(turn)
+    engines = SessionEngines(llm=engines.llm, tts=engines.tts, stt=stt, vad=engines.vad,
+                             turn=turn)
+    session = await LiveSession.open("smart-no-text", event_log, engines,
+                                     create=SessionSettings(auto_response=False))
+    await _speak(session, tone(0.3, False) + tone(0.8, True) + tone(1.2, False)
+                 + tone(0.8, True) + tone(0.6, False))
+    first, second = await _stops(event_log, "smart-no-text", 2)
+    assert second.data.audio_ms > first.data.audio_ms + 1000  # the pause ended a turn
+    assert not any(r.quick for r in stt.requests)  # the turns' own transcripts only
+    await session.close()
+
+
+@redis
 async def test_silence_detection_is_one_setting_away(event_log: EventLog) -> None:
     turn = ScriptedTurn(0.1)
     settings = SessionSettings(auto_response=False, turn_detection="silence")
