@@ -93,9 +93,10 @@ class TranscriptionRequest(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     quick: bool = Field(
         default=False,
-        description="a judgement of a few words (the speech over a held reply), wanted "
-        "fast: the engine may trade a little accuracy for time (faster-whisper encodes a "
-        "shorter window than Whisper's 30 s); engines without such a trade ignore it",
+        description="a judgement of a few words (the speech over a held reply; a turn so "
+        "far read for text cues), wanted fast: the engine may trade a little accuracy "
+        "for time (faster-whisper encodes a shorter window than Whisper's 30 s); engines "
+        "without such a trade ignore it",
     )
 
 

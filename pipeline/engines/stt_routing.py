@@ -125,7 +125,7 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
         elif by_language is None:
             by_language = {"en": _ENGLISH}
         built: dict[str, Transcriber] = {}  # one instance per distinct route
-        batching = {
+        shortcuts = {
             name: value
             for name, value in (("batch_max_items", o.batch_max_items),
                                 ("batch_wait_ms", o.batch_wait_ms),
@@ -145,7 +145,7 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
 
                 options = {**o.engine_options, **engine.options}
                 if engine.engine == "faster-whisper":  # the shortcuts
-                    options = {**batching, **options}
+                    options = {**shortcuts, **options}
                 created = create_engine("stt", engine.engine, options)
                 assert isinstance(created, Transcriber)  # create_engine checked the stage
                 built[key] = created

@@ -9,7 +9,8 @@ transcribed too (a quick transcription), and a transcript that reads unfinished
 (:mod:`pipeline.session.turn_text`) makes it incomplete after all; a failed transcription
 leaves the model's verdict. A live session (:mod:`pipeline.session.voice_turns`) and the replay
 evaluation (:mod:`pipeline.session.evaluation`) both judge with this, so a replay decides
-exactly as the live session would have with the same settings.
+exactly as the live session would have with the same settings (text cues aside: a replay
+runs no transcriber).
 """
 
 from __future__ import annotations
