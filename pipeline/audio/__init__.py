@@ -2,7 +2,8 @@
 
 :mod:`~pipeline.audio.pcm` converts and resamples raw samples (numpy, soxr);
 :mod:`~pipeline.audio.codec` decodes uploads and encodes replies (PyAV, imported lazily);
-:mod:`~pipeline.audio.endpointing` turns per-frame speech probabilities into utterances;
+:mod:`~pipeline.audio.endpointing` turns per-frame speech probabilities into utterances,
+reported as the records of :mod:`~pipeline.audio.speech_events`;
 :mod:`~pipeline.audio.segmenting` runs it, with a detector, over async audio streams;
 :mod:`~pipeline.audio.subtitles` writes transcripts as SRT or WebVTT.
 Nothing here knows about sessions, turns or engines.
@@ -15,17 +16,7 @@ from pipeline.audio.codec import (
     decode_audio,
     encode_audio,
 )
-from pipeline.audio.endpointing import (
-    EndpointConfig,
-    Endpointer,
-    EndpointEvent,
-    SpeechEnd,
-    SpeechOnset,
-    SpeechOnsetDropped,
-    SpeechPause,
-    SpeechResume,
-    SpeechStart,
-)
+from pipeline.audio.endpointing import EndpointConfig, Endpointer
 from pipeline.audio.framing import FrameAssembler
 from pipeline.audio.pcm import (
     FloatAudio,
@@ -45,6 +36,15 @@ from pipeline.audio.segmenting import (
     Judge,
     endpoint_stream,
     segment_speech,
+)
+from pipeline.audio.speech_events import (
+    EndpointEvent,
+    SpeechEnd,
+    SpeechOnset,
+    SpeechOnsetDropped,
+    SpeechPause,
+    SpeechResume,
+    SpeechStart,
 )
 from pipeline.audio.subtitles import to_srt, to_vtt
 

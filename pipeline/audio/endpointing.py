@@ -64,17 +64,7 @@ from pipeline.audio.speech_events import (
 )
 from schemas import InvalidAudioError
 
-__all__ = [
-    "EndpointConfig",
-    "EndpointEvent",
-    "Endpointer",
-    "SpeechEnd",
-    "SpeechOnset",
-    "SpeechOnsetDropped",
-    "SpeechPause",
-    "SpeechResume",
-    "SpeechStart",
-]
+__all__ = ["EndpointConfig", "Endpointer"]
 
 
 class EndpointConfig(BaseModel):

@@ -8,8 +8,8 @@ runs it over async streams, the way audio arrives from a socket:
   cuts the chunks into the detector's frames, asks it for each frame's probability and
   endpoints the pairs.
 
-Both yield :class:`~pipeline.audio.endpointing.SpeechStart` and
-:class:`~pipeline.audio.endpointing.SpeechEnd` in stream order; the end of the input
+Both yield :class:`~pipeline.audio.speech_events.SpeechStart` and
+:class:`~pipeline.audio.speech_events.SpeechEnd` in stream order; the end of the input
 flushes an utterance still open (``reason="flush"``). Closing the output early closes the
 detector.
 
@@ -24,7 +24,7 @@ utterance (the client pressed the button: it knows better), at most the last
 utterance since, there is nothing to commit.
 
 **Judged pauses.** With a ``judge`` (an end-of-turn model's verdict), each
-:class:`~pipeline.audio.endpointing.SpeechPause` is yielded, then judged before the next
+:class:`~pipeline.audio.speech_events.SpeechPause` is yielded, then judged before the next
 frame is endpointed: the judge returns the silence that ends this pause's silence
 (:meth:`~pipeline.audio.endpointing.Endpointer.end_silence_after`), or ``None`` to keep
 ``min_silence_ms``. Frames wait meanwhile, so where a turn ends depends on the audio and
@@ -40,14 +40,9 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaita
 from typing import Protocol
 
 from pipeline.aio import aclose_stream
-from pipeline.audio.endpointing import (
-    EndpointConfig,
-    Endpointer,
-    EndpointEvent,
-    SpeechEnd,
-    SpeechPause,
-)
+from pipeline.audio.endpointing import EndpointConfig, Endpointer
 from pipeline.audio.framing import FrameAssembler
+from pipeline.audio.speech_events import EndpointEvent, SpeechEnd, SpeechPause
 
 __all__ = ["Commit", "FrameDetector", "Judge", "endpoint_stream", "segment_speech"]
 
