@@ -299,13 +299,7 @@ class FasterWhisperTranscriber(Transcriber):
         o = self.options
         seconds = len(utterance.request.audio) / 2 / utterance.request.sample_rate
         tokens = _QUICK_TOKENS + round(_QUICK_TOKENS_PER_S * seconds)
-        try:
-            [result] = await self._worker.call(
-                lambda: self._batch_sync([utterance], o.quick_window_s, tokens))
-        except VoxlineError:
-            raise
-        except Exception as exc:
-            raise self._failure(exc) from exc
+        [result] = await self._run_batch([utterance], o.quick_window_s, tokens)
         if isinstance(result, BaseException):
             raise result
         from faster_whisper.transcribe import get_compression_ratio
@@ -340,12 +334,15 @@ class FasterWhisperTranscriber(Transcriber):
             raise
 
     async def _run_batch(
-        self, items: Sequence[_Utterance]
+        self, items: Sequence[_Utterance], window_s: float = _WINDOW_S,
+        max_length: int | None = None,
     ) -> list[list[TranscriptSegment] | BaseException]:
-        """One batch on the worker thread (never cancelled by a caller: the batcher's)."""
+        """One batch on the worker thread (the batcher's, never cancelled by a caller), or
+        one quick request in its short window (:meth:`_run_window`)."""
         self._batches_running += 1
         try:
-            return await self._worker.call(lambda: self._batch_sync(items))
+            return await self._worker.call(
+                lambda: self._batch_sync(items, window_s, max_length))
         except VoxlineError:
             raise
         except Exception as exc:  # the batcher runs the items again one by one

@@ -159,10 +159,10 @@ async def test_a_failing_model_call_is_retried_one_by_one(
     run = FasterWhisperTranscriber._batch_sync
     bad = request(clips[3])
 
-    def batch(items: Sequence[_Utterance]) -> Any:
+    def batch(items: Sequence[_Utterance], *window: Any) -> Any:
         if any(item.request is bad for item in items):
             raise RuntimeError("the model broke")
-        return run(batched, items)
+        return run(batched, items, *window)
 
     monkeypatch.setattr(batched, "_batch_sync", batch)
     assert batched.batcher is not None
@@ -183,10 +183,10 @@ async def test_a_cancelled_request_never_cancels_another_in_its_batch(
     run = FasterWhisperTranscriber._batch_sync
     entered, release = threading.Event(), threading.Event()
 
-    def gated(items: Sequence[_Utterance]) -> Any:
+    def gated(items: Sequence[_Utterance], *window: Any) -> Any:
         entered.set()
         assert release.wait(HANG_S)
-        return run(batched, items)
+        return run(batched, items, *window)
 
     monkeypatch.setattr(batched, "_batch_sync", gated)
     async with asyncio.timeout(HANG_S):
