@@ -16,7 +16,15 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 
 from deployments.api._services import Services
 from pipeline.log import message_tokens
@@ -64,13 +72,14 @@ class CompletionRequest(BaseModel):
 
     model: str = Field(default="", description="answered with the loaded model's id")
     messages: list[CompletionMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    # strict numbers: "0.5" or true is refused as the spec says, not read as a number
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=4096)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=4096)
+    temperature: StrictFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
     stop: str | list[str] | None = Field(
         default=None, description="sequences that end the reply (as the session settings')")
-    seed: int | None = None
+    seed: StrictInt | None = None
     n: Literal[1] = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None

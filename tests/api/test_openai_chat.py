@@ -236,3 +236,17 @@ async def test_completions_past_capacity_are_503(redis_url: str, key_prefix: str
                         model="any", messages=[{"role": "user", "content": "Hi"}])
         assert caught.value.status_code == 503
         assert caught.value.body["code"] == "overloaded"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("sampling", [{"top_p": "0.5"}, {"temperature": True},
+                                      {"max_tokens": "9"}, {"seed": 1.5}])
+async def test_sampling_numbers_must_be_numbers(harness: Harness, sampling: dict) -> None:
+    """The fuzzer's finding: a number sent as a string or a boolean is refused as the spec
+    says, not read as one (OpenAI's SDK sends numbers; 1 for a float is fine)."""
+    body = {"messages": [{"role": "user", "content": "Hi"}], **sampling}
+    response = await harness.client.http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_message"
+    fine = await harness.client.http.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "Hi"}], "top_p": 1, "temperature": 0})
+    assert fine.status_code == 200
