@@ -48,7 +48,14 @@ from pipeline.engines import (
 )
 from pipeline.log.redis_client import cluster_nodes, sentinel_url
 from pipeline.retrieval import Reranker
-from schemas import AdmissionSettings, ApiSettings, EventLogSettings, RetrievalSettings, Settings
+from schemas import (
+    AdmissionSettings,
+    ApiSettings,
+    EventLogSettings,
+    RetrievalSettings,
+    Settings,
+    TelephonySettings,
+)
 from schemas._settings import TurnEngineSettings
 from voxline.client import VoxlineClient
 from voxline.proxy import WS_PROTOCOL
@@ -108,12 +115,14 @@ async def serve_api(
     admission: AdmissionSettings | None = None,
     retrieval: RetrievalSettings | None = None,
     reranker: Reranker | None = None,
+    telephony: TelephonySettings | None = None,
 ) -> AsyncIterator[Harness]:
     """The API on these engines, served in this event loop (``vad``: the settings' own;
     no end-of-turn model unless ``turn`` is given: turns end on silence, as scripted)."""
     settings = Settings(redis_url=redis_url, log=log, api=api or ApiSettings(),
                         admission=admission or AdmissionSettings(),
                         retrieval=retrieval or RetrievalSettings(),
+                        telephony=telephony or TelephonySettings(),
                         turn=TurnEngineSettings(engine="none"))
     services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
                                     reranker=reranker)

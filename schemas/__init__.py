@@ -127,6 +127,7 @@ from schemas._session import (
     SUPPORTED_SAMPLE_RATES,
     AudioFormat,
     CancelReason,
+    InputAudioFormat,
     ResponseMode,
     ResponseStatus,
     SamplingSettings,
@@ -142,6 +143,7 @@ from schemas._settings import (
     RedisSettings,
     RetrievalSettings,
     Settings,
+    TelephonySettings,
     get_settings,
 )
 
@@ -194,6 +196,7 @@ __all__ = [
     "InputAudioClear",
     "InputAudioCommit",
     "InputAudioData",
+    "InputAudioFormat",
     "InputText",
     "InputTextData",
     "InputTextMessage",
@@ -253,6 +256,7 @@ __all__ = [
     "SpeechStoppedData",
     "SttMode",
     "SynthesisRequest",
+    "TelephonySettings",
     "TextDeltaData",
     "TranscriptData",
     "TranscriptFinal",

@@ -43,7 +43,8 @@ class SessionUpdate(ClientMessage):
 
 class InputAudioAppend(ClientMessage):
     type: Literal["input_audio.append"] = "input_audio.append"
-    audio: Base64Bytes = Field(repr=False, description="base64 PCM16 mono at the input rate")
+    audio: Base64Bytes = Field(repr=False, description="base64 audio in the session's "
+                              "input_format (PCM16 mono by default) at its input rate")
 
 
 class InputAudioCommit(ClientMessage):
@@ -203,9 +204,7 @@ def parse_client_message(
             code=ErrorCode.TEXT_TOO_LONG,
             limit=max_text_chars,
         )
-    if isinstance(message, InputAudioAppend):
-        check_pcm16(message.audio, allow_empty=True)
-    return message
+    return message  # audio is checked where the session decodes it (its input_format)
 
 
 def load_json_frame(

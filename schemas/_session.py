@@ -29,6 +29,17 @@ class AudioFormat(StrEnum):
     OPUS = "opus"
     FLAC = "flac"
     AAC = "aac"  # in ADTS: streamable, no container index
+    PCMU = "pcmu"  # G.711 μ-law, raw bytes: what telephony carries (usually at 8 kHz)
+    PCMA = "pcma"  # G.711 A-law, raw bytes
+
+
+class InputAudioFormat(StrEnum):
+    """What a client's audio frames hold: PCM16 mono little-endian, or G.711 as a phone
+    line carries it. G.711 is decoded to PCM16 where it enters the session."""
+
+    PCM16 = "pcm16"
+    PCMU = "pcmu"
+    PCMA = "pcma"
 
 
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -122,7 +133,12 @@ class SessionSettings(BaseModel):
         description="interruptions confirmed: speech over a reply longer than this is an "
         "interruption whatever it says",
     )
-    input_sample_rate: int = Field(default=16000, description="PCM16 mono rate of client audio")
+    input_sample_rate: int = Field(default=16000, description="sample rate of client audio")
+    input_format: InputAudioFormat = Field(
+        default=InputAudioFormat.PCM16,
+        description="client audio: pcm16 (mono, little-endian) or G.711 pcmu / pcma (raw "
+        "bytes, as telephony sends them; usually with input_sample_rate 8000)",
+    )
     output_format: AudioFormat = AudioFormat.PCM16
     output_sample_rate: int = 24000
     # -- retrieval --

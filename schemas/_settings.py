@@ -155,6 +155,29 @@ class ApiSettings(BaseModel):
     )
 
 
+class TelephonySettings(BaseModel):
+    """Phone calls through Twilio: the TwiML webhook (``POST /v1/twilio/voice``) and the
+    Media Streams socket (``/v1/twilio/media``) it connects a call to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    twilio_auth_token: SecretStr | None = Field(
+        default=None,
+        description="the Twilio account's auth token: X-Twilio-Signature is checked on "
+        "the webhook and on the media socket's handshake (set VOXLINE_API__PUBLIC_URL to "
+        "the URL Twilio calls); unset: unchecked, and with API keys on calls are refused",
+    )
+    session: dict[str, Any] = Field(
+        default_factory=dict,
+        description="session settings of every call (system_prompt, voice, language, "
+        "interruptions ...); the audio formats are the call's own (G.711 μ-law, 8 kHz)",
+    )
+    start_timeout_s: float = Field(
+        default=10.0, gt=0, le=120,
+        description="a media socket that has not sent 'start' by then is closed",
+    )
+
+
 class AdmissionSettings(BaseModel):
     """Capacity of one Gateway replica: past it, work is refused (HTTP 503 + ``Retry-After``,
     or an ``overloaded`` error event on the socket), never queued without end.
@@ -349,6 +372,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     log: EventLogSettings = Field(default_factory=EventLogSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    telephony: TelephonySettings = Field(default_factory=TelephonySettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 

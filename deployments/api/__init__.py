@@ -6,7 +6,8 @@ one with local engines. Routes, by module: ``sessions`` (create, inspect, close)
 ``session_socket`` (the native socket), ``chat`` (SSE text turns), ``events`` (SSE
 replay and tail, audio chunks), ``audio`` (transcriptions, speech), ``completions`` and ``models``
 (OpenAI's chat completions and model list), ``openai_realtime`` (OpenAI's Realtime API
-over the same sessions), ``collections`` and ``threads`` (documents for grounded replies,
+over the same sessions), ``twilio`` (phone calls: the TwiML webhook, Media Streams),
+``collections`` and ``threads`` (documents for grounded replies,
 a session's messages), ``health``, ``web`` (the browser page at ``/``, the documentation
 pages) and ``fallback`` (unknown WebSocket paths). With ``VOXLINE_API__KEYS`` set, all
 but ``health``, ``web`` and the docs need an API key (``_auth``). Sockets and requests
@@ -35,6 +36,7 @@ from deployments.api import (
     session_socket,
     sessions,
     threads,
+    twilio,
     web,
 )
 from deployments.api._auth import RequireApiKey
@@ -69,11 +71,14 @@ def create_api(services: Services | None = None) -> FastAPI:
         app.include_router(module.router, responses=error_responses(401))
     for module in (session_socket, openai_realtime, health):
         app.include_router(module.router)
+    # Twilio signs its calls (and sends no API key): the route checks the signature
+    app.include_router(twilio.router)
     public = web.install(app)  # the browser page at /, /docs and /redoc, packaged assets
     app.include_router(fallback.router)  # last: it takes every WebSocket path left
     # keys are checked before a request is read (the socket checks its own: it answers
     # with an error frame, not a status); the probes, the page and the docs stay open
     public += [r.path for r in health.router.routes if isinstance(r, APIRoute)]
+    public += [r.path for r in twilio.router.routes if isinstance(r, APIRoute)]
     app.add_middleware(RequireApiKey, open_paths=[*public, app.openapi_url or ""])
     # outside the key check (added later = runs first): a page from elsewhere is refused
     # before anything else is said, and every answer, a refusal too, carries the headers

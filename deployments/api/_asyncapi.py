@@ -47,7 +47,8 @@ def asyncapi_document() -> dict[str, Any]:
     components["messages"]["client_audio"] = {
         "name": "audio",
         "title": "binary PCM16 frame",
-        "summary": "raw PCM16 mono at the session's input_sample_rate (a binary frame)",
+        "summary": "raw audio at the session's input_sample_rate, in its input_format (PCM16 "
+                   "mono by default; G.711 pcmu/pcma), as a binary frame",
         "contentType": "application/octet-stream",
         "payload": {"type": "string", "format": "binary"},
     }

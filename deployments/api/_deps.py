@@ -26,6 +26,12 @@ from schemas import AuthError, ErrorCode, Event, VoxlineError
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def base_url(connection: HTTPConnection, services: Services) -> str:
+    """Where clients reach this server: ``VOXLINE_API__PUBLIC_URL`` or as they asked."""
+    public = services.settings.api.public_url
+    return (public or str(connection.base_url)).rstrip("/")
+
+
 # -- sessions ------------------------------------------------------------------------------
 
 

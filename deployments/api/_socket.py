@@ -44,8 +44,8 @@ class Framing(Protocol):
         """The text frames for one log event (none, one or several)."""
         ...
 
-    def refusal(self, session_id: str, exc: VoxlineError) -> str:
-        """The frame sent before the socket is closed for ``exc``."""
+    def refusal(self, session_id: str, exc: VoxlineError) -> str | None:
+        """The frame sent before the socket is closed for ``exc`` (None: none)."""
         ...
 
 
@@ -138,12 +138,14 @@ class LogSender:
             await aclose_stream(tail)
 
 
-async def refuse(ws: WebSocket, exc: VoxlineError, frame: str) -> None:
-    """One frame (not in the log: the session may not even exist), then close with
-    4000 + the error's HTTP status and its code as the reason."""
+async def refuse(ws: WebSocket, exc: VoxlineError, frame: str | None) -> None:
+    """One frame (not in the log: the session may not even exist; ``None``: a protocol
+    with no error frame), then close with 4000 + the error's HTTP status and its code as
+    the reason."""
     with contextlib.suppress(Exception):
         if ws.client_state is WebSocketState.CONNECTED:
-            await ws.send_text(frame)
+            if frame is not None:
+                await ws.send_text(frame)
             await ws.close(code=4000 + exc.http_status, reason=exc.code.value)
 
 
@@ -156,11 +158,11 @@ async def receive(
     *,
     binary_audio: bool = True,
 ) -> None:
-    """The client's frames until it leaves: binary frames are PCM16 at the session's input
-    rate (checked against ``max_message_bytes``; without ``binary_audio`` the protocol has
-    none and each is an ``invalid_message``), text frames go to ``on_text``. A
-    :class:`VoxlineError` either raises is answered in the log (``error``), and the
-    session goes on."""
+    """The client's frames until it leaves: binary frames are audio in the session's
+    ``input_format`` at its input rate (checked against ``max_message_bytes``; without
+    ``binary_audio`` the protocol has none and each is an ``invalid_message``), text
+    frames go to ``on_text``. A :class:`VoxlineError` either raises is answered in the
+    log (``error``), and the session goes on."""
     limit = services.settings.api.max_message_bytes
     services.sockets.add(ws)  # the drain closes it with 1012: resume elsewhere
     try:

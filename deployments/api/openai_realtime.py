@@ -120,6 +120,7 @@ async def openai_realtime(
         max_message_bytes=services.settings.api.max_message_bytes,
         max_text_chars=services.settings.api.max_text_chars,
         max_json_depth=services.settings.api.max_json_depth,
+        input_format=lambda: session.settings.input_format,
     )
 
     async def on_text(text: str) -> None:

@@ -1,7 +1,8 @@
 """``WS /v1/sessions/{id}/ws``: the native socket, Voxline's own protocol on a session.
 
 Client → server: JSON messages (``schemas.ClientMessageUnion``) as text frames, and raw
-PCM16 mono at the session's input rate as binary frames. Server → client: every event
+audio at the session's input rate as binary frames (PCM16 mono, or G.711 ``pcmu`` /
+``pcma`` bytes when the session's ``input_format`` says so). Server → client: every event
 of the session as JSON, in log order, each one already in the log.
 
 The socket's outgoing side is a tail of the session's log, not a private queue: the

@@ -12,11 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from starlette.requests import HTTPConnection
 
-from deployments.api._deps import ServicesDep, authorized_state, engine_choices
+from deployments.api._deps import ServicesDep, authorized_state, base_url, engine_choices
 from deployments.api._errors import error_responses
-from deployments.api._services import Services
 from pipeline.session import create_session, merge_settings
 from schemas import SessionClosed, SessionClosedData, SessionSettings
 
@@ -43,12 +41,6 @@ class SessionSummary(BaseModel):
     turns: int
     closed: bool
     last_event_id: str | None
-
-
-def base_url(connection: HTTPConnection, services: Services) -> str:
-    """Where clients reach this server: ``VOXLINE_API__PUBLIC_URL`` or as they asked."""
-    public = services.settings.api.public_url
-    return (public or str(connection.base_url)).rstrip("/")
 
 
 @router.post("", status_code=201, response_model=SessionCreatedResponse,

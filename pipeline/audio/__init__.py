@@ -14,6 +14,7 @@ from pipeline.audio.codec import (
     AudioEncoder,
     content_type,
     decode_audio,
+    decode_frames,
     encode_audio,
 )
 from pipeline.audio.endpointing import EndpointConfig, Endpointer
@@ -70,6 +71,7 @@ __all__ = [
     "check_sample_rate",
     "content_type",
     "decode_audio",
+    "decode_frames",
     "duration_s",
     "encode_audio",
     "endpoint_stream",

@@ -3,9 +3,13 @@
 * :func:`decode_audio` turns an uploaded file (WAV, MP3, FLAC, OGG/Opus/Vorbis, M4A,
   WebM ... whatever FFmpeg recognises by content) into PCM16 mono at the rate asked for.
 * :class:`AudioEncoder` turns PCM16 chunks into ``pcm16``, ``wav``, ``mp3``, ``opus``
-  (in Ogg), ``flac`` or ``aac`` (in ADTS, a stream a player can start anywhere) bytes
-  *as they are produced*, so speech can be streamed in a compressed format;
-  :func:`encode_audio` is the whole-buffer shortcut.
+  (in Ogg), ``flac``, ``aac`` (in ADTS, a stream a player can start anywhere) or G.711
+  ``pcmu`` / ``pcma`` (raw, as a phone line carries them) bytes *as they are produced*,
+  so speech can be streamed in a compressed format; :func:`encode_audio` is the
+  whole-buffer shortcut.
+* :func:`decode_frames` turns a client's raw audio frames (PCM16, or G.711 from a phone
+  line) into PCM16 as they arrive: each byte of G.711 is one sample, so any frame decodes
+  on its own.
 
 Bad input raises ``InvalidAudioError``: ``empty_input`` for no bytes or no samples,
 ``unsupported_format`` when FFmpeg cannot tell what the bytes are, ``invalid_audio`` when
@@ -22,9 +26,22 @@ from typing import Any
 import numpy as np
 
 from pipeline.audio.pcm import PcmResampler, check_pcm16, check_sample_rate
-from schemas import AudioFormat, ErrorCode, InputTooLargeError, InvalidAudioError
+from schemas import (
+    AudioFormat,
+    ErrorCode,
+    InputAudioFormat,
+    InputTooLargeError,
+    InvalidAudioError,
+)
 
-__all__ = ["CONTENT_TYPES", "AudioEncoder", "content_type", "decode_audio", "encode_audio"]
+__all__ = [
+    "CONTENT_TYPES",
+    "AudioEncoder",
+    "content_type",
+    "decode_audio",
+    "decode_frames",
+    "encode_audio",
+]
 
 CONTENT_TYPES: dict[AudioFormat, str] = {
     AudioFormat.PCM16: "audio/L16",
@@ -33,6 +50,8 @@ CONTENT_TYPES: dict[AudioFormat, str] = {
     AudioFormat.OPUS: "audio/ogg; codecs=opus",
     AudioFormat.FLAC: "audio/flac",
     AudioFormat.AAC: "audio/aac",
+    AudioFormat.PCMU: "audio/PCMU",  # RFC 3551's names; the rate goes with them
+    AudioFormat.PCMA: "audio/PCMA",
 }
 
 #: (container, encoder) per compressed format.
@@ -41,7 +60,11 @@ _AV_FORMATS: dict[AudioFormat, tuple[str, str]] = {
     AudioFormat.OPUS: ("ogg", "libopus"),
     AudioFormat.FLAC: ("flac", "flac"),
     AudioFormat.AAC: ("adts", "aac"),
+    AudioFormat.PCMU: ("mulaw", "pcm_mulaw"),  # raw muxers: each packet out as it is
+    AudioFormat.PCMA: ("alaw", "pcm_alaw"),
 }
+#: FFmpeg's decoder of each G.711 law a client may send
+_G711_DECODERS = {InputAudioFormat.PCMU: "pcm_mulaw", InputAudioFormat.PCMA: "pcm_alaw"}
 #: speech, mono; FLAC is lossless (no bitrate to set)
 _DEFAULT_BITRATES = {AudioFormat.MP3: 64000, AudioFormat.OPUS: 32000, AudioFormat.AAC: 64000}
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
@@ -49,10 +72,32 @@ _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 def content_type(fmt: AudioFormat, sample_rate: int) -> str:
-    """The HTTP media type of audio in ``fmt`` (raw PCM16 names its rate)."""
+    """The HTTP media type of audio in ``fmt`` (raw PCM16 and G.711 name their rate)."""
     if fmt is AudioFormat.PCM16:
         return f"audio/L16; rate={sample_rate}; channels=1"
+    if fmt in (AudioFormat.PCMU, AudioFormat.PCMA):
+        return f"{CONTENT_TYPES[fmt]}; rate={sample_rate}"
     return CONTENT_TYPES[fmt]
+
+
+def decode_frames(data: bytes, fmt: InputAudioFormat, sample_rate: int) -> bytes:
+    """A client's raw audio frame as PCM16 at the same rate.
+
+    PCM16 is checked (``invalid_audio`` for an odd byte count) and returned as it is;
+    G.711 goes through FFmpeg's decoder, one sample per byte, with no state between
+    frames (a phone line's 20 ms frame is 160 bytes at 8 kHz).
+    """
+    if fmt is InputAudioFormat.PCM16:
+        return check_pcm16(data, allow_empty=True)
+    if not data:
+        return b""
+    import av
+
+    decoder: Any = av.CodecContext.create(_G711_DECODERS[fmt], "r")  # an audio decoder
+    decoder.sample_rate = sample_rate
+    decoder.layout = "mono"
+    frames = decoder.decode(av.Packet(data))
+    return b"".join(frame.to_ndarray().astype("<i2", copy=False).tobytes() for frame in frames)
 
 
 def decode_audio(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from schemas import (
     InputAudioAppend,
     InputAudioClear,
     InputAudioCommit,
+    InputAudioFormat,
     InputTextMessage,
     InputTooLargeError,
     InvalidAudioError,
@@ -180,6 +181,8 @@ class ClientTranslator:
     max_message_bytes: int = 1 << 20
     max_text_chars: int = 4000
     max_json_depth: int = 32
+    #: the session's input format now: how appended audio is checked
+    input_format: Callable[[], InputAudioFormat] = lambda: InputAudioFormat.PCM16
 
     def parse(self, raw: str | bytes) -> ClientEvent:
         """One text frame as a client event, or a :class:`ProtocolError`."""
@@ -217,7 +220,8 @@ class ClientTranslator:
                 return (SessionUpdate(settings=self.settings_patch(
                     event.session or SessionConfig())),)
             case "input_audio_buffer.append":
-                return (InputAudioAppend(audio=_pcm(event.audio, "audio")),)
+                return (InputAudioAppend(audio=_audio(event.audio, "audio",
+                                                      self.input_format())),)
             case "input_audio_buffer.commit":
                 return (InputAudioCommit(),)
             case "input_audio_buffer.clear":
@@ -264,9 +268,11 @@ class ClientTranslator:
                     param="item.content")
             # OpenAI: an item never starts a response by itself; response.create does
             return (InputTextMessage(text=text, respond=False),)
-        pcm = b"".join(_pcm(a, "item.content.audio") for a in audios)
-        check_pcm16(pcm)
-        return InputAudioAppend(audio=pcm), InputAudioCommit()
+        fmt = self.input_format()
+        audio = b"".join(_audio(a, "item.content.audio", fmt) for a in audios)
+        if fmt is InputAudioFormat.PCM16:
+            check_pcm16(audio)
+        return InputAudioAppend(audio=audio), InputAudioCommit()
 
     def settings_patch(self, config: SessionConfig) -> dict[str, object]:
         """A ``session.update``'s ``session`` as a native settings patch."""
@@ -280,16 +286,21 @@ class ClientTranslator:
         audio_in = audio.input or AudioInputConfig()
         audio_out = audio.output or AudioOutputConfig()
         if audio_in.format is not None:
-            patch["input_sample_rate"] = _rate(audio_in.format, "session.audio.input.format")
+            fmt_in = _format(audio_in.format, "session.audio.input.format")
         elif config.input_audio_format is not None:
-            _beta_format(config.input_audio_format, "session.input_audio_format")
-            patch["input_sample_rate"] = 24000
+            fmt_in = _beta_format(config.input_audio_format, "session.input_audio_format")
+        else:
+            fmt_in = None
+        if fmt_in is not None:
+            patch["input_format"], patch["input_sample_rate"] = fmt_in
         if audio_out.format is not None:
-            patch["output_format"] = "pcm16"
-            patch["output_sample_rate"] = _rate(audio_out.format, "session.audio.output.format")
+            fmt_out = _format(audio_out.format, "session.audio.output.format")
         elif config.output_audio_format is not None:
-            _beta_format(config.output_audio_format, "session.output_audio_format")
-            patch["output_format"], patch["output_sample_rate"] = "pcm16", 24000
+            fmt_out = _beta_format(config.output_audio_format, "session.output_audio_format")
+        else:
+            fmt_out = None
+        if fmt_out is not None:
+            patch["output_format"], patch["output_sample_rate"] = fmt_out
         if "turn_detection" in audio_in.model_fields_set:
             patch.update(_turn_detection(audio_in.turn_detection))
         elif "turn_detection" in config.model_fields_set:
@@ -349,32 +360,48 @@ def _truncate(event: ClientEvent) -> ResponseTruncate:
     return ResponseTruncate(turn_id=match[1], audio_end_ms=event.audio_end_ms)
 
 
-def _pcm(data: str | None, param: str) -> bytes:
+def _audio(data: str | None, param: str, fmt: InputAudioFormat) -> bytes:
+    """Base64 audio in the session's input format (PCM16 must be whole samples)."""
     if not data:
         raise InvalidAudioError("no audio", code=ErrorCode.EMPTY_INPUT, param=param)
     try:
-        pcm = base64.b64decode(data, validate=True)
+        audio = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidAudioError("audio is not valid base64", param=param) from None
+    if fmt is not InputAudioFormat.PCM16:
+        return audio  # G.711: one byte a sample, any length is whole
     try:
-        return check_pcm16(pcm)
+        return check_pcm16(audio)
     except InvalidAudioError as exc:
         exc.details["param"] = param
         raise
 
 
-def _rate(spec: AudioFormatSpec, param: str) -> int:
-    if spec.type != "audio/pcm":
+#: OpenAI's G.711 formats: the law and its one rate (``audio/pcm`` takes a rate, 24 kHz
+#: unless said), by GA type and by the beta's name
+_G711_TYPES = {"audio/pcmu": "pcmu", "audio/pcma": "pcma"}
+_BETA_FORMATS = {"pcm16": ("pcm16", 24000), "g711_ulaw": ("pcmu", 8000),
+                 "g711_alaw": ("pcma", 8000)}
+
+
+def _format(spec: AudioFormatSpec, param: str) -> tuple[str, int]:
+    """An OpenAI audio format as Voxline's (format, sample rate)."""
+    if spec.type == "audio/pcm":
+        return "pcm16", spec.rate or 24000
+    if spec.type in _G711_TYPES:
+        return _G711_TYPES[spec.type], 8000
+    raise InvalidAudioError(
+        f"audio format {spec.type!r} is not supported; use audio/pcm (PCM16 mono), "
+        "audio/pcmu or audio/pcma (G.711 at 8 kHz)",
+        code=ErrorCode.UNSUPPORTED_FORMAT, param=f"{param}.type")
+
+
+def _beta_format(name: str, param: str) -> tuple[str, int]:
+    if name not in _BETA_FORMATS:
         raise InvalidAudioError(
-            f"audio format {spec.type!r} is not supported; use audio/pcm (PCM16 mono)",
-            code=ErrorCode.UNSUPPORTED_FORMAT, param=f"{param}.type")
-    return spec.rate or 24000
-
-
-def _beta_format(name: str, param: str) -> None:
-    if name != "pcm16":
-        raise InvalidAudioError(f"audio format {name!r} is not supported; use pcm16",
-                                code=ErrorCode.UNSUPPORTED_FORMAT, param=param)
+            f"audio format {name!r} is not supported; use {', '.join(_BETA_FORMATS)}",
+            code=ErrorCode.UNSUPPORTED_FORMAT, param=param)
+    return _BETA_FORMATS[name]
 
 
 def _turn_detection(detection: TurnDetection | None) -> dict[str, object]:

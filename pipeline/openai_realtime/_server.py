@@ -122,12 +122,12 @@ def session_object(
         "max_output_tokens": settings.sampling.max_tokens,
         "audio": {
             "input": {
-                "format": {"type": "audio/pcm", "rate": settings.input_sample_rate},
+                "format": _format(settings.input_format.value, settings.input_sample_rate),
                 "transcription": {"model": "voxline-stt", "language": settings.language},
                 "turn_detection": turn_detection,
             },
             "output": {
-                "format": _output_format(settings),
+                "format": _format(settings.output_format.value, settings.output_sample_rate),
                 "voice": settings.voice or "default",
                 "speed": settings.speech_speed,
             },
@@ -138,10 +138,14 @@ def session_object(
     return session
 
 
-def _output_format(settings: SessionSettings) -> Frame:
-    if settings.output_format.value == "pcm16":
-        return {"type": "audio/pcm", "rate": settings.output_sample_rate}
-    return {"type": f"audio/{settings.output_format.value}", "rate": settings.output_sample_rate}
+def _format(fmt: str, rate: int) -> Frame:
+    """Voxline's audio format as OpenAI's: ``audio/pcm`` with its rate, ``audio/pcmu``
+    and ``audio/pcma`` (G.711, 8 kHz) bare; another Voxline format by its own name."""
+    if fmt == "pcm16":
+        return {"type": "audio/pcm", "rate": rate}
+    if fmt in ("pcmu", "pcma") and rate == 8000:
+        return {"type": f"audio/{fmt}"}
+    return {"type": f"audio/{fmt}", "rate": rate}
 
 
 def _tokens(text: str) -> int:

@@ -234,13 +234,14 @@ class LiveSession:
         self.responder.start(turn_id, text, event.id, permit=permit, search=search)
         return turn_id
 
-    async def push_audio(self, pcm: bytes) -> None:
-        """PCM16 mono at the session's input rate; VAD decides where utterances end.
+    async def push_audio(self, data: bytes) -> None:
+        """Audio in the session's ``input_format`` (PCM16 mono, or G.711 from a phone
+        line) at its input rate; VAD decides where utterances end.
 
         With manual turns (no ``auto_response``) the client commits: what it appends
         between two commits is at most ``max_buffer_s`` (``audio_too_long``, nothing is
         taken); with server VAD the forced cut bounds every utterance."""
-        await self.voice.push(pcm)
+        await self.voice.push(data)
 
     async def commit_audio(self) -> None:
         """End the current utterance now (push-to-talk), without waiting for silence."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause
+from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, decode_frames
 from pipeline.session.admission import Permit
 from pipeline.session.backchannel import is_backchannel
 from pipeline.session.creation import new_turn_id
@@ -57,7 +57,6 @@ from schemas import (
     SpeechStarted,
     SpeechStopped,
     SpeechStoppedData,
-    check_pcm16,
     now_ms,
 )
 
@@ -96,9 +95,11 @@ class VoiceTurns:
         #: the reply held at a frame that may start speech, until VAD confirms it
         self._tentative: str | None = None
 
-    async def push(self, pcm: bytes) -> None:
-        """PCM16 mono at the session's input rate (see :meth:`LiveSession.push_audio`)."""
-        check_pcm16(pcm, allow_empty=True)
+    async def push(self, data: bytes) -> None:
+        """Audio in the session's ``input_format`` at its input rate, decoded to PCM16
+        here (see :meth:`LiveSession.push_audio`)."""
+        settings = self._emitter.state.settings
+        pcm = decode_frames(data, settings.input_format, settings.input_sample_rate)
         audio = await self._input()
         if not self._emitter.state.settings.auto_response and self.max_buffer_s is not None:
             audio.check_room(len(pcm), self.max_buffer_s)

@@ -46,7 +46,8 @@ FACADES = {
         "SpeechEnd", "SpeechOnset", "SpeechOnsetDropped", "SpeechPause", "SpeechResume",
         "SpeechStart", "check_pcm16",
         "check_sample_rate", "content_type",
-        "decode_audio", "duration_s", "encode_audio", "endpoint_stream", "float_to_pcm16",
+        "decode_audio", "decode_frames", "duration_s", "encode_audio", "endpoint_stream",
+        "float_to_pcm16",
         "pcm16_to_float", "resample", "resample_pcm16", "rms_dbfs", "segment_speech",
         "to_srt", "to_vtt",
     ],
@@ -86,6 +87,10 @@ FACADES = {
         "BETA_NAMES", "ClientActions", "ClientEvent", "ClientTranslator", "Frame",
         "SUPPORTED_CLIENT_EVENTS", "ServerTranslator", "SessionConfig", "error_frame",
         "local_id", "log_id_before", "parse_resume_id", "session_object",
+    ],
+    "pipeline.telephony": [
+        "CALL_AUDIO", "CallTranslator", "Connected", "Dtmf", "Mark", "Media", "Start", "Stop",
+        "TwilioMessage", "media_audio", "parse_message",
     ],
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],
     "pipeline.retrieval": [

@@ -47,7 +47,6 @@ def test_valid_messages() -> None:
         ('{"type": "input.text", "text": ""}', ErrorCode.INVALID_MESSAGE),
         ('{"type": "input.text", "text": "hi", "extra": 1}', ErrorCode.INVALID_MESSAGE),
         ('{"type": "input_audio.append", "audio": "***"}', ErrorCode.INVALID_AUDIO),
-        ('{"type": "input_audio.append", "audio": "AQ=="}', ErrorCode.INVALID_AUDIO),
         ('{"type": "input_audio.append", "audio": 5}', ErrorCode.INVALID_AUDIO),
         ('{"type": "session.resume", "last_event_id": "x"}', ErrorCode.INVALID_MESSAGE),
     ],

@@ -12,6 +12,8 @@ import wave
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.audio import (
     AudioEncoder,
@@ -19,6 +21,7 @@ from pipeline.audio import (
     check_pcm16,
     check_sample_rate,
     decode_audio,
+    decode_frames,
     encode_audio,
     float_to_pcm16,
     pcm16_to_float,
@@ -26,7 +29,13 @@ from pipeline.audio import (
     resample_pcm16,
     rms_dbfs,
 )
-from schemas import AudioFormat, ErrorCode, InputTooLargeError, InvalidAudioError
+from schemas import (
+    AudioFormat,
+    ErrorCode,
+    InputAudioFormat,
+    InputTooLargeError,
+    InvalidAudioError,
+)
 
 
 def tone(
@@ -216,9 +225,48 @@ def test_streaming_encoder_yields_as_it_goes_and_decodes_back(
     if fmt is AudioFormat.PCM16:
         assert abs(len(data) - 36000 * 2) <= 8
         return
+    if fmt in (AudioFormat.PCMU, AudioFormat.PCMA):  # raw G.711: no header to tell it by
+        assert abs(len(data) - 36000) <= 8  # a byte a sample
+        heard = pcm16_to_float(decode_frames(data, InputAudioFormat(fmt.value), 24000))
+        sent = pcm16_to_float(resample_pcm16(speechlike, 16000, 24000))
+        n = min(len(heard), len(sent))
+        assert np.corrcoef(heard[:n], sent[:n])[0, 1] > 0.99
+        return
     decoded = decode_audio(data, sample_rate=16000)
     assert abs(len(decoded) - len(speechlike)) < 0.1 * len(speechlike)
     assert encoder.content_type.startswith("audio/")
+
+
+#: G.711's own code points (ITU-T G.711 tables): μ-law 0xFF and 0x7F are the two zeros,
+#: 0x00 and 0x80 its largest magnitudes (±32124); A-law 0xD5 / 0x55 are ±8, the smallest
+G711_POINTS = [
+    (InputAudioFormat.PCMU, b"\xff\x7f\x00\x80", [0, 0, -32124, 32124]),
+    (InputAudioFormat.PCMA, b"\xd5\x55\x2a\xaa", [8, -8, -32256, 32256]),
+]
+
+
+@pytest.mark.parametrize(("law", "coded", "samples"), G711_POINTS)
+def test_g711_decodes_to_the_standards_values(
+    law: InputAudioFormat, coded: bytes, samples: list[int]
+) -> None:
+    assert np.frombuffer(decode_frames(coded, law, 8000), "<i2").tolist() == samples
+
+
+@given(data=st.binary(max_size=400),
+       law=st.sampled_from([InputAudioFormat.PCMU, InputAudioFormat.PCMA]))
+def test_any_g711_frame_is_a_sample_a_byte_and_encodes_back(
+    data: bytes, law: InputAudioFormat
+) -> None:
+    pcm = decode_frames(data, law, 8000)
+    assert len(pcm) == 2 * len(data)
+    if data:  # μ-law has two zeros (0xFF, 0x7F): the samples come back, not every byte
+        assert decode_frames(encode_audio(pcm, 8000, law.value), law, 8000) == pcm
+
+
+def test_pcm16_frames_must_be_whole_samples() -> None:
+    assert decode_frames(b"\x01\x00", InputAudioFormat.PCM16, 16000) == b"\x01\x00"
+    with pytest.raises(InvalidAudioError):
+        decode_frames(b"\x01", InputAudioFormat.PCM16, 16000)
 
 
 def test_opus_takes_only_its_rates_and_unknown_formats_fail() -> None:

@@ -16,6 +16,7 @@ from pipeline.openai_realtime import (
     error_frame,
     log_id_before,
     parse_resume_id,
+    session_object,
 )
 from schemas import (
     AudioChunkData,
@@ -27,6 +28,7 @@ from schemas import (
     InputAudioClear,
     InputAudioCommit,
     InputAudioData,
+    InputAudioFormat,
     InputText,
     InputTextData,
     InputTextMessage,
@@ -90,10 +92,11 @@ def test_session_update_maps_onto_settings() -> None:
         "max_output_tokens": 99}})
     assert isinstance(message, SessionUpdate)
     assert message.settings == {
-        "system_prompt": "Be terse.", "realtime_tts": True, "input_sample_rate": 24000,
-        "output_format": "pcm16", "output_sample_rate": 24000, "auto_response": True,
-        "end_of_speech_ms": 700, "turn_detection": "silence", "language": "de",
-        "voice": "en_US-lessac-medium", "speech_speed": 1.5, "sampling": {"max_tokens": 99}}
+        "system_prompt": "Be terse.", "realtime_tts": True, "input_format": "pcm16",
+        "input_sample_rate": 24000, "output_format": "pcm16", "output_sample_rate": 24000,
+        "auto_response": True, "end_of_speech_ms": 700, "turn_detection": "silence",
+        "language": "de", "voice": "en_US-lessac-medium", "speech_speed": 1.5,
+        "sampling": {"max_tokens": 99}}
     # the patch is a valid native one
     SessionSettings().merged(message.settings)
 
@@ -125,10 +128,41 @@ def test_openai_voice_names_without_a_mapping_are_the_default_voice() -> None:
 def test_other_audio_formats_are_refused_with_the_param() -> None:
     with pytest.raises(InvalidAudioError) as caught:
         _actions({"type": "session.update", "event_id": "e1", "session": {
-            "audio": {"input": {"format": {"type": "audio/pcmu"}}}}})
+            "audio": {"input": {"format": {"type": "audio/opus"}}}}})
     assert caught.value.code is ErrorCode.UNSUPPORTED_FORMAT
     assert caught.value.details["param"] == "session.audio.input.format.type"
     assert caught.value.details["event_id"] == "e1"
+    with pytest.raises(InvalidAudioError) as beta:
+        _actions({"type": "session.update", "session": {"output_audio_format": "g729"}})
+    assert beta.value.details["param"] == "session.output_audio_format"
+
+
+@pytest.mark.parametrize(("session", "law"), [
+    ({"audio": {"input": {"format": {"type": "audio/pcmu"}},
+                "output": {"format": {"type": "audio/pcmu"}}}}, "pcmu"),
+    ({"audio": {"input": {"format": {"type": "audio/pcma"}},
+                "output": {"format": {"type": "audio/pcma"}}}}, "pcma"),
+    ({"input_audio_format": "g711_ulaw", "output_audio_format": "g711_ulaw"}, "pcmu"),
+    ({"input_audio_format": "g711_alaw", "output_audio_format": "g711_alaw"}, "pcma"),
+])
+def test_g711_formats_are_the_sessions_at_8_khz(session: dict[str, object], law: str) -> None:
+    [message] = _actions({"type": "session.update", "session": session})
+    assert isinstance(message, SessionUpdate)
+    assert message.settings == {"input_format": law, "input_sample_rate": 8000,
+                                "output_format": law, "output_sample_rate": 8000}
+    described = session_object("s1", SessionSettings().merged(dict(message.settings)),
+                                model="voxline")
+    assert described["audio"]["input"]["format"] == {"type": f"audio/{law}"}
+    assert described["audio"]["output"]["format"] == {"type": f"audio/{law}"}
+
+
+def test_g711_audio_is_taken_whole_at_any_length() -> None:
+    client = ClientTranslator(input_format=lambda: InputAudioFormat.PCMU)
+    [append] = client.actions(client.parse(json.dumps(
+        {"type": "input_audio_buffer.append", "audio": _b64(b"\xff\x7f\x00")}))).messages
+    assert isinstance(append, InputAudioAppend) and append.audio == b"\xff\x7f\x00"
+    with pytest.raises(InvalidAudioError):  # PCM16 (the default) takes whole samples only
+        _actions({"type": "input_audio_buffer.append", "audio": _b64(b"\xff\x7f\x00")})
 
 
 def test_audio_buffer_events() -> None:

@@ -11,9 +11,10 @@ import logging
 import types
 from collections import deque
 
+import numpy as np
 import pytest
 
-from pipeline.audio import EndpointConfig, decode_audio
+from pipeline.audio import EndpointConfig, decode_audio, encode_audio
 from pipeline.engines import Engine
 from pipeline.log import EventLog
 from pipeline.session import FRAME_QUEUE, LiveSession, SessionEngines, ends_turn, follow_turn
@@ -25,6 +26,7 @@ from schemas import (
     ErrorPayload,
     Event,
     HistorySettings,
+    InputAudioData,
     InputTextMessage,
     InvalidAudioError,
     ProtocolError,
@@ -229,6 +231,28 @@ async def test_speech_during_a_reply_cancels_it(event_log: EventLog) -> None:
     assert seen[-2].data.reason == "barge_in"  # type: ignore[union-attr]
     assert llm.records[0].outcome in ("cancelled", "closed")
     await session.close()
+
+
+async def test_g711_audio_is_decoded_where_it_enters(event_log: EventLog) -> None:
+    """A phone line's μ-law at 8 kHz is heard like PCM16; an odd PCM16 frame is refused."""
+    settings = SessionSettings(input_format="pcmu", input_sample_rate=8000)
+    session = await LiveSession.open("law", event_log, engines(), create=settings)
+    spoken = encode_audio(tone(0.6, True, 8000) + tone(1.0, False, 8000), 8000, "pcmu")
+    assert len(spoken) == 8000 * 1.6  # one byte a sample
+    for start in range(0, len(spoken), 160):  # Twilio's 20 ms frames
+        await session.push_audio(spoken[start : start + 160])
+    seen = await collect_until(session, "input.audio")
+    heard = seen[-1].data
+    assert isinstance(heard, InputAudioData) and heard.format == "pcm16"
+    samples = np.frombuffer(heard.audio, "<i2").astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(samples))
+    peak_hz = np.argmax(spectrum) * heard.sample_rate / len(samples)
+    assert abs(peak_hz - 220) < 5  # the tone, decoded (read as PCM16 it would be noise)
+    await session.close()
+    pcm = await LiveSession.open("odd", event_log, engines(), create=SessionSettings())
+    with pytest.raises(InvalidAudioError):
+        await pcm.push_audio(b"\x01\x02\x03")
+    await pcm.close()
 
 
 async def test_push_to_talk_commit_takes_unheard_audio(event_log: EventLog) -> None:

@@ -1,0 +1,248 @@
+"""Phone calls through Twilio: the TwiML webhook and the Media Streams socket.
+
+Point a Twilio number's voice webhook at ``POST /v1/twilio/voice``. It creates a session
+for the call (the call's audio formats, G.711 μ-law at 8 kHz both ways, over
+``VOXLINE_TELEPHONY__SESSION``) and answers TwiML that connects the call to
+``/v1/twilio/media`` with the session's id and token as stream parameters. On that
+socket (:mod:`pipeline.telephony` reads and writes its frames) the caller's audio goes
+into the session as it comes, and the session's log goes back as Twilio's ``media``,
+``mark`` and ``clear``: the call is a session like any other (replay, resume of the log,
+auto-play, metrics, admission). The call ends its session when Twilio says ``stop`` or
+the socket closes: a reply still running is cancelled (nobody is left to hear it).
+
+Who may call: with ``VOXLINE_TELEPHONY__TWILIO_AUTH_TOKEN`` set, both the webhook and the
+socket's handshake must carry a valid ``X-Twilio-Signature`` (computed by Twilio over the
+URL it called, so ``VOXLINE_API__PUBLIC_URL`` must be that URL's base when a proxy is in
+between); unset, nothing is checked when API keys are off, and with API keys on the
+webhook needs a key (Twilio cannot send one: set the auth token). The socket attaches to
+a session only with its token (from the webhook's TwiML); a stream started without one
+(TwiML of your own) creates a session when the signature was checked or keys are off.
+
+Refusals: the webhook answers with Voxline's coded errors (401 a bad signature, 503 with
+``Retry-After`` past capacity); a socket that cannot start is closed with 4000 + the
+HTTP status and the error's code as the reason (Twilio shows it in its debugger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import Response
+from starlette.requests import HTTPConnection
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from deployments.api._auth import api_keys, check_api_key
+from deployments.api._deps import ServicesDep, base_url, engine_choices
+from deployments.api._errors import error_responses
+from deployments.api._services import Services, get_services
+from deployments.api._socket import LogSender, receive, refuse
+from pipeline.session import LiveSession, authorize, create_session, merge_settings
+from pipeline.telephony import (
+    CALL_AUDIO,
+    CallTranslator,
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    Start,
+    Stop,
+    media_audio,
+    parse_message,
+)
+from schemas import (
+    AuthError,
+    ErrorCode,
+    Event,
+    InvalidAudioError,
+    ProtocolError,
+    SessionSettings,
+    VoxlineError,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/twilio", tags=["telephony"])
+
+SIGNATURE_HEADER = "x-twilio-signature"
+MEDIA_PATH = "/v1/twilio/media"
+
+
+class CallFraming:
+    """The session's log as Twilio's frames (see :class:`pipeline.telephony.CallTranslator`)."""
+
+    def __init__(self, translator: CallTranslator) -> None:
+        self.translator = translator
+
+    def frames(self, event: Event) -> list[str]:
+        return [json.dumps(frame) for frame in self.translator.frames(event)]
+
+    def refusal(self, session_id: str, exc: VoxlineError) -> str | None:
+        return None  # Twilio reads no error frame: the close code and reason say it
+
+
+@router.post("/voice", response_class=Response, responses={
+    200: {"content": {"application/xml": {}}, "description": "TwiML: connect the call"},
+    **error_responses(400, 401, 503)})
+async def voice_webhook(request: Request, services: ServicesDep) -> Response:
+    """Twilio's voice webhook: a session for the call, and TwiML that streams the call to
+    the media socket with the session's id and token."""
+    form = await request.form()
+    _check_caller(request, services, [(k, str(v)) for k, v in form.multi_items()])
+    services.admission.check("sessions")  # busy now: Twilio retries or plays its error
+    session_id = await create_session(services.log, await _call_settings(services))
+    logger.info("call %s from %s: session %s", form.get("CallSid"), form.get("From"),
+                session_id)
+    stream_url = _socket_base(base_url(request, services)) + MEDIA_PATH
+    connect = Connect()
+    stream = connect.stream(url=stream_url)
+    stream.parameter(name="session_id", value=session_id)
+    stream.parameter(name="token", value=services.tokens.issue(session_id))
+    twiml = VoiceResponse()
+    twiml.append(connect)
+    return Response(str(twiml), media_type="application/xml")
+
+
+@router.websocket("/media")
+async def media_stream(ws: WebSocket) -> None:
+    """Twilio Media Streams: one call, both ways; see the module docstring."""
+    services = get_services(ws)
+    await ws.accept()
+    try:
+        signed = _check_caller(ws, services, [])
+        start = await _start(ws, services)
+        session = await _open_call(ws, services, start, signed)
+    except VoxlineError as exc:
+        await refuse(ws, exc, None)
+        return
+    translator = CallTranslator(start.start.stream_sid,
+                                lambda: session.settings.interruptions)
+    framing = CallFraming(translator)
+    sender = LogSender(ws, services.tails, session.session_id, framing)
+    sender.start(session.state.last_event_id)
+    limits = services.settings.api
+
+    async def on_text(text: str) -> None:
+        message = parse_message(text, max_bytes=limits.max_message_bytes,
+                                max_depth=limits.max_json_depth)
+        if isinstance(message, Media):
+            if message.media.track == "inbound":
+                await session.push_audio(media_audio(message))
+        elif isinstance(message, Mark):
+            translator.played(message.mark.name)
+        elif isinstance(message, Dtmf):
+            logger.info("call %s: key %s", session.session_id, message.dtmf.digit)
+        elif isinstance(message, Stop):
+            await ws.close(code=1000, reason="call ended")
+
+    try:
+        await receive(ws, session, sender, services, on_text, binary_audio=False)
+    finally:
+        await sender.stop()
+        await services.release(session, reason="hangup")
+
+
+def _check_caller(
+    connection: HTTPConnection, services: Services, params: list[tuple[str, str]]
+) -> bool:
+    """Whether Twilio's signature was checked (and valid); raises 401 ``unauthorized``
+    for a missing or wrong one, or, with no auth token set, where API keys are needed."""
+    token = services.settings.telephony.twilio_auth_token
+    if token is None:
+        if api_keys(connection):
+            check_api_key(connection)  # Twilio sends none: set the auth token
+        return False
+    signature = connection.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise AuthError(f"no {SIGNATURE_HEADER} header: only Twilio may call this")
+    base = base_url(connection, services)
+    if connection.scope["type"] == "websocket":
+        base = _socket_base(base)
+    url = base + connection.url.path
+    if connection.url.query:
+        url += "?" + connection.url.query
+    validator = RequestValidator(token.get_secret_value())
+    if not validator.validate(url, _MultiDict(params), signature):
+        raise AuthError(f"{SIGNATURE_HEADER} does not match {url}: check "
+                        "VOXLINE_API__PUBLIC_URL and the auth token")
+    return True
+
+
+def _socket_base(base: str) -> str:
+    """``http(s)://`` as ``ws(s)://`` (a socket's own base URL is one already)."""
+    return "ws" + base.removeprefix("http") if base.startswith("http") else base
+
+
+class _MultiDict(dict[str, list[str]]):
+    """Form fields as Twilio's validator reads repeated ones (``getall``)."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__()
+        for key, value in items:
+            self.setdefault(key, []).append(value)
+
+    def getall(self, key: str) -> list[str]:
+        return self[key]
+
+
+async def _start(ws: WebSocket, services: Services) -> Start:
+    """Read up to Twilio's ``start`` (after ``connected``), within ``start_timeout_s``."""
+    limits = services.settings.api
+    timeout_s = services.settings.telephony.start_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = parse_message(await ws.receive_text(),
+                                        max_bytes=limits.max_message_bytes,
+                                        max_depth=limits.max_json_depth)
+                if isinstance(message, Start):
+                    _check_format(message)
+                    return message
+                if not isinstance(message, Connected):
+                    raise ProtocolError(f"'{message.event}' before 'start'",
+                                        code=ErrorCode.INVALID_MESSAGE)
+    except TimeoutError:
+        raise ProtocolError(f"no 'start' within {timeout_s:g} s",
+                            code=ErrorCode.INVALID_MESSAGE) from None
+
+
+def _check_format(start: Start) -> None:
+    """Twilio's bidirectional streams are μ-law at 8 kHz; anything else is refused."""
+    media = start.start.media_format
+    if media.encoding != "audio/x-mulaw" or media.sample_rate != 8000 or media.channels != 1:
+        raise InvalidAudioError(
+            f"the stream's audio is {media.encoding} at {media.sample_rate} Hz "
+            f"({media.channels} channels); this socket takes audio/x-mulaw at 8000 Hz, mono",
+            code=ErrorCode.UNSUPPORTED_FORMAT)
+
+
+async def _open_call(
+    connection: HTTPConnection, services: Services, start: Start, signed: bool
+) -> LiveSession:
+    """The session the webhook made for the call (its token in the stream's parameters),
+    or a new one for a stream started by TwiML of the caller's own."""
+    parameters = start.start.custom_parameters
+    session_id = parameters.get("session_id")
+    if session_id is not None:
+        state, _ = await authorize(services.log, services.tokens, session_id,
+                                   parameters.get("token"))
+        return await services.open_session(session_id, state=state)
+    if not signed and api_keys(connection):
+        raise AuthError("a stream without the webhook's session_id and token needs "
+                        "VOXLINE_TELEPHONY__TWILIO_AUTH_TOKEN (Twilio sends no API key)")
+    permit = services.admission.acquire("sessions")
+    try:
+        session_id = await create_session(services.log, await _call_settings(services))
+    except BaseException:
+        permit.release()
+        raise
+    return await services.open_session(session_id, permit=permit)
+
+
+async def _call_settings(services: Services) -> SessionSettings:
+    """A call's session: ``VOXLINE_TELEPHONY__SESSION`` in the call's audio formats."""
+    return merge_settings(SessionSettings(),
+                          {**services.settings.telephony.session, **CALL_AUDIO},
+                          await engine_choices(services))
