@@ -43,10 +43,12 @@ def turn_detection(
 class TurnJudge:
     """A segmenter's ``judge`` (:data:`pipeline.audio.Judge`) over one input stream.
 
-    ``settings`` is read at each pause (a session's may change between pauses);
-    :attr:`verdict` is the latest pause's probability, ``None`` until one was judged or
-    after :meth:`take`. ``transcribe`` (PCM16 at ``input_rate`` to text) reads the text
-    cues; without it there are none, whatever the settings say.
+    ``input_rate`` is the rate of the pauses' audio: the segmenter's (the VAD's), not the
+    session's input rate, which the speech input resamples from. ``settings`` is read at
+    each pause (a session's may change between pauses); :attr:`verdict` is the latest
+    pause's probability, ``None`` until one was judged or after :meth:`take`.
+    ``transcribe`` (PCM16 at ``input_rate`` to text) reads the text cues; without it there
+    are none, whatever the settings say.
     """
 
     def __init__(self, detector: TurnDetector, settings: Callable[[], SessionSettings],

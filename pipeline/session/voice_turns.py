@@ -147,9 +147,10 @@ class VoiceTurns:
             self._judge = None
             if smart:
                 assert self._engines.turn is not None
+                # a pause's audio is at the VAD's rate (SpeechInput resamples the input)
                 self._judge = TurnJudge(
                     self._engines.turn, lambda: self._emitter.state.settings,
-                    settings.input_sample_rate, name=f"session {self.session_id}",
+                    self._engines.vad.sample_rate, name=f"session {self.session_id}",
                     transcribe=self._quick_transcript)
             self.audio = SpeechInput(
                 self._engines.vad,

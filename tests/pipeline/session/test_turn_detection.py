@@ -167,6 +167,27 @@ async def test_a_thinking_pause_keeps_the_turn_with_smart_detection(event_log: E
 
 
 @redis
+@pytest.mark.parametrize("rate", [8000, 24000])
+async def test_the_model_hears_a_pause_at_its_own_rate_whatever_the_input_rate(
+    event_log: EventLog, rate: int
+) -> None:
+    """The pause's audio comes at the VAD's rate, whatever the session's input rate (a
+    phone line's 8 kHz, OpenAI's 24 kHz): read as the input rate it was stretched or
+    squeezed, and the model judged speech it never heard (a 8 kHz call's turns waited
+    turn_incomplete_ms)."""
+    turn = ScriptedTurn(0.9)
+    session = await LiveSession.open(f"rate-{rate}", event_log, _engines(turn),
+                                     create=SessionSettings(input_sample_rate=rate))
+    audio = tone(0.3, False, rate) + tone(0.8, True, rate) + tone(0.6, False, rate)
+    for start in range(0, len(audio), rate // 25 * 2):  # 40 ms chunks
+        await session.push_audio(audio[start : start + rate // 25 * 2])
+    await _stops(event_log, f"rate-{rate}", 1)
+    heard_s = len(turn.heard[0]) / 2 / turn.sample_rate
+    assert 0.9 <= heard_s <= 1.3, heard_s  # the tone and a little silence around it
+    await session.close()
+
+
+@redis
 @pytest.mark.parametrize(("heard", "turns"), [
     ("I'd like to book a table for", 1),  # reads unfinished: the pause is kept
     ("Book a table.", 2),  # reads finished: the model's verdict ends the turn
