@@ -37,6 +37,9 @@ Prints a table and writes ``reports/bench_latency.json``:
   native socket and through ``/v1/realtime`` with the official SDK (``_realtime_sdk.py``):
   end of speech → first audio (``response.audio.chunk`` / ``response.output_audio.delta``)
   on the client's clock. Goal: realtime p50 ≤ 1.05 × native p50.
+* **telephony against native**: the same, as phone calls: the TwiML webhook, then Twilio's
+  Media Streams socket with the question in μ-law at 8 kHz (``_twilio_call.py``); end of
+  speech → first ``media`` frame. Goal: telephony p50 ≤ 1.15 × native p50.
 
     .venv/bin/python -m loadtests.bench_latency [--url http://127.0.0.1:8000] [--turns 5]
         [--port 8000] [--stt-model whisper-tiny.en] [--budget-s 600] [--only PHASE] [--smoke]
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
@@ -66,6 +70,7 @@ from websockets.exceptions import WebSocketException
 
 from loadtests._realtime_sdk import sdk_voice_turn
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
+from loadtests._twilio_call import phone_voice_turn
 from pipeline.workers import TurnTimeline
 from schemas import Event
 from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient
@@ -121,6 +126,7 @@ GOALS = {
     "preemptive_on_over_off_p50": 0.75,
     "orchestration_overhead_p50_ms": 20.0,
     "realtime_over_native_voice_p50": 1.05,
+    "telephony_over_native_voice_p50": 1.15,
 }
 #: goals met from above (the others are "at most")
 GOALS_AT_LEAST = {"answer_sheet_score": 0.8}
@@ -433,37 +439,61 @@ async def realtime_vs_native(
     client: VoxlineClient, url: str, speech: dict[str, bytes], turns: int, budget: Budget
 ) -> dict[str, Any]:
     """Voice turns alternately over both sockets, same questions, same engines, one run."""
-    heard: dict[str, list[float]] = {"native": [], "openai_realtime": []}
-    failed = {"native": 0, "openai_realtime": 0}
 
-    def sdk_turn(pcm: bytes) -> Awaitable[Any]:
+    async def sdk_turn(pcm: bytes) -> float | None:
         audio = with_pauses(pcm, RATE, PAUSE_BEFORE_S, PAUSE_AFTER_S)
-        return sdk_voice_turn(url, audio, PAUSE_BEFORE_S + len(pcm) / 2 / RATE,
-                              max_output_tokens=SAMPLING["max_tokens"])
+        turn = await sdk_voice_turn(url, audio, PAUSE_BEFORE_S + len(pcm) / 2 / RATE,
+                                    max_output_tokens=SAMPLING["max_tokens"])
+        return turn.heard_ms if turn.status == "completed" else None
 
-    await budget.run(sdk_turn(speech[WARMUP_QUESTION]))  # the SDK path's own warm-up
+    return await against_native(client, speech, turns, budget, "openai_realtime", sdk_turn)
+
+
+async def telephony_vs_native(
+    client: VoxlineClient, url: str, speech: dict[str, bytes], turns: int, budget: Budget
+) -> dict[str, Any]:
+    """Voice turns alternately over the native socket and as phone calls (Twilio Media
+    Streams, μ-law at 8 kHz: ``_twilio_call.py``), same questions, same engines. A call's
+    sampling is the server's ``VOXLINE_TELEPHONY__SESSION`` (the bench sets SAMPLING when
+    it starts the server)."""
+
+    def phone_turn(pcm: bytes) -> Awaitable[float | None]:
+        silence = bytes(2 * int(RATE * PAUSE_BEFORE_S))
+        return phone_voice_turn(url, silence + pcm, rate=RATE, timeout_s=TURN_TIMEOUT_S)
+
+    return await against_native(client, speech, turns, budget, "telephony", phone_turn)
+
+
+async def against_native(
+    client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget, name: str,
+    other: Callable[[bytes], Awaitable[float | None]],
+) -> dict[str, Any]:
+    """The same spoken questions alternately through the native socket and through
+    ``other`` (end of speech → first audio on the client's clock, ``None`` if none), after
+    ``other``'s own warm-up turn; ``<name>_ms`` beside ``native_ms`` and their p50 ratio."""
+    heard: dict[str, list[float]] = {"native": [], name: []}
+    failed = {"native": 0, name: 0}
+    await budget.run(other(speech[WARMUP_QUESTION]))
     for i in range(turns):
         pcm = speech[QUESTIONS[i % len(QUESTIONS)]]
-        order = ("native", "openai_realtime") if i % 2 == 0 else ("openai_realtime", "native")
+        order = ("native", name) if i % 2 == 0 else (name, "native")
         for kind in order:
             if kind == "native":
                 native = await budget.run(say_question(client, pcm))
                 value = native.stages.get("client_first_audio") if completed(native) else None
             else:
-                turn = await budget.run(sdk_turn(pcm))
-                value = turn.heard_ms if turn is not None and turn.status == "completed" else None
+                value = await budget.run(other(pcm))
             if value is None:
                 failed[kind] += 1
             else:
                 heard[kind].append(value)
         if budget.exhausted:
             break
-    native_ms, realtime_ms = ms(heard["native"]), ms(heard["openai_realtime"])
-    ratio = (round(realtime_ms["p50"] / native_ms["p50"], 3)
-             if native_ms and realtime_ms and native_ms["p50"] > 0 else None)
+    native_ms, other_ms = ms(heard["native"]), ms(heard[name])
+    ratio = (round(other_ms["p50"] / native_ms["p50"], 3)
+             if native_ms and other_ms and native_ms["p50"] > 0 else None)
     return {"turns": {k: len(v) for k, v in heard.items()}, "failed": failed,
-            "native_ms": native_ms, "openai_realtime_ms": realtime_ms,
-            "ratio_p50": ratio}
+            "native_ms": native_ms, f"{name}_ms": other_ms, "ratio_p50": ratio}
 
 
 # ---- answer sheet and STT per model ---------------------------------------------------------
@@ -629,6 +659,8 @@ async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]
             ("orchestration_overhead", lambda: overhead(client, turns, budget)),
             ("realtime_vs_native", lambda: realtime_vs_native(client, url, speech, turns,
                                                               budget)),
+            ("telephony_vs_native", lambda: telephony_vs_native(client, url, speech, turns,
+                                                                budget)),
             ("answer_sheet", lambda: answer_sheet(client, answers, budget)),
             ("stt_models", lambda: stt_models(speech, budget, models)),
         )
@@ -651,12 +683,14 @@ def judge(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     voice = figures.get("voice_to_voice") or {}
     cost = figures.get("orchestration_overhead") or {}
     sdk = figures.get("realtime_vs_native") or {}
+    phone = figures.get("telephony_vs_native") or {}
     measured = {
         "ttfa_ratio_streaming_over_sequential_p50": text.get("ratio_p50_server"),
         "voice_to_voice_p50_ms": (voice.get("voice_to_voice_ms") or {}).get("p50"),
         "preemptive_on_over_off_p50": voice.get("preemptive_on_over_off_p50"),
         "orchestration_overhead_p50_ms": (cost.get("total_ms") or {}).get("p50"),
         "realtime_over_native_voice_p50": sdk.get("ratio_p50"),
+        "telephony_over_native_voice_p50": phone.get("ratio_p50"),
     }
     goals: dict[str, dict[str, Any]] = {
         name: {"at_most": GOALS[name], "measured": value,
@@ -734,6 +768,12 @@ def print_table(figures: dict[str, Any]) -> None:
         row("native: end of speech → first audio", sdk["native_ms"])
         row("/v1/realtime: end of speech → first delta", sdk["openai_realtime_ms"],
             f"(ratio p50 {sdk['ratio_p50']}, goal ≤ 1.05)")
+    if phone := figures.get("telephony_vs_native"):
+        print(f"voice turn, a phone call (Twilio Media Streams, μ-law 8 kHz) against the "
+              f"native socket (turns {phone['turns']}, failed {phone['failed']})")
+        row("native: end of speech → first audio", phone["native_ms"])
+        row("phone: end of speech → first media", phone["telephony_ms"],
+            f"(ratio p50 {phone['ratio_p50']}, goal ≤ 1.15)")
     if sheet := figures.get("answer_sheet"):
         print(f"answer sheet: {sheet['score']} of {sheet['questions']} questions right, "
               f"markup spoken in {sheet['markup_spoken']}")
@@ -779,7 +819,8 @@ def main() -> None:
     parser.add_argument("--stt-model", help="VOXLINE_STT__MODEL of the started server")
     parser.add_argument("--only", choices=("text_ttfa", "voice_to_voice",
                                            "orchestration_overhead", "realtime_vs_native",
-                                           "answer_sheet", "stt_models"),
+                                           "telephony_vs_native", "answer_sheet",
+                                           "stt_models"),
                         help="measure this one phase (the others are reported as not run)")
     parser.add_argument("--answers", type=int, default=36,
                         help="questions of the answer sheet to ask (0: none)")
@@ -816,6 +857,8 @@ def main() -> None:
     else:
         if args.stt_model:  # before Settings(): the replicas read the same environment
             os.environ["VOXLINE_STT__MODEL"] = args.stt_model
+        # phone calls take their settings from the server: the same sampling as the others
+        os.environ.setdefault("VOXLINE_TELEPHONY__SESSION", json.dumps({"sampling": SAMPLING}))
         from schemas import Settings
         from voxline.server import running_server
 
@@ -844,12 +887,14 @@ def unmeasured(figures: dict[str, Any]) -> list[str]:
     """The phases that measured no turn (smoke mode: each must measure one)."""
     text, voice = figures.get("text_ttfa") or {}, figures.get("voice_to_voice") or {}
     sdk = figures.get("realtime_vs_native") or {}
+    phone = figures.get("telephony_vs_native") or {}
     turns = {
         "text_ttfa": min((text.get(mode) or {}).get("turns", 0) for mode in MODES),
         "voice_to_voice": min(voice.get("turns", 0),
                               (voice.get("preemptive_off") or {}).get("turns", 0)),
         "orchestration_overhead": (figures.get("orchestration_overhead") or {}).get("turns", 0),
         "realtime_vs_native": min((sdk.get("turns") or {"": 0}).values()),
+        "telephony_vs_native": min((phone.get("turns") or {"": 0}).values()),
         "answer_sheet": (figures.get("answer_sheet") or {}).get("questions", 0),
         "stt_models": len(figures.get("stt_models") or {}),
     }

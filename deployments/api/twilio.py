@@ -6,9 +6,11 @@ for the call (the call's audio formats, G.711 μ-law at 8 kHz both ways, over
 ``/v1/twilio/media`` with the session's id and token as stream parameters. On that
 socket (:mod:`pipeline.telephony` reads and writes its frames) the caller's audio goes
 into the session as it comes, and the session's log goes back as Twilio's ``media``,
-``mark`` and ``clear``: the call is a session like any other (replay, resume of the log,
-auto-play, metrics, admission). The call ends its session when Twilio says ``stop`` or
-the socket closes: a reply still running is cancelled (nobody is left to hear it).
+``mark`` and ``clear`` (what the caller heard of a cleared reply, from the marks Twilio
+echoed, is logged as ``response.truncated``): the call is a session like any other
+(replay, resume of the log, auto-play, metrics, admission). The call ends its session
+when Twilio says ``stop`` or the socket closes: a reply still running is cancelled
+(nobody is left to hear it).
 
 Who may call: with ``VOXLINE_TELEPHONY__TWILIO_AUTH_TOKEN`` set, both the webhook and the
 socket's handshake must carry a valid ``X-Twilio-Signature`` (computed by Twilio over the
@@ -117,8 +119,16 @@ async def media_stream(ws: WebSocket) -> None:
     except VoxlineError as exc:
         await refuse(ws, exc, None)
         return
+    truncations: set[asyncio.Task[None]] = set()
+
+    def heard(turn_id: str, heard_ms: int) -> None:
+        """Twilio dropped the rest of a reply: the caller heard ``heard_ms`` of it."""
+        task = asyncio.create_task(_truncate(session, turn_id, heard_ms))
+        truncations.add(task)
+        task.add_done_callback(truncations.discard)
+
     translator = CallTranslator(start.start.stream_sid,
-                                lambda: session.settings.interruptions)
+                                lambda: session.settings.interruptions, on_clear=heard)
     framing = CallFraming(translator)
     sender = LogSender(ws, services.tails, session.session_id, framing)
     sender.start(session.state.last_event_id)
@@ -141,7 +151,17 @@ async def media_stream(ws: WebSocket) -> None:
         await receive(ws, session, sender, services, on_text, binary_audio=False)
     finally:
         await sender.stop()
+        await asyncio.gather(*truncations)
         await services.release(session, reason="hangup")
+
+
+async def _truncate(session: LiveSession, turn_id: str, heard_ms: int) -> None:
+    """Log what the caller heard of a cleared reply (``response.truncated``): later turns'
+    history holds that, not the whole reply."""
+    try:
+        await session.truncate_response(turn_id, heard_ms)
+    except VoxlineError as exc:  # the turn left the history window, say: nothing to fix
+        logger.info("call %s: reply %s not truncated: %s", session.session_id, turn_id, exc)
 
 
 def _check_caller(

@@ -172,23 +172,34 @@ def media_audio(message: Media) -> bytes:
 class CallTranslator:
     """A session's log events as the frames Twilio takes, for one call's stream.
 
-    * ``response.audio.chunk`` (μ-law at 8 kHz, the call's format) → ``media``; audio in
-      another format (the session's settings changed by another client) is not sent;
-    * ``response.audio.done`` → ``mark`` named after the turn: Twilio echoes it when the
-      caller has heard the whole reply (:meth:`played`);
+    * ``response.audio.chunk`` (μ-law at 8 kHz, the call's format) → ``media``, then a
+      ``mark`` named ``<turn>@<end_ms>``: Twilio echoes it when the caller has heard the
+      reply up to there (:meth:`played`). Audio in another format (the session's settings
+      changed by another client) is not sent;
+    * ``response.audio.done`` → ``mark`` named after the turn: the whole reply heard;
     * ``response.cancelled`` by barge-in → ``clear``: what Twilio holds unplayed is dropped;
-    * ``input.speech_started`` while a reply may still be playing at Twilio (its mark
+    * ``input.speech_started`` while a reply may still be playing at Twilio (its last mark
       not echoed) → ``clear`` when interruptions are ``immediate``: the reply was written
       already, so nothing on the server is cancelled, but the caller must not hear it on;
       with ``confirmed`` interruptions the reply plays on until the server cancels it.
+
+    Each ``clear`` calls ``on_clear(turn_id, heard_ms)``: the reply and how far the caller
+    heard it (its last echoed mark), for the session to log as truncated.
     """
 
-    def __init__(self, stream_sid: str, interruptions: Callable[[], str]) -> None:
+    def __init__(
+        self, stream_sid: str, interruptions: Callable[[], str],
+        on_clear: Callable[[str, int], None] = lambda turn_id, heard_ms: None,
+    ) -> None:
         self.stream_sid = stream_sid
         self._interruptions = interruptions
+        self._on_clear = on_clear
         #: audio sent since the last mark Twilio echoed (or since the last clear)
         self.playing = False
         self._last_mark: str | None = None
+        #: the reply whose audio went out last, and how far the caller heard it
+        self._turn: str | None = None
+        self.heard_ms = 0
         self.clears = 0
 
     def frames(self, event: Event) -> list[Frame]:
@@ -196,13 +207,17 @@ class CallTranslator:
             data = event.data
             if data.format is not AudioFormat.PCMU or data.sample_rate != _CALL_RATE:
                 return []
+            if event.turn_id != self._turn:
+                self._turn, self.heard_ms = event.turn_id, 0
             self.playing = True
-            return [{"event": "media", "streamSid": self.stream_sid,
-                     "media": {"payload": base64.b64encode(data.audio).decode()}}]
+            frames = [{"event": "media", "streamSid": self.stream_sid,
+                       "media": {"payload": base64.b64encode(data.audio).decode()}}]
+            if event.turn_id is not None and data.end_ms is not None:
+                frames.append(self._mark(f"{event.turn_id}@{data.end_ms}"))
+            return frames
         if isinstance(event, ResponseAudioDone) and self.playing:
             self._last_mark = event.turn_id or "reply"
-            return [{"event": "mark", "streamSid": self.stream_sid,
-                     "mark": {"name": self._last_mark}}]
+            return [self._mark(self._last_mark)]
         if isinstance(event, ResponseCancelled) and event.data.reason == "barge_in":
             return self._clear()
         if (isinstance(event, SpeechStarted) and self.playing
@@ -214,10 +229,20 @@ class CallTranslator:
 
     def played(self, name: str) -> None:
         """Twilio echoed mark ``name``: audio up to it has played (or was cleared)."""
+        turn_id, _, end_ms = name.rpartition("@")
+        if turn_id and turn_id == self._turn and end_ms.isdigit() and self.playing:
+            self.heard_ms = max(self.heard_ms, int(end_ms))
         if name == self._last_mark:
             self.playing = False
 
+    def _mark(self, name: str) -> Frame:
+        return {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}
+
     def _clear(self) -> list[Frame]:
+        if not self.playing:  # nothing of the reply left at Twilio
+            return []
         self.playing = False
         self.clears += 1
+        if self._turn is not None:
+            self._on_clear(self._turn, self.heard_ms)
         return [{"event": "clear", "streamSid": self.stream_sid}]

@@ -10,21 +10,22 @@ import base64
 import hashlib
 import hmac
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pipeline.audio import encode_audio
+from loadtests._twilio_call import STREAM_SID, PhoneLine, dial, mulaw
 from schemas import (
     ApiSettings,
+    Event,
     EventLogSettings,
     ResponseCancelled,
+    ResponseTruncated,
     SessionClosed,
     SessionCreated,
     TelephonySettings,
@@ -37,7 +38,6 @@ pytestmark = pytest.mark.redis
 
 TOKENS = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, 21)]
 AUTH_TOKEN = "twilio-auth-token-for-tests"
-FRAME = 160  # 20 ms of μ-law at 8 kHz: what Twilio sends
 
 
 def _harness(redis_url: str, key_prefix: str, **settings: Any) -> Any:
@@ -53,7 +53,7 @@ async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
 
 
 def _mulaw(*parts: tuple[float, bool]) -> bytes:
-    return encode_audio(b"".join(tone(s, loud, 8000) for s, loud in parts), 8000, "pcmu")
+    return mulaw(b"".join(tone(s, loud, 8000) for s, loud in parts), 8000)
 
 
 async def _webhook(harness: Harness, **headers: str) -> httpx.Response:
@@ -62,85 +62,50 @@ async def _webhook(harness: Harness, **headers: str) -> httpx.Response:
         return await http.post(f"{harness.url}/v1/twilio/voice", data=form, headers=headers)
 
 
-def _stream(twiml: str) -> tuple[str, dict[str, str]]:
-    """The Stream's URL and parameters in TwiML, as Twilio reads them."""
-    stream = ET.fromstring(twiml).find("./Connect/Stream")
-    assert stream is not None
-    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    return stream.get("url", ""), params
-
-
-class Call:
-    """Twilio's side of one call's media socket."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.received: list[dict[str, Any]] = []
-
-    async def start(self, parameters: dict[str, str]) -> None:
-        await self.ws.send(json.dumps({"event": "connected", "protocol": "Call",
-                                       "version": "1.0.0"}))
-        await self.ws.send(json.dumps({
-            "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
-            "start": {"streamSid": "MZ1", "callSid": "CA123", "accountSid": "AC1",
-                      "tracks": ["inbound"], "customParameters": parameters,
-                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
-                                      "channels": 1}}}))
-
-    async def speak(self, audio: bytes) -> None:
-        """μ-law in 20 ms frames at the pace of real time."""
-        for i in range(0, len(audio), FRAME):
-            payload = base64.b64encode(audio[i:i + FRAME]).decode()
-            await self.ws.send(json.dumps({"event": "media", "streamSid": "MZ1",
-                                           "media": {"track": "inbound", "payload": payload}}))
-            await asyncio.sleep(0.02)
-
-    async def until(self, event: str, timeout_s: float = 20.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                frame = json.loads(await self.ws.recv())
-                self.received.append(frame)
-                if frame["event"] == "mark":  # played at once, as Twilio reports it
-                    await self.ws.send(json.dumps({"event": "mark", "streamSid": "MZ1",
-                                                   "mark": frame["mark"]}))
-                if frame["event"] == event:
-                    return frame
-
-
 async def test_a_call_is_answered_and_a_barge_in_clears_twilio(harness: Harness) -> None:
     answer = await _webhook(harness)
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/xml"
-    url, parameters = _stream(answer.text)
-    assert url == "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
-    session_id = parameters["session_id"]
-    async with connect(url) as ws:
-        call = Call(ws)
-        await call.start(parameters)
-        await call.speak(_mulaw((0.6, True), (0.8, False)))
-        first = await call.until("media")
-        assert first["streamSid"] == "MZ1" and base64.b64decode(first["media"]["payload"])
-        mark = await call.until("mark")
-        assert all(f["event"] == "media" for f in call.received[:-1])
-        turn_id = mark["mark"]["name"]
+    call = await dial(harness.url)
+    assert call.url == "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
+    session_id = call.parameters["session_id"]
+    async with PhoneLine.open(call.url, call.parameters) as line:
+        await line.say(_mulaw((0.6, True), (0.8, False)))
+        first = await line.until("media")
+        assert first["streamSid"] == STREAM_SID and base64.b64decode(first["media"]["payload"])
+        turn_id = await line.until_played()
+        assert {f["event"] for _, f in line.received} == {"media", "mark"}
+        chunk_marks = [f["mark"]["name"] for _, f in line.received
+                       if f["event"] == "mark"][:-1]
+        assert chunk_marks and all(m.startswith(f"{turn_id}@") for m in chunk_marks)
         # the next reply, talked over while it is still written and played
-        await call.speak(_mulaw((0.6, True), (0.8, False)))
-        await call.until("media")
-        await call.speak(_mulaw((0.6, True)))
-        clear = await call.until("clear")
-        assert clear == {"event": "clear", "streamSid": "MZ1"}
-        await ws.send(json.dumps({"event": "stop", "streamSid": "MZ1", "stop": {}}))
-        with pytest.raises(ConnectionClosed):
-            await call.until("never")
-    events = await harness.services.log.read_all(session_id)
+        await line.say(_mulaw((0.6, True)))
+        await line.until("media")
+        await line.say(_mulaw((0.6, True)))
+        clear = await line.until("clear")
+        assert clear == {"event": "clear", "streamSid": STREAM_SID}
+    events = await _until_closed(harness, session_id)
     assert isinstance(events[0], SessionCreated)
     settings = events[0].data.settings
     assert (settings.input_format, settings.output_format) == ("pcmu", "pcmu")
     assert settings.input_sample_rate == settings.output_sample_rate == 8000
     assert turn_id in {e.turn_id for e in events if e.type == "response.done"}
-    assert any(isinstance(e, ResponseCancelled) and e.data.reason == "barge_in"
-               for e in events)
+    [cut] = [e for e in events if isinstance(e, ResponseCancelled)]
+    assert cut.data.reason == "barge_in"
+    # what the caller heard of it, from the marks echoed before the clear
+    [heard] = [e for e in events if isinstance(e, ResponseTruncated)]
+    assert heard.turn_id == cut.turn_id and heard.data.audio_end_ms <= heard.data.audio_ms
     assert isinstance(events[-1], SessionClosed) and events[-1].data.reason == "hangup"
     assert not harness.services.live  # the call's session let go of its place
+
+
+async def _until_closed(harness: Harness, session_id: str) -> list[Event]:
+    """The session's log once the hang-up has closed it."""
+    for _ in range(250):
+        events = await harness.services.log.read_all(session_id)
+        if events[-1].type == "session.closed":
+            return events
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"session not closed: {[e.type for e in events][-5:]}")
 
 
 def _signature(url: str, params: dict[str, str]) -> str:
@@ -165,17 +130,18 @@ async def test_signatures_are_checked_with_the_auth_token(
         signed = await _webhook(harness, **{"X-Twilio-Signature": _signature(
             f"{harness.url}/v1/twilio/voice", form)})
         assert signed.status_code == 200  # no API key: the signature stands for it
-        url, parameters = _stream(signed.text)
+        url = "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
+        assert f'url="{url}"' in signed.text
         async with connect(url) as ws:  # the handshake carries no signature
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        call = await dial(harness.url, form=form, headers={
+            "X-Twilio-Signature": _signature(f"{harness.url}/v1/twilio/voice", form)})
         headers = {"X-Twilio-Signature": _signature(url, {})}
-        async with connect(url, additional_headers=headers) as ws:
-            call = Call(ws)
-            await call.start(parameters)
-            await call.speak(_mulaw((0.6, True), (0.8, False)))
-            await call.until("mark")
+        async with PhoneLine.open(url, call.parameters, headers=headers) as line:
+            await line.say(_mulaw((0.6, True), (0.8, False)))
+            await line.until_played()
 
 
 async def test_with_api_keys_and_no_auth_token_calls_are_refused(
@@ -185,10 +151,9 @@ async def test_with_api_keys_and_no_auth_token_calls_are_refused(
                         api=ApiSettings(keys=(SecretStr("sk-k"),))) as harness:
         assert (await _webhook(harness)).status_code == 401
         url = "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
-        async with connect(url) as ws:
-            with pytest.raises(ConnectionClosed) as closed:
-                await Call(ws).start({})
-                await ws.recv()
+        with pytest.raises(ConnectionClosed) as closed:
+            async with PhoneLine.open(url, {}) as line:
+                await line.until("media")
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
@@ -220,11 +185,9 @@ async def test_a_stream_that_cannot_start_is_closed_with_a_code(
 async def test_a_stream_of_its_own_twiml_gets_a_session(harness: Harness) -> None:
     """TwiML that streams straight to the socket (no webhook, no parameters)."""
     url = "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
-    async with connect(url) as ws:
-        call = Call(ws)
-        await call.start({})
-        await call.speak(_mulaw((0.6, True), (0.8, False)))
-        await call.until("mark")
+    async with PhoneLine.open(url, {}) as line:
+        await line.say(_mulaw((0.6, True), (0.8, False)))
+        await line.until_played()
         assert len(harness.services.live) == 1
     for _ in range(100):  # the hang-up lets go of the session
         if not harness.services.live:

@@ -89,9 +89,11 @@ def test_any_frame_parses_or_is_a_protocol_error(event: str, fields: dict[str, o
         parse_message(json.dumps({**fields, "event": event}), **LIMITS)
 
 
-def _chunk(fmt: str = "pcmu", rate: int = 8000, audio: bytes = b"\xff\x7f") -> ResponseAudioChunk:
+def _chunk(fmt: str = "pcmu", rate: int = 8000, audio: bytes = b"\xff\x7f",
+           end_ms: int = 120) -> ResponseAudioChunk:
     return ResponseAudioChunk(session_id="s", turn_id="t1", data=AudioChunkData(
-        format=fmt, sample_rate=rate, sentence_index=0, chunk_index=0, audio=audio))
+        format=fmt, sample_rate=rate, sentence_index=0, chunk_index=0, audio=audio,
+        end_ms=end_ms))
 
 
 def _done() -> ResponseAudioDone:
@@ -103,25 +105,33 @@ def _speech() -> SpeechStarted:
     return SpeechStarted(session_id="s", data=SpeechBoundaryData(audio_ms=0))
 
 
-def test_a_reply_is_media_then_a_mark_and_the_echo_ends_playing() -> None:
+def test_a_reply_is_media_and_marks_and_the_last_echo_ends_playing() -> None:
     calls = CallTranslator("MZ1", lambda: "immediate")
-    [media] = calls.frames(_chunk())
+    media, mark = calls.frames(_chunk())
     assert media == {"event": "media", "streamSid": "MZ1",
                      "media": {"payload": base64.b64encode(b"\xff\x7f").decode()}}
+    assert mark == {"event": "mark", "streamSid": "MZ1", "mark": {"name": "t1@120"}}
     assert calls.frames(_done()) == [{"event": "mark", "streamSid": "MZ1",
                                       "mark": {"name": "t1"}}]
-    assert calls.playing
+    calls.played("t1@120")
+    assert calls.playing and calls.heard_ms == 120
     calls.played("t1")
     assert not calls.playing
     assert calls.frames(_speech()) == []  # nothing left to clear
 
 
-def test_speech_over_a_reply_still_playing_clears_it_when_interruptions_are_immediate() -> None:
-    calls = CallTranslator("MZ1", lambda: "immediate")
-    calls.frames(_chunk())
+def test_speech_over_a_reply_still_playing_clears_what_was_not_heard() -> None:
+    cleared: list[tuple[str, int]] = []
+    calls = CallTranslator("MZ1", lambda: "immediate",
+                           on_clear=lambda turn, ms: cleared.append((turn, ms)))
+    calls.frames(_chunk(end_ms=120))
+    calls.frames(_chunk(end_ms=480))
     calls.frames(_done())
+    calls.played("t1@120")  # the caller heard the first chunk, not the second
     assert calls.frames(_speech()) == [{"event": "clear", "streamSid": "MZ1"}]
-    assert not calls.playing and calls.clears == 1
+    assert not calls.playing and calls.clears == 1 and cleared == [("t1", 120)]
+    calls.played("t1@480")  # Twilio echoes the marks it cleared: heard stays
+    assert calls.heard_ms == 120
     confirmed = CallTranslator("MZ1", lambda: "confirmed")
     confirmed.frames(_chunk())
     assert confirmed.frames(_speech()) == []  # the server decides: a cancel clears
@@ -134,6 +144,8 @@ def test_a_barge_in_cancel_clears(reason: str, frames: int) -> None:
     cancelled = ResponseCancelled(session_id="s", turn_id="t1",
                                   data=ResponseCancelledData(reason=reason))
     assert len(calls.frames(cancelled)) == frames
+    silent = CallTranslator("MZ1", lambda: "confirmed")  # no audio went out: no clear
+    assert silent.frames(cancelled) == []
 
 
 def test_audio_in_another_format_is_not_sent_to_the_phone() -> None:
