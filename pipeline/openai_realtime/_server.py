@@ -170,6 +170,10 @@ class ServerTranslator:
         #: where speech started over a paused reply (interruptions confirmed): OpenAI's
         #: clients stop playback at speech_started, so it is told only for an interruption
         self._held_start: int | None = None
+        #: the conversation's newest item this socket saw: a new user item's
+        #: ``previous_item_id`` (clients order their history by it)
+        self._last_item: str | None = None
+        self._previous: dict[str, str | None] = {}  # per user item: its previous_item_id
 
     def skip_through(self, log_id: str, index: int) -> None:
         """Resume: drop the translations of ``log_id`` up to ``index`` (seen already)."""
@@ -196,6 +200,7 @@ class ServerTranslator:
     def forget(self, turn_id: str) -> None:
         self._spoken.pop(turn_id, None)
         self._user_text.pop(turn_id, None)
+        self._previous.pop(f"item_{turn_id}_in", None)
 
     # ---- one log event --------------------------------------------------------------
 
@@ -230,12 +235,14 @@ class ServerTranslator:
             case "input.audio":
                 return [
                     {"type": "input_audio_buffer.committed", "item_id": item_in,
-                     "previous_item_id": None},
-                    self._item_created(item_in, {"type": "input_audio", "transcript": None}),
+                     "previous_item_id": self._last_item},
+                    *self._user_item(item_in, {"type": "input_audio", "transcript": None},
+                                     done=False),
                 ]
             case "input.text":
                 self._user_text[turn] = data.text
-                return [self._item_created(item_in, {"type": "input_text", "text": data.text})]
+                return self._user_item(item_in, {"type": "input_text", "text": data.text},
+                                       done=True)
             case "transcript.partial":
                 return [{"type": "conversation.item.input_audio_transcription.delta",
                          "item_id": item_in, "content_index": 0, "delta": data.text}]
@@ -247,8 +254,12 @@ class ServerTranslator:
                     {"type": "conversation.item.input_audio_transcription.completed",
                      "item_id": item_in, "content_index": 0, "transcript": data.text,
                      "usage": {"type": "duration", "seconds": 0}},
+                    *([] if self.beta else self._user_item(
+                        item_in, {"type": "input_audio", "transcript": data.text},
+                        done=True, added=False)),
                 ]
             case "response.started":
+                self._last_item = item_out
                 spoken = self._spoken[turn] = data.mode != "text"
                 return [
                     {"type": "response.created",
@@ -344,11 +355,22 @@ class ServerTranslator:
         return {"id": item_id, "object": "realtime.item", "type": "message",
                 "role": "assistant", "status": status, "content": content}
 
-    @staticmethod
-    def _item_created(item_id: str, part: Frame) -> Frame:
-        return {"type": "conversation.item.created", "previous_item_id": None,
-                "item": {"id": item_id, "object": "realtime.item", "type": "message",
-                         "role": "user", "status": "completed", "content": [part]}}
+    def _user_item(self, item_id: str, part: Frame, *, done: bool,
+                   added: bool = True) -> list[Frame]:
+        """A user item as the API names it: GA's ``conversation.item.added`` (when it is in
+        the conversation) and ``conversation.item.done`` (when it is whole: typed text at
+        once, speech at its transcript); the beta's one ``conversation.item.created``."""
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                "status": "completed" if done else "in_progress", "content": [part]}
+        if added:
+            self._previous[item_id] = self._last_item
+            self._last_item = item_id
+        previous = self._previous.get(item_id)
+        if self.beta:
+            return [{"type": "conversation.item.created", "previous_item_id": previous,
+                     "item": {**item, "status": "completed"}}] if added else []
+        kinds = ["conversation.item.added"] * added + ["conversation.item.done"] * done
+        return [{"type": kind, "previous_item_id": previous, "item": item} for kind in kinds]
 
     def _response(self, response_id: str, status: str, output: list[Frame],
                   spoken: bool) -> Frame:

@@ -71,8 +71,9 @@ async def test_a_text_turn_on_a_new_session(harness: Harness) -> None:
         assert session["voxline"]["token"] and session["voxline"]["session_id"] == session["id"]
         frames = await _text_turn(ws)
     types = [f["type"] for f in frames]
-    assert types[:4] == ["conversation.item.created", "response.created",
-                         "response.output_item.added", "response.content_part.added"]
+    assert types[:5] == ["conversation.item.added", "conversation.item.done",
+                         "response.created", "response.output_item.added",
+                         "response.content_part.added"]
     assert "response.output_audio_transcript.delta" in types
     assert "response.output_audio.delta" in types
     assert types.index("response.output_audio.done") < types.index("response.done")
@@ -156,11 +157,14 @@ async def test_manual_turns_wait_for_response_create(harness: Harness) -> None:
         silence = base64.b64encode(bytes(24000)).decode()  # half a second at 24 kHz
         await _send(ws, type="input_audio_buffer.append", audio=silence)
         await _send(ws, type="input_audio_buffer.commit")
-        frames = await _until(ws, "conversation.item.input_audio_transcription.completed")
+        frames = await _until(ws, "conversation.item.done")
         types = [f["type"] for f in frames]
         assert types.index("input_audio_buffer.committed") + 1 == types.index(
-            "conversation.item.created")
-        assert frames[-1]["transcript"] == "Hello there"
+            "conversation.item.added")
+        assert types.index("conversation.item.input_audio_transcription.completed") + 1 == (
+            types.index("conversation.item.done"))  # whole once transcribed
+        assert frames[-2]["transcript"] == "Hello there"
+        assert frames[-1]["item"]["content"][0]["transcript"] == "Hello there"
         # nothing replies: the next frame is the answer to a ping-like bad event
         await ws.send("{}")
         assert (await _recv(ws))["type"] == "error"

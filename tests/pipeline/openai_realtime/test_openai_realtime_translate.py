@@ -286,9 +286,9 @@ def test_a_voice_turn_in_openai_order() -> None:
     frames = _all(ServerTranslator(model="m"), _turn_events())
     assert [f["type"] for f in frames] == [
         "input_audio_buffer.speech_stopped",
-        "input_audio_buffer.committed", "conversation.item.created",
+        "input_audio_buffer.committed", "conversation.item.added",
         "conversation.item.input_audio_transcription.delta",
-        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.completed", "conversation.item.done",
         "response.created", "response.output_item.added", "response.content_part.added",
         "response.output_audio_transcript.delta", "response.output_audio.delta",
         "response.output_audio_transcript.delta", "response.output_audio.done",
@@ -389,15 +389,31 @@ def test_speech_over_a_paused_reply_is_told_only_when_it_interrupts() -> None:
 
 def test_text_items_and_settings_updates() -> None:
     translator = ServerTranslator(model="gpt-realtime")
-    [item] = translator.frames(InputText(id="7-0", session_id=SID, turn_id=TURN,
-                                         data=InputTextData(text="Hi")))
-    assert item["item"]["content"] == [{"type": "input_text", "text": "Hi"}]
+    typed = InputText(id="7-0", session_id=SID, turn_id=TURN, data=InputTextData(text="Hi"))
+    added, done = translator.frames(typed)
+    assert (added["type"], done["type"]) == ("conversation.item.added", "conversation.item.done")
+    assert added["item"] == done["item"]
+    assert done["item"]["content"] == [{"type": "input_text", "text": "Hi"}]
+    [beta] = ServerTranslator(model="m", beta=True).frames(typed)
+    assert beta["type"] == "conversation.item.created" and beta["item"] == done["item"]
     settings = SessionSettings(auto_response=False, voice="x")
     [updated] = translator.frames(SessionUpdated(
         id="7-1", session_id=SID, data=SessionUpdatedData(settings=settings)))
     session = updated["session"]
     assert session["audio"]["input"]["turn_detection"] is None
     assert session["audio"]["output"]["voice"] == "x" and session["model"] == "gpt-realtime"
+
+
+def test_user_items_follow_the_item_before_them() -> None:
+    """Clients (the Agents SDK) order their history by ``previous_item_id``."""
+    translator = ServerTranslator(model="m")
+    first = translator.frames(InputText(id="7-0", session_id=SID, turn_id="t1",
+                                        data=InputTextData(text="Hi")))
+    translator.frames(ResponseStarted(id="7-1", session_id=SID, turn_id="t1"))
+    second = translator.frames(InputText(id="7-2", session_id=SID, turn_id="t2",
+                                         data=InputTextData(text="And?")))
+    assert {f["previous_item_id"] for f in first} == {None}
+    assert {f["previous_item_id"] for f in second} == {"item_t1_out"}
 
 
 def test_resume_ids() -> None:

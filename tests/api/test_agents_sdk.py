@@ -1,0 +1,81 @@
+"""The stock OpenAI Agents SDK for JavaScript (``@openai/agents-realtime``, from the npm
+registry) on Node, against ``WS /v1/realtime`` on the API harness (scripted engines,
+real Redis): ``tests/js/agents_sdk/realtime_session.mjs`` makes a typed turn, a spoken
+turn, an interrupted reply and a new connection, as an app would, and reports what the
+SDK showed (replies, audio, its history)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from schemas import EventLogSettings
+from tests.support.api_harness import Harness, serve_api
+from tests.support.audio_fixtures import tone
+from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
+
+pytestmark = pytest.mark.redis
+
+AGENTS_SDK = "@openai/agents-realtime@0.20.0"
+SCRIPT = Path(__file__).parents[1] / "js" / "agents_sdk" / "realtime_session.mjs"
+TOKENS = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, 31)]
+
+
+@pytest.fixture(scope="session")
+def agents_sdk() -> Path:
+    """The SDK installed once per machine (npm's registry), beside a copy of the script
+    (Node resolves packages from the script's folder)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are not installed")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    home = cache / "voxline" / "npm" / AGENTS_SDK.replace("/", "_").replace("@", "")
+    if not (home / "node_modules" / "@openai" / "agents-realtime").is_dir():
+        home.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent",
+                        "--prefix", str(home), AGENTS_SDK], check=True, timeout=600)
+    shutil.copy(SCRIPT, home / SCRIPT.name)
+    return home
+
+
+@pytest.fixture
+async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                         llm=RecordingLLM(TOKENS, delay=0.02),
+                         tts=ScriptedTTS(chunks_per_piece=2), stt=ScriptedSTT("Hello there"),
+                         vad=EnergyVAD()) as harness:
+        yield harness
+
+
+async def test_the_agents_sdk_talks_types_is_interrupted_and_reconnects(
+    harness: Harness, agents_sdk: Path, tmp_path: Path
+) -> None:
+    speech = tmp_path / "speech.pcm"  # 24 kHz, what the SDK sends
+    speech.write_bytes(tone(0.5, False, 24000) + tone(0.6, True, 24000)
+                       + tone(1.0, False, 24000))
+    url = "ws" + harness.url.removeprefix("http") + "/v1/realtime?model=voxline"
+    node = await asyncio.create_subprocess_exec(
+        "node", str(agents_sdk / SCRIPT.name), url, str(speech), cwd=agents_sdk,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(node.communicate(), 180)
+    finally:
+        if node.returncode is None:
+            node.kill()
+            await node.wait()
+    assert node.returncode == 0, err.decode()[-3000:]
+    shown = json.loads(out.decode().strip().splitlines()[-1])
+    assert shown["typed"]["text"].startswith("Word1") and shown["typed"]["audio"] > 0
+    assert shown["spoken"]["text"].startswith("Word1") and shown["spoken"]["audio"] > 0
+    # interrupted at its first audio: the server logs what the SDK had played
+    assert "conversation.item.truncated" in shown["interrupted"]["events"]
+    assert [m["role"] for m in shown["history"]] == ["user", "assistant"] * 3
+    assert [m["text"] for m in shown["history"] if m["role"] == "user"] == [
+        "Hi", "Hello there", "Tell me a long story"]
+    assert shown["reconnected"]["text"].startswith("Word1")
