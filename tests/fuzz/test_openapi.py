@@ -24,10 +24,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
 
 from tests.fuzz._live_api import LiveApi
-from tests.fuzz._spec import CHECKS, schema
+from tests.fuzz._spec import CHECKS, give_upload, schema
 
 pytestmark = pytest.mark.redis
 
@@ -96,9 +95,7 @@ def aim(case: schemathesis.Case, who: str, sessions: Sessions) -> None:
     """Point a case at a session (and its turn) with a token; give uploads real audio."""
     if who == "generated":
         return
-    positive = case.meta is not None and case.meta.generation.mode is GenerationMode.POSITIVE
-    if positive and isinstance(case.body, dict) and "file" in case.body:
-        case.body["file"] = WAV  # an upload the decoder takes, the rest as generated
+    give_upload(case, WAV)  # an upload the decoder takes, the rest as generated
     session = {"owner": sessions.live, "closed": sessions.closed,
                "stranger": sessions.live}[who]
     if who == "owner" and case.method == "DELETE":

@@ -20,12 +20,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
 
 from loadtests._hostile_docs import deep_array, operator_bomb
 from schemas import RetrievalSettings
 from tests.fuzz._live_api import LiveApi, live_api
-from tests.fuzz._spec import CHECKS, schema
+from tests.fuzz._spec import CHECKS, give_upload, schema
 from tests.support.retrieval_docs import make_pdf
 
 pytestmark = pytest.mark.redis
@@ -88,9 +87,7 @@ def aim(case: schemathesis.Case, who: str, upload: bytes, live: Collections) -> 
         params["session_id"] = live.session
     shown = token if who == "owner" else live.stranger_token
     case.headers = {**(case.headers or {}), "X-Voxline-Token": shown}
-    positive = case.meta is not None and case.meta.generation.mode is GenerationMode.POSITIVE
-    if positive and isinstance(case.body, dict) and "file" in case.body:
-        case.body["file"] = upload
+    give_upload(case, upload)
 
 
 @collections.parametrize()
