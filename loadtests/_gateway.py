@@ -55,6 +55,7 @@ from schemas import (
     RetrievalSettings,
     Settings,
     TelephonySettings,
+    WebRtcSettings,
 )
 from schemas._settings import TurnEngineSettings
 from voxline.client import VoxlineClient
@@ -116,6 +117,7 @@ async def serve_api(
     retrieval: RetrievalSettings | None = None,
     reranker: Reranker | None = None,
     telephony: TelephonySettings | None = None,
+    webrtc: WebRtcSettings | None = None,
 ) -> AsyncIterator[Harness]:
     """The API on these engines, served in this event loop (``vad``: the settings' own;
     no end-of-turn model unless ``turn`` is given: turns end on silence, as scripted)."""
@@ -123,6 +125,7 @@ async def serve_api(
                         admission=admission or AdmissionSettings(),
                         retrieval=retrieval or RetrievalSettings(),
                         telephony=telephony or TelephonySettings(),
+                        webrtc=webrtc or WebRtcSettings(),
                         turn=TurnEngineSettings(engine="none"))
     services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
                                     reranker=reranker)

@@ -40,6 +40,10 @@ Prints a table and writes ``reports/bench_latency.json``:
 * **telephony against native**: the same, as phone calls: the TwiML webhook, then Twilio's
   Media Streams socket with the question in μ-law at 8 kHz (``_twilio_call.py``); end of
   speech → first ``media`` frame. Goal: telephony p50 ≤ 1.15 × native p50.
+* **WebRTC against native**: the same, as WebRTC calls (``POST /v1/realtime/calls`` from
+  an aiortc peer on loopback, the question said into its microphone track:
+  ``_webrtc_call.py``); end of speech → the first reply frame with sound. Goal: WebRTC
+  p50 ≤ 1.1 × native p50.
 
     .venv/bin/python -m loadtests.bench_latency [--url http://127.0.0.1:8000] [--turns 5]
         [--port 8000] [--stt-model whisper-tiny.en] [--budget-s 600] [--only PHASE] [--smoke]
@@ -71,6 +75,7 @@ from websockets.exceptions import WebSocketException
 from loadtests._realtime_sdk import sdk_voice_turn
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
 from loadtests._twilio_call import phone_voice_turn
+from loadtests._webrtc_call import webrtc_voice_turn
 from pipeline.workers import TurnTimeline
 from schemas import Event
 from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient
@@ -127,6 +132,7 @@ GOALS = {
     "orchestration_overhead_p50_ms": 20.0,
     "realtime_over_native_voice_p50": 1.05,
     "telephony_over_native_voice_p50": 1.15,
+    "webrtc_over_native_voice_p50": 1.1,
 }
 #: goals met from above (the others are "at most")
 GOALS_AT_LEAST = {"answer_sheet_score": 0.8}
@@ -464,6 +470,24 @@ async def telephony_vs_native(
     return await against_native(client, speech, turns, budget, "telephony", phone_turn)
 
 
+async def webrtc_vs_native(
+    client: VoxlineClient, url: str, speech: dict[str, bytes], turns: int, budget: Budget
+) -> dict[str, Any]:
+    """Voice turns alternately over the native socket and as WebRTC calls (OpenAI's flow,
+    an aiortc peer on loopback: ``_webrtc_call.py``), same questions, same engines; end of
+    speech → the first reply frame with sound on the call's track. A call's sampling is
+    the session's defaults (its ``session`` part is not sent)."""
+
+    def call_turn(pcm: bytes) -> Awaitable[float | None]:
+        silence = bytes(2 * int(RATE * PAUSE_BEFORE_S))
+        tail = bytes(2 * int(RATE * PAUSE_AFTER_S))
+        return webrtc_voice_turn(url, silence + pcm + tail, rate=RATE,
+                                 speech_s=PAUSE_BEFORE_S + len(pcm) / 2 / RATE,
+                                 timeout_s=TURN_TIMEOUT_S)
+
+    return await against_native(client, speech, turns, budget, "webrtc", call_turn)
+
+
 async def against_native(
     client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget, name: str,
     other: Callable[[bytes], Awaitable[float | None]],
@@ -661,6 +685,8 @@ async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]
                                                               budget)),
             ("telephony_vs_native", lambda: telephony_vs_native(client, url, speech, turns,
                                                                 budget)),
+            ("webrtc_vs_native", lambda: webrtc_vs_native(client, url, speech, turns,
+                                                          budget)),
             ("answer_sheet", lambda: answer_sheet(client, answers, budget)),
             ("stt_models", lambda: stt_models(speech, budget, models)),
         )
@@ -684,6 +710,7 @@ def judge(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     cost = figures.get("orchestration_overhead") or {}
     sdk = figures.get("realtime_vs_native") or {}
     phone = figures.get("telephony_vs_native") or {}
+    rtc = figures.get("webrtc_vs_native") or {}
     measured = {
         "ttfa_ratio_streaming_over_sequential_p50": text.get("ratio_p50_server"),
         "voice_to_voice_p50_ms": (voice.get("voice_to_voice_ms") or {}).get("p50"),
@@ -691,6 +718,7 @@ def judge(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "orchestration_overhead_p50_ms": (cost.get("total_ms") or {}).get("p50"),
         "realtime_over_native_voice_p50": sdk.get("ratio_p50"),
         "telephony_over_native_voice_p50": phone.get("ratio_p50"),
+        "webrtc_over_native_voice_p50": rtc.get("ratio_p50"),
     }
     goals: dict[str, dict[str, Any]] = {
         name: {"at_most": GOALS[name], "measured": value,
@@ -774,6 +802,12 @@ def print_table(figures: dict[str, Any]) -> None:
         row("native: end of speech → first audio", phone["native_ms"])
         row("phone: end of speech → first media", phone["telephony_ms"],
             f"(ratio p50 {phone['ratio_p50']}, goal ≤ 1.15)")
+    if rtc := figures.get("webrtc_vs_native"):
+        print(f"voice turn, a WebRTC call (OpenAI's flow, Opus) against the native socket "
+              f"(turns {rtc['turns']}, failed {rtc['failed']})")
+        row("native: end of speech → first audio", rtc["native_ms"])
+        row("WebRTC: end of speech → first sound", rtc["webrtc_ms"],
+            f"(ratio p50 {rtc['ratio_p50']}, goal ≤ 1.1)")
     if sheet := figures.get("answer_sheet"):
         print(f"answer sheet: {sheet['score']} of {sheet['questions']} questions right, "
               f"markup spoken in {sheet['markup_spoken']}")
@@ -819,8 +853,8 @@ def main() -> None:
     parser.add_argument("--stt-model", help="VOXLINE_STT__MODEL of the started server")
     parser.add_argument("--only", choices=("text_ttfa", "voice_to_voice",
                                            "orchestration_overhead", "realtime_vs_native",
-                                           "telephony_vs_native", "answer_sheet",
-                                           "stt_models"),
+                                           "telephony_vs_native", "webrtc_vs_native",
+                                           "answer_sheet", "stt_models"),
                         help="measure this one phase (the others are reported as not run)")
     parser.add_argument("--answers", type=int, default=36,
                         help="questions of the answer sheet to ask (0: none)")
@@ -888,6 +922,7 @@ def unmeasured(figures: dict[str, Any]) -> list[str]:
     text, voice = figures.get("text_ttfa") or {}, figures.get("voice_to_voice") or {}
     sdk = figures.get("realtime_vs_native") or {}
     phone = figures.get("telephony_vs_native") or {}
+    rtc = figures.get("webrtc_vs_native") or {}
     turns = {
         "text_ttfa": min((text.get(mode) or {}).get("turns", 0) for mode in MODES),
         "voice_to_voice": min(voice.get("turns", 0),
@@ -895,6 +930,7 @@ def unmeasured(figures: dict[str, Any]) -> list[str]:
         "orchestration_overhead": (figures.get("orchestration_overhead") or {}).get("turns", 0),
         "realtime_vs_native": min((sdk.get("turns") or {"": 0}).values()),
         "telephony_vs_native": min((phone.get("turns") or {"": 0}).values()),
+        "webrtc_vs_native": min((rtc.get("turns") or {"": 0}).values()),
         "answer_sheet": (figures.get("answer_sheet") or {}).get("questions", 0),
         "stt_models": len(figures.get("stt_models") or {}),
     }

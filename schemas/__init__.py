@@ -144,6 +144,7 @@ from schemas._settings import (
     RetrievalSettings,
     Settings,
     TelephonySettings,
+    WebRtcSettings,
     get_settings,
 )
 
@@ -268,6 +269,7 @@ __all__ = [
     "VoxlineError",
     "WarningData",
     "WarningEvent",
+    "WebRtcSettings",
     "check_json_depth",
     "check_pcm16",
     "get_settings",

@@ -178,6 +178,27 @@ class TelephonySettings(BaseModel):
     )
 
 
+class WebRtcSettings(BaseModel):
+    """WebRTC calls (``POST /v1/realtime/calls``, OpenAI's flow): ICE and the reply's
+    audio buffer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host_addresses: tuple[str, ...] | None = Field(
+        default=None,
+        description="addresses the server offers as ICE host candidates; unset: 127.0.0.1 "
+        "when the server binds loopback, else every interface but loopback",
+    )
+    ice_timeout_s: float = Field(
+        default=30.0, gt=0, le=300,
+        description="a call whose connection is not up by then is hung up",
+    )
+    max_buffer_s: float = Field(
+        default=30.0, ge=1, le=600,
+        description="reply audio held ahead of playback; the log is read no faster",
+    )
+
+
 class AdmissionSettings(BaseModel):
     """Capacity of one Gateway replica: past it, work is refused (HTTP 503 + ``Retry-After``,
     or an ``overloaded`` error event on the socket), never queued without end.
@@ -373,6 +394,7 @@ class Settings(BaseSettings):
     log: EventLogSettings = Field(default_factory=EventLogSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     telephony: TelephonySettings = Field(default_factory=TelephonySettings)
+    webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 

@@ -168,7 +168,7 @@ def drain_app(
             handle = serve.get_app_handle(APP_NAME)
             done = handle.drain.remote(grace_s).result(timeout_s=grace_s + 15)
         say(f"drained: {done['sockets']} sockets closed (1012: resume elsewhere), "
-            f"{done['turns_cut']} turns cut")
+            f"{done.get('calls', 0)} calls hung up, {done['turns_cut']} turns cut")
     except KeyboardInterrupt:
         say("drain cut short (a second signal)")
     except Exception as exc:  # the app is gone already, or never answered

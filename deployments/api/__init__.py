@@ -4,11 +4,12 @@
 (``deployments/ingress.py``) builds one per replica with remote engines, tests may build
 one with local engines. Routes, by module: ``sessions`` (create, inspect, close),
 ``session_socket`` (the native socket), ``chat`` (SSE text turns), ``events`` (SSE
-replay and tail, audio chunks), ``audio`` (transcriptions, speech), ``completions`` and ``models``
-(OpenAI's chat completions and model list), ``openai_realtime`` (OpenAI's Realtime API
-over the same sessions), ``twilio`` (phone calls: the TwiML webhook, Media Streams),
-``collections`` and ``threads`` (documents for grounded replies,
-a session's messages), ``health``, ``web`` (the browser page at ``/``, the documentation
+replay and tail, audio chunks), ``audio`` (transcriptions, speech), ``completions`` and
+``models`` (OpenAI's chat completions and model list), ``openai_realtime`` (OpenAI's
+Realtime API over the same sessions), ``webrtc`` (the same over WebRTC calls),
+``twilio`` (phone calls: the TwiML webhook, Media Streams), ``collections`` and
+``threads`` (documents for grounded replies, a session's messages), ``health``, ``web``
+(the browser page at ``/``, the documentation
 pages) and ``fallback`` (unknown WebSocket paths). With ``VOXLINE_API__KEYS`` set, all
 but ``health``, ``web`` and the docs need an API key (``_auth``). Sockets and requests
 that change something from a web page elsewhere are refused (``_origin``); every answer
@@ -38,6 +39,7 @@ from deployments.api import (
     threads,
     twilio,
     web,
+    webrtc,
 )
 from deployments.api._auth import RequireApiKey
 from deployments.api._errors import error_responses, install_error_handlers
@@ -66,7 +68,8 @@ def create_api(services: Services | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None)
     app.state.services = services
     install_error_handlers(app)
-    for module in (sessions, chat, events, audio, completions, models, collections, threads):
+    for module in (sessions, chat, events, audio, completions, models, collections, threads,
+                   webrtc):
         # every route may answer 401 when keys are set: the spec says so
         app.include_router(module.router, responses=error_responses(401))
     for module in (session_socket, openai_realtime, health):

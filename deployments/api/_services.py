@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
@@ -53,6 +53,9 @@ class Services:
     live: set[LiveSession] = field(default_factory=set)
     #: open WebSockets of this replica, closed with RESUME_ELSEWHERE by :meth:`drain`
     sockets: set[WebSocket] = field(default_factory=set)
+    #: WebRTC calls of this replica by id, hung up by :meth:`drain` (a call's media
+    #: cannot move to another replica)
+    calls: dict[str, Call] = field(default_factory=dict)
     #: background worker deployments (handles with ``status()``), for readiness
     workers: dict[str, Any] = field(default_factory=dict)
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
@@ -205,14 +208,18 @@ class Services:
                 break
             await asyncio.sleep(poll_s)
         cut = self.admission.in_use("turns")
-        sockets = list(self.sockets)
-        await asyncio.gather(*(close_to_resume(ws) for ws in sockets))
-        logger.info("drained: %d sockets closed, %d turns cut after %.0f s",
-                    len(sockets), cut, grace_s)
-        return {"sockets": len(sockets), "turns_cut": cut}
+        sockets, calls = list(self.sockets), list(self.calls.values())
+        await asyncio.gather(*(close_to_resume(ws) for ws in sockets),
+                             *(call.hangup("server_draining") for call in calls))
+        logger.info("drained: %d sockets closed, %d calls hung up, %d turns cut after %.0f s",
+                    len(sockets), len(calls), cut, grace_s)
+        return {"sockets": len(sockets), "calls": len(calls), "turns_cut": cut}
 
     async def aclose(self) -> None:
         await self.readiness_monitor.aclose()
+        for call in list(self.calls.values()):  # each releases its session
+            with contextlib.suppress(Exception):
+                await call.hangup("shutdown")
         for session in list(self.live):
             with contextlib.suppress(Exception):
                 await self.release(session)
@@ -220,6 +227,12 @@ class Services:
         if self.collections is not None:
             await self.collections.aclose()  # its document reader processes
         await self.redis.aclose()
+
+
+class Call(Protocol):
+    """A call held by this replica (:class:`pipeline.webrtc.RealtimeCall`)."""
+
+    async def hangup(self, reason: str = "hangup") -> None: ...
 
 
 async def close_to_resume(ws: WebSocket) -> None:

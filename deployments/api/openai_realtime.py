@@ -38,11 +38,14 @@ from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
 from deployments.api._auth import accepted_subprotocol, check_api_key, token_of
-from deployments.api._deps import engine_choices
+from deployments.api._openai_events import (
+    apply_client_event,
+    client_translator,
+    follow_session,
+)
 from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, finish, receive, refuse
 from pipeline.openai_realtime import (
-    ClientTranslator,
     ServerTranslator,
     error_frame,
     local_id,
@@ -50,14 +53,13 @@ from pipeline.openai_realtime import (
     parse_resume_id,
     session_object,
 )
-from pipeline.session import LiveSession, authorize, check_cursor, create_session, merge_settings
+from pipeline.session import LiveSession, authorize, check_cursor, create_session
 from schemas import (
     AudioFormat,
     ErrorCode,
     Event,
     ProtocolError,
     SessionSettings,
-    SessionUpdate,
     VoxlineError,
 )
 
@@ -102,10 +104,7 @@ async def openai_realtime(
     except VoxlineError as exc:
         await refuse(ws, exc, framing.refusal(session_id or "", exc))
         return
-    tts = services.engines.tts is not None
-    translator.spoken_default = lambda: tts and session.settings.realtime_tts
-    translator.user_text = lambda turn_id: getattr(session.state.turns.get(turn_id),
-                                                   "user_text", "")
+    follow_session(translator, services, session)
     sender = LogSender(ws, services.tails, session.session_id, framing)
     if not last_event_id:  # the greeting: its id is the log position the socket starts at
         extension = {"session_id": session.session_id, "token": token,
@@ -115,16 +114,11 @@ async def openai_realtime(
             "session": session_object(session.session_id, session.settings, model=model,
                                       extension=extension)}))
     sender.start(after)
-    client = ClientTranslator(
-        voice_map=services.settings.api.voice_map,
-        max_message_bytes=services.settings.api.max_message_bytes,
-        max_text_chars=services.settings.api.max_text_chars,
-        max_json_depth=services.settings.api.max_json_depth,
-        input_format=lambda: session.settings.input_format,
-    )
+    client = client_translator(services, session)
 
     async def on_text(text: str) -> None:
-        await _on_text(text, client, session, sender, services)
+        for frame in await apply_client_event(text, client, session, services):
+            await sender.send(frame)
 
     try:
         await receive(ws, session, sender, services, on_text, binary_audio=False)
@@ -174,22 +168,3 @@ def _session_token(connection: HTTPConnection) -> str | None:
     api_key as the Bearer header, whether keys are on or not)."""
     return (connection.query_params.get("token") or connection.headers.get("x-voxline-token")
             or token_of(connection))
-
-
-async def _on_text(
-    text: str, client: ClientTranslator, session: LiveSession, sender: LogSender,
-    services: Services,
-) -> None:
-    event = client.parse(text)
-    try:
-        actions = client.actions(event)
-        for message in actions.messages:
-            if isinstance(message, SessionUpdate):  # voices, languages: the engines'
-                merge_settings(session.settings, message.settings,
-                               await engine_choices(services))
-            await session.handle(message)
-    except VoxlineError as exc:
-        exc.details.setdefault("event_id", event.event_id)
-        raise
-    if actions.ack is not None:
-        await sender.send(json.dumps({**actions.ack, "event_id": local_id()}))

@@ -183,6 +183,9 @@ class ClientTranslator:
     max_json_depth: int = 32
     #: the session's input format now: how appended audio is checked
     input_format: Callable[[], InputAudioFormat] = lambda: InputAudioFormat.PCM16
+    #: whether session.update may set the audio formats (a WebRTC call's are its
+    #: tracks': there, as in OpenAI's WebRTC, they are ignored)
+    audio_formats: bool = True
 
     def parse(self, raw: str | bytes) -> ClientEvent:
         """One text frame as a client event, or a :class:`ProtocolError`."""
@@ -291,7 +294,7 @@ class ClientTranslator:
             fmt_in = _beta_format(config.input_audio_format, "session.input_audio_format")
         else:
             fmt_in = None
-        if fmt_in is not None:
+        if fmt_in is not None and self.audio_formats:
             patch["input_format"], patch["input_sample_rate"] = fmt_in
         if audio_out.format is not None:
             fmt_out = _format(audio_out.format, "session.audio.output.format")
@@ -299,7 +302,7 @@ class ClientTranslator:
             fmt_out = _beta_format(config.output_audio_format, "session.output_audio_format")
         else:
             fmt_out = None
-        if fmt_out is not None:
+        if fmt_out is not None and self.audio_formats:
             patch["output_format"], patch["output_sample_rate"] = fmt_out
         if "turn_detection" in audio_in.model_fields_set:
             patch.update(_turn_detection(audio_in.turn_detection))

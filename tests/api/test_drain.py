@@ -81,7 +81,7 @@ async def test_a_drain_refuses_new_work_lets_the_turn_finish_then_closes_with_10
             assert not drain.done()  # the running turn holds the drain
 
             llm.gate.set()  # the turn finishes within the grace and reaches its socket
-            assert (await drain) == {"sockets": 2, "turns_cut": 0}
+            assert (await drain) == {"sockets": 2, "calls": 0, "turns_cut": 0}
             seen = await events_until_closed(talking)
             assert "response.done" in seen
             await events_until_closed(waiting)
@@ -104,7 +104,7 @@ async def test_a_turn_past_the_grace_is_cut_and_its_socket_still_closed_with_101
             await conn.send_text("tell me")
             await until(lambda: llm.active == 1, "the turn is generating")
             result = await h.services.drain(grace_s=0.2)
-            assert result == {"sockets": 1, "turns_cut": 1}
+            assert result == {"sockets": 1, "calls": 0, "turns_cut": 1}
             await events_until_closed(conn)
             assert conn.ws is not None and conn.ws.close_code == 1012
         await until(lambda: not h.services.live and llm.active == 0, "the cut turn ended")

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from loadtests._twilio_call import STREAM_SID, PhoneLine, dial, mulaw
 from schemas import (
+    AdmissionSettings,
     ApiSettings,
     Event,
     EventLogSettings,
@@ -194,3 +195,16 @@ async def test_a_stream_of_its_own_twiml_gets_a_session(harness: Harness) -> Non
             break
         await asyncio.sleep(0.02)
     assert not harness.services.live
+
+
+async def test_calls_past_capacity_are_refused_with_retry_after(
+    redis_url: str, key_prefix: str
+) -> None:
+    async with _harness(redis_url, key_prefix,
+                        admission=AdmissionSettings(max_sessions=1)) as harness:
+        call = await dial(harness.url)
+        async with PhoneLine.open(call.url, call.parameters) as line:
+            await line.say(_mulaw((0.6, True), (0.8, False)))
+            await line.until_played()
+            busy = await _webhook(harness)  # the line is taken: Twilio hears 503
+            assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1

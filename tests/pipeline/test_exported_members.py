@@ -92,6 +92,10 @@ FACADES = {
         "CALL_AUDIO", "CallTranslator", "Connected", "Dtmf", "Mark", "Media", "Start", "Stop",
         "TwilioMessage", "media_audio", "parse_message",
     ],
+    "pipeline.webrtc": [
+        "CALL_RATE", "EVENTS_CHANNEL", "RealtimeCall", "ReplyTrack", "microphone",
+        "use_host_addresses",
+    ],
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],
     "pipeline.retrieval": [
         "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",

@@ -1,0 +1,179 @@
+"""``POST /v1/realtime/calls``: OpenAI's Realtime API over WebRTC, on Voxline's sessions.
+
+What OpenAI's browser clients do (the Agents SDK's ``RealtimeSession``, the Realtime
+docs' examples): make a peer connection with the microphone's track and a data channel
+named ``oai-events``, and post its SDP offer here, as ``Content-Type: application/sdp``,
+or as a multipart form with the offer in ``sdp`` and the session's configuration (the
+``session`` of a ``session.update``, JSON) in ``session``. The answer is ``201`` with the
+SDP answer as the body and the call's URL in ``Location``
+(``/v1/realtime/calls/{call_id}``). Then events travel on the data channel as on
+``WS /v1/realtime`` (``session.created`` first), and the reply plays on the call's audio
+track (:mod:`pipeline.webrtc`). ``POST /v1/realtime/calls/{call_id}/hangup``, or closing
+the peer connection, ends the call and its session (``session.closed``, ``hangup``).
+
+A call is a session like any other (its log, replay, metrics, auto-play, admission; API
+keys as every HTTP route). Its audio is PCM16 at 48 kHz both ways (Opus on the wire);
+``session.update`` cannot change the formats. ICE: the server offers host candidates
+only (``VOXLINE_WEBRTC__HOST_ADDRESSES``; on loopback when it binds loopback), so the one
+machine mode needs no STUN server; on a cluster see ``cluster/README.md``. Refusals:
+``400 invalid_message`` for an offer that does not parse, ``415 unsupported_format`` for
+one with no audio this server speaks (Opus or PCMU), ``413`` for an offer over
+``VOXLINE_API__MAX_MESSAGE_BYTES``, ``503`` past capacity; a call whose connection is not
+up within ``VOXLINE_WEBRTC__ICE_TIMEOUT_S`` is hung up and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from deployments.api._deps import ServicesDep
+from deployments.api._errors import error_responses
+from deployments.api._openai_events import (
+    apply_client_event,
+    client_translator,
+    follow_session,
+)
+from deployments.api._services import Services
+from pipeline.openai_realtime import (
+    ClientTranslator,
+    ServerTranslator,
+    SessionConfig,
+    local_id,
+    session_object,
+)
+from pipeline.session import create_session
+from pipeline.webrtc import CALL_RATE, RealtimeCall, use_host_addresses
+from schemas import (
+    AudioFormat,
+    ErrorCode,
+    InputTooLargeError,
+    ProtocolError,
+    SessionSettings,
+    VoxlineError,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/realtime", tags=["openai"])
+
+#: a call's audio: its tracks' (Opus at 48 kHz, PCM16 in the session)
+CALL_AUDIO = {"input_sample_rate": CALL_RATE, "input_format": "pcm16",
+              "output_format": AudioFormat.PCM16, "output_sample_rate": CALL_RATE}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@router.post("/calls", status_code=201, response_class=Response, responses={
+    201: {"content": {"application/sdp": {}}, "description": "the SDP answer; the call's "
+          "URL in Location"},
+    **error_responses(400, 413, 415, 422, 503)})
+async def create_call(request: Request, services: ServicesDep,
+                      model: str = "voxline") -> Response:
+    """Answer a WebRTC offer with a call on a new session; see the module docstring."""
+    offer, config = await _offer(request, services)
+    _choose_ice_addresses(services)
+    permit = services.admission.acquire("sessions")
+    try:
+        client_patch = _client_patch(services, config)
+        settings = SessionSettings().merged({**client_patch, **CALL_AUDIO})
+        session_id = await create_session(services.log, settings)
+    except BaseException:
+        permit.release()
+        raise
+    session = await services.open_session(session_id, permit=permit)
+    translator = ServerTranslator(model=model)
+    follow_session(translator, services, session)
+    client = client_translator(services, session, audio_formats=False)
+    call_id = f"rtc_{uuid.uuid4().hex}"
+
+    async def on_message(text: str) -> list[str]:
+        return await apply_client_event(text, client, session, services)
+
+    async def on_end(reason: str) -> None:
+        services.calls.pop(call_id, None)
+        logger.info("call %s on %s ended: %s", call_id, session_id, reason)
+        await services.release(session, reason="hangup")
+
+    greeting = json.dumps({"type": "session.created", "event_id": local_id(),
+                           "session": session_object(session_id, session.settings,
+                                                     model=model)})
+    call = RealtimeCall(
+        session, services.tails.tail(session_id, session.state.last_event_id), translator,
+        on_message=on_message, on_end=on_end, greeting=greeting,
+        ice_timeout_s=services.settings.webrtc.ice_timeout_s,
+        max_buffer_s=services.settings.webrtc.max_buffer_s)
+    try:
+        answer = await call.answer(offer)
+    except BaseException:
+        await call.hangup("refused")
+        raise
+    services.calls[call_id] = call
+    return Response(answer, status_code=201, media_type="application/sdp",
+                    headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+
+@router.post("/calls/{call_id}/hangup", status_code=204, response_class=Response,
+             responses=error_responses(404))
+async def hang_up(call_id: str, services: ServicesDep) -> Response:
+    """End the call: a reply still running is cancelled, the session is closed."""
+    call = services.calls.get(call_id)
+    if call is None:
+        raise VoxlineError(f"no call {call_id!r} on this server", code=ErrorCode.NOT_FOUND,
+                           http_status=404)
+    await call.hangup("hangup")
+    return Response(status_code=204)
+
+
+async def _offer(request: Request, services: Services) -> tuple[str, str | None]:
+    """The SDP offer and the ``session`` JSON (None without one), under the size limit."""
+    limit = services.settings.api.max_message_bytes
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form(max_files=0, max_fields=4, max_part_size=limit)
+        sdp, config = form.get("sdp"), form.get("session")
+        if not isinstance(sdp, str) or (config is not None and not isinstance(config, str)):
+            raise ProtocolError("the form needs the offer in 'sdp' (and may have the "
+                                "session's configuration in 'session')",
+                                code=ErrorCode.INVALID_MESSAGE, param="sdp")
+    elif kind == "application/sdp":
+        body = await request.body()
+        if len(body) > limit:
+            raise InputTooLargeError(f"the offer of {len(body)} bytes is over the limit "
+                                     f"of {limit}", limit=limit, size=len(body))
+        sdp, config = body.decode("utf-8", errors="replace"), None
+    else:
+        raise ProtocolError(f"send the offer as application/sdp or multipart/form-data, "
+                            f"not {kind or 'nothing'}", code=ErrorCode.UNSUPPORTED_CONTENT,
+                            http_status=415)
+    if len(sdp) > limit:
+        raise InputTooLargeError(f"the offer is over the limit of {limit} bytes", limit=limit)
+    if not sdp.startswith("v=0"):
+        raise ProtocolError("the offer is not SDP (it starts with 'v=0')",
+                            code=ErrorCode.INVALID_MESSAGE, param="sdp")
+    return sdp, config
+
+
+def _client_patch(services: Services, config: str | None) -> dict[str, object]:
+    """The ``session`` part as native settings (its audio formats ignored)."""
+    if config is None:
+        return {}
+    try:
+        parsed = SessionConfig.model_validate_json(config)
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid session: {exc.errors()[0]['msg']}",
+                            code=ErrorCode.INVALID_MESSAGE, param="session") from None
+    translator = ClientTranslator(voice_map=services.settings.api.voice_map,
+                                  audio_formats=False)
+    return translator.settings_patch(parsed)
+
+
+def _choose_ice_addresses(services: Services) -> None:
+    chosen = services.settings.webrtc.host_addresses
+    if chosen is None and services.settings.host in _LOOPBACK:
+        chosen = ("127.0.0.1",)
+    if chosen is not None:
+        use_host_addresses(chosen)

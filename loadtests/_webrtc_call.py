@@ -1,0 +1,150 @@
+"""An OpenAI-style WebRTC caller, for the benchmarks and the tests: an aiortc peer with a
+microphone track and the ``oai-events`` data channel, as the Agents SDK's browser
+transport makes it, calling ``POST /v1/realtime/calls`` on loopback (its ICE candidates too).
+
+The microphone is a :class:`pipeline.webrtc.ReplyTrack`: it says what it is given, in
+real time, and silence otherwise, as a live microphone does. What comes back is kept:
+the events, and when each frame of the reply's audio with sound in it arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from pipeline.audio import resample_pcm16
+from pipeline.webrtc import CALL_RATE, EVENTS_CHANNEL, ReplyTrack, use_host_addresses
+
+#: a frame whose loudest sample is above this has sound in it (Opus's silence is ~0)
+LOUD = 100
+
+
+async def offer(url: str, pc: RTCPeerConnection, **headers: str) -> httpx.Response:
+    """Post ``pc``'s offer as OpenAI's clients do (``application/sdp``)."""
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(f"{url}/v1/realtime/calls", content=pc.localDescription.sdp,
+                               headers={"Content-Type": "application/sdp", **headers})
+
+
+class WebRtcCaller:
+    """One caller; :meth:`call` dials, :meth:`close` hangs up by closing the peer."""
+
+    def __init__(self, *, record: bool = False) -> None:
+        use_host_addresses(["127.0.0.1"])  # it dials this machine only
+        self.pc = RTCPeerConnection()
+        #: with ``record``: the reply track's audio from its first sound on (mono PCM16
+        #: at 48 kHz)
+        self.recording = bytearray() if record else None
+        self.mic = ReplyTrack()
+        self.pc.addTrack(self.mic)
+        self.channel = self.pc.createDataChannel(EVENTS_CHANNEL)
+        self.events: list[dict[str, Any]] = []
+        #: arrival (``time.perf_counter()``) of each reply frame with sound in it
+        self.loud: list[float] = []
+        self.location: str | None = None
+        self._new = asyncio.Event()
+        self._sound = asyncio.Event()  # a frame with sound came
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", lambda track: asyncio.ensure_future(self._listen(track)))
+
+    async def call(self, url: str, **headers: str) -> httpx.Response:
+        answer = await offer(url, self.pc, **headers)
+        if answer.status_code == 201:
+            self.location = answer.headers["location"]
+            await self.pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+        return answer
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+    async def until(self, kind: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The next event of type ``kind`` (looking at those received since the last
+        :meth:`clear` too)."""
+        seen = 0
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for event in self.events[seen:]:
+                    if event["type"] == kind:
+                        return event
+                seen = len(self.events)
+                self._new.clear()
+                await self._new.wait()
+
+    async def quiet(self, for_s: float = 1.0, timeout_s: float = 60.0) -> None:
+        """Wait until the reply's track has had no sound for ``for_s`` (it has played)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                self._sound.clear()
+                try:
+                    await asyncio.wait_for(self._sound.wait(), for_s)
+                except TimeoutError:
+                    if self.loud:
+                        return
+
+    def clear(self) -> None:
+        self.events.clear()
+
+    def send(self, **event: Any) -> None:
+        self.channel.send(json.dumps(event))
+
+    def ask(self, text: str) -> None:
+        """A typed turn: the item, then ``response.create``."""
+        self.send(type="conversation.item.create", item={
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]})
+        self.send(type="response.create")
+
+    async def say(self, pcm: bytes, rate: int) -> float:
+        """Say PCM16 mono at ``rate`` into the microphone; return when it will have been
+        said (the client's clock), as it plays in real time from now."""
+        audio = resample_pcm16(pcm, rate, CALL_RATE)
+        ends = time.perf_counter() + (self.mic.buffered_ms / 1000 + len(audio) / 2 / CALL_RATE)
+        await self.mic.play(None, audio)
+        return ends
+
+    def _on_message(self, message: str) -> None:
+        self.events.append(json.loads(message))
+        self._new.set()
+
+    async def _listen(self, track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
+            if np.abs(samples).max() > LOUD:
+                self.loud.append(time.perf_counter())
+                self._sound.set()
+            if self.recording is not None and self.loud:
+                self.recording += samples.astype("<i2").tobytes()
+
+
+async def webrtc_voice_turn(base_url: str, audio: bytes, *, rate: int, speech_s: float,
+                            timeout_s: float = 90.0) -> float | None:
+    """One spoken turn on a new call: ``audio`` (PCM16 at ``rate``, whose speech ends at
+    ``speech_s``) said into the microphone; end of the speech (client clock) → the first
+    reply frame with sound, in ms, once the reply is done. ``None``: no reply in time."""
+    caller = WebRtcCaller()
+    try:
+        answer = await caller.call(base_url)
+        answer.raise_for_status()
+        await caller.until("session.created", timeout_s)
+        ends = await caller.say(audio, rate)
+        speech_end = ends - (len(audio) / 2 / rate - speech_s)
+        await caller.until("response.done", timeout_s)
+        await caller.quiet(0.5, timeout_s)  # the reply was written: now it is heard
+        heard = [t for t in caller.loud if t > speech_end]
+        return (heard[0] - speech_end) * 1000 if heard else None
+    except TimeoutError:
+        return None
+    finally:
+        await caller.close()

@@ -1,0 +1,20 @@
+"""WebRTC calls: OpenAI's Realtime API over a peer connection (aiortc).
+
+:mod:`~pipeline.webrtc.media` holds the audio both ways (the caller's Opus in, the
+reply's track out, paced and bounded); :mod:`~pipeline.webrtc.call` runs one call on a
+live session: the audio into the session, the log out as events on the ``oai-events``
+data channel and as sound on the track. aiortc is imported with this package: the rest
+of the pipeline never loads it.
+"""
+
+from pipeline.webrtc.call import EVENTS_CHANNEL, RealtimeCall
+from pipeline.webrtc.media import CALL_RATE, ReplyTrack, microphone, use_host_addresses
+
+__all__ = [
+    "CALL_RATE",
+    "EVENTS_CHANNEL",
+    "RealtimeCall",
+    "ReplyTrack",
+    "microphone",
+    "use_host_addresses",
+]

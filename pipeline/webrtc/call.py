@@ -1,0 +1,265 @@
+"""One WebRTC call on a live session, as OpenAI's Realtime API runs it over WebRTC.
+
+The browser (or any WebRTC peer) sends an SDP offer with an audio track and a data
+channel named ``oai-events``; :meth:`RealtimeCall.answer` answers it. Then:
+
+* the caller's audio (Opus, decoded by aiortc) goes into the session as it comes: the
+  session's input is PCM16 at 48 kHz, and its VAD and turn detection hear it as they
+  hear a socket's audio;
+* the session's log is translated by :class:`pipeline.openai_realtime.ServerTranslator`
+  into OpenAI's server events on the data channel, in log order, except the audio
+  deltas: the reply's audio (PCM16 at 48 kHz in the log) plays on the call's audio track
+  (:class:`~pipeline.webrtc.media.ReplyTrack`) instead, as OpenAI's WebRTC does;
+* client events on the data channel are handled as on ``/v1/realtime`` (``on_message``);
+* a barge-in (a reply cancelled by speech, or speech over a reply still playing with
+  ``immediate`` interruptions) drops the unplayed audio and logs what was heard
+  (``response.truncated``);
+* the call ends when the peer hangs up (the connection closes or fails), when
+  :meth:`hangup` is called, or when ICE has not connected within ``ice_timeout_s``;
+  ``on_end`` is called once, with why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+
+from pipeline.aio import aclose_stream
+from pipeline.openai_realtime import ServerTranslator
+from pipeline.session import LiveSession
+from pipeline.webrtc.media import ReplyTrack, microphone
+from schemas import (
+    ErrorCode,
+    Event,
+    InvalidAudioError,
+    OverloadedError,
+    ProtocolError,
+    ResponseAudioChunk,
+    ResponseCancelled,
+    SpeechStarted,
+    VoxlineError,
+)
+
+__all__ = ["EVENTS_CHANNEL", "MAX_PENDING", "RealtimeCall"]
+
+logger = logging.getLogger(__name__)
+
+#: the data channel OpenAI's clients open for the events
+EVENTS_CHANNEL = "oai-events"
+#: client events received and not yet applied, at most
+MAX_PENDING = 64
+#: server events that carry audio: over WebRTC the audio track plays it instead
+_AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
+
+
+class RealtimeCall:
+    """See the module docstring. One call, one session; not reusable."""
+
+    def __init__(
+        self,
+        session: LiveSession,
+        events: AsyncIterator[Event],
+        translator: ServerTranslator,
+        *,
+        on_message: Callable[[str], Awaitable[list[str]]],
+        on_end: Callable[[str], Awaitable[None]],
+        greeting: str,
+        ice_timeout_s: float = 30.0,
+        max_buffer_s: float = 30.0,
+    ) -> None:
+        from aiortc import RTCPeerConnection
+
+        self.session = session
+        self._events = events
+        self._translator = translator
+        self._on_message = on_message
+        self._on_end = on_end
+        self._greeting = greeting
+        self._ice_timeout_s = ice_timeout_s
+        self.track = ReplyTrack(max_buffer_s)
+        self.pc: Any = RTCPeerConnection()
+        self._channel: Any = None
+        self._channel_open = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_PENDING)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ended = asyncio.Event()
+        self.end_reason: str | None = None
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The SDP answer to the caller's offer; ``invalid_message`` for SDP that does not
+        parse, ``unsupported_format`` for an offer with no audio this server decodes."""
+        from aiortc import RTCSessionDescription
+
+        pc = self.pc
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_state)
+        from aiortc.sdp import SessionDescription
+
+        try:  # aiortc's parser fails in many ways: each is the peer's SDP at fault
+            SessionDescription.parse(offer_sdp)
+        except Exception as exc:
+            raise ProtocolError(f"the SDP offer does not parse: {exc!r}",
+                                code=ErrorCode.INVALID_MESSAGE, param="sdp") from None
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ProtocolError(f"the SDP offer is not one this server can answer: {exc}",
+                                code=ErrorCode.INVALID_MESSAGE, param="sdp") from None
+        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise InvalidAudioError("the offer has no audio: offer a microphone track "
+                                    "(sendrecv)", code=ErrorCode.UNSUPPORTED_FORMAT)
+        audio[0].sender.replaceTrack(self.track)
+        audio[0].direction = "sendrecv"
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, KeyError) as exc:  # no codec in common, say
+            raise InvalidAudioError(f"no audio codec in common with the offer: {exc}",
+                                    code=ErrorCode.UNSUPPORTED_FORMAT) from None
+        sdp: str = pc.localDescription.sdp
+        if "opus/48000" not in sdp.lower() and "pcmu/8000" not in sdp.lower():
+            raise InvalidAudioError("the offer has no Opus or PCMU audio",
+                                    code=ErrorCode.UNSUPPORTED_FORMAT)
+        self._spawn(self._send_log(), "log")
+        self._spawn(self._watch_ice(), "ice")
+        return sdp
+
+    async def hangup(self, reason: str = "hangup") -> None:
+        """End the call (idempotent): the tasks stop, the peer connection closes."""
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        self.end_reason = reason
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not current),
+                             return_exceptions=True)
+        self.track.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        await aclose_stream(self._events)
+        await self._on_end(reason)
+
+    async def wait(self) -> str | None:
+        await self._ended.wait()
+        return self.end_reason
+
+    # ---- peer connection events ---------------------------------------------------------
+
+    def _on_track(self, track: Any) -> None:
+        if track.kind == "audio":
+            self._spawn(self._listen(track), "microphone")
+
+    def _on_datachannel(self, channel: Any) -> None:
+        if channel.label != EVENTS_CHANNEL:
+            return
+        self._channel = channel
+        channel.on("message", self._queue_message)
+        channel.on("close", lambda: self._spawn(self.hangup("hangup"), "hangup"))
+        if channel.readyState == "open":
+            self._opened()
+        else:
+            channel.on("open", self._opened)
+
+    def _opened(self) -> None:
+        self._channel.send(self._greeting)
+        self._channel_open.set()
+        self._spawn(self._receive(), "events")
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._connected.set()
+        elif self.pc.connectionState in ("failed", "closed"):
+            self._spawn(self.hangup("hangup"), "hangup")
+
+    # ---- the call's work ------------------------------------------------------------------
+
+    async def _listen(self, track: Any) -> None:
+        async for pcm in microphone(track):
+            try:
+                await self.session.push_audio(pcm)
+            except VoxlineError as exc:
+                await self.session.reject(exc)
+
+    def _queue_message(self, message: str | bytes) -> None:
+        """Client events are applied one at a time, in order (an item, then the
+        ``response.create`` that answers it); past ``MAX_PENDING`` waiting, the peer is
+        told it is too fast and the event is dropped."""
+        try:
+            self._inbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self._spawn(self.session.reject(OverloadedError(
+                f"more than {MAX_PENDING} client events wait: slow down",
+                retry_after_ms=100)), "event")
+
+    async def _receive(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            try:
+                if isinstance(message, bytes):
+                    raise ProtocolError("the events channel carries JSON text",
+                                        code=ErrorCode.INVALID_MESSAGE)
+                for frame in await self._on_message(message):
+                    self._send(frame)
+            except VoxlineError as exc:
+                await self.session.reject(exc)
+
+    async def _send_log(self) -> None:
+        await self._channel_open.wait()
+        async for event in self._events:
+            if isinstance(event, ResponseAudioChunk):
+                await self.track.play(event.turn_id, event.data.audio)
+            elif isinstance(event, ResponseCancelled) and event.data.reason == "barge_in":
+                await self._cut(event.turn_id)
+            elif (isinstance(event, SpeechStarted) and self.track.buffered_ms
+                  and self.session.settings.interruptions == "immediate"):
+                await self._cut(self.track.turn_id)
+            for frame in self._translator.frames(event):
+                if frame.get("type") not in _AUDIO_DELTAS:
+                    self._send(json.dumps(frame))
+            if event.type == "session.closed":
+                self._spawn(self.hangup("closed"), "hangup")
+                return
+
+    async def _cut(self, turn_id: str | None) -> None:
+        """Barge-in: drop the unplayed audio, log what was heard."""
+        if not self.track.buffered_ms or turn_id is None or turn_id != self.track.turn_id:
+            return
+        heard_ms = self.track.clear()
+        try:
+            await self.session.truncate_response(turn_id, heard_ms)
+        except VoxlineError as exc:
+            logger.info("call on %s: reply %s not truncated: %s",
+                        self.session.session_id, turn_id, exc)
+
+    async def _watch_ice(self) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._ice_timeout_s)
+        except TimeoutError:
+            self._spawn(self.hangup("ice_timeout"), "hangup")
+
+    def _send(self, text: str) -> None:
+        if self._channel is not None and self._channel.readyState == "open":
+            self._channel.send(text)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        if self._ended.is_set() and name != "hangup":
+            work.close()  # the call is over: nothing more starts
+            return
+        task = asyncio.create_task(work, name=f"webrtc-{name}-{self.session.session_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("call on %s: %s failed", self.session.session_id, task.get_name(),
+                         exc_info=exc)

@@ -1,0 +1,208 @@
+"""WebRTC calls as OpenAI's clients make them (``POST /v1/realtime/calls``), from an
+aiortc peer on loopback, on the API harness (scripted engines, real Redis): events on the
+``oai-events`` channel in log order, the reply on the audio track, a voice turn from the
+caller's track, hang-up mid-reply, bad offers and a call whose ICE never completes
+refused or ended with nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from pydantic import SecretStr
+
+from loadtests._webrtc_call import WebRtcCaller, offer
+from pipeline.webrtc import CALL_RATE
+from schemas import (
+    AdmissionSettings,
+    ApiSettings,
+    EventLogSettings,
+    SessionClosed,
+    WebRtcSettings,
+)
+from tests.support.api_harness import Harness, serve_api
+from tests.support.audio_fixtures import tone
+from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
+
+pytestmark = pytest.mark.redis
+
+TOKENS = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, 21)]
+KEY = "sk-webrtc"
+
+
+def _harness(redis_url: str, key_prefix: str, **settings: Any) -> Any:
+    return serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                     llm=RecordingLLM(TOKENS, delay=0.03), tts=ScriptedTTS(chunks_per_piece=2),
+                     stt=ScriptedSTT("Hello there"), vad=EnergyVAD(), **settings)
+
+
+@pytest.fixture
+async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
+    async with _harness(redis_url, key_prefix) as harness:
+        yield harness
+
+
+async def _closed(harness: Harness, session_id: str) -> list[Any]:
+    for _ in range(250):
+        events = await harness.services.log.read_all(session_id)
+        if isinstance(events[-1], SessionClosed):
+            return events
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not closed: {[e.type for e in events][-4:]}")
+
+
+async def test_a_call_turns_text_and_voice_and_hangs_up_mid_reply(harness: Harness) -> None:
+    caller = WebRtcCaller()
+    try:
+        answer = await caller.call(harness.url)
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["content-type"] == "application/sdp"
+        call_path = caller.location
+        assert call_path is not None
+        assert call_path.startswith("/v1/realtime/calls/rtc_")
+        created = await caller.until("session.created")
+        session_id = created["session"]["id"]
+        assert created["session"]["audio"]["output"]["format"] == {"type": "audio/pcm",
+                                                                   "rate": CALL_RATE}
+        caller.ask("Hi")
+        done = await caller.until("response.done")
+        assert done["response"]["status"] == "completed"
+        types = [e["type"] for e in caller.events]
+        assert "response.output_audio_transcript.delta" in types
+        assert "response.output_audio.delta" not in types  # the track carries the audio
+        logged = [e["event_id"] for e in caller.events[1:]]
+        assert logged == sorted(logged, key=lambda i: tuple(int(p) for p in
+                                                            i.replace("-", ".").split(".")))
+        for _ in range(100):  # the reply plays on the track in real time
+            if caller.loud:
+                break
+            await asyncio.sleep(0.05)
+        assert caller.loud
+        # a voice turn from the caller's microphone
+        caller.clear()
+        await caller.say(tone(0.6, True) + tone(0.8, False), 16000)
+        await caller.until("input_audio_buffer.speech_started")
+        await caller.until("conversation.item.input_audio_transcription.completed")
+        await caller.until("response.done")
+        # hang up while the next reply is written
+        caller.ask("Tell me more")
+        await caller.until("response.output_audio_transcript.delta")
+        async with httpx.AsyncClient() as http:
+            hung = await http.post(f"{harness.url}{call_path}/hangup")
+        assert hung.status_code == 204
+        events = await _closed(harness, session_id)
+        assert events[-1].data.reason == "hangup"
+        assert events[-2].type == "response.cancelled"
+        assert not harness.services.live
+        async with httpx.AsyncClient() as http:  # the call is gone
+            assert (await http.post(f"{harness.url}{call_path}/hangup")).status_code == 404
+    finally:
+        await caller.pc.close()
+
+
+async def test_a_form_offer_with_a_session_and_the_peer_closing_ends_the_call(
+    harness: Harness
+) -> None:
+    caller = WebRtcCaller()
+    await caller.pc.setLocalDescription(await caller.pc.createOffer())
+    config = {"type": "realtime", "instructions": "Be brief.",
+              "audio": {"output": {"format": {"type": "audio/pcmu"}}}}  # a call's are 48 kHz
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{harness.url}/v1/realtime/calls", files={
+            "sdp": (None, caller.pc.localDescription.sdp), "session": (None, json.dumps(config))})
+    assert answer.status_code == 201, answer.text
+    await caller.pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+    session = (await caller.until("session.created"))["session"]
+    assert session["instructions"] == "Be brief."
+    assert session["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": CALL_RATE}
+    session_id = session["id"]
+    await caller.pc.close()
+    events = await _closed(harness, session_id)
+    assert events[-1].data.reason == "hangup"
+    assert not harness.services.live
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), [
+    ("v=0\r\nm=audio port UDP/TLS/RTP/SAVPF 111\r\n", "application/sdp", 400,
+     "invalid_message"),  # does not parse
+    ("v=0\r\ns=-\r\n", "application/sdp", 415, "unsupported_format"),  # no audio
+    ("hello", "application/sdp", 400, "invalid_message"),
+    ("v=0", "text/plain", 415, "unsupported_content"),
+])
+async def test_bad_offers_are_refused_with_codes(
+    harness: Harness, body: str, content_type: str, status: int, code: str
+) -> None:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{harness.url}/v1/realtime/calls", content=body,
+                                 headers={"Content-Type": content_type})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code
+    assert not harness.services.live
+    assert harness.services.admission.in_use("sessions") == 0
+
+
+async def test_an_offer_without_audio_is_unsupported(harness: Harness) -> None:
+    pc = RTCPeerConnection()
+    pc.createDataChannel("oai-events")
+    try:
+        answer = await offer(harness.url, pc)
+        assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_format"
+        assert not harness.services.live
+    finally:
+        await pc.close()
+
+
+async def test_a_call_whose_ice_never_completes_is_hung_up(
+    redis_url: str, key_prefix: str
+) -> None:
+    async with _harness(redis_url, key_prefix,
+                        webrtc=WebRtcSettings(ice_timeout_s=0.5)) as harness:
+        caller = WebRtcCaller()
+        answer = await offer(harness.url, caller.pc)  # the offer, and nothing after it
+        await caller.pc.close()
+        assert answer.status_code == 201
+        for _ in range(150):
+            if not harness.services.live:
+                break
+            await asyncio.sleep(0.02)
+        assert not harness.services.live
+        assert harness.services.admission.in_use("sessions") == 0
+
+
+async def test_calls_need_the_api_key(redis_url: str, key_prefix: str) -> None:
+    async with _harness(redis_url, key_prefix,
+                        api=ApiSettings(keys=(SecretStr(KEY),))) as harness:
+        refused = WebRtcCaller()
+        try:
+            assert (await refused.call(harness.url)).status_code == 401
+        finally:
+            await refused.pc.close()
+        caller = WebRtcCaller()
+        try:
+            answer = await caller.call(harness.url, Authorization=f"Bearer {KEY}")
+            assert answer.status_code == 201
+            await caller.until("session.created")
+        finally:
+            await caller.pc.close()
+
+
+async def test_calls_past_capacity_are_refused_with_retry_after(
+    redis_url: str, key_prefix: str
+) -> None:
+    async with _harness(redis_url, key_prefix,
+                        admission=AdmissionSettings(max_sessions=1)) as harness:
+        first, second = WebRtcCaller(), WebRtcCaller()
+        try:
+            assert (await first.call(harness.url)).status_code == 201
+            refused = await second.call(harness.url)
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert len(harness.services.live) == 1  # the refused offer left nothing
+        finally:
+            await first.close()
+            await second.close()
