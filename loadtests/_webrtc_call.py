@@ -20,10 +20,22 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from pipeline.audio import resample_pcm16
-from pipeline.webrtc import CALL_RATE, EVENTS_CHANNEL, ReplyTrack, use_host_addresses
+from pipeline.webrtc import (
+    CALL_RATE,
+    EVENTS_CHANNEL,
+    ReplyTrack,
+    hold_packets,
+    use_host_addresses,
+)
 
-#: a frame whose loudest sample is above this has sound in it (Opus's silence is ~0)
-LOUD = 100
+#: what it holds for jitter, as a browser on loopback would (its buffer adapts: tens of
+#: ms); aiortc's own 4 packets would add 80 ms no browser adds here
+JITTER_PACKETS = 2
+#: a frame whose loudest sample is above this has sound in it: the server's track sends
+#: digital silence while no reply plays, which Opus gives back as exact zeros, and a
+#: voice's first frames can be quiet (a fade-in decodes to tens), so any sample counts:
+#: the first such frame is the reply's first audio, as the native client's first chunk
+LOUD = 0
 
 
 async def offer(url: str, pc: RTCPeerConnection, **headers: str) -> httpx.Response:
@@ -58,6 +70,7 @@ class WebRtcCaller:
     async def call(self, url: str, **headers: str) -> httpx.Response:
         answer = await offer(url, self.pc, **headers)
         if answer.status_code == 201:
+            hold_packets(self.pc, JITTER_PACKETS)
             self.location = answer.headers["location"]
             await self.pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
         return answer

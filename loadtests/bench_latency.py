@@ -134,6 +134,16 @@ GOALS = {
     "telephony_over_native_voice_p50": 1.15,
     "webrtc_over_native_voice_p50": 1.1,
 }
+#: the phases that time another way in against the native socket: (phase, its name in
+#: the figures, what it is, its row's label, its goal)
+AGAINST_NATIVE = (
+    ("realtime_vs_native", "openai_realtime", "/v1/realtime (OpenAI SDK)",
+     "/v1/realtime: end of speech → first delta", "realtime_over_native_voice_p50"),
+    ("telephony_vs_native", "telephony", "a phone call (Twilio Media Streams, μ-law 8 kHz)",
+     "phone: end of speech → first media", "telephony_over_native_voice_p50"),
+    ("webrtc_vs_native", "webrtc", "a WebRTC call (OpenAI's flow, Opus)",
+     "WebRTC: end of speech → first sound", "webrtc_over_native_voice_p50"),
+)
 #: goals met from above (the others are "at most")
 GOALS_AT_LEAST = {"answer_sheet_score": 0.8}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -708,17 +718,13 @@ def judge(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     text = figures.get("text_ttfa") or {}
     voice = figures.get("voice_to_voice") or {}
     cost = figures.get("orchestration_overhead") or {}
-    sdk = figures.get("realtime_vs_native") or {}
-    phone = figures.get("telephony_vs_native") or {}
-    rtc = figures.get("webrtc_vs_native") or {}
     measured = {
         "ttfa_ratio_streaming_over_sequential_p50": text.get("ratio_p50_server"),
         "voice_to_voice_p50_ms": (voice.get("voice_to_voice_ms") or {}).get("p50"),
         "preemptive_on_over_off_p50": voice.get("preemptive_on_over_off_p50"),
         "orchestration_overhead_p50_ms": (cost.get("total_ms") or {}).get("p50"),
-        "realtime_over_native_voice_p50": sdk.get("ratio_p50"),
-        "telephony_over_native_voice_p50": phone.get("ratio_p50"),
-        "webrtc_over_native_voice_p50": rtc.get("ratio_p50"),
+        **{goal: (figures.get(phase) or {}).get("ratio_p50")
+           for phase, _, _, _, goal in AGAINST_NATIVE},
     }
     goals: dict[str, dict[str, Any]] = {
         name: {"at_most": GOALS[name], "measured": value,
@@ -790,24 +796,13 @@ def print_table(figures: dict[str, Any]) -> None:
         row("first chunk ts → received", cost["delivery_ms"])
         if chunk := cost["first_chunk_audio_ms"]:
             print(f"    (a first chunk holds {chunk['p50']:.0f} ms of audio, p50)")
-    if sdk := figures.get("realtime_vs_native"):
-        print(f"voice turn, /v1/realtime (OpenAI SDK) against the native socket "
-              f"(turns {sdk['turns']}, failed {sdk['failed']})")
-        row("native: end of speech → first audio", sdk["native_ms"])
-        row("/v1/realtime: end of speech → first delta", sdk["openai_realtime_ms"],
-            f"(ratio p50 {sdk['ratio_p50']}, goal ≤ 1.05)")
-    if phone := figures.get("telephony_vs_native"):
-        print(f"voice turn, a phone call (Twilio Media Streams, μ-law 8 kHz) against the "
-              f"native socket (turns {phone['turns']}, failed {phone['failed']})")
-        row("native: end of speech → first audio", phone["native_ms"])
-        row("phone: end of speech → first media", phone["telephony_ms"],
-            f"(ratio p50 {phone['ratio_p50']}, goal ≤ 1.15)")
-    if rtc := figures.get("webrtc_vs_native"):
-        print(f"voice turn, a WebRTC call (OpenAI's flow, Opus) against the native socket "
-              f"(turns {rtc['turns']}, failed {rtc['failed']})")
-        row("native: end of speech → first audio", rtc["native_ms"])
-        row("WebRTC: end of speech → first sound", rtc["webrtc_ms"],
-            f"(ratio p50 {rtc['ratio_p50']}, goal ≤ 1.1)")
+    for phase, name, title, label, goal in AGAINST_NATIVE:
+        if found := figures.get(phase):
+            print(f"voice turn, {title} against the native socket "
+                  f"(turns {found['turns']}, failed {found['failed']})")
+            row("native: end of speech → first audio", found["native_ms"])
+            row(label, found[f"{name}_ms"],
+                f"(ratio p50 {found['ratio_p50']}, goal ≤ {GOALS[goal]})")
     if sheet := figures.get("answer_sheet"):
         print(f"answer sheet: {sheet['score']} of {sheet['questions']} questions right, "
               f"markup spoken in {sheet['markup_spoken']}")
@@ -920,17 +915,13 @@ def main() -> None:
 def unmeasured(figures: dict[str, Any]) -> list[str]:
     """The phases that measured no turn (smoke mode: each must measure one)."""
     text, voice = figures.get("text_ttfa") or {}, figures.get("voice_to_voice") or {}
-    sdk = figures.get("realtime_vs_native") or {}
-    phone = figures.get("telephony_vs_native") or {}
-    rtc = figures.get("webrtc_vs_native") or {}
     turns = {
         "text_ttfa": min((text.get(mode) or {}).get("turns", 0) for mode in MODES),
         "voice_to_voice": min(voice.get("turns", 0),
                               (voice.get("preemptive_off") or {}).get("turns", 0)),
         "orchestration_overhead": (figures.get("orchestration_overhead") or {}).get("turns", 0),
-        "realtime_vs_native": min((sdk.get("turns") or {"": 0}).values()),
-        "telephony_vs_native": min((phone.get("turns") or {"": 0}).values()),
-        "webrtc_vs_native": min((rtc.get("turns") or {"": 0}).values()),
+        **{phase: min(((figures.get(phase) or {}).get("turns") or {"": 0}).values())
+           for phase, *_ in AGAINST_NATIVE},
         "answer_sheet": (figures.get("answer_sheet") or {}).get("questions", 0),
         "stt_models": len(figures.get("stt_models") or {}),
     }

@@ -197,6 +197,11 @@ class WebRtcSettings(BaseModel):
         default=30.0, ge=1, le=600,
         description="reply audio held ahead of playback; the log is read no faster",
     )
+    jitter_packets: int = Field(
+        default=2, ge=0, le=15,
+        description="20 ms packets of the caller's audio held for network jitter before "
+        "it is heard (aiortc holds 4); more on lossy links, every one adds 20 ms to a turn",
+    )
 
 
 class AdmissionSettings(BaseModel):

@@ -17,7 +17,7 @@ keys as every HTTP route). Its audio is PCM16 at 48 kHz both ways (Opus on the w
 only (``VOXLINE_WEBRTC__HOST_ADDRESSES``; on loopback when it binds loopback), so the one
 machine mode needs no STUN server; on a cluster see ``cluster/README.md``. Refusals:
 ``400 invalid_message`` for an offer that does not parse, ``415 unsupported_format`` for
-one with no audio this server speaks (Opus or PCMU), ``413`` for an offer over
+one with no audio this server speaks (Opus), ``413`` for an offer over
 ``VOXLINE_API__MAX_MESSAGE_BYTES``, ``503`` past capacity; a call whose connection is not
 up within ``VOXLINE_WEBRTC__ICE_TIMEOUT_S`` is hung up and leaves nothing behind.
 """
@@ -105,7 +105,8 @@ async def create_call(request: Request, services: ServicesDep,
         session, services.tails.tail(session_id, session.state.last_event_id), translator,
         on_message=on_message, on_end=on_end, greeting=greeting,
         ice_timeout_s=services.settings.webrtc.ice_timeout_s,
-        max_buffer_s=services.settings.webrtc.max_buffer_s)
+        max_buffer_s=services.settings.webrtc.max_buffer_s,
+        jitter_packets=services.settings.webrtc.jitter_packets)
     try:
         answer = await call.answer(offer)
     except BaseException:

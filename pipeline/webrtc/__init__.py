@@ -8,13 +8,20 @@ of the pipeline never loads it.
 """
 
 from pipeline.webrtc.call import EVENTS_CHANNEL, RealtimeCall
-from pipeline.webrtc.media import CALL_RATE, ReplyTrack, microphone, use_host_addresses
+from pipeline.webrtc.media import (
+    CALL_RATE,
+    ReplyTrack,
+    hold_packets,
+    microphone,
+    use_host_addresses,
+)
 
 __all__ = [
     "CALL_RATE",
     "EVENTS_CHANNEL",
     "RealtimeCall",
     "ReplyTrack",
+    "hold_packets",
     "microphone",
     "use_host_addresses",
 ]

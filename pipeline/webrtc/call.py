@@ -31,7 +31,7 @@ from typing import Any
 from pipeline.aio import aclose_stream
 from pipeline.openai_realtime import ServerTranslator
 from pipeline.session import LiveSession
-from pipeline.webrtc.media import ReplyTrack, microphone
+from pipeline.webrtc.media import ReplyTrack, hold_packets, microphone
 from schemas import (
     ErrorCode,
     Event,
@@ -70,6 +70,7 @@ class RealtimeCall:
         greeting: str,
         ice_timeout_s: float = 30.0,
         max_buffer_s: float = 30.0,
+        jitter_packets: int = 2,
     ) -> None:
         from aiortc import RTCPeerConnection
 
@@ -80,6 +81,7 @@ class RealtimeCall:
         self._on_end = on_end
         self._greeting = greeting
         self._ice_timeout_s = ice_timeout_s
+        self._jitter_packets = jitter_packets
         self.track = ReplyTrack(max_buffer_s)
         self.pc: Any = RTCPeerConnection()
         self._channel: Any = None
@@ -94,13 +96,12 @@ class RealtimeCall:
         """The SDP answer to the caller's offer; ``invalid_message`` for SDP that does not
         parse, ``unsupported_format`` for an offer with no audio this server decodes."""
         from aiortc import RTCSessionDescription
+        from aiortc.sdp import SessionDescription
 
         pc = self.pc
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
-        from aiortc.sdp import SessionDescription
-
         try:  # aiortc's parser fails in many ways: each is the peer's SDP at fault
             SessionDescription.parse(offer_sdp)
         except Exception as exc:
@@ -111,6 +112,7 @@ class RealtimeCall:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ProtocolError(f"the SDP offer is not one this server can answer: {exc}",
                                 code=ErrorCode.INVALID_MESSAGE, param="sdp") from None
+        hold_packets(pc, self._jitter_packets)
         audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise InvalidAudioError("the offer has no audio: offer a microphone track "
@@ -123,8 +125,8 @@ class RealtimeCall:
             raise InvalidAudioError(f"no audio codec in common with the offer: {exc}",
                                     code=ErrorCode.UNSUPPORTED_FORMAT) from None
         sdp: str = pc.localDescription.sdp
-        if "opus/48000" not in sdp.lower() and "pcmu/8000" not in sdp.lower():
-            raise InvalidAudioError("the offer has no Opus or PCMU audio",
+        if "opus/48000" not in sdp.lower():  # every browser offers it; the call runs at 48 kHz
+            raise InvalidAudioError("the offer has no Opus audio",
                                     code=ErrorCode.UNSUPPORTED_FORMAT)
         self._spawn(self._send_log(), "log")
         self._spawn(self._watch_ice(), "ice")

@@ -206,3 +206,34 @@ async def test_calls_past_capacity_are_refused_with_retry_after(
         finally:
             await first.close()
             await second.close()
+
+
+def _without_opus(sdp: str) -> str:
+    """The offer with its Opus codec taken out (PCMU and PCMA left)."""
+    opus = {line.split()[0].split(":")[1] for line in sdp.splitlines()
+            if line.startswith("a=rtpmap:") and "opus/" in line.lower()}
+    kept = []
+    for line in sdp.splitlines():
+        if line.startswith("m=audio"):
+            words = line.split()
+            line = " ".join(words[:3] + [pt for pt in words[3:] if pt not in opus])
+        elif (line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"))
+              and line.split()[0].split(":")[1] in opus):
+            continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
+
+
+async def test_an_offer_without_opus_is_unsupported(harness: Harness) -> None:
+    caller = WebRtcCaller()
+    try:
+        await caller.pc.setLocalDescription(await caller.pc.createOffer())
+        sdp = _without_opus(caller.pc.localDescription.sdp)
+        assert "opus" not in sdp.lower() and "PCMU/8000" in sdp
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"{harness.url}/v1/realtime/calls", content=sdp,
+                                     headers={"Content-Type": "application/sdp"})
+        assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_format"
+        assert not harness.services.live
+    finally:
+        await caller.close()

@@ -28,10 +28,7 @@ QUESTION = "What is the capital of France?"
 @pytest.fixture(scope="module")
 def question_by_phone(app: App) -> bytes:
     """The question as a phone line carries it: the server's own voice, μ-law at 8 kHz."""
-    response = httpx.post(f"{app.url}/v1/audio/speech",
-                          json={"input": QUESTION, "response_format": "pcm"}, timeout=120)
-    assert response.status_code == 200, response.text
-    return mulaw(response.content, 24000)
+    return mulaw(app.speak(QUESTION), 24000)
 
 
 def _events(app: App, session_id: str, token: str) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from tests.serve._app import App
@@ -20,10 +19,7 @@ GREEDY = {"temperature": 0.0, "max_tokens": 40, "seed": 1}
 @pytest.fixture(scope="module")
 def spoken_question(app: App) -> bytes:
     """The question as 24 kHz PCM16, spoken by the server's own voice."""
-    response = httpx.post(f"{app.url}/v1/audio/speech",
-                          json={"input": QUESTION, "response_format": "pcm"}, timeout=120)
-    assert response.status_code == 200, response.text
-    return response.content
+    return app.speak(QUESTION)
 
 
 def _types(events: list) -> list[str]:

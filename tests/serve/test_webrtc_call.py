@@ -23,10 +23,7 @@ QUESTION = "What is the capital of France?"
 @pytest.fixture(scope="module")
 def spoken_question(app: App) -> bytes:
     """The question in the server's own voice (24 kHz), then two seconds of silence."""
-    response = httpx.post(f"{app.url}/v1/audio/speech",
-                          json={"input": QUESTION, "response_format": "pcm"}, timeout=120)
-    assert response.status_code == 200, response.text
-    return response.content + bytes(2 * 24000 * 2)
+    return app.speak(QUESTION) + bytes(2 * 24000 * 2)
 
 
 async def test_a_webrtc_call_is_heard_and_answered(
