@@ -228,6 +228,18 @@ class Pods:
         subprocess.run(["sh", str(self.script("prestop.sh"))], check=True, timeout=30,
                        env=self.env(POD_IP=self.ip, PORT=str(self.ports[index])))
 
+    def replica_online(self, index: int, timeout_s: float = 30.0) -> None:
+        """Wait until primary ``index`` has a replica in sync (prestop.sh hands over to
+        an online replica only: right after the cluster forms, one may still be syncing)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.client(index) as client:
+                info = client.info("replication")
+            if info.get("slave0", {}).get("state") == "online":
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"node {index} has no replica online after {timeout_s:.0f} s")
+
     def roles(self) -> dict[int, str]:
         roles = {}
         for index in range(len(self.ports)):
@@ -325,6 +337,7 @@ async def test_the_pods_boot_with_its_options_and_the_job_forms_the_cluster_once
 
     # a primary's preStop hands its slots to its replica before the pod stops
     primary = next(i for i, role in pods.roles().items() if role == "master")
+    pods.replica_online(primary)
     pods.prestop(primary)
     assert pods.roles()[primary] == "slave"
     assert await append_and_read(pods.url, "voxtest:manifest", "s1", "") == ["kept"]

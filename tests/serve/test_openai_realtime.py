@@ -133,8 +133,10 @@ async def test_manual_turns_wait_for_response_create(sdk: openai.AsyncOpenAI,
             await conn.input_audio_buffer.append(
                 audio=base64.b64encode(spoken_question[offset:offset + 32 * FRAME]).decode())
         await conn.input_audio_buffer.commit()
-        heard = await _until(conn, "conversation.item.input_audio_transcription.completed")
-        assert "france" in heard[-1].transcript.lower()
+        heard = await _until(conn, "conversation.item.done")  # whole: transcribed
+        [done] = [e for e in heard
+                  if e.type == "conversation.item.input_audio_transcription.completed"]
+        assert "france" in done.transcript.lower()
         assert "response.created" not in [e.type for e in heard]
         # nothing replies on its own: the next event is the answer to a bad event ...
         await conn.send({"type": "conversation.item.truncate", "item_id": "x",
