@@ -32,6 +32,12 @@ def base_url(connection: HTTPConnection, services: Services) -> str:
     return (public or str(connection.base_url)).rstrip("/")
 
 
+def socket_base(base: str) -> str:
+    """A base URL for sockets: ``http(s)://`` as ``ws(s)://`` (a socket's own base URL is
+    one already)."""
+    return "ws" + base.removeprefix("http") if base.startswith("http") else base
+
+
 # -- sessions ------------------------------------------------------------------------------
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
@@ -47,6 +48,27 @@ class Framing(Protocol):
     def refusal(self, session_id: str, exc: VoxlineError) -> str | None:
         """The frame sent before the socket is closed for ``exc`` (None: none)."""
         ...
+
+
+class Translator(Protocol):
+    """Log events as another protocol's messages (JSON objects)."""
+
+    def frames(self, event: Event) -> list[dict[str, Any]]: ...
+
+
+class JsonFraming:
+    """A translator's messages as JSON text frames (OpenAI's events, Twilio's messages).
+    A refusal sends no frame (the close code and reason say it) unless a subclass writes
+    one."""
+
+    def __init__(self, translator: Translator) -> None:
+        self.translator = translator
+
+    def frames(self, event: Event) -> list[str]:
+        return [json.dumps(frame) for frame in self.translator.frames(event)]
+
+    def refusal(self, session_id: str, exc: VoxlineError) -> str | None:
+        return None
 
 
 class NativeFraming:

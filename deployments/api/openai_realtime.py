@@ -44,7 +44,7 @@ from deployments.api._openai_events import (
     follow_session,
 )
 from deployments.api._services import Services, get_services
-from deployments.api._socket import LogSender, finish, receive, refuse
+from deployments.api._socket import JsonFraming, LogSender, finish, receive, refuse
 from pipeline.openai_realtime import (
     ServerTranslator,
     error_frame,
@@ -53,11 +53,10 @@ from pipeline.openai_realtime import (
     parse_resume_id,
     session_object,
 )
-from pipeline.session import LiveSession, authorize, check_cursor, create_session
+from pipeline.session import LiveSession, authorize, check_cursor, new_session_id
 from schemas import (
     AudioFormat,
     ErrorCode,
-    Event,
     ProtocolError,
     SessionSettings,
     VoxlineError,
@@ -70,14 +69,8 @@ OPENAI_AUDIO = {"input_sample_rate": 24000, "output_format": AudioFormat.PCM16,
                 "output_sample_rate": 24000}
 
 
-class OpenAIFraming:
-    """Log events as OpenAI server events (JSON text frames)."""
-
-    def __init__(self, translator: ServerTranslator) -> None:
-        self.translator = translator
-
-    def frames(self, event: Event) -> list[str]:
-        return [json.dumps(frame) for frame in self.translator.frames(event)]
+class OpenAIFraming(JsonFraming):
+    """Log events as OpenAI server events; a refusal is OpenAI's ``error`` event."""
 
     def refusal(self, session_id: str, exc: VoxlineError) -> str:
         return json.dumps(error_frame(exc.to_payload(), local_id()))
@@ -137,15 +130,10 @@ async def _open(
         if last_event_id:
             raise ProtocolError("last_event_id needs the session_id it belongs to",
                                 code=ErrorCode.INVALID_EVENT_ID)
-        permit = services.admission.acquire("sessions")
-        try:
-            settings = SessionSettings().merged(dict(OPENAI_AUDIO))
-            session_id = await create_session(services.log, settings)
-        except BaseException:
-            permit.release()
-            raise
-        session = await services.open_session(session_id, permit=permit)
-        return session, services.tokens.issue(session_id), session.state.last_event_id
+        session = await services.open_session(
+            new_session_id(), create=SessionSettings().merged(dict(OPENAI_AUDIO)))
+        return (session, services.tokens.issue(session.session_id),
+                session.state.last_event_id)
     state, _ = await authorize(services.log, services.tokens, session_id, _session_token(ws))
     after = state.last_event_id
     if last_event_id:

@@ -13,7 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from deployments.api._deps import ServicesDep, authorized_state, base_url, engine_choices
+from deployments.api._deps import (
+    ServicesDep,
+    authorized_state,
+    base_url,
+    engine_choices,
+    socket_base,
+)
 from deployments.api._errors import error_responses
 from pipeline.session import create_session, merge_settings
 from schemas import SessionClosed, SessionClosedData, SessionSettings
@@ -56,7 +62,7 @@ async def create(
                               await engine_choices(services))
     session_id = await create_session(services.log, settings)
     base = base_url(request, services)
-    ws_base = "ws" + base.removeprefix("http")
+    ws_base = socket_base(base)
     return SessionCreatedResponse(
         session_id=session_id,
         token=services.tokens.issue(session_id),

@@ -28,7 +28,6 @@ HTTP status and the error's code as the reason (Twilio shows it in its debugger)
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from fastapi import APIRouter, Request, WebSocket
@@ -38,11 +37,17 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from deployments.api._auth import api_keys, check_api_key
-from deployments.api._deps import ServicesDep, base_url, engine_choices
+from deployments.api._deps import ServicesDep, base_url, engine_choices, socket_base
 from deployments.api._errors import error_responses
 from deployments.api._services import Services, get_services
-from deployments.api._socket import LogSender, receive, refuse
-from pipeline.session import LiveSession, authorize, create_session, merge_settings
+from deployments.api._socket import JsonFraming, LogSender, receive, refuse
+from pipeline.session import (
+    LiveSession,
+    authorize,
+    create_session,
+    merge_settings,
+    new_session_id,
+)
 from pipeline.telephony import (
     CALL_AUDIO,
     CallTranslator,
@@ -58,7 +63,6 @@ from pipeline.telephony import (
 from schemas import (
     AuthError,
     ErrorCode,
-    Event,
     InvalidAudioError,
     ProtocolError,
     SessionSettings,
@@ -70,19 +74,6 @@ router = APIRouter(prefix="/v1/twilio", tags=["telephony"])
 
 SIGNATURE_HEADER = "x-twilio-signature"
 MEDIA_PATH = "/v1/twilio/media"
-
-
-class CallFraming:
-    """The session's log as Twilio's frames (see :class:`pipeline.telephony.CallTranslator`)."""
-
-    def __init__(self, translator: CallTranslator) -> None:
-        self.translator = translator
-
-    def frames(self, event: Event) -> list[str]:
-        return [json.dumps(frame) for frame in self.translator.frames(event)]
-
-    def refusal(self, session_id: str, exc: VoxlineError) -> str | None:
-        return None  # Twilio reads no error frame: the close code and reason say it
 
 
 @router.post("/voice", response_class=Response, responses={
@@ -97,7 +88,7 @@ async def voice_webhook(request: Request, services: ServicesDep) -> Response:
     session_id = await create_session(services.log, await _call_settings(services))
     logger.info("call %s from %s: session %s", form.get("CallSid"), form.get("From"),
                 session_id)
-    stream_url = _socket_base(base_url(request, services)) + MEDIA_PATH
+    stream_url = socket_base(base_url(request, services)) + MEDIA_PATH
     connect = Connect()
     stream = connect.stream(url=stream_url)
     stream.parameter(name="session_id", value=session_id)
@@ -129,8 +120,8 @@ async def media_stream(ws: WebSocket) -> None:
 
     translator = CallTranslator(start.start.stream_sid,
                                 lambda: session.settings.interruptions, on_clear=heard)
-    framing = CallFraming(translator)
-    sender = LogSender(ws, services.tails, session.session_id, framing)
+    # Twilio reads no error frame: a refusal is the close code and reason
+    sender = LogSender(ws, services.tails, session.session_id, JsonFraming(translator))
     sender.start(session.state.last_event_id)
     limits = services.settings.api
 
@@ -179,7 +170,7 @@ def _check_caller(
         raise AuthError(f"no {SIGNATURE_HEADER} header: only Twilio may call this")
     base = base_url(connection, services)
     if connection.scope["type"] == "websocket":
-        base = _socket_base(base)
+        base = socket_base(base)
     url = base + connection.url.path
     if connection.url.query:
         url += "?" + connection.url.query
@@ -188,11 +179,6 @@ def _check_caller(
         raise AuthError(f"{SIGNATURE_HEADER} does not match {url}: check "
                         "VOXLINE_API__PUBLIC_URL and the auth token")
     return True
-
-
-def _socket_base(base: str) -> str:
-    """``http(s)://`` as ``ws(s)://`` (a socket's own base URL is one already)."""
-    return "ws" + base.removeprefix("http") if base.startswith("http") else base
 
 
 class _MultiDict(dict[str, list[str]]):
@@ -252,13 +238,8 @@ async def _open_call(
     if not signed and api_keys(connection):
         raise AuthError("a stream without the webhook's session_id and token needs "
                         "VOXLINE_TELEPHONY__TWILIO_AUTH_TOKEN (Twilio sends no API key)")
-    permit = services.admission.acquire("sessions")
-    try:
-        session_id = await create_session(services.log, await _call_settings(services))
-    except BaseException:
-        permit.release()
-        raise
-    return await services.open_session(session_id, permit=permit)
+    return await services.open_session(new_session_id(),
+                                       create=await _call_settings(services))
 
 
 async def _call_settings(services: Services) -> SessionSettings:

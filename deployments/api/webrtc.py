@@ -47,7 +47,7 @@ from pipeline.openai_realtime import (
     local_id,
     session_object,
 )
-from pipeline.session import create_session
+from pipeline.session import new_session_id
 from pipeline.webrtc import CALL_RATE, RealtimeCall, use_host_addresses
 from schemas import (
     AudioFormat,
@@ -76,15 +76,9 @@ async def create_call(request: Request, services: ServicesDep,
     """Answer a WebRTC offer with a call on a new session; see the module docstring."""
     offer, config = await _offer(request, services)
     _choose_ice_addresses(services)
-    permit = services.admission.acquire("sessions")
-    try:
-        client_patch = _client_patch(services, config)
-        settings = SessionSettings().merged({**client_patch, **CALL_AUDIO})
-        session_id = await create_session(services.log, settings)
-    except BaseException:
-        permit.release()
-        raise
-    session = await services.open_session(session_id, permit=permit)
+    settings = SessionSettings().merged({**_client_patch(services, config), **CALL_AUDIO})
+    session = await services.open_session(new_session_id(), create=settings)
+    session_id = session.session_id
     translator = ServerTranslator(model=model)
     follow_session(translator, services, session)
     client = client_translator(services, session, audio_formats=False)

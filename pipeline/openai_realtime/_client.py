@@ -271,10 +271,8 @@ class ClientTranslator:
                     param="item.content")
             # OpenAI: an item never starts a response by itself; response.create does
             return (InputTextMessage(text=text, respond=False),)
-        fmt = self.input_format()
+        fmt = self.input_format()  # each part checked: whole samples join to whole samples
         audio = b"".join(_audio(a, "item.content.audio", fmt) for a in audios)
-        if fmt is InputAudioFormat.PCM16:
-            check_pcm16(audio)
         return InputAudioAppend(audio=audio), InputAudioCommit()
 
     def settings_patch(self, config: SessionConfig) -> dict[str, object]:

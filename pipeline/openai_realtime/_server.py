@@ -254,9 +254,9 @@ class ServerTranslator:
                     {"type": "conversation.item.input_audio_transcription.completed",
                      "item_id": item_in, "content_index": 0, "transcript": data.text,
                      "usage": {"type": "duration", "seconds": 0}},
-                    *([] if self.beta else self._user_item(
-                        item_in, {"type": "input_audio", "transcript": data.text},
-                        done=True, added=False)),
+                    *self._user_item(item_in, {"type": "input_audio",
+                                               "transcript": data.text},
+                                     done=True, added=False),
                 ]
             case "response.started":
                 self._last_item = item_out

@@ -101,7 +101,7 @@ class VoiceTurns:
         settings = self._emitter.state.settings
         pcm = decode_frames(data, settings.input_format, settings.input_sample_rate)
         audio = await self._input()
-        if not self._emitter.state.settings.auto_response and self.max_buffer_s is not None:
+        if not settings.auto_response and self.max_buffer_s is not None:
             audio.check_room(len(pcm), self.max_buffer_s)
         await audio.push(pcm)
 
