@@ -32,7 +32,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from deployments.api._deps import ServicesDep
+from deployments.api._deps import ServicesDep, engine_choices
 from deployments.api._errors import error_responses
 from deployments.api._openai_events import (
     apply_client_event,
@@ -47,7 +47,7 @@ from pipeline.openai_realtime import (
     local_id,
     session_object,
 )
-from pipeline.session import new_session_id
+from pipeline.session import merge_settings, new_session_id
 from pipeline.webrtc import CALL_RATE, RealtimeCall, use_host_addresses
 from schemas import (
     AudioFormat,
@@ -76,7 +76,9 @@ async def create_call(request: Request, services: ServicesDep,
     """Answer a WebRTC offer with a call on a new session; see the module docstring."""
     offer, config = await _offer(request, services)
     _choose_ice_addresses(services)
-    settings = SessionSettings().merged({**_client_patch(services, config), **CALL_AUDIO})
+    settings = merge_settings(SessionSettings(),
+                              {**_client_patch(services, config), **CALL_AUDIO},
+                              await engine_choices(services))
     session = await services.open_session(new_session_id(), create=settings)
     session_id = session.session_id
     translator = ServerTranslator(model=model)

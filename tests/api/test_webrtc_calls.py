@@ -237,3 +237,19 @@ async def test_an_offer_without_opus_is_unsupported(harness: Harness) -> None:
         assert not harness.services.live
     finally:
         await caller.close()
+
+
+async def test_a_bad_session_part_is_invalid_settings(harness: Harness) -> None:
+    caller = WebRtcCaller()
+    try:
+        await caller.pc.setLocalDescription(await caller.pc.createOffer())
+        config = {"type": "realtime", "audio": {"output": {"speed": 9.0}}}  # ≤ 2
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"{harness.url}/v1/realtime/calls", files={
+                "sdp": (None, caller.pc.localDescription.sdp),
+                "session": (None, json.dumps(config))})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "invalid_settings"
+        assert not harness.services.live
+    finally:
+        await caller.close()
