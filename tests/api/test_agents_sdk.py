@@ -16,16 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from schemas import EventLogSettings
-from tests.support.api_harness import Harness, serve_api
+from tests.support.api_harness import Harness, call_api
 from tests.support.audio_fixtures import tone
-from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 
 AGENTS_SDK = "@openai/agents-realtime@0.20.0"
 SCRIPT = Path(__file__).parents[1] / "js" / "agents_sdk" / "realtime_session.mjs"
-TOKENS = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, 31)]
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +43,7 @@ def agents_sdk() -> Path:
 
 @pytest.fixture
 async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
-    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
-                         llm=RecordingLLM(TOKENS, delay=0.02),
-                         tts=ScriptedTTS(chunks_per_piece=2), stt=ScriptedSTT("Hello there"),
-                         vad=EnergyVAD()) as harness:
+    async with call_api(redis_url, key_prefix, words=30, delay=0.02) as harness:
         yield harness
 
 

@@ -23,28 +23,22 @@ from loadtests._twilio_call import STREAM_SID, PhoneLine, dial, mulaw
 from schemas import (
     AdmissionSettings,
     ApiSettings,
-    Event,
-    EventLogSettings,
     ResponseCancelled,
     ResponseTruncated,
     SessionClosed,
     SessionCreated,
     TelephonySettings,
 )
-from tests.support.api_harness import Harness, serve_api
+from tests.support.api_harness import Harness, call_api, until_closed
 from tests.support.audio_fixtures import tone
-from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 
-TOKENS = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, 21)]
 AUTH_TOKEN = "twilio-auth-token-for-tests"
 
 
 def _harness(redis_url: str, key_prefix: str, **settings: Any) -> Any:
-    return serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
-                     llm=RecordingLLM(TOKENS, delay=0.05), tts=ScriptedTTS(chunks_per_piece=2),
-                     stt=ScriptedSTT("Hello there"), vad=EnergyVAD(), **settings)
+    return call_api(redis_url, key_prefix, delay=0.05, **settings)
 
 
 @pytest.fixture
@@ -84,7 +78,7 @@ async def test_a_call_is_answered_and_a_barge_in_clears_twilio(harness: Harness)
         await line.say(_mulaw((0.6, True)))
         clear = await line.until("clear")
         assert clear == {"event": "clear", "streamSid": STREAM_SID}
-    events = await _until_closed(harness, session_id)
+    events = await until_closed(harness, session_id)
     assert isinstance(events[0], SessionCreated)
     settings = events[0].data.settings
     assert (settings.input_format, settings.output_format) == ("pcmu", "pcmu")
@@ -97,16 +91,6 @@ async def test_a_call_is_answered_and_a_barge_in_clears_twilio(harness: Harness)
     assert heard.turn_id == cut.turn_id and heard.data.audio_end_ms <= heard.data.audio_ms
     assert isinstance(events[-1], SessionClosed) and events[-1].data.reason == "hangup"
     assert not harness.services.live  # the call's session let go of its place
-
-
-async def _until_closed(harness: Harness, session_id: str) -> list[Event]:
-    """The session's log once the hang-up has closed it."""
-    for _ in range(250):
-        events = await harness.services.log.read_all(session_id)
-        if events[-1].type == "session.closed":
-            return events
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"session not closed: {[e.type for e in events][-5:]}")
 
 
 def _signature(url: str, params: dict[str, str]) -> str:

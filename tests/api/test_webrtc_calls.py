@@ -21,39 +21,24 @@ from pipeline.webrtc import CALL_RATE
 from schemas import (
     AdmissionSettings,
     ApiSettings,
-    EventLogSettings,
-    SessionClosed,
     WebRtcSettings,
 )
-from tests.support.api_harness import Harness, serve_api
+from tests.support.api_harness import Harness, call_api, until_closed
 from tests.support.audio_fixtures import tone
-from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
 
 pytestmark = pytest.mark.redis
 
-TOKENS = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, 21)]
 KEY = "sk-webrtc"
 
 
 def _harness(redis_url: str, key_prefix: str, **settings: Any) -> Any:
-    return serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
-                     llm=RecordingLLM(TOKENS, delay=0.03), tts=ScriptedTTS(chunks_per_piece=2),
-                     stt=ScriptedSTT("Hello there"), vad=EnergyVAD(), **settings)
+    return call_api(redis_url, key_prefix, **settings)
 
 
 @pytest.fixture
 async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
     async with _harness(redis_url, key_prefix) as harness:
         yield harness
-
-
-async def _closed(harness: Harness, session_id: str) -> list[Any]:
-    for _ in range(250):
-        events = await harness.services.log.read_all(session_id)
-        if isinstance(events[-1], SessionClosed):
-            return events
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not closed: {[e.type for e in events][-4:]}")
 
 
 async def test_a_call_turns_text_and_voice_and_hangs_up_mid_reply(harness: Harness) -> None:
@@ -95,7 +80,7 @@ async def test_a_call_turns_text_and_voice_and_hangs_up_mid_reply(harness: Harne
         async with httpx.AsyncClient() as http:
             hung = await http.post(f"{harness.url}{call_path}/hangup")
         assert hung.status_code == 204
-        events = await _closed(harness, session_id)
+        events = await until_closed(harness, session_id)
         assert events[-1].data.reason == "hangup"
         assert events[-2].type == "response.cancelled"
         assert not harness.services.live
@@ -122,7 +107,7 @@ async def test_a_form_offer_with_a_session_and_the_peer_closing_ends_the_call(
     assert session["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": CALL_RATE}
     session_id = session["id"]
     await caller.pc.close()
-    events = await _closed(harness, session_id)
+    events = await until_closed(harness, session_id)
     assert events[-1].data.reason == "hangup"
     assert not harness.services.live
 

@@ -9,12 +9,40 @@ with the benchmarks.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from loadtests._gateway import Harness, forget_keys, serve_api
+from schemas import Event, EventLogSettings
+from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
 
-__all__ = ["Harness", "connect_all", "forget_keys", "serve_api"]
+__all__ = ["Harness", "call_api", "connect_all", "forget_keys", "serve_api", "until_closed"]
+
+#: what the calls' scripted user says, whatever was spoken
+HEARD = "Hello there"
+
+
+def call_api(redis_url: str, key_prefix: str, *, words: int = 20, delay: float = 0.03,
+             **settings: object) -> AbstractAsyncContextManager[Harness]:
+    """The API for calls (phone, WebRTC, the Agents SDK): a reply of ``words`` words in
+    sentences of five, one each ``delay`` s, spoken in two chunks a sentence; speech
+    heard by loudness (a tone is speech) and transcribed as :data:`HEARD`."""
+    tokens = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, words + 1)]
+    return serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
+                     llm=RecordingLLM(tokens, delay=delay),
+                     tts=ScriptedTTS(chunks_per_piece=2), stt=ScriptedSTT(HEARD),
+                     vad=EnergyVAD(), **settings)  # type: ignore[arg-type]
+
+
+async def until_closed(harness: Harness, session_id: str) -> list[Event]:
+    """The session's log once it is closed (a hang-up, say), waiting up to 5 s."""
+    for _ in range(250):
+        events = await harness.services.log.read_all(session_id)
+        if events and events[-1].type == "session.closed":
+            return events
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"session not closed: {[e.type for e in events][-5:]}")
 
 
 async def connect_all(urls: list[str]) -> list[ClientConnection]:
