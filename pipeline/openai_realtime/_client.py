@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.engines import engine_voice
+from pipeline.openai_realtime._formats import from_beta, from_openai
 from schemas import (
     ClientMessageUnion,
     ErrorCode,
@@ -287,17 +288,19 @@ class ClientTranslator:
         audio_in = audio.input or AudioInputConfig()
         audio_out = audio.output or AudioOutputConfig()
         if audio_in.format is not None:
-            fmt_in = _format(audio_in.format, "session.audio.input.format")
+            fmt_in = from_openai(audio_in.format.type, audio_in.format.rate,
+                                 "session.audio.input.format")
         elif config.input_audio_format is not None:
-            fmt_in = _beta_format(config.input_audio_format, "session.input_audio_format")
+            fmt_in = from_beta(config.input_audio_format, "session.input_audio_format")
         else:
             fmt_in = None
         if fmt_in is not None and self.audio_formats:
             patch["input_format"], patch["input_sample_rate"] = fmt_in
         if audio_out.format is not None:
-            fmt_out = _format(audio_out.format, "session.audio.output.format")
+            fmt_out = from_openai(audio_out.format.type, audio_out.format.rate,
+                                  "session.audio.output.format")
         elif config.output_audio_format is not None:
-            fmt_out = _beta_format(config.output_audio_format, "session.output_audio_format")
+            fmt_out = from_beta(config.output_audio_format, "session.output_audio_format")
         else:
             fmt_out = None
         if fmt_out is not None and self.audio_formats:
@@ -376,33 +379,6 @@ def _audio(data: str | None, param: str, fmt: InputAudioFormat) -> bytes:
     except InvalidAudioError as exc:
         exc.details["param"] = param
         raise
-
-
-#: OpenAI's G.711 formats: the law and its one rate (``audio/pcm`` takes a rate, 24 kHz
-#: unless said), by GA type and by the beta's name
-_G711_TYPES = {"audio/pcmu": "pcmu", "audio/pcma": "pcma"}
-_BETA_FORMATS = {"pcm16": ("pcm16", 24000), "g711_ulaw": ("pcmu", 8000),
-                 "g711_alaw": ("pcma", 8000)}
-
-
-def _format(spec: AudioFormatSpec, param: str) -> tuple[str, int]:
-    """An OpenAI audio format as Voxline's (format, sample rate)."""
-    if spec.type == "audio/pcm":
-        return "pcm16", spec.rate or 24000
-    if spec.type in _G711_TYPES:
-        return _G711_TYPES[spec.type], 8000
-    raise InvalidAudioError(
-        f"audio format {spec.type!r} is not supported; use audio/pcm (PCM16 mono), "
-        "audio/pcmu or audio/pcma (G.711 at 8 kHz)",
-        code=ErrorCode.UNSUPPORTED_FORMAT, param=f"{param}.type")
-
-
-def _beta_format(name: str, param: str) -> tuple[str, int]:
-    if name not in _BETA_FORMATS:
-        raise InvalidAudioError(
-            f"audio format {name!r} is not supported; use {', '.join(_BETA_FORMATS)}",
-            code=ErrorCode.UNSUPPORTED_FORMAT, param=param)
-    return _BETA_FORMATS[name]
 
 
 def _turn_detection(detection: TurnDetection | None) -> dict[str, object]:

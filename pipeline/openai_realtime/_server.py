@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.openai_realtime._formats import to_openai
 from schemas import (
     ErrorCode,
     ErrorPayload,
@@ -122,12 +123,12 @@ def session_object(
         "max_output_tokens": settings.sampling.max_tokens,
         "audio": {
             "input": {
-                "format": _format(settings.input_format.value, settings.input_sample_rate),
+                "format": to_openai(settings.input_format.value, settings.input_sample_rate),
                 "transcription": {"model": "voxline-stt", "language": settings.language},
                 "turn_detection": turn_detection,
             },
             "output": {
-                "format": _format(settings.output_format.value, settings.output_sample_rate),
+                "format": to_openai(settings.output_format.value, settings.output_sample_rate),
                 "voice": settings.voice or "default",
                 "speed": settings.speech_speed,
             },
@@ -136,16 +137,6 @@ def session_object(
     if extension is not None:
         session["voxline"] = extension
     return session
-
-
-def _format(fmt: str, rate: int) -> Frame:
-    """Voxline's audio format as OpenAI's: ``audio/pcm`` with its rate, ``audio/pcmu``
-    and ``audio/pcma`` (G.711, 8 kHz) bare; another Voxline format by its own name."""
-    if fmt == "pcm16":
-        return {"type": "audio/pcm", "rate": rate}
-    if fmt in ("pcmu", "pcma") and rate == 8000:
-        return {"type": f"audio/{fmt}"}
-    return {"type": f"audio/{fmt}", "rate": rate}
 
 
 def _tokens(text: str) -> int:
