@@ -287,22 +287,10 @@ class ClientTranslator:
         audio = config.audio or AudioConfig()
         audio_in = audio.input or AudioInputConfig()
         audio_out = audio.output or AudioOutputConfig()
-        if audio_in.format is not None:
-            fmt_in = from_openai(audio_in.format.type, audio_in.format.rate,
-                                 "session.audio.input.format")
-        elif config.input_audio_format is not None:
-            fmt_in = from_beta(config.input_audio_format, "session.input_audio_format")
-        else:
-            fmt_in = None
+        fmt_in = _chosen_format(audio_in.format, config.input_audio_format, "input")
         if fmt_in is not None and self.audio_formats:
             patch["input_format"], patch["input_sample_rate"] = fmt_in
-        if audio_out.format is not None:
-            fmt_out = from_openai(audio_out.format.type, audio_out.format.rate,
-                                  "session.audio.output.format")
-        elif config.output_audio_format is not None:
-            fmt_out = from_beta(config.output_audio_format, "session.output_audio_format")
-        else:
-            fmt_out = None
+        fmt_out = _chosen_format(audio_out.format, config.output_audio_format, "output")
         if fmt_out is not None and self.audio_formats:
             patch["output_format"], patch["output_sample_rate"] = fmt_out
         if "turn_detection" in audio_in.model_fields_set:
@@ -379,6 +367,18 @@ def _audio(data: str | None, param: str, fmt: InputAudioFormat) -> bytes:
     except InvalidAudioError as exc:
         exc.details["param"] = param
         raise
+
+
+def _chosen_format(
+    spec: AudioFormatSpec | None, beta: str | None, way: Literal["input", "output"]
+) -> tuple[str, int] | None:
+    """The (format, rate) an update sets for one way: GA's ``audio.<way>.format`` first,
+    else the beta's ``<way>_audio_format``; ``None`` if it sets neither."""
+    if spec is not None:
+        return from_openai(spec.type, spec.rate, f"session.audio.{way}.format")
+    if beta is not None:
+        return from_beta(beta, f"session.{way}_audio_format")
+    return None
 
 
 def _turn_detection(detection: TurnDetection | None) -> dict[str, object]:
