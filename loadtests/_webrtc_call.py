@@ -38,18 +38,25 @@ JITTER_PACKETS = 2
 LOUD = 0
 
 
-async def offer(url: str, pc: RTCPeerConnection, **headers: str) -> httpx.Response:
+#: where OpenAI's clients post their offers
+REALTIME_CALLS = "/v1/realtime/calls"
+
+
+async def offer(url: str, pc: RTCPeerConnection, path: str = REALTIME_CALLS,
+                **headers: str) -> httpx.Response:
     """Post ``pc``'s offer as OpenAI's clients do (``application/sdp``)."""
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient(timeout=30) as http:
-        return await http.post(f"{url}/v1/realtime/calls", content=pc.localDescription.sdp,
+        return await http.post(f"{url}{path}", content=pc.localDescription.sdp,
                                headers={"Content-Type": "application/sdp", **headers})
 
 
 class WebRtcCaller:
-    """One caller; :meth:`call` dials, :meth:`close` hangs up by closing the peer."""
+    """One caller; :meth:`call` dials, :meth:`close` hangs up by closing the peer. Its
+    data channel is ``channel`` (OpenAI's by default; ``voxline-events`` for a session's
+    call, as Voxline's page makes it)."""
 
-    def __init__(self, *, record: bool = False) -> None:
+    def __init__(self, *, record: bool = False, channel: str = EVENTS_CHANNEL) -> None:
         use_host_addresses(["127.0.0.1"])  # it dials this machine only
         self.pc = RTCPeerConnection()
         #: with ``record``: the reply track's audio from its first sound on (mono PCM16
@@ -57,7 +64,7 @@ class WebRtcCaller:
         self.recording = bytearray() if record else None
         self.mic = ReplyTrack()
         self.pc.addTrack(self.mic)
-        self.channel = self.pc.createDataChannel(EVENTS_CHANNEL)
+        self.channel = self.pc.createDataChannel(channel)
         self.events: list[dict[str, Any]] = []
         #: arrival (``time.perf_counter()``) of each reply frame with sound in it
         self.loud: list[float] = []
@@ -67,8 +74,9 @@ class WebRtcCaller:
         self.channel.on("message", self._on_message)
         self.pc.on("track", lambda track: asyncio.ensure_future(self._listen(track)))
 
-    async def call(self, url: str, **headers: str) -> httpx.Response:
-        answer = await offer(url, self.pc, **headers)
+    async def call(self, url: str, path: str = REALTIME_CALLS,
+                   **headers: str) -> httpx.Response:
+        answer = await offer(url, self.pc, path, **headers)
         if answer.status_code == 201:
             hold_packets(self.pc, JITTER_PACKETS)
             self.location = answer.headers["location"]

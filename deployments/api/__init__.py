@@ -34,6 +34,7 @@ from deployments.api import (
     health,
     models,
     openai_realtime,
+    session_calls,
     session_socket,
     sessions,
     threads,
@@ -68,8 +69,8 @@ def create_api(services: Services | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None)
     app.state.services = services
     install_error_handlers(app)
-    for module in (sessions, chat, events, audio, completions, models, collections, threads,
-                   webrtc):
+    for module in (sessions, session_calls, chat, events, audio, completions, models,
+                   collections, threads, webrtc):
         # every route may answer 401 when keys are set: the spec says so
         app.include_router(module.router, responses=error_responses(401))
     for module in (session_socket, openai_realtime, health):

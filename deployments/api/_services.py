@@ -230,7 +230,9 @@ class Services:
 
 
 class Call(Protocol):
-    """A call held by this replica (:class:`pipeline.webrtc.RealtimeCall`)."""
+    """A call held by this replica (:class:`pipeline.webrtc.WebRtcCall`)."""
+
+    session: LiveSession
 
     async def hangup(self, reason: str = "hangup") -> None: ...
 

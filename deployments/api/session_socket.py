@@ -41,6 +41,7 @@ from deployments.api._services import Services, get_services
 from deployments.api._socket import LogSender, NativeFraming, finish, receive, refuse
 from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
+    ClientMessageUnion,
     SessionCreated,
     SessionCreatedData,
     SessionResume,
@@ -93,10 +94,7 @@ async def session_socket(
 
 
 async def _on_text(text: str, session: LiveSession, sender: LogSender, services: Services) -> None:
-    limits = services.settings.api
-    parsed = parse_client_message(
-        text, max_bytes=limits.max_message_bytes,
-        max_text_chars=limits.max_text_chars, max_depth=limits.max_json_depth)
+    parsed = parse_native(text, services)
     if isinstance(parsed, SessionResume):
         try:
             await check_cursor(services.log, session.state, parsed.last_event_id)
@@ -106,6 +104,21 @@ async def _on_text(text: str, session: LiveSession, sender: LogSender, services:
         await sender.resume(parsed.last_event_id)
         return
     sender.go()
+    await apply_native(parsed, session, services)
+
+
+def parse_native(text: str, services: Services) -> ClientMessageUnion:
+    """One client message of Voxline's protocol, under the API's limits."""
+    limits = services.settings.api
+    return parse_client_message(
+        text, max_bytes=limits.max_message_bytes,
+        max_text_chars=limits.max_text_chars, max_depth=limits.max_json_depth)
+
+
+async def apply_native(
+    parsed: ClientMessageUnion, session: LiveSession, services: Services
+) -> None:
+    """Do what a client message (not ``session.resume``) asks of the session."""
     if isinstance(parsed, SessionUpdate):  # voices, languages: the engines'
         merge_settings(session.settings, parsed.settings, await engine_choices(services))
     await session.handle(parsed)

@@ -25,13 +25,12 @@ up within ``VOXLINE_WEBRTC__ICE_TIMEOUT_S`` is hung up and leaves nothing behind
 from __future__ import annotations
 
 import json
-import logging
-import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from deployments.api._calls import answer_call, read_offer
 from deployments.api._deps import ServicesDep, engine_choices
 from deployments.api._errors import error_responses
 from deployments.api._openai_events import (
@@ -48,23 +47,23 @@ from pipeline.openai_realtime import (
     session_object,
 )
 from pipeline.session import merge_settings, new_session_id
-from pipeline.webrtc import CALL_RATE, RealtimeCall, use_host_addresses
+from pipeline.webrtc import CALL_RATE
 from schemas import (
     AudioFormat,
     ErrorCode,
-    InputTooLargeError,
+    Event,
     ProtocolError,
     SessionSettings,
     VoxlineError,
 )
 
-logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/realtime", tags=["openai"])
 
 #: a call's audio: its tracks' (Opus at 48 kHz, PCM16 in the session)
 CALL_AUDIO = {"input_sample_rate": CALL_RATE, "input_format": "pcm16",
               "output_format": AudioFormat.PCM16, "output_sample_rate": CALL_RATE}
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: server events that carry audio: over WebRTC the audio track plays it instead
+_AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
 
 
 @router.post("/calls", status_code=201, response_class=Response, responses={
@@ -74,43 +73,33 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 async def create_call(request: Request, services: ServicesDep,
                       model: str = "voxline") -> Response:
     """Answer a WebRTC offer with a call on a new session; see the module docstring."""
-    offer, config = await _offer(request, services)
-    _choose_ice_addresses(services)
+    offer, config = await read_offer(request, services)
     settings = merge_settings(SessionSettings(),
                               {**_client_patch(services, config), **CALL_AUDIO},
                               await engine_choices(services))
     session = await services.open_session(new_session_id(), create=settings)
-    session_id = session.session_id
     translator = ServerTranslator(model=model)
     follow_session(translator, services, session)
     client = client_translator(services, session, audio_formats=False)
-    call_id = f"rtc_{uuid.uuid4().hex}"
+
+    def frames(event: Event) -> list[str]:  # the audio plays on the track instead
+        return [json.dumps(frame) for frame in translator.frames(event)
+                if frame.get("type") not in _AUDIO_DELTAS]
 
     async def on_message(text: str) -> list[str]:
         return await apply_client_event(text, client, session, services)
 
     async def on_end(reason: str) -> None:
-        services.calls.pop(call_id, None)
-        logger.info("call %s on %s ended: %s", call_id, session_id, reason)
         await services.release(session, reason="hangup")
 
     greeting = json.dumps({"type": "session.created", "event_id": local_id(),
-                           "session": session_object(session_id, session.settings,
+                           "session": session_object(session.session_id, session.settings,
                                                      model=model)})
-    call = RealtimeCall(
-        session, services.tails.tail(session_id, session.state.last_event_id), translator,
-        on_message=on_message, on_end=on_end, greeting=greeting,
-        ice_timeout_s=services.settings.webrtc.ice_timeout_s,
-        max_buffer_s=services.settings.webrtc.max_buffer_s,
-        jitter_packets=services.settings.webrtc.jitter_packets)
-    try:
-        answer = await call.answer(offer)
-    except BaseException:
-        await call.hangup("refused")
-        raise
-    services.calls[call_id] = call
-    return Response(answer, status_code=201, media_type="application/sdp",
-                    headers={"Location": f"/v1/realtime/calls/{call_id}"})
+    return await answer_call(
+        services, session, offer,
+        events=services.tails.tail(session.session_id, session.state.last_event_id),
+        frames=frames, on_message=on_message, on_end=on_end, greeting=greeting,
+        location=lambda call_id: f"/v1/realtime/calls/{call_id}")
 
 
 @router.post("/calls/{call_id}/hangup", status_code=204, response_class=Response,
@@ -125,35 +114,6 @@ async def hang_up(call_id: str, services: ServicesDep) -> Response:
     return Response(status_code=204)
 
 
-async def _offer(request: Request, services: Services) -> tuple[str, str | None]:
-    """The SDP offer and the ``session`` JSON (None without one), under the size limit."""
-    limit = services.settings.api.max_message_bytes
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        form = await request.form(max_files=0, max_fields=4, max_part_size=limit)
-        sdp, config = form.get("sdp"), form.get("session")
-        if not isinstance(sdp, str) or (config is not None and not isinstance(config, str)):
-            raise ProtocolError("the form needs the offer in 'sdp' (and may have the "
-                                "session's configuration in 'session')",
-                                code=ErrorCode.INVALID_MESSAGE, param="sdp")
-    elif kind == "application/sdp":
-        body = await request.body()
-        if len(body) > limit:
-            raise InputTooLargeError(f"the offer of {len(body)} bytes is over the limit "
-                                     f"of {limit}", limit=limit, size=len(body))
-        sdp, config = body.decode("utf-8", errors="replace"), None
-    else:
-        raise ProtocolError(f"send the offer as application/sdp or multipart/form-data, "
-                            f"not {kind or 'nothing'}", code=ErrorCode.UNSUPPORTED_CONTENT,
-                            http_status=415)
-    if len(sdp) > limit:
-        raise InputTooLargeError(f"the offer is over the limit of {limit} bytes", limit=limit)
-    if not sdp.startswith("v=0"):
-        raise ProtocolError("the offer is not SDP (it starts with 'v=0')",
-                            code=ErrorCode.INVALID_MESSAGE, param="sdp")
-    return sdp, config
-
-
 def _client_patch(services: Services, config: str | None) -> dict[str, object]:
     """The ``session`` part as native settings (its audio formats ignored)."""
     if config is None:
@@ -166,11 +126,3 @@ def _client_patch(services: Services, config: str | None) -> dict[str, object]:
     translator = ClientTranslator(voice_map=services.settings.api.voice_map,
                                   audio_formats=False)
     return translator.settings_patch(parsed)
-
-
-def _choose_ice_addresses(services: Services) -> None:
-    chosen = services.settings.webrtc.host_addresses
-    if chosen is None and services.settings.host in _LOOPBACK:
-        chosen = ("127.0.0.1",)
-    if chosen is not None:
-        use_host_addresses(chosen)

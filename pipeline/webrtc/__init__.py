@@ -7,7 +7,7 @@ data channel and as sound on the track. aiortc is imported with this package: th
 of the pipeline never loads it.
 """
 
-from pipeline.webrtc.call import EVENTS_CHANNEL, RealtimeCall
+from pipeline.webrtc.call import EVENTS_CHANNEL, WebRtcCall
 from pipeline.webrtc.media import (
     CALL_RATE,
     ReplyTrack,
@@ -19,8 +19,8 @@ from pipeline.webrtc.media import (
 __all__ = [
     "CALL_RATE",
     "EVENTS_CHANNEL",
-    "RealtimeCall",
     "ReplyTrack",
+    "WebRtcCall",
     "hold_packets",
     "microphone",
     "use_host_addresses",

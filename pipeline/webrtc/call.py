@@ -1,19 +1,23 @@
-"""One WebRTC call on a live session, as OpenAI's Realtime API runs it over WebRTC.
+"""One WebRTC call on a live session: its audio on a track both ways, its events on a
+data channel.
 
 The browser (or any WebRTC peer) sends an SDP offer with an audio track and a data
-channel named ``oai-events``; :meth:`RealtimeCall.answer` answers it. Then:
+channel (``oai-events`` for OpenAI's clients, ``voxline-events`` for Voxline's page);
+:meth:`WebRtcCall.answer` answers it. Then:
 
 * the caller's audio (Opus, decoded by aiortc) goes into the session as it comes: the
   session's input is PCM16 at 48 kHz, and its VAD and turn detection hear it as they
   hear a socket's audio;
-* the session's log is translated by :class:`pipeline.openai_realtime.ServerTranslator`
-  into OpenAI's server events on the data channel, in log order, except the audio
-  deltas: the reply's audio (PCM16 at 48 kHz in the log) plays on the call's audio track
+* the session's log goes out on the data channel in log order, each event written by
+  the call's ``frames`` (OpenAI's server events without their audio deltas, or Voxline's
+  events with the audio left out of ``response.audio.chunk``): the reply's audio (PCM16
+  at 48 kHz in the log) plays on the call's audio track
   (:class:`~pipeline.webrtc.media.ReplyTrack`) instead, as OpenAI's WebRTC does;
-* client events on the data channel are handled as on ``/v1/realtime`` (``on_message``);
-* a barge-in (a reply cancelled by speech, or speech over a reply still playing with
-  ``immediate`` interruptions) drops the unplayed audio and logs what was heard
-  (``response.truncated``);
+* client messages on the data channel are handled by ``on_message``, one at a time;
+* a reply cancelled (by speech, by the client, by a newer turn) stops sounding at once,
+  and what was heard of it is logged (``response.truncated``), as it is when speech
+  comes over a reply still playing with ``immediate`` interruptions; a reply paused for
+  speech over it (``confirmed`` interruptions) holds its place and plays on if resumed;
 * the call ends when the peer hangs up (the connection closes or fails), when
   :meth:`hangup` is called, or when ICE has not connected within ``ice_timeout_s``;
   ``on_end`` is called once, with why.
@@ -23,13 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from pipeline.aio import aclose_stream
-from pipeline.openai_realtime import ServerTranslator
 from pipeline.session import LiveSession
 from pipeline.webrtc.media import ReplyTrack, hold_packets, microphone
 from schemas import (
@@ -40,11 +42,13 @@ from schemas import (
     ProtocolError,
     ResponseAudioChunk,
     ResponseCancelled,
+    ResponsePaused,
+    ResponseResumed,
     SpeechStarted,
     VoxlineError,
 )
 
-__all__ = ["EVENTS_CHANNEL", "MAX_PENDING", "RealtimeCall"]
+__all__ = ["EVENTS_CHANNEL", "MAX_PENDING", "WebRtcCall"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +56,21 @@ logger = logging.getLogger(__name__)
 EVENTS_CHANNEL = "oai-events"
 #: client events received and not yet applied, at most
 MAX_PENDING = 64
-#: server events that carry audio: over WebRTC the audio track plays it instead
-_AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
 
 
-class RealtimeCall:
-    """See the module docstring. One call, one session; not reusable."""
+class WebRtcCall:
+    """See the module docstring. One call, one session; not reusable.
+
+    ``frames`` writes one log event as the data channel's messages (none, one or more),
+    ``channel`` is the data channel's label; the peer must open it."""
 
     def __init__(
         self,
         session: LiveSession,
         events: AsyncIterator[Event],
-        translator: ServerTranslator,
+        frames: Callable[[Event], list[str]],
         *,
+        channel: str = EVENTS_CHANNEL,
         on_message: Callable[[str], Awaitable[list[str]]],
         on_end: Callable[[str], Awaitable[None]],
         greeting: str,
@@ -76,7 +82,8 @@ class RealtimeCall:
 
         self.session = session
         self._events = events
-        self._translator = translator
+        self._frames = frames
+        self._label = channel
         self._on_message = on_message
         self._on_end = on_end
         self._greeting = greeting
@@ -161,7 +168,7 @@ class RealtimeCall:
             self._spawn(self._listen(track), "microphone")
 
     def _on_datachannel(self, channel: Any) -> None:
-        if channel.label != EVENTS_CHANNEL:
+        if channel.label != self._label:
             return
         self._channel = channel
         channel.on("message", self._queue_message)
@@ -172,7 +179,8 @@ class RealtimeCall:
             channel.on("open", self._opened)
 
     def _opened(self) -> None:
-        self._channel.send(self._greeting)
+        if self._greeting:  # none for a peer that resumes
+            self._channel.send(self._greeting)
         self._channel_open.set()
         self._spawn(self._receive(), "events")
 
@@ -219,20 +227,23 @@ class RealtimeCall:
         async for event in self._events:
             if isinstance(event, ResponseAudioChunk):
                 await self.track.play(event.turn_id, event.data.audio)
-            elif isinstance(event, ResponseCancelled) and event.data.reason == "barge_in":
+            elif isinstance(event, ResponseCancelled):
                 await self._cut(event.turn_id)
             elif (isinstance(event, SpeechStarted) and self.track.buffered_ms
                   and self.session.settings.interruptions == "immediate"):
                 await self._cut(self.track.turn_id)
-            for frame in self._translator.frames(event):
-                if frame.get("type") not in _AUDIO_DELTAS:
-                    self._send(json.dumps(frame))
+            elif isinstance(event, ResponsePaused) and event.turn_id == self.track.turn_id:
+                self.track.pause()
+            elif isinstance(event, ResponseResumed) and event.turn_id == self.track.turn_id:
+                self.track.resume()
+            for frame in self._frames(event):
+                self._send(frame)
             if event.type == "session.closed":
                 self._spawn(self.hangup("closed"), "hangup")
                 return
 
     async def _cut(self, turn_id: str | None) -> None:
-        """Barge-in: drop the unplayed audio, log what was heard."""
+        """The reply stops sounding: drop the unplayed audio, log what was heard."""
         if not self.track.buffered_ms or turn_id is None or turn_id != self.track.turn_id:
             return
         heard_ms = self.track.clear()

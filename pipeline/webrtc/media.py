@@ -6,8 +6,9 @@ aiortc decodes the caller's Opus to 20 ms frames of 48 kHz PCM16 (stereo, interl
 20 ms frame at a time and encodes it to Opus; it answers from a bounded buffer the
 session's audio chunks are written into, paced at real time, with silence when the
 reply is not speaking (a WebRTC audio track never pauses). :meth:`ReplyTrack.clear`
-drops what has not played yet (barge-in), and :attr:`ReplyTrack.played_ms` says how far
-the current reply was heard.
+drops what has not played yet (barge-in), :meth:`ReplyTrack.pause` holds it (silence
+until :meth:`ReplyTrack.resume`), and :attr:`ReplyTrack.played_ms` says how far the
+current reply was heard.
 
 aioice gathers candidates on every interface but loopback: :func:`use_host_addresses`
 chooses them instead (``["127.0.0.1"]`` for the one-machine mode, a pod's address on a
@@ -102,6 +103,7 @@ class ReplyTrack(MediaStreamTrack):
         self._sent = 0  # samples handed to aiortc
         self._turn: str | None = None
         self._played = 0  # bytes of the current reply played
+        self._paused = False
 
     @property
     def turn_id(self) -> str | None:
@@ -129,8 +131,17 @@ class ReplyTrack(MediaStreamTrack):
     def clear(self) -> int:
         """Drop what has not played; return how much of the current reply had (ms)."""
         self._buffer.clear()
+        self._paused = False
         self._room.set()
         return self.played_ms
+
+    def pause(self) -> None:
+        """Play silence, keeping what waits (the listener spoke over the reply)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Play on from where :meth:`pause` held the reply."""
+        self._paused = False
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -141,8 +152,8 @@ class ReplyTrack(MediaStreamTrack):
         wait = self._start + self._sent / CALL_RATE - now
         if wait > 0:
             await asyncio.sleep(wait)
-        chunk = bytes(self._buffer[:2 * _FRAME])
-        del self._buffer[:2 * _FRAME]
+        chunk = b"" if self._paused else bytes(self._buffer[:2 * _FRAME])
+        del self._buffer[:len(chunk)]
         self._played += len(chunk)
         if len(self._buffer) < self._limit:
             self._room.set()

@@ -185,3 +185,79 @@ test("the socket's states in words", () => {
   assert.equal(connectionStatusText("refused", "4404 gone"), "The server refused the connection (4404 gone).");
   assert.equal(connectionStatusText("something"), "something");
 });
+
+// ---- over a call --------------------------------------------------------------------------
+
+class FakeCall extends FakeConnection {
+  constructor(options, outcome) {
+    super(options);
+    this.outcome = outcome;
+    this.cursor = { lastId: "6-0", ids: ["6-0"] };
+    this.setMicrophone = async () => {};
+  }
+  async open() {
+    this.opened = true;
+    if (this.outcome !== "ok") throw new Error(this.outcome);
+  }
+}
+
+function withCalls(outcome, created = { ...CREATED, settings: { input_sample_rate: 48000,
+  output_sample_rate: 48000, output_format: "pcm16" } }) {
+  const routes = { ...MADE, "POST /v1/sessions": created };
+  const made = sessions(routes);
+  made.calls_ = [];
+  made.s.ports.wantsCall = () => true;
+  made.s.ports.call = (options) => { const c = new FakeCall(options, outcome); made.calls_.push(c); return c; };
+  return made;
+}
+
+test("where calls are wanted, a session is made with a call's formats and talks over one", async () => {
+  const { s, calls, connections, calls_ } = withCalls("ok");
+  await s.create();
+  assert.deepEqual(JSON.parse(calls.find((c) => c.route === "POST /v1/sessions").options.body).settings,
+    { voice: null, language: "en", input_sample_rate: 48000, output_sample_rate: 48000,
+      output_format: "pcm16" });
+  assert.equal(calls_.length, 1);
+  assert.equal(calls_[0].options.lastEventId, "5-0");
+  assert.equal(s.connection, calls_[0]);
+  assert.equal(connections.length, 0); // no socket
+});
+
+test("a call that cannot be made falls back to the socket from its cursor, saying why", async () => {
+  const { s, connections, calls_, said } = withCalls("415 unsupported_format");
+  await s.create();
+  assert.equal(calls_.length, 1);
+  const [socket] = connections;
+  assert.equal(s.connection, socket);
+  assert.ok(socket.opened);
+  assert.equal(socket.options.cursor, calls_[0].cursor);
+  socket.options.onStatus("connected");
+  assert.match(said.at(-1), /^Connected\. Audio over the socket: no call \(415 unsupported_format\)\.$/);
+});
+
+test("a call that drops goes on over the socket; a stale drop is ignored", async () => {
+  const { s, connections, calls_ } = withCalls("ok");
+  await s.create();
+  const [call] = calls_;
+  call.options.onLost(call.cursor);
+  assert.equal(connections.length, 1);
+  assert.equal(s.connection, connections[0]);
+  assert.equal(connections[0].options.cursor, call.cursor);
+  call.options.onLost(call.cursor); // again: not the current connection any more
+  assert.equal(connections.length, 1);
+});
+
+test("a session made at other rates talks over the socket even where calls are wanted", async () => {
+  const { s, connections, calls_ } = withCalls("ok", CREATED);
+  await s.create();
+  assert.equal(calls_.length, 0);
+  assert.equal(connections.length, 1);
+});
+
+test("over a call the page sends no truncation: the server knows what its track played", async () => {
+  const { s, calls_ } = withCalls("ok");
+  await s.create();
+  calls_[0].serverTruncates = true;
+  s.truncate("turn_1", 300);
+  assert.deepEqual(calls_[0].sent, []);
+});

@@ -8,7 +8,7 @@ test("before any session: zeros and empties", () => {
   const snap = pageSnapshot({ session: null, status: "", connection: null,
     conversation: new Conversation(), context: null, player: null });
   assert.deepEqual(snap, {
-    sessionId: null, token: null, status: "", connected: false, reconnects: 0, duplicates: 0,
+    sessionId: null, token: null, status: "", connected: false, transport: "none", reconnects: 0, duplicates: 0,
     eventIds: [], events: [], audioTime: 0, audioState: "none", played: 0, started: 0,
     playing: false, scheduledAhead: 0, stops: [], settings: null, turns: [],
   });
@@ -19,7 +19,8 @@ test("a session in play: its counters, events and turns, copied", () => {
   conversation.record({ id: "1-0", type: "input.text", turn_id: "t1", ts: 1 });
   Object.assign(conversation.turn("t1"), { user: "q", reply: "a", mode: "streaming",
     status: "completed", chunks: 2, expected: 2 });
-  const connection = { open_: true, reconnects: 1, cursor: { duplicates: 0, ids: ["1-0"] } };
+  const connection = { open_: true, kind: "webrtc", reconnects: 1,
+                       cursor: { duplicates: 0, ids: ["1-0"] } };
   const player = {
     played: 2, started: 2, playing: false, stops: [{ reason: "user", cut: 0 }],
     playedByTurn: new Map([["t1", 2]]), schedule: { remaining: (now) => (now === 3 ? 0.5 : -1) },
@@ -28,7 +29,8 @@ test("a session in play: its counters, events and turns, copied", () => {
   const snap = pageSnapshot({ session, status: "Connected.", connection, conversation,
     context: { currentTime: 3, state: "running" }, player });
   assert.deepEqual(snap, {
-    sessionId: "s1", token: "tok", status: "Connected.", connected: true, reconnects: 1,
+    sessionId: "s1", token: "tok", status: "Connected.", connected: true, transport: "webrtc",
+    reconnects: 1,
     duplicates: 0, eventIds: ["1-0"], events: [{ id: "1-0", type: "input.text", turn_id: "t1" }],
     audioTime: 3, audioState: "running", played: 2, started: 2, playing: false,
     scheduledAhead: 0.5, stops: [{ reason: "user", cut: 0 }], settings: { voice: null },

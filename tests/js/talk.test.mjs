@@ -2,7 +2,7 @@
 // (node --test tests/js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { HANDS_FREE, MicControl, PUSH_TO_TALK, isTalkKey } from "../../deployments/api/static/talk.js";
+import { COMMIT_LAG_MS, HANDS_FREE, MicControl, PUSH_TO_TALK, isTalkKey } from "../../deployments/api/static/talk.js";
 import { FakeElement } from "./fake-dom.mjs";
 
 class FakeMicrophone {
@@ -11,17 +11,22 @@ class FakeMicrophone {
     this.handlers = handlers;
     this.fails = fails;
     this.running = false;
+    this.track = null;
   }
   async start() {
     if (this.fails) throw new Error("Permission denied");
     this.running = true;
+    this.track = { enabled: true };
   }
-  stop() { this.running = false; }
+  stop() { this.running = false; this.track = null; }
 }
 
-function control({ mode = HANDS_FREE, connected = true, fails = false, settings = {} } = {}) {
-  const state = { mode, mics: [], said: [], stops: [], levels: [], sent: [], audio: [] };
+function control({ mode = HANDS_FREE, connected = true, fails = false, settings = {},
+                   call = false } = {}) {
+  const state = { mode, mics: [], said: [], stops: [], levels: [], sent: [], audio: [],
+                  tracks: [], waits: [] };
   const connection = { send: (m) => state.sent.push(m), sendAudio: (pcm) => state.audio.push(pcm) };
+  if (call) connection.setMicrophone = async (track) => state.tracks.push(track);
   state.connection = connected ? connection : null;
   const micButton = new FakeElement("button");
   const talkButton = new FakeElement("button");
@@ -38,6 +43,7 @@ function control({ mode = HANDS_FREE, connected = true, fails = false, settings 
     showLevel: (level) => state.levels.push(level),
     stopPlayback: (reason) => state.stops.push(reason),
     say: (text) => state.said.push(text),
+    wait: (ms) => new Promise((resolve) => state.waits.push({ ms, resolve })),
   });
   return { mic, state, micButton, talkButton };
 }
@@ -130,4 +136,33 @@ test("Space and Enter hold the talk button; other keys do not", () => {
   assert.ok(isTalkKey("Enter"));
   assert.equal(isTalkKey("a"), false);
   assert.equal(isTalkKey("Spacebar"), false);
+});
+
+test("over a call: the track goes to the call, sounds only while held, and the commit waits", async () => {
+  const { mic, state } = control({ mode: PUSH_TO_TALK, call: true });
+  await mic.toggle();
+  const [m] = state.mics;
+  const track = m.track;
+  assert.deepEqual(state.tracks, [track]);
+  assert.equal(m.track.enabled, false); // push to talk, not held
+  mic.talk(true);
+  assert.equal(m.track.enabled, true);
+  assert.deepEqual(state.sent, [{ type: "response.cancel" }]);
+  mic.talk(false);
+  assert.equal(m.track.enabled, true); // the last words are still on their way
+  assert.deepEqual(state.sent, [{ type: "response.cancel" }]);
+  const [{ ms, resolve }] = state.waits;
+  assert.equal(ms, COMMIT_LAG_MS);
+  resolve();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(state.sent.at(-1), { type: "input_audio.commit" });
+  assert.equal(m.track.enabled, false);
+  state.mode = HANDS_FREE;
+  mic.modeChanged();
+  assert.equal(m.track.enabled, true);
+  const off = mic.toggle();
+  state.waits.at(-1).resolve();
+  await off;
+  assert.deepEqual(state.tracks, [track, null]);
+  assert.deepEqual(state.sent.at(-1), { type: "input_audio.commit" });
 });

@@ -93,7 +93,7 @@ FACADES = {
         "TwilioMessage", "media_audio", "parse_message",
     ],
     "pipeline.webrtc": [
-        "CALL_RATE", "EVENTS_CHANNEL", "RealtimeCall", "ReplyTrack", "hold_packets",
+        "CALL_RATE", "EVENTS_CHANNEL", "WebRtcCall", "ReplyTrack", "hold_packets",
         "microphone", "use_host_addresses",
     ],
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],

@@ -88,6 +88,37 @@ def test_spoken_question_is_transcribed_answered_and_played(app: App, question_w
     assert not page.csp  # the policy lets the page, its worklet and its socket work
 
 
+def test_the_page_talks_over_webrtc_and_goes_on_over_the_socket(
+    app: App, question_wav: Path
+) -> None:
+    """Where the browser can, the page's session talks over a call: the spoken question
+    travels on the microphone's track, the reply plays on the call's track (a media
+    element: what the browser's echo cancellation hears) and the events come on the data
+    channel; the call dropped, the page goes on over the socket from the same cursor."""
+    with browser_page(app.url, microphone=question_wav) as page:
+        _set_max_tokens(page, 32)
+        page.get_by_role("button", name="Microphone on").click()
+        wait_for(page, "s.turns.some(t => t.user && t.status === 'completed' && t.chunks > 0)")
+        wait_for(page, "s.turns.some(t => t.status === 'completed' && t.played === t.chunks)")
+        state = snapshot(page)
+        remote = page.evaluate("() => window.voxline.remoteAudio()")
+        screenshot(page, "webrtc-call")
+        page.evaluate("() => window.voxline.dropConnection()")
+        wait_for(page, "s.transport === 'socket' && s.connected")
+        _type_and_send(page, QUESTION)
+        wait_for(page, "s.turns.filter(t => t.status === 'completed').length >= 2")
+        after = snapshot(page)
+    assert state["transport"] == "webrtc" and state["settings"]["input_sample_rate"] == 48000
+    [turn] = [t for t in state["turns"] if t["user"]]
+    assert "capital" in turn["user"].lower() and "france" in turn["user"].lower()
+    assert remote["tracks"] == 1 and remote["live"] and not remote["paused"]
+    log = _log_ids(app, after["sessionId"], after["token"])
+    seen = after["eventIds"]
+    assert after["duplicates"] == 0 and seen == log[log.index(seen[0]):][: len(seen)]
+    assert "audio over the socket" in after["status"].lower()
+    assert not page.errors
+
+
 def test_speaking_during_a_reply_stops_playback_at_once(app: App, question_wav: Path) -> None:
     """Push to talk: holding Talk while a reply plays silences it at once; the speech
     held meanwhile reaches the server (its VAD hears it start)."""
@@ -147,6 +178,7 @@ def test_hands_free_speech_over_a_reply_stops_it(app: App, talking_wav: Path) ->
 
 def test_a_killed_socket_resumes_without_gaps_or_repeats(app: App) -> None:
     with browser_page(app.url) as page:
+        page.get_by_label("Audio over WebRTC", exact=False).uncheck()  # the socket alone
         _set_max_tokens(page, 64)
         _type_and_send(page, STORY)
         wait_for(page, "s.events.some(e => e.type === 'response.text.delta')")

@@ -23,16 +23,29 @@ __all__ = ["Harness", "call_api", "connect_all", "forget_keys", "serve_api", "un
 HEARD = "Hello there"
 
 
-def call_api(redis_url: str, key_prefix: str, *, words: int = 20, delay: float = 0.03,
-             **settings: object) -> AbstractAsyncContextManager[Harness]:
+def call_api(
+    redis_url: str,
+    key_prefix: str,
+    *,
+    words: int = 20,
+    delay: float = 0.03,
+    chunk_bytes: int = 64,
+    **settings: object,
+) -> AbstractAsyncContextManager[Harness]:
     """The API for calls (phone, WebRTC, the Agents SDK): a reply of ``words`` words in
-    sentences of five, one each ``delay`` s, spoken in two chunks a sentence; speech
+    sentences of five, one each ``delay`` s, spoken in two chunks a sentence (of
+    ``chunk_bytes`` each: PCM16 at 16 kHz); speech
     heard by loudness (a tone is speech) and transcribed as :data:`HEARD`."""
     tokens = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, words + 1)]
-    return serve_api(redis_url, EventLogSettings(key_prefix=key_prefix),
-                     llm=RecordingLLM(tokens, delay=delay),
-                     tts=ScriptedTTS(chunks_per_piece=2), stt=ScriptedSTT(HEARD),
-                     vad=EnergyVAD(), **settings)  # type: ignore[arg-type]
+    return serve_api(
+        redis_url,
+        EventLogSettings(key_prefix=key_prefix),
+        llm=RecordingLLM(tokens, delay=delay),
+        tts=ScriptedTTS(chunks_per_piece=2, chunk_bytes=chunk_bytes),
+        stt=ScriptedSTT(HEARD),
+        vad=EnergyVAD(),
+        **settings,
+    )  # type: ignore[arg-type]
 
 
 async def until_closed(harness: Harness, session_id: str) -> list[Event]:

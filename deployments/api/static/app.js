@@ -1,6 +1,8 @@
 // The page: wires the microphone, the session socket, the player and the forms together.
-// Protocol: POST /v1/sessions, then WS /v1/sessions/{id}/ws (JSON events out, JSON
-// messages and binary PCM16 in); a past session is replayed from GET …/events (SSE).
+// Protocol: POST /v1/sessions, then a call (POST /v1/sessions/{id}/calls: the audio on a
+// WebRTC track, the events on a data channel) where the browser can and the setting says
+// so, else WS /v1/sessions/{id}/ws (JSON events out, JSON messages and binary PCM16 in);
+// a past session is replayed from GET …/events (SSE).
 // The logic lives in modules that node tests drive without a browser: the session and its
 // replay (session.js, replay.js), what each event means (events.js, conversation.js), the
 // transcript (transcript.js), the settings form (settings.js), the API and its key
@@ -9,6 +11,7 @@
 // which listener calls what. `window.voxline` exposes what the page knows (counters,
 // events, turns) for its tests and for anyone curious in the console.
 import { ApiKeyField, apiClient } from "./api.js";
+import { CallConnection, canCall, silentStandIn } from "./call.js";
 import { SessionConnection } from "./connection.js";
 import { Conversation } from "./conversation.js";
 import { EventHandler } from "./events.js";
@@ -27,6 +30,10 @@ const $ = (id) => document.getElementById(id);
 const BASE = location.origin;
 
 const page = { status: "", context: null, player: null };
+// a call's reply plays here (a media element: the browser's echo cancellation hears it)
+const remoteAudio = new Audio();
+remoteAudio.autoplay = true;
+const chunkEnds = new Map(); // each turn's last chunk end, for a call's silent stand-ins
 
 // ---- status and audio ---------------------------------------------------------------------
 
@@ -65,7 +72,9 @@ const events = new EventHandler(conversation, {
   audio: {
     play: (turn, data) => {
       ensureAudio();
-      page.player.enqueue(turn, data, base64ToBytes(data.audio));
+      const bytes = base64ToBytes(data.audio);
+      // over a call the track plays the audio; the player times the reply with silence
+      page.player.enqueue(turn, data, bytes.length ? bytes : silentStandIn(chunkEnds, turn, data));
     },
     stop: stopPlayback,
     pause: () => { if (page.player) page.player.pause(); },
@@ -84,6 +93,17 @@ const sessions = new Sessions({
   connection: (options) => new SessionConnection({
     baseUrl: BASE, apiKey: () => apiKey.value(), ...options,
   }),
+  call: canCall() ? (options) => new CallConnection({
+    baseUrl: BASE, apiKey: () => apiKey.value(), ...options,
+    rtc: {
+      RTCPeerConnection, fetch: (url, init) => fetch(url, init),
+      playRemote: ({ track, streams }) => {
+        remoteAudio.srcObject = streams[0] ?? new MediaStream([track]);
+        remoteAudio.play().catch(() => null); // autoplay: the page was clicked already
+      },
+    },
+  }) : null,
+  wantsCall: () => $("webrtc").checked,
   clearPage: () => {
     stopPlayback("new session");
     conversation.clear();
@@ -146,6 +166,8 @@ setInterval(() => {
 
 function wire() {
   apiKey.restore();
+  $("webrtc").checked = canCall();
+  $("webrtc").disabled = !canCall();
   $("api-key").addEventListener("change", () => {
     apiKey.remember();
     loadVoices();
@@ -198,7 +220,14 @@ window.voxline = {
       conversation, context: page.context, player: page.player,
     });
   },
-  /** Drop the socket as a network failure would; the page reconnects and resumes. */
+  /** The call's reply player: its tracks, whether one is live, whether it plays. */
+  remoteAudio() {
+    const tracks = remoteAudio.srcObject ? remoteAudio.srcObject.getAudioTracks() : [];
+    return { tracks: tracks.length, live: tracks.some((t) => t.readyState === "live"),
+             paused: remoteAudio.paused };
+  },
+  /** Drop the socket (or the call) as a network failure would; the page reconnects and
+   *  resumes (over the socket). */
   dropConnection() {
     if (sessions.connection) sessions.connection.drop();
   },

@@ -15,13 +15,14 @@ export const KEY_SUBPROTOCOL = "openai-insecure-api-key.";
 const FINAL_CODES = new Set([4400, 4401, 4403, 4404, 4409, 4410]);
 
 export class SessionConnection {
-  constructor({ baseUrl, sessionId, token, lastEventId = null, onEvent, onStatus,
-                apiKey = () => "" }) {
+  constructor({ baseUrl, sessionId, token, lastEventId = null, cursor = null, onEvent,
+                onStatus, apiKey = () => "" }) {
     this.baseUrl = baseUrl;
     this.apiKey = apiKey; // read at each (re)connection: a key entered later applies
     this.sessionId = sessionId;
     this.token = token;
-    this.cursor = new EventCursor(lastEventId);
+    this.cursor = cursor ?? new EventCursor(lastEventId); // a call's, where one dropped
+    this.kind = "socket";
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.ws = null;
@@ -46,7 +47,7 @@ export class SessionConnection {
 
   open() {
     this.closing = false;
-    const resumingFrom = this.connects > 0 ? this.cursor.lastId : null;
+    const resumingFrom = this.connects > 0 || this.cursor.ids.length ? this.cursor.lastId : null;
     const ws = new WebSocket(this.url(), this.protocols());
     ws.binaryType = "arraybuffer";
     this.ws = ws;

@@ -44,4 +44,9 @@ export class Microphone {
   get running() {
     return this.stream !== null;
   }
+
+  /** The microphone's track (a call sends it), or null when off. */
+  get track() {
+    return this.stream ? this.stream.getAudioTracks()[0] ?? null : null;
+  }
 }

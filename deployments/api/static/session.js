@@ -1,8 +1,12 @@
 // The session the page talks on: made (POST /v1/sessions) or a past one replayed, then its
 // socket. One is being set up at a time, and whoever needs the session meanwhile (the
 // microphone switched on, then a message typed at once) waits for that one rather than
-// making a second. The HTTP API, the socket, the page and the event handler are injected
-// (`ports`), so node tests drive it with fakes.
+// making a second. Where the page wants calls (its WebRTC setting), a session is made with
+// a call's formats and talks over a call (call.js); where none can be made, or one drops,
+// it goes on over the socket from the same cursor, and the status says why. The HTTP API,
+// the socket, the call, the page and the event handler are injected (`ports`), so node
+// tests drive it with fakes.
+import { callable } from "./call.js";
 import { replay } from "./replay.js";
 import { creationSettings } from "./settings.js";
 
@@ -16,6 +20,7 @@ export function connectionStatusText(kind, detail) {
       ? `The server refused the connection (${detail}): a session token or API key is missing or wrong.`
       : `The server refused the connection (${detail}).`,
     closed: "Disconnected.",
+    call: "Connected: audio over WebRTC.",
   };
   return messages[kind] ?? kind;
 }
@@ -23,7 +28,9 @@ export function connectionStatusText(kind, detail) {
 export class Sessions {
   /**
    * ports: `api(path, options)` (api.js), `connection({sessionId, token, lastEventId,
-   * onEvent, onStatus})` (an unopened SessionConnection), `events` (EventHandler),
+   * onEvent, onStatus, cursor})` (an unopened SessionConnection), `call({…, onLost})`
+   * (an unopened CallConnection) and `wantsCall()` (the setting; both optional),
+   * `events` (EventHandler),
    * `ensureAudio()`, `clearPage()` (player, conversation and transcript emptied),
    * `formSettings()`, `showSettings(settings)`, `showSessionId(text)`, `say(text)`.
    */
@@ -42,13 +49,40 @@ export class Sessions {
     this.session = null;
   }
 
-  /** Open the session's socket, resuming after `lastEventId`. */
-  connect(lastEventId) {
-    const { session_id: sessionId, token } = this.session;
-    this.connection = this.ports.connection({
+  /** Talk on the session, resuming after `lastEventId`: over a call where the page wants
+   *  one and the session's formats allow it, else (or if it cannot be made) the socket. */
+  async connect(lastEventId) {
+    const { session_id: sessionId, token, settings } = this.session;
+    const options = {
       sessionId, token, lastEventId,
       onEvent: (event) => this.ports.events.handle(event),
       onStatus: (kind, detail) => this.ports.say(connectionStatusText(kind, detail)),
+    };
+    if (this.ports.call && this.ports.wantsCall?.() && callable(settings)) {
+      const call = this.ports.call({
+        ...options, onLost: (cursor) => this._overSocket(options, cursor, "the call dropped"),
+      });
+      this.connection = call;
+      try {
+        await call.open();
+        return;
+      } catch (err) {
+        if (this.connection !== call) return; // reset meanwhile
+        this._overSocket(options, call.cursor, `no call (${err.message})`);
+        return;
+      }
+    }
+    this._overSocket(options, null, null);
+  }
+
+  /** The socket, going on from a call's `cursor` (null: from the options') where `why`
+   *  says why there is no call (every status it shows says so too). */
+  _overSocket(options, cursor, why) {
+    if (cursor && this.connection?.cursor !== cursor) return; // not the current call's
+    const note = why ? ` Audio over the socket: ${why}.` : "";
+    this.connection = this.ports.connection({
+      ...options, cursor,
+      onStatus: (kind, detail) => this.ports.say(connectionStatusText(kind, detail) + note),
     });
     this.connection.open();
   }
@@ -58,7 +92,8 @@ export class Sessions {
     const { api } = this.ports;
     this.ports.ensureAudio();
     this.reset();
-    const settings = creationSettings(this.ports.formSettings());
+    const settings = creationSettings(this.ports.formSettings(),
+                                      { call: Boolean(this.ports.call && this.ports.wantsCall?.()) });
     const created = await (await api("/v1/sessions", {
       method: "POST", body: JSON.stringify({ settings }),
     })).json();
@@ -69,7 +104,7 @@ export class Sessions {
     })).json();
     // the session becomes current only with its socket: a message typed meanwhile waits
     this.session = { session_id: created.session_id, token: created.token, settings: created.settings };
-    this.connect(summary.last_event_id); // resume from creation: nothing appended since is lost
+    await this.connect(summary.last_event_id); // resume from creation: nothing appended since is lost
     return this.session;
   }
 
@@ -96,7 +131,7 @@ export class Sessions {
     }
     events.replaying = false;
     say(`Replayed ${events.conversation.events.length} events.`);
-    if (!replayed.closed) this.connect(replayed.lastId);
+    if (!replayed.closed) await this.connect(replayed.lastId);
     return this.session;
   }
 
@@ -154,6 +189,7 @@ export class Sessions {
   truncate(turn, playedMs) {
     const reply = this.ports.events?.conversation?.turns.get(turn);
     if (!this.connection || !turn || reply?.mode === "text") return;
+    if (this.connection.serverTruncates) return; // a call: the server knows what played
     this.connection.send({ type: "response.truncate", turn_id: turn, audio_end_ms: playedMs });
   }
 }

@@ -2,6 +2,7 @@
 // a new session is made with (or a `session.update` sends), and the settings the server
 // answered shown in the form. The form's fields are injected as a lookup by id (`$`), so
 // node tests use plain objects with a `value` or `checked`.
+import { CALL_FORMATS } from "./call.js";
 
 /** The settings the form says. */
 export function readSettings($) {
@@ -19,9 +20,11 @@ export function readSettings($) {
   };
 }
 
-/** A new session's settings: the form's, with the audio formats the page speaks. */
-export function creationSettings(form) {
-  return { ...form, output_format: "pcm16", input_sample_rate: 16000 };
+/** A new session's settings: the form's, with the audio formats the page speaks (a
+ *  call's, Opus's 48 kHz both ways, when it will talk over one). */
+export function creationSettings(form, { call = false } = {}) {
+  return call ? { ...form, ...CALL_FORMATS }
+    : { ...form, output_format: "pcm16", input_sample_rate: 16000 };
 }
 
 /** The speed slider's label: one decimal. */

@@ -9,6 +9,7 @@ export function pageSnapshot({ session, status, connection, conversation, contex
     token: session?.token ?? null,
     status,
     connected: connection ? connection.open_ : false,
+    transport: connection ? connection.kind : "none", // "webrtc" (a call) or "socket"
     reconnects: connection ? connection.reconnects : 0,
     duplicates: connection ? connection.cursor.duplicates : 0,
     eventIds: connection ? [...connection.cursor.ids] : [],

@@ -46,6 +46,22 @@ async def test_clear_drops_what_did_not_play_and_says_what_did() -> None:
     assert track.turn_id == "t2" and track.played_ms == 0  # a new reply starts at 0
 
 
+async def test_a_paused_reply_holds_its_place_and_plays_on_when_resumed() -> None:
+    track = ReplyTrack()
+    pcm = (np.arange(FRAME * 2) % 1000 + 1).astype("<i2").tobytes()
+    await track.play("t1", pcm)
+    await track.recv()
+    track.pause()
+    held = await track.recv()
+    assert not _samples(held).any() and track.buffered_ms == 20 and track.played_ms == 20
+    track.resume()
+    assert _samples(await track.recv()).tobytes() == pcm[FRAME * 2:]
+    track.pause()
+    track.clear()  # a cut ends the pause: the next reply plays at once
+    await track.play("t2", pcm[: FRAME * 2])
+    assert _samples(await track.recv()).any()
+
+
 async def test_a_full_buffer_makes_the_writer_wait() -> None:
     track = ReplyTrack(max_buffer_s=1.0)
     await track.play("t1", bytes(2 * CALL_RATE))  # a second: full
