@@ -64,7 +64,7 @@ async def answer_call(
     *,
     events: AsyncIterator[Event],
     frames: Callable[[Event], list[str]],
-    on_message: Callable[[str], Awaitable[list[str]]],
+    on_message: Callable[[WebRtcCall, str], Awaitable[list[str]]],
     on_end: Callable[[str], Awaitable[None]],
     greeting: str,
     location: Callable[[str], str],
@@ -72,7 +72,9 @@ async def answer_call(
 ) -> Response:
     """Answer ``offer`` with a call on ``session``: ``201``, the SDP answer, the call's URL
     (``location(call_id)``) in ``Location``. The replica holds the call (its drain hangs
-    it up) until it ends, when ``on_end`` is called with why; an offer that cannot be
+    it up) until it ends, when ``on_end`` is called with why; ``on_message`` is given the
+    call with each client message (what it answers goes back on the channel); an offer
+    that cannot be
     answered hangs the call up before the error is raised, leaving nothing behind."""
     _choose_ice_addresses(services)
     call_id = f"rtc_{uuid.uuid4().hex}"
@@ -83,7 +85,10 @@ async def answer_call(
         logger.info("call %s on %s ended: %s", call_id, session.session_id, reason)
         await on_end(reason)
 
-    call = WebRtcCall(session, events, frames, channel=channel, on_message=on_message,
+    async def received(text: str) -> list[str]:
+        return await on_message(call, text)
+
+    call = WebRtcCall(session, events, frames, channel=channel, on_message=received,
                       on_end=ended, greeting=greeting, ice_timeout_s=webrtc.ice_timeout_s,
                       max_buffer_s=webrtc.max_buffer_s, jitter_packets=webrtc.jitter_packets)
     try:

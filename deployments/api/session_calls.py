@@ -35,7 +35,7 @@ from deployments.api._errors import error_responses
 from deployments.api._socket import NativeFraming, finish
 from deployments.api.session_socket import apply_native, parse_native
 from pipeline.session import check_cursor
-from pipeline.webrtc import CALL_RATE
+from pipeline.webrtc import CALL_RATE, WebRtcCall
 from schemas import (
     AudioFormat,
     ErrorCode,
@@ -77,7 +77,7 @@ async def call_session(session_id: str, request: Request, services: ServicesDep,
                 update={"audio": b""})})
         return framing.frames(event)
 
-    async def on_message(text: str) -> list[str]:
+    async def on_message(_call: WebRtcCall, text: str) -> list[str]:
         parsed = parse_native(text, services)
         if isinstance(parsed, SessionResume):
             raise ProtocolError("a call sends from where its offer said: resume with "

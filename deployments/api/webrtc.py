@@ -13,13 +13,16 @@ the peer connection, ends the call and its session (``session.closed``, ``hangup
 
 A call is a session like any other (its log, replay, metrics, auto-play, admission; API
 keys as every HTTP route). Its audio is PCM16 at 48 kHz both ways (Opus on the wire);
-``session.update`` cannot change the formats. ICE: the server offers host candidates
-only (``VOXLINE_WEBRTC__HOST_ADDRESSES``; on loopback when it binds loopback), so the one
-machine mode needs no STUN server; on a cluster see ``cluster/README.md``. Refusals:
-``400 invalid_message`` for an offer that does not parse, ``415 unsupported_format`` for
-one with no audio this server speaks (Opus), ``413`` for an offer over
-``VOXLINE_API__MAX_MESSAGE_BYTES``, ``503`` past capacity; a call whose connection is not
-up within ``VOXLINE_WEBRTC__ICE_TIMEOUT_S`` is hung up and leaves nothing behind.
+``session.update`` cannot change the formats. ``output_audio_buffer.clear`` (WebRTC's
+own client event, the Agents SDK's ``interrupt()``) stops the reply sounding at once and
+logs what was heard; ``output_audio_buffer.cleared`` answers it. ICE: the server offers
+host candidates only (``VOXLINE_WEBRTC__HOST_ADDRESSES``; on loopback when it binds
+loopback), so the one machine mode needs no STUN server; on a cluster see
+``cluster/README.md``. Refusals: ``400 invalid_message`` for an offer that does not
+parse, ``415 unsupported_format`` for one with no audio this server speaks (Opus),
+``413`` for an offer over ``VOXLINE_API__MAX_MESSAGE_BYTES``, ``503`` past capacity; a
+call whose connection is not up within ``VOXLINE_WEBRTC__ICE_TIMEOUT_S`` is hung up and
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from pipeline.openai_realtime import (
     session_object,
 )
 from pipeline.session import merge_settings, new_session_id
-from pipeline.webrtc import CALL_RATE
+from pipeline.webrtc import CALL_RATE, WebRtcCall
 from schemas import (
     AudioFormat,
     ErrorCode,
@@ -86,7 +89,11 @@ async def create_call(request: Request, services: ServicesDep,
         return [json.dumps(frame) for frame in translator.frames(event)
                 if frame.get("type") not in _AUDIO_DELTAS]
 
-    async def on_message(text: str) -> list[str]:
+    async def on_message(call: WebRtcCall, text: str) -> list[str]:
+        if _is_clear(text):  # WebRTC's own: stop the reply sounding (the SDK's interrupt())
+            turn_id = await call.silence()
+            return [json.dumps({"type": "output_audio_buffer.cleared", "event_id": local_id(),
+                                "response_id": f"resp_{turn_id}" if turn_id else None})]
         return await apply_client_event(text, client, session, services)
 
     async def on_end(reason: str) -> None:
@@ -112,6 +119,16 @@ async def hang_up(call_id: str, services: ServicesDep) -> Response:
                            http_status=404)
     await call.hangup("hangup")
     return Response(status_code=204)
+
+
+def _is_clear(text: str) -> bool:
+    """``output_audio_buffer.clear`` (read cheaply: most messages are not)."""
+    if "output_audio_buffer.clear" not in text:
+        return False
+    try:
+        return bool(json.loads(text).get("type") == "output_audio_buffer.clear")
+    except (ValueError, AttributeError):
+        return False  # apply_client_event says what is wrong with it
 
 
 def _client_patch(services: Services, config: str | None) -> dict[str, object]:

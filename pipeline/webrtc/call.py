@@ -157,6 +157,13 @@ class WebRtcCall:
         await aclose_stream(self._events)
         await self._on_end(reason)
 
+    async def silence(self) -> str | None:
+        """Stop the reply sounding now (the peer asked): its unplayed audio is dropped and
+        what was heard logged. Returns the reply's turn (None: nothing was playing)."""
+        turn_id = self.track.turn_id if self.track.buffered_ms else None
+        await self._cut(turn_id)
+        return turn_id
+
     async def wait(self) -> str | None:
         await self._ended.wait()
         return self.end_reason

@@ -1,8 +1,10 @@
 """The stock OpenAI Agents SDK for JavaScript (``@openai/agents-realtime``, from the npm
-registry) on Node, against ``WS /v1/realtime`` on the API harness (scripted engines,
-real Redis): ``tests/js/agents_sdk/realtime_session.mjs`` makes a typed turn, a spoken
-turn, an interrupted reply and a new connection, as an app would, and reports what the
-SDK showed (replies, audio, its history)."""
+registry) on the API harness (scripted engines, real Redis): on Node against
+``WS /v1/realtime`` (``tests/js/agents_sdk/realtime_session.mjs``), and in Debian's
+Chromium over WebRTC (``POST /v1/realtime/calls``, its browser bundle and
+``tests/js/agents_sdk/realtime_webrtc.js``, a WAV file as the microphone). Each makes a
+spoken turn, a typed turn, an interrupted reply and a new connection, as an app would,
+and reports what the SDK showed (replies, audio, its history)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ import pytest
 
 from tests.support.api_harness import Harness, call_api
 from tests.support.audio_fixtures import tone
+from tests.support.browser_harness import CHROMIUM_ARGS, TIMEOUT_MS, chromium_path, write_wav
 
 pytestmark = pytest.mark.redis
 
 AGENTS_SDK = "@openai/agents-realtime@0.20.0"
 SCRIPT = Path(__file__).parents[1] / "js" / "agents_sdk" / "realtime_session.mjs"
+BROWSER_SCRIPT = SCRIPT.with_name("realtime_webrtc.js")
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +77,47 @@ async def test_the_agents_sdk_talks_types_is_interrupted_and_reconnects(
     assert [m["text"] for m in shown["history"] if m["role"] == "user"] == [
         "Hi", "Hello there", "Tell me a long story"]
     assert shown["reconnected"]["text"].startswith("Word1")
+
+
+@pytest.mark.browser
+async def test_the_agents_sdk_in_a_browser_talks_over_webrtc(
+    harness: Harness, agents_sdk: Path, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    bundle = (agents_sdk / "node_modules" / "@openai" / "agents-realtime" / "dist" / "bundle"
+              / "openai-realtime-agents.umd.js")
+    microphone = write_wav(tmp_path / "question.wav",
+                           tone(1.5, False) + tone(0.6, True) + tone(1.0, False), 16000)
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}%noloop"]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=args,
+                                                   headless=True)
+        try:
+            # a page of the server's origin (the SDK posts its offer there); the bundle
+            # and the script are the test's, put in past the server's own policy
+            context = await browser.new_context(bypass_csp=True)
+            context.set_default_timeout(TIMEOUT_MS)
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(f"{harness.url}/healthz")
+            await page.add_script_tag(path=str(bundle))
+            await page.add_script_tag(path=str(BROWSER_SCRIPT))
+            shown = await page.evaluate("(base) => window.runAgentsSdk(base)", harness.url)
+        finally:
+            await browser.close()
+    assert shown["callId"] and shown["callId"].startswith("rtc_")
+    assert shown["spoken"]["text"].startswith("Word1")
+    assert shown["typed"]["text"].startswith("Word1")
+    assert shown["remoteTracks"] == 1  # the reply played on the call's track
+    # interrupt(): response.cancel and output_audio_buffer.clear, both understood
+    assert "output_audio_buffer.cleared" in shown["interrupted"]["events"]
+    assert "response.done" in shown["interrupted"]["events"]
+    assert [m["role"] for m in shown["history"]] == ["user", "assistant"] * 3
+    assert [m["text"] for m in shown["history"] if m["role"] == "user"] == [
+        "Hello there", "Hi", "Tell me a long story"]
+    assert shown["history"][-1]["status"] == "incomplete"
+    assert not [e for e in shown["errors"] if "output_audio_buffer" in e]
+    assert shown["reconnected"]["text"].startswith("Word1")
+    assert not errors
