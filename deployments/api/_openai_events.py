@@ -7,7 +7,12 @@ import json
 
 from deployments.api._deps import engine_choices
 from deployments.api._services import Services
-from pipeline.openai_realtime import ClientTranslator, ServerTranslator, local_id
+from pipeline.openai_realtime import (
+    ClientTranslator,
+    ServerTranslator,
+    local_id,
+    retrieved_item,
+)
 from pipeline.session import LiveSession, merge_settings
 from schemas import SessionUpdate, VoxlineError
 
@@ -29,6 +34,9 @@ async def apply_client_event(
     log answers the rest). A :class:`VoxlineError` carries the event's ``event_id``."""
     event = client.parse(text)
     try:
+        if event.type == "conversation.item.retrieve":
+            item = retrieved_item(event.item_id or "", session.state.turns)
+            return [json.dumps({**item, "event_id": local_id()})]
         actions = client.actions(event)
         for message in actions.messages:
             if isinstance(message, SessionUpdate):  # voices, languages: the engines'

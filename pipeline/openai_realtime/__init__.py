@@ -25,6 +25,7 @@ from pipeline.openai_realtime._server import (
     local_id,
     log_id_before,
     parse_resume_id,
+    retrieved_item,
     session_object,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "local_id",
     "log_id_before",
     "parse_resume_id",
+    "retrieved_item",
     "session_object",
 ]

@@ -62,6 +62,7 @@ SUPPORTED_CLIENT_EVENTS: tuple[str, ...] = (
     "response.create",
     "response.cancel",
     "conversation.item.truncate",
+    "conversation.item.retrieve",
 )
 
 
@@ -158,7 +159,7 @@ class ClientEvent(BaseModel):
     audio: str | None = None
     item: Item | None = None
     response: ResponseConfig | None = None
-    # conversation.item.truncate
+    # conversation.item.truncate, conversation.item.retrieve
     item_id: str | None = Field(default=None, max_length=160)
     content_index: int | None = None
     audio_end_ms: int | None = None
@@ -238,6 +239,8 @@ class ClientTranslator:
                 return (ResponseCreate(),)
             case "conversation.item.truncate":
                 return (_truncate(event),)
+            case "conversation.item.retrieve":  # answered from the session's state
+                return ()
             case _:  # "response.cancel" (parse lets nothing else through)
                 return (ResponseCancel(),)
 

@@ -24,15 +24,17 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from pipeline.log import TurnState
 from pipeline.openai_realtime._formats import to_openai
 from schemas import (
     ErrorCode,
     ErrorPayload,
     Event,
     EventBase,
+    ProtocolError,
     SessionSettings,
 )
 
@@ -96,6 +98,34 @@ def error_frame(payload: ErrorPayload, event_id: str) -> Frame:
     if isinstance(details.get("retry_after_ms"), int):
         error["retry_after_ms"] = details["retry_after_ms"]
     return {"type": "error", "event_id": event_id, "error": error}
+
+
+_ITEM = re.compile(r"^item_(.{1,128})_(in|out)$")
+_ITEM_STATUS = {"completed": "completed", "cancelled": "incomplete", "failed": "incomplete"}
+
+
+def retrieved_item(item_id: str, turns: Mapping[str, TurnState]) -> Frame:
+    """``conversation.item.retrieved``: the item as the session holds it now (a reply cut
+    short holds what was heard of it, as the model's history does). Items are the turns
+    the live session still holds (its history window); any other is ``not_found``."""
+    match = _ITEM.match(item_id)
+    turn = turns.get(match[1]) if match else None
+    if match is None or turn is None or (match[2] == "out" and turn.status == "open"):
+        raise ProtocolError(f"no item {item_id!r} in this conversation (items are named "
+                            "item_<turn>_in and item_<turn>_out, for the turns of the "
+                            "history)", code=ErrorCode.NOT_FOUND, param="item_id")
+    if match[2] == "in":
+        part = ({"type": "input_audio", "transcript": turn.user_text}
+                if turn.source == "audio" else {"type": "input_text", "text": turn.user_text})
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                "status": "completed", "content": [part]}
+    else:
+        text = turn.assistant_text
+        part = ({"type": "output_audio", "transcript": text} if turn.audio_chunks
+                else {"type": "output_text", "text": text})
+        item = ServerTranslator._item(item_id, _ITEM_STATUS.get(turn.status, "in_progress"),
+                                      [part])
+    return {"type": "conversation.item.retrieved", "item": item}
 
 
 def local_id() -> str:

@@ -76,6 +76,7 @@ async def test_the_agents_sdk_talks_types_is_interrupted_and_reconnects(
     assert [m["role"] for m in shown["history"]] == ["user", "assistant"] * 3
     assert [m["text"] for m in shown["history"] if m["role"] == "user"] == [
         "Hi", "Hello there", "Tell me a long story"]
+    assert shown["errors"] == []  # conversation.item.retrieve after the truncation too
     assert shown["reconnected"]["text"].startswith("Word1")
 
 
@@ -118,6 +119,6 @@ async def test_the_agents_sdk_in_a_browser_talks_over_webrtc(
     assert [m["text"] for m in shown["history"] if m["role"] == "user"] == [
         "Hello there", "Hi", "Tell me a long story"]
     assert shown["history"][-1]["status"] == "incomplete"
-    assert not [e for e in shown["errors"] if "output_audio_buffer" in e]
+    assert shown["errors"] == []  # every event the SDK sent was understood
     assert shown["reconnected"]["text"].startswith("Word1")
     assert not errors

@@ -86,7 +86,7 @@ FACADES = {
     "pipeline.openai_realtime": [
         "BETA_NAMES", "ClientActions", "ClientEvent", "ClientTranslator", "Frame",
         "SUPPORTED_CLIENT_EVENTS", "ServerTranslator", "SessionConfig", "error_frame",
-        "local_id", "log_id_before", "parse_resume_id", "session_object",
+        "local_id", "log_id_before", "parse_resume_id", "retrieved_item", "session_object",
     ],
     "pipeline.telephony": [
         "CALL_AUDIO", "CallTranslator", "Connected", "Dtmf", "Mark", "Media", "Start", "Stop",

@@ -16,11 +16,15 @@ function within(promise, what, ms = 60000) {
 }
 
 async function open() {
-  const session = new RealtimeSession(agent, { transport: 'websocket', model: 'voxline' });
+  // turn detection by silence: the test server has no end-of-turn model
+  const session = new RealtimeSession(agent, {
+    transport: 'websocket', model: 'voxline',
+    config: { audio: { input: { turnDetection: { type: 'server_vad' } } } },
+  });
   const seen = { audio: 0, types: [], errors: [] };
   session.on('audio', (event) => { seen.audio += event.data.byteLength; });
   session.on('transport_event', (event) => seen.types.push(event.type));
-  session.on('error', (event) => seen.errors.push(String(event.error?.message ?? event.error)));
+  session.on('error', (event) => seen.errors.push(JSON.stringify(event.error?.error ?? event.error ?? event)));
   await session.connect({ apiKey: 'sk-agents-sdk-test', url });
   return { session, seen };
 }
