@@ -29,6 +29,11 @@ connected (:mod:`loadtests._capacity_idle`): ``idle_sessions.cpu_percent_per_idl
 per group (CPU-seconds per second per session, in % of a core; ``cpu_per_idle_session`` as
 a fraction), then a talking bystander among them (``idle_sessions.bystander``: its
 voice-to-voice and ``ratio_p95_to_one_session``, the issue's goal ≤ 1.2).
+``--idle-calls N`` then holds N idle WebRTC calls (aiortc callers in the runner; Opus
+both ways, silence) against the same kind of baseline
+(:mod:`loadtests._capacity_calls`): ``idle_calls.cpu_percent_per_idle_call`` per group,
+and, less the idle session's, ``media_cpu_percent_per_call``: what the WebRTC media path
+(Opus decode and encode, RTP, SRTP) costs per call.
 The report's ``stage_profile`` sums it up per group: CPU-seconds per voice turn in the
 one-session step and in the largest step held, and CPU % per idle session; the run ends by
 printing it as a table.
@@ -72,6 +77,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtests._capacity_calls import MAX_IDLE_CALLS, calls_phase
 from loadtests._capacity_idle import MAX_IDLE_SESSIONS, idle_phase
 from loadtests._capacity_plot import plot
 from loadtests._capacity_probe import ReplicaProbe
@@ -360,6 +366,7 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         warm = StepStats(0)
         await run.user(warm, time.monotonic() + 1, args.seed)  # one turn: caches, prompt
         idle = None
+        calls = None
         cut_short = False
         results: list[StepStats] = []
         for n, sessions in enumerate(steps):
@@ -396,6 +403,15 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
                 print(f"  idle: {idle['connected']} sessions sending silence, per session "
                       f"{idle['cpu_percent_per_idle_session']} % of a core; bystander "
                       f"v2v {(idle['bystander'] or {}).get('voice_to_voice_ms')}", flush=True)
+        if args.idle_calls:
+            if deadline - time.monotonic() < args.idle_baseline_s + args.idle_s + 90:
+                cut_short = True
+            else:
+                calls = await calls_phase(url, probe, args.idle_calls, args.idle_s,
+                                          baseline_s=args.idle_baseline_s, idle_sessions=idle)
+                print(f"  calls: {calls['connected']} idle WebRTC calls, per call "
+                      f"{calls['cpu_percent_per_idle_call']} % of a core; the media path "
+                      f"{calls['media_cpu_percent_per_call']}", flush=True)
         await asyncio.sleep(args.settle_s)  # let autoscaling scale back in, recorded
         stop.set()
         await sampler
@@ -423,6 +439,7 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         "stage_profile": profile_section(summaries, held, idle),
         "steps": summaries,
         "idle_sessions": idle,
+        "idle_calls": calls,
         "samples": samples,
     }
 
@@ -480,6 +497,9 @@ def main() -> None:
                         help="seconds measured with no session before them (subtracted)")
     parser.add_argument("--idle-frame-ms", type=int, default=20, choices=(10, 20, 40, 60, 100),
                         help="audio per message of an idle session (real clients: 20)")
+    parser.add_argument("--idle-calls", type=int, default=0, metavar="N",
+                        help="after the idle sessions, N idle WebRTC calls measured the same "
+                        f"way (1..{MAX_IDLE_CALLS}; 0: none)")
     parser.add_argument("--bystander-s", type=float, default=40.0,
                         help="then a talking user among the idle sessions this long (0: none)")
     parser.add_argument("--replay", nargs="*", default=[], metavar="SESSION_ID")
@@ -495,9 +515,12 @@ def main() -> None:
         args.steps, args.step_s, args.settle_s = "1,2", 2.0, 0.1
         args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 120.0
         args.idle_sessions, args.idle_s, args.idle_baseline_s = 2, 1.0, 0.5
+        args.idle_calls = 1
         args.bystander_s = 1.0
     if not 0 <= args.idle_sessions <= MAX_IDLE_SESSIONS:
         raise SystemExit(f"--idle-sessions must be 0..{MAX_IDLE_SESSIONS}")
+    if not 0 <= args.idle_calls <= MAX_IDLE_CALLS:
+        raise SystemExit(f"--idle-calls must be 0..{MAX_IDLE_CALLS}")
     deadline = time.monotonic() + args.budget_s
 
     if args.smoke:

@@ -101,7 +101,10 @@ def test_smoke_run(
     for report in SMOKES[name]:
         written = json.loads((reports / f"{report}.json").read_text(encoding="utf-8"))
         assert written["benchmark"] == report and written["figures"]
-    if name == "capacity":  # every phase ran: the idle crowd and its bystander too
-        idle = json.loads((reports / "capacity.json").read_text(encoding="utf-8"))[
-            "figures"]["idle_sessions"]
+    if name == "capacity":  # every phase ran: the idle crowd, its bystander, the calls
+        figures = json.loads((reports / "capacity.json").read_text(encoding="utf-8"))["figures"]
+        idle = figures["idle_sessions"]
         assert idle is not None and idle["bystander"]["completed_turns"] >= 1
+        calls = figures["idle_calls"]
+        assert calls is not None and calls["connected"] == 1, calls
+        assert calls["media_cpu_percent_per_call"] is not None

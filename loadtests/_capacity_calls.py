@@ -1,0 +1,107 @@
+"""The capacity runner's call phase: what a connected WebRTC call costs while nobody speaks.
+
+An idle call is a hands-free session whose audio is Opus both ways: the caller's
+microphone sends 20 ms frames (silence, which a browser's Opus still encodes and the
+Gateway decodes) and the reply's track sends its frames back whether a reply plays or
+not (a WebRTC track never pauses; the Gateway encodes each). ``calls`` such callers
+(:class:`loadtests._webrtc_call.WebRtcCaller`, aiortc peers in the runner, calling
+``POST /v1/realtime/calls`` on loopback) are held for ``seconds``, measured as the idle
+sessions are (:func:`loadtests._capacity_idle.idle_figures`: each group's CPU less its
+CPU with none connected, per call). Next to the idle sessions' figure, the difference is
+the media path's own cost (Opus decode and encode, the jitter buffer, RTP, SRTP and
+the 48 kHz audio the VAD resamples): ``media_cpu_percent_per_call``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from loadtests._capacity_idle import CONNECT_AT_ONCE, CONNECT_TIMEOUT_S, IdleCounts, idle_figures
+from loadtests._capacity_probe import ReplicaProbe
+from loadtests._webrtc_call import WebRtcCaller
+
+#: at most this many idle calls (each is an aiortc peer in the runner: Opus both ways)
+MAX_IDLE_CALLS = 64
+
+
+async def _hold(url: str, gate: asyncio.Semaphore, stop: asyncio.Event,
+                counts: IdleCounts) -> None:
+    """One call: dial (``gate`` bounds the calls being set up), then hold it until ``stop``."""
+    await gate.acquire()
+    caller = WebRtcCaller()
+    held, live = True, False
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            answer = await caller.call(url)
+            if answer.status_code != 201:
+                counts.failed[str(answer.status_code)] += 1
+                return
+            await caller.until("session.created", CONNECT_TIMEOUT_S)
+        gate.release()
+        held = False
+        counts.connected += 1
+        live = True
+        counts.tried_one()
+        await stop.wait()
+        counts.events.update(e["type"] for e in caller.events if e["type"] != "session.created")
+    except Exception as exc:  # refused, ICE not up, a timeout: counted, the others go on
+        counts.failed[type(exc).__name__] += 1
+    finally:
+        if held:
+            gate.release()
+        if not live:
+            counts.tried_one()
+        with contextlib.suppress(Exception):
+            await caller.close()
+
+
+async def calls_phase(url: str, probe: ReplicaProbe, calls: int, seconds: float, *,
+                      baseline_s: float,
+                      idle_sessions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hold ``calls`` idle WebRTC calls; the section of the report. With the idle
+    sessions' section, each group's CPU per call less its CPU per idle session is the
+    media path's (``media_cpu_percent_per_call``)."""
+    if not 1 <= calls <= MAX_IDLE_CALLS:
+        raise SystemExit(f"--idle-calls must be 1..{MAX_IDLE_CALLS}")
+    base_start = await asyncio.to_thread(probe.snapshot)
+    await asyncio.sleep(baseline_s)
+    base_end = await asyncio.to_thread(probe.snapshot)
+    counts = IdleCounts(expected=calls)
+    stop = asyncio.Event()
+    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+    tasks = [asyncio.create_task(_hold(url, gate, stop, counts)) for _ in range(calls)]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(counts.settled.wait(),
+                               CONNECT_TIMEOUT_S + calls / CONNECT_AT_ONCE)
+    await asyncio.sleep(1.0)  # the last ones' media flowing
+    connected = counts.connected
+    start = await asyncio.to_thread(probe.snapshot)
+    await asyncio.sleep(seconds)
+    end = await asyncio.to_thread(probe.snapshot)
+    stop.set()
+    _, late = await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT_S)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    figures = idle_figures(connected, (base_start, base_end), (start, end))
+    per_call = figures.pop("cpu_percent_per_idle_session")
+    figures.pop("cpu_per_idle_session")
+    per_session = (idle_sessions or {}).get("cpu_percent_per_idle_session")
+    media = None
+    if per_call is not None and per_session:
+        media = {g: round(v - per_session.get(g, 0.0), 4) for g, v in per_call.items()}
+    return {
+        "calls": calls,
+        "connected": connected,
+        "failed_by_code": dict(counts.failed),
+        "t_window_start": round(start.t, 1),
+        "t_end": round(end.t, 1),
+        "events_received": dict(counts.events),  # none: silence makes no turn
+        "cpu_percent_per_idle_call": per_call,
+        "media_cpu_percent_per_call": media,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **figures,
+    }
