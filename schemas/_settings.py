@@ -199,8 +199,9 @@ class WebRtcSettings(BaseModel):
     )
     jitter_packets: int = Field(
         default=2, ge=0, le=15,
-        description="20 ms packets of the caller's audio held for network jitter before "
-        "it is heard (aiortc holds 4); more on lossy links, every one adds 20 ms to a turn",
+        description="20 ms packets of the caller's audio a gap (a packet lost or late) is "
+        "waited for before it is skipped; audio in order is heard as it comes (aiortc's "
+        "player holds 4 packets, 80 ms, always)",
     )
 
 

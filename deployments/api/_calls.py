@@ -73,9 +73,9 @@ async def answer_call(
     """Answer ``offer`` with a call on ``session``: ``201``, the SDP answer, the call's URL
     (``location(call_id)``) in ``Location``. The replica holds the call (its drain hangs
     it up) until it ends, when ``on_end`` is called with why; ``on_message`` is given the
-    call with each client message (what it answers goes back on the channel); an offer
-    that cannot be
-    answered hangs the call up before the error is raised, leaving nothing behind."""
+    call with each client message (what it answers goes back on the channel). An offer
+    that cannot be answered hangs the call up before the error is raised, leaving
+    nothing behind."""
     _choose_ice_addresses(services)
     call_id = f"rtc_{uuid.uuid4().hex}"
     webrtc = services.settings.webrtc

@@ -10,8 +10,10 @@ of the pipeline never loads it.
 from pipeline.webrtc.call import EVENTS_CHANNEL, WebRtcCall
 from pipeline.webrtc.media import (
     CALL_RATE,
+    InOrderBuffer,
     ReplyTrack,
     hold_packets,
+    listen_in_order,
     microphone,
     use_host_addresses,
 )
@@ -19,9 +21,11 @@ from pipeline.webrtc.media import (
 __all__ = [
     "CALL_RATE",
     "EVENTS_CHANNEL",
+    "InOrderBuffer",
     "ReplyTrack",
     "WebRtcCall",
     "hold_packets",
+    "listen_in_order",
     "microphone",
     "use_host_addresses",
 ]

@@ -33,7 +33,7 @@ from typing import Any
 
 from pipeline.aio import aclose_stream
 from pipeline.session import LiveSession
-from pipeline.webrtc.media import ReplyTrack, hold_packets, microphone
+from pipeline.webrtc.media import ReplyTrack, listen_in_order, microphone
 from schemas import (
     ErrorCode,
     Event,
@@ -119,7 +119,7 @@ class WebRtcCall:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ProtocolError(f"the SDP offer is not one this server can answer: {exc}",
                                 code=ErrorCode.INVALID_MESSAGE, param="sdp") from None
-        hold_packets(pc, self._jitter_packets)
+        listen_in_order(pc, self._jitter_packets)
         audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise InvalidAudioError("the offer has no audio: offer a microphone track "

@@ -28,7 +28,8 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-__all__ = ["CALL_RATE", "ReplyTrack", "hold_packets", "microphone", "use_host_addresses"]
+__all__ = ["CALL_RATE", "InOrderBuffer", "ReplyTrack", "hold_packets", "listen_in_order",
+           "microphone", "use_host_addresses"]
 
 #: Opus's clock: the rate the call's audio has both ways
 CALL_RATE = 48000
@@ -50,22 +51,83 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
 
 
 def hold_packets(pc: Any, packets: int) -> None:
-    """Let the audio receivers of ``pc`` hold ``packets`` (20 ms each) before they play.
+    """Let the audio receivers of ``pc`` hold ``packets`` (20 ms each) before they play:
+    a player's jitter buffer (the test callers', as a browser's).
 
     aiortc's receivers hold 4 (80 ms) for the network's jitter, a fixed figure with no
-    setting: on loopback or a LAN that is 80 ms added to every turn for nothing. Its
-    receiver keeps the buffer in a private attribute; if a new aiortc renames it this
-    raises, and the tests say so, rather than silently holding 4.
+    setting: on loopback or a LAN that is 80 ms added to every turn for nothing.
     """
     from aiortc.jitterbuffer import JitterBuffer
 
+    _replace_buffers(pc, lambda: JitterBuffer(capacity=16, prefetch=packets))
+
+
+def listen_in_order(pc: Any, wait_packets: int) -> None:
+    """Give the audio receivers of ``pc`` an :class:`InOrderBuffer`: what a listener that
+    does not play needs (the session's VAD and STT take audio as it comes)."""
+    _replace_buffers(pc, lambda: InOrderBuffer(wait_packets))
+
+
+def _replace_buffers(pc: Any, make: Any) -> None:
+    """aiortc's receiver keeps its buffer in a private attribute; if a new aiortc renames
+    it this raises, and the tests say so, rather than silently holding 4 packets."""
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "audio":
             receiver = transceiver.receiver
             if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
                 raise RuntimeError("aiortc's receiver has no jitter buffer where expected")
-            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16,
-                                                                   prefetch=packets)
+            receiver._RTCRtpReceiver__jitter_buffer = make()
+
+
+class InOrderBuffer:
+    """The caller's audio packets in order, each handed on as soon as it can be.
+
+    aiortc's buffer is a player's: it holds a fixed number of packets so that playback
+    never runs dry, 20 ms of delay each, on every packet, even on loopback. The session is
+    no player: its VAD and STT take audio whenever it comes, so nothing needs holding but
+    order. A packet that comes in order goes on at once; a gap (a packet lost or late)
+    is waited for up to ``wait_packets`` packets, then skipped. aiortc's receiver takes
+    one frame per packet that arrives, so the packets that came during a wait would stay
+    queued behind each new one for the rest of the call: the oldest of them are dropped
+    instead (at most ``wait_packets``, 20 ms each, once per gap), and the audio is
+    current again. Implements aiortc's ``JitterBuffer.add``.
+    """
+
+    def __init__(self, wait_packets: int) -> None:
+        self._wait = max(wait_packets, 0)
+        self._next: int | None = None  # the sequence number due next
+        self._held: dict[int, Any] = {}
+        #: packets skipped (lost or too late) and dropped (to catch up), for the tests
+        self.skipped = 0
+        self.dropped = 0
+
+    def _after_next(self, sequence: int) -> int:
+        """How far ``sequence`` is past the one due (negative: before it)."""
+        assert self._next is not None
+        delta = (sequence - self._next) % 65536
+        return delta - 65536 if delta >= 32768 else delta
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        """Take one packet; the frame to decode now, if any (never a picture loss)."""
+        from aiortc.jitterbuffer import JitterFrame
+
+        if self._next is None:
+            self._next = packet.sequence_number
+        if self._after_next(packet.sequence_number) < 0:
+            return False, None  # already skipped: too late
+        self._held[packet.sequence_number] = packet
+        if self._next not in self._held:
+            if len(self._held) <= self._wait:
+                return False, None  # the gap may yet be filled
+            self._next = min(self._held, key=self._after_next)
+            self.skipped += 1
+        while len(self._held) > 1 and (self._next + 1) % 65536 in self._held:
+            del self._held[self._next]  # behind: drop the oldest to be current
+            self._next = (self._next + 1) % 65536
+            self.dropped += 1
+        ready = self._held.pop(self._next)
+        self._next = (self._next + 1) % 65536
+        return False, JitterFrame(data=ready._data, timestamp=ready.timestamp)
 
 
 async def microphone(track: MediaStreamTrack) -> AsyncIterator[bytes]:

@@ -2,7 +2,8 @@
 aiortc peer with a microphone track and the ``voxline-events`` channel, on the API
 harness (scripted engines, real Redis): native events on the channel in log order with
 the audio on the track, a voice turn, a cancel that silences the track at once, hang-up
-leaving the session open for its socket, resume, and the refusals."""
+leaving the session open for its socket, resume, and the refusals (formats, token, API
+key, capacity)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from websockets.asyncio.client import connect
 
 from loadtests._webrtc_call import WebRtcCaller
 from pipeline.webrtc import CALL_RATE
+from schemas import AdmissionSettings, ApiSettings
 from tests.support.api_harness import Harness, call_api
 from tests.support.audio_fixtures import tone
 from voxline.client import SessionInfo
@@ -155,3 +158,30 @@ async def test_a_call_is_refused_where_the_session_cannot_have_one(harness: Harn
         assert harness.services.admission.in_use("sessions") == 0
     finally:
         await caller.close()
+
+
+async def test_calls_need_the_api_key_and_a_place(redis_url: str, key_prefix: str) -> None:
+    key = "sk-page"
+    async with call_api(redis_url, key_prefix, api=ApiSettings(keys=(SecretStr(key),)),
+                        admission=AdmissionSettings(max_sessions=1)) as harness:
+        async with httpx.AsyncClient() as http:
+            made = (await http.post(f"{harness.url}/v1/sessions",
+                                    json={"settings": CALL_FORMATS},
+                                    headers={"Authorization": f"Bearer {key}"})).json()
+        path = f"/v1/sessions/{made['session_id']}/calls"
+        token = {"X-Voxline-Token": made["token"]}
+        keyless, full, caller = (WebRtcCaller(channel=CHANNEL) for _ in range(3))
+        try:
+            assert (await keyless.call(harness.url, path, **token)).status_code == 401
+            answer = await caller.call(harness.url, path, **token,
+                                       Authorization=f"Bearer {key}")
+            assert answer.status_code == 201, answer.text
+            await caller.until("session.created")
+            # the call holds the replica's one place: a second is refused, and says when
+            refused = await full.call(harness.url, path, **token, Authorization=f"Bearer {key}")
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert len(harness.services.calls) == 1
+        finally:
+            for peer in (keyless, full, caller):
+                await peer.close()

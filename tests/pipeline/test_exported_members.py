@@ -93,8 +93,8 @@ FACADES = {
         "TwilioMessage", "media_audio", "parse_message",
     ],
     "pipeline.webrtc": [
-        "CALL_RATE", "EVENTS_CHANNEL", "WebRtcCall", "ReplyTrack", "hold_packets",
-        "microphone", "use_host_addresses",
+        "CALL_RATE", "EVENTS_CHANNEL", "InOrderBuffer", "ReplyTrack", "WebRtcCall",
+        "hold_packets", "listen_in_order", "microphone", "use_host_addresses",
     ],
     "deployments.api": ["Services", "create_api", "get_services", "start_services"],
     "pipeline.retrieval": [

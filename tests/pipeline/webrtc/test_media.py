@@ -1,5 +1,6 @@
 """The audio of a WebRTC call: the reply's track (paced frames, silence, bounded buffer,
-clear), the microphone's downmix, and the jitter buffer held."""
+clear, pause), the microphone's downmix, the jitter buffer held (a player's) and the
+caller's packets in order (the server's)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-from pipeline.webrtc import CALL_RATE, ReplyTrack, hold_packets, microphone
+from pipeline.webrtc import (
+    CALL_RATE,
+    InOrderBuffer,
+    ReplyTrack,
+    hold_packets,
+    listen_in_order,
+    microphone,
+)
 
 FRAME = CALL_RATE // 50
 
@@ -102,5 +110,55 @@ async def test_the_receivers_hold_the_packets_asked_for() -> None:
         hold_packets(pc, 1)  # raises if aiortc moved its jitter buffer
         [transceiver] = pc.getTransceivers()
         assert transceiver.receiver._RTCRtpReceiver__jitter_buffer._prefetch == 1
+    finally:
+        await pc.close()
+
+
+class _Packet:
+    def __init__(self, sequence_number: int) -> None:
+        self.sequence_number = sequence_number
+        self.timestamp = sequence_number * FRAME
+        self._data = sequence_number.to_bytes(2, "big")
+
+
+def _feed(buffer: InOrderBuffer, order: list[int]) -> list[int | None]:
+    """What the buffer hands on as each packet comes (None: nothing)."""
+    out: list[int | None] = []
+    for seq in order:
+        pli, frame = buffer.add(_Packet(seq))
+        assert not pli
+        out.append(None if frame is None else int.from_bytes(frame.data, "big"))
+    return out
+
+
+def test_packets_in_order_go_on_at_once_across_the_wrap() -> None:
+    buffer = InOrderBuffer(2)
+    order = [65533, 65534, 65535, 0, 1]
+    assert _feed(buffer, order) == order
+    assert buffer.skipped == buffer.dropped == 0
+
+
+def test_a_late_packet_is_waited_for_then_the_audio_is_current_again() -> None:
+    buffer = InOrderBuffer(2)
+    # 3 comes after 4: the wait ends with 3; then 4 is what is current
+    assert _feed(buffer, [1, 2, 4, 3, 5, 6]) == [1, 2, None, 4, 5, 6]
+    assert buffer.dropped == 1 and buffer.skipped == 0
+
+
+def test_a_lost_packet_is_skipped_after_the_wait_and_nothing_lags_after() -> None:
+    buffer = InOrderBuffer(2)
+    assert _feed(buffer, [1, 3, 4, 5, 6, 2]) == [1, None, None, 5, 6, None]
+    assert buffer.skipped == 1 and buffer.dropped == 2  # 2 came too late: ignored
+    no_wait = InOrderBuffer(0)
+    assert _feed(no_wait, [1, 3, 4]) == [1, 3, 4]
+
+
+async def test_calls_listen_in_order() -> None:
+    pc = RTCPeerConnection()
+    try:
+        pc.addTrack(ReplyTrack())
+        listen_in_order(pc, 3)  # raises if aiortc moved its jitter buffer
+        [transceiver] = pc.getTransceivers()
+        assert isinstance(transceiver.receiver._RTCRtpReceiver__jitter_buffer, InOrderBuffer)
     finally:
         await pc.close()
