@@ -250,6 +250,42 @@ def stats(
 
 
 @app.command()
+def trace(
+    session: Annotated[str, typer.Argument(help="the session id")],
+    turn: Annotated[str | None, typer.Argument(help="one turn's id (default: every turn)")] = None,
+    otlp_json: Annotated[Path | None, typer.Option(
+        "--otlp-json", help="write the spans as OTLP JSON to this file (for a collector's "
+        "/v1/traces, Jaeger, Tempo) instead of drawing them")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Draw a logged turn's trace: its stages as spans, from the log's timestamps alone."""
+    import asyncio
+    import json
+
+    from pipeline.tracing import otlp_json as to_otlp
+    from schemas import VoxlineError
+    from voxline.inspect import inspect_settings, read_session
+    from voxline.trace import session_traces, waterfall
+
+    try:
+        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
+    except VoxlineError as exc:
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    traces = session_traces(record, turn)
+    if not traces:
+        _say(f"error: {'no turn ' + repr(turn) if turn else 'no turn'} in session {session}")
+        raise typer.Exit(1)
+    if otlp_json is not None:
+        otlp_json.write_text(json.dumps(to_otlp(traces), indent=1), encoding="utf-8")
+        _say(f"{sum(len(t.spans) for t in traces)} spans of {len(traces)} turn(s) "
+             f"written to {otlp_json}")
+        return
+    for one in traces:
+        console.print(waterfall(one))
+
+
+@app.command()
 def replay(
     sessions: Annotated[list[str], typer.Argument(
         help="the session id (with --evaluate, one or more)")],

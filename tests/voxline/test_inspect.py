@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import wave
 from collections.abc import Iterator
@@ -311,3 +312,24 @@ def test_replay_session_without_audio(tmp_path: Path) -> None:
     assert result.lines == ["user: hello", "assistant: hi"]
     assert [t.audio for t in result.turns] == [None]
     assert result.turns[0].status == "responding"
+
+
+def test_trace_draws_each_turn_and_exports_otlp_json(
+    logged: list[s.Event], env: dict[str, str | None], tmp_path: Path
+) -> None:
+    drawn = runner.invoke(app, ["trace", SID], env=env, terminal_width=200)
+    assert drawn.exit_code == 0, drawn.output
+    assert "turn t1" in drawn.output and "stt" in drawn.output and "llm" in drawn.output
+    out = tmp_path / "trace.json"
+    written = runner.invoke(app, ["trace", SID, "t1", "--otlp-json", str(out)], env=env)
+    assert written.exit_code == 0, written.output
+    spans = json.loads(out.read_text())["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    root = spans[0]
+    assert root["name"] == "turn" and {sp["traceId"] for sp in spans} == {root["traceId"]}
+    stopped = next(e for e in logged if e.type == "input.speech_stopped" and e.turn_id == "t1")
+    assert root["startTimeUnixNano"] == str(stopped.ts * 1_000_000)  # the log's clock
+    stt = next(sp for sp in spans if sp["name"] == "stt")
+    final = next(e for e in logged if e.type == "transcript.final" and e.turn_id == "t1")
+    assert stt["endTimeUnixNano"] == str(final.ts * 1_000_000)
+    missing = runner.invoke(app, ["trace", SID, "no-such-turn"], env=env)
+    assert missing.exit_code == 1 and "no turn" in missing.output
