@@ -112,6 +112,11 @@ class TranscriptRefinedData(TranscriptData):
 class ResponseStartedData(EventData):
     mode: ResponseMode = "streaming"
     input_event_id: str | None = None
+    prepared_ms: int | None = Field(
+        default=None, ge=0,
+        description="a preemptive reply (prepared during a pause, sent when the turn "
+        "ended): how long before it was sent its preparation began, in ms; its head start",
+    )
 
 
 class TextDeltaData(EventData):

@@ -121,6 +121,8 @@ class Speculation:
         self.pause = pause
         self.sample_rate = sample_rate
         self.cancel = CancelToken()
+        #: when the preparation began (the log's clock): the reply's head start is from here
+        self.started_ms = now_ms()
         #: the transcript of the paused audio, once known
         self.text: str | None = None
         #: the reply's events, held until adopted
@@ -174,7 +176,7 @@ class Speculation:
         await asyncio.shield(self._task)
         try:
             for event in self.held:
-                yield _restamped(event, input_event_id)
+                yield _restamped(event, input_event_id, self.started_ms)
             self.held.clear()
             if self._stream is not None:
                 async for event in self._stream:
@@ -204,10 +206,14 @@ class Speculation:
                 await aclose_stream(stream)
 
 
-def _restamped(event: Event, input_event_id: str | None) -> Event:
-    update: dict[str, object] = {"ts": now_ms()}
+def _restamped(event: Event, input_event_id: str | None, started_ms: int) -> Event:
+    """A held event as sent now; ``response.started`` points at the real input and says
+    how long the reply was prepared before (``prepared_ms``: its head start)."""
+    now = now_ms()
+    update: dict[str, object] = {"ts": now}
     if isinstance(event, ResponseStarted):
-        update["data"] = event.data.model_copy(update={"input_event_id": input_event_id})
+        update["data"] = event.data.model_copy(update={
+            "input_event_id": input_event_id, "prepared_ms": max(0, now - started_ms)})
     return event.model_copy(update=update)
 
 

@@ -24,15 +24,17 @@ from pipeline.workers.metrics import (
 )
 from pipeline.workers.narration import NarrationWorker, narration_pieces
 from pipeline.workers.refine import RefineWorker
-from pipeline.workers.timeline import TurnTimeline
+from pipeline.workers.timeline import PARTS, LatencyParts, TurnTimeline
 
 __all__ = [
     "BUCKETS_MS",
     "METRICS_FEED_TYPES",
+    "PARTS",
     "STAGES",
     "FeedEntry",
     "FeedWorker",
     "Job",
+    "LatencyParts",
     "Lease",
     "LeaseBusy",
     "LeaseLost",

@@ -4,14 +4,46 @@ The log is the single clock: every event carries the server's ``ts`` (ms), so th
 numbers come out for the demo, the latency benchmark and the metrics consumer. The
 origin of a turn is the end of the user's speech (``input.speech_stopped``) or the typed
 text (``input.text``); the stages are the gaps between the first event of each kind.
+
+:meth:`TurnTimeline.parts` splits the time to first audio into :data:`PARTS` that add up
+to it exactly (each from the previous mark the turn reached to the next); the stages
+above overlap and do not. A preemptive reply was prepared before the turn ended: its
+parts after the origin are small, and ``head_start_ms`` (``response.started``'s
+``prepared_ms``) says how long before the end of speech its work began, a part of its
+own outside the sum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from schemas import Event
+from schemas import Event, ResponseStarted
+
+#: the parts of the time to first audio, each ending at the first event of its kind
+PARTS: tuple[tuple[str, str], ...] = (
+    ("stt", "transcript.final"),
+    ("handoff", "response.started"),
+    ("llm_first_token", "response.text.delta"),
+    ("first_piece", "response.sentence"),
+    ("tts_first_chunk", "response.audio.chunk"),
+)
+
+
+@dataclass(frozen=True)
+class LatencyParts:
+    """End of input → first audio in parts that sum to ``total_ms`` (ms each)."""
+
+    parts: dict[str, float]
+    total_ms: float
+    #: a preemptive reply's preparation before the turn ended (0: none); not in the sum
+    head_start_ms: float = 0.0
+
+    def text(self) -> str:
+        """``"first audio 812 ms = stt 180 + handoff 4 + …"`` (and the head start)."""
+        sum_text = " + ".join(f"{name} {ms:.0f}" for name, ms in self.parts.items())
+        ahead = f" (prepared {self.head_start_ms:.0f} ms ahead)" if self.head_start_ms else ""
+        return f"first audio {self.total_ms:.0f} ms = {sum_text}{ahead}"
 
 #: the events whose first occurrence marks a stage boundary, in pipeline order
 _MARKS = (
@@ -33,11 +65,14 @@ class TurnTimeline:
 
     turn_id: str | None
     first: dict[str, int]
+    #: ``response.started``'s ``prepared_ms``: a preemptive reply's head start
+    prepared_ms: int | None = field(default=None)
 
     @classmethod
     def of(cls, events: Iterable[Event], turn_id: str | None = None) -> TurnTimeline:
         """The timeline of ``turn_id`` (default: the first turn that has an origin)."""
         first: dict[str, int] = {}
+        prepared: int | None = None
         for event in events:
             if event.type not in _MARKS or event.turn_id is None:
                 continue
@@ -47,7 +82,9 @@ class TurnTimeline:
                 turn_id = event.turn_id
             if event.turn_id == turn_id:
                 first.setdefault(event.type, event.ts)
-        return cls(turn_id, first)
+                if isinstance(event, ResponseStarted) and prepared is None:
+                    prepared = event.data.prepared_ms
+        return cls(turn_id, first, prepared)
 
     @property
     def origin(self) -> int | None:
@@ -71,3 +108,23 @@ class TurnTimeline:
             "response_done": self._gap(None, "response.done"),
         }
         return {name: ms for name, ms in gaps.items() if ms is not None}
+
+    def parts(self) -> LatencyParts | None:
+        """The time to first audio in :data:`PARTS` that add up to it (None: the turn has
+        no origin or no audio). A part's mark not reached (no STT for typed text), or
+        logged out of order, counts 0: its time is in the next part."""
+        origin, audio = self.origin, self.first.get("response.audio.chunk")
+        if origin is None or audio is None or audio < origin:
+            return None
+        parts: dict[str, float] = {}
+        previous = origin
+        for name, mark in PARTS:
+            at = self.first.get(mark)
+            if at is None:
+                if name == "stt" and "input.speech_stopped" not in self.first:
+                    continue  # typed text: no speech to transcribe
+                at = previous
+            at = min(max(at, previous), audio)
+            parts[name] = float(at - previous)
+            previous = at
+        return LatencyParts(parts, float(audio - origin), float(self.prepared_ms or 0))

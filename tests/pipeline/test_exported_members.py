@@ -79,7 +79,8 @@ FACADES = {
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",
-        "METRICS_FEED_TYPES", "MetricsConsumer", "NarrationWorker", "RefineWorker", "STAGES",
+        "LatencyParts", "METRICS_FEED_TYPES", "MetricsConsumer", "NarrationWorker", "PARTS",
+        "RefineWorker", "STAGES",
         "SessionScan", "TurnMeasure", "TurnMetrics", "TurnTimeline", "narration_pieces",
         "prometheus_endpoint", "scan_session", "turn_metrics", "vad_tail_ms",
     ],

@@ -237,3 +237,38 @@ def test_first_occurrence_is_by_log_order_not_by_timestamp() -> None:
 def test_an_origin_at_timestamp_zero_still_counts() -> None:
     events = [speech_stopped(0), transcript_final(200), delta(500)]
     assert TurnTimeline.of(events).stages() == {"stt": 200.0, "llm_first_token": 300.0}
+
+
+def test_parts_of_the_time_to_first_audio_add_up_to_it() -> None:
+    events = [speech_stopped(1000), transcript_final(1180), started(1185), delta(1400),
+              sentence(1460), audio_chunk(1600)]
+    parts = TurnTimeline.of(events).parts()
+    assert parts is not None
+    assert parts.parts == {"stt": 180.0, "handoff": 5.0, "llm_first_token": 215.0,
+                           "first_piece": 60.0, "tts_first_chunk": 140.0}
+    assert sum(parts.parts.values()) == parts.total_ms == 600.0
+    assert parts.head_start_ms == 0
+    assert parts.text() == ("first audio 600 ms = stt 180 + handoff 5 + llm_first_token 215"
+                            " + first_piece 60 + tts_first_chunk 140")
+
+
+def test_a_typed_turn_has_no_stt_part_and_marks_out_of_order_count_zero() -> None:
+    events = [input_text(0), started(3), sentence(90), delta(100), audio_chunk(250)]
+    parts = TurnTimeline.of(events).parts()
+    assert parts is not None and "stt" not in parts.parts
+    # the sentence logged before the delta: its part is 0, the time goes to the next
+    assert parts.parts == {"handoff": 3.0, "llm_first_token": 97.0, "first_piece": 0.0,
+                           "tts_first_chunk": 150.0}
+    assert sum(parts.parts.values()) == parts.total_ms == 250.0
+    assert TurnTimeline.of([input_text(0), started(3)]).parts() is None  # no audio
+
+
+def test_a_preemptive_reply_shows_its_head_start_beside_the_sum() -> None:
+    prepared = s.ResponseStarted(session_id=SESSION, turn_id="t1", ts=1004,
+                                 data=s.ResponseStartedData(prepared_ms=420))
+    events = [speech_stopped(1000), transcript_final(1002), prepared, delta(1004),
+              sentence(1004), audio_chunk(1005)]
+    parts = TurnTimeline.of(events).parts()
+    assert parts is not None and parts.total_ms == 5.0 == sum(parts.parts.values())
+    assert parts.head_start_ms == 420.0
+    assert parts.text().endswith("(prepared 420 ms ahead)")
