@@ -76,7 +76,7 @@ from loadtests._realtime_sdk import sdk_voice_turn
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
 from loadtests._twilio_call import phone_voice_turn
 from loadtests._webrtc_call import webrtc_voice_turn
-from pipeline.workers import TurnTimeline
+from pipeline.workers import LatencyParts, TurnTimeline
 from schemas import Event
 from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient
 from voxline.demo import RATE, TurnResult, text_turn, voice_turn, with_pauses
@@ -322,6 +322,23 @@ class _VoiceFigures:
         self.failed = 0
         self.discarded = 0
         self.samples: list[dict[str, Any]] = []
+        #: each turn's end of speech → first audio in parts that add up to it
+        self.parts: list[LatencyParts] = []
+
+
+def mean_parts(turns: list[LatencyParts]) -> dict[str, Any] | None:
+    """The turns' parts of the time to first audio, as means (means add up as the parts
+    do: their sum is the mean total), and the mean head start of preemptive replies."""
+    if not turns:
+        return None
+    names = list(dict.fromkeys(name for t in turns for name in t.parts))
+    return {
+        "turns": len(turns),
+        "parts_mean_ms": {n: round(statistics.fmean(t.parts.get(n, 0.0) for t in turns), 1)
+                          for n in names},
+        "total_mean_ms": round(statistics.fmean(t.total_ms for t in turns), 1),
+        "head_start_mean_ms": round(statistics.fmean(t.head_start_ms for t in turns), 1),
+    }
 
 
 async def voice_to_voice(
@@ -418,6 +435,8 @@ def _add_voice_result(
     heard.append(stages["client_first_audio"])
     for name in STAGES:
         split[name].append(stages[name])
+    if (parts := TurnTimeline.of(result.events).parts()) is not None:
+        figures.parts.append(parts)
     if clock.delivery_ms is not None:
         delivery.append(clock.delivery_ms)
         # end of speech → speech_stopped ts: the VAD's silence tail and the audio's way in
@@ -444,6 +463,7 @@ def _voice_summary(figures: _VoiceFigures, warmed: bool) -> dict[str, Any]:
             **{name: round(statistics.median(v), 1) if v else None for name, v in split.items()},
             "chunk_delivery": round(statistics.median(delivery), 1) if delivery else None,
         },
+        "first_audio_parts": mean_parts(figures.parts),
         "samples": figures.samples,
     }
 
@@ -787,6 +807,11 @@ def print_table(figures: dict[str, Any]) -> None:
         for name, value in voice["stages_p50_ms"].items():
             shown = "-" if value is None else f"{value:7.0f} ms"
             print(f"    {name:42} {shown}")
+        if split := voice["first_audio_parts"]:
+            sum_text = " + ".join(f"{k} {v:.0f}" for k, v in split["parts_mean_ms"].items())
+            print(f"  speech_stopped → first audio, mean, in parts that add up: {sum_text} = "
+                  f"{split['total_mean_ms']:.0f} ms (preemptive head start, mean: "
+                  f"{split['head_start_mean_ms']:.0f} ms)")
     if cost := figures.get("orchestration_overhead"):
         print(f"orchestration overhead, typed turn ({cost['turns']} turns, "
               f"{cost['failed']} failed)")

@@ -187,4 +187,7 @@ async def run_demo(
     for name, label in labels.items():
         if name in stages:
             say(f"  {label:48} {stages[name]:7.0f} ms")
+    parts = TurnTimeline.of(result.events).parts()
+    if parts is not None:  # the same time, in parts that add up to it
+        say(f"  {parts.text()}")
     return stages

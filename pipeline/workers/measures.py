@@ -114,6 +114,10 @@ class TurnMeasure:
     mode: str
     status: TurnOutcome
     stages: dict[str, float] = field(default_factory=dict)
+    #: end of input → first audio in parts that add up to it
+    #: (:meth:`pipeline.workers.timeline.TurnTimeline.parts`), and a preemptive reply's
+    #: head start (``preemptive_head_start``, beside the sum); empty without audio
+    parts: dict[str, float] = field(default_factory=dict)
     cancel_reason: str | None = None
     #: error codes the turn's ``error`` events carried, in order
     errors: tuple[str, ...] = ()
@@ -298,7 +302,12 @@ def _measure(turn: _Turn, window: list[Event], superseded: bool, min_speech_ms: 
             status = "no_response"
         elif superseded:
             status = "failed" if codes else "abandoned"
-    stages = TurnTimeline.of(turn.events, turn.turn_id).stages()
+    timeline = TurnTimeline.of(turn.events, turn.turn_id)
+    stages = timeline.stages()
+    split = timeline.parts()
+    parts = {} if split is None else dict(split.parts)
+    if split is not None and split.head_start_ms:
+        parts["preemptive_head_start"] = split.head_start_ms
     if turn.source == "audio":
         tail = vad_tail_ms(window, turn.turn_id, min_speech_ms=min_speech_ms)
         if tail is not None:
@@ -313,6 +322,7 @@ def _measure(turn: _Turn, window: list[Event], superseded: bool, min_speech_ms: 
         mode=mode,
         status=status,
         stages=ordered,
+        parts=parts,
         cancel_reason=cancel_reason,
         errors=tuple(codes),
     )

@@ -77,6 +77,7 @@ METRICS_FEED_TYPES: frozenset[str] = DEFAULT_FEED_TYPES | {"response.cancelled",
 #: OpenTelemetry instrument names (Prometheus: dots become underscores, the histogram
 #: gets ``_milliseconds``, counters ``_total``).
 STAGE_HISTOGRAM = "voxline.turn.stage.duration"
+PART_HISTOGRAM = "voxline.turn.first_audio_part.duration"
 SESSIONS_COUNTER = "voxline.sessions"
 TURNS_COUNTER = "voxline.turns"
 ERRORS_COUNTER = "voxline.errors"
@@ -98,6 +99,15 @@ class TurnMetrics:
             unit="ms",
             description="Latency of one stage of a turn, from event timestamps "
             "(attributes: stage, mode, source)",
+            explicit_bucket_boundaries_advisory=list(BUCKETS_MS),
+        )
+        self.part_ms = meter.create_histogram(
+            PART_HISTOGRAM,
+            unit="ms",
+            description="One part of a turn's end of input → first audio; a turn's parts "
+            "add up to its time_to_first_audio stage (attributes: part, source; part "
+            "preemptive_head_start is the time a preemptive reply was prepared before, "
+            "outside the sum)",
             explicit_bucket_boundaries_advisory=list(BUCKETS_MS),
         )
         self.sessions = meter.create_counter(
@@ -128,6 +138,8 @@ class TurnMetrics:
             raise ValueError(f"turn {turn.turn_id} is still open")
         for stage, ms in turn.stages.items():
             self.stage_ms.record(ms, {"stage": stage, "mode": turn.mode, "source": turn.source})
+        for part, ms in turn.parts.items():
+            self.part_ms.record(ms, {"part": part, "source": turn.source})
         self.turns.add(1, {"status": turn.status, "mode": turn.mode, "source": turn.source})
         if turn.status == "cancelled":
             self.cancellations.add(1, {"reason": turn.cancel_reason or "client"})

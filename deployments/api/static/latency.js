@@ -6,6 +6,13 @@
 //   first audio  end of speech or text submitted → first response.audio.chunk
 //   voice to voice  end of speech → first audio heard: the server's part plus the page's
 //                   own wait from receiving that chunk to starting it (`heardDelayMs`)
+// and first audio again in parts that add up to it (as pipeline/workers/timeline.py splits
+// it): STT, hand-off, LLM first token, first piece, TTS first chunk, each from the
+// previous mark reached to the next; a preemptive reply's head start beside them.
+
+/** The parts of first audio: their names here, and the event that ends each. */
+export const PARTS = [["STT", "transcript"], ["hand-off", "started"], ["LLM", "firstDelta"],
+                      ["piece", "firstSentence"], ["TTS", "firstAudio"]];
 
 export class TurnTimings {
   constructor() {
@@ -39,6 +46,19 @@ export class TurnTimings {
         if (!event.turn_id) return null;
         this._turn(event.turn_id).input = t;
         return event.turn_id;
+      case "response.started": {
+        const turn = this._turn(event.turn_id);
+        if (turn.started === undefined) {
+          turn.started = t;
+          turn.headStart = event.data?.prepared_ms ?? 0;
+        }
+        return event.turn_id;
+      }
+      case "response.sentence": {
+        const turn = this._turn(event.turn_id);
+        if (turn.firstSentence === undefined) turn.firstSentence = t;
+        return event.turn_id;
+      }
       case "response.text.delta": {
         const turn = this._turn(event.turn_id);
         if (turn.firstDelta === undefined) turn.firstDelta = t;
@@ -61,12 +81,28 @@ export class TurnTimings {
     const start = t.speechStopped ?? t.input;
     const serverAudio = diff(t.firstAudio, start);
     return {
+      parts: this.parts(t, start),
       stt: diff(t.transcript, t.speechStopped),
       firstToken: diff(t.firstDelta, t.input),
       firstAudio: serverAudio,
       voiceToVoice: t.speechStopped !== undefined && serverAudio !== undefined
         && heardDelayMs !== undefined ? serverAudio + heardDelayMs : undefined,
     };
+  }
+
+  /** The parts of first audio (see PARTS) that add up to it: {parts: [[name, ms]], total,
+   *  headStart}, or undefined before the first audio. */
+  parts(t, start) {
+    if (start === undefined || t.firstAudio === undefined || t.firstAudio < start) return undefined;
+    const out = [];
+    let previous = start;
+    for (const [name, key] of PARTS) {
+      if (name === "STT" && t.speechStopped === undefined) continue; // typed: nothing heard
+      const at = Math.min(Math.max(t[key] ?? previous, previous), t.firstAudio);
+      out.push([name, at - previous]);
+      previous = at;
+    }
+    return { parts: out, total: t.firstAudio - start, headStart: t.headStart ?? 0 };
   }
 }
 
@@ -79,5 +115,9 @@ export function formatMs(value) {
 export function figuresText(f) {
   const parts = [["STT", f.stt], ["first token", f.firstToken], ["first audio", f.firstAudio],
                  ["voice to voice", f.voiceToVoice]].filter(([, v]) => v !== undefined);
-  return parts.map(([name, v]) => `${name} ${v} ms`).join(" · ");
+  const line = parts.map(([name, v]) => `${name} ${v} ms`).join(" · ");
+  if (!f.parts) return line;
+  const sum = f.parts.parts.map(([name, v]) => `${name} ${v}`).join(" + ");
+  const ahead = f.parts.headStart ? `; prepared ${f.parts.headStart} ms ahead` : "";
+  return `${line} (first audio = ${sum}${ahead})`;
 }

@@ -209,6 +209,12 @@ def test_recorded_histograms_hold_the_scripted_turn(
     attrs = dict(next(iter(points(reader, "voxline.turn.stage.duration"))))
     assert attrs["mode"] == "streaming" and attrs["source"] == "audio"
     assert counts(reader, "voxline.turns", "status") == {"completed": 1}
+    # the first audio's parts: one point each, summing to the time to first audio
+    parts = {dict(a)["part"]: p.sum for a, p in
+             points(reader, "voxline.turn.first_audio_part.duration").items()}
+    assert set(parts) == {"stt", "handoff", "llm_first_token", "first_piece",
+                          "tts_first_chunk"}
+    assert sum(parts.values()) == VOICE_STAGES["time_to_first_audio"]
 
 
 def test_text_turn_starts_at_the_text_and_ignores_later_narration() -> None:
@@ -466,6 +472,7 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
         "voxline_turn_stage_duration_milliseconds_bucket",
         "voxline_turn_stage_duration_milliseconds_count",
         "voxline_turn_stage_duration_milliseconds_sum",
+        "voxline_turn_first_audio_part_duration_milliseconds_bucket",
         "voxline_turns_total",
         "voxline_sessions_total",
         "voxline_errors_total",
