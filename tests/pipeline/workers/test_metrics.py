@@ -473,6 +473,8 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
         "voxline_turn_stage_duration_milliseconds_count",
         "voxline_turn_stage_duration_milliseconds_sum",
         "voxline_turn_first_audio_part_duration_milliseconds_bucket",
+        "voxline_turn_first_audio_part_duration_milliseconds_sum",
+        "voxline_turn_first_audio_part_duration_milliseconds_count",
         "voxline_turns_total",
         "voxline_sessions_total",
         "voxline_errors_total",
@@ -498,6 +500,7 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
     labels |= {
         n.strip() for e in exprs for g in re.findall(r"by \(([^)]*)\)", e) for n in g.split(",")
     }
-    assert labels <= {"le", "stage", "mode", "source", "status", "event", "code", "reason"}
+    assert labels <= {"le", "stage", "mode", "source", "status", "event", "code", "reason",
+                      "part"}
     stages = {st for e in exprs for m in re.findall(r'stage=~?"([^"]+)"', e) for st in m.split("|")}
     assert stages and stages <= set(STAGES)
