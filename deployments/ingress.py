@@ -23,6 +23,7 @@ from deployments.handles import (
     RemoteSynthesizer,
     RemoteTranscriber,
 )
+from pipeline.tracing import install_log_context
 from pipeline.turn import TurnConfig
 from schemas import AdmissionSettings, ConfigurationError, Settings
 
@@ -80,6 +81,9 @@ class Gateway:
         workers: dict[str, Any] | None = None,
         reranker: Any = None,
     ) -> None:
+        install_log_context()  # a session's records say its session, turn and trace
+        for chatty in ("aioice", "aiortc"):  # every ICE check at INFO: a call's noise
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         self.services: Services = await start_services(
             settings,
             llm=RemoteLanguageModel(llm),

@@ -390,6 +390,11 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=9464, ge=1, le=65535, description="Prometheus /metrics; unset: none"
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="the app's log lines: plain text, or JSON lines (Ray's) with the "
+        "session, turn and trace ids of every record that has them",
+    )
     stt: SttEngineSettings = Field(default_factory=SttEngineSettings)
     vad: VadEngineSettings = Field(default_factory=VadEngineSettings)
     turn: TurnEngineSettings = Field(default_factory=TurnEngineSettings)

@@ -36,8 +36,12 @@ class RunningServer:
     profile: str
 
 
-def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False) -> None:
-    """A local Ray head on 127.0.0.1 without a dashboard (idempotent)."""
+def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
+              log_format: str = "text") -> None:
+    """A local Ray head on 127.0.0.1 without a dashboard (idempotent). ``log_format``
+    ``json``: every process of the job (this one, every replica) writes JSON lines, with
+    the session, turn and trace ids of the records that have them
+    (:func:`pipeline.tracing.install_log_context`)."""
     import ray
 
     if ray.is_initialized():
@@ -46,12 +50,16 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False) -> 
     # Serve's HTTP proxy inherits this: a WebSocket upgrade with a head the parser refuses
     # (a request line over 8 KiB) is answered 400 at once, not left hanging
     os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
+    from pipeline.tracing import install_log_context
+
+    install_log_context()
     ray.init(
         num_cpus=int(num_cpus) if num_cpus else os.cpu_count(),
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         log_to_driver=log_to_driver,
         configure_logging=False,
+        logging_config=ray.LoggingConfig(encoding="JSON") if log_format == "json" else None,
     )
 
 
@@ -125,7 +133,7 @@ def running_server(
         ready = deploying = False
         url = f"http://{settings.host}:{settings.port}"
         try:
-            start_ray(num_cpus, log_to_driver=log_to_driver)
+            start_ray(num_cpus, log_to_driver=log_to_driver, log_format=settings.log_format)
             if signals is not None:
                 signals.install()  # after ray.init: replaces Ray's handlers (see stopping)
             serve.start(http_options={"host": settings.host, "port": settings.port})

@@ -36,6 +36,7 @@ from pipeline.session.responder import Responder
 from pipeline.session.settings import merge_settings
 from pipeline.session.speculation import Speculator
 from pipeline.session.voice_turns import VoiceTurns
+from pipeline.tracing import bind_session
 from pipeline.turn import TurnConfig
 from schemas import (
     CancelReason,
@@ -117,6 +118,7 @@ class LiveSession:
 
         An unknown session without ``create`` raises :class:`SessionError`.
         """
+        bind_session(session_id)  # this task's log records are about the session
         if state is None:
             events, horizon = await log.read_remaining(session_id)
             state = fold(session_id, events, trimmed=horizon is not None)

@@ -26,6 +26,7 @@ from pipeline.session.emitter import SessionEmitter
 from pipeline.session.reply_source import ReplySource
 from pipeline.session.reply_writer import ReplyWriter
 from pipeline.session.speculation import Speculation, Speculator, final_transcript
+from pipeline.tracing import turn_context
 from pipeline.turn import CancelToken
 from schemas import (
     CancelReason,
@@ -165,8 +166,9 @@ class Responder:
         is returned); the turn's place is given back however it ends."""
         token = self._cancel = CancelToken()
         self._reply_requested = None
-        self._response = asyncio.create_task(
-            respond(token), name=f"response-{self.session_id}-{turn_id}")
+        self._response = asyncio.create_task(  # its log records say the turn
+            respond(token), name=f"response-{self.session_id}-{turn_id}",
+            context=turn_context(turn_id))
         if permit is not None:
             self._response.add_done_callback(lambda _: permit.release())
         return token

@@ -1,8 +1,26 @@
 """Traces of turns. :mod:`~pipeline.tracing.from_log` rebuilds a turn's spans from its
 log events (any session, also one served before tracing was on);
-:mod:`~pipeline.tracing.otlp` writes them as OTLP JSON for a tracing backend."""
+:mod:`~pipeline.tracing.otlp` writes them as OTLP JSON for a tracing backend;
+:mod:`~pipeline.tracing.log_context` puts a record's session, turn and trace ids on
+every log record."""
 
 from pipeline.tracing.from_log import Span, TurnTrace, turn_trace, turn_traces
+from pipeline.tracing.log_context import (
+    bind_session,
+    install_log_context,
+    trace_id,
+    turn_context,
+)
 from pipeline.tracing.otlp import otlp_json
 
-__all__ = ["Span", "TurnTrace", "otlp_json", "turn_trace", "turn_traces"]
+__all__ = [
+    "Span",
+    "TurnTrace",
+    "bind_session",
+    "install_log_context",
+    "otlp_json",
+    "trace_id",
+    "turn_context",
+    "turn_trace",
+    "turn_traces",
+]

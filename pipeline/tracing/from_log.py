@@ -31,6 +31,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from pipeline.tracing.log_context import trace_id as turn_trace_id
 from schemas import Event
 
 __all__ = ["Span", "TurnTrace", "turn_trace", "turn_traces"]
@@ -110,7 +111,7 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
     origin = first.get("input.speech_stopped", first.get("input.text"))
     if origin is None:
         return None
-    trace_id = _hex(session_id, turn_id, size=32)
+    trace_id = turn_trace_id(session_id, turn_id)
     root_id = _hex(trace_id, "turn", size=16)
     audio = [e for e in mine if e.type == "response.audio.chunk" and e.ts >= origin]
     end_event = next((e for e in mine if e.type in ("response.done", "response.cancelled")),

@@ -93,7 +93,10 @@ FACADES = {
         "CALL_AUDIO", "CallTranslator", "Connected", "Dtmf", "Mark", "Media", "Start", "Stop",
         "TwilioMessage", "media_audio", "parse_message",
     ],
-    "pipeline.tracing": ["Span", "TurnTrace", "otlp_json", "turn_trace", "turn_traces"],
+    "pipeline.tracing": [
+        "Span", "TurnTrace", "bind_session", "install_log_context", "otlp_json", "trace_id",
+        "turn_context", "turn_trace", "turn_traces",
+    ],
     "pipeline.webrtc": [
         "CALL_RATE", "EVENTS_CHANNEL", "InOrderBuffer", "ReplyTrack", "WebRtcCall",
         "hold_packets", "listen_in_order", "microphone", "use_host_addresses",

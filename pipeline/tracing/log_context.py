@@ -1,0 +1,65 @@
+"""Who a log record is about: the session and turn of the code that wrote it.
+
+A line such as "call rtc_… ended" or a stage's warning is only useful to an operator if
+it can be joined with the session's log and its trace. The session and the turn are
+context variables: :func:`bind_session` sets the session for the task that opens it
+(and the tasks it starts after), :func:`turn_context` makes a turn's response task's
+context. :func:`install_log_context` makes every log record of the process carry them,
+as ``session_id`` and ``turn_id`` attributes, with the turn's ``trace_id`` (the trace
+``voxline trace`` gives the turn) where a turn is known: a JSON formatter (Ray's, with
+``VOXLINE_LOG_FORMAT=json``) writes them beside the message; the plain text one ignores
+them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import logging
+from typing import Any
+
+__all__ = ["bind_session", "install_log_context", "turn_context"]
+
+_SESSION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "voxline_session_id", default=None)
+_TURN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "voxline_turn_id", default=None)
+
+
+def bind_session(session_id: str) -> None:
+    """The current task (and every task it starts from now on) works for ``session_id``."""
+    _SESSION.set(session_id)
+
+
+def turn_context(turn_id: str) -> contextvars.Context:
+    """A copy of the current context working for ``turn_id``: run a turn's task in it
+    (``asyncio.create_task(..., context=turn_context(turn_id))``)."""
+    context = contextvars.copy_context()
+    context.run(_TURN.set, turn_id)
+    return context
+
+
+def trace_id(session_id: str, turn_id: str) -> str:
+    """The turn's trace id (as :func:`pipeline.tracing.turn_trace` derives it)."""
+    return hashlib.sha256(f"{session_id}:{turn_id}".encode()).hexdigest()[:32]
+
+
+def install_log_context() -> None:
+    """Make this process's log records carry the session, turn and trace ids (once per
+    process: later calls do nothing)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "voxline_context", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        session, turn = _SESSION.get(), _TURN.get()
+        if session is not None:
+            record.session_id = session
+            if turn is not None:
+                record.turn_id = turn
+                record.trace_id = trace_id(session, turn)
+        return record
+
+    factory.voxline_context = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
