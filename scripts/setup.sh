@@ -31,6 +31,10 @@ fi
 if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v jq >/dev/null; then
   need_apt+=(jq)
 fi
+# the metrics test scrapes with a real Prometheus (Debian's); installed below, on its own
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v prometheus >/dev/null; then
+  need_prometheus=1
+fi
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need_apt[*]} (Debian packages)"
@@ -38,6 +42,29 @@ if ((${#need_apt[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     say "warning: ${need_apt[*]} missing and cannot apt-get here; Voxline falls back where it can"
+  fi
+fi
+
+if [ -n "${need_prometheus:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # Debian's package would start (and enable) a Prometheus on :9090: a server this
+    # machine's user did not ask for. policy-rc.d forbids starting services meanwhile,
+    # and the unit is not left enabled.
+    say "installing prometheus (Debian package; its service is not started)"
+    policy=/usr/sbin/policy-rc.d
+    made_policy=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    { [ -n "${need_apt[*]:-}" ] || apt-get update -qq >/dev/null; } \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         prometheus >/dev/null \
+      || say "warning: prometheus could not be installed; its test is skipped"
+    [ -n "$made_policy" ] && rm -f "$policy"
+    # nor started at the next boot: the test runs its own, on its own port
+    rm -f /etc/systemd/system/multi-user.target.wants/prometheus.service
+  else
+    say "warning: prometheus missing and cannot apt-get here; its test is skipped"
   fi
 fi
 
