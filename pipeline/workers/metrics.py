@@ -83,6 +83,7 @@ TURNS_COUNTER = "voxline.turns"
 ERRORS_COUNTER = "voxline.errors"
 CANCELLATIONS_COUNTER = "voxline.cancellations"
 SPECULATIONS_DISCARDED_COUNTER = "voxline.speculations.discarded"
+SPECULATIONS_ADOPTED_COUNTER = "voxline.speculations.adopted"
 
 
 class TurnMetrics:
@@ -127,6 +128,12 @@ class TurnMetrics:
             description="Replies prepared during a pause and dropped unsent: wasted work "
             "of preemptive turns (attribute: reason)",
         )
+        self.speculations_adopted = meter.create_counter(
+            SPECULATIONS_ADOPTED_COUNTER,
+            description="Replies prepared during a pause and sent when the turn ended: "
+            "preemptive turns that paid off (their head start is the part "
+            "preemptive_head_start)",
+        )
 
     def record_turn(self, turn: TurnMeasure) -> None:
         """One finished turn: its stages, its status, its cancellation.
@@ -140,6 +147,8 @@ class TurnMetrics:
             self.stage_ms.record(ms, {"stage": stage, "mode": turn.mode, "source": turn.source})
         for part, ms in turn.parts.items():
             self.part_ms.record(ms, {"part": part, "source": turn.source})
+        if "preemptive_head_start" in turn.parts:
+            self.speculations_adopted.add(1)
         self.turns.add(1, {"status": turn.status, "mode": turn.mode, "source": turn.source})
         if turn.status == "cancelled":
             self.cancellations.add(1, {"reason": turn.cancel_reason or "client"})

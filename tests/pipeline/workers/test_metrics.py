@@ -215,6 +215,7 @@ def test_recorded_histograms_hold_the_scripted_turn(
     assert set(parts) == {"stt", "handoff", "llm_first_token", "first_piece",
                           "tts_first_chunk"}
     assert sum(parts.values()) == VOICE_STAGES["time_to_first_audio"]
+    assert not points(reader, "voxline.speculations.adopted")  # not a preemptive reply
 
 
 def test_text_turn_starts_at_the_text_and_ignores_later_narration() -> None:
@@ -464,6 +465,10 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
         recorder.record_error("stt_failed", "stt")
         cancelled = turn_metrics(stamp(text_turn("t2", 0, end="cancelled")), "t2")
         recorder.record_turn(cancelled)
+        preemptive = [e.model_copy(update={"data": s.ResponseStartedData(prepared_ms=200)})
+                      if isinstance(e, s.ResponseStarted) else e for e in voice_turn("t3", 0)]
+        recorder.record_turn(turn_metrics(stamp(preemptive), "t3"))
+        recorder.record_discarded_speculation("speech_resumed")
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         provider.shutdown()
@@ -475,6 +480,8 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
         "voxline_turn_first_audio_part_duration_milliseconds_bucket",
         "voxline_turn_first_audio_part_duration_milliseconds_sum",
         "voxline_turn_first_audio_part_duration_milliseconds_count",
+        "voxline_speculations_adopted_total",
+        "voxline_speculations_discarded_total",
         "voxline_turns_total",
         "voxline_sessions_total",
         "voxline_errors_total",
@@ -504,3 +511,18 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
                       "part"}
     stages = {st for e in exprs for m in re.findall(r'stage=~?"([^"]+)"', e) for st in m.split("|")}
     assert stages and stages <= set(STAGES)
+
+
+def test_a_preemptive_reply_is_counted_adopted_with_its_head_start(
+    metrics: TurnMetrics, reader: InMemoryMetricReader
+) -> None:
+    events = [e.model_copy(update={"data": s.ResponseStartedData(prepared_ms=300)})
+              if isinstance(e, s.ResponseStarted) else e for e in voice_turn("t1", 10_000)]
+    turn = turn_metrics(stamp(events), "t1")
+    assert turn.parts["preemptive_head_start"] == 300
+    metrics.record_turn(turn)
+    [adopted] = points(reader, "voxline.speculations.adopted").values()
+    assert adopted.value == 1
+    head = {dict(a)["part"]: p.sum for a, p in
+            points(reader, "voxline.turn.first_audio_part.duration").items()}
+    assert head["preemptive_head_start"] == 300
