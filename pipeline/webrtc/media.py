@@ -5,7 +5,8 @@ aiortc decodes the caller's Opus to 20 ms frames of 48 kHz PCM16 (stereo, interl
 48 kHz). :class:`ReplyTrack` is the track the reply is played on: aiortc asks it for a
 20 ms frame at a time and encodes it to Opus; it answers from a bounded buffer the
 session's audio chunks are written into, paced at real time, with silence when the
-reply is not speaking (a WebRTC audio track never pauses). :meth:`ReplyTrack.clear`
+reply is not speaking (a WebRTC audio track never pauses); a reply that starts while
+the track sends silence goes out at once, not at the next 20 ms tick. :meth:`ReplyTrack.clear`
 drops what has not played yet (barge-in), :meth:`ReplyTrack.pause` holds it (silence
 until :meth:`ReplyTrack.resume`), and :attr:`ReplyTrack.played_ms` says how far the
 current reply was heard.
@@ -166,6 +167,7 @@ class ReplyTrack(MediaStreamTrack):
         self._turn: str | None = None
         self._played = 0  # bytes of the current reply played
         self._paused = False
+        self._sound = asyncio.Event()  # audio came: an idle track sends it at once
 
     @property
     def turn_id(self) -> str | None:
@@ -189,6 +191,7 @@ class ReplyTrack(MediaStreamTrack):
             self._room.clear()
             await self._room.wait()
         self._buffer += pcm
+        self._sound.set()
 
     def clear(self) -> int:
         """Drop what has not played; return how much of the current reply had (ms)."""
@@ -212,8 +215,16 @@ class ReplyTrack(MediaStreamTrack):
         if self._start is None:
             self._start = now
         wait = self._start + self._sent / CALL_RATE - now
-        if wait > 0:
+        if wait > 0 and (self._buffer or self._paused):
             await asyncio.sleep(wait)
+        elif wait > 0:  # idle: a reply that starts now is sent now, not at the next tick
+            self._sound.clear()
+            try:
+                await asyncio.wait_for(self._sound.wait(), wait)
+            except TimeoutError:
+                pass
+            else:  # the clock moves to this frame: the reply's next ones follow it
+                self._start = time.monotonic() - self._sent / CALL_RATE
         chunk = b"" if self._paused else bytes(self._buffer[:2 * _FRAME])
         del self._buffer[:len(chunk)]
         self._played += len(chunk)

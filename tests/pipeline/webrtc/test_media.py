@@ -162,3 +162,16 @@ async def test_calls_listen_in_order() -> None:
         assert isinstance(transceiver.receiver._RTCRtpReceiver__jitter_buffer, InOrderBuffer)
     finally:
         await pc.close()
+
+
+async def test_an_idle_track_sends_a_starting_reply_at_once_not_at_its_next_tick() -> None:
+    track = ReplyTrack()
+    await track.recv()  # the clock starts
+    track._sent += 250 * FRAME  # the next tick 5 s away (private: the pacing's state)
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # silence waits for its tick
+    pcm = (np.arange(FRAME) % 1000 + 1).astype("<i2").tobytes()
+    await track.play("t1", pcm)
+    frame = await asyncio.wait_for(waiting, 1.0)  # woken by the reply, not the tick
+    assert _samples(frame).tobytes() == pcm
