@@ -19,9 +19,18 @@ import contextlib
 import time
 from typing import Any
 
-from loadtests._capacity_idle import CONNECT_AT_ONCE, CONNECT_TIMEOUT_S, IdleCounts, idle_figures
+import httpx
+
+from loadtests._capacity_idle import (
+    CONNECT_AT_ONCE,
+    CONNECT_TIMEOUT_S,
+    IdleCounts,
+    Place,
+    idle_figures,
+)
 from loadtests._capacity_probe import ReplicaProbe
 from loadtests._webrtc_call import WebRtcCaller
+from voxline.client import VoxlineAPIError
 
 #: at most this many idle calls (each is an aiortc peer in the runner: Opus both ways)
 MAX_IDLE_CALLS = 64
@@ -30,32 +39,28 @@ MAX_IDLE_CALLS = 64
 async def _hold(url: str, gate: asyncio.Semaphore, stop: asyncio.Event,
                 counts: IdleCounts) -> None:
     """One call: dial (``gate`` bounds the calls being set up), then hold it until ``stop``."""
-    await gate.acquire()
     caller = WebRtcCaller()
-    held, live = True, False
     try:
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            answer = await caller.call(url)
-            if answer.status_code != 201:
-                counts.failed[str(answer.status_code)] += 1
-                return
-            await caller.until("session.created", CONNECT_TIMEOUT_S)
-        gate.release()
-        held = False
-        counts.connected += 1
-        live = True
-        counts.tried_one()
-        await stop.wait()
-        counts.events.update(e["type"] for e in caller.events if e["type"] != "session.created")
-    except Exception as exc:  # refused, ICE not up, a timeout: counted, the others go on
-        counts.failed[type(exc).__name__] += 1
+        async with Place(gate, stop, counts) as place:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                answer = await caller.call(url)
+                if answer.status_code != 201:  # counted by its code, as a socket's
+                    raise VoxlineAPIError(answer.status_code, _code(answer), answer.text)
+                await caller.until("session.created", CONNECT_TIMEOUT_S)
+            place.connected()
+            await stop.wait()
+            counts.events.update(e["type"] for e in caller.events
+                                 if e["type"] != "session.created")
     finally:
-        if held:
-            gate.release()
-        if not live:
-            counts.tried_one()
         with contextlib.suppress(Exception):
             await caller.close()
+
+
+def _code(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return str(answer.status_code)
 
 
 async def calls_phase(url: str, probe: ReplicaProbe, calls: int, seconds: float, *,

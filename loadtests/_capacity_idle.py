@@ -77,43 +77,61 @@ async def _drain(conn: SessionSocket, counts: IdleCounts) -> None:
         counts.events[event.type] += 1
 
 
+class Place:
+    """One idle client's place in the crowd: ``gate`` (the connects in flight) held while
+    it connects, the counts kept whatever happens. ``async with Place(...) as place:``
+    connect, call :meth:`connected`, then hold the connection; an exception is counted
+    (by its code, or its type) and does not stop the others."""
+
+    def __init__(self, gate: asyncio.Semaphore, stop: asyncio.Event,
+                 counts: IdleCounts) -> None:
+        self.gate, self.stop, self.counts = gate, stop, counts
+        self.held = self.live = False
+
+    async def __aenter__(self) -> Place:
+        await self.gate.acquire()
+        self.held = True
+        return self
+
+    def connected(self) -> None:
+        self.gate.release()
+        self.held, self.live = False, True
+        self.counts.connected += 1
+        self.counts.tried_one()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        _tb: object) -> bool:
+        if self.held:
+            self.gate.release()
+        if not self.live:
+            self.counts.tried_one()
+        elif not self.stop.is_set():
+            self.counts.dropped += 1
+        if isinstance(exc, VoxlineAPIError):
+            self.counts.failed[exc.code] += 1
+        elif isinstance(exc, Exception):  # refused, a timeout, a drop: counted
+            self.counts.failed[type(exc).__name__] += 1
+        return isinstance(exc, Exception)
+
+
 async def _hold(client: VoxlineClient, rate: int, output_rate: int, gate: asyncio.Semaphore,
                 stop: asyncio.Event, counts: IdleCounts, offset_s: float,
                 frame_ms: int = FRAME_MS) -> None:
     """One hands-free session: connect (``gate`` bounds the connects in flight), then send
     silence until ``stop``."""
-    await gate.acquire()
-    held, live = True, False
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                session = await client.create_session(input_sample_rate=rate,
-                                                      output_sample_rate=output_rate)
-                conn = await stack.enter_async_context(client.connect(session,
-                                                                      resume_for_s=0))
-            gate.release()
-            held = False
-            counts.connected += 1
-            live = True
-            counts.tried_one()
-            reader = asyncio.create_task(_drain(conn, counts))
-            try:
-                await _send_silence(conn, rate, stop, counts, offset_s, frame_ms)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
-    except VoxlineAPIError as exc:
-        counts.failed[exc.code] += 1
-    except Exception as exc:  # refused socket, timeout, drop: counted, the others go on
-        counts.failed[type(exc).__name__] += 1
-    finally:
-        if held:
-            gate.release()
-        if not live:
-            counts.tried_one()
-        elif not stop.is_set():
-            counts.dropped += 1
+    async with Place(gate, stop, counts) as place, contextlib.AsyncExitStack() as stack:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            session = await client.create_session(input_sample_rate=rate,
+                                                  output_sample_rate=output_rate)
+            conn = await stack.enter_async_context(client.connect(session, resume_for_s=0))
+        place.connected()
+        reader = asyncio.create_task(_drain(conn, counts))
+        try:
+            await _send_silence(conn, rate, stop, counts, offset_s, frame_ms)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
 
 def idle_figures(sessions: int, baseline: tuple[CpuSnapshot, CpuSnapshot],
