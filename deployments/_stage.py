@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 
 from deployments._heap import freeze_startup_heap
 from pipeline.engines import Engine, create_engine
+from pipeline.tracing import install_log_context
 from schemas import ConfigurationError, EngineError, EngineSettings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class StageReplica:
     stage: ClassVar[str]
 
     def __init__(self) -> None:
+        install_log_context()  # a call's records say its session and turn (adopt())
         self.config: StageConfig | None = None
         self._engine: Engine | None = None
         self._lock = asyncio.Lock()

@@ -5,6 +5,9 @@ hands them these adapters instead of local engines. Each call is a streaming han
 (``.options(stream=True)``); leaving the stream early (cancel, barge-in, ``aclose``)
 cancels the request in the replica, where the engine aborts its model call.
 
+Each call carries the caller's session and turn (:func:`pipeline.tracing.carrier`), which
+the replica adopts for the call: its log records say whom the work was for.
+
 Errors keep their meaning across the boundary: a :class:`schemas.VoxlineError` raised in
 a replica is re-raised here as itself (same code, same message); a replica that died or
 a transient :class:`schemas.EngineError`; a deployment past its ``max_queued_requests``
@@ -20,6 +23,7 @@ from typing import Any, ClassVar, NoReturn
 
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber
 from pipeline.retrieval import Reranker
+from pipeline.tracing import carrier
 from schemas import (
     AudioChunk,
     EngineError,
@@ -79,7 +83,8 @@ class _RemoteStage:
         self._plain = handle
 
     async def _stream(self, request: Any, method: str | None = None) -> AsyncGenerator[Any, None]:
-        response = getattr(self._handle, method or self.method).remote(request)
+        # the session and turn go along: the replica's log records say whom it worked for
+        response = getattr(self._handle, method or self.method).remote(request, carrier())
         finished = False
         try:
             try:

@@ -10,6 +10,7 @@ from ray import serve
 from deployments._stage import StageReplica
 from pipeline.aio import batched
 from pipeline.engines import LanguageModel
+from pipeline.tracing import adopt
 from schemas import GenerationRequest, GenerationUsage
 
 
@@ -19,7 +20,10 @@ class LanguageModelReplica(StageReplica):
 
     stage = "llm"
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
+    async def generate(
+        self, request: GenerationRequest, context: dict[str, str] | None = None
+    ) -> AsyncGenerator[str, None]:
+        adopt(context)  # the caller's session and turn, on this call's log records
         engine = await self.engine()
         assert isinstance(engine, LanguageModel)
         max_items, max_wait_s = self.stream_window()
@@ -29,9 +33,10 @@ class LanguageModelReplica(StageReplica):
                 yield "".join(batch)
 
     async def generate_with_usage(
-        self, request: GenerationRequest
+        self, request: GenerationRequest, context: dict[str, str] | None = None
     ) -> AsyncGenerator[str | GenerationUsage, None]:
         """:meth:`generate`'s batches, then the engine's token counts (when it has them)."""
+        adopt(context)
         engine = await self.engine()
         assert isinstance(engine, LanguageModel)
         max_items, max_wait_s = self.stream_window()

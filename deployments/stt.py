@@ -8,6 +8,7 @@ from ray import serve
 
 from deployments._stage import StageReplica
 from pipeline.engines import Transcriber
+from pipeline.tracing import adopt
 from schemas import TranscriptionRequest, TranscriptSegment
 
 
@@ -18,8 +19,9 @@ class TranscriberReplica(StageReplica):
     stage = "stt"
 
     async def transcribe(
-        self, request: TranscriptionRequest
+        self, request: TranscriptionRequest, context: dict[str, str] | None = None
     ) -> AsyncGenerator[TranscriptSegment, None]:
+        adopt(context)  # the caller's session and turn, on this call's log records
         engine = await self.engine()
         assert isinstance(engine, Transcriber)
         async for segment in engine.transcribe(request):

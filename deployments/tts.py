@@ -8,6 +8,7 @@ from ray import serve
 
 from deployments._stage import StageReplica
 from pipeline.engines import Synthesizer
+from pipeline.tracing import adopt
 from schemas import AudioChunk, SynthesisRequest
 
 
@@ -17,7 +18,10 @@ class SynthesizerReplica(StageReplica):
 
     stage = "tts"
 
-    async def synthesize(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
+    async def synthesize(
+        self, request: SynthesisRequest, context: dict[str, str] | None = None
+    ) -> AsyncGenerator[AudioChunk, None]:
+        adopt(context)  # the caller's session and turn, on this call's log records
         engine = await self.engine()
         assert isinstance(engine, Synthesizer)
         async for chunk in engine.synthesize(request):

@@ -6,7 +6,9 @@ every log record."""
 
 from pipeline.tracing.from_log import Span, TurnTrace, turn_trace, turn_traces
 from pipeline.tracing.log_context import (
+    adopt,
     bind_session,
+    carrier,
     install_log_context,
     trace_id,
     turn_context,
@@ -16,7 +18,9 @@ from pipeline.tracing.otlp import otlp_json
 __all__ = [
     "Span",
     "TurnTrace",
+    "adopt",
     "bind_session",
+    "carrier",
     "install_log_context",
     "otlp_json",
     "trace_id",

@@ -4,11 +4,12 @@ A line such as "call rtc_… ended" or a stage's warning is only useful to an op
 it can be joined with the session's log and its trace. The session and the turn are
 context variables: :func:`bind_session` sets the session for the task that opens it
 (and the tasks it starts after), :func:`turn_context` makes a turn's response task's
-context. :func:`install_log_context` makes every log record of the process carry them,
-as ``session_id`` and ``turn_id`` attributes, with the turn's ``trace_id`` (the trace
-``voxline trace`` gives the turn) where a turn is known: a JSON formatter (Ray's, with
-``VOXLINE_LOG_FORMAT=json``) writes them beside the message; the plain text one ignores
-them.
+context, and a call to a stage replica carries them (:func:`carrier`, :func:`adopt`),
+so the replica's records say whom its work was for. :func:`install_log_context` makes
+every log record of the process carry them, as ``session_id`` and ``turn_id``
+attributes, with the turn's ``trace_id`` (the trace ``voxline trace`` gives the turn)
+where a turn is known: a JSON formatter (Ray's, with ``VOXLINE_LOG_FORMAT=json``) writes
+them beside the message; the plain text one ignores them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["bind_session", "install_log_context", "turn_context"]
+__all__ = ["adopt", "bind_session", "carrier", "install_log_context", "turn_context"]
 
 _SESSION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "voxline_session_id", default=None)
@@ -37,6 +39,21 @@ def turn_context(turn_id: str) -> contextvars.Context:
     context = contextvars.copy_context()
     context.run(_TURN.set, turn_id)
     return context
+
+
+def carrier() -> dict[str, str]:
+    """The session and turn the current task works for, to send with a call to another
+    process (a stage replica), where :func:`adopt` takes them up."""
+    found = {"session_id": _SESSION.get(), "turn_id": _TURN.get()}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def adopt(context: Mapping[str, str] | None) -> None:
+    """The current task works for the session and turn a caller's :func:`carrier` said
+    (for a task that serves that one call, as a replica's request task does)."""
+    context = context or {}
+    _SESSION.set(context.get("session_id"))
+    _TURN.set(context.get("turn_id"))
 
 
 def trace_id(session_id: str, turn_id: str) -> str:

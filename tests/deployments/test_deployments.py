@@ -591,7 +591,8 @@ class _RefusingHandle:
 
     @property
     def generate(self) -> Any:
-        return type("Method", (), {"remote": staticmethod(lambda _request: _RefusedResponse())})
+        return type("Method", (), {"remote": staticmethod(
+            lambda _request, _context=None: _RefusedResponse())})
 
 
 async def test_a_refused_stage_call_raises_overloaded_not_serves_error() -> None:
@@ -625,6 +626,7 @@ class _StreamingHandle:
     def __init__(self, items: list[Any]) -> None:
         self.items = items
         self.called: list[str] = []
+        self.contexts: list[dict[str, str]] = []
 
     def options(self, **_: Any) -> _StreamingHandle:
         return self
@@ -648,8 +650,9 @@ class _StreamingHandle:
             def cancel(self) -> None:
                 pass
 
-        def remote(_request: Any) -> Response:
+        def remote(_request: Any, context: dict[str, str]) -> Response:
             handle.called.append(method)
+            handle.contexts.append(context)
             return Response()
 
         return type("Method", (), {"remote": staticmethod(remote)})
@@ -663,3 +666,29 @@ async def test_the_remote_llm_asks_the_replica_for_usage() -> None:
     llm = RemoteLanguageModel(handle)
     items = [item async for item in llm.generate_with_usage(REQUEST)]
     assert items[-1] == usage and handle.called == ["generate_with_usage"]
+
+
+async def test_a_stage_call_carries_the_session_and_turn_and_the_replica_adopts_them() -> None:
+    from deployments.handles import RemoteLanguageModel
+    from pipeline.tracing import bind_session, carrier, turn_context
+
+    handle = _StreamingHandle(["Hi."])
+    llm = RemoteLanguageModel(handle)
+
+    async def in_a_turn() -> list[str]:
+        return [d async for d in llm.generate(REQUEST)]
+
+    async def session() -> None:
+        bind_session("sess_c")
+        await asyncio.create_task(in_a_turn(), context=turn_context("turn_c"))
+
+    await asyncio.create_task(session())
+    assert handle.contexts == [{"session_id": "sess_c", "turn_id": "turn_c"}]
+
+    replica = llm_replica(ScriptedLLM(TOKENS))
+
+    async def serve_the_call() -> dict[str, str]:  # a replica's request task
+        _ = [item async for item in replica.generate(REQUEST, handle.contexts[0])]
+        return carrier()
+
+    assert await asyncio.create_task(serve_the_call()) == handle.contexts[0]

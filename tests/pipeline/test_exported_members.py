@@ -94,7 +94,8 @@ FACADES = {
         "TwilioMessage", "media_audio", "parse_message",
     ],
     "pipeline.tracing": [
-        "Span", "TurnTrace", "bind_session", "install_log_context", "otlp_json", "trace_id",
+        "Span", "TurnTrace", "adopt", "bind_session", "carrier", "install_log_context",
+        "otlp_json", "trace_id",
         "turn_context", "turn_trace", "turn_traces",
     ],
     "pipeline.webrtc": [
