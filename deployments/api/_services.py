@@ -63,6 +63,8 @@ class Services:
     #: retrieval: document collections in Redis, and the search of a turn
     collections: CollectionStore | None = None
     grounder: Grounder | None = None
+    #: live turns' spans go here (OTLP, when OTEL_EXPORTER_OTLP_* says where); None: off
+    tracing: Any = None
     _session_permits: dict[LiveSession, Permit] = field(default_factory=dict)
     #: each stage's latest ready description: (when, of which engine, what it said)
     _descriptions: dict[str, tuple[float, Engine, dict[str, Any]]] = field(default_factory=dict)
@@ -104,6 +106,7 @@ class Services:
                 turn_config=self.turn_config, history=self.settings.history,
                 admission=self.admission, grounder=self.grounder,
                 max_buffer_s=self.settings.api.max_buffer_seconds,
+                tracer=None if self.tracing is None else self.tracing.get_tracer("voxline"),
             )
         except BaseException:
             permit.release()
@@ -226,6 +229,8 @@ class Services:
         await self.tails.aclose()
         if self.collections is not None:
             await self.collections.aclose()  # its document reader processes
+        if self.tracing is not None:  # the batched spans go out (a blocking flush)
+            await asyncio.to_thread(self.tracing.shutdown)
         await self.redis.aclose()
 
 
@@ -276,6 +281,7 @@ async def start_services(
         create_engine,
     )
     from pipeline.log import create_redis
+    from pipeline.tracing import otlp_tracing
     from schemas import ConfigurationError
 
     if not settings.redis_url:
@@ -315,4 +321,5 @@ async def start_services(
         turn_config=turn_config or TurnConfig(),
         workers=dict(workers or {}),
         admission=Admission(settings.admission),
+        tracing=otlp_tracing("voxline-gateway"),
     )

@@ -12,10 +12,14 @@ live response, however long the connection has lasted.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 
 from pipeline.log import EventLog, SessionState
 from pipeline.session.follow import ends_turn
 from schemas import ErrorEvent, Event, EventBase, HistorySettings, VoxlineError
+
+logger = logging.getLogger(__name__)
 
 #: events that start a turn (with those that end one: when the fold may forget turns)
 _NEW_TURN = frozenset({"input.text", "input.audio"})
@@ -33,6 +37,8 @@ class SessionEmitter:
         self.state = state
         #: which past turns the fold keeps (those the LLM's dialogue history still shows)
         self.history = history
+        #: called with each event appended (tracing): one that fails is logged, not raised
+        self.observers: list[Callable[[Event], None]] = []
         self._append_lock = asyncio.Lock()
 
     async def emit(self, *events: EventBase) -> list[Event]:
@@ -47,6 +53,12 @@ class SessionEmitter:
                 self.state.apply(event)
             if any(e.type in _NEW_TURN or ends_turn(e) for e in result.events):
                 self.state.forget_turns(self.history)
+            for observe in self.observers:
+                for event in result.events:
+                    try:
+                        observe(event)
+                    except Exception:  # watching a turn must never break it
+                        logger.exception("an observer of %s failed", self.session_id)
         return list(result.events)
 
     async def reject(self, error: VoxlineError, turn_id: str | None = None) -> None:

@@ -23,6 +23,8 @@ from the call that received it; the caller turns it into an ``error`` event
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.audio import EndpointConfig
 from pipeline.log import EventLog, SessionState, TurnState, fold
 from pipeline.retrieval import Grounder
@@ -36,7 +38,7 @@ from pipeline.session.responder import Responder
 from pipeline.session.settings import merge_settings
 from pipeline.session.speculation import Speculator
 from pipeline.session.voice_turns import VoiceTurns
-from pipeline.tracing import bind_session
+from pipeline.tracing import TurnSpans, bind_session
 from pipeline.turn import TurnConfig
 from schemas import (
     CancelReason,
@@ -87,6 +89,7 @@ class LiveSession:
         admission: Admission | None = None,
         grounder: Grounder | None = None,
         max_buffer_s: float | None = None,
+        tracer: Any = None,
     ) -> None:
         self.session_id = session_id
         self.log = log
@@ -94,6 +97,8 @@ class LiveSession:
         #: which past turns the LLM sees (trimmed in blocks: a stable prompt prefix)
         self.history = history or HistorySettings()
         self.emitter = SessionEmitter(session_id, log, state, self.history)
+        if tracer is not None:  # each turn's spans, recorded as it ends
+            self.emitter.observers.append(TurnSpans(session_id, tracer).observe)
         source = ReplySource(session_id, engines, state, self.history, turn_config)
         self.responder = Responder(
             self.emitter, source, ReplyWriter(self.emitter, grounder), admission)

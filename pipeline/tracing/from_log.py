@@ -9,7 +9,8 @@ The spans, all children of the turn's root:
 
 * ``turn`` (the root): from the turn's origin (the end of speech, ``input.speech_stopped``,
   or the typed text, ``input.text``) to its last reply audio (else its end: ``response.done``
-  or ``response.cancelled``, else its last event);
+  or ``response.cancelled``, else its last event); a narration after the reply's end
+  is not the turn's;
 * ``vad.endpoint``: the silence the VAD waited before it ended the utterance (the tail
   estimated as the metrics do, :func:`pipeline.workers.measures.vad_tail_ms`), ending at
   the origin;
@@ -113,10 +114,12 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
         return None
     trace_id = turn_trace_id(session_id, turn_id)
     root_id = _hex(trace_id, "turn", size=16)
-    audio = [e for e in mine if e.type == "response.audio.chunk" and e.ts >= origin]
     end_event = next((e for e in mine if e.type in ("response.done", "response.cancelled")),
                      None)
     reply_end = end_event.ts if end_event is not None else max(e.ts for e in mine)
+    # the reply's audio (a narration of a text reply comes after its end: not the turn's)
+    audio = [e for e in mine
+             if e.type == "response.audio.chunk" and origin <= e.ts <= reply_end]
     root_end = audio[-1].ts if audio else reply_end
     spans: list[Span] = []
 

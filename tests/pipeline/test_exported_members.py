@@ -94,8 +94,8 @@ FACADES = {
         "TwilioMessage", "media_audio", "parse_message",
     ],
     "pipeline.tracing": [
-        "Span", "TurnTrace", "adopt", "bind_session", "carrier", "install_log_context",
-        "otlp_json", "trace_id",
+        "DerivedIds", "Span", "TurnSpans", "TurnTrace", "adopt", "bind_session", "carrier",
+        "install_log_context", "otlp_json", "otlp_tracing", "record_trace", "trace_id",
         "turn_context", "turn_trace", "turn_traces",
     ],
     "pipeline.webrtc": [

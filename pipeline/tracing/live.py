@@ -1,0 +1,143 @@
+"""Traces of live turns, with the OpenTelemetry SDK: each turn's spans recorded when it
+ends, exported by the tracer provider the process has (OTLP when the standard
+``OTEL_*`` variables ask for it; nothing at all otherwise).
+
+The spans are :mod:`pipeline.tracing.from_log`'s, built from the turn's events as the
+session appends them (:class:`TurnSpans`, fed by the session's emitter), so a live trace
+and ``voxline trace`` on the logged session give the same spans: the same boundaries
+(the events' timestamps), the same trace id and the same span ids
+(:class:`DerivedIds` hands the SDK the ids :mod:`~pipeline.tracing.from_log` derives).
+Because the ids are known before the spans are recorded, a call to another process can
+name its parent span while the turn is still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+
+from pipeline.tracing.from_log import Span, TurnTrace, turn_trace
+from schemas import Event, ResponseAudioChunk
+
+__all__ = ["DerivedIds", "TurnSpans", "otlp_tracing", "record_trace"]
+
+logger = logging.getLogger(__name__)
+
+#: (trace id, span id) the SDK is to use for the span being started, as ints
+_NEXT: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "voxline_next_span_ids", default=None)
+#: turns gathered at once, at most (a turn that never ends is dropped, oldest first)
+MAX_TURNS = 4
+#: events gathered for one turn, at most (past it the turn is not traced)
+MAX_EVENTS = 4096
+_END = frozenset({"response.done", "response.cancelled"})
+
+
+class DerivedIds(IdGenerator):
+    """The ids :func:`record_trace` asks for; random ones for every other span."""
+
+    def __init__(self) -> None:
+        self._random = RandomIdGenerator()
+
+    def generate_span_id(self) -> int:
+        chosen = _NEXT.get()
+        return chosen[1] if chosen else self._random.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        chosen = _NEXT.get()
+        return chosen[0] if chosen else self._random.generate_trace_id()
+
+
+@contextlib.contextmanager
+def _ids(trace_id: str, span_id: str) -> Iterator[None]:
+    token = _NEXT.set((int(trace_id, 16), int(span_id, 16)))
+    try:
+        yield
+    finally:
+        _NEXT.reset(token)
+
+
+def _ns(ms: int) -> int:
+    return ms * 1_000_000
+
+
+def _start(tracer: Any, trace_id: str, span: Span, **options: Any) -> Any:
+    with _ids(trace_id, span.span_id):
+        recorded = tracer.start_span(span.name, start_time=_ns(span.start_ms),
+                                     attributes=span.attributes, **options)
+    for name, ms, attributes in span.events:
+        recorded.add_event(name, attributes, timestamp=_ns(ms))
+    return recorded
+
+
+def record_trace(tracer: Any, turn: TurnTrace) -> None:
+    """Record ``turn``'s spans with their own times and ids (needs a tracer provider made
+    with :class:`DerivedIds`; another provider's spans get ids of its own)."""
+    root = _start(tracer, turn.trace_id, turn.root, kind=trace.SpanKind.SERVER)
+    parent = trace.set_span_in_context(root)
+    for span in turn.spans[1:]:
+        _start(tracer, turn.trace_id, span, context=parent).end(end_time=_ns(span.end_ms))
+    root.end(end_time=_ns(turn.root.end_ms))
+
+
+class TurnSpans:
+    """One session's turns, gathered from its events as they are appended and recorded
+    when each ends (``response.done`` or ``response.cancelled``). Bounded: at most
+    :data:`MAX_TURNS` turns of :data:`MAX_EVENTS` events each; audio is not kept."""
+
+    def __init__(self, session_id: str, tracer: Any) -> None:
+        self.session_id = session_id
+        self.tracer = tracer
+        self._turns: OrderedDict[str, list[Event]] = OrderedDict()
+
+    def observe(self, event: Event) -> None:
+        turn_id = event.turn_id
+        if turn_id is None:
+            return
+        events = self._turns.get(turn_id)
+        if events is None:
+            events = self._turns[turn_id] = []
+            while len(self._turns) > MAX_TURNS:
+                self._turns.popitem(last=False)
+        if len(events) < MAX_EVENTS:
+            if isinstance(event, ResponseAudioChunk):  # its place and time, not its sound
+                event = event.model_copy(update={"data": event.data.model_copy(
+                    update={"audio": b""})})
+            events.append(event)
+        if event.type in _END:
+            events = self._turns.pop(turn_id)
+            if len(events) < MAX_EVENTS:
+                traced = turn_trace(self.session_id, turn_id, events)
+                if traced is not None:
+                    record_trace(self.tracer, traced)
+
+
+def otlp_tracing(service: str) -> Any | None:
+    """A tracer provider exporting over OTLP (HTTP/protobuf) where the standard variables
+    ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``;
+    the exporter reads them, its headers and timeout too; ``OTEL_SDK_DISABLED=true`` turns
+    it off); None otherwise, and then nothing is traced: no span is made, nothing costs.
+    Its owner calls ``shutdown()`` when done (what is batched is sent)."""
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return None
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(id_generator=DerivedIds(),
+                              resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    logger.info("tracing turns over OTLP as %s", service)
+    return provider
