@@ -6,19 +6,25 @@ constructor and again whenever an operator changes it, so the engine (and its mo
 chosen in configuration and swapped without restarting the replica. A replica is not
 healthy until its model has loaded, so the application reports RUNNING only when every
 model is in memory.
+
+Each streaming call comes with its caller's session and turn (:meth:`StageReplica.call`):
+the call's log records carry them, and where tracing is on (the ``OTEL_*`` variables),
+the call is a span in the turn's trace, from this replica's process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
 
 from deployments._heap import freeze_startup_heap
 from pipeline.engines import Engine, create_engine
-from pipeline.tracing import install_log_context
+from pipeline.tracing import adopt, call_span, install_log_context, otlp_tracing
 from schemas import ConfigurationError, EngineError, EngineSettings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +50,22 @@ class StageReplica:
         self.config: StageConfig | None = None
         self._engine: Engine | None = None
         self._lock = asyncio.Lock()
+        self._tracing = otlp_tracing(f"voxline-{self.stage}")  # None: tracing is off
+        self._tracer = None if self._tracing is None else self._tracing.get_tracer("voxline")
+
+    @contextlib.asynccontextmanager
+    async def call(self, method: str, context: Mapping[str, str] | None) -> AsyncIterator[Any]:
+        """One streaming call for a caller's turn: its session and turn taken up for the
+        call's task, and (tracing on, a turn known) a span ``<stage>.<method>`` in the
+        turn's trace, ended when the call ends however it ends; yields the span or None."""
+        adopt(context)
+        span = None if self._tracer is None else call_span(
+            self._tracer, f"{self.stage}.{method}", context, **_where())
+        try:
+            yield span
+        finally:
+            if span is not None:
+                span.end()
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Validate ``user_config``; build and load a new engine when the choice changed."""
@@ -104,3 +126,20 @@ class StageReplica:
     def stream_window(self) -> tuple[int, float]:
         config = self.config or StageConfig(engine="")
         return config.stream_max_items, config.stream_max_wait_ms / 1000
+
+
+def _where() -> dict[str, str]:
+    """This replica and its node, for a span (empty outside a Serve replica: never starts
+    Ray, as its runtime context would)."""
+    import ray
+
+    where: dict[str, str] = {}
+    if not ray.is_initialized():
+        return where
+    with contextlib.suppress(Exception):
+        from ray import serve
+
+        where["voxline.replica"] = str(serve.get_replica_context().replica_id)
+    with contextlib.suppress(Exception):
+        where["voxline.node_id"] = ray.get_runtime_context().get_node_id()
+    return where

@@ -10,7 +10,6 @@ from ray import serve
 from deployments._stage import StageReplica
 from pipeline.aio import batched
 from pipeline.engines import LanguageModel
-from pipeline.tracing import adopt
 from schemas import GenerationRequest, GenerationUsage
 
 
@@ -23,30 +22,33 @@ class LanguageModelReplica(StageReplica):
     async def generate(
         self, request: GenerationRequest, context: dict[str, str] | None = None
     ) -> AsyncGenerator[str, None]:
-        adopt(context)  # the caller's session and turn, on this call's log records
-        engine = await self.engine()
-        assert isinstance(engine, LanguageModel)
-        max_items, max_wait_s = self.stream_window()
-        deltas = batched(engine.generate(request), max_items=max_items, max_wait_s=max_wait_s)
-        async with contextlib.aclosing(deltas) as batches:
-            async for batch in batches:
-                yield "".join(batch)
+        async with self.call("generate", context):
+            engine = await self.engine()
+            assert isinstance(engine, LanguageModel)
+            max_items, max_wait_s = self.stream_window()
+            deltas = batched(engine.generate(request), max_items=max_items,
+                             max_wait_s=max_wait_s)
+            async with contextlib.aclosing(deltas) as batches:
+                async for batch in batches:
+                    yield "".join(batch)
 
     async def generate_with_usage(
         self, request: GenerationRequest, context: dict[str, str] | None = None
     ) -> AsyncGenerator[str | GenerationUsage, None]:
         """:meth:`generate`'s batches, then the engine's token counts (when it has them)."""
-        adopt(context)
-        engine = await self.engine()
-        assert isinstance(engine, LanguageModel)
-        max_items, max_wait_s = self.stream_window()
-        items = batched(engine.generate_with_usage(request), max_items=max_items,
-                        max_wait_s=max_wait_s)
-        async with contextlib.aclosing(items) as batches:
-            async for batch in batches:
-                text = "".join(item for item in batch if isinstance(item, str))
-                if text:
-                    yield text
-                for item in batch:
-                    if isinstance(item, GenerationUsage):
-                        yield item
+        async with self.call("generate", context) as span:
+            engine = await self.engine()
+            assert isinstance(engine, LanguageModel)
+            max_items, max_wait_s = self.stream_window()
+            items = batched(engine.generate_with_usage(request), max_items=max_items,
+                            max_wait_s=max_wait_s)
+            async with contextlib.aclosing(items) as batches:
+                async for batch in batches:
+                    text = "".join(item for item in batch if isinstance(item, str))
+                    if text:
+                        yield text
+                    for item in batch:
+                        if isinstance(item, GenerationUsage):
+                            if span is not None:
+                                span.set_attribute("voxline.tokens", item.completion_tokens)
+                            yield item

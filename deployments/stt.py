@@ -8,7 +8,6 @@ from ray import serve
 
 from deployments._stage import StageReplica
 from pipeline.engines import Transcriber
-from pipeline.tracing import adopt
 from schemas import TranscriptionRequest, TranscriptSegment
 
 
@@ -21,8 +20,8 @@ class TranscriberReplica(StageReplica):
     async def transcribe(
         self, request: TranscriptionRequest, context: dict[str, str] | None = None
     ) -> AsyncGenerator[TranscriptSegment, None]:
-        adopt(context)  # the caller's session and turn, on this call's log records
-        engine = await self.engine()
-        assert isinstance(engine, Transcriber)
-        async for segment in engine.transcribe(request):
-            yield segment
+        async with self.call("transcribe", context):
+            engine = await self.engine()
+            assert isinstance(engine, Transcriber)
+            async for segment in engine.transcribe(request):
+                yield segment

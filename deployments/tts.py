@@ -8,7 +8,6 @@ from ray import serve
 
 from deployments._stage import StageReplica
 from pipeline.engines import Synthesizer
-from pipeline.tracing import adopt
 from schemas import AudioChunk, SynthesisRequest
 
 
@@ -21,8 +20,8 @@ class SynthesizerReplica(StageReplica):
     async def synthesize(
         self, request: SynthesisRequest, context: dict[str, str] | None = None
     ) -> AsyncGenerator[AudioChunk, None]:
-        adopt(context)  # the caller's session and turn, on this call's log records
-        engine = await self.engine()
-        assert isinstance(engine, Synthesizer)
-        async for chunk in engine.synthesize(request):
-            yield chunk
+        async with self.call("synthesize", context):
+            engine = await self.engine()
+            assert isinstance(engine, Synthesizer)
+            async for chunk in engine.synthesize(request):
+                yield chunk

@@ -40,6 +40,7 @@ from typing import Literal
 from pipeline.aio import aclose_stream
 from pipeline.audio import SpeechEnd, SpeechPause
 from pipeline.session.emitter import SessionEmitter
+from pipeline.tracing import turn_context
 from pipeline.turn import CancelToken
 from schemas import (
     Event,
@@ -132,7 +133,8 @@ class Speculation:
         self._stream: AsyncGenerator[Event, None] | None = None
         #: resolved with the transcript as soon as STT is done (the reply goes on after)
         self._heard: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._prepare(), name=f"speculation-{turn_id}")
+        self._task = asyncio.create_task(  # its calls are the turn's (logs, traces)
+            self._prepare(), name=f"speculation-{turn_id}", context=turn_context(turn_id))
 
     @property
     def audio_ms(self) -> int:

@@ -6,7 +6,13 @@ log events (any session, also one served before tracing was on);
 every log record."""
 
 from pipeline.tracing.from_log import Span, TurnTrace, turn_trace, turn_traces
-from pipeline.tracing.live import DerivedIds, TurnSpans, otlp_tracing, record_trace
+from pipeline.tracing.live import (
+    DerivedIds,
+    TurnSpans,
+    call_span,
+    otlp_tracing,
+    record_trace,
+)
 from pipeline.tracing.log_context import (
     adopt,
     bind_session,
@@ -24,6 +30,7 @@ __all__ = [
     "TurnTrace",
     "adopt",
     "bind_session",
+    "call_span",
     "carrier",
     "install_log_context",
     "otlp_json",

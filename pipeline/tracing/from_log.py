@@ -28,10 +28,10 @@ id), so a trace exported twice is the same trace.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from pipeline.tracing.log_context import derived_id, root_span_id
 from pipeline.tracing.log_context import trace_id as turn_trace_id
 from schemas import Event
 
@@ -84,10 +84,6 @@ class TurnTrace:
         return next((s for s in self.spans if s.name == name), None)
 
 
-def _hex(*parts: str, size: int) -> str:
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:size]
-
-
 def turn_traces(session_id: str, events: Sequence[Event],
                 vad_tails: dict[str, float] | None = None) -> list[TurnTrace]:
     """Every turn of the session that has an origin, in order. ``vad_tails`` (ms per
@@ -113,7 +109,7 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
     if origin is None:
         return None
     trace_id = turn_trace_id(session_id, turn_id)
-    root_id = _hex(trace_id, "turn", size=16)
+    root_id = root_span_id(trace_id)
     end_event = next((e for e in mine if e.type in ("response.done", "response.cancelled")),
                      None)
     reply_end = end_event.ts if end_event is not None else max(e.ts for e in mine)
@@ -126,7 +122,7 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
     def child(name: str, start: int | None, end: int | None, key: str = "",
               **attributes: Attribute) -> None:
         if start is not None and end is not None:
-            spans.append(Span(name, _hex(trace_id, name, key, size=16), root_id,
+            spans.append(Span(name, derived_id(trace_id, name, key, size=16), root_id,
                               start, max(start, end), attributes))
 
     if vad_tail_ms is not None and "input.speech_stopped" in first:
@@ -137,7 +133,7 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
     deltas = [e for e in mine if e.type == "response.text.delta"]
     if "response.started" in first:
         start = first["response.started"]
-        llm = Span("llm", _hex(trace_id, "llm", size=16), root_id, start,
+        llm = Span("llm", derived_id(trace_id, "llm", size=16), root_id, start,
                    max(start, reply_end), {"voxline.text_deltas": len(deltas)},
                    (("first_token", deltas[0].ts, {}),) if deltas else ())
         spans.append(llm)

@@ -18,16 +18,16 @@ import contextvars
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
-from pipeline.tracing.from_log import Span, TurnTrace, turn_trace
+from pipeline.tracing.from_log import Attribute, Span, TurnTrace, turn_trace
 from schemas import Event, ResponseAudioChunk
 
-__all__ = ["DerivedIds", "TurnSpans", "otlp_tracing", "record_trace"]
+__all__ = ["DerivedIds", "TurnSpans", "call_span", "otlp_tracing", "record_trace"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +136,22 @@ def otlp_tracing(service: str) -> Any | None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(id_generator=DerivedIds(),
-                              resource=Resource.create({"service.name": service}))
+    provider = TracerProvider(id_generator=DerivedIds(), resource=Resource.create(
+        {"service.name": service, "process.pid": os.getpid()}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     logger.info("tracing turns over OTLP as %s", service)
     return provider
+
+
+def call_span(tracer: Any, name: str, context: Mapping[str, str] | None,
+              **attributes: Attribute) -> Any | None:
+    """A span for one call another process made for a turn, the child of that turn's
+    root (the caller's ``traceparent``, :func:`pipeline.tracing.carrier`); started now,
+    ended by the caller. None without a tracer or a turn: nothing is traced."""
+    if tracer is None or not context or "traceparent" not in context:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parent = TraceContextTextMapPropagator().extract(carrier=dict(context))
+    return tracer.start_span(name, context=parent, kind=trace.SpanKind.SERVER,
+                             attributes=attributes)

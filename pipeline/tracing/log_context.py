@@ -43,8 +43,14 @@ def turn_context(turn_id: str) -> contextvars.Context:
 
 def carrier() -> dict[str, str]:
     """The session and turn the current task works for, to send with a call to another
-    process (a stage replica), where :func:`adopt` takes them up."""
-    found = {"session_id": _SESSION.get(), "turn_id": _TURN.get()}
+    process (a stage replica), where :func:`adopt` takes them up; in a turn, also its
+    W3C ``traceparent`` (the turn's root span, whose id is known before it is recorded),
+    which the callee's span takes as its parent."""
+    session, turn = _SESSION.get(), _TURN.get()
+    found = {"session_id": session, "turn_id": turn}
+    if session is not None and turn is not None:
+        trace = trace_id(session, turn)
+        found["traceparent"] = f"00-{trace}-{root_span_id(trace)}-01"
     return {key: value for key, value in found.items() if value is not None}
 
 
@@ -58,7 +64,17 @@ def adopt(context: Mapping[str, str] | None) -> None:
 
 def trace_id(session_id: str, turn_id: str) -> str:
     """The turn's trace id (as :func:`pipeline.tracing.turn_trace` derives it)."""
-    return hashlib.sha256(f"{session_id}:{turn_id}".encode()).hexdigest()[:32]
+    return derived_id(session_id, turn_id, size=32)
+
+
+def root_span_id(trace: str) -> str:
+    """The id of a turn's root span (``turn``), from its trace id."""
+    return derived_id(trace, "turn", size=16)
+
+
+def derived_id(*parts: str, size: int) -> str:
+    """``size`` hex digits derived from ``parts``: the same parts, the same id."""
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:size]
 
 
 def install_log_context() -> None:

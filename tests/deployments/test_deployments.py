@@ -670,7 +670,8 @@ async def test_the_remote_llm_asks_the_replica_for_usage() -> None:
 
 async def test_a_stage_call_carries_the_session_and_turn_and_the_replica_adopts_them() -> None:
     from deployments.handles import RemoteLanguageModel
-    from pipeline.tracing import bind_session, carrier, turn_context
+    from pipeline.tracing import bind_session, carrier, turn_context, turn_trace
+    from schemas import InputText, InputTextData
 
     handle = _StreamingHandle(["Hi."])
     llm = RemoteLanguageModel(handle)
@@ -683,7 +684,14 @@ async def test_a_stage_call_carries_the_session_and_turn_and_the_replica_adopts_
         await asyncio.create_task(in_a_turn(), context=turn_context("turn_c"))
 
     await asyncio.create_task(session())
-    assert handle.contexts == [{"session_id": "sess_c", "turn_id": "turn_c"}]
+    [sent] = handle.contexts
+    # the turn's root span (as its trace will record it) is the call's parent
+    typed = InputText(session_id="sess_c", turn_id="turn_c", ts=1,
+                      data=InputTextData(text="hi"))
+    traced = turn_trace("sess_c", "turn_c", [typed])
+    assert traced is not None
+    assert sent == {"session_id": "sess_c", "turn_id": "turn_c",
+                    "traceparent": f"00-{traced.trace_id}-{traced.root.span_id}-01"}
 
     replica = llm_replica(ScriptedLLM(TOKENS))
 
@@ -691,4 +699,28 @@ async def test_a_stage_call_carries_the_session_and_turn_and_the_replica_adopts_
         _ = [item async for item in replica.generate(REQUEST, handle.contexts[0])]
         return carrier()
 
-    assert await asyncio.create_task(serve_the_call()) == handle.contexts[0]
+    adopted = await asyncio.create_task(serve_the_call())
+    assert adopted == sent  # no tracer here: the call is not traced, only adopted
+
+
+async def test_a_traced_stage_call_is_a_span_under_its_turns_root() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    replica = llm_replica(ScriptedLLM(TOKENS))
+    replica._tracer = provider.get_tracer("test")  # as OTEL_EXPORTER_OTLP_ENDPOINT would
+    trace, root = "8a73ad5da747d4bcd5cbfbb3160a11dc", "0f484180acf38eab"
+    context = {"session_id": "s", "turn_id": "t", "traceparent": f"00-{trace}-{root}-01"}
+    items = [item async for item in replica.generate_with_usage(REQUEST, context)]
+    assert isinstance(items[-1], GenerationUsage)
+    [span] = exporter.get_finished_spans()
+    assert span.name == "llm.generate"
+    assert f"{span.context.trace_id:032x}" == trace and f"{span.parent.span_id:016x}" == root
+    assert span.attributes["voxline.tokens"] == len(TOKENS)
+    _ = [item async for item in replica.generate(REQUEST, {"session_id": "s"})]
+    assert len(exporter.get_finished_spans()) == 1  # no turn, no span
+    provider.shutdown()

@@ -94,7 +94,8 @@ FACADES = {
         "TwilioMessage", "media_audio", "parse_message",
     ],
     "pipeline.tracing": [
-        "DerivedIds", "Span", "TurnSpans", "TurnTrace", "adopt", "bind_session", "carrier",
+        "DerivedIds", "Span", "TurnSpans", "TurnTrace", "adopt", "bind_session", "call_span",
+        "carrier",
         "install_log_context", "otlp_json", "otlp_tracing", "record_trace", "trace_id",
         "turn_context", "turn_trace", "turn_traces",
     ],

@@ -1,9 +1,12 @@
 """One real Voxline Serve app for the whole module set: Ray, the four deployments and
 the real CPU engines (Whisper tiny.en for speed, llama.cpp + Gemma, Piper), on 127.0.0.1
-and a free port, against the test Redis under a key prefix of its own."""
+and a free port, against the test Redis under a key prefix of its own. It traces its
+turns over OTLP to a receiver of the session's (``otlp``): every process of the app
+inherits the variables when Ray starts; this process's are put back right after."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -13,13 +16,23 @@ from schemas import AdmissionSettings, EventLogSettings, Settings
 from schemas._settings import SttEngineSettings
 from tests.serve._app import App
 from tests.support.api_harness import forget_keys
+from tests.support.otlp_receiver import OtlpReceiver
 from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
 from voxline.server import running_server
 
+#: what the app's processes are given to trace with (export soon after each turn)
+_TRACING = {"OTEL_BSP_SCHEDULE_DELAY": "200"}
+
 
 @pytest.fixture(scope="session")
-def app(redis_url: str) -> Iterator[App]:
+def otlp() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def app(redis_url: str, otlp: OtlpReceiver) -> Iterator[App]:
     settings = Settings(
         redis_url=redis_url,
         host="127.0.0.1",
@@ -31,11 +44,26 @@ def app(redis_url: str) -> Iterator[App]:
         # several turns at once to reach the stages' own back-pressure
         admission=AdmissionSettings(max_turns=16),
     )
+    tracing = {**_TRACING, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url}
+    saved = {name: os.environ.get(name) for name in tracing}
     try:
-        with running_server(settings, profile="cpu", say=lambda _: None) as server:
-            yield App(server.url, settings)
+        os.environ.update(tracing)  # Ray's processes start with them
+        try:
+            with running_server(settings, profile="cpu", say=lambda _: None) as server:
+                _restore(saved)
+                yield App(server.url, settings)
+        finally:
+            _restore(saved)
     finally:
         forget_keys(redis_url, settings.log.key_prefix)
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""A voice turn through the real Serve app is one trace across processes: the Gateway's
+spans (the turn and its stages, as ``voxline trace`` rebuilds them from the log: the
+same ids and times) and a span from each stage replica's process (Transcriber,
+LanguageModel, Synthesizer), each the child of the turn's root span, all sent over OTLP
+to the session's receiver (``otlp`` in conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipeline.tracing import turn_trace
+from tests.serve._app import App
+from tests.support.otlp_receiver import OtlpReceiver
+from voxline.client import VoxlineClient
+from voxline.demo import RATE, voice_turn, with_pauses
+
+pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
+
+GREEDY = {"temperature": 0.0, "max_tokens": 24, "seed": 1}
+STAGES = {"voxline-stt": "stt.transcribe", "voxline-llm": "llm.generate",
+          "voxline-tts": "tts.synthesize"}
+
+
+async def test_a_voice_turn_is_one_trace_across_the_gateway_and_the_stages(
+    app: App, client: VoxlineClient, otlp: OtlpReceiver
+) -> None:
+    audio = with_pauses(app.speak("What is the capital of France?"), RATE)
+    result = await voice_turn(client, audio, speech_end_s=0.5, realtime=False,
+                              sampling=GREEDY)
+    events = result.events
+    turn_id = next(e.turn_id for e in events if e.type == "input.speech_stopped")
+    assert turn_id is not None
+    logged = turn_trace(result.session.session_id, turn_id, events)
+    assert logged is not None
+    services = set(STAGES) | {"voxline-gateway"}
+    for _ in range(300):  # each process sends its batch within its schedule delay
+        seen = {r.service for r in otlp.spans_of(logged.trace_id)}
+        if services <= seen and any(r.span.name == "turn"
+                                    for r in otlp.spans_of(logged.trace_id)):
+            break
+        await asyncio.sleep(0.1)
+    received = otlp.spans_of(logged.trace_id)
+    assert services <= {r.service for r in received}, {r.service for r in received}
+    assert len({r.resource.get("process.pid") for r in received}) >= 4
+    # the Gateway's spans are the log's: ids, parents and times
+    gateway = {r.span.span_id.hex(): r.span for r in received if r.service == "voxline-gateway"}
+    for span in logged.spans:
+        twin = gateway[span.span_id]
+        assert (twin.parent_span_id.hex() or None) == span.parent_id
+        assert abs(twin.start_time_unix_nano - span.start_ms * 10**6) <= 5 * 10**6
+        assert abs(twin.end_time_unix_nano - span.end_ms * 10**6) <= 5 * 10**6
+    # each stage's call is a span of its own process, under the turn's root
+    for service, name in STAGES.items():
+        calls = [r.span for r in received if r.service == service]
+        assert calls and all(s.name == name for s in calls), (service, calls)
+        assert all(s.parent_span_id.hex() == logged.root.span_id for s in calls)
