@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 
 from loadtests._capacity_idle import (
-    CONNECT_AT_ONCE,
     CONNECT_TIMEOUT_S,
     IdleCounts,
     Place,
     idle_figures,
+    measure_crowd,
 )
 from loadtests._capacity_probe import ReplicaProbe
 from loadtests._webrtc_call import WebRtcCaller
@@ -71,27 +71,13 @@ async def calls_phase(url: str, probe: ReplicaProbe, calls: int, seconds: float,
     media path's (``media_cpu_percent_per_call``)."""
     if not 1 <= calls <= MAX_IDLE_CALLS:
         raise SystemExit(f"--idle-calls must be 1..{MAX_IDLE_CALLS}")
-    base_start = await asyncio.to_thread(probe.snapshot)
-    await asyncio.sleep(baseline_s)
-    base_end = await asyncio.to_thread(probe.snapshot)
-    counts = IdleCounts(expected=calls)
-    stop = asyncio.Event()
-    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
-    tasks = [asyncio.create_task(_hold(url, gate, stop, counts)) for _ in range(calls)]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(counts.settled.wait(),
-                               CONNECT_TIMEOUT_S + calls / CONNECT_AT_ONCE)
-    await asyncio.sleep(1.0)  # the last ones' media flowing
-    connected = counts.connected
-    start = await asyncio.to_thread(probe.snapshot)
-    await asyncio.sleep(seconds)
-    end = await asyncio.to_thread(probe.snapshot)
-    stop.set()
-    _, late = await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT_S)
-    for task in late:
-        task.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
-    figures = idle_figures(connected, (base_start, base_end), (start, end))
+
+    async def hold(gate: asyncio.Semaphore, stop: asyncio.Event, counts: IdleCounts) -> None:
+        await _hold(url, gate, stop, counts)
+
+    crowd = await measure_crowd(probe, calls, seconds=seconds, baseline_s=baseline_s,
+                                hold=hold)
+    figures = idle_figures(crowd.connected, crowd.baseline, crowd.window)
     per_call = figures.pop("cpu_percent_per_idle_session")
     figures.pop("cpu_per_idle_session")
     per_session = (idle_sessions or {}).get("cpu_percent_per_idle_session")
@@ -100,11 +86,11 @@ async def calls_phase(url: str, probe: ReplicaProbe, calls: int, seconds: float,
         media = {g: round(v - per_session.get(g, 0.0), 4) for g, v in per_call.items()}
     return {
         "calls": calls,
-        "connected": connected,
-        "failed_by_code": dict(counts.failed),
-        "t_window_start": round(start.t, 1),
-        "t_end": round(end.t, 1),
-        "events_received": dict(counts.events),  # none: silence makes no turn
+        "connected": crowd.connected,
+        "failed_by_code": dict(crowd.counts.failed),
+        "t_window_start": round(crowd.window[0].t, 1),
+        "t_end": round(crowd.window[1].t, 1),
+        "events_received": dict(crowd.counts.events),  # none: silence makes no turn
         "cpu_percent_per_idle_call": per_call,
         "media_cpu_percent_per_call": media,
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),

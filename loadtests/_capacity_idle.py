@@ -172,6 +172,58 @@ def _split(base: float, busy: float, sessions: int) -> dict[str, float | None]:
             "per_idle_session": round(100 * (busy - base) / sessions, 4) if sessions else None}
 
 
+@dataclass
+class Crowd:
+    """What one crowd of idle clients measured: the CPU with none (``baseline``) and with
+    them (``window``), how many were connected when the window opened and when it
+    closed, what they sent and received meanwhile, and ``beside``'s result."""
+
+    counts: IdleCounts
+    baseline: tuple[CpuSnapshot, CpuSnapshot]
+    window: tuple[CpuSnapshot, CpuSnapshot]
+    connected: int
+    connected_at_end: int
+    frames_in_window: int
+    events_in_window: Counter[str]
+    beside: Any = None
+
+
+async def measure_crowd(
+    probe: ReplicaProbe, size: int, *, seconds: float, baseline_s: float,
+    hold: Callable[[asyncio.Semaphore, asyncio.Event, IdleCounts], Awaitable[None]],
+    beside: Callable[[], Awaitable[Any]] | None = None,
+) -> Crowd:
+    """A baseline window with no client, then ``size`` clients (``hold(gate, stop, counts)``
+    each: connect through ``gate``, count, hold until ``stop``) connected a few at a time,
+    a second for the last ones to settle, and the measured window of ``seconds``;
+    ``beside`` runs after it while they still hold (its work is not in the window)."""
+    base_start = await asyncio.to_thread(probe.snapshot)
+    await asyncio.sleep(baseline_s)
+    base_end = await asyncio.to_thread(probe.snapshot)
+    counts = IdleCounts(expected=size)
+    stop = asyncio.Event()
+    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+    tasks = [asyncio.create_task(hold(gate, stop, counts)) for _ in range(size)]
+    connect_deadline = time.monotonic() + CONNECT_TIMEOUT_S + size / CONNECT_AT_ONCE
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(counts.settled.wait(), connect_deadline - time.monotonic())
+    await asyncio.sleep(1.0)  # the last ones' first frames, the Gateway's per-client setup
+    connected, frames0, events0 = counts.connected, counts.frames, Counter(counts.events)
+    start = await asyncio.to_thread(probe.snapshot)
+    await asyncio.sleep(seconds)
+    end = await asyncio.to_thread(probe.snapshot)
+    frames, events = counts.frames - frames0, counts.events - events0
+    result = await beside() if beside is not None else None
+    connected_at_end = counts.connected - counts.dropped
+    stop.set()
+    _, late = await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT_S)
+    for task in late:  # still connecting after all this: not waited for further
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    return Crowd(counts, (base_start, base_end), (start, end), connected, connected_at_end,
+                 frames, events, result)
+
+
 async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,
                      seconds: float, *, rate: int, output_rate: int,
                      baseline_s: float,
@@ -185,47 +237,30 @@ async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,
     if not 1 <= sessions <= MAX_IDLE_SESSIONS:
         raise SystemExit(f"--idle-sessions must be 1..{MAX_IDLE_SESSIONS}")
     t0 = time.monotonic() - probe.start
-    base_start = await asyncio.to_thread(probe.snapshot)
-    await asyncio.sleep(baseline_s)
-    base_end = await asyncio.to_thread(probe.snapshot)
-    counts = IdleCounts(expected=sessions)
-    stop = asyncio.Event()
-    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
-    rng = random.Random(sessions)
-    tasks = [asyncio.create_task(_hold(client, rate, output_rate, gate, stop, counts,
-                                       rng.uniform(0, frame_ms / 1000), frame_ms))
-             for _ in range(sessions)]
-    connect_deadline = time.monotonic() + CONNECT_TIMEOUT_S + sessions / CONNECT_AT_ONCE
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(counts.settled.wait(), connect_deadline - time.monotonic())
-    await asyncio.sleep(1.0)  # the last ones' first frames, the Gateway's per-session setup
-    connected, frames0, events0 = counts.connected, counts.frames, Counter(counts.events)
-    start = await asyncio.to_thread(probe.snapshot)
-    await asyncio.sleep(seconds)
-    end = await asyncio.to_thread(probe.snapshot)
-    frames = counts.frames - frames0
-    events = counts.events - events0
-    beside = await bystander() if bystander is not None else None
-    connected_at_end = counts.connected - counts.dropped
-    stop.set()
-    _, late = await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT_S)
-    for task in late:  # still connecting after all this: not waited for further
-        task.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
-    figures = idle_figures(connected, (base_start, base_end), (start, end))
+    offsets = random.Random(sessions)
+
+    async def hold(gate: asyncio.Semaphore, stop: asyncio.Event, counts: IdleCounts) -> None:
+        await _hold(client, rate, output_rate, gate, stop, counts,
+                    offsets.uniform(0, frame_ms / 1000), frame_ms)
+
+    crowd = await measure_crowd(probe, sessions, seconds=seconds, baseline_s=baseline_s,
+                                hold=hold, beside=bystander)
+    figures = idle_figures(crowd.connected, crowd.baseline, crowd.window)
+    start, end = crowd.window
     window_s = max(end.t - start.t, 1e-9)
     return {
         "sessions": sessions,
-        "connected": connected,
-        "connected_at_end": connected_at_end,
-        "failed_by_code": dict(counts.failed),
+        "connected": crowd.connected,
+        "connected_at_end": crowd.connected_at_end,
+        "failed_by_code": dict(crowd.counts.failed),
         "input_sample_rate": rate,
         "frame_ms": frame_ms,
         "t_start": round(t0, 1),
         "t_window_start": round(start.t, 1),
         "t_end": round(end.t, 1),
-        "frames_per_s_per_session": round(frames / window_s / max(connected, 1), 1),
-        "events_in_window": dict(events),
-        "bystander": beside,
+        "frames_per_s_per_session": round(
+            crowd.frames_in_window / window_s / max(crowd.connected, 1), 1),
+        "events_in_window": dict(crowd.events_in_window),
+        "bystander": crowd.beside,
         **figures,
     }
