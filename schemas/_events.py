@@ -301,6 +301,11 @@ class ResponseAudioChunk(EventBase):
     type: Literal["response.audio.chunk"] = "response.audio.chunk"
     data: AudioChunkData
 
+    def without_audio(self) -> ResponseAudioChunk:
+        """The chunk with empty ``audio``: its place and time, not its sound (what a
+        WebRTC call's events channel says while its track plays the sound)."""
+        return self.model_copy(update={"data": self.data.model_copy(update={"audio": b""})})
+
 
 class ResponseAudioDone(EventBase):
     type: Literal["response.audio.done"] = "response.audio.done"

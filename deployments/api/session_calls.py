@@ -73,8 +73,7 @@ async def call_session(session_id: str, request: Request, services: ServicesDep,
 
     def frames(event: Event) -> list[str]:
         if isinstance(event, ResponseAudioChunk):  # the track plays it
-            event = event.model_copy(update={"data": event.data.model_copy(
-                update={"audio": b""})})
+            event = event.without_audio()
         return framing.frames(event)
 
     async def on_message(_call: WebRtcCall, text: str) -> list[str]:

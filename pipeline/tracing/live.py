@@ -109,8 +109,7 @@ class TurnSpans:
                 self._turns.popitem(last=False)
         if len(events) < MAX_EVENTS:
             if isinstance(event, ResponseAudioChunk):  # its place and time, not its sound
-                event = event.model_copy(update={"data": event.data.model_copy(
-                    update={"audio": b""})})
+                event = event.without_audio()
             events.append(event)
         if event.type in _END:
             events = self._turns.pop(turn_id)
