@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.tracing import Span, TurnTrace, turn_traces
-from pipeline.workers import vad_tail_ms
+from pipeline.workers import scan_session
 from voxline.inspect import SessionRecord
 
 __all__ = ["session_traces", "waterfall"]
@@ -20,8 +20,9 @@ BAR = 48
 def session_traces(record: SessionRecord, turn_id: str | None = None) -> list[TurnTrace]:
     """The traces of the session's turns (only ``turn_id``'s when given), in order."""
     events = record.events
-    turns = {e.turn_id for e in events if e.type == "input.speech_stopped" and e.turn_id}
-    tails = {t: tail for t in turns if (tail := vad_tail_ms(events, t)) is not None}
+    # the VAD tails as `voxline stats` and the metrics measure them, in one pass
+    tails = {turn.turn_id: turn.stages["vad_tail"] for turn in scan_session(events).turns
+             if "vad_tail" in turn.stages}
     traces = turn_traces(record.session_id, events, tails)
     return [t for t in traces if turn_id is None or t.turn_id == turn_id]
 

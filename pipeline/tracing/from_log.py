@@ -88,14 +88,17 @@ def turn_traces(session_id: str, events: Sequence[Event],
                 vad_tails: dict[str, float] | None = None) -> list[TurnTrace]:
     """Every turn of the session that has an origin, in order. ``vad_tails`` (ms per
     turn) adds each voice turn's ``vad.endpoint`` span."""
-    order: list[str] = []
+    by_turn: dict[str, list[Event]] = {}  # each turn's events, read once
+    origins: dict[str, None] = {}  # the turns with an origin, in its order
     for event in events:
-        if event.turn_id and event.type in ("input.speech_stopped", "input.text") \
-                and event.turn_id not in order:
-            order.append(event.turn_id)
+        if event.turn_id:
+            by_turn.setdefault(event.turn_id, []).append(event)
+            if event.type in ("input.speech_stopped", "input.text"):
+                origins.setdefault(event.turn_id)
     tails = vad_tails or {}
-    return [trace for turn_id in order
-            if (trace := turn_trace(session_id, turn_id, events, tails.get(turn_id)))]
+    return [trace for turn_id in origins
+            if (trace := turn_trace(session_id, turn_id, by_turn[turn_id],
+                                    tails.get(turn_id)))]
 
 
 def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
