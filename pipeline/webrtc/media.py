@@ -220,7 +220,8 @@ class ReplyTrack(MediaStreamTrack):
         elif wait > 0:  # idle: a reply that starts now is sent now, not at the next tick
             self._sound.clear()
             try:
-                await asyncio.wait_for(self._sound.wait(), wait)
+                async with asyncio.timeout(wait):  # no task per frame: a timer only
+                    await self._sound.wait()
             except TimeoutError:
                 pass
             else:  # the clock moves to this frame: the reply's next ones follow it
