@@ -19,6 +19,10 @@ The spans, all children of the turn's root:
   count of text deltas;
 * ``tts.sentence`` per sentence: the sentence cut → its last audio chunk, with its index
   and chunk count;
+* ``speculation``: a preemptive reply's preparation during the pause, from its start
+  (``response.started``'s ``prepared_ms`` before it) to its adoption when the turn ended
+  (it begins before the root: its head start). A discarded one belongs to no turn (the
+  ``speculation.discarded`` event and the metrics count it);
 * the turn's cancellation, pauses, resumptions, truncation and errors are events on the
   root.
 
@@ -147,6 +151,9 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
             child("tts.sentence", sentence.ts, chunks[-1].ts, str(index),
                   **{"voxline.sentence_index": index, "voxline.chunks": len(chunks)})
     started = next((e for e in mine if e.type == "response.started"), None)
+    if started is not None and started.data.prepared_ms:  # a preemptive reply, adopted
+        child("speculation", started.ts - started.data.prepared_ms, started.ts,
+              **{"voxline.speculation": "adopted"})
     attributes: dict[str, Attribute] = {
         "voxline.session_id": session_id, "voxline.turn_id": turn_id,
         "voxline.source": "audio" if "input.speech_stopped" in first else "text",

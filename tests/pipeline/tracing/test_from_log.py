@@ -74,3 +74,16 @@ def test_otlp_json_carries_every_span_with_its_ids_and_nanoseconds() -> None:
     assert all(sp["parentSpanId"] == root["spanId"] for sp in spans[1:])
     llm = next(sp for sp in spans if sp["name"] == "llm")
     assert llm["events"][0]["name"] == "first_token"
+
+
+def test_an_adopted_preemptive_reply_shows_its_head_start() -> None:
+    events = [e.model_copy(update={"data": s.ResponseStartedData(prepared_ms=300)})
+              if isinstance(e, s.ResponseStarted) else e for e in _voice_turn()]
+    trace = turn_trace(SID, "t1", events)
+    assert trace is not None
+    started = next(e.ts for e in events if e.type == "response.started")
+    speculation = trace.span("speculation")
+    assert speculation is not None and speculation.parent_id == trace.root.span_id
+    assert (speculation.start_ms, speculation.end_ms) == (started - 300, started)
+    assert speculation.attributes == {"voxline.speculation": "adopted"}
+    assert turn_trace(SID, "t1", _voice_turn()).span("speculation") is None  # type: ignore[union-attr]
