@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -72,10 +73,22 @@ def write_report(name: str, figures: dict[str, Any]) -> Path:
             "python": platform.python_version(),
             "cpu": platform.processor() or platform.machine(),
         },
-        "figures": figures,
+        "figures": _json_numbers(figures),
     }
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
+
+
+def _json_numbers(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``null``: JSON has no such numbers, and a
+    report with ``NaN`` in it (the percentiles of nothing) is not JSON to a strict reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_numbers(item) for item in value]
+    return value
 
 
 async def forget_prefix(redis: Any, prefix: str) -> None:
