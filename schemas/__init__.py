@@ -149,6 +149,7 @@ from schemas._settings import (
     WebRtcSettings,
     get_settings,
 )
+from schemas._trace_ids import derived_id, root_span_id, trace_id
 
 __all__ = [
     "CLIENT_MESSAGE_ADAPTER",
@@ -274,10 +275,13 @@ __all__ = [
     "WebRtcSettings",
     "check_json_depth",
     "check_pcm16",
+    "derived_id",
     "get_settings",
     "load_json_frame",
     "now_ms",
     "parse_client_message",
     "parse_event",
     "protocol_json_schema",
+    "root_span_id",
+    "trace_id",
 ]

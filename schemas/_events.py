@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field, model_validator
 
 from schemas._errors import ErrorPayload
 from schemas._event_data import (
@@ -41,6 +41,10 @@ from schemas._event_data import (
     TranscriptRefinedData,
     WarningData,
 )
+from schemas._trace_ids import root_span_id, trace_id
+
+#: envelope fields derived from others: written out, never read in
+_DERIVED = ("trace_id", "span_id")
 
 
 def now_ms() -> int:
@@ -60,6 +64,32 @@ class EventBase(BaseModel):
     session_id: str = Field(min_length=1, max_length=128)
     turn_id: str | None = Field(default=None, max_length=128)
     ts: int = Field(default_factory=now_ms, description="server clock, ms since epoch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_are_derived(cls, data: Any) -> Any:
+        """An event read back (from the wire, a file) may carry its trace ids: they are
+        derived from its session and turn, so they are dropped, never trusted."""
+        if isinstance(data, dict) and ("trace_id" in data or "span_id" in data):
+            data = {k: v for k, v in data.items() if k not in _DERIVED}
+        return data
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the turn's trace (W3C, 32 hex digits): the one "
+                    "`voxline trace`, the live OTLP trace and the latency exemplars give "
+                    "this turn, derived from session_id and turn_id; null outside a turn")
+    @property
+    def trace_id(self) -> str | None:
+        return None if self.turn_id is None else trace_id(self.session_id, self.turn_id)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the turn's root span (16 hex digits): with trace_id, "
+                    "a client's own spans (playback, say) join the turn's trace as its "
+                    "children (traceparent 00-<trace_id>-<span_id>-01)")
+    @property
+    def span_id(self) -> str | None:
+        trace = self.trace_id
+        return None if trace is None else root_span_id(trace)
 
 
 class SessionCreated(EventBase):

@@ -15,12 +15,14 @@ them beside the message; the plain text one ignores them.
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["adopt", "bind_session", "carrier", "install_log_context", "turn_context"]
+from schemas import derived_id, root_span_id, trace_id
+
+__all__ = ["adopt", "bind_session", "carrier", "derived_id", "install_log_context",
+           "root_span_id", "trace_id", "turn_context"]
 
 _SESSION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "voxline_session_id", default=None)
@@ -60,21 +62,6 @@ def adopt(context: Mapping[str, str] | None) -> None:
     context = context or {}
     _SESSION.set(context.get("session_id"))
     _TURN.set(context.get("turn_id"))
-
-
-def trace_id(session_id: str, turn_id: str) -> str:
-    """The turn's trace id (as :func:`pipeline.tracing.turn_trace` derives it)."""
-    return derived_id(session_id, turn_id, size=32)
-
-
-def root_span_id(trace: str) -> str:
-    """The id of a turn's root span (``turn``), from its trace id."""
-    return derived_id(trace, "turn", size=16)
-
-
-def derived_id(*parts: str, size: int) -> str:
-    """``size`` hex digits derived from ``parts``: the same parts, the same id."""
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:size]
 
 
 def install_log_context() -> None:

@@ -66,3 +66,19 @@ def test_error_payload_carries_code_and_transient_bit() -> None:
     assert payload.details == {"horizon": "5-0"}
     assert err.http_status == 410
     assert schemas.EventLogError("down").to_payload().transient is True
+
+
+def test_a_turns_events_carry_its_trace_ids_derived_never_read() -> None:
+    text = schemas.InputText(session_id="s1", turn_id="t1",
+                             data=schemas.InputTextData(text="hi"))
+    assert text.trace_id == schemas.trace_id("s1", "t1")
+    assert text.span_id == schemas.root_span_id(text.trace_id)
+    assert len(text.trace_id) == 32 and len(text.span_id) == 16
+    wire = text.model_dump(mode="json")
+    assert (wire["trace_id"], wire["span_id"]) == (text.trace_id, text.span_id)
+    forged = {**wire, "trace_id": "0" * 32, "span_id": "0" * 16}
+    assert EVENT_ADAPTER.validate_python(forged).trace_id == text.trace_id
+    outside = schemas.SessionClosed(session_id="s1", data=schemas.SessionClosedData())
+    assert (outside.trace_id, outside.span_id) == (None, None)
+    other_turn = text.model_copy(update={"turn_id": "t2"})
+    assert other_turn.trace_id != text.trace_id
