@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any, ClassVar, NoReturn
 
 from pipeline.engines import LanguageModel, Synthesizer, Transcriber
+from pipeline.meters import StageCalls
 from pipeline.retrieval import Reranker
 from pipeline.tracing import carrier
 from schemas import (
@@ -45,14 +46,13 @@ _STAGE_CODES = {"stt": ErrorCode.STT_FAILED, "llm": ErrorCode.LLM_FAILED,
 def remote_error(exc: BaseException, stage: str) -> BaseException:
     """The error to raise for a failed remote call (see the module docstring)."""
     from ray.exceptions import RayActorError, RayTaskError
-    from ray.serve.exceptions import BackPressureError
 
     cause = exc.cause if isinstance(exc, RayTaskError) else exc
     if isinstance(cause, VoxlineError):
         if isinstance(exc, RayTaskError):  # a fresh instance: Ray's wrapper loses fields
             return _rebuild(cause)
         return cause
-    if isinstance(exc, BackPressureError):
+    if refused(exc):
         return OverloadedError(f"the {stage} stage is at capacity, try again shortly",
                                retry_after_ms=get_settings().admission.retry_after_ms,
                                stage=stage)
@@ -61,6 +61,13 @@ def remote_error(exc: BaseException, stage: str) -> BaseException:
                            transient=True, stage=stage)
     return EngineError(f"{stage} stage failed: {type(cause).__name__}: {cause}",
                        code=_STAGE_CODES[stage], stage=stage)
+
+
+def refused(exc: BaseException) -> bool:
+    """The call was refused at once: the deployment's queue was full."""
+    from ray.serve.exceptions import BackPressureError
+
+    return isinstance(exc, BackPressureError)
 
 
 def _rebuild(error: VoxlineError) -> VoxlineError:
@@ -77,28 +84,33 @@ class _RemoteStage:
     #: the deployment's streaming method
     method: ClassVar[str]
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, calls: StageCalls | None = None) -> None:
         super().__init__()  # no options: the replica has them
         self._handle = handle.options(stream=True)
         self._plain = handle
+        #: the replica's count of calls in flight and refused, per stage (its metrics)
+        self._calls = calls or StageCalls()
 
     async def _stream(self, request: Any, method: str | None = None) -> AsyncGenerator[Any, None]:
         # the session and turn go along: the replica's log records say whom it worked for
         response = getattr(self._handle, method or self.method).remote(request, carrier())
         finished = False
-        try:
+        with self._calls.call(self.stage):
             try:
-                async for item in response:
-                    yield item
-            except Exception as exc:
-                # Over already. Cancelling a response that failed raises its error again
-                # (a refused one's BackPressureError), which would replace ours.
+                try:
+                    async for item in response:
+                        yield item
+                except Exception as exc:
+                    # Over already. Cancelling a response that failed raises its error
+                    # again (a refused one's BackPressureError), which would replace ours.
+                    finished = True
+                    if refused(exc):
+                        self._calls.refused(self.stage)
+                    self._reraise(exc)
                 finished = True
-                self._reraise(exc)
-            finished = True
-        finally:
-            if not finished:  # the consumer left early: stop the replica's work
-                response.cancel()
+            finally:
+                if not finished:  # the consumer left early: stop the replica's work
+                    response.cancel()
 
     async def describe(self) -> dict[str, Any]:
         """What the replica runs (its engine's :meth:`~pipeline.engines.Engine.describe`,

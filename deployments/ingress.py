@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ray import serve
 
 from deployments._heap import freeze_startup_heap
+from deployments._replica import replica_name
 from deployments.api import Services, create_api, start_services
 from deployments.handles import (
     RemoteLanguageModel,
@@ -23,6 +24,7 @@ from deployments.handles import (
     RemoteSynthesizer,
     RemoteTranscriber,
 )
+from pipeline.meters import GatewayMeters
 from pipeline.tracing import install_log_context
 from pipeline.turn import TurnConfig
 from schemas import AdmissionSettings, ConfigurationError, Settings
@@ -84,14 +86,16 @@ class Gateway:
         install_log_context()  # a session's records say its session, turn and trace
         for chatty in ("aioice", "aiortc"):  # every ICE check at INFO: a call's noise
             logging.getLogger(chatty).setLevel(logging.WARNING)
+        meters = GatewayMeters(replica_name("gateway"))
         self.services: Services = await start_services(
             settings,
-            llm=RemoteLanguageModel(llm),
-            tts=RemoteSynthesizer(tts),
-            stt=RemoteTranscriber(stt),
+            llm=RemoteLanguageModel(llm, meters.stages),
+            tts=RemoteSynthesizer(tts, meters.stages),
+            stt=RemoteTranscriber(stt, meters.stages),
             turn_config=TurnConfig(**(turn or {})),
             workers=workers,
             reranker=None if reranker is None else RemoteReranker(reranker),
+            meters=meters,
         )
         freeze_startup_heap()  # the loop serves every socket: no walks of start-up objects
 

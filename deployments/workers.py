@@ -13,23 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from typing import Any
 
 from ray import serve
 
+from deployments._replica import replica_name
 from deployments.handles import RemoteSynthesizer, RemoteTranscriber
 from pipeline.log import EventLog, create_redis
 from schemas import ConfigurationError, Settings
 
 logger = logging.getLogger(__name__)
-
-
-def _consumer_name(kind: str) -> str:
-    try:
-        return f"{kind}-{serve.get_replica_context().replica_id.unique_id}"
-    except Exception:  # outside a replica (tests)
-        return f"{kind}-{uuid.uuid4().hex[:8]}"
 
 
 class _Consumers:
@@ -67,7 +60,7 @@ class NarratorReplica(_Consumers):
         from pipeline.workers import NarrationWorker, RefineWorker
 
         super().__init__(settings)
-        name = _consumer_name("narrator")
+        name = replica_name("narrator")
         narrator = NarrationWorker(self.log, RemoteSynthesizer(tts), consumer=name)
         refiner = RefineWorker(self.log, RemoteTranscriber(stt), consumer=name)
         self.workers = (narrator, refiner)
@@ -77,7 +70,14 @@ class NarratorReplica(_Consumers):
 @serve.deployment(name="Metrics", ray_actor_options={"num_cpus": 0.1})
 class MetricsReplica(_Consumers):
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
-        from pipeline.workers import MetricsConsumer, TurnMetrics, prometheus_endpoint
+        from pipeline.meters import ReplicaBoard, ReplicaCollector
+        from pipeline.workers import (
+            MetricsConsumer,
+            ReplicaMetrics,
+            TurnMetrics,
+            otlp_metrics,
+            prometheus_endpoint,
+        )
 
         super().__init__(settings)
         provider = None
@@ -89,9 +89,16 @@ class MetricsReplica(_Consumers):
             except OSError as exc:  # the port is taken: count anyway, say so in /readyz
                 logger.warning("no Prometheus endpoint on port %s: %s",
                                settings.metrics_port, exc)
+        if provider is None:  # no endpoint: to an OTLP backend, if one is named
+            provider = otlp_metrics()
         consumer = MetricsConsumer(self.log, TurnMetrics(provider),
-                                   consumer=_consumer_name("metrics"))
+                                   consumer=replica_name("metrics"))
         self.tasks = {"metrics": asyncio.create_task(consumer.run())}
+        if self.endpoint is not None:  # the Gateways' own counts, served beside the turns'
+            board = ReplicaBoard.for_interval(self.redis, settings.log.key_prefix,
+                                              settings.api.metrics_report_s)
+            replicas = ReplicaMetrics(self.log, ReplicaCollector().register(), board)
+            self.tasks["replicas"] = asyncio.create_task(replicas.run())
 
     async def status(self) -> dict[str, Any]:
         return {**await super().status(), "prometheus": self.endpoint}

@@ -143,6 +143,11 @@ class ApiSettings(BaseModel):
         description="how often a Gateway replica refreshes the /readyz answer in the "
         "background (probes answer from it at once, never queued behind turns)",
     )
+    metrics_report_s: float = Field(
+        default=5.0, gt=0, le=60,
+        description="how often a Gateway replica publishes its own counts (admission, "
+        "stage calls, log append and reader lag) for the metrics endpoint, through Redis",
+    )
     allowed_origins: tuple[str, ...] = Field(
         default=(),
         description="web pages (origins, JSON list) that may open sockets and send POSTs "

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from deployments.api._readiness import ReadinessMonitor
 from pipeline.engines import Engine
 from pipeline.log import EventLog, LogFanout, SessionState
+from pipeline.meters import GatewayMeters, ReplicaBoard, ReplicaReport
 from pipeline.retrieval import CollectionStore, Grounder, Reranker
 from pipeline.session import Admission, LiveSession, Permit, SessionEngines, SessionTokens
 from pipeline.turn import TurnConfig
@@ -65,6 +67,8 @@ class Services:
     grounder: Grounder | None = None
     #: live turns' spans go here (OTLP, when OTEL_EXPORTER_OTLP_* says where); None: off
     tracing: Any = None
+    #: what this replica counts about itself, published for the metrics endpoint
+    meters: GatewayMeters = field(default_factory=lambda: GatewayMeters(_local_name()))
     _session_permits: dict[LiveSession, Permit] = field(default_factory=dict)
     #: each stage's latest ready description: (when, of which engine, what it said)
     _descriptions: dict[str, tuple[float, Engine, dict[str, Any]]] = field(default_factory=dict)
@@ -75,9 +79,11 @@ class Services:
     tails: LogFanout = field(init=False)
     #: /readyz answers from this, refreshed in the background (never behind turns)
     readiness_monitor: ReadinessMonitor = field(init=False)
+    _reporting: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.tails = LogFanout(self.log)
+        self.log.on_append = self.meters.append_timed
+        self.tails = LogFanout(self.log, on_deliver=self.meters.delivered)
         self.readiness_monitor = ReadinessMonitor(
             self.readiness, refresh_s=self.settings.api.readiness_refresh_s)
 
@@ -198,6 +204,21 @@ class Services:
         return {"admission": self.admission.snapshot(),
                 "log_tail": {"readers": self.tails.subscribers, "sessions": self.tails.streams}}
 
+    def report(self) -> ReplicaReport:
+        """This replica's counts now (:class:`pipeline.meters.GatewayMeters`)."""
+        return self.meters.report(self.admission.snapshot(), draining=self.admission.draining,
+                                  readers=self.tails.subscribers, sessions=self.tails.streams)
+
+    def start_reporting(self) -> None:
+        """Publish :meth:`report` every ``api.metrics_report_s`` until :meth:`aclose`: the
+        Metrics deployment serves every replica's on its endpoint."""
+        if self._reporting is None:
+            board = ReplicaBoard.for_interval(self.redis, self.settings.log.key_prefix,
+                                              self.settings.api.metrics_report_s)
+            self._reporting = asyncio.create_task(
+                board.publish_every(self.report, self.settings.api.metrics_report_s),
+                name="replica-report")
+
     async def drain(self, grace_s: float, *, poll_s: float = 0.1) -> dict[str, int]:
         """The server is stopping: refuse new work (``server_draining``), give the turns
         running now ``grace_s`` to finish, then close every socket with
@@ -220,6 +241,10 @@ class Services:
 
     async def aclose(self) -> None:
         await self.readiness_monitor.aclose()
+        if self._reporting is not None:  # its report is withdrawn
+            self._reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporting
         for call in list(self.calls.values()):  # each releases its session
             with contextlib.suppress(Exception):
                 await call.hangup("shutdown")
@@ -249,6 +274,11 @@ async def close_to_resume(ws: WebSocket) -> None:
             await ws.close(code=RESUME_ELSEWHERE, reason="server_draining")
 
 
+def _local_name() -> str:
+    """A Gateway's name outside Serve (tests, the plain API server)."""
+    return f"gateway-{uuid.uuid4().hex[:8]}"
+
+
 def get_services(connection: HTTPConnection) -> Services:
     """FastAPI dependency (HTTP and WebSocket routes alike)."""
     services: Services | None = getattr(connection.app.state, "services", None)
@@ -269,6 +299,7 @@ async def start_services(
     turn_config: TurnConfig | None = None,
     workers: dict[str, Any] | None = None,
     reranker: Reranker | None = None,
+    meters: GatewayMeters | None = None,
 ) -> Services:
     """Connect to Redis, load the session token key and (unless given) the local VAD and
     end-of-turn model (none with ``VOXLINE_TURN__ENGINE=none``)."""
@@ -309,7 +340,7 @@ async def start_services(
     collections = CollectionStore(redis, settings.retrieval, settings.log.key_prefix)
     grounder = Grounder(collections, settings.retrieval, reranker=reranker,
                         history=settings.history)
-    return Services(
+    services = Services(
         collections=collections,
         grounder=grounder,
         settings=settings,
@@ -322,4 +353,7 @@ async def start_services(
         workers=dict(workers or {}),
         admission=Admission(settings.admission),
         tracing=otlp_tracing("voxline-gateway"),
+        meters=meters or GatewayMeters(_local_name()),
     )
+    services.start_reporting()
+    return services

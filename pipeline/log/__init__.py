@@ -10,7 +10,7 @@ a session's state is a fold over its events (:func:`fold`).
 from pipeline.log.consumer import Delivery, GroupReader, run_worker
 from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, LogPage
 from pipeline.log.fanout import LogFanout
-from pipeline.log.feeds import FeedReader
+from pipeline.log.feeds import FeedReader, feed_groups
 from pipeline.log.history import message_tokens
 from pipeline.log.redis_client import create_redis, is_cluster
 from pipeline.log.state import SessionState, TurnState, fold
@@ -29,6 +29,7 @@ __all__ = [
     "StreamId",
     "TurnState",
     "create_redis",
+    "feed_groups",
     "fold",
     "is_cluster",
     "message_tokens",

@@ -37,7 +37,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +107,11 @@ class EventLog:
         settings: EventLogSettings | None = None,
         *,
         feed_types: Iterable[str] = DEFAULT_FEED_TYPES,
+        on_append: Callable[[float], None] | None = None,
     ) -> None:
         self.redis = redis
+        #: told each append's duration in seconds, retries included (a replica's meters)
+        self.on_append = on_append
         self.settings = settings or EventLogSettings()
         self.feed_types = frozenset(feed_types)
         self.keys = LogKeys(self.settings.key_prefix,
@@ -179,9 +182,12 @@ class EventLog:
             raise ValueError("nothing to append")
         restampable = all(event.id is None for event in events)
         batch = self.stamp(events)
+        started = time.perf_counter()
         for _ in range(_CONFLICT_RETRIES):
             status, value = await self._append_through_outage(batch)
             if status == b"ok" or status == b"dup":
+                if self.on_append is not None:
+                    self.on_append(time.perf_counter() - started)
                 return AppendResult(tuple(batch), int(value), duplicate=status == b"dup")
             # conflict: value is the stream's last id
             if not restampable:

@@ -40,7 +40,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,9 +140,12 @@ class LogFanout:
     stops with :meth:`aclose`.
     """
 
-    def __init__(self, log: EventLog, *, block_ms: int = 2000) -> None:
+    def __init__(self, log: EventLog, *, block_ms: int = 2000,
+                 on_deliver: Callable[[int], None] | None = None) -> None:
         self.log = log
         self.block_ms = block_ms
+        #: told the time (``ts``, ms) of each event as it is handed to its readers
+        self.on_deliver = on_deliver
         self.reader_id = uuid.uuid4().hex
         self._reads: dict[int, _Read] = {}
         self._wakers: set[asyncio.Task[None]] = set()
@@ -349,6 +352,8 @@ class LogFanout:
                 event = decode_entry(stream.session_id, entry_id, raw)
                 number = entry_number(raw)
                 stream.cursor = StreamId.parse(entry_id)
+                if self.on_deliver is not None and stream.subscribers:
+                    self.on_deliver(event.ts)
                 for subscriber in list(stream.subscribers):
                     if not subscriber.push(event, number):
                         stream.subscribers.discard(subscriber)

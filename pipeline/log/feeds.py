@@ -20,12 +20,13 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log.consumer import Delivery, GroupReader
 from schemas import EventLogSettings
 
-__all__ = ["FeedReader"]
+__all__ = ["FeedReader", "feed_groups"]
 
 
 class FeedReader:
@@ -125,3 +126,27 @@ def _retrieved(task: asyncio.Task[list[Delivery]]) -> None:
     left over when the worker stops must not be logged as "never retrieved"."""
     if not task.cancelled():
         task.exception()
+
+
+async def feed_groups(redis: Redis, streams: Sequence[str]) -> dict[str, tuple[int | None, int]]:
+    """Each consumer group of ``streams``: (entries not yet delivered to it, entries
+    delivered and not acknowledged), summed over the streams. The first is None where
+    Redis cannot tell (``XINFO GROUPS``' ``lag``: after a trim or an ``XDEL`` it may not
+    know). A stream not yet made has no groups."""
+    groups: dict[str, tuple[int | None, int]] = {}
+    for stream in streams:
+        try:
+            infos: list[dict[str, object]] = await redis.xinfo_groups(stream)
+        except ResponseError:  # no such key yet
+            continue
+        for info in infos:
+            name = _text(info["name"])
+            lag, pending = groups.get(name, (0, 0))
+            more = info.get("lag")
+            groups[name] = (None if lag is None or more is None else lag + int(str(more)),
+                            pending + int(str(info["pending"])))
+    return groups
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

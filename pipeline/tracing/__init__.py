@@ -10,8 +10,10 @@ from pipeline.tracing.live import (
     DerivedIds,
     TurnSpans,
     call_span,
+    otlp_configured,
     otlp_tracing,
     record_trace,
+    turn_root_context,
 )
 from pipeline.tracing.log_context import (
     adopt,
@@ -33,11 +35,13 @@ __all__ = [
     "call_span",
     "carrier",
     "install_log_context",
+    "otlp_configured",
     "otlp_json",
     "otlp_tracing",
     "record_trace",
     "trace_id",
     "turn_context",
+    "turn_root_context",
     "turn_trace",
     "turn_traces",
 ]

@@ -25,9 +25,11 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
 from pipeline.tracing.from_log import Attribute, Span, TurnTrace, turn_trace
+from pipeline.tracing.log_context import root_span_id, trace_id
 from schemas import Event, ResponseAudioChunk
 
-__all__ = ["DerivedIds", "TurnSpans", "call_span", "otlp_tracing", "record_trace"]
+__all__ = ["DerivedIds", "TurnSpans", "call_span", "otlp_configured", "otlp_tracing",
+           "record_trace", "turn_root_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +121,23 @@ class TurnSpans:
                     record_trace(self.tracer, traced)
 
 
+def otlp_configured(signal: str) -> bool:
+    """Whether the standard variables ask for OTLP export of ``signal`` (``traces``,
+    ``metrics``): ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT``
+    set, and the SDK not turned off (``OTEL_SDK_DISABLED=true``)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"))
+
+
 def otlp_tracing(service: str) -> Any | None:
     """A tracer provider exporting over OTLP (HTTP/protobuf) where the standard variables
     ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``;
     the exporter reads them, its headers and timeout too; ``OTEL_SDK_DISABLED=true`` turns
     it off); None otherwise, and then nothing is traced: no span is made, nothing costs.
     Its owner calls ``shutdown()`` when done (what is batched is sent)."""
-    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
-        return None
-    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if not otlp_configured("traces"):
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -154,3 +163,13 @@ def call_span(tracer: Any, name: str, context: Mapping[str, str] | None,
     parent = TraceContextTextMapPropagator().extract(carrier=dict(context))
     return tracer.start_span(name, context=parent, kind=trace.SpanKind.SERVER,
                              attributes=attributes)
+
+
+def turn_root_context(session_id: str, turn_id: str) -> Any:
+    """An OpenTelemetry context whose current span is the turn's root (its derived ids,
+    sampled): a histogram recorded in it keeps the turn's trace and span ids as its
+    exemplar, so a slow bucket of a latency chart links to the trace that made it."""
+    ids = trace_id(session_id, turn_id)
+    root = trace.SpanContext(int(ids, 16), int(root_span_id(ids), 16), is_remote=True,
+                             trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    return trace.set_span_in_context(trace.NonRecordingSpan(root))

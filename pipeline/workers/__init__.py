@@ -3,7 +3,8 @@
 Each worker is a consumer group on the feed stream (:class:`FeedWorker`): auto-play
 narration of finished text replies (:class:`NarrationWorker`), high-quality
 re-transcription (:class:`RefineWorker`) and per-stage latency metrics
-(:class:`MetricsConsumer`, from the pure measures in :mod:`~pipeline.workers.measures`).
+(:class:`MetricsConsumer`, from the pure measures in :mod:`~pipeline.workers.measures`),
+with the Gateway replicas' own counts beside them (:class:`ReplicaMetrics`).
 """
 
 from pipeline.workers.feed_worker import FeedEntry, FeedWorker, Job, Lease, LeaseBusy, LeaseLost
@@ -20,10 +21,12 @@ from pipeline.workers.metrics import (
     METRICS_FEED_TYPES,
     MetricsConsumer,
     TurnMetrics,
+    otlp_metrics,
     prometheus_endpoint,
 )
 from pipeline.workers.narration import NarrationWorker, narration_pieces
 from pipeline.workers.refine import RefineWorker
+from pipeline.workers.replica_metrics import ReplicaMetrics
 from pipeline.workers.timeline import PARTS, LatencyParts, TurnTimeline
 
 __all__ = [
@@ -41,11 +44,13 @@ __all__ = [
     "MetricsConsumer",
     "NarrationWorker",
     "RefineWorker",
+    "ReplicaMetrics",
     "SessionScan",
     "TurnMeasure",
     "TurnMetrics",
     "TurnTimeline",
     "narration_pieces",
+    "otlp_metrics",
     "prometheus_endpoint",
     "scan_session",
     "turn_metrics",

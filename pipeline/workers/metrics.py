@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pipeline.log import DEFAULT_FEED_TYPES, Delivery, EventLog, FeedReader, run_worker
+from pipeline.tracing import otlp_configured, turn_root_context
 from pipeline.workers.measures import (
     DEFAULT_MIN_SPEECH_MS,
     STAGES,
@@ -53,6 +54,7 @@ __all__ = [
     "SessionScan",
     "TurnMeasure",
     "TurnMetrics",
+    "otlp_metrics",
     "prometheus_endpoint",
     "scan_session",
     "turn_metrics",
@@ -143,10 +145,13 @@ class TurnMetrics:
         """
         if not turn.finished:
             raise ValueError(f"turn {turn.turn_id} is still open")
+        # each latency's exemplar names the turn's trace (ids derived as the trace's are)
+        context = turn_root_context(turn.session_id, turn.turn_id)
         for stage, ms in turn.stages.items():
-            self.stage_ms.record(ms, {"stage": stage, "mode": turn.mode, "source": turn.source})
+            self.stage_ms.record(ms, {"stage": stage, "mode": turn.mode, "source": turn.source},
+                                 context=context)
         for part, ms in turn.parts.items():
-            self.part_ms.record(ms, {"part": part, "source": turn.source})
+            self.part_ms.record(ms, {"part": part, "source": turn.source}, context=context)
         if "preemptive_head_start" in turn.parts:
             self.speculations_adopted.add(1)
         self.turns.add(1, {"status": turn.status, "mode": turn.mode, "source": turn.source})
@@ -164,20 +169,43 @@ class TurnMetrics:
 
 
 def prometheus_endpoint(host: str = "127.0.0.1", port: int = 9464) -> MeterProvider:
-    """Serve ``/metrics`` on ``host:port`` and return a ``MeterProvider`` that feeds it.
+    """Serve ``/metrics`` on ``host:port`` and return a ``MeterProvider`` that feeds it
+    (and, where the ``OTEL_*`` variables ask for it, exports over OTLP too:
+    :func:`otlp_metrics`).
 
     Once per process: the reader registers with prometheus_client's global registry.
     Pass the provider to :class:`TurnMetrics` (or set it as the global one).
     """
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-    from opentelemetry.sdk.resources import Resource
     from prometheus_client import start_http_server
 
     start_http_server(port, addr=host)  # first: a taken port fails before anything registers
-    reader = PrometheusMetricReader()
-    resource = Resource.create({"service.name": "voxline"})
-    return SdkMeterProvider(metric_readers=[reader], resource=resource)
+    return _provider([PrometheusMetricReader()])
+
+
+def otlp_metrics() -> MeterProvider | None:
+    """A ``MeterProvider`` exporting over OTLP (HTTP/protobuf) where the standard
+    variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._METRICS_ENDPOINT``;
+    ``OTEL_METRIC_EXPORT_INTERVAL``, default 60 s); None otherwise.
+
+    OTLP carries the latency histograms' exemplars (each names a turn's trace: see
+    :meth:`TurnMetrics.record_turn`); the Prometheus text the endpoint serves has none
+    (OpenTelemetry's Prometheus reader writes no exemplars)."""
+    return _provider([]) if otlp_configured("metrics") else None
+
+
+def _provider(readers: list[Any]) -> MeterProvider:
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+    from opentelemetry.sdk.resources import Resource
+
+    if otlp_configured("metrics"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        logger.info("exporting turn metrics over OTLP")
+    resource = Resource.create({"service.name": "voxline-metrics"})
+    return SdkMeterProvider(metric_readers=readers, resource=resource)
 
 
 # ---- consuming --------------------------------------------------------------------------

@@ -37,8 +37,13 @@ FACADES = {
     "pipeline.log": [
         "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
         "LogFanout",
-        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "fold", "is_cluster",
-        "message_tokens", "run_worker",
+        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "feed_groups", "fold",
+        "is_cluster", "message_tokens", "run_worker",
+    ],
+    "pipeline.meters": [
+        "AdmissionCounts", "FAST_BUCKETS_MS", "FeedGroupLag", "GatewayMeters", "Histogram",
+        "HistogramData", "ReplicaBoard", "ReplicaCollector", "ReplicaReport", "StageCalls",
+        "StageCounts",
     ],
     "pipeline.audio": [
         "AudioEncoder", "CONTENT_TYPES", "Commit", "EndpointConfig", "EndpointEvent",
@@ -80,9 +85,9 @@ FACADES = {
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",
         "LatencyParts", "METRICS_FEED_TYPES", "MetricsConsumer", "NarrationWorker", "PARTS",
-        "RefineWorker", "STAGES",
+        "RefineWorker", "ReplicaMetrics", "STAGES",
         "SessionScan", "TurnMeasure", "TurnMetrics", "TurnTimeline", "narration_pieces",
-        "prometheus_endpoint", "scan_session", "turn_metrics", "vad_tail_ms",
+        "otlp_metrics", "prometheus_endpoint", "scan_session", "turn_metrics", "vad_tail_ms",
     ],
     "pipeline.openai_realtime": [
         "BETA_NAMES", "ClientActions", "ClientEvent", "ClientTranslator", "Frame",
@@ -96,8 +101,8 @@ FACADES = {
     "pipeline.tracing": [
         "DerivedIds", "Span", "TurnSpans", "TurnTrace", "adopt", "bind_session", "call_span",
         "carrier",
-        "install_log_context", "otlp_json", "otlp_tracing", "record_trace", "trace_id",
-        "turn_context", "turn_trace", "turn_traces",
+        "install_log_context", "otlp_configured", "otlp_json", "otlp_tracing", "record_trace",
+        "trace_id", "turn_context", "turn_root_context", "turn_trace", "turn_traces",
     ],
     "pipeline.webrtc": [
         "CALL_RATE", "EVENTS_CHANNEL", "InOrderBuffer", "ReplyTrack", "WebRtcCall",

@@ -21,8 +21,9 @@ from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
 from voxline.server import running_server
 
-#: what the app's processes are given to trace with (export soon after each turn)
-_TRACING = {"OTEL_BSP_SCHEDULE_DELAY": "200"}
+#: what the app's processes are given to trace with (export soon after each turn, and
+#: the metrics every second)
+_TRACING = {"OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 spans (the turn and its stages, as ``voxline trace`` rebuilds them from the log: the
 same ids and times) and a span from each stage replica's process (Transcriber,
 LanguageModel, Synthesizer), each the child of the turn's root span, all sent over OTLP
-to the session's receiver (``otlp`` in conftest)."""
+to the session's receiver (``otlp`` in conftest). The Metrics deployment's latency
+histograms, exported over OTLP too, carry the turn's trace as their exemplars."""
 
 from __future__ import annotations
 
@@ -56,3 +57,14 @@ async def test_a_voice_turn_is_one_trace_across_the_gateway_and_the_stages(
         calls = [r.span for r in received if r.service == service]
         assert calls and all(s.name == name for s in calls), (service, calls)
         assert all(s.parent_span_id.hex() == logged.root.span_id for s in calls)
+    # the turn's measured latencies point back at its trace
+    for _ in range(300):  # measured once the turn's feed entry is read; sent every second
+        if {e.metric for e in otlp.exemplars_of(logged.trace_id)} >= {
+                "voxline.turn.stage.duration", "voxline.turn.first_audio_part.duration"}:
+            break
+        await asyncio.sleep(0.1)
+    exemplars = otlp.exemplars_of(logged.trace_id)
+    stages = {e.attributes.get("stage") for e in exemplars
+              if e.metric == "voxline.turn.stage.duration"}
+    assert {"stt", "time_to_first_audio"} <= stages, exemplars
+    assert {e.span_id for e in exemplars} == {logged.root.span_id}

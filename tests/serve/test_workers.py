@@ -1,5 +1,6 @@
 """The background workers inside the real Serve app: auto-play narration reaches a
-connected client live, metrics reach the Prometheus endpoint, ``voxline talk`` works."""
+connected client live, metrics reach the Prometheus endpoint (and a real Prometheus),
+``voxline talk`` works."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from tests.serve._app import App
+from tests.support.prometheus import alert_rules, prometheus_server, query, until_all_answer
 from voxline.client import VoxlineClient
 from voxline.talk import talk
 
@@ -55,6 +57,36 @@ async def test_metrics_reach_the_prometheus_endpoint(app: App, client: VoxlineCl
                 break
             await asyncio.sleep(0.5)
     assert "voxline_turns_total" in text and "voxline_sessions_total" in text
+
+
+async def test_a_real_prometheus_scrapes_the_apps_metrics(
+    app: App, client: VoxlineClient, tmp_path: Path
+) -> None:
+    """The Metrics deployment's endpoint, scraped by Debian's Prometheus after a turn:
+    every alert rule evaluates without error, and the Gateway replica's own series
+    (admission, stage calls, log appends and reader lag, feed groups) and the turn
+    series have data."""
+    [m async for m in client.chat_stream("What is the capital of Peru?", sampling=GREEDY)]
+    port = app.settings.metrics_port
+    with prometheus_server([f"127.0.0.1:{port}"], tmp_path) as prometheus:
+        missing = until_all_answer(prometheus, [
+            'up{job="voxline-metrics"} == 1',
+            'voxline_admission_limit{kind="turns"}',
+            'voxline_admission_in_use{kind="sessions"}',
+            'voxline_stage_calls_total{stage="llm"} > 0',
+            "voxline_stage_calls_in_flight",
+            "voxline_log_append_duration_milliseconds_count > 0",
+            "voxline_log_tail_lag_milliseconds_count > 0",
+            "voxline_log_tail_readers",
+            'voxline_feed_pending_entries{group="metrics"}',
+            'voxline_turns_total{source="text"} > 0',
+        ], wait_s=90)
+        assert not missing, missing
+        replicas = query(prometheus, "voxline_admission_limit")
+        assert isinstance(replicas, list)
+        assert all(r["metric"]["replica"].startswith("gateway-") for r in replicas)
+        for rule in alert_rules(prometheus):
+            assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
 
 
 async def test_talk_with_text(app: App, tmp_path: Path) -> None:

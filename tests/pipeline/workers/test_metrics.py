@@ -14,10 +14,13 @@ import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
 import schemas as s
 from pipeline.log import Delivery, EventLog
+from pipeline.meters import FeedGroupLag, GatewayMeters, ReplicaCollector
+from pipeline.tracing import turn_trace
 from pipeline.workers import (
     METRICS_FEED_TYPES,
     STAGES,
@@ -216,6 +219,26 @@ def test_recorded_histograms_hold_the_scripted_turn(
                           "tts_first_chunk"}
     assert sum(parts.values()) == VOICE_STAGES["time_to_first_audio"]
     assert not points(reader, "voxline.speculations.adopted")  # not a preemptive reply
+
+
+def test_each_latency_keeps_its_turns_trace_as_exemplar(
+    metrics: TurnMetrics, reader: InMemoryMetricReader
+) -> None:
+    events = stamp(voice_turn("t1", 10_000))
+    metrics.record_turn(turn_metrics(events, "t1"))
+    traced = turn_trace(SESSION, "t1", events)
+    assert traced is not None
+    data = reader.get_metrics_data()  # once: a collection hands the exemplars over
+    assert data is not None
+    histograms = [m for rm in data.resource_metrics for sm in rm.scope_metrics
+                  for m in sm.metrics if m.name in ("voxline.turn.stage.duration",
+                                                    "voxline.turn.first_audio_part.duration")]
+    assert len(histograms) == 2
+    for point in (p for m in histograms for p in m.data.data_points):
+        [exemplar] = point.exemplars
+        assert format(exemplar.trace_id, "032x") == traced.trace_id
+        assert format(exemplar.span_id, "016x") == traced.root.span_id
+        assert exemplar.value == point.sum
 
 
 def test_text_turn_starts_at_the_text_and_ignores_later_narration() -> None:
@@ -497,7 +520,9 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
     ):
         assert label in body, label
 
-    # the Grafana dashboard queries exactly these names, labels and stages
+    # the Grafana dashboard queries exactly these names, labels and stages, and those a
+    # Gateway replica reports (served by the same endpoint: the Metrics deployment's)
+    samples |= {line.split("{")[0] for line in _replica_lines() if not line.startswith("#")}
     dashboard = json.loads((ROOT / "cluster" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", ())]
     assert len(exprs) >= 10
@@ -508,9 +533,22 @@ def test_prometheus_endpoint_serves_the_metric_names() -> None:
         n.strip() for e in exprs for g in re.findall(r"by \(([^)]*)\)", e) for n in g.split(",")
     }
     assert labels <= {"le", "stage", "mode", "source", "status", "event", "code", "reason",
-                      "part"}
+                      "part", "kind", "replica", "group"}
     stages = {st for e in exprs for m in re.findall(r'stage=~?"([^"]+)"', e) for st in m.split("|")}
     assert stages and stages <= set(STAGES)
+
+
+def _replica_lines() -> list[str]:
+    """What the endpoint serves of one Gateway replica's report and one feed group."""
+    meters = GatewayMeters("gateway-a")
+    meters.append_timed(0.001)
+    meters.stages.refused("llm")
+    collector = ReplicaCollector()
+    collector.update([meters.report({"turns": {"in_use": 0, "limit": 1, "refused": 0}})],
+                     {"metrics": FeedGroupLag(0, 0)})
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry).decode().splitlines()
 
 
 def test_a_preemptive_reply_is_counted_adopted_with_its_head_start(
