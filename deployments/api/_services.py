@@ -28,6 +28,7 @@ from pipeline.log import EventLog, LogFanout, SessionState
 from pipeline.meters import GatewayMeters, ReplicaBoard, ReplicaReport
 from pipeline.retrieval import CollectionStore, Grounder, Reranker
 from pipeline.session import Admission, LiveSession, Permit, SessionEngines, SessionTokens
+from pipeline.tracing import DeliverySpans
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
@@ -203,6 +204,12 @@ class Services:
         Redis connection."""
         return {"admission": self.admission.snapshot(),
                 "log_tail": {"readers": self.tails.subscribers, "sessions": self.tails.streams}}
+
+    def deliveries(self, reader: str) -> DeliverySpans | None:
+        """Spans of a ``reader``'s deliveries (tracing on); None: nothing is traced."""
+        if self.tracing is None:
+            return None
+        return DeliverySpans(self.tracing.get_tracer("voxline"), reader)
 
     def report(self) -> ReplicaReport:
         """This replica's counts now (:class:`pipeline.meters.GatewayMeters`)."""

@@ -27,6 +27,7 @@ from deployments.api._sse import resync_required
 from pipeline.aio import aclose_stream, reraise_lost_cancel
 from pipeline.log import LogFanout
 from pipeline.session import LiveSession
+from pipeline.tracing import DeliverySpans
 from schemas import (
     ErrorCode,
     ErrorEvent,
@@ -94,12 +95,15 @@ class LogSender:
     """
 
     def __init__(
-        self, ws: WebSocket, tails: LogFanout, session_id: str, framing: Framing
+        self, ws: WebSocket, tails: LogFanout, session_id: str, framing: Framing,
+        deliveries: DeliverySpans | None = None,
     ) -> None:
         self.ws = ws
         self.tails = tails
         self.session_id = session_id
         self.framing = framing
+        #: tracing on: what a listener waits for becomes a span once it is sent
+        self.deliveries = deliveries
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
         self._go = asyncio.Event()
@@ -148,6 +152,8 @@ class LogSender:
                 for frame in self.framing.frames(event):
                     async with self._lock:
                         await self.ws.send_text(frame)
+                if self.deliveries is not None:
+                    self.deliveries.delivered(event)
                 self.sent += 1
                 if event.type == "session.closed":
                     await self.ws.close(code=1000, reason="session closed")

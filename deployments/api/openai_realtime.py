@@ -98,7 +98,8 @@ async def openai_realtime(
         await refuse(ws, exc, framing.refusal(session_id or "", exc))
         return
     follow_session(translator, services, session)
-    sender = LogSender(ws, services.tails, session.session_id, framing)
+    sender = LogSender(ws, services.tails, session.session_id, framing,
+                       services.deliveries("openai_realtime"))
     if not last_event_id:  # the greeting: its id is the log position the socket starts at
         extension = {"session_id": session.session_id, "token": token,
                      "resume": "reconnect with ?session_id=&token=&last_event_id="}

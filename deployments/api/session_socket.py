@@ -77,7 +77,8 @@ async def session_socket(
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await ws.send_text(SessionCreated(session_id=session_id, data=SessionCreatedData(
                 settings=session.settings)).model_dump_json())
-    sender = LogSender(ws, services.tails, session_id, framing)
+    sender = LogSender(ws, services.tails, session_id, framing,
+                       services.deliveries("socket"))
     if last_event_id:
         sender.start(last_event_id)
     else:

@@ -121,7 +121,8 @@ async def media_stream(ws: WebSocket) -> None:
     translator = CallTranslator(start.start.stream_sid,
                                 lambda: session.settings.interruptions, on_clear=heard)
     # Twilio reads no error frame: a refusal is the close code and reason
-    sender = LogSender(ws, services.tails, session.session_id, JsonFraming(translator))
+    sender = LogSender(ws, services.tails, session.session_id, JsonFraming(translator),
+                       services.deliveries("twilio"))
     sender.start(session.state.last_event_id)
     limits = services.settings.api
 

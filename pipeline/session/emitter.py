@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from pipeline.log import EventLog, SessionState
 from pipeline.session.follow import ends_turn
+from pipeline.tracing import Appended
 from schemas import ErrorEvent, Event, EventBase, HistorySettings, VoxlineError
 
 logger = logging.getLogger(__name__)
@@ -37,8 +39,9 @@ class SessionEmitter:
         self.state = state
         #: which past turns the fold keeps (those the LLM's dialogue history still shows)
         self.history = history
-        #: called with each event appended (tracing): one that fails is logged, not raised
-        self.observers: list[Callable[[Event], None]] = []
+        #: called with each event appended and when its append ran (tracing): one that
+        #: fails is logged, not raised
+        self.observers: list[Callable[[Event, Appended], None]] = []
         self._append_lock = asyncio.Lock()
 
     async def emit(self, *events: EventBase) -> list[Event]:
@@ -47,8 +50,11 @@ class SessionEmitter:
         The fold keeps only the turns the dialogue history still shows (checked when a
         turn starts or ends), so the state does not grow with the number of turns either.
         """
+        asked = time.time_ns()
         async with self._append_lock:
+            began = time.time_ns()
             result = await self.log.append_batch(events)
+            appended = Appended(asked, began, time.time_ns())
             for event in result.events:
                 self.state.apply(event)
             if any(e.type in _NEW_TURN or ends_turn(e) for e in result.events):
@@ -56,7 +62,7 @@ class SessionEmitter:
             for observe in self.observers:
                 for event in result.events:
                     try:
-                        observe(event)
+                        observe(event, appended)
                     except Exception:  # watching a turn must never break it
                         logger.exception("an observer of %s failed", self.session_id)
         return list(result.events)

@@ -7,6 +7,8 @@ every log record."""
 
 from pipeline.tracing.from_log import Span, TurnTrace, turn_trace, turn_traces
 from pipeline.tracing.live import (
+    Appended,
+    DeliverySpans,
     DerivedIds,
     TurnSpans,
     call_span,
@@ -26,6 +28,8 @@ from pipeline.tracing.log_context import (
 from pipeline.tracing.otlp import otlp_json
 
 __all__ = [
+    "Appended",
+    "DeliverySpans",
     "DerivedIds",
     "Span",
     "TurnSpans",

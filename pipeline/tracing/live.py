@@ -19,7 +19,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
@@ -28,8 +28,8 @@ from pipeline.tracing.from_log import Attribute, Span, TurnTrace, turn_trace
 from pipeline.tracing.log_context import root_span_id, trace_id
 from schemas import Event, ResponseAudioChunk
 
-__all__ = ["DerivedIds", "TurnSpans", "call_span", "otlp_configured", "otlp_tracing",
-           "record_trace", "turn_root_context"]
+__all__ = ["Appended", "DeliverySpans", "DerivedIds", "TurnSpans", "call_span",
+           "otlp_configured", "otlp_tracing", "record_trace", "turn_root_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,19 @@ MAX_TURNS = 4
 #: events gathered for one turn, at most (past it the turn is not traced)
 MAX_EVENTS = 4096
 _END = frozenset({"response.done", "response.cancelled"})
+#: the appends a turn's trace shows (each a ``log.append`` span): those of the events
+#: that mark its stages, its first text delta and each sentence's first audio chunk
+_MARKS = frozenset({"input.speech_stopped", "input.text", "transcript.final",
+                    "response.started", "response.done", "response.cancelled"})
+
+
+class Appended(NamedTuple):
+    """When an append of a session's events was asked for, began (the session's append
+    lock taken) and ended, in ns since the epoch."""
+
+    asked_ns: int
+    began_ns: int
+    ended_ns: int
 
 
 class DerivedIds(IdGenerator):
@@ -93,14 +106,20 @@ def record_trace(tracer: Any, turn: TurnTrace) -> None:
 class TurnSpans:
     """One session's turns, gathered from its events as they are appended and recorded
     when each ends (``response.done`` or ``response.cancelled``). Bounded: at most
-    :data:`MAX_TURNS` turns of :data:`MAX_EVENTS` events each; audio is not kept."""
+    :data:`MAX_TURNS` turns of :data:`MAX_EVENTS` events each; audio is not kept.
+
+    Live only, and recorded at once: a ``log.append`` span for each append that matters
+    (:data:`_MARKS`, the first text delta, each sentence's first audio chunk), under the
+    turn's root, with how long it waited for the session's earlier appends. The log has
+    no such times, so ``voxline trace`` cannot show them."""
 
     def __init__(self, session_id: str, tracer: Any) -> None:
         self.session_id = session_id
         self.tracer = tracer
         self._turns: OrderedDict[str, list[Event]] = OrderedDict()
+        self._last_append: Appended | None = None
 
-    def observe(self, event: Event) -> None:
+    def observe(self, event: Event, appended: Appended | None = None) -> None:
         turn_id = event.turn_id
         if turn_id is None:
             return
@@ -109,6 +128,9 @@ class TurnSpans:
             events = self._turns[turn_id] = []
             while len(self._turns) > MAX_TURNS:
                 self._turns.popitem(last=False)
+        if appended is not None and appended != self._last_append and _marks(event, events):
+            self._last_append = appended  # one span per append, however many it marks
+            self._record_append(event, turn_id, appended)
         if len(events) < MAX_EVENTS:
             if isinstance(event, ResponseAudioChunk):  # its place and time, not its sound
                 event = event.without_audio()
@@ -119,6 +141,51 @@ class TurnSpans:
                 traced = turn_trace(self.session_id, turn_id, events)
                 if traced is not None:
                     record_trace(self.tracer, traced)
+
+    def _record_append(self, event: Event, turn_id: str, appended: Appended) -> None:
+        span = self.tracer.start_span(
+            "log.append", context=turn_root_context(self.session_id, turn_id),
+            start_time=appended.asked_ns,
+            attributes={"voxline.event": event.type,
+                        "voxline.waited_ms": (appended.began_ns - appended.asked_ns) / 1e6})
+        span.end(end_time=appended.ended_ns)
+
+
+class DeliverySpans:
+    """One reader's deliveries (a socket's, say) of the events of a turn that a listener
+    waits for, each sentence's first audio chunk and the reply's end, as ``deliver``
+    spans under the turn's root: from the event's append (its ``ts``) to its hand-over
+    to the client's connection. Live only, recorded as they happen."""
+
+    def __init__(self, tracer: Any, reader: str) -> None:
+        self.tracer = tracer
+        self.reader = reader
+
+    def delivered(self, event: Event) -> None:
+        if event.turn_id is None:
+            return
+        attributes: dict[str, Attribute] = {"voxline.event": event.type,
+                                            "voxline.reader": self.reader}
+        if isinstance(event, ResponseAudioChunk):
+            if event.data.chunk_index:
+                return
+            attributes["voxline.sentence_index"] = event.data.sentence_index
+        elif event.type not in _END:
+            return
+        span = self.tracer.start_span(
+            "deliver", context=turn_root_context(event.session_id, event.turn_id),
+            start_time=_ns(event.ts), attributes=attributes)
+        span.end()
+
+
+def _marks(event: Event, before: list[Event]) -> bool:
+    """Whether ``event``'s append is one a turn's trace shows (``before``: the turn's
+    events so far, ``event`` not among them yet)."""
+    if event.type in _MARKS:
+        return True
+    if event.type == "response.text.delta":
+        return not any(e.type == "response.text.delta" for e in reversed(before))
+    return isinstance(event, ResponseAudioChunk) and event.data.chunk_index == 0
 
 
 def otlp_configured(signal: str) -> bool:

@@ -1,7 +1,8 @@
 """Live traces over OTLP from the API (the Gateway's process, scripted engines, real
 Redis): with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, a turn's spans reach an OTLP receiver
 (HTTP/protobuf, in this test) when it ends, and they are the spans ``voxline trace``
-rebuilds from the session's log: the same trace id, span ids, parents and times."""
+rebuilds from the session's log: the same trace id, span ids, parents and times, and
+besides them only the live-only spans (``log.append``, ``deliver``) under the same root."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from tests.support.api_harness import call_api
 from tests.support.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.redis
+
+#: spans only a live trace has: the log keeps no append or delivery times
+LIVE_ONLY = {"log.append", "deliver"}
 
 
 @pytest.fixture
@@ -45,8 +49,14 @@ async def test_a_turns_spans_reach_the_otlp_receiver_as_the_log_has_them(
     assert turn_id is not None
     logged = turn_trace(session.session_id, turn_id, events)
     assert logged is not None
-    live = {r.span.span_id.hex(): r.span for r in receiver.received}
+    live_only = [r.span for r in receiver.received if r.span.name in LIVE_ONLY]
+    live = {r.span.span_id.hex(): r.span for r in receiver.received
+            if r.span.name not in LIVE_ONLY}
     assert set(live) == {span.span_id for span in logged.spans}
+    assert {span.name for span in live_only} == LIVE_ONLY  # the socket's, the emitter's
+    for extra in live_only:
+        assert extra.trace_id.hex() == logged.trace_id
+        assert extra.parent_span_id.hex() == logged.root.span_id
     for span in logged.spans:
         twin = live[span.span_id]
         assert twin.trace_id.hex() == logged.trace_id and twin.name == span.name

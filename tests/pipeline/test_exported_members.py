@@ -99,10 +99,10 @@ FACADES = {
         "TwilioMessage", "media_audio", "parse_message",
     ],
     "pipeline.tracing": [
-        "DerivedIds", "Span", "TurnSpans", "TurnTrace", "adopt", "bind_session", "call_span",
-        "carrier",
-        "install_log_context", "otlp_configured", "otlp_json", "otlp_tracing", "record_trace",
-        "trace_id", "turn_context", "turn_root_context", "turn_trace", "turn_traces",
+        "Appended", "DeliverySpans", "DerivedIds", "Span", "TurnSpans", "TurnTrace", "adopt",
+        "bind_session", "call_span", "carrier", "install_log_context", "otlp_configured",
+        "otlp_json", "otlp_tracing", "record_trace", "trace_id", "turn_context",
+        "turn_root_context", "turn_trace", "turn_traces",
     ],
     "pipeline.webrtc": [
         "CALL_RATE", "EVENTS_CHANNEL", "InOrderBuffer", "ReplyTrack", "WebRtcCall",

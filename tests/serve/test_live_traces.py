@@ -1,8 +1,9 @@
 """A voice turn through the real Serve app is one trace across processes: the Gateway's
 spans (the turn and its stages, as ``voxline trace`` rebuilds them from the log: the
 same ids and times) and a span from each stage replica's process (Transcriber,
-LanguageModel, Synthesizer), each the child of the turn's root span, all sent over OTLP
-to the session's receiver (``otlp`` in conftest). The Metrics deployment's latency
+LanguageModel, Synthesizer), each the child of the turn's root span, and, live only, the
+Gateway's log appends and socket deliveries, all sent over OTLP to the session's receiver
+(``otlp`` in conftest). The Metrics deployment's latency
 histograms, exported over OTLP too, carry the turn's trace as their exemplars."""
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ async def test_a_voice_turn_is_one_trace_across_the_gateway_and_the_stages(
     services = set(STAGES) | {"voxline-gateway"}
     for _ in range(300):  # each process sends its batch within its schedule delay
         seen = {r.service for r in otlp.spans_of(logged.trace_id)}
-        if services <= seen and any(r.span.name == "turn"
-                                    for r in otlp.spans_of(logged.trace_id)):
+        names = {r.span.name for r in otlp.spans_of(logged.trace_id)}
+        if services <= seen and {"turn", "deliver"} <= names:
             break
         await asyncio.sleep(0.1)
     received = otlp.spans_of(logged.trace_id)
@@ -57,6 +58,13 @@ async def test_a_voice_turn_is_one_trace_across_the_gateway_and_the_stages(
         calls = [r.span for r in received if r.service == service]
         assert calls and all(s.name == name for s in calls), (service, calls)
         assert all(s.parent_span_id.hex() == logged.root.span_id for s in calls)
+    # live only: the appends that matter, and the socket's deliveries, under the root
+    extra = [r.span for r in received if r.span.name in ("log.append", "deliver")]
+    assert {s.name for s in extra} == {"log.append", "deliver"}
+    assert all(s.parent_span_id.hex() == logged.root.span_id for s in extra)
+    delivered = {dict((a.key, a.value.string_value) for a in s.attributes)["voxline.event"]
+                 for s in extra if s.name == "deliver"}
+    assert {"response.audio.chunk", "response.done"} <= delivered
     # the turn's measured latencies point back at its trace
     for _ in range(300):  # measured once the turn's feed entry is read; sent every second
         if {e.metric for e in otlp.exemplars_of(logged.trace_id)} >= {

@@ -9,7 +9,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pipeline.tracing import DerivedIds, TurnSpans, otlp_tracing, turn_trace
+from pipeline.tracing import (
+    Appended,
+    DeliverySpans,
+    DerivedIds,
+    TurnSpans,
+    otlp_tracing,
+    turn_trace,
+)
 from pipeline.tracing.live import MAX_TURNS
 from tests.support.turn_events import SID, voice_turn
 
@@ -44,6 +51,62 @@ def test_a_turns_live_spans_are_its_logged_spans_with_the_same_ids_and_times() -
             assert f"{parent.span_id:016x}" == span.parent_id
     llm = live[("llm", None)]
     assert [e.name for e in llm.events] == ["first_token"]
+    provider.shutdown()
+
+
+def test_the_appends_that_matter_are_spans_of_the_turn_as_they_happen() -> None:
+    provider, exporter = _tracing()
+    spans = TurnSpans(SID, provider.get_tracer("test"))
+    events = voice_turn("t1")
+    logged = turn_trace(SID, "t1", events)
+    assert logged is not None
+    marked = []
+    for n, event in enumerate(events):
+        asked = event.ts * 10**6
+        appended = Appended(asked, asked + 200_000, asked + 700_000 + n)
+        spans.observe(event, appended)
+        if event.type in ("input.speech_stopped", "transcript.final", "response.started",
+                          "response.done") or (
+                event.type == "response.text.delta" and "response.text.delta" not in
+                {e.type for e in events[:n]}) or (
+                event.type == "response.audio.chunk" and event.data.chunk_index == 0):
+            marked.append((event.type, appended))
+        if event.type != "response.done":  # recorded as they happen, not at the turn's end
+            assert len([s for s in exporter.get_finished_spans()
+                        if s.name == "log.append"]) == len(marked)
+    appends = [s for s in exporter.get_finished_spans() if s.name == "log.append"]
+    assert [(s.attributes["voxline.event"], s.start_time, s.end_time) for s in appends] == [
+        (kind, a.asked_ns, a.ended_ns) for kind, a in marked]
+    assert {s.attributes["voxline.waited_ms"] for s in appends} == {0.2}
+    assert all(f"{s.parent.span_id:016x}" == logged.root.span_id  # type: ignore[union-attr]
+               and f"{s.context.trace_id:032x}" == logged.trace_id for s in appends)
+    # one span per append, however many of its events matter
+    again = Appended(1, 2, 3)
+    spans.observe(events[1].model_copy(update={"turn_id": "t2"}), again)
+    spans.observe(events[1].model_copy(update={"turn_id": "t2"}), again)
+    assert len([s for s in exporter.get_finished_spans() if s.name == "log.append"]) == len(
+        appends) + 1
+    provider.shutdown()
+
+
+def test_a_sockets_deliveries_of_first_chunks_and_the_end_are_spans_of_the_turn() -> None:
+    provider, exporter = _tracing()
+    deliveries = DeliverySpans(provider.get_tracer("test"), "socket")
+    events = voice_turn("t1")
+    for event in events:
+        deliveries.delivered(event)
+    logged = turn_trace(SID, "t1", events)
+    assert logged is not None
+    spans = exporter.get_finished_spans()
+    firsts = [e for e in events if e.type == "response.audio.chunk"
+              and e.data.chunk_index == 0]
+    assert [(s.attributes["voxline.event"], s.attributes.get("voxline.sentence_index"),
+             s.start_time) for s in spans] == [
+        *[("response.audio.chunk", e.data.sentence_index, e.ts * 10**6) for e in firsts],
+        ("response.done", None, events[-1].ts * 10**6)]
+    assert all(s.name == "deliver" and s.attributes["voxline.reader"] == "socket"
+               and f"{s.parent.span_id:016x}" == logged.root.span_id  # type: ignore[union-attr]
+               for s in spans)
     provider.shutdown()
 
 
