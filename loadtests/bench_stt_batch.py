@@ -75,7 +75,7 @@ def timed(fn: Any) -> tuple[float, float, Any]:
 def bench_engine(engine: Any, clips: list[bytes], sizes: list[int], repeats: int) -> dict[str, Any]:
     """Model calls alone: N streaming calls against one batched call (interleaved, so
     that other load on the machine hits both alike); best and median of ``repeats``."""
-    from pipeline.engines.faster_whisper import _Utterance
+    from pipeline.engines._whisper_windows import Utterance
     from schemas import TranscriptionRequest
 
     rows: dict[str, Any] = {}
@@ -88,7 +88,7 @@ def bench_engine(engine: Any, clips: list[bytes], sizes: list[int], repeats: int
             return [" ".join(s.text for s in engine._segments(r, "en")) for r in requests]
 
         def batched(requests: list[TranscriptionRequest] = requests) -> list[str]:
-            out = engine._batch_sync([_Utterance(r, "en") for r in requests])
+            out = engine._batch_sync([Utterance(r, "en") for r in requests])
             return [" ".join(s.text for s in segments) for segments in out]
 
         seq, bat = [], []

@@ -18,27 +18,22 @@ short utterance). Nothing waits forever: each call is bounded by its window, so 
 worker always comes back; :meth:`FasterWhisperTranscriber.close` wakes every waiting
 consumer with a transient ``EngineError``.
 
-Batching across requests (off by default). With ``batch_max_items`` > 1, short utterances
-of different sessions that end together are decoded in one CTranslate2 call: a short
-utterance (one 30 s window at most) with a known language, greedy, without a prompt or
-word timestamps (the voice-turn request) goes through a :class:`~pipeline.aio.Batcher`
-whose batch runs on the same worker thread: each utterance's features and encoding (one
-at a time: the encoder's products over 1500 positions are large already, and a stacked
-call costs more CPU, not less), one ``generate`` with a prompt per item, then each item's
-segments exactly as faster-whisper's ``transcribe`` makes them (same prompt, same
-decoding options, the same no-speech skip and timestamp split; what the first window
-leaves undecoded continues through ``transcribe`` from there). Everything else (files,
-long audio, detection) keeps the streaming path; a batched request's segments come all
-at once, after its batch. Why off: Whisper pads every utterance to 30 s, so the encoder,
-which batching cannot cheapen, is most of the cost, and the decoder's share that it can
-is a few per cent of a turn on two cores, while every item of a batch waits for the
-whole batch (``loadtests/bench_stt_batch.py`` has the figures).
+Batching across requests (off by default). With ``batch_max_items`` > 1, the voice-turn
+requests of different sessions that end together (short: one 30 s window, language known,
+greedy, no prompt, no word timestamps) go through a :class:`~pipeline.aio.Batcher` whose
+batch runs on the same worker thread, decoded one window each in one ``generate``
+(:mod:`pipeline.engines._whisper_windows`: the segments ``transcribe`` would make).
+Everything else (files, long audio, detection) keeps the streaming path; a batched
+request's segments come all at once, after its batch. Why off: Whisper pads every
+utterance to 30 s, so the encoder, which batching cannot cheapen, is most of the cost,
+and the decoder's share that it can is a few per cent of a turn on two cores, while every
+item of a batch waits for the whole batch (``loadtests/bench_stt_batch.py``).
 
 Quick requests (``TranscriptionRequest.quick``: the few words said over a held reply,
 which stays silent until they are judged). Whisper pads everything to 30 s and the
 encoder's cost follows the window, so a short quick request is decoded as a voice turn is
 (one window's tokens) but padded to ``quick_window_s`` only (15 s: about a third of the
-time, judged as well; see :data:`QUICK_WINDOW_S`), never batched, with its tokens bounded
+time, judged as well; see :data:`QUICKWINDOW_S`), never batched, with its tokens bounded
 by its length. A short window makes Whisper loop on a word now and then; such a transcript
 is decoded again in the full window.
 """
@@ -50,7 +45,6 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,6 +60,14 @@ from pipeline.audio import (
     rms_dbfs,
 )
 from pipeline.engines._whisper import WhisperModelOptions, whisper_model_path
+from pipeline.engines._whisper_windows import (
+    WINDOW_S,
+    Utterance,
+    decode_windows,
+    one_window,
+    stt_failure,
+    transcript_segment,
+)
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import Transcriber
 from schemas import (
@@ -83,16 +85,6 @@ logger = logging.getLogger(__name__)
 
 _RATE = 16000  # Whisper's rate
 _SETTING = "VOXLINE_STT__MODEL"
-_WINDOW_S = 30.0  # Whisper's window: a batched utterance fits in one
-
-
-@dataclass(frozen=True, slots=True)
-class _Utterance:
-    """A batched request and its Whisper language code."""
-
-    request: TranscriptionRequest
-    language: str
-
 
 #: defaults of the batching options (see loadtests/bench_stt_batch.py for the figures)
 BATCH_MAX_ITEMS = 1
@@ -102,7 +94,7 @@ BATCH_WAIT_MS = 0.0
 #: ~1,285 ms for 30 s, and judged as well (2 wrong of 27 each seed; 30 s: 3 and 2). At
 #: 10 s, ~345 ms but 4 and 6 wrong (a cough heard as "I'm sorry."); at 5 s words repeat
 #: ("Stop. Stop. Stop. ..."); tiny.en, weaker, mishears more at 10 s than at 15 s
-QUICK_WINDOW_S = 15.0
+QUICKWINDOW_S = 15.0
 #: a quick request's tokens at most: its prompt and timestamps, and far more words a
 #: second than anyone speaks (a looping decoder stops there)
 _QUICK_TOKENS = 24
@@ -136,24 +128,12 @@ class FasterWhisperOptions(WhisperModelOptions):
         "those that queued behind a running call share it",
     )
     quick_window_s: float = Field(
-        default=QUICK_WINDOW_S,
+        default=QUICKWINDOW_S,
         ge=5.0,
-        le=_WINDOW_S,
+        le=WINDOW_S,
         description="the window a quick request (TranscriptionRequest.quick) is encoded in, "
         "when its audio fits: the encoder's cost is about proportional to it; 30: "
         "Whisper's own window (quick requests as any other)",
-    )
-
-
-def _one_window(request: TranscriptionRequest, window_s: float) -> bool:
-    """Short enough for one window of ``window_s`` (the feature extractor pads the audio),
-    greedy, no prompt, no word timestamps: decodable as one window's tokens."""
-    seconds = len(request.audio) / 2 / request.sample_rate
-    return (
-        seconds <= window_s - 0.5
-        and request.temperature == 0
-        and not request.prompt
-        and not request.word_timestamps
     )
 
 
@@ -169,7 +149,7 @@ class FasterWhisperTranscriber(Transcriber):
         self._model: Any = None
         self._worker = ModelWorker(self.name, self.stage, thread_name="voxline-stt")
         # one batcher per event loop (tests run one loop per test; Serve has one)
-        self._batcher: Batcher[_Utterance, list[TranscriptSegment]] | None = None
+        self._batcher: Batcher[Utterance, list[TranscriptSegment]] | None = None
         self._batcher_loop: asyncio.AbstractEventLoop | None = None
         self._batches_running = 0
 
@@ -191,7 +171,7 @@ class FasterWhisperTranscriber(Transcriber):
         return self._worker.busy or waiting or self._batches_running > 0
 
     @property
-    def batcher(self) -> Batcher[_Utterance, list[TranscriptSegment]] | None:
+    def batcher(self) -> Batcher[Utterance, list[TranscriptSegment]] | None:
         """The batcher of the running event loop, if one was made (for stats and tests)."""
         return self._batcher
 
@@ -263,13 +243,13 @@ class FasterWhisperTranscriber(Transcriber):
         language = self._language(request.language)
         if language is not None and self._quick(request):
             # alone, never batched: a batch's encodings must be of one window's length
-            quick = await self._run_window(_Utterance(request, language))
+            quick = await self._run_window(Utterance(request, language))
             if quick is not None:
                 for segment in quick:
                     yield segment
                 return
         if language is not None and self._batchable(request):
-            for segment in await self._submit(_Utterance(request, language)):
+            for segment in await self._submit(Utterance(request, language)):
                 yield segment
             return
         # Unbounded on purpose: the recording bounds the segments, and a slow reader
@@ -283,14 +263,14 @@ class FasterWhisperTranscriber(Transcriber):
 
     def _batchable(self, request: TranscriptionRequest) -> bool:
         """A voice turn: short, greedy, no prompt, no word timestamps (language known)."""
-        return self.options.batch_max_items > 1 and _one_window(request, _WINDOW_S)
+        return self.options.batch_max_items > 1 and one_window(request, WINDOW_S)
 
     def _quick(self, request: TranscriptionRequest) -> bool:
         """A quick judgement that fits the quick window, decoded as a voice turn is."""
         window = self.options.quick_window_s
-        return request.quick and window < _WINDOW_S and _one_window(request, window)
+        return request.quick and window < WINDOW_S and one_window(request, window)
 
-    async def _run_window(self, utterance: _Utterance) -> list[TranscriptSegment] | None:
+    async def _run_window(self, utterance: Utterance) -> list[TranscriptSegment] | None:
         """One quick request in its short window, on the worker thread; None when the
         decoder looped (a short window makes Whisper repeat a word now and then: "m m m
         ..."), found as Whisper finds it, by the text's compression ratio: the request
@@ -311,7 +291,7 @@ class FasterWhisperTranscriber(Transcriber):
             return None
         return result
 
-    async def _submit(self, utterance: _Utterance) -> list[TranscriptSegment]:
+    async def _submit(self, utterance: Utterance) -> list[TranscriptSegment]:
         loop = asyncio.get_running_loop()
         if self._batcher is None or self._batcher_loop is not loop:
             self._batcher = Batcher(
@@ -334,7 +314,7 @@ class FasterWhisperTranscriber(Transcriber):
             raise
 
     async def _run_batch(
-        self, items: Sequence[_Utterance], window_s: float = _WINDOW_S,
+        self, items: Sequence[Utterance], window_s: float = WINDOW_S,
         max_length: int | None = None,
     ) -> list[list[TranscriptSegment] | BaseException]:
         """One batch on the worker thread (the batcher's, never cancelled by a caller), or
@@ -346,152 +326,23 @@ class FasterWhisperTranscriber(Transcriber):
         except VoxlineError:
             raise
         except Exception as exc:  # the batcher runs the items again one by one
-            raise self._failure(exc) from exc
+            raise stt_failure(exc) from exc
         finally:
             self._batches_running -= 1
 
     def _batch_sync(
-        self, items: Sequence[_Utterance], window_s: float = _WINDOW_S,
+        self, items: Sequence[Utterance], window_s: float = WINDOW_S,
         max_length: int | None = None,
     ) -> list[list[TranscriptSegment] | BaseException]:
-        """Transcribe short utterances with one encode and one generate (worker thread),
-        each padded to ``window_s``, at most ``max_length`` tokens each (the model's).
+        """One batch (or one quick request) on the worker thread
+        (:func:`~pipeline.engines._whisper_windows.decode_windows`)."""
+        return decode_windows(self._require_model(), self.options, items, self._audio,
+                              self._rest, window_s=window_s, max_length=max_length)
 
-        An item whose audio cannot be read fails alone; a failing model call raises, and
-        the batcher retries the items one by one."""
-        from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
-
-        model = self._require_model()
-        o = self.options
-        results: list[list[TranscriptSegment] | BaseException] = [[] for _ in items]
-        decoded: list[tuple[int, FloatAudio, int, Any]] = []  # index, audio, frames, tokenizer
-        windows = []
-        for index, item in enumerate(items):
-            try:
-                audio = self._audio(item.request.audio, item.request.sample_rate)
-                if rms_dbfs(audio) < o.silence_dbfs:
-                    continue  # silence: nothing, as the streaming path
-                features = model.feature_extractor(audio)
-                frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
-                window = round(window_s / model.feature_extractor.time_per_frame)
-                windows.append(pad_or_trim(features[:, :frames], window))
-                tokenizer = Tokenizer(
-                    model.hf_tokenizer,
-                    model.model.is_multilingual,
-                    task="transcribe",
-                    language=item.language,
-                )
-                decoded.append((index, audio, frames, tokenizer))
-            except VoxlineError as exc:
-                results[index] = exc
-            except Exception as exc:
-                results[index] = self._failure(exc)
-        if not decoded:
-            return results
-        # The encoder one window at a time: its matrix products (1500 positions) are large
-        # already, and on CPU a stacked call costs more, not less (bench_stt_batch.py).
-        # The decoder, a token per item per step, is what gains from rows.
-        import ctranslate2
-
-        encoder_output = ctranslate2.StorageView.from_array(
-            np.concatenate([np.asarray(model.encode(window)) for window in windows])
-        )
-        # What faster-whisper's generate_with_fallback passes for one temperature (0):
-        # the same call, one prompt per item.
-        outputs = model.model.generate(
-            encoder_output,
-            [
-                model.get_prompt(tokenizer, [], without_timestamps=False)
-                for _, _, _, tokenizer in decoded
-            ],
-            beam_size=o.beam_size,
-            patience=1.0,
-            length_penalty=1.0,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            max_length=min(max_length or model.max_length, model.max_length),
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(decoded[0][3], [-1]),
-            max_initial_timestamp_index=round(1.0 / model.time_precision),
-        )
-        for (index, audio, frames, tokenizer), output in zip(decoded, outputs, strict=True):
-            try:
-                results[index] = self._window_segments(
-                    model, audio, frames, tokenizer, output, items[index]
-                )
-            except VoxlineError as exc:
-                results[index] = exc
-            except Exception as exc:
-                results[index] = self._failure(exc)
-        return results
-
-    def _window_segments(
-        self,
-        model: Any,
-        audio: FloatAudio,
-        frames: int,
-        tokenizer: Any,
-        output: Any,
-        item: _Utterance,
-    ) -> list[TranscriptSegment]:
-        """One item's segments from its first window's tokens, as ``generate_segments``
-        makes them; the rest of the audio, if the window left some, decoded from there."""
-        o = self.options
-        tokens = output.sequences_ids[0]
-        avg_logprob = output.scores[0] * len(tokens) / (len(tokens) + 1)
-        if output.no_speech_prob > o.no_speech_threshold and avg_logprob <= o.log_prob_threshold:
-            return []  # the no-speech skip: the window (the whole utterance) is silence
-        time_per_frame = model.feature_extractor.time_per_frame
-        found, seek, _ = model._split_segments_by_timestamps(
-            tokenizer=tokenizer,
-            tokens=tokens,
-            time_offset=0.0,
-            segment_size=frames,
-            segment_duration=frames * time_per_frame,
-            seek=0,
-        )
-        segments = []
-        for segment in found:
-            text = tokenizer.decode(segment["tokens"])
-            if segment["start"] == segment["end"] or not text.strip():
-                continue
-            segments.append(
-                self._segment(text, segment["start"], segment["end"], (), item.language)
-            )
-        if seek < frames:  # the model stopped mid-window: go on from its last timestamp
-            rest, _ = self._final_segments(
-                audio, item.language, item.request, start_s=seek * time_per_frame
-            )
-            with contextlib.closing(rest):
-                segments.extend(
-                    self._segment(s.text, s.start, s.end, s.words, item.language)
-                    for s in rest
-                    if s.text.strip()
-                )
-        return segments
-
-    @staticmethod
-    def _segment(
-        text: str, start: float, end: float, words: Any, language: str
-    ) -> TranscriptSegment:
-        return TranscriptSegment(
-            text=text.strip(),
-            start_s=max(float(start), 0.0),
-            end_s=max(float(end), 0.0),
-            words=tuple((w.word.strip(), float(w.start), float(w.end)) for w in (words or ())),
-            language=language,
-        )
-
-    @staticmethod
-    def _failure(exc: Exception) -> EngineError:
-        logger.error("faster-whisper failed", exc_info=exc)
-        error = EngineError("transcription failed", code=ErrorCode.STT_FAILED, stage="stt")
-        error.__cause__ = exc
-        return error
+    def _rest(self, audio: FloatAudio, language: str, request: TranscriptionRequest,
+              start_s: float) -> Generator[Any, None, None]:
+        """The segments a window left undecoded, through ``transcribe`` from ``start_s``."""
+        return self._final_segments(audio, language, request, start_s=start_s)[0]
 
     # -- worker-thread side -------------------------------------------------------------
 
@@ -508,13 +359,13 @@ class FasterWhisperTranscriber(Transcriber):
                 for segment in segments:
                     if not segment.text.strip():
                         continue
-                    yield self._segment(
+                    yield transcript_segment(
                         segment.text, segment.start, segment.end, segment.words, detected
                     )
         except VoxlineError:
             raise
         except Exception as exc:
-            raise self._failure(exc) from exc
+            raise stt_failure(exc) from exc
 
     def _final_segments(
         self,

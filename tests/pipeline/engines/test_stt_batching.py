@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pipeline.engines import create_engine
-from pipeline.engines.faster_whisper import FasterWhisperTranscriber, _Utterance
+from pipeline.engines._whisper_windows import Utterance
+from pipeline.engines.faster_whisper import FasterWhisperTranscriber
 from schemas import (
     EngineError,
     ErrorCode,
@@ -159,7 +160,7 @@ async def test_a_failing_model_call_is_retried_one_by_one(
     run = FasterWhisperTranscriber._batch_sync
     bad = request(clips[3])
 
-    def batch(items: Sequence[_Utterance], *window: Any) -> Any:
+    def batch(items: Sequence[Utterance], *window: Any) -> Any:
         if any(item.request is bad for item in items):
             raise RuntimeError("the model broke")
         return run(batched, items, *window)
@@ -183,7 +184,7 @@ async def test_a_cancelled_request_never_cancels_another_in_its_batch(
     run = FasterWhisperTranscriber._batch_sync
     entered, release = threading.Event(), threading.Event()
 
-    def gated(items: Sequence[_Utterance], *window: Any) -> Any:
+    def gated(items: Sequence[Utterance], *window: Any) -> Any:
         entered.set()
         assert release.wait(HANG_S)
         return run(batched, items, *window)

@@ -1,0 +1,202 @@
+"""Short utterances decoded one Whisper window each, many in one model call.
+
+faster-whisper's ``transcribe`` decodes one request at a time, window by window. A voice
+turn's audio fits one window, so its tokens come from one ``generate`` over its encoding:
+many turns can share that call (batching across sessions), and a quick request can be
+encoded in a shorter window, the encoder's cost following the window's length.
+:func:`decode_windows` does for a list of utterances what ``transcribe`` does for one
+window (the same prompt and decoding options, the same no-speech skip and timestamp
+split); what the model leaves undecoded goes on through ``transcribe`` (``rest``).
+
+Plain functions over the loaded model, for the engine's worker thread: the engine
+(:mod:`pipeline.engines.faster_whisper`) decides which requests come here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.audio import FloatAudio, rms_dbfs
+from schemas import EngineError, ErrorCode, TranscriptionRequest, TranscriptSegment, VoxlineError
+
+__all__ = ["WINDOW_S", "Utterance", "decode_windows", "one_window", "stt_failure",
+           "transcript_segment"]
+
+logger = logging.getLogger(__name__)
+
+WINDOW_S = 30.0  # Whisper's window: a batched utterance fits in one
+
+#: (audio, language, request, start_s) → faster-whisper's lazy segments from ``start_s``
+Rest = Callable[[FloatAudio, str, TranscriptionRequest, float], Generator[Any, None, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """A request decoded in one window, and its Whisper language code."""
+
+    request: TranscriptionRequest
+    language: str
+
+
+class DecodeOptions(Protocol):
+    """The engine's options a window's decoding follows."""
+
+    @property
+    def beam_size(self) -> int: ...
+    @property
+    def no_speech_threshold(self) -> float: ...
+    @property
+    def log_prob_threshold(self) -> float: ...
+    @property
+    def silence_dbfs(self) -> float: ...
+
+
+def one_window(request: TranscriptionRequest, window_s: float) -> bool:
+    """Short enough for one window of ``window_s`` (the feature extractor pads the audio),
+    greedy, no prompt, no word timestamps: decodable as one window's tokens."""
+    seconds = len(request.audio) / 2 / request.sample_rate
+    return (
+        seconds <= window_s - 0.5
+        and request.temperature == 0
+        and not request.prompt
+        and not request.word_timestamps
+    )
+
+
+def decode_windows(
+    model: Any,
+    options: DecodeOptions,
+    items: Sequence[Utterance],
+    audio_of: Callable[[bytes, int], FloatAudio],
+    rest: Rest,
+    *,
+    window_s: float = WINDOW_S,
+    max_length: int | None = None,
+) -> list[list[TranscriptSegment] | BaseException]:
+    """Transcribe short utterances with one encode each and one generate for all, each
+    padded to ``window_s``, at most ``max_length`` tokens each (the model's).
+
+    An item whose audio cannot be read fails alone; a failing model call raises (the
+    engine's batcher then runs the items one by one)."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    results: list[list[TranscriptSegment] | BaseException] = [[] for _ in items]
+    decoded: list[tuple[int, FloatAudio, int, Any]] = []  # index, audio, frames, tokenizer
+    windows = []
+    for index, item in enumerate(items):
+        try:
+            audio = audio_of(item.request.audio, item.request.sample_rate)
+            if rms_dbfs(audio) < options.silence_dbfs:
+                continue  # silence: nothing, as the streaming path
+            features = model.feature_extractor(audio)
+            frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
+            window = round(window_s / model.feature_extractor.time_per_frame)
+            windows.append(pad_or_trim(features[:, :frames], window))
+            tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
+                                  task="transcribe", language=item.language)
+            decoded.append((index, audio, frames, tokenizer))
+        except Exception as exc:
+            results[index] = _failed(exc)
+    if not decoded:
+        return results
+    # The encoder one window at a time: its matrix products (1500 positions) are large
+    # already, and on CPU a stacked call costs more, not less (bench_stt_batch.py).
+    # The decoder, a token per item per step, is what gains from rows.
+    import ctranslate2
+
+    encoder_output = ctranslate2.StorageView.from_array(
+        np.concatenate([np.asarray(model.encode(window)) for window in windows])
+    )
+    # What faster-whisper's generate_with_fallback passes for one temperature (0):
+    # the same call, one prompt per item.
+    outputs = model.model.generate(
+        encoder_output,
+        [model.get_prompt(tokenizer, [], without_timestamps=False)
+         for _, _, _, tokenizer in decoded],
+        beam_size=options.beam_size,
+        patience=1.0,
+        length_penalty=1.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        max_length=min(max_length or model.max_length, model.max_length),
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(decoded[0][3], [-1]),
+        max_initial_timestamp_index=round(1.0 / model.time_precision),
+    )
+    for (index, audio, frames, tokenizer), output in zip(decoded, outputs, strict=True):
+        try:
+            results[index] = _window_segments(model, options, audio, frames, tokenizer,
+                                              output, items[index], rest)
+        except Exception as exc:
+            results[index] = _failed(exc)
+    return results
+
+
+def _window_segments(
+    model: Any, options: DecodeOptions, audio: FloatAudio, frames: int, tokenizer: Any,
+    output: Any, item: Utterance, rest: Rest,
+) -> list[TranscriptSegment]:
+    """One item's segments from its first window's tokens, as ``generate_segments``
+    makes them; the rest of the audio, if the window left some, decoded from there."""
+    tokens = output.sequences_ids[0]
+    avg_logprob = output.scores[0] * len(tokens) / (len(tokens) + 1)
+    if (output.no_speech_prob > options.no_speech_threshold
+            and avg_logprob <= options.log_prob_threshold):
+        return []  # the no-speech skip: the window (the whole utterance) is silence
+    time_per_frame = model.feature_extractor.time_per_frame
+    found, seek, _ = model._split_segments_by_timestamps(
+        tokenizer=tokenizer,
+        tokens=tokens,
+        time_offset=0.0,
+        segment_size=frames,
+        segment_duration=frames * time_per_frame,
+        seek=0,
+    )
+    segments = []
+    for segment in found:
+        text = tokenizer.decode(segment["tokens"])
+        if segment["start"] == segment["end"] or not text.strip():
+            continue
+        segments.append(transcript_segment(text, segment["start"], segment["end"], (),
+                                           item.language))
+    if seek < frames:  # the model stopped mid-window: go on from its last timestamp
+        with contextlib.closing(rest(audio, item.language, item.request,
+                                     seek * time_per_frame)) as more:
+            segments.extend(transcript_segment(s.text, s.start, s.end, s.words, item.language)
+                            for s in more if s.text.strip())
+    return segments
+
+
+def transcript_segment(
+    text: str, start: float, end: float, words: Any, language: str
+) -> TranscriptSegment:
+    """A segment of faster-whisper's (or of one window's tokens) as Voxline's."""
+    return TranscriptSegment(
+        text=text.strip(),
+        start_s=max(float(start), 0.0),
+        end_s=max(float(end), 0.0),
+        words=tuple((w.word.strip(), float(w.start), float(w.end)) for w in (words or ())),
+        language=language,
+    )
+
+
+def stt_failure(exc: Exception) -> EngineError:
+    """The error a request gets for a model failure (logged with its cause here)."""
+    logger.error("faster-whisper failed", exc_info=exc)
+    error = EngineError("transcription failed", code=ErrorCode.STT_FAILED, stage="stt")
+    error.__cause__ = exc
+    return error
+
+
+def _failed(exc: Exception) -> BaseException:
+    return exc if isinstance(exc, VoxlineError) else stt_failure(exc)
