@@ -585,7 +585,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_smoke_flag(parser)
     args = parser.parse_args(argv)
     if args.smoke:  # every phase once, tiny: the code runs, the figures mean nothing
-        args.shards, args.gateways, args.replicas = [1, 2], [1], 1
+        args.shards, args.gateways, args.replicas = [2], [1], 1  # two shards: every path
         args.step_s, args.warm_s, args.max_steps, args.budget_s = 1.5, 0.5, 1, 120
         args.log_rate, args.log_writers, args.log_sessions = 200, 1, 8
         args.turn_rate, args.sessions_per_gateway = 3, 4
