@@ -499,6 +499,8 @@ def test_build_app_places_the_cpu_profile_without_starting_ray() -> None:
         assert deployment.ray_actor_options == profile["ray_actor_options"]
         assert deployment.num_replicas == 1
         assert deployment.user_config == stage_user_config(choice)
+        # no scaling: a stopping replica checks its work at once, not after Ray's 2 s
+        assert deployment._deployment_config.graceful_shutdown_wait_loop_s == 0.25
     assert bound(llm).user_config == {"engine": "openai", "options": {"model": "m"}}
     assert bound(tts).user_config == {"engine": "espeak", "options": {"words_per_minute": 160}}
     # what the replica makes of it is the same choice
@@ -535,6 +537,8 @@ def test_the_gpu_profile_builds_too() -> None:
         deployment = bound(child)
         assert deployment.ray_actor_options == PROFILES["gpu"][deployment.name]["ray_actor_options"]
         assert deployment.ray_actor_options["num_gpus"] > 0
+        # scaled: routers get Ray's 2 s to stop sending to a replica being removed
+        assert deployment._deployment_config.graceful_shutdown_wait_loop_s == 2
 
 
 def test_the_app_and_its_ingress_never_import_torch_or_a_model_runtime() -> None:
