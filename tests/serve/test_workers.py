@@ -69,7 +69,8 @@ async def test_a_real_prometheus_scrapes_the_apps_metrics(
     [m async for m in client.chat_stream("What is the capital of Peru?", sampling=GREEDY)]
     port = app.settings.metrics_port
     with prometheus_server([f"127.0.0.1:{port}"], tmp_path) as prometheus:
-        missing = until_all_answer(prometheus, [
+        # polled in a thread: the test's event loop (its client) is not held for it
+        missing = await asyncio.to_thread(until_all_answer, prometheus, [
             'up{job="voxline-metrics"} == 1',
             'voxline_admission_limit{kind="turns"}',
             'voxline_admission_in_use{kind="sessions"}',
@@ -80,7 +81,7 @@ async def test_a_real_prometheus_scrapes_the_apps_metrics(
             "voxline_log_tail_readers",
             'voxline_feed_pending_entries{group="metrics"}',
             'voxline_turns_total{source="text"} > 0',
-        ], wait_s=90)
+        ], 90)
         assert not missing, missing
         replicas = query(prometheus, "voxline_admission_limit")
         assert isinstance(replicas, list)
