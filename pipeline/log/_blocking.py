@@ -70,12 +70,13 @@ class BlockingReads:
         #: dedicated connections opened (a figure for tests)
         self.opened = 0
 
-    async def xread(self, streams: dict[Any, Any], *, count: int, block_ms: int) -> Any:
-        """``XREAD COUNT count BLOCK block_ms STREAMS ...`` (all keys in one slot)."""
+    async def xread(self, streams: dict[Any, Any], *, count: int, block_ms: int | None) -> Any:
+        """``XREAD COUNT count [BLOCK block_ms] STREAMS ...`` (all keys in one slot;
+        ``None``: no BLOCK, an answer at once)."""
         client, timeout_s = await self._connection(next(iter(streams)))
         clean = False
         try:
-            async with asyncio.timeout(block_ms / 1000 + timeout_s):
+            async with asyncio.timeout((block_ms or 0) / 1000 + timeout_s):
                 reply = await client.xread(streams, count=count, block=block_ms)
             reraise_lost_cancel()
             clean = True

@@ -37,16 +37,18 @@ local function stream_info(key)
 end
 """
 
-#: KEYS[1] session stream, KEYS[2] feed stream.
+#: KEYS[1] session stream, KEYS[2] feed stream, KEYS[3] changes stream (names KEYS[1] and
+#: its last entry's id once per append, for live readers: :mod:`pipeline.log.fanout`).
 #: ARGV: maxlen ('' = none), approx ('1': trim in steps of up to 10%, at most 100),
 #:       minid ('' = none), expire_s ('' = none), feed_maxlen, n_events, session_id,
-#:       then per event: id, feed ('1'/'0'), n_fields, fields...
+#:       changes_maxlen, then per event: id, feed ('1'/'0'), n_fields, fields...
 #: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id}.
 APPEND = _PRELUDE + """
-local key, feed = KEYS[1], KEYS[2]
+local key, feed, changes = KEYS[1], KEYS[2], KEYS[3]
 local maxlen, approx, minid, expire_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local feed_maxlen, count, session_id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local events, pos = {}, 8
+local changes_maxlen = ARGV[8]
+local events, pos = {}, 9
 for i = 1, count do
   local ev = {id = ARGV[pos], feed = ARGV[pos + 1], fields = {}}
   local nf = tonumber(ARGV[pos + 2])
@@ -89,6 +91,8 @@ for i = 1, count do
       'session', session_id, 'event', ev.id, 'type', ev.fields[2])
   end
 end
+redis.call('XADD', changes, 'MAXLEN', '~', changes_maxlen, '*',
+  'k', key, 'i', events[count].id)
 -- Trim, and record the newest deleted id: Redis 7.0's XTRIM does not update
 -- max-deleted-entry-id, and readers rely on it to detect that they missed events.
 local deleted = nil

@@ -50,7 +50,7 @@ from pipeline.log._acks import append_acked
 from pipeline.log._blocking import refresh_topology
 from pipeline.log._codec import decode_entry, encode_fields, entry_number
 from pipeline.log._outage import Outage
-from pipeline.log.keys import LogKeys
+from pipeline.log.keys import CHANGES_MAXLEN, LogKeys
 from pipeline.log.redis_client import is_cluster
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
 from schemas import (
@@ -112,6 +112,9 @@ class EventLog:
         self.redis = redis
         #: told each append's duration in seconds, retries included (a replica's meters)
         self.on_append = on_append
+        #: told each append that wrote (not a duplicate): a live reader in this process
+        #: hands those events out without reading them back (:class:`LogFanout`)
+        self.appended: list[Callable[[AppendResult], None]] = []
         self.settings = settings or EventLogSettings()
         self.feed_types = frozenset(feed_types)
         self.keys = LogKeys(self.settings.key_prefix,
@@ -188,7 +191,10 @@ class EventLog:
             if status == b"ok" or status == b"dup":
                 if self.on_append is not None:
                     self.on_append(time.perf_counter() - started)
-                return AppendResult(tuple(batch), int(value), duplicate=status == b"dup")
+                result = AppendResult(tuple(batch), int(value), duplicate=status == b"dup")
+                for listener in () if result.duplicate else self.appended:
+                    listener(result)
+                return result
             # conflict: value is the stream's last id
             if not restampable:
                 raise AppendConflictError(
@@ -228,6 +234,7 @@ class EventLog:
             max(settings.maxlen or 100_000, 1000),
             len(batch),
             session_id,
+            CHANGES_MAXLEN,
         ]
         for event in batch:
             fields = encode_fields(event)
@@ -235,7 +242,8 @@ class EventLog:
             args += fields
         try:
             status, value = await self._eval_append(
-                [self.key(session_id), self.keys.feed_of(session_id)], args
+                [self.key(session_id), self.keys.feed_of(session_id),
+                 self.keys.changes_of(session_id)], args
             )
         except ResponseError as exc:
             logger.error("Redis refused an append to %s: %s", self.key(session_id), exc)

@@ -2,7 +2,7 @@
 
 :meth:`EventLog.tail` holds a Redis connection per reader (an XREAD BLOCK of its own), so
 a replica with many idle sockets runs its Redis pool dry. :class:`LogFanout` reads the
-streams of all its current subscribers with one XREAD BLOCK on one connection and hands
+streams of all its current subscribers over one connection (per partition) and hands
 each entry to the subscribers of that stream through bounded buffers.
 
 :meth:`LogFanout.tail` keeps every guarantee of :meth:`EventLog.tail`:
@@ -23,14 +23,31 @@ each entry to the subscribers of that stream through bounded buffers.
 ``outage_grace_s`` (:mod:`pipeline.log._outage`) before its subscribers are failed with
 ``event_log_unavailable``: a socket rides out a primary's failover without a reconnect.
 
-The live read re-issues its XREAD when the set of streams changes: a new stream wakes a
-blocked read by appending to a small stream of this reader's own, which is part of every
-XREAD it sends. Streams that lose their last subscriber simply drop out of the next read.
+**A read names what changed.** Every append also names its stream in its partition's
+changes stream (one entry per append, in the same script, so the entry is there when the
+name is: :mod:`pipeline.log.keys`). The live read blocks on that stream only (and on a
+small wake stream of its own), then reads the streams it named that have subscribers here,
+from their cursors: a read carries one key or a few, not every key this reader follows
+(at 1,000 idle sockets that was ~70 KB a read). A new subscriber's stream is read at once
+(the wake stream interrupts a blocked read); a reader that starts, fails or falls behind
+the changes stream's trim reads all its streams once. A quiet ``block_ms`` also reads all
+of them once, so a writer that names nothing (an older version, during a rolling upgrade)
+is late by at most that, never unheard.
+
+**Its own appends are not read back.** A Gateway appends its sessions' replies itself, so
+the events its sockets are sent are nearly all its own: :meth:`EventLog.append_batch`
+tells this reader each batch it wrote, and the batch goes to the stream's tails at once
+when its numbers follow what they were given (nothing of another writer's between) and
+they have room; else the live read brings it, as any other. Either way by id, once: the
+read skips what was handed out, the changes entry names the append's last id so an
+append handed out already wakes no read of its stream. (Measured with
+``loadtests/bench_log_scale.py``'s live sessions: these two took a Gateway from ~2,000
+to 5,000 sockets held on this 2-core machine.)
 
 On a Redis Cluster one XREAD may only name keys of one slot, so there is one live read per
 partition that has subscribers (:mod:`pipeline.log.keys`: a partition's sessions share a
-slot), each with its own wake stream in that slot: a read carries the keys of its slot
-only, and the partitions' reads block side by side, at most ``partitions`` of them.
+slot, and its changes stream and the reader's wake stream are in that slot too): the
+partitions' reads block side by side, at most ``partitions`` of them.
 """
 
 from __future__ import annotations
@@ -39,9 +56,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -49,88 +64,20 @@ from redis.exceptions import RedisError
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log._blocking import BlockingReads, refresh_topology
 from pipeline.log._codec import decode_entry, entry_number
+from pipeline.log._fanout_state import PartitionRead, Position, Stream, Subscriber
 from pipeline.log._outage import Outage
-from pipeline.log.eventlog import EventLog
+from pipeline.log.eventlog import AppendResult, EventLog
+from pipeline.log.keys import CHANGES_MAXLEN
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
-from schemas import Event, EventLogError, OverloadedError, ResyncRequiredError, VoxlineError
+from schemas import Event, EventLogError, ResyncRequiredError, VoxlineError
 
 logger = logging.getLogger(__name__)
 
 _WAKE_MAXLEN = 8
+#: changes read at once; a full page may mean the reader is behind the stream's trim
+_CHANGES_PAGE = CHANGES_MAXLEN // 10
 _WAKE_TTL_MS = 600_000
 _RETRY_S = 0.5
-
-
-class _Subscriber:
-    """One tail's buffer: events the live read handed over and the tail has not yielded."""
-
-    def __init__(self, key: str, limit: int, read: _Read) -> None:
-        self.key = key
-        self.limit = limit
-        self.read = read
-        # bounded by ``limit``: push() drops the subscriber instead of growing past it
-        self.items: deque[tuple[Event, int]] = deque()
-        self.error: VoxlineError | None = None
-        self.last_given: str | None = None
-        self._ready = asyncio.Event()
-
-    def push(self, event: Event, number: int) -> bool:
-        """Hand one event over; ``False`` when the subscriber is over its bound (dropped)."""
-        if len(self.items) >= self.limit:
-            self.fail(OverloadedError(
-                f"this reader fell {self.limit} events behind the session log and was "
-                "dropped; reconnect with last_event_id to continue where it stopped",
-                retry_after_ms=0, last_event_id=self.last_given))
-            return False
-        self.items.append((event, number))
-        self._ready.set()
-        return True
-
-    def fail(self, error: VoxlineError) -> None:
-        if self.error is None:
-            self.error = error
-        self.items.clear()  # what it held is in the log; free it now
-        self._ready.set()
-
-    async def get(self) -> tuple[Event, int]:
-        while not self.items:
-            if self.error is not None:
-                raise self.error
-            self._ready.clear()
-            await self._ready.wait()
-        if self.error is not None:
-            raise self.error
-        return self.items.popleft()
-
-
-@dataclass
-class _Position:
-    """Where a tail is: the last id it yielded and the number the next entry must have."""
-
-    cursor: StreamId
-    expected: int = 0
-
-
-@dataclass
-class _Stream:
-    session_id: str
-    cursor: StreamId
-    subscribers: set[_Subscriber] = field(default_factory=set)
-
-
-class _Read:
-    """The live read of one partition (of everything, standalone): its streams, its wake
-    stream and the task that reads them."""
-
-    def __init__(self, wake_key: str, connection: BlockingReads) -> None:
-        self.wake_key = wake_key
-        self.connection = connection  # its own: cancelling the read never harms the pool
-        self.streams: dict[str, _Stream] = {}
-        self.changed = asyncio.Event()
-        self.wake_cursor = "0-0"
-        self.wake_pending = False
-        self.blocking = False
-        self.task: asyncio.Task[None] | None = None
 
 
 class LogFanout:
@@ -147,11 +94,14 @@ class LogFanout:
         #: told the time (``ts``, ms) of each event as it is handed to its readers
         self.on_deliver = on_deliver
         self.reader_id = uuid.uuid4().hex
-        self._reads: dict[int, _Read] = {}
+        self._reads: dict[int, PartitionRead] = {}
         self._wakers: set[asyncio.Task[None]] = set()
         self._closed = False
-        #: live reads sent (a figure for tests and benchmarks)
+        log.appended.append(self._appended)
+        #: live reads sent, and the session streams they named (figures for tests and
+        #: benchmarks)
         self.reads = 0
+        self.keys_read = 0
 
     # ---- what callers see -------------------------------------------------------------
 
@@ -174,10 +124,10 @@ class LogFanout:
         consumer stops. Raises :class:`schemas.ResyncRequiredError` past a trim,
         :class:`schemas.OverloadedError` when the consumer fell too far behind,
         :class:`schemas.EventLogError` when the log is unavailable."""
-        at = _Position(parse_cursor(after) if after else ZERO)
+        at = Position(parse_cursor(after) if after else ZERO)
         async for event in self._catch_up(session_id, at):
             yield event
-        subscriber, live_from = self._join(session_id, at.cursor)
+        subscriber, live_from = self._join(session_id, at)
         subscriber.last_given = str(at.cursor) if at.cursor > ZERO else None
         try:
             if live_from > at.cursor:  # the live read is ahead of us: read the gap once more
@@ -203,6 +153,8 @@ class LogFanout:
     async def aclose(self) -> None:
         """Stop the reader; tails still open end with a transient :class:`EventLogError`."""
         self._closed = True
+        with contextlib.suppress(ValueError):
+            self.log.appended.remove(self._appended)
         tasks = [read.task for read in self._reads.values() if read.task is not None]
         tasks += self._wakers
         for task in tasks:
@@ -218,7 +170,7 @@ class LogFanout:
 
     # ---- subscribers ------------------------------------------------------------------
 
-    async def _catch_up(self, session_id: str, at: _Position) -> AsyncIterator[Event]:
+    async def _catch_up(self, session_id: str, at: Position) -> AsyncIterator[Event]:
         """Snapshot reads from ``at`` to the end of the log, moving ``at`` along."""
         page_size = self.log.settings.read_count
         while True:
@@ -232,29 +184,31 @@ class LogFanout:
             if len(page.events) < page_size:
                 return
 
-    def _join(self, session_id: str, cursor: StreamId) -> tuple[_Subscriber, StreamId]:
+    def _join(self, session_id: str, at: Position) -> tuple[Subscriber, StreamId]:
         if self._closed:
             raise EventLogError("the server is shutting down", transient=True)
         key = self.log.key(session_id)
         read = self._read_of(session_id)
-        subscriber = _Subscriber(key, self.log.settings.tail_queue, read)
+        subscriber = Subscriber(key, self.log.settings.tail_queue, read)
         stream = read.streams.get(key)
         if stream is None:
-            stream = read.streams[key] = _Stream(session_id, cursor)
+            stream = read.streams[key] = Stream(session_id, at.cursor, at.expected)
+            read.dirty.add(key)
             self._wake(read)
         stream.subscribers.add(subscriber)
         self._ensure_reader(read)
         return subscriber, stream.cursor
 
-    def _read_of(self, session_id: str) -> _Read:
+    def _read_of(self, session_id: str) -> PartitionRead:
         partition = self.log.keys.partition(session_id)
         read = self._reads.get(partition)
         if read is None:
-            read = self._reads[partition] = _Read(
-                self.log.keys.wake(partition, self.reader_id), BlockingReads(self.log.redis))
+            read = self._reads[partition] = PartitionRead(
+                self.log.keys.wake(partition, self.reader_id),
+                self.log.keys.changes(partition), BlockingReads(self.log.redis))
         return read
 
-    def _leave(self, subscriber: _Subscriber) -> None:
+    def _leave(self, subscriber: Subscriber) -> None:
         read = subscriber.read
         stream = read.streams.get(subscriber.key)
         if stream is None:
@@ -263,7 +217,41 @@ class LogFanout:
         if not stream.subscribers:
             del read.streams[subscriber.key]  # drops out of the next read; no wake needed
 
-    def _fail_all(self, error: VoxlineError, only: _Read | None = None) -> None:
+    def _appended(self, result: AppendResult) -> None:
+        """Events this process appended: handed out at once, without reading them back,
+        when they follow what this stream's tails were given (by number: nothing of
+        another writer's between) and while every tail has room; else the live read
+        brings them (the append's changes entry marks the stream), in order, a buffer's
+        worth a read as always."""
+        session_id = result.events[0].session_id
+        read = self._reads.get(self.log.keys.partition(session_id))
+        key = self.log.key(session_id)
+        stream = None if read is None else read.streams.get(key)
+        if read is None or stream is None:
+            return
+        for offset, event in enumerate(result.events):
+            number = result.first_number + offset
+            if StreamId.parse(event.id or "0-0") <= stream.cursor:
+                continue  # the live read was first
+            if number > stream.expected or any(
+                    len(subscriber.items) >= subscriber.limit
+                    for subscriber in stream.subscribers):
+                break
+            # (a number below the expected one: a failover lost entries the tails were
+            # given; handed out, the tails see the numbers go back and ask to resync)
+            self._hand_out(stream, event, number)
+        if not stream.subscribers:
+            read.streams.pop(key, None)
+
+    def _hand_out(self, stream: Stream, event: Event, number: int) -> None:
+        stream.cursor, stream.expected = StreamId.parse(event.id or "0-0"), number + 1
+        if self.on_deliver is not None and stream.subscribers:
+            self.on_deliver(event.ts)
+        for subscriber in list(stream.subscribers):
+            if not subscriber.push(event, number):
+                stream.subscribers.discard(subscriber)
+
+    def _fail_all(self, error: VoxlineError, only: PartitionRead | None = None) -> None:
         for read in self._reads.values() if only is None else (only,):
             streams, read.streams = read.streams, {}
             for stream in streams.values():
@@ -272,12 +260,12 @@ class LogFanout:
 
     # ---- the one live read ------------------------------------------------------------
 
-    def _ensure_reader(self, read: _Read) -> None:
+    def _ensure_reader(self, read: PartitionRead) -> None:
         if read.task is None or read.task.done():
             read.task = asyncio.create_task(self._read_forever(read), name="log-fanout")
 
-    def _wake(self, read: _Read) -> None:
-        """The set of streams changed: make the live read start over with the new set."""
+    def _wake(self, read: PartitionRead) -> None:
+        """A stream joined: make a blocked live read return, to read it."""
         read.changed.set()
         if not read.blocking or read.wake_pending:
             return
@@ -286,7 +274,7 @@ class LogFanout:
         self._wakers.add(task)
         task.add_done_callback(self._wakers.discard)
 
-    async def _send_wake(self, read: _Read) -> None:
+    async def _send_wake(self, read: PartitionRead) -> None:
         try:
             async with self.log.redis.pipeline(transaction=False) as pipe:
                 pipe.xadd(read.wake_key, {"w": "1"}, maxlen=_WAKE_MAXLEN, approximate=False)
@@ -295,7 +283,7 @@ class LogFanout:
         except RedisError as exc:  # the read then notices the change within block_ms
             logger.warning("could not wake the log fanout: %s", exc)
 
-    async def _read_forever(self, read: _Read) -> None:
+    async def _read_forever(self, read: PartitionRead) -> None:
         outage = Outage(self.log.settings.outage_grace_s)
         while not self._closed:
             if not read.streams:
@@ -306,6 +294,7 @@ class LogFanout:
                 await self._read_once(read)
                 outage.ended()
             except RedisError as exc:
+                read.changes_cursor = None  # what changed meanwhile is unknown: read all
                 # within the grace the subscribers wait: the next read goes on from their
                 # cursors, on the node that holds the slot by then (a failover moves it)
                 if outage.failed():
@@ -318,48 +307,95 @@ class LogFanout:
                     await asyncio.sleep(_RETRY_S)
                 await refresh_topology(self.log.redis)
             except Exception as exc:  # a bug: fail the tails rather than leave them hanging
+                read.changes_cursor = None
                 logger.exception("log fanout failed")
                 self._fail_all(EventLogError(f"event log reader failed: {exc!r}"), read)
                 await asyncio.sleep(_RETRY_S)
 
-    async def _read_once(self, read: _Read) -> None:
+    async def _read_once(self, read: PartitionRead) -> None:
         read.changed.clear()
         read.wake_pending = False
-        issued = {key: stream.cursor for key, stream in read.streams.items()}
-        keys: dict[Any, Any] = {key: str(cursor) for key, cursor in issued.items()}
-        keys[read.wake_key] = read.wake_cursor
-        # at most one buffer's worth per stream and read: a burst alone never drops a
-        # reader that keeps up; it is dropped when it still holds a buffer from before
-        count = min(self.log.settings.read_count, self.log.settings.tail_queue)
+        if read.changes_cursor is None:
+            read.changes_cursor = await self._last_change(read)
+            read.dirty.update(read.streams)  # what came before that cursor
+        if not read.dirty:
+            await self._await_changes(read)
+        if read.dirty:
+            await self._read_streams(read)
+
+    async def _last_change(self, read: PartitionRead) -> str:
+        newest: Any = await self.log.redis.xrevrange(read.changes_key, count=1)
+        reraise_lost_cancel()  # that ran on the shared pool, where cancels get lost
+        return _id_text(newest[0][0]) if newest else "0-0"
+
+    async def _await_changes(self, read: PartitionRead) -> None:
+        """Block until a stream of this partition is appended to (or one joins here);
+        mark the ones this reader follows."""
+        streams: dict[Any, Any] = {read.changes_key: read.changes_cursor,
+                                   read.wake_key: read.wake_cursor}
         read.blocking = True
         try:
-            reply: Any = await read.connection.xread(keys, count=count, block_ms=self.block_ms)
+            reply: Any = await read.connection.xread(
+                streams, count=_CHANGES_PAGE, block_ms=self.block_ms)
         finally:
             read.blocking = False
         reraise_lost_cancel()
         self.reads += 1
-        for raw_key, entries in reply or ():
-            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-            if key == read.wake_key:
+        if not reply:  # a quiet while: read all once, for writers that name nothing
+            read.dirty.update(read.streams)
+            return
+        for raw_key, entries in reply:
+            if _id_text(raw_key) == read.wake_key:
                 read.wake_cursor = _id_text(entries[-1][0])
                 continue
+            read.changes_cursor = _id_text(entries[-1][0])
+            if len(entries) >= _CHANGES_PAGE:  # far behind, maybe past the trim: read all
+                read.dirty.update(read.streams)
+                continue
+            for _, fields in entries:
+                key = _id_text(fields[b"k"])
+                stream = read.streams.get(key)
+                last = fields.get(b"i")  # the append's last id: handed out here already?
+                if stream is not None and (
+                        last is None or StreamId.parse(_id_text(last)) > stream.cursor):
+                    read.dirty.add(key)
+
+    async def _read_streams(self, read: PartitionRead) -> None:
+        """Read the marked streams from their cursors (no BLOCK) and hand out what came."""
+        dirty, read.dirty = read.dirty, set()
+        issued = {key: read.streams[key].cursor for key in dirty if key in read.streams}
+        if not issued:
+            return
+        # at most one buffer's worth per stream and read: a burst alone never drops a
+        # reader that keeps up; it is dropped when it still holds a buffer from before
+        count = min(self.log.settings.read_count, self.log.settings.tail_queue)
+        try:
+            reply: Any = await read.connection.xread(
+                {key: str(cursor) for key, cursor in issued.items()}, count=count,
+                block_ms=None)
+        except BaseException:
+            read.dirty |= dirty  # not read: still to read (a failure reads all anyway)
+            raise
+        reraise_lost_cancel()
+        self.reads += 1
+        self.keys_read += len(issued)
+        for raw_key, entries in reply or ():
+            key = _id_text(raw_key)
             stream = read.streams.get(key)
             if stream is None or stream.cursor < issued[key]:
                 # its last subscriber left during the read (and maybe a new one came,
-                # from further back: the next read starts there)
+                # from further back: it is marked, and the next read starts there)
                 continue
+            if len(entries) >= count:
+                read.dirty.add(key)  # more behind this page
             for entry_id, raw in entries:
+                if StreamId.parse(entry_id) <= stream.cursor:
+                    continue  # handed out as this process appended it (_appended)
                 event = decode_entry(stream.session_id, entry_id, raw)
-                number = entry_number(raw)
-                stream.cursor = StreamId.parse(entry_id)
-                if self.on_deliver is not None and stream.subscribers:
-                    self.on_deliver(event.ts)
-                for subscriber in list(stream.subscribers):
-                    if not subscriber.push(event, number):
-                        stream.subscribers.discard(subscriber)
+                self._hand_out(stream, event, entry_number(raw))
             if not stream.subscribers:
                 read.streams.pop(key, None)
 
 
-def _id_text(entry_id: bytes | str) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+def _id_text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -4,6 +4,7 @@ On a standalone Redis the names are the ones every existing log already has::
 
     {prefix}:session:{session}      the session's stream
     {prefix}:feed                   the one feed of pointers for background workers
+    {prefix}:changes                which streams were appended to, for live readers
 
 A Redis Cluster refuses a script or a multi-key command whose keys live in different
 slots, and the append script writes the session's stream *and* a feed. So in cluster mode
@@ -12,6 +13,7 @@ its stream shares its partition's hash tag with its partition's feed::
 
     {prefix}:session:{p<n>[.k]}:{session}
     {prefix}:feed:{p<n>[.k]}
+    {prefix}:changes:{p<n>[.k]}
 
 The tag of partition ``n`` is ``p<n>``, or ``p<n>.<k>`` with the first ``k`` that puts it in
 the ``n``-th of ``partitions`` equal bands of the 16,384 slots: tags are spread evenly, so a
@@ -33,7 +35,11 @@ import zlib
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-__all__ = ["LogKeys"]
+__all__ = ["CHANGES_MAXLEN", "LogKeys"]
+
+#: entries a changes stream keeps (about: trimmed in whole nodes), ~1 MB of key names; a
+#: live reader that falls further behind than that reads all its streams once instead
+CHANGES_MAXLEN = 10_000
 
 
 class LogKeys:
@@ -75,6 +81,16 @@ class LogKeys:
 
     def feeds(self) -> list[str]:
         return [self.feed(n) for n in range(max(self.partitions, 1))]
+
+    def changes(self, partition: int = 0) -> str:
+        """The stream that names each session stream of ``partition`` as it is appended
+        to: what a live reader blocks on, so that a read names only streams that changed."""
+        if not self.partitions:
+            return f"{self.prefix}:changes"
+        return f"{self.prefix}:changes:{self.tag(partition)}"
+
+    def changes_of(self, session_id: str) -> str:
+        return self.changes(self.partition(session_id))
 
     def wake(self, partition: int, reader: str) -> str:
         """A live reader's own wake-up stream, in the slot of the streams it reads."""

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from pipeline.log import EventLog, LogFanout, is_cluster
+from pipeline.log._blocking import BlockingReads
+from pipeline.log._codec import encode_fields
 from schemas import (
     ErrorCode,
     Event,
@@ -236,7 +239,8 @@ async def test_trim_overtaking_a_live_subscriber_requires_resync(
 async def test_resync_when_numbers_jump_on_the_live_path(
     redis: Redis, log_settings: EventLogSettings
 ) -> None:
-    log = EventLog(redis, log_settings.model_copy(update={"maxlen": 2, "approximate_trim": False}))
+    settings = log_settings.model_copy(update={"maxlen": 2, "approximate_trim": False})
+    log = EventLog(redis, settings)
     fanout = LogFanout(log, block_ms=200)
     try:
         await log.append(text("jump", "0"))
@@ -244,8 +248,10 @@ async def test_resync_when_numbers_jump_on_the_live_path(
         assert texts(await take(tail, 1)) == ["0"]
         reader = asyncio.ensure_future(take(tail, 5))
         await until_live(fanout, 1)
-        # one atomic batch of five: the live read sees entries 5 and 6 after 1
-        await log.append_batch([text("jump", str(i)) for i in range(1, 6)])
+        # one atomic batch of five from another process: the live read sees entries 5
+        # and 6 after 1 (this process's own appends are handed out whole, see below)
+        await EventLog(redis, settings).append_batch(
+            [text("jump", str(i)) for i in range(1, 6)])
         with pytest.raises(ResyncRequiredError):
             await reader
     finally:
@@ -297,6 +303,99 @@ async def test_a_burst_past_the_pool_bound_waits_for_a_connection(
         assert len(list(redis.connection_pool._get_in_use_connections())) == 0  # type: ignore[attr-defined]
     finally:
         await redis.aclose()
+
+
+async def test_a_live_read_names_only_the_streams_that_changed(
+    redis: Redis, event_log: EventLog, log_settings: EventLogSettings
+) -> None:
+    """One append among many followed sessions makes one read of one stream: the read
+    learns what changed from the changes stream, not by naming every stream it follows.
+    (Appended by another process: this one's own appends need no read at all.)"""
+    other = EventLog(redis, log_settings)
+    fanout = LogFanout(event_log, block_ms=60_000)  # no quiet read of everything meanwhile
+    sessions = [f"c{i}" for i in range(40)]
+    tails = [fanout.tail(session) for session in sessions]
+    try:
+        firsts = [asyncio.ensure_future(take(tail, 1)) for tail in tails]
+        await until_live(fanout, len(sessions))
+        for session in sessions:
+            await other.append(text(session, "0"))
+        for first in firsts:
+            assert texts(await first) == ["0"]
+        before = fanout.keys_read
+        await other.append(text("c7", "1"))
+        assert texts(await take(tails[7], 1)) == ["1"]
+        assert fanout.keys_read - before == 1
+    finally:
+        for tail in tails:
+            await tail.aclose()  # type: ignore[attr-defined]
+        await fanout.aclose()
+
+
+async def test_this_process_appends_reach_its_tails_without_a_read(
+    redis: Redis, event_log: EventLog, log_settings: EventLogSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What this process appended is handed to its tails as the append returns; what
+    another process appended waits for the live read (held back here), then follows in
+    order with nothing twice."""
+    fanout = LogFanout(event_log, block_ms=200)
+    tail = fanout.tail("own")
+    try:
+        first = asyncio.ensure_future(take(tail, 1))
+        await until_live(fanout, 1)
+        await event_log.append(text("own", "0"))
+        assert texts(await first) == ["0"]
+
+        gate, entered = asyncio.Event(), asyncio.Event()
+        real = BlockingReads.xread
+
+        async def held(self: BlockingReads, *args: Any, **kwargs: Any) -> Any:
+            entered.set()
+            await gate.wait()
+            return await real(self, *args, **kwargs)
+
+        monkeypatch.setattr(BlockingReads, "xread", held)
+        # the read in flight (if any) is over once the next one is held (one at a time)
+        await asyncio.wait_for(entered.wait(), HANG_GUARD_S)
+        await EventLog(redis, log_settings).append(text("own", "theirs"))
+        await event_log.append(text("own", "mine"))  # follows "theirs": left to the read
+        reader = asyncio.ensure_future(take(tail, 2))
+        await asyncio.sleep(0.1)
+        assert not reader.done(), "another process's event came without the read"
+        gate.set()
+        assert texts(await reader) == ["theirs", "mine"]
+        await event_log.append(text("own", "next"))  # the read is not held: both ways
+        assert texts(await take(tail, 1)) == ["next"]
+        gate.clear()
+        await asyncio.sleep(0.3)
+        await event_log.append_batch([text("own", "a"), text("own", "b")])
+        assert texts(await take(tail, 2)) == ["a", "b"]  # while the read is held
+        gate.set()
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]
+        await fanout.aclose()
+
+
+async def test_a_writer_that_names_no_change_is_read_after_a_quiet_block(
+    redis: Redis, event_log: EventLog
+) -> None:
+    """An append that left no changes entry (a writer of an older version, during a
+    rolling upgrade) still reaches the tails: a read that waited ``block_ms`` in vain
+    reads every stream once."""
+    fanout = LogFanout(event_log, block_ms=200)
+    tail = fanout.tail("old-writer")
+    try:
+        reader = asyncio.ensure_future(take(tail, 1))
+        await until_live(fanout, 1)
+        event = text("old-writer", "unannounced").model_copy(update={"id": "1-1"})
+        fields = encode_fields(event)
+        entry = dict(zip(fields[::2], fields[1::2], strict=True))
+        await redis.xadd(event_log.key("old-writer"), {**entry, b"n": b"1"}, id="1-1")
+        assert texts(await reader) == ["unannounced"]
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]
+        await fanout.aclose()
 
 
 def connections_in_use(redis: Redis) -> int:

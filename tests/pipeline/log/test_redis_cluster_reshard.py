@@ -180,7 +180,9 @@ async def test_a_new_shard_takes_whole_partitions_while_sessions_go_on(
             for n in moving:
                 there = node.execute_command("CLUSTER COUNTKEYSINSLOT", slot_of[n])
                 sessions_in = sum(1 for s in SESSIONS if keys.partition(s) == n)
-                assert there == sessions_in + 1, (n, there)  # its sessions and its feed
+                # its sessions, its feed and its changes stream
+                assert there == sessions_in + 2, (n, there)
+                assert node.exists(keys.changes(n))
                 assert node.xinfo_groups(keys.feed(n))[0]["name"] == b"workers"
         assert sum(len(written[s]) for s in movers) > 2 * len(movers), "the writer wrote"
 
