@@ -339,11 +339,7 @@ async def test_this_process_appends_reach_its_tails_without_a_read(
     """What this process appended is handed to its tails as the append returns; what
     another process appended waits for the live read (held back here), then follows in
     order with nothing twice."""
-    fanout = LogFanout(event_log, block_ms=200)
-    tail = fanout.tail("own")
-    try:
-        first = asyncio.ensure_future(take(tail, 1))
-        await until_live(fanout, 1)
+    async with one_live_tail(event_log, "own") as (tail, first):
         await event_log.append(text("own", "0"))
         assert texts(await first) == ["0"]
 
@@ -372,9 +368,6 @@ async def test_this_process_appends_reach_its_tails_without_a_read(
         await event_log.append_batch([text("own", "a"), text("own", "b")])
         assert texts(await take(tail, 2)) == ["a", "b"]  # while the read is held
         gate.set()
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]
-        await fanout.aclose()
 
 
 async def test_a_writer_that_names_no_change_is_read_after_a_quiet_block(
@@ -383,16 +376,26 @@ async def test_a_writer_that_names_no_change_is_read_after_a_quiet_block(
     """An append that left no changes entry (a writer of an older version, during a
     rolling upgrade) still reaches the tails: a read that waited ``block_ms`` in vain
     reads every stream once."""
-    fanout = LogFanout(event_log, block_ms=200)
-    tail = fanout.tail("old-writer")
-    try:
-        reader = asyncio.ensure_future(take(tail, 1))
-        await until_live(fanout, 1)
+    async with one_live_tail(event_log, "old-writer") as (_, first):
         event = text("old-writer", "unannounced").model_copy(update={"id": "1-1"})
         fields = encode_fields(event)
         entry = dict(zip(fields[::2], fields[1::2], strict=True))
         await redis.xadd(event_log.key("old-writer"), {**entry, b"n": b"1"}, id="1-1")
-        assert texts(await reader) == ["unannounced"]
+        assert texts(await first) == ["unannounced"]
+
+
+@contextlib.asynccontextmanager
+async def one_live_tail(
+    event_log: EventLog, session: str
+) -> AsyncIterator[tuple[AsyncIterator[Event], asyncio.Future[list[Event]]]]:
+    """A fanout (``block_ms`` 200) with one tail of ``session`` live, and the future of
+    that tail's first event."""
+    fanout = LogFanout(event_log, block_ms=200)
+    tail = fanout.tail(session)
+    try:
+        first = asyncio.ensure_future(take(tail, 1))
+        await until_live(fanout, 1)
+        yield tail, first
     finally:
         await tail.aclose()  # type: ignore[attr-defined]
         await fanout.aclose()
