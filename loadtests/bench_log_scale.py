@@ -35,13 +35,14 @@ tags). Goals: ≥ 2.5× events/s from 1 to 3 shards; ``WAIT 1`` ≤ 2 ms p50 per
 Writes ``reports/bench_log_scale.json`` and ``reports/bench_log_scale.png``::
 
     python -m loadtests.bench_log_scale [--shards 1,2,3] [--gateways 1,2] [--replicas 1]
-        [--partitions 16] [--phases log,gateway,live,acks] [--step-s 5] [--max-steps 6]
+        [--partitions 16] [--phases log,gateway,live,acks] [--step-s 5] [--max-steps 9]
         [--budget-s 900] [--log-rate 500] [--turn-rate 8] [--speech]
         [--live-steps 500,1000,2000,3000,4000,5000] [--smoke]
 
 Loopback only; every server it talks to is one it started; bounded in steps, sessions and
 time (``--budget-s``: a phase that would start past it is skipped and says so). The
-defaults take about ten minutes on an idle 2-core machine.
+defaults take about twelve minutes on an idle 2-core machine (each ramp ends at its limit
+within 9 steps there).
 """
 
 from __future__ import annotations
@@ -550,7 +551,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step-s", type=float, default=5.0, help="one step, warm-up included")
     parser.add_argument("--warm-s", type=float, default=1.5, help="a step's unmeasured start")
     parser.add_argument("--factor", type=float, default=1.5, help="the load's growth per step")
-    parser.add_argument("--max-steps", type=int, default=6, help="steps per ramp at most")
+    parser.add_argument("--max-steps", type=int, default=9, help="steps per ramp at most")
     parser.add_argument("--budget-s", type=float, default=900.0,
                         help="phases that would start after this are skipped")
     parser.add_argument("--log-rate", type=float, default=500.0,
