@@ -45,7 +45,8 @@ async def test_llm_back_pressure_reaches_clients_as_overloaded(
     refused = [r for r in results if any(
         name == "error" and data["code"] == "overloaded" for name, data in r)]
     completed = [r for r in results if r[-1][0] == "done" and r[-1][1]["status"] == "completed"]
-    assert refused, "no turn met the LLM stage's back-pressure"
+    assert refused, ("no turn met the LLM stage's back-pressure; how the turns ended: "
+                     f"{[r[-1] if r else None for r in results]}")
     assert len(completed) + len(refused) == turns
     assert len(completed) >= places - 1  # the admitted ones all finish (one may race)
     for messages in refused:
