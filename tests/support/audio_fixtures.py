@@ -70,8 +70,16 @@ def _pcm16(samples: npt.NDArray[np.float32]) -> bytes:
 
 @functools.cache
 def piper_float(text: str, rate: int = RATE) -> npt.NDArray[np.float32]:
-    """English speech by Piper (joe, US) as float32 mono at ``rate``."""
-    chunks = list(_piper_voice().synthesize(text))
+    """English speech by Piper (joe, US) as float32 mono at ``rate``.
+
+    Without Piper's noise, so the same text gives the same samples in every process: with
+    it, a clip's length and tail varied by tens of ms from run to run (onnxruntime draws
+    the noise), and a boundary check sat 108 ms off once in a full run.
+    """
+    from piper import SynthesisConfig
+
+    chunks = list(_piper_voice().synthesize(text, SynthesisConfig(noise_scale=0.0,
+                                                                  noise_w_scale=0.0)))
     samples = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
     return _to_rate(samples, chunks[0].sample_rate, rate)
 
