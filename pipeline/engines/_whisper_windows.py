@@ -25,12 +25,13 @@ import numpy as np
 from pipeline.audio import FloatAudio, rms_dbfs
 from schemas import EngineError, ErrorCode, TranscriptionRequest, TranscriptSegment, VoxlineError
 
-__all__ = ["WINDOW_S", "Utterance", "decode_windows", "one_window", "stt_failure",
+__all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_windows", "one_window", "stt_failure",
            "transcript_segment"]
 
 logger = logging.getLogger(__name__)
 
 WINDOW_S = 30.0  # Whisper's window: a batched utterance fits in one
+SAMPLE_RATE = 16000  # the audio a Whisper model hears
 
 #: (audio, language, request, start_s) → faster-whisper's lazy segments from ``start_s``
 Rest = Callable[[FloatAudio, str, TranscriptionRequest, float], Generator[Any, None, None]]
@@ -162,30 +163,38 @@ def _window_segments(
         segment_duration=frames * time_per_frame,
         seek=0,
     )
+    duration = audio.size / SAMPLE_RATE
     segments = []
     for segment in found:
         text = tokenizer.decode(segment["tokens"])
         if segment["start"] == segment["end"] or not text.strip():
             continue
         segments.append(transcript_segment(text, segment["start"], segment["end"], (),
-                                           item.language))
+                                           item.language, duration))
     if seek < frames:  # the model stopped mid-window: go on from its last timestamp
         with contextlib.closing(rest(audio, item.language, item.request,
                                      seek * time_per_frame)) as more:
-            segments.extend(transcript_segment(s.text, s.start, s.end, s.words, item.language)
+            segments.extend(transcript_segment(s.text, s.start, s.end, s.words, item.language,
+                                               duration)
                             for s in more if s.text.strip())
     return segments
 
 
 def transcript_segment(
-    text: str, start: float, end: float, words: Any, language: str
+    text: str, start: float, end: float, words: Any, language: str, duration_s: float
 ) -> TranscriptSegment:
-    """A segment of faster-whisper's (or of one window's tokens) as Voxline's."""
+    """A segment of faster-whisper's (or of one window's tokens) as Voxline's.
+
+    Times are kept within the audio: Whisper's last timestamp can lie past it (2.0 s for a
+    1.56 s question in its 30 s window; in a 15 s window once 24.56 s for 2.6 s)."""
+    def within(t: float) -> float:
+        return min(max(float(t), 0.0), duration_s)
+
     return TranscriptSegment(
         text=text.strip(),
-        start_s=max(float(start), 0.0),
-        end_s=max(float(end), 0.0),
-        words=tuple((w.word.strip(), float(w.start), float(w.end)) for w in (words or ())),
+        start_s=within(start),
+        end_s=within(end),
+        words=tuple((w.word.strip(), within(w.start), within(w.end)) for w in (words or ())),
         language=language,
     )
 

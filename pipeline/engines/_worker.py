@@ -16,6 +16,8 @@ model is busy. :class:`ModelWorker` holds exactly that, in one of two shapes:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterable
@@ -48,6 +50,8 @@ class ModelWorker:
         self._shared = shared
         self._executor: ThreadPoolExecutor | None = None
         self._streams: set[ThreadStream[Any]] = set()
+        #: the waiters of single calls on the shared thread, failed by close()
+        self._calls: set[asyncio.Future[Any]] = set()
         self._ids = itertools.count(1)
 
     def start(self) -> None:
@@ -76,11 +80,44 @@ class ModelWorker:
 
     async def call(self, fn: Callable[[], R]) -> R:
         """Run one blocking call on the model's thread and return its result (loading,
-        tokenizing); with a thread per stream, on a thread of its own."""
+        tokenizing, a batch); with a thread per stream, on a thread of its own. ``close()``
+        fails a call still waiting on the shared thread with a transient ``EngineError``,
+        as it ends the streams."""
         if not self._shared:
             return await asyncio.to_thread(fn)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor_or_refuse(), fn)
+        try:
+            work = self._executor_or_refuse().submit(fn)
+        except RuntimeError as exc:  # closed between the check and the submit
+            raise self._error("is closed") from exc
+        waiter: asyncio.Future[R] = loop.create_future()
+        work.add_done_callback(lambda done: self._hand_back(loop, waiter, done))
+        self._calls.add(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            work.cancel()  # still queued: it never runs
+            raise
+        finally:
+            self._calls.discard(waiter)
+
+    def _hand_back(
+        self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[R],
+        work: concurrent.futures.Future[R],
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(self._settle, waiter, work)
+
+    def _settle(self, waiter: asyncio.Future[R], work: concurrent.futures.Future[R]) -> None:
+        """A call's outcome, unless close() has already failed its waiter."""
+        if waiter.done():
+            return
+        if work.cancelled():  # the executor was shut down before it ran
+            waiter.set_exception(self._error("was closed during the request"))
+        elif (exc := work.exception()) is not None:
+            waiter.set_exception(exc)
+        else:
+            waiter.set_result(work.result())
 
     def stream(
         self,
@@ -126,6 +163,9 @@ class ModelWorker:
         """
         for stream in list(self._streams):
             stream.abort(self._error("was closed during the request"))
+        for waiter in list(self._calls):  # a running call's result comes too late to use
+            if not waiter.done():
+                waiter.set_exception(self._error("was closed during the request"))
         executor, self._executor = self._executor, None
         if executor is not None:
             if wait:

@@ -36,6 +36,12 @@ encoder's cost follows the window, so a short quick request is decoded as a voic
 time, judged as well; see :data:`QUICKWINDOW_S`), never batched, with its tokens bounded
 by its length. A short window makes Whisper loop on a word now and then; such a transcript
 is decoded again in the full window.
+
+Voice turns (one window's worth, language known, greedy, no prompt, not batched) can be
+decoded the same way in ``turn_window_s`` (off by default: 30): a spoken question lasts a
+few seconds, so a 30 s encoding is mostly padding, and the Transcriber is the largest stage
+of a voice turn on the CPU (issue 23). Why it is not the default yet, and what 15 s gives:
+the comment on the option. A batched turn shares its batch's 30 s window.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from pipeline.audio import (
 )
 from pipeline.engines._whisper import WhisperModelOptions, whisper_model_path
 from pipeline.engines._whisper_windows import (
+    SAMPLE_RATE,
     WINDOW_S,
     Utterance,
     decode_windows,
@@ -83,7 +90,6 @@ __all__ = ["FasterWhisperOptions", "FasterWhisperTranscriber"]
 
 logger = logging.getLogger(__name__)
 
-_RATE = 16000  # Whisper's rate
 _SETTING = "VOXLINE_STT__MODEL"
 
 #: defaults of the batching options (see loadtests/bench_stt_batch.py for the figures)
@@ -95,10 +101,10 @@ BATCH_WAIT_MS = 0.0
 #: 10 s, ~345 ms but 4 and 6 wrong (a cough heard as "I'm sorry."); at 5 s words repeat
 #: ("Stop. Stop. Stop. ..."); tiny.en, weaker, mishears more at 10 s than at 15 s
 QUICKWINDOW_S = 15.0
-#: a quick request's tokens at most: its prompt and timestamps, and far more words a
+#: a short-window request's tokens at most: its prompt and timestamps, and far more words a
 #: second than anyone speaks (a looping decoder stops there)
-_QUICK_TOKENS = 24
-_QUICK_TOKENS_PER_S = 12
+_SHORT_TOKENS = 24
+_SHORT_TOKENS_PER_S = 12
 
 
 class FasterWhisperOptions(WhisperModelOptions):
@@ -134,6 +140,23 @@ class FasterWhisperOptions(WhisperModelOptions):
         description="the window a quick request (TranscriptionRequest.quick) is encoded in, "
         "when its audio fits: the encoder's cost is about proportional to it; 30: "
         "Whisper's own window (quick requests as any other)",
+    )
+    # 15 s, measured for voice turns (the default stays 30).
+    # tiny.en on the turn-taking corpus (92 utterances: Piper and three espeak voices, noise
+    # floors of -70 to -50 dBFS), two cores: word error rate 16.8 % at 30 s, 14.5 % at 15 s and
+    # at 10 s, ~974 / 381 / 271 ms a call; on 96 Piper utterances 4.3 / 4.1 % (20 s: 4.3 %).
+    # But "What is the capital of France?" in Piper's voice came out "... of friends?" in 3 of
+    # 30 renditions at 15 s (1 at 20 s, none at 30 s), the question of the demo and of the
+    # app's tests; and base in German (8 espeak utterances) lost words, 40.8 % at 30 s against
+    # 49.0 % at 15 s. So it is an option until a larger check on real speech settles it.
+    turn_window_s: float = Field(
+        default=WINDOW_S,
+        ge=5.0,
+        le=WINDOW_S,
+        description="the window a voice turn (language known, greedy, no prompt, not "
+        "batched) is encoded in when its audio fits; a transcript that loops is decoded "
+        "again in 30 s; 30: Whisper's own window (the default); 15 cuts tiny.en's CPU per "
+        "turn ~2.7x at the same word error rate on average, but mishears some words more",
     )
 
 
@@ -211,8 +234,9 @@ class FasterWhisperTranscriber(Transcriber):
         self._model = model
         self._worker.start()
         if self.options.warmup:  # one window through encoder and decoder
-            request = TranscriptionRequest(audio=b"", sample_rate=_RATE)
-            segments, _ = self._final_segments(np.zeros(_RATE, dtype=np.float32), "en", request)
+            request = TranscriptionRequest(audio=b"", sample_rate=SAMPLE_RATE)
+            second = np.zeros(SAMPLE_RATE, dtype=np.float32)
+            segments, _ = self._final_segments(second, "en", request)
             for _ in segments:
                 pass
 
@@ -241,11 +265,10 @@ class FasterWhisperTranscriber(Transcriber):
         check_sample_rate(request.sample_rate)  # cheap checks here, conversion in the worker
         check_pcm16(request.audio)
         language = self._language(request.language)
-        if language is not None and self._quick(request):
-            # alone, never batched: a batch's encodings must be of one window's length
-            quick = await self._run_window(Utterance(request, language))
-            if quick is not None:
-                for segment in quick:
+        if language is not None and (window := self._short_window(request)) is not None:
+            short = await self._run_window(Utterance(request, language), window)
+            if short is not None:
+                for segment in short:
                     yield segment
                 return
         if language is not None and self._batchable(request):
@@ -265,28 +288,38 @@ class FasterWhisperTranscriber(Transcriber):
         """A voice turn: short, greedy, no prompt, no word timestamps (language known)."""
         return self.options.batch_max_items > 1 and one_window(request, WINDOW_S)
 
-    def _quick(self, request: TranscriptionRequest) -> bool:
-        """A quick judgement that fits the quick window, decoded as a voice turn is."""
-        window = self.options.quick_window_s
-        return request.quick and window < WINDOW_S and one_window(request, window)
+    def _short_window(self, request: TranscriptionRequest) -> float | None:
+        """The window shorter than Whisper's that ``request`` is encoded in, if any: a
+        quick judgement's, or a voice turn's that is not batched (a batch's encodings are
+        all of one window's length), when the audio fits it."""
+        o = self.options
+        if request.quick:
+            window = o.quick_window_s
+        elif self._batchable(request):
+            return None
+        else:
+            window = o.turn_window_s
+        return window if window < WINDOW_S and one_window(request, window) else None
 
-    async def _run_window(self, utterance: Utterance) -> list[TranscriptSegment] | None:
-        """One quick request in its short window, on the worker thread; None when the
+    async def _run_window(
+        self, utterance: Utterance, window_s: float
+    ) -> list[TranscriptSegment] | None:
+        """One request in its short window, alone, on the worker thread; None when the
         decoder looped (a short window makes Whisper repeat a word now and then: "m m m
         ..."), found as Whisper finds it, by the text's compression ratio: the request
         then takes the usual path. The tokens are bounded by the audio's length, so a
         loop costs little."""
         o = self.options
         seconds = len(utterance.request.audio) / 2 / utterance.request.sample_rate
-        tokens = _QUICK_TOKENS + round(_QUICK_TOKENS_PER_S * seconds)
-        [result] = await self._run_batch([utterance], o.quick_window_s, tokens)
+        tokens = _SHORT_TOKENS + round(_SHORT_TOKENS_PER_S * seconds)
+        [result] = await self._run_batch([utterance], window_s, tokens)
         if isinstance(result, BaseException):
             raise result
         from faster_whisper.transcribe import get_compression_ratio
 
         text = " ".join(segment.text for segment in result)
         if text and get_compression_ratio(text) > o.compression_ratio_threshold:
-            logger.info("faster-whisper: a quick request looped (%r...); the full window",
+            logger.info("faster-whisper: a short-window decode looped (%r...); the full window",
                         text[:40])
             return None
         return result
@@ -359,9 +392,8 @@ class FasterWhisperTranscriber(Transcriber):
                 for segment in segments:
                     if not segment.text.strip():
                         continue
-                    yield transcript_segment(
-                        segment.text, segment.start, segment.end, segment.words, detected
-                    )
+                    yield transcript_segment(segment.text, segment.start, segment.end,
+                                             segment.words, detected, audio.size / SAMPLE_RATE)
         except VoxlineError:
             raise
         except Exception as exc:
@@ -428,4 +460,4 @@ class FasterWhisperTranscriber(Transcriber):
     @staticmethod
     def _audio(pcm: bytes, sample_rate: int) -> FloatAudio:
         """PCM16 to float32 at 16 kHz."""
-        return resample(pcm16_to_float(pcm), sample_rate, _RATE, quality="HQ")
+        return resample(pcm16_to_float(pcm), sample_rate, SAMPLE_RATE, quality="HQ")

@@ -93,6 +93,11 @@ class LanguageRoutingTranscriberOptions(BaseModel):
         description="every faster-whisper route's quick_window_s (the window a quick "
         "judgement is encoded in; 30: Whisper's own); unset: the engine's default",
     )
+    turn_window_s: float | None = Field(
+        default=None, ge=5.0, le=30.0,
+        description="every faster-whisper route's turn_window_s (the window a voice turn "
+        "is encoded in; 30: Whisper's own); unset: the engine's default (30)",
+    )
 
 
 def _label(engine: Transcriber) -> str:
@@ -129,7 +134,8 @@ class LanguageRoutingTranscriber(LanguageRoutes[Transcriber], Transcriber):
             name: value
             for name, value in (("batch_max_items", o.batch_max_items),
                                 ("batch_wait_ms", o.batch_wait_ms),
-                                ("quick_window_s", o.quick_window_s))
+                                ("quick_window_s", o.quick_window_s),
+                                ("turn_window_s", o.turn_window_s))
             if value is not None
         }
 

@@ -1,9 +1,10 @@
-"""faster-whisper's quick requests: a few words in a short window (real tiny.en).
+"""faster-whisper's short windows: quick requests and voice turns (real tiny.en).
 
 The speech over a held reply is judged with ``TranscriptionRequest.quick``: the engine
-encodes it padded to ``quick_window_s`` instead of Whisper's 30 s. Here: the words are the
-ones the full window gives, the encoder is handed the short window, and what does not fit
-it (or is not greedy and plain) takes the usual path.
+encodes it padded to ``quick_window_s`` instead of Whisper's 30 s; a voice turn is padded
+to ``turn_window_s`` when set. Here: the words are the ones the full window gives, the encoder is
+handed the short window, and what does not fit it (or is not greedy and plain, or is
+batched) takes the usual path.
 """
 
 from __future__ import annotations
@@ -126,3 +127,49 @@ async def test_a_looping_quick_decode_is_done_again_in_the_full_window(
     assert words(await text_of(engine, clip, quick=True)) == words(SHORT[0])
     assert windows == [1500, 3000]
     assert lengths[0] is not None and lengths[0] < 40  # the loop was bounded: ~1 s of audio
+
+
+async def test_a_voice_turn_is_encoded_in_the_turn_window_and_says_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert FasterWhisperTranscriber(model="whisper-tiny.en").options.turn_window_s == 30.0
+    engine = FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=2, warmup=False,
+                                      turn_window_s=15)
+    await engine.load()
+    windows = spy_windows(engine, monkeypatch)
+    try:
+        for text in (SHORT[1], SHORT[3], "Please send me the report before the meeting."):
+            windows.clear()
+            pcm = piper_pcm16(text)
+            request = TranscriptionRequest(audio=pcm, sample_rate=RATE)
+            segments = [s async for s in engine.transcribe(request)]
+            assert words(transcript_text(segments)) == words(text)
+            assert windows == [1500], text
+            # never a time past the audio (the short window's last timestamp can be)
+            assert segments[-1].end_s <= len(pcm) / 2 / RATE, segments
+        windows.clear()  # what does not fit goes the usual way
+        long_pcm = piper_pcm16(SHORT[1]) + bytes(RATE * 2 * 14)
+        assert words(await text_of(engine, long_pcm)) == words(SHORT[1])
+        assert windows == [3000]
+    finally:
+        await engine.close()
+
+
+async def test_batched_voice_turns_share_the_full_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch's encodings are of one length: with batching on, a voice turn is batched
+    (in 30 s) rather than given the turn window; a quick request keeps its own."""
+    engine = FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=2, warmup=False,
+                                      batch_max_items=4, turn_window_s=15)
+    await engine.load()
+    windows = spy_windows(engine, monkeypatch)
+    try:
+        pcm = piper_pcm16(SHORT[3])
+        assert words(await text_of(engine, pcm)) == words(SHORT[3])
+        assert windows == [3000]
+        windows.clear()
+        assert words(await text_of(engine, pcm, quick=True)) == words(SHORT[3])
+        assert windows == [1500]
+    finally:
+        await engine.close()

@@ -80,11 +80,12 @@ def test_one_model_for_all_with_the_model_shortcut() -> None:
 def test_the_batching_settings_reach_every_faster_whisper_route(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """VOXLINE_STT__BATCH_MAX_ITEMS / __BATCH_WAIT_MS / __QUICK_WINDOW_S work with the
-    default router."""
+    """VOXLINE_STT__BATCH_MAX_ITEMS / __BATCH_WAIT_MS / __QUICK_WINDOW_S /
+    __TURN_WINDOW_S work with the default router."""
     monkeypatch.setenv("VOXLINE_STT__BATCH_MAX_ITEMS", "3")
     monkeypatch.setenv("VOXLINE_STT__BATCH_WAIT_MS", "5")
     monkeypatch.setenv("VOXLINE_STT__QUICK_WINDOW_S", "30")
+    monkeypatch.setenv("VOXLINE_STT__TURN_WINDOW_S", "20")
     settings = Settings().stt
     router = create_engine("stt", settings.engine, settings.engine_options())
     assert isinstance(router, LanguageRoutingTranscriber)
@@ -92,6 +93,7 @@ def test_the_batching_settings_reach_every_faster_whisper_route(
         assert isinstance(engine, FasterWhisperTranscriber)
         o = engine.options
         assert (o.batch_max_items, o.batch_wait_ms, o.quick_window_s) == (3, 5.0, 30.0)
+        assert o.turn_window_s == 20.0  # the English route and the multilingual one
     # unset: each engine's own default; a route's own option wins
     plain = LanguageRoutingTranscriber(
         default=TranscriberRoute(options={"model": "whisper-base", "batch_max_items": 2}),
