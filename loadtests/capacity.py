@@ -536,8 +536,10 @@ def main() -> None:
         from voxline.server import running_server
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # --stt-model over the environment's STT settings (VOXLINE_STT__TURN_WINDOW_S, ...)
+        stt = Settings().stt.model_dump()
         settings = Settings(host="127.0.0.1", port=free_port(), metrics_port=free_port(),
-                            stt=SttEngineSettings(model=args.stt_model))
+                            stt=SttEngineSettings(**{**stt, "model": args.stt_model}))
         with running_server(settings, profile=args.profile, say=print) as server:
             probe = ReplicaProbe(root_pid=os.getpid(), use_serve_status=True)
             report = asyncio.run(measure(server.url, args, probe, deadline))
