@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from schemas import AdmissionSettings, EventLogSettings, Settings
+from schemas import AdmissionSettings, ApiSettings, EventLogSettings, Settings
 from schemas._settings import SttEngineSettings
 from tests.serve._app import App
 from tests.support.api_harness import forget_keys
@@ -44,6 +44,8 @@ def app(redis_url: str, otlp: OtlpReceiver) -> Iterator[App]:
         # above the CPU profile's measured turn limit (1) on purpose: these tests hold
         # several turns at once to reach the stages' own back-pressure
         admission=AdmissionSettings(max_turns=16),
+        # the replica's counts every half second: test_back_pressure waits on its LLM calls
+        api=ApiSettings(metrics_report_s=0.5),
     )
     tracing = {**_TRACING, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url}
     saved = {name: os.environ.get(name) for name in tracing}
