@@ -151,8 +151,10 @@ async def test_a_call_whose_ice_never_completes_is_hung_up(
         answer = await offer(harness.url, caller.pc)  # the offer, and nothing after it
         await caller.pc.close()
         assert answer.status_code == 201
+        # the session leaves the live set first, and gives back its place once closed
+        # (its last events logged): seen between the two once in CI (stop 38)
         for _ in range(150):
-            if not harness.services.live:
+            if not harness.services.live and not harness.services.admission.in_use("sessions"):
                 break
             await asyncio.sleep(0.02)
         assert not harness.services.live
