@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,8 +26,8 @@ import numpy as np
 from pipeline.audio import FloatAudio, rms_dbfs
 from schemas import EngineError, ErrorCode, TranscriptionRequest, TranscriptSegment, VoxlineError
 
-__all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_windows", "one_window", "stt_failure",
-           "transcript_segment"]
+__all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_windows", "looped", "one_window",
+           "stt_failure", "transcript_segment"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +61,35 @@ class DecodeOptions(Protocol):
 
 def one_window(request: TranscriptionRequest, window_s: float) -> bool:
     """Short enough for one window of ``window_s`` (the feature extractor pads the audio),
-    greedy, no prompt, no word timestamps: decodable as one window's tokens."""
+    greedy, no word timestamps: decodable as one window's tokens (after its prompt, if it
+    has one, as ``transcribe`` would put it)."""
     seconds = len(request.audio) / 2 / request.sample_rate
     return (
         seconds <= window_s - 0.5
         and request.temperature == 0
-        and not request.prompt
         and not request.word_timestamps
     )
+
+
+#: a word said this many times in a row is a loop, not speech
+LOOP_REPEATS = 3
+_WORD = re.compile(r"[\w'-]+")
+
+
+def looped(text: str, compression_ratio_threshold: float) -> bool:
+    """Whisper looped in ``text``: it compresses as a long loop does (Whisper's own test),
+    or one word comes :data:`LOOP_REPEATS` times in a row ("Uh-huh. Uh-huh. Uh-huh. Uh-h",
+    too short to compress). A person who says "yeah, yeah, yeah" only costs a decode in
+    the full window."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    if not text:
+        return False
+    if get_compression_ratio(text) > compression_ratio_threshold:
+        return True
+    words = _WORD.findall(text.lower())
+    return any(len(set(words[i:i + LOOP_REPEATS])) == 1
+               for i in range(len(words) - LOOP_REPEATS + 1))
 
 
 def decode_windows(
@@ -81,10 +103,12 @@ def decode_windows(
     max_length: int | None = None,
 ) -> list[list[TranscriptSegment] | BaseException]:
     """Transcribe short utterances with one encode each and one generate for all, each
-    padded to ``window_s``, at most ``max_length`` tokens each (the model's).
+    padded to ``window_s``, at most ``max_length`` tokens each after its prompt (the
+    model's ``max_length`` in all at most).
 
     An item whose audio cannot be read fails alone; a failing model call raises (the
-    engine's batcher then runs the items one by one)."""
+    engine's batcher then runs the items one by one). CTranslate2 wants a batch's
+    prompts of one length: the engine batches only requests without an initial prompt."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_suppressed_tokens
@@ -118,16 +142,20 @@ def decode_windows(
     )
     # What faster-whisper's generate_with_fallback passes for one temperature (0):
     # the same call, one prompt per item.
+    prompts = [model.get_prompt(tokenizer, _initial_tokens(tokenizer, items[index].request),
+                                without_timestamps=False)
+               for index, _, _, tokenizer in decoded]
+    longest = max(len(prompt) for prompt in prompts)
     outputs = model.model.generate(
         encoder_output,
-        [model.get_prompt(tokenizer, [], without_timestamps=False)
-         for _, _, _, tokenizer in decoded],
+        prompts,
         beam_size=options.beam_size,
         patience=1.0,
         length_penalty=1.0,
         repetition_penalty=1.0,
         no_repeat_ngram_size=0,
-        max_length=min(max_length or model.max_length, model.max_length),
+        max_length=min(longest + max_length if max_length else model.max_length,
+                       model.max_length),
         return_scores=True,
         return_no_speech_prob=True,
         suppress_blank=True,
@@ -141,6 +169,14 @@ def decode_windows(
         except Exception as exc:
             results[index] = _failed(exc)
     return results
+
+
+def _initial_tokens(tokenizer: Any, request: TranscriptionRequest) -> list[int]:
+    """The request's initial prompt as ``transcribe`` tokenizes it (none: no tokens)."""
+    if not request.prompt or not request.prompt.strip():
+        return []
+    tokens: list[int] = tokenizer.encode(" " + request.prompt.strip())
+    return tokens
 
 
 def _window_segments(

@@ -71,6 +71,7 @@ from pipeline.engines._whisper_windows import (
     WINDOW_S,
     Utterance,
     decode_windows,
+    looped,
     one_window,
     stt_failure,
     transcript_segment,
@@ -101,8 +102,8 @@ BATCH_WAIT_MS = 0.0
 #: 10 s, ~345 ms but 4 and 6 wrong (a cough heard as "I'm sorry."); at 5 s words repeat
 #: ("Stop. Stop. Stop. ..."); tiny.en, weaker, mishears more at 10 s than at 15 s
 QUICKWINDOW_S = 15.0
-#: a short-window request's tokens at most: its prompt and timestamps, and far more words a
-#: second than anyone speaks (a looping decoder stops there)
+#: a short-window request's tokens at most after its initial prompt: the task tokens and
+#: timestamps, and far more words a second than anyone speaks (a looping decoder stops there)
 _SHORT_TOKENS = 24
 _SHORT_TOKENS_PER_S = 12
 
@@ -285,8 +286,10 @@ class FasterWhisperTranscriber(Transcriber):
     # -- batching -----------------------------------------------------------------------
 
     def _batchable(self, request: TranscriptionRequest) -> bool:
-        """A voice turn: short, greedy, no prompt, no word timestamps (language known)."""
-        return self.options.batch_max_items > 1 and one_window(request, WINDOW_S)
+        """A voice turn: short, greedy, no word timestamps (language known), and no
+        prompt (CTranslate2 needs a batch's prompts to be of one length)."""
+        return (self.options.batch_max_items > 1 and not request.prompt
+                and one_window(request, WINDOW_S))
 
     def _short_window(self, request: TranscriptionRequest) -> float | None:
         """The window shorter than Whisper's that ``request`` is encoded in, if any: a
@@ -306,19 +309,16 @@ class FasterWhisperTranscriber(Transcriber):
     ) -> list[TranscriptSegment] | None:
         """One request in its short window, alone, on the worker thread; None when the
         decoder looped (a short window makes Whisper repeat a word now and then: "m m m
-        ..."), found as Whisper finds it, by the text's compression ratio: the request
-        then takes the usual path. The tokens are bounded by the audio's length, so a
-        loop costs little."""
+        ...", "Uh-huh. Uh-huh. Uh-huh. Uh-h"): the request then takes the usual path. The
+        tokens are bounded by the audio's length, so a loop costs little."""
         o = self.options
         seconds = len(utterance.request.audio) / 2 / utterance.request.sample_rate
         tokens = _SHORT_TOKENS + round(_SHORT_TOKENS_PER_S * seconds)
         [result] = await self._run_batch([utterance], window_s, tokens)
         if isinstance(result, BaseException):
             raise result
-        from faster_whisper.transcribe import get_compression_ratio
-
         text = " ".join(segment.text for segment in result)
-        if text and get_compression_ratio(text) > o.compression_ratio_threshold:
+        if looped(text, o.compression_ratio_threshold):
             logger.info("faster-whisper: a short-window decode looped (%r...); the full window",
                         text[:40])
             return None

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from pipeline.engines import create_engine, transcript_text
+from pipeline.engines._whisper_windows import looped
 from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+from pipeline.session.backchannel import is_backchannel
 from schemas import TranscriptionRequest
 from tests.support.audio_fixtures import piper_pcm16
 
@@ -84,10 +86,39 @@ async def test_what_does_not_fit_the_quick_window_takes_the_usual_path(
     long_pcm = clip + bytes(RATE * 2 * 14)  # over the window with its half-second margin
     assert words(await text_of(engine, long_pcm, quick=True)) == words(SHORT[1])
     assert windows == [3000]
-    for kwargs in ({"prompt": "Rome."}, {"temperature": 0.5}, {"word_timestamps": True}):
+    for kwargs in ({"temperature": 0.5}, {"word_timestamps": True}):
         windows.clear()
         assert await text_of(engine, clip, quick=True, **kwargs)
         assert windows and set(windows) == {3000}, kwargs
+
+
+async def test_a_quick_request_with_a_prompt_keeps_its_window_and_follows_the_prompt(
+    engine: FasterWhisperTranscriber, windows: list[int]
+) -> None:
+    """An initial prompt is decoded as ``transcribe`` decodes one, in the quick window:
+    prompted with hums, Piper's "Mm-hmm." comes out as a backchannel (unprompted, tiny.en
+    writes "in a month."), and words that are not one keep their words."""
+    prompt = "Mm-hmm. Uh-huh. Yeah. Right. Okay."
+    hum = await text_of(engine, piper_pcm16("Mm-hmm."), quick=True, prompt=prompt)
+    assert is_backchannel(hum) and words(hum), hum
+    assert windows == [1500]
+    for text in SHORT[:2]:
+        windows.clear()
+        quick = await text_of(engine, piper_pcm16(text), quick=True, prompt=prompt)
+        assert windows == [1500] and words(quick) == words(text), quick
+
+
+@pytest.mark.parametrize(("text", "loop"), [
+    ("Uh-huh. Uh-huh. Uh-huh. Uh-h", True),  # too short to compress as a loop
+    ("m " * 40, True),
+    ("Stop. stop, STOP", True),
+    ("", False),
+    ("Yeah, yeah.", False),
+    ("Hold on. What about Rome?", False),
+    ("I said no, no, I said no.", False),
+])
+def test_loops_are_found_by_compression_or_a_word_said_three_times(text: str, loop: bool) -> None:
+    assert looped(text, 2.4) is loop
 
 
 async def test_quick_requests_of_silence_give_nothing_and_a_full_window_option_is_off(
