@@ -173,6 +173,8 @@ def score_overlaps(outcomes: list[Outcome]) -> dict[str, Any]:
         "resumed": len(resumes),
         "resume_ms": {k: round(v, 1) for k, v in percentiles(resumes).items()},
         "resumed_within_bound": sum(r <= RESUME_BOUND_MS for r in resumes),
+        "slow_resumes": {o.item.id: round(o.resume_ms) for o in keep
+                         if o.resume_ms is not None and o.resume_ms > RESUME_BOUND_MS},
         "missed_barge_in_rate": round(len(missed) / len(stop), 4) if stop else None,
         "stop_ms": {k: round(v, 1) for k, v in percentiles(stops).items()},
         "written_before_sound": sum(o.written_before for o in outcomes),

@@ -866,7 +866,7 @@ async def _on_scripted_app(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
-    parser.add_argument("--port", type=int, help="the started server's (default VOXLINE_PORT)")
+    parser.add_argument("--port", type=int, help="the started server's (default: a free one)")
     parser.add_argument("--turns", type=int, default=5, help=f"turns of each kind (≤ {MAX_TURNS})")
     parser.add_argument("--budget-s", type=float, default=600,
                         help="seconds for the whole run, server start included")
@@ -914,11 +914,13 @@ def main() -> None:
         # phone calls take their settings from the server: the same sampling as the others
         os.environ.setdefault("VOXLINE_TELEPHONY__SESSION", json.dumps({"sampling": SAMPLING}))
         from schemas import Settings
+        from voxline.redis_server import free_port
         from voxline.server import running_server
 
-        settings = Settings()
-        settings = settings.model_copy(
-            update={"host": "127.0.0.1", "port": args.port or settings.port})
+        # ports of its own: a server the user runs (8000, 9464) is never touched
+        settings = Settings().model_copy(update={"host": "127.0.0.1",
+                                                 "port": args.port or free_port(),
+                                                 "metrics_port": free_port()})
         with running_server(settings, say=say, ready_timeout_s=max(budget.left(), 30)) as server:
             say(f"app ready after {budget.elapsed():.0f} s")
             figures = measure(server.url)

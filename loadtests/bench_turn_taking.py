@@ -27,7 +27,8 @@ interruptions (:mod:`loadtests._overlap_corpus`) streamed over a spoken reply, w
 latency, missed barge-ins and stop latency. Writes ``reports/bench_turn_taking.json``.
 
     .venv/bin/python -m loadtests.bench_turn_taking [--url http://127.0.0.1:8000]
-        [--seed 0] [--limit N] [--part all|end-of-turn|barge-in] [--smoke]
+        [--seed 0] [--limit N] [--part all|end-of-turn|barge-in] [--config NAME]
+        [--barge-config immediate|confirmed] [--smoke]
 
 Without ``--url`` it starts the app (Redis if VOXLINE_REDIS_URL is unset, Ray, Serve).
 """
@@ -185,6 +186,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("all", "end-of-turn", "barge-in"), default="all")
     parser.add_argument("--config", action="append", default=[],
                         help="only the end-of-turn configurations of these names (repeatable)")
+    parser.add_argument("--barge-config", action="append", default=[],
+                        choices=[name for name, _ in BARGE_CONFIGS],
+                        help="only the barge-in configurations of these names (repeatable)")
     add_smoke_flag(parser)
     args = parser.parse_args()
     limit = min(args.limit or MAX_ITEMS, MAX_ITEMS)
@@ -197,6 +201,8 @@ def main() -> None:
         configs = tuple(c for c in configs if c[0] in args.config)
         if not configs:
             parser.error(f"--config: one of {', '.join(name for name, _ in CONFIGS)}")
+    if args.barge_config:
+        barge_configs = tuple(c for c in barge_configs if c[0] in args.barge_config)
     if args.part == "barge-in":
         configs = ()
     if args.part == "end-of-turn":
@@ -218,9 +224,12 @@ def main() -> None:
                                     barge_configs))
     else:
         from schemas import Settings
+        from voxline.redis_server import free_port
         from voxline.server import running_server
 
-        settings = Settings().model_copy(update={"host": "127.0.0.1"})
+        # ports of its own: a server the user runs (8000, 9464) is never touched
+        settings = Settings().model_copy(update={"host": "127.0.0.1", "port": free_port(),
+                                                 "metrics_port": free_port()})
         with running_server(settings, say=say) as server:
             figures = asyncio.run(bench(server.url, items, configs, say, overlaps,
                                         barge_configs))

@@ -45,6 +45,7 @@ def test_scores() -> None:
     outcomes = [
         Outcome(_item("backchannel"), stop_ms=120, paused=True, resume_ms=300),  # resumed
         Outcome(_item("backchannel"), stop_ms=90, stopped_for_good=True),  # false
+        Outcome(_item("noise"), stop_ms=80, paused=True, resume_ms=900),  # resumed late
         Outcome(_item("noise")),  # not even paused
         Outcome(_item("noise"), stop_ms=100, paused=True),  # paused, never resumed: false
         Outcome(_item("interruption"), stop_ms=140, paused=True, stopped_for_good=True),
@@ -52,8 +53,9 @@ def test_scores() -> None:
         Outcome(_item("interruption"), stop_ms=100, paused=True, resume_ms=200),  # resumed
     ]
     scores = score_overlaps(outcomes)
-    assert scores["false_barge_in_rate"] == 0.5
-    assert scores["false_barge_in_by_kind"] == {"backchannel": 0.5, "noise": 0.5}
-    assert (scores["resumed"], scores["resumed_within_bound"]) == (1, 1)
+    assert scores["false_barge_in_rate"] == 0.4
+    assert scores["false_barge_in_by_kind"] == {"backchannel": 0.5, "noise": round(1 / 3, 4)}
+    assert (scores["resumed"], scores["resumed_within_bound"]) == (2, 1)
+    assert scores["slow_resumes"] == {"x-noise": 900}  # which ones, to look into
     assert scores["missed_barge_in_rate"] == round(2 / 3, 4)
     assert scores["stop_ms"]["p50"] == 140
