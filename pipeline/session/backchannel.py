@@ -12,13 +12,19 @@ or a hum spelt any way of m's and h's: "M-M-M.", "Mmmhmm"), and at most a few of
 Speech with no words at all (a cough, a noise, breathing that VAD took for speech) is no
 interruption either. Anything else interrupts: a reply that resumes over a real question
 is worse than one that stops for a backchannel.
+
+The speech is transcribed with :func:`backchannel_prompt` as Whisper's initial prompt: a few
+backchannels spelt as this module knows them. Unprompted, tiny.en hears Piper's "Mm-hmm." as
+"in a month." (an interruption, then); prompted, as a hum, while the overlap corpus's
+interruptions keep their words. The prompt makes a short window loop now and then
+("Yeah. Yeah. Yeah."), which the engine takes out rather than decoding again.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["BACKCHANNEL_WORDS", "MAX_BACKCHANNEL_WORDS", "is_backchannel"]
+__all__ = ["BACKCHANNEL_WORDS", "MAX_BACKCHANNEL_WORDS", "backchannel_prompt", "is_backchannel"]
 
 #: words that acknowledge without taking the turn (lower case, without punctuation)
 BACKCHANNEL_WORDS: frozenset[str] = frozenset({
@@ -31,6 +37,9 @@ BACKCHANNEL_WORDS: frozenset[str] = frozenset({
 })  # fmt: skip
 #: a backchannel is short: "yeah yeah, right, I see" is, a sentence of them is not
 MAX_BACKCHANNEL_WORDS = 4
+
+#: Whisper's initial prompt for speech over a reply, per language: backchannels as spelt here
+_PROMPTS = {"en": "Mm-hmm. Uh-huh. Yeah. Right. Okay.", "de": "Mhm. Ja. Genau. Stimmt."}
 
 _WORD = re.compile(r"[\w'-]+")
 #: a hum: only m's and h's, at least one m, hyphens between ("m-m-m", "mmmhmm", "hm-hm")
@@ -45,3 +54,9 @@ def is_backchannel(text: str) -> bool:
     if len(words) > MAX_BACKCHANNEL_WORDS:
         return False
     return all(w in BACKCHANNEL_WORDS or _HUM.fullmatch(w) for w in words)
+
+
+def backchannel_prompt(language: str) -> str | None:
+    """Whisper's initial prompt for the speech over a reply in ``language`` (a code such as
+    ``en`` or ``de-DE``); None where there is none."""
+    return _PROMPTS.get(language.split("-")[0].lower())

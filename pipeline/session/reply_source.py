@@ -37,13 +37,15 @@ class ReplySource:
         self.history = history
         self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
 
-    async def transcribe(self, audio: bytes, sample_rate: int, *, quick: bool = False) -> str:
+    async def transcribe(self, audio: bytes, sample_rate: int, *, quick: bool = False,
+                         prompt: str | None = None) -> str:
         """The transcript of ``audio`` in the session's language; nothing is appended.
-        ``quick``: a judgement of a few words, wanted fast (``TranscriptionRequest.quick``)."""
+        ``quick``: a judgement of a few words, wanted fast (``TranscriptionRequest.quick``);
+        ``prompt``: Whisper's initial prompt (spellings to expect)."""
         assert self.engines.stt is not None
         request = TranscriptionRequest(
             audio=audio, sample_rate=sample_rate,
-            language=self.state.settings.language.split("-")[0], quick=quick,
+            language=self.state.settings.language.split("-")[0], quick=quick, prompt=prompt,
         )
         return transcript_text([s async for s in self.engines.stt.transcribe(request)])
 

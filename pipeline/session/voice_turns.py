@@ -36,7 +36,7 @@ import logging
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, decode_frames
 from pipeline.session.admission import Permit
-from pipeline.session.backchannel import is_backchannel
+from pipeline.session.backchannel import backchannel_prompt, is_backchannel
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
@@ -211,8 +211,10 @@ class VoiceTurns:
             return turn.turn_id
         return None
 
-    async def _quick_transcript(self, audio: bytes, sample_rate: int) -> str:
-        return await self._responder.source.transcribe(audio, sample_rate, quick=True)
+    async def _quick_transcript(self, audio: bytes, sample_rate: int,
+                                prompt: str | None = None) -> str:
+        return await self._responder.source.transcribe(audio, sample_rate, quick=True,
+                                                       prompt=prompt)
 
     async def _backchannel(self, audio: bytes, duration_s: float, sample_rate: int) -> str | None:
         """What the speech over a held reply said when it was a backchannel (or no words:
@@ -221,7 +223,8 @@ class VoiceTurns:
         if duration_s * 1000 > self._emitter.state.settings.backchannel_max_ms:
             return None
         try:
-            text = await self._quick_transcript(audio, sample_rate)
+            prompt = backchannel_prompt(self._emitter.state.settings.language)
+            text = await self._quick_transcript(audio, sample_rate, prompt)
         except Exception:
             logger.warning("session %s: could not transcribe the speech over a reply; it "
                            "interrupts", self.session_id, exc_info=True)

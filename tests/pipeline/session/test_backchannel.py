@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
-from pipeline.session.backchannel import BACKCHANNEL_WORDS, MAX_BACKCHANNEL_WORDS, is_backchannel
+from pipeline.session.backchannel import (
+    BACKCHANNEL_WORDS,
+    MAX_BACKCHANNEL_WORDS,
+    backchannel_prompt,
+    is_backchannel,
+)
 from schemas import Event, ResponseAudioChunk, SessionSettings
 from tests.support.audio_fixtures import tone
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
@@ -39,6 +44,16 @@ def test_backchannels(text: str) -> None:
 ])
 def test_interruptions(text: str) -> None:
     assert not is_backchannel(text)
+
+
+@pytest.mark.parametrize("language", ["en", "en-US", "de", "DE-at"])
+def test_the_prompt_is_made_of_backchannels_of_its_language(language: str) -> None:
+    """Whisper's initial prompt steers spelling towards it: it must itself read as a
+    backchannel, or it would steer towards interruptions."""
+    prompt = backchannel_prompt(language)
+    assert prompt
+    assert all(is_backchannel(part) for part in prompt.split(". "))
+    assert backchannel_prompt("fr") is None  # no prompt rather than another language's
 
 
 _WORDS = sorted(BACKCHANNEL_WORDS)
@@ -114,6 +129,7 @@ async def test_a_backchannel_pauses_the_reply_and_it_resumes(event_log: EventLog
     assert seen[-1].data.status == "completed"  # type: ignore[union-attr]
     assert len(stt.requests) == 1  # the backchannel's transcript only: no turn was made
     assert stt.requests[0].quick  # a judgement: the reply is silent until it is done
+    assert stt.requests[0].prompt == backchannel_prompt("en")  # hums heard as hums
     assert list(session.state.turns) == [turn]
     await session.close()
 
