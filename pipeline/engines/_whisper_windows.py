@@ -27,7 +27,7 @@ from pipeline.audio import FloatAudio, rms_dbfs
 from schemas import EngineError, ErrorCode, TranscriptionRequest, TranscriptSegment, VoxlineError
 
 __all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_windows", "looped", "one_window",
-           "stt_failure", "transcript_segment"]
+           "stt_failure", "transcript_segment", "unlooped"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,28 @@ def looped(text: str, compression_ratio_threshold: float) -> bool:
     words = _WORD.findall(text.lower())
     return any(len(set(words[i:i + LOOP_REPEATS])) == 1
                for i in range(len(words) - LOOP_REPEATS + 1))
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: a word, then itself again LOOP_REPEATS - 1 times or more
+_WORD_RUN = re.compile(r"\b([\w'-]+)\b(?:[\s,.!?;]+\1\b){" + str(LOOP_REPEATS - 1) + ",}",
+                       re.IGNORECASE)
+
+
+def unlooped(text: str) -> str:
+    """``text`` with its loop taken out: a sentence said again right after itself, a word
+    said :data:`LOOP_REPEATS` times or more in a row, and the unfinished copy the token
+    bound cut ("Yeah. Yeah. Yeah. Yea" is "Yeah."; "m m m m" is "m"). What comes before a
+    loop is what was said; a loop of several sentences stays, and stays :func:`looped`."""
+    kept: list[str] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        said = " ".join(_WORD.findall(sentence.lower()))
+        last = " ".join(_WORD.findall(kept[-1].lower())) if kept else None
+        if last is not None and (said == last or (not sentence.endswith((".", "!", "?"))
+                                                  and last.startswith(said))):
+            continue
+        kept.append(sentence)
+    return _WORD_RUN.sub(r"\1", " ".join(kept))
 
 
 def decode_windows(

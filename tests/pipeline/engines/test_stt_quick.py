@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from pipeline.engines import create_engine, transcript_text
-from pipeline.engines._whisper_windows import looped
+from pipeline.engines._whisper_windows import looped, unlooped
 from pipeline.engines.faster_whisper import FasterWhisperTranscriber
-from pipeline.session.backchannel import is_backchannel
+from pipeline.session.backchannel import backchannel_prompt, is_backchannel
 from schemas import TranscriptionRequest
 from tests.support.audio_fixtures import piper_pcm16
 
@@ -95,13 +95,21 @@ async def test_what_does_not_fit_the_quick_window_takes_the_usual_path(
 async def test_a_quick_request_with_a_prompt_keeps_its_window_and_follows_the_prompt(
     engine: FasterWhisperTranscriber, windows: list[int]
 ) -> None:
-    """An initial prompt is decoded as ``transcribe`` decodes one, in the quick window:
-    prompted with hums, Piper's "Mm-hmm." comes out as a backchannel (unprompted, tiny.en
-    writes "in a month."), and words that are not one keep their words."""
-    prompt = "Mm-hmm. Uh-huh. Yeah. Right. Okay."
+    """The backchannel judgement's prompt is decoded as ``transcribe`` decodes one, in the
+    quick window: Piper's "Mm-hmm." comes out as a backchannel (unprompted, tiny.en writes
+    "in a month."), a backchannel the prompt makes loop ("Yeah. Yeah. Yeah. Yea") is
+    taken without its loop and without a second decode, and words that are not one keep
+    their words."""
+    prompt = backchannel_prompt("en")
     hum = await text_of(engine, piper_pcm16("Mm-hmm."), quick=True, prompt=prompt)
     assert is_backchannel(hum) and words(hum), hum
     assert windows == [1500]
+    for text in ("Yeah.", "Right.", "Okay."):
+        windows.clear()
+        said = await text_of(engine, piper_pcm16(text), quick=True, prompt=prompt)
+        # a loop taken out, or a word said twice ("Right. Right."): a backchannel either way
+        assert windows == [1500] and set(words(said)) == set(words(text)), said
+        assert is_backchannel(said)
     for text in SHORT[:2]:
         windows.clear()
         quick = await text_of(engine, piper_pcm16(text), quick=True, prompt=prompt)
@@ -119,6 +127,20 @@ async def test_a_quick_request_with_a_prompt_keeps_its_window_and_follows_the_pr
 ])
 def test_loops_are_found_by_compression_or_a_word_said_three_times(text: str, loop: bool) -> None:
     assert looped(text, 2.4) is loop
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("Yeah. Yeah. Yeah. Yeah. Yeah. Yea", "Yeah."),  # the copy the token bound cut goes too
+    ("Uh-huh. Uh-huh. Uh-huh. Uh-h", "Uh-huh."),
+    ("I see. I see. I see. I see", "I see."),
+    ("m " * 40, "m"),
+    ("Stop. stop, STOP", "Stop"),
+    ("Hold on. Hold on, what about Rome?", "Hold on. Hold on, what about Rome?"),
+    ("I said no, no, I said no.", "I said no, no, I said no."),  # twice is speech
+    ("Go. Stop. Go. Stop. Go. Stop.", "Go. Stop. Go. Stop. Go. Stop."),  # not one to take out
+])
+def test_a_loop_is_taken_out_and_what_came_before_it_kept(text: str, said: str) -> None:
+    assert unlooped(text) == said
 
 
 async def test_quick_requests_of_silence_give_nothing_and_a_full_window_option_is_off(
@@ -141,9 +163,10 @@ async def test_quick_requests_of_silence_give_nothing_and_a_full_window_option_i
 async def test_a_looping_quick_decode_is_done_again_in_the_full_window(
     engine: FasterWhisperTranscriber, windows: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whisper in a short window repeats a word now and then ("m m m m ..."): such a
-    transcript (found by its compression ratio, as Whisper finds its loops) is not
-    returned; the request is decoded again the usual way."""
+    """Whisper in a short window loops now and then. On letters ("m m m m ...", which may
+    stand for any word) the transcript is not returned: the request is decoded again the
+    usual way. On a word, the word is what was said: it comes back once, with no second
+    decode."""
     clip = piper_pcm16(SHORT[0])
     run = engine._batch_sync
     lengths: list[int | None] = []
@@ -158,6 +181,16 @@ async def test_a_looping_quick_decode_is_done_again_in_the_full_window(
     assert words(await text_of(engine, clip, quick=True)) == words(SHORT[0])
     assert windows == [1500, 3000]
     assert lengths[0] is not None and lengths[0] < 40  # the loop was bounded: ~1 s of audio
+
+    def word_loop(items: Any, window_s: float = 30.0, max_length: int | None = None) -> Any:
+        [result] = run(items, window_s, max_length)
+        assert isinstance(result, list)
+        return [[s.model_copy(update={"text": "Wait. Wait. Wait. Wai"}) for s in result]]
+
+    windows.clear()
+    monkeypatch.setattr(engine, "_batch_sync", word_loop)
+    assert await text_of(engine, clip, quick=True) == "Wait."
+    assert windows == [1500]
 
 
 async def test_a_voice_turn_is_encoded_in_the_turn_window_and_says_the_same(
