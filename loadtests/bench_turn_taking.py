@@ -72,8 +72,9 @@ async def run_item(client: VoxlineClient, item: TurnItem, settings: dict[str, An
                    ) -> list[tuple[int, int, float | None]]:
     """Stream ``item`` into a new session; the turns it ended: (speech offset ms, decided
     at ms, end-of-turn probability)."""
+    # the item's language: the text cues transcribe (and read) the turn in it
     session = await client.create_session(input_sample_rate=RATE, auto_response=False,
-                                          **settings)
+                                          language=item.language, **settings)
     ends: list[tuple[int, int, float | None]] = []
     errors: list[str] = ERRORS.setdefault(item.id, [])
     async with client.connect(session) as conn:
