@@ -395,6 +395,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=9464, ge=1, le=65535, description="Prometheus /metrics; unset: none"
     )
+    ingress: Literal["auto", "direct", "proxy"] = Field(
+        default="auto",
+        description="how clients reach the Gateway when the run command starts the app: "
+        "direct (the Gateway replica itself listens on host:port; a profile with one "
+        "Gateway replica only), proxy (Ray Serve's HTTP proxy in front: a hop, and an "
+        "actor call, per socket message); auto: direct for the one-machine profiles "
+        "(cpu, cpu-autoscale), proxy otherwise",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="the app's log lines: plain text, or JSON lines (Ray's) with the "

@@ -137,7 +137,7 @@ def serve(
     import contextlib
     import os
 
-    from schemas import Settings
+    from schemas import ConfigurationError, Settings
     from voxline.demo import run_demo
     from voxline.runstate import ServerRecord, recorded
     from voxline.server import running_server
@@ -164,6 +164,9 @@ def serve(
             _say(f"{signals.name}: draining, then stopping")
     except KeyboardInterrupt:
         pass
+    except ConfigurationError as exc:  # a setting or a port, said plainly (what started stopped)
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
     _say("stopped")
 
 

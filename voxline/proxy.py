@@ -8,14 +8,16 @@ counts an upgrade the app refused with an HTTP answer (``403 origin_not_allowed`
 answered (uvicorn would log each as an error).
 
 Plain uvicorn takes it as ``ws=WS_PROTOCOL`` (``tests/support/api_harness.py``). Ray Serve's HTTP
-proxy builds its uvicorn config itself, with ``ws="auto"``; :func:`serve_proxy_callback`,
-named by ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` (set by :func:`voxline.server.start_ray`,
-and in the cluster's environment), points ``auto`` at the guard inside the proxy process
+proxy, and with direct ingress (:mod:`voxline.ingress`) the Gateway replica, build their
+uvicorn config themselves, with ``ws="auto"``; :func:`serve_proxy_callback`, named by
+``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` (set by :func:`voxline.server.start_ray`,
+and in the cluster's environment), points ``auto`` at the guard inside that process
 before its server starts, and adds no middleware.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -52,9 +54,32 @@ class HandshakeGuard(WebSocketsSansIOProtocol):
 
 
 def serve_proxy_callback() -> list[Any]:
-    """Ray Serve's proxy calls this before it starts its uvicorn server: use the guard
-    for ``ws="auto"``. Returns the middlewares to add (none)."""
+    """Ray Serve calls this before it starts a uvicorn server, its proxy's or (direct
+    ingress) the Gateway replica's: use the guard for ``ws="auto"``, and let a direct
+    ingress socket reuse its port. Returns the middlewares to add (none)."""
     from uvicorn import config
 
     config.WS_PROTOCOLS["auto"] = WS_PROTOCOL
+    reuse_direct_ingress_port()
     return []
+
+
+def reuse_direct_ingress_port() -> None:
+    """Serve's proxy binds with ``SO_REUSEPORT``; its direct ingress binds the ingress
+    replica's socket without it. A Gateway that died (or an app stopped a moment ago)
+    leaves its connections in TIME_WAIT on the port for a minute, and without the option
+    the new replica's bind fails: Serve then blocks the port for good, and with the
+    one-port range :mod:`voxline.ingress` gives it, the Gateway never comes back. So the
+    replica's server is started as the proxy's is. Does nothing where Serve's replica
+    module is not loaded (the proxy's process)."""
+    replica = sys.modules.get("ray.serve._private.replica")
+    if replica is None or getattr(replica.start_asgi_http_server, "reuses_port", False):
+        return
+    start = replica.start_asgi_http_server
+
+    async def start_reusing_port(app: Any, http_options: Any, *, event_loop: Any,
+                                 enable_so_reuseport: bool = False) -> Any:
+        return await start(app, http_options, event_loop=event_loop, enable_so_reuseport=True)
+
+    start_reusing_port.reuses_port = True  # type: ignore[attr-defined]
+    setattr(replica, "start_asgi_http_server", start_reusing_port)  # noqa: B010

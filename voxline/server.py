@@ -1,9 +1,10 @@
 """Start and stop the whole server on one machine: Redis (if none), Ray, the Serve app.
 
 Ray gets its own free ports (its GCS defaults to 6379 only for ``ray start``; ``ray.init``
-picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's proxy gets
-:func:`voxline.proxy.serve_proxy_callback`. The Serve proxy
-listens on ``settings.host:settings.port``. :func:`running_server` is a context manager
+picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's HTTP servers
+get :func:`voxline.proxy.serve_proxy_callback`. What listens on
+``settings.host:settings.port`` is the Gateway replica itself or Serve's proxy
+(:mod:`voxline.ingress`). :func:`running_server` is a context manager
 so that Ctrl-C and SIGTERM stop everything it started, in reverse order, after a drain
 (:mod:`voxline.stopping`).
 """
@@ -20,8 +21,14 @@ from dataclasses import dataclass
 import httpx
 
 from schemas import Settings
+from voxline.ingress import (
+    check_port_free,
+    ingress_environment,
+    resolve_ingress,
+    scoped_environment,
+)
 from voxline.proxy import PROXY_CALLBACK
-from voxline.redis_server import redis_url_or_server
+from voxline.redis_server import free_steady_port, redis_url_or_server
 from voxline.stopping import StopSignals
 
 logger = logging.getLogger(__name__)
@@ -125,6 +132,9 @@ def running_server(
 
     if signals is not None:
         signals.install()
+    # what cannot work fails before anything starts
+    ingress = resolve_ingress(settings, profile)
+    check_port_free(settings.host, settings.port)
     if not settings.redis_url:
         say("VOXLINE_REDIS_URL is not set: starting a Redis server of our own on 127.0.0.1")
     with redis_url_or_server(settings.redis_url) as redis_url:
@@ -133,10 +143,20 @@ def running_server(
         ready = deploying = False
         url = f"http://{settings.host}:{settings.port}"
         try:
-            start_ray(num_cpus, log_to_driver=log_to_driver, log_format=settings.log_format)
+            import ray
+
+            if ray.is_initialized() and ingress == "direct":
+                # Serve reads the ingress variables as its processes start: too late now
+                say("Ray is running already: Serve's proxy stands in front of the Gateway")
+                ingress = "proxy"
+            with scoped_environment(ingress_environment(ingress, settings.port)):
+                start_ray(num_cpus, log_to_driver=log_to_driver,
+                          log_format=settings.log_format)
             if signals is not None:
                 signals.install()  # after ray.init: replaces Ray's handlers (see stopping)
-            serve.start(http_options={"host": settings.host, "port": settings.port})
+            # direct: the Gateway listens on settings.port itself, Serve's proxy elsewhere
+            proxy_port = settings.port if ingress == "proxy" else free_steady_port(floor=20000)
+            serve.start(http_options={"host": settings.host, "port": proxy_port})
             app = build_app({"profile": profile, "speech_mode": speech_mode}, settings=settings)
             say(f"deploying the app ({profile} profile); models load in their replicas")
             # serve.run returns once the controller marks the app RUNNING, which can be

@@ -12,6 +12,9 @@ and free ports. A socket has a voice reply running when the signal comes; then:
 * no process of its tree (Ray's, the Redis it started) outlives it. The tree is taken
   with psutil before the signal, and only those processes are looked at: other Rays and
   Redises on the machine are not ours.
+
+SIGTERM runs the default way in (the Gateway replica listening on the port itself), SIGINT
+the other (Serve's proxy in front, ``VOXLINE_INGRESS=proxy``); each checks which it got.
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ NATIVE_DUMP = re.compile(r"\*\*\* SIG[A-Z]+ received|^\s*@\s+0x[0-9a-f]+", re.MU
 EXIT_S = 120.0  # a hang guard, not a measure: the grace (20 s) + stopping Serve and Ray
 
 
-def start_serve(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+def start_serve(workdir: Path, ingress: str = "auto"
+                ) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("VOXLINE_") and not k.startswith("RAY_ADDRESS")}
     env |= {"PYTHONPATH": str(ROOT), "VOXLINE_STT__MODEL": "whisper-tiny.en",
-            "VOXLINE_METRICS_PORT": str(free_port()), "RAY_USAGE_STATS_ENABLED": "0"}
+            "VOXLINE_METRICS_PORT": str(free_port()), "RAY_USAGE_STATS_ENABLED": "0",
+            "VOXLINE_INGRESS": ingress}
     stderr_path = workdir / "stderr.log"
     with (workdir / "stdout.log").open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
@@ -63,6 +68,16 @@ def start_serve(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
 def process_tree(pid: int) -> list[psutil.Process]:
     root = psutil.Process(pid)
     return [root, *root.children(recursive=True)]
+
+
+def listening_on(processes: list[psutil.Process], port: int) -> str:
+    """The command line of the process of ``processes`` that listens on ``port``."""
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                   for c in proc.net_connections(kind="tcp")):
+                return " ".join(proc.cmdline())
+    raise AssertionError(f"no process of the server listens on {port}")
 
 
 def alive(processes: list[psutil.Process]) -> list[str]:
@@ -89,12 +104,19 @@ async def refused_while_draining(url: str) -> dict[str, object]:
     raise AssertionError("the server never refused a new session")
 
 
+#: each signal with one way in (voxline.ingress): what listens on the port is the Gateway
+#: replica itself (the one-machine default) or Serve's proxy, and both drain alike
+WAYS_IN = {"direct": "ServeReplica:voxline:Gateway", "proxy": "ProxyActor"}
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(("signum", "ingress"), [(signal.SIGTERM, "auto"),
+                                                 (signal.SIGINT, "proxy")],
+                         ids=["SIGTERM-direct", "SIGINT-proxy"])
 async def test_a_stop_signal_drains_then_stops_everything_with_exit_code_0(
-    tmp_path: Path, signum: signal.Signals
+    tmp_path: Path, signum: signal.Signals, ingress: str
 ) -> None:
-    process, url, stderr_path = start_serve(tmp_path)
+    process, url, stderr_path = start_serve(tmp_path, ingress)
     tree: list[psutil.Process] = []
     try:
         try:
@@ -104,6 +126,8 @@ async def test_a_stop_signal_drains_then_stops_everything_with_exit_code_0(
         tree = process_tree(process.pid)
         assert any("redis-server" in " ".join(p.cmdline()) for p in tree[1:]), \
             "serve started no Redis of its own"
+        way_in = WAYS_IN["direct" if ingress == "auto" else ingress]
+        assert way_in in listening_on(tree, int(url.rsplit(":", 1)[1]))
         async with VoxlineClient(url, timeout=60) as client:
             session = await client.create_session(sampling=LONG, preemptive_turns=False)
             async with client.connect(session, resume_for_s=0) as conn:  # see the 1012
