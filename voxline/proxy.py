@@ -55,13 +55,55 @@ class HandshakeGuard(WebSocketsSansIOProtocol):
 
 def serve_proxy_callback() -> list[Any]:
     """Ray Serve calls this before it starts a uvicorn server, its proxy's or (direct
-    ingress) the Gateway replica's: use the guard for ``ws="auto"``, and let a direct
-    ingress socket reuse its port. Returns the middlewares to add (none)."""
+    ingress, :mod:`voxline.ingress`) the Gateway replica's: use the guard for
+    ``ws="auto"``; in the replica, also bind as the proxy does
+    (:func:`reuse_direct_ingress_port`) and leave a socket's disconnect to the app as the
+    proxy does (:class:`SocketsOwnTheirDisconnects`). Returns the middlewares to add."""
     from uvicorn import config
 
     config.WS_PROTOCOLS["auto"] = WS_PROTOCOL
+    if not _in_serve_replica():
+        return []
+    from starlette.middleware import Middleware
+
     reuse_direct_ingress_port()
-    return []
+    return [Middleware(SocketsOwnTheirDisconnects)]
+
+
+def _in_serve_replica() -> bool:
+    """In a Serve replica's process (not its proxy's, nor a plain one)."""
+    try:
+        from ray import serve
+
+        serve.get_replica_context()
+    except Exception:  # Serve raises its own type outside a replica
+        return False
+    return True
+
+
+class SocketsOwnTheirDisconnects:
+    """ASGI middleware: a WebSocket's disconnect reaches the app, it never cancels it.
+
+    Serve's proxy stops watching a WebSocket for its client's disconnect once it is
+    accepted (the app handles ``websocket.disconnect`` itself); its direct ingress does
+    not, and cancels the socket's handler when the client goes. The Gateway's handler
+    outlives its client on purpose: a reply still running when a socket drops finishes
+    into the log (``VOXLINE_API__DRAIN_S``), for the client that resumes. The request
+    header with which Serve lets a caller turn its watching off
+    (``x-request-disconnect-disabled: ?1``) is added to every WebSocket's scope.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            scope = {**scope, "headers": [*scope["headers"], _KEEP_SOCKET_ON_DISCONNECT]}
+        await self.app(scope, receive, send)
+
+
+#: Serve's header (``SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER``) and its "yes"
+_KEEP_SOCKET_ON_DISCONNECT = (b"x-request-disconnect-disabled", b"?1")
 
 
 def reuse_direct_ingress_port() -> None:
@@ -70,8 +112,7 @@ def reuse_direct_ingress_port() -> None:
     leaves its connections in TIME_WAIT on the port for a minute, and without the option
     the new replica's bind fails: Serve then blocks the port for good, and with the
     one-port range :mod:`voxline.ingress` gives it, the Gateway never comes back. So the
-    replica's server is started as the proxy's is. Does nothing where Serve's replica
-    module is not loaded (the proxy's process)."""
+    replica's server is started as the proxy's is (once, however often this runs)."""
     replica = sys.modules.get("ray.serve._private.replica")
     if replica is None or getattr(replica.start_asgi_http_server, "reuses_port", False):
         return

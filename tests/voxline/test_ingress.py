@@ -20,7 +20,12 @@ from voxline.ingress import (
     resolve_ingress,
     scoped_environment,
 )
-from voxline.proxy import reuse_direct_ingress_port
+from voxline.proxy import (
+    WS_PROTOCOL,
+    SocketsOwnTheirDisconnects,
+    reuse_direct_ingress_port,
+    serve_proxy_callback,
+)
 from voxline.redis_server import free_port
 
 
@@ -112,12 +117,38 @@ def test_the_direct_ingress_socket_is_bound_as_the_proxys_is(
     assert calls == [{"app": "app", "options": "options", "reuse": True}]
 
 
-def test_the_callback_leaves_a_process_without_serves_replica_module_alone(
+def test_outside_a_serve_replica_the_callback_only_guards_the_handshake(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delitem(sys.modules, "ray.serve._private.replica", raising=False)
-    reuse_direct_ingress_port()  # the proxy's process: nothing to patch, no import
-    assert "ray.serve._private.replica" not in sys.modules
+    """Serve's proxy (and this process) get the handshake guard and nothing else: its
+    sockets and its bind stay Serve's own."""
+    from uvicorn import config
+
+    monkeypatch.setitem(config.WS_PROTOCOLS, "auto", "websockets-sansio")
+    replica = types.ModuleType("ray.serve._private.replica")
+    replica.start_asgi_http_server = object()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ray.serve._private.replica", replica)
+    assert serve_proxy_callback() == []
+    assert config.WS_PROTOCOLS["auto"] == WS_PROTOCOL
+    assert not getattr(replica.start_asgi_http_server, "reuses_port", False)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", ["websocket", "http"])
+def test_a_sockets_disconnect_is_left_to_the_app(kind: str) -> None:
+    """Behind the middleware Serve reads the header that keeps a WebSocket's handler
+    running when its client goes (the app handles the disconnect, as behind the proxy);
+    plain HTTP requests keep Serve's handling: cancelled when the client goes."""
+    from ray.serve._private.http_util import parse_disconnect_disabled_header
+
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    scope = {"type": kind, "headers": [(b"host", b"x")]}
+    asyncio.run(SocketsOwnTheirDisconnects(app)(scope, None, None))
+    assert parse_disconnect_disabled_header(dict(seen[0]["headers"])) is (kind == "websocket")
+    assert scope["headers"] == [(b"host", b"x")]  # the caller's scope is not changed
 
 
 def test_serve_on_a_taken_port_says_so_and_starts_nothing(
