@@ -4,6 +4,11 @@ Stateless: everything about a session is in its log, so any replica serves any s
 and replicas scale on ongoing requests. Each replica holds the live sockets it accepted,
 runs VAD (cheap, onnxruntime) and the turn orchestration, and calls the stage
 deployments through handles. It never imports torch or loads a model of a stage.
+
+Clients reach it through Serve's HTTP proxy, or (``settings.ingress == "direct"``, one
+replica on one machine: :mod:`voxline.ingress`) on ``settings.host:settings.port``
+itself, where the replica serves the same app on a uvicorn server of its own
+(:class:`deployments.api.ApiServer`) in the loop that runs the sessions.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from ray import serve
 
 from deployments._heap import freeze_startup_heap
 from deployments._replica import replica_name
-from deployments.api import Services, create_api, start_services
+from deployments.api import ApiServer, Services, create_api, start_services
 from deployments.handles import (
     RemoteLanguageModel,
     RemoteReranker,
@@ -66,11 +71,15 @@ def configured_admission(
                                  setting="Gateway.user_config") from None
 
 
-# Every open WebSocket is one ongoing request for its whole life, so this bounds the
-# sockets a replica holds. An idle one costs ~45 KiB and no Redis connection (one shared
-# log reader per replica, pipeline.log.LogFanout); work is bounded at turn start.
+#: Every open WebSocket is one ongoing request for its whole life, so this bounds the
+#: sockets a replica holds (behind Serve's proxy, and on its own server). An idle one costs
+#: ~45 KiB and no Redis connection (one shared log reader per replica,
+#: pipeline.log.LogFanout); work is bounded at turn start.
+MAX_CONNECTIONS = 2048
+
+
 @serve.deployment(name="Gateway", ray_actor_options={"num_cpus": 0.5},
-                  max_ongoing_requests=2048)
+                  max_ongoing_requests=MAX_CONNECTIONS)
 @serve.ingress()
 class Gateway:
     async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
@@ -97,6 +106,19 @@ class Gateway:
             reranker=None if reranker is None else RemoteReranker(reranker),
             meters=meters,
         )
+        self._app = create_api(self.services)
+        self._server: ApiServer | None = None
+        if settings.ingress == "direct":
+            # a predecessor (a replica Serve replaces) may hold the port a moment longer
+            self._server = ApiServer(self._app, settings.host, settings.port,
+                                     bind_wait_s=30.0, limit_concurrency=MAX_CONNECTIONS)
+            try:
+                await self._server.start()
+            except OSError as exc:
+                await self.services.aclose()
+                raise ConfigurationError(
+                    f"the Gateway cannot listen on {settings.host}:{settings.port}: {exc}",
+                    setting="VOXLINE_PORT") from None
         freeze_startup_heap()  # the loop serves every socket: no walks of start-up objects
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -107,7 +129,7 @@ class Gateway:
         logger.info("Gateway admission limits: %s", admission.model_dump())
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_api(self.services)
+        return self._app
 
     async def drain(self, grace_s: float | None = None) -> dict[str, int]:
         """Stop taking work, let running turns finish (``grace_s``, default
@@ -119,4 +141,6 @@ class Gateway:
         return await self.services.drain(grace)
 
     async def __del__(self) -> None:
+        if self._server is not None:  # the port first: a successor may want it
+            await self._server.stop(timeout_s=self.services.settings.api.shutdown_grace_s)
         await self.services.aclose()

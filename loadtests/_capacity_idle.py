@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
+
 from loadtests._capacity_probe import ReplicaProbe
 from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between
 from voxline.client import SessionSocket, VoxlineAPIError, VoxlineClient
@@ -77,6 +79,16 @@ async def _drain(conn: SessionSocket, counts: IdleCounts) -> None:
         counts.events[event.type] += 1
 
 
+def closed_how(exc: ConnectionClosed) -> str:
+    """``ConnectionClosedError 1011 keepalive ping timeout (sent)``: the close frame the
+    client received (or, when none came, the one it sent itself, a ping of its own
+    unanswered), so a drop says which side gave up, and why."""
+    frame, side = (exc.rcvd, "received") if exc.rcvd is not None else (exc.sent, "sent")
+    if frame is None:
+        return f"{type(exc).__name__} (no close frame)"
+    return f"{type(exc).__name__} {frame.code} {frame.reason} ({side})".replace("  ", " ")
+
+
 class Place:
     """One idle client's place in the crowd: ``gate`` (the connects in flight) held while
     it connects, the counts kept whatever happens. ``async with Place(...) as place:``
@@ -109,7 +121,9 @@ class Place:
             self.counts.dropped += 1
         if isinstance(exc, VoxlineAPIError):
             self.counts.failed[exc.code] += 1
-        elif isinstance(exc, Exception):  # refused, a timeout, a drop: counted
+        elif isinstance(exc, ConnectionClosed):  # a drop: who closed it, and why
+            self.counts.failed[closed_how(exc)] += 1
+        elif isinstance(exc, Exception):  # refused, a timeout: counted
             self.counts.failed[type(exc).__name__] += 1
         return isinstance(exc, Exception)
 

@@ -5,8 +5,8 @@ The Serve app loads real models and takes minutes to start; the same FastAPI app
 (:mod:`loadtests._scripted`) starts in about a second. The tests use :func:`serve_api` to try
 protocol behaviour many times; the benchmarks use :func:`child_gateway` to measure the
 Gateway's own costs (its process is not theirs, so its RSS and sockets are its own) and, in
-their smoke modes, to drive their real code against an app that answers at once. Its uvicorn
-answers a WebSocket upgrade with a bad head like Serve's proxy does (:mod:`voxline.proxy`).
+their smoke modes, to drive their real code against an app that answers at once. It is
+served as the Gateway serves it on one machine (``deployments.api.ApiServer``).
 
     python -m loadtests._gateway REDIS_URL KEY_PREFIX [--max-turns N] [--max-sessions N]
         [--tokens N --first-token-ms MS --token-ms MS --tts-chunk-ms MS] [--partitions N]
@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-import uvicorn
 from redis.cluster import ClusterNode
 from redis.sentinel import Sentinel
 
-from deployments.api import Services, create_api
+from deployments.api import ApiServer, Services, create_api
 from deployments.api._services import start_services
 from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from pipeline.engines import (
@@ -59,7 +58,6 @@ from schemas import (
 )
 from schemas._settings import TurnEngineSettings
 from voxline.client import VoxlineClient
-from voxline.proxy import WS_PROTOCOL
 from voxline.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,22 +128,14 @@ async def serve_api(
     services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
                                     reranker=reranker)
     port = free_port()
-    config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off", ws_max_size=16 << 20,
-                            ws=WS_PROTOCOL)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+    server = ApiServer(create_api(services), "127.0.0.1", port)
+    await server.start()
     client = VoxlineClient(f"http://127.0.0.1:{port}", timeout=30)
     try:
         yield Harness(f"http://127.0.0.1:{port}", services, client)
     finally:
         await client.aclose()
-        server.should_exit = True
-        await task
+        await server.stop()
         await services.aclose()
 
 

@@ -398,8 +398,8 @@ class Settings(BaseSettings):
     ingress: Literal["auto", "direct", "proxy"] = Field(
         default="auto",
         description="how clients reach the Gateway when the run command starts the app: "
-        "direct (the Gateway replica itself listens on host:port; a profile with one "
-        "Gateway replica only), proxy (Ray Serve's HTTP proxy in front: a hop, and an "
+        "direct (the Gateway replica serves host:port on a server of its own; a profile "
+        "with one Gateway replica only), proxy (Ray Serve's HTTP proxy in front: a hop, and an "
         "actor call, per socket message); auto: direct for the one-machine profiles "
         "(cpu, cpu-autoscale), proxy otherwise",
     )

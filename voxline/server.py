@@ -3,7 +3,7 @@
 Ray gets its own free ports (its GCS defaults to 6379 only for ``ray start``; ``ray.init``
 picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's HTTP servers
 get :func:`voxline.proxy.serve_proxy_callback`. What listens on
-``settings.host:settings.port`` is the Gateway replica itself or Serve's proxy
+``settings.host:settings.port`` is the Gateway replica's own server or Serve's proxy
 (:mod:`voxline.ingress`). :func:`running_server` is a context manager
 so that Ctrl-C and SIGTERM stop everything it started, in reverse order, after a drain
 (:mod:`voxline.stopping`).
@@ -21,12 +21,7 @@ from dataclasses import dataclass
 import httpx
 
 from schemas import Settings
-from voxline.ingress import (
-    check_port_free,
-    ingress_environment,
-    resolve_ingress,
-    scoped_environment,
-)
+from voxline.ingress import check_port_free, resolve_ingress
 from voxline.proxy import PROXY_CALLBACK
 from voxline.redis_server import free_steady_port, redis_url_or_server
 from voxline.stopping import StopSignals
@@ -143,21 +138,14 @@ def running_server(
         ready = deploying = False
         url = f"http://{settings.host}:{settings.port}"
         try:
-            import ray
-
-            if ray.is_initialized() and ingress == "direct":
-                # Serve reads the ingress variables as its processes start: too late now
-                say("Ray is running already: Serve's proxy stands in front of the Gateway")
-                ingress = "proxy"
-            with scoped_environment(ingress_environment(ingress, settings.port)):
-                start_ray(num_cpus, log_to_driver=log_to_driver,
-                          log_format=settings.log_format)
+            start_ray(num_cpus, log_to_driver=log_to_driver, log_format=settings.log_format)
             if signals is not None:
                 signals.install()  # after ray.init: replaces Ray's handlers (see stopping)
             # direct: the Gateway listens on settings.port itself, Serve's proxy elsewhere
             proxy_port = settings.port if ingress == "proxy" else free_steady_port(floor=20000)
             serve.start(http_options={"host": settings.host, "port": proxy_port})
-            app = build_app({"profile": profile, "speech_mode": speech_mode}, settings=settings)
+            app = build_app({"profile": profile, "speech_mode": speech_mode},
+                            settings=settings.model_copy(update={"ingress": ingress}))
             say(f"deploying the app ({profile} profile); models load in their replicas")
             # serve.run returns once the controller marks the app RUNNING, which can be
             # seconds after its replicas began serving clients: from here on it may serve.
