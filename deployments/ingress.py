@@ -121,6 +121,13 @@ class Gateway:
                     setting="VOXLINE_PORT") from None
         freeze_startup_heap()  # the loop serves every socket: no walks of start-up objects
 
+    def check_health(self) -> None:
+        """Serve's health check: a Gateway whose own server stopped serving its port is
+        unhealthy (Serve replaces it), whatever its actor still answers."""
+        if self._server is not None and not self._server.serving:
+            raise RuntimeError(f"the Gateway's server on {self._server.host}:"
+                               f"{self._server.port} stopped")
+
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Validate ``user_config`` and apply its admission limits to this replica; work
         already admitted keeps its place."""

@@ -141,9 +141,13 @@ def running_server(
             start_ray(num_cpus, log_to_driver=log_to_driver, log_format=settings.log_format)
             if signals is not None:
                 signals.install()  # after ray.init: replaces Ray's handlers (see stopping)
-            # direct: the Gateway listens on settings.port itself, Serve's proxy elsewhere
-            proxy_port = settings.port if ingress == "proxy" else free_steady_port(floor=20000)
-            serve.start(http_options={"host": settings.host, "port": proxy_port})
+            # direct: the Gateway listens on settings.port itself, Serve's proxy on a
+            # loopback port nobody is told about (whatever host the server is given)
+            if ingress == "proxy":
+                proxy = {"host": settings.host, "port": settings.port}
+            else:
+                proxy = {"host": "127.0.0.1", "port": free_steady_port(floor=20000)}
+            serve.start(http_options=proxy)
             app = build_app({"profile": profile, "speech_mode": speech_mode},
                             settings=settings.model_copy(update={"ingress": ingress}))
             say(f"deploying the app ({profile} profile); models load in their replicas")

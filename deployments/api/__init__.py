@@ -46,10 +46,10 @@ from deployments.api._auth import RequireApiKey
 from deployments.api._errors import error_responses, install_error_handlers
 from deployments.api._headers import SecurityHeaders
 from deployments.api._origin import OriginGuard
-from deployments.api._server import WS_PROTOCOL, ApiServer, api_config
+from deployments.api._server import WS_PROTOCOL, ApiServer
 from deployments.api._services import Services, get_services, start_services
 
-__all__ = ["WS_PROTOCOL", "ApiServer", "Services", "api_config", "create_api", "get_services",
+__all__ = ["WS_PROTOCOL", "ApiServer", "Services", "create_api", "get_services",
            "start_services"]
 
 DESCRIPTION = """\

@@ -13,7 +13,7 @@ on a socket bound here (so a port that cannot be had is an :class:`OSError` to t
 caller, where uvicorn itself would exit the process). On one machine the Gateway replica
 serves its API this way on the server's port (``VOXLINE_INGRESS=direct``): no Serve proxy
 between it and its clients, and every request handled in the loop that runs the sessions.
-Tests and benchmarks serve the API the same way (:func:`api_config`).
+Tests and benchmarks serve the API the same way.
 """
 
 from __future__ import annotations
@@ -136,6 +136,11 @@ class ApiServer:
                 self._task.result()
                 raise RuntimeError(f"the API server on {self.host}:{self.port} stopped")
             await asyncio.sleep(0.01)
+
+    @property
+    def serving(self) -> bool:
+        """Started, and its server still running (not stopped, not crashed)."""
+        return self._task is not None and not self._task.done()
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop listening, close idle connections, give the others ``timeout_s`` to end

@@ -53,7 +53,9 @@ async def test_it_serves_http_and_websockets_until_stopped(server: ApiServer) ->
     async with connect(f"ws://{url}/echo") as ws:
         await ws.send("hi")
         assert await ws.recv() == "hi"
+    assert server.serving
     await server.stop()
+    assert not server.serving  # the Gateway's health check says so
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://{url}/ping")

@@ -108,7 +108,8 @@ FACADES = {
         "CALL_RATE", "EVENTS_CHANNEL", "InOrderBuffer", "ReplyTrack", "WebRtcCall",
         "hold_packets", "listen_in_order", "microphone", "use_host_addresses",
     ],
-    "deployments.api": ["Services", "create_api", "get_services", "start_services"],
+    "deployments.api": ["WS_PROTOCOL", "ApiServer", "Services", "create_api", "get_services",
+                        "start_services"],
     "pipeline.retrieval": [
         "BM25Index", "BM25Retriever", "CONTEXT_HEADER", "CollectionStore", "DOCUMENT_FORMATS",
         "DocumentReaders", "FOLD_EVERY", "GroundedPrompt", "Grounder", "Grounding", "IndexStore",
