@@ -16,7 +16,7 @@ from typing import Any
 
 from deployments.api import WS_PROTOCOL
 
-__all__ = ["PROXY_CALLBACK", "WS_PROTOCOL", "serve_proxy_callback"]
+__all__ = ["PROXY_CALLBACK", "serve_proxy_callback"]
 
 #: value of ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH``
 PROXY_CALLBACK = "voxline.proxy:serve_proxy_callback"

@@ -1,8 +1,8 @@
 """Start and stop the whole server on one machine: Redis (if none), Ray, the Serve app.
 
 Ray gets its own free ports (its GCS defaults to 6379 only for ``ray start``; ``ray.init``
-picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's HTTP servers
-get :func:`voxline.proxy.serve_proxy_callback`. What listens on
+picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's proxy gets
+:func:`voxline.proxy.serve_proxy_callback`. What listens on
 ``settings.host:settings.port`` is the Gateway replica's own server or Serve's proxy
 (:mod:`voxline.ingress`). :func:`running_server` is a context manager
 so that Ctrl-C and SIGTERM stop everything it started, in reverse order, after a drain

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from deployments.api import WS_PROTOCOL
 from schemas import ConfigurationError, Settings
 from voxline.ingress import check_port_free, resolve_ingress
-from voxline.proxy import WS_PROTOCOL, serve_proxy_callback
+from voxline.proxy import serve_proxy_callback
 from voxline.redis_server import free_port
 
 
