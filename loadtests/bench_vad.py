@@ -15,7 +15,8 @@ Two measurements, both in this process (no server, no socket):
   the feeding and framing alone, to subtract). ``kept_up`` is the share of the frames whose
   probability came back within the run (1: real time); where it is below 1 (a busy
   machine), compare ``us_cpu_per_frame`` and ``cpu_ms_per_session_s_at_real_time`` (CPU
-  per frame answered, times 31.25 frames a second).
+  per frame answered, times 31.25 frames a second). ``--noise-dbfs`` sends a noise floor
+  of that level instead (a room; the silence gate skips only what is under its floor).
 
 Writes ``reports/bench_vad.json``. The figures depend on the machine and on what else runs
 on it (say which when quoting them). ``--smoke`` runs tiny sizes for one second.
@@ -44,6 +45,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "v6_per_stream": {"model": "silero-vad-v6", "batch_max_items": 1},
     "batched_export_alone": {"model": "silero-vad", "batch_max_items": 1},
     "batched": {"model": "silero-vad"},
+    # the same without the silence gate: every quiet frame through the model
+    "batched_ungated": {"model": "silero-vad", "silence_gate": False},
     # the same with every batch run inline on the event loop (none in a worker thread)
     "batched_inline": {"model": "silero-vad", "inline": True},
 }
@@ -129,7 +132,19 @@ class _Counted:
                 yield probability
 
 
-async def idle(detector: Any, sessions: int, seconds: float) -> dict[str, Any]:
+def _quiet_frames(noise_dbfs: float | None) -> list[bytes]:
+    """One second of what an idle client sends, as 20 ms frames: digital silence, or
+    Gaussian noise at ``noise_dbfs`` (RMS)."""
+    step = 2 * RATE * PUSH_MS // 1000
+    if noise_dbfs is None:
+        return [bytes(step)]
+    noise = np.random.default_rng(0).normal(0.0, 32768 * 10 ** (noise_dbfs / 20), RATE)
+    pcm = np.rint(np.clip(noise, -32768, 32767)).astype("<i2").tobytes()
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+async def idle(detector: Any, sessions: int, seconds: float,
+               noise_dbfs: float | None = None) -> dict[str, Any]:
     """CPU per session-second of ``sessions`` silent inputs (see the module docstring)."""
     from pipeline.audio import EndpointConfig
     from pipeline.session import SpeechInput
@@ -156,8 +171,8 @@ async def idle(detector: Any, sessions: int, seconds: float) -> dict[str, Any]:
     ]
     buckets: list[list[Any]] = [[] for _ in range(PUSH_MS)]
     for i, speech in enumerate(inputs):
-        buckets[i * PUSH_MS // sessions].append(speech)  # offsets spread over 20 ms
-    silence = bytes(2 * RATE * PUSH_MS // 1000)
+        buckets[i * PUSH_MS // sessions].append((i, speech))  # offsets spread over 20 ms
+    quiet = _quiet_frames(noise_dbfs)
     warm_up_s = 1.0
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -169,8 +184,8 @@ async def idle(detector: Any, sessions: int, seconds: float) -> dict[str, Any]:
             if measured_from is None and now >= start + warm_up_s:
                 measured_from = (time.process_time(), now)
                 answered_at_start = counted.answered
-            for speech in buckets[ticks % PUSH_MS]:
-                await speech.push(silence)
+            for i, speech in buckets[ticks % PUSH_MS]:  # each session at its own place
+                await speech.push(quiet[(ticks // PUSH_MS + i) % len(quiet)])
             ticks += 1
             await asyncio.sleep(max(0.0, start + ticks / 1000 - loop.time()))
         cpu_end, wall_end = time.process_time(), loop.time()
@@ -197,10 +212,12 @@ async def idle(detector: Any, sessions: int, seconds: float) -> dict[str, Any]:
         # < 1: the detector (or the feeding) did not keep up with real time
         "kept_up": round(answered / real_time_frames, 3),
         "speech_heard": heard,
+        "noise_dbfs": noise_dbfs,
     }
 
 
-async def idle_phase(configs: list[str], sessions: list[int], seconds: float) -> dict[str, Any]:
+async def idle_phase(configs: list[str], sessions: list[int], seconds: float,
+                     noise_dbfs: float | None = None) -> dict[str, Any]:
     from pipeline.engines import create_engine, silero
 
     out: dict[str, Any] = {}
@@ -216,7 +233,7 @@ async def idle_phase(configs: list[str], sessions: list[int], seconds: float) ->
             saved = silero.OFFLOAD_FROM_ITEMS
             silero.OFFLOAD_FROM_ITEMS = 1 << 30 if inline else saved
             try:
-                row = await idle(detector, count, seconds)
+                row = await idle(detector, count, seconds, noise_dbfs)
             finally:
                 silero.OFFLOAD_FROM_ITEMS = saved
             if name != "none":
@@ -243,6 +260,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="detector configurations")
     parser.add_argument("--skip-idle", action="store_true", help="the model costs only")
+    parser.add_argument("--noise-dbfs", type=float, default=None,
+                        help="idle sessions send a noise floor this loud (RMS dBFS), not zeros")
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:
@@ -258,8 +277,10 @@ def main() -> None:
         print(f"  {model:14s} " + "  ".join(f"B={b}: {us} µs" for b, us in sizes.items()))
     figures: dict[str, Any] = {"model_us_per_frame": costs}
     if not args.skip_idle:
-        print(f"idle: sessions sending silence, {args.seconds:g} s each", flush=True)
-        figures["idle"] = asyncio.run(idle_phase(configs, sessions, args.seconds))
+        sent = "silence" if args.noise_dbfs is None else f"noise at {args.noise_dbfs:g} dBFS"
+        print(f"idle: sessions sending {sent}, {args.seconds:g} s each", flush=True)
+        figures["idle"] = asyncio.run(idle_phase(configs, sessions, args.seconds,
+                                                 args.noise_dbfs))
     with contextlib.suppress(Exception):
         import os
 

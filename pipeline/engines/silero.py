@@ -38,6 +38,16 @@ of :data:`OFFLOAD_FROM_ITEMS` or more goes to a worker thread (the model release
 so the event loop keeps serving sockets meanwhile; measured cheaper per frame than inline
 with hundreds of sessions); smaller ones run inline (handing a ~0.2 ms step to a thread
 costs about as much as the step). ``offload=True`` sends every step to a thread.
+
+**The silence gate.** Most of a hands-free session's audio is silence, and a silent
+session costs a model step per frame all the same. After ``silence_gate_frames`` frames
+quieter than ``silence_gate_dbfs`` in a row (their steps settle the state on the
+silence), further quiet frames skip the model: the stream keeps its state, takes the
+frame's tail as its context, and repeats its last probability; a batch no longer waits for
+a gated stream. The first frame above the floor goes through the model again. The floor
+(-60 dBFS) sits below any voice a microphone picks up; digital silence, a muted or
+noise-suppressed microphone and a quiet line fall under it, a noisy room does not (its
+frames cost what they did). ``silence_gate=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -96,6 +106,24 @@ class SileroOptions(BaseModel):
         ge=0,
         le=16,
         description="how long a frame may wait for other sessions' frames (ms; a frame is 32)",
+    )
+    silence_gate: bool = Field(
+        default=True,
+        description="quiet frames after silence_gate_frames quiet ones skip the model "
+        "(false: every frame goes through it)",
+    )
+    silence_gate_dbfs: float = Field(
+        default=-60.0,
+        ge=-120.0,
+        le=0.0,
+        description="the silence gate's floor: a frame quieter than this (RMS, dBFS) is quiet",
+    )
+    silence_gate_frames: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="quiet frames the model still hears before the gate skips it (they "
+        "settle its state on the silence)",
     )
 
 
@@ -215,6 +243,41 @@ class SileroStream:
         """Take the state the model returned for a frame, and that frame's last 64 samples."""
         self._state = state
         self._context = context
+
+    def hold(self, frame: bytes) -> None:
+        """A frame the model did not hear (the silence gate's): the state stays where the
+        quiet frames before it settled it, the context becomes this frame's tail."""
+        self._context = pcm16_to_float(frame[-2 * _CONTEXT :])
+
+
+class _SilenceGate:
+    """Which frames of one stream skip the model: those quieter than ``floor_dbfs`` (RMS)
+    once ``settle`` quiet frames in a row have gone through it.
+
+    A hands-free client sends audio all the time, mostly silence, and every frame of it
+    costs a model step (~0.1–0.4 ms). Once the model has heard a few quiet frames its
+    state sits on the silence and its probability near zero, and further frames as quiet
+    would leave both where they are; so they are skipped, the last probability standing
+    for them, until a frame is louder than the floor. ``floor_dbfs`` None: no gate.
+    """
+
+    __slots__ = ("_floor", "_quiet", "_settle")
+
+    def __init__(self, floor_dbfs: float | None, settle: int) -> None:
+        #: the floor as the mean square of PCM16 samples
+        self._floor = None if floor_dbfs is None else (32768.0 * 10 ** (floor_dbfs / 20)) ** 2
+        self._settle = settle
+        self._quiet = 0
+
+    def skips(self, frame: bytes) -> bool:
+        if self._floor is None:
+            return False
+        pcm = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+        if float(np.dot(pcm, pcm)) >= self._floor * pcm.size:
+            self._quiet = 0
+            return False
+        self._quiet += 1
+        return self._quiet > self._settle
 
 
 @dataclass(slots=True, eq=False)
@@ -376,24 +439,43 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
         the batcher's task, its result then dropped).
         """
         state = self.stream()
+        options = self.options
+        gate = _SilenceGate(options.silence_gate_dbfs if options.silence_gate else None,
+                            options.silence_gate_frames)
+        probability = 0.0
         if not self.batches:
             async for frame in frames:
-                if self.options.offload:
-                    yield await asyncio.to_thread(state.process, frame)
+                if len(frame) == _FRAME * 2 and gate.skips(frame):
+                    state.hold(frame)
+                elif self.options.offload:
+                    probability = await asyncio.to_thread(state.process, frame)
                 else:
-                    yield state.process(frame)
+                    probability = state.process(frame)
+                yield probability
             return
         shared = self._batcher()
         shared.opened(+1)
+        counted = True  # a gated stream is not counted open: no batch waits for it
         try:
             async for frame in frames:
                 if len(frame) != _FRAME * 2:
                     _to_samples(frame)  # raises invalid_audio
+                if gate.skips(frame):
+                    if counted:
+                        shared.opened(-1)
+                        counted = False
+                    state.hold(frame)
+                    yield probability
+                    continue
+                if not counted:
+                    shared.opened(+1)
+                    counted = True
                 probability, new_state, context = await shared.batcher.submit(_Item(state, frame))
                 state.advance(new_state, context)
                 yield probability
         finally:
-            shared.opened(-1)
+            if counted:
+                shared.opened(-1)
 
     def _batcher(self) -> _Shared:
         """This event loop's batcher (a detector loaded once may serve several loops in
