@@ -10,10 +10,7 @@ results and its own state untouched, and a batch never waits for streams that ar
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,18 +18,20 @@ import pytest
 
 from pipeline.audio import EndpointConfig, segment_speech
 from pipeline.engines import create_engine, weights
-from pipeline.engines.silero import SileroVoiceActivityDetector, _Model
+from pipeline.engines.silero import SileroVoiceActivityDetector
 from schemas import EngineError, ErrorCode, InvalidAudioError, ModelMissingError, Settings
 from tests.support.audio_fixtures import ENGLISH_SENTENCES, compose, piper_float
-from tests.support.silero_model import loaded_silero
+from tests.support.silero_model import (
+    HANG,
+    Feed,
+    StandIn,
+    frame,
+    frames_of,
+    loaded_silero,
+    stand_in_detector,
+)
 
-HANG = 10.0  # seconds; only reached when the code under test hangs
 ROOT = Path(__file__).resolve().parents[3]
-
-
-async def frames_of(pcm: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(pcm) - 1023, 1024):
-        yield pcm[i : i + 1024]
 
 
 async def collect(detector: SileroVoiceActivityDetector, pcm: bytes) -> list[float]:
@@ -111,56 +110,6 @@ def test_the_per_stream_export_never_batches() -> None:
 
 
 # --- a stand-in session ---------------------------------------------------------------------
-
-
-class StandIn:
-    """An ONNX session of the batched kind: probability = the row's loudness, state + 1.
-
-    A row holding ``POISON`` breaks the call; ``hold`` (when set) makes each call wait for
-    ``release`` after saying it ``entered``.
-    """
-
-    POISON = 0.5
-
-    def __init__(self, hold: bool = False) -> None:
-        self.hold = hold
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.calls: list[int] = []
-
-    def get_inputs(self) -> list[Any]:
-        return [SimpleNamespace(name=n) for n in ("input", "state", "sr")]
-
-    def run(self, _: Any, feed: dict[str, Any]) -> list[np.ndarray]:
-        rows, state = feed["input"], feed["state"]
-        self.calls.append(len(rows))
-        if self.hold:
-            self.entered.set()
-            assert self.release.wait(HANG)
-        if np.any(rows[:, 64:] == self.POISON):
-            raise RuntimeError("the model broke on a row")
-        return [np.abs(rows[:, 64:]).mean(axis=1, keepdims=True), state + 1]
-
-
-def stand_in_detector(session: StandIn, **options: Any) -> SileroVoiceActivityDetector:
-    detector = SileroVoiceActivityDetector(batch_wait_ms=16, **options)
-    detector._model = _Model(session)  # what load() would open
-    return detector
-
-
-def frame(value: float) -> bytes:
-    return (np.full(512, value * 32768)).astype("<i2").tobytes()
-
-
-class Feed:
-    """Frames handed to the detector one at a time, when the test says."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        while (item := await self.queue.get()) is not None:
-            yield item
 
 
 async def test_one_streams_failing_frame_fails_that_stream_only() -> None:

@@ -17,16 +17,16 @@ import pytest
 
 from pipeline.audio import EndpointConfig, segment_speech
 from pipeline.engines.silero import SileroVoiceActivityDetector, _SilenceGate
-from tests.pipeline.engines.test_vad_batching import (
+from tests.support.audio_fixtures import ENGLISH_SENTENCES, compose, piper_float
+from tests.support.silero_model import (
     HANG,
     Feed,
     StandIn,
     frame,
     frames_of,
+    loaded_silero,
     stand_in_detector,
 )
-from tests.support.audio_fixtures import ENGLISH_SENTENCES, compose, piper_float
-from tests.support.silero_model import loaded_silero
 
 SILENCE = bytes(1024)
 
