@@ -126,6 +126,8 @@ class PcmResampler:
 
     Resampling each chunk on its own restarts the filter every time (an audible tick per
     chunk); soxr's stream keeps the filter state between calls. Equal rates pass through.
+    Digital silence in (and out, once the filter's tail has passed) skips the conversions
+    to and from float: the same bytes, at a third of the cost of an idle client's chunk.
     """
 
     def __init__(self, from_rate: int, to_rate: int, *, quality: str = "HQ") -> None:
@@ -135,6 +137,7 @@ class PcmResampler:
         self.to_rate = to_rate
         self._pending = b""  # an odd byte carried to the next chunk
         self._stream: Any = None
+        self._zeros: dict[int, FloatAudio] = {}
         if from_rate != to_rate:
             import soxr
 
@@ -148,8 +151,22 @@ class PcmResampler:
         self._pending = data[usable:]
         if self._stream is None:
             return data[:usable]
-        samples = pcm16_to_float(data[:usable], allow_empty=True)
-        return float_to_pcm16(self._stream.resample_chunk(samples, last=False))
+        chunk = data[:usable]
+        if chunk.strip(b"\x00"):
+            samples = pcm16_to_float(chunk, allow_empty=True)
+        else:  # digital silence, most of what an idle hands-free client sends
+            samples = self._silence(usable // 2)
+        out = self._stream.resample_chunk(samples, last=False)
+        return float_to_pcm16(out) if out.any() else bytes(2 * out.size)
+
+    def _silence(self, count: int) -> FloatAudio:
+        """Zeros to feed the filter (the same few lengths come again and again)."""
+        zeros = self._zeros.get(count)
+        if zeros is None:
+            if len(self._zeros) >= 8:
+                self._zeros.clear()
+            zeros = self._zeros[count] = np.zeros(count, np.float32)
+        return zeros
 
     def flush(self) -> bytes:
         """The filter's tail; call once at the end of the stream."""
