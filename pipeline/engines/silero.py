@@ -43,11 +43,12 @@ costs about as much as the step). ``offload=True`` sends every step to a thread.
 session costs a model step per frame all the same. After ``silence_gate_frames`` frames
 quieter than ``silence_gate_dbfs`` in a row (their steps settle the state on the
 silence), further quiet frames skip the model: the stream keeps its state, takes the
-frame's tail as its context, and repeats its last probability; a batch no longer waits for
-a gated stream. The first frame above the floor goes through the model again. The floor
-(-60 dBFS) sits below any voice a microphone picks up; digital silence, a muted or
-noise-suppressed microphone and a quiet line fall under it, a noisy room does not (its
-frames cost what they did). ``silence_gate=False`` turns it off.
+frame's tail as its context, and the frame's probability is 0 (a frame under the floor
+after a quarter of a second of them is no speech, whatever the model's state still says);
+a batch no longer waits for a gated stream. The first frame above the floor goes through
+the model again. The floor (-60 dBFS) sits below any voice a microphone picks up:
+digital silence, a muted or noise-suppressed microphone and a quiet line fall under it, a
+noisy room does not (its frames cost what they did). ``silence_gate=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -257,8 +258,8 @@ class _SilenceGate:
     A hands-free client sends audio all the time, mostly silence, and every frame of it
     costs a model step (~0.1–0.4 ms). Once the model has heard a few quiet frames its
     state sits on the silence and its probability near zero, and further frames as quiet
-    would leave both where they are; so they are skipped, the last probability standing
-    for them, until a frame is louder than the floor. ``floor_dbfs`` None: no gate.
+    would leave both where they are; so they are skipped (probability 0) until a frame is
+    louder than the floor. ``floor_dbfs`` None: no gate.
     """
 
     __slots__ = ("_floor", "_quiet", "_settle")
@@ -442,16 +443,15 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
         options = self.options
         gate = _SilenceGate(options.silence_gate_dbfs if options.silence_gate else None,
                             options.silence_gate_frames)
-        probability = 0.0
         if not self.batches:
             async for frame in frames:
                 if len(frame) == _FRAME * 2 and gate.skips(frame):
                     state.hold(frame)
+                    yield 0.0
                 elif self.options.offload:
-                    probability = await asyncio.to_thread(state.process, frame)
+                    yield await asyncio.to_thread(state.process, frame)
                 else:
-                    probability = state.process(frame)
-                yield probability
+                    yield state.process(frame)
             return
         shared = self._batcher()
         shared.opened(+1)
@@ -465,7 +465,7 @@ class SileroVoiceActivityDetector(VoiceActivityDetector):
                         shared.opened(-1)
                         counted = False
                     state.hold(frame)
-                    yield probability
+                    yield 0.0
                     continue
                 if not counted:
                     shared.opened(+1)

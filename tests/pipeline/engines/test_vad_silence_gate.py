@@ -44,15 +44,18 @@ async def test_quiet_frames_skip_the_model_once_it_settled(batch_max_items: int)
     session = StandIn()
     detector = stand_in_detector(session, batch_max_items=batch_max_items,
                                  silence_gate_frames=4)
-    frames = [frame(0.25)] * 3 + [SILENCE] * 10 + [frame(0.125)] + [SILENCE] * 2
+    faint = frame(0.0002)  # -74 dBFS: the stand-in's "probability" 0.0002, not 0
+    frames = [frame(0.25)] * 3 + [faint] * 10 + [frame(0.125)] + [faint] * 2
     got = await asyncio.wait_for(answers(detector, frames), HANG)
 
     # 3 loud, 4 quiet to settle, the loud one, then 2 quiet (a new run: heard again)
     assert len(session.calls) == 3 + 4 + 1 + 2
     assert len(got) == len(frames)
     assert got[:3] == pytest.approx([0.25] * 3, abs=1e-3)
-    assert got[3:13] == [0.0] * 10  # the settled quiet frames repeat the last answer
+    assert got[3:7] == pytest.approx([0.0002] * 4, abs=1e-4)  # heard by the model
+    assert got[7:13] == [0.0] * 6  # skipped: silence, never speech
     assert got[13] == pytest.approx(0.125, abs=1e-3)
+    assert got[14:] == pytest.approx([0.0002] * 2, abs=1e-4)
 
 
 async def test_a_skipped_frame_keeps_the_state_and_moves_the_context() -> None:
