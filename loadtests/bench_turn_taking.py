@@ -29,8 +29,14 @@ latency, missed barge-ins and stop latency. Writes ``reports/bench_turn_taking.j
     .venv/bin/python -m loadtests.bench_turn_taking [--url http://127.0.0.1:8000]
         [--seed 0] [--limit N] [--part all|end-of-turn|barge-in] [--config NAME]
         [--barge-config immediate|confirmed] [--smoke]
+    .venv/bin/python -m loadtests.bench_turn_taking --part pauses [--seed 0] [--limit N]
 
 Without ``--url`` it starts the app (Redis if VOXLINE_REDIS_URL is unset, Ray, Serve).
+
+``--part pauses`` starts no app: every pause of the corpus is judged in this process by
+the VAD, the end-of-turn model and a quick transcription, as a live session judges it
+(:mod:`loadtests._turn_pauses`), and ``reports/bench_turn_pauses.json`` says what the model
+and the text cues say inside turns and at their ends: why turns are cut off.
 """
 
 from __future__ import annotations
@@ -179,12 +185,44 @@ async def bench_ends(url: str, items: list[TurnItem],
     return figures
 
 
+def judge_pauses(items: list[TurnItem], seed: int) -> None:
+    """``--part pauses``: every pause judged in this process (see the module docstring)."""
+    from loadtests._turn_pauses import pause_verdicts, summarize_pauses
+    from pipeline.engines import create_engine
+
+    async def judged() -> list[dict[str, Any]]:
+        engines = [create_engine(stage, name, {}) for stage, name in
+                   (("vad", "silero"), ("turn", "smart-turn"), ("stt", "language-router"))]
+        for engine in engines:
+            await engine.load()
+        try:
+            return await pause_verdicts(items, *engines)
+        finally:
+            for engine in engines:
+                await engine.close()
+
+    rows = asyncio.run(judged())
+    summary = summarize_pauses(rows)
+    print(f"{summary['pauses_inside']} pauses inside turns, {summary['ends']} turn ends; "
+          f"the words read unfinished at {summary['reads_unfinished_inside']} inside, "
+          f"{summary['reads_unfinished_ends']} at ends")
+    print(f"model's p in tenths, inside: {summary['p_tenths_inside']}")
+    print(f"model's p in tenths, ends:   {summary['p_tenths_ends']}")
+    print("threshold  inside called complete  ends called complete")
+    for row in summary["rule"]:
+        print(f"{row['threshold']:9.2f}  {row['inside_called_complete']:22d}  "
+              f"{row['ends_called_complete']:20d}")
+    report = {"seed": seed, "items": len(items), **summary, "pauses": rows}
+    print(f"report: {write_report('bench_turn_pauses', report)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server on this machine; default: start one")
     parser.add_argument("--seed", type=int, default=0, help="the corpus's seed")
     parser.add_argument("--limit", type=int, help=f"items at most per half (≤ {MAX_ITEMS})")
-    parser.add_argument("--part", choices=("all", "end-of-turn", "barge-in"), default="all")
+    parser.add_argument("--part", choices=("all", "end-of-turn", "barge-in", "pauses"),
+                        default="all")
     parser.add_argument("--config", action="append", default=[],
                         help="only the end-of-turn configurations of these names (repeatable)")
     parser.add_argument("--barge-config", action="append", default=[],
@@ -204,6 +242,9 @@ def main() -> None:
             parser.error(f"--config: one of {', '.join(name for name, _ in CONFIGS)}")
     if args.barge_config:
         barge_configs = tuple(c for c in barge_configs if c[0] in args.barge_config)
+    if args.part == "pauses":
+        judge_pauses(build_corpus(args.seed, limit=limit), args.seed)
+        return
     if args.part == "barge-in":
         configs = ()
     if args.part == "end-of-turn":

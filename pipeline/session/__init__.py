@@ -32,6 +32,7 @@ from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession
 from pipeline.session.settings import EngineChoices, merge_settings
 from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
+from pipeline.session.turn_text import sounds_unfinished
 
 __all__ = [
     "FRAME_QUEUE",
@@ -59,5 +60,6 @@ __all__ = [
     "parse_event_id",
     "replay_turn_ends",
     "score_against_truth",
+    "sounds_unfinished",
     "turn_measures",
 ]

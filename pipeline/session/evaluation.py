@@ -25,11 +25,19 @@ the benchmark's own false cut-off and end-of-turn latency.
 from __future__ import annotations
 
 import statistics
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.audio import EndpointConfig, SpeechEnd, SpeechStart, resample_pcm16, segment_speech
+from pipeline.audio import (
+    EndpointConfig,
+    Judge,
+    SpeechEnd,
+    SpeechPause,
+    SpeechStart,
+    resample_pcm16,
+    segment_speech,
+)
 from pipeline.engines import TurnDetector, VoiceActivityDetector
 from pipeline.session.speech_input import session_endpoint
 from pipeline.session.turn_judge import TurnJudge, turn_detection
@@ -126,13 +134,17 @@ async def replay_turn_ends(
     turn: TurnDetector | None = None,
     *,
     base: EndpointConfig | None = None,
+    on_judged: Callable[[SpeechPause, float | None], None] | None = None,
 ) -> tuple[list[TurnEnd], list[int]]:
     """Where a live session with ``settings`` would have ended the turns of ``logged``
     (and where it heard speech start). ``turn_detection`` ``smart`` (or unset) judges with
-    ``turn`` when one is given; the VAD must be loaded and take 16 kHz."""
-    judge = None
+    ``turn`` when one is given; the VAD must be loaded and take 16 kHz. ``on_judged`` hears
+    of each pause judged, with the model's verdict (None: it failed)."""
+    judge: Judge | None = None
+    model: TurnJudge | None = None
     if turn is not None and turn_detection(settings, turn) == "smart":
-        judge = TurnJudge(turn, lambda: settings, RATE, name=logged.session_id)
+        model = TurnJudge(turn, lambda: settings, RATE, name=logged.session_id)
+        judge = model if on_judged is None else _observed(model, on_judged)
     config = session_endpoint(base or _DEFAULT, settings,
                               judge is not None)
 
@@ -146,9 +158,19 @@ async def replay_turn_ends(
         if isinstance(event, SpeechStart):
             starts.append(event.audio_ms)
         elif isinstance(event, SpeechEnd) and event.reason != "flush":
-            verdict = judge.take() if judge is not None else None
+            verdict = model.take() if model is not None else None
             ends.append(TurnEnd(event.audio_ms, event.audio_ms + event.silence_ms, verdict))
     return ends, starts
+
+
+def _observed(model: TurnJudge, on_judged: Callable[[SpeechPause, float | None], None]
+              ) -> Judge:
+    async def judge(pause: SpeechPause) -> int | None:
+        silence = await model(pause)
+        on_judged(pause, model.verdict)
+        return silence
+
+    return judge
 
 
 #: one session's replay: its turn ends, and where it heard speech start

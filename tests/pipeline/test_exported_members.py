@@ -80,7 +80,7 @@ FACADES = {
         "merge_settings", "new_session_id", "parse_event_id",
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "replay_turn_ends",
-        "score_against_truth", "turn_measures",
+        "score_against_truth", "turn_measures", "sounds_unfinished",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",

@@ -76,6 +76,23 @@ async def test_a_replay_ends_turns_where_the_live_session_did(event_log: EventLo
     assert cut_measures["silence_waited_ms"] == {"p50": 512.0, "p95": 512.0}
 
 
+async def test_a_replay_tells_each_pause_judged_and_its_verdict(event_log: EventLog) -> None:
+    events = await _live(event_log, "judged", _engines(EnergyVAD(), ScriptedTurn(0.1, 0.9, 0.9)),
+                         SMART, SPEECH, turns=2)
+    logged = logged_input("judged", events)
+    assert logged is not None
+    heard: list[tuple[int, float | None]] = []
+    ends, _ = await replay_turn_ends(
+        logged, SMART, EnergyVAD(), ScriptedTurn(0.1, 0.9, 0.9),
+        on_judged=lambda pause, verdict: heard.append((pause.audio_ms, verdict)))
+    # the thinking pause (judged incomplete), then each turn's end (complete)
+    assert [verdict for _, verdict in heard] == [0.1, 0.9, 0.9]
+    positions = [at for at, _ in heard]
+    assert positions == sorted(positions)
+    assert positions[0] < ends[0].speech_end_ms <= positions[1] < ends[1].speech_end_ms
+    assert [end.end_of_turn for end in ends] == [0.9, 0.9]
+
+
 async def test_a_log_older_than_start_ms_is_placed_from_where_speech_stopped(
     event_log: EventLog,
 ) -> None:
