@@ -107,6 +107,13 @@ class ResponseStartedData(EventData):
         description="a preemptive reply (prepared during a pause, sent when the turn "
         "ended): how long before it was sent its preparation began, in ms; its head start",
     )
+    prepared_parts: dict[str, int] | None = Field(
+        default=None,
+        description="a preemptive reply: where its preparation's time went, in ms, each part "
+        "from the end of the one before: stt (the pause's transcript, from the preparation's "
+        "start), llm_first_token, first_piece, tts_first_chunk; only the parts it reached "
+        "before it was sent",
+    )
 
 
 class TextDeltaData(EventData):

@@ -61,6 +61,12 @@ __all__ = [
 
 #: events a speculation holds at most before it stops reading its reply
 HELD_EVENTS = 256
+#: the reply's first marks a preparation reaches, in order, as the latency parts name them
+_PREPARED_MARKS = (
+    ("llm_first_token", "response.text.delta"),
+    ("first_piece", "response.sentence"),
+    ("tts_first_chunk", "response.audio.chunk"),
+)
 
 DiscardReason = Literal["speech_resumed", "transcript_changed", "superseded", "failed", "closed"]
 
@@ -124,8 +130,9 @@ class Speculation:
         self.cancel = CancelToken()
         #: when the preparation began (the log's clock): the reply's head start is from here
         self.started_ms = now_ms()
-        #: the transcript of the paused audio, once known
+        #: the transcript of the paused audio, once known, and when it was
         self.text: str | None = None
+        self.heard_ms: int | None = None
         #: the reply's events, held until adopted
         self.held: list[Event] = []
         self._reply = reply
@@ -155,6 +162,7 @@ class Speculation:
                 else:
                     self._heard.set_exception(exc)
             raise
+        self.heard_ms = now_ms()
         self._heard.set_result(self.text)
         if not self.text:
             return
@@ -176,15 +184,32 @@ class Speculation:
         this stream closes the reply's.
         """
         await asyncio.shield(self._task)
+        parts = self.prepared_parts()
         try:
             for event in self.held:
-                yield _restamped(event, input_event_id, self.started_ms)
+                yield _restamped(event, input_event_id, self.started_ms, parts)
             self.held.clear()
             if self._stream is not None:
                 async for event in self._stream:
                     yield event
         finally:
             await self._close_stream()
+
+    def prepared_parts(self) -> dict[str, int]:
+        """Where the preparation's time went (ms), from the held events' own times, which
+        the log does not keep (they are sent as of their adoption): the pause's transcript,
+        then each first mark of the reply it reached, each from the one before."""
+        if self.heard_ms is None:
+            return {}
+        parts = {"stt": max(0, self.heard_ms - self.started_ms)}
+        previous = self.heard_ms
+        for name, kind in _PREPARED_MARKS:
+            at = next((event.ts for event in self.held if event.type == kind), None)
+            if at is None:
+                break
+            parts[name] = max(0, at - previous)
+            previous = max(previous, at)
+        return parts
 
     async def discard(self) -> int:
         """Cancel the work and drop what it held; return how many events were dropped."""
@@ -208,14 +233,17 @@ class Speculation:
                 await aclose_stream(stream)
 
 
-def _restamped(event: Event, input_event_id: str | None, started_ms: int) -> Event:
+def _restamped(event: Event, input_event_id: str | None, started_ms: int,
+               parts: dict[str, int]) -> Event:
     """A held event as sent now; ``response.started`` points at the real input and says
-    how long the reply was prepared before (``prepared_ms``: its head start)."""
+    how long the reply was prepared before (``prepared_ms``: its head start) and where
+    that time went (``prepared_parts``)."""
     now = now_ms()
     update: dict[str, object] = {"ts": now}
     if isinstance(event, ResponseStarted):
         update["data"] = event.data.model_copy(update={
-            "input_event_id": input_event_id, "prepared_ms": max(0, now - started_ms)})
+            "input_event_id": input_event_id, "prepared_ms": max(0, now - started_ms),
+            "prepared_parts": parts or None})
     return event.model_copy(update=update)
 
 

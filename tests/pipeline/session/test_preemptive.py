@@ -192,6 +192,12 @@ async def test_a_pause_that_ends_the_turn_sends_the_prepared_reply(event_log: Ev
     started = next(e for e in seen if e.type == "response.started")
     assert started.data.input_event_id == audio_event.id  # type: ignore[union-attr]
     assert started.ts >= audio_event.ts  # stamped when sent, not when prepared
+    # where the preparation's time went, which the restamped events no longer say
+    parts = started.data.prepared_parts  # type: ignore[union-attr]
+    assert parts is not None
+    assert list(parts) == ["stt", "llm_first_token", "first_piece", "tts_first_chunk"]
+    assert all(ms >= 0 for ms in parts.values())
+    assert sum(parts.values()) <= started.data.prepared_ms  # type: ignore[union-attr]
     assert turn_events(seen) == {audio_event.turn_id}
     await session.close()
 
