@@ -9,8 +9,7 @@ turn when speech follows it, else it is the turn's *end*. The summary counts, pe
 threshold of the model's probability, the pauses inside turns and the ends that a rule
 "complete when the model says so and the words do not read unfinished" calls complete:
 the first are cut-offs wherever the speaker's pause outlasts ``turn_complete_ms``, and
-ends it does not call complete wait ``turn_incomplete_ms``. No rule over these two signals
-can do better than the best row.
+ends it does not call complete wait ``turn_incomplete_ms``.
 
 In-process, no server: ``bench_turn_taking --part pauses``.
 """
