@@ -137,7 +137,6 @@ class PcmResampler:
         self.to_rate = to_rate
         self._pending = b""  # an odd byte carried to the next chunk
         self._stream: Any = None
-        self._zeros: dict[int, FloatAudio] = {}
         if from_rate != to_rate:
             import soxr
 
@@ -155,18 +154,9 @@ class PcmResampler:
         if chunk.strip(b"\x00"):
             samples = pcm16_to_float(chunk, allow_empty=True)
         else:  # digital silence, most of what an idle hands-free client sends
-            samples = self._silence(usable // 2)
+            samples = np.zeros(usable // 2, np.float32)
         out = self._stream.resample_chunk(samples, last=False)
         return float_to_pcm16(out) if out.any() else bytes(2 * out.size)
-
-    def _silence(self, count: int) -> FloatAudio:
-        """Zeros to feed the filter (the same few lengths come again and again)."""
-        zeros = self._zeros.get(count)
-        if zeros is None:
-            if len(self._zeros) >= 8:
-                self._zeros.clear()
-            zeros = self._zeros[count] = np.zeros(count, np.float32)
-        return zeros
 
     def flush(self) -> bytes:
         """The filter's tail; call once at the end of the stream."""
