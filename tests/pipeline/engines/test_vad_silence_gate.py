@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from pipeline.audio import EndpointConfig, segment_speech
-from pipeline.engines.silero import SileroVoiceActivityDetector, _SilenceGate
+from pipeline.engines._silero_stream import _SilenceGate
+from pipeline.engines.silero import SileroVoiceActivityDetector
 from tests.support.audio_fixtures import ENGLISH_SENTENCES, compose, piper_float
 from tests.support.silero_model import (
     HANG,
