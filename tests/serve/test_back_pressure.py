@@ -66,7 +66,12 @@ async def test_llm_back_pressure_reaches_clients_as_overloaded(
     # (no turn refused, on a loaded machine: CI, stop 37).
     holding = [asyncio.create_task(chat(i)) for i in range(places)]
     try:
-        await llm_calls_reach(app, places)
+        try:
+            await llm_calls_reach(app, places)
+        except AssertionError as exc:  # say how the holding turns had ended, if they had
+            ended = [t.exception() or (t.result()[-1] if t.result() else None)
+                     for t in holding if t.done() and not t.cancelled()]
+            raise AssertionError(f"{exc}; holding turns ended meanwhile: {ended}") from None
         results = await asyncio.wait_for(
             asyncio.gather(*holding, *(chat(places + i) for i in range(late))), 600)
     finally:
