@@ -115,6 +115,19 @@ class SessionSettings(BaseModel):
         "'and', 'um', on 'Can you', on a trailing '...') waits for turn_incomplete_ms; "
         "costs a transcription per such pause",
     )
+    turn_judge: Literal["audio", "text"] | None = Field(
+        default=None,
+        description="smart turn detection: what judges each pause. audio: the end-of-turn "
+        "model hears how the speech ends (turn_threshold; turn_text_cues may keep a turn "
+        "open); text: each pause is transcribed (quickly) and a language model says how "
+        "likely the words end a request (turn_text_threshold), and the text cues apply "
+        "too; costs a transcription per pause. Unset: audio",
+    )
+    turn_text_threshold: float = Field(
+        default=0.6, gt=0.0, lt=1.0,
+        description="turn_judge text: the language model's end-of-turn probability at or "
+        "above which a turn is complete",
+    )
     turn_threshold: float = Field(
         default=0.5, gt=0.0, lt=1.0,
         description="smart turn detection: the end-of-turn probability at or above which a "

@@ -373,6 +373,12 @@ class TurnEngineSettings(EngineSettings):
     engine: str = "smart-turn"
 
 
+class TurnTextEngineSettings(EngineSettings):
+    # the language model that judges a pause's transcript (turn_judge text; Gemma 3 270M,
+    # packaged); "none": sessions may not ask for turn_judge text
+    engine: str = "llama-cpp"
+
+
 class LlmEngineSettings(EngineSettings):
     engine: str = "llama-cpp"
 
@@ -411,6 +417,7 @@ class Settings(BaseSettings):
     stt: SttEngineSettings = Field(default_factory=SttEngineSettings)
     vad: VadEngineSettings = Field(default_factory=VadEngineSettings)
     turn: TurnEngineSettings = Field(default_factory=TurnEngineSettings)
+    turn_text: TurnTextEngineSettings = Field(default_factory=TurnTextEngineSettings)
     llm: LlmEngineSettings = Field(default_factory=LlmEngineSettings)
     tts: TtsEngineSettings = Field(default_factory=TtsEngineSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -102,6 +102,10 @@ async def evaluate_sessions(
                 result.skipped[session_id] = "no audio in its log"
                 continue
             own = fold(session_id, record.events).settings
+            if own.turn_judge == "text":
+                result.skipped[session_id] = ("its turns were judged by their words "
+                                              "(turn_judge text): a replay runs no transcriber")
+                continue
             result.sessions.append(session_id)
             for name, patch in named:
                 try:
@@ -113,6 +117,12 @@ async def evaluate_sessions(
                     raise ConfigurationError(
                         f"--evaluate {name!r} asks for smart turn detection, and no "
                         "end-of-turn model is configured", setting="VOXLINE_TURN__ENGINE")
+                if "turn_judge" in patch and tried.turn_judge == "text":
+                    raise ConfigurationError(
+                        f"--evaluate {name!r} asks for turn_judge text, which transcribes "
+                        "every pause: a replay runs no transcriber, so it cannot judge by "
+                        "the words (bench_turn_taking --part pauses does, on the corpus)",
+                        setting="--evaluate")
                 result.replays[name].append(await replay_turn_ends(logged, tried, vad, turn))
     finally:
         for engine in (vad, turn):

@@ -89,12 +89,13 @@ async def check_owner(services: Services, collection: str, connection: HTTPConne
 
 async def engine_choices(services: Services) -> EngineChoices:
     """The voices and languages the synthesizer declares (its ``describe()``; none
-    checked when there is none or before it is ready), and whether the Gateway has an
-    end-of-turn model."""
+    checked when there is none or before it is ready), and which end-of-turn models the
+    Gateway has."""
     info = await services.describe("tts")
     choices = (EngineChoices.from_description(info) if info is not None
                and info.get("ready", False) else EngineChoices())
-    return dataclasses.replace(choices, smart_turn=services.engines.turn is not None)
+    return dataclasses.replace(choices, smart_turn=services.engines.turn is not None,
+                               text_turn=services.engines.turn_text is not None)
 
 
 async def described(services: Services, stage: str) -> dict[str, Any] | None:

@@ -170,7 +170,7 @@ class Services:
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"unavailable: {type(exc).__name__}"
-        for stage in ("vad", "turn", "stt", "llm", "tts"):
+        for stage in ("vad", "turn", "turn_text", "stt", "llm", "tts"):
             engine: Engine | None = getattr(self.engines, stage)
             if engine is None:
                 checks[stage] = "absent"
@@ -192,7 +192,7 @@ class Services:
                 checks["reranker"] = f"unavailable: {type(exc).__name__}: {exc}"
         checks["ready"] = checks["redis"] == "ok" and all(
             isinstance(checks[s], dict) and checks[s].get("ready", False)
-            for s in ("vad", "turn", "stt", "llm", "tts", *self.workers,
+            for s in ("vad", "turn", "turn_text", "stt", "llm", "tts", *self.workers,
                       *(("reranker",) if reranker is not None else ()))
             if checks[s] != "absent"
         )
@@ -303,16 +303,19 @@ async def start_services(
     stt: Engine | None,
     vad: Engine | None = None,
     turn: Engine | None = None,
+    turn_text: Engine | None = None,
     turn_config: TurnConfig | None = None,
     workers: dict[str, Any] | None = None,
     reranker: Reranker | None = None,
     meters: GatewayMeters | None = None,
 ) -> Services:
     """Connect to Redis, load the session token key and (unless given) the local VAD and
-    end-of-turn model (none with ``VOXLINE_TURN__ENGINE=none``)."""
+    end-of-turn models (none with ``VOXLINE_TURN__ENGINE=none``, no text one with
+    ``VOXLINE_TURN_TEXT__ENGINE=none``)."""
     from pipeline.engines import (
         LanguageModel,
         Synthesizer,
+        TextTurnDetector,
         Transcriber,
         TurnDetector,
         VoiceActivityDetector,
@@ -330,6 +333,10 @@ async def start_services(
     if turn is None and settings.turn.engine != "none":
         turn = create_engine("turn", settings.turn.engine, settings.turn.engine_options())
         await turn.load()
+    if turn_text is None and settings.turn_text.engine != "none":
+        turn_text = create_engine("turn_text", settings.turn_text.engine,
+                                  settings.turn_text.engine_options())
+        await turn_text.load()
     for engine in (tts, stt):
         if engine is not None:
             await engine.load()
@@ -338,6 +345,7 @@ async def start_services(
     assert stt is None or isinstance(stt, Transcriber)
     assert isinstance(vad, VoiceActivityDetector)
     assert turn is None or isinstance(turn, TurnDetector)
+    assert turn_text is None or isinstance(turn_text, TextTurnDetector)
     redis = create_redis(settings.redis_url, settings.redis)
     try:
         tokens = await SessionTokens.from_settings(settings, redis)
@@ -354,7 +362,8 @@ async def start_services(
         redis=redis,
         # errors and cancellations go to the feed too, so metrics count them at once
         log=EventLog(redis, settings.log, feed_types=METRICS_FEED_TYPES),
-        engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad, turn=turn),
+        engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
+                               turn_text=turn_text),
         tokens=tokens,
         turn_config=turn_config or TurnConfig(),
         workers=dict(workers or {}),

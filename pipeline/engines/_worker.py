@@ -37,6 +37,7 @@ _CODES = {
     "llm": ErrorCode.LLM_FAILED,
     "tts": ErrorCode.TTS_FAILED,
     "vad": ErrorCode.VAD_FAILED,
+    "turn_text": ErrorCode.TURN_DETECTION_FAILED,
 }
 
 

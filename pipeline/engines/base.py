@@ -296,3 +296,21 @@ class TurnDetector(Engine):
         """The probability in [0, 1] that the turn is over, from PCM16 mono at
         :attr:`sample_rate` ending where the speaker paused (the model may look at its
         last seconds only). Failures are ``EngineError`` (``turn_detection_failed``)."""
+
+
+class TextTurnDetector(Engine):
+    """Whether the words a speaker said before a pause end their turn, judged from a
+    transcript of them: what a speaker is likely to add, which the sound of the pause
+    may not tell (:mod:`pipeline.engines.llama_turn`).
+
+    A coroutine, as :class:`TurnDetector`'s: one verdict per pause, which the endpointer
+    waits for.
+    """
+
+    stage = "turn_text"
+
+    @abc.abstractmethod
+    async def completion(self, text: str, language: str = "en") -> float:
+        """The probability in [0, 1] that ``text`` (the transcript of the turn so far, in
+        ``language``) is a whole turn; 0 for no words. Failures are ``EngineError``
+        (``turn_detection_failed``)."""

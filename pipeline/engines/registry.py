@@ -15,6 +15,7 @@ from pipeline.engines.base import (
     Engine,
     LanguageModel,
     Synthesizer,
+    TextTurnDetector,
     Transcriber,
     TurnDetector,
     VoiceActivityDetector,
@@ -47,6 +48,9 @@ ENGINES: dict[str, dict[str, str]] = {
     "turn": {
         "smart-turn": "pipeline.engines.smart_turn:SmartTurnDetector",
     },
+    "turn_text": {
+        "llama-cpp": "pipeline.engines.llama_turn:LlamaTextTurnDetector",
+    },
 }
 
 _BASES: dict[str, type[Engine]] = {
@@ -55,6 +59,7 @@ _BASES: dict[str, type[Engine]] = {
     "tts": Synthesizer,
     "vad": VoiceActivityDetector,
     "turn": TurnDetector,
+    "turn_text": TextTurnDetector,
 }
 
 

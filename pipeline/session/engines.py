@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pipeline.engines import (
     LanguageModel,
     Synthesizer,
+    TextTurnDetector,
     Transcriber,
     TurnDetector,
     VoiceActivityDetector,
@@ -16,10 +17,12 @@ from pipeline.engines import (
 @dataclass(frozen=True)
 class SessionEngines:
     """The engines a live session uses; ``tts`` None means text-only replies, ``stt`` or
-    ``vad`` None a session that takes no audio, ``turn`` None turns ended by silence alone."""
+    ``vad`` None a session that takes no audio, ``turn`` None turns ended by silence alone,
+    ``turn_text`` None no transcript's verdict (``turn_judge`` text)."""
 
     llm: LanguageModel
     tts: Synthesizer | None = None
     stt: Transcriber | None = None
     vad: VoiceActivityDetector | None = None
     turn: TurnDetector | None = None
+    turn_text: TextTurnDetector | None = None

@@ -13,7 +13,9 @@ called. Because the endpointer waits for each verdict before the next frame, the
 decides where a live session with those settings would have, to the VAD frame (the silence
 between utterances is replayed as zeros, so the VAD's state going into an utterance can
 differ slightly from the live one's). Text cues (``turn_text_cues``) need a transcriber,
-which a replay does not run: it replays the end-of-turn model's verdicts alone.
+which a replay does not run: it replays the end-of-turn model's verdicts alone; so does
+``turn_judge`` text unless the caller hands :func:`replay_turn_ends` a transcriber and a
+text model (the turn-taking benchmark does).
 
 Measures (:func:`turn_measures`): the turns, the silence each waited (end of speech to the
 turn's end, p50/p95) and **continuations**: turn ends followed by more speech within
@@ -25,7 +27,7 @@ the benchmark's own false cut-off and end-of-turn latency.
 from __future__ import annotations
 
 import statistics
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +40,7 @@ from pipeline.audio import (
     resample_pcm16,
     segment_speech,
 )
-from pipeline.engines import TurnDetector, VoiceActivityDetector
+from pipeline.engines import TextTurnDetector, TurnDetector, VoiceActivityDetector
 from pipeline.session.speech_input import session_endpoint
 from pipeline.session.turn_judge import TurnJudge, turn_detection
 from schemas import Event, InputAudio, SessionSettings, SpeechStopped
@@ -135,15 +137,20 @@ async def replay_turn_ends(
     *,
     base: EndpointConfig | None = None,
     on_judged: Callable[[SpeechPause, float | None], None] | None = None,
+    transcribe: Callable[[bytes, int], Awaitable[str]] | None = None,
+    text: TextTurnDetector | None = None,
 ) -> tuple[list[TurnEnd], list[int]]:
     """Where a live session with ``settings`` would have ended the turns of ``logged``
     (and where it heard speech start). ``turn_detection`` ``smart`` (or unset) judges with
     ``turn`` when one is given; the VAD must be loaded and take 16 kHz. ``on_judged`` hears
-    of each pause judged, with the model's verdict (None: it failed)."""
+    of each pause judged, with the model's verdict (None: it failed). ``transcribe`` and
+    ``text`` judge by the words (``turn_judge`` text), as a live session does; without
+    them the audio model judges, whatever the settings say."""
     judge: Judge | None = None
     model: TurnJudge | None = None
     if turn is not None and turn_detection(settings, turn) == "smart":
-        model = TurnJudge(turn, lambda: settings, RATE, name=logged.session_id)
+        model = TurnJudge(turn, lambda: settings, RATE, name=logged.session_id,
+                          transcribe=transcribe, text=text)
         judge = model if on_judged is None else _observed(model, on_judged)
     config = session_endpoint(base or _DEFAULT, settings,
                               judge is not None)

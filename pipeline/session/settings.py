@@ -35,6 +35,8 @@ class EngineChoices:
     languages: tuple[str, ...] = ()
     #: whether the server has an end-of-turn model (smart turn detection); None: unknown
     smart_turn: bool | None = None
+    #: whether it has a text end-of-turn model (``turn_judge`` text); None: unknown
+    text_turn: bool | None = None
 
     @classmethod
     def from_description(cls, info: Mapping[str, Any]) -> EngineChoices:
@@ -61,6 +63,14 @@ class EngineChoices:
                 "this server has no end-of-turn model (VOXLINE_TURN__ENGINE=none): "
                 "turn_detection smart is not available, silence is",
                 code=ErrorCode.INVALID_SETTINGS, param="turn_detection",
+            )
+        if "turn_judge" in fields and settings.turn_judge == "text" and (
+            self.text_turn is False
+        ):
+            raise ProtocolError(
+                "this server has no text end-of-turn model (VOXLINE_TURN_TEXT__ENGINE=none): "
+                "turn_judge text is not available, audio is",
+                code=ErrorCode.INVALID_SETTINGS, param="turn_judge",
             )
         if "language" in fields and self.languages and not self.speaks(settings.language):
             raise ProtocolError(

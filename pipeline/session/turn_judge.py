@@ -7,10 +7,20 @@ after ``turn_complete_ms`` of silence, one that does not only after ``turn_incom
 ``end_of_speech_ms``. With ``turn_text_cues``, a pause the model judged complete is
 transcribed too (a quick transcription), and a transcript that reads unfinished
 (:mod:`pipeline.session.turn_text`) makes it incomplete after all; a failed transcription
-leaves the model's verdict. A live session (:mod:`pipeline.session.voice_turns`) and the replay
-evaluation (:mod:`pipeline.session.evaluation`) both judge with this, so a replay decides
-exactly as the live session would have with the same settings (text cues aside: a replay
-runs no transcriber).
+leaves the model's verdict.
+
+With ``turn_judge: text`` the words judge instead of the sound: every pause is transcribed
+(quickly) and a language model (:class:`~pipeline.engines.TextTurnDetector`) says how
+likely they end a request (``turn_text_threshold``); the text cues keep a turn that reads
+unfinished open whatever it says. On the turn-taking corpus the audio model tells pauses
+inside turns from turn ends no better than chance and the words do (``bench_turn_taking
+--part pauses``). A pause with no words yet, or a failed transcription or verdict, ends
+after ``end_of_speech_ms``, as a failed audio verdict does.
+
+A live session (:mod:`pipeline.session.voice_turns`) and the replay evaluation
+(:mod:`pipeline.session.evaluation`) both judge with this, so a replay decides exactly as
+the live session would have with the same settings (text cues and the text judge aside:
+a replay runs no transcriber unless its caller gives one).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from pipeline.audio import SpeechPause, resample_pcm16
-from pipeline.engines import TurnDetector
+from pipeline.engines import TextTurnDetector, TurnDetector
 from pipeline.session.turn_text import sounds_unfinished
 from schemas import SessionSettings
 
@@ -48,21 +58,27 @@ class TurnJudge:
     each pause (a session's may change between pauses); :attr:`verdict` is the latest
     pause's probability, ``None`` until one was judged or after :meth:`take`.
     ``transcribe`` (PCM16 at ``input_rate`` to text) reads the text cues; without it there
-    are none, whatever the settings say.
+    are none, whatever the settings say. ``text`` judges transcripts (``turn_judge:
+    text``); without it, or without ``transcribe``, the audio model judges.
     """
 
     def __init__(self, detector: TurnDetector, settings: Callable[[], SessionSettings],
                  input_rate: int, *, name: str = "",
-                 transcribe: Callable[[bytes, int], Awaitable[str]] | None = None) -> None:
+                 transcribe: Callable[[bytes, int], Awaitable[str]] | None = None,
+                 text: TextTurnDetector | None = None) -> None:
         self.detector = detector
         self.settings = settings
         self.input_rate = input_rate
         self.name = name
         self.transcribe = transcribe
+        self.text = text
         self.verdict: float | None = None
 
     async def __call__(self, pause: SpeechPause) -> int | None:
         settings = self.settings()
+        if settings.turn_judge == "text" and self.text is not None and (
+                self.transcribe is not None):
+            return await self._judged_by_words(pause, settings, self.text, self.transcribe)
         audio = pause.audio
         if self.input_rate != self.detector.sample_rate:
             audio = resample_pcm16(audio, self.input_rate, self.detector.sample_rate)
@@ -88,6 +104,24 @@ class TurnJudge:
                            self.name, exc_info=True)
             return False
         return sounds_unfinished(text, settings.language)
+
+    async def _judged_by_words(self, pause: SpeechPause, settings: SessionSettings,
+                               text: TextTurnDetector,
+                               transcribe: Callable[[bytes, int], Awaitable[str]]) -> int | None:
+        self.verdict = None
+        try:
+            words = await transcribe(pause.audio, self.input_rate)
+            if not words.strip():
+                return settings.end_of_speech_ms  # a noise, or words not yet made out
+            if sounds_unfinished(words, settings.language):
+                self.verdict = 0.0
+                return None
+            self.verdict = await text.completion(words, settings.language)
+        except Exception:
+            logger.warning("%s: no verdict on the words so far; this pause ends after "
+                           "end_of_speech_ms", self.name, exc_info=True)
+            return settings.end_of_speech_ms
+        return settings.turn_complete_ms if self.verdict >= settings.turn_text_threshold else None
 
     def take(self) -> float | None:
         """The verdict, which is then forgotten (the utterance it judged has ended)."""

@@ -151,7 +151,7 @@ class VoiceTurns:
                 self._judge = TurnJudge(
                     self._engines.turn, lambda: self._emitter.state.settings,
                     self._engines.vad.sample_rate, name=f"session {self.session_id}",
-                    transcribe=self._quick_transcript)
+                    transcribe=self._quick_transcript, text=self._engines.turn_text)
             self.audio = SpeechInput(
                 self._engines.vad,
                 session_endpoint(self._endpoint_config, settings, smart),

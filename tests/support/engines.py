@@ -19,7 +19,7 @@ from loadtests._scripted import (
     scripted_audio,
     tokenize,
 )
-from pipeline.engines import Transcriber, TurnDetector
+from pipeline.engines import TextTurnDetector, Transcriber, TurnDetector
 from schemas import (
     EngineError,
     ErrorCode,
@@ -34,6 +34,7 @@ __all__ = [
     "ScriptedLLM",
     "ScriptedSTT",
     "ScriptedTTS",
+    "ScriptedTextTurn",
     "ScriptedTurn",
     "StreamRecord",
     "outcome_of",
@@ -112,6 +113,26 @@ class RecordingLLM(ScriptedLLM):
         self.requests.append(request)
         async for token in super().generate(request):
             yield token
+
+
+class ScriptedTextTurn(TextTurnDetector):
+    """A text end-of-turn model that says ``verdicts[k]`` on its k-th transcript (the last
+    one from then on); ``None`` in the script fails that call. It keeps each transcript."""
+
+    name = "scripted-text-turn"
+
+    def __init__(self, *verdicts: float | None) -> None:
+        super().__init__()
+        self.verdicts = verdicts or (0.9,)
+        self.read: list[str] = []
+
+    async def completion(self, text: str, language: str = "en") -> float:
+        verdict = self.verdicts[min(len(self.read), len(self.verdicts) - 1)]
+        self.read.append(text)
+        if verdict is None:
+            raise EngineError("scripted failure", code=ErrorCode.TURN_DETECTION_FAILED,
+                              stage="turn_text")
+        return verdict
 
 
 class ScriptedTurn(TurnDetector):
