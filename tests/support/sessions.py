@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import weakref
 
+from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
-from schemas import Event
+from schemas import Event, SpeechStopped
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 
 REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
@@ -39,4 +40,19 @@ async def collect_until(session: LiveSession, *types: str) -> list[Event]:
         await tail.aclose()  # type: ignore[attr-defined]
     if seen:
         _read_up_to[session] = seen[-1].id
+    return seen
+
+
+async def speech_stops(log: EventLog, session_id: str, count: int) -> list[SpeechStopped]:
+    """The first ``count`` ``input.speech_stopped`` events of the session (waits for them)."""
+    seen: list[SpeechStopped] = []
+    tail = log.tail(session_id, None)
+    try:
+        async for event in tail:
+            if isinstance(event, SpeechStopped):
+                seen.append(event)
+                if len(seen) == count:
+                    break
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]
     return seen

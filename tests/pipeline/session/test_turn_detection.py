@@ -24,9 +24,10 @@ from pipeline.audio import (
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
 from pipeline.session.settings import EngineChoices, merge_settings
-from schemas import Event, ProtocolError, SessionSettings, SpeechStopped
+from schemas import Event, ProtocolError, SessionSettings
 from tests.support.audio_fixtures import compose, piper_float, tone
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedTurn
+from tests.support.sessions import speech_stops
 
 RATE = 16000
 FRAME = 512 * 2  # bytes: 32 ms
@@ -130,21 +131,6 @@ async def _speak(session: LiveSession, audio: bytes) -> None:
         await session.push_audio(audio[start : start + 640])
 
 
-async def _stops(log: EventLog, session_id: str, count: int) -> list[SpeechStopped]:
-    """The first ``count`` ``input.speech_stopped`` events of the session (waits for them)."""
-    seen: list[Event] = []
-    tail = log.tail(session_id, None)
-    try:
-        async for event in tail:
-            if isinstance(event, SpeechStopped):
-                seen.append(event)
-                if len(seen) == count:
-                    break
-    finally:
-        await tail.aclose()  # type: ignore[attr-defined]
-    return seen  # type: ignore[return-value]
-
-
 def _audio_seconds(events: list[Event], turn_id: str | None) -> float:
     [audio] = [e for e in events if e.type == "input.audio" and e.turn_id == turn_id]
     return audio.data.duration_ms / 1000  # type: ignore[union-attr]
@@ -157,7 +143,7 @@ async def test_a_thinking_pause_keeps_the_turn_with_smart_detection(event_log: E
                                      create=SessionSettings(auto_response=False))
     await _speak(session, tone(0.3, False) + tone(0.8, True) + tone(1.2, False)
                  + tone(0.8, True) + tone(0.6, False))
-    [stopped] = await _stops(event_log, "smart-pause", 1)
+    [stopped] = await speech_stops(event_log, "smart-pause", 1)
     assert stopped.data.end_of_turn == 0.9
     assert stopped.data.silence_ms is not None and 250 <= stopped.data.silence_ms < 300
     events = await event_log.read_all("smart-pause")
@@ -181,7 +167,7 @@ async def test_the_model_hears_a_pause_at_its_own_rate_whatever_the_input_rate(
     audio = tone(0.3, False, rate) + tone(0.8, True, rate) + tone(0.6, False, rate)
     for start in range(0, len(audio), rate // 25 * 2):  # 40 ms chunks
         await session.push_audio(audio[start : start + rate // 25 * 2])
-    await _stops(event_log, f"rate-{rate}", 1)
+    await speech_stops(event_log, f"rate-{rate}", 1)
     heard_s = len(turn.heard[0]) / 2 / turn.sample_rate
     assert 0.9 <= heard_s <= 1.3, heard_s  # the tone and a little silence around it
     await session.close()
@@ -204,7 +190,7 @@ async def test_text_cues_keep_a_turn_the_model_heard_as_complete(
     session = await LiveSession.open(session_id, event_log, engines, create=settings)
     await _speak(session, tone(0.3, False) + tone(0.8, True) + tone(1.2, False)
                  + tone(0.8, True) + tone(2.4, False))
-    stops = await _stops(event_log, session_id, turns)
+    stops = await speech_stops(event_log, session_id, turns)
     assert all(stop.data.end_of_turn == 0.9 for stop in stops)
     # each pause the model judged complete was read: a quick transcription of the turn so far
     assert turn.heard and sum(r.quick for r in stt.requests) == len(turn.heard)
@@ -225,7 +211,7 @@ async def test_text_cues_are_off_unless_asked(event_log: EventLog) -> None:
                                      create=SessionSettings(auto_response=False))
     await _speak(session, tone(0.3, False) + tone(0.8, True) + tone(1.2, False)
                  + tone(0.8, True) + tone(0.6, False))
-    first, second = await _stops(event_log, "smart-no-text", 2)
+    first, second = await speech_stops(event_log, "smart-no-text", 2)
     assert second.data.audio_ms > first.data.audio_ms + 1000  # the pause ended a turn
     assert not any(r.quick for r in stt.requests)  # the turns' own transcripts only
     await session.close()
@@ -239,7 +225,7 @@ async def test_silence_detection_is_one_setting_away(event_log: EventLog) -> Non
                                      create=settings)
     await _speak(session, tone(0.3, False) + tone(0.8, True) + tone(1.2, False)
                  + tone(0.8, True) + tone(0.6, False))
-    first, second = await _stops(event_log, "silence-pause", 2)
+    first, second = await speech_stops(event_log, "silence-pause", 2)
     assert first.data.end_of_turn is None and first.data.silence_ms == 512  # 16 frames
     assert second.data.audio_ms > first.data.audio_ms + 1000  # the pause ended a turn
     assert turn.heard == []  # never asked
@@ -252,7 +238,7 @@ async def test_a_failed_verdict_falls_back_to_end_of_speech(event_log: EventLog)
     settings = SessionSettings(auto_response=False, end_of_speech_ms=400)
     session = await LiveSession.open("smart-fails", event_log, _engines(turn), create=settings)
     await _speak(session, tone(0.3, False) + tone(0.8, True) + tone(0.6, False))
-    [stopped] = await _stops(event_log, "smart-fails", 1)
+    [stopped] = await speech_stops(event_log, "smart-fails", 1)
     assert stopped.data.end_of_turn is None
     assert stopped.data.silence_ms is not None and 400 <= stopped.data.silence_ms < 432
     await session.close()
@@ -294,7 +280,7 @@ async def test_real_vad_and_smart_turn_keep_a_thinking_pause_in_the_turn(
     session = await LiveSession.open("smart-real", event_log, engines,
                                      create=SessionSettings(auto_response=False))
     await _speak(session, speech.pcm16)
-    [stopped] = await _stops(event_log, "smart-real", 1)
+    [stopped] = await speech_stops(event_log, "smart-real", 1)
     (first_start, _), (_, second_end) = speech.segments_ms
     assert stopped.data.end_of_turn is not None
     # one turn, ended after the second half: the pause did not end it

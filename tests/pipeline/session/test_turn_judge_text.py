@@ -14,7 +14,7 @@ from loadtests._turn_corpus import split_at_pauses
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, LoggedInput, SessionEngines, replay_turn_ends
 from pipeline.session.settings import EngineChoices, merge_settings
-from schemas import Event, ProtocolError, SessionSettings, SpeechStopped
+from schemas import ProtocolError, SessionSettings, SpeechStopped
 from tests.support.audio_fixtures import compose, piper_float, tone
 from tests.support.engines import (
     EnergyVAD,
@@ -24,6 +24,7 @@ from tests.support.engines import (
     ScriptedTTS,
     ScriptedTurn,
 )
+from tests.support.sessions import speech_stops
 
 RATE = 16000
 redis = pytest.mark.redis
@@ -43,20 +44,12 @@ async def _turns(log: EventLog, session_id: str, engines: SessionEngines,
                  settings: SessionSettings, count: int) -> list[SpeechStopped]:
     """Speak :data:`PAUSED` into a new session; its first ``count`` turn ends."""
     session = await LiveSession.open(session_id, log, engines, create=settings)
-    for start in range(0, len(PAUSED), 640):
-        await session.push_audio(PAUSED[start : start + 640])
-    seen: list[Event] = []
-    tail = log.tail(session_id, None)
     try:
-        async for event in tail:
-            if isinstance(event, SpeechStopped):
-                seen.append(event)
-                if len(seen) == count:
-                    break
+        for start in range(0, len(PAUSED), 640):
+            await session.push_audio(PAUSED[start : start + 640])
+        return await speech_stops(log, session_id, count)
     finally:
-        await tail.aclose()  # type: ignore[attr-defined]
         await session.close()
-    return seen  # type: ignore[return-value]
 
 
 @redis
