@@ -63,12 +63,18 @@ CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
       for ms in (150, 250, 400)),
     ("smart 250 + text", {"turn_detection": "smart", "turn_complete_ms": 250,
                           "turn_text_cues": True}),
+    ("smart 250 words", {"turn_detection": "smart", "turn_complete_ms": 250,
+                         "turn_judge": "text"}),
 )
 #: items at most, and seconds at most per item (bounded loops)
 MAX_ITEMS = 200
 ITEM_TIMEOUT_S = 60.0
-#: the quiet after the audio that says the session has nothing more to say
+#: the quiet after the audio that says the session has nothing more to say, once a turn
+#: has ended at or after the item's true end; until then, up to FINAL_WAIT_S (the
+#: audio is sent unpaced, and a judge that transcribes every pause holds the endpointer
+#: for a few hundred ms a pause, so the last turn can end seconds after the audio is in)
 SETTLE_S = 1.0
+FINAL_WAIT_S = 10.0
 CHUNK_MS = 100
 #: error codes the server sent, per item (reported; an item with one is still scored)
 ERRORS: dict[str, list[str]] = {}
@@ -101,10 +107,14 @@ async def run_item(client: VoxlineClient, item: TurnItem, settings: dict[str, An
         receiver = asyncio.create_task(receive())
         try:
             await send()
-            seen = -1
-            while seen != len(ends) and not receiver.done():  # settle: no new turn for a while
+            seen, waited = -1, 0.0
+            while not receiver.done():  # settle: no new turn for a while after the last
+                ended = any(decided >= item.end_ms for _, decided, _ in ends)
+                if (ended and seen == len(ends)) or waited >= FINAL_WAIT_S:
+                    break
                 seen = len(ends)
                 await asyncio.wait({receiver}, timeout=SETTLE_S)
+                waited += SETTLE_S
             if receiver.done():
                 receiver.result()
         finally:
@@ -192,7 +202,8 @@ def judge_pauses(items: list[TurnItem], seed: int) -> None:
 
     async def judged() -> list[dict[str, Any]]:
         engines = [create_engine(stage, name, {}) for stage, name in
-                   (("vad", "silero"), ("turn", "smart-turn"), ("stt", "language-router"))]
+                   (("vad", "silero"), ("turn", "smart-turn"), ("stt", "language-router"),
+                    ("turn_text", "llama-cpp"))]
         for engine in engines:
             await engine.load()
         try:
@@ -208,10 +219,13 @@ def judge_pauses(items: list[TurnItem], seed: int) -> None:
           f"{summary['reads_unfinished_ends']} at ends")
     print(f"model's p in tenths, inside: {summary['p_tenths_inside']}")
     print(f"model's p in tenths, ends:   {summary['p_tenths_ends']}")
-    print("threshold  inside called complete  ends called complete")
-    for row in summary["rule"]:
-        print(f"{row['threshold']:9.2f}  {row['inside_called_complete']:22d}  "
-              f"{row['ends_called_complete']:20d}")
+    print(f"how well each tells an end from a pause inside (ROC AUC): audio model "
+          f"{summary['auc']}, text model {summary['auc_text']}")
+    print("threshold  inside / ends called complete: audio model   text model")
+    for row, words in zip(summary["rule"], summary["rule_text"], strict=True):
+        print(f"{row['threshold']:9.2f}  {row['inside_called_complete']:27d} / "
+              f"{row['ends_called_complete']:2d}  {words['inside_called_complete']:7d} / "
+              f"{words['ends_called_complete']:2d}")
     report = {"seed": seed, "items": len(items), **summary, "pauses": rows}
     print(f"report: {write_report('bench_turn_pauses', report)}")
 

@@ -117,12 +117,6 @@ async def evaluate_sessions(
                     raise ConfigurationError(
                         f"--evaluate {name!r} asks for smart turn detection, and no "
                         "end-of-turn model is configured", setting="VOXLINE_TURN__ENGINE")
-                if "turn_judge" in patch and tried.turn_judge == "text":
-                    raise ConfigurationError(
-                        f"--evaluate {name!r} asks for turn_judge text, which transcribes "
-                        "every pause: a replay runs no transcriber, so it cannot judge by "
-                        "the words (bench_turn_taking --part pauses does, on the corpus)",
-                        setting="--evaluate")
                 result.replays[name].append(await replay_turn_ends(logged, tried, vad, turn))
     finally:
         for engine in (vad, turn):

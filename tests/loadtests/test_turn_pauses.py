@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests._turn_corpus import build_corpus
-from loadtests._turn_pauses import pause_verdicts, summarize_pauses
+from loadtests._turn_pauses import pause_verdicts, roc_auc, summarize_pauses
 from pipeline.engines import create_engine
 from schemas import ModelMissingError
 
@@ -42,6 +42,23 @@ def test_the_summary_counts_what_the_rule_calls_complete() -> None:
     assert rule[0.15]["inside_called_complete"] == 2
     assert summary["inside_called_complete_at_0.5"] == [
         {"item": "x", "p": 0.9, "text": "What should I cook tonight?"}]
+    # ends over inside pauses: 0.95 beats all 3, 0.3 and 0.6 beat 0.2 only: 5 of 9
+    assert summary["auc"] == round(5 / 9, 4)
+    assert "rule_text" not in summary  # no text model's verdicts in these rows
+
+
+def test_the_text_models_verdicts_are_counted_by_the_same_rule() -> None:
+    rows = [{**_row(inside, 0.5, unfinished), "p_text": p_text}
+            for inside, unfinished, p_text in [
+                (True, False, 0.1), (True, True, 0.9), (False, False, 0.8),
+                (False, False, 0.4)]]
+    summary = summarize_pauses(rows)
+    rule = {row["threshold"]: row for row in summary["rule_text"]}
+    assert rule[0.5] == {"threshold": 0.5, "inside_called_complete": 0,
+                         "ends_called_complete": 1}
+    assert rule[0.05]["inside_called_complete"] == 1  # the unfinished words keep the other
+    assert summary["auc_text"] == 0.5  # 0.8 and 0.4 beat 0.1, neither beats 0.9
+    assert roc_auc([], [0.1]) is None and roc_auc([1.0], [1.0]) == 0.5
 
 
 @pytest.mark.models

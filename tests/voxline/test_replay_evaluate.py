@@ -24,7 +24,7 @@ SID = "sess-evaluate"
 runner = CliRunner()
 
 
-async def _log_a_paused_turn(redis_url: str, prefix: str) -> None:
+async def _log_a_paused_turn(redis_url: str, prefix: str, **settings: object) -> None:
     """A session whose one turn has a 900 ms thinking pause (silence rule at 2,000 ms)."""
     head, tail = split_at_pauses(piper_float("Could you tell me about, the history of Rome?"), 1)
     speech = compose([head, tail], [0.3, 0.9, 2.5])
@@ -33,9 +33,9 @@ async def _log_a_paused_turn(redis_url: str, prefix: str) -> None:
         log = EventLog(redis, EventLogSettings(key_prefix=prefix))
         engines = SessionEngines(llm=ScriptedLLM(["Fine."]), tts=ScriptedTTS(),
                                  stt=ScriptedSTT(), vad=loaded_silero())
-        settings = SessionSettings(auto_response=False, turn_detection="silence",
-                                   end_of_speech_ms=2000)
-        session = await LiveSession.open(SID, log, engines, create=settings)
+        create = SessionSettings(auto_response=False, turn_detection="silence",
+                                 end_of_speech_ms=2000).merged(settings)
+        session = await LiveSession.open(SID, log, engines, create=create)
         for start in range(0, len(speech.pcm16), 640):
             await session.push_audio(speech.pcm16[start : start + 640])
         tail_events = log.tail(SID, None)
@@ -68,6 +68,19 @@ def test_replay_evaluate_compares_settings_on_the_logged_input(
     assert rows['{"turn_detection": "smart"}']["turns"] == 1  # the model kept the turn
     table = runner.invoke(app, ["replay", SID, "--evaluate", "end_of_speech_ms=800"], env=env)
     assert table.exit_code == 0 and "as logged" in table.output and "800" in table.output
+
+
+def test_a_session_judged_by_its_words_is_skipped_with_the_reason(
+    redis_url: str, key_prefix: str
+) -> None:
+    asyncio.run(_log_a_paused_turn(redis_url, key_prefix, turn_judge="text"))
+    env = {"VOXLINE_REDIS_URL": redis_url, "VOXLINE_LOG__KEY_PREFIX": key_prefix}
+    result = runner.invoke(app, ["replay", SID, "--json", "--evaluate", "end_of_speech_ms=800"],
+                           env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["sessions"] == []
+    assert "no transcriber" in report["skipped"][SID]
 
 
 @pytest.mark.parametrize("text", ["voice=amy", "end_of_speech_ms", "{not json", ""])
