@@ -41,6 +41,7 @@ from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from pipeline.engines import (
     LanguageModel,
     Synthesizer,
+    TextTurnDetector,
     Transcriber,
     TurnDetector,
     VoiceActivityDetector,
@@ -56,7 +57,7 @@ from schemas import (
     TelephonySettings,
     WebRtcSettings,
 )
-from schemas._settings import TurnEngineSettings
+from schemas._settings import TurnEngineSettings, TurnTextEngineSettings
 from voxline.client import VoxlineClient
 from voxline.redis_server import free_port
 
@@ -111,6 +112,7 @@ async def serve_api(
     stt: Transcriber | None = None,
     vad: VoiceActivityDetector | None = None,
     turn: TurnDetector | None = None,
+    turn_text: TextTurnDetector | None = None,
     admission: AdmissionSettings | None = None,
     retrieval: RetrievalSettings | None = None,
     reranker: Reranker | None = None,
@@ -118,15 +120,17 @@ async def serve_api(
     webrtc: WebRtcSettings | None = None,
 ) -> AsyncIterator[Harness]:
     """The API on these engines, served in this event loop (``vad``: the settings' own;
-    no end-of-turn model unless ``turn`` is given: turns end on silence, as scripted)."""
+    no end-of-turn model unless ``turn`` is given: turns end on silence, as scripted; no
+    text one unless ``turn_text`` is)."""
     settings = Settings(redis_url=redis_url, log=log, api=api or ApiSettings(),
                         admission=admission or AdmissionSettings(),
                         retrieval=retrieval or RetrievalSettings(),
                         telephony=telephony or TelephonySettings(),
                         webrtc=webrtc or WebRtcSettings(),
-                        turn=TurnEngineSettings(engine="none"))
+                        turn=TurnEngineSettings(engine="none"),
+                        turn_text=TurnTextEngineSettings(engine="none"))
     services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
-                                    reranker=reranker)
+                                    turn_text=turn_text, reranker=reranker)
     port = free_port()
     server = ApiServer(create_api(services), "127.0.0.1", port)
     await server.start()

@@ -375,7 +375,8 @@ class TurnEngineSettings(EngineSettings):
 
 class TurnTextEngineSettings(EngineSettings):
     # the language model that judges a pause's transcript (turn_judge text; Gemma 3 270M,
-    # packaged); "none": sessions may not ask for turn_judge text
+    # packaged, from the cpu extra: the cluster image sets "none"); "none": sessions may not
+    # ask for turn_judge text
     engine: str = "llama-cpp"
 
 
