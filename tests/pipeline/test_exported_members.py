@@ -57,9 +57,9 @@ FACADES = {
         "to_srt", "to_vtt",
     ],
     "pipeline.engines": [
-        "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "Transcriber",
-        "TurnDetector", "VoiceActivityDetector", "create_engine", "engine_class", "list_models",
-        "prepare_model", "OPENAI_VOICES", "engine_voice", "transcript_text",
+        "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "TextTurnDetector",
+        "Transcriber", "TurnDetector", "VoiceActivityDetector", "create_engine", "engine_class",
+        "list_models", "prepare_model", "OPENAI_VOICES", "engine_voice", "transcript_text",
     ],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",
