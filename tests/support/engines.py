@@ -127,12 +127,8 @@ class ScriptedTextTurn(TextTurnDetector):
         self.read: list[str] = []
 
     async def completion(self, text: str, language: str = "en") -> float:
-        verdict = self.verdicts[min(len(self.read), len(self.verdicts) - 1)]
         self.read.append(text)
-        if verdict is None:
-            raise EngineError("scripted failure", code=ErrorCode.TURN_DETECTION_FAILED,
-                              stage="turn_text")
-        return verdict
+        return _scripted_verdict(self.verdicts, len(self.read) - 1, self.stage)
 
 
 class ScriptedTurn(TurnDetector):
@@ -147,9 +143,15 @@ class ScriptedTurn(TurnDetector):
         self.heard: list[bytes] = []
 
     async def completion(self, audio: bytes) -> float:
-        verdict = self.verdicts[min(len(self.heard), len(self.verdicts) - 1)]
         self.heard.append(audio)
-        if verdict is None:
-            raise EngineError("scripted failure", code=ErrorCode.TURN_DETECTION_FAILED,
-                              stage="turn")
-        return verdict
+        return _scripted_verdict(self.verdicts, len(self.heard) - 1, self.stage)
+
+
+def _scripted_verdict(verdicts: tuple[float | None, ...], call: int, stage: str) -> float:
+    """The scripted end-of-turn models' answer to their ``call``-th question (0-based):
+    ``verdicts[call]``, the last one from then on; ``None`` fails it."""
+    verdict = verdicts[min(call, len(verdicts) - 1)]
+    if verdict is None:
+        raise EngineError("scripted failure", code=ErrorCode.TURN_DETECTION_FAILED,
+                          stage=stage)
+    return verdict
