@@ -26,8 +26,8 @@ import numpy as np
 from pipeline.audio import FloatAudio, rms_dbfs
 from schemas import EngineError, ErrorCode, TranscriptionRequest, TranscriptSegment, VoxlineError
 
-__all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_windows", "looped", "one_window",
-           "stt_failure", "transcript_segment", "unlooped"]
+__all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_windows", "host_encoding", "looped",
+           "one_window", "stt_failure", "transcript_segment", "unlooped"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,20 @@ def unlooped(text: str) -> str:
     return _WORD_RUN.sub(r"\1", " ".join(kept))
 
 
+def host_encoding(model: Any, window: np.ndarray) -> np.ndarray:
+    """One window's encoder output as a host array. numpy reads only a StorageView in host
+    memory: on a GPU (``device=cuda``) faster-whisper's ``encode`` leaves it on the device,
+    where ``np.asarray`` makes a 0-d object array of it (seen on an H200), so it is copied
+    back (``to_cpu``: 1500 × width numbers, ~1 MB for tiny in float16) and goes to the GPU
+    again with the batch in ``generate``."""
+    if model.model.device == "cpu":
+        return np.asarray(model.encode(window))
+    import ctranslate2
+
+    features = ctranslate2.StorageView.from_array(np.ascontiguousarray(window[None]))
+    return np.asarray(model.model.encode(features, to_cpu=True))
+
+
 def decode_windows(
     model: Any,
     options: DecodeOptions,
@@ -160,7 +174,7 @@ def decode_windows(
     import ctranslate2
 
     encoder_output = ctranslate2.StorageView.from_array(
-        np.concatenate([np.asarray(model.encode(window)) for window in windows])
+        np.concatenate([host_encoding(model, window) for window in windows])
     )
     # What faster-whisper's generate_with_fallback passes for one temperature (0):
     # the same call, one prompt per item.

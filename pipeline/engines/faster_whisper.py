@@ -1,5 +1,11 @@
 """faster-whisper (CTranslate2, int8 on CPU): the default speech-to-text engine.
 
+Device. The CPU by default; ``device=cuda`` runs the same code on a GPU through
+CTranslate2's CUDA build (the library WhisperX drives on a GPU), float16 unless
+``compute_type`` says otherwise. A GPU that CTranslate2 does not see is refused at load
+with a configuration error, never a failure in a turn. Figures for both:
+``loadtests/bench_stt_batch.py`` (a GPU run: ``loadtests/data/gpu_stt_batch_*.json``).
+
 An utterance (or a file) is transcribed through faster-whisper's own ``transcribe`` with
 the language given (auto-detection misfires on short utterances; ``language=None``, for
 whole files, detects it and reports it on every segment), the request's ``temperature``
@@ -52,7 +58,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -110,12 +116,28 @@ _SHORT_TOKENS = 24
 _SHORT_TOKENS_PER_S = 12
 #: a word of two letters or more: what a loop taken out must still hold
 _A_WORD = re.compile(r"[^\W\d_]{2,}")
+#: the quantisation where ``compute_type`` is unset: int8 on the CPU (the fastest there,
+#: and what every CPU figure was measured with); on a GPU float16, the packaged models' own
+#: weights and WhisperX's GPU setting (``bench_stt_batch.py --device cuda --compute-types
+#: float16,int8_float16`` compares the two)
+COMPUTE_TYPES: dict[str, str] = {"cpu": "int8", "cuda": "float16"}
+_DEVICE_SETTING = "VOXLINE_STT__DEVICE"
 
 
 class FasterWhisperOptions(WhisperModelOptions):
     """Options of the ``faster-whisper`` engine (``VOXLINE_STT__*``)."""
 
-    compute_type: str = Field(default="int8", description="CTranslate2 quantisation")
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu",
+        description="where CTranslate2 runs the model: cpu, or cuda (a GPU CTranslate2 "
+        "itself sees: refused at load otherwise)",
+    )
+    device_index: int = Field(default=0, ge=0, description="which GPU, with device=cuda")
+    compute_type: str | None = Field(
+        default=None,
+        description="CTranslate2 quantisation (int8, int8_float16, float16, float32, ...); "
+        "unset: int8 on the CPU, float16 on a GPU",
+    )
     cpu_threads: int = Field(default=0, ge=0, le=64, description="0: min(4, CPU count)")
     beam_size: int = Field(default=1, ge=1, le=10, description="1 is greedy: fastest")
     no_speech_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
@@ -165,6 +187,27 @@ class FasterWhisperOptions(WhisperModelOptions):
     )
 
 
+def _check_gpu(index: int) -> None:
+    """Refuse ``device=cuda`` at load where CTranslate2 sees no GPU ``index`` (its build
+    without CUDA, no driver, or fewer GPUs): a clear configuration error, as the Coqui and
+    WhisperX engines give, instead of CTranslate2's own error from deep in the load."""
+    import ctranslate2
+
+    try:
+        count = int(ctranslate2.get_cuda_device_count())
+    except RuntimeError:  # a CUDA runtime that cannot start: no usable GPU either
+        count = 0
+    if index >= count:
+        seen = "no GPU" if count == 0 else f"{count} GPU(s), not cuda:{index}"
+        raise EngineError(
+            f"device=cuda but CTranslate2 sees {seen}; set {_DEVICE_SETTING}=cpu",
+            code=ErrorCode.CONFIGURATION_ERROR,
+            stage="stt",
+            recoverable=False,
+            setting=_DEVICE_SETTING,
+        )
+
+
 class FasterWhisperTranscriber(Transcriber):
     """The ``faster-whisper`` STT engine; construct with :class:`FasterWhisperOptions` fields."""
 
@@ -182,6 +225,12 @@ class FasterWhisperTranscriber(Transcriber):
         self._batches_running = 0
 
     # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def compute_type(self) -> str:
+        """The quantisation the model runs in: the option, else the device's default
+        (:data:`COMPUTE_TYPES`)."""
+        return self.options.compute_type or COMPUTE_TYPES[self.options.device]
 
     @property
     def ready(self) -> bool:
@@ -221,18 +270,23 @@ class FasterWhisperTranscriber(Transcriber):
                 stage="stt",
                 setting="VOXLINE_STT__ENGINE",
             ) from exc
-        threads = self.options.cpu_threads or min(4, os.cpu_count() or 1)
+        o = self.options
+        if o.device == "cuda":
+            _check_gpu(o.device_index)
+        threads = o.cpu_threads or min(4, os.cpu_count() or 1)
         try:
             model = WhisperModel(
                 str(path),
-                device="cpu",
-                compute_type=self.options.compute_type,
+                device=o.device,
+                device_index=o.device_index,
+                compute_type=self.compute_type,
                 cpu_threads=threads,
                 num_workers=1,
             )
         except (RuntimeError, ValueError, OSError) as exc:
+            where = "" if o.device == "cpu" else f" on cuda:{o.device_index}"
             raise ModelMissingError(
-                f"cannot load the Whisper model at {path} ({_SETTING}): {exc}",
+                f"cannot load the Whisper model at {path}{where} ({_SETTING}): {exc}",
                 stage="stt",
                 setting=_SETTING,
             ) from exc
