@@ -4,7 +4,7 @@ Device. The CPU by default; ``device=cuda`` runs the same code on a GPU through
 CTranslate2's CUDA build (the library WhisperX drives on a GPU), float16 unless
 ``compute_type`` says otherwise. A GPU that CTranslate2 does not see is refused at load
 with a configuration error, never a failure in a turn. Figures for both:
-``loadtests/bench_stt_batch.py`` (a GPU run: ``loadtests/data/gpu_stt_batch_*.json``).
+``loadtests/bench_stt_batch.py`` (``--device cuda`` on a GPU).
 
 An utterance (or a file) is transcribed through faster-whisper's own ``transcribe`` with
 the language given (auto-detection misfires on short utterances; ``language=None``, for

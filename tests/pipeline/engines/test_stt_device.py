@@ -1,7 +1,8 @@
 """faster-whisper's ``device`` option, without a GPU: CUDA is refused at load where
 CTranslate2 sees none, and the device, GPU index and quantisation reach ``WhisperModel``
-(a recording stand-in, so nothing needs a GPU or loads a model). The engine on a real GPU:
-``loadtests/bench_stt_batch.py --device cuda`` (``loadtests/data/gpu_stt_batch_*.json``).
+(a recording stand-in, so nothing needs a GPU or loads a model), and the batched path's
+GPU branch on a CPU model. The engine on a real GPU: ``loadtests/bench_stt_batch.py
+--device cuda``.
 """
 
 from __future__ import annotations
