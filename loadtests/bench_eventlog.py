@@ -98,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--redis-url", default=None,
-        help="default: VOXLINE_REDIS_URL, 127.0.0.1:6379 or a server of our own"
+        help="default: VOXLINE_REDIS_URL, else a server of our own (never one merely found running)"
     )
     parser.add_argument("--singles", type=int, default=5000)
     parser.add_argument("--batched", type=int, default=100_000)
@@ -111,11 +111,7 @@ def main() -> None:
         smoke_reports()
         args.singles, args.batched, args.batch_size, args.tails = 50, 400, 20, 5
         replayed = 500
-    from voxline.redis_server import is_reachable
-
-    configured = args.redis_url or os.environ.get("VOXLINE_REDIS_URL") or (
-        "redis://127.0.0.1:6379/0" if is_reachable("127.0.0.1", 6379) else None
-    )
+    configured = args.redis_url or os.environ.get("VOXLINE_REDIS_URL")
     with redis_url_or_server(configured) as url:
         figures = asyncio.run(bench(url, args.singles, args.batched, args.batch_size, args.tails,
                                     replayed))

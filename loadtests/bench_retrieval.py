@@ -18,8 +18,8 @@ this script with the interpreter of ``scripts/test-gpu-engines.sh reranker``'s e
 skipped. Also measured: building the 10k-chunk index against loading it from its stored
 bytes (why the store keeps serialised indexes).
 
-Redis: ``VOXLINE_REDIS_URL`` or 127.0.0.1:6379, under a key prefix of its own, removed at
-the end. Writes ``reports/bench_retrieval.json``.
+Redis: ``VOXLINE_REDIS_URL``, else a server of its own (never one that merely runs here),
+under a key prefix of its own, removed at the end. Writes ``reports/bench_retrieval.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from loadtests._report import (
     smoke_reports,
     write_report,
 )
+from voxline.redis_server import redis_url_or_server
 
 DATA = Path(__file__).resolve().parent / "retrieval_questions.json"
 KS = (1, 3, 5)
@@ -128,7 +129,7 @@ def reranker_or_none() -> Any:
     return MiniLMReranker(device="cpu")
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+async def main_async(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
     from pipeline.log import create_redis
     from pipeline.retrieval import BM25Index, CollectionStore, Grounder, tokenize
     from schemas import RetrievalSettings
@@ -138,7 +139,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                  max_document_chars=50_000_000,
                                  max_chunks_per_collection=args.filler_chunks + 10_000,
                                  context_tokens=100_000, timeout_s=60)
-    redis = create_redis(os.environ.get("VOXLINE_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis = create_redis(redis_url)
     prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
     store = CollectionStore(redis, settings, prefix)
     reranker = None if args.smoke else reranker_or_none()
@@ -213,7 +214,8 @@ def main() -> None:
     if args.smoke:  # bm25 only (the re-ranker loads a model), a small collection
         smoke_reports()
         args.filler_chunks, args.repeats = 200, 1
-    figures = asyncio.run(main_async(args))
+    with redis_url_or_server(os.environ.get("VOXLINE_REDIS_URL")) as url:
+        figures = asyncio.run(main_async(args, url))
     print(json.dumps(figures, indent=1))
     print(f"report: {write_report('bench_retrieval', figures)}")
 

@@ -1,4 +1,6 @@
-"""Shared fixtures: a real Redis server (the local one on 6379, else one we start)."""
+"""Shared fixtures: real Redis servers of the suite's own, on free loopback ports.
+
+Never the one that may run on 6379: it may be a user's, serving Voxline on this machine."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from tests.support.api_harness import forget_keys
 from tests.support.redis_proxy import RedisProxy
 from voxline.redis_cluster import redis_cluster
 from voxline.redis_sentinel import RedisSentinelServers, redis_sentinel
-from voxline.redis_server import is_reachable, start_redis_server
+from voxline.redis_server import start_redis_server
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +27,6 @@ def redis_url(standalone_redis_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def standalone_redis_url() -> Iterator[str]:
-    if is_reachable("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
     server = start_redis_server()
     try:
         yield server.url
