@@ -10,9 +10,11 @@ transcribed too (a quick transcription), and a transcript that reads unfinished
 leaves the model's verdict.
 
 With ``turn_judge: text`` the words judge instead of the sound: every pause is transcribed
-(quickly) and a language model (:class:`~pipeline.engines.TextTurnDetector`) says how
-likely they end a request (``turn_text_threshold``); the text cues keep a turn that reads
-unfinished open whatever it says. On the turn-taking corpus the audio model tells pauses
+(quickly, or read from the transcript a preemptive turn makes of the same audio: see
+``VoiceTurns._pause_transcript``) and a language model
+(:class:`~pipeline.engines.TextTurnDetector`) says how likely they end a request
+(``turn_text_threshold``); the text cues keep a turn that reads unfinished open whatever
+it says. On the turn-taking corpus the audio model tells pauses
 inside turns from turn ends no better than chance and the words do (``bench_turn_taking
 --part pauses``). A pause with no words yet, or a failed transcription or verdict, ends
 after ``end_of_speech_ms``, as a failed audio verdict does.

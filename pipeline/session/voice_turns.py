@@ -32,6 +32,7 @@ first chunk's time plus its length). Input cleared while a reply is held resumes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, decode_frames
@@ -151,7 +152,7 @@ class VoiceTurns:
                 self._judge = TurnJudge(
                     self._engines.turn, lambda: self._emitter.state.settings,
                     self._engines.vad.sample_rate, name=f"session {self.session_id}",
-                    transcribe=self._quick_transcript, text=self._engines.turn_text)
+                    transcribe=self._pause_transcript, text=self._engines.turn_text)
             self.audio = SpeechInput(
                 self._engines.vad,
                 session_endpoint(self._endpoint_config, settings, smart),
@@ -215,6 +216,26 @@ class VoiceTurns:
                                 prompt: str | None = None) -> str:
         return await self._responder.source.transcribe(audio, sample_rate, quick=True,
                                                        prompt=prompt)
+
+    async def _pause_transcript(self, audio: bytes, sample_rate: int) -> str:
+        """The words of a pause, for the judge (text cues, ``turn_judge: text``).
+
+        A pause is reported before it is judged, so a preemptive turn has already started
+        transcribing the same audio for its speculation: the judge waits for that
+        transcript instead of asking the Transcriber for the same words again (one call
+        per pause, not two queued behind each other). Without a speculation on this
+        audio (preemptive turns off, a reply out), or one dropped before it heard the
+        words, the judge transcribes quickly itself."""
+        speculation = self._responder.speculator.current
+        if (speculation is not None and speculation.sample_rate == sample_rate
+                and speculation.pause.audio == audio):
+            try:
+                return await speculation.transcript()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the judge itself is being cancelled
+        return await self._quick_transcript(audio, sample_rate)
 
     async def _backchannel(self, audio: bytes, duration_s: float, sample_rate: int) -> str | None:
         """What the speech over a held reply said when it was a backchannel (or no words:

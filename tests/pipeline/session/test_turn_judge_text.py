@@ -157,3 +157,21 @@ async def test_real_models_keep_a_thinking_pause_in_the_turn_by_its_words(
     assert len(ends) == 1, (ends, heard)  # one turn: the pause did not end it
     assert ends[0].speech_end_ms >= second_end - 100
     assert ends[0].end_of_turn is not None and ends[0].end_of_turn >= 0.6, (ends, heard)
+
+
+@redis
+async def test_a_pause_is_judged_on_the_transcript_its_speculation_makes(
+    event_log: EventLog,
+) -> None:
+    """Preemptive turns transcribe each pause for the reply they prepare; the judge reads
+    that transcript instead of asking the Transcriber for the same words again."""
+    stt, text = ScriptedSTT("I would like to know."), ScriptedTextTurn(0.1)
+    settings = SessionSettings(turn_judge="text")  # replies and preemptive turns: on
+    [stop] = await _turns(event_log, "words-shared",
+                          _engines(stt, text, ScriptedTurn(0.9)), settings, 1)
+    assert text.read == ["I would like to know."] * 2  # both pauses judged by their words
+    assert not any(r.quick for r in stt.requests)  # on the speculations' transcripts
+    # one transcription per pause: the first pause's speculation was dropped when speech
+    # resumed, the last one's covers the turn, so the turn is not transcribed again
+    assert len(stt.requests) == 2
+    assert stop.data.end_of_turn == 0.1
