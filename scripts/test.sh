@@ -28,7 +28,11 @@ if [ "$#" -gt 0 ]; then
   coverage+=(--cov-fail-under=0)
 fi
 set +e
-"$VENV/bin/python" -m pytest "${coverage[@]}" --durations=15 "$@"  # the slowest: where the minutes go
+# Two workers (pytest-xdist): much of the suite waits on sockets, servers and subprocesses,
+# so two share two cores well; tests/conftest.py shares them out module by module, every
+# module that starts the Serve app on one worker. VOXLINE_TEST_WORKERS=0: one process.
+workers=(-n "${VOXLINE_TEST_WORKERS:-2}")
+"$VENV/bin/python" -m pytest "${workers[@]}" "${coverage[@]}" --durations=15 "$@"  # the slowest: where the minutes go
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,6 +20,32 @@ from tests.support.redis_proxy import RedisProxy
 from voxline.redis_cluster import redis_cluster
 from voxline.redis_sentinel import RedisSentinelServers, redis_sentinel
 from voxline.redis_server import start_redis_server
+
+
+def _serve_modules() -> frozenset[str]:
+    """The test modules that start a Serve app (marked ``serve``), as node ids name them."""
+    root = Path(__file__).resolve().parent.parent
+    return frozenset(str(path.relative_to(root)) for path in root.glob("tests/**/test_*.py")
+                     if "pytest.mark.serve" in path.read_text(encoding="utf-8"))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """How pytest-xdist shares the tests out (scripts/test.sh runs two workers): module by
+    module, each module's tests in their order on one worker with its module fixtures made
+    once (several modules' tests build on state an earlier test of theirs left); and
+    every module that starts the Serve app on one worker, so the session's app (a whole
+    Ray cluster) is made once. (``--dist loadgroup`` would do this with marks, but
+    xdist 3.8 cannot rename pytest 9's node ids, so its groups are ignored.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    serve = _serve_modules()
+
+    class ServeTogether(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "serve" if module in serve else module
+
+    return ServeTogether(config, log)
 
 
 @pytest.fixture(scope="session")

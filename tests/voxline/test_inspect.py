@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import schemas as s
 from pipeline.audio import AudioEncoder
 from pipeline.log import EventLog, create_redis
-from voxline.cli import app
+from voxline.cli import app, console
 from voxline.inspect import SessionRecord, replay_session, session_table, turn_audio
 from voxline.runstate import ServerRecord, recorded
 
@@ -159,6 +159,13 @@ def logged(redis_url: str, key_prefix: str) -> Iterator[list[s.Event]]:
         yield events
     finally:
         asyncio.run(delete_keys(redis_url, key_prefix))
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables as wide as the ``COLUMNS`` the tests give: Rich fixes a console's width when
+    it is made if ``COLUMNS`` is set then, and pytest-xdist's workers start with 80."""
+    monkeypatch.setattr(console, "width", 260)
 
 
 @pytest.fixture
