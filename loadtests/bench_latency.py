@@ -343,29 +343,31 @@ def mean_parts(turns: list[LatencyParts]) -> dict[str, Any] | None:
 
 async def voice_to_voice(
     client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget,
-    pause_ms: int | None = None,
+    pause_ms: int | None = None, settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Voice turns alternating between preemptive turns on and off (the same load);
-    ``pause_ms``: the preemptive sessions' ``preemptive_pause_ms`` (None: the default)."""
+    ``pause_ms``: the preemptive sessions' ``preemptive_pause_ms`` (None: the default);
+    ``settings``: more session settings for every voice session (``--settings``)."""
     kinds = {True: _VoiceFigures(), False: _VoiceFigures()}
     warmed = completed(await budget.run(say_question(client, speech[WARMUP_QUESTION])))
     for i in range(turns):
         for preemptive, figures in kinds.items():
             if not budget.exhausted:
                 await _voice_turn(client, speech, QUESTIONS[i % len(QUESTIONS)], preemptive,
-                                  figures, budget, pause_ms)
+                                  figures, budget, pause_ms, settings)
     hesitant = {True: _VoiceFigures(), False: _VoiceFigures()}
     for _ in range(min(turns, HESITANT_TURNS)):
         for preemptive, figures in hesitant.items():
             if not budget.exhausted:
                 await _voice_turn(client, speech, HESITANT_QUESTION, preemptive, figures,
-                                  budget, pause_ms)
+                                  budget, pause_ms, settings)
     on, off = (_voice_summary(kinds[flag], warmed) for flag in (True, False))
     on_p50 = (on["voice_to_voice_ms"] or {}).get("p50")
     off_p50 = (off["voice_to_voice_ms"] or {}).get("p50")
     return {
         **on,
         "preemptive_pause_ms": pause_ms,
+        "settings": settings or {},
         "preemptive_off": off,
         "preemptive_on_over_off_p50": round(on_p50 / off_p50, 3) if on_p50 and off_p50 else None,
         "hesitant": {
@@ -398,6 +400,7 @@ async def _voice_turn(
     figures: _VoiceFigures,
     budget: Budget,
     pause_ms: int | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     clock = FirstChunkClock()
     discards: list[Event] = []
@@ -412,7 +415,7 @@ async def _voice_turn(
     result = await budget.run(voice_turn(
         client, pcm, speech_end_s=PAUSE_BEFORE_S + len(speech[question]) / 2 / RATE,
         realtime=True, on_event=on_event, speech_mode="streaming", sampling=SAMPLING,
-        preemptive_turns=preemptive, **pause))
+        preemptive_turns=preemptive, **pause, **(settings or {})))
     figures.discarded += len(discards)
     _add_voice_result(figures, question, result, clock, budget)
 
@@ -691,7 +694,8 @@ async def overhead(client: VoxlineClient, turns: int, budget: Budget) -> dict[st
 async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None],
                 only: str | None = None, answers: int = 36,
                 pause_ms: int | None = None,
-                models: tuple[str, ...] = STT_MODELS) -> dict[str, Any]:
+                models: tuple[str, ...] = STT_MODELS,
+                settings: dict[str, Any] | None = None) -> dict[str, Any]:
     figures: dict[str, Any] = {"turns_per_kind": turns}
     async with VoxlineClient(url) as client:
         try:
@@ -709,7 +713,8 @@ async def bench(url: str, turns: int, budget: Budget, say: Callable[[str], None]
         figures["speech_s"] = {q: round(len(pcm) / 2 / RATE, 2) for q, pcm in speech.items()}
         phases: tuple[tuple[str, Callable[[], Awaitable[dict[str, Any]]]], ...] = (
             ("text_ttfa", lambda: text_ttfa(client, turns, budget)),
-            ("voice_to_voice", lambda: voice_to_voice(client, speech, turns, budget, pause_ms)),
+            ("voice_to_voice", lambda: voice_to_voice(client, speech, turns, budget, pause_ms,
+                                                      settings)),
             ("orchestration_overhead", lambda: overhead(client, turns, budget)),
             ("realtime_vs_native", lambda: realtime_vs_native(client, url, speech, turns,
                                                               budget)),
@@ -881,6 +886,9 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int,
                         help="preemptive_pause_ms of the preemptive voice sessions "
                         "(default: the session default)")
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help='more session settings of the voice sessions, as JSON (e.g. '
+                        '\'{"turn_judge": "text"}\')')
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:
@@ -899,7 +907,8 @@ def main() -> None:
 
     def measure(url: str) -> dict[str, Any]:
         return asyncio.run(bench(url, args.turns, budget, say, args.only,
-                                 max(0, args.answers), args.pause_ms))
+                                 max(0, args.answers), args.pause_ms,
+                                 settings=args.settings))
 
     if args.smoke:
         figures = asyncio.run(_on_scripted_app(lambda url: bench(
