@@ -163,11 +163,17 @@ class Responder:
         respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
     ) -> CancelToken:
         """Run ``respond(token)`` as the session's response, under a new cancel token (which
-        is returned); the turn's place is given back however it ends."""
+        is returned); the turn's place is given back however it ends.
+
+        The place goes back in the task's own last step, not in a done-callback: the loop
+        runs those one step after the task ends, and a client that read ``response.done``
+        may have its next turn handled in between (``responding`` already false), which
+        the replica's turn limit (1 on the CPU profiles) then refused as ``overloaded``.
+        The callback stays for a task cancelled before its first step."""
         token = self._cancel = CancelToken()
         self._reply_requested = None
         self._response = asyncio.create_task(  # its log records say the turn
-            respond(token), name=f"response-{self.session_id}-{turn_id}",
+            _holding(permit, respond, token), name=f"response-{self.session_id}-{turn_id}",
             context=turn_context(turn_id))
         if permit is not None:
             self._response.add_done_callback(lambda _: permit.release())
@@ -262,3 +268,18 @@ class Responder:
             context, citations = await self.writer.ground(turn_id, config, text)
         stream = self.source.reply(turn_id, text, token, input_event_id, context)
         await self.writer.write(turn_id, stream, citations)
+
+
+async def _holding(
+    permit: Permit | None,
+    respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
+    token: CancelToken,
+) -> None:
+    """``respond(token)``, then give the turn's place back, before the task is done
+    (made here, not by the caller: a task cancelled before it starts leaves no coroutine
+    never awaited)."""
+    try:
+        await respond(token)
+    finally:
+        if permit is not None:
+            permit.release()

@@ -1,8 +1,12 @@
 """A live session under the replica's turn limit: a typed or spoken turn past it is
 refused with an ``overloaded`` error event before anything of the turn is appended, the
-session goes on, and a barge-in reuses the place of the reply it interrupts."""
+session goes on, a barge-in reuses the place of the reply it interrupts, and a reply that
+has ended has given its place back (a client answering ``response.done`` at once is not
+refused)."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -63,3 +67,26 @@ async def test_a_barge_in_takes_the_place_of_the_reply_it_cancels(event_log: Eve
     await session.wait_response()
     await session.close()
     await other.close()
+
+
+async def test_a_turn_sent_the_moment_the_reply_ended_is_not_refused(
+        event_log: EventLog) -> None:
+    # The place went back in a done-callback of the reply's task, which the loop runs one
+    # step after the task ends: a client's next turn handled in that step (it had read
+    # response.done already) was refused with ``overloaded`` under max_turns=1, and a
+    # client waiting for that turn's reply waited forever.
+    admission = Admission(AdmissionSettings(max_turns=1))
+    session = await LiveSession.open("next", event_log, engines(llm=ScriptedLLM(TOKENS)),
+                                     create=SessionSettings(), admission=admission)
+    await session.submit_text("Hello?")
+    # one loop step at a time: this task wakes in the step the reply's task ends, or in
+    # the next, before the callbacks that step scheduled
+    while session.responding:  # noqa: ASYNC110 (stepping the loop is the point)
+        await asyncio.sleep(0)
+    assert admission.in_use("turns") == 0
+    await session.submit_text("And then?")  # not refused
+    await session.wait_response()
+    log = await event_log.read_all("next")
+    assert [e.type for e in log].count("response.done") == 2
+    assert "error" not in [e.type for e in log]
+    await session.close()
