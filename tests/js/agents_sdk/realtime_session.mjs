@@ -64,9 +64,14 @@ session.once('audio_start', () => session.interrupt());
 const cancelled = seen.types.length;
 session.sendMessage('Tell me a long story');
 await within(interrupted, 'interruption');
+// the server ends the reply (response.done) and then logs what was played
+// (conversation.item.truncated): wait for both, however slowly the second comes
+const after = () => seen.types.slice(cancelled);
 await within((async () => {
-  while (!seen.types.slice(cancelled).includes('response.done')) await sleep(50);
-})(), 'response.done after the interruption');
+  while (!after().includes('response.done') || !after().includes('conversation.item.truncated')) {
+    await sleep(50);
+  }
+})(), 'response.done and conversation.item.truncated after the interruption');
 out.interrupted = { events: seen.types.slice(cancelled) };
 out.history = shown(session);
 out.errors = seen.errors;
