@@ -451,7 +451,9 @@ async def test_a_live_worker_keeps_its_entry(event_log: EventLog, redis: Redis) 
     await text_turn(event_log, "s1")
     slow_tts = tts(gated=True)
     assert slow_tts.gate is not None
-    worker = NarrationWorker(event_log, slow_tts, consumer="a", lease_ms=30)
+    # renewed every 200 ms: a lease of 30 ms expired between renewals on a loaded machine
+    # (two test workers on two cores, the cluster's extra hops)
+    worker = NarrationWorker(event_log, slow_tts, consumer="a", lease_ms=600)
     [delivery] = await deliveries(worker)
     task = asyncio.create_task(worker.handle(delivery))
     feed = event_log.feed_key_for("s1")
