@@ -74,7 +74,9 @@ async def test_a_call_turns_text_and_voice_and_hangs_up_mid_reply(harness: Harne
         await caller.until("input_audio_buffer.speech_started")
         await caller.until("conversation.item.input_audio_transcription.completed")
         await caller.until("response.done")
-        # hang up while the next reply is written
+        # hang up while the next reply is written (its own deltas: the voice turn's reply
+        # had some too, and a hang-up before this turn's reply began cancelled nothing)
+        caller.clear()
         caller.ask("Tell me more")
         await caller.until("response.output_audio_transcript.delta")
         async with httpx.AsyncClient() as http:
