@@ -92,7 +92,9 @@ class Node:
                     title = " ".join(proc.cmdline()[:1])
                     marker = f"ServeReplica:{app}:"
                     if marker in title and proc.status() != psutil.STATUS_ZOMBIE:
-                        name = title.split(marker, 1)[1].split()[0]
+                        # a replica running a call says which in its title too:
+                        # "ServeReplica:voxline:Gateway.handle_request_with_rejection"
+                        name = title.split(marker, 1)[1].split()[0].split(".", 1)[0]
                         counts[name] = counts.get(name, 0) + 1
         return counts
 
