@@ -115,17 +115,16 @@ def unlooped(text: str) -> str:
 
 
 def host_encoding(model: Any, window: np.ndarray) -> np.ndarray:
-    """One window's encoder output as a host array. numpy reads only a StorageView in host
-    memory: on a GPU (``device=cuda``) faster-whisper's ``encode`` leaves it on the device,
-    where ``np.asarray`` makes a 0-d object array of it (seen on an H200), so it is copied
-    back (``to_cpu``: 1500 × width numbers, ~1 MB for tiny in float16) and goes to the GPU
-    again with the batch in ``generate``."""
-    if model.model.device == "cpu":
-        return np.asarray(model.encode(window))
-    import ctranslate2
+    """One window's encoder output as a host array, on any device. numpy reads only a
+    StorageView in host memory, and on a GPU (``device=cuda``) faster-whisper's own
+    ``encode`` leaves it on the device, where ``np.asarray`` makes a 0-d object array of it
+    (seen on an H200). So the encoder is asked for a host copy (``to_cpu``: 1500 × width
+    numbers, ~1 MB for tiny in float16, which goes to the GPU again with the batch in
+    ``generate``); on the CPU that is the output itself. One path everywhere, so the CPU
+    suite runs the call a GPU makes."""
+    from faster_whisper.transcribe import get_ctranslate2_storage
 
-    features = ctranslate2.StorageView.from_array(np.ascontiguousarray(window[None]))
-    return np.asarray(model.model.encode(features, to_cpu=True))
+    return np.asarray(model.model.encode(get_ctranslate2_storage(window[None]), to_cpu=True))
 
 
 def decode_windows(

@@ -44,16 +44,24 @@ def windows(engine: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch) -
 
 
 def spy_windows(engine: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The frames of every window the encoder is handed, streaming path or not."""
+    """The frames of every window the encoder is handed, streaming path or not: a spy on
+    CTranslate2's model, which faster-whisper's own ``encode`` and the engine's
+    ``host_encoding`` both call."""
     seen: list[int] = []
     model = engine._model
-    encode = model.encode
 
-    def spy(features: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(int(features.shape[-1]))
-        return encode(features, *args, **kwargs)
+    class Spy:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
 
-    monkeypatch.setattr(model, "encode", spy)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        def encode(self, features: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(int(features.shape[-1]))
+            return self._inner.encode(features, *args, **kwargs)
+
+    monkeypatch.setattr(model, "model", Spy(model.model))
     return seen
 
 
