@@ -17,6 +17,9 @@ turn). Every ``input.speech_stopped`` says where in the input the turn ended
   measured in this process on the same audio and reported beside it; a live turn ends
   that much later on the clock.
 
+Both in all and per language (the issue's goal is on the English items), with each cut-off
+item's turn ends and the verdict behind each (why it was cut off).
+
 Configurations: ``turn_detection=silence`` at several ``end_of_speech_ms`` (today's
 behaviour, 500 by default: the curve of cut-offs against latency), and ``smart`` at
 several ``turn_complete_ms``.
@@ -125,25 +128,35 @@ async def run_item(client: VoxlineClient, item: TurnItem, settings: dict[str, An
 def score(items: list[TurnItem], results: list[list[tuple[int, int, float | None]]]
           ) -> dict[str, Any]:
     """False cut-offs and end-of-turn latencies of one configuration (each item's turn
-    ends scored against its true end, as the replay evaluation scores logged sessions)."""
-    cut_off, missed, latencies = [], [], []
+    ends scored against its true end, as the replay evaluation scores logged sessions),
+    in all and per language (the issue's goal is on the English items)."""
+    scored = [(item, ends, *score_against_truth([TurnEnd(*end) for end in ends], item.end_ms))
+              for item, ends in zip(items, results, strict=True)]
     by_kind: dict[str, list[bool]] = {}
-    for item, ends in zip(items, results, strict=True):
-        cut, latency = score_against_truth([TurnEnd(*end) for end in ends], item.end_ms)
+    for item, _, cut, _ in scored:
         by_kind.setdefault(f"{item.kind}/{item.language}", []).append(cut)
-        if cut:
-            cut_off.append(item.id)
-        if latency is None:
-            missed.append(item.id)
-        else:
-            latencies.append(latency)
+    cut_off = [(item.id, ends) for item, ends, cut, _ in scored if cut]
+
+    def rates(group: list[tuple[TurnItem, Any, bool, float | None]]) -> dict[str, Any]:
+        latencies = [latency for *_, latency in group if latency is not None]
+        return {
+            "items": len(group),
+            "false_cutoff_rate": round(sum(cut for _, _, cut, _ in group) / len(group), 4),
+            "end_of_turn_ms": {k: round(v, 1) for k, v in percentiles(latencies).items()},
+            "no_end": len(group) - len(latencies),
+        }
+
+    languages = sorted({item.language for item in items})
     return {
-        "items": len(items),
-        "false_cutoff_rate": round(len(cut_off) / len(items), 4),
+        **rates(scored),
         "false_cutoff_by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
-        "end_of_turn_ms": {k: round(v, 1) for k, v in percentiles(latencies).items()},
-        "no_end": len(missed),
-        "cut_off_items": cut_off[:20],
+        "by_language": {lang: rates([row for row in scored if row[0].language == lang])
+                        for lang in languages},
+        "cut_off_items": [item_id for item_id, _ in cut_off[:20]],
+        # why: each of those items' turn ends, [speech offset ms, decided at ms, verdict]
+        # (no verdict: the pause was judged by no model, e.g. no words heard yet)
+        "cut_off_turn_ends": {item_id: [list(end) for end in ends]
+                              for item_id, ends in cut_off[:20]},
     }
 
 
@@ -192,6 +205,9 @@ async def bench_ends(url: str, items: list[TurnItem],
             say(f"{name:>12}: false cut-off {row['false_cutoff_rate']:.1%}, end of turn p50 "
                 f"{row['end_of_turn_ms']['p50']:.0f} ms p95 {row['end_of_turn_ms']['p95']:.0f}"
                 f" ms, no end {row['no_end']}")
+            for lang, part in row["by_language"].items():
+                say(f"{'':>12}  {lang}: false cut-off {part['false_cutoff_rate']:.1%} of "
+                    f"{part['items']}, end of turn p50 {part['end_of_turn_ms']['p50']:.0f} ms")
     return figures
 
 

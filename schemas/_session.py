@@ -124,7 +124,7 @@ class SessionSettings(BaseModel):
         "too; costs a transcription per pause. Unset: audio",
     )
     turn_text_threshold: float = Field(
-        default=0.6, gt=0.0, lt=1.0,
+        default=0.5, gt=0.0, lt=1.0,
         description="turn_judge text: the language model's end-of-turn probability at or "
         "above which a turn is complete",
     )

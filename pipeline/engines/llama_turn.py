@@ -37,14 +37,23 @@ from schemas import EngineError, ErrorCode
 __all__ = ["REQUEST_LINES", "LlamaTextTurnDetector", "LlamaTextTurnOptions"]
 
 #: the fixed lines the transcript follows: requests to a voice assistant, one per line,
-#: in the two languages of the corpus (the model's line ends are the verdict)
+#: in the two languages of the corpus (the model's line ends are the verdict). Some go on
+#: past a point where they could have stopped ("Book a taxi to the airport, for three
+#: people, …"): with only short lines the model took any whole clause for a whole request,
+#: and a speaker's pause after "What should I cook tonight" or "I need to buy eggs" for its
+#: end. On the turn-taking corpus's pauses (``bench_turn_taking --part pauses``, seeds 0
+#: and 1) these lines halve the pauses inside turns called complete at the same share of
+#: turn ends (none of the corpus's sentences is among them).
 REQUEST_LINES = (
     "Transcripts of what users said to a voice assistant, one request per line.\n\n"
     "User: What is the weather like today?\n"
     "User: Set an alarm for seven.\n"
     "User: Wie spät ist es in Tokio?\n"
-    "User: I need help with my homework.\n"
+    "User: Book a taxi to the airport, for three people, at five tomorrow.\n"
     "User: Erzähl mir etwas über Berlin.\n"
+    "User: Play something relaxing, maybe jazz or classical.\n"
+    "User: Turn off the lights in the kitchen, and in the hall.\n"
+    "User: Who wrote Hamlet?\n"
     "User:"
 )
 _TRAILING = re.compile(r"[\s.?!…,;:]+$")

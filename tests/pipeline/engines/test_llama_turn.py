@@ -1,5 +1,6 @@
 """The text end-of-turn engine on the packaged Gemma 3 270M: a whole request reads
-complete and a cut-off one does not, in English and German; no words are no turn; a
+complete and a cut-off one does not, in English and German; a clause that requests often
+go on past is not taken for a whole request at the default threshold; no words are no turn; a
 transcript of any length is read to its bounded end; an unloaded engine says so."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 
 from pipeline.engines import TextTurnDetector, create_engine
 from pipeline.engines.llama_turn import LlamaTextTurnDetector
-from schemas import EngineError, ErrorCode
+from schemas import EngineError, ErrorCode, SessionSettings
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,20 @@ async def test_a_whole_request_reads_more_complete_than_a_cut_off_one(
     assert 0.0 <= unfinished < complete <= 1.0
     # the punctuation Whisper writes at any stop is not what decides
     assert await detector.completion(whole.rstrip("?.")) == pytest.approx(complete)
+
+
+@pytest.mark.parametrize(("whole", "clause"), [
+    # a list's first item, and a hallucinated end Whisper wrote after "… for," and a pause
+    ("What is the capital of France?", "I need to buy eggs."),
+    ("Please set a timer for 10 minutes.", "I'd like to book a table for it."),
+])
+async def test_a_clause_requests_often_go_on_past_is_not_a_whole_request(
+    detector: LlamaTextTurnDetector, whole: str, clause: str
+) -> None:
+    # with only short requests in its lines the model read both clauses as whole (0.56
+    # and 0.73), and a speaker pausing after them was cut off (bench_turn_taking)
+    threshold = SessionSettings().turn_text_threshold
+    assert await detector.completion(clause) < threshold <= await detector.completion(whole)
 
 
 async def test_no_words_are_no_turn_and_a_long_transcript_is_read_to_its_end(
