@@ -272,12 +272,17 @@ class SessionSocket:
         return urlunsplit(parts._replace(query=urlencode(query)))
 
     async def until_done(self, *, stop_on_error: bool = False) -> AsyncIterator[Event]:
-        """Events up to and including the end of the next response."""
+        """Events up to and including the end of the next response, or the error that
+        says none will come: one that belongs to no turn (the input was refused before a
+        turn began: ``overloaded``, ``server_draining``, bad input) or was never logged.
+        A turn's own error is followed by its ``response.done``, so it ends the wait only
+        with ``stop_on_error``."""
         async for event in self.events():
             yield event
             if event.type in FINAL_TYPES:
                 return
-            if event.type == "error" and (stop_on_error or event.id is None):
+            if event.type == "error" and (
+                    stop_on_error or event.id is None or event.turn_id is None):
                 return
 
 
