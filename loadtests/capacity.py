@@ -46,6 +46,7 @@ the app says more about that work than about the app.
     .venv/bin/python -m loadtests.capacity --profile cpu-autoscale --steps 1,2,4,6
     .venv/bin/python -m loadtests.capacity --url http://10.0.0.5:8000 --steps 8,16,32,64
     .venv/bin/python -m loadtests.capacity --replay-recent 5     # recorded sessions as load
+    .venv/bin/python -m loadtests.capacity --settings '{"turn_judge": "text"}'  # session settings
     .venv/bin/python -m loadtests.capacity --steps 1,2,4 --idle-sessions 200 --idle-s 60
     .venv/bin/python -m loadtests.capacity --smoke               # seconds, scripted engines
 
@@ -70,6 +71,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import time
@@ -359,7 +361,8 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
             scripts = await spoken_scripts(client)
             source = "spoken questions (server TTS)"
         run = Run(client, scripts, args.seed, args.turns_per_session,
-                  tuple(float(x) for x in args.think_s.split(",")))  # type: ignore[arg-type]
+                  tuple(float(x) for x in args.think_s.split(",")),  # type: ignore[arg-type]
+                  args.settings)
         samples: list[dict[str, Any]] = []
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample_loop(probe, run, samples, stop))
@@ -427,7 +430,8 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
     return {
         "title": f"Voxline capacity ({args.profile or 'external'} profile, {source})",
         "url_is_loopback": url.startswith(("http://127.0.0.1", "http://localhost")),
-        "profile": args.profile, "source": source, "step_s": args.step_s,
+        "profile": args.profile, "source": source, "settings": args.settings,
+        "step_s": args.step_s,
         "turns_per_session": args.turns_per_session, "think_s": args.think_s,
         "seed": args.seed, "cut_short_by_budget": cut_short,
         "bound_on": label,
@@ -505,6 +509,9 @@ def main() -> None:
     parser.add_argument("--replay", nargs="*", default=[], metavar="SESSION_ID")
     parser.add_argument("--replay-recent", type=int, default=0, metavar="K")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help='more session settings of every simulated user\'s sessions, as '
+                        'JSON (e.g. \'{"turn_judge": "text"}\')')
     parser.add_argument("--budget-s", type=float, default=1200.0)
     parser.add_argument("--out", default="capacity")
     add_smoke_flag(parser)

@@ -24,7 +24,7 @@ from schemas import (
 )
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
-from voxline.client import FINAL_TYPES, SessionSocket
+from voxline.client import FINAL_TYPES
 
 pytestmark = pytest.mark.redis
 
