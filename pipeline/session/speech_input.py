@@ -29,6 +29,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
+from pipeline.aio import reraise_lost_cancel
 from pipeline.audio import (
     Commit,
     EndpointConfig,
@@ -176,10 +177,17 @@ class SpeechInput:
         self._raise_if_stopped()  # e.g. this commit's utterance could not be appended
 
     async def close(self) -> None:
-        """Stop listening; what is queued is dropped."""
+        """Stop listening; what is queued is dropped. A caller cancelled meanwhile is
+        cancelled still (the input's own end is what is awaited and dropped here)."""
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             await self._task
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        except Exception:  # the detector's failure: already the client's, or moot now
+            pass
 
     def _raise_if_stopped(self) -> None:
         if self._task.done():
@@ -190,6 +198,10 @@ class SpeechInput:
 
     async def _frames(self) -> AsyncGenerator[bytes | Commit, None]:
         while True:
+            # A close() whose cancel a callback's log append swallowed (redis-py on 3.11:
+            # see reraise_lost_cancel) would otherwise leave this task waiting for frames
+            # that never come, and close() waiting for it: seen under load in tests.
+            reraise_lost_cancel()
             yield await self._queue.get()
 
     async def _run(self, vad: FrameDetector, config: EndpointConfig) -> None:

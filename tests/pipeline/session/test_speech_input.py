@@ -8,6 +8,7 @@ be told.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -175,3 +176,46 @@ async def test_close_stops_the_detector_mid_stream() -> None:
     await push_all(audio, tone(0.2, True))  # queued, and the detector held on it
     await audio.close()
     assert vad.closed and [kind for kind, _ in heard.events] == ["speech"]
+
+
+class SwallowsCancel(Heard):
+    """An utterance callback that swallows the cancel it is waiting in, as a log append can
+    (redis-py's reads on CPython 3.11: see :func:`pipeline.aio.reraise_lost_cancel`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.appending = asyncio.Event()
+
+    async def utterance(self, end: SpeechEnd, rate: int) -> None:
+        self.appending.set()
+        # an append that only the cancel ends, and the cancel lost there (the task still
+        # counts the request: Task.cancelling())
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        self.events.append(("utterance", (end, rate)))
+
+
+async def test_close_returns_when_a_callback_lost_its_cancel() -> None:
+    heard = SwallowsCancel()
+    audio = speech_input(Loudness(), heard)
+    await push_all(audio, tone(0.3, False) + tone(0.6, True) + tone(0.8, False))
+    async with asyncio.timeout(HANG):
+        await heard.appending.wait()
+    # not under a timeout: close() must not be the one cancelled
+    closing = asyncio.ensure_future(audio.close())
+    done, _ = await asyncio.wait({closing}, timeout=HANG)
+    assert done, "close() waited for frames that never come"
+    assert len(heard.utterances()) == 1
+
+
+async def test_close_is_cancelled_with_its_caller() -> None:
+    vad = Loudness()
+    vad.gate.clear()  # the detector holds its frame: stopping it takes a moment
+    heard = SwallowsCancel()
+    audio = speech_input(vad, heard)
+    await push_all(audio, tone(0.3, True))
+    closing = asyncio.ensure_future(audio.close())
+    await asyncio.sleep(0)
+    closing.cancel()  # the session closing this input is itself cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await closing
