@@ -38,7 +38,7 @@ async def pause_verdicts(items: Sequence[TurnItem], vad: Any, turn: Any, stt: An
     """One row per pause judged: where, inside the turn or not, the model's probability
     and the quick transcript of the turn so far (``stt`` an STT engine, loaded), and the
     text model's probability of that transcript (``text_model``, loaded, when given)."""
-    from pipeline.engines import transcript_text
+    from pipeline.engines import transcribed_text
     from schemas import TranscriptionRequest
 
     rows: list[dict[str, Any]] = []
@@ -51,7 +51,7 @@ async def pause_verdicts(items: Sequence[TurnItem], vad: Any, turn: Any, stt: An
         for pause, verdict in heard:
             request = TranscriptionRequest(audio=pause.audio, sample_rate=RATE,
                                            language=item.language, quick=True)
-            text = transcript_text([s async for s in stt.transcribe(request)])
+            text = await transcribed_text(stt, request)
             rows.append({
                 "item": item.id, "kind": item.kind, "language": item.language,
                 "at_ms": pause.audio_ms, "inside": pause.audio_ms < item.end_ms,

@@ -307,7 +307,9 @@ def replay(
     """Re-render a session from its log: the transcript and the audio heard, per turn.
 
     With --evaluate, replay the sessions' input through the VAD and the end-of-turn model
-    with other settings and compare where turns would have ended (nothing is written).
+    with other settings and compare where turns would have ended (nothing is written);
+    settings that judge pauses by their words (turn_judge text, turn_text_cues) load the
+    server's transcriber and text model here too.
     """
     import asyncio
 

@@ -5,8 +5,11 @@ the server's VAD and end-of-turn model (:mod:`pipeline.session.evaluation`), onc
 session's own settings (``as logged``: what it did, replayed) and once per ``--evaluate``
 patch over them. The measures per setting are over all the sessions: turns, the silence
 waited (p50/p95) and continuations (turn ends that more speech followed within 2 s: the
-likely cut-offs). Only the VAD and the end-of-turn model run; nothing is written to any
-log.
+likely cut-offs). Only the VAD and the end-of-turn models run; nothing is written to any
+log. Settings that judge a pause by its words (``turn_judge`` text, ``turn_text_cues``)
+need its transcript too: the server's transcriber (and its text end-of-turn model) are
+then loaded here, and each such pause is transcribed quickly, as a live session
+transcribes it when no preemptive turn did.
 """
 
 from __future__ import annotations
@@ -16,10 +19,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.engines import TurnDetector, VoiceActivityDetector, create_engine
+from pipeline.engines import (
+    TextTurnDetector,
+    Transcriber,
+    TurnDetector,
+    VoiceActivityDetector,
+    create_engine,
+)
 from pipeline.log import fold
-from pipeline.session import Replay, logged_input, merge_settings, replay_turn_ends, turn_measures
-from schemas import ConfigurationError, ProtocolError, Settings
+from pipeline.session import (
+    Replay,
+    logged_input,
+    merge_settings,
+    quick_transcriber,
+    replay_turn_ends,
+    turn_measures,
+)
+from schemas import (
+    ConfigurationError,
+    ProtocolError,
+    SessionSettings,
+    Settings,
+)
 from voxline.inspect import read_session
 
 __all__ = ["AS_LOGGED", "Evaluation", "evaluate_sessions", "parse_patch"]
@@ -29,6 +50,7 @@ AS_LOGGED = "as logged"
 TURN_SETTINGS = frozenset({
     "turn_detection", "end_of_speech_ms", "turn_complete_ms", "turn_incomplete_ms",
     "turn_threshold", "preemptive_pause_ms", "preemptive_turns",
+    "turn_judge", "turn_text_threshold", "turn_text_cues",
 })
 
 
@@ -85,6 +107,28 @@ async def load_engines(settings: Settings) -> tuple[VoiceActivityDetector, TurnD
     return vad, turn
 
 
+async def load_words(settings: Settings) -> tuple[Transcriber, TextTurnDetector | None]:
+    """The server's transcriber and text end-of-turn model (None where it has none), as
+    its settings name them, loaded: for settings that judge a pause by its words."""
+    stt = create_engine("stt", settings.stt.engine, settings.stt.engine_options())
+    text = None
+    if settings.turn_text.engine != "none":
+        text = create_engine("turn_text", settings.turn_text.engine,
+                             settings.turn_text.engine_options())
+    assert isinstance(stt, Transcriber)
+    assert text is None or isinstance(text, TextTurnDetector)
+    await stt.load()
+    if text is not None:
+        await text.load()
+    return stt, text
+
+
+def by_words(settings: SessionSettings) -> bool:
+    """Whether a replay with ``settings`` reads the pauses' words (smart detection)."""
+    return settings.turn_detection != "silence" and (
+        settings.turn_judge == "text" or settings.turn_text_cues)
+
+
 async def evaluate_sessions(
     session_ids: Sequence[str], patches: Sequence[str], settings: Settings,
     *, continuation_ms: int = 2000,
@@ -94,6 +138,7 @@ async def evaluate_sessions(
     named += [(text, parse_patch(text)) for text in patches]
     result = Evaluation(replays={name: [] for name, _ in named})
     vad, turn = await load_engines(settings)
+    words: tuple[Transcriber, TextTurnDetector | None] | None = None
     try:
         for session_id in session_ids:
             record = await read_session(session_id, settings)
@@ -102,26 +147,48 @@ async def evaluate_sessions(
                 result.skipped[session_id] = "no audio in its log"
                 continue
             own = fold(session_id, record.events).settings
-            if own.turn_judge == "text":
-                result.skipped[session_id] = ("its turns were judged by their words "
-                                              "(turn_judge text): a replay runs no transcriber")
-                continue
+            tries = [(name, _tried(name, own, patch, turn)) for name, patch in named]
+            if settings.turn_text.engine == "none":  # no text model here
+                if by_words(own) and own.turn_judge == "text":
+                    result.skipped[session_id] = (
+                        "its turns were judged by their words (turn_judge text), and no "
+                        "text end-of-turn model is configured here (VOXLINE_TURN_TEXT__ENGINE)")
+                    continue
+                for name, tried in tries[1:]:
+                    if by_words(tried) and tried.turn_judge == "text":
+                        raise ConfigurationError(
+                            f"--evaluate {name!r} asks for turn_judge text, and no text "
+                            "end-of-turn model is configured (VOXLINE_TURN_TEXT__ENGINE is "
+                            "none)", setting="VOXLINE_TURN_TEXT__ENGINE")
+            if words is None and any(by_words(tried) for _, tried in tries):
+                words = await load_words(settings)
             result.sessions.append(session_id)
-            for name, patch in named:
-                try:
-                    tried = merge_settings(own, patch)
-                except ProtocolError as exc:
-                    raise ConfigurationError(f"--evaluate {name!r}: {exc.message}",
-                                             setting="--evaluate") from None
-                if turn is None and tried.turn_detection == "smart":
-                    raise ConfigurationError(
-                        f"--evaluate {name!r} asks for smart turn detection, and no "
-                        "end-of-turn model is configured", setting="VOXLINE_TURN__ENGINE")
-                result.replays[name].append(await replay_turn_ends(logged, tried, vad, turn))
+            for name, tried in tries:
+                transcribe, text = None, None
+                if words is not None and by_words(tried):
+                    transcribe, text = quick_transcriber(words[0], tried.language), words[1]
+                result.replays[name].append(await replay_turn_ends(
+                    logged, tried, vad, turn, transcribe=transcribe, text=text))
     finally:
-        for engine in (vad, turn):
+        for engine in (vad, turn, *(words or ())):
             if engine is not None:
                 await engine.close()
     result.measures = {name: turn_measures(replays, continuation_ms=continuation_ms)
                        for name, replays in result.replays.items()}
     return result
+
+
+def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
+           turn: TurnDetector | None) -> SessionSettings:
+    """``own`` with ``patch`` over it; a patch asking for a model the server has not is a
+    :class:`ConfigurationError`."""
+    try:
+        tried = merge_settings(own, patch)
+    except ProtocolError as exc:
+        raise ConfigurationError(f"--evaluate {name!r}: {exc.message}",
+                                 setting="--evaluate") from None
+    if turn is None and tried.turn_detection == "smart":
+        raise ConfigurationError(
+            f"--evaluate {name!r} asks for smart turn detection, and no "
+            "end-of-turn model is configured", setting="VOXLINE_TURN__ENGINE")
+    return tried

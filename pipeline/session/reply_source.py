@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 
-from pipeline.engines import transcript_text
+from pipeline.engines import transcribed_text
 from pipeline.log import SessionState
 from pipeline.session.engines import SessionEngines
 from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
@@ -47,7 +47,7 @@ class ReplySource:
             audio=audio, sample_rate=sample_rate,
             language=self.state.settings.language.split("-")[0], quick=quick, prompt=prompt,
         )
-        return transcript_text([s async for s in self.engines.stt.transcribe(request)])
+        return await transcribed_text(self.engines.stt, request)
 
     def reply(
         self, turn_id: str, text: str, token: CancelToken, input_event_id: str | None = None,

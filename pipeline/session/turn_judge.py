@@ -22,7 +22,8 @@ after ``end_of_speech_ms``, as a failed audio verdict does.
 A live session (:mod:`pipeline.session.voice_turns`) and the replay evaluation
 (:mod:`pipeline.session.evaluation`) both judge with this, so a replay decides exactly as
 the live session would have with the same settings (text cues and the text judge aside:
-a replay runs no transcriber unless its caller gives one).
+a replay transcribes each pause quickly, where a live session may read its preemptive
+turn's transcript of the same audio).
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ FACADES = {
     "pipeline.engines": [
         "ENGINES", "Engine", "LanguageModel", "ModelStatus", "Synthesizer", "TextTurnDetector",
         "Transcriber", "TurnDetector", "VoiceActivityDetector", "create_engine", "engine_class",
-        "list_models", "prepare_model", "OPENAI_VOICES", "engine_voice", "transcript_text",
+        "list_models", "prepare_model", "OPENAI_VOICES", "engine_voice", "transcribed_text",
+        "transcript_text",
     ],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",
@@ -79,7 +80,7 @@ FACADES = {
         "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
         "merge_settings", "new_session_id", "parse_event_id",
         # the replay evaluation (voxline replay --evaluate)
-        "LoggedInput", "Replay", "TurnEnd", "logged_input", "replay_turn_ends",
+        "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
         "score_against_truth", "turn_measures", "sounds_unfinished",
     ],
     "pipeline.workers": [

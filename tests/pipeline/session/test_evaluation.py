@@ -19,6 +19,7 @@ from pipeline.session import LiveSession, SessionEngines
 from pipeline.session.evaluation import (
     TurnEnd,
     logged_input,
+    quick_transcriber,
     replay_turn_ends,
     score_against_truth,
     turn_measures,
@@ -40,8 +41,9 @@ def _engines(vad: object, turn: object) -> SessionEngines:
 
 
 async def _live(log: EventLog, name: str, engines: SessionEngines, settings: SessionSettings,
-                audio: bytes, turns: int) -> list[Event]:
-    """Stream ``audio`` into a new session; its log once ``turns`` turns have ended."""
+                audio: bytes, turns: int | None = None, until_ms: int = 0) -> list[Event]:
+    """Stream ``audio`` into a new session; its log once ``turns`` turns have ended, or
+    (``turns`` None) once a turn has ended at or after ``until_ms`` of the input."""
     session = await LiveSession.open(name, log, engines, create=settings)
     for start in range(0, len(audio), 640):
         await session.push_audio(audio[start : start + 640])
@@ -49,8 +51,11 @@ async def _live(log: EventLog, name: str, engines: SessionEngines, settings: Ses
     stopped = 0
     try:
         async for event in tail:
-            stopped += isinstance(event, SpeechStopped)
-            if stopped == turns:
+            if not isinstance(event, SpeechStopped):
+                continue
+            stopped += 1
+            if stopped == turns or (turns is None and event.data.audio_ms
+                                    + (event.data.silence_ms or 0) >= until_ms):
                 break
     finally:
         await tail.aclose()  # type: ignore[attr-defined]
@@ -150,6 +155,52 @@ async def test_the_replay_scores_the_corpus_as_the_live_sessions_did(
         assert len(ends) == len(logged.live_ends), item.id
         for (_, live_at, _), (_, replay_at, _) in zip(live[-1], replayed[-1], strict=True):
             assert abs(live_at - replay_at) <= 32, item.id
+    live_score, replay_score = score(items, live), score(items, replayed)
+    assert replay_score["false_cutoff_rate"] == live_score["false_cutoff_rate"]
+    assert abs(replay_score["end_of_turn_ms"]["p50"] - live_score["end_of_turn_ms"]["p50"]) <= 32
+
+
+@pytest.mark.models
+async def test_the_replay_judges_by_words_as_the_live_sessions_did(
+    event_log: EventLog, smart_turn: object
+) -> None:
+    """``turn_judge`` text: a live session's judge transcribes each pause quickly (no
+    preemptive turn here) and the text model reads it; the replay that ``voxline replay
+    --evaluate`` runs, with the same transcriber and model, ends the same turns with the
+    same verdicts."""
+    from pipeline.engines import create_engine
+    from tests.support.silero_model import loaded_silero
+
+    settings = SessionSettings(auto_response=False, turn_detection="smart", turn_judge="text")
+    stt, text = create_engine("stt", "faster-whisper"), create_engine("turn_text", "llama-cpp")
+    await stt.load()
+    await text.load()
+    items = [i for i in build_corpus(0, languages=("en",)) if i.kind != "complete"][::8][:4]
+    live, replayed = [], []
+    try:
+        for n, item in enumerate(items):
+            name = f"eval-words-{n}"
+            engines = SessionEngines(llm=ScriptedLLM(["Fine."]), tts=ScriptedTTS(), stt=stt,  # type: ignore[arg-type]
+                                     vad=loaded_silero(), turn=smart_turn, turn_text=text)  # type: ignore[arg-type]
+            events = await _live(event_log, name, engines, settings, item.pcm16,
+                                 until_ms=item.end_ms)
+            logged = logged_input(name, events)
+            assert logged is not None
+            ends, _ = await replay_turn_ends(
+                logged, settings, loaded_silero(), smart_turn,  # type: ignore[arg-type]
+                transcribe=quick_transcriber(stt, "en"), text=text)  # type: ignore[arg-type]
+            live.append([(e.speech_end_ms, e.decided_ms, e.end_of_turn) for e in logged.live_ends])
+            replayed.append([(e.speech_end_ms, e.decided_ms, e.end_of_turn) for e in ends])
+            assert len(ends) == len(logged.live_ends), item.id
+            for (_, live_at, live_p), (_, replay_at, replay_p) in zip(
+                    live[-1], replayed[-1], strict=True):
+                assert abs(live_at - replay_at) <= 32, item.id
+                assert (live_p is None) == (replay_p is None), item.id
+                assert live_p is None or abs(live_p - replay_p) < 0.01, item.id  # type: ignore[operator]
+    finally:
+        await stt.close()
+        await text.close()
+    assert any(len(item.pauses_ms) for item in items)  # pauses were judged
     live_score, replay_score = score(items, live), score(items, replayed)
     assert replay_score["false_cutoff_rate"] == live_score["false_cutoff_rate"]
     assert abs(replay_score["end_of_turn_ms"]["p50"] - live_score["end_of_turn_ms"]["p50"]) <= 32
