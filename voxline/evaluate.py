@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.engines import (
+    Engine,
     TextTurnDetector,
     Transcriber,
     TurnDetector,
@@ -37,6 +38,7 @@ from pipeline.session import (
 )
 from schemas import (
     ConfigurationError,
+    EngineSettings,
     ProtocolError,
     SessionSettings,
     Settings,
@@ -93,33 +95,29 @@ class Evaluation:
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+async def _loaded(stage: str, choice: EngineSettings) -> Engine | None:
+    """The engine ``choice`` names for ``stage``, loaded (None: ``none``)."""
+    if choice.engine == "none":
+        return None
+    engine = create_engine(stage, choice.engine, choice.engine_options())
+    await engine.load()
+    return engine
+
+
 async def load_engines(settings: Settings) -> tuple[VoiceActivityDetector, TurnDetector | None]:
     """The server's VAD and end-of-turn model, as its settings name them, loaded."""
-    vad = create_engine("vad", settings.vad.engine, settings.vad.engine_options())
-    turn = None
-    if settings.turn.engine != "none":
-        turn = create_engine("turn", settings.turn.engine, settings.turn.engine_options())
+    vad, turn = await _loaded("vad", settings.vad), await _loaded("turn", settings.turn)
     assert isinstance(vad, VoiceActivityDetector)
     assert turn is None or isinstance(turn, TurnDetector)
-    await vad.load()
-    if turn is not None:
-        await turn.load()
     return vad, turn
 
 
 async def load_words(settings: Settings) -> tuple[Transcriber, TextTurnDetector | None]:
     """The server's transcriber and text end-of-turn model (None where it has none), as
     its settings name them, loaded: for settings that judge a pause by its words."""
-    stt = create_engine("stt", settings.stt.engine, settings.stt.engine_options())
-    text = None
-    if settings.turn_text.engine != "none":
-        text = create_engine("turn_text", settings.turn_text.engine,
-                             settings.turn_text.engine_options())
+    stt, text = await _loaded("stt", settings.stt), await _loaded("turn_text", settings.turn_text)
     assert isinstance(stt, Transcriber)
     assert text is None or isinstance(text, TextTurnDetector)
-    await stt.load()
-    if text is not None:
-        await text.load()
     return stt, text
 
 
