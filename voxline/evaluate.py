@@ -34,6 +34,7 @@ from pipeline.session import (
     merge_settings,
     quick_transcriber,
     replay_turn_ends,
+    turn_detection,
     turn_measures,
 )
 from schemas import (
@@ -121,9 +122,10 @@ async def load_words(settings: Settings) -> tuple[Transcriber, TextTurnDetector 
     return stt, text
 
 
-def by_words(settings: SessionSettings) -> bool:
-    """Whether a replay with ``settings`` reads the pauses' words (smart detection)."""
-    return settings.turn_detection != "silence" and (
+def by_words(settings: SessionSettings, turn: TurnDetector | None) -> bool:
+    """Whether a replay with ``settings`` reads the pauses' words (smart detection, as a
+    live session with the server's end-of-turn model decides it)."""
+    return turn_detection(settings, turn) == "smart" and (
         settings.turn_judge == "text" or settings.turn_text_cues)
 
 
@@ -136,6 +138,7 @@ async def evaluate_sessions(
     named += [(text, parse_patch(text)) for text in patches]
     result = Evaluation(replays={name: [] for name, _ in named})
     vad, turn = await load_engines(settings)
+    no_text = settings.turn_text.engine == "none"
     words: tuple[Transcriber, TextTurnDetector | None] | None = None
     try:
         for session_id in session_ids:
@@ -145,25 +148,18 @@ async def evaluate_sessions(
                 result.skipped[session_id] = "no audio in its log"
                 continue
             own = fold(session_id, record.events).settings
-            tries = [(name, _tried(name, own, patch, turn)) for name, patch in named]
-            if settings.turn_text.engine == "none":  # no text model here
-                if by_words(own) and own.turn_judge == "text":
-                    result.skipped[session_id] = (
-                        "its turns were judged by their words (turn_judge text), and no "
-                        "text end-of-turn model is configured here (VOXLINE_TURN_TEXT__ENGINE)")
-                    continue
-                for name, tried in tries[1:]:
-                    if by_words(tried) and tried.turn_judge == "text":
-                        raise ConfigurationError(
-                            f"--evaluate {name!r} asks for turn_judge text, and no text "
-                            "end-of-turn model is configured (VOXLINE_TURN_TEXT__ENGINE is "
-                            "none)", setting="VOXLINE_TURN_TEXT__ENGINE")
-            if words is None and any(by_words(tried) for _, tried in tries):
+            if no_text and _judged_by_text(own, turn):
+                result.skipped[session_id] = (
+                    "its turns were judged by their words (turn_judge text), and no "
+                    "text end-of-turn model is configured here (VOXLINE_TURN_TEXT__ENGINE)")
+                continue
+            tries = [(name, _tried(name, own, patch, turn, no_text)) for name, patch in named]
+            if words is None and any(by_words(tried, turn) for _, tried in tries):
                 words = await load_words(settings)
             result.sessions.append(session_id)
             for name, tried in tries:
                 transcribe, text = None, None
-                if words is not None and by_words(tried):
+                if words is not None and by_words(tried, turn):
                     transcribe, text = quick_transcriber(words[0], tried.language), words[1]
                 result.replays[name].append(await replay_turn_ends(
                     logged, tried, vad, turn, transcribe=transcribe, text=text))
@@ -176,10 +172,14 @@ async def evaluate_sessions(
     return result
 
 
+def _judged_by_text(settings: SessionSettings, turn: TurnDetector | None) -> bool:
+    return by_words(settings, turn) and settings.turn_judge == "text"
+
+
 def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
-           turn: TurnDetector | None) -> SessionSettings:
-    """``own`` with ``patch`` over it; a patch asking for a model the server has not is a
-    :class:`ConfigurationError`."""
+           turn: TurnDetector | None, no_text: bool) -> SessionSettings:
+    """``own`` with ``patch`` over it; a patch asking for a model the server has not (the
+    end-of-turn model, or with ``no_text`` the text one) is a :class:`ConfigurationError`."""
     try:
         tried = merge_settings(own, patch)
     except ProtocolError as exc:
@@ -189,4 +189,9 @@ def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
         raise ConfigurationError(
             f"--evaluate {name!r} asks for smart turn detection, and no "
             "end-of-turn model is configured", setting="VOXLINE_TURN__ENGINE")
+    if no_text and _judged_by_text(tried, turn):
+        raise ConfigurationError(
+            f"--evaluate {name!r} asks for turn_judge text, and no text end-of-turn model "
+            "is configured (VOXLINE_TURN_TEXT__ENGINE is none)",
+            setting="VOXLINE_TURN_TEXT__ENGINE")
     return tried

@@ -41,16 +41,11 @@ from pipeline.audio import (
     resample_pcm16,
     segment_speech,
 )
-from pipeline.engines import (
-    TextTurnDetector,
-    Transcriber,
-    TurnDetector,
-    VoiceActivityDetector,
-    transcribed_text,
-)
+from pipeline.engines import TextTurnDetector, Transcriber, TurnDetector, VoiceActivityDetector
+from pipeline.session.reply_source import transcribe_in
 from pipeline.session.speech_input import session_endpoint
 from pipeline.session.turn_judge import TurnJudge, turn_detection
-from schemas import Event, InputAudio, SessionSettings, SpeechStopped, TranscriptionRequest
+from schemas import Event, InputAudio, SessionSettings, SpeechStopped
 
 __all__ = [
     "LoggedInput",
@@ -181,11 +176,9 @@ async def replay_turn_ends(
 def quick_transcriber(stt: Transcriber, language: str) -> Callable[[bytes, int], Awaitable[str]]:
     """A replay's ``transcribe``: a pause's words as a live session's judge asks for them
     when no preemptive turn transcribed that audio (a quick transcription in the session's
-    language, as :class:`~pipeline.session.reply_source.ReplySource` makes it)."""
+    language: :func:`~pipeline.session.reply_source.transcribe_in`)."""
     async def transcribe(audio: bytes, sample_rate: int) -> str:
-        return await transcribed_text(stt, TranscriptionRequest(
-            audio=audio, sample_rate=sample_rate, language=language.split("-")[0],
-            quick=True))
+        return await transcribe_in(stt, audio, sample_rate, language, quick=True)
     return transcribe
 
 

@@ -11,11 +11,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 
-from pipeline.engines import transcribed_text
+from pipeline.engines import Transcriber, transcribed_text
 from pipeline.log import SessionState
 from pipeline.session.engines import SessionEngines
 from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
 from schemas import ChatMessage, Event, GenerationRequest, HistorySettings, TranscriptionRequest
+
+
+async def transcribe_in(stt: Transcriber, audio: bytes, sample_rate: int, language: str, *,
+                       quick: bool = False, prompt: str | None = None) -> str:
+    """The transcript of ``audio`` in a session's ``language`` (its primary subtag: Whisper
+    knows "de", not "de-AT"); nothing is appended. ``quick``: a judgement of a few words,
+    wanted fast (``TranscriptionRequest.quick``); ``prompt``: Whisper's initial prompt
+    (spellings to expect). Live sessions and the replay evaluation both ask through this,
+    so a replay hears a pause as the live session did."""
+    request = TranscriptionRequest(audio=audio, sample_rate=sample_rate,
+                                   language=language.split("-")[0], quick=quick, prompt=prompt)
+    return await transcribed_text(stt, request)
 
 
 class ReplySource:
@@ -39,15 +51,10 @@ class ReplySource:
 
     async def transcribe(self, audio: bytes, sample_rate: int, *, quick: bool = False,
                          prompt: str | None = None) -> str:
-        """The transcript of ``audio`` in the session's language; nothing is appended.
-        ``quick``: a judgement of a few words, wanted fast (``TranscriptionRequest.quick``);
-        ``prompt``: Whisper's initial prompt (spellings to expect)."""
+        """The transcript of ``audio`` in the session's language (:func:`transcribe_in`)."""
         assert self.engines.stt is not None
-        request = TranscriptionRequest(
-            audio=audio, sample_rate=sample_rate,
-            language=self.state.settings.language.split("-")[0], quick=quick, prompt=prompt,
-        )
-        return await transcribed_text(self.engines.stt, request)
+        return await transcribe_in(self.engines.stt, audio, sample_rate,
+                                   self.state.settings.language, quick=quick, prompt=prompt)
 
     def reply(
         self, turn_id: str, text: str, token: CancelToken, input_event_id: str | None = None,

@@ -81,7 +81,7 @@ FACADES = {
         "merge_settings", "new_session_id", "parse_event_id",
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
-        "score_against_truth", "turn_measures", "sounds_unfinished",
+        "score_against_truth", "turn_measures", "sounds_unfinished", "turn_detection",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",
