@@ -53,6 +53,13 @@ def add_smoke_flag(parser: argparse.ArgumentParser) -> None:
         f"reports in a temporary folder (or ${REPORTS_ENV}): checks the benchmark runs")
 
 
+def add_settings_flag(parser: argparse.ArgumentParser, whose: str) -> None:
+    """``--settings``: more session settings of ``whose`` sessions, as a JSON object."""
+    parser.add_argument(
+        "--settings", type=json.loads, default={},
+        help=f"more session settings of {whose}, as JSON (e.g. '{{\"turn_judge\": \"text\"}}')")
+
+
 def smoke_reports() -> Path:
     """Smoke mode's report folder: ``$VOXLINE_REPORTS_DIR`` if set (child processes inherit
     it), else a new temporary one; never ``reports/``, whose figures are real runs'."""

@@ -73,7 +73,13 @@ import httpx
 from websockets.exceptions import WebSocketException
 
 from loadtests._realtime_sdk import sdk_voice_turn
-from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
+from loadtests._report import (
+    add_settings_flag,
+    add_smoke_flag,
+    percentiles,
+    smoke_reports,
+    write_report,
+)
 from loadtests._twilio_call import phone_voice_turn
 from loadtests._webrtc_call import webrtc_voice_turn
 from pipeline.workers import LatencyParts, TurnTimeline
@@ -886,9 +892,7 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int,
                         help="preemptive_pause_ms of the preemptive voice sessions "
                         "(default: the session default)")
-    parser.add_argument("--settings", type=json.loads, default={},
-                        help='more session settings of the voice sessions, as JSON (e.g. '
-                        '\'{"turn_judge": "text"}\')')
+    add_settings_flag(parser, "the voice sessions")
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:

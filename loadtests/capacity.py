@@ -71,7 +71,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import time
@@ -86,6 +85,7 @@ from loadtests._capacity_probe import ReplicaProbe
 from loadtests._capacity_profile import profile_section, profile_table
 from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between, per_unit
 from loadtests._report import (
+    add_settings_flag,
     add_smoke_flag,
     percentiles,
     reports_dir,
@@ -509,9 +509,7 @@ def main() -> None:
     parser.add_argument("--replay", nargs="*", default=[], metavar="SESSION_ID")
     parser.add_argument("--replay-recent", type=int, default=0, metavar="K")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--settings", type=json.loads, default={},
-                        help='more session settings of every simulated user\'s sessions, as '
-                        'JSON (e.g. \'{"turn_judge": "text"}\')')
+    add_settings_flag(parser, "every simulated user's sessions")
     parser.add_argument("--budget-s", type=float, default=1200.0)
     parser.add_argument("--out", default="capacity")
     add_smoke_flag(parser)
