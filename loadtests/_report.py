@@ -17,7 +17,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.workers import LatencyParts
 
 #: where reports go: ``reports/`` of the checkout, or ``VOXLINE_REPORTS_DIR``
 REPORTS_ENV = "VOXLINE_REPORTS_DIR"
@@ -106,3 +109,27 @@ async def forget_prefix(redis: Any, prefix: str) -> None:
             await redis.delete(*keys[i:i + 500])
     finally:
         await redis.aclose()
+
+
+def mean_parts(turns: list[LatencyParts], *, slowest: float | None = None,
+               ) -> dict[str, Any] | None:
+    """The turns' parts of the time to first audio, as means (means add up as the parts
+    do: their sum is the mean total), and the mean head start of preemptive replies.
+
+    ``slowest`` (a fraction, e.g. 0.1) adds ``slowest``: the same means over that share
+    of the turns with the longest totals, so a report shows which part makes its tail
+    (percentiles of the parts would not add up to the tail's total)."""
+    if not turns:
+        return None
+    names = list(dict.fromkeys(name for t in turns for name in t.parts))
+    means = {
+        "turns": len(turns),
+        "parts_mean_ms": {n: round(statistics.fmean(t.parts.get(n, 0.0) for t in turns), 1)
+                          for n in names},
+        "total_mean_ms": round(statistics.fmean(t.total_ms for t in turns), 1),
+        "head_start_mean_ms": round(statistics.fmean(t.head_start_ms for t in turns), 1),
+    }
+    if slowest is not None:
+        tail = sorted(turns, key=lambda t: t.total_ms)[-max(1, math.ceil(slowest * len(turns))):]
+        means["slowest"] = {"share": slowest, **(mean_parts(tail) or {})}
+    return means

@@ -76,6 +76,7 @@ from loadtests._realtime_sdk import sdk_voice_turn
 from loadtests._report import (
     add_settings_flag,
     add_smoke_flag,
+    mean_parts,
     percentiles,
     smoke_reports,
     write_report,
@@ -330,21 +331,6 @@ class _VoiceFigures:
         self.samples: list[dict[str, Any]] = []
         #: each turn's end of speech → first audio in parts that add up to it
         self.parts: list[LatencyParts] = []
-
-
-def mean_parts(turns: list[LatencyParts]) -> dict[str, Any] | None:
-    """The turns' parts of the time to first audio, as means (means add up as the parts
-    do: their sum is the mean total), and the mean head start of preemptive replies."""
-    if not turns:
-        return None
-    names = list(dict.fromkeys(name for t in turns for name in t.parts))
-    return {
-        "turns": len(turns),
-        "parts_mean_ms": {n: round(statistics.fmean(t.parts.get(n, 0.0) for t in turns), 1)
-                          for n in names},
-        "total_mean_ms": round(statistics.fmean(t.total_ms for t in turns), 1),
-        "head_start_mean_ms": round(statistics.fmean(t.head_start_ms for t in turns), 1),
-    }
 
 
 async def voice_to_voice(

@@ -87,12 +87,15 @@ from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between, per_u
 from loadtests._report import (
     add_settings_flag,
     add_smoke_flag,
+    mean_parts,
     percentiles,
     reports_dir,
     smoke_reports,
     write_report,
 )
 from loadtests.bench_latency import QUESTIONS as LATENCY_QUESTIONS
+from pipeline.workers import LatencyParts, TurnTimeline
+from schemas import Event
 from voxline.client import SessionSocket, VoxlineAPIError, VoxlineClient
 from voxline.demo import stream_audio, with_pauses
 
@@ -108,6 +111,8 @@ TURNS_PER_SESSION = 3
 THINK_S = (1.0, 3.0)
 TURN_TIMEOUT_S = 120.0
 REFUSED = {"overloaded", "engine_overloaded"}
+#: the share of a step's turns whose parts the report also shows apart (its tail)
+SLOWEST_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class StepStats:
     failed: Counter[str] = field(default_factory=Counter)
     refusals: int = 0
     events: int = 0
+    #: each completed turn's end of speech → first audio in parts that add up to it
+    parts: list[LatencyParts] = field(default_factory=list)
     #: cumulative CPU times at the step's start and end (None: not read, e.g. a unit test)
     cpu: tuple[CpuSnapshot, CpuSnapshot] | None = None
 
@@ -149,6 +156,9 @@ class StepStats:
             "refusals": self.refusals,
             "voice_to_voice_ms": rounded(self.v2v),
             "ttfa_ms": rounded(self.ttfa),
+            # where the server's time to first audio went, on average and in the slowest
+            # tenth of the turns: which stage waits when sessions share the machine
+            "first_audio_parts": mean_parts(self.parts, slowest=SLOWEST_SHARE),
             "events_per_s": round(self.events / seconds, 1),
             "replicas_max": {n: max(s["replicas"].get(n, 0) for s in inside) for n in names},
             "cpu_percent_mean": {n: round(sum(s["cpu_percent"].get(n, 0) for s in inside)
@@ -166,6 +176,12 @@ class StepStats:
             "machine_load_avg_1m_max": max((s["machine"].get("load_avg_1m", 0) for s in inside),
                                            default=None),
         }
+
+
+def parts_text(parts: dict[str, Any]) -> str:
+    """``"812 ms = stt 180 + handoff 4 + …"`` of :func:`mean_parts`'s means."""
+    return f"{parts['total_mean_ms']:.0f} ms = " + " + ".join(
+        f"{name} {ms:.0f}" for name, ms in parts["parts_mean_ms"].items())
 
 
 def rounded(values: list[float]) -> dict[str, float] | None:
@@ -189,9 +205,11 @@ class Run:
         self.events_total = 0
 
     def count(self, step: StepStats, outcome: str, v2v: float | None, ttfa: float | None,
-              ) -> None:
+              parts: LatencyParts | None = None) -> None:
         if outcome == "completed":
             step.completed += 1
+            if parts is not None:
+                step.parts.append(parts)
             if v2v is not None:
                 step.v2v.append(v2v)
             if ttfa is not None:
@@ -218,8 +236,8 @@ class Run:
                     for utterance in script[: self.turns_per_session]:
                         if time.monotonic() >= stop_at:
                             break
-                        outcome, v2v, ttfa = await self.turn(conn, utterance, step)
-                        self.count(step, outcome, v2v, ttfa)
+                        outcome, v2v, ttfa, parts = await self.turn(conn, utterance, step)
+                        self.count(step, outcome, v2v, ttfa, parts)
                         if outcome != "completed":
                             break  # a fresh session after a failure
                         await asyncio.sleep(rng.uniform(*self.think_s))
@@ -228,8 +246,8 @@ class Run:
                 await asyncio.sleep(1.0)
 
     async def turn(self, conn: SessionSocket, utterance: Utterance, step: StepStats,
-                   ) -> tuple[str, float | None, float | None]:
-        """(outcome, voice-to-voice ms, server TTFA ms) of one turn."""
+                   ) -> tuple[str, float | None, float | None, LatencyParts | None]:
+        """(outcome, voice-to-voice ms, server TTFA ms, its parts) of one turn."""
         start = time.perf_counter()
         sender: asyncio.Task[None] | None = None
         if utterance.audio is not None:
@@ -243,9 +261,11 @@ class Run:
         origin_ts = first_ts = None
         heard: float | None = None
         outcome = "no response"
+        seen: list[Event] = []
         try:
             async with asyncio.timeout(TURN_TIMEOUT_S):
                 async for event in conn.until_done():
+                    seen.append(event)
                     self.events_total += 1
                     step.events += 1
                     if event.type in ("input.speech_stopped", "input.text") and origin_ts is None:
@@ -272,7 +292,7 @@ class Run:
                     await sender
         v2v = (heard - input_end) * 1000 if heard is not None and sender is not None else None
         ttfa = float(first_ts - origin_ts) if first_ts and origin_ts else None
-        return outcome, v2v, ttfa
+        return outcome, v2v, ttfa, TurnTimeline.of(seen).parts()
 
 
 async def spoken_scripts(client: VoxlineClient) -> list[list[Utterance]]:
@@ -559,6 +579,9 @@ def main() -> None:
               f"done {step['completed_turns']}  failed {step['failed_turns']}  "
               f"refused {step['refusals']}  replicas {step['replicas_max']}  "
               f"load avg ≤ {step['machine_load_avg_1m_max']}")
+        if parts := step["first_audio_parts"]:
+            print(f"       first audio, mean: {parts_text(parts)}; slowest "
+                  f"{parts['slowest']['share']:.0%}: {parts_text(parts['slowest'])}")
     print(f"\n{profile_table(report['stage_profile'])}")
     print(f"report: {path}; plots: {', '.join(str(p) for p in pngs)}")
     if args.smoke and not all(step["completed_turns"] for step in report["steps"]):
