@@ -62,12 +62,14 @@ from voxline.client import VoxlineClient
 CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
     *((f"silence {ms}", {"turn_detection": "silence", "end_of_speech_ms": ms})
       for ms in (300, 500, 800, 1200, 1600)),
-    *((f"smart {ms}", {"turn_detection": "smart", "turn_complete_ms": ms})
+    *((f"smart {ms}", {"turn_detection": "smart", "turn_complete_ms": ms,
+                       "turn_judge": "audio"})
       for ms in (150, 250, 400)),
     ("smart 250 + text", {"turn_detection": "smart", "turn_complete_ms": 250,
-                          "turn_text_cues": True}),
+                          "turn_judge": "audio", "turn_text_cues": True}),
     ("smart 250 words", {"turn_detection": "smart", "turn_complete_ms": 250,
                          "turn_judge": "text"}),
+    ("default", {}),
 )
 #: items at most, and seconds at most per item (bounded loops)
 MAX_ITEMS = 200

@@ -121,7 +121,9 @@ class SessionSettings(BaseModel):
         "model hears how the speech ends (turn_threshold; turn_text_cues may keep a turn "
         "open); text: each pause is transcribed (quickly) and a language model says how "
         "likely the words end a request (turn_text_threshold), and the text cues apply "
-        "too; costs a transcription per pause. Unset: audio",
+        "too; costs a transcription per pause. Unset: text for English sessions where the "
+        "server has the text model (fewer cut-offs at the same speed, measured), audio "
+        "otherwise",
     )
     turn_text_threshold: float = Field(
         default=0.5, gt=0.0, lt=1.0,

@@ -35,6 +35,7 @@ from pipeline.session import (
     quick_transcriber,
     replay_turn_ends,
     turn_detection,
+    turn_judge,
     turn_measures,
 )
 from schemas import (
@@ -122,11 +123,13 @@ async def load_words(settings: Settings) -> tuple[Transcriber, TextTurnDetector 
     return stt, text
 
 
-def by_words(settings: SessionSettings, turn: TurnDetector | None) -> bool:
+def by_words(settings: SessionSettings, turn: TurnDetector | None, *,
+             text_model: bool = True) -> bool:
     """Whether a replay with ``settings`` reads the pauses' words (smart detection, as a
-    live session with the server's end-of-turn model decides it)."""
+    live session with the server's end-of-turn model decides it; without a ``text_model``
+    only the text cues read them, as the live judge falls back to the sound)."""
     return turn_detection(settings, turn) == "smart" and (
-        settings.turn_judge == "text" or settings.turn_text_cues)
+        (text_model and turn_judge(settings) == "text") or settings.turn_text_cues)
 
 
 async def evaluate_sessions(
@@ -154,12 +157,13 @@ async def evaluate_sessions(
                     "text end-of-turn model is configured here (VOXLINE_TURN_TEXT__ENGINE)")
                 continue
             tries = [(name, _tried(name, own, patch, turn, no_text)) for name, patch in named]
-            if words is None and any(by_words(tried, turn) for _, tried in tries):
+            if words is None and any(by_words(tried, turn, text_model=not no_text)
+                                     for _, tried in tries):
                 words = await load_words(settings)
             result.sessions.append(session_id)
             for name, tried in tries:
                 transcribe, text = None, None
-                if words is not None and by_words(tried, turn):
+                if words is not None and by_words(tried, turn, text_model=not no_text):
                     transcribe, text = quick_transcriber(words[0], tried.language), words[1]
                 result.replays[name].append(await replay_turn_ends(
                     logged, tried, vad, turn, transcribe=transcribe, text=text))
@@ -173,6 +177,9 @@ async def evaluate_sessions(
 
 
 def _judged_by_text(settings: SessionSettings, turn: TurnDetector | None) -> bool:
+    """Whether a session asked for the words to judge (``turn_judge`` text, which a
+    server without the text model refuses; unset follows the server, see
+    :func:`by_words`)."""
     return by_words(settings, turn) and settings.turn_judge == "text"
 
 

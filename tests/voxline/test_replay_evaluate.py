@@ -57,7 +57,7 @@ def test_replay_evaluate_compares_settings_on_the_logged_input(
     result = runner.invoke(app, [
         "replay", SID, "--json",
         "--evaluate", "turn_detection=silence,end_of_speech_ms=500",
-        "--evaluate", '{"turn_detection": "smart"}',
+        "--evaluate", '{"turn_detection": "smart", "turn_judge": "audio"}',
     ], env=env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
@@ -66,7 +66,7 @@ def test_replay_evaluate_compares_settings_on_the_logged_input(
     assert (rows["as logged"]["turns"], rows["as logged"]["continued"]) == (1, 0)
     cut = rows["turn_detection=silence,end_of_speech_ms=500"]
     assert (cut["turns"], cut["continued"]) == (2, 1)  # cut at the pause; speech went on
-    assert rows['{"turn_detection": "smart"}']["turns"] == 1  # the model kept the turn
+    assert rows['{"turn_detection": "smart", "turn_judge": "audio"}']["turns"] == 1  # kept
     table = runner.invoke(app, ["replay", SID, "--evaluate", "end_of_speech_ms=800"], env=env)
     assert table.exit_code == 0 and "as logged" in table.output and "800" in table.output
 
@@ -103,6 +103,14 @@ def test_words_asked_of_a_server_without_a_text_model_are_refused(
                                  '{"turn_detection": "smart", "turn_judge": "text"}'], env=env)
     assert result.exit_code != 0
     assert "VOXLINE_TURN_TEXT__ENGINE" in result.output
+    # an English session's default judge (the words) falls back to the sound there, as a
+    # live session on that server does: replayed, not skipped or refused
+    smart = runner.invoke(app, ["replay", SID, "--json", "--evaluate",
+                                '{"turn_detection": "smart"}'], env=env)
+    assert smart.exit_code == 0, smart.output
+    report = json.loads(smart.output[smart.output.index("{"):])
+    assert report["sessions"] == [SID] and report["settings"]['{"turn_detection": "smart"}'][
+        "turns"] == 1
 
 
 @pytest.mark.parametrize("text", ["voice=amy", "end_of_speech_ms", "{not json", ""])

@@ -95,12 +95,25 @@ async def test_no_words_or_a_failed_verdict_end_after_end_of_speech(
 
 
 @redis
-async def test_the_audio_model_judges_unless_asked(event_log: EventLog) -> None:
+@pytest.mark.parametrize(("settings", "with_text", "by_words"), [
+    (SessionSettings(auto_response=False), True, True),  # English: the words by default
+    (SessionSettings(auto_response=False, language="en-GB"), True, True),
+    (SessionSettings(auto_response=False, language="de"), True, False),  # German: the sound
+    (SessionSettings(auto_response=False, turn_judge="audio"), True, False),  # asked for
+    (SessionSettings(auto_response=False), False, False),  # no text model on the server
+])
+async def test_the_words_judge_english_by_default_and_the_sound_otherwise(
+    event_log: EventLog, settings: SessionSettings, with_text: bool, by_words: bool
+) -> None:
     audio, stt, text = ScriptedTurn(0.9), ScriptedSTT("I would like to know."), \
         ScriptedTextTurn(0.1)
-    await _turns(event_log, "words-off", _engines(stt, text, audio),
-                 SessionSettings(auto_response=False), 2)
-    assert text.read == [] and len(audio.heard) >= 1
+    session_id = f"judge-{settings.language}-{settings.turn_judge}-{with_text}"
+    await _turns(event_log, session_id, _engines(stt, text if with_text else None, audio),
+                 settings, 1 if by_words else 2)
+    if by_words:
+        assert text.read and audio.heard == []
+    else:
+        assert text.read == [] and len(audio.heard) >= 1
 
 
 def test_the_text_judge_is_refused_where_there_is_no_text_model() -> None:
