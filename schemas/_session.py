@@ -136,12 +136,13 @@ class SessionSettings(BaseModel):
         "turn is complete (higher: fewer cut-offs, more waits of turn_incomplete_ms)",
     )
     interruptions: Literal["immediate", "confirmed"] = Field(
-        default="immediate",
-        description="speech over a reply: immediate cancels it at once; confirmed pauses it "
-        "(response.paused) and cancels it only for a real interruption (words that are not a "
+        default="confirmed",
+        description="speech over a reply: confirmed pauses it (response.paused: stop "
+        "playing) and cancels it only for a real interruption (words that are not a "
         "backchannel such as 'mm-hm', or speech longer than backchannel_max_ms), else "
         "resumes it where it paused (response.resumed): a listener's 'uh-huh', a cough or a "
-        "noise does not stop the reply",
+        "noise does not stop the reply; immediate cancels it at once (the rule before "
+        "2026-11-26, and the default of phone calls and OpenAI Realtime sockets)",
     )
     backchannel_max_ms: int = Field(
         default=1200, ge=100, le=5000,

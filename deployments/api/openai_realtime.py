@@ -64,9 +64,12 @@ from schemas import (
 
 router = APIRouter(tags=["openai"])
 
-#: what a session made by this socket starts with: OpenAI's audio formats
+#: what a session made by this socket starts with: OpenAI's audio formats, and speech over
+#: a reply cancels it at once: OpenAI's clients hold every audio delta and stop playing
+#: only at ``input_audio_buffer.speech_started``, which a paused reply would delay until
+#: the speech proved an interruption (``confirmed``, the native default)
 OPENAI_AUDIO = {"input_sample_rate": 24000, "output_format": AudioFormat.PCM16,
-                "output_sample_rate": 24000}
+                "output_sample_rate": 24000, "interruptions": "immediate"}
 
 
 class OpenAIFraming(JsonFraming):

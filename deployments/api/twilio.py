@@ -243,8 +243,17 @@ async def _open_call(
                                        create=await _call_settings(services))
 
 
+#: a call's session unless ``VOXLINE_TELEPHONY__SESSION`` says otherwise: speech over a
+#: reply cancels it at once (and Twilio's buffer is cleared). With ``confirmed`` the reply
+#: the caller interrupted would play on from Twilio's buffer until the speech proved an
+#: interruption: a paused reply cannot be held there and resumed.
+CALL_DEFAULTS = {"interruptions": "immediate"}
+
+
 async def _call_settings(services: Services) -> SessionSettings:
-    """A call's session: ``VOXLINE_TELEPHONY__SESSION`` in the call's audio formats."""
+    """A call's session: ``VOXLINE_TELEPHONY__SESSION`` over :data:`CALL_DEFAULTS`, in the
+    call's audio formats."""
     return merge_settings(SessionSettings(),
-                          {**services.settings.telephony.session, **CALL_AUDIO},
+                          {**CALL_DEFAULTS, **services.settings.telephony.session,
+                           **CALL_AUDIO},
                           await engine_choices(services))

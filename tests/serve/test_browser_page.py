@@ -159,21 +159,32 @@ def talking_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(tmp_path_factory.mktemp("wav") / "talking.wav", speech.pcm16, RATE)
 
 
-def test_hands_free_speech_over_a_reply_stops_it(app: App, talking_wav: Path) -> None:
-    """Hands-free: the microphone comes on while a (slowly spoken) reply plays; the
-    server's VAD hears speech and the page goes quiet at once, on ``input.speech_started``
-    or on the ``response.cancelled`` (barge_in) the server sends just before it."""
+@pytest.mark.parametrize("talk_on", [True, False], ids=["confirmed", "immediate"])
+def test_hands_free_speech_over_a_reply_stops_it(app: App, talking_wav: Path,
+                                                 talk_on: bool) -> None:
+    """Hands-free: the microphone comes on while a (slowly spoken) reply plays. By default
+    (*Talk on through "mm-hm"* checked: ``interruptions: confirmed``) the page goes quiet at
+    ``response.paused``, at the speech's first frame, and stops the reply once the speech
+    proved an interruption (its turn's ``input.audio``). Unchecked, the server's VAD hears
+    speech and the page stops at once, on ``input.speech_started`` or on the
+    ``response.cancelled`` (barge_in) the server sends just before it."""
     with browser_page(app.url, microphone=talking_wav, loop=True) as page:
+        if not talk_on:
+            page.get_by_label("Talk on through", exact=False).uncheck()
         _set_max_tokens(page, 48)
         page.get_by_label("Speech speed").fill("0.5")
         _type_and_send(page, QUESTION)
         wait_for(page, "s.started >= 1 && s.scheduledAhead > 1")
         page.get_by_role("button", name="Microphone on").click()
-        wait_for(page, "s.stops.some(x => x.reason === 'speech' "
-                       "|| x.reason === 'cancelled:barge_in')")
+        if talk_on:
+            wait_for(page, "s.events.some(e => e.type === 'response.paused')")
+            wait_for(page, "s.stops.some(x => x.reason === 'interrupted')")
+        else:
+            wait_for(page, "s.stops.some(x => x.reason === 'speech' "
+                           "|| x.reason === 'cancelled:barge_in')")
         wait_for(page, "s.events.some(e => e.type === 'input.speech_started')")
         state = snapshot(page)
-        screenshot(page, "barge-in-hands-free")
+        screenshot(page, f"barge-in-hands-free-{'confirmed' if talk_on else 'immediate'}")
     [stop] = state["stops"]  # one stop: the second signal found nothing left to stop
     assert stop["remaining"] > 0 and stop["cut"] > 0
 

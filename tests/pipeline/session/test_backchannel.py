@@ -242,7 +242,7 @@ async def test_a_click_pauses_the_reply_for_a_moment_only(event_log: EventLog) -
 async def test_immediate_is_the_old_rule(event_log: EventLog) -> None:
     (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
     session = await LiveSession.open("bc-now", event_log, _engines(llm, stt),
-                                     create=SessionSettings())
+                                     create=SessionSettings(interruptions="immediate"))
     await session.submit_text("Tell me about Paris")
     await _writing(written)
     await _speak(session, 0.4)
