@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from schemas import AdmissionSettings, ApiSettings, EventLogSettings
+from schemas import AdmissionSettings, ApiSettings, EventLogSettings, SessionCreated
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import RecordingLLM, ScriptedLLM, ScriptedSTT, ScriptedTTS
 
@@ -85,6 +85,10 @@ async def test_a_text_turn_on_a_new_session(harness: Harness) -> None:
     # it is a Voxline session like any other: its log has the turn
     events = await harness.services.log.read_all(session["id"])
     assert [e.type for e in events][-1] == "response.done"
+    # OpenAI's clients stop playing only at speech_started: speech over a reply cancels
+    # it at once here (the native default pauses it first)
+    assert isinstance(events[0], SessionCreated)
+    assert events[0].data.settings.interruptions == "immediate"
 
 
 async def test_truncate_keeps_what_was_heard_for_the_next_turn(harness: Harness) -> None:
