@@ -303,7 +303,12 @@ class ServerTranslator:
                 return self._finished(turn, data.status, data.text)
             case "response.cancelled":
                 reason = "turn_detected" if data.reason == "barge_in" else "client_cancelled"
-                return self._finished(turn, "cancelled", data.text_sent, reason)
+                finished = self._finished(turn, "cancelled", data.text_sent, reason)
+                if self._held_start is not None and data.reason == "barge_in":
+                    # speech over a paused reply proved an interruption before its end
+                    held, self._held_start = self._held_start, None
+                    return [self._speech_started(held), *finished]
+                return finished
             case "response.truncated":
                 return [{"type": "conversation.item.truncated", "item_id": item_out,
                          "content_index": 0, "audio_end_ms": data.audio_end_ms}]

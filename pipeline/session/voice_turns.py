@@ -22,8 +22,9 @@ written into the log, and clients stop playing it), and the speech is judged at 
 pause and at its end: a backchannel (:mod:`pipeline.session.backchannel`) or no words at
 all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
 going on after such a resume pauses it again. Words that are not a backchannel, or speech
-longer than ``backchannel_max_ms``, are an interruption: at the speech's end the reply is
-cancelled and the speech is the next turn. The pause comes at the first frame that may be
+longer than ``backchannel_max_ms``, are an interruption: the reply is cancelled at the
+first pause that shows it (else at the speech's end), and the speech is the next turn,
+its reply prepared at its pauses as any turn's. The pause comes at the first frame that may be
 speech, before VAD confirms it (``min_speech_ms``); a run too short to be speech resumes
 the reply at once. A reply counts as "over" when it is being
 written, or when its audio may still be playing at a client that plays it as it comes (its
@@ -255,14 +256,19 @@ class VoiceTurns:
     async def _paused(self, pause: SpeechPause, sample_rate: int) -> None:
         """Preemptive turns: prepare the reply to what was said so far, unsent. Over a
         held reply: the speech so far is judged, and a backchannel resumes the reply at
-        once, without waiting for the end of the turn."""
+        once, without waiting for the end of the turn; anything else is an interruption
+        known now: the reply is cancelled, and the speech goes on as a turn like any
+        other, whose pauses (this one first) prepare its reply. Confirmed only at its
+        end, it would have prepared none: its reply would wait for all of its STT."""
         if self.held is not None:
             held = self.held
             heard = await self._backchannel(pause.audio, pause.duration_s, sample_rate)
             if heard is not None:
                 self.held, self._waved = None, held
                 await self._resumed_reply(held, pause.audio_ms, heard)
-            return
+                return
+            self.held = None
+            await self._responder.cancel("barge_in")
         settings = self._emitter.state.settings
         if not settings.preemptive_turns:
             return  # the pause is only judged (smart turn detection)

@@ -387,6 +387,26 @@ def test_speech_over_a_paused_reply_is_told_only_when_it_interrupts() -> None:
     assert started["audio_start_ms"] == 3000
 
 
+def test_an_interruption_known_before_the_speech_ends_is_told_at_the_cancel() -> None:
+    """The paused reply cancelled at the speech's first pause (words that are no
+    backchannel): speech_started goes with the cancellation, not at speech_stopped."""
+    translator = ServerTranslator(model="m")
+    translator.frames(ResponseStarted(id="9-0", session_id=SID, turn_id=TURN))
+    translator.frames(ResponsePaused(id="9-1", session_id=SID, turn_id=TURN,
+                                     data=ResponseHeldData(audio_ms=500)))
+    assert translator.frames(SpeechStarted(id="9-2", session_id=SID,
+                                           data=SpeechBoundaryData(audio_ms=500))) == []
+    frames = translator.frames(ResponseCancelled(
+        id="9-3", session_id=SID, turn_id=TURN, data=ResponseCancelledData(reason="barge_in")))
+    assert frames[0] == {"type": "input_audio_buffer.speech_started", "event_id": "9-3.0",
+                         "audio_start_ms": 500, "item_id": ""}
+    assert frames[-1]["type"] == "response.done"
+    assert frames[-1]["response"]["status_details"]["reason"] == "turn_detected"
+    stopped = translator.frames(SpeechStopped(id="9-4", session_id=SID, turn_id="t2",
+                                              data=SpeechStoppedData(audio_ms=1500)))
+    assert [f["type"] for f in stopped] == ["input_audio_buffer.speech_stopped"]
+
+
 def test_text_items_and_settings_updates() -> None:
     translator = ServerTranslator(model="gpt-realtime")
     typed = InputText(id="7-0", session_id=SID, turn_id=TURN, data=InputTextData(text="Hi"))

@@ -175,6 +175,30 @@ async def test_a_real_interruption_cancels_the_reply_and_is_the_next_turn(
     await session.close()
 
 
+async def test_an_interruption_is_known_at_its_first_pause_and_its_reply_prepared_there(
+    event_log: EventLog,
+) -> None:
+    """Words that are no backchannel at the speech's first pause cancel the reply there,
+    before the speech ends, and that pause prepares the new turn's reply (a preemptive
+    turn), which the end of the speech adopts: no transcription waits for the end."""
+    (llm, written), stt = _stalling(), ScriptedSTT("Wait, what about Rome?")
+    session = await LiveSession.open("bc-early", event_log, _engines(llm, stt),
+                                     create=CONFIRMED)
+    turn = await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    await _speak(session, 0.4)
+    seen = await collect_until(session, "transcript.final")
+    types = [e.type for e in seen]
+    cancelled = types.index("response.cancelled")
+    assert seen[cancelled].turn_id == turn
+    assert cancelled < types.index("input.speech_stopped")  # known before the speech ended
+    assert seen[-1].data.text == "Wait, what about Rome?"  # type: ignore[union-attr]
+    # the pause judged (quick), the pause's turn prepared (its transcript is the turn's);
+    # confirmed only at the end, the end was judged and the turn transcribed again
+    assert [r.quick for r in stt.requests] == [True, False]
+    await session.close()
+
+
 async def test_long_speech_interrupts_whatever_it_says(event_log: EventLog) -> None:
     (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
     settings = CONFIRMED.model_copy(update={"backchannel_max_ms": 600})
