@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.capacity import StepStats, bystander_ratio, headline
+from loadtests._report import mean_parts
+from loadtests.capacity import StepStats, bystander_ratio, headline, voice_parts
+from pipeline.workers import LatencyParts
 
 
 def step(sessions: int, p95: float | None, failed: int = 0, refused: int = 0) -> dict[str, Any]:
@@ -44,3 +46,22 @@ def test_the_bystander_is_judged_against_the_one_session_step() -> None:
     assert bystander_ratio(among_idle, [step(2, 5000), step(1, 1100)]) == 1.2
     assert bystander_ratio(among_idle, [step(2, 5000)]) is None  # no one-session step
     assert bystander_ratio({"voice_to_voice_ms": None}, [step(1, 1100)]) is None
+
+
+def test_a_voice_turns_parts_add_up_to_its_voice_to_voice_time() -> None:
+    server = LatencyParts({"stt": 100.0, "handoff": 300.0}, 400.0, head_start_ms=250.0)
+    parts = voice_parts(server, 1000.0)
+    assert parts is not None and parts.parts == {"endpoint": 600.0, "stt": 100.0,
+                                                 "handoff": 300.0}
+    assert parts.total_ms == sum(parts.parts.values()) == 1000.0
+    assert parts.head_start_ms == 250.0
+    assert voice_parts(server, None) is server  # a typed turn: the server's parts
+
+
+def test_the_slowest_tenth_shows_which_part_makes_the_tail() -> None:
+    quick = [LatencyParts({"endpoint": 300.0, "stt": 100.0}, 400.0) for _ in range(9)]
+    slow = LatencyParts({"endpoint": 300.0, "stt": 1700.0}, 2000.0)
+    means = mean_parts([*quick, slow], slowest=0.1)
+    assert means is not None and means["total_mean_ms"] == 560.0
+    assert means["slowest"]["turns"] == 1
+    assert means["slowest"]["parts_mean_ms"] == {"endpoint": 300.0, "stt": 1700.0}
