@@ -30,12 +30,12 @@ from pipeline.engines import (
 from pipeline.log import fold
 from pipeline.session import (
     Replay,
+    judged_by,
     logged_input,
     merge_settings,
     quick_transcriber,
     replay_turn_ends,
     turn_detection,
-    turn_judge,
     turn_measures,
 )
 from schemas import (
@@ -129,7 +129,7 @@ def by_words(settings: SessionSettings, turn: TurnDetector | None, *,
     live session with the server's end-of-turn model decides it; without a ``text_model``
     only the text cues read them, as the live judge falls back to the sound)."""
     return turn_detection(settings, turn) == "smart" and (
-        (text_model and turn_judge(settings) == "text") or settings.turn_text_cues)
+        (text_model and judged_by(settings) == "text") or settings.turn_text_cues)
 
 
 async def evaluate_sessions(

@@ -33,7 +33,7 @@ from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession
 from pipeline.session.settings import EngineChoices, merge_settings
 from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
-from pipeline.session.turn_judge import turn_detection, turn_judge
+from pipeline.session.turn_judge import judged_by, turn_detection
 from pipeline.session.turn_text import sounds_unfinished
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "endpoint_config",
     "ends_turn",
     "follow_turn",
+    "judged_by",
     "logged_input",
     "merge_settings",
     "new_session_id",
@@ -65,6 +66,5 @@ __all__ = [
     "score_against_truth",
     "sounds_unfinished",
     "turn_detection",
-    "turn_judge",
     "turn_measures",
 ]

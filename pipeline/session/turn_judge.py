@@ -9,7 +9,7 @@ transcribed too (a quick transcription), and a transcript that reads unfinished
 (:mod:`pipeline.session.turn_text`) makes it incomplete after all; a failed transcription
 leaves the model's verdict.
 
-With ``turn_judge: text`` (the default for English, :func:`turn_judge`) the words judge
+With ``turn_judge: text`` (the default for English, :func:`judged_by`) the words judge
 instead of the sound: every pause is transcribed
 (quickly, or read from the transcript a preemptive turn makes of the same audio: see
 ``VoiceTurns._pause_transcript``) and a language model
@@ -38,7 +38,7 @@ from pipeline.engines import TextTurnDetector, TurnDetector
 from pipeline.session.turn_text import sounds_unfinished
 from schemas import SessionSettings
 
-__all__ = ["WORDS_BY_DEFAULT", "TurnJudge", "turn_detection", "turn_judge"]
+__all__ = ["WORDS_BY_DEFAULT", "TurnJudge", "judged_by", "turn_detection"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def turn_detection(
 WORDS_BY_DEFAULT = frozenset({"en"})
 
 
-def turn_judge(settings: SessionSettings) -> Literal["audio", "text"]:
+def judged_by(settings: SessionSettings) -> Literal["audio", "text"]:
     """What judges a session's pauses, its default resolved: the words in the languages of
     :data:`WORDS_BY_DEFAULT`, the sound otherwise. (Words need the server's text model; a
     :class:`TurnJudge` without one judges by the sound whatever this says.)"""
@@ -98,7 +98,7 @@ class TurnJudge:
 
     async def __call__(self, pause: SpeechPause) -> int | None:
         settings = self.settings()
-        if turn_judge(settings) == "text" and self.text is not None and (
+        if judged_by(settings) == "text" and self.text is not None and (
                 self.transcribe is not None):
             return await self._judged_by_words(pause, settings, self.text, self.transcribe)
         audio = pause.audio

@@ -82,7 +82,7 @@ FACADES = {
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
         "score_against_truth", "turn_measures", "sounds_unfinished", "turn_detection",
-        "turn_judge",
+        "judged_by",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",
