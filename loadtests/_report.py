@@ -113,7 +113,7 @@ async def forget_prefix(redis: Any, prefix: str) -> None:
 
 def mean_parts(turns: list[LatencyParts], *, slowest: float | None = None,
                ) -> dict[str, Any] | None:
-    """The turns' parts of the time to first audio, as means (means add up as the parts
+    """The turns' latency parts (``LatencyParts``), as means (means add up as the parts
     do: their sum is the mean total), and the mean head start of preemptive replies.
 
     ``slowest`` (a fraction, e.g. 0.1) adds ``slowest``: the same means over that share
