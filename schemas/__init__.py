@@ -135,6 +135,7 @@ from schemas._session import (
     SamplingSettings,
     SessionSettings,
     SttMode,
+    primary_language,
 )
 from schemas._settings import (
     AdmissionSettings,
@@ -281,6 +282,7 @@ __all__ = [
     "now_ms",
     "parse_client_message",
     "parse_event",
+    "primary_language",
     "protocol_json_schema",
     "root_span_id",
     "trace_id",

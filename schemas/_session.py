@@ -62,6 +62,12 @@ class SamplingSettings(BaseModel):
     )
 
 
+def primary_language(tag: str) -> str:
+    """A language tag's primary subtag, lower case (``de-AT`` → ``de``): what Whisper and
+    the per-language word lists know."""
+    return tag.split("-")[0].lower()
+
+
 class SessionSettings(BaseModel):
     """Settings of one session, folded from ``session.created`` and ``session.updated``."""
 

@@ -60,6 +60,7 @@ from schemas import (
     TranscriptionRequest,
     TranscriptSegment,
     VoxlineError,
+    primary_language,
 )
 
 router = APIRouter(prefix="/v1/audio", tags=["audio"])
@@ -157,7 +158,7 @@ async def _request(
     del data
     return TranscriptionRequest(
         audio=pcm, sample_rate=STT_RATE, word_timestamps=words, prompt=prompt or None,
-        temperature=temperature, language=language.split("-")[0].lower() if language else None)
+        temperature=temperature, language=primary_language(language) if language else None)
 
 
 async def _segments(

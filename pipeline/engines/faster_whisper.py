@@ -93,6 +93,7 @@ from schemas import (
     TranscriptionRequest,
     TranscriptSegment,
     VoxlineError,
+    primary_language,
 )
 
 __all__ = ["FasterWhisperOptions", "FasterWhisperTranscriber"]
@@ -509,7 +510,7 @@ class FasterWhisperTranscriber(Transcriber):
         supported = self._require_model().supported_languages
         if requested is None:
             return "en" if supported == ["en"] else None
-        language = requested.split("-")[0].lower()
+        language = primary_language(requested)
         if language not in supported:
             hint = (
                 f"the English-only model {self.options.model!r} cannot transcribe "

@@ -54,6 +54,7 @@ from schemas import (
     TranscriptionRequest,
     TranscriptSegment,
     VoxlineError,
+    primary_language,
 )
 
 __all__ = ["MODEL_SETTING", "WhisperXOptions", "WhisperXTranscriber"]
@@ -276,7 +277,7 @@ class WhisperXTranscriber(Transcriber):
         multilingual = bool(self._pipeline.model.model.is_multilingual)
         if requested is None:  # WhisperX detects it; English-only models are "en"
             return None if multilingual else "en"
-        language = requested.split("-")[0].lower()
+        language = primary_language(requested)
         if not multilingual and language != "en":
             raise EngineError(
                 f"the English-only model {self.options.model!r} cannot transcribe "

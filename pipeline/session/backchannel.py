@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from schemas import primary_language
+
 __all__ = ["BACKCHANNEL_WORDS", "MAX_BACKCHANNEL_WORDS", "backchannel_prompt", "is_backchannel"]
 
 #: words that acknowledge without taking the turn (lower case, without punctuation)
@@ -59,4 +61,4 @@ def is_backchannel(text: str) -> bool:
 def backchannel_prompt(language: str) -> str | None:
     """Whisper's initial prompt for the speech over a reply in ``language`` (a code such as
     ``en`` or ``de-DE``); None where there is none."""
-    return _PROMPTS.get(language.split("-")[0].lower())
+    return _PROMPTS.get(primary_language(language))

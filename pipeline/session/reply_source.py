@@ -15,7 +15,14 @@ from pipeline.engines import Transcriber, transcribed_text
 from pipeline.log import SessionState
 from pipeline.session.engines import SessionEngines
 from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
-from schemas import ChatMessage, Event, GenerationRequest, HistorySettings, TranscriptionRequest
+from schemas import (
+    ChatMessage,
+    Event,
+    GenerationRequest,
+    HistorySettings,
+    TranscriptionRequest,
+    primary_language,
+)
 
 
 async def transcribe_in(stt: Transcriber, audio: bytes, sample_rate: int, language: str, *,
@@ -26,7 +33,7 @@ async def transcribe_in(stt: Transcriber, audio: bytes, sample_rate: int, langua
     (spellings to expect). Live sessions and the replay evaluation both ask through this,
     so a replay hears a pause as the live session did."""
     request = TranscriptionRequest(audio=audio, sample_rate=sample_rate,
-                                   language=language.split("-")[0], quick=quick, prompt=prompt)
+                                   language=primary_language(language), quick=quick, prompt=prompt)
     return await transcribed_text(stt, request)
 
 

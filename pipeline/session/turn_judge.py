@@ -36,7 +36,7 @@ from typing import Literal
 from pipeline.audio import SpeechPause, resample_pcm16
 from pipeline.engines import TextTurnDetector, TurnDetector
 from pipeline.session.turn_text import sounds_unfinished
-from schemas import SessionSettings
+from schemas import SessionSettings, primary_language
 
 __all__ = ["WORDS_BY_DEFAULT", "TurnJudge", "judged_by", "turn_detection"]
 
@@ -68,8 +68,7 @@ def judged_by(settings: SessionSettings) -> Literal["audio", "text"]:
     :class:`TurnJudge` without one judges by the sound whatever this says.)"""
     if settings.turn_judge is not None:
         return settings.turn_judge
-    language = settings.language.split("-")[0].lower()
-    return "text" if language in WORDS_BY_DEFAULT else "audio"
+    return "text" if primary_language(settings.language) in WORDS_BY_DEFAULT else "audio"
 
 
 class TurnJudge:

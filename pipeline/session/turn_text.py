@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from schemas import primary_language
+
 __all__ = ["UNFINISHED_WORDS", "sounds_unfinished"]
 
 #: words a turn does not end on: articles, conjunctions, prepositions, possessives, the
@@ -67,7 +69,7 @@ def sounds_unfinished(text: str, language: str = "en") -> bool:
     words = _WORD.findall(text.lower())
     if not words:
         return False
-    tag = language.split("-")[0].lower()
+    tag = primary_language(language)
     if words[-1] in UNFINISHED_WORDS.get(tag, frozenset()):
         return True
     auxiliaries, pronouns = _AUXILIARIES.get(tag, frozenset()), _PRONOUNS.get(tag, frozenset())

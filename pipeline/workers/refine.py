@@ -34,6 +34,7 @@ from schemas import (
     TranscriptRefined,
     TranscriptRefinedData,
     VoxlineError,
+    primary_language,
 )
 
 __all__ = ["RefineWorker", "is_refined"]
@@ -92,7 +93,7 @@ class RefineWorker(FeedWorker):
 
                 audio = await asyncio.to_thread(decode_audio, audio, sample_rate=rate)
             request = TranscriptionRequest(
-                audio=audio, sample_rate=rate, language=settings.language.split("-")[0]
+                audio=audio, sample_rate=rate, language=primary_language(settings.language)
             )
             async with contextlib.aclosing(self.stt.transcribe(request)) as segments:
                 text = transcript_text([s async for s in segments])

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
-from schemas import EVENT_ADAPTER, EVENT_TYPES, SessionSettings
+from schemas import EVENT_ADAPTER, EVENT_TYPES, SessionSettings, primary_language
 from schemas._jsonschema import SCHEMA_PATH, render
 from tests.support.event_samples import sample_events
 
@@ -82,3 +82,9 @@ def test_a_turns_events_carry_its_trace_ids_derived_never_read() -> None:
     assert (outside.trace_id, outside.span_id) == (None, None)
     other_turn = text.model_copy(update={"turn_id": "t2"})
     assert other_turn.trace_id != text.trace_id
+
+
+@pytest.mark.parametrize(("tag", "primary"), [("en", "en"), ("de-AT", "de"), ("EN-us", "en"),
+                                              ("yue", "yue")])
+def test_a_language_tags_primary_subtag(tag: str, primary: str) -> None:
+    assert primary_language(tag) == primary
