@@ -156,14 +156,15 @@ async def evaluate_sessions(
                     "its turns were judged by their words (turn_judge text), and no "
                     "text end-of-turn model is configured here (VOXLINE_TURN_TEXT__ENGINE)")
                 continue
-            tries = [(name, _tried(name, own, patch, turn, no_text)) for name, patch in named]
-            if words is None and any(by_words(tried, turn, text_model=not no_text)
-                                     for _, tried in tries):
+            merged = [(name, _tried(name, own, patch, turn, no_text)) for name, patch in named]
+            tries = [(name, tried, by_words(tried, turn, text_model=not no_text))
+                     for name, tried in merged]
+            if words is None and any(reads for _, _, reads in tries):
                 words = await load_words(settings)
             result.sessions.append(session_id)
-            for name, tried in tries:
+            for name, tried, reads in tries:
                 transcribe, text = None, None
-                if words is not None and by_words(tried, turn, text_model=not no_text):
+                if words is not None and reads:
                     transcribe, text = quick_transcriber(words[0], tried.language), words[1]
                 result.replays[name].append(await replay_turn_ends(
                     logged, tried, vad, turn, transcribe=transcribe, text=text))
@@ -180,7 +181,7 @@ def _judged_by_text(settings: SessionSettings, turn: TurnDetector | None) -> boo
     """Whether a session asked for the words to judge (``turn_judge`` text, which a
     server without the text model refuses; unset follows the server, see
     :func:`by_words`)."""
-    return by_words(settings, turn) and settings.turn_judge == "text"
+    return settings.turn_judge == "text" and turn_detection(settings, turn) == "smart"
 
 
 def _tried(name: str, own: SessionSettings, patch: dict[str, Any],

@@ -249,10 +249,7 @@ class ServerTranslator:
                     return []
                 stopped = {"type": "input_audio_buffer.speech_stopped",
                            "audio_end_ms": data.audio_ms, "item_id": item_in}
-                if self._held_start is not None:  # an interruption after all
-                    held, self._held_start = self._held_start, None
-                    return [self._speech_started(held), stopped]
-                return [stopped]
+                return [*self._held_speech_started(), stopped]  # an interruption after all
             case "input.audio":
                 return [
                     {"type": "input_audio_buffer.committed", "item_id": item_in,
@@ -304,10 +301,8 @@ class ServerTranslator:
             case "response.cancelled":
                 reason = "turn_detected" if data.reason == "barge_in" else "client_cancelled"
                 finished = self._finished(turn, "cancelled", data.text_sent, reason)
-                if self._held_start is not None and data.reason == "barge_in":
-                    # speech over a paused reply proved an interruption before its end
-                    held, self._held_start = self._held_start, None
-                    return [self._speech_started(held), *finished]
+                if data.reason == "barge_in":  # maybe known before the speech's end
+                    return [*self._held_speech_started(), *finished]
                 return finished
             case "response.truncated":
                 return [{"type": "conversation.item.truncated", "item_id": item_out,
@@ -316,6 +311,12 @@ class ServerTranslator:
                 return [error_frame(data, "")]
             case _:  # session.closed (the socket closes), sentences, narration, refinements
                 return []
+
+    def _held_speech_started(self) -> list[Frame]:
+        """Speech over a paused reply proved an interruption: its ``speech_started``, told
+        now (once), or nothing when no speech is held back."""
+        held, self._held_start = self._held_start, None
+        return [] if held is None else [self._speech_started(held)]
 
     @staticmethod
     def _speech_started(audio_ms: int) -> Frame:
