@@ -35,6 +35,12 @@ WS_PROTOCOL = "deployments.api._server:HandshakeGuard"
 #: a WebSocket frame uvicorn takes at most (the API bounds a message far lower itself:
 #: ``VOXLINE_API__MAX_MESSAGE_BYTES``, answered with a code)
 WS_MAX_SIZE = 16 << 20
+#: how long an idle HTTP/1.1 connection is kept open for the next request. Longer than
+#: the common clients' own idle expiry (HTTPX 5 s, Node's 4–5 s, aiohttp 15 s), so the
+#: client always drops an idle connection first: at uvicorn's default, 5 s like HTTPX's,
+#: the server's close could cross a client's reuse of the same connection, and that
+#: request failed with a read error (seen in CI, after a 300-socket test's pause)
+KEEP_ALIVE_S = 30
 
 _BODY = b"invalid request head: a line over 8 KiB, too many headers, or malformed\n"
 _REFUSAL = (
@@ -65,13 +71,15 @@ class HandshakeGuard(WebSocketsSansIOProtocol):
 def api_config(app: Any, host: str, port: int,
                limit_concurrency: int | None = None) -> uvicorn.Config:
     """uvicorn's configuration for the API: the handshake guard, no lifespan (the
-    services are started and stopped by whoever owns them), warnings only, and the
-    process's logging left as it is (a Serve replica's is Serve's). A request that would
+    services are started and stopped by whoever owns them), warnings only, the process's
+    logging left as it is (a Serve replica's is Serve's), and idle connections kept
+    past the clients' own expiry (:data:`KEEP_ALIVE_S`). A request that would
     pass ``limit_concurrency`` open connections is answered ``503`` (uvicorn lets a
     WebSocket upgrade through: the app bounds its sessions, ``max_sessions``)."""
     return uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None,
                           lifespan="off", ws_max_size=WS_MAX_SIZE, ws=WS_PROTOCOL,
-                          limit_concurrency=limit_concurrency)
+                          limit_concurrency=limit_concurrency,
+                          timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from deployments.api import ApiServer
+from deployments.api._server import api_config
 from voxline.redis_server import free_port
 
 
@@ -139,3 +140,13 @@ async def test_the_processes_signals_stay_its_owners() -> None:
         assert {sig: signal.getsignal(sig) for sig in before} == before
     finally:
         await server.stop()
+
+
+def test_idle_connections_outlast_the_clients_own_expiry() -> None:
+    """The client must be the one to drop an idle connection: when both sides give up
+    at the same moment, a request sent on it as the server closes it fails (CI saw an
+    ``httpx.ReadError`` so). HTTPX's expiry is the shortest common one."""
+    config = api_config(_app(), "127.0.0.1", 0)
+    client_expiry = httpx.Limits().keepalive_expiry
+    assert client_expiry is not None
+    assert config.timeout_keep_alive > 2 * client_expiry

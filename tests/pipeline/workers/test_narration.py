@@ -104,14 +104,20 @@ async def text_turn(
     await log.append_batch(events)
 
 
-async def deliveries(worker: NarrationWorker) -> list[Delivery]:
-    """Every response.done on the feeds, oldest first (a cluster's feeds answer one by one)."""
+async def feed_entries(worker: NarrationWorker) -> list[Delivery]:
+    """Every entry on the feeds, oldest first: read until a read finds none (a cluster's
+    feeds answer one by one, so one read may find an empty feed while another has some)."""
     await worker.reader.ensure_group()
     found: list[Delivery] = []
     while batch := await worker.reader.read(block_ms=300):
         found += batch
     found.sort(key=lambda d: StreamId.parse(d.entry_id))
-    return [d for d in found if d.fields[b"type"] == b"response.done"]
+    return found
+
+
+async def deliveries(worker: NarrationWorker) -> list[Delivery]:
+    """Every response.done on the feeds, oldest first."""
+    return [d for d in await feed_entries(worker) if d.fields[b"type"] == b"response.done"]
 
 
 async def handle_all(worker: NarrationWorker) -> None:
@@ -199,8 +205,7 @@ async def test_nothing_to_narrate(event_log: EventLog, case: str) -> None:
     synth = tts()
     before = await event_log.read_all("s1")
     worker = NarrationWorker(event_log, synth, consumer="a")
-    await worker.reader.ensure_group()
-    handled = await worker.reader.read(block_ms=10)
+    handled = await feed_entries(worker)
     assert handled  # session.created, and response.done unless cancelled
     for delivery in handled:
         await worker.handle(delivery)
@@ -324,11 +329,14 @@ async def test_a_dead_holders_lease_blocks_until_it_expires(
     worker = NarrationWorker(event_log, tts(), consumer="b")
     [delivery] = await deliveries(worker)
     key = worker.lease_key("s1", "turn:t1")
-    await redis.set(key, "a-worker-that-died", px=100)
+    # A lease long enough that no slow machine sees it lapse before the
+    # refusal; shortened afterwards, as the dead holder's time running out.
+    await redis.set(key, "a-worker-that-died", px=60_000)
     before = await event_log.read_all("s1")
     with pytest.raises(LeaseBusy):
         await worker.handle(delivery)
     assert await event_log.read_all("s1") == before
+    await redis.pexpire(key, 50)
 
     async def expired() -> bool:
         return not bool(await redis.exists(key))

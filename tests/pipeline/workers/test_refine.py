@@ -165,6 +165,9 @@ async def test_running_worker_refines_live_utterances(event_log: EventLog, redis
     """The worker loop: utterances appended while it runs are refined, entries acked."""
     await session(event_log, "s1", WHISPERX, 0)
     worker = RefineWorker(event_log, HashingSTT(), consumer="a", block_ms=20)
+    # the group the worker creates as it starts, there before the first look at it
+    # (on a busy machine the worker's task may not have run yet)
+    await worker.reader.ensure_group()
     worker.start()
     try:
         for i in range(3):
