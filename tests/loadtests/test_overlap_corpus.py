@@ -59,3 +59,20 @@ def test_scores() -> None:
     assert scores["slow_resumes"] == {"x-noise": 900}  # which ones, to look into
     assert scores["missed_barge_in_rate"] == round(2 / 3, 4)
     assert scores["stop_ms"]["p50"] == 140
+
+
+def test_scores_per_language_count_noises_with_english() -> None:
+    german = OverlapItem("x-de", "backchannel", "de", "de", "Ja.", b"")
+    noise = OverlapItem("x-noise", "noise", "", "noise", "cough", b"")
+    outcomes = [
+        Outcome(_item("backchannel"), stop_ms=50, paused=True, resume_ms=300),
+        Outcome(noise, stop_ms=50, paused=True, resume_ms=400),
+        Outcome(german, stop_ms=50, paused=True, resume_ms=600),  # the slow one
+    ]
+    scores = score_overlaps(outcomes)
+    assert set(scores["by_language"]) == {"en", "de"}
+    english, german_scores = scores["by_language"]["en"], scores["by_language"]["de"]
+    assert (english["resumed"], english["resumed_within_bound"]) == (2, 2)
+    assert (german_scores["resumed"], german_scores["resumed_within_bound"]) == (1, 0)
+    assert scores["resumed_within_bound"] == 2  # in all, as before
+    assert german_scores["missed_barge_in_rate"] is None  # no interruption among them
