@@ -2,8 +2,8 @@
 sent, and the answers must come within the bound the server promises for its liveness
 probe (200 ms: generous for a loopback GET, about a millisecond when the loop is free,
 and missed by seconds when it is not). The one timing assertion the tests make, so it
-allows what a busy machine does to a free loop: one ping in a hundred may be late (a CI
-run's other worker took both cores: 233 pings of ~50 ms and one of 204), none by a
+allows what a busy machine does to a free loop: one ping in a hundred may be late (a loaded
+run of the suite, its other worker busy: 233 pings of ~50 ms and one of 204), none by a
 second. A loop that work blocks is late on every ping that work overlaps."""
 
 from __future__ import annotations
