@@ -28,7 +28,8 @@ The rules, all in :class:`EndpointConfig`:
   (what is missing is padding the detector judged silent, so a transcript of it is the
   transcript of the utterance); a frame back at ``>= threshold`` after it yields
   :class:`SpeechResume`. At most one pause per silence. Preemptive turns start the reply
-  on a pause and drop it on a resume.
+  on a pause and drop it on a resume. The owner may shorten the pause for a while
+  (:meth:`Endpointer.pause_after`).
 * **A verdict on the pause** (optional, :meth:`Endpointer.end_silence_after`): whoever
   judged the paused utterance (an end-of-turn model) may set the silence that ends *this*
   silence, shorter than ``min_silence_ms`` when the turn sounds complete. The next silence
@@ -155,6 +156,18 @@ class Endpointer:
     @property
     def position_ms(self) -> int:
         return self._ms(self._pos)
+
+    def pause_after(self, pause_ms: int | None) -> None:
+        """From the next frame on, report a pause after ``pause_ms`` of silence instead of
+        the config's ``pause_ms`` (None: back to it; none at all when it is not shorter
+        than ``min_silence_ms``, as in the config). A silence already that long is
+        reported at the next frame, still at most once. For whoever needs a pause's answer
+        sooner for a while: a session judges speech over a reply it holds at that
+        speech's first pause, and the reply stays silent until then."""
+        ms = self.config.pause_ms if pause_ms is None else pause_ms
+        if ms is not None and not 0 < ms < self.config.min_silence_ms:
+            ms = None
+        self._pause = None if ms is None else self.config.samples(ms)
 
     def end_silence_after(self, silence_ms: int) -> list[EndpointEvent]:
         """The silence under way ends the utterance once it lasts ``silence_ms`` (instead of

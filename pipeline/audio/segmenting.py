@@ -82,10 +82,13 @@ async def endpoint_stream(
     frames: AsyncIterable[tuple[bytes, float] | Commit],
     config: EndpointConfig | None = None,
     judge: Judge | None = None,
+    *,
+    endpointer: Endpointer | None = None,
 ) -> AsyncGenerator[EndpointEvent | Commit, None]:
     """``(frame, probability)`` pairs (and commits) in, events (and the commits) out;
-    ``judge`` sets the silence after each pause (see the module docstring)."""
-    endpointer = Endpointer(config)
+    ``judge`` sets the silence after each pause (see the module docstring). The caller's
+    own ``endpointer`` (with its config) may be given, to change its pause meanwhile."""
+    endpointer = endpointer or Endpointer(config)
     unheard = _Unheard(endpointer.config)
     async for item in frames:
         if isinstance(item, Commit):
@@ -114,19 +117,24 @@ async def segment_speech(
     detector: FrameDetector,
     config: EndpointConfig | None = None,
     judge: Judge | None = None,
+    *,
+    endpointer: Endpointer | None = None,
 ) -> AsyncGenerator[EndpointEvent | Commit, None]:
     """PCM16 chunks of any size (and commits) in, events (and the commits) out.
 
     ``detector`` must be loaded; its frame size and rate are used, and ``config``'s rate
-    must be the detector's. The end of ``audio`` sends the remainder, zero-padded to a
-    whole frame, then flushes.
+    (or that of the ``endpointer`` given instead) must be the detector's. The end of
+    ``audio`` sends the remainder, zero-padded to a whole frame, then flushes.
     """
+    if endpointer is not None:
+        config = endpointer.config
     config = config or EndpointConfig(sample_rate=detector.sample_rate)
     if config.sample_rate != detector.sample_rate:
         raise ValueError("the endpointing rate must match the detector's")
     pairs = _Pairing(audio, FrameAssembler(detector.frame_samples)).pairs(detector)
     try:
-        async with contextlib.aclosing(endpoint_stream(pairs, config, judge)) as events:
+        stream = endpoint_stream(pairs, config, judge, endpointer=endpointer)
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 yield event
     finally:

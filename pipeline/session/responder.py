@@ -66,10 +66,19 @@ class Responder:
         self._cancel: CancelToken | None = None
         #: the turn a ``response.create`` asked a reply for while it was still transcribed
         self._reply_requested: str | None = None
+        #: the running response replies (False: it only transcribes, auto_response off)
+        self._replies = False
 
     @property
     def responding(self) -> bool:
         return self._response is not None and not self._response.done()
+
+    @property
+    def replying(self) -> bool:
+        """A response runs that is or will be a reply; not a turn only transcribed for a
+        later ``response.create`` (auto_response off), over which there is nothing to
+        pause: speech then is the next turn, however short."""
+        return self.responding and (self._replies or self._reply_requested is not None)
 
     def admit(self) -> Permit | None:
         """A place among the replica's turns, or :class:`OverloadedError` at once."""
@@ -92,6 +101,7 @@ class Responder:
         response; ``reply`` false: only transcribe, the turn waits for ``response.create``."""
         self._launch(turn_id, permit, lambda token: self._respond(
             turn_id, text, input_event_id, token, audio, search, reply))
+        self._replies = reply
 
     def start_speculated(
         self,
@@ -106,6 +116,7 @@ class Responder:
         turn's token cancels the speculative work too (barge-in reaches it)."""
         token = self._launch(turn_id, permit, lambda token: self._respond_speculated(
             turn_id, end, sample_rate, input_event_id, speculation, token))
+        self._replies = True
         token.add_callback(speculation.cancel.cancel)
 
     async def speculate(self, pause: SpeechPause, sample_rate: int) -> None:

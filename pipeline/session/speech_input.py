@@ -33,6 +33,7 @@ from pipeline.aio import reraise_lost_cancel
 from pipeline.audio import (
     Commit,
     EndpointConfig,
+    Endpointer,
     FrameAssembler,
     FrameDetector,
     Judge,
@@ -127,8 +128,14 @@ class SpeechInput:
         self._on_resume = on_resume
         self._on_onset = on_onset
         self._judge = judge
-        config = config.model_copy(update={"sample_rate": self.rate})
-        self._task = asyncio.create_task(self._run(vad, config))
+        self._endpointer = Endpointer(config.model_copy(update={"sample_rate": self.rate}))
+        self._task = asyncio.create_task(self._run(vad))
+
+    def pause_after(self, pause_ms: int | None) -> None:
+        """Report a pause after ``pause_ms`` of silence (None: the configured pause),
+        from the next frame endpointed on: set from a callback, it holds from the frame
+        after the event's. See :meth:`~pipeline.audio.Endpointer.pause_after`."""
+        self._endpointer.pause_after(pause_ms)
 
     @property
     def queued(self) -> int:
@@ -204,8 +211,9 @@ class SpeechInput:
             reraise_lost_cancel()
             yield await self._queue.get()
 
-    async def _run(self, vad: FrameDetector, config: EndpointConfig) -> None:
-        segments = segment_speech(self._frames(), vad, config, self._judge)
+    async def _run(self, vad: FrameDetector) -> None:
+        segments = segment_speech(self._frames(), vad, judge=self._judge,
+                                  endpointer=self._endpointer)
         async with contextlib.aclosing(segments) as events:
             async for event in events:
                 if isinstance(event, Commit):

@@ -19,7 +19,8 @@ speaker thinking mid-sentence keeps the turn), and a failed verdict falls back t
 **Speech over a reply** (``interruptions``). ``immediate``: the reply is cancelled at
 once (a barge-in). ``confirmed``: the reply is paused (``response.paused``; it goes on being
 written into the log, and clients stop playing it), and the speech is judged at its first
-pause and at its end: a backchannel (:mod:`pipeline.session.backchannel`) or no words at
+pause (a shorter one than a turn's: :data:`HELD_PAUSE_MS`) and at its end: a backchannel
+(:mod:`pipeline.session.backchannel`) or no words at
 all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
 going on after such a resume pauses it again. Words that are not a backchannel, or speech
 longer than ``backchannel_max_ms``, are an interruption: the reply is cancelled at the
@@ -64,6 +65,12 @@ from schemas import (
 
 logger = logging.getLogger(__name__)
 
+#: the silence after which speech over a held reply is judged (two of Silero's 32 ms
+#: frames): a backchannel's reply resumes this much sooner than at a turn's pause
+#: (``preemptive_pause_ms``, 100: four frames). A word with a gap inside is judged at
+#: the gap; its second half pauses the reply again (as speech after a resume does)
+HELD_PAUSE_MS = 64
+
 
 class VoiceTurns:
     """The spoken side of one live session (see the module docstring)."""
@@ -90,12 +97,25 @@ class VoiceTurns:
         #: the end-of-turn model's verdicts on this input's pauses (smart turn detection)
         self._judge: TurnJudge | None = None
         #: the reply paused by speech over it (interruptions confirmed), until judged
-        self.held: str | None = None
+        self._held: str | None = None
         #: the reply resumed at a pause of the speech over it (a backchannel): the speech's
         #: end makes no turn, and speech going on pauses the reply again
         self._waved: str | None = None
         #: the reply held at a frame that may start speech, until VAD confirms it
         self._tentative: str | None = None
+
+    @property
+    def held(self) -> str | None:
+        """The reply paused by speech over it (interruptions confirmed), until judged.
+        Meanwhile the speech's pauses come after :data:`HELD_PAUSE_MS` of silence: the
+        reply stays silent until its first pause is judged."""
+        return self._held
+
+    @held.setter
+    def held(self, turn_id: str | None) -> None:
+        self._held = turn_id
+        if self.audio is not None:
+            self.audio.pause_after(HELD_PAUSE_MS if turn_id is not None else None)
 
     async def push(self, data: bytes) -> None:
         """Audio in the session's ``input_format`` at its input rate, decoded to PCM16
@@ -200,13 +220,15 @@ class VoiceTurns:
         await self._emitter.emit(started)
 
     def _reply_over(self) -> str | None:
-        """The reply the user's speech started over: being written, or maybe still
-        playing (its first chunk's time plus its audio's length is still to come)."""
+        """The reply the user's speech started over: being written (or its turn being
+        transcribed before it), or maybe still playing (its first chunk's time plus its
+        audio's length is still to come). A turn only transcribed (auto_response off)
+        has no reply to hold."""
         turns = self._emitter.state.turns
         if not turns:
             return None
         turn = next(reversed(turns.values()))  # a running reply's: its events may be unsent
-        if self._responder.responding or turn.status == "responding":
+        if self._responder.replying or turn.status == "responding":
             return turn.turn_id
         started = turn.audio_started_ts
         if started is not None and turn.played_ms is None and now_ms() < started + turn.audio_ms:

@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 import wave
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -24,21 +23,13 @@ from schemas import (
 )
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.waiting import until
 from voxline.client import FINAL_TYPES
 
 pytestmark = pytest.mark.redis
 
 TOKENS = ["Hello ", "there. ", "How ", "are ", "you? "]
 RETRY_MS = 1500  # sent as Retry-After: 2 (seconds, rounded up)
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    """Wait (bounded) for the server to reach a state; not a timing assertion."""
-    for _ in range(1000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
 
 
 def wav(seconds: float = 0.2, rate: int = 16000) -> bytes:

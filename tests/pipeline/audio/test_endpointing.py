@@ -21,6 +21,7 @@ from pipeline.audio import (
     SpeechEnd,
     SpeechOnset,
     SpeechOnsetDropped,
+    SpeechPause,
     SpeechStart,
 )
 from schemas import InvalidAudioError
@@ -115,6 +116,48 @@ def test_flush_closes_an_open_utterance() -> None:
     end = events[-1]
     assert isinstance(end, SpeechEnd) and end.reason == "flush"
     assert end.audio == stream_slice(1 * FRAME, 8 * FRAME)
+
+
+def _pause_frames(endpointer: Endpointer, silent_frames: int) -> int | None:
+    """Speech, then ``silent_frames`` of silence: the silent frame (1-based) at which a
+    pause came, if one did."""
+    for index in range(10):
+        endpointer.push(frame_at(index), 0.9)
+    for n in range(1, silent_frames + 1):
+        if any(isinstance(e, SpeechPause) for e in endpointer.push(frame_at(10 + n), 0.0)):
+            return n
+    return None
+
+
+def test_a_pause_can_be_asked_sooner_for_a_while_and_back() -> None:
+    config = CONFIG.model_copy(update={"min_silence_ms": 10 * MS, "pause_ms": 4 * MS})
+    assert _pause_frames(Endpointer(config), 9) == 4
+    sooner = Endpointer(config)
+    sooner.pause_after(2 * MS)
+    assert _pause_frames(sooner, 9) == 2
+    sooner.reset()
+    sooner.pause_after(None)  # the config's again
+    assert _pause_frames(sooner, 9) == 4
+    none = Endpointer(CONFIG)  # no pauses configured: asked for, they come
+    none.pause_after(2 * MS)
+    assert _pause_frames(none, 4) == 2
+    too_long = Endpointer(config)
+    too_long.pause_after(10 * MS)  # not shorter than the silence that ends speech: none
+    assert _pause_frames(too_long, 9) is None
+
+
+def test_a_pause_asked_sooner_mid_silence_comes_at_the_next_frame_once() -> None:
+    config = CONFIG.model_copy(update={"min_silence_ms": 10 * MS, "pause_ms": 6 * MS})
+    endpointer = Endpointer(config)
+    for index in range(10):
+        endpointer.push(frame_at(index), 0.9)
+    for index in range(10, 13):  # three silent frames: no pause yet
+        assert not endpointer.push(frame_at(index), 0.0)
+    endpointer.pause_after(2 * MS)
+    [pause] = endpointer.push(frame_at(13), 0.0)
+    assert isinstance(pause, SpeechPause)
+    assert pause.audio_ms == 10 * MS  # where the silence began
+    assert not endpointer.push(frame_at(14), 0.0)  # one pause per silence
 
 
 def test_odd_frame_and_bad_probability_are_refused() -> None:

@@ -21,10 +21,12 @@ from pipeline.session.backchannel import (
     backchannel_prompt,
     is_backchannel,
 )
+from pipeline.session.voice_turns import HELD_PAUSE_MS
 from schemas import Event, ResponseAudioChunk, SessionSettings
 from tests.support.audio_fixtures import tone
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from tests.support.sessions import REPLY, collect_until
+from tests.support.waiting import until
 
 
 @pytest.mark.parametrize("text", [
@@ -131,6 +133,51 @@ async def test_a_backchannel_pauses_the_reply_and_it_resumes(event_log: EventLog
     assert stt.requests[0].quick  # a judgement: the reply is silent until it is done
     assert stt.requests[0].prompt == backchannel_prompt("en")  # hums heard as hums
     assert list(session.state.turns) == [turn]
+    await session.close()
+
+
+async def test_speech_over_a_held_reply_is_judged_at_a_shorter_pause(
+    event_log: EventLog,
+) -> None:
+    """The held reply is silent until the speech's first pause is judged, so that pause
+    comes after HELD_PAUSE_MS of silence (two 32 ms frames), not preemptive_pause_ms."""
+    (llm, written), stt = _stalling(), ScriptedSTT("Mm-hmm.")
+    settings = CONFIRMED.model_copy(update={"preemptive_pause_ms": 200})
+    session = await LiveSession.open("bc-soon", event_log, _engines(llm, stt), create=settings)
+    await session.submit_text("Tell me about Paris")
+    await _writing(written)
+    audio = tone(0.4, True) + tone(HELD_PAUSE_MS / 1000 + 0.016, False)  # and no more
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    async with asyncio.timeout(10):  # a hang guard: without the shorter pause, none came
+        seen = await collect_until(session, "response.resumed")
+    assert seen[-1].data.transcript == "Mm-hmm."  # type: ignore[union-attr]
+    assert [r.quick for r in stt.requests] == [True]
+    await session.close()
+
+
+@pytest.mark.parametrize("auto_response", [False, True])
+async def test_only_a_response_that_replies_is_a_reply_to_hold(
+    event_log: EventLog, auto_response: bool
+) -> None:
+    """auto_response off, a turn being transcribed gets no reply until response.create:
+    speech then holds nothing ("Yes." is the next turn, not a backchannel to a reply
+    that is not coming). Once response.create asks for the reply, or with auto_response
+    on, the turn in transcription is a reply on its way."""
+    stt = ScriptedSTT("Yes.", gated=True)
+    settings = CONFIRMED.model_copy(update={"auto_response": auto_response})
+    session = await LiveSession.open(f"bc-auto-{auto_response}", event_log,
+                                     _engines(ScriptedLLM(REPLY), stt), create=settings)
+    await _speak(session, 0.4)
+    await until(lambda: stt.entered == 1, "the turn transcribed, at the gate")
+    assert session.responding
+    assert session.responder.replying is auto_response
+    if not auto_response:
+        await session.create_response()  # asked for while it is transcribed
+        assert session.responder.replying
+    stt.gate.set()
+    await session.wait_response()
+    assert not session.responder.replying
     await session.close()
 
 
