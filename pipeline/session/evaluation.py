@@ -12,7 +12,9 @@ the same endpointer, VAD and end-of-turn model a live session uses
 called. Because the endpointer waits for each verdict before the next frame, the replay
 decides where a live session with those settings would have, to the VAD frame (the silence
 between utterances is replayed as zeros, so the VAD's state going into an utterance can
-differ slightly from the live one's). Text cues (``turn_text_cues``) and ``turn_judge``
+differ slightly from the live one's; and speech that began over a reply was judged live at
+a shorter pause, ``HELD_PAUSE_MS``, where the replay, which plays no replies, takes a
+turn's). Text cues (``turn_text_cues``) and ``turn_judge``
 text need a transcriber (and a text model): without them a replay replays the end-of-turn
 model's verdicts alone; ``voxline replay --evaluate`` and the turn-taking benchmark hand
 :func:`replay_turn_ends` both, and each pause is then transcribed quickly (a live session
