@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import connect
@@ -21,20 +20,12 @@ from websockets.exceptions import ConnectionClosed
 from schemas import AdmissionSettings, EventLogSettings, parse_event
 from tests.support.api_harness import serve_api
 from tests.support.engines import ScriptedLLM, ScriptedTTS
+from tests.support.waiting import until
 from voxline.client import FINAL_TYPES, SessionSocket
 
 pytestmark = pytest.mark.redis
 
 TOKENS = ["Hello ", "there. ", "How ", "are ", "you? "]
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    """Wait (bounded) for the server to reach a state; not a timing assertion."""
-    for _ in range(1000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
 
 
 async def events_until_closed(conn: SessionSocket) -> list[str]:
