@@ -19,9 +19,10 @@ from pipeline.log import fold
 from schemas import ApiSettings, Event, EventLogSettings
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedTTS
+from tests.support.outages import DEAD_SOCKETS
 from tests.support.redis_proxy import RedisProxy
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, *DEAD_SOCKETS]
 
 TOKENS = ["The", " capital", " of", " France", " is", " Paris", ".", " It", " is", " big", "."]
 

@@ -16,9 +16,10 @@ import pytest
 from pipeline.log import EventLog, LogFanout, create_redis
 from schemas import EventLogError, EventLogSettings, RedisSettings
 from tests.support.event_samples import typed_text as text
+from tests.support.outages import DEAD_SOCKETS
 from tests.support.redis_proxy import RedisProxy
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, *DEAD_SOCKETS]
 
 OUTAGE_S = 0.6
 

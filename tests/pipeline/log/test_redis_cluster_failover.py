@@ -21,10 +21,11 @@ import pytest
 
 from pipeline.log import EventLog
 from tests.support.failover_trial import DEADLINE_S, run_checked_trial, trial_count
+from tests.support.outages import DEAD_SOCKETS
 from voxline.redis_cluster import RedisClusterServers, start_redis_cluster
 from voxline.redis_server import RedisServer
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, *DEAD_SOCKETS]
 
 
 class ClusterFailover:

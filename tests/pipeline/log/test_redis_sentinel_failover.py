@@ -24,10 +24,11 @@ from pipeline.log import EventLog, LogFanout, create_redis
 from schemas import Event, EventLogError, EventLogSettings, InputText
 from tests.support.event_samples import typed_text as text
 from tests.support.failover_trial import DEADLINE_S, run_checked_trial, trial_count
+from tests.support.outages import DEAD_SOCKETS
 from voxline.redis_sentinel import RedisSentinelServers, start_redis_sentinel
 from voxline.redis_server import RedisServer
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, *DEAD_SOCKETS]
 
 
 class SentinelFailover:
