@@ -98,25 +98,23 @@ async def speak(conn: SessionSocket, speech: bytes) -> None:
     await stream_audio(conn, with_pauses(speech, RATE, 0.3), RATE, realtime=True)
 
 
-@pytest.mark.parametrize("deployment", ["LanguageModel", "Synthesizer", "Transcriber"])
-async def test_a_stage_replica_killed_mid_stream_ends_the_turn_with_a_transient_error(
-        child_app: ChildApp, child_client: VoxlineClient, child_log: EventLog,
-        deployment: str) -> None:
-    # no preemptive turns: the utterance is transcribed after its end, when the kill comes
-    # (a speculative transcription would be done, or be dropped, by then)
-    settings: dict[str, Any] = {"sampling": SAMPLING, "preemptive_turns": False}
-    if deployment == "Synthesizer":
-        settings = {**settings, "sampling": LONG_SAMPLING, "system_prompt": SEVERAL_SENTENCES}
-    session = await child_client.create_session(
-        input_sample_rate=RATE, output_sample_rate=RATE, **settings)
-    target = the_replica(child_app, deployment)
+#: a kill can land between two calls (the Synthesizer's, say: one piece done, the next not
+#: sent yet, as a loaded machine delivers events late): Serve then routes the next call to
+#: the replacement and the turn completes, which says nothing of a kill mid-stream. Such
+#: a turn is tried again, once the replacement serves; a turn that never ends with the
+#: error still fails
+KILL_ATTEMPTS = 3
+
+
+async def killed_turn(app: ChildApp, client: VoxlineClient, session: SessionInfo,
+                      deployment: str, speech: bytes) -> tuple[list[Event], int | None]:
+    """One turn with ``deployment``'s replica killed at its moment (:data:`KILL_ON`): the
+    events the client saw and the pid killed."""
+    target = the_replica(app, deployment)
     kill_on, occurrence, delay_s = KILL_ON[deployment]
-    speech = b""
-    if deployment == "Transcriber":
-        speech = await child_client.speech(LONG_UTTERANCE)
     seen: list[Event] = []
     killed = None
-    async with child_client.connect(session) as conn:
+    async with client.connect(session) as conn:
         text = SYNTH_QUESTION if deployment == "Synthesizer" else STORY
         sender = asyncio.create_task(speak(conn, speech) if speech else conn.send_text(text))
         try:
@@ -134,6 +132,29 @@ async def test_a_stage_replica_killed_mid_stream_ends_the_turn_with_a_transient_
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await sender
+    return seen, killed
+
+
+@pytest.mark.parametrize("deployment", ["LanguageModel", "Synthesizer", "Transcriber"])
+async def test_a_stage_replica_killed_mid_stream_ends_the_turn_with_a_transient_error(
+        child_app: ChildApp, child_client: VoxlineClient, child_log: EventLog,
+        deployment: str) -> None:
+    # no preemptive turns: the utterance is transcribed after its end, when the kill comes
+    # (a speculative transcription would be done, or be dropped, by then)
+    settings: dict[str, Any] = {"sampling": SAMPLING, "preemptive_turns": False}
+    if deployment == "Synthesizer":
+        settings = {**settings, "sampling": LONG_SAMPLING, "system_prompt": SEVERAL_SENTENCES}
+    session = await child_client.create_session(
+        input_sample_rate=RATE, output_sample_rate=RATE, **settings)
+    speech = b""
+    if deployment == "Transcriber":
+        speech = await child_client.speech(LONG_UTTERANCE)
+    for attempt in range(KILL_ATTEMPTS):
+        seen, killed = await killed_turn(child_app, child_client, session, deployment, speech)
+        if any(e.type == "error" for e in seen) or attempt == KILL_ATTEMPTS - 1:
+            break
+        # the kill fell between calls: once the replacement serves, again
+        await turn_until_done(child_client, session, "What is the capital of France?")
     assert killed is not None, [e.type for e in seen]
     errors: list[Any] = [e.data for e in seen if e.type == "error"]
     assert errors, [e.type for e in seen]
