@@ -50,6 +50,7 @@ from schemas import (
     ModelMissingError,
     ProtocolError,
     SynthesisRequest,
+    primary_language,
 )
 
 __all__ = ["MODEL_PATH_SETTING", "CoquiOptions", "CoquiSynthesizer"]
@@ -259,7 +260,7 @@ class CoquiSynthesizer(Synthesizer):
         language: str | None = None
         if languages:
             wanted = request.language.lower()
-            base = wanted.split("-")[0]
+            base = primary_language(wanted)
             language = next((lang for lang in (wanted, base) if lang in languages), None)
             if language is None:
                 raise ProtocolError(

@@ -64,10 +64,9 @@ class Responder:
         self.speculator = Speculator(emitter)
         self._response: asyncio.Task[None] | None = None
         self._cancel: CancelToken | None = None
-        #: the turn a ``response.create`` asked a reply for while it was still transcribed
-        self._reply_requested: str | None = None
-        #: the running response replies (False: it only transcribes, auto_response off)
-        self._replies = False
+        #: the turn the running response replies to: its own from the start, or one only
+        #: transcribed (auto_response off) once ``response.create`` asked for its reply
+        self._replies_to: str | None = None
 
     @property
     def responding(self) -> bool:
@@ -78,7 +77,7 @@ class Responder:
         """A response runs that is or will be a reply; not a turn only transcribed for a
         later ``response.create`` (auto_response off), over which there is nothing to
         pause: speech then is the next turn, however short."""
-        return self.responding and (self._replies or self._reply_requested is not None)
+        return self.responding and self._replies_to is not None
 
     def admit(self) -> Permit | None:
         """A place among the replica's turns, or :class:`OverloadedError` at once."""
@@ -100,8 +99,7 @@ class Responder:
         """Respond to ``text`` (or to ``audio``, transcribed first) as the session's
         response; ``reply`` false: only transcribe, the turn waits for ``response.create``."""
         self._launch(turn_id, permit, lambda token: self._respond(
-            turn_id, text, input_event_id, token, audio, search, reply))
-        self._replies = reply
+            turn_id, text, input_event_id, token, audio, search, reply), replies=reply)
 
     def start_speculated(
         self,
@@ -116,7 +114,6 @@ class Responder:
         turn's token cancels the speculative work too (barge-in reaches it)."""
         token = self._launch(turn_id, permit, lambda token: self._respond_speculated(
             turn_id, end, sample_rate, input_event_id, speculation, token))
-        self._replies = True
         token.add_callback(speculation.cancel.cancel)
 
     async def speculate(self, pause: SpeechPause, sample_rate: int) -> None:
@@ -136,7 +133,7 @@ class Responder:
         task = self._response
         if task is not None and not task.done():
             if turn is not None and turn.status == "open" and turn.source == "audio":
-                self._reply_requested = turn.turn_id  # being transcribed: reply after it
+                self._replies_to = turn.turn_id  # being transcribed: reply after it
                 return
             raise ProtocolError("a response is already in progress; cancel it first",
                                 code=ErrorCode.INVALID_MESSAGE)
@@ -172,9 +169,12 @@ class Responder:
         turn_id: str,
         permit: Permit | None,
         respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
+        *,
+        replies: bool = True,
     ) -> CancelToken:
         """Run ``respond(token)`` as the session's response, under a new cancel token (which
-        is returned); the turn's place is given back however it ends.
+        is returned); the turn's place is given back however it ends. ``replies`` false:
+        it only transcribes the turn, unless ``response.create`` asks for the reply.
 
         The place goes back in the task's own last step, not in a done-callback: the loop
         runs those one step after the task ends, and a client that read ``response.done``
@@ -182,7 +182,7 @@ class Responder:
         the replica's turn limit (1 on the CPU profiles) then refused as ``overloaded``.
         The callback stays for a task cancelled before its first step."""
         token = self._cancel = CancelToken()
-        self._reply_requested = None
+        self._replies_to = turn_id if replies else None
         self._response = asyncio.create_task(  # its log records say the turn
             _holding(permit, respond, token), name=f"response-{self.session_id}-{turn_id}",
             context=turn_context(turn_id))
@@ -207,7 +207,7 @@ class Responder:
                 text = await self._transcribe(turn_id, *audio)
                 if not text:
                     return
-            if not (reply or self._reply_requested == turn_id):
+            if not (reply or self._replies_to == turn_id):
                 return  # auto_response off: the turn waits for response.create
             assert text is not None
             await self._reply(turn_id, text, input_event_id, token, search)
