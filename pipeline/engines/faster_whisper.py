@@ -43,11 +43,13 @@ time, judged as well; see :data:`QUICKWINDOW_S`), never batched, with its tokens
 by its length. A short window makes Whisper loop on a word now and then; such a transcript
 is decoded again in the full window.
 
-Voice turns (one window's worth, language known, greedy, no prompt, not batched) can be
-decoded the same way in ``turn_window_s`` (off by default: 30): a spoken question lasts a
-few seconds, so a 30 s encoding is mostly padding, and the Transcriber is the largest stage
-of a voice turn on the CPU (issue 23). Why it is not the default yet, and what 15 s gives:
-the comment on the option. A batched turn shares its batch's 30 s window.
+Voice turns (one window's worth, language known, greedy, no prompt, not batched) are
+decoded the same way in ``turn_window_s``: a spoken question lasts a few seconds, so a 30 s
+encoding is mostly padding, and the Transcriber is the largest stage of a voice turn on the
+CPU (issue 23). Unset, it is :data:`ENGLISH_TURN_WINDOW_S` (15 s) for an English-only model
+(the CPU profile's tiny.en: 2.5x less CPU a turn, no more word errors) and Whisper's own 30 s
+for a multilingual one (base lost words in German at 15 s); the figures are on the option.
+A batched turn shares its batch's 30 s window.
 """
 
 from __future__ import annotations
@@ -169,23 +171,27 @@ class FasterWhisperOptions(WhisperModelOptions):
         "when its audio fits: the encoder's cost is about proportional to it; 30: "
         "Whisper's own window (quick requests as any other)",
     )
-    # 15 s, measured for voice turns (the default stays 30).
-    # tiny.en on the turn-taking corpus (92 utterances: Piper and three espeak voices, noise
-    # floors of -70 to -50 dBFS), two cores: word error rate 16.8 % at 30 s, 14.5 % at 15 s and
-    # at 10 s, ~974 / 381 / 271 ms a call; on 96 Piper utterances 4.3 / 4.1 % (20 s: 4.3 %).
-    # But "What is the capital of France?" in Piper's voice came out "... of friends?" in 3 of
-    # 30 renditions at 15 s (1 at 20 s, none at 30 s), the question of the demo and of the
-    # app's tests; and base in German (8 espeak utterances) lost words, 40.8 % at 30 s against
-    # 49.0 % at 15 s. So it is an option until a larger check on real speech settles it.
-    turn_window_s: float = Field(
-        default=WINDOW_S,
+    turn_window_s: float | None = Field(
+        default=None,
         ge=5.0,
         le=WINDOW_S,
         description="the window a voice turn (language known, greedy, no prompt, not "
         "batched) is encoded in when its audio fits; a transcript that loops is decoded "
-        "again in 30 s; 30: Whisper's own window (the default); 15 cuts tiny.en's CPU per "
-        "turn ~2.7x at the same word error rate on average, but mishears some words more",
+        "again in 30 s; 30: Whisper's own window; unset: 15 for an English-only model "
+        "(2.5x less CPU a turn for tiny.en, no more word errors), 30 for a multilingual one",
     )
+
+
+#: the turn window of an English-only model (``turn_window_s`` unset). tiny.en on two cores
+#: (``loadtests/bench_stt_window.py``, 2026-11-26: the engine's own path over the turn
+#: corpus's 160 English turns of seeds 0 and 1, Piper and three espeak voices, and 30
+#: renditions of "What is the capital of France?" by Piper, its sampling noise on): word
+#: error rate 19.8 % at 30 s, 17.4 % at 20 s, 17.1 % at 15 s, 16.7 % at 10 s, at 257 / 145 /
+#: 109 / 82 ms and 0.43 / 0.25 / 0.21 / 0.16 CPU-s a call; France heard in all 30 at every
+#: window (an earlier run, 2026-11-25: "... of friends?" 3 times in 30 at 15 s, once at 20 s).
+#: 10 s saves ~25 ms more but sends questions over 9.5 s to 30 s, so 15. A multilingual
+#: model keeps 30 s: base in German (16 espeak turns) 45.9 % at 30 s, 49.0 % at 15 s.
+ENGLISH_TURN_WINDOW_S = 15.0
 
 
 def _check_gpu(index: int) -> None:
@@ -240,6 +246,14 @@ class FasterWhisperTranscriber(Transcriber):
     @property
     def multilingual(self) -> bool:
         return bool(self._require_model().model.is_multilingual)
+
+    @property
+    def turn_window_s(self) -> float:
+        """The window a voice turn is encoded in: the option, else by the loaded model
+        (:data:`ENGLISH_TURN_WINDOW_S` for an English-only one, Whisper's 30 s else)."""
+        if self.options.turn_window_s is not None:
+            return self.options.turn_window_s
+        return WINDOW_S if self.multilingual else ENGLISH_TURN_WINDOW_S
 
     @property
     def busy(self) -> bool:
@@ -360,7 +374,7 @@ class FasterWhisperTranscriber(Transcriber):
         elif self._batchable(request):
             return None
         else:
-            window = o.turn_window_s
+            window = self.turn_window_s
         return window if window < WINDOW_S and one_window(request, window) else None
 
     async def _run_window(

@@ -96,7 +96,8 @@ class LanguageRoutingTranscriberOptions(BaseModel):
     turn_window_s: float | None = Field(
         default=None, ge=5.0, le=30.0,
         description="every faster-whisper route's turn_window_s (the window a voice turn "
-        "is encoded in; 30: Whisper's own); unset: the engine's default (30)",
+        "is encoded in; 30: Whisper's own); unset: the engine's default (15 for an "
+        "English-only model, 30 for a multilingual one)",
     )
 
 

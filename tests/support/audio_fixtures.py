@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 import shutil
 import subprocess
 import wave
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from loadtests._word_errors import normalize, wer, word_errors  # noqa: F401  (re-exported)
 
 RATE = 16000
 
@@ -165,38 +166,6 @@ def compose(
         rng = np.random.default_rng(seed)
         audio = audio + rng.normal(0.0, 10 ** (noise_dbfs / 20), audio.size).astype(np.float32)
     return Composition(pcm16=_pcm16(audio), segments_ms=tuple(segments), rate=rate)
-
-
-_WORD = re.compile(r"[a-zäöüß']+")
-
-
-def normalize(text: str) -> list[str]:
-    """Lower case, punctuation and hyphens away, so only word choice counts."""
-    return _WORD.findall(text.lower().replace("-", " "))
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edit distance in words, reference word count): Levenshtein over words."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, start=1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp, start=1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-            )
-        previous = current
-    return previous[-1], len(ref)
-
-
-def wer(pairs: list[tuple[str, str]]) -> float:
-    """Corpus word error rate over (reference, hypothesis) pairs."""
-    errors = total = 0
-    for reference, hypothesis in pairs:
-        e, n = word_errors(reference, hypothesis)
-        errors += e
-        total += n
-    return errors / max(total, 1)
 
 
 def tone(seconds: float, loud: bool, rate: int = 16000) -> bytes:

@@ -304,3 +304,13 @@ def test_a_missing_package_names_the_setting_and_the_package(tmp_path: Path) -> 
         assert not row.installed and row.missing == ("voxline-no-such-package",)
     finally:
         weights.unregister(entry.name)
+
+
+def test_the_turn_window_follows_the_model(tiny: FasterWhisperTranscriber,
+                                           base: FasterWhisperTranscriber) -> None:
+    """Unset, a voice turn is encoded in 15 s by an English-only model (no more word
+    errors, a third of the encoder's time: bench_stt_window) and in Whisper's own 30 s by a
+    multilingual one (base lost words in German at 15 s); the option wins over both."""
+    assert tiny.options.turn_window_s is None and base.options.turn_window_s is None
+    assert (tiny.turn_window_s, base.turn_window_s) == (15.0, 30.0)
+    assert FasterWhisperTranscriber(model="whisper-base", turn_window_s=20).turn_window_s == 20
