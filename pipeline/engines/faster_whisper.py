@@ -28,8 +28,9 @@ Batching across requests (off by default). With ``batch_max_items`` > 1, the voi
 requests of different sessions that end together (short: one 30 s window, language known,
 greedy, no prompt, no word timestamps) go through a :class:`~pipeline.aio.Batcher` whose
 batch runs on the same worker thread, decoded one window each in one ``generate``
-(:mod:`pipeline.engines._whisper_windows`: the segments ``transcribe`` would make).
-Everything else (files, long audio, detection) keeps the streaming path; a batched
+(:mod:`pipeline.engines._whisper_windows`: the segments ``transcribe`` would make), each
+in the window it would have alone (the turn window below, where it fits): batching changes
+no transcript. Everything else (files, long audio, detection) keeps the streaming path; a batched
 request's segments come all at once, after its batch. Why off: Whisper pads every
 utterance to 30 s, so the encoder, which batching cannot cheapen, is most of the cost,
 and the decoder's share that it can is a few per cent of a turn on two cores, while every
@@ -49,7 +50,7 @@ encoding is mostly padding, and the Transcriber is the largest stage of a voice 
 CPU (issue 23). Unset, it is :data:`ENGLISH_TURN_WINDOW_S` (15 s) for an English-only model
 (the CPU profile's tiny.en: 2.5x less CPU a turn, no more word errors) and Whisper's own 30 s
 for a multilingual one (base lost words in German at 15 s); the figures are on the option.
-A batched turn shares its batch's 30 s window.
+A batch decodes the turns of each window together.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -119,6 +120,12 @@ _SHORT_TOKENS = 24
 _SHORT_TOKENS_PER_S = 12
 #: a word of two letters or more: what a loop taken out must still hold
 _A_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def _token_bound(request: TranscriptionRequest) -> int:
+    """A short-window decode's tokens at most after its prompt, by the audio's length."""
+    seconds = len(request.audio) / 2 / request.sample_rate
+    return _SHORT_TOKENS + round(_SHORT_TOKENS_PER_S * seconds)
 #: the quantisation where ``compute_type`` is unset: int8 on the CPU (the fastest there,
 #: and what every CPU figure was measured with); on a GPU float16, the packaged models' own
 #: weights and WhisperX's GPU setting (``bench_stt_batch.py --device cuda --compute-types
@@ -365,17 +372,22 @@ class FasterWhisperTranscriber(Transcriber):
                 and one_window(request, WINDOW_S))
 
     def _short_window(self, request: TranscriptionRequest) -> float | None:
-        """The window shorter than Whisper's that ``request`` is encoded in, if any: a
-        quick judgement's, or a voice turn's that is not batched (a batch's encodings are
-        all of one window's length), when the audio fits it."""
-        o = self.options
+        """The window shorter than Whisper's that ``request`` is encoded in alone, if any:
+        a quick judgement's, or a voice turn's that is not batched (a batch gives each of
+        its turns the same window, :meth:`_turns_sync`), when the audio fits it."""
         if request.quick:
-            window = o.quick_window_s
-        elif self._batchable(request):
+            window = self.options.quick_window_s
+            return window if window < WINDOW_S and one_window(request, window) else None
+        if self._batchable(request):
             return None
-        else:
-            window = self.turn_window_s
-        return window if window < WINDOW_S and one_window(request, window) else None
+        window = self._turn_window(request)
+        return window if window < WINDOW_S else None
+
+    def _turn_window(self, request: TranscriptionRequest) -> float:
+        """The window a voice turn is encoded in: the turn window where its audio fits,
+        else Whisper's own."""
+        window = self.turn_window_s
+        return window if window < WINDOW_S and one_window(request, window) else WINDOW_S
 
     async def _run_window(
         self, utterance: Utterance, window_s: float
@@ -388,14 +400,13 @@ class FasterWhisperTranscriber(Transcriber):
         request takes the usual path (~4× the time of tiny.en's quick window). The tokens
         are bounded by the audio's length, so a loop costs little."""
         o = self.options
-        seconds = len(utterance.request.audio) / 2 / utterance.request.sample_rate
-        tokens = _SHORT_TOKENS + round(_SHORT_TOKENS_PER_S * seconds)
-        [result] = await self._run_batch([utterance], window_s, tokens)
+        [result] = await self._run_batch([utterance], window_s,
+                                         _token_bound(utterance.request))
         if isinstance(result, BaseException):
             raise result
-        text = " ".join(segment.text for segment in result)
-        if not looped(text, o.compression_ratio_threshold):
+        if not self._looped(result):
             return result
+        text = " ".join(segment.text for segment in result)
         if utterance.request.quick:
             said = unlooped(text)
             if not looped(said, o.compression_ratio_threshold) and _A_WORD.search(said):
@@ -404,11 +415,15 @@ class FasterWhisperTranscriber(Transcriber):
                     text[:40])
         return None
 
+    def _looped(self, segments: list[TranscriptSegment]) -> bool:
+        text = " ".join(segment.text for segment in segments)
+        return looped(text, self.options.compression_ratio_threshold)
+
     async def _submit(self, utterance: Utterance) -> list[TranscriptSegment]:
         loop = asyncio.get_running_loop()
         if self._batcher is None or self._batcher_loop is not loop:
             self._batcher = Batcher(
-                self._run_batch,
+                self._run_turns,
                 max_items=self.options.batch_max_items,
                 max_wait_s=self.options.batch_wait_ms / 1000,
                 name="stt",
@@ -430,15 +445,28 @@ class FasterWhisperTranscriber(Transcriber):
         self, items: Sequence[Utterance], window_s: float = WINDOW_S,
         max_length: int | None = None,
     ) -> list[list[TranscriptSegment] | BaseException]:
-        """One batch on the worker thread (the batcher's, never cancelled by a caller), or
-        one quick request in its short window (:meth:`_run_window`)."""
+        """Requests in one window, as :func:`decode_windows` takes them (a quick request
+        or a voice turn alone in its short window: :meth:`_run_window`)."""
+        return await self._model_call(lambda: self._batch_sync(items, window_s, max_length))
+
+    async def _run_turns(
+        self, items: Sequence[Utterance]
+    ) -> list[list[TranscriptSegment] | BaseException]:
+        """The batcher's call: a batch of voice turns (:meth:`_turns_sync`)."""
+        return await self._model_call(lambda: self._turns_sync(items))
+
+    async def _model_call(
+        self, call: Callable[[], list[list[TranscriptSegment] | BaseException]]
+    ) -> list[list[TranscriptSegment] | BaseException]:
+        """``call`` on the worker thread, never cancelled by a caller (a batch's result is
+        its items'); a failing call raises, and the batcher then runs its items one by
+        one."""
         self._batches_running += 1
         try:
-            return await self._worker.call(
-                lambda: self._batch_sync(items, window_s, max_length))
+            return await self._worker.call(call)
         except VoxlineError:
             raise
-        except Exception as exc:  # the batcher runs the items again one by one
+        except Exception as exc:
             raise stt_failure(exc) from exc
         finally:
             self._batches_running -= 1
@@ -451,6 +479,36 @@ class FasterWhisperTranscriber(Transcriber):
         (:func:`~pipeline.engines._whisper_windows.decode_windows`)."""
         return decode_windows(self._require_model(), self.options, items, self._audio,
                               self._rest, window_s=window_s, max_length=max_length)
+
+    def _turns_sync(
+        self, items: Sequence[Utterance]
+    ) -> list[list[TranscriptSegment] | BaseException]:
+        """A batch of voice turns on the worker thread, each decoded as it would be alone,
+        so that batching never changes a transcript: in its turn window where it fits (its
+        tokens bounded by its length; a transcript that loops again in 30 s), else in
+        Whisper's; one ``generate`` per window. (A batch's bound is its longest item's: a
+        shorter item stops at its own end, and one that loops is decoded again anyway.)"""
+        results: list[list[TranscriptSegment] | BaseException] = [[] for _ in items]
+        by_window: dict[float, list[int]] = {}
+        for index, item in enumerate(items):
+            by_window.setdefault(self._turn_window(item.request), []).append(index)
+        again: list[int] = []
+        for window, indices in by_window.items():
+            short = window < WINDOW_S
+            bound = max(_token_bound(items[i].request) for i in indices) if short else None
+            decoded = self._batch_sync([items[i] for i in indices], window, bound)
+            for index, result in zip(indices, decoded, strict=True):
+                if short and not isinstance(result, BaseException) and self._looped(result):
+                    again.append(index)
+                else:
+                    results[index] = result
+        if again:
+            logger.info("faster-whisper: %d batched decode(s) looped; the full window",
+                        len(again))
+            decoded = self._batch_sync([items[i] for i in again])
+            for index, result in zip(again, decoded, strict=True):
+                results[index] = result
+        return results
 
     def _rest(self, audio: FloatAudio, language: str, request: TranscriptionRequest,
               start_s: float) -> Generator[Any, None, None]:

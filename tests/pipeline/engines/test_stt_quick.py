@@ -230,21 +230,45 @@ async def test_a_voice_turn_is_encoded_in_the_turn_window_and_says_the_same(
         await engine.close()
 
 
-async def test_batched_voice_turns_share_the_full_window(
+async def test_a_batch_gives_each_voice_turn_the_window_it_has_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A batch's encodings are of one length: with batching on, a voice turn is batched
-    (in 30 s) rather than given the turn window; a quick request keeps its own."""
+    """Batching never changes a turn's window: turns that fit the turn window are
+    encoded in it (one generate for them), one that does not in 30 s (a generate of its
+    own), a looping one again in 30 s; each says what it says alone."""
     engine = FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=2, warmup=False,
-                                      batch_max_items=4, turn_window_s=15)
+                                      batch_max_items=3, batch_wait_ms=200)
     await engine.load()
     windows = spy_windows(engine, monkeypatch)
+    generated: list[int] = []
+    run = engine._batch_sync
+
+    def counting(items: Any, window_s: float = 30.0, max_length: int | None = None) -> Any:
+        generated.append(len(items))
+        return run(items, window_s, max_length)
+
+    monkeypatch.setattr(engine, "_batch_sync", counting)
     try:
-        pcm = piper_pcm16(SHORT[3])
-        assert words(await text_of(engine, pcm)) == words(SHORT[3])
-        assert windows == [3000]
+        long_pcm = piper_pcm16(SHORT[1]) + bytes(RATE * 2 * 14)  # over 15 s with its margin
+        pcms = [piper_pcm16(SHORT[3]), long_pcm, piper_pcm16(SHORT[1])]
+        heard = await asyncio.gather(*(text_of(engine, pcm) for pcm in pcms))
+        assert [words(h) for h in heard] == [words(SHORT[3]), words(SHORT[1]), words(SHORT[1])]
+        assert sorted(windows) == [1500, 1500, 3000]
+        assert sorted(generated) == [1, 2]
+        assert engine.batcher is not None and dict(engine.batcher.stats.sizes) == {3: 1}
+
+        def looping(items: Any, window_s: float = 30.0, max_length: int | None = None) -> Any:
+            results = counting(items, window_s, max_length)
+            if window_s == 30.0:
+                return results
+            return [[s.model_copy(update={"text": "m " * 40}) for s in r] for r in results]
+
+        monkeypatch.setattr(engine, "_batch_sync", looping)
         windows.clear()
-        assert words(await text_of(engine, pcm, quick=True)) == words(SHORT[3])
-        assert windows == [1500]
+        generated.clear()
+        pcms = [piper_pcm16(SHORT[3]), piper_pcm16(SHORT[1]), piper_pcm16(SHORT[0])]
+        heard = await asyncio.gather(*(text_of(engine, pcm) for pcm in pcms))
+        assert [words(h) for h in heard] == [words(SHORT[3]), words(SHORT[1]), words(SHORT[0])]
+        assert windows == [1500] * 3 + [3000] * 3 and generated == [3, 3]
     finally:
         await engine.close()
