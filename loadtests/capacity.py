@@ -3,7 +3,10 @@
 Ramps concurrent sessions step by step (``--steps 1,2,4,8``); in each step every simulated
 user holds voice conversations over the native WebSocket: a spoken question streamed in
 real time (20 ms PCM16 frames, pauses around it, VAD ends it), the reply heard, a think
-time, the next turn on the same socket, a fresh session every ``--turns-per-session``.
+time, the next turn on the same socket, a fresh session every ``--turns-per-session``. A
+step's users arrive spread over ``--stagger-s`` (5 s: about one turn of a user alone), as
+independent users are at any moment; ``--stagger-s 0`` starts them in one instant (their
+first questions then end together: a collision the step's p95 measures on its own).
 Once a second it samples, per Serve deployment, CPU and RSS (its replica processes) and
 the replica count (``serve.status()``, so autoscaling shows), and the events delivered to
 the clients (each appended to the log first).
@@ -109,6 +112,12 @@ MAX_SESSIONS = 256
 #: turns (uniform; loadtests/log_footprint.py sizes the log at these too)
 TURNS_PER_SESSION = 3
 THINK_S = (1.0, 3.0)
+#: a step's users start spread over this many seconds (about one turn of a user alone:
+#: its question, the reply, a think time), as independent users would be at any moment.
+#: All at once, the users' first questions (the same length) ended within one second of
+#: each other: on 2026-11-26 those 7 turns of 8 sessions were the step's 7 slowest of 103
+#: (1.8-2.9 s, the rest at most 1.3 s), so the step's p95 measured that one collision
+STAGGER_S = 5.0
 TURN_TIMEOUT_S = 120.0
 REFUSED = {"overloaded", "engine_overloaded"}
 #: the share of a step's turns whose parts the report also shows apart (its tail)
@@ -231,8 +240,12 @@ class Run:
         else:
             step.failed[outcome] += 1
 
-    async def user(self, step: StepStats, stop_at: float, seed: int) -> None:
+    async def user(self, step: StepStats, stop_at: float, seed: int,
+                   stagger_s: float = 0.0) -> None:
+        """One simulated user until ``stop_at``, its first turn after a draw of up to
+        ``stagger_s`` (a step's users arrive spread out, not all in the same instant)."""
         rng = random.Random(seed)
+        await asyncio.sleep(rng.uniform(0.0, stagger_s))
         while time.monotonic() < stop_at:
             script = rng.choice(self.scripts)
             try:
@@ -411,7 +424,8 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
             begin = await asyncio.to_thread(probe.snapshot)
             step = StepStats(sessions, t_start=time.monotonic() - probe.start)
             stop_at = time.monotonic() + args.step_s
-            await asyncio.gather(*(run.user(step, stop_at, args.seed * 1000 + n * 100 + i)
+            await asyncio.gather(*(run.user(step, stop_at, args.seed * 1000 + n * 100 + i,
+                                            args.stagger_s if sessions > 1 else 0.0)
                                    for i in range(sessions)))
             step.t_end = time.monotonic() - probe.start
             step.cpu = (begin, await asyncio.to_thread(probe.snapshot))
@@ -432,7 +446,8 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
                     client, probe, args.idle_sessions, args.idle_s,
                     rate=scripts[0][0].rate, output_rate=RATE,
                     baseline_s=args.idle_baseline_s,
-                    bystander=(lambda: bystander_among_idle(run, args.bystander_s, args.seed))
+                    bystander=(lambda: bystander_among_idle(url, run, args.bystander_s,
+                                                            args.seed))
                     if args.bystander_s > 0 else None,
                     frame_ms=args.idle_frame_ms)
                 print(f"  idle: {idle['connected']} sessions sending silence, per session "
@@ -465,6 +480,7 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         "profile": args.profile, "source": source, "settings": args.settings,
         "step_s": args.step_s,
         "turns_per_session": args.turns_per_session, "think_s": args.think_s,
+        "stagger_s": args.stagger_s,
         "seed": args.seed, "cut_short_by_budget": cut_short,
         "bound_on": label,
         "idle_voice_to_voice_p95_ms" if measured == "voice_to_voice_ms" else "idle_ttfa_p95_ms":
@@ -480,11 +496,20 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
     }
 
 
-async def bystander_among_idle(run: Run, seconds: float, seed: int) -> dict[str, Any]:
+async def bystander_among_idle(url: str, run: Run, seconds: float, seed: int) -> dict[str, Any]:
     """One talking user for ``seconds`` (the steps' script and think times) while the
-    idle sessions send silence: its turns and voice-to-voice."""
-    step = StepStats(1)
-    await run.user(step, time.monotonic() + seconds, seed * 7919)
+    idle sessions send silence: its turns and voice-to-voice, measured in a process of its
+    own (:mod:`loadtests._capacity_bystander`: not on the loop sending the crowd's frames)."""
+    from loadtests._capacity_bystander import run_in_child
+
+    return await run_in_child({
+        "url": url, "scripts": run.scripts, "seed": seed, "seconds": seconds,
+        "turns_per_session": run.turns_per_session, "think_s": run.think_s,
+        "settings": run.session_settings})
+
+
+def bystander_figures(seconds: float, step: StepStats) -> dict[str, Any]:
+    """The report's ``idle_sessions.bystander``: one talking user's turns."""
     return {"seconds": seconds, "completed_turns": step.completed,
             "failed_turns": sum(step.failed.values()), "refusals": step.refusals,
             "voice_to_voice_ms": rounded(step.v2v), "ttfa_ms": rounded(step.ttfa)}
@@ -521,6 +546,9 @@ def main() -> None:
     parser.add_argument("--steps", default="1,2,4,8")
     parser.add_argument("--step-s", type=float, default=60.0)
     parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument("--stagger-s", type=float, default=STAGGER_S,
+                        help="each user of a step starts after a uniform draw of up to this "
+                        "(0: all at once, the runner before 2026-11-26)")
     parser.add_argument("--turns-per-session", type=int, default=TURNS_PER_SESSION)
     parser.add_argument("--think-s", default=",".join(f"{s:g}" for s in THINK_S),
                         help="min,max seconds between turns")
@@ -549,7 +577,7 @@ def main() -> None:
     if args.smoke:
         smoke_reports()
         args.url, args.profile, args.replay, args.replay_recent = None, None, [], 0
-        args.steps, args.step_s, args.settle_s = "1,2", 2.0, 0.1
+        args.steps, args.step_s, args.settle_s, args.stagger_s = "1,2", 2.0, 0.1, 0.2
         args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 120.0
         args.idle_sessions, args.idle_s, args.idle_baseline_s = 2, 1.0, 0.5
         args.idle_calls = 1
