@@ -24,17 +24,18 @@ short utterance). Nothing waits forever: each call is bounded by its window, so 
 worker always comes back; :meth:`FasterWhisperTranscriber.close` wakes every waiting
 consumer with a transient ``EngineError``.
 
-Batching across requests (off by default). With ``batch_max_items`` > 1, the voice-turn
+Batching across requests. With ``batch_max_items`` > 1 (8 by default), the voice-turn
 requests of different sessions that end together (short: one 30 s window, language known,
 greedy, no prompt, no word timestamps) go through a :class:`~pipeline.aio.Batcher` whose
 batch runs on the same worker thread, decoded one window each in one ``generate``
 (:mod:`pipeline.engines._whisper_windows`: the segments ``transcribe`` would make), each
 in the window it would have alone (the turn window below, where it fits): batching changes
-no transcript. Everything else (files, long audio, detection) keeps the streaming path; a batched
-request's segments come all at once, after its batch. Why off: Whisper pads every
-utterance to 30 s, so the encoder, which batching cannot cheapen, is most of the cost,
-and the decoder's share that it can is a few per cent of a turn on two cores, while every
-item of a batch waits for the whole batch (``loadtests/bench_stt_batch.py``).
+no transcript. Everything else (files, long audio, detection) keeps the streaming path; a
+batched request's segments come all at once, after its batch. With ``batch_wait_ms`` 0 (the
+default) a request alone runs at once; only those that queued behind a running call share
+the next. In Whisper's 30 s window the encoder, which batching cannot cheapen, was most of
+the cost and batching gained little; in a turn's 15 s window the decoder's share is larger,
+and turns that end together are done about twice as soon (``loadtests/bench_stt_batch.py``).
 
 Quick requests (``TranscriptionRequest.quick``: the few words said over a held reply,
 which stays silent until they are judged). Whisper pads everything to 30 s and the
@@ -44,11 +45,11 @@ time, judged as well; see :data:`QUICKWINDOW_S`), never batched, with its tokens
 by its length. A short window makes Whisper loop on a word now and then; such a transcript
 is decoded again in the full window.
 
-Voice turns (one window's worth, language known, greedy, no prompt, not batched) are
+Voice turns (one window's worth, language known, greedy, no prompt; batched or not) are
 decoded the same way in ``turn_window_s``: a spoken question lasts a few seconds, so a 30 s
 encoding is mostly padding, and the Transcriber is the largest stage of a voice turn on the
 CPU (issue 23). Unset, it is :data:`ENGLISH_TURN_WINDOW_S` (15 s) for an English-only model
-(the CPU profile's tiny.en: 2.5x less CPU a turn, no more word errors) and Whisper's own 30 s
+(the CPU profile's tiny.en: ~2x less CPU a call, no more word errors) and Whisper's own 30 s
 for a multilingual one (base lost words in German at 15 s); the figures are on the option.
 A batch decodes the turns of each window together.
 """
@@ -105,8 +106,11 @@ logger = logging.getLogger(__name__)
 
 _SETTING = "VOXLINE_STT__MODEL"
 
-#: defaults of the batching options (see loadtests/bench_stt_batch.py for the figures)
-BATCH_MAX_ITEMS = 1
+#: defaults of the batching options: turns that queued behind a running call share the
+#: next one, nothing waits for company. loadtests/bench_stt_batch.py, tiny.en, turns in
+#: their 15 s window, two cores (2026-11-26): 8 concurrent requests all done after 0.51 s
+#: batched against 0.99 s one by one; 4: 0.32 / 0.43 s; one alone 0.116 / 0.118 s (no cost)
+BATCH_MAX_ITEMS = 8
 BATCH_WAIT_MS = 0.0
 #: Whisper base on two cores, the turn-taking benchmark's overlap corpus (27 sounds of
 #: ~1 s, two seeds), judged backchannel or not: a 15 s window took ~460 ms a call against
@@ -182,10 +186,10 @@ class FasterWhisperOptions(WhisperModelOptions):
         default=None,
         ge=5.0,
         le=WINDOW_S,
-        description="the window a voice turn (language known, greedy, no prompt, not "
-        "batched) is encoded in when its audio fits; a transcript that loops is decoded "
+        description="the window a voice turn (language known, greedy, no prompt) is "
+        "encoded in when its audio fits, batched or not; a transcript that loops is decoded "
         "again in 30 s; 30: Whisper's own window; unset: 15 for an English-only model "
-        "(2.5x less CPU a turn for tiny.en, no more word errors), 30 for a multilingual one",
+        "(~2x less CPU a call for tiny.en, no more word errors), 30 for a multilingual one",
     )
 
 
@@ -352,7 +356,8 @@ class FasterWhisperTranscriber(Transcriber):
                 for segment in short:
                     yield segment
                 return
-        if language is not None and self._batchable(request):
+            # it looped in its short window: Whisper's own, the usual way
+        elif language is not None and self._batchable(request):
             for segment in await self._submit(Utterance(request, language)):
                 yield segment
             return
@@ -375,18 +380,15 @@ class FasterWhisperTranscriber(Transcriber):
         """The window shorter than Whisper's that ``request`` is encoded in alone, if any:
         a quick judgement's, or a voice turn's that is not batched (a batch gives each of
         its turns the same window, :meth:`_turns_sync`), when the audio fits it."""
-        if request.quick:
-            window = self.options.quick_window_s
-            return window if window < WINDOW_S and one_window(request, window) else None
-        if self._batchable(request):
+        if not request.quick and self._batchable(request):
             return None
-        window = self._turn_window(request)
+        window = self._window_of(request)
         return window if window < WINDOW_S else None
 
-    def _turn_window(self, request: TranscriptionRequest) -> float:
-        """The window a voice turn is encoded in: the turn window where its audio fits,
-        else Whisper's own."""
-        window = self.turn_window_s
+    def _window_of(self, request: TranscriptionRequest) -> float:
+        """The window ``request`` is encoded in, alone or batched: a quick judgement's
+        quick window, a voice turn's turn window, where its audio fits; else Whisper's."""
+        window = self.options.quick_window_s if request.quick else self.turn_window_s
         return window if window < WINDOW_S and one_window(request, window) else WINDOW_S
 
     async def _run_window(
@@ -491,7 +493,7 @@ class FasterWhisperTranscriber(Transcriber):
         results: list[list[TranscriptSegment] | BaseException] = [[] for _ in items]
         by_window: dict[float, list[int]] = {}
         for index, item in enumerate(items):
-            by_window.setdefault(self._turn_window(item.request), []).append(index)
+            by_window.setdefault(self._window_of(item.request), []).append(index)
         again: list[int] = []
         for window, indices in by_window.items():
             short = window < WINDOW_S
