@@ -103,8 +103,9 @@ __all__ = [
 #: (loadtests/bench_llm_parallel.py: 37.6 / 34.4 tokens/s in all); 8 gives each of the
 #: capacity goal's 8 voice sessions a sequence (its KV cache: its dialogue's prefix kept
 #: from turn to turn) and no reply waits for a free one. The capacity runner, 8 sessions
-#: (2026-11-26, 60 s steps, one run each): voice-to-voice p95 1,172-1,201 ms against
-#: 1,379-1,718 ms at 4; the LanguageModel replica's memory 858 MB against 718 MB.
+#: (2026-11-26, 60-90 s steps, one run each, the one-session p95 ~470-610 ms in all):
+#: voice-to-voice p95 1,172-1,543 ms against 1,379-1,718 ms at 4 (noisy, and modest); the
+#: LanguageModel replica's memory 858 MB against 718 MB.
 PARALLEL_DEFAULT = 8
 
 #: how a finished stream's reason reads in its usage
