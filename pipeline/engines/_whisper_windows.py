@@ -7,6 +7,7 @@ encoded in a shorter window, the encoder's cost following the window's length.
 :func:`decode_windows` does for a list of utterances what ``transcribe`` does for one
 window (the same prompt and decoding options, the same no-speech skip and timestamp
 split); what the model leaves undecoded goes on through ``transcribe`` (``rest``).
+:func:`decode_by_window` runs a batch as its items would run alone, each in its own window.
 
 Plain functions over the loaded model, for the engine's worker thread: the engine
 (:mod:`pipeline.engines.faster_whisper`) decides which requests come here.
@@ -26,8 +27,9 @@ import numpy as np
 from pipeline.audio import FloatAudio, rms_dbfs
 from schemas import EngineError, ErrorCode, TranscriptionRequest, TranscriptSegment, VoxlineError
 
-__all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_windows", "host_encoding", "looped",
-           "one_window", "stt_failure", "transcript_segment", "unlooped"]
+__all__ = ["SAMPLE_RATE", "WINDOW_S", "Utterance", "decode_by_window", "decode_windows",
+           "host_encoding", "looped", "one_window", "stt_failure", "token_bound",
+           "transcript_segment", "unlooped"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,14 @@ SAMPLE_RATE = 16000  # the audio a Whisper model hears
 
 #: (audio, language, request, start_s) → faster-whisper's lazy segments from ``start_s``
 Rest = Callable[[FloatAudio, str, TranscriptionRequest, float], Generator[Any, None, None]]
+#: what a batch's items come to: each one's segments, or its own error
+Results = list[list[TranscriptSegment] | BaseException]
+#: (items, window_s, max_length) → their results: :func:`decode_windows` over a model
+Decode = Callable[[Sequence["Utterance"], float, "int | None"], Results]
+#: a short-window request's tokens at most after its initial prompt: the task tokens and
+#: timestamps, and far more words a second than anyone speaks (a looping decoder stops there)
+SHORT_TOKENS = 24
+SHORT_TOKENS_PER_S = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,45 @@ class DecodeOptions(Protocol):
     def log_prob_threshold(self) -> float: ...
     @property
     def silence_dbfs(self) -> float: ...
+
+
+def token_bound(request: TranscriptionRequest) -> int:
+    """A short-window decode's tokens at most after its prompt, by the audio's length."""
+    seconds = len(request.audio) / 2 / request.sample_rate
+    return SHORT_TOKENS + round(SHORT_TOKENS_PER_S * seconds)
+
+
+def decode_by_window(
+    items: Sequence[Utterance],
+    window_of: Callable[[Utterance], float],
+    decode: Decode,
+    loops: Callable[[list[TranscriptSegment]], bool],
+) -> Results:
+    """A batch decoded as each of its items would be alone, so that batching never changes
+    a transcript: each in its own window (``window_of``), one ``decode`` per window; a
+    short window's tokens bounded by its longest item (a shorter one stops at its own end,
+    and one that loops is decoded again anyway), and an item whose transcript ``loops``
+    there decoded again in Whisper's window."""
+    results: Results = [[] for _ in items]
+    by_window: dict[float, list[int]] = {}
+    for index, item in enumerate(items):
+        by_window.setdefault(window_of(item), []).append(index)
+    again: list[int] = []
+    for window, indices in by_window.items():
+        short = window < WINDOW_S
+        bound = max(token_bound(items[i].request) for i in indices) if short else None
+        decoded = decode([items[i] for i in indices], window, bound)
+        for index, result in zip(indices, decoded, strict=True):
+            if short and not isinstance(result, BaseException) and loops(result):
+                again.append(index)
+            else:
+                results[index] = result
+    if again:
+        logger.info("faster-whisper: %d batched decode(s) looped; the full window", len(again))
+        decoded = decode([items[i] for i in again], WINDOW_S, None)
+        for index, result in zip(again, decoded, strict=True):
+            results[index] = result
+    return results
 
 
 def one_window(request: TranscriptionRequest, window_s: float) -> bool:
@@ -136,7 +185,7 @@ def decode_windows(
     *,
     window_s: float = WINDOW_S,
     max_length: int | None = None,
-) -> list[list[TranscriptSegment] | BaseException]:
+) -> Results:
     """Transcribe short utterances with one encode each and one generate for all, each
     padded to ``window_s``, at most ``max_length`` tokens each after its prompt (the
     model's ``max_length`` in all at most).

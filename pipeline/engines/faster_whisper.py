@@ -81,10 +81,12 @@ from pipeline.engines._whisper_windows import (
     SAMPLE_RATE,
     WINDOW_S,
     Utterance,
+    decode_by_window,
     decode_windows,
     looped,
     one_window,
     stt_failure,
+    token_bound,
     transcript_segment,
     unlooped,
 )
@@ -118,18 +120,8 @@ BATCH_WAIT_MS = 0.0
 #: 10 s, ~345 ms but 4 and 6 wrong (a cough heard as "I'm sorry."); at 5 s words repeat
 #: ("Stop. Stop. Stop. ..."); tiny.en, weaker, mishears more at 10 s than at 15 s
 QUICKWINDOW_S = 15.0
-#: a short-window request's tokens at most after its initial prompt: the task tokens and
-#: timestamps, and far more words a second than anyone speaks (a looping decoder stops there)
-_SHORT_TOKENS = 24
-_SHORT_TOKENS_PER_S = 12
 #: a word of two letters or more: what a loop taken out must still hold
 _A_WORD = re.compile(r"[^\W\d_]{2,}")
-
-
-def _token_bound(request: TranscriptionRequest) -> int:
-    """A short-window decode's tokens at most after its prompt, by the audio's length."""
-    seconds = len(request.audio) / 2 / request.sample_rate
-    return _SHORT_TOKENS + round(_SHORT_TOKENS_PER_S * seconds)
 #: the quantisation where ``compute_type`` is unset: int8 on the CPU (the fastest there,
 #: and what every CPU figure was measured with); on a GPU float16, the packaged models' own
 #: weights and WhisperX's GPU setting (``bench_stt_batch.py --device cuda --compute-types
@@ -403,7 +395,7 @@ class FasterWhisperTranscriber(Transcriber):
         are bounded by the audio's length, so a loop costs little."""
         o = self.options
         [result] = await self._run_batch([utterance], window_s,
-                                         _token_bound(utterance.request))
+                                         token_bound(utterance.request))
         if isinstance(result, BaseException):
             raise result
         if not self._looped(result):
@@ -485,32 +477,10 @@ class FasterWhisperTranscriber(Transcriber):
     def _turns_sync(
         self, items: Sequence[Utterance]
     ) -> list[list[TranscriptSegment] | BaseException]:
-        """A batch of voice turns on the worker thread, each decoded as it would be alone,
-        so that batching never changes a transcript: in its turn window where it fits (its
-        tokens bounded by its length; a transcript that loops again in 30 s), else in
-        Whisper's; one ``generate`` per window. (A batch's bound is its longest item's: a
-        shorter item stops at its own end, and one that loops is decoded again anyway.)"""
-        results: list[list[TranscriptSegment] | BaseException] = [[] for _ in items]
-        by_window: dict[float, list[int]] = {}
-        for index, item in enumerate(items):
-            by_window.setdefault(self._window_of(item.request), []).append(index)
-        again: list[int] = []
-        for window, indices in by_window.items():
-            short = window < WINDOW_S
-            bound = max(_token_bound(items[i].request) for i in indices) if short else None
-            decoded = self._batch_sync([items[i] for i in indices], window, bound)
-            for index, result in zip(indices, decoded, strict=True):
-                if short and not isinstance(result, BaseException) and self._looped(result):
-                    again.append(index)
-                else:
-                    results[index] = result
-        if again:
-            logger.info("faster-whisper: %d batched decode(s) looped; the full window",
-                        len(again))
-            decoded = self._batch_sync([items[i] for i in again])
-            for index, result in zip(again, decoded, strict=True):
-                results[index] = result
-        return results
+        """A batch of voice turns on the worker thread, each decoded as it would be alone
+        (:func:`~pipeline.engines._whisper_windows.decode_by_window`)."""
+        return decode_by_window(items, lambda item: self._window_of(item.request),
+                                self._batch_sync, self._looped)
 
     def _rest(self, audio: FloatAudio, language: str, request: TranscriptionRequest,
               start_s: float) -> Generator[Any, None, None]:
