@@ -191,7 +191,8 @@ class FasterWhisperOptions(WhisperModelOptions):
 #: renditions of "What is the capital of France?" by Piper, its sampling noise on): word
 #: error rate 19.8 % at 30 s, 17.4 % at 20 s, 17.1 % at 15 s, 16.7 % at 10 s, at 257 / 145 /
 #: 109 / 82 ms and 0.43 / 0.25 / 0.21 / 0.16 CPU-s a call; France heard in all 30 at every
-#: window (an earlier run, 2026-11-25: "... of friends?" 3 times in 30 at 15 s, once at 20 s).
+#: window (other renditions: "... of friends?" once in 30 at 20, 15 and 10 s, never at 30 s,
+#: the same morning; 3 times at 15 s and once at 20 s on 2026-11-25).
 #: 10 s saves ~25 ms more but sends questions over 9.5 s to 30 s, so 15. A multilingual
 #: model keeps 30 s: base in German (16 espeak turns) 45.9 % at 30 s, 49.0 % at 15 s.
 ENGLISH_TURN_WINDOW_S = 15.0
