@@ -367,11 +367,8 @@ def main() -> None:
         smoke_reports()
         sizes, models, args.repeats = [1, 2], ["whisper-tiny.en"], 1
 
-    from pipeline.engines.faster_whisper import (
-        BATCH_MAX_ITEMS,
-        BATCH_WAIT_MS,
-        FasterWhisperTranscriber,
-    )
+    from pipeline.engines._faster_whisper_options import BATCH_MAX_ITEMS, BATCH_WAIT_MS
+    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
 
     clips = load_clips(args.clips) if args.clips else asyncio.run(speak(SENTENCES))
     if args.save_clips:

@@ -41,17 +41,19 @@ Quick requests (``TranscriptionRequest.quick``: the few words said over a held r
 which stays silent until they are judged). Whisper pads everything to 30 s and the
 encoder's cost follows the window, so a short quick request is decoded as a voice turn is
 (one window's tokens) but padded to ``quick_window_s`` only (15 s: about a third of the
-time, judged as well; see :data:`QUICKWINDOW_S`), never batched, with its tokens bounded
-by its length. A short window makes Whisper loop on a word now and then; such a transcript
-is decoded again in the full window.
+time, judged as well), never batched, with its tokens bounded by its length. A short
+window makes Whisper loop on a word now and then; such a transcript is decoded again in
+the full window.
 
 Voice turns (one window's worth, language known, greedy, no prompt; batched or not) are
 decoded the same way in ``turn_window_s``: a spoken question lasts a few seconds, so a 30 s
 encoding is mostly padding, and the Transcriber is the largest stage of a voice turn on the
-CPU (issue 23). Unset, it is :data:`ENGLISH_TURN_WINDOW_S` (15 s) for an English-only model
-(the CPU profile's tiny.en: ~2x less CPU a call, no more word errors) and Whisper's own 30 s
-for a multilingual one (base lost words in German at 15 s); the figures are on the option.
-A batch decodes the turns of each window together.
+CPU (issue 23). Unset, it is 15 s for an English-only model (the CPU profile's tiny.en:
+~2x less CPU a call, no more word errors) and Whisper's own 30 s for a multilingual one
+(base lost words in German at 15 s). A batch decodes the turns of each window together.
+
+The figures each default was chosen by (the quick and turn windows, batching, the
+quantisation) are with the options, in :mod:`pipeline.engines._faster_whisper_options`.
 """
 
 from __future__ import annotations
@@ -62,10 +64,9 @@ import logging
 import os
 import re
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from pipeline.aio import Batcher
 from pipeline.audio import (
@@ -76,10 +77,16 @@ from pipeline.audio import (
     resample,
     rms_dbfs,
 )
-from pipeline.engines._whisper import WhisperModelOptions, whisper_model_path
+from pipeline.engines._faster_whisper_options import (
+    COMPUTE_TYPES,
+    ENGLISH_TURN_WINDOW_S,
+    FasterWhisperOptions,
+)
+from pipeline.engines._whisper import whisper_model_path
 from pipeline.engines._whisper_windows import (
     SAMPLE_RATE,
     WINDOW_S,
+    Results,
     Utterance,
     decode_by_window,
     decode_windows,
@@ -107,95 +114,10 @@ __all__ = ["FasterWhisperOptions", "FasterWhisperTranscriber"]
 logger = logging.getLogger(__name__)
 
 _SETTING = "VOXLINE_STT__MODEL"
-
-#: defaults of the batching options: turns that queued behind a running call share the
-#: next one, nothing waits for company. loadtests/bench_stt_batch.py, tiny.en, turns in
-#: their 15 s window, two cores (2026-11-26): 8 concurrent requests all done after 0.51 s
-#: batched against 0.99 s one by one; 4: 0.32 / 0.43 s; one alone 0.116 / 0.118 s (no cost)
-BATCH_MAX_ITEMS = 8
-BATCH_WAIT_MS = 0.0
-#: Whisper base on two cores, the turn-taking benchmark's overlap corpus (27 sounds of
-#: ~1 s, two seeds), judged backchannel or not: a 15 s window took ~460 ms a call against
-#: ~1,285 ms for 30 s, and judged as well (2 wrong of 27 each seed; 30 s: 3 and 2). At
-#: 10 s, ~345 ms but 4 and 6 wrong (a cough heard as "I'm sorry."); at 5 s words repeat
-#: ("Stop. Stop. Stop. ..."); tiny.en, weaker, mishears more at 10 s than at 15 s
-QUICKWINDOW_S = 15.0
-#: a word of two letters or more: what a loop taken out must still hold
-_A_WORD = re.compile(r"[^\W\d_]{2,}")
-#: the quantisation where ``compute_type`` is unset: int8 on the CPU (the fastest there,
-#: and what every CPU figure was measured with); on a GPU float16, the packaged models' own
-#: weights and WhisperX's GPU setting (``bench_stt_batch.py --device cuda --compute-types
-#: float16,int8_float16`` compares the two)
-COMPUTE_TYPES: dict[str, str] = {"cpu": "int8", "cuda": "float16"}
 _DEVICE_SETTING = "VOXLINE_STT__DEVICE"
 
-
-class FasterWhisperOptions(WhisperModelOptions):
-    """Options of the ``faster-whisper`` engine (``VOXLINE_STT__*``)."""
-
-    device: Literal["cpu", "cuda"] = Field(
-        default="cpu",
-        description="where CTranslate2 runs the model: cpu, or cuda (a GPU CTranslate2 "
-        "itself sees: refused at load otherwise)",
-    )
-    device_index: int = Field(default=0, ge=0, description="which GPU, with device=cuda")
-    compute_type: str | None = Field(
-        default=None,
-        description="CTranslate2 quantisation (int8, int8_float16, float16, float32, ...); "
-        "unset: int8 on the CPU, float16 on a GPU",
-    )
-    cpu_threads: int = Field(default=0, ge=0, le=64, description="0: min(4, CPU count)")
-    beam_size: int = Field(default=1, ge=1, le=10, description="1 is greedy: fastest")
-    no_speech_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
-    log_prob_threshold: float = Field(default=-1.0, le=0.0)
-    compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
-    silence_dbfs: float = Field(
-        default=-60.0, le=0.0, description="quieter audio is silence: no model call"
-    )
-    warmup: bool = Field(default=True, description="one tiny call at load: no slow first turn")
-    batch_max_items: int = Field(
-        default=BATCH_MAX_ITEMS,
-        ge=1,
-        le=64,
-        description="short utterances of different requests decoded in one call; 1: none",
-    )
-    batch_wait_ms: float = Field(
-        default=BATCH_WAIT_MS,
-        ge=0.0,
-        le=200.0,
-        description="how long an utterance waits for others to share its call; 0: only "
-        "those that queued behind a running call share it",
-    )
-    quick_window_s: float = Field(
-        default=QUICKWINDOW_S,
-        ge=5.0,
-        le=WINDOW_S,
-        description="the window a quick request (TranscriptionRequest.quick) is encoded in, "
-        "when its audio fits: the encoder's cost is about proportional to it; 30: "
-        "Whisper's own window (quick requests as any other)",
-    )
-    turn_window_s: float | None = Field(
-        default=None,
-        ge=5.0,
-        le=WINDOW_S,
-        description="the window a voice turn (language known, greedy, no prompt) is "
-        "encoded in when its audio fits, batched or not; a transcript that loops is decoded "
-        "again in 30 s; 30: Whisper's own window; unset: 15 for an English-only model "
-        "(~2x less CPU a call for tiny.en, no more word errors), 30 for a multilingual one",
-    )
-
-
-#: the turn window of an English-only model (``turn_window_s`` unset). tiny.en on two cores
-#: (``loadtests/bench_stt_window.py``, 2026-11-26: the engine's own path over the turn
-#: corpus's 160 English turns of seeds 0 and 1, Piper and three espeak voices, and 30
-#: renditions of "What is the capital of France?" by Piper, its sampling noise on): word
-#: error rate 19.8 % at 30 s, 17.4 % at 20 s, 17.1 % at 15 s, 16.7 % at 10 s, at 257 / 145 /
-#: 109 / 82 ms and 0.43 / 0.25 / 0.21 / 0.16 CPU-s a call; France heard in all 30 at every
-#: window (other renditions: "... of friends?" once in 30 at 20, 15 and 10 s, never at 30 s,
-#: the same morning; 3 times at 15 s and once at 20 s on 2026-11-25).
-#: 10 s saves ~25 ms more but sends questions over 9.5 s to 30 s, so 15. A multilingual
-#: model keeps 30 s: base in German (16 espeak turns) 45.9 % at 30 s, 49.0 % at 15 s.
-ENGLISH_TURN_WINDOW_S = 15.0
+#: a word of two letters or more: what a loop taken out must still hold
+_A_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def _check_gpu(index: int) -> None:
@@ -439,20 +361,20 @@ class FasterWhisperTranscriber(Transcriber):
     async def _run_batch(
         self, items: Sequence[Utterance], window_s: float = WINDOW_S,
         max_length: int | None = None,
-    ) -> list[list[TranscriptSegment] | BaseException]:
+    ) -> Results:
         """Requests in one window, as :func:`decode_windows` takes them (a quick request
         or a voice turn alone in its short window: :meth:`_run_window`)."""
         return await self._model_call(lambda: self._batch_sync(items, window_s, max_length))
 
     async def _run_turns(
         self, items: Sequence[Utterance]
-    ) -> list[list[TranscriptSegment] | BaseException]:
+    ) -> Results:
         """The batcher's call: a batch of voice turns (:meth:`_turns_sync`)."""
         return await self._model_call(lambda: self._turns_sync(items))
 
     async def _model_call(
-        self, call: Callable[[], list[list[TranscriptSegment] | BaseException]]
-    ) -> list[list[TranscriptSegment] | BaseException]:
+        self, call: Callable[[], Results]
+    ) -> Results:
         """``call`` on the worker thread, never cancelled by a caller (a batch's result is
         its items'); a failing call raises, and the batcher then runs its items one by
         one."""
@@ -469,7 +391,7 @@ class FasterWhisperTranscriber(Transcriber):
     def _batch_sync(
         self, items: Sequence[Utterance], window_s: float = WINDOW_S,
         max_length: int | None = None,
-    ) -> list[list[TranscriptSegment] | BaseException]:
+    ) -> Results:
         """One batch (or one quick request) on the worker thread
         (:func:`~pipeline.engines._whisper_windows.decode_windows`)."""
         return decode_windows(self._require_model(), self.options, items, self._audio,
@@ -477,7 +399,7 @@ class FasterWhisperTranscriber(Transcriber):
 
     def _turns_sync(
         self, items: Sequence[Utterance]
-    ) -> list[list[TranscriptSegment] | BaseException]:
+    ) -> Results:
         """A batch of voice turns on the worker thread, each decoded as it would be alone
         (:func:`~pipeline.engines._whisper_windows.decode_by_window`)."""
         return decode_by_window(items, lambda item: self._window_of(item.request),

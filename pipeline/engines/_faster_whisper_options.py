@@ -1,0 +1,103 @@
+"""The ``faster-whisper`` engine's options (``VOXLINE_STT__*``) and the defaults measured for them.
+
+Apart from the engine (:mod:`pipeline.engines.faster_whisper`) because most of it is the
+figures each default was chosen by; the engine reads the options, and decides with them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pipeline.engines._whisper import WhisperModelOptions
+from pipeline.engines._whisper_windows import WINDOW_S
+
+__all__ = ["BATCH_MAX_ITEMS", "BATCH_WAIT_MS", "COMPUTE_TYPES", "ENGLISH_TURN_WINDOW_S",
+           "QUICKWINDOW_S", "FasterWhisperOptions"]
+
+#: defaults of the batching options: turns that queued behind a running call share the
+#: next one, nothing waits for company. loadtests/bench_stt_batch.py, tiny.en, turns in
+#: their 15 s window, two cores (2026-11-26): 8 concurrent requests all done after 0.51 s
+#: batched against 0.99 s one by one; 4: 0.32 / 0.43 s; one alone 0.116 / 0.118 s (no cost)
+BATCH_MAX_ITEMS = 8
+BATCH_WAIT_MS = 0.0
+#: Whisper base on two cores, the turn-taking benchmark's overlap corpus (27 sounds of
+#: ~1 s, two seeds), judged backchannel or not: a 15 s window took ~460 ms a call against
+#: ~1,285 ms for 30 s, and judged as well (2 wrong of 27 each seed; 30 s: 3 and 2). At
+#: 10 s, ~345 ms but 4 and 6 wrong (a cough heard as "I'm sorry."); at 5 s words repeat
+#: ("Stop. Stop. Stop. ..."); tiny.en, weaker, mishears more at 10 s than at 15 s
+QUICKWINDOW_S = 15.0
+#: the quantisation where ``compute_type`` is unset: int8 on the CPU (the fastest there,
+#: and what every CPU figure was measured with); on a GPU float16, the packaged models' own
+#: weights and WhisperX's GPU setting (``bench_stt_batch.py --device cuda --compute-types
+#: float16,int8_float16`` compares the two)
+COMPUTE_TYPES: dict[str, str] = {"cpu": "int8", "cuda": "float16"}
+
+
+class FasterWhisperOptions(WhisperModelOptions):
+    """Options of the ``faster-whisper`` engine (``VOXLINE_STT__*``)."""
+
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu",
+        description="where CTranslate2 runs the model: cpu, or cuda (a GPU CTranslate2 "
+        "itself sees: refused at load otherwise)",
+    )
+    device_index: int = Field(default=0, ge=0, description="which GPU, with device=cuda")
+    compute_type: str | None = Field(
+        default=None,
+        description="CTranslate2 quantisation (int8, int8_float16, float16, float32, ...); "
+        "unset: int8 on the CPU, float16 on a GPU",
+    )
+    cpu_threads: int = Field(default=0, ge=0, le=64, description="0: min(4, CPU count)")
+    beam_size: int = Field(default=1, ge=1, le=10, description="1 is greedy: fastest")
+    no_speech_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    log_prob_threshold: float = Field(default=-1.0, le=0.0)
+    compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
+    silence_dbfs: float = Field(
+        default=-60.0, le=0.0, description="quieter audio is silence: no model call"
+    )
+    warmup: bool = Field(default=True, description="one tiny call at load: no slow first turn")
+    batch_max_items: int = Field(
+        default=BATCH_MAX_ITEMS,
+        ge=1,
+        le=64,
+        description="short utterances of different requests decoded in one call; 1: none",
+    )
+    batch_wait_ms: float = Field(
+        default=BATCH_WAIT_MS,
+        ge=0.0,
+        le=200.0,
+        description="how long an utterance waits for others to share its call; 0: only "
+        "those that queued behind a running call share it",
+    )
+    quick_window_s: float = Field(
+        default=QUICKWINDOW_S,
+        ge=5.0,
+        le=WINDOW_S,
+        description="the window a quick request (TranscriptionRequest.quick) is encoded in, "
+        "when its audio fits: the encoder's cost is about proportional to it; 30: "
+        "Whisper's own window (quick requests as any other)",
+    )
+    turn_window_s: float | None = Field(
+        default=None,
+        ge=5.0,
+        le=WINDOW_S,
+        description="the window a voice turn (language known, greedy, no prompt) is "
+        "encoded in when its audio fits, batched or not; a transcript that loops is decoded "
+        "again in 30 s; 30: Whisper's own window; unset: 15 for an English-only model "
+        "(~2x less CPU a call for tiny.en, no more word errors), 30 for a multilingual one",
+    )
+
+
+#: the turn window of an English-only model (``turn_window_s`` unset). tiny.en on two cores
+#: (``loadtests/bench_stt_window.py``, 2026-11-26: the engine's own path over the turn
+#: corpus's 160 English turns of seeds 0 and 1, Piper and three espeak voices, and 30
+#: renditions of "What is the capital of France?" by Piper, its sampling noise on): word
+#: error rate 19.8 % at 30 s, 17.4 % at 20 s, 17.1 % at 15 s, 16.7 % at 10 s, at 257 / 145 /
+#: 109 / 82 ms and 0.43 / 0.25 / 0.21 / 0.16 CPU-s a call; France heard in all 30 at every
+#: window (other renditions: "... of friends?" once in 30 at 20, 15 and 10 s, never at 30 s,
+#: the same morning; 3 times at 15 s and once at 20 s on 2026-11-25).
+#: 10 s saves ~25 ms more but sends questions over 9.5 s to 30 s, so 15. A multilingual
+#: model keeps 30 s: base in German (16 espeak turns) 45.9 % at 30 s, 49.0 % at 15 s.
+ENGLISH_TURN_WINDOW_S = 15.0
