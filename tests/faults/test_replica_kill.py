@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -84,16 +85,9 @@ async def turn_until_done(client: VoxlineClient, session: SessionInfo, text: str
     async with asyncio.timeout(RECOVERY_S):
         while True:
             try:
-                async with client.connect(session) as conn:
-                    sender = asyncio.create_task(
-                        speak(conn, speech) if speech else conn.send_text(text))
-                    try:
-                        # a failed transcription ends a spoken turn: no response follows
-                        events = [e async for e in conn.until_done(stop_on_error=bool(speech))]
-                    finally:
-                        sender.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                            await sender
+                async with client.connect(session) as conn, sending(conn, text, speech):
+                    # a failed transcription ends a spoken turn: no response follows
+                    events = [e async for e in conn.until_done(stop_on_error=bool(speech))]
                 data: Any = events[-1].data
                 if events[-1].type == "response.done" and data.status == "completed" \
                         and not any(e.type == "error" for e in events):
@@ -105,6 +99,19 @@ async def turn_until_done(client: VoxlineClient, session: SessionInfo, text: str
 
 async def speak(conn: SessionSocket, speech: bytes) -> None:
     await stream_audio(conn, with_pauses(speech, RATE, 0.3), RATE, realtime=True)
+
+
+@contextlib.asynccontextmanager
+async def sending(conn: SessionSocket, text: str, speech: bytes) -> AsyncIterator[None]:
+    """The turn's input sent beside the caller's reading: ``speech`` spoken in real time,
+    else ``text`` typed; whatever is left of it stopped on leaving."""
+    sender = asyncio.create_task(speak(conn, speech) if speech else conn.send_text(text))
+    try:
+        yield
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            await sender
 
 
 #: a kill can land between two calls (the Synthesizer's, say: one piece done, the next not
@@ -123,24 +130,18 @@ async def killed_turn(app: ChildApp, client: VoxlineClient, session: SessionInfo
     kill_on, occurrence, delay_s = KILL_ON[deployment]
     seen: list[Event] = []
     killed = None
-    async with client.connect(session) as conn:
-        text = SYNTH_QUESTION if deployment == "Synthesizer" else STORY
-        sender = asyncio.create_task(speak(conn, speech) if speech else conn.send_text(text))
-        try:
-            async with asyncio.timeout(RECOVERY_S):
-                # a failed transcription ends the turn with its error: no response follows
-                async for event in conn.until_done(stop_on_error=deployment == "Transcriber"):
-                    seen.append(event)
-                    if killed is None and event.type == kill_on:
-                        occurrence -= 1
-                        if occurrence == 0:
-                            await asyncio.sleep(delay_s)
-                            os.kill(target, signal.SIGKILL)
-                            killed = target
-        finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await sender
+    text = SYNTH_QUESTION if deployment == "Synthesizer" else STORY
+    async with client.connect(session) as conn, sending(conn, text, speech), \
+            asyncio.timeout(RECOVERY_S):
+        # a failed transcription ends the turn with its error: no response follows
+        async for event in conn.until_done(stop_on_error=deployment == "Transcriber"):
+            seen.append(event)
+            if killed is None and event.type == kill_on:
+                occurrence -= 1
+                if occurrence == 0:
+                    await asyncio.sleep(delay_s)
+                    os.kill(target, signal.SIGKILL)
+                    killed = target
     return seen, killed
 
 
