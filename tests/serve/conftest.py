@@ -16,14 +16,29 @@ from schemas import AdmissionSettings, ApiSettings, EventLogSettings, Settings
 from schemas._settings import SttEngineSettings
 from tests.serve._app import App
 from tests.support.api_harness import forget_keys
+from tests.support.audio_fixtures import piper_pcm16
 from tests.support.otlp_receiver import OtlpReceiver
 from voxline.client import VoxlineClient
+from voxline.demo import RATE
 from voxline.redis_server import free_port
 from voxline.server import running_server
 
 #: what the app's processes are given to trace with (export soon after each turn, and
 #: the metrics every second)
 _TRACING = {"OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture(scope="session")
+def spoken_question() -> bytes:
+    """The question in the server's default voice (Piper's en_US-joe-medium), 24 kHz PCM16.
+
+    Rendered here without Piper's sampling noise rather than by ``/v1/audio/speech``,
+    which draws new noise on every call: Whisper tiny.en heard one draw in about thirty
+    as "the capital of friends", and a test that checks the transcript failed by chance.
+    """
+    return piper_pcm16(QUESTION, RATE)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ async def test_speech_in_every_format(client: VoxlineClient) -> None:
     pcm = await client.speech(text, response_format="pcm")
     seconds = len(pcm) / 2 / 24000
     assert 1.0 < seconds < 6.0
-    wav = await client.speech(text, response_format="wav")
+    wav = await client.speech(text, response_format="wav", voice="alloy")  # OpenAI's name
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
     opus = await client.speech(text, response_format="opus")
     assert opus[:4] == b"OggS"

@@ -13,7 +13,6 @@ import asyncio
 import pytest
 
 from pipeline.tracing import TurnTrace, turn_trace
-from tests.serve._app import App
 from tests.support.otlp_receiver import OtlpReceiver
 from voxline.client import VoxlineClient
 from voxline.demo import RATE, voice_turn, with_pauses
@@ -26,9 +25,9 @@ STAGES = {"voxline-stt": "stt.transcribe", "voxline-llm": "llm.generate",
 
 
 async def test_a_voice_turn_is_one_trace_across_the_gateway_and_the_stages(
-    app: App, client: VoxlineClient, otlp: OtlpReceiver
+    client: VoxlineClient, otlp: OtlpReceiver, spoken_question: bytes
 ) -> None:
-    audio = with_pauses(app.speak("What is the capital of France?"), RATE)
+    audio = with_pauses(spoken_question, RATE)
     result = await voice_turn(client, audio, speech_end_s=0.5, realtime=False,
                               sampling=GREEDY)
     events = result.events

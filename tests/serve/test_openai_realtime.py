@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import time
-import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from websockets.asyncio.client import connect
@@ -28,18 +25,6 @@ QUESTION = "What is the capital of France?"
 RATE = 24000
 FRAME = 2 * RATE * 20 // 1000  # 20 ms of PCM16
 GREEDY = {"temperature": 0.0, "max_output_tokens": 40}
-
-
-@pytest.fixture(scope="module")
-def spoken_question(app: App) -> bytes:
-    """The question as a WAV the server's TTS made, as 24 kHz PCM16."""
-    response = httpx.post(f"{app.url}/v1/audio/speech",
-                          json={"input": QUESTION, "voice": "alloy", "response_format": "wav"},
-                          timeout=120)
-    assert response.status_code == 200, response.text
-    with wave.open(io.BytesIO(response.content)) as reader:
-        assert (reader.getframerate(), reader.getnchannels()) == (RATE, 1)
-        return reader.readframes(reader.getnframes())
 
 
 @pytest.fixture

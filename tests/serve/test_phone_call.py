@@ -26,9 +26,9 @@ QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture(scope="module")
-def question_by_phone(app: App) -> bytes:
-    """The question as a phone line carries it: the server's own voice, μ-law at 8 kHz."""
-    return mulaw(app.speak(QUESTION), 24000)
+def question_by_phone(spoken_question: bytes) -> bytes:
+    """The question as a phone line carries it: μ-law at 8 kHz."""
+    return mulaw(spoken_question, 24000)
 
 
 def _events(app: App, session_id: str, token: str) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from tests.serve._app import App
 from voxline.client import VoxlineClient
 from voxline.demo import RATE, text_turn, voice_turn, with_pauses
 
@@ -14,12 +13,6 @@ pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 
 QUESTION = "What is the capital of France?"
 GREEDY = {"temperature": 0.0, "max_tokens": 40, "seed": 1}
-
-
-@pytest.fixture(scope="module")
-def spoken_question(app: App) -> bytes:
-    """The question as 24 kHz PCM16, spoken by the server's own voice."""
-    return app.speak(QUESTION)
 
 
 def _types(events: list) -> list[str]:
