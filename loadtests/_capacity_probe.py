@@ -33,6 +33,10 @@ from loadtests._cpu_time import CpuSnapshot, ProcCpu, ProcKey
 
 TITLE = re.compile(r"ServeReplica:(?P<app>[\w-]+):(?P<deployment>\w+)")
 #: groups that are not Serve deployments (no replica count), matched on the process title
+#: seconds between two asks of ``serve.status()`` (its replica counts are reused between):
+#: one ask cost the runner ~90 ms of CPU (pydantic models, cloudpickle), 9 % of a core at
+#: one sample a second, taken from the machine under test
+SERVE_STATUS_EVERY_S = 5.0
 SERVE_SYSTEM = (("ProxyActor", "ServeProxy"), ("ServeController", "ServeController"))
 REDIS, OTHER = "Redis", "ServerOther"
 
@@ -78,6 +82,7 @@ class ReplicaProbe:
         self.root_pid = root_pid
         self.use_serve_status = use_serve_status
         self.named = dict(named or {})
+        self._serve_counts: tuple[float, dict[str, int] | None] | None = None
         self._procs: dict[int, psutil.Process] = {}
         #: last cumulative CPU reading of every process ever counted, exited ones included
         self._ledger: dict[ProcKey, ProcCpu] = {}
@@ -128,8 +133,16 @@ class ReplicaProbe:
                 if deployment}
 
     def serve_replicas(self) -> dict[str, int] | None:
+        """RUNNING replicas per deployment by Serve's count (``None``: not asked, or it
+        failed), asked at most every :data:`SERVE_STATUS_EVERY_S`."""
         if not self.use_serve_status:
             return None
+        now = time.monotonic()
+        if self._serve_counts is None or now - self._serve_counts[0] >= SERVE_STATUS_EVERY_S:
+            self._serve_counts = (now, self._ask_serve())
+        return self._serve_counts[1]
+
+    def _ask_serve(self) -> dict[str, int] | None:
         try:
             from ray import serve
 

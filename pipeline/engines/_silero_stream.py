@@ -38,13 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio import FloatAudio, pcm16_to_float
+from pipeline.audio import FloatAudio, is_digital_silence, pcm16_to_float
 from schemas import EngineError, ErrorCode, InvalidAudioError, ModelMissingError
 
 __all__ = ["SileroStream"]
 
 _FRAME = 512
 _CONTEXT = 64
+#: the context after a frame of digital silence (read-only: shared by every stream)
+_ZERO_CONTEXT = np.zeros(_CONTEXT, dtype=np.float32)
+_ZERO_CONTEXT.flags.writeable = False
 _RATE = 16000
 _HC_SHAPE = (1, 1, 128)  # per-stream export: h and c
 _STATE_SHAPE = (2, 1, 128)  # batched export: h and c stacked, one stream
@@ -170,7 +173,8 @@ class SileroStream:
     def hold(self, frame: bytes) -> None:
         """A frame the model did not hear (the silence gate's): the state stays where the
         quiet frames before it settled it, the context becomes this frame's tail."""
-        self._context = pcm16_to_float(frame[-2 * _CONTEXT :])
+        tail = frame[-2 * _CONTEXT :]
+        self._context = _ZERO_CONTEXT if is_digital_silence(tail) else pcm16_to_float(tail)
 
 
 class _SilenceGate:
@@ -195,9 +199,10 @@ class _SilenceGate:
     def skips(self, frame: bytes) -> bool:
         if self._floor is None:
             return False
-        pcm = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-        if float(np.dot(pcm, pcm)) >= self._floor * pcm.size:
-            self._quiet = 0
-            return False
+        if not is_digital_silence(frame):  # digital silence is under any floor
+            pcm = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+            if float(np.dot(pcm, pcm)) >= self._floor * pcm.size:
+                self._quiet = 0
+                return False
         self._quiet += 1
         return self._quiet > self._settle

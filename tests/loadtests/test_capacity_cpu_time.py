@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from loadtests import _capacity_probe
 from loadtests._capacity_idle import idle_figures
-from loadtests._capacity_probe import group_of
+from loadtests._capacity_probe import SERVE_STATUS_EVERY_S, ReplicaProbe, group_of
 from loadtests._capacity_profile import MACHINE, RUNNER, UNATTRIBUTED, profile_section
 from loadtests._cpu_time import CpuSnapshot, ProcCpu, cpu_between, machine_between, per_unit
 from loadtests.capacity import StepStats
@@ -159,3 +160,24 @@ def test_no_step_held_no_idle_phase_leaves_those_figures_null() -> None:
 def test_processes_are_grouped_by_title(title: str, name: str, under_root: bool,
                                         expected: tuple[str, bool] | None) -> None:
     assert group_of(title, name, "voxline", under_root=under_root) == expected
+
+
+def test_serve_is_asked_for_its_replica_counts_at_most_every_few_seconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = ReplicaProbe(use_serve_status=True)
+    asked: list[int] = []
+
+    def ask() -> dict[str, int]:
+        asked.append(1)
+        return {"Gateway": len(asked)}
+
+    clock = [1000.0]
+    monkeypatch.setattr(probe, "_ask_serve", ask)
+    monkeypatch.setattr(_capacity_probe.time, "monotonic", lambda: clock[0])
+    assert probe.serve_replicas() == {"Gateway": 1}
+    clock[0] += SERVE_STATUS_EVERY_S - 0.5
+    assert probe.serve_replicas() == {"Gateway": 1}  # the last answer, not asked again
+    clock[0] += 1.0
+    assert probe.serve_replicas() == {"Gateway": 2}
+    assert len(asked) == 2
+    assert ReplicaProbe().serve_replicas() is None  # not asked at all unless told to

@@ -24,6 +24,7 @@ from pipeline.audio import (
     decode_frames,
     encode_audio,
     float_to_pcm16,
+    is_digital_silence,
     pcm16_to_float,
     resample,
     resample_pcm16,
@@ -162,6 +163,14 @@ def test_streaming_resampler_gives_the_same_bytes_through_silence() -> None:
     assert got == expected
     assert any(not chunk.strip(b"\x00") and chunk for chunk in got)  # silence came through
     assert any(chunk.strip(b"\x00") for chunk in got)  # and speech
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 640, 960, 1024])
+def test_digital_silence_is_every_byte_zero(size: int) -> None:
+    assert is_digital_silence(bytes(size))
+    if size:
+        assert not is_digital_silence(bytes(size - 1) + b"\x01")  # the last byte counts
+        assert not is_digital_silence(b"\x01" + bytes(size - 1))
 
 
 # -- decoding ------------------------------------------------------------------------------

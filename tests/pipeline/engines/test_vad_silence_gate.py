@@ -71,6 +71,11 @@ async def test_a_skipped_frame_keeps_the_state_and_moves_the_context() -> None:
     stream.hold(quiet)
     assert np.array_equal(stream.state, before)
     assert np.allclose(stream.context * 32768, np.arange(448, 512) % 3)
+    assert gate.skips(SILENCE)  # digital silence: quiet, whatever the floor
+    stream.hold(SILENCE)
+    assert np.array_equal(stream.state, before) and not stream.context.any()
+    stream.hold(quiet)  # the zero context is shared, never written: the next is its own
+    assert np.allclose(stream.context * 32768, np.arange(448, 512) % 3)
 
 
 def test_the_floor_is_an_rms_in_dbfs() -> None:
