@@ -21,7 +21,6 @@ from pipeline.audio.endpointing import EndpointConfig, Endpointer
 from pipeline.audio.framing import FrameAssembler
 from pipeline.audio.pcm import (
     FloatAudio,
-    PcmResampler,
     check_pcm16,
     check_sample_rate,
     duration_s,
@@ -32,6 +31,7 @@ from pipeline.audio.pcm import (
     resample_pcm16,
     rms_dbfs,
 )
+from pipeline.audio.resampler import PcmResampler
 from pipeline.audio.segmenting import (
     Commit,
     FrameDetector,

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio.pcm import PcmResampler, check_pcm16, check_sample_rate
+from pipeline.audio.pcm import check_pcm16, check_sample_rate
+from pipeline.audio.resampler import PcmResampler
 from schemas import (
     AudioFormat,
     ErrorCode,

@@ -6,7 +6,8 @@ functions convert between the two and refuse bad input with ``InvalidAudioError`
 stable code, so a client learns *why* (``empty_input``, ``invalid_audio``,
 ``unsupported_sample_rate``) instead of hearing nothing.
 
-Resampling is soxr (imported lazily: the ingress never resamples). Decoding uploads and
+Resampling is soxr (imported lazily: the ingress never resamples; a stream of chunks goes
+through :class:`pipeline.audio.resampler.PcmResampler`). Decoding uploads and
 encoding output formats live in :mod:`pipeline.audio.codec` (PyAV).
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,6 @@ from schemas import SUPPORTED_SAMPLE_RATES, ErrorCode, InvalidAudioError, check_
 
 __all__ = [
     "FloatAudio",
-    "PcmResampler",
     "check_pcm16",
     "check_sample_rate",
     "duration_s",
@@ -134,49 +133,3 @@ def rms_dbfs(samples: FloatAudio) -> float:
     if power <= 0.0:
         return float("-inf")
     return 10.0 * float(np.log10(power))
-
-
-class PcmResampler:
-    """Streaming PCM16 resampler: chunks in, chunks out, no clicks at chunk boundaries.
-
-    Resampling each chunk on its own restarts the filter every time (an audible tick per
-    chunk); soxr's stream keeps the filter state between calls. Equal rates pass through.
-    Digital silence in (and out, once the filter's tail has passed) skips the conversions
-    to and from float: the same bytes, an idle 24 kHz client's 20 ms chunk in ~6 µs, not 10.
-    """
-
-    def __init__(self, from_rate: int, to_rate: int, *, quality: str = "HQ") -> None:
-        check_sample_rate(from_rate, None)
-        check_sample_rate(to_rate, None)
-        self.from_rate = from_rate
-        self.to_rate = to_rate
-        self._pending = b""  # an odd byte carried to the next chunk
-        self._stream: Any = None
-        if from_rate != to_rate:
-            import soxr
-
-            self._stream = soxr.ResampleStream(
-                from_rate, to_rate, 1, dtype="float32", quality=quality
-            )
-
-    def push(self, pcm: bytes) -> bytes:
-        data = self._pending + pcm
-        usable = len(data) // 2 * 2
-        self._pending = data[usable:]
-        if self._stream is None:
-            return data[:usable]
-        chunk = data[:usable]
-        if is_digital_silence(chunk):  # most of what an idle hands-free client sends
-            samples = np.zeros(usable // 2, np.float32)
-        else:
-            samples = pcm16_to_float(chunk, allow_empty=True)
-        out = self._stream.resample_chunk(samples, last=False)
-        # count_nonzero: the same answer as out.any() without its Python wrapper (~1.6 µs)
-        return float_to_pcm16(out) if np.count_nonzero(out) else bytes(2 * out.size)
-
-    def flush(self) -> bytes:
-        """The filter's tail; call once at the end of the stream."""
-        self._pending = b""
-        if self._stream is None:
-            return b""
-        return float_to_pcm16(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
