@@ -32,11 +32,11 @@ import psutil
 from loadtests._cpu_time import CpuSnapshot, ProcCpu, ProcKey
 
 TITLE = re.compile(r"ServeReplica:(?P<app>[\w-]+):(?P<deployment>\w+)")
-#: groups that are not Serve deployments (no replica count), matched on the process title
 #: seconds between two asks of ``serve.status()`` (its replica counts are reused between):
 #: one ask cost the runner ~90 ms of CPU (pydantic models, cloudpickle), 9 % of a core at
 #: one sample a second, taken from the machine under test
 SERVE_STATUS_EVERY_S = 5.0
+#: groups that are not Serve deployments (no replica count), matched on the process title
 SERVE_SYSTEM = (("ProxyActor", "ServeProxy"), ("ServeController", "ServeController"))
 REDIS, OTHER = "Redis", "ServerOther"
 
