@@ -52,7 +52,7 @@ FACADES = {
         "SpeechStart", "check_pcm16",
         "check_sample_rate", "content_type",
         "decode_audio", "decode_frames", "duration_s", "encode_audio", "endpoint_stream",
-        "float_to_pcm16",
+        "float_to_pcm16", "is_digital_silence",
         "pcm16_to_float", "resample", "resample_pcm16", "rms_dbfs", "segment_speech",
         "to_srt", "to_vtt",
     ],
