@@ -138,33 +138,6 @@ def test_streaming_resampler_matches_whole_buffer() -> None:
     assert np.max(np.abs(streamed[:n] - whole[:n])) < 0.01
 
 
-def test_streaming_resampler_gives_the_same_bytes_through_silence() -> None:
-    """Digital silence skips the conversions (a shortcut): the bytes are those the float
-    path gives, silence before speech, the filter's tail after it, odd chunk sizes."""
-    import soxr
-
-    pcm = bytes(9600) + float_to_pcm16(tone(300.0, 0.3, 24000)) + bytes(19200) + b"\x01\x00"
-    resampler = PcmResampler(24000, 16000)
-    stream = soxr.ResampleStream(24000, 16000, 1, dtype="float32", quality="HQ")
-    got, expected = [], []
-    for size in (960, 961, 959, 480, 1920):
-        for i in range(0, len(pcm) - size, size * 5):
-            chunk = pcm[i : i + size]
-            got.append(resampler.push(chunk))
-    # the reference: the same chunking, the float path every time (the odd byte carried)
-    carried = b""
-    for size in (960, 961, 959, 480, 1920):
-        for i in range(0, len(pcm) - size, size * 5):
-            data = carried + pcm[i : i + size]
-            usable = len(data) // 2 * 2
-            carried = data[usable:]
-            out = stream.resample_chunk(pcm16_to_float(data[:usable], allow_empty=True))
-            expected.append(float_to_pcm16(out))
-    assert got == expected
-    assert any(not chunk.strip(b"\x00") and chunk for chunk in got)  # silence came through
-    assert any(chunk.strip(b"\x00") for chunk in got)  # and speech
-
-
 @pytest.mark.parametrize("size", [0, 1, 2, 640, 960, 1024])
 def test_digital_silence_is_every_byte_zero(size: int) -> None:
     assert is_digital_silence(bytes(size))

@@ -33,7 +33,9 @@ def _chunks(pcm: bytes, sizes: list[int]) -> list[bytes]:
     return out
 
 
-def _reference(chunks: list[bytes], from_rate: int, to_rate: int) -> np.ndarray:
+def _reference_chunks(chunks: list[bytes], from_rate: int, to_rate: int) -> list[bytes]:
+    """A plain soxr stream's output for each chunk (the float path every time, an odd
+    byte carried to the next), then its flush."""
     stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
     carried, out = b"", []
     for chunk in chunks:
@@ -43,7 +45,12 @@ def _reference(chunks: list[bytes], from_rate: int, to_rate: int) -> np.ndarray:
         samples = pcm16_to_float(data[:usable], allow_empty=True)
         out.append(float_to_pcm16(stream.resample_chunk(samples)))
     out.append(float_to_pcm16(stream.resample_chunk(np.zeros(0, np.float32), last=True)))
-    return np.frombuffer(b"".join(out), "<i2").astype(np.int32)
+    return out
+
+
+def _reference(chunks: list[bytes], from_rate: int, to_rate: int) -> np.ndarray:
+    joined = b"".join(_reference_chunks(chunks, from_rate, to_rate))
+    return np.frombuffer(joined, "<i2").astype(np.int32)
 
 
 def _resampled(chunks: list[bytes], from_rate: int, to_rate: int) -> tuple[np.ndarray, bool]:
@@ -54,6 +61,20 @@ def _resampled(chunks: list[bytes], from_rate: int, to_rate: int) -> tuple[np.nd
         skipped = skipped or resampler.skipping
     out.append(resampler.flush())
     return np.frombuffer(b"".join(out), "<i2").astype(np.int32), skipped
+
+
+def test_digital_silence_gives_the_same_bytes_as_the_float_path() -> None:
+    """Digital silence skips the conversions (a shortcut): the bytes are those the float
+    path gives, silence before speech, the filter's tail after it, odd chunk sizes."""
+    pcm = bytes(9600) + _sound(0.3, 24000, 0) + bytes(19200) + b"\x01\x00"
+    chunks = [pcm[i : i + size] for size in (960, 961, 959, 480, 1920)
+              for i in range(0, len(pcm) - size, size * 5)]
+    resampler = PcmResampler(24000, 16000)
+    got = [resampler.push(chunk) for chunk in chunks]
+    expected = _reference_chunks(chunks, 24000, 16000)[:-1]  # not flushed here
+    assert got == expected
+    assert any(not chunk.strip(b"\x00") and chunk for chunk in got)  # silence came through
+    assert any(chunk.strip(b"\x00") for chunk in got)  # and speech
 
 
 @pytest.mark.parametrize("from_rate", [8000, 22050, 24000, 44100, 48000])
