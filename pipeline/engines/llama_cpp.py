@@ -19,7 +19,7 @@ question). Markup it still writes is removed before speech by the sentence buffe
 
 How one request runs:
 
-* **Several requests together** (``parallel_sequences``, default 4): one context holds
+* **Several requests together** (``parallel_sequences``, default 8): one context holds
   a KV cache per sequence and one ``llama_decode`` per step advances every running reply
   (:mod:`pipeline.engines._llama_cpp_parallel`, the scheduler; measured by
   ``loadtests/bench_llm_parallel.py``); more requests wait (``max_waiting``), and one
@@ -129,8 +129,12 @@ class LlamaCppOptions(DialogueOptions):
     n_threads: int | None = Field(
         default=None,
         ge=1,
-        description="CPU threads; unset means min(4, cpu count): a small model is "
-        "memory-bound beyond that, and the STT and TTS engines share the CPU",
+        description="CPU threads; unset means 1 while OpenMP waits passively "
+        "(omp_passive_wait, the default), else min(4, cpu count). A passive thread is "
+        "woken for each of the hundreds of operations of a token, which cost the packaged "
+        "270M model more than a second thread adds: on two cores one thread answered a "
+        "voice turn in 285 ms and 286 ms of CPU, two in 370 and 458 "
+        "(loadtests/bench_threads.py)",
     )
     n_batch: int = Field(default=512, ge=1, description="prompt tokens evaluated per batch")
     omp_passive_wait: bool = Field(
@@ -172,7 +176,9 @@ class LlamaCppOptions(DialogueOptions):
     )
 
     def threads(self) -> int:
-        return self.n_threads or min(4, os.cpu_count() or 1)
+        if self.n_threads:
+            return self.n_threads
+        return 1 if self.omp_passive_wait else min(4, os.cpu_count() or 1)
 
 
 class LlamaCppLanguageModel(LanguageModel):

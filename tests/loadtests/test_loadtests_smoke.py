@@ -43,6 +43,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_llm_parallel": ("bench_llm_parallel",),
     "bench_stt_batch": ("bench_stt_batch",),
     "bench_stt_window": ("bench_stt_window",),
+    "bench_threads": ("bench_threads",),
     "bench_vad": ("bench_vad",),
     "bench_turn_taking": ("bench_turn_taking",),
 }

@@ -9,6 +9,7 @@ tokens, so cancellation and max_tokens are tested against a stream that would go
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipeline.engines.llama_cpp import (
     GEMMA_PACKAGE,
     MODEL_PATH_SETTING,
     LlamaCppLanguageModel,
+    LlamaCppOptions,
     gemma_gguf_prepared,
     gemma_license_files,
     locate_gemma_gguf,
@@ -289,6 +291,14 @@ def test_a_corrupt_assembled_file_is_rebuilt(tmp_path: Path) -> None:
         assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary left
     finally:
         locate_gemma_gguf.cache_clear()
+
+
+def test_threads_default_to_one_while_waiting_passively() -> None:
+    """A passive OpenMP thread is woken per operation: one thread answers sooner and
+    cheaper (loadtests/bench_threads.py); spinning threads, or a count given, are kept."""
+    assert LlamaCppOptions().threads() == 1
+    assert LlamaCppOptions(omp_passive_wait=False).threads() == min(4, os.cpu_count() or 1)
+    assert LlamaCppOptions(n_threads=3).threads() == 3
 
 
 def test_voice_defaults_for_the_packaged_base_model() -> None:

@@ -1,0 +1,208 @@
+"""How many threads each CPU engine should use: wall and CPU time per call at each count.
+
+The CPU profile runs each model stage in a replica of its own, so the stages of one turn
+already overlap on the machine's cores; a second thread inside one engine call only pays
+where the call's operations are large enough to split. This runs each CPU engine's own
+path, the same calls at every thread count of ``--threads``, interleaved call by call so
+that the machine's drift falls on all counts alike, and reports per stage and count the
+wall time and the CPU time (the process's: every native thread included) of one call:
+
+* ``stt``: faster-whisper tiny.en (``cpu_threads``) on the turn corpus's English turns,
+  as a voice turn is transcribed (its window, language known);
+* ``llm``: llama.cpp with the packaged Gemma 3 270M (``n_threads``; OpenMP threads wait
+  passively, the engine's default) answering the capacity runner's questions, three turns
+  a dialogue, the engine's parallel sequences as served;
+* ``tts``: Piper's packaged voice (``intra_op_threads``) speaking such answers.
+
+``--busy N`` keeps N other processes spinning meanwhile (a loaded machine: threads that
+wait for each other then also wait for a core). The figures move with whatever else runs
+on the machine: run it on an idle one.
+
+    .venv/bin/python -m loadtests.bench_threads                  # 1,2 threads, ~2 minutes
+    .venv/bin/python -m loadtests.bench_threads --busy 1
+
+Writes ``reports/bench_threads.json``. ``--smoke``: two calls a stage, one count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import statistics
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+from loadtests._report import add_smoke_flag, smoke_reports, write_report
+
+STAGES = ("stt", "llm", "tts")
+#: the capacity runner's questions and the answers the packaged LLM gives them
+QUESTIONS = ("What is the capital of France?", "What is the capital of Germany?",
+             "What is the capital of Italy?", "What is the capital of Spain?")
+ANSWERS = ("The capital of France is Paris.", "The capital of Germany is Berlin.",
+           "The capital of Italy is Rome.", "The capital of Spain is Madrid.")
+SYSTEM_PROMPT = "You are Voxline, a friendly voice assistant. Answer briefly."
+TURNS_PER_DIALOGUE = 3
+#: what the endpointer leaves after a turn's last word (s)
+TAIL_S = 0.3
+
+Call = Callable[[int], Awaitable[None]]
+
+
+def _spin(stop: Any) -> None:
+    while not stop.is_set():
+        pass
+
+
+@contextlib.contextmanager
+def busy(processes: int) -> Iterator[None]:
+    """``processes`` other processes spinning on a core each until the block ends."""
+    stop = multiprocessing.Event()
+    workers = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def stt_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, Call]]:
+    from loadtests._turn_corpus import RATE, build_corpus
+    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from schemas import TranscriptionRequest
+
+    items = build_corpus(0, languages=("en",), limit=calls)
+    requests = [TranscriptionRequest(
+        audio=item.pcm16[: 2 * int((item.end_ms / 1000 + TAIL_S) * RATE)],
+        sample_rate=RATE, language="en") for item in items]
+    engines = {t: FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=t)
+               for t in threads}
+    for engine in engines.values():
+        await engine.load()
+
+    def call(engine: FasterWhisperTranscriber) -> Call:
+        async def one(i: int) -> None:
+            [segment async for segment in engine.transcribe(requests[i % len(requests)])]
+        return one
+
+    try:
+        yield {t: call(engine) for t, engine in engines.items()}
+    finally:
+        for engine in engines.values():
+            await engine.close()
+
+
+@contextlib.asynccontextmanager
+async def llm_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, Call]]:
+    from pipeline.engines.llama_cpp import LlamaCppLanguageModel
+    from schemas import ChatMessage, GenerationRequest, SamplingSettings
+
+    engines = {t: LlamaCppLanguageModel(n_threads=t) for t in threads}
+    for engine in engines.values():
+        await engine.load()
+    sampling = SamplingSettings(temperature=0.0, max_tokens=40, seed=1)
+
+    def call(engine: LlamaCppLanguageModel) -> Call:
+        history: list[ChatMessage] = []
+
+        async def one(i: int) -> None:
+            if i % TURNS_PER_DIALOGUE == 0:
+                history.clear()  # a new session: its first turn reads the whole prompt
+            history.append(ChatMessage(role="user", content=QUESTIONS[i % len(QUESTIONS)]))
+            request = GenerationRequest(
+                request_id=f"r{i}", sampling=sampling,
+                messages=(ChatMessage(role="system", content=SYSTEM_PROMPT), *history))
+            reply = "".join([delta async for delta in engine.generate(request)])
+            history.append(ChatMessage(role="assistant", content=reply))
+        return one
+
+    try:
+        yield {t: call(engine) for t, engine in engines.items()}
+    finally:
+        for engine in engines.values():
+            await engine.close()
+
+
+@contextlib.asynccontextmanager
+async def tts_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, Call]]:
+    from pipeline.engines.piper import PiperSynthesizer
+    from schemas import SynthesisRequest
+
+    engines = {t: PiperSynthesizer(intra_op_threads=t) for t in threads}
+    for engine in engines.values():
+        await engine.load()
+
+    def call(engine: PiperSynthesizer) -> Call:
+        async def one(i: int) -> None:
+            request = SynthesisRequest(text=ANSWERS[i % len(ANSWERS)])
+            [chunk async for chunk in engine.synthesize(request)]
+        return one
+
+    try:
+        yield {t: call(engine) for t, engine in engines.items()}
+    finally:
+        for engine in engines.values():
+            await engine.close()
+
+
+CALLS = {"stt": stt_calls, "llm": llm_calls, "tts": tts_calls}
+
+
+async def measure(stage: str, threads: list[int], calls: int) -> dict[str, Any]:
+    """``calls`` calls at each thread count, interleaved (after one warm-up each)."""
+    times: dict[int, list[tuple[float, float]]] = {t: [] for t in threads}
+    async with CALLS[stage](threads, calls) as by_threads:
+        for call in by_threads.values():
+            await call(0)
+        for i in range(calls):
+            order = threads if i % 2 == 0 else threads[::-1]
+            for t in order:
+                cpu, wall = time.process_time(), time.perf_counter()
+                await by_threads[t](i)
+                times[t].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {str(t): {"calls": len(rows),
+                     "wall_ms_mean": round(1000 * statistics.fmean(r[0] for r in rows), 1),
+                     "wall_ms_p50": round(1000 * statistics.median(r[0] for r in rows), 1),
+                     "cpu_ms_mean": round(1000 * statistics.fmean(r[1] for r in rows), 1)}
+            for t, rows in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--calls", type=int, default=24, help="per stage and thread count")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="other processes spinning meanwhile (a loaded machine)")
+    parser.add_argument("--report", default="bench_threads")
+    add_smoke_flag(parser)
+    args = parser.parse_args()
+    if args.smoke:
+        smoke_reports()
+        args.threads, args.calls = "1", 2
+    threads = [int(t) for t in args.threads.split(",")]
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stages {sorted(unknown)}; known: {', '.join(STAGES)}")
+    figures: dict[str, Any] = {"threads": threads, "calls": args.calls, "busy": args.busy,
+                               "stages": {}}
+    with busy(args.busy):
+        for stage in stages:
+            figures["stages"][stage] = rows = asyncio.run(measure(stage, threads, args.calls))
+            for t, row in rows.items():
+                print(f"{stage:>4} {t} thread(s): {row['wall_ms_mean']:.0f} ms wall, "
+                      f"{row['cpu_ms_mean']:.0f} ms CPU a call (p50 wall "
+                      f"{row['wall_ms_p50']:.0f} ms)", flush=True)
+    print(f"report: {write_report(args.report, figures)}")
+
+
+if __name__ == "__main__":
+    main()
