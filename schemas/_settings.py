@@ -233,6 +233,17 @@ class AdmissionSettings(BaseModel):
         default=16, ge=1, description="responses being generated at once (all sessions); "
         "the profiles replace this default with their measured one (cpu: 1, gpu: 64)"
     )
+    voice_turn_wait_ms: int = Field(
+        default=3000, ge=0, le=30000,
+        description="a voice turn that finds max_turns taken waits this long for a place "
+        "(first come, first served) before it is refused; 0: refused at once, as typed turns "
+        "and HTTP requests are (their clients retry; a refused voice turn is a question the "
+        "user must ask again)",
+    )
+    max_waiting_turns: int = Field(
+        default=16, ge=0, le=4096,
+        description="voice turns waiting for a place at once; one more is refused at once",
+    )
     max_transcriptions: int | None = Field(
         default=8, ge=1, description="concurrent /v1/audio/transcriptions requests"
     )

@@ -83,6 +83,10 @@ class ReplicaCollector:
         limit = GaugeMetricFamily("voxline_admission_limit",
                                   "A replica's capacity per kind (absent: no limit)",
                                   labels=["kind", "replica"])
+        waiting = GaugeMetricFamily("voxline_admission_waiting",
+                                    "Work waiting for a place (voice turns, up to "
+                                    "voice_turn_wait_ms), per kind and replica",
+                                    labels=["kind", "replica"])
         refused = CounterMetricFamily("voxline_admission_refused",
                                       "Work refused at capacity or while draining (503 + "
                                       "Retry-After, or an overloaded error event)",
@@ -94,10 +98,11 @@ class ReplicaCollector:
             draining.add_metric([report.replica], int(report.draining))
             for kind, counts in report.admission.items():
                 in_use.add_metric([kind, report.replica], counts.in_use)
+                waiting.add_metric([kind, report.replica], counts.waiting)
                 refused.add_metric([kind, report.replica], counts.refused)
                 if counts.limit is not None:
                     limit.add_metric([kind, report.replica], counts.limit)
-        yield from (in_use, limit, refused, draining)
+        yield from (in_use, limit, waiting, refused, draining)
 
     @staticmethod
     def _stages(reports: Sequence[ReplicaReport]) -> Iterator[Metric]:

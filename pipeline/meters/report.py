@@ -12,6 +12,8 @@ __all__ = ["AdmissionCounts", "ReplicaReport", "StageCounts"]
 class AdmissionCounts(BaseModel):
     in_use: int = Field(ge=0)
     limit: int | None = None
+    #: work queued for a place (voice turns: AdmissionSettings.voice_turn_wait_ms)
+    waiting: int = Field(default=0, ge=0)
     refused: int = Field(default=0, ge=0)
 
 

@@ -6,7 +6,8 @@ cancel. Everything it knows it folds from the log, so any process can pick a ses
 and every event it emits leaves through the log: readers tail it (:func:`follow_turn`
 for one turn's events). Beside it: :func:`create_session`, :func:`authorize` with
 :class:`SessionTokens`, :func:`merge_settings`, and the replica's capacity
-(:class:`Admission`: sessions, turns, transcriptions and speech past it are refused).
+(:class:`Admission`: sessions, turns, transcriptions and speech past it are refused; a
+voice turn may wait for a place, briefly).
 """
 
 from pipeline.session.admission import Admission, Permit

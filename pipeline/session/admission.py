@@ -9,18 +9,28 @@ acquire` raises :class:`schemas.OverloadedError` at once, with a retry hint; the
 answers 503 + ``Retry-After`` (or an ``overloaded`` error event on a socket), and the
 admitted work keeps its latency.
 
-A server that is stopping refuses all new work the same way, with the code
-``server_draining`` (:meth:`Admission.drain`), while the admitted work finishes.
+One kind of work may wait instead, briefly: a voice turn that finds every turn's place
+taken (:meth:`Admission.reserve`). Its question was asked aloud, and a refusal makes the
+user ask it again, so it waits up to ``voice_turn_wait_ms`` for the next place, behind at
+most ``max_waiting_turns`` others, first come first served; past either bound it is
+refused as above. A released place passes straight to the first waiter, so nothing that
+arrives later slips in before it.
 
-Framework-free and synchronous: acquiring never awaits, so nothing can slip in between
-the check and the count on the event loop. A :class:`Permit` is released exactly once,
-however many times its holder's cleanup paths call :meth:`Permit.release`, and at the
-latest when it is collected.
+A server that is stopping refuses all new work the same way, with the code
+``server_draining`` (:meth:`Admission.drain`), while the admitted work finishes; the
+waiting work is refused at once.
+
+Framework-free: acquiring never awaits, so nothing can slip in between the check and the
+count on the event loop (only :meth:`Waiting.permit` awaits, for a place already queued
+for). A :class:`Permit` is released exactly once, however many times its holder's cleanup
+paths call :meth:`Permit.release`, and at the latest when it is collected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Iterator
 from typing import Literal, get_args
 
@@ -46,7 +56,7 @@ class Permit:
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._admission._in_use[self.kind] -= 1
+            self._admission._give_back(self.kind)
 
     def __del__(self) -> None:
         # A holder that lost it without releasing (a response body that never started:
@@ -54,6 +64,48 @@ class Permit:
         self.release()
 
     def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+class Waiting:
+    """A place queued for (:meth:`Admission.reserve`): :meth:`permit` waits for it,
+    :meth:`release` gives up the wait or, once granted, the place (idempotent)."""
+
+    __slots__ = ("_admission", "_future", "kind", "released", "wait_s")
+
+    def __init__(self, admission: Admission, kind: Work, wait_s: float,
+                 future: asyncio.Future[Permit]) -> None:
+        self._admission = admission
+        self._future = future
+        self.kind = kind
+        self.wait_s = wait_s
+        self.released = False
+
+    async def permit(self) -> Permit:
+        """The place, once one is given back to this waiter; :class:`OverloadedError`
+        after ``wait_s`` (or at once when the server starts draining);
+        :class:`asyncio.CancelledError` if :meth:`release` gave the wait up meanwhile."""
+        try:
+            async with asyncio.timeout(self.wait_s):
+                return await asyncio.shield(self._future)
+        except TimeoutError:
+            self.release()  # leaves the queue, or gives back a place granted just now
+            raise self._admission.refuse(self.kind) from None
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        future = self._future
+        if not future.done():
+            future.cancel()  # the queue skips it
+        elif not future.cancelled() and future.exception() is None:
+            future.result().release()
+
+    def __enter__(self) -> Waiting:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -70,11 +122,19 @@ class Admission:
         self.refused: dict[Work, int] = dict.fromkeys(WORK, 0)
         #: the server is stopping: every new piece of work is refused (see :meth:`drain`)
         self.draining = False
+        #: per kind, the waiters for a place (:meth:`reserve`), first come first served
+        self._waiting: dict[Work, deque[asyncio.Future[Permit]]] = {
+            kind: deque() for kind in WORK}
 
     def resize(self, settings: AdmissionSettings) -> None:
         """New limits (an operator's ``user_config``): work in flight keeps its place, the
-        next :meth:`acquire` is judged by them."""
+        next :meth:`acquire` is judged by them; places a higher limit frees go to waiters."""
         self.settings = settings
+        for kind in WORK:
+            limit = self.limit(kind)
+            while self._waiting[kind] and (limit is None or self._in_use[kind] < limit):
+                self._in_use[kind] += 1
+                self._give_back(kind)
 
     def limit(self, kind: Work) -> int | None:
         limit: int | None = getattr(self.settings, f"max_{kind}")
@@ -83,40 +143,86 @@ class Admission:
     def in_use(self, kind: Work) -> int:
         return self._in_use[kind]
 
+    def waiting(self, kind: Work) -> int:
+        return sum(not future.done() for future in self._waiting[kind])
+
     def drain(self) -> None:
         """The server is stopping: from now on all new work is refused with
         ``server_draining`` (an :class:`OverloadedError`: retry, elsewhere), while what was
-        admitted goes on; :meth:`in_use` says when it is done."""
+        admitted goes on; :meth:`in_use` says when it is done. Work waiting for a place is
+        refused at once."""
         self.draining = True
+        for queue in self._waiting.values():
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_exception(self._draining_error())
 
     def check_draining(self) -> None:
         """Raise ``server_draining`` if the server is stopping (for work that takes no
         place of its own, such as creating a session before any socket opens)."""
         if self.draining:
-            raise OverloadedError(
-                "the server is stopping; try again (another replica takes over)",
-                retry_after_ms=self.settings.retry_after_ms, code=ErrorCode.SERVER_DRAINING)
+            raise self._draining_error()
+
+    def _draining_error(self) -> OverloadedError:
+        return OverloadedError(
+            "the server is stopping; try again (another replica takes over)",
+            retry_after_ms=self.settings.retry_after_ms, code=ErrorCode.SERVER_DRAINING)
+
+    def _full(self, kind: Work) -> bool:
+        limit = self.limit(kind)
+        return limit is not None and self._in_use[kind] >= limit
+
+    def refuse(self, kind: Work) -> OverloadedError:
+        """The refusal of one piece of ``kind`` at capacity (counted)."""
+        self.refused[kind] += 1
+        limit = self.limit(kind)
+        return OverloadedError(
+            f"the server is at capacity ({limit} {_WHAT[kind]}); try again shortly",
+            retry_after_ms=self.settings.retry_after_ms,
+            limit=limit,
+            work=kind,
+        )
 
     def check(self, kind: Work) -> None:
         """Raise :class:`OverloadedError` if ``kind`` is at capacity now, or the server is
         stopping (reserves nothing: for refusing early, before work that would be wasted;
         :meth:`acquire` decides)."""
         self.check_draining()
-        limit = self.limit(kind)
-        if limit is not None and self._in_use[kind] >= limit:
-            self.refused[kind] += 1
-            raise OverloadedError(
-                f"the server is at capacity ({limit} {_WHAT[kind]}); try again shortly",
-                retry_after_ms=self.settings.retry_after_ms,
-                limit=limit,
-                work=kind,
-            )
+        if self._full(kind):
+            raise self.refuse(kind)
 
     def acquire(self, kind: Work) -> Permit:
         """A place for one piece of ``kind``, or :class:`OverloadedError` at once."""
         self.check(kind)
         self._in_use[kind] += 1
         return Permit(self, kind)
+
+    def reserve(self, kind: Work, wait_s: float, max_waiting: int) -> Permit | Waiting:
+        """A place for one piece of ``kind`` now, or a place in its queue (a
+        :class:`Waiting`, whose :meth:`~Waiting.permit` waits up to ``wait_s``), or
+        :class:`OverloadedError` at once: the server is stopping, or ``wait_s`` is 0, or
+        ``max_waiting`` wait already. Must be called on the event loop that waits."""
+        self.check_draining()
+        if not self._full(kind):
+            self._in_use[kind] += 1
+            return Permit(self, kind)
+        if wait_s <= 0 or self.waiting(kind) >= max_waiting:
+            raise self.refuse(kind)
+        future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
+        self._waiting[kind].append(future)
+        return Waiting(self, kind, wait_s, future)
+
+    def _give_back(self, kind: Work) -> None:
+        """A place is free: it passes to the first waiter still waiting (the count stays),
+        or the count goes down."""
+        queue = self._waiting[kind]
+        while queue:
+            future = queue.popleft()
+            if not future.done():
+                future.set_result(Permit(self, kind))
+                return
+        self._in_use[kind] -= 1
 
     @contextlib.contextmanager
     def admit(self, kind: Work) -> Iterator[Permit]:
@@ -125,6 +231,7 @@ class Admission:
             yield permit
 
     def snapshot(self) -> dict[str, dict[str, int | None]]:
-        """In use, limit and refusals per kind (``/readyz`` may show it)."""
+        """In use, limit, waiting and refusals per kind (``/readyz`` may show it)."""
         return {kind: {"in_use": self._in_use[kind], "limit": self.limit(kind),
-                       "refused": self.refused[kind]} for kind in WORK}
+                       "waiting": self.waiting(kind), "refused": self.refused[kind]}
+                for kind in WORK}

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pipeline.audio import SpeechEnd, SpeechPause
-from pipeline.session.admission import Admission, Permit
+from pipeline.session.admission import Admission, Permit, Waiting
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.reply_source import ReplySource
@@ -32,6 +32,7 @@ from schemas import (
     CancelReason,
     ChatMessage,
     ErrorCode,
+    OverloadedError,
     ProtocolError,
     ResponseCitations,
     SearchToolConfig,
@@ -83,6 +84,16 @@ class Responder:
         """A place among the replica's turns, or :class:`OverloadedError` at once."""
         return None if self.admission is None else self.admission.acquire("turns")
 
+    def admit_voice(self) -> Permit | Waiting | None:
+        """A voice turn's place: one now, or one the response waits for first (up to
+        ``voice_turn_wait_ms``; then its turn fails ``overloaded``), or
+        :class:`OverloadedError` at once when no more may wait."""
+        if self.admission is None:
+            return None
+        limits = self.admission.settings
+        return self.admission.reserve("turns", limits.voice_turn_wait_ms / 1000,
+                                      limits.max_waiting_turns)
+
     # ---- starting and ending a response ---------------------------------------------
 
     def start(
@@ -92,7 +103,7 @@ class Responder:
         input_event_id: str | None,
         *,
         audio: tuple[bytes, int] | None = None,
-        permit: Permit | None = None,
+        permit: Permit | Waiting | None = None,
         search: SearchToolConfig | None = None,
         reply: bool = True,
     ) -> None:
@@ -108,12 +119,17 @@ class Responder:
         sample_rate: int,
         input_event_id: str | None,
         speculation: Speculation,
-        permit: Permit | None,
+        permit: Permit | Waiting | None,
     ) -> None:
         """Like :meth:`start`, for an utterance a speculation prepared a reply to: the
         turn's token cancels the speculative work too (barge-in reaches it)."""
+
+        async def refused(exc: OverloadedError) -> None:
+            await self.speculator.discard(speculation, "superseded")
+            await self._turn_failed(turn_id, exc)
+
         token = self._launch(turn_id, permit, lambda token: self._respond_speculated(
-            turn_id, end, sample_rate, input_event_id, speculation, token))
+            turn_id, end, sample_rate, input_event_id, speculation, token), refused=refused)
         token.add_callback(speculation.cancel.cancel)
 
     async def speculate(self, pause: SpeechPause, sample_rate: int) -> None:
@@ -167,14 +183,19 @@ class Responder:
     def _launch(
         self,
         turn_id: str,
-        permit: Permit | None,
+        permit: Permit | Waiting | None,
         respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
         *,
         replies: bool = True,
+        refused: Callable[[OverloadedError], Coroutine[Any, Any, None]] | None = None,
     ) -> CancelToken:
         """Run ``respond(token)`` as the session's response, under a new cancel token (which
         is returned); the turn's place is given back however it ends. ``replies`` false:
         it only transcribes the turn, unless ``response.create`` asks for the reply.
+
+        A place still waited for (:class:`Waiting`) is awaited first: refused after its
+        wait, the turn fails ``overloaded`` (``refused``, by default its ``error`` event);
+        cancelled meanwhile (barge-in), the response ends before it began.
 
         The place goes back in the task's own last step, not in a done-callback: the loop
         runs those one step after the task ends, and a client that read ``response.done``
@@ -183,9 +204,12 @@ class Responder:
         The callback stays for a task cancelled before its first step."""
         token = self._cancel = CancelToken()
         self._replies_to = turn_id if replies else None
+        if refused is None:
+            async def refused(exc: OverloadedError) -> None:
+                await self._turn_failed(turn_id, exc)
         self._response = asyncio.create_task(  # its log records say the turn
-            _holding(permit, respond, token), name=f"response-{self.session_id}-{turn_id}",
-            context=turn_context(turn_id))
+            _holding(permit, respond, token, refused),
+            name=f"response-{self.session_id}-{turn_id}", context=turn_context(turn_id))
         if permit is not None:
             self._response.add_done_callback(lambda _: permit.release())
         return token
@@ -282,14 +306,28 @@ class Responder:
 
 
 async def _holding(
-    permit: Permit | None,
+    permit: Permit | Waiting | None,
     respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
     token: CancelToken,
+    refused: Callable[[OverloadedError], Coroutine[Any, Any, None]],
 ) -> None:
-    """``respond(token)``, then give the turn's place back, before the task is done
-    (made here, not by the caller: a task cancelled before it starts leaves no coroutine
-    never awaited)."""
+    """``respond(token)`` once the turn has its place, then give the place back, before
+    the task is done (made here, not by the caller: a task cancelled before it starts
+    leaves no coroutine never awaited)."""
     try:
+        if isinstance(permit, Waiting):
+            remove = token.add_callback(lambda _: permit.release())  # barge-in: stop waiting
+            try:
+                await permit.permit()
+            except OverloadedError as exc:
+                await refused(exc)
+                return
+            except asyncio.CancelledError:
+                if not token.cancelled:
+                    raise
+                return
+            finally:
+                remove()
         await respond(token)
     finally:
         if permit is not None:

@@ -38,7 +38,7 @@ import asyncio
 import logging
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, decode_frames
-from pipeline.session.admission import Permit
+from pipeline.session.admission import Permit, Waiting
 from pipeline.session.backchannel import backchannel_prompt, is_backchannel
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
@@ -343,7 +343,7 @@ class VoiceTurns:
         turn_id = speculation.turn_id if speculation is not None else new_turn_id()
         await responder.cancel("barge_in")
         try:
-            permit = responder.admit()
+            permit = responder.admit_voice()
         except OverloadedError as exc:  # the utterance is dropped; the client is told
             self._verdict()
             if speculation is not None:
@@ -364,7 +364,7 @@ class VoiceTurns:
         turn_id: str,
         end: SpeechEnd,
         sample_rate: int,
-        permit: Permit | None,
+        permit: Permit | Waiting | None,
         speculation: Speculation | None = None,
     ) -> None:
         verdict = self._verdict()

@@ -191,7 +191,8 @@ async def test_readyz_shows_the_replicas_admission_as_it_is_now(
         held = h.services.admission.acquire("turns")
         body = (await h.client.http.get("/readyz")).json()
         assert body["ready"] is True and body["checked_ms_ago"] >= 0
-        assert body["admission"]["turns"] == {"in_use": 1, "limit": 3, "refused": 0}
+        assert body["admission"]["turns"] == {"in_use": 1, "limit": 3, "waiting": 0,
+                                              "refused": 0}
         held.release()
         body = (await h.client.http.get("/readyz")).json()
         assert body["admission"]["turns"]["in_use"] == 0  # live, not the cached round's

@@ -1,5 +1,7 @@
-"""A live session under the replica's turn limit: a typed or spoken turn past it is
-refused with an ``overloaded`` error event before anything of the turn is appended, the
+"""A live session under the replica's turn limit: a typed turn past it is refused with an
+``overloaded`` error event before anything of the turn is appended, and so is a spoken one
+when it may not wait (``voice_turn_wait_ms`` 0, or the queue full); a spoken turn that may
+wait is answered once a place is free, or fails ``overloaded`` after its wait; the
 session goes on, a barge-in reuses the place of the reply it interrupts, and a reply that
 has ended has given its place back (a client answering ``response.done`` at once is not
 refused)."""
@@ -22,15 +24,20 @@ pytestmark = pytest.mark.redis
 TOKENS = ["Hello ", "there. ", "How ", "are ", "you? "]
 
 
-async def test_a_spoken_turn_past_the_limit_is_an_overloaded_event(event_log: EventLog) -> None:
-    admission = Admission(AdmissionSettings(max_turns=1, retry_after_ms=700))
-    busy = admission.acquire("turns")  # another session holds the only place
-    session = await LiveSession.open("voice", event_log, engines(), create=SessionSettings(),
-                                     admission=admission)
+async def speak(session: LiveSession) -> None:
     utterance = tone(0.64, True) + tone(0.832, False)
     for start in range(0, len(utterance), 640):
         await session.push_audio(utterance[start : start + 640])
     await session.commit_audio()
+
+
+async def test_a_spoken_turn_past_the_limit_is_an_overloaded_event(event_log: EventLog) -> None:
+    admission = Admission(AdmissionSettings(max_turns=1, retry_after_ms=700,
+                                            voice_turn_wait_ms=0))
+    busy = admission.acquire("turns")  # another session holds the only place
+    session = await LiveSession.open("voice", event_log, engines(), create=SessionSettings(),
+                                     admission=admission)
+    await speak(session)
     log = await event_log.read_all("voice")
     types = [e.type for e in log]
     assert "input.audio" not in types and "response.started" not in types
@@ -43,6 +50,60 @@ async def test_a_spoken_turn_past_the_limit_is_an_overloaded_event(event_log: Ev
     assert admission.in_use("turns") == 0
     assert (await event_log.read_all("voice"))[-1].type == "response.done"
     await session.close()
+
+
+async def test_a_spoken_turn_waits_for_a_place_and_is_answered(event_log: EventLog) -> None:
+    admission = Admission(AdmissionSettings(max_turns=1, voice_turn_wait_ms=30_000))
+    busy = admission.acquire("turns")
+    session = await LiveSession.open("patient", event_log, engines(), create=SessionSettings(),
+                                     admission=admission)
+    await speak(session)
+    await asyncio.sleep(0.05)
+    assert admission.waiting("turns") == 1
+    types = [e.type for e in await event_log.read_all("patient")]
+    assert "input.audio" in types and "response.started" not in types and "error" not in types
+    busy.release()  # the place passes to the waiting turn
+    await session.wait_response()
+    types = [e.type for e in await event_log.read_all("patient")]
+    assert types[-1] == "response.done" and "error" not in types
+    assert admission.in_use("turns") == 0 and admission.waiting("turns") == 0
+    assert admission.refused["turns"] == 0
+    await session.close()
+
+
+async def test_a_spoken_turn_that_waited_too_long_fails_overloaded(event_log: EventLog) -> None:
+    admission = Admission(AdmissionSettings(max_turns=1, voice_turn_wait_ms=50))
+    busy = admission.acquire("turns")
+    session = await LiveSession.open("late", event_log, engines(), create=SessionSettings(),
+                                     admission=admission)
+    await speak(session)
+    await session.wait_response()
+    log = await event_log.read_all("late")
+    [audio] = [e for e in log if e.type == "input.audio"]
+    [error] = [e for e in log if e.type == "error"]
+    assert error.data.code is ErrorCode.OVERLOADED  # type: ignore[union-attr]
+    assert error.turn_id == audio.turn_id and "response.started" not in [e.type for e in log]
+    assert admission.in_use("turns") == 1 and admission.waiting("turns") == 0
+    assert admission.refused["turns"] == 1
+    busy.release()
+    await session.submit_text("And now?")  # the session goes on
+    await session.wait_response()
+    assert (await event_log.read_all("late"))[-1].type == "response.done"
+    await session.close()
+
+
+async def test_closing_a_session_gives_up_its_turns_wait(event_log: EventLog) -> None:
+    admission = Admission(AdmissionSettings(max_turns=1, voice_turn_wait_ms=30_000))
+    busy = admission.acquire("turns")
+    session = await LiveSession.open("gone", event_log, engines(), create=SessionSettings(),
+                                     admission=admission)
+    await speak(session)
+    await asyncio.sleep(0.05)
+    assert admission.waiting("turns") == 1
+    await asyncio.wait_for(session.close(), 5)  # does not wait out the 30 s
+    assert admission.waiting("turns") == 0 and admission.in_use("turns") == 1
+    busy.release()
+    assert admission.in_use("turns") == 0  # no waiter took the place
 
 
 async def test_a_barge_in_takes_the_place_of_the_reply_it_cancels(event_log: EventLog) -> None:
