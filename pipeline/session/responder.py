@@ -124,12 +124,15 @@ class Responder:
         """Like :meth:`start`, for an utterance a speculation prepared a reply to: the
         turn's token cancels the speculative work too (barge-in reaches it)."""
 
-        async def refused(exc: OverloadedError) -> None:
-            await self.speculator.discard(speculation, "superseded")
-            await self._turn_failed(turn_id, exc)
+        async def not_admitted(exc: OverloadedError | None) -> None:
+            closed = exc is None and token.reason == "shutdown"
+            await self.speculator.discard(speculation, "closed" if closed else "superseded")
+            if exc is not None:
+                await self._turn_failed(turn_id, exc)
 
         token = self._launch(turn_id, permit, lambda token: self._respond_speculated(
-            turn_id, end, sample_rate, input_event_id, speculation, token), refused=refused)
+            turn_id, end, sample_rate, input_event_id, speculation, token),
+            not_admitted=not_admitted)
         token.add_callback(speculation.cancel.cancel)
 
     async def speculate(self, pause: SpeechPause, sample_rate: int) -> None:
@@ -187,15 +190,17 @@ class Responder:
         respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
         *,
         replies: bool = True,
-        refused: Callable[[OverloadedError], Coroutine[Any, Any, None]] | None = None,
+        not_admitted: Callable[[OverloadedError | None], Coroutine[Any, Any, None]]
+        | None = None,
     ) -> CancelToken:
         """Run ``respond(token)`` as the session's response, under a new cancel token (which
         is returned); the turn's place is given back however it ends. ``replies`` false:
         it only transcribes the turn, unless ``response.create`` asks for the reply.
 
-        A place still waited for (:class:`Waiting`) is awaited first: refused after its
-        wait, the turn fails ``overloaded`` (``refused``, by default its ``error`` event);
-        cancelled meanwhile (barge-in), the response ends before it began.
+        A place still waited for (:class:`Waiting`) is awaited first. A turn that never
+        gets it goes to ``not_admitted``: with the refusal after its wait (by default the
+        turn's ``overloaded`` error event), or ``None`` when the response was cancelled
+        while it waited (barge-in, the session closing: it ends before it began).
 
         The place goes back in the task's own last step, not in a done-callback: the loop
         runs those one step after the task ends, and a client that read ``response.done``
@@ -204,11 +209,12 @@ class Responder:
         The callback stays for a task cancelled before its first step."""
         token = self._cancel = CancelToken()
         self._replies_to = turn_id if replies else None
-        if refused is None:
-            async def refused(exc: OverloadedError) -> None:
-                await self._turn_failed(turn_id, exc)
+        if not_admitted is None:
+            async def not_admitted(exc: OverloadedError | None) -> None:
+                if exc is not None:
+                    await self._turn_failed(turn_id, exc)
         self._response = asyncio.create_task(  # its log records say the turn
-            _holding(permit, respond, token, refused),
+            _holding(permit, respond, token, not_admitted),
             name=f"response-{self.session_id}-{turn_id}", context=turn_context(turn_id))
         if permit is not None:
             self._response.add_done_callback(lambda _: permit.release())
@@ -309,7 +315,7 @@ async def _holding(
     permit: Permit | Waiting | None,
     respond: Callable[[CancelToken], Coroutine[Any, Any, None]],
     token: CancelToken,
-    refused: Callable[[OverloadedError], Coroutine[Any, Any, None]],
+    not_admitted: Callable[[OverloadedError | None], Coroutine[Any, Any, None]],
 ) -> None:
     """``respond(token)`` once the turn has its place, then give the place back, before
     the task is done (made here, not by the caller: a task cancelled before it starts
@@ -320,11 +326,12 @@ async def _holding(
             try:
                 await permit.permit()
             except OverloadedError as exc:
-                await refused(exc)
+                await not_admitted(exc)
                 return
             except asyncio.CancelledError:
                 if not token.cancelled:
                     raise
+                await not_admitted(None)
                 return
             finally:
                 remove()

@@ -102,6 +102,10 @@ async def test_closing_a_session_gives_up_its_turns_wait(event_log: EventLog) ->
     assert admission.waiting("turns") == 1
     await asyncio.wait_for(session.close(), 5)  # does not wait out the 30 s
     assert admission.waiting("turns") == 0 and admission.in_use("turns") == 1
+    log = await event_log.read_all("gone")
+    [discarded] = [e for e in log if e.type == "speculation.discarded"]  # its prepared reply
+    assert discarded.data.reason == "closed"  # type: ignore[union-attr]
+    assert not [e for e in log if e.type.startswith("response.") or e.type == "error"]
     busy.release()
     assert admission.in_use("turns") == 0  # no waiter took the place
 
