@@ -73,7 +73,20 @@ def busy(processes: int) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def stt_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, Call]]:
+async def loaded(engines: dict[int, Any], call: Callable[[Any], Call],
+                 ) -> AsyncIterator[dict[int, Call]]:
+    """``engines`` (one per thread count) loaded, as ``call(engine)`` each; closed after."""
+    for engine in engines.values():
+        await engine.load()
+    try:
+        yield {t: call(engine) for t, engine in engines.items()}
+    finally:
+        for engine in engines.values():
+            await engine.close()
+
+
+def stt_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContextManager[
+        dict[int, Call]]:
     from loadtests._turn_corpus import RATE, build_corpus
     from pipeline.engines.faster_whisper import FasterWhisperTranscriber
     from schemas import TranscriptionRequest
@@ -82,31 +95,21 @@ async def stt_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, C
     requests = [TranscriptionRequest(
         audio=item.pcm16[: 2 * int((item.end_ms / 1000 + TAIL_S) * RATE)],
         sample_rate=RATE, language="en") for item in items]
-    engines = {t: FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=t)
-               for t in threads}
-    for engine in engines.values():
-        await engine.load()
 
     def call(engine: FasterWhisperTranscriber) -> Call:
         async def one(i: int) -> None:
             [segment async for segment in engine.transcribe(requests[i % len(requests)])]
         return one
 
-    try:
-        yield {t: call(engine) for t, engine in engines.items()}
-    finally:
-        for engine in engines.values():
-            await engine.close()
+    return loaded({t: FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=t)
+                   for t in threads}, call)
 
 
-@contextlib.asynccontextmanager
-async def llm_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, Call]]:
+def llm_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContextManager[
+        dict[int, Call]]:
     from pipeline.engines.llama_cpp import LlamaCppLanguageModel
     from schemas import ChatMessage, GenerationRequest, SamplingSettings
 
-    engines = {t: LlamaCppLanguageModel(n_threads=t) for t in threads}
-    for engine in engines.values():
-        await engine.load()
     sampling = SamplingSettings(temperature=0.0, max_tokens=40, seed=1)
 
     def call(engine: LlamaCppLanguageModel) -> Call:
@@ -123,21 +126,13 @@ async def llm_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, C
             history.append(ChatMessage(role="assistant", content=reply))
         return one
 
-    try:
-        yield {t: call(engine) for t, engine in engines.items()}
-    finally:
-        for engine in engines.values():
-            await engine.close()
+    return loaded({t: LlamaCppLanguageModel(n_threads=t) for t in threads}, call)
 
 
-@contextlib.asynccontextmanager
-async def tts_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, Call]]:
+def tts_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContextManager[
+        dict[int, Call]]:
     from pipeline.engines.piper import PiperSynthesizer
     from schemas import SynthesisRequest
-
-    engines = {t: PiperSynthesizer(intra_op_threads=t) for t in threads}
-    for engine in engines.values():
-        await engine.load()
 
     def call(engine: PiperSynthesizer) -> Call:
         async def one(i: int) -> None:
@@ -145,11 +140,7 @@ async def tts_calls(threads: list[int], calls: int) -> AsyncIterator[dict[int, C
             [chunk async for chunk in engine.synthesize(request)]
         return one
 
-    try:
-        yield {t: call(engine) for t, engine in engines.items()}
-    finally:
-        for engine in engines.values():
-            await engine.close()
+    return loaded({t: PiperSynthesizer(intra_op_threads=t) for t in threads}, call)
 
 
 CALLS = {"stt": stt_calls, "llm": llm_calls, "tts": tts_calls}

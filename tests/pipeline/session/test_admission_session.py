@@ -13,11 +13,12 @@ import asyncio
 import pytest
 
 from pipeline.log import EventLog
-from pipeline.session import Admission, LiveSession
+from pipeline.session import Admission, LiveSession, Permit
 from schemas import AdmissionSettings, ErrorCode, OverloadedError, SessionSettings
 from tests.support.audio_fixtures import tone
 from tests.support.engines import ScriptedLLM
 from tests.support.sessions import engines
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.redis
 
@@ -52,14 +53,20 @@ async def test_a_spoken_turn_past_the_limit_is_an_overloaded_event(event_log: Ev
     await session.close()
 
 
-async def test_a_spoken_turn_waits_for_a_place_and_is_answered(event_log: EventLog) -> None:
-    admission = Admission(AdmissionSettings(max_turns=1, voice_turn_wait_ms=30_000))
+async def spoken_past_the_limit(event_log: EventLog, session_id: str, wait_ms: int,
+                                ) -> tuple[Admission, Permit, LiveSession]:
+    """A session whose spoken turn finds the only place taken (``busy``, returned)."""
+    admission = Admission(AdmissionSettings(max_turns=1, voice_turn_wait_ms=wait_ms))
     busy = admission.acquire("turns")
-    session = await LiveSession.open("patient", event_log, engines(), create=SessionSettings(),
-                                     admission=admission)
+    session = await LiveSession.open(session_id, event_log, engines(),
+                                     create=SessionSettings(), admission=admission)
     await speak(session)
-    await asyncio.sleep(0.05)
-    assert admission.waiting("turns") == 1
+    return admission, busy, session
+
+
+async def test_a_spoken_turn_waits_for_a_place_and_is_answered(event_log: EventLog) -> None:
+    admission, busy, session = await spoken_past_the_limit(event_log, "patient", 30_000)
+    await until(lambda: admission.waiting("turns") == 1, "the turn waits")
     types = [e.type for e in await event_log.read_all("patient")]
     assert "input.audio" in types and "response.started" not in types and "error" not in types
     busy.release()  # the place passes to the waiting turn
@@ -72,11 +79,7 @@ async def test_a_spoken_turn_waits_for_a_place_and_is_answered(event_log: EventL
 
 
 async def test_a_spoken_turn_that_waited_too_long_fails_overloaded(event_log: EventLog) -> None:
-    admission = Admission(AdmissionSettings(max_turns=1, voice_turn_wait_ms=50))
-    busy = admission.acquire("turns")
-    session = await LiveSession.open("late", event_log, engines(), create=SessionSettings(),
-                                     admission=admission)
-    await speak(session)
+    admission, busy, session = await spoken_past_the_limit(event_log, "late", 50)
     await session.wait_response()
     log = await event_log.read_all("late")
     [audio] = [e for e in log if e.type == "input.audio"]
@@ -93,13 +96,8 @@ async def test_a_spoken_turn_that_waited_too_long_fails_overloaded(event_log: Ev
 
 
 async def test_closing_a_session_gives_up_its_turns_wait(event_log: EventLog) -> None:
-    admission = Admission(AdmissionSettings(max_turns=1, voice_turn_wait_ms=30_000))
-    busy = admission.acquire("turns")
-    session = await LiveSession.open("gone", event_log, engines(), create=SessionSettings(),
-                                     admission=admission)
-    await speak(session)
-    await asyncio.sleep(0.05)
-    assert admission.waiting("turns") == 1
+    admission, busy, session = await spoken_past_the_limit(event_log, "gone", 30_000)
+    await until(lambda: admission.waiting("turns") == 1, "the turn waits")
     await asyncio.wait_for(session.close(), 5)  # does not wait out the 30 s
     assert admission.waiting("turns") == 0 and admission.in_use("turns") == 1
     log = await event_log.read_all("gone")
