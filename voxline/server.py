@@ -14,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from schemas import Settings
+from schemas import ConfigurationError, Settings
 from voxline.ingress import check_port_free, resolve_ingress
 from voxline.proxy import PROXY_CALLBACK
 from voxline.redis_server import free_steady_port, redis_url_or_server
@@ -154,7 +156,12 @@ def running_server(
             # serve.run returns once the controller marks the app RUNNING, which can be
             # seconds after its replicas began serving clients: from here on it may serve.
             deploying = True
-            serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+            try:
+                serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+            except RuntimeError as exc:  # "failed to update the deployments [...]": say why
+                raise ConfigurationError(
+                    "the app did not deploy: " + ("; ".join(deploy_failures(serve.status()))
+                                                  or str(exc))) from exc
             wait_ready(url, ready_timeout_s, say)
             ready = True
             yield RunningServer(url=url, redis_url=redis_url, profile=profile)
@@ -172,6 +179,41 @@ def running_server(
             import ray
 
             ray.shutdown()
+
+
+def deploy_failures(status: Any) -> list[str]:
+    """Each deployment of the app that failed to start, with the last line of its own
+    error (``serve.status()``'s message ends with the replica constructor's traceback):
+    Serve's own exception names the deployments only, so an operator who set a bad
+    engine option would learn why only from the replicas' log files."""
+    app = status.applications.get(APP_NAME)
+    if app is None:
+        return []
+    failed = []
+    for name, deployment in app.deployments.items():
+        if str(getattr(deployment.status, "value", deployment.status)) in _FAILED:
+            failed.append(f"{name}: {_last_error(deployment.message or '') or 'failed'}")
+    return failed
+
+
+#: deployment states of a failed start
+_FAILED = frozenset({"DEPLOY_FAILED", "UNHEALTHY"})
+#: a traceback's exception line: ``package.module.SomeError: what happened``
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
+_ERROR_CHARS = 500
+#: the module path of an exception's name (``schemas._errors.``): the name says enough
+_MODULE = re.compile(r"^[\w.]*\.(?=\w+(Error|Exception)\b)")
+
+
+def _last_error(message: str) -> str:
+    """The last exception of a traceback, with the lines that follow it (a validation
+    error's fields), on one line without its module path; the message's last line if it
+    has none."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
+    tail = lines[starts[-1]:] if starts else lines[-1:]
+    text = " ".join(line for line in tail if not line.startswith("For further information"))
+    return _MODULE.sub("", text)[:_ERROR_CHARS]
 
 
 def drain_app(
