@@ -159,9 +159,11 @@ def running_server(
             try:
                 serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
             except RuntimeError as exc:  # "failed to update the deployments [...]": say why
+                failures: list[str] = []
+                with contextlib.suppress(Exception):  # no status: Serve's own words
+                    failures = deploy_failures(serve.status())
                 raise ConfigurationError(
-                    "the app did not deploy: " + ("; ".join(deploy_failures(serve.status()))
-                                                  or str(exc))) from exc
+                    f"the app did not deploy: {'; '.join(failures) or exc}") from exc
             wait_ready(url, ready_timeout_s, say)
             ready = True
             yield RunningServer(url=url, redis_url=redis_url, profile=profile)
@@ -182,8 +184,8 @@ def running_server(
 
 
 def deploy_failures(status: Any) -> list[str]:
-    """Each deployment of the app that failed to start, with the last line of its own
-    error (``serve.status()``'s message ends with the replica constructor's traceback):
+    """Each deployment of the app that failed to start, with its last error
+    (``serve.status()``'s message ends with the replica constructor's traceback):
     Serve's own exception names the deployments only, so an operator who set a bad
     engine option would learn why only from the replicas' log files."""
     app = status.applications.get(APP_NAME)
