@@ -101,15 +101,10 @@ class Waiting:
         self.released = True
         future = self._future
         if not future.done():
-            future.cancel()  # the queue skips it
+            self._admission._waiting[self.kind].remove(future)  # leaves the queue
+            future.cancel()
         elif not future.cancelled() and future.exception() is None:
             future.result().release()
-
-    def __enter__(self) -> Waiting:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.release()
 
 
 class Admission:
@@ -122,7 +117,8 @@ class Admission:
         self.refused: dict[Work, int] = dict.fromkeys(WORK, 0)
         #: the server is stopping: every new piece of work is refused (see :meth:`drain`)
         self.draining = False
-        #: per kind, the waiters for a place (:meth:`reserve`), first come first served
+        #: per kind, the waiters for a place (:meth:`reserve`), first come first served;
+        #: only waiters still waiting (one that gives up removes itself)
         self._waiting: dict[Work, deque[asyncio.Future[Permit]]] = {
             kind: deque() for kind in WORK}
 
@@ -131,10 +127,8 @@ class Admission:
         next :meth:`acquire` is judged by them; places a higher limit frees go to waiters."""
         self.settings = settings
         for kind in WORK:
-            limit = self.limit(kind)
-            while self._waiting[kind] and (limit is None or self._in_use[kind] < limit):
-                self._in_use[kind] += 1
-                self._give_back(kind)
+            while self._waiting[kind] and not self._full(kind):
+                self._waiting[kind].popleft().set_result(self._take(kind))
 
     def limit(self, kind: Work) -> int | None:
         limit: int | None = getattr(self.settings, f"max_{kind}")
@@ -144,7 +138,7 @@ class Admission:
         return self._in_use[kind]
 
     def waiting(self, kind: Work) -> int:
-        return sum(not future.done() for future in self._waiting[kind])
+        return len(self._waiting[kind])
 
     def drain(self) -> None:
         """The server is stopping: from now on all new work is refused with
@@ -154,9 +148,7 @@ class Admission:
         self.draining = True
         for queue in self._waiting.values():
             while queue:
-                future = queue.popleft()
-                if not future.done():
-                    future.set_exception(self._draining_error())
+                queue.popleft().set_exception(self._draining_error())
 
     def check_draining(self) -> None:
         """Raise ``server_draining`` if the server is stopping (for work that takes no
@@ -195,6 +187,9 @@ class Admission:
     def acquire(self, kind: Work) -> Permit:
         """A place for one piece of ``kind``, or :class:`OverloadedError` at once."""
         self.check(kind)
+        return self._take(kind)
+
+    def _take(self, kind: Work) -> Permit:
         self._in_use[kind] += 1
         return Permit(self, kind)
 
@@ -205,8 +200,7 @@ class Admission:
         ``max_waiting`` wait already. Must be called on the event loop that waits."""
         self.check_draining()
         if not self._full(kind):
-            self._in_use[kind] += 1
-            return Permit(self, kind)
+            return self._take(kind)
         if wait_s <= 0 or self.waiting(kind) >= max_waiting:
             raise self.refuse(kind)
         future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
@@ -214,15 +208,13 @@ class Admission:
         return Waiting(self, kind, wait_s, future)
 
     def _give_back(self, kind: Work) -> None:
-        """A place is free: it passes to the first waiter still waiting (the count stays),
-        or the count goes down."""
+        """A place is free: it passes to the first waiter (the count stays), or the count
+        goes down. (A waiter that gave up has left the queue: :meth:`Waiting.release`.)"""
         queue = self._waiting[kind]
-        while queue:
-            future = queue.popleft()
-            if not future.done():
-                future.set_result(Permit(self, kind))
-                return
-        self._in_use[kind] -= 1
+        if queue:
+            queue.popleft().set_result(Permit(self, kind))
+        else:
+            self._in_use[kind] -= 1
 
     @contextlib.contextmanager
     def admit(self, kind: Work) -> Iterator[Permit]:
