@@ -8,10 +8,12 @@ that the machine's drift falls on all counts alike, and reports per stage and co
 wall time and the CPU time (the process's: every native thread included) of one call:
 
 * ``stt``: faster-whisper tiny.en (``cpu_threads``) on the turn corpus's English turns,
-  as a voice turn is transcribed (its window, language known);
+  cut as ``bench_stt_window`` cuts them, as a voice turn is transcribed (its window,
+  language known);
 * ``llm``: llama.cpp with the packaged Gemma 3 270M (``n_threads``; OpenMP threads wait
-  passively, the engine's default) answering the capacity runner's questions, three turns
-  a dialogue, the engine's parallel sequences as served;
+  passively, the engine's default) answering the capacity runner's questions with its
+  sampling and the sessions' system prompt, as many turns a dialogue as its users take,
+  the engine's parallel sequences as served;
 * ``tts``: Piper's packaged voice (``intra_op_threads``) speaking such answers.
 
 ``--busy N`` keeps N other processes spinning meanwhile (a loaded machine: threads that
@@ -38,15 +40,9 @@ from typing import Any
 from loadtests._report import add_smoke_flag, smoke_reports, write_report
 
 STAGES = ("stt", "llm", "tts")
-#: the capacity runner's questions and the answers the packaged LLM gives them
-QUESTIONS = ("What is the capital of France?", "What is the capital of Germany?",
-             "What is the capital of Italy?", "What is the capital of Spain?")
+#: the answers the packaged LLM gives the capacity runner's questions
 ANSWERS = ("The capital of France is Paris.", "The capital of Germany is Berlin.",
            "The capital of Italy is Rome.", "The capital of Spain is Madrid.")
-SYSTEM_PROMPT = "You are Voxline, a friendly voice assistant. Answer briefly."
-TURNS_PER_DIALOGUE = 3
-#: what the endpointer leaves after a turn's last word (s)
-TAIL_S = 0.3
 
 Call = Callable[[int], Awaitable[None]]
 
@@ -87,14 +83,13 @@ async def loaded(engines: dict[int, Any], call: Callable[[Any], Call],
 
 def stt_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContextManager[
         dict[int, Call]]:
-    from loadtests._turn_corpus import RATE, build_corpus
+    from loadtests._turn_corpus import RATE
+    from loadtests.bench_stt_window import corpus
     from pipeline.engines.faster_whisper import FasterWhisperTranscriber
     from schemas import TranscriptionRequest
 
-    items = build_corpus(0, languages=("en",), limit=calls)
-    requests = [TranscriptionRequest(
-        audio=item.pcm16[: 2 * int((item.end_ms / 1000 + TAIL_S) * RATE)],
-        sample_rate=RATE, language="en") for item in items]
+    requests = [TranscriptionRequest(audio=pcm, sample_rate=RATE, language="en")
+                for _, _, _, pcm in corpus([0], "en", calls)]
 
     def call(engine: FasterWhisperTranscriber) -> Call:
         async def one(i: int) -> None:
@@ -107,21 +102,23 @@ def stt_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContext
 
 def llm_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContextManager[
         dict[int, Call]]:
+    from loadtests.capacity import QUESTIONS, SAMPLING, TURNS_PER_SESSION
     from pipeline.engines.llama_cpp import LlamaCppLanguageModel
-    from schemas import ChatMessage, GenerationRequest, SamplingSettings
+    from schemas import ChatMessage, GenerationRequest, SamplingSettings, SessionSettings
 
-    sampling = SamplingSettings(temperature=0.0, max_tokens=40, seed=1)
+    sampling = SamplingSettings.model_validate(SAMPLING)
+    system = ChatMessage(role="system", content=SessionSettings().system_prompt)
 
     def call(engine: LlamaCppLanguageModel) -> Call:
         history: list[ChatMessage] = []
 
         async def one(i: int) -> None:
-            if i % TURNS_PER_DIALOGUE == 0:
+            if i % TURNS_PER_SESSION == 0:
                 history.clear()  # a new session: its first turn reads the whole prompt
             history.append(ChatMessage(role="user", content=QUESTIONS[i % len(QUESTIONS)]))
             request = GenerationRequest(
                 request_id=f"r{i}", sampling=sampling,
-                messages=(ChatMessage(role="system", content=SYSTEM_PROMPT), *history))
+                messages=(system, *history))
             reply = "".join([delta async for delta in engine.generate(request)])
             history.append(ChatMessage(role="assistant", content=reply))
         return one
