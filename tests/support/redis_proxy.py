@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 from voxline.redis_server import free_port
 
@@ -21,6 +22,9 @@ class RedisProxy:
         self.drop_replies = 0
         self.dropped = 0
         self._server: asyncio.Server | None = None
+        #: bumped by every cut: a connection accepted before a cut but handled after it
+        #: (the loop was busy) is refused, never left open through the outage
+        self._generation = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -30,11 +34,13 @@ class RedisProxy:
 
     async def restore(self) -> None:
         """Listen (again) on :attr:`port`."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            functools.partial(self._handle, self._generation), "127.0.0.1", self.port)
 
     start = restore
 
     async def cut(self) -> None:
+        self._generation += 1
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -47,11 +53,16 @@ class RedisProxy:
 
     close = cut
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, generation: int, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            return
+        if generation != self._generation:  # cut while this connection was being set up
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pipeline.log import EventLog, LogFanout, create_redis
 from schemas import EventLogError, EventLogSettings, RedisSettings
@@ -108,3 +109,21 @@ async def test_a_live_tail_ends_with_a_log_error_past_the_grace(
         await fanout.aclose()
         await log.redis.aclose()
     assert info.value.transient
+
+
+async def test_a_connection_set_up_as_the_proxy_is_cut_is_cut_too(
+        redis_proxy: RedisProxy) -> None:
+    """The outage the tests above stage is whole: a connection the proxy accepted but had
+    not yet joined to Redis when it was cut (its loop was busy) does not live through it,
+    or a reader on it would never see the outage."""
+    client = create_redis(redis_proxy.url, RedisSettings(retries=0, socket_timeout_s=1.0))
+    try:
+        ping = asyncio.ensure_future(client.ping())
+        for _ in range(5):  # accepted by the proxy, not yet joined upstream
+            await asyncio.sleep(0)
+        await redis_proxy.cut()
+        with pytest.raises(RedisConnectionError):
+            await ping
+            await client.ping()
+    finally:
+        await client.aclose()
