@@ -2,8 +2,10 @@
 
 Per group of processes (a Serve deployment, Serve's proxy and controller, Redis, the rest of
 the server), from the step summaries and the idle phase: CPU-seconds per voice turn with one
-session (the stage's cost alone) and in the largest step held (its cost under load, where
-batching would show), and the CPU % of a core one idle connected session costs. The machine
+session (the stage's cost alone), in the largest step held and in the largest step run
+(its cost under load, where batching would show: with only one session held, the held
+step is the one-session step and says nothing of load), and the CPU % of a core one idle
+connected session costs. The machine
 row is every core's busy time (the app, the runner, anything else) and ``unattributed`` what
 the machine spent beyond the groups and the runner: Ray daemons outside the server's process
 tree, the kernel, other work.
@@ -46,18 +48,23 @@ def _per_idle_session(idle: dict[str, Any] | None) -> dict[str, float | None]:
 def profile_section(steps: list[dict[str, Any]], held: int | None,
                     idle: dict[str, Any] | None) -> dict[str, Any]:
     """The report's ``profile``: per stage, CPU-seconds per voice turn (one session; the
-    largest step held) and CPU % per idle session; null where a figure was not measured."""
+    largest step held; the largest step run) and CPU % per idle session; null where a
+    figure was not measured."""
     one = next((s for s in steps if s["sessions"] == 1), None)
     at_held = next((s for s in steps if held is not None and s["sessions"] == held), None)
+    largest = max(steps, key=lambda s: s["sessions"], default=None)
     per_one, per_held, per_idle = _per_turn(one), _per_turn(at_held), _per_idle_session(idle)
+    per_largest = _per_turn(largest)
     fixed = (MACHINE, RUNNER, UNATTRIBUTED)
-    stages = sorted(({*per_one, *per_held, *per_idle}) - set(fixed))
-    rows = [*stages, *(name for name in fixed if name in {*per_one, *per_held, *per_idle})]
+    named = {*per_one, *per_held, *per_largest, *per_idle}
+    rows = [*sorted(named - set(fixed)), *(name for name in fixed if name in named)]
     return {
         "held_step_sessions": held if at_held is not None else None,
+        "largest_step_sessions": largest["sessions"] if largest is not None else None,
         "idle_sessions": (idle or {}).get("connected"),
         "stages": {name: {"cpu_s_per_turn_one_session": per_one.get(name),
                           "cpu_s_per_turn_held_step": per_held.get(name),
+                          "cpu_s_per_turn_largest_step": per_largest.get(name),
                           "cpu_percent_per_idle_session": per_idle.get(name)}
                    for name in rows},
     }
@@ -65,11 +72,13 @@ def profile_section(steps: list[dict[str, Any]], held: int | None,
 
 def profile_table(profile: dict[str, Any]) -> str:
     """The profile as a small text table (printed at the end of a run)."""
-    held = profile["held_step_sessions"]
+    held, largest = profile["held_step_sessions"], profile.get("largest_step_sessions")
     idle = profile["idle_sessions"]
-    held_label = f"CPU s/turn @{held}" if held else "CPU s/turn held"
+    held_label = f"@{held} (held)" if held else "held: none"
+    largest_label = f"@{largest} (largest)" if largest else "largest"
     idle_label = f"% core/idle @{idle}" if idle else "% core/idle"
-    head = f"{'stage':<24}{'CPU s/turn @1':>14}{held_label:>16}{idle_label:>22}"
+    head = (f"{'stage':<24}{'CPU s/turn @1':>14}{held_label:>16}{largest_label:>16}"
+            f"{idle_label:>22}")
     lines = ["CPU profile (CPU-seconds per voice turn; % of a core per idle session)", head]
 
     def cell(value: float | None, width: int, digits: int) -> str:
@@ -78,6 +87,7 @@ def profile_table(profile: dict[str, Any]) -> str:
     for name, row in profile["stages"].items():
         lines.append(f"{name:<24}{cell(row['cpu_s_per_turn_one_session'], 14, 3)}"
                      f"{cell(row['cpu_s_per_turn_held_step'], 16, 3)}"
+                     f"{cell(row.get('cpu_s_per_turn_largest_step'), 16, 3)}"
                      f"{cell(row['cpu_percent_per_idle_session'], 22, 3)}")
     if not profile["stages"]:
         lines.append("(no process sampled: nothing to profile)")

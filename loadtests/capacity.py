@@ -38,8 +38,8 @@ both ways, silence) against the same kind of baseline
 and, less the idle session's, ``media_cpu_percent_per_call``: what the WebRTC media path
 (Opus decode and encode, RTP, SRTP) costs per call.
 The report's ``stage_profile`` sums it up per group: CPU-seconds per voice turn in the
-one-session step and in the largest step held, and CPU % per idle session; the run ends by
-printing it as a table.
+one-session step, in the largest step held and in the largest step run, and CPU % per idle
+session; the run ends by printing it as a table.
 
 Writes ``reports/<out>.json`` and ``reports/<out>_steps.png`` / ``_timeline.png``. Each
 step also records the machine's load average: a step taken while other work ran beside

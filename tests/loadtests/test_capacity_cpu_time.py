@@ -10,7 +10,13 @@ import pytest
 from loadtests import _capacity_probe
 from loadtests._capacity_idle import idle_figures
 from loadtests._capacity_probe import SERVE_STATUS_EVERY_S, ReplicaProbe, group_of
-from loadtests._capacity_profile import MACHINE, RUNNER, UNATTRIBUTED, profile_section
+from loadtests._capacity_profile import (
+    MACHINE,
+    RUNNER,
+    UNATTRIBUTED,
+    profile_section,
+    profile_table,
+)
 from loadtests._cpu_time import CpuSnapshot, ProcCpu, cpu_between, machine_between, per_unit
 from loadtests.capacity import StepStats
 
@@ -119,7 +125,8 @@ def step(sessions: int, turns: int, per_turn: dict[str, float]) -> dict[str, Any
             "runner_cpu_s_total": 0.5 * turns}
 
 
-def test_the_profile_takes_the_one_session_step_the_held_step_and_the_idle_phase() -> None:
+def test_the_profile_takes_the_one_session_held_and_largest_steps_and_the_idle_phase(
+) -> None:
     steps = [step(1, 10, {"Gateway": 0.3, "Transcriber": 0.8}),
              step(2, 20, {"Gateway": 0.35, "Transcriber": 0.9}),
              step(4, 30, {"Gateway": 0.4, "Transcriber": 1.2})]
@@ -129,9 +136,11 @@ def test_the_profile_takes_the_one_session_step_the_held_step_and_the_idle_phase
     profile = profile_section(steps, 2, idle)
     stages = profile["stages"]
     assert profile["held_step_sessions"] == 2 and profile["idle_sessions"] == 200
+    assert profile["largest_step_sessions"] == 4
     assert list(stages) == ["Gateway", "Transcriber", MACHINE, RUNNER, UNATTRIBUTED]
     assert stages["Transcriber"] == {"cpu_s_per_turn_one_session": 0.8,
                                      "cpu_s_per_turn_held_step": 0.9,
+                                     "cpu_s_per_turn_largest_step": 1.2,
                                      "cpu_percent_per_idle_session": None}
     assert stages["Gateway"]["cpu_percent_per_idle_session"] == 0.2
     assert stages[RUNNER]["cpu_s_per_turn_one_session"] == 0.5
@@ -144,7 +153,17 @@ def test_no_step_held_no_idle_phase_leaves_those_figures_null() -> None:
     profile = profile_section([step(1, 10, {"Gateway": 0.3})], None, None)
     assert profile["held_step_sessions"] is None and profile["idle_sessions"] is None
     assert profile["stages"]["Gateway"]["cpu_s_per_turn_held_step"] is None
+    assert profile["stages"]["Gateway"]["cpu_s_per_turn_largest_step"] == 0.3
     assert profile_section([], None, None)["stages"] == {}
+    assert profile_section([], None, None)["largest_step_sessions"] is None
+
+
+def test_the_table_shows_the_largest_step_beside_the_held_one() -> None:
+    """One session held of 1 and 8: the load's figures are in the table all the same."""
+    steps = [step(1, 10, {"Gateway": 0.3}), step(8, 80, {"Gateway": 0.2})]
+    lines = profile_table(profile_section(steps, 1, None)).splitlines()
+    assert "@1 (held)" in lines[1] and "@8 (largest)" in lines[1]
+    assert lines[2].split()[1:4] == ["0.300", "0.300", "0.200"]
 
 
 @pytest.mark.parametrize(("title", "name", "under_root", "expected"), [
