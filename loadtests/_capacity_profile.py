@@ -5,10 +5,9 @@ the server), from the step summaries and the idle phase: CPU-seconds per voice t
 session (the stage's cost alone), in the largest step held and in the largest step run
 (its cost under load, where batching would show: with only one session held, the held
 step is the one-session step and says nothing of load), and the CPU % of a core one idle
-connected session costs. The machine
-row is every core's busy time (the app, the runner, anything else) and ``unattributed`` what
-the machine spent beyond the groups and the runner: Ray daemons outside the server's process
-tree, the kernel, other work.
+connected session costs. The machine row is every core's busy time (the app, the runner,
+anything else) and ``unattributed`` what the machine spent beyond the groups and the
+runner: Ray daemons outside the server's process tree, the kernel, other work.
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ def profile_section(steps: list[dict[str, Any]], held: int | None,
 
 def profile_table(profile: dict[str, Any]) -> str:
     """The profile as a small text table (printed at the end of a run)."""
-    held, largest = profile["held_step_sessions"], profile.get("largest_step_sessions")
+    held, largest = profile["held_step_sessions"], profile["largest_step_sessions"]
     idle = profile["idle_sessions"]
     held_label = f"@{held} (held)" if held else "held: none"
     largest_label = f"@{largest} (largest)" if largest else "largest"
@@ -87,7 +86,7 @@ def profile_table(profile: dict[str, Any]) -> str:
     for name, row in profile["stages"].items():
         lines.append(f"{name:<24}{cell(row['cpu_s_per_turn_one_session'], 14, 3)}"
                      f"{cell(row['cpu_s_per_turn_held_step'], 16, 3)}"
-                     f"{cell(row.get('cpu_s_per_turn_largest_step'), 16, 3)}"
+                     f"{cell(row['cpu_s_per_turn_largest_step'], 16, 3)}"
                      f"{cell(row['cpu_percent_per_idle_session'], 22, 3)}")
     if not profile["stages"]:
         lines.append("(no process sampled: nothing to profile)")
