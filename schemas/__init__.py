@@ -4,6 +4,7 @@ Everything that crosses a boundary (socket, log, HTTP, deployment handle) is one
 pydantic models. Import from here, not from the ``_``-modules.
 """
 
+from schemas._call_settings import TelephonySettings, WebRtcSettings
 from schemas._engine_io import (
     MAX_PROMPT_CHARS,
     MAX_SYNTHESIS_CHARS,
@@ -125,6 +126,7 @@ from schemas._retrieval import (
     RetrievalStrategy,
     SearchToolConfig,
 )
+from schemas._retrieval_settings import RetrievalSettings
 from schemas._session import (
     SUPPORTED_SAMPLE_RATES,
     AudioFormat,
@@ -144,10 +146,7 @@ from schemas._settings import (
     EventLogSettings,
     HistorySettings,
     RedisSettings,
-    RetrievalSettings,
     Settings,
-    TelephonySettings,
-    WebRtcSettings,
     get_settings,
 )
 from schemas._trace_ids import derived_id, root_span_id, trace_id

@@ -72,9 +72,11 @@ class ErrorCode(StrEnum):
     ENGINE_OVERLOADED = "engine_overloaded"
     # capacity
     OVERLOADED = "overloaded"
+    RATE_LIMITED = "rate_limited"
     SERVER_DRAINING = "server_draining"
     # browsers
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    HOST_NOT_ALLOWED = "host_not_allowed"
     # retrieval (collections and the search of a turn)
     COLLECTION_NOT_FOUND = "collection_not_found"
     DOCUMENT_NOT_FOUND = "document_not_found"

@@ -13,6 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas._call_settings import TelephonySettings, WebRtcSettings
+from schemas._retrieval_settings import RetrievalSettings
+
 
 class RedisSettings(BaseModel):
     """The Redis client: retries with exponential backoff, timeouts, the pool."""
@@ -148,6 +151,12 @@ class ApiSettings(BaseModel):
         description="how often a Gateway replica publishes its own counts (admission, "
         "stage calls, log append and reader lag) for the metrics endpoint, through Redis",
     )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="host names (JSON list) the server answers for beside loopback names, "
+        "IP addresses and the hosts of public_url and allowed_origins; \".example.com\" "
+        "with its subdomains, \"*\": any. Others: 421 host_not_allowed (DNS rebinding)",
+    )
     allowed_origins: tuple[str, ...] = Field(
         default=(),
         description="web pages (origins, JSON list) that may open sockets and send POSTs "
@@ -157,56 +166,6 @@ class ApiSettings(BaseModel):
         default=20.0, ge=0,
         description="on SIGTERM/SIGINT, running turns may finish this long before sockets "
         "are closed with 1012 (keep it under Kubernetes' terminationGracePeriodSeconds)",
-    )
-
-
-class TelephonySettings(BaseModel):
-    """Phone calls through Twilio: the TwiML webhook (``POST /v1/twilio/voice``) and the
-    Media Streams socket (``/v1/twilio/media``) it connects a call to."""
-
-    model_config = ConfigDict(frozen=True)
-
-    twilio_auth_token: SecretStr | None = Field(
-        default=None,
-        description="the Twilio account's auth token: X-Twilio-Signature is checked on "
-        "the webhook and on the media socket's handshake (set VOXLINE_API__PUBLIC_URL to "
-        "the URL Twilio calls); unset: unchecked, and with API keys on calls are refused",
-    )
-    session: dict[str, Any] = Field(
-        default_factory=dict,
-        description="session settings of every call (system_prompt, voice, language, "
-        "interruptions ...); the audio formats are the call's own (G.711 μ-law, 8 kHz)",
-    )
-    start_timeout_s: float = Field(
-        default=10.0, gt=0, le=120,
-        description="a media socket that has not sent 'start' by then is closed",
-    )
-
-
-class WebRtcSettings(BaseModel):
-    """WebRTC calls (``POST /v1/realtime/calls``, OpenAI's flow): ICE and the reply's
-    audio buffer."""
-
-    model_config = ConfigDict(frozen=True)
-
-    host_addresses: tuple[str, ...] | None = Field(
-        default=None,
-        description="addresses the server offers as ICE host candidates; unset: 127.0.0.1 "
-        "when the server binds loopback, else every interface but loopback",
-    )
-    ice_timeout_s: float = Field(
-        default=30.0, gt=0, le=300,
-        description="a call whose connection is not up by then is hung up",
-    )
-    max_buffer_s: float = Field(
-        default=30.0, ge=1, le=600,
-        description="reply audio held ahead of playback; the log is read no faster",
-    )
-    jitter_packets: int = Field(
-        default=2, ge=0, le=15,
-        description="20 ms packets of the caller's audio a gap (a packet lost or late) is "
-        "waited for before it is skipped; audio in order is heard as it comes (aiortc's "
-        "player holds 4 packets, 80 ms, always)",
     )
 
 
@@ -269,81 +228,6 @@ class HistorySettings(BaseModel):
     chars_per_token: float = Field(
         default=3.0, gt=0, description="token estimate: characters per token (low = cautious)"
     )
-
-
-class RetrievalSettings(BaseModel):
-    """Document collections and the search of a turn: every limit is enforced
-    where documents enter (``/v1/collections``), answered with its own error code."""
-
-    model_config = ConfigDict(frozen=True)
-
-    max_collections: int = Field(
-        default=1000, ge=1, description="collections on the server (too_many_collections)"
-    )
-    max_collections_per_client: int = Field(
-        default=20, ge=1,
-        description="collections one client may hold: one API key, or one address with keys "
-        "off (collection_quota_exceeded)",
-    )
-    max_document_chars: int = Field(
-        default=1_000_000, ge=100, description="text of one document (document_too_large)"
-    )
-    max_document_bytes: int = Field(
-        default=10 << 20, ge=1024, description="one uploaded file, before text extraction"
-    )
-    max_chunks_per_collection: int = Field(
-        default=20_000, ge=1, description="chunks of one collection (collection_full)"
-    )
-    max_document_pages: int = Field(
-        default=1000, ge=1, description="pages of one PDF, checked before any is read "
-        "(document_too_large)"
-    )
-    document_timeout_s: float = Field(
-        default=20.0, gt=0, description="CPU seconds reading one document (text, chunks, "
-        "tokens) may take in a reader process (twice that in wall time); past it the process "
-        "is stopped (document_too_large)"
-    )
-    document_readers: int = Field(
-        default=2, ge=1, le=64, description="reader processes per Gateway replica"
-    )
-    document_queue: int = Field(
-        default=8, ge=0, description="documents that may wait for a reader; more: 503 "
-        "overloaded with Retry-After"
-    )
-    document_memory_mb: int = Field(
-        default=1024, ge=0, description="memory a reader process may add while reading "
-        "(document_too_large; 0: no cap)"
-    )
-    index_delta_chunks: int = Field(
-        default=2000, ge=1, description="chunks new documents gather in a collection's delta "
-        "index before it is merged into the main one"
-    )
-    chunk_chars: int = Field(default=500, ge=50, le=8000, description="a chunk's length")
-    chunk_overlap: int = Field(
-        default=80, ge=0, le=4000, description="characters a chunk repeats of the one before"
-    )
-    timeout_s: float = Field(
-        default=2.0, gt=0, description="a turn's search; past it: no context, a warning"
-    )
-    context_tokens: int = Field(
-        default=800, ge=0,
-        description="prompt budget of the passages (estimated tokens; 4 chunks of 500 chars "
-        "fit, and with the history's 1024 the CPU LLM's 2048-token window still has room)",
-    )
-    rerank_candidates: int = Field(
-        default=20, ge=1, le=200, description="BM25 candidates two_stage re-orders"
-    )
-    index_cache: int = Field(
-        default=64, ge=1, description="collections whose index a replica keeps in memory"
-    )
-    snippet_chars: int = Field(default=200, ge=20, description="a citation's snippet")
-    reranker: Literal["none", "minilm"] = Field(
-        default="none",
-        description="the second stage of two_stage: minilm places the Reranker deployment "
-        "(all-MiniLM-L6-v2; needs the 'reranker' extra); none: two_stage answers with BM25 "
-        "and a warning",
-    )
-    reranker_device: str = Field(default="cpu", description="torch device of the re-ranker")
 
 
 class EngineSettings(BaseModel):
