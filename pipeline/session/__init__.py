@@ -7,7 +7,8 @@ and every event it emits leaves through the log: readers tail it (:func:`follow_
 for one turn's events). Beside it: :func:`create_session`, :func:`authorize` with
 :class:`SessionTokens`, :func:`merge_settings`, and the replica's capacity
 (:class:`Admission`: sessions, turns, transcriptions and speech past it are refused; a
-voice turn may wait for a place, briefly).
+voice turn may wait for a place, briefly) and how often one client may start a costly
+thing (:class:`RateLimiter`).
 """
 
 from pipeline.session.admission import Admission, Permit
@@ -32,6 +33,7 @@ from pipeline.session.evaluation import (
 )
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession
+from pipeline.session.rate_limit import RateLimiter
 from pipeline.session.settings import EngineChoices, merge_settings
 from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
 from pipeline.session.turn_judge import judged_by, turn_detection
@@ -45,6 +47,7 @@ __all__ = [
     "LiveSession",
     "LoggedInput",
     "Permit",
+    "RateLimiter",
     "Replay",
     "SessionEngines",
     "SessionTokens",
