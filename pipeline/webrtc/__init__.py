@@ -1,7 +1,8 @@
 """WebRTC calls: OpenAI's Realtime API over a peer connection (aiortc).
 
 :mod:`~pipeline.webrtc.media` holds the audio both ways (the caller's Opus in, the
-reply's track out, paced and bounded); :mod:`~pipeline.webrtc.call` runs one call on a
+reply's track out, paced and bounded); :mod:`~pipeline.webrtc.offer` reads and bounds a
+caller's SDP offer before aiortc parses it; :mod:`~pipeline.webrtc.call` runs one call on a
 live session: the audio into the session, the log out as events on the ``oai-events``
 data channel and as sound on the track. aiortc is imported with this package: the rest
 of the pipeline never loads it.
@@ -15,17 +16,23 @@ from pipeline.webrtc.media import (
     hold_packets,
     listen_in_order,
     microphone,
+    on_first_check,
     use_host_addresses,
 )
+from pipeline.webrtc.offer import Offer, OfferLimits, bound_offer
 
 __all__ = [
     "CALL_RATE",
     "EVENTS_CHANNEL",
     "InOrderBuffer",
+    "Offer",
+    "OfferLimits",
     "ReplyTrack",
     "WebRtcCall",
+    "bound_offer",
     "hold_packets",
     "listen_in_order",
     "microphone",
+    "on_first_check",
     "use_host_addresses",
 ]

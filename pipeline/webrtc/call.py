@@ -13,14 +13,19 @@ channel (``oai-events`` for OpenAI's clients, ``voxline-events`` for Voxline's p
   events with the audio left out of ``response.audio.chunk``): the reply's audio (PCM16
   at 48 kHz in the log) plays on the call's audio track
   (:class:`~pipeline.webrtc.media.ReplyTrack`) instead, as OpenAI's WebRTC does;
-* client messages on the data channel are handled by ``on_message``, one at a time;
+* client messages on the data channel are handled by ``on_message``, one at a time, at
+  most :data:`MAX_PENDING` waiting: a peer that sends faster has the excess dropped and
+  is told so once per burst (one ``overloaded`` error until the queue has drained), so
+  refusing costs less than accepting;
 * a reply cancelled (by speech, by the client, by a newer turn) stops sounding at once,
   and what was heard of it is logged (``response.truncated``), as it is when speech
   comes over a reply still playing with ``immediate`` interruptions; a reply paused for
   speech over it (``confirmed`` interruptions) holds its place and plays on if resumed;
 * the call ends when the peer hangs up (the connection closes or fails), when
-  :meth:`hangup` is called, or when ICE has not connected within ``ice_timeout_s``;
-  ``on_end`` is called once, with why.
+  :meth:`hangup` is called, when the peer has sent no ICE check within
+  ``ice_start_timeout_s`` (``ice_not_started``: it posted an offer and never came), or
+  when ICE has not connected within ``ice_timeout_s`` (``ice_timeout``); ``on_end`` is
+  called once, with why.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from typing import Any
 
 from pipeline.aio import aclose_stream
 from pipeline.session import LiveSession
-from pipeline.webrtc.media import ReplyTrack, listen_in_order, microphone
+from pipeline.webrtc.media import ReplyTrack, listen_in_order, microphone, on_first_check
+from pipeline.webrtc.offer import unparsable
 from schemas import (
     ErrorCode,
     Event,
@@ -75,6 +81,7 @@ class WebRtcCall:
         on_end: Callable[[str], Awaitable[None]],
         greeting: str,
         ice_timeout_s: float = 30.0,
+        ice_start_timeout_s: float = 10.0,
         max_buffer_s: float = 30.0,
         jitter_packets: int = 2,
     ) -> None:
@@ -88,20 +95,30 @@ class WebRtcCall:
         self._on_end = on_end
         self._greeting = greeting
         self._ice_timeout_s = ice_timeout_s
+        self._ice_start_timeout_s = min(ice_start_timeout_s, ice_timeout_s)
         self._jitter_packets = jitter_packets
         self.track = ReplyTrack(max_buffer_s)
         self.pc: Any = RTCPeerConnection()
         self._channel: Any = None
         self._channel_open = asyncio.Event()
         self._connected = asyncio.Event()
+        self._checked = asyncio.Event()  # the peer's first ICE check came
+        self._refused = False  # this burst of too many client events was refused
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_PENDING)
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
 
+    @property
+    def channel(self) -> str:
+        """The label of the data channel the call's events travel on."""
+        return self._label
+
     async def answer(self, offer_sdp: str) -> str:
-        """The SDP answer to the caller's offer; ``invalid_message`` for SDP that does not
-        parse, ``unsupported_format`` for an offer with no audio this server decodes."""
+        """The SDP answer to the caller's offer (one :func:`~pipeline.webrtc.bound_offer`
+        passed: aiortc's own work on it is bounded); ``invalid_message`` for SDP that does
+        not parse, ``unsupported_format`` for an offer with no audio this server
+        decodes."""
         from aiortc import RTCSessionDescription
         from aiortc.sdp import SessionDescription
 
@@ -112,12 +129,16 @@ class WebRtcCall:
         try:  # aiortc's parser fails in many ways: each is the peer's SDP at fault
             SessionDescription.parse(offer_sdp)
         except Exception as exc:
-            raise ProtocolError(f"the SDP offer does not parse: {exc!r}",
-                                code=ErrorCode.INVALID_MESSAGE, param="sdp") from None
+            logger.info("an SDP offer does not parse: %r", exc)  # Python's words stay here
+            # naming the line parses again, ~10 times: off the loop (~20 ms for 500 lines)
+            raise await asyncio.to_thread(unparsable, offer_sdp,
+                                          SessionDescription.parse) from None
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ProtocolError(f"the SDP offer is not one this server can answer: {exc}",
+            logger.info("an SDP offer cannot be answered: %r", exc)
+            raise ProtocolError("the SDP offer is not one this server can answer (its media "
+                                "sections, BUNDLE group, ICE or DTLS parameters)",
                                 code=ErrorCode.INVALID_MESSAGE, param="sdp") from None
         listen_in_order(pc, self._jitter_packets)
         audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
@@ -129,8 +150,10 @@ class WebRtcCall:
         try:
             await pc.setLocalDescription(await pc.createAnswer())
         except (ValueError, KeyError) as exc:  # no codec in common, say
-            raise InvalidAudioError(f"no audio codec in common with the offer: {exc}",
-                                    code=ErrorCode.UNSUPPORTED_FORMAT) from None
+            logger.info("an SDP offer has no codec in common: %r", exc)
+            raise InvalidAudioError("no audio codec in common with the offer (this server "
+                                    "speaks Opus)", code=ErrorCode.UNSUPPORTED_FORMAT) from None
+        on_first_check(pc, self._checked.set)
         sdp: str = pc.localDescription.sdp
         if "opus/48000" not in sdp.lower():  # every browser offers it; the call runs at 48 kHz
             raise InvalidAudioError("the offer has no Opus audio",
@@ -208,17 +231,23 @@ class WebRtcCall:
 
     def _queue_message(self, message: str | bytes) -> None:
         """Client events are applied one at a time, in order (an item, then the
-        ``response.create`` that answers it); past ``MAX_PENDING`` waiting, the peer is
-        told it is too fast and the event is dropped."""
+        ``response.create`` that answers it); past ``MAX_PENDING`` waiting, the event is
+        dropped, and the peer is told it is too fast once for the burst (the data channel
+        cannot be paused: aiortc hands over every message it receives)."""
         try:
             self._inbox.put_nowait(message)
         except asyncio.QueueFull:
-            self._spawn(self.session.reject(OverloadedError(
-                f"more than {MAX_PENDING} client events wait: slow down",
-                retry_after_ms=100)), "event")
+            if not self._refused:
+                self._refused = True
+                self._spawn(self.session.reject(OverloadedError(
+                    f"more than {MAX_PENDING} client events wait: this one and those "
+                    "after it until they are applied are dropped; slow down",
+                    retry_after_ms=100)), "event")
 
     async def _receive(self) -> None:
         while True:
+            if self._inbox.empty():
+                self._refused = False  # drained: the next burst is told again
             message = await self._inbox.get()
             try:
                 if isinstance(message, bytes):
@@ -261,8 +290,18 @@ class WebRtcCall:
                         self.session.session_id, turn_id, exc)
 
     async def _watch_ice(self) -> None:
+        """Hang up a call whose peer sends no ICE check within ``ice_start_timeout_s``,
+        or whose connection is not up within ``ice_timeout_s``."""
+        started = asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(self._connected.wait(), self._ice_timeout_s)
+            await asyncio.wait_for(self._checked.wait(), self._ice_start_timeout_s)
+        except TimeoutError:
+            if not self._connected.is_set():
+                self._spawn(self.hangup("ice_not_started"), "hangup")
+                return
+        left_s = self._ice_timeout_s - (asyncio.get_running_loop().time() - started)
+        try:
+            await asyncio.wait_for(self._connected.wait(), max(0.0, left_s))
         except TimeoutError:
             self._spawn(self.hangup("ice_timeout"), "hangup")
 
@@ -283,3 +322,4 @@ class WebRtcCall:
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("call on %s: %s failed", self.session.session_id, task.get_name(),
                          exc_info=exc)
+

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,31 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+def on_first_check(pc: Any, heard: Callable[[], None]) -> None:
+    """Call ``heard`` at each authenticated ICE check the peer sends to any transport of
+    ``pc`` (call after its descriptions are set): from the first on, the caller is really
+    connecting, not just a posted offer.
+
+    aioice keeps its connection in aiortc's private ``_connection`` and says nothing when
+    a check arrives, so its ``check_incoming`` is wrapped; if a new aiortc or aioice moves
+    either, this raises and the tests say so, rather than hanging up every call."""
+    transports = {t.receiver.transport.transport for t in pc.getTransceivers()
+                  if t.receiver.transport is not None}
+    if pc.sctp is not None:
+        transports.add(pc.sctp.transport.transport)
+    for ice in transports:
+        connection: Any = getattr(ice, "_connection", None)
+        incoming = getattr(connection, "check_incoming", None)
+        if connection is None or incoming is None:
+            raise RuntimeError("aiortc's ICE transport has no aioice connection where expected")
+
+        def check_incoming(*args: Any, _incoming: Any = incoming) -> Any:
+            heard()
+            return _incoming(*args)
+
+        connection.check_incoming = check_incoming
 
 
 def hold_packets(pc: Any, packets: int) -> None:
