@@ -60,7 +60,9 @@ _MEANINGS = {
     410: "the cursor is older than the log's retention (`resync_required`)",
     413: "the input is over a limit (`message_too_large`, `text_too_long`, ...)",
     415: "audio or a sample rate the server cannot take",
+    421: "the request's Host names no host this server answers for (`host_not_allowed`)",
     422: "a field is missing or has the wrong type (`invalid_message`, fields in `details`)",
+    429: "too many requests from this client (`rate_limited`): retry after `Retry-After`",
     502: "a model failed (`stt_failed`, `tts_failed`, ...)",
     503: "overloaded, starting, or a dependency is unavailable: retry after `Retry-After`",
 }
@@ -71,7 +73,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route that answers these statuses with ``{"error": ...}``."""
     return {status: {"model": ErrorBody, "description": _MEANINGS[status],
-                     **({"headers": _RETRY_AFTER} if status >= 500 else {})}
+                     **({"headers": _RETRY_AFTER} if status >= 500 or status == 429 else {})}
             for status in statuses}
 
 

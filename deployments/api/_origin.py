@@ -1,4 +1,5 @@
-"""Which web pages may drive this server from a visitor's browser: the ``Origin`` check.
+"""Which web pages may drive this server from a visitor's browser: the ``Host`` and
+``Origin`` checks.
 
 A browser lets any page open a WebSocket to any host, and sends a form-like ``POST``
 anywhere, with no consent: only the ``Origin`` header it adds says whose page asks. So a
@@ -21,6 +22,20 @@ are the same idea):
 
 The opaque origin ``null`` (sandboxed frames, ``file:`` pages) is refused unless listed.
 There is no CORS: a page elsewhere cannot read an answer, and reading ones stay open.
+
+"The server's own origin" is only as good as ``Host``. DNS rebinding breaks it: a page at
+``rebind.attacker.example`` has its name re-resolve to ``127.0.0.1``, and its requests
+then reach this server *as that page's own origin* (``Host`` and ``Origin`` both say
+``rebind.attacker.example``), answers readable. So every request, HTTP or WebSocket,
+reading or not, first has its ``Host`` checked (Django's ``ALLOWED_HOSTS``), and a name
+this server does not answer for is ``421 host_not_allowed``. Allowed hosts:
+
+* no ``Host`` (HTTP/1.0: not a browser) and an IP address (a rebinding page has a name:
+  a browser sends the name it resolved, never the address it reached);
+* loopback names: ``localhost`` and ``*.localhost`` (browsers resolve them themselves);
+* the hosts of ``public_url`` and of ``VOXLINE_API__ALLOWED_ORIGINS``;
+* each name of ``VOXLINE_API__ALLOWED_HOSTS`` (a JSON list; ``.example.com`` also allows
+  its subdomains, ``"*"`` any host: for a proxy that checks ``Host`` itself).
 """
 
 from __future__ import annotations
@@ -55,7 +70,11 @@ def _origin_key(value: str) -> tuple[str, str, int] | None:
     return scheme, host.lower(), port or _DEFAULT_PORTS[scheme]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost``, ``*.localhost`` or a loopback address."""
+    if host is None:
+        return False
+    host = host.lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -88,18 +107,59 @@ def origin_allowed(
     key = _origin_key(origin)
     if key is None:
         return False
-    if _is_loopback(key[1]) or (host_header and _same_host(key, host_header)):
+    if is_loopback_host(key[1]) or (host_header and _same_host(key, host_header)):
         return True
     trusted = (_origin_key(value) for value in (*allowed, *([public_url] if public_url else [])))
     return key in trusted
 
 
-def _settings_of(scope: Scope) -> tuple[tuple[str, ...], str | None]:
+def host_allowed(
+    host_header: str | None, allowed_hosts: Iterable[str] = (),
+    allowed_origins: Iterable[str] = (), public_url: str | None = None,
+) -> bool:
+    """Whether a request with this ``Host`` (None: no header) may go on."""
+    if host_header is None:
+        return True
+    try:
+        host = urlsplit(f"//{host_header.strip()}").hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    host = host.rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return True  # an address, not a name: nothing to rebind
+    except ValueError:
+        pass
+    if is_loopback_host(host):
+        return True
+    allowed_hosts = tuple(allowed_hosts)
+    if "*" in allowed_hosts:
+        return True
+    for name in allowed_hosts:
+        name = name.strip().lower().removeprefix("*")
+        if host == name or (name.startswith(".") and (host.endswith(name)
+                                                      or host == name[1:])):
+            return True
+    trusted = (_origin_key(value) for value in (*allowed_origins,
+                                                 *([public_url] if public_url else [])))
+    return any(key is not None and key[1] == host for key in trusted)
+
+
+def _settings_of(scope: Scope) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     services = getattr(getattr(scope.get("app"), "state", None), "services", None)
     if services is None:  # starting: the defaults only
-        return (), None
+        return (), (), None
     api = services.settings.api
-    return tuple(api.allowed_origins), api.public_url
+    return tuple(api.allowed_hosts), tuple(api.allowed_origins), api.public_url
+
+
+def host_refusal(host: str) -> ProtocolError:
+    return ProtocolError(
+        f"this server does not answer for the host \"{host[:100]}\"; allow it with "
+        "VOXLINE_API__ALLOWED_HOSTS or VOXLINE_API__PUBLIC_URL",
+        code=ErrorCode.HOST_NOT_ALLOWED, http_status=421, host=host[:100])
 
 
 def refusal(origin: str) -> ProtocolError:
@@ -110,19 +170,27 @@ def refusal(origin: str) -> ProtocolError:
 
 
 class OriginGuard:
-    """ASGI middleware: WebSocket upgrades and non-reading HTTP requests from a page whose
+    """ASGI middleware: a request whose ``Host`` is not allowed gets ``421
+    host_not_allowed``; WebSocket upgrades and non-reading HTTP requests from a page whose
     ``Origin`` is not allowed get ``403 origin_not_allowed`` (see the module docstring)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" or (
-                scope["type"] == "http" and scope["method"] not in SAFE_METHODS):
-            connection = HTTPConnection(scope)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        host = connection.headers.get("host")
+        hosts, origins, public_url = _settings_of(scope)
+        if not host_allowed(host, hosts, origins, public_url):
+            assert host is not None
+            await self._refuse(scope, receive, send, host_refusal(host))
+            return
+        if scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS:
             origin = connection.headers.get("origin")
-            allowed, public_url = _settings_of(scope)
-            if not origin_allowed(origin, connection.headers.get("host"), allowed, public_url):
+            if not origin_allowed(origin, host, origins, public_url):
                 assert origin is not None
                 await self._refuse(scope, receive, send, refusal(origin))
                 return
@@ -136,7 +204,7 @@ class OriginGuard:
             return
         await receive()  # websocket.connect: the handshake, not yet answered
         if "websocket.http.response" in (scope.get("extensions") or {}):
-            await send({"type": "websocket.http.response.start", "status": 403,
+            await send({"type": "websocket.http.response.start", "status": exc.http_status,
                         "headers": response.raw_headers})
             await send({"type": "websocket.http.response.body", "body": response.body})
             return

@@ -213,7 +213,7 @@ async def test_a_route_raising_a_plain_exception_gets_the_json_error_body(
         raise RuntimeError("secret internals: redis://user:pass@host")
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         response = await client.get("/boom")
     assert response.status_code == 500
     error = _error(response)

@@ -21,7 +21,7 @@ from schemas import CLIENT_MESSAGE_TYPES, EVENT_TYPES, protocol_json_schema
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_api())
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         yield client
 
 

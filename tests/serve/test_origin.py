@@ -1,4 +1,4 @@
-"""Origin checks and security headers through Ray Serve's proxy (the real app).
+"""Host and Origin checks and security headers through Ray Serve's proxy (the real app).
 
 The harness (tests/api/test_browser_guards.py) covers the rules; here, that they survive the
 proxy: Serve hands the app's denial response to the client as the upgrade's answer, so a
@@ -49,3 +49,20 @@ async def test_the_page_headers_pass_the_proxy(app: App) -> None:
     assert page.headers["x-frame-options"] == "DENY"
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "origin_not_allowed"
+
+
+async def test_a_rebound_host_is_refused_through_serve(app: App) -> None:
+    """DNS rebinding: the proxy hands the request's own Host to the app, which refuses a
+    name it does not answer for before anything runs (421), sockets before the upgrade."""
+    port = int(app.url.rsplit(":", 1)[1])
+    rebound = f"rebind.attacker.example:{port}"
+    async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
+        refused = await http.post("/v1/sessions", json={},
+                                  headers={"Host": rebound, "Origin": f"http://{rebound}"})
+    assert refused.status_code == 421
+    assert refused.json()["error"]["code"] == "host_not_allowed"
+    with pytest.raises(InvalidStatus) as upgrade:
+        async with connect(f"ws://{rebound}/v1/realtime", host="127.0.0.1", port=port,
+                           origin=Origin(f"http://{rebound}")):
+            pass
+    assert upgrade.value.response.status_code == 421
