@@ -23,6 +23,7 @@ the subprotocol ``openai-insecure-api-key.<key>`` (what OpenAI's browser clients
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Collection
 
@@ -75,6 +76,15 @@ def token_of(connection: HTTPConnection) -> str | None:
     token only with API keys off (on, it holds the key)."""
     named = connection.headers.get("x-voxline-token") or connection.query_params.get("token")
     return named or (None if api_keys(connection) else _bearer(connection))
+
+
+def client_of(connection: HTTPConnection) -> str:
+    """Who a request counts against, for per-client quotas and rates: the API key shown
+    (a digest of it: nothing keeps a key), else the client's address."""
+    if api_keys(connection):
+        key = shown_key(connection) or ""
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return "addr:" + (connection.client.host if connection.client else "unknown")
 
 
 def check_api_key(connection: HTTPConnection) -> None:

@@ -5,7 +5,9 @@ answering with a call this replica then holds.
 and ``POST /v1/sessions/{id}/calls`` (Voxline's page, a session it made,
 :mod:`deployments.api.session_calls`) differ in the session they call on, how its
 events are written on the data channel, and what hanging up does to the session; the
-offer, its limits, ICE and the call's lifetime are this module's.
+offer, its limits (its size, lines, media sections and candidates, where its candidates
+may point, how often a client may post one), ICE and the call's lifetime are this
+module's.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import Request
 from fastapi.responses import Response
 
+from deployments.api._auth import client_of
 from deployments.api._services import Services
 from pipeline.session import LiveSession
-from pipeline.webrtc import EVENTS_CHANNEL, WebRtcCall, use_host_addresses
+from pipeline.webrtc import (
+    EVENTS_CHANNEL,
+    OfferLimits,
+    WebRtcCall,
+    bound_offer,
+    use_host_addresses,
+)
 from schemas import ErrorCode, Event, InputTooLargeError, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -28,33 +37,51 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 async def read_offer(request: Request, services: Services) -> tuple[str, str | None]:
-    """The SDP offer (``application/sdp``, or the ``sdp`` field of a form) and the form's
-    ``session`` JSON (None without one), under ``VOXLINE_API__MAX_MESSAGE_BYTES``."""
-    limit = services.settings.api.max_message_bytes
+    """The SDP offer (``application/sdp``, or the ``sdp`` field of a form), checked and
+    bounded (:func:`pipeline.webrtc.bound_offer`: what aiortc may see of it), and the
+    form's ``session`` JSON (None without one). The client's offer is counted against
+    its rate first (``429 rate_limited`` past ``VOXLINE_WEBRTC__OFFERS_PER_MINUTE``)."""
+    services.offers.check(client_of(request))
+    webrtc = services.settings.webrtc
+    limit = webrtc.max_offer_bytes
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        form = await request.form(max_files=0, max_fields=4, max_part_size=limit)
+        form = await request.form(max_files=0, max_fields=4,
+                                  max_part_size=max(limit, services.settings.api.max_message_bytes))
         sdp, config = form.get("sdp"), form.get("session")
         if not isinstance(sdp, str) or (config is not None and not isinstance(config, str)):
             raise ProtocolError("the form needs the offer in 'sdp' (and may have the "
                                 "session's configuration in 'session')",
                                 code=ErrorCode.INVALID_MESSAGE, param="sdp")
     elif kind == "application/sdp":
-        body = await request.body()
-        if len(body) > limit:
-            raise InputTooLargeError(f"the offer of {len(body)} bytes is over the limit "
-                                     f"of {limit}", limit=limit, size=len(body))
-        sdp, config = body.decode("utf-8", errors="replace"), None
+        sdp, config = (await _body(request, limit)).decode("utf-8", errors="replace"), None
     else:
         raise ProtocolError(f"send the offer as application/sdp or multipart/form-data, "
                             f"not {kind or 'nothing'}", code=ErrorCode.UNSUPPORTED_CONTENT,
                             http_status=415)
-    if len(sdp) > limit:
-        raise InputTooLargeError(f"the offer is over the limit of {limit} bytes", limit=limit)
-    if not sdp.startswith("v=0"):
-        raise ProtocolError("the offer is not SDP (it starts with 'v=0')",
-                            code=ErrorCode.INVALID_MESSAGE, param="sdp")
-    return sdp, config
+    offer = bound_offer(sdp, OfferLimits.of(webrtc, loopback=_binds_loopback(services)))
+    if offer.dropped:
+        logger.info("offer from %s: candidates left out: %s", client_of(request),
+                    dict(offer.dropped))
+    return offer.sdp, config
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, read no further than ``limit`` bytes (413 past it)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise InputTooLargeError(f"the offer is over the limit of {limit} bytes "
+                                     "(VOXLINE_WEBRTC__MAX_OFFER_BYTES)", limit=limit)
+    return bytes(body)
+
+
+async def replace_calls(services: Services, session_id: str) -> None:
+    """Hang up the calls this replica holds on ``session_id``: a session has one call at
+    a time, and a new offer on it replaces the old (a page that reconnects, say)."""
+    for call in [c for c in services.calls.values() if c.session.session_id == session_id]:
+        await call.hangup("replaced")
 
 
 async def answer_call(
@@ -90,6 +117,7 @@ async def answer_call(
 
     call = WebRtcCall(session, events, frames, channel=channel, on_message=received,
                       on_end=ended, greeting=greeting, ice_timeout_s=webrtc.ice_timeout_s,
+                      ice_start_timeout_s=webrtc.ice_start_timeout_s,
                       max_buffer_s=webrtc.max_buffer_s, jitter_packets=webrtc.jitter_packets)
     try:
         answer = await call.answer(offer)
@@ -101,9 +129,13 @@ async def answer_call(
                     headers={"Location": location(call_id)})
 
 
+def _binds_loopback(services: Services) -> bool:
+    return services.settings.host in _LOOPBACK
+
+
 def _choose_ice_addresses(services: Services) -> None:
     chosen = services.settings.webrtc.host_addresses
-    if chosen is None and services.settings.host in _LOOPBACK:
+    if chosen is None and _binds_loopback(services):
         chosen = ("127.0.0.1",)
     if chosen is not None:
         use_host_addresses(chosen)

@@ -27,7 +27,14 @@ from pipeline.engines import Engine
 from pipeline.log import EventLog, LogFanout, SessionState
 from pipeline.meters import GatewayMeters, ReplicaBoard, ReplicaReport
 from pipeline.retrieval import CollectionStore, Grounder, Reranker
-from pipeline.session import Admission, LiveSession, Permit, SessionEngines, SessionTokens
+from pipeline.session import (
+    Admission,
+    LiveSession,
+    Permit,
+    RateLimiter,
+    SessionEngines,
+    SessionTokens,
+)
 from pipeline.tracing import DeliverySpans
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
@@ -80,6 +87,8 @@ class Services:
     tails: LogFanout = field(init=False)
     #: /readyz answers from this, refreshed in the background (never behind turns)
     readiness_monitor: ReadinessMonitor = field(init=False)
+    #: WebRTC offers each client may make a minute (settings.webrtc.offers_per_minute)
+    offers: RateLimiter = field(init=False)
     _reporting: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -87,6 +96,7 @@ class Services:
         self.tails = LogFanout(self.log, on_deliver=self.meters.delivered)
         self.readiness_monitor = ReadinessMonitor(
             self.readiness, refresh_s=self.settings.api.readiness_refresh_s)
+        self.offers = RateLimiter(self.settings.webrtc.offers_per_minute, "call offers")
 
     async def open_session(
         self,
@@ -270,6 +280,9 @@ class Call(Protocol):
     """A call held by this replica (:class:`pipeline.webrtc.WebRtcCall`)."""
 
     session: LiveSession
+
+    @property
+    def channel(self) -> str: ...
 
     async def hangup(self, reason: str = "hangup") -> None: ...
 

@@ -25,14 +25,13 @@ collection frees its place.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import api_keys, shown_key, token_of
+from deployments.api._auth import client_of, token_of
 from deployments.api._deps import ServicesDep, check_owner, collection_token, store_of
 from deployments.api._errors import error_responses
 from deployments.api._services import Services
@@ -96,15 +95,6 @@ async def check_reader(
 
 _READ = error_responses(401, 403, 404, 409, 422, 503)
 _WRITE = error_responses(400, 401, 403, 404, 413, 415, 422, 503)
-
-
-def client_of(connection: HTTPConnection) -> str:
-    """Who a collection counts against: the API key shown (a digest of it: Redis never
-    holds a key), else the client's address."""
-    if api_keys(connection):
-        key = shown_key(connection) or ""
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
-    return "addr:" + (connection.client.host if connection.client else "unknown")
 
 
 @router.post("", status_code=201, response_model=CollectionCreated,

@@ -17,11 +17,14 @@ plays, so hands-free talk does not hear itself; Opus and a jitter buffer carry v
 over real networks. The socket stays the fallback (and works on the same session: the
 page switches to it, resuming from its last id, when a call cannot be made).
 
-A call holds the session as a socket does (admission, API keys, token); ending it
-(closing the peer connection, ``POST …/calls/{call_id}/hangup``, ICE not up within
-``VOXLINE_WEBRTC__ICE_TIMEOUT_S``) lets a running reply finish into the log and leaves
-the session open, as a socket that goes does. Refusals as at ``/v1/realtime/calls``, and
-``415 unsupported_format`` for a session whose audio is not PCM16 at 48 kHz.
+A call holds the session as a socket does (admission, API keys, token); a session has
+one call at a time on a replica: a new offer hangs up the call it had (``replaced``).
+Ending a call (closing the peer connection, ``POST …/calls/{call_id}/hangup`` with the
+session's token, no ICE check within ``VOXLINE_WEBRTC__ICE_START_TIMEOUT_S`` or ICE not
+up within ``VOXLINE_WEBRTC__ICE_TIMEOUT_S``) lets a running reply finish into the log
+and leaves the session open, as a socket that goes does. Refusals as at
+``/v1/realtime/calls``, and ``415 unsupported_format`` for a session whose audio is not
+PCM16 at 48 kHz.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from deployments.api._calls import answer_call, read_offer
+from deployments.api._calls import answer_call, read_offer, replace_calls
 from deployments.api._deps import ServicesDep, authorized_state
 from deployments.api._errors import error_responses
 from deployments.api._socket import NativeFraming, finish
@@ -59,7 +62,7 @@ PAGE_CHANNEL = "voxline-events"
 @router.post("/{session_id}/calls", status_code=201, response_class=Response, responses={
     201: {"content": {"application/sdp": {}}, "description": "the SDP answer; the call's "
           "URL in Location"},
-    **error_responses(400, 403, 404, 409, 413, 415, 422, 503)})
+    **error_responses(400, 403, 404, 409, 413, 415, 422, 429, 503)})
 async def call_session(session_id: str, request: Request, services: ServicesDep,
                        last_event_id: str | None = None) -> Response:
     """Answer a WebRTC offer with a call on the session; see the module docstring."""
@@ -68,6 +71,7 @@ async def call_session(session_id: str, request: Request, services: ServicesDep,
     if last_event_id:
         await check_cursor(services.log, state, last_event_id)
     offer, _ = await read_offer(request, services)
+    await replace_calls(services, session_id)
     session = await services.open_session(session_id, state=state)
     framing = NativeFraming()
 

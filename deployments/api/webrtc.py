@@ -18,11 +18,16 @@ own client event, the Agents SDK's ``interrupt()``) stops the reply sounding at 
 logs what was heard; ``output_audio_buffer.cleared`` answers it. ICE: the server offers
 host candidates only (``VOXLINE_WEBRTC__HOST_ADDRESSES``; on loopback when it binds
 loopback), so the one machine mode needs no STUN server; on a cluster see
-``cluster/README.md``. Refusals: ``400 invalid_message`` for an offer that does not
-parse, ``415 unsupported_format`` for one with no audio this server speaks (Opus),
-``413`` for an offer over ``VOXLINE_API__MAX_MESSAGE_BYTES``, ``503`` past capacity; a
-call whose connection is not up within ``VOXLINE_WEBRTC__ICE_TIMEOUT_S`` is hung up and
-leaves nothing behind.
+``cluster/README.md``. The offer is read and bounded before aiortc sees it
+(:mod:`pipeline.webrtc.offer`): its candidates outside ``VOXLINE_WEBRTC__PEER_NETWORKS``
+are left out. Refusals: ``400 invalid_message`` for an offer that does not parse (the
+line named) or holds more lines, media sections or candidates than its
+``VOXLINE_WEBRTC__MAX_*`` allow, ``415 unsupported_format`` for one with no audio this
+server speaks (Opus), ``413`` for an offer over ``VOXLINE_WEBRTC__MAX_OFFER_BYTES``,
+``429 rate_limited`` past ``VOXLINE_WEBRTC__OFFERS_PER_MINUTE`` offers from one client,
+``503`` past capacity; a call whose caller sends no ICE check within
+``VOXLINE_WEBRTC__ICE_START_TIMEOUT_S``, or whose connection is not up within
+``VOXLINE_WEBRTC__ICE_TIMEOUT_S``, is hung up and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from deployments.api._calls import answer_call, read_offer
-from deployments.api._deps import ServicesDep, engine_choices
+from deployments.api._deps import ServicesDep, authorized_state, engine_choices
 from deployments.api._errors import error_responses
 from deployments.api._openai_events import (
     apply_client_event,
@@ -50,7 +55,7 @@ from pipeline.openai_realtime import (
     session_object,
 )
 from pipeline.session import merge_settings, new_session_id
-from pipeline.webrtc import CALL_RATE, WebRtcCall
+from pipeline.webrtc import CALL_RATE, EVENTS_CHANNEL, WebRtcCall
 from schemas import (
     AudioFormat,
     ErrorCode,
@@ -72,7 +77,7 @@ _AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"
 @router.post("/calls", status_code=201, response_class=Response, responses={
     201: {"content": {"application/sdp": {}}, "description": "the SDP answer; the call's "
           "URL in Location"},
-    **error_responses(400, 413, 415, 422, 503)})
+    **error_responses(400, 413, 415, 422, 429, 503)})
 async def create_call(request: Request, services: ServicesDep,
                       model: str = "voxline") -> Response:
     """Answer a WebRTC offer with a call on a new session; see the module docstring."""
@@ -110,13 +115,17 @@ async def create_call(request: Request, services: ServicesDep,
 
 
 @router.post("/calls/{call_id}/hangup", status_code=204, response_class=Response,
-             responses=error_responses(404))
-async def hang_up(call_id: str, services: ServicesDep) -> Response:
-    """End the call: a reply still running is cancelled, the session is closed."""
+             responses=error_responses(401, 403, 404))
+async def hang_up(call_id: str, request: Request, services: ServicesDep) -> Response:
+    """End the call: a reply still running is cancelled, the session is closed. A call
+    made here is its own session, and its id is what names it; a call made on a session
+    Voxline's way (``/v1/sessions/{id}/calls``) needs that session's token here too."""
     call = services.calls.get(call_id)
     if call is None:
         raise VoxlineError(f"no call {call_id!r} on this server", code=ErrorCode.NOT_FOUND,
                            http_status=404)
+    if call.channel != EVENTS_CHANNEL:
+        await authorized_state(call.session.session_id, request, services)
     await call.hangup("hangup")
     return Response(status_code=204)
 

@@ -165,9 +165,10 @@ async def test_calls_need_the_api_key_and_a_place(redis_url: str, key_prefix: st
     async with call_api(redis_url, key_prefix, api=ApiSettings(keys=(SecretStr(key),)),
                         admission=AdmissionSettings(max_sessions=1)) as harness:
         async with httpx.AsyncClient() as http:
-            made = (await http.post(f"{harness.url}/v1/sessions",
-                                    json={"settings": CALL_FORMATS},
-                                    headers={"Authorization": f"Bearer {key}"})).json()
+            made, other = [(await http.post(f"{harness.url}/v1/sessions",
+                                            json={"settings": CALL_FORMATS},
+                                            headers={"Authorization": f"Bearer {key}"})).json()
+                           for _ in range(2)]
         path = f"/v1/sessions/{made['session_id']}/calls"
         token = {"X-Voxline-Token": made["token"]}
         keyless, full, caller = (WebRtcCaller(channel=CHANNEL) for _ in range(3))
@@ -177,8 +178,11 @@ async def test_calls_need_the_api_key_and_a_place(redis_url: str, key_prefix: st
                                        Authorization=f"Bearer {key}")
             assert answer.status_code == 201, answer.text
             await caller.until("session.created")
-            # the call holds the replica's one place: a second is refused, and says when
-            refused = await full.call(harness.url, path, **token, Authorization=f"Bearer {key}")
+            # the call holds the replica's one place: another session's is refused, and
+            # says when (a second offer on the same session would replace this call)
+            refused = await full.call(harness.url, f"/v1/sessions/{other['session_id']}/calls",
+                                      Authorization=f"Bearer {key}",
+                                      **{"X-Voxline-Token": other["token"]})
             assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
             assert int(refused.headers["retry-after"]) >= 1
             assert len(harness.services.calls) == 1
