@@ -20,9 +20,16 @@ webhook needs a key (Twilio cannot send one: set the auth token). The socket att
 a session only with its token (from the webhook's TwiML); a stream started without one
 (TwiML of your own) creates a session when the signature was checked or keys are off.
 
-Refusals: the webhook answers with Voxline's coded errors (401 a bad signature, 503 with
-``Retry-After`` past capacity); a socket that cannot start is closed with 4000 + the
-HTTP status and the error's code as the reason (Twilio shows it in its debugger).
+The TwiML's stream URL carries the new session's token, so it is written from
+``VOXLINE_API__PUBLIC_URL``, never from the ``Host`` a request names; with none set, the
+webhook answers only requests to a loopback host (a test, a local tunnel that rewrites
+``Host``) and refuses others (``421 host_not_allowed``).
+
+Refusals: the webhook answers with Voxline's coded errors (401 a bad signature, 421 as
+above, 503 with ``Retry-After`` past capacity); a socket that cannot start is closed with
+4000 + the HTTP status and the error's code as the reason (Twilio shows it in its
+debugger): 4400 ``invalid_message`` for anything but ``connected`` or ``start`` first, a
+binary frame included. A socket closed before ``start`` ends quietly.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from deployments.api._auth import api_keys, check_api_key
 from deployments.api._deps import ServicesDep, base_url, engine_choices, socket_base
 from deployments.api._errors import error_responses
+from deployments.api._origin import is_loopback_host
 from deployments.api._services import Services, get_services
 from deployments.api._socket import JsonFraming, LogSender, receive, refuse
 from pipeline.session import (
@@ -78,7 +86,7 @@ MEDIA_PATH = "/v1/twilio/media"
 
 @router.post("/voice", response_class=Response, responses={
     200: {"content": {"application/xml": {}}, "description": "TwiML: connect the call"},
-    **error_responses(400, 401, 503)})
+    **error_responses(400, 401, 421, 503)})
 async def voice_webhook(request: Request, services: ServicesDep) -> Response:
     """Twilio's voice webhook: a session for the call, and TwiML that streams the call to
     the media socket with the session's id and token."""
@@ -88,7 +96,7 @@ async def voice_webhook(request: Request, services: ServicesDep) -> Response:
     session_id = await create_session(services.log, await _call_settings(services))
     logger.info("call %s from %s: session %s", form.get("CallSid"), form.get("From"),
                 session_id)
-    stream_url = socket_base(base_url(request, services)) + MEDIA_PATH
+    stream_url = socket_base(_stream_base(request, services)) + MEDIA_PATH
     connect = Connect()
     stream = connect.stream(url=stream_url)
     stream.parameter(name="session_id", value=session_id)
@@ -106,6 +114,8 @@ async def media_stream(ws: WebSocket) -> None:
     try:
         signed = _check_caller(ws, services, [])
         start = await _start(ws, services)
+        if start is None:  # the caller left before 'start': nothing was opened
+            return
         session = await _open_call(ws, services, start, signed)
     except VoxlineError as exc:
         await refuse(ws, exc, None)
@@ -194,15 +204,34 @@ class _MultiDict(dict[str, list[str]]):
         return self[key]
 
 
-async def _start(ws: WebSocket, services: Services) -> Start:
-    """Read up to Twilio's ``start`` (after ``connected``), within ``start_timeout_s``."""
+def _stream_base(request: Request, services: Services) -> str:
+    """The base of the TwiML's stream URL, which carries the new session's token: the
+    configured public URL, never a request's ``Host`` (anyone may send one) unless it
+    is a loopback one (a test, a local tunnel); else 421 ``host_not_allowed``."""
+    if services.settings.api.public_url is None and not is_loopback_host(request.url.hostname):
+        raise ProtocolError("set VOXLINE_API__PUBLIC_URL to the URL Twilio calls: the "
+                            "call's stream URL is written from it, not from the request's "
+                            "Host", code=ErrorCode.HOST_NOT_ALLOWED, http_status=421)
+    return base_url(request, services)
+
+
+async def _start(ws: WebSocket, services: Services) -> Start | None:
+    """Read up to Twilio's ``start`` (after ``connected``), within ``start_timeout_s``;
+    None if the caller left first. Anything else first is ``invalid_message``, a binary
+    frame too (Twilio's messages are JSON text)."""
     limits = services.settings.api
     timeout_s = services.settings.telephony.start_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             while True:
-                message = parse_message(await ws.receive_text(),
-                                        max_bytes=limits.max_message_bytes,
+                received = await ws.receive()
+                if received["type"] == "websocket.disconnect":
+                    return None
+                text = received.get("text")
+                if text is None:
+                    raise ProtocolError("a binary frame before 'start': Twilio's messages "
+                                        "are JSON text", code=ErrorCode.INVALID_MESSAGE)
+                message = parse_message(text, max_bytes=limits.max_message_bytes,
                                         max_depth=limits.max_json_depth)
                 if isinstance(message, Start):
                     _check_format(message)

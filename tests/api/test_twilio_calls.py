@@ -192,3 +192,54 @@ async def test_calls_past_capacity_are_refused_with_retry_after(
             await line.until_played()
             busy = await _webhook(harness)  # the line is taken: Twilio hears 503
             assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+
+
+async def test_a_binary_frame_before_start_is_closed_4400(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
+    async with connect(url) as ws:
+        await ws.send(b"\x00\x01binary")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4400, "invalid_message")
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback (was KeyError)
+    assert not harness.services.live
+
+
+async def test_a_caller_that_leaves_before_start_ends_quietly(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
+    for opening in (None, {"event": "connected", "protocol": "Call", "version": "1.0.0"}):
+        async with connect(url) as ws:
+            if opening is not None:
+                await ws.send(json.dumps(opening))
+        await asyncio.sleep(0.2)  # the server reads the close
+    assert not [r for r in caplog.records if r.exc_info]  # (was WebSocketDisconnect)
+    assert not harness.services.live
+    assert harness.services.admission.in_use("sessions") == 0
+
+
+async def test_the_stream_url_comes_from_the_public_url_never_a_requests_host(
+    redis_url: str, key_prefix: str
+) -> None:
+    # an address passes the Host check (no rebinding without a name), but with no public
+    # URL the webhook will not write the session's token into a URL it names
+    async with _harness(redis_url, key_prefix) as harness:
+        refused = await _webhook(harness, Host="203.0.113.7")
+        assert refused.status_code == 421
+        assert refused.json()["error"]["code"] == "host_not_allowed"
+        assert "VOXLINE_API__PUBLIC_URL" in refused.json()["error"]["message"]
+        assert (await _webhook(harness, Host="attacker.example")).status_code == 421
+        port = harness.url.rsplit(":", 1)[1]
+        served = await _webhook(harness, Host=f"localhost:{port}")  # a loopback host is
+        assert served.status_code == 200
+        assert f'url="ws://localhost:{port}/v1/twilio/media"' in served.text
+    api = ApiSettings(public_url="https://voice.example")
+    async with _harness(redis_url, key_prefix, api=api) as harness:
+        answered = await _webhook(harness, Host="203.0.113.7")
+        assert answered.status_code == 200
+        assert 'url="wss://voice.example/v1/twilio/media"' in answered.text
+        assert "203.0.113.7" not in answered.text
