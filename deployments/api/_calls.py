@@ -36,6 +36,17 @@ logger = logging.getLogger(__name__)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+#: what both routes read (``openapi_extra``: the route takes the request itself)
+OFFER_BODY: dict[str, object] = {"requestBody": {"required": True, "content": {
+    "application/sdp": {"schema": {"type": "string", "description": "the SDP offer"}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["sdp"],
+        "properties": {"sdp": {"type": "string", "description": "the SDP offer"},
+                       "session": {"type": "string", "description": "the session's "
+                                   "configuration, JSON (OpenAI's flow only)"}}}},
+}}}
+
+
 async def read_offer(request: Request, services: Services) -> tuple[str, str | None]:
     """The SDP offer (``application/sdp``, or the ``sdp`` field of a form), checked and
     bounded (:func:`pipeline.webrtc.bound_offer`: what aiortc may see of it), and the

@@ -32,7 +32,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from deployments.api._calls import answer_call, read_offer, replace_calls
+from deployments.api._calls import OFFER_BODY, answer_call, read_offer, replace_calls
 from deployments.api._deps import ServicesDep, authorized_state
 from deployments.api._errors import error_responses
 from deployments.api._socket import NativeFraming, finish
@@ -59,7 +59,8 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 PAGE_CHANNEL = "voxline-events"
 
 
-@router.post("/{session_id}/calls", status_code=201, response_class=Response, responses={
+@router.post("/{session_id}/calls", status_code=201, response_class=Response,
+             openapi_extra=OFFER_BODY, responses={
     201: {"content": {"application/sdp": {}}, "description": "the SDP answer; the call's "
           "URL in Location"},
     **error_responses(400, 403, 404, 409, 413, 415, 422, 429, 503)})

@@ -40,6 +40,7 @@ import logging
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketState
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
@@ -137,6 +138,8 @@ async def media_stream(ws: WebSocket) -> None:
     limits = services.settings.api
 
     async def on_text(text: str) -> None:
+        if ws.application_state is not WebSocketState.CONNECTED:
+            return  # after 'stop' the call is over: what the peer sends still is dropped
         message = parse_message(text, max_bytes=limits.max_message_bytes,
                                 max_depth=limits.max_json_depth)
         if isinstance(message, Media):

@@ -38,7 +38,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from deployments.api._calls import answer_call, read_offer
+from deployments.api._calls import OFFER_BODY, answer_call, read_offer
 from deployments.api._deps import ServicesDep, authorized_state, engine_choices
 from deployments.api._errors import error_responses
 from deployments.api._openai_events import (
@@ -74,7 +74,8 @@ CALL_AUDIO = {"input_sample_rate": CALL_RATE, "input_format": "pcm16",
 _AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
 
 
-@router.post("/calls", status_code=201, response_class=Response, responses={
+@router.post("/calls", status_code=201, response_class=Response,
+             openapi_extra=OFFER_BODY, responses={
     201: {"content": {"application/sdp": {}}, "description": "the SDP answer; the call's "
           "URL in Location"},
     **error_responses(400, 413, 415, 422, 429, 503)})

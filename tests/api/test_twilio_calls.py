@@ -243,3 +243,21 @@ async def test_the_stream_url_comes_from_the_public_url_never_a_requests_host(
         assert answered.status_code == 200
         assert 'url="wss://voice.example/v1/twilio/media"' in answered.text
         assert "203.0.113.7" not in answered.text
+
+
+async def test_frames_after_stop_are_dropped_quietly(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the socket fuzzer: a second ``stop`` closed the socket again, and
+    Starlette raised (a traceback per extra frame)."""
+    url = "ws" + harness.url.removeprefix("http") + "/v1/twilio/media"
+    async with PhoneLine.open(url, {}) as line:
+        stop = json.dumps({"event": "stop", "streamSid": STREAM_SID})
+        for _ in range(3):
+            await line.ws.send(stop)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(line.ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    await asyncio.sleep(0.2)
+    assert not [r for r in caplog.records if r.exc_info]

@@ -22,6 +22,7 @@ from schemas import (
     ApiSettings,
     EventLogSettings,
     RetrievalSettings,
+    WebRtcSettings,
 )
 from tests.support.api_harness import forget_keys, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
@@ -30,6 +31,9 @@ T = TypeVar("T")
 
 
 REPLY = ["Fuzzed ", "input ", "answered. ", "Still ", "here."]
+#: every generated offer is answered (no rate), and a call that never connects (none of
+#: the fuzzers' does) lets go of its session soon
+FUZZED_CALLS = WebRtcSettings(offers_per_minute=100_000, ice_start_timeout_s=0.5)
 
 
 @dataclass
@@ -67,7 +71,7 @@ def live_api(redis_url: str, key_prefix: str, api: ApiSettings | None = None,
                 redis_url, EventLogSettings(key_prefix=key_prefix),
                 llm=ScriptedLLM(REPLY, delay=0.001), tts=ScriptedTTS(chunks_per_piece=2),
                 stt=ScriptedSTT("scripted transcript", only_sound=True), api=api,
-                retrieval=retrieval,
+                retrieval=retrieval, webrtc=FUZZED_CALLS,
             ) as harness:
                 started.append(LiveApi(harness.url, harness.services,
                                        asyncio.get_running_loop()))
