@@ -75,7 +75,8 @@ FACADES = {
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
     ],
     "pipeline.session": [
-        "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "SessionEngines",
+        "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "RateLimiter",
+        "SessionEngines",
         "SessionTokens", "SpeechInput", "TURN_ENDS", "authorize", "create_session",
         "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
         "merge_settings", "new_session_id", "parse_event_id",
@@ -109,6 +110,8 @@ FACADES = {
     "pipeline.webrtc": [
         "CALL_RATE", "EVENTS_CHANNEL", "InOrderBuffer", "ReplyTrack", "WebRtcCall",
         "hold_packets", "listen_in_order", "microphone", "use_host_addresses",
+        # the caller's offer, bounded before aiortc parses it; ICE's first check
+        "Offer", "OfferLimits", "bound_offer", "on_first_check",
     ],
     "deployments.api": ["WS_PROTOCOL", "ApiServer", "Services", "create_api", "get_services",
                         "start_services"],
