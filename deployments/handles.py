@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, ClassVar, NoReturn
 
-from pipeline.engines import LanguageModel, Synthesizer, Transcriber
+from pipeline.engines import GenerationItem, LanguageModel, Synthesizer, Transcriber
 from pipeline.meters import StageCalls
 from pipeline.retrieval import Reranker
 from pipeline.tracing import carrier
@@ -143,12 +143,12 @@ class RemoteLanguageModel(_RemoteStage, LanguageModel):
     stage = "llm"
     method = "generate"
 
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationItem, None]:
         return self._stream(request)
 
     def generate_with_usage(
         self, request: GenerationRequest
-    ) -> AsyncGenerator[str | GenerationUsage, None]:
+    ) -> AsyncGenerator[GenerationItem | GenerationUsage, None]:
         return self._stream(request, "generate_with_usage")
 
 

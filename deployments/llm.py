@@ -9,19 +9,20 @@ from ray import serve
 
 from deployments._stage import StageReplica
 from pipeline.aio import batched
-from pipeline.engines import LanguageModel
+from pipeline.engines import GenerationItem, LanguageModel, coalesced
 from schemas import GenerationRequest, GenerationUsage
 
 
 @serve.deployment(name="LanguageModel", ray_actor_options={"num_cpus": 1})
 class LanguageModelReplica(StageReplica):
-    """Streams text deltas, several tokens per item (the first one alone, at once)."""
+    """Streams text deltas, several tokens per item (the first one alone, at once), and
+    the pieces of the tool calls the model makes, in order."""
 
     stage = "llm"
 
     async def generate(
         self, request: GenerationRequest, context: dict[str, str] | None = None
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[GenerationItem, None]:
         async with self.call("generate", context):
             engine = await self.engine()
             assert isinstance(engine, LanguageModel)
@@ -30,11 +31,13 @@ class LanguageModelReplica(StageReplica):
                              max_wait_s=max_wait_s)
             async with contextlib.aclosing(deltas) as batches:
                 async for batch in batches:
-                    yield "".join(batch)
+                    for item in coalesced(batch):
+                        assert not isinstance(item, GenerationUsage)
+                        yield item
 
     async def generate_with_usage(
         self, request: GenerationRequest, context: dict[str, str] | None = None
-    ) -> AsyncGenerator[str | GenerationUsage, None]:
+    ) -> AsyncGenerator[GenerationItem | GenerationUsage, None]:
         """:meth:`generate`'s batches, then the engine's token counts (when it has them)."""
         async with self.call("generate", context) as span:
             engine = await self.engine()
@@ -44,11 +47,7 @@ class LanguageModelReplica(StageReplica):
                             max_wait_s=max_wait_s)
             async with contextlib.aclosing(items) as batches:
                 async for batch in batches:
-                    text = "".join(item for item in batch if isinstance(item, str))
-                    if text:
-                        yield text
-                    for item in batch:
-                        if isinstance(item, GenerationUsage):
-                            if span is not None:
-                                span.set_attribute("voxline.tokens", item.completion_tokens)
-                            yield item
+                    for item in coalesced(batch):
+                        if isinstance(item, GenerationUsage) and span is not None:
+                            span.set_attribute("voxline.tokens", item.completion_tokens)
+                        yield item

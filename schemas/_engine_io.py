@@ -7,7 +7,7 @@ an explicit sample rate; conversion happens at the edges (``pipeline.audio.pcm``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,21 +22,87 @@ MAX_SYNTHESIS_CHARS = 2000
 MAX_PROMPT_CHARS = 2000
 
 
-class ChatMessage(BaseModel):
+#: a tool's name, as OpenAI allows it
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: Upper bound of one tool's JSON Schema and of one call's arguments, serialized.
+MAX_TOOL_SCHEMA_CHARS = 16_000
+MAX_TOOL_ARGUMENTS_CHARS = 16_000
+
+
+class ToolFunction(BaseModel):
+    """A function the model may call (OpenAI's ``function`` of a tool): its ``parameters``
+    are a JSON Schema object the arguments must satisfy."""
+
     model_config = _CONFIG
 
-    role: Literal["system", "user", "assistant"]
-    content: str
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str = Field(default="", max_length=4000)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
+                                                                "properties": {}})
+
+
+class ToolChoice(BaseModel):
+    """Whether the model may call a tool: ``auto`` (it chooses), ``none``, ``required``
+    (one of them), or ``function`` (the one named)."""
+
+    model_config = _CONFIG
+
+    mode: Literal["auto", "none", "required", "function"] = "auto"
+    name: str | None = Field(default=None, pattern=TOOL_NAME_PATTERN)
+
+
+class ToolCall(BaseModel):
+    """A call the model made: its id (the idempotency key of whatever runs it), the
+    function, and the arguments as JSON text (as OpenAI carries them)."""
+
+    model_config = _CONFIG
+
+    id: str = Field(min_length=1, max_length=128)
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    arguments: str = Field(default="{}", max_length=MAX_TOOL_ARGUMENTS_CHARS)
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a tool call as a model streams it: the call's ``index`` in the reply,
+    its ``id`` and ``name`` on the first piece, then fragments of the ``arguments`` JSON
+    text (OpenAI's ``delta.tool_calls`` item)."""
+
+    model_config = _CONFIG
+
+    index: int = Field(default=0, ge=0)
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class ChatMessage(BaseModel):
+    """One message of the dialogue. An assistant message may carry the ``tool_calls``
+    it made (its ``content`` then often empty); a ``tool`` message is a call's output,
+    ``tool_call_id`` naming the call."""
+
+    model_config = _CONFIG
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = Field(default=None, max_length=128)
 
 
 class GenerationRequest(BaseModel):
-    """One LLM call: the dialogue so far and how to sample."""
+    """One LLM call: the dialogue so far, how to sample, and the tools it may call."""
 
     model_config = _CONFIG
 
     request_id: str = Field(min_length=1, max_length=128)
     messages: tuple[ChatMessage, ...] = Field(min_length=1)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    tools: tuple[ToolFunction, ...] = ()
+    tool_choice: ToolChoice = Field(default_factory=ToolChoice)
+
+    @property
+    def calls_tools(self) -> bool:
+        """Whether the reply may be a tool call."""
+        return bool(self.tools) and self.tool_choice.mode != "none"
 
 
 class GenerationUsage(BaseModel):
@@ -48,8 +114,9 @@ class GenerationUsage(BaseModel):
 
     completion_tokens: int = Field(ge=0)
     prompt_tokens: int | None = Field(default=None, ge=0, description="None: not counted")
-    finish_reason: Literal["stop", "length"] | None = Field(
-        default=None, description="length: the token budget or the context window ran out")
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = Field(
+        default=None, description="length: the token budget or the context window ran "
+        "out; tool_calls: the reply is tool calls")
 
 
 class SynthesisRequest(BaseModel):

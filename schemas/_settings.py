@@ -96,6 +96,13 @@ class ApiSettings(BaseModel):
     max_chat_messages: int = Field(
         default=256, ge=1, description="messages of one /v1/chat/completions request"
     )
+    max_tools: int = Field(
+        default=64, ge=1, le=1024, description="tools of one request (chat completions)"
+    )
+    max_tool_schema_chars: int = Field(
+        default=16_000, ge=100, le=1_000_000,
+        description="one tool's parameters, as JSON Schema text",
+    )
     max_upload_bytes: int = Field(default=25 << 20, ge=1024, description="one uploaded file")
     max_speech_chars: int = Field(default=4096, ge=1, description="input of /v1/audio/speech")
     voice_map: dict[str, str] = Field(

@@ -13,6 +13,7 @@ the prompt too long, :func:`client_error` gives the client the same code.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, Literal
 
@@ -26,6 +27,13 @@ from pydantic import (
     ValidationError,
 )
 
+from deployments.api._chat_tools import (
+    CompletionTool,
+    CompletionToolCall,
+    ToolChoiceParam,
+    history_calls,
+    request_tools,
+)
 from deployments.api._services import Services
 from pipeline.log import message_tokens
 from schemas import (
@@ -55,9 +63,14 @@ class ContentPart(BaseModel):
 class CompletionMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[ContentPart] = Field(
-        description="text, or text parts (other parts and tool calls are not supported)")
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[ContentPart] | None = Field(
+        default=None, description="text, or text parts (other parts are not supported); "
+        "may be null in an assistant message with tool_calls")
+    tool_calls: list[CompletionToolCall] | None = Field(
+        default=None, description="an assistant message's calls")
+    tool_call_id: str | None = Field(
+        default=None, max_length=128, description="a tool message: the call it answers")
 
 
 class StreamOptions(BaseModel):
@@ -65,8 +78,8 @@ class StreamOptions(BaseModel):
 
 
 class CompletionRequest(BaseModel):
-    """OpenAI's request; fields Voxline does not act on (``n`` above 1, tools, logprobs,
-    ...) are refused or ignored rather than half-served."""
+    """OpenAI's request; fields Voxline does not act on (``n`` above 1, logprobs, ...) are
+    refused or ignored rather than half-served (tools: :mod:`deployments.api._chat_tools`)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -83,6 +96,10 @@ class CompletionRequest(BaseModel):
     n: Literal[1] = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    tools: list[CompletionTool] | None = None
+    tool_choice: ToolChoiceParam | None = None
+    # one call per reply is what the CPU model makes: accepted either way
+    parallel_tool_calls: StrictBool | None = None
     # Voxline's extra: ground the reply in a collection; the request shows the
     # collection's token (X-Voxline-Token, or as the api_key when the server has no keys)
     search_tool_config: SearchToolConfig | None = None
@@ -112,15 +129,30 @@ def generation_request(body: CompletionRequest, services: Services) -> Generatio
     except ValidationError as exc:
         raise ProtocolError(f"invalid sampling: {exc.errors()[0]['msg']}") from None
     # "developer" is OpenAI's newer name for the system message
-    messages = tuple(ChatMessage(role="system" if m.role == "developer" else m.role,
-                                 content=content)
-                     for m, content in zip(body.messages, contents, strict=True))
+    messages = tuple(_message(m, content, index) for index, (m, content)
+                     in enumerate(zip(body.messages, contents, strict=True)))
+    tools, choice = request_tools(body.tools, body.tool_choice, limits)
     return GenerationRequest(request_id=f"oai-{uuid.uuid4().hex}", messages=messages,
-                             sampling=sampling)
+                             sampling=sampling, tools=tools, tool_choice=choice)
 
 
-def _text(content: str | list[ContentPart], index: int) -> str:
+def _message(message: CompletionMessage, content: str, index: int) -> ChatMessage:
+    if message.role == "tool" and not message.tool_call_id:
+        raise ProtocolError("a tool message needs the tool_call_id of the call it answers",
+                            param=f"messages.{index}.tool_call_id")
+    if message.tool_calls and message.role != "assistant":
+        raise ProtocolError("only an assistant message makes tool calls",
+                            param=f"messages.{index}.tool_calls")
+    role = "system" if message.role == "developer" else message.role
+    return ChatMessage(role=role, content=content,
+                       tool_calls=history_calls(message.tool_calls, index),
+                       tool_call_id=message.tool_call_id if role == "tool" else None)
+
+
+def _text(content: str | list[ContentPart] | None, index: int) -> str:
     """A message's text: the string, or its text parts joined with newlines."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     texts = []
@@ -143,7 +175,11 @@ def bounded_prompt(
     """The prompt's estimated tokens (as the history budget estimates), or 400
     ``context_length_exceeded`` when over the bound: the setting, else the engine's
     context window, else :data:`FALLBACK_CONTEXT_TOKENS`."""
-    tokens = sum(message_tokens(m.content, services.settings.history) for m in request.messages)
+    history = services.settings.history
+    tokens = sum(message_tokens(m.content + "".join(c.arguments for c in m.tool_calls), history)
+                 for m in request.messages)
+    if request.calls_tools:  # the model is told its tools
+        tokens += message_tokens(json.dumps([t.model_dump() for t in request.tools]), history)
     limit = services.settings.api.max_prompt_tokens
     if limit is None:
         window = (llm or {}).get("context_tokens")

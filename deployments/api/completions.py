@@ -12,6 +12,14 @@ A message's ``content`` is a string or an array of text parts (``[{"type": "text
 "text": ...}]``, joined with newlines, as vLLM does); any other part (``image_url``,
 ``input_audio``, ``file``) is 400 ``unsupported_content``: this model reads text only.
 
+Tools (:mod:`deployments.api._chat_tools`): ``tools``, ``tool_choice`` and
+``parallel_tool_calls`` as OpenAI has them; the reply's calls come as
+``message.tool_calls`` (``content`` null) or streamed ``delta.tool_calls`` pieces, with
+``finish_reason: "tool_calls"``; the client runs them and sends their outputs back as
+``role: "tool"`` messages. The CPU default (llama.cpp) makes one call at most a reply,
+its arguments always valid against the tool's ``parameters`` (a grammar constrains the
+decoding: :mod:`pipeline.engines._llama_grammar`).
+
 Usage: the tokens the engine counted with its own tokenizer (llama.cpp and vLLM report
 them, :meth:`pipeline.engines.LanguageModel.generate_with_usage`); an engine that counts
 none (a remote server) gets the estimate the history budget uses
@@ -45,10 +53,12 @@ from deployments.api._chat_request import (
     client_error,
     generation_request,
 )
+from deployments.api._chat_tools import CompletionToolCall, ReplyCalls
 from deployments.api._deps import ServicesDep, check_owner, described, model_id
 from deployments.api._errors import error_responses
 from deployments.api._services import Services
 from deployments.api._sse import SSE_HEADERS, sse_data
+from pipeline.engines import GenerationItem
 from schemas import (
     Citation,
     ErrorCode,
@@ -57,6 +67,7 @@ from schemas import (
     HistorySettings,
     ProtocolError,
     SearchToolConfig,
+    ToolCallDelta,
     VoxlineError,
     WarningData,
 )
@@ -72,13 +83,17 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[CompletionToolCall] | None = None
+
+
+Finish = Literal["stop", "length", "tool_calls"]
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Finish
     logprobs: None = None
 
 
@@ -132,9 +147,11 @@ async def chat_completions(
                     reply.add(item)
         except VoxlineError as exc:
             raise client_error(exc) from None
+    calls = reply.calls.calls() or None
     return Completion(
         id=completion_id, created=int(time.time()), model=model,
-        choices=[Choice(message=AssistantMessage(content=reply.text),
+        choices=[Choice(message=AssistantMessage(content=reply.text or (None if calls else ""),
+                                                 tool_calls=calls),
                         finish_reason=reply.finish())],
         usage=reply.usage(), citations=citations, warnings=warnings,
     )
@@ -171,15 +188,20 @@ class _Reply:
         self.prompt_tokens = prompt_tokens
         self.history = history
         self.parts: list[str] = []
+        self.calls = ReplyCalls()
         self.counted: GenerationUsage | None = None
 
-    def add(self, item: str | GenerationUsage) -> str | None:
-        """Take one item of the stream; the text it adds, if any."""
-        if isinstance(item, GenerationUsage):
-            self.counted = item
-            return None
-        self.parts.append(item)
-        return item
+    def add(self, item: GenerationItem | GenerationUsage) -> dict[str, Any] | None:
+        """Take one item of the stream; the chunk's ``delta`` it makes, if any."""
+        match item:
+            case GenerationUsage():
+                self.counted = item
+                return None
+            case ToolCallDelta():
+                return {"tool_calls": [self.calls.add(item)]}
+            case str():
+                self.parts.append(item)
+                return {"content": item}
 
     @property
     def text(self) -> str:
@@ -197,10 +219,13 @@ class _Reply:
         return Usage(prompt_tokens=prompt, completion_tokens=completion,
                      total_tokens=prompt + completion)
 
-    def finish(self) -> Literal["stop", "length"]:
-        """The engine's reason; else ``length`` when the reply took its whole budget."""
+    def finish(self) -> Finish:
+        """The engine's reason; else ``tool_calls`` when it called, ``length`` when the
+        reply took its whole budget."""
         if self.counted is not None and self.counted.finish_reason is not None:
             return self.counted.finish_reason
+        if self.calls:
+            return "tool_calls"
         spent = self.usage().completion_tokens
         return "length" if spent >= self.request.sampling.max_tokens else "stop"
 
@@ -218,7 +243,7 @@ async def _chunks(
     base = {"id": completion_id, "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model}
 
-    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
         return sse_data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                               "finish_reason": finish}]})
 
@@ -232,7 +257,7 @@ async def _chunks(
                     services.engines.llm.generate_with_usage(request)) as items:
                 async for item in items:
                     if (delta := reply.add(item)) is not None:
-                        yield chunk({"content": delta}, None)
+                        yield chunk(delta, None)
     except VoxlineError as exc:
         error = client_error(exc)
         payload = error.to_payload()

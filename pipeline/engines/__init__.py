@@ -12,12 +12,14 @@ mapped onto the engines' voices (:func:`engine_voice`) and a transcription's tex
 
 from pipeline.engines.base import (
     Engine,
+    GenerationItem,
     LanguageModel,
     Synthesizer,
     TextTurnDetector,
     Transcriber,
     TurnDetector,
     VoiceActivityDetector,
+    coalesced,
     transcribed_text,
     transcript_text,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "ENGINES",
     "OPENAI_VOICES",
     "Engine",
+    "GenerationItem",
     "LanguageModel",
     "ModelStatus",
     "Synthesizer",
@@ -37,6 +40,7 @@ __all__ = [
     "Transcriber",
     "TurnDetector",
     "VoiceActivityDetector",
+    "coalesced",
     "create_engine",
     "engine_class",
     "engine_voice",

@@ -135,6 +135,10 @@ class LlamaSequences:
         reads the vocabulary from)."""
         return self._model.model
 
+    def add_grammar(self, chain: Any, grammar: Any) -> None:
+        """Constrain the sampler ``chain`` (of :meth:`sampler`) to ``grammar``."""
+        chain.add_grammar(self._model, grammar)
+
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
         tokens: list[int] = self._model.tokenize(text, add_bos, special)
         return tokens

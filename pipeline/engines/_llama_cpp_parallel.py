@@ -103,6 +103,7 @@ class _Request:
     max_tokens: int = 0
     started: float = 0.0
     sampler: Any = None
+    grammar: Any = None
     detokenizer: Detokenizer | None = None
     scanner: StopScanner | None = None
 
@@ -152,11 +153,14 @@ class ParallelScheduler:
         return len(self._slots)
 
     async def generate(
-        self, prompt: DialoguePrompt, sampling: SamplingSettings, stats: GenerationStats
+        self, prompt: DialoguePrompt, sampling: SamplingSettings, stats: GenerationStats,
+        grammar: Any = None,
     ) -> AsyncGenerator[str, None]:
-        """The reply's text pieces; refused at once (``OverloadedError``) when
-        ``max_waiting`` requests already wait for a sequence."""
+        """The reply's text pieces (kept in ``grammar``, a ``LlamaGrammar``, if given);
+        refused at once (``OverloadedError``) when ``max_waiting`` requests already wait
+        for a sequence."""
         request = self._submit(prompt, sampling, stats)
+        request.grammar = grammar
         try:
             while True:
                 item = await request.out.get()
@@ -321,7 +325,7 @@ class ParallelScheduler:
             self._clear(slot)
         slot.tokens = slot.tokens[:keep]
         request.pending = tokens[keep:]
-        request.sampler = self._sampler_for(request.sampling)
+        request.sampler = self._sampler_for(request.sampling, request.grammar)
         request.detokenizer = Detokenizer(self._lib, self._seqs)
         request.scanner = StopScanner(
             request.prompt.stop, strip_leading=not request.prompt.continuation
@@ -355,8 +359,8 @@ class ParallelScheduler:
             self._lib.llama_memory_seq_rm(self._seqs.memory, slot.seq_id, -1, -1)
             slot.tokens = []
 
-    def _sampler_for(self, sampling: SamplingSettings) -> Any:
-        """The chain ``llama_cpp.Llama`` builds for these settings."""
+    def _sampler_for(self, sampling: SamplingSettings, grammar: Any = None) -> Any:
+        """The chain ``llama_cpp.Llama`` builds for these settings (and a grammar)."""
         o = self._sampler
         chain = self._seqs.sampler()
         chain.add_penalties(
@@ -366,6 +370,8 @@ class ParallelScheduler:
             penalty_freq=0.0,
             penalty_present=0.0,
         )
+        if grammar is not None:  # what the grammar forbids is out before anything picks
+            self._seqs.add_grammar(chain, grammar)
         temperature = min(sampling.temperature, o.max_temperature)
         if temperature == 0.0:
             chain.add_greedy()

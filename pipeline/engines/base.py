@@ -46,9 +46,26 @@ from schemas import (
     GenerationRequest,
     GenerationUsage,
     SynthesisRequest,
+    ToolCallDelta,
     TranscriptionRequest,
     TranscriptSegment,
 )
+
+#: what a language model streams: text deltas, and pieces of the tool calls it makes
+GenerationItem = str | ToolCallDelta
+
+
+def coalesced(batch: Iterable[GenerationItem | GenerationUsage]
+              ) -> list[GenerationItem | GenerationUsage]:
+    """A batch of a language model's stream with each run of text deltas joined into one
+    delta, everything else kept where it was (what a replica sends as one item)."""
+    out: list[GenerationItem | GenerationUsage] = []
+    for item in batch:
+        if isinstance(item, str) and out and isinstance(out[-1], str):
+            out[-1] += item
+        elif not isinstance(item, str) or item:
+            out.append(item)
+    return out
 
 
 class NoOptions(BaseModel):
@@ -166,18 +183,22 @@ class LanguageModel(Engine):
     stage = "llm"
 
     @abc.abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
-        """Yield text deltas as the model writes them; the concatenation is the reply.
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationItem, None]:
+        """Yield the reply as the model writes it: text deltas (``str``), whose
+        concatenation is the reply's text, and, for a request with ``tools`` the model
+        calls, :class:`schemas.ToolCallDelta` items (a call's ``id`` and ``name`` on its
+        first item, fragments of its ``arguments`` JSON after; ``index`` tells calls apart).
 
         Deltas may be whole tokens or several tokens; never empty strings. The stream ends
-        at a stop sequence, at ``sampling.max_tokens`` or at the end of the model's reply.
-        Cancelling the consumer aborts the request in the engine. Failures raise
-        ``EngineError(code=llm_failed)``.
+        at a stop sequence, at ``sampling.max_tokens``, at the end of the model's reply
+        or after its calls. Cancelling the consumer aborts the request in the engine.
+        Failures raise ``EngineError(code=llm_failed)``. An engine that cannot call tools
+        answers a request with tools in words.
         """
 
     async def generate_with_usage(
         self, request: GenerationRequest
-    ) -> AsyncGenerator[str | GenerationUsage, None]:
+    ) -> AsyncGenerator[GenerationItem | GenerationUsage, None]:
         """:meth:`generate`'s deltas, then, from an engine that counts its tokens, one
         :class:`schemas.GenerationUsage` as the last item (a caller that reports usage
         reads it; one that gets none estimates). The same contract otherwise: the

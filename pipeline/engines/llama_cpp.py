@@ -63,6 +63,7 @@ from pydantic import ConfigDict, Field
 from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines._llama_cpp_open import open_gguf, open_gguf_sequences
 from pipeline.engines._llama_cpp_parallel import ParallelScheduler, SamplerSettings
+from pipeline.engines._llama_grammar import reply_grammar
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import (
@@ -72,6 +73,7 @@ from pipeline.engines.prompting import (
     build_dialogue_prompt,
     reply_budget,
 )
+from pipeline.engines.tool_calls import split_calls, with_tools
 from pipeline.engines.weights import (
     GEMMA_MODEL_NAME,
     GEMMA_PACKAGE,
@@ -86,6 +88,7 @@ from schemas import (
     GenerationRequest,
     GenerationUsage,
     SamplingSettings,
+    ToolCallDelta,
 )
 
 __all__ = [
@@ -109,7 +112,8 @@ __all__ = [
 PARALLEL_DEFAULT = 8
 
 #: how a finished stream's reason reads in its usage
-_FINISHES: dict[str, Literal["stop", "length"]] = {"stop": "stop", "length": "length"}
+_FINISHES: dict[str, Literal["stop", "length", "tool_calls"]] = {
+    "stop": "stop", "length": "length", "tool_calls": "tool_calls"}
 
 
 class LlamaCppOptions(DialogueOptions):
@@ -290,8 +294,12 @@ class LlamaCppLanguageModel(LanguageModel):
         if llm is not None:
             llm.close()
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
-        """Yield the reply to ``request.messages`` as text deltas (see the base class).
+    async def generate(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        """Yield the reply to ``request.messages`` as text deltas, or a tool call (see the
+        base class; calls as :mod:`pipeline.engines.tool_calls` has them, their JSON kept
+        valid by a grammar: :mod:`pipeline.engines._llama_grammar`).
 
         Waits for earlier requests on this instance to finish first. An over-long prompt
         raises ``EngineError(llm_failed)`` with ``details.reason == "context_overflow"``;
@@ -304,7 +312,7 @@ class LlamaCppLanguageModel(LanguageModel):
 
     async def generate_with_usage(
         self, request: GenerationRequest
-    ) -> AsyncGenerator[str | GenerationUsage, None]:
+    ) -> AsyncGenerator[str | ToolCallDelta | GenerationUsage, None]:
         """:meth:`generate`, then the tokens the model read and wrote (llama.cpp's own)."""
         stats = GenerationStats(request_id=request.request_id)
         async with contextlib.aclosing(self._generate(request, stats)) as deltas:
@@ -316,15 +324,25 @@ class LlamaCppLanguageModel(LanguageModel):
 
     async def _generate(
         self, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        text = self._text(request, stats)
+        stream = split_calls(text, request, stats) if request.calls_tools else text
+        async with contextlib.aclosing(stream) as items:
+            async for item in items:
+                yield item
+
+    async def _text(
+        self, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
         await self.load()
         prompt = build_dialogue_prompt(
-            request.messages, extra_stop=request.sampling.stop, dialogue=self._dialogue
+            with_tools(request), extra_stop=request.sampling.stop, dialogue=self._dialogue
         )
+        grammar = reply_grammar(request)
         if (scheduler := self._scheduler) is not None:
             self.last_stats = stats
             async with contextlib.aclosing(
-                scheduler.generate(prompt, request.sampling, stats)
+                scheduler.generate(prompt, request.sampling, stats, grammar)
             ) as pieces:
                 async for piece in pieces:
                     yield piece
@@ -340,7 +358,7 @@ class LlamaCppLanguageModel(LanguageModel):
                 )
             self.last_stats = stats
             stream = self._worker.stream(
-                lambda: self._deltas(llm, stats, prompt, request.sampling),
+                lambda: self._deltas(llm, stats, prompt, request.sampling, grammar),
                 buffer=self.options.queue_size,
                 # Bounded: a prompt evaluation cannot be interrupted, and the next request
                 # is safe anyway because it queues on the same single thread.
@@ -355,7 +373,8 @@ class LlamaCppLanguageModel(LanguageModel):
                     stats.finish_reason, stats.worker_done = "cancelled", True
 
     def _deltas(
-        self, llm: Any, stats: GenerationStats, prompt: DialoguePrompt, sampling: SamplingSettings
+        self, llm: Any, stats: GenerationStats, prompt: DialoguePrompt,
+        sampling: SamplingSettings, grammar: Any = None,
     ) -> Iterator[str]:
         """The worker: evaluate the prompt and decode token by token until a stop.
 
@@ -382,6 +401,7 @@ class LlamaCppLanguageModel(LanguageModel):
                 min_p=self.options.min_p,
                 temp=min(sampling.temperature, self.options.max_temperature),
                 repeat_penalty=self.options.repeat_penalty,
+                grammar=grammar,
             )
             with contextlib.closing(tokens_out):
                 for token in tokens_out:

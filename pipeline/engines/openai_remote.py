@@ -31,7 +31,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from pipeline.engines.base import LanguageModel
-from schemas import EngineError, ErrorCode, GenerationRequest
+from schemas import (
+    ChatMessage,
+    EngineError,
+    ErrorCode,
+    GenerationRequest,
+    ToolCallDelta,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +117,7 @@ class OpenAICompatibleLanguageModel(LanguageModel):
         body: dict[str, Any] = {
             **self.options.extra_body,
             "model": self.options.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": True,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
@@ -121,10 +127,19 @@ class OpenAICompatibleLanguageModel(LanguageModel):
             body["seed"] = sampling.seed
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        if request.tools:  # passed through: the server's model calls them (or not)
+            body["tools"] = [{"type": "function", "function": tool.model_dump()}
+                             for tool in request.tools]
+            choice = request.tool_choice
+            body["tool_choice"] = (choice.mode if choice.mode != "function" else
+                                   {"type": "function", "function": {"name": choice.name}})
         return body
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
-        """Yield the content deltas of one streamed chat completion (see the base class)."""
+    async def generate(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        """Yield the content deltas and tool-call pieces of one streamed chat completion
+        (see the base class)."""
         await self.load()
         assert self._client is not None
         self.last_finish_reason = None
@@ -140,11 +155,13 @@ class OpenAICompatibleLanguageModel(LanguageModel):
                     if data == "[DONE]":
                         finished = True
                         break
-                    delta, reason = _parse_chunk(data)
+                    delta, calls, reason = _parse_chunk(data)
                     if reason is not None:
                         self.last_finish_reason = reason
                     if delta:
                         yield delta
+                    for call in calls:
+                        yield call
             if not finished and self.last_finish_reason is None:
                 raise EngineError(
                     "the LLM server ended the stream before the reply was finished",
@@ -221,8 +238,40 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(buffer)
 
 
-def _parse_chunk(data: str) -> tuple[str, str | None]:
-    """The content delta and finish reason of one ``chat.completion.chunk``."""
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A message of the dialogue in OpenAI's shape (with its calls, or the call it
+    answers)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [{"id": call.id, "type": "function", "function": {
+            "name": call.name, "arguments": call.arguments}} for call in message.tool_calls]
+        out["content"] = message.content or None
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _tool_calls(delta: dict[str, Any]) -> list[ToolCallDelta]:
+    """The ``delta.tool_calls`` pieces of a chunk; a piece in another shape is skipped."""
+    pieces: list[ToolCallDelta] = []
+    for piece in delta.get("tool_calls") or []:
+        if not isinstance(piece, dict):
+            continue
+        function = piece.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        try:
+            pieces.append(ToolCallDelta(index=piece.get("index", 0), id=piece.get("id"),
+                                        name=function.get("name"),
+                                        arguments=function.get("arguments") or ""))
+        except ValueError:
+            logger.warning("the LLM server sent a tool call piece in an unknown shape")
+    return pieces
+
+
+def _parse_chunk(data: str) -> tuple[str, list[ToolCallDelta], str | None]:
+    """The content delta, tool-call pieces and finish reason of one
+    ``chat.completion.chunk``."""
     try:
         chunk = json.loads(data)
     except json.JSONDecodeError:
@@ -233,7 +282,7 @@ def _parse_chunk(data: str) -> tuple[str, str | None]:
             transient=False,
         ) from None
     if not isinstance(chunk, dict):
-        return "", None
+        return "", [], None
     if "error" in chunk:
         raise EngineError(
             f"the LLM server reported an error mid-stream: {_error_message(data) or data[:200]}",
@@ -243,12 +292,13 @@ def _parse_chunk(data: str) -> tuple[str, str | None]:
         )
     choices = chunk.get("choices") or []
     if not choices or not isinstance(choices[0], dict):
-        return "", None  # e.g. a usage-only chunk
+        return "", [], None  # e.g. a usage-only chunk
     choice = choices[0]
     delta = choice.get("delta") or {}
     content = delta.get("content") if isinstance(delta, dict) else None
     reason = choice.get("finish_reason")
-    return (content if isinstance(content, str) else ""), (
+    calls = _tool_calls(delta) if isinstance(delta, dict) else []
+    return (content if isinstance(content, str) else ""), calls, (
         reason if isinstance(reason, str) else None
     )
 

@@ -17,8 +17,10 @@ streamed reply; :class:`DialogueOptions` are the format's settings as an engine'
 and :func:`reply_budget` fits the reply into the context window the prompt leaves.
 
 Speaker labels inside message text are not escaped: a user who types ``\\nAssistant:``
-can steer a base model however they like, but the prompt is not a security boundary (the
-model has no tools and sees only this session's text), so readability wins.
+can steer a base model however they like, but the prompt is not a security boundary (it
+sees only this session's text, and a tool it calls runs only where the server allows
+that tool), so readability wins. Tool calls in the history are written as the model
+writes one (:mod:`~pipeline.engines.tool_calls`), their outputs as ``Tool:`` lines.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.engines.tool_calls import render_call
 from schemas import ChatMessage, EngineError, ErrorCode
 
 __all__ = [
@@ -48,6 +51,8 @@ class DialogueFormat:
     user_label: str = "User"
     assistant_label: str = "Assistant"
     system_label: str = "System"
+    #: the label of a tool call's output (a ``tool`` message)
+    tool_label: str = "Tool"
     #: Also end the reply at a blank line. Small base models rarely write a second
     #: paragraph that belongs to the answer: they repeat the preamble or start an
     #: unrelated text instead.
@@ -179,7 +184,12 @@ def build_dialogue_prompt(
                 preamble.append(text)
             continue
         started = True
-        turns.append(f"{labels[message.role]}: {text}")
+        if message.role == "tool":
+            turns.append(f"{fmt.tool_label}: {text}")
+            continue
+        # a call is written as the model writes one (pipeline.engines.tool_calls)
+        calls = " ".join(render_call(call) for call in message.tool_calls)
+        turns.append(f"{labels[message.role]}: {' '.join(filter(None, (text, calls)))}")
 
     user_turn = f"{fmt.user_label}:"
     if not any(line.lstrip().startswith(user_turn) for text in preamble

@@ -78,12 +78,14 @@ from pipeline.turn.sentences import SentenceBuffer
 from pipeline.turn.speaker import OrderedSpeaker
 from pipeline.turn.text_to_audio import synthesizer_for
 from schemas import (
+    EngineError,
     ErrorCode,
     ErrorPayload,
     Event,
     GenerationRequest,
     ResponseMode,
     SessionSettings,
+    ToolCallDelta,
 )
 
 __all__ = [
@@ -295,6 +297,10 @@ class TurnOrchestrator:
                     break
                 if not delta:
                     continue
+                if isinstance(delta, ToolCallDelta):  # a turn's request offers no tools
+                    failure = EngineError("the model called a tool in a turn that offered "
+                                          "none", code=ErrorCode.LLM_FAILED, stage="llm")
+                    break
                 stats.tokens += 1
                 # the buffer reads it first: a delta that is no text (a bug upstream)
                 # fails this stage, never the consumer's loop; the delta still goes out

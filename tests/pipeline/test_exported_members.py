@@ -61,6 +61,8 @@ FACADES = {
         "Transcriber", "TurnDetector", "VoiceActivityDetector", "create_engine", "engine_class",
         "list_models", "prepare_model", "OPENAI_VOICES", "engine_voice", "transcribed_text",
         "transcript_text",
+        # what a language model streams, and a replica's batch of it
+        "GenerationItem", "coalesced",
     ],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",

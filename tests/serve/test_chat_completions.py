@@ -4,6 +4,7 @@ tokens, a prompt past the context window never reaches the replica, text parts w
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import openai
@@ -53,3 +54,32 @@ async def test_text_content_parts_are_answered(sdk: openai.AsyncOpenAI) -> None:
         {"role": "user", "content": [{"type": "text", "text": "What is the capital"},
                                      {"type": "text", "text": "of France?"}]}])
     assert completion.choices[0].message.content
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather now in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"], "additionalProperties": False}}}
+
+
+async def test_a_tool_call_from_the_real_model_crosses_the_replica(
+    sdk: openai.AsyncOpenAI
+) -> None:
+    """The CPU default calls the tool it must (a grammar keeps the arguments valid), and
+    the call crosses the replica's batching whole, streamed or not."""
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    whole = await sdk.chat.completions.create(
+        model="any", messages=ask, tools=[WEATHER], tool_choice="required")  # type: ignore[arg-type, list-item]
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    pieces = [c async for c in await sdk.chat.completions.create(
+        model="any", messages=ask, tools=[WEATHER], tool_choice="required",  # type: ignore[arg-type, list-item]
+        stream=True)]
+    streamed = [t for c in pieces if c.choices for t in c.choices[0].delta.tool_calls or []]
+    assert streamed[0].function.name == "get_weather"
+    assert json.loads("".join(t.function.arguments or "" for t in streamed)) == json.loads(
+        call.function.arguments)  # greedy: the same call
+    assert pieces[-1].choices[0].finish_reason == "tool_calls"

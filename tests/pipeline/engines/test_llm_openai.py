@@ -34,6 +34,10 @@ from schemas import (
     ErrorCode,
     GenerationRequest,
     SamplingSettings,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolFunction,
 )
 
 
@@ -75,6 +79,17 @@ def _app(state: FakeServer) -> Starlette:
                     yield _chunk(piece)
                 yield _chunk(finish="stop")
                 yield 'data: {"choices":[],"usage":{"completion_tokens":4}}\n\n'
+                yield "data: [DONE]\n\n"
+            elif mode == "tools":
+                first = {"index": 0, "id": "call_9", "type": "function",
+                         "function": {"name": "get_weather", "arguments": ""}}
+                for delta in ({"tool_calls": [first]},
+                              {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]},
+                              {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": 1}'}}]},
+                              {"tool_calls": ["not a piece"]}):
+                    yield "data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]})
+                    yield "\n\n"
+                yield _chunk(finish="tool_calls")
                 yield "data: [DONE]\n\n"
             elif mode == "length":
                 yield _chunk("cut")
@@ -312,3 +327,31 @@ def test_options_are_validated_and_the_registry_builds_it() -> None:
     engine = create_engine("llm", "openai", {"model": "m", "api_key": "secret"})
     assert isinstance(engine, OpenAICompatibleLanguageModel)
     assert "secret" not in repr(engine.options)
+
+
+async def test_tools_go_through_and_calls_come_back_as_pieces(server: FakeServer) -> None:
+    llm = OpenAICompatibleLanguageModel(base_url=server.base_url, model="tools")
+    request = GenerationRequest(
+        request_id="t", tool_choice=ToolChoice(mode="function", name="get_weather"),
+        tools=(ToolFunction(name="get_weather", parameters={"type": "object"}),),
+        messages=(ChatMessage(role="user", content="Weather?"),
+                  ChatMessage(role="assistant", tool_calls=(
+                      ToolCall(id="call_1", name="get_weather", arguments="{}"),)),
+                  ChatMessage(role="tool", tool_call_id="call_1", content="sunny"),
+                  ChatMessage(role="user", content="And now?")))
+    try:
+        items = [item async for item in llm.generate(request)]
+    finally:
+        await llm.close()
+    body = server.requests[-1][1]
+    assert body["tools"] == [{"type": "function", "function": {
+        "name": "get_weather", "description": "", "parameters": {"type": "object"}}}]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["messages"][1] == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{}"}}]}
+    assert body["messages"][2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}
+    assert items == [ToolCallDelta(index=0, id="call_9", name="get_weather"),
+                     ToolCallDelta(index=0, arguments='{"ci'),
+                     ToolCallDelta(index=0, arguments='ty": 1}')]
+    assert llm.last_finish_reason == "tool_calls"
