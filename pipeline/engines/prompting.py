@@ -19,8 +19,9 @@ and :func:`reply_budget` fits the reply into the context window the prompt leave
 Speaker labels inside message text are not escaped: a user who types ``\\nAssistant:``
 can steer a base model however they like, but the prompt is not a security boundary (it
 sees only this session's text, and a tool it calls runs only where the server allows
-that tool), so readability wins. Tool calls in the history are written as the model
-writes one (:mod:`~pipeline.engines.tool_calls`), their outputs as ``Tool:`` lines.
+that tool), so readability wins. A tool call in the history is written with its output,
+as a ``Tool:`` line (the call as the model writes one, :mod:`~pipeline.engines.tool_calls`,
+then what it returned).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines.tool_calls import render_call
-from schemas import ChatMessage, EngineError, ErrorCode
+from schemas import ChatMessage, EngineError, ErrorCode, ToolCall
 
 __all__ = [
     "VOICE_EXAMPLES",
@@ -175,6 +176,10 @@ def build_dialogue_prompt(
     preamble: list[str] = []
     turns: list[str] = []
     started = False  # the session's own dialogue has begun
+    #: calls by id: a call is written with its output, on the Tool line, not as a turn
+    #: of the assistant's (a base model copies its last turns: one written as a call is
+    #: made again instead of answered)
+    calls: dict[str, ToolCall] = {}
     for message in messages:
         text = message.content.strip()
         if message.role == "system":
@@ -185,11 +190,13 @@ def build_dialogue_prompt(
             continue
         started = True
         if message.role == "tool":
-            turns.append(f"{fmt.tool_label}: {text}")
+            call = calls.get(message.tool_call_id or "")
+            turns.append(f"{fmt.tool_label}: {render_call(call)} returned {text}" if call
+                         else f"{fmt.tool_label}: {text}")
             continue
-        # a call is written as the model writes one (pipeline.engines.tool_calls)
-        calls = " ".join(render_call(call) for call in message.tool_calls)
-        turns.append(f"{labels[message.role]}: {' '.join(filter(None, (text, calls)))}")
+        calls.update((call.id, call) for call in message.tool_calls)
+        if text or not message.tool_calls:
+            turns.append(f"{labels[message.role]}: {text}")
 
     user_turn = f"{fmt.user_label}:"
     if not any(line.lstrip().startswith(user_turn) for text in preamble

@@ -104,7 +104,7 @@ def test_a_call_that_is_not_one_the_request_allows_fails_clearly(
     assert failed.value.details.get("reason") == reason
 
 
-def test_a_dialogue_writes_calls_as_the_model_does_and_outputs_as_tool_lines() -> None:
+def test_a_dialogue_writes_a_call_with_its_output_on_a_tool_line() -> None:
     call = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
     prompt = build_dialogue_prompt((
         ChatMessage(role="user", content="Weather in Paris?"),
@@ -112,9 +112,9 @@ def test_a_dialogue_writes_calls_as_the_model_does_and_outputs_as_tool_lines() -
         ChatMessage(role="tool", tool_call_id="call_1", content='{"sky": "sunny"}'),
     ))
     lines = prompt.text.splitlines()
-    assert f"Assistant: {render_call(call)}" in lines
-    assert 'Tool: {"sky": "sunny"}' in lines
-    assert lines[-1] == "Assistant:"
+    assert lines[-3:] == ["User: Weather in Paris?",
+                          f'Tool: {render_call(call)} returned {{"sky": "sunny"}}',
+                          "Assistant:"]
     assert json.loads(render_call(call)) == {"name": "get_weather",
                                              "arguments": {"city": "Paris"}}
 
