@@ -26,7 +26,7 @@ def reply_gbnf(request: GenerationRequest) -> str:
     """The GBNF text of :func:`reply_grammar`."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    call = str(json_schema_to_gbnf(json.dumps(call_schema(request))))
+    call = str(json_schema_to_gbnf(json.dumps(tightened(call_schema(request)))))
     # JSON strings hold no raw control characters (a line break would be cut by the
     # dialogue's line stop, and json.loads refuses it)
     call = call.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]', 1)
@@ -35,6 +35,35 @@ def reply_gbnf(request: GenerationRequest) -> str:
     call = call.replace("root ::=", "voxline-call ::=", 1)
     words = "voxline-words ::= [^{ \\x00] [^\\x00]*"
     return f'root ::= " "? (voxline-call | voxline-words)\n{words}\n{call}'
+
+
+#: a string argument whose schema sets no length gets this one in the grammar: a small
+#: model that loops inside a string otherwise writes until max_tokens cuts the call
+MAX_STRING_CHARS = 200
+#: an integer range this small is written out value by value (the converter has no
+#: minimum or maximum: measured, a timer of 1 to 600 minutes got 1000000000000000)
+MAX_ENUMERATED_INTEGERS = 1000
+
+
+def tightened(schema: Any) -> Any:
+    """``schema`` as the grammar holds a model to it: what the converter cannot express
+    made expressible (bounded integer ranges as their values) and string lengths bounded
+    (the arguments still satisfy the tool's own schema: they are a subset of it)."""
+    if isinstance(schema, list):
+        return [tightened(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: tightened(value) if key != "enum" and key != "const" else value
+           for key, value in schema.items()}
+    if out.get("type") == "integer" and "enum" not in out:
+        low, high = out.get("minimum"), out.get("maximum")
+        if (isinstance(low, int) and isinstance(high, int)
+                and 0 <= high - low <= MAX_ENUMERATED_INTEGERS):
+            return {"enum": list(range(low, high + 1))}
+    if (out.get("type") == "string" and "maxLength" not in out
+            and not {"enum", "const", "pattern", "format"} & out.keys()):
+        out["maxLength"] = MAX_STRING_CHARS
+    return out
 
 
 def reply_grammar(request: GenerationRequest) -> Any:

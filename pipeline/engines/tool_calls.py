@@ -10,8 +10,9 @@ by ``tool_choice``, or any of them). With ``auto`` the reply is either that obje
 words, and the model's first character decides: ``{`` starts a call.
 
 :class:`ReplySplitter` reads the reply as it streams: words pass on at once, a call is
-held until it is whole and then yielded as one :class:`~schemas.ToolCallDelta` with its
-id (``call_`` + random hex: the idempotency key of whatever runs it). The history the
+held until it is whole, checked against the tool's schema (``jsonschema``: what a
+grammar could not hold the model to), and yielded as one :class:`~schemas.ToolCallDelta`
+with its id (``call_`` + random hex: the idempotency key of whatever runs it). The history the
 model sees writes an earlier call the same way, and its output as a ``Tool:`` line
 (:func:`render_call`, in :mod:`~pipeline.engines.prompting`).
 """
@@ -97,7 +98,9 @@ class ReplySplitter:
     text piece and :meth:`finish` at the end; each returns what to pass on."""
 
     def __init__(self, request: GenerationRequest) -> None:
-        self._names = {tool.name for tool in offered(request.tools, request.tool_choice)}
+        self._schemas = {tool.name: tool.parameters
+                         for tool in offered(request.tools, request.tool_choice)}
+        self._names = set(self._schemas)
         self._held: list[str] = []
         #: None until the first character that is not a space; then whether it is a call
         self.is_call: bool | None = None
@@ -135,8 +138,27 @@ class ReplySplitter:
         if name not in self._names or not isinstance(arguments, dict):
             raise EngineError(f"the model called {name!r}, which it may not call",
                               code=ErrorCode.LLM_FAILED, stage="llm")
+        problem = _invalid(arguments, self._schemas[name])
+        if problem is not None:  # what a grammar could not hold it to (a number's bounds)
+            raise EngineError(f"the model called {name} with arguments its schema refuses: "
+                              f"{problem}", code=ErrorCode.LLM_FAILED, stage="llm",
+                              reason="tool_arguments_invalid")
         return [ToolCallDelta(index=0, id=new_call_id(), name=name,
                               arguments=json.dumps(arguments))]
+
+
+def _invalid(arguments: dict[str, Any], schema: dict[str, Any]) -> str | None:
+    """Why ``arguments`` do not satisfy ``schema`` (None: they do, or the schema itself
+    is not one a validator reads: the model's words are not judged by a broken rule)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(arguments, schema)
+    except jsonschema.ValidationError as exc:
+        return str(exc.message)[:200]
+    except jsonschema.SchemaError:
+        return None
+    return None
 
 
 async def split_calls(

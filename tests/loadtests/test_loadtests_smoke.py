@@ -37,6 +37,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_engines": ("bench_engines",),
     "bench_eventlog": ("bench_eventlog",),
     "bench_answers": ("bench_answers_smoke",),
+    "bench_tools": ("bench_tools_smoke",),
     "bench_pipeline": ("bench_pipeline",),
     "bench_smart_turn": ("bench_smart_turn",),
     "bench_replica_acks": ("bench_replica_acks",),

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.engines import coalesced
-from pipeline.engines._llama_grammar import reply_gbnf
+from pipeline.engines._llama_grammar import MAX_STRING_CHARS, reply_gbnf, tightened
 from pipeline.engines.prompting import build_dialogue_prompt
 from pipeline.engines.tool_calls import (
     ReplySplitter,
@@ -142,3 +142,29 @@ def test_coalescing_joins_text_runs_and_keeps_everything_else_in_place(batch: li
         i for i in batch if not isinstance(i, str)]
     assert "" not in out
     assert not any(isinstance(a, str) and isinstance(b, str) for a, b in pairwise(out))
+
+
+def test_the_grammar_holds_integers_to_their_range_and_strings_to_a_length() -> None:
+    schema = {"type": "object", "properties": {
+        "minutes": {"type": "integer", "minimum": 1, "maximum": 3},
+        "year": {"type": "integer", "minimum": 0, "maximum": 100_000},  # too wide to list
+        "query": {"type": "string"}, "code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}
+    held = tightened(schema)["properties"]
+    assert held["minutes"] == {"enum": [1, 2, 3]}
+    assert held["year"] == schema["properties"]["year"]
+    assert held["query"]["maxLength"] == MAX_STRING_CHARS
+    assert "maxLength" not in held["code"]
+
+
+def test_arguments_the_schema_refuses_are_a_clear_error() -> None:
+    """What a grammar cannot hold a model to (a number's bounds it could not list) is
+    checked before the call goes out (measured: a timer of 10^15 minutes)."""
+    timer = ToolFunction(name="start_timer", parameters={"type": "object", "properties": {
+        "minutes": {"type": "integer", "minimum": 1, "maximum": 600}}})
+    splitter = ReplySplitter(GenerationRequest(
+        request_id="r", tools=(timer,), tool_choice=ToolChoice(mode="required"),
+        messages=(ChatMessage(role="user", content="Timer."),)))
+    splitter.feed('{"name": "start_timer", "arguments": {"minutes": 1000000000000000}}')
+    with pytest.raises(EngineError) as failed:
+        splitter.finish()
+    assert failed.value.details["reason"] == "tool_arguments_invalid"
