@@ -72,6 +72,7 @@ from urllib.parse import urlsplit
 import httpx
 from websockets.exceptions import WebSocketException
 
+from loadtests._gateway import runner_environment
 from loadtests._realtime_sdk import sdk_voice_turn
 from loadtests._report import (
     add_settings_flag,
@@ -912,6 +913,7 @@ def main() -> None:
             os.environ["VOXLINE_STT__MODEL"] = args.stt_model
         # phone calls take their settings from the server: the same sampling as the others
         os.environ.setdefault("VOXLINE_TELEPHONY__SESSION", json.dumps({"sampling": SAMPLING}))
+        runner_environment()  # every WebRTC turn is a new call from this one address
         from schemas import Settings
         from voxline.redis_server import free_port
         from voxline.server import running_server

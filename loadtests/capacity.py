@@ -595,12 +595,14 @@ def main() -> None:
         probe = ReplicaProbe(root_pid=args.server_pid)
         report = asyncio.run(measure(args.url, args, probe, deadline))
     else:
+        from loadtests._gateway import runner_environment
         from schemas import Settings
         from schemas._settings import SttEngineSettings
         from voxline.redis_server import free_port
         from voxline.server import running_server
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        runner_environment()
         # --stt-model over the environment's STT settings (VOXLINE_STT__TURN_WINDOW_S, ...)
         stt = Settings().stt.model_dump()
         settings = Settings(host="127.0.0.1", port=free_port(), metrics_port=free_port(),
