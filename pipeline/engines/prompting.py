@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.engines.tool_calls import render_call
-from schemas import ChatMessage, EngineError, ErrorCode, ToolCall
+from pipeline.engines.tool_calls import calls_on_tool_lines
+from schemas import ChatMessage, EngineError, ErrorCode
 
 __all__ = [
     "VOICE_EXAMPLES",
@@ -176,11 +176,7 @@ def build_dialogue_prompt(
     preamble: list[str] = []
     turns: list[str] = []
     started = False  # the session's own dialogue has begun
-    #: calls by id: a call is written with its output, on the Tool line, not as a turn
-    #: of the assistant's (a base model copies its last turns: one written as a call is
-    #: made again instead of answered)
-    calls: dict[str, ToolCall] = {}
-    for message in messages:
+    for message in calls_on_tool_lines(messages):
         text = message.content.strip()
         if message.role == "system":
             if started:
@@ -189,14 +185,8 @@ def build_dialogue_prompt(
                 preamble.append(text)
             continue
         started = True
-        if message.role == "tool":
-            call = calls.get(message.tool_call_id or "")
-            turns.append(f"{fmt.tool_label}: {render_call(call)} returned {text}" if call
-                         else f"{fmt.tool_label}: {text}")
-            continue
-        calls.update((call.id, call) for call in message.tool_calls)
-        if text or not message.tool_calls:
-            turns.append(f"{labels[message.role]}: {text}")
+        label = fmt.tool_label if message.role == "tool" else labels[message.role]
+        turns.append(f"{label}: {text}")
 
     user_turn = f"{fmt.user_label}:"
     if not any(line.lstrip().startswith(user_turn) for text in preamble

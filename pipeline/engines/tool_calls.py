@@ -37,8 +37,8 @@ from schemas import (
     ToolFunction,
 )
 
-__all__ = ["ReplySplitter", "call_schema", "new_call_id", "render_call", "split_calls",
-           "tools_preamble", "with_tools"]
+__all__ = ["ReplySplitter", "call_schema", "calls_on_tool_lines", "new_call_id",
+           "render_call", "split_calls", "tools_preamble", "with_tools"]
 
 
 def new_call_id() -> str:
@@ -91,6 +91,25 @@ def render_call(call: ToolCall) -> str:
     except ValueError:
         arguments = call.arguments
     return json.dumps({"name": call.name, "arguments": arguments})
+
+
+def calls_on_tool_lines(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The dialogue as a model that writes calls as text should read it: each call with
+    its output, in the ``tool`` message (``<call> returned <output>``), and an assistant
+    message that only called left out. A base model copies its last turns: one written
+    as a call it made is made again instead of answered."""
+    calls: dict[str, ToolCall] = {}
+    out: list[ChatMessage] = []
+    for message in messages:
+        calls.update((call.id, call) for call in message.tool_calls)
+        if message.role == "tool":
+            call = calls.get(message.tool_call_id or "")
+            text = message.content.strip()
+            out.append(ChatMessage(role="tool", content=f"{render_call(call)} returned {text}"
+                                   if call else text))
+        elif message.content.strip() or not message.tool_calls:
+            out.append(message.model_copy(update={"tool_calls": ()}))
+    return out
 
 
 class ReplySplitter:

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import DialogueFormat, StopScanner
+from pipeline.engines.tool_calls import call_schema, split_calls, with_tools
 from pipeline.engines.vllm_prompt import render_prompt
 from schemas import (
     EngineError,
@@ -56,6 +57,7 @@ from schemas import (
     GenerationUsage,
     ModelMissingError,
     SamplingSettings,
+    ToolCallDelta,
 )
 
 __all__ = ["MODEL_PATH_SETTING", "VllmLanguageModel", "VllmOptions"]
@@ -227,25 +229,52 @@ class VllmLanguageModel(LanguageModel):
     def context_tokens(self) -> int:
         return self.options.max_model_len
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[str, None]:
-        """Yield the reply to ``request.messages`` as text deltas (see the base class)."""
-        async with contextlib.aclosing(self._generate(request, None)) as deltas:
-            async for delta in deltas:
-                yield delta
+    async def generate(
+        self, request: GenerationRequest
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        """Yield the reply to ``request.messages`` as text deltas, or a tool call (see the
+        base class; calls as :mod:`pipeline.engines.tool_calls` has them, the arguments
+        held to the tool's schema by vLLM's structured outputs where the request demands
+        a call)."""
+        async with contextlib.aclosing(self._items(request, [])) as items:
+            async for item in items:
+                yield item
 
     async def generate_with_usage(
         self, request: GenerationRequest
-    ) -> AsyncGenerator[str | GenerationUsage, None]:
+    ) -> AsyncGenerator[str | ToolCallDelta | GenerationUsage, None]:
         """:meth:`generate`, then the tokens vLLM counted (prompt and reply)."""
         holder: list[GenerationStats] = []
-        async with contextlib.aclosing(self._generate(request, holder)) as deltas:
-            async for delta in deltas:
-                yield delta
+        async with contextlib.aclosing(self._items(request, holder)) as items:
+            async for item in items:
+                yield item
         stats = holder[0]
         finish = stats.finish_reason
         yield GenerationUsage(
             prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
-            finish_reason="length" if finish == "length" else "stop" if finish == "stop" else None)
+            finish_reason=finish if finish in ("length", "stop", "tool_calls") else None)
+
+    def _items(
+        self, request: GenerationRequest, holder: list[GenerationStats]
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        text = self._generate(request, holder)
+        if not request.calls_tools:
+            return text
+        return self._calls(text, request, holder)
+
+    @staticmethod
+    async def _calls(
+        text: AsyncGenerator[str, None], request: GenerationRequest,
+        holder: list[GenerationStats],
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        """The reply read for a call once its stats exist (they come with its first
+        output): ``tool_calls`` is set on them when it was one."""
+        stats = GenerationStats(request_id=request.request_id)
+        async with contextlib.aclosing(split_calls(text, request, stats)) as items:
+            async for item in items:
+                yield item
+        if stats.finish_reason == "tool_calls" and holder:
+            holder[0].finish_reason = "tool_calls"
 
     async def _generate(
         self, request: GenerationRequest, holder: list[GenerationStats] | None
@@ -256,12 +285,14 @@ class VllmLanguageModel(LanguageModel):
             raise EngineError("the vllm engine is closed", code=ErrorCode.LLM_FAILED, stage="llm")
         prompt = render_prompt(
             self._tokenizer,
-            request.messages,
+            with_tools(request),
             request.sampling,
             prompt_format=self.options.prompt_format,
             dialogue=self._dialogue,
         )
-        params = self._sampling_params(request.sampling, prompt.stop)
+        demanded = request.calls_tools and request.tool_choice.mode != "auto"
+        params = self._sampling_params(request.sampling, prompt.stop,
+                                       call_schema(request) if demanded else None)
         vllm_id = f"{request.request_id}-{uuid.uuid4().hex[:12]}"
         stats = GenerationStats(request_id=request.request_id, prompt_format=prompt.format)
         self.last_stats = stats
@@ -308,10 +339,15 @@ class VllmLanguageModel(LanguageModel):
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    def _sampling_params(self, sampling: SamplingSettings, stop: Sequence[str]) -> Any:
+    def _sampling_params(
+        self, sampling: SamplingSettings, stop: Sequence[str],
+        schema: dict[str, Any] | None = None,
+    ) -> Any:
         extra: dict[str, Any] = {}
         if self.options.top_k:  # "off" was -1 in older vLLM and is 0 now: pass only a value
             extra["top_k"] = self.options.top_k
+        if schema is not None:  # the reply is one call: JSON that satisfies its schema
+            extra.update(_structured_json(schema))
         return self._sampling_cls(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -330,6 +366,18 @@ class VllmLanguageModel(LanguageModel):
             await engine.abort(request_id)
         except Exception:  # the engine died or shut down: nothing left to free
             logger.debug("abort of %s failed", request_id, exc_info=True)
+
+
+def _structured_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """``SamplingParams`` arguments that hold the reply to ``schema``: vLLM's structured
+    outputs (``guided_decoding`` before vLLM 0.11)."""
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema)}
 
 
 def _count_tokens(stats: GenerationStats, output: Any) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.engines.prompting import DialogueFormat, build_dialogue_prompt
+from pipeline.engines.tool_calls import calls_on_tool_lines
 from schemas import ChatMessage, EngineError, ErrorCode, SamplingSettings
 
 __all__ = ["RenderedPrompt", "render_prompt"]
@@ -60,7 +61,10 @@ def render_prompt(
                 stage="llm",
                 recoverable=False,
             )
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        # a chat template reads tool outputs as the user's lines (few have a tool role)
+        conversation = [{"role": "user" if m.role == "tool" else m.role,
+                         "content": f"Tool: {m.content}" if m.role == "tool" else m.content}
+                        for m in calls_on_tool_lines(messages)]
         try:
             rendered = tokenizer.apply_chat_template(
                 conversation, tokenize=True, add_generation_prompt=True

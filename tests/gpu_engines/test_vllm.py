@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -31,8 +32,13 @@ from schemas import (
     ChatMessage,
     EngineError,
     GenerationRequest,
+    GenerationUsage,
     ModelMissingError,
     SamplingSettings,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolFunction,
 )
 
 QUESTION = (ChatMessage(role="user", content="What is the capital of France?"),)
@@ -208,3 +214,38 @@ async def test_missing_model_folder_names_the_setting(tmp_path: Path) -> None:
     assert info.value.details["setting"] == "VOXLINE_LLM__OPTIONS__MODEL_PATH"
     with pytest.raises(ModelMissingError):
         await VllmLanguageModel().load()
+
+
+WEATHER = ToolFunction(name="get_weather", description="The weather now in a city.",
+                       parameters={"type": "object", "properties": {
+                           "city": {"type": "string", "maxLength": 40}},
+                           "required": ["city"], "additionalProperties": False})
+
+
+async def test_a_demanded_call_is_held_to_its_schema(engine: VllmLanguageModel) -> None:
+    """vLLM's structured outputs keep the call's JSON to the tool's schema; it comes as
+    one ToolCallDelta and the usage says tool_calls."""
+    import jsonschema
+
+    request = GenerationRequest(
+        request_id="tools", tools=(WEATHER,), tool_choice=ToolChoice(mode="required"),
+        sampling=SamplingSettings(temperature=0.0, max_tokens=60),
+        messages=(ChatMessage(role="user", content="What is the weather in Paris?"),))
+    items = [item async for item in engine.generate_with_usage(request)]
+    calls = [i for i in items if isinstance(i, ToolCallDelta)]
+    usage = items[-1]
+    assert len(calls) == 1 and calls[0].name == "get_weather", items
+    jsonschema.validate(json.loads(calls[0].arguments), WEATHER.parameters)
+    assert isinstance(usage, GenerationUsage) and usage.finish_reason == "tool_calls"
+
+
+async def test_a_call_and_its_output_are_answered_in_words(engine: VllmLanguageModel) -> None:
+    call = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    request = GenerationRequest(
+        request_id="after", tools=(WEATHER,), tool_choice=ToolChoice(mode="none"),
+        sampling=SamplingSettings(temperature=0.0, max_tokens=30),
+        messages=(ChatMessage(role="user", content="What is the weather in Paris?"),
+                  ChatMessage(role="assistant", tool_calls=(call,)),
+                  ChatMessage(role="tool", tool_call_id="call_1", content='{"sky": "sunny"}')))
+    items = [item async for item in engine.generate(request)]
+    assert items and all(isinstance(i, str) for i in items)
