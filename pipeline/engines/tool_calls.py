@@ -3,8 +3,9 @@ template with a tool format of their own.
 
 Such a model is told its tools in the prompt's preamble (:func:`tools_preamble`) and
 calls one by writing, as its whole reply, one JSON object: ``{"name": "...",
-"arguments": {...}}``. An engine that can constrain its decoding (llama.cpp's grammars)
-makes that object always parse and always satisfy the tool's parameters:
+"arguments": {...}}``. An engine that can constrain its decoding (llama.cpp's grammars,
+vLLM's structured outputs) makes that object always parse and satisfy the tool's
+parameters:
 :func:`call_schema` is the JSON Schema of every call the request allows (one tool named
 by ``tool_choice``, or any of them). With ``auto`` the reply is either that object or
 words, and the model's first character decides: ``{`` starts a call.
@@ -12,9 +13,9 @@ words, and the model's first character decides: ``{`` starts a call.
 :class:`ReplySplitter` reads the reply as it streams: words pass on at once, a call is
 held until it is whole, checked against the tool's schema (``jsonschema``: what a
 grammar could not hold the model to), and yielded as one :class:`~schemas.ToolCallDelta`
-with its id (``call_`` + random hex: the idempotency key of whatever runs it). The history the
-model sees writes an earlier call the same way, and its output as a ``Tool:`` line
-(:func:`render_call`, in :mod:`~pipeline.engines.prompting`).
+with its id (``call_`` + random hex: the idempotency key of whatever runs it). In the
+history the model reads, an earlier call is written the same way, with its output, as
+the ``tool`` message (:func:`calls_on_tool_lines`).
 """
 
 from __future__ import annotations
