@@ -118,8 +118,11 @@ class LocalCluster:
         self.http_port = self._port()
         # token authentication with a token of this cluster's own, in the environment of
         # every node and driver (never ~/.ray/auth_token, which other clusters may share)
+        # Serve kills a proxy not ready within 5 s (its default): seen once in a loaded run
+        # of the suite (the other worker busy), killed before serve.start returned
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
         self.head = Node("speech", {"voxline_speech": 1}, 2, self.base / "h",
                          self._port())
         self.worker = Node("llm", {"voxline_llm": 1}, 1, self.base / "w",
