@@ -54,24 +54,21 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines._llama_cpp_open import open_gguf, open_gguf_sequences
 from pipeline.engines._llama_cpp_parallel import ParallelScheduler, SamplerSettings
+from pipeline.engines._llama_cpp_serial import decode
 from pipeline.engines._llama_grammar import reply_grammar
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import (
     DialogueOptions,
-    DialoguePrompt,
-    StopScanner,
     build_dialogue_prompt,
-    reply_budget,
 )
 from pipeline.engines.tool_calls import split_calls, with_tools
 from pipeline.engines.weights import (
@@ -87,7 +84,6 @@ from schemas import (
     ErrorCode,
     GenerationRequest,
     GenerationUsage,
-    SamplingSettings,
     ToolCallDelta,
 )
 
@@ -244,8 +240,7 @@ class LlamaCppLanguageModel(LanguageModel):
                     llm,
                     self._worker,
                     n_ctx=o.n_ctx,
-                    sampler=SamplerSettings(o.top_k, o.min_p, o.repeat_penalty,
-                                            o.max_temperature),
+                    sampler=self._sampler_settings(),
                     queue_size=o.queue_size,
                     max_waiting=o.max_waiting,
                     cancel_wait_s=o.cancel_wait_s,
@@ -293,6 +288,10 @@ class LlamaCppLanguageModel(LanguageModel):
             scheduler.free()
         if llm is not None:
             llm.close()
+
+    def _sampler_settings(self) -> SamplerSettings:
+        o = self.options
+        return SamplerSettings(o.top_k, o.min_p, o.repeat_penalty, o.max_temperature)
 
     async def generate(
         self, request: GenerationRequest
@@ -358,7 +357,8 @@ class LlamaCppLanguageModel(LanguageModel):
                 )
             self.last_stats = stats
             stream = self._worker.stream(
-                lambda: self._deltas(llm, stats, prompt, request.sampling, grammar),
+                lambda: decode(llm, stats, prompt, request.sampling, self._sampler_settings(),
+                               grammar),
                 buffer=self.options.queue_size,
                 # Bounded: a prompt evaluation cannot be interrupted, and the next request
                 # is safe anyway because it queues on the same single thread.
@@ -371,76 +371,3 @@ class LlamaCppLanguageModel(LanguageModel):
                 await stream.aclose()
                 if not stream.started:  # left before the worker reached it
                     stats.finish_reason, stats.worker_done = "cancelled", True
-
-    def _deltas(
-        self, llm: Any, stats: GenerationStats, prompt: DialoguePrompt,
-        sampling: SamplingSettings, grammar: Any = None,
-    ) -> Iterator[str]:
-        """The worker: evaluate the prompt and decode token by token until a stop.
-
-        Closing this generator (the consumer left, or the engine closed) records
-        ``finish_reason="cancelled"``; it happens between tokens, on the worker thread.
-        """
-        import llama_cpp
-
-        started = time.perf_counter()
-        try:
-            tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
-            stats.prompt_tokens = len(tokens)
-            max_tokens = reply_budget(len(tokens), llm.n_ctx(), sampling.max_tokens)
-            # None means "random": llama.cpp draws a fresh seed for its default seed.
-            seed = sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
-            llm.set_seed(seed & 0xFFFFFFFF)
-            detokenizer = Detokenizer(llama_cpp, llm)
-            scanner = StopScanner(prompt.stop, strip_leading=not prompt.continuation)
-            finish = "length"
-            tokens_out = llm.generate(
-                tokens,
-                top_k=self.options.top_k,
-                top_p=sampling.top_p,
-                min_p=self.options.min_p,
-                temp=min(sampling.temperature, self.options.max_temperature),
-                repeat_penalty=self.options.repeat_penalty,
-                grammar=grammar,
-            )
-            with contextlib.closing(tokens_out):
-                for token in tokens_out:
-                    if detokenizer.is_end(token):
-                        finish = "stop"
-                        break
-                    stats.completion_tokens += 1
-                    text, stopped = scanner.feed(detokenizer.feed(token))
-                    if text:
-                        if stats.first_text_s is None:
-                            stats.first_text_s = time.perf_counter() - started
-                        yield text
-                    if stopped:
-                        finish = "stop"
-                        break
-                    if stats.completion_tokens >= max_tokens:
-                        break
-            # What the scanner held back is reply text now; bytes of a character cut off
-            # by max_tokens stay in the decoder and are dropped.
-            tail = scanner.flush()
-            if tail:
-                if stats.first_text_s is None:
-                    stats.first_text_s = time.perf_counter() - started
-                yield tail
-            stats.finish_reason = finish
-        except GeneratorExit:
-            stats.finish_reason = "cancelled"
-            raise
-        except EngineError:
-            stats.finish_reason = "error"
-            raise
-        except Exception as exc:  # llama.cpp raises plain exceptions
-            stats.finish_reason = "error"
-            raise EngineError(
-                f"llama.cpp failed while generating: {exc!r}",
-                code=ErrorCode.LLM_FAILED,
-                stage="llm",
-                transient=False,
-            ) from exc
-        finally:
-            stats.duration_s = time.perf_counter() - started
-            stats.worker_done = True
