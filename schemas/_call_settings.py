@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: the settings' word for every globally routable address
+PUBLIC_NETWORKS = "public"
 
 
 class TelephonySettings(BaseModel):
@@ -103,7 +108,31 @@ class WebRtcSettings(BaseModel):
     @field_validator("peer_networks")
     @classmethod
     def _networks(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        for network in value or ():
-            if network.strip().lower() != "public":
-                ipaddress.ip_network(network.strip(), strict=False)  # ValueError: invalid
+        parse_networks(value or ())  # ValueError: one is neither
         return value
+
+    def peer_ranges(self, *, loopback: bool) -> tuple[tuple[Network, ...], bool]:
+        """:attr:`peer_networks` parsed (its CIDR ranges, and whether ``public`` is
+        among them), the default where unset: loopback for a server that binds
+        loopback (its peers are on this machine), else public addresses only."""
+        chosen = self.peer_networks
+        if chosen is None:
+            chosen = ("127.0.0.0/8", "::1/128") if loopback else (PUBLIC_NETWORKS,)
+        return parse_networks(chosen)
+
+
+def parse_networks(values: Iterable[str]) -> tuple[tuple[Network, ...], bool]:
+    """CIDR ranges, and whether the word ``public`` is among them; ``ValueError``
+    names a value that is neither."""
+    networks: list[Network] = []
+    public = False
+    for value in values:
+        if value.strip().lower() == PUBLIC_NETWORKS:
+            public = True
+            continue
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is neither a network (CIDR) nor "
+                             f"'{PUBLIC_NETWORKS}'") from None
+    return tuple(networks), public

@@ -33,18 +33,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 from schemas import ErrorCode, InputTooLargeError, ProtocolError, WebRtcSettings
 
-__all__ = ["Offer", "OfferLimits", "bound_offer", "first_bad_line", "networks_of", "unparsable"]
+__all__ = ["Offer", "OfferLimits", "bound_offer", "first_bad_line", "unparsable"]
 
-Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
-#: the settings' word for every globally routable address
-PUBLIC = "public"
-LOOPBACK: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 #: aioice's own test of an mDNS name (``aioice.mdns``): what it would resolve
 _MDNS = re.compile(r"^[a-zA-Z0-9-]{1,63}\.local$")
 _LINE = re.compile(r"^[a-z]=")
@@ -63,39 +58,19 @@ class OfferLimits:
     max_candidates: int = 32
     max_mdns_candidates: int = 4
     #: addresses checks may go to; ``public`` stands for every globally routable one
-    networks: tuple[Network, ...] = ()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     public: bool = True
 
     @classmethod
     def of(cls, settings: WebRtcSettings, *, loopback: bool) -> OfferLimits:
         """The limits a server with these settings applies; ``loopback``: it binds a
-        loopback address, so its peers are on this machine (the default networks)."""
-        chosen = settings.peer_networks
-        if chosen is None:
-            chosen = LOOPBACK if loopback else (PUBLIC,)
-        networks, public = networks_of(chosen)
+        loopback address (the default peer networks are then loopback's)."""
+        networks, public = settings.peer_ranges(loopback=loopback)
         return cls(max_bytes=settings.max_offer_bytes, max_lines=settings.max_offer_lines,
                    max_media_sections=settings.max_media_sections,
                    max_candidates=settings.max_candidates,
                    max_mdns_candidates=settings.max_mdns_candidates,
                    networks=networks, public=public)
-
-
-def networks_of(values: Iterable[str]) -> tuple[tuple[Network, ...], bool]:
-    """CIDR ranges (and whether ``public`` is among them) from the settings' strings;
-    ``ValueError`` names one that is neither."""
-    networks: list[Network] = []
-    public = False
-    for value in values:
-        if value.strip().lower() == PUBLIC:
-            public = True
-            continue
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{value!r} is neither a network (CIDR) nor "
-                             f"'{PUBLIC}'") from None
-    return tuple(networks), public
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from aiortc.sdp import SessionDescription
 from hypothesis import HealthCheck, given, settings
 
 from pipeline.webrtc import OfferLimits, bound_offer
-from pipeline.webrtc.offer import first_bad_line, networks_of, unparsable
+from pipeline.webrtc.offer import first_bad_line, unparsable
 from schemas import ErrorCode, InputTooLargeError, ProtocolError, WebRtcSettings
 from tests.support.sdp import Step, candidate, mutate, mutations, offer
 
@@ -120,10 +120,10 @@ def test_a_line_aiortc_cannot_read_is_named_without_its_words() -> None:
 
 
 def test_the_networks_setting_is_checked() -> None:
-    assert networks_of(["public", "10.0.0.0/8"]) == (
-        (ipaddress.ip_network("10.0.0.0/8"),), True)
+    chosen = WebRtcSettings(peer_networks=("public", "10.0.0.0/8"))
+    assert chosen.peer_ranges(loopback=False) == ((ipaddress.ip_network("10.0.0.0/8"),), True)
     with pytest.raises(ValueError, match="neither a network"):
-        networks_of(["10.0.0.0/33"])
+        WebRtcSettings(peer_networks=("10.0.0.0/33",))
     with pytest.raises(ValueError):
         WebRtcSettings(peer_networks=("not-a-network",))
 
