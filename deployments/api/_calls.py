@@ -52,7 +52,8 @@ async def read_offer(request: Request, services: Services) -> tuple[str, str | N
     bounded (:func:`pipeline.webrtc.bound_offer`: what aiortc may see of it), and the
     form's ``session`` JSON (None without one). The client's offer is counted against
     its rate first (``429 rate_limited`` past ``VOXLINE_WEBRTC__OFFERS_PER_MINUTE``)."""
-    services.offers.check(client_of(request))
+    client = client_of(request)
+    services.offers.check(client)
     webrtc = services.settings.webrtc
     limit = webrtc.max_offer_bytes
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -72,8 +73,7 @@ async def read_offer(request: Request, services: Services) -> tuple[str, str | N
                             http_status=415)
     offer = bound_offer(sdp, OfferLimits.of(webrtc, loopback=_binds_loopback(services)))
     if offer.dropped:
-        logger.info("offer from %s: candidates left out: %s", client_of(request),
-                    dict(offer.dropped))
+        logger.info("offer from %s: candidates left out: %s", client, dict(offer.dropped))
     return offer.sdp, config
 
 

@@ -41,7 +41,7 @@ this server does not answer for is ``421 host_not_allowed``. Allowed hosts:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
@@ -109,8 +109,7 @@ def origin_allowed(
         return False
     if is_loopback_host(key[1]) or (host_header and _same_host(key, host_header)):
         return True
-    trusted = (_origin_key(value) for value in (*allowed, *([public_url] if public_url else [])))
-    return key in trusted
+    return key in _trusted(allowed, public_url)
 
 
 def host_allowed(
@@ -142,9 +141,16 @@ def host_allowed(
         if host == name or (name.startswith(".") and (host.endswith(name)
                                                       or host == name[1:])):
             return True
-    trusted = (_origin_key(value) for value in (*allowed_origins,
-                                                 *([public_url] if public_url else [])))
-    return any(key is not None and key[1] == host for key in trusted)
+    return any(key is not None and key[1] == host
+               for key in _trusted(allowed_origins, public_url))
+
+
+def _trusted(
+    allowed_origins: Iterable[str], public_url: str | None
+) -> Iterator[tuple[str, str, int] | None]:
+    """The origins the settings name (None for one that is no http(s) origin)."""
+    for value in (*allowed_origins, *([public_url] if public_url else [])):
+        yield _origin_key(value)
 
 
 def _settings_of(scope: Scope) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
