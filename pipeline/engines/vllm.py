@@ -236,7 +236,8 @@ class VllmLanguageModel(LanguageModel):
         base class; calls as :mod:`pipeline.engines.tool_calls` has them, the arguments
         held to the tool's schema by vLLM's structured outputs where the request demands
         a call)."""
-        async with contextlib.aclosing(self._items(request, [])) as items:
+        stats = GenerationStats(request_id=request.request_id)
+        async with contextlib.aclosing(self._items(request, stats)) as items:
             async for item in items:
                 yield item
 
@@ -244,41 +245,28 @@ class VllmLanguageModel(LanguageModel):
         self, request: GenerationRequest
     ) -> AsyncGenerator[str | ToolCallDelta | GenerationUsage, None]:
         """:meth:`generate`, then the tokens vLLM counted (prompt and reply)."""
-        holder: list[GenerationStats] = []
-        async with contextlib.aclosing(self._items(request, holder)) as items:
+        stats = GenerationStats(request_id=request.request_id)
+        async with contextlib.aclosing(self._items(request, stats)) as items:
             async for item in items:
                 yield item
-        stats = holder[0]
         finish = stats.finish_reason
         yield GenerationUsage(
             prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
             finish_reason=finish if finish in ("length", "stop", "tool_calls") else None)
 
     def _items(
-        self, request: GenerationRequest, holder: list[GenerationStats]
+        self, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str | ToolCallDelta, None]:
-        text = self._generate(request, holder)
-        if not request.calls_tools:
-            return text
-        return self._calls(text, request, holder)
-
-    @staticmethod
-    async def _calls(
-        text: AsyncGenerator[str, None], request: GenerationRequest,
-        holder: list[GenerationStats],
-    ) -> AsyncGenerator[str | ToolCallDelta, None]:
-        """The reply read for a call once its stats exist (they come with its first
-        output): ``tool_calls`` is set on them when it was one."""
-        stats = GenerationStats(request_id=request.request_id)
-        async with contextlib.aclosing(split_calls(text, request, stats)) as items:
-            async for item in items:
-                yield item
-        if stats.finish_reason == "tool_calls" and holder:
-            holder[0].finish_reason = "tool_calls"
+        """The reply's text, read for a call where the request may make one (``stats``
+        then says ``tool_calls``)."""
+        text = self._generate(request, stats)
+        return split_calls(text, request, stats) if request.calls_tools else text
 
     async def _generate(
-        self, request: GenerationRequest, holder: list[GenerationStats] | None
+        self, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
+        """The reply's text pieces; ``stats`` is filled in as they come (and is the
+        engine's ``last_stats``)."""
         await self.load()
         engine = self._engine
         if engine is None:
@@ -294,10 +282,8 @@ class VllmLanguageModel(LanguageModel):
         params = self._sampling_params(request.sampling, prompt.stop,
                                        call_schema(request) if demanded else None)
         vllm_id = f"{request.request_id}-{uuid.uuid4().hex[:12]}"
-        stats = GenerationStats(request_id=request.request_id, prompt_format=prompt.format)
+        stats.prompt_format = prompt.format
         self.last_stats = stats
-        if holder is not None:
-            holder.append(stats)
         started = time.perf_counter()
         scanner = StopScanner(prompt.stop)
         stream = engine.generate(prompt.as_vllm_prompt(), params, vllm_id)
