@@ -182,12 +182,11 @@ def _invalid(arguments: dict[str, Any], schema: dict[str, Any]) -> str | None:
 
 
 async def split_calls(
-    pieces: AsyncGenerator[str, None], request: GenerationRequest,
-    stats: GenerationStats | None = None,
+    pieces: AsyncGenerator[str, None], request: GenerationRequest, stats: GenerationStats
 ) -> AsyncGenerator[str | ToolCallDelta, None]:
     """``pieces`` of a reply read by a :class:`ReplySplitter` (a request that may call
-    a tool): words as they come, a call once whole (``stats.finish_reason``, if given,
-    is then ``tool_calls``)."""
+    a tool): words as they come, a call once whole (``stats.finish_reason`` is then
+    ``tool_calls``)."""
     splitter = ReplySplitter(request)
     async with contextlib.aclosing(pieces):  # leaving early ends the model's work at once
         async for piece in pieces:
@@ -195,7 +194,7 @@ async def split_calls(
                 yield item
     for last in splitter.finish():
         yield last
-    if splitter.is_call and stats is not None:
+    if splitter.is_call:
         stats.finish_reason = "tool_calls"
 
 
