@@ -7,11 +7,12 @@ an explicit sample rate; conversion happens at the edges (``pipeline.audio.pcm``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas._session import SamplingSettings
+from schemas._tools import ToolCall, ToolChoice, ToolFunction
 from schemas._types import Base64Bytes
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid")
@@ -20,59 +21,6 @@ _CONFIG = ConfigDict(frozen=True, extra="forbid")
 MAX_SYNTHESIS_CHARS = 2000
 #: Upper bound of Whisper's initial prompt, in characters (it keeps 224 tokens of it).
 MAX_PROMPT_CHARS = 2000
-
-
-#: a tool's name, as OpenAI allows it
-TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-#: Upper bound of one tool's JSON Schema and of one call's arguments, serialized.
-MAX_TOOL_SCHEMA_CHARS = 16_000
-MAX_TOOL_ARGUMENTS_CHARS = 16_000
-
-
-class ToolFunction(BaseModel):
-    """A function the model may call (OpenAI's ``function`` of a tool): its ``parameters``
-    are a JSON Schema object the arguments must satisfy."""
-
-    model_config = _CONFIG
-
-    name: str = Field(pattern=TOOL_NAME_PATTERN)
-    description: str = Field(default="", max_length=4000)
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
-                                                                "properties": {}})
-
-
-class ToolChoice(BaseModel):
-    """Whether the model may call a tool: ``auto`` (it chooses), ``none``, ``required``
-    (one of them), or ``function`` (the one named)."""
-
-    model_config = _CONFIG
-
-    mode: Literal["auto", "none", "required", "function"] = "auto"
-    name: str | None = Field(default=None, pattern=TOOL_NAME_PATTERN)
-
-
-class ToolCall(BaseModel):
-    """A call the model made: its id (the idempotency key of whatever runs it), the
-    function, and the arguments as JSON text (as OpenAI carries them)."""
-
-    model_config = _CONFIG
-
-    id: str = Field(min_length=1, max_length=128)
-    name: str = Field(pattern=TOOL_NAME_PATTERN)
-    arguments: str = Field(default="{}", max_length=MAX_TOOL_ARGUMENTS_CHARS)
-
-
-class ToolCallDelta(BaseModel):
-    """A piece of a tool call as a model streams it: the call's ``index`` in the reply,
-    its ``id`` and ``name`` on the first piece, then fragments of the ``arguments`` JSON
-    text (OpenAI's ``delta.tool_calls`` item)."""
-
-    model_config = _CONFIG
-
-    index: int = Field(default=0, ge=0)
-    id: str | None = None
-    name: str | None = None
-    arguments: str = ""
 
 
 class ChatMessage(BaseModel):

@@ -89,6 +89,14 @@ class ErrorCode(StrEnum):
     DOCUMENT_UNREADABLE = "document_unreadable"
     COLLECTION_QUOTA_EXCEEDED = "collection_quota_exceeded"
     LOG_WRITE_FAILED = "log_write_failed"
+    # tools (a call's failure reaches the model as its output; the turn goes on)
+    TOOL_FAILED = "tool_failed"
+    TOOL_TIMEOUT = "tool_timeout"
+    TOOL_NOT_ALLOWED = "tool_not_allowed"
+    TOOL_ARGUMENTS_INVALID = "tool_arguments_invalid"
+    TOOL_INTERRUPTED = "tool_interrupted"
+    TOOL_CALL_LIMIT = "tool_call_limit"
+    TOOL_CALL_NOT_FOUND = "tool_call_not_found"
     # everything else
     CONFIGURATION_ERROR = "configuration_error"
     INTERNAL_ERROR = "internal_error"

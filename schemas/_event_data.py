@@ -19,6 +19,7 @@ from schemas._session import (
     ResponseStatus,
     SessionSettings,
 )
+from schemas._tools import MAX_TOOL_ARGUMENTS_CHARS, MAX_TOOL_OUTPUT_CHARS
 from schemas._types import Base64Bytes
 
 _DATA_CONFIG = ConfigDict(frozen=True, extra="forbid")
@@ -213,3 +214,45 @@ class SpeculationDiscardedData(EventData):
     audio_ms: int = Field(ge=0, description="where the paused speech stopped")
     transcript: str = Field(default="", description="what the pause's transcript said")
     events_dropped: int = Field(default=0, ge=0, description="reply events prepared, unsent")
+
+
+# -- tools --
+
+
+class ToolCallData(EventData):
+    """Names the call an event is about: its id is the call's idempotency key."""
+
+    call_id: str = Field(min_length=1, max_length=128)
+
+
+class ToolCallStartedData(ToolCallData):
+    """The model called a tool. A server tool runs only once this is in the log; a client
+    tool's call is the client's to run (its output comes back as ``tool.call.output``)."""
+
+    name: str
+    arguments: str = Field(max_length=MAX_TOOL_ARGUMENTS_CHARS, description="JSON text")
+    runs_on: Literal["client", "server"]
+    index: int = Field(default=0, ge=0, description="the call's place among the turn's calls")
+
+
+class ToolCallOutputData(ToolCallData):
+    """What the call returned, as the model reads it (a server tool's cut to the
+    operator's ``max_output_chars``)."""
+
+    output: str = Field(max_length=MAX_TOOL_OUTPUT_CHARS)
+    truncated: bool = Field(default=False, description="the output was cut to the limit")
+    duration_ms: int | None = Field(default=None, ge=0, description="server calls: its run")
+
+
+class ToolCallFailedData(ToolCallData):
+    """The call ended without an output; the model is told ``message`` as its output."""
+
+    code: ErrorCode
+    message: str
+    duration_ms: int | None = Field(default=None, ge=0)
+
+
+class ToolCallCancelledData(ToolCallData):
+    """The response the call belonged to was cancelled before the call ended."""
+
+    reason: CancelReason = "client"

@@ -37,6 +37,10 @@ from schemas._event_data import (
     SpeechBoundaryData,
     SpeechStoppedData,
     TextDeltaData,
+    ToolCallCancelledData,
+    ToolCallFailedData,
+    ToolCallOutputData,
+    ToolCallStartedData,
     TranscriptData,
     TranscriptRefinedData,
     WarningData,
@@ -242,6 +246,30 @@ class WarningEvent(EventBase):
     data: WarningData
 
 
+class ToolCallStarted(EventBase):
+    type: Literal["tool.call.started"] = "tool.call.started"
+    data: ToolCallStartedData
+
+
+class ToolCallOutput(EventBase):
+    type: Literal["tool.call.output"] = "tool.call.output"
+    data: ToolCallOutputData
+
+
+class ToolCallFailed(EventBase):
+    type: Literal["tool.call.failed"] = "tool.call.failed"
+    data: ToolCallFailedData
+
+
+class ToolCallCancelled(EventBase):
+    type: Literal["tool.call.cancelled"] = "tool.call.cancelled"
+    data: ToolCallCancelledData
+
+
+#: what ends a call: its output, its failure or its cancellation
+ToolCallEnd: TypeAlias = ToolCallOutput | ToolCallFailed | ToolCallCancelled
+
+
 Event: TypeAlias = Annotated[
     SessionCreated
     | SessionUpdated
@@ -268,7 +296,11 @@ Event: TypeAlias = Annotated[
     | ErrorEvent
     | ResponseCitations
     | WarningEvent
-    | SpeculationDiscarded,
+    | SpeculationDiscarded
+    | ToolCallStarted
+    | ToolCallOutput
+    | ToolCallFailed
+    | ToolCallCancelled,
     Field(discriminator="type"),
 ]
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from schemas._errors import ErrorCode, InputTooLargeError, InvalidAudioError, ProtocolError
 from schemas._retrieval import SearchToolConfig
+from schemas._tools import MAX_TOOL_OUTPUT_CHARS
 from schemas._types import Base64Bytes
 
 #: Default upper bound of one client frame (text or binary), in bytes.
@@ -98,6 +99,21 @@ class ResponseCreate(ClientMessage):
     type: Literal["response.create"] = "response.create"
 
 
+class ToolOutput(ClientMessage):
+    """The output of a call the client ran: a ``function`` tool's call, which
+    ``tool.call.started`` (``runs_on: client``) told. The reply goes on once the client
+    asks (``respond``, or ``response.create``); OpenAI's ``function_call_output`` item."""
+
+    type: Literal["tool.output"] = "tool.output"
+    call_id: str = Field(min_length=1, max_length=128)
+    output: str = Field(max_length=MAX_TOOL_OUTPUT_CHARS)
+    respond: bool = Field(
+        default=False,
+        description="go on with the reply now (as response.create does), unless another "
+        "call of the turn still waits for its output",
+    )
+
+
 class SessionResume(ClientMessage):
     """Replay every event after ``last_event_id``, then continue live."""
 
@@ -114,7 +130,8 @@ ClientMessageUnion: TypeAlias = Annotated[
     | SessionResume
     | InputAudioClear
     | ResponseCreate
-    | ResponseTruncate,
+    | ResponseTruncate
+    | ToolOutput,
     Field(discriminator="type"),
 ]
 
@@ -129,6 +146,7 @@ CLIENT_MESSAGE_TYPES: tuple[str, ...] = (
     "input_audio.clear",
     "response.create",
     "response.truncate",
+    "tool.output",
 )
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas._retrieval import SearchToolConfig
+from schemas._tools import MAX_SESSION_TOOLS, SessionTool, ToolChoice, check_tools
 
 
 class SttMode(StrEnum):
@@ -169,6 +170,19 @@ class SessionSettings(BaseModel):
         description="ground every reply in a document collection (a message's own "
         "search_tool_config replaces it for that turn)",
     )
+    # -- tools --
+    tools: tuple[SessionTool, ...] = Field(
+        default=(), max_length=MAX_SESSION_TOOLS,
+        description="what the model may call: {type: function, name, description, "
+        "parameters} runs at the client (its call is sent, its output comes back as "
+        "tool.output), {type: server, name} is a server tool the operator allows "
+        "(VOXLINE_TOOLS__ALLOW)",
+    )
+    tool_choice: ToolChoice = Field(
+        default_factory=ToolChoice,
+        description="auto (the model decides), none, required, or one function by name "
+        "({mode: function, name}; OpenAI's shapes are read too)",
+    )
     # ---- turn taking (the OpenAI Realtime API's turn_detection: null is auto_response off)
     auto_response: bool = Field(
         default=True,
@@ -208,6 +222,11 @@ class SessionSettings(BaseModel):
     def _turn_silences(self) -> SessionSettings:
         if self.turn_complete_ms > self.turn_incomplete_ms:
             raise ValueError("turn_complete_ms must not exceed turn_incomplete_ms")
+        return self
+
+    @model_validator(mode="after")
+    def _tools_fit(self) -> SessionSettings:
+        check_tools(self.tools, self.tool_choice)
         return self
 
     @field_validator("input_sample_rate", "output_sample_rate")

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas._call_settings import TelephonySettings, WebRtcSettings
 from schemas._retrieval_settings import RetrievalSettings
+from schemas._tool_settings import ToolSettings
 
 
 class RedisSettings(BaseModel):
@@ -331,6 +332,7 @@ class Settings(BaseSettings):
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
 
 
 @lru_cache(maxsize=1)

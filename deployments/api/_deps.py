@@ -95,7 +95,8 @@ async def engine_choices(services: Services) -> EngineChoices:
     choices = (EngineChoices.from_description(info) if info is not None
                and info.get("ready", False) else EngineChoices())
     return dataclasses.replace(choices, smart_turn=services.engines.turn is not None,
-                               text_turn=services.engines.turn_text is not None)
+                               text_turn=services.engines.turn_text is not None,
+                               server_tools=services.toolbox.names)
 
 
 async def described(services: Services, stage: str) -> dict[str, Any] | None:

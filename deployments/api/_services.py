@@ -35,6 +35,7 @@ from pipeline.session import (
     SessionEngines,
     SessionTokens,
 )
+from pipeline.tools import SearchDocuments, Toolbox
 from pipeline.tracing import DeliverySpans
 from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
@@ -73,6 +74,8 @@ class Services:
     #: retrieval: document collections in Redis, and the search of a turn
     collections: CollectionStore | None = None
     grounder: Grounder | None = None
+    #: the server tools the operator allows (settings.tools) and their bounded runner
+    toolbox: Toolbox = field(default_factory=Toolbox)
     #: live turns' spans go here (OTLP, when OTEL_EXPORTER_OTLP_* says where); None: off
     tracing: Any = None
     #: what this replica counts about itself, published for the metrics endpoint
@@ -121,7 +124,7 @@ class Services:
             session = await LiveSession.open(
                 session_id, self.log, engines, create=create, state=state,
                 turn_config=self.turn_config, history=self.settings.history,
-                admission=self.admission, grounder=self.grounder,
+                admission=self.admission, grounder=self.grounder, toolbox=self.toolbox,
                 max_buffer_s=self.settings.api.max_buffer_seconds,
                 tracer=None if self.tracing is None else self.tracing.get_tracer("voxline"),
             )
@@ -371,6 +374,7 @@ async def start_services(
     services = Services(
         collections=collections,
         grounder=grounder,
+        toolbox=Toolbox(settings.tools, [SearchDocuments(grounder)]),
         settings=settings,
         redis=redis,
         # errors and cancellations go to the feed too, so metrics count them at once

@@ -25,6 +25,7 @@ from pipeline.engines.base import (
 )
 from pipeline.engines.openai_voices import OPENAI_VOICES, engine_voice
 from pipeline.engines.registry import ENGINES, create_engine, engine_class
+from pipeline.engines.tool_calls import new_call_id, schema_problem
 from pipeline.engines.weights import ModelStatus, list_models
 from pipeline.engines.weights import prepare as prepare_model
 
@@ -45,7 +46,9 @@ __all__ = [
     "engine_class",
     "engine_voice",
     "list_models",
+    "new_call_id",
     "prepare_model",
+    "schema_problem",
     "transcribed_text",
     "transcript_text",
 ]

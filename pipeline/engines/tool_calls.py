@@ -38,8 +38,17 @@ from schemas import (
     ToolFunction,
 )
 
-__all__ = ["ReplySplitter", "call_schema", "calls_on_tool_lines", "new_call_id",
-           "render_call", "split_calls", "tools_preamble", "with_tools"]
+__all__ = [
+    "ReplySplitter",
+    "call_schema",
+    "calls_on_tool_lines",
+    "new_call_id",
+    "render_call",
+    "schema_problem",
+    "split_calls",
+    "tools_preamble",
+    "with_tools",
+]
 
 
 def new_call_id() -> str:
@@ -158,7 +167,7 @@ class ReplySplitter:
         if name not in self._names or not isinstance(arguments, dict):
             raise EngineError(f"the model called {name!r}, which it may not call",
                               code=ErrorCode.LLM_FAILED, stage="llm")
-        problem = _invalid(arguments, self._schemas[name])
+        problem = schema_problem(arguments, self._schemas[name])
         if problem is not None:  # what a grammar could not hold it to (a number's bounds)
             raise EngineError(f"the model called {name} with arguments its schema refuses: "
                               f"{problem}", code=ErrorCode.LLM_FAILED, stage="llm",
@@ -167,7 +176,7 @@ class ReplySplitter:
                               arguments=json.dumps(arguments))]
 
 
-def _invalid(arguments: dict[str, Any], schema: dict[str, Any]) -> str | None:
+def schema_problem(arguments: dict[str, Any], schema: dict[str, Any]) -> str | None:
     """Why ``arguments`` do not satisfy ``schema`` (None: they do, or the schema itself
     is not one a validator reads: the model's words are not judged by a broken rule)."""
     import jsonschema

@@ -13,7 +13,7 @@ from pipeline.log.fanout import LogFanout
 from pipeline.log.feeds import FeedReader, feed_groups
 from pipeline.log.history import message_tokens
 from pipeline.log.redis_client import create_redis, is_cluster
-from pipeline.log.state import SessionState, TurnState, fold
+from pipeline.log.state import SessionState, ToolCallRecord, TurnState, fold
 from pipeline.log.streamid import StreamId
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "LogPage",
     "SessionState",
     "StreamId",
+    "ToolCallRecord",
     "TurnState",
     "create_redis",
     "feed_groups",

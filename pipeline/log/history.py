@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from schemas import HistorySettings
+from schemas import ChatMessage, HistorySettings
 
 #: tokens a chat message costs beyond its text (role markers, separators)
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -35,10 +35,14 @@ def message_tokens(text: str, settings: HistorySettings) -> int:
     return math.ceil(len(text) / settings.chars_per_token) + MESSAGE_OVERHEAD_TOKENS
 
 
-def turn_cost(user_text: str, assistant_text: str, settings: HistorySettings) -> int:
-    """Estimated tokens of one turn in the prompt: its user message and its reply."""
-    messages = 1 + bool(assistant_text)
-    chars = len(user_text) + len(assistant_text)
+def turn_cost(user_text: str, assistant_text: str, settings: HistorySettings,
+              exchange: Sequence[ChatMessage] = ()) -> int:
+    """Estimated tokens of one turn in the prompt: its user message, its tool calls and
+    their outputs (``exchange``), and its reply."""
+    messages = 1 + bool(assistant_text) + len(exchange)
+    chars = len(user_text) + len(assistant_text) + sum(
+        len(m.content) + sum(len(c.name) + len(c.arguments) for c in m.tool_calls)
+        for m in exchange)
     return math.ceil(chars / settings.chars_per_token) + messages * MESSAGE_OVERHEAD_TOKENS
 
 

@@ -17,8 +17,10 @@ from pydantic import BaseModel, Field
 from pipeline.log.heard import heard_text
 from pipeline.log.history import turn_cost, window_start
 from schemas import (
+    CANCELLED_CALL_OUTPUT,
     ChatMessage,
     Citation,
+    ErrorCode,
     ErrorEvent,
     Event,
     HistorySettings,
@@ -37,12 +39,47 @@ from schemas import (
     SessionCreated,
     SessionSettings,
     SessionUpdated,
+    ToolCall,
+    ToolCallCancelled,
+    ToolCallFailed,
+    ToolCallOutput,
+    ToolCallStarted,
     TranscriptFinal,
     TranscriptRefined,
     WarningEvent,
+    failed_call_output,
 )
 
 TurnStatus = Literal["open", "responding", "completed", "cancelled", "failed"]
+ToolCallStatus = Literal["started", "output", "failed", "cancelled"]
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call of a turn, as its events tell it."""
+
+    call_id: str
+    name: str
+    arguments: str
+    runs_on: Literal["client", "server"]
+    status: ToolCallStatus = "started"
+    #: the call's output, or its failure's message
+    output: str | None = None
+    #: the failure's code (``tool.call.failed``)
+    code: ErrorCode | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status != "started"
+
+    @property
+    def model_output(self) -> str:
+        """What the model reads as the call's output (a failure or a cancellation said
+        in words, as the live reply told it)."""
+        if self.status == "cancelled":
+            return CANCELLED_CALL_OUTPUT
+        if self.code is not None:
+            return failed_call_output(self.code.value, self.output or "")
+        return self.output or ""
 
 
 class TurnState(BaseModel):
@@ -72,10 +109,73 @@ class TurnState(BaseModel):
     audio_started_ts: int | None = None
     #: the audio played, as the client reported it (``response.truncated``); None: all
     played_ms: int | None = None
+    #: the turn's tool calls by id, in the order made
+    tool_calls: dict[str, ToolCallRecord] = Field(default_factory=dict)
+    #: what came between the user's message and the reply's last words: the assistant
+    #: messages that made calls (with the words said before them) and the calls' outputs
+    exchange: list[ChatMessage] = Field(default_factory=list)
+    #: where in ``assistant_text`` the words after the last calls begin
+    said_before_calls: int = 0
+    #: a call's output came after the response ended (a client tool): the turn waits for
+    #: ``response.create`` to go on
+    awaits_reply: bool = False
 
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "cancelled", "failed")
+
+    @property
+    def reply_text(self) -> str:
+        """The reply's words after its last tool calls (all of them when it made none)."""
+        return self.assistant_text[self.said_before_calls:]
+
+    @property
+    def pending_calls(self) -> list[ToolCallRecord]:
+        """Calls started and not ended (a client's not yet answered)."""
+        return [call for call in self.tool_calls.values() if not call.ended]
+
+    def messages(self) -> list[ChatMessage]:
+        """The turn as the LLM's history holds it: the user's message, the calls and
+        their outputs, the reply's last words."""
+        messages = [ChatMessage(role="user", content=self.user_text), *self.exchange]
+        if self.reply_text:
+            messages.append(ChatMessage(role="assistant", content=self.reply_text))
+        return messages
+
+    def _call_started(self, event: ToolCallStarted) -> None:
+        data = event.data
+        if data.call_id in self.tool_calls:  # an append retried: the first one holds
+            return
+        self.tool_calls[data.call_id] = ToolCallRecord(
+            call_id=data.call_id, name=data.name, arguments=data.arguments,
+            runs_on=data.runs_on)
+        call = ToolCall(id=data.call_id, name=data.name, arguments=data.arguments)
+        said = self.assistant_text[self.said_before_calls:].strip()
+        last = self.exchange[-1] if self.exchange else None
+        if last is not None and last.role == "assistant" and not said:  # one more call
+            self.exchange[-1] = last.model_copy(update={"tool_calls": (*last.tool_calls,
+                                                                       call)})
+        else:
+            self.exchange.append(ChatMessage(role="assistant", content=said,
+                                             tool_calls=(call,)))
+        self.said_before_calls = len(self.assistant_text)
+
+    def _call_ended(self, event: ToolCallOutput | ToolCallFailed | ToolCallCancelled) -> None:
+        data = event.data
+        record = self.tool_calls.get(data.call_id)
+        if record is None or record.ended:  # not this turn's, or told twice: the first holds
+            return
+        match event:
+            case ToolCallOutput():
+                record.status, record.output = "output", event.data.output
+            case ToolCallFailed():
+                record.status, record.output = "failed", event.data.message
+                record.code = event.data.code
+            case ToolCallCancelled():
+                record.status = "cancelled"
+        self.exchange.append(ChatMessage(role="tool", content=record.model_output,
+                                         tool_call_id=record.call_id))
+        self.awaits_reply = self.status != "responding"
 
     def heard(self, audio_end_ms: int) -> str:
         """The reply's text heard when its audio was played up to ``audio_end_ms``."""
@@ -131,6 +231,7 @@ class SessionState(BaseModel):
             case ResponseStarted() if turn is not None:
                 turn.status, turn.started_ts = "responding", event.ts
                 turn.assistant_text, turn.audio_ms, turn.played_ms = "", 0, None
+                turn.said_before_calls, turn.awaits_reply = 0, False
                 turn.audio_started_ts = None
                 turn.sentences, turn.sentence_ends_ms = {}, {}
             case ResponseTextDelta() if turn is not None:
@@ -159,6 +260,10 @@ class SessionState(BaseModel):
                 turn.citations = list(event.data.citations)
             case WarningEvent() if turn is not None:
                 turn.warnings.append(event.data.code.value)
+            case ToolCallStarted() if turn is not None:
+                turn._call_started(event)
+            case ToolCallOutput() | ToolCallFailed() | ToolCallCancelled() if turn is not None:
+                turn._call_ended(event)
             case _:
                 pass
 
@@ -179,14 +284,13 @@ class SessionState(BaseModel):
         """
         messages = [ChatMessage(role="system", content=self.settings.system_prompt)]
         for turn in self._shown(window or HistorySettings()):
-            messages.append(ChatMessage(role="user", content=turn.user_text))
-            if turn.assistant_text:
-                messages.append(ChatMessage(role="assistant", content=turn.assistant_text))
+            messages += turn.messages()
         return messages
 
     def _shown(self, window: HistorySettings) -> list[TurnState]:
         finished = [t for t in self.turns.values() if t.finished and t.user_text]
-        costs = [turn_cost(t.user_text, t.assistant_text, window) for t in finished]
+        costs = [turn_cost(t.user_text, t.reply_text, window, t.exchange)
+                 for t in finished]
         return finished[window_start(costs, window):]
 
     def forget_turns(self, window: HistorySettings | None = None) -> None:

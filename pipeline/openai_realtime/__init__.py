@@ -13,14 +13,11 @@ exactly (:func:`parse_resume_id`, :func:`log_id_before`).
 from pipeline.openai_realtime._client import (
     SUPPORTED_CLIENT_EVENTS,
     ClientActions,
-    ClientEvent,
     ClientTranslator,
-    SessionConfig,
 )
-from pipeline.openai_realtime._server import (
-    BETA_NAMES,
+from pipeline.openai_realtime._client_events import ClientEvent, SessionConfig
+from pipeline.openai_realtime._frames import (
     Frame,
-    ServerTranslator,
     error_frame,
     local_id,
     log_id_before,
@@ -28,6 +25,7 @@ from pipeline.openai_realtime._server import (
     retrieved_item,
     session_object,
 )
+from pipeline.openai_realtime._server import BETA_NAMES, ServerTranslator
 
 __all__ = [
     "BETA_NAMES",

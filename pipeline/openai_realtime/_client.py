@@ -22,10 +22,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from pipeline.engines import engine_voice
+from pipeline.openai_realtime._client_events import (
+    AudioConfig,
+    AudioFormatSpec,
+    AudioInputConfig,
+    AudioOutputConfig,
+    ClientEvent,
+    Item,
+    ResponseConfig,
+    SessionConfig,
+    TurnDetection,
+)
 from pipeline.openai_realtime._formats import from_beta, from_openai
+from pipeline.openai_realtime._tools import tool_output, tools_patch
 from schemas import (
     ClientMessageUnion,
     ErrorCode,
@@ -45,9 +57,8 @@ from schemas import (
     load_json_frame,
 )
 
-_LENIENT = ConfigDict(extra="ignore", frozen=True)
 #: the id the server gives a turn's reply item (``item_<turn>_out``, see ``_server``)
-_REPLY_ITEM = re.compile(r"^item_(.{1,128})_out$")
+_REPLY_ITEM = re.compile(r"^item_(.{1,128}?)_out(?:_\d{1,4})?$")
 
 #: output modalities a session or a response may ask for
 MODALITIES: tuple[str, ...] = ("text", "audio")
@@ -64,105 +75,6 @@ SUPPORTED_CLIENT_EVENTS: tuple[str, ...] = (
     "conversation.item.truncate",
     "conversation.item.retrieve",
 )
-
-
-class AudioFormatSpec(BaseModel):
-    model_config = _LENIENT
-    type: str = "audio/pcm"
-    rate: int | None = None
-
-
-class TurnDetection(BaseModel):
-    model_config = _LENIENT
-    type: str = "server_vad"
-    silence_duration_ms: int | None = None
-    create_response: bool | None = None
-
-
-class Transcription(BaseModel):
-    model_config = _LENIENT
-    model: str | None = None
-    language: str | None = None
-
-
-class AudioInputConfig(BaseModel):
-    model_config = _LENIENT
-    format: AudioFormatSpec | None = None
-    transcription: Transcription | None = None
-    turn_detection: TurnDetection | None = None  # null (when set): manual turns
-
-
-class AudioOutputConfig(BaseModel):
-    model_config = _LENIENT
-    format: AudioFormatSpec | None = None
-    voice: str | None = None
-    speed: float | None = None
-
-
-class AudioConfig(BaseModel):
-    model_config = _LENIENT
-    input: AudioInputConfig | None = None
-    output: AudioOutputConfig | None = None
-
-
-class SessionConfig(BaseModel):
-    """``session.update``'s ``session``: the GA shape, and the beta's flat fields."""
-
-    model_config = _LENIENT
-    instructions: str | None = None
-    output_modalities: list[str] | None = None
-    audio: AudioConfig | None = None
-    max_output_tokens: int | Literal["inf"] | None = None
-    # beta names
-    modalities: list[str] | None = None
-    voice: str | None = None
-    input_audio_format: str | None = None
-    output_audio_format: str | None = None
-    turn_detection: TurnDetection | None = None
-    input_audio_transcription: Transcription | None = None
-    max_response_output_tokens: int | Literal["inf"] | None = None
-    temperature: float | None = None
-    speed: float | None = None
-
-
-class ResponseConfig(BaseModel):
-    """``response.create``'s ``response``: only its modalities are checked (a reply's
-    other options are the session's)."""
-
-    model_config = _LENIENT
-    output_modalities: list[str] | None = None
-    modalities: list[str] | None = None  # beta name
-
-
-class ContentPart(BaseModel):
-    model_config = _LENIENT
-    type: str
-    text: str | None = None
-    audio: str | None = None
-
-
-class Item(BaseModel):
-    model_config = _LENIENT
-    type: str = "message"
-    role: str | None = None
-    content: list[ContentPart] = Field(default_factory=list)
-
-
-class ClientEvent(BaseModel):
-    """One client event: its type, its id, and the fields the supported types read
-    (unknown fields are ignored, as OpenAI's own additions would be)."""
-
-    model_config = _LENIENT
-    type: str
-    event_id: str | None = Field(default=None, max_length=128)
-    session: SessionConfig | None = None
-    audio: str | None = None
-    item: Item | None = None
-    response: ResponseConfig | None = None
-    # conversation.item.truncate, conversation.item.retrieve
-    item_id: str | None = Field(default=None, max_length=160)
-    content_index: int | None = None
-    audio_end_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -250,10 +162,13 @@ class ClientTranslator:
         return None
 
     def _item(self, item: Item | None) -> tuple[ClientMessageUnion, ...]:
+        if item is not None and item.type == "function_call_output":
+            return (tool_output(item),)
         if item is None or item.type != "message" or item.role != "user":
             raise ProtocolError(
-                "conversation.item.create takes user messages only (input_text, input_audio)",
-                code=ErrorCode.INVALID_MESSAGE, param="item.role")
+                "conversation.item.create takes user messages (input_text, input_audio) "
+                "and function_call_output items", code=ErrorCode.INVALID_MESSAGE,
+                param="item.role")
         texts = [p.text or "" for p in item.content if p.type == "input_text"]
         audios = [p.audio for p in item.content if p.type == "input_audio"]
         if len(texts) + len(audios) != len(item.content) or not item.content:
@@ -317,6 +232,7 @@ class ClientTranslator:
             sampling["temperature"] = config.temperature
         if sampling:
             patch["sampling"] = sampling
+        patch.update(tools_patch(config.tools, config.tool_choice))
         return patch
 
 

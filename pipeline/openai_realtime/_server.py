@@ -22,23 +22,21 @@ to what the session's settings say.
 from __future__ import annotations
 
 import math
-import re
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from pipeline.log import TurnState
-from pipeline.openai_realtime._formats import to_openai
-from schemas import (
-    ErrorCode,
-    ErrorPayload,
-    Event,
-    EventBase,
-    ProtocolError,
-    SessionSettings,
+from pipeline.openai_realtime._frames import (
+    Frame,
+    error_frame,
+    local_id,
+    message_item,
+    session_object,
 )
+from pipeline.openai_realtime._tools import CallItems
+from schemas import Event, EventBase
 
-Frame = dict[str, Any]
+#: rough tokens per character, for the usage a response reports (no tokenizer here)
+_CHARS_PER_TOKEN = 4
 
 #: GA event names → the beta API's
 BETA_NAMES: dict[str, str] = {
@@ -49,125 +47,6 @@ BETA_NAMES: dict[str, str] = {
     "response.output_audio_transcript.delta": "response.audio_transcript.delta",
     "response.output_audio_transcript.done": "response.audio_transcript.done",
 }
-
-#: codes that are the client's doing (OpenAI's ``invalid_request_error``)
-_CLIENT_CODES = frozenset({
-    ErrorCode.INVALID_JSON, ErrorCode.UNKNOWN_MESSAGE_TYPE, ErrorCode.INVALID_MESSAGE,
-    ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.INVALID_AUDIO, ErrorCode.UNSUPPORTED_SAMPLE_RATE,
-    ErrorCode.UNSUPPORTED_FORMAT, ErrorCode.EMPTY_INPUT, ErrorCode.TEXT_TOO_LONG,
-    ErrorCode.INVALID_SETTINGS, ErrorCode.AUDIO_TOO_LONG, ErrorCode.JSON_TOO_DEEP,
-    ErrorCode.INVALID_EVENT_ID, ErrorCode.UNKNOWN_VOICE, ErrorCode.UNSUPPORTED_LANGUAGE,
-    ErrorCode.SESSION_NOT_FOUND, ErrorCode.SESSION_CLOSED, ErrorCode.NOT_FOUND,
-    ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-    ErrorCode.UNSUPPORTED_CONTENT,
-})  # fmt: skip
-
-_RESUME_ID = re.compile(r"^(\d+-\d+)(?:\.(\d{1,6}))?$")
-#: rough tokens per character, for the usage a response reports (no tokenizer here)
-_CHARS_PER_TOKEN = 4
-
-
-def parse_resume_id(value: str) -> tuple[str, int | None] | None:
-    """``<log id>.<n>`` → (log id, n); a plain log id → (log id, None): everything of
-    that log event was seen. Anything else → ``None``."""
-    match = _RESUME_ID.match(value)
-    if match is None:
-        return None
-    return match[1], None if match[2] is None else int(match[2])
-
-
-def log_id_before(log_id: str) -> str:
-    """The stream id just before ``log_id``: reading after it starts *at* ``log_id``."""
-    ms, seq = (int(part) for part in log_id.split("-"))
-    if seq:
-        return f"{ms}-{seq - 1}"
-    return f"{ms - 1}-{2**64 - 1}" if ms else "0-0"
-
-
-def error_frame(payload: ErrorPayload, event_id: str) -> Frame:
-    """Voxline's error in OpenAI's shape (the code is Voxline's, unchanged), with
-    ``retry_after_ms`` when the error has a retry hint (``overloaded``)."""
-    details = payload.details
-    error: Frame = {
-        "type": "invalid_request_error" if payload.code in _CLIENT_CODES else "server_error",
-        "code": payload.code.value,
-        "message": payload.message,
-        "param": details.get("param"),
-        "event_id": details.get("event_id"),
-    }
-    if isinstance(details.get("retry_after_ms"), int):
-        error["retry_after_ms"] = details["retry_after_ms"]
-    return {"type": "error", "event_id": event_id, "error": error}
-
-
-_ITEM = re.compile(r"^item_(.{1,128})_(in|out)$")
-_ITEM_STATUS = {"completed": "completed", "cancelled": "incomplete", "failed": "incomplete"}
-
-
-def retrieved_item(item_id: str, turns: Mapping[str, TurnState]) -> Frame:
-    """``conversation.item.retrieved``: the item as the session holds it now (a reply cut
-    short holds what was heard of it, as the model's history does). Items are the turns
-    the live session still holds (its history window); any other is ``not_found``."""
-    match = _ITEM.match(item_id)
-    turn = turns.get(match[1]) if match else None
-    if match is None or turn is None or (match[2] == "out" and turn.status == "open"):
-        raise ProtocolError(f"no item {item_id!r} in this conversation (items are named "
-                            "item_<turn>_in and item_<turn>_out, for the turns of the "
-                            "history)", code=ErrorCode.NOT_FOUND, param="item_id")
-    if match[2] == "in":
-        part = ({"type": "input_audio", "transcript": turn.user_text}
-                if turn.source == "audio" else {"type": "input_text", "text": turn.user_text})
-        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
-                "status": "completed", "content": [part]}
-    else:
-        text = turn.assistant_text
-        part = ({"type": "output_audio", "transcript": text} if turn.audio_chunks
-                else {"type": "output_text", "text": text})
-        item = ServerTranslator._item(item_id, _ITEM_STATUS.get(turn.status, "in_progress"),
-                                      [part])
-    return {"type": "conversation.item.retrieved", "item": item}
-
-
-def local_id() -> str:
-    """An id for a frame that is not in the log (not a resume point)."""
-    return f"local_{uuid.uuid4().hex[:16]}"
-
-
-def session_object(
-    session_id: str, settings: SessionSettings, *, model: str, extension: Frame | None = None
-) -> Frame:
-    """The session as OpenAI's ``realtime.session`` (``extension``: Voxline's ``voxline``
-    member: session id, token, how to resume)."""
-    turn_detection = {
-        "type": "semantic_vad" if settings.turn_detection == "smart" else "server_vad",
-        "silence_duration_ms": settings.end_of_speech_ms,
-        "create_response": True, "interrupt_response": True,
-    } if settings.auto_response else None
-    session: Frame = {
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": session_id,
-        "model": model,
-        "output_modalities": ["audio"] if settings.realtime_tts else ["text"],
-        "instructions": settings.system_prompt,
-        "max_output_tokens": settings.sampling.max_tokens,
-        "audio": {
-            "input": {
-                "format": to_openai(settings.input_format.value, settings.input_sample_rate),
-                "transcription": {"model": "voxline-stt", "language": settings.language},
-                "turn_detection": turn_detection,
-            },
-            "output": {
-                "format": to_openai(settings.output_format.value, settings.output_sample_rate),
-                "voice": settings.voice or "default",
-                "speed": settings.speech_speed,
-            },
-        },
-    }
-    if extension is not None:
-        session["voxline"] = extension
-    return session
-
 
 def _tokens(text: str) -> int:
     return math.ceil(len(text) / _CHARS_PER_TOKEN)
@@ -195,6 +74,10 @@ class ServerTranslator:
         #: ``previous_item_id`` (clients order their history by it)
         self._last_item: str | None = None
         self._previous: dict[str, str | None] = {}  # per user item: its previous_item_id
+        #: the newest turn's responses so far: a turn goes on after its client's tool
+        #: outputs in a new response (``resp_<turn>_<n>``, item ``item_<turn>_out_<n>``)
+        self._nth: tuple[str, int] = ("", 0)
+        self._calls = CallItems(beta=beta)
 
     def skip_through(self, log_id: str, index: int) -> None:
         """Resume: drop the translations of ``log_id`` up to ``index`` (seen already)."""
@@ -229,7 +112,11 @@ class ServerTranslator:
         turn = event.turn_id or ""
         data: Any = getattr(event, "data", None)
         kind = getattr(event, "type", "")
-        item_in, item_out, response_id = f"item_{turn}_in", f"item_{turn}_out", f"resp_{turn}"
+        item_in = f"item_{turn}_in"
+        if kind == "response.started":
+            self._nth = (turn, self._nth[1] + 1 if self._nth[0] == turn else 0)
+            self._calls.new_response()
+        response_id, item_out = self._ids(turn)
         match kind:
             case "session.created" | "session.updated":
                 return [{"type": kind, "session": session_object(
@@ -283,7 +170,7 @@ class ServerTranslator:
                     {"type": "response.created",
                      "response": self._response(response_id, "in_progress", [], spoken)},
                     {"type": "response.output_item.added", "response_id": response_id,
-                     "output_index": 0, "item": self._item(item_out, "in_progress", [])},
+                     "output_index": 0, "item": message_item(item_out, "in_progress", [])},
                     {"type": "response.content_part.added", **self._where(turn),
                      "part": self._part(spoken, "")},
                 ]
@@ -304,6 +191,13 @@ class ServerTranslator:
                 if data.reason == "barge_in":  # maybe known before the speech's end
                     return [*self._held_speech_started(), *finished]
                 return finished
+            case "tool.call.started":
+                return self._calls.started(data, response_id)
+            case "tool.call.output" | "tool.call.failed" | "tool.call.cancelled":
+                frames = self._calls.ended(kind, data, self._last_item)
+                if frames and frames[0]["type"].startswith("conversation."):
+                    self._last_item = frames[0]["item"]["id"]
+                return frames
             case "response.truncated":
                 return [{"type": "conversation.item.truncated", "item_id": item_out,
                          "content_index": 0, "audio_end_ms": data.audio_end_ms}]
@@ -331,11 +225,11 @@ class ServerTranslator:
         self, turn: str, status: str, text: str, reason: str = "client_cancelled"
     ) -> list[Frame]:
         spoken = self._is_spoken(turn)
-        response_id, item_out = f"resp_{turn}", f"item_{turn}_out"
+        response_id, item_out = self._ids(turn)
         part = self._part(spoken, text)
         content = ({"type": "output_audio", "transcript": text} if spoken
                    else {"type": "output_text", "text": text})
-        item = self._item(item_out, "completed" if status == "completed" else "incomplete",
+        item = message_item(item_out, "completed" if status == "completed" else "incomplete",
                           [content])
         frames: list[Frame] = []
         if status != "cancelled":
@@ -348,7 +242,7 @@ class ServerTranslator:
             {"type": "response.output_item.done", "response_id": response_id,
              "output_index": 0, "item": item},
         ]
-        response = self._response(response_id, status, [item], spoken)
+        response = self._response(response_id, status, [item, *self._calls.items], spoken)
         if status == "cancelled":
             response["status_details"] = {"type": "cancelled", "reason": reason}
         elif status == "failed":
@@ -367,20 +261,21 @@ class ServerTranslator:
         self.forget(turn)
         return frames
 
-    @staticmethod
-    def _where(turn: str) -> Frame:
-        return {"response_id": f"resp_{turn}", "item_id": f"item_{turn}_out",
+    def _ids(self, turn: str) -> tuple[str, str]:
+        """The id of the turn's running response and of its message item."""
+        nth = self._nth[1] if self._nth[0] == turn else 0
+        suffix = f"_{nth}" if nth else ""
+        return f"resp_{turn}{suffix}", f"item_{turn}_out{suffix}"
+
+    def _where(self, turn: str) -> Frame:
+        response_id, item_out = self._ids(turn)
+        return {"response_id": response_id, "item_id": item_out,
                 "output_index": 0, "content_index": 0}
 
     @staticmethod
     def _part(spoken: bool, text: str) -> Frame:
         return {"type": "audio", "transcript": text} if spoken else {"type": "text",
                                                                       "text": text}
-
-    @staticmethod
-    def _item(item_id: str, status: str, content: list[Frame]) -> Frame:
-        return {"id": item_id, "object": "realtime.item", "type": "message",
-                "role": "assistant", "status": status, "content": content}
 
     def _user_item(self, item_id: str, part: Frame, *, done: bool,
                    added: bool = True) -> list[Frame]:

@@ -38,6 +38,7 @@ from pipeline.session.responder import Responder
 from pipeline.session.settings import merge_settings
 from pipeline.session.speculation import Speculator
 from pipeline.session.voice_turns import VoiceTurns
+from pipeline.tools import Toolbox
 from pipeline.tracing import TurnSpans, bind_session
 from pipeline.turn import TurnConfig
 from schemas import (
@@ -69,6 +70,9 @@ from schemas import (
     SessionUpdate,
     SessionUpdated,
     SessionUpdatedData,
+    ToolCallOutput,
+    ToolCallOutputData,
+    ToolOutput,
     VoxlineError,
 )
 
@@ -88,6 +92,7 @@ class LiveSession:
         history: HistorySettings | None = None,
         admission: Admission | None = None,
         grounder: Grounder | None = None,
+        toolbox: Toolbox | None = None,
         max_buffer_s: float | None = None,
         tracer: Any = None,
     ) -> None:
@@ -99,7 +104,7 @@ class LiveSession:
         self.emitter = SessionEmitter(session_id, log, state, self.history)
         if tracer is not None:  # each turn's spans, recorded as it ends
             self.emitter.observers.append(TurnSpans(session_id, tracer).observe)
-        source = ReplySource(session_id, engines, state, self.history, turn_config)
+        source = ReplySource(session_id, engines, state, self.history, turn_config, toolbox)
         self.responder = Responder(
             self.emitter, source, ReplyWriter(self.emitter, grounder), admission)
         self.voice = VoiceTurns(self.emitter, self.responder, engines,
@@ -197,6 +202,9 @@ class LiveSession:
                 await self.truncate_response(message.turn_id, message.audio_end_ms)
             case SessionUpdate():
                 await self.update_settings(message.settings)
+            case ToolOutput():
+                await self.submit_tool_output(message.call_id, message.output,
+                                              respond=message.respond)
             case _:
                 raise ProtocolError(f"{message.type} is not handled here")
 
@@ -266,6 +274,26 @@ class LiveSession:
         a reply running, or no turn waiting for one.
         """
         await self.responder.create()
+
+    async def submit_tool_output(self, call_id: str, output: str, *,
+                                 respond: bool = False) -> None:
+        """The output of a call the client ran (``tool.call.output``); with ``respond``,
+        the reply goes on once no call of its turn waits any more.
+
+        A call this session does not hold (unknown, older than its history, a server
+        tool's) or one already ended is ``tool_call_not_found``."""
+        turn = next((t for t in reversed(self.state.turns.values())
+                     if call_id in t.tool_calls), None)
+        record = None if turn is None else turn.tool_calls[call_id]
+        if turn is None or record is None or record.runs_on != "client" or record.ended:
+            state = "ended" if record is not None and record.ended else "unknown"
+            raise ProtocolError(f"no client tool call {call_id!r} waits for its output "
+                                f"({state})", code=ErrorCode.TOOL_CALL_NOT_FOUND,
+                                param="call_id")
+        await self.emit(ToolCallOutput(session_id=self.session_id, turn_id=turn.turn_id,
+                                       data=ToolCallOutputData(call_id=call_id, output=output)))
+        if respond and not turn.pending_calls:
+            await self.create_response()
 
     async def cancel_response(self, reason: CancelReason) -> None:
         """Cancel the running response, if any, and wait until it has ended."""

@@ -9,14 +9,16 @@ state shows. It appends nothing and holds no reply: the responder sends what it 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from pipeline.engines import Transcriber, transcribed_text
 from pipeline.log import SessionState
 from pipeline.session.engines import SessionEngines
-from pipeline.turn import AudioOutput, CancelToken, TurnConfig, TurnOrchestrator
+from pipeline.tools import Toolbox
+from pipeline.turn import AudioOutput, CancelToken, ToolOutcome, TurnConfig, TurnOrchestrator
 from schemas import (
     ChatMessage,
+    ErrorCode,
     Event,
     GenerationRequest,
     HistorySettings,
@@ -47,6 +49,7 @@ class ReplySource:
         state: SessionState,
         history: HistorySettings,
         turn_config: TurnConfig | None = None,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.session_id = session_id
         self.engines = engines
@@ -55,6 +58,8 @@ class ReplySource:
         #: which past turns the LLM sees (trimmed in blocks: a stable prompt prefix)
         self.history = history
         self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
+        #: the server tools this replica runs (a session's functions run at its client)
+        self.toolbox = toolbox or Toolbox()
 
     async def transcribe(self, audio: bytes, sample_rate: int, *, quick: bool = False,
                          prompt: str | None = None) -> str:
@@ -64,18 +69,25 @@ class ReplySource:
                                    self.state.settings.language, quick=quick, prompt=prompt)
 
     def reply(
-        self, turn_id: str, text: str, token: CancelToken, input_event_id: str | None = None,
-        context: Sequence[ChatMessage] = (),
+        self, turn_id: str, text: str | None, token: CancelToken,
+        input_event_id: str | None = None, context: Sequence[ChatMessage] = (),
     ) -> AsyncGenerator[Event, None]:
         """The reply's events, unsent: the responder appends them; a speculation holds them.
-        ``context`` (retrieved passages) goes between the history and the question."""
+        ``context`` (retrieved passages) goes between the history and the question.
+        ``text`` None: the turn goes on after its tool calls' outputs (the history holds
+        its question and the calls)."""
         settings = self.state.settings
         history = self.state.history(self.history)
+        question = () if text is None else (ChatMessage(role="user", content=text),)
         request = GenerationRequest(
             request_id=f"{self.session_id}:{turn_id}",
-            messages=(*history, *context, ChatMessage(role="user", content=text)),
+            messages=(*history, *context, *question),
             sampling=settings.sampling,
         )
+        turn = self.state.turns.get(turn_id)
+        tools = self.toolbox.for_response(
+            settings, session_id=self.session_id, turn_id=turn_id,
+            calls_made=0 if turn is None else len(turn.tool_calls), logged=self._logged(turn_id))
         return self.orchestrator.run(
             session_id=self.session_id,
             turn_id=turn_id,
@@ -84,4 +96,17 @@ class ReplySource:
             cancel=token,
             input_event_id=input_event_id,
             output=AudioOutput.for_settings(settings),  # the session's output format
+            tools=tools,
         )
+
+    def _logged(self, turn_id: str) -> Callable[[str], ToolOutcome | None]:
+        """What the log holds as the end of a call of this turn (never run twice)."""
+        def logged(call_id: str) -> ToolOutcome | None:
+            turn = self.state.turns.get(turn_id)
+            record = None if turn is None else turn.tool_calls.get(call_id)
+            if record is None or not record.ended:
+                return None
+            if record.status == "cancelled":
+                return ToolOutcome.failed(ErrorCode.TOOL_INTERRUPTED, "the call was cancelled")
+            return ToolOutcome(record.output or "", record.code)
+        return logged

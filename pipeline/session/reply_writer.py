@@ -33,8 +33,9 @@ from schemas import (
 
 logger = logging.getLogger(__name__)
 
-#: the events readers of a turn wait for, and the pauses between tries to append one
-_TURN_END_TYPES = frozenset({"response.done", "response.cancelled"})
+#: the events readers of a turn wait for, and the pauses between tries to append one; a
+#: call's start too: a server tool runs only once it is in the log
+_RETRIED_TYPES = frozenset({"response.done", "response.cancelled", "tool.call.started"})
 _END_RETRY_S = (0.05, 0.2, 0.5)
 
 
@@ -74,18 +75,28 @@ class ReplyWriter:
         ``response.done``; closing the stream when done or failed."""
         async with contextlib.aclosing(stream):
             write_failed = False
-            async for event in stream:
+            event: Event | None = await anext(stream, None)
+            while event is not None:
                 if citations is not None and event.type == "response.done":
                     write_failed |= not await self._append(citations, turn_id)
-                write_failed |= not await self._append(event, turn_id, warn=not write_failed)
+                appended = await self._append(event, turn_id, warn=not write_failed)
+                write_failed |= not appended
+                if appended or event.type != "tool.call.started":
+                    event = await anext(stream, None)
+                    continue
+                try:  # a call not in the log is not run: the reply is told so
+                    event = await stream.athrow(EventLogError(
+                        "tool.call.started was not appended", code=ErrorCode.LOG_WRITE_FAILED))
+                except StopAsyncIteration:
+                    event = None
 
     async def _append(self, event: EventBase, turn_id: str, *, warn: bool = True) -> bool:
         """Append one event of a running reply. A log write that fails does not end the
         reply: it is logged, reported once with a ``warning`` event (when the log takes
         that one), and the reply goes on; ``response.done`` still carries the whole text."""
         try:
-            if getattr(event, "type", None) in _TURN_END_TYPES:
-                await self._append_end(event)  # readers wait for it: retried (bounded)
+            if getattr(event, "type", None) in _RETRIED_TYPES:
+                await self._append_retried(event)  # retried (bounded)
             else:
                 await self._emitter.emit(event)
             return True
@@ -103,9 +114,10 @@ class ReplyWriter:
                                                           turn_id=turn_id, data=warning))
             return False
 
-    async def _append_end(self, event: EventBase) -> None:
-        """Append the event that ends a turn, retried a few times: every reader of the
-        turn waits for it. The last failure propagates."""
+    async def _append_retried(self, event: EventBase) -> None:
+        """Append an event that must be in the log, retried a few times: the end of a turn
+        (every reader of the turn waits for it) or a tool call's start (the call runs only
+        once it is logged). The last failure propagates."""
         for delay in _END_RETRY_S:
             try:
                 await self._emitter.emit(event)

@@ -26,6 +26,7 @@ from pipeline.session.emitter import SessionEmitter
 from pipeline.session.reply_source import ReplySource
 from pipeline.session.reply_writer import ReplyWriter
 from pipeline.session.speculation import Speculation, Speculator, final_transcript
+from pipeline.tools import SEARCH_DOCUMENTS
 from pipeline.tracing import turn_context
 from pipeline.turn import CancelToken
 from schemas import (
@@ -156,6 +157,12 @@ class Responder:
                 return
             raise ProtocolError("a response is already in progress; cancel it first",
                                 code=ErrorCode.INVALID_MESSAGE)
+        newest = next(reversed(self._emitter.state.turns.values()), None)
+        if turn is None and newest is not None and newest.awaits_reply:
+            permit = self.admit()  # the turn goes on with its tool calls' outputs
+            self._launch(newest.turn_id, permit,
+                         lambda token: self._go_on(newest.turn_id, token))
+            return
         if turn is None or turn.status != "open" or not turn.user_text.strip():
             raise ProtocolError("no user input waits for a response",
                                 code=ErrorCode.EMPTY_INPUT)
@@ -273,6 +280,14 @@ class Responder:
         finally:
             await speculation.discard()  # frees the work if anything above left early
 
+    async def _go_on(self, turn_id: str, token: CancelToken) -> None:
+        """A turn's reply after the client ran its tool calls: the history holds the
+        question, the calls and their outputs."""
+        try:
+            await self.writer.write(turn_id, self.source.reply(turn_id, None, token))
+        except Exception as exc:
+            await self._turn_failed(turn_id, exc)
+
     async def _turn_failed(self, turn_id: str, exc: Exception) -> None:
         """A reply that failed ends its turn with an ``error`` event, never the session
         (a bug too: logged, and told to the client as an internal error)."""
@@ -302,7 +317,10 @@ class Responder:
     ) -> None:
         """Reply to ``text``, grounded in a collection when ``search`` (or the session's
         ``search`` setting) names one: its citations go out right before ``response.done``."""
-        config = search or self._emitter.state.settings.search
+        settings = self._emitter.state.settings
+        config = search or settings.search
+        if search is None and any(t.name == SEARCH_DOCUMENTS for t in settings.tools):
+            config = None  # the model searches when it chooses to (a tool)
         context: list[ChatMessage] = []
         citations: ResponseCitations | None = None
         if config is not None:  # retrieval: the passages go right before the question

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas import ErrorCode, InvalidAudioError, ProtocolError, SessionSettings
+from schemas import ErrorCode, InvalidAudioError, ProtocolError, ServerTool, SessionSettings
 
 #: settings whose only failure is a rate answer ``unsupported_sample_rate``
 _RATE_FIELDS = (("input_sample_rate",), ("output_sample_rate",))
@@ -37,6 +37,8 @@ class EngineChoices:
     smart_turn: bool | None = None
     #: whether it has a text end-of-turn model (``turn_judge`` text); None: unknown
     text_turn: bool | None = None
+    #: the server tools a session may declare (``VOXLINE_TOOLS__ALLOW``); None: unknown
+    server_tools: frozenset[str] | None = None
 
     @classmethod
     def from_description(cls, info: Mapping[str, Any]) -> EngineChoices:
@@ -72,6 +74,14 @@ class EngineChoices:
                 "turn_judge text is not available, audio is",
                 code=ErrorCode.INVALID_SETTINGS, param="turn_judge",
             )
+        if "tools" in fields and self.server_tools is not None:
+            for index, tool in enumerate(settings.tools):
+                if isinstance(tool, ServerTool) and tool.name not in self.server_tools:
+                    known = ", ".join(sorted(self.server_tools)) or "none"
+                    raise ProtocolError(
+                        f"server tool {tool.name!r} is not allowed here (allowed: {known}; "
+                        "VOXLINE_TOOLS__ALLOW)", code=ErrorCode.TOOL_NOT_ALLOWED,
+                        param=f"tools.{index}")
         if "language" in fields and self.languages and not self.speaks(settings.language):
             raise ProtocolError(
                 f"the engines cannot speak the language {settings.language!r}",

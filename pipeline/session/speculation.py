@@ -61,6 +61,9 @@ __all__ = [
 
 #: events a speculation holds at most before it stops reading its reply
 HELD_EVENTS = 256
+#: where a speculation stops reading its reply: its first audio is ready, or the model
+#: called a tool (nothing of a tool runs for a turn that may never be)
+_HOLD_AT = frozenset({"response.audio.chunk", "tool.call.started"})
 #: the reply's first marks a preparation reaches, in order, as the latency parts name them
 _PREPARED_MARKS = (
     ("llm_first_token", "response.text.delta"),
@@ -169,8 +172,8 @@ class Speculation:
         self._stream = self._reply(self.turn_id, self.text, self.cancel)
         async for event in self._stream:
             self.held.append(event)
-            if event.type == "response.audio.chunk" or len(self.held) >= HELD_EVENTS:
-                return  # first audio is ready: wait for the verdict without reading on
+            if event.type in _HOLD_AT or len(self.held) >= HELD_EVENTS:
+                return  # first audio is ready, or a tool would run: wait for the verdict
 
     async def transcript(self) -> str:
         """The transcript; waits for the speculative STT only (raises what it raised)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.turn.cancel import CancelReason
 from pipeline.turn.items import Piece
+from pipeline.turn.tools import StartedCall, ToolOutcome
 from schemas import (
     AudioChunkData,
     AudioDoneData,
@@ -34,6 +35,14 @@ from schemas import (
     ResponseTextDelta,
     SentenceData,
     TextDeltaData,
+    ToolCallCancelled,
+    ToolCallCancelledData,
+    ToolCallFailed,
+    ToolCallFailedData,
+    ToolCallOutput,
+    ToolCallOutputData,
+    ToolCallStarted,
+    ToolCallStartedData,
     VoxlineError,
 )
 
@@ -97,3 +106,22 @@ class Emitter:
         data = ResponseCancelledData(reason=reason, text_sent="".join(self.text),
                                      sentences_sent=self.sentences, chunks_sent=chunks_sent)
         return ResponseCancelled(session_id=self.session_id, turn_id=self.turn_id, data=data)
+
+    def tool_started(self, started: StartedCall) -> Event:
+        call = started.call
+        data = ToolCallStartedData(call_id=call.id, name=call.name, arguments=call.arguments,
+                                   runs_on=started.runs_on, index=started.index)
+        return ToolCallStarted(session_id=self.session_id, turn_id=self.turn_id, data=data)
+
+    def tool_ended(self, call_id: str, outcome: ToolOutcome) -> Event:
+        if outcome.code is not None:
+            failed = ToolCallFailedData(call_id=call_id, code=outcome.code,
+                                        message=outcome.output, duration_ms=outcome.duration_ms)
+            return ToolCallFailed(session_id=self.session_id, turn_id=self.turn_id, data=failed)
+        data = ToolCallOutputData(call_id=call_id, output=outcome.output,
+                                  truncated=outcome.truncated, duration_ms=outcome.duration_ms)
+        return ToolCallOutput(session_id=self.session_id, turn_id=self.turn_id, data=data)
+
+    def tool_cancelled(self, call_id: str, reason: CancelReason) -> Event:
+        data = ToolCallCancelledData(call_id=call_id, reason=reason)
+        return ToolCallCancelled(session_id=self.session_id, turn_id=self.turn_id, data=data)

@@ -11,9 +11,11 @@ dataclass; the three that carry nothing (the ends and the cancel) have one insta
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from pipeline.turn.tools import StartedCall, ToolOutcome
 from schemas import AudioChunk, ErrorPayload
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "CANCELLED",
     "TEXT_END",
     "AudioEnd",
+    "CallEnded",
+    "CallsMade",
     "Cancelled",
     "Failure",
     "Piece",
@@ -66,6 +70,24 @@ class PieceFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CallsMade:
+    """The model called tools: their ``tool.call.started`` events go out, and ``logged``
+    says whether the consumer took them all (appended them); a server call runs only
+    then."""
+
+    calls: tuple[StartedCall, ...]
+    logged: asyncio.Future[bool]
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """A server call ended: its output, or its failure as the model reads it."""
+
+    call_id: str
+    outcome: ToolOutcome
+
+
+@dataclass(frozen=True, slots=True)
 class TextEnd:
     """The LLM reader is done: every delta and piece it cut came before this."""
 
@@ -87,4 +109,5 @@ CANCELLED: Final = Cancelled()
 #: what the speaker puts into its sink, piece by piece in order, then :data:`AUDIO_END`
 SpeakerItem: TypeAlias = SpokenChunk | PieceFailed | AudioEnd
 #: everything a turn's outbox carries (``str``: a delta of the reply's text)
-TurnItem: TypeAlias = str | Piece | Failure | SpeakerItem | TextEnd | Cancelled
+TurnItem: TypeAlias = (str | Piece | Failure | SpeakerItem | CallsMade | CallEnded | TextEnd
+                       | Cancelled)

@@ -11,11 +11,16 @@ touches the log: the caller appends each event before sending it. The contract:
     response.audio.chunk*              strictly in piece order, numbered and encoded by the
                                        run's AudioOutput (default: raw PCM16 at the engine's
                                        rate); its flushed tail, if any, comes last
+    tool.call.started*                 the model called a tool (``tools``): a server call
+                                       runs only once the consumer asked for the next event
+                                       (it appended this one); a client call ends the reply
+    tool.call.output | .failed         a server call's outcome; the model goes on with it
     error*                             stage tts: that piece failed, the turn goes on;
                                        stage llm: the reply broke off (recoverable false)
     response.audio.done                not in text mode
     response.done                      full text, status completed | failed
   or
+    tool.call.cancelled*               each call started and not ended, then
     response.cancelled                 instead of the two above; nothing follows it
 
 Deltas, sentences and audio interleave freely; a sentence event precedes its audio; the
@@ -34,6 +39,12 @@ that many are pending the orchestrator stops pulling from the LLM (backpressure)
 about ``outbox_size`` events wait for the consumer (a slow consumer stops the LLM too). In
 sequential mode the reply is held whole (bounded by ``sampling.max_tokens``).
 
+**Tools.** The model may call tools in rounds (:mod:`pipeline.turn.reader`): the words
+before a call are cut and spoken while it runs, the model is asked again with the outputs,
+and the reply's deltas and pieces go on in one response. A consumer that cannot append a
+``tool.call.started`` throws :class:`EventLogError` into the generator (``athrow``): the
+call is not run and the reply fails.
+
 **Errors.** A synthesis failure yields ``error`` (stage ``tts``, ``tts_failed`` unless the
 engine raised a more specific :class:`VoxlineError` code) and the next piece is spoken. An
 LLM failure yields ``error`` (stage ``llm``, ``llm_failed``); the pieces cut before it are
@@ -49,21 +60,20 @@ is yielded but the engines are cancelled all the same (in ``finally``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import replace
 from typing import Any, assert_never
 
-from pipeline.aio import aclose_stream
 from pipeline.engines import LanguageModel, Synthesizer
 from pipeline.turn.cancel import CancelReason, CancelToken
 from pipeline.turn.config import TurnConfig, TurnStats
 from pipeline.turn.events import Emitter, error_payload
 from pipeline.turn.items import (
     CANCELLED,
-    TEXT_END,
     AudioEnd,
+    CallEnded,
+    CallsMade,
     Cancelled,
     Failure,
     Piece,
@@ -74,18 +84,19 @@ from pipeline.turn.items import (
 )
 from pipeline.turn.outbox import Outbox
 from pipeline.turn.output import AudioOutput
+from pipeline.turn.reader import ReplyReader
 from pipeline.turn.sentences import SentenceBuffer
 from pipeline.turn.speaker import OrderedSpeaker
 from pipeline.turn.text_to_audio import synthesizer_for
+from pipeline.turn.tools import ResponseTools
 from schemas import (
-    EngineError,
     ErrorCode,
     ErrorPayload,
     Event,
+    EventLogError,
     GenerationRequest,
     ResponseMode,
     SessionSettings,
-    ToolCallDelta,
 )
 
 __all__ = [
@@ -128,11 +139,13 @@ class TurnOrchestrator:
         input_event_id: str | None = None,
         stats: TurnStats | None = None,
         output: AudioOutput | None = None,
+        tools: ResponseTools | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Yield the events of one response (see the module docstring for the contract).
 
         ``output`` numbers and encodes the audio (a live session passes
         ``AudioOutput.for_settings(settings)``); it is closed when the run ends.
+        ``tools``: what the model may call (none: a call fails the reply).
         """
         cfg = self.config
         token = cancel if cancel is not None else CancelToken()
@@ -153,9 +166,9 @@ class TurnOrchestrator:
                                         min_sentence_chars=settings.min_sentence_chars))
         # stages start as factories: a task cancelled before its first step leaves no
         # never-awaited coroutine behind
-        reader = functools.partial(
-            self._read, request, buffer, speaker, out, stats, mode == "sequential")
-        tasks = [asyncio.create_task(_guard(reader, out), name=f"llm-{turn_id}")]
+        reader = ReplyReader(self.llm, request, buffer, speaker, out, stats,
+                             sequential=mode == "sequential", tools=tools)
+        tasks = [asyncio.create_task(_guard(reader.read, out), name=f"llm-{turn_id}")]
         if speaker is not None:
             tasks.append(asyncio.create_task(_guard(speaker.forward, out), name=f"tts-{turn_id}"))
 
@@ -177,6 +190,7 @@ class TurnOrchestrator:
             first_delta = True
             text_done, audio_done, failed = False, speaker is None, False
             carry: TurnItem | None = None  # an item fetched while deltas were held
+            open_calls: list[str] = []  # calls started and not ended, in order
             while not (text_done and audio_done):
                 if token.cancelled:
                     break
@@ -219,6 +233,18 @@ class TurnOrchestrator:
                         yield emit.error(error_payload(
                             item.error, stage="tts", code=ErrorCode.TTS_FAILED,
                             recoverable=True, sentence_index=item.index))
+                    case CallsMade():
+                        try:
+                            for started in item.calls:
+                                open_calls.append(started.call.id)
+                                yield emit.tool_started(started)
+                        except EventLogError:  # not in the log: not run
+                            item.logged.set_result(False)
+                        if not item.logged.done():
+                            item.logged.set_result(True)
+                    case CallEnded():
+                        open_calls.remove(item.call_id)
+                        yield emit.tool_ended(item.call_id, item.outcome)
                     case Failure():
                         failed = True
                         yield emit.error(item.payload)
@@ -243,6 +269,8 @@ class TurnOrchestrator:
             if speaker is not None and not token.cancelled:
                 yield emit.audio_done(output.chunks)
             if token.cancelled:
+                for call_id in open_calls:  # a server call stopped, a client's not awaited
+                    yield emit.tool_cancelled(call_id, token.reason or "client")
                 yield emit.cancelled(token.reason or "client", output.chunks)
                 return
             yield emit.done("failed" if failed else "completed")
@@ -253,76 +281,6 @@ class TurnOrchestrator:
             if speaker is not None:
                 stats.max_pieces_pending = speaker.max_pending_seen
                 stats.max_tts_active = speaker.max_active_seen
-
-    # -- the LLM side ----------------------------------------------------------------------
-
-    async def _read(
-        self,
-        request: GenerationRequest,
-        buffer: SentenceBuffer,
-        speaker: OrderedSpeaker | None,
-        out: Outbox[TurnItem],
-        stats: TurnStats,
-        sequential: bool,
-    ) -> None:
-        """Pull the LLM stream: every delta to ``out``, every piece to ``out`` and to TTS."""
-        held: list[Piece] = []  # sequential mode: pieces wait for the end of the reply
-
-        async def cut(text: str) -> None:
-            if not text.strip():
-                return
-            piece = Piece(stats.pieces, text)
-            stats.pieces += 1
-            out.put(piece)
-            if speaker is None:
-                return
-            if sequential:
-                held.append(piece)
-            else:
-                await speaker.submit(piece.index, piece.text)  # waits while TTS is behind
-                await asyncio.sleep(0)  # its synthesis starts now, even if the LLM never waits
-
-        failure: Exception | None = None
-        stream = self.llm.generate(request)
-        try:
-            while True:
-                if out.full():  # the consumer is behind: pull no more
-                    await out.wait_room()
-                try:
-                    delta = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    failure = exc
-                    break
-                if not delta:
-                    continue
-                if isinstance(delta, ToolCallDelta):  # a turn's request offers no tools
-                    failure = EngineError("the model called a tool in a turn that offered "
-                                          "none", code=ErrorCode.LLM_FAILED, stage="llm")
-                    break
-                stats.tokens += 1
-                # the buffer reads it first: a delta that is no text (a bug upstream)
-                # fails this stage, never the consumer's loop; the delta still goes out
-                # before the pieces it completed
-                pieces = buffer.push(delta)
-                out.put(delta)
-                for text in pieces:
-                    await cut(text)
-        finally:
-            await aclose_stream(stream)
-        if failure is None:
-            for text in buffer.flush():
-                await cut(text)
-        else:
-            payload = error_payload(failure, stage="llm", code=ErrorCode.LLM_FAILED,
-                                    recoverable=False)
-            out.put(Failure(payload, abort=False))
-        if speaker is not None:
-            for piece in held:
-                await speaker.submit(piece.index, piece.text)
-            speaker.close()
-        out.put(TEXT_END)
 
     async def _stop(self, tasks: list[asyncio.Task[None]], speaker: OrderedSpeaker | None) -> None:
         """Cancel whatever still runs and wait (bounded) until the engines let go."""

@@ -37,7 +37,8 @@ FACADES = {
     "pipeline.log": [
         "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
         "LogFanout",
-        "LogPage", "SessionState", "StreamId", "TurnState", "create_redis", "feed_groups", "fold",
+        "LogPage", "SessionState", "StreamId", "ToolCallRecord", "TurnState", "create_redis",
+        "feed_groups", "fold",
         "is_cluster", "message_tokens", "run_worker",
     ],
     "pipeline.meters": [
@@ -63,6 +64,8 @@ FACADES = {
         "transcript_text",
         # what a language model streams, and a replica's batch of it
         "GenerationItem", "coalesced",
+        # a tool call's id, where a model gave it none; why arguments miss their schema
+        "new_call_id", "schema_problem",
     ],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",
@@ -75,7 +78,11 @@ FACADES = {
         "AudioOutput", "CancelReason", "CancelToken", "SentenceBuffer", "SentenceBufferConfig",
         "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "error_payload",
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
+        # the tools of a response, as the orchestrator sees them
+        "CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome",
     ],
+    "pipeline.tools": ["SEARCH_DOCUMENTS", "CallContext", "SearchDocuments", "ServerTool",
+                       "SessionTools", "ToolRunner", "Toolbox"],
     "pipeline.session": [
         "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "RateLimiter",
         "SessionEngines",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import typing
 
 import pytest
 
@@ -63,6 +62,7 @@ from schemas import (
     TranscriptData,
     TranscriptFinal,
 )
+from tests.support.openai_sdk import realtime_server_events
 
 CLIENT = ClientTranslator(voice_map={"alloy": "en_US-lessac-medium"}, max_message_bytes=4096,
                           max_text_chars=50, max_json_depth=8)
@@ -447,19 +447,9 @@ def test_resume_ids() -> None:
 # ---- conformance: every frame validates against the official SDK's own models ----------
 
 
-def _sdk_classes() -> dict[str, type]:
-    """The SDK's server event classes by ``type`` (the SDK itself parses leniently;
-    validating here checks each field's name and type)."""
-    from openai.types.realtime.realtime_server_event import RealtimeServerEvent
-
-    [union, *_] = typing.get_args(RealtimeServerEvent)
-    return {cls.model_fields["type"].annotation.__args__[0]: cls
-            for cls in typing.get_args(union)}
-
-
 @pytest.mark.parametrize("mode", ["streaming", "text"])
 def test_every_frame_is_a_valid_sdk_event(mode: str) -> None:
-    classes = _sdk_classes()
+    classes = realtime_server_events()
     translator = ServerTranslator(model="voxline")
     settings = SessionSettings(auto_response=False, input_sample_rate=24000)  # OpenAI's rate
     frames = [

@@ -1,0 +1,95 @@
+"""Running a server-side call inside its bounds, once.
+
+:class:`ToolRunner` is what every server call goes through, whatever the tool: the
+arguments are parsed and checked against the tool's schema (a hostile or broken call is
+``tool_arguments_invalid``, never run), the call waits for a place in the replica's pool
+(``VOXLINE_TOOLS__CONCURRENCY``) and runs within ``timeout_s`` (``tool_timeout``), its
+output is cut to ``max_output_chars``, and anything it raises becomes ``tool_failed``
+(a :class:`VoxlineError`'s own code and message are kept). The outcome is what the model
+reads; nothing a tool does can hang or end the turn.
+
+Exactly once: a call whose end is already in the session's log (``logged``) is not run
+again: the logged outcome is the outcome (a resumed or replayed turn, an append retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.engines import schema_problem
+from pipeline.tools.base import CallContext, ServerTool
+from pipeline.turn import ToolOutcome
+from schemas import ErrorCode, ToolCall, ToolSettings, VoxlineError
+
+__all__ = ["ToolRunner", "parsed_arguments"]
+
+logger = logging.getLogger(__name__)
+
+#: a call id → the outcome the session's log already holds for it
+Logged = Callable[[str], ToolOutcome | None]
+
+
+def parsed_arguments(arguments: str, schema: dict[str, Any]) -> str | dict[str, Any]:
+    """The arguments as an object, or why they are not acceptable (a message)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except json.JSONDecodeError as exc:
+        return f"the arguments are not JSON ({exc.msg})"
+    if not isinstance(value, dict):
+        return "the arguments must be a JSON object"
+    problem = schema_problem(value, schema)
+    if problem is not None:
+        return f"the arguments do not fit the tool's schema: {problem}"
+    return value
+
+
+class ToolRunner:
+    """Runs server calls for every session of a replica, bounded (module docstring)."""
+
+    def __init__(self, settings: ToolSettings) -> None:
+        self.settings = settings
+        self._places = asyncio.Semaphore(settings.concurrency)
+        #: calls run in all, by tool name (tests and metrics read it)
+        self.runs: dict[str, int] = {}
+
+    async def run(
+        self, tool: ServerTool, call: ToolCall, context: CallContext,
+        logged: Logged | None = None,
+    ) -> ToolOutcome:
+        if logged is not None and (done := logged(call.id)) is not None:
+            return done
+        arguments = parsed_arguments(call.arguments, tool.function.parameters)
+        if isinstance(arguments, str):
+            return ToolOutcome.failed(ErrorCode.TOOL_ARGUMENTS_INVALID, arguments)
+        limits = self.settings
+        started = time.perf_counter()
+
+        def took() -> int:
+            return round((time.perf_counter() - started) * 1000)
+
+        try:
+            async with asyncio.timeout(limits.timeout_s):
+                async with self._places:
+                    self.runs[tool.name] = self.runs.get(tool.name, 0) + 1
+                    output = await tool.call(arguments, context)
+        except TimeoutError:
+            return ToolOutcome.failed(
+                ErrorCode.TOOL_TIMEOUT,
+                f"{tool.name} did not answer within {limits.timeout_s:g} s", took())
+        except VoxlineError as exc:
+            code = ErrorCode.TOOL_FAILED if exc.code is ErrorCode.INTERNAL_ERROR else exc.code
+            return ToolOutcome.failed(code, exc.message, took())
+        except Exception as exc:
+            logger.warning("tool %s (call %s) failed", tool.name, call.id, exc_info=exc)
+            return ToolOutcome.failed(ErrorCode.TOOL_FAILED,
+                                      f"{tool.name} failed ({type(exc).__name__})", took())
+        if not isinstance(output, str):
+            output = json.dumps(output, default=str)
+        cut = len(output) > limits.max_output_chars
+        return ToolOutcome(output[:limits.max_output_chars], truncated=cut,
+                           duration_ms=took())
