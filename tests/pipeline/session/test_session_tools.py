@@ -12,12 +12,16 @@ from typing import Any
 
 import pytest
 
+from pipeline.audio import SpeechPause
 from pipeline.log import EventLog
 from pipeline.session import EngineChoices, LiveSession, merge_settings
+from pipeline.session.creation import new_turn_id
+from pipeline.session.speculation import Speculation
 from pipeline.tools import CallContext, ServerTool, Toolbox
 from schemas import (
     ErrorCode,
     Event,
+    EventLogError,
     InputTextMessage,
     ProtocolError,
     SessionSettings,
@@ -237,3 +241,64 @@ def test_tools_that_do_not_fit_together_are_invalid_settings(patch: dict[str, An
     with pytest.raises(ProtocolError) as told:
         merge_settings(SessionSettings(), patch)
     assert told.value.code is ErrorCode.INVALID_SETTINGS
+
+
+async def test_a_call_whose_start_cannot_be_logged_is_never_run(
+    event_log: EventLog, key_prefix: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = Counter(event_log)
+    llm = RoundsLLM([[call("count", '{"what": "sheep"}')], ["Never asked."]])
+    settings = SessionSettings(tools=[{"type": "server", "name": "count"}])  # type: ignore[list-item]
+    session = await LiveSession.open(f"{key_prefix}nolog", event_log, engines(llm),
+                                     create=settings, toolbox=toolbox_with(counter))
+    emit = session.emitter.emit
+
+    async def failing_starts(*events: Any) -> list[Event]:
+        if any(e.type == "tool.call.started" for e in events):
+            raise EventLogError("the log is down")
+        return await emit(*events)
+
+    monkeypatch.setattr(session.emitter, "emit", failing_starts)
+    await session.handle(InputTextMessage(text="Count sheep."))
+    seen = await collect_until(session, "response.done")
+    assert counter.calls == [] and len(llm.requests) == 1
+    assert "tool.call.started" not in [e.type for e in seen]
+    [error] = of_type(seen, "error")
+    assert error.data.code is ErrorCode.LOG_WRITE_FAILED
+    assert seen[-1].data.status == "failed"  # type: ignore[union-attr]
+    await session.close()
+
+
+async def test_a_speculative_reply_stops_at_a_tool_call_until_its_turn_is_real(
+    event_log: EventLog, key_prefix: str,
+) -> None:
+    counter = Counter(event_log)
+    llm = RoundsLLM([[call("count", '{"what": "sheep"}')],  # the dropped one asks once
+                     [call("count", '{"what": "sheep"}', "call_2")], ["Sheep."]])
+    settings = SessionSettings(tools=[{"type": "server", "name": "count"}])  # type: ignore[list-item]
+    session = await LiveSession.open(f"{key_prefix}spec", event_log, engines(llm),
+                                     create=settings, toolbox=toolbox_with(counter))
+    pause = SpeechPause(audio_ms=800, audio=b"\0\0" * 1600, duration_s=0.1, start_ms=0,
+                        end_bytes=3200)
+
+    async def heard(audio: bytes, rate: int) -> str:
+        return "Count sheep."
+
+    def speculate() -> Speculation:
+        return Speculation(new_turn_id(), pause, 16000, transcribe=heard,
+                           reply=session.responder.source.reply)
+
+    dropped = speculate()
+    await asyncio.wait_for(dropped._task, 10)  # prepared as far as it goes unconfirmed
+    assert [e.type for e in dropped.held][-1] == "tool.call.started"
+    await asyncio.sleep(0.05)
+    assert counter.calls == []  # nothing of a tool runs for a turn that may never be
+    await dropped.discard()
+    assert counter.calls == [] and len(llm.requests) == 1
+    adopted = speculate()
+    await asyncio.wait_for(adopted._task, 10)
+    events = [event async for event in adopted.adopt(None)]  # the turn is real
+    [started] = [e for e in events if e.type == "tool.call.started"]
+    assert [c[0] for c in counter.calls] == [started.data.call_id]  # type: ignore[union-attr]
+    assert events[-1].type == "response.done"
+    await session.close()
