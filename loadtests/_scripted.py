@@ -34,7 +34,13 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.engines import LanguageModel, Synthesizer, Transcriber, VoiceActivityDetector
+from pipeline.engines import (
+    GenerationItem,
+    LanguageModel,
+    Synthesizer,
+    Transcriber,
+    VoiceActivityDetector,
+)
 from schemas import (
     AudioChunk,
     EngineError,
@@ -42,6 +48,7 @@ from schemas import (
     GenerationRequest,
     GenerationUsage,
     SynthesisRequest,
+    ToolCallDelta,
     TranscriptionRequest,
     TranscriptSegment,
 )
@@ -134,6 +141,26 @@ class _Recorded:
 async def _wait(delay: float) -> None:
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+class RoundsLLM(LanguageModel):
+    """A language model that answers each call with the next scripted round: text deltas
+    and tool-call pieces, as a model streams them (pure logic: which round the turn is in,
+    what it was asked)."""
+
+    name = "rounds"
+
+    def __init__(self, rounds: list[list[str | ToolCallDelta]]) -> None:
+        super().__init__()
+        self.rounds = list(rounds)
+        self.requests: list[GenerationRequest] = []
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationItem]:
+        self.requests.append(request)
+        items = self.rounds.pop(0) if self.rounds else ["(no more rounds)"]
+        for item in items:
+            await asyncio.sleep(0)
+            yield item
 
 
 class ScriptedLLM(LanguageModel, _Recorded):

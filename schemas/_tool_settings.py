@@ -39,6 +39,12 @@ class ToolSettings(BaseModel):
         description="a server tool's output, cut to this many characters before the model "
         "and the log see it",
     )
+    lease_s: float = Field(
+        default=10.0, gt=0, le=600,
+        description="a running server call's lease in Redis, refreshed while it runs: a "
+        "call whose replica died is taken over (retried if its tool is idempotent, else "
+        "told to the model as interrupted) this long after its last refresh",
+    )
     concurrency: int = Field(
         default=8, ge=1, le=1024,
         description="server-side calls running at once in one Gateway replica; a call "

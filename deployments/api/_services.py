@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from deployments.api._readiness import ReadinessMonitor
 from pipeline.engines import Engine
-from pipeline.log import EventLog, LogFanout, SessionState
+from pipeline.log import CallLeases, EventLog, LogFanout, SessionState
 from pipeline.meters import GatewayMeters, ReplicaBoard, ReplicaReport
 from pipeline.retrieval import CollectionStore, Grounder, Reranker
 from pipeline.session import (
@@ -371,14 +371,16 @@ async def start_services(
     collections = CollectionStore(redis, settings.retrieval, settings.log.key_prefix)
     grounder = Grounder(collections, settings.retrieval, reranker=reranker,
                         history=settings.history)
+    log = EventLog(redis, settings.log, feed_types=METRICS_FEED_TYPES)
+    leases = CallLeases(redis, log.keys, settings.tools.lease_s)
     services = Services(
         collections=collections,
         grounder=grounder,
-        toolbox=Toolbox(settings.tools, [SearchDocuments(grounder)]),
+        toolbox=Toolbox(settings.tools, [SearchDocuments(grounder)], leases),
         settings=settings,
         redis=redis,
         # errors and cancellations go to the feed too, so metrics count them at once
-        log=EventLog(redis, settings.log, feed_types=METRICS_FEED_TYPES),
+        log=log,
         engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
                                turn_text=turn_text),
         tokens=tokens,

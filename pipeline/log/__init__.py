@@ -7,6 +7,7 @@ consumers read the feeds with consumer groups (:class:`GroupReader`, :class:`Fee
 a session's state is a fold over its events (:func:`fold`).
 """
 
+from pipeline.log.call_leases import CallLeases
 from pipeline.log.consumer import Delivery, GroupReader, run_worker
 from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, LogPage
 from pipeline.log.fanout import LogFanout
@@ -19,6 +20,7 @@ from pipeline.log.streamid import StreamId
 __all__ = [
     "DEFAULT_FEED_TYPES",
     "AppendResult",
+    "CallLeases",
     "Delivery",
     "EventLog",
     "FeedReader",

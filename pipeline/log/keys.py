@@ -5,6 +5,7 @@ On a standalone Redis the names are the ones every existing log already has::
     {prefix}:session:{session}      the session's stream
     {prefix}:feed                   the one feed of pointers for background workers
     {prefix}:changes                which streams were appended to, for live readers
+    {prefix}:toolcall:{session}:{call}   who runs a server tool call (a lease, with a TTL)
 
 A Redis Cluster refuses a script or a multi-key command whose keys live in different
 slots, and the append script writes the session's stream *and* a feed. So in cluster mode
@@ -91,6 +92,13 @@ class LogKeys:
 
     def changes_of(self, session_id: str) -> str:
         return self.changes(self.partition(session_id))
+
+    def tool_call(self, session_id: str, call_id: str) -> str:
+        """The lease of a server tool call while it runs (in its session's slot)."""
+        if not self.partitions:
+            return f"{self.prefix}:toolcall:{session_id}:{call_id}"
+        tag = self.tag(self.partition(session_id))
+        return f"{self.prefix}:toolcall:{tag}:{session_id}:{call_id}"
 
     def wake(self, partition: int, reader: str) -> str:
         """A live reader's own wake-up stream, in the slot of the streams it reads."""

@@ -23,12 +23,15 @@ from the call that received it; the caller turns it into an ``error`` event
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from pipeline.audio import EndpointConfig
 from pipeline.log import EventLog, SessionState, TurnState, fold
 from pipeline.retrieval import Grounder
 from pipeline.session.admission import Admission
+from pipeline.session.call_recovery import CallRecovery
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
@@ -104,11 +107,15 @@ class LiveSession:
         self.emitter = SessionEmitter(session_id, log, state, self.history)
         if tracer is not None:  # each turn's spans, recorded as it ends
             self.emitter.observers.append(TurnSpans(session_id, tracer).observe)
+        toolbox = toolbox or Toolbox()
         source = ReplySource(session_id, engines, state, self.history, turn_config, toolbox)
         self.responder = Responder(
             self.emitter, source, ReplyWriter(self.emitter, grounder), admission)
         self.voice = VoiceTurns(self.emitter, self.responder, engines,
                                 endpoint_config=endpoint_config, max_buffer_s=max_buffer_s)
+        #: ends the server calls a dead replica left running (started when opened)
+        self.recovery = CallRecovery(self.emitter, log, toolbox, self._go_on)
+        self._recovering: asyncio.Task[int] | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -141,10 +148,17 @@ class LiveSession:
             raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
         if state.closed:
             raise SessionError(f"session {session_id!r} is closed", code=ErrorCode.SESSION_CLOSED)
+        if session.recovery.orphans():  # in the background: a lease may still have to lapse
+            session._recovering = asyncio.create_task(
+                session.recovery.run(), name=f"recover-calls-{session_id}")
         return session
 
     async def close(self, reason: str | None = None) -> None:
         """Stop the running response; with ``reason``, also end the session in the log."""
+        if self._recovering is not None:
+            self._recovering.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._recovering
         await self.responder.stop()
         if reason is not None and not self.state.closed:
             await self.emit(
@@ -294,6 +308,12 @@ class LiveSession:
                                        data=ToolCallOutputData(call_id=call_id, output=output)))
         if respond and not turn.pending_calls:
             await self.create_response()
+
+    async def _go_on(self) -> None:
+        """After a recovery: the newest turn's reply goes on with its calls' outcomes,
+        unless the client has started something else meanwhile."""
+        with contextlib.suppress(ProtocolError):
+            await self.responder.create()
 
     async def cancel_response(self, reason: CancelReason) -> None:
         """Cancel the running response, if any, and wait until it has ended."""

@@ -10,6 +10,9 @@ reads; nothing a tool does can hang or end the turn.
 
 Exactly once: a call whose end is already in the session's log (``logged``) is not run
 again: the logged outcome is the outcome (a resumed or replayed turn, an append retried).
+With ``leases`` (:class:`pipeline.log.CallLeases`), a call runs under its lease, so a
+replica that finds it started and not ended knows whether its runner is still alive
+(:mod:`pipeline.session.call_recovery`); a call whose lease another holds is not run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from pipeline.engines import schema_problem
+from pipeline.log import CallLeases
 from pipeline.tools.base import CallContext, ServerTool
 from pipeline.turn import ToolOutcome
 from schemas import ErrorCode, ToolCall, ToolSettings, VoxlineError
@@ -51,8 +57,9 @@ def parsed_arguments(arguments: str, schema: dict[str, Any]) -> str | dict[str, 
 class ToolRunner:
     """Runs server calls for every session of a replica, bounded (module docstring)."""
 
-    def __init__(self, settings: ToolSettings) -> None:
+    def __init__(self, settings: ToolSettings, leases: CallLeases | None = None) -> None:
         self.settings = settings
+        self.leases = leases
         self._places = asyncio.Semaphore(settings.concurrency)
         #: calls run in all, by tool name (tests and metrics read it)
         self.runs: dict[str, int] = {}
@@ -63,6 +70,21 @@ class ToolRunner:
     ) -> ToolOutcome:
         if logged is not None and (done := logged(call.id)) is not None:
             return done
+        if self.leases is None:
+            return await self.run_held(tool, call, context)
+        try:
+            async with self.leases.hold(context.session_id, call.id) as mine:
+                if not mine:
+                    return ToolOutcome.failed(ErrorCode.TOOL_INTERRUPTED,
+                                              "this call is being run elsewhere")
+                return await self.run_held(tool, call, context)
+        except RedisError:
+            return ToolOutcome.failed(ErrorCode.EVENT_LOG_UNAVAILABLE,
+                                      "the call's lease could not be taken; it was not run")
+
+    async def run_held(self, tool: ServerTool, call: ToolCall,
+                       context: CallContext) -> ToolOutcome:
+        """Run the call, bounded; the caller holds its lease (or runs without leases)."""
         arguments = parsed_arguments(call.arguments, tool.function.parameters)
         if isinstance(arguments, str):
             return ToolOutcome.failed(ErrorCode.TOOL_ARGUMENTS_INVALID, arguments)

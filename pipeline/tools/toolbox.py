@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pipeline.log import CallLeases
 from pipeline.tools.base import CallContext, ServerTool
 from pipeline.tools.runner import Logged, ToolRunner
 from pipeline.turn import ResponseTools, RunsOn, ToolOutcome
@@ -30,10 +31,10 @@ __all__ = ["SessionTools", "Toolbox"]
 class Toolbox:
     """The server tools a replica may run, and their runner."""
 
-    def __init__(self, settings: ToolSettings | None = None,
-                 tools: Iterable[ServerTool] = ()) -> None:
+    def __init__(self, settings: ToolSettings | None = None, tools: Iterable[ServerTool] = (),
+                 leases: CallLeases | None = None) -> None:
         self.settings = settings or ToolSettings()
-        self.runner = ToolRunner(self.settings)
+        self.runner = ToolRunner(self.settings, leases)
         #: the allowed ones only: a tool the operator did not list never runs
         self.tools = {tool.name: tool for tool in tools if self.settings.allows(tool.name)}
 

@@ -35,7 +35,8 @@ FACADES = {
         "reraise_lost_cancel",
     ],
     "pipeline.log": [
-        "AppendResult", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader", "GroupReader",
+        "AppendResult", "CallLeases", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader",
+        "GroupReader",
         "LogFanout",
         "LogPage", "SessionState", "StreamId", "ToolCallRecord", "TurnState", "create_redis",
         "feed_groups", "fold",

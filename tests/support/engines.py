@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from loadtests._scripted import (
     EnergyVAD,
+    RoundsLLM,
     ScriptedLLM,
     ScriptedTTS,
     StreamRecord,
@@ -19,18 +20,11 @@ from loadtests._scripted import (
     scripted_audio,
     tokenize,
 )
-from pipeline.engines import (
-    GenerationItem,
-    LanguageModel,
-    TextTurnDetector,
-    Transcriber,
-    TurnDetector,
-)
+from pipeline.engines import TextTurnDetector, Transcriber, TurnDetector
 from schemas import (
     EngineError,
     ErrorCode,
     GenerationRequest,
-    ToolCallDelta,
     TranscriptionRequest,
     TranscriptSegment,
 )
@@ -121,26 +115,6 @@ class RecordingLLM(ScriptedLLM):
         self.requests.append(request)
         async for token in super().generate(request):
             yield token
-
-
-class RoundsLLM(LanguageModel):
-    """A language model that answers each call with the next scripted round: text deltas
-    and tool-call pieces, as a model streams them (pure logic: which round the turn is in,
-    what it was asked)."""
-
-    name = "rounds"
-
-    def __init__(self, rounds: list[list[str | ToolCallDelta]]) -> None:
-        super().__init__()
-        self.rounds = list(rounds)
-        self.requests: list[GenerationRequest] = []
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationItem]:
-        self.requests.append(request)
-        items = self.rounds.pop(0) if self.rounds else ["(no more rounds)"]
-        for item in items:
-            await asyncio.sleep(0)
-            yield item
 
 
 class ScriptedTextTurn(TextTurnDetector):
