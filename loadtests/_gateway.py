@@ -55,6 +55,7 @@ from schemas import (
     RetrievalSettings,
     Settings,
     TelephonySettings,
+    ToolSettings,
     WebRtcSettings,
 )
 from schemas._settings import TurnEngineSettings, TurnTextEngineSettings
@@ -118,6 +119,7 @@ async def serve_api(
     reranker: Reranker | None = None,
     telephony: TelephonySettings | None = None,
     webrtc: WebRtcSettings | None = None,
+    tools: ToolSettings | None = None,
 ) -> AsyncIterator[Harness]:
     """The API on these engines, served in this event loop (``vad``: the settings' own;
     no end-of-turn model unless ``turn`` is given: turns end on silence, as scripted; no
@@ -127,6 +129,7 @@ async def serve_api(
                         retrieval=retrieval or RetrievalSettings(),
                         telephony=telephony or TelephonySettings(),
                         webrtc=webrtc or WebRtcSettings(),
+                        tools=tools or ToolSettings(),
                         turn=TurnEngineSettings(engine="none"),
                         turn_text=TurnTextEngineSettings(engine="none"))
     services = await start_services(settings, llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,

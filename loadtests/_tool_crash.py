@@ -50,7 +50,7 @@ class BookTable(ServerTool):
 
     def __init__(self, redis: Any, prefix: str, idempotent: bool) -> None:
         self.redis, self.prefix = redis, prefix
-        self.idempotent = idempotent  # type: ignore[misc]  # per instance, for the trials
+        self.idempotent = idempotent
 
     async def call(self, arguments: dict[str, Any], context: CallContext) -> str:
         await self.redis.rpush(f"{self.prefix}:runs", context.call_id)

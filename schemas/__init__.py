@@ -159,12 +159,13 @@ from schemas._settings import (
     Settings,
     get_settings,
 )
-from schemas._tool_settings import ToolSettings
+from schemas._tool_settings import MCP_SEPARATOR, McpServerSettings, ToolSettings
 from schemas._tools import (
     CANCELLED_CALL_OUTPUT,
     MAX_SESSION_TOOLS,
     MAX_TOOL_OUTPUT_CHARS,
     FunctionTool,
+    McpTool,
     ServerTool,
     SessionTool,
     ToolCall,
@@ -190,6 +191,7 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MAX_TOOL_OUTPUT_CHARS",
     "MAX_TOP_K",
+    "MCP_SEPARATOR",
     "SUPPORTED_SAMPLE_RATES",
     "AdmissionSettings",
     "ApiSettings",
@@ -234,6 +236,8 @@ __all__ = [
     "InputTextMessage",
     "InputTooLargeError",
     "InvalidAudioError",
+    "McpServerSettings",
+    "McpTool",
     "ModelMissingError",
     "NarrationReady",
     "NarrationReadyData",

@@ -8,10 +8,40 @@ hostile model output or a slow tool costs a coded tool output, never a hung turn
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: the server tools Voxline has built in (MCP servers add theirs)
 BUILTIN_SERVER_TOOLS = ("search_documents",)
+
+
+#: an MCP server's label: its tools are offered as ``<label>__<tool>``
+MCP_LABEL_PATTERN = r"^[A-Za-z0-9-]{1,24}$"
+#: between an MCP server's label and its tool's name, in the name the model is offered
+MCP_SEPARATOR = "__"
+
+
+class McpServerSettings(BaseModel):
+    """One MCP server the Gateway may call: a command it starts (stdio) or a URL
+    (streamable HTTP). Listing it enables its tools (``tools`` narrows them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command: tuple[str, ...] = Field(
+        default=(), description="stdio: the program and its arguments, started by each "
+        "Gateway replica")
+    url: str | None = Field(default=None, description="streamable HTTP: the server's URL")
+    env: dict[str, str] = Field(default_factory=dict,
+                                description="stdio: environment for the program")
+    tools: tuple[str, ...] = Field(
+        default=(), description="only these of its tools; empty: every tool it lists")
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> McpServerSettings:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("an MCP server is a command (stdio) or a url (HTTP), one of them")
+        return self
 
 
 class ToolSettings(BaseModel):
@@ -44,6 +74,17 @@ class ToolSettings(BaseModel):
         description="a running server call's lease in Redis, refreshed while it runs: a "
         "call whose replica died is taken over (retried if its tool is idempotent, else "
         "told to the model as interrupted) this long after its last refresh",
+    )
+    mcp_servers: dict[Annotated[str, Field(pattern=MCP_LABEL_PATTERN)], McpServerSettings] = (
+        Field(default_factory=dict,
+              description="MCP servers by label (letters, digits, '-'), as JSON: "
+              '{"weather": {"command": ["python", "-m", "voxline.mcp_weather"]}}; their '
+              "tools are offered as <label>__<tool>, attached to a session by "
+              '{"type": "mcp", "server_label": "weather"}'))
+    mcp_connect_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="connecting to an MCP server and listing its tools; one that fails is "
+        "tried again in the background",
     )
     concurrency: int = Field(
         default=8, ge=1, le=1024,

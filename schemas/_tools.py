@@ -129,7 +129,33 @@ class ServerTool(BaseModel):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
 
 
-SessionTool: TypeAlias = Annotated[FunctionTool | ServerTool, Field(discriminator="type")]
+class McpTool(BaseModel):
+    """The tools of an MCP server the operator configured (OpenAI's ``mcp`` tool shape):
+    named by its ``server_label``; ``allowed_tools`` narrows them. The server itself is
+    the operator's: a ``server_url`` from a client is refused, never connected to."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["mcp"] = "mcp"
+    server_label: str = Field(pattern=r"^[A-Za-z0-9-]{1,24}$")
+    allowed_tools: tuple[Annotated[str, Field(pattern=TOOL_NAME_PATTERN)], ...] | None = None
+    server_url: str | None = None
+
+    @field_validator("server_url")
+    @classmethod
+    def _operators_only(cls, url: str | None) -> str | None:
+        if url is not None:
+            raise ValueError("MCP servers are the operator's (VOXLINE_TOOLS__MCP_SERVERS); "
+                             "name one by server_label, without server_url")
+        return url
+
+    @property
+    def name(self) -> str:
+        return f"mcp:{self.server_label}"
+
+
+SessionTool: TypeAlias = Annotated[FunctionTool | ServerTool | McpTool,
+                                   Field(discriminator="type")]
 
 
 #: what the model reads as the output of a call cancelled before it ended

@@ -96,7 +96,8 @@ async def engine_choices(services: Services) -> EngineChoices:
                and info.get("ready", False) else EngineChoices())
     return dataclasses.replace(choices, smart_turn=services.engines.turn is not None,
                                text_turn=services.engines.turn_text is not None,
-                               server_tools=services.toolbox.names)
+                               server_tools=services.toolbox.names,
+                               mcp_servers=frozenset(services.toolbox.mcp))
 
 
 async def described(services: Services, stage: str) -> dict[str, Any] | None:

@@ -272,6 +272,7 @@ class Services:
             with contextlib.suppress(Exception):
                 await self.release(session)
         await self.tails.aclose()
+        await self.toolbox.aclose()  # MCP servers' connections (a stdio server's process)
         if self.collections is not None:
             await self.collections.aclose()  # its document reader processes
         if self.tracing is not None:  # the batched spans go out (a blocking flush)
@@ -391,4 +392,5 @@ async def start_services(
         meters=meters or GatewayMeters(_local_name()),
     )
     services.start_reporting()
+    await services.toolbox.start()  # MCP servers listed (bounded; retried if unreachable)
     return services

@@ -32,13 +32,17 @@ _LENIENT = ConfigDict(extra="ignore", frozen=True)
 
 
 class ToolSpec(BaseModel):
-    """One of ``session.tools``: a function, or a server tool by name."""
+    """One of ``session.tools``: a function, a server tool by name, or the tools of an MCP
+    server the operator configured (by ``server_label``)."""
 
     model_config = _LENIENT
     type: str = "function"
     name: str | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
+    server_label: str | None = None
+    allowed_tools: list[str] | dict[str, Any] | None = None
+    server_url: str | None = None
 
 
 def tools_patch(tools: list[ToolSpec] | None, choice: Any) -> dict[str, object]:
@@ -47,11 +51,14 @@ def tools_patch(tools: list[ToolSpec] | None, choice: Any) -> dict[str, object]:
     if tools is not None:
         declared: list[dict[str, Any]] = []
         for index, tool in enumerate(tools):
-            if tool.type not in ("function", "server"):
+            if tool.type not in ("function", "server", "mcp"):
                 raise ProtocolError(
                     f"session.tools.{index}: type {tool.type!r} is not one this server "
-                    "takes (function; server for the server's own tools)",
+                    "takes (function; mcp, and server for the server's own tools)",
                     code=ErrorCode.INVALID_SETTINGS, param=f"session.tools.{index}.type")
+            if tool.type == "mcp":
+                declared.append(_mcp_spec(tool))
+                continue
             spec: dict[str, Any] = {"type": tool.type, "name": tool.name}
             if tool.type == "function":
                 spec["description"] = tool.description or ""
@@ -62,6 +69,19 @@ def tools_patch(tools: list[ToolSpec] | None, choice: Any) -> dict[str, object]:
     if choice is not None:
         patch["tool_choice"] = choice
     return patch
+
+
+def _mcp_spec(tool: ToolSpec) -> dict[str, Any]:
+    """OpenAI's ``mcp`` tool: ``allowed_tools`` a list of names, or a filter object with
+    ``tool_names``."""
+    allowed = tool.allowed_tools
+    if isinstance(allowed, dict):
+        allowed = allowed.get("tool_names")
+    spec: dict[str, Any] = {"type": "mcp", "server_label": tool.server_label,
+                            "allowed_tools": allowed}
+    if tool.server_url is not None:
+        spec["server_url"] = tool.server_url  # refused by the settings, with why
+    return spec
 
 
 def tool_output(item: Any) -> ToolOutput:

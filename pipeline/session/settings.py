@@ -15,7 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas import ErrorCode, InvalidAudioError, ProtocolError, ServerTool, SessionSettings
+from schemas import (
+    ErrorCode,
+    InvalidAudioError,
+    McpTool,
+    ProtocolError,
+    ServerTool,
+    SessionSettings,
+)
 
 #: settings whose only failure is a rate answer ``unsupported_sample_rate``
 _RATE_FIELDS = (("input_sample_rate",), ("output_sample_rate",))
@@ -39,6 +46,8 @@ class EngineChoices:
     text_turn: bool | None = None
     #: the server tools a session may declare (``VOXLINE_TOOLS__ALLOW``); None: unknown
     server_tools: frozenset[str] | None = None
+    #: the MCP servers' labels a session may attach (``VOXLINE_TOOLS__MCP_SERVERS``)
+    mcp_servers: frozenset[str] | None = None
 
     @classmethod
     def from_description(cls, info: Mapping[str, Any]) -> EngineChoices:
@@ -74,19 +83,31 @@ class EngineChoices:
                 "turn_judge text is not available, audio is",
                 code=ErrorCode.INVALID_SETTINGS, param="turn_judge",
             )
-        if "tools" in fields and self.server_tools is not None:
-            for index, tool in enumerate(settings.tools):
-                if isinstance(tool, ServerTool) and tool.name not in self.server_tools:
-                    known = ", ".join(sorted(self.server_tools)) or "none"
-                    raise ProtocolError(
-                        f"server tool {tool.name!r} is not allowed here (allowed: {known}; "
-                        "VOXLINE_TOOLS__ALLOW)", code=ErrorCode.TOOL_NOT_ALLOWED,
-                        param=f"tools.{index}")
+        if "tools" in fields:
+            self._check_tools(settings)
         if "language" in fields and self.languages and not self.speaks(settings.language):
             raise ProtocolError(
                 f"the engines cannot speak the language {settings.language!r}",
                 code=ErrorCode.UNSUPPORTED_LANGUAGE, language=settings.language,
             )
+
+    def _check_tools(self, settings: SessionSettings) -> None:
+        """Server tools and MCP servers the operator has not enabled are refused."""
+        for index, tool in enumerate(settings.tools):
+            if isinstance(tool, ServerTool) and self.server_tools is not None and (
+                    tool.name not in self.server_tools):
+                known = ", ".join(sorted(self.server_tools)) or "none"
+                raise ProtocolError(
+                    f"server tool {tool.name!r} is not allowed here (allowed: {known}; "
+                    "VOXLINE_TOOLS__ALLOW)", code=ErrorCode.TOOL_NOT_ALLOWED,
+                    param=f"tools.{index}")
+            if isinstance(tool, McpTool) and self.mcp_servers is not None and (
+                    tool.server_label not in self.mcp_servers):
+                known = ", ".join(sorted(self.mcp_servers)) or "none"
+                raise ProtocolError(
+                    f"no MCP server {tool.server_label!r} here (configured: {known}; "
+                    "VOXLINE_TOOLS__MCP_SERVERS)", code=ErrorCode.TOOL_NOT_ALLOWED,
+                    param=f"tools.{index}")
 
     def speaks(self, language: str) -> bool:
         tag = language.strip().lower().replace("_", "-")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from schemas import SessionSettings, ToolFunction
 
@@ -37,9 +37,9 @@ class ServerTool(abc.ABC):
     #: the function the model is offered
     function: ToolFunction
     #: running it twice does what running it once does (retried after a crash)
-    idempotent: ClassVar[bool] = False
+    idempotent: bool = False
     #: what barge-in does to a running call
-    on_barge_in: ClassVar[Literal["cancel", "finish"]] = "cancel"
+    on_barge_in: Literal["cancel", "finish"] = "cancel"
 
     @property
     def name(self) -> str:

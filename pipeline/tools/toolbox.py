@@ -10,22 +10,33 @@ call run through the runner, never twice for a call id the log has ended.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
 
 from pipeline.log import CallLeases
 from pipeline.tools.base import CallContext, ServerTool
+from pipeline.tools.mcp import McpServer
 from pipeline.tools.runner import Logged, ToolRunner
 from pipeline.turn import ResponseTools, RunsOn, ToolOutcome
 from schemas import (
+    MCP_SEPARATOR,
     FunctionTool,
+    McpTool,
     SessionSettings,
     ToolCall,
     ToolChoice,
     ToolFunction,
     ToolSettings,
+    VoxlineError,
 )
 
 __all__ = ["SessionTools", "Toolbox"]
+
+logger = logging.getLogger(__name__)
+
+#: how often an MCP server that could not be listed is tried again
+_RELIST_S = 30.0
 
 
 class Toolbox:
@@ -37,10 +48,50 @@ class Toolbox:
         self.runner = ToolRunner(self.settings, leases)
         #: the allowed ones only: a tool the operator did not list never runs
         self.tools = {tool.name: tool for tool in tools if self.settings.allows(tool.name)}
+        #: the MCP servers the operator configured, by label (their tools join
+        #: :attr:`tools` once listed: :meth:`start`)
+        self.mcp = {label: McpServer(label, server, connect_s=self.settings.mcp_connect_s)
+                    for label, server in self.settings.mcp_servers.items()}
+        self._listing: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        """List every MCP server's tools (at most ``mcp_connect_s`` each); a server that
+        cannot be reached is tried again in the background until it can."""
+        await asyncio.gather(*(self._list(label) for label in self.mcp))
+        for label, server in self.mcp.items():
+            if not self._has_tools_of(label):
+                self._listing[label] = asyncio.create_task(
+                    self._list_until_listed(label), name=f"mcp-list-{server.label}")
+
+    async def _list(self, label: str) -> bool:
+        try:
+            listed = await self.mcp[label].tools()
+        except VoxlineError as exc:
+            logger.warning("MCP server %s: %s", label, exc.message)
+            return False
+        for tool in listed:
+            self.tools[tool.name] = tool
+        logger.info("MCP server %s: %d tools", label, len(listed))
+        return True
+
+    async def _list_until_listed(self, label: str) -> None:
+        while True:  # a remote server, tried again on a timer: nothing local to wait on
+            await asyncio.sleep(_RELIST_S)
+            if await self._list(label):
+                return
+
+    def _has_tools_of(self, label: str) -> bool:
+        return any(name.startswith(label + MCP_SEPARATOR) for name in self.tools)
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(self.tools)
+
+    def tools_of(self, label: str, only: Iterable[str] | None = None) -> list[ServerTool]:
+        """The listed tools of MCP server ``label`` (``only``: these of its names)."""
+        wanted = None if only is None else {f"{label}{MCP_SEPARATOR}{name}" for name in only}
+        return [tool for name, tool in self.tools.items()
+                if name.startswith(label + MCP_SEPARATOR) and (wanted is None or name in wanted)]
 
     def for_response(self, settings: SessionSettings, *, session_id: str, turn_id: str,
                      calls_made: int = 0, logged: Logged | None = None) -> SessionTools | None:
@@ -52,8 +103,12 @@ class Toolbox:
                             calls_made=calls_made, logged=logged)
 
     async def aclose(self) -> None:
+        for task in self._listing.values():
+            task.cancel()
         for tool in self.tools.values():
             await tool.aclose()
+        for server in self.mcp.values():
+            await server.aclose()
 
 
 class SessionTools(ResponseTools):
@@ -74,6 +129,10 @@ class SessionTools(ResponseTools):
                                               description=declared.description,
                                               parameters=declared.parameters))
                 self._where[declared.name] = "client"
+            elif isinstance(declared, McpTool):
+                for listed in toolbox.tools_of(declared.server_label, declared.allowed_tools):
+                    functions.append(listed.function)
+                    self._where[listed.name] = "server"
             elif (tool := toolbox.tools.get(declared.name)) is not None:
                 functions.append(tool.function)
                 self._where[declared.name] = "server"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 
 import openai
@@ -18,9 +19,10 @@ from agents.realtime import RealtimeAgent, RealtimeRunner
 from agents.realtime.model_inputs import RealtimeModelSendRawMessage
 
 from pipeline.engines.llama_cpp import LlamaCppLanguageModel
-from schemas import EventLogSettings
+from schemas import EventLogSettings, McpServerSettings, ToolSettings
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedTTS
+from voxline.mcp_weather import forecast
 
 pytestmark = [pytest.mark.redis, pytest.mark.models]
 
@@ -128,3 +130,47 @@ async def test_the_openai_realtime_client_sends_a_function_call_output_and_gets_
     assert done is not None and done.response.status == "completed"
     [message] = [item for item in done.response.output if item.type == "message"]
     assert "sunny" in message.content[0].text.lower()  # words from the output
+
+
+@pytest.fixture
+async def weather_harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
+    """The harness with the example MCP server configured (a process per test)."""
+    llm = LlamaCppLanguageModel(n_ctx=2048, n_threads=1, parallel_sequences=1)
+    tools = ToolSettings(mcp_servers={"weather": McpServerSettings(
+        command=(sys.executable, "-m", "voxline.mcp_weather"))})
+    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
+                         tts=ScriptedTTS(chunks_per_piece=1), tools=tools) as harness:
+        yield harness
+
+
+async def test_an_mcp_servers_tool_runs_on_the_server_and_the_reply_is_spoken(
+    weather_harness: Harness,
+) -> None:
+    client = openai.AsyncOpenAI(base_url=weather_harness.url + "/v1", api_key="unused",
+                                max_retries=0)
+    async with client, client.realtime.connect(model="voxline") as conn:
+        await conn.session.update(session={
+            "type": "realtime", "tool_choice": "required", "temperature": 0.0,
+            "instructions": "You are a helpful assistant.",
+            "tools": [{"type": "mcp", "server_label": "weather", "require_approval": "never"}]})
+        await conn.conversation.item.create(item={
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "What is the weather in Paris?"}]})
+        await conn.response.create()
+        kinds: list[str] = []
+        async with asyncio.timeout(180):
+            async for event in conn:
+                assert event.type != "error", event
+                kinds.append(event.type)
+                if event.type == "response.done":
+                    done = event
+                    break
+    assert "response.mcp_call.completed" in kinds and "response.function_call_arguments.done" \
+        not in kinds  # the server ran it: nothing for the client to run
+    assert "response.output_audio.delta" in kinds  # spoken
+    [call] = [item for item in done.response.output if item.type == "mcp_call"]
+    assert call.name == "weather__get_forecast" and call.error is None
+    answer = json.loads(call.output)
+    assert answer == forecast(answer["city"], answer["day"])  # the server's own answer
+    [message] = [item for item in done.response.output if item.type == "message"]
+    assert answer["sky"] in message.content[0].transcript.lower()  # told from the output
