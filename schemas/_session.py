@@ -178,6 +178,11 @@ class SessionSettings(BaseModel):
         "tool.output), {type: server, name} is a server tool the operator allows "
         "(VOXLINE_TOOLS__ALLOW)",
     )
+    tool_filler: str = Field(
+        default="One moment.", max_length=200,
+        description="what is said while a slow server tool runs (VOXLINE_TOOLS__FILLER_AFTER_MS); "
+        "empty: nothing",
+    )
     tool_choice: ToolChoice = Field(
         default_factory=ToolChoice,
         description="auto (the model decides), none, required, or one function by name "

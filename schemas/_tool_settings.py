@@ -86,6 +86,12 @@ class ToolSettings(BaseModel):
         description="connecting to an MCP server and listing its tools; one that fails is "
         "tried again in the background",
     )
+    filler_after_ms: int | None = Field(
+        default=600, ge=0, le=60_000,
+        description="a server call still running this long after the model called it, with "
+        "nothing said in the reply yet: a filler is spoken (the session's tool_filler); "
+        "unset: never",
+    )
     concurrency: int = Field(
         default=8, ge=1, le=1024,
         description="server-side calls running at once in one Gateway replica; a call "

@@ -25,17 +25,13 @@ from collections.abc import Awaitable, Callable
 from pipeline.log import EventLog, ToolCallRecord, TurnState
 from pipeline.session.emitter import SessionEmitter
 from pipeline.tools import CallContext, Toolbox
-from pipeline.turn import ToolOutcome
+from pipeline.turn import ToolOutcome, ended_event
 from schemas import (
     ErrorCode,
     EventBase,
     ResponseCancelled,
     ResponseCancelledData,
     ToolCall,
-    ToolCallFailed,
-    ToolCallFailedData,
-    ToolCallOutput,
-    ToolCallOutputData,
 )
 
 __all__ = ["INTERRUPTED", "CallRecovery"]
@@ -93,16 +89,7 @@ class CallRecovery:
                 events.append(ResponseCancelled(
                     session_id=session_id, turn_id=turn.turn_id, data=ResponseCancelledData(
                         reason="shutdown", text_sent=turn.assistant_text)))
-            if outcome.code is None:
-                events.append(ToolCallOutput(
-                    session_id=session_id, turn_id=turn.turn_id, data=ToolCallOutputData(
-                        call_id=call.call_id, output=outcome.output,
-                        truncated=outcome.truncated, duration_ms=outcome.duration_ms)))
-            else:
-                events.append(ToolCallFailed(
-                    session_id=session_id, turn_id=turn.turn_id, data=ToolCallFailedData(
-                        call_id=call.call_id, code=outcome.code, message=outcome.output,
-                        duration_ms=outcome.duration_ms)))
+            events.append(ended_event(session_id, turn.turn_id, call.call_id, outcome))
             await self._emitter.emit(*events)
             return True
 

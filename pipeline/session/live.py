@@ -108,7 +108,8 @@ class LiveSession:
         if tracer is not None:  # each turn's spans, recorded as it ends
             self.emitter.observers.append(TurnSpans(session_id, tracer).observe)
         toolbox = toolbox or Toolbox()
-        source = ReplySource(session_id, engines, state, self.history, turn_config, toolbox)
+        source = ReplySource(session_id, engines, state, self.history, turn_config, toolbox,
+                             late=self.emitter.emit)
         self.responder = Responder(
             self.emitter, source, ReplyWriter(self.emitter, grounder), admission)
         self.voice = VoiceTurns(self.emitter, self.responder, engines,

@@ -2,24 +2,26 @@
 
 :class:`ReplySource` turns audio into a transcript and a transcript into the events of a
 reply, as the session's settings ask at that moment and with the dialogue history its
-state shows. It appends nothing and holds no reply: the responder sends what it makes
+state shows. It appends nothing (but the end of a server call that runs on after its
+reply was cancelled, when it comes) and holds no reply: the responder sends what it makes
 (:mod:`pipeline.session.responder`), a speculation holds it until the turn is known
 (:mod:`pipeline.session.speculation`). Both call it; it calls neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from pipeline.engines import Transcriber, transcribed_text
 from pipeline.log import SessionState
 from pipeline.session.engines import SessionEngines
-from pipeline.tools import Toolbox
+from pipeline.tools import CallScope, Toolbox
 from pipeline.turn import AudioOutput, CancelToken, ToolOutcome, TurnConfig, TurnOrchestrator
 from schemas import (
     ChatMessage,
     ErrorCode,
     Event,
+    EventBase,
     GenerationRequest,
     HistorySettings,
     TranscriptionRequest,
@@ -50,6 +52,7 @@ class ReplySource:
         history: HistorySettings,
         turn_config: TurnConfig | None = None,
         toolbox: Toolbox | None = None,
+        late: Callable[[EventBase], Awaitable[object]] | None = None,
     ) -> None:
         self.session_id = session_id
         self.engines = engines
@@ -60,6 +63,9 @@ class ReplySource:
         self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
         #: the server tools this replica runs (a session's functions run at its client)
         self.toolbox = toolbox or Toolbox()
+        #: the one thing a reply appends itself: the end of a server call that ran on
+        #: after its reply was cancelled (a tool whose ``on_barge_in`` is finish)
+        self.late = late
 
     async def transcribe(self, audio: bytes, sample_rate: int, *, quick: bool = False,
                          prompt: str | None = None) -> str:
@@ -85,9 +91,9 @@ class ReplySource:
             sampling=settings.sampling,
         )
         turn = self.state.turns.get(turn_id)
-        tools = self.toolbox.for_response(
-            settings, session_id=self.session_id, turn_id=turn_id,
-            calls_made=0 if turn is None else len(turn.tool_calls), logged=self._logged(turn_id))
+        tools = self.toolbox.for_response(settings, CallScope(
+            self.session_id, turn_id, calls_made=0 if turn is None else len(turn.tool_calls),
+            logged=self._logged(turn_id), late=self.late))
         return self.orchestrator.run(
             session_id=self.session_id,
             turn_id=turn_id,

@@ -9,7 +9,7 @@ Built in: ``search_documents`` (:mod:`~pipeline.tools.search`).
 from pipeline.tools.base import CallContext, ServerTool
 from pipeline.tools.runner import ToolRunner
 from pipeline.tools.search import SEARCH_DOCUMENTS, SearchDocuments
-from pipeline.tools.toolbox import SessionTools, Toolbox
+from pipeline.tools.toolbox import CallScope, SessionTools, Toolbox
 
-__all__ = ["SEARCH_DOCUMENTS", "CallContext", "SearchDocuments", "ServerTool", "SessionTools",
-           "ToolRunner", "Toolbox"]
+__all__ = ["SEARCH_DOCUMENTS", "CallContext", "CallScope", "SearchDocuments", "ServerTool",
+           "SessionTools", "ToolRunner", "Toolbox"]

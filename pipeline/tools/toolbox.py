@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from pipeline.log import CallLeases
 from pipeline.tools.base import CallContext, ServerTool
 from pipeline.tools.mcp import McpServer
 from pipeline.tools.runner import Logged, ToolRunner
-from pipeline.turn import ResponseTools, RunsOn, ToolOutcome
+from pipeline.turn import ResponseTools, RunsOn, ToolOutcome, ended_event
 from schemas import (
     MCP_SEPARATOR,
+    EventBase,
     FunctionTool,
     McpTool,
     SessionSettings,
@@ -31,7 +34,7 @@ from schemas import (
     VoxlineError,
 )
 
-__all__ = ["SessionTools", "Toolbox"]
+__all__ = ["CallScope", "SessionTools", "Toolbox"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class Toolbox:
         self.mcp = {label: McpServer(label, server, connect_s=self.settings.mcp_connect_s)
                     for label, server in self.settings.mcp_servers.items()}
         self._listing: dict[str, asyncio.Task[None]] = {}
+        #: calls running on after their reply was cancelled (``on_barge_in`` finish)
+        self.finishing: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """List every MCP server's tools (at most ``mcp_connect_s`` each); a server that
@@ -93,17 +98,14 @@ class Toolbox:
         return [tool for name, tool in self.tools.items()
                 if name.startswith(label + MCP_SEPARATOR) and (wanted is None or name in wanted)]
 
-    def for_response(self, settings: SessionSettings, *, session_id: str, turn_id: str,
-                     calls_made: int = 0, logged: Logged | None = None) -> SessionTools | None:
-        """The tools a response of a session with these settings offers (``calls_made``:
-        by its turn before it); ``None``: none."""
+    def for_response(self, settings: SessionSettings, scope: CallScope) -> SessionTools | None:
+        """The tools a response of a session with these settings offers; ``None``: none."""
         if not settings.tools:
             return None
-        return SessionTools(self, settings, session_id=session_id, turn_id=turn_id,
-                            calls_made=calls_made, logged=logged)
+        return SessionTools(self, settings, scope)
 
     async def aclose(self) -> None:
-        for task in self._listing.values():
+        for task in [*self._listing.values(), *self.finishing]:
             task.cancel()
         for tool in self.tools.values():
             await tool.aclose()
@@ -111,16 +113,27 @@ class Toolbox:
             await server.aclose()
 
 
+@dataclass(frozen=True)
+class CallScope:
+    """Whose calls a response's are, and what the session's log says of them."""
+
+    session_id: str
+    turn_id: str
+    #: calls the turn made before this response
+    calls_made: int = 0
+    #: the end the log holds for a call id, if any (never run twice)
+    logged: Logged | None = None
+    #: appends an event: the end of a call that ran on after its reply was cancelled
+    late: Callable[[EventBase], Awaitable[object]] | None = None
+
+
 class SessionTools(ResponseTools):
     """One response's tools (see the module docstring)."""
 
-    def __init__(self, toolbox: Toolbox, settings: SessionSettings, *, session_id: str,
-                 turn_id: str, calls_made: int = 0, logged: Logged | None = None) -> None:
+    def __init__(self, toolbox: Toolbox, settings: SessionSettings, scope: CallScope) -> None:
         self._toolbox = toolbox
         self._settings = settings
-        self._session_id = session_id
-        self._turn_id = turn_id
-        self._logged = logged
+        self._scope = scope
         self._where: dict[str, RunsOn] = {}
         functions: list[ToolFunction] = []
         for declared in settings.tools:
@@ -140,16 +153,42 @@ class SessionTools(ResponseTools):
         choice = settings.tool_choice
         if choice.name is not None and choice.name not in self._where:
             choice = ToolChoice()  # the tool named is gone (the operator removed it)
-        if calls_made and choice.mode in ("required", "function"):
+        if scope.calls_made and choice.mode in ("required", "function"):
             choice = ToolChoice(mode="none")  # a forced call is made once a turn
         self.choice = choice
         self.max_calls = toolbox.settings.max_calls_per_turn
-        self.calls_made = calls_made
+        self.calls_made = scope.calls_made
+        after_ms = toolbox.settings.filler_after_ms
+        self.filler = settings.tool_filler
+        self.filler_after_s = None if after_ms is None else after_ms / 1000
 
     def runs_on(self, name: str) -> RunsOn | None:
         return self._where.get(name)
 
+    def finishes(self, name: str) -> bool:
+        tool = self._toolbox.tools.get(name)
+        return (self._scope.late is not None and tool is not None
+                and tool.on_barge_in == "finish" and self._where.get(name) == "server")
+
     async def run(self, call: ToolCall) -> ToolOutcome:
         tool = self._toolbox.tools[call.name]
-        context = CallContext(self._session_id, self._turn_id, call.id, self._settings)
-        return await self._toolbox.runner.run(tool, call, context, self._logged)
+        scope = self._scope
+        context = CallContext(scope.session_id, scope.turn_id, call.id, self._settings)
+        work = self._toolbox.runner.run(tool, call, context, scope.logged)
+        if not self.finishes(call.name):
+            return await work
+        running = asyncio.ensure_future(work)
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:  # the reply was cancelled: the call runs on
+            finishing = asyncio.ensure_future(self._log_late(call.id, running))
+            self._toolbox.finishing.add(finishing)
+            finishing.add_done_callback(self._toolbox.finishing.discard)
+            raise
+
+    async def _log_late(self, call_id: str, running: asyncio.Future[ToolOutcome]) -> None:
+        """The end of a call that ran on after its reply, appended when it comes."""
+        outcome = await running
+        scope = self._scope
+        assert scope.late is not None
+        await scope.late(ended_event(scope.session_id, scope.turn_id, call_id, outcome))

@@ -12,7 +12,7 @@ tool calls run through a :class:`ResponseTools` the caller hands in (:mod:`~pipe
 
 from pipeline.turn.cancel import CancelReason, CancelToken
 from pipeline.turn.config import TurnConfig, TurnMode, TurnStats
-from pipeline.turn.events import error_payload
+from pipeline.turn.events import ended_event, error_payload
 from pipeline.turn.orchestrator import TurnOrchestrator
 from pipeline.turn.output import AudioOutput
 from pipeline.turn.sentences import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
@@ -34,6 +34,7 @@ __all__ = [
     "TurnMode",
     "TurnOrchestrator",
     "TurnStats",
+    "ended_event",
     "error_payload",
     "pieces_of",
     "speak",

@@ -64,6 +64,17 @@ def error_payload(
                         stage=stage, recoverable=recoverable, details=details)
 
 
+def ended_event(session_id: str, turn_id: str, call_id: str, outcome: ToolOutcome) -> Event:
+    """A server call's end as its event: ``tool.call.output``, or ``tool.call.failed``."""
+    if outcome.code is not None:
+        failed = ToolCallFailedData(call_id=call_id, code=outcome.code,
+                                    message=outcome.output, duration_ms=outcome.duration_ms)
+        return ToolCallFailed(session_id=session_id, turn_id=turn_id, data=failed)
+    data = ToolCallOutputData(call_id=call_id, output=outcome.output,
+                              truncated=outcome.truncated, duration_ms=outcome.duration_ms)
+    return ToolCallOutput(session_id=session_id, turn_id=turn_id, data=data)
+
+
 class Emitter:
     """Builds the events of one response and counts what was sent."""
 
@@ -114,13 +125,7 @@ class Emitter:
         return ToolCallStarted(session_id=self.session_id, turn_id=self.turn_id, data=data)
 
     def tool_ended(self, call_id: str, outcome: ToolOutcome) -> Event:
-        if outcome.code is not None:
-            failed = ToolCallFailedData(call_id=call_id, code=outcome.code,
-                                        message=outcome.output, duration_ms=outcome.duration_ms)
-            return ToolCallFailed(session_id=self.session_id, turn_id=self.turn_id, data=failed)
-        data = ToolCallOutputData(call_id=call_id, output=outcome.output,
-                                  truncated=outcome.truncated, duration_ms=outcome.duration_ms)
-        return ToolCallOutput(session_id=self.session_id, turn_id=self.turn_id, data=data)
+        return ended_event(self.session_id, self.turn_id, call_id, outcome)
 
     def tool_cancelled(self, call_id: str, reason: CancelReason) -> Event:
         data = ToolCallCancelledData(call_id=call_id, reason=reason)

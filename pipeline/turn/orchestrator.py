@@ -190,7 +190,7 @@ class TurnOrchestrator:
             first_delta = True
             text_done, audio_done, failed = False, speaker is None, False
             carry: TurnItem | None = None  # an item fetched while deltas were held
-            open_calls: list[str] = []  # calls started and not ended, in order
+            open_calls: dict[str, str] = {}  # calls started and not ended: id → name
             while not (text_done and audio_done):
                 if token.cancelled:
                     break
@@ -236,14 +236,14 @@ class TurnOrchestrator:
                     case CallsMade():
                         try:
                             for started in item.calls:
-                                open_calls.append(started.call.id)
+                                open_calls[started.call.id] = started.call.name
                                 yield emit.tool_started(started)
                         except EventLogError:  # not in the log: not run
                             item.logged.set_result(False)
                         if not item.logged.done():
                             item.logged.set_result(True)
                     case CallEnded():
-                        open_calls.remove(item.call_id)
+                        open_calls.pop(item.call_id, None)
                         yield emit.tool_ended(item.call_id, item.outcome)
                     case Failure():
                         failed = True
@@ -269,8 +269,9 @@ class TurnOrchestrator:
             if speaker is not None and not token.cancelled:
                 yield emit.audio_done(output.chunks)
             if token.cancelled:
-                for call_id in open_calls:  # a server call stopped, a client's not awaited
-                    yield emit.tool_cancelled(call_id, token.reason or "client")
+                for call_id, name in open_calls.items():  # stopped, or no longer awaited
+                    if tools is None or not tools.finishes(name):  # else it logs its end
+                        yield emit.tool_cancelled(call_id, token.reason or "client")
                 yield emit.cancelled(token.reason or "client", output.chunks)
                 return
             yield emit.done("failed" if failed else "completed")

@@ -61,6 +61,7 @@ class ReplyReader:
         self.sequential = sequential
         self.tools = tools
         self._held: list[Piece] = []  # sequential mode: pieces wait for the end of the reply
+        self._said = False  # a piece was cut in this response
         if tools is not None:
             request = request.model_copy(update={"tools": tools.functions,
                                                  "tool_choice": tools.choice})
@@ -150,9 +151,18 @@ class ReplyReader:
         self._calls_made += len(calls)
         if any(s.runs_on == "client" for s in started):
             return None
-        outcomes = await asyncio.gather(*(
+        runs = asyncio.ensure_future(asyncio.gather(*(
             self._run(tools, s.call) if n < allowed else _over_limit(tools.max_calls)
-            for n, s in enumerate(started)))
+            for n, s in enumerate(started))))
+        try:
+            if tools.filler and tools.filler_after_s is not None and not (
+                    words.strip() or self._said):
+                done, _ = await asyncio.wait({runs}, timeout=tools.filler_after_s)
+                if not done:  # slow, and nothing said yet: the listener hears it is coming
+                    await self._say(tools.filler)
+            outcomes = await runs
+        finally:
+            runs.cancel()
         outputs: list[ChatMessage] = []
         for call, outcome in zip(calls, outcomes, strict=True):
             self.out.put(CallEnded(call.id, outcome))
@@ -173,11 +183,17 @@ class ReplyReader:
                                       f"there is no tool named {call.name!r}")
         return await tools.run(call)
 
+    async def _say(self, text: str) -> None:
+        """Words the server says itself (a filler): sent and spoken as the model's are."""
+        self.out.put(text + " ")
+        await self._cut(text)
+
     async def _cut(self, text: str) -> None:
         if not text.strip():
             return
         piece = Piece(self.stats.pieces, text)
         self.stats.pieces += 1
+        self._said = True
         self.out.put(piece)
         if self.speaker is None:
             return

@@ -63,10 +63,20 @@ class ResponseTools(abc.ABC):
     def runs_on(self, name: str) -> RunsOn | None:
         """Where a call of ``name`` runs; ``None``: no such tool in this response."""
 
+    #: what is said while a server call runs past ``filler_after_s``, when nothing was
+    #: said in the reply yet ("" or ``filler_after_s`` None: nothing)
+    filler: str = ""
+    filler_after_s: float | None = None
+
     @abc.abstractmethod
     async def run(self, call: ToolCall) -> ToolOutcome:
         """Run a server-side call, bounded; never raises but :class:`CancelledError`
         (a failure is an outcome the model reads)."""
+
+    def finishes(self, name: str) -> bool:
+        """Whether a call of ``name`` runs on when its reply is cancelled (barge-in): its
+        output is then logged when it ends, and no ``tool.call.cancelled`` is told."""
+        return False
 
 
 class CallGatherer:

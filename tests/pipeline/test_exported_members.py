@@ -80,10 +80,10 @@ FACADES = {
         "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "error_payload",
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
         # the tools of a response, as the orchestrator sees them
-        "CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome",
+        "CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome", "ended_event",
     ],
-    "pipeline.tools": ["SEARCH_DOCUMENTS", "CallContext", "SearchDocuments", "ServerTool",
-                       "SessionTools", "ToolRunner", "Toolbox"],
+    "pipeline.tools": ["SEARCH_DOCUMENTS", "CallContext", "CallScope", "SearchDocuments",
+                       "ServerTool", "SessionTools", "ToolRunner", "Toolbox"],
     "pipeline.session": [
         "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "RateLimiter",
         "SessionEngines",

@@ -302,3 +302,56 @@ async def test_a_speculative_reply_stops_at_a_tool_call_until_its_turn_is_real(
     assert [c[0] for c in counter.calls] == [started.data.call_id]  # type: ignore[union-attr]
     assert events[-1].type == "response.done"
     await session.close()
+
+
+async def test_a_slow_server_call_with_nothing_said_yet_gets_the_filler_spoken(
+    event_log: EventLog, key_prefix: str,
+) -> None:
+    counter = Counter(event_log)
+    counter.gate = asyncio.Event()
+    llm = RoundsLLM([[call("count", '{"what": "sheep"}')], ["Done counting."]])
+    settings = SessionSettings(tools=[{"type": "server", "name": "count"}],  # type: ignore[list-item]
+                               tool_filler="Just a second.", output_sample_rate=16000)
+    session = await LiveSession.open(f"{key_prefix}filler", event_log, engines(llm),
+                                     create=settings,
+                                     toolbox=toolbox_with(counter, filler_after_ms=50))
+    await session.handle(InputTextMessage(text="Count sheep."))
+    said = await collect_until(session, "response.sentence")  # cut and sent to TTS
+    counter.gate.set()  # only then does the call answer
+    seen = said + await collect_until(session, "response.done")
+    kinds = [e.type for e in seen]
+    [filler] = [e for e in seen if e.type == "response.sentence"][:1]
+    assert filler.data.text == "Just a second."  # type: ignore[union-attr]
+    assert kinds.index("tool.call.started") < seen.index(filler) < kinds.index(
+        "tool.call.output")
+    assert seen[-1].data.text == "Just a second. Done counting."  # type: ignore[union-attr]
+    first_audio = kinds.index("response.audio.chunk")
+    assert seen[first_audio].data.sentence_index == 0  # type: ignore[union-attr]
+    await session.close()
+
+
+async def test_a_call_that_finishes_on_barge_in_logs_its_output_after_the_cancel(
+    event_log: EventLog, key_prefix: str,
+) -> None:
+    counter = Counter(event_log)
+    counter.on_barge_in = "finish"
+    counter.gate = asyncio.Event()
+    llm = RoundsLLM([[call("count", '{"what": "votes"}')], ["Never said."], ["Counted."]])
+    settings = SessionSettings(tools=[{"type": "server", "name": "count"}],  # type: ignore[list-item]
+                               tool_filler="")
+    session = await LiveSession.open(f"{key_prefix}finish", event_log, engines(llm),
+                                     create=settings, toolbox=toolbox_with(counter))
+    await session.handle(InputTextMessage(text="Count the votes."))
+    await asyncio.wait_for(counter.entered.wait(), 10)
+    await session.cancel_response("barge_in")
+    seen = await collect_until(session, "response.cancelled")
+    assert "tool.call.cancelled" not in [e.type for e in seen]  # it runs on
+    counter.gate.set()
+    [late] = await collect_until(session, "tool.call.output")
+    assert late.data.output == "1 votes" and counter.cancelled == 0  # type: ignore[union-attr]
+    await session.handle(InputTextMessage(text="So?"))
+    await collect_until(session, "response.done")
+    history = llm.requests[-1].messages
+    assert any(m.role == "tool" and m.content == "1 votes" for m in history)
+    assert len(counter.calls) == 1
+    await session.close()
