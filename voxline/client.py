@@ -122,12 +122,18 @@ class VoxlineClient:
         return result
 
     async def chat_stream(
-        self, message: str, *, session: SessionInfo | None = None, audio: bool = False,
-        search: dict[str, Any] | None = None, **settings: Any,
+        self, message: str | None, *, session: SessionInfo | None = None, audio: bool = False,
+        search: dict[str, Any] | None = None, tool_outputs: dict[str, str] | None = None,
+        **settings: Any,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """``(event, data)`` pairs of ``POST /v1/chat/stream`` as they arrive; ``search``
-        is the message's ``search_tool_config`` (collection, strategy, top_k)."""
+        is the message's ``search_tool_config`` (collection, strategy, top_k);
+        ``tool_outputs`` (call id → output, with ``session`` and no message) answers the
+        function calls of the session's last reply, which then goes on."""
         body: dict[str, Any] = {"message": message, "audio": audio, "settings": settings}
+        if tool_outputs:
+            body["tool_outputs"] = [{"call_id": call_id, "output": output}
+                                    for call_id, output in tool_outputs.items()]
         if search is not None:
             body["search_tool_config"] = search
         headers = {}

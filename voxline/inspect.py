@@ -171,6 +171,9 @@ def session_table(record: SessionRecord, *, excerpt_chars: int = 48) -> Table:
     table.add_column("input")
     table.add_column("transcript")
     table.add_column("reply")
+    tools = any(turn.tool_calls for turn in state.turns.values())
+    if tools:
+        table.add_column("tools")
     for stage in stages:
         table.add_column(_STAGE_HEADERS[stage], justify="right")
     table.add_column("status")
@@ -193,6 +196,8 @@ def session_table(record: SessionRecord, *, excerpt_chars: int = 48) -> Table:
             source,
             _excerpt(turn.user_text, excerpt_chars),
             _excerpt(turn.assistant_text, excerpt_chars),
+            *(["\n".join(f"{call.name}: {call.status}" for call in turn.tool_calls.values())]
+              if tools else []),
             *[f"{timings[s]:.0f}" if s in timings else "–" for s in stages],
             f"[{style}]{status}[/]" if style else status,
         )
@@ -203,7 +208,8 @@ def session_table(record: SessionRecord, *, excerpt_chars: int = 48) -> Table:
 
 
 def transcript_lines(record: SessionRecord) -> list[str]:
-    """``user: …`` and ``assistant: …`` lines, turn by turn, as the user experienced it.
+    """``user: …``, ``assistant: …`` and ``tool: …`` lines, turn by turn, as the user
+    experienced it (a tool line: the call, where it ran, and what the model read of it).
 
     A cancelled reply shows what was sent before the cancellation.
     """
@@ -212,9 +218,17 @@ def transcript_lines(record: SessionRecord) -> list[str]:
     for turn in state.turns.values():
         if turn.user_text:
             lines.append(f"user: {turn.user_text}")
-        if turn.assistant_text:
+        for message in turn.exchange:
+            if message.role == "assistant" and message.content:
+                lines.append(f"assistant: {message.content}")
+            for call in message.tool_calls:
+                where = turn.tool_calls[call.id].runs_on
+                lines.append(f"tool: {call.name}({call.arguments}) [{where}]")
+            if message.role == "tool":
+                lines.append(f"tool: → {_excerpt(message.content, 200)}")
+        if turn.reply_text:
             suffix = " [cancelled]" if turn.status == "cancelled" else ""
-            lines.append(f"assistant: {turn.assistant_text}{suffix}")
+            lines.append(f"assistant: {turn.reply_text}{suffix}")
     return lines
 
 

@@ -7,6 +7,10 @@ every payload carries the session id as ``thread_id``: send it back (with the to
 continue the same conversation. Without ``session_id`` a new session is created; its
 token comes first, in a ``session`` event and in the ``X-Voxline-Token`` header.
 
+With ``tools`` in the session's settings, each call the model makes comes as a
+``tool_call`` event (``runs_on`` server: its ``tool_result`` follows; client: the reply
+ends, and the app sends the calls' ``tool_outputs`` with the ``session_id`` to go on).
+
 With ``search_tool_config`` (or the session's ``search`` setting) the reply is grounded
 in a document collection given to the session: a ``citations`` event (document, chunk,
 score, snippet) comes before ``done``, and ``done`` carries the same ``citations``; a
@@ -37,9 +41,12 @@ from deployments.api._services import Services
 from deployments.api._sse import SSE_HEADERS, sse
 from pipeline.session import LiveSession, create_session, follow_turn, merge_settings
 from schemas import (
+    MAX_SESSION_TOOLS,
+    MAX_TOOL_OUTPUT_CHARS,
     ErrorCode,
     Event,
     InputTooLargeError,
+    ProtocolError,
     SearchToolConfig,
     SessionSettings,
     VoxlineError,
@@ -48,8 +55,17 @@ from schemas import (
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
 
+class ToolResult(BaseModel):
+    call_id: str = Field(min_length=1, max_length=128)
+    output: str = Field(max_length=MAX_TOOL_OUTPUT_CHARS)
+
+
 class ChatRequest(BaseModel):
-    message: str = Field(min_length=1, description="what the user says")
+    message: str | None = Field(default=None, min_length=1, description="what the user says")
+    tool_outputs: list[ToolResult] = Field(
+        default_factory=list, max_length=MAX_SESSION_TOOLS,
+        description="instead of a message: the outputs of the function calls the session's "
+        "last reply made (its `tool_call` events); the reply then goes on")
     session_id: str | None = Field(default=None, description="continue this session (thread)")
     audio: StrictBool = Field(default=False, description="also stream the spoken reply")
     settings: dict[str, Any] = Field(
@@ -65,15 +81,20 @@ class ChatRequest(BaseModel):
     "/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}},
-                     "description": "session?, chunk*, audio*, warning*, error*, citations?, "
-                                    "done"},
+                     "description": "session?, chunk*, audio*, tool_call*, tool_result*, "
+                                    "warning*, error*, citations?, done"},
                **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
 )
 async def chat_stream(
     body: ChatRequest, request: Request, services: ServicesDep
 ) -> StreamingResponse:
+    if (body.message is None) == (not body.tool_outputs) or (
+            body.tool_outputs and body.session_id is None):
+        raise ProtocolError("send a message, or the tool_outputs of a session's calls (with "
+                            "its session_id)", code=ErrorCode.INVALID_MESSAGE,
+                            param="message")
     limit = services.settings.api.max_text_chars  # the socket's input.text limit
-    if len(body.message) > limit:
+    if body.message is not None and len(body.message) > limit:
         raise InputTooLargeError(
             f"message of {len(body.message)} characters is over the limit of {limit}",
             code=ErrorCode.TEXT_TOO_LONG, limit=limit)
@@ -94,12 +115,25 @@ async def chat_stream(
     session = await services.open_session(session_id, state=state, with_audio=body.audio)
     before = session.state.last_event_id  # the turn's events all come after this one
     try:
-        turn_id = await session.submit_text(body.message, search=body.search_tool_config)
+        turn_id = await _submit(session, body)
     except BaseException:
         await services.release(session)
         raise
     stream = _stream(services, session, turn_id, before, token)
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+async def _submit(session: LiveSession, body: ChatRequest) -> str:
+    """The turn the stream follows: a new one for a message; for tool outputs, the turn
+    whose calls they answer, going on."""
+    if body.message is not None:
+        return await session.submit_text(body.message, search=body.search_tool_config)
+    for result in body.tool_outputs:
+        await session.submit_tool_output(result.call_id, result.output)
+    turn = next(t for t in reversed(session.state.turns.values())
+                if body.tool_outputs[0].call_id in t.tool_calls)
+    await session.create_response()
+    return turn.turn_id
 
 
 async def _stream(
@@ -148,6 +182,15 @@ def _message(thread: str, event: Event, citations: list[Any] | None = None) -> b
                                      "strategy": data.strategy}, event.id)
         case "warning":
             return sse("warning", {**base, **data.model_dump(mode="json")}, event.id)
+        case "tool.call.started":
+            return sse("tool_call", {**base, "call_id": data.call_id, "name": data.name,
+                                     "arguments": data.arguments,
+                                     "runs_on": data.runs_on}, event.id)
+        case "tool.call.output" | "tool.call.failed" | "tool.call.cancelled":
+            status = event.type.rsplit(".", 1)[1]
+            output = getattr(data, "output", None) or getattr(data, "message", None)
+            return sse("tool_result", {**base, "call_id": data.call_id, "status": status,
+                                       "output": output}, event.id)
         case "error":
             return sse("error", {**base, **data.model_dump(mode="json")}, event.id)
     return None

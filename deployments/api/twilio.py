@@ -71,7 +71,9 @@ from pipeline.telephony import (
 )
 from schemas import (
     AuthError,
+    ConfigurationError,
     ErrorCode,
+    FunctionTool,
     InvalidAudioError,
     ProtocolError,
     SessionSettings,
@@ -284,8 +286,16 @@ CALL_DEFAULTS = {"interruptions": "immediate"}
 
 async def _call_settings(services: Services) -> SessionSettings:
     """A call's session: ``VOXLINE_TELEPHONY__SESSION`` over :data:`CALL_DEFAULTS`, in the
-    call's audio formats."""
-    return merge_settings(SessionSettings(),
-                          {**CALL_DEFAULTS, **services.settings.telephony.session,
-                           **CALL_AUDIO},
-                          await engine_choices(services))
+    call's audio formats. Its tools are the server's (``server``, ``mcp``): a phone line
+    has no client to run a function."""
+    settings = merge_settings(SessionSettings(),
+                              {**CALL_DEFAULTS, **services.settings.telephony.session,
+                               **CALL_AUDIO},
+                              await engine_choices(services))
+    functions = [tool.name for tool in settings.tools if isinstance(tool, FunctionTool)]
+    if functions:
+        raise ConfigurationError(
+            f"VOXLINE_TELEPHONY__SESSION declares function tools ({', '.join(functions)}), "
+            "which a phone call has no client to run: use server or mcp tools",
+            setting="VOXLINE_TELEPHONY__SESSION")
+    return settings

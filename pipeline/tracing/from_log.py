@@ -19,6 +19,9 @@ The spans, all children of the turn's root:
   count of text deltas;
 * ``tts.sentence`` per sentence: the sentence cut → its last audio chunk, with its index
   and chunk count;
+* ``tool.call`` per tool call: its start → its end (output, failure or cancellation),
+  with the tool's name, where it ran and how it ended; a turn that goes on after a
+  client's outputs ends at its last response;
 * ``speculation``: a preemptive reply's preparation during the pause, from its start
   (``response.started``'s ``prepared_ms`` before it) to its adoption when the turn ended
   (it begins before the root: its head start). A discarded one belongs to no turn (the
@@ -37,7 +40,13 @@ from dataclasses import dataclass, field
 
 from pipeline.tracing.log_context import derived_id, root_span_id
 from pipeline.tracing.log_context import trace_id as turn_trace_id
-from schemas import Event
+from schemas import (
+    Event,
+    ToolCallCancelled,
+    ToolCallFailed,
+    ToolCallOutput,
+    ToolCallStarted,
+)
 
 __all__ = ["Span", "TurnTrace", "turn_trace", "turn_traces"]
 
@@ -51,6 +60,11 @@ _ROOT_EVENTS = {
     "response.truncated": "audio_end_ms",
     "error": "code",
 }
+
+
+#: the events that end a tool call, and what each says of it
+_CALL_ENDS = {"tool.call.output": "output", "tool.call.failed": "failed",
+              "tool.call.cancelled": "cancelled"}
 
 
 @dataclass(frozen=True)
@@ -117,8 +131,8 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
         return None
     trace_id = turn_trace_id(session_id, turn_id)
     root_id = root_span_id(trace_id)
-    end_event = next((e for e in mine if e.type in ("response.done", "response.cancelled")),
-                     None)
+    end_event = next((e for e in reversed(mine)  # the last response (tools: a turn goes on)
+                      if e.type in ("response.done", "response.cancelled")), None)
     reply_end = end_event.ts if end_event is not None else max(e.ts for e in mine)
     # the reply's audio (a narration of a text reply comes after its end: not the turn's)
     audio = [e for e in mine
@@ -150,6 +164,14 @@ def turn_trace(session_id: str, turn_id: str, events: Iterable[Event],
         if chunks:
             child("tts.sentence", sentence.ts, chunks[-1].ts, str(index),
                   **{"voxline.sentence_index": index, "voxline.chunks": len(chunks)})
+    ended = {e.data.call_id: e for e in mine
+             if isinstance(e, ToolCallOutput | ToolCallFailed | ToolCallCancelled)}
+    for call in (e for e in mine if isinstance(e, ToolCallStarted)):
+        end = ended.get(call.data.call_id)
+        child("tool.call", call.ts, end.ts if end is not None else reply_end, call.data.call_id,
+              **{"voxline.tool": call.data.name, "voxline.call_id": call.data.call_id,
+                 "voxline.runs_on": call.data.runs_on,
+                 "voxline.tool_status": _CALL_ENDS.get(end.type, "open") if end else "open"})
     started = next((e for e in mine if e.type == "response.started"), None)
     if started is not None and started.data.prepared_ms:  # a preemptive reply, adopted
         child("speculation", started.ts - started.data.prepared_ms, started.ts,

@@ -261,3 +261,15 @@ async def test_frames_after_stop_are_dropped_quietly(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
     await asyncio.sleep(0.2)
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_phone_sessions_function_tools_are_refused_for_there_is_no_client(
+    redis_url: str, key_prefix: str
+) -> None:
+    function = {"type": "function", "name": "transfer", "parameters": {"type": "object"}}
+    telephony = TelephonySettings(session={"tools": [function]})
+    async with _harness(redis_url, key_prefix, telephony=telephony) as harness:
+        answer = await _webhook(harness)
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "configuration_error"
+    assert "function tools (transfer)" in answer.json()["error"]["message"]

@@ -11,7 +11,8 @@ function handler() {
   const note = (name) => (...args) => calls.push([name, ...args]);
   const view = {
     partial: note("partial"), userLine: note("userLine"), replyLine: note("replyLine"),
-    reply: note("reply"), cancelled: note("cancelled"),
+    reply: note("reply"), cancelled: note("cancelled"), toolCall: note("toolCall"),
+    toolResult: note("toolResult"),
   };
   const conversation = new Conversation();
   const events = new EventHandler(conversation, {
@@ -137,4 +138,21 @@ test("speech over a paused reply: a backchannel resumes it, an interruption stop
   // with nothing paused, speech stops the reply at once, as before
   events.handle({ type: "input.speech_started", data: { audio_ms: 5000 } });
   assert.deepEqual(only("stop").at(-1), ["stop", "speech"]);
+});
+
+test("a turn's tool calls and their results go to the transcript", () => {
+  const { events, only } = handler();
+  events.handle(ev("response.started", { mode: "text" }));
+  events.handle(ev("tool.call.started", { call_id: "c1", name: "get_weather",
+                                          arguments: '{"city":"Oslo"}', runs_on: "server" }));
+  events.handle(ev("tool.call.output", { call_id: "c1", output: "grey" }));
+  events.handle(ev("tool.call.started", { call_id: "c2", name: "book", arguments: "{}",
+                                          runs_on: "server" }));
+  events.handle(ev("tool.call.failed", { call_id: "c2", code: "tool_timeout", message: "slow" }));
+  assert.deepEqual(only("toolCall", "toolResult"), [
+    ["toolCall", "t1", "c1", "get_weather", '{"city":"Oslo"}', "server"],
+    ["toolResult", "c1", "output", "grey"],
+    ["toolCall", "t1", "c2", "book", "{}", "server"],
+    ["toolResult", "c2", "failed (tool_timeout): slow"],
+  ]);
 });

@@ -66,3 +66,19 @@ test("clear empties the list, the partial line and what it knew of the turns", (
   v.userLine("t1", "b"); // a new line, not the old element
   assert.equal(list.children.length, 1);
 });
+
+test("a tool call shows before the reply it feeds, with its result joined", () => {
+  const { list, view: v } = view();
+  v.userLine("t1", "Weather?");
+  v.replyLine("t1");
+  v.toolCall("t1", "c1", "get_weather", '{"city":"Oslo"}', "server");
+  v.toolResult("c1", "output", "<b>grey</b>");
+  v.toolCall("t1", "c2", "slow", "{}", "client");
+  v.toolResult("c2", "cancelled");
+  v.toolResult("unknown", "output", "ignored");
+  assert.deepEqual(list.children.map((c) => c.className),
+                   ["user", "tool server", "tool client", "assistant"]);
+  assert.equal(list.children[1].textContent, 'get_weather({"city":"Oslo"}) → <b>grey</b>');
+  assert.equal(list.children[2].textContent, "slow({}) → cancelled");
+  assert.ok(list.children[2].classList.contains("failed"));
+});

@@ -110,6 +110,18 @@ export class EventHandler {
         this.view.cancelled(id);
         if (!this.replaying) this.audio.stop(`cancelled:${data.reason}`, id);
         break;
+      case "tool.call.started":
+        this.view.toolCall(id, data.call_id, data.name, data.arguments, data.runs_on);
+        break;
+      case "tool.call.output":
+        this.view.toolResult(data.call_id, "output", data.output);
+        break;
+      case "tool.call.failed":
+        this.view.toolResult(data.call_id, `failed (${data.code}): ${data.message}`);
+        break;
+      case "tool.call.cancelled":
+        this.view.toolResult(data.call_id, "cancelled");
+        break;
       case "error":
         this.say(`Error: ${data.message} (${data.code})`);
         break;

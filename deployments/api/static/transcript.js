@@ -12,6 +12,7 @@ export class TranscriptView {
     this.list = list;
     this.partialEl = partial;
     this.lines = new Map(); // turn_id → {user, reply, text, figures} (elements)
+    this.calls = new Map(); // call_id → its line
   }
 
   _lines(id) {
@@ -58,6 +59,28 @@ export class TranscriptView {
     this.replyLine(id).textContent = text;
   }
 
+  /**
+   * A tool call of turn `id`: one line, before the turn's reply (what the reply says comes
+   * from it), naming the tool, its arguments and who runs it; its result joins it.
+   */
+  toolCall(id, callId, name, args, runsOn) {
+    const line = this.document.createElement("li");
+    line.className = `tool ${runsOn}`;
+    line.textContent = `${name}(${clip(args)})`;
+    const lines = this._lines(id);
+    if (lines.reply) this.list.insertBefore(line, lines.reply);
+    else this.list.append(line);
+    this.calls.set(callId, { line, text: line.textContent });
+  }
+
+  /** The result of call `callId` (status output, failed or cancelled). */
+  toolResult(callId, status, output) {
+    const call = this.calls.get(callId);
+    if (!call) return;
+    call.line.textContent = `${call.text} → ${status === "output" ? clip(output) : status}`;
+    if (status !== "output") call.line.classList.add("failed");
+  }
+
   /** Mark the reply of turn `id` as cancelled (the style strikes it through). */
   cancelled(id) {
     this.replyLine(id);
@@ -73,7 +96,14 @@ export class TranscriptView {
   /** An empty conversation. */
   clear() {
     this.lines.clear();
+    this.calls.clear();
     this.list.replaceChildren();
     this.partialEl.textContent = "";
   }
+}
+
+/** At most 200 characters of an argument list or an output. */
+function clip(text) {
+  const value = text ?? "";
+  return value.length > 200 ? `${value.slice(0, 199)}…` : value;
 }
