@@ -154,10 +154,14 @@ class RoundsLLM(LanguageModel):
         super().__init__()
         self.rounds = list(rounds)
         self.requests: list[GenerationRequest] = []
+        #: when set, each round waits for it first (a model slow to answer)
+        self.gate: asyncio.Event | None = None
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationItem]:
         self.requests.append(request)
         items = self.rounds.pop(0) if self.rounds else ["(no more rounds)"]
+        if self.gate is not None:
+            await self.gate.wait()
         for item in items:
             await asyncio.sleep(0)
             yield item

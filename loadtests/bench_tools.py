@@ -10,15 +10,19 @@ greedy, under two choices:
 * ``auto``: the model chooses. Scored: called when a tool was needed, no call when none
   was, arguments valid.
 
-Beside the scores, each reply's time (p50, p95). Writes ``reports/bench_tools_<label>.json``
-and a PNG of the scores beside it. Not measured here yet (they need tools in live
-sessions): spoken requests, the filler of a slow tool, crash and barge-in trials.
+Beside the scores, each reply's time (p50, p95). Then the live part
+(:mod:`loadtests._tools_live`, on a Redis of its own): ``--spoken`` requests spoken into
+live sessions on the CPU engines (end of speech → call started, output → answer audio,
+the filler of a slow tool), ``--crash`` seeded replica kills and ``--barge`` seeded
+barge-ins during a side-effect tool (duplicated side effects, goal 0). Writes
+``reports/bench_tools_<label>.json`` and a PNG of the scores beside it.
 
-    python -m loadtests.bench_tools [--label after] [--limit 42] [--smoke]
+    python -m loadtests.bench_tools [--label after] [--limit 42] [--spoken 12] [--crash 20]
+        [--filler 4] [--barge 10] [--smoke]
 
-Bounded by the request list and ``max_tokens``; about three minutes on two idle cores.
-``--smoke`` asks two requests under each choice (its scores mean little): it checks the
-asking, the grammar and the scoring run.
+Bounded by the request lists and ``max_tokens``; about six minutes on two idle cores.
+``--smoke`` asks two requests under each choice, speaks one, and runs two trials of each
+kind (its figures mean little): it checks that every part runs.
 """
 
 from __future__ import annotations
@@ -221,21 +225,83 @@ async def run(limit: int) -> dict[str, Any]:
     return figures
 
 
+def spoken_requests(count: int) -> list[tuple[str, str]]:
+    """``count`` requests that need a tool, taking each tool's in turn."""
+    by_tool: dict[str, list[str]] = {}
+    for text, needed in REQUESTS:
+        if needed:
+            by_tool.setdefault(needed, []).append(text)
+    rounds = zip(*by_tool.values(), strict=False)
+    chosen = [(text, tool) for row in rounds for text, tool in zip(row, by_tool, strict=True)]
+    return chosen[:count]
+
+
+def live_scores(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spoken requests' figures (``slow``: those that called the slow tool)."""
+    called = [r for r in results if r["called"]]
+    slow = [r for r in results if r["called"] == "get_weather"]  # the slow tool, called
+
+    def ms(key: str, rows: list[dict[str, Any]]) -> dict[str, float] | None:
+        values = [r[key] / 1000 for r in rows if r.get(key) is not None]
+        return {k: round(v * 1000) for k, v in percentiles(values).items()} if values else None
+
+    return {
+        "requests": len(results),
+        "called_pct": _pct(len(called), len(results)),
+        "valid_arguments_pct": _pct(sum(bool(r["valid"]) for r in called), len(called)),
+        "chosen_right_pct": _pct(sum(r["called"] == r["needed"] for r in results),
+                                 len(results)),
+        "speech_to_call_started_ms": ms("speech_to_call_ms", results),
+        "output_to_answer_audio_ms": ms("output_to_answer_audio_ms", results),
+        "slow_tool_speech_to_first_audio_ms": ms("speech_to_first_audio_ms", slow),
+        "filler_within_1s": sum((r.get("speech_to_first_audio_ms") or 10**9) <= 1000
+                                for r in slow),
+        "slow_requests": len(slow),
+    }
+
+
+async def live(spoken_count: int, filler_count: int, crash_trials: int,
+               barge_trials: int) -> dict[str, Any]:
+    from loadtests import _tools_live
+    from voxline.redis_server import redis_url_or_server
+
+    figures: dict[str, Any] = {}
+    with redis_url_or_server(None) as url:  # a server of its own: nothing of a user's
+        results = await _tools_live.spoken(url, "bench-tools", TOOLS,
+                                           spoken_requests(spoken_count), SYSTEM)
+        figures["spoken"] = live_scores(results)
+        figures["spoken_results"] = results
+        weather = [(text, tool) for text, tool in REQUESTS if tool == "get_weather"]
+        slow = await _tools_live.spoken(url, "bench-tools", TOOLS, weather[:filler_count],
+                                        SYSTEM, {"type": "function", "name": "get_weather"})
+        figures["filler"] = live_scores(slow)
+        figures["filler_results"] = slow
+        figures["crash"] = await _tools_live.crash(url, "bench-tools", crash_trials)
+        figures["barge_in"] = await _tools_live.barge_in(url, "bench-tools", barge_trials)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--label", default="run")
     parser.add_argument("--limit", type=int, default=len(REQUESTS))
+    parser.add_argument("--spoken", type=int, default=12, help="spoken requests")
+    parser.add_argument("--filler", type=int, default=4, help="spoken requests of a slow tool")
+    parser.add_argument("--crash", type=int, default=20, help="replica-kill trials")
+    parser.add_argument("--barge", type=int, default=10, help="barge-in trials a policy")
     add_smoke_flag(parser)
     args = parser.parse_args()
     if args.smoke:
         smoke_reports()
-        args.limit, args.label = 2, "smoke"
+        args.limit, args.label, args.spoken, args.crash, args.barge = 2, "smoke", 1, 2, 2
+        args.filler = 1
     figures = asyncio.run(run(args.limit))
-    figures["not_measured"] = ["spoken requests", "filler of a slow tool",
-                               "crash and barge-in trials (need tools in live sessions)"]
+    figures.update(asyncio.run(live(args.spoken, args.filler, args.crash, args.barge)))
     for mode in ("required", "auto"):
         print(f"{mode}: " + json.dumps({k: v for k, v in figures[mode].items()
                                         if k != "seconds"}))
+    for part in ("spoken", "filler", "crash", "barge_in"):
+        print(f"{part}: " + json.dumps(figures[part]))
     path = write_report(f"bench_tools_{args.label}", figures)
     plot(figures, path.with_suffix(".png"))
     print(f"wrote {path} and {path.with_suffix('.png').name}")

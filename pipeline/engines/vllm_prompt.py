@@ -45,12 +45,15 @@ def render_prompt(
     *,
     prompt_format: Literal["auto", "chat", "dialogue"] = "auto",
     dialogue: DialogueFormat | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> RenderedPrompt:
     """The prompt for ``messages``: the tokenizer's chat template, else the dialogue.
 
     A pure function of the tokenizer and the messages, so it is tested without an engine.
     A template that rejects the messages (some refuse a system role, or two user turns in
     a row) falls back to the dialogue format in ``auto`` mode and is an error in ``chat``.
+    With ``tools`` (OpenAI's shape) the template renders them and the dialogue's calls in
+    the model's own tool format: it must have one (an error otherwise, never a fallback).
     """
     template = getattr(tokenizer, "chat_template", None)
     if prompt_format == "chat" or (prompt_format == "auto" and template):
@@ -61,16 +64,14 @@ def render_prompt(
                 stage="llm",
                 recoverable=False,
             )
-        # a chat template reads tool outputs as the user's lines (few have a tool role)
-        conversation = [{"role": "user" if m.role == "tool" else m.role,
-                         "content": f"Tool: {m.content}" if m.role == "tool" else m.content}
-                        for m in calls_on_tool_lines(messages)]
+        conversation = _conversation(messages, native=tools is not None)
+        extra = {} if tools is None else {"tools": tools}
         try:
             rendered = tokenizer.apply_chat_template(
-                conversation, tokenize=True, add_generation_prompt=True
+                conversation, tokenize=True, add_generation_prompt=True, **extra
             )
         except Exception as exc:  # jinja2's TemplateError, or a template's raise_exception
-            if prompt_format == "chat":
+            if prompt_format == "chat" or tools is not None:
                 raise EngineError(
                     f"the chat template rejected the conversation: {exc}",
                     code=ErrorCode.LLM_FAILED,
@@ -88,3 +89,19 @@ def render_prompt(
             )
     prompt = build_dialogue_prompt(messages, extra_stop=sampling.stop, dialogue=dialogue)
     return RenderedPrompt(text=prompt.text, token_ids=None, stop=prompt.stop, format="dialogue")
+
+
+def _conversation(messages: Sequence[ChatMessage], *, native: bool) -> list[dict[str, Any]]:
+    """The messages as a chat template reads them: ``native``, with the calls and the
+    tool role in OpenAI's shape (a template with a tool format); else the calls on tool
+    lines and tool outputs as the user's lines (few templates have a tool role)."""
+    if native:
+        return [{"role": m.role, "content": m.content,
+                 **({"tool_calls": [{"id": c.id, "type": "function", "function": {
+                     "name": c.name, "arguments": c.arguments}} for c in m.tool_calls]}
+                    if m.tool_calls else {}),
+                 **({"tool_call_id": m.tool_call_id} if m.tool_call_id else {})}
+                for m in messages]
+    return [{"role": "user" if m.role == "tool" else m.role,
+             "content": f"Tool: {m.content}" if m.role == "tool" else m.content}
+            for m in calls_on_tool_lines(messages)]

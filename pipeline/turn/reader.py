@@ -62,6 +62,7 @@ class ReplyReader:
         self.tools = tools
         self._held: list[Piece] = []  # sequential mode: pieces wait for the end of the reply
         self._said = False  # a piece was cut in this response
+        self._cutting = asyncio.Lock()
         if tools is not None:
             request = request.model_copy(update={"tools": tools.functions,
                                                  "tool_choice": tools.choice})
@@ -70,6 +71,29 @@ class ReplyReader:
 
     async def read(self) -> None:
         """Every round of the response, then the end of its text (:data:`TEXT_END`)."""
+        filler = self._forced_filler()
+        try:
+            await self._rounds()
+        finally:
+            if filler is not None:
+                filler.cancel()
+
+    def _forced_filler(self) -> asyncio.Task[None] | None:
+        """A reply that must be a call says nothing until the call has run: its filler is
+        timed from the reply's start, not the call's (the listener waits from the end of
+        speech); any other reply's, from a slow call's start (:meth:`_call`)."""
+        tools = self.tools
+        if (tools is None or not tools.filler or tools.filler_after_s is None
+                or self._request.tool_choice.mode not in ("required", "function")):
+            return None
+        return asyncio.create_task(self._filler_after(tools.filler, tools.filler_after_s))
+
+    async def _filler_after(self, text: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if not self._said:
+            await self._say(text)
+
+    async def _rounds(self) -> None:
         failure: Exception | None = None
         request: GenerationRequest | None = self._request
         while request is not None:
@@ -191,17 +215,18 @@ class ReplyReader:
     async def _cut(self, text: str) -> None:
         if not text.strip():
             return
-        piece = Piece(self.stats.pieces, text)
-        self.stats.pieces += 1
-        self._said = True
-        self.out.put(piece)
-        if self.speaker is None:
-            return
-        if self.sequential:
-            self._held.append(piece)
-        else:
-            await self.speaker.submit(piece.index, piece.text)  # waits while TTS is behind
-            await asyncio.sleep(0)  # its synthesis starts now, even if the LLM never waits
+        async with self._cutting:  # a filler and the model's words: pieces in order
+            piece = Piece(self.stats.pieces, text)
+            self.stats.pieces += 1
+            self._said = True
+            self.out.put(piece)
+            if self.speaker is None:
+                return
+            if self.sequential:
+                self._held.append(piece)
+            else:
+                await self.speaker.submit(piece.index, piece.text)  # waits while TTS is behind
+                await asyncio.sleep(0)  # its synthesis starts now, even if the LLM never waits
 
 
 async def _over_limit(limit: int) -> ToolOutcome:

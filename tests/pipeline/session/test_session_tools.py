@@ -355,3 +355,24 @@ async def test_a_call_that_finishes_on_barge_in_logs_its_output_after_the_cancel
     assert any(m.role == "tool" and m.content == "1 votes" for m in history)
     assert len(counter.calls) == 1
     await session.close()
+
+
+async def test_a_reply_that_must_call_says_its_filler_from_its_start_not_its_calls(
+    event_log: EventLog, key_prefix: str,
+) -> None:
+    counter = Counter(event_log)
+    llm = RoundsLLM([[call("count", '{"what": "sheep"}')], ["Three sheep."]])
+    llm.gate = asyncio.Event()  # the model takes its time to write the call
+    settings = SessionSettings(tools=[{"type": "server", "name": "count"}],  # type: ignore[list-item]
+                               tool_choice="required", tool_filler="Let me see.")  # type: ignore[arg-type]
+    session = await LiveSession.open(f"{key_prefix}forced", event_log, engines(llm),
+                                     create=settings,
+                                     toolbox=toolbox_with(counter, filler_after_ms=50))
+    await session.handle(InputTextMessage(text="Count sheep."))
+    said = await collect_until(session, "response.sentence")  # before any call was made
+    assert "tool.call.started" not in [e.type for e in said]
+    llm.gate.set()
+    seen = said + await collect_until(session, "response.done")
+    assert [e.data.text for e in seen if e.type == "response.sentence"] == [  # type: ignore[union-attr]
+        "Let me see.", "Three sheep."]  # said once: the call's own wait adds none
+    await session.close()
