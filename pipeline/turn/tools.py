@@ -15,8 +15,17 @@ import abc
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import ValidationError
+
 from pipeline.engines import new_call_id
-from schemas import ErrorCode, ToolCall, ToolCallDelta, ToolChoice, ToolFunction
+from schemas import (
+    EngineError,
+    ErrorCode,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolFunction,
+)
 
 __all__ = ["CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome"]
 
@@ -98,7 +107,14 @@ class CallGatherer:
         return bool(self._calls)
 
     def calls(self) -> list[ToolCall]:
-        """The calls, in the reply's order (a call the model gave no id gets one)."""
-        return [ToolCall(id=call_id or new_call_id(), name=name,
-                         arguments=arguments or "{}")
-                for _, (call_id, name, arguments) in sorted(self._calls.items())]
+        """The calls, in the reply's order (a call the model gave no id gets one); a call
+        no tool could take (a name that is none, arguments past the bound) fails the
+        reply (:class:`EngineError`)."""
+        try:
+            return [ToolCall(id=call_id or new_call_id(), name=name,
+                             arguments=arguments or "{}")
+                    for _, (call_id, name, arguments) in sorted(self._calls.items())]
+        except ValidationError as exc:
+            raise EngineError(f"the model's tool call cannot be taken: {exc.errors()[0]['msg']}",
+                              code=ErrorCode.LLM_FAILED, stage="llm",
+                              reason="tool_call_invalid") from None

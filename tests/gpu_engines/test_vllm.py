@@ -13,10 +13,12 @@ import asyncio
 import importlib.util
 import json
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 import pytest_asyncio
 
@@ -30,6 +32,7 @@ from pipeline.engines.vllm_prompt import render_prompt
 from pipeline.engines.weights import models_cache_dir
 from schemas import (
     ChatMessage,
+    ConfigurationError,
     EngineError,
     GenerationRequest,
     GenerationUsage,
@@ -225,8 +228,6 @@ WEATHER = ToolFunction(name="get_weather", description="The weather now in a cit
 async def test_a_demanded_call_is_held_to_its_schema(engine: VllmLanguageModel) -> None:
     """vLLM's structured outputs keep the call's JSON to the tool's schema; it comes as
     one ToolCallDelta and the usage says tool_calls."""
-    import jsonschema
-
     request = GenerationRequest(
         request_id="tools", tools=(WEATHER,), tool_choice=ToolChoice(mode="required"),
         sampling=SamplingSettings(temperature=0.0, max_tokens=60),
@@ -249,3 +250,70 @@ async def test_a_call_and_its_output_are_answered_in_words(engine: VllmLanguageM
                   ChatMessage(role="tool", tool_call_id="call_1", content='{"sky": "sunny"}')))
     items = [item async for item in engine.generate(request)]
     assert items and all(isinstance(i, str) for i in items)
+
+
+#: a chat template with a tool format (the converted Gemma has no template at all): the
+#: tools as JSON, then the turns; a call written as ``[name(arg="value")]``, which vLLM's
+#: ``pythonic`` parser reads
+TOOL_TEMPLATE = (
+    "{% if tools %}Tools: {{ tools | tojson }}\nCall a tool as [name(arg=\"value\")].\n"
+    "{% endif %}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+async def test_vllms_own_parser_reads_a_call_and_leaves_words_alone(
+    engine: VllmLanguageModel,
+) -> None:
+    """``parsed_reply`` with vLLM's real ``pythonic`` parser on the engine's tokenizer."""
+    from pipeline.engines._vllm_tools import load_parser, parsed_reply
+
+    parser = load_parser("pythonic", engine._tokenizer)
+    request = GenerationRequest(
+        request_id="parse", tools=(WEATHER,), messages=QUESTION,
+        sampling=SamplingSettings(temperature=0.0))
+    words, calls = parsed_reply(parser, '[get_weather(city="Paris")]', request)
+    assert words == "" and [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris"})]
+    assert calls[0].id
+    assert parsed_reply(parser, "It is sunny in Paris.", request) == (
+        "It is sunny in Paris.", [])
+    with pytest.raises(EngineError):  # a tool the request does not have
+        parsed_reply(parser, '[launch_rocket(target="moon")]', request)
+    with pytest.raises(ConfigurationError):
+        load_parser("no-such-parser", engine._tokenizer)
+
+
+async def test_auto_tool_choice_renders_the_tools_and_reads_the_reply(
+    gemma_folder: Path, tmp_path: Path,
+) -> None:
+    """The engine under ``auto`` with a parser: the template renders the tools, the whole
+    reply goes to vLLM's parser, and what comes out is words or valid calls."""
+    folder = tmp_path / "gemma-with-tools"
+    shutil.copytree(gemma_folder, folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = TOOL_TEMPLATE
+    config_path.write_text(json.dumps(config))
+    llm = VllmLanguageModel(model_path=folder, max_model_len=1024, enforce_eager=True,
+                            max_num_seqs=2, tool_call_parser="pythonic",
+                            enable_auto_tool_choice=True)
+    await llm.load()
+    try:
+        example = ChatMessage(role="assistant", content='[get_weather(city="Rome")]')
+        request = GenerationRequest(
+            request_id="auto", tools=(WEATHER,),
+            sampling=SamplingSettings(temperature=0.0, max_tokens=24),
+            messages=(ChatMessage(role="user", content="What is the weather in Rome?"),
+                      example, ChatMessage(role="user", content="What is the weather in Paris?")))
+        items = [item async for item in llm.generate_with_usage(request)]
+        assert llm.last_stats is not None and llm.last_stats.prompt_format == "chat"
+        calls = [i for i in items if isinstance(i, ToolCallDelta)]
+        for made in calls:
+            jsonschema.validate(json.loads(made.arguments), WEATHER.parameters)
+        usage = items[-1]
+        assert isinstance(usage, GenerationUsage)
+        assert usage.finish_reason == ("tool_calls" if calls else usage.finish_reason)
+        print(f"\nauto with the pythonic parser: {items[:-1]}")
+    finally:
+        await llm.close()
