@@ -128,6 +128,7 @@ from schemas._messages import (
     load_json_frame,
     parse_client_message,
 )
+from schemas._privacy import ErasureReceipt
 from schemas._retrieval import (
     MAX_TOP_K,
     Citation,
@@ -213,6 +214,7 @@ __all__ = [
     "DocumentInfo",
     "EngineError",
     "EngineSettings",
+    "ErasureReceipt",
     "ErrorCode",
     "ErrorEvent",
     "ErrorPayload",

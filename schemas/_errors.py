@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     # sessions
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_CLOSED = "session_closed"
+    SESSION_ERASED = "session_erased"
     NOT_FOUND = "not_found"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
@@ -181,6 +182,12 @@ class InputTooLargeError(ProtocolError):
 class SessionError(VoxlineError):
     code = ErrorCode.SESSION_NOT_FOUND
     http_status = 404
+
+    @classmethod
+    def erased(cls, session_id: str) -> SessionError:
+        """The one answer about an erased session, on every path: 404 ``session_erased``."""
+        return cls(f"session {session_id!r} was erased", code=ErrorCode.SESSION_ERASED,
+                   recoverable=False)
 
 
 class AuthError(SessionError):

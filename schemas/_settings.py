@@ -52,6 +52,11 @@ class EventLogSettings(BaseModel):
     closed_ttl_s: int | None = Field(
         default=7 * 24 * 3600, ge=1, description="a closed session's stream expires after this"
     )
+    erased_ttl_s: int = Field(
+        default=30 * 24 * 3600, ge=1,
+        description="how long an erased session's tombstone (its receipt: counts, no "
+        "content) answers session_erased and refuses appends",
+    )
     claim_idle_ms: int = Field(default=30_000, ge=1, description="claim entries idle this long")
     max_deliveries: int = Field(default=5, ge=1, description="then the entry is dead-lettered")
     read_count: int = Field(default=500, ge=1, description="entries per read round trip")
@@ -145,6 +150,11 @@ class ApiSettings(BaseModel):
         description="API keys (JSON list); set: every endpoint but /healthz and /readyz "
         "needs 'Authorization: Bearer <key>', session tokens then go in X-Voxline-Token or "
         "?token=; empty: open",
+    )
+    admin_keys: tuple[SecretStr, ...] = Field(
+        default=(),
+        description="API keys (JSON list; also keys of VOXLINE_API__KEYS) that may erase any "
+        "session without its token (DELETE /v1/sessions/{id}, the operator's erasure)",
     )
     public_url: str | None = Field(
         default=None, description="base URL clients use (ws_url, events_url); default: as asked"

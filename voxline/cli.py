@@ -253,6 +253,29 @@ def stats(
 
 
 @app.command()
+def erase(
+    session: Annotated[str, typer.Argument(help="the session id")],
+    redis_url: RedisUrl = None,
+    yes: Annotated[bool, typer.Option("--yes", help="erase without asking")] = False,
+) -> None:
+    """Erase a session everywhere (its events, audio, pointers, grants) and print the
+    receipt: what was removed, where. Erasing again prints the same receipt."""
+    import asyncio
+
+    from schemas import VoxlineError
+    from voxline.inspect import erase_stored, inspect_settings
+
+    if not yes and not typer.confirm(f"erase session {session} everywhere, for good?"):
+        raise typer.Exit(1)
+    try:
+        receipt = asyncio.run(erase_stored(session, inspect_settings(redis_url)))
+    except VoxlineError as exc:
+        _say(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    console.print_json(receipt.model_dump_json())
+
+
+@app.command()
 def trace(
     session: Annotated[str, typer.Argument(help="the session id")],
     turn: Annotated[str | None, typer.Argument(help="one turn's id (default: every turn)")] = None,

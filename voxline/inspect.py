@@ -29,6 +29,7 @@ from pipeline.workers import STAGES, TurnMeasure, scan_session
 from schemas import (
     AudioFormat,
     ConfigurationError,
+    ErasureReceipt,
     ErrorCode,
     Event,
     ResponseAudioChunk,
@@ -131,6 +132,29 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
             code=ErrorCode.SESSION_NOT_FOUND,
         )
     return SessionRecord(session_id, tuple(events), horizon)
+
+
+async def erase_stored(session_id: str, settings: Settings | None = None) -> ErasureReceipt:
+    """Erase ``session_id`` from the Redis the server uses (``voxline erase``): a running
+    Gateway's sockets of it close at their next write, which the log refuses."""
+    from pipeline.log import EventLog, create_redis, erased_receipt
+    from pipeline.retrieval import CollectionStore
+    from pipeline.session import erase_session
+
+    settings = settings or inspect_settings()
+    if not settings.redis_url:
+        raise ConfigurationError("no Redis URL to erase sessions from")
+    redis = create_redis(settings.redis_url, settings.redis)
+    store = CollectionStore(redis, settings.retrieval, settings.log.key_prefix)
+    try:
+        log = EventLog(redis, settings.log)
+        if await erased_receipt(log, session_id) is None and not await log.exists(session_id):
+            raise SessionError(f"no session {session_id!r} in the log (key prefix "
+                               f"{settings.log.key_prefix!r})", code=ErrorCode.SESSION_NOT_FOUND)
+        return await erase_session(log, session_id, by="voxline erase", collections=store)
+    finally:
+        await store.aclose()
+        await redis.aclose()
 
 
 # ---- stats --------------------------------------------------------------------------------

@@ -104,6 +104,17 @@ def check_api_key(connection: HTTPConnection) -> None:
         raise AuthError("the API key is not valid")
 
 
+def is_admin(connection: HTTPConnection) -> bool:
+    """Whether the request shows an admin key (``VOXLINE_API__ADMIN_KEYS``)."""
+    app = connection.scope.get("app")
+    services = getattr(getattr(app, "state", None), "services", None)
+    shown = shown_key(connection)
+    if services is None or shown is None:
+        return False
+    return any(hmac.compare_digest(shown.encode(), key.get_secret_value().encode())
+               for key in services.settings.api.admin_keys)
+
+
 class RequireApiKey:
     """ASGI middleware: an HTTP request without a valid key (when keys are set) is
     answered 401 ``unauthorized`` before routing, validation or reading its body.

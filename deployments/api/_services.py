@@ -63,7 +63,7 @@ class Services:
     #: live sockets and streams of this replica, closed on shutdown
     live: set[LiveSession] = field(default_factory=set)
     #: open WebSockets of this replica, closed with RESUME_ELSEWHERE by :meth:`drain`
-    sockets: set[WebSocket] = field(default_factory=set)
+    sockets: dict[WebSocket, str] = field(default_factory=dict)  # → its session
     #: WebRTC calls of this replica by id, hung up by :meth:`drain` (a call's media
     #: cannot move to another replica)
     calls: dict[str, Call] = field(default_factory=dict)

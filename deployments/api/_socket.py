@@ -192,13 +192,13 @@ async def receive(
     frames go to ``on_text``. A :class:`VoxlineError` either raises is answered in the
     log (``error``), and the session goes on."""
     limit = services.settings.api.max_message_bytes
-    services.sockets.add(ws)  # the drain closes it with 1012: resume elsewhere
+    services.sockets[ws] = session.session_id  # the drain closes it: resume elsewhere
     try:
         if services.admission.draining:  # opened as the drain closed the others
             await close_to_resume(ws)
         await _receive(ws, session, sender, limit, on_text, binary_audio)
     finally:
-        services.sockets.discard(ws)
+        services.sockets.pop(ws, None)
 
 
 async def _receive(
@@ -227,7 +227,16 @@ async def _receive(
             elif (text := message.get("text")) is not None:
                 await on_text(text)
         except VoxlineError as exc:
-            await session.reject(exc)
+            try:
+                if exc.code is not ErrorCode.SESSION_ERASED:
+                    await session.reject(exc)
+                    continue
+            except VoxlineError as answered:
+                exc = answered
+            if exc.code is ErrorCode.SESSION_ERASED:  # erased meanwhile: nothing to go on
+                await refuse(ws, exc, None)
+                return
+            raise
 
 
 async def finish(session: LiveSession, services: Services) -> None:

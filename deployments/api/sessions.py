@@ -1,4 +1,4 @@
-"""``/v1/sessions``: create a session, look at it, end it.
+"""``/v1/sessions``: create a session, look at it, close it, erase it.
 
 Creating a session appends ``session.created`` and returns the token every later call
 on the session must show, with the URLs of its native socket and its event stream.
@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from deployments.api._auth import is_admin, token_of
 from deployments.api._deps import (
     ServicesDep,
     authorized_state,
@@ -20,9 +21,18 @@ from deployments.api._deps import (
     engine_choices,
     socket_base,
 )
+from deployments.api._erasure import erase
 from deployments.api._errors import error_responses
+from pipeline.log import erased_receipt
 from pipeline.session import create_session, merge_settings
-from schemas import SessionClosed, SessionClosedData, SessionSettings
+from schemas import (
+    ErasureReceipt,
+    ErrorCode,
+    SessionClosed,
+    SessionClosedData,
+    SessionError,
+    SessionSettings,
+)
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -85,8 +95,29 @@ async def summary(session_id: str, request: Request, services: ServicesDep) -> S
     )
 
 
-@router.delete("/{session_id}", status_code=204,
-               responses=error_responses(401, 403, 404, 422, 503))
+@router.delete("/{session_id}", responses=error_responses(401, 403, 404, 422, 503))
+async def erase_route(session_id: str, request: Request,
+                      services: ServicesDep) -> ErasureReceipt:
+    """Erase the session everywhere: its events and audio, every pointer to them, its
+    collection grants, its live sockets here (closed 4404 ``session_erased``) and on other
+    replicas (at their next write). Answers the receipt (what was removed, where); every
+    later call on it is 404 ``session_erased``; erasing again returns the same receipt
+    (``already``). Its token, or an admin key (``VOXLINE_API__ADMIN_KEYS``) for any
+    session. Until 2026-11-27 this call only closed the session: closing is
+    ``POST /v1/sessions/{id}/close`` now."""
+    if is_admin(request):
+        by = "admin key"
+    else:
+        services.tokens.verify(session_id, token_of(request))
+        by = "session token"
+    if await erased_receipt(services.log, session_id) is None and not (
+            await services.log.exists(session_id)):
+        raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
+    return await erase(services, session_id, by=by)
+
+
+@router.post("/{session_id}/close", status_code=204,
+             responses=error_responses(401, 403, 404, 422, 503))
 async def close(session_id: str, request: Request, services: ServicesDep) -> None:
     """End the session (``session.closed``); its log expires after the retention TTL.
 

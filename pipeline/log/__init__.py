@@ -7,9 +7,11 @@ consumers read the feeds with consumer groups (:class:`GroupReader`, :class:`Fee
 a session's state is a fold over its events (:func:`fold`).
 """
 
+from pipeline.log._records import AppendResult, LogPage
 from pipeline.log.call_leases import CallLeases
 from pipeline.log.consumer import Delivery, GroupReader, run_worker
-from pipeline.log.eventlog import DEFAULT_FEED_TYPES, AppendResult, EventLog, LogPage
+from pipeline.log.erasure import erase_from_log, erased_receipt
+from pipeline.log.eventlog import DEFAULT_FEED_TYPES, EventLog
 from pipeline.log.fanout import LogFanout
 from pipeline.log.feeds import FeedReader, feed_groups
 from pipeline.log.history import message_tokens
@@ -32,6 +34,8 @@ __all__ = [
     "ToolCallRecord",
     "TurnState",
     "create_redis",
+    "erase_from_log",
+    "erased_receipt",
     "feed_groups",
     "fold",
     "is_cluster",

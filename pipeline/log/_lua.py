@@ -38,13 +38,15 @@ end
 """
 
 #: KEYS[1] session stream, KEYS[2] feed stream, KEYS[3] changes stream (names KEYS[1] and
-#: its last entry's id once per append, for live readers: :mod:`pipeline.log.fanout`).
+#: its last entry's id once per append, for live readers: :mod:`pipeline.log.fanout`),
+#: KEYS[4] the session's erasure tombstone: an erased session takes nothing more.
 #: ARGV: maxlen ('' = none), approx ('1': trim in steps of up to 10%, at most 100),
 #:       minid ('' = none), expire_s ('' = none), feed_maxlen, n_events, session_id,
 #:       changes_maxlen, then per event: id, feed ('1'/'0'), n_fields, fields...
-#: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id}.
+#: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id} | {'erased', ''}.
 APPEND = _PRELUDE + """
 local key, feed, changes = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'erased', ''} end
 local maxlen, approx, minid, expire_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local feed_maxlen, count, session_id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local changes_maxlen = ARGV[8]

@@ -38,7 +38,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -50,6 +49,7 @@ from pipeline.log._acks import append_acked
 from pipeline.log._blocking import refresh_topology
 from pipeline.log._codec import decode_entry, encode_fields, entry_number
 from pipeline.log._outage import Outage
+from pipeline.log._records import AppendResult, LogPage
 from pipeline.log.keys import CHANGES_MAXLEN, LogKeys
 from pipeline.log.redis_client import is_cluster
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
@@ -60,6 +60,7 @@ from schemas import (
     EventLogError,
     EventLogSettings,
     ResyncRequiredError,
+    SessionError,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,28 +75,6 @@ _CONFLICT_RETRIES = 32
 #: (one just added by a reshard) as ``None``; after a topology refresh the retry finds it
 _UNAVAILABLE = (RedisError, AttributeError)
 _SESSION_CACHE = 4096
-
-
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    """What an append did: ``duplicate`` is true when every event was already there."""
-
-    events: tuple[Event, ...]
-    first_number: int
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class LogPage:
-    """One snapshot read: events after the cursor and the stream's counters at that moment."""
-
-    events: tuple[Event, ...]
-    numbers: tuple[int, ...]
-    exists: bool
-    entries_added: int
-    last_id: StreamId
 
 
 class EventLog:
@@ -188,6 +167,8 @@ class EventLog:
         started = time.perf_counter()
         for _ in range(_CONFLICT_RETRIES):
             status, value = await self._append_through_outage(batch)
+            if status == b"erased":
+                raise SessionError.erased(batch[0].session_id)
             if status == b"ok" or status == b"dup":
                 if self.on_append is not None:
                     self.on_append(time.perf_counter() - started)
@@ -243,7 +224,7 @@ class EventLog:
         try:
             status, value = await self._eval_append(
                 [self.key(session_id), self.keys.feed_of(session_id),
-                 self.keys.changes_of(session_id)], args
+                 self.keys.changes_of(session_id), self.keys.erased(session_id)], args
             )
         except ResponseError as exc:
             logger.error("Redis refused an append to %s: %s", self.key(session_id), exc)

@@ -66,7 +66,8 @@ from pipeline.log._blocking import BlockingReads, refresh_topology
 from pipeline.log._codec import decode_entry, entry_number
 from pipeline.log._fanout_state import PartitionRead, Position, Stream, Subscriber
 from pipeline.log._outage import Outage
-from pipeline.log.eventlog import AppendResult, EventLog
+from pipeline.log._records import AppendResult
+from pipeline.log.eventlog import EventLog
 from pipeline.log.keys import CHANGES_MAXLEN
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
 from schemas import Event, EventLogError, ResyncRequiredError, VoxlineError

@@ -6,6 +6,7 @@ On a standalone Redis the names are the ones every existing log already has::
     {prefix}:feed                   the one feed of pointers for background workers
     {prefix}:changes                which streams were appended to, for live readers
     {prefix}:toolcall:{session}:{call}   who runs a server tool call (a lease, with a TTL)
+    {prefix}:erased:{session}       an erased session's receipt (no content), with a TTL
 
 A Redis Cluster refuses a script or a multi-key command whose keys live in different
 slots, and the append script writes the session's stream *and* a feed. So in cluster mode
@@ -92,6 +93,12 @@ class LogKeys:
 
     def changes_of(self, session_id: str) -> str:
         return self.changes(self.partition(session_id))
+
+    def erased(self, session_id: str) -> str:
+        """An erased session's tombstone (its receipt; in its stream's slot)."""
+        if not self.partitions:
+            return f"{self.prefix}:erased:{session_id}"
+        return f"{self.prefix}:erased:{self.tag(self.partition(session_id))}:{session_id}"
 
     def tool_call(self, session_id: str, call_id: str) -> str:
         """The lease of a server tool call while it runs (in its session's slot)."""

@@ -169,6 +169,14 @@ class CollectionStore:
         await self.get(collection)
         await self.redis.srem(self.key(collection, "grants"), session_id)
 
+    async def revoke_everywhere(self, session_id: str) -> int:
+        """Take every collection back from a session (it is erased); how many had it."""
+        revoked = 0
+        for collection in await self.redis.smembers(self.all_key):
+            name = collection.decode() if isinstance(collection, bytes) else collection
+            revoked += int(await self.redis.srem(self.key(name, "grants"), session_id))
+        return revoked
+
     async def granted(self, collection: str, session_id: str) -> bool:
         return bool(await self.redis.sismember(self.key(collection, "grants"), session_id))
 

@@ -21,6 +21,7 @@ from pipeline.session.authorization import (
 )
 from pipeline.session.creation import create_session, new_session_id
 from pipeline.session.engines import SessionEngines
+from pipeline.session.erasure import erase_session
 from pipeline.session.evaluation import (
     LoggedInput,
     Replay,
@@ -59,6 +60,7 @@ __all__ = [
     "create_session",
     "endpoint_config",
     "ends_turn",
+    "erase_session",
     "follow_turn",
     "judged_by",
     "logged_input",

@@ -33,7 +33,7 @@ import time
 
 from redis.asyncio import Redis
 
-from pipeline.log import EventLog, SessionState, StreamId, fold
+from pipeline.log import EventLog, SessionState, StreamId, erased_receipt, fold
 from schemas import (
     AuthError,
     ErrorCode,
@@ -101,6 +101,8 @@ async def authorize(
     events, horizon = await log.read_remaining(session_id)
     state = fold(session_id, events, trimmed=horizon is not None)
     if not state.created:
+        if await erased_receipt(log, session_id) is not None:
+            raise SessionError.erased(session_id)
         raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
     tokens.verify(session_id, token)
     if state.closed and not allow_closed:

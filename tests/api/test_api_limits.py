@@ -180,8 +180,9 @@ async def test_a_closed_session_is_409_everywhere_and_its_token_is_revoked(
     events = await harness.services.log.read_all(session.session_id)
     turn_id = next(e.turn_id for e in events if e.type == "response.audio.chunk")
     sid = session.session_id
-    assert (await http.delete(f"/v1/sessions/{sid}", headers=session.auth)).status_code == 204
-    assert (await http.delete(f"/v1/sessions/{sid}", headers=session.auth)).status_code == 204
+    close = f"/v1/sessions/{sid}/close"
+    assert (await http.post(close, headers=session.auth)).status_code == 204
+    assert (await http.post(close, headers=session.auth)).status_code == 204
     for method, path, body in [
         ("GET", f"/v1/sessions/{sid}", None),
         ("GET", f"/v1/sessions/{sid}/events?follow=false", None),

@@ -69,7 +69,7 @@ def _spoken_turn(api: LiveApi) -> Session:
 @pytest.fixture(scope="module")
 def sessions(api: LiveApi) -> Sessions:
     live, closed = _spoken_turn(api), _spoken_turn(api)
-    httpx.delete(f"{api.url}/v1/sessions/{closed.session_id}", timeout=30,
+    httpx.post(f"{api.url}/v1/sessions/{closed.session_id}/close", timeout=30,
                  headers={"Authorization": f"Bearer {closed.token}"}).raise_for_status()
     end = api.run(api.services.log.read_all(closed.session_id))[-1].id
     assert end is not None

@@ -39,7 +39,7 @@ FACADES = {
         "GroupReader",
         "LogFanout",
         "LogPage", "SessionState", "StreamId", "ToolCallRecord", "TurnState", "create_redis",
-        "feed_groups", "fold",
+        "feed_groups", "fold", "erase_from_log", "erased_receipt",
         "is_cluster", "message_tokens", "run_worker",
     ],
     "pipeline.meters": [
@@ -89,6 +89,7 @@ FACADES = {
         "SessionEngines",
         "SessionTokens", "SpeechInput", "TURN_ENDS", "authorize", "create_session",
         "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
+        "erase_session",
         "merge_settings", "new_session_id", "parse_event_id",
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",

@@ -7,12 +7,20 @@ inherits the variables when Ray starts; this process's are put back right after.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from schemas import AdmissionSettings, ApiSettings, EventLogSettings, Settings
+from schemas import (
+    AdmissionSettings,
+    ApiSettings,
+    EventLogSettings,
+    McpServerSettings,
+    Settings,
+    ToolSettings,
+)
 from schemas._settings import SttEngineSettings
 from tests.serve._app import App
 from tests.support.api_harness import forget_keys
@@ -61,6 +69,9 @@ def app(redis_url: str, otlp: OtlpReceiver) -> Iterator[App]:
         admission=AdmissionSettings(max_turns=16),
         # the replica's counts every half second: test_back_pressure waits on its LLM calls
         api=ApiSettings(metrics_report_s=0.5),
+        # the example MCP server, started by the Gateway replica (its tools: spoken turns)
+        tools=ToolSettings(mcp_servers={"weather": McpServerSettings(
+            command=(sys.executable, "-m", "voxline.mcp_weather"))}),
     )
     tracing = {**_TRACING, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url}
     saved = {name: os.environ.get(name) for name in tracing}

@@ -17,7 +17,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.serve._app import App
+from tests.support.audio_fixtures import piper_pcm16
 from voxline.demo import with_pauses
+from voxline.mcp_weather import forecast
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 
@@ -178,3 +180,39 @@ async def test_an_unknown_websocket_path_closes_with_a_reason(app: App) -> None:
             await ws.recv()
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4404, "not_found")
+
+
+async def test_a_spoken_question_runs_the_mcp_servers_tool_and_the_answer_is_spoken(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    """The example MCP server (``voxline.mcp_weather``, started by the Gateway) attached
+    to a session; the question spoken, the forecast answered in speech from its output."""
+    audio = with_pauses(piper_pcm16("What is the weather in Paris?", RATE), RATE)
+    async with sdk.realtime.connect(model="voxline") as conn:
+        await conn.recv()
+        await conn.session.update(session={
+            "type": "realtime", **GREEDY, "tool_choice": "required",
+            "instructions": "You are a helpful assistant.",
+            "tools": [{"type": "mcp", "server_label": "weather"}],
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE},
+                                "turn_detection": {"type": "server_vad",
+                                                   "silence_duration_ms": 500}},
+                      "output": {"format": {"type": "audio/pcm", "rate": RATE}}}})
+        await _until(conn, "session.updated")
+        start = time.perf_counter()
+        for n, offset in enumerate(range(0, len(audio), FRAME)):
+            await conn.input_audio_buffer.append(
+                audio=base64.b64encode(audio[offset:offset + FRAME]).decode())
+            await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
+        events = await _until(conn, "response.done")
+    types = [e.type for e in events]
+    assert "response.mcp_call.completed" in types
+    done = events[-1].response
+    [call] = [item for item in done.output if item.type == "mcp_call"]
+    answer = json.loads(call.output)
+    assert call.name == "weather__get_forecast" and answer == forecast(answer["city"],
+                                                                        answer["day"])
+    assert "response.output_audio.delta" in types[types.index("response.mcp_call.completed"):]
+    [message] = [item for item in done.output if item.type == "message"]
+    print(f"\nspoken answer: {message.content[0].transcript!r} from {answer}")
+    assert done.status == "completed" and message.content[0].transcript.strip()

@@ -1,0 +1,129 @@
+"""Erasing a session from the log: its stream and every pointer to it, once, with a receipt.
+
+The order matters, so that nothing of the session can come back:
+
+1. the **tombstone** (``{prefix}:erased:{id}``, in the stream's slot) is set first: from
+   that moment the append script refuses the session (``session_erased``), whichever
+   Gateway replica still holds it live, and every read answers ``session_erased``;
+2. the **stream** is read for what its events name outside it (tool calls' leases), then
+   deleted, audio and all;
+3. the **feed** entries that point at it are acknowledged in every consumer group (no
+   worker is left with a pending entry) and deleted; the **changes** entries (live
+   readers' pointers) deleted;
+4. its **metrics** records and **tool-call leases** deleted;
+5. the tombstone gets the receipt (counts, no content), kept ``erased_ttl_s``.
+
+Erasing twice returns the first receipt (``already``). Redis's own copies follow: a
+replica applies the deletes, AOF records them and rewrites without the data, an RDB
+snapshot taken after holds nothing (older snapshots and backups need encryption at rest,
+whose key erasure destroys). What stays: the leases of background workers (an owner's
+name, no content) lapse within their TTL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from pipeline.log.eventlog import EventLog
+from schemas import ErasureReceipt, EventLogError, now_ms
+
+__all__ = ["erase_from_log", "erased_receipt"]
+
+#: feed entries read per round trip while looking for a session's
+_PAGE = 1000
+_LEFT = ("the leases of background workers (an owner's name, no content) lapse within "
+         "their TTL",)
+
+
+async def erased_receipt(log: EventLog, session_id: str) -> ErasureReceipt | None:
+    """The receipt of an erased session, or ``None`` (never erased, or long ago)."""
+    raw = await log.redis.get(log.keys.erased(session_id))
+    if raw is None:
+        return None
+    if raw in (b"1", "1"):  # erasure under way: the receipt comes at its end
+        return ErasureReceipt(session_id=session_id, erased_ts=now_ms(), by="")
+    return ErasureReceipt.model_validate_json(raw)
+
+
+async def erase_from_log(log: EventLog, session_id: str, *, by: str,
+                         extra: dict[str, int] | None = None) -> ErasureReceipt:
+    """Erase ``session_id`` from the log (see the module docstring); ``extra`` counts
+    what the caller removed elsewhere, for the receipt."""
+    redis, keys, ttl = log.redis, log.keys, log.settings.erased_ttl_s
+    tomb = keys.erased(session_id)
+    try:
+        if not await redis.set(tomb, "1", nx=True, ex=ttl):
+            done = await erased_receipt(log, session_id)
+            if done is not None and done.by:
+                return done.model_copy(update={"already": True})
+        removed: dict[str, int] = {}
+        stream = keys.session(session_id)
+        calls = await _call_ids(log, session_id)
+        removed["events"] = int(await redis.xlen(stream))
+        await redis.delete(stream)
+        feed = keys.feed_of(session_id)
+        removed["feed_entries"], removed["pending"] = await _drop_entries(
+            redis, feed, b"session", session_id.encode())
+        removed["changes"], _ = await _drop_entries(
+            redis, keys.changes_of(session_id), b"k", stream.encode())
+        prefix = log.settings.key_prefix
+        metrics = [f"{prefix}:metrics:{session_id}:{what}" for what in ("cursor", "recorded")]
+        removed["metrics"] = sum([int(await redis.delete(key)) for key in metrics])
+        removed["tool_call_leases"] = sum([int(await redis.delete(keys.tool_call(session_id, c)))
+                                           for c in calls])
+        removed.update(extra or {})
+        receipt = ErasureReceipt(session_id=session_id, erased_ts=now_ms(), by=by,
+                                 removed=removed, notes=_LEFT)
+        await redis.set(tomb, receipt.model_dump_json(), ex=ttl)
+        return receipt
+    except RedisError as exc:
+        raise EventLogError("the event log is unavailable; the erasure did not finish: "
+                            "erase again (it goes on where it stopped)") from exc
+
+
+async def _call_ids(log: EventLog, session_id: str) -> list[str]:
+    """The ids of the session's tool calls (their leases live beside the stream)."""
+    return [json.loads(fields[b"data"])["call_id"]
+            async for _, fields in _entries(log.redis, log.keys.session(session_id))
+            if fields.get(b"type") == b"tool.call.started"]
+
+
+async def _drop_entries(redis: Redis | RedisCluster, stream: str, field: bytes,
+                        value: bytes) -> tuple[int, int]:
+    """Delete the entries of ``stream`` whose ``field`` is ``value``, acknowledging them in
+    every consumer group first; (entries deleted, pending acknowledged)."""
+    ids = [entry_id async for entry_id, fields in _entries(redis, stream)
+           if fields.get(field) == value]
+    if not ids:
+        return 0, 0
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except RedisError:  # the stream has no groups
+        groups = []
+    pending = deleted = 0
+    for start in range(0, len(ids), _PAGE):
+        chunk = ids[start:start + _PAGE]
+        for group in groups:
+            pending += int(await redis.xack(stream, group["name"], *chunk))
+        deleted += int(await redis.xdel(stream, *chunk))
+    return deleted, pending
+
+
+async def _entries(redis: Redis | RedisCluster,
+                   stream: str) -> AsyncIterator[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of ``stream``, a page (XRANGE) at a time."""
+    after = "-"
+    while True:
+        page = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                    await redis.xrange(stream, after, "+", count=_PAGE))
+        for entry in page:
+            yield entry
+        if len(page) < _PAGE:
+            return
+        after = "(" + page[-1][0].decode()

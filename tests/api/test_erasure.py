@@ -1,0 +1,150 @@
+"""Erasure: ``DELETE /v1/sessions/{id}`` removes a session everywhere and answers a
+receipt; every later call is 404 ``session_erased``; a socket of the session is closed
+(4404) during a live turn and nothing of it comes back; on a standalone Redis and on the
+cluster. Closing is ``POST .../close``. The engines are scripted; Redis and the API real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from pipeline.log import create_redis
+from schemas import ApiSettings, Settings
+from tests.support.api_harness import Harness, call_api
+from voxline.client import SessionInfo
+from voxline.inspect import erase_stored
+
+pytestmark = pytest.mark.redis
+
+ADMIN = "admin-key-for-tests"
+
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    return both_redis_urls
+
+
+@pytest.fixture
+async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
+    async with call_api(redis_url, key_prefix, words=60, delay=0.02) as harness:
+        yield harness
+
+
+async def session_keys(redis_url: str, prefix: str, session_id: str) -> list[str]:
+    """Every key under the prefix that names the session (on every primary)."""
+    redis: Redis = create_redis(redis_url)
+    try:
+        keys = [k.decode() async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        pointers = []
+        for key in keys:
+            if await redis.type(key) == b"stream":
+                entries = await redis.xrange(key)
+                pointers += [f"{key} -> {entry_id!r}" for entry_id, fields in entries
+                             if session_id.encode() in b"".join([*fields.keys(),
+                                                                 *fields.values()])]
+        return [k for k in keys if session_id in k] + pointers
+    finally:
+        await redis.aclose()
+
+
+async def a_turn(harness: Harness, session: SessionInfo) -> None:
+    async with harness.client.connect(session) as conn:
+        await conn.send_text("Tell me a story.")
+        [event async for event in conn.until_done()]
+
+
+async def test_an_erased_session_is_gone_everywhere_and_answers_session_erased(
+    harness: Harness, redis_url: str, key_prefix: str,
+) -> None:
+    http = harness.client.http
+    session = await harness.client.create_session()
+    await a_turn(harness, session)
+    sid = session.session_id
+    assert await session_keys(redis_url, key_prefix, sid)  # the stream, feed pointers
+    erased = await http.delete(f"/v1/sessions/{sid}", headers=session.auth)
+    assert erased.status_code == 200, erased.text
+    receipt = erased.json()
+    assert receipt["session_id"] == sid and receipt["by"] == "session token"
+    assert receipt["removed"]["events"] > 10 and receipt["removed"]["feed_entries"] >= 2
+    assert not receipt["already"]
+    left = await session_keys(redis_url, key_prefix, sid)
+    assert [k for k in left if ":erased:" not in k] == [], left  # only the tombstone
+    for method, path, body in [
+        ("GET", f"/v1/sessions/{sid}", None),
+        ("GET", f"/v1/sessions/{sid}/events?follow=false", None),
+        ("GET", f"/v1/sessions/{sid}/messages", None),
+        ("POST", "/v1/chat/stream", {"message": "Hi again", "session_id": sid}),
+        ("POST", f"/v1/sessions/{sid}/close", None),
+    ]:
+        response = await http.request(method, path, json=body, headers=session.auth)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["error"]["code"] == "session_erased"
+    again = await http.delete(f"/v1/sessions/{sid}", headers=session.auth)
+    assert again.status_code == 200 and again.json()["already"]
+    assert again.json()["removed"] == receipt["removed"]
+
+
+async def test_a_live_turn_is_cut_its_socket_closed_and_nothing_comes_back(
+    harness: Harness, redis_url: str, key_prefix: str,
+) -> None:
+    session = await harness.client.create_session()
+    sid = session.session_id
+    async with connect(f"{session.ws_url}?token={session.token}") as ws:
+        await ws.send(json.dumps({"type": "input.text", "text": "A long story, please."}))
+        async for frame in ws:  # the reply is under way
+            if json.loads(frame)["type"] == "response.audio.chunk":
+                break
+        erased = await harness.client.http.delete(f"/v1/sessions/{sid}",
+                                                  headers=session.auth)
+        assert erased.status_code == 200 and erased.json()["removed"]["live_sockets"] == 1
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(10):
+                async for _ in ws:
+                    pass
+        assert ws.close_code == 4404 and ws.close_reason == "session_erased"
+    await asyncio.sleep(0.3)  # anything still running would have written by now
+    left = await session_keys(redis_url, key_prefix, sid)
+    assert [k for k in left if ":erased:" not in k] == [], left
+
+
+async def test_only_the_sessions_token_or_an_admin_key_erases_it(
+    redis_url: str, key_prefix: str,
+) -> None:
+    api = ApiSettings(keys=(SecretStr("user-key"), SecretStr(ADMIN)),
+                      admin_keys=(SecretStr(ADMIN),))
+    async with call_api(redis_url, key_prefix, api=api) as harness:
+        http = harness.client.http
+        user = {"Authorization": "Bearer user-key"}
+        made = [await http.post("/v1/sessions", json={}, headers=user) for _ in range(2)]
+        mine, other = (m.json() for m in made)
+        url = f"/v1/sessions/{mine['session_id']}"
+        forged = await http.delete(url, headers={**user, "X-Voxline-Token": other["token"]})
+        assert forged.status_code == 403
+        assert (await http.delete(url, headers=user)).status_code == 401  # no token
+        missing = await http.delete("/v1/sessions/sess_nope", headers={
+            "Authorization": f"Bearer {ADMIN}"})
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "session_not_found"
+        by_admin = await http.delete(url, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert by_admin.status_code == 200 and by_admin.json()["by"] == "admin key"
+
+
+async def test_voxline_erase_does_it_from_the_command_line(
+    harness: Harness, redis_url: str, key_prefix: str,
+) -> None:
+    session = await harness.client.create_session()
+    await a_turn(harness, session)
+    settings: Any = Settings(redis_url=redis_url, log=harness.services.settings.log)
+    receipt = await erase_stored(session.session_id, settings)
+    assert receipt.by == "voxline erase" and receipt.removed["events"] > 0
+    response = await harness.client.http.get(f"/v1/sessions/{session.session_id}",
+                                             headers=session.auth)
+    assert response.json()["error"]["code"] == "session_erased"
