@@ -170,6 +170,14 @@ class SessionSettings(BaseModel):
         description="ground every reply in a document collection (a message's own "
         "search_tool_config replaces it for that turn)",
     )
+    # -- privacy --
+    redact: tuple[Literal["email", "phone", "card", "iban"], ...] = Field(
+        default=(),
+        description="personal data replaced ([email], [phone], [card], [iban]) in what the "
+        "user types or says before it is logged or reaches the model: typed text and "
+        "transcripts (numbers read aloud included); empty: none. The input audio itself is "
+        "kept as spoken",
+    )
     # -- tools --
     tools: tuple[SessionTool, ...] = Field(
         default=(), max_length=MAX_SESSION_TOOLS,

@@ -29,6 +29,7 @@ from typing import Any
 
 from pipeline.audio import EndpointConfig
 from pipeline.log import EventLog, SessionState, TurnState, fold
+from pipeline.privacy import redacted_for
 from pipeline.retrieval import Grounder
 from pipeline.session.admission import Admission
 from pipeline.session.call_recovery import CallRecovery
@@ -246,6 +247,7 @@ class LiveSession:
         """
         if not text.strip():
             raise ProtocolError("empty text", code=ErrorCode.EMPTY_INPUT)
+        text = redacted_for(text, self.settings.redact, self.settings.language)
         turn_id = new_turn_id()
         await self.speculator.drop("superseded")
         if not (self.settings.auto_response if respond is None else respond):

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from pipeline.engines import Transcriber, transcribed_text
 from pipeline.log import SessionState
+from pipeline.privacy import redacted_for
 from pipeline.session.engines import SessionEngines
 from pipeline.tools import CallScope, Toolbox
 from pipeline.turn import AudioOutput, CancelToken, ToolOutcome, TurnConfig, TurnOrchestrator
@@ -84,7 +85,9 @@ class ReplySource:
         its question and the calls)."""
         settings = self.state.settings
         history = self.state.history(self.history)
-        question = () if text is None else (ChatMessage(role="user", content=text),)
+        # what the model reads is redacted as the log is (a speculation's transcript too)
+        question = () if text is None else (ChatMessage(
+            role="user", content=redacted_for(text, settings.redact, settings.language)),)
         request = GenerationRequest(
             request_id=f"{self.session_id}:{turn_id}",
             messages=(*history, *context, *question),

@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pipeline.audio import SpeechEnd, SpeechPause
+from pipeline.privacy import redacted_for
 from pipeline.session.admission import Admission, Permit, Waiting
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
@@ -299,17 +300,20 @@ class Responder:
 
     async def _transcribe(self, turn_id: str, audio: bytes, sample_rate: int) -> str:
         text = await self.source.transcribe(audio, sample_rate)
-        await self._emit_transcript(turn_id, text)
-        return text
+        return await self._emit_transcript(turn_id, text)
 
-    async def _emit_transcript(self, turn_id: str, text: str) -> None:
+    async def _emit_transcript(self, turn_id: str, text: str) -> str:
+        """Log the final transcript, redacted as the session asks; returns what it logged."""
+        settings = self._emitter.state.settings
+        text = redacted_for(text, settings.redact, settings.language)
         await self._emitter.emit(
             TranscriptFinal(
                 session_id=self.session_id,
                 turn_id=turn_id,
-                data=TranscriptData(text=text, language=self._emitter.state.settings.language),
+                data=TranscriptData(text=text, language=settings.language),
             )
         )
+        return text
 
     async def _reply(
         self, turn_id: str, text: str, input_event_id: str | None, token: CancelToken,

@@ -21,6 +21,7 @@ import contextlib
 
 from pipeline.engines import Transcriber, transcript_text
 from pipeline.log import EventLog
+from pipeline.privacy import redacted_for
 from pipeline.turn import error_payload
 from pipeline.workers.feed_worker import FeedWorker, Job
 from schemas import (
@@ -107,7 +108,8 @@ class RefineWorker(FeedWorker):
             result = ErrorEvent(session_id=event.session_id, turn_id=event.turn_id, data=payload)
         else:
             data = TranscriptRefinedData(
-                text=text, language=settings.language, source_event_id=event.id
+                text=redacted_for(text, settings.redact, settings.language),
+                language=settings.language, source_event_id=event.id
             )
             result = TranscriptRefined(
                 session_id=event.session_id, turn_id=event.turn_id, data=data

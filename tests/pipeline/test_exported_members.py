@@ -82,6 +82,8 @@ FACADES = {
         # the tools of a response, as the orchestrator sees them
         "CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome", "ended_event",
     ],
+    "pipeline.privacy": ["ENTITIES", "Entity", "Redacted", "redact", "redacted_for",
+                         "region_of"],
     "pipeline.tools": ["SEARCH_DOCUMENTS", "CallContext", "CallScope", "SearchDocuments",
                        "ServerTool", "SessionTools", "ToolRunner", "Toolbox"],
     "pipeline.session": [
