@@ -178,6 +178,12 @@ class SessionSettings(BaseModel):
         "transcripts (numbers read aloud included); empty: none. The input audio itself is "
         "kept as spoken",
     )
+    store_audio: bool = Field(
+        default=True,
+        description="keep what the user says as audio in the log (input.audio); off: the "
+        "utterance is transcribed and dropped, its event keeps only its timing (replay, "
+        "re-transcription and the turn-taking evaluation then say the audio was not kept)",
+    )
     # -- tools --
     tools: tuple[SessionTool, ...] = Field(
         default=(), max_length=MAX_SESSION_TOOLS,

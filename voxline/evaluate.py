@@ -148,7 +148,7 @@ async def evaluate_sessions(
             record = await read_session(session_id, settings)
             logged = logged_input(session_id, record.events)
             if logged is None:
-                result.skipped[session_id] = "no audio in its log"
+                result.skipped[session_id] = "no audio in its log (none spoken, or not kept)"
                 continue
             own = fold(session_id, record.events).settings
             if no_text and _judged_by_text(own, turn):

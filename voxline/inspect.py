@@ -32,6 +32,7 @@ from schemas import (
     ErasureReceipt,
     ErrorCode,
     Event,
+    InputAudio,
     ResponseAudioChunk,
     SessionError,
     Settings,
@@ -238,10 +239,13 @@ def transcript_lines(record: SessionRecord) -> list[str]:
     A cancelled reply shows what was sent before the cancellation.
     """
     state = fold(record.session_id, record.events)
+    unkept = {e.turn_id for e in record.events
+              if isinstance(e, InputAudio) and not e.data.audio}
     lines: list[str] = []
     for turn in state.turns.values():
         if turn.user_text:
-            lines.append(f"user: {turn.user_text}")
+            kept = " [its audio was not kept]" if turn.turn_id in unkept else ""
+            lines.append(f"user: {turn.user_text}{kept}")
         for message in turn.exchange:
             if message.role == "assistant" and message.content:
                 lines.append(f"assistant: {message.content}")

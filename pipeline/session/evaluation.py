@@ -97,7 +97,8 @@ class LoggedInput:
 
 
 def logged_input(session_id: str, events: Sequence[Event]) -> LoggedInput | None:
-    """The session's input put back together from its log; None when it has no audio."""
+    """The session's input put back together from its log; None when it has no audio
+    (none was spoken, or the session did not keep it: ``store_audio`` off)."""
     stopped: dict[str, SpeechStopped] = {}
     pieces: list[tuple[int, bytes]] = []
     live: list[TurnEnd] = []
@@ -105,7 +106,7 @@ def logged_input(session_id: str, events: Sequence[Event]) -> LoggedInput | None
     for event in events:
         if isinstance(event, SpeechStopped) and event.turn_id is not None:
             stopped[event.turn_id] = event
-        elif isinstance(event, InputAudio) and event.turn_id is not None:
+        elif isinstance(event, InputAudio) and event.turn_id is not None and event.data.audio:
             data = event.data
             stop = stopped.get(event.turn_id)
             start = data.start_ms

@@ -240,16 +240,18 @@ class SpeechInput:
 
 def utterance_events(
     session_id: str, turn_id: str, end: SpeechEnd, sample_rate: int,
-    end_of_turn: float | None = None,
+    end_of_turn: float | None = None, *, keep_audio: bool = True,
 ) -> tuple[SpeechStopped, InputAudio]:
     """What an utterance appends, in one batch: where speech stopped and how the turn's
     end was decided (the silence waited, the end-of-turn verdict if one was asked), and
-    the audio itself (the log alone can replay and re-transcribe it)."""
+    the audio itself (the log alone can replay and re-transcribe it; ``keep_audio``
+    false, the session's ``store_audio`` off: its timing only)."""
     return (
         SpeechStopped(session_id=session_id, turn_id=turn_id,
                       data=SpeechStoppedData(audio_ms=end.audio_ms, silence_ms=end.silence_ms,
                                              end_of_turn=end_of_turn)),
         InputAudio(session_id=session_id, turn_id=turn_id,
                    data=InputAudioData(sample_rate=sample_rate, start_ms=end.start_ms,
-                                       duration_ms=int(end.duration_s * 1000), audio=end.audio)),
+                                       duration_ms=int(end.duration_s * 1000),
+                                       audio=end.audio if keep_audio else b"")),
     )

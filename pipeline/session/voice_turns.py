@@ -369,7 +369,8 @@ class VoiceTurns:
     ) -> None:
         verdict = self._verdict()
         _, audio_event = await self._emitter.emit(
-            *utterance_events(self.session_id, turn_id, end, sample_rate, verdict))
+            *utterance_events(self.session_id, turn_id, end, sample_rate, verdict,
+                              keep_audio=self._emitter.state.settings.store_audio))
         if speculation is not None:
             self._responder.start_speculated(
                 turn_id, end, sample_rate, audio_event.id, speculation, permit)

@@ -78,7 +78,8 @@ class RefineWorker(FeedWorker):
 
     def wanted(self, job: Job) -> bool:
         event = job.event
-        if not isinstance(event, InputAudio) or job.state.settings.stt_mode != SttMode.WHISPERX:
+        if (not isinstance(event, InputAudio) or not event.data.audio  # not kept: nothing to hear
+                or job.state.settings.stt_mode != SttMode.WHISPERX):
             return False
         return not is_refined(job.entry.event_id, list(job.after))
 

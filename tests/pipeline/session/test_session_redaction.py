@@ -1,5 +1,6 @@
 """A session that redacts: what the user types or says reaches the log and the model with
-its personal data replaced; the kinds asked for only."""
+its personal data replaced, the kinds asked for only; one that keeps no audio logs an
+utterance's timing, not its sound."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import pytest
 
 from pipeline.audio import EndpointConfig
 from pipeline.log import EventLog
-from pipeline.session import LiveSession, SessionEngines
+from pipeline.session import LiveSession, SessionEngines, logged_input
 from schemas import SessionSettings
 from tests.support.audio_fixtures import tone
 from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
 from tests.support.sessions import collect_until
+from voxline.inspect import SessionRecord, transcript_lines
 
 pytestmark = pytest.mark.redis
 
@@ -57,4 +59,28 @@ async def test_without_redact_the_text_is_kept_as_said(
     seen = await collect_until(session, "response.done")
     [typed] = [e.data.text for e in seen if e.type == "input.text"]  # type: ignore[union-attr]
     assert typed == "Mail jane@example.com about card [card]."  # the kinds asked for only
+    await session.close()
+
+
+async def test_store_audio_off_keeps_the_utterances_timing_not_its_sound(
+    event_log: EventLog, key_prefix: str,
+) -> None:
+    stt = ScriptedSTT("hello there")
+    parts = SessionEngines(llm=RecordingLLM(["Hi."]), tts=ScriptedTTS(sample_rate=16000),
+                           stt=stt, vad=EnergyVAD())
+    session = await LiveSession.open(f"{key_prefix}noaudio", event_log, parts,
+                                     create=SessionSettings(store_audio=False),
+                                     endpoint_config=EndpointConfig())
+    audio = tone(0.3, False) + tone(1.0, True) + tone(0.8, False)
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start:start + 640])
+    seen = await collect_until(session, "response.done")
+    [utterance] = [e for e in seen if e.type == "input.audio"]
+    assert utterance.data.audio == b"" and utterance.data.duration_ms >= 1000  # type: ignore[union-attr]
+    assert len(stt.heard) == 1 and stt.heard[0] > 0  # transcribed from what was heard
+    assert [e.data.text for e in seen if e.type == "transcript.final"] == ["hello there"]  # type: ignore[union-attr]
+    record = SessionRecord(f"{key_prefix}noaudio", tuple(await event_log.read_all(
+        f"{key_prefix}noaudio")))
+    assert transcript_lines(record)[0] == "user: hello there [its audio was not kept]"
+    assert logged_input(record.session_id, record.events) is None
     await session.close()
