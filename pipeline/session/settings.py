@@ -94,20 +94,19 @@ class EngineChoices:
     def _check_tools(self, settings: SessionSettings) -> None:
         """Server tools and MCP servers the operator has not enabled are refused."""
         for index, tool in enumerate(settings.tools):
-            if isinstance(tool, ServerTool) and self.server_tools is not None and (
-                    tool.name not in self.server_tools):
-                known = ", ".join(sorted(self.server_tools)) or "none"
+            if isinstance(tool, ServerTool):
+                what, name, known, setting = ("server tool", tool.name, self.server_tools,
+                                              "VOXLINE_TOOLS__ALLOW")
+            elif isinstance(tool, McpTool):
+                what, name, known, setting = ("MCP server", tool.server_label,
+                                              self.mcp_servers, "VOXLINE_TOOLS__MCP_SERVERS")
+            else:
+                continue
+            if known is not None and name not in known:
                 raise ProtocolError(
-                    f"server tool {tool.name!r} is not allowed here (allowed: {known}; "
-                    "VOXLINE_TOOLS__ALLOW)", code=ErrorCode.TOOL_NOT_ALLOWED,
-                    param=f"tools.{index}")
-            if isinstance(tool, McpTool) and self.mcp_servers is not None and (
-                    tool.server_label not in self.mcp_servers):
-                known = ", ".join(sorted(self.mcp_servers)) or "none"
-                raise ProtocolError(
-                    f"no MCP server {tool.server_label!r} here (configured: {known}; "
-                    "VOXLINE_TOOLS__MCP_SERVERS)", code=ErrorCode.TOOL_NOT_ALLOWED,
-                    param=f"tools.{index}")
+                    f"{what} {name!r} is not enabled here (enabled: "
+                    f"{', '.join(sorted(known)) or 'none'}; {setting})",
+                    code=ErrorCode.TOOL_NOT_ALLOWED, param=f"tools.{index}")
 
     def speaks(self, language: str) -> bool:
         tag = language.strip().lower().replace("_", "-")

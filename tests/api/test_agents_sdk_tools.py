@@ -8,7 +8,6 @@ instead of calling again). Tracing stays off: nothing leaves loopback."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import openai
@@ -18,39 +17,25 @@ from agents import (
     ModelSettings,
     OpenAIChatCompletionsModel,
     Runner,
-    function_tool,
     set_tracing_disabled,
 )
 
-from pipeline.engines.llama_cpp import LlamaCppLanguageModel
-from schemas import EventLogSettings
-from tests.support.api_harness import Harness, serve_api
-from tests.support.engines import ScriptedTTS
+from tests.support.api_harness import Harness
+from tests.support.tool_agents import model_api, weather_tool
 
 pytestmark = [pytest.mark.redis, pytest.mark.models]
 
 
 @pytest.fixture
 async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
-    llm = LlamaCppLanguageModel(n_ctx=2048, n_threads=1, parallel_sequences=1)
-    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
-                         tts=ScriptedTTS(chunks_per_piece=1)) as harness:
+    async with model_api(redis_url, key_prefix) as harness:
         yield harness
 
 
 async def test_an_agent_calls_its_function_tool_and_answers_after_it(harness: Harness) -> None:
     set_tracing_disabled(True)
     asked: list[str] = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """The weather now in a city.
-
-        Args:
-            city: The city's name.
-        """
-        asked.append(city)
-        return json.dumps({"city": city, "sky": "sunny", "temperature_celsius": 21})
+    get_weather = weather_tool(asked)
 
     async with openai.AsyncOpenAI(base_url=harness.url + "/v1", api_key="unused",
                                   max_retries=0, timeout=180) as client:

@@ -14,26 +14,22 @@ from collections.abc import AsyncIterator
 
 import openai
 import pytest
-from agents import function_tool, set_tracing_disabled
+from agents import set_tracing_disabled
 from agents.realtime import RealtimeAgent, RealtimeRunner
 from agents.realtime.model_inputs import RealtimeModelSendRawMessage
 
-from pipeline.engines.llama_cpp import LlamaCppLanguageModel
-from schemas import EventLogSettings, McpServerSettings, ToolSettings
-from tests.support.api_harness import Harness, serve_api
-from tests.support.engines import ScriptedTTS
+from schemas import McpServerSettings, ToolSettings
+from tests.support.api_harness import Harness
+from tests.support.tool_agents import WEATHER, model_api, weather_tool
 from voxline.mcp_weather import forecast
 
 pytestmark = [pytest.mark.redis, pytest.mark.models]
 
-WEATHER = {"city": "Paris", "sky": "sunny", "temperature_celsius": 21}
 
 
 @pytest.fixture
 async def harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
-    llm = LlamaCppLanguageModel(n_ctx=2048, n_threads=1, parallel_sequences=1)
-    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
-                         tts=ScriptedTTS(chunks_per_piece=1)) as harness:
+    async with model_api(redis_url, key_prefix) as harness:
         yield harness
 
 
@@ -46,16 +42,7 @@ async def test_a_realtime_agent_calls_its_tool_once_and_answers_after_it(
 ) -> None:
     set_tracing_disabled(True)
     asked: list[str] = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """The weather now in a city.
-
-        Args:
-            city: The city's name.
-        """
-        asked.append(city)
-        return json.dumps(WEATHER)
+    get_weather = weather_tool(asked)
 
     agent = RealtimeAgent(name="weather", instructions="You are a helpful assistant.",
                           tools=[get_weather])
@@ -135,11 +122,9 @@ async def test_the_openai_realtime_client_sends_a_function_call_output_and_gets_
 @pytest.fixture
 async def weather_harness(redis_url: str, key_prefix: str) -> AsyncIterator[Harness]:
     """The harness with the example MCP server configured (a process per test)."""
-    llm = LlamaCppLanguageModel(n_ctx=2048, n_threads=1, parallel_sequences=1)
     tools = ToolSettings(mcp_servers={"weather": McpServerSettings(
         command=(sys.executable, "-m", "voxline.mcp_weather"))})
-    async with serve_api(redis_url, EventLogSettings(key_prefix=key_prefix), llm=llm,
-                         tts=ScriptedTTS(chunks_per_piece=1), tools=tools) as harness:
+    async with model_api(redis_url, key_prefix, tools=tools) as harness:
         yield harness
 
 

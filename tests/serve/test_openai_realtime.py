@@ -48,6 +48,15 @@ async def _until(conn: Any, kind: str, seen: list[Any] | None = None) -> list[An
             return seen
 
 
+async def _speak(conn: Any, audio: bytes) -> None:
+    """``audio`` appended in 20 ms frames, paced like a microphone."""
+    start = time.perf_counter()
+    for n, offset in enumerate(range(0, len(audio), FRAME)):
+        await conn.input_audio_buffer.append(
+            audio=base64.b64encode(audio[offset:offset + FRAME]).decode())
+        await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
+
+
 async def _ask(conn: Any, text: str) -> None:
     await conn.conversation.item.create(item={
         "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
@@ -87,11 +96,7 @@ async def test_a_voice_turn_at_a_speakers_pace(sdk: openai.AsyncOpenAI,
                       "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}},
             "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": "alloy"}}})
         await _until(conn, "session.updated")
-        start = time.perf_counter()
-        for n, offset in enumerate(range(0, len(audio), FRAME)):
-            await conn.input_audio_buffer.append(
-                audio=base64.b64encode(audio[offset:offset + FRAME]).decode())
-            await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
+        await _speak(conn, audio)
         events = await _until(conn, "response.done")
     types = [e.type for e in events]
     order = ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
@@ -199,11 +204,7 @@ async def test_a_spoken_question_runs_the_mcp_servers_tool_and_the_answer_is_spo
                                                    "silence_duration_ms": 500}},
                       "output": {"format": {"type": "audio/pcm", "rate": RATE}}}})
         await _until(conn, "session.updated")
-        start = time.perf_counter()
-        for n, offset in enumerate(range(0, len(audio), FRAME)):
-            await conn.input_audio_buffer.append(
-                audio=base64.b64encode(audio[offset:offset + FRAME]).decode())
-            await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
+        await _speak(conn, audio)
         events = await _until(conn, "response.done")
     types = [e.type for e in events]
     assert "response.mcp_call.completed" in types
