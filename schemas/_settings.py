@@ -52,6 +52,18 @@ class EventLogSettings(BaseModel):
     closed_ttl_s: int | None = Field(
         default=7 * 24 * 3600, ge=1, description="a closed session's stream expires after this"
     )
+    encrypt: bool = Field(
+        default=False,
+        description="encryption at rest: the text, transcripts, audio, tool calls and "
+        "settings of every event sealed with a data key per session (AES-GCM), wrapped by "
+        "the master key; erasure destroys the key, so replicas, AOF, RDB and backups "
+        "become unreadable. Off by default: a lost master key loses every log with it, and "
+        "each session's first event costs a key (ids, types, times stay clear either way)",
+    )
+    master_key: SecretStr | None = Field(
+        default=None, description="encryption at rest: base64 of 32 random bytes")
+    master_key_file: str | None = Field(
+        default=None, description="encryption at rest: a file holding the master key")
     erased_ttl_s: int = Field(
         default=30 * 24 * 3600, ge=1,
         description="how long an erased session's tombstone (its receipt: counts, no "

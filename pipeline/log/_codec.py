@@ -3,7 +3,9 @@
 Field order is fixed (``type``, ``turn``, ``ts``, ``data`` and, for audio events, ``audio``)
 because the append script compares a retried append field by field. Audio is stored as a
 binary field, never as base64 inside the JSON: a second of 24 kHz speech stays 48 kB.
-The per-session number ``n`` is added by the append script, not here.
+The per-session number ``n`` is added by the append script, not here. With the session's
+data key (encryption at rest), ``data`` and ``audio`` are sealed and the entry carries a
+clear ``sealed`` field (:mod:`pipeline.log._sealing`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas import EVENT_CLASSES, AudioData, Event, EventBase
+from pipeline.log._sealing import SEALED, open_field, seal_field
+from schemas import EVENT_CLASSES, AudioData, Event, EventBase, SessionError
 
 Fields = list[bytes]
 
 
-def encode_fields(event: EventBase) -> Fields:
-    """The stream fields of ``event`` as a flat [name, value, ...] list."""
+def encode_fields(event: EventBase, key: bytes | None = None) -> Fields:
+    """The stream fields of ``event`` as a flat [name, value, ...] list; with ``key``, its
+    payload sealed (the event must have its id)."""
     data = event.data  # type: ignore[attr-defined]
     audio: bytes | None = None
     if isinstance(data, AudioData):
@@ -37,20 +41,35 @@ def encode_fields(event: EventBase) -> Fields:
     ]
     if audio is not None:
         fields += [b"audio", audio]
+    if key is not None:
+        assert event.id is not None, "an event is sealed once it has its id"
+        for at in range(7, len(fields), 2):  # data, audio
+            fields[at] = seal_field(key, event.session_id, event.id, fields[at - 1], fields[at])
+        fields += [SEALED, b"1"]
     return fields
 
 
-def decode_entry(session_id: str, entry_id: bytes | str, raw: dict[bytes, bytes]) -> Event:
-    """Rebuild an event from a stream entry (``raw`` as redis-py returns it)."""
+def decode_entry(session_id: str, entry_id: bytes | str, raw: dict[bytes, bytes],
+                 key: bytes | None = None) -> Event:
+    """Rebuild an event from a stream entry (``raw`` as redis-py returns it); a sealed one
+    with its session's data ``key`` (none: the key was destroyed, the session erased)."""
     kind = raw[b"type"].decode()
-    data: dict[str, Any] = json.loads(raw[b"data"])
-    if b"audio" in raw:
-        data["audio"] = raw[b"audio"]
+    event_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    payload, audio = raw[b"data"], raw.get(b"audio")
+    if SEALED in raw:
+        if key is None:
+            raise SessionError.erased(session_id)
+        payload = open_field(key, session_id, event_id, b"data", payload)
+        if audio is not None:
+            audio = open_field(key, session_id, event_id, b"audio", audio)
+    data: dict[str, Any] = json.loads(payload)
+    if audio is not None:
+        data["audio"] = audio
     turn = raw[b"turn"].decode()
     cls = EVENT_CLASSES[kind]
     event = cls.model_validate(
         {
-            "id": entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            "id": event_id,
             "session_id": session_id,
             "turn_id": turn or None,
             "ts": int(raw[b"ts"]),

@@ -58,11 +58,13 @@ async def erase_from_log(log: EventLog, session_id: str, *, by: str,
     redis, keys, ttl = log.redis, log.keys, log.settings.erased_ttl_s
     tomb = keys.erased(session_id)
     try:
+        # the data key first: from now on no copy of the payloads opens, wherever it is
+        shredded = int(await log.keystore.destroy(session_id)) if log.keystore else 0
         if not await redis.set(tomb, "1", nx=True, ex=ttl):
             done = await erased_receipt(log, session_id)
             if done is not None and done.by:
                 return done.model_copy(update={"already": True})
-        removed: dict[str, int] = {}
+        removed: dict[str, int] = {"data_key": shredded} if log.keystore else {}
         stream = keys.session(session_id)
         calls = await _call_ids(log, session_id)
         removed["events"] = int(await redis.xlen(stream))

@@ -50,7 +50,9 @@ from pipeline.log._blocking import refresh_topology
 from pipeline.log._codec import decode_entry, encode_fields, entry_number
 from pipeline.log._outage import Outage
 from pipeline.log._records import AppendResult, LogPage
+from pipeline.log._retention import closed_ttl, trim_minid
 from pipeline.log.keys import CHANGES_MAXLEN, LogKeys
+from pipeline.log.keystore import KeyStore, RedisKeyStore, master_key
 from pipeline.log.redis_client import is_cluster
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
 from schemas import (
@@ -87,6 +89,7 @@ class EventLog:
         *,
         feed_types: Iterable[str] = DEFAULT_FEED_TYPES,
         on_append: Callable[[float], None] | None = None,
+        keystore: KeyStore | None = None,
     ) -> None:
         self.redis = redis
         #: told each append's duration in seconds, retries included (a replica's meters)
@@ -98,6 +101,9 @@ class EventLog:
         self.feed_types = frozenset(feed_types)
         self.keys = LogKeys(self.settings.key_prefix,
                             self.settings.partitions if is_cluster(redis) else 0)
+        #: data keys by session (encryption at rest; ``settings.encrypt``), else None
+        self.keystore = keystore or (RedisKeyStore(redis, self.keys, master_key(self.settings))
+                                     if self.settings.encrypt else None)
         self._append = redis.register_script(_lua.APPEND)
         self._read = redis.register_script(_lua.READ)
         self._last: OrderedDict[str, StreamId] = OrderedDict()
@@ -210,15 +216,16 @@ class EventLog:
         args: list[bytes | str | int] = [
             "" if settings.maxlen is None else settings.maxlen,
             "1" if settings.approximate_trim else "0",
-            self._minid(),
-            self._expire(batch),
+            trim_minid(settings),
+            closed_ttl(settings, batch),
             max(settings.maxlen or 100_000, 1000),
             len(batch),
             session_id,
             CHANGES_MAXLEN,
         ]
+        key = await self.data_key(session_id, create=True)
         for event in batch:
-            fields = encode_fields(event)
+            fields = encode_fields(event, key)
             args += [event.id or "", "1" if event.type in self.feed_types else "0", len(fields)]
             args += fields
         try:
@@ -238,18 +245,6 @@ class EventLog:
             return await self._append(keys=keys, args=args)
         return await append_acked(self.redis, self._append, keys, args, self.settings,
                                   cluster=self.keys.cluster)
-
-    def _minid(self) -> str:
-        if self.settings.max_age_s is None:
-            return ""
-        horizon = time.time_ns() // 1_000_000 - int(self.settings.max_age_s * 1000)
-        return f"{max(horizon, 0)}-0"
-
-    def _expire(self, batch: Sequence[Event]) -> str:
-        ttl = self.settings.closed_ttl_s
-        if ttl is None or not any(event.type == "session.closed" for event in batch):
-            return ""
-        return str(ttl)
 
     def _remember(self, session_id: str, last: StreamId, *, force: bool = False) -> None:
         current = self._last.get(session_id, ZERO)
@@ -284,9 +279,10 @@ class EventLog:
                 horizon=str(horizon),
             )
         events, numbers = [], []
+        key = await self.data_key(session_id) if entries else None
         for entry_id, flat in entries:
             raw = dict(zip(flat[::2], flat[1::2], strict=True))
-            events.append(decode_entry(session_id, entry_id, raw))
+            events.append(decode_entry(session_id, entry_id, raw, key))
             numbers.append(entry_number(raw))
         return LogPage(
             tuple(events), tuple(numbers), bool(exists), int(added), StreamId.parse(last)
@@ -323,6 +319,16 @@ class EventLog:
             if len(page.events) < self.settings.read_count:
                 return
             after = page.events[-1].id
+
+    async def data_key(self, session_id: str, *, create: bool = False) -> bytes | None:
+        """The session's data key, with encryption at rest (``None`` without: nothing is
+        sealed; or when it has none: never made, or destroyed by erasure)."""
+        if self.keystore is None:
+            return None
+        try:
+            return await self.keystore.data_key(session_id, create=create)
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
 
     async def exists(self, session_id: str) -> bool:
         return bool(await self.redis.exists(self.key(session_id)))
@@ -383,7 +389,8 @@ class EventLog:
                         )
                     expected = number + 1
                     cursor = StreamId.parse(entry_id)
-                    yield decode_entry(session_id, entry_id, raw)
+                    sealing = await self.data_key(session_id)
+                    yield decode_entry(session_id, entry_id, raw, sealing)
 
 
 def _unavailable(exc: Exception) -> EventLogError:

@@ -389,10 +389,11 @@ class LogFanout:
                 continue
             if len(entries) >= count:
                 read.dirty.add(key)  # more behind this page
+            sealing = await self.log.data_key(stream.session_id) if self.log.keystore else None
             for entry_id, raw in entries:
                 if StreamId.parse(entry_id) <= stream.cursor:
                     continue  # handed out as this process appended it (_appended)
-                event = decode_entry(stream.session_id, entry_id, raw)
+                event = decode_entry(stream.session_id, entry_id, raw, sealing)
                 self._hand_out(stream, event, entry_number(raw))
             if not stream.subscribers:
                 read.streams.pop(key, None)

@@ -7,6 +7,7 @@ On a standalone Redis the names are the ones every existing log already has::
     {prefix}:changes                which streams were appended to, for live readers
     {prefix}:toolcall:{session}:{call}   who runs a server tool call (a lease, with a TTL)
     {prefix}:erased:{session}       an erased session's receipt (no content), with a TTL
+    {prefix}:dek:{session}          its data key, wrapped (encryption at rest)
 
 A Redis Cluster refuses a script or a multi-key command whose keys live in different
 slots, and the append script writes the session's stream *and* a feed. So in cluster mode
@@ -93,6 +94,12 @@ class LogKeys:
 
     def changes_of(self, session_id: str) -> str:
         return self.changes(self.partition(session_id))
+
+    def data_key(self, session_id: str) -> str:
+        """The session's wrapped data key (encryption at rest; in its stream's slot)."""
+        if not self.partitions:
+            return f"{self.prefix}:dek:{session_id}"
+        return f"{self.prefix}:dek:{self.tag(self.partition(session_id))}:{session_id}"
 
     def erased(self, session_id: str) -> str:
         """An erased session's tombstone (its receipt; in its stream's slot)."""
