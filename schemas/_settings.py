@@ -64,6 +64,10 @@ class EventLogSettings(BaseModel):
         default=None, description="encryption at rest: base64 of 32 random bytes")
     master_key_file: str | None = Field(
         default=None, description="encryption at rest: a file holding the master key")
+    audit_maxlen: int = Field(
+        default=1_000_000, ge=1000,
+        description="entries the audit stream of session reads keeps (trimmed in steps)",
+    )
     erased_ttl_s: int = Field(
         default=30 * 24 * 3600, ge=1,
         description="how long an erased session's tombstone (its receipt: counts, no "

@@ -114,7 +114,7 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
     Raises :class:`ConfigurationError` when no Redis is found (:func:`inspect_settings`)
     and :class:`SessionError` for a session the log does not hold.
     """
-    from pipeline.log import EventLog, create_redis
+    from pipeline.log import EventLog, create_redis, record_read
 
     settings = settings or inspect_settings()
     if not settings.redis_url:
@@ -123,6 +123,7 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
     horizon: str | None = None
     try:
         log = EventLog(redis, settings.log)
+        await record_read(log, session_id, "voxline read", _cli_user())
         events, horizon = await log.read_remaining(session_id)
     finally:
         await redis.aclose()
@@ -138,7 +139,7 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
 async def erase_stored(session_id: str, settings: Settings | None = None) -> ErasureReceipt:
     """Erase ``session_id`` from the Redis the server uses (``voxline erase``): a running
     Gateway's sockets of it close at their next write, which the log refuses."""
-    from pipeline.log import EventLog, create_redis, erased_receipt
+    from pipeline.log import EventLog, create_redis, erased_receipt, record_read
     from pipeline.retrieval import CollectionStore
     from pipeline.session import erase_session
 
@@ -152,10 +153,19 @@ async def erase_stored(session_id: str, settings: Settings | None = None) -> Era
         if await erased_receipt(log, session_id) is None and not await log.exists(session_id):
             raise SessionError(f"no session {session_id!r} in the log (key prefix "
                                f"{settings.log.key_prefix!r})", code=ErrorCode.SESSION_NOT_FOUND)
+        await record_read(log, session_id, "voxline erase", _cli_user())
         return await erase_session(log, session_id, by="voxline erase", collections=store)
     finally:
         await store.aclose()
         await redis.aclose()
+
+
+def _cli_user() -> str:
+    """Who the CLI reads as, for the audit: the user and the host."""
+    import getpass
+    import socket
+
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
 # ---- stats --------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import token_of
+from deployments.api._auth import client_of, token_of
 from deployments.api._services import Services, get_services
-from pipeline.log import SessionState
+from pipeline.log import SessionState, record_read
 from pipeline.retrieval import CollectionStore
 from pipeline.session import EngineChoices, authorize
 from schemas import AuthError, ErrorCode, Event, VoxlineError
@@ -46,9 +46,22 @@ async def authorized(
     allow_closed: bool = False,
 ) -> tuple[SessionState, list[Event]]:
     """:func:`pipeline.session.authorize` with the token the connection carries: a
-    closed session is 409 ``session_closed`` on every path (its token is revoked)."""
-    return await authorize(services.log, services.tokens, session_id, token_of(connection),
-                           allow_closed=allow_closed)
+    closed session is 409 ``session_closed`` on every path (its token is revoked). The
+    read is audited (:func:`audited`)."""
+    found = await authorize(services.log, services.tokens, session_id, token_of(connection),
+                            allow_closed=allow_closed)
+    await audited(services, session_id, connection, "session token")
+    return found
+
+
+async def audited(services: Services, session_id: str, connection: HTTPConnection,
+                  credential: str, action: str | None = None) -> None:
+    """Record who reads ``session_id`` how (:mod:`pipeline.log.audit`): the request's
+    method and path, the credential it showed and its client (an API key's digest, else
+    its address)."""
+    method = connection.scope.get("method") or "WS"
+    await record_read(services.log, session_id, action or f"{method} {connection.url.path}",
+                      f"{credential} ({client_of(connection)})")
 
 
 async def authorized_state(

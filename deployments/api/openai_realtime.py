@@ -38,6 +38,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
 from deployments.api._auth import accepted_subprotocol, check_api_key, token_of
+from deployments.api._deps import audited
 from deployments.api._openai_events import (
     apply_client_event,
     client_translator,
@@ -139,6 +140,7 @@ async def _open(
         return (session, services.tokens.issue(session.session_id),
                 session.state.last_event_id)
     state, _ = await authorize(services.log, services.tokens, session_id, _session_token(ws))
+    await audited(services, session_id, ws, "session token")
     after = state.last_event_id
     if last_event_id:
         resume = parse_resume_id(last_event_id)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from deployments.api._auth import is_admin, token_of
 from deployments.api._deps import (
     ServicesDep,
+    audited,
     authorized_state,
     base_url,
     engine_choices,
@@ -23,9 +24,10 @@ from deployments.api._deps import (
 )
 from deployments.api._erasure import erase
 from deployments.api._errors import error_responses
-from pipeline.log import erased_receipt
+from pipeline.log import audit_entries, erased_receipt
 from pipeline.session import create_session, merge_settings
 from schemas import (
+    AuthError,
     ErasureReceipt,
     ErrorCode,
     SessionClosed,
@@ -113,7 +115,19 @@ async def erase_route(session_id: str, request: Request,
     if await erased_receipt(services.log, session_id) is None and not (
             await services.log.exists(session_id)):
         raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
+    await audited(services, session_id, request, by, "erase")
     return await erase(services, session_id, by=by)
+
+
+@router.get("/{session_id}/audit", responses=error_responses(401, 403, 422, 503))
+async def audit(session_id: str, request: Request, services: ServicesDep,
+                limit: int = 1000) -> list[dict[str, Any]]:
+    """Who read the session, how and when (every read through the API and the CLI, each
+    erasure), oldest first. An admin key only (``VOXLINE_API__ADMIN_KEYS``): it outlives
+    the session, erased too."""
+    if not is_admin(request):
+        raise AuthError.forbidden("the audit is read with an admin key")
+    return await audit_entries(services.log, session_id, count=max(1, min(limit, 10_000)))
 
 
 @router.post("/{session_id}/close", status_code=204,

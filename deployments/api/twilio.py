@@ -45,7 +45,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from deployments.api._auth import api_keys, check_api_key
-from deployments.api._deps import ServicesDep, base_url, engine_choices, socket_base
+from deployments.api._deps import ServicesDep, audited, base_url, engine_choices, socket_base
 from deployments.api._errors import error_responses
 from deployments.api._origin import is_loopback_host
 from deployments.api._services import Services, get_services
@@ -269,6 +269,7 @@ async def _open_call(
     if session_id is not None:
         state, _ = await authorize(services.log, services.tokens, session_id,
                                    parameters.get("token"))
+        await audited(services, session_id, connection, "session token")
         return await services.open_session(session_id, state=state)
     if not signed and api_keys(connection):
         raise AuthError("a stream without the webhook's session_id and token needs "

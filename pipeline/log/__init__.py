@@ -8,6 +8,7 @@ a session's state is a fold over its events (:func:`fold`).
 """
 
 from pipeline.log._records import AppendResult, LogPage
+from pipeline.log.audit import audit_entries, record_read
 from pipeline.log.call_leases import CallLeases
 from pipeline.log.consumer import Delivery, GroupReader, run_worker
 from pipeline.log.erasure import erase_from_log, erased_receipt
@@ -33,6 +34,7 @@ __all__ = [
     "StreamId",
     "ToolCallRecord",
     "TurnState",
+    "audit_entries",
     "create_redis",
     "erase_from_log",
     "erased_receipt",
@@ -40,5 +42,6 @@ __all__ = [
     "fold",
     "is_cluster",
     "message_tokens",
+    "record_read",
     "run_worker",
 ]

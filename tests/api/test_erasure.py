@@ -55,6 +55,12 @@ async def session_keys(redis_url: str, prefix: str, session_id: str) -> list[str
         await redis.aclose()
 
 
+def kept_on_purpose(left: list[str]) -> bool:
+    """Whether what is left of an erased session is only its tombstone and the audit's
+    entries of who read it (no content in either)."""
+    return all(":erased:" in key or ":audit ->" in key for key in left)
+
+
 async def a_turn(harness: Harness, session: SessionInfo) -> None:
     async with harness.client.connect(session) as conn:
         await conn.send_text("Tell me a story.")
@@ -76,7 +82,7 @@ async def test_an_erased_session_is_gone_everywhere_and_answers_session_erased(
     assert receipt["removed"]["events"] > 10 and receipt["removed"]["feed_entries"] >= 2
     assert not receipt["already"]
     left = await session_keys(redis_url, key_prefix, sid)
-    assert [k for k in left if ":erased:" not in k] == [], left  # only the tombstone
+    assert kept_on_purpose(left), left  # only the tombstone and the audit of its reads
     for method, path, body in [
         ("GET", f"/v1/sessions/{sid}", None),
         ("GET", f"/v1/sessions/{sid}/events?follow=false", None),
@@ -112,7 +118,7 @@ async def test_a_live_turn_is_cut_its_socket_closed_and_nothing_comes_back(
         assert ws.close_code == 4404 and ws.close_reason == "session_erased"
     await asyncio.sleep(0.3)  # anything still running would have written by now
     left = await session_keys(redis_url, key_prefix, sid)
-    assert [k for k in left if ":erased:" not in k] == [], left
+    assert kept_on_purpose(left), left
 
 
 async def test_only_the_sessions_token_or_an_admin_key_erases_it(
@@ -148,3 +154,30 @@ async def test_voxline_erase_does_it_from_the_command_line(
     response = await harness.client.http.get(f"/v1/sessions/{session.session_id}",
                                              headers=session.auth)
     assert response.json()["error"]["code"] == "session_erased"
+
+
+async def test_every_read_and_the_erasure_are_audited_and_admins_read_the_audit(
+    redis_url: str, key_prefix: str,
+) -> None:
+    api = ApiSettings(admin_keys=(SecretStr(ADMIN),))
+    async with call_api(redis_url, key_prefix, api=api) as harness:
+        http = harness.client.http
+        session = await harness.client.create_session()
+        await a_turn(harness, session)  # the socket: a read
+        sid = session.session_id
+        for path in (f"/v1/sessions/{sid}", f"/v1/sessions/{sid}/events?follow=false",
+                     f"/v1/sessions/{sid}/messages"):
+            assert (await http.get(path, headers=session.auth)).status_code == 200
+        settings: Any = Settings(redis_url=redis_url, log=harness.services.settings.log)
+        await erase_stored(sid, settings)
+        forbidden = await http.get(f"/v1/sessions/{sid}/audit", headers=session.auth)
+        assert forbidden.status_code == 403  # the session's own token reads no audit
+        audit = await http.get(f"/v1/sessions/{sid}/audit",
+                               headers={"Authorization": f"Bearer {ADMIN}"})
+        assert audit.status_code == 200
+        actions = [(e["action"], e["who"].split(" ")[0]) for e in audit.json()]
+    assert ("WS /v1/sessions/" + sid + "/ws", "session") in actions
+    assert [a for a, _ in actions[-4:]] == [
+        f"GET /v1/sessions/{sid}", f"GET /v1/sessions/{sid}/events",
+        f"GET /v1/sessions/{sid}/messages", "voxline erase"]
+    assert actions[-1][1].startswith("cli:")

@@ -39,7 +39,8 @@ FACADES = {
         "GroupReader",
         "LogFanout",
         "LogPage", "SessionState", "StreamId", "ToolCallRecord", "TurnState", "create_redis",
-        "feed_groups", "fold", "erase_from_log", "erased_receipt",
+        "feed_groups", "fold", "erase_from_log", "erased_receipt", "audit_entries",
+        "record_read",
         "is_cluster", "message_tokens", "run_worker",
     ],
     "pipeline.meters": [
