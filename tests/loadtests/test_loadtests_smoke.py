@@ -38,6 +38,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_eventlog": ("bench_eventlog",),
     "bench_answers": ("bench_answers_smoke",),
     "bench_tools": ("bench_tools_smoke",),
+    "bench_privacy": ("bench_privacy_smoke",),
     "bench_pipeline": ("bench_pipeline",),
     "bench_smart_turn": ("bench_smart_turn",),
     "bench_replica_acks": ("bench_replica_acks",),
