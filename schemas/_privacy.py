@@ -22,7 +22,7 @@ class ErasureReceipt(BaseModel):
         default_factory=dict,
         description="what was removed, by place: events (the stream's entries), "
         "feed_entries and pending (the background workers' pointers, acknowledged), "
-        "changes (live readers' pointers), metrics and tool_call_leases (keys), "
+        "changes (live readers' pointers), metrics (keys), data_key (encryption at rest), "
         "collection_grants, live_sessions (sockets closed on this replica)")
     already: bool = Field(default=False, description="erased before: this is that receipt")
     notes: tuple[str, ...] = Field(default=(), description="what erasure leaves, and why")

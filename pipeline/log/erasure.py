@@ -5,24 +5,23 @@ The order matters, so that nothing of the session can come back:
 1. the **tombstone** (``{prefix}:erased:{id}``, in the stream's slot) is set first: from
    that moment the append script refuses the session (``session_erased``), whichever
    Gateway replica still holds it live, and every read answers ``session_erased``;
-2. the **stream** is read for what its events name outside it (tool calls' leases), then
-   deleted, audio and all;
+2. the **stream** is deleted, audio and all (unlinked: Redis frees it in the background);
 3. the **feed** entries that point at it are acknowledged in every consumer group (no
    worker is left with a pending entry) and deleted; the **changes** entries (live
    readers' pointers) deleted;
-4. its **metrics** records and **tool-call leases** deleted;
+4. its **metrics** records deleted;
 5. the tombstone gets the receipt (counts, no content), kept ``erased_ttl_s``.
 
 Erasing twice returns the first receipt (``already``). Redis's own copies follow: a
 replica applies the deletes, AOF records them and rewrites without the data, an RDB
 snapshot taken after holds nothing (older snapshots and backups need encryption at rest,
 whose key erasure destroys). What stays: the leases of background workers (an owner's
-name, no content) lapse within their TTL.
+name, no content) lapse within their TTL, and so do the leases of its tool calls
+(``VOXLINE_TOOLS__LEASE_S``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -37,8 +36,8 @@ __all__ = ["erase_from_log", "erased_receipt"]
 
 #: feed entries read per round trip while looking for a session's
 _PAGE = 1000
-_LEFT = ("the leases of background workers (an owner's name, no content) lapse within "
-         "their TTL",)
+_LEFT = ("the leases of background workers and of tool calls (an owner's name, no "
+         "content) lapse within their TTL",)
 
 
 async def erased_receipt(log: EventLog, session_id: str) -> ErasureReceipt | None:
@@ -66,9 +65,8 @@ async def erase_from_log(log: EventLog, session_id: str, *, by: str,
                 return done.model_copy(update={"already": True})
         removed: dict[str, int] = {"data_key": shredded} if log.keystore else {}
         stream = keys.session(session_id)
-        calls = await _call_ids(log, session_id)
         removed["events"] = int(await redis.xlen(stream))
-        await redis.delete(stream)
+        await redis.unlink(stream)  # freed in the background: a long session's audio too
         feed = keys.feed_of(session_id)
         removed["feed_entries"], removed["pending"] = await _drop_entries(
             redis, feed, b"session", session_id.encode())
@@ -77,8 +75,6 @@ async def erase_from_log(log: EventLog, session_id: str, *, by: str,
         prefix = log.settings.key_prefix
         metrics = [f"{prefix}:metrics:{session_id}:{what}" for what in ("cursor", "recorded")]
         removed["metrics"] = sum([int(await redis.delete(key)) for key in metrics])
-        removed["tool_call_leases"] = sum([int(await redis.delete(keys.tool_call(session_id, c)))
-                                           for c in calls])
         removed.update(extra or {})
         receipt = ErasureReceipt(session_id=session_id, erased_ts=now_ms(), by=by,
                                  removed=removed, notes=_LEFT)
@@ -87,13 +83,6 @@ async def erase_from_log(log: EventLog, session_id: str, *, by: str,
     except RedisError as exc:
         raise EventLogError("the event log is unavailable; the erasure did not finish: "
                             "erase again (it goes on where it stopped)") from exc
-
-
-async def _call_ids(log: EventLog, session_id: str) -> list[str]:
-    """The ids of the session's tool calls (their leases live beside the stream)."""
-    return [json.loads(fields[b"data"])["call_id"]
-            async for _, fields in _entries(log.redis, log.keys.session(session_id))
-            if fields.get(b"type") == b"tool.call.started"]
 
 
 async def _drop_entries(redis: Redis | RedisCluster, stream: str, field: bytes,
