@@ -64,6 +64,15 @@ class EventLogSettings(BaseModel):
         default=None, description="encryption at rest: base64 of 32 random bytes")
     master_key_file: str | None = Field(
         default=None, description="encryption at rest: a file holding the master key")
+    retention_days: float | None = Field(
+        default=None, gt=0,
+        description="sessions older than this are erased (as DELETE /v1/sessions/{id} does: "
+        "data key, events, pointers, grants), swept by every Gateway every "
+        "retention_sweep_s; unset: kept until trimmed or expired",
+    )
+    retention_sweep_s: float = Field(
+        default=3600.0, gt=0, description="how often a Gateway looks for sessions past "
+        "retention_days")
     audit_maxlen: int = Field(
         default=1_000_000, ge=1000,
         description="entries the audit stream of session reads keeps (trimmed in steps)",

@@ -34,6 +34,7 @@ from pipeline.session import (
     RateLimiter,
     SessionEngines,
     SessionTokens,
+    sweep_forever,
 )
 from pipeline.tools import SearchDocuments, Toolbox
 from pipeline.tracing import DeliverySpans
@@ -92,7 +93,7 @@ class Services:
     readiness_monitor: ReadinessMonitor = field(init=False)
     #: WebRTC offers each client may make a minute (settings.webrtc.offers_per_minute)
     offers: RateLimiter = field(init=False)
-    _reporting: asyncio.Task[None] | None = None
+    _background: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # report, retention
 
     def __post_init__(self) -> None:
         self.log.on_append = self.meters.append_timed
@@ -230,14 +231,17 @@ class Services:
                                   readers=self.tails.subscribers, sessions=self.tails.streams)
 
     def start_reporting(self) -> None:
-        """Publish :meth:`report` every ``api.metrics_report_s`` until :meth:`aclose`: the
-        Metrics deployment serves every replica's on its endpoint."""
-        if self._reporting is None:
-            board = ReplicaBoard.for_interval(self.redis, self.settings.log.key_prefix,
-                                              self.settings.api.metrics_report_s)
-            self._reporting = asyncio.create_task(
-                board.publish_every(self.report, self.settings.api.metrics_report_s),
-                name="replica-report")
+        """Publish :meth:`report` every ``api.metrics_report_s`` (the Metrics deployment
+        serves it) and sweep sessions past ``log.retention_days``, until :meth:`aclose`."""
+        log, every = self.settings.log, self.settings.api.metrics_report_s
+        if "report" not in self._background:
+            board = ReplicaBoard.for_interval(self.redis, log.key_prefix, every)
+            self._background["report"] = asyncio.create_task(
+                board.publish_every(self.report, every), name="replica-report")
+        if log.retention_days is not None and "retention" not in self._background:
+            self._background["retention"] = asyncio.create_task(sweep_forever(
+                self.log, log.retention_days, log.retention_sweep_s,
+                collections=self.collections), name="retention")
 
     async def drain(self, grace_s: float, *, poll_s: float = 0.1) -> dict[str, int]:
         """The server is stopping: refuse new work (``server_draining``), give the turns
@@ -261,10 +265,10 @@ class Services:
 
     async def aclose(self) -> None:
         await self.readiness_monitor.aclose()
-        if self._reporting is not None:  # its report is withdrawn
-            self._reporting.cancel()
+        for task in self._background.values():  # its report is withdrawn
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reporting
+                await task
         for call in list(self.calls.values()):  # each releases its session
             with contextlib.suppress(Exception):
                 await call.hangup("shutdown")

@@ -35,6 +35,7 @@ from pipeline.session.evaluation import (
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession
 from pipeline.session.rate_limit import RateLimiter
+from pipeline.session.retention import expire_sessions, sweep_forever
 from pipeline.session.settings import EngineChoices, merge_settings
 from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
 from pipeline.session.turn_judge import judged_by, turn_detection
@@ -61,6 +62,7 @@ __all__ = [
     "endpoint_config",
     "ends_turn",
     "erase_session",
+    "expire_sessions",
     "follow_turn",
     "judged_by",
     "logged_input",
@@ -71,6 +73,7 @@ __all__ = [
     "replay_turn_ends",
     "score_against_truth",
     "sounds_unfinished",
+    "sweep_forever",
     "turn_detection",
     "turn_measures",
 ]

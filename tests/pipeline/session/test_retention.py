@@ -1,0 +1,38 @@
+"""Retention: sessions older than the setting are erased (receipt ``by: retention``),
+younger ones kept; on a standalone Redis and on the cluster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline.log import EventLog, erased_receipt
+from pipeline.session import create_session, expire_sessions
+from schemas import SessionSettings
+
+pytestmark = pytest.mark.redis
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    return both_redis_urls
+
+
+async def test_sessions_past_the_retention_are_erased_and_younger_ones_kept(
+    event_log: EventLog,
+) -> None:
+    old = await create_session(event_log, SessionSettings())
+    young = await create_session(event_log, SessionSettings())
+    now = time.time_ns() // 1_000_000
+    # seen from two days on, the first is older than a day; the second was made after it
+    erased = await expire_sessions(event_log, 1.0, now_ms=now + 2 * DAY_MS)
+    assert {r.session_id for r in erased} >= {old, young}
+    assert all(r.by == "retention" for r in erased)
+    assert await erased_receipt(event_log, old) is not None
+    assert not await event_log.exists(old)
+    third = await create_session(event_log, SessionSettings())
+    assert await expire_sessions(event_log, 1.0, now_ms=now) == []  # none a day old yet
+    assert await event_log.exists(third)
