@@ -44,6 +44,9 @@ class AudioData(EventData):
 
 class SessionCreatedData(EventData):
     settings: SessionSettings
+    tenant: str | None = Field(
+        default=None, description="the API key it was made with, as a digest (retention per "
+        "key); null without API keys")
 
 
 class SessionUpdatedData(EventData):

@@ -176,6 +176,12 @@ class ApiSettings(BaseModel):
         "needs 'Authorization: Bearer <key>', session tokens then go in X-Voxline-Token or "
         "?token=; empty: open",
     )
+    key_retention_days: tuple[float | None, ...] = Field(
+        default=(),
+        description="retention per API key (JSON list, in the order of keys; null: the "
+        "log's retention_days): the sessions made with a key are erased this many days after "
+        "they began",
+    )
     admin_keys: tuple[SecretStr, ...] = Field(
         default=(),
         description="API keys (JSON list; also keys of VOXLINE_API__KEYS) that may erase any "

@@ -31,7 +31,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.api._errors import error_response
-from schemas import AuthError
+from schemas import ApiSettings, AuthError
 
 
 def api_keys(connection: HTTPConnection) -> tuple[str, ...]:
@@ -78,13 +78,30 @@ def token_of(connection: HTTPConnection) -> str | None:
     return named or (None if api_keys(connection) else _bearer(connection))
 
 
+def key_digest(key: str) -> str:
+    """An API key as quotas, retention and the audit name it: a digest (nothing keeps a key)."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def client_of(connection: HTTPConnection) -> str:
     """Who a request counts against, for per-client quotas and rates: the API key shown
-    (a digest of it: nothing keeps a key), else the client's address."""
+    (its digest), else the client's address."""
     if api_keys(connection):
-        key = shown_key(connection) or ""
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        return key_digest(shown_key(connection) or "")
     return "addr:" + (connection.client.host if connection.client else "unknown")
+
+
+def retention_by_key(api: ApiSettings) -> dict[str, float]:
+    """``key_retention_days`` by the keys' digests (as sessions record their tenant)."""
+    return {key_digest(key.get_secret_value()): days
+            for key, days in zip(api.keys, api.key_retention_days, strict=False)
+            if days is not None}
+
+
+def tenant_of(connection: HTTPConnection) -> str | None:
+    """The API key a session is made with (its digest), for retention per key; ``None``
+    without API keys (an address is not kept)."""
+    return key_digest(shown_key(connection) or "") if api_keys(connection) else None
 
 
 def check_api_key(connection: HTTPConnection) -> None:

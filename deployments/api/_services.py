@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketState
 
+from deployments.api._auth import retention_by_key
 from deployments.api._readiness import ReadinessMonitor
 from pipeline.engines import Engine
 from pipeline.log import CallLeases, EventLog, LogFanout, SessionState
@@ -103,15 +104,12 @@ class Services:
         self.offers = RateLimiter(self.settings.webrtc.offers_per_minute, "call offers")
 
     async def open_session(
-        self,
-        session_id: str,
-        *,
-        create: SessionSettings | None = None,
-        state: SessionState | None = None,
-        with_audio: bool = True,
-        permit: Permit | None = None,
+        self, session_id: str, *, create: SessionSettings | None = None,
+        state: SessionState | None = None, with_audio: bool = True,
+        permit: Permit | None = None, tenant: str | None = None,
     ) -> LiveSession:
-        """A live session on the shared engines (text-only replies without ``with_audio``).
+        """A live session on the shared engines (text-only replies without ``with_audio``;
+        ``tenant``: a new one's API key digest).
 
         It takes a place among the replica's live sessions (``permit``, if the caller
         took it already), given back by :meth:`release`; past capacity
@@ -123,7 +121,7 @@ class Services:
             engines = replace(engines, tts=None)
         try:
             session = await LiveSession.open(
-                session_id, self.log, engines, create=create, state=state,
+                session_id, self.log, engines, create=create, state=state, tenant=tenant,
                 turn_config=self.turn_config, history=self.settings.history,
                 admission=self.admission, grounder=self.grounder, toolbox=self.toolbox,
                 max_buffer_s=self.settings.api.max_buffer_seconds,
@@ -238,9 +236,10 @@ class Services:
             board = ReplicaBoard.for_interval(self.redis, log.key_prefix, every)
             self._background["report"] = asyncio.create_task(
                 board.publish_every(self.report, every), name="replica-report")
-        if log.retention_days is not None and "retention" not in self._background:
+        tenants = retention_by_key(self.settings.api)
+        if (log.retention_days or tenants) and "retention" not in self._background:
             self._background["retention"] = asyncio.create_task(sweep_forever(
-                self.log, log.retention_days, log.retention_sweep_s,
+                self.log, log.retention_days, log.retention_sweep_s, tenants=tenants,
                 collections=self.collections), name="retention")
 
     async def drain(self, grace_s: float, *, poll_s: float = 0.1) -> dict[str, int]:

@@ -35,6 +35,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StrictBool
 
+from deployments.api._auth import tenant_of
 from deployments.api._deps import ServicesDep, authorized_state, engine_choices
 from deployments.api._errors import error_responses
 from deployments.api._services import Services
@@ -106,7 +107,7 @@ async def chat_stream(
     if body.session_id is None:
         settings = merge_settings(SessionSettings(), body.settings,
                                   await engine_choices(services))
-        session_id = await create_session(services.log, settings)
+        session_id = await create_session(services.log, settings, tenant_of(request))
         token = services.tokens.issue(session_id)
         headers["X-Voxline-Token"] = token
     else:

@@ -37,7 +37,7 @@ import json
 from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import accepted_subprotocol, check_api_key, token_of
+from deployments.api._auth import accepted_subprotocol, check_api_key, tenant_of, token_of
 from deployments.api._deps import audited
 from deployments.api._openai_events import (
     apply_client_event,
@@ -136,7 +136,8 @@ async def _open(
             raise ProtocolError("last_event_id needs the session_id it belongs to",
                                 code=ErrorCode.INVALID_EVENT_ID)
         session = await services.open_session(
-            new_session_id(), create=SessionSettings().merged(dict(OPENAI_AUDIO)))
+            new_session_id(), create=SessionSettings().merged(dict(OPENAI_AUDIO)),
+            tenant=tenant_of(ws))
         return (session, services.tokens.issue(session.session_id),
                 session.state.last_event_id)
     state, _ = await authorize(services.log, services.tokens, session_id, _session_token(ws))

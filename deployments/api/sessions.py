@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from deployments.api._auth import is_admin, token_of
+from deployments.api._auth import is_admin, tenant_of, token_of
 from deployments.api._deps import (
     ServicesDep,
     audited,
@@ -72,7 +72,7 @@ async def create(
     services.admission.check_draining()
     settings = merge_settings(SessionSettings(), (body or CreateSessionRequest()).settings,
                               await engine_choices(services))
-    session_id = await create_session(services.log, settings)
+    session_id = await create_session(services.log, settings, tenant_of(request))
     base = base_url(request, services)
     ws_base = socket_base(base)
     return SessionCreatedResponse(

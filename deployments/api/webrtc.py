@@ -38,6 +38,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from deployments.api._auth import tenant_of
 from deployments.api._calls import OFFER_BODY, answer_call, read_offer
 from deployments.api._deps import ServicesDep, authorized_state, engine_choices
 from deployments.api._errors import error_responses
@@ -86,7 +87,8 @@ async def create_call(request: Request, services: ServicesDep,
     settings = merge_settings(SessionSettings(),
                               {**_client_patch(services, config), **CALL_AUDIO},
                               await engine_choices(services))
-    session = await services.open_session(new_session_id(), create=settings)
+    session = await services.open_session(new_session_id(), create=settings,
+                                          tenant=tenant_of(request))
     translator = ServerTranslator(model=model)
     follow_session(translator, services, session)
     client = client_translator(services, session, audio_formats=False)

@@ -23,10 +23,11 @@ def new_turn_id() -> str:
     return f"turn_{uuid.uuid4().hex[:12]}"
 
 
-async def create_session(log: EventLog, settings: SessionSettings) -> str:
-    """Start a session with ``settings``; returns its id."""
+async def create_session(log: EventLog, settings: SessionSettings,
+                         tenant: str | None = None) -> str:
+    """Start a session with ``settings`` (``tenant``: the API key's digest it was made
+    with, for retention per key); returns its id."""
     session_id = new_session_id()
-    await log.append(
-        SessionCreated(session_id=session_id, data=SessionCreatedData(settings=settings))
-    )
+    await log.append(SessionCreated(session_id=session_id, data=SessionCreatedData(
+        settings=settings, tenant=tenant)))
     return session_id

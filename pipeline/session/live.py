@@ -130,10 +130,12 @@ class LiveSession:
         *,
         create: SessionSettings | None = None,
         state: SessionState | None = None,
+        tenant: str | None = None,
         **options: object,
     ) -> LiveSession:
         """Fold the session's log (or take ``state``, a fold the caller just made); with
-        ``create``, start a new session with those settings.
+        ``create``, start a new session with those settings (made with the API key whose
+        digest is ``tenant``, if any).
 
         An unknown session without ``create`` raises :class:`SessionError`.
         """
@@ -144,7 +146,8 @@ class LiveSession:
         session = cls(session_id, log, engines, state, **options)  # type: ignore[arg-type]
         if create is not None and not state.created:
             await session.emit(
-                SessionCreated(session_id=session_id, data=SessionCreatedData(settings=create))
+                SessionCreated(session_id=session_id,
+                               data=SessionCreatedData(settings=create, tenant=tenant))
             )
         elif not state.created:
             raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from deployments.api._auth import key_digest, retention_by_key
 from pipeline.log import create_redis
 from schemas import ApiSettings, Settings
 from tests.support.api_harness import Harness, call_api
@@ -181,3 +182,17 @@ async def test_every_read_and_the_erasure_are_audited_and_admins_read_the_audit(
         f"GET /v1/sessions/{sid}", f"GET /v1/sessions/{sid}/events",
         f"GET /v1/sessions/{sid}/messages", "voxline erase"]
     assert actions[-1][1].startswith("cli:")
+
+
+async def test_a_session_records_the_api_key_it_was_made_with_as_a_digest(
+    redis_url: str, key_prefix: str,
+) -> None:
+    api = ApiSettings(keys=(SecretStr("tenant-a"), SecretStr("tenant-b")),
+                      key_retention_days=(7.0, None))
+    async with call_api(redis_url, key_prefix, api=api) as harness:
+        made = await harness.client.http.post("/v1/sessions", json={},
+                                              headers={"Authorization": "Bearer tenant-a"})
+        [created] = await harness.services.log.read_all(made.json()["session_id"])
+    assert created.data.tenant == key_digest("tenant-a")  # type: ignore[union-attr]
+    assert "tenant-a" not in created.model_dump_json()
+    assert retention_by_key(api) == {key_digest("tenant-a"): 7.0}

@@ -36,3 +36,17 @@ async def test_sessions_past_the_retention_are_erased_and_younger_ones_kept(
     third = await create_session(event_log, SessionSettings())
     assert await expire_sessions(event_log, 1.0, now_ms=now) == []  # none a day old yet
     assert await event_log.exists(third)
+
+
+async def test_each_api_keys_sessions_keep_their_own_retention(event_log: EventLog) -> None:
+    short = await create_session(event_log, SessionSettings(), tenant="key:short")
+    long = await create_session(event_log, SessionSettings(), tenant="key:long")
+    anyone = await create_session(event_log, SessionSettings())
+    now = time.time_ns() // 1_000_000
+    erased = await expire_sessions(event_log, None, tenants={"key:short": 1.0, "key:long": 30},
+                                   now_ms=now + 2 * DAY_MS)
+    assert [r.session_id for r in erased] == [short]  # no retention for the others yet
+    erased = await expire_sessions(event_log, 10.0, tenants={"key:short": 1.0, "key:long": 30},
+                                   now_ms=now + 11 * DAY_MS)
+    assert [r.session_id for r in erased] == [anyone]  # the default; the long key's keeps
+    assert await event_log.exists(long)
