@@ -196,3 +196,28 @@ async def test_a_session_records_the_api_key_it_was_made_with_as_a_digest(
     assert created.data.tenant == key_digest("tenant-a")  # type: ignore[union-attr]
     assert "tenant-a" not in created.model_dump_json()
     assert retention_by_key(api) == {key_digest("tenant-a"): 7.0}
+
+
+async def test_a_resumed_socket_is_closed_by_an_erasure_and_cannot_resume_again(
+    harness: Harness,
+) -> None:
+    session = await harness.client.create_session()
+    await a_turn(harness, session)
+    events = await harness.services.log.read_all(session.session_id)
+    url = f"{session.ws_url}?token={session.token}"
+    async with connect(f"{url}&last_event_id={events[1].id}") as ws:  # resumed
+        await ws.recv()  # the replay goes on from there
+        erased = await harness.client.http.delete(f"/v1/sessions/{session.session_id}",
+                                                  headers=session.auth)
+        assert erased.json()["removed"]["live_sockets"] == 1
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(10):
+                async for _ in ws:
+                    pass
+        assert ws.close_code == 4404
+    async with connect(f"{url}&last_event_id={events[1].id}") as ws:
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(10):
+                async for _ in ws:
+                    pass
+        assert (ws.close_code, ws.close_reason) == (4404, "session_erased")
