@@ -94,6 +94,9 @@ class Trial:
     runs: int
     ended_as: str  # the call's end: output, failed:<code>
     answered: bool  # the turn went on to a reply after the call
+    #: the replica logged the call's end before it died (then nobody goes on with a reply
+    #: it did not finish: a reply cut without a call in flight is not recovered)
+    ended_before_kill: bool = False
 
 
 async def run_trial(redis_url: str, prefix: str, seed: int, *, idempotent: bool) -> Trial:
@@ -116,14 +119,16 @@ async def run_trial(redis_url: str, prefix: str, seed: int, *, idempotent: bool)
         if child.returncode is None:
             child.send_signal(signal.SIGKILL)
         await child.wait()
+        before = any(e.type in ("tool.call.output", "tool.call.failed")
+                     for e in await log.read_all(session_id))
         session = await _open(redis, prefix, session_id, idempotent, [["Your table is booked."]])
         try:
             async with asyncio.timeout(30):
-                while True:  # the call's end, and the reply after it
+                while True:  # the call's end, and the reply after it (when it was recovered)
                     events = await log.read_all(session_id)
                     ends = [e for e in events if e.type in ("tool.call.output",
                                                             "tool.call.failed")]
-                    if ends and events[-1].type == "response.done":
+                    if ends and (before or events[-1].type == "response.done"):
                         break
                     await asyncio.sleep(0.02)
         finally:
@@ -133,8 +138,8 @@ async def run_trial(redis_url: str, prefix: str, seed: int, *, idempotent: bool)
                     else f"failed:{end.data.code.value}")  # type: ignore[union-attr]
         bookings = int(await redis.get(f"{prefix}:bookings") or 0)
         runs = await redis.llen(f"{prefix}:runs")
-        answered = sum(e.type == "response.done" for e in events) >= 1
-        return Trial(seed, round(kill_after, 3), bookings, runs, ended_as, answered)
+        answered = any(e.type == "response.done" for e in events[events.index(end):])
+        return Trial(seed, round(kill_after, 3), bookings, runs, ended_as, answered, before)
     finally:
         if child.returncode is None:
             child.kill()

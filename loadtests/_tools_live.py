@@ -168,7 +168,8 @@ async def crash(redis_url: str, prefix: str, trials: int) -> dict[str, Any]:
     return {"trials": len(done), "duplicated_side_effects": sum(t.bookings > 1 for t in done),
             "missing_side_effects": sum(t.bookings < 1 for t in done),
             "run_again": sum(t.runs > 1 for t in done),
-            "answered": sum(t.answered for t in done)}
+            "answered": sum(t.answered for t in done),
+            "ended_before_kill": sum(t.ended_before_kill for t in done)}
 
 
 async def barge_in(redis_url: str, prefix: str, trials: int) -> dict[str, Any]:

@@ -33,7 +33,8 @@ async def test_an_idempotent_call_books_exactly_once_whenever_its_replica_dies(
 ) -> None:
     done = await trials(redis_url, f"{key_prefix}:i", TRIALS, idempotent=True)
     assert all(t.bookings == 1 for t in done), done
-    assert all(t.ended_as == "output" and t.answered for t in done), done
+    assert all(t.ended_as == "output" and (t.answered or t.ended_before_kill)
+               for t in done), done
     assert any(t.runs == 2 for t in done), done  # some were run again, booking once
 
 
@@ -41,7 +42,8 @@ async def test_any_other_call_is_never_run_twice_and_the_model_is_told(
     redis_url: str, key_prefix: str,
 ) -> None:
     done = await trials(redis_url, f"{key_prefix}:n", max(4, TRIALS // 3), idempotent=False)
-    assert all(t.runs <= 1 and t.bookings <= 1 and t.answered for t in done), done
+    assert all(t.runs <= 1 and t.bookings <= 1 and (t.answered or t.ended_before_kill)
+               for t in done), done
     interrupted = [t for t in done if t.ended_as == "failed:tool_interrupted"]
     assert interrupted and all(t.ended_as in ("output", "failed:tool_interrupted")
                                for t in done), done
