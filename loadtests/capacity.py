@@ -578,7 +578,9 @@ def main() -> None:
         smoke_reports()
         args.url, args.profile, args.replay, args.replay_recent = None, None, [], 0
         args.steps, args.step_s, args.settle_s, args.stagger_s = "1,2", 2.0, 0.1, 0.2
-        args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 120.0
+        # a guard, not a measure (under the smoke test's 240 s): the suite runs every smoke
+        # at once, and 120 s left too little for the calls phase on a busy machine
+        args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 200.0
         args.idle_sessions, args.idle_s, args.idle_baseline_s = 2, 1.0, 0.5
         args.idle_calls = 1
         args.bystander_s = 1.0
