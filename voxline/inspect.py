@@ -139,9 +139,9 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
 async def erase_stored(session_id: str, settings: Settings | None = None) -> ErasureReceipt:
     """Erase ``session_id`` from the Redis the server uses (``voxline erase``): a running
     Gateway's sockets of it close at their next write, which the log refuses."""
-    from pipeline.log import EventLog, create_redis, erased_receipt, record_read
+    from pipeline.log import EventLog, create_redis, record_read
     from pipeline.retrieval import CollectionStore
-    from pipeline.session import erase_session
+    from pipeline.session import erase_session, known_or_erased
 
     settings = settings or inspect_settings()
     if not settings.redis_url:
@@ -150,9 +150,7 @@ async def erase_stored(session_id: str, settings: Settings | None = None) -> Era
     store = CollectionStore(redis, settings.retrieval, settings.log.key_prefix)
     try:
         log = EventLog(redis, settings.log)
-        if await erased_receipt(log, session_id) is None and not await log.exists(session_id):
-            raise SessionError(f"no session {session_id!r} in the log (key prefix "
-                               f"{settings.log.key_prefix!r})", code=ErrorCode.SESSION_NOT_FOUND)
+        await known_or_erased(log, session_id)
         await record_read(log, session_id, "voxline erase", _cli_user())
         return await erase_session(log, session_id, by="voxline erase", collections=store)
     finally:

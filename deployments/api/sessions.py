@@ -24,15 +24,13 @@ from deployments.api._deps import (
 )
 from deployments.api._erasure import erase
 from deployments.api._errors import error_responses
-from pipeline.log import audit_entries, erased_receipt
-from pipeline.session import create_session, merge_settings
+from pipeline.log import audit_entries
+from pipeline.session import create_session, known_or_erased, merge_settings
 from schemas import (
     AuthError,
     ErasureReceipt,
-    ErrorCode,
     SessionClosed,
     SessionClosedData,
-    SessionError,
     SessionSettings,
 )
 
@@ -112,9 +110,7 @@ async def erase_route(session_id: str, request: Request,
     else:
         services.tokens.verify(session_id, token_of(request))
         by = "session token"
-    if await erased_receipt(services.log, session_id) is None and not (
-            await services.log.exists(session_id)):
-        raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
+    await known_or_erased(services.log, session_id)
     await audited(services, session_id, request, by, "erase")
     return await erase(services, session_id, by=by)
 

@@ -380,6 +380,7 @@ class EventLog:
                 raise _unavailable(exc) from exc
             reraise_lost_cancel()
             for _stream, entries in reply or ():
+                sealing = await self.data_key(session_id)  # once a read, not an entry
                 for entry_id, raw in entries:
                     number = entry_number(raw)
                     if number != expected:
@@ -389,7 +390,6 @@ class EventLog:
                         )
                     expected = number + 1
                     cursor = StreamId.parse(entry_id)
-                    sealing = await self.data_key(session_id)
                     yield decode_entry(session_id, entry_id, raw, sealing)
 
 

@@ -21,7 +21,7 @@ from pipeline.session.authorization import (
 )
 from pipeline.session.creation import create_session, new_session_id
 from pipeline.session.engines import SessionEngines
-from pipeline.session.erasure import erase_session
+from pipeline.session.erasure import erase_session, known_or_erased
 from pipeline.session.evaluation import (
     LoggedInput,
     Replay,
@@ -65,6 +65,7 @@ __all__ = [
     "expire_sessions",
     "follow_turn",
     "judged_by",
+    "known_or_erased",
     "logged_input",
     "merge_settings",
     "new_session_id",

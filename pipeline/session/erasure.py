@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from pipeline.log import EventLog, erase_from_log, erased_receipt
 from pipeline.retrieval import CollectionStore
-from schemas import ErasureReceipt
+from schemas import ErasureReceipt, ErrorCode, SessionError
 
-__all__ = ["erase_session"]
+__all__ = ["erase_session", "known_or_erased"]
+
+
+async def known_or_erased(log: EventLog, session_id: str) -> None:
+    """Raise ``session_not_found`` unless the session exists or was erased (erasing an
+    erased session returns its receipt; one that never was is not found)."""
+    if await erased_receipt(log, session_id) is None and not await log.exists(session_id):
+        raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
 
 
 async def erase_session(

@@ -92,7 +92,7 @@ FACADES = {
         "SessionEngines",
         "SessionTokens", "SpeechInput", "TURN_ENDS", "authorize", "create_session",
         "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
-        "erase_session", "expire_sessions", "sweep_forever",
+        "erase_session", "expire_sessions", "sweep_forever", "known_or_erased",
         "merge_settings", "new_session_id", "parse_event_id",
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
