@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from pipeline.turn import CallGatherer
 from schemas import (
     ApiSettings,
     ErrorCode,
@@ -138,20 +139,17 @@ class ReplyCalls:
     """The calls of a reply, gathered from the model's :class:`ToolCallDelta` pieces."""
 
     def __init__(self) -> None:
-        self._calls: dict[int, dict[str, str]] = {}
+        self._calls = CallGatherer()  # the pieces gathered as a turn gathers them
 
     def add(self, delta: ToolCallDelta) -> dict[str, Any]:
         """Take one piece; what a stream sends for it (a ``delta.tool_calls`` item)."""
-        call = self._calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+        self._calls.add(delta)
         piece: dict[str, Any] = {"index": delta.index}
         if delta.id is not None:
-            call["id"] = delta.id
             piece.update(id=delta.id, type="function")
         function: dict[str, str] = {}
         if delta.name is not None:
-            call["name"] = delta.name
             function["name"] = delta.name
-        call["arguments"] += delta.arguments
         function["arguments"] = delta.arguments
         piece["function"] = function
         return piece
@@ -160,9 +158,9 @@ class ReplyCalls:
         return bool(self._calls)
 
     def calls(self) -> list[CompletionToolCall]:
-        return [CompletionToolCall(id=c["id"], function=FunctionCall(
-            name=c["name"], arguments=c["arguments"] or "{}"))
-            for _, c in sorted(self._calls.items())]
+        return [CompletionToolCall(id=call_id, function=FunctionCall(
+            name=name, arguments=arguments or "{}"))
+            for call_id, name, arguments in self._calls.gathered()]
 
 
 def _bad(message: str, param: str) -> ProtocolError:

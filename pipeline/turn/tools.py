@@ -106,6 +106,11 @@ class CallGatherer:
     def __bool__(self) -> bool:
         return bool(self._calls)
 
+    def gathered(self) -> list[tuple[str, str, str]]:
+        """(id, name, arguments) of each call, in the reply's order, as the pieces said."""
+        return [(call_id, name, arguments)
+                for _, (call_id, name, arguments) in sorted(self._calls.items())]
+
     def calls(self) -> list[ToolCall]:
         """The calls, in the reply's order (a call the model gave no id gets one); a call
         no tool could take (a name that is none, arguments past the bound) fails the
@@ -113,7 +118,7 @@ class CallGatherer:
         try:
             return [ToolCall(id=call_id or new_call_id(), name=name,
                              arguments=arguments or "{}")
-                    for _, (call_id, name, arguments) in sorted(self._calls.items())]
+                    for call_id, name, arguments in self.gathered()]
         except ValidationError as exc:
             raise EngineError(f"the model's tool call cannot be taken: {exc.errors()[0]['msg']}",
                               code=ErrorCode.LLM_FAILED, stage="llm",
