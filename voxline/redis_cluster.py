@@ -167,11 +167,15 @@ def _form(cluster: RedisClusterServers, replicas_per_primary: int, deadline: flo
         seed = clients[cluster.primaries[0].port]
         for node in cluster.nodes[1:]:
             _command(seed, "CLUSTER", "MEET", "127.0.0.1", node.port)
+        everyone = set(ids.values())
         _until(deadline, "every node to know every other",
-               lambda: all(_known(client) == len(clients) for client in clients.values()))
+               lambda: all(knows_all(_nodes(client), everyone) for client in clients.values()))
         for index, replica in enumerate(cluster.replicas):
             primary = cluster.primaries[index // replicas_per_primary]
-            _command(clients[replica.port], "CLUSTER", "REPLICATE", ids[primary.port])
+            # retried: a node may still be settling its view ("Unknown node" meanwhile)
+            _until(deadline, f"the node on {replica.port} to replicate {primary.port}",
+                   lambda r=replica, p=primary: _command(
+                       clients[r.port], "CLUSTER", "REPLICATE", ids[p.port]))
         _until(deadline, "cluster_state:ok and replicas in sync",
                lambda: all(_ready(client) for client in clients.values()))
     finally:
@@ -183,9 +187,22 @@ def _command(client: Redis, *args: str | int) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-def _known(client: Redis) -> int:
-    lines = str(_command(client, "CLUSTER", "NODES")).splitlines()
-    return sum(1 for line in lines if line.strip() and " connected" in line)
+def _nodes(client: Redis) -> str:
+    return str(_command(client, "CLUSTER", "NODES"))
+
+
+def knows_all(cluster_nodes: str, ids: set[str]) -> bool:
+    """Whether a node's ``CLUSTER NODES`` lists every id of ``ids`` as a connected node
+    past its handshake. A node still in its handshake is listed under a temporary id
+    (flag ``handshake``), and its link may already say ``connected``: counting lines
+    then counted it, and a ``REPLICATE`` naming its real id failed "Unknown node"."""
+    known = set()
+    for line in cluster_nodes.splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and fields[7] == "connected" and not {
+                "handshake", "noaddr", "fail"} & set(fields[2].split(",")):
+            known.add(fields[0])
+    return ids <= known
 
 
 def _ready(client: Redis) -> bool:

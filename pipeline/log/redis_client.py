@@ -38,6 +38,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from pipeline.log._cluster_client import BoundedCluster
 from schemas import ConfigurationError, RedisSettings
 
 CLUSTER_SCHEME = "redis+cluster://"
@@ -51,7 +52,9 @@ class SafeConnection(Connection):
     * **A socket closed under it is a connection error.** redis-py's cluster client
       closes a node's free connections after a connection error on that node (and all of
       them on CLUSTERDOWN) while other tasks may have just taken them; their write then
-      fails with ``AttributeError: 'NoneType' object has no attribute 'writelines'``,
+      fails with ``AttributeError: 'NoneType' object has no attribute 'writelines'``
+      (on CPython 3.12, a write into a transport being closed raises ``TypeError:
+      'NoneType' object is not callable`` from asyncio's ``writelines``, gh-136234),
       which nothing retries. As a :class:`ConnectionError` it is retried by the client's
       own policy, on a fresh socket, like any dropped connection.
     * **A cancel is never lost in a write.** With a socket timeout every write runs in
@@ -67,14 +70,18 @@ class SafeConnection(Connection):
         cancels = task.cancelling() if task is not None else 0
         try:
             await super().send_packed_command(command, check_health)
-        except AttributeError as exc:
-            if self.is_connected:
+        except (AttributeError, TypeError) as exc:
+            if self.is_connected and not self._transport_closing():
                 raise  # not the race above: a bug, let it show
             await self.disconnect(nowait=True)
             raise RedisConnectionError("the connection was closed while in use") from exc
         if task is not None and task.cancelling() > cancels:
             await self.disconnect(nowait=True)
             raise asyncio.CancelledError
+
+    def _transport_closing(self) -> bool:
+        writer = self._writer
+        return writer is None or writer.transport.is_closing()
 
 
 class SafeSentinelConnection(SafeConnection, SentinelManagedConnection):
@@ -187,7 +194,9 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
 
     Its pool is bounded (``max_connections``) and *blocking*: past the bound a command
     waits up to ``socket_timeout_s`` for a free connection instead of failing at once
-    with "Too many connections", so a burst (300 sockets opening together) queues.
+    with "Too many connections", so a burst (300 sockets opening together) queues. A
+    cluster client waits the same way (:class:`BoundedCluster`; redis-py's own fails
+    past a node's pool).
     """
     settings = settings or RedisSettings()
     nodes = cluster_nodes(url)
@@ -196,9 +205,10 @@ def create_redis(url: str, settings: RedisSettings | None = None) -> Redis:
         return _sentinel_master(sentinel, settings)
     if nodes is not None:
         username, password = _credentials(url[len(CLUSTER_SCHEME):].split("/", 1)[0])
-        cluster = RedisCluster(
+        cluster = BoundedCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-            max_connections=settings.max_connections,  # per node
+            max_connections=settings.max_connections,  # per node, and waited for
+            wait_s=settings.socket_timeout_s,
             username=username,
             password=password,
             **_connection_options(settings),
