@@ -139,16 +139,19 @@ from schemas._retrieval import (
 )
 from schemas._retrieval_settings import RetrievalSettings
 from schemas._session import (
+    REDACT_KINDS,
     SUPPORTED_SAMPLE_RATES,
     AudioFormat,
     CancelReason,
     InputAudioFormat,
+    RedactKind,
     ResponseMode,
     ResponseStatus,
     SamplingSettings,
     SessionSettings,
     SttMode,
     primary_language,
+    redact_union,
 )
 from schemas._settings import (
     AdmissionSettings,
@@ -193,6 +196,7 @@ __all__ = [
     "MAX_TOOL_OUTPUT_CHARS",
     "MAX_TOP_K",
     "MCP_SEPARATOR",
+    "REDACT_KINDS",
     "SUPPORTED_SAMPLE_RATES",
     "AdmissionSettings",
     "ApiSettings",
@@ -245,6 +249,7 @@ __all__ = [
     "NarrationReadyData",
     "OverloadedError",
     "ProtocolError",
+    "RedactKind",
     "RedisSettings",
     "ResponseAudioChunk",
     "ResponseAudioDone",
@@ -335,6 +340,7 @@ __all__ = [
     "parse_event",
     "primary_language",
     "protocol_json_schema",
+    "redact_union",
     "root_span_id",
     "trace_id",
 ]

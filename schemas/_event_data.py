@@ -15,6 +15,7 @@ from schemas._retrieval import Citation, RetrievalStrategy
 from schemas._session import (
     AudioFormat,
     CancelReason,
+    RedactKind,
     ResponseMode,
     ResponseStatus,
     SessionSettings,
@@ -42,15 +43,20 @@ class AudioData(EventData):
 # ---- payloads -------------------------------------------------------------------------
 
 
-class SessionCreatedData(EventData):
+class _SettingsData(EventData):
     settings: SessionSettings
+    redact_required: tuple[RedactKind, ...] = Field(
+        default=(), description="redaction the session's API key requires "
+        "(VOXLINE_API__KEY_REDACT): always in settings.redact, whatever session.update says")
+
+
+class SessionCreatedData(_SettingsData):
     tenant: str | None = Field(
         default=None, description="the API key it was made with, as a digest (retention per "
         "key); null without API keys")
 
 
-class SessionUpdatedData(EventData):
-    settings: SessionSettings
+class SessionUpdatedData(_SettingsData):
     changed: tuple[str, ...] = ()
 
 

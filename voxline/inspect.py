@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -158,6 +159,22 @@ async def erase_stored(session_id: str, settings: Settings | None = None) -> Era
         await redis.aclose()
 
 
+async def read_audit(session_id: str | None, settings: Settings | None = None, *,
+                     limit: int = 100) -> list[dict[str, Any]]:
+    """The newest ``limit`` audit entries (of ``session_id``, or of every session), oldest
+    first (``voxline audit``); an erased session's entries are still there."""
+    from pipeline.log import EventLog, audit_entries, create_redis
+
+    settings = settings or inspect_settings()
+    if not settings.redis_url:
+        raise ConfigurationError("no Redis URL to read the audit from")
+    redis = create_redis(settings.redis_url, settings.redis)
+    try:
+        return await audit_entries(EventLog(redis, settings.log), session_id, count=limit)
+    finally:
+        await redis.aclose()
+
+
 def _cli_user() -> str:
     """Who the CLI reads as, for the audit: the user and the host."""
     import getpass
@@ -179,7 +196,8 @@ def _measures(events: Sequence[Event], state: SessionState) -> dict[str, TurnMea
     return {turn.turn_id: turn for turn in scan.turns}
 
 
-def _clock(ts: int) -> str:
+def utc_clock(ts: int) -> str:
+    """A log time (ms since the epoch) as people read it."""
     return datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -193,7 +211,7 @@ def session_table(record: SessionRecord, *, excerpt_chars: int = 48) -> Table:
     first, last = events[0], events[-1]
     caption = [
         f"{len(state.turns)} turns, {state.event_count} events, "
-        f"{_clock(first.ts)} → {_clock(last.ts)}" + (", closed" if state.closed else ""),
+        f"{utc_clock(first.ts)} → {utc_clock(last.ts)}" + (", closed" if state.closed else ""),
         "stages in ms from event timestamps; v2v = vad tail (estimated) + ttfa",
     ]
     if record.horizon:

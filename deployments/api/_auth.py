@@ -31,6 +31,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.api._errors import error_response
+from pipeline.session import Tenant
 from schemas import ApiSettings, AuthError
 
 
@@ -98,10 +99,17 @@ def retention_by_key(api: ApiSettings) -> dict[str, float]:
             if days is not None}
 
 
-def tenant_of(connection: HTTPConnection) -> str | None:
-    """The API key a session is made with (its digest), for retention per key; ``None``
-    without API keys (an address is not kept)."""
-    return key_digest(shown_key(connection) or "") if api_keys(connection) else None
+def tenant_of(connection: HTTPConnection) -> Tenant | None:
+    """The API key a session is made with: its digest (retention per key) and the
+    redaction the operator requires of it (``key_redact``); ``None`` without API keys
+    (an address is not kept)."""
+    if not api_keys(connection):
+        return None
+    shown = shown_key(connection) or ""
+    api: ApiSettings = connection.scope["app"].state.services.settings.api
+    redact = next((kinds or () for key, kinds in zip(api.keys, api.key_redact, strict=False)
+                   if hmac.compare_digest(shown.encode(), key.get_secret_value().encode())), ())
+    return Tenant(key_digest(shown), redact)
 
 
 def check_api_key(connection: HTTPConnection) -> None:

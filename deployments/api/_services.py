@@ -35,6 +35,7 @@ from pipeline.session import (
     RateLimiter,
     SessionEngines,
     SessionTokens,
+    Tenant,
     sweep_forever,
 )
 from pipeline.tools import SearchDocuments, Toolbox
@@ -106,10 +107,10 @@ class Services:
     async def open_session(
         self, session_id: str, *, create: SessionSettings | None = None,
         state: SessionState | None = None, with_audio: bool = True,
-        permit: Permit | None = None, tenant: str | None = None,
+        permit: Permit | None = None, tenant: Tenant | None = None,
     ) -> LiveSession:
         """A live session on the shared engines (text-only replies without ``with_audio``;
-        ``tenant``: a new one's API key digest).
+        ``tenant``: the API key a new one is made with).
 
         It takes a place among the replica's live sessions (``permit``, if the caller
         took it already), given back by :meth:`release`; past capacity

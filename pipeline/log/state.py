@@ -27,6 +27,7 @@ from schemas import (
     InputAudio,
     InputText,
     NarrationReady,
+    RedactKind,
     ResponseAudioChunk,
     ResponseCancelled,
     ResponseCitations,
@@ -199,6 +200,9 @@ class TurnState(BaseModel):
 class SessionState(BaseModel):
     session_id: str
     settings: SessionSettings = Field(default_factory=SessionSettings)
+    #: redaction the session's API key requires (``session.created``, carried forward by
+    #: each ``session.updated`` so a trimmed log keeps it)
+    redact_required: tuple[RedactKind, ...] = ()
     created: bool = False
     closed: bool = False
     turns: dict[str, TurnState] = Field(default_factory=dict)
@@ -216,6 +220,7 @@ class SessionState(BaseModel):
         match event:
             case SessionCreated() | SessionUpdated():
                 self.settings = event.data.settings
+                self.redact_required = event.data.redact_required
                 self.created = True
             case SessionClosed():
                 self.closed = True

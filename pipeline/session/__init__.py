@@ -19,7 +19,7 @@ from pipeline.session.authorization import (
     closed_error,
     parse_event_id,
 )
-from pipeline.session.creation import create_session, new_session_id
+from pipeline.session.creation import Tenant, create_session, new_session_id
 from pipeline.session.engines import SessionEngines
 from pipeline.session.erasure import erase_session, known_or_erased
 from pipeline.session.evaluation import (
@@ -54,6 +54,7 @@ __all__ = [
     "SessionEngines",
     "SessionTokens",
     "SpeechInput",
+    "Tenant",
     "TurnEnd",
     "authorize",
     "check_cursor",

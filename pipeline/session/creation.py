@@ -8,9 +8,31 @@ and validated (:func:`pipeline.session.merge_settings`).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from pipeline.log import EventLog
-from schemas import SessionCreated, SessionCreatedData, SessionSettings
+from schemas import RedactKind, SessionCreated, SessionCreatedData, SessionSettings, redact_union
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """The API key a session is made with, as the session keeps it: the key's digest
+    (retention per key; the key itself is kept nowhere) and the redaction the operator
+    requires of the key's sessions (``VOXLINE_API__KEY_REDACT``)."""
+
+    digest: str
+    redact: tuple[RedactKind, ...] = ()
+
+
+def created_data(settings: SessionSettings, tenant: Tenant | None) -> SessionCreatedData:
+    """``session.created``'s data: ``settings`` with the tenant's required redaction
+    added (a session may redact more, never less), the tenant's digest recorded."""
+    if tenant is None:
+        return SessionCreatedData(settings=settings)
+    redact = redact_union(settings.redact, tenant.redact)
+    return SessionCreatedData(
+        settings=settings.model_copy(update={"redact": redact}) if redact != settings.redact
+        else settings, tenant=tenant.digest, redact_required=tenant.redact)
 
 
 def new_session_id() -> str:
@@ -24,10 +46,9 @@ def new_turn_id() -> str:
 
 
 async def create_session(log: EventLog, settings: SessionSettings,
-                         tenant: str | None = None) -> str:
-    """Start a session with ``settings`` (``tenant``: the API key's digest it was made
-    with, for retention per key); returns its id."""
+                         tenant: Tenant | None = None) -> str:
+    """Start a session with ``settings`` (``tenant``: the API key it was made with);
+    returns its id."""
     session_id = new_session_id()
-    await log.append(SessionCreated(session_id=session_id, data=SessionCreatedData(
-        settings=settings, tenant=tenant)))
+    await log.append(SessionCreated(session_id=session_id, data=created_data(settings, tenant)))
     return session_id

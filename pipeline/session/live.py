@@ -33,7 +33,7 @@ from pipeline.privacy import redacted_for
 from pipeline.retrieval import Grounder
 from pipeline.session.admission import Admission
 from pipeline.session.call_recovery import CallRecovery
-from pipeline.session.creation import new_turn_id
+from pipeline.session.creation import Tenant, created_data, new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
 from pipeline.session.reply_source import ReplySource
@@ -68,7 +68,6 @@ from schemas import (
     SessionClosed,
     SessionClosedData,
     SessionCreated,
-    SessionCreatedData,
     SessionError,
     SessionSettings,
     SessionUpdate,
@@ -78,6 +77,7 @@ from schemas import (
     ToolCallOutputData,
     ToolOutput,
     VoxlineError,
+    redact_union,
 )
 
 
@@ -130,12 +130,12 @@ class LiveSession:
         *,
         create: SessionSettings | None = None,
         state: SessionState | None = None,
-        tenant: str | None = None,
+        tenant: Tenant | None = None,
         **options: object,
     ) -> LiveSession:
         """Fold the session's log (or take ``state``, a fold the caller just made); with
-        ``create``, start a new session with those settings (made with the API key whose
-        digest is ``tenant``, if any).
+        ``create``, start a new session with those settings (made with the API key
+        ``tenant``, if any).
 
         An unknown session without ``create`` raises :class:`SessionError`.
         """
@@ -147,7 +147,7 @@ class LiveSession:
         if create is not None and not state.created:
             await session.emit(
                 SessionCreated(session_id=session_id,
-                               data=SessionCreatedData(settings=create, tenant=tenant))
+                               data=created_data(create, tenant))
             )
         elif not state.created:
             raise SessionError(f"no session {session_id!r}", code=ErrorCode.SESSION_NOT_FOUND)
@@ -231,11 +231,16 @@ class LiveSession:
         """Merge ``patch`` into the settings (``session.updated``); the speech input is
         rebuilt when a setting it is built from changed."""
         settings = merge_settings(self.settings, patch)
+        required = self.state.redact_required  # the API key's: never removed by an update
+        if required:
+            settings = settings.model_copy(
+                update={"redact": redact_union(settings.redact, required)})
         await self.voice.settings_changed(settings)
         await self.emit(
             SessionUpdated(
                 session_id=self.session_id,
-                data=SessionUpdatedData(settings=settings, changed=tuple(sorted(patch))),
+                data=SessionUpdatedData(settings=settings, changed=tuple(sorted(patch)),
+                                        redact_required=required),
             )
         )
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -20,6 +21,7 @@ from deployments.api._auth import key_digest, retention_by_key
 from pipeline.log import create_redis
 from schemas import ApiSettings, Settings
 from tests.support.api_harness import Harness, call_api
+from voxline.cli import app
 from voxline.client import SessionInfo
 from voxline.inspect import erase_stored
 
@@ -177,6 +179,15 @@ async def test_every_read_and_the_erasure_are_audited_and_admins_read_the_audit(
                                headers={"Authorization": f"Bearer {ADMIN}"})
         assert audit.status_code == 200
         actions = [(e["action"], e["who"].split(" ")[0]) for e in audit.json()]
+        env = {"VOXLINE_REDIS_URL": redis_url, "VOXLINE_LOG__KEY_PREFIX": key_prefix}
+        printed = await asyncio.to_thread(CliRunner().invoke, app, ["audit", sid, "--json"],
+                                          env=env)
+        table = await asyncio.to_thread(CliRunner().invoke, app, ["audit", "--limit", "1"],
+                                        env={**env, "COLUMNS": "300"})
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output) == audit.json()  # the CLI reads what the API does
+    assert table.exit_code == 0, table.output
+    assert "voxline erase" in table.output and "(1 entry)" in table.output
     assert ("WS /v1/sessions/" + sid + "/ws", "session") in actions
     assert [a for a, _ in actions[-4:]] == [
         f"GET /v1/sessions/{sid}", f"GET /v1/sessions/{sid}/events",
@@ -196,6 +207,23 @@ async def test_a_session_records_the_api_key_it_was_made_with_as_a_digest(
     assert created.data.tenant == key_digest("tenant-a")  # type: ignore[union-attr]
     assert "tenant-a" not in created.model_dump_json()
     assert retention_by_key(api) == {key_digest("tenant-a"): 7.0}
+
+
+async def test_a_keys_required_redaction_is_in_every_session_made_with_it(
+    redis_url: str, key_prefix: str,
+) -> None:
+    api = ApiSettings(keys=(SecretStr("bank"), SecretStr("shop")),
+                      key_redact=(("card", "iban"), None))
+    async with call_api(redis_url, key_prefix, api=api) as harness:
+        made = {key: await harness.client.http.post(
+            "/v1/sessions", json={"settings": {"redact": ["email"]}},
+            headers={"Authorization": f"Bearer {key}"}) for key in ("bank", "shop")}
+        created = {key: (await harness.services.log.read_all(
+            response.json()["session_id"]))[0].data for key, response in made.items()}
+    assert created["bank"].settings.redact == ("email", "card", "iban")  # type: ignore[union-attr]
+    assert created["bank"].redact_required == ("card", "iban")  # type: ignore[union-attr]
+    assert created["shop"].settings.redact == ("email",)  # type: ignore[union-attr]
+    assert created["shop"].redact_required == ()  # type: ignore[union-attr]
 
 
 async def test_a_resumed_socket_is_closed_by_an_erasure_and_cannot_resume_again(

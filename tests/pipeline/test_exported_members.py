@@ -90,7 +90,7 @@ FACADES = {
     "pipeline.session": [
         "Admission", "EngineChoices", "FRAME_QUEUE", "LiveSession", "Permit", "RateLimiter",
         "SessionEngines",
-        "SessionTokens", "SpeechInput", "TURN_ENDS", "authorize", "create_session",
+        "SessionTokens", "SpeechInput", "TURN_ENDS", "Tenant", "authorize", "create_session",
         "endpoint_config", "ends_turn", "check_cursor", "closed_error", "follow_turn",
         "erase_session", "expire_sessions", "sweep_forever", "known_or_erased",
         "merge_settings", "new_session_id", "parse_event_id",

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline.log import EventLog, erased_receipt
-from pipeline.session import create_session, expire_sessions
+from pipeline.session import Tenant, create_session, expire_sessions
 from schemas import SessionSettings
 
 pytestmark = pytest.mark.redis
@@ -39,8 +39,8 @@ async def test_sessions_past_the_retention_are_erased_and_younger_ones_kept(
 
 
 async def test_each_api_keys_sessions_keep_their_own_retention(event_log: EventLog) -> None:
-    short = await create_session(event_log, SessionSettings(), tenant="key:short")
-    long = await create_session(event_log, SessionSettings(), tenant="key:long")
+    short = await create_session(event_log, SessionSettings(), tenant=Tenant("key:short"))
+    long = await create_session(event_log, SessionSettings(), tenant=Tenant("key:long"))
     anyone = await create_session(event_log, SessionSettings())
     now = time.time_ns() // 1_000_000
     erased = await expire_sessions(event_log, None, tenants={"key:short": 1.0, "key:long": 30},

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.audio import EndpointConfig
 from pipeline.log import EventLog
-from pipeline.session import LiveSession, SessionEngines, logged_input
+from pipeline.session import LiveSession, SessionEngines, Tenant, logged_input
 from schemas import SessionSettings
 from tests.support.audio_fixtures import tone
 from tests.support.engines import EnergyVAD, RecordingLLM, ScriptedSTT, ScriptedTTS
@@ -84,3 +84,30 @@ async def test_store_audio_off_keeps_the_utterances_timing_not_its_sound(
     assert transcript_lines(record)[0] == "user: hello there [its audio was not kept]"
     assert logged_input(record.session_id, record.events) is None
     await session.close()
+
+
+async def test_an_api_keys_required_redaction_holds_whatever_the_session_updates(
+    event_log: EventLog, key_prefix: str,
+) -> None:
+    sid = f"{key_prefix}tenant"
+    session = await LiveSession.open(
+        sid, event_log, SessionEngines(llm=RecordingLLM(["Noted."])),
+        create=SessionSettings(redact=("email",)), tenant=Tenant("key:bank", ("card",)))
+    assert session.settings.redact == ("email", "card")  # the session's and the key's
+    await session.update_settings({"redact": []})
+    assert session.settings.redact == ("card",)  # the session's own went; the key's stayed
+    await session.submit_text("Charge 4111 1111 1111 1111 and mail jane@example.com.")
+    await collect_until(session, "response.done")
+    await session.close()
+
+    logged = await event_log.read_all(sid)
+    [typed] = [e.data.text for e in logged if e.type == "input.text"]  # type: ignore[union-attr]
+    assert typed == "Charge [card] and mail jane@example.com."
+    created = logged[0].data
+    assert (created.tenant, created.redact_required) == (  # type: ignore[union-attr]
+        "key:bank", ("card",))
+    again = await LiveSession.open(sid, event_log, SessionEngines(llm=RecordingLLM(["Ok."])))
+    assert again.state.redact_required == ("card",)  # another replica folds it from the log
+    await again.update_settings({"redact": ["iban"]})
+    assert again.settings.redact == ("card", "iban")
+    await again.close()

@@ -1,0 +1,192 @@
+"""The ``voxline`` commands that read (or erase) logged sessions: stats, trace, replay
+and its turn-taking evaluation, erase, and the audit of who read what. Each read is
+recorded in the audit as the CLI's user (:mod:`voxline.inspect`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from voxline._cli_app import app, console, fail, plain_errors, say
+
+RedisUrl = Annotated[str | None, typer.Option(
+    help="the Redis holding the sessions (default: VOXLINE_REDIS_URL, else the one the "
+    "running 'voxline serve' recorded)")]
+
+
+@app.command()
+def stats(
+    session: Annotated[str, typer.Argument(help="the session id")],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Print one session's timeline from its log: per turn, the stages' latencies (ms)."""
+    import asyncio
+
+    from voxline.inspect import inspect_settings, read_session, session_table
+
+    with plain_errors():
+        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
+    console.print(session_table(record))
+
+
+@app.command()
+def erase(
+    session: Annotated[str, typer.Argument(help="the session id")],
+    redis_url: RedisUrl = None,
+    yes: Annotated[bool, typer.Option("--yes", help="erase without asking")] = False,
+) -> None:
+    """Erase a session everywhere (its events, audio, pointers, grants) and print the
+    receipt: what was removed, where. Erasing again prints the same receipt."""
+    import asyncio
+
+    from voxline.inspect import erase_stored, inspect_settings
+
+    if not yes and not typer.confirm(f"erase session {session} everywhere, for good?"):
+        raise typer.Exit(1)
+    with plain_errors():
+        receipt = asyncio.run(erase_stored(session, inspect_settings(redis_url)))
+    console.print_json(receipt.model_dump_json())
+
+
+@app.command()
+def trace(
+    session: Annotated[str, typer.Argument(help="the session id")],
+    turn: Annotated[str | None, typer.Argument(help="one turn's id (default: every turn)")] = None,
+    otlp_json: Annotated[Path | None, typer.Option(
+        "--otlp-json", help="write the spans as OTLP JSON to this file (for a collector's "
+        "/v1/traces, Jaeger, Tempo) instead of drawing them")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Draw a logged turn's trace: its stages as spans, from the log's timestamps alone."""
+    import asyncio
+    import json
+
+    from pipeline.tracing import otlp_json as to_otlp
+    from voxline.inspect import inspect_settings, read_session
+    from voxline.trace import session_traces, waterfall
+
+    with plain_errors():
+        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
+    traces = session_traces(record, turn)
+    if not traces:
+        fail(f"{'no turn ' + repr(turn) if turn else 'no turn'} in session {session}")
+    if otlp_json is not None:
+        otlp_json.write_text(json.dumps(to_otlp(traces), indent=1), encoding="utf-8")
+        say(f"{sum(len(t.spans) for t in traces)} spans of {len(traces)} turn(s) "
+             f"written to {otlp_json}")
+        return
+    for one in traces:
+        console.print(waterfall(one))
+
+
+@app.command()
+def replay(
+    sessions: Annotated[list[str], typer.Argument(
+        help="the session id (with --evaluate, one or more)")],
+    out: Annotated[
+        Path | None, typer.Option(help="where the files go (default: ./SESSION)")
+    ] = None,
+    evaluate: Annotated[list[str] | None, typer.Option(
+        "--evaluate", help="turn-taking settings to try on the sessions' logged input "
+        "instead (KEY=VALUE[,KEY=VALUE] or a JSON object; repeatable), e.g. "
+        "'turn_detection=silence,end_of_speech_ms=800': per setting, the turns, the "
+        "silence waited and the turn ends more speech followed within 2 s")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="with --evaluate: print the measures as JSON")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Re-render a session from its log: the transcript and the audio heard, per turn.
+
+    With --evaluate, replay the sessions' input through the VAD and the end-of-turn model
+    with other settings and compare where turns would have ended (nothing is written);
+    settings that judge pauses by their words (turn_judge text, turn_text_cues) load the
+    server's transcriber and text model here too.
+    """
+    import asyncio
+
+    from voxline.inspect import inspect_settings, read_session, replay_session
+
+    if evaluate:
+        _evaluate(sessions, evaluate, redis_url, as_json)
+        return
+    if len(sessions) != 1:
+        fail("replay renders one session (several only with --evaluate)", code=2)
+    [session] = sessions
+    with plain_errors():
+        record = asyncio.run(read_session(session, inspect_settings(redis_url)))
+        result = replay_session(record, out or Path(session))
+    for line in result.lines:
+        say(line)
+    table = Table(title=f"replay of {session} in {result.out_dir}")
+    for column in ("#", "turn", "status", "audio", "file"):
+        table.add_column(column)
+    for turn in result.turns:
+        audio = f"{turn.audio_s:.1f} s" if turn.audio is not None else "–"
+        table.add_row(str(turn.number), turn.turn_id, turn.status, audio,
+                      str(turn.audio or ""))
+    console.print(table)
+    say(f"transcript: {result.transcript}")
+
+
+def _evaluate(sessions: list[str], patches: list[str], redis_url: str | None,
+              as_json: bool) -> None:
+    import asyncio
+    import json
+
+    from voxline.evaluate import evaluate_sessions
+    from voxline.inspect import inspect_settings
+
+    with plain_errors():
+        result = asyncio.run(evaluate_sessions(sessions, patches, inspect_settings(redis_url)))
+    for session, why in result.skipped.items():
+        say(f"skipped {session}: {why}")
+    if as_json:
+        print(json.dumps({"sessions": result.sessions, "skipped": result.skipped,
+                          "settings": result.measures}, indent=2))
+        return
+    table = Table(title=f"turn-taking on {len(result.sessions)} logged session(s)")
+    for column in ("setting", "turns", "silence waited p50 / p95", "continued within 2 s"):
+        table.add_column(column)
+    for name, row in result.measures.items():
+        waited = row["silence_waited_ms"]
+        rate = row["continued_rate"]
+        table.add_row(name, str(row["turns"]),
+                      f"{waited['p50']:.0f} / {waited['p95']:.0f} ms" if waited else "–",
+                      f"{row['continued']} ({rate:.0%})" if rate is not None else "–")
+    console.print(table)
+
+
+@app.command()
+def audit(
+    session: Annotated[str | None, typer.Argument(
+        help="one session's entries (default: every session's)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="the newest this many")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="print the entries as JSON")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Who read which session's log, and when: every read through the API or this CLI
+    (events, replay, audio, messages, stats, trace, erase), oldest first. Entries hold
+    no content and outlive an erasure."""
+    import asyncio
+    import json
+
+    from voxline.inspect import inspect_settings, read_audit, utc_clock
+
+    with plain_errors():
+        entries = asyncio.run(read_audit(session, inspect_settings(redis_url), limit=limit))
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        say(f"no audit entries{' of ' + session if session else ''}")
+        return
+    count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+    table = Table(title=f"audit of {session or 'every session'} ({count})")
+    for column in ("when", "session", "action", "who"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(utc_clock(entry["at_ms"]), entry["session"], entry["action"], entry["who"])
+    console.print(table)
