@@ -120,6 +120,7 @@ async def _write(log: Any, sessions: list[str], window: Window) -> dict[str, Any
             idle.append(session_id)
 
     await asyncio.sleep(max(window.load_from - time.time(), 0))
+    pipelines = log.appends.pipelines
     due = 0
     while (now := time.time()) < window.end:
         target = int((now - window.load_from) * window.rate)
@@ -135,7 +136,8 @@ async def _write(log: Any, sessions: list[str], window: Window) -> dict[str, Any
         await asyncio.sleep(_TICK_S)
     if tasks:
         await asyncio.wait(tasks, timeout=10)
-    return {**counts, "append_ms": percentiles(append_ms)}
+    return {**counts, "append_ms": percentiles(append_ms),
+            "round_trips": log.appends.pipelines - pipelines}
 
 
 class _Reader:
@@ -168,11 +170,15 @@ class _Reader:
 
     async def measure(self, window: Window) -> dict[str, Any]:
         self.window, self.latencies = window, []
+        await asyncio.sleep(max(window.start - time.time(), 0))
+        reads = self.fanout.reads
+        await asyncio.sleep(max(window.end - time.time(), 0))
+        reads = self.fanout.reads - reads  # the live reads sent in the measured span
         await asyncio.sleep(max(window.end + GRACE_S - time.time(), 0))
         self.window = None
         failed = [t for t in self.tasks if t.done()]
         errors = [repr(t.exception()) for t in failed if not t.cancelled() and t.exception()]
-        return {"latencies": self.latencies, "tails_ended": len(failed),
+        return {"latencies": self.latencies, "tails_ended": len(failed), "reads": reads,
                 "error": errors[0] if errors else None}
 
     async def stop(self) -> None:

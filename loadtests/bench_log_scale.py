@@ -169,8 +169,11 @@ def _line(step: Step) -> str:
     cpu = f["cpu"]
     groups = ", ".join(f"{k} {v:.0f}%" for k, v in cpu["cpu_pct_of_one_core"].items())
     verdict = "held" if step.passed else "FAILED (" + "; ".join(step.why) + ")"
+    trips = "".join(f", {label} {f[key]}" for key, label in (
+        ("appends_per_round_trip", "appends/trip"), ("live_reads_per_event", "reads/event"))
+        if f.get(key) is not None)
     return (f"offered {f['offered']}: {f['events_per_s']:.0f} events/s, p99 "
-            f"{f['latency_ms']['p99']:.1f} ms, p50 {f['latency_ms']['p50']:.1f} ms; "
+            f"{f['latency_ms']['p99']:.1f} ms, p50 {f['latency_ms']['p50']:.1f} ms{trips}; "
             f"CPU {groups}, machine {cpu['machine_pct_of_all_cores']:.0f}% -> {verdict}")
 
 
@@ -253,6 +256,12 @@ def _log_step(rate: float, window: LogWindow, answers: dict[str, list[dict[str, 
         "append_ms": [_rounded(w["append_ms"]) for w in writers],
         "behind": behind,
         "failed": failed,
+        # what one Redis round trip carried: appends per pipeline sent, live reads per
+        # event delivered (fewer round trips per event is most of the clients' CPU)
+        "appends_per_round_trip": _ratio(sum(w["appended"] for w in writers),
+                                         sum(w.get("round_trips", 0) for w in writers)),
+        "live_reads_per_event": _ratio(sum(a.get("reads", 0) for a in answers["reader"]),
+                                       len(latencies)),
         "cpu": cpu.as_dict(),
     }
     why = []
@@ -268,6 +277,10 @@ def _log_step(rate: float, window: LogWindow, answers: dict[str, list[dict[str, 
     if errors:
         why.append(f"tails ended: {errors[0]}")
     return Step(figures, not why, why)
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 2) if whole else None
 
 
 def _pacing(args: argparse.Namespace) -> Pacing:

@@ -42,15 +42,18 @@ end
 #: KEYS[4] the session's erasure tombstone: an erased session takes nothing more.
 #: ARGV: maxlen ('' = none), approx ('1': trim in steps of up to 10%, at most 100),
 #:       minid ('' = none), expire_s ('' = none), feed_maxlen, n_events, session_id,
-#:       changes_maxlen, then per event: id, feed ('1'/'0'), n_fields, fields...
+#:       changes_maxlen, inline_bytes (an append of one event whose fields are no longer
+#:       than this is copied whole into its changes entry: a live reader then needs no
+#:       second read for it; 0: never), then per event: id, feed ('1'/'0'), n_fields,
+#:       fields...
 #: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id} | {'erased', ''}.
 APPEND = _PRELUDE + """
 local key, feed, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'erased', ''} end
 local maxlen, approx, minid, expire_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local feed_maxlen, count, session_id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local changes_maxlen = ARGV[8]
-local events, pos = {}, 9
+local changes_maxlen, inline_bytes = ARGV[8], tonumber(ARGV[9])
+local events, pos = {}, 10
 for i = 1, count do
   local ev = {id = ARGV[pos], feed = ARGV[pos + 1], fields = {}}
   local nf = tonumber(ARGV[pos + 2])
@@ -93,8 +96,18 @@ for i = 1, count do
       'session', session_id, 'event', ev.id, 'type', ev.fields[2])
   end
 end
-redis.call('XADD', changes, 'MAXLEN', '~', changes_maxlen, '*',
-  'k', key, 'i', events[count].id)
+local change = {'XADD', changes, 'MAXLEN', '~', changes_maxlen, '*',
+  'k', key, 'i', events[count].id}
+if count == 1 and inline_bytes > 0 then
+  local size = 0
+  for _, f in ipairs(events[1].fields) do size = size + #f end
+  if size <= inline_bytes then
+    for _, f in ipairs(events[1].fields) do change[#change + 1] = f end
+    change[#change + 1] = 'n'
+    change[#change + 1] = tostring(info.added + 1)
+  end
+end
+redis.call(unpack(change))
 -- Trim, and record the newest deleted id: Redis 7.0's XTRIM does not update
 -- max-deleted-entry-id, and readers rely on it to detect that they missed events.
 local deleted = nil

@@ -17,7 +17,19 @@ Only past the grace do callers see ``event_log_unavailable``.
 
 from __future__ import annotations
 
+import logging
 import time
+
+from redis.exceptions import RedisError
+
+from schemas import EventLogError
+
+logger = logging.getLogger("pipeline.log.eventlog")
+
+#: what a command that did not get through raises: Redis's errors, and AttributeError from
+#: redis-py's cluster client, which follows an ASK redirect to a node it does not know yet
+#: (one just added by a reshard) as ``None``; after a topology refresh the retry finds it
+UNAVAILABLE = (RedisError, AttributeError)
 
 _FIRST_PAUSE_S = 0.05
 _LONGEST_PAUSE_S = 1.0
@@ -48,3 +60,9 @@ class Outage:
         """A try succeeded: the next failure starts a new outage."""
         self.since = None
         self._pause_s = _FIRST_PAUSE_S
+
+
+def unavailable(exc: Exception) -> EventLogError:
+    """The client's view of a Redis failure (its text stays in the server's log)."""
+    logger.warning("the event log is unavailable: %r", exc)
+    return EventLogError("the event log is unavailable; try again")

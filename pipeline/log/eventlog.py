@@ -29,6 +29,8 @@ share a hash tag: sessions are spread over partitions, one feed each (:mod:`pipe
 * **Failover.** While Redis does not answer (a primary died and its replica is taking
   over), an append is retried with its ids for ``outage_grace_s`` before the caller sees
   ``event_log_unavailable`` (:mod:`pipeline.log._outage`).
+* **One round trip for many appends.** Appends made in one turn of the event loop go to
+  Redis as one pipeline, each still its own atomic script (:mod:`pipeline.log._pipelining`).
 """
 
 from __future__ import annotations
@@ -41,17 +43,20 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from pipeline.aio import reraise_lost_cancel
 from pipeline.log import _lua
 from pipeline.log._acks import append_acked
 from pipeline.log._blocking import refresh_topology
 from pipeline.log._codec import decode_entry, encode_fields, entry_number
+from pipeline.log._outage import UNAVAILABLE as _UNAVAILABLE
 from pipeline.log._outage import Outage
+from pipeline.log._outage import unavailable as _unavailable
+from pipeline.log._pipelining import ScriptPipeliner
 from pipeline.log._records import AppendResult, LogPage
 from pipeline.log._retention import closed_ttl, trim_minid
-from pipeline.log.keys import CHANGES_MAXLEN, LogKeys
+from pipeline.log.keys import CHANGES_INLINE_BYTES, CHANGES_MAXLEN, LogKeys
 from pipeline.log.keystore import KeyStore, RedisKeyStore, master_key
 from pipeline.log.redis_client import is_cluster
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
@@ -72,10 +77,6 @@ DEFAULT_FEED_TYPES: frozenset[str] = frozenset(
     {"session.created", "session.closed", "input.audio", "response.done", "narration.ready"}
 )
 _CONFLICT_RETRIES = 32
-#: what a command that did not get through raises: Redis's errors, and AttributeError from
-#: redis-py's cluster client, which follows an ASK redirect to a node it does not know yet
-#: (one just added by a reshard) as ``None``; after a topology refresh the retry finds it
-_UNAVAILABLE = (RedisError, AttributeError)
 _SESSION_CACHE = 4096
 
 
@@ -105,6 +106,8 @@ class EventLog:
         self.keystore = keystore or (RedisKeyStore(redis, self.keys, master_key(self.settings))
                                      if self.settings.encrypt else None)
         self._append = redis.register_script(_lua.APPEND)
+        #: appends made in one turn of the loop, sent as one pipeline (without WAIT)
+        self.appends = ScriptPipeliner(redis, self._append)
         self._read = redis.register_script(_lua.READ)
         self._last: OrderedDict[str, StreamId] = OrderedDict()
 
@@ -222,6 +225,7 @@ class EventLog:
             len(batch),
             session_id,
             CHANGES_MAXLEN,
+            CHANGES_INLINE_BYTES,
         ]
         key = await self.data_key(session_id, create=True)
         for event in batch:
@@ -242,7 +246,7 @@ class EventLog:
 
     async def _eval_append(self, keys: list[str], args: list[bytes | str | int]) -> Any:
         if not self.settings.replica_acks:
-            return await self._append(keys=keys, args=args)
+            return await self.appends(keys, args)
         return await append_acked(self.redis, self._append, keys, args, self.settings,
                                   cluster=self.keys.cluster)
 
@@ -392,8 +396,3 @@ class EventLog:
                     cursor = StreamId.parse(entry_id)
                     yield decode_entry(session_id, entry_id, raw, sealing)
 
-
-def _unavailable(exc: Exception) -> EventLogError:
-    """The client's view of a Redis failure (its text stays in the server's log)."""
-    logger.warning("the event log is unavailable: %r", exc)
-    return EventLogError("the event log is unavailable; try again")

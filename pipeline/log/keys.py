@@ -43,6 +43,11 @@ __all__ = ["CHANGES_MAXLEN", "LogKeys"]
 #: entries a changes stream keeps (about: trimmed in whole nodes), ~1 MB of key names; a
 #: live reader that falls further behind than that reads all its streams once instead
 CHANGES_MAXLEN = 10_000
+#: an append of one event whose stream fields are at most this many bytes (a text delta,
+#: a sentence; not audio) is copied whole into its changes entry, so a live reader hands
+#: it out from the entry that woke it, without reading the session's stream (one round
+#: trip an event instead of two); the changes streams then hold up to ~3 MB each
+CHANGES_INLINE_BYTES = 256
 
 
 class LogKeys:

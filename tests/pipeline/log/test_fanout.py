@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from pipeline.log import EventLog, LogFanout, is_cluster
 from pipeline.log._blocking import BlockingReads
 from pipeline.log._codec import encode_fields
+from pipeline.log.keys import CHANGES_INLINE_BYTES
 from schemas import (
     ErrorCode,
     Event,
@@ -311,7 +312,8 @@ async def test_a_live_read_names_only_the_streams_that_changed(
     redis: Redis, event_log: EventLog, log_settings: EventLogSettings
 ) -> None:
     """One append among many followed sessions makes one read of one stream: the read
-    learns what changed from the changes stream, not by naming every stream it follows.
+    learns what changed from the changes stream, not by naming every stream it follows;
+    a small one (a text delta) none at all: its changes entry carries it whole.
     (Appended by another process: this one's own appends need no read at all.)"""
     other = EventLog(redis, log_settings)
     fanout = LogFanout(event_log, block_ms=60_000)  # no quiet read of everything meanwhile
@@ -327,7 +329,11 @@ async def test_a_live_read_names_only_the_streams_that_changed(
         before = fanout.keys_read
         await other.append(text("c7", "1"))
         assert texts(await take(tails[7], 1)) == ["1"]
-        assert fanout.keys_read - before == 1
+        assert fanout.keys_read - before == 0  # carried by its changes entry
+        large = "x" * (CHANGES_INLINE_BYTES + 1)
+        await other.append(text("c7", large))
+        assert texts(await take(tails[7], 1)) == [large]
+        assert fanout.keys_read - before == 1  # too large to carry: its stream is read
     finally:
         for tail in tails:
             await tail.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,189 @@
+"""The live read of one partition, as :class:`pipeline.log.LogFanout` runs it: block on
+the partition's changes stream, mark the followed streams it names, read those from
+their cursors and hand out what came; ride out an outage for ``outage_grace_s``.
+
+An append of one small event is carried whole by its changes entry
+(``CHANGES_INLINE_BYTES``): when it is the very next entry its tails are due, it is
+handed out from there, and its stream is not read at all (one round trip an event, not
+two: most events of a reply are text deltas). Anything else (audio, a batch, a gap in
+the numbers, tails without room) is read from the stream, as always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from pipeline.aio import reraise_lost_cancel
+from pipeline.log._blocking import refresh_topology
+from pipeline.log._codec import decode_entry, entry_number
+from pipeline.log._fanout_state import PartitionRead, Stream
+from pipeline.log._outage import Outage
+from pipeline.log.eventlog import EventLog
+from pipeline.log.keys import CHANGES_MAXLEN
+from pipeline.log.streamid import StreamId
+from schemas import Event, EventLogError, VoxlineError
+
+logger = logging.getLogger("pipeline.log.fanout")
+
+#: changes read at once; a full page may mean the reader is behind the stream's trim
+_CHANGES_PAGE = CHANGES_MAXLEN // 10
+_RETRY_S = 0.5
+
+
+class LiveReads:
+    """The reading half of :class:`pipeline.log.LogFanout` (which holds the subscribers
+    and hands events out)."""
+
+    log: EventLog
+    block_ms: int
+    reads: int
+    keys_read: int
+    _closed: bool
+
+    def _hand_out(self, stream: Stream, event: Event, number: int) -> None:
+        raise NotImplementedError
+
+    def _fail_all(self, error: VoxlineError, only: PartitionRead | None = None) -> None:
+        raise NotImplementedError
+
+    async def _read_forever(self, read: PartitionRead) -> None:
+        outage = Outage(self.log.settings.outage_grace_s)
+        while not self._closed:
+            if not read.streams:
+                read.changed.clear()
+                await read.changed.wait()
+                continue
+            try:
+                await self._read_once(read)
+                outage.ended()
+            except RedisError as exc:
+                read.changes_cursor = None  # what changed meanwhile is unknown: read all
+                # within the grace the subscribers wait: the next read goes on from their
+                # cursors, on the node that holds the slot by then (a failover moves it)
+                if outage.failed():
+                    logger.warning("log fanout read failed, trying again: %s", exc)
+                    await asyncio.sleep(outage.pause_s())
+                else:
+                    logger.warning("log fanout read failed: %s", exc)
+                    self._fail_all(EventLogError(f"event log unavailable: {exc}"), read)
+                    outage.ended()
+                    await asyncio.sleep(_RETRY_S)
+                await refresh_topology(self.log.redis)
+            except Exception as exc:  # a bug: fail the tails rather than leave them hanging
+                read.changes_cursor = None
+                logger.exception("log fanout failed")
+                self._fail_all(EventLogError(f"event log reader failed: {exc!r}"), read)
+                await asyncio.sleep(_RETRY_S)
+
+    async def _read_once(self, read: PartitionRead) -> None:
+        read.changed.clear()
+        read.wake_pending = False
+        if read.changes_cursor is None:
+            read.changes_cursor = await self._last_change(read)
+            read.dirty.update(read.streams)  # what came before that cursor
+        if not read.dirty:
+            await self._await_changes(read)
+        if read.dirty:
+            await self._read_streams(read)
+
+    async def _last_change(self, read: PartitionRead) -> str:
+        newest: Any = await self.log.redis.xrevrange(read.changes_key, count=1)
+        reraise_lost_cancel()  # that ran on the shared pool, where cancels get lost
+        return _id_text(newest[0][0]) if newest else "0-0"
+
+    async def _await_changes(self, read: PartitionRead) -> None:
+        """Block until a stream of this partition is appended to (or one joins here);
+        mark the ones this reader follows."""
+        streams: dict[Any, Any] = {read.changes_key: read.changes_cursor,
+                                   read.wake_key: read.wake_cursor}
+        read.blocking = True
+        try:
+            reply: Any = await read.connection.xread(
+                streams, count=_CHANGES_PAGE, block_ms=self.block_ms)
+        finally:
+            read.blocking = False
+        reraise_lost_cancel()
+        self.reads += 1
+        if not reply:  # a quiet while: read all once, for writers that name nothing
+            read.dirty.update(read.streams)
+            return
+        for raw_key, entries in reply:
+            if _id_text(raw_key) == read.wake_key:
+                read.wake_cursor = _id_text(entries[-1][0])
+                continue
+            read.changes_cursor = _id_text(entries[-1][0])
+            if len(entries) >= _CHANGES_PAGE:  # far behind, maybe past the trim: read all
+                read.dirty.update(read.streams)
+                continue
+            for _, fields in entries:
+                key = _id_text(fields[b"k"])
+                stream = read.streams.get(key)
+                last = fields.get(b"i")  # the append's last id: handed out here already?
+                if stream is None or (
+                        last is not None and StreamId.parse(_id_text(last)) <= stream.cursor):
+                    continue
+                if not await self._hand_out_inline(read, key, stream, fields):
+                    read.dirty.add(key)
+
+    async def _hand_out_inline(self, read: PartitionRead, key: str, stream: Stream,
+                               fields: dict[bytes, bytes]) -> bool:
+        """Hand out the event a changes entry carries whole (a small append alone:
+        ``CHANGES_INLINE_BYTES``), when it is the very next one the stream's tails are
+        due (by number) and they have room; ``False``: read the stream instead."""
+        if b"type" not in fields or key in read.dirty or not stream.expected:
+            return False
+        if entry_number(fields) != stream.expected or any(
+                len(subscriber.items) >= subscriber.limit
+                for subscriber in stream.subscribers):
+            return False
+        sealing = await self.log.data_key(stream.session_id) if self.log.keystore else None
+        event = decode_entry(stream.session_id, fields[b"i"], fields, sealing)
+        self._hand_out(stream, event, entry_number(fields))
+        if not stream.subscribers:
+            read.streams.pop(key, None)
+        return True
+
+    async def _read_streams(self, read: PartitionRead) -> None:
+        """Read the marked streams from their cursors (no BLOCK) and hand out what came."""
+        dirty, read.dirty = read.dirty, set()
+        issued = {key: read.streams[key].cursor for key in dirty if key in read.streams}
+        if not issued:
+            return
+        # at most one buffer's worth per stream and read: a burst alone never drops a
+        # reader that keeps up; it is dropped when it still holds a buffer from before
+        count = min(self.log.settings.read_count, self.log.settings.tail_queue)
+        try:
+            reply: Any = await read.connection.xread(
+                {key: str(cursor) for key, cursor in issued.items()}, count=count,
+                block_ms=None)
+        except BaseException:
+            read.dirty |= dirty  # not read: still to read (a failure reads all anyway)
+            raise
+        reraise_lost_cancel()
+        self.reads += 1
+        self.keys_read += len(issued)
+        for raw_key, entries in reply or ():
+            key = _id_text(raw_key)
+            stream = read.streams.get(key)
+            if stream is None or stream.cursor < issued[key]:
+                # its last subscriber left during the read (and maybe a new one came,
+                # from further back: it is marked, and the next read starts there)
+                continue
+            if len(entries) >= count:
+                read.dirty.add(key)  # more behind this page
+            sealing = await self.log.data_key(stream.session_id) if self.log.keystore else None
+            for entry_id, raw in entries:
+                if StreamId.parse(entry_id) <= stream.cursor:
+                    continue  # handed out as this process appended it (_appended)
+                event = decode_entry(stream.session_id, entry_id, raw, sealing)
+                self._hand_out(stream, event, entry_number(raw))
+            if not stream.subscribers:
+                read.streams.pop(key, None)
+
+
+def _id_text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
