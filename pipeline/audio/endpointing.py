@@ -153,10 +153,6 @@ class Endpointer:
     def speaking(self) -> bool:
         return self._speaking
 
-    @property
-    def position_ms(self) -> int:
-        return self._ms(self._pos)
-
     def pause_after(self, pause_ms: int | None) -> None:
         """From the next frame on, report a pause after ``pause_ms`` of silence instead of
         the config's ``pause_ms`` (None: back to it; none at all when it is not shorter

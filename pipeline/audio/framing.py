@@ -18,10 +18,6 @@ class FrameAssembler:
         self.frame_bytes = frame_samples * 2
         self._pending = bytearray()
 
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._pending)
-
     def push(self, chunk: bytes) -> list[bytes]:
         """Add ``chunk``; return every whole frame now available, in order."""
         self._pending += chunk

@@ -2,6 +2,34 @@
 
 Apart from the engine (:mod:`pipeline.engines.faster_whisper`) because most of it is the
 figures each default was chosen by; the engine reads the options, and decides with them.
+
+Batching across requests. With ``batch_max_items`` > 1 (8 by default), the voice-turn
+requests of different sessions that end together (short: one 30 s window, language known,
+greedy, no prompt, no word timestamps) go through a :class:`~pipeline.aio.Batcher` whose
+batch runs on the same worker thread, decoded one window each in one ``generate``
+(:mod:`pipeline.engines._whisper_windows`: the segments ``transcribe`` would make), each
+in the window it would have alone (the turn window below, where it fits): batching changes
+no transcript. Everything else (files, long audio, detection) keeps the streaming path; a
+batched request's segments come all at once, after its batch. With ``batch_wait_ms`` 0 (the
+default) a request alone runs at once; only those that queued behind a running call share
+the next. In Whisper's 30 s window the encoder, which batching cannot cheapen, was most of
+the cost and batching gained little; in a turn's 15 s window the decoder's share is larger,
+and turns that end together are done about twice as soon (``loadtests/bench_stt_batch.py``).
+
+Quick requests (``TranscriptionRequest.quick``: the few words said over a held reply,
+which stays silent until they are judged). Whisper pads everything to 30 s and the
+encoder's cost follows the window, so a short quick request is decoded as a voice turn is
+(one window's tokens) but padded to ``quick_window_s`` only (15 s: about a third of the
+time, judged as well), never batched, with its tokens bounded by its length. A short
+window makes Whisper loop on a word now and then; such a transcript is decoded again in
+the full window.
+
+Voice turns (one window's worth, language known, greedy, no prompt; batched or not) are
+decoded the same way in ``turn_window_s``: a spoken question lasts a few seconds, so a 30 s
+encoding is mostly padding, and the Transcriber is the largest stage of a voice turn on the
+CPU (issue 23). Unset, it is 15 s for an English-only model (the CPU profile's tiny.en:
+~2x less CPU a call, no more word errors) and Whisper's own 30 s for a multilingual one
+(base lost words in German at 15 s). A batch decodes the turns of each window together.
 """
 
 from __future__ import annotations
@@ -12,9 +40,12 @@ from pydantic import Field
 
 from pipeline.engines._whisper import WhisperModelOptions
 from pipeline.engines._whisper_windows import WINDOW_S
+from schemas import EngineError, ErrorCode
 
 __all__ = ["BATCH_MAX_ITEMS", "BATCH_WAIT_MS", "COMPUTE_TYPES", "ENGLISH_TURN_WINDOW_S",
-           "QUICKWINDOW_S", "FasterWhisperOptions"]
+           "QUICKWINDOW_S", "FasterWhisperOptions", "check_gpu"]
+
+_DEVICE_SETTING = "VOXLINE_STT__DEVICE"
 
 #: defaults of the batching options: turns that queued behind a running call share the
 #: next one, nothing waits for company. loadtests/bench_stt_batch.py, tiny.en, turns in
@@ -101,3 +132,24 @@ class FasterWhisperOptions(WhisperModelOptions):
 #: 10 s saves ~25 ms more but sends questions over 9.5 s to 30 s, so 15. A multilingual
 #: model keeps 30 s: base in German (16 espeak turns) 45.9 % at 30 s, 49.0 % at 15 s.
 ENGLISH_TURN_WINDOW_S = 15.0
+
+
+def check_gpu(index: int) -> None:
+    """Refuse ``device=cuda`` at load where CTranslate2 sees no GPU ``index`` (its build
+    without CUDA, no driver, or fewer GPUs): a clear configuration error, as the Coqui and
+    WhisperX engines give, instead of CTranslate2's own error from deep in the load."""
+    import ctranslate2
+
+    try:
+        count = int(ctranslate2.get_cuda_device_count())
+    except RuntimeError:  # a CUDA runtime that cannot start: no usable GPU either
+        count = 0
+    if index >= count:
+        seen = "no GPU" if count == 0 else f"{count} GPU(s), not cuda:{index}"
+        raise EngineError(
+            f"device=cuda but CTranslate2 sees {seen}; set {_DEVICE_SETTING}=cpu",
+            code=ErrorCode.CONFIGURATION_ERROR,
+            stage="stt",
+            recoverable=False,
+            setting=_DEVICE_SETTING,
+        )

@@ -28,7 +28,7 @@ worker thread (llama.cpp's context is not thread-safe) and loops while there is 
   consumer waits up to ``cancel_wait_s`` for that. A request still waiting is dropped at
   once.
 * **Bounded.** At most ``n_seq`` requests decode and ``max_waiting`` wait; one more is
-  refused at once with :class:`~schemas.OverloadedError` (``overloaded``, with a retry hint).
+  refused at once: :class:`~schemas.OverloadedError` (``overloaded``, a retry hint).
 
 A failed ``llama_decode`` fails the requests of that step (their KV cache is cleared)
 and no other; ``close()`` ends every request with a transient error.
@@ -41,72 +41,28 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from pipeline.engines._detokenizer import Detokenizer
 from pipeline.engines._llama_cpp_open import LlamaSequences
+from pipeline.engines._llama_cpp_requests import (
+    End,
+    Request,
+    SamplerSettings,
+    Slot,
+    call_soon,
+    clear_slot,
+    common_prefix,
+    keep_prefix,
+    sampler_chain,
+)
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import GenerationStats
 from pipeline.engines.prompting import DialoguePrompt, StopScanner, reply_budget
 from schemas import EngineError, ErrorCode, OverloadedError, SamplingSettings
 
 __all__ = ["ParallelScheduler", "SamplerSettings"]
-
-#: tokens of its own reply a sequence's repeat penalty looks back on (Llama's default)
-PENALTY_LAST_N = 64
-
-
-@dataclass(frozen=True, slots=True)
-class SamplerSettings:
-    """The engine's sampling options that are not the request's."""
-
-    top_k: int
-    min_p: float
-    repeat_penalty: float
-    max_temperature: float
-
-
-@dataclass(slots=True)
-class _End:
-    error: BaseException | None = None
-
-
-@dataclass(eq=False, slots=True)
-class _Slot:
-    """One sequence of the context: its id and the tokens its KV cache holds."""
-
-    seq_id: int
-    tokens: list[int] = field(default_factory=list)
-    busy: bool = False
-
-
-@dataclass(eq=False)
-class _Request:
-    prompt: DialoguePrompt
-    sampling: SamplingSettings
-    stats: GenerationStats
-    loop: asyncio.AbstractEventLoop
-    out: asyncio.Queue[str | _End] = field(default_factory=asyncio.Queue)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-    #: set on the event loop, read by the worker: the consumer left
-    cancelled: bool = False
-    #: pieces the consumer has taken (event loop) and the worker has sent
-    taken: int = 0
-    sent: int = 0
-    ended: bool = False
-    # the worker's own
-    slot: _Slot | None = None
-    pending: list[int] = field(default_factory=list)
-    next_token: int = -1
-    max_tokens: int = 0
-    started: float = 0.0
-    sampler: Any = None
-    grammar: Any = None
-    detokenizer: Detokenizer | None = None
-    scanner: StopScanner | None = None
-
 
 class ParallelScheduler:
     """Streams the replies of up to ``seqs.n_seq`` requests decoded together."""
@@ -131,15 +87,15 @@ class ParallelScheduler:
         self._queue_size = queue_size
         self._max_waiting = max_waiting
         self._cancel_wait_s = cancel_wait_s
-        self._slots = [_Slot(i) for i in range(seqs.n_seq)]
+        self._slots = [Slot(i) for i in range(seqs.n_seq)]
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._waiting: deque[_Request] = deque()
+        self._waiting: deque[Request] = deque()
         self._admitted = 0  # requests holding a sequence (under the lock)
         self._running = False
         self._closing: EngineError | None = None
         self._job: asyncio.Future[None] | None = None
-        self._active: list[_Request] = []  # the worker's own
+        self._active: list[Request] = []  # the worker's own
         self._batch: Any = None
 
     @property
@@ -164,7 +120,7 @@ class ParallelScheduler:
         try:
             while True:
                 item = await request.out.get()
-                if isinstance(item, _End):
+                if isinstance(item, End):
                     if item.error is not None:
                         raise item.error
                     return
@@ -192,8 +148,8 @@ class ParallelScheduler:
 
     def _submit(
         self, prompt: DialoguePrompt, sampling: SamplingSettings, stats: GenerationStats
-    ) -> _Request:
-        request = _Request(prompt, sampling, stats, asyncio.get_running_loop())
+    ) -> Request:
+        request = Request(prompt, sampling, stats, asyncio.get_running_loop())
         with self._lock:
             if self._closing is not None:
                 raise self._closing
@@ -225,7 +181,7 @@ class ParallelScheduler:
         for request in waiting:
             self._finish_now(request, "error", error)
 
-    def _cancel(self, request: _Request) -> None:
+    def _cancel(self, request: Request) -> None:
         with self._lock:
             if request in self._waiting:  # never reached a sequence
                 self._waiting.remove(request)
@@ -235,11 +191,11 @@ class ParallelScheduler:
         self._wake.set()
 
     @staticmethod
-    def _finish_now(request: _Request, finish: str, error: BaseException | None) -> None:
+    def _finish_now(request: Request, finish: str, error: BaseException | None) -> None:
         """End a request that never reached the worker (on the event loop)."""
         request.stats.finish_reason, request.stats.worker_done = finish, True
         request.ended = True
-        request.out.put_nowait(_End(error))
+        request.out.put_nowait(End(error))
         request.released.set()
 
     # -- the worker thread's side -----------------------------------------------------
@@ -259,7 +215,7 @@ class ParallelScheduler:
                 transient=False,
             )
             for request in list(self._active):
-                self._clear(request.slot)
+                clear_slot(self._lib, self._seqs, request.slot)
                 self._end(request, "error", error)
             with self._lock:
                 waiting, self._waiting = list(self._waiting), deque()
@@ -271,7 +227,7 @@ class ParallelScheduler:
 
     def _loop_once(self) -> bool:
         self._wake.clear()
-        admitted: list[_Request] = []
+        admitted: list[Request] = []
         with self._lock:
             closing = self._closing
             if closing is None:
@@ -301,10 +257,10 @@ class ParallelScheduler:
             self._wake.wait()  # every consumer is behind: wait for one to read or leave
         return True
 
-    def _free_slot(self) -> _Slot | None:
+    def _free_slot(self) -> Slot | None:
         return next((slot for slot in self._slots if not slot.busy), None)
 
-    def _start(self, request: _Request) -> None:
+    def _start(self, request: Request) -> None:
         """Tokenize, check the window, pick the sequence with the longest cached prefix."""
         request.started = time.perf_counter()
         self._active.append(request)
@@ -318,81 +274,38 @@ class ParallelScheduler:
         assert request.slot is not None
         request.slot = self._best_slot(request.slot, tokens)
         slot = request.slot
-        keep = _common_prefix(slot.tokens, tokens, len(tokens) - 1)
-        if keep > 0 and not self._keeps(slot, keep):
+        keep = common_prefix(slot.tokens, tokens, len(tokens) - 1)
+        if keep > 0 and not keep_prefix(self._lib, self._seqs, slot, keep):
             keep = 0
         if keep == 0:
-            self._clear(slot)
+            clear_slot(self._lib, self._seqs, slot)
         slot.tokens = slot.tokens[:keep]
         request.pending = tokens[keep:]
-        request.sampler = self._sampler_for(request.sampling, request.grammar)
+        request.sampler = sampler_chain(self._seqs, self._lib, self._sampler,
+                                        request.sampling, request.grammar)
         request.detokenizer = Detokenizer(self._lib, self._seqs)
         request.scanner = StopScanner(
             request.prompt.stop, strip_leading=not request.prompt.continuation
         )
 
-    def _best_slot(self, given: _Slot, tokens: list[int]) -> _Slot:
+    def _best_slot(self, given: Slot, tokens: list[int]) -> Slot:
         """Of the free sequences (``given`` is reserved already), the one whose cache holds
         the longest prefix of ``tokens``."""
         with self._lock:
             candidates = [given, *(s for s in self._slots if not s.busy)]
-            best = max(candidates, key=lambda s: _common_prefix(s.tokens, tokens, len(tokens)))
+            best = max(candidates, key=lambda s: common_prefix(s.tokens, tokens, len(tokens)))
             if best is not given:
                 given.busy, best.busy = False, True
         return best
 
-    def _keeps(self, slot: _Slot, keep: int) -> bool:
-        """Drop the slot's cache from position ``keep`` on; False when the rest cannot be
-        kept (a sliding-window cache no longer holds what position ``keep`` attends to)."""
-        lib, memory = self._lib, self._seqs.memory
-        n_swa = self._seqs.n_swa
-        # what llama.cpp's server checks: the cache must still hold every position the
-        # first new token attends to (all of them without a sliding window)
-        if lib.llama_memory_seq_pos_min(memory, slot.seq_id) > (
-            max(0, keep - n_swa) if n_swa else 0
-        ):
-            return False
-        return bool(lib.llama_memory_seq_rm(memory, slot.seq_id, keep, -1))
-
-    def _clear(self, slot: _Slot | None) -> None:
-        if slot is not None:
-            self._lib.llama_memory_seq_rm(self._seqs.memory, slot.seq_id, -1, -1)
-            slot.tokens = []
-
-    def _sampler_for(self, sampling: SamplingSettings, grammar: Any = None) -> Any:
-        """The chain ``llama_cpp.Llama`` builds for these settings (and a grammar)."""
-        o = self._sampler
-        chain = self._seqs.sampler()
-        chain.add_penalties(
-            n_vocab=self._seqs.n_vocab,
-            penalty_last_n=PENALTY_LAST_N,
-            penalty_repeat=o.repeat_penalty,
-            penalty_freq=0.0,
-            penalty_present=0.0,
-        )
-        if grammar is not None:  # what the grammar forbids is out before anything picks
-            self._seqs.add_grammar(chain, grammar)
-        temperature = min(sampling.temperature, o.max_temperature)
-        if temperature == 0.0:
-            chain.add_greedy()
-        else:
-            seed = sampling.seed if sampling.seed is not None else self._lib.LLAMA_DEFAULT_SEED
-            chain.add_top_k(o.top_k)
-            chain.add_typical(1.0, 1)
-            chain.add_top_p(sampling.top_p, 1)
-            chain.add_min_p(o.min_p, 1)
-            chain.add_temp(temperature)
-            chain.add_dist(seed & 0xFFFFFFFF)
-        return chain
-
-    def _step(self, runnable: list[_Request]) -> None:
+    def _step(self, runnable: list[Request]) -> None:
         """One ``llama_decode`` for every runnable sequence, then one token each."""
         batch = self._batch
         batch.n_tokens = 0
-        sampled: list[tuple[_Request, int]] = []
-        in_batch: list[_Request] = []
+        sampled: list[tuple[Request, int]] = []
+        in_batch: list[Request] = []
 
-        def add(token: int, slot: _Slot, logits: bool) -> None:
+        def add(token: int, slot: Slot, logits: bool) -> None:
             i = batch.n_tokens
             batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, len(slot.tokens), 1
             batch.seq_id[i][0], batch.logits[i] = slot.seq_id, logits
@@ -426,17 +339,13 @@ class ParallelScheduler:
                 llama_code=code,
             )
             for request in in_batch:
-                self._clear(request.slot)
+                clear_slot(self._lib, self._seqs, request.slot)
                 self._end(request, "error", error)
             return
         for request, index in sampled:
-            self._token(request, request.sampler.sample(self._seqs_ctx, index))
+            self._token(request, request.sampler.sample(self._seqs._ctx, index))
 
-    @property
-    def _seqs_ctx(self) -> Any:
-        return self._seqs._ctx  # what LlamaSampler.sample takes
-
-    def _token(self, request: _Request, token: int) -> None:
+    def _token(self, request: Request, token: int) -> None:
         """One sampled token: text for the consumer, or the end of the reply."""
         stats, detokenizer, scanner = request.stats, request.detokenizer, request.scanner
         assert detokenizer is not None and scanner is not None
@@ -458,13 +367,13 @@ class ParallelScheduler:
             self._send(request, tail)
         self._end(request, finish)
 
-    def _send(self, request: _Request, text: str) -> None:
+    def _send(self, request: Request, text: str) -> None:
         if request.stats.first_text_s is None:
             request.stats.first_text_s = time.perf_counter() - request.started
         request.sent += 1
-        _call_soon(request.loop, request.out.put_nowait, text)
+        call_soon(request.loop, request.out.put_nowait, text)
 
-    def _end(self, request: _Request, finish: str, error: BaseException | None = None) -> None:
+    def _end(self, request: Request, finish: str, error: BaseException | None = None) -> None:
         """The request leaves its sequence (whose cache stays, for the next prompt)."""
         stats = request.stats
         stats.finish_reason = finish
@@ -479,25 +388,11 @@ class ParallelScheduler:
                 self._admitted -= 1
         request.ended = True
         request.sampler = None
-        _call_soon(request.loop, request.out.put_nowait, _End(error))
-        _call_soon(request.loop, request.released.set)
+        call_soon(request.loop, request.out.put_nowait, End(error))
+        call_soon(request.loop, request.released.set)
 
     def free(self) -> None:
         """Free the batch (after the worker has stopped)."""
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
-
-
-def _common_prefix(cached: list[int], tokens: list[int], limit: int) -> int:
-    n = 0
-    for a, b in zip(cached, tokens[:limit], strict=False):
-        if a != b:
-            break
-        n += 1
-    return n
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # the consumer's loop is closed: nobody reads
-        loop.call_soon_threadsafe(fn, *args)

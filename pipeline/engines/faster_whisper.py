@@ -24,36 +24,9 @@ short utterance). Nothing waits forever: each call is bounded by its window, so 
 worker always comes back; :meth:`FasterWhisperTranscriber.close` wakes every waiting
 consumer with a transient ``EngineError``.
 
-Batching across requests. With ``batch_max_items`` > 1 (8 by default), the voice-turn
-requests of different sessions that end together (short: one 30 s window, language known,
-greedy, no prompt, no word timestamps) go through a :class:`~pipeline.aio.Batcher` whose
-batch runs on the same worker thread, decoded one window each in one ``generate``
-(:mod:`pipeline.engines._whisper_windows`: the segments ``transcribe`` would make), each
-in the window it would have alone (the turn window below, where it fits): batching changes
-no transcript. Everything else (files, long audio, detection) keeps the streaming path; a
-batched request's segments come all at once, after its batch. With ``batch_wait_ms`` 0 (the
-default) a request alone runs at once; only those that queued behind a running call share
-the next. In Whisper's 30 s window the encoder, which batching cannot cheapen, was most of
-the cost and batching gained little; in a turn's 15 s window the decoder's share is larger,
-and turns that end together are done about twice as soon (``loadtests/bench_stt_batch.py``).
-
-Quick requests (``TranscriptionRequest.quick``: the few words said over a held reply,
-which stays silent until they are judged). Whisper pads everything to 30 s and the
-encoder's cost follows the window, so a short quick request is decoded as a voice turn is
-(one window's tokens) but padded to ``quick_window_s`` only (15 s: about a third of the
-time, judged as well), never batched, with its tokens bounded by its length. A short
-window makes Whisper loop on a word now and then; such a transcript is decoded again in
-the full window.
-
-Voice turns (one window's worth, language known, greedy, no prompt; batched or not) are
-decoded the same way in ``turn_window_s``: a spoken question lasts a few seconds, so a 30 s
-encoding is mostly padding, and the Transcriber is the largest stage of a voice turn on the
-CPU (issue 23). Unset, it is 15 s for an English-only model (the CPU profile's tiny.en:
-~2x less CPU a call, no more word errors) and Whisper's own 30 s for a multilingual one
-(base lost words in German at 15 s). A batch decodes the turns of each window together.
-
-The figures each default was chosen by (the quick and turn windows, batching, the
-quantisation) are with the options, in :mod:`pipeline.engines._faster_whisper_options`.
+How requests are batched, and the shorter windows of quick requests and voice turns,
+with the figures each default was chosen by (the quick and turn windows, batching, the
+quantisation): :mod:`pipeline.engines._faster_whisper_options`.
 """
 
 from __future__ import annotations
@@ -62,8 +35,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -81,21 +53,16 @@ from pipeline.engines._faster_whisper_options import (
     COMPUTE_TYPES,
     ENGLISH_TURN_WINDOW_S,
     FasterWhisperOptions,
+    check_gpu,
 )
+from pipeline.engines._faster_whisper_turns import WindowedTurns
 from pipeline.engines._whisper import whisper_model_path
 from pipeline.engines._whisper_windows import (
     SAMPLE_RATE,
     WINDOW_S,
-    Results,
     Utterance,
-    decode_by_window,
-    decode_windows,
-    looped,
-    one_window,
     stt_failure,
-    token_bound,
     transcript_segment,
-    unlooped,
 )
 from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import Transcriber
@@ -114,34 +81,10 @@ __all__ = ["FasterWhisperOptions", "FasterWhisperTranscriber"]
 logger = logging.getLogger(__name__)
 
 _SETTING = "VOXLINE_STT__MODEL"
-_DEVICE_SETTING = "VOXLINE_STT__DEVICE"
-
-#: a word of two letters or more: what a loop taken out must still hold
-_A_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
-def _check_gpu(index: int) -> None:
-    """Refuse ``device=cuda`` at load where CTranslate2 sees no GPU ``index`` (its build
-    without CUDA, no driver, or fewer GPUs): a clear configuration error, as the Coqui and
-    WhisperX engines give, instead of CTranslate2's own error from deep in the load."""
-    import ctranslate2
 
-    try:
-        count = int(ctranslate2.get_cuda_device_count())
-    except RuntimeError:  # a CUDA runtime that cannot start: no usable GPU either
-        count = 0
-    if index >= count:
-        seen = "no GPU" if count == 0 else f"{count} GPU(s), not cuda:{index}"
-        raise EngineError(
-            f"device=cuda but CTranslate2 sees {seen}; set {_DEVICE_SETTING}=cpu",
-            code=ErrorCode.CONFIGURATION_ERROR,
-            stage="stt",
-            recoverable=False,
-            setting=_DEVICE_SETTING,
-        )
-
-
-class FasterWhisperTranscriber(Transcriber):
+class FasterWhisperTranscriber(WindowedTurns, Transcriber):
     """The ``faster-whisper`` STT engine; construct with :class:`FasterWhisperOptions` fields."""
 
     name = "faster-whisper"
@@ -213,7 +156,7 @@ class FasterWhisperTranscriber(Transcriber):
             ) from exc
         o = self.options
         if o.device == "cuda":
-            _check_gpu(o.device_index)
+            check_gpu(o.device_index)
         threads = o.cpu_threads or min(4, os.cpu_count() or 1)
         try:
             model = WhisperModel(
@@ -282,133 +225,6 @@ class FasterWhisperTranscriber(Transcriber):
         async with contextlib.aclosing(stream):
             async for segment in stream:
                 yield segment
-
-    # -- batching -----------------------------------------------------------------------
-
-    def _batchable(self, request: TranscriptionRequest) -> bool:
-        """A voice turn: short, greedy, no word timestamps (language known), and no
-        prompt (CTranslate2 needs a batch's prompts to be of one length)."""
-        return (self.options.batch_max_items > 1 and not request.prompt
-                and one_window(request, WINDOW_S))
-
-    def _short_window(self, request: TranscriptionRequest) -> float | None:
-        """The window shorter than Whisper's that ``request`` is encoded in alone, if any:
-        a quick judgement's, or a voice turn's that is not batched (a batch gives each of
-        its turns the same window, :meth:`_turns_sync`), when the audio fits it."""
-        if not request.quick and self._batchable(request):
-            return None
-        window = self._window_of(request)
-        return window if window < WINDOW_S else None
-
-    def _window_of(self, request: TranscriptionRequest) -> float:
-        """The window ``request`` is encoded in, alone or batched: a quick judgement's
-        quick window, a voice turn's turn window, where its audio fits; else Whisper's."""
-        window = self.options.quick_window_s if request.quick else self.turn_window_s
-        return window if window < WINDOW_S and one_window(request, window) else WINDOW_S
-
-    async def _run_window(
-        self, utterance: Utterance, window_s: float
-    ) -> list[TranscriptSegment] | None:
-        """One request in its short window, alone, on the worker thread. A short window
-        makes Whisper loop now and then: on a word it heard ("Yeah. Yeah. Yeah. Yea", most
-        often after an initial prompt), which a quick judgement takes with the loop taken
-        out (:func:`unlooped`), or on letters ("m m m ...", which may stand for any word):
-        that, a loop that cannot be taken out, or a voice turn's, returns None, and the
-        request takes the usual path (~4× the time of tiny.en's quick window). The tokens
-        are bounded by the audio's length, so a loop costs little."""
-        o = self.options
-        [result] = await self._run_batch([utterance], window_s,
-                                         token_bound(utterance.request))
-        if isinstance(result, BaseException):
-            raise result
-        if not self._looped(result):
-            return result
-        text = " ".join(segment.text for segment in result)
-        if utterance.request.quick:
-            said = unlooped(text)
-            if not looped(said, o.compression_ratio_threshold) and _A_WORD.search(said):
-                return [result[0].model_copy(update={"text": said, "end_s": result[-1].end_s})]
-        logger.info("faster-whisper: a short-window decode looped (%r...); the full window",
-                    text[:40])
-        return None
-
-    def _looped(self, segments: list[TranscriptSegment]) -> bool:
-        text = " ".join(segment.text for segment in segments)
-        return looped(text, self.options.compression_ratio_threshold)
-
-    async def _submit(self, utterance: Utterance) -> list[TranscriptSegment]:
-        loop = asyncio.get_running_loop()
-        if self._batcher is None or self._batcher_loop is not loop:
-            self._batcher = Batcher(
-                self._run_turns,
-                max_items=self.options.batch_max_items,
-                max_wait_s=self.options.batch_wait_ms / 1000,
-                name="stt",
-            )
-            self._batcher_loop = loop
-        try:
-            return await self._batcher.submit(utterance)
-        except VoxlineError as exc:
-            if self._model is None and exc.code is ErrorCode.SERVER_DRAINING:
-                raise EngineError(
-                    f"the {self.name} engine was closed during the request",
-                    code=ErrorCode.STT_FAILED,
-                    stage="stt",
-                    transient=True,
-                ) from exc
-            raise
-
-    async def _run_batch(
-        self, items: Sequence[Utterance], window_s: float = WINDOW_S,
-        max_length: int | None = None,
-    ) -> Results:
-        """Requests in one window, as :func:`decode_windows` takes them (a quick request
-        or a voice turn alone in its short window: :meth:`_run_window`)."""
-        return await self._model_call(lambda: self._batch_sync(items, window_s, max_length))
-
-    async def _run_turns(
-        self, items: Sequence[Utterance]
-    ) -> Results:
-        """The batcher's call: a batch of voice turns (:meth:`_turns_sync`)."""
-        return await self._model_call(lambda: self._turns_sync(items))
-
-    async def _model_call(
-        self, call: Callable[[], Results]
-    ) -> Results:
-        """``call`` on the worker thread, never cancelled by a caller (a batch's result is
-        its items'); a failing call raises, and the batcher then runs its items one by
-        one."""
-        self._batches_running += 1
-        try:
-            return await self._worker.call(call)
-        except VoxlineError:
-            raise
-        except Exception as exc:
-            raise stt_failure(exc) from exc
-        finally:
-            self._batches_running -= 1
-
-    def _batch_sync(
-        self, items: Sequence[Utterance], window_s: float = WINDOW_S,
-        max_length: int | None = None,
-    ) -> Results:
-        """One batch (or one quick request) on the worker thread
-        (:func:`~pipeline.engines._whisper_windows.decode_windows`)."""
-        return decode_windows(self._require_model(), self.options, items, self._audio,
-                              self._rest, window_s=window_s, max_length=max_length)
-
-    def _turns_sync(
-        self, items: Sequence[Utterance]
-    ) -> Results:
-        """A batch of voice turns on the worker thread, each decoded as it would be alone
-        (:func:`~pipeline.engines._whisper_windows.decode_by_window`)."""
-        return decode_by_window(items, lambda item: self._window_of(item.request),
-                                self._batch_sync, self._looped)
-
-    def _rest(self, audio: FloatAudio, language: str, request: TranscriptionRequest,
-              start_s: float) -> Generator[Any, None, None]:
-        """The segments a window left undecoded, through ``transcribe`` from ``start_s``."""
-        return self._final_segments(audio, language, request, start_s=start_s)[0]
 
     # -- worker-thread side -------------------------------------------------------------
 

@@ -198,11 +198,6 @@ class PiperSynthesizer(Synthesizer):
         """The loaded voice's primary language: the one this engine checks."""
         return (_primary(self._voice.language),) if self._voice is not None else ()
 
-    @property
-    def active_jobs(self) -> int:
-        """Worker threads still running, including those finishing a cancelled step."""
-        return self._worker.active
-
     async def load(self) -> None:
         """Load the voice off the event loop; idempotent and safe to call concurrently."""
         async with self._load_lock:
