@@ -83,7 +83,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "Reranker": _CPU_RERANKER,
     },
     # Two Ray nodes of one machine standing in for the GPU node types (tests/multinode,
-    # cluster/README.md): custom resources place the speech stages, the Gateway and the
+    # docs/operations.md): custom resources place the speech stages, the Gateway and the
     # feed consumers on the "speech" node (``voxline_speech: 1``) and the LLM on the "llm"
     # node (``voxline_llm: 1``), as the GPU profile does with its GPU pod groups.
     "cpu-nodes": {

@@ -1,5 +1,5 @@
 """How much of the event log one live session makes: events and bytes per turn, per second
-and per session-hour, for voice and text sessions (the figures of cluster/README.md,
+and per session-hour, for voice and text sessions (the figures of docs/operations.md,
 "Sizing the event log").
 
 One simulated user of the capacity runner (``loadtests/capacity.py``'s ``Run.user``: its

@@ -1,5 +1,5 @@
-"""``python -m schemas``: rewrite docs/protocol.schema.json and the README's settings tables
-from the models. ``--check``: rewrite nothing, exit 1 when either is out of date."""
+"""``python -m schemas``: rewrite docs/protocol.schema.json and the settings tables of
+docs/configuration.md from the models. ``--check``: rewrite nothing, exit 1 when either is out of date."""
 
 import sys
 
@@ -24,6 +24,6 @@ if __name__ == "__main__":
         print("up to date")
     else:
         print(f"wrote {write()}")
-        if README_PATH.exists():  # a source checkout (an installed package has no README)
+        if README_PATH.exists():  # a source checkout (an installed package has no docs)
             changed = rewrite_readme()
             print(f"{'rewrote' if changed else 'kept'} the settings tables of {README_PATH}")

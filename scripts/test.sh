@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run Voxline's checks and test suite on a fresh or prepared machine.
-# Installs what is missing first (scripts/setup.sh), then: ruff, lint-imports, mypy, pytest
+# Installs what is missing first (scripts/setup.sh), then: ruff, lint-imports, mypy, the
+# documentation site (mkdocs --strict), pytest
 # (with coverage, failing under its floor).
 # Any failure, and pytest collecting no tests, exits non-zero.
 set -euo pipefail
@@ -14,6 +15,10 @@ echo "[test] lint-imports (layers, façades, forbidden imports: pyproject.toml)"
 "$VENV/bin/lint-imports" --no-cache  # a cached graph can keep a module that was renamed
 echo "[test] mypy (strict on schemas/ and pipeline/)"
 "$VENV/bin/mypy"
+echo "[test] the documentation site (mkdocs build --strict: every page, link and anchor)"
+site_dir="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet -d "$site_dir"
+rm -rf "$site_dir"
 echo "[test] JavaScript unit tests (the browser page's pure modules)"
 if command -v node >/dev/null; then
   node --test tests/js/

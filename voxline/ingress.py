@@ -11,7 +11,7 @@ of its own that nobody is told about.
 One port has room for one replica, so ``direct`` is for the profiles whose Gateway is one
 replica that never scales (``cpu``, ``cpu-autoscale``): ``auto`` picks it there, and
 ``proxy`` elsewhere (the GPU profile's Gateways scale behind Serve's proxy, or behind Ray's
-HAProxy ingress on a cluster: ``cluster/README.md``). Measured on the 2-core machine
+HAProxy ingress on a cluster: ``docs/operations.md``). Measured on the 2-core machine
 (``loadtests/capacity.py``, 3 voice sessions; README): the whole server's CPU per voice
 turn fell by about a quarter, mostly the proxy's and the Gateway's, and a voice session
 among 200 idle ones answers in about a second where behind the proxy it waited tens.

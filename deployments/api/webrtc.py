@@ -18,7 +18,7 @@ own client event, the Agents SDK's ``interrupt()``) stops the reply sounding at 
 logs what was heard; ``output_audio_buffer.cleared`` answers it. ICE: the server offers
 host candidates only (``VOXLINE_WEBRTC__HOST_ADDRESSES``; on loopback when it binds
 loopback), so the one machine mode needs no STUN server; on a cluster see
-``cluster/README.md``. The offer is read and bounded before aiortc sees it
+``docs/operations.md``. The offer is read and bounded before aiortc sees it
 (:mod:`pipeline.webrtc.offer`): its candidates outside ``VOXLINE_WEBRTC__PEER_NETWORKS``
 are left out. Refusals: ``400 invalid_message`` for an offer that does not parse (the
 line named) or holds more lines, media sections or candidates than its

@@ -160,7 +160,7 @@ def test_the_urls_in_the_manifest_and_the_readme_name_its_pods() -> None:
            "voxline-redis-cluster-1.voxline-redis-cluster:6379,"
            "voxline-redis-cluster-2.voxline-redis-cluster:6379/")
     assert url in MANIFEST.read_text()
-    assert url in (ROOT / "cluster" / "README.md").read_text()
+    assert url in (ROOT / "docs" / "operations.md").read_text()
 
 
 # ---- the manifest, run on loopback ---------------------------------------------------------

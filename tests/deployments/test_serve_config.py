@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = ROOT / "serve_config.yaml"
 RAYSERVICE = ROOT / "cluster" / "rayservice.yaml"
 REDIS_CONF = ROOT / "cluster" / "redis.conf"
-CLUSTER_README = ROOT / "cluster" / "README.md"
+CLUSTER_README = ROOT / "docs" / "operations.md"
 GPU_ENGINES_SCRIPT = ROOT / "scripts" / "test-gpu-engines.sh"
 
 #: Serve deployment name -> pipeline stage (None: the ingress).
@@ -467,7 +467,7 @@ def test_every_environment_variable_is_a_voxline_setting_or_a_known_library_swit
 
 
 def documented_placement() -> dict[str, set[str]]:
-    """The placement table of cluster/README.md: group -> deployments in its row."""
+    """The placement table of docs/operations.md: group -> deployments in its row."""
     table: dict[str, set[str]] = {}
     for line in CLUSTER_README.read_text().splitlines():
         match = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|", line)

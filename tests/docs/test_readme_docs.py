@@ -1,7 +1,8 @@
-"""The README tells the truth about the code, checked without starting the app: its
-settings tables are what the settings models render, the defaults its prose quotes are the
-code's, every shell example is marked as run (by ``tests/serve/test_readme_runs.py``) or
-excused, and it links nothing outside the repository."""
+"""The README and the docs pages tell the truth about the code, checked without starting
+the app: the settings tables are what the settings models render, the defaults the prose
+quotes are the code's, every shell example is marked as run (by
+``tests/serve/test_readme_runs.py``) or excused, every link leads somewhere in the
+repository, and the README stays a front page (the rest is in ``docs/``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from pydantic import BaseModel
 
 from schemas import Settings
 from schemas._settings_doc import readme_with_settings, render_settings
-from tests.support.readme_blocks import README, as_script, bash_blocks
+from schemas._settings_doc import README_PATH as SETTINGS_PAGE
+from tests.support.readme_blocks import README, ROOT, as_script, bash_blocks, page_texts
 
-TEXT = README.read_text(encoding="utf-8")
+PAGES = page_texts()
+TEXT = "\n".join(PAGES.values())
 
 
 def defaults(model: type[BaseModel] = Settings, prefix: str = "VOXLINE_") -> dict[str, Any]:
@@ -34,8 +37,16 @@ def defaults(model: type[BaseModel] = Settings, prefix: str = "VOXLINE_") -> dic
 
 
 def test_the_settings_tables_are_what_the_code_renders() -> None:
-    assert readme_with_settings(TEXT) == TEXT, (
-        "README.md's settings tables differ from the code: run `python -m schemas`")
+    text = SETTINGS_PAGE.read_text(encoding="utf-8")
+    assert readme_with_settings(text) == text, (
+        f"{SETTINGS_PAGE.name}'s settings tables differ from the code: run `python -m schemas`")
+
+
+def test_the_readme_is_a_front_page() -> None:
+    """What it is, the two commands, the API at a glance, links: the rest is in docs/."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 300, len(lines)
+    assert max(len(line) for line in lines) <= 400
 
 
 def test_every_setting_is_in_the_tables() -> None:
@@ -121,14 +132,15 @@ def test_an_example_is_rewritten_for_the_test_app_only_where_machines_differ() -
     assert not third.marked
 
 
-def test_the_readme_links_nothing_outside_the_repository() -> None:
-    root = README.parent
-    for target in re.findall(r"\]\(([^)#\s]+)", TEXT):
-        if re.match(r"[a-z]+://", target):
-            continue
-        path = (root / target).resolve()
-        assert path.is_relative_to(root), f"README links {target}, outside the repository"
-        assert Path(path).exists(), f"README links {target}, which does not exist"
+def test_the_pages_link_nothing_outside_the_repository() -> None:
+    for name, text in PAGES.items():
+        here = (ROOT / name).parent
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path = (here / target).resolve()
+            assert path.is_relative_to(ROOT), f"{name} links {target}, outside the repository"
+            assert Path(path).exists(), f"{name} links {target}, which does not exist"
 
 
 def test_the_generator_renders_any_new_setting() -> None:

@@ -1,6 +1,7 @@
 """The README's shell examples, as the tests run them.
 
-Every ```bash block in README.md is marked by the HTML comment right before it:
+Every ```bash block of the README and the docs pages (:data:`PAGES`) is marked by the
+HTML comment right before it:
 ``<!-- runs -->`` (the README test executes it against the real app) or
 ``<!-- does not run: why -->`` (it serves forever, needs a GPU, is the test suite ...).
 An unmarked block is an error, so a new example is either run or explicitly excused.
@@ -19,7 +20,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+#: every page whose examples are checked, in the order they run (the site's order:
+#: later examples use what earlier ones wrote)
+PAGES = (README, DOCS / "index.md", DOCS / "usage.md", DOCS / "architecture.md",
+         DOCS / "operations.md", DOCS / "performance.md", DOCS / "configuration.md")
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 _MARK = re.compile(r"<!--\s*(runs|does not run:\s*(?P<reason>.*?))\s*-->\s*\Z", re.S)
@@ -32,20 +39,29 @@ curl() { command curl --fail-with-body --show-error --max-time 300 "$@"; }
 
 @dataclass(frozen=True)
 class Block:
-    line: int  # where the block's fence is in the README (1-based)
+    line: int  # where the block's fence is in its page (1-based)
     code: str
     runs: bool
     reason: str  # why it does not run; "" when it runs, or when unmarked
     marked: bool
+    page: str = "README.md"
 
     @property
     def name(self) -> str:
-        return f"README.md:{self.line}"
+        return f"{self.page}:{self.line}"
 
 
-def bash_blocks(text: str | None = None) -> list[Block]:
-    """Every ```bash block of the README, in order, with its marker."""
-    text = README.read_text(encoding="utf-8") if text is None else text
+def page_texts() -> dict[str, str]:
+    """Every checked page's text by its path from the repository's root, in order."""
+    return {str(page.relative_to(ROOT)): page.read_text(encoding="utf-8") for page in PAGES}
+
+
+def bash_blocks(text: str | None = None, page: str = "README.md") -> list[Block]:
+    """Every ```bash block of ``text`` (a page named ``page``), in order, with its
+    marker; without ``text``, those of every page of :data:`PAGES`."""
+    if text is None:
+        return [block for name, body in page_texts().items()
+                for block in bash_blocks(body, name)]
     blocks = []
     for match in _FENCE.finditer(text):
         if match.group(1) not in ("bash", "sh", "shell", "console"):
@@ -59,6 +75,7 @@ def bash_blocks(text: str | None = None) -> list[Block]:
             runs=bool(mark) and mark.group(1) == "runs",  # type: ignore[union-attr]
             reason=" ".join((mark.group("reason") or "").split()) if mark else "",
             marked=mark is not None,
+            page=page,
         ))
     return blocks
 

@@ -4,7 +4,7 @@ Every key of a session, and its partition's feed, carries the partition's hash t
 slot. So stock ``redis-cli --cluster add-node`` and ``reshard`` (which
 moves each source's lowest-numbered slots) move partitions whole, and with them their
 sessions and feed (consumer groups included), while a writer keeps appending to them.
-This is the procedure of cluster/README.md, "Add a shard", on a cluster of our own
+This is the procedure of docs/operations.md, "Add a shard", on a cluster of our own
 (3 primaries without replicas, then a fourth), never the shared fixture.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("pipeline", "deployments", "schemas", "voxline")
 LIMIT = 400
 #: benchmark drivers over the limit when it was first enforced (2026-11-27), at most this
