@@ -1,5 +1,6 @@
 """``python -m schemas``: rewrite docs/protocol.schema.json and the settings tables of
-docs/configuration.md from the models. ``--check``: rewrite nothing, exit 1 when either is out of date."""
+docs/configuration.md from the models. ``--check``: rewrite nothing, exit 1 when either
+is out of date."""
 
 import sys
 

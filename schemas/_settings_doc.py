@@ -5,8 +5,8 @@ A default written by hand in the documentation drifts the day someone changes th
 (the README once said 128 sessions where the code said 1,500), so the tables are
 generated: every field of every section, its environment variable, its default and its
 description, with the bounds the field enforces. ``python -m schemas`` rewrites the part
-of ``docs/configuration.md`` between :data:`START` and :data:`END`; a test fails when that part
-differs from what the code renders, so a new setting needs only a regeneration.
+of ``docs/configuration.md`` between :data:`START` and :data:`END`; a test fails when
+that part differs from what the code renders, so a new setting needs only a regeneration.
 
 The walk is generic (any nested ``BaseModel`` section, any field type), so settings added
 anywhere are picked up without touching this module.

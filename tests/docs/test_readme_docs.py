@@ -16,8 +16,8 @@ import pytest
 from pydantic import BaseModel
 
 from schemas import Settings
-from schemas._settings_doc import readme_with_settings, render_settings
 from schemas._settings_doc import README_PATH as SETTINGS_PAGE
+from schemas._settings_doc import readme_with_settings, render_settings
 from tests.support.readme_blocks import README, ROOT, as_script, bash_blocks, page_texts
 
 PAGES = page_texts()
