@@ -148,3 +148,34 @@ if info.exists == 1 then
 end
 return {info.exists, info.deleted, info.added, info.last, entries}
 """
+
+#: KEYS[1] a changes stream. ARGV[1] an erased session's stream key. Rewrites the changes
+#: stream without the entries that name it: XDEL only marks an entry deleted, its bytes
+#: stay in the stream's memory and in every RDB snapshot, and a changes entry may carry
+#: a small event whole (``CHANGES_INLINE_BYTES``). Ids, the last id and the counters are
+#: kept, so live readers' cursors stay valid. Returns the entries dropped.
+COMPACT_CHANGES = """
+local key, named = KEYS[1], ARGV[1]
+if redis.call('EXISTS', key) == 0 then return 0 end
+local raw = redis.call('XINFO', 'STREAM', key)
+local last, added, deleted = '0-0', 0, '0-0'
+for i = 1, #raw, 2 do
+  if raw[i] == 'last-generated-id' then last = raw[i + 1]
+  elseif raw[i] == 'entries-added' then added = raw[i + 1]
+  elseif raw[i] == 'max-deleted-entry-id' then deleted = raw[i + 1] end
+end
+local kept, dropped = {}, 0
+for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+  local fields, mine = entry[2], false
+  for j = 1, #fields, 2 do
+    if fields[j] == 'k' and fields[j + 1] == named then mine = true end
+  end
+  if mine then dropped = dropped + 1 else kept[#kept + 1] = entry end
+end
+redis.call('DEL', key)
+for _, entry in ipairs(kept) do redis.call('XADD', key, entry[1], unpack(entry[2])) end
+if #kept > 0 then
+  redis.call('XSETID', key, last, 'ENTRIESADDED', added, 'MAXDELETEDID', deleted)
+end
+return dropped
+"""

@@ -7,8 +7,9 @@ The order matters, so that nothing of the session can come back:
    Gateway replica still holds it live, and every read answers ``session_erased``;
 2. the **stream** is deleted, audio and all (unlinked: Redis frees it in the background);
 3. the **feed** entries that point at it are acknowledged in every consumer group (no
-   worker is left with a pending entry) and deleted; the **changes** entries (live
-   readers' pointers) deleted;
+   worker is left with a pending entry) and deleted; the **changes** stream (live
+   readers' pointers, which may carry a small event whole) rewritten without its
+   entries, so their bytes are gone from memory too;
 4. its **metrics** records deleted;
 5. the tombstone gets the receipt (counts, no content), kept ``erased_ttl_s``.
 
@@ -29,6 +30,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from pipeline.log import _lua
 from pipeline.log.eventlog import EventLog
 from schemas import ErasureReceipt, EventLogError, now_ms
 
@@ -70,8 +72,10 @@ async def erase_from_log(log: EventLog, session_id: str, *, by: str,
         feed = keys.feed_of(session_id)
         removed["feed_entries"], removed["pending"] = await _drop_entries(
             redis, feed, b"session", session_id.encode())
-        removed["changes"], _ = await _drop_entries(
-            redis, keys.changes_of(session_id), b"k", stream.encode())
+        # rewritten, not XDEL'd: a changes entry may carry a small event whole, and a
+        # deleted entry's bytes would stay in memory and in RDB snapshots
+        removed["changes"] = int(await redis.register_script(_lua.COMPACT_CHANGES)(
+            keys=[keys.changes_of(session_id)], args=[stream]))
         prefix = log.settings.key_prefix
         metrics = [f"{prefix}:metrics:{session_id}:{what}" for what in ("cursor", "recorded")]
         removed["metrics"] = sum([int(await redis.delete(key)) for key in metrics])

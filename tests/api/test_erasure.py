@@ -58,6 +58,17 @@ async def session_keys(redis_url: str, prefix: str, session_id: str) -> list[str
         await redis.aclose()
 
 
+async def stored_bytes(redis_url: str, prefix: str) -> bytes:
+    """Every key under the prefix as Redis would write it to an RDB snapshot (DUMP):
+    what XDEL only marked deleted is still in there."""
+    redis: Redis = create_redis(redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        return b"".join([await redis.dump(key) or b"" for key in keys])
+    finally:
+        await redis.aclose()
+
+
 def kept_on_purpose(left: list[str]) -> bool:
     """Whether what is left of an erased session is only its tombstone and the audit's
     entries of who read it (no content in either)."""
@@ -99,6 +110,31 @@ async def test_an_erased_session_is_gone_everywhere_and_answers_session_erased(
     again = await http.delete(f"/v1/sessions/{sid}", headers=session.auth)
     assert again.status_code == 200 and again.json()["already"]
     assert again.json()["removed"] == receipt["removed"]
+
+
+async def test_not_a_byte_of_what_was_said_stays_even_beside_other_sessions(
+    harness: Harness, redis_url: str, key_prefix: str,
+) -> None:
+    """What a snapshot would write (DUMP) holds nothing of an erased session's words, also
+    where its entries sat among another session's: a changes entry carries a small event
+    whole, and XDEL only marks an entry deleted, its bytes stay beside the others'."""
+    erased = await harness.client.create_session()
+    kept = await harness.client.create_session()
+    for session, words in ((erased, "herons nest in the reeds"), (kept, "otters swim at dawn"),
+                           (erased, "herons fly at dusk")):
+        async with harness.client.connect(session) as conn:
+            await conn.send_text(words)
+            [event async for event in conn.until_done()]
+    assert b"herons" in await stored_bytes(redis_url, key_prefix)
+    response = await harness.client.http.delete(f"/v1/sessions/{erased.session_id}",
+                                                headers=erased.auth)
+    assert response.status_code == 200, response.text
+    stored = await stored_bytes(redis_url, key_prefix)
+    assert b"herons" not in stored
+    assert b"otters" in stored  # the other session's log is whole
+    logged = await harness.services.log.read_all(kept.session_id)
+    assert [e.data.text for e in logged if e.type == "input.text"] == [  # type: ignore[union-attr]
+        "otters swim at dawn"]
 
 
 async def test_a_live_turn_is_cut_its_socket_closed_and_nothing_comes_back(
