@@ -8,6 +8,8 @@ a script that fails half-way.
 
 from __future__ import annotations
 
+from pipeline.log.keys import CHANGES_KEEP_MS
+
 # Shared helpers: parse "ms-seq" ids (ms < 2^53 fits a Lua double exactly) and read the
 # stream's counters from XINFO STREAM (O(1); Redis 7.0 reports max-deleted-entry-id and
 # entries-added, which make the trim horizon and per-entry numbers exact).
@@ -47,7 +49,7 @@ end
 #:       second read for it; 0: never), then per event: id, feed ('1'/'0'), n_fields,
 #:       fields...
 #: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id} | {'erased', ''}.
-APPEND = _PRELUDE + """
+APPEND = _PRELUDE + ("""
 local key, feed, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'erased', ''} end
 local maxlen, approx, minid, expire_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -108,6 +110,13 @@ if count == 1 and inline_bytes > 0 then
   end
 end
 redis.call(unpack(change))
+if #change > 10 then
+  -- an event rides whole in its changes entry: it goes within CHANGES_KEEP_MS, however
+  -- quiet the partition (whole nodes only: cheap when there is nothing to trim)
+  local now = redis.call('TIME')
+  local oldest = tonumber(now[1]) * 1000 - %(keep_ms)d
+  redis.call('XTRIM', changes, 'MINID', '~', string.format('%%d-0', oldest))
+end
 -- Trim, and record the newest deleted id: Redis 7.0's XTRIM does not update
 -- max-deleted-entry-id, and readers rely on it to detect that they missed events.
 local deleted = nil
@@ -135,7 +144,7 @@ if deleted ~= nil then
 end
 if expire_s ~= '' then redis.call('EXPIRE', key, tonumber(expire_s)) end
 return {'ok', info.added + 1}
-"""
+""" % {"keep_ms": CHANGES_KEEP_MS})
 
 #: KEYS[1] session stream. ARGV: start ('-' or '(id'), count.
 #: Returns {exists, max_deleted_id, entries_added, last_id, entries}.

@@ -48,6 +48,9 @@ CHANGES_MAXLEN = 10_000
 #: it out from the entry that woke it, without reading the session's stream (one round
 #: trip an event instead of two); the changes streams then hold up to ~3 MB each
 CHANGES_INLINE_BYTES = 256
+#: how long a changes entry that carries an event may outlive it at most (trimmed by age
+#: too, not only by count: a quiet partition keeps no words of a session for long)
+CHANGES_KEEP_MS = 600_000
 
 
 class LogKeys:
