@@ -14,6 +14,13 @@ façade (its ``__init__``) that the rest of the code imports:
                               side (speech input, typed turns, barge-in; events out by the log)
 ``pipeline.workers``          background consumers: auto-play narration, re-transcription, metrics
 ``pipeline.openai_realtime``  the OpenAI Realtime API's events, to and from the session's own
+``pipeline.webrtc``           WebRTC calls: OpenAI's Realtime API over an aiortc peer connection
+``pipeline.telephony``        phone calls: Twilio Media Streams read and written
+``pipeline.retrieval``        document collections in Redis, BM25 search, grounding and citations
+``pipeline.tools``            tools the server runs (its own and MCP servers'), each call once
+``pipeline.privacy``          redaction of personal data before the log and the model see it
+``pipeline.tracing``          turn traces: from the log, live over OTLP
+``pipeline.meters``           what a replica counts about itself for the operator's metrics
 ``pipeline.aio``              asyncio helpers shared by all of them
 ============================  =================================================================
 
