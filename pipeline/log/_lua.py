@@ -114,8 +114,8 @@ if #change > 10 then
   -- an event rides whole in its changes entry: it goes within CHANGES_KEEP_MS, however
   -- quiet the partition (whole nodes only: cheap when there is nothing to trim)
   local now = redis.call('TIME')
-  local oldest = tonumber(now[1]) * 1000 - %(keep_ms)d
-  redis.call('XTRIM', changes, 'MINID', '~', string.format('%%d-0', oldest))
+  local oldest = tonumber(now[1]) * 1000 - KEEP_MS
+  redis.call('XTRIM', changes, 'MINID', '~', string.format('%d-0', oldest))
 end
 -- Trim, and record the newest deleted id: Redis 7.0's XTRIM does not update
 -- max-deleted-entry-id, and readers rely on it to detect that they missed events.
@@ -144,7 +144,7 @@ if deleted ~= nil then
 end
 if expire_s ~= '' then redis.call('EXPIRE', key, tonumber(expire_s)) end
 return {'ok', info.added + 1}
-""" % {"keep_ms": CHANGES_KEEP_MS})
+""".replace("KEEP_MS", str(CHANGES_KEEP_MS)))
 
 #: KEYS[1] session stream. ARGV: start ('-' or '(id'), count.
 #: Returns {exists, max_deleted_id, entries_added, last_id, entries}.
