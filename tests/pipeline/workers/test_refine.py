@@ -74,12 +74,16 @@ async def session(log: EventLog, session_id: str, settings: SessionSettings, n: 
 
 
 async def handle_all(worker: RefineWorker) -> int:
+    """Handle every feed entry there is: read until a read brings nothing (a cluster has
+    one feed per partition, and a busy machine answers some reads late)."""
     await worker.reader.ensure_group()
-    handled = await worker.reader.read(block_ms=10)
-    for delivery in handled:
-        await worker.handle(delivery)
-        await worker.reader.ack(delivery)
-    return len(handled)
+    count = 0
+    while handled := await worker.reader.read(block_ms=300):
+        for delivery in handled:
+            await worker.handle(delivery)
+            await worker.reader.ack(delivery)
+        count += len(handled)
+    return count
 
 
 def refined(events: list[Event]) -> list[TranscriptRefined]:
