@@ -40,16 +40,20 @@ class RedisProxy:
     start = restore
 
     async def cut(self) -> None:
+        """Stop listening and drop every connection. The connections go first: from
+        Python 3.12 on, ``wait_closed`` waits for the server's connections to close, so
+        waiting before they are dropped never returns."""
         self._generation += 1
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in list(self._writers):
             writer.transport.abort()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
 
     close = cut
 
