@@ -29,10 +29,17 @@ def created_data(settings: SessionSettings, tenant: Tenant | None) -> SessionCre
     added (a session may redact more, never less), the tenant's digest recorded."""
     if tenant is None:
         return SessionCreatedData(settings=settings)
-    redact = redact_union(settings.redact, tenant.redact)
-    return SessionCreatedData(
-        settings=settings.model_copy(update={"redact": redact}) if redact != settings.redact
-        else settings, tenant=tenant.digest, redact_required=tenant.redact)
+    return SessionCreatedData(settings=with_redaction(settings, tenant.redact),
+                              tenant=tenant.digest, redact_required=tenant.redact)
+
+
+def with_redaction(settings: SessionSettings,
+                   required: tuple[RedactKind, ...]) -> SessionSettings:
+    """``settings`` redacting at least ``required`` (an API key's kinds: a session's own
+    settings, at creation or in an update, add to them and never remove them)."""
+    redact = redact_union(settings.redact, required)
+    return settings if redact == settings.redact else settings.model_copy(
+        update={"redact": redact})
 
 
 def new_session_id() -> str:

@@ -33,7 +33,7 @@ from pipeline.privacy import redacted_for
 from pipeline.retrieval import Grounder
 from pipeline.session.admission import Admission
 from pipeline.session.call_recovery import CallRecovery
-from pipeline.session.creation import Tenant, created_data, new_turn_id
+from pipeline.session.creation import Tenant, created_data, new_turn_id, with_redaction
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
 from pipeline.session.reply_source import ReplySource
@@ -77,7 +77,6 @@ from schemas import (
     ToolCallOutputData,
     ToolOutput,
     VoxlineError,
-    redact_union,
 )
 
 
@@ -232,9 +231,7 @@ class LiveSession:
         rebuilt when a setting it is built from changed."""
         settings = merge_settings(self.settings, patch)
         required = self.state.redact_required  # the API key's: never removed by an update
-        if required:
-            settings = settings.model_copy(
-                update={"redact": redact_union(settings.redact, required)})
+        settings = with_redaction(settings, required)
         await self.voice.settings_changed(settings)
         await self.emit(
             SessionUpdated(
