@@ -16,6 +16,10 @@ resolves a command's node before it initializes (when it starts, and again after
 one arbitrary primary and came back as MOVED after MOVED, each fifth closing every
 connection, other tasks' in-flight writes among them.
 
+A key's slot is remembered (:meth:`BoundedCluster.keyslot`): redis-py hashes every key
+of every command again, and a log's keys are few and used all the time (a session's
+stream, its partition's feed and changes stream, per append).
+
 One place per command is enough: a command uses one connection of one node, a pipeline
 at most one of each node it touches. A pipeline that falls back to single commands
 (a redirection mid-pipeline) re-enters the client holding its place, so it does not
@@ -34,6 +38,9 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
+#: keys whose slot is remembered at most (then forgotten all at once: a dict, no LRU)
+SLOT_CACHE = 65_536
+
 #: whether the current task already holds a place of the client (a pipeline's fallback)
 _HOLDING: ContextVar[bool] = ContextVar("voxline_cluster_place", default=False)
 
@@ -48,6 +55,17 @@ class BoundedCluster(RedisCluster):
         self._places = asyncio.Semaphore(max_connections)
         self._bound = max_connections
         self._wait_s = wait_s
+        self._slots: dict[Any, int] = {}
+
+    def keyslot(self, key: Any) -> int:
+        if not isinstance(key, str | bytes):
+            return super().keyslot(key)
+        slot = self._slots.get(key)
+        if slot is None:
+            if len(self._slots) >= SLOT_CACHE:
+                self._slots.clear()
+            slot = self._slots[key] = super().keyslot(key)
+        return slot
 
     @contextlib.asynccontextmanager
     async def place(self) -> AsyncIterator[None]:

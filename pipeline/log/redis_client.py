@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -57,6 +58,10 @@ class SafeConnection(Connection):
       'NoneType' object is not callable`` from asyncio's ``writelines``, gh-136234),
       which nothing retries. As a :class:`ConnectionError` it is retried by the client's
       own policy, on a fresh socket, like any dropped connection.
+    * **Commands are packed in C.** redis-py's asyncio connection packs every command in
+      Python (its synchronous one uses hiredis when present); on the log bench that was a
+      sixth of a writer's CPU per event. hiredis packs the same bytes (a ``str`` as UTF-8,
+      numbers as their ``repr``); anything else goes redis-py's way (its ``DataError``).
     * **A cancel is never lost in a write.** With a socket timeout every write runs in
       ``asyncio.wait_for``, which on CPython 3.11 swallows a ``cancel()`` arriving as the
       write completes: the cancelled task reads the answer and carries on (a blocking
@@ -64,6 +69,19 @@ class SafeConnection(Connection):
       the write is raised after it, and the connection, whose answer nobody will read,
       is closed.
     """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if self.encoder.encoding != "utf-8" or self.encoder.encoding_errors != "strict":
+            return super().pack_command(*args)
+        head = args[0]
+        if isinstance(head, str):  # "CONFIG GET": the server wants two arguments
+            args = (*head.encode().split(), *args[1:])
+        elif b" " in head:
+            args = (*head.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:  # a type hiredis does not pack: redis-py's way, or its DataError
+            return super().pack_command(*args)
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         task = asyncio.current_task()
