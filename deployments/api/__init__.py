@@ -15,7 +15,9 @@ but ``health``, ``web`` and the docs need an API key (``_auth``). Sockets and re
 that change something from a web page elsewhere are refused (``_origin``); every answer
 carries security headers, every page its content security policy (``_headers``). What
 several routers use lives in private modules (``_deps``: the services, session and
-collection access, what the engines say of themselves; ``_socket``, ``_sse`` ...): a
+collection access, what the engines say of themselves; ``_socket``: the one socket
+skeleton, of which ``session_socket``, ``openai_realtime`` and ``twilio`` are codecs;
+``_sse`` ...): a
 router never imports another router (an import contract says so).
 """
 

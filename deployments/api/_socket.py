@@ -1,10 +1,18 @@
-"""What both sockets (native and OpenAI Realtime) share: the log's tail as the outgoing
-side, the receive loop, refusing a socket, and finishing a session when its client leaves.
+"""The one socket skeleton every WebSocket transport runs, and what they share: the log's
+tail as the outgoing side, the receive loop, refusing a socket, and finishing a session
+when its client leaves.
 
-``/v1/sessions/{id}/ws`` (Voxline's events, :mod:`deployments.api.session_socket`) and
-``/v1/realtime`` (OpenAI's, :mod:`deployments.api.openai_realtime`) differ only in how a
-log event is written to the client (a :class:`Framing`) and how a text frame is read; the
-session, the log, resume, limits and back-pressure are the same code.
+A transport is a :class:`SocketCodec`: how its socket opens (authenticate, open or attach
+a session, what it greets with and from where it sends), how it writes a log event
+(a :class:`Framing`) and reads a text frame, and how it ends. :func:`serve_socket` is the
+rest, the same for all: accept, open (a :class:`VoxlineError` is one refusal frame and a
+4000 + status close), greet, tail the log (:class:`LogSender`), receive until the client
+leaves, finish. ``/v1/sessions/{id}/ws`` (Voxline's events,
+:mod:`deployments.api.session_socket`), ``/v1/realtime`` (OpenAI's,
+:mod:`deployments.api.openai_realtime`) and ``/v1/twilio/media`` (Twilio's Media Streams,
+:mod:`deployments.api.twilio`) are codecs; the session, the log, resume, limits and
+back-pressure are this code. (WebRTC's data channel is not a WebSocket: its call,
+:mod:`pipeline.webrtc`, takes the same kind of framing and message handler.)
 
 A server that is stopping closes every socket with 1012 (``Service Restart``, reason
 ``server_draining``) once running turns had their grace (``Services.drain``): the client
@@ -16,13 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from deployments.api._services import Services, close_to_resume
+from deployments.api._auth import accepted_subprotocol
+from deployments.api._services import Services, close_to_resume, get_services
 from deployments.api._sse import resync_required
 from pipeline.aio import aclose_stream, reraise_lost_cancel
 from pipeline.log import LogFanout
@@ -246,3 +257,76 @@ async def finish(session: LiveSession, services: Services) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(session.wait_response()), wait_s)
     await services.release(session)
+
+
+@dataclass
+class Opened:
+    """A socket's session, once its codec opened it."""
+
+    session: LiveSession
+    #: how log events are written to this client
+    framing: Framing
+    #: the log id the socket sends after (None: from the start)
+    after: str | None
+    #: frames sent first, not from the log (a greeting)
+    greeting: list[str] = field(default_factory=list)
+    #: how long the tail waits for a resume before it sends (0: at once)
+    delay_s: float = 0.0
+
+
+class SocketCodec(ABC):
+    """One transport's part of a socket; one instance per connection."""
+
+    #: whose deliveries these are (tracing's reader name)
+    name: ClassVar[str]
+    #: binary frames are audio in the session's input format (else each is refused)
+    binary_audio: ClassVar[bool] = False
+
+    def subprotocol(self, ws: WebSocket) -> str | None:
+        """The subprotocol the socket is accepted with."""
+        return accepted_subprotocol(ws)
+
+    def refusal(self, exc: VoxlineError) -> str | None:
+        """The frame sent before a socket that could not open is closed (None: none)."""
+        return None
+
+    @abstractmethod
+    async def open(self, ws: WebSocket, services: Services) -> Opened | None:
+        """Authenticate and open the session (raise a :class:`VoxlineError` to refuse;
+        None: the client left before there was anything to open)."""
+
+    @abstractmethod
+    async def on_text(self, text: str, sender: LogSender) -> None:
+        """One text frame from the client."""
+
+    async def closed(self, session: LiveSession, services: Services) -> None:
+        """The client left: by default a running reply finishes into the log first."""
+        await finish(session, services)
+
+
+async def serve_socket(ws: WebSocket, codec: SocketCodec) -> None:
+    """Serve one socket with ``codec``, from its handshake to its end."""
+    services = get_services(ws)
+    await ws.accept(subprotocol=codec.subprotocol(ws))
+    try:
+        opened = await codec.open(ws, services)
+    except VoxlineError as exc:
+        await refuse(ws, exc, codec.refusal(exc))
+        return
+    if opened is None:
+        return
+    session = opened.session
+    sender = LogSender(ws, services.tails, session.session_id, opened.framing,
+                       services.deliveries(codec.name))
+    for frame in opened.greeting:
+        await sender.send(frame)
+    sender.start(opened.after, delay_s=opened.delay_s)
+
+    async def on_text(text: str) -> None:
+        await codec.on_text(text, sender)
+
+    try:
+        await receive(ws, session, sender, services, on_text, binary_audio=codec.binary_audio)
+    finally:
+        await sender.stop()
+        await codec.closed(session, services)

@@ -37,15 +37,15 @@ import json
 from fastapi import APIRouter, WebSocket
 from starlette.requests import HTTPConnection
 
-from deployments.api._auth import accepted_subprotocol, check_api_key, tenant_of, token_of
+from deployments.api._auth import check_api_key, tenant_of, token_of
 from deployments.api._deps import audited
 from deployments.api._openai_events import (
     apply_client_event,
     client_translator,
     follow_session,
 )
-from deployments.api._services import Services, get_services
-from deployments.api._socket import JsonFraming, LogSender, finish, receive, refuse
+from deployments.api._services import Services
+from deployments.api._socket import JsonFraming, LogSender, Opened, SocketCodec, serve_socket
 from pipeline.openai_realtime import (
     ServerTranslator,
     error_frame,
@@ -89,40 +89,46 @@ async def openai_realtime(
     beta: str | None = None,
 ) -> None:
     """The OpenAI Realtime API; see the module docstring."""
-    services = get_services(ws)
     beta_names = beta is not None or "realtime=v1" in ws.headers.get("openai-beta", "")
-    translator = ServerTranslator(model=model, beta=beta_names)
-    framing = OpenAIFraming(translator)
-    await ws.accept(subprotocol=accepted_subprotocol(ws))
-    try:
+    await serve_socket(ws, RealtimeSocket(model, session_id, last_event_id, beta_names))
+
+
+class RealtimeSocket(SocketCodec):
+    """OpenAI's Realtime events, translated both ways (:mod:`pipeline.openai_realtime`)."""
+
+    name = "openai_realtime"
+
+    def __init__(self, model: str, session_id: str | None, last_event_id: str | None,
+                 beta_names: bool) -> None:
+        self.model = model
+        self.session_id = session_id
+        self.last_event_id = last_event_id
+        self.translator = ServerTranslator(model=model, beta=beta_names)
+        self.framing = OpenAIFraming(self.translator)
+
+    def refusal(self, exc: VoxlineError) -> str:
+        return self.framing.refusal(self.session_id or "", exc)
+
+    async def open(self, ws: WebSocket, services: Services) -> Opened:
         check_api_key(ws)
-        session, token, after = await _open(ws, services, session_id, last_event_id,
-                                            translator)
-    except VoxlineError as exc:
-        await refuse(ws, exc, framing.refusal(session_id or "", exc))
-        return
-    follow_session(translator, services, session)
-    sender = LogSender(ws, services.tails, session.session_id, framing,
-                       services.deliveries("openai_realtime"))
-    if not last_event_id:  # the greeting: its id is the log position the socket starts at
-        extension = {"session_id": session.session_id, "token": token,
-                     "resume": "reconnect with ?session_id=&token=&last_event_id="}
-        await sender.send(json.dumps({
-            "type": "session.created", "event_id": after,
-            "session": session_object(session.session_id, session.settings, model=model,
-                                      extension=extension)}))
-    sender.start(after)
-    client = client_translator(services, session)
+        session, token, after = await _open(ws, services, self.session_id,
+                                            self.last_event_id, self.translator)
+        follow_session(self.translator, services, session)
+        self.session, self.services = session, services
+        self.client = client_translator(services, session)
+        opened = Opened(session, self.framing, after)
+        if not self.last_event_id:  # the greeting: its id is the position it starts at
+            extension = {"session_id": session.session_id, "token": token,
+                         "resume": "reconnect with ?session_id=&token=&last_event_id="}
+            opened.greeting.append(json.dumps({
+                "type": "session.created", "event_id": after,
+                "session": session_object(session.session_id, session.settings,
+                                          model=self.model, extension=extension)}))
+        return opened
 
-    async def on_text(text: str) -> None:
-        for frame in await apply_client_event(text, client, session, services):
+    async def on_text(self, text: str, sender: LogSender) -> None:
+        for frame in await apply_client_event(text, self.client, self.session, self.services):
             await sender.send(frame)
-
-    try:
-        await receive(ws, session, sender, services, on_text, binary_audio=False)
-    finally:
-        await sender.stop()
-        await finish(session, services)
 
 
 async def _open(

@@ -30,15 +30,20 @@ frame and is closed with code 4000 + the HTTP status (4404, 4401, 4403, 4409, 44
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
-from deployments.api._auth import accepted_subprotocol, check_api_key
+from deployments.api._auth import check_api_key
 from deployments.api._deps import authorized_state, engine_choices
-from deployments.api._services import Services, get_services
-from deployments.api._socket import LogSender, NativeFraming, finish, receive, refuse
+from deployments.api._services import Services
+from deployments.api._socket import (
+    LogSender,
+    NativeFraming,
+    Opened,
+    SocketCodec,
+    serve_socket,
+)
 from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
     ClientMessageUnion,
@@ -59,53 +64,52 @@ async def session_socket(
     ws: WebSocket, session_id: str, last_event_id: str | None = None
 ) -> None:
     """Talk or type to the session; see the module docstring for the protocol."""
-    services = get_services(ws)
-    framing = NativeFraming()
-    await ws.accept(subprotocol=accepted_subprotocol(ws))
-    try:
+    await serve_socket(ws, NativeSocket(session_id, last_event_id))
+
+
+class NativeSocket(SocketCodec):
+    """Voxline's own protocol: events as they are in the log, binary frames as audio."""
+
+    name = "socket"
+    binary_audio = True
+
+    def __init__(self, session_id: str, last_event_id: str | None) -> None:
+        self.session_id = session_id
+        self.last_event_id = last_event_id
+        self.framing = NativeFraming()
+
+    def refusal(self, exc: VoxlineError) -> str:
+        return self.framing.refusal(self.session_id, exc)
+
+    async def open(self, ws: WebSocket, services: Services) -> Opened:
         check_api_key(ws)
-        state = await authorized_state(session_id, ws, services)
-        if last_event_id:
-            await check_cursor(services.log, state, last_event_id)
-        session = await services.open_session(session_id, state=state)
-    except VoxlineError as exc:
-        await refuse(ws, exc, framing.refusal(session_id, exc))
-        return
-    if not last_event_id:  # a resuming client has the session; its next frame is its cursor's
+        state = await authorized_state(self.session_id, ws, services)
+        if self.last_event_id:
+            await check_cursor(services.log, state, self.last_event_id)
+        self.session = await services.open_session(self.session_id, state=state)
+        self.services = services
+        if self.last_event_id:  # a resuming client has the session; no greeting
+            return Opened(self.session, self.framing, self.last_event_id)
         # what OpenAI-style clients wait for: the settings now, as a frame like
         # session.resync_required (not logged, no id, not counted against session.resume)
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await ws.send_text(SessionCreated(session_id=session_id, data=SessionCreatedData(
-                settings=session.settings)).model_dump_json())
-    sender = LogSender(ws, services.tails, session_id, framing,
-                       services.deliveries("socket"))
-    if last_event_id:
-        sender.start(last_event_id)
-    else:
-        sender.start(session.state.last_event_id, delay_s=services.settings.api.resume_window_s)
+        greeting = SessionCreated(session_id=self.session_id, data=SessionCreatedData(
+            settings=self.session.settings)).model_dump_json()
+        return Opened(self.session, self.framing, self.session.state.last_event_id,
+                      greeting=[greeting], delay_s=services.settings.api.resume_window_s)
 
-    async def on_text(text: str) -> None:
-        await _on_text(text, session, sender, services)
-
-    try:
-        await receive(ws, session, sender, services, on_text)
-    finally:
-        await sender.stop()
-        await finish(session, services)
-
-
-async def _on_text(text: str, session: LiveSession, sender: LogSender, services: Services) -> None:
-    parsed = parse_native(text, services)
-    if isinstance(parsed, SessionResume):
-        try:
-            await check_cursor(services.log, session.state, parsed.last_event_id)
-        except VoxlineError:
-            sender.go()  # no resume: send from where the socket opened
-            raise
-        await sender.resume(parsed.last_event_id)
-        return
-    sender.go()
-    await apply_native(parsed, session, services)
+    async def on_text(self, text: str, sender: LogSender) -> None:
+        parsed = parse_native(text, self.services)
+        if isinstance(parsed, SessionResume):
+            try:
+                await check_cursor(self.services.log, self.session.state,
+                                   parsed.last_event_id)
+            except VoxlineError:
+                sender.go()  # no resume: send from where the socket opened
+                raise
+            await sender.resume(parsed.last_event_id)
+            return
+        sender.go()
+        await apply_native(parsed, self.session, self.services)
 
 
 def parse_native(text: str, services: Services) -> ClientMessageUnion:

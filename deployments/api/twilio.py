@@ -48,8 +48,8 @@ from deployments.api._auth import api_keys, check_api_key
 from deployments.api._deps import ServicesDep, audited, base_url, engine_choices, socket_base
 from deployments.api._errors import error_responses
 from deployments.api._origin import is_loopback_host
-from deployments.api._services import Services, get_services
-from deployments.api._socket import JsonFraming, LogSender, receive, refuse
+from deployments.api._services import Services
+from deployments.api._socket import JsonFraming, LogSender, Opened, SocketCodec, serve_socket
 from pipeline.session import (
     LiveSession,
     authorize,
@@ -112,53 +112,58 @@ async def voice_webhook(request: Request, services: ServicesDep) -> Response:
 @router.websocket("/media")
 async def media_stream(ws: WebSocket) -> None:
     """Twilio Media Streams: one call, both ways; see the module docstring."""
-    services = get_services(ws)
-    await ws.accept()
-    try:
+    await serve_socket(ws, CallSocket(ws))
+
+
+class CallSocket(SocketCodec):
+    """Twilio's Media Streams messages (:mod:`pipeline.telephony`). Twilio reads no error
+    frame: a refusal is the close code and reason."""
+
+    name = "twilio"
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.truncations: set[asyncio.Task[None]] = set()
+
+    def subprotocol(self, ws: WebSocket) -> None:
+        return None
+
+    async def open(self, ws: WebSocket, services: Services) -> Opened | None:
         signed = _check_caller(ws, services, [])
         start = await _start(ws, services)
         if start is None:  # the caller left before 'start': nothing was opened
-            return
+            return None
         session = await _open_call(ws, services, start, signed)
-    except VoxlineError as exc:
-        await refuse(ws, exc, None)
-        return
-    truncations: set[asyncio.Task[None]] = set()
+        self.session, self.limits = session, services.settings.api
+        self.translator = CallTranslator(start.start.stream_sid,
+                                         lambda: session.settings.interruptions,
+                                         on_clear=self._heard)
+        return Opened(session, JsonFraming(self.translator), session.state.last_event_id)
 
-    def heard(turn_id: str, heard_ms: int) -> None:
+    def _heard(self, turn_id: str, heard_ms: int) -> None:
         """Twilio dropped the rest of a reply: the caller heard ``heard_ms`` of it."""
-        task = asyncio.create_task(_truncate(session, turn_id, heard_ms))
-        truncations.add(task)
-        task.add_done_callback(truncations.discard)
+        task = asyncio.create_task(_truncate(self.session, turn_id, heard_ms))
+        self.truncations.add(task)
+        task.add_done_callback(self.truncations.discard)
 
-    translator = CallTranslator(start.start.stream_sid,
-                                lambda: session.settings.interruptions, on_clear=heard)
-    # Twilio reads no error frame: a refusal is the close code and reason
-    sender = LogSender(ws, services.tails, session.session_id, JsonFraming(translator),
-                       services.deliveries("twilio"))
-    sender.start(session.state.last_event_id)
-    limits = services.settings.api
-
-    async def on_text(text: str) -> None:
-        if ws.application_state is not WebSocketState.CONNECTED:
+    async def on_text(self, text: str, sender: LogSender) -> None:
+        if self.ws.application_state is not WebSocketState.CONNECTED:
             return  # after 'stop' the call is over: what the peer sends still is dropped
-        message = parse_message(text, max_bytes=limits.max_message_bytes,
-                                max_depth=limits.max_json_depth)
+        message = parse_message(text, max_bytes=self.limits.max_message_bytes,
+                                max_depth=self.limits.max_json_depth)
         if isinstance(message, Media):
             if message.media.track == "inbound":
-                await session.push_audio(media_audio(message))
+                await self.session.push_audio(media_audio(message))
         elif isinstance(message, Mark):
-            translator.played(message.mark.name)
+            self.translator.played(message.mark.name)
         elif isinstance(message, Dtmf):
-            logger.info("call %s: key %s", session.session_id, message.dtmf.digit)
+            logger.info("call %s: key %s", self.session.session_id, message.dtmf.digit)
         elif isinstance(message, Stop):
-            await ws.close(code=1000, reason="call ended")
+            await self.ws.close(code=1000, reason="call ended")
 
-    try:
-        await receive(ws, session, sender, services, on_text, binary_audio=False)
-    finally:
-        await sender.stop()
-        await asyncio.gather(*truncations)
+    async def closed(self, session: LiveSession, services: Services) -> None:
+        """The call is over: nobody is left to hear a running reply."""
+        await asyncio.gather(*self.truncations)
         await services.release(session, reason="hangup")
 
 
