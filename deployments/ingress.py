@@ -145,7 +145,7 @@ class Gateway:
         before it stops Serve: Serve's own stop only waits for requests to end, and a
         socket never ends by itself."""
         grace = self.services.settings.api.shutdown_grace_s if grace_s is None else grace_s
-        return await self.services.drain(grace)
+        return await self.services.connections.drain(grace)
 
     async def __del__(self) -> None:
         if self._server is not None:  # the port first: a successor may want it

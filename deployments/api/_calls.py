@@ -91,7 +91,8 @@ async def _body(request: Request, limit: int) -> bytes:
 async def replace_calls(services: Services, session_id: str) -> None:
     """Hang up the calls this replica holds on ``session_id``: a session has one call at
     a time, and a new offer on it replaces the old (a page that reconnects, say)."""
-    for call in [c for c in services.calls.values() if c.session.session_id == session_id]:
+    held = services.connections.calls.values()
+    for call in [c for c in held if c.session.session_id == session_id]:
         await call.hangup("replaced")
 
 
@@ -119,7 +120,7 @@ async def answer_call(
     webrtc = services.settings.webrtc
 
     async def ended(reason: str) -> None:
-        services.calls.pop(call_id, None)
+        services.connections.calls.pop(call_id, None)
         logger.info("call %s on %s ended: %s", call_id, session.session_id, reason)
         await on_end(reason)
 
@@ -135,7 +136,7 @@ async def answer_call(
     except BaseException:
         await call.hangup("refused")
         raise
-    services.calls[call_id] = call
+    services.connections.calls[call_id] = call
     return Response(answer, status_code=201, media_type="application/sdp",
                     headers={"Location": location(call_id)})
 

@@ -104,7 +104,7 @@ async def engine_choices(services: Services) -> EngineChoices:
     """The voices and languages the synthesizer declares (its ``describe()``; none
     checked when there is none or before it is ready), and which end-of-turn models the
     Gateway has."""
-    info = await services.describe("tts")
+    info = await services.catalogue.describe("tts")
     choices = (EngineChoices.from_description(info) if info is not None
                and info.get("ready", False) else EngineChoices())
     return dataclasses.replace(choices, smart_turn=services.engines.turn is not None,
@@ -116,7 +116,7 @@ async def engine_choices(services: Services) -> EngineChoices:
 async def described(services: Services, stage: str) -> dict[str, Any] | None:
     """What ``stage``'s engine says of itself; ``None`` when it cannot say within 5 s."""
     try:
-        return await asyncio.wait_for(services.describe(stage), timeout=5)
+        return await asyncio.wait_for(services.catalogue.describe(stage), timeout=5)
     except Exception:  # a stage that cannot say what it is has nothing to offer now
         return None
 

@@ -19,10 +19,11 @@ from schemas import ErasureReceipt, SessionError
 async def erase(services: Services, session_id: str, *, by: str) -> ErasureReceipt:
     """Close what this replica holds of ``session_id``, then erase it everywhere."""
     gone = SessionError.erased(session_id)
-    sockets = [ws for ws, held in list(services.sockets.items()) if held == session_id]
-    calls = [call for call in list(services.calls.values())
+    sockets = [ws for ws, held in list(services.connections.sockets.items()) if held == session_id]
+    calls = [call for call in list(services.connections.calls.values())
              if call.session.session_id == session_id]
-    live = [session for session in list(services.live) if session.session_id == session_id]
+    live = [session for session in list(services.connections.live)
+            if session.session_id == session_id]
     for session in live:  # no reply goes on into a log about to be erased
         with contextlib.suppress(Exception):
             await session.cancel_response("shutdown")

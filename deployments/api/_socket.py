@@ -15,7 +15,7 @@ back-pressure are this code. (WebRTC's data channel is not a WebSocket: its call
 :mod:`pipeline.webrtc`, takes the same kind of framing and message handler.)
 
 A server that is stopping closes every socket with 1012 (``Service Restart``, reason
-``server_draining``) once running turns had their grace (``Services.drain``): the client
+``server_draining``) once running turns had their grace (``Connections.drain``): the client
 reconnects, to another replica or the restarted server, and resumes from its last id.
 """
 
@@ -33,7 +33,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from deployments.api._auth import accepted_subprotocol
-from deployments.api._services import Services, close_to_resume, get_services
+from deployments.api._connections import close_to_resume
+from deployments.api._services import Services, get_services
 from deployments.api._sse import resync_required
 from pipeline.aio import aclose_stream, reraise_lost_cancel
 from pipeline.log import LogFanout
@@ -203,13 +204,13 @@ async def receive(
     frames go to ``on_text``. A :class:`VoxlineError` either raises is answered in the
     log (``error``), and the session goes on."""
     limit = services.settings.api.max_message_bytes
-    services.sockets[ws] = session.session_id  # the drain closes it: resume elsewhere
+    services.connections.sockets[ws] = session.session_id  # the drain closes it: resume elsewhere
     try:
         if services.admission.draining:  # opened as the drain closed the others
             await close_to_resume(ws)
         await _receive(ws, session, sender, limit, on_text, binary_audio)
     finally:
-        services.sockets.pop(ws, None)
+        services.connections.sockets.pop(ws, None)
 
 
 async def _receive(
@@ -256,7 +257,7 @@ async def finish(session: LiveSession, services: Services) -> None:
     wait_s = 0.0 if services.admission.draining else services.settings.api.drain_s
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(session.wait_response()), wait_s)
-    await services.release(session)
+    await services.connections.release(session)
 
 
 @dataclass

@@ -118,7 +118,7 @@ async def chat_stream(
     try:
         turn_id = await _submit(session, body)
     except BaseException:
-        await services.release(session)
+        await services.connections.release(session)
         raise
     stream = _stream(services, session, turn_id, before, token)
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
@@ -157,7 +157,7 @@ async def _stream(
         yield sse("error", {"thread_id": thread, "turn_id": turn_id,
                             **exc.to_payload().model_dump(mode="json")})
     finally:
-        await services.release(session)
+        await services.connections.release(session)
 
 
 def _message(thread: str, event: Event, citations: list[Any] | None = None) -> bytes | None:

@@ -109,7 +109,7 @@ async def hang_up(session_id: str, call_id: str, request: Request,
                   services: ServicesDep) -> Response:
     """End the call; the session stays open (a running reply finishes into the log)."""
     await authorized_state(session_id, request, services)
-    call = services.calls.get(call_id)
+    call = services.connections.calls.get(call_id)
     if call is None or call.session.session_id != session_id:
         raise VoxlineError(f"no call {call_id!r} on this session here",
                            code=ErrorCode.NOT_FOUND, http_status=404)

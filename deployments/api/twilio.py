@@ -164,7 +164,7 @@ class CallSocket(SocketCodec):
     async def closed(self, session: LiveSession, services: Services) -> None:
         """The call is over: nobody is left to hear a running reply."""
         await asyncio.gather(*self.truncations)
-        await services.release(session, reason="hangup")
+        await services.connections.release(session, reason="hangup")
 
 
 async def _truncate(session: LiveSession, turn_id: str, heard_ms: int) -> None:

@@ -105,7 +105,7 @@ async def create_call(request: Request, services: ServicesDep,
         return await apply_client_event(text, client, session, services)
 
     async def on_end(reason: str) -> None:
-        await services.release(session, reason="hangup")
+        await services.connections.release(session, reason="hangup")
 
     greeting = json.dumps({"type": "session.created", "event_id": local_id(),
                            "session": session_object(session.session_id, session.settings,
@@ -123,7 +123,7 @@ async def hang_up(call_id: str, request: Request, services: ServicesDep) -> Resp
     """End the call: a reply still running is cancelled, the session is closed. A call
     made here is its own session, and its id is what names it; a call made on a session
     Voxline's way (``/v1/sessions/{id}/calls``) needs that session's token here too."""
-    call = services.calls.get(call_id)
+    call = services.connections.calls.get(call_id)
     if call is None:
         raise VoxlineError(f"no call {call_id!r} on this server", code=ErrorCode.NOT_FOUND,
                            http_status=404)

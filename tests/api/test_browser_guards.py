@@ -109,7 +109,7 @@ async def test_both_sockets_refuse_a_page_from_elsewhere_before_the_upgrade(
         assert refusal.response.headers["x-content-type-options"] == "nosniff"
     # the sessionless /v1/realtime made no session: nothing was admitted
     assert harness.services.admission.in_use("sessions") == 0
-    assert not harness.services.live
+    assert not harness.services.connections.live
 
 
 @pytest.mark.redis

@@ -1,4 +1,4 @@
-"""A stopping server drains (plain uvicorn, scripted engines; ``Services.drain`` is what the
+"""A stopping server drains (plain uvicorn, scripted engines; ``Connections.drain`` is what the
 Gateway runs when ``voxline serve`` gets SIGTERM or SIGINT).
 
 New work is refused at once with ``server_draining`` (503 + ``Retry-After`` over HTTP, an
@@ -49,8 +49,8 @@ async def test_a_drain_refuses_new_work_lets_the_turn_finish_then_closes_with_10
                 client.connect(idle, resume_for_s=0) as waiting:
             await talking.send_text("tell me")
             await until(lambda: llm.active == 1, "the turn is generating")
-            await until(lambda: len(services.sockets) == 2, "both sockets registered")
-            drain = asyncio.create_task(services.drain(grace_s=60))
+            await until(lambda: len(services.connections.sockets) == 2, "both sockets registered")
+            drain = asyncio.create_task(services.connections.drain(grace_s=60))
             await until(lambda: services.admission.draining, "draining")
 
             # new sessions: refused over HTTP and on a new socket, with a retry hint
@@ -79,7 +79,8 @@ async def test_a_drain_refuses_new_work_lets_the_turn_finish_then_closes_with_10
             for conn in (talking, waiting):
                 assert conn.ws is not None
                 assert conn.ws.close_code == 1012 and conn.ws.close_reason == "server_draining"
-        await until(lambda: not services.sockets and not services.live, "all released")
+        held = services.connections
+        await until(lambda: not held.sockets and not held.live, "all released")
         log = [e.type for e in await services.log.read_all(busy.session_id)]
         assert log[-1] in FINAL_TYPES or "response.done" in log
 
@@ -94,11 +95,12 @@ async def test_a_turn_past_the_grace_is_cut_and_its_socket_still_closed_with_101
         async with h.client.connect(session, resume_for_s=0) as conn:  # the close itself
             await conn.send_text("tell me")
             await until(lambda: llm.active == 1, "the turn is generating")
-            result = await h.services.drain(grace_s=0.2)
+            result = await h.services.connections.drain(grace_s=0.2)
             assert result == {"sockets": 1, "calls": 0, "turns_cut": 1}
             await events_until_closed(conn)
             assert conn.ws is not None and conn.ws.close_code == 1012
-        await until(lambda: not h.services.live and llm.active == 0, "the cut turn ended")
+        await until(lambda: not h.services.connections.live and llm.active == 0,
+                    "the cut turn ended")
         assert h.services.admission.in_use("turns") == 0
 
 
@@ -114,12 +116,12 @@ async def test_the_sdk_resumes_after_1012_with_no_gap_and_no_repeat(
         async with h.client.connect(session) as conn:
             await conn.send_text("one")
             seen = [e async for e in conn.until_done()]
-            await h.services.drain(grace_s=5)
+            await h.services.connections.drain(grace_s=5)
             reader = asyncio.create_task(anext(aiter(conn.events())))
             await until(lambda: conn.resumes >= 2, "a reopened socket was refused")
             assert not reader.done()  # the refusal was not handed to the reader
             h.services.admission.draining = False  # "restarted"
-            await until(lambda: bool(h.services.sockets), "the socket resumed")
+            await until(lambda: bool(h.services.connections.sockets), "the socket resumed")
             # a turn made elsewhere meanwhile (HTTP) reaches the resumed socket
             async for _ in h.client.chat_stream("two", session=session):
                 pass

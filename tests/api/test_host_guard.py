@@ -103,5 +103,5 @@ async def test_a_rebound_page_is_refused_on_every_door(harness: Harness) -> None
         body = json.loads(upgrade.value.response.body or b"{}")
         assert body["error"]["code"] == "host_not_allowed"
     # nothing was opened or admitted on the refused doors
-    assert not harness.services.live
+    assert not harness.services.connections.live
     assert harness.services.admission.in_use("sessions") == 0

@@ -231,7 +231,7 @@ async def test_two_stage_with_and_without_a_reranker(
         assert dict(messages)["citations"]["strategy"] == "bm25"
     async with serve_api(redis_url, log_settings, llm=PromptLLM(), tts=None,
                          retrieval=SMALL, reranker=LengthReranker()) as h:
-        checks = await h.services.readiness()
+        checks = await h.services.catalogue.readiness()
         assert checks["reranker"] == {"engine": "reranker", "ready": True}
         session = await h.client.create_session()
         await give(h, cid, token, session)

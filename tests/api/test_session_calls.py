@@ -109,10 +109,10 @@ async def _cancel_then_hang_up(harness: Harness) -> None:
                                    headers={"X-Voxline-Token": session.token})
         assert hung.status_code == 204
         for _ in range(100):
-            if not harness.services.calls and not harness.services.live:
+            if not harness.services.connections.calls and not harness.services.connections.live:
                 break
             await asyncio.sleep(0.02)
-        assert not harness.services.calls and not harness.services.live
+        assert not harness.services.connections.calls and not harness.services.connections.live
     finally:
         await caller.close()
     events = await harness.services.log.read_all(session.session_id)
@@ -154,7 +154,7 @@ async def test_a_call_is_refused_where_the_session_cannot_have_one(harness: Harn
         assert (await caller.call(harness.url, path)).status_code == 401  # no token
         assert (await caller.call(harness.url, "/v1/sessions/nope/calls",
                                   **{"X-Voxline-Token": "x"})).status_code == 404
-        assert not harness.services.live and not harness.services.calls
+        assert not harness.services.connections.live and not harness.services.connections.calls
         assert harness.services.admission.in_use("sessions") == 0
     finally:
         await caller.close()
@@ -185,7 +185,7 @@ async def test_calls_need_the_api_key_and_a_place(redis_url: str, key_prefix: st
                                       **{"X-Voxline-Token": other["token"]})
             assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
             assert int(refused.headers["retry-after"]) >= 1
-            assert len(harness.services.calls) == 1
+            assert len(harness.services.connections.calls) == 1
         finally:
             for peer in (keyless, full, caller):
                 await peer.close()

@@ -90,7 +90,7 @@ async def test_a_call_is_answered_and_a_barge_in_clears_twilio(harness: Harness)
     [heard] = [e for e in events if isinstance(e, ResponseTruncated)]
     assert heard.turn_id == cut.turn_id and heard.data.audio_end_ms <= heard.data.audio_ms
     assert isinstance(events[-1], SessionClosed) and events[-1].data.reason == "hangup"
-    assert not harness.services.live  # the call's session let go of its place
+    assert not harness.services.connections.live  # the call's session let go of its place
 
 
 def _signature(url: str, params: dict[str, str]) -> str:
@@ -164,7 +164,7 @@ async def test_a_stream_that_cannot_start_is_closed_with_a_code(
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == code
-        assert not harness.services.live
+        assert not harness.services.connections.live
 
 
 async def test_a_stream_of_its_own_twiml_gets_a_session(harness: Harness) -> None:
@@ -173,12 +173,12 @@ async def test_a_stream_of_its_own_twiml_gets_a_session(harness: Harness) -> Non
     async with PhoneLine.open(url, {}) as line:
         await line.say(_mulaw((0.6, True), (0.8, False)))
         await line.until_played()
-        assert len(harness.services.live) == 1
+        assert len(harness.services.connections.live) == 1
     for _ in range(100):  # the hang-up lets go of the session
-        if not harness.services.live:
+        if not harness.services.connections.live:
             break
         await asyncio.sleep(0.02)
-    assert not harness.services.live
+    assert not harness.services.connections.live
 
 
 async def test_calls_past_capacity_are_refused_with_retry_after(
@@ -205,7 +205,7 @@ async def test_a_binary_frame_before_start_is_closed_4400(
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4400, "invalid_message")
     assert not [r for r in caplog.records if r.exc_info]  # no traceback (was KeyError)
-    assert not harness.services.live
+    assert not harness.services.connections.live
 
 
 async def test_a_caller_that_leaves_before_start_ends_quietly(
@@ -218,7 +218,7 @@ async def test_a_caller_that_leaves_before_start_ends_quietly(
                 await ws.send(json.dumps(opening))
         await asyncio.sleep(0.2)  # the server reads the close
     assert not [r for r in caplog.records if r.exc_info]  # (was WebSocketDisconnect)
-    assert not harness.services.live
+    assert not harness.services.connections.live
     assert harness.services.admission.in_use("sessions") == 0
 
 

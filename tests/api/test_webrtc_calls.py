@@ -85,7 +85,7 @@ async def test_a_call_turns_text_and_voice_and_hangs_up_mid_reply(harness: Harne
         events = await until_closed(harness, session_id)
         assert events[-1].data.reason == "hangup"
         assert events[-2].type == "response.cancelled"
-        assert not harness.services.live
+        assert not harness.services.connections.live
         async with httpx.AsyncClient() as http:  # the call is gone
             assert (await http.post(f"{harness.url}{call_path}/hangup")).status_code == 404
     finally:
@@ -111,7 +111,7 @@ async def test_a_form_offer_with_a_session_and_the_peer_closing_ends_the_call(
     await caller.pc.close()
     events = await until_closed(harness, session_id)
     assert events[-1].data.reason == "hangup"
-    assert not harness.services.live
+    assert not harness.services.connections.live
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "code"), [
@@ -129,7 +129,7 @@ async def test_bad_offers_are_refused_with_codes(
                                  headers={"Content-Type": content_type})
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code
-    assert not harness.services.live
+    assert not harness.services.connections.live
     assert harness.services.admission.in_use("sessions") == 0
 
 
@@ -139,7 +139,7 @@ async def test_an_offer_without_audio_is_unsupported(harness: Harness) -> None:
     try:
         answer = await offer(harness.url, pc)
         assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_format"
-        assert not harness.services.live
+        assert not harness.services.connections.live
     finally:
         await pc.close()
 
@@ -156,10 +156,11 @@ async def test_a_call_whose_ice_never_completes_is_hung_up(
         # the session leaves the live set first, and gives back its place once closed
         # (its last events logged): seen between the two once in CI (stop 38)
         for _ in range(150):
-            if not harness.services.live and not harness.services.admission.in_use("sessions"):
+            services = harness.services
+            if not services.connections.live and not services.admission.in_use("sessions"):
                 break
             await asyncio.sleep(0.02)
-        assert not harness.services.live
+        assert not harness.services.connections.live
         assert harness.services.admission.in_use("sessions") == 0
 
 
@@ -191,7 +192,7 @@ async def test_calls_past_capacity_are_refused_with_retry_after(
             refused = await second.call(harness.url)
             assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
             assert int(refused.headers["retry-after"]) >= 1
-            assert len(harness.services.live) == 1  # the refused offer left nothing
+            assert len(harness.services.connections.live) == 1  # the refused offer left nothing
         finally:
             await first.close()
             await second.close()
@@ -223,7 +224,7 @@ async def test_an_offer_without_opus_is_unsupported(harness: Harness) -> None:
             answer = await http.post(f"{harness.url}/v1/realtime/calls", content=sdp,
                                      headers={"Content-Type": "application/sdp"})
         assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_format"
-        assert not harness.services.live
+        assert not harness.services.connections.live
     finally:
         await caller.close()
 
@@ -239,6 +240,6 @@ async def test_a_bad_session_part_is_invalid_settings(harness: Harness) -> None:
                 "session": (None, json.dumps(config))})
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["code"] == "invalid_settings"
-        assert not harness.services.live
+        assert not harness.services.connections.live
     finally:
         await caller.close()

@@ -101,7 +101,7 @@ async def test_offers_stuffed_with_candidates_or_lines_leave_the_loop_free(
                 message = plain(await post(harness.url, slow))
                 assert "does not parse" in message and "a=rtpmap:abc" in message
         assert_live(latencies)
-        assert not harness.services.live and not harness.services.calls
+        assert not harness.services.connections.live and not harness.services.connections.calls
 
 
 async def test_at_the_bound_a_call_is_answered_with_its_candidates(
@@ -128,7 +128,7 @@ async def test_at_the_bound_a_call_is_answered_with_its_candidates(
 def remote_addresses(harness: Harness) -> set[str]:
     """The candidate addresses the server's ICE holds, over every call it has."""
     found: set[str] = set()
-    for call in harness.services.calls.values():
+    for call in harness.services.connections.calls.values():
         pc: Any = call.pc  # type: ignore[attr-defined]
         for transceiver in pc.getTransceivers():
             ice = transceiver.receiver.transport.transport
@@ -172,7 +172,7 @@ async def test_bad_lines_are_a_plain_invalid_message(
 ) -> None:
     message = plain(await post(harness.url, sdp))
     assert says in message
-    assert not harness.services.live
+    assert not harness.services.connections.live
 
 
 async def test_a_session_has_one_call_and_its_hangup_needs_its_token(
@@ -186,11 +186,11 @@ async def test_a_session_has_one_call_and_its_hangup_needs_its_token(
     try:
         assert (await first.call(harness.url, path, **token)).status_code == 201
         await first.until("session.created")
-        old = next(iter(harness.services.calls.values()))
+        old = next(iter(harness.services.connections.calls.values()))
         assert (await second.call(harness.url, path, **token)).status_code == 201
         # the new offer replaced the old call: one call, the new one
         assert await old.wait() == "replaced"  # type: ignore[attr-defined]
-        assert len(harness.services.calls) == 1
+        assert len(harness.services.connections.calls) == 1
         assert second.location is not None
         call_id = second.location.rsplit("/", 1)[1]
         # OpenAI's hang-up route holds no token of its own: a session's call needs the
@@ -199,10 +199,10 @@ async def test_a_session_has_one_call_and_its_hangup_needs_its_token(
             refused = await http.post(f"{CALLS}/{call_id}/hangup")
             assert refused.status_code == 401
             assert refused.json()["error"]["code"] == "unauthorized"
-            assert len(harness.services.calls) == 1
+            assert len(harness.services.connections.calls) == 1
             hung = await http.post(f"{CALLS}/{call_id}/hangup", headers=token)
             assert hung.status_code == 204
-        assert not harness.services.calls
+        assert not harness.services.connections.calls
     finally:
         await first.close()
         await second.close()
@@ -221,7 +221,7 @@ async def test_a_clients_offers_past_its_rate_are_refused_with_retry_after(
             assert refused.status_code == 429
             assert refused.json()["error"]["code"] == "rate_limited"
             assert int(refused.headers["retry-after"]) >= 1
-            assert len(harness.services.calls) == 2  # the refused offer left nothing
+            assert len(harness.services.connections.calls) == 2  # the refused offer left nothing
         finally:
             for caller in callers:
                 await caller.close()
@@ -237,14 +237,14 @@ async def test_a_caller_that_never_starts_ice_is_hung_up_before_the_ice_timeout(
         absent.createDataChannel("oai-events")
         try:
             assert (await offer(harness.url, absent)).status_code == 201  # and nothing after
-            ghost = next(iter(harness.services.calls.values()))
+            ghost = next(iter(harness.services.connections.calls.values()))
             await absent.close()
             assert await asyncio.wait_for(ghost.wait(), 60) == "ice_not_started"  # type: ignore[attr-defined]
             # a caller that connects is not hung up by the start timeout
             assert (await present.call(harness.url)).status_code == 201
             await present.until("session.created")
             await asyncio.sleep(1.0)  # twice the start timeout
-            assert len(harness.services.calls) == 1
+            assert len(harness.services.connections.calls) == 1
             present.ask("Hi")
             await present.until("response.done")
         finally:

@@ -156,10 +156,10 @@ def test_any_run_of_frames_is_served_or_closed_with_a_code(
         if code in REFUSALS:
             assert reason in {c.value for c in ErrorCode}, reason
     for _ in range(250):  # the client has gone: its session too
-        if not api.services.live:
+        if not api.services.connections.live:
             break
         time.sleep(0.02)
-    assert not api.services.live
+    assert not api.services.connections.live
     assert not tracebacks.records, [r.getMessage() for r in tracebacks.records[:3]]
 
 
