@@ -48,8 +48,8 @@ QUESTIONS = (
 
 
 def _prompts(questions: list[int]) -> list[str]:
-    from pipeline.engines.llama_cpp import LlamaCppOptions
-    from pipeline.engines.prompting import build_dialogue_prompt
+    from pipeline.engines.llm.llama_cpp import LlamaCppOptions
+    from pipeline.engines.llm.prompting import build_dialogue_prompt
     from schemas import ChatMessage
 
     dialogue = LlamaCppOptions().dialogue_format()
@@ -140,7 +140,7 @@ def raw_run(k: int, tokens: int, threads: int, n_ctx: int, first: int = 0) -> di
 
 async def engine_run(k: int, parallel: int, tokens: int, threads: int) -> dict[str, Any]:
     """k concurrent requests through the engine with ``parallel_sequences=parallel``."""
-    from pipeline.engines.llama_cpp import LlamaCppLanguageModel
+    from pipeline.engines.llm.llama_cpp import LlamaCppLanguageModel
     from schemas import ChatMessage, GenerationRequest, SamplingSettings
 
     llm = LlamaCppLanguageModel(

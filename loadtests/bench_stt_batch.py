@@ -112,7 +112,7 @@ def timed(fn: Any) -> tuple[float, float, Any]:
 def bench_engine(engine: Any, clips: list[bytes], sizes: list[int], repeats: int) -> dict[str, Any]:
     """Model calls alone: N streaming calls against one batched call (interleaved, so
     that other load on the machine hits both alike); best and median of ``repeats``."""
-    from pipeline.engines._whisper_windows import Utterance
+    from pipeline.engines.stt._whisper_windows import Utterance
     from schemas import TranscriptionRequest
 
     rows: dict[str, Any] = {}
@@ -261,7 +261,7 @@ async def bench_requests(
     batch_max_items: int = 8,
 ) -> dict[str, Any]:
     """N concurrent requests through the async API, batching off and on."""
-    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from pipeline.engines.stt.faster_whisper import FasterWhisperTranscriber
     from schemas import TranscriptionRequest
 
     rows: dict[str, Any] = {}
@@ -367,8 +367,8 @@ def main() -> None:
         smoke_reports()
         sizes, models, args.repeats = [1, 2], ["whisper-tiny.en"], 1
 
-    from pipeline.engines._faster_whisper_options import BATCH_MAX_ITEMS, BATCH_WAIT_MS
-    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from pipeline.engines.stt._faster_whisper_options import BATCH_MAX_ITEMS, BATCH_WAIT_MS
+    from pipeline.engines.stt.faster_whisper import FasterWhisperTranscriber
 
     clips = load_clips(args.clips) if args.clips else asyncio.run(speak(SENTENCES))
     if args.save_clips:

@@ -85,7 +85,7 @@ async def transcribe_all(model: str, language: str, windows: list[float],
                          items: list[tuple[str, str, str, bytes]], threads: int,
                          ) -> dict[float, list[dict[str, Any]]]:
     """Each item through each window's engine, interleaved: text, wall and CPU seconds."""
-    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from pipeline.engines.stt.faster_whisper import FasterWhisperTranscriber
     from schemas import TranscriptionRequest
 
     engines = {w: FasterWhisperTranscriber(model=model, turn_window_s=w, cpu_threads=threads)

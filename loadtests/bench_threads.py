@@ -85,7 +85,7 @@ def stt_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContext
         dict[int, Call]]:
     from loadtests._turn_corpus import RATE
     from loadtests.bench_stt_window import corpus
-    from pipeline.engines.faster_whisper import FasterWhisperTranscriber
+    from pipeline.engines.stt.faster_whisper import FasterWhisperTranscriber
     from schemas import TranscriptionRequest
 
     requests = [TranscriptionRequest(audio=pcm, sample_rate=RATE, language="en")
@@ -103,7 +103,7 @@ def stt_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContext
 def llm_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContextManager[
         dict[int, Call]]:
     from loadtests.capacity import QUESTIONS, SAMPLING, TURNS_PER_SESSION
-    from pipeline.engines.llama_cpp import LlamaCppLanguageModel
+    from pipeline.engines.llm.llama_cpp import LlamaCppLanguageModel
     from schemas import ChatMessage, GenerationRequest, SamplingSettings, SessionSettings
 
     sampling = SamplingSettings.model_validate(SAMPLING)
@@ -128,7 +128,7 @@ def llm_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContext
 
 def tts_calls(threads: list[int], calls: int) -> contextlib.AbstractAsyncContextManager[
         dict[int, Call]]:
-    from pipeline.engines.piper import PiperSynthesizer
+    from pipeline.engines.tts.piper import PiperSynthesizer
     from schemas import SynthesisRequest
 
     def call(engine: PiperSynthesizer) -> Call:

@@ -201,7 +201,7 @@ def plot(figures: dict[str, Any], path: Path) -> None:
 
 
 async def run(limit: int) -> dict[str, Any]:
-    from pipeline.engines.llama_cpp import LlamaCppLanguageModel
+    from pipeline.engines.llm.llama_cpp import LlamaCppLanguageModel
 
     llm = LlamaCppLanguageModel(n_ctx=2048, n_threads=1, parallel_sequences=1)
     await llm.load()

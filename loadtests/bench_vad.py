@@ -218,7 +218,8 @@ async def idle(detector: Any, sessions: int, seconds: float,
 
 async def idle_phase(configs: list[str], sessions: list[int], seconds: float,
                      noise_dbfs: float | None = None) -> dict[str, Any]:
-    from pipeline.engines import create_engine, silero
+    from pipeline.engines import create_engine
+    from pipeline.engines.vad import silero
 
     out: dict[str, Any] = {}
     for name in ["none", *configs]:

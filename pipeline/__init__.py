@@ -7,8 +7,9 @@ façade (its ``__init__``) that the rest of the code imports:
 ============================  =================================================================
 ``pipeline.log``              the session log on Redis Streams, consumer groups, the state fold
 ``pipeline.audio``            PCM helpers, codecs, endpointing of incoming speech
-``pipeline.engines``          the engine seams (STT, LLM, TTS, VAD), their implementations, the
-                              registry and the packaged weights (``pipeline.engines.weights``)
+``pipeline.engines``          the engine seams, the engines in a sub-package per stage
+                              (``stt``, ``llm``, ``tts``, ``vad``, ``turn``), the registry and
+                              the packaged weights (``pipeline.engines.weights``)
 ``pipeline.turn``             the streaming turn: sentence buffer, speaker, audio output, cancel
 ``pipeline.session``          sessions: creation, authorization, settings merging, and the live
                               side (speech input, typed turns, barge-in; events out by the log)

@@ -18,7 +18,7 @@ Tools (:mod:`deployments.api._chat_tools`): ``tools``, ``tool_choice`` and
 ``finish_reason: "tool_calls"``; the client runs them and sends their outputs back as
 ``role: "tool"`` messages. The CPU default (llama.cpp) makes one call at most a reply,
 its arguments always valid against the tool's ``parameters`` (a grammar constrains the
-decoding: :mod:`pipeline.engines._llama_grammar`).
+decoding: :mod:`pipeline.engines.llm._llama_grammar`).
 
 Usage: the tokens the engine counted with its own tokenizer (llama.cpp and vLLM report
 them, :meth:`pipeline.engines.LanguageModel.generate_with_usage`); an engine that counts

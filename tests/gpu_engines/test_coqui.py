@@ -22,7 +22,7 @@ pytest.importorskip("TTS", reason="Coqui TTS is installed by scripts/test-gpu-en
 torch = pytest.importorskip("torch")
 
 from pipeline.engines import create_engine  # noqa: E402
-from pipeline.engines.coqui import CoquiSynthesizer  # noqa: E402
+from pipeline.engines.tts.coqui import CoquiSynthesizer  # noqa: E402
 from schemas import EngineError, ModelMissingError, ProtocolError, SynthesisRequest  # noqa: E402
 
 RATE = 16000  # not Coqui's default 22050: the engine must report the model's own rate

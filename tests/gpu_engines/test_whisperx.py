@@ -27,7 +27,7 @@ import pytest
 pytest.importorskip("whisperx", reason="WhisperX is installed by scripts/test-gpu-engines.sh")
 
 from pipeline.engines import create_engine
-from pipeline.engines.whisperx import WhisperXTranscriber
+from pipeline.engines.stt.whisperx import WhisperXTranscriber
 from schemas import EngineError, ModelMissingError, TranscriptionRequest
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Then it runs into the forest."

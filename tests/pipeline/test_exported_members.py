@@ -69,6 +69,12 @@ FACADES = {
         # a tool call's id, where a model gave it none; why arguments miss their schema
         "new_call_id", "schema_problem",
     ],
+    # a stage's engines, each imported by the registry when created: nothing to export
+    "pipeline.engines.llm": [],
+    "pipeline.engines.stt": [],
+    "pipeline.engines.tts": [],
+    "pipeline.engines.turn": [],
+    "pipeline.engines.vad": [],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",
         "PackagedModel", "PrepareContext", "ProgressCallback", "find", "gemma_gguf_prepared",

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from pipeline.engines import create_engine
-from pipeline.engines._silero_stream import _Model
-from pipeline.engines.silero import SileroVoiceActivityDetector
+from pipeline.engines.vad._silero_stream import _Model
+from pipeline.engines.vad.silero import SileroVoiceActivityDetector
 from schemas import ModelMissingError
 
 HANG = 10.0  # seconds; only reached when the code under test hangs

@@ -10,7 +10,7 @@ from typing import Any
 
 from agents import FunctionTool, function_tool
 
-from pipeline.engines.llama_cpp import LlamaCppLanguageModel
+from pipeline.engines.llm.llama_cpp import LlamaCppLanguageModel
 from schemas import EventLogSettings
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedTTS

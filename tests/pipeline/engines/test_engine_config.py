@@ -77,7 +77,7 @@ def test_every_engine_declares_its_options_model(stage: str, name: str, cls: typ
 
 
 def test_options_come_as_fields_or_as_one_object() -> None:
-    from pipeline.engines.espeak import EspeakOptions, EspeakSynthesizer
+    from pipeline.engines.tts.espeak import EspeakOptions, EspeakSynthesizer
 
     by_fields = EspeakSynthesizer(words_per_minute=200)
     by_object = EspeakSynthesizer(EspeakOptions(words_per_minute=200))
@@ -103,8 +103,8 @@ def test_an_engine_without_options_refuses_any() -> None:
 
 
 def test_the_router_takes_its_options_like_any_engine() -> None:
-    from pipeline.engines.espeak import EspeakSynthesizer
-    from pipeline.engines.tts_routing import LanguageRoutingOptions, LanguageRoutingSynthesizer
+    from pipeline.engines.tts.espeak import EspeakSynthesizer
+    from pipeline.engines.tts.routing import LanguageRoutingOptions, LanguageRoutingSynthesizer
 
     built = LanguageRoutingSynthesizer(LanguageRoutingOptions(default="espeak", by_language={}))
     assert isinstance(built.default, EspeakSynthesizer) and built.by_language == {}
@@ -150,7 +150,7 @@ def test_engines_name_their_model_for_the_model_list() -> None:
 
 
 async def test_the_router_learns_rate_and_voices_from_its_engines() -> None:
-    from pipeline.engines.tts_routing import LanguageRoutingSynthesizer
+    from pipeline.engines.tts.routing import LanguageRoutingSynthesizer
 
     class Voiced(Synthesizer):
         def __init__(self, name: str, rate: int, voices: tuple[str, ...]) -> None:
@@ -174,7 +174,7 @@ async def test_the_router_learns_rate_and_voices_from_its_engines() -> None:
 
 
 async def test_the_router_declares_the_languages_its_routes_speak() -> None:
-    from pipeline.engines.tts_routing import LanguageRoutingSynthesizer
+    from pipeline.engines.tts.routing import LanguageRoutingSynthesizer
 
     class Speaks(Synthesizer):
         def __init__(self, name: str, tags: tuple[str, ...]) -> None:

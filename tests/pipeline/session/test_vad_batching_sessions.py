@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.audio import EndpointConfig
-from pipeline.engines.silero import SileroVoiceActivityDetector
+from pipeline.engines.vad.silero import SileroVoiceActivityDetector
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
 from schemas import SessionSettings

@@ -1,0 +1,398 @@
+"""Several requests decoded together by one llama.cpp context: the CPU LLM's scheduler.
+
+A decoding step of a small model on a CPU is bound by reading the weights and by the
+call's fixed costs, not by arithmetic, so one ``llama_decode`` of k tokens that belong to
+k different sequences costs far less than k steps of one token
+(``loadtests/bench_llm_parallel.py`` measures it). The scheduler runs on the engine's one
+worker thread (llama.cpp's context is not thread-safe) and loops while there is work:
+
+* **Admission between steps.** A request waits until one of the ``n_seq`` sequences is
+  free; then its prompt is tokenized and checked against the context window of one
+  sequence (:func:`~pipeline.engines.llm.prompting.reply_budget`: a prompt over it fails that
+  request alone, ``llm_failed`` with ``details.reason == "context_overflow"``) and joins
+  the next step. The sequence whose KV cache already holds the longest prefix of the
+  prompt is chosen (a voice session's next turn, or just the shared worked examples), so
+  only the rest is evaluated, as ``llama_cpp.Llama`` does for its single sequence.
+* **One step for all.** Each step is one ``llama_decode``: the last token of every
+  decoding sequence, then prompt tokens of the new ones up to ``n_batch`` (a long prompt
+  is evaluated over several steps while the others go on decoding). Each sequence is
+  then sampled with a sampler chain of its own (the same chain ``Llama`` builds: repeat
+  penalty over its own reply, then greedy or top-k/top-p/min-p/temperature).
+* **Text per consumer.** Tokens become text as in the one-at-a-time engine (the
+  :class:`~pipeline.engines.llm._detokenizer.Detokenizer`'s incremental UTF-8, the
+  :class:`~pipeline.engines.llm.prompting.StopScanner`) and go to the request's own queue on
+  the event loop. A consumer with ``queue_size`` pieces unread pauses its sequence (it
+  skips steps) rather than slowing the others.
+* **Cancellation.** A consumer that leaves marks its request; before the next step its
+  sequence is freed (``finish_reason="cancelled"``) and the others go on untouched; the
+  consumer waits up to ``cancel_wait_s`` for that. A request still waiting is dropped at
+  once.
+* **Bounded.** At most ``n_seq`` requests decode and ``max_waiting`` wait; one more is
+  refused at once: :class:`~schemas.OverloadedError` (``overloaded``, a retry hint).
+
+A failed ``llama_decode`` fails the requests of that step (their KV cache is cleared)
+and no other; ``close()`` ends every request with a transient error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from pipeline.engines._llama_cpp_open import LlamaSequences
+from pipeline.engines._worker import ModelWorker
+from pipeline.engines.base import GenerationStats
+from pipeline.engines.llm._detokenizer import Detokenizer
+from pipeline.engines.llm._llama_cpp_requests import (
+    End,
+    Request,
+    SamplerSettings,
+    Slot,
+    call_soon,
+    clear_slot,
+    common_prefix,
+    keep_prefix,
+    sampler_chain,
+)
+from pipeline.engines.llm.prompting import DialoguePrompt, StopScanner, reply_budget
+from schemas import EngineError, ErrorCode, OverloadedError, SamplingSettings
+
+__all__ = ["ParallelScheduler", "SamplerSettings"]
+
+class ParallelScheduler:
+    """Streams the replies of up to ``seqs.n_seq`` requests decoded together."""
+
+    def __init__(
+        self,
+        seqs: LlamaSequences,
+        worker: ModelWorker,
+        *,
+        n_ctx: int,
+        sampler: SamplerSettings,
+        queue_size: int,
+        max_waiting: int,
+        cancel_wait_s: float,
+    ) -> None:
+        self._seqs = seqs
+        self._lib = seqs.lib
+        self._worker = worker
+        #: the context window of one request: the option, at most what llama.cpp gave
+        self.n_ctx = min(n_ctx, seqs.n_ctx_seq)
+        self._sampler = sampler
+        self._queue_size = queue_size
+        self._max_waiting = max_waiting
+        self._cancel_wait_s = cancel_wait_s
+        self._slots = [Slot(i) for i in range(seqs.n_seq)]
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._waiting: deque[Request] = deque()
+        self._admitted = 0  # requests holding a sequence (under the lock)
+        self._running = False
+        self._closing: EngineError | None = None
+        self._job: asyncio.Future[None] | None = None
+        self._active: list[Request] = []  # the worker's own
+        self._batch: Any = None
+
+    @property
+    def busy(self) -> bool:
+        """Requests are decoding or waiting (including ones whose consumer left)."""
+        with self._lock:
+            return bool(self._waiting) or self._admitted > 0
+
+    @property
+    def sequences(self) -> int:
+        return len(self._slots)
+
+    async def generate(
+        self, prompt: DialoguePrompt, sampling: SamplingSettings, stats: GenerationStats,
+        grammar: Any = None,
+    ) -> AsyncGenerator[str, None]:
+        """The reply's text pieces (kept in ``grammar``, a ``LlamaGrammar``, if given);
+        refused at once (``OverloadedError``) when ``max_waiting`` requests already wait
+        for a sequence."""
+        request = self._submit(prompt, sampling, stats)
+        request.grammar = grammar
+        try:
+            while True:
+                item = await request.out.get()
+                if isinstance(item, End):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                request.taken += 1
+                self._wake.set()  # a paused sequence may go on
+                yield item
+        finally:
+            if not request.ended:
+                self._cancel(request)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._cancel_wait_s):
+                        await request.released.wait()
+
+    def close(self, error: EngineError) -> None:
+        """End every request with ``error`` (the running ones before the next step) and
+        refuse new ones; then close the worker, which waits for the loop to leave."""
+        with self._lock:
+            self._closing = error
+            waiting, self._waiting = list(self._waiting), deque()
+        for request in waiting:
+            self._finish_now(request, "cancelled", error)
+        self._wake.set()
+
+    # -- the event loop's side --------------------------------------------------------
+
+    def _submit(
+        self, prompt: DialoguePrompt, sampling: SamplingSettings, stats: GenerationStats
+    ) -> Request:
+        request = Request(prompt, sampling, stats, asyncio.get_running_loop())
+        with self._lock:
+            if self._closing is not None:
+                raise self._closing
+            if len(self._waiting) + self._admitted >= len(self._slots) + self._max_waiting:
+                raise OverloadedError(
+                    f"{len(self._slots)} requests are being answered and "
+                    f"{len(self._waiting)} wait for the LLM",
+                    retry_after_ms=1000,
+                    stage="llm",
+                    reason="llm_queue_full",
+                )
+            self._waiting.append(request)
+            start = not self._running
+            self._running = True
+        self._wake.set()
+        if start:
+            self._job = asyncio.ensure_future(self._worker.call(self._run))
+            self._job.add_done_callback(self._job_done)
+        return request
+
+    def _job_done(self, job: asyncio.Future[None]) -> None:
+        """The loop could not run at all (the worker was closed): fail what waits."""
+        if job.cancelled() or job.exception() is None:
+            return
+        error = job.exception()
+        with self._lock:
+            self._running = False
+            waiting, self._waiting = list(self._waiting), deque()
+        for request in waiting:
+            self._finish_now(request, "error", error)
+
+    def _cancel(self, request: Request) -> None:
+        with self._lock:
+            if request in self._waiting:  # never reached a sequence
+                self._waiting.remove(request)
+                self._finish_now(request, "cancelled", None)
+                return
+        request.cancelled = True
+        self._wake.set()
+
+    @staticmethod
+    def _finish_now(request: Request, finish: str, error: BaseException | None) -> None:
+        """End a request that never reached the worker (on the event loop)."""
+        request.stats.finish_reason, request.stats.worker_done = finish, True
+        request.ended = True
+        request.out.put_nowait(End(error))
+        request.released.set()
+
+    # -- the worker thread's side -----------------------------------------------------
+
+    def _run(self) -> None:
+        """The loop: admit, step, until nothing is left to do (on the worker thread)."""
+        if self._batch is None:
+            self._batch = self._lib.llama_batch_init(self._seqs.n_batch, 0, 1)
+        try:
+            while self._loop_once():
+                pass
+        except BaseException as exc:  # a bug or llama.cpp raising: nothing may hang
+            error = EngineError(
+                f"llama.cpp failed while generating: {exc!r}",
+                code=ErrorCode.LLM_FAILED,
+                stage="llm",
+                transient=False,
+            )
+            for request in list(self._active):
+                clear_slot(self._lib, self._seqs, request.slot)
+                self._end(request, "error", error)
+            with self._lock:
+                waiting, self._waiting = list(self._waiting), deque()
+                self._running = False
+            for request in waiting:
+                request.loop.call_soon_threadsafe(self._finish_now, request, "error", error)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _loop_once(self) -> bool:
+        self._wake.clear()
+        admitted: list[Request] = []
+        with self._lock:
+            closing = self._closing
+            if closing is None:
+                while self._waiting and (slot := self._free_slot()) is not None:
+                    request = self._waiting.popleft()
+                    request.slot, slot.busy = slot, True
+                    self._admitted += 1
+                    admitted.append(request)
+            if closing is None and not self._active and not admitted:
+                self._running = False
+                return False
+        if closing is not None:
+            for request in list(self._active):
+                self._end(request, "cancelled", closing)
+            with self._lock:
+                self._running = False
+            return False
+        for request in admitted:
+            self._start(request)
+        for request in list(self._active):
+            if request.cancelled:
+                self._end(request, "cancelled")
+        runnable = [r for r in self._active if r.pending or r.sent - r.taken < self._queue_size]
+        if runnable:
+            self._step(runnable)
+        elif self._active:
+            self._wake.wait()  # every consumer is behind: wait for one to read or leave
+        return True
+
+    def _free_slot(self) -> Slot | None:
+        return next((slot for slot in self._slots if not slot.busy), None)
+
+    def _start(self, request: Request) -> None:
+        """Tokenize, check the window, pick the sequence with the longest cached prefix."""
+        request.started = time.perf_counter()
+        self._active.append(request)
+        try:
+            tokens = self._seqs.tokenize(request.prompt.text.encode("utf-8"), True, False)
+            request.stats.prompt_tokens = len(tokens)
+            request.max_tokens = reply_budget(len(tokens), self.n_ctx, request.sampling.max_tokens)
+        except EngineError as exc:
+            self._end(request, "error", exc)
+            return
+        assert request.slot is not None
+        request.slot = self._best_slot(request.slot, tokens)
+        slot = request.slot
+        keep = common_prefix(slot.tokens, tokens, len(tokens) - 1)
+        if keep > 0 and not keep_prefix(self._lib, self._seqs, slot, keep):
+            keep = 0
+        if keep == 0:
+            clear_slot(self._lib, self._seqs, slot)
+        slot.tokens = slot.tokens[:keep]
+        request.pending = tokens[keep:]
+        request.sampler = sampler_chain(self._seqs, self._lib, self._sampler,
+                                        request.sampling, request.grammar)
+        request.detokenizer = Detokenizer(self._lib, self._seqs)
+        request.scanner = StopScanner(
+            request.prompt.stop, strip_leading=not request.prompt.continuation
+        )
+
+    def _best_slot(self, given: Slot, tokens: list[int]) -> Slot:
+        """Of the free sequences (``given`` is reserved already), the one whose cache holds
+        the longest prefix of ``tokens``."""
+        with self._lock:
+            candidates = [given, *(s for s in self._slots if not s.busy)]
+            best = max(candidates, key=lambda s: common_prefix(s.tokens, tokens, len(tokens)))
+            if best is not given:
+                given.busy, best.busy = False, True
+        return best
+
+    def _step(self, runnable: list[Request]) -> None:
+        """One ``llama_decode`` for every runnable sequence, then one token each."""
+        batch = self._batch
+        batch.n_tokens = 0
+        sampled: list[tuple[Request, int]] = []
+        in_batch: list[Request] = []
+
+        def add(token: int, slot: Slot, logits: bool) -> None:
+            i = batch.n_tokens
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, len(slot.tokens), 1
+            batch.seq_id[i][0], batch.logits[i] = slot.seq_id, logits
+            batch.n_tokens = i + 1
+            slot.tokens.append(token)
+
+        for request in runnable:
+            if not request.pending:
+                assert request.slot is not None
+                add(request.next_token, request.slot, True)
+                sampled.append((request, batch.n_tokens - 1))
+                in_batch.append(request)
+        room = self._seqs.n_batch - batch.n_tokens
+        for request in runnable:
+            if request.pending and room > 0:
+                assert request.slot is not None
+                chunk, request.pending = request.pending[:room], request.pending[room:]
+                for n, token in enumerate(chunk, 1):
+                    add(token, request.slot, n == len(chunk) and not request.pending)
+                room -= len(chunk)
+                in_batch.append(request)
+                if not request.pending:
+                    sampled.append((request, batch.n_tokens - 1))
+        code = self._lib.llama_decode(self._seqs.ctx, batch)
+        if code != 0:
+            error = EngineError(
+                f"llama.cpp failed to decode a batch (code {code})",
+                code=ErrorCode.LLM_FAILED,
+                stage="llm",
+                transient=code == 1,
+                llama_code=code,
+            )
+            for request in in_batch:
+                clear_slot(self._lib, self._seqs, request.slot)
+                self._end(request, "error", error)
+            return
+        for request, index in sampled:
+            self._token(request, request.sampler.sample(self._seqs._ctx, index))
+
+    def _token(self, request: Request, token: int) -> None:
+        """One sampled token: text for the consumer, or the end of the reply."""
+        stats, detokenizer, scanner = request.stats, request.detokenizer, request.scanner
+        assert detokenizer is not None and scanner is not None
+        finish = "stop"
+        if not detokenizer.is_end(token):
+            stats.completion_tokens += 1
+            text, stopped = scanner.feed(detokenizer.feed(token))
+            if text:
+                self._send(request, text)
+            if not stopped:
+                if stats.completion_tokens < request.max_tokens:
+                    request.next_token = token
+                    return
+                finish = "length"
+        # What the scanner held back is reply text now; bytes of a character cut off by
+        # max_tokens stay in the decoder and are dropped.
+        tail = scanner.flush()
+        if tail:
+            self._send(request, tail)
+        self._end(request, finish)
+
+    def _send(self, request: Request, text: str) -> None:
+        if request.stats.first_text_s is None:
+            request.stats.first_text_s = time.perf_counter() - request.started
+        request.sent += 1
+        call_soon(request.loop, request.out.put_nowait, text)
+
+    def _end(self, request: Request, finish: str, error: BaseException | None = None) -> None:
+        """The request leaves its sequence (whose cache stays, for the next prompt)."""
+        stats = request.stats
+        stats.finish_reason = finish
+        stats.duration_s = time.perf_counter() - request.started
+        stats.worker_done = True
+        if request in self._active:
+            self._active.remove(request)
+        with self._lock:
+            if request.slot is not None:
+                request.slot.busy = False
+                request.slot = None
+                self._admitted -= 1
+        request.ended = True
+        request.sampler = None
+        call_soon(request.loop, request.out.put_nowait, End(error))
+        call_soon(request.loop, request.released.set)
+
+    def free(self) -> None:
+        """Free the batch (after the worker has stopped)."""
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
