@@ -1,10 +1,11 @@
 """Smart Turn v3.2 on a labelled set: does it tell a finished utterance from a cut-off one?
 
 The model alone on clips; it is now the ``smart-turn`` engine
-(``pipeline/engines/turn/smart_turn.py``), and ``bench_turn_taking.py`` measures whole turns
-through the app. Smart Turn v3.2 (BSD-2-Clause) takes the last 8 s of 16 kHz speech as Whisper-style
-log-mel features (80 x 800) and returns the probability that the turn is complete. Its
-ONNX file ships inside the ``pipecat-ai`` wheel; take it out without installing pipecat::
+(``pipeline/engines/turn_detection/smart_turn.py``), and ``bench_turn_taking.py`` measures
+whole turns through the app. Smart Turn v3.2 (BSD-2-Clause) takes the last 8 s of 16 kHz
+speech as Whisper-style log-mel features (80 x 800) and returns the probability that the
+turn is complete. Its ONNX file ships inside the ``pipecat-ai`` wheel; take it out
+without installing pipecat::
 
     pip download --no-deps pipecat-ai==1.14.0 -d /tmp/pc
     unzip -o /tmp/pc/pipecat_ai-*.whl 'pipecat/audio/turn/smart_turn/data/*.onnx' -d /tmp/pc
@@ -64,8 +65,8 @@ async def speak(texts: list[str]) -> list[np.ndarray]:
 
 def features(audio: np.ndarray, extractor: Any) -> np.ndarray:
     """The model's input: the last 8 s (zero-padded in front), normalised, log-mel (the
-    engine's own :func:`~pipeline.engines.turn.smart_turn.log_mel`), with a batch axis."""
-    from pipeline.engines.turn.smart_turn import log_mel
+    engine's own :func:`~pipeline.engines.turn_detection.smart_turn.log_mel`), with a batch axis."""
+    from pipeline.engines.turn_detection.smart_turn import log_mel
 
     return log_mel(extractor, audio[-WINDOW_S * RATE :])[None, :, :]
 

@@ -165,7 +165,7 @@ def score(items: list[TurnItem], results: list[list[tuple[int, int, float | None
 def model_cost(items: list[TurnItem]) -> dict[str, Any] | None:
     """The end-of-turn model's call on each item's first pause, timed in this process."""
     try:
-        from pipeline.engines.turn.smart_turn import SmartTurnDetector
+        from pipeline.engines.turn_detection.smart_turn import SmartTurnDetector
 
         detector = SmartTurnDetector()
         asyncio.run(detector.load())

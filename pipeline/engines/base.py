@@ -327,7 +327,7 @@ class TurnDetector(Engine):
 class TextTurnDetector(Engine):
     """Whether the words a speaker said before a pause end their turn, judged from a
     transcript of them: what a speaker is likely to add, which the sound of the pause
-    may not tell (:mod:`pipeline.engines.turn.llama_turn`).
+    may not tell (:mod:`pipeline.engines.turn_detection.llama_turn`).
 
     A coroutine, as :class:`TurnDetector`'s: one verdict per pause, which the endpointer
     waits for.

@@ -47,10 +47,10 @@ ENGINES: dict[str, dict[str, str]] = {
         "silero": "pipeline.engines.vad.silero:SileroVoiceActivityDetector",
     },
     "turn": {
-        "smart-turn": "pipeline.engines.turn.smart_turn:SmartTurnDetector",
+        "smart-turn": "pipeline.engines.turn_detection.smart_turn:SmartTurnDetector",
     },
     "turn_text": {
-        "llama-cpp": "pipeline.engines.turn.llama_turn:LlamaTextTurnDetector",
+        "llama-cpp": "pipeline.engines.turn_detection.llama_turn:LlamaTextTurnDetector",
     },
 }
 

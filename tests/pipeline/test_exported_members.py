@@ -73,7 +73,7 @@ FACADES = {
     "pipeline.engines.llm": [],
     "pipeline.engines.stt": [],
     "pipeline.engines.tts": [],
-    "pipeline.engines.turn": [],
+    "pipeline.engines.turn_detection": [],
     "pipeline.engines.vad": [],
     "pipeline.engines.weights": [
         "GEMMA_MODEL_NAME", "GEMMA_PACKAGE", "MODEL_PATH_SETTING", "ModelStatus",

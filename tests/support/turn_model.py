@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from pipeline.engines.turn.smart_turn import SmartTurnDetector
+from pipeline.engines.turn_detection.smart_turn import SmartTurnDetector
 from schemas import ModelMissingError
 
 

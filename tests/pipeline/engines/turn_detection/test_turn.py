@@ -10,7 +10,7 @@ import pytest
 
 from loadtests._turn_corpus import split_at_pauses, synthesize
 from pipeline.engines import TurnDetector, create_engine
-from pipeline.engines.turn.smart_turn import SmartTurnDetector
+from pipeline.engines.turn_detection.smart_turn import SmartTurnDetector
 from schemas import EngineError, ErrorCode, ModelMissingError
 
 

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from pipeline.engines import TextTurnDetector, create_engine
-from pipeline.engines.turn.llama_turn import LlamaTextTurnDetector
+from pipeline.engines.turn_detection.llama_turn import LlamaTextTurnDetector
 from schemas import EngineError, ErrorCode, SessionSettings
 
 
