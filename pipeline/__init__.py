@@ -8,8 +8,8 @@ façade (its ``__init__``) that the rest of the code imports:
 ``pipeline.log``              the session log on Redis Streams, consumer groups, the state fold
 ``pipeline.audio``            PCM helpers, codecs, endpointing of incoming speech
 ``pipeline.engines``          the engine seams, the engines in a sub-package per stage
-                              (``stt``, ``llm``, ``tts``, ``vad``, ``turn``), the registry and
-                              the packaged weights (``pipeline.engines.weights``)
+                              (``stt``, ``llm``, ``tts``, ``vad``, ``turn_detection``), the
+                              registry and the packaged weights (``pipeline.engines.weights``)
 ``pipeline.turn``             the streaming turn: sentence buffer, speaker, audio output, cancel
 ``pipeline.session``          sessions: creation, authorization, settings merging, and the live
                               side (speech input, typed turns, barge-in; events out by the log)
@@ -20,6 +20,7 @@ façade (its ``__init__``) that the rest of the code imports:
 ``pipeline.retrieval``        document collections in Redis, BM25 search, grounding and citations
 ``pipeline.tools``            tools the server runs (its own and MCP servers'), each call once
 ``pipeline.privacy``          redaction of personal data before the log and the model see it
+``pipeline.datasets``         logged sessions as a dataset on disk (WAV + JSONL) and back
 ``pipeline.tracing``          turn traces: from the log, live over OTLP
 ``pipeline.meters``           what a replica counts about itself for the operator's metrics
 ``pipeline.aio``              asyncio helpers shared by all of them

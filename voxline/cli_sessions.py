@@ -83,9 +83,39 @@ def trace(
 
 
 @app.command()
+def export(
+    sessions: Annotated[list[str], typer.Argument(help="the session ids")],
+    out: Annotated[Path, typer.Option(help="a new (or empty) folder for the dataset")],
+    redact: Annotated[list[str] | None, typer.Option(
+        "--redact", help="redact this kind too in the dataset's text (email, phone, card, "
+        "iban, digits; repeatable)")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Export logged sessions as a dataset: each utterance a WAV file with its transcript
+    and reply in metadata.jsonl (Hugging Face's audiofolder layout), every event of each
+    session beside it. Erased sessions are skipped and said; the read is audited."""
+    import asyncio
+
+    from voxline.export import export_sessions, redaction_kinds
+    from voxline.inspect import inspect_settings
+
+    with plain_errors():
+        kinds = redaction_kinds(redact or [])
+        try:
+            summary = asyncio.run(export_sessions(sessions, out, inspect_settings(redis_url),
+                                                  redact_kinds=kinds, say=say))
+        except FileExistsError as exc:
+            fail(str(exc), code=2)
+    say(f"exported {summary.sessions} session(s), {summary.utterances} utterances "
+        f"({summary.audio_seconds:.1f} s of speech) to {out}"
+        + (f"; skipped {len(summary.skipped)}" if summary.skipped else ""))
+
+
+@app.command()
 def replay(
-    sessions: Annotated[list[str], typer.Argument(
-        help="the session id (with --evaluate, one or more)")],
+    sessions: Annotated[list[str] | None, typer.Argument(
+        help="the session id (with --evaluate, one or more; with --dataset, which of its "
+        "sessions, default all)")] = None,
     out: Annotated[
         Path | None, typer.Option(help="where the files go (default: ./SESSION)")
     ] = None,
@@ -96,6 +126,9 @@ def replay(
         "silence waited and the turn ends more speech followed within 2 s")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="with --evaluate: print the measures as JSON")] = False,
+    dataset: Annotated[Path | None, typer.Option(
+        help="with --evaluate: the sessions of a dataset 'voxline export' wrote, instead "
+        "of the log")] = None,
     redis_url: RedisUrl = None,
 ) -> None:
     """Re-render a session from its log: the transcript and the audio heard, per turn.
@@ -110,9 +143,13 @@ def replay(
     from voxline.inspect import inspect_settings, read_session, replay_session
 
     if evaluate:
-        _evaluate(sessions, evaluate, redis_url, as_json)
+        if not sessions and dataset is None:
+            fail("name the sessions to evaluate, or a --dataset", code=2)
+        _evaluate(sessions or [], evaluate, redis_url, as_json, dataset)
         return
-    if len(sessions) != 1:
+    if dataset is not None:
+        fail("--dataset goes with --evaluate", code=2)
+    if not sessions or len(sessions) != 1:
         fail("replay renders one session (several only with --evaluate)", code=2)
     [session] = sessions
     with plain_errors():
@@ -132,15 +169,20 @@ def replay(
 
 
 def _evaluate(sessions: list[str], patches: list[str], redis_url: str | None,
-              as_json: bool) -> None:
+              as_json: bool, dataset: Path | None = None) -> None:
     import asyncio
     import json
 
-    from voxline.evaluate import evaluate_sessions
+    from voxline.evaluate import dataset_events, evaluate_sessions
     from voxline.inspect import inspect_settings
 
     with plain_errors():
-        result = asyncio.run(evaluate_sessions(sessions, patches, inspect_settings(redis_url)))
+        events_of = None
+        if dataset is not None:
+            held, events_of = dataset_events(dataset)
+            sessions = sessions or held
+        result = asyncio.run(evaluate_sessions(sessions, patches, inspect_settings(redis_url),
+                                               events_of=events_of))
     for session, why in result.skipped.items():
         say(f"skipped {session}: {why}")
     if as_json:

@@ -15,10 +15,12 @@ transcribes it when no preemptive turn did.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pipeline.datasets import read_dataset
 from pipeline.engines import (
     Engine,
     TextTurnDetector,
@@ -41,13 +43,16 @@ from pipeline.session import (
 from schemas import (
     ConfigurationError,
     EngineSettings,
+    ErrorCode,
+    Event,
     ProtocolError,
+    SessionError,
     SessionSettings,
     Settings,
 )
 from voxline.inspect import read_session
 
-__all__ = ["AS_LOGGED", "Evaluation", "evaluate_sessions", "parse_patch"]
+__all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "parse_patch"]
 
 AS_LOGGED = "as logged"
 #: the settings an evaluation may change: those that decide where turns end
@@ -135,8 +140,11 @@ def by_words(settings: SessionSettings, turn: TurnDetector | None, *,
 async def evaluate_sessions(
     session_ids: Sequence[str], patches: Sequence[str], settings: Settings,
     *, continuation_ms: int = 2000,
+    events_of: Callable[[str], Awaitable[Sequence[Event]]] | None = None,
 ) -> Evaluation:
-    """Replay each session's input with its own settings and with each patch."""
+    """Replay each session's input with its own settings and with each patch; the
+    sessions' events are read from the log (recorded in the audit), or from ``events_of``
+    (an exported dataset: :func:`dataset_events`)."""
     named: list[tuple[str, dict[str, Any]]] = [(AS_LOGGED, {})]
     named += [(text, parse_patch(text)) for text in patches]
     result = Evaluation(replays={name: [] for name, _ in named})
@@ -145,12 +153,13 @@ async def evaluate_sessions(
     words: tuple[Transcriber, TextTurnDetector | None] | None = None
     try:
         for session_id in session_ids:
-            record = await read_session(session_id, settings)
-            logged = logged_input(session_id, record.events)
+            events = (await read_session(session_id, settings)).events \
+                if events_of is None else await events_of(session_id)
+            logged = logged_input(session_id, events)
             if logged is None:
                 result.skipped[session_id] = "no audio in its log (none spoken, or not kept)"
                 continue
-            own = fold(session_id, record.events).settings
+            own = fold(session_id, events).settings
             if no_text and _judged_by_text(own, turn):
                 result.skipped[session_id] = (
                     "its turns were judged by their words (turn_judge text), and no "
@@ -175,6 +184,20 @@ async def evaluate_sessions(
     result.measures = {name: turn_measures(replays, continuation_ms=continuation_ms)
                        for name, replays in result.replays.items()}
     return result
+
+
+def dataset_events(folder: Path) -> tuple[list[str], Callable[[str], Awaitable[Sequence[Event]]]]:
+    """The sessions of an exported dataset (``voxline export``), and their events by id:
+    what :func:`evaluate_sessions` reads instead of the log."""
+    found = {session.session_id: session.events for session in read_dataset(folder)}
+
+    async def events_of(session_id: str) -> Sequence[Event]:
+        if session_id not in found:
+            raise SessionError(f"no session {session_id!r} in the dataset {folder}",
+                               code=ErrorCode.SESSION_NOT_FOUND)
+        return found[session_id]
+
+    return sorted(found), events_of
 
 
 def _judged_by_text(settings: SessionSettings, turn: TurnDetector | None) -> bool:

@@ -109,8 +109,10 @@ def inspect_settings(redis_url: str | None = None) -> Settings:
     return settings.model_copy(update={"redis_url": found.redis_url, "log": log})
 
 
-async def read_session(session_id: str, settings: Settings | None = None) -> SessionRecord:
-    """Read the whole log of ``session_id`` (what retention left of it).
+async def read_session(session_id: str, settings: Settings | None = None, *,
+                       action: str = "voxline read") -> SessionRecord:
+    """Read the whole log of ``session_id`` (what retention left of it), recorded in the
+    audit as ``action`` by the CLI's user.
 
     Raises :class:`ConfigurationError` when no Redis is found (:func:`inspect_settings`)
     and :class:`SessionError` for a session the log does not hold.
@@ -124,7 +126,7 @@ async def read_session(session_id: str, settings: Settings | None = None) -> Ses
     horizon: str | None = None
     try:
         log = EventLog(redis, settings.log)
-        await record_read(log, session_id, "voxline read", _cli_user())
+        await record_read(log, session_id, action, _cli_user())
         events, horizon = await log.read_remaining(session_id)
     finally:
         await redis.aclose()

@@ -89,6 +89,8 @@ FACADES = {
         # the tools of a response, as the orchestrator sees them
         "CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome", "ended_event",
     ],
+    "pipeline.datasets": ["DATASET_FORMAT", "DatasetSession", "DatasetSummary", "DatasetWriter",
+                          "read_dataset", "write_dataset"],
     "pipeline.privacy": ["ENTITIES", "Entity", "Redacted", "redact", "redacted_for",
                          "region_of"],
     "pipeline.tools": ["SEARCH_DOCUMENTS", "CallContext", "CallScope", "SearchDocuments",

@@ -1,0 +1,16 @@
+"""Logged sessions as a dataset on disk, and back: what an evaluation replays elsewhere.
+
+:func:`write_dataset` writes sessions' events (as read from the log) to a folder that
+Hugging Face's ``audiofolder`` loader reads (``metadata.jsonl`` with a ``file_name`` per
+utterance, each utterance a WAV file), beside every event of each session in log order
+(``sessions/<id>.jsonl``); :func:`read_dataset` gives the same events back, so anything
+computed from a session's events (a replay, an evaluation, the stats) is the same from
+the dataset as from the log. The layout is in :mod:`~pipeline.datasets.layout`.
+"""
+
+from pipeline.datasets.layout import DATASET_FORMAT, DatasetSummary
+from pipeline.datasets.reader import DatasetSession, read_dataset
+from pipeline.datasets.writer import DatasetWriter, write_dataset
+
+__all__ = ["DATASET_FORMAT", "DatasetSession", "DatasetSummary", "DatasetWriter",
+           "read_dataset", "write_dataset"]
