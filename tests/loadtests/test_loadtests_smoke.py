@@ -53,8 +53,13 @@ PARALLEL = 3
 TIMEOUT_S = 240
 
 
+#: scripts in loadtests/ that measure nothing (a tool over the benchmarks' reports)
+NOT_BENCHMARKS = {"figures"}
+
+
 def scripts() -> set[str]:
-    return {p.stem for p in LOADTESTS.glob("*.py") if not p.name.startswith("_")}
+    return {p.stem for p in LOADTESTS.glob("*.py")
+            if not p.name.startswith("_") and p.stem not in NOT_BENCHMARKS}
 
 
 def run_smoke(name: str, reports: Path, redis_url: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,55 @@
+"""The performance page's headline table is what the kept reports say
+(:mod:`loadtests.figures`): regenerated, it is unchanged; a figure a report lacks is "—"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loadtests import figures
+
+
+def test_the_table_on_the_page_is_what_the_kept_reports_give() -> None:
+    page = figures.PAGE.read_text(encoding="utf-8")
+    assert figures.rendered(page) == page, "stale: run python -m loadtests.figures"
+    assert figures.main(["--check"]) == 0
+
+
+def test_every_kept_report_has_a_headline() -> None:
+    kept = {path.stem for path in figures.KEPT.glob("*.json")}
+    assert kept <= set(figures.HEADLINES), kept - set(figures.HEADLINES)
+
+
+def report(tmp_path: Path, name: str, body: dict[str, object]) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "at": "2026-11-27T12:00:00Z",
+                                "machine": {"python": "3.11.7"}, "figures": body}))
+    return path
+
+
+def test_rows_come_from_the_report_and_missing_figures_show_as_a_dash(tmp_path: Path) -> None:
+    report(tmp_path, "bench_eventlog", {"append_batched_events_per_s": 44123,
+                                         "goal_batched_events_per_s": 25000})
+    report(tmp_path, "bench_log_scale", {"runs": [{
+        "mode": "log", "shards": 1, "sustained_events_per_s": 2000.0,
+        "cpu_at_sustained": {"cpu_pct_of_one_core": {"log writers": 40.0, "log readers": 50.0,
+                                                     "load generator": 1.0}}}],
+        "goals": {"machine_noise": {"figures_indicative_only": True}}})
+    table = figures.table(tmp_path).splitlines()
+    assert any("| `bench_eventlog` | appends batched, events/s | 44,123 | ≥ 25,000 |" in line
+               for line in table)
+    assert any("| appends one by one, events/s | — |" in line for line in table)
+    held = next(line for line in table if "events/s held" in line)
+    assert "| 2,000 |" in held and "indicative: machine busy" in held
+    cpu = next(line for line in table if "CPU per event" in line)
+    assert "log writers 0.200, log readers 0.250" in cpu and "load generator" not in cpu
+    assert not any("bench_latency" in line for line in table)  # not kept: no rows
+
+
+def test_a_page_without_markers_is_refused() -> None:
+    try:
+        figures.rendered("# no markers here\n")
+    except SystemExit as exc:
+        assert "markers" in str(exc)
+    else:
+        raise AssertionError("a page without markers was rendered")
