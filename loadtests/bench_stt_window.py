@@ -6,7 +6,7 @@ in a shorter window (``turn_window_s``). This runs the engine's own ``transcribe
 path a voice turn takes: language known, greedy, no prompt) at each window of
 ``--windows`` over the same audio, interleaved item by item, and reports per window:
 
-* the **word error rate** (:mod:`loadtests._word_errors`) over the whole corpus and per
+* the **word error rate** (:mod:`voxline.word_errors`) over the whole corpus and per
   voice, and the items whose words differ from the 30 s window's;
 * **wall and CPU time per call** (the process's CPU: CTranslate2's threads included);
 * how often **"What is the capital of France?"** (the demo's question, which a 15 s window
@@ -36,7 +36,7 @@ import numpy as np
 
 from loadtests._report import add_smoke_flag, smoke_reports, write_report
 from loadtests._turn_corpus import RATE, build_corpus
-from loadtests._word_errors import normalize, wer
+from voxline.word_errors import normalize, wer
 
 FRANCE = "What is the capital of France?"
 #: what the endpointer leaves after the last word (its silence, less what it trims)

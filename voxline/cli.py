@@ -223,9 +223,10 @@ def talk(
 
 
 # the commands of these modules are registered on ``app`` as they are imported
-from voxline import cli_redis, cli_sessions  # noqa: E402
+from voxline import cli_evaluate, cli_redis, cli_sessions  # noqa: E402
 
-__all__ = ["app", "cli_redis", "cli_sessions", "console", "main", "serve_summary"]
+__all__ = ["app", "cli_evaluate", "cli_redis", "cli_sessions", "console", "main",
+           "serve_summary"]
 
 
 def main() -> None:

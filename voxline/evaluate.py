@@ -52,7 +52,8 @@ from schemas import (
 )
 from voxline.inspect import read_session
 
-__all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "parse_patch"]
+__all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "parse_patch",
+           "raw_patch"]
 
 AS_LOGGED = "as logged"
 #: the settings an evaluation may change: those that decide where turns end
@@ -66,6 +67,17 @@ TURN_SETTINGS = frozenset({
 def parse_patch(text: str) -> dict[str, Any]:
     """``KEY=VALUE[,KEY=VALUE...]`` (values read as JSON where they are) or a JSON
     object, of :data:`TURN_SETTINGS`; anything else is a :class:`ConfigurationError`."""
+    patch = raw_patch(text)
+    unknown = sorted(set(patch) - TURN_SETTINGS)
+    if unknown or not patch:
+        raise ConfigurationError(
+            f"--evaluate takes turn-taking settings ({', '.join(sorted(TURN_SETTINGS))})"
+            + (f", not {', '.join(unknown)}" if unknown else ""), setting="--evaluate")
+    return patch
+
+
+def raw_patch(text: str, setting: str = "--evaluate") -> dict[str, Any]:
+    """``KEY=VALUE[,KEY=VALUE...]`` or a JSON object as a dict, keys unchecked."""
     text = text.strip()
     patch: dict[str, Any] = {}
     if text.startswith("{"):
@@ -73,21 +85,16 @@ def parse_patch(text: str) -> dict[str, Any]:
             patch = dict(json.loads(text))
         except (json.JSONDecodeError, TypeError, ValueError):
             raise ConfigurationError(f"{text!r} is not a JSON object",
-                                     setting="--evaluate") from None
-    else:
-        for pair in filter(None, (p.strip() for p in text.split(","))):
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise ConfigurationError(f"{pair!r} is not KEY=VALUE", setting="--evaluate")
-            try:
-                patch[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                patch[key.strip()] = value.strip()
-    unknown = sorted(set(patch) - TURN_SETTINGS)
-    if unknown or not patch:
-        raise ConfigurationError(
-            f"--evaluate takes turn-taking settings ({', '.join(sorted(TURN_SETTINGS))})"
-            + (f", not {', '.join(unknown)}" if unknown else ""), setting="--evaluate")
+                                     setting=setting) from None
+        return patch
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigurationError(f"{pair!r} is not KEY=VALUE", setting=setting)
+        try:
+            patch[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            patch[key.strip()] = value.strip()
     return patch
 
 

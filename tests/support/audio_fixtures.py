@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loadtests._word_errors import normalize, wer, word_errors  # noqa: F401  (re-exported)
+from voxline.word_errors import normalize, wer, word_errors  # noqa: F401  (re-exported)
 
 RATE = 16000
 

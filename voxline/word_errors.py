@@ -3,7 +3,8 @@
 Case, punctuation and hyphens do not count ("go-come-out" is three words), only word
 choice: a Levenshtein distance over words, summed over a corpus and divided by the
 reference's words. Digits are not words here, so "10 minutes" for "ten minutes" counts as
-one miss, the same for every engine compared. Used by the STT benchmarks and the tests.
+one miss, the same for every engine compared. Used by ``voxline evaluate``, the STT
+benchmarks and the tests.
 """
 
 from __future__ import annotations

@@ -1,0 +1,141 @@
+"""``voxline evaluate``: a spoken session (the server's own voice, transcribed live by
+Whisper tiny.en) evaluated against candidates that differ in a known way: the same
+transcriber (no change), another (its word error rate recomputed here, independently),
+and a shorter end of speech (the pause cuts the turn); a threshold crossed exits 3; the
+exported dataset evaluates to the same figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loadtests._turn_corpus import split_at_pauses
+from pipeline.engines import Transcriber, create_engine, transcribed_text
+from pipeline.log import EventLog, create_redis, fold
+from pipeline.session import LiveSession, SessionEngines
+from schemas import (
+    EventLogSettings,
+    InputAudio,
+    ResponseDone,
+    SessionSettings,
+    TranscriptionRequest,
+)
+from tests.support.audio_fixtures import compose, piper_float
+from tests.support.engines import ScriptedLLM, ScriptedTTS
+from tests.support.silero_model import loaded_silero
+from voxline.cli import app
+from voxline.word_errors import normalize, word_errors
+
+pytestmark = [pytest.mark.redis, pytest.mark.models]
+runner = CliRunner()
+SID = "sess-evaluate-cli"
+
+
+async def _stt(model: str) -> Transcriber:
+    stt = create_engine("stt", "faster-whisper", {"model": model})
+    await stt.load()
+    assert isinstance(stt, Transcriber)
+    return stt
+
+
+async def _log_spoken(redis_url: str, prefix: str) -> None:
+    head, tail = split_at_pauses(piper_float("Could you tell me about, the history of Rome?"), 1)
+    speech = compose([head, tail], [0.3, 0.9, 2.5])
+    redis = create_redis(redis_url)
+    stt = await _stt("whisper-tiny.en")
+    try:
+        log = EventLog(redis, EventLogSettings(key_prefix=prefix))
+        engines = SessionEngines(llm=ScriptedLLM(["Rome grew on seven hills."]),
+                                 tts=ScriptedTTS(), stt=stt, vad=loaded_silero())
+        create = SessionSettings(turn_detection="silence", end_of_speech_ms=2000,
+                                 language="en")
+        session = await LiveSession.open(SID, log, engines, create=create)
+        for start in range(0, len(speech.pcm16), 640):
+            await session.push_audio(speech.pcm16[start : start + 640])
+        tail_events = log.tail(SID, None)
+        async for event in tail_events:
+            if isinstance(event, ResponseDone):
+                break
+        await tail_events.aclose()  # type: ignore[attr-defined]
+        await session.close()
+    finally:
+        await stt.close()
+        await redis.aclose()
+
+
+async def _base_wer(redis_url: str, prefix: str) -> float:
+    """Whisper base against the logged transcripts, computed here from the log."""
+    redis = create_redis(redis_url)
+    stt = await _stt("whisper-base")
+    try:
+        events = await EventLog(redis, EventLogSettings(key_prefix=prefix)).read_all(SID)
+        turns = fold(SID, events).turns
+        errors = words = 0
+        for event in events:
+            if isinstance(event, InputAudio):
+                logged = turns[event.turn_id or ""].user_text
+                heard = await transcribed_text(stt, TranscriptionRequest(
+                    audio=event.data.audio, sample_rate=event.data.sample_rate, language="en"))
+                errors += word_errors(logged, heard)[0]
+                words += len(normalize(logged))
+        return round(errors / words, 4)
+    finally:
+        await stt.close()
+        await redis.aclose()
+
+
+def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
+    redis_url: str, key_prefix: str, tmp_path: Path,
+) -> None:
+    asyncio.run(_log_spoken(redis_url, key_prefix))
+    env = {"VOXLINE_REDIS_URL": redis_url, "VOXLINE_LOG__KEY_PREFIX": key_prefix}
+    candidates = ["--candidate", 'tiny={"stt_model": "whisper-tiny.en"}',
+                  "--candidate", 'base={"stt_model": "whisper-base"}',
+                  "--candidate", "quick=end_of_speech_ms=500"]
+
+    result = runner.invoke(app, ["evaluate", SID, *candidates, "--out", str(tmp_path / "a"),
+                                 "--fail-if", "quick.turns>1",
+                                 "--fail-if", "tiny.wer_vs_logged>0"], env=env)
+
+    assert result.exit_code == 3, result.output  # quick cut the turn: crossed
+    assert "crossed: quick: turns 2" in result.output and "crossed: tiny" not in result.output
+    report = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    assert report["sessions"] == [SID] and report["complete"]
+    tiny, base, quick = (report["candidates"][n] for n in ("tiny", "base", "quick"))
+    assert tiny["transcripts"]["utterances"] == 1
+    assert tiny["transcripts"]["wer_vs_logged"] == 0 and tiny["transcripts"]["changed"] == 0
+    assert base["transcripts"]["wer_vs_logged"] == asyncio.run(
+        _base_wer(redis_url, key_prefix))
+    assert report["logged"]["turn_taking"]["turns"] == 1
+    assert quick["turn_taking"]["turns"] == 2 and quick["turn_taking"]["continued"] == 1
+    assert tiny["turn_taking"] == report["logged"]["turn_taking"]  # no turn patch: as logged
+    assert report["logged"]["latency_ms"]["stt"] is not None
+    page = (tmp_path / "a" / "evaluation.html").read_text()
+    assert "<svg" in page and "wer_vs_logged" in page
+
+    exported = runner.invoke(app, ["export", SID, "--out", str(tmp_path / "data")], env=env)
+    assert exported.exit_code == 0, exported.output
+    again = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "data"), *candidates,
+                                "--out", str(tmp_path / "b")], env=env)
+    assert again.exit_code == 0, again.output
+    from_dataset = json.loads((tmp_path / "b" / "evaluation.json").read_text())
+    for name in ("tiny", "base", "quick"):
+        ours, theirs = report["candidates"][name], from_dataset["candidates"][name]
+        assert ours["turn_taking"] == theirs["turn_taking"]
+        for figure in ("utterances", "wer_vs_logged", "changed", "examples"):
+            assert ours["transcripts"][figure] == theirs["transcripts"][figure]
+
+
+def test_a_candidate_must_try_something_known() -> None:
+    for bad in ("x=voice=amy", "x={not json", 'x={"stt_engine": "faster-whisper"}'):
+        result = runner.invoke(app, ["evaluate", "s", "--candidate", bad])
+        assert result.exit_code != 0 and "error:" in result.output, (bad, result.output)
+    result = runner.invoke(app, ["evaluate", "s"])
+    assert result.exit_code == 2 and "--candidate" in result.output
+    result = runner.invoke(app, ["evaluate", "s", "--candidate", "a=end_of_speech_ms=9",
+                                 "--fail-if", "nonsense>1"])
+    assert result.exit_code != 0 and "METRIC" in result.output

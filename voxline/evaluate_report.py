@@ -1,0 +1,161 @@
+"""``voxline evaluate``'s report: a JSON file, its HTML twin with bar charts, and the
+thresholds that gate a deployment (``--fail-if``).
+
+A threshold is ``[CANDIDATE.]METRIC>VALUE`` (or ``<``): without a candidate it holds for
+every one. A metric a candidate has no figure for (no utterance transcribed, no turn) does
+not cross it, and is said. The charts are plain SVG written here: the report opens in any
+browser, offline, with no plotting library installed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas import ConfigurationError
+
+__all__ = ["METRICS", "Threshold", "crossed", "parse_threshold", "write_report"]
+
+Getter = Callable[[dict[str, Any]], Any]
+
+
+def _at(*path: str) -> Getter:
+    def get(candidate: dict[str, Any]) -> Any:
+        value: Any = candidate
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        return value
+    return get
+
+
+#: metric → where a candidate's figure is (lower is better for every one but turns)
+METRICS: dict[str, Getter] = {
+    "wer_vs_logged": _at("transcripts", "wer_vs_logged"),
+    "changed_rate": _at("transcripts", "changed_rate"),
+    "stt_p50_ms": _at("transcripts", "stt_ms", "p50"),
+    "stt_p95_ms": _at("transcripts", "stt_ms", "p95"),
+    "turns": _at("turn_taking", "turns"),
+    "continued_rate": _at("turn_taking", "continued_rate"),
+    "silence_waited_p50_ms": _at("turn_taking", "silence_waited_ms", "p50"),
+    "silence_waited_p95_ms": _at("turn_taking", "silence_waited_ms", "p95"),
+}
+_THRESHOLD = re.compile(r"^(?:(?P<who>[A-Za-z0-9_.-]+?)\.)?(?P<metric>[a-z0-9_]+)\s*"
+                        r"(?P<op>[<>])\s*(?P<value>-?[0-9.]+)$")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    above: bool  # ">": crossed when the figure is above value
+    value: float
+    candidate: str | None = None
+
+    def __str__(self) -> str:
+        who = f"{self.candidate}." if self.candidate else ""
+        return f"{who}{self.metric}{'>' if self.above else '<'}{self.value:g}"
+
+
+def parse_threshold(text: str) -> Threshold:
+    found = _THRESHOLD.match(text.strip())
+    if found is None or found["metric"] not in METRICS:
+        raise ConfigurationError(
+            f"{text!r} is not [CANDIDATE.]METRIC>VALUE or <VALUE with a metric of "
+            f"{', '.join(METRICS)}", setting="--fail-if")
+    try:
+        value = float(found["value"])
+    except ValueError:
+        raise ConfigurationError(f"{text!r}: {found['value']!r} is not a number",
+                                 setting="--fail-if") from None
+    return Threshold(found["metric"], found["op"] == ">", value, found["who"])
+
+
+def crossed(report: dict[str, Any], thresholds: list[Threshold]) -> tuple[list[str], list[str]]:
+    """(the thresholds crossed, the figures missing), as lines to print."""
+    hits, missing = [], []
+    candidates: dict[str, Any] = report["candidates"]
+    for threshold in thresholds:
+        names = [threshold.candidate] if threshold.candidate else list(candidates)
+        for name in names:
+            if name not in candidates:
+                raise ConfigurationError(f"--fail-if {threshold}: no candidate {name!r}",
+                                         setting="--fail-if")
+            figure = METRICS[threshold.metric](candidates[name])
+            if figure is None:
+                missing.append(f"{name}: no {threshold.metric} to check {threshold} against")
+            elif (figure > threshold.value) if threshold.above else (figure < threshold.value):
+                hits.append(f"{name}: {threshold.metric} {figure:g} crosses {threshold}")
+    return hits, missing
+
+
+def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """``out/evaluation.json`` and ``out/evaluation.html``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "evaluation.json"
+    data.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    page = out / "evaluation.html"
+    page.write_text(_html(report), encoding="utf-8")
+    return data, page
+
+
+def _html(report: dict[str, Any]) -> str:
+    candidates: dict[str, Any] = report["candidates"]
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in candidates)
+    rows = "".join(
+        f"<tr><td>{metric}</td>"
+        + "".join(f"<td>{_cell(get(c))}</td>" for c in candidates.values()) + "</tr>"
+        for metric, get in METRICS.items())
+    charts = "".join(_chart(metric, {name: METRICS[metric](c) for name, c in candidates.items()})
+                     for metric in ("wer_vs_logged", "continued_rate", "stt_p95_ms"))
+    examples = "".join(
+        f"<h3>{html.escape(name)}</h3><ul>" + "".join(
+            f"<li>logged: {html.escape(e['logged'])}<br>heard: {html.escape(e['heard'])}</li>"
+            for e in (c.get("transcripts") or {}).get("examples", [])) + "</ul>"
+        for name, c in candidates.items())
+    latency = "".join(
+        f"<tr><td>{stage}</td><td>{_cell((ms or {}).get('p50'))}</td>"
+        f"<td>{_cell((ms or {}).get('p95'))}</td></tr>"
+        for stage, ms in (report.get("logged", {}).get("latency_ms") or {}).items())
+    status = "" if report.get("complete", True) else \
+        "<p><strong>Incomplete: the time budget ran out.</strong></p>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Voxline evaluation</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;
+text-align:right}}td:first-child{{text-align:left}}</style></head><body>
+<h1>Evaluation on {len(report.get('sessions', []))} logged session(s)</h1>{status}
+<p>Skipped: {html.escape(', '.join(report.get('skipped', {})) or 'none')}.
+Elapsed: {report.get('elapsed_s', '?')} s.</p>
+<h2>Candidates</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>
+{charts}
+<h2>Latency as logged (ms)</h2><table><tr><th>stage</th><th>p50</th><th>p95</th></tr>
+{latency}</table>
+<h2>Transcripts that changed (first five per candidate)</h2>{examples}
+</body></html>
+"""
+
+
+def _cell(value: Any) -> str:
+    return "—" if value is None else html.escape(f"{value:g}" if isinstance(value, float)
+                                                 else str(value))
+
+
+def _chart(metric: str, values: dict[str, Any]) -> str:
+    """A horizontal bar per candidate, as SVG."""
+    known = {name: float(v) for name, v in values.items() if isinstance(v, int | float)}
+    top = max(known.values(), default=0.0) or 1.0
+    bars = []
+    for row, (name, value) in enumerate(values.items()):
+        y = 8 + row * 26
+        width = 0 if name not in known else 300 * known[name] / top
+        bars.append(
+            f'<text x="0" y="{y + 14}" font-size="12">{html.escape(name)}</text>'
+            f'<rect x="160" y="{y}" width="{width:.1f}" height="18" fill="#4a7ab8"/>'
+            f'<text x="{166 + width:.1f}" y="{y + 14}" font-size="12">{_cell(value)}</text>')
+    height = 16 + 26 * len(values)
+    return (f"<h2>{metric}</h2><svg xmlns='http://www.w3.org/2000/svg' width='560' "
+            f"height='{height}' role='img' aria-label='{metric}'>{''.join(bars)}</svg>")

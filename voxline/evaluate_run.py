@@ -1,0 +1,164 @@
+"""``voxline evaluate``: candidate configurations tried on logged conversations.
+
+The sessions come from the log (each read recorded in the audit) or from a dataset
+``voxline export`` wrote; their logged input is replayed offline through each candidate
+(:mod:`voxline.candidates`) and compared with what was logged, nothing is sent to anyone
+and nothing is written to any log:
+
+* **turn-taking**: the turns, the silence waited and the continuations (turn ends more
+  speech followed: the likely cut-offs), replayed through the VAD and end-of-turn model as
+  ``voxline replay --evaluate`` does (:func:`voxline.evaluate.evaluate_sessions`);
+* **transcripts**: each utterance transcribed by the candidate's transcriber, its word
+  error rate against the logged transcript, how many changed, and the time each took;
+* **latency as logged**: each stage's p50/p95 from the sessions' own events, beside.
+
+Bounded: at most ``max_sessions`` sessions, and a time budget after which the sessions
+left are not started (the report says ``complete: false`` and how many it evaluated).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pipeline.engines import Transcriber, create_engine, transcribed_text
+from pipeline.log import fold
+from pipeline.workers import STAGES, scan_session
+from schemas import (
+    Event,
+    InputAudio,
+    SessionError,
+    Settings,
+    TranscriptionRequest,
+    primary_language,
+)
+from voxline.candidates import Candidate
+from voxline.evaluate import evaluate_sessions
+from voxline.inspect import read_session
+from voxline.word_errors import normalize, word_errors
+
+__all__ = ["run_evaluation"]
+
+EventsOf = Callable[[str], Awaitable[Sequence[Event]]]
+
+
+async def run_evaluation(
+    session_ids: Sequence[str], candidates: Sequence[Candidate], settings: Settings, *,
+    events_of: EventsOf | None = None, max_sessions: int = 50, budget_s: float = 600.0,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Every candidate on the sessions; the report (see the module docstring)."""
+    started = time.monotonic()
+    read: dict[str, Sequence[Event]] = {}
+    skipped: dict[str, str] = {}
+    wanted = list(dict.fromkeys(session_ids))
+    for session_id in wanted[:max_sessions]:
+        try:
+            read[session_id] = (await events_of(session_id) if events_of is not None
+                                else (await read_session(session_id, settings,
+                                                         action="voxline evaluate")).events)
+        except SessionError as exc:
+            skipped[session_id] = f"{exc.code.value}: {exc.message}"
+    for session_id in wanted[max_sessions:]:
+        skipped[session_id] = f"past --max-sessions {max_sessions}"
+
+    async def cached(session_id: str) -> Sequence[Event]:
+        return read[session_id]
+
+    patches = list(dict.fromkeys(c.turn_key for c in candidates if c.turn_patch))
+    say(f"turn-taking: {len(read)} session(s), {len(patches)} setting(s) besides the logged")
+    turns = await evaluate_sessions(list(read), patches, settings, events_of=cached)
+    skipped.update(turns.skipped)
+    transcripts, complete = await _transcripts(read, candidates, settings,
+                                               started + budget_s, say)
+    return {
+        "sessions": list(read), "skipped": skipped, "complete": complete,
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "logged": {"turn_taking": turns.measures.get("as logged"),
+                   "latency_ms": _logged_latency(read)},
+        "candidates": {c.name: {"spec": c.describe(),
+                                "turn_taking": turns.measures.get(c.turn_key),
+                                "transcripts": transcripts[c.name]} for c in candidates},
+    }
+
+
+async def _transcripts(
+    read: dict[str, Sequence[Event]], candidates: Sequence[Candidate], settings: Settings,
+    deadline: float, say: Callable[[str], None],
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Per candidate, the utterances heard again by its transcriber against the log."""
+    found: dict[str, dict[str, Any]] = {}
+    complete = True
+    for candidate in candidates:
+        choice = candidate.stt or settings.stt
+        stt = create_engine("stt", choice.engine, choice.engine_options())
+        await stt.load()
+        assert isinstance(stt, Transcriber)
+        pairs: list[tuple[str, str]] = []
+        took: list[float] = []
+        try:
+            for session_id, events in read.items():
+                if time.monotonic() > deadline:
+                    complete = False
+                    break
+                language = fold(session_id, events).settings.language
+                for utterance, logged in _utterances(session_id, events):
+                    began = time.perf_counter()
+                    heard = await transcribed_text(stt, TranscriptionRequest(
+                        audio=utterance.data.audio, sample_rate=utterance.data.sample_rate,
+                        language=primary_language(language)))
+                    took.append((time.perf_counter() - began) * 1000)
+                    pairs.append((logged, heard))
+        finally:
+            await stt.close()
+        found[candidate.name] = _word_measures(pairs, took)
+        say(f"{candidate.name}: {len(pairs)} utterance(s) transcribed")
+    return found, complete
+
+
+def _utterances(session_id: str, events: Sequence[Event]) -> list[tuple[InputAudio, str]]:
+    """Each utterance and the transcript its turn logged (utterances without one, such as
+    those a turn never transcribed, are left out: nothing to compare with)."""
+    turns = fold(session_id, events).turns
+    found = []
+    for event in events:
+        if isinstance(event, InputAudio):
+            turn = turns.get(event.turn_id or "")
+            if turn is not None and turn.user_text:
+                found.append((event, turn.user_text))
+    return found
+
+
+def _word_measures(pairs: list[tuple[str, str]], took: list[float]) -> dict[str, Any]:
+    errors = sum(word_errors(logged, heard)[0] for logged, heard in pairs)
+    words = sum(len(normalize(logged)) for logged, _ in pairs)
+    changed = sum(normalize(logged) != normalize(heard) for logged, heard in pairs)
+    return {
+        "utterances": len(pairs),
+        "wer_vs_logged": round(errors / words, 4) if words else None,
+        "changed": changed,
+        "changed_rate": round(changed / len(pairs), 4) if pairs else None,
+        "stt_ms": _spread(took),
+        "examples": [{"logged": logged, "heard": heard} for logged, heard in pairs
+                     if normalize(logged) != normalize(heard)][:5],
+    }
+
+
+def _logged_latency(read: dict[str, Sequence[Event]]) -> dict[str, dict[str, float] | None]:
+    """Each stage's p50/p95 over the sessions' turns, as their events measure them."""
+    values: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for events in read.values():
+        for turn in scan_session(events, closed=True).turns:
+            for stage, ms in turn.stages.items():
+                values.setdefault(stage, []).append(ms)
+    return {stage: _spread(found) for stage, found in values.items()}
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"p50": round(statistics.median(ordered), 1),
+            "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
