@@ -18,6 +18,7 @@ left are not started (the report says ``complete: false`` and how many it evalua
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -91,31 +92,44 @@ async def _transcripts(
     """Per candidate, the utterances heard again by its transcriber against the log."""
     found: dict[str, dict[str, Any]] = {}
     complete = True
-    for candidate in candidates:
-        choice = candidate.stt or settings.stt
-        stt = create_engine("stt", choice.engine, choice.engine_options())
-        await stt.load()
-        assert isinstance(stt, Transcriber)
-        pairs: list[tuple[str, str]] = []
-        took: list[float] = []
-        try:
-            for session_id, events in read.items():
-                if time.monotonic() > deadline:
-                    complete = False
-                    break
-                language = fold(session_id, events).settings.language
-                for utterance, logged in _utterances(session_id, events):
-                    began = time.perf_counter()
-                    heard = await transcribed_text(stt, TranscriptionRequest(
-                        audio=utterance.data.audio, sample_rate=utterance.data.sample_rate,
-                        language=primary_language(language)))
-                    took.append((time.perf_counter() - began) * 1000)
-                    pairs.append((logged, heard))
-        finally:
-            await stt.close()
-        found[candidate.name] = _word_measures(pairs, took)
-        say(f"{candidate.name}: {len(pairs)} utterance(s) transcribed")
+    loaded: dict[str, Transcriber] = {}  # one per transcriber, shared by its candidates
+    try:
+        for candidate in candidates:
+            choice = candidate.stt or settings.stt
+            key = json.dumps([choice.engine, choice.engine_options()], sort_keys=True)
+            if key not in loaded:
+                engine = create_engine("stt", choice.engine, choice.engine_options())
+                await engine.load()
+                assert isinstance(engine, Transcriber)
+                loaded[key] = engine
+            pairs, took, finished = await _heard(read, loaded[key], deadline)
+            complete = complete and finished
+            found[candidate.name] = _word_measures(pairs, took)
+            say(f"{candidate.name}: {len(pairs)} utterance(s) transcribed")
+    finally:
+        for engine in loaded.values():
+            await engine.close()
     return found, complete
+
+
+async def _heard(read: dict[str, Sequence[Event]], stt: Transcriber, deadline: float,
+                 ) -> tuple[list[tuple[str, str]], list[float], bool]:
+    """(logged, heard) per utterance, the ms each took, and whether all were heard
+    before ``deadline``."""
+    pairs: list[tuple[str, str]] = []
+    took: list[float] = []
+    for session_id, events in read.items():
+        if time.monotonic() > deadline:
+            return pairs, took, False
+        language = fold(session_id, events).settings.language
+        for utterance, logged in _utterances(session_id, events):
+            began = time.perf_counter()
+            heard = await transcribed_text(stt, TranscriptionRequest(
+                audio=utterance.data.audio, sample_rate=utterance.data.sample_rate,
+                language=primary_language(language)))
+            took.append((time.perf_counter() - began) * 1000)
+            pairs.append((logged, heard))
+    return pairs, took, True
 
 
 def _utterances(session_id: str, events: Sequence[Event]) -> list[tuple[InputAudio, str]]:

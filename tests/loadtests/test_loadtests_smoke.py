@@ -36,6 +36,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_retrieval": ("bench_retrieval",),
     "bench_engines": ("bench_engines",),
     "bench_eventlog": ("bench_eventlog",),
+    "bench_evaluate": ("bench_evaluate",),
     "bench_answers": ("bench_answers_smoke",),
     "bench_tools": ("bench_tools_smoke",),
     "bench_privacy": ("bench_privacy_smoke",),
