@@ -8,7 +8,7 @@ each to the part of the session it concerns, built once, each given what it uses
   appends to the log and folds into :attr:`LiveSession.state`; it queues nothing, so what
   a session holds is its live response, however long the connection has lasted;
 * :class:`~pipeline.session.voice_turns.VoiceTurns`: speech input, barge-in, utterances
-  (:mod:`pipeline.session.speech_input`);
+  (:mod:`pipeline.turntaking.speech_input`);
 * :class:`~pipeline.session.responder.Responder`: one response at a time, cancel, and
   preemptive turns (:mod:`pipeline.session.speculation`: a reply prepared during a pause),
   with the replies a :class:`~pipeline.session.reply_source.ReplySource` makes.

@@ -1,7 +1,7 @@
 """A live session's spoken turns: from PCM in to an utterance the responder answers.
 
 :class:`VoiceTurns` keeps the bookkeeping of speech: the session's
-:class:`~pipeline.session.speech_input.SpeechInput` (built on the first audio, rebuilt when
+:class:`~pipeline.turntaking.speech_input.SpeechInput` (built on the first audio, rebuilt when
 the settings it depends on change), and what each thing the input hears means for the
 session. Speech starting over a reply is a barge-in; a pause long enough for a
 preemptive turn starts a speculation, speech resuming drops it; an utterance is admitted
@@ -20,7 +20,7 @@ speaker thinking mid-sentence keeps the turn), and a failed verdict falls back t
 once (a barge-in). ``confirmed``: the reply is paused (``response.paused``; it goes on being
 written into the log, and clients stop playing it), and the speech is judged at its first
 pause (a shorter one than a turn's: :data:`HELD_PAUSE_MS`) and at its end: a backchannel
-(:mod:`pipeline.session.backchannel`) or no words at
+(:mod:`pipeline.turntaking.backchannel`) or no words at
 all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
 going on after such a resume pauses it again. Words that are not a backchannel, or speech
 longer than ``backchannel_max_ms``, are an interruption: the reply is cancelled at the
@@ -39,14 +39,20 @@ import logging
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, decode_frames
 from pipeline.session.admission import Permit, Waiting
-from pipeline.session.backchannel import backchannel_prompt, is_backchannel
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
 from pipeline.session.responder import Responder
 from pipeline.session.speculation import Speculation
-from pipeline.session.speech_input import SpeechInput, session_endpoint, utterance_events
-from pipeline.session.turn_judge import TurnJudge, turn_detection
+from pipeline.turntaking import (
+    SpeechInput,
+    TurnJudge,
+    backchannel_prompt,
+    is_backchannel,
+    session_endpoint,
+    turn_detection,
+    utterance_events,
+)
 from schemas import (
     ErrorCode,
     EventBase,

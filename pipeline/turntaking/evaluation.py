@@ -7,8 +7,8 @@ an operator can ask "what would ``end_of_speech_ms`` 800, or smart detection wit
 :func:`logged_input` puts the session's input back together (each utterance at its place,
 silence between: the input as VAD heard it), and :func:`replay_turn_ends` runs it through
 the same endpointer, VAD and end-of-turn model a live session uses
-(:func:`~pipeline.session.speech_input.session_endpoint`,
-:class:`~pipeline.session.turn_judge.TurnJudge`), with other settings. No other model is
+(:func:`~pipeline.turntaking.speech_input.session_endpoint`,
+:class:`~pipeline.turntaking.turn_judge.TurnJudge`), with other settings. No other model is
 called. Because the endpointer waits for each verdict before the next frame, the replay
 decides where a live session with those settings would have, to the VAD frame (the silence
 between utterances is replayed as zeros, so the VAD's state going into an utterance can
@@ -44,9 +44,9 @@ from pipeline.audio import (
     segment_speech,
 )
 from pipeline.engines import TextTurnDetector, Transcriber, TurnDetector, VoiceActivityDetector
-from pipeline.session.reply_source import transcribe_in
-from pipeline.session.speech_input import session_endpoint
-from pipeline.session.turn_judge import TurnJudge, turn_detection
+from pipeline.turntaking.speech_input import session_endpoint
+from pipeline.turntaking.transcripts import transcribe_in
+from pipeline.turntaking.turn_judge import TurnJudge, turn_detection
 from schemas import Event, InputAudio, SessionSettings, SpeechStopped
 
 __all__ = [
@@ -179,7 +179,7 @@ async def replay_turn_ends(
 def quick_transcriber(stt: Transcriber, language: str) -> Callable[[bytes, int], Awaitable[str]]:
     """A replay's ``transcribe``: a pause's words as a live session's judge asks for them
     when no preemptive turn transcribed that audio (a quick transcription in the session's
-    language: :func:`~pipeline.session.reply_source.transcribe_in`)."""
+    language: :func:`~pipeline.turntaking.transcripts.transcribe_in`)."""
     async def transcribe(audio: bytes, sample_rate: int) -> str:
         return await transcribe_in(stt, audio, sample_rate, language, quick=True)
     return transcribe

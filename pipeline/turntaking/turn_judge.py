@@ -6,7 +6,7 @@ after ``turn_complete_ms`` of silence, one that does not only after ``turn_incom
 (the endpointer's own silence, so ``None``), and a failed verdict falls back to
 ``end_of_speech_ms``. With ``turn_text_cues``, a pause the model judged complete is
 transcribed too (a quick transcription), and a transcript that reads unfinished
-(:mod:`pipeline.session.turn_text`) makes it incomplete after all; a failed transcription
+(:mod:`pipeline.turntaking.turn_text`) makes it incomplete after all; a failed transcription
 leaves the model's verdict.
 
 With ``turn_judge: text`` (the default for English, :func:`judged_by`) the words judge
@@ -21,7 +21,7 @@ inside turns from turn ends no better than chance and the words do (``bench_turn
 after ``end_of_speech_ms``, as a failed audio verdict does.
 
 A live session (:mod:`pipeline.session.voice_turns`) and the replay evaluation
-(:mod:`pipeline.session.evaluation`) both judge with this, so a replay decides exactly as
+(:mod:`pipeline.turntaking.evaluation`) both judge with this, so a replay decides exactly as
 the live session would have with the same settings (text cues and the text judge aside:
 a replay transcribes each pause quickly, where a live session may read its preemptive
 turn's transcript of the same audio).
@@ -35,7 +35,7 @@ from typing import Literal
 
 from pipeline.audio import SpeechPause, resample_pcm16
 from pipeline.engines import TextTurnDetector, TurnDetector
-from pipeline.session.turn_text import sounds_unfinished
+from pipeline.turntaking.turn_text import sounds_unfinished
 from schemas import SessionSettings, primary_language
 
 __all__ = ["WORDS_BY_DEFAULT", "TurnJudge", "judged_by", "turn_detection"]
