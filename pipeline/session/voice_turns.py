@@ -9,12 +9,10 @@ as a turn, appended (``input.speech_stopped`` and ``input.audio``) and handed to
 :class:`~pipeline.session.responder.Responder`, with the speculation it confirms if any.
 Events go out through the session's emitter.
 
-**What ends a turn** (``turn_detection``). With ``silence``, ``end_of_speech_ms`` of it.
-With ``smart`` (the default where the Gateway has an end-of-turn model), each pause of
-``preemptive_pause_ms`` is judged by that model: a turn that sounds complete ends after
-``turn_complete_ms`` of silence, one that does not only after ``turn_incomplete_ms`` (a
-speaker thinking mid-sentence keeps the turn), and a failed verdict falls back to
-``end_of_speech_ms``. The verdict is logged on the turn's ``input.speech_stopped``.
+**What ends a turn** is the input's :class:`~pipeline.turntaking.TurnPolicy`
+(:func:`~pipeline.turntaking.turn_policy`, from the settings and the engines): it sets the
+silence that ends the turn at each pause; its verdict is logged on the turn's
+``input.speech_stopped``.
 
 **Speech over a reply** (``interruptions``). ``immediate``: the reply is cancelled at
 once (a barge-in). ``confirmed``: the reply is paused (``response.paused``; it goes on being
@@ -46,11 +44,11 @@ from pipeline.session.responder import Responder
 from pipeline.session.speculation import Speculation
 from pipeline.turntaking import (
     SpeechInput,
-    TurnJudge,
+    TurnPolicy,
     backchannel_prompt,
     is_backchannel,
     session_endpoint,
-    turn_detection,
+    turn_policy,
     utterance_events,
 )
 from schemas import (
@@ -100,8 +98,8 @@ class VoiceTurns:
         #: the speech input, once audio came (None again after clear, close or a change of
         #: the settings it was built from)
         self.audio: SpeechInput | None = None
-        #: the end-of-turn model's verdicts on this input's pauses (smart turn detection)
-        self._judge: TurnJudge | None = None
+        #: what ends this input's turns, and its verdicts on their pauses
+        self._policy: TurnPolicy | None = None
         #: the reply paused by speech over it (interruptions confirmed), until judged
         self._held: str | None = None
         #: the reply resumed at a pause of the speech over it (a backchannel): the speech's
@@ -171,24 +169,20 @@ class VoiceTurns:
                     code=ErrorCode.UNSUPPORTED_FORMAT,
                 )
             settings = self._emitter.state.settings
-            smart = turn_detection(settings, self._engines.turn) == "smart"
-            self._judge = None
-            if smart:
-                assert self._engines.turn is not None
-                # a pause's audio is at the VAD's rate (SpeechInput resamples the input)
-                self._judge = TurnJudge(
-                    self._engines.turn, lambda: self._emitter.state.settings,
-                    self._engines.vad.sample_rate, name=f"session {self.session_id}",
-                    transcribe=self._pause_transcript, text=self._engines.turn_text)
+            # a pause's audio is at the VAD's rate (SpeechInput resamples the input)
+            self._policy = policy = turn_policy(
+                lambda: self._emitter.state.settings, self._engines.turn,
+                self._engines.vad.sample_rate, name=f"session {self.session_id}",
+                transcribe=self._pause_transcript, text=self._engines.turn_text)
             self.audio = SpeechInput(
                 self._engines.vad,
-                session_endpoint(self._endpoint_config, settings, smart),
+                session_endpoint(self._endpoint_config, settings, policy.judges_pauses),
                 sample_rate=settings.input_sample_rate,
                 on_speech=self._speech_started,
                 on_utterance=self._utterance,
                 on_pause=self._paused,
                 on_resume=self._resumed,
-                judge=self._judge,
+                judge=policy.judge,
                 on_onset=self._onset,
             )
         return self.audio
@@ -308,7 +302,7 @@ class VoiceTurns:
 
     def _verdict(self) -> float | None:
         """The verdict on the utterance that just ended (None: not judged)."""
-        return self._judge.take() if self._judge is not None else None
+        return self._policy.take() if self._policy is not None else None
 
     def _stopped_without_turn(self, end: SpeechEnd) -> SpeechStopped:
         return SpeechStopped(session_id=self.session_id, data=SpeechStoppedData(

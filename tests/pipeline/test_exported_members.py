@@ -107,7 +107,8 @@ FACADES = {
     ],
     "pipeline.turntaking": [
         "FRAME_QUEUE", "SpeechInput", "endpoint_config", "session_endpoint", "utterance_events",
-        "TurnJudge", "judged_by", "turn_detection", "sounds_unfinished", "backchannel_prompt",
+        "TurnPolicy", "SilencePolicy", "AudioModelPolicy", "TextJudgePolicy", "SmartPolicy",
+        "turn_policy", "judged_by", "turn_detection", "sounds_unfinished", "backchannel_prompt",
         "is_backchannel", "transcribe_in",
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
