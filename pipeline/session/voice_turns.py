@@ -5,34 +5,27 @@
 the settings it depends on change), and what each thing the input hears means for the
 session. Speech starting over a reply is a barge-in; a pause long enough for a
 preemptive turn starts a speculation, speech resuming drops it; an utterance is admitted
-as a turn, appended (``input.speech_stopped`` and ``input.audio``) and handed to the
+as a turn, appended (``input.speech_stopped``, with the verdict of the input's
+:class:`~pipeline.turntaking.TurnPolicy` on its end, and ``input.audio``) and handed to the
 :class:`~pipeline.session.responder.Responder`, with the speculation it confirms if any.
 Events go out through the session's emitter.
 
-**What ends a turn** is the input's :class:`~pipeline.turntaking.TurnPolicy`
-(:func:`~pipeline.turntaking.turn_policy`, from the settings and the engines): it sets the
-silence that ends the turn at each pause; its verdict is logged on the turn's
-``input.speech_stopped``.
-
 **Speech over a reply** (``interruptions``). ``immediate``: the reply is cancelled at
 once (a barge-in). ``confirmed``: the reply is paused (``response.paused``; it goes on being
-written into the log, and clients stop playing it), and the speech is judged at its first
-pause (a shorter one than a turn's: :data:`HELD_PAUSE_MS`) and at its end: a backchannel
-(:mod:`pipeline.turntaking.backchannel`) or no words at
-all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
-going on after such a resume pauses it again. Words that are not a backchannel, or speech
-longer than ``backchannel_max_ms``, are an interruption: the reply is cancelled at the
-first pause that shows it (else at the speech's end), and the speech is the next turn,
-its reply prepared at its pauses as any turn's. The pause comes at the first frame that may be
-speech, before VAD confirms it (``min_speech_ms``); a run too short to be speech resumes
-the reply at once. A reply counts as "over" when it is being
-written, or when its audio may still be playing at a client that plays it as it comes (its
-first chunk's time plus its length). Input cleared while a reply is held resumes it.
+written into the log, and clients stop playing it) at the first frame that may be speech,
+and the speech is judged at its first pause (a shorter one than a turn's:
+:data:`HELD_PAUSE_MS`) and at its end: a backchannel
+(:mod:`pipeline.turntaking.backchannel`), no words at all, or a run too short to be speech
+resumes the reply where it paused (``response.resumed``) and makes no turn; words that
+are not a backchannel, or speech longer than ``backchannel_max_ms``, cancel the reply and
+are the next turn, its reply prepared at its pauses as any turn's. Where the held reply
+stands is a :class:`Hold`, changed in one place (``VoiceTurns._enter``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, decode_frames
@@ -76,6 +69,25 @@ logger = logging.getLogger(__name__)
 HELD_PAUSE_MS = 64
 
 
+class Hold(enum.Enum):
+    """Where the reply that the user's speech came over stands (interruptions confirmed);
+    each state but :attr:`NONE` carries that reply's turn id."""
+
+    #: no reply held
+    NONE = enum.auto()
+    #: paused at a frame that may start speech, until VAD confirms it (:attr:`HELD`) or
+    #: drops the run (resumed)
+    ONSET = enum.auto()
+    #: paused by speech over it, until the speech is judged at its first pause or its end
+    HELD = enum.auto()
+    #: resumed at a pause of the speech over it (a backchannel): the speech's end makes no
+    #: turn, and speech going on pauses the reply again (:attr:`HELD`)
+    WAVED = enum.auto()
+    #: an utterance was cut during an onset (push-to-talk): the reply is no longer held
+    #: (the turn cancelled it), the onset still waits for VAD's word
+    ONSET_CUT = enum.auto()
+
+
 class VoiceTurns:
     """The spoken side of one live session (see the module docstring)."""
 
@@ -100,26 +112,21 @@ class VoiceTurns:
         self.audio: SpeechInput | None = None
         #: what ends this input's turns, and its verdicts on their pauses
         self._policy: TurnPolicy | None = None
-        #: the reply paused by speech over it (interruptions confirmed), until judged
-        self._held: str | None = None
-        #: the reply resumed at a pause of the speech over it (a backchannel): the speech's
-        #: end makes no turn, and speech going on pauses the reply again
-        self._waved: str | None = None
-        #: the reply held at a frame that may start speech, until VAD confirms it
-        self._tentative: str | None = None
+        #: where the reply the speech came over stands, and that reply's turn id
+        self._hold = Hold.NONE
+        self._reply: str | None = None
 
     @property
     def held(self) -> str | None:
-        """The reply paused by speech over it (interruptions confirmed), until judged.
-        Meanwhile the speech's pauses come after :data:`HELD_PAUSE_MS` of silence: the
-        reply stays silent until its first pause is judged."""
-        return self._held
+        """The reply paused by speech over it (interruptions confirmed), until judged."""
+        return self._reply if self._hold in (Hold.ONSET, Hold.HELD) else None
 
-    @held.setter
-    def held(self, turn_id: str | None) -> None:
-        self._held = turn_id
+    def _enter(self, hold: Hold, reply: str | None = None) -> None:
+        """Every change of :class:`Hold`. While a reply is paused, the speech's pauses come
+        after :data:`HELD_PAUSE_MS` of silence: it stays silent until its first is judged."""
+        self._hold, self._reply = hold, reply
         if self.audio is not None:
-            self.audio.pause_after(HELD_PAUSE_MS if turn_id is not None else None)
+            self.audio.pause_after(HELD_PAUSE_MS if self.held is not None else None)
 
     async def push(self, data: bytes) -> None:
         """Audio in the session's ``input_format`` at its input rate, decoded to PCM16
@@ -142,7 +149,8 @@ class VoiceTurns:
         if self.audio is not None:
             await self.audio.close()
             self.audio = None
-        held, self.held, self._waved, self._tentative = self.held, None, None, None
+        held = self.held
+        self._enter(Hold.NONE)
         if held is not None:
             await self._resumed_reply(held, 0, "")
 
@@ -193,26 +201,28 @@ class VoiceTurns:
         """Interruptions confirmed: the reply goes quiet at the first frame that may be
         speech (``response.paused``), and plays on when it was not (a click, a knock)."""
         if dropped:
-            held, self._tentative = self._tentative, None
-            if held is not None:
-                self.held = None
+            if self._hold in (Hold.ONSET, Hold.ONSET_CUT):
+                held = self._reply
+                assert held is not None
+                self._enter(Hold.NONE)
                 await self._resumed_reply(held, audio_ms, "")
             return
         reply = self._reply_over() if self.held is None else None
         if reply is not None:
-            self.held = self._tentative = reply
+            self._enter(Hold.ONSET, reply)
             await self._paused_reply(reply, audio_ms)
 
     async def _speech_started(self, audio_ms: int) -> None:
         started = SpeechStarted(session_id=self.session_id,
                                 data=SpeechBoundaryData(audio_ms=audio_ms))
-        if self._tentative is not None:  # held at its onset already: speech after all
-            self._tentative = None
+        if self._hold in (Hold.ONSET, Hold.ONSET_CUT):  # held at its onset: speech after all
+            held = self.held  # None after a cut: the onset's reply is cancelled
+            self._enter(Hold.NONE if held is None else Hold.HELD, held)
             await self._emitter.emit(started)
             return
         reply = self._reply_over()
         if reply is not None and self._emitter.state.settings.interruptions == "confirmed":
-            self.held = reply  # judged at the speech's first pause and at its end
+            self._enter(Hold.HELD, reply)  # judged at the speech's first pause and at its end
             await self._paused_reply(reply, audio_ms, started)
             return
         if self._responder.responding:  # barge-in: the user talks over the reply
@@ -286,10 +296,10 @@ class VoiceTurns:
             held = self.held
             heard = await self._backchannel(pause.audio, pause.duration_s, sample_rate)
             if heard is not None:
-                self.held, self._waved = None, held
+                self._enter(Hold.WAVED, held)
                 await self._resumed_reply(held, pause.audio_ms, heard)
                 return
-            self.held = None
+            self._enter(Hold.NONE)
             await self._responder.cancel("barge_in")
         settings = self._emitter.state.settings
         if not settings.preemptive_turns:
@@ -321,15 +331,19 @@ class VoiceTurns:
 
     async def _resumed(self, audio_ms: int) -> None:
         self._verdict()
-        if self._waved is not None:  # not only a backchannel after all: pause it again
-            self.held, self._waved = self._waved, None
-            await self._paused_reply(self.held, audio_ms)
+        if self._hold is Hold.WAVED:  # not only a backchannel after all: pause it again
+            assert self._reply is not None
+            self._enter(Hold.HELD, self._reply)
+            await self._paused_reply(self._reply, audio_ms)
         await self._responder.speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
-        held, self.held = self.held, None
-        waved, self._waved = self._waved, None
-        if waved is not None:  # a backchannel, resumed at its pause: no turn
+        hold, held = self._hold, self.held
+        if hold in (Hold.ONSET, Hold.ONSET_CUT):  # cut before VAD's word on the onset
+            self._enter(Hold.ONSET_CUT, self._reply)
+        else:
+            self._enter(Hold.NONE)
+        if hold is Hold.WAVED:  # a backchannel, resumed at its pause: no turn
             await self._emitter.emit(self._stopped_without_turn(end))
             return
         if held is not None and end.reason == "silence":
