@@ -24,7 +24,6 @@ stands is a :class:`Hold`, changed in one place (``VoiceTurns._enter``).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 
@@ -34,7 +33,7 @@ from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
 from pipeline.session.responder import Responder
-from pipeline.session.speculation import Speculation
+from pipeline.session.speculation import Speculation, Speculator
 from pipeline.turntaking import (
     SpeechInput,
     TurnPolicy,
@@ -95,6 +94,7 @@ class VoiceTurns:
         self,
         emitter: SessionEmitter,
         responder: Responder,
+        speculator: Speculator,
         engines: SessionEngines,
         *,
         endpoint_config: EndpointConfig | None = None,
@@ -103,6 +103,7 @@ class VoiceTurns:
         self.session_id = emitter.session_id
         self._emitter = emitter
         self._responder = responder
+        self._speculator = speculator
         self._engines = engines
         self._endpoint_config = endpoint_config or EndpointConfig()
         #: manual turns: audio appended between two commits, at most (None: unbounded)
@@ -167,7 +168,7 @@ class VoiceTurns:
             return
         if self.audio is not None:
             await self.clear()
-            await self._responder.speculator.drop("superseded")
+            await self._speculator.drop("superseded")
 
     async def _input(self) -> SpeechInput:
         if self.audio is None:
@@ -259,15 +260,9 @@ class VoiceTurns:
         per pause, not two queued behind each other). Without a speculation on this
         audio (preemptive turns off, a reply out), or one dropped before it heard the
         words, the judge transcribes quickly itself."""
-        speculation = self._responder.speculator.current
-        if (speculation is not None and speculation.sample_rate == sample_rate
-                and speculation.pause.audio == audio):
-            try:
-                return await speculation.transcript()
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # the judge itself is being cancelled
+        heard = await self._speculator.heard(audio, sample_rate)
+        if heard is not None:
+            return heard
         return await self._quick_transcript(audio, sample_rate)
 
     async def _backchannel(self, audio: bytes, duration_s: float, sample_rate: int) -> str | None:
@@ -308,7 +303,7 @@ class VoiceTurns:
             return  # a reply is out: this pause is not the end of a turn to answer
         if not settings.auto_response or settings.search is not None:
             return  # a reply waits for response.create, or for a search: nothing to prepare
-        await self._responder.speculate(pause, sample_rate)
+        await self._speculator.start(pause, sample_rate)
 
     def _verdict(self) -> float | None:
         """The verdict on the utterance that just ended (None: not judged)."""
@@ -335,7 +330,7 @@ class VoiceTurns:
             assert self._reply is not None
             self._enter(Hold.HELD, self._reply)
             await self._paused_reply(self._reply, audio_ms)
-        await self._responder.speculator.drop("speech_resumed")
+        await self._speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
         hold, held = self._hold, self.held
@@ -353,7 +348,7 @@ class VoiceTurns:
                                           self._stopped_without_turn(end))
                 return
         responder = self._responder
-        speculation = responder.speculator.take()
+        speculation = self._speculator.take()
         turn_id = speculation.turn_id if speculation is not None else new_turn_id()
         await responder.cancel("barge_in")
         try:
@@ -361,7 +356,7 @@ class VoiceTurns:
         except OverloadedError as exc:  # the utterance is dropped; the client is told
             self._verdict()
             if speculation is not None:
-                await responder.speculator.discard(speculation, "superseded")
+                await self._speculator.discard(speculation, "superseded")
             await self._emitter.reject(exc)
             return
         try:
@@ -370,7 +365,7 @@ class VoiceTurns:
             if permit is not None:
                 permit.release()
             if speculation is not None:
-                await responder.speculator.discard(speculation, "failed")
+                await self._speculator.discard(speculation, "failed")
             raise
 
     async def _utterance_events(
