@@ -13,6 +13,8 @@ façade (its ``__init__``) that the rest of the code imports:
 ``pipeline.turn``             the streaming turn: sentence buffer, speaker, audio output, cancel
 ``pipeline.session``          sessions: creation, authorization, settings merging, and the live
                               side (speech input, typed turns, barge-in; events out by the log)
+``pipeline.turntaking``       turn-taking: the speech input, what ends a turn (end-of-turn
+                              judges), backchannels, the replay evaluation of its settings
 ``pipeline.workers``          background consumers: auto-play narration, re-transcription, metrics
 ``pipeline.openai_realtime``  the OpenAI Realtime API's events, to and from the session's own
 ``pipeline.webrtc``           WebRTC calls: OpenAI's Realtime API over an aiortc peer connection

@@ -1,7 +1,7 @@
 """``voxline replay --evaluate``: other turn-taking settings tried on logged sessions.
 
 For each session read from the log, the input is put back together and replayed through
-the server's VAD and end-of-turn model (:mod:`pipeline.session.evaluation`), once with the
+the server's VAD and end-of-turn model (:mod:`pipeline.turntaking.evaluation`), once with the
 session's own settings (``as logged``: what it did, replayed) and once per ``--evaluate``
 patch over them. The measures per setting are over all the sessions: turns, the silence
 waited (p50/p95) and continuations (turn ends that more speech followed within 2 s: the

@@ -8,7 +8,8 @@ for one turn's events). Beside it: :func:`create_session`, :func:`authorize` wit
 :class:`SessionTokens`, :func:`merge_settings`, and the replica's capacity
 (:class:`Admission`: sessions, turns, transcriptions and speech past it are refused; a
 voice turn may wait for a place, briefly) and how often one client may start a costly
-thing (:class:`RateLimiter`).
+thing (:class:`RateLimiter`). Turn-taking itself (the speech input, what ends a turn, the
+replay evaluation) is :mod:`pipeline.turntaking`'s; its names are exported here too.
 """
 
 from pipeline.session.admission import Admission, Permit
@@ -22,24 +23,27 @@ from pipeline.session.authorization import (
 from pipeline.session.creation import Tenant, create_session, new_session_id
 from pipeline.session.engines import SessionEngines
 from pipeline.session.erasure import erase_session, known_or_erased
-from pipeline.session.evaluation import (
-    LoggedInput,
-    Replay,
-    TurnEnd,
-    logged_input,
-    quick_transcriber,
-    replay_turn_ends,
-    score_against_truth,
-    turn_measures,
-)
 from pipeline.session.follow import TURN_ENDS, ends_turn, follow_turn
 from pipeline.session.live import LiveSession
 from pipeline.session.rate_limit import RateLimiter
 from pipeline.session.retention import expire_sessions, sweep_forever
 from pipeline.session.settings import EngineChoices, merge_settings
-from pipeline.session.speech_input import FRAME_QUEUE, SpeechInput, endpoint_config
-from pipeline.session.turn_judge import judged_by, turn_detection
-from pipeline.session.turn_text import sounds_unfinished
+from pipeline.turntaking import (
+    FRAME_QUEUE,
+    LoggedInput,
+    Replay,
+    SpeechInput,
+    TurnEnd,
+    endpoint_config,
+    judged_by,
+    logged_input,
+    quick_transcriber,
+    replay_turn_ends,
+    score_against_truth,
+    sounds_unfinished,
+    turn_detection,
+    turn_measures,
+)
 
 __all__ = [
     "FRAME_QUEUE",

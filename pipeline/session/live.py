@@ -8,7 +8,7 @@ each to the part of the session it concerns, built once, each given what it uses
   appends to the log and folds into :attr:`LiveSession.state`; it queues nothing, so what
   a session holds is its live response, however long the connection has lasted;
 * :class:`~pipeline.session.voice_turns.VoiceTurns`: speech input, barge-in, utterances
-  (:mod:`pipeline.session.speech_input`);
+  (:mod:`pipeline.turntaking.speech_input`);
 * :class:`~pipeline.session.responder.Responder`: one response at a time, cancel, and
   preemptive turns (:mod:`pipeline.session.speculation`: a reply prepared during a pause),
   with the replies a :class:`~pipeline.session.reply_source.ReplySource` makes.
@@ -110,9 +110,12 @@ class LiveSession:
         toolbox = toolbox or Toolbox()
         source = ReplySource(session_id, engines, state, self.history, turn_config, toolbox,
                              late=self.emitter.emit)
-        self.responder = Responder(
-            self.emitter, source, ReplyWriter(self.emitter, grounder), admission)
-        self.voice = VoiceTurns(self.emitter, self.responder, engines,
+        #: the reply prepared during a pause, if any (preemptive turns)
+        self.speculator = Speculator(self.emitter, transcribe=source.transcribe,
+                                     reply=source.reply)
+        self.responder = Responder(self.emitter, source, ReplyWriter(self.emitter, grounder),
+                                   admission, speculator=self.speculator)
+        self.voice = VoiceTurns(self.emitter, self.responder, self.speculator, engines,
                                 endpoint_config=endpoint_config, max_buffer_s=max_buffer_s)
         #: ends the server calls a dead replica left running (started when opened)
         self.recovery = CallRecovery(self.emitter, log, toolbox, self._go_on)
@@ -182,11 +185,6 @@ class LiveSession:
     @property
     def responding(self) -> bool:
         return self.responder.responding
-
-    @property
-    def speculator(self) -> Speculator:
-        """The reply prepared during a pause, if any (preemptive turns)."""
-        return self.responder.speculator
 
     # ---- the outgoing side ------------------------------------------------------------
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
-from pipeline.engines import Transcriber, transcribed_text
 from pipeline.log import SessionState
 from pipeline.privacy import redacted_for
 from pipeline.session.engines import SessionEngines
 from pipeline.tools import CallScope, Toolbox
 from pipeline.turn import AudioOutput, CancelToken, ToolOutcome, TurnConfig, TurnOrchestrator
+from pipeline.turntaking import transcribe_in
 from schemas import (
     ChatMessage,
     ErrorCode,
@@ -25,21 +25,7 @@ from schemas import (
     EventBase,
     GenerationRequest,
     HistorySettings,
-    TranscriptionRequest,
-    primary_language,
 )
-
-
-async def transcribe_in(stt: Transcriber, audio: bytes, sample_rate: int, language: str, *,
-                       quick: bool = False, prompt: str | None = None) -> str:
-    """The transcript of ``audio`` in a session's ``language`` (its primary subtag: Whisper
-    knows "de", not "de-AT"); nothing is appended. ``quick``: a judgement of a few words,
-    wanted fast (``TranscriptionRequest.quick``); ``prompt``: Whisper's initial prompt
-    (spellings to expect). Live sessions and the replay evaluation both ask through this,
-    so a replay hears a pause as the live session did."""
-    request = TranscriptionRequest(audio=audio, sample_rate=sample_rate,
-                                   language=primary_language(language), quick=quick, prompt=prompt)
-    return await transcribed_text(stt, request)
 
 
 class ReplySource:

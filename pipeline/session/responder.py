@@ -19,10 +19,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pipeline.audio import SpeechEnd, SpeechPause
+from pipeline.audio import SpeechEnd
 from pipeline.privacy import redacted_for
 from pipeline.session.admission import Admission, Permit, Waiting
-from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.reply_source import ReplySource
 from pipeline.session.reply_writer import ReplyWriter
@@ -55,6 +54,8 @@ class Responder:
         source: ReplySource,
         writer: ReplyWriter,
         admission: Admission | None = None,
+        *,
+        speculator: Speculator,
     ) -> None:
         self.session_id = emitter.session_id
         self._emitter = emitter
@@ -63,8 +64,9 @@ class Responder:
         self.writer = writer
         #: the replica's capacity for turns; None: unlimited
         self.admission = admission
-        #: the reply prepared during a pause, if any (preemptive turns)
-        self.speculator = Speculator(emitter)
+        #: the reply prepared during a pause, if any (preemptive turns): adopted or
+        #: discarded here once its turn starts (:meth:`start_speculated`)
+        self.speculator = speculator
         self._response: asyncio.Task[None] | None = None
         self._cancel: CancelToken | None = None
         #: the turn the running response replies to: its own from the start, or one only
@@ -136,12 +138,6 @@ class Responder:
             turn_id, end, sample_rate, input_event_id, speculation, token),
             not_admitted=not_admitted)
         token.add_callback(speculation.cancel.cancel)
-
-    async def speculate(self, pause: SpeechPause, sample_rate: int) -> None:
-        """Prepare the reply to what was said before ``pause``, unsent (preemptive turns)."""
-        speculation = Speculation(new_turn_id(), pause, sample_rate,
-                                  transcribe=self.source.transcribe, reply=self.source.reply)
-        await self.speculator.start(speculation)
 
     async def create(self) -> None:
         """Reply to the newest turn, which has a user input and no reply yet.

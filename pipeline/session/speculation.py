@@ -23,10 +23,12 @@ Then one of three things happens:
 
 Every dropped speculation appends one ``speculation.discarded`` event (no turn: the turn
 never existed), so metrics count the work thrown away; nothing else speculative ever
-reaches the log. The :class:`Speculator` appends it itself, through the session's emitter;
-a speculation makes its transcript and reply with the functions it is given (the
-session's :class:`~pipeline.session.reply_source.ReplySource`), so nothing here calls back
-into the session.
+reaches the log. The :class:`Speculator` is the session's one owner of its speculation: it
+starts one at a pause, drops it, hands it to the turn that confirms it, and appends the
+discard itself, through the session's emitter; a speculation makes its transcript and
+reply with the functions the speculator is given (the session's
+:class:`~pipeline.session.reply_source.ReplySource`), so nothing here calls back into the
+session.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Literal
 
 from pipeline.aio import aclose_stream
 from pipeline.audio import SpeechEnd, SpeechPause
+from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.tracing import turn_context
 from pipeline.turn import CancelToken
@@ -251,16 +254,42 @@ def _restamped(event: Event, input_event_id: str | None, started_ms: int,
 
 
 class Speculator:
-    """A session's speculation: at most one at a time, each adopted or discarded once."""
+    """A session's preemptive reply, its one owner: at most one speculation at a time,
+    started at a pause (:meth:`start`), dropped when speech resumes or anything else
+    supersedes it (:meth:`drop`), or handed to the turn its utterance ends (:meth:`take`),
+    which adopts it or :meth:`discard`\\ s it, once. The end-of-turn judge may read the
+    words it heard (:meth:`heard`)."""
 
-    def __init__(self, emitter: SessionEmitter) -> None:
+    def __init__(self, emitter: SessionEmitter, *, transcribe: Transcribe, reply: Reply) -> None:
         self._emitter = emitter
+        self._transcribe = transcribe
+        self._reply = reply
         self.current: Speculation | None = None
 
-    async def start(self, speculation: Speculation) -> None:
-        """A new pause: it replaces the speculation of an earlier one (``superseded``)."""
+    async def start(self, pause: SpeechPause, sample_rate: int) -> None:
+        """Prepare the reply to what was said before ``pause``, unsent; it replaces the
+        speculation of an earlier pause (``superseded``)."""
+        speculation = Speculation(new_turn_id(), pause, sample_rate,
+                                  transcribe=self._transcribe, reply=self._reply)
         await self.drop("superseded")
         self.current = speculation
+
+    async def heard(self, audio: bytes, sample_rate: int) -> str | None:
+        """The words of ``audio`` when the current speculation transcribes that very audio
+        (its transcript, waited for: the same words are not asked for twice); None when no
+        speculation does, or it was dropped before it heard them. Raises what its
+        transcription raised."""
+        speculation = self.current
+        if (speculation is None or speculation.sample_rate != sample_rate
+                or speculation.pause.audio != audio):
+            return None
+        try:
+            return await speculation.transcript()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the asker itself is being cancelled
+            return None
 
     def take(self) -> Speculation | None:
         """Hand the current speculation over (to adopt or judge it); None if there is none."""

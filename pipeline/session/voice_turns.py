@@ -1,52 +1,48 @@
 """A live session's spoken turns: from PCM in to an utterance the responder answers.
 
 :class:`VoiceTurns` keeps the bookkeeping of speech: the session's
-:class:`~pipeline.session.speech_input.SpeechInput` (built on the first audio, rebuilt when
+:class:`~pipeline.turntaking.speech_input.SpeechInput` (built on the first audio, rebuilt when
 the settings it depends on change), and what each thing the input hears means for the
 session. Speech starting over a reply is a barge-in; a pause long enough for a
 preemptive turn starts a speculation, speech resuming drops it; an utterance is admitted
-as a turn, appended (``input.speech_stopped`` and ``input.audio``) and handed to the
+as a turn, appended (``input.speech_stopped``, with the verdict of the input's
+:class:`~pipeline.turntaking.TurnPolicy` on its end, and ``input.audio``) and handed to the
 :class:`~pipeline.session.responder.Responder`, with the speculation it confirms if any.
 Events go out through the session's emitter.
 
-**What ends a turn** (``turn_detection``). With ``silence``, ``end_of_speech_ms`` of it.
-With ``smart`` (the default where the Gateway has an end-of-turn model), each pause of
-``preemptive_pause_ms`` is judged by that model: a turn that sounds complete ends after
-``turn_complete_ms`` of silence, one that does not only after ``turn_incomplete_ms`` (a
-speaker thinking mid-sentence keeps the turn), and a failed verdict falls back to
-``end_of_speech_ms``. The verdict is logged on the turn's ``input.speech_stopped``.
-
 **Speech over a reply** (``interruptions``). ``immediate``: the reply is cancelled at
 once (a barge-in). ``confirmed``: the reply is paused (``response.paused``; it goes on being
-written into the log, and clients stop playing it), and the speech is judged at its first
-pause (a shorter one than a turn's: :data:`HELD_PAUSE_MS`) and at its end: a backchannel
-(:mod:`pipeline.session.backchannel`) or no words at
-all resumes the reply where it paused (``response.resumed``) and makes no turn; speech
-going on after such a resume pauses it again. Words that are not a backchannel, or speech
-longer than ``backchannel_max_ms``, are an interruption: the reply is cancelled at the
-first pause that shows it (else at the speech's end), and the speech is the next turn,
-its reply prepared at its pauses as any turn's. The pause comes at the first frame that may be
-speech, before VAD confirms it (``min_speech_ms``); a run too short to be speech resumes
-the reply at once. A reply counts as "over" when it is being
-written, or when its audio may still be playing at a client that plays it as it comes (its
-first chunk's time plus its length). Input cleared while a reply is held resumes it.
+written into the log, and clients stop playing it) at the first frame that may be speech,
+and the speech is judged at its first pause (a shorter one than a turn's:
+:data:`HELD_PAUSE_MS`) and at its end: a backchannel
+(:mod:`pipeline.turntaking.backchannel`), no words at all, or a run too short to be speech
+resumes the reply where it paused (``response.resumed``) and makes no turn; words that
+are not a backchannel, or speech longer than ``backchannel_max_ms``, cancel the reply and
+are the next turn, its reply prepared at its pauses as any turn's. Where the held reply
+stands is a :class:`Hold`, changed in one place (``VoiceTurns._enter``).
 """
 
 from __future__ import annotations
 
-import asyncio
+import enum
 import logging
 
 from pipeline.audio import EndpointConfig, SpeechEnd, SpeechPause, decode_frames
 from pipeline.session.admission import Permit, Waiting
-from pipeline.session.backchannel import backchannel_prompt, is_backchannel
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.engines import SessionEngines
 from pipeline.session.responder import Responder
-from pipeline.session.speculation import Speculation
-from pipeline.session.speech_input import SpeechInput, session_endpoint, utterance_events
-from pipeline.session.turn_judge import TurnJudge, turn_detection
+from pipeline.session.speculation import Speculation, Speculator
+from pipeline.turntaking import (
+    SpeechInput,
+    TurnPolicy,
+    backchannel_prompt,
+    is_backchannel,
+    session_endpoint,
+    turn_policy,
+    utterance_events,
+)
 from schemas import (
     ErrorCode,
     EventBase,
@@ -72,6 +68,25 @@ logger = logging.getLogger(__name__)
 HELD_PAUSE_MS = 64
 
 
+class Hold(enum.Enum):
+    """Where the reply that the user's speech came over stands (interruptions confirmed);
+    each state but :attr:`NONE` carries that reply's turn id."""
+
+    #: no reply held
+    NONE = enum.auto()
+    #: paused at a frame that may start speech, until VAD confirms it (:attr:`HELD`) or
+    #: drops the run (resumed)
+    ONSET = enum.auto()
+    #: paused by speech over it, until the speech is judged at its first pause or its end
+    HELD = enum.auto()
+    #: resumed at a pause of the speech over it (a backchannel): the speech's end makes no
+    #: turn, and speech going on pauses the reply again (:attr:`HELD`)
+    WAVED = enum.auto()
+    #: an utterance was cut during an onset (push-to-talk): the reply is no longer held
+    #: (the turn cancelled it), the onset still waits for VAD's word
+    ONSET_CUT = enum.auto()
+
+
 class VoiceTurns:
     """The spoken side of one live session (see the module docstring)."""
 
@@ -79,6 +94,7 @@ class VoiceTurns:
         self,
         emitter: SessionEmitter,
         responder: Responder,
+        speculator: Speculator,
         engines: SessionEngines,
         *,
         endpoint_config: EndpointConfig | None = None,
@@ -87,6 +103,7 @@ class VoiceTurns:
         self.session_id = emitter.session_id
         self._emitter = emitter
         self._responder = responder
+        self._speculator = speculator
         self._engines = engines
         self._endpoint_config = endpoint_config or EndpointConfig()
         #: manual turns: audio appended between two commits, at most (None: unbounded)
@@ -94,28 +111,23 @@ class VoiceTurns:
         #: the speech input, once audio came (None again after clear, close or a change of
         #: the settings it was built from)
         self.audio: SpeechInput | None = None
-        #: the end-of-turn model's verdicts on this input's pauses (smart turn detection)
-        self._judge: TurnJudge | None = None
-        #: the reply paused by speech over it (interruptions confirmed), until judged
-        self._held: str | None = None
-        #: the reply resumed at a pause of the speech over it (a backchannel): the speech's
-        #: end makes no turn, and speech going on pauses the reply again
-        self._waved: str | None = None
-        #: the reply held at a frame that may start speech, until VAD confirms it
-        self._tentative: str | None = None
+        #: what ends this input's turns, and its verdicts on their pauses
+        self._policy: TurnPolicy | None = None
+        #: where the reply the speech came over stands, and that reply's turn id
+        self._hold = Hold.NONE
+        self._reply: str | None = None
 
     @property
     def held(self) -> str | None:
-        """The reply paused by speech over it (interruptions confirmed), until judged.
-        Meanwhile the speech's pauses come after :data:`HELD_PAUSE_MS` of silence: the
-        reply stays silent until its first pause is judged."""
-        return self._held
+        """The reply paused by speech over it (interruptions confirmed), until judged."""
+        return self._reply if self._hold in (Hold.ONSET, Hold.HELD) else None
 
-    @held.setter
-    def held(self, turn_id: str | None) -> None:
-        self._held = turn_id
+    def _enter(self, hold: Hold, reply: str | None = None) -> None:
+        """Every change of :class:`Hold`. While a reply is paused, the speech's pauses come
+        after :data:`HELD_PAUSE_MS` of silence: it stays silent until its first is judged."""
+        self._hold, self._reply = hold, reply
         if self.audio is not None:
-            self.audio.pause_after(HELD_PAUSE_MS if turn_id is not None else None)
+            self.audio.pause_after(HELD_PAUSE_MS if self.held is not None else None)
 
     async def push(self, data: bytes) -> None:
         """Audio in the session's ``input_format`` at its input rate, decoded to PCM16
@@ -138,7 +150,8 @@ class VoiceTurns:
         if self.audio is not None:
             await self.audio.close()
             self.audio = None
-        held, self.held, self._waved, self._tentative = self.held, None, None, None
+        held = self.held
+        self._enter(Hold.NONE)
         if held is not None:
             await self._resumed_reply(held, 0, "")
 
@@ -155,7 +168,7 @@ class VoiceTurns:
             return
         if self.audio is not None:
             await self.clear()
-            await self._responder.speculator.drop("superseded")
+            await self._speculator.drop("superseded")
 
     async def _input(self) -> SpeechInput:
         if self.audio is None:
@@ -165,24 +178,20 @@ class VoiceTurns:
                     code=ErrorCode.UNSUPPORTED_FORMAT,
                 )
             settings = self._emitter.state.settings
-            smart = turn_detection(settings, self._engines.turn) == "smart"
-            self._judge = None
-            if smart:
-                assert self._engines.turn is not None
-                # a pause's audio is at the VAD's rate (SpeechInput resamples the input)
-                self._judge = TurnJudge(
-                    self._engines.turn, lambda: self._emitter.state.settings,
-                    self._engines.vad.sample_rate, name=f"session {self.session_id}",
-                    transcribe=self._pause_transcript, text=self._engines.turn_text)
+            # a pause's audio is at the VAD's rate (SpeechInput resamples the input)
+            self._policy = policy = turn_policy(
+                lambda: self._emitter.state.settings, self._engines.turn,
+                self._engines.vad.sample_rate, name=f"session {self.session_id}",
+                transcribe=self._pause_transcript, text=self._engines.turn_text)
             self.audio = SpeechInput(
                 self._engines.vad,
-                session_endpoint(self._endpoint_config, settings, smart),
+                session_endpoint(self._endpoint_config, settings, policy.judges_pauses),
                 sample_rate=settings.input_sample_rate,
                 on_speech=self._speech_started,
                 on_utterance=self._utterance,
                 on_pause=self._paused,
                 on_resume=self._resumed,
-                judge=self._judge,
+                judge=policy.judge,
                 on_onset=self._onset,
             )
         return self.audio
@@ -193,26 +202,28 @@ class VoiceTurns:
         """Interruptions confirmed: the reply goes quiet at the first frame that may be
         speech (``response.paused``), and plays on when it was not (a click, a knock)."""
         if dropped:
-            held, self._tentative = self._tentative, None
-            if held is not None:
-                self.held = None
+            if self._hold in (Hold.ONSET, Hold.ONSET_CUT):
+                held = self._reply
+                assert held is not None
+                self._enter(Hold.NONE)
                 await self._resumed_reply(held, audio_ms, "")
             return
         reply = self._reply_over() if self.held is None else None
         if reply is not None:
-            self.held = self._tentative = reply
+            self._enter(Hold.ONSET, reply)
             await self._paused_reply(reply, audio_ms)
 
     async def _speech_started(self, audio_ms: int) -> None:
         started = SpeechStarted(session_id=self.session_id,
                                 data=SpeechBoundaryData(audio_ms=audio_ms))
-        if self._tentative is not None:  # held at its onset already: speech after all
-            self._tentative = None
+        if self._hold in (Hold.ONSET, Hold.ONSET_CUT):  # held at its onset: speech after all
+            held = self.held  # None after a cut: the onset's reply is cancelled
+            self._enter(Hold.NONE if held is None else Hold.HELD, held)
             await self._emitter.emit(started)
             return
         reply = self._reply_over()
         if reply is not None and self._emitter.state.settings.interruptions == "confirmed":
-            self.held = reply  # judged at the speech's first pause and at its end
+            self._enter(Hold.HELD, reply)  # judged at the speech's first pause and at its end
             await self._paused_reply(reply, audio_ms, started)
             return
         if self._responder.responding:  # barge-in: the user talks over the reply
@@ -249,15 +260,9 @@ class VoiceTurns:
         per pause, not two queued behind each other). Without a speculation on this
         audio (preemptive turns off, a reply out), or one dropped before it heard the
         words, the judge transcribes quickly itself."""
-        speculation = self._responder.speculator.current
-        if (speculation is not None and speculation.sample_rate == sample_rate
-                and speculation.pause.audio == audio):
-            try:
-                return await speculation.transcript()
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # the judge itself is being cancelled
+        heard = await self._speculator.heard(audio, sample_rate)
+        if heard is not None:
+            return heard
         return await self._quick_transcript(audio, sample_rate)
 
     async def _backchannel(self, audio: bytes, duration_s: float, sample_rate: int) -> str | None:
@@ -286,10 +291,10 @@ class VoiceTurns:
             held = self.held
             heard = await self._backchannel(pause.audio, pause.duration_s, sample_rate)
             if heard is not None:
-                self.held, self._waved = None, held
+                self._enter(Hold.WAVED, held)
                 await self._resumed_reply(held, pause.audio_ms, heard)
                 return
-            self.held = None
+            self._enter(Hold.NONE)
             await self._responder.cancel("barge_in")
         settings = self._emitter.state.settings
         if not settings.preemptive_turns:
@@ -298,11 +303,11 @@ class VoiceTurns:
             return  # a reply is out: this pause is not the end of a turn to answer
         if not settings.auto_response or settings.search is not None:
             return  # a reply waits for response.create, or for a search: nothing to prepare
-        await self._responder.speculate(pause, sample_rate)
+        await self._speculator.start(pause, sample_rate)
 
     def _verdict(self) -> float | None:
         """The verdict on the utterance that just ended (None: not judged)."""
-        return self._judge.take() if self._judge is not None else None
+        return self._policy.take() if self._policy is not None else None
 
     def _stopped_without_turn(self, end: SpeechEnd) -> SpeechStopped:
         return SpeechStopped(session_id=self.session_id, data=SpeechStoppedData(
@@ -321,15 +326,19 @@ class VoiceTurns:
 
     async def _resumed(self, audio_ms: int) -> None:
         self._verdict()
-        if self._waved is not None:  # not only a backchannel after all: pause it again
-            self.held, self._waved = self._waved, None
-            await self._paused_reply(self.held, audio_ms)
-        await self._responder.speculator.drop("speech_resumed")
+        if self._hold is Hold.WAVED:  # not only a backchannel after all: pause it again
+            assert self._reply is not None
+            self._enter(Hold.HELD, self._reply)
+            await self._paused_reply(self._reply, audio_ms)
+        await self._speculator.drop("speech_resumed")
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
-        held, self.held = self.held, None
-        waved, self._waved = self._waved, None
-        if waved is not None:  # a backchannel, resumed at its pause: no turn
+        hold, held = self._hold, self.held
+        if hold in (Hold.ONSET, Hold.ONSET_CUT):  # cut before VAD's word on the onset
+            self._enter(Hold.ONSET_CUT, self._reply)
+        else:
+            self._enter(Hold.NONE)
+        if hold is Hold.WAVED:  # a backchannel, resumed at its pause: no turn
             await self._emitter.emit(self._stopped_without_turn(end))
             return
         if held is not None and end.reason == "silence":
@@ -339,7 +348,7 @@ class VoiceTurns:
                                           self._stopped_without_turn(end))
                 return
         responder = self._responder
-        speculation = responder.speculator.take()
+        speculation = self._speculator.take()
         turn_id = speculation.turn_id if speculation is not None else new_turn_id()
         await responder.cancel("barge_in")
         try:
@@ -347,7 +356,7 @@ class VoiceTurns:
         except OverloadedError as exc:  # the utterance is dropped; the client is told
             self._verdict()
             if speculation is not None:
-                await responder.speculator.discard(speculation, "superseded")
+                await self._speculator.discard(speculation, "superseded")
             await self._emitter.reject(exc)
             return
         try:
@@ -356,7 +365,7 @@ class VoiceTurns:
             if permit is not None:
                 permit.release()
             if speculation is not None:
-                await responder.speculator.discard(speculation, "failed")
+                await self._speculator.discard(speculation, "failed")
             raise
 
     async def _utterance_events(

@@ -107,6 +107,15 @@ FACADES = {
         "score_against_truth", "turn_measures", "sounds_unfinished", "turn_detection",
         "judged_by",
     ],
+    "pipeline.turntaking": [
+        "FRAME_QUEUE", "SpeechInput", "endpoint_config", "session_endpoint", "utterance_events",
+        "TurnPolicy", "SilencePolicy", "AudioModelPolicy", "TextJudgePolicy", "SmartPolicy",
+        "turn_policy", "judged_by", "turn_detection", "sounds_unfinished", "backchannel_prompt",
+        "is_backchannel", "transcribe_in",
+        # the replay evaluation (voxline replay --evaluate)
+        "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
+        "score_against_truth", "turn_measures",
+    ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",
         "LatencyParts", "METRICS_FEED_TYPES", "MetricsConsumer", "NarrationWorker", "PARTS",

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
-from pipeline.session.backchannel import (
+from pipeline.session.voice_turns import HELD_PAUSE_MS
+from pipeline.turntaking.backchannel import (
     BACKCHANNEL_WORDS,
     MAX_BACKCHANNEL_WORDS,
     backchannel_prompt,
     is_backchannel,
 )
-from pipeline.session.voice_turns import HELD_PAUSE_MS
 from schemas import Event, ResponseAudioChunk, SessionSettings
 from tests.support.audio_fixtures import tone
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS

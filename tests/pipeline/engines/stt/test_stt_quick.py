@@ -19,7 +19,7 @@ import pytest
 from pipeline.engines import create_engine, transcript_text
 from pipeline.engines.stt._whisper_windows import looped, unlooped
 from pipeline.engines.stt.faster_whisper import FasterWhisperTranscriber
-from pipeline.session.backchannel import backchannel_prompt, is_backchannel
+from pipeline.turntaking.backchannel import backchannel_prompt, is_backchannel
 from schemas import TranscriptionRequest
 from tests.support.audio_fixtures import piper_pcm16
 

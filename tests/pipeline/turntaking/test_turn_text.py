@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.session.turn_text import UNFINISHED_WORDS, sounds_unfinished
+from pipeline.turntaking.turn_text import UNFINISHED_WORDS, sounds_unfinished
 
 
 # what Whisper wrote for the first half of the turn-taking corpus's paused turns

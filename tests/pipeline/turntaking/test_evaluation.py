@@ -16,7 +16,7 @@ from loadtests._turn_corpus import build_corpus
 from loadtests.bench_turn_taking import score
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
-from pipeline.session.evaluation import (
+from pipeline.turntaking.evaluation import (
     TurnEnd,
     logged_input,
     quick_transcriber,

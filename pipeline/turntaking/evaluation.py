@@ -7,8 +7,8 @@ an operator can ask "what would ``end_of_speech_ms`` 800, or smart detection wit
 :func:`logged_input` puts the session's input back together (each utterance at its place,
 silence between: the input as VAD heard it), and :func:`replay_turn_ends` runs it through
 the same endpointer, VAD and end-of-turn model a live session uses
-(:func:`~pipeline.session.speech_input.session_endpoint`,
-:class:`~pipeline.session.turn_judge.TurnJudge`), with other settings. No other model is
+(:func:`~pipeline.turntaking.speech_input.session_endpoint`,
+:func:`~pipeline.turntaking.policy.turn_policy`), with other settings. No other model is
 called. Because the endpointer waits for each verdict before the next frame, the replay
 decides where a live session with those settings would have, to the VAD frame (the silence
 between utterances is replayed as zeros, so the VAD's state going into an utterance can
@@ -44,9 +44,9 @@ from pipeline.audio import (
     segment_speech,
 )
 from pipeline.engines import TextTurnDetector, Transcriber, TurnDetector, VoiceActivityDetector
-from pipeline.session.reply_source import transcribe_in
-from pipeline.session.speech_input import session_endpoint
-from pipeline.session.turn_judge import TurnJudge, turn_detection
+from pipeline.turntaking.policy import TurnPolicy, turn_policy
+from pipeline.turntaking.speech_input import session_endpoint
+from pipeline.turntaking.transcripts import transcribe_in
 from schemas import Event, InputAudio, SessionSettings, SpeechStopped
 
 __all__ = [
@@ -152,14 +152,12 @@ async def replay_turn_ends(
     of each pause judged, with the model's verdict (None: it failed). ``transcribe`` and
     ``text`` judge by the words (``turn_judge`` text), as a live session does; without
     them the audio model judges, whatever the settings say."""
-    judge: Judge | None = None
-    model: TurnJudge | None = None
-    if turn is not None and turn_detection(settings, turn) == "smart":
-        model = TurnJudge(turn, lambda: settings, RATE, name=logged.session_id,
-                          transcribe=transcribe, text=text)
-        judge = model if on_judged is None else _observed(model, on_judged)
-    config = session_endpoint(base or _DEFAULT, settings,
-                              judge is not None)
+    policy = turn_policy(lambda: settings, turn, RATE, name=logged.session_id,
+                         transcribe=transcribe, text=text)
+    judge = policy.judge
+    if judge is not None and on_judged is not None:
+        judge = _observed(policy, on_judged)
+    config = session_endpoint(base or _DEFAULT, settings, policy.judges_pauses)
 
     async def chunks() -> AsyncIterator[bytes]:
         for at in range(0, len(logged.pcm16), _CHUNK):
@@ -171,7 +169,7 @@ async def replay_turn_ends(
         if isinstance(event, SpeechStart):
             starts.append(event.audio_ms)
         elif isinstance(event, SpeechEnd) and event.reason != "flush":
-            verdict = model.take() if model is not None else None
+            verdict = policy.take()
             ends.append(TurnEnd(event.audio_ms, event.audio_ms + event.silence_ms, verdict))
     return ends, starts
 
@@ -179,13 +177,13 @@ async def replay_turn_ends(
 def quick_transcriber(stt: Transcriber, language: str) -> Callable[[bytes, int], Awaitable[str]]:
     """A replay's ``transcribe``: a pause's words as a live session's judge asks for them
     when no preemptive turn transcribed that audio (a quick transcription in the session's
-    language: :func:`~pipeline.session.reply_source.transcribe_in`)."""
+    language: :func:`~pipeline.turntaking.transcripts.transcribe_in`)."""
     async def transcribe(audio: bytes, sample_rate: int) -> str:
         return await transcribe_in(stt, audio, sample_rate, language, quick=True)
     return transcribe
 
 
-def _observed(model: TurnJudge, on_judged: Callable[[SpeechPause, float | None], None]
+def _observed(model: TurnPolicy, on_judged: Callable[[SpeechPause, float | None], None]
               ) -> Judge:
     async def judge(pause: SpeechPause) -> int | None:
         silence = await model(pause)
