@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 VENV="${VOXLINE_VENV:-.venv}"
 EXTRAS="${VOXLINE_EXTRAS:-cpu,dev}"
 WHEELS="${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}"
-PY="${PYTHON:-python3.11}"
+# The Pythons the whole suite passes on, newest first: the first present (and runnable:
+# a pyenv shim may name a version it does not have) makes the venv; PYTHON overrides.
+SUPPORTED_PYTHONS="3.12 3.11"
 # llama.cpp's default native build uses AMX instructions that some VMs do not enable
 # (it crashes at load); these flags keep AVX2/FMA and drop the native autodetection.
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
@@ -68,7 +70,14 @@ if [ -n "${need_prometheus:-}" ]; then
   fi
 fi
 
-command -v "$PY" >/dev/null || { echo "Python 3.11 is required ($PY not found)" >&2; exit 1; }
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for version in $SUPPORTED_PYTHONS; do
+    if "python$version" -c 'import sys, venv' >/dev/null 2>&1; then PY="python$version"; break; fi
+  done
+fi
+"${PY:-false}" -c 'import sys' >/dev/null 2>&1 || {
+  echo "Python ${SUPPORTED_PYTHONS// / or } is required (none found on PATH)" >&2; exit 1; }
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtualenv $VENV"
   "$PY" -m venv "$VENV"
@@ -80,7 +89,8 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) $EXTRAS
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   if [[ ",$EXTRAS," == *",cpu,"* ]] && ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
     # Build llama-cpp-python once with safe flags and keep the wheel: pip's own cache
-    # ignores build flags, so it is bypassed here.
+    # ignores build flags, so it is bypassed here. It loads its library with ctypes: one
+    # wheel (py3-none) serves every Python.
     mkdir -p "$WHEELS"
     if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
       say "building llama-cpp-python $LLAMA_VERSION (several minutes, once per machine)"
