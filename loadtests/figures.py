@@ -85,11 +85,21 @@ def _eventlog(figures: dict[str, Any]) -> Iterator[Row]:
     yield ("tail wake-up p50, ms", _num(_get(figures, "tail_wakeup_ms", "p50"), digits=2), "")
 
 
+def _evaluate(figures: dict[str, Any]) -> Iterator[Row]:
+    yield ("sessions evaluated per minute per core "
+           f"({figures.get('candidates', '?')} candidates)",
+           _num(figures.get("sessions_per_minute_per_core"), digits=1), "")
+    for name, candidate in (_get(figures, "evaluation", "candidates") or {}).items():
+        yield (f"candidate {name}: WER against the logged transcripts",
+               _num(_get(candidate, "transcripts", "wer_vs_logged"), digits=3), "")
+
+
 #: benchmark → its headline rows, in the order the table shows them
 HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_latency": _latency,
     "bench_log_scale": _log_scale,
     "bench_eventlog": _eventlog,
+    "bench_evaluate": _evaluate,
 }
 
 
