@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from loadtests._report import add_smoke_flag, smoke_reports, write_report
+from loadtests._spoken_sessions import speak_into_session
 from loadtests._turn_corpus import TurnItem, build_corpus
 from voxline.redis_server import redis_url_or_server
 
@@ -35,7 +36,7 @@ async def log_sessions(url: str, items: list[TurnItem]) -> list[str]:
     from loadtests._scripted import ScriptedLLM, ScriptedTTS
     from pipeline.engines import create_engine
     from pipeline.log import EventLog, create_redis
-    from pipeline.session import LiveSession, SessionEngines
+    from pipeline.session import SessionEngines
     from schemas import EventLogSettings, ResponseDone, SessionSettings
 
     redis = create_redis(url)
@@ -52,15 +53,8 @@ async def log_sessions(url: str, items: list[TurnItem]) -> list[str]:
                                      vad=vad)  # type: ignore[arg-type]
             create = SessionSettings(turn_detection="silence", end_of_speech_ms=1800,
                                      language=item.language)
-            session = await LiveSession.open(session_id, log, engines, create=create)
-            for start in range(0, len(item.pcm16), 640):
-                await session.push_audio(item.pcm16[start : start + 640])
-            tail = log.tail(session_id, None)
-            async for event in tail:
-                if isinstance(event, ResponseDone):
-                    break
-            await tail.aclose()  # type: ignore[attr-defined]
-            await session.close()
+            await speak_into_session(log, session_id, item.pcm16, engines, create,
+                                     ResponseDone)
             ids.append(session_id)
     finally:
         await stt.close()

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from loadtests._spoken_sessions import speak_into_session
 from loadtests._turn_corpus import split_at_pauses
 from pipeline.engines import Transcriber, create_engine, transcribed_text
 from pipeline.log import EventLog, create_redis, fold
-from pipeline.session import LiveSession, SessionEngines
+from pipeline.session import SessionEngines
 from schemas import (
     EventLogSettings,
     InputAudio,
@@ -53,15 +54,7 @@ async def _log_spoken(redis_url: str, prefix: str) -> None:
                                  tts=ScriptedTTS(), stt=stt, vad=loaded_silero())
         create = SessionSettings(turn_detection="silence", end_of_speech_ms=2000,
                                  language="en")
-        session = await LiveSession.open(SID, log, engines, create=create)
-        for start in range(0, len(speech.pcm16), 640):
-            await session.push_audio(speech.pcm16[start : start + 640])
-        tail_events = log.tail(SID, None)
-        async for event in tail_events:
-            if isinstance(event, ResponseDone):
-                break
-        await tail_events.aclose()  # type: ignore[attr-defined]
-        await session.close()
+        await speak_into_session(log, SID, speech.pcm16, engines, create, ResponseDone)
     finally:
         await stt.close()
         await redis.aclose()

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from loadtests._spoken_sessions import speak_into_session
 from loadtests._turn_corpus import split_at_pauses
 from pipeline.datasets import read_dataset
 from pipeline.log import EventLog, audit_entries, create_redis
-from pipeline.session import LiveSession, SessionEngines
+from pipeline.session import SessionEngines
 from schemas import EventLogSettings, InputAudio, SessionSettings, SpeechStopped
 from tests.support.audio_fixtures import compose, piper_float
 from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
@@ -38,15 +39,8 @@ async def _log_spoken(redis_url: str, prefix: str, session_id: str) -> None:
                                  tts=ScriptedTTS(), stt=ScriptedSTT(), vad=loaded_silero())
         create = SessionSettings(auto_response=False, turn_detection="silence",
                                  end_of_speech_ms=2000)
-        session = await LiveSession.open(session_id, log, engines, create=create)
-        for start in range(0, len(speech.pcm16), 640):
-            await session.push_audio(speech.pcm16[start : start + 640])
-        tail_events = log.tail(session_id, None)
-        async for event in tail_events:
-            if isinstance(event, SpeechStopped):
-                break
-        await tail_events.aclose()  # type: ignore[attr-defined]
-        await session.close()
+        await speak_into_session(log, session_id, speech.pcm16, engines, create,
+                                 SpeechStopped)
     finally:
         await redis.aclose()
 

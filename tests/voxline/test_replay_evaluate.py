@@ -10,9 +10,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from loadtests._spoken_sessions import speak_into_session
 from loadtests._turn_corpus import split_at_pauses
 from pipeline.log import EventLog, create_redis
-from pipeline.session import LiveSession, SessionEngines
+from pipeline.session import SessionEngines
 from schemas import EventLogSettings, SessionSettings, Settings, SpeechStopped
 from tests.support.audio_fixtures import compose, piper_float
 from tests.support.engines import ScriptedLLM, ScriptedSTT, ScriptedTTS
@@ -36,15 +37,7 @@ async def _log_a_paused_turn(redis_url: str, prefix: str, **settings: object) ->
                                  stt=ScriptedSTT(), vad=loaded_silero())
         create = SessionSettings(auto_response=False, turn_detection="silence",
                                  end_of_speech_ms=2000).merged(settings)
-        session = await LiveSession.open(SID, log, engines, create=create)
-        for start in range(0, len(speech.pcm16), 640):
-            await session.push_audio(speech.pcm16[start : start + 640])
-        tail_events = log.tail(SID, None)
-        async for event in tail_events:
-            if isinstance(event, SpeechStopped):
-                break
-        await tail_events.aclose()  # type: ignore[attr-defined]
-        await session.close()
+        await speak_into_session(log, SID, speech.pcm16, engines, create, SpeechStopped)
     finally:
         await redis.aclose()
 
