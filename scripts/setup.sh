@@ -12,7 +12,7 @@ EXTRAS="${VOXLINE_EXTRAS:-cpu,dev}"
 WHEELS="${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}"
 # The Pythons the whole suite passes on, newest first: the first present (and runnable:
 # a pyenv shim may name a version it does not have) makes the venv; PYTHON overrides.
-SUPPORTED_PYTHONS="3.12 3.11"
+SUPPORTED_PYTHONS="3.13 3.12 3.11"
 # llama.cpp's default native build uses AMX instructions that some VMs do not enable
 # (it crashes at load); these flags keep AVX2/FMA and drop the native autodetection.
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
