@@ -24,17 +24,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pipeline.engines import Transcriber, create_engine, transcribed_text
+from pipeline.engines import Transcriber, create_engine
 from pipeline.log import fold
+from pipeline.turntaking import transcribe_in
 from pipeline.workers import STAGES, scan_session
-from schemas import (
-    Event,
-    InputAudio,
-    SessionError,
-    Settings,
-    TranscriptionRequest,
-    primary_language,
-)
+from schemas import Event, InputAudio, SessionError, Settings
 from voxline.candidates import Candidate
 from voxline.evaluate import evaluate_sessions
 from voxline.inspect import read_session
@@ -92,6 +86,7 @@ async def _transcripts(
     """Per candidate, the utterances heard again by its transcriber against the log."""
     found: dict[str, dict[str, Any]] = {}
     complete = True
+    spoken = {session_id: _utterances(session_id, events) for session_id, events in read.items()}
     loaded: dict[str, Transcriber] = {}  # one per transcriber, shared by its candidates
     try:
         for candidate in candidates:
@@ -102,7 +97,7 @@ async def _transcripts(
                 await engine.load()
                 assert isinstance(engine, Transcriber)
                 loaded[key] = engine
-            pairs, took, finished = await _heard(read, loaded[key], deadline)
+            pairs, took, finished = await _heard(spoken, loaded[key], deadline)
             complete = complete and finished
             found[candidate.name] = _word_measures(pairs, took)
             say(f"{candidate.name}: {len(pairs)} utterance(s) transcribed")
@@ -112,37 +107,40 @@ async def _transcripts(
     return found, complete
 
 
-async def _heard(read: dict[str, Sequence[Event]], stt: Transcriber, deadline: float,
+#: a session's language and its utterances, each with the transcript its turn logged
+Spoken = tuple[str, list[tuple[InputAudio, str]]]
+
+
+async def _heard(spoken: dict[str, Spoken], stt: Transcriber, deadline: float,
                  ) -> tuple[list[tuple[str, str]], list[float], bool]:
     """(logged, heard) per utterance, the ms each took, and whether all were heard
     before ``deadline``."""
     pairs: list[tuple[str, str]] = []
     took: list[float] = []
-    for session_id, events in read.items():
+    for language, utterances in spoken.values():
         if time.monotonic() > deadline:
             return pairs, took, False
-        language = fold(session_id, events).settings.language
-        for utterance, logged in _utterances(session_id, events):
+        for utterance, logged in utterances:
             began = time.perf_counter()
-            heard = await transcribed_text(stt, TranscriptionRequest(
-                audio=utterance.data.audio, sample_rate=utterance.data.sample_rate,
-                language=primary_language(language)))
+            heard = await transcribe_in(stt, utterance.data.audio, utterance.data.sample_rate,
+                                        language)
             took.append((time.perf_counter() - began) * 1000)
             pairs.append((logged, heard))
     return pairs, took, True
 
 
-def _utterances(session_id: str, events: Sequence[Event]) -> list[tuple[InputAudio, str]]:
-    """Each utterance and the transcript its turn logged (utterances without one, such as
-    those a turn never transcribed, are left out: nothing to compare with)."""
-    turns = fold(session_id, events).turns
+def _utterances(session_id: str, events: Sequence[Event]) -> Spoken:
+    """The session's language, and each utterance with the transcript its turn logged
+    (utterances without one, such as those a turn never transcribed, are left out:
+    nothing to compare with)."""
+    state = fold(session_id, events)
     found = []
     for event in events:
         if isinstance(event, InputAudio):
-            turn = turns.get(event.turn_id or "")
+            turn = state.turns.get(event.turn_id or "")
             if turn is not None and turn.user_text:
                 found.append((event, turn.user_text))
-    return found
+    return state.settings.language, found
 
 
 def _word_measures(pairs: list[tuple[str, str]], took: list[float]) -> dict[str, Any]:
