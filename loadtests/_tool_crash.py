@@ -99,6 +99,30 @@ class Trial:
     ended_before_kill: bool = False
 
 
+def _answered_after(events: list[Any], end: Any) -> bool:
+    return any(e.type == "response.done" for e in events[events.index(end):])
+
+
+async def _recovered(log: EventLog, session_id: str, before: bool,
+                     timeout_s: float = 30) -> tuple[list[Any], Any]:
+    """The session's events once the call has an end (and, unless it ended before the kill,
+    a reply after it), with that end; past ``timeout_s`` an error that lists what was logged,
+    so a trial that never recovers says where it stopped."""
+    events: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                events = await log.read_all(session_id)
+                ends = [e for e in events if e.type in ("tool.call.output", "tool.call.failed")]
+                if ends and (before or _answered_after(events, ends[0])):
+                    return events, ends[0]
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        logged = ", ".join(e.type for e in events)
+        raise TimeoutError(f"{session_id}: no recovered call end within {timeout_s:g} s "
+                           f"(ended before the kill: {before}); logged: {logged}") from None
+
+
 async def run_trial(redis_url: str, prefix: str, seed: int, *, idempotent: bool) -> Trial:
     """One seeded trial (see the module docstring); ``prefix`` is the trial's own."""
     rng = random.Random(seed)
@@ -123,22 +147,16 @@ async def run_trial(redis_url: str, prefix: str, seed: int, *, idempotent: bool)
                      for e in await log.read_all(session_id))
         session = await _open(redis, prefix, session_id, idempotent, [["Your table is booked."]])
         try:
-            async with asyncio.timeout(30):
-                while True:  # the call's end, and the reply after it (when it was recovered)
-                    events = await log.read_all(session_id)
-                    ends = [e for e in events if e.type in ("tool.call.output",
-                                                            "tool.call.failed")]
-                    if ends and (before or events[-1].type == "response.done"):
-                        break
-                    await asyncio.sleep(0.02)
+            # the call's end, and the reply after it (when it was recovered); any event may
+            # follow that reply's response.done, so it is looked for after the end, not last
+            events, end = await _recovered(log, session_id, before)
         finally:
             await session.close()
-        end = ends[0]
         ended_as = ("output" if end.type == "tool.call.output"
                     else f"failed:{end.data.code.value}")  # type: ignore[union-attr]
         bookings = int(await redis.get(f"{prefix}:bookings") or 0)
         runs = await redis.llen(f"{prefix}:runs")
-        answered = any(e.type == "response.done" for e in events[events.index(end):])
+        answered = _answered_after(events, end)
         return Trial(seed, round(kill_after, 3), bookings, runs, ended_as, answered, before)
     finally:
         if child.returncode is None:
