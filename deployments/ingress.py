@@ -30,8 +30,8 @@ from deployments.handles import (
     RemoteTranscriber,
 )
 from pipeline.meters import GatewayMeters
+from pipeline.reply import ReplyConfig
 from pipeline.tracing import install_log_context
-from pipeline.turn import TurnConfig
 from schemas import AdmissionSettings, ConfigurationError, Settings
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Gateway:
             llm=RemoteLanguageModel(llm, meters.stages),
             tts=RemoteSynthesizer(tts, meters.stages),
             stt=RemoteTranscriber(stt, meters.stages),
-            turn_config=TurnConfig(**(turn or {})),
+            turn_config=ReplyConfig(**(turn or {})),
             workers=workers,
             reranker=None if reranker is None else RemoteReranker(reranker),
             meters=meters,

@@ -75,7 +75,7 @@ async def ask(
 
 def first_piece_s(timed: list[tuple[float, str]], config: Any) -> float | None:
     """When the sentence buffer with ``config`` cut the first piece (stream time, s)."""
-    from pipeline.turn import SentenceBuffer
+    from pipeline.reply import SentenceBuffer
 
     buffer = SentenceBuffer(config)
     for at, delta in timed:
@@ -90,9 +90,9 @@ async def run(
 ) -> dict[str, Any]:
     """The sheet's first ``limit`` questions to ``llm`` (default: llama-cpp with ``options``)."""
     from pipeline.engines import create_engine
-    from pipeline.turn import SentenceBufferConfig, TurnConfig, split_text
+    from pipeline.reply import ReplyConfig, SentenceBufferConfig, split_text
 
-    voice_first_piece = TurnConfig().sentences  # the live turn's first-piece rule
+    voice_first_piece = ReplyConfig().sentences  # the live turn's first-piece rule
     llm = llm or create_engine("llm", "llama-cpp", options)
     await llm.load()
     rows: list[dict[str, Any]] = []

@@ -552,7 +552,7 @@ async def against_native(
 async def answer_sheet(client: VoxlineClient, limit: int, budget: Budget) -> dict[str, Any]:
     """The answer sheet as typed, text-only turns; scored on the spoken text."""
     from loadtests.bench_answers import LABEL, MARKUP, is_right, load_sheet
-    from pipeline.turn import SentenceBufferConfig, split_text
+    from pipeline.reply import SentenceBufferConfig, split_text
 
     rows: list[dict[str, Any]] = []
     failed = 0

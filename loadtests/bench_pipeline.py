@@ -21,7 +21,7 @@ Prints and writes ``reports/bench_pipeline.json``:
     .venv/bin/python -m loadtests.bench_pipeline [--turns 200] [--cancels 200] [--smoke]
 
 In-process and bounded (about 10-20 s); it needs no server and no model. The pieces are cut
-with the turn's own sentence buffer settings (``TurnConfig().sentences``), so the figures
+with the turn's own sentence buffer settings (``ReplyConfig().sentences``), so the figures
 follow the first-piece rule the live turn uses.
 """
 
@@ -38,12 +38,12 @@ from typing import Any
 
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
 from loadtests._scripted import ScriptedLLM, ScriptedTTS, StreamRecord, tokenize
-from pipeline.turn import (
+from pipeline.reply import (
     CancelToken,
+    ReplyConfig,
+    ReplyOrchestrator,
     SentenceBuffer,
     SentenceBufferConfig,
-    TurnConfig,
-    TurnOrchestrator,
 )
 from schemas import ChatMessage, GenerationRequest, SessionSettings
 
@@ -66,7 +66,7 @@ REQUEST = GenerationRequest(request_id="bench", messages=(ChatMessage(role="user
 
 def turn_sentences() -> SentenceBufferConfig:
     """The sentence buffer's settings as a turn on SETTINGS builds them (the orchestrator's)."""
-    return replace(TurnConfig().sentences, language=SETTINGS.language,
+    return replace(ReplyConfig().sentences, language=SETTINGS.language,
                    min_sentence_chars=SETTINGS.min_sentence_chars)
 
 
@@ -77,7 +77,7 @@ def cut_points(tokens: list[str]) -> list[int]:
     return points + [len(tokens) for p in buffer.flush() if p.strip()]
 
 
-async def drain(orchestrator: TurnOrchestrator, cancel: CancelToken | None = None) -> int:
+async def drain(orchestrator: ReplyOrchestrator, cancel: CancelToken | None = None) -> int:
     count = 0
     async for _ in orchestrator.run(
         session_id="bench", turn_id="t", request=REQUEST, settings=SETTINGS, cancel=cancel
@@ -122,12 +122,12 @@ async def cost(turns: int) -> dict[str, Any]:
         buffer_times.append(time.process_time() - start)
     buffer_turn = statistics.median(buffer_times)
 
-    text_turn = await timed(lambda: TurnOrchestrator(ScriptedLLM(TOKENS), None))
+    text_turn = await timed(lambda: ReplyOrchestrator(ScriptedLLM(TOKENS), None))
     per_token_text = await timed(
-        lambda: TurnOrchestrator(ScriptedLLM(TOKENS), None, TurnConfig(delta_coalesce_ms=0))
+        lambda: ReplyOrchestrator(ScriptedLLM(TOKENS), None, ReplyConfig(delta_coalesce_ms=0))
     )
     streaming_turn = await timed(
-        lambda: TurnOrchestrator(ScriptedLLM(TOKENS), ScriptedTTS(chunks_per_piece=2))
+        lambda: ReplyOrchestrator(ScriptedLLM(TOKENS), ScriptedTTS(chunks_per_piece=2))
     )
     n = len(TOKENS)
     return {
@@ -152,7 +152,7 @@ async def to_tts_call(turns: int, token_delay: float) -> dict[str, float]:
     latencies: list[float] = []
     for _ in range(turns):
         llm, tts = ScriptedLLM(TOKENS, delay=token_delay), ScriptedTTS(chunks_per_piece=1)
-        await drain(TurnOrchestrator(llm, tts, TurnConfig(max_pending_pieces=len(points) + 1)))
+        await drain(ReplyOrchestrator(llm, tts, ReplyConfig(max_pending_pieces=len(points) + 1)))
         ended = llm.records[0].ended_at
         if ended is None or len(tts.call_times) != len(points):
             raise RuntimeError(f"the turn synthesized {len(tts.call_times)} pieces, the "
@@ -182,7 +182,7 @@ async def cancel_latency(trials: int, via: str) -> dict[str, Any]:
         llm = ScriptedLLM(TOKENS, delay=0.0005)
         tts = ScriptedTTS(chunks_per_piece=4, delay=0.002)
         token = CancelToken()
-        run = TurnOrchestrator(llm, tts).run(
+        run = ReplyOrchestrator(llm, tts).run(
             session_id="bench", turn_id="t", request=REQUEST, settings=SETTINGS, cancel=token
         )
         at = rng.uniform(0.002, 0.04)
@@ -249,7 +249,7 @@ async def ttfa(runs: int) -> dict[str, Any]:
             tts = ScriptedTTS(chunks_per_piece=2, delay=lambda _c, k: 0.03 if k == 0 else 0.01)
             start = time.perf_counter()
             first = None
-            async for event in TurnOrchestrator(llm, tts, TurnConfig(mode=mode)).run(
+            async for event in ReplyOrchestrator(llm, tts, ReplyConfig(mode=mode)).run(
                 session_id="bench", turn_id="t", request=REQUEST, settings=SETTINGS
             ):
                 if event.type == "response.audio.chunk" and first is None:
@@ -282,7 +282,7 @@ def machine_noise(seconds: float = 0.5) -> dict[str, float]:
 
 async def bench(turns: int, cancels: int, *, ttfa_runs: int = 5,
                 noise_s: float = 0.5) -> dict[str, Any]:
-    await drain(TurnOrchestrator(ScriptedLLM(TOKENS), ScriptedTTS()))  # warm up
+    await drain(ReplyOrchestrator(ScriptedLLM(TOKENS), ScriptedTTS()))  # warm up
     gc.collect()
     figures: dict[str, Any] = {"machine_noise": machine_noise(noise_s),
                                "cost": await cost(turns)}

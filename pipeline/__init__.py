@@ -10,7 +10,7 @@ façade (its ``__init__``) that the rest of the code imports:
 ``pipeline.engines``          the engine seams, the engines in a sub-package per stage
                               (``stt``, ``llm``, ``tts``, ``vad``, ``turn_detection``), the
                               registry and the packaged weights (``pipeline.engines.weights``)
-``pipeline.turn``             the streaming turn: sentence buffer, speaker, audio output, cancel
+``pipeline.reply``            the streaming reply: sentence buffer, speaker, audio output, cancel
 ``pipeline.session``          sessions: creation, authorization, settings merging, and the live
                               side (speech input, typed turns, barge-in; events out by the log)
 ``pipeline.turntaking``       turn-taking: the speech input, what ends a turn (end-of-turn
@@ -56,17 +56,17 @@ from pipeline.log import (
     fold,
     run_worker,
 )
-from pipeline.session import LiveSession, SessionEngines
-from pipeline.turn import (
+from pipeline.reply import (
     CancelToken,
+    ReplyConfig,
+    ReplyOrchestrator,
+    ReplyStats,
     SentenceBuffer,
     SentenceBufferConfig,
-    TurnConfig,
-    TurnOrchestrator,
-    TurnStats,
     split_stream,
     split_text,
 )
+from pipeline.session import LiveSession, SessionEngines
 
 __all__ = [
     "ENGINES",
@@ -82,6 +82,9 @@ __all__ = [
     "LanguageModel",
     "LiveSession",
     "LogPage",
+    "ReplyConfig",
+    "ReplyOrchestrator",
+    "ReplyStats",
     "SentenceBuffer",
     "SentenceBufferConfig",
     "SessionEngines",
@@ -91,10 +94,7 @@ __all__ = [
     "StreamId",
     "Synthesizer",
     "Transcriber",
-    "TurnConfig",
-    "TurnOrchestrator",
     "TurnState",
-    "TurnStats",
     "VoiceActivityDetector",
     "create_engine",
     "create_redis",

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from pipeline.turn import CallGatherer
+from pipeline.reply import CallGatherer
 from schemas import (
     ApiSettings,
     ErrorCode,

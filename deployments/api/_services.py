@@ -33,6 +33,7 @@ from deployments.api._readiness import ReadinessMonitor
 from pipeline.engines import Engine
 from pipeline.log import CallLeases, EventLog, LogFanout, SessionState
 from pipeline.meters import GatewayMeters, ReplicaBoard, ReplicaReport
+from pipeline.reply import ReplyConfig
 from pipeline.retrieval import CollectionStore, Grounder, Reranker
 from pipeline.session import (
     Admission,
@@ -46,7 +47,6 @@ from pipeline.session import (
 )
 from pipeline.tools import SearchDocuments, Toolbox
 from pipeline.tracing import DeliverySpans
-from pipeline.turn import TurnConfig
 from pipeline.workers import METRICS_FEED_TYPES
 from schemas import EngineError, ErrorCode, SessionSettings, Settings
 
@@ -60,7 +60,7 @@ class Services:
     log: EventLog
     engines: SessionEngines
     tokens: SessionTokens
-    turn_config: TurnConfig = field(default_factory=TurnConfig)
+    turn_config: ReplyConfig = field(default_factory=ReplyConfig)
     #: background worker deployments (handles with ``status()``), for readiness
     workers: dict[str, Any] = field(default_factory=dict)
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
@@ -199,7 +199,7 @@ async def start_services(
     vad: Engine | None = None,
     turn: Engine | None = None,
     turn_text: Engine | None = None,
-    turn_config: TurnConfig | None = None,
+    turn_config: ReplyConfig | None = None,
     workers: dict[str, Any] | None = None,
     reranker: Reranker | None = None,
     meters: GatewayMeters | None = None,
@@ -263,7 +263,7 @@ async def start_services(
         engines=SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad, turn=turn,
                                turn_text=turn_text),
         tokens=tokens,
-        turn_config=turn_config or TurnConfig(),
+        turn_config=turn_config or ReplyConfig(),
         workers=dict(workers or {}),
         admission=Admission(settings.admission),
         tracing=otlp_tracing("voxline-gateway"),

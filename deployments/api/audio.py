@@ -46,8 +46,8 @@ from deployments.api._services import Services
 from deployments.api._sse import sse_data
 from pipeline.audio import content_type, decode_audio, to_srt, to_vtt
 from pipeline.engines import Synthesizer, Transcriber, engine_voice, transcript_text
+from pipeline.reply import AudioOutput, pieces_of, speak, synthesizer_for
 from pipeline.session import Permit, merge_settings
-from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import (
     MAX_PROMPT_CHARS,
     AudioChunkData,

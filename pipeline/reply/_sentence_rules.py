@@ -1,6 +1,6 @@
 """The rules of the sentence buffer: where a sentence or a clause ends, from the text alone.
 
-:mod:`pipeline.turn.sentences` scans the text as it streams in and keeps the state (what
+:mod:`pipeline.reply.sentences` scans the text as it streams in and keeps the state (what
 is decided, what is held, which quotes are open); what it asks here is a question about
 the text in front of it, answered the same however the text arrived: the language tables
 (terminators, clause marks, quotes, the abbreviations and sentence starters that decide

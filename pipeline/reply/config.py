@@ -1,9 +1,9 @@
-"""What a turn runs under and what it reports: :class:`TurnConfig` and :class:`TurnStats`.
+"""What a turn runs under and what it reports: :class:`ReplyConfig` and :class:`ReplyStats`.
 
-A :class:`TurnConfig` is per deployment (the session's own settings come with each run):
-the bounds the module docstring of :mod:`pipeline.turn.orchestrator` describes, how text
-deltas are coalesced, and the sentence buffer's rules. A :class:`TurnStats` is per run:
-pass one to ``TurnOrchestrator.run`` to read afterwards what it did and how close it came
+A :class:`ReplyConfig` is per deployment (the session's own settings come with each run):
+the bounds the module docstring of :mod:`pipeline.reply.orchestrator` describes, how text
+deltas are coalesced, and the sentence buffer's rules. A :class:`ReplyStats` is per run:
+pass one to ``ReplyOrchestrator.run`` to read afterwards what it did and how close it came
 to its bounds (tests and benchmarks read it).
 """
 
@@ -12,25 +12,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.turn.sentences import VOICE_FIRST_PIECE, SentenceBufferConfig
+from pipeline.reply.sentences import VOICE_FIRST_PIECE, SentenceBufferConfig
 from schemas import ConfigurationError
 
 #: How a response with audio is produced (``text`` mode follows from the settings).
-TurnMode = Literal["streaming", "sequential"]
+ReplyMode = Literal["streaming", "sequential"]
 
 
 @dataclass(frozen=True, slots=True)
-class TurnConfig:
+class ReplyConfig:
     """Knobs of the orchestrator (per deployment, not per session)."""
 
-    mode: TurnMode = "streaming"
+    mode: ReplyMode = "streaming"
     #: syntheses running at once; the next piece starts while the current one speaks
     tts_concurrency: int = 2
     #: pieces admitted to TTS and not yet sent; beyond it the LLM is not read (backpressure)
     max_pending_pieces: int = 4
     #: chunks one synthesis may buffer before it waits for its turn to be sent
     chunk_buffer: int = 16
-    #: events waiting for the consumer (a soft bound, see pipeline.turn.outbox)
+    #: events waiting for the consumer (a soft bound, see pipeline.reply.outbox)
     outbox_size: int = 64
     #: a delta event is sent when its first token is this old, or it holds this many
     #: tokens or characters, or something else must be sent; 0 ms sends every token alone
@@ -47,14 +47,14 @@ class TurnConfig:
         for name in ("tts_concurrency", "max_pending_pieces", "chunk_buffer", "outbox_size",
                      "delta_coalesce_tokens", "delta_coalesce_chars"):
             if getattr(self, name) < 1:
-                raise ConfigurationError(f"TurnConfig.{name} must be at least 1", setting=name)
+                raise ConfigurationError(f"ReplyConfig.{name} must be at least 1", setting=name)
         if self.delta_coalesce_ms < 0 or self.shutdown_grace_s < 0:
-            raise ConfigurationError("TurnConfig durations must not be negative")
+            raise ConfigurationError("ReplyConfig durations must not be negative")
 
 
 @dataclass(slots=True)
-class TurnStats:
-    """What one run did; pass one to :meth:`TurnOrchestrator.run` to read it afterwards."""
+class ReplyStats:
+    """What one run did; pass one to :meth:`ReplyOrchestrator.run` to read it afterwards."""
 
     tokens: int = 0
     pieces: int = 0

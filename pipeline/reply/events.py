@@ -2,18 +2,18 @@
 
 :class:`Emitter` builds every event of a response with its envelope and counts the text
 and sentences sent, which ``response.cancelled`` reports (chunks are counted by the
-response's :class:`~pipeline.turn.output.AudioOutput`, which numbers them). What it
+response's :class:`~pipeline.reply.output.AudioOutput`, which numbers them). What it
 builds them from are the items the turn's workers hand the event loop of
-``TurnOrchestrator.run`` (:mod:`pipeline.turn.items`).
+``ReplyOrchestrator.run`` (:mod:`pipeline.reply.items`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipeline.turn.cancel import CancelReason
-from pipeline.turn.items import Piece
-from pipeline.turn.tools import StartedCall, ToolOutcome
+from pipeline.reply.cancel import CancelReason
+from pipeline.reply.items import Piece
+from pipeline.reply.tools import StartedCall, ToolOutcome
 from schemas import (
     AudioChunkData,
     AudioDoneData,
@@ -99,7 +99,7 @@ class Emitter:
                                 data=SentenceData(index=piece.index, text=piece.text))
 
     def chunk(self, data: AudioChunkData) -> Event:
-        """An audio chunk as :class:`~pipeline.turn.output.AudioOutput` numbered it."""
+        """An audio chunk as :class:`~pipeline.reply.output.AudioOutput` numbered it."""
         return ResponseAudioChunk(session_id=self.session_id, turn_id=self.turn_id, data=data)
 
     def error(self, payload: ErrorPayload) -> Event:

@@ -1,7 +1,7 @@
 """What a turn's workers hand its event loop: one closed union, :data:`TurnItem`.
 
 A turn runs as a few tasks (the LLM reader, the speaker's forwarder) that put items into
-one outbox (:mod:`pipeline.turn.outbox`); the loop of ``TurnOrchestrator.run`` takes them
+one outbox (:mod:`pipeline.reply.outbox`); the loop of ``ReplyOrchestrator.run`` takes them
 out in order and makes each into events. The union lists every kind, so the loop
 dispatches with ``match`` and mypy checks that no kind goes unhandled. A delta of the
 reply's text is the ``str`` itself: there is one per token, and a wrapper would be an
@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from pipeline.turn.tools import StartedCall, ToolOutcome
+from pipeline.reply.tools import StartedCall, ToolOutcome
 from schemas import AudioChunk, ErrorPayload
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The turn orchestrator: LLM token stream → sentence buffer → TTS per piece → ordered audio.
 
-:meth:`TurnOrchestrator.run` is an async generator of the events of one response. It never
+:meth:`ReplyOrchestrator.run` is an async generator of the events of one response. It never
 touches the log: the caller appends each event before sending it. The contract:
 
 **What is yielded**, in this order per response (``id`` stays ``None``; ``ts`` is now)::
@@ -39,7 +39,7 @@ that many are pending the orchestrator stops pulling from the LLM (backpressure)
 about ``outbox_size`` events wait for the consumer (a slow consumer stops the LLM too). In
 sequential mode the reply is held whole (bounded by ``sampling.max_tokens``).
 
-**Tools.** The model may call tools in rounds (:mod:`pipeline.turn.reader`): the words
+**Tools.** The model may call tools in rounds (:mod:`pipeline.reply.reader`): the words
 before a call are cut and spoken while it runs, the model is asked again with the outputs,
 and the reply's deltas and pieces go on in one response. A consumer that cannot append a
 ``tool.call.started`` throws :class:`EventLogError` into the generator (``athrow``): the
@@ -66,10 +66,10 @@ from dataclasses import replace
 from typing import Any, assert_never
 
 from pipeline.engines import LanguageModel, Synthesizer
-from pipeline.turn.cancel import CancelReason, CancelToken
-from pipeline.turn.config import TurnConfig, TurnStats
-from pipeline.turn.events import Emitter, error_payload
-from pipeline.turn.items import (
+from pipeline.reply.cancel import CancelReason, CancelToken
+from pipeline.reply.config import ReplyConfig, ReplyStats
+from pipeline.reply.events import Emitter, error_payload
+from pipeline.reply.items import (
     CANCELLED,
     AudioEnd,
     CallEnded,
@@ -82,13 +82,13 @@ from pipeline.turn.items import (
     TextEnd,
     TurnItem,
 )
-from pipeline.turn.outbox import Outbox
-from pipeline.turn.output import AudioOutput
-from pipeline.turn.reader import ReplyReader
-from pipeline.turn.sentences import SentenceBuffer
-from pipeline.turn.speaker import OrderedSpeaker
-from pipeline.turn.text_to_audio import synthesizer_for
-from pipeline.turn.tools import ResponseTools
+from pipeline.reply.outbox import Outbox
+from pipeline.reply.output import AudioOutput
+from pipeline.reply.reader import ReplyReader
+from pipeline.reply.sentences import SentenceBuffer
+from pipeline.reply.speaker import OrderedSpeaker
+from pipeline.reply.text_to_audio import synthesizer_for
+from pipeline.reply.tools import ResponseTools
 from schemas import (
     ErrorCode,
     ErrorPayload,
@@ -102,26 +102,26 @@ from schemas import (
 __all__ = [
     "CancelReason",
     "CancelToken",
+    "ReplyOrchestrator",
     "ResponseMode",
-    "TurnOrchestrator",
     "error_payload",
 ]
 
 logger = logging.getLogger(__name__)
 
-class TurnOrchestrator:
-    """Runs responses: one LLM, an optional synthesizer, one :class:`TurnConfig`.
+class ReplyOrchestrator:
+    """Runs responses: one LLM, an optional synthesizer, one :class:`ReplyConfig`.
 
     Holds no per-response state, so one orchestrator serves any number of concurrent
     responses (sessions).
     """
 
     def __init__(
-        self, llm: LanguageModel, tts: Synthesizer | None = None, config: TurnConfig | None = None
+        self, llm: LanguageModel, tts: Synthesizer | None = None, config: ReplyConfig | None = None
     ) -> None:
         self.llm = llm
         self.tts = tts
-        self.config = config if config is not None else TurnConfig()
+        self.config = config if config is not None else ReplyConfig()
 
     def mode_for(self, settings: SessionSettings) -> ResponseMode:
         if self.tts is None or not settings.realtime_tts:
@@ -137,7 +137,7 @@ class TurnOrchestrator:
         settings: SessionSettings,
         cancel: CancelToken | None = None,
         input_event_id: str | None = None,
-        stats: TurnStats | None = None,
+        stats: ReplyStats | None = None,
         output: AudioOutput | None = None,
         tools: ResponseTools | None = None,
     ) -> AsyncGenerator[Event, None]:
@@ -149,7 +149,7 @@ class TurnOrchestrator:
         """
         cfg = self.config
         token = cancel if cancel is not None else CancelToken()
-        stats = stats if stats is not None else TurnStats()
+        stats = stats if stats is not None else ReplyStats()
         output = output if output is not None else AudioOutput()
         mode = self.mode_for(settings)
         emit = Emitter(session_id, turn_id)

@@ -6,8 +6,8 @@ more, not in the middle of handing items over, so an item that must follow anoth
 waits for room before it pulls each token and the audio forwarder before each chunk, so the
 outbox holds at most ``capacity`` items plus what one token or one chunk adds.
 
-Its items are typed: a turn's outbox carries :data:`~pipeline.turn.items.TurnItem`, the
-one :func:`~pipeline.turn.text_to_audio.speak` drives only what a speaker puts.
+Its items are typed: a turn's outbox carries :data:`~pipeline.reply.items.TurnItem`, the
+one :func:`~pipeline.reply.text_to_audio.speak` drives only what a speaker puts.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 outbox, and to the sentence buffer, whose pieces go to the outbox and to TTS (pulling no
 more while either is behind). When the model calls tools instead of (or after) writing,
 a round ends: the words written so far are cut and spoken, the calls go out
-(:class:`~pipeline.turn.items.CallsMade`; their ``tool.call.started`` events are
+(:class:`~pipeline.reply.items.CallsMade`; their ``tool.call.started`` events are
 appended before anything runs), server calls run and their outcomes go out, and the model
 is asked again with the calls and their outputs in its dialogue — until it answers in
 words, a client call hands the turn to the client, or the turn's calls reach
@@ -17,13 +17,13 @@ import asyncio
 
 from pipeline.aio import aclose_stream
 from pipeline.engines import LanguageModel
-from pipeline.turn.config import TurnStats
-from pipeline.turn.events import error_payload
-from pipeline.turn.items import TEXT_END, CallEnded, CallsMade, Failure, Piece, TurnItem
-from pipeline.turn.outbox import Outbox
-from pipeline.turn.sentences import SentenceBuffer
-from pipeline.turn.speaker import OrderedSpeaker
-from pipeline.turn.tools import CallGatherer, ResponseTools, StartedCall, ToolOutcome
+from pipeline.reply.config import ReplyStats
+from pipeline.reply.events import error_payload
+from pipeline.reply.items import TEXT_END, CallEnded, CallsMade, Failure, Piece, TurnItem
+from pipeline.reply.outbox import Outbox
+from pipeline.reply.sentences import SentenceBuffer
+from pipeline.reply.speaker import OrderedSpeaker
+from pipeline.reply.tools import CallGatherer, ResponseTools, StartedCall, ToolOutcome
 from schemas import (
     ChatMessage,
     EngineError,
@@ -48,7 +48,7 @@ class ReplyReader:
         buffer: SentenceBuffer,
         speaker: OrderedSpeaker | None,
         out: Outbox[TurnItem],
-        stats: TurnStats,
+        stats: ReplyStats,
         *,
         sequential: bool,
         tools: ResponseTools | None,

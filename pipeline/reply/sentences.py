@@ -4,7 +4,7 @@ The orchestrator pushes every LLM delta into a `SentenceBuffer` and sends each p
 returns to TTS at once.  The first piece is cut early, after a clause mark (``,;:`` or a
 dash) once ``first_piece_min_words`` words have arrived, or at the first sentence end; later
 pieces are whole sentences, one shorter than ``min_sentence_chars`` being held and merged
-with the next.  Markdown is made speakable first (`pipeline.turn._markdown`).
+with the next.  Markdown is made speakable first (`pipeline.reply._markdown`).
 
 Chunking invariance: the buffer scans strictly left to right and decides each candidate
 boundary from the text alone; when it needs characters that have not arrived (the word after
@@ -18,7 +18,7 @@ fails table cases ("Well... I think so." and "Hauptstr. 5" are split, "Birnen us
 gut." is not).  These rules are table-tested and cost ~10 µs per token.
 
 Where a sentence or a clause ends is decided by the rules of
-:mod:`pipeline.turn._sentence_rules` (its docstring lists them); this module holds the
+:mod:`pipeline.reply._sentence_rules` (its docstring lists them); this module holds the
 streaming state around them: what is decided, the piece pending, a short sentence held
 back, the quotes and brackets open.
 
@@ -36,8 +36,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 from pipeline.aio import aclose_stream
-from pipeline.turn._markdown import HARD_BREAK, MarkdownToSpeech
-from pipeline.turn._sentence_rules import (
+from pipeline.reply._markdown import HARD_BREAK, MarkdownToSpeech
+from pipeline.reply._sentence_rules import (
     BRACKETS,
     CJK_RE,
     CLAUSE,

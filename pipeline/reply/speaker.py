@@ -10,12 +10,12 @@ Everything is bounded:
 * ``max_pending`` pieces at most are admitted and not yet fully forwarded; :meth:`submit`
   waits for room, which is how a slow synthesizer stops the LLM (backpressure);
 * each piece buffers ``chunk_buffer`` chunks at most before its synthesis waits;
-* the sink is the caller's :class:`~pipeline.turn.outbox.Outbox`; each chunk waits for room.
+* the sink is the caller's :class:`~pipeline.reply.outbox.Outbox`; each chunk waits for room.
 
 What goes into the sink, in order: for each piece either its :class:`SpokenChunk` items
 or a :class:`PieceFailed` (after any chunks it produced before failing), then one
 :data:`AUDIO_END` once :meth:`close` was called and every piece was forwarded (together:
-:data:`~pipeline.turn.items.SpeakerItem`).
+:data:`~pipeline.reply.items.SpeakerItem`).
 
 A synthesis that raises fails only its piece. :meth:`cancel` cancels every synthesis at
 once (the engine sees ``CancelledError``, or ``GeneratorExit`` through ``aclose()`` when it
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from pipeline.aio import aclose_stream
-from pipeline.turn.items import AUDIO_END, PieceFailed, SpeakerItem, SpokenChunk
+from pipeline.reply.items import AUDIO_END, PieceFailed, SpeakerItem, SpokenChunk
 from schemas import AudioChunk
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ Synthesize = Callable[[str], AsyncIterator[AudioChunk]]
 
 
 class Sink(Protocol):
-    """Where the speaker forwards audio: an :class:`~pipeline.turn.outbox.Outbox` that
+    """Where the speaker forwards audio: an :class:`~pipeline.reply.outbox.Outbox` that
     takes (at least) what a speaker puts."""
 
     def put(self, item: SpeakerItem, /) -> None: ...

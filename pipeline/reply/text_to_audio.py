@@ -3,9 +3,9 @@
 Three callers turn text into audio: the live turn (pieces arrive while the LLM writes),
 auto-play narration (a finished reply, piece by piece) and ``/v1/audio/speech`` (a text
 from the client). All three build their synthesis requests with :func:`synthesizer_for`,
-synthesize through an :class:`~pipeline.turn.speaker.OrderedSpeaker` (bounded concurrency,
+synthesize through an :class:`~pipeline.reply.speaker.OrderedSpeaker` (bounded concurrency,
 audio strictly in piece order) and number and encode through an
-:class:`~pipeline.turn.output.AudioOutput`. The live turn drives the speaker inside its
+:class:`~pipeline.reply.output.AudioOutput`. The live turn drives the speaker inside its
 own event loop (it interleaves text and audio events); the other two have the whole text
 up front and use :func:`speak`.
 """
@@ -18,11 +18,11 @@ from dataclasses import replace
 from typing import assert_never
 
 from pipeline.engines import Synthesizer
-from pipeline.turn.items import AudioEnd, PieceFailed, SpeakerItem, SpokenChunk
-from pipeline.turn.outbox import Outbox
-from pipeline.turn.output import AudioOutput
-from pipeline.turn.sentences import SentenceBufferConfig, split_text
-from pipeline.turn.speaker import OrderedSpeaker, Synthesize
+from pipeline.reply.items import AudioEnd, PieceFailed, SpeakerItem, SpokenChunk
+from pipeline.reply.outbox import Outbox
+from pipeline.reply.output import AudioOutput
+from pipeline.reply.sentences import SentenceBufferConfig, split_text
+from pipeline.reply.speaker import OrderedSpeaker, Synthesize
 from schemas import AudioChunk, AudioChunkData, SynthesisRequest
 
 __all__ = ["pieces_of", "speak", "synthesizer_for"]

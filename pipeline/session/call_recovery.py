@@ -23,9 +23,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from pipeline.log import EventLog, ToolCallRecord, TurnState
+from pipeline.reply import ToolOutcome, ended_event
 from pipeline.session.emitter import SessionEmitter
 from pipeline.tools import CallContext, Toolbox
-from pipeline.turn import ToolOutcome, ended_event
 from schemas import (
     ErrorCode,
     EventBase,

@@ -30,6 +30,7 @@ from typing import Any
 from pipeline.audio import EndpointConfig
 from pipeline.log import EventLog, SessionState, TurnState, fold
 from pipeline.privacy import redacted_for
+from pipeline.reply import ReplyConfig
 from pipeline.retrieval import Grounder
 from pipeline.session.admission import Admission
 from pipeline.session.call_recovery import CallRecovery
@@ -44,7 +45,6 @@ from pipeline.session.speculation import Speculator
 from pipeline.session.voice_turns import VoiceTurns
 from pipeline.tools import Toolbox
 from pipeline.tracing import TurnSpans, bind_session
-from pipeline.turn import TurnConfig
 from schemas import (
     CancelReason,
     ClientMessageUnion,
@@ -90,7 +90,7 @@ class LiveSession:
         engines: SessionEngines,
         state: SessionState,
         *,
-        turn_config: TurnConfig | None = None,
+        turn_config: ReplyConfig | None = None,
         endpoint_config: EndpointConfig | None = None,
         history: HistorySettings | None = None,
         admission: Admission | None = None,

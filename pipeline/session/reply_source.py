@@ -14,9 +14,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from pipeline.log import SessionState
 from pipeline.privacy import redacted_for
+from pipeline.reply import AudioOutput, CancelToken, ReplyConfig, ReplyOrchestrator, ToolOutcome
 from pipeline.session.engines import SessionEngines
 from pipeline.tools import CallScope, Toolbox
-from pipeline.turn import AudioOutput, CancelToken, ToolOutcome, TurnConfig, TurnOrchestrator
 from pipeline.turntaking import transcribe_in
 from schemas import (
     ChatMessage,
@@ -37,7 +37,7 @@ class ReplySource:
         engines: SessionEngines,
         state: SessionState,
         history: HistorySettings,
-        turn_config: TurnConfig | None = None,
+        turn_config: ReplyConfig | None = None,
         toolbox: Toolbox | None = None,
         late: Callable[[EventBase], Awaitable[object]] | None = None,
     ) -> None:
@@ -47,7 +47,7 @@ class ReplySource:
         self.state = state
         #: which past turns the LLM sees (trimmed in blocks: a stable prompt prefix)
         self.history = history
-        self.orchestrator = TurnOrchestrator(engines.llm, engines.tts, turn_config)
+        self.orchestrator = ReplyOrchestrator(engines.llm, engines.tts, turn_config)
         #: the server tools this replica runs (a session's functions run at its client)
         self.toolbox = toolbox or Toolbox()
         #: the one thing a reply appends itself: the end of a server call that ran on

@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline.audio import SpeechEnd
 from pipeline.privacy import redacted_for
+from pipeline.reply import CancelToken
 from pipeline.session.admission import Admission, Permit, Waiting
 from pipeline.session.emitter import SessionEmitter
 from pipeline.session.reply_source import ReplySource
@@ -28,7 +29,6 @@ from pipeline.session.reply_writer import ReplyWriter
 from pipeline.session.speculation import Speculation, Speculator, final_transcript
 from pipeline.tools import SEARCH_DOCUMENTS
 from pipeline.tracing import turn_context
-from pipeline.turn import CancelToken
 from schemas import (
     CancelReason,
     ChatMessage,

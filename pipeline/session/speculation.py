@@ -41,10 +41,10 @@ from typing import Literal
 
 from pipeline.aio import aclose_stream
 from pipeline.audio import SpeechEnd, SpeechPause
+from pipeline.reply import CancelToken
 from pipeline.session.creation import new_turn_id
 from pipeline.session.emitter import SessionEmitter
 from pipeline.tracing import turn_context
-from pipeline.turn import CancelToken
 from schemas import (
     Event,
     ResponseStarted,

@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 
 from pipeline.engines import schema_problem
 from pipeline.log import CallLeases
+from pipeline.reply import ToolOutcome
 from pipeline.tools.base import CallContext, ServerTool
-from pipeline.turn import ToolOutcome
 from schemas import ErrorCode, ToolCall, ToolSettings, VoxlineError
 
 __all__ = ["ToolRunner", "parsed_arguments"]

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.log import CallLeases
+from pipeline.reply import ResponseTools, RunsOn, ToolOutcome, ended_event
 from pipeline.tools.base import CallContext, ServerTool
 from pipeline.tools.mcp import McpServer
 from pipeline.tools.runner import Logged, ToolRunner
-from pipeline.turn import ResponseTools, RunsOn, ToolOutcome, ended_event
 from schemas import (
     MCP_SEPARATOR,
     EventBase,

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from pipeline.engines import Synthesizer
 from pipeline.log import EventLog
-from pipeline.turn import (
+from pipeline.reply import (
     AudioOutput,
     SentenceBufferConfig,
     error_payload,

@@ -22,7 +22,7 @@ import contextlib
 from pipeline.engines import Transcriber, transcript_text
 from pipeline.log import EventLog
 from pipeline.privacy import redacted_for
-from pipeline.turn import error_payload
+from pipeline.reply import error_payload
 from pipeline.workers.feed_worker import FeedWorker, Job
 from schemas import (
     AudioFormat,

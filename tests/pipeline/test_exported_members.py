@@ -19,10 +19,9 @@ def test_pipeline_exports() -> None:
     assert sorted(pipeline.__all__) == [
         "AppendResult", "CancelToken", "Delivery", "ENGINES", "EndpointConfig", "Endpointer",
         "Engine", "EventLog", "FrameAssembler", "GroupReader", "LanguageModel", "LiveSession",
-        "LogPage", "SentenceBuffer", "SentenceBufferConfig", "SessionEngines", "SessionState",
-        "SpeechEnd", "SpeechStart",
-        "StreamId", "Synthesizer", "Transcriber", "TurnConfig", "TurnOrchestrator",
-        "TurnState", "TurnStats", "VoiceActivityDetector", "create_engine", "create_redis",
+        "LogPage", "ReplyConfig", "ReplyOrchestrator", "ReplyStats", "SentenceBuffer",
+        "SentenceBufferConfig", "SessionEngines", "SessionState", "SpeechEnd", "SpeechStart",
+        "StreamId", "Synthesizer", "Transcriber", "TurnState", "VoiceActivityDetector", "create_engine", "create_redis",
         "engine_class", "fold", "run_worker", "split_stream", "split_text",
     ]  # fmt: skip
     for name in pipeline.__all__:
@@ -82,9 +81,9 @@ FACADES = {
         "models_cache_dir", "package_file", "prepare", "register", "unregister",
         "verify_joined",
     ],
-    "pipeline.turn": [
+    "pipeline.reply": [
         "AudioOutput", "CancelReason", "CancelToken", "SentenceBuffer", "SentenceBufferConfig",
-        "TurnConfig", "TurnMode", "TurnOrchestrator", "TurnStats", "error_payload",
+        "ReplyConfig", "ReplyMode", "ReplyOrchestrator", "ReplyStats", "error_payload",
         "pieces_of", "speak", "split_stream", "split_text", "synthesizer_for",
         # the tools of a response, as the orchestrator sees them
         "CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome", "ended_event",

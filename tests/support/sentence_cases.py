@@ -1,5 +1,5 @@
 """The sentence buffer's case table: a text, how it is cut into pieces, and the options it
-is cut with. ``tests/pipeline/turn/test_sentences.py`` checks each row three ways;
+is cut with. ``tests/pipeline/reply/test_sentences.py`` checks each row three ways;
 ``test_sentences_property.py`` builds random texts from the rows."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.turn import SentenceBufferConfig
+from pipeline.reply import SentenceBufferConfig
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ short factual questions): two worked examples open every dialogue, the reply end
 end of its line and at any speaker label ("... Paris. You: Yes!"), and it decodes greedily
 whatever temperature a request asks for (``max_temperature``: above 0.1 it drifts off the
 question). Markup it still writes is removed before speech by the sentence buffer
-(:mod:`pipeline.turn._markdown`). The same prompt works for instruction-tuned GGUFs.
+(:mod:`pipeline.reply._markdown`). The same prompt works for instruction-tuned GGUFs.
 
 How one request runs:
 

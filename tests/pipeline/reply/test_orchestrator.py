@@ -13,12 +13,12 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.turn import (
+from pipeline.reply import (
     CancelToken,
+    ReplyConfig,
+    ReplyOrchestrator,
+    ReplyStats,
     SentenceBuffer,
-    TurnConfig,
-    TurnOrchestrator,
-    TurnStats,
 )
 from schemas import (
     AudioChunk,
@@ -50,7 +50,7 @@ REQUEST = GenerationRequest(
 def turn_buffer() -> SentenceBuffer:
     """The sentence buffer a turn cuts with under the session's settings."""
     return SentenceBuffer(replace(
-        TurnConfig().sentences, language="en", min_sentence_chars=SETTINGS.min_sentence_chars
+        ReplyConfig().sentences, language="en", min_sentence_chars=SETTINGS.min_sentence_chars
     ))
 
 
@@ -62,11 +62,11 @@ def expected_pieces(tokens: list[str]) -> list[str]:
 
 
 async def collect(
-    orchestrator: TurnOrchestrator,
+    orchestrator: ReplyOrchestrator,
     *,
     settings: SessionSettings = SETTINGS,
     cancel: CancelToken | None = None,
-    stats: TurnStats | None = None,
+    stats: ReplyStats | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> list[Event]:
     events: list[Event] = []
@@ -118,8 +118,8 @@ def assert_well_formed(events: list[Event]) -> None:
 
 async def test_streaming_turn_emits_the_contract() -> None:
     llm, tts = ScriptedLLM(TOKENS), ScriptedTTS(chunks_per_piece=3)
-    stats = TurnStats()
-    events = await collect(TurnOrchestrator(llm, tts), stats=stats)
+    stats = ReplyStats()
+    events = await collect(ReplyOrchestrator(llm, tts), stats=stats)
 
     assert_well_formed(events)
     assert events[0].data.mode == "streaming"
@@ -151,8 +151,8 @@ async def test_audio_keeps_piece_order_under_random_tts_latencies(seed: int) -> 
 
     llm = ScriptedLLM(TOKENS, delay=lambda _i: rng.uniform(0, 0.0005))
     tts = ScriptedTTS(chunks_per_piece=3, delay=delay)
-    config = TurnConfig(tts_concurrency=3, max_pending_pieces=5)
-    events = await collect(TurnOrchestrator(llm, tts, config))
+    config = ReplyConfig(tts_concurrency=3, max_pending_pieces=5)
+    events = await collect(ReplyOrchestrator(llm, tts, config))
 
     assert_well_formed(events)
     pieces = expected_pieces(TOKENS)
@@ -166,7 +166,7 @@ async def test_audio_keeps_piece_order_under_random_tts_latencies(seed: int) -> 
 
 async def test_tts_failure_on_one_piece_reports_and_goes_on() -> None:
     llm, tts = ScriptedLLM(TOKENS), ScriptedTTS(chunks_per_piece=2, fail_on={1})
-    events = await collect(TurnOrchestrator(llm, tts))
+    events = await collect(ReplyOrchestrator(llm, tts))
 
     assert_well_formed(events)
     pieces = expected_pieces(TOKENS)
@@ -186,7 +186,7 @@ async def test_tts_failure_on_one_piece_reports_and_goes_on() -> None:
 async def test_tts_failure_after_some_chunks_keeps_them_and_a_specific_code() -> None:
     overloaded = EngineError("busy", code=ErrorCode.ENGINE_OVERLOADED, transient=True)
     tts = ScriptedTTS(chunks_per_piece=3, fail_on={0}, fail_after_chunks=2, error=overloaded)
-    events = await collect(TurnOrchestrator(ScriptedLLM(TOKENS), tts))
+    events = await collect(ReplyOrchestrator(ScriptedLLM(TOKENS), tts))
 
     [error] = of_type(events, "error")
     assert error.data.code == ErrorCode.ENGINE_OVERLOADED and error.data.transient
@@ -203,7 +203,7 @@ async def test_a_synthesizer_that_yields_no_audio_fails_only_its_piece() -> None
             async for chunk in super().synthesize(request):
                 yield chunk
 
-    events = await collect(TurnOrchestrator(ScriptedLLM(TOKENS), Broken()))
+    events = await collect(ReplyOrchestrator(ScriptedLLM(TOKENS), Broken()))
 
     [error] = of_type(events, "error")
     assert error.data.code == ErrorCode.TTS_FAILED and error.data.details["sentence_index"] == 2
@@ -214,7 +214,7 @@ async def test_a_synthesizer_that_yields_no_audio_fails_only_its_piece() -> None
 async def test_llm_failure_mid_stream_ends_the_response_failed() -> None:
     fail_at = 30
     llm, tts = ScriptedLLM(TOKENS, fail_at=fail_at), ScriptedTTS()
-    events = await collect(TurnOrchestrator(llm, tts))
+    events = await collect(ReplyOrchestrator(llm, tts))
 
     assert_well_formed(events)
     [error] = of_type(events, "error")
@@ -233,7 +233,7 @@ async def test_llm_failure_mid_stream_ends_the_response_failed() -> None:
 
 async def test_a_bug_in_a_stage_ends_the_turn_with_an_internal_error() -> None:
     llm = ScriptedLLM(["Hello", 42, " world"])  # type: ignore[list-item]
-    events = await collect(TurnOrchestrator(llm, ScriptedTTS()))
+    events = await collect(ReplyOrchestrator(llm, ScriptedTTS()))
 
     assert of_type(events, "error")[-1].data.code == ErrorCode.INTERNAL_ERROR
     assert events[-1].type == "response.done" and events[-1].data.status == "failed"
@@ -259,7 +259,7 @@ async def test_cancel_reaches_the_engines_and_nothing_follows(reason: str) -> No
         if event.type == "response.cancelled":
             running_at_cancelled.append(len(llm.running) + len(tts.running))
 
-    events = await collect(TurnOrchestrator(llm, tts), cancel=token, on_event=on_event)
+    events = await collect(ReplyOrchestrator(llm, tts), cancel=token, on_event=on_event)
 
     assert_well_formed(events)
     last = events[-1]
@@ -286,7 +286,7 @@ async def test_cancel_from_another_task_while_the_consumer_waits() -> None:
     events: list[Event] = []
 
     async def consume() -> None:
-        async for event in TurnOrchestrator(llm, tts).run(
+        async for event in ReplyOrchestrator(llm, tts).run(
             session_id="s1", turn_id="t1", request=REQUEST, settings=SETTINGS, cancel=token
         ):
             events.append(event)
@@ -306,7 +306,7 @@ async def test_cancel_before_the_start_runs_no_engine() -> None:
     llm, tts = ScriptedLLM(TOKENS), ScriptedTTS()
     token = CancelToken()
     token.cancel("shutdown")
-    events = await collect(TurnOrchestrator(llm, tts), cancel=token)
+    events = await collect(ReplyOrchestrator(llm, tts), cancel=token)
 
     assert [e.type for e in events] == ["response.started", "response.cancelled"]
     assert events[-1].data.reason == "shutdown"
@@ -315,7 +315,7 @@ async def test_cancel_before_the_start_runs_no_engine() -> None:
 
 async def test_aclose_by_the_consumer_reaches_the_engines() -> None:
     llm, tts = slow_engines()
-    run = TurnOrchestrator(llm, tts).run(
+    run = ReplyOrchestrator(llm, tts).run(
         session_id="s1", turn_id="t1", request=REQUEST, settings=SETTINGS
     )
     assert isinstance(run, AsyncIterator)
@@ -334,7 +334,7 @@ async def test_cancelling_the_consumer_task_reaches_the_engines() -> None:
     started = asyncio.Event()
 
     async def consume() -> None:
-        async for event in TurnOrchestrator(llm, tts).run(
+        async for event in ReplyOrchestrator(llm, tts).run(
             session_id="s1", turn_id="t1", request=REQUEST, settings=SETTINGS
         ):
             if event.type == "response.sentence":
@@ -360,9 +360,9 @@ MANY = SENTENCE * 20
 async def test_a_stalled_tts_stops_the_llm() -> None:
     """With every synthesis held, the LLM is not read beyond the pending-piece window."""
     llm, tts = ScriptedLLM(MANY), ScriptedTTS(gated=True)
-    config = TurnConfig(tts_concurrency=2, max_pending_pieces=3)
-    stats = TurnStats()
-    run = asyncio.create_task(collect(TurnOrchestrator(llm, tts, config), stats=stats))
+    config = ReplyConfig(tts_concurrency=2, max_pending_pieces=3)
+    stats = ReplyStats()
+    run = asyncio.create_task(collect(ReplyOrchestrator(llm, tts, config), stats=stats))
     for _ in range(500):  # instant engines: the system is quiescent long before this
         await asyncio.sleep(0)
 
@@ -393,7 +393,7 @@ async def test_cancel_while_backpressured_closes_the_waiting_llm_stream() -> Non
             outcomes.append([r.outcome for r in llm.records + tts.records])
 
     run = asyncio.create_task(
-        collect(TurnOrchestrator(llm, tts), cancel=token, on_event=on_event))
+        collect(ReplyOrchestrator(llm, tts), cancel=token, on_event=on_event))
     for _ in range(500):
         await asyncio.sleep(0)
     assert not run.done() and llm.records[0].items < len(MANY)
@@ -415,9 +415,9 @@ async def test_a_fast_llm_never_runs_far_ahead_of_a_slow_tts() -> None:
         leads.append(sentences_written - tts.completed)
 
     llm = ScriptedLLM(MANY, delay=0.001, on_token=on_token)
-    config = TurnConfig(tts_concurrency=1, max_pending_pieces=2)
-    stats = TurnStats()
-    events = await collect(TurnOrchestrator(llm, tts, config), stats=stats)
+    config = ReplyConfig(tts_concurrency=1, max_pending_pieces=2)
+    stats = ReplyStats()
+    events = await collect(ReplyOrchestrator(llm, tts, config), stats=stats)
 
     assert events[-1].data.status == "completed"
     assert max(leads) <= config.max_pending_pieces + 2
@@ -433,7 +433,7 @@ async def test_a_fast_llm_never_runs_far_ahead_of_a_slow_tts() -> None:
 async def test_text_mode_emits_text_and_sentences_only(with_tts: bool) -> None:
     llm, tts = ScriptedLLM(TOKENS), ScriptedTTS()
     settings = SETTINGS.merged({"realtime_tts": False}) if with_tts else SETTINGS
-    orchestrator = TurnOrchestrator(llm, tts if with_tts else None)
+    orchestrator = ReplyOrchestrator(llm, tts if with_tts else None)
     events = await collect(orchestrator, settings=settings)
 
     assert_well_formed(events)
@@ -450,7 +450,7 @@ async def test_sequential_mode_speaks_the_same_audio_after_the_whole_reply() -> 
     results = {}
     for mode in ("streaming", "sequential"):
         llm, tts = ScriptedLLM(TOKENS, delay=0.0002), ScriptedTTS(chunks_per_piece=2)
-        events = await collect(TurnOrchestrator(llm, tts, TurnConfig(mode=mode)))
+        events = await collect(ReplyOrchestrator(llm, tts, ReplyConfig(mode=mode)))
         assert_well_formed(events)
         assert events[0].data.mode == mode
         results[mode] = (events, llm, tts)
@@ -467,7 +467,7 @@ async def test_sequential_mode_speaks_the_same_audio_after_the_whole_reply() -> 
 
 
 async def test_empty_reply_completes() -> None:
-    events = await collect(TurnOrchestrator(ScriptedLLM([]), ScriptedTTS()))
+    events = await collect(ReplyOrchestrator(ScriptedLLM([]), ScriptedTTS()))
     assert [e.type for e in events] == ["response.started", "response.audio.done",
                                         "response.done"]
     assert events[-1].data.text == "" and events[-1].data.status == "completed"
@@ -477,8 +477,8 @@ async def test_empty_reply_completes() -> None:
 
 
 async def test_deltas_coalesce_up_to_the_token_limit() -> None:
-    config = TurnConfig(delta_coalesce_tokens=4, delta_coalesce_ms=10_000)
-    events = await collect(TurnOrchestrator(ScriptedLLM(TOKENS), None, config))
+    config = ReplyConfig(delta_coalesce_tokens=4, delta_coalesce_ms=10_000)
+    events = await collect(ReplyOrchestrator(ScriptedLLM(TOKENS), None, config))
 
     deltas = [e.data.delta for e in of_type(events, "response.text.delta")]
     assert "".join(deltas) == REPLY
@@ -488,22 +488,22 @@ async def test_deltas_coalesce_up_to_the_token_limit() -> None:
 
 
 async def test_every_token_alone_without_a_window() -> None:
-    config = TurnConfig(delta_coalesce_ms=0)
-    events = await collect(TurnOrchestrator(ScriptedLLM(TOKENS), None, config))
+    config = ReplyConfig(delta_coalesce_ms=0)
+    events = await collect(ReplyOrchestrator(ScriptedLLM(TOKENS), None, config))
     assert [e.data.delta for e in of_type(events, "response.text.delta")] == TOKENS
 
 
 async def test_held_deltas_go_out_when_the_llm_stalls() -> None:
     """The window flushes held text on its own; the LLM resumes only once it did."""
     llm = ScriptedLLM(TOKENS, gate_at=3)
-    config = TurnConfig(delta_coalesce_tokens=100, delta_coalesce_chars=10_000,
+    config = ReplyConfig(delta_coalesce_tokens=100, delta_coalesce_chars=10_000,
                         delta_coalesce_ms=5)
 
     def on_event(event: Event) -> None:
         if event.type == "response.text.delta" and event.data.delta.endswith(TOKENS[2]):
             llm.gate.set()
 
-    events = await collect(TurnOrchestrator(llm, None, config), on_event=on_event)
+    events = await collect(ReplyOrchestrator(llm, None, config), on_event=on_event)
     deltas = [e.data.delta for e in of_type(events, "response.text.delta")]
     assert deltas[:2] == [TOKENS[0], "".join(TOKENS[1:3])]
     assert "".join(deltas) == REPLY
@@ -515,7 +515,7 @@ async def test_held_deltas_go_out_when_the_llm_stalls() -> None:
 @pytest.mark.parametrize("field", ["tts_concurrency", "max_pending_pieces", "outbox_size"])
 def test_config_refuses_zero_bounds(field: str) -> None:
     with pytest.raises(ConfigurationError):
-        TurnConfig(**{field: 0})  # type: ignore[arg-type]
+        ReplyConfig(**{field: 0})  # type: ignore[arg-type]
 
 
 def test_cancel_token_first_reason_wins_and_callbacks_can_be_removed() -> None:

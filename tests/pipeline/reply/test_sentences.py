@@ -1,4 +1,4 @@
-"""The case table of the streaming sentence buffer (`pipeline.turn.sentences`), whose rows
+"""The case table of the streaming sentence buffer (`pipeline.reply.sentences`), whose rows
 live in ``tests/support/sentence_cases.py`` (the property tests draw on them too).
 
 Every case is checked three ways: all at once, one character at a time and one word at a
@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pipeline.turn import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
-from pipeline.turn._markdown import speakable
+from pipeline.reply import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
+from pipeline.reply._markdown import speakable
 from tests.support.sentence_cases import CASES, Case
 
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.turn import SentenceBuffer, SentenceBufferConfig, split_text
-from pipeline.turn._markdown import MarkdownToSpeech, speakable
+from pipeline.reply import SentenceBuffer, SentenceBufferConfig, split_text
+from pipeline.reply._markdown import MarkdownToSpeech, speakable
 from tests.support.sentence_cases import CASES, Case
 
 TOKENS = [

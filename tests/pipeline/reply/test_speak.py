@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.audio import decode_audio
-from pipeline.turn import AudioOutput, pieces_of, speak, synthesizer_for
+from pipeline.reply import AudioOutput, pieces_of, speak, synthesizer_for
 from schemas import AudioChunk, AudioChunkData, AudioFormat, EngineError, ErrorCode
 from tests.support.engines import ScriptedTTS, scripted_audio
 

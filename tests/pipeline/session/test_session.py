@@ -17,8 +17,8 @@ import pytest
 from pipeline.audio import EndpointConfig, decode_audio, encode_audio
 from pipeline.engines import Engine
 from pipeline.log import EventLog
+from pipeline.reply import ReplyOrchestrator
 from pipeline.session import FRAME_QUEUE, LiveSession, SessionEngines, ends_turn, follow_turn
-from pipeline.turn import TurnOrchestrator
 from schemas import (
     AudioFormat,
     ErrorCode,
@@ -358,7 +358,7 @@ def test_an_error_ends_a_turn_when_the_turn_cannot_go_on(recoverable: bool, ends
 # --- a long session ---------------------------------------------------------------------
 
 #: what a session shares with others or runs, not what it holds: left out of its footprint
-SHARED = (EventLog, SessionEngines, Engine, TurnOrchestrator, asyncio.AbstractEventLoop,
+SHARED = (EventLog, SessionEngines, Engine, ReplyOrchestrator, asyncio.AbstractEventLoop,
           asyncio.Future, types.CoroutineType, types.MethodType, types.FunctionType,
           types.ModuleType, type, logging.Logger)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from pipeline.reply import ToolOutcome
 from pipeline.tools import CallContext, ServerTool, ToolRunner
-from pipeline.turn import ToolOutcome
 from schemas import (
     ErrorCode,
     ProtocolError,
