@@ -60,6 +60,9 @@ from pipecat.transports.websocket.fastapi import (
 )
 from pipecat.workers.runner import WorkerRunner
 
+#: 0.05 s polls for uvicorn to listen: a minute at most
+STARTUP_POLLS = 1200
+
 
 async def run_bot(websocket: WebSocket, args: argparse.Namespace) -> None:
     """One connection's pipeline, from its first audio frame to the socket's close."""
@@ -138,7 +141,9 @@ async def serve(args: argparse.Namespace) -> None:
     server = uvicorn.Server(config)
     threading.Thread(target=_exit_when_stdin_closes, args=(server,), daemon=True).start()
     task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
+    for _ in range(STARTUP_POLLS):  # bounded: the parent gives up on us anyway
+        if server.started or task.done():
+            break
         await asyncio.sleep(0.05)
     print(f"READY http://127.0.0.1:{args.port}", flush=True)
     await task
