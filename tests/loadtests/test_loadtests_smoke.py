@@ -27,6 +27,7 @@ LOADTESTS = ROOT / "loadtests"
 #: run writes (the JSON files' names); the slowest first, so that they overlap the others
 SMOKES: dict[str, tuple[str, ...]] = {
     "bench_latency": ("bench_latency",),
+    "bench_peers": ("bench_peers",),
     "capacity": ("capacity",),
     "bench_connections": ("bench_connections",),
     "bench_log_scale": ("bench_log_scale",),
