@@ -21,8 +21,9 @@ def test_pipeline_exports() -> None:
         "Engine", "EventLog", "FrameAssembler", "GroupReader", "LanguageModel", "LiveSession",
         "LogPage", "ReplyConfig", "ReplyOrchestrator", "ReplyStats", "SentenceBuffer",
         "SentenceBufferConfig", "SessionEngines", "SessionState", "SpeechEnd", "SpeechStart",
-        "StreamId", "Synthesizer", "Transcriber", "TurnState", "VoiceActivityDetector", "create_engine", "create_redis",
-        "engine_class", "fold", "run_worker", "split_stream", "split_text",
+        "StreamId", "Synthesizer", "Transcriber", "TurnState", "VoiceActivityDetector",
+        "create_engine", "create_redis", "engine_class", "fold", "run_worker", "split_stream",
+        "split_text",
     ]  # fmt: skip
     for name in pipeline.__all__:
         assert getattr(pipeline, name) is not None
