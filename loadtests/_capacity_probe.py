@@ -29,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from loadtests._cpu_attribution import machine_snapshot
 from loadtests._cpu_time import CpuSnapshot, ProcCpu, ProcKey
 
 TITLE = re.compile(r"ServeReplica:(?P<app>[\w-]+):(?P<deployment>\w+)")
@@ -190,9 +191,12 @@ class ReplicaProbe:
                     with contextlib.suppress(psutil.Error):
                         self._read(group, proc)
             runner = self._runner.cpu_times()
+            pids = {key[0] for key in self._ledger} | {self._runner.pid}
             return CpuSnapshot(round(time.monotonic() - self.start, 3), dict(self._ledger),
                                machine_s=machine_busy_s(),
-                               runner_s=runner.user + runner.system)
+                               runner_s=runner.user + runner.system,
+                               runner_pid=self._runner.pid,
+                               machine=machine_snapshot(pids))
 
     def pids(self) -> dict[str, list[int]]:
         return {name: [p.pid for p in procs] for name, procs in self.replica_processes().items()}

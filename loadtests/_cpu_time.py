@@ -24,6 +24,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from loadtests._cpu_attribution import MachineSnapshot, attribution
 
 #: a process across time: (pid, start time as the kernel reports it); a reused pid differs
 ProcKey = tuple[int, float]
@@ -47,6 +50,10 @@ class CpuSnapshot:
     machine_s: float = 0.0
     #: the runner's own process: the load it generates costs CPU on the same machine
     runner_s: float = 0.0
+    runner_pid: int = 0
+    #: every process and the counted ones' threads, for what the groups don't explain
+    #: (:mod:`loadtests._cpu_attribution`); None where not read
+    machine: MachineSnapshot | None = None
 
 
 def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
@@ -67,6 +74,17 @@ def machine_between(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, flo
     """(machine busy CPU-seconds, the runner's CPU-seconds) between two snapshots."""
     return (round(max(0.0, after.machine_s - before.machine_s), 3),
             round(max(0.0, after.runner_s - before.runner_s), 3))
+
+
+def attribution_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any] | None:
+    """What the machine spent beyond the counted groups and the runner, part by part, and
+    the groups' threads by name (:func:`loadtests._cpu_attribution.attribution`); None when
+    the snapshots did not read the machine."""
+    if before.machine is None or after.machine is None:
+        return None
+    groups = {key[0]: proc.group for key, proc in after.procs.items()}
+    groups[after.runner_pid] = "runner"
+    return attribution(before.machine, after.machine, groups, groups)
 
 
 def per_unit(spent: Mapping[str, float], units: float) -> dict[str, float] | None:

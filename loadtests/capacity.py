@@ -86,7 +86,14 @@ from loadtests._capacity_idle import MAX_IDLE_SESSIONS, idle_phase
 from loadtests._capacity_plot import plot
 from loadtests._capacity_probe import ReplicaProbe
 from loadtests._capacity_profile import profile_section, profile_table
-from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between, per_unit
+from loadtests._cpu_attribution import attribution_text
+from loadtests._cpu_time import (
+    CpuSnapshot,
+    attribution_between,
+    cpu_between,
+    machine_between,
+    per_unit,
+)
 from loadtests._report import (
     add_settings_flag,
     add_smoke_flag,
@@ -182,6 +189,9 @@ class StepStats:
             "machine_cpu_s_per_turn": round(machine / self.completed, 4)
             if machine is not None and self.completed else None,
             "runner_cpu_s_total": runner,
+            # the machine's time the groups and the runner don't explain, part by part
+            # (kernel, other processes, reaped children), and each group's threads by name
+            "cpu_attribution": attribution_between(*self.cpu) if self.cpu else None,
             # a busy machine (other work beside the app) makes the step's latency unreliable
             "machine_load_avg_1m_max": max((s["machine"].get("load_avg_1m", 0) for s in inside),
                                            default=None),
@@ -626,6 +636,8 @@ def main() -> None:
         if parts := step["voice_to_voice_parts"]:
             print(f"       voice to voice, mean: {parts_text(parts)}; slowest "
                   f"{parts['slowest']['share']:.0%}: {parts_text(parts['slowest'])}")
+        for line in attribution_text(step["cpu_attribution"], step["completed_turns"]):
+            print(f"       {line}")
     print(f"\n{profile_table(report['stage_profile'])}")
     print(f"report: {path}; plots: {', '.join(str(p) for p in pngs)}")
     if args.smoke and not all(step["completed_turns"] for step in report["steps"]):
