@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadtests._cpu_attribution import attribution_text
+
 MACHINE, RUNNER, UNATTRIBUTED = "machine", "runner (load generator)", "unattributed"
 
 
@@ -91,3 +93,28 @@ def profile_table(profile: dict[str, Any]) -> str:
     if not profile["stages"]:
         lines.append("(no process sampled: nothing to profile)")
     return "\n".join(lines)
+
+
+def parts_text(parts: dict[str, Any]) -> str:
+    """``"812 ms = stt 180 + handoff 4 + …"`` of a step's mean voice-to-voice parts."""
+    return f"{parts['total_mean_ms']:.0f} ms = " + " + ".join(
+        f"{name} {ms:.0f}" for name, ms in parts["parts_mean_ms"].items())
+
+
+def steps_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """Each step's figures as printed at the end of a run: latency, outcomes, replicas, the
+    mean parts of its voice-to-voice time, and its CPU beyond the counted groups."""
+    lines = []
+    for step in steps:
+        v2v, ttfa = step["voice_to_voice_ms"] or {}, step["ttfa_ms"] or {}
+        lines.append(f"  {step['sessions']:3d} sessions  v2v p50/p95 {v2v.get('p50')}/"
+                     f"{v2v.get('p95')} ms  ttfa p95 {ttfa.get('p95')} ms  "
+                     f"done {step['completed_turns']}  failed {step['failed_turns']}  "
+                     f"refused {step['refusals']}  replicas {step['replicas_max']}  "
+                     f"load avg ≤ {step['machine_load_avg_1m_max']}")
+        if parts := step["voice_to_voice_parts"]:
+            lines.append(f"       voice to voice, mean: {parts_text(parts)}; slowest "
+                         f"{parts['slowest']['share']:.0%}: {parts_text(parts['slowest'])}")
+        lines += [f"       {line}" for line in
+                  attribution_text(step.get("cpu_attribution"), step["completed_turns"])]
+    return lines

@@ -30,9 +30,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:  # _cpu_time's snapshots carry ours
+    from loadtests._cpu_time import CpuSnapshot
 
 #: a process across time: (pid, start time in clock ticks since boot), reuse-proof
 Key = tuple[int, int]
@@ -184,6 +187,17 @@ def _threads_by_group(before: MachineSnapshot, after: MachineSnapshot,
         for name, cpu_s in threads.items():
             spent[name] += max(0.0, cpu_s - earlier.get(name, 0.0))
     return {group: _top(spent) for group, spent in sorted(by_group.items())}
+
+
+def attribution_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any] | None:
+    """What the machine spent beyond the counted groups and the runner, part by part, and
+    the groups' threads by name (:func:`attribution`); None when
+    the snapshots did not read the machine."""
+    if before.machine is None or after.machine is None:
+        return None
+    groups = {key[0]: proc.group for key, proc in after.procs.items()}
+    groups[after.runner_pid] = "runner"
+    return attribution(before.machine, after.machine, groups, groups)
 
 
 def attribution_text(found: dict[str, Any] | None, turns: int,

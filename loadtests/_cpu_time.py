@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from loadtests._cpu_attribution import MachineSnapshot, attribution
+from loadtests._cpu_attribution import MachineSnapshot
 
 #: a process across time: (pid, start time as the kernel reports it); a reused pid differs
 ProcKey = tuple[int, float]
@@ -74,17 +73,6 @@ def machine_between(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, flo
     """(machine busy CPU-seconds, the runner's CPU-seconds) between two snapshots."""
     return (round(max(0.0, after.machine_s - before.machine_s), 3),
             round(max(0.0, after.runner_s - before.runner_s), 3))
-
-
-def attribution_between(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any] | None:
-    """What the machine spent beyond the counted groups and the runner, part by part, and
-    the groups' threads by name (:func:`loadtests._cpu_attribution.attribution`); None when
-    the snapshots did not read the machine."""
-    if before.machine is None or after.machine is None:
-        return None
-    groups = {key[0]: proc.group for key, proc in after.procs.items()}
-    groups[after.runner_pid] = "runner"
-    return attribution(before.machine, after.machine, groups, groups)
 
 
 def per_unit(spent: Mapping[str, float], units: float) -> dict[str, float] | None:

@@ -85,15 +85,9 @@ from loadtests._capacity_calls import MAX_IDLE_CALLS, calls_phase
 from loadtests._capacity_idle import MAX_IDLE_SESSIONS, idle_phase
 from loadtests._capacity_plot import plot
 from loadtests._capacity_probe import ReplicaProbe
-from loadtests._capacity_profile import profile_section, profile_table
-from loadtests._cpu_attribution import attribution_text
-from loadtests._cpu_time import (
-    CpuSnapshot,
-    attribution_between,
-    cpu_between,
-    machine_between,
-    per_unit,
-)
+from loadtests._capacity_profile import profile_section, profile_table, steps_lines
+from loadtests._cpu_attribution import attribution_between
+from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between, per_unit
 from loadtests._report import (
     add_settings_flag,
     add_smoke_flag,
@@ -207,12 +201,6 @@ def voice_parts(parts: LatencyParts | None, v2v: float | None) -> LatencyParts |
         return parts
     return LatencyParts({"endpoint": max(0.0, v2v - parts.total_ms), **parts.parts}, v2v,
                         parts.head_start_ms)
-
-
-def parts_text(parts: dict[str, Any]) -> str:
-    """``"812 ms = stt 180 + handoff 4 + …"`` of :func:`mean_parts`'s means."""
-    return f"{parts['total_mean_ms']:.0f} ms = " + " + ".join(
-        f"{name} {ms:.0f}" for name, ms in parts["parts_mean_ms"].items())
 
 
 def rounded(values: list[float]) -> dict[str, float] | None:
@@ -625,19 +613,7 @@ def main() -> None:
     path = write_report(args.out, report)
     pngs = plot(report, reports_dir() / args.out)
     print(f"\n{report['headline']}")
-    for step in report["steps"]:
-        print(f"  {step['sessions']:3d} sessions  v2v p50/p95 "
-              f"{(step['voice_to_voice_ms'] or {}).get('p50')}/"
-              f"{(step['voice_to_voice_ms'] or {}).get('p95')} ms  "
-              f"ttfa p95 {(step['ttfa_ms'] or {}).get('p95')} ms  "
-              f"done {step['completed_turns']}  failed {step['failed_turns']}  "
-              f"refused {step['refusals']}  replicas {step['replicas_max']}  "
-              f"load avg ≤ {step['machine_load_avg_1m_max']}")
-        if parts := step["voice_to_voice_parts"]:
-            print(f"       voice to voice, mean: {parts_text(parts)}; slowest "
-                  f"{parts['slowest']['share']:.0%}: {parts_text(parts['slowest'])}")
-        for line in attribution_text(step["cpu_attribution"], step["completed_turns"]):
-            print(f"       {line}")
+    print("\n".join(steps_lines(report["steps"])))
     print(f"\n{profile_table(report['stage_profile'])}")
     print(f"report: {path}; plots: {', '.join(str(p) for p in pngs)}")
     if args.smoke and not all(step["completed_turns"] for step in report["steps"]):
