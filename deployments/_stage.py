@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError
 
 from deployments._heap import freeze_startup_heap
+from deployments._replica import name_replica_threads
 from pipeline.engines import Engine, create_engine
 from pipeline.tracing import adopt, call_span, install_log_context, otlp_tracing
 from schemas import ConfigurationError, EngineError, EngineSettings, get_settings
@@ -50,6 +51,7 @@ class StageReplica:
         self.config: StageConfig | None = None
         self._engine: Engine | None = None
         self._lock = asyncio.Lock()
+        self._threads_named = False
         self._tracing = otlp_tracing(f"voxline-{self.stage}")  # None: tracing is off
         self._tracer = None if self._tracing is None else self._tracing.get_tracer("voxline")
 
@@ -69,6 +71,9 @@ class StageReplica:
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Validate ``user_config``; build and load a new engine when the choice changed."""
+        if not self._threads_named:  # the first call runs on the replica's loop
+            name_replica_threads(self.stage)
+            self._threads_named = True
         try:
             config = StageConfig.model_validate(user_config)
         except ValidationError as exc:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ray import serve
 
 from deployments._heap import freeze_startup_heap
-from deployments._replica import replica_name
+from deployments._replica import name_replica_threads, replica_name
 from deployments.api import ApiServer, Services, create_api, start_services
 from deployments.handles import (
     RemoteLanguageModel,
@@ -93,6 +93,7 @@ class Gateway:
         reranker: Any = None,
     ) -> None:
         install_log_context()  # a session's records say its session, turn and trace
+        name_replica_threads("gateway")
         for chatty in ("aioice", "aiortc"):  # every ICE check at INFO: a call's noise
             logging.getLogger(chatty).setLevel(logging.WARNING)
         meters = GatewayMeters(replica_name("gateway"))

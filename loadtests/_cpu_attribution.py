@@ -14,8 +14,10 @@ start and end, everything that figure can be made of:
   subprocess is counted only there);
 * per thread of the processes a caller names (``/proc/<pid>/task/<tid>/stat``), summed by
   thread name: Ray names its C++ threads (``core_worker_io``, ``grpc_global_timer``,
-  ``client.poll``), Python's threads are named by their start function where set, the
-  event loop is the process's main thread (named like the process).
+  ``client.poll``), and Voxline names its own (``pipeline.aio.name_os_thread``: a
+  replica's event loop ``<kind>-loop``, its ``to_thread`` pool ``<kind>-pool``, each
+  engine's model threads); a thread nobody named keeps the process's name. A number at
+  the end of a name is dropped, so a pool's threads sum as one.
 
 :func:`attribution` turns two snapshots into seconds per part, with the residual that is
 left (processes that came and went between the snapshots with nothing reaping them, and
@@ -26,6 +28,7 @@ and the attribution says so.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ KERNEL_FIELDS = ("irq", "softirq", "steal")
 #: parts listed by name: the largest this many, the rest summed as "others"
 TOP = 8
 
+_NUMBERED = re.compile(r"[-_]?\d+$")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PROC = Path("/proc")
 
@@ -96,8 +100,8 @@ def _thread_times(pid: int) -> dict[str, float]:
         return {}
     for tid in tids:
         stat = _stat(_PROC / str(pid) / "task" / tid / "stat")
-        if stat is not None:
-            spent[stat[0]] += (int(stat[1][11]) + int(stat[1][12])) / _TICK
+        if stat is not None:  # "piper-tts-3" and "piper-tts-4" are one kind of thread
+            spent[_NUMBERED.sub("", stat[0])] += (int(stat[1][11]) + int(stat[1][12])) / _TICK
     return dict(spent)
 
 

@@ -11,6 +11,7 @@ from pipeline.aio._batcher import Batcher, BatcherStats
 from pipeline.aio._batching import batched
 from pipeline.aio._lost_cancel import reraise_lost_cancel
 from pipeline.aio._streams import aclose_stream
+from pipeline.aio._thread_names import name_os_thread
 from pipeline.aio._threads import ThreadStream, iterate_in_thread
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "aclose_stream",
     "batched",
     "iterate_in_thread",
+    "name_os_thread",
     "reraise_lost_cancel",
 ]

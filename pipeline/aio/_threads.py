@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from typing import Any, Generic, TypeVar
 
+from pipeline.aio._thread_names import name_os_thread
+
 __all__ = ["ThreadStream", "iterate_in_thread"]
 
 logger = logging.getLogger(__name__)
@@ -243,6 +245,8 @@ def iterate_in_thread(
     done: Future[None] = Future()
 
     def run() -> None:
+        if thread_name:
+            name_os_thread(thread_name)
         try:
             channel.work(produce)
         finally:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pipeline.aio import ThreadStream, iterate_in_thread
+from pipeline.aio import ThreadStream, iterate_in_thread, name_os_thread
 from schemas import EngineError, ErrorCode
 
 __all__ = ["ModelWorker"]
@@ -59,7 +59,8 @@ class ModelWorker:
         """Open for work (idempotent); a shared worker starts its thread."""
         if self._shared and self._executor is None:
             self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=self._thread_name
+                max_workers=1, thread_name_prefix=self._thread_name,
+                initializer=name_os_thread, initargs=(self._thread_name,),
             )
 
     @property

@@ -32,7 +32,7 @@ def test_pipeline_exports() -> None:
 FACADES = {
     "pipeline.aio": [
         "Batcher", "BatcherStats", "ThreadStream", "aclose_stream", "batched", "iterate_in_thread",
-        "reraise_lost_cancel",
+        "name_os_thread", "reraise_lost_cancel",
     ],
     "pipeline.log": [
         "AppendResult", "CallLeases", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader",
