@@ -94,12 +94,36 @@ def _evaluate(figures: dict[str, Any]) -> Iterator[Row]:
                _num(_get(candidate, "transcripts", "wer_vs_logged"), digits=3), "")
 
 
+def _peers(figures: dict[str, Any]) -> Iterator[Row]:
+    for name, side in (figures.get("frameworks") or {}).items():
+        alone = side.get("alone") or {}
+        cpu = alone.get("cpu_s_per_turn") or {}
+        yield (f"{name}: voice-to-voice p50 / p95 alone, ms",
+               f"{_num(_get(alone, 'voice_to_voice_ms', 'p50'))} / "
+               f"{_num(_get(alone, 'voice_to_voice_ms', 'p95'))}", "")
+        yield (f"{name}: CPU-s per voice turn alone, all processes (models + the rest)",
+               f"{_num(cpu.get('all_processes'), digits=2)} ({_num(cpu.get('models'), digits=2)}"
+               f" + {_num(cpu.get('rest'), digits=2)})",
+               "the rest ≤ 0.25" if name == "voxline" else "")
+        yield (f"{name}: sessions held at p95 ≤ 2× alone", _num(side.get("sessions_held")), "")
+        if steps := side.get("steps"):
+            last = steps[-1]
+            yield (f"{name}: at {last.get('sessions')} sessions, turns done / failed; "
+                   "voice-to-voice p95, ms",
+                   f"{_num(last.get('completed_turns'))} / {_num(last.get('failed_turns'))}; "
+                   f"{_num(_get(last, 'voice_to_voice_ms', 'p95'))}", "")
+    for name, goal in (_get(figures, "comparison", "goals") or {}).items():
+        yield (f"Voxline ÷ Pipecat: {name.replace('_', ' ')}",
+               _num(goal.get("measured"), digits=3), goal.get("goal", ""))
+
+
 #: benchmark → its headline rows, in the order the table shows them
 HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_latency": _latency,
     "bench_log_scale": _log_scale,
     "bench_eventlog": _eventlog,
     "bench_evaluate": _evaluate,
+    "bench_peers": _peers,
 }
 
 
