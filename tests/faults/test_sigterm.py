@@ -70,6 +70,15 @@ def process_tree(pid: int) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
+def command_lines(processes: list[psutil.Process]) -> list[str]:
+    """The command lines of those of ``processes`` still running."""
+    lines = []
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            lines.append(" ".join(proc.cmdline()))
+    return lines
+
+
 def listening_on(processes: list[psutil.Process], port: int) -> str:
     """The command line of the process of ``processes`` that listens on ``port``."""
     for proc in processes:
@@ -128,6 +137,8 @@ async def test_a_stop_signal_drains_then_stops_everything_with_exit_code_0(
             "serve started no Redis of its own"
         way_in = WAYS_IN["direct" if ingress == "auto" else ingress]
         assert way_in in listening_on(tree, int(url.rsplit(":", 1)[1]))
+        proxies = [line for line in command_lines(tree) if "ProxyActor" in line]
+        assert bool(proxies) == (ingress == "proxy")  # direct: Serve runs no proxy at all
         async with VoxlineClient(url, timeout=60) as client:
             session = await client.create_session(sampling=LONG, preemptive_turns=False)
             async with client.connect(session, resume_for_s=0) as conn:  # see the 1012
