@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from voxline._cli_app import app, console, fail, plain_errors, say
-from voxline.cli_sessions import RedisUrl
+from voxline.cli_sessions import RedisUrl, Since, Until, sessions_or_range
 
 #: the exit status when a --fail-if threshold is crossed (1 and 2 are errors and usage)
 CROSSED = 3
@@ -34,6 +34,8 @@ def evaluate(
     max_sessions: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     budget_s: Annotated[float, typer.Option(min=1.0, help="seconds for the transcripts; "
                                             "sessions left after it are not started")] = 600.0,
+    since: Since = None,
+    until: Until = None,
     redis_url: RedisUrl = None,
 ) -> None:
     """Replay logged sessions' input through candidate configurations, offline, and
@@ -57,12 +59,18 @@ def evaluate(
         thresholds = [parse_threshold(text) for text in fail_if or []]
         events_of = None
         if dataset is not None:
+            if since is not None or until is not None:
+                fail("a time range (--since/--until) chooses from the log, not a --dataset",
+                     code=2)
             held, events_of = dataset_events(dataset)
             sessions = sessions or held
+        settings = inspect_settings(redis_url)
+        sessions = sessions_or_range(sessions, since, until, settings, max_sessions)
         if not sessions:
-            fail("name the sessions to evaluate, or a --dataset", code=2)
+            fail("name the sessions to evaluate, a time range holding some, or a --dataset",
+                 code=2)
         report = asyncio.run(run_evaluation(
-            sessions, tried, inspect_settings(redis_url), events_of=events_of,
+            sessions, tried, settings, events_of=events_of,
             max_sessions=max_sessions, budget_s=budget_s, say=say))
         hits, missing = crossed(report, thresholds)
     report["thresholds"] = {"checked": [str(t) for t in thresholds], "crossed": hits,

@@ -5,16 +5,43 @@ recorded in the audit as the CLI's user (:mod:`voxline.inspect`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from voxline._cli_app import app, console, fail, plain_errors, say
 
+if TYPE_CHECKING:  # the CLI imports the rest when a command runs
+    from schemas import Settings
+
 RedisUrl = Annotated[str | None, typer.Option(
     help="the Redis holding the sessions (default: VOXLINE_REDIS_URL, else the one the "
     "running 'voxline serve' recorded)")]
+Since = Annotated[str | None, typer.Option(
+    help="instead of ids: the sessions that began at or after this, an ISO 8601 time "
+    "(UTC unless it says its offset) or a span back from now (90m, 12h, 7d)")]
+Until = Annotated[str | None, typer.Option(
+    help="with or without --since: the sessions that began before this (same forms)")]
+
+
+def sessions_or_range(sessions: list[str] | None, since: str | None, until: str | None,
+                      settings: Settings, limit: int) -> list[str]:
+    """The sessions named, or those that began between ``since`` and ``until`` (the most
+    recent ``limit``); naming both is a usage error."""
+    if since is None and until is None:
+        return list(sessions or [])
+    if sessions:
+        fail("name sessions or a time range (--since/--until), not both", code=2)
+    import asyncio
+
+    from voxline.session_select import parse_moment, sessions_between
+
+    bounds = [None if text is None else parse_moment(text, option=option)
+              for text, option in ((since, "--since"), (until, "--until"))]
+    chosen = asyncio.run(sessions_between(settings, bounds[0], bounds[1], limit))
+    say(f"{len(chosen)} session(s) began in that range")
+    return chosen
 
 
 @app.command()
@@ -84,11 +111,16 @@ def trace(
 
 @app.command()
 def export(
-    sessions: Annotated[list[str], typer.Argument(help="the session ids")],
     out: Annotated[Path, typer.Option(help="a new (or empty) folder for the dataset")],
+    sessions: Annotated[list[str] | None, typer.Argument(
+        help="the session ids (or --since/--until)")] = None,
     redact: Annotated[list[str] | None, typer.Option(
         "--redact", help="redact this kind too in the dataset's text (email, phone, card, "
         "iban, digits; repeatable)")] = None,
+    since: Since = None,
+    until: Until = None,
+    max_sessions: Annotated[int, typer.Option(
+        min=1, max=100_000, help="with a time range: the most recent this many")] = 1000,
     redis_url: RedisUrl = None,
 ) -> None:
     """Export logged sessions as a dataset: each utterance a WAV file with its transcript
@@ -101,8 +133,12 @@ def export(
 
     with plain_errors():
         kinds = redaction_kinds(redact or [])
+        settings = inspect_settings(redis_url)
+        chosen = sessions_or_range(sessions, since, until, settings, max_sessions)
+        if not chosen:
+            fail("no sessions to export: name them, or a time range holding some", code=2)
         try:
-            summary = asyncio.run(export_sessions(sessions, out, inspect_settings(redis_url),
+            summary = asyncio.run(export_sessions(chosen, out, settings,
                                                   redact_kinds=kinds, say=say))
         except FileExistsError as exc:
             fail(str(exc), code=2)

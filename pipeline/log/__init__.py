@@ -17,6 +17,7 @@ from pipeline.log.fanout import LogFanout
 from pipeline.log.feeds import FeedReader, feed_groups
 from pipeline.log.history import message_tokens
 from pipeline.log.redis_client import create_redis, is_cluster
+from pipeline.log.session_scan import LoggedSession, logged_sessions
 from pipeline.log.state import SessionState, ToolCallRecord, TurnState, fold
 from pipeline.log.streamid import StreamId
 
@@ -30,6 +31,7 @@ __all__ = [
     "GroupReader",
     "LogFanout",
     "LogPage",
+    "LoggedSession",
     "SessionState",
     "StreamId",
     "ToolCallRecord",
@@ -41,6 +43,7 @@ __all__ = [
     "feed_groups",
     "fold",
     "is_cluster",
+    "logged_sessions",
     "message_tokens",
     "record_read",
     "run_worker",

@@ -16,9 +16,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import cast
 
-from pipeline.log import EventLog, StreamId
+from pipeline.log import EventLog, logged_sessions
 from pipeline.retrieval import CollectionStore
 from pipeline.session.erasure import erase_session
 from schemas import ErasureReceipt
@@ -40,17 +39,10 @@ async def expire_sessions(log: EventLog, days: float | None, *,
                    default=None)
     if shortest is None:
         return []
-    prefix = log.keys.session("")  # "{prefix}:session:" (standalone) or with a tag
-    pattern = (f"{log.settings.key_prefix}:session:*" if not log.keys.cluster
-               else f"{log.settings.key_prefix}:session:{{*}}:*")
     receipts = []
-    async for raw in log.redis.scan_iter(match=pattern, count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else raw
-        session_id = key.rsplit(":", 1)[1] if log.keys.cluster else key[len(prefix):]
-        first = cast(list[tuple[bytes, object]], await log.redis.xrange(key, "-", "+", count=1))
-        if not first:
-            continue
-        age_days = (now - StreamId.parse(first[0][0]).ms) / 86_400_000
+    async for logged in logged_sessions(log):
+        session_id = logged.session_id
+        age_days = (now - logged.started_ms) / 86_400_000
         if age_days <= shortest:
             continue
         if tenants:  # whose it is: session.created says (read, and opened if sealed)

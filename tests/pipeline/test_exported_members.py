@@ -42,6 +42,8 @@ FACADES = {
         "feed_groups", "fold", "erase_from_log", "erased_receipt", "audit_entries",
         "record_read",
         "is_cluster", "message_tokens", "run_worker",
+        # every session the log holds, with when it began (retention, --since)
+        "LoggedSession", "logged_sessions",
     ],
     "pipeline.meters": [
         "AdmissionCounts", "FAST_BUCKETS_MS", "FeedGroupLag", "GatewayMeters", "Histogram",

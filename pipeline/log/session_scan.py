@@ -1,0 +1,48 @@
+"""Every session the log holds, with when it began: one scan for whoever needs to choose
+sessions by age (the retention sweep, ``voxline evaluate --since``).
+
+Redis keeps no index of sessions by time, and the log adds none (one more write per session
+for a question asked by a nightly sweep or an operator): the sessions are the streams
+``<prefix>:session:<id>`` (``<prefix>:session:{<tag>}:<id>`` on a cluster), found with
+``SCAN``, and a session began at its first entry's id, whose first half is the append's
+milliseconds. An erased session's stream is gone, so it is never found. ``SCAN`` may
+return a key twice; each session is yielded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import cast
+
+from pipeline.log.eventlog import EventLog
+from pipeline.log.streamid import StreamId
+
+__all__ = ["LoggedSession", "logged_sessions"]
+
+#: keys asked for per SCAN round trip
+SCAN_COUNT = 1000
+
+
+@dataclass(frozen=True)
+class LoggedSession:
+    session_id: str
+    #: the session's first event's append time, milliseconds since the epoch
+    started_ms: int
+
+
+async def logged_sessions(log: EventLog) -> AsyncIterator[LoggedSession]:
+    """Each session in ``log`` (in no particular order), with when it began."""
+    prefix = log.keys.session("")  # "{prefix}:session:" standalone
+    pattern = (f"{log.settings.key_prefix}:session:*" if not log.keys.cluster
+               else f"{log.settings.key_prefix}:session:{{*}}:*")
+    seen: set[str] = set()
+    async for raw in log.redis.scan_iter(match=pattern, count=SCAN_COUNT):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        session_id = key.rsplit(":", 1)[1] if log.keys.cluster else key[len(prefix):]
+        if session_id in seen:
+            continue
+        seen.add(session_id)
+        first = cast(list[tuple[bytes, object]], await log.redis.xrange(key, "-", "+", count=1))
+        if first:
+            yield LoggedSession(session_id, StreamId.parse(first[0][0]).ms)
