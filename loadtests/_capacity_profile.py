@@ -46,6 +46,29 @@ def _per_idle_session(idle: dict[str, Any] | None) -> dict[str, float | None]:
     return rows
 
 
+#: the deployments that run a model (the rest is what Voxline adds around the models)
+MODEL_GROUPS = frozenset({"Transcriber", "LanguageModel", "Synthesizer", "Reranker"})
+#: model threads inside the other groups (``cpu_attribution``'s thread names): the text
+#: end-of-turn judge runs in the Gateway. The VAD's step runs on the Gateway's loop for
+#: small batches and cannot be told from it, so it counts as the rest.
+MODEL_THREADS = ("voxline-turn-te",)
+
+
+def non_model_per_turn(step: dict[str, Any]) -> float | None:
+    """CPU-seconds per voice turn of everything but the models (issue 51's measure): the
+    groups that are not a model deployment, less the model threads inside them; the
+    runner, the unattributed and the machine's other work are not counted."""
+    per_turn = step.get("cpu_s_per_turn")
+    turns = step.get("completed_turns") or 0
+    if not per_turn or not turns:
+        return None
+    rest = sum(v for group, v in per_turn.items() if group not in MODEL_GROUPS)
+    threads = (step.get("cpu_attribution") or {}).get("threads") or {}
+    inside = sum(seconds for group, named in threads.items() if group not in MODEL_GROUPS
+                 for name, seconds in named.items() if name.startswith(MODEL_THREADS))
+    return round(rest - inside / turns, 4)
+
+
 def profile_section(steps: list[dict[str, Any]], held: int | None,
                     idle: dict[str, Any] | None) -> dict[str, Any]:
     """The report's ``profile``: per stage, CPU-seconds per voice turn (one session; the
@@ -63,6 +86,8 @@ def profile_section(steps: list[dict[str, Any]], held: int | None,
         "held_step_sessions": held if at_held is not None else None,
         "largest_step_sessions": largest["sessions"] if largest is not None else None,
         "idle_sessions": (idle or {}).get("connected"),
+        "non_model_cpu_s_per_turn": {str(step["sessions"]): non_model_per_turn(step)
+                                     for step in steps},
         "stages": {name: {"cpu_s_per_turn_one_session": per_one.get(name),
                           "cpu_s_per_turn_held_step": per_held.get(name),
                           "cpu_s_per_turn_largest_step": per_largest.get(name),

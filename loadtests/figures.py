@@ -117,6 +117,24 @@ def _peers(figures: dict[str, Any]) -> Iterator[Row]:
                _num(goal.get("measured"), digits=3), goal.get("goal", ""))
 
 
+def _capacity(figures: dict[str, Any]) -> Iterator[Row]:
+    yield ("voice sessions held at voice-to-voice p95 ≤ 2× one session",
+           _num(figures.get("sessions_held")), "≥ 8")
+    profile = figures.get("stage_profile") or {}
+    for step in figures.get("steps") or []:
+        sessions = step.get("sessions")
+        v2v = step.get("voice_to_voice_ms") or {}
+        yield (f"at {sessions} session(s): voice-to-voice p50 / p95, ms; turns done / failed"
+               " / refused",
+               f"{_num(v2v.get('p50'))} / {_num(v2v.get('p95'))}; "
+               f"{_num(step.get('completed_turns'))} / {_num(step.get('failed_turns'))} / "
+               f"{_num(step.get('refusals'))}", "p50 ≤ 500 alone" if sessions == 1 else "")
+        yield (f"at {sessions} session(s): CPU-s per voice turn, all but the models "
+               "(the whole machine)",
+               f"{_num(_get(profile, 'non_model_cpu_s_per_turn', str(sessions)), digits=2)} "
+               f"({_num(step.get('machine_cpu_s_per_turn'), digits=2)})", "≤ 0.25")
+
+
 #: benchmark → its headline rows, in the order the table shows them
 HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_latency": _latency,
@@ -124,6 +142,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_eventlog": _eventlog,
     "bench_evaluate": _evaluate,
     "bench_peers": _peers,
+    "capacity": _capacity,
 }
 
 

@@ -78,3 +78,17 @@ def test_a_real_child_that_burns_cpu_shows_as_reaped_by_this_process() -> None:
     assert found["reaped_children"].get(name, 0.0) > 0.05
     assert found["machine_busy_s"] > 0
     assert "runner" in found["threads"]
+
+
+def test_the_non_model_share_leaves_out_model_deployments_and_model_threads() -> None:
+    from loadtests._capacity_profile import non_model_per_turn
+
+    step = {"completed_turns": 10,
+            "cpu_s_per_turn": {"Gateway": 0.2, "Transcriber": 0.3, "LanguageModel": 0.25,
+                               "Synthesizer": 0.2, "Redis": 0.01, "ServerOther": 0.04},
+            "cpu_attribution": {"threads": {
+                "Gateway": {"gateway-loop": 1.2, "voxline-turn-te": 0.5},
+                "Transcriber": {"voxline-stt": 2.5}}}}
+    assert non_model_per_turn(step) == 0.2 + 0.01 + 0.04 - 0.05
+    assert non_model_per_turn({**step, "cpu_attribution": None}) == 0.25
+    assert non_model_per_turn({**step, "completed_turns": 0}) is None
