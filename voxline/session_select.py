@@ -53,9 +53,9 @@ async def sessions_between(settings: Settings, since_ms: int | None, until_ms: i
     redis = create_redis(settings.redis_url, settings.redis)
     try:
         log = EventLog(redis, settings.log)
-        found = [(s.started_ms, s.session_id) async for s in logged_sessions(log)
+        found = {s.session_id: s.started_ms async for s in logged_sessions(log)
                  if (since_ms is None or s.started_ms >= since_ms)
-                 and (until_ms is None or s.started_ms < until_ms)]
+                 and (until_ms is None or s.started_ms < until_ms)}  # each once
     finally:
         await redis.aclose()
-    return [session_id for _, session_id in sorted(found)[-limit:]]
+    return [session_id for _, session_id in sorted((t, s) for s, t in found.items())[-limit:]]

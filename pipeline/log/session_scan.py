@@ -6,7 +6,8 @@ for a question asked by a nightly sweep or an operator): the sessions are the st
 ``<prefix>:session:<id>`` (``<prefix>:session:{<tag>}:<id>`` on a cluster), found with
 ``SCAN``, and a session began at its first entry's id, whose first half is the append's
 milliseconds. An erased session's stream is gone, so it is never found. ``SCAN`` may
-return a key twice; each session is yielded once.
+return a key twice (a rehash during the scan): a caller that collects the sessions keeps
+each once; nothing here grows with the log.
 """
 
 from __future__ import annotations
@@ -32,17 +33,14 @@ class LoggedSession:
 
 
 async def logged_sessions(log: EventLog) -> AsyncIterator[LoggedSession]:
-    """Each session in ``log`` (in no particular order), with when it began."""
+    """Each session in ``log`` (in no particular order, rarely twice), with when it
+    began."""
     prefix = log.keys.session("")  # "{prefix}:session:" standalone
     pattern = (f"{log.settings.key_prefix}:session:*" if not log.keys.cluster
                else f"{log.settings.key_prefix}:session:{{*}}:*")
-    seen: set[str] = set()
     async for raw in log.redis.scan_iter(match=pattern, count=SCAN_COUNT):
         key = raw.decode() if isinstance(raw, bytes) else raw
         session_id = key.rsplit(":", 1)[1] if log.keys.cluster else key[len(prefix):]
-        if session_id in seen:
-            continue
-        seen.add(session_id)
         first = cast(list[tuple[bytes, object]], await log.redis.xrange(key, "-", "+", count=1))
         if first:
             yield LoggedSession(session_id, StreamId.parse(first[0][0]).ms)
