@@ -192,22 +192,14 @@ class ReplicaProbe:
                         self._read(group, proc)
             runner = self._runner.cpu_times()
             pids = {key[0] for key in self._ledger} | {self._runner.pid}
+            machine = machine_snapshot(pids)  # the machine's busy time read once, with it
             return CpuSnapshot(round(time.monotonic() - self.start, 3), dict(self._ledger),
-                               machine_s=machine_busy_s(),
+                               machine_s=machine.busy_s,
                                runner_s=runner.user + runner.system,
-                               runner_pid=self._runner.pid,
-                               machine=machine_snapshot(pids))
+                               runner_pid=self._runner.pid, machine=machine)
 
     def pids(self) -> dict[str, list[int]]:
         return {name: [p.pid for p in procs] for name, procs in self.replica_processes().items()}
-
-
-def machine_busy_s() -> float:
-    """CPU-seconds every core of the machine spent busy since boot (not idle, not waiting
-    on I/O; guest time is inside user time already)."""
-    times = psutil.cpu_times()
-    return sum(getattr(times, name, 0.0)
-               for name in ("user", "nice", "system", "irq", "softirq", "steal"))
 
 
 def own_pid() -> int:

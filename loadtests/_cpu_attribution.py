@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # _cpu_time's snapshots carry ours
 Key = tuple[int, int]
 #: the machine's counters read as the kernel's own (not a process's) time
 KERNEL_FIELDS = ("irq", "softirq", "steal")
+#: the counters of a busy core (idle and iowait are not)
+BUSY_FIELDS = ("user", "nice", "system", *KERNEL_FIELDS)
 #: parts listed by name: the largest this many, the rest summed as "others"
 TOP = 8
 
@@ -105,18 +107,27 @@ def _thread_times(pid: int) -> dict[str, float]:
     return dict(spent)
 
 
+def _busy(times: Any) -> float:
+    return sum(float(getattr(times, name, 0.0)) for name in BUSY_FIELDS)
+
+
+def machine_busy_s() -> float:
+    """CPU-seconds every core of the machine spent busy since boot (not idle, not waiting
+    on I/O; guest time is inside user time already)."""
+    return _busy(psutil.cpu_times())
+
+
 def machine_snapshot(thread_pids: Iterable[int] = ()) -> MachineSnapshot:
-    """Read the machine now: its counters, every process, the threads of ``thread_pids``."""
-    if not _PROC.is_dir():
-        return MachineSnapshot()
+    """Read the machine now: its counters, every process, the threads of ``thread_pids``
+    (without ``/proc``: its busy time only)."""
     times = psutil.cpu_times()
+    if not _PROC.is_dir():
+        return MachineSnapshot(busy_s=_busy(times))
     kernel = {name: float(getattr(times, name, 0.0)) for name in KERNEL_FIELDS}
-    busy = sum(float(getattr(times, name, 0.0))
-               for name in ("user", "nice", "system", *KERNEL_FIELDS))
     procs = dict(p for pid in psutil.pids() if (p := _proc_times(pid)) is not None)
     wanted = set(thread_pids)
     threads = {key: _thread_times(key[0]) for key in procs if key[0] in wanted}
-    return MachineSnapshot(kernel, procs, threads, busy)
+    return MachineSnapshot(kernel, procs, threads, _busy(times))
 
 
 def _top(spent: Mapping[str, float], top: int = TOP) -> dict[str, float]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from loadtests._capacity_probe import machine_busy_s
+from loadtests._cpu_attribution import machine_busy_s
 from loadtests._peers_client import Line, voice_turn
 from loadtests._report import percentiles
 

@@ -58,6 +58,7 @@ import os
 import time
 from typing import Any
 
+from loadtests._capacity_profile import MODEL_GROUPS as VOXLINE_MODEL_GROUPS
 from loadtests._peers_client import RATE, pipecat_line, voice_turn, voxline_line
 from loadtests._peers_load import Pace, Side, run_step
 from loadtests._peers_pipecat import MODEL_GROUPS as PIPECAT_MODEL_GROUPS
@@ -65,7 +66,6 @@ from loadtests._report import add_smoke_flag, smoke_reports, write_report
 from loadtests.capacity import QUESTIONS, SAMPLING, headline
 
 FRAMEWORKS = ("voxline", "pipecat")
-VOXLINE_MODEL_GROUPS = frozenset({"Transcriber", "LanguageModel", "Synthesizer", "Reranker"})
 OUTPUT_RATE = 24000  # Voxline's session asks for it; Pipecat's default output rate
 MAX_SESSIONS = 16
 GOALS = {"voice_to_voice_p50_ratio": 0.5, "cpu_s_per_turn_ratio": 0.5,
