@@ -26,7 +26,7 @@ import psutil
 
 from loadtests._cpu_attribution import machine_busy_s
 from loadtests._peers_client import Line, voice_turn
-from loadtests._report import percentiles
+from loadtests._report import percentiles_ms
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Step:
             "failed_turns": sum(self.failed.values()),
             "failed_by_outcome": dict(self.failed),
             "refusals": self.failed["overloaded"] + self.failed["engine_overloaded"],
-            "voice_to_voice_ms": ms(self.v2v),
+            "voice_to_voice_ms": percentiles_ms(self.v2v),
             "reply_audio_s_mean": round(sum(self.reply_s) / len(self.reply_s), 2)
             if self.reply_s else None,
             "cpu_s_per_turn": {
@@ -90,10 +90,6 @@ class Step:
             "runner_cpu_s_total": round(self.runner_cpu_s, 3),
             "machine_load_avg_1m": [round(x, 2) for x in self.load_avg],
         }
-
-
-def ms(values: list[float]) -> dict[str, float] | None:
-    return {k: round(v, 1) for k, v in percentiles(values).items()} if values else None
 
 
 async def user(side: Side, speech: list[bytes], step: Step, stop_at: float,

@@ -44,6 +44,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def percentiles_ms(values: list[float]) -> dict[str, float] | None:
+    """:func:`percentiles` rounded to 0.1; None when nothing was measured (no NaN in the
+    JSON)."""
+    return {k: round(v, 1) for k, v in percentiles(values).items()} if values else None
+
+
 def reports_dir() -> Path:
     """The folder reports are written to (read at each call: smoke mode sets it)."""
     return Path(os.environ.get(REPORTS_ENV) or DEFAULT_REPORTS)

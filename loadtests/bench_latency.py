@@ -78,7 +78,7 @@ from loadtests._report import (
     add_settings_flag,
     add_smoke_flag,
     mean_parts,
-    percentiles,
+    percentiles_ms,
     smoke_reports,
     write_report,
 )
@@ -200,11 +200,6 @@ class Budget:
             return None
 
 
-def ms(values: list[float]) -> dict[str, float] | None:
-    """Percentiles in ms, rounded; None when nothing was measured (no NaN in the JSON)."""
-    return {k: round(v, 1) for k, v in percentiles(values).items()} if values else None
-
-
 def completed(result: TurnResult | None) -> bool:
     """The turn ended with ``response.done`` (completed) and some audio reached the client."""
     if result is None or not result.events or not result.audio:
@@ -272,9 +267,9 @@ async def text_ttfa(client: VoxlineClient, turns: int, budget: Budget) -> dict[s
         figures[mode] = {
             "turns": len(server[mode]),
             "failed": failed[mode],
-            "server_ttfa_ms": ms(server[mode]),
-            "client_ttfa_ms": ms(client_side[mode]),
-            "response_done_ms": ms(done[mode]),
+            "server_ttfa_ms": percentiles_ms(server[mode]),
+            "client_ttfa_ms": percentiles_ms(client_side[mode]),
+            "response_done_ms": percentiles_ms(done[mode]),
             "pieces_per_reply_p50": statistics.median(pieces[mode]) if pieces[mode] else None,
             "stages_p50_ms": stage_medians(stages_seen[mode]),
             "samples": samples[mode],
@@ -452,8 +447,8 @@ def _voice_summary(figures: _VoiceFigures, warmed: bool) -> dict[str, Any]:
         "failed": figures.failed,
         "speculations_discarded": figures.discarded,
         "discarded_per_turn": round(figures.discarded / turns, 3) if turns else None,
-        "voice_to_voice_ms": ms(heard),
-        "server_ttfa_ms": ms(split["time_to_first_audio"]),
+        "voice_to_voice_ms": percentiles_ms(heard),
+        "server_ttfa_ms": percentiles_ms(split["time_to_first_audio"]),
         "stages_p50_ms": {
             "vad_tail_and_audio_in": round(statistics.median(rest), 1) if rest else None,
             **{name: round(statistics.median(v), 1) if v else None for name, v in split.items()},
@@ -539,7 +534,7 @@ async def against_native(
                 heard[kind].append(value)
         if budget.exhausted:
             break
-    native_ms, other_ms = ms(heard["native"]), ms(heard[name])
+    native_ms, other_ms = percentiles_ms(heard["native"]), percentiles_ms(heard[name])
     ratio = (round(other_ms["p50"] / native_ms["p50"], 3)
              if native_ms and other_ms and native_ms["p50"] > 0 else None)
     return {"turns": {k: len(v) for k, v in heard.items()}, "failed": failed,
@@ -610,7 +605,7 @@ async def stt_models(speech: dict[str, bytes], budget: Budget,
                 heard[question] = text
         finally:
             await stt.close()
-        figures[model] = {"transcribe_ms": ms(seconds), "heard": heard}
+        figures[model] = {"transcribe_ms": percentiles_ms(seconds), "heard": heard}
     return figures
 
 
@@ -676,7 +671,7 @@ async def overhead(client: VoxlineClient, turns: int, budget: Budget) -> dict[st
         "warmup_completed": warmed,
         "turns": len(parts.get("total_ms", [])),
         "failed": failed,
-        **{name: ms(parts.get(name, [])) for name in
+        **{name: percentiles_ms(parts.get(name, [])) for name in
            ("total_ms", "ingress_ms", "dispatch_ms", "delivery_ms", "first_chunk_audio_ms")},
     }
 

@@ -92,7 +92,7 @@ from loadtests._report import (
     add_settings_flag,
     add_smoke_flag,
     mean_parts,
-    percentiles,
+    percentiles_ms,
     reports_dir,
     smoke_reports,
     write_report,
@@ -165,8 +165,8 @@ class StepStats:
             "failed_turns": sum(self.failed.values()),
             "failures_by_code": dict(self.failed),
             "refusals": self.refusals,
-            "voice_to_voice_ms": rounded(self.v2v),
-            "ttfa_ms": rounded(self.ttfa),
+            "voice_to_voice_ms": percentiles_ms(self.v2v),
+            "ttfa_ms": percentiles_ms(self.ttfa),
             # where the voice-to-voice time went, on average and in the slowest tenth of
             # the turns: which stage waits when sessions share the machine
             "voice_to_voice_parts": mean_parts(self.parts, slowest=SLOWEST_SHARE),
@@ -201,10 +201,6 @@ def voice_parts(parts: LatencyParts | None, v2v: float | None) -> LatencyParts |
         return parts
     return LatencyParts({"endpoint": max(0.0, v2v - parts.total_ms), **parts.parts}, v2v,
                         parts.head_start_ms)
-
-
-def rounded(values: list[float]) -> dict[str, float] | None:
-    return {k: round(v, 1) for k, v in percentiles(values).items()} if values else None
 
 
 class Run:
@@ -429,7 +425,7 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
             step.cpu = (begin, await asyncio.to_thread(probe.snapshot))
             results.append(step)
             print(f"  {sessions:3d} sessions: {step.completed} turns, "
-                  f"v2v {rounded(step.v2v)}, failed {dict(step.failed)}, "
+                  f"v2v {percentiles_ms(step.v2v)}, failed {dict(step.failed)}, "
                   f"refused {step.refusals}", flush=True)
             await asyncio.sleep(args.settle_s)
         # After the steps, so that the one-session step (the bound's reference) never
@@ -510,7 +506,7 @@ def bystander_figures(seconds: float, step: StepStats) -> dict[str, Any]:
     """The report's ``idle_sessions.bystander``: one talking user's turns."""
     return {"seconds": seconds, "completed_turns": step.completed,
             "failed_turns": sum(step.failed.values()), "refusals": step.refusals,
-            "voice_to_voice_ms": rounded(step.v2v), "ttfa_ms": rounded(step.ttfa)}
+            "voice_to_voice_ms": percentiles_ms(step.v2v), "ttfa_ms": percentiles_ms(step.ttfa)}
 
 
 def bystander_ratio(bystander: dict[str, Any], steps: list[dict[str, Any]]) -> float | None:
