@@ -27,9 +27,10 @@ import select
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.cluster import ClusterNode
@@ -232,6 +233,25 @@ def runner_environment() -> None:
     server a benchmark starts, and its replicas, read it)."""
     for name, value in RUNNER_SETTINGS.items():
         os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def local_app(say: Callable[[str], None] = print, *, profile: str = "cpu",
+              ready_timeout_s: float = 600, **update: Any) -> Iterator[Any]:
+    """The whole app started in this process for a benchmark (Redis of its own unless
+    ``VOXLINE_REDIS_URL``; :data:`RUNNER_SETTINGS`), on 127.0.0.1 and ports of its own, so a
+    server the user runs (8000, 9464) is never touched; ``update`` overrides settings. Yields
+    the :class:`voxline.server.RunningServer`; everything it started stops on exit."""
+    from schemas import Settings
+    from voxline.redis_server import free_port
+    from voxline.server import running_server
+
+    runner_environment()
+    settings = Settings().model_copy(update={"host": "127.0.0.1", "port": free_port(),
+                                             "metrics_port": free_port(), **update})
+    with running_server(settings, profile=profile, say=say,
+                        ready_timeout_s=ready_timeout_s) as server:
+        yield server
 
 
 def _child_env() -> dict[str, str]:

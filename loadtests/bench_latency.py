@@ -72,7 +72,7 @@ from urllib.parse import urlsplit
 import httpx
 from websockets.exceptions import WebSocketException
 
-from loadtests._gateway import runner_environment
+from loadtests._gateway import local_app
 from loadtests._realtime_sdk import sdk_voice_turn
 from loadtests._report import (
     add_settings_flag,
@@ -908,16 +908,9 @@ def main() -> None:
             os.environ["VOXLINE_STT__MODEL"] = args.stt_model
         # phone calls take their settings from the server: the same sampling as the others
         os.environ.setdefault("VOXLINE_TELEPHONY__SESSION", json.dumps({"sampling": SAMPLING}))
-        runner_environment()  # every WebRTC turn is a new call from this one address
-        from schemas import Settings
-        from voxline.redis_server import free_port
-        from voxline.server import running_server
-
-        # ports of its own: a server the user runs (8000, 9464) is never touched
-        settings = Settings().model_copy(update={"host": "127.0.0.1",
-                                                 "port": args.port or free_port(),
-                                                 "metrics_port": free_port()})
-        with running_server(settings, say=say, ready_timeout_s=max(budget.left(), 30)) as server:
+        # every WebRTC turn is a new call from this one address: local_app allows for it
+        port = {"port": args.port} if args.port else {}
+        with local_app(say, ready_timeout_s=max(budget.left(), 30), **port) as server:
             say(f"app ready after {budget.elapsed():.0f} s")
             figures = measure(server.url)
         figures["server"] = {"url": server.url, "started_by_bench": True,

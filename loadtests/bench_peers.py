@@ -186,17 +186,9 @@ def run_voxline(args: argparse.Namespace, deadline: float,
             figures, speech = asyncio.run(voxline_side(url, probe, args, deadline, speech))
         figures["engines"] = "scripted (smoke mode: the figures mean nothing)"
         return figures, speech
-    from loadtests._gateway import runner_environment
-    from schemas import Settings
-    from voxline.redis_server import free_port
-    from voxline.server import running_server
+    from loadtests._gateway import local_app
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    runner_environment()
-    settings = Settings().model_copy(update={"host": "127.0.0.1", "port": free_port(),
-                                             "metrics_port": free_port()})
-    with running_server(settings, profile="cpu", say=print,
-                        ready_timeout_s=max(60.0, deadline - time.monotonic())) as server:
+    with local_app(ready_timeout_s=max(60.0, deadline - time.monotonic())) as server:
         probe = ReplicaProbe(root_pid=os.getpid())
         figures, speech = asyncio.run(voxline_side(server.url, probe, args, deadline, speech))
     figures["engines"] = "CPU profile (the log, resume and replay on: the defaults)"

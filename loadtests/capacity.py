@@ -591,19 +591,13 @@ def main() -> None:
         probe = ReplicaProbe(root_pid=args.server_pid)
         report = asyncio.run(measure(args.url, args, probe, deadline))
     else:
-        from loadtests._gateway import runner_environment
+        from loadtests._gateway import local_app
         from schemas import Settings
         from schemas._settings import SttEngineSettings
-        from voxline.redis_server import free_port
-        from voxline.server import running_server
 
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        runner_environment()
         # --stt-model over the environment's STT settings (VOXLINE_STT__TURN_WINDOW_S, ...)
-        stt = Settings().stt.model_dump()
-        settings = Settings(host="127.0.0.1", port=free_port(), metrics_port=free_port(),
-                            stt=SttEngineSettings(**{**stt, "model": args.stt_model}))
-        with running_server(settings, profile=args.profile, say=print) as server:
+        stt = SttEngineSettings(**{**Settings().stt.model_dump(), "model": args.stt_model})
+        with local_app(profile=args.profile, stt=stt) as server:
             probe = ReplicaProbe(root_pid=os.getpid(), use_serve_status=True)
             report = asyncio.run(measure(server.url, args, probe, deadline))
     path = write_report(args.out, report)
