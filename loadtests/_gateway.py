@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import resource
 import select
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from redis.sentinel import Sentinel
 
 from deployments.api import ApiServer, Services, create_api
 from deployments.api._services import start_services
+from loadtests._open_files import raise_file_limit
 from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from pipeline.engines import (
     LanguageModel,
@@ -145,15 +145,6 @@ async def serve_api(
         await client.aclose()
         await server.stop()
         await services.aclose()
-
-
-def raise_file_limit(wanted: int) -> int:
-    """Raise the soft limit on open files towards ``wanted`` (at most the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # ---- the child process ---------------------------------------------------------------------

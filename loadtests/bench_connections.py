@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtests._gateway import child_gateway, raise_file_limit
+from loadtests._gateway import child_gateway
+from loadtests._open_files import raise_file_limit
 from loadtests._report import add_smoke_flag, percentiles, smoke_reports, write_report
 from voxline.client import VoxlineClient
 

@@ -54,21 +54,26 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loadtests._gateway import Pacing, child_gateway, raise_file_limit
 from loadtests._log_scale_direct import SESSIONS_PER_WRITER, LogAgents, session_ids
 from loadtests._log_scale_direct import Window as LogWindow
 from loadtests._log_scale_plot import plot, series
-from loadtests._log_scale_sockets import SocketLoad
-from loadtests._log_scale_sockets import Window as TurnWindow
+from loadtests._log_scale_ramp import Step, confirmed, cpu_over, outcome, ramp, rounded
+from loadtests._open_files import raise_file_limit
 from loadtests._process_cpu import CpuMeter, CpuWindow
 from loadtests._report import add_smoke_flag, percentiles, reports_dir, smoke_reports, write_report
 from pipeline.log.keys import LogKeys
 from schemas import ConfigurationError, EventLogSettings
 from voxline.redis_cluster import SLOTS, RedisClusterServers, start_redis_cluster
+
+if TYPE_CHECKING:
+    from loadtests._gateway import Pacing
+    from loadtests._log_scale_sockets import SocketLoad
+
+# The Gateway phases import the whole API (WebRTC's PyAV, Twilio, OpenTelemetry...) where
+# they run: the log phase needs only the log, so it runs on a machine that holds only the
+# log's dependencies (a lent 16-core machine with no registry: docs/operations.md).
 
 PHASES = ("log", "gateway", "live", "acks")
 #: other processes this busy (percent of one core) in a step make the figures indicative
@@ -77,116 +82,6 @@ NOISE_PCT = 25.0
 DELIVERED_SHARE = 0.95
 #: how long after a step its turns may take to end (a reply is ~1.2 s)
 GATEWAY_GRACE_S = 2.5
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a ramp: its figures (as reported) and whether it held the bound."""
-
-    figures: dict[str, Any]
-    passed: bool
-    why: list[str]
-
-
-async def ramp(first: float, factor: float, max_steps: int, deadline: float,
-               measure: Callable[[float], Awaitable[Step]]) -> dict[str, Any]:
-    """Steps from ``first`` up by ``factor`` until one fails (the limit), ``max_steps``
-    or the deadline; the best passing step is what was sustained."""
-    steps: list[Step] = []
-    load = first
-    stopped = f"{max_steps} loads, all held"
-    for _ in range(max_steps):
-        if time.monotonic() > deadline:
-            stopped = "the time budget ran out"
-            break
-        step = await confirmed(measure, load, steps)
-        if not step.passed:
-            stopped = "a step failed twice: " + "; ".join(step.why)
-            break
-        load *= factor
-    return {**outcome(steps), "stopped": stopped}
-
-
-async def confirmed(measure: Callable[[float], Awaitable[Step]], load: float,
-                    steps: list[Step], prefix: str = "") -> Step:
-    """One step at ``load``; a step that fails is measured once more and the second
-    answer stands: one window can fail on a neighbour's burst or a collector's pause, and
-    a limit should be the load's, not the moment's. Both are kept in ``steps``."""
-    for attempt in (1, 2):
-        step = await measure(load)
-        steps.append(step)
-        print(f"    {prefix}{_line(step)}", flush=True)
-        if step.passed:
-            break
-        step.figures["attempt"] = attempt
-    return step
-
-
-def outcome(steps: list[Step]) -> dict[str, Any]:
-    """What a ramp sustained (its best passing step), where it stopped, and why."""
-    best = max((s for s in steps if s.passed), key=lambda s: s.figures["events_per_s"],
-               default=None)
-    failed = steps[-1] if steps and not steps[-1].passed else None
-    return {
-        "sustained_events_per_s": best.figures["events_per_s"] if best else 0.0,
-        "p99_ms_at_sustained": best.figures["latency_ms"]["p99"] if best else None,
-        "projected_events_per_s_busiest_primary_full": projected(steps),
-        "limit": None if failed is None else {
-            "at": failed.figures["offered"], "why": failed.why,
-            "cpu": failed.figures["cpu"]},
-        "cpu_at_sustained": best.figures["cpu"] if best else None,
-        "others_max_pct_of_one_core": max(
-            (s.figures["cpu"]["other_processes_pct_of_one_core"] for s in steps), default=0.0),
-        "steps": [{**s.figures, "passed": s.passed, "why": s.why} for s in steps],
-    }
-
-
-def projected(steps: list[Step]) -> float | None:
-    """The events/s at which the busiest Redis primary would use its whole core: a line
-    fitted through the steps' (events/s, its CPU) and extended to 100 % (a projection,
-    not a measure; one step: through the origin). What the log itself could take were
-    its clients not short of cores, which on a small machine they are first."""
-    points = [(float(s.figures["events_per_s"]),
-               float(s.figures["cpu"]["hottest_process_pct"].get("redis primaries") or 0))
-              for s in steps if s.figures["events_per_s"] > 0]
-    points = [(x, y) for x, y in points if y > 0]
-    if not points:
-        return None
-    xs = [x for x, _ in points]
-    if len(points) >= 2 and max(xs) > 1.2 * min(xs):
-        mean_x = sum(xs) / len(xs)
-        mean_y = sum(y for _, y in points) / len(points)
-        slope = (sum((x - mean_x) * (y - mean_y) for x, y in points)
-                 / sum((x - mean_x) ** 2 for x in xs))
-        if slope > 0:
-            return float(round((100 - (mean_y - slope * mean_x)) / slope))
-    x, y = max(points)
-    return float(round(x * 100 / y))
-
-
-def _line(step: Step) -> str:
-    f = step.figures
-    cpu = f["cpu"]
-    groups = ", ".join(f"{k} {v:.0f}%" for k, v in cpu["cpu_pct_of_one_core"].items())
-    verdict = "held" if step.passed else "FAILED (" + "; ".join(step.why) + ")"
-    trips = "".join(f", {label} {f[key]}" for key, label in (
-        ("appends_per_round_trip", "appends/trip"), ("live_reads_per_event", "reads/event"))
-        if f.get(key) is not None)
-    return (f"offered {f['offered']}: {f['events_per_s']:.0f} events/s, p99 "
-            f"{f['latency_ms']['p99']:.1f} ms, p50 {f['latency_ms']['p50']:.1f} ms{trips}; "
-            f"CPU {groups}, machine {cpu['machine_pct_of_all_cores']:.0f}% -> {verdict}")
-
-
-async def cpu_over(meter: CpuMeter, start: float, end: float) -> CpuWindow:
-    """The meter over ``[start, end]`` (wall clock)."""
-    await asyncio.sleep(max(start - time.time(), 0))
-    meter.start()
-    await asyncio.sleep(max(end - time.time(), 0))
-    return meter.stop()
-
-
-def _rounded(values: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 2) for k, v in values.items()}
 
 
 def cluster_groups(cluster: RedisClusterServers) -> dict[str, list[int]]:
@@ -251,9 +146,9 @@ def _log_step(rate: float, window: LogWindow, answers: dict[str, list[dict[str, 
     figures = {
         "offered": round(rate, 1),
         "events_per_s": round(len(latencies) / span, 1),
-        "latency_ms": _rounded(latency),
+        "latency_ms": rounded(latency),
         "appended": sum(w["appended"] for w in writers),
-        "append_ms": [_rounded(w["append_ms"]) for w in writers],
+        "append_ms": [rounded(w["append_ms"]) for w in writers],
         "behind": behind,
         "failed": failed,
         # what one Redis round trip carried: appends per pipeline sent, live reads per
@@ -279,11 +174,9 @@ def _log_step(rate: float, window: LogWindow, answers: dict[str, list[dict[str, 
     return Step(figures, not why, why)
 
 
-def _ratio(part: float, whole: float) -> float | None:
-    return round(part / whole, 2) if whole else None
-
-
 def _pacing(args: argparse.Namespace) -> Pacing:
+    from loadtests._gateway import Pacing
+
     return Pacing(tokens=args.tokens, first_token_ms=args.first_token_ms,
                   token_ms=args.token_ms, tts_chunk_ms=args.tts_chunk_ms)
 
@@ -292,6 +185,8 @@ def _pacing(args: argparse.Namespace) -> Pacing:
 def gateways_on(cluster: RedisClusterServers, count: int, args: argparse.Namespace,
                 max_sessions: int) -> Any:
     """``count`` Gateway replicas (child processes) on one log: [(url, pid)]."""
+    from loadtests._gateway import child_gateway
+
     prefix = f"voxbench:{uuid.uuid4().hex[:8]}"
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(child_gateway(
@@ -302,6 +197,8 @@ def gateways_on(cluster: RedisClusterServers, count: int, args: argparse.Namespa
 
 async def turn_step(load: SocketLoad, meter: CpuMeter, turn_rate: float, *, step_s: float,
                     warm_s: float, p99_ms: float, offered: float | int) -> Step:
+    from loadtests._log_scale_sockets import Window as TurnWindow
+
     load_from = time.time() + 0.2
     window = TurnWindow(load_from, load_from + warm_s, load_from + step_s, turn_rate)
     closed_before = load.closed
@@ -309,7 +206,7 @@ async def turn_step(load: SocketLoad, meter: CpuMeter, turn_rate: float, *, step
                                        cpu_over(meter, window.start, window.end))
     latencies = result.pop("latencies")
     latency = percentiles(latencies)
-    figures = {"offered": offered, **result, "latency_ms": _rounded(latency),
+    figures = {"offered": offered, **result, "latency_ms": rounded(latency),
                "cpu": cpu.as_dict()}
     why = []
     if not latency["p99"] <= p99_ms:
@@ -328,6 +225,8 @@ async def turn_step(load: SocketLoad, meter: CpuMeter, turn_rate: float, *, step
 async def gateway_phase(cluster: RedisClusterServers, gateways: int,
                         args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     """Text turns through ``gateways`` replicas, the turn rate rising until a step fails."""
+    from loadtests._log_scale_sockets import SocketLoad
+
     sessions = args.sessions_per_gateway * gateways
     with gateways_on(cluster, gateways, args, max_sessions=sessions + 100) as children:
         load = SocketLoad([url for url, _ in children], speech=args.speech)
@@ -355,6 +254,8 @@ async def live_phase(cluster: RedisClusterServers, args: argparse.Namespace,
                      deadline: float) -> dict[str, Any]:
     """Sockets held in steps, each session typing ``--turns-per-minute`` turns a minute,
     on 2 Gateways: the most held at the p99 bound."""
+    from loadtests._log_scale_sockets import SocketLoad
+
     raise_file_limit(max(args.live_steps) + 2048)
     steps: list[Step] = []
     stopped = "every step held"

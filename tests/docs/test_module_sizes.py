@@ -15,7 +15,7 @@ LIMIT = 400
 OVERSIZE_BENCHMARKS = {
     "loadtests/bench_latency.py": 960,
     "loadtests/capacity.py": 636,
-    "loadtests/bench_log_scale.py": 626,
+    "loadtests/bench_log_scale.py": 527,
     "loadtests/bench_limits.py": 489,
     "loadtests/locustfile.py": 469,
     "loadtests/bench_stt_batch.py": 418,
