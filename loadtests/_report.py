@@ -88,6 +88,7 @@ def write_report(name: str, figures: dict[str, Any]) -> Path:
         "machine": {
             "python": platform.python_version(),
             "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
         },
         "figures": _json_numbers(figures),
     }

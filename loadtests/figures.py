@@ -7,12 +7,15 @@ table in ``docs/performance.md`` between the two ``figures`` markers is written 
 kept reports, never typed::
 
     python -m loadtests.figures --keep bench_log_scale   # keep the last run's report
+    python -m loadtests.figures --keep bench_log_scale@16-cores   # kept beside it, labelled
     python -m loadtests.figures                          # rewrite the table
     python -m loadtests.figures --check                  # exit 1 if the table is stale
 
 Each benchmark has a headline extractor here (:data:`HEADLINES`): a few rows of figure,
 value and goal read from its report. A figure the report lacks is shown as "—", never
-invented. The test command runs ``--check`` (``tests/docs/test_figures.py``), so a kept
+invented. A label (``NAME@LABEL``) keeps a run beside the main one — the same benchmark
+on another machine (a lent 16-core one) or with other arguments — and the table names it.
+The test command runs ``--check`` (``tests/docs/test_figures.py``), so a kept
 report whose table was not rewritten fails, as does a table edited by hand.
 """
 
@@ -57,16 +60,28 @@ def _num(value: Any, unit: str = "", digits: int = 0) -> str:
 def _log_scale(figures: dict[str, Any]) -> Iterator[Row]:
     for run in figures.get("runs") or []:
         where = f"{run.get('mode')}, {run.get('shards')} shard(s)"
+        if run.get("gateways"):
+            where += f", {run['gateways']} Gateway(s)"
         held = run.get("sustained_events_per_s")
         yield (f"events/s held at p99 ≤ 50 ms ({where})", _num(held),
                "≥ 8,000 (log alone, 1 shard)" if run.get("mode") == "log" else "")
-        cpu = _get(run, "cpu_at_sustained", "cpu_pct_of_one_core") or {}
-        if held and cpu:
-            per_event = ", ".join(
-                f"{group} {pct / 100 / held * 1000:.3f}" for group, pct in cpu.items()
-                if pct and group != "load generator")
-            yield (f"CPU per event at that rate, ms of a core ({where})", per_event,
-                   "clients ≤ Redis")
+        yield from _per_event(where, held, run)
+    live = figures.get("live_sessions")
+    if live:
+        where = f"live, {live.get('gateways')} Gateway(s)"
+        yield (f"live text sessions held at p99 ≤ 50 ms ({where})",
+               _num(live.get("held_at_p99")), "≥ 5,000")
+        yield from _per_event(where, live.get("sustained_events_per_s"), live)
+
+
+def _per_event(where: str, held: Any, run: dict[str, Any]) -> Iterator[Row]:
+    cpu = _get(run, "cpu_at_sustained", "cpu_pct_of_one_core") or {}
+    if held and cpu:
+        per_event = ", ".join(
+            f"{group} {pct / 100 / held * 1000:.3f}" for group, pct in cpu.items()
+            if pct and group != "load generator")
+        yield (f"CPU per event at that rate, ms of a core ({where})", per_event,
+               "clients ≤ Redis")
 
 
 def _latency(figures: dict[str, Any]) -> Iterator[Row]:
@@ -146,21 +161,39 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
 }
 
 
+def kept_reports(kept: Path = KEPT) -> Iterator[tuple[str, Path]]:
+    """Each kept report as (its benchmark's name, its file), in :data:`HEADLINES`' order:
+    ``NAME.json`` first, then its labelled runs (``NAME@LABEL.json``) by label."""
+    for name in HEADLINES:
+        main = kept / f"{name}.json"
+        for path in ([main] if main.exists() else []) + sorted(kept.glob(f"{name}@*.json")):
+            yield name, path
+
+
 def table(kept: Path = KEPT) -> str:
     """The Markdown table of every kept report that has a headline extractor."""
     lines = ["| benchmark | figure | value | goal | measured |",
              "| --- | --- | --- | --- | --- |"]
-    for name, headline in HEADLINES.items():
-        path = kept / f"{name}.json"
-        if not path.exists():
-            continue
+    for name, path in kept_reports(kept):
         report = json.loads(path.read_text(encoding="utf-8"))
         machine = report.get("machine") or {}
+        cores = machine.get("cores") or _cores_measured(report.get("figures") or {})
         when = (f"{str(report.get('at', '?'))[:10]}, Python {machine.get('python', '?')}"
+                f"{f', {cores} cores' if cores else ''}"
                 f"{' (indicative: machine busy)' if _noisy(report) else ''}")
-        for figure, value, goal in headline(report.get("figures") or {}):
-            lines.append(f"| `{name}` | {figure} | {value} | {goal} | {when} |")
+        label = f"`{path.stem}`"
+        for figure, value, goal in HEADLINES[name](report.get("figures") or {}):
+            lines.append(f"| {label} | {figure} | {value} | {goal} | {when} |")
     return "\n".join(lines)
+
+
+def _cores_measured(figures: dict[str, Any]) -> Any:
+    """The cores a report's CPU figures saw (reports older than ``machine.cores``)."""
+    for run in (figures.get("runs") or []) + [figures.get("live_sessions")]:
+        cores = _get(run, "cpu_at_sustained", "cores")
+        if cores:
+            return cores
+    return None
 
 
 def _noisy(report: dict[str, Any]) -> bool:
@@ -177,12 +210,16 @@ def rendered(page: str, kept: Path = KEPT) -> str:
 
 
 def keep(name: str) -> Path:
-    """Copy the last run's ``reports/<name>.json`` to the kept reports."""
-    if name not in HEADLINES:
-        raise SystemExit(f"no headline for {name!r}: one of {', '.join(HEADLINES)}")
-    source = reports_dir() / f"{name}.json"
+    """Copy the last run's ``reports/<name>.json`` to the kept reports (as
+    ``<name>@<label>.json`` for ``name@label``)."""
+    benchmark, _, label = name.partition("@")
+    if benchmark not in HEADLINES:
+        raise SystemExit(f"no headline for {benchmark!r}: one of {', '.join(HEADLINES)}")
+    if label and not label.replace("-", "").replace("_", "").isalnum():
+        raise SystemExit(f"a label is letters, digits, '-' and '_': {label!r}")
+    source = reports_dir() / f"{benchmark}.json"
     if not source.exists():
-        raise SystemExit(f"{source} does not exist: run python -m loadtests.{name} first")
+        raise SystemExit(f"{source} does not exist: run python -m loadtests.{benchmark} first")
     KEPT.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copyfile(source, KEPT / f"{name}.json"))
 
@@ -190,7 +227,8 @@ def keep(name: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="append", default=[], metavar="NAME",
-                        help="copy reports/NAME.json to docs/figures/ first (repeatable)")
+                        help="copy reports/NAME.json to docs/figures/ first (repeatable); "
+                        "NAME@LABEL keeps it beside the main run, labelled")
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if the table is not what the kept "
                         "reports give")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from loadtests import figures
 
 
@@ -16,7 +18,7 @@ def test_the_table_on_the_page_is_what_the_kept_reports_give() -> None:
 
 
 def test_every_kept_report_has_a_headline() -> None:
-    kept = {path.stem for path in figures.KEPT.glob("*.json")}
+    kept = {path.stem.partition("@")[0] for path in figures.KEPT.glob("*.json")}
     assert kept <= set(figures.HEADLINES), kept - set(figures.HEADLINES)
 
 
@@ -44,6 +46,29 @@ def test_rows_come_from_the_report_and_missing_figures_show_as_a_dash(tmp_path: 
     cpu = next(line for line in table if "CPU per event" in line)
     assert "log writers 0.200, log readers 0.250" in cpu and "load generator" not in cpu
     assert not any("bench_latency" in line for line in table)  # not kept: no rows
+
+
+def test_a_labelled_run_is_kept_beside_the_main_one_and_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reports, kept = tmp_path / "reports", tmp_path / "kept"
+    reports.mkdir()
+    monkeypatch.setenv("VOXLINE_REPORTS_DIR", str(reports))
+    monkeypatch.setattr(figures, "KEPT", kept)
+    live = {"live_sessions": {"gateways": 2, "held_at_p99": 5000,
+                              "sustained_events_per_s": 2000.0,
+                              "cpu_at_sustained": {"cores": 16, "cpu_pct_of_one_core": {
+                                  "gateways": 100.0, "load generator": 9.0}}}}
+    report(reports, "bench_log_scale", live)
+    assert figures.keep("bench_log_scale@16-cores") == kept / "bench_log_scale@16-cores.json"
+    report(kept, "bench_log_scale", {"runs": []})
+    names = [path.name for _, path in figures.kept_reports(kept)]
+    assert names == ["bench_log_scale.json", "bench_log_scale@16-cores.json"]
+    rows = [line for line in figures.table(kept).splitlines() if "16-cores" in line]
+    assert "| live text sessions held at p99 ≤ 50 ms (live, 2 Gateway(s)) | 5,000 |" in rows[0]
+    assert "16 cores" in rows[0] and "gateways 0.500" in rows[1]
+    for wrong in ("nothing@16-cores", "bench_log_scale@../up"):
+        with pytest.raises(SystemExit):
+            figures.keep(wrong)
 
 
 def test_a_page_without_markers_is_refused() -> None:
