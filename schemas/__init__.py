@@ -139,6 +139,7 @@ from schemas._retrieval import (
 )
 from schemas._retrieval_settings import RetrievalSettings
 from schemas._session import (
+    MAX_SESSION_TAGS,
     REDACT_KINDS,
     SUPPORTED_SAMPLE_RATES,
     AudioFormat,
@@ -190,6 +191,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
     "MAX_PROMPT_CHARS",
+    "MAX_SESSION_TAGS",
     "MAX_SESSION_TOOLS",
     "MAX_SYNTHESIS_CHARS",
     "MAX_TEXT_CHARS",

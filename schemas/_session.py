@@ -19,6 +19,12 @@ RedactKind = Literal["email", "phone", "card", "iban"]
 REDACT_KINDS: tuple[RedactKind, ...] = ("email", "phone", "card", "iban")
 
 
+#: at most this many ``tags`` a session
+MAX_SESSION_TAGS = 16
+#: a tag: a label of the application's own, kept in the log with the session
+SessionTag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$")]
+
+
 def redact_union(*kinds: tuple[RedactKind, ...]) -> tuple[RedactKind, ...]:
     """The kinds named in any of ``kinds``, in :data:`REDACT_KINDS`'s order."""
     named = {kind for group in kinds for kind in group}
@@ -193,6 +199,15 @@ class SessionSettings(BaseModel):
         description="keep what the user says as audio in the log (input.audio); off: the "
         "utterance is transcribed and dropped, its event keeps only its timing (replay, "
         "re-transcription and the turn-taking evaluation then say the audio was not kept)",
+    )
+    # -- choosing sessions later --
+    tags: tuple[SessionTag, ...] = Field(
+        default=(), max_length=MAX_SESSION_TAGS,
+        description="labels of the application's own (a release, an experiment, a "
+        "customer tier: 'release=2026.11', 'beta'), logged with the session so that "
+        "'voxline evaluate --tag' and 'voxline export --tag' can choose it later; each a "
+        "letter or digit, then up to 63 of letters, digits and _ . : = -; at most 16. "
+        "Set when the session is created: session.update may not change them",
     )
     # -- tools --
     tools: tuple[SessionTool, ...] = Field(

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from voxline._cli_app import app, console, fail, plain_errors, say
-from voxline.cli_sessions import RedisUrl, Since, Until, sessions_or_range
+from voxline.cli_sessions import RedisUrl, Since, Tag, Until, sessions_or_range
 
 #: the exit status when a --fail-if threshold is crossed (1 and 2 are errors and usage)
 CROSSED = 3
@@ -36,6 +36,7 @@ def evaluate(
                                             "sessions left after it are not started")] = 600.0,
     since: Since = None,
     until: Until = None,
+    tag: Tag = None,
     redis_url: RedisUrl = None,
 ) -> None:
     """Replay logged sessions' input through candidate configurations, offline, and
@@ -59,15 +60,15 @@ def evaluate(
         thresholds = [parse_threshold(text) for text in fail_if or []]
         events_of = None
         if dataset is not None:
-            if since is not None or until is not None:
-                fail("a time range (--since/--until) chooses from the log, not a --dataset",
+            if since is not None or until is not None or tag is not None:
+                fail("--since, --until and --tag choose from the log, not a --dataset",
                      code=2)
             held, events_of = dataset_events(dataset)
             sessions = sessions or held
         settings = inspect_settings(redis_url)
-        sessions = sessions_or_range(sessions, since, until, settings, max_sessions)
+        sessions = sessions_or_range(sessions, since, until, settings, max_sessions, tag)
         if not sessions:
-            fail("name the sessions to evaluate, a time range holding some, or a --dataset",
+            fail("name the sessions to evaluate, a range or tag holding some, or a --dataset",
                  code=2)
         report = asyncio.run(run_evaluation(
             sessions, tried, settings, events_of=events_of,

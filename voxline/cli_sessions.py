@@ -23,24 +23,29 @@ Since = Annotated[str | None, typer.Option(
     "(UTC unless it says its offset) or a span back from now (90m, 12h, 7d)")]
 Until = Annotated[str | None, typer.Option(
     help="with or without --since: the sessions that began before this (same forms)")]
+Tag = Annotated[str | None, typer.Option(
+    help="instead of ids, alone or with --since/--until: the sessions created with this "
+    "tag (the session setting 'tags')")]
 
 
 def sessions_or_range(sessions: list[str] | None, since: str | None, until: str | None,
-                      settings: Settings, limit: int) -> list[str]:
-    """The sessions named, or those that began between ``since`` and ``until`` (the most
-    recent ``limit``); naming both is a usage error."""
-    if since is None and until is None:
+                      settings: Settings, limit: int, tag: str | None = None) -> list[str]:
+    """The sessions named, or those that began between ``since`` and ``until`` and carry
+    ``tag`` (the most recent ``limit``); naming both is a usage error."""
+    if since is None and until is None and tag is None:
         return list(sessions or [])
     if sessions:
-        fail("name sessions or a time range (--since/--until), not both", code=2)
+        fail("name sessions or choose them (--since/--until/--tag), not both", code=2)
     import asyncio
 
     from voxline.session_select import parse_moment, sessions_between
 
     bounds = [None if text is None else parse_moment(text, option=option)
               for text, option in ((since, "--since"), (until, "--until"))]
-    chosen = asyncio.run(sessions_between(settings, bounds[0], bounds[1], limit))
-    say(f"{len(chosen)} session(s) began in that range")
+    chosen = asyncio.run(sessions_between(settings, bounds[0], bounds[1], limit, tag))
+    tagged = f" tagged {tag!r}" if tag is not None else ""
+    within = " in that range" if since is not None or until is not None else ""
+    say(f"{len(chosen)} session(s){tagged} began{within or ' (all the log holds)'}")
     return chosen
 
 
@@ -113,14 +118,16 @@ def trace(
 def export(
     out: Annotated[Path, typer.Option(help="a new (or empty) folder for the dataset")],
     sessions: Annotated[list[str] | None, typer.Argument(
-        help="the session ids (or --since/--until)")] = None,
+        help="the session ids (or --since/--until/--tag)")] = None,
     redact: Annotated[list[str] | None, typer.Option(
         "--redact", help="redact this kind too in the dataset's text (email, phone, card, "
         "iban, digits; repeatable)")] = None,
     since: Since = None,
     until: Until = None,
+    tag: Tag = None,
     max_sessions: Annotated[int, typer.Option(
-        min=1, max=100_000, help="with a time range: the most recent this many")] = 1000,
+        min=1, max=100_000, help="with a time range or a tag: the most recent this many")
+    ] = 1000,
     redis_url: RedisUrl = None,
 ) -> None:
     """Export logged sessions as a dataset: each utterance a WAV file with its transcript
@@ -134,9 +141,9 @@ def export(
     with plain_errors():
         kinds = redaction_kinds(redact or [])
         settings = inspect_settings(redis_url)
-        chosen = sessions_or_range(sessions, since, until, settings, max_sessions)
+        chosen = sessions_or_range(sessions, since, until, settings, max_sessions, tag)
         if not chosen:
-            fail("no sessions to export: name them, or a time range holding some", code=2)
+            fail("no sessions to export: name them, or a range or tag holding some", code=2)
         try:
             summary = asyncio.run(export_sessions(chosen, out, settings,
                                                   redact_kinds=kinds, say=say))

@@ -17,7 +17,7 @@ from pipeline.log.fanout import LogFanout
 from pipeline.log.feeds import FeedReader, feed_groups
 from pipeline.log.history import message_tokens
 from pipeline.log.redis_client import create_redis, is_cluster
-from pipeline.log.session_scan import LoggedSession, logged_sessions
+from pipeline.log.session_scan import LoggedSession, created_tags, logged_sessions
 from pipeline.log.state import SessionState, ToolCallRecord, TurnState, fold
 from pipeline.log.streamid import StreamId
 
@@ -38,6 +38,7 @@ __all__ = [
     "TurnState",
     "audit_entries",
     "create_redis",
+    "created_tags",
     "erase_from_log",
     "erased_receipt",
     "feed_groups",

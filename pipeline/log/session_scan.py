@@ -1,5 +1,6 @@
 """Every session the log holds, with when it began: one scan for whoever needs to choose
-sessions by age (the retention sweep, ``voxline evaluate --since``).
+sessions by age (the retention sweep, ``voxline evaluate --since``); and the tags a
+session was created with (``voxline evaluate --tag``), read from its first event.
 
 Redis keeps no index of sessions by time, and the log adds none (one more write per session
 for a question asked by a nightly sweep or an operator): the sessions are the streams
@@ -18,8 +19,9 @@ from typing import cast
 
 from pipeline.log.eventlog import EventLog
 from pipeline.log.streamid import StreamId
+from schemas import ResyncRequiredError, SessionCreated
 
-__all__ = ["LoggedSession", "logged_sessions"]
+__all__ = ["LoggedSession", "created_tags", "logged_sessions"]
 
 #: keys asked for per SCAN round trip
 SCAN_COUNT = 1000
@@ -44,3 +46,15 @@ async def logged_sessions(log: EventLog) -> AsyncIterator[LoggedSession]:
         first = cast(list[tuple[bytes, object]], await log.redis.xrange(key, "-", "+", count=1))
         if first:
             yield LoggedSession(session_id, StreamId.parse(first[0][0]).ms)
+
+
+async def created_tags(log: EventLog, session_id: str) -> tuple[str, ...] | None:
+    """The ``tags`` of the session's ``session.created`` (they never change afterwards),
+    or ``None`` where that event is gone: the session was erased, or retention trimmed its
+    stream past its first event (``VOXLINE_LOG__MAXLEN``), which took the tags with it."""
+    try:
+        page = await log.read_page(session_id, count=1)
+    except ResyncRequiredError:
+        return None
+    first = page.events[0] if page.events else None
+    return first.data.settings.tags if isinstance(first, SessionCreated) else None

@@ -226,8 +226,12 @@ class LiveSession:
 
     async def update_settings(self, patch: dict[str, object]) -> None:
         """Merge ``patch`` into the settings (``session.updated``); the speech input is
-        rebuilt when a setting it is built from changed."""
+        rebuilt when a setting it is built from changed. ``tags`` stay what the session
+        was created with: a selection by tag must not depend on when it was made."""
         settings = merge_settings(self.settings, patch)
+        if settings.tags != self.settings.tags:
+            raise ProtocolError("tags are set when the session is created; session.update "
+                                "may not change them", code=ErrorCode.INVALID_SETTINGS)
         required = self.state.redact_required  # the API key's: never removed by an update
         settings = with_redaction(settings, required)
         await self.voice.settings_changed(settings)

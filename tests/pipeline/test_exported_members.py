@@ -42,8 +42,9 @@ FACADES = {
         "feed_groups", "fold", "erase_from_log", "erased_receipt", "audit_entries",
         "record_read",
         "is_cluster", "message_tokens", "run_worker",
-        # every session the log holds, with when it began (retention, --since)
-        "LoggedSession", "logged_sessions",
+        # every session the log holds, with when it began (retention, --since), and the
+        # tags it was created with (--tag)
+        "LoggedSession", "created_tags", "logged_sessions",
     ],
     "pipeline.meters": [
         "AdmissionCounts", "FAST_BUCKETS_MS", "FeedGroupLag", "GatewayMeters", "Histogram",

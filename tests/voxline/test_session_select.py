@@ -1,14 +1,19 @@
-"""Sessions chosen by when they began (``voxline evaluate``/``export`` ``--since``/
-``--until``): the moments understood, the range half-open, the most recent kept, and the
-CLI refusing ids and a range together."""
+"""Sessions chosen by when they began and by tag (``voxline evaluate``/``export``
+``--since``/``--until``/``--tag``): the moments understood, the range half-open, the most
+recent kept, only sessions created with the tag, and the CLI refusing ids and a choice
+together."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from redis import Redis
 from typer.testing import CliRunner
 
-from schemas import ConfigurationError, EventLogSettings, Settings
+from pipeline.log import EventLog, create_redis
+from pipeline.session import create_session
+from schemas import ConfigurationError, EventLogSettings, SessionSettings, Settings
 from voxline.cli import app
 from voxline.session_select import parse_moment, sessions_between
 
@@ -72,3 +77,51 @@ def test_the_cli_takes_ids_or_a_range_not_both(logged: Settings, tmp_path: objec
                                env={"VOXLINE_LOG__KEY_PREFIX": logged.log.key_prefix})
     assert empty.exit_code == 2  # the fixture's sessions began in 1970
     assert "0 session(s) began in that range" in empty.output
+
+
+@pytest.fixture
+def tagged(redis_url: str, key_prefix: str) -> tuple[Settings, list[str]]:
+    """Five sessions created with these tags, oldest first, a millisecond apart at least."""
+    settings = Settings(redis_url=redis_url, log=EventLogSettings(key_prefix=key_prefix))
+
+    async def make() -> list[str]:
+        redis = create_redis(redis_url, settings.redis)
+        log, made = EventLog(redis, settings.log), []
+        for tags in (("beta",), (), ("beta", "release=2"), ("release=2",), ("beta",)):
+            made.append(await create_session(log, SessionSettings(tags=tags)))
+            await asyncio.sleep(0.002)
+        await redis.aclose()
+        return made
+
+    return settings, asyncio.run(make())
+
+
+@pytest.mark.redis
+def test_a_tag_chooses_the_most_recent_sessions_created_with_it(
+        tagged: tuple[Settings, list[str]]) -> None:
+    settings, made = tagged
+
+    def chosen(limit: int, tag: str | None) -> list[str]:
+        return asyncio.run(sessions_between(settings, None, None, limit, tag))
+
+    assert chosen(10, "beta") == [made[0], made[2], made[4]]
+    assert chosen(2, "beta") == [made[2], made[4]]
+    assert chosen(10, "release=2") == made[2:4]
+    assert chosen(10, "nobody") == []
+    assert chosen(10, None) == made
+
+
+@pytest.mark.redis
+def test_the_cli_says_what_a_tag_chose_and_refuses_it_beside_ids(
+        tagged: tuple[Settings, list[str]], tmp_path: object) -> None:
+    settings, made = tagged
+    url = settings.redis_url
+    assert url is not None
+    nobody = CliRunner().invoke(
+        app, ["evaluate", "--tag", "nobody", "--candidate", "a=end_of_speech_ms=900",
+              "--redis-url", url], env={"VOXLINE_LOG__KEY_PREFIX": settings.log.key_prefix})
+    assert nobody.exit_code == 2
+    assert "0 session(s) tagged 'nobody' began (all the log holds)" in nobody.output
+    mixed = CliRunner().invoke(app, ["export", made[0], "--tag", "beta",
+                                     "--out", str(tmp_path), "--redis-url", url])
+    assert mixed.exit_code == 2 and "not both" in mixed.output

@@ -290,6 +290,20 @@ async def test_bad_settings_are_refused_whole(event_log: EventLog) -> None:
     await session.close()
 
 
+async def test_tags_are_kept_from_creation_and_an_update_may_not_change_them(
+        event_log: EventLog) -> None:
+    created = SessionSettings(tags=("release=2026.11", "beta"))
+    session = await LiveSession.open("tagged", event_log, engines(), create=created)
+    await session.update_settings({"voice": "b", "tags": ["release=2026.11", "beta"]})
+    assert session.settings.voice == "b"  # the same tags again: no change, allowed
+    for changed in (["beta"], [], ["release=2026.12", "beta"]):
+        with pytest.raises(ProtocolError, match="set when the session is created") as info:
+            await session.update_settings({"tags": changed})
+        assert info.value.code is ErrorCode.INVALID_SETTINGS
+    assert session.settings.tags == ("release=2026.11", "beta")
+    await session.close()
+
+
 @pytest.mark.parametrize("field", ["input_sample_rate", "output_sample_rate"])
 async def test_a_bad_rate_is_an_unsupported_sample_rate(event_log: EventLog, field: str) -> None:
     session = await LiveSession.open("rate", event_log, engines(), create=SessionSettings())
