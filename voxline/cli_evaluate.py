@@ -25,7 +25,11 @@ def evaluate(
         "settings and/or stt_model (repeatable), e.g. 'base={\"stt_model\": "
         "\"whisper-base\"}' or 'patient=end_of_speech_ms=1200'")] = None,
     dataset: Annotated[Path | None, typer.Option(
-        help="a dataset 'voxline export' wrote, instead of the log")] = None,
+        help="a dataset 'voxline export' wrote, instead of the log (a 'reference' "
+        "added to rows of its metadata.jsonl is a reference transcript)")] = None,
+    references: Annotated[Path | None, typer.Option(
+        help="reference transcripts: JSON Lines of session_id, turn_id and reference, for "
+        "the word error rate against what was really said (wer_vs_reference)")] = None,
     out: Annotated[Path, typer.Option(
         help="where evaluation.json and evaluation.html go")] = Path("evaluation"),
     fail_if: Annotated[list[str] | None, typer.Option(
@@ -45,6 +49,7 @@ def evaluate(
     stage's latency as logged. Nothing is written to any log."""
     import asyncio
 
+    from pipeline.datasets import dataset_references, read_references
     from voxline.candidates import parse_candidate
     from voxline.evaluate import dataset_events
     from voxline.evaluate_report import crossed, parse_threshold, write_report
@@ -70,8 +75,12 @@ def evaluate(
         if not sessions:
             fail("name the sessions to evaluate, a range or tag holding some, or a --dataset",
                  code=2)
+        truth = {**(dataset_references(dataset) if dataset is not None else {}),
+                 **(read_references(references) if references is not None else {})}
+        if truth:
+            say(f"{len(truth)} reference transcript(s)")
         report = asyncio.run(run_evaluation(
-            sessions, tried, settings, events_of=events_of,
+            sessions, tried, settings, events_of=events_of, references=truth,
             max_sessions=max_sessions, budget_s=budget_s, say=say))
         hits, missing = crossed(report, thresholds)
     report["thresholds"] = {"checked": [str(t) for t in thresholds], "crossed": hits,

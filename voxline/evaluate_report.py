@@ -36,6 +36,7 @@ def _at(*path: str) -> Getter:
 #: metric → where a candidate's figure is (lower is better for every one but turns)
 METRICS: dict[str, Getter] = {
     "wer_vs_logged": _at("transcripts", "wer_vs_logged"),
+    "wer_vs_reference": _at("transcripts", "wer_vs_reference"),
     "changed_rate": _at("transcripts", "changed_rate"),
     "stt_p50_ms": _at("transcripts", "stt_ms", "p50"),
     "stt_p95_ms": _at("transcripts", "stt_ms", "p95"),
@@ -109,8 +110,15 @@ def _html(report: dict[str, Any]) -> str:
         f"<tr><td>{metric}</td>"
         + "".join(f"<td>{_cell(get(c))}</td>" for c in candidates.values()) + "</tr>"
         for metric, get in METRICS.items())
-    charts = "".join(_chart(metric, {name: METRICS[metric](c) for name, c in candidates.items()})
-                     for metric in ("wer_vs_logged", "continued_rate", "stt_p95_ms"))
+    charted = {metric: {name: METRICS[metric](c) for name, c in candidates.items()}
+               for metric in ("wer_vs_logged", "wer_vs_reference", "continued_rate",
+                              "stt_p95_ms")}
+    charts = "".join(_chart(metric, values) for metric, values in charted.items()
+                     if metric != "wer_vs_reference" or any(v is not None for v in values.values()))
+    logged = report.get("logged", {}).get("transcripts") or {}
+    truth = (f"<p>The logged transcripts against {logged['with_reference']} reference(s): "
+             f"word error rate {_cell(logged.get('wer_vs_reference'))}.</p>"
+             if logged.get("with_reference") else "")
     examples = "".join(
         f"<h3>{html.escape(name)}</h3><ul>" + "".join(
             f"<li>logged: {html.escape(e['logged'])}<br>heard: {html.escape(e['heard'])}</li>"
@@ -131,7 +139,7 @@ text-align:right}}td:first-child{{text-align:left}}</style></head><body>
 <p>Skipped: {html.escape(', '.join(report.get('skipped', {})) or 'none')}.
 Elapsed: {report.get('elapsed_s', '?')} s.</p>
 <h2>Candidates</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>
-{charts}
+{truth}{charts}
 <h2>Latency as logged (ms)</h2><table><tr><th>stage</th><th>p50</th><th>p95</th></tr>
 {latency}</table>
 <h2>Transcripts that changed (first five per candidate)</h2>{examples}

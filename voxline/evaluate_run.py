@@ -9,7 +9,10 @@ and nothing is written to any log:
   speech followed: the likely cut-offs), replayed through the VAD and end-of-turn model as
   ``voxline replay --evaluate`` does (:func:`voxline.evaluate.evaluate_sessions`);
 * **transcripts**: each utterance transcribed by the candidate's transcriber, its word
-  error rate against the logged transcript, how many changed, and the time each took;
+  error rate against the logged transcript and, where a reference transcript is given
+  (:func:`pipeline.datasets.read_references`), against the reference (the logged
+  transcripts too, beside: did the candidate beat what ran), how many changed, and the
+  time each took;
 * **latency as logged**: each stage's p50/p95 from the sessions' own events, beside.
 
 Bounded: at most ``max_sessions`` sessions, and a time budget after which the sessions
@@ -24,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pipeline.datasets import References
 from pipeline.engines import Transcriber, create_engine
 from pipeline.log import fold
 from pipeline.turntaking import transcribe_in
@@ -42,7 +46,7 @@ EventsOf = Callable[[str], Awaitable[Sequence[Event]]]
 async def run_evaluation(
     session_ids: Sequence[str], candidates: Sequence[Candidate], settings: Settings, *,
     events_of: EventsOf | None = None, max_sessions: int = 50, budget_s: float = 600.0,
-    say: Callable[[str], None] = lambda _: None,
+    references: References | None = None, say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Every candidate on the sessions; the report (see the module docstring)."""
     started = time.monotonic()
@@ -66,12 +70,14 @@ async def run_evaluation(
     say(f"turn-taking: {len(read)} session(s), {len(patches)} setting(s) besides the logged")
     turns = await evaluate_sessions(list(read), patches, settings, events_of=cached)
     skipped.update(turns.skipped)
-    transcripts, complete = await _transcripts(read, candidates, settings,
+    references = references or {}
+    transcripts, complete = await _transcripts(read, candidates, settings, references,
                                                started + budget_s, say)
     return {
         "sessions": list(read), "skipped": skipped, "complete": complete,
         "elapsed_s": round(time.monotonic() - started, 1),
         "logged": {"turn_taking": turns.measures.get("as logged"),
+                   "transcripts": _logged_vs_reference(read, references),
                    "latency_ms": _logged_latency(read)},
         "candidates": {c.name: {"spec": c.describe(),
                                 "turn_taking": turns.measures.get(c.turn_key),
@@ -81,7 +87,7 @@ async def run_evaluation(
 
 async def _transcripts(
     read: dict[str, Sequence[Event]], candidates: Sequence[Candidate], settings: Settings,
-    deadline: float, say: Callable[[str], None],
+    references: References, deadline: float, say: Callable[[str], None],
 ) -> tuple[dict[str, dict[str, Any]], bool]:
     """Per candidate, the utterances heard again by its transcriber against the log."""
     found: dict[str, dict[str, Any]] = {}
@@ -97,10 +103,10 @@ async def _transcripts(
                 await engine.load()
                 assert isinstance(engine, Transcriber)
                 loaded[key] = engine
-            pairs, took, finished = await _heard(spoken, loaded[key], deadline)
+            heard, took, finished = await _heard(spoken, loaded[key], deadline)
             complete = complete and finished
-            found[candidate.name] = _word_measures(pairs, took)
-            say(f"{candidate.name}: {len(pairs)} utterance(s) transcribed")
+            found[candidate.name] = _word_measures(heard, took, references)
+            say(f"{candidate.name}: {len(heard)} utterance(s) transcribed")
     finally:
         for engine in loaded.values():
             await engine.close()
@@ -109,24 +115,26 @@ async def _transcripts(
 
 #: a session's language and its utterances, each with the transcript its turn logged
 Spoken = tuple[str, list[tuple[InputAudio, str]]]
+#: one utterance heard again: (session id, turn id), what was logged, what was heard
+Heard = tuple[tuple[str, str], str, str]
 
 
 async def _heard(spoken: dict[str, Spoken], stt: Transcriber, deadline: float,
-                 ) -> tuple[list[tuple[str, str]], list[float], bool]:
-    """(logged, heard) per utterance, the ms each took, and whether all were heard
+                 ) -> tuple[list[Heard], list[float], bool]:
+    """Each utterance logged and heard, the ms each took, and whether all were heard
     before ``deadline``."""
-    pairs: list[tuple[str, str]] = []
+    heard: list[Heard] = []
     took: list[float] = []
-    for language, utterances in spoken.values():
+    for session_id, (language, utterances) in spoken.items():
         if time.monotonic() > deadline:
-            return pairs, took, False
+            return heard, took, False
         for utterance, logged in utterances:
             began = time.perf_counter()
-            heard = await transcribe_in(stt, utterance.data.audio, utterance.data.sample_rate,
-                                        language)
+            text = await transcribe_in(stt, utterance.data.audio, utterance.data.sample_rate,
+                                       language)
             took.append((time.perf_counter() - began) * 1000)
-            pairs.append((logged, heard))
-    return pairs, took, True
+            heard.append(((session_id, utterance.turn_id or ""), logged, text))
+    return heard, took, True
 
 
 def _utterances(session_id: str, events: Sequence[Event]) -> Spoken:
@@ -143,19 +151,38 @@ def _utterances(session_id: str, events: Sequence[Event]) -> Spoken:
     return state.settings.language, found
 
 
-def _word_measures(pairs: list[tuple[str, str]], took: list[float]) -> dict[str, Any]:
-    errors = sum(word_errors(logged, heard)[0] for logged, heard in pairs)
-    words = sum(len(normalize(logged)) for logged, _ in pairs)
-    changed = sum(normalize(logged) != normalize(heard) for logged, heard in pairs)
+def _wer(pairs: Sequence[tuple[str, str]]) -> float | None:
+    """The word error rate of the second of each pair against the first, over all."""
+    errors = sum(word_errors(truth, said)[0] for truth, said in pairs)
+    words = sum(len(normalize(truth)) for truth, _ in pairs)
+    return round(errors / words, 4) if words else None
+
+
+def _word_measures(heard: list[Heard], took: list[float],
+                   references: References) -> dict[str, Any]:
+    checked = [(references[where], text) for where, _, text in heard if where in references]
+    changed = [(logged, text) for _, logged, text in heard
+               if normalize(logged) != normalize(text)]
     return {
-        "utterances": len(pairs),
-        "wer_vs_logged": round(errors / words, 4) if words else None,
-        "changed": changed,
-        "changed_rate": round(changed / len(pairs), 4) if pairs else None,
+        "utterances": len(heard),
+        "wer_vs_logged": _wer([(logged, text) for _, logged, text in heard]),
+        "with_reference": len(checked),
+        "wer_vs_reference": _wer(checked),
+        "changed": len(changed),
+        "changed_rate": round(len(changed) / len(heard), 4) if heard else None,
         "stt_ms": _spread(took),
-        "examples": [{"logged": logged, "heard": heard} for logged, heard in pairs
-                     if normalize(logged) != normalize(heard)][:5],
+        "examples": [{"logged": logged, "heard": text} for logged, text in changed][:5],
     }
+
+
+def _logged_vs_reference(read: dict[str, Sequence[Event]],
+                         references: References) -> dict[str, Any]:
+    """The logged transcripts against the references: what a candidate should beat."""
+    checked = [(references[(session_id, utterance.turn_id or "")], logged)
+               for session_id, events in read.items()
+               for utterance, logged in _utterances(session_id, events)[1]
+               if (session_id, utterance.turn_id or "") in references]
+    return {"with_reference": len(checked), "wer_vs_reference": _wer(checked)}
 
 
 def _logged_latency(read: dict[str, Sequence[Event]]) -> dict[str, dict[str, float] | None]:

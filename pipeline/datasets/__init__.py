@@ -6,11 +6,15 @@ utterance, each utterance a WAV file), beside every event of each session in log
 (``sessions/<id>.jsonl``); :func:`read_dataset` gives the same events back, so anything
 computed from a session's events (a replay, an evaluation, the stats) is the same from
 the dataset as from the log. The layout is in :mod:`~pipeline.datasets.layout`.
+:func:`read_references` reads reference transcripts (a dataset's ``metadata.jsonl`` with a
+``reference`` added to rows, or a file of its own) for an evaluation against the truth.
 """
 
 from pipeline.datasets.layout import DATASET_FORMAT, DatasetSummary
 from pipeline.datasets.reader import DatasetSession, read_dataset
+from pipeline.datasets.references import References, dataset_references, read_references
 from pipeline.datasets.writer import DatasetWriter, write_dataset
 
 __all__ = ["DATASET_FORMAT", "DatasetSession", "DatasetSummary", "DatasetWriter",
-           "read_dataset", "write_dataset"]
+           "References", "dataset_references", "read_dataset", "read_references",
+           "write_dataset"]

@@ -93,7 +93,9 @@ FACADES = {
         "CallGatherer", "ResponseTools", "RunsOn", "StartedCall", "ToolOutcome", "ended_event",
     ],
     "pipeline.datasets": ["DATASET_FORMAT", "DatasetSession", "DatasetSummary", "DatasetWriter",
-                          "read_dataset", "write_dataset"],
+                          "read_dataset", "write_dataset",
+                          # reference transcripts for an evaluation against the truth
+                          "References", "dataset_references", "read_references"],
     "pipeline.privacy": ["ENTITIES", "Entity", "Redacted", "redact", "redacted_for",
                          "region_of"],
     "pipeline.tools": ["SEARCH_DOCUMENTS", "CallContext", "CallScope", "SearchDocuments",

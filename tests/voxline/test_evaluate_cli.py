@@ -2,7 +2,8 @@
 Whisper tiny.en) evaluated against candidates that differ in a known way: the same
 transcriber (no change), another (its word error rate recomputed here, independently),
 and a shorter end of speech (the pause cuts the turn); a threshold crossed exits 3; the
-exported dataset evaluates to the same figures."""
+exported dataset evaluates to the same figures, and a reference written into its
+metadata gives the word error rate against the truth."""
 
 from __future__ import annotations
 
@@ -122,6 +123,27 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
         for figure in ("utterances", "wer_vs_logged", "changed", "examples"):
             assert ours["transcripts"][figure] == theirs["transcripts"][figure]
 
+    # a person writes down what was really said: the dataset's row gains a reference
+    metadata = tmp_path / "data" / "metadata.jsonl"
+    [row] = [json.loads(line) for line in metadata.read_text().splitlines()]
+    truth = "Could you tell me all about the history of ancient Rome?"
+    metadata.write_text(json.dumps({**row, "reference": truth}) + "\n")
+    checked = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "data"),
+                                  "--candidate", 'tiny={"stt_model": "whisper-tiny.en"}',
+                                  "--out", str(tmp_path / "c"),
+                                  "--fail-if", "wer_vs_reference>0.5"], env=env)
+    assert checked.exit_code == 0, checked.output
+    assert "1 reference transcript(s)" in checked.output
+    against = json.loads((tmp_path / "c" / "evaluation.json").read_text())
+    logged_text = row["transcript"]
+    expected = round(word_errors(truth, logged_text)[0] / len(normalize(truth)), 4)
+    assert expected > 0  # the reference differs from what was heard, on purpose
+    assert against["logged"]["transcripts"] == {"with_reference": 1,
+                                                "wer_vs_reference": expected}
+    tiny_then = against["candidates"]["tiny"]["transcripts"]
+    assert (tiny_then["with_reference"], tiny_then["wer_vs_reference"]) == (1, expected)
+    assert "against 1 reference(s)" in (tmp_path / "c" / "evaluation.html").read_text()
+
 
 def test_a_candidate_must_try_something_known() -> None:
     for bad in ("x=voice=amy", "x={not json", 'x={"stt_engine": "faster-whisper"}'):
@@ -132,3 +154,4 @@ def test_a_candidate_must_try_something_known() -> None:
     result = runner.invoke(app, ["evaluate", "s", "--candidate", "a=end_of_speech_ms=9",
                                  "--fail-if", "nonsense>1"])
     assert result.exit_code != 0 and "METRIC" in result.output
+
