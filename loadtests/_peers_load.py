@@ -26,6 +26,7 @@ import psutil
 
 from loadtests._cpu_attribution import machine_busy_s
 from loadtests._peers_client import Line, voice_turn
+from loadtests._process_cpu import process_cpu_s
 from loadtests._report import percentiles_ms
 
 
@@ -124,7 +125,7 @@ async def run_step(side: Side, speech: list[bytes], sessions: int, step_s: float
     step = Step(sessions)
     runner = psutil.Process()
     begin = await asyncio.to_thread(side.snapshot)
-    machine, runner_s = machine_busy_s(), _cpu(runner)
+    machine, runner_s = machine_busy_s(), process_cpu_s(runner)
     load = psutil.getloadavg()[0]
     start = time.monotonic()
     stop_at = start + step_s
@@ -134,11 +135,8 @@ async def run_step(side: Side, speech: list[bytes], sessions: int, step_s: float
     step.seconds = time.monotonic() - start
     step.cpu = side.between(begin, await asyncio.to_thread(side.snapshot))
     step.machine_cpu_s = machine_busy_s() - machine
-    step.runner_cpu_s = _cpu(runner) - runner_s
+    step.runner_cpu_s = process_cpu_s(runner) - runner_s
     step.load_avg = (load, psutil.getloadavg()[0])
     return step
 
 
-def _cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)

@@ -34,6 +34,8 @@ from typing import Any
 import httpx
 import psutil
 
+from loadtests._process_cpu import process_cpu_s
+
 ROOT = Path(__file__).resolve().parent.parent
 BOT = ROOT / "loadtests" / "peers" / "pipecat_bot.py"
 LLM_SERVER = ROOT / "loadtests" / "peers" / "llama_server.py"
@@ -179,12 +181,9 @@ class PipecatMeter:
         self.llm = psutil.Process(side.llm_pid)
 
     def read(self) -> dict[str, float]:
-        bot_total = _cpu(self.bot)
+        bot_total = process_cpu_s(self.bot)
         main = next((t for t in self.bot.threads() if t.id == self.bot.pid), None)
         loop = main.user_time + main.system_time if main is not None else 0.0
-        return {LLM_GROUP: _cpu(self.llm), BOT_WORKERS: bot_total - loop, BOT_LOOP: loop}
+        return {LLM_GROUP: process_cpu_s(self.llm), BOT_WORKERS: bot_total - loop, BOT_LOOP: loop}
 
 
-def _cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)

@@ -25,10 +25,16 @@ PROCESS_FULL = 85.0
 MACHINE_FULL = 90.0
 
 
+def process_cpu_s(proc: psutil.Process) -> float:
+    """The CPU seconds ``proc`` has used, user and system (``psutil.Error`` once it is
+    gone)."""
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
 def _cpu_seconds(proc: psutil.Process) -> float | None:
     with contextlib.suppress(psutil.Error):
-        times = proc.cpu_times()
-        return float(times.user + times.system)
+        return process_cpu_s(proc)
     return None
 
 
