@@ -6,7 +6,12 @@ is a JSON object or ``KEY=VALUE[,KEY=VALUE...]``:
 * turn-taking settings (``turn_detection``, ``end_of_speech_ms``, ... :data:`TURN_SETTINGS`
   of :mod:`voxline.evaluate`), laid over each session's own settings as logged;
 * ``stt_model`` (and optionally ``stt_engine``, default ``faster-whisper``): the
-  transcriber the candidate hears the utterances with; without it, the server's.
+  transcriber the candidate hears the utterances with; without it, the server's;
+* the reply: ``system_prompt`` and sampling (``temperature``, ``top_p``, ``max_tokens``,
+  ``seed``) over each session's own, and ``llm_model`` (optionally ``llm_engine``, default
+  the server's): each logged turn is asked again with the dialogue as it stood
+  (:mod:`voxline.evaluate_answers`). A candidate without any of these leaves the answers
+  alone.
 
 Anything else is refused with the keys there are: a candidate that would silently try
 nothing is worse than none.
@@ -19,13 +24,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import ConfigurationError, EngineSettings
-from voxline.evaluate import AS_LOGGED, parse_patch, raw_patch
+from pydantic import ValidationError
+
+from schemas import ConfigurationError, EngineSettings, SessionSettings
+from voxline.evaluate import AS_LOGGED, TURN_SETTINGS, parse_patch, raw_patch
 
 __all__ = ["Candidate", "parse_candidate"]
 
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<spec>\{.*|[^=]*=.*)$", re.DOTALL)
 _STT_KEYS = ("stt_model", "stt_engine")
+_LLM_KEYS = ("llm_model", "llm_engine")
+_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
+_REPLY_KEYS = ("system_prompt", *_SAMPLING_KEYS)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,15 @@ class Candidate:
     turn_patch: dict[str, Any] = field(default_factory=dict)
     #: the transcriber's engine settings; None: the server's
     stt: EngineSettings | None = None
+    #: the reply's settings over the session's (system_prompt, sampling), as a patch
+    reply_patch: dict[str, Any] = field(default_factory=dict)
+    #: the language model's engine settings; None: the server's
+    llm: EngineSettings | None = None
+
+    @property
+    def tries_answers(self) -> bool:
+        """Whether this candidate answers differently from the logged replies."""
+        return bool(self.reply_patch) or self.llm is not None
 
     @property
     def turn_key(self) -> str:
@@ -43,9 +62,12 @@ class Candidate:
         return json.dumps(self.turn_patch, sort_keys=True) if self.turn_patch else AS_LOGGED
 
     def describe(self) -> dict[str, Any]:
-        return {"turn_taking": self.turn_patch,
-                "stt": None if self.stt is None else {"engine": self.stt.engine,
-                                                      **self.stt.engine_options()}}
+        return {"turn_taking": self.turn_patch, "stt": _engine(self.stt),
+                "reply": self.reply_patch, "llm": _engine(self.llm)}
+
+
+def _engine(choice: EngineSettings | None) -> dict[str, Any] | None:
+    return None if choice is None else {"engine": choice.engine, **choice.engine_options()}
 
 
 def parse_candidate(text: str) -> Candidate:
@@ -58,12 +80,42 @@ def parse_candidate(text: str) -> Candidate:
                                  "candidate something else", setting="--candidate")
     raw = raw_patch(spec, "--candidate")
     stt = {key: raw.pop(key) for key in _STT_KEYS if key in raw}
+    llm = {key: raw.pop(key) for key in _LLM_KEYS if key in raw}
+    reply = {key: raw.pop(key) for key in _REPLY_KEYS if key in raw}
+    unknown = sorted(set(raw) - TURN_SETTINGS)
+    if unknown:
+        known = ", ".join([*sorted(TURN_SETTINGS), *_STT_KEYS, *_LLM_KEYS, *_REPLY_KEYS])
+        raise ConfigurationError(f"candidate {name!r}: {', '.join(unknown)} cannot be tried; "
+                                 f"a candidate sets {known}", setting="--candidate")
     turn_patch = parse_patch(json.dumps(raw)) if raw else {}
-    engine = None
-    if stt:
-        if "stt_model" not in stt:
-            raise ConfigurationError(f"candidate {name!r}: stt_engine needs stt_model",
-                                     setting="--candidate")
-        engine = EngineSettings(engine=str(stt.get("stt_engine", "faster-whisper")),
-                                model=str(stt["stt_model"]))
-    return Candidate(name, turn_patch, engine)
+    if reply:
+        _check_reply(name, reply)
+    return Candidate(name, turn_patch, _engine_choice(name, "stt", stt, "faster-whisper"),
+                     reply, _engine_choice(name, "llm", llm, None))
+
+
+def _engine_choice(name: str, stage: str, keys: dict[str, Any],
+                   default: str | None) -> EngineSettings | None:
+    """``<stage>_model`` (and ``<stage>_engine``) as engine settings; ``default`` None:
+    the server's engine, named when the evaluation runs (``engine`` left empty)."""
+    if not keys:
+        return None
+    if f"{stage}_model" not in keys:
+        raise ConfigurationError(f"candidate {name!r}: {stage}_engine needs {stage}_model",
+                                 setting="--candidate")
+    return EngineSettings(engine=str(keys.get(f"{stage}_engine", default or "")),
+                          model=str(keys[f"{stage}_model"]))
+
+
+def _check_reply(name: str, reply: dict[str, Any]) -> None:
+    """The reply patch valid over the defaults, or a :class:`ConfigurationError`."""
+    sampling = {key: reply[key] for key in _SAMPLING_KEYS if key in reply}
+    patch = {**({"system_prompt": reply["system_prompt"]} if "system_prompt" in reply else {}),
+             **({"sampling": sampling} if sampling else {})}
+    try:
+        SessionSettings().merged(patch)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigurationError(f"candidate {name!r}: {problems}",
+                                 setting="--candidate") from None

@@ -15,6 +15,7 @@ transcribes it when no preemptive turn did.
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ from schemas import (
 from voxline.inspect import read_session
 
 __all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "parse_patch",
-           "raw_patch"]
+           "raw_patch", "spread"]
 
 AS_LOGGED = "as logged"
 #: the settings an evaluation may change: those that decide where turns end
@@ -233,3 +234,12 @@ def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
             "is configured (VOXLINE_TURN_TEXT__ENGINE is none)",
             setting="VOXLINE_TURN_TEXT__ENGINE")
     return tried
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    """p50 and p95 of ``values`` (ms, rounded to 0.1); None for none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"p50": round(statistics.median(ordered), 1),
+            "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}

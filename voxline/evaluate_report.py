@@ -40,6 +40,10 @@ METRICS: dict[str, Getter] = {
     "changed_rate": _at("transcripts", "changed_rate"),
     "stt_p50_ms": _at("transcripts", "stt_ms", "p50"),
     "stt_p95_ms": _at("transcripts", "stt_ms", "p95"),
+    "answer_similarity": _at("answers", "similarity"),
+    "answers_changed_rate": _at("answers", "changed_rate"),
+    "calls_changed": _at("answers", "calls_changed"),
+    "answer_p95_ms": _at("answers", "answer_ms", "p95"),
     "turns": _at("turn_taking", "turns"),
     "continued_rate": _at("turn_taking", "continued_rate"),
     "silence_waited_p50_ms": _at("turn_taking", "silence_waited_ms", "p50"),
@@ -111,10 +115,10 @@ def _html(report: dict[str, Any]) -> str:
         + "".join(f"<td>{_cell(get(c))}</td>" for c in candidates.values()) + "</tr>"
         for metric, get in METRICS.items())
     charted = {metric: {name: METRICS[metric](c) for name, c in candidates.items()}
-               for metric in ("wer_vs_logged", "wer_vs_reference", "continued_rate",
-                              "stt_p95_ms")}
+               for metric in ("wer_vs_logged", "wer_vs_reference", "answer_similarity",
+                              "continued_rate", "stt_p95_ms")}
     charts = "".join(_chart(metric, values) for metric, values in charted.items()
-                     if metric != "wer_vs_reference" or any(v is not None for v in values.values()))
+                     if any(v is not None for v in values.values()))
     logged = report.get("logged", {}).get("transcripts") or {}
     truth = (f"<p>The logged transcripts against {logged['with_reference']} reference(s): "
              f"word error rate {_cell(logged.get('wer_vs_reference'))}.</p>"
@@ -124,6 +128,12 @@ def _html(report: dict[str, Any]) -> str:
             f"<li>logged: {html.escape(e['logged'])}<br>heard: {html.escape(e['heard'])}</li>"
             for e in (c.get("transcripts") or {}).get("examples", [])) + "</ul>"
         for name, c in candidates.items())
+    answers = "".join(
+        f"<h3>{html.escape(name)}</h3><ul>" + "".join(
+            f"<li>logged: {html.escape(e['logged'])}<br>answered: {html.escape(e['answered'])}"
+            f" (similarity {_cell(e['similarity'])})</li>"
+            for e in (c.get("answers") or {}).get("examples", [])) + "</ul>"
+        for name, c in candidates.items() if c.get("answers"))
     latency = "".join(
         f"<tr><td>{stage}</td><td>{_cell((ms or {}).get('p50'))}</td>"
         f"<td>{_cell((ms or {}).get('p95'))}</td></tr>"
@@ -143,6 +153,7 @@ Elapsed: {report.get('elapsed_s', '?')} s.</p>
 <h2>Latency as logged (ms)</h2><table><tr><th>stage</th><th>p50</th><th>p95</th></tr>
 {latency}</table>
 <h2>Transcripts that changed (first five per candidate)</h2>{examples}
+{f"<h2>Answers that changed (first five per candidate)</h2>{answers}" if answers else ""}
 </body></html>
 """
 

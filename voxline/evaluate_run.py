@@ -13,6 +13,9 @@ and nothing is written to any log:
   (:func:`pipeline.datasets.read_references`), against the reference (the logged
   transcripts too, beside: did the candidate beat what ran), how many changed, and the
   time each took;
+* **answers** (candidates that change the reply: its prompt, sampling or model): each
+  completed turn asked again with the dialogue as it stood, compared with the logged
+  reply (:mod:`voxline.evaluate_answers`);
 * **latency as logged**: each stage's p50/p95 from the sessions' own events, beside.
 
 Bounded: at most ``max_sessions`` sessions, and a time budget after which the sessions
@@ -22,7 +25,6 @@ left are not started (the report says ``complete: false`` and how many it evalua
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -34,7 +36,8 @@ from pipeline.turntaking import transcribe_in
 from pipeline.workers import STAGES, scan_session
 from schemas import Event, InputAudio, SessionError, Settings
 from voxline.candidates import Candidate
-from voxline.evaluate import evaluate_sessions
+from voxline.evaluate import evaluate_sessions, spread
+from voxline.evaluate_answers import answer_measures, asked_turns
 from voxline.inspect import read_session
 from voxline.word_errors import normalize, word_errors
 
@@ -73,15 +76,23 @@ async def run_evaluation(
     references = references or {}
     transcripts, complete = await _transcripts(read, candidates, settings, references,
                                                started + budget_s, say)
+    asked = [turn for session_id, events in read.items()
+             for turn in asked_turns(session_id, events, settings.history)]
+    answers, answered_all = await answer_measures(asked, candidates, settings,
+                                                  started + budget_s, say)
+    complete = complete and answered_all
     return {
         "sessions": list(read), "skipped": skipped, "complete": complete,
         "elapsed_s": round(time.monotonic() - started, 1),
         "logged": {"turn_taking": turns.measures.get("as logged"),
                    "transcripts": _logged_vs_reference(read, references),
+                   "answers": {"turns": len(asked),
+                               "calls": sum(len(turn.logged_calls) for turn in asked)},
                    "latency_ms": _logged_latency(read)},
         "candidates": {c.name: {"spec": c.describe(),
                                 "turn_taking": turns.measures.get(c.turn_key),
-                                "transcripts": transcripts[c.name]} for c in candidates},
+                                "transcripts": transcripts[c.name],
+                                "answers": answers.get(c.name)} for c in candidates},
     }
 
 
@@ -170,7 +181,7 @@ def _word_measures(heard: list[Heard], took: list[float],
         "wer_vs_reference": _wer(checked),
         "changed": len(changed),
         "changed_rate": round(len(changed) / len(heard), 4) if heard else None,
-        "stt_ms": _spread(took),
+        "stt_ms": spread(took),
         "examples": [{"logged": logged, "heard": text} for logged, text in changed][:5],
     }
 
@@ -192,12 +203,4 @@ def _logged_latency(read: dict[str, Sequence[Event]]) -> dict[str, dict[str, flo
         for turn in scan_session(events, closed=True).turns:
             for stage, ms in turn.stages.items():
                 values.setdefault(stage, []).append(ms)
-    return {stage: _spread(found) for stage, found in values.items()}
-
-
-def _spread(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return {"p50": round(statistics.median(ordered), 1),
-            "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
+    return {stage: spread(found) for stage, found in values.items()}

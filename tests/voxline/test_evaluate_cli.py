@@ -130,6 +130,8 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
     metadata.write_text(json.dumps({**row, "reference": truth}) + "\n")
     checked = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "data"),
                                   "--candidate", 'tiny={"stt_model": "whisper-tiny.en"}',
+                                  "--candidate", 'short={"max_tokens": 2, "temperature": 0}',
+                                  "--candidate", 'long={"max_tokens": 40, "temperature": 0}',
                                   "--out", str(tmp_path / "c"),
                                   "--fail-if", "wer_vs_reference>0.5"], env=env)
     assert checked.exit_code == 0, checked.output
@@ -143,6 +145,21 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
     tiny_then = against["candidates"]["tiny"]["transcripts"]
     assert (tiny_then["with_reference"], tiny_then["wer_vs_reference"]) == (1, expected)
     assert "against 1 reference(s)" in (tmp_path / "c" / "evaluation.html").read_text()
+
+    # the reply asked again of the server's own language model, at two lengths
+    assert against["logged"]["answers"] == {"turns": 1, "calls": 0}
+    assert against["candidates"]["tiny"]["answers"] is None  # it changes no reply setting
+    short, long = (against["candidates"][n]["answers"] for n in ("short", "long"))
+    for answers in (short, long):
+        assert answers["turns"] == 1 and answers["changed"] == 1  # not the scripted reply
+        [example] = answers["examples"]
+        assert example["logged"] == "Rome grew on seven hills."
+        ours, theirs = normalize(example["logged"]), normalize(example["answered"])
+        common = sum(min(ours.count(w), theirs.count(w)) for w in set(ours))
+        assert answers["similarity"] == round(
+            2 * common / (len(ours) + len(theirs)) if common else 0.0, 4)
+    short_words = normalize(short["examples"][0]["answered"])
+    assert len(short_words) <= 2 < len(normalize(long["examples"][0]["answered"]))
 
 
 def test_a_candidate_must_try_something_known() -> None:
