@@ -11,7 +11,10 @@ is a JSON object or ``KEY=VALUE[,KEY=VALUE...]``:
   ``seed``) over each session's own, and ``llm_model`` (optionally ``llm_engine``, default
   the server's): each logged turn is asked again with the dialogue as it stood
   (:mod:`voxline.evaluate_answers`). A candidate without any of these leaves the answers
-  alone.
+  alone;
+* the speech: ``voice`` and ``speech_speed`` over each session's own, and ``tts_model``
+  (optionally ``tts_engine``, default the server's): each logged reply spoken again and
+  heard back (:mod:`voxline.evaluate_speech`).
 
 Anything else is refused with the keys there are: a candidate that would silently try
 nothing is worse than none.
@@ -29,13 +32,15 @@ from pydantic import ValidationError
 from schemas import ConfigurationError, EngineSettings, SessionSettings
 from voxline.evaluate import AS_LOGGED, TURN_SETTINGS, parse_patch, raw_patch
 
-__all__ = ["Candidate", "parse_candidate"]
+__all__ = ["Candidate", "parse_candidate", "reply_settings"]
 
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<spec>\{.*|[^=]*=.*)$", re.DOTALL)
 _STT_KEYS = ("stt_model", "stt_engine")
 _LLM_KEYS = ("llm_model", "llm_engine")
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
 _REPLY_KEYS = ("system_prompt", *_SAMPLING_KEYS)
+_TTS_KEYS = ("tts_model", "tts_engine")
+_SPEECH_KEYS = ("voice", "speech_speed")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,16 @@ class Candidate:
     #: the language model's engine settings; None: the server's
     llm: EngineSettings | None = None
 
+    #: the speech's settings over the session's (voice, speech_speed)
+    speech_patch: dict[str, Any] = field(default_factory=dict)
+    #: the synthesizer's engine settings; None: the server's
+    tts: EngineSettings | None = None
+
+    @property
+    def tries_speech(self) -> bool:
+        """Whether this candidate speaks the replies differently from the log."""
+        return bool(self.speech_patch) or self.tts is not None
+
     @property
     def tries_answers(self) -> bool:
         """Whether this candidate answers differently from the logged replies."""
@@ -63,7 +78,8 @@ class Candidate:
 
     def describe(self) -> dict[str, Any]:
         return {"turn_taking": self.turn_patch, "stt": _engine(self.stt),
-                "reply": self.reply_patch, "llm": _engine(self.llm)}
+                "reply": self.reply_patch, "llm": _engine(self.llm),
+                "speech": self.speech_patch, "tts": _engine(self.tts)}
 
 
 def _engine(choice: EngineSettings | None) -> dict[str, Any] | None:
@@ -82,16 +98,20 @@ def parse_candidate(text: str) -> Candidate:
     stt = {key: raw.pop(key) for key in _STT_KEYS if key in raw}
     llm = {key: raw.pop(key) for key in _LLM_KEYS if key in raw}
     reply = {key: raw.pop(key) for key in _REPLY_KEYS if key in raw}
+    tts = {key: raw.pop(key) for key in _TTS_KEYS if key in raw}
+    speech = {key: raw.pop(key) for key in _SPEECH_KEYS if key in raw}
     unknown = sorted(set(raw) - TURN_SETTINGS)
     if unknown:
-        known = ", ".join([*sorted(TURN_SETTINGS), *_STT_KEYS, *_LLM_KEYS, *_REPLY_KEYS])
+        known = ", ".join([*sorted(TURN_SETTINGS), *_STT_KEYS, *_LLM_KEYS, *_REPLY_KEYS,
+                           *_TTS_KEYS, *_SPEECH_KEYS])
         raise ConfigurationError(f"candidate {name!r}: {', '.join(unknown)} cannot be tried; "
                                  f"a candidate sets {known}", setting="--candidate")
     turn_patch = parse_patch(json.dumps(raw)) if raw else {}
-    if reply:
-        _check_reply(name, reply)
+    if reply or speech:
+        _check_settings(name, reply, speech)
     return Candidate(name, turn_patch, _engine_choice(name, "stt", stt, "faster-whisper"),
-                     reply, _engine_choice(name, "llm", llm, None))
+                     reply, _engine_choice(name, "llm", llm, None),
+                     speech, _engine_choice(name, "tts", tts, None))
 
 
 def _engine_choice(name: str, stage: str, keys: dict[str, Any],
@@ -107,13 +127,18 @@ def _engine_choice(name: str, stage: str, keys: dict[str, Any],
                           model=str(keys[f"{stage}_model"]))
 
 
-def _check_reply(name: str, reply: dict[str, Any]) -> None:
-    """The reply patch valid over the defaults, or a :class:`ConfigurationError`."""
-    sampling = {key: reply[key] for key in _SAMPLING_KEYS if key in reply}
-    patch = {**({"system_prompt": reply["system_prompt"]} if "system_prompt" in reply else {}),
-             **({"sampling": sampling} if sampling else {})}
+def reply_settings(reply: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's reply patch as a patch of session settings (sampling nested)."""
+    sampling = {key: value for key, value in reply.items() if key in _SAMPLING_KEYS}
+    return {**({"system_prompt": reply["system_prompt"]} if "system_prompt" in reply else {}),
+            **({"sampling": sampling} if sampling else {})}
+
+
+def _check_settings(name: str, reply: dict[str, Any], speech: dict[str, Any]) -> None:
+    """The reply and speech patches valid over the defaults, or a
+    :class:`ConfigurationError`."""
     try:
-        SessionSettings().merged(patch)
+        SessionSettings().merged({**reply_settings(reply), **speech})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())

@@ -43,7 +43,7 @@ from schemas import (
     Settings,
     ToolCallDelta,
 )
-from voxline.candidates import Candidate
+from voxline.candidates import Candidate, reply_settings
 from voxline.evaluate import spread
 from voxline.word_errors import normalize
 
@@ -146,7 +146,7 @@ async def _ask(llm: LanguageModel, candidate: Candidate, asked: Sequence[Asked],
     for turn in asked:
         if time.monotonic() > deadline:
             return rows, False
-        settings = turn.settings.merged(_settings_patch(candidate.reply_patch))
+        settings = turn.settings.merged(reply_settings(candidate.reply_patch))
         tools = SessionTools(Toolbox(), settings, CallScope(turn.session_id, turn.turn_id))
         messages = (ChatMessage(role="system", content=settings.system_prompt),
                     *turn.messages[1:])  # the history's first message is the system prompt
@@ -167,12 +167,6 @@ async def _ask(llm: LanguageModel, candidate: Candidate, asked: Sequence[Asked],
                             tuple((name, arguments) for name, arguments in calls.values()),
                             first, (time.perf_counter() - began) * 1000))
     return rows, True
-
-
-def _settings_patch(reply: dict[str, Any]) -> dict[str, Any]:
-    sampling = {key: value for key, value in reply.items() if key != "system_prompt"}
-    return {**({"system_prompt": reply["system_prompt"]} if "system_prompt" in reply else {}),
-            **({"sampling": sampling} if sampling else {})}
 
 
 def _measures(rows: list[_Answer]) -> dict[str, Any]:

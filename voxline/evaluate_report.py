@@ -44,6 +44,9 @@ METRICS: dict[str, Getter] = {
     "answers_changed_rate": _at("answers", "changed_rate"),
     "calls_changed": _at("answers", "calls_changed"),
     "answer_p95_ms": _at("answers", "answer_ms", "p95"),
+    "tts_first_chunk_p50_ms": _at("speech", "first_chunk_ms", "p50"),
+    "tts_real_time_factor": _at("speech", "real_time_factor"),
+    "heard_back_wer": _at("speech", "heard_back_wer"),
     "turns": _at("turn_taking", "turns"),
     "continued_rate": _at("turn_taking", "continued_rate"),
     "silence_waited_p50_ms": _at("turn_taking", "silence_waited_ms", "p50"),
@@ -116,7 +119,7 @@ def _html(report: dict[str, Any]) -> str:
         for metric, get in METRICS.items())
     charted = {metric: {name: METRICS[metric](c) for name, c in candidates.items()}
                for metric in ("wer_vs_logged", "wer_vs_reference", "answer_similarity",
-                              "continued_rate", "stt_p95_ms")}
+                              "heard_back_wer", "continued_rate", "stt_p95_ms")}
     charts = "".join(_chart(metric, values) for metric, values in charted.items()
                      if any(v is not None for v in values.values()))
     logged = report.get("logged", {}).get("transcripts") or {}

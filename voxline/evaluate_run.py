@@ -16,6 +16,9 @@ and nothing is written to any log:
 * **answers** (candidates that change the reply: its prompt, sampling or model): each
   completed turn asked again with the dialogue as it stood, compared with the logged
   reply (:mod:`voxline.evaluate_answers`);
+* **speech** (candidates that change the voice, its speed or the synthesizer): each
+  completed turn's logged reply spoken again, timed and heard back
+  (:mod:`voxline.evaluate_speech`);
 * **latency as logged**: each stage's p50/p95 from the sessions' own events, beside.
 
 Bounded: at most ``max_sessions`` sessions, and a time budget after which the sessions
@@ -38,6 +41,7 @@ from schemas import Event, InputAudio, SessionError, Settings
 from voxline.candidates import Candidate
 from voxline.evaluate import evaluate_sessions, spread
 from voxline.evaluate_answers import answer_measures, asked_turns
+from voxline.evaluate_speech import speech_measures
 from voxline.inspect import read_session
 from voxline.word_errors import normalize, word_errors
 
@@ -80,7 +84,9 @@ async def run_evaluation(
              for turn in asked_turns(session_id, events, settings.history)]
     answers, answered_all = await answer_measures(asked, candidates, settings,
                                                   started + budget_s, say)
-    complete = complete and answered_all
+    speech, spoken_all = await speech_measures(asked, candidates, settings,
+                                               started + budget_s, say)
+    complete = complete and answered_all and spoken_all
     return {
         "sessions": list(read), "skipped": skipped, "complete": complete,
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -92,7 +98,8 @@ async def run_evaluation(
         "candidates": {c.name: {"spec": c.describe(),
                                 "turn_taking": turns.measures.get(c.turn_key),
                                 "transcripts": transcripts[c.name],
-                                "answers": answers.get(c.name)} for c in candidates},
+                                "answers": answers.get(c.name),
+                                "speech": speech.get(c.name)} for c in candidates},
     }
 
 

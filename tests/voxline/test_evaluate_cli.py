@@ -132,6 +132,8 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
                                   "--candidate", 'tiny={"stt_model": "whisper-tiny.en"}',
                                   "--candidate", 'short={"max_tokens": 2, "temperature": 0}',
                                   "--candidate", 'long={"max_tokens": 40, "temperature": 0}',
+                                  "--candidate", "slow=speech_speed=0.7",
+                                  "--candidate", "brisk=speech_speed=1.4",
                                   "--out", str(tmp_path / "c"),
                                   "--fail-if", "wer_vs_reference>0.5"], env=env)
     assert checked.exit_code == 0, checked.output
@@ -161,9 +163,21 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
     short_words = normalize(short["examples"][0]["answered"])
     assert len(short_words) <= 2 < len(normalize(long["examples"][0]["answered"]))
 
+    # the logged reply spoken again by the server's voice at two speeds, and heard back
+    assert against["candidates"]["tiny"]["speech"] is None  # it changes no speech setting
+    slow, brisk = (against["candidates"][n]["speech"] for n in ("slow", "brisk"))
+    assert slow["audio_s"] > brisk["audio_s"] > 0  # the slower voice speaks longer
+    for speech in (slow, brisk):
+        assert speech["replies"] == 1 and not speech["failed"]
+        assert speech["first_chunk_ms"]["p50"] > 0 and speech["real_time_factor"] > 0
+        said = normalize("Rome grew on seven hills.")
+        heard = normalize(speech["examples"][0]["heard"]) if speech["examples"] else said
+        assert speech["heard_back_wer"] == round(word_errors(
+            " ".join(said), " ".join(heard))[0] / len(said), 4)
+
 
 def test_a_candidate_must_try_something_known() -> None:
-    for bad in ("x=voice=amy", "x={not json", 'x={"stt_engine": "faster-whisper"}'):
+    for bad in ("x=volume=11", "x={not json", 'x={"stt_engine": "faster-whisper"}'):
         result = runner.invoke(app, ["evaluate", "s", "--candidate", bad])
         assert result.exit_code != 0 and "error:" in result.output, (bad, result.output)
     result = runner.invoke(app, ["evaluate", "s"])
