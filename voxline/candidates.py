@@ -76,6 +76,21 @@ class Candidate:
         """How :func:`voxline.evaluate.evaluate_sessions` names this turn-taking patch."""
         return json.dumps(self.turn_patch, sort_keys=True) if self.turn_patch else AS_LOGGED
 
+    def to_json(self) -> dict[str, Any]:
+        """This candidate as JSON (what :meth:`from_json` takes back): for its process."""
+        return {"name": self.name, "turn_patch": self.turn_patch,
+                "reply_patch": self.reply_patch, "speech_patch": self.speech_patch,
+                **{stage: None if choice is None else choice.model_dump(mode="json")
+                   for stage, choice in (("stt", self.stt), ("llm", self.llm),
+                                         ("tts", self.tts))}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Candidate:
+        engines = {stage: None if data[stage] is None else EngineSettings(**data[stage])
+                   for stage in ("stt", "llm", "tts")}
+        return cls(data["name"], data["turn_patch"], engines["stt"], data["reply_patch"],
+                   engines["llm"], data["speech_patch"], engines["tts"])
+
     def describe(self) -> dict[str, Any]:
         return {"turn_taking": self.turn_patch, "stt": _engine(self.stt),
                 "reply": self.reply_patch, "llm": _engine(self.llm),

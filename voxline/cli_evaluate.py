@@ -14,6 +14,8 @@ from voxline.cli_sessions import RedisUrl, Since, Tag, Until, sessions_or_range
 
 #: the exit status when a --fail-if threshold is crossed (1 and 2 are errors and usage)
 CROSSED = 3
+#: a candidate could not be measured (its process failed or ran past the budget)
+CANDIDATE_FAILED = 4
 
 
 @app.command()
@@ -38,6 +40,10 @@ def evaluate(
     max_sessions: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     budget_s: Annotated[float, typer.Option(min=1.0, help="seconds for the transcripts; "
                                             "sessions left after it are not started")] = 600.0,
+    in_process: Annotated[bool, typer.Option(
+        "--in-process", help="run the candidates in this process, one after another "
+        "(quicker for a few sessions; without it each runs in a process of its own, "
+        "stopped at the budget, so one candidate's failure leaves the others)")] = False,
     since: Since = None,
     until: Until = None,
     tag: Tag = None,
@@ -81,7 +87,7 @@ def evaluate(
             say(f"{len(truth)} reference transcript(s)")
         report = asyncio.run(run_evaluation(
             sessions, tried, settings, events_of=events_of, references=truth,
-            max_sessions=max_sessions, budget_s=budget_s, say=say))
+            max_sessions=max_sessions, budget_s=budget_s, in_process=in_process, say=say))
         hits, missing = crossed(report, thresholds)
     report["thresholds"] = {"checked": [str(t) for t in thresholds], "crossed": hits,
                             "missing": missing}
@@ -92,8 +98,13 @@ def evaluate(
     say(f"report: {data} and {page}")
     for line in hits:
         say(f"crossed: {line}")
+    failed = {name: c["error"] for name, c in report["candidates"].items() if c.get("error")}
+    for name, why in failed.items():
+        say(f"failed: {name}: {why}")
     if hits:
         raise typer.Exit(CROSSED)
+    if failed:
+        raise typer.Exit(CANDIDATE_FAILED)
 
 
 def _print(report: dict[str, object]) -> None:

@@ -149,11 +149,12 @@ async def evaluate_sessions(
     session_ids: Sequence[str], patches: Sequence[str], settings: Settings,
     *, continuation_ms: int = 2000,
     events_of: Callable[[str], Awaitable[Sequence[Event]]] | None = None,
+    with_logged: bool = True,
 ) -> Evaluation:
-    """Replay each session's input with its own settings and with each patch; the
-    sessions' events are read from the log (recorded in the audit), or from ``events_of``
-    (an exported dataset: :func:`dataset_events`)."""
-    named: list[tuple[str, dict[str, Any]]] = [(AS_LOGGED, {})]
+    """Replay each session's input with its own settings (unless not ``with_logged``) and
+    with each patch; the sessions' events are read from the log (recorded in the audit),
+    or from ``events_of`` (an exported dataset: :func:`dataset_events`)."""
+    named: list[tuple[str, dict[str, Any]]] = [(AS_LOGGED, {})] if with_logged else []
     named += [(text, parse_patch(text)) for text in patches]
     result = Evaluation(replays={name: [] for name, _ in named})
     vad, turn = await load_engines(settings)

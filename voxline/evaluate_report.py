@@ -142,7 +142,10 @@ def _html(report: dict[str, Any]) -> str:
         f"<td>{_cell((ms or {}).get('p95'))}</td></tr>"
         for stage, ms in (report.get("logged", {}).get("latency_ms") or {}).items())
     status = "" if report.get("complete", True) else \
-        "<p><strong>Incomplete: the time budget ran out.</strong></p>"
+        "<p><strong>Incomplete: the time budget ran out, or a candidate failed.</strong></p>"
+    status += "".join(f"<p><strong>{html.escape(name)} failed:</strong> "
+                      f"{html.escape(str(c['error']))}</p>"
+                      for name, c in candidates.items() if c.get("error"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Voxline evaluation</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}

@@ -2,8 +2,9 @@
 Whisper tiny.en) evaluated against candidates that differ in a known way: the same
 transcriber (no change), another (its word error rate recomputed here, independently),
 and a shorter end of speech (the pause cuts the turn); a threshold crossed exits 3; the
-exported dataset evaluates to the same figures, and a reference written into its
-metadata gives the word error rate against the truth."""
+exported dataset evaluates to the same figures (each candidate in its own process or all
+in this one), and a reference written into its metadata gives the word error rate
+against the truth; reply and speech candidates answer and speak the turn again."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
     exported = runner.invoke(app, ["export", SID, "--out", str(tmp_path / "data")], env=env)
     assert exported.exit_code == 0, exported.output
     again = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "data"), *candidates,
-                                "--out", str(tmp_path / "b")], env=env)
+                                "--out", str(tmp_path / "b"), "--in-process"], env=env)
     assert again.exit_code == 0, again.output
     from_dataset = json.loads((tmp_path / "b" / "evaluation.json").read_text())
     for name in ("tiny", "base", "quick"):
@@ -134,7 +135,7 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
                                   "--candidate", 'long={"max_tokens": 40, "temperature": 0}',
                                   "--candidate", "slow=speech_speed=0.7",
                                   "--candidate", "brisk=speech_speed=1.4",
-                                  "--out", str(tmp_path / "c"),
+                                  "--out", str(tmp_path / "c"), "--in-process",
                                   "--fail-if", "wer_vs_reference>0.5"], env=env)
     assert checked.exit_code == 0, checked.output
     assert "1 reference transcript(s)" in checked.output
