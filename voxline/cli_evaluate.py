@@ -119,5 +119,7 @@ def _print(report: dict[str, object]) -> None:
         table.add_column(name)
     for metric, get in METRICS.items():
         values = [get(c) for c in candidates.values()]
+        if all(v is None for v in values):
+            continue  # what no candidate tried
         table.add_row(metric, *("–" if v is None else f"{v:g}" for v in values))
     console.print(table)

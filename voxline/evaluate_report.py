@@ -19,7 +19,7 @@ from typing import Any
 
 from schemas import ConfigurationError
 
-__all__ = ["METRICS", "Threshold", "crossed", "parse_threshold", "write_report"]
+__all__ = ["METRICS", "Threshold", "crossed", "html_report", "parse_threshold", "write_report"]
 
 Getter = Callable[[dict[str, Any]], Any]
 
@@ -106,17 +106,19 @@ def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     data = out / "evaluation.json"
     data.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     page = out / "evaluation.html"
-    page.write_text(_html(report), encoding="utf-8")
+    page.write_text(html_report(report), encoding="utf-8")
     return data, page
 
 
-def _html(report: dict[str, Any]) -> str:
+def html_report(report: dict[str, Any]) -> str:
+    """The report as one HTML page: tables, bar charts as inline SVG, no script."""
     candidates: dict[str, Any] = report["candidates"]
     head = "".join(f"<th>{html.escape(name)}</th>" for name in candidates)
     rows = "".join(
         f"<tr><td>{metric}</td>"
         + "".join(f"<td>{_cell(get(c))}</td>" for c in candidates.values()) + "</tr>"
-        for metric, get in METRICS.items())
+        for metric, get in METRICS.items()
+        if any(get(c) is not None for c in candidates.values()))  # what no candidate tried
     charted = {metric: {name: METRICS[metric](c) for name, c in candidates.items()}
                for metric in ("wer_vs_logged", "wer_vs_reference", "answer_similarity",
                               "heard_back_wer", "continued_rate", "stt_p95_ms")}

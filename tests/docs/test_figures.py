@@ -71,6 +71,18 @@ def test_a_labelled_run_is_kept_beside_the_main_one_and_named(
             figures.keep(wrong)
 
 
+def test_the_example_evaluation_report_is_the_kept_run_s_and_a_stale_one_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = figures.example_report()
+    assert example is not None and example == figures.EXAMPLE.read_text(encoding="utf-8")
+    assert "<svg" in example and "wer_vs_logged" in example
+    monkeypatch.setattr(figures, "EXAMPLE", tmp_path / "evaluation.html")
+    (tmp_path / "evaluation.html").write_text("edited by hand", encoding="utf-8")
+    assert figures.main(["--check"]) == 1
+    assert figures.main([]) == 0 and figures.main(["--check"]) == 0
+    assert (tmp_path / "evaluation.html").read_text(encoding="utf-8") == example
+
+
 def test_a_page_without_markers_is_refused() -> None:
     try:
         figures.rendered("# no markers here\n")
