@@ -139,10 +139,12 @@ def html_report(report: dict[str, Any]) -> str:
             f" (similarity {_cell(e['similarity'])})</li>"
             for e in (c.get("answers") or {}).get("examples", [])) + "</ul>"
         for name, c in candidates.items() if c.get("answers"))
+    logged_ms = report.get("logged", {}).get("latency_ms") or {}
     latency = "".join(
-        f"<tr><td>{stage}</td><td>{_cell((ms or {}).get('p50'))}</td>"
-        f"<td>{_cell((ms or {}).get('p95'))}</td></tr>"
-        for stage, ms in (report.get("logged", {}).get("latency_ms") or {}).items())
+        f"<tr><td>{stage}</td><td>{_spread_cell(logged_ms.get(stage))}</td>"
+        + "".join(f"<td>{_spread_cell(RERUN[stage](c) if stage in RERUN else None)}</td>"
+                  for c in candidates.values()) + "</tr>"
+        for stage in logged_ms)
     status = "" if report.get("complete", True) else \
         "<p><strong>Incomplete: the time budget ran out, or a candidate failed.</strong></p>"
     status += "".join(f"<p><strong>{html.escape(name)} failed:</strong> "
@@ -158,12 +160,27 @@ text-align:right}}td:first-child{{text-align:left}}</style></head><body>
 Elapsed: {report.get('elapsed_s', '?')} s.</p>
 <h2>Candidates</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>
 {truth}{charts}
-<h2>Latency as logged (ms)</h2><table><tr><th>stage</th><th>p50</th><th>p95</th></tr>
-{latency}</table>
+<h2>Latency, ms (p50 / p95)</h2>
+<p>As logged: each stage of the live turns. A candidate's: the stages it ran again, offline
+(the transcriber on the whole utterance, where a live turn's preemptive transcription may
+have hidden it; the language model's first item; the voice's first chunk).</p>
+<table><tr><th>stage</th><th>as logged</th>{head}</tr>{latency}</table>
 <h2>Transcripts that changed (first five per candidate)</h2>{examples}
 {f"<h2>Answers that changed (first five per candidate)</h2>{answers}" if answers else ""}
 </body></html>
 """
+
+
+#: a logged stage → where a candidate's own figure for it is, when it ran that stage again
+RERUN: dict[str, Getter] = {
+    "stt": _at("transcripts", "stt_ms"),
+    "llm_first_token": _at("answers", "first_item_ms"),
+    "tts_first_chunk": _at("speech", "first_chunk_ms"),
+}
+
+
+def _spread_cell(ms: Any) -> str:
+    return "—" if not ms else f"{_cell(ms.get('p50'))} / {_cell(ms.get('p95'))}"
 
 
 def _cell(value: Any) -> str:

@@ -176,6 +176,13 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
         assert speech["heard_back_wer"] == round(word_errors(
             " ".join(said), " ".join(heard))[0] / len(said), 4)
 
+    # latency side by side: each candidate's own figure where it ran the stage again
+    page = (tmp_path / "c" / "evaluation.html").read_text()
+    row = page.split("<tr><td>tts_first_chunk</td>", 1)[1].split("</tr>", 1)[0]
+    cells = row.replace("</td>", "").split("<td>")[1:]  # as logged, then the candidates
+    assert [cell == "—" for cell in cells[1:]] == [True, True, True, False, False]
+    assert cells[4].startswith(f"{slow['first_chunk_ms']['p50']:g} / ")
+
 
 def test_a_candidate_must_try_something_known() -> None:
     for bad in ("x=volume=11", "x={not json", 'x={"stt_engine": "faster-whisper"}'):
