@@ -94,6 +94,7 @@ def main() -> None:
     if args.smoke:
         smoke_reports()
         args.sessions = 1
+        args.in_process = True  # tests/voxline/test_evaluate_* run the candidates apart
     items = build_corpus(args.seed, languages=("en",), limit=args.sessions)
     with redis_url_or_server(None) as url:
         ids = asyncio.run(log_sessions(url, items))
