@@ -7,11 +7,13 @@ is a JSON object or ``KEY=VALUE[,KEY=VALUE...]``:
   of :mod:`voxline.evaluate`), laid over each session's own settings as logged;
 * ``stt_model`` (and optionally ``stt_engine``, default ``faster-whisper``): the
   transcriber the candidate hears the utterances with; without it, the server's;
-* the reply: ``system_prompt`` and sampling (``temperature``, ``top_p``, ``max_tokens``,
-  ``seed``) over each session's own, and ``llm_model`` (optionally ``llm_engine``, default
-  the server's): each logged turn is asked again with the dialogue as it stood
-  (:mod:`voxline.evaluate_answers`). A candidate without any of these leaves the answers
-  alone;
+  ``stt_options`` (likewise ``llm_options``, ``tts_options``): the engine's options,
+  over the server's engine's own when the candidate names no engine (a window, a beam);
+* the reply: ``system_prompt``, ``tools``, ``tool_choice`` and sampling (``temperature``,
+  ``top_p``, ``max_tokens``, ``seed``) over each session's own, and ``llm_model``
+  (optionally ``llm_engine``, default the server's): each logged turn is asked again
+  with the dialogue as it stood (:mod:`voxline.evaluate_answers`). A candidate without
+  any of these leaves the answers alone;
 * the speech: ``voice`` and ``speech_speed`` over each session's own, and ``tts_model``
   (optionally ``tts_engine``, default the server's): each logged reply spoken again and
   heard back (:mod:`voxline.evaluate_speech`).
@@ -32,14 +34,14 @@ from pydantic import ValidationError
 from schemas import ConfigurationError, EngineSettings, SessionSettings
 from voxline.evaluate import AS_LOGGED, TURN_SETTINGS, parse_patch, raw_patch
 
-__all__ = ["Candidate", "parse_candidate", "reply_settings"]
+__all__ = ["Candidate", "parse_candidate", "reply_settings", "resolved"]
 
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<spec>\{.*|[^=]*=.*)$", re.DOTALL)
-_STT_KEYS = ("stt_model", "stt_engine")
-_LLM_KEYS = ("llm_model", "llm_engine")
+_STT_KEYS = ("stt_model", "stt_engine", "stt_options")
+_LLM_KEYS = ("llm_model", "llm_engine", "llm_options")
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed")
-_REPLY_KEYS = ("system_prompt", *_SAMPLING_KEYS)
-_TTS_KEYS = ("tts_model", "tts_engine")
+_REPLY_KEYS = ("system_prompt", "tools", "tool_choice", *_SAMPLING_KEYS)
+_TTS_KEYS = ("tts_model", "tts_engine", "tts_options")
 _SPEECH_KEYS = ("voice", "speech_speed")
 
 
@@ -131,21 +133,40 @@ def parse_candidate(text: str) -> Candidate:
 
 def _engine_choice(name: str, stage: str, keys: dict[str, Any],
                    default: str | None) -> EngineSettings | None:
-    """``<stage>_model`` (and ``<stage>_engine``) as engine settings; ``default`` None:
-    the server's engine, named when the evaluation runs (``engine`` left empty)."""
+    """``<stage>_model``, ``<stage>_engine`` and ``<stage>_options`` as engine settings.
+    A model without an engine runs on ``default`` (None: the server's engine); options
+    alone change the server's engine's options (``engine`` left empty: :func:`resolved`
+    fills it in when the evaluation runs)."""
     if not keys:
         return None
-    if f"{stage}_model" not in keys:
-        raise ConfigurationError(f"candidate {name!r}: {stage}_engine needs {stage}_model",
+    options = keys.get(f"{stage}_options", {})
+    if not isinstance(options, dict):
+        raise ConfigurationError(f"candidate {name!r}: {stage}_options is a JSON object",
                                  setting="--candidate")
+    if f"{stage}_model" not in keys:
+        if f"{stage}_engine" in keys:
+            raise ConfigurationError(f"candidate {name!r}: {stage}_engine needs "
+                                     f"{stage}_model", setting="--candidate")
+        return EngineSettings(engine="", options=options)
     return EngineSettings(engine=str(keys.get(f"{stage}_engine", default or "")),
-                          model=str(keys[f"{stage}_model"]))
+                          options=options, model=str(keys[f"{stage}_model"]))
+
+
+def resolved(choice: EngineSettings | None, server: EngineSettings) -> EngineSettings:
+    """The engine a candidate runs for a stage: the server's where it names none, its
+    options over the server's where it names no engine, else its own as it is."""
+    if choice is None:
+        return server
+    if choice.engine:
+        return choice
+    return EngineSettings(engine=server.engine,
+                          options={**server.engine_options(), **choice.engine_options()})
 
 
 def reply_settings(reply: dict[str, Any]) -> dict[str, Any]:
     """A candidate's reply patch as a patch of session settings (sampling nested)."""
     sampling = {key: value for key, value in reply.items() if key in _SAMPLING_KEYS}
-    return {**({"system_prompt": reply["system_prompt"]} if "system_prompt" in reply else {}),
+    return {**{key: value for key, value in reply.items() if key not in _SAMPLING_KEYS},
             **({"sampling": sampling} if sampling else {})}
 
 

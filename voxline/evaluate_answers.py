@@ -43,7 +43,7 @@ from schemas import (
     Settings,
     ToolCallDelta,
 )
-from voxline.candidates import Candidate, reply_settings
+from voxline.candidates import Candidate, reply_settings, resolved
 from voxline.evaluate import spread
 from voxline.word_errors import normalize
 
@@ -123,9 +123,8 @@ async def answer_measures(
 
 
 async def _load(choice: EngineSettings | None, settings: Settings) -> LanguageModel:
-    engine_settings = settings.llm if choice is None else choice
-    name = engine_settings.engine or settings.llm.engine
-    engine = create_engine("llm", name, engine_settings.engine_options())
+    engine_settings = resolved(choice, settings.llm)
+    engine = create_engine("llm", engine_settings.engine, engine_settings.engine_options())
     await engine.load()
     assert isinstance(engine, LanguageModel)
     return engine

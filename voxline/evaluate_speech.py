@@ -27,7 +27,7 @@ from pipeline.audio import resample_pcm16
 from pipeline.engines import Synthesizer, Transcriber, create_engine
 from pipeline.turntaking import transcribe_in
 from schemas import EngineError, EngineSettings, SessionSettings, Settings, SynthesisRequest
-from voxline.candidates import Candidate
+from voxline.candidates import Candidate, resolved
 from voxline.evaluate import spread
 from voxline.evaluate_answers import Asked
 from voxline.word_errors import normalize, word_errors
@@ -78,9 +78,8 @@ async def speech_measures(
 
 
 async def _load(choice: EngineSettings | None, settings: Settings) -> Synthesizer:
-    engine_settings = settings.tts if choice is None else choice
-    name = engine_settings.engine or settings.tts.engine
-    engine = create_engine("tts", name, engine_settings.engine_options())
+    engine_settings = resolved(choice, settings.tts)
+    engine = create_engine("tts", engine_settings.engine, engine_settings.engine_options())
     await engine.load()
     assert isinstance(engine, Synthesizer)
     return engine

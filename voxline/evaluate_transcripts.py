@@ -14,7 +14,7 @@ from pipeline.engines import Transcriber, create_engine
 from pipeline.log import fold
 from pipeline.turntaking import transcribe_in
 from schemas import Event, InputAudio, Settings
-from voxline.candidates import Candidate
+from voxline.candidates import Candidate, resolved
 from voxline.evaluate import spread
 from voxline.word_errors import normalize, word_errors
 
@@ -28,7 +28,7 @@ async def transcript_measures(
     """The utterances heard again by the candidate's transcriber, against the log (and
     the references); and whether all were heard before ``deadline``."""
     spoken = {session_id: _utterances(session_id, events) for session_id, events in read.items()}
-    choice = candidate.stt or settings.stt
+    choice = resolved(candidate.stt, settings.stt)
     engine = create_engine("stt", choice.engine, choice.engine_options())
     await engine.load()
     assert isinstance(engine, Transcriber)

@@ -86,6 +86,16 @@ async def test_each_completed_turn_is_asked_again_with_the_dialogue_before_it(
                                   "name": "weather", "arguments": '{"city": "Paris"}'}]
     assert measures["answer_ms"] is not None
 
+    # a candidate's own tools replace the session's (and its tool_choice holds)
+    clock = parse_candidate(
+        'clock={"tools": [{"type": "function", "name": "clock", "description": "the time", '
+        '"parameters": {"type": "object", "properties": {}}}], "tool_choice": "required"}')
+    other = RoundsLLM([["It is noon."], ["It is noon."]])
+    await _ask(other, clock, asked, deadline=float("inf"))
+    assert [tool.name for tool in other.requests[0].tools] == ["clock"]
+    assert other.requests[0].tool_choice.mode == "required"
+    assert other.requests[0].messages[0].content == "You are a tour guide."  # the session's
+
 
 @pytest.mark.redis
 async def test_a_cancelled_turn_is_not_asked_again(event_log: EventLog, key_prefix: str) -> None:

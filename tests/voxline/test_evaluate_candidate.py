@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
-from schemas import Event, SessionSettings, Settings
+from schemas import ConfigurationError, EngineSettings, Event, SessionSettings, Settings
 from tests.support.engines import RecordingLLM
 from tests.support.sessions import collect_until
 from voxline import evaluate_candidate
-from voxline.candidates import Candidate, parse_candidate
+from voxline.candidates import Candidate, parse_candidate, resolved
 from voxline.cli import app
 from voxline.evaluate_candidate import measured_apart
 
@@ -30,6 +30,25 @@ def test_a_candidate_travels_to_its_process_whole() -> None:
     assert Candidate.from_json(candidate.to_json()) == candidate
     plain = parse_candidate("quick=end_of_speech_ms=500")
     assert Candidate.from_json(plain.to_json()) == plain
+    window = parse_candidate('w={"stt_options": {"turn_window_s": 30}, "llm_options": '
+                             '{"threads": 2}, "tts_model": "x", "tts_options": {"a": 1}}')
+    assert Candidate.from_json(window.to_json()) == window
+
+
+def test_options_alone_change_the_server_s_engine_and_a_named_engine_stands_as_given() -> None:
+    server = EngineSettings(engine="language-router", options={"stt_a": 1, "turn_window_s": 15})
+    window = parse_candidate('w={"stt_options": {"turn_window_s": 30}}').stt
+    assert resolved(window, server) == EngineSettings(
+        engine="language-router", options={"stt_a": 1, "turn_window_s": 30})
+    own = parse_candidate('o={"stt_model": "whisper-base", "stt_options": {"beam": 1}}').stt
+    assert resolved(own, server) == own and own is not None
+    assert own.engine == "faster-whisper" and own.engine_options() == {"beam": 1,
+                                                                       "model": "whisper-base"}
+    assert resolved(None, server) is server
+    for bad, said in (('b={"stt_options": 3}', "stt_options is a JSON object"),
+                      ('b={"llm_engine": "x"}', "llm_engine needs llm_model")):
+        with pytest.raises(ConfigurationError, match=said):
+            parse_candidate(bad)
 
 
 async def _typed_session(event_log: EventLog, sid: str) -> dict[str, Sequence[Event]]:
