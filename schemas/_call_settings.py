@@ -104,6 +104,13 @@ class WebRtcSettings(BaseModel):
         "waited for before it is skipped; audio in order is heard as it comes (aiortc's "
         "player holds 4 packets, 80 ms, always)",
     )
+    reply_lead_frames: int = Field(
+        default=2, ge=0, le=10,
+        description="20 ms frames a reply sends at once when it starts, ahead of real "
+        "time: a caller's player holds a few packets before it plays (a browser's tens of "
+        "ms, aiortc's 2-4), and these fill it at once, so the reply is heard that much "
+        "sooner; 0: every frame at its real-time tick",
+    )
 
     @field_validator("peer_networks")
     @classmethod

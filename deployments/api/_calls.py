@@ -130,7 +130,8 @@ async def answer_call(
     call = WebRtcCall(session, events, frames, channel=channel, on_message=received,
                       on_end=ended, greeting=greeting, ice_timeout_s=webrtc.ice_timeout_s,
                       ice_start_timeout_s=webrtc.ice_start_timeout_s,
-                      max_buffer_s=webrtc.max_buffer_s, jitter_packets=webrtc.jitter_packets)
+                      max_buffer_s=webrtc.max_buffer_s, jitter_packets=webrtc.jitter_packets,
+                      reply_lead_frames=webrtc.reply_lead_frames)
     try:
         answer = await call.answer(offer)
     except BaseException:

@@ -84,6 +84,7 @@ class WebRtcCall:
         ice_start_timeout_s: float = 10.0,
         max_buffer_s: float = 30.0,
         jitter_packets: int = 2,
+        reply_lead_frames: int = 0,
     ) -> None:
         from aiortc import RTCPeerConnection
 
@@ -97,7 +98,7 @@ class WebRtcCall:
         self._ice_timeout_s = ice_timeout_s
         self._ice_start_timeout_s = min(ice_start_timeout_s, ice_timeout_s)
         self._jitter_packets = jitter_packets
-        self.track = ReplyTrack(max_buffer_s)
+        self.track = ReplyTrack(max_buffer_s, lead_frames=reply_lead_frames)
         self.pc: Any = RTCPeerConnection()
         self._channel: Any = None
         self._channel_open = asyncio.Event()

@@ -6,7 +6,10 @@ aiortc decodes the caller's Opus to 20 ms frames of 48 kHz PCM16 (stereo, interl
 20 ms frame at a time and encodes it to Opus; it answers from a bounded buffer the
 session's audio chunks are written into, paced at real time, with silence when the
 reply is not speaking (a WebRTC audio track never pauses); a reply that starts while
-the track sends silence goes out at once, not at the next 20 ms tick. :meth:`ReplyTrack.clear`
+the track sends silence goes out at once, not at the next 20 ms tick, and with a lead
+its first frames go together, ahead of real time, to fill the caller's jitter buffer
+(it holds a few packets before it plays: that wait is taken off the reply's first
+audio). :meth:`ReplyTrack.clear`
 drops what has not played yet (barge-in), :meth:`ReplyTrack.pause` holds it (silence
 until :meth:`ReplyTrack.resume`), and :attr:`ReplyTrack.played_ms` says how far the
 current reply was heard.
@@ -176,13 +179,18 @@ class ReplyTrack(MediaStreamTrack):
     """The reply's audio, played in real time (see the module docstring).
 
     ``max_buffer_s`` bounds what waits to play: :meth:`play` waits for room (the reply's
-    writer reads the log no faster than the call can play it).
+    writer reads the log no faster than the call can play it). ``lead_frames``: when a
+    reply starts on an idle track, its first ``lead_frames`` + 1 frames are sent at once
+    and the rest follow at real time that far ahead, until the track is idle again (the
+    lead is taken once per start, never added up). :attr:`played_ms` counts what was
+    sent, the lead with it.
     """
 
     kind = "audio"
 
-    def __init__(self, max_buffer_s: float = 30.0) -> None:
+    def __init__(self, max_buffer_s: float = 30.0, *, lead_frames: int = 0) -> None:
         super().__init__()
+        self._lead_s = max(lead_frames, 0) * _FRAME / CALL_RATE
         self._buffer = bytearray()
         self._limit = int(max_buffer_s * CALL_RATE) * 2
         self._room = asyncio.Event()
@@ -249,8 +257,9 @@ class ReplyTrack(MediaStreamTrack):
                     await self._sound.wait()
             except TimeoutError:
                 pass
-            else:  # the clock moves to this frame: the reply's next ones follow it
-                self._start = time.monotonic() - self._sent / CALL_RATE
+            else:  # the clock moves to this frame (less the lead): the reply's next
+                # ones follow it
+                self._start = time.monotonic() - self._sent / CALL_RATE - self._lead_s
         chunk = b"" if self._paused else bytes(self._buffer[:2 * _FRAME])
         del self._buffer[:len(chunk)]
         self._played += len(chunk)

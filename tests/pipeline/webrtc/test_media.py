@@ -175,3 +175,36 @@ async def test_an_idle_track_sends_a_starting_reply_at_once_not_at_its_next_tick
     await track.play("t1", pcm)
     frame = await asyncio.wait_for(waiting, 1.0)  # woken by the reply, not the tick
     assert _samples(frame).tobytes() == pcm
+
+
+async def test_a_starting_reply_sends_its_lead_at_once_then_keeps_real_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock that stands still, the waits the track asks for are its pacing: none
+    for the lead, then a frame's worth each, as without a lead."""
+    from pipeline.webrtc import media
+
+    monkeypatch.setattr(media.time, "monotonic", lambda: 100.0)
+    waits: list[float] = []
+    yield_once = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+
+    track = ReplyTrack(lead_frames=2)
+    await track.recv()  # the clock starts at 100.0
+    waiting = asyncio.ensure_future(track.recv())  # idle: waits for sound (a timer)
+    await asyncio.sleep(0)
+    pcm = (np.arange(6 * FRAME) % 1000 + 1).astype("<i2").tobytes()
+    await track.play("t1", pcm)
+    monkeypatch.setattr(media.asyncio, "sleep", sleep)
+    frames = [await asyncio.wait_for(waiting, 1.0), *[await track.recv() for _ in range(5)]]
+    assert b"".join(_samples(f).tobytes() for f in frames) == pcm
+    assert waits == [0.02, 0.04, 0.06]  # three frames at once, then one per 20 ms
+    plain = ReplyTrack()  # no lead: the starting frame at once, then each at its tick
+    await plain.recv()
+    waiting = asyncio.ensure_future(plain.recv())
+    await yield_once(0)  # the real one: the track starts waiting for sound
+    await plain.play("t1", pcm)
+    waits.clear()
+    [await asyncio.wait_for(waiting, 1.0), *[await plain.recv() for _ in range(5)]]
+    assert waits == [0.02, 0.04, 0.06, 0.08, 0.1]
