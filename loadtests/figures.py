@@ -101,6 +101,7 @@ def _eventlog(figures: dict[str, Any]) -> Iterator[Row]:
            f"≥ {_num(figures.get('goal_batched_events_per_s'))}")
     yield ("appends one by one, events/s", _num(figures.get("append_single_events_per_s")), "")
     yield ("tail wake-up p50, ms", _num(_get(figures, "tail_wakeup_ms", "p50"), digits=2), "")
+    yield ("replay of 10,000 events, s", _num(figures.get("replay_10k_s"), digits=2), "")
 
 
 def _evaluate(figures: dict[str, Any]) -> Iterator[Row]:
@@ -153,11 +154,23 @@ def _capacity(figures: dict[str, Any]) -> Iterator[Row]:
                f"({_num(step.get('machine_cpu_s_per_turn'), digits=2)})", "≤ 0.25")
 
 
+def _pipeline(figures: dict[str, Any]) -> Iterator[Row]:
+    yield ("CPU per token, streaming turn (scripted instant engines), µs",
+           _num(_get(figures, "cost", "per_token_us_streaming"), digits=1), "< 50")
+    yield ("piece cut → its TTS call p95, instant LLM / 2,000 tokens/s, ms",
+           f"{_num(_get(figures, 'piece_to_tts_call_instant_llm_ms', 'p95'), digits=3)} / "
+           f"{_num(_get(figures, 'piece_to_tts_call_2000_tok_s_ms', 'p95'), digits=3)}", "< 1")
+    yield ("cancel → every engine stream ended p95 (token / task / aclose), ms",
+           " / ".join(_num(_get(figures, f"cancel_via_{way}", "to_engines_ms", "p95"),
+                           digits=3) for way in ("token", "task_cancel", "aclose")), "≤ 50")
+
+
 #: benchmark → its headline rows, in the order the table shows them
 HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_latency": _latency,
     "bench_log_scale": _log_scale,
     "bench_eventlog": _eventlog,
+    "bench_pipeline": _pipeline,
     "bench_evaluate": _evaluate,
     "bench_peers": _peers,
     "capacity": _capacity,
