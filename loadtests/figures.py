@@ -165,12 +165,34 @@ def _pipeline(figures: dict[str, Any]) -> Iterator[Row]:
                            digits=3) for way in ("token", "task_cancel", "aclose")), "≤ 50")
 
 
+def _engines(figures: dict[str, Any]) -> Iterator[Row]:
+    names = {"stt-tiny": "STT faster-whisper tiny.en", "stt-base": "STT faster-whisper base",
+             "vad": "VAD Silero", "llm": "LLM llama.cpp Gemma 3 270M",
+             "tts-piper": "TTS Piper", "tts-espeak": "TTS espeak-ng"}
+    for key, name in names.items():
+        engine = figures.get(key)
+        if not isinstance(engine, dict):
+            continue
+        parts = [f"load {_num(engine.get('load_s'), ' s', 2)}"]
+        if "first_output_s" in engine:
+            parts.append(f"first output {_num(engine['first_output_s'], ' s', 3)}")
+        if "tokens_per_s" in engine:
+            parts.append(f"{_num(engine['tokens_per_s'], ' tokens/s', 1)}")
+        if "us_per_frame" in engine:
+            parts.append(f"{_num(engine['us_per_frame'], ' µs a frame', 0)}")
+        if "rtf" in engine:
+            parts.append(f"real-time factor {_num(engine['rtf'], digits=3)}")
+        parts.append(f"peak RSS {_num(engine.get('peak_rss_mb'), ' MB')}")
+        yield (name, "; ".join(parts), "")
+
+
 #: benchmark → its headline rows, in the order the table shows them
 HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_latency": _latency,
     "bench_log_scale": _log_scale,
     "bench_eventlog": _eventlog,
     "bench_pipeline": _pipeline,
+    "bench_engines": _engines,
     "bench_evaluate": _evaluate,
     "bench_peers": _peers,
     "capacity": _capacity,
