@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.datasets import read_dataset
 from pipeline.engines import (
@@ -53,8 +53,10 @@ from schemas import (
 )
 from voxline.inspect import read_session
 
-__all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "parse_patch",
-           "raw_patch", "spread"]
+__all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "loaded_engine",
+           "parse_patch", "raw_patch", "spread"]
+
+E = TypeVar("E", bound=Engine)
 
 AS_LOGGED = "as logged"
 #: the settings an evaluation may change: those that decide where turns end
@@ -116,6 +118,15 @@ async def _loaded(stage: str, choice: EngineSettings) -> Engine | None:
         return None
     engine = create_engine(stage, choice.engine, choice.engine_options())
     await engine.load()
+    return engine
+
+
+async def loaded_engine(stage: str, choice: EngineSettings, kind: type[E]) -> E:
+    """The engine ``choice`` names for ``stage``, loaded; it must be a ``kind``."""
+    engine = await _loaded(stage, choice)
+    if not isinstance(engine, kind):
+        raise ConfigurationError(f"the {stage} engine {choice.engine!r} is no "
+                                 f"{kind.__name__}", setting=stage)
     return engine
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.engines import LanguageModel, create_engine
+from pipeline.engines import LanguageModel
 from pipeline.log import SessionState, fold
 from pipeline.tools import CallScope, SessionTools, Toolbox
 from schemas import (
@@ -44,7 +44,7 @@ from schemas import (
     ToolCallDelta,
 )
 from voxline.candidates import Candidate, reply_settings, resolved
-from voxline.evaluate import spread
+from voxline.evaluate import loaded_engine, spread
 from voxline.word_errors import normalize
 
 __all__ = ["Asked", "answer_measures", "asked_turns", "word_f1"]
@@ -123,11 +123,7 @@ async def answer_measures(
 
 
 async def _load(choice: EngineSettings | None, settings: Settings) -> LanguageModel:
-    engine_settings = resolved(choice, settings.llm)
-    engine = create_engine("llm", engine_settings.engine, engine_settings.engine_options())
-    await engine.load()
-    assert isinstance(engine, LanguageModel)
-    return engine
+    return await loaded_engine("llm", resolved(choice, settings.llm), LanguageModel)
 
 
 @dataclass(frozen=True)

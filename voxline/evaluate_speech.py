@@ -24,11 +24,11 @@ from typing import Any
 
 from pipeline import split_text
 from pipeline.audio import resample_pcm16
-from pipeline.engines import Synthesizer, Transcriber, create_engine
+from pipeline.engines import Synthesizer, Transcriber
 from pipeline.turntaking import transcribe_in
 from schemas import EngineError, EngineSettings, SessionSettings, Settings, SynthesisRequest
 from voxline.candidates import Candidate, resolved
-from voxline.evaluate import spread
+from voxline.evaluate import loaded_engine, spread
 from voxline.evaluate_answers import Asked
 from voxline.word_errors import normalize, word_errors
 
@@ -59,9 +59,7 @@ async def speech_measures(
         return {}, True
     found: dict[str, dict[str, Any]] = {}
     complete = True
-    stt = create_engine("stt", settings.stt.engine, settings.stt.engine_options())
-    await stt.load()
-    assert isinstance(stt, Transcriber)
+    stt = await loaded_engine("stt", settings.stt, Transcriber)
     try:
         for candidate in trying:
             tts = await _load(candidate.tts, settings)
@@ -78,11 +76,7 @@ async def speech_measures(
 
 
 async def _load(choice: EngineSettings | None, settings: Settings) -> Synthesizer:
-    engine_settings = resolved(choice, settings.tts)
-    engine = create_engine("tts", engine_settings.engine, engine_settings.engine_options())
-    await engine.load()
-    assert isinstance(engine, Synthesizer)
-    return engine
+    return await loaded_engine("tts", resolved(choice, settings.tts), Synthesizer)
 
 
 async def _speak_all(tts: Synthesizer, stt: Transcriber, candidate: Candidate,

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.datasets import References
-from pipeline.engines import Transcriber, create_engine
+from pipeline.engines import Transcriber
 from pipeline.log import fold
 from pipeline.turntaking import transcribe_in
 from schemas import Event, InputAudio, Settings
 from voxline.candidates import Candidate, resolved
-from voxline.evaluate import spread
+from voxline.evaluate import loaded_engine, spread
 from voxline.word_errors import normalize, word_errors
 
 __all__ = ["logged_vs_reference", "transcript_measures"]
@@ -29,9 +29,7 @@ async def transcript_measures(
     the references); and whether all were heard before ``deadline``."""
     spoken = {session_id: _utterances(session_id, events) for session_id, events in read.items()}
     choice = resolved(candidate.stt, settings.stt)
-    engine = create_engine("stt", choice.engine, choice.engine_options())
-    await engine.load()
-    assert isinstance(engine, Transcriber)
+    engine = await loaded_engine("stt", choice, Transcriber)
     try:
         heard, took, finished = await _heard(spoken, engine, deadline)
     finally:
