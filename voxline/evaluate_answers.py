@@ -5,9 +5,10 @@ A turn is asked again when its reply completed (not cancelled, failed or cut sho
 the user) and it has words from the user. The request is the one the live session made:
 the system prompt, the finished turns before it as the history window shows them (the
 server's ``history`` settings), then the user's words as logged (redacted as they were),
-with the candidate's ``system_prompt`` and sampling over the session's. The session's
-own function tools are offered with its ``tool_choice``; server and MCP tools are not:
-an evaluation runs nothing, so its model sees only what a client would answer.
+with the candidate's ``system_prompt``, sampling, ``tools`` and ``tool_choice`` over the
+session's. Function tools are offered (the session's, or the candidate's own); server and
+MCP tools are not: an evaluation runs nothing, so its model sees only what a client would
+answer.
 
 What the model answers (its first generation: its words, and the calls it makes) is
 compared with what was logged (the words the reply said before any calls, or all of them;
