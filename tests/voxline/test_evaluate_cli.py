@@ -114,11 +114,12 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
 
     exported = runner.invoke(app, ["export", SID, "--out", str(tmp_path / "data")], env=env)
     assert exported.exit_code == 0, exported.output
-    again = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "data"), *candidates,
+    again = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "data"),
+                                *candidates[:2], *candidates[4:],  # tiny and quick
                                 "--out", str(tmp_path / "b"), "--in-process"], env=env)
     assert again.exit_code == 0, again.output
     from_dataset = json.loads((tmp_path / "b" / "evaluation.json").read_text())
-    for name in ("tiny", "base", "quick"):
+    for name in ("tiny", "quick"):  # a transcript and a turn-taking candidate
         ours, theirs = report["candidates"][name], from_dataset["candidates"][name]
         assert ours["turn_taking"] == theirs["turn_taking"]
         for figure in ("utterances", "wer_vs_logged", "changed", "examples"):
