@@ -15,7 +15,6 @@ transcribes it when no preemptive turn did.
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from pipeline.session import (
     turn_detection,
     turn_measures,
 )
+from pipeline.turntaking import quantiles
 from schemas import (
     ConfigurationError,
     EngineSettings,
@@ -250,8 +250,5 @@ def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
 
 def spread(values: list[float]) -> dict[str, float] | None:
     """p50 and p95 of ``values`` (ms, rounded to 0.1); None for none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return {"p50": round(statistics.median(ordered), 1),
-            "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
+    found = quantiles(values)
+    return None if found is None else {key: round(value, 1) for key, value in found.items()}

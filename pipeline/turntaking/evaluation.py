@@ -54,6 +54,7 @@ __all__ = [
     "Replay",
     "TurnEnd",
     "logged_input",
+    "quantiles",
     "quick_transcriber",
     "replay_turn_ends",
     "score_against_truth",
@@ -209,7 +210,7 @@ def turn_measures(replays: Sequence[Replay], *, continuation_ms: int = 2000) -> 
     return {
         "sessions": len(replays),
         "turns": len(ends),
-        "silence_waited_ms": _quantiles([end.decided_ms - end.speech_end_ms for end in ends]),
+        "silence_waited_ms": quantiles([end.decided_ms - end.speech_end_ms for end in ends]),
         "continued": continued,
         "continued_rate": round(continued / len(ends), 4) if ends else None,
     }
@@ -223,7 +224,10 @@ def score_against_truth(ends: Sequence[TurnEnd], true_end_ms: int) -> tuple[bool
     return cut, (final[0] - true_end_ms) if final else None
 
 
-def _quantiles(values: Sequence[int]) -> dict[str, float] | None:
+def quantiles(values: Sequence[float]) -> dict[str, float] | None:
+    """p50 and p95 of ``values`` (the p95 the nearest rank below); None for none: the
+    evaluations' figures of a spread (silence waited here, stage times in ``voxline
+    evaluate``)."""
     if not values:
         return None
     ordered = sorted(values)

@@ -119,7 +119,7 @@ FACADES = {
         "is_backchannel", "transcribe_in",
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
-        "score_against_truth", "turn_measures",
+        "score_against_truth", "turn_measures", "quantiles",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",
