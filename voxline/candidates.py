@@ -29,9 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from schemas import ConfigurationError, EngineSettings, SessionSettings
+from pipeline.session import merge_settings
+from schemas import ConfigurationError, EngineSettings, SessionSettings, VoxlineError
 from voxline.evaluate import AS_LOGGED, TURN_SETTINGS, parse_patch, raw_patch
 
 __all__ = ["Candidate", "parse_candidate", "reply_settings", "resolved"]
@@ -171,12 +170,10 @@ def reply_settings(reply: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_settings(name: str, reply: dict[str, Any], speech: dict[str, Any]) -> None:
-    """The reply and speech patches valid over the defaults, or a
-    :class:`ConfigurationError`."""
+    """The reply and speech patches valid over the defaults, as a session's update is
+    checked (:func:`pipeline.session.merge_settings`), or a :class:`ConfigurationError`."""
     try:
-        SessionSettings().merged({**reply_settings(reply), **speech})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        raise ConfigurationError(f"candidate {name!r}: {problems}",
+        merge_settings(SessionSettings(), {**reply_settings(reply), **speech})
+    except VoxlineError as exc:
+        raise ConfigurationError(f"candidate {name!r}: {exc.message}",
                                  setting="--candidate") from None
