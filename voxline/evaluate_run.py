@@ -100,8 +100,9 @@ async def run_evaluation(
         "candidates": {c.name: {"spec": c.describe(),
                                 **{key: value for key, value in measured[c.name].items()
                                    if key != "complete"},
-                                "turn_taking": measured[c.name].get("turn_taking") or (
-                                    None if "error" in measured[c.name] else logged)}
+                                # its own replay where it changes turn-taking, else as logged
+                                "turn_taking": measured[c.name].get("turn_taking")
+                                if c.turn_patch or "error" in measured[c.name] else logged}
                        for c in candidates},
     }
 
