@@ -30,7 +30,7 @@ from schemas import EngineError, EngineSettings, SessionSettings, Settings, Synt
 from voxline.candidates import Candidate, resolved
 from voxline.evaluate import loaded_engine, spread
 from voxline.evaluate_answers import Asked
-from voxline.word_errors import normalize, word_errors
+from voxline.word_errors import normalize, reported_wer
 
 __all__ = ["speech_measures"]
 
@@ -113,8 +113,6 @@ async def _speak(tts: Synthesizer, stt: Transcriber, settings: SessionSettings,
 
 def _measures(rows: list[_Spoken]) -> dict[str, Any]:
     spoken = [row for row in rows if row.error is None]
-    errors = sum(word_errors(row.text, row.heard)[0] for row in spoken)
-    words = sum(len(normalize(row.text)) for row in spoken)
     audio_s = sum(row.audio_s for row in spoken)
     return {
         "replies": len(spoken),
@@ -124,7 +122,7 @@ def _measures(rows: list[_Spoken]) -> dict[str, Any]:
         "real_time_factor": round(sum(row.synth_s for row in spoken) / audio_s, 4)
         if audio_s else None,
         "audio_s": round(audio_s, 2),
-        "heard_back_wer": round(errors / words, 4) if words else None,
+        "heard_back_wer": reported_wer([(row.text, row.heard) for row in spoken]),
         "examples": [{"text": row.text, "heard": row.heard} for row in spoken
                      if normalize(row.text) != normalize(row.heard)][:5],
     }

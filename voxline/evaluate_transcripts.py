@@ -16,7 +16,7 @@ from pipeline.turntaking import transcribe_in
 from schemas import Event, InputAudio, Settings
 from voxline.candidates import Candidate, resolved
 from voxline.evaluate import loaded_engine, spread
-from voxline.word_errors import normalize, word_errors
+from voxline.word_errors import normalize, reported_wer
 
 __all__ = ["logged_vs_reference", "transcript_measures"]
 
@@ -75,13 +75,6 @@ def _utterances(session_id: str, events: Sequence[Event]) -> Spoken:
     return state.settings.language, found
 
 
-def _wer(pairs: Sequence[tuple[str, str]]) -> float | None:
-    """The word error rate of the second of each pair against the first, over all."""
-    errors = sum(word_errors(truth, said)[0] for truth, said in pairs)
-    words = sum(len(normalize(truth)) for truth, _ in pairs)
-    return round(errors / words, 4) if words else None
-
-
 def _word_measures(heard: list[Heard], took: list[float],
                    references: References) -> dict[str, Any]:
     checked = [(references[where], text) for where, _, text in heard if where in references]
@@ -89,9 +82,9 @@ def _word_measures(heard: list[Heard], took: list[float],
                if normalize(logged) != normalize(text)]
     return {
         "utterances": len(heard),
-        "wer_vs_logged": _wer([(logged, text) for _, logged, text in heard]),
+        "wer_vs_logged": reported_wer([(logged, text) for _, logged, text in heard]),
         "with_reference": len(checked),
-        "wer_vs_reference": _wer(checked),
+        "wer_vs_reference": reported_wer(checked),
         "changed": len(changed),
         "changed_rate": round(len(changed) / len(heard), 4) if heard else None,
         "stt_ms": spread(took),
@@ -106,4 +99,4 @@ def logged_vs_reference(read: dict[str, Sequence[Event]],
                for session_id, events in read.items()
                for utterance, logged in _utterances(session_id, events)[1]
                if (session_id, utterance.turn_id or "") in references]
-    return {"with_reference": len(checked), "wer_vs_reference": _wer(checked)}
+    return {"with_reference": len(checked), "wer_vs_reference": reported_wer(checked)}

@@ -10,8 +10,9 @@ benchmarks and the tests.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-__all__ = ["normalize", "wer", "word_errors"]
+__all__ = ["normalize", "reported_wer", "wer", "word_errors"]
 
 _WORD = re.compile(r"[a-zäöüß']+")
 
@@ -43,3 +44,12 @@ def wer(pairs: list[tuple[str, str]]) -> float:
         errors += e
         total += n
     return errors / max(total, 1)
+
+
+def reported_wer(pairs: Sequence[tuple[str, str]]) -> float | None:
+    """:func:`wer` as a report gives it: to four places, and None where the references
+    hold no word (nothing to measure, not a perfect score)."""
+    pairs = list(pairs)
+    if not any(normalize(reference) for reference, _ in pairs):
+        return None
+    return round(wer(pairs), 4)
