@@ -21,7 +21,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pipeline.datasets import References
@@ -32,7 +32,7 @@ from voxline.evaluate_answers import answer_measures, asked_turns
 from voxline.evaluate_speech import speech_measures
 from voxline.evaluate_transcripts import transcript_measures
 
-__all__ = ["LOAD_GRACE_S", "candidate_measures", "measured_apart"]
+__all__ = ["LOAD_GRACE_S", "candidate_measures", "events_in", "measured_apart"]
 
 #: what a child may take beyond the budget: starting, loading its models, answering
 LOAD_GRACE_S = 120.0
@@ -50,7 +50,7 @@ async def candidate_measures(
     turn_taking = None
     if candidate.turn_patch:
         turns = await evaluate_sessions(list(read), [candidate.turn_key], settings,
-                                        events_of=_cached(read), with_logged=False)
+                                        events_of=events_in(read), with_logged=False)
         turn_taking = turns.measures.get(candidate.turn_key)
     transcripts, heard_all = await transcript_measures(read, candidate, settings, references,
                                                        deadline)
@@ -64,7 +64,9 @@ async def candidate_measures(
             "complete": heard_all and answered_all and spoken_all}
 
 
-def _cached(read: dict[str, Sequence[Event]]) -> Callable[[str], Any]:
+def events_in(read: dict[str, Sequence[Event]]) -> Callable[[str], Awaitable[Sequence[Event]]]:
+    """The sessions' events already read, as :func:`voxline.evaluate.evaluate_sessions`
+    asks for them."""
     async def events_of(session_id: str) -> Sequence[Event]:
         return read[session_id]
     return events_of

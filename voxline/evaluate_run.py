@@ -38,7 +38,7 @@ from schemas import Event, SessionError, Settings
 from voxline.candidates import Candidate
 from voxline.evaluate import AS_LOGGED, evaluate_sessions, spread
 from voxline.evaluate_answers import asked_turns
-from voxline.evaluate_candidate import candidate_measures, measured_apart
+from voxline.evaluate_candidate import candidate_measures, events_in, measured_apart
 from voxline.evaluate_transcripts import logged_vs_reference
 from voxline.inspect import read_session
 
@@ -70,11 +70,8 @@ async def run_evaluation(
     for session_id in wanted[max_sessions:]:
         skipped[session_id] = f"past --max-sessions {max_sessions}"
 
-    async def cached(session_id: str) -> Sequence[Event]:
-        return read[session_id]
-
     say(f"turn-taking as logged: {len(read)} session(s)")
-    turns = await evaluate_sessions(list(read), [], settings, events_of=cached)
+    turns = await evaluate_sessions(list(read), [], settings, events_of=events_in(read))
     skipped.update(turns.skipped)
     references = references or {}
     asked = [turn for session_id, events in read.items()
