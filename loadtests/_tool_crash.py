@@ -10,7 +10,10 @@ exactly one for an idempotent tool, never two for any tool), how many times the 
 and how the call ended.
 
 The booking tool keys its side effect by the call id (its idempotency key, as a payment
-API's ``Idempotency-Key``): run twice for one call, it books once.
+API's ``Idempotency-Key``): run twice for one call, it books once. The booking is one Redis
+command (a member added to a set), so a kill can land before or after it, never inside it:
+a check-then-count in two commands, killed between them, would lose the booking and read as
+a call that never booked.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import random
 import signal
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +59,9 @@ class BookTable(ServerTool):
     async def call(self, arguments: dict[str, Any], context: CallContext) -> str:
         await self.redis.rpush(f"{self.prefix}:runs", context.call_id)
         await asyncio.sleep(BEFORE_S)
-        if not self.idempotent or await self.redis.set(
-                f"{self.prefix}:booked:{context.call_id}", 1, nx=True):
-            await self.redis.incr(f"{self.prefix}:bookings")
+        # idempotent: one member per call id; otherwise one per run
+        booking = context.call_id if self.idempotent else uuid.uuid4().hex
+        await self.redis.sadd(f"{self.prefix}:bookings", booking)
         await asyncio.sleep(AFTER_S)
         return json.dumps({"booked": True, "people": arguments["people"]})
 
@@ -154,7 +158,7 @@ async def run_trial(redis_url: str, prefix: str, seed: int, *, idempotent: bool)
             await session.close()
         ended_as = ("output" if end.type == "tool.call.output"
                     else f"failed:{end.data.code.value}")  # type: ignore[union-attr]
-        bookings = int(await redis.get(f"{prefix}:bookings") or 0)
+        bookings = await redis.scard(f"{prefix}:bookings")
         runs = await redis.llen(f"{prefix}:runs")
         answered = _answered_after(events, end)
         return Trial(seed, round(kill_after, 3), bookings, runs, ended_as, answered, before)
