@@ -62,6 +62,39 @@ class Outage:
         self._pause_s = _FIRST_PAUSE_S
 
 
+class SessionOutages:
+    """The outage each session's appends are in, while it lasts: the grace counts from the
+    session's first failed append, not from each append's. Counted per append, a reply of
+    forty text deltas in an outage that outlasts the grace would wait forty graces (half
+    an hour at 45 s) before its turn failed; counted per session, the appends after the
+    grace fail at their first try until one gets through, so the turn ends and its client
+    is told (:meth:`pipeline.session.SessionEmitter.unlogged`). Per session, not per log:
+    one shard down must not fail the sessions of the others, nor their appends end its
+    outage. Entries exist only during an outage; past :data:`_MOST_SESSIONS` the ones
+    past their grace are forgotten (their next append waits a whole grace again)."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self._of: dict[str, Outage] = {}
+
+    def of(self, session_id: str) -> Outage:
+        outage = self._of.get(session_id)
+        if outage is None:
+            if len(self._of) >= _MOST_SESSIONS:
+                now = time.monotonic()
+                self._of = {key: value for key, value in self._of.items()
+                            if value.since is None or now - value.since < self.grace_s}
+            outage = self._of[session_id] = Outage(self.grace_s)
+        return outage
+
+    def ended(self, session_id: str) -> None:
+        """An append of the session got through."""
+        self._of.pop(session_id, None)
+
+
+_MOST_SESSIONS = 10_000
+
+
 def unavailable(exc: Exception) -> EventLogError:
     """The client's view of a Redis failure (its text stays in the server's log)."""
     logger.warning("the event log is unavailable: %r", exc)

@@ -26,9 +26,9 @@ share a hash tag: sessions are spread over partitions, one feed each (:mod:`pipe
   connection, by ``WAIT replica_acks replica_ack_timeout_ms``; fewer confirmations in time
   raise a transient :class:`schemas.EventLogError` (``event_log_unavailable``), so the
   event is not sent. Its retry with the same ids is a duplicate, and waits again.
-* **Failover.** While Redis does not answer (a primary died and its replica is taking
-  over), an append is retried with its ids for ``outage_grace_s`` before the caller sees
-  ``event_log_unavailable`` (:mod:`pipeline.log._outage`).
+* **Failover.** While Redis does not answer (a primary died, its replica taking over),
+  a session's appends are retried with their ids for ``outage_grace_s`` from its first
+  failure before callers see ``event_log_unavailable`` (:mod:`pipeline.log._outage`).
 * **One round trip for many appends.** Appends made in one turn of the event loop go to
   Redis as one pipeline, each still its own atomic script (:mod:`pipeline.log._pipelining`).
 """
@@ -51,7 +51,7 @@ from pipeline.log._acks import append_acked
 from pipeline.log._blocking import refresh_topology
 from pipeline.log._codec import decode_entry, encode_fields, entry_number
 from pipeline.log._outage import UNAVAILABLE as _UNAVAILABLE
-from pipeline.log._outage import Outage
+from pipeline.log._outage import SessionOutages
 from pipeline.log._outage import unavailable as _unavailable
 from pipeline.log._pipelining import ScriptPipeliner
 from pipeline.log._records import AppendResult, LogPage
@@ -110,6 +110,7 @@ class EventLog:
         self.appends = ScriptPipeliner(redis, self._append)
         self._read = redis.register_script(_lua.READ)
         self._last: OrderedDict[str, StreamId] = OrderedDict()
+        self._outages = SessionOutages(self.settings.outage_grace_s)
 
     # ---- keys -------------------------------------------------------------------------
 
@@ -135,9 +136,7 @@ class EventLog:
 
     def stamp(self, events: Sequence[EventBase]) -> list[Event]:
         """Give unstamped events ids above the last id this process used for the session.
-
-        Stamp once, then append (and retry) as often as needed: the ids make it idempotent.
-        """
+        Stamp once, then append (and retry) as often as needed: the ids make it idempotent."""
         if not events:
             return []
         session_id = events[0].session_id
@@ -158,8 +157,7 @@ class EventLog:
 
     async def append(self, event: EventBase) -> Event:
         """Append one event; returns it with its stream id."""
-        result = await self.append_batch([event])
-        return result.events[0]
+        return (await self.append_batch([event])).events[0]
 
     async def append_batch(self, events: Sequence[EventBase]) -> AppendResult:
         """Append events of one session atomically, in order.
@@ -203,10 +201,13 @@ class EventLog:
         """:meth:`_run_append`, retried with the same ids while Redis does not answer, for
         up to ``outage_grace_s`` (:mod:`pipeline.log._outage`): a try that landed before
         its reply was lost comes back ``dup``."""
-        outage = Outage(self.settings.outage_grace_s)
+        session_id = batch[0].session_id
+        outage = self._outages.of(session_id)
         while True:
             try:
-                return await self._run_append(batch)
+                result = await self._run_append(batch)
+                self._outages.ended(session_id)
+                return result
             except EventLogError as exc:
                 if not exc.transient or not outage.failed():
                     raise

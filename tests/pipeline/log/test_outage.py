@@ -15,6 +15,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pipeline.log import EventLog, LogFanout, create_redis
+from pipeline.log._outage import SessionOutages
 from schemas import EventLogError, EventLogSettings, RedisSettings
 from tests.support.event_samples import typed_text as text
 from tests.support.outages import DEAD_SOCKETS
@@ -127,3 +128,15 @@ async def test_a_connection_set_up_as_the_proxy_is_cut_is_cut_too(
             await client.ping()
     finally:
         await client.aclose()
+
+
+def test_the_grace_counts_from_a_sessions_first_failure_not_from_each_append() -> None:
+    outages = SessionOutages(grace_s=10)
+    first = outages.of("a")
+    assert first.failed()  # the outage begins: within the grace
+    assert first.since is not None
+    first.since -= 10  # as if the session's appends had failed for the whole grace
+    assert outages.of("a") is first and not first.failed()  # the next append: at once
+    assert outages.of("b").failed()  # another session (another shard, maybe): its own
+    outages.ended("a")  # an append of the session got through: the next outage is new
+    assert outages.of("a") is not first and outages.of("a").failed()
