@@ -120,6 +120,7 @@ class LogSender:
         self.sent = 0
         self._go = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._failing: asyncio.Task[None] | None = None
 
     def start(self, after: str | None, *, delay_s: float = 0.0) -> None:
         if delay_s <= 0:
@@ -136,6 +137,20 @@ class LogSender:
         async with self._lock:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 await self.ws.send_text(text)
+
+    def fail(self, exc: VoxlineError) -> None:
+        """The session could not log how a turn ended (the log unavailable past its
+        grace): stop the tail and close with ``exc`` (4503), so the client resumes from
+        its last event once the log is back, instead of waiting on a log that will never
+        say (:meth:`pipeline.session.SessionEmitter.unlogged`)."""
+        if self._failing is None:
+            self._failing = asyncio.create_task(self._fail(exc),
+                                                name=f"ws-fail-{self.session_id}")
+
+    async def _fail(self, exc: VoxlineError) -> None:
+        await self.stop()
+        async with self._lock:
+            await refuse(self.ws, exc, self.framing.refusal(self.session_id, exc))
 
     async def resume(self, after: str) -> None:
         if self.sent:
@@ -326,8 +341,10 @@ async def serve_socket(ws: WebSocket, codec: SocketCodec) -> None:
     async def on_text(text: str) -> None:
         await codec.on_text(text, sender)
 
+    session.emitter.on_unlogged.append(sender.fail)
     try:
         await receive(ws, session, sender, services, on_text, binary_audio=codec.binary_audio)
     finally:
+        session.emitter.on_unlogged.remove(sender.fail)
         await sender.stop()
         await codec.closed(session, services)

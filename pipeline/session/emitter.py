@@ -3,10 +3,12 @@
 Every part of a live session (the socket-facing side, the responder, the voice turns, the
 reply writer, the speculator) emits through one :class:`SessionEmitter`, handed down to
 it when the session is built. The emitter appends to the log and folds what it appended
-into the session's state; it calls nothing back, so events flow one way: out. It queues
-nothing either: readers tail the log (a socket the session's whole log, a chat stream
-one turn of it, :func:`pipeline.session.follow_turn`), so what a session holds is its
-live response, however long the connection has lasted.
+into the session's state; it calls nothing back, so events flow one way: out (one
+exception: the end of a turn the log would not take is told to
+:attr:`SessionEmitter.on_unlogged`). It queues nothing either: readers tail the log (a
+socket the session's whole log, a chat stream one turn of it,
+:func:`pipeline.session.follow_turn`), so what a session holds is its live response,
+however long the connection has lasted.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class SessionEmitter:
         #: called with each event appended and when its append ran (tracing): one that
         #: fails is logged, not raised
         self.observers: list[Callable[[Event, Appended], None]] = []
+        #: told when the end of a turn could not be logged (:meth:`unlogged`)
+        self.on_unlogged: list[Callable[[VoxlineError], None]] = []
         self._append_lock = asyncio.Lock()
 
     async def emit(self, *events: EventBase) -> list[Event]:
@@ -73,3 +77,17 @@ class SessionEmitter:
         await self.emit(
             ErrorEvent(session_id=self.session_id, turn_id=turn_id, data=error.to_payload())
         )
+
+    def unlogged(self, error: VoxlineError) -> None:
+        """The end of a turn (its ``response.done``, or the ``error`` of one that failed)
+        could not be appended: the log is unavailable past its grace. Its client, reading
+        the log, would wait for that end forever, so whoever serves the client is told
+        here, outside the log (a socket is closed with ``event_log_unavailable``, to
+        resume from its last event once the log is back)."""
+        logger.warning("session %s: the end of a turn was not logged: %s", self.session_id,
+                       error)
+        for call in list(self.on_unlogged):
+            try:
+                call(error)
+            except Exception:  # one listener's failure must not keep the others untold
+                logger.exception("a listener of %s's unlogged end failed", self.session_id)

@@ -5,9 +5,10 @@ before any client sees it. Two things can go wrong on the way, and neither may e
 reply the client is reading: a search for the turn's documents fails or is slow (the
 reply goes on without them, with a ``warning``), or a log write fails (the reply goes on,
 reported once with a ``warning``; the event that ends a turn is retried, since every
-reader of the turn waits for it). :class:`ReplyWriter` holds both rules for the
-session's responder (:mod:`pipeline.session.responder`), which owns the turn itself, and
-appends through the session's emitter.
+reader of the turn waits for it, and one that still fails is told to whoever serves the
+session outside the log: :meth:`SessionEmitter.unlogged`). :class:`ReplyWriter` holds
+both rules for the session's responder (:mod:`pipeline.session.responder`), which owns
+the turn itself, and appends through the session's emitter.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 #: call's start too: a server tool runs only once it is in the log
 _RETRIED_TYPES = frozenset({"response.done", "response.cancelled", "tool.call.started"})
 _END_RETRY_S = (0.05, 0.2, 0.5)
+#: the events that end a turn: one not appended after its tries is told outside the log
+_TURN_ENDS = frozenset({"response.done", "response.cancelled"})
 
 
 class ReplyWriter:
@@ -104,6 +107,8 @@ class ReplyWriter:
             kind = getattr(event, "type", type(event).__name__)
             logger.warning("session %s turn %s: %s not appended: %s", self.session_id,
                            turn_id, kind, exc)
+            if kind in _TURN_ENDS:  # its readers would wait for it forever: told otherwise
+                self._emitter.unlogged(exc)
             if warn:
                 warning = WarningData(
                     code=ErrorCode.LOG_WRITE_FAILED, stage="log",

@@ -33,6 +33,7 @@ from schemas import (
     CancelReason,
     ChatMessage,
     ErrorCode,
+    EventLogError,
     OverloadedError,
     ProtocolError,
     ResponseCitations,
@@ -292,7 +293,10 @@ class Responder:
             logger.error("response %s of session %s failed", turn_id, self.session_id,
                          exc_info=exc)
             exc = VoxlineError("internal error; it was logged")
-        await self._emitter.reject(exc, turn_id)
+        try:
+            await self._emitter.reject(exc, turn_id)
+        except EventLogError as lost:  # nobody reading the log would learn the turn ended
+            self._emitter.unlogged(lost)
 
     async def _transcribe(self, turn_id: str, audio: bytes, sample_rate: int) -> str:
         text = await self.source.transcribe(audio, sample_rate)
