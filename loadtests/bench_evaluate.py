@@ -1,18 +1,21 @@
 """How fast ``voxline evaluate`` goes through logged conversations: sessions evaluated per
-minute per core on the CPU profile.
+minute per core on the CPU profile; and the example report in the docs.
 
-Sessions are logged first, as a live session logs them: each item of the turn-taking
-corpus (:mod:`loadtests._turn_corpus`: questions spoken by the packaged voices, with and
-without thinking pauses, English) is streamed into a :class:`pipeline.session.LiveSession`
-with the real VAD and Whisper tiny.en (its transcript is the logged one) and scripted
-replies (no reply competes for the cores). Then :func:`voxline.evaluate_run.run_evaluation`
-tries three candidates on them (the same transcriber, Whisper base, and a shorter end of
-speech) and the run is timed and its CPU counted: this process and the candidates' own
-processes (each candidate runs in one, as ``voxline evaluate`` runs it; ``--in-process``:
-all here). Writes ``reports/bench_evaluate.json`` (with the evaluation report itself)::
+Sessions are logged first, as a live session logs them, each spoken in real time (a 20 ms
+frame every 20 ms, so the log measures voice-to-voice) into a
+:class:`pipeline.session.LiveSession` with the real VAD, Whisper tiny.en (its transcript is
+the logged one), the packaged language model and voice: the turn-taking corpus
+(:mod:`loadtests._turn_corpus`: questions spoken by the packaged voices, with and without
+thinking pauses, English) and the capacity runner's questions (``loadtests.capacity``,
+spoken by the packaged Piper voice, answered with its sampling). Then
+:func:`voxline.evaluate_run.run_evaluation` tries five candidates on them (the same
+transcriber, Whisper base, a shorter end of speech, a terser prompt, a brisker voice) and
+the run is timed and its CPU counted: this process and the candidates' own processes (each
+candidate runs in one, as ``voxline evaluate`` runs it; ``--in-process``: all here).
+Writes ``reports/bench_evaluate.json`` (with the evaluation report itself)::
 
-    .venv/bin/python -m loadtests.bench_evaluate [--sessions 12] [--seed 0] [--in-process]
-        [--smoke]
+    .venv/bin/python -m loadtests.bench_evaluate [--sessions 12] [--questions 4] [--seed 0]
+        [--in-process] [--smoke]
 """
 
 from __future__ import annotations
@@ -27,43 +30,63 @@ from typing import Any
 from loadtests._report import add_smoke_flag, smoke_reports, write_report
 from loadtests._spoken_sessions import speak_into_session
 from loadtests._turn_corpus import TurnItem, build_corpus
+from loadtests.capacity import QUESTIONS, SAMPLING
 from voxline.redis_server import redis_url_or_server
 
 CANDIDATES = ('tiny={"stt_model": "whisper-tiny.en"}', 'base={"stt_model": "whisper-base"}',
-              "quick=end_of_speech_ms=500")
+              "quick=end_of_speech_ms=500",
+              'terse={"system_prompt": "Answer in five words or fewer.", "max_tokens": 16}',
+              "brisk=speech_speed=1.25")
 PREFIX = "vxbench-evaluate"
+#: after a spoken question: room for the end of speech and the reply to start
+TRAILING_SILENCE_S = 1.0
 
 
-async def log_sessions(url: str, items: list[TurnItem]) -> list[str]:
-    """Each item spoken into a live session of its own (real VAD and STT)."""
-    from loadtests._scripted import ScriptedLLM, ScriptedTTS
-    from pipeline.engines import create_engine
+async def log_sessions(url: str, items: list[TurnItem], questions: list[str]) -> list[str]:
+    """Each corpus item and each question spoken into a live session of its own (real VAD,
+    STT, language model and voice), in real time."""
+    from pipeline.engines import LanguageModel, Synthesizer, create_engine
     from pipeline.log import EventLog, create_redis
     from pipeline.session import SessionEngines
-    from schemas import EventLogSettings, ResponseDone, SessionSettings
+    from schemas import EventLogSettings, ResponseDone, SessionSettings, Settings
+    from voxline.evaluate import loaded_engine
 
     redis = create_redis(url)
+    server = Settings()
     stt = create_engine("stt", "faster-whisper", {"model": "whisper-tiny.en"})
     vad = create_engine("vad", "silero", {})
     await stt.load()
     await vad.load()
+    llm = await loaded_engine("llm", server.llm, LanguageModel)
+    tts = await loaded_engine("tts", server.tts, Synthesizer)
+    engines = SessionEngines(llm=llm, tts=tts, stt=stt, vad=vad)  # type: ignore[arg-type]
     log = EventLog(redis, EventLogSettings(key_prefix=PREFIX))
-    ids = []
+    spoken = [(f"bench-eval-{item.id}", item.pcm16,
+               SessionSettings(turn_detection="silence", end_of_speech_ms=1800,
+                               language=item.language)) for item in items]
+    spoken += [(f"bench-eval-q{index}", _spoken(question),
+                SessionSettings(turn_detection="silence", sampling=SAMPLING))
+               for index, question in enumerate(questions)]
     try:
-        for item in items:
-            session_id = f"bench-eval-{item.id}"
-            engines = SessionEngines(llm=ScriptedLLM(["Sure."]), tts=ScriptedTTS(), stt=stt,
-                                     vad=vad)  # type: ignore[arg-type]
-            create = SessionSettings(turn_detection="silence", end_of_speech_ms=1800,
-                                     language=item.language)
-            await speak_into_session(log, session_id, item.pcm16, engines, create,
-                                     ResponseDone)
-            ids.append(session_id)
+        for session_id, pcm16, create in spoken:
+            await speak_into_session(log, session_id, pcm16, engines, create, ResponseDone,
+                                     paced=True)
     finally:
-        await stt.close()
-        await vad.close()
+        for engine in (stt, vad, llm, tts):
+            await engine.close()
         await redis.aclose()
-    return ids
+    return [session_id for session_id, _, _ in spoken]
+
+
+def _spoken(text: str) -> bytes:
+    """``text`` said by the packaged Piper voice, then silence: PCM16 at 16 kHz."""
+    import numpy as np
+
+    from loadtests._turn_corpus import RATE, synthesize
+
+    audio = np.concatenate([synthesize("piper", "joe", text, 1.0),
+                            np.zeros(int(TRAILING_SILENCE_S * RATE), np.float32)])
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
 async def evaluate(url: str, ids: list[str], in_process: bool) -> dict[str, Any]:
@@ -86,6 +109,8 @@ def cpu_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=12, help="corpus items to log")
+    parser.add_argument("--questions", type=int, default=4,
+                        help="the capacity runner's questions to log (at most 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--in-process", action="store_true",
                         help="every candidate in this process (else each in its own)")
@@ -93,11 +118,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         smoke_reports()
-        args.sessions = 1
+        args.sessions = args.questions = 1
         args.in_process = True  # tests/voxline/test_evaluate_* run the candidates apart
     items = build_corpus(args.seed, languages=("en",), limit=args.sessions)
     with redis_url_or_server(None) as url:
-        ids = asyncio.run(log_sessions(url, items))
+        ids = asyncio.run(log_sessions(url, items, list(QUESTIONS[:args.questions])))
         cpu, wall = cpu_seconds(), time.monotonic()
         report = asyncio.run(evaluate(url, ids, args.in_process))
         cpu, wall = cpu_seconds() - cpu, time.monotonic() - wall
@@ -106,7 +131,7 @@ def main() -> None:
     figures = {
         "sessions": evaluated, "candidates": len(CANDIDATES),
         "candidates_in": "this process" if args.in_process else "a process each",
-        "speech_s": round(sum(item.duration_ms for item in items) / 1000, 1),
+        "questions": args.questions,
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cores": os.cpu_count(),
         "sessions_per_minute_per_core": round(evaluated / minutes_per_core, 2)
         if minutes_per_core else None,

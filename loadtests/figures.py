@@ -108,9 +108,24 @@ def _evaluate(figures: dict[str, Any]) -> Iterator[Row]:
     yield ("sessions evaluated per minute per core "
            f"({figures.get('candidates', '?')} candidates)",
            _num(figures.get("sessions_per_minute_per_core"), digits=1), "")
+    logged = _get(figures, "evaluation", "logged", "latency_ms", "voice_to_voice") or {}
+    if logged:
+        yield ("voice-to-voice p50 / p95 as logged, ms",
+               f"{_num(logged.get('p50'))} / {_num(logged.get('p95'))}", "")
     for name, candidate in (_get(figures, "evaluation", "candidates") or {}).items():
-        yield (f"candidate {name}: WER against the logged transcripts",
-               _num(_get(candidate, "transcripts", "wer_vs_logged"), digits=3), "")
+        parts = [f"WER against the logged transcripts "
+                 f"{_num(_get(candidate, 'transcripts', 'wer_vs_logged'), digits=3)}"]
+        if candidate.get("answers"):
+            parts.append("answer similarity "
+                         f"{_num(_get(candidate, 'answers', 'similarity'), digits=3)}")
+        if candidate.get("speech"):
+            parts.append("heard-back WER "
+                         f"{_num(_get(candidate, 'speech', 'heard_back_wer'), digits=3)}")
+        estimate = candidate.get("voice_to_voice_estimate") or {}
+        if estimate:
+            parts.append(f"voice-to-voice estimate p50 / p95 {_num(estimate.get('p50'))} / "
+                         f"{_num(estimate.get('p95'))} ms")
+        yield (f"candidate {name}", "; ".join(parts), "")
 
 
 def _peers(figures: dict[str, Any]) -> Iterator[Row]:

@@ -46,6 +46,7 @@ from schemas import (
 )
 from voxline.candidates import Candidate, reply_settings, resolved
 from voxline.evaluate import loaded_engine, spread
+from voxline.evaluate_latency import by_turn_ms
 from voxline.word_errors import normalize
 
 __all__ = ["Asked", "answer_measures", "asked_turns", "word_f1"]
@@ -183,6 +184,8 @@ def _measures(rows: list[_Answer]) -> dict[str, Any]:
                   for row in rows for name, arguments in row.calls][:20],
         "first_item_ms": spread([row.first_ms for row in rows if row.first_ms is not None]),
         "answer_ms": spread([row.total_ms for row in rows]),
+        "by_turn_ms": by_turn_ms(((row.asked.session_id, row.asked.turn_id), row.first_ms)
+                                 for row in rows),
         "examples": [{"session_id": row.asked.session_id, "turn_id": row.asked.turn_id,
                       "logged": row.asked.logged, "answered": row.words,
                       "similarity": round(word_f1(row.asked.logged, row.words), 4)}

@@ -47,6 +47,8 @@ METRICS: dict[str, Getter] = {
     "tts_first_chunk_p50_ms": _at("speech", "first_chunk_ms", "p50"),
     "tts_real_time_factor": _at("speech", "real_time_factor"),
     "heard_back_wer": _at("speech", "heard_back_wer"),
+    "voice_to_voice_p50_ms": _at("voice_to_voice_estimate", "p50"),
+    "voice_to_voice_p95_ms": _at("voice_to_voice_estimate", "p95"),
     "turns": _at("turn_taking", "turns"),
     "continued_rate": _at("turn_taking", "continued_rate"),
     "silence_waited_p50_ms": _at("turn_taking", "silence_waited_ms", "p50"),
@@ -140,8 +142,10 @@ def html_report(report: dict[str, Any]) -> str:
             for e in (c.get("answers") or {}).get("examples", [])) + "</ul>"
         for name, c in candidates.items() if c.get("answers"))
     logged_ms = report.get("logged", {}).get("latency_ms") or {}
+    offline = report.get("logged", {}).get("offline") or {}
     latency = "".join(
         f"<tr><td>{stage}</td><td>{_spread_cell(logged_ms.get(stage))}</td>"
+        f"<td>{_spread_cell(RERUN[stage](offline) if stage in RERUN else None)}</td>"
         + "".join(f"<td>{_spread_cell(RERUN[stage](c) if stage in RERUN else None)}</td>"
                   for c in candidates.values()) + "</tr>"
         for stage in logged_ms)
@@ -161,10 +165,15 @@ Elapsed: {report.get('elapsed_s', '?')} s.</p>
 <h2>Candidates</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>
 {truth}{charts}
 <h2>Latency, ms (p50 / p95)</h2>
-<p>As logged: each stage of the live turns. A candidate's: the stages it ran again, offline
-(the transcriber on the whole utterance, where a live turn's preemptive transcription may
-have hidden it; the language model's first item; the voice's first chunk).</p>
-<table><tr><th>stage</th><th>as logged</th>{head}</tr>{latency}</table>
+<p>As logged: each stage of the live turns (a preemptive reply hides most of its
+transcription, language model and voice in the pause). Offline: the stages run again one at
+a time on the whole utterance, by the logged configuration and by each candidate (the
+transcriber; the language model's first item; the voice's first chunk). A candidate's
+voice-to-voice is estimated turn by turn: each logged turn's, plus what each stage the
+candidate changes took on that turn less what the logged configuration's took, both offline
+(its silence waited: shifted by the replays' medians).</p>
+<table><tr><th>stage</th><th>as logged</th><th>as logged, offline</th>{head}</tr>
+{latency}</table>
 <h2>Transcripts that changed (first five per candidate)</h2>{examples}
 {f"<h2>Answers that changed (first five per candidate)</h2>{answers}" if answers else ""}
 </body></html>
@@ -176,6 +185,7 @@ RERUN: dict[str, Getter] = {
     "stt": _at("transcripts", "stt_ms"),
     "llm_first_token": _at("answers", "first_item_ms"),
     "tts_first_chunk": _at("speech", "first_chunk_ms"),
+    "voice_to_voice": _at("voice_to_voice_estimate"),
 }
 
 

@@ -19,7 +19,9 @@ and nothing is written to any log:
 * **speech** (candidates that change the voice, its speed or the synthesizer): each
   completed turn's logged reply spoken again, timed and heard back
   (:mod:`voxline.evaluate_speech`);
-* **latency as logged**: each stage's p50/p95 from the sessions' own events, beside.
+* **latency**: each stage's p50/p95 from the sessions' own events, beside the stages a
+  candidate ran again, and its voice-to-voice estimated turn by turn
+  (:mod:`voxline.evaluate_latency`).
 
 Bounded and apart: at most ``max_sessions`` sessions; a time budget after which the work
 left is not started (the report says ``complete: false`` and how many it evaluated); each
@@ -33,12 +35,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pipeline.datasets import References
-from pipeline.workers import STAGES, scan_session
 from schemas import Event, SessionError, Settings
 from voxline.candidates import Candidate
-from voxline.evaluate import AS_LOGGED, evaluate_sessions, spread
+from voxline.evaluate import AS_LOGGED, evaluate_sessions
 from voxline.evaluate_answers import asked_turns
 from voxline.evaluate_candidate import candidate_measures, events_in, measured_apart
+from voxline.evaluate_latency import (
+    BASELINE,
+    baseline_candidate,
+    estimated_voice_to_voice,
+    logged_latency,
+    logged_turn_stages,
+    stt_changes,
+)
 from voxline.evaluate_transcripts import logged_vs_reference
 from voxline.inspect import read_session
 
@@ -77,7 +86,8 @@ async def run_evaluation(
     asked = [turn for session_id, events in read.items()
              for turn in asked_turns(session_id, events, settings.history)]
     measured: dict[str, dict[str, Any]] = {}
-    for candidate in candidates:
+    baseline = baseline_candidate(candidates, settings)
+    for candidate in [*candidates, *([baseline] if baseline is not None else [])]:
         left = max(started + budget_s - time.monotonic(), 0.0)
         say(f"{candidate.name}: {'here' if in_process else 'in its own process'}")
         measured[candidate.name] = (
@@ -85,15 +95,30 @@ async def run_evaluation(
                                      time.monotonic() + left, say) if in_process
             else await measured_apart(read, candidate, settings, references, left, say))
     logged = turns.measures.get(AS_LOGGED)
+    offline = measured.pop(BASELINE, None)
+    stages = logged_turn_stages(read)
+    for candidate in candidates:
+        found = measured[candidate.name]
+        if "error" not in found:
+            found["voice_to_voice_estimate"] = estimated_voice_to_voice(
+                stages, found, offline, changes_stt=stt_changes(candidate.stt, settings),
+                logged_turn_taking=logged,
+                turn_taking=found.get("turn_taking") if candidate.turn_patch else None)
     return {
         "sessions": list(read), "skipped": skipped,
-        "complete": all(m.get("complete") for m in measured.values()),
+        "complete": all(m.get("complete") for m in [*measured.values(), offline or {
+            "complete": True}]),
         "elapsed_s": round(time.monotonic() - started, 1),
         "logged": {"turn_taking": logged,
                    "transcripts": logged_vs_reference(read, references),
                    "answers": {"turns": len(asked),
                                "calls": sum(len(turn.logged_calls) for turn in asked)},
-                   "latency_ms": _logged_latency(read)},
+                   "latency_ms": logged_latency(stages),
+                   # the logged configuration's stages run again offline: the baseline
+                   # of the estimates (None: no candidate changes a stage)
+                   "offline": None if offline is None else {
+                       key: value for key, value in offline.items()
+                       if key not in ("complete", "turn_taking")}},
         "candidates": {c.name: {"spec": c.describe(),
                                 **{key: value for key, value in measured[c.name].items()
                                    if key != "complete"},
@@ -103,12 +128,3 @@ async def run_evaluation(
                        for c in candidates},
     }
 
-
-def _logged_latency(read: dict[str, Sequence[Event]]) -> dict[str, dict[str, float] | None]:
-    """Each stage's p50/p95 over the sessions' turns, as their events measure them."""
-    values: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    for events in read.values():
-        for turn in scan_session(events, closed=True).turns:
-            for stage, ms in turn.stages.items():
-                values.setdefault(stage, []).append(ms)
-    return {stage: spread(found) for stage, found in values.items()}

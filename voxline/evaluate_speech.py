@@ -30,6 +30,7 @@ from schemas import EngineError, EngineSettings, SessionSettings, Settings, Synt
 from voxline.candidates import Candidate, resolved
 from voxline.evaluate import loaded_engine, spread
 from voxline.evaluate_answers import Asked
+from voxline.evaluate_latency import by_turn_ms
 from voxline.word_errors import normalize, reported_wer
 
 __all__ = ["speech_measures"]
@@ -40,6 +41,7 @@ _HEARD_RATE = 16000
 
 @dataclass(frozen=True)
 class _Spoken:
+    where: tuple[str, str]  # (session id, turn id)
     first_chunk_ms: float | None
     synth_s: float
     audio_s: float
@@ -89,14 +91,16 @@ async def _speak_all(tts: Synthesizer, stt: Transcriber, candidate: Candidate,
             continue
         settings = turn.settings.merged(candidate.speech_patch)
         try:
-            rows.append(await _speak(tts, stt, settings, turn.logged))
+            rows.append(await _speak(tts, stt, settings, turn))
         except EngineError as exc:  # an unknown voice, say: said, and the next turn
-            rows.append(_Spoken(None, 0.0, 0.0, "", turn.logged, f"{exc.code}: {exc}"))
+            rows.append(_Spoken((turn.session_id, turn.turn_id), None, 0.0, 0.0, "",
+                                turn.logged, f"{exc.code}: {exc}"))
     return rows, True
 
 
 async def _speak(tts: Synthesizer, stt: Transcriber, settings: SessionSettings,
-                 text: str) -> _Spoken:
+                 turn: Asked) -> _Spoken:
+    text = turn.logged
     pcm, first, began = bytearray(), None, time.perf_counter()
     for piece in split_text(text):
         request = SynthesisRequest(text=piece, language=settings.language,
@@ -108,7 +112,8 @@ async def _speak(tts: Synthesizer, stt: Transcriber, settings: SessionSettings,
             pcm += resample_pcm16(bytes(chunk.audio), chunk.sample_rate, _HEARD_RATE)
     synth_s = time.perf_counter() - began
     heard = await transcribe_in(stt, bytes(pcm), _HEARD_RATE, settings.language) if pcm else ""
-    return _Spoken(first, synth_s, len(pcm) / 2 / _HEARD_RATE, heard, text)
+    return _Spoken((turn.session_id, turn.turn_id), first, synth_s,
+                   len(pcm) / 2 / _HEARD_RATE, heard, text)
 
 
 def _measures(rows: list[_Spoken]) -> dict[str, Any]:
@@ -122,6 +127,7 @@ def _measures(rows: list[_Spoken]) -> dict[str, Any]:
         "real_time_factor": round(sum(row.synth_s for row in spoken) / audio_s, 4)
         if audio_s else None,
         "audio_s": round(audio_s, 2),
+        "by_turn_ms": by_turn_ms((row.where, row.first_chunk_ms) for row in spoken),
         "heard_back_wer": reported_wer([(row.text, row.heard) for row in spoken]),
         "examples": [{"text": row.text, "heard": row.heard} for row in spoken
                      if normalize(row.text) != normalize(row.heard)][:5],

@@ -16,6 +16,7 @@ from pipeline.turntaking import transcribe_in
 from schemas import Event, InputAudio, Settings
 from voxline.candidates import Candidate, resolved
 from voxline.evaluate import loaded_engine, spread
+from voxline.evaluate_latency import by_turn_ms
 from voxline.word_errors import normalize, reported_wer
 
 __all__ = ["logged_vs_reference", "transcript_measures"]
@@ -88,6 +89,8 @@ def _word_measures(heard: list[Heard], took: list[float],
         "changed": len(changed),
         "changed_rate": round(len(changed) / len(heard), 4) if heard else None,
         "stt_ms": spread(took),
+        "by_turn_ms": by_turn_ms((where, ms) for (where, _, _), ms in zip(heard, took,
+                                                                         strict=True)),
         "examples": [{"logged": logged, "heard": text} for logged, text in changed][:5],
     }
 

@@ -180,9 +180,12 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
     # latency side by side: each candidate's own figure where it ran the stage again
     page = (tmp_path / "c" / "evaluation.html").read_text()
     row = page.split("<tr><td>tts_first_chunk</td>", 1)[1].split("</tr>", 1)[0]
-    cells = row.replace("</td>", "").split("<td>")[1:]  # as logged, then the candidates
-    assert [cell == "—" for cell in cells[1:]] == [True, False, False]
-    assert cells[2].startswith(f"{slow['first_chunk_ms']['p50']:g} / ")
+    # as logged, as logged offline (the baseline: a candidate changes the voice), then the
+    # candidates: the one that leaves the voice alone has no figure of its own
+    cells = row.replace("</td>", "").split("<td>")[1:]
+    assert [cell == "—" for cell in cells[1:]] == [False, True, False, False]
+    assert against["logged"]["offline"]["speech"]["replies"] == 1
+    assert cells[3].startswith(f"{slow['first_chunk_ms']['p50']:g} / ")
 
 
 def test_a_candidate_must_try_something_known() -> None:
