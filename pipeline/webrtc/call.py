@@ -42,6 +42,7 @@ from pipeline.webrtc.media import ReplyTrack, listen_in_order, microphone, on_fi
 from pipeline.webrtc.offer import unparsable
 from schemas import (
     ErrorCode,
+    ErrorEvent,
     Event,
     InvalidAudioError,
     OverloadedError,
@@ -161,6 +162,7 @@ class WebRtcCall:
                                     code=ErrorCode.UNSUPPORTED_FORMAT)
         self._spawn(self._send_log(), "log")
         self._spawn(self._watch_ice(), "ice")
+        self.session.emitter.on_unlogged.append(self._unlogged)
         return sdp
 
     async def hangup(self, reason: str = "hangup") -> None:
@@ -169,6 +171,8 @@ class WebRtcCall:
             return
         self._ended.set()
         self.end_reason = reason
+        with contextlib.suppress(ValueError):  # not listening before the answer
+            self.session.emitter.on_unlogged.remove(self._unlogged)
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -305,6 +309,15 @@ class WebRtcCall:
             await asyncio.wait_for(self._connected.wait(), max(0.0, left_s))
         except TimeoutError:
             self._spawn(self.hangup("ice_timeout"), "hangup")
+
+    def _unlogged(self, exc: VoxlineError) -> None:
+        """A turn's end the log would not take (:meth:`SessionEmitter.unlogged`): the
+        peer, reading the log on the channel, would wait for it forever; it is told, and
+        the call ends (as a socket closes with 4503), to call again once the log is back."""
+        for frame in self._frames(ErrorEvent(session_id=self.session.session_id,
+                                             data=exc.to_payload())):
+            self._send(frame)
+        self._spawn(self.hangup(exc.code.value), "hangup")
 
     def _send(self, text: str) -> None:
         if self._channel is not None and self._channel.readyState == "open":

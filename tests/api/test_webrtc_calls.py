@@ -21,6 +21,7 @@ from pipeline.webrtc import CALL_RATE
 from schemas import (
     AdmissionSettings,
     ApiSettings,
+    EventLogError,
     WebRtcSettings,
 )
 from tests.support.api_harness import Harness, call_api, until_closed
@@ -243,3 +244,39 @@ async def test_a_bad_session_part_is_invalid_settings(harness: Harness) -> None:
         assert not harness.services.connections.live
     finally:
         await caller.close()
+
+
+async def test_a_turn_whose_end_cannot_be_logged_tells_the_caller_and_ends_the_call(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log takes the reply's start, then nothing of the session (a Redis past its
+    outage grace): the caller, reading the log on the channel, is told and the call
+    ends, as a socket closes with 4503, instead of waiting for an end never logged."""
+    log = harness.services.log
+    append = log.append_batch
+    down = asyncio.Event()
+
+    async def append_until_down(events: Any) -> Any:
+        if any(e.type == "response.text.delta" for e in events):
+            down.set()
+        if down.is_set():
+            raise EventLogError("the primary is gone")
+        return await append(events)
+
+    caller = WebRtcCaller()
+    try:
+        answer = await caller.call(harness.url)
+        assert answer.status_code == 201, answer.text
+        await caller.until("session.created")
+        monkeypatch.setattr(log, "append_batch", append_until_down)
+        caller.ask("Hi")
+        error = await caller.until("error")
+        assert error["error"]["code"] == "event_log_unavailable"
+        assert "response.done" not in [e["type"] for e in caller.events]
+        for _ in range(200):  # the call ends on its own (bounded: a broken test won't hang)
+            if not harness.services.connections.live:
+                break
+            await asyncio.sleep(0.05)
+        assert not harness.services.connections.live
+    finally:
+        await caller.pc.close()
