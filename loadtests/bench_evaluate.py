@@ -89,13 +89,14 @@ def _spoken(text: str) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
-async def evaluate(url: str, ids: list[str], in_process: bool) -> dict[str, Any]:
+async def evaluate(url: str, ids: list[str], candidates: tuple[str, ...],
+                   in_process: bool) -> dict[str, Any]:
     from schemas import EventLogSettings, Settings
     from voxline.candidates import parse_candidate
     from voxline.evaluate_run import run_evaluation
 
     settings = Settings(redis_url=url, log=EventLogSettings(key_prefix=PREFIX))
-    return await run_evaluation(ids, [parse_candidate(c) for c in CANDIDATES], settings,
+    return await run_evaluation(ids, [parse_candidate(c) for c in candidates], settings,
                                 max_sessions=len(ids), in_process=in_process)
 
 
@@ -116,20 +117,24 @@ def main() -> None:
                         help="every candidate in this process (else each in its own)")
     add_smoke_flag(parser)
     args = parser.parse_args()
+    candidates = CANDIDATES
     if args.smoke:
         smoke_reports()
-        args.sessions = args.questions = 1
+        # one session, a transcript and a turn-taking candidate: the suite tries answer
+        # and speech candidates, and the estimate, in tests/voxline
+        args.sessions, args.questions = 1, 0
+        candidates = (CANDIDATES[0], CANDIDATES[2])
         args.in_process = True  # tests/voxline/test_evaluate_* run the candidates apart
     items = build_corpus(args.seed, languages=("en",), limit=args.sessions)
     with redis_url_or_server(None) as url:
         ids = asyncio.run(log_sessions(url, items, list(QUESTIONS[:args.questions])))
         cpu, wall = cpu_seconds(), time.monotonic()
-        report = asyncio.run(evaluate(url, ids, args.in_process))
+        report = asyncio.run(evaluate(url, ids, candidates, args.in_process))
         cpu, wall = cpu_seconds() - cpu, time.monotonic() - wall
     evaluated = len(report["sessions"])
     minutes_per_core = cpu / 60
     figures = {
-        "sessions": evaluated, "candidates": len(CANDIDATES),
+        "sessions": evaluated, "candidates": len(candidates),
         "candidates_in": "this process" if args.in_process else "a process each",
         "questions": args.questions,
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cores": os.cpu_count(),
@@ -137,7 +142,7 @@ def main() -> None:
         if minutes_per_core else None,
         "evaluation": report,
     }
-    print(f"{evaluated} sessions x {len(CANDIDATES)} candidates in {wall:.1f} s "
+    print(f"{evaluated} sessions x {len(candidates)} candidates in {wall:.1f} s "
           f"({cpu:.1f} CPU-s): {figures['sessions_per_minute_per_core']} sessions per minute "
           "per core")
     for name, candidate in report["candidates"].items():
