@@ -119,9 +119,8 @@ def estimated_voice_to_voice(
 
 
 def stt_changes(choice: EngineSettings | None, server: Settings) -> bool:
-    """Whether a candidate's transcriber differs from the server's (naming the same one
-    is no change: its offline time would only stand in for a live one hidden by a
-    preemptive transcription)."""
+    """Whether a candidate's transcriber differs from the server's (naming the same one,
+    engine and options, is no change: its difference from the baseline would be noise)."""
     if choice is None:
         return False
     theirs = resolved(choice, server.stt)

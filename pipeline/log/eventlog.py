@@ -160,13 +160,11 @@ class EventLog:
         return (await self.append_batch([event])).events[0]
 
     async def append_batch(self, events: Sequence[EventBase]) -> AppendResult:
-        """Append events of one session atomically, in order.
-
-        Events without an id are stamped here; if another writer took those ids first they
-        are re-stamped above it. Events that already carry ids are appended exactly with
-        them: seen before with the same content, the call is a no-op
-        (``duplicate=True``); seen with other content, :class:`AppendConflictError`.
-        """
+        """Append events of one session atomically, in order. Events without an id are
+        stamped here; if another writer took those ids first they are re-stamped above
+        it. Events that already carry ids are appended exactly with them: seen before with
+        the same content, the call is a no-op (``duplicate=True``); seen with other
+        content, :class:`AppendConflictError`."""
         if not events:
             raise ValueError("nothing to append")
         restampable = all(event.id is None for event in events)
@@ -202,14 +200,16 @@ class EventLog:
         up to ``outage_grace_s`` (:mod:`pipeline.log._outage`): a try that landed before
         its reply was lost comes back ``dup``."""
         session_id = batch[0].session_id
-        outage = self._outages.of(session_id)
         while True:
             try:
                 result = await self._run_append(batch)
-                self._outages.ended(session_id)
+                self._outages.ended(session_id)  # a dict miss unless one was on
                 return result
             except EventLogError as exc:
-                if not exc.transient or not outage.failed():
+                if not exc.transient:
+                    raise
+                outage = self._outages.of(session_id)  # made at the first failure only
+                if not outage.failed():
                     raise
             await asyncio.sleep(outage.pause_s())
             await refresh_topology(self.redis)  # after a failover the slot is elsewhere
