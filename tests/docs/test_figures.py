@@ -90,3 +90,28 @@ def test_a_page_without_markers_is_refused() -> None:
         assert "markers" in str(exc)
     else:
         raise AssertionError("a page without markers was rendered")
+
+
+def test_the_engine_benchmarks_rows_read_their_reports_and_dash_what_is_missing(
+        tmp_path: Path) -> None:
+    report(tmp_path, "bench_threads", {"threads": [1, 2], "busy": 0, "stages": {
+        "stt": {"1": {"wall_ms_mean": 171.2, "cpu_ms_mean": 270.4},
+                "2": {"wall_ms_mean": 187.0}}}})  # a CPU figure lost: a dash
+    report(tmp_path, "bench_llm_parallel", {"tokens": 64, "threads": 2, "raw": [
+        {"k": 2, "tokens_per_s_total": 47.6, "tokens_per_s_per_sequence": 23.8,
+         "sequences_same_as_alone": 1},
+        {"k": 1, "tokens_per_s_total": 39.1, "tokens_per_s_per_sequence": 39.1,
+         "sequences_same_as_alone": 1}]})
+    report(tmp_path, "bench_vad", {"model_us_per_frame": {"silero-vad": {"1": 110.2, "32": 55}},
+                                   "idle": {"batched": [
+                                       {"sessions": 50, "cpu_ms_per_session_s_at_real_time":
+                                        1.966}]}})
+    table = "\n".join(figures.table(tmp_path).splitlines())
+    assert "STT (tiny.en, the turn corpus): ms of wall / CPU a call at 1 → 2 thread(s) | " \
+           "171 / 270 → 187 / — |" in table
+    assert "LLM (Gemma 3 270M" in table  # a stage the report lacks still has its row
+    assert "tokens/s in all at k = 1 / 2 | 39.1 / 47.6 |" in table  # ordered by k
+    assert "as decoded alone at k = 1 / 2 | 1 of 1 / 1 of 2 |" in table
+    assert "µs a frame at 1 / 32 frame(s) a call | 110 / 55 |" in table
+    assert "the silence gate on (the default): ms of CPU a session-second at 50 sessions " \
+           "| 1.97 |" in table

@@ -1,0 +1,69 @@
+"""Headline rows of the engine benchmarks (threads, the language model's parallel
+sequences, the VAD), for :mod:`loadtests.figures`: each reads its kept report, and a
+figure the report lacks shows as "—"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+Row = tuple[str, str, str]  # figure, value, goal
+
+_STAGES = {"stt": "STT (tiny.en, the turn corpus)", "llm": "LLM (Gemma 3 270M, the capacity "
+           "questions)", "tts": "TTS (Piper, the answers)"}
+_VAD_CONFIGS = {"none": "feeding alone", "v6_per_stream": "one stream a call (silero-vad-v6)",
+                "batched_ungated": "sessions batched, every frame to the model",
+                "batched": "sessions batched, the silence gate on (the default)"}
+
+
+def num(value: Any, unit: str = "", digits: int = 0) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "—"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def threads(figures: dict[str, Any]) -> Iterator[Row]:
+    counts = [str(n) for n in figures.get("threads") or []]
+    busy = figures.get("busy") or 0
+    where = f", {busy} core(s) kept busy" if busy else ""
+    for stage, name in _STAGES.items():
+        runs = (figures.get("stages") or {}).get(stage) or {}
+        value = " → ".join(
+            f"{num((runs.get(n) or {}).get('wall_ms_mean'))} / "
+            f"{num((runs.get(n) or {}).get('cpu_ms_mean'))}" for n in counts)
+        yield (f"{name}: ms of wall / CPU a call at {' → '.join(counts)} thread(s){where}",
+               value, "")
+
+
+def llm_parallel(figures: dict[str, Any]) -> Iterator[Row]:
+    raw = sorted(figures.get("raw") or [], key=lambda run: run.get("k", 0))
+    if not raw:
+        return
+    ks = " / ".join(str(run.get("k")) for run in raw)
+    tokens, count = figures.get("tokens"), figures.get("threads")
+    yield (f"LLM: {tokens}-token replies decoded together by one llama.cpp context "
+           f"({count} threads), tokens/s in all at k = {ks}",
+           " / ".join(num(run.get("tokens_per_s_total"), digits=1) for run in raw), "")
+    yield (f"LLM, the same: tokens/s of each reply at k = {ks}",
+           " / ".join(num(run.get("tokens_per_s_per_sequence"), digits=1) for run in raw), "")
+    yield (f"LLM, the same: greedy replies as decoded alone at k = {ks}",
+           " / ".join(f"{run.get('sequences_same_as_alone', '—')} of {run.get('k')}"
+                      for run in raw), "")
+
+
+def vad(figures: dict[str, Any]) -> Iterator[Row]:
+    model = figures.get("model_us_per_frame") or {}
+    for export, sizes in model.items():
+        batches = " / ".join(str(size) for size in sizes)
+        yield (f"VAD model call ({export}), µs a frame at {batches} frame(s) a call",
+               " / ".join(num(us, digits=0) for us in sizes.values()), "")
+    idle = figures.get("idle") or {}
+    for config, name in _VAD_CONFIGS.items():
+        runs = idle.get(config) or []
+        if not runs:
+            continue
+        sessions = " / ".join(str(run.get("sessions")) for run in runs)
+        yield (f"idle sessions sending silence, {name}: ms of CPU a session-second at "
+               f"{sessions} sessions",
+               " / ".join(num(run.get("cpu_ms_per_session_s_at_real_time"), digits=2)
+                          for run in runs), "")
