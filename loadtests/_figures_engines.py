@@ -1,6 +1,7 @@
 """Headline rows of the engine benchmarks (threads, the language model's parallel
-sequences, the VAD), for :mod:`loadtests.figures`: each reads its kept report, and a
-figure the report lacks shows as "—"."""
+sequences, the VAD, the transcriber's batches and window), for :mod:`loadtests.figures`,
+with the two helpers every extractor reads a report with: each row reads its kept report,
+and a figure the report lacks shows as "—"."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ _STAGES = {"stt": "STT (tiny.en, the turn corpus)", "llm": "LLM (Gemma 3 270M, t
 _VAD_CONFIGS = {"none": "feeding alone", "v6_per_stream": "one stream a call (silero-vad-v6)",
                 "batched_ungated": "sessions batched, every frame to the model",
                 "batched": "sessions batched, the silence gate on (the default)"}
+
+
+def get(tree: Any, *path: str | int) -> Any:
+    """``tree[path[0]][path[1]]...``, or None where a step is missing."""
+    for step in path:
+        if isinstance(tree, dict) and isinstance(step, str):
+            tree = tree.get(step)
+        elif isinstance(tree, list) and isinstance(step, int) and -len(tree) <= step < len(tree):
+            tree = tree[step]
+        else:
+            return None
+    return tree
 
 
 def num(value: Any, unit: str = "", digits: int = 0) -> str:
@@ -47,8 +60,8 @@ def llm_parallel(figures: dict[str, Any]) -> Iterator[Row]:
     yield (f"LLM, the same: tokens/s of each reply at k = {ks}",
            " / ".join(num(run.get("tokens_per_s_per_sequence"), digits=1) for run in raw), "")
     yield (f"LLM, the same: greedy replies as decoded alone at k = {ks}",
-           " / ".join(f"{run.get('sequences_same_as_alone', '—')} of {run.get('k')}"
-                      for run in raw), "")
+           " / ".join(_of(run.get("sequences_same_as_alone"), run.get("k")) for run in raw),
+           "")
 
 
 def vad(figures: dict[str, Any]) -> Iterator[Row]:
@@ -67,3 +80,44 @@ def vad(figures: dict[str, Any]) -> Iterator[Row]:
                f"{sessions} sessions",
                " / ".join(num(run.get("cpu_ms_per_session_s_at_real_time"), digits=2)
                           for run in runs), "")
+
+
+def stt_batch(figures: dict[str, Any]) -> Iterator[Row]:
+    for model, found in figures.items():
+        requests = found.get("requests") if isinstance(found, dict) else None
+        if not isinstance(requests, dict):
+            continue
+        sizes = [size for size in requests if size.isdigit()]
+        where = f"N = {' / '.join(sizes)}"
+        for mode, name in (("on", "batched"), ("off", "one by one")):
+            yield (f"STT ({model}): N turns asked together, all done after (s), {name}, "
+                   f"{where}", " / ".join(num((requests[n].get(mode) or {}).get(
+                       "last_done_s"), digits=3) for n in sizes), "")
+        yield (f"STT ({model}): the same, CPU-s of the round, batched ÷ one by one, {where}",
+               " / ".join(_ratio((requests[n].get("on") or {}).get("cpu_s_last_round"),
+                                 (requests[n].get("off") or {}).get("cpu_s_last_round"))
+                          for n in sizes), "")
+
+
+def stt_window(figures: dict[str, Any]) -> Iterator[Row]:
+    windows = figures.get("windows") or {}
+    model, seconds = figures.get("model"), " / ".join(windows)
+    yield (f"STT ({model}, {figures.get('language')}): word error rate at a window of "
+           f"{seconds} s", " / ".join(num(get(w, "wer") * 100 if get(w, "wer") is not None
+                                          else None, " %", 1) for w in windows.values()), "")
+    yield (f"STT ({model}): ms of wall (p50) / CPU-s a call at {seconds} s",
+           " / ".join(f"{num(get(w, 'wall_ms_p50'))} ms" for w in windows.values()) + "; "
+           + " / ".join(num(get(w, "cpu_s_per_call"), digits=2) for w in windows.values()), "")
+    yield (f"STT ({model}): the France question misheard at {seconds} s",
+           " / ".join(_of(get(w, "france_misheard"), get(w, "france_renditions"))
+                      for w in windows.values()), "")
+
+
+def _ratio(ours: Any, theirs: Any) -> str:
+    if not isinstance(ours, int | float) or not isinstance(theirs, int | float) or not theirs:
+        return "—"
+    return f"{ours / theirs:.2f}"
+
+
+def _of(part: Any, whole: Any) -> str:
+    return "—" if part is None or whole is None else f"{part} of {whole}"

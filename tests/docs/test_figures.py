@@ -115,3 +115,22 @@ def test_the_engine_benchmarks_rows_read_their_reports_and_dash_what_is_missing(
     assert "µs a frame at 1 / 32 frame(s) a call | 110 / 55 |" in table
     assert "the silence gate on (the default): ms of CPU a session-second at 50 sessions " \
            "| 1.97 |" in table
+
+
+def test_the_transcriber_benchmarks_rows(tmp_path: Path) -> None:
+    report(tmp_path, "bench_stt_batch", {"repeats": 3, "whisper-tiny.en": {"requests": {
+        "1": {"on": {"last_done_s": 0.116, "cpu_s_last_round": 0.3},
+              "off": {"last_done_s": 0.118, "cpu_s_last_round": 0.3}},
+        "4": {"on": {"last_done_s": 0.318, "cpu_s_last_round": 0.8},
+              "off": {"last_done_s": 0.43, "cpu_s_last_round": 1.0}},
+        "batch_sizes_on": {"1": 1, "4": 4}}}})
+    report(tmp_path, "bench_stt_window", {"model": "whisper-tiny.en", "language": "en",
+                                          "windows": {"30": {"wer": 0.198, "france_misheard": 0,
+                                                             "france_renditions": 30},
+                                                      "15": {"wer": 0.171}}})
+    table = figures.table(tmp_path)
+    assert "all done after (s), batched, N = 1 / 4 | 0.116 / 0.318 |" in table
+    assert "all done after (s), one by one, N = 1 / 4 | 0.118 / 0.430 |" in table
+    assert "batched ÷ one by one, N = 1 / 4 | 1.00 / 0.80 |" in table
+    assert "word error rate at a window of 30 / 15 s | 19.8 % / 17.1 % |" in table
+    assert "the France question misheard at 30 / 15 s | 0 of 30 / — |" in table
