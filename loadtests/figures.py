@@ -79,6 +79,47 @@ def _latency(figures: dict[str, Any]) -> Iterator[Row]:
         value = goal.get("measured")
         yield (name.replace("_", " "), _num(value, digits=3 if isinstance(value, float)
                                             and value < 10 else 0), bound)
+    yield from _latency_parts(figures)
+
+
+def _latency_parts(figures: dict[str, Any]) -> Iterator[Row]:
+    """Where the headline latencies went: each part's p50, from the same report."""
+    text = _get(figures, "text_ttfa", "streaming") or {}
+    if text:
+        yield ("text in → first audio (server) p50 / p95, ms; its parts p50: " + _parts(
+            text.get("stages_p50_ms")), f"{_spread(text.get('server_ttfa_ms'))}; "
+            f"{_part_values(text.get('stages_p50_ms'))}", "")
+    voice = figures.get("voice_to_voice") or {}
+    if voice:
+        yield ("voice-to-voice (client) p50 / p95, ms; the server's parts p50: " + _parts(
+            voice.get("stages_p50_ms")), f"{_spread(voice.get('voice_to_voice_ms'))}; "
+            f"{_part_values(voice.get('stages_p50_ms'))}", "")
+    overhead = figures.get("orchestration_overhead") or {}
+    if overhead:
+        parts = {part: _get(overhead, f"{part}_ms", "p50")
+                 for part in ("ingress", "dispatch", "delivery")}
+        yield ("orchestration on the critical path p50, ms: " + _parts(parts),
+               _part_values(parts), "")
+    for key, value in figures.items():
+        if key.endswith("_vs_native") and isinstance(value, dict):
+            other = key.removesuffix("_vs_native")
+            theirs = next((v for k, v in value.items()
+                           if k.endswith("_ms") and k != "native_ms"), None)
+            yield (f"{other.replace('_', ' ')} against the native socket, voice-to-voice "
+                   "p50 / p95, ms", f"{_spread(theirs)} against "
+                   f"{_spread(value.get('native_ms'))}", "")
+
+
+def _spread(found: Any) -> str:
+    return f"{_num(_get(found, 'p50'))} / {_num(_get(found, 'p95'))}"
+
+
+def _parts(parts: Any) -> str:
+    return " / ".join(name.replace("_", " ") for name in (parts or {}))
+
+
+def _part_values(parts: Any) -> str:
+    return " / ".join(_num(ms, digits=1) for ms in (parts or {}).values())
 
 
 def _eventlog(figures: dict[str, Any]) -> Iterator[Row]:

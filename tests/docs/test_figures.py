@@ -134,3 +134,21 @@ def test_the_transcriber_benchmarks_rows(tmp_path: Path) -> None:
     assert "batched ÷ one by one, N = 1 / 4 | 1.00 / 0.80 |" in table
     assert "word error rate at a window of 30 / 15 s | 19.8 % / 17.1 % |" in table
     assert "the France question misheard at 30 / 15 s | 0 of 30 / — |" in table
+
+
+def test_the_latency_rows_say_where_the_time_went(tmp_path: Path) -> None:
+    report(tmp_path, "bench_latency", {
+        "goals": {"voice_to_voice_p50_ms": {"at_most": 1000.0, "measured": 559.5}},
+        "voice_to_voice": {"voice_to_voice_ms": {"p50": 559.5, "p95": 600.5},
+                           "stages_p50_ms": {"vad_tail_and_audio_in": 286.6, "stt": 5.0}},
+        "orchestration_overhead": {"dispatch_ms": {"p50": 1.0}},
+        "webrtc_vs_native": {"native_ms": {"p50": 572.1, "p95": 674.7},
+                             "webrtc_ms": {"p50": 664.3}}})
+    table = figures.table(tmp_path)
+    assert "| voice to voice p50 ms | 560 | ≤ 1000.0 |" in table
+    assert ("the server's parts p50: vad tail and audio in / stt | 560 / 600; 286.6 / 5.0 |"
+            in table)
+    assert "ingress / dispatch / delivery | — / 1.0 / — |" in table
+    assert "webrtc against the native socket, voice-to-voice p50 / p95, ms | 664 / — " \
+           "against 572 / 675 |" in table
+    assert "text in → first audio" not in table  # no text turns in this report: no row
