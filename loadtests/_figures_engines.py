@@ -121,3 +121,28 @@ def _ratio(ours: Any, theirs: Any) -> str:
 
 def _of(part: Any, whole: Any) -> str:
     return "—" if part is None or whole is None else f"{part} of {whole}"
+
+
+def judged(figures: dict[str, Any]) -> Iterator[Row]:
+    """A report's ``goals`` as the benchmark judged them (``value``, ``met``)."""
+    for name, goal in (figures.get("goals") or {}).items():
+        if isinstance(goal, dict) and "value" in goal:
+            value = goal["value"]
+            met = {True: " (met)", False: " (not met)"}.get(goal.get("met"), "")
+            yield (name.replace("_", " "), num(value, digits=2 if isinstance(value, float)
+                                                 else 0) + met, "")
+
+
+def log_footprint(figures: dict[str, Any]) -> Iterator[Row]:
+    for kind, found in (figures.get("kinds") or {}).items():
+        per_hour = get(found, "stream_memory_bytes_per_session_hour")
+        yield (f"{kind} session: events a turn, events/s, stream KB a turn, stream MB per "
+               "session-hour",
+               f"{num(get(found, 'events_per_turn'), digits=1)}, "
+               f"{num(get(found, 'events_per_s'), digits=1)}, "
+               f"{num(_scaled(get(found, 'stream_memory_bytes_per_turn'), 1e3), digits=1)}, "
+               f"{num(_scaled(per_hour, 1e6), digits=1)}", "")
+
+
+def _scaled(value: Any, by: float) -> Any:
+    return value / by if isinstance(value, int | float) else None

@@ -30,7 +30,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from loadtests._figures_engines import Row, llm_parallel, stt_batch, stt_window, threads, vad
+from loadtests._figures_engines import (
+    Row,
+    judged,
+    llm_parallel,
+    log_footprint,
+    stt_batch,
+    stt_window,
+    threads,
+    vad,
+)
 from loadtests._figures_engines import get as _get
 from loadtests._figures_engines import num as _num
 from loadtests._report import reports_dir
@@ -239,6 +248,8 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_vad": vad,
     "bench_stt_batch": stt_batch,
     "bench_stt_window": stt_window,
+    "bench_limits": judged,
+    "log_footprint": log_footprint,
     "bench_evaluate": _evaluate,
     "bench_peers": _peers,
     "capacity": _capacity,

@@ -152,3 +152,20 @@ def test_the_latency_rows_say_where_the_time_went(tmp_path: Path) -> None:
     assert "webrtc against the native socket, voice-to-voice p50 / p95, ms | 664 / — " \
            "against 572 / 675 |" in table
     assert "text in → first audio" not in table  # no text turns in this report: no row
+
+
+def test_judged_goals_and_the_log_footprint_rows(tmp_path: Path) -> None:
+    report(tmp_path, "bench_limits", {"goals": {
+        "turn_40_within_1.5x_of_turn_2": {"value": 1.31, "met": True},
+        "idle_sockets_per_gateway_at_least_1000": {"value": 1200, "met": True},
+        "gateway_rss_flat_within_10pct_over_300_turns": {"value": None, "met": None}}})
+    report(tmp_path, "log_footprint", {"kinds": {"voice": {
+        "events_per_turn": 19.0, "events_per_s": 3.24,
+        "stream_memory_bytes_per_turn": 191_000,
+        "stream_memory_bytes_per_session_hour": 116_000_000}, "text-only": {}}})
+    table = figures.table(tmp_path)
+    assert "| turn 40 within 1.5x of turn 2 | 1.31 (met) |" in table
+    assert "| idle sockets per gateway at least 1000 | 1,200 (met) |" in table
+    assert "| gateway rss flat within 10pct over 300 turns | — |" in table
+    assert "stream MB per session-hour | 19.0, 3.2, 191.0, 116.0 |" in table
+    assert "| `log_footprint` | text-only session: " in table and "| —, —, —, — |" in table
