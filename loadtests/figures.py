@@ -202,6 +202,19 @@ def _capacity(figures: dict[str, Any]) -> Iterator[Row]:
                "(the whole machine)",
                f"{_num(_get(profile, 'non_model_cpu_s_per_turn', str(sessions)), digits=2)} "
                f"({_num(step.get('machine_cpu_s_per_turn'), digits=2)})", "≤ 0.25")
+    idle = figures.get("idle_sessions") or {}
+    if idle:
+        yield ("the idle app, then one idle hands-free session sending silence: % of a core "
+               "(the whole machine)",
+               f"{_num(_get(idle, 'machine_cpu_percent', 'no_session'), digits=1)}, then "
+               f"{_num(_get(idle, 'machine_cpu_percent', 'per_idle_session'), digits=2)} "
+               "each", "")
+    calls = figures.get("idle_calls") or {}
+    if calls:
+        yield ("one idle WebRTC call: % of a core at the Gateway; its media path's own "
+               "(less an idle socket session's)",
+               f"{_num(_get(calls, 'cpu_percent_per_idle_call', 'Gateway'), digits=2)}; "
+               f"{_num(_get(calls, 'media_cpu_percent_per_call', 'Gateway'), digits=2)}", "")
 
 
 def _pipeline(figures: dict[str, Any]) -> Iterator[Row]:

@@ -169,3 +169,16 @@ def test_judged_goals_and_the_log_footprint_rows(tmp_path: Path) -> None:
     assert "| gateway rss flat within 10pct over 300 turns | — |" in table
     assert "stream MB per session-hour | 19.0, 3.2, 191.0, 116.0 |" in table
     assert "| `log_footprint` | text-only session: " in table and "| —, —, —, — |" in table
+
+
+def test_the_capacity_rows_show_the_idle_floor_and_an_idle_call(tmp_path: Path) -> None:
+    report(tmp_path, "capacity", {
+        "sessions_held": 4, "steps": [],
+        "idle_sessions": {"machine_cpu_percent": {"no_session": 12.6,
+                                                  "per_idle_session": 1.234}},
+        "idle_calls": {"cpu_percent_per_idle_call": {"Gateway": 3.9},
+                       "media_cpu_percent_per_call": None}})
+    table = figures.table(tmp_path)
+    assert "one idle hands-free session sending silence: % of a core (the whole machine) " \
+           "| 12.6, then 1.23 each |" in table
+    assert "its media path's own (less an idle socket session's) | 3.90; — |" in table
