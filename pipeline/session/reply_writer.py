@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator
 
 from pipeline.retrieval import Grounder
 from pipeline.session.emitter import SessionEmitter
+from pipeline.session.follow import TURN_ENDS
 from schemas import (
     ChatMessage,
     ErrorCode,
@@ -38,8 +39,6 @@ logger = logging.getLogger(__name__)
 #: call's start too: a server tool runs only once it is in the log
 _RETRIED_TYPES = frozenset({"response.done", "response.cancelled", "tool.call.started"})
 _END_RETRY_S = (0.05, 0.2, 0.5)
-#: the events that end a turn: one not appended after its tries is told outside the log
-_TURN_ENDS = frozenset({"response.done", "response.cancelled"})
 
 
 class ReplyWriter:
@@ -107,7 +106,7 @@ class ReplyWriter:
             kind = getattr(event, "type", type(event).__name__)
             logger.warning("session %s turn %s: %s not appended: %s", self.session_id,
                            turn_id, kind, exc)
-            if kind in _TURN_ENDS:  # its readers would wait for it forever: told otherwise
+            if kind in TURN_ENDS:  # its readers would wait for it forever: told otherwise
                 self._emitter.unlogged(exc)
             if warn:
                 warning = WarningData(
