@@ -95,6 +95,7 @@ async def run_evaluation(
                                      time.monotonic() + left, say) if in_process
             else await measured_apart(read, candidate, settings, references, left, say))
     logged = turns.measures.get(AS_LOGGED)
+    complete = all(m.get("complete") for m in measured.values())  # the baseline's with them
     offline = measured.pop(BASELINE, None)
     stages = logged_turn_stages(read)
     for candidate in candidates:
@@ -106,8 +107,7 @@ async def run_evaluation(
                 turn_taking=found.get("turn_taking") if candidate.turn_patch else None)
     return {
         "sessions": list(read), "skipped": skipped,
-        "complete": all(m.get("complete") for m in [*measured.values(), offline or {
-            "complete": True}]),
+        "complete": complete,
         "elapsed_s": round(time.monotonic() - started, 1),
         "logged": {"turn_taking": logged,
                    "transcripts": logged_vs_reference(read, references),
