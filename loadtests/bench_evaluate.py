@@ -83,10 +83,10 @@ def _spoken(text: str) -> bytes:
     import numpy as np
 
     from loadtests._turn_corpus import RATE, synthesize
+    from pipeline.audio import float_to_pcm16
 
-    audio = np.concatenate([synthesize("piper", "joe", text, 1.0),
-                            np.zeros(int(TRAILING_SILENCE_S * RATE), np.float32)])
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    return float_to_pcm16(np.concatenate([synthesize("piper", "joe", text, 1.0),
+                                          np.zeros(int(TRAILING_SILENCE_S * RATE))]))
 
 
 async def evaluate(url: str, ids: list[str], candidates: tuple[str, ...],
