@@ -166,7 +166,8 @@ def replay(
         "--evaluate", help="turn-taking settings to try on the sessions' logged input "
         "instead (KEY=VALUE[,KEY=VALUE] or a JSON object; repeatable), e.g. "
         "'turn_detection=silence,end_of_speech_ms=800': per setting, the turns, the "
-        "silence waited and the turn ends more speech followed within 2 s")] = None,
+        "silence waited, the turn ends more speech followed within 2 s, the ends it "
+        "missed, and the backchannels and barge-ins over replies")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="with --evaluate: print the measures as JSON")] = False,
     dataset: Annotated[Path | None, typer.Option(
@@ -216,7 +217,7 @@ def _evaluate(sessions: list[str], patches: list[str], redis_url: str | None,
     import asyncio
     import json
 
-    from voxline.evaluate import dataset_events, evaluate_sessions
+    from voxline.evaluate import AS_LOGGED, dataset_events, evaluate_sessions
     from voxline.inspect import inspect_settings
 
     with plain_errors():
@@ -233,15 +234,22 @@ def _evaluate(sessions: list[str], patches: list[str], redis_url: str | None,
                           "settings": result.measures}, indent=2))
         return
     table = Table(title=f"turn-taking on {len(result.sessions)} logged session(s)")
-    for column in ("setting", "turns", "silence waited p50 / p95", "continued within 2 s"):
+    for column in ("setting", "turns", "silence waited p50 / p95", "continued within 2 s",
+                   "missed ends", "over replies: backchannels / barge-ins"):
         table.add_column(column)
     for name, row in result.measures.items():
         waited = row["silence_waited_ms"]
-        rate = row["continued_rate"]
         table.add_row(name, str(row["turns"]),
                       f"{waited['p50']:.0f} / {waited['p95']:.0f} ms" if waited else "–",
-                      f"{row['continued']} ({rate:.0%})" if rate is not None else "–")
+                      _count(row["continued"], row["continued_rate"]),
+                      _count(row["missed"], row["missed_rate"]),
+                      f"{row['backchannels']} / {row['barge_ins']}"
+                      + (f" ({row['overlaps_changed']} changed)" if name != AS_LOGGED else ""))
     console.print(table)
+
+
+def _count(count: int, rate: float | None) -> str:
+    return f"{count} ({rate:.0%})" if rate is not None else "–"
 
 
 @app.command()

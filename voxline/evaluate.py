@@ -4,12 +4,16 @@ For each session read from the log, the input is put back together and replayed 
 the server's VAD and end-of-turn model (:mod:`pipeline.turntaking.evaluation`), once with the
 session's own settings (``as logged``: what it did, replayed) and once per ``--evaluate``
 patch over them. The measures per setting are over all the sessions: turns, the silence
-waited (p50/p95) and continuations (turn ends that more speech followed within 2 s: the
-likely cut-offs). Only the VAD and the end-of-turn models run; nothing is written to any
-log. Settings that judge a pause by its words (``turn_judge`` text, ``turn_text_cues``)
-need its transcript too: the server's transcriber (and its text end-of-turn model) are
-then loaded here, and each such pause is transcribed quickly, as a live session
-transcribes it when no preemptive turn did.
+waited (p50/p95), continuations (turn ends that more speech followed within 2 s: the
+likely cut-offs), missed ends (turns the live session ended and the user waited after,
+which the setting did not end before the user spoke again), and the speech over replies
+(:mod:`pipeline.turntaking.overlaps`): backchannels and barge-ins, as logged or judged
+again by the setting's ``interruptions`` and ``backchannel_max_ms`` (on the logged words,
+or a candidate's transcriber's). Only the VAD and the end-of-turn models run; nothing is
+written to any log. Settings that judge a pause by its words (``turn_judge`` text,
+``turn_text_cues``) need its transcript too: the server's transcriber (and its text
+end-of-turn model) are then loaded here, and each such pause is transcribed quickly, as a
+live session transcribes it when no preemptive turn did.
 """
 
 from __future__ import annotations
@@ -40,7 +44,17 @@ from pipeline.session import (
     turn_detection,
     turn_measures,
 )
-from pipeline.turntaking import quantiles
+from pipeline.turntaking import (
+    LoggedInput,
+    Outcome,
+    Overlap,
+    backchannel_prompt,
+    judge_overlap,
+    logged_overlaps,
+    overlap_measures,
+    quantiles,
+    transcribe_in,
+)
 from schemas import (
     ConfigurationError,
     EngineSettings,
@@ -53,17 +67,19 @@ from schemas import (
 )
 from voxline.inspect import read_session
 
-__all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "loaded_engine",
-           "parse_patch", "raw_patch", "spread"]
+__all__ = ["AS_LOGGED", "Evaluation", "dataset_events", "evaluate_sessions", "judged_overlaps",
+           "loaded_engine", "parse_patch", "raw_patch", "spread"]
 
 E = TypeVar("E", bound=Engine)
 
 AS_LOGGED = "as logged"
-#: the settings an evaluation may change: those that decide where turns end
+#: the settings an evaluation may change: those that decide where turns end, and what
+#: speech over a reply does
 TURN_SETTINGS = frozenset({
     "turn_detection", "end_of_speech_ms", "turn_complete_ms", "turn_incomplete_ms",
     "turn_threshold", "preemptive_pause_ms", "preemptive_turns",
     "turn_judge", "turn_text_threshold", "turn_text_cues",
+    "interruptions", "backchannel_max_ms",
 })
 
 
@@ -168,6 +184,9 @@ async def evaluate_sessions(
     named: list[tuple[str, dict[str, Any]]] = [(AS_LOGGED, {})] if with_logged else []
     named += [(text, parse_patch(text)) for text in patches]
     result = Evaluation(replays={name: [] for name, _ in named})
+    inputs: list[LoggedInput] = []
+    overlaps: list[Overlap] = []
+    judged: dict[str, list[Outcome]] = {name: [] for name, _ in named}
     vad, turn = await load_engines(settings)
     no_text = settings.turn_text.engine == "none"
     words: tuple[Transcriber, TextTurnDetector | None] | None = None
@@ -175,11 +194,18 @@ async def evaluate_sessions(
         for session_id in session_ids:
             events = (await read_session(session_id, settings)).events \
                 if events_of is None else await events_of(session_id)
+            own = fold(session_id, events).settings
+            # speech over replies needs no replay (a backchannel keeps no audio): every
+            # session read counts, replayed or not
+            spoken_over = logged_overlaps(events)
+            overlaps += spoken_over
+            for name, patch in named:
+                tried = _patched(name, own, patch)
+                judged[name] += [await judge_overlap(o, tried) for o in spoken_over]
             logged = logged_input(session_id, events)
             if logged is None:
                 result.skipped[session_id] = "no audio in its log (none spoken, or not kept)"
                 continue
-            own = fold(session_id, events).settings
             if no_text and _judged_by_text(own, turn):
                 result.skipped[session_id] = (
                     "its turns were judged by their words (turn_judge text), and no "
@@ -191,6 +217,7 @@ async def evaluate_sessions(
             if words is None and any(reads for _, _, reads in tries):
                 words = await load_words(settings)
             result.sessions.append(session_id)
+            inputs.append(logged)
             for name, tried, reads in tries:
                 transcribe, text = None, None
                 if words is not None and reads:
@@ -201,9 +228,34 @@ async def evaluate_sessions(
         for engine in (vad, turn, *(words or ())):
             if engine is not None:
                 await engine.close()
-    result.measures = {name: turn_measures(replays, continuation_ms=continuation_ms)
-                       for name, replays in result.replays.items()}
+    result.measures = {
+        name: turn_measures(replays, continuation_ms=continuation_ms, logged=inputs)
+        | overlap_measures(overlaps, None if name == AS_LOGGED else judged[name])
+        for name, replays in result.replays.items()}
     return result
+
+
+async def judged_overlaps(read: dict[str, Sequence[Event]], patch: dict[str, Any],
+                          stt: Transcriber) -> dict[str, Any]:
+    """The speech over replies in ``read`` judged again by each session's settings with
+    ``patch`` over them, its words heard by ``stt`` (a candidate's transcriber, prompted
+    for backchannels as a live session is; a backchannel's words are the logged ones:
+    its audio is not kept)."""
+    overlaps: list[Overlap] = []
+    judged: list[Outcome] = []
+    for session_id, events in read.items():
+        tried = _patched("candidate", fold(session_id, events).settings, patch)
+        prompt = backchannel_prompt(tried.language)
+
+        async def heard(audio: bytes, sample_rate: int, language: str = tried.language,
+                        prompt: str | None = prompt) -> str:
+            return await transcribe_in(stt, audio, sample_rate, language, quick=True,
+                                       prompt=prompt)
+
+        found = logged_overlaps(events)
+        overlaps += found
+        judged += [await judge_overlap(o, tried, heard) for o in found]
+    return overlap_measures(overlaps, judged)
 
 
 def dataset_events(folder: Path) -> tuple[list[str], Callable[[str], Awaitable[Sequence[Event]]]]:
@@ -227,15 +279,21 @@ def _judged_by_text(settings: SessionSettings, turn: TurnDetector | None) -> boo
     return settings.turn_judge == "text" and turn_detection(settings, turn) == "smart"
 
 
-def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
-           turn: TurnDetector | None, no_text: bool) -> SessionSettings:
-    """``own`` with ``patch`` over it; a patch asking for a model the server has not (the
-    end-of-turn model, or with ``no_text`` the text one) is a :class:`ConfigurationError`."""
+def _patched(name: str, own: SessionSettings, patch: dict[str, Any]) -> SessionSettings:
+    """``own`` with ``patch`` over it, checked as a session's update is."""
     try:
-        tried = merge_settings(own, patch)
+        return merge_settings(own, patch)
     except ProtocolError as exc:
         raise ConfigurationError(f"--evaluate {name!r}: {exc.message}",
                                  setting="--evaluate") from None
+
+
+def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
+           turn: TurnDetector | None, no_text: bool) -> SessionSettings:
+    """``own`` with ``patch`` over it (:func:`_patched`); a patch asking for a model the
+    server has not (the end-of-turn model, or with ``no_text`` the text one) is a
+    :class:`ConfigurationError`."""
+    tried = _patched(name, own, patch)
     if turn is None and tried.turn_detection == "smart":
         raise ConfigurationError(
             f"--evaluate {name!r} asks for smart turn detection, and no "

@@ -46,20 +46,22 @@ async def candidate_measures(
     references: References, deadline: float, say: Callable[[str], None],
 ) -> dict[str, Any]:
     """The candidate's figures: turn-taking (its patch; None without one: as logged),
-    transcripts, answers and speech, and whether all of it ran before ``deadline``."""
+    the speech over replies where its transcriber judges it again (``overlaps``; None:
+    as its turn-taking says), transcripts, answers and speech, and whether all of it ran
+    before ``deadline``."""
     turn_taking = None
     if candidate.turn_patch:
         turns = await evaluate_sessions(list(read), [candidate.turn_key], settings,
                                         events_of=events_in(read), with_logged=False)
         turn_taking = turns.measures.get(candidate.turn_key)
-    transcripts, heard_all = await transcript_measures(read, candidate, settings, references,
-                                                       deadline)
+    transcripts, heard_all, overlaps = await transcript_measures(
+        read, candidate, settings, references, deadline)
     say(f"{candidate.name}: {transcripts['utterances']} utterance(s) transcribed")
     asked = [turn for session_id, events in read.items()
              for turn in asked_turns(session_id, events, settings.history)]
     answers, answered_all = await answer_measures(asked, [candidate], settings, deadline, say)
     speech, spoken_all = await speech_measures(asked, [candidate], settings, deadline, say)
-    return {"turn_taking": turn_taking, "transcripts": transcripts,
+    return {"turn_taking": turn_taking, "overlaps": overlaps, "transcripts": transcripts,
             "answers": answers.get(candidate.name), "speech": speech.get(candidate.name),
             "complete": heard_all and answered_all and spoken_all}
 

@@ -33,7 +33,8 @@ def _at(*path: str) -> Getter:
     return get
 
 
-#: metric → where a candidate's figure is (lower is better for every one but turns)
+#: metric → where a candidate's figure is (lower is better for most; turns, backchannels and
+#: barge-ins say what happened, and a threshold on them says which way is worse)
 METRICS: dict[str, Getter] = {
     "wer_vs_logged": _at("transcripts", "wer_vs_logged"),
     "wer_vs_reference": _at("transcripts", "wer_vs_reference"),
@@ -51,6 +52,10 @@ METRICS: dict[str, Getter] = {
     "voice_to_voice_p95_ms": _at("voice_to_voice_estimate", "p95"),
     "turns": _at("turn_taking", "turns"),
     "continued_rate": _at("turn_taking", "continued_rate"),
+    "missed_rate": _at("turn_taking", "missed_rate"),
+    "backchannels": _at("turn_taking", "backchannels"),
+    "barge_ins": _at("turn_taking", "barge_ins"),
+    "overlaps_changed": _at("turn_taking", "overlaps_changed"),
     "silence_waited_p50_ms": _at("turn_taking", "silence_waited_ms", "p50"),
     "silence_waited_p95_ms": _at("turn_taking", "silence_waited_ms", "p95"),
 }
@@ -116,8 +121,10 @@ def html_report(report: dict[str, Any]) -> str:
     """The report as one HTML page: tables, bar charts as inline SVG, no script."""
     candidates: dict[str, Any] = report["candidates"]
     head = "".join(f"<th>{html.escape(name)}</th>" for name in candidates)
+    # what the sessions did: their turn-taking replayed as logged, their logged overlaps
+    as_logged = {"turn_taking": report.get("logged", {}).get("turn_taking")}
     rows = "".join(
-        f"<tr><td>{metric}</td>"
+        f"<tr><td>{metric}</td><td>{_cell(get(as_logged))}</td>"
         + "".join(f"<td>{_cell(get(c))}</td>" for c in candidates.values()) + "</tr>"
         for metric, get in METRICS.items()
         if any(get(c) is not None for c in candidates.values()))  # what no candidate tried
@@ -162,7 +169,7 @@ text-align:right}}td:first-child{{text-align:left}}</style></head><body>
 <h1>Evaluation on {len(report.get('sessions', []))} logged session(s)</h1>{status}
 <p>Skipped: {html.escape(', '.join(report.get('skipped', {})) or 'none')}.
 Elapsed: {report.get('elapsed_s', '?')} s.</p>
-<h2>Candidates</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>
+<h2>Candidates</h2><table><tr><th>metric</th><th>as logged</th>{head}</tr>{rows}</table>
 {truth}{charts}
 <h2>Latency, ms (p50 / p95)</h2>
 <p>As logged: each stage of the live turns (a preemptive reply hides most of its

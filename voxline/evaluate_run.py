@@ -5,9 +5,12 @@ The sessions come from the log (each read recorded in the audit) or from a datas
 (:mod:`voxline.candidates`) and compared with what was logged, nothing is sent to anyone
 and nothing is written to any log:
 
-* **turn-taking**: the turns, the silence waited and the continuations (turn ends more
-  speech followed: the likely cut-offs), replayed through the VAD and end-of-turn model as
-  ``voxline replay --evaluate`` does (:func:`voxline.evaluate.evaluate_sessions`);
+* **turn-taking**: the turns, the silence waited, the continuations (turn ends more
+  speech followed: the likely cut-offs) and the missed ends, replayed through the VAD and
+  end-of-turn model as ``voxline replay --evaluate`` does
+  (:func:`voxline.evaluate.evaluate_sessions`); and the speech over replies, backchannels
+  and barge-ins, judged again by the candidate's settings and its transcriber
+  (:mod:`pipeline.turntaking.overlaps`);
 * **transcripts**: each utterance transcribed by the candidate's transcriber, its word
   error rate against the logged transcript and, where a reference transcript is given
   (:func:`pipeline.datasets.read_references`), against the reference (the logged
@@ -121,10 +124,20 @@ async def run_evaluation(
                        if key not in ("complete", "turn_taking")}},
         "candidates": {c.name: {"spec": c.describe(),
                                 **{key: value for key, value in measured[c.name].items()
-                                   if key != "complete"},
-                                # its own replay where it changes turn-taking, else as logged
-                                "turn_taking": measured[c.name].get("turn_taking")
-                                if c.turn_patch or "error" in measured[c.name] else logged}
+                                   if key not in ("complete", "overlaps")},
+                                "turn_taking": _turn_taking(c, measured[c.name], logged)}
                        for c in candidates},
     }
 
+
+
+def _turn_taking(candidate: Candidate, measured: dict[str, Any],
+                 logged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A candidate's turn-taking: its own replay where it changes turn-taking, else as
+    logged; the speech over replies as its transcriber judged it again, where it has one
+    of its own."""
+    if "error" in measured:
+        return None
+    own = measured.get("turn_taking") if candidate.turn_patch else logged
+    overlaps = measured.get("overlaps")
+    return own if own is None or overlaps is None else {**own, **overlaps}

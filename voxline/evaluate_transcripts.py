@@ -15,7 +15,7 @@ from pipeline.log import fold
 from pipeline.turntaking import transcribe_in
 from schemas import Event, InputAudio, Settings
 from voxline.candidates import Candidate, resolved
-from voxline.evaluate import loaded_engine, spread
+from voxline.evaluate import judged_overlaps, loaded_engine, spread
 from voxline.evaluate_latency import by_turn_ms
 from voxline.word_errors import normalize, reported_wer
 
@@ -25,17 +25,22 @@ __all__ = ["logged_vs_reference", "transcript_measures"]
 async def transcript_measures(
     read: dict[str, Sequence[Event]], candidate: Candidate, settings: Settings,
     references: References, deadline: float,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[dict[str, Any], bool, dict[str, Any] | None]:
     """The utterances heard again by the candidate's transcriber, against the log (and
-    the references); and whether all were heard before ``deadline``."""
+    the references); whether all were heard before ``deadline``; and, for a candidate
+    with a transcriber of its own, the speech over replies judged again with its words
+    (:func:`voxline.evaluate.judged_overlaps`; None: the words are the logged ones)."""
     spoken = {session_id: _utterances(session_id, events) for session_id, events in read.items()}
     choice = resolved(candidate.stt, settings.stt)
     engine = await loaded_engine("stt", choice, Transcriber)
     try:
         heard, took, finished = await _heard(spoken, engine, deadline)
+        overlaps = None
+        if candidate.stt is not None and finished:
+            overlaps = await judged_overlaps(read, candidate.turn_patch, engine)
     finally:
         await engine.close()
-    return _word_measures(heard, took, references), finished
+    return _word_measures(heard, took, references), finished, overlaps
 
 
 #: a session's language and its utterances, each with the transcript its turn logged

@@ -38,7 +38,7 @@ from pipeline.turntaking import (
     SpeechInput,
     TurnPolicy,
     backchannel_prompt,
-    is_backchannel,
+    heard_backchannel,
     session_endpoint,
     turn_policy,
     utterance_events,
@@ -269,16 +269,16 @@ class VoiceTurns:
         """What the speech over a held reply said when it was a backchannel (or no words:
         a cough, a noise), else None: an interruption. A failed transcription interrupts.
         The transcription is a quick one: the reply stays silent until it is done."""
-        if duration_s * 1000 > self._emitter.state.settings.backchannel_max_ms:
-            return None
+        settings = self._emitter.state.settings
+        prompt = backchannel_prompt(settings.language)
         try:
-            prompt = backchannel_prompt(self._emitter.state.settings.language)
-            text = await self._quick_transcript(audio, sample_rate, prompt)
+            return await heard_backchannel(
+                duration_s * 1000, settings.backchannel_max_ms,
+                lambda: self._quick_transcript(audio, sample_rate, prompt))
         except Exception:
             logger.warning("session %s: could not transcribe the speech over a reply; it "
                            "interrupts", self.session_id, exc_info=True)
             return None
-        return text if is_backchannel(text) else None
 
     async def _paused(self, pause: SpeechPause, sample_rate: int) -> None:
         """Preemptive turns: prepare the reply to what was said so far, unsent. Over a

@@ -20,20 +20,29 @@ preemptive replies) is :mod:`pipeline.session`'s.
 ``backchannel``        is speech over a reply a backchannel or an interruption
 ``transcripts``        how a session's speech is transcribed (:func:`transcribe_in`)
 ``evaluation``         turn-taking settings replayed on logged sessions, and their measures
+``overlaps``           speech over a reply in a session's log, judged again under other settings
 =====================  ==================================================================
 """
 
-from pipeline.turntaking.backchannel import backchannel_prompt, is_backchannel
+from pipeline.turntaking.backchannel import backchannel_prompt, heard_backchannel, is_backchannel
 from pipeline.turntaking.evaluation import (
     LoggedInput,
     Replay,
     TurnEnd,
     logged_input,
+    missed_ends,
     quantiles,
     quick_transcriber,
     replay_turn_ends,
     score_against_truth,
     turn_measures,
+)
+from pipeline.turntaking.overlaps import (
+    Outcome,
+    Overlap,
+    judge_overlap,
+    logged_overlaps,
+    overlap_measures,
 )
 from pipeline.turntaking.policy import (
     AudioModelPolicy,
@@ -59,6 +68,8 @@ __all__ = [
     "FRAME_QUEUE",
     "AudioModelPolicy",
     "LoggedInput",
+    "Outcome",
+    "Overlap",
     "Replay",
     "SilencePolicy",
     "SmartPolicy",
@@ -68,9 +79,14 @@ __all__ = [
     "TurnPolicy",
     "backchannel_prompt",
     "endpoint_config",
+    "heard_backchannel",
     "is_backchannel",
+    "judge_overlap",
     "judged_by",
     "logged_input",
+    "logged_overlaps",
+    "missed_ends",
+    "overlap_measures",
     "quantiles",
     "quick_transcriber",
     "replay_turn_ends",

@@ -23,10 +23,12 @@ interruptions keep their words. The prompt makes a short window loop now and the
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 from schemas import primary_language
 
-__all__ = ["BACKCHANNEL_WORDS", "MAX_BACKCHANNEL_WORDS", "backchannel_prompt", "is_backchannel"]
+__all__ = ["BACKCHANNEL_WORDS", "MAX_BACKCHANNEL_WORDS", "backchannel_prompt", "heard_backchannel",
+           "is_backchannel"]
 
 #: words that acknowledge without taking the turn (lower case, without punctuation)
 BACKCHANNEL_WORDS: frozenset[str] = frozenset({
@@ -56,6 +58,18 @@ def is_backchannel(text: str) -> bool:
     if len(words) > MAX_BACKCHANNEL_WORDS:
         return False
     return all(w in BACKCHANNEL_WORDS or _HUM.fullmatch(w) for w in words)
+
+
+async def heard_backchannel(duration_ms: float, max_ms: int,
+                            words: Callable[[], Awaitable[str]]) -> str | None:
+    """What speech over a held reply said when it was a backchannel (or no words), else
+    None: an interruption. Speech longer than ``max_ms`` (``backchannel_max_ms``)
+    interrupts whatever it says, and its ``words`` are not asked for. The one rule of the
+    live session and of the evaluation that judges logged overlaps again."""
+    if duration_ms > max_ms:
+        return None
+    text = await words()
+    return text if is_backchannel(text) else None
 
 
 def backchannel_prompt(language: str) -> str | None:

@@ -22,7 +22,9 @@ reads the transcript its preemptive turn made, where one ran: nearly always the 
 
 Measures (:func:`turn_measures`): the turns, the silence each waited (end of speech to the
 turn's end, p50/p95) and **continuations**: turn ends followed by more speech within
-``continuation_ms`` (the speaker went on: on real traffic, the likely false cut-offs). With
+``continuation_ms`` (the speaker went on: on real traffic, the likely false cut-offs), and
+**missed ends**: turns the live session ended and the user then waited after, which the
+replay did not end before the user spoke again (:func:`missed_ends`). With
 the true end of each session's turn (a labelled corpus), :func:`score_against_truth` gives
 the benchmark's own false cut-off and end-of-turn latency.
 """
@@ -54,6 +56,7 @@ __all__ = [
     "Replay",
     "TurnEnd",
     "logged_input",
+    "missed_ends",
     "quantiles",
     "quick_transcriber",
     "replay_turn_ends",
@@ -68,6 +71,8 @@ _TAIL_MS = 11_000
 #: restarted the session's clock): laid end to end with this much silence
 _RESTART_GAP_MS = 1000
 _CHUNK = RATE // 10 * 2  # 100 ms of PCM16
+#: how much earlier than the live one a replay may place the end of the same speech
+_SLACK_MS = 250
 #: the endpointing a log without start_ms was cut with: its post-padding places the audio
 _DEFAULT = EndpointConfig(sample_rate=RATE)
 
@@ -198,22 +203,55 @@ def _observed(model: TurnPolicy, on_judged: Callable[[SpeechPause, float | None]
 Replay = tuple[Sequence[TurnEnd], Sequence[int]]
 
 
-def turn_measures(replays: Sequence[Replay], *, continuation_ms: int = 2000) -> dict[str, Any]:
+def turn_measures(replays: Sequence[Replay], *, continuation_ms: int = 2000,
+                  logged: Sequence[LoggedInput] | None = None) -> dict[str, Any]:
     """Over the sessions' replays: the turns, the silence they waited, and the turn ends
     that speech followed within ``continuation_ms`` (on real traffic, the likely
-    cut-offs), counted within each session."""
+    cut-offs), counted within each session. With the sessions' ``logged`` input (one per
+    replay, in order), the **missed ends** too: of the turns the live session ended and
+    the user then waited after (no speech for ``continuation_ms``: turns that truly
+    ended), those the replay did not end before the user spoke again (:func:`missed_ends`)."""
     ends = [end for session_ends, _ in replays for end in session_ends]
     continued = sum(
         any(end.decided_ms <= start < end.decided_ms + continuation_ms for start in starts)
         for session_ends, starts in replays for end in session_ends
     )
-    return {
+    measures = {
         "sessions": len(replays),
         "turns": len(ends),
         "silence_waited_ms": quantiles([end.decided_ms - end.speech_end_ms for end in ends]),
         "continued": continued,
         "continued_rate": round(continued / len(ends), 4) if ends else None,
     }
+    if logged is not None:
+        counts = [missed_ends(inputs, session_ends, waited_ms=continuation_ms)
+                  for inputs, (session_ends, _) in zip(logged, replays, strict=True)]
+        answered, missed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        measures |= {"ended": answered, "missed": missed,
+                     "missed_rate": round(missed / answered, 4) if answered else None}
+    return measures
+
+
+def missed_ends(logged: LoggedInput, ends: Sequence[TurnEnd], *, waited_ms: int
+                ) -> tuple[int, int]:
+    """How many of the live session's turn ends the user then waited after (no speech
+    started within ``waited_ms`` of the end), and how many of those ``ends`` (a replay's)
+    missed: none decided after that speech stopped (less :data:`_SLACK_MS`: VAD frames
+    fall a little differently from zeros) and before the user spoke again. A turn the
+    replay never ended there merges into the next: the user waited for an answer that a
+    session with those settings would not have given."""
+    answered = missed = 0
+    for live in logged.live_ends:
+        after = [start for start in logged.speech_starts_ms if start > live.speech_end_ms]
+        spoke_again = min(after, default=None)
+        if spoke_again is not None and spoke_again < live.decided_ms + waited_ms:
+            continue  # speech went on: a continuation, not a turn that ended
+        answered += 1
+        limit = spoke_again if spoke_again is not None else logged.duration_ms
+        if not any(live.speech_end_ms - _SLACK_MS <= end.speech_end_ms and end.decided_ms < limit
+                   for end in ends):
+            missed += 1
+    return answered, missed
 
 
 def score_against_truth(ends: Sequence[TurnEnd], true_end_ms: int) -> tuple[bool, int | None]:

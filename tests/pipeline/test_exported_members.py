@@ -116,10 +116,11 @@ FACADES = {
         "FRAME_QUEUE", "SpeechInput", "endpoint_config", "session_endpoint", "utterance_events",
         "TurnPolicy", "SilencePolicy", "AudioModelPolicy", "TextJudgePolicy", "SmartPolicy",
         "turn_policy", "judged_by", "turn_detection", "sounds_unfinished", "backchannel_prompt",
-        "is_backchannel", "transcribe_in",
+        "is_backchannel", "heard_backchannel", "transcribe_in",
         # the replay evaluation (voxline replay --evaluate)
         "LoggedInput", "Replay", "TurnEnd", "logged_input", "quick_transcriber", "replay_turn_ends",
-        "score_against_truth", "turn_measures", "quantiles",
+        "score_against_truth", "turn_measures", "missed_ends", "quantiles",
+        "Outcome", "Overlap", "judge_overlap", "logged_overlaps", "overlap_measures",
     ],
     "pipeline.workers": [
         "BUCKETS_MS", "FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost",

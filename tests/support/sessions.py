@@ -3,11 +3,12 @@ with a fixed transcript), the reply they give, and its events read as a client r
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
-from schemas import Event, SpeechStopped
+from schemas import Event, SessionSettings, SpeechStopped
 from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
 
 REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
@@ -55,4 +56,25 @@ async def speech_stops(log: EventLog, session_id: str, count: int) -> list[Speec
                     break
     finally:
         await tail.aclose()  # type: ignore[attr-defined]
+    return seen
+
+
+async def spoken_over_reply(log: EventLog, name: str, heard: str, audio: bytes,
+                            settings: SessionSettings, until: str = "transcript.final",
+                            ) -> list[Event]:
+    """A typed turn whose reply stalls while being written, ``audio`` spoken over it
+    (``heard``: what the scripted transcriber hears); the session's log up to the first
+    ``until``, the session closed. What the evaluations read back as speech over a reply."""
+    written = asyncio.Event()
+    llm = ScriptedLLM(REPLY, gate_at=3, on_token=lambda i: i == 2 and written.set())
+    session = await LiveSession.open(name, log, SessionEngines(
+        llm=llm, tts=ScriptedTTS(sample_rate=16000), stt=ScriptedSTT(heard), vad=EnergyVAD()),
+        create=settings)
+    await session.submit_text("Tell me about Paris")
+    async with asyncio.timeout(10):
+        await written.wait()
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+    seen = await collect_until(session, until)
+    await session.close()
     return seen

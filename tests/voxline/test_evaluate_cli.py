@@ -108,9 +108,15 @@ def test_candidates_differ_as_they_should_and_a_crossed_threshold_fails(
     assert report["logged"]["turn_taking"]["turns"] == 1
     assert quick["turn_taking"]["turns"] == 2 and quick["turn_taking"]["continued"] == 1
     assert tiny["turn_taking"] == report["logged"]["turn_taking"]  # no turn patch: as logged
+    # the one turn was waited after, and ended by every candidate; nothing spoke over a reply
+    assert (report["logged"]["turn_taking"]["ended"], quick["turn_taking"]["missed"]) == (1, 0)
+    assert report["logged"]["turn_taking"]["overlaps"] == 0
     assert report["logged"]["latency_ms"]["stt"] is not None
     page = (tmp_path / "a" / "evaluation.html").read_text()
     assert "<svg" in page and "wer_vs_logged" in page
+    # the candidates' table has what the sessions did beside them, where it is known
+    turns_row = page.split("<tr><td>turns</td>", 1)[1].split("</tr>", 1)[0]
+    assert turns_row.replace("</td>", "").split("<td>")[1:] == ["1", "1", "1", "2"]
 
     exported = runner.invoke(app, ["export", SID, "--out", str(tmp_path / "data")], env=env)
     assert exported.exit_code == 0, exported.output

@@ -17,8 +17,10 @@ from loadtests.bench_turn_taking import score
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
 from pipeline.turntaking.evaluation import (
+    LoggedInput,
     TurnEnd,
     logged_input,
+    missed_ends,
     quick_transcriber,
     replay_turn_ends,
     score_against_truth,
@@ -79,6 +81,16 @@ async def test_a_replay_ends_turns_where_the_live_session_did(event_log: EventLo
     cut_measures = turn_measures([(cut, cut_starts)])
     assert (cut_measures["turns"], cut_measures["continued"]) == (3, 1)
     assert cut_measures["silence_waited_ms"] == {"p50": 512.0, "p95": 512.0}
+    # both live ends were waited after (the next speech 3 s later, then none): a setting
+    # that waits out the 3 s gap merges the first turn into the next, and misses its end
+    assert turn_measures([(ends, starts)], logged=[logged])["missed"] == 0
+    assert turn_measures([(cut, cut_starts)], logged=[logged])["ended"] == 2
+    slow = silence.model_copy(update={"end_of_speech_ms": 3500})
+    merged, merged_starts = await replay_turn_ends(logged, slow, EnergyVAD())
+    assert len(merged) == 1
+    slow_measures = turn_measures([(merged, merged_starts)], logged=[logged])
+    assert (slow_measures["ended"], slow_measures["missed"], slow_measures["missed_rate"]) == (
+        2, 1, 0.5)
 
 
 async def test_a_replay_tells_each_pause_judged_and_its_verdict(event_log: EventLog) -> None:
@@ -204,3 +216,15 @@ async def test_the_replay_judges_by_words_as_the_live_sessions_did(
     live_score, replay_score = score(items, live), score(items, replayed)
     assert replay_score["false_cutoff_rate"] == live_score["false_cutoff_rate"]
     assert abs(replay_score["end_of_turn_ms"]["p50"] - live_score["end_of_turn_ms"]["p50"]) <= 32
+
+
+def test_a_turn_end_is_missed_only_where_the_user_waited_after_it() -> None:
+    # speech starts at 0, 3000 and 3600 ms; the live session ended turns at 1000 (the user
+    # then waited 2 s) and 3300 (speech followed within 2 s: a continuation, not counted)
+    logged = LoggedInput("s", bytes(2 * 16 * 10_000), (0, 3000, 3600),
+                         (TurnEnd(1000, 1500), TurnEnd(3300, 3500)))
+    assert missed_ends(logged, [TurnEnd(1000, 1500)], waited_ms=1000) == (1, 0)
+    assert missed_ends(logged, [TurnEnd(900, 1400)], waited_ms=1000) == (1, 0)  # VAD slack
+    assert missed_ends(logged, [TurnEnd(1000, 3100)], waited_ms=1000) == (1, 1)  # too late
+    assert missed_ends(logged, [TurnEnd(500, 800)], waited_ms=1000) == (1, 1)  # a cut, no end
+    assert missed_ends(logged, [], waited_ms=50) == (2, 2)  # now both were waited after
