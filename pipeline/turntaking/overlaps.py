@@ -7,7 +7,9 @@ the next turn). The log holds both: with ``interruptions: confirmed`` a
 with what was heard) or ``response.cancelled`` with reason ``barge_in``; with
 ``immediate`` the cancel alone, then the speech. A backchannel makes no turn, so its
 words are in ``response.resumed`` and its audio is not kept; a barge-in is a turn, with
-its ``input.audio`` and transcript.
+its ``input.audio`` and transcript. A reply written out in full but still playing has
+nothing left to cancel: speech judged no backchannel over it leaves no
+``response.cancelled``, only the next turn.
 
 :func:`logged_overlaps` finds each overlap and its outcome; :func:`judge_overlap` says
 what another setting (``interruptions``, ``backchannel_max_ms``, another transcriber)
@@ -86,6 +88,7 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
     ending: _Open | None = None  # judged, until its speech stops
     barged: _Open | None = None  # immediate: cancelled before its speech started
     speaking: int | None = None  # where the speech now going on started
+    stopped = False  # the last speech has stopped
     audio: dict[str, InputAudio] = {}
     words: dict[str, str] = {}
     for event in events:
@@ -97,6 +100,7 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
                 held = _Open(event.turn_id)
         elif isinstance(event, SpeechStarted):
             speaking = event.data.audio_ms
+            stopped = False
             for run in (held, barged):
                 if run is not None and run.start_ms is None:
                     run.start_ms = speaking
@@ -105,9 +109,12 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
         elif isinstance(event, ResponseResumed) and held is not None:
             if held.start_ms is not None:
                 held.outcome, held.transcript = "backchannel", event.data.transcript
-                ending = held
                 if held not in found:
                     found.append(held)
+                if stopped:  # judged at its end: resumed where it stopped
+                    held.stop_ms = event.data.audio_ms
+                else:  # judged at a pause: it stops later
+                    ending = held
             held = None
         elif isinstance(event, ResponseCancelled) and event.data.reason == "barge_in":
             run = held or _Open(event.turn_id, speaking, "barge_in")
@@ -119,10 +126,16 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
             else:
                 ending = run
         elif isinstance(event, SpeechStopped):
+            if held is not None and held.start_ms is not None and event.turn_id is not None:
+                # judged no backchannel when its reply was written out (nothing left to
+                # cancel): the speech became the next turn, so the reply stopped for good
+                held.outcome, ending, held = "barge_in", held, None
+                if ending not in found:
+                    found.append(ending)
             if ending is not None:
                 ending.stop_ms, ending.turn_id = event.data.audio_ms, event.turn_id
                 ending = None
-            speaking = None
+            speaking, stopped = None, True
         elif isinstance(event, InputAudio) and event.turn_id is not None:
             audio[event.turn_id] = event
         elif isinstance(event, TranscriptFinal) and event.turn_id is not None:

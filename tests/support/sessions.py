@@ -61,20 +61,26 @@ async def speech_stops(log: EventLog, session_id: str, count: int) -> list[Speec
 
 async def spoken_over_reply(log: EventLog, name: str, heard: str, audio: bytes,
                             settings: SessionSettings, until: str = "transcript.final",
-                            ) -> list[Event]:
-    """A typed turn whose reply stalls while being written, ``audio`` spoken over it
-    (``heard``: what the scripted transcriber hears); the session's log up to the first
-    ``until``, the session closed. What the evaluations read back as speech over a reply."""
-    written = asyncio.Event()
-    llm = ScriptedLLM(REPLY, gate_at=3, on_token=lambda i: i == 2 and written.set())
+                            *, written: bool = False) -> list[Event]:
+    """A typed turn, ``audio`` spoken over its reply (``heard``: what the scripted
+    transcriber hears) while the reply is being written (it stalls), or with ``written``
+    once it was written in full and its audio (8 s) still plays; the session's whole log
+    once an ``until`` came after the speech, the session closed. What the evaluations read
+    back as speech over a reply."""
+    written_out = asyncio.Event()
+    llm = ScriptedLLM(REPLY) if written else ScriptedLLM(
+        REPLY, gate_at=3, on_token=lambda i: i == 2 and written_out.set())
+    tts = ScriptedTTS(sample_rate=16000, chunk_bytes=64_000 if written else 64)
     session = await LiveSession.open(name, log, SessionEngines(
-        llm=llm, tts=ScriptedTTS(sample_rate=16000), stt=ScriptedSTT(heard), vad=EnergyVAD()),
-        create=settings)
+        llm=llm, tts=tts, stt=ScriptedSTT(heard), vad=EnergyVAD()), create=settings)
     await session.submit_text("Tell me about Paris")
-    async with asyncio.timeout(10):
-        await written.wait()
+    if written:
+        await collect_until(session, "response.done")
+    else:
+        async with asyncio.timeout(10):
+            await written_out.wait()
     for start in range(0, len(audio), 640):
         await session.push_audio(audio[start : start + 640])
-    seen = await collect_until(session, until)
+    await collect_until(session, until)
     await session.close()
-    return seen
+    return await log.read_all(name)

@@ -13,7 +13,18 @@ from pipeline.turntaking.overlaps import (
     logged_overlaps,
     overlap_measures,
 )
-from schemas import Event, ResponseHeldData, ResponsePaused, ResponseResumed, SessionSettings
+from schemas import (
+    Event,
+    ResponseCancelled,
+    ResponseHeldData,
+    ResponsePaused,
+    ResponseResumed,
+    SessionSettings,
+    SpeechBoundaryData,
+    SpeechStarted,
+    SpeechStopped,
+    SpeechStoppedData,
+)
 from tests.support.audio_fixtures import tone
 from tests.support.sessions import spoken_over_reply
 
@@ -23,8 +34,8 @@ CONFIRMED = SessionSettings(interruptions="confirmed")
 
 async def _spoken_over(log: EventLog, name: str, heard: str, audio: bytes,
                        settings: SessionSettings = CONFIRMED, until: str = "transcript.final",
-                       ) -> list[Event]:
-    return await spoken_over_reply(log, name, heard, audio, settings, until)
+                       *, written: bool = False) -> list[Event]:
+    return await spoken_over_reply(log, name, heard, audio, settings, until, written=written)
 
 
 async def test_a_backchannel_and_a_barge_in_are_read_back_as_logged(event_log: EventLog) -> None:
@@ -103,3 +114,34 @@ def test_a_pause_at_an_onset_that_was_no_speech_is_no_overlap() -> None:
         ResponseResumed(session_id="s", turn_id="r", data=ResponseHeldData(audio_ms=132)),
     ]
     assert logged_overlaps(events) == []
+
+
+async def test_an_interruption_of_a_reply_written_out_is_a_barge_in(event_log: EventLog) -> None:
+    """Its reply written in full (its audio still playing), nothing is left to cancel: no
+    response.cancelled, only the next turn."""
+    events = await _spoken_over(event_log, "ov-played", "Wait, what about Rome?",
+                                tone(0.4, True) + tone(0.8, False), written=True)
+    assert "response.paused" in [e.type for e in events]
+    assert not [e for e in events if isinstance(e, ResponseCancelled)
+                and e.data.reason == "barge_in"]  # (the next turn's reply: at the close)
+    [overlap] = logged_overlaps(events)
+    assert overlap.outcome == "barge_in" and overlap.transcript == "Wait, what about Rome?"
+    assert overlap.turn_id is not None and 300 <= overlap.duration_ms <= 500
+
+
+def test_a_backchannel_judged_at_its_end_stops_where_it_was_resumed() -> None:
+    """Judged at its end, the speech's stop is logged before the resume (the turn less
+    utterance first): the next utterance's stop is not taken for its own."""
+    held = ResponseHeldData
+    events: list[Event] = [
+        ResponsePaused(session_id="s", turn_id="r", data=held(audio_ms=1000)),
+        SpeechStarted(session_id="s", data=SpeechBoundaryData(audio_ms=1000)),
+        SpeechStopped(session_id="s", data=SpeechStoppedData(audio_ms=1350)),
+        ResponseResumed(session_id="s", turn_id="r", data=held(audio_ms=1350,
+                                                               transcript="Yeah.")),
+        SpeechStarted(session_id="s", data=SpeechBoundaryData(audio_ms=5000)),
+        SpeechStopped(session_id="s", turn_id="t2", data=SpeechStoppedData(audio_ms=6000)),
+    ]
+    [overlap] = logged_overlaps(events)
+    assert (overlap.outcome, overlap.duration_ms, overlap.transcript) == (
+        "backchannel", 350, "Yeah.")
