@@ -145,9 +145,16 @@ def _evaluate(figures: dict[str, Any]) -> Iterator[Row]:
     logged = _get(figures, "evaluation", "logged", "latency_ms", "voice_to_voice") or {}
     if logged:
         yield ("voice-to-voice p50 / p95 as logged, ms", _spread(logged), "")
+    turns = _get(figures, "evaluation", "logged", "turn_taking") or {}
+    if turns:
+        yield ("turn-taking as logged: turns; continued; missed ends; over replies, "
+               "backchannels / barge-ins", _turns(turns), "")
     for name, candidate in (_get(figures, "evaluation", "candidates") or {}).items():
         parts = [f"WER against the logged transcripts "
                  f"{_num(_get(candidate, 'transcripts', 'wer_vs_logged'), digits=3)}"]
+        own = candidate.get("turn_taking") or {}
+        if own and own != turns:
+            parts.append(f"turn-taking {_turns(own)}")
         if candidate.get("answers"):
             parts.append("answer similarity "
                          f"{_num(_get(candidate, 'answers', 'similarity'), digits=3)}")
@@ -158,6 +165,13 @@ def _evaluate(figures: dict[str, Any]) -> Iterator[Row]:
         if estimate:
             parts.append(f"voice-to-voice estimate p50 / p95 {_spread(estimate)} ms")
         yield (f"candidate {name}", "; ".join(parts), "")
+
+
+def _turns(measures: dict[str, Any]) -> str:
+    """An evaluation's turn-taking figures, in the order of the as-logged row."""
+    return (f"{_num(measures.get('turns'))}; {_num(measures.get('continued'))}; "
+            f"{_num(measures.get('missed'))}; {_num(measures.get('backchannels'))} / "
+            f"{_num(measures.get('barge_ins'))}")
 
 
 def _peers(figures: dict[str, Any]) -> Iterator[Row]:
