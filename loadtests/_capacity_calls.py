@@ -2,8 +2,9 @@
 
 An idle call is a hands-free session whose audio is Opus both ways: the caller's
 microphone sends 20 ms frames (silence, which a browser's Opus still encodes and the
-Gateway decodes) and the reply's track sends its frames back whether a reply plays or
-not (a WebRTC track never pauses; the Gateway encodes each). ``calls`` such callers
+Gateway decodes) and the reply's track sends its frames back, while no reply plays one
+every 400 ms, as Opus DTX does (:class:`pipeline.webrtc.ReplyTrack`; before 2026-11-28,
+fifty a second, each encoded at the Gateway). ``calls`` such callers
 (:class:`loadtests._webrtc_call.WebRtcCaller`, aiortc peers in the runner, calling
 ``POST /v1/realtime/calls`` on loopback) are held for ``seconds``, measured as the idle
 sessions are (:func:`loadtests._capacity_idle.idle_figures`: each group's CPU less its

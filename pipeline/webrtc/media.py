@@ -5,8 +5,10 @@ aiortc decodes the caller's Opus to 20 ms frames of 48 kHz PCM16 (stereo, interl
 48 kHz). :class:`ReplyTrack` is the track the reply is played on: aiortc asks it for a
 20 ms frame at a time and encodes it to Opus; it answers from a bounded buffer the
 session's audio chunks are written into, paced at real time, with silence when the
-reply is not speaking (a WebRTC audio track never pauses); a reply that starts while
-the track sends silence goes out at once, not at the next 20 ms tick, and with a lead
+reply is not speaking: 200 ms of it after a reply, then one frame every 400 ms, as Opus
+DTX sends (the RTP timestamps say how much time passed: receivers play the gap as
+silence); a reply that starts while
+the track is idle goes out at once, not at the next tick, and with a lead
 its first frames go together, ahead of real time, to fill the caller's jitter buffer
 (it holds a few packets before it plays: that wait is taken off the reply's first
 audio). :meth:`ReplyTrack.clear`
@@ -39,6 +41,14 @@ __all__ = ["CALL_RATE", "InOrderBuffer", "ReplyTrack", "hold_packets", "listen_i
 CALL_RATE = 48000
 _FRAME = CALL_RATE // 50  # 20 ms, aiortc's packetization
 _TIME_BASE = fractions.Fraction(1, CALL_RATE)
+#: an idle track goes quiet after this many frames of silence (200 ms: the end of a
+#: reply fades out as Opus would encode it) ...
+QUIET_AFTER_FRAMES = 10
+#: ... and then sends one silence frame this often, not fifty a second: as Opus DTX
+#: does (400 ms), which every WebRTC receiver plays as silence, its clock carried on by
+#: the RTP timestamps. Each frame is encoded, encrypted and sent, and an idle call
+#: spent most of its media path's CPU on the silence it sent
+QUIET_EVERY_S = 0.4
 
 
 def use_host_addresses(addresses: Sequence[str]) -> None:
@@ -201,6 +211,7 @@ class ReplyTrack(MediaStreamTrack):
         self._played = 0  # bytes of the current reply played
         self._paused = False
         self._sound = asyncio.Event()  # audio came: an idle track sends it at once
+        self._silent = 0  # silence frames sent since the last with sound
 
     @property
     def turn_id(self) -> str | None:
@@ -248,21 +259,27 @@ class ReplyTrack(MediaStreamTrack):
         if self._start is None:
             self._start = now
         wait = self._start + self._sent / CALL_RATE - now
-        if wait > 0 and (self._buffer or self._paused):
-            await asyncio.sleep(wait)
-        elif wait > 0:  # idle: a reply that starts now is sent now, not at the next tick
-            self._sound.clear()
-            try:
-                async with asyncio.timeout(wait):  # no task per frame: a timer only
-                    await self._sound.wait()
-            except TimeoutError:
-                pass
-            else:  # the clock moves to this frame (less the lead): the reply's next
-                # ones follow it
-                self._start = time.monotonic() - self._sent / CALL_RATE - self._lead_s
+        if self._buffer or self._paused:
+            if wait > 0:
+                await asyncio.sleep(wait)
+        else:  # idle: a reply that starts now is sent now, not at the next tick
+            quiet = self._silent >= QUIET_AFTER_FRAMES
+            if quiet:  # the next silence frame waits for the next keep-alive
+                wait += QUIET_EVERY_S - _FRAME / CALL_RATE
+            heard = False
+            if wait > 0:
+                self._sound.clear()
+                try:
+                    async with asyncio.timeout(wait):  # no task per frame: a timer only
+                        heard = await self._sound.wait()
+                except TimeoutError:
+                    pass
+            if heard or quiet:
+                self._skip_to(time.monotonic(), heard)
         chunk = b"" if self._paused else bytes(self._buffer[:2 * _FRAME])
         del self._buffer[:len(chunk)]
         self._played += len(chunk)
+        self._silent = 0 if chunk else self._silent + 1
         if len(self._buffer) < self._limit:
             self._room.set()
         chunk = chunk.ljust(2 * _FRAME, b"\0")  # silence where the reply has none
@@ -273,3 +290,13 @@ class ReplyTrack(MediaStreamTrack):
         frame.time_base = _TIME_BASE
         self._sent += _FRAME
         return frame
+
+    def _skip_to(self, now: float, heard: bool) -> None:
+        """After a quiet wait, the frames not sent are skipped: the clock (and the RTP
+        timestamp with it, as after Opus DTX) moves on to ``now``. A reply ``heard``
+        starting moves it to this frame, less the lead: its next ones follow it."""
+        assert self._start is not None
+        due = int((now - self._start) * CALL_RATE) // _FRAME * _FRAME
+        self._sent = max(self._sent, due)
+        if heard:
+            self._start = now - self._sent / CALL_RATE - self._lead_s

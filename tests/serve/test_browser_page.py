@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.webrtc import CALL_RATE
 from tests.serve._app import App
 from tests.support.audio_fixtures import compose, piper_float
 from tests.support.browser_harness import (
@@ -36,6 +37,7 @@ pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis, pytest.m
 QUESTION = "What is the capital of France?"
 STORY = "Tell me a long story about a brave knight, a dragon and a castle."
 RATE = 16000
+CALL_FRAME = CALL_RATE // 50  # the samples of one 20 ms packet of a call
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -103,6 +105,7 @@ def test_the_page_talks_over_webrtc_and_goes_on_over_the_socket(
         wait_for(page, "s.turns.some(t => t.status === 'completed' && t.played === t.chunks)")
         state = snapshot(page)
         remote = page.evaluate("() => window.voxline.remoteAudio()")
+        heard = page.evaluate("async () => await window.voxline.callAudio()")
         screenshot(page, "webrtc-call")
         page.evaluate("() => window.voxline.dropConnection()")
         wait_for(page, "s.transport === 'socket' && s.connected")
@@ -114,6 +117,10 @@ def test_the_page_talks_over_webrtc_and_goes_on_over_the_socket(
     # through Chromium's Opus encoder whisper-tiny once heard "the capital of friends"
     assert "capital" in turn["user"].lower()
     assert remote["tracks"] == 1 and remote["live"] and not remote["paused"]
+    # Chromium played the reply's sound, and fewer packets came than the 20 ms it played:
+    # the idle track sends one every 400 ms, which the browser plays as silence between
+    assert heard is not None and heard["energy"] > 0
+    assert heard["packets"] * CALL_FRAME < heard["samples"], heard
     log = _log_ids(app, after["sessionId"], after["token"])
     seen = after["eventIds"]
     assert after["duplicates"] == 0 and seen == log[log.index(seen[0]):][: len(seen)]

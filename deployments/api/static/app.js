@@ -226,6 +226,20 @@ window.voxline = {
     return { tracks: tracks.length, live: tracks.some((t) => t.readyState === "live"),
              paused: remoteAudio.paused };
   },
+  /** The call's received audio as the browser counts it (inbound-rtp): packets, samples
+   *  played (a gap the sender left quiet is played as silence) and their energy; null
+   *  without a call. */
+  async callAudio() {
+    const pc = sessions.connection ? sessions.connection.pc : null;
+    if (!pc) return null;
+    for (const report of (await pc.getStats()).values()) {
+      if (report.type === "inbound-rtp" && report.kind === "audio") {
+        return { packets: report.packetsReceived, samples: report.totalSamplesReceived,
+                 energy: report.totalAudioEnergy };
+      }
+    }
+    return null;
+  },
   /** Drop the socket (or the call) as a network failure would; the page reconnects and
    *  resumes (over the socket). */
   dropConnection() {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -208,3 +209,47 @@ async def test_a_starting_reply_sends_its_lead_at_once_then_keeps_real_time(
     waits.clear()
     [await asyncio.wait_for(waiting, 1.0), *[await plain.recv() for _ in range(5)]]
     assert waits == [0.02, 0.04, 0.06, 0.08, 0.1]
+
+
+async def test_an_idle_track_goes_quiet_and_its_clock_keeps_real_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a reply, 200 ms of silence at real time, then one silence frame per
+    QUIET_EVERY_S; the frames not sent are skipped, so each pts says when it was sent. A
+    reply starting during a quiet wait goes out at once, at its own time's pts."""
+    from pipeline.webrtc import media
+
+    clock = [100.0]
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+        clock[0] += seconds
+
+    # the track's own clock and pacing sleep (the event loop's stay real: its timeouts run)
+    monkeypatch.setattr(media, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(media, "asyncio", SimpleNamespace(
+        sleep=sleep, timeout=asyncio.timeout, Event=asyncio.Event))
+    track = ReplyTrack()
+    pcm = (np.arange(FRAME) % 1000 + 1).astype("<i2").tobytes()
+    await track.play("t1", pcm)
+    assert (await track.recv()).pts == 0  # the reply's one frame
+    for n in range(media.QUIET_AFTER_FRAMES):  # its fade-out: each at its tick
+        clock[0] += 0.02
+        frame = await track.recv()
+        assert frame.pts == (n + 1) * FRAME and not _samples(frame).any()
+    clock[0] += 0.02
+    waiting = asyncio.ensure_future(track.recv())  # quiet: waits for sound or 400 ms
+    await real_sleep(0.05)  # real time passes; the track's clock does not
+    assert not waiting.done()
+    clock[0] += 0.31  # 310 ms into the quiet wait, a reply starts
+    await track.play("t2", pcm * 2)
+    frame = await asyncio.wait_for(waiting, 1.0)
+    assert _samples(frame).tobytes() == pcm
+    assert frame.pts == 26 * FRAME  # 530 ms in: the 15 frames never sent are skipped
+    assert _samples(await track.recv()).tobytes() == pcm and waits == [0.02]
+    waiting = asyncio.ensure_future(track.recv())
+    await real_sleep(0)
+    clock[0] += 0.02
+    quiet = await asyncio.wait_for(waiting, 1.0)  # the real timeout: not quiet yet
+    assert not _samples(quiet).any()
