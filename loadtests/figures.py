@@ -15,7 +15,8 @@ kept reports, never typed; and so is the docs' example of ``voxline evaluate``'s
 Each benchmark has a headline extractor here (:data:`HEADLINES`): a few rows of figure,
 value and goal read from its report. A figure the report lacks is shown as "—", never
 invented. A label (``NAME@LABEL``) keeps a run beside the main one — the same benchmark
-on another machine (a lent 16-core one) or with other arguments — and the table names it.
+on another machine (a lent 16-core one) or with other arguments — and the table names it,
+leaving out the figures such a run did not measure.
 The test command runs ``--check`` (``tests/docs/test_figures.py``), so a kept
 report whose table was not rewritten fails, as does a table edited by hand.
 """
@@ -300,6 +301,8 @@ def table(kept: Path = KEPT) -> str:
                 f"{' (indicative: machine busy)' if _noisy(report) else ''}")
         label = f"`{path.stem}`"
         for figure, value, goal in HEADLINES[name](report.get("figures") or {}):
+            if value == "—" and "@" in path.stem:
+                continue  # a labelled run measures a part (--only): the rest is the main's
             lines.append(f"| {label} | {figure} | {value} | {goal} | {when} |")
     return "\n".join(lines)
 

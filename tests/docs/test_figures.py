@@ -69,6 +69,16 @@ def test_a_labelled_run_is_kept_beside_the_main_one_and_named(
     for wrong in ("nothing@16-cores", "bench_log_scale@../up"):
         with pytest.raises(SystemExit):
             figures.keep(wrong)
+    # a labelled run of one part (--only) leaves out what it did not measure
+    goals = {"webrtc_over_native_voice_p50": {"at_most": 1.1, "measured": 1.04},
+             "voice_to_voice_p50_ms": {"at_most": 1000.0, "measured": None}}
+    report(kept, "bench_latency@webrtc", {"goals": goals})
+    report(kept, "bench_latency", {"goals": {"voice_to_voice_p50_ms": goals[
+        "voice_to_voice_p50_ms"]}})
+    latency = [line for line in figures.table(kept).splitlines() if "bench_latency" in line]
+    labelled = [line for line in latency if "@webrtc" in line]
+    assert len(labelled) == 1 and "| webrtc over native voice p50 | 1.040 |" in labelled[0]
+    assert any("| — |" in line for line in latency if "@webrtc" not in line)  # the main's
 
 
 def test_the_example_evaluation_report_is_the_kept_run_s_and_a_stale_one_fails(
