@@ -94,8 +94,8 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
     for event in events:
         if isinstance(event, ResponsePaused):
             if ending is not None and ending.reply == event.turn_id and ending.stop_ms is None:
-                held, ending = ending, None  # resumed at a pause, then spoke on: judged again
-                held.outcome = None
+                # resumed at a pause, then spoke on: judged again (a backchannel until then)
+                held, ending = ending, None
             elif held is None:
                 held = _Open(event.turn_id)
         elif isinstance(event, SpeechStarted):

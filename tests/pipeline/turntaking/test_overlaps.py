@@ -145,3 +145,10 @@ def test_a_backchannel_judged_at_its_end_stops_where_it_was_resumed() -> None:
     [overlap] = logged_overlaps(events)
     assert (overlap.outcome, overlap.duration_ms, overlap.transcript) == (
         "backchannel", 350, "Yeah.")
+    # resumed at a pause, paused again as it went on, and the log ends there: it stands
+    # as judged last, a backchannel still speaking
+    going_on = [events[0], events[1], ResponseResumed(
+        session_id="s", turn_id="r", data=held(audio_ms=1200, transcript="Yeah")),
+        ResponsePaused(session_id="s", turn_id="r", data=held(audio_ms=1300))]
+    [overlap] = logged_overlaps(going_on)
+    assert (overlap.outcome, overlap.stop_ms) == ("backchannel", None)
