@@ -199,8 +199,8 @@ async def evaluate_sessions(
             # session read counts, replayed or not
             spoken_over = logged_overlaps(events)
             overlaps += spoken_over
-            for name, patch in named:
-                tried = _patched(name, own, patch)
+            patched = [(name, _patched(name, own, patch)) for name, patch in named]
+            for name, tried in patched:
                 judged[name] += [await judge_overlap(o, tried) for o in spoken_over]
             logged = logged_input(session_id, events)
             if logged is None:
@@ -211,9 +211,8 @@ async def evaluate_sessions(
                     "its turns were judged by their words (turn_judge text), and no "
                     "text end-of-turn model is configured here (VOXLINE_TURN_TEXT__ENGINE)")
                 continue
-            merged = [(name, _tried(name, own, patch, turn, no_text)) for name, patch in named]
-            tries = [(name, tried, by_words(tried, turn, text_model=not no_text))
-                     for name, tried in merged]
+            tries = [(name, _checked(name, tried, turn, no_text),
+                      by_words(tried, turn, text_model=not no_text)) for name, tried in patched]
             if words is None and any(reads for _, _, reads in tries):
                 words = await load_words(settings)
             result.sessions.append(session_id)
@@ -288,12 +287,11 @@ def _patched(name: str, own: SessionSettings, patch: dict[str, Any]) -> SessionS
                                  setting="--evaluate") from None
 
 
-def _tried(name: str, own: SessionSettings, patch: dict[str, Any],
-           turn: TurnDetector | None, no_text: bool) -> SessionSettings:
-    """``own`` with ``patch`` over it (:func:`_patched`); a patch asking for a model the
-    server has not (the end-of-turn model, or with ``no_text`` the text one) is a
-    :class:`ConfigurationError`."""
-    tried = _patched(name, own, patch)
+def _checked(name: str, tried: SessionSettings, turn: TurnDetector | None,
+             no_text: bool) -> SessionSettings:
+    """``tried`` (a session's settings with a patch over them, :func:`_patched`) as it
+    is; one asking for a model the server has not (the end-of-turn model, or with
+    ``no_text`` the text one) is a :class:`ConfigurationError`."""
     if turn is None and tried.turn_detection == "smart":
         raise ConfigurationError(
             f"--evaluate {name!r} asks for smart turn detection, and no "

@@ -130,7 +130,6 @@ async def run_evaluation(
     }
 
 
-
 def _turn_taking(candidate: Candidate, measured: dict[str, Any],
                  logged: dict[str, Any] | None) -> dict[str, Any] | None:
     """A candidate's turn-taking: its own replay where it changes turn-taking, else as

@@ -87,8 +87,7 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
     held: _Open | None = None  # paused, not yet judged
     ending: _Open | None = None  # judged, until its speech stops
     barged: _Open | None = None  # immediate: cancelled before its speech started
-    speaking: int | None = None  # where the speech now going on started
-    stopped = False  # the last speech has stopped
+    speaking: int | None = None  # where the speech now going on started (None: stopped)
     audio: dict[str, InputAudio] = {}
     words: dict[str, str] = {}
     for event in events:
@@ -100,7 +99,6 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
                 held = _Open(event.turn_id)
         elif isinstance(event, SpeechStarted):
             speaking = event.data.audio_ms
-            stopped = False
             for run in (held, barged):
                 if run is not None and run.start_ms is None:
                     run.start_ms = speaking
@@ -111,7 +109,7 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
                 held.outcome, held.transcript = "backchannel", event.data.transcript
                 if held not in found:
                     found.append(held)
-                if stopped:  # judged at its end: resumed where it stopped
+                if speaking is None:  # judged at its end: resumed where it stopped
                     held.stop_ms = event.data.audio_ms
                 else:  # judged at a pause: it stops later
                     ending = held
@@ -135,7 +133,7 @@ def logged_overlaps(events: Sequence[Event]) -> list[Overlap]:
             if ending is not None:
                 ending.stop_ms, ending.turn_id = event.data.audio_ms, event.turn_id
                 ending = None
-            speaking, stopped = None, True
+            speaking = None
         elif isinstance(event, InputAudio) and event.turn_id is not None:
             audio[event.turn_id] = event
         elif isinstance(event, TranscriptFinal) and event.turn_id is not None:

@@ -7,11 +7,10 @@ aiortc decodes the caller's Opus to 20 ms frames of 48 kHz PCM16 (stereo, interl
 session's audio chunks are written into, paced at real time, with silence when the
 reply is not speaking: 200 ms of it after a reply, then one frame every 400 ms, as Opus
 DTX sends (the RTP timestamps say how much time passed: receivers play the gap as
-silence); a reply that starts while
-the track is idle goes out at once, not at the next tick, and with a lead
-its first frames go together, ahead of real time, to fill the caller's jitter buffer
-(it holds a few packets before it plays: that wait is taken off the reply's first
-audio). :meth:`ReplyTrack.clear`
+silence); a reply that starts while the track is idle goes out at once, not at the next
+tick, and with a lead its first frames go together, ahead of real time, to fill the
+caller's jitter buffer (it holds a few packets before it plays: that wait is taken off
+the reply's first audio). :meth:`ReplyTrack.clear`
 drops what has not played yet (barge-in), :meth:`ReplyTrack.pause` holds it (silence
 until :meth:`ReplyTrack.resume`), and :attr:`ReplyTrack.played_ms` says how far the
 current reply was heard.
