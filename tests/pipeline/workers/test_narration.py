@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.log import Delivery, EventLog, StreamId, fold
+from pipeline.log import Delivery, EventLog, fold
 from pipeline.workers import LeaseBusy, NarrationWorker, narration_pieces
 from schemas import (
     AudioChunkData,
@@ -41,6 +41,7 @@ from schemas import (
     TextDeltaData,
 )
 from tests.support.engines import ScriptedTTS, scripted_audio
+from tests.support.feeds import every_delivery
 
 
 @pytest.fixture
@@ -104,20 +105,10 @@ async def text_turn(
     await log.append_batch(events)
 
 
-async def feed_entries(worker: NarrationWorker) -> list[Delivery]:
-    """Every entry on the feeds, oldest first: read until a read finds none (a cluster's
-    feeds answer one by one, so one read may find an empty feed while another has some)."""
-    await worker.reader.ensure_group()
-    found: list[Delivery] = []
-    while batch := await worker.reader.read(block_ms=300):
-        found += batch
-    found.sort(key=lambda d: StreamId.parse(d.entry_id))
-    return found
-
-
 async def deliveries(worker: NarrationWorker) -> list[Delivery]:
     """Every response.done on the feeds, oldest first."""
-    return [d for d in await feed_entries(worker) if d.fields[b"type"] == b"response.done"]
+    found = await every_delivery(worker.reader)
+    return [d for d in found if d.fields[b"type"] == b"response.done"]
 
 
 async def handle_all(worker: NarrationWorker) -> None:
@@ -205,7 +196,7 @@ async def test_nothing_to_narrate(event_log: EventLog, case: str) -> None:
     synth = tts()
     before = await event_log.read_all("s1")
     worker = NarrationWorker(event_log, synth, consumer="a")
-    handled = await feed_entries(worker)
+    handled = await every_delivery(worker.reader)
     assert handled  # session.created, and response.done unless cancelled
     for delivery in handled:
         await worker.handle(delivery)

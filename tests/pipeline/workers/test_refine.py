@@ -29,6 +29,7 @@ from schemas import (
     TranscriptSegment,
 )
 from tests.support.engines import ScriptedSTT
+from tests.support.feeds import every_delivery
 
 pytestmark = pytest.mark.redis
 
@@ -74,16 +75,12 @@ async def session(log: EventLog, session_id: str, settings: SessionSettings, n: 
 
 
 async def handle_all(worker: RefineWorker) -> int:
-    """Handle every feed entry there is: read until a read brings nothing (a cluster has
-    one feed per partition, and a busy machine answers some reads late)."""
-    await worker.reader.ensure_group()
-    count = 0
-    while handled := await worker.reader.read(block_ms=300):
-        for delivery in handled:
-            await worker.handle(delivery)
-            await worker.reader.ack(delivery)
-        count += len(handled)
-    return count
+    """Handle and acknowledge every feed entry there is."""
+    found = await every_delivery(worker.reader)
+    for delivery in found:
+        await worker.handle(delivery)
+        await worker.reader.ack(delivery)
+    return len(found)
 
 
 def refined(events: list[Event]) -> list[TranscriptRefined]:
@@ -111,8 +108,7 @@ async def test_one_refined_transcript_per_utterance(event_log: EventLog) -> None
 async def test_redelivery_is_idempotent(event_log: EventLog) -> None:
     await session(event_log, "s1", WHISPERX, 2)
     worker = RefineWorker(event_log, HashingSTT(), consumer="a")
-    await worker.reader.ensure_group()
-    handled = await worker.reader.read(block_ms=10)
+    handled = await every_delivery(worker.reader)
     for delivery in handled:
         await worker.handle(delivery)
     first = await event_log.read_all("s1")
@@ -140,8 +136,7 @@ async def test_unusable_audio_is_reported_once(event_log: EventLog) -> None:
     await session(event_log, "s1", WHISPERX, 1)
     stt = HashingSTT(InvalidAudioError("garbled", code=ErrorCode.INVALID_AUDIO))
     worker = RefineWorker(event_log, stt, consumer="a")
-    await worker.reader.ensure_group()
-    handled = await worker.reader.read(block_ms=10)
+    handled = await every_delivery(worker.reader)
     for _ in range(2):
         for delivery in handled:
             await worker.handle(delivery)
@@ -156,8 +151,7 @@ async def test_a_transient_failure_is_retried(event_log: EventLog) -> None:
     await session(event_log, "s1", WHISPERX, 1)
     down = HashingSTT(EngineError("replica died", code=ErrorCode.STT_FAILED, transient=True))
     worker = RefineWorker(event_log, down, consumer="a")
-    await worker.reader.ensure_group()
-    [_, delivery] = await worker.reader.read(block_ms=10)
+    [_, delivery] = await every_delivery(worker.reader)
     with pytest.raises(EngineError):
         await worker.handle(delivery)
     assert refined(await event_log.read_all("s1")) == []
