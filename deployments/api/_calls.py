@@ -3,8 +3,9 @@ answering with a call this replica then holds.
 
 ``POST /v1/realtime/calls`` (OpenAI's flow, a new session, :mod:`deployments.api.webrtc`)
 and ``POST /v1/sessions/{id}/calls`` (Voxline's page, a session it made,
-:mod:`deployments.api.session_calls`) differ in the session they call on, how its
-events are written on the data channel, and what hanging up does to the session; the
+:mod:`deployments.api.session_calls`) differ in the session they call on, the protocol
+of the events channel (a :class:`CallCodec`, served as a socket is:
+:func:`deployments.api._socket.serve`), and what hanging up does to the session; the
 offer, its limits (its size, lines, media sections and candidates, where its candidates
 may point, how often a client may post one), ICE and the call's lifetime are this
 module's.
@@ -12,24 +13,26 @@ module's.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import Response
 
 from deployments.api._auth import client_of
 from deployments.api._services import Services
-from pipeline.session import LiveSession
+from deployments.api._socket import Codec, Opened, serve
 from pipeline.webrtc import (
     EVENTS_CHANNEL,
+    EventsChannel,
     OfferLimits,
     WebRtcCall,
     bound_offer,
     use_host_addresses,
 )
-from schemas import ErrorCode, Event, InputTooLargeError, ProtocolError
+from schemas import ErrorCode, InputTooLargeError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,16 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+class CallCodec(Codec):
+    """The protocol of a call's events channel; it is given its call once made (to
+    :meth:`~pipeline.webrtc.WebRtcCall.silence` its reply, say). The reply's audio plays on
+    the call's track, so the framing leaves it out."""
+
+    name = "webrtc"
+    binary_refusal = "the events channel carries JSON text"
+    call: WebRtcCall
+
+
 async def replace_calls(services: Services, session_id: str) -> None:
     """Hang up the calls this replica holds on ``session_id``: a session has one call at
     a time, and a new offer on it replaces the old (a page that reconnects, say)."""
@@ -98,24 +111,22 @@ async def replace_calls(services: Services, session_id: str) -> None:
 
 async def answer_call(
     services: Services,
-    session: LiveSession,
     offer: str,
+    opened: Opened,
+    codec: CallCodec,
     *,
-    events: AsyncIterator[Event],
-    frames: Callable[[Event], list[str]],
-    on_message: Callable[[WebRtcCall, str], Awaitable[list[str]]],
     on_end: Callable[[str], Awaitable[None]],
-    greeting: str,
     location: Callable[[str], str],
     channel: str = EVENTS_CHANNEL,
 ) -> Response:
-    """Answer ``offer`` with a call on ``session``: ``201``, the SDP answer, the call's URL
-    (``location(call_id)``) in ``Location``. The replica holds the call (its drain hangs
-    it up) until it ends, when ``on_end`` is called with why; ``on_message`` is given the
-    call with each client message (what it answers goes back on the channel). An offer
-    that cannot be answered hangs the call up before the error is raised, leaving
-    nothing behind."""
+    """Answer ``offer`` with a call on ``opened``'s session: ``201``, the SDP answer, the
+    call's URL (``location(call_id)``) in ``Location``. Once the peer opens the events
+    channel, it is served with ``codec`` from ``opened`` on, the call's track following
+    the log. The replica holds the call (its drain hangs it up) until it ends, when
+    ``on_end`` is called with why. An offer that cannot be answered hangs the call up
+    before the error is raised, leaving nothing behind."""
     _choose_ice_addresses(services)
+    session = opened.session
     call_id = f"rtc_{uuid.uuid4().hex}"
     webrtc = services.settings.webrtc
 
@@ -124,14 +135,15 @@ async def answer_call(
         logger.info("call %s on %s ended: %s", call_id, session.session_id, reason)
         await on_end(reason)
 
-    async def received(text: str) -> list[str]:
-        return await on_message(call, text)
+    async def served(events: EventsChannel) -> None:
+        await serve(events, dataclasses.replace(opened, follow=call.follow), codec, services)
 
-    call = WebRtcCall(session, events, frames, channel=channel, on_message=received,
-                      on_end=ended, greeting=greeting, ice_timeout_s=webrtc.ice_timeout_s,
+    call = WebRtcCall(session, served, channel=channel, on_end=ended,
+                      ice_timeout_s=webrtc.ice_timeout_s,
                       ice_start_timeout_s=webrtc.ice_start_timeout_s,
                       max_buffer_s=webrtc.max_buffer_s, jitter_packets=webrtc.jitter_packets,
                       reply_lead_frames=webrtc.reply_lead_frames)
+    codec.call = call
     try:
         answer = await call.answer(offer)
     except BaseException:

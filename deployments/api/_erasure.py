@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from deployments.api._peer import WebSocketPeer, refuse
 from deployments.api._services import Services
-from deployments.api._socket import refuse
 from pipeline.session import erase_session
 from schemas import ErasureReceipt, SessionError
 
@@ -27,7 +27,7 @@ async def erase(services: Services, session_id: str, *, by: str) -> ErasureRecei
     for session in live:  # no reply goes on into a log about to be erased
         with contextlib.suppress(Exception):
             await session.cancel_response("shutdown")
-    await asyncio.gather(*(refuse(ws, gone, None) for ws in sockets),
+    await asyncio.gather(*(refuse(WebSocketPeer(ws), gone, None) for ws in sockets),
                          *(call.hangup("session_erased") for call in calls),
                          return_exceptions=True)
     return await erase_session(

@@ -6,15 +6,24 @@ from __future__ import annotations
 import json
 
 from deployments.api._deps import engine_choices
+from deployments.api._log_sender import JsonFraming
 from deployments.api._services import Services
 from pipeline.openai_realtime import (
     ClientTranslator,
     ServerTranslator,
+    error_frame,
     local_id,
     retrieved_item,
 )
 from pipeline.session import LiveSession, merge_settings
 from schemas import SessionUpdate, VoxlineError
+
+
+class OpenAIFraming(JsonFraming):
+    """Log events as OpenAI server events; a refusal is OpenAI's ``error`` event."""
+
+    def refusal(self, session_id: str, exc: VoxlineError) -> str:
+        return json.dumps(error_frame(exc.to_payload(), local_id()))
 
 
 def client_translator(services: Services, session: LiveSession, *,

@@ -39,17 +39,17 @@ from starlette.requests import HTTPConnection
 
 from deployments.api._auth import check_api_key, tenant_of, token_of
 from deployments.api._deps import audited
+from deployments.api._log_sender import LogSender
 from deployments.api._openai_events import (
+    OpenAIFraming,
     apply_client_event,
     client_translator,
     follow_session,
 )
 from deployments.api._services import Services
-from deployments.api._socket import JsonFraming, LogSender, Opened, SocketCodec, serve_socket
+from deployments.api._socket import Opened, SocketCodec, serve_socket
 from pipeline.openai_realtime import (
     ServerTranslator,
-    error_frame,
-    local_id,
     log_id_before,
     parse_resume_id,
     session_object,
@@ -73,13 +73,6 @@ OPENAI_AUDIO = {"input_sample_rate": 24000, "output_format": AudioFormat.PCM16,
                 "output_sample_rate": 24000, "interruptions": "immediate"}
 
 
-class OpenAIFraming(JsonFraming):
-    """Log events as OpenAI server events; a refusal is OpenAI's ``error`` event."""
-
-    def refusal(self, session_id: str, exc: VoxlineError) -> str:
-        return json.dumps(error_frame(exc.to_payload(), local_id()))
-
-
 @router.websocket("/v1/realtime")
 async def openai_realtime(
     ws: WebSocket,
@@ -97,6 +90,8 @@ class RealtimeSocket(SocketCodec):
     """OpenAI's Realtime events, translated both ways (:mod:`pipeline.openai_realtime`)."""
 
     name = "openai_realtime"
+    binary_refusal = ("binary frames are not part of this protocol; send audio as "
+                      "input_audio_buffer.append (base64) in a text frame")
 
     def __init__(self, model: str, session_id: str | None, last_event_id: str | None,
                  beta_names: bool) -> None:

@@ -32,13 +32,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from deployments.api._calls import OFFER_BODY, answer_call, read_offer, replace_calls
+from deployments.api._calls import (
+    OFFER_BODY,
+    CallCodec,
+    answer_call,
+    read_offer,
+    replace_calls,
+)
 from deployments.api._deps import ServicesDep, authorized_state
 from deployments.api._errors import error_responses
-from deployments.api._socket import NativeFraming, finish
+from deployments.api._log_sender import LogSender, NativeFraming
+from deployments.api._services import Services
+from deployments.api._socket import Opened, finish
 from deployments.api.session_socket import apply_native, parse_native
-from pipeline.session import check_cursor
-from pipeline.webrtc import CALL_RATE, WebRtcCall
+from pipeline.session import LiveSession, check_cursor
+from pipeline.webrtc import CALL_RATE
 from schemas import (
     AudioFormat,
     ErrorCode,
@@ -74,33 +82,43 @@ async def call_session(session_id: str, request: Request, services: ServicesDep,
     offer, _ = await read_offer(request, services)
     await replace_calls(services, session_id)
     session = await services.open_session(session_id, state=state)
-    framing = NativeFraming()
-
-    def frames(event: Event) -> list[str]:
-        if isinstance(event, ResponseAudioChunk):  # the track plays it
-            event = event.without_audio()
-        return framing.frames(event)
-
-    async def on_message(_call: WebRtcCall, text: str) -> list[str]:
-        parsed = parse_native(text, services)
-        if isinstance(parsed, SessionResume):
-            raise ProtocolError("a call sends from where its offer said: resume with "
-                                "?last_event_id= on the offer", code=ErrorCode.INVALID_MESSAGE)
-        await apply_native(parsed, session, services)
-        return []
 
     async def on_end(reason: str) -> None:
         await finish(session, services)
 
-    greeting = "" if last_event_id else SessionCreated(
+    greeting = [] if last_event_id else [SessionCreated(
         session_id=session_id, data=SessionCreatedData(settings=session.settings)
-    ).model_dump_json()
+    ).model_dump_json()]
+    opened = Opened(session, CallFraming(), last_event_id or session.state.last_event_id,
+                    greeting=greeting)
     return await answer_call(
-        services, session, offer,
-        events=services.tails.tail(session_id, last_event_id or session.state.last_event_id),
-        frames=frames, on_message=on_message, on_end=on_end, greeting=greeting,
+        services, offer, opened, NativeCall(session, services), on_end=on_end,
         location=lambda call_id: f"/v1/sessions/{session_id}/calls/{call_id}",
         channel=PAGE_CHANNEL)
+
+
+class CallFraming(NativeFraming):
+    """Voxline's events on a call's channel: ``response.audio.chunk`` without its audio
+    (the track plays it)."""
+
+    def frames(self, event: Event) -> list[str]:
+        if isinstance(event, ResponseAudioChunk):
+            event = event.without_audio()
+        return super().frames(event)
+
+
+class NativeCall(CallCodec):
+    """Voxline's client messages on a call's channel (no audio: the track carries it)."""
+
+    def __init__(self, session: LiveSession, services: Services) -> None:
+        self.session, self.services = session, services
+
+    async def on_text(self, text: str, sender: LogSender) -> None:
+        parsed = parse_native(text, self.services)
+        if isinstance(parsed, SessionResume):
+            raise ProtocolError("a call sends from where its offer said: resume with "
+                                "?last_event_id= on the offer", code=ErrorCode.INVALID_MESSAGE)
+        await apply_native(parsed, self.session, self.services)
 
 
 @router.post("/{session_id}/calls/{call_id}/hangup", status_code=204,

@@ -36,14 +36,9 @@ from fastapi import APIRouter, WebSocket
 
 from deployments.api._auth import check_api_key
 from deployments.api._deps import authorized_state, engine_choices
+from deployments.api._log_sender import LogSender, NativeFraming
 from deployments.api._services import Services
-from deployments.api._socket import (
-    LogSender,
-    NativeFraming,
-    Opened,
-    SocketCodec,
-    serve_socket,
-)
+from deployments.api._socket import Opened, SocketCodec, serve_socket
 from pipeline.session import LiveSession, check_cursor, merge_settings
 from schemas import (
     ClientMessageUnion,

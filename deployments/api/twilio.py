@@ -47,9 +47,10 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from deployments.api._auth import api_keys, check_api_key
 from deployments.api._deps import ServicesDep, audited, base_url, engine_choices, socket_base
 from deployments.api._errors import error_responses
+from deployments.api._log_sender import JsonFraming, LogSender
 from deployments.api._origin import is_loopback_host
 from deployments.api._services import Services
-from deployments.api._socket import JsonFraming, LogSender, Opened, SocketCodec, serve_socket
+from deployments.api._socket import Opened, SocketCodec, serve_socket
 from pipeline.session import (
     LiveSession,
     authorize,

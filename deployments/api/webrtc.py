@@ -39,15 +39,18 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from deployments.api._auth import tenant_of
-from deployments.api._calls import OFFER_BODY, answer_call, read_offer
+from deployments.api._calls import OFFER_BODY, CallCodec, answer_call, read_offer
 from deployments.api._deps import ServicesDep, authorized_state, engine_choices
 from deployments.api._errors import error_responses
+from deployments.api._log_sender import LogSender
 from deployments.api._openai_events import (
+    OpenAIFraming,
     apply_client_event,
     client_translator,
     follow_session,
 )
 from deployments.api._services import Services
+from deployments.api._socket import Opened
 from pipeline.openai_realtime import (
     ClientTranslator,
     ServerTranslator,
@@ -55,8 +58,8 @@ from pipeline.openai_realtime import (
     local_id,
     session_object,
 )
-from pipeline.session import merge_settings, new_session_id
-from pipeline.webrtc import CALL_RATE, EVENTS_CHANNEL, WebRtcCall
+from pipeline.session import LiveSession, merge_settings, new_session_id
+from pipeline.webrtc import CALL_RATE, EVENTS_CHANNEL
 from schemas import (
     AudioFormat,
     ErrorCode,
@@ -91,18 +94,8 @@ async def create_call(request: Request, services: ServicesDep,
                                           tenant=tenant_of(request))
     translator = ServerTranslator(model=model)
     follow_session(translator, services, session)
-    client = client_translator(services, session, audio_formats=False)
-
-    def frames(event: Event) -> list[str]:  # the audio plays on the track instead
-        return [json.dumps(frame) for frame in translator.frames(event)
-                if frame.get("type") not in _AUDIO_DELTAS]
-
-    async def on_message(call: WebRtcCall, text: str) -> list[str]:
-        if _is_clear(text):  # WebRTC's own: stop the reply sounding (the SDK's interrupt())
-            turn_id = await call.silence()
-            return [json.dumps({"type": "output_audio_buffer.cleared", "event_id": local_id(),
-                                "response_id": f"resp_{turn_id}" if turn_id else None})]
-        return await apply_client_event(text, client, session, services)
+    codec = RealtimeCall(session, services, client_translator(services, session,
+                                                              audio_formats=False))
 
     async def on_end(reason: str) -> None:
         await services.connections.release(session, reason="hangup")
@@ -110,11 +103,38 @@ async def create_call(request: Request, services: ServicesDep,
     greeting = json.dumps({"type": "session.created", "event_id": local_id(),
                            "session": session_object(session.session_id, session.settings,
                                                      model=model)})
-    return await answer_call(
-        services, session, offer,
-        events=services.tails.tail(session.session_id, session.state.last_event_id),
-        frames=frames, on_message=on_message, on_end=on_end, greeting=greeting,
-        location=lambda call_id: f"/v1/realtime/calls/{call_id}")
+    opened = Opened(session, CallFraming(translator), session.state.last_event_id,
+                    greeting=[greeting])
+    return await answer_call(services, offer, opened, codec, on_end=on_end,
+                             location=lambda call_id: f"/v1/realtime/calls/{call_id}")
+
+
+class CallFraming(OpenAIFraming):
+    """OpenAI's server events on a call's channel: the reply's audio plays on the track
+    instead of its deltas."""
+
+    def frames(self, event: Event) -> list[str]:
+        return [json.dumps(frame) for frame in self.translator.frames(event)
+                if frame.get("type") not in _AUDIO_DELTAS]
+
+
+class RealtimeCall(CallCodec):
+    """OpenAI's client events on a call's channel, and WebRTC's own
+    ``output_audio_buffer.clear``: stop the reply sounding (the SDK's ``interrupt()``)."""
+
+    def __init__(self, session: LiveSession, services: Services,
+                 client: ClientTranslator) -> None:
+        self.session, self.services, self.client = session, services, client
+
+    async def on_text(self, text: str, sender: LogSender) -> None:
+        if _is_clear(text):
+            turn_id = await self.call.silence()
+            await sender.send(json.dumps({
+                "type": "output_audio_buffer.cleared", "event_id": local_id(),
+                "response_id": f"resp_{turn_id}" if turn_id else None}))
+            return
+        for frame in await apply_client_event(text, self.client, self.session, self.services):
+            await sender.send(frame)
 
 
 @router.post("/calls/{call_id}/hangup", status_code=204, response_class=Response,

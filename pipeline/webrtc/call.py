@@ -8,24 +8,25 @@ channel (``oai-events`` for OpenAI's clients, ``voxline-events`` for Voxline's p
 * the caller's audio (Opus, decoded by aiortc) goes into the session as it comes: the
   session's input is PCM16 at 48 kHz, and its VAD and turn detection hear it as they
   hear a socket's audio;
-* the session's log goes out on the data channel in log order, each event written by
-  the call's ``frames`` (OpenAI's server events without their audio deltas, or Voxline's
-  events with the audio left out of ``response.audio.chunk``): the reply's audio (PCM16
-  at 48 kHz in the log) plays on the call's audio track
-  (:class:`~pipeline.webrtc.media.ReplyTrack`) instead, as OpenAI's WebRTC does;
-* client messages on the data channel are handled by ``on_message``, one at a time, at
-  most :data:`MAX_PENDING` waiting: a peer that sends faster has the excess dropped and
-  is told so once per burst (one ``overloaded`` error until the queue has drained), so
-  refusing costs less than accepting;
+* the data channel is served as a socket is (``serve``, given the channel as an
+  :class:`~pipeline.webrtc.channel.EventsChannel`): the session's log goes out on it in
+  log order, each event written by the protocol that made the call (OpenAI's server
+  events without their audio deltas, or Voxline's events with the audio left out of
+  ``response.audio.chunk``), and the client's messages come in on it, one at a time and
+  bounded; the reply's audio (PCM16 at 48 kHz in the log) plays on the call's audio
+  track (:class:`~pipeline.webrtc.media.ReplyTrack`) instead, as OpenAI's WebRTC does:
+  the server calls :meth:`WebRtcCall.follow` with each log event before it frames it;
 * a reply cancelled (by speech, by the client, by a newer turn) stops sounding at once,
   and what was heard of it is logged (``response.truncated``), as it is when speech
   comes over a reply still playing with ``immediate`` interruptions; a reply paused for
   speech over it (``confirmed`` interruptions) holds its place and plays on if resumed;
-* the call ends when the peer hangs up (the connection closes or fails), when
-  :meth:`hangup` is called, when the peer has sent no ICE check within
-  ``ice_start_timeout_s`` (``ice_not_started``: it posted an offer and never came), or
-  when ICE has not connected within ``ice_timeout_s`` (``ice_timeout``); ``on_end`` is
-  called once, with why.
+* the call ends when the peer hangs up (the connection or the channel closes, or the
+  connection fails), when the server closes the channel (the session closed, or a
+  refusal such as a turn's end the log would not take), when :meth:`hangup` is called,
+  when the peer has sent no ICE check within ``ice_start_timeout_s``
+  (``ice_not_started``: it posted an offer and never came), or when ICE has not
+  connected within ``ice_timeout_s`` (``ice_timeout``); ``on_end`` is called once, with
+  why.
 """
 
 from __future__ import annotations
@@ -33,16 +34,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from pipeline.aio import aclose_stream
 from pipeline.session import LiveSession
+from pipeline.webrtc.channel import MAX_PENDING, EventsChannel
 from pipeline.webrtc.media import ReplyTrack, listen_in_order, microphone, on_first_check
 from pipeline.webrtc.offer import unparsable
 from schemas import (
     ErrorCode,
-    ErrorEvent,
     Event,
     InvalidAudioError,
     OverloadedError,
@@ -55,32 +55,30 @@ from schemas import (
     VoxlineError,
 )
 
-__all__ = ["EVENTS_CHANNEL", "MAX_PENDING", "WebRtcCall"]
+__all__ = ["EVENTS_CHANNEL", "WebRtcCall"]
 
 logger = logging.getLogger(__name__)
 
 #: the data channel OpenAI's clients open for the events
 EVENTS_CHANNEL = "oai-events"
-#: client events received and not yet applied, at most
-MAX_PENDING = 64
+#: the close code of a channel closed because its session closed (a WebSocket's normal
+#: close): the call ends as ``closed``; other codes end it with their reason
+_SESSION_CLOSED = 1000
 
 
 class WebRtcCall:
     """See the module docstring. One call, one session; not reusable.
 
-    ``frames`` writes one log event as the data channel's messages (none, one or more),
-    ``channel`` is the data channel's label; the peer must open it."""
+    ``serve`` serves the events channel once it is open, until the channel closes or the
+    call ends; ``channel`` is the data channel's label (the peer must open it)."""
 
     def __init__(
         self,
         session: LiveSession,
-        events: AsyncIterator[Event],
-        frames: Callable[[Event], list[str]],
+        serve: Callable[[EventsChannel], Coroutine[Any, Any, None]],
         *,
         channel: str = EVENTS_CHANNEL,
-        on_message: Callable[[str], Awaitable[list[str]]],
         on_end: Callable[[str], Awaitable[None]],
-        greeting: str,
         ice_timeout_s: float = 30.0,
         ice_start_timeout_s: float = 10.0,
         max_buffer_s: float = 30.0,
@@ -90,23 +88,17 @@ class WebRtcCall:
         from aiortc import RTCPeerConnection
 
         self.session = session
-        self._events = events
-        self._frames = frames
+        self._serve = serve
         self._label = channel
-        self._on_message = on_message
         self._on_end = on_end
-        self._greeting = greeting
         self._ice_timeout_s = ice_timeout_s
         self._ice_start_timeout_s = min(ice_start_timeout_s, ice_timeout_s)
         self._jitter_packets = jitter_packets
         self.track = ReplyTrack(max_buffer_s, lead_frames=reply_lead_frames)
         self.pc: Any = RTCPeerConnection()
-        self._channel: Any = None
-        self._channel_open = asyncio.Event()
+        self._channel: EventsChannel | None = None
         self._connected = asyncio.Event()
         self._checked = asyncio.Event()  # the peer's first ICE check came
-        self._refused = False  # this burst of too many client events was refused
-        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_PENDING)
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
@@ -160,9 +152,7 @@ class WebRtcCall:
         if "opus/48000" not in sdp.lower():  # every browser offers it; the call runs at 48 kHz
             raise InvalidAudioError("the offer has no Opus audio",
                                     code=ErrorCode.UNSUPPORTED_FORMAT)
-        self._spawn(self._send_log(), "log")
         self._spawn(self._watch_ice(), "ice")
-        self.session.emitter.on_unlogged.append(self._unlogged)
         return sdp
 
     async def hangup(self, reason: str = "hangup") -> None:
@@ -171,8 +161,8 @@ class WebRtcCall:
             return
         self._ended.set()
         self.end_reason = reason
-        with contextlib.suppress(ValueError):  # not listening before the answer
-            self.session.emitter.on_unlogged.remove(self._unlogged)
+        if self._channel is not None:
+            self._channel.gone()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -182,7 +172,6 @@ class WebRtcCall:
         self.track.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
-        await aclose_stream(self._events)
         await self._on_end(reason)
 
     async def silence(self) -> str | None:
@@ -203,10 +192,10 @@ class WebRtcCall:
             self._spawn(self._listen(track), "microphone")
 
     def _on_datachannel(self, channel: Any) -> None:
-        if channel.label != self._label:
+        if channel.label != self._label or self._channel is not None:
             return
-        self._channel = channel
-        channel.on("message", self._queue_message)
+        self._channel = EventsChannel(channel, on_overflow=self._overflowed,
+                                      on_close=self._closed_by_server)
         channel.on("close", lambda: self._spawn(self.hangup("hangup"), "hangup"))
         if channel.readyState == "open":
             self._opened()
@@ -214,10 +203,8 @@ class WebRtcCall:
             channel.on("open", self._opened)
 
     def _opened(self) -> None:
-        if self._greeting:  # none for a peer that resumes
-            self._channel.send(self._greeting)
-        self._channel_open.set()
-        self._spawn(self._receive(), "events")
+        if self._channel is not None:
+            self._spawn(self._serve(self._channel), "events")
 
     async def _on_state(self) -> None:
         if self.pc.connectionState == "connected":
@@ -234,54 +221,29 @@ class WebRtcCall:
             except VoxlineError as exc:
                 await self.session.reject(exc)
 
-    def _queue_message(self, message: str | bytes) -> None:
-        """Client events are applied one at a time, in order (an item, then the
-        ``response.create`` that answers it); past ``MAX_PENDING`` waiting, the event is
-        dropped, and the peer is told it is too fast once for the burst (the data channel
-        cannot be paused: aiortc hands over every message it receives)."""
-        try:
-            self._inbox.put_nowait(message)
-        except asyncio.QueueFull:
-            if not self._refused:
-                self._refused = True
-                self._spawn(self.session.reject(OverloadedError(
-                    f"more than {MAX_PENDING} client events wait: this one and those "
-                    "after it until they are applied are dropped; slow down",
-                    retry_after_ms=100)), "event")
+    def _overflowed(self) -> None:
+        self._spawn(self.session.reject(OverloadedError(
+            f"more than {MAX_PENDING} client events wait: this one and those after it "
+            "until they are applied are dropped; slow down", retry_after_ms=100)), "event")
 
-    async def _receive(self) -> None:
-        while True:
-            if self._inbox.empty():
-                self._refused = False  # drained: the next burst is told again
-            message = await self._inbox.get()
-            try:
-                if isinstance(message, bytes):
-                    raise ProtocolError("the events channel carries JSON text",
-                                        code=ErrorCode.INVALID_MESSAGE)
-                for frame in await self._on_message(message):
-                    self._send(frame)
-            except VoxlineError as exc:
-                await self.session.reject(exc)
+    def _closed_by_server(self, code: int, reason: str) -> None:
+        self._spawn(self.hangup("closed" if code == _SESSION_CLOSED else reason), "hangup")
 
-    async def _send_log(self) -> None:
-        await self._channel_open.wait()
-        async for event in self._events:
-            if isinstance(event, ResponseAudioChunk):
-                await self.track.play(event.turn_id, event.data.audio)
-            elif isinstance(event, ResponseCancelled):
-                await self._cut(event.turn_id)
-            elif (isinstance(event, SpeechStarted) and self.track.buffered_ms
-                  and self.session.settings.interruptions == "immediate"):
-                await self._cut(self.track.turn_id)
-            elif isinstance(event, ResponsePaused) and event.turn_id == self.track.turn_id:
-                self.track.pause()
-            elif isinstance(event, ResponseResumed) and event.turn_id == self.track.turn_id:
-                self.track.resume()
-            for frame in self._frames(event):
-                self._send(frame)
-            if event.type == "session.closed":
-                self._spawn(self.hangup("closed"), "hangup")
-                return
+    async def follow(self, event: Event) -> None:
+        """What the track does for one log event, before the event is framed: play a
+        reply's audio, stop at a cancel (or, with ``immediate`` interruptions, at speech
+        over the reply), hold at a pause and play on at a resume."""
+        if isinstance(event, ResponseAudioChunk):
+            await self.track.play(event.turn_id, event.data.audio)
+        elif isinstance(event, ResponseCancelled):
+            await self._cut(event.turn_id)
+        elif (isinstance(event, SpeechStarted) and self.track.buffered_ms
+              and self.session.settings.interruptions == "immediate"):
+            await self._cut(self.track.turn_id)
+        elif isinstance(event, ResponsePaused) and event.turn_id == self.track.turn_id:
+            self.track.pause()
+        elif isinstance(event, ResponseResumed) and event.turn_id == self.track.turn_id:
+            self.track.resume()
 
     async def _cut(self, turn_id: str | None) -> None:
         """The reply stops sounding: drop the unplayed audio, log what was heard."""
@@ -309,19 +271,6 @@ class WebRtcCall:
             await asyncio.wait_for(self._connected.wait(), max(0.0, left_s))
         except TimeoutError:
             self._spawn(self.hangup("ice_timeout"), "hangup")
-
-    def _unlogged(self, exc: VoxlineError) -> None:
-        """A turn's end the log would not take (:meth:`SessionEmitter.unlogged`): the
-        peer, reading the log on the channel, would wait for it forever; it is told, and
-        the call ends (as a socket closes with 4503), to call again once the log is back."""
-        for frame in self._frames(ErrorEvent(session_id=self.session.session_id,
-                                             data=exc.to_payload())):
-            self._send(frame)
-        self._spawn(self.hangup(exc.code.value), "hangup")
-
-    def _send(self, text: str) -> None:
-        if self._channel is not None and self._channel.readyState == "open":
-            self._channel.send(text)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         if self._ended.is_set() and name != "hangup":

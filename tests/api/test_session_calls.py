@@ -75,6 +75,25 @@ async def test_a_call_carries_the_native_events_and_the_reply_on_the_track(
         await caller.close()
 
 
+async def test_a_binary_message_on_the_channel_is_refused_and_the_call_goes_on(
+    harness: Harness
+) -> None:
+    """The channel is served as a socket is: what is wrong with a message is an ``error``
+    in the log, and the next message is applied."""
+    session = await harness.client.create_session(**CALL_FORMATS)
+    caller = await _call(harness, session)
+    try:
+        await caller.until("session.created")
+        caller.channel.send(b"\x00\x01")
+        error = await caller.until("error")
+        assert error["data"]["code"] == "invalid_message"
+        assert "JSON text" in error["data"]["message"]
+        caller.send(type="input.text", text="Hi")
+        await caller.until("response.done")
+    finally:
+        await caller.close()
+
+
 async def test_a_cancelled_reply_stops_sounding_and_the_session_outlives_the_call(
     redis_url: str, key_prefix: str
 ) -> None:

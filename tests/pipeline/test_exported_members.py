@@ -149,6 +149,8 @@ FACADES = {
         "hold_packets", "listen_in_order", "microphone", "use_host_addresses",
         # the caller's offer, bounded before aiortc parses it; ICE's first check
         "Offer", "OfferLimits", "bound_offer", "on_first_check",
+        # the events channel, served by the API's connection skeleton
+        "EventsChannel", "ChannelClosedError", "MAX_PENDING",
     ],
     "deployments.api": ["WS_PROTOCOL", "ApiServer", "Services", "create_api", "get_services",
                         "start_services"],
