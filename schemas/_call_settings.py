@@ -94,6 +94,12 @@ class WebRtcSettings(BaseModel):
         "replica per minute, both call routes together; past it 429 rate_limited with "
         "Retry-After",
     )
+    max_pending_events: int = Field(
+        default=64, ge=1, le=10_000,
+        description="client events received on a call's data channel and not yet "
+        "applied; past it each is dropped, the caller told once per burst (overloaded): "
+        "a data channel cannot be paused as a socket's reader can",
+    )
     max_buffer_s: float = Field(
         default=30.0, ge=1, le=600,
         description="reply audio held ahead of playback; the log is read no faster",

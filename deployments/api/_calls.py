@@ -142,7 +142,8 @@ async def answer_call(
                       ice_timeout_s=webrtc.ice_timeout_s,
                       ice_start_timeout_s=webrtc.ice_start_timeout_s,
                       max_buffer_s=webrtc.max_buffer_s, jitter_packets=webrtc.jitter_packets,
-                      reply_lead_frames=webrtc.reply_lead_frames)
+                      reply_lead_frames=webrtc.reply_lead_frames,
+                      max_pending=webrtc.max_pending_events)
     codec.call = call
     try:
         answer = await call.answer(offer)

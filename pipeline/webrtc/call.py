@@ -84,6 +84,7 @@ class WebRtcCall:
         max_buffer_s: float = 30.0,
         jitter_packets: int = 2,
         reply_lead_frames: int = 0,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         from aiortc import RTCPeerConnection
 
@@ -94,6 +95,7 @@ class WebRtcCall:
         self._ice_timeout_s = ice_timeout_s
         self._ice_start_timeout_s = min(ice_start_timeout_s, ice_timeout_s)
         self._jitter_packets = jitter_packets
+        self._max_pending = max_pending
         self.track = ReplyTrack(max_buffer_s, lead_frames=reply_lead_frames)
         self.pc: Any = RTCPeerConnection()
         self._channel: EventsChannel | None = None
@@ -195,7 +197,8 @@ class WebRtcCall:
         if channel.label != self._label or self._channel is not None:
             return
         self._channel = EventsChannel(channel, on_overflow=self._overflowed,
-                                      on_close=self._closed_by_server)
+                                      on_close=self._closed_by_server,
+                                      max_pending=self._max_pending)
         channel.on("close", lambda: self._spawn(self.hangup("hangup"), "hangup"))
         if channel.readyState == "open":
             self._opened()
@@ -223,7 +226,7 @@ class WebRtcCall:
 
     def _overflowed(self) -> None:
         self._spawn(self.session.reject(OverloadedError(
-            f"more than {MAX_PENDING} client events wait: this one and those after it "
+            f"more than {self._max_pending} client events wait: this one and those after it "
             "until they are applied are dropped; slow down", retry_after_ms=100)), "event")
 
     def _closed_by_server(self, code: int, reason: str) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 
 __all__ = ["MAX_PENDING", "ChannelClosedError", "EventsChannel"]
 
-#: client events received and not yet applied, at most
+#: client events received and not yet applied, at most, by default
+#: (``VOXLINE_WEBRTC__MAX_PENDING_EVENTS``)
 MAX_PENDING = 64
 
 
@@ -32,10 +33,9 @@ class ChannelClosedError(ConnectionError):
 class EventsChannel:
     """One call's events channel (an aiortc ``RTCDataChannel``), seen as a peer.
 
-    ``on_overflow`` is called once per burst of messages dropped past
-    :data:`MAX_PENDING`; ``on_close`` with the reason when the server closes the channel
-    and code when the server closes the channel (the call then ends: a call has no second
-    channel to go on with)."""
+    ``on_overflow`` is called once per burst of messages dropped past ``max_pending``
+    waiting; ``on_close`` with the code and reason when the server closes the channel
+    (the call then ends: a call has no second channel to go on with)."""
 
     def __init__(
         self,
@@ -43,12 +43,14 @@ class EventsChannel:
         *,
         on_overflow: Callable[[], None],
         on_close: Callable[[int, str], None],
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.channel = channel
+        self.max_pending = max_pending
         self._on_overflow = on_overflow
         self._on_close = on_close
         # one place past the bound: the end always fits behind what came before it
-        self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue(MAX_PENDING + 1)
+        self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue(max_pending + 1)
         self._refused = False  # this burst of too many client events was refused
         self._gone = False
         channel.on("message", self._queued)
@@ -87,7 +89,7 @@ class EventsChannel:
     def _queued(self, message: str | bytes) -> None:
         if self._gone:
             return
-        if self._inbox.qsize() < MAX_PENDING:
+        if self._inbox.qsize() < self.max_pending:
             self._inbox.put_nowait(message)
         elif not self._refused:
             self._refused = True

@@ -43,9 +43,10 @@ class Recorded:
         self.closes.append((code, reason))
 
 
-def channel() -> tuple[DataChannel, EventsChannel, Recorded]:
+def channel(**options: Any) -> tuple[DataChannel, EventsChannel, Recorded]:
     raw, seen = DataChannel(), Recorded()
-    return raw, EventsChannel(raw, on_overflow=seen.overflowed, on_close=seen.closed), seen
+    events = EventsChannel(raw, on_overflow=seen.overflowed, on_close=seen.closed, **options)
+    return raw, events, seen
 
 
 async def test_messages_come_in_order_and_the_end_after_them() -> None:
@@ -75,6 +76,14 @@ async def test_past_the_bound_messages_are_dropped_and_told_once_per_burst() -> 
     for i in range(MAX_PENDING + 2):
         raw.emit("message", str(i))
     assert await waiting == "0" and seen.overflows == 2
+
+
+async def test_the_bound_is_the_setting() -> None:
+    raw, events, seen = channel(max_pending=2)
+    for text in "abc":
+        raw.emit("message", text)
+    assert seen.overflows == 1
+    assert [await events.receive() for _ in range(2)] == ["a", "b"]
 
 
 async def test_the_end_fits_behind_a_full_inbox() -> None:
