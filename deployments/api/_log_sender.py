@@ -19,6 +19,7 @@ from schemas import (
     ErrorCode,
     ErrorEvent,
     Event,
+    OverloadedError,
     ProtocolError,
     ResyncRequiredError,
     VoxlineError,
@@ -76,7 +77,9 @@ class LogSender:
     It reads through the replica's shared reader (:class:`pipeline.log.LogFanout`): an
     idle socket holds no Redis connection. A client too slow to take what the log holds
     for it is closed with 4503 ``overloaded`` (``details.last_event_id``), to reconnect
-    with that id; nothing is lost, the log has it. Frames not from the log (greetings,
+    with that id; nothing is lost, the log has it. A tail held back by its own ``follow``
+    (a call's track, which reads the log no faster than it plays) reads on from the log
+    instead: a call cannot reconnect. Frames not from the log (greetings,
     acknowledgements) go through :meth:`send`, never interleaved with the tail's.
     """
 
@@ -150,6 +153,14 @@ class LogSender:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._go.wait(), delay_s or None)
         reraise_lost_cancel()
+        while (after := await self._send_tail(after)) is not None:
+            pass  # held back by its follower, it fell behind the shared reader: read on
+
+    async def _send_tail(self, after: str | None) -> str | None:
+        """Send the tail from ``after`` until it ends; the id to read on after where a
+        tail that ``follow`` paces (a call's track reads the log no faster than it plays)
+        fell behind the shared reader: its client cannot resume by itself, and the log
+        has everything from there. Any other end of the tail is the connection's."""
         tail = self.tails.tail(self.session_id, after)
         try:
             async for event in tail:
@@ -161,12 +172,18 @@ class LogSender:
                 if self.deliveries is not None:
                     self.deliveries.delivered(event)
                 self.sent += 1
+                after = event.id or after
                 if event.type == "session.closed":
                     await self.peer.close(1000, "session closed")
-                    return
+                    return None
+        except OverloadedError as exc:
+            if self.follow is not None and after is not None:
+                return after
+            await refuse(self.peer, exc, self.framing.refusal(self.session_id, exc))
         except VoxlineError as exc:  # trimmed, the log unavailable, or the client fell behind
             await refuse(self.peer, exc, self.framing.refusal(self.session_id, exc))
         except ConnectionError:  # the client is gone
-            return
+            pass
         finally:  # leave the shared reader now, not when the generator is collected
             await aclose_stream(tail)
+        return None

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from loadtests._webrtc_call import WebRtcCaller
 from pipeline.webrtc import CALL_RATE
-from schemas import AdmissionSettings, ApiSettings
+from schemas import AdmissionSettings, ApiSettings, EventLogSettings, WebRtcSettings
 from tests.support.api_harness import Harness, call_api
 from tests.support.audio_fixtures import tone
 from voxline.client import SessionInfo
@@ -92,6 +92,33 @@ async def test_a_binary_message_on_the_channel_is_refused_and_the_call_goes_on(
         await caller.until("response.done")
     finally:
         await caller.close()
+
+
+async def test_a_reply_longer_than_the_track_holds_is_sent_to_its_end(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The track reads the log no faster than it plays (``max_buffer_s``), so a long reply
+    holds the call's tail back until it falls behind the shared reader (``tail_queue``):
+    the tail reads on from the log, every event once, and the call goes on (a socket's
+    client would be closed and resume by itself; a call cannot)."""
+    log = EventLogSettings(key_prefix=key_prefix, tail_queue=4)
+    async with call_api(redis_url, key_prefix, words=30, delay=0.0, chunk_bytes=16000,
+                        log=log, webrtc=WebRtcSettings(max_buffer_s=1)) as harness:
+        session = await harness.client.create_session(**CALL_FORMATS)
+        caller = await _call(harness, session)
+        try:
+            await caller.until("session.created")
+            caller.send(type="input.text", text="Tell me a long story")
+            done = await caller.until("response.done", timeout_s=60)
+            assert done["data"]["status"] == "completed"
+            assert "error" not in [e["type"] for e in caller.events]
+            ids = [e["id"] for e in caller.events[1:]]
+            logged = [e.id for e in await harness.services.log.read_all(session.session_id)]
+            assert ids == logged[-len(ids):]  # each once, in the log's order
+            chunks = [e for e in caller.events if e["type"] == "response.audio.chunk"]
+            assert chunks[-1]["data"]["end_ms"] >= 5000  # 6 s of reply: 5 s held back
+        finally:
+            await caller.close()
 
 
 async def test_a_cancelled_reply_stops_sounding_and_the_session_outlives_the_call(

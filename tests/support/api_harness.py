@@ -30,16 +30,18 @@ def call_api(
     words: int = 20,
     delay: float = 0.03,
     chunk_bytes: int = 64,
+    log: EventLogSettings | None = None,
     **settings: object,
 ) -> AbstractAsyncContextManager[Harness]:
     """The API for calls (phone, WebRTC, the Agents SDK): a reply of ``words`` words in
     sentences of five, one each ``delay`` s, spoken in two chunks a sentence (of
     ``chunk_bytes`` each: PCM16 at 16 kHz); speech
-    heard by loudness (a tone is speech) and transcribed as :data:`HEARD`."""
+    heard by loudness (a tone is speech) and transcribed as :data:`HEARD`. ``log``: the
+    event log's settings (the default: ``key_prefix``'s)."""
     tokens = [f"Word{i} " if i % 5 else f"Sentence {i}. " for i in range(1, words + 1)]
     return serve_api(
         redis_url,
-        EventLogSettings(key_prefix=key_prefix),
+        log or EventLogSettings(key_prefix=key_prefix),
         llm=RecordingLLM(tokens, delay=delay),
         tts=ScriptedTTS(chunks_per_piece=2, chunk_bytes=chunk_bytes),
         stt=ScriptedSTT(HEARD),
