@@ -176,11 +176,10 @@ class LogSender:
                 if event.type == "session.closed":
                     await self.peer.close(1000, "session closed")
                     return None
-        except OverloadedError as exc:
-            if self.follow is not None and after is not None:
-                return after
-            await refuse(self.peer, exc, self.framing.refusal(self.session_id, exc))
         except VoxlineError as exc:  # trimmed, the log unavailable, or the client fell behind
+            if (isinstance(exc, OverloadedError) and self.follow is not None
+                    and after is not None):
+                return after
             await refuse(self.peer, exc, self.framing.refusal(self.session_id, exc))
         except ConnectionError:  # the client is gone
             pass
