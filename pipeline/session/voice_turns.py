@@ -82,9 +82,6 @@ class Hold(enum.Enum):
     #: resumed at a pause of the speech over it (a backchannel): the speech's end makes no
     #: turn, and speech going on pauses the reply again (:attr:`HELD`)
     WAVED = enum.auto()
-    #: an utterance was cut during an onset (push-to-talk): the reply is no longer held
-    #: (the turn cancelled it), the onset still waits for VAD's word
-    ONSET_CUT = enum.auto()
 
 
 class VoiceTurns:
@@ -202,7 +199,7 @@ class VoiceTurns:
         """Interruptions confirmed: the reply goes quiet at the first frame that may be
         speech (``response.paused``), and plays on when it was not (a click, a knock)."""
         if dropped:
-            if self._hold in (Hold.ONSET, Hold.ONSET_CUT):
+            if self._hold is Hold.ONSET:
                 held = self._reply
                 assert held is not None
                 self._enter(Hold.NONE)
@@ -216,9 +213,8 @@ class VoiceTurns:
     async def _speech_started(self, audio_ms: int) -> None:
         started = SpeechStarted(session_id=self.session_id,
                                 data=SpeechBoundaryData(audio_ms=audio_ms))
-        if self._hold in (Hold.ONSET, Hold.ONSET_CUT):  # held at its onset: speech after all
-            held = self.held  # None after a cut: the onset's reply is cancelled
-            self._enter(Hold.NONE if held is None else Hold.HELD, held)
+        if self._hold is Hold.ONSET:  # held at its onset: speech after all
+            self._enter(Hold.HELD, self._reply)
             await self._emitter.emit(started)
             return
         reply = self._reply_over()
@@ -334,10 +330,9 @@ class VoiceTurns:
 
     async def _utterance(self, end: SpeechEnd, sample_rate: int) -> None:
         hold, held = self._hold, self.held
-        if hold in (Hold.ONSET, Hold.ONSET_CUT):  # cut before VAD's word on the onset
-            self._enter(Hold.ONSET_CUT, self._reply)
-        else:
-            self._enter(Hold.NONE)
+        # (an utterance ending at an onset is a commit's: it reset the detector, so VAD's
+        # word on that onset never comes, and the turn below cancels the reply it held)
+        self._enter(Hold.NONE)
         if hold is Hold.WAVED:  # a backchannel, resumed at its pause: no turn
             await self._emitter.emit(self._stopped_without_turn(end))
             return

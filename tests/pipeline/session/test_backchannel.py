@@ -323,3 +323,31 @@ async def test_immediate_is_the_old_rule(event_log: EventLog) -> None:
     seen = await collect_until(session, "input.speech_started")
     assert [e.type for e in seen][-2:] == ["response.cancelled", "input.speech_started"]
     await session.close()
+
+
+async def test_a_commit_during_an_onset_leaves_no_resume_of_the_reply_it_cancelled(
+    event_log: EventLog,
+) -> None:
+    """Push-to-talk over a reply: the reply pauses at the first loud frame, the commit makes
+    that audio a turn and cancels the reply. The commit resets the detector, so VAD's word
+    on that onset never comes; a later click, with no reply over it, must not resume the
+    cancelled reply (``response.resumed`` after its ``response.cancelled``)."""
+    (llm, written), stt = _stalling(), ScriptedSTT("Wait.")
+    manual = SessionSettings(interruptions="confirmed", auto_response=False)
+    session = await LiveSession.open("bc-ptt", event_log, _engines(llm, stt), create=manual)
+    turn = await session.submit_text("Tell me about Paris", respond=True)
+    await _writing(written)
+    pressed = tone(0.1, True)  # under min_speech_ms: an onset VAD has not confirmed yet
+    for start in range(0, len(pressed), 640):
+        await session.push_audio(pressed[start : start + 640])
+    await collect_until(session, "response.paused")
+    await session.commit_audio()
+    seen = await collect_until(session, "transcript.final")
+    assert [e.turn_id for e in seen if e.type == "response.cancelled"] == [turn]
+    click = tone(0.1, True) + tone(0.5, False)  # no reply to hold now: nothing to pause
+    for start in range(0, len(click), 640):
+        await session.push_audio(click[start : start + 640])
+    await session.commit_audio()  # returns once every frame before it was endpointed
+    after = await collect_until(session, "transcript.final")
+    assert [e for e in after if e.type in ("response.resumed", "response.paused")] == []
+    await session.close()
