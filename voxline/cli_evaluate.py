@@ -74,8 +74,7 @@ def evaluate(
             if since is not None or until is not None or tag is not None:
                 fail("--since, --until and --tag choose from the log, not a --dataset",
                      code=2)
-            held, events_of = dataset_events(dataset)
-            sessions = sessions or held
+            sessions, events_of = dataset_events(dataset, sessions)
         settings = inspect_settings(redis_url)
         sessions = sessions_or_range(sessions, since, until, settings, max_sessions, tag)
         if not sessions:

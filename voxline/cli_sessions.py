@@ -223,8 +223,7 @@ def _evaluate(sessions: list[str], patches: list[str], redis_url: str | None,
     with plain_errors():
         events_of = None
         if dataset is not None:
-            held, events_of = dataset_events(dataset)
-            sessions = sessions or held
+            sessions, events_of = dataset_events(dataset, sessions)
         result = asyncio.run(evaluate_sessions(sessions, patches, inspect_settings(redis_url),
                                                events_of=events_of))
     for session, why in result.skipped.items():

@@ -257,9 +257,11 @@ async def judged_overlaps(read: dict[str, Sequence[Event]], patch: dict[str, Any
     return overlap_measures(overlaps, judged)
 
 
-def dataset_events(folder: Path) -> tuple[list[str], Callable[[str], Awaitable[Sequence[Event]]]]:
-    """The sessions of an exported dataset (``voxline export``), and their events by id:
-    what :func:`evaluate_sessions` reads instead of the log."""
+def dataset_events(folder: Path, chosen: Sequence[str] | None = None,
+                   ) -> tuple[list[str], Callable[[str], Awaitable[Sequence[Event]]]]:
+    """The sessions of an exported dataset (``voxline export``) to evaluate (``chosen``,
+    or all it holds), and their events by id: what :func:`evaluate_sessions` reads
+    instead of the log."""
     found = {session.session_id: session.events for session in read_dataset(folder)}
 
     async def events_of(session_id: str) -> Sequence[Event]:
@@ -268,7 +270,7 @@ def dataset_events(folder: Path) -> tuple[list[str], Callable[[str], Awaitable[S
                                code=ErrorCode.SESSION_NOT_FOUND)
         return found[session_id]
 
-    return sorted(found), events_of
+    return list(chosen) if chosen else sorted(found), events_of
 
 
 def _judged_by_text(settings: SessionSettings, turn: TurnDetector | None) -> bool:
