@@ -106,9 +106,10 @@ class EventLogSettings(BaseModel):
     )
     outage_grace_s: float = Field(
         default=10.0, ge=0,
-        description="how long an append is retried with its ids, and a live reader waits, "
-        "while Redis does not answer (a failover, a restart) before event_log_unavailable; "
-        "keep it above the cluster's failover time (cluster-node-timeout + ~2 s)",
+        description="how long an append is retried with its ids, and a live reader and "
+        "a background worker wait, while Redis does not answer (a failover, a restart) "
+        "before event_log_unavailable; keep it above the cluster's failover time "
+        "(cluster-node-timeout + ~2 s)",
     )
 
 

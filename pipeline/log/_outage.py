@@ -10,7 +10,9 @@ keep trying for ``EventLogSettings.outage_grace_s`` before they give up:
   reply was lost is recognised as a duplicate, never written twice;
 * the live reader keeps its subscribers waiting and reads on from their cursors once
   the slot answers again (on the promoted replica); a subscriber that was shown events
-  the failover lost gets ``resync_required`` from the entry numbers, never a silent gap.
+  the failover lost gets ``resync_required`` from the entry numbers, never a silent gap;
+* a background worker (:func:`pipeline.log.run_worker`) reads its feeds again, and what
+  it handled but could not acknowledge stays pending, to be claimed again.
 
 Only past the grace do callers see ``event_log_unavailable``.
 """

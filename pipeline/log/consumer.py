@@ -9,6 +9,7 @@ Handlers must be idempotent, because a claimed entry may have been half-handled.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline.aio import reraise_lost_cancel
+from pipeline.log._outage import UNAVAILABLE, Outage
 from pipeline.log.redis_client import is_cluster
 from schemas import EventLogError, EventLogSettings
 
@@ -146,6 +148,9 @@ class GroupReader:
             pipe.xack(self.stream, self.group, delivery.entry_id)
             await pipe.execute()
 
+    async def aclose(self) -> None:
+        """Nothing to stop: a read of one stream is never left in flight."""
+
     async def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]:
         """Endless stream of deliveries; the caller acks each one it has handled."""
         while True:
@@ -164,7 +169,11 @@ class Reader(Protocol):
 
     def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]: ...
 
+    async def read(self, block_ms: int | None = 1000) -> list[Delivery]: ...
+
     async def ack(self, delivery: Delivery) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 async def run_worker(
@@ -173,31 +182,64 @@ async def run_worker(
     *,
     block_ms: int = 1000,
     retry_later: tuple[type[Exception], ...] = (),
+    outage_grace_s: float = 0.0,
 ) -> None:
     """Handle deliveries forever: ack after success; on failure leave it pending.
 
     A failed entry is retried when it is claimed again after ``claim_idle_ms``, until it
     is dead-lettered. ``retry_later`` exceptions are expected (another consumer holds
     the work): logged in one line, left pending the same way. Cancel to stop the worker.
+
+    A read that Redis does not answer (a failover, a restart) is tried again for
+    ``outage_grace_s`` (``EventLogSettings.outage_grace_s``, as the log's writers and
+    live reader do) before the worker fails with ``event_log_unavailable``: a worker
+    that failed at once was restarted by Serve some twenty seconds later, after a
+    failover of a few. An ack that does not get through leaves its entry pending (it is
+    claimed again, and handlers are idempotent).
     """
     await reader.ensure_group()
-    async for delivery in reader.deliveries(block_ms):
-        try:
-            await handle(delivery)
-        except retry_later as exc:  # expected (e.g. another worker holds it): no traceback
-            logger.info("%s: %s %s left pending: %s", reader.group, delivery.stream,
-                        delivery.entry_id, exc)
-            continue
-        except Exception:  # stays pending, is claimed again, then dead-lettered
-            logger.exception(
-                "%s failed on %s %s (delivery %d); left pending",
-                reader.group,
-                delivery.stream,
-                delivery.entry_id,
-                delivery.deliveries,
-            )
-            continue
+    outage = Outage(outage_grace_s)
+    try:
+        while True:
+            try:
+                deliveries = await reader.read(block_ms)
+            except (EventLogError, *UNAVAILABLE) as exc:
+                if not outage.failed():
+                    raise
+                logger.warning("%s: the event log is unavailable, reading again: %s",
+                               reader.group, exc)
+                await asyncio.sleep(outage.pause_s())
+                continue
+            outage.ended()
+            reraise_lost_cancel()
+            for delivery in deliveries:
+                await _handle_one(reader, handle, delivery, retry_later)
+    finally:
+        await reader.aclose()  # the reads still in flight (a reader of many feeds)
+
+
+async def _handle_one(reader: Reader, handle: Callable[[Delivery], Awaitable[None]],
+                      delivery: Delivery, retry_later: tuple[type[Exception], ...]) -> None:
+    try:
+        await handle(delivery)
+    except retry_later as exc:  # expected (e.g. another worker holds it): no traceback
+        logger.info("%s: %s %s left pending: %s", reader.group, delivery.stream,
+                    delivery.entry_id, exc)
+        return
+    except Exception:  # stays pending, is claimed again, then dead-lettered
+        logger.exception(
+            "%s failed on %s %s (delivery %d); left pending",
+            reader.group,
+            delivery.stream,
+            delivery.entry_id,
+            delivery.deliveries,
+        )
+        return
+    try:
         await reader.ack(delivery)
+    except UNAVAILABLE as exc:  # still pending: claimed again after claim_idle_ms
+        logger.warning("%s: could not acknowledge %s %s, left pending: %s", reader.group,
+                       delivery.stream, delivery.entry_id, exc)
 
 
 def _dead_letter_key(redis: Redis, stream: str, group: str) -> str:

@@ -303,7 +303,8 @@ class FeedWorker(abc.ABC):
     async def run(self) -> None:
         """Handle deliveries until cancelled (stuck entries are claimed on every read)."""
         await run_worker(self.reader, self.handle, block_ms=self.block_ms,
-                         retry_later=(LeaseBusy, LeaseLost))
+                         retry_later=(LeaseBusy, LeaseLost),
+                         outage_grace_s=self.log.settings.outage_grace_s)
 
     def start(self) -> asyncio.Task[None]:
         """Run in a task of the current loop (once); :meth:`stop` ends it."""

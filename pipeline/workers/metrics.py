@@ -266,7 +266,8 @@ class MetricsConsumer:
         does not replay the whole feed into the rates), ``0`` from the oldest entry kept.
         """
         await self.reader.ensure_group(start_id)
-        await run_worker(self.reader, self.handle, block_ms=block_ms)
+        await run_worker(self.reader, self.handle, block_ms=block_ms,
+                         outage_grace_s=self.log.settings.outage_grace_s)
 
     async def handle(self, delivery: Delivery) -> None:
         """Handle one feed entry (idempotent: any number of deliveries record once)."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from pipeline.log import EventLog, LogFanout, create_redis
+from pipeline.log import Delivery, EventLog, GroupReader, LogFanout, create_redis, run_worker
 from pipeline.log._outage import SessionOutages
 from schemas import EventLogError, EventLogSettings, RedisSettings
 from tests.support.event_samples import typed_text as text
@@ -140,3 +141,73 @@ def test_the_grace_counts_from_a_sessions_first_failure_not_from_each_append() -
     assert outages.of("b").failed()  # another session (another shard, maybe): its own
     outages.ended("a")  # an append of the session got through: the next outage is new
     assert outages.of("a") is not first and outages.of("a").failed()
+
+
+def _proxied_reader(redis_proxy: RedisProxy, stream: str) -> GroupReader:
+    redis = create_redis(redis_proxy.url, RedisSettings(retries=1, backoff_base_s=0.01,
+                                                        socket_timeout_s=1.0))
+    return GroupReader(redis, stream, "workers", "w")
+
+
+async def test_a_worker_rides_out_an_outage_within_the_grace(
+        redis_proxy: RedisProxy, key_prefix: str, redis: Redis) -> None:
+    """A background worker (narration, metrics) reads on once Redis answers again, and
+    handles what was appended meanwhile: before, it failed at once and waited for Serve
+    to restart its replica."""
+    stream = f"{key_prefix}:jobs"
+    group = _proxied_reader(redis_proxy, stream)
+    handled: list[bytes] = []
+    got = asyncio.Event()
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.fields[b"job"])
+        got.set()
+
+    worker = asyncio.create_task(run_worker(group, handle, block_ms=50, outage_grace_s=30))
+    try:
+        await redis.xadd(stream, {"job": "before"})
+        await asyncio.wait_for(got.wait(), 30)
+        got.clear()
+        await _acknowledged(redis, stream)  # else the cut would leave it pending
+        await redis_proxy.cut()
+        await redis.xadd(stream, {"job": "during"})  # straight to Redis, during the outage
+        await asyncio.sleep(OUTAGE_S)
+        assert not worker.done()  # reading again, not failed
+        await redis_proxy.restore()
+        await asyncio.wait_for(got.wait(), 30)
+        assert not worker.done()
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await group.redis.aclose()
+    assert handled == [b"before", b"during"]
+    await _acknowledged(redis, stream)  # "during" too
+
+
+async def _acknowledged(redis: Redis, stream: str) -> None:
+    """Return once the group has nothing pending (within ~10 s)."""
+    for _ in range(1000):
+        if not (await redis.xpending(stream, "workers"))["pending"]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{stream}: never acknowledged")
+
+
+async def test_a_worker_fails_with_a_log_error_past_the_grace(
+        redis_proxy: RedisProxy, key_prefix: str) -> None:
+    group = _proxied_reader(redis_proxy, f"{key_prefix}:jobs")
+
+    async def handle(delivery: Delivery) -> None:
+        raise AssertionError("nothing to handle")
+
+    worker = asyncio.create_task(run_worker(group, handle, block_ms=50, outage_grace_s=0.3))
+    try:
+        await asyncio.sleep(0.2)  # the group is made, the worker reads
+        assert not worker.done()
+        await redis_proxy.cut()
+        with pytest.raises(EventLogError):
+            await asyncio.wait_for(worker, 30)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await group.redis.aclose()
