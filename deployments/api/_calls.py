@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from deployments.api._auth import client_of
+from deployments.api._origin import is_loopback_host
 from deployments.api._services import Services
 from deployments.api._socket import Codec, Opened, serve
 from pipeline.webrtc import (
@@ -35,9 +36,6 @@ from pipeline.webrtc import (
 from schemas import ErrorCode, InputTooLargeError, ProtocolError
 
 logger = logging.getLogger(__name__)
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
 
 #: what both routes read (``openapi_extra``: the route takes the request itself)
 OFFER_BODY: dict[str, object] = {"requestBody": {"required": True, "content": {
@@ -156,7 +154,7 @@ async def answer_call(
 
 
 def _binds_loopback(services: Services) -> bool:
-    return services.settings.host in _LOOPBACK
+    return is_loopback_host(services.settings.host)
 
 
 def _choose_ice_addresses(services: Services) -> None:

@@ -278,3 +278,19 @@ async def test_a_flood_of_client_events_is_refused_once_per_burst(harness: Harne
         assert len(refusals) <= applied // 64 + 1, (len(refusals), applied)
     finally:
         await caller.close()
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("10.1.2.3", False), ("voxline.example", False)])
+def test_a_server_on_any_loopback_address_offers_loopback_candidates(
+        host: str, loopback: bool) -> None:
+    """What the server binds decides its ICE addresses and the peers it accepts: any
+    loopback address counts (127/8 and ``*.localhost`` too, as the origin guard reads
+    them), not only the three usual names."""
+    from types import SimpleNamespace
+
+    from deployments.api._calls import _binds_loopback
+    from schemas import Settings
+
+    assert _binds_loopback(SimpleNamespace(settings=Settings(host=host))) is loopback  # type: ignore[arg-type]
