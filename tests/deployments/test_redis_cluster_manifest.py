@@ -225,7 +225,7 @@ class Pods:
                               env=self.env(NODE_ADDRESSES=addresses))
 
     def prestop(self, index: int) -> None:
-        subprocess.run(["sh", str(self.script("prestop.sh"))], check=True, timeout=30,
+        subprocess.run(["sh", str(self.script("prestop.sh"))], check=True, timeout=60,
                        env=self.env(POD_IP=self.ip, PORT=str(self.ports[index])))
 
     def replica_online(self, index: int, timeout_s: float = 30.0) -> None:
