@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -151,14 +151,6 @@ class GroupReader:
     async def aclose(self) -> None:
         """Nothing to stop: a read of one stream is never left in flight."""
 
-    async def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]:
-        """Endless stream of deliveries; the caller acks each one it has handled."""
-        while True:
-            deliveries = await self.read(block_ms)
-            reraise_lost_cancel()
-            for delivery in deliveries:
-                yield delivery
-
 
 class Reader(Protocol):
     """What :func:`run_worker` needs: a :class:`GroupReader`, or a reader of many feeds."""
@@ -166,8 +158,6 @@ class Reader(Protocol):
     group: str
 
     async def ensure_group(self, start_id: str = "0") -> None: ...
-
-    def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]: ...
 
     async def read(self, block_ms: int | None = 1000) -> list[Delivery]: ...
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -109,16 +109,6 @@ class FeedReader:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-
-    async def deliveries(self, block_ms: int = 1000) -> AsyncIterator[Delivery]:
-        try:
-            while True:
-                deliveries = await self.read(block_ms)
-                reraise_lost_cancel()
-                for delivery in deliveries:
-                    yield delivery
-        finally:
-            await self.aclose()
 
 
 def _retrieved(task: asyncio.Task[list[Delivery]]) -> None:
