@@ -28,11 +28,15 @@ OUTAGE_S = 0.6
 
 
 
-def proxied_log(redis_proxy: RedisProxy, key_prefix: str, grace_s: float) -> EventLog:
+def proxied_redis(redis_proxy: RedisProxy) -> Redis:
     # redis-py's own retries are kept short: what is tried here is the grace on top
-    redis = create_redis(redis_proxy.url, RedisSettings(retries=1, backoff_base_s=0.01,
-                                                  socket_timeout_s=1.0))
-    return EventLog(redis, EventLogSettings(key_prefix=key_prefix, outage_grace_s=grace_s))
+    return create_redis(redis_proxy.url, RedisSettings(retries=1, backoff_base_s=0.01,
+                                                       socket_timeout_s=1.0))
+
+
+def proxied_log(redis_proxy: RedisProxy, key_prefix: str, grace_s: float) -> EventLog:
+    return EventLog(proxied_redis(redis_proxy),
+                    EventLogSettings(key_prefix=key_prefix, outage_grace_s=grace_s))
 
 
 async def test_an_append_waits_out_an_outage_within_the_grace(
@@ -144,9 +148,7 @@ def test_the_grace_counts_from_a_sessions_first_failure_not_from_each_append() -
 
 
 def _proxied_reader(redis_proxy: RedisProxy, stream: str) -> GroupReader:
-    redis = create_redis(redis_proxy.url, RedisSettings(retries=1, backoff_base_s=0.01,
-                                                        socket_timeout_s=1.0))
-    return GroupReader(redis, stream, "workers", "w")
+    return GroupReader(proxied_redis(redis_proxy), stream, "workers", "w")
 
 
 async def test_a_worker_rides_out_an_outage_within_the_grace(

@@ -84,11 +84,16 @@ def _engines(llm: ScriptedLLM, stt: ScriptedSTT, tts: ScriptedTTS | None = None)
                           vad=EnergyVAD())
 
 
+async def _push(session: LiveSession, audio: bytes) -> None:
+    """``audio`` in 20 ms frames, as a client sends them."""
+    for start in range(0, len(audio), 640):
+        await session.push_audio(audio[start : start + 640])
+
+
 async def _speak(session: LiveSession, seconds: float) -> None:
     """Speech of ``seconds``, then the silence that ends it (end_of_speech_ms 500)."""
     audio = tone(seconds, True) + tone(0.8, False)
-    for start in range(0, len(audio), 640):
-        await session.push_audio(audio[start : start + 640])
+    await _push(session, audio)
 
 
 def _stalling() -> tuple[ScriptedLLM, asyncio.Event]:
@@ -147,8 +152,7 @@ async def test_speech_over_a_held_reply_is_judged_at_a_shorter_pause(
     await session.submit_text("Tell me about Paris")
     await _writing(written)
     audio = tone(0.4, True) + tone(HELD_PAUSE_MS / 1000 + 0.016, False)  # and no more
-    for start in range(0, len(audio), 640):
-        await session.push_audio(audio[start : start + 640])
+    await _push(session, audio)
     async with asyncio.timeout(10):  # a hang guard: without the shorter pause, none came
         seen = await collect_until(session, "response.resumed")
     assert seen[-1].data.transcript == "Mm-hmm."  # type: ignore[union-attr]
@@ -193,8 +197,7 @@ async def test_speech_going_on_after_a_resume_pauses_the_reply_again(
     turn = await session.submit_text("Tell me about Paris")
     await _writing(written)
     audio = tone(0.35, True) + tone(0.25, False) + tone(0.35, True) + tone(0.8, False)
-    for start in range(0, len(audio), 640):
-        await session.push_audio(audio[start : start + 640])
+    await _push(session, audio)
     seen = await collect_until(session, "input.speech_stopped")
     held = [e for e in seen if e.type in HELD]
     assert [e.type for e in held] == [
@@ -285,8 +288,7 @@ async def test_input_cleared_while_a_reply_is_held_resumes_it(event_log: EventLo
     turn = await session.submit_text("Tell me about Paris")
     await _writing(written)
     audio = tone(0.4, True)  # speech, and no end to it yet
-    for start in range(0, len(audio), 640):
-        await session.push_audio(audio[start : start + 640])
+    await _push(session, audio)
     await collect_until(session, "response.paused")
     await session.clear_audio()
     [resumed] = [e for e in await collect_until(session, "response.resumed")
@@ -303,8 +305,7 @@ async def test_a_click_pauses_the_reply_for_a_moment_only(event_log: EventLog) -
     turn = await session.submit_text("Tell me about Paris")
     await _writing(written)
     audio = tone(0.1, True) + tone(0.5, False)  # 100 ms: under min_speech_ms
-    for start in range(0, len(audio), 640):
-        await session.push_audio(audio[start : start + 640])
+    await _push(session, audio)
     seen = await collect_until(session, "response.resumed")
     held = [e for e in seen if e.type in HELD]
     assert [e.type for e in held] == ["response.paused", "response.resumed"]
@@ -338,15 +339,13 @@ async def test_a_commit_during_an_onset_leaves_no_resume_of_the_reply_it_cancell
     turn = await session.submit_text("Tell me about Paris", respond=True)
     await _writing(written)
     pressed = tone(0.1, True)  # under min_speech_ms: an onset VAD has not confirmed yet
-    for start in range(0, len(pressed), 640):
-        await session.push_audio(pressed[start : start + 640])
+    await _push(session, pressed)
     await collect_until(session, "response.paused")
     await session.commit_audio()
     seen = await collect_until(session, "transcript.final")
     assert [e.turn_id for e in seen if e.type == "response.cancelled"] == [turn]
     click = tone(0.1, True) + tone(0.5, False)  # no reply to hold now: nothing to pause
-    for start in range(0, len(click), 640):
-        await session.push_audio(click[start : start + 640])
+    await _push(session, click)
     await session.commit_audio()  # returns once every frame before it was endpointed
     after = await collect_until(session, "transcript.final")
     assert [e for e in after if e.type in ("response.resumed", "response.paused")] == []
