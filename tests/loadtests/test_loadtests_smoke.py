@@ -64,16 +64,24 @@ def scripts() -> set[str]:
             if not p.name.startswith("_") and p.stem not in NOT_BENCHMARKS}
 
 
-def run_smoke(name: str, reports: Path, redis_url: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        "VOXLINE_REPORTS_DIR": str(reports),
+def smoke_environment(redis_url: str) -> dict[str, str]:
+    """The smoke runs' environment, copied once on the test's own thread: pytest sets and
+    deletes ``PYTEST_CURRENT_TEST`` in ``os.environ`` around every test, and a copy made
+    meanwhile on a pool thread can find a key gone between listing and reading it
+    (``KeyError: 'PYTEST_CURRENT_TEST'`` failed a clean-clone run)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_CURRENT_TEST"}
+    env.update({
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         "VOXLINE_REDIS_URL": redis_url,
         "MPLBACKEND": "Agg",
-    }
+    })
+    return env
+
+
+def run_smoke(name: str, reports: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", f"loadtests.{name}", "--smoke"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+                          env={**env, "VOXLINE_REPORTS_DIR": str(reports)},
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
 @pytest.fixture(scope="session")
@@ -85,11 +93,12 @@ def smoke_runs(
                 if getattr(item, "originalname", None) == "test_smoke_run"
                 and hasattr(item, "callspec")}
     wanted = [name for name in SMOKES if name in selected]
+    env = smoke_environment(redis_url)
     with ThreadPoolExecutor(PARALLEL) as pool:
         runs = {}
         for name in wanted:
             reports = tmp_path_factory.mktemp(f"smoke-{name}")
-            runs[name] = (reports, pool.submit(run_smoke, name, reports, redis_url))
+            runs[name] = (reports, pool.submit(run_smoke, name, reports, env))
         yield runs
 
 
