@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
 
-from deployments._heap import freeze_startup_heap
 from deployments._replica import name_replica_threads
+from pipeline.aio import freeze_startup_heap
 from pipeline.engines import Engine, create_engine
 from pipeline.tracing import adopt, call_span, install_log_context, otlp_tracing
 from schemas import ConfigurationError, EngineError, EngineSettings, get_settings

@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ray import serve
 
-from deployments._heap import freeze_startup_heap
 from deployments._replica import name_replica_threads, replica_name
 from deployments.api import ApiServer, Services, create_api, start_services
 from deployments.handles import (
@@ -29,6 +28,7 @@ from deployments.handles import (
     RemoteSynthesizer,
     RemoteTranscriber,
 )
+from pipeline.aio import freeze_startup_heap
 from pipeline.meters import GatewayMeters
 from pipeline.reply import ReplyConfig
 from pipeline.tracing import install_log_context

@@ -8,7 +8,8 @@ processes tail every session through one :class:`pipeline.log.LogFanout` each (t
 Gateway's shared tail reader) and time each event from its append (the millisecond of its
 stream id, stamped just before the append is sent) to the moment the tail yields it.
 
-Each agent is a process of its own (one core each at most, as a Gateway replica),
+Each agent is a process of its own (one core each at most, as a Gateway replica, its
+start-up heap frozen as a replica freezes its own: :func:`pipeline.aio.freeze_startup_heap`),
 driven step by step through its stdin and stdout, a JSON line each way: the parent names
 a window (wall-clock times, the same clock in every process) and a rate; writers append at
 that rate until its end; readers count the events *appended* inside the window that
@@ -69,6 +70,7 @@ async def _agent(role: str, url: str, prefix: str, sessions: list[str],
                  partitions: int) -> None:
     """A writer or a reader: a window per line of stdin, an answer per line of stdout,
     until stdin closes."""
+    from pipeline.aio import freeze_startup_heap
     from pipeline.log import EventLog, LogFanout, create_redis
     from schemas import EventLogSettings
 
@@ -82,6 +84,7 @@ async def _agent(role: str, url: str, prefix: str, sessions: list[str],
             await reader.start()
         else:  # the cluster client learns the slots before the first window
             await redis.ping()
+        freeze_startup_heap()  # as a Gateway replica does once it has started
         print(json.dumps({"pid": os.getpid()}), flush=True)
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             window = Window(**json.loads(line))

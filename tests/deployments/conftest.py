@@ -1,5 +1,5 @@
 """Replicas built here as plain classes freeze the heap when their engine loads
-(deployments/_heap.py), which in a replica is the point and in pytest's process would
+(pipeline/aio/_heap.py), which in a replica is the point and in pytest's process would
 keep every test's garbage cycles to the end of the run: each test ends with none frozen."""
 
 from __future__ import annotations

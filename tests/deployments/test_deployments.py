@@ -239,7 +239,7 @@ async def test_a_stage_replica_loads_the_engine_its_user_config_names() -> None:
 async def test_a_loaded_replica_keeps_its_start_up_heap_out_of_collections() -> None:
     """A full collection walks every tracked object (on the Gateway, on its event loop):
     what a replica made while it started is frozen once its engine has loaded, so later
-    collections walk only what serving made (deployments/_heap.py)."""
+    collections walk only what serving made (pipeline/aio/_heap.py)."""
     gc.unfreeze()
     try:
         replica = TtsReplica()
