@@ -39,6 +39,7 @@ from deployments.api import ApiServer, Services, create_api
 from deployments.api._services import start_services
 from loadtests._open_files import raise_file_limit
 from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
+from pipeline.aio import freeze_startup_heap
 from pipeline.engines import (
     LanguageModel,
     Synthesizer,
@@ -164,6 +165,7 @@ async def _serve_child(redis_url: str, prefix: str, max_turns: int | None,
     async with serve_api(redis_url, log, llm=llm, tts=tts,
                          stt=ScriptedSTT("What is the capital of France?"), vad=EnergyVAD(),
                          admission=admission) as harness:
+        freeze_startup_heap()  # as the Gateway replica does once it has started
         print(harness.url, flush=True)
         stdin = asyncio.StreamReader()
         loop = asyncio.get_running_loop()
