@@ -19,6 +19,7 @@ from ray import serve
 
 from deployments._replica import replica_name
 from deployments.handles import RemoteSynthesizer, RemoteTranscriber
+from pipeline.aio import freeze_startup_heap
 from pipeline.log import EventLog, create_redis
 from schemas import ConfigurationError, Settings
 
@@ -65,6 +66,7 @@ class NarratorReplica(_Consumers):
         refiner = RefineWorker(self.log, RemoteTranscriber(stt), consumer=name)
         self.workers = (narrator, refiner)
         self.tasks = {"autoplay": narrator.start(), "refine": refiner.start()}
+        freeze_startup_heap()  # its loop streams narrations' audio: no walks of start-up
 
 
 @serve.deployment(name="Metrics", ray_actor_options={"num_cpus": 0.1})
@@ -99,6 +101,7 @@ class MetricsReplica(_Consumers):
                                               settings.api.metrics_report_s)
             replicas = ReplicaMetrics(self.log, ReplicaCollector().register(), board)
             self.tasks["replicas"] = asyncio.create_task(replicas.run())
+        freeze_startup_heap()
 
     async def status(self) -> dict[str, Any]:
         return {**await super().status(), "prometheus": self.endpoint}
