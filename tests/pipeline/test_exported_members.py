@@ -33,6 +33,8 @@ FACADES = {
     "pipeline.aio": [
         "Batcher", "BatcherStats", "ThreadStream", "aclose_stream", "batched", "iterate_in_thread",
         "name_os_thread", "reraise_lost_cancel",
+        # a long-lived process's start-up objects out of the collections that pause its loop
+        "freeze_startup_heap",
     ],
     "pipeline.log": [
         "AppendResult", "CallLeases", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader",
