@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from pipeline.aio import freeze_startup_heap
+
 #: the liveness bound: no more than one /healthz in a hundred may take longer while an
 #: expensive input is sent ...
 PING_BOUND_MS = 200
@@ -48,7 +50,8 @@ async def pinging(url: str) -> AsyncIterator[list[float]]:
     allocations then scans millions of them (~0.5 s with 4 million, measured), which is
     the harness's pause, not the server's (a CI run saw a 401 ms ping that way, late in
     the suite). So what exists before the pings is frozen out of collection
-    (``gc.freeze``) while they run; what the server allocates meanwhile is still
+    (:func:`pipeline.aio.freeze_startup_heap`, as a replica freezes its start-up) while
+    they run; what the server allocates meanwhile is still
     collected, and still counts."""
     latencies: list[float] = []
     stop = asyncio.Event()
@@ -67,8 +70,7 @@ async def pinging(url: str) -> AsyncIterator[list[float]]:
                 if stop.is_set():
                     return
 
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     task = asyncio.create_task(ping())
     await asyncio.sleep(0.05)
     try:
