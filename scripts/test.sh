@@ -33,10 +33,12 @@ if [ "$#" -gt 0 ]; then
   coverage+=(--cov-fail-under=0)
 fi
 set +e
-# Two workers (pytest-xdist): much of the suite waits on sockets, servers and subprocesses,
-# so two share two cores well; tests/conftest.py shares them out module by module, every
-# module that starts the Serve app on one worker. VOXLINE_TEST_WORKERS=0: one process.
-workers=(-n "${VOXLINE_TEST_WORKERS:-2}")
+# Three workers (pytest-xdist): much of the suite waits on sockets, servers and
+# subprocesses, so three keep two cores busy (measured on a clean clone, 2026-11-28:
+# 17:21 of pytest with two workers; 14:48 with three, the cores 94 % busy throughout);
+# tests/conftest.py shares them out module by module, every module that starts the Serve
+# app on one worker. VOXLINE_TEST_WORKERS=N for another count, 0 for one process.
+workers=(-n "${VOXLINE_TEST_WORKERS:-3}")
 "$VENV/bin/python" -m pytest "${workers[@]}" "${coverage[@]}" --durations=15 "$@"  # the slowest: where the minutes go
 status=$?
 set -e

@@ -30,7 +30,7 @@ def _serve_modules() -> frozenset[str]:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """How pytest-xdist shares the tests out (scripts/test.sh runs two workers): module by
+    """How pytest-xdist shares the tests out (scripts/test.sh runs three workers): module by
     module, each module's tests in their order on one worker with its module fixtures made
     once (several modules' tests build on state an earlier test of theirs left); and
     every module that starts the Serve app on one worker, so the session's app (a whole
