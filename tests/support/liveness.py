@@ -51,8 +51,7 @@ async def pinging(url: str) -> AsyncIterator[list[float]]:
     the harness's pause, not the server's (a CI run saw a 401 ms ping that way, late in
     the suite). So what exists before the pings is frozen out of collection
     (:func:`pipeline.aio.freeze_startup_heap`, as a replica freezes its start-up) while
-    they run; what the server allocates meanwhile is still
-    collected, and still counts."""
+    they run; what the server allocates meanwhile is still collected, and still counts."""
     latencies: list[float] = []
     stop = asyncio.Event()
 
