@@ -101,8 +101,14 @@ def alive(processes: list[psutil.Process]) -> list[str]:
 
 
 async def refused_while_draining(url: str) -> dict[str, object]:
-    """POST /v1/sessions until the drain answers it (bounded)."""
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+    """POST /v1/sessions until the drain answers it (bounded).
+
+    Each POST on a connection of its own: a draining server closes its idle keep-alive
+    connections, and a POST sent on one as it closes is lost unanswered (``httpx.ReadError``
+    in a clean-clone run through Serve's proxy). A client may retry only idempotent requests
+    on such a close, so what is checked is a fresh request's answer."""
+    async with httpx.AsyncClient(base_url=url, timeout=10,
+                                 headers={"connection": "close"}) as http:
         for _ in range(200):
             response = await http.post("/v1/sessions", json={})
             if response.status_code == 503:

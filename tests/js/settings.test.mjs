@@ -7,7 +7,7 @@ import {
 import { fakeById } from "./fake-dom.mjs";
 
 const SETTINGS = {
-  voice: "amy", language: "fr", speech_speed: 1.5, auto_play: true, realtime_tts: false,
+  system_prompt: "Tell long stories.", voice: "amy", language: "fr", speech_speed: 1.5, auto_play: true, realtime_tts: false,
   interruptions: "confirmed", stt_mode: "whisperx", end_of_speech_ms: 700, sampling: { max_tokens: 64 },
 };
 
@@ -20,14 +20,16 @@ test("settings shown in the form read back the same", () => {
   assert.deepEqual(readSettings($), SETTINGS);
 });
 
-test("an empty voice is the engine's default; an empty language is English", () => {
+test("an empty voice is the engine's default; an empty language is English; empty instructions are left out", () => {
   const $ = fakeById();
   showSettings($, { ...SETTINGS, voice: null });
   assert.equal($("voice").value, "");
   $("voice").value = "  ";
   $("language").value = " ";
   $("max-tokens").value = "32";
+  $("system-prompt").value = " \n ";
   const read = readSettings($);
+  assert.equal("system_prompt" in read, false); // the server's default, or the session's own
   assert.equal(read.voice, null);
   assert.equal(read.language, "en");
   assert.deepEqual(read.sampling, { max_tokens: 32 });

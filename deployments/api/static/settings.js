@@ -7,7 +7,10 @@ import { CALL_FORMATS } from "./call.js";
 /** The settings the form says. */
 export function readSettings($) {
   const voice = $("voice").value.trim();
+  const instructions = $("system-prompt").value.trim();
   return {
+    // empty: left out, so a new session gets the server's default and an update keeps it
+    ...(instructions ? { system_prompt: instructions } : {}),
     voice: voice || null,
     language: $("language").value.trim() || "en",
     speech_speed: Number($("speed").value),
@@ -34,6 +37,7 @@ export function speedText(value) {
 
 /** Show the settings the server holds (what it answered is what applies). */
 export function showSettings($, settings) {
+  $("system-prompt").value = settings.system_prompt ?? "";
   $("voice").value = settings.voice ?? "";
   $("language").value = settings.language;
   $("speed").value = String(settings.speech_speed);
