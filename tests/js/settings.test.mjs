@@ -7,7 +7,8 @@ import {
 import { fakeById } from "./fake-dom.mjs";
 
 const SETTINGS = {
-  system_prompt: "Tell long stories.", voice: "amy", language: "fr", speech_speed: 1.5, auto_play: true, realtime_tts: false,
+  system_prompt: "Tell long stories.",
+  voice: "amy", language: "fr", speech_speed: 1.5, auto_play: true, realtime_tts: false,
   interruptions: "confirmed", stt_mode: "whisperx", end_of_speech_ms: 700, sampling: { max_tokens: 64 },
 };
 
