@@ -50,9 +50,7 @@ async def test_idle_sockets_hold_no_redis_connection_each(harness: Harness) -> N
     sockets: list[ClientConnection] = []
     try:
         async with asyncio.timeout(HANG_GUARD_S):
-            for batch in range(0, IDLE_SOCKETS, 50):
-                sockets += await connect_all(
-                    [f"{s.ws_url}?token={s.token}" for s in sessions[batch:batch + 50]])
+            sockets = await connect_all([f"{s.ws_url}?token={s.token}" for s in sessions])
         await _until(lambda: tails.subscribers >= IDLE_SOCKETS, "every sender live")
         assert tails.streams == IDLE_SOCKETS
         assert _in_use(harness) <= 3, f"{_in_use(harness)} Redis connections in use"
