@@ -26,7 +26,8 @@ DOCS = ROOT / "docs"
 #: every page whose examples are checked, in the order they run (the site's order:
 #: later examples use what earlier ones wrote)
 PAGES = (README, DOCS / "index.md", DOCS / "usage.md", DOCS / "architecture.md",
-         DOCS / "operations.md", DOCS / "performance.md", DOCS / "configuration.md")
+         DOCS / "operations.md", DOCS / "performance.md", DOCS / "measurements.md",
+         DOCS / "configuration.md")
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 _MARK = re.compile(r"<!--\s*(runs|does not run:\s*(?P<reason>.*?))\s*-->\s*\Z", re.S)
