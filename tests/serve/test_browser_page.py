@@ -21,6 +21,7 @@ from pipeline.webrtc import CALL_RATE
 from tests.serve._app import App
 from tests.support.audio_fixtures import compose, piper_float
 from tests.support.browser_harness import (
+    TIMEOUT_MS,
     browser_page,
     chromium_path,
     off_host_requests,
@@ -43,6 +44,9 @@ ECHO = "Repeat the user's words exactly."
 KNIGHT = ("The knight rode through the dark forest, crossed the cold river, climbed the high "
           "hill, walked along the old stone wall, and saw the castle where the old dragon "
           "slept on a pile of gold and silver coins.")
+#: how long the long reply may take to be written and spoken up to 8 s ahead: a hang
+#: guard (a suite run beside a busy loop starved the niced model replicas past 90 s)
+LONG_REPLY_MS = 3 * TIMEOUT_MS
 RATE = 16000
 CALL_FRAME = CALL_RATE // 50  # the samples of one 20 ms packet of a call
 
@@ -199,7 +203,9 @@ def test_hands_free_speech_over_a_reply_stops_it(app: App, talking_wav: Path,
         _set_max_tokens(page, 96)
         page.get_by_label("Speech speed").fill("0.5")
         _type_and_send(page, KNIGHT)
-        wait_for(page, "s.scheduledAhead > 8")
+        # the whole sentence is one piece after the first four words: it is written and
+        # spoken before any of it is queued, minutes on a starved machine (a hang guard)
+        wait_for(page, "s.scheduledAhead > 8", timeout_ms=LONG_REPLY_MS)
         page.get_by_role("button", name="Microphone on").click()
         if talk_on:
             wait_for(page, "s.events.some(e => e.type === 'response.paused')")
