@@ -127,6 +127,6 @@ async def _asked(answer: Awaitable[Any], *, bound_s: float) -> tuple[Any, bool]:
     try:
         return await asyncio.wait_for(answer, timeout=bound_s), False
     except TimeoutError:
-        return f"unavailable: no answer within {bound_s:.0f} s", True
+        return f"unavailable: no answer within {bound_s:g} s", True
     except Exception as exc:
         return f"unavailable: {type(exc).__name__}: {exc}", False
