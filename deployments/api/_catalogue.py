@@ -98,13 +98,13 @@ class EngineCatalogue:
         slow: list[str] = []
         was_ready, self._ready = self._ready, {}
         for name, (answer, late) in zip(asks, answers, strict=True):
-            if _is_ready(name, answer):
+            if _is_ready(answer):
                 self._ready[name] = answer
             elif late and name in was_ready:
                 answer = was_ready[name]
                 slow.append(name)
             checks[name] = answer
-        checks["ready"] = all(_is_ready(name, checks[name]) for name in asks)
+        checks["ready"] = all(_is_ready(checks[name]) for name in asks)
         if slow:
             checks["slow"] = slow
         return checks
@@ -115,10 +115,11 @@ async def _pinged(redis: Redis) -> str:
     return "ok"
 
 
-def _is_ready(name: str, answer: Any) -> bool:
-    if name == "redis":
-        return bool(answer == "ok")
-    return isinstance(answer, dict) and bool(answer.get("ready", False))
+def _is_ready(answer: Any) -> bool:
+    """Redis's "ok", or an engine's or worker's description that says it is ready."""
+    if isinstance(answer, dict):
+        return bool(answer.get("ready", False))
+    return bool(answer == "ok")
 
 
 async def _asked(answer: Awaitable[Any], *, bound_s: float) -> tuple[Any, bool]:

@@ -42,7 +42,8 @@ class ReadinessMonitor:
     ) -> None:
         self._probe = probe
         self.refresh_s = refresh_s
-        #: one round's bound: the probe bounds each dependency (5 s), and asks several
+        #: one round's bound, above the probe's own (it asks every dependency at once,
+        #: each within 5 s): a call that does not end when cancelled cannot hold the loop
         self.round_s = round_s
         #: two rounds and a round's bound is the longest a healthy loop goes without an
         #: answer
