@@ -72,10 +72,13 @@ async def _agent(role: str, url: str, prefix: str, sessions: list[str],
     until stdin closes."""
     from pipeline.aio import freeze_startup_heap
     from pipeline.log import EventLog, LogFanout, create_redis
-    from schemas import EventLogSettings
+    from schemas import Settings
 
     redis = create_redis(url)
-    log = EventLog(redis, EventLogSettings(key_prefix=prefix, partitions=partitions))
+    # the product's VOXLINE_LOG__* settings (VOXLINE_LOG__LIVE_PUSH=false: the blocking
+    # read of the changes stream instead of pushes), with the run's keys
+    settings = Settings().log.model_copy(update={"key_prefix": prefix, "partitions": partitions})
+    log = EventLog(redis, settings)
     fanout = LogFanout(log)
     reader = _Reader(fanout, sessions) if role == "reader" else None
     loop = asyncio.get_running_loop()
@@ -174,15 +177,16 @@ class _Reader:
     async def measure(self, window: Window) -> dict[str, Any]:
         self.window, self.latencies = window, []
         await asyncio.sleep(max(window.start - time.time(), 0))
-        reads = self.fanout.reads
+        reads, pushes = self.fanout.reads, self.fanout.pushes
         await asyncio.sleep(max(window.end - time.time(), 0))
         reads = self.fanout.reads - reads  # the live reads sent in the measured span
+        pushes = self.fanout.pushes - pushes  # and the appends Redis pushed
         await asyncio.sleep(max(window.end + GRACE_S - time.time(), 0))
         self.window = None
         failed = [t for t in self.tasks if t.done()]
         errors = [repr(t.exception()) for t in failed if not t.cancelled() and t.exception()]
         return {"latencies": self.latencies, "tails_ended": len(failed), "reads": reads,
-                "error": errors[0] if errors else None}
+                "pushes": pushes, "error": errors[0] if errors else None}
 
     async def stop(self) -> None:
         for task in self.tasks:

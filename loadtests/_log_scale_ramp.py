@@ -104,7 +104,8 @@ def _line(step: Step) -> str:
     groups = ", ".join(f"{k} {v:.0f}%" for k, v in cpu["cpu_pct_of_one_core"].items())
     verdict = "held" if step.passed else "FAILED (" + "; ".join(step.why) + ")"
     trips = "".join(f", {label} {f[key]}" for key, label in (
-        ("appends_per_round_trip", "appends/trip"), ("live_reads_per_event", "reads/event"))
+        ("appends_per_round_trip", "appends/trip"), ("live_reads_per_event", "reads/event"),
+        ("live_pushes_per_event", "pushes/event"))
         if f.get(key) is not None)
     return (f"offered {f['offered']}: {f['events_per_s']:.0f} events/s, p99 "
             f"{f['latency_ms']['p99']:.1f} ms, p50 {f['latency_ms']['p50']:.1f} ms{trips}; "

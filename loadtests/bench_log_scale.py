@@ -155,8 +155,8 @@ def _log_step(rate: float, window: LogWindow, answers: dict[str, list[dict[str, 
         # event delivered (fewer round trips per event is most of the clients' CPU)
         "appends_per_round_trip": _ratio(sum(w["appended"] for w in writers),
                                          sum(w.get("round_trips", 0) for w in writers)),
-        "live_reads_per_event": _ratio(sum(a.get("reads", 0) for a in answers["reader"]),
-                                       len(latencies)),
+        **{f"live_{name}_per_event": _ratio(sum(a.get(name, 0) for a in answers["reader"]),
+                                            len(latencies)) for name in ("reads", "pushes")},
         "cpu": cpu.as_dict(),
     }
     why = []

@@ -90,6 +90,12 @@ class EventLogSettings(BaseModel):
         default=256, ge=1,
         description="events a live reader (socket, SSE) may fall behind before it is dropped",
     )
+    live_push: bool = Field(
+        default=True,
+        description="Redis pushes each append to the live readers that follow its session "
+        "(sharded Pub/Sub) instead of waking every reader of its partition; off: appends "
+        "are not published and readers block on the changes stream",
+    )
     partitions: int = Field(
         default=16, ge=1, le=16384,
         description="Redis Cluster only: sessions are spread over this many hash tags, each "

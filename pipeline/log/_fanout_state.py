@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from pipeline.log._blocking import BlockingReads
+from pipeline.log._push import Subscription
 from pipeline.log.streamid import StreamId
 from schemas import Event, OverloadedError, VoxlineError
 
@@ -74,7 +75,8 @@ class PartitionRead:
     """The live read of one partition (of everything, standalone): its streams, its wake
     stream and the task that reads them."""
 
-    def __init__(self, wake_key: str, changes_key: str, connection: BlockingReads) -> None:
+    def __init__(self, wake_key: str, changes_key: str, connection: BlockingReads,
+                 push: bool = False) -> None:
         self.wake_key = wake_key
         self.changes_key = changes_key
         self.connection = connection  # its own: cancelling the read never harms the pool
@@ -88,3 +90,12 @@ class PartitionRead:
         self.wake_pending = False
         self.blocking = False
         self.task: asyncio.Task[None] | None = None
+        #: pushed reads (:mod:`pipeline.log._push`): the subscription, the streams it
+        #: names, whether one joined since, when the changes stream is read next and
+        #: whether anything was heard since the last such read
+        self.subscription = Subscription(connection.redis, self.changed) if push else None
+        self.subscribed: set[str] = set()
+        self.joined = False
+        self.next_sweep = 0.0
+        self.heard = False
+        self.quiet_since = 0.0

@@ -1,6 +1,7 @@
-"""The live read of one partition, as :class:`pipeline.log.LogFanout` runs it: block on
-the partition's changes stream, mark the followed streams it names, read those from
-their cursors and hand out what came; ride out an outage for ``outage_grace_s``.
+"""The live read of one partition, as :class:`pipeline.log.LogFanout` runs it: wait for
+the appends Redis pushes (or block on the partition's changes stream), mark the followed
+streams they name, read those from their cursors and hand out what came; ride out an
+outage for ``outage_grace_s``.
 
 An append of one small event is carried whole by its changes entry
 (``CHANGES_INLINE_BYTES``): when it is the very next entry its tails are due, it is
@@ -12,6 +13,7 @@ the numbers, tails without room) is read from the stream, as always.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -22,6 +24,7 @@ from pipeline.log._blocking import refresh_topology
 from pipeline.log._codec import decode_entry, entry_number
 from pipeline.log._fanout_state import PartitionRead, Stream
 from pipeline.log._outage import Outage
+from pipeline.log._push import SWEEP_S, Subscription
 from pipeline.log.eventlog import EventLog
 from pipeline.log.keys import CHANGES_MAXLEN
 from pipeline.log.streamid import StreamId
@@ -42,6 +45,7 @@ class LiveReads:
     block_ms: int
     reads: int
     keys_read: int
+    pushes: int
     _closed: bool
 
     def _hand_out(self, stream: Stream, event: Event, number: int) -> None:
@@ -53,7 +57,9 @@ class LiveReads:
     async def _read_forever(self, read: PartitionRead) -> None:
         outage = Outage(self.log.settings.outage_grace_s)
         while not self._closed:
-            if not read.streams:
+            if not read.streams and not read.subscribed:
+                if read.subscription is not None:
+                    read.subscription.inbox.clear()  # pushes still in flight as it left
                 read.changed.clear()
                 await read.changed.wait()
                 continue
@@ -83,12 +89,82 @@ class LiveReads:
         read.changed.clear()
         read.wake_pending = False
         if read.changes_cursor is None:
+            if read.subscription is not None:  # starting over: subscribed anew below
+                await read.subscription.aclose()
+                read.subscribed.clear()
             read.changes_cursor = await self._last_change(read)
             read.dirty.update(read.streams)  # what came before that cursor
-        if not read.dirty:
+        if read.subscription is not None:
+            await self._await_pushes(read, read.subscription)
+        elif not read.dirty:
             await self._await_changes(read)
         if read.dirty:
             await self._read_streams(read)
+
+    async def _await_pushes(self, read: PartitionRead, subscription: Subscription) -> None:
+        """Wait for an append Redis pushes here (or a stream joining, or the sweep's
+        time), and take what came; every :data:`SWEEP_S`, read the changes stream too
+        (:mod:`pipeline.log._push`)."""
+        loop = asyncio.get_running_loop()
+        if read.joined or len(read.subscribed) != len(read.streams):
+            await self._resubscribe(read, subscription)
+        if not read.dirty and not subscription.inbox and loop.time() < read.next_sweep:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(read.next_sweep):
+                    await read.changed.wait()
+        if subscription.error is not None:
+            raise subscription.error
+        if subscription.overflowed:  # pushes were dropped: read every stream
+            subscription.overflowed = False
+            read.dirty.update(read.streams)
+        while subscription.inbox:
+            self.pushes += 1
+            read.heard = True
+            await self._take_change(read, subscription.inbox.popleft())
+        if loop.time() >= read.next_sweep:
+            await self._sweep(read)
+            read.next_sweep = loop.time() + SWEEP_S
+
+    async def _resubscribe(self, read: PartitionRead, subscription: Subscription) -> None:
+        """Subscribe to the streams that joined (confirmed before they are read: an
+        append after that is pushed here) and leave those that have no tails now."""
+        read.joined = False
+        following = read.streams.keys()
+        gone = [key for key in read.subscribed if key not in following]
+        new = [key for key in following if key not in read.subscribed]
+        read.subscribed.difference_update(gone)
+        await subscription.unsubscribe(gone)
+        await subscription.subscribe(new, read.changes_key)
+        read.subscribed.update(new)
+
+    async def _sweep(self, read: PartitionRead) -> None:
+        """Read the changes stream from its cursor, without blocking: what a lost push
+        left behind. A cursor this many entries back may be past the trim, and a
+        partition quiet for ``block_ms`` is read whole, as the blocking read does."""
+        seen = 0
+        while True:
+            reply: Any = await read.connection.xread(
+                {read.changes_key: read.changes_cursor}, count=_CHANGES_PAGE, block_ms=None)
+            reraise_lost_cancel()
+            self.reads += 1
+            entries = reply[0][1] if reply else []
+            if entries:
+                read.heard = True
+                read.changes_cursor = _id_text(entries[-1][0])
+            seen += len(entries)
+            if seen >= CHANGES_MAXLEN:
+                read.dirty.update(read.streams)
+                return
+            for _, fields in entries:
+                await self._take_change(read, fields)
+            if len(entries) < _CHANGES_PAGE:
+                break
+        now = asyncio.get_running_loop().time()
+        if read.heard:
+            read.heard, read.quiet_since = False, now
+        elif now - read.quiet_since >= self.block_ms / 1000:
+            read.dirty.update(read.streams)  # for writers that name nothing
+            read.quiet_since = now
 
     async def _last_change(self, read: PartitionRead) -> str:
         newest: Any = await self.log.redis.xrevrange(read.changes_key, count=1)
@@ -120,14 +196,20 @@ class LiveReads:
                 read.dirty.update(read.streams)
                 continue
             for _, fields in entries:
-                key = _id_text(fields[b"k"])
-                stream = read.streams.get(key)
-                last = fields.get(b"i")  # the append's last id: handed out here already?
-                if stream is None or (
-                        last is not None and StreamId.parse(_id_text(last)) <= stream.cursor):
-                    continue
-                if not await self._hand_out_inline(read, key, stream, fields):
-                    read.dirty.add(key)
+                await self._take_change(read, fields)
+
+    async def _take_change(self, read: PartitionRead, fields: dict[bytes, bytes]) -> None:
+        """One append, as its changes entry (or its push) names it: handed out from the
+        entry, or its stream marked to read; nothing when no tail here follows it or it
+        was handed out already."""
+        key = _id_text(fields[b"k"])
+        stream = read.streams.get(key)
+        last = fields.get(b"i")  # the append's last id: handed out here already?
+        if stream is None or (
+                last is not None and StreamId.parse(_id_text(last)) <= stream.cursor):
+            return
+        if not await self._hand_out_inline(read, key, stream, fields):
+            read.dirty.add(key)
 
     async def _hand_out_inline(self, read: PartitionRead, key: str, stream: Stream,
                                fields: dict[bytes, bytes]) -> bool:

@@ -46,16 +46,18 @@ end
 #:       minid ('' = none), expire_s ('' = none), feed_maxlen, n_events, session_id,
 #:       changes_maxlen, inline_bytes (an append of one event whose fields are no longer
 #:       than this is copied whole into its changes entry: a live reader then needs no
-#:       second read for it; 0: never), then per event: id, feed ('1'/'0'), n_fields,
-#:       fields...
+#:       second read for it; 0: never), push ('1': the changes entry's fields are also
+#:       published, msgpack'd, on the shard channel named as KEYS[1], for the live
+#:       readers that follow the session: :mod:`pipeline.log._push`), then per event: id,
+#:       feed ('1'/'0'), n_fields, fields...
 #: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id} | {'erased', ''}.
 APPEND = _PRELUDE + ("""
 local key, feed, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'erased', ''} end
 local maxlen, approx, minid, expire_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local feed_maxlen, count, session_id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local changes_maxlen, inline_bytes = ARGV[8], tonumber(ARGV[9])
-local events, pos = {}, 10
+local changes_maxlen, inline_bytes, push = ARGV[8], tonumber(ARGV[9]), ARGV[10]
+local events, pos = {}, 11
 for i = 1, count do
   local ev = {id = ARGV[pos], feed = ARGV[pos + 1], fields = {}}
   local nf = tonumber(ARGV[pos + 2])
@@ -110,6 +112,9 @@ if count == 1 and inline_bytes > 0 then
   end
 end
 redis.call(unpack(change))
+if push == '1' then
+  redis.call('SPUBLISH', key, cmsgpack.pack({unpack(change, 7)}))
+end
 if #change > 10 then
   -- an event rides whole in its changes entry: it goes within CHANGES_KEEP_MS, however
   -- quiet the partition (whole nodes only: cheap when there is nothing to trim)

@@ -227,6 +227,7 @@ class EventLog:
             session_id,
             CHANGES_MAXLEN,
             CHANGES_INLINE_BYTES,
+            "1" if settings.live_push else "0",
         ]
         key = await self.data_key(session_id, create=True)
         for event in batch:

@@ -46,6 +46,15 @@ append handed out already wakes no read of its stream. (Measured with
 ``loadtests/bench_log_scale.py``'s live sessions: these two took a Gateway from ~2,000
 to 5,000 sockets held on this 2-core machine.)
 
+**Redis pushes the appends** (``EventLogSettings.live_push``, on by default;
+:mod:`pipeline.log._push`). Blocking on the changes stream, every reader of a partition
+is woken by every append there; with sockets spread over Gateways each event cost one
+read per Gateway. Instead the append script also publishes its changes entry on a shard
+channel named as the session's stream, and the live read subscribes to the streams it
+follows: it hears its own sessions only, and a small event arrives whole, with no read.
+The changes stream stays the truth: the pushed read also reads it, without blocking,
+every ``SWEEP_S``, so an append whose push was lost is late by at most that.
+
 On a Redis Cluster one XREAD may only name keys of one slot, so there is one live read per
 partition that has subscribers (:mod:`pipeline.log.keys`: a partition's sessions share a
 slot, and its changes stream and the reader's wake stream are in that slot too): the
@@ -85,9 +94,13 @@ class LogFanout(LiveReads):
     """
 
     def __init__(self, log: EventLog, *, block_ms: int = 2000,
-                 on_deliver: Callable[[int], None] | None = None) -> None:
+                 on_deliver: Callable[[int], None] | None = None,
+                 push: bool | None = None) -> None:
         self.log = log
         self.block_ms = block_ms
+        #: appends pushed by Redis (:mod:`pipeline.log._push`) instead of a blocking read
+        #: of the changes stream (default: the log's ``live_push``)
+        self.push = log.settings.live_push if push is None else push
         #: told the time (``ts``, ms) of each event as it is handed to its readers
         self.on_deliver = on_deliver
         self.reader_id = uuid.uuid4().hex
@@ -99,6 +112,8 @@ class LogFanout(LiveReads):
         #: benchmarks)
         self.reads = 0
         self.keys_read = 0
+        #: appends Redis pushed here (a figure for tests and benchmarks)
+        self.pushes = 0
 
     # ---- what callers see -------------------------------------------------------------
 
@@ -162,6 +177,8 @@ class LogFanout(LiveReads):
         self._fail_all(EventLogError("the server is shutting down", transient=True))
         for read in self._reads.values():  # one by one: on a cluster they are in other slots
             await read.connection.aclose()
+            if read.subscription is not None:
+                await read.subscription.aclose()
             with contextlib.suppress(Exception):
                 await self.log.redis.delete(read.wake_key)
 
@@ -191,6 +208,7 @@ class LogFanout(LiveReads):
         if stream is None:
             stream = read.streams[key] = Stream(session_id, at.cursor, at.expected)
             read.dirty.add(key)
+            read.joined = True
             self._wake(read)
         stream.subscribers.add(subscriber)
         self._ensure_reader(read)
@@ -202,7 +220,8 @@ class LogFanout(LiveReads):
         if read is None:
             read = self._reads[partition] = PartitionRead(
                 self.log.keys.wake(partition, self.reader_id),
-                self.log.keys.changes(partition), BlockingReads(self.log.redis))
+                self.log.keys.changes(partition), BlockingReads(self.log.redis),
+                push=self.push)
         return read
 
     def _leave(self, subscriber: Subscriber) -> None:

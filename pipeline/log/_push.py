@@ -1,0 +1,167 @@
+"""The appends Redis pushes to a live reader: a sharded Pub/Sub subscription per partition.
+
+Why: a live read that blocks on its partition's changes stream is woken by *every*
+append there, and each wake is an XREAD round trip. With sessions spread over readers
+(as sockets spread over Gateways) every reader follows every partition, so each event
+cost as many reads as there were readers, all but one finding nothing of theirs (the
+16-core run of issue 49: 4.5–5.3 reads an event with 6–7 readers). Redis can instead
+send each append to the readers that follow its session: the append script publishes
+(``SPUBLISH``) the very fields of its changes entry on a channel named as the session's
+stream (a channel is not a key, and the name puts it in the stream's slot), and a reader
+subscribes (``SSUBSCRIBE``) to the streams it follows. A reader then hears only its own
+sessions, and a small event arrives whole, with no read at all.
+
+Pub/Sub keeps nothing: a message sent while a subscription was down is gone. So the
+changes stream stays the truth and a push only a shortcut: the live read still reads the
+changes stream from its cursor, without blocking, every :data:`SWEEP_S`
+(:mod:`pipeline.log._live_read`), and an append whose push did not come (a writer with
+``live_push`` off or of an older version, a subscription lost in a failover) is late by
+at most that, never unheard. A subscription that fails, or that Redis ends itself (a
+shard channel's slot moved away), fails the read, which starts over as after any outage:
+subscribed again, every stream read from its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+from redis.asyncio import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from pipeline.log._blocking import BlockingReads
+
+#: how often a pushed live read reads the changes stream too (seconds): the most an
+#: append whose push was lost waits
+SWEEP_S = 0.5
+#: pushed appends held for the read at most; past it they are dropped and the read
+#: reads every stream from its cursor instead (the log has them all)
+INBOX_LIMIT = 10_000
+
+
+class Subscription(BlockingReads):
+    """One partition's shard-channel subscription, on a connection of its own.
+
+    A task of its own receives: pushed appends queue in :attr:`inbox` (as changes-entry
+    fields) and set ``changed``; confirmations of :meth:`subscribe` release its waiter.
+    Only the owner's task calls :meth:`subscribe`, :meth:`unsubscribe` and :meth:`aclose`.
+    """
+
+    def __init__(self, redis: Any, changed: asyncio.Event) -> None:
+        super().__init__(redis)
+        self.changed = changed
+        #: pushed appends not handled yet: each a changes entry's fields, decoded
+        self.inbox: deque[dict[bytes, bytes]] = deque()
+        #: set when the inbox overflowed (and was emptied): the owner reads everything
+        self.overflowed = False
+        #: why the subscription ended (the owner raises it); ``None`` while it holds
+        self.error: RedisError | None = None
+        self._receiver: asyncio.Task[None] | None = None
+        self._confirmations: deque[asyncio.Future[None]] = deque()
+        #: unsubscriptions sent and not yet confirmed, by channel
+        self._leaving: Counter[bytes] = Counter()
+
+    @property
+    def node(self) -> tuple[str, int] | None:
+        return self._node
+
+    async def subscribe(self, keys: list[str], near: str) -> None:
+        """Subscribe to these streams' channels (``near``: a key of their slot) and wait
+        until Redis confirms them all: an append after that is pushed here."""
+        if not keys:
+            return
+        connection = await self._open(near)
+        waiters = [asyncio.get_running_loop().create_future() for _ in keys]
+        self._confirmations.extend(waiters)
+        await connection.send_command("SSUBSCRIBE", *keys)
+        await asyncio.gather(*waiters)
+        if self.error is not None:
+            raise self.error
+
+    async def unsubscribe(self, keys: list[str]) -> None:
+        """Leave these streams' channels (their confirmations are not waited for)."""
+        if not keys or self._connection is None:
+            return
+        self._leaving.update(key.encode() for key in keys)  # a count per channel
+        await self._connection.send_command("SUNSUBSCRIBE", *keys)
+
+    async def aclose(self) -> None:
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.cancel()
+            with contextlib.suppress(BaseException):
+                await receiver
+        await super().aclose()
+        self._release(RedisConnectionError("the subscription was closed"))
+
+    async def _open(self, near: str) -> Connection:
+        connection, _ = await self._connect(near)
+        if self._receiver is None:
+            self.error = None
+            self.overflowed = False
+            self.inbox.clear()
+            self._leaving.clear()
+            await connection.connect()  # type: ignore[no-untyped-call]
+            # as redis-py's own PubSub does: its default handler formats every message
+            # for a debug line, whatever the log level
+            set_handler = getattr(connection._parser, "set_pubsub_push_handler", None)
+            if set_handler is not None:
+                set_handler(_as_is)
+            self._receiver = asyncio.create_task(self._receive(connection),
+                                                 name="log-fanout-push")
+        return connection
+
+    async def _receive(self, connection: Connection) -> None:
+        try:
+            while True:
+                # no timeout (the connection has none): a quiet subscription is a healthy one,
+                # and the read's sweep finds a dead server
+                reply = await connection.read_response(push_request=True)
+                self._take(reply)
+        except asyncio.CancelledError:
+            raise
+        except RedisError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a closed socket, whatever its type
+            self._fail(RedisConnectionError(f"the subscription was lost: {exc!r}"))
+
+    def _take(self, reply: Any) -> None:
+        kind = reply[0]
+        if kind == b"smessage":
+            fields = msgpack.unpackb(reply[2], raw=True)
+            if len(self.inbox) >= INBOX_LIMIT:
+                self.inbox.clear()
+                self.overflowed = True
+            self.inbox.append(dict(zip(fields[::2], fields[1::2], strict=True)))
+            self.changed.set()
+        elif kind == b"ssubscribe":
+            if self._confirmations:
+                waiter = self._confirmations.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+        elif kind == b"sunsubscribe" and self._leaving[reply[1]] > 0:
+            self._leaving[reply[1]] -= 1
+        elif kind == b"sunsubscribe":
+            # Redis ended it (the slot moved to another node): what is pushed now goes
+            # elsewhere, so the read starts over there
+            self._fail(RedisConnectionError("Redis ended a shard channel subscription"))
+
+    def _fail(self, error: RedisError) -> None:
+        if self.error is None:
+            self.error = error
+        self._release(error)
+        self.changed.set()
+
+    def _release(self, error: RedisError) -> None:
+        while self._confirmations:
+            waiter = self._confirmations.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+
+async def _as_is(response: Any) -> Any:
+    return response

@@ -1,0 +1,162 @@
+"""Appends pushed to the live readers that follow their sessions (pipeline.log._push),
+against a real Redis server and a real Redis Cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from pipeline.log import EventLog, LogFanout, is_cluster
+from pipeline.log._push import Subscription
+from schemas import Event, EventLogSettings
+from tests.support.event_samples import typed_text as text
+
+pytestmark = pytest.mark.redis
+
+HANG_GUARD_S = 20  # a hang guard, not a timing assertion
+
+
+@pytest.fixture
+def redis_url(both_redis_urls: str) -> str:
+    return both_redis_urls
+
+
+@pytest.fixture
+async def readers(event_log: EventLog) -> AsyncIterator[list[LogFanout]]:
+    """Two live readers of one log, as two Gateways each hold their own sockets."""
+    made = [LogFanout(event_log, block_ms=200), LogFanout(event_log, block_ms=200)]
+    try:
+        yield made
+    finally:
+        for fanout in made:
+            await fanout.aclose()
+
+
+async def take(tail: AsyncIterator[Event], n: int) -> list[str]:
+    async def go() -> list[str]:
+        return [(await anext(tail)).data.text for _ in range(n)]  # type: ignore[attr-defined]
+
+    return await asyncio.wait_for(go(), HANG_GUARD_S)
+
+
+async def until_subscribed(fanout: LogFanout, streams: int) -> None:
+    for _ in range(2000):
+        if sum(len(read.subscribed) for read in fanout._reads.values()) >= streams:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the live read never subscribed")
+
+
+async def test_each_reader_is_pushed_its_own_sessions_only(
+    event_log: EventLog, readers: list[LogFanout],
+) -> None:
+    """Two readers, a session each: every append reaches the reader that follows its
+    session as one push, and the other reader hears nothing of it (a blocking read of the
+    changes stream would be woken by both sessions' appends)."""
+    first, second = readers
+    tails = [first.tail("mine"), second.tail("theirs")]
+    pending = [asyncio.ensure_future(take(tail, 30)) for tail in tails]
+    await until_subscribed(first, 1)
+    await until_subscribed(second, 1)
+    for i in range(30):
+        await event_log.append(text("mine", f"m{i}"))
+        await event_log.append(text("theirs", f"t{i}"))
+    mine, theirs = await asyncio.gather(*pending)
+    assert mine == [f"m{i}" for i in range(30)]
+    assert theirs == [f"t{i}" for i in range(30)]
+    # each reader was pushed its own session's 30 appends, never the other's: at most
+    # its own (one may have been read by a sweep first), and none of the other 30
+    assert 0 < first.pushes <= 30 and 0 < second.pushes <= 30
+
+
+async def test_an_append_that_was_not_pushed_is_still_heard(
+    redis: Redis, log_settings: EventLogSettings, readers: list[LogFanout],
+) -> None:
+    """A writer with live_push off (or of an older version) publishes nothing: the pushed
+    read's sweep of the changes stream brings its appends anyway, in order."""
+    quiet = EventLog(redis, log_settings.model_copy(update={"live_push": False}))
+    fanout = readers[0]
+    tail = fanout.tail("unpushed")
+    pending = asyncio.ensure_future(take(tail, 5))
+    await until_subscribed(fanout, 1)
+    for i in range(5):
+        await quiet.append(text("unpushed", str(i)))
+    assert await pending == ["0", "1", "2", "3", "4"]
+    assert fanout.pushes == 0
+
+
+async def test_a_lost_subscription_starts_the_read_over_and_loses_nothing(
+    event_log: EventLog, redis: Redis, readers: list[LogFanout],
+) -> None:
+    """Redis drops the subscribed connection (a failover, a restart, a killed client):
+    the read subscribes again and reads from its cursors; nothing is lost or repeated."""
+    fanout = readers[0]
+    tail = fanout.tail("dropped")
+    pending = asyncio.ensure_future(take(tail, 20))
+    await until_subscribed(fanout, 1)
+    for i in range(10):
+        await event_log.append(text("dropped", str(i)))
+    [read] = fanout._reads.values()
+    assert read.subscription is not None and read.subscription.node is not None
+    host, port = read.subscription.node
+    # on this test's own Redis: only this reader subscribes there
+    kill = ("CLIENT", "KILL", "TYPE", "pubsub")
+    if is_cluster(redis):
+        killed = await redis.execute_command(  # type: ignore[call-arg]
+            *kill, target_nodes=redis.get_node(host, port))  # type: ignore[attr-defined]
+    else:
+        killed = await redis.execute_command(*kill)
+    assert killed >= 1
+    for i in range(10, 20):
+        await event_log.append(text("dropped", str(i)))
+    assert await pending == [str(i) for i in range(20)]
+
+
+async def test_an_overflowing_inbox_reads_every_stream_instead(
+    event_log: EventLog, readers: list[LogFanout], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More pushes held than the inbox's bound: they are dropped, and the read reads its
+    streams from their cursors instead (the log has every event)."""
+    monkeypatch.setattr("pipeline.log._push.INBOX_LIMIT", 3)
+    fanout = readers[0]
+    tail = fanout.tail("burst")
+    pending = asyncio.ensure_future(take(tail, 40))
+    await until_subscribed(fanout, 1)
+    # written by another log, so that none is handed out in process as it is appended
+    other = EventLog(event_log.redis, event_log.settings)
+    await asyncio.gather(*(other.append(text("burst", str(i))) for i in range(40)))
+    assert await pending == [str(i) for i in range(40)]
+
+
+def test_a_subscription_that_redis_ends_fails_the_read() -> None:
+    """A shard channel's slot moving away ends its subscriptions with a sunsubscribe the
+    reader did not ask for: the read must start over, where the slot is now. One it asked
+    for is only a confirmation."""
+    subscription = Subscription(Redis(), asyncio.Event())
+    subscription._leaving[b"asked"] += 1
+    subscription._take([b"sunsubscribe", b"asked", 0])
+    assert subscription.error is None
+    subscription._take([b"sunsubscribe", b"moved", 0])
+    assert isinstance(subscription.error, RedisConnectionError)
+    assert subscription.changed.is_set()
+
+
+def test_pushes_past_the_inbox_bound_are_dropped_and_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The inbox is bounded: past its bound it is emptied and the read told to read every
+    stream (what the pushes said is in the log)."""
+    import msgpack
+
+    monkeypatch.setattr("pipeline.log._push.INBOX_LIMIT", 3)
+    subscription = Subscription(Redis(), asyncio.Event())
+    for i in range(5):
+        payload = msgpack.packb([b"k", b"stream", b"i", f"{i}-0".encode()])
+        subscription._take([b"smessage", b"stream", payload])
+    assert subscription.overflowed
+    assert len(subscription.inbox) <= 3
+    assert subscription.inbox[-1] == {b"k": b"stream", b"i": b"4-0"}
