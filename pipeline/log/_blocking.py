@@ -73,10 +73,12 @@ class BlockingReads:
         #: dedicated connections opened (a figure for tests)
         self.opened = 0
 
-    async def xread(self, streams: dict[Any, Any], *, count: int, block_ms: int | None) -> Any:
+    async def xread(self, streams: dict[Any, Any], *, count: int, block_ms: int | None,
+                    flat: bool = False) -> Any:
         """``XREAD COUNT count [BLOCK block_ms] STREAMS ...`` (all keys in one slot;
         ``None``: no BLOCK, an answer at once): ``[[key, [(id, {field: value})]]]``, or
-        ``None`` when nothing came."""
+        ``None`` when nothing came; ``flat``: each entry's fields as Redis lists them,
+        ``[name, value, ...]`` (no dict built for an entry the caller may skip)."""
         connection, timeout_s = await self._connect(next(iter(streams)))
         command: list[Any] = ["XREAD", "COUNT", count]
         if block_ms is not None:
@@ -100,6 +102,8 @@ class BlockingReads:
         if not reply:
             return None
         streams_read = reply.items() if isinstance(reply, dict) else reply  # RESP3: a map
+        if flat:
+            return [[key, entries] for key, entries in streams_read]
         return [[key, [(entry_id, dict(zip(fields[::2], fields[1::2], strict=True)))
                        for entry_id, fields in entries]]
                 for key, entries in streams_read]

@@ -97,5 +97,6 @@ class PartitionRead:
         self.subscribed: set[str] = set()
         self.joined = False
         self.next_sweep = 0.0
+        self.sweep_timer: asyncio.TimerHandle | None = None
         self.heard = False
         self.quiet_since = 0.0

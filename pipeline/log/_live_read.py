@@ -13,7 +13,6 @@ the numbers, tails without room) is read from the stream, as always.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -109,9 +108,9 @@ class LiveReads:
         if read.joined or len(read.subscribed) != len(read.streams):
             await self._resubscribe(read, subscription)
         if not read.dirty and not subscription.inbox and loop.time() < read.next_sweep:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(read.next_sweep):
-                    await read.changed.wait()
+            if read.sweep_timer is None:  # one timer a sweep, not one a wait
+                read.sweep_timer = loop.call_at(read.next_sweep, read.changed.set)
+            await read.changed.wait()
         if subscription.error is not None:
             raise subscription.error
         if subscription.overflowed:  # pushes were dropped: read every stream
@@ -124,6 +123,9 @@ class LiveReads:
         if loop.time() >= read.next_sweep:
             await self._sweep(read)
             read.next_sweep = loop.time() + SWEEP_S
+            if read.sweep_timer is not None:
+                read.sweep_timer.cancel()
+                read.sweep_timer = None
 
     async def _resubscribe(self, read: PartitionRead, subscription: Subscription) -> None:
         """Subscribe to the streams that joined (confirmed before they are read: an
@@ -144,7 +146,8 @@ class LiveReads:
         seen = 0
         while True:
             reply: Any = await read.connection.xread(
-                {read.changes_key: read.changes_cursor}, count=_CHANGES_PAGE, block_ms=None)
+                {read.changes_key: read.changes_cursor}, count=_CHANGES_PAGE, block_ms=None,
+                flat=True)
             reraise_lost_cancel()
             self.reads += 1
             entries = reply[0][1] if reply else []
@@ -179,7 +182,7 @@ class LiveReads:
         read.blocking = True
         try:
             reply: Any = await read.connection.xread(
-                streams, count=_CHANGES_PAGE, block_ms=self.block_ms)
+                streams, count=_CHANGES_PAGE, block_ms=self.block_ms, flat=True)
         finally:
             read.blocking = False
         reraise_lost_cancel()
@@ -198,16 +201,19 @@ class LiveReads:
             for _, fields in entries:
                 await self._take_change(read, fields)
 
-    async def _take_change(self, read: PartitionRead, fields: dict[bytes, bytes]) -> None:
-        """One append, as its changes entry (or its push) names it: handed out from the
-        entry, or its stream marked to read; nothing when no tail here follows it or it
-        was handed out already."""
-        key = _id_text(fields[b"k"])
+    async def _take_change(self, read: PartitionRead, flat: list[bytes]) -> None:
+        """One append, as its changes entry (or its push) names it, fields as Redis lists
+        them (``k`` and ``i`` first, by the append script): handed out from the entry, or
+        its stream marked to read; nothing when no tail here follows it or it was handed
+        out already (most entries, so no dict is built for them)."""
+        key = _id_text(flat[1])
         stream = read.streams.get(key)
-        last = fields.get(b"i")  # the append's last id: handed out here already?
-        if stream is None or (
-                last is not None and StreamId.parse(_id_text(last)) <= stream.cursor):
+        # the append's last id: handed out here already? (an entry of a writer before it
+        # was named: read the stream)
+        if stream is None or (len(flat) > 3 and flat[2] == b"i"
+                              and StreamId.parse(_id_text(flat[3])) <= stream.cursor):
             return
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
         if not await self._hand_out_inline(read, key, stream, fields):
             read.dirty.add(key)
 

@@ -54,8 +54,9 @@ class Subscription(BlockingReads):
     def __init__(self, redis: Any, changed: asyncio.Event) -> None:
         super().__init__(redis)
         self.changed = changed
-        #: pushed appends not handled yet: each a changes entry's fields, decoded
-        self.inbox: deque[dict[bytes, bytes]] = deque()
+        #: pushed appends not handled yet: each a changes entry's fields, as Redis lists
+        #: them (``[name, value, ...]``)
+        self.inbox: deque[list[bytes]] = deque()
         #: set when the inbox overflowed (and was emptied): the owner reads everything
         self.overflowed = False
         #: why the subscription ended (the owner raises it); ``None`` while it holds
@@ -132,11 +133,10 @@ class Subscription(BlockingReads):
     def _take(self, reply: Any) -> None:
         kind = reply[0]
         if kind == b"smessage":
-            fields = msgpack.unpackb(reply[2], raw=True)
             if len(self.inbox) >= INBOX_LIMIT:
                 self.inbox.clear()
                 self.overflowed = True
-            self.inbox.append(dict(zip(fields[::2], fields[1::2], strict=True)))
+            self.inbox.append(msgpack.unpackb(reply[2], raw=True))
             self.changed.set()
         elif kind == b"ssubscribe":
             if self._confirmations:

@@ -179,6 +179,8 @@ class LogFanout(LiveReads):
             await read.connection.aclose()
             if read.subscription is not None:
                 await read.subscription.aclose()
+            if read.sweep_timer is not None:
+                read.sweep_timer.cancel()
             with contextlib.suppress(Exception):
                 await self.log.redis.delete(read.wake_key)
 

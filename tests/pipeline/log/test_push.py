@@ -159,4 +159,4 @@ def test_pushes_past_the_inbox_bound_are_dropped_and_flagged(
         subscription._take([b"smessage", b"stream", payload])
     assert subscription.overflowed
     assert len(subscription.inbox) <= 3
-    assert subscription.inbox[-1] == {b"k": b"stream", b"i": b"4-0"}
+    assert subscription.inbox[-1] == [b"k", b"stream", b"i", b"4-0"]
