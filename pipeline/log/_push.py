@@ -32,6 +32,7 @@ import msgpack  # type: ignore[import-untyped]
 from redis.asyncio import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.log._blocking import BlockingReads
 
@@ -75,11 +76,19 @@ class Subscription(BlockingReads):
         until Redis confirms them all: an append after that is pushed here."""
         if not keys:
             return
-        connection = await self._open(near)
+        if self.error is not None:  # ended meanwhile: nothing would confirm
+            raise self.error
+        connection, timeout_s = await self._open(near)
         waiters = [asyncio.get_running_loop().create_future() for _ in keys]
         self._confirmations.extend(waiters)
-        await connection.send_command("SSUBSCRIBE", *keys)
-        await asyncio.gather(*waiters)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await connection.send_command("SSUBSCRIBE", *keys)
+                await asyncio.gather(*waiters)
+        except TimeoutError as exc:  # asyncio's: the server did not answer in time
+            error = RedisTimeoutError(f"no answer to a subscription in {timeout_s} s")
+            self._fail(error)
+            raise error from exc
         if self.error is not None:
             raise self.error
 
@@ -99,8 +108,8 @@ class Subscription(BlockingReads):
         await super().aclose()
         self._release(RedisConnectionError("the subscription was closed"))
 
-    async def _open(self, near: str) -> Connection:
-        connection, _ = await self._connect(near)
+    async def _open(self, near: str) -> tuple[Connection, float]:
+        connection, timeout_s = await self._connect(near)
         if self._receiver is None:
             self.error = None
             self.overflowed = False
@@ -114,7 +123,7 @@ class Subscription(BlockingReads):
                 set_handler(_as_is)
             self._receiver = asyncio.create_task(self._receive(connection),
                                                  name="log-fanout-push")
-        return connection
+        return connection, timeout_s
 
     async def _receive(self, connection: Connection) -> None:
         try:
