@@ -155,7 +155,8 @@ class LiveReads:
                 read.heard = True
                 read.changes_cursor = _id_text(entries[-1][0])
             seen += len(entries)
-            if seen >= CHANGES_MAXLEN:
+            if seen >= CHANGES_MAXLEN:  # too far behind: from the newest on, and read all
+                read.changes_cursor = await self._last_change(read)
                 read.dirty.update(read.streams)
                 return
             for _, fields in entries:

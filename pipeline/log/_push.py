@@ -107,14 +107,14 @@ class Subscription(BlockingReads):
                 await receiver
         await super().aclose()
         self._release(RedisConnectionError("the subscription was closed"))
+        # closed, it starts clean: the next subscribe opens a new one
+        self.error, self.overflowed = None, False
+        self.inbox.clear()
+        self._leaving.clear()
 
     async def _open(self, near: str) -> tuple[Connection, float]:
         connection, timeout_s = await self._connect(near)
         if self._receiver is None:
-            self.error = None
-            self.overflowed = False
-            self.inbox.clear()
-            self._leaving.clear()
             await connection.connect()  # type: ignore[no-untyped-call]
             # as redis-py's own PubSub does: its default handler formats every message
             # for a debug line, whatever the log level

@@ -114,6 +114,16 @@ async def test_a_lost_subscription_starts_the_read_over_and_loses_nothing(
     for i in range(10, 20):
         await event_log.append(text("dropped", str(i)))
     assert await pending == [str(i) for i in range(20)]
+    # and it is pushed to again: subscribed anew, not left to the sweeps
+    pushes = fanout.pushes
+    later = asyncio.ensure_future(take(tail, 1))
+    for _ in range(2000):
+        if read.subscribed and read.subscription.error is None:
+            break
+        await asyncio.sleep(0.005)
+    await event_log.append(text("dropped", "20"))
+    assert await later == ["20"]
+    assert fanout.pushes > pushes
 
 
 async def test_an_overflowing_inbox_reads_every_stream_instead(
@@ -160,3 +170,20 @@ def test_pushes_past_the_inbox_bound_are_dropped_and_flagged(
     assert subscription.overflowed
     assert len(subscription.inbox) <= 3
     assert subscription.inbox[-1] == [b"k", b"stream", b"i", b"4-0"]
+
+
+async def test_a_sweep_too_far_behind_reads_every_stream_and_loses_nothing(
+    redis: Redis, log_settings: EventLogSettings, readers: list[LogFanout],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More unpushed appends between two sweeps than the changes stream surely keeps: the
+    sweep jumps to the newest entry and reads every stream from its cursor instead."""
+    monkeypatch.setattr("pipeline.log._live_read.CHANGES_MAXLEN", 4)
+    monkeypatch.setattr("pipeline.log._live_read._CHANGES_PAGE", 2)
+    quiet = EventLog(redis, log_settings.model_copy(update={"live_push": False}))
+    fanout = readers[0]
+    tail = fanout.tail("behind")
+    pending = asyncio.ensure_future(take(tail, 12))
+    await until_subscribed(fanout, 1)
+    await asyncio.gather(*(quiet.append(text("behind", str(i))) for i in range(12)))
+    assert await pending == [str(i) for i in range(12)]
