@@ -187,3 +187,18 @@ async def test_a_sweep_too_far_behind_reads_every_stream_and_loses_nothing(
     await until_subscribed(fanout, 1)
     await asyncio.gather(*(quiet.append(text("behind", str(i))) for i in range(12)))
     assert await pending == [str(i) for i in range(12)]
+
+
+async def test_a_burst_of_tails_starting_at_once_is_subscribed_and_pushed_to(
+    event_log: EventLog, readers: list[LogFanout],
+) -> None:
+    """Sockets resuming together (a Gateway's restart, a failover): hundreds of tails join
+    in one turn of the loop, are subscribed together, and each hears its own appends."""
+    fanout = readers[0]
+    sessions = [f"burst-{i}" for i in range(300)]
+    pending = [asyncio.ensure_future(take(fanout.tail(s), 1)) for s in sessions]
+    await until_subscribed(fanout, len(sessions))
+    other = EventLog(event_log.redis, event_log.settings)  # none handed out in process
+    await asyncio.gather(*(other.append(text(s, s)) for s in sessions))
+    assert await asyncio.gather(*pending) == [[s] for s in sessions]
+    assert fanout.pushes == len(sessions)  # each pushed (a sweep may have handed it out first)
