@@ -51,6 +51,15 @@ async def until_subscribed(fanout: LogFanout, streams: int) -> None:
     raise AssertionError("the live read never subscribed")
 
 
+async def follow(fanout: LogFanout, session_id: str,
+                 n: int) -> tuple[AsyncIterator[Event], asyncio.Future[list[str]]]:
+    """A tail of ``session_id`` taking its next ``n`` events, once it is subscribed."""
+    tail = fanout.tail(session_id)
+    pending = asyncio.ensure_future(take(tail, n))
+    await until_subscribed(fanout, 1)
+    return tail, pending
+
+
 async def test_each_reader_is_pushed_its_own_sessions_only(
     event_log: EventLog, readers: list[LogFanout],
 ) -> None:
@@ -80,9 +89,7 @@ async def test_an_append_that_was_not_pushed_is_still_heard(
     read's sweep of the changes stream brings its appends anyway, in order."""
     quiet = EventLog(redis, log_settings.model_copy(update={"live_push": False}))
     fanout = readers[0]
-    tail = fanout.tail("unpushed")
-    pending = asyncio.ensure_future(take(tail, 5))
-    await until_subscribed(fanout, 1)
+    _, pending = await follow(fanout, "unpushed", 5)
     for i in range(5):
         await quiet.append(text("unpushed", str(i)))
     assert await pending == ["0", "1", "2", "3", "4"]
@@ -95,9 +102,7 @@ async def test_a_lost_subscription_starts_the_read_over_and_loses_nothing(
     """Redis drops the subscribed connection (a failover, a restart, a killed client):
     the read subscribes again and reads from its cursors; nothing is lost or repeated."""
     fanout = readers[0]
-    tail = fanout.tail("dropped")
-    pending = asyncio.ensure_future(take(tail, 20))
-    await until_subscribed(fanout, 1)
+    tail, pending = await follow(fanout, "dropped", 20)
     for i in range(10):
         await event_log.append(text("dropped", str(i)))
     [read] = fanout._reads.values()
@@ -133,9 +138,7 @@ async def test_an_overflowing_inbox_reads_every_stream_instead(
     streams from their cursors instead (the log has every event)."""
     monkeypatch.setattr("pipeline.log._push.INBOX_LIMIT", 3)
     fanout = readers[0]
-    tail = fanout.tail("burst")
-    pending = asyncio.ensure_future(take(tail, 40))
-    await until_subscribed(fanout, 1)
+    _, pending = await follow(fanout, "burst", 40)
     # written by another log, so that none is handed out in process as it is appended
     other = EventLog(event_log.redis, event_log.settings)
     await asyncio.gather(*(other.append(text("burst", str(i))) for i in range(40)))
@@ -182,9 +185,7 @@ async def test_a_sweep_too_far_behind_reads_every_stream_and_loses_nothing(
     monkeypatch.setattr("pipeline.log._live_read._CHANGES_PAGE", 2)
     quiet = EventLog(redis, log_settings.model_copy(update={"live_push": False}))
     fanout = readers[0]
-    tail = fanout.tail("behind")
-    pending = asyncio.ensure_future(take(tail, 12))
-    await until_subscribed(fanout, 1)
+    _, pending = await follow(fanout, "behind", 12)
     await asyncio.gather(*(quiet.append(text("behind", str(i))) for i in range(12)))
     assert await pending == [str(i) for i in range(12)]
 
