@@ -75,7 +75,7 @@ async def _agent(role: str, url: str, prefix: str, sessions: list[str],
     from schemas import Settings
 
     redis = create_redis(url)
-    # the product's VOXLINE_LOG__* settings (VOXLINE_LOG__LIVE_PUSH=false: the blocking
+    # the product's VOXLINE_LOG__* settings (VOXLINE_LOG__LIVE_READ=changes: the blocking
     # read of the changes stream instead of pushes), with the run's keys
     settings = Settings().log.model_copy(update={"key_prefix": prefix, "partitions": partitions})
     log = EventLog(redis, settings)

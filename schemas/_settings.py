@@ -90,11 +90,12 @@ class EventLogSettings(BaseModel):
         default=256, ge=1,
         description="events a live reader (socket, SSE) may fall behind before it is dropped",
     )
-    live_push: bool = Field(
-        default=True,
-        description="Redis pushes each append to the live readers that follow its session "
-        "(sharded Pub/Sub) instead of waking every reader of its partition; off: appends "
-        "are not published and readers block on the changes stream",
+    live_read: Literal["push", "push_only", "changes"] = Field(
+        default="push",
+        description="push: Redis pushes each append to the live readers that follow its "
+        "session (sharded Pub/Sub), which also read the changes stream twice a second for a "
+        "lost push; push_only: no changes stream (once every Gateway pushes); changes: "
+        "readers block on the changes stream, woken by every append of their partition",
     )
     partitions: int = Field(
         default=16, ge=1, le=16384,

@@ -45,6 +45,7 @@ class LiveReads:
     reads: int
     keys_read: int
     pushes: int
+    sweeps: bool
     _closed: bool
 
     def _hand_out(self, stream: Stream, event: Event, number: int) -> None:
@@ -121,7 +122,9 @@ class LiveReads:
             read.heard = True
             await self._take_change(read, subscription.inbox.popleft())
         if loop.time() >= read.next_sweep:
-            await self._sweep(read)
+            if self.sweeps:
+                await self._sweep(read)
+            self._when_quiet(read)
             read.next_sweep = loop.time() + SWEEP_S
             if read.sweep_timer is not None:
                 read.sweep_timer.cancel()
@@ -141,8 +144,7 @@ class LiveReads:
 
     async def _sweep(self, read: PartitionRead) -> None:
         """Read the changes stream from its cursor, without blocking: what a lost push
-        left behind. A cursor this many entries back may be past the trim, and a
-        partition quiet for ``block_ms`` is read whole, as the blocking read does."""
+        left behind. A cursor this many entries back may be past the trim."""
         seen = 0
         while True:
             reply: Any = await read.connection.xread(
@@ -163,6 +165,10 @@ class LiveReads:
                 await self._take_change(read, fields)
             if len(entries) < _CHANGES_PAGE:
                 break
+
+    def _when_quiet(self, read: PartitionRead) -> None:
+        """A partition that was quiet for ``block_ms`` (nothing pushed or swept) is read
+        whole, as the blocking read does when its block times out."""
         now = asyncio.get_running_loop().time()
         if read.heard:
             read.heard, read.quiet_since = False, now

@@ -39,6 +39,9 @@ local function stream_info(key)
 end
 """
 
+#: how an append tells live readers of it, by ``EventLogSettings.live_read``
+LIVE_READ_ARG = {"push": "p", "push_only": "o", "changes": "c"}
+
 #: KEYS[1] session stream, KEYS[2] feed stream, KEYS[3] changes stream (names KEYS[1] and
 #: its last entry's id once per append, for live readers: :mod:`pipeline.log.fanout`),
 #: KEYS[4] the session's erasure tombstone: an erased session takes nothing more.
@@ -46,17 +49,18 @@ end
 #:       minid ('' = none), expire_s ('' = none), feed_maxlen, n_events, session_id,
 #:       changes_maxlen, inline_bytes (an append of one event whose fields are no longer
 #:       than this is copied whole into its changes entry: a live reader then needs no
-#:       second read for it; 0: never), push ('1': the changes entry's fields are also
-#:       published, msgpack'd, on the shard channel named as KEYS[1], for the live
-#:       readers that follow the session: :mod:`pipeline.log._push`), then per event: id,
-#:       feed ('1'/'0'), n_fields, fields...
+#:       second read for it; 0: never), live read (:data:`LIVE_READ_ARG`: 'p' the changes
+#:       entry is written and its fields also published, msgpack'd, on the shard channel
+#:       named as KEYS[1], for the live readers that follow the session,
+#:       :mod:`pipeline.log._push`; 'o' published only; 'c' written only), then per
+#:       event: id, feed ('1'/'0'), n_fields, fields...
 #: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id} | {'erased', ''}.
 APPEND = _PRELUDE + ("""
 local key, feed, changes = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'erased', ''} end
 local maxlen, approx, minid, expire_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local feed_maxlen, count, session_id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local changes_maxlen, inline_bytes, push = ARGV[8], tonumber(ARGV[9]), ARGV[10]
+local changes_maxlen, inline_bytes, live = ARGV[8], tonumber(ARGV[9]), ARGV[10]
 local events, pos = {}, 11
 for i = 1, count do
   local ev = {id = ARGV[pos], feed = ARGV[pos + 1], fields = {}}
@@ -111,16 +115,18 @@ if count == 1 and inline_bytes > 0 then
     change[#change + 1] = tostring(info.added + 1)
   end
 end
-redis.call(unpack(change))
-if push == '1' then
+if live ~= 'c' then
   redis.call('SPUBLISH', key, cmsgpack.pack({unpack(change, 7)}))
 end
-if #change > 10 then
-  -- an event rides whole in its changes entry: it goes within CHANGES_KEEP_MS, however
-  -- quiet the partition (whole nodes only: cheap when there is nothing to trim)
-  local now = redis.call('TIME')
-  local oldest = tonumber(now[1]) * 1000 - KEEP_MS
-  redis.call('XTRIM', changes, 'MINID', '~', string.format('%d-0', oldest))
+if live ~= 'o' then
+  redis.call(unpack(change))
+  if #change > 10 then
+    -- an event rides whole in its changes entry: it goes within CHANGES_KEEP_MS, however
+    -- quiet the partition (whole nodes only: cheap when there is nothing to trim)
+    local now = redis.call('TIME')
+    local oldest = tonumber(now[1]) * 1000 - KEEP_MS
+    redis.call('XTRIM', changes, 'MINID', '~', string.format('%d-0', oldest))
+  end
 end
 -- Trim, and record the newest deleted id: Redis 7.0's XTRIM does not update
 -- max-deleted-entry-id, and readers rely on it to detect that they missed events.

@@ -11,14 +11,17 @@ stream (a channel is not a key, and the name puts it in the stream's slot), and 
 subscribes (``SSUBSCRIBE``) to the streams it follows. A reader then hears only its own
 sessions, and a small event arrives whole, with no read at all.
 
-Pub/Sub keeps nothing: a message sent while a subscription was down is gone. So the
-changes stream stays the truth and a push only a shortcut: the live read still reads the
-changes stream from its cursor, without blocking, every :data:`SWEEP_S`
-(:mod:`pipeline.log._live_read`), and an append whose push did not come (a writer with
-``live_push`` off or of an older version, a subscription lost in a failover) is late by
-at most that, never unheard. A subscription that fails, or that Redis ends itself (a
-shard channel's slot moved away), fails the read, which starts over as after any outage:
-subscribed again, every stream read from its cursor.
+Pub/Sub keeps nothing: a message sent while a subscription was down is gone. A
+subscription that fails, or that Redis ends itself (a shard channel's slot moved away),
+fails the read, which starts over as after any outage: subscribed again *before* every
+stream is read from its cursor, so no append falls between the two. And the changes
+stream stays the truth, a push only a shortcut: the live read still reads the changes
+stream from its cursor, without blocking, every :data:`SWEEP_S`
+(:mod:`pipeline.log._live_read`), so an append that was never pushed (a writer with
+``live_read`` = ``changes``, or of an older version) is late by at most that, never
+unheard. With ``push_only`` no changes stream is written or read: one write less an
+append, and no reader reads every append of its partitions; for a deployment whose
+every Gateway pushes.
 """
 
 from __future__ import annotations

@@ -227,7 +227,7 @@ class EventLog:
             session_id,
             CHANGES_MAXLEN,
             CHANGES_INLINE_BYTES,
-            "1" if settings.live_push else "0",
+            _lua.LIVE_READ_ARG[settings.live_read],
         ]
         key = await self.data_key(session_id, create=True)
         for event in batch:

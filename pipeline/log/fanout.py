@@ -46,14 +46,16 @@ append handed out already wakes no read of its stream. (Measured with
 ``loadtests/bench_log_scale.py``'s live sessions: these two took a Gateway from ~2,000
 to 5,000 sockets held on this 2-core machine.)
 
-**Redis pushes the appends** (``EventLogSettings.live_push``, on by default;
+**Redis pushes the appends** (``EventLogSettings.live_read``, ``push`` by default;
 :mod:`pipeline.log._push`). Blocking on the changes stream, every reader of a partition
 is woken by every append there; with sockets spread over Gateways each event cost one
 read per Gateway. Instead the append script also publishes its changes entry on a shard
 channel named as the session's stream, and the live read subscribes to the streams it
 follows: it hears its own sessions only, and a small event arrives whole, with no read.
 The changes stream stays the truth: the pushed read also reads it, without blocking,
-every ``SWEEP_S``, so an append whose push was lost is late by at most that.
+every ``SWEEP_S``, so an append whose push was lost is late by at most that (with
+``push_only`` the changes stream is neither written nor read: one write less an append,
+and no reader reads every append of its partitions; only once every Gateway pushes).
 
 On a Redis Cluster one XREAD may only name keys of one slot, so there is one live read per
 partition that has subscribers (:mod:`pipeline.log.keys`: a partition's sessions share a
@@ -99,8 +101,10 @@ class LogFanout(LiveReads):
         self.log = log
         self.block_ms = block_ms
         #: appends pushed by Redis (:mod:`pipeline.log._push`) instead of a blocking read
-        #: of the changes stream (default: the log's ``live_push``)
-        self.push = log.settings.live_push if push is None else push
+        #: of the changes stream (default: by the log's ``live_read``), and whether the
+        #: pushed read also reads the changes stream (not when it is not written)
+        self.push = log.settings.live_read != "changes" if push is None else push
+        self.sweeps = log.settings.live_read != "push_only"
         #: told the time (``ts``, ms) of each event as it is handed to its readers
         self.on_deliver = on_deliver
         self.reader_id = uuid.uuid4().hex

@@ -85,9 +85,9 @@ async def test_each_reader_is_pushed_its_own_sessions_only(
 async def test_an_append_that_was_not_pushed_is_still_heard(
     redis: Redis, log_settings: EventLogSettings, readers: list[LogFanout],
 ) -> None:
-    """A writer with live_push off (or of an older version) publishes nothing: the pushed
+    """A writer with live_read "changes" (or of an older version) publishes nothing: the pushed
     read's sweep of the changes stream brings its appends anyway, in order."""
-    quiet = EventLog(redis, log_settings.model_copy(update={"live_push": False}))
+    quiet = EventLog(redis, log_settings.model_copy(update={"live_read": "changes"}))
     fanout = readers[0]
     _, pending = await follow(fanout, "unpushed", 5)
     for i in range(5):
@@ -96,19 +96,12 @@ async def test_an_append_that_was_not_pushed_is_still_heard(
     assert fanout.pushes == 0
 
 
-async def test_a_lost_subscription_starts_the_read_over_and_loses_nothing(
-    event_log: EventLog, redis: Redis, readers: list[LogFanout],
-) -> None:
-    """Redis drops the subscribed connection (a failover, a restart, a killed client):
-    the read subscribes again and reads from its cursors; nothing is lost or repeated."""
-    fanout = readers[0]
-    tail, pending = await follow(fanout, "dropped", 20)
-    for i in range(10):
-        await event_log.append(text("dropped", str(i)))
+async def kill_subscriptions(redis: Redis, fanout: LogFanout) -> None:
+    """Drop the fanout's subscribed connection, as a failover or a restart would (on this
+    test's own Redis: only this reader subscribes there)."""
     [read] = fanout._reads.values()
     assert read.subscription is not None and read.subscription.node is not None
     host, port = read.subscription.node
-    # on this test's own Redis: only this reader subscribes there
     kill = ("CLIENT", "KILL", "TYPE", "pubsub")
     if is_cluster(redis):
         killed = await redis.execute_command(  # type: ignore[call-arg]
@@ -116,19 +109,41 @@ async def test_a_lost_subscription_starts_the_read_over_and_loses_nothing(
     else:
         killed = await redis.execute_command(*kill)
     assert killed >= 1
-    for i in range(10, 20):
-        await event_log.append(text("dropped", str(i)))
-    assert await pending == [str(i) for i in range(20)]
-    # and it is pushed to again: subscribed anew, not left to the sweeps
-    pushes = fanout.pushes
-    later = asyncio.ensure_future(take(tail, 1))
-    for _ in range(2000):
-        if read.subscribed and read.subscription.error is None:
-            break
-        await asyncio.sleep(0.005)
-    await event_log.append(text("dropped", "20"))
-    assert await later == ["20"]
-    assert fanout.pushes > pushes
+
+
+@pytest.mark.parametrize("live_read", ["push", "push_only"])
+async def test_a_lost_subscription_starts_the_read_over_and_loses_nothing(
+    redis: Redis, log_settings: EventLogSettings, live_read: str,
+) -> None:
+    """Redis drops the subscribed connection (a failover, a restart, a killed client):
+    the read subscribes again and reads from its cursors; nothing is lost or repeated,
+    with the changes stream (``push``) or without it (``push_only``)."""
+    settings = log_settings.model_copy(update={"live_read": live_read})
+    fanout = LogFanout(EventLog(redis, settings), block_ms=200)
+    writer = EventLog(redis, settings)  # another process's appends: none handed out here
+    try:
+        tail, pending = await follow(fanout, "dropped", 20)
+        for i in range(10):
+            await writer.append(text("dropped", str(i)))
+        await kill_subscriptions(redis, fanout)
+        for i in range(10, 20):
+            await writer.append(text("dropped", str(i)))
+        assert await pending == [str(i) for i in range(20)]
+        # and it is pushed to again: subscribed anew, not left to the sweeps
+        [read] = fanout._reads.values()
+        pushes = fanout.pushes
+        later = asyncio.ensure_future(take(tail, 1))
+        for _ in range(2000):
+            if read.subscribed and read.subscription and read.subscription.error is None:
+                break
+            await asyncio.sleep(0.005)
+        await writer.append(text("dropped", "20"))
+        assert await later == ["20"]
+        assert fanout.pushes > pushes
+        changes = await redis.exists(writer.keys.changes_of("dropped"))
+        assert changes == (live_read == "push")  # push_only writes no changes stream
+    finally:
+        await fanout.aclose()
 
 
 async def test_an_overflowing_inbox_reads_every_stream_instead(
@@ -183,7 +198,7 @@ async def test_a_sweep_too_far_behind_reads_every_stream_and_loses_nothing(
     sweep jumps to the newest entry and reads every stream from its cursor instead."""
     monkeypatch.setattr("pipeline.log._live_read.CHANGES_MAXLEN", 4)
     monkeypatch.setattr("pipeline.log._live_read._CHANGES_PAGE", 2)
-    quiet = EventLog(redis, log_settings.model_copy(update={"live_push": False}))
+    quiet = EventLog(redis, log_settings.model_copy(update={"live_read": "changes"}))
     fanout = readers[0]
     _, pending = await follow(fanout, "behind", 12)
     await asyncio.gather(*(quiet.append(text("behind", str(i))) for i in range(12)))
