@@ -96,14 +96,13 @@ class LogFanout(LiveReads):
     """
 
     def __init__(self, log: EventLog, *, block_ms: int = 2000,
-                 on_deliver: Callable[[int], None] | None = None,
-                 push: bool | None = None) -> None:
+                 on_deliver: Callable[[int], None] | None = None) -> None:
         self.log = log
         self.block_ms = block_ms
         #: appends pushed by Redis (:mod:`pipeline.log._push`) instead of a blocking read
-        #: of the changes stream (default: by the log's ``live_read``), and whether the
-        #: pushed read also reads the changes stream (not when it is not written)
-        self.push = log.settings.live_read != "changes" if push is None else push
+        #: of the changes stream (by the log's ``live_read``), and whether the pushed read
+        #: also reads the changes stream (not when it is not written)
+        self.push = log.settings.live_read != "changes"
         self.sweeps = log.settings.live_read != "push_only"
         #: told the time (``ts``, ms) of each event as it is handed to its readers
         self.on_deliver = on_deliver
