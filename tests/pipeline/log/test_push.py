@@ -4,9 +4,12 @@ against a real Redis server and a real Redis Cluster."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -218,3 +221,26 @@ async def test_a_burst_of_tails_starting_at_once_is_subscribed_and_pushed_to(
     await asyncio.gather(*(other.append(text(s, s)) for s in sessions))
     assert await asyncio.gather(*pending) == [[s] for s in sessions]
     assert fanout.pushes == len(sessions)  # each pushed (a sweep may have handed it out first)
+
+
+async def test_sealed_events_are_pushed_and_open_for_the_reader(
+    redis: Redis, log_settings: EventLogSettings,
+) -> None:
+    """Encryption at rest: a push carries the sealed fields as stored (binary, through
+    msgpack whole), and the reader opens them with the session's data key."""
+    master = SecretStr(base64.b64encode(os.urandom(32)).decode())
+    settings = log_settings.model_copy(update={"encrypt": True, "master_key": master})
+    fanout = LogFanout(EventLog(redis, settings), block_ms=200)
+    writer = EventLog(redis, settings)  # another process's appends: none handed out here
+    try:
+        _, pending = await follow(fanout, "sealed", 5)
+        for i in range(5):
+            await writer.append(text("sealed", f"secret {i}"))
+        assert await pending == [f"secret {i}" for i in range(5)]
+        assert fanout.pushes == 5
+        # handed out from the pushes themselves: no read of the stream for each
+        assert fanout.keys_read <= 2, fanout.keys_read
+        stored = await redis.xrange(writer.key("sealed"))
+        assert all(b"secret" not in b"".join(fields.values()) for _, fields in stored)
+    finally:
+        await fanout.aclose()
