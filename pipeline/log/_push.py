@@ -53,6 +53,9 @@ class Subscription(BlockingReads):
     A task of its own receives: pushed appends queue in :attr:`inbox` (as changes-entry
     fields) and set ``changed``; confirmations of :meth:`subscribe` release its waiter.
     Only the owner's task calls :meth:`subscribe`, :meth:`unsubscribe` and :meth:`aclose`.
+    It takes :class:`BlockingReads`' way to its node (the slot's primary, the master behind
+    Sentinel, a fresh connection after a failure), never its ``xread``: a subscribed
+    connection takes no other command.
     """
 
     def __init__(self, redis: Any, changed: asyncio.Event) -> None:
