@@ -23,6 +23,7 @@ from schemas import (
     ResyncRequiredError,
 )
 from tests.support.event_samples import typed_text as text
+from tests.support.log_tails import take, texts
 
 
 @pytest.fixture
@@ -36,10 +37,6 @@ HANG_GUARD_S = 20  # a hang guard, not a timing assertion
 
 
 
-def texts(events: list[Event]) -> list[str]:
-    return [e.data.text for e in events]  # type: ignore[union-attr]
-
-
 @pytest.fixture
 async def fanout(event_log: EventLog) -> AsyncIterator[LogFanout]:
     fanout = LogFanout(event_log, block_ms=200)
@@ -47,13 +44,6 @@ async def fanout(event_log: EventLog) -> AsyncIterator[LogFanout]:
         yield fanout
     finally:
         await fanout.aclose()
-
-
-async def take(tail: AsyncIterator[Event], n: int) -> list[Event]:
-    async def go() -> list[Event]:
-        return [await anext(tail) for _ in range(n)]
-
-    return await asyncio.wait_for(go(), HANG_GUARD_S)
 
 
 async def until_live(fanout: LogFanout, subscribers: int) -> None:
