@@ -180,10 +180,11 @@ class LogFanout(LiveReads):
         self._fail_all(EventLogError("the server is shutting down", transient=True))
         for read in self._reads.values():  # one by one: on a cluster they are in other slots
             await read.connection.aclose()
-            if read.subscription is not None:
-                await read.subscription.aclose()
             if read.sweep_timer is not None:
                 read.sweep_timer.cancel()
+            if read.subscription is not None:  # a pushed read never writes its wake stream
+                await read.subscription.aclose()
+                continue
             with contextlib.suppress(Exception):
                 await self.log.redis.delete(read.wake_key)
 
