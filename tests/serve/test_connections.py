@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -59,18 +60,27 @@ async def test_idle_sockets_leave_readyz_and_sessions_alone(client: VoxlineClien
     """More sockets than the 256 ongoing requests the Gateway used to allow."""
     sessions = await asyncio.gather(*(client.create_session() for _ in range(300)))
     sockets = []
+    progress: dict[str, object] = {"phase": "connecting"}  # what a timeout reports
     try:
         async with asyncio.timeout(IDLE_SOCKETS_GUARD_S):
+            started = time.monotonic()
             sockets = await connect_all([f"{s.ws_url}?token={s.token}" for s in sessions])
+            progress.update(phase="counting readers",
+                            connected_after_s=round(time.monotonic() - started, 1))
             for _ in range(IDLE_SOCKETS_GUARD_S):  # the senders go live after the resume window
                 await asyncio.sleep(1.0)
                 ready = await client.http.get("/readyz")
                 assert ready.status_code == 200, _not_ready(ready.json())
+                progress.update(log_tail=ready.json()["log_tail"],
+                                after_s=round(time.monotonic() - started, 1),
+                                closed=sum(ws.close_code is not None for ws in sockets))
                 if ready.json()["log_tail"]["readers"] >= len(sockets):
                     break
             assert ready.json()["log_tail"]["readers"] >= len(sockets)
             fresh = await client.create_session()
             assert fresh.session_id
         assert not [ws for ws in sockets if ws.close_code is not None]
+    except TimeoutError as exc:
+        raise AssertionError(f"the hang guard ran out: {progress}") from exc
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
