@@ -49,6 +49,14 @@ class RunningServer:
 #: measured 4.5-5.1 CPU-s a minute before, 3.3-4.8 after (2026-11-28, 60 s windows).
 QUIET_SERVE = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
                "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000"}
+#: Ray starts its workers at nice 15 (so that a busy worker cannot starve the raylet), and
+#: every replica is a worker: the Gateway and the models then get a small share of the CPU
+#: beside any process at the usual priority (Redis, Ray's own GCS and raylet, a load
+#: generator, the machine's other services). A socket opened in 4 ms took 166-181 ms beside
+#: two busy processes at nice 0, 10 ms with the replicas at 0 (2026-11-29, 60 opens in a
+#: row). A voice server's replicas are the work the machine is for: they run at the priority
+#: of the process that starts Ray.
+WORKER_PRIORITY = {"RAY_worker_niceness": "0"}
 
 
 def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
@@ -62,7 +70,7 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    for name, value in QUIET_SERVE.items():  # an operator's own value wins
+    for name, value in {**QUIET_SERVE, **WORKER_PRIORITY}.items():  # an operator's own wins
         os.environ.setdefault(name, value)
     # Serve's HTTP proxy inherits this: a WebSocket upgrade with a head the parser refuses
     # (a request line over 8 KiB) is answered 400 at once, not left hanging

@@ -58,6 +58,7 @@ FOREIGN_ENV_VARS = {
     "DO_NOT_TRACK",
     "NLTK_DATA",
     "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH",  # voxline.proxy: long upgrade lines
+    "RAY_worker_niceness",  # voxline.server.WORKER_PRIORITY: replicas not at nice 15
 }
 SECRET_ENV_VARS = {"VOXLINE_REDIS_URL", "VOXLINE_API__SECRET"}
 

@@ -61,32 +61,6 @@ class DurableRedis:
                 self.process.wait()
 
 
-def descendants(root_pid: int) -> list[int]:
-    import psutil
-
-    try:
-        return [p.pid for p in psutil.Process(root_pid).children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def replica_pids(root_pid: int, deployment: str, app: str = "voxline") -> list[int]:
-    """Live replica processes of ``deployment`` among ``root_pid``'s descendants (Ray titles a
-    replica's worker ``ray::ServeReplica:<app>:<deployment>``)."""
-    import psutil
-
-    found = []
-    for pid in descendants(root_pid):
-        try:
-            proc = psutil.Process(pid)
-            title = " ".join(proc.cmdline()[:1])
-            if f"ServeReplica:{app}:{deployment}" in title and proc.status() != "zombie":
-                found.append(pid)
-        except psutil.Error:
-            continue
-    return found
-
-
 def incr_aof(workdir: Path) -> Path:
     """The AOF file Redis 7 appends to now (the manifest's last ``incr`` file)."""
     manifest = (workdir / "appendonlydir").glob("*.manifest")

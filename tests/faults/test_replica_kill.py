@@ -23,7 +23,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from pipeline.log import EventLog
 from schemas import Event
-from tests.faults._processes import ChildApp, replica_pids
+from tests.faults._processes import ChildApp
+from tests.support.processes import replica_pids
 from voxline.client import SessionInfo, SessionSocket, VoxlineClient
 from voxline.demo import RATE, stream_audio, with_pauses
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from voxline.redis_server import free_steady_port
+from voxline.server import WORKER_PRIORITY
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the nodes' ports start above the range Ray's own workers bind (10002-19999 by default)
@@ -126,10 +127,11 @@ class LocalCluster:
         # token authentication with a token of this cluster's own, in the environment of
         # every node and driver (never ~/.ray/auth_token, which other clusters may share)
         # Serve kills a proxy not ready within 5 s (its default): seen once in a loaded run
-        # of the suite (the other worker busy), killed before serve.start returned
+        # of the suite (the other worker busy), killed before serve.start returned; the
+        # replicas at our priority, as the run command starts them
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-                    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
+                    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30", **WORKER_PRIORITY}
         self.head = Node("speech", {"voxline_speech": 1}, 2, self.base / "h",
                          self._port())
         self.worker = Node("llm", {"voxline_llm": 1}, 1, self.base / "w",
