@@ -242,10 +242,12 @@ class SessionSettings(BaseModel):
         "speculation.discarded) if the user goes on",
     )
     preemptive_pause_ms: int = Field(
-        # 100 ms (128 ms in Silero's 32 ms frames): 400 ms of head start with the default
-        # end_of_speech_ms; at 200 the prepared reply was not ready when the turn ended
-        # (loadtests/bench_latency.py: voice-to-voice p50 ~1.05 s at 200, ~0.95 s at 100)
-        default=100, ge=50, le=2000,
+        # 64 ms (two of Silero's 32 ms frames; 100 was four): the prepared reply was still
+        # not ready when the turn ended, ~240 ms short, so each frame sooner is a frame off
+        # the answer (bench_latency voice-to-voice p50 469 / 511 ms against 546 / 559 at
+        # 100; capacity at 8 sessions p50 845-916 against 1,213-1,451, and no more CPU a
+        # turn: docs/measurements.md, 2026-11-29); at 200 it was ~100 ms later than at 100
+        default=64, ge=50, le=2000,
         description="the pause that starts a speculative reply; off when not shorter than "
         "end_of_speech_ms",
     )

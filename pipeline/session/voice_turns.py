@@ -62,9 +62,9 @@ from schemas import (
 logger = logging.getLogger(__name__)
 
 #: the silence after which speech over a held reply is judged (two of Silero's 32 ms
-#: frames): a backchannel's reply resumes this much sooner than at a turn's pause
-#: (``preemptive_pause_ms``, 100: four frames). A word with a gap inside is judged at
-#: the gap; its second half pauses the reply again (as speech after a resume does)
+#: frames), whatever the session's ``preemptive_pause_ms`` (a turn's pause, 64 by default
+#: too). A word with a gap inside is judged at the gap; its second half pauses the reply
+#: again (as speech after a resume does)
 HELD_PAUSE_MS = 64
 
 
