@@ -27,9 +27,10 @@ the full window.
 Voice turns (one window's worth, language known, greedy, no prompt; batched or not) are
 decoded the same way in ``turn_window_s``: a spoken question lasts a few seconds, so a 30 s
 encoding is mostly padding, and the Transcriber is the largest stage of a voice turn on the
-CPU (issue 23). Unset, it is 15 s for an English-only model (the CPU profile's tiny.en:
-~2x less CPU a call, no more word errors) and Whisper's own 30 s for a multilingual one
-(base lost words in German at 15 s). A batch decodes the turns of each window together.
+CPU (issue 23). Unset, it is 10 s for an English-only model's turns that fit it and 15 s
+for the others (the CPU profile's tiny.en: ~2-3x less CPU a call, no more word errors) and
+Whisper's own 30 s for a multilingual one (base lost words in German at 15 s). A batch
+decodes the turns of each window together.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from pipeline.engines.stt._whisper import WhisperModelOptions
 from pipeline.engines.stt._whisper_windows import WINDOW_S
 from schemas import EngineError, ErrorCode
 
-__all__ = ["BATCH_MAX_ITEMS", "BATCH_WAIT_MS", "COMPUTE_TYPES", "ENGLISH_TURN_WINDOW_S",
-           "QUICKWINDOW_S", "FasterWhisperOptions", "check_gpu"]
+__all__ = ["BATCH_MAX_ITEMS", "BATCH_WAIT_MS", "COMPUTE_TYPES", "ENGLISH_SHORT_TURN_WINDOW_S",
+           "ENGLISH_TURN_WINDOW_S", "QUICKWINDOW_S", "FasterWhisperOptions", "check_gpu"]
 
 _DEVICE_SETTING = "VOXLINE_STT__DEVICE"
 
@@ -116,8 +117,9 @@ class FasterWhisperOptions(WhisperModelOptions):
         le=WINDOW_S,
         description="the window a voice turn (language known, greedy, no prompt) is "
         "encoded in when its audio fits, batched or not; a transcript that loops is decoded "
-        "again in 30 s; 30: Whisper's own window; unset: 15 for an English-only model "
-        "(~2x less CPU a call for tiny.en, no more word errors), 30 for a multilingual one",
+        "again in 30 s; 30: Whisper's own window; unset: 10 for an English-only model's "
+        "turns that fit it and 15 for the others (~2-3x less CPU a call for tiny.en, no "
+        "more word errors), 30 for a multilingual one",
     )
 
 
@@ -129,9 +131,16 @@ class FasterWhisperOptions(WhisperModelOptions):
 #: 109 / 82 ms and 0.43 / 0.25 / 0.21 / 0.16 CPU-s a call; France heard in all 30 at every
 #: window (other renditions: "... of friends?" once in 30 at 20, 15 and 10 s, never at 30 s,
 #: the same morning; 3 times at 15 s and once at 20 s on 2026-11-25).
-#: 10 s saves ~25 ms more but sends questions over 9.5 s to 30 s, so 15. A multilingual
-#: model keeps 30 s: base in German (16 espeak turns) 45.9 % at 30 s, 49.0 % at 15 s.
+#: 10 s saves ~25 ms more but alone would send questions over 9.5 s to 30 s, so a turn
+#: that fits 10 s is encoded in it and one that does not in 15
+#: (:data:`ENGLISH_SHORT_TURN_WINDOW_S`). A multilingual model keeps 30 s: base in German
+#: (16 espeak turns) 45.9 % at 30 s, 49.0 % at 15 s.
 ENGLISH_TURN_WINDOW_S = 15.0
+#: the window of an English-only model's turns that fit it (``turn_window_s`` unset): the
+#: figures above (no more word errors at 10 s; 2026-11-28's kept run: 16.6 % against
+#: 17.4 % at 15 s, 127 against 173 ms a call), and a voice turn's pause is transcribed on
+#: the critical path of a preemptive reply (issue 51)
+ENGLISH_SHORT_TURN_WINDOW_S = 10.0
 
 
 def check_gpu(index: int) -> None:

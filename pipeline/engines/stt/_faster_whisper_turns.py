@@ -55,7 +55,7 @@ class WindowedTurns:
     _batches_running: int
 
     @property
-    def turn_window_s(self) -> float:
+    def turn_windows_s(self) -> tuple[float, ...]:
         raise NotImplementedError
 
     def _require_model(self) -> Any:
@@ -88,9 +88,11 @@ class WindowedTurns:
 
     def _window_of(self, request: TranscriptionRequest) -> float:
         """The window ``request`` is encoded in, alone or batched: a quick judgement's
-        quick window, a voice turn's turn window, where its audio fits; else Whisper's."""
-        window = self.options.quick_window_s if request.quick else self.turn_window_s
-        return window if window < WINDOW_S and one_window(request, window) else WINDOW_S
+        quick window, a voice turn's shortest turn window, where its audio fits; else
+        Whisper's."""
+        windows = (self.options.quick_window_s,) if request.quick else self.turn_windows_s
+        return next((window for window in windows
+                     if window < WINDOW_S and one_window(request, window)), WINDOW_S)
 
     async def _run_window(
         self, utterance: Utterance, window_s: float

@@ -53,6 +53,7 @@ from pipeline.engines._worker import ModelWorker
 from pipeline.engines.base import Transcriber
 from pipeline.engines.stt._faster_whisper_options import (
     COMPUTE_TYPES,
+    ENGLISH_SHORT_TURN_WINDOW_S,
     ENGLISH_TURN_WINDOW_S,
     FasterWhisperOptions,
     check_gpu,
@@ -118,11 +119,21 @@ class FasterWhisperTranscriber(WindowedTurns, Transcriber):
 
     @property
     def turn_window_s(self) -> float:
-        """The window a voice turn is encoded in: the option, else by the loaded model
-        (:data:`ENGLISH_TURN_WINDOW_S` for an English-only one, Whisper's 30 s else)."""
+        """The longest window a voice turn is encoded in (the last of
+        :attr:`turn_windows_s`)."""
+        return self.turn_windows_s[-1]
+
+    @property
+    def turn_windows_s(self) -> tuple[float, ...]:
+        """The windows a voice turn is encoded in, shortest first (it takes the first its
+        audio fits): the option alone, else by the loaded model (an English-only one
+        :data:`ENGLISH_SHORT_TURN_WINDOW_S` then :data:`ENGLISH_TURN_WINDOW_S`, a
+        multilingual one Whisper's 30 s)."""
         if self.options.turn_window_s is not None:
-            return self.options.turn_window_s
-        return WINDOW_S if self.multilingual else ENGLISH_TURN_WINDOW_S
+            return (self.options.turn_window_s,)
+        if self.multilingual:
+            return (WINDOW_S,)
+        return (ENGLISH_SHORT_TURN_WINDOW_S, ENGLISH_TURN_WINDOW_S)
 
     @property
     def busy(self) -> bool:

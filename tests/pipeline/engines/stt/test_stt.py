@@ -308,9 +308,20 @@ def test_a_missing_package_names_the_setting_and_the_package(tmp_path: Path) -> 
 
 def test_the_turn_window_follows_the_model(tiny: FasterWhisperTranscriber,
                                            base: FasterWhisperTranscriber) -> None:
-    """Unset, a voice turn is encoded in 15 s by an English-only model (no more word
-    errors, a third of the encoder's time: bench_stt_window) and in Whisper's own 30 s by a
-    multilingual one (base lost words in German at 15 s); the option wins over both."""
+    """Unset, a voice turn is encoded by an English-only model in 10 s where it fits and in
+    15 s where it does not (no more word errors, a third to a half of the encoder's time:
+    bench_stt_window), and in Whisper's own 30 s by a multilingual one (base lost words in
+    German at 15 s); the option wins over both."""
     assert tiny.options.turn_window_s is None and base.options.turn_window_s is None
+    assert (tiny.turn_windows_s, base.turn_windows_s) == ((10.0, 15.0), (30.0,))
     assert (tiny.turn_window_s, base.turn_window_s) == (15.0, 30.0)
-    assert FasterWhisperTranscriber(model="whisper-base", turn_window_s=20).turn_window_s == 20
+    option = FasterWhisperTranscriber(model="whisper-base", turn_window_s=20)
+    assert option.turn_windows_s == (20,) and option.turn_window_s == 20
+
+    def turn(seconds: float) -> TranscriptionRequest:
+        return request(bytes(int(seconds * 16000) * 2))
+
+    # a window fits audio 0.5 s shorter than itself (the feature extractor pads it)
+    windows = [tiny._window_of(turn(s)) for s in (3.0, 9.5, 9.6, 14.5, 14.6, 20.0)]
+    assert windows == [10.0, 10.0, 15.0, 15.0, 30.0, 30.0]
+    assert base._window_of(turn(3.0)) == 30.0

@@ -206,8 +206,9 @@ async def test_a_looping_quick_decode_is_done_again_in_the_full_window(
 async def test_a_voice_turn_is_encoded_in_the_turn_window_and_says_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """tiny.en's default: a voice turn in 15 s (English-only models; test_stt checks that
-    a multilingual one keeps 30 s), with the words of the full window."""
+    """tiny.en's default: a voice turn in 10 s where it fits, else in 15 s (English-only
+    models; test_stt checks that a multilingual one keeps 30 s), with the words of the full
+    window."""
     engine = FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=2, warmup=False)
     await engine.load()
     assert engine.options.turn_window_s is None and engine.turn_window_s == 15.0
@@ -219,9 +220,13 @@ async def test_a_voice_turn_is_encoded_in_the_turn_window_and_says_the_same(
             request = TranscriptionRequest(audio=pcm, sample_rate=RATE, language="en")
             segments = [s async for s in engine.transcribe(request)]
             assert words(transcript_text(segments)) == words(text)
-            assert windows == [1500], text
+            assert windows == [1000], text
             # never a time past the audio (the short window's last timestamp can be)
             assert segments[-1].end_s <= len(pcm) / 2 / RATE, segments
+        windows.clear()  # what does not fit 10 s goes to 15 s
+        longer_pcm = piper_pcm16(SHORT[1]) + bytes(RATE * 2 * 9)
+        assert words(await text_of(engine, longer_pcm)) == words(SHORT[1])
+        assert windows == [1500]
         windows.clear()  # what does not fit goes the usual way
         long_pcm = piper_pcm16(SHORT[1]) + bytes(RATE * 2 * 14)
         assert words(await text_of(engine, long_pcm)) == words(SHORT[1])
@@ -233,9 +238,9 @@ async def test_a_voice_turn_is_encoded_in_the_turn_window_and_says_the_same(
 async def test_a_batch_gives_each_voice_turn_the_window_it_has_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Batching never changes a turn's window: turns that fit the turn window are
-    encoded in it (one generate for them), one that does not in 30 s (a generate of its
-    own), a looping one again in 30 s; each says what it says alone."""
+    """Batching never changes a turn's window: turns that fit the short turn window are
+    encoded in it (one generate for them), one that does not fit the turn windows in 30 s
+    (a generate of its own), a looping one again in 30 s; each says what it says alone."""
     engine = FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=2, warmup=False,
                                       batch_max_items=3, batch_wait_ms=200)
     await engine.load()
@@ -253,7 +258,7 @@ async def test_a_batch_gives_each_voice_turn_the_window_it_has_alone(
         pcms = [piper_pcm16(SHORT[3]), long_pcm, piper_pcm16(SHORT[1])]
         heard = await asyncio.gather(*(text_of(engine, pcm) for pcm in pcms))
         assert [words(h) for h in heard] == [words(SHORT[3]), words(SHORT[1]), words(SHORT[1])]
-        assert sorted(windows) == [1500, 1500, 3000]
+        assert sorted(windows) == [1000, 1000, 3000]
         assert sorted(generated) == [1, 2]
         assert engine.batcher is not None and dict(engine.batcher.stats.sizes) == {3: 1}
 
@@ -269,6 +274,6 @@ async def test_a_batch_gives_each_voice_turn_the_window_it_has_alone(
         pcms = [piper_pcm16(SHORT[3]), piper_pcm16(SHORT[1]), piper_pcm16(SHORT[0])]
         heard = await asyncio.gather(*(text_of(engine, pcm) for pcm in pcms))
         assert [words(h) for h in heard] == [words(SHORT[3]), words(SHORT[1]), words(SHORT[0])]
-        assert windows == [1500] * 3 + [3000] * 3 and generated == [3, 3]
+        assert windows == [1000] * 3 + [3000] * 3 and generated == [3, 3]
     finally:
         await engine.close()
