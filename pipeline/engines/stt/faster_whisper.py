@@ -118,12 +118,6 @@ class FasterWhisperTranscriber(WindowedTurns, Transcriber):
         return bool(self._require_model().model.is_multilingual)
 
     @property
-    def turn_window_s(self) -> float:
-        """The longest window a voice turn is encoded in (the last of
-        :attr:`turn_windows_s`)."""
-        return self.turn_windows_s[-1]
-
-    @property
     def turn_windows_s(self) -> tuple[float, ...]:
         """The windows a voice turn is encoded in, shortest first (it takes the first its
         audio fits): the option alone, else by the loaded model (an English-only one

@@ -211,7 +211,7 @@ async def test_a_voice_turn_is_encoded_in_the_turn_window_and_says_the_same(
     window."""
     engine = FasterWhisperTranscriber(model="whisper-tiny.en", cpu_threads=2, warmup=False)
     await engine.load()
-    assert engine.options.turn_window_s is None and engine.turn_window_s == 15.0
+    assert engine.options.turn_window_s is None and engine.turn_windows_s == (10.0, 15.0)
     windows = spy_windows(engine, monkeypatch)
     try:
         for text in (SHORT[1], SHORT[3], "Please send me the report before the meeting."):
