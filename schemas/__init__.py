@@ -105,6 +105,7 @@ from schemas._events import (
     parse_event,
 )
 from schemas._jsonschema import protocol_json_schema
+from schemas._log_settings import EventLogSettings, RedisSettings
 from schemas._messages import (
     CLIENT_MESSAGE_ADAPTER,
     CLIENT_MESSAGE_TYPES,
@@ -158,9 +159,7 @@ from schemas._settings import (
     AdmissionSettings,
     ApiSettings,
     EngineSettings,
-    EventLogSettings,
     HistorySettings,
-    RedisSettings,
     Settings,
     get_settings,
 )

@@ -36,6 +36,7 @@ from typing import Any
 from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -116,6 +117,8 @@ class BlockingReads:
             await self.redis.initialize()  # the slot map (a no-op once known)
             reraise_lost_cancel()  # that ran on the shared pool, where cancels get lost
             node = self.redis.get_node_from_key(key)  # type: ignore[attr-defined]
+            if node is None:  # mid-reshard: retried (after a topology refresh) as a loss
+                raise RedisConnectionError(f"no node holds the slot of {key!r} now")
             kwargs = dict(node.connection_kwargs)
             kwargs["host"], kwargs["port"] = node.host, node.port
             connection_class = node.connection_class

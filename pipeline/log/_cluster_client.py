@@ -73,18 +73,29 @@ class BoundedCluster(RedisCluster):
         if _HOLDING.get():
             yield
             return
+        await self.take_place()
+        token = _HOLDING.set(True)
+        try:
+            yield
+        finally:
+            _HOLDING.reset(token)
+            self.give_place()
+
+    async def take_place(self) -> None:
+        """Take one place (until :meth:`give_place`): a command's, or a connection held
+        apart from the client's commands (:mod:`pipeline.log._direct`)."""
+        if not self._places.locked():  # a free place: taken at once, no timer
+            await self._places.acquire()
+            return
         try:
             async with asyncio.timeout(self._wait_s):
                 await self._places.acquire()
         except TimeoutError:
             raise RedisConnectionError(f"no free Redis connection in {self._wait_s} s (all "
                                        f"{self._bound} in use)") from None
-        token = _HOLDING.set(True)
-        try:
-            yield
-        finally:
-            _HOLDING.reset(token)
-            self._places.release()
+
+    def give_place(self) -> None:
+        self._places.release()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._initialize:  # routing first: redis-py picks a node before it learns it

@@ -10,6 +10,7 @@ clear ``sealed`` field (:mod:`pipeline.log._sealing`).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -68,7 +69,8 @@ def decode_entry(session_id: str, entry_id: bytes | str, raw: dict[bytes, bytes]
         # the stored JSON inside an envelope, validated from bytes in one pass of
         # pydantic-core: no dict of the payload is built in Python (a reader's main cost)
         envelope = b"".join((
-            b'{"id":', _json_text(event_id), b',"session_id":', _json_text(session_id),
+            # (a stream id is digits and a dash: nothing to escape)
+            b'{"id":"', event_id.encode(), b'","session_id":', _json_text(session_id),
             b',"turn_id":', _json_text(turn.decode()) if turn else b"null",
             b',"ts":', ts, b',"data":', payload, b"}"))
         return cls.model_validate_json(envelope)  # type: ignore[return-value]
@@ -87,7 +89,9 @@ def decode_entry(session_id: str, entry_id: bytes | str, raw: dict[bytes, bytes]
     return event  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=4096)
 def _json_text(text: str) -> bytes:
+    """A session's or a turn's id as JSON: the same few ids, each for many events."""
     return json.dumps(text).encode()
 
 

@@ -69,6 +69,9 @@ class Stream:
     cursor: StreamId
     expected: int  # the number of the next entry to hand out
     subscribers: set[Subscriber] = field(default_factory=set)
+    #: a read stopped at an append of this process awaiting its reply: read again once
+    #: it is handed out
+    reread: bool = False
 
 
 class PartitionRead:

@@ -135,7 +135,12 @@ class LiveReads:
         append after that is pushed here) and leave those that have no tails now."""
         read.joined = False
         following = read.streams.keys()
-        gone = [key for key in read.subscribed if key not in following]
+        # (one with an append of this process in flight stays until it is answered: that
+        # append counts on this subscription to tell whether another reader follows it,
+        # EventLog.subscribed_here; a wake after it leaves it)
+        in_flight = self.log.ids.in_flight
+        gone = [key for key in read.subscribed
+                if key not in following and in_flight(key) is None]
         new = [key for key in following if key not in read.subscribed]
         read.subscribed.difference_update(gone)
         await subscription.unsubscribe(gone)
@@ -215,11 +220,17 @@ class LiveReads:
         out already (most entries, so no dict is built for them)."""
         key = _id_text(flat[1])
         stream = read.streams.get(key)
-        # the append's last id: handed out here already? (an entry of a writer before it
-        # was named: read the stream)
-        if stream is None or (len(flat) > 3 and flat[2] == b"i"
-                              and StreamId.parse(_id_text(flat[3])) <= stream.cursor):
+        if stream is None:
             return
+        # the append's last id (an entry of a writer before it was named: read the
+        # stream): handed out here already, or an append of this process still awaiting
+        # its reply, which hands out the events it holds (pushed here when another
+        # reader follows the stream too, or swept: Redis runs the script before replying)
+        if len(flat) > 3 and flat[2] == b"i":
+            last = StreamId.parse(_id_text(flat[3]))
+            flying = self.log.ids.in_flight(key)
+            if last <= stream.cursor or (flying is not None and last <= flying):
+                return
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         if not await self._hand_out_inline(read, key, stream, fields):
             read.dirty.add(key)
@@ -243,7 +254,10 @@ class LiveReads:
         return True
 
     async def _read_streams(self, read: PartitionRead) -> None:
-        """Read the marked streams from their cursors (no BLOCK) and hand out what came."""
+        """Read the marked streams from their cursors (no BLOCK) and hand out what came,
+        up to an append of this process still awaiting its reply (as :meth:`_take_change`
+        leaves its push: never decoded, and nothing of another writer's behind it goes
+        first)."""
         dirty, read.dirty = read.dirty, set()
         issued = {key: read.streams[key].cursor for key in dirty if key in read.streams}
         if not issued:
@@ -268,14 +282,22 @@ class LiveReads:
                 # its last subscriber left during the read (and maybe a new one came,
                 # from further back: it is marked, and the next read starts there)
                 continue
-            if len(entries) >= count:
-                read.dirty.add(key)  # more behind this page
             sealing = await self.log.data_key(stream.session_id) if self.log.keystore else None
+            flying = self.log.ids.in_flight(key)
             for entry_id, raw in entries:
-                if StreamId.parse(entry_id) <= stream.cursor:
+                entry = StreamId.parse(entry_id)
+                if entry <= stream.cursor:
                     continue  # handed out as this process appended it (_appended)
+                if flying is not None and entry <= flying:
+                    # an append of ours that landed, its reply still on the way: it hands
+                    # out the events it holds, then has what follows read (``reread``)
+                    stream.reread = True
+                    break
                 event = decode_entry(stream.session_id, entry_id, raw, sealing)
                 self._hand_out(stream, event, entry_number(raw))
+            else:
+                if len(entries) >= count:
+                    read.dirty.add(key)  # more behind this page
             if not stream.subscribers:
                 read.streams.pop(key, None)
 

@@ -8,7 +8,11 @@ a script that fails half-way.
 
 from __future__ import annotations
 
-from pipeline.log.keys import CHANGES_KEEP_MS
+from collections.abc import Sequence
+
+from pipeline.log._retention import closed_ttl, trim_minid
+from pipeline.log.keys import CHANGES_INLINE_BYTES, CHANGES_KEEP_MS, CHANGES_MAXLEN
+from schemas import Event, EventLogSettings
 
 # Shared helpers: parse "ms-seq" ids (ms < 2^53 fits a Lua double exactly) and read the
 # stream's counters from XINFO STREAM (O(1); Redis 7.0 reports max-deleted-entry-id and
@@ -41,6 +45,9 @@ end
 
 #: how an append tells live readers of it, by ``EventLogSettings.live_read``
 LIVE_READ_ARG = {"push": "p", "push_only": "o", "changes": "c"}
+#: ``push``, by a writer whose own live reader is subscribed to the stream: published
+#: only when another subscriber follows it too (:mod:`pipeline.log._push`)
+PUSH_UNLESS_ONLY_MINE = "m"
 
 #: KEYS[1] session stream, KEYS[2] feed stream, KEYS[3] changes stream (names KEYS[1] and
 #: its last entry's id once per append, for live readers: :mod:`pipeline.log.fanout`),
@@ -52,8 +59,9 @@ LIVE_READ_ARG = {"push": "p", "push_only": "o", "changes": "c"}
 #:       second read for it; 0: never), live read (:data:`LIVE_READ_ARG`: 'p' the changes
 #:       entry is written and its fields also published, msgpack'd, on the shard channel
 #:       named as KEYS[1], for the live readers that follow the session,
-#:       :mod:`pipeline.log._push`; 'o' published only; 'c' written only), then per
-#:       event: id, feed ('1'/'0'), n_fields, fields...
+#:       :mod:`pipeline.log._push`; 'o' published only; 'c' written only; 'm' as 'p',
+#:       published only if the channel has more than one subscriber, the writer's own
+#:       reader being one), then per event: id, feed ('1'/'0'), n_fields, fields...
 #: Returns {'ok', first_n} | {'dup', first_n} | {'conflict', last_id} | {'erased', ''}.
 APPEND = _PRELUDE + ("""
 local key, feed, changes = KEYS[1], KEYS[2], KEYS[3]
@@ -115,7 +123,8 @@ if count == 1 and inline_bytes > 0 then
     change[#change + 1] = tostring(info.added + 1)
   end
 end
-if live ~= 'c' then
+if live == 'p' or live == 'o'
+    or (live == 'm' and redis.call('PUBSUB', 'SHARDNUMSUB', key)[2] > 1) then
   redis.call('SPUBLISH', key, cmsgpack.pack({unpack(change, 7)}))
 end
 if live ~= 'o' then
@@ -156,6 +165,27 @@ end
 if expire_s ~= '' then redis.call('EXPIRE', key, tonumber(expire_s)) end
 return {'ok', info.added + 1}
 """.replace("KEEP_MS", str(CHANGES_KEEP_MS)))
+
+
+def append_head(settings: EventLogSettings, batch: Sequence[Event], *,
+                mine_subscribed: bool) -> list[bytes | str | int]:
+    """:data:`APPEND`'s arguments before its events (``mine_subscribed``: a live reader of
+    the writer's process is subscribed to the stream's pushes and stays so until the
+    append is answered)."""
+    live = LIVE_READ_ARG[settings.live_read]
+    return [
+        "" if settings.maxlen is None else settings.maxlen,
+        "1" if settings.approximate_trim else "0",
+        trim_minid(settings),
+        closed_ttl(settings, batch),
+        max(settings.maxlen or 100_000, 1000),
+        len(batch),
+        batch[0].session_id,
+        CHANGES_MAXLEN,
+        CHANGES_INLINE_BYTES,
+        PUSH_UNLESS_ONLY_MINE if live == "p" and mine_subscribed else live,
+    ]
+
 
 #: KEYS[1] session stream. ARGV: start ('-' or '(id'), count.
 #: Returns {exists, max_deleted_id, entries_added, last_id, entries}.

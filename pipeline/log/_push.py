@@ -11,6 +11,19 @@ stream (a channel is not a key, and the name puts it in the stream's slot), and 
 subscribes (``SSUBSCRIBE``) to the streams it follows. A reader then hears only its own
 sessions, and a small event arrives whole, with no read at all.
 
+Nor is a reader pushed its own process's appends when no one else follows them: a
+Gateway appends its sessions' replies and hands its sockets the events it holds
+(:class:`pipeline.log.LogFanout`), so the push of each was sent, read and dropped (some
+7–10 % of a live Gateway's CPU per event, issue 49). The writer says when its own
+reader is subscribed to the stream (:attr:`EventLog.subscribed_here`), and the script
+publishes then only if the channel has more than that one subscriber (``PUBSUB
+SHARDNUMSUB``, on the node the script runs on, where readers subscribe). A reader that
+joins after the script ran reads the stream once subscribed, as always. The writer's
+reader keeps its subscription while an append of its process to the stream is in
+flight, so that the count includes it; if that subscription was lost and not yet
+noticed (or closed to start the read over), another reader misses the push and its
+sweep brings the append (``push_only`` never skips a publish).
+
 Pub/Sub keeps nothing: a message sent while a subscription was down is gone. A
 subscription that fails, or that Redis ends itself (a shard channel's slot moved away),
 fails the read, which starts over as after any outage: subscribed again *before* every
@@ -27,7 +40,6 @@ every Gateway pushes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter, deque
 from typing import Any
 
@@ -38,6 +50,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.log._blocking import BlockingReads
+from pipeline.log._resp import RespProtocol
 
 #: how often a pushed live read reads the changes stream too (seconds): the most an
 #: append whose push was lost waits
@@ -50,8 +63,10 @@ INBOX_LIMIT = 10_000
 class Subscription(BlockingReads):
     """One partition's shard-channel subscription, on a connection of its own.
 
-    A task of its own receives: pushed appends queue in :attr:`inbox` (as changes-entry
-    fields) and set ``changed``; confirmations of :meth:`subscribe` release its waiter.
+    Its connection's replies are read as they arrive, by a protocol (no task: a push is
+    parsed in the loop callback that receives its bytes; :mod:`pipeline.log._resp`):
+    pushed appends queue in :attr:`inbox` (as changes-entry fields) and set ``changed``;
+    confirmations of :meth:`subscribe` release its waiter.
     Only the owner's task calls :meth:`subscribe`, :meth:`unsubscribe` and :meth:`aclose`.
     It takes :class:`BlockingReads`' way to its node (the slot's primary, the master behind
     Sentinel, a fresh connection after a failure), never its ``xread``: a subscribed
@@ -68,7 +83,8 @@ class Subscription(BlockingReads):
         self.overflowed = False
         #: why the subscription ended (the owner raises it); ``None`` while it holds
         self.error: RedisError | None = None
-        self._receiver: asyncio.Task[None] | None = None
+        #: what reads the subscribed connection (None: not open)
+        self._pushes: _Pushes | None = None
         self._confirmations: deque[asyncio.Future[None]] = deque()
         #: unsubscriptions sent and not yet confirmed, by channel
         self._leaving: Counter[bytes] = Counter()
@@ -84,12 +100,14 @@ class Subscription(BlockingReads):
             return
         if self.error is not None:  # ended meanwhile: nothing would confirm
             raise self.error
-        connection, timeout_s = await self._open(near)
+        pushes, timeout_s = await self._open(near)
+        if self.error is not None:  # lost while opening (moved to another node)
+            raise self.error
         waiters = [asyncio.get_running_loop().create_future() for _ in keys]
         self._confirmations.extend(waiters)
         try:
             async with asyncio.timeout(timeout_s):
-                await connection.send_command("SSUBSCRIBE", *keys)
+                pushes.send("SSUBSCRIBE", *keys)
                 await asyncio.gather(*waiters)
         except TimeoutError as exc:  # asyncio's: the server did not answer in time
             error = RedisTimeoutError(f"no answer to a subscription in {timeout_s} s")
@@ -100,17 +118,14 @@ class Subscription(BlockingReads):
 
     async def unsubscribe(self, keys: list[str]) -> None:
         """Leave these streams' channels (their confirmations are not waited for)."""
-        if not keys or self._connection is None:
+        pushes = self._pushes
+        if not keys or pushes is None or pushes.closed:
             return
         self._leaving.update(key.encode() for key in keys)  # a count per channel
-        await self._connection.send_command("SUNSUBSCRIBE", *keys)
+        pushes.send("SUNSUBSCRIBE", *keys)
 
     async def aclose(self) -> None:
-        receiver, self._receiver = self._receiver, None
-        if receiver is not None:
-            receiver.cancel()
-            with contextlib.suppress(BaseException):
-                await receiver
+        self._pushes = None  # its close, whenever it comes, is not this subscription's
         await super().aclose()
         self._release(RedisConnectionError("the subscription was closed"))
         # closed, it starts clean: the next subscribe opens a new one
@@ -118,34 +133,19 @@ class Subscription(BlockingReads):
         self.inbox.clear()
         self._leaving.clear()
 
-    async def _open(self, near: str) -> tuple[Connection, float]:
+    async def _open(self, near: str) -> tuple[_Pushes, float]:
         connection, timeout_s = await self._connect(near)
-        if self._receiver is None:
+        if self._pushes is None:
             await connection.connect()  # type: ignore[no-untyped-call]
-            # as redis-py's own PubSub does: its default handler formats every message
-            # for a debug line, whatever the log level
-            set_handler = getattr(connection._parser, "set_pubsub_push_handler", None)
-            if set_handler is not None:
-                set_handler(_as_is)
-            self._receiver = asyncio.create_task(self._receive(connection),
-                                                 name="log-fanout-push")
-        return connection, timeout_s
-
-    async def _receive(self, connection: Connection) -> None:
-        try:
-            while True:
-                # no timeout (the connection has none): a quiet subscription is a healthy one,
-                # and the read's sweep finds a dead server
-                reply = await connection.read_response(push_request=True)
-                self._take(reply)
-        except asyncio.CancelledError:
-            raise
-        except RedisError as exc:
-            self._fail(exc)
-        except Exception as exc:  # a closed socket, whatever its type
-            self._fail(RedisConnectionError(f"the subscription was lost: {exc!r}"))
+            # no timeout (the connection has none): a quiet subscription is a healthy
+            # one, and the read's sweep finds a dead server
+            self._pushes = _Pushes(self, connection)
+        return self._pushes, timeout_s
 
     def _take(self, reply: Any) -> None:
+        if isinstance(reply, RedisError):  # an error reply (a refused subscription)
+            self._fail(reply)
+            return
         kind = reply[0]
         if kind == b"smessage":
             if len(self.inbox) >= INBOX_LIMIT:
@@ -178,5 +178,22 @@ class Subscription(BlockingReads):
                 waiter.set_exception(error)
 
 
-async def _as_is(response: Any) -> Any:
-    return response
+class _Pushes(RespProtocol):
+    """Reads a subscribed connection: each message to its subscription, as it arrives."""
+
+    def __init__(self, subscription: Subscription, connection: Connection) -> None:
+        super().__init__()
+        self._subscription = subscription
+        self._connection = connection
+        self.take_over(connection)
+
+    def send(self, *command: Any) -> None:
+        self.write(self._connection.pack_command(*command))
+
+    def replied(self, reply: Any) -> None:
+        if self._subscription._pushes is self:
+            self._subscription._take(reply)
+
+    def lost(self, why: str) -> None:
+        if self._subscription._pushes is self:
+            self._subscription._fail(RedisConnectionError(f"the subscription was lost: {why}"))

@@ -21,6 +21,8 @@ def trim_minid(settings: EventLogSettings) -> str:
 def closed_ttl(settings: EventLogSettings, batch: Sequence[Event]) -> str:
     """The TTL a batch that closes its session gives the stream (``closed_ttl_s``)."""
     ttl = settings.closed_ttl_s
-    if ttl is None or not any(event.type == "session.closed" for event in batch):
-        return ""
-    return str(ttl)
+    if ttl is not None:
+        for event in batch:  # (no generator: every append asks)
+            if event.type == "session.closed":
+                return str(ttl)
+    return ""

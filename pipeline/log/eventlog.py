@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
@@ -55,8 +54,8 @@ from pipeline.log._outage import SessionOutages
 from pipeline.log._outage import unavailable as _unavailable
 from pipeline.log._pipelining import ScriptPipeliner
 from pipeline.log._records import AppendResult, LogPage
-from pipeline.log._retention import closed_ttl, trim_minid
-from pipeline.log.keys import CHANGES_INLINE_BYTES, CHANGES_MAXLEN, LogKeys
+from pipeline.log._stamping import SessionIds
+from pipeline.log.keys import LogKeys
 from pipeline.log.keystore import KeyStore, RedisKeyStore, master_key
 from pipeline.log.redis_client import is_cluster
 from pipeline.log.streamid import ZERO, StreamId, parse_cursor
@@ -77,7 +76,6 @@ DEFAULT_FEED_TYPES: frozenset[str] = frozenset(
     {"session.created", "session.closed", "input.audio", "response.done", "narration.ready"}
 )
 _CONFLICT_RETRIES = 32
-_SESSION_CACHE = 4096
 
 
 class EventLog:
@@ -98,6 +96,11 @@ class EventLog:
         #: told each append that wrote (not a duplicate): a live reader in this process
         #: hands those events out without reading them back (:class:`LogFanout`)
         self.appended: list[Callable[[AppendResult], None]] = []
+        #: asked whether a live reader of this process is subscribed to a session's pushes
+        #: (until the append is answered): an append only it follows is not published
+        self.subscribed_here: list[Callable[[str], bool]] = []
+        #: told the session of an append that ended without telling ``appended``
+        self.unheard: list[Callable[[str], None]] = []
         self.settings = settings or EventLogSettings()
         self.feed_types = frozenset(feed_types)
         self.keys = LogKeys(self.settings.key_prefix,
@@ -107,9 +110,11 @@ class EventLog:
                                      if self.settings.encrypt else None)
         self._append = redis.register_script(_lua.APPEND)
         #: appends made in one turn of the loop, sent as one pipeline (without WAIT)
-        self.appends = ScriptPipeliner(redis, self._append)
+        self.appends = ScriptPipeliner(redis, self._append,
+                                       direct=self.settings.direct_appends)
         self._read = redis.register_script(_lua.READ)
-        self._last: OrderedDict[str, StreamId] = OrderedDict()
+        #: the ids this process gives each session's events, and its appends in flight
+        self.ids = SessionIds()
         self._outages = SessionOutages(self.settings.outage_grace_s)
 
     # ---- keys -------------------------------------------------------------------------
@@ -135,25 +140,8 @@ class EventLog:
     # ---- appending --------------------------------------------------------------------
 
     def stamp(self, events: Sequence[EventBase]) -> list[Event]:
-        """Give unstamped events ids above the last id this process used for the session.
-        Stamp once, then append (and retry) as often as needed: the ids make it idempotent."""
-        if not events:
-            return []
-        session_id = events[0].session_id
-        last = self._last.get(session_id, ZERO)
-        now = time.time_ns() // 1_000_000
-        stamped: list[Event] = []
-        for event in events:
-            if event.session_id != session_id:
-                raise ValueError("a batch belongs to one session")
-            if event.id is None:
-                last = last.next(now)
-                event = event.model_copy(update={"id": str(last)})
-            else:
-                last = max(last, StreamId.parse(event.id))
-            stamped.append(event)  # type: ignore[arg-type]
-        self._remember(session_id, last)
-        return stamped
+        """Ids for unstamped events (:meth:`SessionIds.stamp`): stamp once, append often."""
+        return self.ids.stamp(events)
 
     async def append(self, event: EventBase) -> Event:
         """Append one event; returns it with its stream id."""
@@ -169,95 +157,95 @@ class EventLog:
             raise ValueError("nothing to append")
         restampable = all(event.id is None for event in events)
         batch = self.stamp(events)
+        key = self.key(batch[0].session_id)
         started = time.perf_counter()
-        for _ in range(_CONFLICT_RETRIES):
-            status, value = await self._append_through_outage(batch)
-            if status == b"erased":
-                raise SessionError.erased(batch[0].session_id)
-            if status == b"ok" or status == b"dup":
-                if self.on_append is not None:
-                    self.on_append(time.perf_counter() - started)
-                result = AppendResult(tuple(batch), int(value), duplicate=status == b"dup")
-                for listener in () if result.duplicate else self.appended:
-                    listener(result)
-                return result
-            # conflict: value is the stream's last id
-            if not restampable:
-                raise AppendConflictError(
-                    f"event ids {batch[0].id}..{batch[-1].id} collide with other events",
-                    session_id=batch[0].session_id,
-                    last_id=value.decode(),
-                )
-            self._remember(batch[0].session_id, StreamId.parse(value), force=True)
-            batch = self.stamp([event.model_copy(update={"id": None}) for event in batch])
-        raise AppendConflictError(
-            f"could not append to session {batch[0].session_id}: too many concurrent writers",
-            session_id=batch[0].session_id,
-        )
+        self.ids.fly(key, batch[-1].id)
+        try:
+            for _ in range(_CONFLICT_RETRIES):
+                try:  # (the outage's retries only once a try failed: one await less)
+                    status, value = await self._run_append(batch)
+                except EventLogError as exc:
+                    status, value = await self._append_through_outage(batch, exc)
+                self._outages.ended(batch[0].session_id)  # a dict miss unless one was on
+                if status == b"erased":
+                    raise SessionError.erased(batch[0].session_id)
+                if status == b"ok" or status == b"dup":
+                    return self._landed(batch, int(value), started,
+                                        duplicate=status == b"dup")
+                batch = self.ids.restamp(batch, value, restampable)
+                self.ids.fly(key, batch[-1].id, again=True)
+            raise AppendConflictError(
+                f"could not append to session {batch[0].session_id}: too many concurrent "
+                "writers", session_id=batch[0].session_id)
+        except BaseException:  # whatever of it landed, no listener was handed it
+            self._tell_unheard(batch[0].session_id)
+            raise
+        finally:
+            self.ids.land(key)
 
-    async def _append_through_outage(self, batch: Sequence[Event]) -> tuple[bytes, bytes]:
-        """:meth:`_run_append`, retried with the same ids while Redis does not answer, for
-        up to ``outage_grace_s`` (:mod:`pipeline.log._outage`): a try that landed before
-        its reply was lost comes back ``dup``."""
+    def _landed(self, batch: list[Event], number: int, started: float, *,
+                duplicate: bool) -> AppendResult:
+        if self.on_append is not None:
+            self.on_append(time.perf_counter() - started)
+        result = AppendResult(tuple(batch), number, duplicate=duplicate)
+        if duplicate:  # it landed before (a retry): not handed out as written now
+            self._tell_unheard(batch[0].session_id)
+            return result
+        for listener in self.appended:
+            listener(result)
+        return result
+
+    def _tell_unheard(self, session_id: str) -> None:
+        for listener in self.unheard:
+            listener(session_id)
+
+    async def _append_through_outage(self, batch: Sequence[Event],
+                                     failed: EventLogError) -> tuple[bytes, bytes]:
+        """:meth:`_run_append` after a try ``failed``, retried with the same ids while
+        Redis does not answer, for up to ``outage_grace_s`` (:mod:`pipeline.log._outage`):
+        a try that landed before its reply was lost comes back ``dup``."""
         session_id = batch[0].session_id
         while True:
-            try:
-                result = await self._run_append(batch)
-                self._outages.ended(session_id)  # a dict miss unless one was on
-                return result
-            except EventLogError as exc:
-                if not exc.transient:
-                    raise
-                outage = self._outages.of(session_id)  # made at the first failure only
-                if not outage.failed():
-                    raise
+            if not failed.transient:
+                raise failed
+            outage = self._outages.of(session_id)  # made at the first failure only
+            if not outage.failed():
+                raise failed
             await asyncio.sleep(outage.pause_s())
             await refresh_topology(self.redis)  # after a failover the slot is elsewhere
+            try:
+                return await self._run_append(batch)
+            except EventLogError as exc:
+                failed = exc
 
     async def _run_append(self, batch: Sequence[Event]) -> tuple[bytes, bytes]:
         settings = self.settings
         session_id = batch[0].session_id
-        args: list[bytes | str | int] = [
-            "" if settings.maxlen is None else settings.maxlen,
-            "1" if settings.approximate_trim else "0",
-            trim_minid(settings),
-            closed_ttl(settings, batch),
-            max(settings.maxlen or 100_000, 1000),
-            len(batch),
-            session_id,
-            CHANGES_MAXLEN,
-            CHANGES_INLINE_BYTES,
-            _lua.LIVE_READ_ARG[settings.live_read],
-        ]
-        key = await self.data_key(session_id, create=True)
+        mine = False
+        for subscribed in self.subscribed_here:  # (no generator: every append asks)
+            if subscribed(session_id):
+                mine = True
+                break
+        args = _lua.append_head(settings, batch, mine_subscribed=mine)
+        # (no coroutine to call without encryption: an append is several awaits deep)
+        key = await self.data_key(session_id, create=True) if self.keystore else None
         for event in batch:
             fields = encode_fields(event, key)
             args += [event.id or "", "1" if event.type in self.feed_types else "0", len(fields)]
             args += fields
         try:
-            status, value = await self._eval_append(
-                [self.key(session_id), self.keys.feed_of(session_id),
-                 self.keys.changes_of(session_id), self.keys.erased(session_id)], args
-            )
+            keys = self.keys.append_keys(session_id)
+            if not settings.replica_acks:
+                status, value = await self.appends(keys, args)
+            else:
+                status, value = await append_acked(self.redis, self._append, keys, args,
+                                                   settings, cluster=self.keys.cluster)
         except ResponseError as exc:
             logger.error("Redis refused an append to %s: %s", self.key(session_id), exc)
             raise EventLogError("the event log refused the append", transient=False) from exc
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
         return status, value if isinstance(value, bytes) else str(value).encode()
-
-    async def _eval_append(self, keys: list[str], args: list[bytes | str | int]) -> Any:
-        if not self.settings.replica_acks:
-            return await self.appends(keys, args)
-        return await append_acked(self.redis, self._append, keys, args, self.settings,
-                                  cluster=self.keys.cluster)
-
-    def _remember(self, session_id: str, last: StreamId, *, force: bool = False) -> None:
-        current = self._last.get(session_id, ZERO)
-        self._last[session_id] = last if force else max(current, last)
-        self._last.move_to_end(session_id)
-        while len(self._last) > _SESSION_CACHE:
-            self._last.popitem(last=False)
 
     # ---- reading ----------------------------------------------------------------------
 

@@ -42,7 +42,8 @@ tells this reader each batch it wrote, and the batch goes to the stream's tails 
 when its numbers follow what they were given (nothing of another writer's between) and
 they have room; else the live read brings it, as any other. Either way by id, once: the
 read skips what was handed out, the changes entry names the append's last id so an
-append handed out already wakes no read of its stream. (Measured with
+append handed out already wakes no read of its stream, and a read that meets an append
+of ours still awaiting its reply stops there and leaves it to the append. (Measured with
 ``loadtests/bench_log_scale.py``'s live sessions: these two took a Gateway from ~2,000
 to 5,000 sockets held on this 2-core machine.)
 
@@ -51,9 +52,10 @@ to 5,000 sockets held on this 2-core machine.)
 is woken by every append there; with sockets spread over Gateways each event cost one
 read per Gateway. Instead the append script also publishes its changes entry on a shard
 channel named as the session's stream, and the live read subscribes to the streams it
-follows: it hears its own sessions only, and a small event arrives whole, with no read.
-The changes stream stays the truth: the pushed read also reads it, without blocking,
-every ``SWEEP_S``, so an append whose push was lost is late by at most that (with
+follows: it hears its own sessions only, and a small event arrives whole, with no read;
+an append only this process's reader follows is not published at all. The changes
+stream stays the truth: the pushed read also reads it, without blocking, every
+``SWEEP_S``, so an append whose push was lost is late by at most that (with
 ``push_only`` the changes stream is neither written nor read: one write less an append,
 and no reader reads every append of its partitions; only once every Gateway pushes).
 
@@ -111,6 +113,8 @@ class LogFanout(LiveReads):
         self._wakers: set[asyncio.Task[None]] = set()
         self._closed = False
         log.appended.append(self._appended)
+        log.unheard.append(self._unheard)
+        log.subscribed_here.append(self._subscribed)
         #: live reads sent, and the session streams they named (figures for tests and
         #: benchmarks)
         self.reads = 0
@@ -170,6 +174,10 @@ class LogFanout(LiveReads):
         self._closed = True
         with contextlib.suppress(ValueError):
             self.log.appended.remove(self._appended)
+        with contextlib.suppress(ValueError):
+            self.log.unheard.remove(self._unheard)
+        with contextlib.suppress(ValueError):
+            self.log.subscribed_here.remove(self._subscribed)
         tasks = [read.task for read in self._reads.values() if read.task is not None]
         tasks += self._wakers
         for task in tasks:
@@ -245,9 +253,7 @@ class LogFanout(LiveReads):
         another writer's between) and while every tail has room; else the live read
         brings them (the append's changes entry marks the stream), in order, a buffer's
         worth a read as always."""
-        session_id = result.events[0].session_id
-        read = self._reads.get(self.log.keys.partition(session_id))
-        key = self.log.key(session_id)
+        read, key = self._existing_read(result.events[0].session_id)
         stream = None if read is None else read.streams.get(key)
         if read is None or stream is None:
             return
@@ -258,12 +264,45 @@ class LogFanout(LiveReads):
             if number > stream.expected or any(
                     len(subscriber.items) >= subscriber.limit
                     for subscriber in stream.subscribers):
+                self._read_again(read, key)  # its push may have been left to us
                 break
             # (a number below the expected one: a failover lost entries the tails were
             # given; handed out, the tails see the numbers go back and ask to resync)
             self._hand_out(stream, event, number)
+        if stream.reread:  # a read stopped at this append: what came after it is due now
+            stream.reread = False
+            self._read_again(read, key)
         if not stream.subscribers:
             read.streams.pop(key, None)
+
+    def _unheard(self, session_id: str) -> None:
+        """An append of ours ended without handing its events out (a duplicate, an error,
+        a cancel): whatever of it landed, its push may have been left to it; read it."""
+        read, key = self._existing_read(session_id)
+        if read is not None:
+            self._read_again(read, key)
+
+    def _subscribed(self, session_id: str) -> bool:
+        """Whether a tail here follows the session and Redis pushes its appends here (a
+        confirmed subscription, kept while an append of this process to it is in flight:
+        ``_resubscribe``), so that an append of ours need not be published when no other
+        reader follows it (:attr:`EventLog.subscribed_here`)."""
+        read, key = self._existing_read(session_id)
+        return (read is not None and key in read.subscribed and key in read.streams
+                and read.subscription is not None and read.subscription.error is None)
+
+    def _existing_read(self, session_id: str) -> tuple[PartitionRead | None, str]:
+        """The live read of the session's partition if there is one (:meth:`_read_of`
+        makes it) and the session's key (not looked up in a process that reads nothing:
+        it only appends, and each append asks)."""
+        if not self._reads:
+            return None, ""
+        return self._reads.get(self.log.keys.partition(session_id)), self.log.key(session_id)
+
+    def _read_again(self, read: PartitionRead, key: str) -> None:
+        if key in read.streams:
+            read.dirty.add(key)
+            self._wake(read)
 
     def _hand_out(self, stream: Stream, event: Event, number: int) -> None:
         stream.cursor, stream.expected = StreamId.parse(event.id or "0-0"), number + 1

@@ -68,18 +68,19 @@ class LogKeys:
 
     def partition(self, session_id: str) -> int:
         """The session's partition (0 standalone): stable across processes and restarts."""
-        if not self.partitions:
-            return 0
-        return zlib.crc32(session_id.encode()) % self.partitions
+        return _partition(session_id, self.partitions) if self.partitions else 0
 
     def tag(self, partition: int) -> str:
         """The hash tag every key of ``partition`` carries ("" standalone)."""
-        return f"{{{_tag_name(partition, self.partitions)}}}" if self.partitions else ""
+        return _tag(partition, self.partitions) if self.partitions else ""
 
     def session(self, session_id: str) -> str:
-        if not self.partitions:
-            return f"{self.prefix}:session:{session_id}"
-        return f"{self.prefix}:session:{self.tag(self.partition(session_id))}:{session_id}"
+        return _session_key(self.prefix, self.partitions, session_id)
+
+    def append_keys(self, session_id: str) -> list[str]:
+        """The keys the append script writes, in its order: the session's stream, its
+        feed, its changes stream and its tombstone (a new list: the caller may keep it)."""
+        return list(_append_keys(self.prefix, self.partitions, session_id))
 
     def feed(self, partition: int = 0) -> str:
         """The feed of ``partition`` (the one feed standalone)."""
@@ -127,6 +128,36 @@ class LogKeys:
         if not self.partitions:
             return f"{self.prefix}:fanout:{reader}"
         return f"{self.prefix}:fanout:{self.tag(partition)}:{reader}"
+
+
+# An append asks for its session's partition and keys several times (the writer, the
+# stream it flies on, the fanout that hands it out): hashed and formatted each time, that
+# was a twentieth of a writer's CPU. The sessions a process is busy with stay at hand.
+_SESSIONS_AT_HAND = 8192
+
+
+@functools.lru_cache(maxsize=_SESSIONS_AT_HAND)
+def _partition(session_id: str, partitions: int) -> int:
+    return zlib.crc32(session_id.encode()) % partitions
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag(partition: int, partitions: int) -> str:
+    return f"{{{_tag_name(partition, partitions)}}}"
+
+
+@functools.lru_cache(maxsize=_SESSIONS_AT_HAND)
+def _session_key(prefix: str, partitions: int, session_id: str) -> str:
+    if not partitions:
+        return f"{prefix}:session:{session_id}"
+    return f"{prefix}:session:{_tag(_partition(session_id, partitions), partitions)}:{session_id}"
+
+
+@functools.lru_cache(maxsize=_SESSIONS_AT_HAND)
+def _append_keys(prefix: str, partitions: int, session_id: str) -> tuple[str, ...]:
+    keys = LogKeys(prefix, partitions)
+    return (keys.session(session_id), keys.feed_of(session_id), keys.changes_of(session_id),
+            keys.erased(session_id))
 
 
 @functools.lru_cache(maxsize=4096)

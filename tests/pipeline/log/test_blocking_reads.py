@@ -9,8 +9,10 @@ import asyncio
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from pipeline.log import create_redis
 from pipeline.log._blocking import BlockingReads
 
 pytestmark = pytest.mark.redis
@@ -63,6 +65,23 @@ async def test_an_error_reply_keeps_the_connection_and_a_cancel_drops_it(
         reply = await reads.xread({f"{key_prefix}:s": "0"}, count=1, block_ms=None)
         assert reply is not None and reply[0][1][0][1] == {b"f": b"v"}
         assert reads.opened == 2  # a fresh one: the old one may hold half a reply
+    finally:
+        await reads.aclose()
+        await client.aclose()
+
+
+async def test_a_slot_no_node_holds_is_a_connection_loss(
+    redis_cluster_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mid-reshard redis-py may know no node for a slot: a Redis error the live read
+    retries after refreshing the topology, not an ``AttributeError`` on ``None``."""
+    client = create_redis(redis_cluster_url)
+    reads = BlockingReads(client)
+    try:
+        await client.initialize()  # type: ignore[attr-defined]
+        monkeypatch.setattr(client, "get_node_from_key", lambda *_, **__: None)
+        with pytest.raises(RedisConnectionError, match="no node holds"):
+            await reads.xread({f"{{{key_prefix}}}:a": "0"}, count=1, block_ms=None)
     finally:
         await reads.aclose()
         await client.aclose()

@@ -12,12 +12,13 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from pipeline.log import EventLog, LogFanout, is_cluster
 from pipeline.log._push import Subscription
-from schemas import Event, EventLogSettings
+from schemas import EventLogSettings
 from tests.support.event_samples import typed_text as text
-from tests.support.log_tails import take, texts
+from tests.support.log_tails import follow, take, texts, until_subscribed
 
 pytestmark = pytest.mark.redis
 
@@ -28,30 +29,15 @@ def redis_url(both_redis_urls: str) -> str:
 
 @pytest.fixture
 async def readers(event_log: EventLog) -> AsyncIterator[list[LogFanout]]:
-    """Two live readers of one log, as two Gateways each hold their own sockets."""
-    made = [LogFanout(event_log, block_ms=200), LogFanout(event_log, block_ms=200)]
+    """Two live readers of one log, as two Gateways each hold their own sockets (each its
+    own EventLog: the test's ``event_log`` appends as a third process)."""
+    made = [LogFanout(EventLog(event_log.redis, event_log.settings), block_ms=200)
+            for _ in range(2)]
     try:
         yield made
     finally:
         for fanout in made:
             await fanout.aclose()
-
-
-async def until_subscribed(fanout: LogFanout, streams: int) -> None:
-    for _ in range(2000):
-        if sum(len(read.subscribed) for read in fanout._reads.values()) >= streams:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the live read never subscribed")
-
-
-async def follow(fanout: LogFanout, session_id: str,
-                 n: int) -> tuple[AsyncIterator[Event], asyncio.Future[list[Event]]]:
-    """A tail of ``session_id`` taking its next ``n`` events, once it is subscribed."""
-    tail = fanout.tail(session_id)
-    pending = asyncio.ensure_future(take(tail, n))
-    await until_subscribed(fanout, 1)
-    return tail, pending
 
 
 async def test_each_reader_is_pushed_its_own_sessions_only(
@@ -168,6 +154,38 @@ def test_a_subscription_that_redis_ends_fails_the_read() -> None:
     subscription._take([b"sunsubscribe", b"moved", 0])
     assert isinstance(subscription.error, RedisConnectionError)
     assert subscription.changed.is_set()
+
+
+def test_an_error_reply_fails_the_read() -> None:
+    """A subscription Redis refuses (its reply an error, read by our protocol as the
+    exception redis-py would raise) ends the subscription: the read starts over."""
+    subscription = Subscription(Redis(), asyncio.Event())
+    subscription._take(ResponseError("CROSSSLOT Keys in request don't hash to the same slot"))
+    assert isinstance(subscription.error, ResponseError)
+    assert subscription.changed.is_set()
+
+
+async def test_a_closed_subscription_opens_anew_and_is_pushed_to(
+    redis: Redis, log_settings: EventLogSettings,
+) -> None:
+    """After ``aclose`` (the read starting over) the next subscribe opens a connection and
+    a protocol of its own, not the closed one's, whose close does not fail it."""
+    log = EventLog(redis, log_settings)
+    key = log.key("reopened")
+    subscription = Subscription(redis, asyncio.Event())
+    try:
+        await subscription.subscribe([key], key)
+        await subscription.aclose()
+        await subscription.subscribe([key], key)
+        assert subscription.error is None
+        await log.append(text("reopened", "heard"))
+        for _ in range(400):
+            if subscription.inbox:
+                break
+            await asyncio.sleep(0.005)
+        assert subscription.inbox and subscription.error is None
+    finally:
+        await subscription.aclose()
 
 
 def test_pushes_past_the_inbox_bound_are_dropped_and_flagged(

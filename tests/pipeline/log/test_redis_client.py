@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.log import EventLog, create_redis
 from pipeline.log.redis_client import SafeConnection
@@ -22,9 +22,10 @@ pytestmark = pytest.mark.redis
 CLOSING = TypeError("'NoneType' object is not callable")  # asyncio's writelines, 3.12
 
 
-def connect_to(url: str) -> SafeConnection:
+def connect_to(url: str, socket_timeout: float | None = None) -> SafeConnection:
     parts = urlsplit(url)
-    return SafeConnection(host=parts.hostname or "127.0.0.1", port=parts.port or 6379)
+    return SafeConnection(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
+                          socket_timeout=socket_timeout)
 
 
 async def test_a_write_into_a_transport_being_closed_is_a_connection_loss(
@@ -35,11 +36,14 @@ async def test_a_write_into_a_transport_being_closed_is_a_connection_loss(
     connection = connect_to(standalone_redis_url)
     await connection.connect()
 
-    async def closed_under_it(self: AbstractConnection, *_: Any, **__: Any) -> None:
-        self._writer.transport.close()  # type: ignore[union-attr]  # another task's aclose()
+    writer = connection._writer
+    assert writer is not None
+
+    def closed_under_it(*_: Any) -> None:
+        writer.transport.close()  # another task's aclose()
         raise CLOSING
 
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", closed_under_it)
+    monkeypatch.setattr(writer, "writelines", closed_under_it)
     with pytest.raises(RedisConnectionError, match="closed while in use"):
         await connection.send_packed_command(b"PING\r\n")
     assert not connection.is_connected
@@ -51,15 +55,53 @@ async def test_a_type_error_on_an_open_connection_still_shows(
     connection = connect_to(standalone_redis_url)
     await connection.connect()
 
-    async def a_bug(*_: Any, **__: Any) -> None:
+    def a_bug(*_: Any) -> None:
         raise TypeError("a bug of ours")
 
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", a_bug)
+    monkeypatch.setattr(connection._writer, "writelines", a_bug)
     try:
         with pytest.raises(TypeError, match="a bug of ours"):
             await connection.send_packed_command(b"PING\r\n")
     finally:
         await connection.disconnect()
+
+
+async def test_a_write_that_need_not_wait_runs_no_task_or_timer(
+    standalone_redis_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py wraps every write in ``asyncio.wait_for`` (a task and a timer on 3.11);
+    a write into a socket with room is made at once, and answered as before."""
+    connection = connect_to(standalone_redis_url, socket_timeout=5.0)
+    await connection.connect()
+
+    def no_wait_for(*_: Any, **__: Any) -> None:
+        raise AssertionError("a write ran in wait_for")
+
+    monkeypatch.setattr(asyncio, "wait_for", no_wait_for)
+    try:
+        await connection.send_command("PING")
+        assert await connection.read_response() == b"PONG"
+    finally:
+        await connection.disconnect()
+
+
+async def test_a_drain_that_does_not_end_is_a_timeout_and_drops_the_connection(
+    standalone_redis_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full send buffer still waits at most the socket timeout, as redis-py's write."""
+    connection = connect_to(standalone_redis_url, socket_timeout=0.05)
+    await connection.connect()
+    writer = connection._writer
+    assert writer is not None
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(writer.transport, "get_write_buffer_size", lambda: 1 << 20)
+    monkeypatch.setattr(writer, "drain", never)
+    with pytest.raises(RedisTimeoutError, match="Timeout writing"):
+        await connection.send_command("PING")
+    assert not connection.is_connected
 
 
 async def test_a_startup_burst_on_a_fresh_cluster_client_waits_and_routes_right(
