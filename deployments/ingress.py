@@ -28,7 +28,7 @@ from deployments.handles import (
     RemoteSynthesizer,
     RemoteTranscriber,
 )
-from pipeline.aio import freeze_startup_heap
+from pipeline.aio import SERVING_YOUNG_THRESHOLD, freeze_startup_heap
 from pipeline.meters import GatewayMeters
 from pipeline.reply import ReplyConfig
 from pipeline.tracing import install_log_context
@@ -120,7 +120,9 @@ class Gateway:
                 raise ConfigurationError(
                     f"the Gateway cannot listen on {settings.host}:{settings.port}: {exc}",
                     setting="VOXLINE_PORT") from None
-        freeze_startup_heap()  # the loop serves every socket: no walks of start-up objects
+        # the loop serves every socket: no walks of start-up objects, and a reply's objects
+        # die young (pipeline/aio/_heap.py)
+        freeze_startup_heap(young_threshold=SERVING_YOUNG_THRESHOLD)
 
     def check_health(self) -> None:
         """Serve's health check: a Gateway whose own server stopped serving its port is

@@ -11,13 +11,14 @@ collections that would pause its loop.
 
 from pipeline.aio._batcher import Batcher, BatcherStats
 from pipeline.aio._batching import batched
-from pipeline.aio._heap import freeze_startup_heap
+from pipeline.aio._heap import SERVING_YOUNG_THRESHOLD, freeze_startup_heap
 from pipeline.aio._lost_cancel import reraise_lost_cancel
 from pipeline.aio._streams import aclose_stream
 from pipeline.aio._thread_names import name_os_thread
 from pipeline.aio._threads import ThreadStream, iterate_in_thread
 
 __all__ = [
+    "SERVING_YOUNG_THRESHOLD",
     "Batcher",
     "BatcherStats",
     "ThreadStream",

@@ -33,8 +33,9 @@ FACADES = {
     "pipeline.aio": [
         "Batcher", "BatcherStats", "ThreadStream", "aclose_stream", "batched", "iterate_in_thread",
         "name_os_thread", "reraise_lost_cancel",
-        # a long-lived process's start-up objects out of the collections that pause its loop
-        "freeze_startup_heap",
+        # a long-lived process's start-up objects out of the collections that pause its loop,
+        # and the Gateway's young collections fewer
+        "freeze_startup_heap", "SERVING_YOUNG_THRESHOLD",
     ],
     "pipeline.log": [
         "AppendResult", "CallLeases", "DEFAULT_FEED_TYPES", "Delivery", "EventLog", "FeedReader",

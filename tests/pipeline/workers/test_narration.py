@@ -42,6 +42,7 @@ from schemas import (
 )
 from tests.support.engines import ScriptedTTS, scripted_audio
 from tests.support.feeds import every_delivery
+from tests.support.heap import harness_heap_frozen
 
 
 @pytest.fixture
@@ -451,27 +452,29 @@ async def test_a_live_worker_keeps_its_entry(event_log: EventLog, redis: Redis) 
     slow_tts = tts(gated=True)
     assert slow_tts.gate is not None
     # renewed every 200 ms: a lease of 30 ms expired between renewals on a loaded machine
-    # (two test workers on two cores, the cluster's extra hops)
+    # (two test workers on two cores, the cluster's extra hops); the one of 600 ms once,
+    # late in a full run, where a full collection of pytest's own heap takes ~0.5 s
     worker = NarrationWorker(event_log, slow_tts, consumer="a", lease_ms=600)
     [delivery] = await deliveries(worker)
     task = asyncio.create_task(worker.handle(delivery))
     feed = event_log.feed_key_for("s1")
-    try:
-        await eventually(lambda: _exists(redis, worker.lease_key("s1", "turn:t1")), "the lease")
-        await redis.xclaim(feed, "autoplay", "thief", 0, [delivery.entry_id], justid=True)
+    with harness_heap_frozen():
+        try:
+            await eventually(lambda: _exists(redis, worker.lease_key("s1", "turn:t1")), "the lease")
+            await redis.xclaim(feed, "autoplay", "thief", 0, [delivery.entry_id], justid=True)
 
-        async def owned_by_worker() -> bool:
-            eid = delivery.entry_id
-            [entry] = await redis.xpending_range(feed, "autoplay", eid, eid, 1)
-            return bool(entry["consumer"] == b"a" and entry["times_delivered"] == 1)
+            async def owned_by_worker() -> bool:
+                eid = delivery.entry_id
+                [entry] = await redis.xpending_range(feed, "autoplay", eid, eid, 1)
+                return bool(entry["consumer"] == b"a" and entry["times_delivered"] == 1)
 
-        await eventually(owned_by_worker, "the heartbeat")
-        token = await redis.get(worker.lease_key("s1", "turn:t1"))
-        assert token is not None and token.startswith(b"a:")
-    finally:
-        for _ in narration_pieces(TEXT, AUTO):
-            slow_tts.gate.release()
-        await task
+            await eventually(owned_by_worker, "the heartbeat")
+            token = await redis.get(worker.lease_key("s1", "turn:t1"))
+            assert token is not None and token.startswith(b"a:")
+        finally:
+            for _ in narration_pieces(TEXT, AUTO):
+                slow_tts.gate.release()
+            await task
     assert_one_complete_narration(await event_log.read_all("s1"))
     assert not await redis.exists(worker.lease_key("s1", "turn:t1"))
 
