@@ -120,8 +120,9 @@ async def sending(conn: SessionSocket, text: str, speech: bytes) -> AsyncIterato
 #: the replacement and the turn completes, which says nothing of a kill mid-stream. Such
 #: a turn is tried again, once the replacement serves, killing at once where the event is
 #: seen (no added moment: on that machine the events come late, not early); a turn that
-#: never ends with the error still fails
-KILL_ATTEMPTS = 5
+#: never ends with the error still fails (5 tries all fell between the Synthesizer's
+#: calls once, in a loaded full run on a slow 2-core machine)
+KILL_ATTEMPTS = 8
 
 
 async def killed_turn(app: ChildApp, client: VoxlineClient, session: SessionInfo,
