@@ -38,8 +38,9 @@ from redis.sentinel import Sentinel
 from deployments.api import ApiServer, Services, create_api
 from deployments.api._services import start_services
 from loadtests._open_files import raise_file_limit
+from loadtests._replica_loop import replica_loop
 from loadtests._scripted import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
-from pipeline.aio import freeze_startup_heap
+from pipeline.aio import SERVING_YOUNG_THRESHOLD, freeze_startup_heap
 from pipeline.engines import (
     LanguageModel,
     Synthesizer,
@@ -165,7 +166,8 @@ async def _serve_child(redis_url: str, prefix: str, max_turns: int | None,
     async with serve_api(redis_url, log, llm=llm, tts=tts,
                          stt=ScriptedSTT("What is the capital of France?"), vad=EnergyVAD(),
                          admission=admission) as harness:
-        freeze_startup_heap()  # as the Gateway replica does once it has started
+        # as the Gateway replica does once it has started
+        freeze_startup_heap(young_threshold=SERVING_YOUNG_THRESHOLD)
         print(harness.url, flush=True)
         stdin = asyncio.StreamReader()
         loop = asyncio.get_running_loop()
@@ -302,8 +304,9 @@ def main() -> None:
     pacing = Pacing(args.tokens, args.first_token_ms, args.token_ms, args.tts_chunk_ms)
     # a socket and a little more per session it may hold
     raise_file_limit(max(8192, 2 * (args.max_sessions or 0) + 1024))
-    asyncio.run(_serve_child(args.redis_url, args.prefix, args.max_turns, args.max_sessions,
-                             pacing, args.partitions))
+    with asyncio.Runner(loop_factory=replica_loop()) as runner:
+        runner.run(_serve_child(args.redis_url, args.prefix, args.max_turns, args.max_sessions,
+                                pacing, args.partitions))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests._replica_loop import replica_loop
 from loadtests._report import percentiles
 
 #: a session has at most one append in flight (ids stay in order), so this bounds a
@@ -70,7 +71,7 @@ async def _agent(role: str, url: str, prefix: str, sessions: list[str],
                  partitions: int) -> None:
     """A writer or a reader: a window per line of stdin, an answer per line of stdout,
     until stdin closes."""
-    from pipeline.aio import freeze_startup_heap
+    from pipeline.aio import SERVING_YOUNG_THRESHOLD, freeze_startup_heap
     from pipeline.log import EventLog, LogFanout, create_redis
     from schemas import Settings
 
@@ -87,7 +88,8 @@ async def _agent(role: str, url: str, prefix: str, sessions: list[str],
             await reader.start()
         else:  # the cluster client learns the slots before the first window
             await redis.ping()
-        freeze_startup_heap()  # as a Gateway replica does once it has started
+        # as a Gateway replica does once it has started
+        freeze_startup_heap(young_threshold=SERVING_YOUNG_THRESHOLD)
         print(json.dumps({"pid": os.getpid()}), flush=True)
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             window = Window(**json.loads(line))
@@ -128,6 +130,7 @@ async def _write(log: Any, sessions: list[str], window: Window) -> dict[str, Any
     await asyncio.sleep(max(window.load_from - time.time(), 0))
     pipelines = log.appends.pipelines
     due = 0
+    late_ms: list[float] = []  # how late each tick woke: the writer's loop held up
     while (now := time.time()) < window.end:
         target = int((now - window.load_from) * window.rate)
         while due < target:
@@ -139,11 +142,14 @@ async def _write(log: Any, sessions: list[str], window: Window) -> dict[str, Any
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             due += 1
+        slept = time.perf_counter()
         await asyncio.sleep(_TICK_S)
+        late_ms.append((time.perf_counter() - slept - _TICK_S) * 1000)
     if tasks:
         await asyncio.wait(tasks, timeout=10)
     return {**counts, "append_ms": percentiles(append_ms),
-            "round_trips": log.appends.pipelines - pipelines}
+            "round_trips": log.appends.pipelines - pipelines,
+            "loop_late_ms": percentiles(late_ms)}
 
 
 class _Reader:
@@ -279,7 +285,9 @@ def _answer(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 def main() -> None:
     role, url, prefix, sessions, partitions = sys.argv[1:6]
-    asyncio.run(_agent(role, url, prefix, sessions.split(","), int(partitions)))
+    # on the loop of the Ray workers whose appends and tails these stand in for
+    with asyncio.Runner(loop_factory=replica_loop()) as runner:
+        runner.run(_agent(role, url, prefix, sessions.split(","), int(partitions)))
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ def _log_step(rate: float, window: LogWindow, answers: dict[str, list[dict[str, 
         "append_ms": [rounded(w["append_ms"]) for w in writers],
         "behind": behind,
         "failed": failed,
+        "writer_loop_late_ms": [rounded(w["loop_late_ms"]) for w in writers],  # a CPU waited for
         # what one Redis round trip carried: appends per pipeline sent, live reads per
         # event delivered (fewer round trips per event is most of the clients' CPU)
         "appends_per_round_trip": _ratio(sum(w["appended"] for w in writers),
@@ -165,7 +166,9 @@ def _log_step(rate: float, window: LogWindow, answers: dict[str, list[dict[str, 
     if len(latencies) < DELIVERED_SHARE * rate * span:
         why.append(f"delivered {len(latencies) / span:.0f}/s of {rate:.0f}/s offered")
     if behind:
-        why.append(f"writers could not offer {behind} appends (every session busy)")
+        late = max(w["loop_late_ms"]["max"] for w in writers)  # ~50 ms: every session busy
+        why.append(f"writers could not offer {behind} appends (every session busy; a loop "
+                   f"woke {late:.0f} ms late)")
     if failed:
         why.append(f"{failed} appends failed")
     errors = [a["error"] for a in answers["reader"] if a["error"] or a["tails_ended"]]
@@ -405,8 +408,7 @@ def goals(figures: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     acks = figures.get("replica_acks", {}).get("goals", {}).get("wait_1_costs_at_most_2ms_p50")
     if acks:
         result["wait_1_costs_at_most_2ms_p50"] = acks
-    live = figures.get("live_sessions")
-    if live:
+    if live := figures.get("live_sessions"):
         result["live_text_sessions_at_least_5000"] = {
             "value": live["held_at_p99"], "met": live["held_at_p99"] >= 5000}
     return result
@@ -429,8 +431,7 @@ def summary(figures: dict[str, Any]) -> dict[str, Any]:
                     "projected_events_per_s_busiest_primary_full"],
                 "ran_out": (limit or {}).get("cpu", {}).get("exhausted", run["stopped"]),
             }
-    live = figures.get("live_sessions")
-    if live:
+    if live := figures.get("live_sessions"):
         lines["live sessions"] = {"held": live["held_at_p99"],
                                   "ran_out": (live["limit"] or {}).get("cpu", {}).get(
                                       "exhausted", live["stopped"])}
@@ -446,8 +447,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     def names(text: str) -> list[str]:
         chosen = [part for part in text.split(",") if part]
-        unknown = set(chosen) - set(PHASES)
-        if unknown:
+        if unknown := set(chosen) - set(PHASES):
             raise argparse.ArgumentTypeError(f"unknown phases {sorted(unknown)}")
         return chosen
 
