@@ -13,7 +13,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from schemas import ApiSettings, Event, EventLogSettings, parse_event
+from pipeline.log import EventLog
+from schemas import (
+    ApiSettings,
+    Event,
+    EventLogSettings,
+    InputText,
+    InputTextData,
+    parse_event,
+)
 from tests.support.api_harness import Harness, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedTTS
 from voxline.client import FINAL_TYPES, SessionInfo
@@ -133,7 +141,7 @@ async def test_sse_resume_with_last_event_id(harness: Harness) -> None:
 
 
 async def test_resume_before_the_trim_horizon_is_refused(redis_url: str, key_prefix: str) -> None:
-    log = EventLogSettings(key_prefix=key_prefix, maxlen=8, approximate_trim=False)
+    log = EventLogSettings(key_prefix=key_prefix)
     async with serve_api(redis_url, log, llm=ScriptedLLM(TOKENS),
                          tts=ScriptedTTS(), api=ApiSettings(drain_s=5)) as harness:
         session = await harness.client.create_session()
@@ -141,6 +149,14 @@ async def test_resume_before_the_trim_horizon_is_refused(redis_url: str, key_pre
         async with harness.client.connect(session) as conn:
             await conn.send_text("Tell me something.")
             [e async for e in conn.until_done()]
+        # Retention trims the start away once the turn is over: an append through a log
+        # that keeps 8 entries. (Not a maxlen of 8 while the turn runs: a socket's live
+        # read may lag its session's own appends by that much, and is rightly told to
+        # resync, which is not what this test is about.)
+        keeps_8 = EventLog(harness.services.log.redis,
+                           log.model_copy(update={"maxlen": 8, "approximate_trim": False}))
+        await keeps_8.append(InputText(session_id=session.session_id,
+                                       data=InputTextData(text="(retention trims here)")))
         url = f"{session.ws_url}?token={session.token}&last_event_id={first_id}"
         async with connect(url) as ws:
             frame = json.loads(await ws.recv())
