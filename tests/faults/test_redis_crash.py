@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,12 @@ async def settle(redis: Redis) -> None:
             assert info["aof_last_bgrewrite_status"] == "ok"
             return
         await asyncio.sleep(0.01)
+
+
+def innermost(exc: BaseException, frames: int = 8) -> str:
+    """The last ``frames`` frames of ``exc``'s traceback on one line, innermost last."""
+    return " > ".join(f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
+                      for frame in traceback.extract_tb(exc.__traceback__)[-frames:])
 
 
 async def one_trial(server: DurableRedis, rng: random.Random, trial: int) -> int:
@@ -183,7 +190,12 @@ async def one_trial(server: DurableRedis, rng: random.Random, trial: int) -> int
 async def test_a_redis_crash_mid_append_loses_at_most_an_unsynced_tail(
         durable: DurableRedis) -> None:
     rng = random.Random(f"redis-crash-{durable.fsync}")
-    losses = [await one_trial(durable, rng, trial) for trial in range(TRIALS)]
+    try:
+        losses = [await one_trial(durable, rng, trial) for trial in range(TRIALS)]
+    except (AssertionError, pytest.fail.Exception):
+        raise
+    except Exception as exc:  # where, in the one line a CI log keeps (a TypeError once)
+        raise AssertionError(f"{exc!r} at {innermost(exc)}") from exc
     print(f"appendfsync {durable.fsync}: {TRIALS} kills and simulated machine crashes, "
           f"acknowledged events lost per crash {losses}")
     if durable.fsync == "always":
