@@ -122,6 +122,16 @@ def resample_pcm16(data: bytes, from_rate: int, to_rate: int) -> bytes:
     return float_to_pcm16(resample(pcm16_to_float(data, allow_empty=True), from_rate, to_rate))
 
 
+def loudest_dbfs(data: bytes, window: int) -> float:
+    """The loudness of the loudest ``window`` samples of PCM16 ``data`` (in consecutive
+    windows, the last one shorter), in dB relative to full scale; ``-inf`` for none or
+    digital silence."""
+    if is_digital_silence(data):
+        return float("-inf")
+    samples = pcm16_to_float(data)
+    return max(rms_dbfs(samples[at : at + window]) for at in range(0, samples.size, window))
+
+
 def rms_dbfs(samples: FloatAudio) -> float:
     """Loudness in dB relative to full scale; ``-inf`` for digital silence.
 

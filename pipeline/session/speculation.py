@@ -160,7 +160,9 @@ class Speculation:
 
     async def _prepare(self) -> None:
         try:
-            self.text = (await self._transcribe(self.pause.audio, self.sample_rate)).strip()
+            # (the utterance as long as it will be at its end: SpeechPause.padded_audio)
+            text = await self._transcribe(self.pause.padded_audio, self.sample_rate)
+            self.text = text.strip()
         except BaseException as exc:
             if not self._heard.done():
                 if isinstance(exc, asyncio.CancelledError):

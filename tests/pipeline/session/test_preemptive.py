@@ -29,12 +29,12 @@ REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "
 RATE = 16000
 
 
-def tone(seconds: float, loud: bool) -> bytes:
+def tone(seconds: float, loud: bool, amplitude: float = 8000) -> bytes:
     n = int(seconds * RATE)
     if not loud:
         return bytes(2 * n)
     t = np.arange(n) / RATE
-    return (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes()
+    return (np.sin(2 * np.pi * 220 * t) * amplitude).astype("<i2").tobytes()
 
 
 class Voice:
@@ -126,6 +126,26 @@ def test_a_pause_is_not_covered_by_another_utterance() -> None:
     [end] = [e for e in _push(endpointer, tone(0.6, False), False) if isinstance(e, SpeechEnd)]
     assert end.audio.startswith(pause.audio) and end.audio_ms > pause.audio_ms
     assert not pause.covered_by(end)
+
+
+@pytest.mark.parametrize(("amplitude", "covered"), [
+    (800, False),  # -35 dBFS: a soft consonant the detector took for silence
+    (30, True),  # -64 dBFS: a quiet room
+])
+def test_padding_after_the_pause_is_covered_only_when_it_is_silent(
+        amplitude: float, covered: bool) -> None:
+    """Soft speech the detector took for silence, heard after a 64 ms pause: in the turn's
+    audio, not in the pause's (whose padding was digital silence), so the turn is
+    transcribed again; a quiet room's noise there is the silence it was taken for."""
+    endpointer = Endpointer(EndpointConfig(min_silence_ms=500, post_padding_ms=200, pause_ms=64))
+    _push(endpointer, tone(0.8, True), True)
+    [pause] = [e for e in _push(endpointer, tone(0.064, False), False)
+               if isinstance(e, SpeechPause)]
+    after = tone(0.08, True, amplitude) + tone(0.4, False)
+    [end] = [e for e in _push(endpointer, after, False) if isinstance(e, SpeechEnd)]
+    assert (end.audio_ms, end.start_ms) == (pause.audio_ms, pause.start_ms)
+    assert len(end.audio) <= pause.end_bytes and end.audio.startswith(pause.audio)
+    assert pause.covered_by(end) is covered
 
 
 def test_audio_cut_after_the_padding_is_not_covered_by_the_pause() -> None:
@@ -274,6 +294,28 @@ async def test_new_audio_settings_drop_the_prepared_reply(event_log: EventLog) -
     assert session.speculator.current is None
     assert not any(e.type.startswith("response.") for e in seen)
     await session.close()
+
+
+async def test_a_pause_is_transcribed_as_long_as_its_end_will_be() -> None:
+    """The post-padding still to come is given as digital silence: Whisper tiny.en heard
+    "friends" in a pause's audio and "France" with the end's 0.19 s more of silence."""
+    pause = SpeechPause(audio_ms=800, audio=b"\1\0" * 1600, duration_s=0.1, start_ms=0,
+                        end_bytes=4000)
+    heard: list[bytes] = []
+
+    async def transcribe(audio: bytes, rate: int) -> str:
+        heard.append(audio)
+        return ""  # nothing said: no reply
+
+    speculation = Speculation("t", pause, RATE, transcribe=transcribe, reply=never_replies)
+    assert await speculation.transcript() == ""
+    assert heard == [pause.audio + bytes(800)] and len(heard[0]) == pause.end_bytes
+    assert pause.padded_audio == heard[0]
+    await speculation.discard()
+
+
+def never_replies(turn_id: str, text: str, cancel: object) -> AsyncGenerator[Event, None]:
+    raise AssertionError("no reply without a transcript")
 
 
 async def test_a_failed_speculative_transcript_leaves_the_decision_to_the_final_one() -> None:
