@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from schemas import EventLogSettings
-from tests.support.api_harness import Harness, connect_all, serve_api
+from tests.support.api_harness import OPEN_AT_ONCE, Harness, connect_all, serve_api
 from tests.support.engines import ScriptedLLM, ScriptedTTS
 
 pytestmark = pytest.mark.redis
@@ -46,7 +46,11 @@ def _in_use(harness: Harness) -> int:
 
 async def test_idle_sockets_hold_no_redis_connection_each(harness: Harness) -> None:
     client, tails = harness.client, harness.services.tails
-    sessions = await asyncio.gather(*(client.create_session() for _ in range(IDLE_SOCKETS)))
+    # made 50 at a time: 300 at once waited on the client's pool past its 30 s timeout
+    # on a slower 2-core machine (httpx.PoolTimeout)
+    sessions = []
+    for _ in range(0, IDLE_SOCKETS, OPEN_AT_ONCE):
+        sessions += await asyncio.gather(*(client.create_session() for _ in range(OPEN_AT_ONCE)))
     sockets: list[ClientConnection] = []
     try:
         async with asyncio.timeout(HANG_GUARD_S):
