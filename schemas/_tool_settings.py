@@ -84,7 +84,8 @@ class ToolSettings(BaseModel):
     mcp_connect_s: float = Field(
         default=10.0, gt=0, le=300,
         description="connecting to an MCP server and listing its tools; one that fails is "
-        "tried again in the background",
+        "tried again in the background, and one that died is connected again within it "
+        "before a call's own timeout_s starts",
     )
     filler_after_ms: int | None = Field(
         default=600, ge=0, le=60_000,

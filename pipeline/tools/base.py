@@ -45,6 +45,12 @@ class ServerTool(abc.ABC):
     def name(self) -> str:
         return self.function.name
 
+    async def ready(self) -> None:  # noqa: B027 - most tools are always ready
+        """Be ready to take a call: connect, start a process. The runner awaits it before
+        the call's ``timeout_s`` starts, so a call is timed by its own work, not by a
+        reconnect; a tool that waits here bounds the wait itself (an MCP server by
+        ``mcp_connect_s``) and raises :class:`schemas.VoxlineError` when it cannot."""
+
     @abc.abstractmethod
     async def call(self, arguments: dict[str, Any], context: CallContext) -> str:
         """Run once with arguments that satisfy the schema; return the output text.

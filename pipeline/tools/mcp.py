@@ -11,8 +11,9 @@ so a server with side effects can keep them once per call.
 The SDK's client lives in one task that owns its connection (anyio scopes end where they
 began); calls from any task go through it. A server that dies or never answers costs the
 calls made meanwhile a coded failure (``tool_failed``, or the runner's ``tool_timeout``),
-nothing else; the next call connects again. Its errors (``isError`` results) reach the
-model as the tool's failure, in the server's words.
+nothing else; the next call connects again, within ``mcp_connect_s`` and before its own
+``timeout_s`` starts (a server's restart is not the call's time). Its errors (``isError``
+results) reach the model as the tool's failure, in the server's words.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class McpServer:
 
     async def tools(self) -> list[McpServerTool]:
         """Its tools (the ones ``settings.tools`` allows), listed now."""
-        client = await self._connected()
+        client = await self.connected()
         try:
             listed = await asyncio.wait_for(client.list_tools(), self.connect_s)
         except Exception as exc:
@@ -67,7 +68,7 @@ class McpServer:
 
     async def call(self, name: str, arguments: dict[str, Any], call_id: str) -> str:
         """``tools/call``; the output as text, or :class:`VoxlineError` ``tool_failed``."""
-        client = await self._connected()
+        client = await self.connected()
         try:
             result = await client.call_tool(name, arguments, meta={IDEMPOTENCY_KEY: call_id})
         except asyncio.CancelledError:
@@ -86,7 +87,8 @@ class McpServer:
 
     # ---- the connection -------------------------------------------------------------
 
-    async def _connected(self) -> Any:
+    async def connected(self) -> Any:
+        """The client, connecting first (within ``connect_s``) if it is not."""
         async with self._lock:
             if self._client is not None and self._owner is not None and not self._owner.done():
                 return self._client
@@ -155,6 +157,9 @@ class McpServerTool(ServerTool):
         hints = tool.annotations
         self.idempotent = bool(hints is not None and (
             hints.read_only_hint or hints.idempotent_hint))
+
+    async def ready(self) -> None:
+        await self.server.connected()
 
     async def call(self, arguments: dict[str, Any], context: CallContext) -> str:
         return await self.server.call(self.remote_name, arguments, context.call_id)

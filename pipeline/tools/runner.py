@@ -3,7 +3,8 @@
 :class:`ToolRunner` is what every server call goes through, whatever the tool: the
 arguments are parsed and checked against the tool's schema (a hostile or broken call is
 ``tool_arguments_invalid``, never run), the call waits for a place in the replica's pool
-(``VOXLINE_TOOLS__CONCURRENCY``) and runs within ``timeout_s`` (``tool_timeout``), its
+(``VOXLINE_TOOLS__CONCURRENCY``) and runs within ``timeout_s`` (``tool_timeout``; a
+tool's own getting ready, such as an MCP server's reconnect, is bounded apart), its
 output is cut to ``max_output_chars``, and anything it raises becomes ``tool_failed``
 (a :class:`VoxlineError`'s own code and message are kept). The outcome is what the model
 reads; nothing a tool does can hang or end the turn.
@@ -95,6 +96,7 @@ class ToolRunner:
             return round((time.perf_counter() - started) * 1000)
 
         try:
+            await tool.ready()  # bounded by the tool: a reconnect is not the call's time
             async with asyncio.timeout(limits.timeout_s):
                 async with self._places:
                     self.runs[tool.name] = self.runs.get(tool.name, 0) + 1

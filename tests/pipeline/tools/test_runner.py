@@ -18,6 +18,7 @@ from schemas import (
     ToolCall,
     ToolFunction,
     ToolSettings,
+    VoxlineError,
 )
 
 
@@ -78,6 +79,29 @@ async def test_a_tool_that_never_answers_times_out_in_its_time() -> None:
     outcome = await run(Echo(delay=60), '{"say": "hi"}', timeout_s=0.2)
     assert outcome.code is ErrorCode.TOOL_TIMEOUT and "0.2 s" in outcome.output
     assert asyncio.get_running_loop().time() - started < 5
+
+
+class Reconnecting(Echo):
+    """An Echo that first takes ``connect_s`` to get ready (an MCP server restarting), or
+    cannot (``refuse``)."""
+
+    def __init__(self, connect_s: float, refuse: bool = False) -> None:
+        super().__init__()
+        self.connect_s, self.refuse = connect_s, refuse
+
+    async def ready(self) -> None:
+        await asyncio.sleep(self.connect_s)
+        if self.refuse:
+            raise VoxlineError("the server could not be started", code=ErrorCode.TOOL_FAILED)
+
+
+async def test_getting_ready_is_not_the_calls_time_and_failing_to_is_a_coded_outcome() -> None:
+    outcome = await run(Reconnecting(connect_s=0.3), '{"say": "hi"}', timeout_s=0.2)
+    assert (outcome.code, outcome.output) == (None, "hi")
+    refused = Reconnecting(connect_s=0, refuse=True)
+    outcome = await run(refused, '{"say": "hi"}')
+    assert outcome.code is ErrorCode.TOOL_FAILED and "could not be started" in outcome.output
+    assert refused.seen == []
 
 
 async def test_a_failing_tool_is_a_coded_outcome_with_its_own_code_when_it_has_one() -> None:
