@@ -283,7 +283,7 @@ class Speculator:
         transcription raised."""
         speculation = self.current
         if (speculation is None or speculation.sample_rate != sample_rate
-                or speculation.pause.audio != audio):
+                or speculation.pause.padded_audio != audio):
             return None
         try:
             return await speculation.transcript()

@@ -176,7 +176,7 @@ class AudioModelPolicy(TurnPolicy):
         if not settings.turn_text_cues or self.transcribe is None:
             return False
         try:
-            text = await self.transcribe(pause.audio, self.input_rate)
+            text = await self.transcribe(pause.padded_audio, self.input_rate)
         except Exception:
             logger.warning("%s: no transcript for the text cues; the model's verdict stands",
                            self.name, exc_info=True)
@@ -198,7 +198,7 @@ class TextJudgePolicy(TurnPolicy):
     async def decide(self, pause: SpeechPause, settings: SessionSettings) -> int | None:
         self.verdict = None
         try:
-            words = await self.transcribe(pause.audio, self.input_rate)
+            words = await self.transcribe(pause.padded_audio, self.input_rate)
             if not words.strip():
                 return settings.end_of_speech_ms  # a noise, or words not yet made out
             if sounds_unfinished(words, settings.language):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from typing import cast
 
 import numpy as np
 import pytest
@@ -16,7 +17,13 @@ import pytest
 from pipeline.audio import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechResume
 from pipeline.log import EventLog
 from pipeline.session import LiveSession, SessionEngines
-from pipeline.session.speculation import Speculation, final_transcript, same_transcript
+from pipeline.session.emitter import SessionEmitter
+from pipeline.session.speculation import (
+    Speculation,
+    Speculator,
+    final_transcript,
+    same_transcript,
+)
 from schemas import (
     Event,
     SessionSettings,
@@ -311,6 +318,26 @@ async def test_a_pause_is_transcribed_as_long_as_its_end_will_be() -> None:
     assert await speculation.transcript() == ""
     assert heard == [pause.audio + bytes(800)] and len(heard[0]) == pause.end_bytes
     assert pause.padded_audio == heard[0]
+    await speculation.discard()
+
+
+async def test_the_judge_reads_the_words_the_pause_was_heard_as_not_asking_again() -> None:
+    pause = SpeechPause(audio_ms=800, audio=b"\1\0" * 1600, duration_s=0.1, start_ms=0,
+                        end_bytes=4000)
+    heard: list[bytes] = []
+
+    async def transcribe(audio: bytes, rate: int) -> str:
+        heard.append(audio)
+        return ""
+
+    speculator = Speculator(cast(SessionEmitter, None), transcribe=transcribe,
+                            reply=never_replies)
+    await speculator.start(pause, RATE)
+    assert await speculator.heard(pause.padded_audio, RATE) == ""  # what the judges ask
+    assert await speculator.heard(pause.audio, RATE) is None  # other audio: not its words
+    assert heard == [pause.padded_audio]
+    speculation = speculator.take()
+    assert speculation is not None
     await speculation.discard()
 
 
