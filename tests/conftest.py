@@ -1,6 +1,9 @@
 """Shared fixtures: real Redis servers of the suite's own, on free loopback ports.
 
-Never the one that may run on 6379: it may be a user's, serving Voxline on this machine."""
+Never the one that may run on 6379: it may be a user's, serving Voxline on this machine.
+Ray's settings for the one-machine app are put in the environment here, before any test
+module imports Ray: the Serve apps the tests start then listen on loopback only
+(:data:`voxline.server.LOOPBACK_ONLY`)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from tests.support.redis_proxy import RedisProxy
 from voxline.redis_cluster import redis_cluster
 from voxline.redis_sentinel import RedisSentinelServers, redis_sentinel
 from voxline.redis_server import start_redis_server
+from voxline.server import ray_environment
+
+ray_environment()
 
 
 def _serve_modules() -> frozenset[str]:

@@ -1,8 +1,9 @@
 """Start and stop the whole server on one machine: Redis (if none), Ray, the Serve app.
 
 Ray gets its own free ports (its GCS defaults to 6379 only for ``ray start``; ``ray.init``
-picks a free one) and binds 127.0.0.1 only; the dashboard stays off; Serve's proxy gets
-:func:`voxline.proxy.serve_proxy_callback`. What listens on
+picks a free one) and binds 127.0.0.1 only (:data:`LOOPBACK_ONLY`; Serve's replicas keep
+one port of their own on every interface, which Serve does not let us set); the dashboard
+stays off; Serve's proxy gets :func:`voxline.proxy.serve_proxy_callback`. What listens on
 ``settings.host:settings.port`` is the Gateway replica's own server or Serve's proxy
 (:mod:`voxline.ingress`). :func:`running_server` is a context manager
 so that Ctrl-C and SIGTERM stop everything it started, in reverse order, after a drain
@@ -57,6 +58,22 @@ QUIET_SERVE = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
 #: row). A voice server's replicas are the work the machine is for: they run at the priority
 #: of the process that starts Ray.
 WORKER_PRIORITY = {"RAY_worker_niceness": "0"}
+#: Ray's own servers (the GCS, the raylet, every worker's) listen on every interface unless
+#: the node's address is 127.0.0.1, and on Linux ``ray.init`` swaps a 127.0.0.1 it is given
+#: for the machine's routable address, so that other nodes could join: the one-machine
+#: app's control plane, which runs whatever it is sent, was reachable from the network
+#: (seen 2026-11-29 with Ray 2.60: GCS, raylet and workers on ``*``, the node registered
+#: as the machine's 192.0.2.2). With Ray's switch for clusters on one machine off, 127.0.0.1
+#: stays 127.0.0.1 and they listen on loopback only. Ray reads it when it is first imported.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def ray_environment() -> None:
+    """Ray's settings for the one-machine app, each where the environment has none (an
+    operator's own wins); before Ray is first imported in this process, for
+    :data:`LOOPBACK_ONLY` (:func:`running_server` calls it first)."""
+    for name, value in {**QUIET_SERVE, **WORKER_PRIORITY, **LOOPBACK_ONLY}.items():
+        os.environ.setdefault(name, value)
 
 
 def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
@@ -70,8 +87,7 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    for name, value in {**QUIET_SERVE, **WORKER_PRIORITY}.items():  # an operator's own wins
-        os.environ.setdefault(name, value)
+    ray_environment()
     # Serve's HTTP proxy inherits this: a WebSocket upgrade with a head the parser refuses
     # (a request line over 8 KiB) is answered 400 at once, not left hanging
     os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
@@ -86,6 +102,10 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
         configure_logging=False,
         logging_config=ray.LoggingConfig(encoding="JSON") if log_format == "json" else None,
     )
+    address = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    if address != "127.0.0.1":
+        logger.warning("Ray's node is %s, not 127.0.0.1: its servers listen beyond loopback "
+                       "(Ray was imported before voxline.server.ray_environment() ran)", address)
 
 
 #: /readyz fields that change from poll to poll without saying what is still loading
@@ -144,6 +164,7 @@ def running_server(
 
     With ``signals`` (the CLI's), SIGTERM and SIGINT are taken from Ray right after
     ``ray.init`` (:mod:`voxline.stopping`) so that they drain instead of dumping traces."""
+    ray_environment()  # before Ray's first import here
     from ray import serve
 
     from deployments.app import build_app

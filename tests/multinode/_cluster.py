@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from voxline.redis_server import free_steady_port
-from voxline.server import WORKER_PRIORITY
+from voxline.server import LOOPBACK_ONLY, WORKER_PRIORITY
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the nodes' ports start above the range Ray's own workers bind (10002-19999 by default)
@@ -129,7 +129,10 @@ class LocalCluster:
         # Serve kills a proxy not ready within 5 s (its default): seen once in a loaded run
         # of the suite (the other worker busy), killed before serve.start returned; the
         # replicas at our priority, as the run command starts them
-        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
+        # and without LOOPBACK_ONLY (the suite's, tests/conftest.py): a node joining a
+        # head is what it rules out (`ray start --address` refuses to)
+        inherited = {k: v for k, v in os.environ.items() if k not in LOOPBACK_ONLY}
+        self.env = {**inherited, **env, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
                     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30", **WORKER_PRIORITY}
         self.head = Node("speech", {"voxline_speech": 1}, 2, self.base / "h",
