@@ -5,8 +5,12 @@ and missed by seconds when it is not). The one timing assertion the tests make, 
 allows what a busy machine does to a free loop: one ping in a hundred may be late, and two
 in any run (loaded runs of the suite, its other worker busy: 233 pings of ~50 ms and one
 of 204; 2 of 181 at 567 and 201 ms), none by a second. A loop that work blocks is late on
-every ping that work overlaps, again and again. What the test itself does on the loop
-counts too: make its clients before the pings start (an httpx client is 50-90 ms)."""
+every ping that work overlaps, again and again: late pings in a row. A late ping alone,
+on time before and after, is a moment the machine took, and one in fifty such may come
+(three in any run): on a machine whose host was busy (the same idle app cost 10 % of a
+core one evening and 40 % that night) loaded runs saw 3 of 232 at 210-309 ms and 3 of 31
+at 273-335 ms. What the test itself does on the loop counts too: make its clients before
+the pings start (an httpx client is 50-90 ms)."""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ from tests.support.heap import harness_heap_frozen
 #: sent ...
 PING_BOUND_MS = 200
 LATE_PINGS_ALLOWED = 2
+#: ... and no more than one in fifty (three in any run) late in all, each alone
+LONE_PINGS_ALLOWED = 3
 #: ... and none this long: a loop held for a second is frozen, whatever the machine
 FROZEN_MS = 1000
 
@@ -81,7 +87,12 @@ async def pinging(url: str) -> AsyncIterator[list[float]]:
 def assert_live(latencies: list[float]) -> None:
     assert latencies, "no ping was answered"
     worst = max(latencies)
+    over = [ms > PING_BOUND_MS for ms in latencies]
     late = [round(ms) for ms in latencies if ms > PING_BOUND_MS]
+    in_a_row = sum(1 for i, is_late in enumerate(over) if is_late and (
+        (i > 0 and over[i - 1]) or (i + 1 < len(over) and over[i + 1])))
     assert worst <= FROZEN_MS, f"/healthz took {worst:.0f} ms ({len(latencies)} pings)"
-    assert len(late) <= max(LATE_PINGS_ALLOWED, len(latencies) // 100), (
+    assert in_a_row <= max(LATE_PINGS_ALLOWED, len(latencies) // 100), (
+        f"{in_a_row} of {len(latencies)} pings over {PING_BOUND_MS} ms in a row: {late[:10]}")
+    assert len(late) <= max(LONE_PINGS_ALLOWED, len(latencies) // 50), (
         f"{len(late)} of {len(latencies)} pings over {PING_BOUND_MS} ms: {late[:10]}")
