@@ -117,6 +117,19 @@ class RecordingLLM(ScriptedLLM):
             yield token
 
 
+class HeardAudio:
+    """A transcribe function (audio, sample rate -> words) that answers ``words`` and keeps
+    every audio it is given (``heard``): what a pause's judge or speculation asked for."""
+
+    def __init__(self, words: str = "") -> None:
+        self.words = words
+        self.heard: list[bytes] = []
+
+    async def __call__(self, audio: bytes, sample_rate: int) -> str:
+        self.heard.append(audio)
+        return self.words
+
+
 class ScriptedTextTurn(TextTurnDetector):
     """A text end-of-turn model that says ``verdicts[k]`` on its k-th transcript (the last
     one from then on); ``None`` in the script fails that call. It keeps each transcript."""

@@ -29,7 +29,7 @@ from schemas import (
     SessionSettings,
     SpeculationDiscarded,
 )
-from tests.support.engines import EnergyVAD, ScriptedLLM, ScriptedSTT, ScriptedTTS
+from tests.support.engines import EnergyVAD, HeardAudio, ScriptedLLM, ScriptedSTT, ScriptedTTS
 from tests.support.gated_source import finish
 
 REPLY = ["Paris ", "is ", "the ", "capital. ", "It ", "is ", "lovely ", "in ", "spring."]
@@ -308,14 +308,10 @@ async def test_a_pause_is_transcribed_as_long_as_its_end_will_be() -> None:
     "friends" in a pause's audio and "France" with the end's 0.19 s more of silence."""
     pause = SpeechPause(audio_ms=800, audio=b"\1\0" * 1600, duration_s=0.1, start_ms=0,
                         end_bytes=4000)
-    heard: list[bytes] = []
-
-    async def transcribe(audio: bytes, rate: int) -> str:
-        heard.append(audio)
-        return ""  # nothing said: no reply
-
+    transcribe = HeardAudio("")  # nothing said: no reply
     speculation = Speculation("t", pause, RATE, transcribe=transcribe, reply=never_replies)
     assert await speculation.transcript() == ""
+    heard = transcribe.heard
     assert heard == [pause.audio + bytes(800)] and len(heard[0]) == pause.end_bytes
     assert pause.padded_audio == heard[0]
     await speculation.discard()
@@ -324,18 +320,13 @@ async def test_a_pause_is_transcribed_as_long_as_its_end_will_be() -> None:
 async def test_the_judge_reads_the_words_the_pause_was_heard_as_not_asking_again() -> None:
     pause = SpeechPause(audio_ms=800, audio=b"\1\0" * 1600, duration_s=0.1, start_ms=0,
                         end_bytes=4000)
-    heard: list[bytes] = []
-
-    async def transcribe(audio: bytes, rate: int) -> str:
-        heard.append(audio)
-        return ""
-
+    transcribe = HeardAudio("")
     speculator = Speculator(cast(SessionEmitter, None), transcribe=transcribe,
                             reply=never_replies)
     await speculator.start(pause, RATE)
     assert await speculator.heard(pause.padded_audio, RATE) == ""  # what the judges ask
     assert await speculator.heard(pause.audio, RATE) is None  # other audio: not its words
-    assert heard == [pause.padded_audio]
+    assert transcribe.heard == [pause.padded_audio]
     speculation = speculator.take()
     assert speculation is not None
     await speculation.discard()

@@ -16,7 +16,7 @@ from pipeline.turntaking import (
     turn_policy,
 )
 from schemas import SessionSettings
-from tests.support.engines import ScriptedTextTurn, ScriptedTurn
+from tests.support.engines import HeardAudio, ScriptedTextTurn, ScriptedTurn
 
 RATE = 16000
 PAUSE = SpeechPause(audio_ms=900, audio=b"\0\0" * 1600, duration_s=0.1, start_ms=800,
@@ -93,15 +93,11 @@ async def test_the_words_judged_at_a_pause_are_of_the_utterance_as_long_as_its_e
     audio with the post-padding still to come as silence (SpeechPause.padded_audio)."""
     pause = SpeechPause(audio_ms=900, audio=b"\1\0" * 1600, duration_s=0.1, start_ms=800,
                         end_bytes=6400)
-    heard: list[bytes] = []
-
-    async def transcribe(audio: bytes, sample_rate: int) -> str:
-        heard.append(audio)
-        return "I'd like a table for"
-
+    transcribe = HeardAudio("I'd like a table for")
     for settings in (SessionSettings(turn_judge="audio", turn_text_cues=True),
                      SessionSettings(turn_judge="text")):
         policy = turn_policy(lambda settings=settings: settings, ScriptedTurn(0.9), RATE,
                              transcribe=transcribe, text=ScriptedTextTurn())
         assert await policy(pause) is None
+    heard = transcribe.heard
     assert heard == [pause.padded_audio] * 2 and len(heard[0]) == pause.end_bytes
