@@ -49,8 +49,9 @@ async def test_idle_sockets_hold_no_redis_connection_each(harness: Harness) -> N
     # made 50 at a time: 300 at once waited on the client's pool past its 30 s timeout
     # on a slower 2-core machine (httpx.PoolTimeout)
     sessions = []
-    for _ in range(0, IDLE_SOCKETS, OPEN_AT_ONCE):
-        sessions += await asyncio.gather(*(client.create_session() for _ in range(OPEN_AT_ONCE)))
+    for start in range(0, IDLE_SOCKETS, OPEN_AT_ONCE):
+        batch = min(OPEN_AT_ONCE, IDLE_SOCKETS - start)
+        sessions += await asyncio.gather(*(client.create_session() for _ in range(batch)))
     sockets: list[ClientConnection] = []
     try:
         async with asyncio.timeout(HANG_GUARD_S):
