@@ -51,8 +51,16 @@ class RespProtocol(asyncio.Protocol):
         self.connection_made(transport)
 
     def write(self, packed: list[bytes]) -> None:
-        """Send commands packed by the connection (``pack_command``)."""
+        """Send commands packed by the connection (``pack_command``).
+
+        A transport that is closing (the server's end of file, a close of redis-py's) takes
+        nothing more: the connection is over here at once, not a tick later when
+        ``connection_lost`` comes (Python 3.12's ``writelines`` on such a transport raised
+        ``TypeError: 'NoneType' object is not callable``; 3.11 dropped the bytes unsaid)."""
         assert self.transport is not None
+        if self.transport.is_closing():
+            self._end("the connection is closing")
+            return
         self.transport.writelines(packed)
 
     def close(self, why: str) -> None:
@@ -91,6 +99,7 @@ class RespProtocol(asyncio.Protocol):
         self.paused = False
 
     def eof_received(self) -> bool:
+        self._end("the server closed the connection")  # over now: nothing more is sent here
         return False  # the transport closes itself; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
