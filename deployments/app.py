@@ -2,7 +2,8 @@
 
 The Gateway (the only ingress: the API, the live sessions) calls three model stages
 (Transcriber, LanguageModel, Synthesizer); Narrator and Metrics consume the feed in the
-background; the Reranker (retrieval's second stage) is placed where it can run.
+background (on one machine, both in one Workers replica); the Reranker (retrieval's second
+stage) is placed where it can run.
 
 ``build_app`` is the application builder that ``serve_config.yaml`` names
 (``import_path: deployments.app:build_app``) and that ``voxline serve`` calls. Engines
@@ -27,7 +28,7 @@ from deployments.llm import LanguageModelReplica
 from deployments.reranker import RerankerReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
-from deployments.workers import MetricsReplica, NarratorReplica
+from deployments.workers import MetricsReplica, NarratorReplica, WorkersReplica
 from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 
 #: retrieval's second stage on one machine, placed only with
@@ -35,6 +36,10 @@ from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 #: torch, sentence-transformers)
 _CPU_RERANKER: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1,
                                  "max_ongoing_requests": 8, "max_queued_requests": 16}
+
+#: Narrator and Metrics in one replica on one machine: a Ray worker process costs ~0.7 %
+#: of a core idle whatever it runs, and these two are light (issue 51)
+_CPU_WORKERS: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.1}, "num_replicas": 1}
 
 #: Profiles whose replicas never scale: one stops only when the app stops (after the
 #: Gateway drained it) or is redeployed. Ray waits ``graceful_shutdown_wait_loop_s`` (2 s)
@@ -58,8 +63,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                           "max_ongoing_requests": 4, "max_queued_requests": 8},
         "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
                         "max_ongoing_requests": 8, "max_queued_requests": 32},
-        "Narrator": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
-        "Metrics": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
+        "Workers": _CPU_WORKERS,
         "Reranker": _CPU_RERANKER,
     },
     # The CPU profile with autoscaling on the three stages, to see it work on one machine
@@ -78,8 +82,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
            for name, cpus, ongoing, queued in (("Transcriber", 0.2, 4, 8),
                                                ("LanguageModel", 0.3, 4, 8),
                                                ("Synthesizer", 0.2, 8, 32))},
-        "Narrator": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
-        "Metrics": {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1},
+        "Workers": _CPU_WORKERS,
         "Reranker": _CPU_RERANKER,
     },
     # Two Ray nodes of one machine standing in for the GPU node types (tests/multinode,
@@ -99,11 +102,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4,
                                               "resources": {"voxline_speech": 0.4}},
                         "num_replicas": 1, "max_ongoing_requests": 8, "max_queued_requests": 32},
-        "Narrator": {"ray_actor_options": {"num_cpus": 0.05,
-                                           "resources": {"voxline_speech": 0.05}},
-                     "num_replicas": 1},
-        "Metrics": {"ray_actor_options": {"num_cpus": 0.05,
-                                          "resources": {"voxline_speech": 0.05}},
+        "Workers": {"ray_actor_options": {"num_cpus": 0.1,
+                                          "resources": {"voxline_speech": 0.1}},
                     "num_replicas": 1},
         "Reranker": _CPU_RERANKER,
     },
@@ -252,8 +252,11 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
     stt = place(TranscriberReplica, user_config=stage_user_config(settings.stt)).bind()
     llm = place(LanguageModelReplica, user_config=stage_user_config(settings.llm)).bind()
     tts = place(SynthesizerReplica, user_config=stage_user_config(settings.tts)).bind()
-    narrator = place(NarratorReplica).bind(stt, tts, settings)
-    metrics = place(MetricsReplica).bind(settings)
+    if "Workers" in profile:  # one replica consumes for both
+        narrator = metrics = place(WorkersReplica).bind(stt, tts, settings)
+    else:
+        narrator = place(NarratorReplica).bind(stt, tts, settings)
+        metrics = place(MetricsReplica).bind(settings)
     # retrieval: the GPU profile always places the re-ranker; the CPU profile
     # when VOXLINE_RETRIEVAL__RERANKER=minilm (else two_stage answers with BM25 and a warning)
     reranker = None

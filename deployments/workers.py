@@ -6,6 +6,7 @@ OpenTelemetry histograms and counters served on a Prometheus endpoint. Each repl
 one consumer of its consumer groups, so they scale like the other deployments: more
 replicas share the feed, and a replica that dies has its pending entries claimed by the
 others. Serve restarts a replica whose consumer loop ended (``check_health``).
+``Workers`` runs both in one replica, for the profiles of one machine.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class _Consumers:
         self.redis = create_redis(settings.redis_url, settings.redis)
         self.log = EventLog(self.redis, settings.log)
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        #: the Prometheus endpoint this replica serves, if any (``/readyz`` names it)
+        self.endpoint: str | None = None
 
     def check_health(self) -> None:
         for name, task in self.tasks.items():
@@ -44,7 +47,7 @@ class _Consumers:
 
     async def status(self) -> dict[str, Any]:
         return {"ready": all(not t.done() for t in self.tasks.values()),
-                "consumers": sorted(self.tasks)}
+                "consumers": sorted(self.tasks), "prometheus": self.endpoint}
 
     async def __del__(self) -> None:
         for task in self.tasks.values():
@@ -55,53 +58,71 @@ class _Consumers:
         await self.redis.aclose()
 
 
+def _narration(log: EventLog, stt: Any, tts: Any) -> dict[str, asyncio.Task[None]]:
+    """Auto-play narration and the re-transcription, one consumer each of their groups."""
+    from pipeline.workers import NarrationWorker, RefineWorker
+
+    name = replica_name("narrator")
+    narrator = NarrationWorker(log, RemoteSynthesizer(tts), consumer=name)
+    refiner = RefineWorker(log, RemoteTranscriber(stt), consumer=name)
+    return {"autoplay": narrator.start(), "refine": refiner.start()}
+
+
+def _metrics(consumers: _Consumers, settings: Settings) -> dict[str, asyncio.Task[None]]:
+    """The turns' metrics, and the Gateways' own counts where a Prometheus endpoint
+    serves them (``consumers.endpoint``: its address, ``None`` without one)."""
+    from pipeline.meters import ReplicaBoard, ReplicaCollector
+    from pipeline.workers import (
+        MetricsConsumer,
+        ReplicaMetrics,
+        TurnMetrics,
+        otlp_metrics,
+        prometheus_endpoint,
+    )
+
+    provider = None
+    if settings.metrics_port is not None:
+        try:
+            provider = prometheus_endpoint(settings.host, settings.metrics_port)
+            consumers.endpoint = f"http://{settings.host}:{settings.metrics_port}/metrics"
+        except OSError as exc:  # the port is taken: count anyway, say so in /readyz
+            logger.warning("no Prometheus endpoint on port %s: %s", settings.metrics_port, exc)
+    if provider is None:  # no endpoint: to an OTLP backend, if one is named
+        provider = otlp_metrics()
+    consumer = MetricsConsumer(consumers.log, TurnMetrics(provider),
+                               consumer=replica_name("metrics"))
+    tasks = {"metrics": asyncio.create_task(consumer.run())}
+    if consumers.endpoint is not None:  # the Gateways' own counts, served beside the turns'
+        board = ReplicaBoard.for_interval(consumers.redis, settings.log.key_prefix,
+                                          settings.api.metrics_report_s)
+        replicas = ReplicaMetrics(consumers.log, ReplicaCollector().register(), board)
+        tasks["replicas"] = asyncio.create_task(replicas.run())
+    return tasks
+
+
 @serve.deployment(name="Narrator", ray_actor_options={"num_cpus": 0.1})
 class NarratorReplica(_Consumers):
     async def __init__(self, stt: Any, tts: Any, settings: Settings) -> None:  # type: ignore[misc]
-        from pipeline.workers import NarrationWorker, RefineWorker
-
         super().__init__(settings)
-        name = replica_name("narrator")
-        narrator = NarrationWorker(self.log, RemoteSynthesizer(tts), consumer=name)
-        refiner = RefineWorker(self.log, RemoteTranscriber(stt), consumer=name)
-        self.workers = (narrator, refiner)
-        self.tasks = {"autoplay": narrator.start(), "refine": refiner.start()}
+        self.tasks = _narration(self.log, stt, tts)
         freeze_startup_heap()  # its loop streams narrations' audio: no walks of start-up
 
 
 @serve.deployment(name="Metrics", ray_actor_options={"num_cpus": 0.1})
 class MetricsReplica(_Consumers):
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
-        from pipeline.meters import ReplicaBoard, ReplicaCollector
-        from pipeline.workers import (
-            MetricsConsumer,
-            ReplicaMetrics,
-            TurnMetrics,
-            otlp_metrics,
-            prometheus_endpoint,
-        )
-
         super().__init__(settings)
-        provider = None
-        self.endpoint: str | None = None
-        if settings.metrics_port is not None:
-            try:
-                provider = prometheus_endpoint(settings.host, settings.metrics_port)
-                self.endpoint = f"http://{settings.host}:{settings.metrics_port}/metrics"
-            except OSError as exc:  # the port is taken: count anyway, say so in /readyz
-                logger.warning("no Prometheus endpoint on port %s: %s",
-                               settings.metrics_port, exc)
-        if provider is None:  # no endpoint: to an OTLP backend, if one is named
-            provider = otlp_metrics()
-        consumer = MetricsConsumer(self.log, TurnMetrics(provider),
-                                   consumer=replica_name("metrics"))
-        self.tasks = {"metrics": asyncio.create_task(consumer.run())}
-        if self.endpoint is not None:  # the Gateways' own counts, served beside the turns'
-            board = ReplicaBoard.for_interval(self.redis, settings.log.key_prefix,
-                                              settings.api.metrics_report_s)
-            replicas = ReplicaMetrics(self.log, ReplicaCollector().register(), board)
-            self.tasks["replicas"] = asyncio.create_task(replicas.run())
+        self.tasks = _metrics(self, settings)
         freeze_startup_heap()
 
-    async def status(self) -> dict[str, Any]:
-        return {**await super().status(), "prometheus": self.endpoint}
+
+@serve.deployment(name="Workers", ray_actor_options={"num_cpus": 0.1})
+class WorkersReplica(_Consumers):
+    """Narrator's and Metrics' consumers in one replica: on one machine a Ray worker
+    process costs most of its idle CPU whatever it runs (its core worker's loops), and
+    these two are light, so the CPU profiles place one process for both."""
+
+    async def __init__(self, stt: Any, tts: Any, settings: Settings) -> None:  # type: ignore[misc]
+        super().__init__(settings)
+        self.tasks = {**_narration(self.log, stt, tts), **_metrics(self, settings)}
+        freeze_startup_heap()

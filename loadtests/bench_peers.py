@@ -30,12 +30,12 @@ Reported per framework, per step:
   *models* and *the rest*. Voxline's engines are processes of their own, so the split is by
   process: the Transcriber, LanguageModel, Synthesizer (and Reranker) replicas are models;
   the Gateway (which runs VAD and Smart Turn), Serve's proxy and controller, Redis, the
-  Narrator, Metrics and Ray's daemons are the rest. Pipecat runs STT, TTS, VAD and Smart
-  Turn inside its bot's process, so there the split is by thread: the LLM server's process
-  and the bot's threads other than its event loop are models, the event-loop thread the
-  rest. Two biases, stated: a Voxline replica's own Ray plumbing counts as models there,
-  and Voxline's VAD and end-of-turn model count as the rest where Pipecat's count as models.
-  The *all processes* figure has neither.
+  Workers (Narrator's and Metrics' consumers) and Ray's daemons are the rest. Pipecat runs
+  STT, TTS, VAD and Smart Turn inside its bot's process, so there the split is by thread:
+  the LLM server's process and the bot's threads other than its event loop are models,
+  the event-loop thread the rest. Two biases, stated: a Voxline replica's own Ray plumbing
+  counts as models there, and Voxline's VAD and end-of-turn model count as the rest where
+  Pipecat's count as models. The *all processes* figure has neither.
 
 Ratios (the issue's goals: Voxline's p50 ≤ 0.5× Pipecat's, its CPU per turn ≤ 0.5×, at
 least twice the sessions held) are Voxline ÷ Pipecat. A contended machine (the report keeps

@@ -28,7 +28,7 @@ from deployments.llm import LanguageModelReplica
 from deployments.reranker import RerankerReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
-from deployments.workers import MetricsReplica, NarratorReplica
+from deployments.workers import MetricsReplica, NarratorReplica, WorkersReplica
 from pipeline.engines import Synthesizer
 from schemas import (
     AudioChunk,
@@ -442,8 +442,8 @@ async def test_leaving_the_llm_stream_early_aborts_the_engine() -> None:
 
 def test_the_cpu_profile_fits_two_cores_with_one_replica_each() -> None:
     cpu = PROFILES["cpu"]
-    assert set(cpu) == {"Gateway", "Transcriber", "LanguageModel", "Synthesizer", "Narrator",
-                        "Metrics", "Reranker"}
+    assert set(cpu) == {"Gateway", "Transcriber", "LanguageModel", "Synthesizer", "Workers",
+                        "Reranker"}
     total = sum(options["ray_actor_options"]["num_cpus"] for options in cpu.values())
     assert 0 < total < 2
     for name, options in cpu.items():
@@ -453,10 +453,14 @@ def test_the_cpu_profile_fits_two_cores_with_one_replica_each() -> None:
 
 
 def test_every_profile_covers_every_deployment() -> None:
+    """The feed's consumers are either one Workers replica (one machine) or Narrator and
+    Metrics apart (the GPU profile: each scales on its own)."""
     names = {d.name for d in (TranscriberReplica, LanguageModelReplica, SynthesizerReplica,
-                              NarratorReplica, MetricsReplica, RerankerReplica)}
-    for profile in PROFILES.values():
-        assert set(profile) == names | {"Gateway"}
+                              RerankerReplica)} | {"Gateway"}
+    apart = {NarratorReplica.name, MetricsReplica.name}
+    for name, profile in PROFILES.items():
+        workers = {WorkersReplica.name} if name.startswith("cpu") else apart
+        assert set(profile) == names | workers, name
 
 
 def test_app_args_reject_unknown_keys_and_values() -> None:
@@ -492,7 +496,9 @@ def test_build_app_places_the_cpu_profile_without_starting_ray() -> None:
     stt, llm, tts, passed, options, workers = gateway.init_args
     assert passed.redis_url == REDIS_URL
     assert options == {"mode": "streaming"}
-    assert {bound(w).name for w in workers.values()} == {"Narrator", "Metrics"}
+    # one replica consumes the feed for both: /readyz still names each
+    assert set(workers) == {"narrator", "metrics"}
+    assert {bound(w).name for w in workers.values()} == {"Workers"}
     for child, choice in ((stt, settings.stt), (llm, settings.llm), (tts, settings.tts)):
         deployment = bound(child)
         profile = PROFILES["cpu"][deployment.name]
@@ -539,6 +545,9 @@ def test_the_gpu_profile_builds_too() -> None:
         assert deployment.ray_actor_options["num_gpus"] > 0
         # scaled: routers get Ray's 2 s to stop sending to a replica being removed
         assert deployment._deployment_config.graceful_shutdown_wait_loop_s == 2
+    workers = bound(app).init_args[5]  # apart, each scaled on its own
+    assert {name: bound(w).name for name, w in workers.items()} == {
+        "narrator": "Narrator", "metrics": "Metrics"}
 
 
 def test_the_app_and_its_ingress_never_import_torch_or_a_model_runtime() -> None:
