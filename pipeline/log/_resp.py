@@ -55,8 +55,9 @@ class RespProtocol(asyncio.Protocol):
 
         A transport that is closing (the server's end of file, a close of redis-py's) takes
         nothing more: the connection is over here at once, not a tick later when
-        ``connection_lost`` comes (Python 3.12's ``writelines`` on such a transport raised
-        ``TypeError: 'NoneType' object is not callable``; 3.11 dropped the bytes unsaid)."""
+        ``connection_lost`` comes (``writelines`` of Python 3.12 and 3.13 on such a
+        transport raised ``TypeError: 'NoneType' object is not callable``; 3.11 dropped the
+        bytes unsaid)."""
         assert self.transport is not None
         if self.transport.is_closing():
             self._end("the connection is closing")
