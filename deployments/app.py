@@ -37,8 +37,8 @@ from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 _CPU_RERANKER: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1,
                                  "max_ongoing_requests": 8, "max_queued_requests": 16}
 
-#: Narrator and Metrics in one replica on one machine: a Ray worker process costs ~0.7 %
-#: of a core idle whatever it runs, and these two are light (issue 51)
+#: Narrator and Metrics in one replica on one machine: a Ray worker process costs 0.7-1.6 %
+#: of a core idle whatever it runs, and these two are light (issue 51; docs/measurements.md)
 _CPU_WORKERS: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.1}, "num_replicas": 1}
 
 #: Profiles whose replicas never scale: one stops only when the app stops (after the
