@@ -67,12 +67,21 @@ WORKER_PRIORITY = {"RAY_worker_niceness": "0"}
 #: stays 127.0.0.1 and they listen on loopback only. Ray reads it when it is first imported.
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
+#: Ray's log monitor looks for new log files ten times a second with a glob of the session's
+#: log folder (until there are 1,000 files), and reads the files it knows as often: idle,
+#: 1.28 % of a core, 0.53 % with new files looked for every 2 s (2026-11-30, 60 s windows;
+#: the rest of the app unchanged). A new worker's log lines still all reach the driver,
+#: up to 2 s later; lines of the files it knows, as before.
+QUIET_LOG_MONITOR = {"RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
+                     "LOG_NAME_UPDATE_INTERVAL_S": "2"}
+
 
 def ray_environment() -> None:
     """Ray's settings for the one-machine app, each where the environment has none (an
     operator's own wins); before Ray is first imported in this process, for
     :data:`LOOPBACK_ONLY` (:func:`running_server` calls it first)."""
-    for name, value in {**QUIET_SERVE, **WORKER_PRIORITY, **LOOPBACK_ONLY}.items():
+    for name, value in {**QUIET_SERVE, **QUIET_LOG_MONITOR, **WORKER_PRIORITY,
+                        **LOOPBACK_ONLY}.items():
         os.environ.setdefault(name, value)
 
 
