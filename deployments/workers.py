@@ -49,6 +49,46 @@ class _Consumers:
         return {"ready": all(not t.done() for t in self.tasks.values()),
                 "consumers": sorted(self.tasks), "prometheus": self.endpoint}
 
+    def _start_narration(self, stt: Any, tts: Any) -> None:
+        """Auto-play narration and the re-transcription, one consumer each of their groups."""
+        from pipeline.workers import NarrationWorker, RefineWorker
+
+        name = replica_name("narrator")
+        narrator = NarrationWorker(self.log, RemoteSynthesizer(tts), consumer=name)
+        refiner = RefineWorker(self.log, RemoteTranscriber(stt), consumer=name)
+        self.tasks.update(autoplay=narrator.start(), refine=refiner.start())
+
+    def _start_metrics(self, settings: Settings) -> None:
+        """The turns' metrics, and the Gateways' own counts where a Prometheus endpoint
+        serves them (:attr:`endpoint`)."""
+        from pipeline.meters import ReplicaBoard, ReplicaCollector
+        from pipeline.workers import (
+            MetricsConsumer,
+            ReplicaMetrics,
+            TurnMetrics,
+            otlp_metrics,
+            prometheus_endpoint,
+        )
+
+        provider = None
+        if settings.metrics_port is not None:
+            try:
+                provider = prometheus_endpoint(settings.host, settings.metrics_port)
+                self.endpoint = f"http://{settings.host}:{settings.metrics_port}/metrics"
+            except OSError as exc:  # the port is taken: count anyway, say so in /readyz
+                logger.warning("no Prometheus endpoint on port %s: %s",
+                               settings.metrics_port, exc)
+        if provider is None:  # no endpoint: to an OTLP backend, if one is named
+            provider = otlp_metrics()
+        consumer = MetricsConsumer(self.log, TurnMetrics(provider),
+                                   consumer=replica_name("metrics"))
+        self.tasks["metrics"] = asyncio.create_task(consumer.run())
+        if self.endpoint is not None:  # the Gateways' own counts, served beside the turns'
+            board = ReplicaBoard.for_interval(self.redis, settings.log.key_prefix,
+                                              settings.api.metrics_report_s)
+            replicas = ReplicaMetrics(self.log, ReplicaCollector().register(), board)
+            self.tasks["replicas"] = asyncio.create_task(replicas.run())
+
     async def __del__(self) -> None:
         for task in self.tasks.values():
             task.cancel()
@@ -58,53 +98,11 @@ class _Consumers:
         await self.redis.aclose()
 
 
-def _narration(log: EventLog, stt: Any, tts: Any) -> dict[str, asyncio.Task[None]]:
-    """Auto-play narration and the re-transcription, one consumer each of their groups."""
-    from pipeline.workers import NarrationWorker, RefineWorker
-
-    name = replica_name("narrator")
-    narrator = NarrationWorker(log, RemoteSynthesizer(tts), consumer=name)
-    refiner = RefineWorker(log, RemoteTranscriber(stt), consumer=name)
-    return {"autoplay": narrator.start(), "refine": refiner.start()}
-
-
-def _metrics(consumers: _Consumers, settings: Settings) -> dict[str, asyncio.Task[None]]:
-    """The turns' metrics, and the Gateways' own counts where a Prometheus endpoint
-    serves them (``consumers.endpoint``: its address, ``None`` without one)."""
-    from pipeline.meters import ReplicaBoard, ReplicaCollector
-    from pipeline.workers import (
-        MetricsConsumer,
-        ReplicaMetrics,
-        TurnMetrics,
-        otlp_metrics,
-        prometheus_endpoint,
-    )
-
-    provider = None
-    if settings.metrics_port is not None:
-        try:
-            provider = prometheus_endpoint(settings.host, settings.metrics_port)
-            consumers.endpoint = f"http://{settings.host}:{settings.metrics_port}/metrics"
-        except OSError as exc:  # the port is taken: count anyway, say so in /readyz
-            logger.warning("no Prometheus endpoint on port %s: %s", settings.metrics_port, exc)
-    if provider is None:  # no endpoint: to an OTLP backend, if one is named
-        provider = otlp_metrics()
-    consumer = MetricsConsumer(consumers.log, TurnMetrics(provider),
-                               consumer=replica_name("metrics"))
-    tasks = {"metrics": asyncio.create_task(consumer.run())}
-    if consumers.endpoint is not None:  # the Gateways' own counts, served beside the turns'
-        board = ReplicaBoard.for_interval(consumers.redis, settings.log.key_prefix,
-                                          settings.api.metrics_report_s)
-        replicas = ReplicaMetrics(consumers.log, ReplicaCollector().register(), board)
-        tasks["replicas"] = asyncio.create_task(replicas.run())
-    return tasks
-
-
 @serve.deployment(name="Narrator", ray_actor_options={"num_cpus": 0.1})
 class NarratorReplica(_Consumers):
     async def __init__(self, stt: Any, tts: Any, settings: Settings) -> None:  # type: ignore[misc]
         super().__init__(settings)
-        self.tasks = _narration(self.log, stt, tts)
+        self._start_narration(stt, tts)
         freeze_startup_heap()  # its loop streams narrations' audio: no walks of start-up
 
 
@@ -112,7 +110,7 @@ class NarratorReplica(_Consumers):
 class MetricsReplica(_Consumers):
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
         super().__init__(settings)
-        self.tasks = _metrics(self, settings)
+        self._start_metrics(settings)
         freeze_startup_heap()
 
 
@@ -124,5 +122,6 @@ class WorkersReplica(_Consumers):
 
     async def __init__(self, stt: Any, tts: Any, settings: Settings) -> None:  # type: ignore[misc]
         super().__init__(settings)
-        self.tasks = {**_narration(self.log, stt, tts), **_metrics(self, settings)}
+        self._start_narration(stt, tts)
+        self._start_metrics(settings)
         freeze_startup_heap()
