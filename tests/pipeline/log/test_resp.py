@@ -32,12 +32,10 @@ class Peer:
 
     def __init__(self) -> None:
         self.writers: list[asyncio.StreamWriter] = []
-        self.received = bytearray()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.append(writer)
-        while line := await reader.readline():
-            self.received += line
+        while await reader.readline():
             writer.write(b"+PONG\r\n")
 
     def close_all(self) -> None:
