@@ -84,7 +84,7 @@ from loadtests._report import (
 )
 from loadtests._twilio_call import phone_voice_turn
 from loadtests._webrtc_call import webrtc_voice_turn
-from pipeline.workers import LatencyParts, TurnTimeline
+from pipeline.workers import LatencyParts, TurnTimeline, playback_stalls
 from schemas import Event
 from voxline.client import FINAL_TYPES, VoxlineAPIError, VoxlineClient
 from voxline.demo import RATE, TurnResult, text_turn, voice_turn, with_pauses
@@ -235,6 +235,8 @@ async def text_ttfa(client: VoxlineClient, turns: int, budget: Budget) -> dict[s
     pieces: dict[str, list[int]] = {mode: [] for mode in MODES}
     stages_seen: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     samples: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    # silence a listener hears inside a reply: a short first piece must be followed in time
+    waits: dict[str, list[float]] = {mode: [] for mode in MODES}
     warmed = [completed(await budget.run(ask(client, WARMUP_QUESTION, mode))) for mode in MODES]
     for i in range(turns):
         question = QUESTIONS[i % len(QUESTIONS)]
@@ -253,12 +255,14 @@ async def text_ttfa(client: VoxlineClient, turns: int, budget: Budget) -> dict[s
             client_side[mode].append(stages["client_first_audio"])
             if "response_done" in stages:
                 done[mode].append(stages["response_done"])
+            waits[mode].append(sum(playback_stalls(result.events)))
             samples[mode].append({
                 "question": question,
                 "reply": result.reply.strip()[:200],
                 "pieces": pieces[mode][-1],
                 "first_piece": first_sentence(result),
                 "ttfa_ms": stages["time_to_first_audio"],
+                "playback_wait_ms": waits[mode][-1],
             })
         if budget.exhausted:
             break
@@ -272,6 +276,8 @@ async def text_ttfa(client: VoxlineClient, turns: int, budget: Budget) -> dict[s
             "response_done_ms": percentiles_ms(done[mode]),
             "pieces_per_reply_p50": statistics.median(pieces[mode]) if pieces[mode] else None,
             "stages_p50_ms": stage_medians(stages_seen[mode]),
+            "replies_with_playback_wait": sum(w > 0 for w in waits[mode]),
+            "playback_wait_ms": percentiles_ms(waits[mode]),
             "samples": samples[mode],
         }
     for side in ("server", "client"):
@@ -781,6 +787,10 @@ def print_table(figures: dict[str, Any]) -> None:
             split = ", ".join(f"{k} {v:.0f}" for k, v in f["stages_p50_ms"].items()
                               if v is not None)
             print(f"    pieces per reply p50 {f['pieces_per_reply_p50']}; stage p50 ms: {split}")
+            if (wait := f.get("playback_wait_ms")) is not None:
+                print(f"    silence inside a reply (a player without a buffer): "
+                      f"{f['replies_with_playback_wait']} of {f['turns']} replies, "
+                      f"p50 {wait['p50']:.0f} ms, p95 {wait['p95']:.0f} ms a reply")
         print(f"  streaming / sequential p50: server {text['ratio_p50_server']}, "
               f"client {text['ratio_p50_client']}  (goal ≤ 0.25)")
     if voice := figures.get("voice_to_voice"):

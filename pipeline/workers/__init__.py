@@ -27,7 +27,7 @@ from pipeline.workers.metrics import (
 from pipeline.workers.narration import NarrationWorker, narration_pieces
 from pipeline.workers.refine import RefineWorker
 from pipeline.workers.replica_metrics import ReplicaMetrics
-from pipeline.workers.timeline import PARTS, LatencyParts, TurnTimeline
+from pipeline.workers.timeline import PARTS, LatencyParts, TurnTimeline, playback_stalls
 
 __all__ = [
     "BUCKETS_MS",
@@ -51,6 +51,7 @@ __all__ = [
     "TurnTimeline",
     "narration_pieces",
     "otlp_metrics",
+    "playback_stalls",
     "prometheus_endpoint",
     "scan_session",
     "turn_metrics",

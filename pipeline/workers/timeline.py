@@ -11,6 +11,11 @@ above overlap and do not. A preemptive reply was prepared before the turn ended:
 parts after the origin are small, and ``head_start_ms`` (``response.started``'s
 ``prepared_ms``) says how long before the end of speech its work began, a part of its
 own outside the sum.
+
+:func:`playback_stalls` says whether the reply's audio kept ahead of a listener: a
+player that starts at the first chunk and plays on without a buffer waits wherever a
+chunk is logged after what came before it has been played (a short first piece is heard
+sooner, and must be followed in time).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from schemas import Event, ResponseStarted
+from schemas import Event, ResponseAudioChunk, ResponseStarted
 
 #: the parts of the time to first audio, each ending at the first event of its kind
 PARTS: tuple[tuple[str, str], ...] = (
@@ -128,3 +133,35 @@ class TurnTimeline:
             parts[name] = float(at - previous)
             previous = at
         return LatencyParts(parts, float(audio - origin), float(self.prepared_ms or 0))
+
+
+def playback_stalls(events: Iterable[Event], turn_id: str | None = None) -> list[float]:
+    """The waits (ms, each > 0) of a listener playing ``turn_id``'s reply audio as it is
+    logged (default: the first turn with audio).
+
+    Playback starts at the first chunk's ``ts`` and runs on without a buffer; chunk *k*
+    is due when the audio before it has played (its predecessor's ``end_ms`` after the
+    start, plus the waits so far), and a chunk logged later than that is a wait. Chunks
+    without ``end_ms`` (logs older than it) give no figure: ``[]``.
+    """
+    start: int | None = None
+    waited = 0.0
+    stalls: list[float] = []
+    played_ms = 0
+    for event in events:
+        if not isinstance(event, ResponseAudioChunk):
+            continue
+        if turn_id is None:
+            turn_id = event.turn_id
+        if event.turn_id != turn_id:
+            continue
+        end_ms = event.data.end_ms
+        if end_ms is None:
+            return []
+        if start is None:
+            start = event.ts
+        elif (late := event.ts - (start + played_ms + waited)) > 0:
+            stalls.append(float(late))
+            waited += late
+        played_ms = end_ms
+    return stalls

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import schemas as s
-from pipeline.workers import TurnTimeline
+from pipeline.workers import TurnTimeline, playback_stalls
 
 SESSION = "sess-1"
 AUDIO = b"\x00\x01" * 16
@@ -272,3 +272,34 @@ def test_a_preemptive_reply_shows_its_head_start_beside_the_sum() -> None:
     assert parts is not None and parts.total_ms == 5.0 == sum(parts.parts.values())
     assert parts.head_start_ms == 420.0
     assert parts.text().endswith("(prepared 420 ms ahead)")
+
+
+def timed_chunk(ts: int, end_ms: int | None, turn: str = "t1", index: int = 0) -> s.Event:
+    return s.ResponseAudioChunk(
+        session_id=SESSION, turn_id=turn, ts=ts,
+        data=s.AudioChunkData(sample_rate=24000, sentence_index=0, chunk_index=index,
+                              audio=AUDIO, end_ms=end_ms),
+    )
+
+
+def test_audio_logged_ahead_of_playback_has_no_stall() -> None:
+    # 900 ms of audio at once, the next 1,000 ms logged while the first still plays
+    events = [timed_chunk(1_000, 900), timed_chunk(1_850, 1_900, index=1)]
+    assert playback_stalls(events) == []
+
+
+def test_a_chunk_logged_after_the_audio_before_it_has_played_is_a_wait() -> None:
+    # the first piece plays 1,000-1,900; the second is logged at 2,000: 100 ms of silence,
+    # so the third is due at 2,600 (not 2,500), and logged at 2,650 it waits 50 more
+    events = [timed_chunk(1_000, 900), timed_chunk(2_000, 1_500, index=1),
+              timed_chunk(2_650, 2_000, index=2), timed_chunk(2_700, 2_400, index=3)]
+    assert playback_stalls(events) == [100.0, 50.0]
+
+
+def test_stalls_are_of_one_turn_and_need_end_ms() -> None:
+    other = [timed_chunk(5_000, 100, turn="t2"), timed_chunk(9_000, 200, turn="t2", index=1)]
+    events = [delta(900), timed_chunk(1_000, 900), *other, timed_chunk(2_000, 1_500, index=1)]
+    assert playback_stalls(events) == [100.0]
+    assert playback_stalls(events, "t2") == [3_900.0]
+    assert playback_stalls([timed_chunk(1_000, None), timed_chunk(3_000, None, index=1)]) == []
+    assert playback_stalls([delta(900)]) == []
