@@ -39,6 +39,9 @@ class StageConfig(EngineSettings):
 
     stream_max_items: int = Field(default=16, ge=1, description="items per streamed batch")
     stream_max_wait_ms: float = Field(default=40.0, ge=0, description="a batch's time window")
+    stream_eager_items: int = Field(
+        default=8, ge=0, le=1024, description="items sent one by one before batching starts "
+        "(a reply's first spoken piece waits on its first few tokens)")
 
 
 class StageReplica:
@@ -128,9 +131,12 @@ class StageReplica:
         if self._engine is not None and not self._engine.ready:
             raise EngineError(f"the {self.stage} engine is not ready", stage=self.stage)
 
-    def stream_window(self) -> tuple[int, float]:
+    def stream_window(self) -> dict[str, Any]:
+        """How this stage's stream is batched: :func:`pipeline.aio.batched`'s keywords."""
         config = self.config or StageConfig(engine="")
-        return config.stream_max_items, config.stream_max_wait_ms / 1000
+        return {"max_items": config.stream_max_items,
+                "max_wait_s": config.stream_max_wait_ms / 1000,
+                "eager_items": config.stream_eager_items}
 
 
 def _where() -> dict[str, str]:

@@ -15,7 +15,7 @@ from schemas import GenerationRequest, GenerationUsage
 
 @serve.deployment(name="LanguageModel", ray_actor_options={"num_cpus": 1})
 class LanguageModelReplica(StageReplica):
-    """Streams text deltas, several tokens per item (the first one alone, at once), and
+    """Streams text deltas, several tokens per item (the first few alone, at once), and
     the pieces of the tool calls the model makes, in order."""
 
     stage = "llm"
@@ -26,9 +26,7 @@ class LanguageModelReplica(StageReplica):
         async with self.call("generate", context):
             engine = await self.engine()
             assert isinstance(engine, LanguageModel)
-            max_items, max_wait_s = self.stream_window()
-            deltas = batched(engine.generate(request), max_items=max_items,
-                             max_wait_s=max_wait_s)
+            deltas = batched(engine.generate(request), **self.stream_window())
             async with contextlib.aclosing(deltas) as batches:
                 async for batch in batches:
                     for item in coalesced(batch):
@@ -42,9 +40,7 @@ class LanguageModelReplica(StageReplica):
         async with self.call("generate", context) as span:
             engine = await self.engine()
             assert isinstance(engine, LanguageModel)
-            max_items, max_wait_s = self.stream_window()
-            items = batched(engine.generate_with_usage(request), max_items=max_items,
-                            max_wait_s=max_wait_s)
+            items = batched(engine.generate_with_usage(request), **self.stream_window())
             async with contextlib.aclosing(items) as batches:
                 async for batch in batches:
                     for item in coalesced(batch):

@@ -5,7 +5,8 @@ so an LLM's token stream should not travel one token per item. :func:`batched` r
 source in a task of its own and hands out everything that has arrived, bounded by a
 count and a time window:
 
-* the first item goes out alone and at once (time to first token is what users feel);
+* the first ``eager_items`` items go out alone and at once (time to first token is what
+  users feel, and a reply's first spoken piece waits for its first few tokens);
 * after that, a batch closes when it holds ``max_items`` or its oldest item has waited
   ``max_wait_s``, or the source ends;
 * the source's error is raised after the items that came before it;
@@ -34,11 +35,12 @@ class _End(Generic[T]):
 
 
 async def batched(
-    source: AsyncIterator[T], *, max_items: int = 16, max_wait_s: float = 0.04
+    source: AsyncIterator[T], *, max_items: int = 16, max_wait_s: float = 0.04,
+    eager_items: int = 1,
 ) -> AsyncGenerator[list[T], None]:
     """Yield lists of consecutive items of ``source``; see the module docstring."""
-    if max_items < 1 or max_wait_s < 0:
-        raise ValueError("max_items must be ≥ 1 and max_wait_s ≥ 0")
+    if max_items < 1 or max_wait_s < 0 or eager_items < 0:
+        raise ValueError("max_items must be ≥ 1, max_wait_s and eager_items ≥ 0")
     # Unbounded on purpose: the source is one engine stream (an LLM reply, bounded by its
     # max_tokens), read as fast as it comes so a batch never waits on the reader.
     queue: asyncio.Queue[T | _End[T]] = asyncio.Queue()
@@ -58,7 +60,7 @@ async def batched(
         queue.put_nowait(_End(error))
 
     reader = asyncio.create_task(read())
-    first = True
+    eager = eager_items
     try:
         while True:
             item = await queue.get()
@@ -68,9 +70,10 @@ async def batched(
                 return
             batch = [item]
             end: _End[T] | None = None
-            if not first:
+            if eager > 0:
+                eager -= 1
+            else:
                 end = await _fill(queue, batch, max_items, max_wait_s)
-            first = False
             yield batch
             if end is not None:
                 if end.error is not None:

@@ -275,7 +275,8 @@ async def test_the_same_config_keeps_the_engine() -> None:
     )
     assert await replica.engine() is engine
     assert closes == []
-    assert replica.stream_window() == (4, 0.01)
+    assert replica.stream_window()["max_items"] == 4
+    assert replica.stream_window()["max_wait_s"] == 0.01
 
 
 @needs_espeak
@@ -301,6 +302,7 @@ async def test_a_changed_option_builds_a_new_engine_and_closes_the_old() -> None
         {"engine": "nope"},
         {"engine": "espeak", "stream_max_items": 0},
         {"engine": "espeak", "stream_max_wait_ms": -1},
+        {"engine": "espeak", "stream_eager_items": -1},
         {"engine": "espeak", "words_per_minute": 5},
         {"engine": "espeak", "no_such_option": 1},
         {"options": {}},
@@ -326,7 +328,7 @@ async def test_an_invalid_user_config_keeps_the_running_engine() -> None:
         with pytest.raises(ConfigurationError):
             await replica.reconfigure(bad)
     assert await replica.engine() is engine
-    assert replica.stream_window()[0] == 5
+    assert replica.stream_window()["max_items"] == 5
     assert closes == []
 
 
@@ -343,9 +345,10 @@ async def test_health_follows_the_engine() -> None:
 
 async def test_stream_window_defaults_and_units() -> None:
     replica = TtsReplica()
-    assert replica.stream_window() == (16, 0.04)
-    replica.config = StageConfig(engine="x", stream_max_items=3, stream_max_wait_ms=250)
-    assert replica.stream_window() == (3, 0.25)
+    assert replica.stream_window() == {"max_items": 16, "max_wait_s": 0.04, "eager_items": 8}
+    replica.config = StageConfig(engine="x", stream_max_items=3, stream_max_wait_ms=250,
+                                 stream_eager_items=0)
+    assert replica.stream_window() == {"max_items": 3, "max_wait_s": 0.25, "eager_items": 0}
 
 
 @needs_espeak
@@ -379,12 +382,13 @@ REQUEST = GenerationRequest(
 )
 
 
-def llm_replica(engine: ScriptedLLM, max_items: int = 3, max_wait_ms: float = 60_000) -> Any:
+def llm_replica(
+    engine: ScriptedLLM, max_items: int = 3, max_wait_ms: float = 60_000, eager_items: int = 1
+) -> Any:
     replica = LanguageModelReplica.func_or_class()
     replica._engine = engine
-    replica.config = StageConfig(
-        engine="x", stream_max_items=max_items, stream_max_wait_ms=max_wait_ms
-    )
+    replica.config = StageConfig(engine="x", stream_max_items=max_items,
+                                 stream_max_wait_ms=max_wait_ms, stream_eager_items=eager_items)
     return replica
 
 
@@ -405,6 +409,18 @@ async def test_llm_items_join_to_the_reply_and_the_first_is_one_token() -> None:
     assert items[1:] == ["".join(rest[i : i + 3]) for i in range(0, len(rest), 3)]
     assert len(items) < len(TOKENS)
     assert engine.completed == 1
+
+
+async def test_llm_items_are_single_tokens_until_the_eager_ones_are_sent() -> None:
+    # the reply's first piece is cut on its first few tokens: they never wait for a window
+    replica = LanguageModelReplica.func_or_class()
+    replica._engine = ScriptedLLM(TOKENS)
+    replica.config = StageConfig(engine="x", stream_max_wait_ms=60_000)  # eager by default
+    eager = replica.config.stream_eager_items
+    items = await collect(replica)
+    assert items[:eager] == TOKENS[:eager]
+    assert "".join(items[eager:]) == "".join(TOKENS[eager:])
+    assert len(items) < len(TOKENS)
 
 
 async def test_llm_items_with_a_slow_engine_still_join_to_the_reply() -> None:

@@ -62,6 +62,25 @@ async def test_first_batch_is_alone_even_when_more_items_are_ready() -> None:
     assert await collect(batches) == [[0], [1, 2, 3, 4]]
 
 
+async def test_the_eager_items_go_out_alone_then_batching_starts() -> None:
+    batches = batched(GatedSource(range(8)).stream(), max_items=8, max_wait_s=60, eager_items=3)
+    assert await collect(batches) == [[0], [1], [2], [3, 4, 5, 6, 7]]
+
+
+async def test_no_eager_item_batches_the_first_one_too() -> None:
+    batches = batched(GatedSource(range(5)).stream(), max_items=2, max_wait_s=60, eager_items=0)
+    assert await collect(batches) == [[0, 1], [2, 3], [4]]
+
+
+async def test_an_eager_item_never_waits_for_the_window() -> None:
+    source = GatedSource([1, 2, 3], gates=[2])
+    batches = batched(source.stream(), max_items=8, max_wait_s=60, eager_items=2)
+    assert await next_batch(batches) == [1]
+    assert await next_batch(batches) == [2]
+    assert source.waiting.is_set()
+    await finish(batches.aclose())
+
+
 # --- later batches ----------------------------------------------------------------------
 
 
@@ -254,12 +273,16 @@ async def test_a_cancel_that_lands_while_the_source_aborts_is_not_swallowed() ->
 
 
 @pytest.mark.parametrize(
-    ("max_items", "max_wait_s"), [(0, 0.04), (-1, 0.04), (16, -0.001), (0, -1.0)]
+    ("max_items", "max_wait_s", "eager_items"),
+    [(0, 0.04, 1), (-1, 0.04, 1), (16, -0.001, 1), (0, -1.0, 1), (16, 0.04, -1)],
 )
-async def test_invalid_arguments_raise_value_error(max_items: int, max_wait_s: float) -> None:
+async def test_invalid_arguments_raise_value_error(
+    max_items: int, max_wait_s: float, eager_items: int
+) -> None:
     source = GatedSource([1, 2])
     with pytest.raises(ValueError):
-        await anext(batched(source.stream(), max_items=max_items, max_wait_s=max_wait_s))
+        await anext(batched(source.stream(), max_items=max_items, max_wait_s=max_wait_s,
+                            eager_items=eager_items))
     assert source.outcome == "not started"
 
 
