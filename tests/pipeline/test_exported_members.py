@@ -130,7 +130,8 @@ FACADES = {
         "LatencyParts", "METRICS_FEED_TYPES", "MetricsConsumer", "NarrationWorker", "PARTS",
         "RefineWorker", "ReplicaMetrics", "STAGES",
         "SessionScan", "TurnMeasure", "TurnMetrics", "TurnTimeline", "narration_pieces",
-        "otlp_metrics", "prometheus_endpoint", "scan_session", "turn_metrics", "vad_tail_ms",
+        "otlp_metrics", "playback_stalls", "prometheus_endpoint", "scan_session", "turn_metrics",
+        "vad_tail_ms",
     ],
     "pipeline.openai_realtime": [
         "BETA_NAMES", "ClientActions", "ClientEvent", "ClientTranslator", "Frame",
