@@ -86,6 +86,12 @@ class MarkdownToSpeech:
         self._force_break = False  # the next line starts a new sentence whatever its case
         self._fence: str | None = None
 
+    @property
+    def holds_back(self) -> bool:
+        """Input is held undecided (markup not yet closed, a line break whose kind is
+        open): what comes next may still end the text already returned (``"."``)."""
+        return self._newline_pending or self._force_break or self._pos < len(self._raw)
+
     def feed(self, text: str, final: bool = False) -> str:
         """Consume `text`; return the speakable text decided so far (``final`` = end of stream)."""
         self._raw = self._raw[self._pos :] + text

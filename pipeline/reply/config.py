@@ -64,3 +64,6 @@ class ReplyStats:
     max_pieces_pending: int = 0
     #: the most syntheses running at once (≤ tts_concurrency)
     max_tts_active: int = 0
+    #: first pieces synthesized a token early and spoken, and guesses dropped
+    early_pieces: int = 0
+    early_pieces_dropped: int = 0

@@ -282,6 +282,8 @@ class ReplyOrchestrator:
             if speaker is not None:
                 stats.max_pieces_pending = speaker.max_pending_seen
                 stats.max_tts_active = speaker.max_active_seen
+                stats.early_pieces = speaker.prepared_adopted
+                stats.early_pieces_dropped = speaker.prepared_dropped
 
     async def _stop(self, tasks: list[asyncio.Task[None]], speaker: OrderedSpeaker | None) -> None:
         """Cancel whatever still runs and wait (bounded) until the engines let go."""

@@ -37,6 +37,10 @@ from schemas import (
 
 __all__ = ["ReplyReader"]
 
+#: first pieces synthesized early per reply: a word split over several tokens is guessed
+#: once per token, and each wrong guess costs a synthesis nobody hears
+MAX_GUESSES = 2
+
 
 class ReplyReader:
     """Reads one response's model stream into its outbox (see the module docstring)."""
@@ -62,6 +66,8 @@ class ReplyReader:
         self.tools = tools
         self._held: list[Piece] = []  # sequential mode: pieces wait for the end of the reply
         self._said = False  # a piece was cut in this response
+        self._guess: str | None = None  # the first piece's synthesis started early
+        self._guesses = 0
         self._cutting = asyncio.Lock()
         if tools is not None:
             request = request.model_copy(update={"tools": tools.functions,
@@ -154,6 +160,8 @@ class ReplyReader:
                 self.out.put(delta)
                 for text in pieces:
                     await self._cut(text)
+                if not pieces:
+                    self._guess_first_piece()
         finally:
             await aclose_stream(stream)
 
@@ -206,6 +214,17 @@ class ReplyReader:
             return ToolOutcome.failed(ErrorCode.TOOL_NOT_ALLOWED,
                                       f"there is no tool named {call.name!r}")
         return await tools.run(call)
+
+    def _guess_first_piece(self) -> None:
+        """The first piece waits for the token after its last word; its synthesis starts a
+        token early on the text that token will most likely cut (the speaker keeps it
+        only if the piece cut is that text), at most :data:`MAX_GUESSES` times a reply."""
+        if (self.speaker is None or self.sequential or self.stats.pieces
+                or self._guesses >= MAX_GUESSES):
+            return
+        if (likely := self.buffer.likely_first_piece()) is not None and likely != self._guess:
+            self._guess, self._guesses = likely, self._guesses + 1
+            self.speaker.prepare(self.stats.pieces, likely)
 
     async def _say(self, text: str) -> None:
         """Words the server says itself (a filler): sent and spoken as the model's are."""

@@ -154,6 +154,31 @@ class SentenceBuffer:
         self._reset()
         return out
 
+    def likely_first_piece(self) -> str | None:
+        """The first piece as it will be cut if a space comes next; None when it is not
+        that near.
+
+        The first piece is cut at the word boundary after ``first_piece_max_words`` words,
+        so it waits for the token after its last word. Once that word reaches the end of
+        what arrived, a space next cuts exactly this text; the word may instead go on, or
+        a mark follow, and then the piece differs. A reader may start synthesizing it a
+        token early, and must compare it with the piece it is given.
+        """
+        limit = self.config.first_piece_max_words
+        if not self._first or limit is None or self._held is not None or self._markdown.holds_back:
+            return None
+        buf, n = self._buf, len(self._buf)
+        first = self._start + (buf[self._start : self._start + 1] == " ")
+        if n - first > self.config.max_piece_chars:
+            return None
+        words = list(WORD_RE.finditer(buf, self._start, n))
+        if len(words) < limit or words[-1].end() != n or self._i > n or buf[n - 1].isdigit():
+            return None  # (a number goes on: tokenizers such as Gemma's split every digit)
+        oldest = self._base + n - QUOTE_SPAN  # as _inside(n) reads it, popping nothing
+        if any(opened >= oldest for _, opened in self._stack):
+            return None
+        return buf[self._start : n].replace(HARD_BREAK, " ").strip() or None
+
     # -- scanning ---------------------------------------------------------------------------
 
     def _scan(self, final: bool) -> None:

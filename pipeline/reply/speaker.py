@@ -17,6 +17,11 @@ or a :class:`PieceFailed` (after any chunks it produced before failing), then on
 :data:`AUDIO_END` once :meth:`close` was called and every piece was forwarded (together:
 :data:`~pipeline.reply.items.SpeakerItem`).
 
+A piece may be **prepared** before it is submitted (:meth:`prepare`): its synthesis starts
+in a slot of its own, its audio is held, and :meth:`submit` adopts it when the same index
+comes with the same text, or cancels it and synthesizes what came (a guess is never
+spoken: the audio is always the submitted text's).
+
 A synthesis that raises fails only its piece. :meth:`cancel` cancels every synthesis at
 once (the engine sees ``CancelledError``, or ``GeneratorExit`` through ``aclose()`` when it
 was suspended at a yield); :meth:`wait_stopped` waits until they all ended.
@@ -64,6 +69,7 @@ class _Job:
     index: int
     text: str
     chunks: asyncio.Queue[SpokenChunk | PieceFailed | _PieceDone]
+    holds_slot: bool = False
 
 
 class OrderedSpeaker:
@@ -89,11 +95,27 @@ class OrderedSpeaker:
         self._active = 0
         self._pending = 0
         self._cancelled = False
+        self._prepared: tuple[_Job, asyncio.Task[None]] | None = None
         #: the most pieces admitted and not yet forwarded, and of syntheses running, at once
         self.max_pending_seen = 0
         self.max_active_seen = 0
+        #: prepared pieces submitted as prepared, and prepared ones dropped
+        self.prepared_adopted = 0
+        self.prepared_dropped = 0
 
     # -- producer side -------------------------------------------------------------------
+
+    def prepare(self, index: int, text: str) -> None:
+        """Start synthesizing what piece ``index`` is likely to be, if a slot is free (a
+        piece prepared before, with other text, is dropped); :meth:`submit` decides."""
+        if self._prepared is not None:
+            if self._prepared[0].index == index and self._prepared[0].text == text:
+                return
+            self._drop_prepared()
+        if self._cancelled or self._active >= self._concurrency:
+            return
+        job = _Job(index, text, asyncio.Queue(self._chunk_buffer))
+        self._prepared = (job, self._start(job))
 
     async def submit(self, index: int, text: str) -> None:
         """Admit piece ``index``; waits while ``max_pending`` pieces are not yet forwarded."""
@@ -102,6 +124,14 @@ class OrderedSpeaker:
             return
         self._pending += 1
         self.max_pending_seen = max(self.max_pending_seen, self._pending)
+        if self._prepared is not None:
+            prepared, _ = self._prepared
+            if prepared.index == index and prepared.text == text:
+                self._prepared = None
+                self.prepared_adopted += 1
+                self._ordered.put_nowait(prepared)
+                return
+            self._drop_prepared()
         job = _Job(index, text, asyncio.Queue(self._chunk_buffer))
         self._ordered.put_nowait(job)
         if self._active < self._concurrency:
@@ -111,7 +141,15 @@ class OrderedSpeaker:
 
     def close(self) -> None:
         """No more pieces: :meth:`forward` ends after the admitted ones."""
+        self._drop_prepared()
         self._ordered.put_nowait(None)
+
+    def _drop_prepared(self) -> None:
+        """Cancel the prepared synthesis (its slot frees when the engine has stopped)."""
+        if self._prepared is not None:
+            self._prepared[1].cancel()
+            self._prepared = None
+            self.prepared_dropped += 1
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -135,12 +173,23 @@ class OrderedSpeaker:
 
     # -- synthesis -----------------------------------------------------------------------
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: _Job) -> asyncio.Task[None]:
         self._active += 1
+        job.holds_slot = True
         self.max_active_seen = max(self.max_active_seen, self._active)
         task = asyncio.create_task(self._speak(job), name=f"tts-piece-{job.index}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # a task cancelled before it ran never enters _speak's finally (a dropped guess)
+        task.add_done_callback(lambda _: self._free_slot(job))
+        return task
+
+    def _free_slot(self, job: _Job) -> None:
+        if job.holds_slot:
+            job.holds_slot = False
+            self._active -= 1
+            if self._waiting and not self._cancelled:
+                self._start(self._waiting.popleft())
 
     async def _speak(self, job: _Job) -> None:
         try:
@@ -149,9 +198,7 @@ class OrderedSpeaker:
         except Exception as exc:  # the engine failed, refused the request or gave no audio
             outcome = PieceFailed(job.index, exc)
         finally:  # the slot frees when synthesis ends, cancelled or not
-            self._active -= 1
-            if self._waiting and not self._cancelled:
-                self._start(self._waiting.popleft())
+            self._free_slot(job)
         await job.chunks.put(outcome)
 
     async def _produce(self, job: _Job) -> None:
@@ -168,6 +215,7 @@ class OrderedSpeaker:
     def cancel(self) -> None:
         """Cancel every synthesis now and start no more (synchronous, so it is prompt)."""
         self._cancelled = True
+        self._prepared = None  # its task is one of those cancelled below
         self._waiting.clear()
         for task in self._tasks:
             task.cancel()

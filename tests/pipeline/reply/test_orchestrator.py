@@ -32,6 +32,7 @@ from schemas import (
     SynthesisRequest,
 )
 from tests.support.engines import ScriptedLLM, ScriptedTTS, scripted_audio, tokenize
+from tests.support.waiting import until
 
 REPLY = (
     "The weather in Berlin is mild today, with a light breeze from the west. "
@@ -139,6 +140,55 @@ async def test_streaming_turn_emits_the_contract() -> None:
     assert tts.completed == len(pieces) and not tts.running
     assert stats.tokens == len(TOKENS) and stats.pieces == len(pieces)
     assert stats.chunks == 3 * len(pieces)
+
+
+async def test_the_first_piece_is_synthesized_a_token_early() -> None:
+    # the LLM stalls on the token after the first piece's last word: its synthesis has
+    # already started on the text that token cuts
+    first = expected_pieces(TOKENS)[0]
+    after = next(i for i in range(len(TOKENS)) if "".join(TOKENS[:i]).strip() == first)
+    llm, tts = ScriptedLLM(TOKENS, gate_at=after), ScriptedTTS()
+    stats = ReplyStats()
+    turn = asyncio.create_task(collect(ReplyOrchestrator(llm, tts), stats=stats))
+    await until(lambda: bool(tts.records), "the first piece's early synthesis")
+    assert [r.label for r in tts.records] == [first]
+    llm.gate.set()
+    events = await turn
+    assert_well_formed(events)
+    pieces = [s.data.text for s in of_type(events, "response.sentence")]
+    assert pieces == expected_pieces(TOKENS) and pieces[0] == first
+    assert [r.label for r in tts.records] == pieces  # each piece synthesized once
+    assert (stats.early_pieces, stats.early_pieces_dropped) == (1, 0)
+
+
+async def test_a_word_that_goes_on_drops_the_guess_and_speaks_the_piece() -> None:
+    tokens = ["The", " capital", " of", " Ott", "awa", " is", " a", " quiet", " city", "."]
+    llm, tts = ScriptedLLM(tokens, gate_at=4), ScriptedTTS(gated=True)
+    stats = ReplyStats()
+    turn = asyncio.create_task(collect(ReplyOrchestrator(llm, tts), stats=stats))
+    await until(lambda: bool(tts.records), "the guess's synthesis")
+    llm.gate.set()
+    await until(lambda: tts.records[0].outcome != "running", "the guess dropped")
+    assert tts.records[0].label == "The capital of Ott" and tts.records[0].interrupted
+    assert tts.gate is not None
+    for _ in range(10):
+        tts.gate.release()
+    events = await turn
+    assert_well_formed(events)
+    first = of_type(events, "response.sentence")[0]
+    assert first.data.text == "The capital of Ottawa"
+    assert audio_of(events)[0] == (0, scripted_audio("The capital of Ottawa", 0))
+    assert {i for i, _ in audio_of(events)} == {0, 1}
+    assert (stats.early_pieces, stats.early_pieces_dropped) == (1, 1)
+
+
+async def test_sequential_and_text_turns_guess_nothing() -> None:
+    for config, settings in ((ReplyConfig(mode="sequential"), SETTINGS),
+                             (ReplyConfig(), SETTINGS.model_copy(update={"realtime_tts": False}))):
+        stats = ReplyStats()
+        await collect(ReplyOrchestrator(ScriptedLLM(TOKENS), ScriptedTTS(), config),
+                      settings=settings, stats=stats)
+        assert (stats.early_pieces, stats.early_pieces_dropped) == (0, 0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.reply import SentenceBuffer, SentenceBufferConfig, split_stream, split_text
 from pipeline.reply._markdown import speakable
+from pipeline.reply.sentences import VOICE_FIRST_PIECE
 from tests.support.sentence_cases import CASES, Case
 
 
@@ -96,3 +97,29 @@ async def test_split_stream_closes_its_source() -> None:
     assert await anext(stream) == "First sentence is here."
     await stream.aclose()  # type: ignore[attr-defined]
     assert closed
+
+
+def test_the_likely_first_piece_follows_the_last_word_until_the_cut() -> None:
+    buffer = SentenceBuffer(VOICE_FIRST_PIECE)
+    assert buffer.push("The capital of") == []
+    assert buffer.likely_first_piece() is None  # three words of four
+    assert buffer.push(" Ott") == []
+    assert buffer.likely_first_piece() == "The capital of Ott"
+    assert buffer.push("awa") == []  # the word went on
+    assert buffer.likely_first_piece() == "The capital of Ottawa"
+    assert buffer.push(" is") == ["The capital of Ottawa"]
+    assert buffer.likely_first_piece() is None  # the first piece is cut: no more guesses
+
+
+def test_no_likely_first_piece_after_a_mark_in_a_number_or_inside_a_quote() -> None:
+    buffer = SentenceBuffer(VOICE_FIRST_PIECE)
+    assert buffer.push("Well, the capital of") == []
+    assert buffer.likely_first_piece() == "Well, the capital of"
+    assert buffer.push(",") == []
+    assert buffer.likely_first_piece() is None
+    number = SentenceBuffer(VOICE_FIRST_PIECE)
+    assert number.push("A week is 3") == []
+    assert number.likely_first_piece() is None  # "365" comes a digit at a time
+    quoted = SentenceBuffer(VOICE_FIRST_PIECE)
+    quoted.push('He said "the capital of')
+    assert quoted.likely_first_piece() is None

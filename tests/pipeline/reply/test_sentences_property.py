@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pipeline.reply import SentenceBuffer, SentenceBufferConfig, split_text
 from pipeline.reply._markdown import MarkdownToSpeech, speakable
+from pipeline.reply._sentence_rules import WORD_RE
 from tests.support.sentence_cases import CASES, Case
 
 TOKENS = [
@@ -157,3 +158,54 @@ def test_the_limit_is_never_over_what_a_synthesizer_takes() -> None:
     assert max(map(len, split_text("a" * 4000))) <= SentenceBufferConfig().max_piece_chars
     with pytest.raises(ValueError, match="synthesizer"):
         SentenceBufferConfig(max_piece_chars=MAX_SYNTHESIS_CHARS + 1)
+
+
+# --- the likely first piece (synthesized a token early, then compared) -------------------
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts(), config=configs, data=st.data())
+def test_asking_for_the_likely_first_piece_changes_no_piece(
+    text: str, config: SentenceBufferConfig, data: st.DataObject
+) -> None:
+    buffer = SentenceBuffer(config)
+    pieces: list[str] = []
+    for chunk in random_chunks(data.draw, text):
+        pieces += buffer.push(chunk)
+        buffer.likely_first_piece()
+    assert pieces + buffer.flush() == split_text(text, config)
+
+
+#: replies as a model writes them: words, some split over tokens, a few marks
+REPLY_TOKENS = [" the", " capital", " of", " France", " is", " Paris", ",", ".", " Ott", "awa",
+                " It", "'s", " well", "-known", " \"", "Yes", "!", "\n", " **", " 3", ".5"]
+replies = st.lists(st.sampled_from(REPLY_TOKENS), max_size=24).map("".join)
+#: configs whose first piece is cut after a count of words: the ones with a likely piece
+word_cut_configs = st.builds(
+    SentenceBufferConfig,
+    language=st.sampled_from(["en", "de", "zh"]),
+    min_sentence_chars=st.sampled_from([0, 20]),
+    first_piece_min_words=st.integers(1, 8),
+    first_piece_max_words=st.integers(1, 6),
+    max_piece_chars=st.sampled_from([12, 40, 400]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(texts(), replies), rest=texts(), config=word_cut_configs,
+       data=st.data())
+def test_the_likely_first_piece_is_the_one_a_word_after_a_space_cuts(
+    text: str, rest: str, config: SentenceBufferConfig, data: st.DataObject
+) -> None:
+    # a guess can only stand where a word ends what arrived: try every such prefix; what
+    # follows it may change the piece ("\n" ends a sentence, a mark joins it), a space
+    # and a word never do
+    for end in sorted({word.end() for word in WORD_RE.finditer(text)}):
+        buffer = SentenceBuffer(config)
+        before = [p for chunk in random_chunks(data.draw, text[:end]) for p in buffer.push(chunk)]
+        likely = buffer.likely_first_piece()
+        if likely is None:
+            continue
+        assert before == []  # only while the first piece is not cut
+        after = buffer.push(" word " + rest) + buffer.flush()
+        assert after[0] == likely, (text[:end], rest, after)
