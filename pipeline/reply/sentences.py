@@ -168,8 +168,7 @@ class SentenceBuffer:
         if not self._first or limit is None or self._held is not None or self._markdown.holds_back:
             return None
         buf, n = self._buf, len(self._buf)
-        first = self._start + (buf[self._start : self._start + 1] == " ")
-        if n - first > self.config.max_piece_chars:
+        if n - self._text_start() > self.config.max_piece_chars:
             return None
         words = list(WORD_RE.finditer(buf, self._start, n))
         if len(words) < limit or words[-1].end() != n or self._i > n or buf[n - 1].isdigit():
@@ -283,8 +282,7 @@ class SentenceBuffer:
         if limit is None:
             return False
         buf = self._buf
-        first = self._start + (buf[self._start : self._start + 1] == " ")
-        longest = first + self.config.max_piece_chars
+        longest = self._text_start() + self.config.max_piece_chars
         for count, word in enumerate(WORD_RE.finditer(buf, self._start, j), start=1):
             end = word.end()
             if end > longest:
@@ -299,6 +297,10 @@ class SentenceBuffer:
         if self._inside(end):
             return False
         return count_words(self._buf[self._start : end]) >= self.config.first_piece_min_words
+
+    def _text_start(self) -> int:
+        """Where the pending piece's text starts (past the space that a cut left)."""
+        return self._start + (self._buf[self._start : self._start + 1] == " ")
 
     # -- cutting ----------------------------------------------------------------------------
 
@@ -316,7 +318,7 @@ class SentenceBuffer:
     def _overflow(self, j: int) -> bool:
         """Cut a piece that grew past ``max_piece_chars`` without a boundary (text up to `j`
         is decided).  The cut point depends only on the text, never on `j`'s chunking."""
-        first = self._start + (self._buf[self._start : self._start + 1] == " ")
+        first = self._text_start()
         limit = first + self.config.max_piece_chars
         if j <= limit:
             return False
