@@ -108,10 +108,9 @@ class OrderedSpeaker:
     def prepare(self, index: int, text: str) -> None:
         """Start synthesizing what piece ``index`` is likely to be, if a slot is free (a
         piece prepared before, with other text, is dropped); :meth:`submit` decides."""
-        if self._prepared is not None:
-            if self._prepared[0].index == index and self._prepared[0].text == text:
-                return
-            self._drop_prepared()
+        if self._prepared_as(index, text) is not None:
+            return
+        self._drop_prepared()
         if self._cancelled or self._active >= self._concurrency:
             return
         job = _Job(index, text, asyncio.Queue(self._chunk_buffer))
@@ -124,14 +123,12 @@ class OrderedSpeaker:
             return
         self._pending += 1
         self.max_pending_seen = max(self.max_pending_seen, self._pending)
-        if self._prepared is not None:
-            prepared, _ = self._prepared
-            if prepared.index == index and prepared.text == text:
-                self._prepared = None
-                self.prepared_adopted += 1
-                self._ordered.put_nowait(prepared)
-                return
-            self._drop_prepared()
+        if (prepared := self._prepared_as(index, text)) is not None:
+            self._prepared = None
+            self.prepared_adopted += 1
+            self._ordered.put_nowait(prepared)
+            return
+        self._drop_prepared()
         job = _Job(index, text, asyncio.Queue(self._chunk_buffer))
         self._ordered.put_nowait(job)
         if self._active < self._concurrency:
@@ -143,6 +140,13 @@ class OrderedSpeaker:
         """No more pieces: :meth:`forward` ends after the admitted ones."""
         self._drop_prepared()
         self._ordered.put_nowait(None)
+
+    def _prepared_as(self, index: int, text: str) -> _Job | None:
+        """The prepared job, if it is piece ``index`` with ``text``."""
+        if self._prepared is None:
+            return None
+        job = self._prepared[0]
+        return job if job.index == index and job.text == text else None
 
     def _drop_prepared(self) -> None:
         """Cancel the prepared synthesis (its slot frees when the engine has stopped)."""
