@@ -31,7 +31,7 @@ from pipeline.audio.pcm import (
     resample_pcm16,
     rms_dbfs,
 )
-from pipeline.audio.resampler import PcmResampler
+from pipeline.audio.resampler import PcmResampler, listening_quality
 from pipeline.audio.segmenting import (
     Commit,
     FrameDetector,
@@ -78,6 +78,7 @@ __all__ = [
     "endpoint_stream",
     "float_to_pcm16",
     "is_digital_silence",
+    "listening_quality",
     "pcm16_to_float",
     "resample",
     "resample_pcm16",

@@ -43,6 +43,7 @@ from pipeline.audio import (
     SpeechOnsetDropped,
     SpeechPause,
     SpeechResume,
+    listening_quality,
     segment_speech,
 )
 from schemas import (
@@ -117,7 +118,9 @@ class SpeechInput:
         self.rate = vad.sample_rate
         self.input_rate = sample_rate
         self._uncommitted = 0  # bytes of input pushed since the start or the last commit
-        self._resampler = PcmResampler(sample_rate, self.rate) if sample_rate != self.rate else None
+        self._resampler = (PcmResampler(sample_rate, self.rate,
+                                        quality=listening_quality(sample_rate, self.rate))
+                           if sample_rate != self.rate else None)
         self._assembler = FrameAssembler(vad.frame_samples)
         self._queue: asyncio.Queue[bytes | Commit] = asyncio.Queue(maxsize=FRAME_QUEUE)
         self._commits: deque[asyncio.Future[None]] = deque()  # one per commit in the queue

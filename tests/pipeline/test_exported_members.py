@@ -62,6 +62,8 @@ FACADES = {
         "check_sample_rate", "content_type",
         "decode_audio", "decode_frames", "duration_s", "encode_audio", "endpoint_stream",
         "float_to_pcm16", "is_digital_silence",
+        # the input's resampling quality: no hold-back where there is nothing to filter
+        "listening_quality",
         "pcm16_to_float", "resample", "resample_pcm16", "rms_dbfs", "segment_speech",
         "to_srt", "to_vtt",
     ],

@@ -13,7 +13,7 @@ import soxr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.audio import PcmResampler, float_to_pcm16, pcm16_to_float
+from pipeline.audio import PcmResampler, float_to_pcm16, listening_quality, pcm16_to_float
 from pipeline.audio.resampler import MARGIN_S, SETTLE_S
 
 
@@ -33,10 +33,11 @@ def _chunks(pcm: bytes, sizes: list[int]) -> list[bytes]:
     return out
 
 
-def _reference_chunks(chunks: list[bytes], from_rate: int, to_rate: int) -> list[bytes]:
+def _reference_chunks(chunks: list[bytes], from_rate: int, to_rate: int,
+                      quality: str = "HQ") -> list[bytes]:
     """A plain soxr stream's output for each chunk (the float path every time, an odd
     byte carried to the next), then its flush."""
-    stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
+    stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=quality)
     carried, out = b"", []
     for chunk in chunks:
         data = carried + chunk
@@ -48,13 +49,15 @@ def _reference_chunks(chunks: list[bytes], from_rate: int, to_rate: int) -> list
     return out
 
 
-def _reference(chunks: list[bytes], from_rate: int, to_rate: int) -> np.ndarray:
-    joined = b"".join(_reference_chunks(chunks, from_rate, to_rate))
+def _reference(chunks: list[bytes], from_rate: int, to_rate: int,
+               quality: str = "HQ") -> np.ndarray:
+    joined = b"".join(_reference_chunks(chunks, from_rate, to_rate, quality))
     return np.frombuffer(joined, "<i2").astype(np.int32)
 
 
-def _resampled(chunks: list[bytes], from_rate: int, to_rate: int) -> tuple[np.ndarray, bool]:
-    resampler = PcmResampler(from_rate, to_rate)
+def _resampled(chunks: list[bytes], from_rate: int, to_rate: int,
+               quality: str = "HQ") -> tuple[np.ndarray, bool]:
+    resampler = PcmResampler(from_rate, to_rate, quality=quality)
     out, skipped = [], False
     for chunk in chunks:
         out.append(resampler.push(chunk))
@@ -120,14 +123,18 @@ def test_equal_rates_pass_through_and_never_skip() -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=st.lists(st.tuples(st.booleans(), st.floats(0.01, 0.6)), min_size=1, max_size=6),
        chunk_ms=st.sampled_from([10, 20, 33, 100]),
-       from_rate=st.sampled_from([8000, 24000, 48000]))
+       from_rate=st.sampled_from([8000, 24000, 48000]),
+       listening=st.booleans())
 def test_any_layout_of_silence_and_sound_is_the_plain_streams_audio(
-        layout: list[tuple[bool, float]], chunk_ms: int, from_rate: int) -> None:
+        layout: list[tuple[bool, float]], chunk_ms: int, from_rate: int,
+        listening: bool) -> None:
+    """At soxr's HQ and at the quality the input path takes (QQ when upsampling)."""
+    quality = listening_quality(from_rate, 16000) if listening else "HQ"
     pcm = b"".join(_sound(seconds, from_rate, i) if loud else bytes(2 * int(seconds * from_rate))
                    for i, (loud, seconds) in enumerate(layout))
     chunks = _chunks(pcm, [2 * from_rate * chunk_ms // 1000])
-    expected = _reference(chunks, from_rate, 16000)
-    got, _ = _resampled(chunks, from_rate, 16000)
+    expected = _reference(chunks, from_rate, 16000, quality)
+    got, _ = _resampled(chunks, from_rate, 16000, quality)
     assert got.size == expected.size
     assert got.size == 0 or np.abs(got - expected).max() <= 1
 
@@ -145,3 +152,24 @@ def test_skipped_silence_comes_out_at_most_the_margin_after_soxrs_own(from_rate:
         theirs += stream.resample_chunk(np.zeros(len(frame) // 2, np.float32)).size
         assert ours >= theirs - MARGIN_S * 16000 - 1, i
     assert resampler.skipping
+
+
+@pytest.mark.parametrize(("from_rate", "quality"), [(8000, "QQ"), (12000, "QQ"),
+                                                    (24000, "HQ"), (48000, "HQ")])
+def test_the_input_is_filtered_only_where_it_is_downsampled(from_rate: int, quality: str) -> None:
+    """Into the 16 kHz pipeline: a band-limiting filter where content above 8 kHz would
+    fold into speech, none (and no hold-back) where there is nothing above the band."""
+    assert listening_quality(from_rate, 16000) == quality
+
+
+def test_upsampled_input_comes_out_as_it_goes_in() -> None:
+    """A phone line's 8 kHz at the listening quality: every 20 ms frame gives its 20 ms at
+    once (soxr's HQ held ~60 ms back, the head start a pause's reply lost)."""
+    resampler = PcmResampler(8000, 16000, quality=listening_quality(8000, 16000))
+    sound = _sound(1.0, 8000, 4)
+    given = 0
+    for start in range(0, len(sound), 320):
+        given += len(resampler.push(sound[start : start + 320])) // 2
+        # two samples out for each in (the bytes pushed so far, as samples at 16 kHz),
+        # bar the interpolator's few (a quarter of a millisecond)
+        assert given >= start + 320 - 8

@@ -31,11 +31,13 @@ class Loudness(VoiceActivityDetector):
         self.gate = asyncio.Event()
         self.gate.set()
         self.frames = 0
+        self.received = 0  # frames taken from the input, the one waiting at the gate too
         self.closed = False
 
     async def probabilities(self, frames: AsyncIterator[bytes]) -> AsyncIterator[float]:
         try:
             async for frame in frames:
+                self.received += 1
                 await self.gate.wait()
                 if self.frames == self.fail_at:
                     raise RuntimeError("the detector broke")
@@ -103,6 +105,18 @@ async def test_audio_at_the_session_rate_is_endpointed_at_the_detectors() -> Non
     assert kind == "speech" and rate == 16000
     assert isinstance(end, SpeechEnd) and end.reason == "silence"
     assert 1.0 <= end.duration_s <= 1.6
+    await audio.close()
+
+
+async def test_a_phone_lines_8_khz_reaches_the_detector_without_being_held_back() -> None:
+    """Upsampled input is not held back for a filter's look-ahead (soxr's HQ kept ~60 ms of
+    8 kHz audio back): the detector has every whole frame of what was pushed, so a pause is
+    heard when it happens."""
+    vad = Loudness()
+    vad.gate.clear()  # frames stay queued: the queue shows what the resampler let through
+    audio = speech_input(vad, Heard(), rate=8000)
+    await push_all(audio, tone(1.0, True, 8000), chunk=320)  # 20 ms at a time, as a call
+    assert audio.queued + vad.received == 16000 // 512  # 31 of 32 ms: all but the last
     await audio.close()
 
 
