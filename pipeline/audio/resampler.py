@@ -10,8 +10,10 @@ filter's look-back and look-ahead see what the old stream would have seen: the o
 the old stream's, sample for sample, to float rounding (measured at 8, 22.05, 24, 44.1 and
 48 kHz into 16 kHz with margins of 10 to 50 ms: at most 6e-6 apart, a fifth of a PCM16
 step), with the same length. The margin is also how late the skipped silence comes out:
-20 ms, less than soxr's own hold-back (21 ms on average at 24 and 48 kHz, 64 ms at 8 kHz,
-measured on zeros), so an endpoint that waits on silence is not later for it.
+20 ms, less than soxr's own hold-back at ``HQ`` (21 ms on average at 24 and 48 kHz, 64 ms
+at 8 kHz, measured on zeros), so an endpoint that waits on silence is not later for it.
+``QQ`` (cubic interpolation) reaches two samples either side and holds back a quarter of a
+millisecond: its margin is :data:`QUICK_MARGIN_S`.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from pipeline.audio.pcm import (
     pcm16_to_float,
 )
 
-__all__ = ["MARGIN_S", "SETTLE_S", "PcmResampler", "listening_quality"]
+__all__ = ["MARGIN_S", "QUICK_MARGIN_S", "SETTLE_S", "PcmResampler", "listening_quality"]
 
 #: digital silence the filter is fed before it is skipped
 SETTLE_S = 0.25
 #: how far behind the input the skipped stretch's zeros are emitted, and how much of it a
 #: fresh stream is fed before the sound that ends it (longer than the filter's reach)
 MARGIN_S = 0.02
+#: the same at ``QQ``, whose reach is two input samples: at 8 kHz, 16 of them
+QUICK_MARGIN_S = 0.002
 
 
 def listening_quality(from_rate: int, to_rate: int) -> str:
@@ -82,7 +86,8 @@ class PcmResampler:
             #: input samples per output period, and output samples in one
             self._period, self._period_out = from_rate // common, to_rate // common
             self._settle = int(SETTLE_S * from_rate)
-            self._margin = int(MARGIN_S * from_rate)
+            margin_s = QUICK_MARGIN_S if quality == "QQ" else MARGIN_S
+            self._margin = int(margin_s * from_rate)
             self._stream = self._new_stream()
 
     @property
@@ -143,7 +148,7 @@ class PcmResampler:
         return bytes(2 * count)
 
     def _restart(self) -> tuple[bytes, int]:
-        """Sound after a skipped stretch: zeros up to :data:`MARGIN_S` before it, a fresh
+        """Sound after a skipped stretch: zeros up to the margin before it, a fresh
         stream from there, and how many zeros to feed it before the sound (the lead)."""
         start = max(0, self._in - self._margin) // self._period * self._period
         head = self._zeros_until(start)
