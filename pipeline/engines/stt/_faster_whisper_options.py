@@ -44,7 +44,8 @@ from pipeline.engines.stt._whisper_windows import WINDOW_S
 from schemas import EngineError, ErrorCode
 
 __all__ = ["BATCH_MAX_ITEMS", "BATCH_WAIT_MS", "COMPUTE_TYPES", "ENGLISH_SHORT_TURN_WINDOW_S",
-           "ENGLISH_TURN_WINDOW_S", "QUICKWINDOW_S", "FasterWhisperOptions", "check_gpu"]
+           "ENGLISH_TURN_WINDOW_S", "QUICKWINDOW_S", "TINY_MODEL_THREADS",
+           "FasterWhisperOptions", "check_gpu"]
 
 _DEVICE_SETTING = "VOXLINE_STT__DEVICE"
 
@@ -81,7 +82,11 @@ class FasterWhisperOptions(WhisperModelOptions):
         description="CTranslate2 quantisation (int8, int8_float16, float16, float32, ...); "
         "unset: int8 on the CPU, float16 on a GPU",
     )
-    cpu_threads: int = Field(default=0, ge=0, le=64, description="0: min(4, CPU count)")
+    cpu_threads: int = Field(
+        default=0, ge=0, le=64,
+        description="CTranslate2's CPU threads; 0: 1 for a tiny model, min(4, CPU count) "
+        "for the others (TINY_MODEL_THREADS)",
+    )
     beam_size: int = Field(default=1, ge=1, le=10, description="1 is greedy: fastest")
     no_speech_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     log_prob_threshold: float = Field(default=-1.0, le=0.0)
@@ -141,6 +146,16 @@ ENGLISH_TURN_WINDOW_S = 15.0
 #: 17.4 % at 15 s, 127 against 173 ms a call), and a voice turn's pause is transcribed on
 #: the critical path of a preemptive reply (issue 51)
 ENGLISH_SHORT_TURN_WINDOW_S = 10.0
+#: CTranslate2's threads for a tiny Whisper (``cpu_threads`` unset): its matrix products are
+#: too small to pay for splitting them. ``loadtests/bench_threads.py --stages stt`` on two
+#: cores (2026-11-30, 20 calls each): tiny.en **72 ms wall, 143 ms CPU a call at one
+#: thread** against 84 / 163 at two, and with another process spinning 108 / 133 against
+#: 130 / 152 (on 2026-11-26's slower machine: the same wall, 400 against 449 ms CPU).
+#: Served, `capacity --steps 1,8 --step-s 40` alternated: the Transcriber's CPU-s a turn
+#: 0.091-0.093 / 0.073-0.076 at 1 / 8 sessions against 0.102-0.112 / 0.088-0.100 at two.
+#: base is another matter (724 against 530 ms wall a call at one thread), so the others
+#: keep min(4, CPU count).
+TINY_MODEL_THREADS = 1
 
 
 def check_gpu(index: int) -> None:

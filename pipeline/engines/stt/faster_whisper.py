@@ -36,6 +36,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ from pipeline.engines.stt._faster_whisper_options import (
     COMPUTE_TYPES,
     ENGLISH_SHORT_TURN_WINDOW_S,
     ENGLISH_TURN_WINDOW_S,
+    TINY_MODEL_THREADS,
     FasterWhisperOptions,
     check_gpu,
 )
@@ -110,6 +112,16 @@ class FasterWhisperTranscriber(WindowedTurns, Transcriber):
         return self.options.compute_type or COMPUTE_TYPES[self.options.device]
 
     @property
+    def threads(self) -> int:
+        """CTranslate2's CPU threads: the option, else :data:`TINY_MODEL_THREADS` for a
+        model whose name says tiny and min(4, CPU count) for the others."""
+        if self.options.cpu_threads:
+            return self.options.cpu_threads
+        if "tiny" in Path(self.options.model).name.lower():
+            return TINY_MODEL_THREADS
+        return min(4, os.cpu_count() or 1)
+
+    @property
     def ready(self) -> bool:
         return self._model is not None
 
@@ -162,14 +174,13 @@ class FasterWhisperTranscriber(WindowedTurns, Transcriber):
         o = self.options
         if o.device == "cuda":
             check_gpu(o.device_index)
-        threads = o.cpu_threads or min(4, os.cpu_count() or 1)
         try:
             model = WhisperModel(
                 str(path),
                 device=o.device,
                 device_index=o.device_index,
                 compute_type=self.compute_type,
-                cpu_threads=threads,
+                cpu_threads=self.threads,
                 num_workers=1,
             )
         except (RuntimeError, ValueError, OSError) as exc:

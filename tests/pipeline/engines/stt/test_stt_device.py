@@ -8,6 +8,7 @@ GPU branch on a CPU model. The engine on a real GPU: ``loadtests/bench_stt_batch
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -91,6 +92,27 @@ async def test_device_and_quantisation_reach_ctranslate2(
         assert (Path(built["path"]) / "model.bin").is_file()  # the catalogue's folder
         assert {k: built[k] for k in expected} == expected
         assert engine.compute_type == expected["compute_type"]
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "threads"),
+    [
+        ({"model": "whisper-tiny.en"}, 1),  # tiny: one thread is faster and cheaper
+        ({"model": "whisper-tiny.en", "cpu_threads": 2}, 2),  # the option wins
+        ({"model": "whisper-base"}, min(4, os.cpu_count() or 1)),
+    ],
+)
+async def test_ctranslate2_gets_one_thread_for_a_tiny_model_unless_told(
+    recorded: list[dict[str, Any]], options: dict[str, Any], threads: int,
+) -> None:
+    engine = create_engine("stt", "faster-whisper", {"warmup": False, **options})
+    assert isinstance(engine, FasterWhisperTranscriber)
+    await engine.load()
+    try:
+        [built] = recorded
+        assert built["cpu_threads"] == engine.threads == threads
     finally:
         await engine.close()
 
