@@ -2,7 +2,7 @@
 
 The Gateway (the only ingress: the API, the live sessions) calls three model stages
 (Transcriber, LanguageModel, Synthesizer); Narrator and Metrics consume the feed in the
-background (on one machine, both in one Workers replica); the Reranker (retrieval's second
+background (on one machine, in the Gateway's process); the Reranker (retrieval's second
 stage) is placed where it can run.
 
 ``build_app`` is the application builder that ``serve_config.yaml`` names
@@ -28,7 +28,7 @@ from deployments.llm import LanguageModelReplica
 from deployments.reranker import RerankerReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
-from deployments.workers import MetricsReplica, NarratorReplica, WorkersReplica
+from deployments.workers import MetricsReplica, NarratorReplica
 from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 
 #: retrieval's second stage on one machine, placed only with
@@ -37,9 +37,11 @@ from schemas import ConfigurationError, EngineSettings, Settings, get_settings
 _CPU_RERANKER: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1,
                                  "max_ongoing_requests": 8, "max_queued_requests": 16}
 
-#: Narrator and Metrics in one replica on one machine: a Ray worker process costs 0.7-1.6 %
-#: of a core idle whatever it runs, and these two are light (issue 51; docs/measurements.md)
-_CPU_WORKERS: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.1}, "num_replicas": 1}
+#: Profiles whose Gateway runs Narrator's and Metrics' consumers itself: on one machine a
+#: Ray worker process costs ~0.5 % of a core idle whatever it runs (its core worker's 10 ms
+#: signal check), and these are light (issue 51; docs/measurements.md). The Gateway's CPU
+#: share includes theirs (0.1).
+CONSUMING_GATEWAY = frozenset({"cpu", "cpu-autoscale", "cpu-nodes"})
 
 #: Profiles whose replicas never scale: one stops only when the app stops (after the
 #: Gateway drained it) or is redeployed. Ray waits ``graceful_shutdown_wait_loop_s`` (2 s)
@@ -52,7 +54,7 @@ _FIXED_SIZE_STOP: dict[str, Any] = {"graceful_shutdown_wait_loop_s": 0.25}
 #: deployment options per profile and deployment
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
-        "Gateway": {"ray_actor_options": {"num_cpus": 0.3}, "num_replicas": 1,
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
                     # an open socket is an ongoing request for its life; a burst of new
                     # connections waits in the router's queue while replicas are probed
                     "max_ongoing_requests": 2048, "max_queued_requests": 512},
@@ -63,15 +65,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                           "max_ongoing_requests": 4, "max_queued_requests": 8},
         "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
                         "max_ongoing_requests": 8, "max_queued_requests": 32},
-        "Workers": _CPU_WORKERS,
         "Reranker": _CPU_RERANKER,
     },
     # The CPU profile with autoscaling on the three stages, to see it work on one machine
     # (loadtests/capacity.py records the replica counts): smaller CPU shares, so that every
-    # stage at its max_replicas still fits two cores (0.2 + 2×0.2 + 2×0.3 + 2×0.2 + 0.1).
+    # stage at its max_replicas still fits two cores (0.3 + 2×0.2 + 2×0.3 + 2×0.2).
     # Targets of one call per replica: a second concurrent call scales the stage out.
     "cpu-autoscale": {
-        "Gateway": {"ray_actor_options": {"num_cpus": 0.2}, "num_replicas": 1,
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.3}, "num_replicas": 1,
                     "max_ongoing_requests": 2048, "max_queued_requests": 512},
         **{name: {"ray_actor_options": {"num_cpus": cpus},
                   "autoscaling_config": {"min_replicas": 1, "max_replicas": 2,
@@ -82,7 +83,6 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
            for name, cpus, ongoing, queued in (("Transcriber", 0.2, 4, 8),
                                                ("LanguageModel", 0.3, 4, 8),
                                                ("Synthesizer", 0.2, 8, 32))},
-        "Workers": _CPU_WORKERS,
         "Reranker": _CPU_RERANKER,
     },
     # Two Ray nodes of one machine standing in for the GPU node types (tests/multinode,
@@ -90,7 +90,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # feed consumers on the "speech" node (``voxline_speech: 1``) and the LLM on the "llm"
     # node (``voxline_llm: 1``), as the GPU profile does with its GPU pod groups.
     "cpu-nodes": {
-        "Gateway": {"ray_actor_options": {"num_cpus": 0.3, "resources": {"voxline_speech": 0.1}},
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.4, "resources": {"voxline_speech": 0.2}},
                     "num_replicas": 1, "max_ongoing_requests": 2048, "max_queued_requests": 512},
         "Transcriber": {"ray_actor_options": {"num_cpus": 0.5,
                                               "resources": {"voxline_speech": 0.4}},
@@ -102,9 +102,6 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "Synthesizer": {"ray_actor_options": {"num_cpus": 0.4,
                                               "resources": {"voxline_speech": 0.4}},
                         "num_replicas": 1, "max_ongoing_requests": 8, "max_queued_requests": 32},
-        "Workers": {"ray_actor_options": {"num_cpus": 0.1,
-                                          "resources": {"voxline_speech": 0.1}},
-                    "num_replicas": 1},
         "Reranker": _CPU_RERANKER,
     },
     # The same placement as serve_config.yaml (which wins where both say something).
@@ -252,11 +249,9 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
     stt = place(TranscriberReplica, user_config=stage_user_config(settings.stt)).bind()
     llm = place(LanguageModelReplica, user_config=stage_user_config(settings.llm)).bind()
     tts = place(SynthesizerReplica, user_config=stage_user_config(settings.tts)).bind()
-    if "Workers" in profile:  # one replica consumes for both
-        narrator = metrics = place(WorkersReplica).bind(stt, tts, settings)
-    else:
-        narrator = place(NarratorReplica).bind(stt, tts, settings)
-        metrics = place(MetricsReplica).bind(settings)
+    consumers = parsed.profile in CONSUMING_GATEWAY
+    workers = {} if consumers else {"narrator": place(NarratorReplica).bind(stt, tts, settings),
+                                    "metrics": place(MetricsReplica).bind(settings)}
     # retrieval: the GPU profile always places the re-ranker; the CPU profile
     # when VOXLINE_RETRIEVAL__RERANKER=minilm (else two_stage answers with BM25 and a warning)
     reranker = None
@@ -265,5 +260,5 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
             "user_config": {"device": settings.retrieval.reranker_device}}
         reranker = place(RerankerReplica, **options).bind()
     return place(Gateway).bind(stt, llm, tts, settings, {"mode": parsed.speech_mode},
-                               {"narrator": narrator, "metrics": metrics}, reranker=reranker)
+                               workers, reranker=reranker, consumers=consumers)
 

@@ -9,6 +9,10 @@ Clients reach it through Serve's HTTP proxy, or (``settings.ingress == "direct"`
 replica on one machine: :mod:`voxline.ingress`) on ``settings.host:settings.port``
 itself, where the replica serves the same app on a uvicorn server of its own
 (:class:`deployments.api.ApiServer`) in the loop that runs the sessions.
+
+On the CPU profiles it also runs the feed's consumers (``consumers=True``:
+:class:`deployments.workers.FeedConsumers`), where the GPU profile places Narrator and
+Metrics replicas of their own.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from deployments.handles import (
     RemoteSynthesizer,
     RemoteTranscriber,
 )
+from deployments.workers import FeedConsumers
 from pipeline.aio import SERVING_YOUNG_THRESHOLD, freeze_startup_heap
 from pipeline.meters import GatewayMeters
 from pipeline.reply import ReplyConfig
@@ -91,19 +96,27 @@ class Gateway:
         turn: dict[str, Any] | None = None,
         workers: dict[str, Any] | None = None,
         reranker: Any = None,
+        consumers: bool = False,
     ) -> None:
         install_log_context()  # a session's records say its session, turn and trace
         name_replica_threads("gateway")
         for chatty in ("aioice", "aiortc"):  # every ICE check at INFO: a call's noise
             logging.getLogger(chatty).setLevel(logging.WARNING)
         meters = GatewayMeters(replica_name("gateway"))
+        #: the feed's consumers this replica runs itself (``consumers``), else None
+        self.consumers: FeedConsumers | None = None
+        asks = {name: handle.status.remote for name, handle in (workers or {}).items()}
+        if consumers:
+            self.consumers = FeedConsumers(settings)
+            self.consumers.start_all(stt, tts, settings)
+            asks = dict.fromkeys(("narrator", "metrics"), self.consumers.status)
         self.services: Services = await start_services(
             settings,
             llm=RemoteLanguageModel(llm, meters.stages),
             tts=RemoteSynthesizer(tts, meters.stages),
             stt=RemoteTranscriber(stt, meters.stages),
             turn_config=ReplyConfig(**(turn or {})),
-            workers=workers,
+            workers=asks,
             reranker=None if reranker is None else RemoteReranker(reranker),
             meters=meters,
         )
@@ -126,7 +139,11 @@ class Gateway:
 
     def check_health(self) -> None:
         """Serve's health check: a Gateway whose own server stopped serving its port is
-        unhealthy (Serve replaces it), whatever its actor still answers."""
+        unhealthy (Serve replaces it), whatever its actor still answers. A feed consumer
+        of its own that stopped starts again instead: replacing the replica would close
+        every live socket."""
+        if self.consumers is not None:
+            self.consumers.revive()
         if self._server is not None and not self._server.serving:
             raise RuntimeError(f"the Gateway's server on {self._server.host}:"
                                f"{self._server.port} stopped")
@@ -153,4 +170,6 @@ class Gateway:
     async def __del__(self) -> None:
         if self._server is not None:  # the port first: a successor may want it
             await self._server.stop(timeout_s=self.services.settings.api.shutdown_grace_s)
+        if self.consumers is not None:
+            await self.consumers.aclose()
         await self.services.aclose()

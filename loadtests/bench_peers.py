@@ -29,8 +29,8 @@ Reported per framework, per step:
   end (exact whatever the sampling), divided by the step's completed turns, split into
   *models* and *the rest*. Voxline's engines are processes of their own, so the split is by
   process: the Transcriber, LanguageModel, Synthesizer (and Reranker) replicas are models;
-  the Gateway (which runs VAD and Smart Turn), Serve's proxy and controller, Redis, the
-  Workers (Narrator's and Metrics' consumers) and Ray's daemons are the rest. Pipecat runs
+  the Gateway (which runs VAD and Smart Turn, and on one machine Narrator's and Metrics'
+  consumers), Serve's proxy and controller, Redis and Ray's daemons are the rest. Pipecat runs
   STT, TTS, VAD and Smart Turn inside its bot's process, so there the split is by thread:
   the LLM server's process and the bot's threads other than its event loop are models,
   the event-loop thread the rest. Two biases, stated: a Voxline replica's own Ray plumbing

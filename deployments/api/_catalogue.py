@@ -37,7 +37,8 @@ class EngineCatalogue:
     ``source`` gives: read at each call, so an engine swapped in is the one asked."""
 
     def __init__(self, redis: Redis, source: Callable[[], SessionEngines],
-                 workers: dict[str, Any], reranker: Callable[[], Reranker | None]) -> None:
+                 workers: dict[str, Callable[[], Awaitable[Any]]],
+                 reranker: Callable[[], Reranker | None]) -> None:
         self.redis = redis
         self._engines = source
         self.workers = workers
@@ -86,8 +87,8 @@ class EngineCatalogue:
             engine: Engine | None = getattr(engines, stage)
             if engine is not None:
                 asks[stage] = engine.describe()
-        for name, handle in self.workers.items():
-            asks[name] = handle.status.remote()
+        for name, status in self.workers.items():
+            asks[name] = status()
         reranker = self._reranker()
         if reranker is not None:  # retrieval's second stage, when placed
             asks["reranker"] = reranker.describe()

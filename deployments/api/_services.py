@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,8 +62,9 @@ class Services:
     engines: SessionEngines
     tokens: SessionTokens
     turn_config: ReplyConfig = field(default_factory=ReplyConfig)
-    #: background worker deployments (handles with ``status()``), for readiness
-    workers: dict[str, Any] = field(default_factory=dict)
+    #: how to ask each background worker its status (``/readyz``): a worker replica's
+    #: handle's ``status.remote``, or the Gateway's own consumers' ``status``
+    workers: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
     #: this replica's capacity (settings.admission): past it, work is refused, not queued
     admission: Admission = field(default_factory=Admission)
     #: retrieval: document collections in Redis, and the search of a turn
@@ -200,7 +202,7 @@ async def start_services(
     turn: Engine | None = None,
     turn_text: Engine | None = None,
     turn_config: ReplyConfig | None = None,
-    workers: dict[str, Any] | None = None,
+    workers: dict[str, Callable[[], Awaitable[Any]]] | None = None,
     reranker: Reranker | None = None,
     meters: GatewayMeters | None = None,
 ) -> Services:

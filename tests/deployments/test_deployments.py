@@ -21,14 +21,21 @@ from ray.serve import Application
 from ray.serve.exceptions import BackPressureError
 
 from deployments._stage import StageConfig, StageReplica
-from deployments.app import PROFILES, AppArgs, build_app, check_capacity, stage_user_config
+from deployments.app import (
+    CONSUMING_GATEWAY,
+    PROFILES,
+    AppArgs,
+    build_app,
+    check_capacity,
+    stage_user_config,
+)
 from deployments.app import STAGES as STAGE_DEPLOYMENTS
 from deployments.handles import remote_error
 from deployments.llm import LanguageModelReplica
 from deployments.reranker import RerankerReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
-from deployments.workers import MetricsReplica, NarratorReplica, WorkersReplica
+from deployments.workers import MetricsReplica, NarratorReplica
 from pipeline.engines import Synthesizer
 from schemas import (
     AudioChunk,
@@ -458,8 +465,7 @@ async def test_leaving_the_llm_stream_early_aborts_the_engine() -> None:
 
 def test_the_cpu_profile_fits_two_cores_with_one_replica_each() -> None:
     cpu = PROFILES["cpu"]
-    assert set(cpu) == {"Gateway", "Transcriber", "LanguageModel", "Synthesizer", "Workers",
-                        "Reranker"}
+    assert set(cpu) == {"Gateway", "Transcriber", "LanguageModel", "Synthesizer", "Reranker"}
     total = sum(options["ray_actor_options"]["num_cpus"] for options in cpu.values())
     assert 0 < total < 2
     for name, options in cpu.items():
@@ -469,13 +475,14 @@ def test_the_cpu_profile_fits_two_cores_with_one_replica_each() -> None:
 
 
 def test_every_profile_covers_every_deployment() -> None:
-    """The feed's consumers are either one Workers replica (one machine) or Narrator and
+    """The feed's consumers are either the Gateway's own (one machine) or Narrator and
     Metrics apart (the GPU profile: each scales on its own)."""
     names = {d.name for d in (TranscriberReplica, LanguageModelReplica, SynthesizerReplica,
                               RerankerReplica)} | {"Gateway"}
     apart = {NarratorReplica.name, MetricsReplica.name}
+    assert {name for name in PROFILES if name.startswith("cpu")} == CONSUMING_GATEWAY
     for name, profile in PROFILES.items():
-        workers = {WorkersReplica.name} if name.startswith("cpu") else apart
+        workers = set() if name in CONSUMING_GATEWAY else apart
         assert set(profile) == names | workers, name
 
 
@@ -512,9 +519,9 @@ def test_build_app_places_the_cpu_profile_without_starting_ray() -> None:
     stt, llm, tts, passed, options, workers = gateway.init_args
     assert passed.redis_url == REDIS_URL
     assert options == {"mode": "streaming"}
-    # one replica consumes the feed for both: /readyz still names each
-    assert set(workers) == {"narrator", "metrics"}
-    assert {bound(w).name for w in workers.values()} == {"Workers"}
+    # the Gateway consumes the feed itself: no worker replica (/readyz still names each)
+    assert workers == {}
+    assert gateway.init_kwargs["consumers"] is True
     for child, choice in ((stt, settings.stt), (llm, settings.llm), (tts, settings.tts)):
         deployment = bound(child)
         profile = PROFILES["cpu"][deployment.name]
@@ -564,6 +571,7 @@ def test_the_gpu_profile_builds_too() -> None:
     workers = bound(app).init_args[5]  # apart, each scaled on its own
     assert {name: bound(w).name for name, w in workers.items()} == {
         "narrator": "Narrator", "metrics": "Metrics"}
+    assert bound(app).init_kwargs["consumers"] is False
 
 
 def test_the_app_and_its_ingress_never_import_torch_or_a_model_runtime() -> None:

@@ -4,6 +4,7 @@ answer from a dependency that was ready forgiven for a round (busy is not gone).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -89,24 +90,22 @@ async def test_a_stage_late_from_the_start_is_not_ready(bounds: None) -> None:
     assert checks["ready"] is False and "slow" not in checks
 
 
-class _Worker:
-    """A worker deployment's handle whose ``status.remote()`` answers only once every
-    worker of the round has been asked."""
+def _worker(everyone: asyncio.Barrier) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A worker's status question that answers only once every worker of the round has
+    been asked."""
 
-    def __init__(self, everyone: asyncio.Barrier) -> None:
-        self.status = self
-        self.everyone = everyone
-
-    async def remote(self) -> dict[str, Any]:
-        await self.everyone.wait()
+    async def status() -> dict[str, Any]:
+        await everyone.wait()
         return {"ready": True}
+
+    return status
 
 
 async def test_dependencies_are_asked_at_once(bounds: None) -> None:
     """Asked one by one, slow answers added up on a loaded machine; asked at once, a round
     takes its slowest. Here the workers answer only when all of them have been asked."""
     everyone = asyncio.Barrier(3)
-    workers = {f"w{i}": _Worker(everyone) for i in range(3)}
+    workers = {f"w{i}": _worker(everyone) for i in range(3)}
     checks = await _catalogue_of(_BusyLLM(), _Redis(), workers).readiness()
     assert checks["ready"] is True, checks
     assert all(checks[name] == {"ready": True} for name in workers)

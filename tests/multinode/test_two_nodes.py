@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.serve, pytest.mark.redis, pytest.mark.models]
 
 SAMPLING = {"temperature": 0.0, "max_tokens": 48, "seed": 1}
 STORY = "Tell me a long story about a dragon who lives in the mountains."
-SPEECH_NODE = {"Gateway", "Transcriber", "Synthesizer", "Workers"}
+SPEECH_NODE = {"Gateway", "Transcriber", "Synthesizer"}  # the Gateway consumes the feed
 GUARD_S = 300.0  # hang guards, not measures
 
 
