@@ -106,10 +106,25 @@ class Gateway:
         #: the feed's consumers this replica runs itself (``consumers``), else None
         self.consumers: FeedConsumers | None = None
         asks = {name: handle.status.remote for name, handle in (workers or {}).items()}
-        if consumers:
+        if consumers:  # started once the replica serves (below)
             self.consumers = FeedConsumers(settings)
-            self.consumers.start_all(stt, tts, settings)
             asks = dict.fromkeys(("narrator", "metrics"), self.consumers.status)
+        try:
+            await self._start(stt, llm, tts, settings, turn, asks, reranker, meters)
+        except BaseException:
+            if self.consumers is not None:
+                await self.consumers.aclose()
+            raise
+        if self.consumers is not None:
+            self.consumers.start_all(stt, tts, settings)
+        # the loop serves every socket: no walks of start-up objects, and a reply's objects
+        # die young (pipeline/aio/_heap.py)
+        freeze_startup_heap(young_threshold=SERVING_YOUNG_THRESHOLD)
+
+    async def _start(self, stt: Any, llm: Any, tts: Any, settings: Settings,
+                     turn: dict[str, Any] | None, asks: dict[str, Any], reranker: Any,
+                     meters: GatewayMeters) -> None:
+        """The services and the API, on the replica's own port with ``direct`` ingress."""
         self.services: Services = await start_services(
             settings,
             llm=RemoteLanguageModel(llm, meters.stages),
@@ -133,9 +148,6 @@ class Gateway:
                 raise ConfigurationError(
                     f"the Gateway cannot listen on {settings.host}:{settings.port}: {exc}",
                     setting="VOXLINE_PORT") from None
-        # the loop serves every socket: no walks of start-up objects, and a reply's objects
-        # die young (pipeline/aio/_heap.py)
-        freeze_startup_heap(young_threshold=SERVING_YOUNG_THRESHOLD)
 
     def check_health(self) -> None:
         """Serve's health check: a Gateway whose own server stopped serving its port is
