@@ -118,6 +118,10 @@ async def forget_prefix(redis: Any, prefix: str) -> None:
         await redis.aclose()
 
 
+#: the parts before STT's: the end of speech heard (capacity's), the wait for a place
+_LEADING_PARTS = ("endpoint", "queued")
+
+
 def mean_parts(turns: list[LatencyParts], *, slowest: float | None = None,
                ) -> dict[str, Any] | None:
     """The turns' latency parts (``LatencyParts``), as means (means add up as the parts
@@ -128,7 +132,10 @@ def mean_parts(turns: list[LatencyParts], *, slowest: float | None = None,
     (percentiles of the parts would not add up to the tail's total)."""
     if not turns:
         return None
-    names = list(dict.fromkeys(name for t in turns for name in t.parts))
+    named = list(dict.fromkeys(name for t in turns for name in t.parts))
+    # the parts in the order they happen, whichever turn first had one (few turns wait)
+    names = [*(n for n in _LEADING_PARTS if n in named),
+             *(n for n in named if n not in _LEADING_PARTS)]
     means = {
         "turns": len(turns),
         "parts_mean_ms": {n: round(statistics.fmean(t.parts.get(n, 0.0) for t in turns), 1)

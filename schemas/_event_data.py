@@ -124,6 +124,12 @@ class ResponseStartedData(EventData):
         "start), llm_first_token, first_piece, tts_first_chunk; only the parts it reached "
         "before it was sent",
     )
+    waited_ms: int | None = Field(
+        default=None, ge=0,
+        description="a voice turn that found every place for a reply taken "
+        "(VOXLINE_ADMISSION__MAX_TURNS): how long it waited for one, in ms, before it was "
+        "transcribed or its prepared reply was taken up; absent when it did not wait",
+    )
 
 
 class TextDeltaData(EventData):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Literal, get_args
@@ -74,15 +75,18 @@ class Waiting:
     """A place queued for (:meth:`Admission.reserve`): :meth:`permit` waits for it,
     :meth:`release` gives up the wait or, once granted, the place (idempotent)."""
 
-    __slots__ = ("_admission", "_future", "kind", "released", "wait_s")
+    __slots__ = ("_admission", "_future", "_since", "kind", "released", "wait_s", "waited_ms")
 
     def __init__(self, admission: Admission, kind: Work, wait_s: float,
                  future: asyncio.Future[Permit]) -> None:
         self._admission = admission
         self._future = future
+        self._since = time.monotonic()
         self.kind = kind
         self.wait_s = wait_s
         self.released = False
+        #: how long the place took to come, once it came (ms)
+        self.waited_ms: int | None = None
 
     async def permit(self) -> Permit:
         """The place, once one is given back to this waiter; :class:`OverloadedError`
@@ -90,10 +94,12 @@ class Waiting:
         :class:`asyncio.CancelledError` if :meth:`release` gave the wait up meanwhile."""
         try:
             async with asyncio.timeout(self.wait_s):
-                return await asyncio.shield(self._future)
+                permit = await asyncio.shield(self._future)
         except TimeoutError:
             self.release()  # leaves the queue, or gives back a place granted just now
             raise self._admission.refuse(self.kind) from None
+        self.waited_ms = round((time.monotonic() - self._since) * 1000)
+        return permit
 
     def release(self) -> None:
         if self.released:

@@ -28,6 +28,7 @@ from schemas import (
     EventBase,
     EventLogError,
     ResponseCitations,
+    ResponseStarted,
     SearchToolConfig,
     WarningData,
     WarningEvent,
@@ -71,14 +72,18 @@ class ReplyWriter:
 
     async def write(
         self, turn_id: str, stream: AsyncGenerator[Event, None],
-        citations: ResponseCitations | None = None,
+        citations: ResponseCitations | None = None, *, waited_ms: int | None = None,
     ) -> None:
         """Append a reply's events as they come, ``citations`` right before
-        ``response.done``; closing the stream when done or failed."""
+        ``response.done``, ``waited_ms`` (the turn's wait for a place) in
+        ``response.started``; closing the stream when done or failed."""
         async with contextlib.aclosing(stream):
             write_failed = False
             event: Event | None = await anext(stream, None)
             while event is not None:
+                if waited_ms and isinstance(event, ResponseStarted):
+                    event = event.model_copy(update={"data": event.data.model_copy(
+                        update={"waited_ms": waited_ms})})
                 if citations is not None and event.type == "response.done":
                     write_failed |= not await self._append(citations, turn_id)
                 appended = await self._append(event, turn_id, warn=not write_failed)

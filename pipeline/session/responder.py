@@ -70,6 +70,8 @@ class Responder:
         self.speculator = speculator
         self._response: asyncio.Task[None] | None = None
         self._cancel: CancelToken | None = None
+        #: the running response's place among the replica's turns (admission)
+        self._place: Permit | Waiting | None = None
         #: the turn the running response replies to: its own from the start, or one only
         #: transcribed (auto_response off) once ``response.create`` asked for its reply
         self._replies_to: str | None = None
@@ -213,6 +215,7 @@ class Responder:
         the replica's turn limit (1 on the CPU profiles) then refused as ``overloaded``.
         The callback stays for a task cancelled before its first step."""
         token = self._cancel = CancelToken()
+        self._place = permit
         self._replies_to = turn_id if replies else None
         if not_admitted is None:
             async def not_admitted(exc: OverloadedError | None) -> None:
@@ -272,7 +275,8 @@ class Responder:
             await self._emit_transcript(turn_id, text)
             if not text:
                 return
-            await self.writer.write(turn_id, speculation.adopt(input_event_id))
+            await self.writer.write(turn_id, speculation.adopt(input_event_id),
+                                    waited_ms=self._waited_ms())
         except Exception as exc:
             await self._turn_failed(turn_id, exc)
         finally:
@@ -330,7 +334,12 @@ class Responder:
         if config is not None:  # retrieval: the passages go right before the question
             context, citations = await self.writer.ground(turn_id, config, text)
         stream = self.source.reply(turn_id, text, token, input_event_id, context)
-        await self.writer.write(turn_id, stream, citations)
+        await self.writer.write(turn_id, stream, citations, waited_ms=self._waited_ms())
+
+    def _waited_ms(self) -> int | None:
+        """How long the running response waited for its place (None: it did not wait)."""
+        place = self._place
+        return place.waited_ms if isinstance(place, Waiting) else None
 
 
 async def _holding(

@@ -72,12 +72,14 @@ class TurnTimeline:
     first: dict[str, int]
     #: ``response.started``'s ``prepared_ms``: a preemptive reply's head start
     prepared_ms: int | None = field(default=None)
+    #: ``response.started``'s ``waited_ms``: the turn's wait for a place
+    waited_ms: int | None = field(default=None)
 
     @classmethod
     def of(cls, events: Iterable[Event], turn_id: str | None = None) -> TurnTimeline:
         """The timeline of ``turn_id`` (default: the first turn that has an origin)."""
         first: dict[str, int] = {}
-        prepared: int | None = None
+        started: ResponseStarted | None = None
         for event in events:
             if event.type not in _MARKS or event.turn_id is None:
                 continue
@@ -87,9 +89,11 @@ class TurnTimeline:
                 turn_id = event.turn_id
             if event.turn_id == turn_id:
                 first.setdefault(event.type, event.ts)
-                if isinstance(event, ResponseStarted) and prepared is None:
-                    prepared = event.data.prepared_ms
-        return cls(turn_id, first, prepared)
+                if isinstance(event, ResponseStarted) and started is None:
+                    started = event
+        if started is None:
+            return cls(turn_id, first)
+        return cls(turn_id, first, started.data.prepared_ms, started.data.waited_ms)
 
     @property
     def origin(self) -> int | None:
@@ -117,7 +121,11 @@ class TurnTimeline:
     def parts(self) -> LatencyParts | None:
         """The time to first audio in :data:`PARTS` that add up to it (None: the turn has
         no origin or no audio). A part's mark not reached (no STT for typed text), or
-        logged out of order, counts 0: its time is in the next part."""
+        logged out of order, counts 0: its time is in the next part.
+
+        A turn that waited for a place (``waited_ms``) did so before it was transcribed
+        (or its prepared reply taken up): that wait is the part ``queued``, first, taken
+        out of the part it fell in (``stt``; ``handoff`` for typed text)."""
         origin, audio = self.origin, self.first.get("response.audio.chunk")
         if origin is None or audio is None or audio < origin:
             return None
@@ -132,6 +140,11 @@ class TurnTimeline:
             at = min(max(at, previous), audio)
             parts[name] = float(at - previous)
             previous = at
+        if self.waited_ms:
+            first_part = next(iter(parts))
+            queued = min(float(self.waited_ms), parts[first_part])
+            parts = {"queued": queued, **parts}
+            parts[first_part] -= queued
         return LatencyParts(parts, float(audio - origin), float(self.prepared_ms or 0))
 
 

@@ -65,3 +65,15 @@ def test_the_slowest_tenth_shows_which_part_makes_the_tail() -> None:
     assert means is not None and means["total_mean_ms"] == 560.0
     assert means["slowest"]["turns"] == 1
     assert means["slowest"]["parts_mean_ms"] == {"endpoint": 300.0, "stt": 1700.0}
+
+
+def test_a_wait_for_a_place_is_listed_where_it_happens_whichever_turn_had_it() -> None:
+    """Few turns wait for a place, so the first turn of a step rarely has ``queued``: the
+    means still list it before STT, where the wait was."""
+    plain = LatencyParts({"endpoint": 200.0, "stt": 10.0, "handoff": 90.0}, 300.0)
+    waited = LatencyParts({"endpoint": 200.0, "queued": 600.0, "stt": 10.0,
+                           "handoff": 90.0}, 900.0)
+    means = mean_parts([plain, waited])
+    assert means is not None
+    assert list(means["parts_mean_ms"]) == ["endpoint", "queued", "stt", "handoff"]
+    assert means["parts_mean_ms"]["queued"] == 300.0

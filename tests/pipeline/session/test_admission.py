@@ -127,6 +127,7 @@ async def test_waiters_get_places_first_come_first_served() -> None:
     assert admission.in_use("turns") == 1
     await waits[0]
     assert not waits[1].done() and admission.waiting("turns") == 1
+    assert first.waited_ms is not None and second.waited_ms is None  # how long it took
     first.release()
     await waits[1]
     second.release()

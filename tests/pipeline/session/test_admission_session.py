@@ -49,7 +49,10 @@ async def test_a_spoken_turn_past_the_limit_is_an_overloaded_event(event_log: Ev
     await session.submit_text("And now?")  # the place is free: the session goes on
     await session.wait_response()
     assert admission.in_use("turns") == 0
-    assert (await event_log.read_all("voice"))[-1].type == "response.done"
+    log = await event_log.read_all("voice")
+    assert log[-1].type == "response.done"
+    [started] = [e for e in log if e.type == "response.started"]
+    assert started.data.waited_ms is None  # type: ignore[union-attr]  # it did not wait
     await session.close()
 
 
@@ -69,10 +72,14 @@ async def test_a_spoken_turn_waits_for_a_place_and_is_answered(event_log: EventL
     await until(lambda: admission.waiting("turns") == 1, "the turn waits")
     types = [e.type for e in await event_log.read_all("patient")]
     assert "input.audio" in types and "response.started" not in types and "error" not in types
+    await asyncio.sleep(0.05)
     busy.release()  # the place passes to the waiting turn
     await session.wait_response()
-    types = [e.type for e in await event_log.read_all("patient")]
-    assert types[-1] == "response.done" and "error" not in types
+    log = await event_log.read_all("patient")
+    assert log[-1].type == "response.done" and "error" not in [e.type for e in log]
+    # the reply says how long its turn waited (the runner's timeline books it apart)
+    [started] = [e for e in log if e.type == "response.started"]
+    assert started.data.waited_ms >= 50  # type: ignore[union-attr,operator]
     assert admission.in_use("turns") == 0 and admission.waiting("turns") == 0
     assert admission.refused["turns"] == 0
     await session.close()

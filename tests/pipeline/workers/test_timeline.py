@@ -274,6 +274,28 @@ def test_a_preemptive_reply_shows_its_head_start_beside_the_sum() -> None:
     assert parts.text().endswith("(prepared 420 ms ahead)")
 
 
+def test_a_turns_wait_for_a_place_is_a_part_of_its_own_first() -> None:
+    """A voice turn that waited for a place (every reply slot of the replica taken) is
+    transcribed or has its prepared reply taken up only after it: the wait is ``queued``,
+    not STT's; a typed turn's comes out of its handoff."""
+    waited = s.ResponseStarted(session_id=SESSION, turn_id="t1", ts=1510,
+                               data=s.ResponseStartedData(prepared_ms=900, waited_ms=480))
+    events = [speech_stopped(1000), transcript_final(1500), waited, delta(1510),
+              sentence(1510), audio_chunk(1520)]
+    parts = TurnTimeline.of(events).parts()
+    assert parts is not None
+    assert parts.parts == {"queued": 480.0, "stt": 20.0, "handoff": 10.0,
+                           "llm_first_token": 0.0, "first_piece": 0.0,
+                           "tts_first_chunk": 10.0}
+    assert sum(parts.parts.values()) == parts.total_ms == 520.0
+    typed = s.ResponseStarted(session_id=SESSION, turn_id="t1", ts=300,
+                              data=s.ResponseStartedData(waited_ms=9_000))
+    parts = TurnTimeline.of([input_text(0), typed, delta(310), audio_chunk(400)]).parts()
+    assert parts is not None  # never more than the part it fell in
+    assert parts.parts == {"queued": 300.0, "handoff": 0.0, "llm_first_token": 10.0,
+                           "first_piece": 0.0, "tts_first_chunk": 90.0}
+
+
 def timed_chunk(ts: int, end_ms: int | None, turn: str = "t1", index: int = 0) -> s.Event:
     return s.ResponseAudioChunk(
         session_id=SESSION, turn_id=turn, ts=ts,
