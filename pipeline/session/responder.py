@@ -240,6 +240,7 @@ class Responder:
         search: SearchToolConfig | None = None,
         reply: bool = True,
     ) -> None:
+        waited = self._waited_ms()  # read before any await: a later turn replaces the place
         try:
             if audio is not None:
                 text = await self._transcribe(turn_id, *audio)
@@ -248,7 +249,7 @@ class Responder:
             if not (reply or self._replies_to == turn_id):
                 return  # auto_response off: the turn waits for response.create
             assert text is not None
-            await self._reply(turn_id, text, input_event_id, token, search)
+            await self._reply(turn_id, text, input_event_id, token, search, waited)
         except Exception as exc:
             await self._turn_failed(turn_id, exc)
 
@@ -263,6 +264,7 @@ class Responder:
     ) -> None:
         """Adopt the speculation when the final transcript is what it heard; else drop it
         and reply the usual way."""
+        waited = self._waited_ms()
         try:
             text, reason = await final_transcript(
                 speculation, end, sample_rate, self.source.transcribe)
@@ -270,13 +272,13 @@ class Responder:
                 await self.speculator.discard(speculation, reason)
                 await self._emit_transcript(turn_id, text)
                 if text:
-                    await self._reply(turn_id, text, input_event_id, token)
+                    await self._reply(turn_id, text, input_event_id, token, None, waited)
                 return
             await self._emit_transcript(turn_id, text)
             if not text:
                 return
             await self.writer.write(turn_id, speculation.adopt(input_event_id),
-                                    waited_ms=self._waited_ms())
+                                    waited_ms=waited)
         except Exception as exc:
             await self._turn_failed(turn_id, exc)
         finally:
@@ -321,10 +323,11 @@ class Responder:
 
     async def _reply(
         self, turn_id: str, text: str, input_event_id: str | None, token: CancelToken,
-        search: SearchToolConfig | None = None,
+        search: SearchToolConfig | None = None, waited_ms: int | None = None,
     ) -> None:
         """Reply to ``text``, grounded in a collection when ``search`` (or the session's
-        ``search`` setting) names one: its citations go out right before ``response.done``."""
+        ``search`` setting) names one: its citations go out right before ``response.done``;
+        ``waited_ms``: how long the turn waited for its place."""
         settings = self._emitter.state.settings
         config = search or settings.search
         if search is None and any(t.name == SEARCH_DOCUMENTS for t in settings.tools):
@@ -334,7 +337,7 @@ class Responder:
         if config is not None:  # retrieval: the passages go right before the question
             context, citations = await self.writer.ground(turn_id, config, text)
         stream = self.source.reply(turn_id, text, token, input_event_id, context)
-        await self.writer.write(turn_id, stream, citations, waited_ms=self._waited_ms())
+        await self.writer.write(turn_id, stream, citations, waited_ms=waited_ms)
 
     def _waited_ms(self) -> int | None:
         """How long the running response waited for its place (None: it did not wait)."""
