@@ -63,7 +63,7 @@ from loadtests._peers_client import RATE, pipecat_line, voice_turn, voxline_line
 from loadtests._peers_load import Pace, Side, run_step
 from loadtests._peers_pipecat import MODEL_GROUPS as PIPECAT_MODEL_GROUPS
 from loadtests._report import add_smoke_flag, smoke_reports, write_report
-from loadtests.capacity import QUESTIONS, SAMPLING, headline
+from loadtests.capacity import QUESTIONS, SAMPLING, bound_caution, headline
 
 FRAMEWORKS = ("voxline", "pipecat")
 OUTPUT_RATE = 24000  # Voxline's session asks for it; Pipecat's default output rate
@@ -99,7 +99,8 @@ async def measure(side: Side, speech: list[bytes], steps: list[int], args: argpa
             "alone": None if alone is None else {
                 "voice_to_voice_ms": alone["voice_to_voice_ms"],
                 "cpu_s_per_turn": alone["cpu_s_per_turn"]},
-            "one_session_p95_ms": idle_p95, "sessions_held": held, "steps": summaries}
+            "one_session_p95_ms": idle_p95, "sessions_held": held,
+            "bound_caution": bound_caution(summaries), "steps": summaries}
 
 
 def ratio(mine: float | None, theirs: float | None) -> float | None:
@@ -226,6 +227,8 @@ def print_figures(report: dict[str, Any]) -> None:
             continue
         print(f"{name}: sessions held {side['sessions_held']} (p95 ≤ 2× "
               f"{side['one_session_p95_ms']} ms)")
+        if side.get("bound_caution"):
+            print(f"  {side['bound_caution']}")
         for s in side["steps"]:
             v2v, cpu = s["voice_to_voice_ms"] or {}, s["cpu_s_per_turn"]
             print(f"  {s['sessions']:2d} sessions  v2v p50/p95 {v2v.get('p50')}/"

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from loadtests._report import mean_parts
-from loadtests.capacity import StepStats, bystander_ratio, headline, voice_parts
+from loadtests.capacity import (
+    StepStats,
+    bound_caution,
+    bystander_ratio,
+    headline,
+    voice_parts,
+)
 from pipeline.workers import LatencyParts
 
 
@@ -22,6 +28,19 @@ def test_the_largest_step_within_twice_idle_before_the_first_that_breaks_it() ->
 def test_a_failed_or_refused_turn_breaks_the_bound_whatever_the_latency() -> None:
     assert headline([step(1, 1000), step(2, 1100, refused=1)]) == (1000, 1)
     assert headline([step(1, 1000), step(2, 1100, failed=1)]) == (1000, 1)
+
+
+def test_an_outlier_in_the_one_session_step_is_called_out_beside_held() -> None:
+    """A misheard question's 2 s wait in a ten-turn alone step is its p95: 2× that holds
+    any step, so the report says so rather than let "8 held" read as a result."""
+    outlier = {"sessions": 1, "failed_turns": 0, "refusals": 0,
+               "voice_to_voice_ms": {"p50": 277.0, "p95": 1947.0}}
+    steps = [outlier, step(8, 1978)]
+    assert headline(steps) == (1947.0, 8)
+    caution = bound_caution(steps)
+    assert caution is not None and "1947 ms" in caution and "277 ms" in caution
+    assert bound_caution([step(1, 600), step(8, 1100)]) is None  # p95 2× p50: plain
+    assert bound_caution([step(1, None)]) is None and bound_caution([]) is None
 
 
 def test_no_idle_measure_no_headline() -> None:
