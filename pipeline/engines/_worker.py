@@ -10,7 +10,10 @@ model is busy. :class:`ModelWorker` holds exactly that, in one of two shapes:
   (:meth:`ModelWorker.call`) and streams run on it in submission order: llama.cpp,
   CTranslate2's Whisper, WhisperX and torch models are not safe to call from two threads.
 * **a thread per stream** (``shared=False``): for a model that is safe to share
-  (onnxruntime's ``InferenceSession.run``), so requests overlap.
+  (onnxruntime's ``InferenceSession.run``), so requests overlap. The threads are a pool
+  (up to :data:`STREAM_THREADS` streams at once, more wait for one), kept between streams
+  under the engine's name: a process that runs other work too can tell the model's CPU
+  by thread, which a thread that ended takes with it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import itertools
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,10 @@ from pipeline.aio import ThreadStream, iterate_in_thread, name_os_thread
 from schemas import EngineError, ErrorCode
 
 __all__ = ["ModelWorker"]
+
+#: streams of an engine with a thread per stream that run at once (a stage's bound is
+#: lower: the CPU profile's Synthesizer runs 8)
+STREAM_THREADS = 16
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -53,7 +59,6 @@ class ModelWorker:
         self._streams: set[ThreadStream[Any]] = set()
         #: the waiters of single calls on the shared thread, failed by close()
         self._calls: set[asyncio.Future[Any]] = set()
-        self._ids = itertools.count(1)
 
     def start(self) -> None:
         """Open for work (idempotent); a shared worker starts its thread."""
@@ -133,7 +138,7 @@ class ModelWorker:
 
         Raises ``EngineError`` (transient) when the engine is closed.
         """
-        executor = self._executor_or_refuse() if self._shared else None
+        executor = self._executor_or_refuse() if self._shared else self._pool()
         try:
             stream = iterate_in_thread(
                 produce,
@@ -141,7 +146,6 @@ class ModelWorker:
                 buffer=buffer,
                 join_timeout_s=join_timeout_s,
                 stop=stop,
-                thread_name=f"{self._thread_name}-{next(self._ids)}",
             )
         except RuntimeError as exc:  # closed between the check and the submit
             raise self._error("is closed") from exc
@@ -176,6 +180,16 @@ class ModelWorker:
                 executor.shutdown(wait=False, cancel_futures=True)
         elif wait:
             await self.wait_idle()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The stream threads of an engine that has one per stream (made on first use,
+        and again after :meth:`close`)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=STREAM_THREADS, thread_name_prefix=self._thread_name,
+                initializer=name_os_thread, initargs=(self._thread_name,),
+            )
+        return self._executor
 
     def _executor_or_refuse(self) -> ThreadPoolExecutor:
         if self._executor is None:

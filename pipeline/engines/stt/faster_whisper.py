@@ -154,9 +154,12 @@ class FasterWhisperTranscriber(WindowedTurns, Transcriber):
         return self._batcher
 
     async def load(self) -> None:
-        """Prepare (join/verify) and load the model once, in a thread."""
+        """Prepare (join/verify) and load the model once, on the model's own thread:
+        CTranslate2's compute threads are born there and keep its name (``voxline-stt``),
+        so a process that runs other work too says which of its CPU was the model's."""
         if self._model is None:
-            await asyncio.to_thread(self.load_sync)
+            self._worker.start()
+            await self._worker.call(self.load_sync)
 
     def load_sync(self) -> None:
         """Blocking :meth:`load`, for scripts and start-up code outside an event loop."""
