@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError
 
 from deployments._replica import name_replica_threads
 from pipeline.aio import freeze_startup_heap
-from pipeline.engines import Engine, create_engine
+from pipeline.engines import Engine, create_engine, describe_stage
 from pipeline.tracing import adopt, call_span, install_log_context, otlp_tracing
 from schemas import ConfigurationError, EngineError, EngineSettings, get_settings
 
@@ -119,12 +119,7 @@ class StageReplica:
     async def describe(self) -> dict[str, Any]:
         """What this replica runs (for ``/readyz`` and the adapters)."""
         engine = await self.engine()
-        info: dict[str, Any] = {"stage": self.stage, **await engine.describe()}
-        options = self.config.engine_options() if self.config else {}
-        for name in ("model", "model_path", "voice"):  # never the options at large: keys
-            if isinstance(options.get(name), str):
-                info[name] = options[name]
-        return info
+        return await describe_stage(engine, self.config.engine_options() if self.config else {})
 
     def check_health(self) -> None:
         """Serve's health probe: a replica whose engine reports not ready is restarted."""
@@ -132,11 +127,16 @@ class StageReplica:
             raise EngineError(f"the {self.stage} engine is not ready", stage=self.stage)
 
     def stream_window(self) -> dict[str, Any]:
-        """How this stage's stream is batched: :func:`pipeline.aio.batched`'s keywords."""
-        config = self.config or StageConfig(engine="")
-        return {"max_items": config.stream_max_items,
-                "max_wait_s": config.stream_max_wait_ms / 1000,
-                "eager_items": config.stream_eager_items}
+        """How this stage's stream is batched: :func:`pipeline.engines.windowed`'s keywords."""
+        return stream_window(self.config or StageConfig(engine=""))
+
+
+def stream_window(config: StageConfig) -> dict[str, Any]:
+    """A stage's stream window (its ``stream_*`` fields) as
+    :func:`pipeline.engines.windowed`'s keywords."""
+    return {"max_items": config.stream_max_items,
+            "max_wait_s": config.stream_max_wait_ms / 1000,
+            "eager_items": config.stream_eager_items}
 
 
 def _where() -> dict[str, str]:

@@ -10,8 +10,11 @@ stage) is placed where it can run.
 come from the ``VOXLINE_*`` settings (or each deployment's ``user_config`` in a Serve
 config, which wins); a profile only decides resources:
 
-* ``cpu``: one machine, two cores. Fractional ``num_cpus`` that add up to less than two,
-  so Serve never waits in DEPLOYING for a CPU that does not exist; one replica each.
+* ``cpu``: one machine, two cores: one Gateway replica that runs the three stages in its
+  own process (:data:`IN_PROCESS_STAGES`) behind the bounds their deployments would have.
+  ``cpu-replicas``: the same machine with a replica per stage. Fractional ``num_cpus``
+  that add up to less than two, so Serve never waits in DEPLOYING for a CPU that does not
+  exist; one replica each.
 * ``gpu``: the stage models on GPUs (see ``serve_config.yaml`` for the production
   placement, runtime environments and autoscaling).
 """
@@ -25,6 +28,7 @@ from ray.serve import Application, Deployment
 
 from deployments.ingress import Gateway
 from deployments.llm import LanguageModelReplica
+from deployments.local_stages import STAGE_DEPLOYMENTS
 from deployments.reranker import RerankerReplica
 from deployments.stt import TranscriberReplica
 from deployments.tts import SynthesizerReplica
@@ -41,24 +45,44 @@ _CPU_RERANKER: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0.05}, "num_r
 #: Ray worker process costs ~0.5 % of a core idle whatever it runs (its core worker's 10 ms
 #: signal check), and these are light (issue 51; docs/measurements.md). The Gateway's CPU
 #: share includes theirs (0.1).
-CONSUMING_GATEWAY = frozenset({"cpu", "cpu-autoscale", "cpu-nodes"})
+CONSUMING_GATEWAY = frozenset({"cpu", "cpu-replicas", "cpu-autoscale", "cpu-nodes"})
+
+#: Profiles whose Gateway runs the three model stages itself
+#: (:class:`deployments.local_stages.LocalStages`), each behind its entry's bounds: on one
+#: machine a stage replica is a Ray worker process (~0.5 % of a core idle, as above) and
+#: every streamed token and audio chunk crossed two processes (issue 51;
+#: docs/measurements.md). The other profiles place them as deployments, to scale apart.
+IN_PROCESS_STAGES = frozenset({"cpu"})
 
 #: Profiles whose replicas never scale: one stops only when the app stops (after the
 #: Gateway drained it) or is redeployed. Ray waits ``graceful_shutdown_wait_loop_s`` (2 s)
 #: before a stopping replica first checks its work, time for routers to stop sending to a
 #: replica that scaling removes; with no scaling, a quarter second serves, and a stop
 #: (Ctrl-C, SIGTERM) takes ~3.5 s instead of ~8 s (measured 2026-11-24, 2 cores).
-FIXED_SIZE_PROFILES = frozenset({"cpu", "cpu-nodes"})
+FIXED_SIZE_PROFILES = frozenset({"cpu", "cpu-replicas", "cpu-nodes"})
 _FIXED_SIZE_STOP: dict[str, Any] = {"graceful_shutdown_wait_loop_s": 0.25}
 
 #: deployment options per profile and deployment
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    # One machine, the stages in the Gateway's process (IN_PROCESS_STAGES): the Gateway's
+    # CPU share is its own 0.4 and the three stages' (0.5 + 0.6 + 0.4), and each stage's
+    # entry holds only its bounds, kept in the Gateway as its deployment would keep them.
     "cpu": {
-        "Gateway": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
+        "Gateway": {"ray_actor_options": {"num_cpus": 1.9}, "num_replicas": 1,
                     # an open socket is an ongoing request for its life; a burst of new
                     # connections waits in the router's queue while replicas are probed
                     "max_ongoing_requests": 2048, "max_queued_requests": 512},
         # The CPU engines run one call at a time: a few wait, the rest are refused.
+        "Transcriber": {"max_ongoing_requests": 4, "max_queued_requests": 8},
+        "LanguageModel": {"max_ongoing_requests": 4, "max_queued_requests": 8},
+        "Synthesizer": {"max_ongoing_requests": 8, "max_queued_requests": 32},
+        "Reranker": _CPU_RERANKER,
+    },
+    # The same machine with the stages as deployments of their own, as every other profile
+    # places them (the tests that kill, refuse or prioritise a stage replica run on it).
+    "cpu-replicas": {
+        "Gateway": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
+                    "max_ongoing_requests": 2048, "max_queued_requests": 512},
         "Transcriber": {"ray_actor_options": {"num_cpus": 0.5}, "num_replicas": 1,
                         "max_ongoing_requests": 4, "max_queued_requests": 8},
         "LanguageModel": {"ray_actor_options": {"num_cpus": 0.6}, "num_replicas": 1,
@@ -162,6 +186,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 #: (``VOXLINE_ADMISSION__*``) wins; so does the Gateway's ``user_config``, per replica.
 PROFILE_ADMISSION: dict[str, dict[str, int]] = {
     "cpu": {"max_turns": 1},
+    "cpu-replicas": {"max_turns": 1},
     "cpu-autoscale": {"max_turns": 1},
     "cpu-nodes": {"max_turns": 1},
     "gpu": {"max_turns": 64},
@@ -185,7 +210,7 @@ class AppArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: Literal["cpu", "cpu-autoscale", "cpu-nodes", "gpu"] = "cpu"
+    profile: Literal["cpu", "cpu-replicas", "cpu-autoscale", "cpu-nodes", "gpu"] = "cpu"
     redis_url: str | None = None
     #: how replies with audio are produced unless a session asks otherwise
     speech_mode: Literal["streaming", "sequential"] = "streaming"
@@ -246,9 +271,16 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
         placed: Deployment = deployment.options(**profile[deployment.name], **stop, **options)
         return placed
 
-    stt = place(TranscriberReplica, user_config=stage_user_config(settings.stt)).bind()
-    llm = place(LanguageModelReplica, user_config=stage_user_config(settings.llm)).bind()
-    tts = place(SynthesizerReplica, user_config=stage_user_config(settings.tts)).bind()
+    stages: dict[str, dict[str, int]] | None = None
+    if parsed.profile in IN_PROCESS_STAGES:
+        stt = llm = tts = None
+        stages = {stage: {"ongoing": profile[name]["max_ongoing_requests"],
+                          "queued": profile[name]["max_queued_requests"]}
+                  for stage, name in STAGE_DEPLOYMENTS.items()}
+    else:
+        stt = place(TranscriberReplica, user_config=stage_user_config(settings.stt)).bind()
+        llm = place(LanguageModelReplica, user_config=stage_user_config(settings.llm)).bind()
+        tts = place(SynthesizerReplica, user_config=stage_user_config(settings.tts)).bind()
     consumers = parsed.profile in CONSUMING_GATEWAY
     workers = {} if consumers else {"narrator": place(NarratorReplica).bind(stt, tts, settings),
                                     "metrics": place(MetricsReplica).bind(settings)}
@@ -260,5 +292,6 @@ def build_app(args: dict[str, Any] | None = None, settings: Settings | None = No
             "user_config": {"device": settings.retrieval.reranker_device}}
         reranker = place(RerankerReplica, **options).bind()
     return place(Gateway).bind(stt, llm, tts, settings, {"mode": parsed.speech_mode},
-                               workers, reranker=reranker, consumers=consumers)
+                               workers, reranker=reranker, consumers=consumers,
+                               stages=stages)
 

@@ -3,7 +3,7 @@
 Stateless: everything about a session is in its log, so any replica serves any session
 and replicas scale on ongoing requests. Each replica holds the live sockets it accepted,
 runs VAD (cheap, onnxruntime) and the turn orchestration, and calls the stage
-deployments through handles. It never imports torch or loads a model of a stage.
+deployments through handles. It never imports torch.
 
 Clients reach it through Serve's HTTP proxy, or (``settings.ingress == "direct"``, one
 replica on one machine: :mod:`voxline.ingress`) on ``settings.host:settings.port``
@@ -12,7 +12,9 @@ itself, where the replica serves the same app on a uvicorn server of its own
 
 On the CPU profiles it also runs the feed's consumers (``consumers=True``:
 :class:`deployments.workers.FeedConsumers`), where the GPU profile places Narrator and
-Metrics replicas of their own.
+Metrics replicas of their own; on the one-machine ``cpu`` profile also the three model
+stages (``stages``, their bounds: :class:`deployments.local_stages.LocalStages`), where
+the other profiles call their deployments.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from deployments.handles import (
     RemoteSynthesizer,
     RemoteTranscriber,
 )
+from deployments.local_stages import LocalStages
 from deployments.workers import FeedConsumers
 from pipeline.aio import SERVING_YOUNG_THRESHOLD, freeze_startup_heap
+from pipeline.engines import LanguageModel, Synthesizer, Transcriber
 from pipeline.meters import GatewayMeters
 from pipeline.reply import ReplyConfig
 from pipeline.tracing import install_log_context
@@ -97,12 +101,15 @@ class Gateway:
         workers: dict[str, Any] | None = None,
         reranker: Any = None,
         consumers: bool = False,
+        stages: dict[str, dict[str, int]] | None = None,
     ) -> None:
         install_log_context()  # a session's records say its session, turn and trace
         name_replica_threads("gateway")
         for chatty in ("aioice", "aiortc"):  # every ICE check at INFO: a call's noise
             logging.getLogger(chatty).setLevel(logging.WARNING)
         meters = GatewayMeters(replica_name("gateway"))
+        #: the model stages this replica runs itself (``stages``: their bounds), else None
+        self.stages: LocalStages | None = None
         #: the feed's consumers this replica runs itself (``consumers``), else None
         self.consumers: FeedConsumers | None = None
         asks = {name: handle.status.remote for name, handle in (workers or {}).items()}
@@ -110,26 +117,37 @@ class Gateway:
             self.consumers = FeedConsumers(settings)
             asks = dict.fromkeys(("narrator", "metrics"), self.consumers.status)
         try:
-            await self._start(stt, llm, tts, settings, turn, asks, reranker, meters)
+            engines: tuple[Transcriber, LanguageModel, Synthesizer]
+            if stages is not None:
+                self.stages = await LocalStages.load(settings, stages, meters.stages)
+                engines = (self.stages.stt, self.stages.llm, self.stages.tts)
+            else:
+                engines = (RemoteTranscriber(stt, meters.stages),
+                           RemoteLanguageModel(llm, meters.stages),
+                           RemoteSynthesizer(tts, meters.stages))
+            await self._start(engines, settings, turn, asks, reranker, meters)
         except BaseException:
             if self.consumers is not None:
                 await self.consumers.aclose()
+            if self.stages is not None:
+                await self.stages.aclose()
             raise
         if self.consumers is not None:
-            self.consumers.start_all(stt, tts, settings)
+            self.consumers.start_all(engines[0], engines[2], settings)
         # the loop serves every socket: no walks of start-up objects, and a reply's objects
         # die young (pipeline/aio/_heap.py)
         freeze_startup_heap(young_threshold=SERVING_YOUNG_THRESHOLD)
 
-    async def _start(self, stt: Any, llm: Any, tts: Any, settings: Settings,
+    async def _start(self, engines: tuple[Transcriber, LanguageModel, Synthesizer],
+                     settings: Settings,
                      turn: dict[str, Any] | None, asks: dict[str, Any], reranker: Any,
                      meters: GatewayMeters) -> None:
         """The services and the API, on the replica's own port with ``direct`` ingress."""
         self.services: Services = await start_services(
             settings,
-            llm=RemoteLanguageModel(llm, meters.stages),
-            tts=RemoteSynthesizer(tts, meters.stages),
-            stt=RemoteTranscriber(stt, meters.stages),
+            stt=engines[0],
+            llm=engines[1],
+            tts=engines[2],
             turn_config=ReplyConfig(**(turn or {})),
             workers=asks,
             reranker=None if reranker is None else RemoteReranker(reranker),
@@ -156,6 +174,8 @@ class Gateway:
         every live socket."""
         if self.consumers is not None:
             self.consumers.revive()
+        if self.stages is not None:
+            self.stages.check_health()
         if self._server is not None and not self._server.serving:
             raise RuntimeError(f"the Gateway's server on {self._server.host}:"
                                f"{self._server.port} stopped")
@@ -185,3 +205,5 @@ class Gateway:
         if self.consumers is not None:
             await self.consumers.aclose()
         await self.services.aclose()
+        if self.stages is not None:
+            await self.stages.aclose()

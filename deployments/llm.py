@@ -8,8 +8,7 @@ from collections.abc import AsyncGenerator
 from ray import serve
 
 from deployments._stage import StageReplica
-from pipeline.aio import batched
-from pipeline.engines import GenerationItem, LanguageModel, coalesced
+from pipeline.engines import GenerationItem, LanguageModel, windowed
 from schemas import GenerationRequest, GenerationUsage
 
 
@@ -26,12 +25,11 @@ class LanguageModelReplica(StageReplica):
         async with self.call("generate", context):
             engine = await self.engine()
             assert isinstance(engine, LanguageModel)
-            deltas = batched(engine.generate(request), **self.stream_window())
-            async with contextlib.aclosing(deltas) as batches:
-                async for batch in batches:
-                    for item in coalesced(batch):
-                        assert not isinstance(item, GenerationUsage)
-                        yield item
+            items = windowed(engine.generate(request), **self.stream_window())
+            async with contextlib.aclosing(items) as deltas:
+                async for item in deltas:
+                    assert not isinstance(item, GenerationUsage)
+                    yield item
 
     async def generate_with_usage(
         self, request: GenerationRequest, context: dict[str, str] | None = None
@@ -40,10 +38,9 @@ class LanguageModelReplica(StageReplica):
         async with self.call("generate", context) as span:
             engine = await self.engine()
             assert isinstance(engine, LanguageModel)
-            items = batched(engine.generate_with_usage(request), **self.stream_window())
-            async with contextlib.aclosing(items) as batches:
-                async for batch in batches:
-                    for item in coalesced(batch):
-                        if isinstance(item, GenerationUsage) and span is not None:
-                            span.set_attribute("voxline.tokens", item.completion_tokens)
-                        yield item
+            items = windowed(engine.generate_with_usage(request), **self.stream_window())
+            async with contextlib.aclosing(items) as deltas:
+                async for item in deltas:
+                    if isinstance(item, GenerationUsage) and span is not None:
+                        span.set_attribute("voxline.tokens", item.completion_tokens)
+                    yield item

@@ -25,6 +25,7 @@ from ray import serve
 from deployments._replica import replica_name
 from deployments.handles import RemoteSynthesizer, RemoteTranscriber
 from pipeline.aio import freeze_startup_heap
+from pipeline.engines import Synthesizer, Transcriber
 from pipeline.log import EventLog, create_redis
 from schemas import ConfigurationError, Settings
 
@@ -76,18 +77,19 @@ class FeedConsumers:
         return {"ready": all(not t.done() for t in self.tasks.values()),
                 "consumers": sorted(self.tasks), "prometheus": self.endpoint}
 
-    def start_all(self, stt: Any, tts: Any, settings: Settings) -> None:
+    def start_all(self, stt: Transcriber, tts: Synthesizer, settings: Settings) -> None:
         """Narrator's consumers and Metrics', in this process."""
         self.start_narration(stt, tts)
         self.start_metrics(settings)
 
-    def start_narration(self, stt: Any, tts: Any) -> None:
-        """Auto-play narration and the re-transcription, one consumer each of their groups."""
+    def start_narration(self, stt: Transcriber, tts: Synthesizer) -> None:
+        """Auto-play narration and the re-transcription, one consumer each of their groups
+        (``stt`` and ``tts``: the stages' adapters, remote or in this process)."""
         from pipeline.workers import NarrationWorker, RefineWorker
 
         name = replica_name("narrator")
-        narrator = NarrationWorker(self.log, RemoteSynthesizer(tts), consumer=name)
-        refiner = RefineWorker(self.log, RemoteTranscriber(stt), consumer=name)
+        narrator = NarrationWorker(self.log, tts, consumer=name)
+        refiner = RefineWorker(self.log, stt, consumer=name)
         self._run("autoplay", narrator.start)
         self._run("refine", refiner.start)
 
@@ -141,7 +143,7 @@ class _ConsumerReplica(FeedConsumers):
 class NarratorReplica(_ConsumerReplica):
     async def __init__(self, stt: Any, tts: Any, settings: Settings) -> None:  # type: ignore[misc]
         super().__init__(settings)
-        self.start_narration(stt, tts)
+        self.start_narration(RemoteTranscriber(stt), RemoteSynthesizer(tts))
         freeze_startup_heap()  # its loop streams narrations' audio: no walks of start-up
 
 

@@ -12,9 +12,14 @@ runner: Ray daemons outside the server's process tree, the kernel, other work.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from loadtests._cpu_attribution import attribution_text
+from loadtests._cpu_attribution import attribution_between, attribution_text
+from loadtests._cpu_time import cpu_between
+
+if TYPE_CHECKING:
+    from loadtests._cpu_time import CpuSnapshot
 
 MACHINE, RUNNER, UNATTRIBUTED = "machine", "runner (load generator)", "unattributed"
 
@@ -48,10 +53,22 @@ def _per_idle_session(idle: dict[str, Any] | None) -> dict[str, float | None]:
 
 #: the deployments that run a model (the rest is what Voxline adds around the models)
 MODEL_GROUPS = frozenset({"Transcriber", "LanguageModel", "Synthesizer", "Reranker"})
-#: model threads inside the other groups (``cpu_attribution``'s thread names): the text
-#: end-of-turn judge runs in the Gateway. The VAD's step runs on the Gateway's loop for
-#: small batches and cannot be told from it, so it counts as the rest.
-MODEL_THREADS = ("voxline-turn-te",)
+#: model threads inside the other groups (``cpu_attribution``'s thread names, 15
+#: characters at most): the text end-of-turn judge runs in the Gateway, and on the ``cpu``
+#: profile the three stages do too, each on its engine's own threads (faster-whisper's,
+#: CTranslate2's born on it, llama.cpp's, Piper's). The VAD's step runs on the Gateway's
+#: loop for small batches and cannot be told from it, so it counts as the rest.
+MODEL_THREADS = ("voxline-turn-te", "voxline-stt", "llama-cpp", "piper-tts")
+
+
+def model_threads(threads: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Per group that is not a model deployment, the CPU-seconds of the model threads in it
+    (``threads``: ``cpu_attribution``'s per group, per thread name); groups without any
+    are left out."""
+    inside = {group: sum(seconds for name, seconds in named.items()
+                         if name.startswith(MODEL_THREADS))
+              for group, named in threads.items() if group not in MODEL_GROUPS}
+    return {group: seconds for group, seconds in inside.items() if seconds > 0}
 
 
 def non_model_per_turn(step: dict[str, Any]) -> float | None:
@@ -64,9 +81,24 @@ def non_model_per_turn(step: dict[str, Any]) -> float | None:
         return None
     rest = sum(v for group, v in per_turn.items() if group not in MODEL_GROUPS)
     threads = (step.get("cpu_attribution") or {}).get("threads") or {}
-    inside = sum(seconds for group, named in threads.items() if group not in MODEL_GROUPS
-                 for name, seconds in named.items() if name.startswith(MODEL_THREADS))
-    return round(rest - inside / turns, 4)
+    return round(rest - sum(model_threads(threads).values()) / turns, 4)
+
+
+#: where :func:`cpu_between_models` puts a group's model threads
+MODELS_IN = "{group} models"
+
+
+def cpu_between_models(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU-seconds per group between two snapshots (:func:`loadtests._cpu_time.cpu_between`)
+    with each group's model threads apart, as a group ``<group> models`` of their own (the
+    CPU profile's Gateway runs the stages: bench_peers' split of models and the rest)."""
+    spent = cpu_between(before, after)
+    found = attribution_between(before, after) or {}
+    for group, seconds in model_threads(found.get("threads") or {}).items():
+        spent[group] = round(max(0.0, spent.get(group, 0.0) - seconds), 3)
+        spent[MODELS_IN.format(group=group)] = round(seconds, 3)
+    return spent
+
 
 
 def profile_section(steps: list[dict[str, Any]], held: int | None,

@@ -27,15 +27,16 @@ Reported per framework, per step:
 * **CPU-seconds per voice turn**, all the framework's processes (the runner, which plays
   both users, excluded), from each process's cumulative CPU time at the step's start and
   end (exact whatever the sampling), divided by the step's completed turns, split into
-  *models* and *the rest*. Voxline's engines are processes of their own, so the split is by
-  process: the Transcriber, LanguageModel, Synthesizer (and Reranker) replicas are models;
-  the Gateway (which runs VAD and Smart Turn, and on one machine Narrator's and Metrics'
-  consumers), Serve's proxy and controller, Redis and Ray's daemons are the rest. Pipecat runs
-  STT, TTS, VAD and Smart Turn inside its bot's process, so there the split is by thread:
-  the LLM server's process and the bot's threads other than its event loop are models,
-  the event-loop thread the rest. Two biases, stated: a Voxline replica's own Ray plumbing
-  counts as models there, and Voxline's VAD and end-of-turn model count as the rest where
-  Pipecat's count as models. The *all processes* figure has neither.
+  *models* and *the rest*. On the CPU profile Voxline's Gateway runs the three stages in its
+  own process, so the split is by thread as for Pipecat: the engines' model threads
+  (faster-whisper's, llama.cpp's, Piper's, the text end-of-turn judge's: capacity's
+  ``MODEL_THREADS``) are models, as are replicas of a model deployment where a profile
+  places them; the rest of the Gateway (its loop: VAD, the sessions, the log; on one machine
+  Narrator's and Metrics' consumers), Serve's controller, Redis and Ray's daemons are the
+  rest. Pipecat runs STT, TTS, VAD and Smart Turn inside its bot's process: the LLM server's
+  process and the bot's threads other than its event loop are models, the event-loop thread
+  the rest. One bias, stated: Voxline's VAD runs on its loop and counts as the rest, where
+  Pipecat's counts as models. The *all processes* figure has none.
 
 Ratios (the issue's goals: Voxline's p50 ≤ 0.5× Pipecat's, its CPU per turn ≤ 0.5×, at
 least twice the sessions held) are Voxline ÷ Pipecat. A contended machine (the report keeps
@@ -59,6 +60,7 @@ import time
 from typing import Any
 
 from loadtests._capacity_profile import MODEL_GROUPS as VOXLINE_MODEL_GROUPS
+from loadtests._capacity_profile import MODELS_IN, cpu_between_models
 from loadtests._peers_client import RATE, pipecat_line, voice_turn, voxline_line
 from loadtests._peers_load import Pace, Side, run_step
 from loadtests._peers_pipecat import MODEL_GROUPS as PIPECAT_MODEL_GROUPS
@@ -156,7 +158,6 @@ def spoken_by_piper() -> list[bytes] | None:
 async def voxline_side(url: str, probe: Any, args: argparse.Namespace, deadline: float,
                        speech: list[bytes] | None) -> tuple[dict[str, Any], list[bytes]]:
     """Voxline measured at ``url``; the questions its TTS spoke (unless given)."""
-    from loadtests._cpu_time import cpu_between
     from pipeline.audio.pcm import resample_pcm16
     from voxline.client import VoxlineClient
 
@@ -166,8 +167,8 @@ async def voxline_side(url: str, probe: Any, args: argparse.Namespace, deadline:
                                      OUTPUT_RATE, RATE) for q in QUESTIONS]
         side = Side("voxline", lambda: voxline_line(
             client, output_sample_rate=OUTPUT_RATE, speech_mode="streaming",
-            sampling=SAMPLING), OUTPUT_RATE, probe.snapshot, cpu_between,
-            VOXLINE_MODEL_GROUPS)
+            sampling=SAMPLING), OUTPUT_RATE, probe.snapshot, cpu_between_models,
+            VOXLINE_MODEL_GROUPS | {MODELS_IN.format(group="Gateway")})
         figures = await measure(side, speech, args.steps, args, deadline)
     figures["transport"] = "native session WebSocket (JSON events, PCM16)"
     return figures, speech

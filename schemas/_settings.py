@@ -269,7 +269,7 @@ class Settings(BaseSettings):
         "direct (the Gateway replica serves host:port on a server of its own; a profile "
         "with one Gateway replica only), proxy (Ray Serve's HTTP proxy in front: a hop, and an "
         "actor call, per socket message); auto: direct for the one-machine profiles "
-        "(cpu, cpu-autoscale), proxy otherwise",
+        "(cpu, cpu-replicas, cpu-autoscale, cpu-nodes), proxy otherwise",
     )
     log_format: Literal["text", "json"] = Field(
         default="text",

@@ -113,7 +113,9 @@ def serve_summary(settings: Settings, url: str, redis_url: str) -> str:
     return f"\n{body}\nServing; press Ctrl-C to stop everything."
 
 
-Profile = Annotated[str, typer.Option(help="resources: cpu (one machine) or gpu")]
+Profile = Annotated[str, typer.Option(
+    help="resources: cpu (one machine, the models in the Gateway), cpu-replicas, "
+         "cpu-autoscale, cpu-nodes or gpu")]
 
 
 @app.command()

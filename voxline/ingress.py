@@ -9,8 +9,8 @@ hop each, in two processes. ``direct``: the Gateway replica serves the API on
 of its own that nobody is told about.
 
 One port has room for one replica, so ``direct`` is for the profiles whose Gateway is one
-replica that never scales (``cpu``, ``cpu-autoscale``): ``auto`` picks it there, and
-``proxy`` elsewhere (the GPU profile's Gateways scale behind Serve's proxy, or behind Ray's
+replica that never scales (the ``cpu`` profiles): ``auto`` picks it there, and ``proxy``
+elsewhere (the GPU profile's Gateways scale behind Serve's proxy, or behind Ray's
 HAProxy ingress on a cluster: ``docs/operations.md``). Measured on the 2-core machine
 (``loadtests/capacity.py``, 3 voice sessions; README): the whole server's CPU per voice
 turn fell by about a quarter, mostly the proxy's and the Gateway's, and a voice session
@@ -46,7 +46,7 @@ def resolve_ingress(settings: Settings, profile: str) -> Ingress:
     if settings.ingress == "direct" and not capable:
         raise ConfigurationError(
             f"VOXLINE_INGRESS=direct needs a profile with one Gateway replica that never "
-            f"scales (cpu, cpu-autoscale); the {profile} profile's Gateways scale behind "
+            f"scales (the cpu profiles); the {profile} profile's Gateways scale behind "
             "Serve's proxy: use VOXLINE_INGRESS=proxy or auto",
             setting="VOXLINE_INGRESS",
         )

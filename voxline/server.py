@@ -202,7 +202,7 @@ def running_server(
                 serve.start(proxy_location="Disabled")
             app = build_app({"profile": profile, "speech_mode": speech_mode},
                             settings=settings.model_copy(update={"ingress": ingress}))
-            say(f"deploying the app ({profile} profile); models load in their replicas")
+            say(f"deploying the app ({profile} profile); the models load as it starts")
             # serve.run returns once the controller marks the app RUNNING, which can be
             # seconds after its replicas began serving clients: from here on it may serve.
             deploying = True

@@ -14,7 +14,8 @@ and from the words). What several stages share stays here: the bases, the regist
 model's worker thread (``_worker``), the routers' routes by language (``_routes``),
 opening a GGUF with llama.cpp (``_llama_cpp_open``: the LLM and the text turn detector)
 and the weights. Beside the engines: a transcription's text (:func:`transcript_text`,
-:func:`transcribed_text`).
+:func:`transcribed_text`), and a stage's engine called in the caller's process with the
+bounds its deployment would have had (:func:`bounded_stage`, :class:`StageBound`).
 """
 
 from pipeline.engines.base import (
@@ -29,7 +30,9 @@ from pipeline.engines.base import (
     coalesced,
     transcribed_text,
     transcript_text,
+    windowed,
 )
+from pipeline.engines.bounded import StageBound, bounded_stage, describe_stage
 from pipeline.engines.llm.tool_calls import new_call_id, schema_problem
 from pipeline.engines.registry import ENGINES, create_engine, engine_class
 from pipeline.engines.tts.openai_voices import OPENAI_VOICES, engine_voice
@@ -43,13 +46,16 @@ __all__ = [
     "GenerationItem",
     "LanguageModel",
     "ModelStatus",
+    "StageBound",
     "Synthesizer",
     "TextTurnDetector",
     "Transcriber",
     "TurnDetector",
     "VoiceActivityDetector",
+    "bounded_stage",
     "coalesced",
     "create_engine",
+    "describe_stage",
     "engine_class",
     "engine_voice",
     "list_models",
@@ -58,4 +64,5 @@ __all__ = [
     "schema_problem",
     "transcribed_text",
     "transcript_text",
+    "windowed",
 ]

@@ -68,6 +68,25 @@ def coalesced(batch: Iterable[GenerationItem | GenerationUsage]
     return out
 
 
+async def windowed(
+    items: AsyncIterator[GenerationItem | GenerationUsage], *, max_items: int,
+    max_wait_s: float, eager_items: int,
+) -> AsyncGenerator[GenerationItem | GenerationUsage, None]:
+    """A language model's stream with its text deltas joined over short windows: the first
+    ``eager_items`` alone, then what came within ``max_wait_s`` (at most ``max_items``) as
+    one delta (:func:`pipeline.aio.batched`, :func:`coalesced`). Each item a reply's reader
+    takes costs its loop a step (the sentence buffer, the log, the socket); a token's
+    worth of text each time is work that says nothing new. A stage replica sends its
+    stream so, and so does a stage in the caller's process."""
+    from pipeline.aio import batched
+
+    async with contextlib.aclosing(batched(items, max_items=max_items, max_wait_s=max_wait_s,
+                                           eager_items=eager_items)) as batches:
+        async for batch in batches:
+            for item in coalesced(batch):
+                yield item
+
+
 class NoOptions(BaseModel):
     """The options of an engine that takes none: any option is a mistake."""
 

@@ -23,6 +23,7 @@ from ray.serve.exceptions import BackPressureError
 from deployments._stage import StageConfig, StageReplica
 from deployments.app import (
     CONSUMING_GATEWAY,
+    IN_PROCESS_STAGES,
     PROFILES,
     AppArgs,
     build_app,
@@ -463,15 +464,32 @@ async def test_leaving_the_llm_stream_early_aborts_the_engine() -> None:
 # --- the application --------------------------------------------------------------------
 
 
-def test_the_cpu_profile_fits_two_cores_with_one_replica_each() -> None:
-    cpu = PROFILES["cpu"]
-    assert set(cpu) == {"Gateway", "Transcriber", "LanguageModel", "Synthesizer", "Reranker"}
-    total = sum(options["ray_actor_options"]["num_cpus"] for options in cpu.values())
+@pytest.mark.parametrize("name", ["cpu", "cpu-replicas"])
+def test_the_one_machine_profiles_fit_two_cores_with_one_replica_each(name: str) -> None:
+    profile = PROFILES[name]
+    assert set(profile) == {"Gateway", "Transcriber", "LanguageModel", "Synthesizer",
+                            "Reranker"}
+    placed = {n: o for n, o in profile.items() if "ray_actor_options" in o}
+    total = sum(options["ray_actor_options"]["num_cpus"] for options in placed.values())
     assert 0 < total < 2
-    for name, options in cpu.items():
-        assert options["num_replicas"] == 1, name
-        assert "num_gpus" not in options["ray_actor_options"], name
-        assert "autoscaling_config" not in options, name
+    for deployment, options in placed.items():
+        assert options["num_replicas"] == 1, deployment
+        assert "num_gpus" not in options["ray_actor_options"], deployment
+        assert "autoscaling_config" not in options, deployment
+
+
+def test_the_cpu_profile_runs_the_stages_in_the_gateway_with_their_bounds() -> None:
+    """Its Gateway's share is its own and the three stages' as replicas would have them,
+    and each stage's entry keeps only its bounds (enforced in the Gateway)."""
+    cpu, apart = PROFILES["cpu"], PROFILES["cpu-replicas"]
+    assert {"cpu"} == IN_PROCESS_STAGES
+    share = sum(apart[n]["ray_actor_options"]["num_cpus"]
+                for n in ("Gateway", *STAGE_DEPLOYMENTS))
+    assert cpu["Gateway"]["ray_actor_options"]["num_cpus"] == pytest.approx(share)
+    for name in STAGE_DEPLOYMENTS:
+        bounds = {"max_ongoing_requests", "max_queued_requests"}
+        assert set(cpu[name]) == bounds
+        assert {k: apart[name][k] for k in bounds} == cpu[name], name
 
 
 def test_every_profile_covers_every_deployment() -> None:
@@ -501,34 +519,47 @@ def bound(app: Application) -> Any:
 
 
 def test_build_app_places_the_cpu_profile_without_starting_ray() -> None:
-    settings = Settings(
-        redis_url=REDIS_URL,
-        llm={"engine": "openai", "model": "m"},
-        tts={"engine": "espeak", "options": {"words_per_minute": 160}},
-    )
+    settings = Settings(redis_url=REDIS_URL)
     ray_was_up = ray.is_initialized()
     app = build_app({"profile": "cpu"}, settings=settings)
     assert isinstance(app, Application)
     assert ray.is_initialized() == ray_was_up  # building is not deploying
     gateway = bound(app)
     assert gateway.name == "Gateway"
-    assert (
-        gateway.ray_actor_options["num_cpus"]
-        == PROFILES["cpu"]["Gateway"]["ray_actor_options"]["num_cpus"]
-    )
+    assert gateway.ray_actor_options["num_cpus"] == 1.9
     stt, llm, tts, passed, options, workers = gateway.init_args
     assert passed.redis_url == REDIS_URL
     assert options == {"mode": "streaming"}
-    # the Gateway consumes the feed itself: no worker replica (/readyz still names each)
-    assert workers == {}
+    # the Gateway runs the stages and consumes the feed itself: no other replica
+    assert (stt, llm, tts, workers) == (None, None, None, {})
     assert gateway.init_kwargs["consumers"] is True
+    assert gateway.init_kwargs["stages"] == {
+        "stt": {"ongoing": 4, "queued": 8}, "llm": {"ongoing": 4, "queued": 8},
+        "tts": {"ongoing": 8, "queued": 32}}
+    # no scaling: a stopping replica checks its work at once, not after Ray's 2 s
+    assert gateway._deployment_config.graceful_shutdown_wait_loop_s == 0.25
+
+
+def test_build_app_places_the_stages_apart_on_cpu_replicas() -> None:
+    settings = Settings(
+        redis_url=REDIS_URL,
+        llm={"engine": "openai", "model": "m"},
+        tts={"engine": "espeak", "options": {"words_per_minute": 160}},
+    )
+    gateway = bound(build_app({"profile": "cpu-replicas"}, settings=settings))
+    assert (
+        gateway.ray_actor_options["num_cpus"]
+        == PROFILES["cpu-replicas"]["Gateway"]["ray_actor_options"]["num_cpus"]
+    )
+    stt, llm, tts, _passed, _options, workers = gateway.init_args
+    assert workers == {} and gateway.init_kwargs["consumers"] is True
+    assert gateway.init_kwargs["stages"] is None
     for child, choice in ((stt, settings.stt), (llm, settings.llm), (tts, settings.tts)):
         deployment = bound(child)
-        profile = PROFILES["cpu"][deployment.name]
+        profile = PROFILES["cpu-replicas"][deployment.name]
         assert deployment.ray_actor_options == profile["ray_actor_options"]
         assert deployment.num_replicas == 1
         assert deployment.user_config == stage_user_config(choice)
-        # no scaling: a stopping replica checks its work at once, not after Ray's 2 s
         assert deployment._deployment_config.graceful_shutdown_wait_loop_s == 0.25
     assert bound(llm).user_config == {"engine": "openai", "options": {"model": "m"}}
     assert bound(tts).user_config == {"engine": "espeak", "options": {"words_per_minute": 160}}

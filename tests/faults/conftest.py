@@ -2,7 +2,8 @@
 
 A child process (``voxline serve --no-demo``), not the in-process app of tests/serve: its
 replicas are killed here, and Ray allows one cluster per process. Replicas are found among
-the child's descendants only (other Ray clusters on the machine are not ours). CPU profile,
+the child's descendants only (other Ray clusters on the machine are not ours). CPU profile (a
+module names another: ``child_profile``),
 Whisper tiny.en, the test Redis under a key prefix of its own; stopped (SIGTERM, then the
 process group) at the end of the module that uses it.
 """
@@ -32,8 +33,14 @@ def child_env() -> dict[str, str]:
     return {}
 
 
+@pytest.fixture(scope="module")
+def child_profile() -> str:
+    """The profile of the module's child app (a module overrides this)."""
+    return "cpu"
+
+
 @pytest.fixture(scope="module")  # its module only: no third app beside tests/serve's later
-def child_app(redis_url: str, child_env: dict[str, str],
+def child_app(redis_url: str, child_env: dict[str, str], child_profile: str,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildApp]:
     port = free_port()
     prefix = f"voxfault:{uuid.uuid4().hex[:8]}"
@@ -45,7 +52,8 @@ def child_app(redis_url: str, child_env: dict[str, str],
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", "from voxline.cli import main; main()", "serve",
-             "--no-demo", "--host", "127.0.0.1", "--port", str(port)],
+             "--no-demo", "--host", "127.0.0.1", "--port", str(port),
+             "--profile", child_profile],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     url = f"http://127.0.0.1:{port}"

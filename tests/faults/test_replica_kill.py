@@ -57,6 +57,13 @@ CODES = {"Transcriber": "stt_failed", "LanguageModel": "llm_failed",
 RECOVERY_S = 240.0  # a hang guard, not a measure
 
 
+@pytest.fixture(scope="module")
+def child_profile() -> str:
+    """The stages as replicas of their own, to kill one (the ``cpu`` profile runs them in
+    the Gateway's process, where a model's crash is the Gateway's: the second test)."""
+    return "cpu-replicas"
+
+
 def the_replica(app: ChildApp, deployment: str) -> int:
     """The one replica of ``deployment`` (looked up before the turn: killing must be quick)."""
     pids = replica_pids(app.pid, deployment)

@@ -92,3 +92,28 @@ def test_the_non_model_share_leaves_out_model_deployments_and_model_threads() ->
     assert non_model_per_turn(step) == 0.2 + 0.01 + 0.04 - 0.05
     assert non_model_per_turn({**step, "cpu_attribution": None}) == 0.25
     assert non_model_per_turn({**step, "completed_turns": 0}) is None
+
+
+def test_the_stages_threads_in_the_gateway_count_as_models() -> None:
+    """The CPU profile's Gateway runs the stages: their threads are models there, and
+    bench_peers' split sets them apart as a group of their own."""
+    from loadtests._capacity_profile import cpu_between_models, model_threads, non_model_per_turn
+    from loadtests._cpu_time import CpuSnapshot, ProcCpu
+
+    threads = {"Gateway": {"gateway-loop": 1.0, "llama-cpp": 2.0, "piper-tts": 1.5,
+                           "voxline-stt": 1.0, "voxline-turn-te": 0.5},
+               "ServerOther": {"raylet": 0.5}}
+    assert model_threads(threads) == {"Gateway": 5.0}
+    step = {"completed_turns": 10, "cpu_attribution": {"threads": threads},
+            "cpu_s_per_turn": {"Gateway": 0.62, "ServerOther": 0.05}}
+    assert non_model_per_turn(step) == pytest.approx(0.62 + 0.05 - 0.5)
+
+    def snap(at: float, gateway: float, named: dict[str, float]) -> CpuSnapshot:
+        machine = snapshot(at, 0.0, {GATEWAY: ProcTimes("ray::ServeRepli", gateway, 0.0)},
+                           {GATEWAY: named})
+        return CpuSnapshot(at, {GATEWAY: ProcCpu("Gateway", gateway)}, machine_s=at,
+                           runner_s=0.0, runner_pid=99, machine=machine)
+
+    before = snap(0.0, 10.0, {"gateway-loop": 4.0, "llama-cpp": 6.0})
+    after = snap(10.0, 16.0, {"gateway-loop": 5.0, "llama-cpp": 9.0, "piper-tts": 2.0})
+    assert cpu_between_models(before, after) == {"Gateway": 1.0, "Gateway models": 5.0}

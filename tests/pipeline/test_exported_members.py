@@ -72,8 +72,10 @@ FACADES = {
         "Transcriber", "TurnDetector", "VoiceActivityDetector", "create_engine", "engine_class",
         "list_models", "prepare_model", "OPENAI_VOICES", "engine_voice", "transcribed_text",
         "transcript_text",
-        # what a language model streams, and a replica's batch of it
-        "GenerationItem", "coalesced",
+        # what a language model streams, a replica's batch of it and its stream window
+        "GenerationItem", "coalesced", "windowed",
+        # a stage called in the caller's process, with its deployment's bounds
+        "StageBound", "bounded_stage", "describe_stage",
         # a tool call's id, where a model gave it none; why arguments miss their schema
         "new_call_id", "schema_problem",
     ],

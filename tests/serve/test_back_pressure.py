@@ -1,8 +1,10 @@
-"""A stage's Serve back-pressure reaches the client as ``overloaded``, through the real app.
+"""A stage's back-pressure reaches the client as ``overloaded``, through the real app.
 
-The CPU profile gives the LanguageModel deployment ``max_ongoing_requests`` +
-``max_queued_requests`` places; a turn that finds them all taken (but is within the
-Gateway's own turn limit) has its LLM call refused by Serve at once (``BackPressureError``).
+The CPU profile gives the LanguageModel stage ``max_ongoing_requests`` +
+``max_queued_requests`` places (kept in the Gateway, which runs the stage itself: the
+profile's bounds in :class:`pipeline.engines.StageBound`, as Serve keeps a deployment's
+elsewhere); a turn that finds them all taken (but is within the Gateway's own turn limit)
+has its LLM call refused at once.
 Such a turn ends with an ``overloaded`` error (transient, with a retry hint) instead of
 waiting behind the others, and the admitted turns complete: every turn that ended either
 completed or was refused, and at least one completed. The holders' replies still running

@@ -14,8 +14,9 @@ from tests.support.processes import replica_pids
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 
 
-@pytest.mark.parametrize("deployment", ["Gateway", "Transcriber", "LanguageModel",
-                                        "Synthesizer"])
+# The CPU profile's one replica: it runs the model stages too (IN_PROCESS_STAGES); every
+# Ray worker gets its niceness from the same variable.
+@pytest.mark.parametrize("deployment", ["Gateway"])
 def test_replicas_run_at_the_priority_of_the_process_that_started_them(
         app: App, deployment: str) -> None:
     pids = replica_pids(os.getpid(), deployment)  # this test's own app only
