@@ -79,7 +79,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "Reranker": _CPU_RERANKER,
     },
     # The same machine with the stages as deployments of their own, as every other profile
-    # places them (the tests that kill, refuse or prioritise a stage replica run on it).
+    # places them (the fault tests that kill a stage replica run on it).
     "cpu-replicas": {
         "Gateway": {"ray_actor_options": {"num_cpus": 0.4}, "num_replicas": 1,
                     "max_ongoing_requests": 2048, "max_queued_requests": 512},
