@@ -17,7 +17,8 @@ failed or refused, and no smaller step breaking that: "sessions held per machine
 
 **Where each core-second goes** (issue 23): at each step's start and end the runner reads
 the cumulative CPU time (user + system) of every process it counts, grouped as the Serve
-deployments (Gateway, Transcriber, LanguageModel, Synthesizer, …), Serve's
+deployments (Gateway, Transcriber, LanguageModel, Synthesizer, …; the ``cpu`` profile's
+Gateway runs the stages, whose threads its ``cpu_attribution`` names), Serve's
 proxy and controller (``ServeProxy``, ``ServeController``), ``Redis`` and the server's other
 processes (``ServerOther``), and of the machine and the runner itself
 (:mod:`loadtests._capacity_probe`, :mod:`loadtests._cpu_time`). Each step's summary has
