@@ -51,31 +51,35 @@ class LocalStages:
     async def load(cls, settings: Settings, bounds: Mapping[str, Mapping[str, int]],
                    calls: StageCalls) -> LocalStages:
         """Create and load the engines ``VOXLINE_STT``/``LLM``/``TTS`` name, side by side;
-        ``bounds`` maps a stage to its ``ongoing`` and ``queued`` limits. A failure closes
-        what had loaded."""
-        engines: dict[str, Engine] = {}
-        tracing: list[Any] = []
+        ``bounds`` maps a stage to its ``ongoing`` and ``queued`` limits. A failure (a bad
+        option, a missing model) closes everything made so far, once every load has ended."""
+        stages = cls({}, [])
         retry = settings.admission.retry_after_ms
-        for stage in STAGE_DEPLOYMENTS:
-            choice = getattr(settings, stage)
-            options = choice.engine_options()
-            provider = otlp_tracing(f"voxline-{stage}")  # None: tracing is off
-            if provider is not None:
-                tracing.append(provider)
-            bound = StageBound(stage, bounds[stage]["ongoing"], bounds[stage]["queued"],
-                               retry_after_ms=retry)
-            engines[stage] = bounded_stage(
-                create_engine(stage, choice.engine, options), bound, calls,
-                tracer=None if provider is None else provider.get_tracer("voxline"),
-                settings=options, window=stream_window(StageConfig(engine=choice.engine)))
-        stages = cls(engines, tracing)
         try:
-            await asyncio.gather(*(engine.load() for engine in engines.values()))
+            for stage in STAGE_DEPLOYMENTS:
+                choice = getattr(settings, stage)
+                options = choice.engine_options()
+                provider = otlp_tracing(f"voxline-{stage}")  # None: tracing is off
+                if provider is not None:
+                    stages._tracing.append(provider)
+                bound = StageBound(stage, bounds[stage]["ongoing"], bounds[stage]["queued"],
+                                   retry_after_ms=retry)
+                stages.engines[stage] = bounded_stage(
+                    create_engine(stage, choice.engine, options), bound, calls,
+                    tracer=None if provider is None else provider.get_tracer("voxline"),
+                    settings=options,
+                    window=stream_window(StageConfig(engine=choice.engine)))
+            # every load ends before any engine is closed: none is closed while it loads
+            loaded = await asyncio.gather(*(e.load() for e in stages.engines.values()),
+                                          return_exceptions=True)
+            failed = [result for result in loaded if isinstance(result, BaseException)]
+            if failed:
+                raise failed[0]
         except BaseException:
             await stages.aclose()
             raise
         logger.info("stage engines in this process: %s",
-                    {stage: engine.name for stage, engine in engines.items()})
+                    {stage: engine.name for stage, engine in stages.engines.items()})
         return stages
 
     @property
