@@ -17,10 +17,9 @@ failed or refused, and no smaller step breaking that: "sessions held per machine
 
 **Where each core-second goes** (issue 23): at each step's start and end the runner reads
 the cumulative CPU time (user + system) of every process it counts, grouped as the Serve
-deployments (Gateway, Transcriber, LanguageModel, Synthesizer, …; the ``cpu`` profile's
-Gateway runs the stages, whose threads its ``cpu_attribution`` names), Serve's
-proxy and controller (``ServeProxy``, ``ServeController``), ``Redis`` and the server's other
-processes (``ServerOther``), and of the machine and the runner itself
+deployments (Gateway, Transcriber, …; on ``cpu`` the Gateway runs the stages: its threads
+tell them apart), Serve's proxy and controller (``ServeProxy``, ``ServeController``),
+``Redis``, the server's other processes (``ServerOther``), the machine and the runner
 (:mod:`loadtests._capacity_probe`, :mod:`loadtests._cpu_time`). Each step's summary has
 ``cpu_s_total`` and ``cpu_s_per_turn`` per group (CPU-seconds over the step, and divided by
 its completed turns: the app's background work included), ``machine_cpu_s_total``,
