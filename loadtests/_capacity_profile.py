@@ -100,7 +100,6 @@ def cpu_between_models(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, flo
     return spent
 
 
-
 def profile_section(steps: list[dict[str, Any]], held: int | None,
                     idle: dict[str, Any] | None) -> dict[str, Any]:
     """The report's ``profile``: per stage, CPU-seconds per voice turn (one session; the

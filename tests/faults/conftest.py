@@ -2,10 +2,10 @@
 
 A child process (``voxline serve --no-demo``), not the in-process app of tests/serve: its
 replicas are killed here, and Ray allows one cluster per process. Replicas are found among
-the child's descendants only (other Ray clusters on the machine are not ours). CPU profile (a
-module names another: ``child_profile``),
-Whisper tiny.en, the test Redis under a key prefix of its own; stopped (SIGTERM, then the
-process group) at the end of the module that uses it.
+the child's descendants only (other Ray clusters on the machine are not ours). CPU profile
+(a module names another: ``child_profile``), Whisper tiny.en, the test Redis under a key
+prefix of its own; stopped (SIGTERM, then the process group) at the end of the module that
+uses it.
 """
 
 from __future__ import annotations
