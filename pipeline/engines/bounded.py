@@ -23,11 +23,11 @@ cancelled task), as a streaming request holds a replica's.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, ClassVar
 
+from pipeline.aio import Places
 from pipeline.engines.base import (
     Engine,
     GenerationItem,
@@ -69,44 +69,24 @@ async def describe_stage(engine: Engine, options: Mapping[str, Any]) -> dict[str
     return info
 
 
-class StageBound:
+class StageBound(Places):
     """At most ``ongoing`` calls of one stage at once and ``queued`` waiting (FIFO); a call
     beyond both is refused at once (see the module docstring)."""
 
     def __init__(self, stage: str, ongoing: int, queued: int, *,
                  retry_after_ms: int = 1000) -> None:
-        if ongoing < 1 or queued < 0:
-            raise ValueError(f"a stage bound needs ongoing >= 1 and queued >= 0, "
-                             f"got {ongoing} and {queued}")
+        super().__init__(ongoing, queued)
         self.stage = stage
-        self.ongoing = ongoing
-        self.queued = queued
         self.retry_after_ms = retry_after_ms
-        self._free = asyncio.Semaphore(ongoing)
-        #: calls holding a place, and calls in line for one
-        self.running = 0
-        self.waiting = 0
 
     async def take(self) -> None:
         """Take one of the stage's places, waiting in line for one if all are taken and
         the line is not full; refused at once otherwise. :meth:`give_back` returns it."""
-        if self._free.locked():  # every place taken, or others already waiting for one
-            if self.waiting >= self.queued:
-                raise OverloadedError(
-                    f"the {self.stage} stage is at capacity, try again shortly",
-                    retry_after_ms=self.retry_after_ms, stage=self.stage)
-            self.waiting += 1
-            try:
-                await self._free.acquire()
-            finally:
-                self.waiting -= 1
-        else:
-            await self._free.acquire()  # free: returns at once
-        self.running += 1
-
-    def give_back(self) -> None:
-        self.running -= 1
-        self._free.release()
+        if self.full:
+            raise OverloadedError(
+                f"the {self.stage} stage is at capacity, try again shortly",
+                retry_after_ms=self.retry_after_ms, stage=self.stage)
+        await super().take()
 
 
 class _BoundedStage:

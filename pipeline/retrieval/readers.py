@@ -31,6 +31,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from pipeline.aio import Places
 from pipeline.retrieval.bm25 import Segment
 from pipeline.retrieval.documents import ReadDocument, ReadLimits, unreadable
 from schemas import (
@@ -125,31 +126,24 @@ class DocumentReaders:
         self.limits = ReadLimits.of(settings)
         self._idle: list[_Reader] = []
         self._all: set[_Reader] = set()
-        self._slots: asyncio.Semaphore | None = None
-        self._admitted = 0
+        self._places = Places(settings.document_readers, settings.document_queue)
         self._closed = False
 
     @property
     def busy(self) -> int:
         """Jobs running or waiting for a reader."""
-        return self._admitted
+        return self._places.admitted
 
     async def read(self, content: str | bytes, fmt: str) -> ReadDocument:
         """Read one document in a reader process (see the module docstring for errors)."""
         size, queue = self.settings.document_readers, self.settings.document_queue
-        if self._admitted >= size + queue:
+        if self._places.full:
             raise OverloadedError(
                 f"all {size} document readers are busy and {queue} documents wait",
                 retry_after_ms=int(1000 * min(self.settings.document_timeout_s, 5)))
         data = content.encode() if isinstance(content, str) else content
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(size)
-        self._admitted += 1
-        try:
-            async with self._slots:
-                reply, blob = await self._run(data, fmt)
-        finally:
-            self._admitted -= 1
+        async with self._places.hold():
+            reply, blob = await self._run(data, fmt)
         if "ok" not in reply:
             raise _error_of(reply.get("error") or {})
         ok = reply["ok"]

@@ -33,6 +33,8 @@ FACADES = {
     "pipeline.aio": [
         "Batcher", "BatcherStats", "ThreadStream", "aclose_stream", "batched", "iterate_in_thread",
         "name_os_thread", "reraise_lost_cancel",
+        # work running at once, with a bounded line for it (a stage in the Gateway, readers)
+        "Places",
         # a long-lived process's start-up objects out of the collections that pause its loop,
         # and the Gateway's young collections fewer
         "freeze_startup_heap", "SERVING_YOUNG_THRESHOLD",
