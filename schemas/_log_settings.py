@@ -77,6 +77,17 @@ class EventLogSettings(BaseModel):
     claim_idle_ms: int = Field(default=30_000, ge=1, description="claim entries idle this long")
     max_deliveries: int = Field(default=5, ge=1, description="then the entry is dead-lettered")
     read_count: int = Field(default=500, ge=1, description="entries per read round trip")
+    worker_folds: int = Field(
+        default=256, ge=0,
+        description="sessions a background worker (narration, re-transcription) keeps "
+        "folded as of the last entry it handled, so that the next entry of a session reads "
+        "only what came since instead of the whole log (0: every entry reads it all)",
+    )
+    worker_fold_ttl_s: float = Field(
+        default=60.0, gt=0,
+        description="a worker's fold of a session not used this long is dropped (what a "
+        "worker holds in memory of an erased session is gone within it)",
+    )
     tail_queue: int = Field(
         default=256, ge=1,
         description="events a live reader (socket, SSE) may fall behind before it is dropped",

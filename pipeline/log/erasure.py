@@ -18,7 +18,9 @@ replica applies the deletes, AOF records them and rewrites without the data, an 
 snapshot taken after holds nothing (older snapshots and backups need encryption at rest,
 whose key erasure destroys). What stays: the leases of background workers (an owner's
 name, no content) lapse within their TTL, and so do the leases of its tool calls
-(``VOXLINE_TOOLS__LEASE_S``).
+(``VOXLINE_TOOLS__LEASE_S``); a background worker's fold of the session in memory (its
+settings and last turns, :mod:`pipeline.workers._folds`) is dropped within
+``worker_fold_ttl_s``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ __all__ = ["erase_from_log", "erased_receipt"]
 #: feed entries read per round trip while looking for a session's
 _PAGE = 1000
 _LEFT = ("the leases of background workers and of tool calls (an owner's name, no "
-         "content) lapse within their TTL",)
+         "content) lapse within their TTL",
+         "what a background worker folded of the session in memory (its settings, its "
+         "last turns) is dropped within VOXLINE_LOG__WORKER_FOLD_TTL_S")
 
 
 async def erased_receipt(log: EventLog, session_id: str) -> ErasureReceipt | None:

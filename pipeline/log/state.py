@@ -29,6 +29,7 @@ from schemas import (
     NarrationReady,
     RedactKind,
     ResponseAudioChunk,
+    ResponseAudioDone,
     ResponseCancelled,
     ResponseCitations,
     ResponseDone,
@@ -93,6 +94,9 @@ class TurnState(BaseModel):
     assistant_text: str = ""
     status: TurnStatus = "open"
     audio_chunks: int = 0
+    #: the reply said its audio was complete (``response.audio.done``: a voice reply,
+    #: even one whose text had nothing to speak)
+    audio_done: bool = False
     narrated: bool = False
     errors: list[str] = Field(default_factory=list)
     started_ts: int | None = None
@@ -247,6 +251,8 @@ class SessionState(BaseModel):
                 turn.audio_chunks += 1
                 if turn.status == "responding":
                     turn._add_audio(event)
+            case ResponseAudioDone() if turn is not None:
+                turn.audio_done = True
             case ResponseDone() if turn is not None:
                 turn.assistant_text = event.data.text
                 turn.status = "completed" if event.data.status == "completed" else "failed"

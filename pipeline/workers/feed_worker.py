@@ -4,9 +4,11 @@ A worker is one consumer of a consumer group on ``{prefix}:feed``, whose entries
 session events (``session``, ``event`` id, ``type``). For each delivery of a type it acts
 on, :meth:`FeedWorker.handle`:
 
-1. reads the session's log and folds it up to and including the event the entry points at
-   (a :class:`Job`: the state *as of that event*, so a later ``session.update`` cannot change
-   what a half-done job produces when another worker resumes it);
+1. folds the session's log up to and including the event the entry points at (a
+   :class:`Job`: the state *as of that event*, so a later ``session.update`` cannot change
+   what a half-done job produces when another worker resumes it), reading on from where the
+   session stood at its last entry this worker handled (:class:`SessionFolds`), so that an
+   entry costs what came since, not the whole call;
 2. asks the worker whether anything is left to do (:meth:`FeedWorker.wanted`, a cheap
    check against the log: the worker's own results come after the event);
 3. takes a per-subject :class:`Lease` in Redis (``SET NX PX``, renewed while working,
@@ -49,6 +51,7 @@ from pipeline.log import (
     fold,
     run_worker,
 )
+from pipeline.workers._folds import SessionFolds
 from schemas import Event, EventBase, EventLogError, ResyncRequiredError
 
 __all__ = ["FeedEntry", "FeedWorker", "Job", "Lease", "LeaseBusy", "LeaseLost"]
@@ -143,7 +146,10 @@ class Job:
     """One feed entry resolved against its session's log.
 
     ``state`` is the fold of the log up to and including :attr:`event`; :attr:`after` holds
-    what came later (where a worker finds its own earlier results).
+    what came later (where a worker finds its own earlier results). ``events`` are those
+    read for it: from the log's start, or from the session's previous entry on (what came
+    before the event is in ``state``, not in ``events``). A job lives as long as its
+    handling: ``state`` is the worker's fold, which its next entry of the session moves on.
     """
 
     entry: FeedEntry
@@ -156,10 +162,6 @@ class Job:
     @property
     def event(self) -> Event:
         return self.events[self.index]
-
-    @property
-    def before(self) -> Sequence[Event]:
-        return self.events[: self.index]
 
     @property
     def after(self) -> Sequence[Event]:
@@ -205,6 +207,7 @@ class FeedWorker(abc.ABC):
         self.lease_ms = lease_ms
         self.block_ms = block_ms
         self.reader = FeedReader(log.redis, log.feed_keys, self.group, consumer, log.settings)
+        self.folds = SessionFolds(log.settings.worker_folds, log.settings.worker_fold_ttl_s)
         self._task: asyncio.Task[None] | None = None
 
     # ---- what a worker decides --------------------------------------------------------
@@ -234,15 +237,43 @@ class FeedWorker(abc.ABC):
         if entry is None or entry.type not in self.event_types:
             return
         job = await self.load(entry)
-        if job is None or not self.wanted(job):
+        if job is None:
             return
-        async with self._leased(job, delivery):
-            await job.refresh()
-            if self.wanted(job):
-                await self.act(job)
+        try:
+            if not self.wanted(job):
+                return
+            async with self._leased(job, delivery):
+                await job.refresh()
+                if self.wanted(job):
+                    await self.act(job)
+        finally:  # the fold as of this entry, for the session's next one
+            self.folds.keep(job.state)
 
     async def load(self, entry: FeedEntry) -> Job | None:
         """The job for ``entry``, or ``None`` when its event is no longer in the log."""
+        held = self.folds.take(entry.session_id, entry.event_id)
+        if held is not None:
+            job = await self._load_on(entry, held)
+            if job is not None:
+                return job
+        return await self._load_all(entry)
+
+    async def _load_on(self, entry: FeedEntry, state: SessionState) -> Job | None:
+        """The job, from a fold as of an earlier event; ``None`` when what came since
+        cannot be read from there (trimmed past it, erased): then from the start."""
+        assert state.last_event_id is not None
+        try:
+            events = await self.log.read_all(entry.session_id, after=state.last_event_id)
+        except ResyncRequiredError:
+            return None
+        index = _index_of(events, entry.event_id)
+        if index is None:
+            return None
+        for event in events[: index + 1]:
+            state.apply(event)
+        return Job(entry, events, index, state, self.log)
+
+    async def _load_all(self, entry: FeedEntry) -> Job | None:
         try:
             events = await self.log.read_all(entry.session_id)
         except ResyncRequiredError:
@@ -253,7 +284,7 @@ class FeedWorker(abc.ABC):
                 entry.event_id,
             )
             return None
-        index = next((i for i, e in enumerate(events) if e.id == entry.event_id), None)
+        index = _index_of(events, entry.event_id)
         if index is None:
             return None
         state = fold(entry.session_id, events[: index + 1])
@@ -321,6 +352,10 @@ class FeedWorker(abc.ABC):
         await asyncio.wait({task})
         if not task.cancelled():
             task.result()  # it had failed before the cancel: surface why
+
+
+def _index_of(events: Sequence[Event], event_id: str) -> int | None:
+    return next((i for i, e in enumerate(events) if e.id == event_id), None)
 
 
 async def _release(lease: Lease) -> None:

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.engines import Synthesizer
-from pipeline.log import EventLog
+from pipeline.log import EventLog, SessionState
 from pipeline.reply import (
     AudioOutput,
     SentenceBufferConfig,
@@ -59,7 +59,6 @@ from schemas import (
     NarrationReady,
     NarrationReadyData,
     ResponseAudioChunk,
-    ResponseAudioDone,
     ResponseDone,
     SessionSettings,
     VoxlineError,
@@ -107,11 +106,11 @@ def narration_pieces(
                      config=config)
 
 
-def _had_audio(turn_id: str, before: Sequence[Event]) -> bool:
-    return any(
-        isinstance(event, ResponseAudioChunk | ResponseAudioDone) and event.turn_id == turn_id
-        for event in before
-    )
+def _had_audio(turn_id: str, state: SessionState) -> bool:
+    """Whether the turn's reply was spoken (a chunk or its audio's end before its
+    ``response.done``): a voice reply is not narrated again."""
+    turn = state.turns.get(turn_id)
+    return turn is not None and (turn.audio_chunks > 0 or turn.audio_done)
 
 
 class NarrationWorker(FeedWorker):
@@ -143,7 +142,7 @@ class NarrationWorker(FeedWorker):
             return False
         if event.data.status != "completed" or not settings.auto_play:
             return False
-        if _had_audio(event.turn_id, job.before):
+        if _had_audio(event.turn_id, job.state):
             return False
         return not narration_progress(event.turn_id, job.after).ready
 
