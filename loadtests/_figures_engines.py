@@ -144,5 +144,17 @@ def log_footprint(figures: dict[str, Any]) -> Iterator[Row]:
                f"{num(_scaled(per_hour, 1e6), digits=1)}", "")
 
 
+def worker_folds(figures: dict[str, Any]) -> Iterator[Row]:
+    """The narration and re-transcription workers' CPU per turn late in a long call."""
+    whole = (get(figures, "whole_log", "points") or [{}])[-1]
+    folded = (get(figures, "folds", "points") or [{}])[-1]
+    yield (f"background workers' CPU per turn at turn {whole.get('turn', '?')} of a call, "
+           "ms in their process + in Redis: folded on from the last entry; the whole log",
+           f"{num(folded.get('workers_cpu_ms_per_turn'), digits=1)} + "
+           f"{num(folded.get('redis_cpu_ms_per_turn'), digits=1)}; "
+           f"{num(whole.get('workers_cpu_ms_per_turn'), digits=1)} + "
+           f"{num(whole.get('redis_cpu_ms_per_turn'), digits=1)}", "")
+
+
 def _scaled(value: Any, by: float) -> Any:
     return value / by if isinstance(value, int | float) else None

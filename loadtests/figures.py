@@ -40,6 +40,7 @@ from loadtests._figures_engines import (
     stt_window,
     threads,
     vad,
+    worker_folds,
 )
 from loadtests._figures_engines import get as _get
 from loadtests._figures_engines import num as _num
@@ -264,6 +265,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_latency": _latency,
     "bench_log_scale": _log_scale,
     "bench_eventlog": _eventlog,
+    "bench_worker_folds": worker_folds,
     "bench_pipeline": _pipeline,
     "bench_engines": _engines,
     "bench_threads": threads,

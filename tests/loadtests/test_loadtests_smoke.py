@@ -37,6 +37,7 @@ SMOKES: dict[str, tuple[str, ...]] = {
     "bench_retrieval": ("bench_retrieval",),
     "bench_engines": ("bench_engines",),
     "bench_eventlog": ("bench_eventlog",),
+    "bench_worker_folds": ("bench_worker_folds",),
     "bench_evaluate": ("bench_evaluate",),
     "bench_answers": ("bench_answers_smoke",),
     "bench_tools": ("bench_tools_smoke",),
