@@ -6,18 +6,11 @@ import pytest
 
 from pipeline.session import RateLimiter
 from schemas import ErrorCode, OverloadedError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def test_a_client_gets_its_rate_at_once_then_one_as_each_comes_back() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = RateLimiter(6, "call offers", clock=clock)  # one every 10 s
     for _ in range(6):
         limiter.check("addr:a")
@@ -36,7 +29,7 @@ def test_a_client_gets_its_rate_at_once_then_one_as_each_comes_back() -> None:
 
 
 def test_clients_are_counted_apart_and_a_refusal_takes_nothing() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = RateLimiter(1, "offers", clock=clock)
     limiter.check("addr:a")
     limiter.check("addr:b")
@@ -48,7 +41,7 @@ def test_clients_are_counted_apart_and_a_refusal_takes_nothing() -> None:
 
 
 def test_a_bucket_never_holds_more_than_the_rate() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = RateLimiter(2, "offers", clock=clock)
     limiter.check("addr:a")
     clock.now += 3600.0  # an hour idle refills to two, not to 120
@@ -59,7 +52,7 @@ def test_a_bucket_never_holds_more_than_the_rate() -> None:
 
 
 def test_memory_is_bounded_by_dropping_the_least_recent_client() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = RateLimiter(1, "offers", max_clients=3, clock=clock)
     for client in ("a", "b", "c"):
         limiter.check(client)

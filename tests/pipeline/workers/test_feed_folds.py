@@ -34,6 +34,7 @@ from schemas import (
     SessionUpdatedData,
     TextDeltaData,
 )
+from tests.support.clock import Clock
 from tests.support.engines import ScriptedTTS
 from tests.support.feeds import every_delivery
 
@@ -48,14 +49,6 @@ def state_at(session_id: str, event_id: str, turns: int = 0) -> SessionState:
         turn = state._turn(f"t{k}")
         turn.status, turn.user_text, turn.assistant_text = "completed", "hi", "hello"
     return state
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_fold_is_handed_over_only_for_a_later_event() -> None:
