@@ -65,9 +65,6 @@ class SessionFolds:
         while len(self._folds) > self.max_sessions:
             self._folds.popitem(last=False)
 
-    def drop(self, session_id: str) -> None:
-        self._folds.pop(session_id, None)
-
     def _expire(self) -> None:
         """Drop the folds not used for ``ttl_s`` (the oldest are first)."""
         oldest = self._clock() - self.ttl_s
