@@ -14,29 +14,17 @@ from pipeline.log import Delivery, EventLog, SessionState, fold
 from pipeline.workers import Job, NarrationWorker
 from pipeline.workers._folds import SessionFolds
 from schemas import (
-    AudioChunkData,
-    AudioDoneData,
-    EventBase,
     EventLogSettings,
-    InputText,
-    InputTextData,
-    ResponseAudioChunk,
-    ResponseAudioDone,
-    ResponseDone,
-    ResponseDoneData,
-    ResponseStarted,
-    ResponseStartedData,
-    ResponseTextDelta,
     SessionCreated,
     SessionCreatedData,
     SessionSettings,
     SessionUpdated,
     SessionUpdatedData,
-    TextDeltaData,
 )
 from tests.support.clock import Clock
 from tests.support.engines import ScriptedTTS
 from tests.support.feeds import every_delivery
+from tests.support.text_turns import text_turn_events
 
 AUTO = SessionSettings(auto_play=True, realtime_tts=False, output_sample_rate=16000)
 
@@ -94,21 +82,6 @@ def test_a_kept_fold_holds_only_the_turns_a_fold_still_shows() -> None:
 
 # ---- against a fold of the whole log (real Redis) --------------------------------------
 
-def turn_events(session_id: str, turn_id: str, *, spoken: bool) -> list[EventBase]:
-    kw = {"session_id": session_id, "turn_id": turn_id}
-    events: list[EventBase] = [
-        InputText(**kw, data=InputTextData(text="Tell me something.")),
-        ResponseStarted(**kw, data=ResponseStartedData(mode="streaming" if spoken else "text")),
-        ResponseTextDelta(**kw, data=TextDeltaData(delta="Something short.")),
-    ]
-    if spoken:
-        chunk = AudioChunkData(sample_rate=16000, sentence_index=0, chunk_index=0, audio=b"\0\0")
-        events += [ResponseAudioChunk(**kw, data=chunk),
-                   ResponseAudioDone(**kw, data=AudioDoneData(sentence_count=1, chunk_count=1))]
-    events.append(ResponseDone(**kw, data=ResponseDoneData(text="Something short.")))
-    return events
-
-
 @dataclass(frozen=True)
 class Seen:
     """What a job held when the worker judged it (its state moves on with the next)."""
@@ -162,7 +135,8 @@ async def test_each_entry_reads_what_came_since_and_decides_as_the_whole_log(
                                                    "speech_speed": 0.8 + rng.random() / 2})
             await event_log.append(SessionUpdated(session_id="s", data=SessionUpdatedData(
                 settings=settings, changed=("auto_play", "speech_speed"))))
-        await event_log.append_batch(turn_events("s", f"t{k}", spoken=rng.random() < 0.5))
+        await event_log.append_batch(text_turn_events("s", "Something short.", turn_id=f"t{k}",
+                                                    with_audio=rng.random() < 0.5))
         for delivery in await deliveries(worker):
             await worker.handle(delivery)
             await worker.reader.ack(delivery)
@@ -190,10 +164,10 @@ async def test_each_entry_reads_what_came_since_and_decides_as_the_whole_log(
 async def test_a_redelivered_older_entry_is_judged_from_the_start(event_log: EventLog) -> None:
     await event_log.append(SessionCreated(session_id="s", data=SessionCreatedData(
         settings=SessionSettings(auto_play=False))))
-    await event_log.append_batch(turn_events("s", "t0", spoken=False))
+    await event_log.append_batch(text_turn_events("s", "Something short.", turn_id="t0"))
     await event_log.append(SessionUpdated(session_id="s", data=SessionUpdatedData(
         settings=AUTO, changed=("auto_play",))))
-    await event_log.append_batch(turn_events("s", "t1", spoken=False))
+    await event_log.append_batch(text_turn_events("s", "Something short.", turn_id="t1"))
     worker = Watching(event_log)
     first, second = await deliveries(worker)
     await worker.handle(second)
@@ -210,7 +184,8 @@ async def test_a_worker_without_folds_reads_every_entry_from_the_start(
     log = EventLog(redis, log_settings.model_copy(update={"worker_folds": 0}))
     await log.append(SessionCreated(session_id="s", data=SessionCreatedData(settings=AUTO)))
     for k in range(3):
-        await log.append_batch(turn_events("s", f"t{k}", spoken=True))
+        await log.append_batch(text_turn_events("s", "Something short.", turn_id=f"t{k}",
+                                            with_audio=True))
     worker = Watching(log)
     for delivery in await deliveries(worker):
         await worker.handle(delivery)

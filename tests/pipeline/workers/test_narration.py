@@ -12,8 +12,6 @@ from redis.asyncio import Redis
 from pipeline.log import Delivery, EventLog, fold
 from pipeline.workers import LeaseBusy, NarrationWorker, narration_pieces
 from schemas import (
-    AudioChunkData,
-    AudioDoneData,
     AudioFormat,
     EngineError,
     ErrorCode,
@@ -21,28 +19,19 @@ from schemas import (
     Event,
     EventBase,
     EventLogSettings,
-    InputText,
-    InputTextData,
     NarrationReady,
     ResponseAudioChunk,
-    ResponseAudioDone,
-    ResponseCancelled,
-    ResponseCancelledData,
     ResponseDone,
-    ResponseDoneData,
-    ResponseStarted,
-    ResponseStartedData,
-    ResponseTextDelta,
     SessionCreated,
     SessionCreatedData,
     SessionSettings,
     SessionUpdated,
     SessionUpdatedData,
-    TextDeltaData,
 )
 from tests.support.engines import ScriptedTTS, scripted_audio
 from tests.support.feeds import every_delivery
 from tests.support.heap import harness_heap_frozen
+from tests.support.text_turns import text_turn_events
 
 
 @pytest.fixture
@@ -87,22 +76,8 @@ async def text_turn(
         events.append(
             SessionCreated(session_id=session_id, data=SessionCreatedData(settings=settings))
         )
-    kw = {"session_id": session_id, "turn_id": turn_id}
-    events += [
-        InputText(**kw, data=InputTextData(text="How is the weather?")),
-        ResponseStarted(**kw, data=ResponseStartedData(mode="streaming" if with_audio else "text")),
-        ResponseTextDelta(**kw, data=TextDeltaData(delta=text)),
-    ]
-    if with_audio:
-        chunk = AudioChunkData(sample_rate=RATE, sentence_index=0, chunk_index=0, audio=b"\0\0")
-        events += [
-            ResponseAudioChunk(**kw, data=chunk),
-            ResponseAudioDone(**kw, data=AudioDoneData(sentence_count=1, chunk_count=1)),
-        ]
-    if ending == "cancelled":
-        events.append(ResponseCancelled(**kw, data=ResponseCancelledData(text_sent=text[:10])))
-    else:
-        events.append(ResponseDone(**kw, data=ResponseDoneData(text=text, status=ending)))
+    events += text_turn_events(session_id, text, turn_id=turn_id, ending=ending,
+                               with_audio=with_audio, rate=RATE)
     await log.append_batch(events)
 
 
