@@ -67,13 +67,50 @@ WORKER_PRIORITY = {"RAY_worker_niceness": "0"}
 #: stays 127.0.0.1 and they listen on loopback only. Ray reads it when it is first imported.
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
-#: Ray's log monitor looks for new log files ten times a second with a glob of the session's
-#: log folder (until there are 1,000 files), and reads the files it knows as often: idle,
-#: 1.28 % of a core, 0.53 % with new files looked for every 2 s (2026-11-30, 60 s windows;
-#: the rest of the app unchanged). A new worker's log lines still all reach the driver,
-#: up to 2 s later; lines of the files it knows, as before.
+#: Ray's log monitor (run only where the driver shows the workers' output:
+#: :data:`UNUSED_RAY_PROCESSES`) looks for new log files ten times a second with a glob of
+#: the session's log folder (until there are 1,000 files), and reads the files it knows as
+#: often: idle, 1.28 % of a core, 0.53 % with new files looked for every 2 s (2026-11-30,
+#: 60 s windows; the rest of the app unchanged). A new worker's log lines still all reach
+#: the driver, up to 2 s later; lines of the files it knows, as before.
 QUIET_LOG_MONITOR = {"RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
                      "LOG_NAME_UPDATE_INTERVAL_S": "2"}
+
+
+#: Processes of Ray's head that the one-machine app never uses, each with the ``Node``
+#: method that stops it: the autoscaler's monitor (one machine has no nodes to add), the
+#: dashboard's API server (the dashboard is off; what is left serves Ray's job and state
+#: APIs, which nothing here calls) and the log monitor (it forwards the workers' output to
+#: the driver, kept when the driver shows it: ``voxline serve --verbose``). Each wakes on
+#: timers of its own whatever the app does: together 0.51 % of a core idle, and 0.027
+#: CPU-s of each voice turn at one session (``capacity --steps 1 --step-s 90``, twice
+#: each way, 2026-11-30; docs/measurements.md). ``ray start`` has switches for the first
+#: and the last, ``ray.init`` none, so they are stopped right after it through Ray's node
+#: object; Ray carries on without them (a dashboard that fails to start does not stop it).
+UNUSED_RAY_PROCESSES = {"autoscaler monitor": "kill_monitor",
+                        "dashboard API server": "kill_dashboard",
+                        "log monitor": "kill_log_monitor"}
+
+
+def stop_unused_ray_processes(*, keep_log_monitor: bool) -> list[str]:
+    """Stop this driver's Ray head's :data:`UNUSED_RAY_PROCESSES` (the log monitor too
+    unless ``keep_log_monitor``); the names of those stopped. One this version of Ray does
+    not name the same way is left running, logged: the app works either way."""
+    import ray
+
+    node = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(node, "_global_node", None)
+    stopped = []
+    for name, method in UNUSED_RAY_PROCESSES.items():
+        if name == "log monitor" and keep_log_monitor:
+            continue
+        try:
+            getattr(node, method)(check_alive=False)
+        except Exception as exc:  # Ray's private node object changed: nothing is lost
+            logger.info("Ray's %s is left running (%s)", name, exc)
+        else:
+            stopped.append(name)
+    return stopped
 
 
 def ray_environment() -> None:
@@ -87,7 +124,8 @@ def ray_environment() -> None:
 
 def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
               log_format: str = "text") -> None:
-    """A local Ray head on 127.0.0.1 without a dashboard (idempotent). ``log_format``
+    """A local Ray head on 127.0.0.1 without a dashboard or the other processes the app
+    never uses (:data:`UNUSED_RAY_PROCESSES`; idempotent). ``log_format``
     ``json``: every process of the job (this one, every replica) writes JSON lines, with
     the session, turn and trace ids of the records that have them
     (:func:`pipeline.tracing.install_log_context`)."""
@@ -104,6 +142,7 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
 
     install_log_context()
     ray.init(
+        address="local",  # a head of our own, never a cluster RAY_ADDRESS or `ray start` left
         num_cpus=int(num_cpus) if num_cpus else os.cpu_count(),
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
@@ -111,6 +150,7 @@ def start_ray(num_cpus: float | None = None, *, log_to_driver: bool = False,
         configure_logging=False,
         logging_config=ray.LoggingConfig(encoding="JSON") if log_format == "json" else None,
     )
+    stop_unused_ray_processes(keep_log_monitor=log_to_driver)
     address = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
     if address != "127.0.0.1":
         logger.warning("Ray's node is %s, not 127.0.0.1: its servers listen beyond loopback "

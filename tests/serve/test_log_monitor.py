@@ -1,24 +1,74 @@
-"""Ray's log monitor of the app's node looks for new log files every 2 s, not ten times a
-second (:data:`voxline.server.QUIET_LOG_MONITOR`: idle, 1.28 % of a core before, 0.53 %
-after)."""
+"""The app's Ray head runs none of the processes the one-machine app never uses
+(:data:`voxline.server.UNUSED_RAY_PROCESSES`: idle, 0.51 % of a core together), and Ray's
+log monitor only where the driver shows the workers' output, then with the quiet settings
+(:data:`voxline.server.QUIET_LOG_MONITOR`: 1.28 % of a core before, 0.53 % after)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import psutil
 import pytest
 
 from tests.serve._app import App
-from tests.support.processes import script_pids
+from tests.support.processes import descendants, script_pids
 from voxline.server import QUIET_LOG_MONITOR
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 
+#: the Python files Ray runs the unused processes from (Ray 2.60)
+UNUSED_SCRIPTS = ("log_monitor.py", "monitor.py", "dashboard.py")
 
-def test_the_apps_log_monitor_runs_with_the_quiet_settings(app: App) -> None:
-    monitors = script_pids(os.getpid(), "log_monitor.py")  # this test's own app only
-    assert monitors, "no Ray log monitor among this process's descendants"
-    for pid in monitors:
-        environ = psutil.Process(pid).environ()
-        assert {name: environ.get(name) for name in QUIET_LOG_MONITOR} == QUIET_LOG_MONITOR
+
+def _title(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
+
+
+def test_the_app_runs_no_process_it_never_uses(app: App) -> None:
+    here = os.getpid()  # this test's own app only: its Ray head is this process's child
+    assert any("raylet" in _title(pid) for pid in descendants(here))  # the head is looked at
+    assert {script: script_pids(here, script) for script in UNUSED_SCRIPTS} == {
+        script: [] for script in UNUSED_SCRIPTS}
+
+
+#: a driver that shows its workers' output (``voxline serve --verbose``): Ray's head, then
+#: its processes' scripts and the log monitor's settings, as JSON
+_VERBOSE_DRIVER = textwrap.dedent("""
+    import json
+    import psutil
+    from voxline.server import QUIET_LOG_MONITOR, start_ray
+    start_ray(1, log_to_driver=True)
+    import ray
+    found = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() == "zombie":
+                continue
+            for arg in proc.cmdline()[1:]:
+                name = arg.rsplit("/", 1)[-1]
+                if name in ("log_monitor.py", "monitor.py", "dashboard.py"):
+                    environ = proc.environ()
+                    found[name] = {k: environ.get(k) for k in QUIET_LOG_MONITOR}
+        except psutil.Error:
+            continue
+    ray.shutdown()
+    print(json.dumps(found))
+""")
+
+
+def test_a_driver_that_shows_the_logs_keeps_a_quiet_log_monitor() -> None:
+    """...in a head of its own, whatever cluster ``RAY_ADDRESS`` names (nothing listens
+    on that port: a driver that went there would fail)."""
+    env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:1"}
+    done = subprocess.run([sys.executable, "-c", _VERBOSE_DRIVER], capture_output=True,
+                          text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"log_monitor.py": QUIET_LOG_MONITOR}
