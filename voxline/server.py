@@ -227,7 +227,7 @@ def running_server(
         say("VOXLINE_REDIS_URL is not set: starting a Redis server of our own on 127.0.0.1")
     with redis_url_or_server(settings.redis_url) as redis_url:
         settings = settings.model_copy(update={"redis_url": redis_url})
-        say("starting Ray (no dashboard, 127.0.0.1 only)")
+        say("starting Ray: a head of our own (no dashboard, 127.0.0.1 only)")
         ready = deploying = False
         url = f"http://{settings.host}:{settings.port}"
         try:
