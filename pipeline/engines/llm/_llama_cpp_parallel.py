@@ -1,37 +1,32 @@
-"""Several requests decoded together by one llama.cpp context: the CPU LLM's scheduler.
+"""Several requests in one llama.cpp context, each in a sequence: the CPU LLM's scheduler.
 
-A decoding step of a small model on a CPU is bound by reading the weights and by the
-call's fixed costs, not by arithmetic, so one ``llama_decode`` of k tokens that belong to
-k different sequences costs far less than k steps of one token
-(``loadtests/bench_llm_parallel.py`` measures it). The scheduler runs on the engine's one
-worker thread (llama.cpp's context is not thread-safe) and loops while there is work:
+One ``llama_decode`` of k tokens of k sequences costs far less than k steps of one
+(``loadtests/bench_llm_parallel.py``). The scheduler runs on the engine's one worker
+thread (llama.cpp's context is not thread-safe) and loops while there is work:
 
-* **Admission between steps.** A request waits until one of the ``n_seq`` sequences is
-  free; then its prompt is tokenized and checked against the context window of one
-  sequence (:func:`~pipeline.engines.llm.prompting.reply_budget`: a prompt over it fails that
-  request alone, ``llm_failed`` with ``details.reason == "context_overflow"``) and joins
-  the next step. The sequence whose KV cache already holds the longest prefix of the
-  prompt is chosen (a voice session's next turn, or just the shared worked examples), so
-  only the rest is evaluated, as ``llama_cpp.Llama`` does for its single sequence.
-* **One step for all.** Each step is one ``llama_decode``: the last token of every
-  decoding sequence, then prompt tokens of the new ones up to ``n_batch`` (a long prompt
-  is evaluated over several steps while the others go on decoding). Each sequence is
-  then sampled with a sampler chain of its own (the same chain ``Llama`` builds: repeat
-  penalty over its own reply, then greedy or top-k/top-p/min-p/temperature).
+* **Admission between steps.** A request waits for a free one of the ``n_seq``
+  sequences; its prompt is tokenized and checked against one sequence's window
+  (:func:`~pipeline.engines.llm.prompting.reply_budget`: over it fails that request alone,
+  ``llm_failed``, ``details.reason == "context_overflow"``). It takes the sequence whose
+  KV cache holds the longest prefix of the prompt (a voice session's next turn, or the
+  shared worked examples), so only the rest is evaluated, as ``llama_cpp.Llama`` does.
+* **One step for all, or first pieces first.** Each step is one ``llama_decode`` of
+  every running request, or with ``together`` set, of the oldest ``together`` still in
+  their :data:`HEAD_TOKENS` (else all): a decoding one's last token, a new one's prompt
+  tokens up to ``n_batch`` (over several steps if longer); each sampled with a chain of its
+  own (``Llama``'s). k in a step cost less than k steps, but each gets its tokens later
+  (docs/measurements.md, "One reply at a time", measures both ways).
 * **Text per consumer.** Tokens become text as in the one-at-a-time engine (the
-  :class:`~pipeline.engines.llm._detokenizer.Detokenizer`'s incremental UTF-8, the
-  :class:`~pipeline.engines.llm.prompting.StopScanner`) and go to the request's own queue on
-  the event loop. A consumer with ``queue_size`` pieces unread pauses its sequence (it
-  skips steps) rather than slowing the others.
+  :class:`~pipeline.engines.llm._detokenizer.Detokenizer`, the
+  :class:`~pipeline.engines.llm.prompting.StopScanner`), into the request's own queue on
+  the event loop; with ``queue_size`` pieces unread its sequence sits steps out.
 * **Cancellation.** A consumer that leaves marks its request; before the next step its
-  sequence is freed (``finish_reason="cancelled"``) and the others go on untouched; the
-  consumer waits up to ``cancel_wait_s`` for that. A request still waiting is dropped at
-  once.
-* **Bounded.** At most ``n_seq`` requests decode and ``max_waiting`` wait; one more is
-  refused at once: :class:`~schemas.OverloadedError` (``overloaded``, a retry hint).
+  sequence is freed (``finish_reason="cancelled"``), the others untouched; the consumer
+  waits up to ``cancel_wait_s`` for that. A request still waiting is dropped at once.
+* **Bounded.** ``n_seq`` decode, ``max_waiting`` wait; one more: ``overloaded`` at once.
 
-A failed ``llama_decode`` fails the requests of that step (their KV cache is cleared)
-and no other; ``close()`` ends every request with a transient error.
+A failed ``llama_decode`` fails its step's requests (their caches cleared), no other;
+``close()`` ends every request with a transient error.
 """
 
 from __future__ import annotations
@@ -62,10 +57,14 @@ from pipeline.engines.llm._llama_cpp_requests import (
 from pipeline.engines.llm.prompting import DialoguePrompt, StopScanner, reply_budget
 from schemas import EngineError, ErrorCode, OverloadedError, SamplingSettings
 
-__all__ = ["ParallelScheduler", "SamplerSettings"]
+__all__ = ["HEAD_TOKENS", "ParallelScheduler", "SamplerSettings"]
+
+#: a reply's first tokens, its first spoken piece (3-4 words; the LLM stage sends as many
+#: one by one): what a listener waits for, decoded before any reply already speaking
+HEAD_TOKENS = 8
 
 class ParallelScheduler:
-    """Streams the replies of up to ``seqs.n_seq`` requests decoded together."""
+    """Streams the replies of up to ``seqs.n_seq`` requests, first pieces first (above)."""
 
     def __init__(
         self,
@@ -77,6 +76,7 @@ class ParallelScheduler:
         queue_size: int,
         max_waiting: int,
         cancel_wait_s: float,
+        together: int | None = None,
     ) -> None:
         self._seqs = seqs
         self._lib = seqs.lib
@@ -87,6 +87,7 @@ class ParallelScheduler:
         self._queue_size = queue_size
         self._max_waiting = max_waiting
         self._cancel_wait_s = cancel_wait_s
+        self._together = together
         self._slots = [Slot(i) for i in range(seqs.n_seq)]
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -251,8 +252,9 @@ class ParallelScheduler:
             if request.cancelled:
                 self._end(request, "cancelled")
         runnable = [r for r in self._active if r.pending or r.sent - r.taken < self._queue_size]
-        if runnable:
-            self._step(runnable)
+        heads = [r for r in runnable if r.stats.completion_tokens < HEAD_TOKENS]
+        if runnable:  # _active is in the order they came
+            self._step(heads[:self._together] if heads and self._together else runnable)
         elif self._active:
             self._wake.wait()  # every consumer is behind: wait for one to read or leave
         return True
@@ -299,7 +301,7 @@ class ParallelScheduler:
         return best
 
     def _step(self, runnable: list[Request]) -> None:
-        """One ``llama_decode`` for every runnable sequence, then one token each."""
+        """One ``llama_decode`` for the given runnable sequences, then one token each."""
         batch = self._batch
         batch.n_tokens = 0
         sampled: list[tuple[Request, int]] = []

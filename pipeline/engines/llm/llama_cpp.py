@@ -19,11 +19,14 @@ question). Markup it still writes is removed before speech by the sentence buffe
 
 How one request runs:
 
-* **Several requests together** (``parallel_sequences``, default 8): one context holds
-  a KV cache per sequence and one ``llama_decode`` per step advances every running reply
-  (:mod:`pipeline.engines.llm._llama_cpp_parallel`, the scheduler; measured by
-  ``loadtests/bench_llm_parallel.py``); more requests wait (``max_waiting``), and one
-  more is refused (``overloaded``). Everything below holds per request.
+* **Several requests at once** (``parallel_sequences``, default 8): one context holds
+  a KV cache per sequence (each session's dialogue cached in its own), and one
+  ``llama_decode`` per step advances every running reply, or with ``decode_together``
+  set, the oldest that many still writing their first piece, else all the others
+  (:mod:`pipeline.engines.llm._llama_cpp_parallel`, the scheduler; what k
+  sequences in a step cost: ``loadtests/bench_llm_parallel.py``); more requests wait
+  (``max_waiting``), and one more is refused (``overloaded``). Everything below holds per
+  request.
 * **One at a time** (``parallel_sequences=1``): a llama.cpp context is not
   thread-safe, so requests queue on an ``asyncio.Lock`` and all model calls run on a
   single worker thread (a :class:`~pipeline.engines._worker.ModelWorker`), as the
@@ -98,13 +101,12 @@ __all__ = [
     "locate_gemma_gguf",
 ]
 
-#: requests decoded together unless set. Throughput is flat from 4 to 8
-#: (loadtests/bench_llm_parallel.py: 37.6 / 34.4 tokens/s in all); 8 gives each of the
-#: capacity goal's 8 voice sessions a sequence (its KV cache: its dialogue's prefix kept
-#: from turn to turn) and no reply waits for a free one. The capacity runner, 8 sessions
-#: (2026-11-26, 60-90 s steps, one run each, the one-session p95 ~470-610 ms in all):
-#: voice-to-voice p95 1,172-1,543 ms against 1,379-1,718 ms at 4 (noisy, and modest); the
-#: LanguageModel replica's memory 858 MB against 718 MB.
+#: sequences unless set: 8 gives each of the capacity goal's 8 voice sessions one (its KV
+#: cache: its dialogue's prefix kept from turn to turn) and no reply waits for a free one.
+#: Decoded together (2026-11-26: throughput flat from 4 to 8 in loadtests/
+#: bench_llm_parallel.py, 37.6 / 34.4 tokens/s in all), the capacity runner's 8 sessions
+#: had a p95 of 1,172-1,543 ms against 1,379-1,718 ms with 4 sequences; the LanguageModel
+#: replica's memory 858 MB against 718 MB (``decode_together`` orders the steps).
 PARALLEL_DEFAULT = 8
 
 #: how a finished stream's reason reads in its usage
@@ -163,6 +165,16 @@ class LlamaCppOptions(DialogueOptions):
         description="requests decoded together, each with a KV cache of n_ctx tokens "
         "(llama.cpp's parallel sequences; 1: one request at a time). See "
         "loadtests/bench_llm_parallel.py for what k sequences cost",
+    )
+    decode_together: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="unset: each decoding step advances every running reply. Set: of the "
+        "replies still writing their first piece (8 tokens), only the oldest this many, "
+        "the others after them (1: first pieces one at a time in the order they came; 8 "
+        "voice sessions on 2 cores: p95 533-669 ms against 618-1,037 unset, but WebRTC "
+        "turns 1.0-1.2x the native ones' against 1.08-1.10x: docs/measurements.md)",
     )
     max_waiting: int = Field(
         default=16,
@@ -244,6 +256,7 @@ class LlamaCppLanguageModel(LanguageModel):
                     queue_size=o.queue_size,
                     max_waiting=o.max_waiting,
                     cancel_wait_s=o.cancel_wait_s,
+                    together=o.decode_together,
                 )
             self._llm = llm
             self.load_seconds = time.perf_counter() - started

@@ -2,7 +2,9 @@
 
 Several requests decoded together must be invisible to each of them: the same replies as
 one at a time (greedy), a failure or a cancel that stays with its own request, and a
-bounded queue that refuses with a code.
+bounded queue that refuses with a code. With ``decode_together=1`` the replies' first
+pieces take their steps one at a time, oldest first, their tails together after, and a
+reply nobody reads holds up no other.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from pipeline.engines.llm._llama_cpp_parallel import HEAD_TOKENS
 from pipeline.engines.llm.llama_cpp import LlamaCppLanguageModel
 from schemas import (
     ChatMessage,
@@ -187,3 +190,69 @@ async def test_a_request_cancelled_while_waiting_leaves_no_trace(
         assert await anext(stream)
         await stream.aclose()
     assert not parallel.busy
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def oldest_first() -> AsyncIterator[LlamaCppLanguageModel]:
+    """Four sequences, first pieces one at a time (``decode_together=1``)."""
+    engine = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, parallel_sequences=4,
+                                   decode_together=1)
+    await engine.load()
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+def _steps_of(engine: LlamaCppLanguageModel) -> list[list[str]]:
+    """From now on, the request ids of each decoding step of ``engine``'s scheduler."""
+    scheduler = engine._scheduler
+    assert scheduler is not None
+    steps: list[list[str]] = []
+    step = scheduler._step
+
+    def recorded(runnable: list[Any]) -> None:
+        steps.append([request.stats.request_id for request in runnable])
+        step(runnable)
+
+    scheduler._step = recorded  # type: ignore[method-assign]
+    return steps
+
+
+@with_model
+@_module_loop
+async def test_first_pieces_go_one_at_a_time_in_the_order_they_came(
+    engines: tuple[LlamaCppLanguageModel, LlamaCppLanguageModel],
+    oldest_first: LlamaCppLanguageModel,
+) -> None:
+    serial, parallel = engines
+    asks = [counting(f"c{i}", max_tokens=24) for i in range(3)]
+    alone = [await _text(serial, ask) for ask in asks]
+    steps = _steps_of(oldest_first)
+    replies = await asyncio.gather(*(_text(oldest_first, ask) for ask in asks))
+    assert list(replies) == alone
+    seen: dict[str, int] = {}  # each request's steps so far: its first HEAD_TOKENS, alone
+    for ids in steps:
+        for request_id in ids:
+            seen[request_id] = seen.get(request_id, 0) + 1
+            if seen[request_id] <= HEAD_TOKENS:
+                assert ids == [request_id], (request_id, steps)
+    assert list(seen) == ["c0", "c1", "c2"]  # begun in the order they came
+    assert max(len(ids) for ids in steps) > 1  # past their first pieces, together
+    # unset, every running reply shares each step
+    shared = _steps_of(parallel)
+    await asyncio.gather(*(_text(parallel, ask) for ask in asks))
+    assert max(len(ids) for ids in shared) == 3
+
+
+@with_model
+@_module_loop
+async def test_a_reply_nobody_reads_holds_up_no_other(oldest_first: LlamaCppLanguageModel) -> None:
+    expected = [item async for item in oldest_first.generate_with_usage(
+        counting("b", max_tokens=24))]
+    unread = oldest_first.generate(counting("a", max_tokens=400))
+    assert await anext(unread)  # the oldest: it decodes until its queue is full, then waits
+    got = [item async for item in oldest_first.generate_with_usage(counting("b", max_tokens=24))]
+    assert got == expected
+    await unread.aclose()
+    assert not oldest_first.busy
