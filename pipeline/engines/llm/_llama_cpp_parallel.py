@@ -10,12 +10,12 @@ thread (llama.cpp's context is not thread-safe) and loops while there is work:
   ``llm_failed``, ``details.reason == "context_overflow"``). It takes the sequence whose
   KV cache holds the longest prefix of the prompt (a voice session's next turn, or the
   shared worked examples), so only the rest is evaluated, as ``llama_cpp.Llama`` does.
-* **One step for all, or first pieces first.** Each step is one ``llama_decode`` of
-  every running request, or with ``together`` set, of the oldest ``together`` still in
-  their :data:`HEAD_TOKENS` (else all): a decoding one's last token, a new one's prompt
-  tokens up to ``n_batch`` (over several steps if longer); each sampled with a chain of its
-  own (``Llama``'s). k in a step cost less than k steps, but each gets its tokens later
-  (docs/measurements.md, "One reply at a time", measures both ways).
+* **First pieces first.** Each step is one ``llama_decode`` of the oldest ``together``
+  requests still in their :data:`HEAD_TOKENS` (else all; ``together`` None: always all):
+  a decoding one's last token, a new one's prompt tokens up to ``n_batch`` (over several
+  steps if longer); each sampled with a chain of its own (``Llama``'s). k in a step cost
+  less than k steps, but each gets its tokens later (docs/measurements.md, "One reply at a
+  time").
 * **Text per consumer.** Tokens become text as in the one-at-a-time engine (the
   :class:`~pipeline.engines.llm._detokenizer.Detokenizer`, the
   :class:`~pipeline.engines.llm.prompting.StopScanner`), into the request's own queue on
@@ -76,7 +76,7 @@ class ParallelScheduler:
         queue_size: int,
         max_waiting: int,
         cancel_wait_s: float,
-        together: int | None = None,
+        together: int | None = 1,
     ) -> None:
         self._seqs = seqs
         self._lib = seqs.lib

@@ -21,8 +21,8 @@ How one request runs:
 
 * **Several requests at once** (``parallel_sequences``, default 8): one context holds
   a KV cache per sequence (each session's dialogue cached in its own), and one
-  ``llama_decode`` per step advances every running reply, or with ``decode_together``
-  set, the oldest that many still writing their first piece, else all the others
+  ``llama_decode`` per step advances the oldest ``decode_together`` (1) replies still
+  writing their first piece, else all the others (unset: every running reply)
   (:mod:`pipeline.engines.llm._llama_cpp_parallel`, the scheduler; what k
   sequences in a step cost: ``loadtests/bench_llm_parallel.py``); more requests wait
   (``max_waiting``), and one more is refused (``overloaded``). Everything below holds per
@@ -167,14 +167,14 @@ class LlamaCppOptions(DialogueOptions):
         "loadtests/bench_llm_parallel.py for what k sequences cost",
     )
     decode_together: int | None = Field(
-        default=None,
+        default=1,
         ge=1,
         le=64,
-        description="unset: each decoding step advances every running reply. Set: of the "
-        "replies still writing their first piece (8 tokens), only the oldest this many, "
-        "the others after them (1: first pieces one at a time in the order they came; 8 "
-        "voice sessions on 2 cores: p95 533-669 ms against 618-1,037 unset, but WebRTC "
-        "turns 1.0-1.2x the native ones' against 1.08-1.10x: docs/measurements.md)",
+        description="of the replies still writing their first piece (8 tokens), how many "
+        "one decoding step advances, the oldest first; the others go on together once no "
+        "first piece waits. 1: first pieces one at a time in the order they came (8 voice "
+        "sessions on 2 cores: p95 578-669 ms against 618-1,037 with every reply in each "
+        "step: docs/measurements.md); unset: every running reply in each step",
     )
     max_waiting: int = Field(
         default=16,

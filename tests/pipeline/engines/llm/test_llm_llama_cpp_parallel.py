@@ -2,9 +2,9 @@
 
 Several requests decoded together must be invisible to each of them: the same replies as
 one at a time (greedy), a failure or a cancel that stays with its own request, and a
-bounded queue that refuses with a code. With ``decode_together=1`` the replies' first
-pieces take their steps one at a time, oldest first, their tails together after, and a
-reply nobody reads holds up no other.
+bounded queue that refuses with a code. By default (``decode_together=1``) the replies'
+first pieces take their steps one at a time, oldest first, their tails together after,
+and a reply nobody reads holds up no other.
 """
 
 from __future__ import annotations
@@ -59,9 +59,11 @@ async def _text(engine: LlamaCppLanguageModel, request: GenerationRequest) -> st
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engines() -> AsyncIterator[tuple[LlamaCppLanguageModel, LlamaCppLanguageModel]]:
-    """The voice defaults (worked examples, one line), one at a time and 4 together."""
+    """The voice defaults (worked examples, one line), one at a time and 4 together (every
+    running reply in each step)."""
     serial = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, parallel_sequences=1)
-    parallel = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, parallel_sequences=4, max_waiting=1)
+    parallel = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, parallel_sequences=4,
+                                     decode_together=None, max_waiting=1)
     await serial.load()
     await parallel.load()
     try:
@@ -194,9 +196,8 @@ async def test_a_request_cancelled_while_waiting_leaves_no_trace(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def oldest_first() -> AsyncIterator[LlamaCppLanguageModel]:
-    """Four sequences, first pieces one at a time (``decode_together=1``)."""
-    engine = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, parallel_sequences=4,
-                                   decode_together=1)
+    """Four sequences, first pieces one at a time (the default ``decode_together=1``)."""
+    engine = LlamaCppLanguageModel(n_ctx=N_CTX, n_threads=1, parallel_sequences=4)
     await engine.load()
     try:
         yield engine
@@ -239,7 +240,7 @@ async def test_first_pieces_go_one_at_a_time_in_the_order_they_came(
                 assert ids == [request_id], (request_id, steps)
     assert list(seen) == ["c0", "c1", "c2"]  # begun in the order they came
     assert max(len(ids) for ids in steps) > 1  # past their first pieces, together
-    # unset, every running reply shares each step
+    # decode_together unset: every running reply shares each step
     shared = _steps_of(parallel)
     await asyncio.gather(*(_text(parallel, ask) for ask in asks))
     assert max(len(ids) for ids in shared) == 3
