@@ -98,8 +98,8 @@ def stop_unused_ray_processes(*, keep_log_monitor: bool) -> list[str]:
     not name the same way is left running, logged: the app works either way."""
     import ray
 
-    node = getattr(getattr(ray, "_private", None), "worker", None)
-    node = getattr(node, "_global_node", None)
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(worker, "_global_node", None)
     stopped = []
     for name, method in UNUSED_RAY_PROCESSES.items():
         if name == "log monitor" and keep_log_monitor:
