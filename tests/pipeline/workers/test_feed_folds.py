@@ -135,8 +135,8 @@ async def test_each_entry_reads_what_came_since_and_decides_as_the_whole_log(
                                                    "speech_speed": 0.8 + rng.random() / 2})
             await event_log.append(SessionUpdated(session_id="s", data=SessionUpdatedData(
                 settings=settings, changed=("auto_play", "speech_speed"))))
-        await event_log.append_batch(text_turn_events("s", "Something short.", turn_id=f"t{k}",
-                                                    with_audio=rng.random() < 0.5))
+        await event_log.append_batch(text_turn_events(
+            "s", "Something short.", turn_id=f"t{k}", with_audio=rng.random() < 0.5))
         for delivery in await deliveries(worker):
             await worker.handle(delivery)
             await worker.reader.ack(delivery)
@@ -184,8 +184,8 @@ async def test_a_worker_without_folds_reads_every_entry_from_the_start(
     log = EventLog(redis, log_settings.model_copy(update={"worker_folds": 0}))
     await log.append(SessionCreated(session_id="s", data=SessionCreatedData(settings=AUTO)))
     for k in range(3):
-        await log.append_batch(text_turn_events("s", "Something short.", turn_id=f"t{k}",
-                                            with_audio=True))
+        await log.append_batch(text_turn_events(
+            "s", "Something short.", turn_id=f"t{k}", with_audio=True))
     worker = Watching(log)
     for delivery in await deliveries(worker):
         await worker.handle(delivery)
