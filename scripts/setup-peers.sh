@@ -4,7 +4,8 @@
 # dependencies (Pipecat pins protobuf < 7, its own onnxruntime, ...) never touch Voxline's.
 #
 #   VOXLINE_PEERS_DIR    where the peers' venvs live (default: ~/.cache/voxline/peers)
-#   VOXLINE_WHEEL_CACHE  the llama-cpp-python wheel scripts/setup.sh built (reused here)
+#   VOXLINE_WHEEL_CACHE  the llama-cpp-python wheel scripts/setup.sh built for this CPU
+#                        (reused here: scripts/llama-build.sh names it)
 #
 # Pipecat has no llama.cpp service: its docs point local models at an OpenAI-compatible
 # server, so the same Gemma GGUF is served by llama-cpp-python's own server (the same
@@ -16,22 +17,22 @@ cd "$(dirname "$0")/.."
 
 PEERS="${VOXLINE_PEERS_DIR:-$HOME/.cache/voxline/peers}"
 VENV="$PEERS/pipecat-venv"
-WHEELS="${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}"
 PY="${PYTHON:-python3.11}"
 # Pipecat 1.14.0 as released; its extras for local Whisper (faster-whisper), Piper and the
 # FastAPI WebSocket transport. Silero VAD and the OpenAI client are in its core.
 PIPECAT="pipecat-ai[whisper,piper,websocket]==1.14.0"
 # the engines at the versions Voxline's cpu extra pins (pyproject.toml)
 ENGINES=("faster-whisper==1.2.1" "piper-tts==1.8.0")
-LLAMA_VERSION="0.3.36"  # as scripts/setup.sh
+source scripts/llama-build.sh  # LLAMA_VERSION, llama_wheel_dir: as scripts/setup.sh
 SERVER_DEPS=("uvicorn>=0.30" "fastapi>=0.115" "sse-starlette>=1.6" "starlette-context>=0.3.6"
              "pydantic-settings>=2.0" "PyYAML>=5.1")
 
 say() { printf '\033[1m[setup-peers]\033[0m %s\n' "$*"; }
 
-wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+llama_wheels="$(llama_wheel_dir)"
+wheel=$(ls "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
 if [ -z "$wheel" ]; then
-  echo "no llama-cpp-python $LLAMA_VERSION wheel in $WHEELS: run scripts/setup.sh first" >&2
+  echo "no llama-cpp-python $LLAMA_VERSION wheel in $llama_wheels: run scripts/setup.sh first" >&2
   exit 1
 fi
 
@@ -43,9 +44,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.voxline-peers-installed"
-want="$(sha256sum scripts/setup-peers.sh | cut -d' ' -f1)"
+want="$(cat scripts/setup-peers.sh scripts/llama-build.sh | sha256sum | cut -d' ' -f1) $wheel"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing $PIPECAT, ${ENGINES[*]}, llama-cpp-python $LLAMA_VERSION (server)"
+  # the same version of another build (an older setup's) would count as installed
+  "$VENV/bin/pip" uninstall -q -y llama-cpp-python 2>/dev/null || true
   "$VENV/bin/pip" install -q "$PIPECAT" "${ENGINES[@]}" "$wheel" "${SERVER_DEPS[@]}"
   "$VENV/bin/python" -c "import pipecat, faster_whisper, piper, llama_cpp.server"
   "$VENV/bin/pip" freeze > "$VENV/requirements.lock"

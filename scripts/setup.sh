@@ -9,14 +9,12 @@ cd "$(dirname "$0")/.."
 
 VENV="${VOXLINE_VENV:-.venv}"
 EXTRAS="${VOXLINE_EXTRAS:-cpu,dev}"
-WHEELS="${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}"
 # The Pythons the whole suite passes on, newest first: the first present (and runnable:
 # a pyenv shim may name a version it does not have) makes the venv; PYTHON overrides.
 SUPPORTED_PYTHONS="3.13 3.12 3.11"
-# llama.cpp's default native build uses AMX instructions that some VMs do not enable
-# (it crashes at load); these flags keep AVX2/FMA and drop the native autodetection.
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-LLAMA_VERSION="0.3.36"
+# llama-cpp-python's version, build flags and wheel cache (VOXLINE_WHEEL_CACHE,
+# VOXLINE_LLAMA_FEATURES): scripts/llama-build.sh
+source scripts/llama-build.sh
 SILERO_VAD="silero-vad==6.2.3"  # as SILERO_VAD_WHEEL in pipeline/engines/weights/_entries.py
 SMART_TURN="pipecat-ai==1.14.0"  # as SMART_TURN_WHEEL there
 
@@ -84,21 +82,28 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
 fi
 
-stamp="$VENV/.voxline-installed"
-want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) $EXTRAS"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  if [[ ",$EXTRAS," == *",cpu,"* ]] && ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-    # Build llama-cpp-python once with safe flags and keep the wheel: pip's own cache
-    # ignores build flags, so it is bypassed here. It loads its library with ctypes: one
-    # wheel (py3-none) serves every Python.
-    mkdir -p "$WHEELS"
-    if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
-      say "building llama-cpp-python $LLAMA_VERSION (several minutes, once per machine)"
-      CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" wheel -q --no-cache-dir --no-deps \
-        -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
-    fi
-    "$VENV/bin/pip" install -q "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+llama_wheels="$(llama_wheel_dir)"
+if [[ ",$EXTRAS," == *",cpu,"* ]] \
+   && [ "$(cat "$VENV/.llama-cpp-build" 2>/dev/null)" != "$llama_wheels" ]; then
+  # Build llama-cpp-python once per CPU and keep the wheel: pip's own cache ignores build
+  # flags, so it is bypassed here. It loads its library with ctypes: one wheel (py3-none)
+  # serves every Python. A venv holding another build (an older setup's, another CPU's)
+  # gets this one.
+  if ! ls "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+    say "building llama-cpp-python $LLAMA_VERSION for this CPU ($(llama_features)):" \
+        "several minutes, once per machine"
+    mkdir -p "$llama_wheels"
+    CMAKE_ARGS="$(llama_cmake_args)" "$VENV/bin/pip" wheel -q --no-cache-dir --no-deps \
+      -w "$llama_wheels" "llama-cpp-python==$LLAMA_VERSION"
   fi
+  "$VENV/bin/pip" uninstall -q -y llama-cpp-python 2>/dev/null || true
+  "$VENV/bin/pip" install -q "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+  echo "$llama_wheels" > "$VENV/.llama-cpp-build"
+fi
+
+stamp="$VENV/.voxline-installed"
+want="$(cat pyproject.toml scripts/setup.sh scripts/llama-build.sh | sha256sum | cut -d' ' -f1) $EXTRAS"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing voxline[$EXTRAS]"
   "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
   if [[ ",$EXTRAS," == *",cpu,"* ]]; then

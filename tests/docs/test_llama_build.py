@@ -1,0 +1,54 @@
+"""scripts/llama-build.sh: the llama.cpp build is made for the CPU's own extensions, never
+AMX, and each build keeps its wheel in a folder of its own (a shared cache must never hand a
+machine a wheel its CPU cannot run)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(call: str, **env: str) -> str:
+    done = subprocess.run(
+        ["bash", "-c", f"source scripts/llama-build.sh; {call}"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_named_extensions_become_cmake_options_and_the_folder_name() -> None:
+    features = "AVX AVX2 FMA F16C AVX512"
+    assert _run("llama_cmake_args", VOXLINE_LLAMA_FEATURES=features) == (
+        "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+        "-DGGML_AVX512=ON"
+    )
+    folder = _run("llama_wheel_dir", VOXLINE_LLAMA_FEATURES=features, VOXLINE_WHEEL_CACHE="/w")
+    assert folder.startswith("/w/llama-cpp-python-")
+    assert folder.endswith("-AVX-AVX2-FMA-F16C-AVX512")
+
+
+def test_builds_for_different_cpus_keep_their_wheels_apart() -> None:
+    portable = _run("llama_wheel_dir", VOXLINE_LLAMA_FEATURES="AVX AVX2 FMA F16C")
+    wider = _run("llama_wheel_dir", VOXLINE_LLAMA_FEATURES="AVX AVX2 FMA F16C AVX512")
+    assert portable != wider
+
+
+@pytest.mark.skipif(
+    subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip() != "x86_64",
+    reason="reads x86 flags",
+)
+def test_this_cpus_own_build_is_native_off_and_never_amx() -> None:
+    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
+    args = _run("llama_cmake_args").split()
+    assert args[0] == "-DGGML_NATIVE=OFF"
+    assert not [a for a in args if "AMX" in a]
+    assert ("-DGGML_AVX2=ON" in args) == ("avx2" in flags)
+    assert ("-DGGML_AVX512=ON" in args) == ("avx512f" in flags)
