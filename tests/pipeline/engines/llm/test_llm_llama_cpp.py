@@ -84,7 +84,7 @@ async def _collect(engine: LlamaCppLanguageModel, request: GenerationRequest) ->
 async def test_streams_a_reply_in_several_deltas(engine: LlamaCppLanguageModel) -> None:
     deltas = await _collect(engine, _ask("What is the capital of France?", max_tokens=48))
     reply = "".join(deltas)
-    assert len(deltas) >= 3
+    assert len(deltas) >= 2  # "Paris" "." on an AVX-512 build, more words on others
     assert all(deltas), "no empty deltas"
     assert "Paris" in reply
     assert reply == reply.strip()
@@ -108,12 +108,13 @@ async def test_stops_at_max_tokens(engine: LlamaCppLanguageModel) -> None:
 @with_model
 @_module_loop
 async def test_stops_at_a_request_stop_sequence(engine: LlamaCppLanguageModel) -> None:
+    # (how far the model counts depends on the build's arithmetic: past 8 on every one)
     full = "".join(await _collect(engine, counting(max_tokens=30)))
-    assert " 12," in full
-    cut = "".join(await _collect(engine, counting(max_tokens=30, stop=("12",))))
+    assert " 8," in full
+    cut = "".join(await _collect(engine, counting(max_tokens=30, stop=("8",))))
     assert engine.last_finish_reason == "stop"
-    assert cut == full[: full.index("12")].rstrip()
-    assert "12" not in cut
+    assert cut == full[: full.index("8")].rstrip()
+    assert "8" not in cut
 
 
 @with_model
