@@ -252,6 +252,8 @@ class GenerationStats:
     finish_reason: str | None = None
     #: None until the prompt was counted
     prompt_tokens: int | None = None
+    #: of those, how many a cache already held (not evaluated again); None: not known
+    cached_tokens: int | None = None
     completion_tokens: int = 0
     #: seconds from the request's start to its first text, and to its end
     first_text_s: float | None = None

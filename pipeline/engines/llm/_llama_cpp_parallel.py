@@ -7,9 +7,9 @@ thread (llama.cpp's context is not thread-safe) and loops while there is work:
 * **Admission between steps.** A request waits for a free one of the ``n_seq``
   sequences; its prompt is tokenized and checked against one sequence's window
   (:func:`~pipeline.engines.llm.prompting.reply_budget`: over it fails that request alone,
-  ``llm_failed``, ``details.reason == "context_overflow"``). It takes the sequence whose
-  KV cache holds the longest prefix of the prompt (a voice session's next turn, or the
-  shared worked examples), so only the rest is evaluated, as ``llama_cpp.Llama`` does.
+  ``llm_failed``, ``details.reason == "context_overflow"``). Only what no cache holds is
+  evaluated: a session's next turn goes on in its dialogue's sequence, a new dialogue to
+  the one used longest ago with the shared beginning copied in (:func:`place`).
 * **First pieces first.** Each step is one ``llama_decode`` of the oldest ``together``
   requests still in their :data:`HEAD_TOKENS` (else all; ``together`` None: always all):
   a decoding one's last token, a new one's prompt tokens up to ``n_batch`` (over several
@@ -51,7 +51,9 @@ from pipeline.engines.llm._llama_cpp_requests import (
     call_soon,
     clear_slot,
     common_prefix,
+    copy_cache,
     keep_prefix,
+    place,
     sampler_chain,
 )
 from pipeline.engines.llm.prompting import DialoguePrompt, StopScanner, reply_budget
@@ -104,10 +106,6 @@ class ParallelScheduler:
         """Requests are decoding or waiting (including ones whose consumer left)."""
         with self._lock:
             return bool(self._waiting) or self._admitted > 0
-
-    @property
-    def sequences(self) -> int:
-        return len(self._slots)
 
     async def generate(
         self, prompt: DialoguePrompt, sampling: SamplingSettings, stats: GenerationStats,
@@ -263,7 +261,7 @@ class ParallelScheduler:
         return next((slot for slot in self._slots if not slot.busy), None)
 
     def _start(self, request: Request) -> None:
-        """Tokenize, check the window, pick the sequence with the longest cached prefix."""
+        """Tokenize, check the window, place the prompt in a sequence (:func:`place`)."""
         request.started = time.perf_counter()
         self._active.append(request)
         try:
@@ -274,14 +272,14 @@ class ParallelScheduler:
             self._end(request, "error", exc)
             return
         assert request.slot is not None
-        request.slot = self._best_slot(request.slot, tokens)
-        slot = request.slot
+        request.slot = slot = self._place(request.slot, tokens)
         keep = common_prefix(slot.tokens, tokens, len(tokens) - 1)
         if keep > 0 and not keep_prefix(self._lib, self._seqs, slot, keep):
             keep = 0
         if keep == 0:
             clear_slot(self._lib, self._seqs, slot)
-        slot.tokens = slot.tokens[:keep]
+        slot.tokens, slot.used = slot.tokens[:keep], request.started
+        request.stats.cached_tokens = keep
         request.pending = tokens[keep:]
         request.sampler = sampler_chain(self._seqs, self._lib, self._sampler,
                                         request.sampling, request.grammar)
@@ -290,15 +288,17 @@ class ParallelScheduler:
             request.prompt.stop, strip_leading=not request.prompt.continuation
         )
 
-    def _best_slot(self, given: Slot, tokens: list[int]) -> Slot:
-        """Of the free sequences (``given`` is reserved already), the one whose cache holds
-        the longest prefix of ``tokens``."""
+    def _place(self, given: Slot, tokens: list[int]) -> Slot:
+        """The free sequence the prompt runs in (``given`` is reserved already), its cache
+        copied from another first where :func:`place` says so."""
         with self._lock:
-            candidates = [given, *(s for s in self._slots if not s.busy)]
-            best = max(candidates, key=lambda s: common_prefix(s.tokens, tokens, len(tokens)))
-            if best is not given:
-                given.busy, best.busy = False, True
-        return best
+            placement = place(tokens, [given, *(s for s in self._slots if not s.busy)],
+                              self._slots)
+            if placement.slot is not given:
+                given.busy, placement.slot.busy = False, True
+        if placement.source is not None:
+            copy_cache(self._lib, self._seqs, placement.source, placement.slot)
+        return placement.slot
 
     def _step(self, runnable: list[Request]) -> None:
         """One ``llama_decode`` for the given runnable sequences, then one token each."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,12 @@ from schemas import SamplingSettings
 
 #: tokens of its own reply a sequence's repeat penalty looks back on (Llama's default)
 PENALTY_LAST_N = 64
+#: tokens a sequence's cache may lose to the prompt that takes it over (the end of the
+#: same dialogue's last reply, tokenized again): more is another dialogue's, kept
+MAX_LOST_TOKENS = 8
+#: shared tokens worth copying from another sequence's cache rather than evaluating: a
+#: copy moves that sequence's whole cache (tens of MB), a few tokens' time
+MIN_COPY_TOKENS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,16 @@ class Slot:
     seq_id: int
     tokens: list[int] = field(default_factory=list)
     busy: bool = False
+    #: when a request last started in it (for evicting the dialogue used longest ago)
+    used: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a prompt runs: ``slot``, after copying ``source``'s cache there if given."""
+
+    slot: Slot
+    source: Slot | None = None
 
 
 @dataclass(eq=False)
@@ -103,6 +119,40 @@ def common_prefix(cached: list[int], tokens: list[int], limit: int) -> int:
             break
         n += 1
     return n
+
+
+def place(tokens: list[int], free: Sequence[Slot], every: Sequence[Slot]) -> Placement:
+    """The free sequence a prompt runs in, losing no dialogue another session comes back to.
+
+    The free sequence whose cache begins the prompt furthest is taken if that loses at
+    most ``MAX_LOST_TOKENS`` of its cache: the same dialogue going on (or an empty one).
+    Otherwise that cache is another dialogue that merely opens the same way (the system
+    prompt and worked examples every session shares); taking it over would make its next
+    turn evaluate its whole history again, so the prompt takes the free sequence used
+    longest ago (an empty one first). Either way, a beginning another sequence (busy or
+    not) holds further is copied in first when that saves ``MIN_COPY_TOKENS``.
+    """
+    limit = len(tokens) - 1
+
+    def shared(slot: Slot) -> int:
+        return common_prefix(slot.tokens, tokens, limit)
+
+    best = max(free, key=shared)
+    if len(best.tokens) - shared(best) <= MAX_LOST_TOKENS:
+        slot = best
+    else:
+        slot = min(free, key=lambda s: (bool(s.tokens), s.used))
+    source = max(every, key=shared)
+    if shared(source) - shared(slot) >= MIN_COPY_TOKENS:
+        return Placement(slot, source)
+    return Placement(slot)
+
+
+def copy_cache(lib: Any, seqs: Any, source: Slot, target: Slot) -> None:
+    """Give ``target`` a copy of ``source``'s cache (a cache per sequence: llama.cpp copies
+    the whole of it before the next decode; the caller keeps the part it needs)."""
+    lib.llama_memory_seq_cp(seqs.memory, source.seq_id, target.seq_id, -1, -1)
+    target.tokens = list(source.tokens)
 
 
 def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:

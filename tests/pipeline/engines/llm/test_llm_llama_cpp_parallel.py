@@ -194,6 +194,49 @@ async def test_a_request_cancelled_while_waiting_leaves_no_trace(
     assert not parallel.busy
 
 
+def _turns(name: str, *lines: str) -> GenerationRequest:
+    """A dialogue after the voice system message: user and assistant lines by turns."""
+    roles = ("user", "assistant")
+    return GenerationRequest(
+        request_id=name,
+        messages=(
+            ChatMessage(role="system", content="You are Voxline, a friendly voice assistant."),
+            *(ChatMessage(role=roles[i % 2], content=line) for i, line in enumerate(lines)),
+        ),
+        sampling=SamplingSettings(temperature=0.0, max_tokens=24),
+    )
+
+
+@with_model
+@_module_loop
+async def test_two_dialogues_by_turns_each_find_their_own_history_cached(
+    engines: tuple[LlamaCppLanguageModel, LlamaCppLanguageModel],
+) -> None:
+    """Dialogues that open the same way (system message, worked examples), turn about:
+    the second never takes the first's sequence over, its opening is copied from the
+    first's cache rather than evaluated, and every reply is the one-at-a-time one."""
+    serial, parallel = engines
+    asked: dict[str, tuple[str, ...]] = {
+        "a": ("Name a large ocean.",), "b": ("Name a musical instrument.",)
+    }
+    stats = {}
+    for turn in range(2):
+        for name in ("a", "b"):
+            request = _turns(f"{name}{turn}", *asked[name])
+            reply = await _text(parallel, request)
+            assert reply == await _text(serial, request)
+            stats[name, turn] = parallel.last_stats
+            asked[name] += (reply, "And another one?")
+    opened = stats["b", 0]
+    assert opened is not None and opened.cached_tokens is not None
+    assert opened.cached_tokens > 40  # the system message and worked examples: a's
+    for name in ("a", "b"):
+        first, second = stats[name, 0], stats[name, 1]
+        assert first is not None and first.prompt_tokens is not None and second is not None
+        # all of the first turn's prompt and most of its reply were still cached
+        assert second.cached_tokens is not None and second.cached_tokens > first.prompt_tokens
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def oldest_first() -> AsyncIterator[LlamaCppLanguageModel]:
     """Four sequences, first pieces one at a time (the default ``decode_together=1``)."""
