@@ -91,8 +91,9 @@ def test_the_defaults_the_prose_quotes_are_the_codes() -> None:
 def test_every_variable_the_readme_names_exists() -> None:
     known = defaults()
     engine_options = ("VOXLINE_STT__", "VOXLINE_VAD__", "VOXLINE_LLM__", "VOXLINE_TTS__")
-    # read by the commands (the test command: its workers), not the app
-    not_settings = {"VOXLINE_RUN_DIR", "VOXLINE_VENV", "VOXLINE_TEST_WORKERS"}
+    # read by the commands (the test command: its workers; set-up: llama.cpp's build)
+    not_settings = {"VOXLINE_RUN_DIR", "VOXLINE_VENV", "VOXLINE_TEST_WORKERS",
+                    "VOXLINE_LLAMA_FEATURES"}
     for name in set(re.findall(r"\bVOXLINE_[A-Z][A-Z_]*[A-Z]\b", TEXT)):
         if name in known or name in not_settings or name.startswith(engine_options):
             continue
