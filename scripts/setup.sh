@@ -85,7 +85,7 @@ fi
 llama_wheels="$(llama_wheel_dir)"
 if [[ ",$EXTRAS," == *",cpu,"* ]] \
    && [ "$(cat "$VENV/.llama-cpp-build" 2>/dev/null)" != "$llama_wheels" ]; then
-  # Build llama-cpp-python once per CPU and keep the wheel: pip's own cache ignores build
+  # Build llama-cpp-python once per build and keep the wheel: pip's own cache ignores build
   # flags, so it is bypassed here. It loads its library with ctypes: one wheel (py3-none)
   # serves every Python. A venv holding another build (an older setup's, another CPU's)
   # gets this one.
