@@ -50,7 +50,6 @@ from pipeline.engines.llm._llama_cpp_requests import (
     Slot,
     call_soon,
     clear_slot,
-    common_prefix,
     copy_cache,
     keep_prefix,
     place,
@@ -272,8 +271,8 @@ class ParallelScheduler:
             self._end(request, "error", exc)
             return
         assert request.slot is not None
-        request.slot = slot = self._place(request.slot, tokens)
-        keep = common_prefix(slot.tokens, tokens, len(tokens) - 1)
+        slot, keep = self._place(request.slot, tokens)
+        request.slot = slot
         if keep > 0 and not keep_prefix(self._lib, self._seqs, slot, keep):
             keep = 0
         if keep == 0:
@@ -288,9 +287,9 @@ class ParallelScheduler:
             request.prompt.stop, strip_leading=not request.prompt.continuation
         )
 
-    def _place(self, given: Slot, tokens: list[int]) -> Slot:
+    def _place(self, given: Slot, tokens: list[int]) -> tuple[Slot, int]:
         """The free sequence the prompt runs in (``given`` is reserved already), its cache
-        copied from another first where :func:`place` says so."""
+        copied from another first where :func:`place` says so, and the tokens it holds."""
         with self._lock:
             placement = place(tokens, [given, *(s for s in self._slots if not s.busy)],
                               self._slots)
@@ -298,7 +297,7 @@ class ParallelScheduler:
                 given.busy, placement.slot.busy = False, True
         if placement.source is not None:
             copy_cache(self._lib, self._seqs, placement.source, placement.slot)
-        return placement.slot
+        return placement.slot, placement.keep
 
     def _step(self, runnable: list[Request]) -> None:
         """One ``llama_decode`` for the given runnable sequences, then one token each."""

@@ -53,9 +53,11 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a prompt runs: ``slot``, after copying ``source``'s cache there if given."""
+    """Where a prompt runs: ``slot``, after copying ``source``'s cache there if given; its
+    first ``keep`` tokens are then cached."""
 
     slot: Slot
+    keep: int
     source: Slot | None = None
 
 
@@ -130,22 +132,19 @@ def place(tokens: list[int], free: Sequence[Slot], every: Sequence[Slot]) -> Pla
     prompt and worked examples every session shares); taking it over would make its next
     turn evaluate its whole history again, so the prompt takes the free sequence used
     longest ago (an empty one first). Either way, a beginning another sequence (busy or
-    not) holds further is copied in first when that saves ``MIN_COPY_TOKENS``.
+    not) holds further is copied in first when that saves ``MIN_COPY_TOKENS``. ``free``
+    is among ``every``.
     """
-    limit = len(tokens) - 1
-
-    def shared(slot: Slot) -> int:
-        return common_prefix(slot.tokens, tokens, limit)
-
-    best = max(free, key=shared)
-    if len(best.tokens) - shared(best) <= MAX_LOST_TOKENS:
+    shared = {slot: common_prefix(slot.tokens, tokens, len(tokens) - 1) for slot in every}
+    best = max(free, key=shared.__getitem__)
+    if len(best.tokens) - shared[best] <= MAX_LOST_TOKENS:
         slot = best
     else:
         slot = min(free, key=lambda s: (bool(s.tokens), s.used))
-    source = max(every, key=shared)
-    if shared(source) - shared(slot) >= MIN_COPY_TOKENS:
-        return Placement(slot, source)
-    return Placement(slot)
+    source = max(every, key=shared.__getitem__)
+    if shared[source] - shared[slot] >= MIN_COPY_TOKENS:
+        return Placement(slot, shared[source], source)
+    return Placement(slot, shared[slot])
 
 
 def copy_cache(lib: Any, seqs: Any, source: Slot, target: Slot) -> None:

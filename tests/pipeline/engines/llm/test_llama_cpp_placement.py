@@ -24,6 +24,7 @@ def test_a_dialogue_goes_on_in_its_own_sequence() -> None:
     empty = _slot(2, [], used=0.0)
     placement = place([*SHARED, 1, 2, 3, 4, 5, 6], [mine, other, empty], [mine, other, empty])
     assert placement.slot is mine and placement.source is None
+    assert placement.keep == len(SHARED) + 4
 
 
 def test_a_new_dialogue_takes_an_empty_sequence_with_the_shared_part_copied() -> None:
@@ -31,6 +32,7 @@ def test_a_new_dialogue_takes_an_empty_sequence_with_the_shared_part_copied() ->
     empty = _slot(1, [], used=0.0)
     placement = place([*SHARED, 7, 7, 7], [other, empty], [other, empty])
     assert placement.slot is empty and placement.source is other
+    assert placement.keep == len(SHARED)  # what the copy brings
 
 
 def test_without_an_empty_one_the_sequence_used_longest_ago_is_given_up() -> None:
@@ -63,6 +65,7 @@ def test_a_short_shared_part_is_evaluated_rather_than_copied() -> None:
     empty = _slot(1, [], used=0.0)
     placement = place([*short, 7, 7, 7], [other, empty], [other, empty])
     assert placement.slot is empty and placement.source is None
+    assert placement.keep == 0
 
 
 def test_a_few_lost_tokens_of_the_same_dialogue_do_not_move_it() -> None:
