@@ -11,11 +11,10 @@ import subprocess
 import sys
 import textwrap
 
-import psutil
 import pytest
 
 from tests.serve._app import App
-from tests.support.processes import descendants, script_pids
+from tests.support.processes import program_pids, script_pids
 from voxline.server import QUIET_LOG_MONITOR
 
 pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
@@ -24,16 +23,9 @@ pytestmark = [pytest.mark.serve, pytest.mark.models, pytest.mark.redis]
 UNUSED_SCRIPTS = ("log_monitor.py", "monitor.py", "dashboard.py")
 
 
-def _title(pid: int) -> str:
-    try:
-        return " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return ""
-
-
 def test_the_app_runs_no_process_it_never_uses(app: App) -> None:
     here = os.getpid()  # this test's own app only: its Ray head is this process's child
-    assert any("raylet" in _title(pid) for pid in descendants(here))  # the head is looked at
+    assert program_pids(here, "raylet")  # the head is looked at
     assert {script: script_pids(here, script) for script in UNUSED_SCRIPTS} == {
         script: [] for script in UNUSED_SCRIPTS}
 

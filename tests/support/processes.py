@@ -37,6 +37,12 @@ def replica_pids(root_pid: int, deployment: str, app: str = "voxline") -> list[i
     return _matching(root_pid, lambda args: any(title in arg for arg in args[:1]))
 
 
+def program_pids(root_pid: int, program: str) -> list[int]:
+    """Live processes among ``root_pid``'s descendants whose program is named ``program``
+    (a binary such as Ray's ``raylet``)."""
+    return _matching(root_pid, lambda args: bool(args) and args[0].rsplit("/", 1)[-1] == program)
+
+
 def script_pids(root_pid: int, script: str) -> list[int]:
     """Live processes among ``root_pid``'s descendants that run the Python file ``script``
     (a name such as ``log_monitor.py``: Ray's daemons)."""
