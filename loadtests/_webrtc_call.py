@@ -43,11 +43,16 @@ REALTIME_CALLS = "/v1/realtime/calls"
 
 
 async def offer(url: str, pc: RTCPeerConnection, path: str = REALTIME_CALLS,
-                **headers: str) -> httpx.Response:
-    """Post ``pc``'s offer as OpenAI's clients do (``application/sdp``)."""
+                session: dict[str, Any] | None = None, **headers: str) -> httpx.Response:
+    """Post ``pc``'s offer as OpenAI's clients do: ``application/sdp``, or with ``session``
+    (a ``session.update``'s ``session``) a multipart form of ``sdp`` and ``session``."""
     await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
     async with httpx.AsyncClient(timeout=30) as http:
-        return await http.post(f"{url}{path}", content=pc.localDescription.sdp,
+        if session is not None:  # text parts, no file names: what a browser's FormData sends
+            return await http.post(f"{url}{path}", headers=headers, files={
+                "sdp": (None, sdp), "session": (None, json.dumps(session))})
+        return await http.post(f"{url}{path}", content=sdp,
                                headers={"Content-Type": "application/sdp", **headers})
 
 
@@ -75,8 +80,8 @@ class WebRtcCaller:
         self.pc.on("track", lambda track: asyncio.ensure_future(self._listen(track)))
 
     async def call(self, url: str, path: str = REALTIME_CALLS,
-                   **headers: str) -> httpx.Response:
-        answer = await offer(url, self.pc, path, **headers)
+                   session: dict[str, Any] | None = None, **headers: str) -> httpx.Response:
+        answer = await offer(url, self.pc, path, session, **headers)
         if answer.status_code == 201:
             hold_packets(self.pc, JITTER_PACKETS)
             self.location = answer.headers["location"]
@@ -150,13 +155,15 @@ class WebRtcCaller:
 
 
 async def webrtc_voice_turn(base_url: str, audio: bytes, *, rate: int, speech_s: float,
+                            session: dict[str, Any] | None = None,
                             timeout_s: float = 90.0) -> float | None:
-    """One spoken turn on a new call: ``audio`` (PCM16 at ``rate``, whose speech ends at
-    ``speech_s``) said into the microphone; end of the speech (client clock) → the first
-    reply frame with sound, in ms, once the reply is done. ``None``: no reply in time."""
+    """One spoken turn on a new call (configured with ``session``, OpenAI's shape, when
+    given): ``audio`` (PCM16 at ``rate``, whose speech ends at ``speech_s``) said into the
+    microphone; end of the speech (client clock) → the first reply frame with sound, in
+    ms, once the reply is done. ``None``: no reply in time."""
     caller = WebRtcCaller()
     try:
-        answer = await caller.call(base_url)
+        answer = await caller.call(base_url, session=session)
         answer.raise_for_status()
         await caller.until("session.created", timeout_s)
         ends = await caller.say(audio, rate)

@@ -118,6 +118,9 @@ def _latency_parts(figures: dict[str, Any]) -> Iterator[Row]:
             yield (f"{other.replace('_', ' ')} against the native socket, voice-to-voice "
                    "p50 / p95, ms", f"{_spread(theirs)} against "
                    f"{_spread(value.get('native_ms'))}", "")
+            if (added := _get(value, "paired", "added_p50_ms")) is not None:
+                yield (f"{other.replace('_', ' ')} less native, each pair asking the same "
+                       "question, p50 ms", f"{added:+.1f}", "")
 
 
 def _spread(found: Any) -> str:

@@ -7,13 +7,12 @@ refused or ended with nothing left behind."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from pydantic import SecretStr
 
 from loadtests._webrtc_call import WebRtcCaller, offer
@@ -97,14 +96,11 @@ async def test_a_form_offer_with_a_session_and_the_peer_closing_ends_the_call(
     harness: Harness
 ) -> None:
     caller = WebRtcCaller()
-    await caller.pc.setLocalDescription(await caller.pc.createOffer())
     config = {"type": "realtime", "instructions": "Be brief.",
               "audio": {"output": {"format": {"type": "audio/pcmu"}}}}  # a call's are 48 kHz
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(f"{harness.url}/v1/realtime/calls", files={
-            "sdp": (None, caller.pc.localDescription.sdp), "session": (None, json.dumps(config))})
+    answer = await caller.call(harness.url, session=config)  # a form: sdp and session
     assert answer.status_code == 201, answer.text
-    await caller.pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+    assert answer.request.headers["content-type"].startswith("multipart/form-data")
     session = (await caller.until("session.created"))["session"]
     assert session["instructions"] == "Be brief."
     assert session["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": CALL_RATE}
@@ -233,12 +229,8 @@ async def test_an_offer_without_opus_is_unsupported(harness: Harness) -> None:
 async def test_a_bad_session_part_is_invalid_settings(harness: Harness) -> None:
     caller = WebRtcCaller()
     try:
-        await caller.pc.setLocalDescription(await caller.pc.createOffer())
         config = {"type": "realtime", "audio": {"output": {"speed": 9.0}}}  # ≤ 2
-        async with httpx.AsyncClient() as http:
-            answer = await http.post(f"{harness.url}/v1/realtime/calls", files={
-                "sdp": (None, caller.pc.localDescription.sdp),
-                "session": (None, json.dumps(config))})
+        answer = await caller.call(harness.url, session=config)
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["code"] == "invalid_settings"
         assert not harness.services.connections.live

@@ -153,7 +153,9 @@ def test_the_latency_rows_say_where_the_time_went(tmp_path: Path) -> None:
                            "stages_p50_ms": {"vad_tail_and_audio_in": 286.6, "stt": 5.0}},
         "orchestration_overhead": {"dispatch_ms": {"p50": 1.0}},
         "webrtc_vs_native": {"native_ms": {"p50": 572.1, "p95": 674.7},
-                             "webrtc_ms": {"p50": 664.3}}})
+                             "webrtc_ms": {"p50": 664.3},
+                             "paired": {"added_p50_ms": 21.04, "added_ms": [21.04]}},
+        "telephony_vs_native": {"native_ms": {"p50": 500.0}, "telephony_ms": {"p50": 510.0}}})
     table = figures.table(tmp_path)
     assert "| voice to voice p50 ms | 560 | ≤ 1000.0 |" in table
     assert ("the server's parts p50: vad tail and audio in / stt | 560 / 600; 286.6 / 5.0 |"
@@ -161,6 +163,8 @@ def test_the_latency_rows_say_where_the_time_went(tmp_path: Path) -> None:
     assert "ingress / dispatch / delivery | — / 1.0 / — |" in table
     assert "webrtc against the native socket, voice-to-voice p50 / p95, ms | 664 / — " \
            "against 572 / 675 |" in table
+    assert "| webrtc less native, each pair asking the same question, p50 ms | +21.0 |" in table
+    assert "telephony less native" not in table  # a report from before pairs were kept
     assert "text in → first audio" not in table  # no text turns in this report: no row
 
 
