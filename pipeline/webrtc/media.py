@@ -248,8 +248,10 @@ class ReplyTrack(MediaStreamTrack):
         self._paused = True
 
     def resume(self) -> None:
-        """Play on from where :meth:`pause` held the reply."""
+        """Play on from where :meth:`pause` held the reply (at the clock it kept: the
+        pause's silence is no idle track's, so no lead is taken again)."""
         self._paused = False
+        self._silent = 0
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -258,7 +260,11 @@ class ReplyTrack(MediaStreamTrack):
         if self._start is None:
             self._start = now
         wait = self._start + self._sent / CALL_RATE - now
-        if self._buffer or self._paused:
+        if self._buffer and self._silent and not self._paused:
+            # a reply that came while aiortc was busy with the last silence frame starts
+            # now as well, not up to a frame later at the old clock's next tick
+            self._skip_to(now, True)
+        elif self._buffer or self._paused:
             if wait > 0:
                 await asyncio.sleep(wait)
         else:  # idle: a reply that starts now is sent now, not at the next tick

@@ -178,6 +178,43 @@ async def test_an_idle_track_sends_a_starting_reply_at_once_not_at_its_next_tick
     assert _samples(frame).tobytes() == pcm
 
 
+async def test_a_reply_that_comes_between_two_frames_starts_at_once_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiortc encodes and sends each frame between two calls of ``recv``: a reply played
+    then finds no wait to wake. It goes out at once all the same, with its lead, not at
+    the old clock's next tick (up to a frame later, and the rest of the reply with it)."""
+    from pipeline.webrtc import media
+
+    clock = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+        clock[0] += seconds
+
+    monkeypatch.setattr(media, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(media, "asyncio", SimpleNamespace(
+        sleep=sleep, timeout=asyncio.timeout, Event=asyncio.Event))
+    track = ReplyTrack(lead_frames=1)
+    assert (await track.recv()).pts == 0  # silence: the clock starts at 100.0
+    clock[0] += 0.005  # 5 ms into the next frame's wait, aiortc still sending the last
+    pcm = (np.arange(3 * FRAME) % 1000 + 1).astype("<i2").tobytes()
+    await track.play("t1", pcm)
+    frames = [await track.recv() for _ in range(3)]
+    assert b"".join(_samples(f).tobytes() for f in frames) == pcm
+    # the first two (the lead) at once, the third a frame on: 55 ms at the old tick
+    assert sum(waits) == pytest.approx(0.02)
+    assert [f.pts for f in frames] == [FRAME, 2 * FRAME, 3 * FRAME]
+    track.pause()  # a pause's silence keeps the clock: resuming takes no lead again
+    await track.play("t1", pcm)
+    paused = await track.recv()
+    assert not _samples(paused).any()
+    track.resume()
+    waits.clear()
+    [await track.recv() for _ in range(2)]
+    assert waits == [0.02, 0.02]
+
+
 async def test_a_starting_reply_sends_its_lead_at_once_then_keeps_real_time(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """On a clock that stands still, the waits the track asks for are its pacing: none
