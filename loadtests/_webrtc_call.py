@@ -2,9 +2,10 @@
 microphone track and the ``oai-events`` data channel, as the Agents SDK's browser
 transport makes it, calling ``POST /v1/realtime/calls`` on loopback (its ICE candidates too).
 
-The microphone is a :class:`pipeline.webrtc.ReplyTrack`: it says what it is given, in
-real time, and silence otherwise, as a live microphone does. What comes back is kept:
-the events, and when each frame of the reply's audio with sound in it arrived.
+The microphone is a :class:`Microphone` (a :class:`pipeline.webrtc.ReplyTrack`): it says
+what it is given, in real time, and silence otherwise, as a live microphone does, and
+notes when each frame went out. What comes back is kept: the events, and when each frame
+of the reply's audio with sound in it arrived.
 """
 
 from __future__ import annotations
@@ -56,6 +57,33 @@ async def offer(url: str, pc: RTCPeerConnection, path: str = REALTIME_CALLS,
                                headers={"Content-Type": "application/sdp", **headers})
 
 
+class Microphone(ReplyTrack):
+    """The caller's microphone: what it is given in real time, silence otherwise, noting
+    when each frame went out (aiortc asked for it). A frame goes out at the start of the
+    20 ms it holds, as the native client sends its frames; when a frame went out is when
+    what it holds was said, not when it was due."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: (``time.perf_counter()``, ms played through that frame) for each frame of audio
+        self.sent: list[tuple[float, int]] = []
+
+    async def recv(self) -> Any:
+        before = self.played_ms
+        frame = await super().recv()
+        if self.played_ms > before:
+            self.sent.append((time.perf_counter(), self.played_ms))
+        return frame
+
+    def said_at(self, played_ms: float) -> float | None:
+        """When (client clock) the audio ``played_ms`` in went out: the frame that held it
+        went out at its start; None before it did."""
+        for at, through in self.sent:
+            if through >= played_ms:
+                return at + (played_ms - (through - 20)) / 1000
+        return None
+
+
 class WebRtcCaller:
     """One caller; :meth:`call` dials, :meth:`close` hangs up by closing the peer. Its
     data channel is ``channel`` (OpenAI's by default; ``voxline-events`` for a session's
@@ -67,13 +95,14 @@ class WebRtcCaller:
         #: with ``record``: the reply track's audio from its first sound on (mono PCM16
         #: at 48 kHz)
         self.recording = bytearray() if record else None
-        self.mic = ReplyTrack()
+        self.mic = Microphone()
         self.pc.addTrack(self.mic)
         self.channel = self.pc.createDataChannel(channel)
         self.events: list[dict[str, Any]] = []
         #: arrival (``time.perf_counter()``) of each reply frame with sound in it
         self.loud: list[float] = []
         self.location: str | None = None
+        self._said_from = 0  # the microphone's ms played when the last say began
         self._new = asyncio.Event()
         self._sound = asyncio.Event()  # a frame with sound came
         self.channel.on("message", self._on_message)
@@ -133,8 +162,15 @@ class WebRtcCaller:
         said (the client's clock), as it plays in real time from now."""
         audio = resample_pcm16(pcm, rate, CALL_RATE)
         ends = time.perf_counter() + (self.mic.buffered_ms / 1000 + len(audio) / 2 / CALL_RATE)
+        self._said_from = self.mic.played_ms + self.mic.buffered_ms
         await self.mic.play(None, audio)
         return ends
+
+    def said_at(self, position_s: float) -> float | None:
+        """When (client clock) the microphone sent ``position_s`` into the last
+        :meth:`say`: the frame holding it went out at its start, as the native client
+        sends (the track may start a frame late: aiortc sends a frame between two asks)."""
+        return self.mic.said_at(self._said_from + position_s * 1000)
 
     def _on_message(self, message: str) -> None:
         self.events.append(json.loads(message))
@@ -166,12 +202,12 @@ async def webrtc_voice_turn(base_url: str, audio: bytes, *, rate: int, speech_s:
         answer = await caller.call(base_url, session=session)
         answer.raise_for_status()
         await caller.until("session.created", timeout_s)
-        ends = await caller.say(audio, rate)
-        speech_end = ends - (len(audio) / 2 / rate - speech_s)
+        await caller.say(audio, rate)
         await caller.until("response.done", timeout_s)
         await caller.quiet(0.5, timeout_s)  # the reply was written: now it is heard
-        heard = [t for t in caller.loud if t > speech_end]
-        return (heard[0] - speech_end) * 1000 if heard else None
+        speech_end = caller.said_at(speech_s)
+        heard = [t for t in caller.loud if speech_end is not None and t > speech_end]
+        return (heard[0] - speech_end) * 1000 if heard and speech_end is not None else None
     except TimeoutError:
         return None
     finally:
