@@ -30,6 +30,24 @@ def _samples(frame: AudioFrame) -> np.ndarray:
     return frame.to_ndarray().reshape(-1)
 
 
+def _track_clock(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
+    """The track's own clock (from 100.0) and its pacing sleeps, which move that clock and
+    are noted (rounded to µs); the event loop's stay real, so its timeouts run."""
+    from pipeline.webrtc import media
+
+    clock = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+        clock[0] += seconds
+
+    monkeypatch.setattr(media, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(media, "asyncio", SimpleNamespace(
+        sleep=sleep, timeout=asyncio.timeout, Event=asyncio.Event))
+    return clock, waits
+
+
 async def test_the_reply_track_plays_what_it_is_given_then_silence() -> None:
     track = ReplyTrack()
     pcm = (np.arange(FRAME * 3) % 1000 + 1).astype("<i2").tobytes()
@@ -183,18 +201,7 @@ async def test_a_reply_that_comes_between_two_frames_starts_at_once_too(
     """aiortc encodes and sends each frame between two calls of ``recv``: a reply played
     then finds no wait to wake. It goes out at once all the same, with its lead, not at
     the old clock's next tick (up to a frame later, and the rest of the reply with it)."""
-    from pipeline.webrtc import media
-
-    clock = [100.0]
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(round(seconds, 6))
-        clock[0] += seconds
-
-    monkeypatch.setattr(media, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(media, "asyncio", SimpleNamespace(
-        sleep=sleep, timeout=asyncio.timeout, Event=asyncio.Event))
+    clock, waits = _track_clock(monkeypatch)
     track = ReplyTrack(lead_frames=1)
     assert (await track.recv()).pts == 0  # silence: the clock starts at 100.0
     clock[0] += 0.005  # 5 ms into the next frame's wait, aiortc still sending the last
@@ -255,18 +262,8 @@ async def test_an_idle_track_goes_quiet_and_its_clock_keeps_real_time(
     reply starting during a quiet wait goes out at once, at its own time's pts."""
     from pipeline.webrtc import media
 
-    clock = [100.0]
-    waits: list[float] = []
     real_sleep = asyncio.sleep
-
-    async def sleep(seconds: float) -> None:
-        waits.append(round(seconds, 6))
-        clock[0] += seconds
-
-    # the track's own clock and pacing sleep (the event loop's stay real: its timeouts run)
-    monkeypatch.setattr(media, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(media, "asyncio", SimpleNamespace(
-        sleep=sleep, timeout=asyncio.timeout, Event=asyncio.Event))
+    clock, waits = _track_clock(monkeypatch)
     track = ReplyTrack()
     pcm = (np.arange(FRAME) % 1000 + 1).astype("<i2").tobytes()
     await track.play("t1", pcm)
