@@ -206,8 +206,10 @@ async def webrtc_voice_turn(base_url: str, audio: bytes, *, rate: int, speech_s:
         await caller.until("response.done", timeout_s)
         await caller.quiet(0.5, timeout_s)  # the reply was written: now it is heard
         speech_end = caller.said_at(speech_s)
-        heard = [t for t in caller.loud if speech_end is not None and t > speech_end]
-        return (heard[0] - speech_end) * 1000 if heard and speech_end is not None else None
+        if speech_end is None:
+            return None
+        heard = [t for t in caller.loud if t > speech_end]
+        return (heard[0] - speech_end) * 1000 if heard else None
     except TimeoutError:
         return None
     finally:
