@@ -73,6 +73,7 @@ import httpx
 from websockets.exceptions import WebSocketException
 
 from loadtests._gateway import local_app
+from loadtests._paired_turns import paired_turns
 from loadtests._realtime_sdk import sdk_voice_turn
 from loadtests._report import (
     add_settings_flag,
@@ -521,51 +522,24 @@ async def webrtc_vs_native(
     return await against_native(client, speech, turns, budget, "webrtc", call_turn)
 
 
-async def against_native(
+def against_native(
     client: VoxlineClient, speech: dict[str, bytes], turns: int, budget: Budget, name: str,
     other: Callable[[bytes], Awaitable[float | None]],
-) -> dict[str, Any]:
+) -> Awaitable[dict[str, Any]]:
     """The same spoken questions alternately through the native socket and through
-    ``other`` (end of speech → first audio on the client's clock, ``None`` if none), after
-    ``other``'s own warm-up turn; ``<name>_ms`` beside ``native_ms`` and their p50 ratio.
+    ``other`` (end of speech → first audio on the client's clock, ``None`` if none):
+    :func:`loadtests._paired_turns.paired_turns`, each turn within the budget."""
 
-    Each pair of turns is preceded by the same question said once more, not measured: the
-    LLM keeps a dialogue's prompt cached, and whichever side asked a question second found
-    all of it there, 40-110 ms sooner to its first audio than the side that asked first
-    (2026-12-01, twelve pairs split by the log's times). Taking turns to go first only
-    mixed the two kinds of turn into each side's p50; asked once before, both sides find
-    the same cache."""
-    heard: dict[str, list[float]] = {"native": [], name: []}
-    failed = {"native": 0, name: 0}
-    added: list[float] = []  # each pair's other - native: the question's own length cancels
-    await budget.run(other(speech[WARMUP_QUESTION]))
-    for i in range(turns):
-        pcm = speech[QUESTIONS[i % len(QUESTIONS)]]
-        await budget.run(say_question(client, pcm))  # the question's prompt, cached
-        order = ("native", name) if i % 2 == 0 else (name, "native")
-        pair: dict[str, float] = {}
-        for kind in order:
-            if kind == "native":
-                native = await budget.run(say_question(client, pcm))
-                value = native.stages.get("client_first_audio") if completed(native) else None
-            else:
-                value = await budget.run(other(pcm))
-            if value is None:
-                failed[kind] += 1
-            else:
-                heard[kind].append(value)
-                pair[kind] = value
-        if len(pair) == 2:
-            added.append(pair[name] - pair["native"])
-        if budget.exhausted:
-            break
-    native_ms, other_ms = percentiles_ms(heard["native"]), percentiles_ms(heard[name])
-    ratio = (round(other_ms["p50"] / native_ms["p50"], 3)
-             if native_ms and other_ms and native_ms["p50"] > 0 else None)
-    return {"turns": {k: len(v) for k, v in heard.items()}, "failed": failed,
-            "native_ms": native_ms, f"{name}_ms": other_ms, "ratio_p50": ratio,
-            "paired": {"added_p50_ms": round(statistics.median(added), 1) if added else None,
-                       "added_ms": [round(a, 1) for a in added]}}
+    async def native(pcm: bytes) -> float | None:
+        result = await budget.run(say_question(client, pcm))
+        return result.stages.get("client_first_audio") if completed(result) else None
+
+    async def theirs(pcm: bytes) -> float | None:
+        return await budget.run(other(pcm))
+
+    questions = [speech[QUESTIONS[i % len(QUESTIONS)]] for i in range(turns)]
+    return paired_turns(native, theirs, name, questions, speech[WARMUP_QUESTION],
+                        lambda: budget.exhausted)
 
 
 # ---- answer sheet and STT per model ---------------------------------------------------------
