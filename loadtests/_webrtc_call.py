@@ -157,14 +157,12 @@ class WebRtcCaller:
             "content": [{"type": "input_text", "text": text}]})
         self.send(type="response.create")
 
-    async def say(self, pcm: bytes, rate: int) -> float:
-        """Say PCM16 mono at ``rate`` into the microphone; return when it will have been
-        said (the client's clock), as it plays in real time from now."""
+    async def say(self, pcm: bytes, rate: int) -> None:
+        """Say PCM16 mono at ``rate`` into the microphone, after what it is saying still
+        (:meth:`said_at` tells when each part went out)."""
         audio = resample_pcm16(pcm, rate, CALL_RATE)
-        ends = time.perf_counter() + (self.mic.buffered_ms / 1000 + len(audio) / 2 / CALL_RATE)
         self._said_from = self.mic.played_ms + self.mic.buffered_ms
         await self.mic.play(None, audio)
-        return ends
 
     def said_at(self, position_s: float) -> float | None:
         """When (client clock) the microphone sent ``position_s`` into the last
