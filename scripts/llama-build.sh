@@ -59,3 +59,8 @@ llama_wheel_dir() {
   features="${features// /-}"
   echo "$WHEELS/llama-cpp-python-$LLAMA_VERSION-${features:-generic}"
 }
+
+# This build's wheel in its cache folder; nothing when it was not built yet.
+llama_wheel() {
+  ls "$(llama_wheel_dir)"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true
+}

@@ -23,16 +23,15 @@ PY="${PYTHON:-python3.11}"
 PIPECAT="pipecat-ai[whisper,piper,websocket]==1.14.0"
 # the engines at the versions Voxline's cpu extra pins (pyproject.toml)
 ENGINES=("faster-whisper==1.2.1" "piper-tts==1.8.0")
-source scripts/llama-build.sh  # LLAMA_VERSION, llama_wheel_dir: as scripts/setup.sh
+source scripts/llama-build.sh  # LLAMA_VERSION, llama_wheel: as scripts/setup.sh
 SERVER_DEPS=("uvicorn>=0.30" "fastapi>=0.115" "sse-starlette>=1.6" "starlette-context>=0.3.6"
              "pydantic-settings>=2.0" "PyYAML>=5.1")
 
 say() { printf '\033[1m[setup-peers]\033[0m %s\n' "$*"; }
 
-llama_wheels="$(llama_wheel_dir)"
-wheel=$(ls "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+wheel="$(llama_wheel)"
 if [ -z "$wheel" ]; then
-  echo "no llama-cpp-python $LLAMA_VERSION wheel in $llama_wheels: run scripts/setup.sh first" >&2
+  echo "no llama-cpp-python $LLAMA_VERSION wheel in $(llama_wheel_dir): run scripts/setup.sh first" >&2
   exit 1
 fi
 

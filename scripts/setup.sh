@@ -89,7 +89,7 @@ if [[ ",$EXTRAS," == *",cpu,"* ]] \
   # flags, so it is bypassed here. It loads its library with ctypes: one wheel (py3-none)
   # serves every Python. A venv holding another build (an older setup's, another CPU's)
   # gets this one.
-  if ! ls "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  if [ -z "$(llama_wheel)" ]; then
     say "building llama-cpp-python $LLAMA_VERSION for this CPU ($(llama_features)):" \
         "several minutes, once per machine"
     mkdir -p "$llama_wheels"
@@ -97,7 +97,7 @@ if [[ ",$EXTRAS," == *",cpu,"* ]] \
       -w "$llama_wheels" "llama-cpp-python==$LLAMA_VERSION"
   fi
   "$VENV/bin/pip" uninstall -q -y llama-cpp-python 2>/dev/null || true
-  "$VENV/bin/pip" install -q "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+  "$VENV/bin/pip" install -q "$(llama_wheel)"
   echo "$llama_wheels" > "$VENV/.llama-cpp-build"
 fi
 

@@ -35,6 +35,21 @@ def test_named_extensions_become_cmake_options_and_the_folder_name() -> None:
     assert folder.endswith("-AVX-AVX2-FMA-F16C-AVX512")
 
 
+def test_the_wheel_is_the_one_in_this_builds_folder_or_none(tmp_path: Path) -> None:
+    env = {"VOXLINE_LLAMA_FEATURES": "AVX AVX2", "VOXLINE_WHEEL_CACHE": str(tmp_path)}
+    assert _run("llama_wheel", **env) == ""  # not built yet
+    other = tmp_path / "llama-cpp-python-0.3.36-AVX"
+    other.mkdir()
+    (other / "llama_cpp_python-0.3.36-py3-none-any.whl").touch()  # another build's
+    assert _run("llama_wheel", **env) == ""
+    folder = Path(_run("llama_wheel_dir", **env))
+    folder.mkdir()
+    wheel = folder / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+    wheel.touch()
+    (folder / "llama_cpp_python-0.3.35-py3-none-linux_x86_64.whl").touch()  # another version
+    assert _run("llama_wheel", **env) == str(wheel)
+
+
 def test_builds_for_different_cpus_keep_their_wheels_apart() -> None:
     portable = _run("llama_wheel_dir", VOXLINE_LLAMA_FEATURES="AVX AVX2 FMA F16C")
     wider = _run("llama_wheel_dir", VOXLINE_LLAMA_FEATURES="AVX AVX2 FMA F16C AVX512")
