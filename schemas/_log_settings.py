@@ -74,7 +74,9 @@ class EventLogSettings(BaseModel):
         description="how long an erased session's tombstone (its receipt: counts, no "
         "content) answers session_erased and refuses appends",
     )
-    claim_idle_ms: int = Field(default=30_000, ge=1, description="claim entries idle this long")
+    claim_idle_ms: int = Field(
+        default=30_000, ge=1,
+        description="claim entries idle this long (a reader looks for them ten times in it)")
     max_deliveries: int = Field(default=5, ge=1, description="then the entry is dead-lettered")
     read_count: int = Field(default=500, ge=1, description="entries per read round trip")
     worker_folds: int = Field(

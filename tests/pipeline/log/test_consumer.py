@@ -63,6 +63,31 @@ async def test_consumer_dying_before_ack_is_taken_over_once(redis: Redis, key_pr
     assert pending["pending"] == 0
 
 
+async def test_a_busy_reader_looks_for_stuck_entries_once_not_before_every_read(
+    redis: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is claimable before it has been idle claim_idle_ms: a worker reading the
+    events of a turn one by one makes one round trip a read, not an XAUTOCLAIM too."""
+    stream = f"{key_prefix}:busy-reads"
+    group = reader(redis, stream, "w", idle=30_000)
+    await group.ensure_group()
+    looks = 0
+    xautoclaim = redis.xautoclaim
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal looks
+        looks += 1
+        return await xautoclaim(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(redis, "xautoclaim", counted)
+    for i in range(20):
+        await redis.xadd(stream, {"job": str(i)})
+        [delivery] = await group.read(block_ms=100)
+        assert delivery.fields[b"job"] == str(i).encode()
+        await group.ack(delivery)
+    assert looks == 1
+
+
 async def test_poison_entry_is_dead_lettered(redis: Redis, key_prefix: str) -> None:
     stream = f"{key_prefix}:poison"
     group = reader(redis, stream, "w", idle=1, max=2)
