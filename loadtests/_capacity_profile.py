@@ -8,10 +8,19 @@ step is the one-session step and says nothing of load), and the CPU % of a core 
 connected session costs. The machine row is every core's busy time (the app, the runner,
 anything else) and ``unattributed`` what the machine spent beyond the groups and the
 runner: Ray daemons outside the server's process tree, the kernel, other work.
+
+The app's floor (:func:`idle_floor`: a window before the steps, warm, nobody talking) is
+what it spends whatever the sessions do: Ray's daemons, Serve's controller, every worker's
+signal checks, timers. At one session that floor is shared by the few turns a step holds,
+and on a slow machine it is most of the CPU outside the models (2026-12-01: ~5 % of a core,
+~0.2 CPU-s of a turn every 4 s); ``non_model_cpu_s_per_turn_beyond_floor`` takes it out, so
+that what the turns themselves add shows apart from what the machine charges for running
+the app at all. Issue 51's goal reads the figure with the floor in.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +28,7 @@ from loadtests._cpu_attribution import attribution_between, attribution_text
 from loadtests._cpu_time import cpu_between
 
 if TYPE_CHECKING:
+    from loadtests._capacity_probe import ReplicaProbe
     from loadtests._cpu_time import CpuSnapshot
 
 MACHINE, RUNNER, UNATTRIBUTED = "machine", "runner (load generator)", "unattributed"
@@ -71,6 +81,16 @@ def model_threads(threads: Mapping[str, Mapping[str, float]]) -> dict[str, float
     return {group: seconds for group, seconds in inside.items() if seconds > 0}
 
 
+def _outside_model_groups(spent: Mapping[str, float]) -> float:
+    """The CPU-seconds (or seconds a turn) of the groups that are not a model deployment."""
+    return sum(v for group, v in spent.items() if group not in MODEL_GROUPS)
+
+
+def _model_thread_s(attributed: Mapping[str, Any] | None) -> float:
+    """CPU-seconds of the model threads inside those groups (``cpu_attribution``)."""
+    return sum(model_threads((attributed or {}).get("threads") or {}).values())
+
+
 def non_model_per_turn(step: dict[str, Any]) -> float | None:
     """CPU-seconds per voice turn of everything but the models (issue 51's measure): the
     groups that are not a model deployment, less the model threads inside them; the
@@ -79,9 +99,37 @@ def non_model_per_turn(step: dict[str, Any]) -> float | None:
     turns = step.get("completed_turns") or 0
     if not per_turn or not turns:
         return None
-    rest = sum(v for group, v in per_turn.items() if group not in MODEL_GROUPS)
-    threads = (step.get("cpu_attribution") or {}).get("threads") or {}
-    return round(rest - sum(model_threads(threads).values()) / turns, 4)
+    threads = _model_thread_s(step.get("cpu_attribution"))
+    return round(_outside_model_groups(per_turn) - threads / turns, 4)
+
+
+async def idle_floor(probe: ReplicaProbe, seconds: float) -> dict[str, Any]:
+    """The app's floor: ``seconds`` with nobody talking (the module docstring), per group
+    and outside the models, in % of a core."""
+    before = await asyncio.to_thread(probe.snapshot)
+    await asyncio.sleep(seconds)
+    after = await asyncio.to_thread(probe.snapshot)
+    return floor_section(before, after)
+
+
+def floor_section(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
+    """:func:`idle_floor`'s figures from its two snapshots."""
+    seconds = max(after.t - before.t, 1e-9)
+    spent = cpu_between(before, after)
+    rest = _outside_model_groups(spent) - _model_thread_s(attribution_between(before, after))
+    return {"seconds": round(seconds, 1),
+            "cpu_percent": {group: round(100 * v / seconds, 3) for group, v in spent.items()},
+            "non_model_cpu_percent": round(100 * max(0.0, rest) / seconds, 3)}
+
+
+def beyond_floor(step: dict[str, Any], floor: dict[str, Any] | None) -> float | None:
+    """A step's CPU-seconds per turn outside the models less what the floor's rate spent
+    over the step (None without a floor, or turns)."""
+    value, turns = non_model_per_turn(step), step.get("completed_turns") or 0
+    if value is None or floor is None or not turns:
+        return None
+    seconds = step["t_end"] - step["t_start"]
+    return round(value - floor["non_model_cpu_percent"] / 100 * seconds / turns, 4)
 
 
 #: where :func:`cpu_between_models` puts a group's model threads
@@ -101,10 +149,12 @@ def cpu_between_models(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, flo
 
 
 def profile_section(steps: list[dict[str, Any]], held: int | None,
-                    idle: dict[str, Any] | None) -> dict[str, Any]:
+                    idle: dict[str, Any] | None,
+                    floor: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's ``profile``: per stage, CPU-seconds per voice turn (one session; the
-    largest step held; the largest step run) and CPU % per idle session; null where a
-    figure was not measured."""
+    largest step held; the largest step run) and CPU % per idle session; the app's floor
+    and each step's figure outside the models with and without it; null where a figure
+    was not measured."""
     one = next((s for s in steps if s["sessions"] == 1), None)
     at_held = next((s for s in steps if held is not None and s["sessions"] == held), None)
     largest = max(steps, key=lambda s: s["sessions"], default=None)
@@ -119,6 +169,9 @@ def profile_section(steps: list[dict[str, Any]], held: int | None,
         "idle_sessions": (idle or {}).get("connected"),
         "non_model_cpu_s_per_turn": {str(step["sessions"]): non_model_per_turn(step)
                                      for step in steps},
+        "idle_floor": floor,
+        "non_model_cpu_s_per_turn_beyond_floor": {str(step["sessions"]): beyond_floor(step, floor)
+                                                  for step in steps},
         "stages": {name: {"cpu_s_per_turn_one_session": per_one.get(name),
                           "cpu_s_per_turn_held_step": per_held.get(name),
                           "cpu_s_per_turn_largest_step": per_largest.get(name),
@@ -148,6 +201,14 @@ def profile_table(profile: dict[str, Any]) -> str:
                      f"{cell(row['cpu_percent_per_idle_session'], 22, 3)}")
     if not profile["stages"]:
         lines.append("(no process sampled: nothing to profile)")
+    if floor := profile.get("idle_floor"):
+        beyond = profile.get("non_model_cpu_s_per_turn_beyond_floor") or {}
+        lines.append(f"the app with nobody talking ({floor['seconds']:g} s before the steps): "
+                     f"{sum(floor['cpu_percent'].values()):.2f} % of a core, "
+                     f"{floor['non_model_cpu_percent']:.2f} outside the models; outside the "
+                     "models a turn, with that floor / beyond it: " + ", ".join(
+                         f"@{n} {with_floor} / {beyond.get(n)}" for n, with_floor
+                         in profile["non_model_cpu_s_per_turn"].items()))
     return "\n".join(lines)
 
 

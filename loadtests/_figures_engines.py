@@ -35,6 +35,11 @@ def num(value: Any, unit: str = "", digits: int = 0) -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+def spread(found: Any) -> str:
+    """``"p50 / p95"`` of a percentiles dict (a dash for each one missing)."""
+    return f"{num(get(found, 'p50'))} / {num(get(found, 'p95'))}"
+
+
 def threads(figures: dict[str, Any]) -> Iterator[Row]:
     counts = [str(n) for n in figures.get("threads") or []]
     busy = figures.get("busy") or 0

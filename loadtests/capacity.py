@@ -39,7 +39,10 @@ and, less the idle session's, ``media_cpu_percent_per_call``: what the WebRTC me
 (Opus decode and encode, RTP, SRTP) costs per call.
 The report's ``stage_profile`` sums it up per group: CPU-seconds per voice turn in the
 one-session step, in the largest step held and in the largest step run, and CPU % per idle
-session; the run ends by printing it as a table.
+session; the run ends by printing it as a table. Before the steps, ``--floor-s`` (15 s)
+with nobody talking give the app's floor (``stage_profile.idle_floor``), and each step's
+CPU-seconds a turn outside the models comes with and without it
+(``non_model_cpu_s_per_turn``, issue 51's figure; ``…_beyond_floor``).
 
 Writes ``reports/<out>.json`` and ``reports/<out>_steps.png`` / ``_timeline.png``. Each
 step also records the machine's load average: a step taken while other work ran beside
@@ -82,10 +85,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtests._capacity_calls import MAX_IDLE_CALLS, calls_phase
+from loadtests._capacity_headline import bound_caution, headline
 from loadtests._capacity_idle import MAX_IDLE_SESSIONS, idle_phase
 from loadtests._capacity_plot import plot
 from loadtests._capacity_probe import ReplicaProbe
-from loadtests._capacity_profile import profile_section, profile_table, steps_lines
+from loadtests._capacity_profile import idle_floor, profile_section, profile_table, steps_lines
 from loadtests._cpu_attribution import attribution_between
 from loadtests._cpu_time import CpuSnapshot, cpu_between, machine_between, per_unit
 from loadtests._report import (
@@ -370,40 +374,6 @@ async def sample_loop(probe: ReplicaProbe, run: Run, samples: list[dict[str, Any
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def headline(steps: list[dict[str, Any]], measure: str = "voice_to_voice_ms",
-             ) -> tuple[float | None, int | None]:
-    """(idle p95, sessions held) of ``measure``: see the module docstring."""
-    if not steps or not steps[0][measure]:
-        return None, None
-    idle = steps[0][measure]["p95"]
-    held = None
-    for step in steps:
-        v2v = step[measure]
-        if (v2v is None or v2v["p95"] > 2 * idle or step["failed_turns"] or step["refusals"]):
-            break
-        held = step["sessions"]
-    return idle, held
-
-
-#: a one-session step whose p95 is past this many times its p50 holds an outlier turn (a
-#: misheard question that waited ``turn_incomplete_ms``): twice that p95 is a loose bound
-LOOSE_BOUND_RATIO = 2.0
-
-
-def bound_caution(steps: list[dict[str, Any]], measure: str = "voice_to_voice_ms",
-                  ) -> str | None:
-    """What to say beside "held" when the one-session step's p95 is an outlier's (a few
-    turns a step make its p95 its slowest turn), else None."""
-    if not steps or not steps[0][measure]:
-        return None
-    alone = steps[0][measure]
-    if alone["p95"] <= LOOSE_BOUND_RATIO * alone["p50"]:
-        return None
-    return (f"caution: the one-session p95 ({alone['p95']:.0f} ms) is over "
-            f"{LOOSE_BOUND_RATIO:g}× its p50 ({alone['p50']:.0f} ms): an outlier turn sets "
-            "the bound, so read the sessions held beside each step's p95")
-
-
 async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
                   deadline: float) -> dict[str, Any]:
     steps = [int(s) for s in args.steps.split(",")]
@@ -426,6 +396,7 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         sampler = asyncio.create_task(sample_loop(probe, run, samples, stop))
         warm = StepStats(0)
         await run.user(warm, time.monotonic() + 1, args.seed)  # one turn: caches, prompt
+        floor = await idle_floor(probe, args.floor_s) if args.floor_s > 0 else None
         idle = None
         calls = None
         cut_short = False
@@ -502,7 +473,7 @@ async def measure(url: str, args: argparse.Namespace, probe: ReplicaProbe,
         "headline": (f"{held} concurrent sessions held with {label} p95 ≤ 2× idle "
                      f"({idle_p95:.0f} ms)") if held and idle_p95 else "no step met the bound",
         "bound_caution": bound_caution(summaries, measured),
-        "stage_profile": profile_section(summaries, held, idle),
+        "stage_profile": profile_section(summaries, held, idle, floor),
         "steps": summaries,
         "idle_sessions": idle,
         "idle_calls": calls,
@@ -566,6 +537,8 @@ def main() -> None:
     parser.add_argument("--turns-per-session", type=int, default=TURNS_PER_SESSION)
     parser.add_argument("--think-s", default=",".join(f"{s:g}" for s in THINK_S),
                         help="min,max seconds between turns")
+    parser.add_argument("--floor-s", type=float, default=15.0, help="seconds with nobody "
+                        "talking before the steps: the app's floor (0: none)")
     parser.add_argument("--idle-sessions", type=int, default=0, metavar="N",
                         help="before the steps, N hands-free sessions sending silence in "
                         f"real time (1..{MAX_IDLE_SESSIONS}; 0: no idle phase)")
@@ -595,7 +568,7 @@ def main() -> None:
         # a guard, not a measure (under the smoke test's 240 s): the suite runs every smoke
         # at once, and 120 s left too little for the calls phase on a busy machine
         args.turns_per_session, args.think_s, args.budget_s = 2, "0.1,0.2", 200.0
-        args.idle_sessions, args.idle_s, args.idle_baseline_s = 2, 1.0, 0.5
+        args.idle_sessions, args.idle_s, args.idle_baseline_s, args.floor_s = 2, 1.0, 0.5, 0.5
         args.idle_calls = 1
         args.bystander_s = 1.0
     if not 0 <= args.idle_sessions <= MAX_IDLE_SESSIONS:

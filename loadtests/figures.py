@@ -44,6 +44,8 @@ from loadtests._figures_engines import (
 )
 from loadtests._figures_engines import get as _get
 from loadtests._figures_engines import num as _num
+from loadtests._figures_engines import spread as _spread
+from loadtests._figures_load import capacity_rows, peers_rows
 from loadtests._report import reports_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,10 +125,6 @@ def _latency_parts(figures: dict[str, Any]) -> Iterator[Row]:
                        "question, p50 ms", f"{added:+.1f}", "")
 
 
-def _spread(found: Any) -> str:
-    return f"{_num(_get(found, 'p50'))} / {_num(_get(found, 'p95'))}"
-
-
 def _parts(parts: Any) -> str:
     return " / ".join(name.replace("_", " ") for name in (parts or {}))
 
@@ -179,58 +177,6 @@ def _turns(measures: dict[str, Any]) -> str:
             f"{_num(measures.get('barge_ins'))}")
 
 
-def _peers(figures: dict[str, Any]) -> Iterator[Row]:
-    for name, side in (figures.get("frameworks") or {}).items():
-        alone = side.get("alone") or {}
-        cpu = alone.get("cpu_s_per_turn") or {}
-        yield (f"{name}: voice-to-voice p50 / p95 alone, ms",
-               _spread(alone.get("voice_to_voice_ms")), "")
-        yield (f"{name}: CPU-s per voice turn alone, all processes (models + the rest)",
-               f"{_num(cpu.get('all_processes'), digits=2)} ({_num(cpu.get('models'), digits=2)}"
-               f" + {_num(cpu.get('rest'), digits=2)})",
-               "the rest ≤ 0.25" if name == "voxline" else "")
-        yield (f"{name}: sessions held at p95 ≤ 2× alone", _num(side.get("sessions_held")), "")
-        if steps := side.get("steps"):
-            last = steps[-1]
-            yield (f"{name}: at {last.get('sessions')} sessions, turns done / failed; "
-                   "voice-to-voice p95, ms",
-                   f"{_num(last.get('completed_turns'))} / {_num(last.get('failed_turns'))}; "
-                   f"{_num(_get(last, 'voice_to_voice_ms', 'p95'))}", "")
-    for name, goal in (_get(figures, "comparison", "goals") or {}).items():
-        yield (f"Voxline ÷ Pipecat: {name.replace('_', ' ')}",
-               _num(goal.get("measured"), digits=3), goal.get("goal", ""))
-
-
-def _capacity(figures: dict[str, Any]) -> Iterator[Row]:
-    yield ("voice sessions held at voice-to-voice p95 ≤ 2× one session",
-           _num(figures.get("sessions_held")), "≥ 8")
-    profile = figures.get("stage_profile") or {}
-    for step in figures.get("steps") or []:
-        sessions = step.get("sessions")
-        yield (f"at {sessions} session(s): voice-to-voice p50 / p95, ms; turns done / failed"
-               " / refused",
-               f"{_spread(step.get('voice_to_voice_ms'))}; "
-               f"{_num(step.get('completed_turns'))} / {_num(step.get('failed_turns'))} / "
-               f"{_num(step.get('refusals'))}", "p50 ≤ 500 alone" if sessions == 1 else "")
-        yield (f"at {sessions} session(s): CPU-s per voice turn, all but the models "
-               "(the whole machine)",
-               f"{_num(_get(profile, 'non_model_cpu_s_per_turn', str(sessions)), digits=2)} "
-               f"({_num(step.get('machine_cpu_s_per_turn'), digits=2)})", "≤ 0.25")
-    idle = figures.get("idle_sessions") or {}
-    if idle:
-        yield ("the idle app, then one idle hands-free session sending silence: % of a core "
-               "(the whole machine)",
-               f"{_num(_get(idle, 'machine_cpu_percent', 'no_session'), digits=1)}, then "
-               f"{_num(_get(idle, 'machine_cpu_percent', 'per_idle_session'), digits=2)} "
-               "each", "")
-    calls = figures.get("idle_calls") or {}
-    if calls:
-        yield ("one idle WebRTC call: % of a core at the Gateway; its media path's own "
-               "(less an idle socket session's)",
-               f"{_num(_get(calls, 'cpu_percent_per_idle_call', 'Gateway'), digits=2)}; "
-               f"{_num(_get(calls, 'media_cpu_percent_per_call', 'Gateway'), digits=2)}", "")
-
-
 def _pipeline(figures: dict[str, Any]) -> Iterator[Row]:
     yield ("CPU per token, streaming turn (scripted instant engines), µs",
            _num(_get(figures, "cost", "per_token_us_streaming"), digits=1), "< 50")
@@ -279,8 +225,8 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_limits": judged,
     "log_footprint": log_footprint,
     "bench_evaluate": _evaluate,
-    "bench_peers": _peers,
-    "capacity": _capacity,
+    "bench_peers": peers_rows,
+    "capacity": capacity_rows,
 }
 
 

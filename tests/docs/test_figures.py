@@ -196,3 +196,14 @@ def test_the_capacity_rows_show_the_idle_floor_and_an_idle_call(tmp_path: Path) 
     assert "one idle hands-free session sending silence: % of a core (the whole machine) " \
            "| 12.6, then 1.23 each |" in table
     assert "its media path's own (less an idle socket session's) | 3.90; — |" in table
+
+
+def test_the_capacity_rows_show_the_apps_floor_and_each_step_beyond_it(tmp_path: Path) -> None:
+    report(tmp_path, "capacity", {
+        "sessions_held": 4,
+        "steps": [{"sessions": 1}, {"sessions": 4}],
+        "stage_profile": {"non_model_cpu_s_per_turn": {"1": 0.31, "4": 0.18},
+                          "idle_floor": {"seconds": 15.0, "non_model_cpu_percent": 4.87},
+                          "non_model_cpu_s_per_turn_beyond_floor": {"1": 0.12, "4": None}}})
+    table = figures.table(tmp_path)
+    assert "then each step's CPU-s per voice turn beyond that floor | 4.87; 0.12 / — |" in table

@@ -117,3 +117,34 @@ def test_the_stages_threads_in_the_gateway_count_as_models() -> None:
     before = snap(0.0, 10.0, {"gateway-loop": 4.0, "llama-cpp": 6.0})
     after = snap(10.0, 16.0, {"gateway-loop": 5.0, "llama-cpp": 9.0, "piper-tts": 2.0})
     assert cpu_between_models(before, after) == {"Gateway": 1.0, "Gateway models": 5.0}
+
+
+def test_the_floor_is_the_idle_apps_rate_outside_the_models_and_each_step_less_it() -> None:
+    """The app's floor (a window with nobody talking) in % of a core, and a step's figure
+    outside the models less what that rate spent over the step's seconds."""
+    from loadtests._capacity_profile import beyond_floor, floor_section, profile_table
+    from loadtests._cpu_time import CpuSnapshot, ProcCpu
+
+    def snap(at: float, gateway: float, named: dict[str, float]) -> CpuSnapshot:
+        machine = snapshot(at, 0.0, {GATEWAY: ProcTimes("ray::ServeRepli", gateway, 0.0)},
+                           {GATEWAY: named})
+        return CpuSnapshot(at, {GATEWAY: ProcCpu("Gateway", gateway)}, machine_s=at,
+                           runner_s=0.0, runner_pid=99, machine=machine)
+
+    # 20 s idle: the Gateway 0.8 CPU-s, of which its (idle) LLM thread 0.2
+    floor = floor_section(snap(0.0, 10.0, {"gateway-loop": 4.0, "llama-cpp": 6.0}),
+                          snap(20.0, 10.8, {"gateway-loop": 4.6, "llama-cpp": 6.2}))
+    assert floor["seconds"] == 20.0
+    assert floor["cpu_percent"] == {"Gateway": pytest.approx(4.0)}
+    assert floor["non_model_cpu_percent"] == pytest.approx(3.0)
+    # 10 turns in 40 s, 0.3 CPU-s a turn outside the models: the floor is 1.2 CPU-s of them
+    step = {"sessions": 1, "completed_turns": 10, "t_start": 5.0, "t_end": 45.0,
+            "cpu_s_per_turn": {"Gateway": 0.3}, "cpu_attribution": None}
+    assert beyond_floor(step, floor) == pytest.approx(0.3 - 0.12)
+    assert beyond_floor(step, None) is None
+    assert beyond_floor({**step, "completed_turns": 0}, floor) is None
+    table = profile_table({"held_step_sessions": 1, "largest_step_sessions": 1,
+                           "idle_sessions": None, "stages": {}, "idle_floor": floor,
+                           "non_model_cpu_s_per_turn": {"1": 0.3},
+                           "non_model_cpu_s_per_turn_beyond_floor": {"1": 0.18}})
+    assert "4.00 % of a core, 3.00 outside the models" in table and "@1 0.3 / 0.18" in table
