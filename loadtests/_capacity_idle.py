@@ -211,9 +211,7 @@ async def measure_crowd(
     each: connect through ``gate``, count, hold until ``stop``) connected a few at a time,
     a second for the last ones to settle, and the measured window of ``seconds``;
     ``beside`` runs after it while they still hold (its work is not in the window)."""
-    base_start = await asyncio.to_thread(probe.snapshot)
-    await asyncio.sleep(baseline_s)
-    base_end = await asyncio.to_thread(probe.snapshot)
+    baseline = await probe.window(baseline_s)
     counts = IdleCounts(expected=size)
     stop = asyncio.Event()
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
@@ -223,9 +221,7 @@ async def measure_crowd(
         await asyncio.wait_for(counts.settled.wait(), connect_deadline - time.monotonic())
     await asyncio.sleep(1.0)  # the last ones' first frames, the Gateway's per-client setup
     connected, frames0, events0 = counts.connected, counts.frames, Counter(counts.events)
-    start = await asyncio.to_thread(probe.snapshot)
-    await asyncio.sleep(seconds)
-    end = await asyncio.to_thread(probe.snapshot)
+    window = await probe.window(seconds)
     frames, events = counts.frames - frames0, counts.events - events0
     result = await beside() if beside is not None else None
     connected_at_end = counts.connected - counts.dropped
@@ -234,8 +230,7 @@ async def measure_crowd(
     for task in late:  # still connecting after all this: not waited for further
         task.cancel()
     await asyncio.gather(*late, return_exceptions=True)
-    return Crowd(counts, (base_start, base_end), (start, end), connected, connected_at_end,
-                 frames, events, result)
+    return Crowd(counts, baseline, window, connected, connected_at_end, frames, events, result)
 
 
 async def idle_phase(client: VoxlineClient, probe: ReplicaProbe, sessions: int,

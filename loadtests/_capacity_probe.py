@@ -18,6 +18,7 @@ the scripted-engine Gateway child).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -197,6 +198,13 @@ class ReplicaProbe:
                                machine_s=machine.busy_s,
                                runner_s=runner.user + runner.system,
                                runner_pid=self._runner.pid, machine=machine)
+
+    async def window(self, seconds: float) -> tuple[CpuSnapshot, CpuSnapshot]:
+        """Snapshots either side of ``seconds`` of waiting (each read off the event loop:
+        a read walks every process of the app)."""
+        before = await asyncio.to_thread(self.snapshot)
+        await asyncio.sleep(seconds)
+        return before, await asyncio.to_thread(self.snapshot)
 
     def pids(self) -> dict[str, list[int]]:
         return {name: [p.pid for p in procs] for name, procs in self.replica_processes().items()}

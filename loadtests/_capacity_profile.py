@@ -20,7 +20,6 @@ the app at all. Issue 51's goal reads the figure with the floor in.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -106,10 +105,7 @@ def non_model_per_turn(step: dict[str, Any]) -> float | None:
 async def idle_floor(probe: ReplicaProbe, seconds: float) -> dict[str, Any]:
     """The app's floor: ``seconds`` with nobody talking (the module docstring), per group
     and outside the models, in % of a core."""
-    before = await asyncio.to_thread(probe.snapshot)
-    await asyncio.sleep(seconds)
-    after = await asyncio.to_thread(probe.snapshot)
-    return floor_section(before, after)
+    return floor_section(*await probe.window(seconds))
 
 
 def floor_section(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
